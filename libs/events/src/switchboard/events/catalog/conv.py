@@ -1,0 +1,220 @@
+"""Conversation events: what customers wrote, normalized across channels (stream ``CONV``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from switchboard.events.base import Event
+from switchboard.events.catalog.common import Channel, Chat, MediaFile, Sender, Value
+from switchboard.events.ids import derived
+from switchboard.events.registry import register
+
+
+class TextContent(Value):
+    kind: Literal["text"] = "text"
+    text: str
+
+
+class _Media(Value):
+    caption: str | None = None
+    file: MediaFile
+    sizes: tuple[MediaFile, ...] = Field(default=(), description="other sizes (photos)")
+
+
+class PhotoContent(_Media):
+    kind: Literal["photo"] = "photo"
+
+
+class VideoContent(_Media):
+    kind: Literal["video"] = "video"
+
+
+class AudioContent(_Media):
+    kind: Literal["audio"] = "audio"
+    title: str | None = None
+    performer: str | None = None
+
+
+class VoiceContent(_Media):
+    kind: Literal["voice"] = "voice"
+
+
+class DocumentContent(_Media):
+    kind: Literal["document"] = "document"
+
+
+class AnimationContent(_Media):
+    kind: Literal["animation"] = "animation"
+
+
+class StickerContent(_Media):
+    kind: Literal["sticker"] = "sticker"
+    emoji: str | None = None
+    set_name: str | None = None
+
+
+class LocationContent(Value):
+    kind: Literal["location"] = "location"
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    title: str | None = None
+    address: str | None = None
+
+
+class ContactContent(Value):
+    kind: Literal["contact"] = "contact"
+    phone: str
+    first_name: str | None = None
+    last_name: str | None = None
+    user_id: str | None = None
+    vcard: str | None = None
+
+
+class UnsupportedContent(Value):
+    """A valid provider message of a kind the catalog does not model yet: never dropped."""
+
+    kind: Literal["unsupported"] = "unsupported"
+    provider_kind: str = Field(description="the provider's own name for the kind")
+    raw_ref: str | None = Field(None, description="id of the RAW message holding the payload")
+
+
+Content = Annotated[
+    TextContent
+    | PhotoContent
+    | VideoContent
+    | AudioContent
+    | VoiceContent
+    | DocumentContent
+    | AnimationContent
+    | StickerContent
+    | LocationContent
+    | ContactContent
+    | UnsupportedContent,
+    Field(discriminator="kind"),
+]
+
+
+class ProviderIds(Value):
+    """The provider's own identifiers of the message and the delivery that carried it."""
+
+    message_id: str = Field(min_length=1)
+    update_id: str | None = None
+    raw_id: str | None = Field(None, description="ce-id of the RAW message")
+
+
+@register("conv.message_received", 1)
+class MessageReceived(Event):
+    """A customer's message arrived on a channel account. Emitted by the ingest normalizer
+    once per provider message (deterministic id from the provider's identity)."""
+
+    channel: Channel
+    account: str = Field(min_length=1)
+    chat: Chat
+    sender: Sender
+    content: Content
+    reply_to: str | None = Field(None, description="provider message id this one answers")
+    provider: ProviderIds
+    sent_at: datetime = Field(description="when the provider says the message was sent")
+    received_at: datetime = Field(description="when ingest accepted the webhook")
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account)
+
+    def ce_subject(self) -> str:
+        return conversation_key(self.channel, self.account, self.chat.id)
+
+    def deterministic_id(self) -> str | None:
+        # One conv event per RAW payload: reprocessing the same payload yields the same id.
+        return derived(self.provider.raw_id, "message_received") if self.provider.raw_id else None
+
+
+def conversation_key(channel: Channel | str, account: str, chat_id: str) -> str:
+    """The identity of a conversation: ``<channel>/<account>/<chat>``."""
+    return f"{Channel(channel).value}/{account}/{chat_id}"
+
+
+class _ConvEvent(Event):
+    channel: Channel
+    account: str = Field(min_length=1)
+    chat: Chat
+    provider: ProviderIds
+    received_at: datetime = Field(description="when ingest accepted the webhook")
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account)
+
+    def ce_subject(self) -> str:
+        return conversation_key(self.channel, self.account, self.chat.id)
+
+    def deterministic_id(self) -> str | None:
+        return (
+            derived(self.provider.raw_id, self.name.split(".")[1]) if self.provider.raw_id else None
+        )
+
+
+@register("conv.message_edited", 1)
+class MessageEdited(_ConvEvent):
+    """A customer edited a message they sent earlier; ``content`` is the new version and
+    ``provider.message_id`` names the message that changed."""
+
+    sender: Sender | None = None
+    content: Content
+    edited_at: datetime
+
+
+@register("conv.message_deleted", 1)
+class MessageDeleted(_ConvEvent):
+    """Messages were deleted in a chat (MTProto channels, providers that report deletions)."""
+
+    message_ids: tuple[str, ...] = Field(min_length=1)
+    deleted_at: datetime
+
+
+@register("conv.callback_received", 1)
+class CallbackReceived(_ConvEvent):
+    """A customer pressed an inline button; ``data`` is the button's callback data."""
+
+    sender: Sender
+    callback_id: str = Field(min_length=1)
+    data: str | None = None
+    message_id: str | None = Field(None, description="the message carrying the button")
+
+
+class ContactStatus(StrEnum):
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    BLOCKED = "blocked"
+    UNBLOCKED = "unblocked"
+    CONVERSATION_STARTED = "conversation_started"
+
+
+@register("conv.contact_status_changed", 1)
+class ContactStatusChanged(_ConvEvent):
+    """A customer subscribed, unsubscribed, blocked or unblocked the account, or opened a
+    conversation (Viber). Sends to a blocked chat fail permanently until unblocked."""
+
+    sender: Sender
+    status: ContactStatus
+    at: datetime
+
+
+@register("conv.update_unsupported", 1)
+class UpdateUnsupported(Event):
+    """A valid provider update of a kind not modelled yet: recorded, never silently dropped;
+    ``raw_id`` points at the payload in ``RAW`` so it can be re-normalized later."""
+
+    channel: Channel
+    account: str = Field(min_length=1)
+    provider_kind: str = Field(min_length=1)
+    raw_id: str = Field(min_length=1)
+    received_at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account)
+
+    def deterministic_id(self) -> str:
+        return derived(self.raw_id, "update_unsupported")

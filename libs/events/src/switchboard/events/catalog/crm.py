@@ -1,0 +1,121 @@
+"""CRM aggregate events (stream ``CRM``, kept forever: the source of truth for contacts and
+leads). Subjects end with the aggregate id, so ``crm.*.*.<id>`` is one aggregate's history
+and appends can use optimistic concurrency on it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import Field
+
+from switchboard.events.base import Event
+from switchboard.events.catalog.common import Channel, Value
+from switchboard.events.registry import register
+
+
+class Identity(Value):
+    """One way to reach a person on a channel."""
+
+    channel: Channel
+    external_id: str = Field(min_length=1, description="provider user id / phone / viber id")
+    account: str | None = None
+    username: str | None = None
+    phone: str | None = None
+
+
+class _ContactEvent(Event):
+    contact_id: str = Field(min_length=1)
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.contact_id,)
+
+    def ce_subject(self) -> str:
+        return self.contact_id
+
+
+class _LeadEvent(Event):
+    lead_id: str = Field(min_length=1)
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.lead_id,)
+
+    def ce_subject(self) -> str:
+        return self.lead_id
+
+
+@register("crm.contact_created", 1)
+class ContactCreated(_ContactEvent):
+    """A new person became a contact, usually on their first message from an unknown identity."""
+
+    display_name: str | None = None
+    phone: str | None = None
+    identities: tuple[Identity, ...] = Field(min_length=1)
+    source_channel: Channel
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+@register("crm.contact_identity_linked", 1)
+class ContactIdentityLinked(_ContactEvent):
+    """Another channel identity was recognised as the same person (e.g. same phone)."""
+
+    identity: Identity
+    matched_by: str = Field(description="phone, username, manual, ...")
+
+
+@register("crm.contact_updated", 1)
+class ContactUpdated(_ContactEvent):
+    """Attributes, tags or notes of a contact changed; only the listed keys changed."""
+
+    display_name: str | None = None
+    phone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags_added: tuple[str, ...] = ()
+    tags_removed: tuple[str, ...] = ()
+    note: str | None = None
+
+
+@register("crm.contact_merged", 1)
+class ContactMerged(_ContactEvent):
+    """``merged_contact_id`` was folded into ``contact_id``, which keeps everything."""
+
+    merged_contact_id: str = Field(min_length=1)
+
+
+@register("crm.contact_erased", 1)
+class ContactErased(_ContactEvent):
+    """The person's personal data must be removed from every projection, now and on rebuild."""
+
+    requested_by: str | None = None
+
+
+@register("crm.lead_created", 1)
+class LeadCreated(_LeadEvent):
+    """A lead opened for a contact (by rule, e.g. the first inbound message, or by hand)."""
+
+    contact_id: str = Field(min_length=1)
+    stage: str = Field(min_length=1)
+    source_channel: Channel | None = None
+    campaign_id: str | None = None
+    value: Decimal | None = None
+    currency: str | None = Field(None, min_length=3, max_length=3)
+    assignee: str | None = None
+
+
+@register("crm.lead_stage_changed", 1)
+class LeadStageChanged(_LeadEvent):
+    """A lead moved from one stage to another."""
+
+    contact_id: str = Field(min_length=1)
+    from_stage: str
+    to_stage: str = Field(min_length=1)
+    by: str | None = None
+    reason: str | None = None
+    value: Decimal | None = None
+
+
+@register("crm.lead_assigned", 1)
+class LeadAssigned(_LeadEvent):
+    """A lead got a new assignee (None: unassigned)."""
+
+    assignee: str | None = None

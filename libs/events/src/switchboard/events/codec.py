@@ -1,0 +1,130 @@
+"""Encoding models to NATS messages and decoding them back to the latest version."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from switchboard.events.base import Message
+from switchboard.events.envelope import DEFAULT_WORKSPACE, Envelope, EnvelopeError
+from switchboard.events.ids import new_id
+from switchboard.events.registry import UnknownMessageError, model_for, upcast
+
+_TYPE = re.compile(r"^switchboard\.([a-z0-9_]+\.[a-z0-9_]+)\.v([1-9][0-9]*)$")
+
+
+class DecodeError(ValueError):
+    """A message that cannot become a catalog model; ``reason`` says precisely why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """What goes on the wire."""
+
+    subject: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded message with its envelope; ``model`` is always the latest version."""
+
+    envelope: Envelope
+    model: Message
+    wire_version: int
+
+
+def encode(
+    model: Message,
+    *,
+    source: str,
+    id: str | None = None,
+    workspace_id: str = DEFAULT_WORKSPACE,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    time: datetime | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
+    cause: Envelope | None = None,
+) -> Encoded:
+    """Encode a model: subject from the model, CloudEvents headers, JSON body.
+
+    The id defaults to the model's deterministic id, then to a random one. With ``cause`` the
+    new message inherits correlation, workspace and trace context and names it as causation.
+    """
+    event_id = id or model.deterministic_id() or new_id()
+    if cause is not None:
+        envelope = cause.caused(
+            id=event_id, type=model.type_name(), source=source, subject=model.ce_subject()
+        )
+    else:
+        envelope = Envelope(
+            id=event_id,
+            type=model.type_name(),
+            source=source,
+            time=time or datetime.now(UTC),
+            subject=model.ce_subject(),
+            workspace_id=workspace_id,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
+        )
+    body = model.model_dump_json(exclude_none=True).encode()
+    return Encoded(subject=model.subject(), headers=envelope.to_headers(), body=body)
+
+
+def parse_type(ce_type: str) -> tuple[str, int]:
+    """``switchboard.<domain>.<name>.v<N>`` -> (``<domain>.<name>``, N)."""
+    match = _TYPE.match(ce_type)
+    if match is None:
+        raise DecodeError(f"ce-type {ce_type!r} is not switchboard.<domain>.<name>.v<N>")
+    return match.group(1), int(match.group(2))
+
+
+def decode_message(subject: str, headers: dict[str, str] | None, body: bytes) -> Decoded:
+    """Decode a NATS message into its envelope and the latest version of its model."""
+    try:
+        envelope = Envelope.from_headers(headers)
+    except EnvelopeError as exc:
+        raise DecodeError(str(exc)) from None
+    name, version = parse_type(envelope.type)
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"body of {subject} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DecodeError(f"body of {subject} is not a JSON object")
+    try:
+        model_for(name, version)
+        latest, data = upcast(name, version, data)
+        model = model_for(name, latest).model_validate(data)
+    except UnknownMessageError as exc:
+        raise DecodeError(str(exc)) from None
+    except ValidationError as exc:
+        raise DecodeError(f"{name} v{version} does not validate: {_first_errors(exc)}") from None
+    return Decoded(envelope=envelope, model=model, wire_version=version)
+
+
+def decode(subject: str, headers: dict[str, str] | None, body: bytes) -> Message:
+    """Decode a NATS message to the latest version of its model (upcasters applied)."""
+    return decode_message(subject, headers, body).model
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

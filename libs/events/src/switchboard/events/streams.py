@@ -1,0 +1,110 @@
+"""The JetStream streams and KV buckets of DESIGN §2, declared once.
+
+Names and subjects are the contract; limits are defaults that deployments may override.
+Services provision these idempotently at start-up; ``deploy/k8s`` renders them as NACK
+resources from the same declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+DAY = 24 * 3600
+
+
+class Retention(StrEnum):
+    LIMITS = "limits"
+    WORK_QUEUE = "workqueue"
+    INTEREST = "interest"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One JetStream stream."""
+
+    name: str
+    subjects: tuple[str, ...]
+    retention: Retention
+    max_age_s: int  # 0 = forever
+    description: str
+    duplicate_window_s: int = 120
+    max_msg_size: int = 4 * 1024 * 1024
+    replicas: int = 1
+    deny_delete: bool = False
+    allow_direct: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    """One JetStream KV bucket."""
+
+    name: str
+    description: str
+    ttl_s: int = 0  # 0 = no expiry
+    history: int = 1
+    replicas: int = 1
+
+
+RAW = StreamSpec(
+    "RAW", ("raw.>",), Retention.LIMITS, 7 * DAY,
+    "verified provider payloads exactly as received (re-normalizable)",
+)  # fmt: skip
+CONV = StreamSpec(
+    "CONV", ("conv.>",), Retention.LIMITS, 365 * DAY,
+    "normalized conversation events, all channels",
+)  # fmt: skip
+CRM = StreamSpec(
+    "CRM", ("crm.>",), Retention.LIMITS, 0,
+    "CRM aggregate events (contacts, leads): the source of truth",
+    deny_delete=True,
+)  # fmt: skip
+OUTBOUND = StreamSpec(
+    "OUTBOUND", ("cmd.outbound.>",), Retention.WORK_QUEUE, 7 * DAY,
+    "send and campaign commands",
+)  # fmt: skip
+DELIVERY = StreamSpec(
+    "DELIVERY", ("delivery.>",), Retention.LIMITS, 365 * DAY,
+    "what happened to each outbound message",
+)  # fmt: skip
+MTPROTO = StreamSpec(
+    "MTPROTO", ("mtproto.>", "cmd.mtproto.>"), Retention.LIMITS, 90 * DAY,
+    "MTProto session lifecycle, channel posts, backfill progress",
+)  # fmt: skip
+DLQ = StreamSpec(
+    "DLQ", ("dlq.>",), Retention.LIMITS, 30 * DAY,
+    "poison messages with the error and the original headers",
+)  # fmt: skip
+
+STREAMS: tuple[StreamSpec, ...] = (RAW, CONV, CRM, OUTBOUND, DELIVERY, MTPROTO, DLQ)
+
+ACCOUNTS = BucketSpec("accounts", "channel accounts; secrets encrypted", history=5)
+RATELIMIT = BucketSpec("ratelimit", "shared rate-limit state and pauses", ttl_s=3600)
+LEASES = BucketSpec("leases", "single-owner leases (MTProto sessions)", ttl_s=30)
+
+BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES)
+
+
+def stream_for_subject(subject: str) -> StreamSpec:
+    """The stream that captures ``subject`` (first matching declaration)."""
+    for spec in STREAMS:
+        for pattern in spec.subjects:
+            if subject_matches(pattern, subject):
+                return spec
+    raise LookupError(f"no stream captures subject {subject!r}")
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` one token, ``>`` one or more trailing tokens."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def dlq_subject(original_subject: str) -> str:
+    """Where a poison message goes: ``dlq.<original subject>``."""
+    return f"dlq.{original_subject}"

@@ -1,0 +1,168 @@
+"""The accounts registry in the ``accounts`` KV bucket, shared by every service.
+
+A channel account (a Telegram bot, a WhatsApp number, ...) has public settings and secrets;
+secrets are stored only encrypted. Services keep a live cache fed by a KV watch, so changes
+take effect in running instances without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, Field
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.subjects import token
+from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.logging import get_logger, register_secret
+
+log = get_logger(__name__)
+
+
+class Account(BaseModel):
+    """A channel account. ``secrets`` are plaintext in memory only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    workspace_id: str = Field("default", min_length=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def key(self) -> str:
+        return account_key(self.channel, self.id)
+
+    def public(self) -> dict[str, Any]:
+        """What an API may show: settings, and the names (never values) of the secrets."""
+        data = self.model_dump(mode="json", exclude={"secrets"})
+        data["secrets"] = sorted(self.secrets)
+        return data
+
+
+def account_key(channel: Channel | str, account_id: str) -> str:
+    return f"{Channel(channel).value}.{token(account_id)}"
+
+
+class AccountStore:
+    """Reads and writes accounts in KV, encrypting secrets with the keyring."""
+
+    def __init__(self, kv: KeyValue, keyring: Keyring) -> None:
+        self.kv = kv
+        self.keyring = keyring
+
+    def _seal(self, account: Account) -> bytes:
+        data = account.model_dump(mode="json")
+        aad = account.key.encode()
+        data["secrets"] = {
+            name: self.keyring.encrypt(value.encode(), aad + b"/" + name.encode())
+            for name, value in account.secrets.items()
+        }
+        return json.dumps(data, sort_keys=True).encode()
+
+    def _open(self, key: str, raw: bytes) -> Account:
+        data = json.loads(raw)
+        aad = key.encode()
+        secrets = {
+            name: self.keyring.decrypt(value, aad + b"/" + name.encode()).decode()
+            for name, value in data.get("secrets", {}).items()
+        }
+        data["secrets"] = secrets
+        for value in secrets.values():
+            register_secret(value)
+        return Account.model_validate(data)
+
+    async def put(self, account: Account) -> Account:
+        account = account.model_copy(update={"updated_at": datetime.now(UTC)})
+        await self.kv.put(account.key, self._seal(account))
+        return account
+
+    async def get(self, channel: Channel | str, account_id: str) -> Account | None:
+        key = account_key(channel, account_id)
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        return self._open(key, entry.value)
+
+    async def delete(self, channel: Channel | str, account_id: str) -> bool:
+        key = account_key(channel, account_id)
+        if await self.get(channel, account_id) is None:
+            return False
+        await self.kv.purge(key)
+        return True
+
+    async def list(self) -> list[Account]:
+        try:
+            keys = await self.kv.keys()
+        except Exception:  # nats-py raises NoKeysError on an empty bucket
+            return []
+        accounts = []
+        for key in sorted(keys):
+            entry = await self.kv.get(key)
+            if entry.value:
+                accounts.append(self._open(key, entry.value))
+        return accounts
+
+    async def reencrypt_all(self) -> int:
+        """Rewrite every account with the active key (the last step of a key rotation)."""
+        count = 0
+        for account in await self.list():
+            await self.kv.put(account.key, self._seal(account))
+            count += 1
+        return count
+
+
+class AccountCache:
+    """A live, in-memory view of the registry fed by a KV watch."""
+
+    def __init__(self, store: AccountStore) -> None:
+        self.store = store
+        self._accounts: dict[str, Account] = {}
+        self.loaded = asyncio.Event()
+
+    def get(self, channel: Channel | str, account_id: str) -> Account | None:
+        return self._accounts.get(account_key(channel, account_id))
+
+    def all(self) -> list[Account]:
+        return list(self._accounts.values())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        watcher = await self.store.kv.watchall()
+        try:
+            while not stop.is_set():
+                try:
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                except TimeoutError:
+                    continue
+                except Exception as exc:
+                    if "timeout" in type(exc).__name__.lower():
+                        continue
+                    raise
+                if entry is None:  # end of the initial values
+                    self.loaded.set()
+                    continue
+                self._apply(entry.key, entry.value, entry.operation)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
+        if operation in ("DEL", "PURGE") or not value:
+            self._accounts.pop(key, None)
+            return
+        try:
+            self._accounts[key] = self.store._open(key, value)
+        except Exception as exc:
+            log.error("unreadable account in registry", key=key, error=str(exc))

@@ -1,0 +1,174 @@
+"""The bus: a NatsClient connection, idempotent provisioning of the catalog's streams and buckets,
+and publishing catalog messages with trace context and a JetStream ack."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+
+from switchboard.events import Envelope, Message, encode
+from switchboard.events.streams import BUCKETS, STREAMS, BucketSpec, Retention, StreamSpec
+from switchboard.runtime.logging import get_logger
+from switchboard.runtime.tracing import inject_headers, produce_span
+
+log = get_logger(__name__)
+
+_RETENTION = {
+    Retention.LIMITS: RetentionPolicy.LIMITS,
+    Retention.WORK_QUEUE: RetentionPolicy.WORK_QUEUE,
+    Retention.INTEREST: RetentionPolicy.INTEREST,
+}
+
+
+def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
+    """The nats-py config of a catalog stream."""
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        description=spec.description,
+        retention=_RETENTION[spec.retention],
+        max_age=float(spec.max_age_s),
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=float(spec.duplicate_window_s),
+        max_msg_size=spec.max_msg_size,
+        num_replicas=max(replicas, spec.replicas),
+        deny_delete=spec.deny_delete,
+        allow_direct=spec.allow_direct,
+    )
+
+
+def bucket_config(spec: BucketSpec, replicas: int = 1) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=spec.name,
+        description=spec.description,
+        history=spec.history,
+        ttl=float(spec.ttl_s) if spec.ttl_s else None,
+        storage=StorageType.FILE,
+        replicas=max(replicas, spec.replicas),
+    )
+
+
+@dataclass
+class Bus:
+    """A connected NatsClient client with its JetStream context."""
+
+    nc: NatsClient
+    js: JetStreamContext
+    source: str
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, name: str, source: str | None = None, user: str | None = None,
+        password: str | None = None, creds: str | None = None, connect_timeout: float = 5.0,
+    ) -> Bus:  # fmt: skip
+        """Connect with unlimited reconnects (the bus coming back must not need a restart)."""
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats error", error=str(exc))
+
+        async def on_disconnect() -> None:
+            log.warning("nats disconnected")
+
+        async def on_reconnect() -> None:
+            log.info("nats reconnected")
+
+        nc = await nats.connect(
+            servers=[u.strip() for u in url.split(",")],
+            name=name,
+            user=user,
+            password=password,
+            user_credentials=creds,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+        return cls(nc=nc, js=nc.jetstream(), source=source or f"switchboard://{name}")
+
+    async def provision(self, replicas: int = 1) -> None:
+        """Create or update every stream and bucket of the catalog; safe to run concurrently."""
+        for spec in STREAMS:
+            await self.ensure_stream(spec, replicas)
+        for bucket in BUCKETS:
+            await self.ensure_bucket(bucket, replicas)
+
+    async def ensure_stream(self, spec: StreamSpec, replicas: int = 1) -> None:
+        config = stream_config(spec, replicas)
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            # Exists (maybe created by another instance): bring limits in line. Some fields
+            # (retention, storage) cannot change in place; keep the stream and say so.
+            try:
+                await self.js.update_stream(config)
+            except BadRequestError as exc:
+                log.warning("stream config differs", stream=spec.name, error=str(exc))
+
+    async def ensure_bucket(self, spec: BucketSpec, replicas: int = 1) -> KeyValue:
+        try:
+            return await self.js.key_value(spec.name)
+        except (NotFoundError, BadRequestError):
+            try:
+                return await self.js.create_key_value(bucket_config(spec, replicas))
+            except BadRequestError:
+                return await self.js.key_value(spec.name)
+
+    async def kv(self, bucket: str) -> KeyValue:
+        return await self.js.key_value(bucket)
+
+    async def publish(
+        self, model: Message, *, cause: Envelope | None = None, timeout: float = 5.0,
+        headers: dict[str, str] | None = None, **envelope: Any,
+    ) -> PubAck:  # fmt: skip
+        """Encode ``model`` and publish it, returning once JetStream has stored it."""
+        enc = encode(model, source=self.source, cause=cause, **envelope)
+        hdrs = dict(enc.headers)
+        if headers:
+            hdrs.update(headers)
+        with produce_span(f"publish {model.name}", **{"messaging.destination": enc.subject}):
+            inject_headers(hdrs)
+            return await self.js.publish(enc.subject, enc.body, timeout=timeout, headers=hdrs)
+
+    async def publish_raw(
+        self, subject: str, body: bytes, headers: dict[str, str], timeout: float = 5.0
+    ) -> PubAck:
+        """Publish bytes with headers as given (``Nats-Msg-Id`` must already be set)."""
+        return await self.js.publish(subject, body, timeout=timeout, headers=headers)
+
+    async def ready(self, timeout: float = 2.0) -> bool:
+        """True when connected and JetStream answers (used by ``/readyz``)."""
+        if not self.nc.is_connected:
+            return False
+        try:
+            await asyncio.wait_for(self.js.account_info(), timeout)
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Drain: finish what is in flight, then close."""
+        if self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), 10)
+        except Exception:
+            await self.nc.close()

@@ -1,0 +1,79 @@
+"""Postgres: pools and plain-SQL migrations applied at start-up.
+
+A small runner rather than a migration framework: migrations are plain ``NNN_name.sql``
+files shipped inside each service package, applied in order under an advisory lock (so
+concurrent instances never race) and recorded with a checksum (an edited, already-applied
+migration stops start-up instead of silently diverging).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from importlib import resources
+
+import asyncpg
+import asyncpg.pool
+
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+
+# What handlers receive: a pooled connection or a plain one (asyncpg types them apart).
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class MigrationError(RuntimeError):
+    """An applied migration was changed, or migrations are out of order."""
+
+
+async def create_pool(url: str, size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections fail fast (the service reports not-ready instead of hanging)."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=size, timeout=5, command_timeout=60)
+    assert pool is not None
+    return pool
+
+
+def load_migrations(package: str, folder: str = "migrations") -> list[tuple[str, str]]:
+    """(filename, sql) pairs of a package's migrations folder, in order."""
+    root = resources.files(package) / folder
+    found = []
+    for entry in root.iterdir():
+        if entry.name.endswith(".sql"):
+            if not _NAME.match(entry.name):
+                raise MigrationError(f"migration {entry.name} is not named NNN_name.sql")
+            found.append((entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(pool: asyncpg.Pool, schema: str, migrations: list[tuple[str, str]]) -> int:
+    """Apply the missing migrations of ``schema``; returns how many were applied."""
+    applied_now = 0
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations (
+                name text PRIMARY KEY, checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        rows = await conn.fetch(f'SELECT name, checksum FROM "{schema}".schema_migrations')
+        done = {r["name"]: r["checksum"] for r in rows}
+        for name, sql in migrations:
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if name in done:
+                if done[name] != checksum:
+                    raise MigrationError(f"migration {schema}/{name} changed after it was applied")
+                continue
+            await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+            await conn.execute(sql)
+            await conn.execute(
+                f'INSERT INTO "{schema}".schema_migrations (name, checksum) VALUES ($1, $2)',
+                name,
+                checksum,
+            )
+            applied_now += 1
+            log.info("migration applied", schema=schema, migration=name)
+    return applied_now

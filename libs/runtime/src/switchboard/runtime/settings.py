@@ -1,0 +1,158 @@
+"""Settings base on pydantic-settings.
+
+Each service reads ``SWITCHBOARD_<SERVICE>_<FIELD>`` first, then the shared
+``SWITCHBOARD_<FIELD>`` (so one ``SWITCHBOARD_NATS_URL`` serves every service). A wrong or
+missing setting stops start-up with one sentence naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import socket
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class ConfigError(SystemExit):
+    """A configuration problem, said in one sentence; exits the process with status 2."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(2)
+        self.sentence = sentence
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: where the bus is, how to log and trace, where to listen."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
+    service: ClassVar[str] = "service"
+
+    nats_url: str = Field("nats://127.0.0.1:4222", description="comma-separated NATS URLs")
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_creds_file: str | None = None
+    provision: bool = Field(True, description="create/update streams and buckets at start-up")
+    stream_replicas: int = Field(1, ge=1, le=5)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+    log_json: bool | None = Field(None, description="JSON logs; default: when not a TTY")
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
+    instance_id: str = Field(default_factory=socket.gethostname)
+    shutdown_grace_s: float = Field(20.0, gt=0)
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_scheme(cls, value: str) -> str:
+        for url in value.split(","):
+            if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise ValueError("must be nats://host:port (comma-separated for a cluster)")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        service_prefix = f"SWITCHBOARD_{cls.service.upper()}_"
+        return (
+            init_settings,
+            EnvSettingsSource(settings_cls, env_prefix=service_prefix),
+            EnvSettingsSource(settings_cls, env_prefix="SWITCHBOARD_"),
+            file_secret_settings,
+        )
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return f"SWITCHBOARD_{cls.service.upper()}_{field.upper()}"
+
+
+class DatabaseSettings(ServiceSettings):
+    """A service with a Postgres projection."""
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/postgres", description="asyncpg DSN"
+    )
+    database_pool_size: int = Field(10, ge=1, le=200)
+
+    @field_validator("database_url")
+    @classmethod
+    def _pg_scheme(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be postgresql://user@host:port/db")
+        return value
+
+
+def parse_api_keys(value: Any) -> dict[str, str]:
+    """``key=workspace,key2=workspace2`` (or a mapping) -> {key: workspace}."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    result: dict[str, str] = {}
+    for item in str(value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, workspace = item.partition("=")
+        if not sep or not key or not workspace:
+            raise ValueError("must be key=workspace[,key=workspace...]")
+        if len(key) < 8:
+            raise ValueError("API keys must be at least 8 characters")
+        result[key] = workspace
+    return result
+
+
+def parse_keyring(value: Any) -> dict[str, bytes]:
+    """``id:base64key[,id:base64key]`` -> {id: 32-byte key}; the first is the active key."""
+    keys: dict[str, bytes] = {}
+    for item in str(value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key_id, sep, material = item.partition(":")
+        if not sep or not key_id:
+            raise ValueError("must be id:base64key[,id:base64key...]")
+        try:
+            raw = base64.b64decode(material, validate=True)
+        except binascii.Error:
+            raise ValueError(f"key {key_id!r} is not base64") from None
+        if len(raw) != 32:
+            raise ValueError(f"key {key_id!r} must be 32 bytes (AES-256), got {len(raw)}")
+        keys[key_id] = raw
+    return keys
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build settings or raise :class:`ConfigError` with one sentence naming the setting."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        env = cls.env_name(field.split(".")[0])
+        value = err.get("input")
+        shown = "" if _looks_secret(field) or isinstance(value, dict) else f" (got {value!r})"
+        more = f" and {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
+        raise ConfigError(
+            f"{cls.service}: setting {env} is invalid: {err['msg']}{shown}{more}."
+        ) from None
+
+
+def _looks_secret(field: str) -> bool:
+    return any(w in field.lower() for w in ("key", "secret", "token", "password", "session"))

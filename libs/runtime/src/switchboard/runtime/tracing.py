@@ -1,0 +1,72 @@
+"""OpenTelemetry tracing with W3C trace context carried in NATS headers both ways, so a span
+started by a webhook continues in every consumer downstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Span, SpanKind
+
+_provider: TracerProvider | None = None
+
+
+def configure_tracing(
+    service: str, instance: str, otlp_endpoint: str | None = None,
+    exporter: SpanExporter | None = None,
+) -> TracerProvider:  # fmt: skip
+    """Install a tracer provider; export over OTLP/HTTP when an endpoint is configured."""
+    global _provider
+    provider = TracerProvider(
+        resource=Resource.create(
+            {"service.name": f"switchboard-{service}", "service.instance.id": instance}
+        )
+    )
+    if exporter is None and otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter,
+        )
+
+        exporter = OTLPSpanExporter(endpoint=otlp_endpoint)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    if _provider is None:
+        trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def tracer() -> trace.Tracer:
+    return (_provider or trace.get_tracer_provider()).get_tracer("switchboard")
+
+
+def inject_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Add ``traceparent``/``tracestate`` of the current span to ``headers`` (in place)."""
+    inject(headers)
+    return headers
+
+
+def context_from_headers(headers: Mapping[str, str] | None) -> otel_context.Context:
+    return extract({k.lower(): v for k, v in (headers or {}).items()})
+
+
+@contextmanager
+def consume_span(name: str, headers: Mapping[str, str] | None, **attrs: Any) -> Iterator[Span]:
+    """A consumer span whose parent is the producer's span found in the message headers."""
+    with tracer().start_as_current_span(
+        name, context=context_from_headers(headers), kind=SpanKind.CONSUMER, attributes=attrs
+    ) as span:
+        yield span
+
+
+@contextmanager
+def produce_span(name: str, **attrs: Any) -> Iterator[Span]:
+    with tracer().start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attrs) as span:
+        yield span
