@@ -29,9 +29,13 @@ class MigrationError(RuntimeError):
     """An applied migration was changed, or migrations are out of order."""
 
 
-async def create_pool(url: str, size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections fail fast (the service reports not-ready instead of hanging)."""
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=size, timeout=5, command_timeout=60)
+async def create_pool(url: str, size: int = 10, schema: str | None = None) -> asyncpg.Pool:
+    """A pool whose connections fail fast (the service reports not-ready instead of hanging)
+    and resolve unqualified names in the service's own schema."""
+    settings = {"search_path": f'"{schema}", public'} if schema else None
+    pool = await asyncpg.create_pool(
+        url, min_size=1, max_size=size, timeout=5, command_timeout=60, server_settings=settings
+    )
     assert pool is not None
     return pool
 

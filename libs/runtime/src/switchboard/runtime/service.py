@@ -98,16 +98,19 @@ async def service_lifespan(
     start: Callable[[Runtime], Awaitable[None]],
     migrations: list[tuple[str, str]] | None = None,
     schema: str | None = None,
+    health: Health | None = None,
 ) -> AsyncIterator[Runtime]:
     """Connect, provision, migrate, call ``start`` (which spawns workers); on exit stop all."""
     bus = await connect_bus(settings, service)
     if settings.provision:
         await bus.provision(settings.stream_replicas)
-    runtime = Runtime(settings=settings, bus=bus)
+    runtime = Runtime(settings=settings, bus=bus, health=health or Health())
     runtime.health.add("nats", bus.ready)
     if isinstance(settings, DatabaseSettings):
         register_secret(_password_of(settings.database_url))
-        runtime.pool = await create_pool(settings.database_url, settings.database_pool_size)
+        runtime.pool = await create_pool(
+            settings.database_url, settings.database_pool_size, schema
+        )
         if migrations and schema:
             await migrate(runtime.pool, schema, migrations)
         pool = runtime.pool

@@ -18,6 +18,7 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -142,6 +143,8 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings or raise :class:`ConfigError` with one sentence naming the setting."""
     try:
         return cls(**overrides)
+    except SettingsError as exc:
+        raise ConfigError(f"{cls.service}: {exc}.") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "?"

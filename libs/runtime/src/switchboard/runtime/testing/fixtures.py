@@ -1,0 +1,138 @@
+"""pytest plugin: JetStream and Postgres for tests.
+
+Where they come from, in order: URLs from the environment (``SWITCHBOARD_TEST_NATS_URL``,
+``SWITCHBOARD_TEST_DATABASE_URL``); testcontainers when a Docker engine answers; otherwise
+embedded servers on free ports in temp dirs. No test is skipped for want of Docker.
+Isolation: every test gets a fresh database, and a fresh NATS server (embedded) or a NATS
+wiped of streams and buckets (shared URL).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (testcontainers can start servers)."""
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+class _PostgresSource:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.embedded: EmbeddedPostgres | None = None
+        self.container: Any = None
+        self.url = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL", "")
+
+    def start(self) -> str:
+        if self.url:
+            return self.url
+        if docker_available():
+            from testcontainers.postgres import PostgresContainer
+
+            self.container = PostgresContainer("postgres:16-alpine", driver=None).start()
+            self.url = self.container.get_connection_url()
+            return self.url
+        self.embedded = EmbeddedPostgres(self.tmp / "pg").start()
+        self.url = self.embedded.url
+        return self.url
+
+    def stop(self) -> None:
+        if self.embedded:
+            self.embedded.stop()
+        if self.container is not None:
+            self.container.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Postgres server shared by the session (databases are per test)."""
+    source = _PostgresSource(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield source.start()
+    finally:
+        source.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database for this test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = postgres_server.rpartition("/")
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(postgres_server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def _nats_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    url = os.environ.get("SWITCHBOARD_TEST_NATS_URL")
+    if url:
+        yield url
+        return
+    if docker_available():
+        from testcontainers.nats import NatsContainer
+
+        container = NatsContainer("nats:2.11").with_command("-js")
+        container.start()
+        try:
+            yield container.nats_uri()
+        finally:
+            container.stop()
+        return
+    yield None
+
+
+@pytest.fixture
+async def nats_server(
+    _nats_shared: str | None, tmp_path: Path
+) -> AsyncIterator[EmbeddedNats | None]:
+    """A fresh embedded server for this test, or None when a shared URL is in use."""
+    if _nats_shared is not None:
+        yield None
+        return
+    server = EmbeddedNats(tmp_path / "nats").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def nats_url(_nats_shared: str | None, nats_server: EmbeddedNats | None) -> str:
+    """A JetStream server with no streams or buckets left by other tests."""
+    if nats_server is not None:
+        return nats_server.url
+    assert _nats_shared is not None
+    import nats
+
+    nc = await nats.connect(_nats_shared)
+    js = nc.jetstream()
+    for info in await js.streams_info():
+        if info.config.name:
+            await js.delete_stream(info.config.name)
+    await nc.close()
+    return _nats_shared

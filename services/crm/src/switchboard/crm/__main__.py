@@ -1,0 +1,3 @@
+from switchboard.crm.main import main
+
+main()

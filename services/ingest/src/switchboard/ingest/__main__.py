@@ -1,0 +1,3 @@
+from switchboard.ingest.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Pure functions turning one verified provider payload into conversation events."""

@@ -1,0 +1,52 @@
+"""Builds settings for services under test and registers accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.events.catalog.common import Channel
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
+
+KEY = "k1:" + Keyring.generate_key()
+API_KEY = "test-key-000001"
+OTHER_KEY = "other-key-00002"
+
+
+def keyring() -> Keyring:
+    kid, _, material = KEY.partition(":")
+    import base64  # noqa: PLC0415
+
+    return Keyring({kid: base64.b64decode(material)}, kid)
+
+
+def service_env(nats_url: str, database_url: str | None = None, **extra: Any) -> dict[str, str]:
+    env = {
+        "SWITCHBOARD_NATS_URL": nats_url,
+        "SWITCHBOARD_ENCRYPTION_KEYS": KEY,
+        "SWITCHBOARD_API_KEYS": f"{API_KEY}=demo,{OTHER_KEY}=other",
+        "SWITCHBOARD_LOG_JSON": "true",
+        "SWITCHBOARD_HTTP_PORT": "0",
+    }
+    if database_url:
+        env["SWITCHBOARD_DATABASE_URL"] = database_url
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+async def add_telegram_account(
+    nats_url: str, account: str = "demo", secret: str = "s3cret-token", workspace: str = "demo"
+) -> Account:
+    bus = await Bus.connect(nats_url, name="test-setup")
+    try:
+        await bus.provision()
+        store = AccountStore(await bus.kv("accounts"), keyring())
+        return await store.put(
+            Account(
+                channel=Channel.TELEGRAM, id=account, workspace_id=workspace,
+                secrets={"token": "100000001:test", "webhook_secret": secret},
+            )
+        )  # fmt: skip
+    finally:
+        await bus.close()
