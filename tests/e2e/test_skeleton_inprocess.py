@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from tests.support.stack import API_KEY, OTHER_KEY, add_telegram_account, service_env
+from tests.support.telegram import text_update
 
 from switchboard.crm.app import create_app as create_crm
 from switchboard.crm.settings import CrmSettings
@@ -12,8 +14,6 @@ from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
-from tests.support.stack import API_KEY, OTHER_KEY, add_telegram_account, service_env
-from tests.support.telegram import text_update
 
 pytestmark = pytest.mark.e2e
 SECRET = "s3cret-token"

@@ -16,7 +16,7 @@ OTHER_KEY = "other-key-00002"
 
 def keyring() -> Keyring:
     kid, _, material = KEY.partition(":")
-    import base64  # noqa: PLC0415
+    import base64
 
     return Keyring({kid: base64.b64decode(material)}, kid)
 

@@ -114,6 +114,8 @@ def incompatibilities(old: dict[str, Any], new: dict[str, Any], where: str = "")
     become required, change type or lose an enum value. Definitions are compared by name.
     """
     problems: list[str] = []
+    if where:  # a definition: its own type and enum count too
+        problems += _compare_types(old, new, where.rstrip("."))
     old_props, new_props = old.get("properties", {}), new.get("properties", {})
     for name in old_props:
         if name not in new_props:

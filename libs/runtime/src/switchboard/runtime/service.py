@@ -108,9 +108,7 @@ async def service_lifespan(
     runtime.health.add("nats", bus.ready)
     if isinstance(settings, DatabaseSettings):
         register_secret(_password_of(settings.database_url))
-        runtime.pool = await create_pool(
-            settings.database_url, settings.database_pool_size, schema
-        )
+        runtime.pool = await create_pool(settings.database_url, settings.database_pool_size, schema)
         if migrations and schema:
             await migrate(runtime.pool, schema, migrations)
         pool = runtime.pool

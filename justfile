@@ -1,0 +1,64 @@
+# Switchboard task runner. `just` lists the recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export UV_FROZEN := "1"
+
+# List the recipes
+default:
+    @just --list
+
+# Start the whole platform on embedded NATS and Postgres (Ctrl-C stops it)
+[group('run')]
+up:
+    uv run switchboard up
+
+# Stop a platform started by `just up` in another terminal
+[group('run')]
+down:
+    uv run switchboard down
+
+# Run the full test suite (unit, contract, e2e on real NATS and Postgres)
+[group('test')]
+test *args:
+    uv run pytest {{args}}
+
+# Run only the fast tests (no end-to-end processes)
+[group('test')]
+test-fast *args:
+    uv run pytest -m "not e2e and not slow" {{args}}
+
+# ruff (lint + format check) and the import-linter architecture contracts
+[group('check')]
+lint:
+    uv run ruff check .
+    uv run ruff format --check .
+    uv run lint-imports
+
+# mypy, strict on every package's src
+[group('check')]
+typecheck:
+    uv run mypy libs/events/src libs/runtime/src libs/sandbox/src services/ingest/src services/crm/src
+
+# Format the code
+[group('check')]
+fmt:
+    uv run ruff format .
+    uv run ruff check --fix .
+
+# Write the JSON Schemas and AsyncAPI document of the event catalog, and add missing snapshots
+[group('contract')]
+schemas:
+    uv run switchboard-events schemas
+    uv run switchboard-events snapshot --out tests/contract/snapshots
+
+# Run the benchmarks (all, or one by name: ingest, crm, outbound)
+[group('bench')]
+bench name="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    shopt -s nullglob
+    benches=(bench/bench_*.py)
+    if [ -n "{{name}}" ]; then benches=(bench/bench_{{name}}.py); fi
+    if [ ${#benches[@]} -eq 0 ]; then echo "no benchmarks yet"; exit 0; fi
+    for b in "${benches[@]}"; do echo "== $b"; uv run python "$b"; done

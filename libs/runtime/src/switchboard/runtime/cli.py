@@ -1,0 +1,69 @@
+"""``switchboard``: the operator command (dev stack, DLQ)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from switchboard.runtime import devstack
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.dlq import list_dead_letters, redrive
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("SWITCHBOARD_DATA", ".data"))
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the whole platform on embedded servers")
+    sub.add_parser("down", help="stop the platform started by `up`")
+    dlq = sub.add_parser("dlq", help="list or redrive dead letters")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument(
+        "--nats-url", default=os.environ.get("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222")
+    )
+    dlq.add_argument("--seq", type=int, action="append", help="DLQ sequence(s) to redrive")
+    dlq.add_argument("--limit", type=int, default=100)
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return devstack.up(args.data)
+    if args.command == "down":
+        return devstack.down(args.data)
+    return asyncio.run(_dlq(args))
+
+
+async def _dlq(args: argparse.Namespace) -> int:
+    bus = await Bus.connect(args.nats_url, name="switchboard-cli")
+    try:
+        letters = await list_dead_letters(bus, args.limit)
+        if args.action == "list":
+            for letter in letters:
+                print(
+                    json.dumps(
+                        {
+                            "seq": letter.sequence,
+                            "subject": letter.subject,
+                            "reason": letter.reason,
+                            "consumer": letter.consumer,
+                            "deliveries": letter.deliveries,
+                            "time": letter.time,
+                        }
+                    )
+                )
+            return 0
+        wanted = set(args.seq or [])
+        for letter in letters:
+            if not wanted or letter.sequence in wanted:
+                await redrive(bus, letter)
+                print(f"redriven {letter.sequence} -> {letter.subject}")
+        return 0
+    finally:
+        await bus.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
