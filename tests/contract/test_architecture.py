@@ -21,8 +21,12 @@ def _lint_imports(
     exe = Path(sys.executable).parent / "lint-imports"
     return subprocess.run(
         [str(exe), "--config", str(config), "--no-cache"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _contracts() -> list[dict[str, object]]:

@@ -43,9 +43,11 @@ def test_current_schema_is_compatible_with_snapshot(key: str) -> None:
 def test_golden_payloads_decode_to_the_latest_version(path: Path) -> None:
     name, _, version = path.parent.name.rpartition(".v")
     headers = {
-        "ce-id": "golden-1", "ce-type": f"switchboard.{name}.v{version}",
-        "ce-source": "tests", "ce-specversion": "1.0",
-    }  # fmt: skip
+        "ce-id": "golden-1",
+        "ce-type": f"switchboard.{name}.v{version}",
+        "ce-source": "tests",
+        "ce-specversion": "1.0",
+    }
     decoded = decode_message("x", headers, path.read_bytes())
     assert decoded.wire_version == int(version)
     # and what the model writes back decodes to the same model

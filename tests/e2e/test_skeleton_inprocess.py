@@ -27,36 +27,40 @@ async def test_webhook_to_crm_api(
     await add_telegram_account(nats_url, secret=SECRET)
     ingest = create_ingest(load_settings(IngestSettings))
     crm = create_crm(load_settings(CrmSettings))
-    async with serve_app(ingest) as ingest_url, serve_app(crm) as crm_url:
-        async with httpx.AsyncClient(timeout=10) as http:
-            update = text_update(1001, "I would like a quote")
-            hook = f"{ingest_url}/webhooks/telegram/demo"
-            headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
-            first = await http.post(hook, json=update, headers=headers)
-            assert first.status_code == 200, first.text
-            again = await http.post(hook, json=update, headers=headers)
-            assert again.status_code == 200
-            wrong = await http.post(hook, json=text_update(1002), headers={
-                "X-Telegram-Bot-Api-Secret-Token": "nope"})  # fmt: skip
-            assert wrong.status_code == 401
-            assert wrong.json()["error"]["code"] == "bad_secret"
+    async with (
+        serve_app(ingest) as ingest_url,
+        serve_app(crm) as crm_url,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        update = text_update(1001, "I would like a quote")
+        hook = f"{ingest_url}/webhooks/telegram/demo"
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        first = await http.post(hook, json=update, headers=headers)
+        assert first.status_code == 200, first.text
+        again = await http.post(hook, json=update, headers=headers)
+        assert again.status_code == 200
+        wrong = await http.post(
+            hook, json=text_update(1002), headers={"X-Telegram-Bot-Api-Secret-Token": "nope"}
+        )
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["code"] == "bad_secret"
 
-            auth = {"Authorization": f"Bearer {API_KEY}"}
+        auth = {"Authorization": f"Bearer {API_KEY}"}
 
-            async def conversation() -> dict[str, object] | None:
-                r = await http.get(f"{crm_url}/v1/conversations", headers=auth)
-                items = r.json()["items"]
-                return items[0] if items and items[0]["message_count"] >= 1 else None
+        async def conversation() -> dict[str, object] | None:
+            r = await http.get(f"{crm_url}/v1/conversations", headers=auth)
+            items = r.json()["items"]
+            return items[0] if items and items[0]["message_count"] >= 1 else None
 
-            conv = await eventually(conversation, message="conversation visible")
-            msgs = await http.get(f"{crm_url}/v1/conversations/{conv['id']}/messages",
-                                  headers=auth)  # fmt: skip
-            body = msgs.json()
-            assert [m["text"] for m in body["items"]] == ["I would like a quote"]
-            assert conv["message_count"] == 1  # the duplicate POST changed nothing
+        conv = await eventually(conversation, message="conversation visible")
+        msgs = await http.get(f"{crm_url}/v1/conversations/{conv['id']}/messages", headers=auth)
+        body = msgs.json()
+        assert [m["text"] for m in body["items"]] == ["I would like a quote"]
+        assert conv["message_count"] == 1  # the duplicate POST changed nothing
 
-            other = await http.get(f"{crm_url}/v1/conversations",
-                                   headers={"Authorization": f"Bearer {OTHER_KEY}"})  # fmt: skip
-            assert other.json()["items"] == []
-            denied = await http.get(f"{crm_url}/v1/conversations")
-            assert denied.status_code == 401
+        other = await http.get(
+            f"{crm_url}/v1/conversations", headers={"Authorization": f"Bearer {OTHER_KEY}"}
+        )
+        assert other.json()["items"] == []
+        denied = await http.get(f"{crm_url}/v1/conversations")
+        assert denied.status_code == 401

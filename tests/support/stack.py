@@ -44,9 +44,11 @@ async def add_telegram_account(
         store = AccountStore(await bus.kv("accounts"), keyring())
         return await store.put(
             Account(
-                channel=Channel.TELEGRAM, id=account, workspace_id=workspace,
+                channel=Channel.TELEGRAM,
+                id=account,
+                workspace_id=workspace,
                 secrets={"token": "100000001:test", "webhook_secret": secret},
             )
-        )  # fmt: skip
+        )
     finally:
         await bus.close()

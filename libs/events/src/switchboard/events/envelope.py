@@ -83,10 +83,20 @@ class Envelope:
         if h[H_SPECVERSION] != SPECVERSION:
             raise EnvelopeError(f"unsupported ce-specversion {h[H_SPECVERSION]!r}")
         known = {
-            H_ID, H_TYPE, H_SOURCE, H_SPECVERSION, H_TIME, H_SUBJECT, H_CONTENT_TYPE,
-            H_TRACEPARENT, H_TRACESTATE, H_CORRELATION, H_CAUSATION, H_WORKSPACE,
+            H_ID,
+            H_TYPE,
+            H_SOURCE,
+            H_SPECVERSION,
+            H_TIME,
+            H_SUBJECT,
+            H_CONTENT_TYPE,
+            H_TRACEPARENT,
+            H_TRACESTATE,
+            H_CORRELATION,
+            H_CAUSATION,
+            H_WORKSPACE,
             H_MSG_ID.lower(),
-        }  # fmt: skip
+        }
         return cls(
             id=h[H_ID],
             type=h[H_TYPE],

@@ -64,10 +64,19 @@ def asyncapi() -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{key}"},
         }
     header_names = (
-        "ce-id", "ce-type", "ce-source", "ce-specversion", "ce-time", "ce-subject",
-        "traceparent", "tracestate", "correlation-id", "causation-id", "workspace-id",
+        "ce-id",
+        "ce-type",
+        "ce-source",
+        "ce-specversion",
+        "ce-time",
+        "ce-subject",
+        "traceparent",
+        "tracestate",
+        "correlation-id",
+        "causation-id",
+        "workspace-id",
         "Nats-Msg-Id",
-    )  # fmt: skip
+    )
     headers = {
         "type": "object",
         "required": ["ce-id", "ce-type", "ce-source", "ce-specversion", "Nats-Msg-Id"],
@@ -152,8 +161,14 @@ def _compare_types(old: dict[str, Any], new: dict[str, Any], where: str) -> list
             problems.append(f"{where}: enum values removed {sorted(lost)}")
     if "const" in old and new.get("const", old["const"]) != old["const"]:
         problems.append(f"{where}: const changed")
-    for bound, tighter in (("maxLength", min), ("minLength", max), ("maximum", min),
-                           ("minimum", max), ("maxItems", min), ("minItems", max)):  # fmt: skip
+    for bound, tighter in (
+        ("maxLength", min),
+        ("minLength", max),
+        ("maximum", min),
+        ("minimum", max),
+        ("maxItems", min),
+        ("minItems", max),
+    ):
         if bound in new and (bound not in old or tighter(old[bound], new[bound]) != old[bound]):
             problems.append(f"{where}: {bound} tightened")
     return problems

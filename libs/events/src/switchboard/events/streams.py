@@ -47,34 +47,55 @@ class BucketSpec:
 
 
 RAW = StreamSpec(
-    "RAW", ("raw.>",), Retention.LIMITS, 7 * DAY,
+    "RAW",
+    ("raw.>",),
+    Retention.LIMITS,
+    7 * DAY,
     "verified provider payloads exactly as received (re-normalizable)",
-)  # fmt: skip
+)
 CONV = StreamSpec(
-    "CONV", ("conv.>",), Retention.LIMITS, 365 * DAY,
+    "CONV",
+    ("conv.>",),
+    Retention.LIMITS,
+    365 * DAY,
     "normalized conversation events, all channels",
-)  # fmt: skip
+)
 CRM = StreamSpec(
-    "CRM", ("crm.>",), Retention.LIMITS, 0,
+    "CRM",
+    ("crm.>",),
+    Retention.LIMITS,
+    0,
     "CRM aggregate events (contacts, leads): the source of truth",
     deny_delete=True,
-)  # fmt: skip
+)
 OUTBOUND = StreamSpec(
-    "OUTBOUND", ("cmd.outbound.>",), Retention.WORK_QUEUE, 7 * DAY,
+    "OUTBOUND",
+    ("cmd.outbound.>",),
+    Retention.WORK_QUEUE,
+    7 * DAY,
     "send and campaign commands",
-)  # fmt: skip
+)
 DELIVERY = StreamSpec(
-    "DELIVERY", ("delivery.>",), Retention.LIMITS, 365 * DAY,
+    "DELIVERY",
+    ("delivery.>",),
+    Retention.LIMITS,
+    365 * DAY,
     "what happened to each outbound message",
-)  # fmt: skip
+)
 MTPROTO = StreamSpec(
-    "MTPROTO", ("mtproto.>", "cmd.mtproto.>"), Retention.LIMITS, 90 * DAY,
+    "MTPROTO",
+    ("mtproto.>", "cmd.mtproto.>"),
+    Retention.LIMITS,
+    90 * DAY,
     "MTProto session lifecycle, channel posts, backfill progress",
-)  # fmt: skip
+)
 DLQ = StreamSpec(
-    "DLQ", ("dlq.>",), Retention.LIMITS, 30 * DAY,
+    "DLQ",
+    ("dlq.>",),
+    Retention.LIMITS,
+    30 * DAY,
     "poison messages with the error and the original headers",
-)  # fmt: skip
+)
 
 STREAMS: tuple[StreamSpec, ...] = (RAW, CONV, CRM, OUTBOUND, DELIVERY, MTPROTO, DLQ)
 

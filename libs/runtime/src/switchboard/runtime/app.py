@@ -68,8 +68,9 @@ def service_app(
             {"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()[:10]
         ]
         first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
-        return error(422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}",
-                     problems=problems)  # fmt: skip
+        return error(
+            422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", problems=problems
+        )
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> Response:

@@ -74,9 +74,16 @@ class Bus:
 
     @classmethod
     async def connect(
-        cls, url: str, *, name: str, source: str | None = None, user: str | None = None,
-        password: str | None = None, creds: str | None = None, connect_timeout: float = 5.0,
-    ) -> Bus:  # fmt: skip
+        cls,
+        url: str,
+        *,
+        name: str,
+        source: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        creds: str | None = None,
+        connect_timeout: float = 5.0,
+    ) -> Bus:
         """Connect with unlimited reconnects (the bus coming back must not need a restart)."""
 
         async def on_error(exc: Exception) -> None:
@@ -136,9 +143,14 @@ class Bus:
         return await self.js.key_value(bucket)
 
     async def publish(
-        self, model: Message, *, cause: Envelope | None = None, timeout: float = 5.0,
-        headers: dict[str, str] | None = None, **envelope: Any,
-    ) -> PubAck:  # fmt: skip
+        self,
+        model: Message,
+        *,
+        cause: Envelope | None = None,
+        timeout: float = 5.0,
+        headers: dict[str, str] | None = None,
+        **envelope: Any,
+    ) -> PubAck:
         """Encode ``model`` and publish it, returning once JetStream has stored it."""
         enc = encode(model, source=self.source, cause=cause, **envelope)
         hdrs = dict(enc.headers)

@@ -104,8 +104,11 @@ class PullWorker:
             try:
                 if deliveries > self.spec.max_deliver:
                     raise PermanentError(f"gave up after {deliveries - 1} deliveries")
-                with consume_span(f"consume {self.spec.durable}", msg.headers,
-                                  **{"messaging.destination": msg.subject}):  # fmt: skip
+                with consume_span(
+                    f"consume {self.spec.durable}",
+                    msg.headers,
+                    **{"messaging.destination": msg.subject},
+                ):
                     await self.handler(msg)
             except PermanentError as exc:
                 await self._dead_letter(msg, str(exc), deliveries)
@@ -115,8 +118,13 @@ class PullWorker:
                     await self._dead_letter(msg, f"{type(exc).__name__}: {exc}", deliveries)
                     return
                 delay = self.spec.backoff_s[min(deliveries - 1, len(self.spec.backoff_s) - 1)]
-                log.warning("handler failed; will retry", consumer=self.spec.durable,
-                            subject=msg.subject, attempt=deliveries, error=str(exc))  # fmt: skip
+                log.warning(
+                    "handler failed; will retry",
+                    consumer=self.spec.durable,
+                    subject=msg.subject,
+                    attempt=deliveries,
+                    error=str(exc),
+                )
                 await msg.nak(delay=delay)
                 return
             await msg.ack()

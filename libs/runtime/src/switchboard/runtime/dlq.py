@@ -40,9 +40,17 @@ class DeadLetter:
 
 
 async def dead_letter(
-    bus: Bus, *, subject: str, headers: dict[str, str] | None, body: bytes, reason: str,
-    stream: str, sequence: int, consumer: str, deliveries: int,
-) -> PubAck:  # fmt: skip
+    bus: Bus,
+    *,
+    subject: str,
+    headers: dict[str, str] | None,
+    body: bytes,
+    reason: str,
+    stream: str,
+    sequence: int,
+    consumer: str,
+    deliveries: int,
+) -> PubAck:
     """Publish a poison message to the DLQ; idempotent per (stream, sequence, consumer)."""
     hdrs = {k: v for k, v in (headers or {}).items() if k != H_MSG_ID}
     hdrs.update(

@@ -175,18 +175,45 @@ class EmbeddedPostgres:
             _open_path_for(os_user, self.data_dir)
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run(
-                [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
-                 "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True, user=os_user,
-            )  # fmt: skip
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+                user=os_user,
+            )
         log = (self.data_dir / "postgres.log").open("ab")
         self.proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(self.pgdata), "-h", self.host,
-             "-p", str(self.port), "-k", str(self.data_dir),
-             "-c", "max_connections=300", "-c", "shared_buffers=128MB",
-             "-c", "fsync=on", "-c", "synchronous_commit=on"],
-            stdout=log, stderr=subprocess.STDOUT, user=os_user,
-        )  # fmt: skip
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(self.pgdata),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=os_user,
+        )
         wait_for_port(self.host, self.port, timeout, self.proc)
         return self
 

@@ -47,9 +47,12 @@ class LostLeadershipError(RuntimeError):
 
 # Errors that mean "stop and resume from the checkpoint", as opposed to a poison event.
 _INTERRUPTIONS = (
-    OSError, LostLeadershipError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    OSError,
+    LostLeadershipError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -181,10 +184,16 @@ class Projection:
                 error = f"{type(exc).__name__}: {exc}"
         # Poison: park it in the DLQ (stored before the checkpoint moves past it).
         await dead_letter(
-            self.bus, subject=msg.subject, headers=dict(msg.headers or {}), body=msg.data,
-            reason=error, stream=self.stream, sequence=seq, consumer=self.name,
+            self.bus,
+            subject=msg.subject,
+            headers=dict(msg.headers or {}),
+            body=msg.data,
+            reason=error,
+            stream=self.stream,
+            sequence=seq,
+            consumer=self.name,
             deliveries=self.max_attempts,
-        )  # fmt: skip
+        )
         async with self.pool.acquire() as conn, conn.transaction():
             await self._save(conn, seq)
         DEAD_LETTERED.labels(self.name).inc()

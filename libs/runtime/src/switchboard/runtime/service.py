@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -145,7 +146,17 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it caught once shutdown is complete; by then everything is
+    # finished cleanly, so the process should report success rather than death by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     server.run()
+    if not server.started:
+        raise SystemExit(3)  # start-up failed; the reason is already logged
+
+
+def _exit_cleanly(signum: int, _: object) -> None:
+    raise SystemExit(0)
 
 
 def run_main(

@@ -19,9 +19,11 @@ _provider: TracerProvider | None = None
 
 
 def configure_tracing(
-    service: str, instance: str, otlp_endpoint: str | None = None,
+    service: str,
+    instance: str,
+    otlp_endpoint: str | None = None,
     exporter: SpanExporter | None = None,
-) -> TracerProvider:  # fmt: skip
+) -> TracerProvider:
     """Install a tracer provider; export over OTLP/HTTP when an endpoint is configured."""
     global _provider
     provider = TracerProvider(

@@ -37,26 +37,39 @@ def create_app(settings: CrmSettings) -> ServiceApp:
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
         projection = Projection(
-            name=projector.PROJECTION, schema=SCHEMA, stream="CONV",
-            filter_subjects=projector.SUBJECTS, apply=projector.apply_batch, bus=rt.bus,
-            pool=rt.pool, batch=settings.projection_batch, stop=rt.stop,
-        )  # fmt: skip
+            name=projector.PROJECTION,
+            schema=SCHEMA,
+            stream="CONV",
+            filter_subjects=projector.SUBJECTS,
+            apply=projector.apply_batch,
+            bus=rt.bus,
+            pool=rt.pool,
+            batch=settings.projection_batch,
+            stop=rt.stop,
+        )
         projections[projection.name] = projection
         rt.spawn("projection-conversations", projection.run)
 
     app = service_app(
-        service="crm", settings=settings, start=start, title="Switchboard CRM",
+        service="crm",
+        settings=settings,
+        start=start,
+        title="Switchboard CRM",
         description="Contacts, conversations and leads projected from the event streams.",
-        migrations=load_migrations("switchboard.crm"), schema=SCHEMA,
-    )  # fmt: skip
+        migrations=load_migrations("switchboard.crm"),
+        schema=SCHEMA,
+    )
 
     app.state.auth = auth
 
     @app.get("/v1/conversations", summary="Conversations, most recent first")
     async def conversations(
-        ws: Workspace, limit: Limit = 50, cursor: str | None = None,
-        channel: str | None = None, account: str | None = None,
-    ) -> Response:  # fmt: skip
+        ws: Workspace,
+        limit: Limit = 50,
+        cursor: str | None = None,
+        channel: str | None = None,
+        account: str | None = None,
+    ) -> Response:
         async with _pool(app).acquire() as conn:
             try:
                 page = await queries.list_conversations(

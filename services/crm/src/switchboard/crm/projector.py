@@ -47,9 +47,17 @@ async def _received(
            ON CONFLICT (id) DO UPDATE SET
                title = COALESCE(EXCLUDED.title, conversations.title),
                updated_seq = EXCLUDED.updated_seq""",
-        conv_id, workspace, ev.channel.value, ev.account, ev.chat.id, ev.chat.type.value,
-        ev.chat.title, ev.sent_at, short, seq,
-    )  # fmt: skip
+        conv_id,
+        workspace,
+        ev.channel.value,
+        ev.account,
+        ev.chat.id,
+        ev.chat.type.value,
+        ev.chat.title,
+        ev.sent_at,
+        short,
+        seq,
+    )
     inserted = await conn.fetchval(
         """INSERT INTO messages (event_id, conversation_id, workspace_id, direction,
                provider_message_id, sender_id, sender_name, kind, text, content, reply_to,
@@ -57,11 +65,20 @@ async def _received(
            VALUES ($1, $2, $3, 'in', $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
            ON CONFLICT DO NOTHING
            RETURNING 1""",
-        event_id, conv_id, workspace, ev.provider.message_id, ev.sender.id,
-        ev.sender.display_name, ev.content.kind, text,
+        event_id,
+        conv_id,
+        workspace,
+        ev.provider.message_id,
+        ev.sender.id,
+        ev.sender.display_name,
+        ev.content.kind,
+        text,
         json.dumps(ev.content.model_dump(mode="json", exclude_none=True), sort_keys=True),
-        ev.reply_to, ev.sent_at, ev.received_at, seq,
-    )  # fmt: skip
+        ev.reply_to,
+        ev.sent_at,
+        ev.received_at,
+        seq,
+    )
     if inserted:
         # Counted only when the message is new: a duplicate event changes nothing.
         await conn.execute(
@@ -70,8 +87,10 @@ async def _received(
                    last_message_at = GREATEST(last_message_at, $2),
                    last_preview = CASE WHEN $2 >= last_message_at THEN $3 ELSE last_preview END
                WHERE id = $1""",
-            conv_id, ev.sent_at, short,
-        )  # fmt: skip
+            conv_id,
+            ev.sent_at,
+            short,
+        )
 
 
 async def _edited(conn: Conn, workspace: str, ev: MessageEdited) -> None:
@@ -82,7 +101,10 @@ async def _edited(conn: Conn, workspace: str, ev: MessageEdited) -> None:
                edited_at = GREATEST(COALESCE(edited_at, $6), $6)
            WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in'
              AND (edited_at IS NULL OR edited_at <= $6)""",
-        conv_id, ev.provider.message_id, text,
+        conv_id,
+        ev.provider.message_id,
+        text,
         json.dumps(ev.content.model_dump(mode="json", exclude_none=True), sort_keys=True),
-        ev.content.kind, ev.edited_at,
-    )  # fmt: skip
+        ev.content.kind,
+        ev.edited_at,
+    )

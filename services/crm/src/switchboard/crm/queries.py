@@ -44,9 +44,14 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
 
 
 async def list_conversations(
-    conn: Conn, workspace: str, *, limit: int, cursor: str | None,
-    channel: str | None = None, account: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    conn: Conn,
+    workspace: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    channel: str | None = None,
+    account: str | None = None,
+) -> dict[str, Any]:
     where = ["workspace_id = $1"]
     args: list[Any] = [workspace]
     if channel:

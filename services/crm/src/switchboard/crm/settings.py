@@ -14,7 +14,9 @@ class CrmSettings(DatabaseSettings):
     service: ClassVar[str] = "crm"
 
     http_port: int = Field(8081, ge=0, le=65535)
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(description="key=workspace[,key=workspace]: read API keys")
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        description="key=workspace[,key=workspace]: read API keys"
+    )
     projection_batch: int = Field(500, ge=1, le=10_000)
 
     @field_validator("api_keys", mode="before")

@@ -57,15 +57,21 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         await asyncio.wait_for(cache.loaded.wait(), 10)
         if settings.normalizer:
             worker = PullWorker(
-                rt.bus, normalizer.SPEC, lambda m: normalizer.handle_raw(rt.bus, m),
-                stop=rt.stop, concurrency=settings.normalizer_concurrency,
-            )  # fmt: skip
+                rt.bus,
+                normalizer.SPEC,
+                lambda m: normalizer.handle_raw(rt.bus, m),
+                stop=rt.stop,
+                concurrency=settings.normalizer_concurrency,
+            )
             rt.spawn("normalizer", worker.run)
 
     app = service_app(
-        service="ingest", settings=settings, start=start, title="Switchboard ingest",
+        service="ingest",
+        settings=settings,
+        start=start,
+        title="Switchboard ingest",
         description="Verified provider webhooks, stored durably in RAW before they are answered.",
-    )  # fmt: skip
+    )
 
     def find_account(channel: Channel, account_id: str) -> Account | None:
         return caches["accounts"].get(channel, account_id)
@@ -90,16 +96,22 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     )
     async def telegram_webhook(account: str, request: Request) -> Response:
         with tracer().start_as_current_span(
-            "webhook telegram", context=context_from_headers(request.headers),
-            kind=SpanKind.SERVER, attributes={"switchboard.account": account},
-        ):  # fmt: skip
+            "webhook telegram",
+            context=context_from_headers(request.headers),
+            kind=SpanKind.SERVER,
+            attributes={"switchboard.account": account},
+        ):
             try:
                 body = await Body.read(request, settings.max_body_bytes)
                 result = await accept_telegram(
-                    account_id=account, headers=request.headers, body=body,
-                    find_account=find_account, publish=publish, source=app.runtime.bus.source,
+                    account_id=account,
+                    headers=request.headers,
+                    body=body,
+                    find_account=find_account,
+                    publish=publish,
+                    source=app.runtime.bus.source,
                     trace_headers=inject_headers({}),
-                )  # fmt: skip
+                )
             except RejectedError as rej:
                 HTTP_REQUESTS.labels("telegram", "POST", str(rej.status)).inc()
                 return error(rej.status, rej.code, rej.message)

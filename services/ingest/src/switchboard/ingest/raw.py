@@ -14,9 +14,16 @@ H_PROVIDER = "sb-provider"
 
 
 def raw_envelope(
-    *, provider: str, account: str, raw_id: str, source: str, workspace_id: str,
-    received_at: datetime, traceparent: str | None = None, tracestate: str | None = None,
-) -> tuple[str, dict[str, str]]:  # fmt: skip
+    *,
+    provider: str,
+    account: str,
+    raw_id: str,
+    source: str,
+    workspace_id: str,
+    received_at: datetime,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
+) -> tuple[str, dict[str, str]]:
     """Subject and headers of a RAW message."""
     envelope = Envelope(
         id=raw_id,

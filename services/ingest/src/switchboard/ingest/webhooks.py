@@ -48,9 +48,15 @@ def _json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
 
 
 async def accept_telegram(
-    *, account_id: str, headers: Mapping[str, str], body: bytes, find_account: FindAccount,
-    publish: Publish, source: str, trace_headers: Mapping[str, str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    account_id: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    find_account: FindAccount,
+    publish: Publish,
+    source: str,
+    trace_headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Verify a Telegram delivery and store it durably in RAW; raises :class:`RejectedError`."""
     account = find_account(Channel.TELEGRAM, account_id)
     if account is None:
@@ -66,10 +72,15 @@ async def accept_telegram(
     raw_id = ids.telegram_update(account_id, update_id)
     trace = trace_headers or {}
     subject, hdrs = raw_envelope(
-        provider="telegram", account=account_id, raw_id=raw_id, source=source,
-        workspace_id=account.workspace_id, received_at=datetime.now(UTC),
-        traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate"),
-    )  # fmt: skip
+        provider="telegram",
+        account=account_id,
+        raw_id=raw_id,
+        source=source,
+        workspace_id=account.workspace_id,
+        received_at=datetime.now(UTC),
+        traceparent=trace.get("traceparent"),
+        tracestate=trace.get("tracestate"),
+    )
     try:
         await publish(subject, body, hdrs)
     except Exception as exc:

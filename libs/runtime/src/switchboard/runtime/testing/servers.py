@@ -24,9 +24,12 @@ T = TypeVar("T")
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.05,
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.05,
     message: str = "condition",
-) -> T:  # fmt: skip
+) -> T:
     """Poll ``check`` until it returns a truthy value (returned) or raise after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Any = None

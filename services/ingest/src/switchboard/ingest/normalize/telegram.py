@@ -110,9 +110,11 @@ def content_of(msg: dict[str, Any], raw_id: str) -> Content:
     if "audio" in msg:
         audio = msg["audio"]
         return AudioContent(
-            file=_file(audio), caption=caption, title=audio.get("title"),
+            file=_file(audio),
+            caption=caption,
+            title=audio.get("title"),
             performer=audio.get("performer"),
-        )  # fmt: skip
+        )
     if "voice" in msg:
         return VoiceContent(file=_file(msg["voice"]), caption=caption)
     if "document" in msg:
@@ -124,19 +126,23 @@ def content_of(msg: dict[str, Any], raw_id: str) -> Content:
         venue = msg["venue"]
         loc = venue.get("location", {})
         return LocationContent(
-            latitude=loc["latitude"], longitude=loc["longitude"],
-            title=venue.get("title"), address=venue.get("address"),
-        )  # fmt: skip
+            latitude=loc["latitude"],
+            longitude=loc["longitude"],
+            title=venue.get("title"),
+            address=venue.get("address"),
+        )
     if "location" in msg:
         loc = msg["location"]
         return LocationContent(latitude=loc["latitude"], longitude=loc["longitude"])
     if "contact" in msg:
         c = msg["contact"]
         return ContactContent(
-            phone=c["phone_number"], first_name=c.get("first_name"),
+            phone=c["phone_number"],
+            first_name=c.get("first_name"),
             last_name=c.get("last_name"),
-            user_id=str(c["user_id"]) if c.get("user_id") else None, vcard=c.get("vcard"),
-        )  # fmt: skip
+            user_id=str(c["user_id"]) if c.get("user_id") else None,
+            vcard=c.get("vcard"),
+        )
     known = ("message_id", "from", "chat", "date", "sender_chat", "reply_to_message")
     kind = next((k for k in msg if k not in known and not k.startswith("forward")), "unknown")
     return UnsupportedContent(provider_kind=kind, raw_ref=raw_id)
@@ -174,30 +180,44 @@ def _normalize(
         if kind.startswith("edited_"):
             return [
                 MessageEdited(
-                    **base, chat=chat, provider=ids, received_at=received_at, sender=sender,
-                    content=content, edited_at=_ts(msg.get("edit_date", msg.get("date"))),
+                    **base,
+                    chat=chat,
+                    provider=ids,
+                    received_at=received_at,
+                    sender=sender,
+                    content=content,
+                    edited_at=_ts(msg.get("edit_date", msg.get("date"))),
                 )
-            ]  # fmt: skip
+            ]
         reply = msg.get("reply_to_message")
         return [
             MessageReceived(
-                **base, chat=chat, sender=sender, content=content, provider=ids,
+                **base,
+                chat=chat,
+                sender=sender,
+                content=content,
+                provider=ids,
                 reply_to=str(reply["message_id"]) if isinstance(reply, dict) else None,
-                sent_at=_ts(msg["date"]), received_at=received_at,
+                sent_at=_ts(msg["date"]),
+                received_at=received_at,
             )
-        ]  # fmt: skip
+        ]
     if isinstance(cb := update.get("callback_query"), dict):
         cb_msg = cb.get("message") if isinstance(cb.get("message"), dict) else None
         sender_chat = {"id": cb["from"]["id"], "type": "private"}
         chat = _chat(cb_msg["chat"] if cb_msg else sender_chat)
         return [
             CallbackReceived(
-                **base, chat=chat, received_at=received_at,
+                **base,
+                chat=chat,
+                received_at=received_at,
                 provider=ProviderIds(message_id=str(cb["id"]), update_id=update_id, raw_id=raw_id),
-                sender=_sender(cb["from"], chat), callback_id=str(cb["id"]), data=cb.get("data"),
+                sender=_sender(cb["from"], chat),
+                callback_id=str(cb["id"]),
+                data=cb.get("data"),
                 message_id=str(cb_msg["message_id"]) if cb_msg else None,
             )
-        ]  # fmt: skip
+        ]
     if isinstance(member := update.get("my_chat_member"), dict):
         chat = _chat(member["chat"])
         new_status = member.get("new_chat_member", {}).get("status")
@@ -206,16 +226,23 @@ def _normalize(
         )
         return [
             ContactStatusChanged(
-                **base, chat=chat, received_at=received_at, sender=_sender(member["from"], chat),
-                provider=ProviderIds(message_id=f"member:{update_id}", update_id=update_id,
-                                     raw_id=raw_id),
-                status=status, at=_ts(member["date"]),
+                **base,
+                chat=chat,
+                received_at=received_at,
+                sender=_sender(member["from"], chat),
+                provider=ProviderIds(
+                    message_id=f"member:{update_id}", update_id=update_id, raw_id=raw_id
+                ),
+                status=status,
+                at=_ts(member["date"]),
             )
-        ]  # fmt: skip
+        ]
     kinds = [k for k in update if k != "update_id"]
     return [
         UpdateUnsupported(
-            **base, provider_kind=kinds[0] if kinds else "empty", raw_id=raw_id,
+            **base,
+            provider_kind=kinds[0] if kinds else "empty",
+            raw_id=raw_id,
             received_at=received_at,
         )
-    ]  # fmt: skip
+    ]

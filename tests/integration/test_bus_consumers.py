@@ -1,0 +1,141 @@
+"""The runtime on a real JetStream: provisioning, pull workers with bounded retries and the
+DLQ, redrive, and the encrypted accounts registry with its live cache."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.msg import Msg
+from tests.support.stack import keyring
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.streams import BUCKETS, STREAMS
+from switchboard.runtime.accounts import Account, AccountCache, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import ConsumerSpec, PermanentError, PullWorker
+from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.dlq import list_dead_letters, redrive
+from switchboard.runtime.testing import eventually
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    bus = await Bus.connect(nats_url, name="test")
+    await bus.provision()
+    yield bus
+    await bus.close()
+
+
+async def test_provisioning_is_idempotent(bus: Bus) -> None:
+    await bus.provision()
+    await asyncio.gather(bus.provision(), bus.provision())
+    names = {s.config.name for s in await bus.js.streams_info()}
+    assert {s.name for s in STREAMS} | {f"KV_{b.name}" for b in BUCKETS} <= names
+
+
+async def _run(worker: PullWorker) -> asyncio.Task[None]:
+    return asyncio.create_task(worker.run())
+
+
+async def test_failing_message_is_retried_then_dead_lettered_without_blocking(bus: Bus) -> None:
+    seen: dict[str, int] = {}
+    done: list[str] = []
+
+    async def handler(msg: Msg) -> None:
+        body = msg.data.decode()
+        seen[body] = seen.get(body, 0) + 1
+        if body == "poison":
+            raise RuntimeError("cannot digest")
+        if body == "malformed":
+            raise PermanentError("not a payload")
+        done.append(body)
+
+    spec = ConsumerSpec(
+        stream="RAW",
+        durable="t-worker",
+        filter_subjects=("raw.>",),
+        max_deliver=3,
+        backoff_s=(0.05,),
+        ack_wait_s=5,
+    )
+    worker = PullWorker(bus, spec, handler)
+    task = await _run(worker)
+    for i, body in enumerate(["a", "poison", "b", "malformed", "c"]):
+        await bus.publish_raw(
+            "raw.test.v1.acct",
+            body.encode(),
+            {"Nats-Msg-Id": f"m{i}", "ce-id": f"m{i}", "x-tag": body},
+        )
+    letters = await eventually(lambda: _letters(bus, 2), message="two dead letters")
+    worker.stop.set()
+    await task
+    assert sorted(done) == ["a", "b", "c"]
+    assert seen["poison"] == 3  # bounded: max_deliver attempts, then the DLQ
+    assert seen["malformed"] == 1  # permanent: straight to the DLQ
+    by_body = {letter.body: letter for letter in letters}
+    assert by_body[b"poison"].reason == "RuntimeError: cannot digest"
+    assert by_body[b"poison"].headers["x-tag"] == "poison"
+    assert by_body[b"poison"].subject == "raw.test.v1.acct"
+    assert by_body[b"malformed"].reason == "not a payload"
+    assert by_body[b"malformed"].consumer == "t-worker"
+
+    # redrive puts it back on its subject (with a fresh id) and removes it from the DLQ
+    before = (await bus.js.stream_info("RAW")).state.messages
+    await redrive(bus, by_body[b"malformed"])
+    assert (await bus.js.stream_info("RAW")).state.messages == before + 1
+    assert len(await list_dead_letters(bus)) == 1
+
+
+async def _letters(bus: Bus, n: int) -> list[object] | None:
+    letters = await list_dead_letters(bus)
+    return letters if len(letters) >= n else None  # type: ignore[return-value]
+
+
+async def test_accounts_are_encrypted_at_rest_and_cached_live(bus: Bus) -> None:
+    kv = await bus.kv("accounts")
+    store = AccountStore(kv, keyring())
+    cache = AccountCache(store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(cache.run(stop))
+    await asyncio.wait_for(cache.loaded.wait(), 5)
+    await store.put(
+        Account(
+            channel=Channel.TELEGRAM,
+            id="bot1",
+            workspace_id="w",
+            secrets={"token": "123:PLAINTEXT-TOKEN", "webhook_secret": "whs-1"},
+        )
+    )
+    entry = await kv.get("telegram.bot1")
+    assert entry.value is not None
+    assert b"PLAINTEXT-TOKEN" not in entry.value
+    assert b"whs-1" not in entry.value
+    found = await eventually(lambda: _get(cache, "bot1"), message="cache sees the account")
+    assert found.secrets["token"] == "123:PLAINTEXT-TOKEN"
+    assert "PLAINTEXT" not in repr(found)
+    assert found.public()["secrets"] == ["token", "webhook_secret"]
+
+    # rotation: a new active key, old records still readable, re-encryption moves them
+    new = Keyring({"k9": b"\x01" * 32, **store.keyring.keys}, "k9")
+    rotated = AccountStore(kv, new)
+    assert (await rotated.get(Channel.TELEGRAM, "bot1")) is not None
+    assert await rotated.reencrypt_all() == 1
+    raw = (await kv.get("telegram.bot1")).value or b""
+    assert b'"k9:' in raw
+
+    # the old instance lacks k9 but can still delete the account
+    assert await store.delete(Channel.TELEGRAM, "bot1") is True
+    assert await store.delete(Channel.TELEGRAM, "bot1") is False
+    await eventually(lambda: _gone(cache, "bot1"), message="cache drops the account")
+    stop.set()
+    await task
+
+
+async def _get(cache: AccountCache, name: str) -> Account | None:
+    return cache.get(Channel.TELEGRAM, name)
+
+
+async def _gone(cache: AccountCache, name: str) -> bool:
+    return cache.get(Channel.TELEGRAM, name) is None

@@ -1,0 +1,120 @@
+"""The Telegram webhook's answers: every rejection is a precise 4xx that publishes nothing;
+with the bus down the answer is 503 and the provider's retry later succeeds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from tests.support.stack import add_telegram_account, service_env
+from tests.support.telegram import text_update
+
+from switchboard.ingest.app import create_app
+from switchboard.ingest.settings import IngestSettings
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.embedded import EmbeddedNats
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+
+SECRET = "s3cret-token"
+GOOD = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+
+
+@pytest.fixture
+async def ingest(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    for key, value in service_env(
+        nats_url, SWITCHBOARD_INGEST_MAX_BODY_BYTES=4096, SWITCHBOARD_INGEST_PUBLISH_TIMEOUT_S=1
+    ).items():
+        monkeypatch.setenv(key, value)
+    await add_telegram_account(nats_url, secret=SECRET)
+    async with serve_app(create_app(load_settings(IngestSettings))) as url:
+        yield url
+
+
+async def _raw_count(nats_url: str) -> int:
+    bus = await Bus.connect(nats_url, name="probe")
+    try:
+        return int((await bus.js.stream_info("RAW")).state.messages)
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body", "status", "code"),
+    [
+        ("demo", {}, json.dumps(text_update(1)), 401, "bad_secret"),
+        (
+            "demo",
+            {"X-Telegram-Bot-Api-Secret-Token": "wrong"},
+            json.dumps(text_update(1)),
+            401,
+            "bad_secret",
+        ),
+        ("nobody", GOOD, json.dumps(text_update(1)), 404, "unknown_account"),
+        (
+            "demo",
+            {**GOOD, "Content-Type": "text/plain"},
+            json.dumps(text_update(1)),
+            415,
+            "unsupported_media_type",
+        ),
+        ("demo", GOOD, "{not json", 400, "malformed_body"),
+        ("demo", GOOD, "[1, 2]", 400, "malformed_body"),
+        ("demo", GOOD, json.dumps({"update_id": "7"}), 400, "malformed_body"),
+        ("demo", GOOD, json.dumps({"update_id": -1}), 400, "malformed_body"),
+        ("demo", GOOD, json.dumps({"update_id": 1, "pad": "x" * 5000}), 413, "too_large"),
+    ],
+)
+async def test_rejections_are_precise_and_publish_nothing(
+    ingest: str,
+    nats_url: str,
+    path: str,
+    headers: dict[str, str],
+    body: str,
+    status: int,
+    code: str,
+) -> None:
+    hdrs = {"Content-Type": "application/json", **headers}
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{ingest}/webhooks/telegram/{path}", content=body, headers=hdrs)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert r.json()["error"]["message"]
+    assert await _raw_count(nats_url) == 0
+
+
+async def test_duplicates_store_once(ingest: str, nats_url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(3):
+            r = await http.post(
+                f"{ingest}/webhooks/telegram/demo", json=text_update(9), headers=GOOD
+            )
+            assert r.status_code == 200
+            assert r.json() == {"ok": True, "id": "tg:demo:9"}
+    assert await _raw_count(nats_url) == 1
+
+
+async def test_bus_down_gives_503_and_the_retry_succeeds(
+    ingest: str, nats_url: str, nats_server: EmbeddedNats | None
+) -> None:
+    if nats_server is None:
+        pytest.skip("needs an embedded server it can stop")  # only with an external NATS URL
+    async with httpx.AsyncClient(timeout=10) as http:
+        nats_server.stop()
+        r = await http.post(f"{ingest}/webhooks/telegram/demo", json=text_update(77), headers=GOOD)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "bus_unavailable"
+        ready = await http.get(f"{ingest}/readyz")
+        assert ready.status_code == 503
+        nats_server.start()
+
+        async def retried() -> bool:
+            r = await http.post(
+                f"{ingest}/webhooks/telegram/demo", json=text_update(77), headers=GOOD
+            )
+            return r.status_code == 200
+
+        await eventually(retried, timeout=30, interval=0.3, message="retry accepted")
+    assert await _raw_count(nats_url) == 1
