@@ -7,7 +7,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -90,20 +89,23 @@ class Bus:
             log.warning("nats error", error=str(exc))
 
         async def on_disconnect() -> None:
-            log.warning("nats disconnected")
+            if not (nc.is_closed or nc.is_draining):  # our own close is not news
+                log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
             log.info("nats reconnected")
 
-        nc = await nats.connect(
+        nc = NatsClient()
+        await nc.connect(
             servers=[u.strip() for u in url.split(",")],
             name=name,
             user=user,
             password=password,
             user_credentials=creds,
-            connect_timeout=connect_timeout,
+            # nats-py annotates these as int but sleeps on them; sub-second waits matter here
+            connect_timeout=connect_timeout,  # type: ignore[arg-type]
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]
             allow_reconnect=True,
             error_cb=on_error,
             disconnected_cb=on_disconnect,

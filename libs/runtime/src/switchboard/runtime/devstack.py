@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -236,13 +237,16 @@ def up(data: Path) -> int:
 
 
 def _port(preferred: int) -> int:
-    with contextlib.suppress(OSError):
-        import socket
-
-        with socket.socket() as s:
+    """The fixed dev port, if nothing listens there (TIME_WAIT from our last run is fine)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
             s.bind((HOST, preferred))
-            return preferred
-    raise RuntimeError(f"port {preferred} on {HOST} is taken; stop whatever uses it")
+        except OSError:
+            raise RuntimeError(
+                f"port {preferred} on {HOST} is taken; stop whatever uses it"
+            ) from None
+    return preferred
 
 
 def _alive(pid: int) -> bool:

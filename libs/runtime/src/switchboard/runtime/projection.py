@@ -27,6 +27,7 @@ from switchboard.runtime.db import Conn
 from switchboard.runtime.dlq import dead_letter
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import DEAD_LETTERED, PROJECTED, PROJECTION_LAG
+from switchboard.runtime.tracing import batch_span
 
 log = get_logger(__name__)
 
@@ -156,9 +157,10 @@ class Projection:
         started = time.perf_counter()
         last = msgs[-1].metadata.sequence.stream
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await self.apply(conn, msgs)
-                await self._save(conn, last)
+            with batch_span(f"project {self.name}", [m.headers for m in msgs], count=len(msgs)):
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self.apply(conn, msgs)
+                    await self._save(conn, last)
         except _INTERRUPTIONS:
             raise  # the database went away: the run loop retries from the checkpoint
         except Exception as exc:

@@ -13,7 +13,7 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 
 _provider: TracerProvider | None = None
 
@@ -64,6 +64,20 @@ def consume_span(name: str, headers: Mapping[str, str] | None, **attrs: Any) -> 
     """A consumer span whose parent is the producer's span found in the message headers."""
     with tracer().start_as_current_span(
         name, context=context_from_headers(headers), kind=SpanKind.CONSUMER, attributes=attrs
+    ) as span:
+        yield span
+
+
+@contextmanager
+def batch_span(name: str, headers: list[Mapping[str, str] | None], **attrs: Any) -> Iterator[Span]:
+    """One span for a batch, linked to the producer span of every message in it."""
+    links = []
+    for h in headers:
+        ctx = trace.get_current_span(context_from_headers(h)).get_span_context()
+        if ctx.is_valid:
+            links.append(Link(ctx))
+    with tracer().start_as_current_span(
+        name, kind=SpanKind.CONSUMER, links=links, attributes=attrs
     ) as span:
         yield span
 

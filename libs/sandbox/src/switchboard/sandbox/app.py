@@ -1,0 +1,127 @@
+"""The sandbox: every fake provider on one port under its prefix, plus `/_sandbox` control.
+
+`Sandbox` is the Python handle tests hold (providers, recorder, faults); `create_app`
+builds the ASGI app the CLI serves. Each provider can also be served alone at root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from switchboard.sandbox.clock import Clock, SystemClock
+from switchboard.sandbox.config import SandboxConfig
+from switchboard.sandbox.control import control_routes
+from switchboard.sandbox.faults import FaultInjector, FaultRule, FaultSpec
+from switchboard.sandbox.provider import Core, Provider, provider_asgi
+from switchboard.sandbox.recorder import Recorder
+from switchboard.sandbox.telegram.provider import TelegramProvider
+
+
+class Sandbox:
+    """One sandbox instance: shared core plus the registered providers."""
+
+    def __init__(self, config: SandboxConfig | None = None, *, clock: Clock | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.core = Core(clock=clock or SystemClock(), record_limit=self.config.record_limit)
+        self.telegram = TelegramProvider(self.core, self.config.telegram)
+        self.providers: dict[str, Provider] = {}
+        self.add_provider(self.telegram)
+        if self.config.demo:
+            self.install_demo()
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.core.recorder
+
+    @property
+    def faults(self) -> FaultInjector:
+        return self.core.faults
+
+    def add_provider(self, provider: Provider) -> None:
+        """Register a provider; it is mounted at `provider.prefix` by `app()`."""
+        if provider.name in self.providers:
+            raise ValueError(f"provider {provider.name!r} is already registered")
+        self.providers[provider.name] = provider
+
+    def install_demo(self) -> None:
+        """Register the dev-stack demo accounts (Telegram bot `100000001:demo`)."""
+        self.telegram.add_demo_bot()
+
+    def set_fault(
+        self, provider: str | None = None, account: str | int | None = None, **spec: Any
+    ) -> FaultRule:
+        """Inject faults, e.g. `set_fault("telegram", bot_token, error_rate=0.5, seed=1)`."""
+        if provider is not None and provider not in self.providers:
+            raise ValueError(f"unknown provider {provider!r}")
+        key = None
+        if account is not None:
+            key = (
+                self.providers[provider].normalize_account(str(account))
+                if provider is not None
+                else str(account)
+            )
+        if spec.get("methods") is not None:
+            spec["methods"] = tuple(spec["methods"])
+        return self.core.faults.set(FaultSpec(**spec), provider=provider, account=key)
+
+    def clear_faults(self) -> None:
+        self.core.faults.clear_all()
+
+    async def reset(self) -> None:
+        """Forget everything: records, faults, provider state; demo accounts come back."""
+        self.core.recorder.clear()
+        self.core.faults.clear_all()
+        for provider in self.providers.values():
+            await provider.reset()
+        if self.config.demo:
+            self.install_demo()
+
+    async def aclose(self) -> None:
+        """Stop background work (webhook workers, traffic jobs) and the HTTP client."""
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.core.http.aclose()
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        for provider in self.providers.values():
+            await provider.start()
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    def app(self) -> Starlette:
+        """All providers under their prefixes (`/telegram`, ...) plus `/_sandbox`."""
+        routes = [Mount("/_sandbox", routes=control_routes(self))]
+        routes += [
+            Mount(p.prefix, app=provider_asgi(p, self.core)) for p in self.providers.values()
+        ]
+        app = Starlette(routes=routes, lifespan=self._lifespan)
+        app.state.sandbox = self
+        return app
+
+    def provider_app(self, name: str) -> Starlette:
+        """One provider served at root (its real paths), plus `/_sandbox` control."""
+        provider = self.providers[name]
+        routes = [
+            Mount("/_sandbox", routes=control_routes(self)),
+            Mount("", app=provider_asgi(provider, self.core)),
+        ]
+        app = Starlette(routes=routes, lifespan=self._lifespan)
+        app.state.sandbox = self
+        return app
+
+
+def create_app(config: SandboxConfig | None = None, *, clock: Clock | None = None) -> Starlette:
+    """The combined sandbox app; the `Sandbox` handle is at `app.state.sandbox`."""
+    return Sandbox(config, clock=clock).app()

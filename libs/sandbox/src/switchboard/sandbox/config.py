@@ -1,0 +1,44 @@
+"""Configuration of a whole sandbox: demo mode, record size and each provider's settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from switchboard.sandbox.telegram.config import TelegramConfig
+from switchboard.sandbox.webhooks import RetryPolicy
+
+
+@dataclass
+class SandboxConfig:
+    """Settings of one sandbox; `demo` registers the dev-stack demo accounts."""
+
+    demo: bool = False
+    record_limit: int = 100_000
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SandboxConfig:
+        """Build from JSON: `{"demo": true, "telegram": {"strict_chats": true,
+        "limits": {"bot": {"limit": 30, "window": 1}}, "webhook_retry": {"initial": 0.1}}}`."""
+        config = cls(
+            demo=bool(data.get("demo", False)), record_limit=int(data.get("record_limit", 100_000))
+        )
+        telegram = dict(data.get("telegram") or {})
+        limits = telegram.pop("limits", None)
+        retry = telegram.pop("webhook_retry", None)
+        unknown = set(telegram) - set(TelegramConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown telegram settings: {sorted(unknown)}")
+        config.telegram = replace(config.telegram, **telegram)
+        if limits:
+            config.telegram.limits.update(limits)
+        if retry:
+            config.telegram.webhook_retry = replace(RetryPolicy(), **retry)
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SandboxConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,140 @@
+"""The sandbox control API under `/_sandbox/`: state, reset, records and faults.
+
+Provider-specific routes (accounts, traffic, limits) are mounted at `/_sandbox/<provider>/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from switchboard.sandbox.faults import FaultSpec
+from switchboard.sandbox.httpjson import (
+    ControlError,
+    error_json,
+    query_bool,
+    query_float,
+    query_int,
+    read_json,
+)
+
+if TYPE_CHECKING:
+    from switchboard.sandbox.app import Sandbox
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+_FAULT_KEYS = set(FaultSpec.__dataclass_fields__) | {"provider", "account", "outage_seconds"}
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ControlError as exc:
+            return error_json(exc)
+        except (ValueError, TypeError) as exc:
+            return error_json(ControlError(str(exc)))
+
+    return guarded
+
+
+def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
+    """All `/_sandbox` routes of this sandbox (to be mounted at `/_sandbox`)."""
+    core = sandbox.core
+
+    def account_filter(request: Request) -> str | None:
+        account = request.query_params.get("account")
+        provider = request.query_params.get("provider")
+        if account and provider in sandbox.providers:
+            return sandbox.providers[provider].normalize_account(account)
+        return account or None
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "providers": sorted(sandbox.providers)})
+
+    async def state(request: Request) -> Response:
+        return JSONResponse({name: p.snapshot() for name, p in sandbox.providers.items()})
+
+    async def reset(request: Request) -> Response:
+        await sandbox.reset()
+        return JSONResponse({"reset": True})
+
+    async def requests(request: Request) -> Response:
+        found = core.recorder.requests(
+            provider=request.query_params.get("provider") or None,
+            account=account_filter(request),
+            method=request.query_params.get("method") or None,
+            chat=request.query_params.get("chat") or None,
+            status=query_int(request, "status"),
+            ok=query_bool(request, "ok"),
+            since=query_float(request, "since"),
+            after=query_int(request, "after"),
+            fault=request.query_params.get("fault") or None,
+        )
+        limit = query_int(request, "limit")
+        if limit is not None:
+            found = found[-limit:] if limit > 0 else []
+        return JSONResponse({"count": len(found), "requests": [r.to_json() for r in found]})
+
+    async def clear_requests(request: Request) -> Response:
+        core.recorder.clear()
+        return JSONResponse({"cleared": True})
+
+    async def deliveries(request: Request) -> Response:
+        found = core.recorder.deliveries(
+            provider=request.query_params.get("provider") or None,
+            account=account_filter(request),
+            url=request.query_params.get("url") or None,
+            ok=query_bool(request, "ok"),
+            after=query_int(request, "after"),
+        )
+        return JSONResponse({"count": len(found), "deliveries": [d.to_json() for d in found]})
+
+    async def list_faults(request: Request) -> Response:
+        return JSONResponse({"faults": [r.to_json() for r in core.faults.rules()]})
+
+    async def set_fault(request: Request) -> Response:
+        data = await read_json(request)
+        unknown = set(data) - _FAULT_KEYS
+        if unknown:
+            raise ControlError(f"unknown fault fields: {sorted(unknown)}")
+        provider = data.get("provider")
+        if provider is not None and provider not in sandbox.providers:
+            raise ControlError(f"unknown provider {provider!r}")
+        if provider is not None and data.get("account") is not None:
+            data["account"] = sandbox.providers[provider].normalize_account(str(data["account"]))
+        rule = core.faults.set_from_json(data)
+        return JSONResponse(rule.to_json(), status_code=201)
+
+    async def clear_faults(request: Request) -> Response:
+        core.faults.clear_all()
+        return JSONResponse({"cleared": True})
+
+    async def delete_fault(request: Request) -> Response:
+        if not core.faults.remove(request.path_params["rule"]):
+            raise ControlError("no such fault rule", 404)
+        return JSONResponse({"deleted": True})
+
+    table: list[tuple[str, Endpoint, list[str]]] = [
+        ("/health", health, ["GET"]),
+        ("/state", state, ["GET"]),
+        ("/reset", reset, ["POST"]),
+        ("/requests", requests, ["GET"]),
+        ("/requests", clear_requests, ["DELETE"]),
+        ("/deliveries", deliveries, ["GET"]),
+        ("/faults", list_faults, ["GET"]),
+        ("/faults", set_fault, ["POST", "PUT"]),
+        ("/faults", clear_faults, ["DELETE"]),
+        ("/faults/{rule:path}", delete_fault, ["DELETE"]),
+    ]
+    routes: list[BaseRoute] = [
+        Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table
+    ]
+    routes += [
+        Mount(f"/{name}", routes=provider.control_routes())
+        for name, provider in sandbox.providers.items()
+    ]
+    return routes

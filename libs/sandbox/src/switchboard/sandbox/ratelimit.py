@@ -1,0 +1,168 @@
+"""In-process rate limiter of the fake providers: sliding windows and token buckets per key.
+
+A refused key stays refused until the announced `retry_after` has passed, like Telegram,
+and refused requests are never counted as accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard.sandbox.clock import Clock, SystemClock
+
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """At most `limit` accepted requests in any `window` seconds (exact, log based)."""
+
+    limit: int
+    window: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.window <= 0:
+            raise ValueError("a sliding window needs limit >= 1 and window > 0")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "window", "limit": self.limit, "window": self.window}
+
+
+@dataclass(frozen=True)
+class TokenBucket:
+    """`rate` requests per second on average with bursts of up to `burst`."""
+
+    rate: float
+    burst: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "bucket", "rate": self.rate, "burst": self.burst}
+
+
+Rule = SlidingWindow | TokenBucket
+
+
+def rule_from_json(data: Mapping[str, Any] | None) -> Rule | None:
+    """Build a rule from its JSON form; `None` means "no limit".
+
+    Accepts `{"limit": 30, "window": 1}` (sliding window) or `{"rate": 1, "burst": 3}`
+    (token bucket); `kind` may be given explicitly as "window" or "bucket".
+    """
+    if data is None:
+        return None
+    kind = data.get("kind") or ("bucket" if "rate" in data else "window")
+    if kind == "bucket":
+        return TokenBucket(rate=float(data["rate"]), burst=int(data.get("burst", 1)))
+    if kind == "window":
+        return SlidingWindow(limit=int(data["limit"]), window=float(data.get("window", 1.0)))
+    raise ValueError(f"unknown rate limit kind {kind!r}")
+
+
+def retry_after_seconds(wait: float) -> int:
+    """Whole seconds a client is told to wait: rounded up, never less than 1."""
+    return max(1, math.ceil(wait - _EPSILON))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of one acquire: allowed, or refused with the whole seconds to wait."""
+
+    allowed: bool
+    retry_after: int = 0
+    key: str | None = None
+
+
+@dataclass
+class _KeyState:
+    stamps: deque[float] = field(default_factory=deque)
+    tokens: float | None = None
+    updated: float = 0.0
+    blocked_until: float = -math.inf
+
+
+class RateLimiter:
+    """Keyed limiter: `acquire` checks several (key, rule) pairs atomically."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._keys: dict[str, _KeyState] = {}
+
+    def acquire(self, checks: Iterable[tuple[str, Rule]], now: float | None = None) -> Decision:
+        """Accept one request for every key, or refuse it for all of them.
+
+        A key already serving a penalty answers with the time left; a key whose rule is
+        exceeded starts a penalty of `retry_after` whole seconds. Nothing is consumed on
+        refusal.
+        """
+        at = self._clock.monotonic() if now is None else now
+        pairs = list(checks)
+        worst: tuple[int, str] | None = None
+        for key, rule in pairs:
+            state = self._keys.setdefault(key, _KeyState())
+            if state.blocked_until > at:
+                left = retry_after_seconds(state.blocked_until - at)
+                worst = max(worst or (0, key), (left, key))
+                continue
+            wait = self._wait(state, rule, at)
+            if wait > 0:
+                seconds = retry_after_seconds(wait)
+                state.blocked_until = at + seconds
+                worst = max(worst or (0, key), (seconds, key))
+        if worst is not None:
+            return Decision(allowed=False, retry_after=worst[0], key=worst[1])
+        for key, rule in pairs:
+            self._consume(self._keys[key], rule, at)
+        return Decision(allowed=True)
+
+    def wait_time(self, key: str, rule: Rule, now: float | None = None) -> float:
+        """Seconds until `key` would accept one more request (0 when it would now)."""
+        at = self._clock.monotonic() if now is None else now
+        state = self._keys.get(key)
+        if state is None:
+            return 0.0
+        return max(state.blocked_until - at, self._wait(state, rule, at), 0.0)
+
+    def reset(self, prefix: str = "") -> None:
+        """Forget the history of every key starting with `prefix` (all keys by default)."""
+        for key in [k for k in self._keys if k.startswith(prefix)]:
+            del self._keys[key]
+
+    @staticmethod
+    def _wait(state: _KeyState, rule: Rule, at: float) -> float:
+        if isinstance(rule, SlidingWindow):
+            stamps = state.stamps
+            while stamps and stamps[0] <= at - rule.window:
+                stamps.popleft()
+            if len(stamps) < rule.limit:
+                return 0.0
+            return stamps[len(stamps) - rule.limit] + rule.window - at
+        tokens = _refill(state, rule, at)
+        if tokens >= 1.0 - _EPSILON:
+            return 0.0
+        return (1.0 - tokens) / rule.rate
+
+    @staticmethod
+    def _consume(state: _KeyState, rule: Rule, at: float) -> None:
+        if isinstance(rule, SlidingWindow):
+            state.stamps.append(at)
+            return
+        state.tokens = max(_refill(state, rule, at) - 1.0, 0.0)
+        state.updated = at
+
+
+def _refill(state: _KeyState, rule: TokenBucket, at: float) -> float:
+    if state.tokens is None:
+        state.tokens = float(rule.burst)
+        state.updated = at
+    elapsed = max(at - state.updated, 0.0)
+    state.tokens = min(float(rule.burst), state.tokens + elapsed * rule.rate)
+    state.updated = at
+    return state.tokens

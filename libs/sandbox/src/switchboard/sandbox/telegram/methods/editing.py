@@ -1,0 +1,82 @@
+"""editMessageText, deleteMessage and answerCallbackQuery."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from switchboard.sandbox.telegram.errors import TEXT_EMPTY, TEXT_TOO_LONG, bad_request
+from switchboard.sandbox.telegram.messages import check_parse_mode, reply_markup, sent_by
+from switchboard.sandbox.telegram.methods.base import Call, ensure_reachable, method
+
+NOT_MODIFIED = (
+    "message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
+QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
+
+
+@method("editMessageText")
+async def edit_message_text(call: Call) -> Any:
+    params = call.params
+    if params.has("inline_message_id") and not params.has("chat_id"):
+        raise bad_request("MESSAGE_ID_INVALID")
+    text = params.text("text")
+    if text is None or not text.strip():
+        raise bad_request(TEXT_EMPTY)
+    check_parse_mode(params)
+    markup = reply_markup(params)
+    chat = call.chat()
+    ensure_reachable(chat)
+    message_id = params.integer("message_id")
+    if message_id is None:
+        raise bad_request("message identifier is not specified")
+    message = chat.messages.get(message_id)
+    if message is None:
+        raise bad_request("message to edit not found")
+    if not sent_by(call.bot, message):
+        raise bad_request("message can't be edited")
+    if "text" not in message:
+        raise bad_request("there is no text in the message to edit")
+    if len(text) > call.state.config.max_text:
+        raise bad_request(TEXT_TOO_LONG)
+    new_markup = (
+        {"inline_keyboard": markup["inline_keyboard"]}
+        if markup and ("inline_keyboard" in markup)
+        else None
+    )
+    if message["text"] == text and message.get("reply_markup") == new_markup:
+        raise bad_request(NOT_MODIFIED)
+    message["text"] = text
+    message["edit_date"] = call.date
+    if new_markup is None:
+        message.pop("reply_markup", None)
+    else:
+        message["reply_markup"] = new_markup
+    return copy.deepcopy(message)
+
+
+@method("deleteMessage")
+async def delete_message(call: Call) -> Any:
+    chat = call.chat()
+    message_id = call.params.integer("message_id")
+    if message_id is None:
+        raise bad_request("message identifier is not specified")
+    if chat.messages.pop(message_id, None) is None:
+        raise bad_request("message to delete not found")
+    return True
+
+
+@method("answerCallbackQuery")
+async def answer_callback_query(call: Call) -> Any:
+    query_id = call.params.text("callback_query_id")
+    if not query_id:
+        raise bad_request("query_id is empty")
+    answered = call.bot.callbacks.get(query_id)
+    if answered is None or answered:
+        raise bad_request(QUERY_INVALID)
+    text = call.params.text("text") or ""
+    if len(text) > call.state.config.max_callback_text:
+        raise bad_request("MESSAGE_TOO_LONG")
+    call.bot.callbacks[query_id] = True
+    return True

@@ -1,0 +1,268 @@
+"""Outgoing webhooks of the fakes: one ordered queue per account, retried with backoff.
+
+The next payload is never sent before the previous one got a 2xx, which is how Telegram
+delivers updates of one bot. Other providers reuse it with their own signing headers and
+error wording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from switchboard.sandbox.clock import Clock
+from switchboard.sandbox.recorder import Recorder
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts of one payload: `initial * factor**(n-1)`, capped at `maximum`.
+
+    `max_attempts` None retries until `max_age` seconds after the payload was queued.
+    """
+
+    initial: float = 1.0
+    factor: float = 2.0
+    maximum: float = 60.0
+    max_attempts: int | None = None
+    max_age: float = 24 * 3600.0
+    timeout: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.initial * self.factor ** max(attempt - 1, 0), self.maximum))
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """Why one attempt failed: an HTTP status with its reason, or a transport error."""
+
+    status: int | None = None
+    reason: str | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class WebhookTarget:
+    """Where and how to deliver: URL, fixed headers and an optional body signer."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    sign: Callable[[bytes], Mapping[str, str]] | None = None
+
+
+@dataclass
+class QueuedPayload:
+    """A payload waiting for delivery, with its reference (e.g. update_id) and attempts."""
+
+    payload: dict[str, Any]
+    ref: str | None
+    queued_at: float
+    attempts: int = 0
+
+
+Describe = Callable[[DeliveryFailure], str]
+
+
+def describe_plainly(failure: DeliveryFailure) -> str:
+    """Default wording of a failed attempt."""
+    if failure.status is not None:
+        return f"{failure.status} {failure.reason or ''}".strip()
+    return type(failure.error).__name__ if failure.error else "unknown error"
+
+
+class HttpClientHolder:
+    """One shared httpx client for all deliveries, created in the loop that first uses it."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(trust_env=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class OrderedDelivery:
+    """Queue of one account's payloads, delivered one at a time, in order, to its target."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        account: str,
+        recorder: Recorder,
+        clock: Clock,
+        http: HttpClientHolder,
+        policy: RetryPolicy,
+        describe: Describe = describe_plainly,
+    ) -> None:
+        self.provider = provider
+        self.account = account
+        self.recorder = recorder
+        self.clock = clock
+        self.http = http
+        self.policy = policy
+        self.describe = describe
+        self.items: deque[QueuedPayload] = deque()
+        self.target: WebhookTarget | None = None
+        self.last_error_date: int | None = None
+        self.last_error_message: str | None = None
+        self.delivered = 0
+        self.dropped = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._retarget: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self.items)
+
+    def put(self, payload: dict[str, Any], ref: str | None = None) -> None:
+        """Queue a payload; delivery starts at once when a target is set."""
+        self.items.append(QueuedPayload(payload=payload, ref=ref, queued_at=self.clock.time()))
+        self._signal()
+
+    def set_target(self, target: WebhookTarget | None) -> None:
+        """Point deliveries somewhere else (None stops them, keeping the queue)."""
+        if target is None or self.target is None or target.url != self.target.url:
+            self.last_error_date = None
+            self.last_error_message = None
+        self.target = target
+        if self._retarget is not None:
+            self._retarget.set()
+        self._signal()
+
+    def resume(self) -> None:
+        """Start delivering if there is work and a target (e.g. after the app restarted)."""
+        self._signal()
+
+    def clear(self) -> None:
+        """Drop every queued payload."""
+        self.items.clear()
+        self._signal()
+
+    def discard(self, predicate: Callable[[QueuedPayload], bool]) -> int:
+        """Drop queued payloads matching `predicate` (getUpdates confirmations); return how many."""
+        kept = [item for item in self.items if not predicate(item)]
+        removed = len(self.items) - len(kept)
+        self.items = deque(kept)
+        self._signal()
+        return removed
+
+    async def wait_changed(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the queue to change (long polling)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def aclose(self) -> None:
+        """Stop the delivery worker; queued payloads stay queued."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._wake = self._retarget = self._changed = None
+
+    def _signal(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+        if self.target is None or not self.items:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(
+                self._run(), name=f"deliver-{self.provider}-{self.account}"
+            )
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if self.target is None or not self.items:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._attempt(self.items[0], self.target)
+
+    async def _attempt(self, item: QueuedPayload, target: WebhookTarget) -> None:
+        if self.clock.time() - item.queued_at > self.policy.max_age:
+            self._drop(item)
+            return
+        item.attempts += 1
+        body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {"content-type": "application/json", **target.headers}
+        if target.sign is not None:
+            headers.update(target.sign(body))
+        started = self.clock.monotonic()
+        failure: DeliveryFailure | None = None
+        status: int | None = None
+        try:
+            response = await self.http.get().post(
+                target.url, content=body, headers=headers, timeout=self.policy.timeout
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                failure = DeliveryFailure(status=status, reason=response.reason_phrase)
+        except httpx.HTTPError as exc:
+            failure = DeliveryFailure(error=exc)
+        message = None if failure is None else self.describe(failure)
+        self.recorder.add_delivery(
+            provider=self.provider,
+            account=self.account,
+            url=target.url,
+            ref=item.ref,
+            attempt=item.attempts,
+            status=status,
+            ok=failure is None,
+            error=message,
+            started_mono=started,
+        )
+        if failure is None:
+            if self.items and self.items[0] is item:
+                self.items.popleft()
+                self.delivered += 1
+                self._signal()
+            return
+        if self.target is not target:
+            return  # the webhook changed meanwhile: this failure is no longer its news
+        self.last_error_date = int(self.clock.time())
+        self.last_error_message = message
+        if self.policy.max_attempts is not None and item.attempts >= self.policy.max_attempts:
+            self._drop(item)
+            return
+        await self._pause(self.policy.delay(item.attempts))
+
+    def _drop(self, item: QueuedPayload) -> None:
+        if self.items and self.items[0] is item:
+            self.items.popleft()
+            self.dropped += 1
+            self._signal()
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off, but wake early when the target changes (e.g. deleteWebhook)."""
+        if self._retarget is None:
+            self._retarget = asyncio.Event()
+        self._retarget.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._retarget.wait(), seconds)
