@@ -15,7 +15,8 @@ from switchboard.events.catalog.conv import (
     MessageReceived,
     UpdateUnsupported,
 )
-from switchboard.ingest.normalize.telegram import NormalizeError, normalize_update
+from switchboard.ingest.normalize.base import NormalizeError
+from switchboard.ingest.normalize.telegram import normalize_update
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 USER = {
@@ -142,7 +143,7 @@ def test_message_content_kinds(case: str, message: dict[str, Any], content: dict
     assert event.sender.username == "ada"
     assert event.provider.message_id == "42"
     assert event.provider.update_id == "1"
-    assert event.deterministic_id() == "tg:demo:1/message_received"
+    assert event.deterministic_id() == "telegram:demo:555/42/message_received"
     assert event.sent_at == datetime.fromtimestamp(1763640000, UTC)
 
 
@@ -171,7 +172,7 @@ def test_edits() -> None:
     assert isinstance(edited, MessageEdited)
     assert edited.content.model_dump()["text"] == "fixed"
     assert edited.edited_at == datetime.fromtimestamp(1763640100, UTC)
-    assert edited.deterministic_id() == "tg:demo:1/message_edited"
+    assert edited.deterministic_id() == "telegram:demo:555/42/edited@1763640100000"
 
 
 def test_callback_query() -> None:

@@ -21,7 +21,9 @@ def token(value: str | int) -> str:
     """Encode a value as a single NATS subject token (reversible with :func:`untoken`)."""
     text = str(value)
     if text == "":
-        return "_"
+        return "_"  # an empty token is not allowed; "_" stands for it...
+    if text == "_":
+        return "%5F"  # ...so a literal "_" must be escaped to stay distinct
     return quote(text, safe=_SAFE).replace(".", "%2E").replace("*", "%2A")
 
 

@@ -4,7 +4,6 @@ RAW id, so a redelivered or replayed payload republishes the same ids (JetStream
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -13,13 +12,12 @@ from switchboard.events import Envelope, EnvelopeError, Event
 from switchboard.events.envelope import parse_time
 from switchboard.events.subjects import untoken
 from switchboard.ingest.normalize import telegram
+from switchboard.ingest.normalize.base import NormalizeError, Normalizer
 from switchboard.ingest.raw import H_RECEIVED_AT
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError
 
-Normalizer = Callable[..., list[Event]]
 NORMALIZERS: dict[str, Normalizer] = {"telegram": telegram.normalize_update}
-NormalizeErrors = (telegram.NormalizeError,)
 
 SPEC = ConsumerSpec(
     stream="RAW", durable="ingest-normalizer", filter_subjects=("raw.>",), batch=128
@@ -49,7 +47,7 @@ def normalize_raw(
         raise PermanentError(f"RAW body is not JSON: {exc}") from None
     try:
         events = normalize(payload, account=account, raw_id=envelope.id, received_at=received_at)
-    except NormalizeErrors as exc:
+    except NormalizeError as exc:
         raise PermanentError(str(exc)) from None
     return envelope, events
 

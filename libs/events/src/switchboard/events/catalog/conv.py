@@ -12,6 +12,7 @@ from switchboard.events.base import Event
 from switchboard.events.catalog.common import Channel, Chat, MediaFile, Sender, Value
 from switchboard.events.ids import derived
 from switchboard.events.registry import register
+from switchboard.events.subjects import token
 
 
 class TextContent(Value):
@@ -127,9 +128,19 @@ class MessageReceived(Event):
     def ce_subject(self) -> str:
         return conversation_key(self.channel, self.account, self.chat.id)
 
-    def deterministic_id(self) -> str | None:
-        # One conv event per RAW payload: reprocessing the same payload yields the same id.
-        return derived(self.provider.raw_id, "message_received") if self.provider.raw_id else None
+    def deterministic_id(self) -> str:
+        # From the provider's identity of the message, not of the delivery that carried it: a
+        # retried or regrouped webhook (WhatsApp batches) still yields the same event id.
+        return message_event_id(self, "message_received")
+
+
+def message_event_id(event: MessageReceived | _ConvEvent, what: str) -> str:
+    """``<channel>:<account>:<chat>/<provider message id>/<what>``, tokens escaped."""
+    return derived(
+        ":".join(token(p) for p in (event.channel.value, event.account, event.chat.id)),
+        token(event.provider.message_id),
+        what,
+    )
 
 
 def conversation_key(channel: Channel | str, account: str, chat_id: str) -> str:
@@ -150,10 +161,8 @@ class _ConvEvent(Event):
     def ce_subject(self) -> str:
         return conversation_key(self.channel, self.account, self.chat.id)
 
-    def deterministic_id(self) -> str | None:
-        return (
-            derived(self.provider.raw_id, self.name.split(".")[1]) if self.provider.raw_id else None
-        )
+    def deterministic_id(self) -> str:
+        return message_event_id(self, self.name.split(".")[1])
 
 
 @register("conv.message_edited", 1)
@@ -164,6 +173,10 @@ class MessageEdited(_ConvEvent):
     sender: Sender | None = None
     content: Content
     edited_at: datetime
+
+    def deterministic_id(self) -> str:
+        # Every edit of a message is its own event.
+        return message_event_id(self, f"edited@{int(self.edited_at.timestamp() * 1000)}")
 
 
 @register("conv.message_deleted", 1)

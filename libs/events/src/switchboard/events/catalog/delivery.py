@@ -83,10 +83,16 @@ class DeliveryReceipt(_Delivery):
     """The provider reported the message delivered, read or failed after sending
     (WhatsApp statuses, Viber delivered/seen/failed). Order by ``at``, not arrival."""
 
+    message_id: str | None = Field(  # type: ignore[assignment]
+        None, description="the send command's message_id, when the receiver knows it"
+    )
     status: str = Field(pattern="^(delivered|read|failed)$")
     provider_message_id: str = Field(min_length=1)
     reason: str | None = None
     raw_id: str | None = None
 
     def deterministic_id(self) -> str:
-        return f"rc:{self.channel.value}:{self.provider_message_id}:{self.status}"
+        return f"rc:{self.channel.value}:{self.account}:{self.provider_message_id}:{self.status}"
+
+    def ce_subject(self) -> str:
+        return self.message_id or self.provider_message_id

@@ -29,11 +29,7 @@ from switchboard.events.catalog.conv import (
     VideoContent,
     VoiceContent,
 )
-
-
-class NormalizeError(ValueError):
-    """The payload is not a Telegram Update this code can read (goes to the DLQ)."""
-
+from switchboard.ingest.normalize.base import NormalizeError
 
 _CHAT_TYPES = {t.value for t in ChatType}
 _MESSAGE_KINDS = ("message", "edited_message", "channel_post", "edited_channel_post")

@@ -1,0 +1,69 @@
+"""`switchboard up` as a user runs it: the README's curl scenario on the dev defaults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from switchboard.runtime.devstack import PORTS, SANDBOX_PORT
+from switchboard.runtime.testing import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+UPDATE = {
+    "update_id": 1,
+    "message": {
+        "message_id": 1, "date": 1763640000, "text": "Hi, I need a quote",
+        "from": {"id": 555, "is_bot": False, "first_name": "Ada"},
+        "chat": {"id": 555, "type": "private"},
+    },
+}  # fmt: skip
+
+
+async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log = (tmp_path / "up.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switchboard.runtime.cli", "--data", str(data), "up"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    ingest, crm = f"http://127.0.0.1:{PORTS['ingest']}", f"http://127.0.0.1:{PORTS['crm']}"
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def up() -> bool:
+                assert proc.poll() is None, (tmp_path / "up.log").read_text()
+                return (data / "stack.json").exists()
+
+            await eventually(up, timeout=90, interval=0.2, message="switchboard up")
+            hook = f"{ingest}/webhooks/telegram/demo"
+            good = {"X-Telegram-Bot-Api-Secret-Token": "demo-secret"}
+            r = await http.post(hook, json=UPDATE, headers=good)
+            assert r.status_code == 200, r.text
+
+            async def visible() -> bool:
+                r = await http.get(f"{crm}/v1/conversations",
+                                   headers={"Authorization": "Bearer demo-key"})  # fmt: skip
+                return r.status_code == 200 and r.json()["items"] != []
+
+            await eventually(visible, timeout=10, message="message visible in the crm")
+            bad = await http.post(hook, json={**UPDATE, "update_id": 2},
+                                  headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})  # fmt: skip
+            assert bad.status_code == 401
+            me = await http.get(f"http://127.0.0.1:{SANDBOX_PORT}/telegram/bot100000001:demo/getMe")
+            assert me.json()["result"]["username"] == "switchboard_demo_bot"
+            for port in (PORTS["ingest"], PORTS["crm"]):
+                assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+                metrics = await http.get(f"http://127.0.0.1:{port}/metrics")
+                assert "switchboard_" in metrics.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, (tmp_path / "up.log").read_text()
+    assert not (data / "stack.json").exists()
