@@ -16,5 +16,5 @@ class Normalizer(Protocol):
     """A pure function from one verified provider payload to conversation/delivery events."""
 
     def __call__(
-        self, payload: Any, *, account: str, raw_id: str, received_at: datetime
+        self, payload: Any, /, *, account: str, raw_id: str, received_at: datetime
     ) -> list[Event]: ...
