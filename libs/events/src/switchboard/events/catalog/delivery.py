@@ -80,13 +80,13 @@ class DeliveryFailed(_Delivery):
 
 @register("delivery.receipt", 1)
 class DeliveryReceipt(_Delivery):
-    """The provider reported the message delivered, read or failed after sending
+    """The provider reported the message sent, delivered, read or failed after sending
     (WhatsApp statuses, Viber delivered/seen/failed). Order by ``at``, not arrival."""
 
     message_id: str | None = Field(  # type: ignore[assignment]
         None, description="the send command's message_id, when the receiver knows it"
     )
-    status: str = Field(pattern="^(delivered|read|failed)$")
+    status: str = Field(pattern="^(sent|delivered|read|failed)$")
     provider_message_id: str = Field(min_length=1)
     reason: str | None = None
     raw_id: str | None = None
