@@ -103,7 +103,11 @@ ACCOUNTS = BucketSpec("accounts", "channel accounts; secrets encrypted", history
 RATELIMIT = BucketSpec("ratelimit", "shared rate-limit state and pauses", ttl_s=3600)
 LEASES = BucketSpec("leases", "single-owner leases (MTProto sessions)", ttl_s=30)
 
-BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES)
+DEDUP = BucketSpec(
+    "dedup", "event ids already published, beyond the streams' duplicate window", ttl_s=8 * DAY
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES, DEDUP)
 
 
 def stream_for_subject(subject: str) -> StreamSpec:

@@ -15,9 +15,11 @@ from starlette.routing import Route
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+def error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any
+) -> JSONResponse:
     """The one error shape of every API: ``{"error": {"code", "message", ...details}}``."""
-    return JSONResponse({"error": {"code": code, "message": message, **details}}, status)
+    return JSONResponse({"error": {"code": code, "message": message, **details}}, status, headers)
 
 
 class Health:

@@ -35,6 +35,11 @@ class Runtime:
     health: Health = field(default_factory=Health)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    def on_close(self, close: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``close`` at shutdown, after the workers stopped (e.g. an HTTP client)."""
+        self.closers.append(close)
 
     def spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` until shutdown, restarting it with backoff if it crashes."""
@@ -64,6 +69,11 @@ class Runtime:
                 log.warning("worker did not stop in time; cancelling", worker=task.get_name())
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for close in self.closers:
+            try:
+                await close()
+            except Exception:
+                log.exception("close hook failed")
         await self.bus.close()
         if self.pool is not None:
             await self.pool.close()

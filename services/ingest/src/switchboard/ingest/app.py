@@ -1,19 +1,32 @@
-"""The ingest service's composition root."""
+"""The ingest service's composition root: webhook routes, the admin API, the normalizer."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+import httpx
+from fastapi import Body as JsonBody
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from opentelemetry.trace import SpanKind
 
 from switchboard.events.catalog.common import Channel
-from switchboard.ingest import normalizer
+from switchboard.ingest import admin, normalizer
+from switchboard.ingest.limits import TokenBuckets
 from switchboard.ingest.settings import IngestSettings
-from switchboard.ingest.webhooks import BusUnavailableError, RejectedError, accept_telegram
+from switchboard.ingest.webhooks import (
+    VERIFIERS,
+    BusUnavailableError,
+    RejectedError,
+    store_raw,
+    whatsapp_handshake,
+)
 from switchboard.runtime.accounts import Account, AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
+from switchboard.runtime.auth import check_admin
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error
@@ -25,41 +38,63 @@ from switchboard.runtime.tracing import context_from_headers, inject_headers, tr
 
 log = get_logger(__name__)
 
+WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "verified and stored durably in RAW"},
+    400: {"description": "malformed body (the error names the problem)"},
+    401: {"description": "missing or wrong secret / signature"},
+    404: {"description": "unknown account"},
+    413: {"description": "body over the size limit"},
+    415: {"description": "not application/json"},
+    429: {"description": "per-account inbound limit exceeded (Retry-After)"},
+    503: {"description": "bus unavailable: the provider should retry"},
+}
 
-class Body:
-    """Reads a request body up to a limit, so an oversized upload is refused, not buffered."""
 
-    @staticmethod
-    async def read(request: Request, limit: int) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body up to ``limit`` bytes: an oversized body is refused, not buffered."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RejectedError(413, "too_large", f"body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
             raise RejectedError(413, "too_large", f"body over {limit} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RejectedError(413, "too_large", f"body over {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(settings: IngestSettings) -> ServiceApp:
     """Build the ingest app; connections are made by its lifespan, never at import."""
     keys = settings.encryption_keys.get_secret_value()
     register_secret(keys)
+    if settings.admin_token:
+        register_secret(settings.admin_token.get_secret_value())
     keyring = Keyring.from_mapping(parse_keyring(keys))
-    caches: dict[str, AccountCache] = {}
+    ports: dict[str, Any] = {}
+    limiter = TokenBuckets(
+        rate=settings.inbound_rate_per_account, burst=settings.inbound_burst_per_account
+    )
+    providers = admin.Providers(
+        telegram=settings.telegram_api_url,
+        viber=settings.viber_api_url,
+        public_url=settings.public_url or "",
+    )
 
     async def start(rt: Runtime) -> None:
-        cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
-        caches["accounts"] = cache
+        store = AccountStore(await rt.bus.kv("accounts"), keyring)
+        cache = AccountCache(store)
+        http = httpx.AsyncClient()
+        ports.update(store=store, cache=cache, http=http)
+        rt.on_close(http.aclose)
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         await asyncio.wait_for(cache.loaded.wait(), 10)
         if settings.normalizer:
+            dedup = await rt.bus.kv("dedup")
             worker = PullWorker(
                 rt.bus,
                 normalizer.SPEC,
-                lambda m: normalizer.handle_raw(rt.bus, m),
+                lambda m: normalizer.handle_raw(rt.bus, dedup, m),
                 stop=rt.stop,
                 concurrency=settings.normalizer_concurrency,
             )
@@ -70,56 +105,205 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         settings=settings,
         start=start,
         title="Switchboard ingest",
-        description="Verified provider webhooks, stored durably in RAW before they are answered.",
+        description="Verified provider webhooks, stored durably in RAW before they are answered. "
+        "Every rejection is a 4xx with a JSON body naming the problem, and publishes nothing.",
     )
 
-    def find_account(channel: Channel, account_id: str) -> Account | None:
-        return caches["accounts"].get(channel, account_id)
+    def account_of(channel: Channel, account_id: str) -> Account:
+        cache: AccountCache = ports["cache"]
+        found = cache.get(channel, account_id)
+        if found is None:
+            raise RejectedError(
+                404, "unknown_account", f"no {channel.value} account {account_id!r}"
+            )
+        return found
 
     async def publish(subject: str, body: bytes, headers: dict[str, str]) -> None:
         await app.runtime.bus.publish_raw(
             subject, body, headers, timeout=settings.publish_timeout_s
         )
 
-    @app.post(
-        "/webhooks/telegram/{account}",
-        summary="Telegram Bot API webhook",
-        responses={
-            200: {"description": "stored durably in RAW"},
-            400: {"description": "malformed body"},
-            401: {"description": "missing or wrong secret token"},
-            404: {"description": "unknown account"},
-            413: {"description": "body too large"},
-            415: {"description": "not application/json"},
-            503: {"description": "bus unavailable: retry later"},
-        },
-    )
-    async def telegram_webhook(account: str, request: Request) -> Response:
+    async def webhook(channel: Channel, account_id: str, request: Request) -> Response:
         with tracer().start_as_current_span(
-            "webhook telegram",
+            f"webhook {channel.value}",
             context=context_from_headers(request.headers),
             kind=SpanKind.SERVER,
-            attributes={"switchboard.account": account},
+            attributes={"switchboard.account": account_id},
         ):
+            status = 200
             try:
-                body = await Body.read(request, settings.max_body_bytes)
-                result = await accept_telegram(
-                    account_id=account,
-                    headers=request.headers,
+                body = await read_body(request, settings.max_body_bytes)
+                account = account_of(channel, account_id)
+                raw_id = VERIFIERS[channel](account, request.headers, body)
+                wait = limiter.take(f"{channel.value}/{account_id}")
+                if wait > 0:
+                    status = 429
+                    seconds = math.ceil(wait)
+                    return error(
+                        429,
+                        "rate_limited",
+                        "inbound limit for this account exceeded",
+                        headers={"Retry-After": str(seconds)},
+                        retry_after=seconds,
+                    )
+                result = await store_raw(
+                    channel=channel,
+                    account=account,
+                    raw_id=raw_id,
                     body=body,
-                    find_account=find_account,
                     publish=publish,
                     source=app.runtime.bus.source,
                     trace_headers=inject_headers({}),
                 )
+                return JSONResponse(result)
             except RejectedError as rej:
-                HTTP_REQUESTS.labels("telegram", "POST", str(rej.status)).inc()
+                status = rej.status
                 return error(rej.status, rej.code, rej.message)
             except BusUnavailableError as exc:
-                HTTP_REQUESTS.labels("telegram", "POST", "503").inc()
-                log.warning("RAW publish failed", account=account, error=str(exc))
-                return error(503, "bus_unavailable", "could not store the update; retry later")
-            HTTP_REQUESTS.labels("telegram", "POST", "200").inc()
-            return JSONResponse(result)
+                status = 503
+                log.warning("RAW publish failed", account=account_id, error=str(exc))
+                return error(503, "bus_unavailable", "could not store the payload; retry later")
+            finally:
+                HTTP_REQUESTS.labels(f"webhook_{channel.value}", "POST", str(status)).inc()
 
+    @app.post(
+        "/webhooks/telegram/{account}",
+        summary="Telegram Bot API webhook",
+        description="Verified with `X-Telegram-Bot-Api-Secret-Token` (constant time).",
+        responses=WEBHOOK_RESPONSES,
+        tags=["webhooks"],
+    )
+    async def telegram_webhook(account: str, request: Request) -> Response:
+        return await webhook(Channel.TELEGRAM, account, request)
+
+    @app.post(
+        "/webhooks/whatsapp/{account}",
+        summary="WhatsApp Cloud API webhook",
+        description="Verified with `X-Hub-Signature-256` over the raw body.",
+        responses=WEBHOOK_RESPONSES,
+        tags=["webhooks"],
+    )
+    async def whatsapp_webhook(account: str, request: Request) -> Response:
+        return await webhook(Channel.WHATSAPP, account, request)
+
+    @app.get(
+        "/webhooks/whatsapp/{account}",
+        summary="WhatsApp verification handshake",
+        responses={
+            200: {"description": "the challenge, as text"},
+            403: {"description": "wrong mode or verify token"},
+            404: {"description": "unknown account"},
+        },
+        tags=["webhooks"],
+    )
+    async def whatsapp_verify(
+        account: str,
+        mode: Annotated[str, Query(alias="hub.mode")] = "",
+        token: Annotated[str, Query(alias="hub.verify_token")] = "",
+        challenge: Annotated[str, Query(alias="hub.challenge", max_length=256)] = "",
+    ) -> Response:
+        try:
+            found = account_of(Channel.WHATSAPP, account)
+            return PlainTextResponse(whatsapp_handshake(found, mode, token, challenge))
+        except RejectedError as rej:
+            return error(rej.status, rej.code, rej.message)
+
+    @app.post(
+        "/webhooks/viber/{account}",
+        summary="Viber REST bot callback",
+        description="Verified with `X-Viber-Content-Signature` (HMAC with the bot token).",
+        responses=WEBHOOK_RESPONSES,
+        tags=["webhooks"],
+    )
+    async def viber_webhook(account: str, request: Request) -> Response:
+        return await webhook(Channel.VIBER, account, request)
+
+    @app.post(
+        "/webhooks/generic/{source}",
+        summary="Standard Webhooks receiver",
+        description="Verified with `webhook-id`, `webhook-timestamp` (5 min tolerance) and "
+        "`webhook-signature`; `webhook-id` deduplicates.",
+        responses=WEBHOOK_RESPONSES,
+        tags=["webhooks"],
+    )
+    async def generic_webhook(source: str, request: Request) -> Response:
+        return await webhook(Channel.GENERIC, source, request)
+
+    _admin_routes(app, settings, ports, providers)
     return app
+
+
+def _admin_routes(
+    app: ServiceApp, settings: IngestSettings, ports: dict[str, Any], providers: admin.Providers
+) -> None:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+
+    async def guarded(request: Request, action: Callable[[], Awaitable[Response]]) -> Response:
+        check_admin(request, token)
+        try:
+            return await action()
+        except admin.AdminError as exc:
+            return error(exc.status, exc.code, exc.message)
+
+    @app.get("/admin/accounts", tags=["admin"], summary="List accounts (no secret values)")
+    async def list_accounts(request: Request) -> Response:
+        async def run() -> Response:
+            accounts = await ports["store"].list()
+            return JSONResponse({"items": [a.public() for a in accounts]})
+
+        return await guarded(request, run)
+
+    @app.post(
+        "/admin/accounts",
+        tags=["admin"],
+        status_code=201,
+        summary="Add an account and register its webhook with the provider",
+    )
+    async def add_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
+        async def run() -> Response:
+            account, generated = await admin.add_account(
+                ports["store"], ports["http"], providers, body
+            )
+            return JSONResponse({**account.public(), "generated_secrets": generated}, 201)
+
+        return await guarded(request, run)
+
+    @app.post(
+        "/admin/accounts/{channel}/{account_id}/rotate",
+        tags=["admin"],
+        summary="Rotate the webhook secret (the old one works for a grace period)",
+    )
+    async def rotate(request: Request, channel: Channel, account_id: str) -> Response:
+        async def run() -> Response:
+            account = await admin.rotate_webhook_secret(
+                ports["store"], ports["http"], providers, channel, account_id
+            )
+            return JSONResponse(account.public())
+
+        return await guarded(request, run)
+
+    @app.delete(
+        "/admin/accounts/{channel}/{account_id}",
+        tags=["admin"],
+        status_code=204,
+        summary="Remove an account and its webhook at the provider",
+    )
+    async def remove(request: Request, channel: Channel, account_id: str) -> Response:
+        async def run() -> Response:
+            await admin.remove_account(
+                ports["store"], ports["http"], providers, channel, account_id
+            )
+            return Response(status_code=204)
+
+        return await guarded(request, run)
+
+    @app.post(
+        "/admin/keys/reencrypt",
+        tags=["admin"],
+        summary="Re-encrypt every account with the active key (end of a key rotation)",
+    )
+    async def reencrypt(request: Request) -> Response:
+        async def run() -> Response:
+            return JSONResponse({"reencrypted": await ports["store"].reencrypt_all()})
+
+        return await guarded(request, run)

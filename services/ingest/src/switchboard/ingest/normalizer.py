@@ -3,22 +3,32 @@ RAW id, so a redelivered or replayed payload republishes the same ids (JetStream
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from prometheus_client import Counter
 
 from switchboard.events import Envelope, EnvelopeError, Event
 from switchboard.events.envelope import parse_time
 from switchboard.events.subjects import untoken
-from switchboard.ingest.normalize import telegram
+from switchboard.ingest.normalize import generic, telegram
 from switchboard.ingest.normalize.base import NormalizeError, Normalizer
 from switchboard.ingest.raw import H_RECEIVED_AT
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError
 
-NORMALIZERS: dict[str, Normalizer] = {"telegram": telegram.normalize_update}
+NORMALIZERS: dict[str, Normalizer] = {
+    "telegram": telegram.normalize_update,
+    "generic": generic.normalize_payload,
+}
 
+DUPLICATES = Counter(
+    "switchboard_ingest_duplicates_total", "Events not republished: already seen", ["event"]
+)
 SPEC = ConsumerSpec(
     stream="RAW", durable="ingest-normalizer", filter_subjects=("raw.>",), batch=128
 )
@@ -52,8 +62,34 @@ def normalize_raw(
     return envelope, events
 
 
-async def handle_raw(bus: Bus, msg: Msg) -> None:
-    """Normalize one RAW message and publish its events (each awaited) before the ack."""
+def dedup_key(event_id: str) -> str:
+    """KV keys allow only [-/_=.a-zA-Z0-9]; event ids carry ':' and escapes, so hash them."""
+    return hashlib.sha256(event_id.encode()).hexdigest()
+
+
+async def already_published(dedup: KeyValue, key: str) -> bool:
+    try:
+        entry = await dedup.get(key)
+    except KeyNotFoundError:
+        return False
+    return entry is not None
+
+
+async def handle_raw(bus: Bus, dedup: KeyValue, msg: Msg) -> None:
+    """Normalize one RAW message and publish its events (each awaited) before the ack.
+
+    Two lines of dedup: JetStream drops a republished id inside the stream's duplicate
+    window; beyond it (a provider retrying hours later) the ``dedup`` bucket remembers
+    every id published. The mark is written after the publish is acked, so a crash in
+    between republishes, and the duplicate window absorbs that.
+    """
     envelope, events = normalize_raw(msg.subject, dict(msg.headers or {}), msg.data)
     for event in events:
+        event_id = event.deterministic_id()
+        key = dedup_key(event_id) if event_id else None
+        if key is not None and await already_published(dedup, key):
+            DUPLICATES.labels(event.name).inc()
+            continue
         await bus.publish(event, cause=envelope)
+        if key is not None:
+            await dedup.put(key, b"1")

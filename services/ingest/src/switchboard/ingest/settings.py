@@ -19,6 +19,13 @@ class IngestSettings(ServiceSettings):
     admin_token: SecretStr | None = None
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     publish_timeout_s: float = Field(5.0, gt=0)
+    public_url: str | None = Field(
+        None, description="how providers reach this service, e.g. https://hooks.example.com"
+    )
+    telegram_api_url: str = "https://api.telegram.org"
+    viber_api_url: str = "https://chatapi.viber.com"
+    inbound_rate_per_account: float = Field(1000.0, gt=0, description="webhooks/s per instance")
+    inbound_burst_per_account: float = Field(2000.0, ge=1)
     normalizer: bool = Field(True, description="run the raw -> conv normalizer in this process")
     normalizer_concurrency: int = Field(32, ge=1, le=1024)
 

@@ -1,8 +1,14 @@
-"""Webhook acceptance, kept free of HTTP framework types: verify, parse just enough to know
-the provider's identity, publish to RAW and wait for the ack. Returns (status, body)."""
+"""Webhook acceptance, free of HTTP framework types: verify the provider's proof, read just
+enough of the body to know its identity, store it in RAW and wait for the ack.
+
+Each provider has a verifier that returns the deterministic RAW id or raises
+:class:`RejectedError` (a precise 4xx; nothing is published).
+"""
 
 from __future__ import annotations
 
+import binascii
+import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,14 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
 from switchboard.events import ids
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest.raw import raw_envelope
 from switchboard.runtime.accounts import Account
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[Any]]
-FindAccount = Callable[[Channel, str], Account | None]
 TELEGRAM_SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
+WHATSAPP_SIGNATURE_HEADER = "x-hub-signature-256"
+VIBER_SIGNATURE_HEADER = "x-viber-content-signature"
 
 
 class BusUnavailableError(Exception):
@@ -33,7 +42,32 @@ class RejectedError(Exception):
     message: str
 
 
-def _json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
+def _secret(account: Account, name: str) -> str:
+    value = account.secrets.get(name, "")
+    if not value:
+        # A misconfigured account must not accept unverifiable traffic.
+        raise RejectedError(401, "not_configured", f"account has no {name}; cannot verify")
+    return value
+
+
+def _secrets(account: Account, name: str, now: datetime | None = None) -> list[str]:
+    """The current secret, plus the previous one while a rotation's grace period lasts."""
+    found = [_secret(account, name)]
+    previous = account.secrets.get(f"{name}_previous")
+    until = account.settings.get("previous_secret_until")
+    if previous and until and (now or datetime.now(UTC)) < datetime.fromisoformat(str(until)):
+        found.append(previous)
+    return found
+
+
+def _any_matches(given: str, candidates: list[str]) -> bool:
+    # Compare with every candidate (no early exit) so timing does not reveal which matched.
+    results = [hmac.compare_digest(given.encode(), c.encode()) for c in candidates]
+    return any(results)
+
+
+def json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """The body as a JSON object, or a 415/400 naming the problem."""
     if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
         raise RejectedError(415, "unsupported_media_type", "Content-Type must be application/json")
     try:
@@ -47,33 +81,125 @@ def _json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
     return data
 
 
-async def accept_telegram(
+def verify_telegram(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+    """Secret header (constant time), then ``update_id`` -> ``tg:<bot>:<update_id>``."""
+    given = headers.get(TELEGRAM_SECRET_HEADER, "")
+    if not _any_matches(given, _secrets(account, "webhook_secret")):
+        raise RejectedError(401, "bad_secret", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+    update = json_object(body, headers.get("content-type"))
+    update_id = update.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+        raise RejectedError(400, "malformed_body", "update_id must be a non-negative integer")
+    return ids.telegram_update(account.id, update_id)
+
+
+def _hmac_hex(key: str, body: bytes) -> str:
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_whatsapp(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+    """``X-Hub-Signature-256: sha256=<hex>`` over the raw body with the app secret."""
+    given = headers.get(WHATSAPP_SIGNATURE_HEADER, "")
+    expected = "sha256=" + _hmac_hex(_secret(account, "app_secret"), body)
+    if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+        raise RejectedError(401, "bad_signature", "missing or wrong X-Hub-Signature-256")
+    data = json_object(body, headers.get("content-type"))
+    if data.get("object") != "whatsapp_business_account":
+        raise RejectedError(400, "malformed_body", "object must be whatsapp_business_account")
+    if not isinstance(data.get("entry"), list):
+        raise RejectedError(400, "malformed_body", "entry must be a list")
+    return whatsapp_raw_id(data, body)
+
+
+def whatsapp_raw_id(data: dict[str, Any], body: bytes) -> str:
+    """``wa:<wamid>`` for one message (``wa:<wamid>:<status>`` for a status); a batch gets a
+    hash of its sorted identities, so a retry of the same batch is the same RAW message."""
+    keys: list[str] = []
+    for entry in data.get("entry") or []:
+        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                continue
+            for msg in value.get("messages") or []:
+                if isinstance(msg, dict) and msg.get("id"):
+                    keys.append(str(msg["id"]))
+            for st in value.get("statuses") or []:
+                if isinstance(st, dict) and st.get("id"):
+                    keys.append(f"{st['id']}:{st.get('status', '')}")
+    if len(keys) == 1:
+        return ids.whatsapp_message(keys[0])
+    if keys:
+        return "wa:batch:" + ids.stable_hash(*sorted(keys))
+    return "wa:body:" + hashlib.sha256(body).hexdigest()[:32]
+
+
+def whatsapp_handshake(account: Account, mode: str, token: str, challenge: str) -> str:
+    """Meta's GET verification: echo the challenge only for the right mode and token."""
+    if mode != "subscribe" or not _any_matches(token, _secrets(account, "verify_token")):
+        raise RejectedError(403, "bad_verify_token", "hub.mode or hub.verify_token is wrong")
+    if not challenge:
+        raise RejectedError(400, "missing_challenge", "hub.challenge is required")
+    return challenge
+
+
+def verify_viber(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+    """``X-Viber-Content-Signature`` = hex HMAC-SHA256(auth token, raw body), no prefix."""
+    given = headers.get(VIBER_SIGNATURE_HEADER, "").strip().lower()
+    expected = _hmac_hex(_secret(account, "token"), body)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise RejectedError(401, "bad_signature", "missing or wrong X-Viber-Content-Signature")
+    data = json_object(body, headers.get("content-type"))
+    event = data.get("event")
+    if not isinstance(event, str) or not event:
+        raise RejectedError(400, "malformed_body", "event must be a non-empty string")
+    token = data.get("message_token", data.get("timestamp"))
+    if not isinstance(token, int | str) or isinstance(token, bool):
+        raise RejectedError(400, "malformed_body", "message_token or timestamp is required")
+    user = data.get("user_id") or (data.get("sender") or {}).get("id") or ""
+    if not isinstance(user, str):
+        user = ""
+    return ids.viber_event(account.id, event, token, user)
+
+
+def verify_generic(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+    """Standard Webhooks: ``webhook-id``/``-timestamp``/``-signature``, 5 min tolerance."""
+    reason = "no signature"
+    for secret in _secrets(account, "signing_secret"):
+        try:
+            Webhook(secret).verify(body, dict(headers), json_parse=False)
+            break
+        except (WebhookVerificationError, ValueError, binascii.Error, UnicodeDecodeError) as exc:
+            # The library raises ValueError/binascii.Error on malformed signature headers.
+            reason = str(exc) if isinstance(exc, WebhookVerificationError) else "malformed header"
+    else:
+        raise RejectedError(401, "bad_signature", f"Standard Webhooks: {reason}")
+    json_object(body, headers.get("content-type"))
+    return ids.generic_webhook(account.id, headers["webhook-id"])
+
+
+VERIFIERS: dict[Channel, Callable[[Account, Mapping[str, str], bytes], str]] = {
+    Channel.TELEGRAM: verify_telegram,
+    Channel.WHATSAPP: verify_whatsapp,
+    Channel.VIBER: verify_viber,
+    Channel.GENERIC: verify_generic,
+}
+
+
+async def store_raw(
     *,
-    account_id: str,
-    headers: Mapping[str, str],
+    channel: Channel,
+    account: Account,
+    raw_id: str,
     body: bytes,
-    find_account: FindAccount,
     publish: Publish,
     source: str,
     trace_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Verify a Telegram delivery and store it durably in RAW; raises :class:`RejectedError`."""
-    account = find_account(Channel.TELEGRAM, account_id)
-    if account is None:
-        raise RejectedError(404, "unknown_account", f"no telegram account {account_id!r}")
-    expected = account.secrets.get("webhook_secret", "")
-    given = headers.get(TELEGRAM_SECRET_HEADER, "")
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise RejectedError(401, "bad_secret", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
-    update = _json_object(body, headers.get("content-type"))
-    update_id = update.get("update_id")
-    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
-        raise RejectedError(400, "malformed_body", "update_id must be a non-negative integer")
-    raw_id = ids.telegram_update(account_id, update_id)
+    """Publish the verified body to RAW and return only once JetStream has stored it."""
     trace = trace_headers or {}
     subject, hdrs = raw_envelope(
-        provider="telegram",
-        account=account_id,
+        provider=channel.value,
+        account=account.id,
         raw_id=raw_id,
         source=source,
         workspace_id=account.workspace_id,

@@ -1,0 +1,249 @@
+"""Operator actions on the accounts registry: add, rotate, remove, re-encrypt.
+
+Adding a Telegram bot checks its token with getMe, generates a ``secret_token`` and calls
+setWebhook with the public URL; adding a Viber bot calls set_webhook (Viber calls back at
+once, so the account is stored first and removed again if the provider refuses). Used by
+the admin HTTP API; the CLI is a client of that API.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from switchboard.events.catalog.common import Channel
+from switchboard.runtime.accounts import Account, AccountStore
+
+VIBER_EVENTS = ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]
+SECRET_GRACE = timedelta(minutes=10)
+
+
+class AdminError(Exception):
+    """An operator request that cannot be done, with the HTTP status to answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Providers:
+    """Where the providers' APIs are (real ones by default; the sandbox in dev)."""
+
+    telegram: str = "https://api.telegram.org"
+    viber: str = "https://chatapi.viber.com"
+    public_url: str = ""
+
+
+class _TransientError(Exception):
+    pass
+
+
+async def _call(http: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
+    """One provider call: a timeout, and retries with jittered backoff on network errors and
+    5xx (an operator waits for this, so three attempts, not a circuit breaker)."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(3),
+        wait=wait_exponential_jitter(initial=0.2, max=2),
+        retry=retry_if_exception_type((_TransientError, httpx.TransportError)),
+        reraise=True,
+    ):
+        with attempt:
+            response = await http.request(method, url, timeout=10, **kw)
+            if response.status_code >= 500:
+                raise _TransientError(f"{response.status_code} from {url.split('/bot')[0]}")
+            return response
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def new_telegram_secret() -> str:
+    """1-256 chars of A-Z a-z 0-9 _ - (Telegram's rule); token_urlsafe uses exactly those."""
+    return secrets.token_urlsafe(32)
+
+
+def new_signing_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _webhook_url(providers: Providers, channel: Channel, account_id: str) -> str:
+    if not providers.public_url:
+        raise AdminError(400, "no_public_url", "set SWITCHBOARD_INGEST_PUBLIC_URL first")
+    return f"{providers.public_url.rstrip('/')}/webhooks/{channel.value}/{account_id}"
+
+
+async def add_account(
+    store: AccountStore, http: httpx.AsyncClient, providers: Providers, account: Account
+) -> tuple[Account, dict[str, str]]:
+    """Register an account with its provider; returns it and any secrets generated for it
+    (shown once, e.g. a Standard Webhooks signing secret the sender must be given)."""
+    if await store.get(account.channel, account.id) is not None:
+        raise AdminError(409, "exists", f"{account.channel.value} account {account.id} exists")
+    generated: dict[str, str] = {}
+    secrets_ = dict(account.secrets)
+    if account.channel is Channel.TELEGRAM:
+        await _telegram_get_me(http, providers, _need(secrets_, "token"))
+        secrets_["webhook_secret"] = new_telegram_secret()
+    elif account.channel is Channel.VIBER:
+        _need(secrets_, "token")
+    elif account.channel is Channel.WHATSAPP:
+        _need(secrets_, "app_secret")
+        if not secrets_.get("verify_token"):
+            secrets_["verify_token"] = generated["verify_token"] = secrets.token_urlsafe(24)
+    elif account.channel is Channel.GENERIC and not secrets_.get("signing_secret"):
+        secrets_["signing_secret"] = generated["signing_secret"] = new_signing_secret()
+    account = await store.put(account.model_copy(update={"secrets": secrets_}))
+    try:
+        await _register_webhook(http, providers, account)
+    except BaseException:
+        await store.delete(account.channel, account.id)
+        raise
+    return account, generated
+
+
+async def rotate_webhook_secret(
+    store: AccountStore,
+    http: httpx.AsyncClient,
+    providers: Providers,
+    channel: Channel,
+    account_id: str,
+) -> Account:
+    """New webhook secret; the previous one stays valid for a grace period so deliveries in
+    flight during the switch are not refused."""
+    account = await _existing(store, channel, account_id)
+    secrets_ = dict(account.secrets)
+    if channel is Channel.TELEGRAM:
+        name, fresh = "webhook_secret", new_telegram_secret()
+    elif channel is Channel.GENERIC:
+        name, fresh = "signing_secret", new_signing_secret()
+    elif channel is Channel.WHATSAPP:
+        name, fresh = "verify_token", secrets.token_urlsafe(24)
+    else:
+        raise AdminError(400, "not_rotatable", "Viber signs with the bot token: rotate it at Viber")
+    secrets_[f"{name}_previous"] = secrets_.get(name, "")
+    secrets_[name] = fresh
+    settings = {**account.settings, "previous_secret_until": _iso(datetime.now(UTC) + SECRET_GRACE)}
+    account = await store.put(
+        account.model_copy(update={"secrets": secrets_, "settings": settings})
+    )
+    await _register_webhook(http, providers, account)
+    return account
+
+
+async def remove_account(
+    store: AccountStore,
+    http: httpx.AsyncClient,
+    providers: Providers,
+    channel: Channel,
+    account_id: str,
+) -> None:
+    account = await _existing(store, channel, account_id)
+    if channel is Channel.TELEGRAM:
+        await _telegram(http, providers, account.secrets["token"], "deleteWebhook", {})
+    elif channel is Channel.VIBER:
+        await _viber(http, providers, account.secrets["token"], "set_webhook", {"url": ""})
+    await store.delete(channel, account_id)
+
+
+async def _register_webhook(
+    http: httpx.AsyncClient, providers: Providers, account: Account
+) -> None:
+    if account.channel is Channel.TELEGRAM:
+        await _telegram(
+            http,
+            providers,
+            account.secrets["token"],
+            "setWebhook",
+            {
+                "url": _webhook_url(providers, account.channel, account.id),
+                "secret_token": account.secrets["webhook_secret"],
+            },
+        )
+    elif account.channel is Channel.VIBER:
+        await _viber(
+            http,
+            providers,
+            account.secrets["token"],
+            "set_webhook",
+            {
+                "url": _webhook_url(providers, account.channel, account.id),
+                "event_types": VIBER_EVENTS,
+                "send_name": True,
+                "send_photo": True,
+            },
+        )
+
+
+async def _telegram_get_me(http: httpx.AsyncClient, providers: Providers, token: str) -> None:
+    await _telegram(http, providers, token, "getMe", None)
+
+
+async def _telegram(
+    http: httpx.AsyncClient,
+    providers: Providers,
+    token: str,
+    method: str,
+    body: dict[str, Any] | None,
+) -> Any:
+    url = f"{providers.telegram.rstrip('/')}/bot{token}/{method}"
+    try:
+        r = await _call(http, "POST", url, json=body or {})
+    except (httpx.HTTPError, _TransientError) as exc:
+        raise AdminError(502, "provider_unreachable", f"Telegram {method} failed: {exc}") from None
+    data = _json(r)
+    if not data.get("ok"):
+        desc = data.get("description", r.text[:200])
+        status = 400 if r.status_code in (400, 401, 403, 404) else 502
+        raise AdminError(status, "provider_refused", f"Telegram {method}: {desc}")
+    return data.get("result")
+
+
+async def _viber(
+    http: httpx.AsyncClient, providers: Providers, token: str, method: str, body: dict[str, Any]
+) -> Any:
+    url = f"{providers.viber.rstrip('/')}/pa/{method}"
+    try:
+        r = await _call(http, "POST", url, json=body, headers={"X-Viber-Auth-Token": token})
+    except (httpx.HTTPError, _TransientError) as exc:
+        raise AdminError(502, "provider_unreachable", f"Viber {method} failed: {exc}") from None
+    data = _json(r)
+    if data.get("status") != 0:
+        raise AdminError(
+            400, "provider_refused", f"Viber {method}: {data.get('status_message', r.text[:200])}"
+        )
+    return data
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _need(values: dict[str, str], name: str) -> str:
+    if not values.get(name):
+        raise AdminError(422, "missing_secret", f"secrets.{name} is required")
+    return values[name]
+
+
+async def _existing(store: AccountStore, channel: Channel, account_id: str) -> Account:
+    account = await store.get(channel, account_id)
+    if account is None:
+        raise AdminError(404, "unknown_account", f"no {channel.value} account {account_id!r}")
+    return account
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
