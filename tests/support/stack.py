@@ -52,3 +52,16 @@ async def add_telegram_account(
         )
     finally:
         await bus.close()
+
+
+async def webhook_secret(nats_url: str, account: str) -> str:
+    """The generated webhook secret of a Telegram account, read back from the registry."""
+    bus = await Bus.connect(nats_url, name="test-setup")
+    try:
+        found = await AccountStore(await bus.kv("accounts"), keyring()).get(
+            Channel.TELEGRAM, account
+        )
+        assert found is not None
+        return found.secrets["webhook_secret"]
+    finally:
+        await bus.close()

@@ -55,7 +55,7 @@ async def _call(http: httpx.AsyncClient, method: str, url: str, **kw: Any) -> ht
     5xx (an operator waits for this, so three attempts, not a circuit breaker)."""
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(initial=0.2, max=2),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2),
         retry=retry_if_exception_type((_TransientError, httpx.TransportError)),
         reraise=True,
     ):

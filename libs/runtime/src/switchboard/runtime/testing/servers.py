@@ -47,9 +47,9 @@ async def eventually(
 
 
 @asynccontextmanager
-async def serve_app(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve an ASGI app (lifespan included) on a free port; yields its base URL."""
-    port = free_port(host)
+async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app (lifespan included) on ``port`` (a free one by default)."""
+    port = port or free_port(host)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

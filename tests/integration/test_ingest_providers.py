@@ -1,0 +1,313 @@
+"""WhatsApp, Viber and Standard Webhooks verification, secret rotation, the inbound limit,
+and the second line of dedup (a provider retry after the duplicate window)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+from tests.support.stack import add_telegram_account, keyring, service_env
+from tests.support.streams import by_type, stream_count, stream_messages
+from tests.support.telegram import text_update
+
+from switchboard.events.catalog.common import Channel
+from switchboard.ingest.app import create_app
+from switchboard.ingest.settings import IngestSettings
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+
+APP_SECRET = "wa-app-secret"
+VIBER_TOKEN = "4453b6ac1234-viber-token"
+SIGNING = "whsec_" + base64.b64encode(b"k" * 32).decode()
+ADMIN = {"Authorization": "Bearer admin-token-123"}
+
+
+@dataclass
+class Ingest:
+    url: str
+    http: httpx.AsyncClient
+    nats_url: str
+
+
+async def _put(nats_url: str, account: Account) -> None:
+    bus = await Bus.connect(nats_url, name="setup")
+    try:
+        await bus.provision()
+        await AccountStore(await bus.kv("accounts"), keyring()).put(account)
+    finally:
+        await bus.close()
+
+
+@pytest.fixture
+async def ingest(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ingest]:
+    for key, value in service_env(
+        nats_url,
+        SWITCHBOARD_ADMIN_TOKEN="admin-token-123",
+        SWITCHBOARD_INGEST_INBOUND_RATE_PER_ACCOUNT=5,
+        SWITCHBOARD_INGEST_INBOUND_BURST_PER_ACCOUNT=5,
+    ).items():
+        monkeypatch.setenv(key, value)
+    await add_telegram_account(nats_url, secret="tg-secret")
+    await _put(
+        nats_url,
+        Account(
+            channel=Channel.WHATSAPP,
+            id="wa1",
+            workspace_id="demo",
+            secrets={"app_secret": APP_SECRET, "verify_token": "vt-1"},
+        ),
+    )
+    await _put(
+        nats_url,
+        Account(
+            channel=Channel.VIBER, id="vb1", workspace_id="demo", secrets={"token": VIBER_TOKEN}
+        ),
+    )
+    await _put(
+        nats_url,
+        Account(
+            channel=Channel.GENERIC,
+            id="erp",
+            workspace_id="demo",
+            secrets={"signing_secret": SIGNING},
+        ),
+    )
+    async with serve_app(create_app(load_settings(IngestSettings))) as url:
+        async with httpx.AsyncClient(timeout=10) as http:
+            yield Ingest(url, http, nats_url)
+
+
+def _wa_body(wamid: str = "wamid.A1") -> bytes:
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550001111",
+                                    "phone_number_id": "111",
+                                },
+                                "contacts": [
+                                    {"profile": {"name": "Max"}, "wa_id": "4917612345678"}
+                                ],
+                                "messages": [
+                                    {
+                                        "from": "4917612345678",
+                                        "id": wamid,
+                                        "timestamp": "1763640000",
+                                        "type": "text",
+                                        "text": {"body": "Hallo"},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
+
+
+def _sig(key: str, body: bytes) -> str:
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def test_whatsapp_handshake_and_signature(ingest: Ingest) -> None:
+    base = f"{ingest.url}/webhooks/whatsapp/wa1"
+    ok = await ingest.http.get(
+        base,
+        params={"hub.mode": "subscribe", "hub.verify_token": "vt-1", "hub.challenge": "1158201444"},
+    )
+    assert (ok.status_code, ok.text) == (200, "1158201444")
+    bad = await ingest.http.get(
+        base, params={"hub.mode": "subscribe", "hub.verify_token": "x", "hub.challenge": "1"}
+    )
+    assert bad.status_code == 403
+    body = _wa_body()
+    json_type = {"Content-Type": "application/json"}
+    r = await ingest.http.post(
+        base,
+        content=body,
+        headers={**json_type, "X-Hub-Signature-256": f"sha256={_sig(APP_SECRET, body)}"},
+    )
+    assert r.json() == {"ok": True, "id": "wa:wamid.A1"}
+    for wrong in ("", f"sha256={_sig('other', body)}", _sig(APP_SECRET, body)):
+        r = await ingest.http.post(
+            base, content=body, headers={**json_type, "X-Hub-Signature-256": wrong}
+        )
+        assert r.status_code == 401
+    tampered = body.replace(b"Hallo", b"Hallo!")
+    r = await ingest.http.post(
+        base,
+        content=tampered,
+        headers={**json_type, "X-Hub-Signature-256": f"sha256={_sig(APP_SECRET, body)}"},
+    )
+    assert r.status_code == 401
+    assert await stream_count(ingest.nats_url, "RAW") == 1
+
+
+async def test_viber_signature(ingest: Ingest) -> None:
+    body = json.dumps(
+        {
+            "event": "message",
+            "timestamp": 1763640000000,
+            "message_token": 4912661846655238145,
+            "sender": {"id": "01234567890A=", "name": "Ann"},
+            "message": {"type": "text", "text": "hi"},
+        }
+    ).encode()
+    url = f"{ingest.url}/webhooks/viber/vb1"
+    headers = {"Content-Type": "application/json"}
+    r = await ingest.http.post(
+        url, content=body, headers={**headers, "X-Viber-Content-Signature": _sig(VIBER_TOKEN, body)}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "vb:vb1:message:4912661846655238145:01234567890A="
+    r = await ingest.http.post(
+        url, content=body, headers={**headers, "X-Viber-Content-Signature": _sig("x", body)}
+    )
+    assert r.status_code == 401
+
+
+def _signed(body: bytes, msg_id: str, at: datetime | None = None) -> dict[str, str]:
+    at = at or datetime.now(UTC)
+    sig = Webhook(SIGNING).sign(msg_id, at, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": sig,
+        "Content-Type": "application/json",
+    }
+
+
+async def test_standard_webhooks(ingest: Ingest) -> None:
+    body = json.dumps(
+        {
+            "type": "message.received",
+            "data": {
+                "chat_id": "c1",
+                "message_id": "m1",
+                "text": "order 42 shipped?",
+                "sent_at": "2026-11-20T12:00:00Z",
+                "sender": {"id": "u1", "name": "Bo", "phone": "+49 176 1"},
+            },
+        }
+    ).encode()
+    url = f"{ingest.url}/webhooks/generic/erp"
+    r = await ingest.http.post(url, content=body, headers=_signed(body, "msg_1"))
+    assert r.json() == {"ok": True, "id": "wh:erp:msg_1"}
+    replay = await ingest.http.post(url, content=body, headers=_signed(body, "msg_1"))
+    assert replay.status_code == 200  # same webhook-id: accepted again, stored once
+    stale = _signed(body, "msg_2", datetime.fromtimestamp(time.time() - 600, UTC))
+    r = await ingest.http.post(url, content=body, headers=stale)
+    assert (r.status_code, r.json()["error"]["message"]) == (
+        401,
+        "Standard Webhooks: Message timestamp too old",
+    )
+    future = _signed(body, "msg_3", datetime.fromtimestamp(time.time() + 600, UTC))
+    assert (await ingest.http.post(url, content=body, headers=future)).status_code == 401
+    missing = {k: v for k, v in _signed(body, "msg_4").items() if k != "webhook-signature"}
+    assert (await ingest.http.post(url, content=body, headers=missing)).status_code == 401
+    garbage = {**_signed(body, "msg_5"), "webhook-signature": "v1 nocomma"}
+    assert (await ingest.http.post(url, content=body, headers=garbage)).status_code == 401
+    assert await stream_count(ingest.nats_url, "RAW") == 1
+
+    async def normalized() -> bool:
+        return by_type(await stream_messages(ingest.nats_url, "CONV")) == {
+            "conv.message_received": 1
+        }
+
+    await eventually(normalized)
+    event = (await stream_messages(ingest.nats_url, "CONV"))[0].model
+    assert event.sender.phone == "491761"  # type: ignore[attr-defined]
+
+
+async def test_inbound_limit_answers_429_with_retry_after(ingest: Ingest) -> None:
+    statuses = []
+    for i in range(8):
+        r = await ingest.http.post(
+            f"{ingest.url}/webhooks/telegram/demo",
+            json=text_update(i + 1),
+            headers={"X-Telegram-Bot-Api-Secret-Token": "tg-secret"},
+        )
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            assert int(r.headers["Retry-After"]) >= 1
+            assert r.json()["error"]["code"] == "rate_limited"
+    assert statuses[:5] == [200] * 5
+    assert 429 in statuses[5:]
+    assert await stream_count(ingest.nats_url, "RAW") == statuses.count(200)
+
+
+async def test_rotated_secret_keeps_the_old_one_for_a_grace_period(ingest: Ingest) -> None:
+    r = await ingest.http.post(f"{ingest.url}/admin/accounts/generic/erp/rotate", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    body = b'{"type": "ping"}'
+
+    async def old_and_new_both_work() -> bool:
+        old = await ingest.http.post(
+            f"{ingest.url}/webhooks/generic/erp",
+            content=body,
+            headers=_signed(body, "after-rotation"),
+        )
+        return old.status_code == 200
+
+    await eventually(old_and_new_both_work)
+    listing = await ingest.http.get(f"{ingest.url}/admin/accounts", headers=ADMIN)
+    assert SIGNING not in listing.text
+    assert "signing_secret_previous" in listing.text  # names only, never values
+
+
+async def test_a_retry_after_the_duplicate_window_is_still_one_event(ingest: Ingest) -> None:
+    bus = await Bus.connect(ingest.nats_url, name="setup")
+    for stream in ("RAW", "CONV"):  # shrink the windows so "later" is seconds, not minutes
+        config = (await bus.js.stream_info(stream)).config
+        config.duplicate_window = 0.5
+        await bus.js.update_stream(config)
+    await bus.close()
+    post = {
+        "json": text_update(4242, "late retry"),
+        "headers": {"X-Telegram-Bot-Api-Secret-Token": "tg-secret"},
+    }
+    assert (
+        await ingest.http.post(f"{ingest.url}/webhooks/telegram/demo", **post)
+    ).status_code == 200
+
+    async def stored_twice() -> bool:
+        # the provider retries until its copy is past the window and RAW stores it again
+        await ingest.http.post(f"{ingest.url}/webhooks/telegram/demo", **post)
+        return await stream_count(ingest.nats_url, "RAW") == 2
+
+    await eventually(stored_twice, timeout=10, interval=0.2, message="RAW holds the late retry")
+
+    async def both_normalized() -> bool:
+        return await _consumer_done(ingest.nats_url)
+
+    await eventually(both_normalized, message="normalizer processed both copies")
+    assert by_type(await stream_messages(ingest.nats_url, "CONV")) == {"conv.message_received": 1}
+
+
+async def _consumer_done(nats_url: str) -> bool:
+    bus = await Bus.connect(nats_url, name="probe")
+    try:
+        info = await bus.js.consumer_info("RAW", "ingest-normalizer")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+    finally:
+        await bus.close()
