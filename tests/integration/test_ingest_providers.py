@@ -83,9 +83,11 @@ async def ingest(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             secrets={"signing_secret": SIGNING},
         ),
     )
-    async with serve_app(create_app(load_settings(IngestSettings))) as url:
-        async with httpx.AsyncClient(timeout=10) as http:
-            yield Ingest(url, http, nats_url)
+    async with (
+        serve_app(create_app(load_settings(IngestSettings))) as url,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        yield Ingest(url, http, nats_url)
 
 
 def _wa_body(wamid: str = "wamid.A1") -> bytes:

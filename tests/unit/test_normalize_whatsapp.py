@@ -382,7 +382,9 @@ def test_statuses_are_receipts(case: str, item: dict[str, Any], reason: str | No
     assert event.at == datetime.fromtimestamp(int(TS), UTC)
     assert event.reason == reason
     assert event.raw_id == RAW
-    assert event.deterministic_id() == f"rc:whatsapp:demo:{wamid(1)}:{item['status']}"
+    assert (
+        event.deterministic_id() == f"rc:whatsapp:demo:{token(wamid(1))}:{WA_ID}:{item['status']}"
+    )
 
 
 def test_statuses_of_one_message_are_distinct_events() -> None:

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from switchboard.events import Envelope, EnvelopeError, Event
 from switchboard.events.envelope import parse_time
 from switchboard.events.subjects import untoken
-from switchboard.ingest.normalize import generic, telegram
+from switchboard.ingest.normalize import generic, telegram, viber, whatsapp
 from switchboard.ingest.normalize.base import NormalizeError, Normalizer
 from switchboard.ingest.raw import H_RECEIVED_AT
 from switchboard.runtime.bus import Bus
@@ -23,6 +23,8 @@ from switchboard.runtime.consumer import ConsumerSpec, PermanentError
 
 NORMALIZERS: dict[str, Normalizer] = {
     "telegram": telegram.normalize_update,
+    "whatsapp": whatsapp.normalize_payload,
+    "viber": viber.normalize_payload,
     "generic": generic.normalize_payload,
 }
 

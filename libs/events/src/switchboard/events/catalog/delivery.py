@@ -13,6 +13,7 @@ from pydantic import Field
 from switchboard.events.base import Event
 from switchboard.events.catalog.common import Channel
 from switchboard.events.registry import register
+from switchboard.events.subjects import token
 
 
 class _Delivery(Event):
@@ -92,7 +93,11 @@ class DeliveryReceipt(_Delivery):
     raw_id: str | None = None
 
     def deterministic_id(self) -> str:
-        return f"rc:{self.channel.value}:{self.account}:{self.provider_message_id}:{self.status}"
+        # The recipient is part of it: a Viber broadcast shares one message token across users.
+        return ":".join(
+            token(p) for p in ("rc", self.channel.value, self.account,
+                               self.provider_message_id, self.recipient, self.status)
+        )  # fmt: skip
 
     def ce_subject(self) -> str:
         return self.message_id or self.provider_message_id
