@@ -31,7 +31,11 @@ from switchboard.runtime.testing import eventually, serve_app
 SIGNING = "whsec_" + base64.b64encode(b"z" * 32).decode()
 ALLOWED = {200, 400, 401, 403, 404, 405, 413, 415, 422, 429}
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
     ),

@@ -24,7 +24,10 @@ async def test_combined_app_mounts_telegram_under_its_prefix() -> None:
         assert me["username"] == "switchboard_demo_bot"
         assert (await http.get(f"/bot{DEMO_TOKEN}/getMe")).status_code == 404
         health = (await http.get("/_sandbox/health")).json()
-        assert health == {"ok": True, "providers": ["telegram"]}
+        assert health == {
+            "ok": True,
+            "providers": ["metacapi", "sendpulse", "telegram", "viber", "whatsapp"],
+        }
         sent = await http.post(
             f"/telegram/bot{DEMO_TOKEN}/sendMessage", json={"chat_id": 1, "text": "hi"}
         )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError
@@ -49,7 +50,9 @@ class Account(BaseModel):
         return data
 
 
+@lru_cache(maxsize=65536)
 def account_key(channel: Channel | str, account_id: str) -> str:
+    """The KV key of an account (cached: looked up on every webhook)."""
     return f"{Channel(channel).value}.{token(account_id)}"
 
 

@@ -13,9 +13,11 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import Link, Span, SpanKind
 
 _provider: TracerProvider | None = None
+_recording = False
 
 
 def configure_tracing(
@@ -25,11 +27,16 @@ def configure_tracing(
     exporter: SpanExporter | None = None,
 ) -> TracerProvider:
     """Install a tracer provider; export over OTLP/HTTP when an endpoint is configured."""
-    global _provider
+    global _provider, _recording
+    recording = exporter is not None or bool(otlp_endpoint)
+    _recording = recording
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": f"switchboard-{service}", "service.instance.id": instance}
-        )
+        ),
+        # With nowhere to send spans, record none: trace ids still propagate through the
+        # headers (correlation survives), without paying for span bookkeeping per message.
+        sampler=ParentBased(ALWAYS_ON) if recording else ALWAYS_OFF,
     )
     if exporter is None and otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
@@ -42,11 +49,20 @@ def configure_tracing(
     if _provider is None:
         trace.set_tracer_provider(provider)
     _provider = provider
+    global _tracer
+    _tracer = None
     return provider
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return (_provider or trace.get_tracer_provider()).get_tracer("switchboard")
+    """The runtime's tracer (cached: creating one per call was measurable per webhook)."""
+    global _tracer
+    if _tracer is None:
+        _tracer = (_provider or trace.get_tracer_provider()).get_tracer("switchboard")
+    return _tracer
 
 
 def inject_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -66,6 +82,23 @@ def consume_span(name: str, headers: Mapping[str, str] | None, **attrs: Any) -> 
         name, context=context_from_headers(headers), kind=SpanKind.CONSUMER, attributes=attrs
     ) as span:
         yield span
+
+
+@contextmanager
+def server_span(name: str, headers: Mapping[str, str], **attrs: Any) -> Iterator[dict[str, str]]:
+    """A server span continuing the caller's trace; yields the headers to pass downstream.
+
+    When spans are not recorded (no exporter), no span is made at all: the caller's own
+    ``traceparent``/``tracestate`` pass through unchanged, which keeps the correlation
+    for free on the hot path.
+    """
+    if not _recording:
+        yield {k: headers[k] for k in ("traceparent", "tracestate") if k in headers}
+        return
+    with tracer().start_as_current_span(
+        name, context=context_from_headers(headers), kind=SpanKind.SERVER, attributes=attrs
+    ):
+        yield inject_headers({})
 
 
 @contextmanager

@@ -17,9 +17,13 @@ from switchboard.sandbox.clock import Clock, SystemClock
 from switchboard.sandbox.config import SandboxConfig
 from switchboard.sandbox.control import control_routes
 from switchboard.sandbox.faults import FaultInjector, FaultRule, FaultSpec
+from switchboard.sandbox.metacapi.provider import MetaCapiProvider
 from switchboard.sandbox.provider import Core, Provider, provider_asgi
 from switchboard.sandbox.recorder import Recorder
+from switchboard.sandbox.sendpulse.provider import SendPulseProvider
 from switchboard.sandbox.telegram.provider import TelegramProvider
+from switchboard.sandbox.viber.provider import ViberProvider
+from switchboard.sandbox.whatsapp.provider import WhatsAppProvider
 
 
 class Sandbox:
@@ -31,6 +35,14 @@ class Sandbox:
         self.telegram = TelegramProvider(self.core, self.config.telegram)
         self.providers: dict[str, Provider] = {}
         self.add_provider(self.telegram)
+        self.sendpulse = SendPulseProvider(self.core, self.config.sendpulse)
+        self.add_provider(self.sendpulse)
+        self.metacapi = MetaCapiProvider(self.core, self.config.metacapi)
+        self.add_provider(self.metacapi)
+        self.whatsapp = WhatsAppProvider(self.core, self.config.whatsapp)
+        self.add_provider(self.whatsapp)
+        self.viber = ViberProvider(self.core, self.config.viber)
+        self.add_provider(self.viber)
         if self.config.demo:
             self.install_demo()
 
@@ -55,6 +67,10 @@ class Sandbox:
     def install_demo(self) -> None:
         """Register the dev-stack demo accounts (Telegram bot `100000001:demo`)."""
         self.telegram.add_demo_bot()
+        self.sendpulse.add_demo_account()
+        self.metacapi.add_demo_pixel()
+        self.whatsapp.add_demo_number()
+        self.viber.add_demo_bot()
 
     def set_fault(
         self, provider: str | None = None, account: str | int | None = None, **spec: Any

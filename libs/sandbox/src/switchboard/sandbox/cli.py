@@ -37,8 +37,14 @@ def _parser() -> argparse.ArgumentParser:
 
     traffic = commands.add_parser("traffic", help="simulate users writing to a bot")
     traffic.add_argument("--url", default=DEFAULT_URL, help="base URL of the running sandbox")
-    traffic.add_argument("--provider", default="telegram", choices=["telegram"])
-    traffic.add_argument("--bot", required=True, help="bot token, id or username")
+    traffic.add_argument(
+        "--provider", default="telegram", choices=["telegram", "whatsapp", "viber"]
+    )
+    traffic.add_argument(
+        "--bot",
+        required=True,
+        help="bot token, id or username; WhatsApp: phone_number_id; Viber: bot uri or token",
+    )
     traffic.add_argument("--rate", type=float, default=10.0, help="updates per second")
     amount = traffic.add_mutually_exclusive_group(required=True)
     amount.add_argument("--count", type=int)

@@ -7,8 +7,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from switchboard.sandbox.metacapi.config import MetaCapiConfig
+from switchboard.sandbox.sendpulse.config import SendPulseConfig
 from switchboard.sandbox.telegram.config import TelegramConfig
+from switchboard.sandbox.viber.config import ViberConfig
 from switchboard.sandbox.webhooks import RetryPolicy
+from switchboard.sandbox.whatsapp.config import WhatsAppConfig
 
 
 @dataclass
@@ -18,6 +22,10 @@ class SandboxConfig:
     demo: bool = False
     record_limit: int = 100_000
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    sendpulse: SendPulseConfig = field(default_factory=SendPulseConfig)
+    metacapi: MetaCapiConfig = field(default_factory=MetaCapiConfig)
+    whatsapp: WhatsAppConfig = field(default_factory=WhatsAppConfig)
+    viber: ViberConfig = field(default_factory=ViberConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SandboxConfig:
@@ -26,6 +34,10 @@ class SandboxConfig:
         config = cls(
             demo=bool(data.get("demo", False)), record_limit=int(data.get("record_limit", 100_000))
         )
+        config.sendpulse = SendPulseConfig.from_dict(data.get("sendpulse"))
+        config.metacapi = MetaCapiConfig.from_dict(data.get("metacapi"))
+        config.whatsapp = WhatsAppConfig.from_dict(data.get("whatsapp"))
+        config.viber = ViberConfig.from_dict(data.get("viber"))
         telegram = dict(data.get("telegram") or {})
         limits = telegram.pop("limits", None)
         retry = telegram.pop("webhook_retry", None)

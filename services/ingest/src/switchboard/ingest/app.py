@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
 from typing import Annotated, Any
 
 import httpx
 from fastapi import Body as JsonBody
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from opentelemetry.trace import SpanKind
 
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest import admin, normalizer
+from switchboard.ingest.fastpath import ReadBody, WebhookResult, body_reader, webhook_fast_path
 from switchboard.ingest.limits import TokenBuckets
 from switchboard.ingest.settings import IngestSettings
 from switchboard.ingest.webhooks import (
@@ -34,7 +35,7 @@ from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
-from switchboard.runtime.tracing import context_from_headers, inject_headers, tracer
+from switchboard.runtime.tracing import server_span
 
 log = get_logger(__name__)
 
@@ -50,18 +51,10 @@ WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body up to ``limit`` bytes: an oversized body is refused, not buffered."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RejectedError(413, "too_large", f"body over {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RejectedError(413, "too_large", f"body over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+@lru_cache(maxsize=256)
+def _requests_counter(channel: str, status: int) -> Any:
+    """The labelled counter child (cached: label lookup takes a lock on every webhook)."""
+    return HTTP_REQUESTS.labels(f"webhook_{channel}", "POST", str(status))
 
 
 def create_app(settings: IngestSettings) -> ServiceApp:
@@ -123,28 +116,25 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             subject, body, headers, timeout=settings.publish_timeout_s
         )
 
-    async def webhook(channel: Channel, account_id: str, request: Request) -> Response:
-        with tracer().start_as_current_span(
-            f"webhook {channel.value}",
-            context=context_from_headers(request.headers),
-            kind=SpanKind.SERVER,
-            attributes={"switchboard.account": account_id},
-        ):
-            status = 200
+    async def handle(
+        channel: Channel, account_id: str, headers: Mapping[str, str], read: ReadBody
+    ) -> WebhookResult:
+        """Verify, limit, store durably; every outcome is a status with a JSON body."""
+        with server_span(
+            f"webhook {channel.value}", headers, **{"switchboard.account": account_id}
+        ) as trace_headers:
             try:
-                body = await read_body(request, settings.max_body_bytes)
+                body = await read(settings.max_body_bytes)
                 account = account_of(channel, account_id)
-                raw_id = VERIFIERS[channel](account, request.headers, body)
+                raw_id = VERIFIERS[channel](account, headers, body)
                 wait = limiter.take(f"{channel.value}/{account_id}")
                 if wait > 0:
-                    status = 429
                     seconds = math.ceil(wait)
-                    return error(
+                    raise RejectedError(
                         429,
                         "rate_limited",
                         "inbound limit for this account exceeded",
                         headers={"Retry-After": str(seconds)},
-                        retry_after=seconds,
                     )
                 result = await store_raw(
                     channel=channel,
@@ -153,18 +143,36 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                     body=body,
                     publish=publish,
                     source=app.runtime.bus.source,
-                    trace_headers=inject_headers({}),
+                    trace_headers=trace_headers,
                 )
-                return JSONResponse(result)
+                outcome = WebhookResult(200, result)
             except RejectedError as rej:
-                status = rej.status
-                return error(rej.status, rej.code, rej.message)
+                problem = {"error": {"code": rej.code, "message": rej.message}}
+                outcome = WebhookResult(rej.status, problem, rej.headers or {})
             except BusUnavailableError as exc:
-                status = 503
                 log.warning("RAW publish failed", account=account_id, error=str(exc))
-                return error(503, "bus_unavailable", "could not store the payload; retry later")
-            finally:
-                HTTP_REQUESTS.labels(f"webhook_{channel.value}", "POST", str(status)).inc()
+                problem = {
+                    "error": {
+                        "code": "bus_unavailable",
+                        "message": "could not store the payload; retry later",
+                    }
+                }
+                outcome = WebhookResult(503, problem)
+        _requests_counter(channel.value, outcome.status).inc()
+        return outcome
+
+    app.fast_path = webhook_fast_path(handle)
+
+    async def webhook(channel: Channel, account_id: str, request: Request) -> Response:
+        # Reached only if the fast path does not answer (it takes every webhook POST); the
+        # routes stay real FastAPI routes so that OpenAPI documents them.
+        result = await handle(
+            channel,
+            account_id,
+            request.headers,
+            body_reader(request.receive, request.headers.get("content-length")),
+        )
+        return JSONResponse(result.body, result.status, result.headers)
 
     @app.post(
         "/webhooks/telegram/{account}",

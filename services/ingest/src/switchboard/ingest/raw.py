@@ -3,9 +3,26 @@ and an envelope in headers. The webhook is answered only after JetStream's ack."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import lru_cache
 
-from switchboard.events.envelope import Envelope, format_time
+from switchboard.events.envelope import (
+    H_CONTENT_TYPE,
+    H_CORRELATION,
+    H_ID,
+    H_MSG_ID,
+    H_SOURCE,
+    H_SPECVERSION,
+    H_SUBJECT,
+    H_TIME,
+    H_TRACEPARENT,
+    H_TRACESTATE,
+    H_TYPE,
+    H_WORKSPACE,
+    JSON,
+    SPECVERSION,
+    format_time,
+)
 from switchboard.events.subjects import raw_subject
 
 H_RECEIVED_AT = "received-at"
@@ -24,20 +41,30 @@ def raw_envelope(
     traceparent: str | None = None,
     tracestate: str | None = None,
 ) -> tuple[str, dict[str, str]]:
-    """Subject and headers of a RAW message."""
-    envelope = Envelope(
-        id=raw_id,
-        type=f"switchboard.raw.{provider}.v1",
-        source=source,
-        time=datetime.now(UTC),
-        subject=account,
-        workspace_id=workspace_id,
-        traceparent=traceparent,
-        tracestate=tracestate,
-        extra={
-            H_RECEIVED_AT: format_time(received_at),
-            H_ACCOUNT: account,
-            H_PROVIDER: provider,
-        },
-    )
-    return raw_subject(provider, account), envelope.to_headers()
+    """Subject and headers of a RAW message (built directly: this runs once per webhook)."""
+    received = format_time(received_at)
+    headers = {
+        H_ID: raw_id,
+        H_MSG_ID: raw_id,
+        H_TYPE: f"switchboard.raw.{provider}.v1",
+        H_SOURCE: source,
+        H_SPECVERSION: SPECVERSION,
+        H_TIME: received,
+        H_CONTENT_TYPE: JSON,
+        H_WORKSPACE: workspace_id,
+        H_CORRELATION: raw_id,
+        H_SUBJECT: account,
+        H_RECEIVED_AT: received,
+        H_ACCOUNT: account,
+        H_PROVIDER: provider,
+    }
+    if traceparent:
+        headers[H_TRACEPARENT] = traceparent
+    if tracestate:
+        headers[H_TRACESTATE] = tracestate
+    return _subject(provider, account), headers
+
+
+@lru_cache(maxsize=4096)
+def _subject(provider: str, account: str) -> str:
+    return raw_subject(provider, account)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from switchboard.events import ids
@@ -40,6 +40,7 @@ class RejectedError(Exception):
     status: int
     code: str
     message: str
+    headers: dict[str, str] | None = None
 
 
 def _secret(account: Account, name: str) -> str:
@@ -71,11 +72,10 @@ def json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
     if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
         raise RejectedError(415, "unsupported_media_type", "Content-Type must be application/json")
     try:
-        data = json.loads(body)
-    except UnicodeDecodeError:
-        raise RejectedError(400, "malformed_body", "body is not UTF-8") from None
-    except ValueError as exc:
-        raise RejectedError(400, "malformed_body", f"body is not JSON: {exc}") from None
+        data = orjson.loads(body)  # several times faster than json on the hot path
+    except orjson.JSONDecodeError as exc:
+        reason = "body is not UTF-8" if "utf-8" in str(exc).lower() else f"body is not JSON: {exc}"
+        raise RejectedError(400, "malformed_body", reason) from None
     if not isinstance(data, dict):
         raise RejectedError(400, "malformed_body", "body must be a JSON object")
     return data

@@ -1,0 +1,136 @@
+"""`just bench ingest`: sustained verified Telegram webhooks/s through the real ingest,
+against a minimal Starlette endpoint that only publishes to JetStream with an ack, both
+measured in this run on this machine. Prints, last:
+`ingest_ratio=<x> p99_ms=<y> rss_mb=<z>`.
+
+The load comes from a separate process (loadgen.py). The ingest runs with its normalizer
+off, so both sides do the same work per request: verify (ingest only), publish, wait for
+the ack, answer. p99 is measured open-loop at half the sustained rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from switchboard.events.catalog.common import Channel
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.embedded import EmbeddedNats, free_port
+from switchboard.runtime.settings import parse_keyring
+
+HERE = Path(__file__).parent
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+CONNS = int(os.environ.get("BENCH_CONNS", "64"))
+SECRET = "bench-secret"
+
+
+async def setup(nats_url: str, keys: str) -> None:
+    bus = await Bus.connect(nats_url, name="bench")
+    await bus.provision()
+    from nats.js.api import StreamConfig
+
+    await bus.js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"]))
+    store = AccountStore(await bus.kv("accounts"), Keyring.from_mapping(parse_keyring(keys)))
+    await store.put(Account(channel=Channel.TELEGRAM, id="bench", workspace_id="bench",
+                            secrets={"token": "1:bench", "webhook_secret": SECRET}))  # fmt: skip
+    await bus.close()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code in (200, 405):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not ready")
+
+
+def load(path: str, port: int, mode: str, seconds: float, arg: float, *headers: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "loadgen.py"), path, "127.0.0.1", str(port), mode,
+         str(seconds), str(arg), *headers],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    nats = EmbeddedNats(tmp / "nats").start()
+    keys = f"b1:{Keyring.generate_key()}"
+    asyncio.run(setup(nats.url, keys))
+    base_port, ingest_port = free_port(), free_port()
+    env = {**os.environ, "BENCH_NATS_URL": nats.url}
+    baseline = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "baseline_ingest:app", "--app-dir", str(HERE),
+         "--port", str(base_port), "--log-level", "warning", "--no-access-log"], env=env,
+    )  # fmt: skip
+    ingest_env = {
+        **env, "SWITCHBOARD_NATS_URL": nats.url, "SWITCHBOARD_ENCRYPTION_KEYS": keys,
+        "SWITCHBOARD_INGEST_HTTP_PORT": str(ingest_port), "SWITCHBOARD_INGEST_NORMALIZER": "false",
+        "SWITCHBOARD_LOG_LEVEL": "warning", "SWITCHBOARD_INGEST_INBOUND_RATE_PER_ACCOUNT": "1e9",
+        "SWITCHBOARD_INGEST_INBOUND_BURST_PER_ACCOUNT": "1e9",
+    }  # fmt: skip
+    ingest = subprocess.Popen([sys.executable, "-m", "switchboard.ingest"], env=ingest_env)
+    try:
+        wait_ready(f"http://127.0.0.1:{base_port}/hook", baseline)
+        wait_ready(f"http://127.0.0.1:{ingest_port}/readyz", ingest)
+        hook = "/webhooks/telegram/bench"
+        secret = f"X-Telegram-Bot-Api-Secret-Token: {SECRET}"
+        load("/hook", base_port, "closed", 2, CONNS)  # warm-up
+        load(hook, ingest_port, "closed", 2, CONNS, secret)
+        base_runs, ingest_runs = [], []
+        for _ in range(2):  # interleaved, so a noisy neighbour hits both sides alike
+            base_runs.append(load("/hook", base_port, "closed", SECONDS, CONNS))
+            ingest_runs.append(load(hook, ingest_port, "closed", SECONDS, CONNS, secret))
+        base_rps = statistics.median(r["rps"] for r in base_runs)
+        ingest_rps = statistics.median(r["rps"] for r in ingest_runs)
+        errors = sum(r["errors"] for r in ingest_runs)
+        half = load(hook, ingest_port, "open", SECONDS, ingest_rps / 2, secret)
+        memory = rss_mb(ingest.pid)
+        print(
+            f"baseline (starlette + js.publish ack): {base_rps:,.0f}/s  runs="
+            f"{[round(r['rps']) for r in base_runs]}"
+        )
+        print(
+            f"ingest (verify + RAW publish ack):     {ingest_rps:,.0f}/s  runs="
+            f"{[round(r['rps']) for r in ingest_runs]}  non-200={errors}"
+        )
+        print(
+            f"open loop at {ingest_rps / 2:,.0f}/s: p50={half['p50_ms']:.1f} ms "
+            f"p99={half['p99_ms']:.1f} ms errors={half['errors']}"
+        )
+        ratio = ingest_rps / base_rps
+        print(f"ingest_ratio={ratio:.2f} p99_ms={half['p99_ms']:.1f} rss_mb={memory:.0f}")
+    finally:
+        for proc in (baseline, ingest):
+            proc.terminate()
+            proc.wait(30)
+        nats.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Control endpoints of the SendPulse fake, under `/_sandbox/sendpulse/`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from switchboard.sandbox.httpjson import ControlError, error_json, read_json
+from switchboard.sandbox.sendpulse.state import SpAccount, SpAddressBook
+
+if TYPE_CHECKING:
+    from switchboard.sandbox.sendpulse.provider import SendPulseProvider
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ControlError as exc:
+            return error_json(exc)
+        except (ValueError, TypeError) as exc:
+            return error_json(ControlError(str(exc)))
+
+    return guarded
+
+
+def _optional_int(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    return None if value is None else int(value)
+
+
+def control_routes(provider: SendPulseProvider) -> list[BaseRoute]:
+    """Routes to configure accounts and address books, read what was sent, tune limits."""
+    state = provider.state
+
+    def account_of(request: Request) -> SpAccount:
+        ref = request.path_params.get("account") or request.query_params.get("account")
+        found = state.find_account(ref) if ref else None
+        if found is None:
+            raise ControlError(f"no account {ref!r}", 404)
+        return found
+
+    def account_json(account: SpAccount) -> dict[str, Any]:
+        books = [b.summary() for b in state.books.values() if b.owner == account.client_id]
+        tokens = sum(1 for t in state.tokens.values() if t.client_id == account.client_id)
+        return {**account.summary(), "address_books": books, "tokens": tokens}
+
+    def book_json(book: SpAddressBook) -> dict[str, Any]:
+        return {**book.summary(), "contacts": [c.to_json() for c in book.contacts.values()]}
+
+    async def list_accounts(request: Request) -> Response:
+        return JSONResponse({"accounts": [account_json(a) for a in state.accounts.values()]})
+
+    async def add_account(request: Request) -> Response:
+        data = await read_json(request)
+        if not data.get("client_id") or not data.get("client_secret"):
+            raise ControlError("client_id and client_secret are required")
+        account = provider.add_account(
+            str(data["client_id"]), str(data["client_secret"]), _optional_int(data, "token_ttl")
+        )
+        for book in data.get("address_books") or []:
+            provider.add_address_book(account, book.get("name"), _optional_int(book, "id"))
+        return JSONResponse(account_json(account), status_code=201)
+
+    async def get_account(request: Request) -> Response:
+        return JSONResponse(account_json(account_of(request)))
+
+    async def delete_account(request: Request) -> Response:
+        state.remove_account(account_of(request))
+        return JSONResponse({"deleted": True})
+
+    async def issue_token(request: Request) -> Response:
+        token = state.issue_token(account_of(request))
+        ttl = state.ttl_of(state.accounts[token.client_id])
+        return JSONResponse({"access_token": token.value, "expires_in": ttl}, status_code=201)
+
+    async def expire_tokens(request: Request) -> Response:
+        return JSONResponse({"expired": state.expire_tokens(account_of(request))})
+
+    async def list_books(request: Request) -> Response:
+        account = account_of(request)
+        books = [b.summary() for b in state.books.values() if b.owner == account.client_id]
+        return JSONResponse({"address_books": books})
+
+    async def add_book(request: Request) -> Response:
+        data = await read_json(request)
+        book = provider.add_address_book(
+            account_of(request), data.get("name"), _optional_int(data, "id")
+        )
+        return JSONResponse(book.summary(), status_code=201)
+
+    async def get_book(request: Request) -> Response:
+        book = state.books.get(int(request.path_params["book"]))
+        if book is None:
+            raise ControlError("no such address book", 404)
+        return JSONResponse(book_json(book))
+
+    async def emails(request: Request) -> Response:
+        account = request.query_params.get("account")
+        found = provider.emails(account_of(request) if account else None)
+        return JSONResponse({"count": len(found), "emails": [e.to_json() for e in found]})
+
+    async def sms(request: Request) -> Response:
+        account = request.query_params.get("account")
+        found = provider.sms(account_of(request) if account else None)
+        return JSONResponse({"count": len(found), "sms": [s.to_json() for s in found]})
+
+    async def clear_sent(request: Request) -> Response:
+        state.emails.clear()
+        state.sms.clear()
+        return JSONResponse({"cleared": True})
+
+    async def get_limits(request: Request) -> Response:
+        return JSONResponse(provider.config.limits.to_json())
+
+    async def set_limits(request: Request) -> Response:
+        provider.config.limits.update(await read_json(request))
+        state.limiter.reset()
+        return JSONResponse(provider.config.limits.to_json())
+
+    async def get_settings(request: Request) -> Response:
+        return JSONResponse(provider.config.to_json())
+
+    async def set_settings(request: Request) -> Response:
+        data = await read_json(request)
+        unknown = set(data) - {"token_ttl", "limits"}
+        if unknown:
+            raise ControlError(f"unknown settings: {sorted(unknown)}")
+        if "token_ttl" in data:
+            ttl = int(data["token_ttl"])
+            if ttl < 1:
+                raise ControlError("token_ttl must be at least 1 second")
+            provider.config.token_ttl = ttl
+        if isinstance(data.get("limits"), dict):
+            provider.config.limits.update(data["limits"])
+            state.limiter.reset()
+        return JSONResponse(provider.config.to_json())
+
+    table: list[tuple[str, Endpoint, list[str]]] = [
+        ("/accounts", list_accounts, ["GET"]),
+        ("/accounts", add_account, ["POST"]),
+        ("/accounts/{account}", get_account, ["GET"]),
+        ("/accounts/{account}", delete_account, ["DELETE"]),
+        ("/accounts/{account}/tokens", issue_token, ["POST"]),
+        ("/accounts/{account}/tokens", expire_tokens, ["DELETE"]),
+        ("/accounts/{account}/addressbooks", list_books, ["GET"]),
+        ("/accounts/{account}/addressbooks", add_book, ["POST"]),
+        ("/addressbooks/{book}", get_book, ["GET"]),
+        ("/emails", emails, ["GET"]),
+        ("/sms", sms, ["GET"]),
+        ("/sent", clear_sent, ["DELETE"]),
+        ("/limits", get_limits, ["GET"]),
+        ("/limits", set_limits, ["PUT", "POST"]),
+        ("/settings", get_settings, ["GET"]),
+        ("/settings", set_settings, ["PUT", "POST"]),
+    ]
+    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]

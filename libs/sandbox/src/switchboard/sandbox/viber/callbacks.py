@@ -1,0 +1,152 @@
+"""Viber callbacks: the set_webhook check, signed event POSTs, and events after a send.
+
+Every callback body is signed in `X-Viber-Content-Signature` with the hex HMAC-SHA256 of
+the raw body keyed by the bot's auth token (no prefix). Events the bot filtered out with
+`event_types` are not delivered (message, subscribed, unsubscribed always are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from switchboard.sandbox.viber.state import CHAT_HOSTNAME, ViberBot, ViberState
+from switchboard.sandbox.webhooks import WebhookTarget
+
+SIGNATURE_HEADER = "X-Viber-Content-Signature"
+
+
+def signature(token: str, body: bytes) -> str:
+    """The header value Viber sends: hex HMAC-SHA256(auth token, raw body)."""
+    return hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+
+
+def target(bot: ViberBot) -> WebhookTarget:
+    """Where the bot's callbacks go, signed with its current token."""
+
+    def sign(body: bytes) -> Mapping[str, str]:
+        return {SIGNATURE_HEADER: signature(bot.token, body)}
+
+    return WebhookTarget(url=bot.webhook.url, sign=sign)
+
+
+def event(state: ViberState, bot: ViberBot, name: str, **fields: Any) -> dict[str, Any]:
+    """A callback body: `event`, `timestamp` (ms), `chat_hostname`, `message_token`, fields."""
+    return {
+        "event": name,
+        "timestamp": int(state.core.clock.time() * 1000),
+        "chat_hostname": CHAT_HOSTNAME,
+        "message_token": bot.take_token(),
+        **fields,
+    }
+
+
+def push(bot: ViberBot, body: dict[str, Any]) -> bool:
+    """Queue a callback unless the bot filtered its type out; True when queued."""
+    bot.events.append(body)
+    if not bot.webhook.wants(str(body["event"])):
+        return False
+    bot.callbacks.put(body, ref=f"{body['event']}:{body['message_token']}")
+    return True
+
+
+async def check_webhook(state: ViberState, bot: ViberBot, url: str) -> bool:
+    """POST the `webhook` event to `url` right away, as set_webhook does; True on a 200.
+
+    The attempt is recorded as a delivery with ref `webhook`.
+    """
+    body = event(state, bot, "webhook")
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    headers = {"content-type": "application/json", SIGNATURE_HEADER: signature(bot.token, raw)}
+    clock = state.core.clock
+    started = clock.monotonic()
+    status: int | None = None
+    problem: str | None = None
+    try:
+        response = await state.core.http.get().post(
+            url, content=raw, headers=headers, timeout=state.config.webhook_check_timeout
+        )
+        status = response.status_code
+        if status != 200:
+            problem = f"{status} {response.reason_phrase}"
+    except httpx.HTTPError as exc:
+        problem = type(exc).__name__
+    state.core.recorder.add_delivery(
+        provider="viber",
+        account=bot.uri,
+        url=url,
+        ref="webhook",
+        attempt=1,
+        status=status,
+        ok=problem is None,
+        error=problem,
+        started_mono=started,
+    )
+    return problem is None
+
+
+class CallbackEmitter:
+    """Queues delivered/seen/failed callbacks of sent messages; owns the delay tasks."""
+
+    def __init__(self, state: ViberState) -> None:
+        self.state = state
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def plan(self, bot: ViberBot) -> list[str]:
+        """The callbacks one accepted message will produce (seeded per bot)."""
+        settings = self.state.config.callbacks
+        if settings.failed_rate and bot.rng.random() < settings.failed_rate:
+            return ["failed"]
+        stages: list[str] = []
+        if settings.delivered:
+            stages.append("delivered")
+            if settings.seen and bot.rng.random() < settings.seen_rate:
+                stages.append("seen")
+        return stages
+
+    def after_send(self, bot: ViberBot, sent: dict[str, Any]) -> None:
+        stages = self.plan(bot)
+        delay = self.state.config.callbacks.delay
+        if not delay:
+            for stage in stages:
+                self.emit(bot, sent, stage)
+            return
+        task = asyncio.create_task(self._spaced(bot, sent, stages, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _spaced(
+        self, bot: ViberBot, sent: dict[str, Any], stages: list[str], delay: float
+    ) -> None:
+        for stage in stages:
+            await asyncio.sleep(delay)
+            self.emit(bot, sent, stage)
+
+    def emit(self, bot: ViberBot, sent: dict[str, Any], stage: str) -> None:
+        """Queue one delivered/seen/failed callback for `sent` (keeps its message_token)."""
+        sent["status"] = stage
+        body: dict[str, Any] = {
+            "event": stage,
+            "timestamp": int(self.state.core.clock.time() * 1000),
+            "chat_hostname": CHAT_HOSTNAME,
+            "message_token": sent["message_token"],
+            "user_id": sent["receiver"],
+        }
+        if stage == "failed":
+            body["desc"] = "Receiver is not reachable"
+        push(bot, body)
+
+    async def aclose(self) -> None:
+        tasks, self._tasks = list(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

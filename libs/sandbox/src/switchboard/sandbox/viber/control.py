@@ -1,0 +1,234 @@
+"""Control endpoints of the Viber fake, under `/_sandbox/viber/`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
+from switchboard.sandbox.traffic import TrafficJob, parse_duration
+from switchboard.sandbox.viber.state import ViberBot
+from switchboard.sandbox.viber.traffic import GeneratedCallback, generate, validate_mix
+
+if TYPE_CHECKING:
+    from switchboard.sandbox.viber.provider import ViberProvider
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+_PROFILE = ("avatar", "country", "language", "api_version")
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ControlError as exc:
+            return error_json(exc)
+        except (ValueError, TypeError) as exc:
+            return error_json(ControlError(str(exc)))
+
+    return guarded
+
+
+def control_routes(provider: ViberProvider) -> list[BaseRoute]:
+    """Routes to configure bots and users, inject user events, run traffic, tune limits."""
+    state = provider.state
+
+    def bot_of(ref: Any) -> ViberBot:
+        found = state.find(str(ref)) if ref else None
+        if found is None:
+            raise ControlError(f"no viber bot {ref!r}", 404)
+        return found
+
+    def path_bot(request: Request) -> ViberBot:
+        return bot_of(request.path_params["bot"])
+
+    async def list_bots(request: Request) -> Response:
+        return JSONResponse({"bots": [b.summary() for b in state.bots.values()]})
+
+    async def add_bot(request: Request) -> Response:
+        data = await read_json(request)
+        if not data.get("token") or not data.get("name"):
+            raise ControlError("token and name are required")
+        bot = provider.add_bot(
+            str(data["token"]),
+            str(data["name"]),
+            uri=data.get("uri"),
+            avatar=data.get("avatar"),
+            category=str(data.get("category") or "Shopping"),
+        )
+        if data.get("webhook_url"):
+            ok = await provider.set_webhook(
+                bot,
+                str(data["webhook_url"]),
+                event_types=data.get("event_types"),
+                send_name=bool(data.get("send_name", False)),
+                send_photo=bool(data.get("send_photo", False)),
+            )
+            if not ok:
+                raise ControlError("the webhook did not answer the webhook event with 200")
+        return JSONResponse(bot.summary(), status_code=201)
+
+    async def get_bot(request: Request) -> Response:
+        bot = path_bot(request)
+        users = [u.summary() for u in bot.users.values()]
+        return JSONResponse({**bot.summary(), "account": bot.account_info(), "users_detail": users})
+
+    async def delete_bot(request: Request) -> Response:
+        await state.remove(path_bot(request))
+        return JSONResponse({"deleted": True})
+
+    async def list_users(request: Request) -> Response:
+        return JSONResponse({"users": [u.summary() for u in path_bot(request).users.values()]})
+
+    async def add_user(request: Request) -> Response:
+        bot = path_bot(request)
+        data = await read_json(request)
+        if not data.get("id"):
+            raise ControlError("id is required")
+        profile = {k: data[k] for k in _PROFILE if k in data}
+        user = provider.add_user(
+            bot,
+            str(data["id"]),
+            data.get("name"),
+            subscribed=bool(data.get("subscribed", True)),
+            **profile,
+        )
+        return JSONResponse(user.summary(), status_code=201)
+
+    async def inject(request: Request) -> Response:
+        bot = path_bot(request)
+        data = await read_json(request)
+        user_id = data.get("user_id") or data.get("user")
+        if not user_id:
+            raise ControlError("user_id is required")
+        message = data.get("message")
+        if message is not None and not isinstance(message, dict):
+            raise ControlError("message must be a JSON object")
+        body = await provider.inject_event(
+            bot,
+            str(user_id),
+            str(data.get("event", "message")),
+            message=message,
+            kind=str(data.get("kind", "text")),
+            name=data.get("name"),
+            context=data.get("context"),
+        )
+        return JSONResponse({"queued": bot.webhook.wants(body["event"]), "event": body}, 202)
+
+    async def sent(request: Request) -> Response:
+        found = provider.sent_messages(path_bot(request), request.query_params.get("receiver"))
+        return JSONResponse({"count": len(found), "messages": found})
+
+    async def callbacks(request: Request) -> Response:
+        found = provider.callbacks(path_bot(request), request.query_params.get("event"))
+        return JSONResponse({"count": len(found), "callbacks": found})
+
+    async def get_limits(request: Request) -> Response:
+        return JSONResponse(provider.config.limits.to_json())
+
+    async def set_limits(request: Request) -> Response:
+        provider.config.limits.update(await read_json(request))
+        state.limiter.reset()
+        return JSONResponse(provider.config.limits.to_json())
+
+    async def get_settings(request: Request) -> Response:
+        return JSONResponse(provider.config.settings_json())
+
+    async def set_settings(request: Request) -> Response:
+        provider.config.update(await read_json(request))
+        for bot in state.bots.values():
+            bot.callbacks.policy = provider.config.webhook_retry
+        return JSONResponse(provider.config.settings_json())
+
+    async def generated(request: Request) -> Response:
+        ref = request.query_params.get("bot")
+        items = provider.generated_callbacks(ref or None, request.query_params.get("kind"))
+        by_kind: dict[str, int] = {}
+        for item in items:
+            by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
+        body: dict[str, Any] = {"count": len(items), "by_kind": by_kind}
+        if query_bool(request, "include"):
+            body["callbacks"] = [item.body for item in items]
+        return JSONResponse(body)
+
+    async def start_traffic(request: Request) -> Response:
+        data = await read_json(request)
+        bot = bot_of(data.get("bot"))
+        count = None if data.get("count") is None else int(data["count"])
+        duration = None if data.get("duration") is None else parse_duration(data["duration"])
+        rate = None if data.get("rate") is None else float(data["rate"])
+        if count is None and duration is None:
+            raise ControlError("give count or duration")
+        mix = data.get("mix")
+        validate_mix(mix)
+
+        async def body(job: TrafficJob) -> None:
+            def count_one(item: GeneratedCallback) -> None:
+                provider.generated.append(item)
+                job.produced += 1
+                job.by_kind[item.kind] = job.by_kind.get(item.kind, 0) + 1
+
+            await generate(
+                state,
+                bot,
+                count=count,
+                rate=rate,
+                duration=duration,
+                mix=mix,
+                seed=int(data.get("seed", 0)),
+                users=int(data.get("users", 50)),
+                on_event=count_one,
+            )
+
+        job = provider.jobs.start(
+            {
+                "provider": "viber",
+                "account": bot.uri,
+                "count": count,
+                "duration": duration,
+                "rate": rate,
+            },
+            body,
+        )
+        return JSONResponse(job.to_json(), status_code=202)
+
+    async def list_traffic(request: Request) -> Response:
+        return JSONResponse({"jobs": [j.to_json() for j in provider.jobs.jobs.values()]})
+
+    async def get_traffic(request: Request) -> Response:
+        job = provider.jobs.jobs.get(request.path_params["job"])
+        if job is None:
+            raise ControlError("no such job", 404)
+        return JSONResponse(job.to_json())
+
+    async def stop_traffic(request: Request) -> Response:
+        job = await provider.jobs.cancel(request.path_params["job"])
+        if job is None:
+            raise ControlError("no such job", 404)
+        return JSONResponse(job.to_json())
+
+    table: list[tuple[str, Endpoint, list[str]]] = [
+        ("/bots", list_bots, ["GET"]),
+        ("/bots", add_bot, ["POST"]),
+        ("/bots/{bot}", get_bot, ["GET"]),
+        ("/bots/{bot}", delete_bot, ["DELETE"]),
+        ("/bots/{bot}/users", list_users, ["GET"]),
+        ("/bots/{bot}/users", add_user, ["POST"]),
+        ("/bots/{bot}/events", inject, ["POST"]),
+        ("/bots/{bot}/messages", sent, ["GET"]),
+        ("/bots/{bot}/callbacks", callbacks, ["GET"]),
+        ("/limits", get_limits, ["GET"]),
+        ("/limits", set_limits, ["PUT", "POST"]),
+        ("/settings", get_settings, ["GET"]),
+        ("/settings", set_settings, ["PUT", "POST"]),
+        ("/generated", generated, ["GET"]),
+        ("/traffic", list_traffic, ["GET"]),
+        ("/traffic", start_traffic, ["POST"]),
+        ("/traffic/{job}", get_traffic, ["GET"]),
+        ("/traffic/{job}", stop_traffic, ["DELETE"]),
+    ]
+    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]

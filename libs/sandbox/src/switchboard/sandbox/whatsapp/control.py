@@ -1,0 +1,236 @@
+"""Control endpoints of the WhatsApp fake, under `/_sandbox/whatsapp/`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
+from switchboard.sandbox.traffic import TrafficJob, parse_duration
+from switchboard.sandbox.whatsapp.state import WaNumber
+from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate, validate_mix
+from switchboard.sandbox.whatsapp.webhook import VerificationError
+
+if TYPE_CHECKING:
+    from switchboard.sandbox.whatsapp.provider import WhatsAppProvider
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+_NUMBER_FIELDS = ("display_phone_number", "waba_id", "app_secret", "verify_token", "verified_name")
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ControlError as exc:
+            return error_json(exc)
+        except VerificationError as exc:
+            return JSONResponse({"error": str(exc), "verified": False}, status_code=400)
+        except (ValueError, TypeError) as exc:
+            return error_json(ControlError(str(exc)))
+
+    return guarded
+
+
+def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
+    """Routes to configure numbers, webhooks and users, inject messages, run traffic."""
+    state = provider.state
+
+    def number_of(ref: Any) -> WaNumber:
+        found = state.find(str(ref)) if ref else None
+        if found is None:
+            raise ControlError(f"no whatsapp number {ref!r}", 404)
+        return found
+
+    def path_number(request: Request) -> WaNumber:
+        return number_of(request.path_params["number"])
+
+    async def list_numbers(request: Request) -> Response:
+        return JSONResponse({"numbers": [n.summary() for n in state.numbers.values()]})
+
+    async def add_number(request: Request) -> Response:
+        data = await read_json(request)
+        if not data.get("phone_number_id") or not data.get("token"):
+            raise ControlError("phone_number_id and token are required")
+        extra = {k: str(data[k]) for k in _NUMBER_FIELDS if data.get(k)}
+        number = provider.add_number(str(data["phone_number_id"]), str(data["token"]), **extra)
+        if data.get("webhook_url"):
+            await provider.set_webhook(number, str(data["webhook_url"]))
+        return JSONResponse(number.summary(), status_code=201)
+
+    async def get_number(request: Request) -> Response:
+        number = path_number(request)
+        users = [u.summary() for u in number.users.values()]
+        return JSONResponse({**number.summary(), "users_detail": users})
+
+    async def delete_number(request: Request) -> Response:
+        await state.remove(path_number(request))
+        return JSONResponse({"deleted": True})
+
+    async def set_webhook(request: Request) -> Response:
+        number = path_number(request)
+        data = await read_json(request)
+        if data.get("verify_token"):
+            number.verify_token = str(data["verify_token"])
+        if data.get("app_secret"):
+            number.app_secret = str(data["app_secret"])
+        subscription = await provider.set_webhook(number, str(data.get("url") or ""))
+        return JSONResponse(subscription.to_json())
+
+    async def add_user(request: Request) -> Response:
+        number = path_number(request)
+        data = await read_json(request)
+        if not data.get("wa_id"):
+            raise ControlError("wa_id is required")
+        undeliverable, at = data.get("undeliverable"), data.get("last_inbound_at")
+        user = provider.add_user(
+            number,
+            str(data["wa_id"]),
+            data.get("name"),
+            undeliverable=None if undeliverable is None else bool(undeliverable),
+            last_inbound_at=None if at is None else float(at),
+        )
+        return JSONResponse(user.summary(), status_code=201)
+
+    async def inject(request: Request) -> Response:
+        number = path_number(request)
+        data = await read_json(request)
+        sender = data.get("from") or data.get("wa_id")
+        if not sender:
+            raise ControlError("from (the user's wa_id) is required")
+        message = data.get("message")
+        if message is not None and not isinstance(message, dict):
+            raise ControlError("message must be a JSON object")
+        full = await provider.inject_message(
+            number,
+            str(sender),
+            message,
+            kind=str(data.get("kind", "text")),
+            name=data.get("name"),
+            timestamp=data.get("timestamp"),
+        )
+        return JSONResponse({"queued": True, "message": full}, status_code=202)
+
+    async def sent(request: Request) -> Response:
+        found = provider.sent_messages(path_number(request), request.query_params.get("to"))
+        return JSONResponse({"count": len(found), "messages": found})
+
+    async def inbound(request: Request) -> Response:
+        found = provider.inbound_messages(path_number(request))
+        return JSONResponse({"count": len(found), "messages": found})
+
+    async def statuses(request: Request) -> Response:
+        found = path_number(request).statuses
+        return JSONResponse({"count": len(found), "statuses": found})
+
+    async def get_limits(request: Request) -> Response:
+        return JSONResponse(provider.config.limits.to_json())
+
+    async def set_limits(request: Request) -> Response:
+        provider.config.limits.update(await read_json(request))
+        state.limiter.reset()
+        return JSONResponse(provider.config.limits.to_json())
+
+    async def get_settings(request: Request) -> Response:
+        return JSONResponse(provider.config.settings_json())
+
+    async def set_settings(request: Request) -> Response:
+        provider.config.update(await read_json(request))
+        for number in state.numbers.values():
+            number.deliveries.policy = provider.config.webhook_retry
+        return JSONResponse(provider.config.settings_json())
+
+    async def generated(request: Request) -> Response:
+        ref = request.query_params.get("number")
+        items = provider.generated_events(ref or None, request.query_params.get("kind"))
+        by_kind: dict[str, int] = {}
+        for item in items:
+            by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
+        body: dict[str, Any] = {"count": len(items), "by_kind": by_kind}
+        if query_bool(request, "include"):
+            body["events"] = [item.value for item in items]
+        return JSONResponse(body)
+
+    async def start_traffic(request: Request) -> Response:
+        data = await read_json(request)
+        number = number_of(data.get("number") or data.get("bot"))
+        count = None if data.get("count") is None else int(data["count"])
+        duration = None if data.get("duration") is None else parse_duration(data["duration"])
+        rate = None if data.get("rate") is None else float(data["rate"])
+        if count is None and duration is None:
+            raise ControlError("give count or duration")
+        mix = data.get("mix")
+        validate_mix(mix)
+
+        async def body(job: TrafficJob) -> None:
+            def count_one(event: GeneratedEvent) -> None:
+                provider.generated.append(event)
+                job.produced += 1
+                job.by_kind[event.kind] = job.by_kind.get(event.kind, 0) + 1
+
+            await generate(
+                state,
+                provider.emitter,
+                number,
+                count=count,
+                rate=rate,
+                duration=duration,
+                mix=mix,
+                seed=int(data.get("seed", 0)),
+                users=int(data.get("users", 50)),
+                on_event=count_one,
+            )
+
+        job = provider.jobs.start(
+            {
+                "provider": "whatsapp",
+                "account": number.phone_number_id,
+                "count": count,
+                "duration": duration,
+                "rate": rate,
+            },
+            body,
+        )
+        return JSONResponse(job.to_json(), status_code=202)
+
+    async def list_traffic(request: Request) -> Response:
+        return JSONResponse({"jobs": [j.to_json() for j in provider.jobs.jobs.values()]})
+
+    async def get_traffic(request: Request) -> Response:
+        job = provider.jobs.jobs.get(request.path_params["job"])
+        if job is None:
+            raise ControlError("no such job", 404)
+        return JSONResponse(job.to_json())
+
+    async def stop_traffic(request: Request) -> Response:
+        job = await provider.jobs.cancel(request.path_params["job"])
+        if job is None:
+            raise ControlError("no such job", 404)
+        return JSONResponse(job.to_json())
+
+    table: list[tuple[str, Endpoint, list[str]]] = [
+        ("/numbers", list_numbers, ["GET"]),
+        ("/numbers", add_number, ["POST"]),
+        ("/numbers/{number}", get_number, ["GET"]),
+        ("/numbers/{number}", delete_number, ["DELETE"]),
+        ("/numbers/{number}/webhook", set_webhook, ["PUT", "POST"]),
+        ("/numbers/{number}/users", add_user, ["POST"]),
+        ("/numbers/{number}/inbound", inject, ["POST"]),
+        ("/numbers/{number}/inbound", inbound, ["GET"]),
+        ("/numbers/{number}/messages", sent, ["GET"]),
+        ("/numbers/{number}/statuses", statuses, ["GET"]),
+        ("/limits", get_limits, ["GET"]),
+        ("/limits", set_limits, ["PUT", "POST"]),
+        ("/settings", get_settings, ["GET"]),
+        ("/settings", set_settings, ["PUT", "POST"]),
+        ("/generated", generated, ["GET"]),
+        ("/traffic", list_traffic, ["GET"]),
+        ("/traffic", start_traffic, ["POST"]),
+        ("/traffic/{job}", get_traffic, ["GET"]),
+        ("/traffic/{job}", stop_traffic, ["DELETE"]),
+    ]
+    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]

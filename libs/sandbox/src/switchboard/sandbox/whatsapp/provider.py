@@ -1,0 +1,241 @@
+"""The WhatsApp Cloud API fake as a sandbox provider, with the Python API tests use directly."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import Scope
+
+from switchboard.sandbox.provider import Core
+from switchboard.sandbox.traffic import JobRegistry
+from switchboard.sandbox.whatsapp.api import WhatsAppApi, classify
+from switchboard.sandbox.whatsapp.config import WhatsAppConfig
+from switchboard.sandbox.whatsapp.errors import error_response, server_error
+from switchboard.sandbox.whatsapp.inbound import content, deliver_inbound
+from switchboard.sandbox.whatsapp.state import (
+    Subscription,
+    WaNumber,
+    WaUser,
+    WhatsAppState,
+    digits,
+)
+from switchboard.sandbox.whatsapp.statuses import StatusEmitter
+from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate
+from switchboard.sandbox.whatsapp.webhook import subscribe
+
+# The dev-stack demo number (public sandbox values, not secrets).
+DEMO_PHONE_NUMBER_ID = "100000000000101"
+DEMO_WA_TOKEN = "demo-whatsapp-token"  # noqa: S105
+DEMO_APP_SECRET = "demo-app-secret"  # noqa: S105
+DEMO_VERIFY_TOKEN = "demo-verify-token"  # noqa: S105
+
+
+class WhatsAppProvider:
+    """Fake WhatsApp Cloud API: numbers, limits, the 24 h window, webhooks and traffic."""
+
+    name = "whatsapp"
+    prefix = "/whatsapp"
+
+    def __init__(self, core: Core, config: WhatsAppConfig | None = None) -> None:
+        self.core = core
+        self.config = config or WhatsAppConfig()
+        self.state = WhatsAppState(core, self.config)
+        self.emitter = StatusEmitter(self.state)
+        self.api = WhatsAppApi(self.state, self.emitter)
+        self.jobs = JobRegistry()
+        self.generated: list[GeneratedEvent] = []
+
+    # -- Python API -------------------------------------------------------------------
+
+    def add_number(
+        self,
+        phone_number_id: str,
+        token: str,
+        *,
+        display_phone_number: str | None = None,
+        waba_id: str | None = None,
+        app_secret: str = "app-secret",  # noqa: S107  (sandbox default)
+        verify_token: str = "verify-token",  # noqa: S107
+        verified_name: str | None = None,
+    ) -> WaNumber:
+        """Register a business number the API accepts with `token` (Bearer)."""
+        return self.state.add_number(
+            str(phone_number_id),
+            token,
+            display_phone_number=display_phone_number,
+            waba_id=waba_id,
+            app_secret=app_secret,
+            verify_token=verify_token,
+            verified_name=verified_name,
+        )
+
+    def add_demo_number(self) -> WaNumber:
+        """The dev-stack demo number (see DEMO_* constants); no webhook until one is set."""
+        return self.add_number(
+            DEMO_PHONE_NUMBER_ID,
+            DEMO_WA_TOKEN,
+            display_phone_number="+1 555 010 0001",
+            waba_id="100000000000102",
+            app_secret=DEMO_APP_SECRET,
+            verify_token=DEMO_VERIFY_TOKEN,
+            verified_name="Switchboard Demo",
+        )
+
+    def number(self, ref: str | int | WaNumber) -> WaNumber:
+        """A number by phone_number_id, display number, token or itself (KeyError if none)."""
+        if isinstance(ref, WaNumber):
+            return ref
+        found = self.state.find(ref)
+        if found is None:
+            raise KeyError(f"no whatsapp number {ref!r} in the sandbox")
+        return found
+
+    async def set_webhook(self, number: str | int | WaNumber, url: str) -> Subscription:
+        """Configure the callback URL: Meta's GET handshake first (VerificationError when
+        the challenge is not echoed), then queued and future webhooks flow. "" stops them."""
+        return await subscribe(self.state, self.number(number), url)
+
+    def add_user(
+        self,
+        number: str | int | WaNumber,
+        wa_id: str,
+        name: str | None = None,
+        *,
+        undeliverable: bool | None = None,
+        last_inbound_at: float | None = None,
+    ) -> WaUser:
+        """Create or update a user: profile name, undeliverable (131026), window start."""
+        user = self.number(number).user(wa_id, name)
+        if undeliverable is not None:
+            user.undeliverable = undeliverable
+        if last_inbound_at is not None:
+            user.last_inbound_at = last_inbound_at
+        return user
+
+    async def inject_message(
+        self,
+        number: str | int | WaNumber,
+        wa_id: str,
+        message: Mapping[str, Any] | None = None,
+        *,
+        kind: str = "text",
+        name: str | None = None,
+        timestamp: float | None = None,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Deliver one user message through the webhook and open the user's 24 h window.
+
+        `message` is the webhook item without from/id/timestamp, e.g. `{"type": "text",
+        "text": {"body": "hi"}}`; without it a realistic message of `kind` is made up.
+        """
+        found = self.number(number)
+        if message is None:
+            message = content(kind, found, wa_id, random.Random(f"{seed}:{len(found.inbound)}"))
+        return deliver_inbound(self.state, found, wa_id, message, name=name, timestamp=timestamp)
+
+    def sent_messages(
+        self, number: str | int | WaNumber, to: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Messages the business sent that the fake accepted, oldest first."""
+        wanted = digits(to) if to else None
+        return [m for m in self.number(number).sent if wanted is None or m["wa_id"] == wanted]
+
+    def inbound_messages(self, number: str | int | WaNumber) -> list[dict[str, Any]]:
+        """User messages delivered (injected or generated), oldest first."""
+        return list(self.number(number).inbound)
+
+    async def generate(
+        self,
+        number: str | int | WaNumber,
+        *,
+        count: int | None = None,
+        rate: float | None = None,
+        duration: float | None = None,
+        mix: Mapping[str, float] | None = None,
+        seed: int = 0,
+        users: int = 50,
+    ) -> list[GeneratedEvent]:
+        """Simulate users writing (and statuses arriving); events are kept in `generated`."""
+        return await generate(
+            self.state,
+            self.emitter,
+            self.number(number),
+            count=count,
+            rate=rate,
+            duration=duration,
+            mix=mix,
+            seed=seed,
+            users=users,
+            on_event=self.generated.append,
+        )
+
+    def generated_events(
+        self, number: str | int | WaNumber | None = None, kind: str | None = None
+    ) -> list[GeneratedEvent]:
+        """Events the generator produced, optionally for one number and/or kind."""
+        wanted = None if number is None else self.number(number).phone_number_id
+        return [
+            e
+            for e in self.generated
+            if (wanted is None or e.phone_number_id == wanted) and (kind is None or e.kind == kind)
+        ]
+
+    async def wait_delivered(self, number: str | int | WaNumber, timeout: float = 10.0) -> None:
+        """Wait until the number's webhook queue is empty (TimeoutError otherwise)."""
+        found = self.number(number)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while found.deliveries.pending:
+            if loop.time() >= deadline:
+                raise TimeoutError(f"{found.deliveries.pending} webhooks still pending")
+            await asyncio.sleep(0.01)
+
+    # -- Provider contract ------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        return self.api.routes()
+
+    def control_routes(self) -> list[BaseRoute]:
+        from switchboard.sandbox.whatsapp.control import control_routes
+
+        return control_routes(self)
+
+    def classify(self, scope: Scope) -> tuple[str | None, str | None]:
+        return classify(scope)
+
+    def error_response(self, status: int, description: str) -> Response:
+        return error_response(server_error(status, description))
+
+    def normalize_account(self, account: str) -> str:
+        found = self.state.find(account)
+        return found.phone_number_id if found else account
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "numbers": [n.summary() for n in self.state.numbers.values()],
+            "generated": len(self.generated),
+            "config": {**self.config.settings_json(), "limits": self.config.limits.to_json()},
+        }
+
+    async def start(self) -> None:
+        for number in self.state.numbers.values():
+            number.deliveries.resume()
+
+    async def reset(self) -> None:
+        await self.jobs.aclose()
+        await self.emitter.aclose()
+        await self.state.aclose()
+        self.state.numbers.clear()
+        self.state.limiter.reset()
+        self.generated.clear()
+        self.jobs.clear()
+
+    async def aclose(self) -> None:
+        await self.jobs.aclose()
+        await self.emitter.aclose()
+        await self.state.aclose()

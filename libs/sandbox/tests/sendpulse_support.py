@@ -1,0 +1,73 @@
+"""Helpers of the SendPulse tests: a served fake on a manual clock, an authenticated client."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from switchboard.sandbox import ManualClock, Sandbox, SandboxConfig
+from switchboard.sandbox.sendpulse import SpAccount
+from switchboard.sandbox.testing import serve
+
+CLIENT_ID = "a1b2c3d4e5f6"
+CLIENT_SECRET = "s3cr3t-value"
+BOOK_ID = 42
+
+
+def html64(markup: str) -> str:
+    return base64.b64encode(markup.encode("utf-8")).decode("ascii")
+
+
+@dataclass
+class SendPulseEnv:
+    """A served SendPulse fake (alone, at root) whose clock only moves when told."""
+
+    sandbox: Sandbox
+    http: httpx.AsyncClient
+    clock: ManualClock
+    account: SpAccount
+
+    async def request_token(
+        self, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET
+    ) -> httpx.Response:
+        return await self.http.post(
+            "/oauth/access_token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": client_secret,
+            },
+        )
+
+    async def token(self) -> str:
+        response = await self.request_token()
+        assert response.status_code == 200, response.text
+        value: str = response.json()["access_token"]
+        return value
+
+    async def call(
+        self, method: str, path: str, token: str | None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return await self.http.request(method, path, headers=headers, **kwargs)
+
+
+@asynccontextmanager
+async def sendpulse_env(config: SandboxConfig | None = None) -> AsyncIterator[SendPulseEnv]:
+    clock = ManualClock()
+    box = Sandbox(config or SandboxConfig(), clock=clock)
+    account = box.sendpulse.add_account(CLIENT_ID, CLIENT_SECRET)
+    box.sendpulse.add_address_book(account, "Leads", BOOK_ID)
+    try:
+        async with (
+            serve(box.provider_app("sendpulse")) as url,
+            httpx.AsyncClient(base_url=url, trust_env=False) as http,
+        ):
+            yield SendPulseEnv(box, http, clock, account)
+    finally:
+        await box.aclose()

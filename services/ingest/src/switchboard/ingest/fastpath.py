@@ -1,0 +1,86 @@
+"""A raw-ASGI path for webhook POSTs, in front of the whole FastAPI stack, the service's hot path.
+
+FastAPI's routing and dependency machinery cost more CPU per webhook than verifying and
+storing it, so POST /webhooks/<provider>/<account> is answered here, by the same
+framework-free handler that the (documented) FastAPI routes call; everything else falls
+through to the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.types import Message, Receive, Scope, Send
+
+from switchboard.events.catalog.common import Channel
+from switchboard.ingest.webhooks import RejectedError
+
+CHANNELS = {
+    c.value: c for c in (Channel.TELEGRAM, Channel.WHATSAPP, Channel.VIBER, Channel.GENERIC)
+}
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """What to answer: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+ReadBody = Callable[[int], Awaitable[bytes]]
+Handle = Callable[[Channel, str, Mapping[str, str], ReadBody], Awaitable[WebhookResult]]
+
+
+def body_reader(receive: Receive, declared: str | None) -> ReadBody:
+    """Reads the ASGI body up to a limit, refusing (413) instead of buffering an oversized one;
+    a declared Content-Length over the limit is refused before reading anything."""
+
+    async def read(limit: int) -> bytes:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RejectedError(413, "too_large", f"body over {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RejectedError(400, "disconnected", "client went away mid-body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RejectedError(413, "too_large", f"body over {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    return read
+
+
+def webhook_fast_path(handle: Handle) -> Callable[[Scope, Receive, Send], Awaitable[bool]]:
+    """Answers POST /webhooks/<provider>/<account> (returns True), ignores anything else."""
+
+    async def fast_path(scope: Scope, receive: Receive, send: Send) -> bool:
+        if scope["method"] != "POST":
+            return False
+        parts = scope["path"].split("/")
+        if len(parts) != 4 or parts[1] != "webhooks" or parts[2] not in CHANNELS or not parts[3]:
+            return False
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        reader = body_reader(receive, headers.get("content-length"))
+        result = await handle(CHANNELS[parts[2]], parts[3], headers, reader)
+        await send_json(send, result)
+        return True
+
+    return fast_path
+
+
+async def send_json(send: Send, result: WebhookResult) -> None:
+    body = orjson.dumps(result.body)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in result.headers.items()]
+    await send({"type": "http.response.start", "status": result.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
