@@ -1,0 +1,104 @@
+"""``switchboard-ingest accounts ...``: the operator CLI for the accounts registry.
+
+A client of the admin HTTP API (so the operator's machine needs the admin token, never the
+encryption keys). Secrets are read from the environment or prompted for, never taken on the
+command line where shell history and ``ps`` would keep them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+SECRET_NAMES = {
+    "telegram": ["token"],
+    "viber": ["token"],
+    "whatsapp": ["app_secret", "access_token"],
+    "generic": [],
+}
+
+
+def _secret(name: str, channel: str) -> str:
+    env = f"SWITCHBOARD_{channel.upper()}_{name.upper()}"
+    if os.environ.get(env):
+        return os.environ[env]
+    if not sys.stdin.isatty():
+        raise SystemExit(f"set {env} (secrets are not taken as arguments)")
+    return getpass.getpass(f"{channel} {name}: ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard-ingest", description=__doc__)
+    parser.add_argument(
+        "--url", default=os.environ.get("SWITCHBOARD_INGEST_URL", "http://127.0.0.1:8080")
+    )
+    parser.add_argument("--admin-token", default=os.environ.get("SWITCHBOARD_ADMIN_TOKEN"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    accounts = sub.add_parser("accounts", help="manage channel accounts").add_subparsers(
+        dest="action", required=True
+    )
+    accounts.add_parser("list", help="list accounts (secret names only)")
+    add = accounts.add_parser("add", help="add an account and register its webhook")
+    add.add_argument("channel", choices=sorted(SECRET_NAMES))
+    add.add_argument("id")
+    add.add_argument("--workspace", default="default")
+    add.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE")
+    rotate = accounts.add_parser("rotate", help="rotate an account's webhook secret")
+    rotate.add_argument("channel", choices=sorted(SECRET_NAMES))
+    rotate.add_argument("id")
+    remove = accounts.add_parser("remove", help="remove an account and its webhook")
+    remove.add_argument("channel", choices=sorted(SECRET_NAMES))
+    remove.add_argument("id")
+    accounts.add_parser("reencrypt", help="re-encrypt all accounts with the active key")
+    args = parser.parse_args(argv)
+    if not args.admin_token:
+        raise SystemExit("set SWITCHBOARD_ADMIN_TOKEN or pass --admin-token")
+
+    headers = {"Authorization": f"Bearer {args.admin_token}"}
+    with httpx.Client(base_url=args.url, headers=headers, timeout=30) as http:
+        response = _run(http, args)
+    if response.status_code >= 400:
+        print(_error_text(response), file=sys.stderr)
+        return 1
+    if response.content:
+        print(json.dumps(response.json(), indent=2))
+    return 0
+
+
+def _run(http: httpx.Client, args: argparse.Namespace) -> httpx.Response:
+    if args.action == "list":
+        return http.get("/admin/accounts")
+    if args.action == "add":
+        settings: dict[str, Any] = dict(s.split("=", 1) for s in args.setting)
+        secrets = {name: _secret(name, args.channel) for name in SECRET_NAMES[args.channel]}
+        body = {
+            "channel": args.channel,
+            "id": args.id,
+            "workspace_id": args.workspace,
+            "settings": settings,
+            "secrets": secrets,
+        }
+        return http.post("/admin/accounts", json=body)
+    if args.action == "rotate":
+        return http.post(f"/admin/accounts/{args.channel}/{args.id}/rotate")
+    if args.action == "remove":
+        return http.delete(f"/admin/accounts/{args.channel}/{args.id}")
+    return http.post("/admin/keys/reencrypt")
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        err = response.json()["error"]
+        return f"{response.status_code} {err['code']}: {err['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code}: {response.text[:300]}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""WhatsApp and Viber reach ingest as they do in production: the sandbox performs Meta's GET
+handshake and signs every POST; a Viber bot added through the admin API gets its
+set_webhook (with Viber's immediate callback check); simulated users' traffic then
+arrives as exactly one conv/delivery event per provider event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import json
+
+import httpx
+import pytest
+
+from switchboard.ingest.app import create_app
+from switchboard.ingest.settings import IngestSettings
+from switchboard.runtime.embedded import free_port
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.testing import serve
+from tests.support.stack import service_env
+from tests.support.streams import by_type, stream_messages
+
+pytestmark = pytest.mark.e2e
+ADMIN = {"Authorization": "Bearer admin-token-123"}
+VIBER_TOKEN = "4453b6ac1234abcd-e2e-viber-token"
+CALLBACK_KINDS = {"interactive", "button"}
+STATUS_KINDS = {"subscribed", "unsubscribed", "conversation_started"}
+
+
+@dataclass
+class Env:
+    box: Sandbox
+    sandbox: str
+    ingest: str
+    http: httpx.AsyncClient
+
+
+@pytest.fixture
+async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    box = Sandbox(SandboxConfig())
+    box.whatsapp.add_number("109000000000001", "wa-token", app_secret="wa-app-secret",
+                            verify_token="wa-verify")  # fmt: skip
+    box.viber.add_bot(VIBER_TOKEN, "E2E Shop", uri="e2eshop")
+    port = free_port()
+    async with serve(box.app()) as sandbox:
+        for key, value in service_env(
+            nats_url,
+            SWITCHBOARD_ADMIN_TOKEN="admin-token-123",
+            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            SWITCHBOARD_INGEST_VIBER_API_URL=f"{sandbox}/viber",
+        ).items():
+            monkeypatch.setenv(key, value)
+        app = create_app(load_settings(IngestSettings))
+        async with serve_app(app, port=port) as ingest, httpx.AsyncClient(timeout=10) as http:
+            yield Env(box, sandbox, ingest, http)
+
+
+async def _add(env: Env, body: dict[str, object]) -> None:
+    r = await env.http.post(f"{env.ingest}/admin/accounts", headers=ADMIN, json=body)
+    assert r.status_code == 201, r.text
+
+
+async def test_whatsapp_handshake_signed_webhooks_and_every_kind(env: Env, nats_url: str) -> None:
+    await _add(env, {"channel": "whatsapp", "id": "wa1", "workspace_id": "acme",
+                     "secrets": {"app_secret": "wa-app-secret", "verify_token": "wa-verify"},
+                     "settings": {"phone_number_id": "109000000000001"}})  # fmt: skip
+    await env.box.whatsapp.set_webhook("109000000000001", f"{env.ingest}/webhooks/whatsapp/wa1")
+    generated = await env.box.whatsapp.generate("109000000000001", count=120, rate=400, seed=7)
+    await env.box.whatsapp.wait_delivered("109000000000001", timeout=30)
+    kinds = [g.kind for g in generated]
+    expected = {
+        "conv.message_received": sum(k not in CALLBACK_KINDS | {"status"} for k in kinds),
+        "conv.callback_received": sum(k in CALLBACK_KINDS for k in kinds),
+    }
+    expected = {k: v for k, v in expected.items() if v}
+    receipts = kinds.count("status")
+
+    async def arrived() -> bool:
+        conv = by_type(await stream_messages(nats_url, "CONV"))
+        delivery = await stream_messages(nats_url, "DELIVERY") if receipts else []
+        return conv == expected and len(delivery) == receipts
+
+    await eventually(arrived, timeout=30, message=f"{expected} + {receipts} receipts")
+    assert not [d for d in env.box.recorder.deliveries(provider="whatsapp") if not d.ok]
+
+
+async def test_viber_added_by_admin_gets_its_webhook_and_every_kind(
+    env: Env, nats_url: str
+) -> None:
+    await _add(env, {"channel": "viber", "id": "vb1", "workspace_id": "acme",
+                     "secrets": {"token": VIBER_TOKEN}})  # fmt: skip
+    bot = env.box.viber.bot("e2eshop")
+    assert bot.webhook.url == f"{env.ingest}/webhooks/viber/vb1"
+    generated = await env.box.viber.generate("e2eshop", count=80, rate=400, seed=3)
+    await env.box.viber.wait_delivered("e2eshop", timeout=30)
+    queued = [g.kind for g in generated if g.queued]
+    expected = {
+        "conv.message_received": sum(k not in STATUS_KINDS for k in queued),
+        "conv.contact_status_changed": sum(k in STATUS_KINDS for k in queued),
+    }
+
+    async def arrived() -> dict[str, int] | None:
+        counts = by_type(await stream_messages(nats_url, "CONV"))
+        return counts if counts == {k: v for k, v in expected.items() if v} else None
+
+    await eventually(arrived, timeout=30, message=f"CONV holds {expected}")
+
+    # A wrong token at Viber is refused by the provider; the account is not kept.
+    r = await env.http.post(f"{env.ingest}/admin/accounts", headers=ADMIN, json={
+        "channel": "viber", "id": "vb2", "secrets": {"token": "not-a-viber-token"}})  # fmt: skip
+    assert r.status_code == 400
+    assert "Viber set_webhook" in r.json()["error"]["message"]
+    listing = await env.http.get(f"{env.ingest}/admin/accounts", headers=ADMIN)
+    assert [a["id"] for a in listing.json()["items"]] == ["vb1"]
+
+
+async def test_operator_cli_manages_accounts_through_the_admin_api(env: Env) -> None:
+    import asyncio
+    import os
+    import sys
+
+    async def cli(*args: str, **extra_env: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "switchboard.ingest.cli", "--url", env.ingest, *args,
+            env={**os.environ, "SWITCHBOARD_ADMIN_TOKEN": "admin-token-123", **extra_env},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = await cli("accounts", "add", "viber", "vb9", "--workspace", "acme",
+                               SWITCHBOARD_VIBER_TOKEN=VIBER_TOKEN)  # fmt: skip
+    assert code == 0, err
+    assert VIBER_TOKEN not in out
+    assert json.loads(out)["secrets"] == ["token"]
+    code, out, _ = await cli("accounts", "list")
+    assert [a["id"] for a in json.loads(out)["items"]] == ["vb9"]
+    code, _, err = await cli("accounts", "add", "viber", "vb10")  # no token in env, no tty
+    assert (code, err.strip()) == (
+        1,
+        "set SWITCHBOARD_VIBER_TOKEN (secrets are not taken as arguments)",
+    )
+    code, _, err = await cli("accounts", "rotate", "viber", "vb9")
+    assert code == 1
+    assert "400 not_rotatable" in err
+    code, _, _ = await cli("accounts", "remove", "viber", "vb9")
+    assert code == 0
+    assert env.box.viber.bot("e2eshop").webhook.url in ("", None)
+    code, _, err = await cli("accounts", "remove", "viber", "vb9")
+    assert (code, "404 unknown_account" in err) == (1, True)
