@@ -75,6 +75,10 @@ OUTBOUND = StreamSpec(
     7 * DAY,
     "send and campaign commands",
 )
+CRM_COMMANDS = StreamSpec(
+    "CRM_COMMANDS", ("cmd.crm.>",), Retention.WORK_QUEUE, 7 * DAY,
+    "commands to the CRM aggregates (contacts, leads)",
+)  # fmt: skip
 DELIVERY = StreamSpec(
     "DELIVERY",
     ("delivery.>",),
@@ -97,7 +101,7 @@ DLQ = StreamSpec(
     "poison messages with the error and the original headers",
 )
 
-STREAMS: tuple[StreamSpec, ...] = (RAW, CONV, CRM, OUTBOUND, DELIVERY, MTPROTO, DLQ)
+STREAMS: tuple[StreamSpec, ...] = (RAW, CONV, CRM, CRM_COMMANDS, OUTBOUND, DELIVERY, MTPROTO, DLQ)
 
 ACCOUNTS = BucketSpec("accounts", "channel accounts; secrets encrypted", history=5)
 RATELIMIT = BucketSpec("ratelimit", "shared rate-limit state and pauses", ttl_s=3600)

@@ -231,3 +231,28 @@ class UpdateUnsupported(Event):
 
     def deterministic_id(self) -> str:
         return derived(self.raw_id, "update_unsupported")
+
+
+@register("conv.message_sent", 1)
+class MessageSent(Event):
+    """A message the business sent reached the provider (emitted by outbound with the
+    provider's id), so conversations show both sides."""
+
+    channel: Channel
+    account: str = Field(min_length=1)
+    chat: Chat
+    message_id: str = Field(min_length=1, description="the send command's message_id")
+    provider_message_id: str = Field(min_length=1)
+    text: str | None = Field(None, description="text or caption, for display and search")
+    content_kind: str = Field(min_length=1, description="text, photo, template, ...")
+    sent_at: datetime
+    campaign_id: str | None = None
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account)
+
+    def ce_subject(self) -> str:
+        return conversation_key(self.channel, self.account, self.chat.id)
+
+    def deterministic_id(self) -> str:
+        return f"sent:{self.message_id}"

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from switchboard.events.base import Event
+from switchboard.events.base import Command, Event
 from switchboard.events.catalog.common import Channel, Value
 from switchboard.events.registry import register
 
@@ -119,3 +119,111 @@ class LeadAssigned(_LeadEvent):
     """A lead got a new assignee (None: unassigned)."""
 
     assignee: str | None = None
+
+
+@register("crm.identity_claimed", 1)
+class IdentityClaimed(Event):
+    """A channel identity (or a phone number) now belongs to a contact. Appended with
+    expected-last-subject-sequence 0 on its own subject, so JetStream guarantees that one
+    identity is claimed by exactly one contact, even with many resolvers racing."""
+
+    claim_key: str = Field(min_length=1, description="hash of workspace + identity key")
+    key: str = Field(min_length=1, description="'<channel>:<external id>' or 'phone:<digits>'")
+    contact_id: str = Field(min_length=1)
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.claim_key,)
+
+    def deterministic_id(self) -> str:
+        return f"claim:{self.claim_key}"
+
+
+@register("crm.contact_split", 1)
+class ContactSplit(_ContactEvent):
+    """An identity that was wrongly attached to ``contact_id`` now belongs to
+    ``new_contact_id`` (created by this event if it did not exist)."""
+
+    identity: Identity
+    new_contact_id: str = Field(min_length=1)
+
+
+class _ContactCommand(Command):
+    contact_id: str = Field(min_length=1)
+    expected_version: int | None = Field(None, ge=0, description="409 when the aggregate moved")
+    by: str | None = None
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.contact_id,)
+
+
+class _LeadCommand(Command):
+    lead_id: str = Field(min_length=1)
+    expected_version: int | None = Field(None, ge=0, description="409 when the aggregate moved")
+    by: str | None = None
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.lead_id,)
+
+
+@register("crm.change_lead_stage", 1)
+class ChangeLeadStage(_LeadCommand):
+    """Move a lead to another configured stage (optionally setting its value)."""
+
+    to_stage: str = Field(min_length=1)
+    reason: str | None = None
+    value: Decimal | None = None
+
+
+@register("crm.assign_lead", 1)
+class AssignLead(_LeadCommand):
+    """Give a lead to someone (None: unassigned)."""
+
+    assignee: str | None = None
+
+
+@register("crm.update_contact", 1)
+class UpdateContact(_ContactCommand):
+    """Change a contact's name, phone, attributes, tags or add a note."""
+
+    display_name: str | None = None
+    phone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags_added: tuple[str, ...] = ()
+    tags_removed: tuple[str, ...] = ()
+    note: str | None = None
+
+
+@register("crm.merge_contacts", 1)
+class MergeContacts(_ContactCommand):
+    """Fold ``merged_contact_id`` into ``contact_id``."""
+
+    merged_contact_id: str = Field(min_length=1)
+
+
+@register("crm.split_contact", 1)
+class SplitContact(_ContactCommand):
+    """Detach one identity from a contact into a contact of its own."""
+
+    identity: Identity
+
+
+@register("crm.erase_contact", 1)
+class EraseContact(_ContactCommand):
+    """Remove a person's personal data from every projection, now and on any rebuild."""
+
+
+@register("crm.command_rejected", 1)
+class CommandRejected(Event):
+    """A command that arrived over the bus could not be applied (conflict, unknown id,
+    invalid stage); ``command_id`` is the command's ce-id."""
+
+    command_id: str = Field(min_length=1)
+    command: str = Field(min_length=1)
+    status: int = Field(description="the HTTP status the API would have answered")
+    reason: str
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return ("rejected",)
+
+    def deterministic_id(self) -> str:
+        return f"rejected:{self.command_id}"
