@@ -4,13 +4,13 @@ its error answers, and every error body has the one shape."""
 from __future__ import annotations
 
 import pytest
+from tests.support.stack import service_env
 
 from switchboard.crm.app import create_app as create_crm
 from switchboard.crm.settings import CrmSettings
 from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
 from switchboard.runtime.settings import load_settings
-from tests.support.stack import service_env
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +31,12 @@ def test_ingest_documents_every_webhook_and_its_errors() -> None:
             assert {"200", "400", "401", "404", "413", "415", "429", "503"} <= set(
                 ops["post"]["responses"]
             ), path
-    for admin in ("/admin/accounts", "/admin/accounts/{channel}/{account_id}/rotate",
-                  "/admin/accounts/{channel}/{account_id}", "/admin/keys/reencrypt"):  # fmt: skip
+    for admin in (
+        "/admin/accounts",
+        "/admin/accounts/{channel}/{account_id}/rotate",
+        "/admin/accounts/{channel}/{account_id}",
+        "/admin/keys/reencrypt",
+    ):
         assert admin in paths
 
 

@@ -5,13 +5,14 @@ arrives as exactly one conv/delivery event per provider event."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import json
-
 import httpx
 import pytest
+from tests.support.stack import service_env
+from tests.support.streams import by_type, stream_messages
 
 from switchboard.ingest.app import create_app
 from switchboard.ingest.settings import IngestSettings
@@ -20,8 +21,6 @@ from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
-from tests.support.stack import service_env
-from tests.support.streams import by_type, stream_messages
 
 pytestmark = pytest.mark.e2e
 ADMIN = {"Authorization": "Bearer admin-token-123"}

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import os
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from switchboard.runtime import devstack
@@ -14,6 +16,12 @@ from switchboard.runtime.dlq import list_dead_letters, redrive
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    plugins = {ep.name: ep for ep in entry_points(group="switchboard.commands")}
+    if args_in and args_in[0] in plugins:
+        # Service-specific commands (e.g. `switchboard crm rebuild`) live with their service.
+        result: int = plugins[args_in[0]].load()(args_in[1:])
+        return result
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     parser.add_argument(
         "--data", type=Path, default=Path(os.environ.get("SWITCHBOARD_DATA", ".data"))

@@ -118,7 +118,7 @@ class Projection:
                 except Exception as exc:
                     if self.stop.is_set():
                         return
-                    log.warning("projection fetch failed", projection=self.name, error=str(exc))
+                    log.warning("projection fetch failed", projection=self.name, error=repr(exc))
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
                     await self._wait(0.5)
@@ -160,13 +160,14 @@ class Projection:
             with batch_span(f"project {self.name}", [m.headers for m in msgs], count=len(msgs)):
                 async with self.pool.acquire() as conn, conn.transaction():
                     await self.apply(conn, msgs)
-                    await self._save(conn, last)
+                    await self._save(conn, self.position, last)
         except _INTERRUPTIONS:
             raise  # the database went away: the run loop retries from the checkpoint
         except Exception as exc:
             log.warning("batch failed; applying one by one", projection=self.name, error=str(exc))
             for msg in msgs:
                 await self._apply_one(msg)
+                self.position = msg.metadata.sequence.stream
         self.position = last
         PROJECTED.labels(self.name).inc(len(msgs))
         PROJECTION_LAG.labels(self.name).observe(time.perf_counter() - started)
@@ -178,7 +179,7 @@ class Projection:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     await self.apply(conn, [msg])
-                    await self._save(conn, seq)
+                    await self._save(conn, self.position, seq)
                 return
             except _INTERRUPTIONS:
                 raise
@@ -197,21 +198,32 @@ class Projection:
             deliveries=self.max_attempts,
         )
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._save(conn, seq)
+            await self._save(conn, self.position, seq)
         DEAD_LETTERED.labels(self.name).inc()
         log.error("projection dead-lettered", projection=self.name, seq=seq, reason=error)
 
-    async def _save(self, conn: Conn, seq: int) -> None:
-        # Conditional on moving forward: a second leader (after a lock handover race) can
-        # never move the checkpoint backwards or apply the same batch twice.
-        status = await conn.execute(
-            f"""INSERT INTO {self.schema}.checkpoints (projection, stream, seq)
-                VALUES ($1, $2, $3)
-                ON CONFLICT (projection) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()
-                WHERE {self.schema}.checkpoints.seq < EXCLUDED.seq""",
-            self.name,
-            self.stream,
-            seq,
-        )
+    async def _save(self, conn: Conn, expected: int, seq: int) -> None:
+        """Move the checkpoint from ``expected`` to ``seq``, or raise LostLeadershipError.
+
+        Requiring the exact previous position (not just "behind") means no one else applied
+        anything in between: a second leader after a lock handover, or a rebuild that swapped
+        fresh tables in, makes this projector stop and resume from the stored checkpoint.
+        """
+        if expected == 0:
+            status = await conn.execute(
+                f"""INSERT INTO {self.schema}.checkpoints (projection, stream, seq)
+                    VALUES ($1, $2, $3) ON CONFLICT (projection) DO NOTHING""",
+                self.name,
+                self.stream,
+                seq,
+            )
+        else:
+            status = await conn.execute(
+                f"""UPDATE {self.schema}.checkpoints SET seq = $3, updated_at = now()
+                    WHERE projection = $1 AND seq = $2""",
+                self.name,
+                expected,
+                seq,
+            )
         if status.endswith(" 0"):
-            raise LostLeadershipError(f"checkpoint of {self.name} already at or past {seq}")
+            raise LostLeadershipError(f"checkpoint of {self.name} moved past {expected}")

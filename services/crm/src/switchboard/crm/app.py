@@ -1,22 +1,53 @@
-"""The CRM service's composition root."""
+"""The CRM service's composition root: projections, the contact resolver, the command
+consumer, and the read and command API."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Body, Depends, Query, Request
+from nats.aio.msg import Msg
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
-from switchboard.crm import projector, queries
+from switchboard.crm import commands, crm_projector, delivery_projector, projector, queries
+from switchboard.crm.commands import Applied, RejectedError
+from switchboard.crm.resolver import Resolver
 from switchboard.crm.settings import CrmSettings
+from switchboard.crm.store import EventStore
+from switchboard.events import decode_message
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.conv import MessageReceived
+from switchboard.events.catalog.crm import (
+    AssignLead,
+    ChangeLeadStage,
+    CommandRejected,
+    EraseContact,
+    Identity,
+    MergeContacts,
+    SplitContact,
+    UpdateContact,
+)
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.consumer import ConsumerSpec, PermanentError, PullWorker
 from switchboard.runtime.db import load_migrations
 from switchboard.runtime.http import error
 from switchboard.runtime.projection import Projection
 from switchboard.runtime.service import Runtime
 
 SCHEMA = "crm"
+PROJECTIONS = (projector, crm_projector, delivery_projector)
+RESOLVER = ConsumerSpec(
+    stream="CONV", durable="crm-resolver", filter_subjects=("conv.message_received.>",), batch=128
+)
+COMMANDS = ConsumerSpec(
+    stream="CRM_COMMANDS", durable="crm-commands", filter_subjects=("cmd.crm.>",), batch=32
+)
 
 
 def _workspace(request: Request) -> str:
@@ -29,75 +60,372 @@ Workspace = Annotated[str, Depends(_workspace)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
+class StageChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to_stage: str = Field(min_length=1)
+    expected_version: int | None = Field(None, ge=0)
+    reason: str | None = None
+    value: Decimal | None = None
+    by: str | None = None
+
+
+class Assignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assignee: str | None
+    expected_version: int | None = Field(None, ge=0)
+
+
+class ContactChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    display_name: str | None = None
+    phone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags_added: list[str] = Field(default_factory=list)
+    tags_removed: list[str] = Field(default_factory=list)
+    note: str | None = None
+    expected_version: int | None = Field(None, ge=0)
+
+
+class Merge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    merged_contact_id: str = Field(min_length=1)
+    expected_version: int | None = Field(None, ge=0)
+
+
+class Split(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: Channel
+    external_id: str = Field(min_length=1)
+    expected_version: int | None = Field(None, ge=0)
+
+
 def create_app(settings: CrmSettings) -> ServiceApp:
     """Build the CRM app; connections are made by its lifespan, never at import."""
-    auth = ApiKeyAuth(settings.api_keys)
-    projections: dict[str, Projection] = {}
+    ports: dict[str, Any] = {}
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
-        projection = Projection(
-            name=projector.PROJECTION,
-            schema=SCHEMA,
-            stream="CONV",
-            filter_subjects=projector.SUBJECTS,
-            apply=projector.apply_batch,
-            bus=rt.bus,
-            pool=rt.pool,
-            batch=settings.projection_batch,
-            stop=rt.stop,
+        store = EventStore(rt.bus)
+        ports.update(store=store, pool=rt.pool)
+        for module in PROJECTIONS:
+            projection = Projection(
+                name=module.PROJECTION,
+                schema=SCHEMA,
+                stream=module.STREAM,
+                filter_subjects=module.SUBJECTS,
+                apply=module.apply_batch,
+                bus=rt.bus,
+                pool=rt.pool,
+                batch=settings.projection_batch,
+                stop=rt.stop,
+            )
+            rt.spawn(f"projection-{module.PROJECTION}", projection.run)
+        resolver = Resolver(store, settings)
+
+        async def resolve(msg: Msg) -> None:
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+            if isinstance(decoded.model, MessageReceived):
+                await resolver.resolve(decoded.model, decoded.envelope)
+
+        async def command(msg: Msg) -> None:
+            await handle_command(store, settings, msg)
+
+        rt.spawn(
+            "resolver",
+            PullWorker(
+                rt.bus, RESOLVER, resolve, stop=rt.stop, concurrency=settings.resolver_concurrency
+            ).run,
         )
-        projections[projection.name] = projection
-        rt.spawn("projection-conversations", projection.run)
+        rt.spawn("commands", PullWorker(rt.bus, COMMANDS, command, stop=rt.stop).run)
 
     app = service_app(
         service="crm",
         settings=settings,
         start=start,
         title="Switchboard CRM",
-        description="Contacts, conversations and leads projected from the event streams.",
+        description="Contacts, conversations and leads projected from the event streams. "
+        "Commands append to event-sourced aggregates with optimistic concurrency: a stale "
+        "expected_version answers 409.",
         migrations=load_migrations("switchboard.crm"),
         schema=SCHEMA,
     )
+    app.state.auth = ApiKeyAuth(settings.api_keys)
+    _read_routes(app, ports)
+    _command_routes(app, ports, settings)
+    return app
 
-    app.state.auth = auth
 
-    @app.get("/v1/conversations", summary="Conversations, most recent first")
+async def handle_command(store: EventStore, settings: CrmSettings, msg: Msg) -> None:
+    """A command from the bus: apply it, or record why it was rejected."""
+    try:
+        decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
+    cmd, env = decoded.model, decoded.envelope
+    try:
+        await execute(store, settings, cmd, env.workspace_id, env)
+    except RejectedError as exc:
+        await store.bus.publish(
+            CommandRejected(
+                command_id=env.id, command=cmd.name, status=exc.status, reason=exc.message
+            ),
+            cause=env,
+        )
+
+
+async def execute(
+    store: EventStore, settings: CrmSettings, cmd: Any, workspace: str, cause: Any = None
+) -> Applied:
+    if isinstance(cmd, ChangeLeadStage):
+        return await commands.change_lead_stage(store, cmd, workspace, settings.stages, cause)
+    if isinstance(cmd, AssignLead):
+        return await commands.assign_lead(store, cmd, workspace, cause)
+    if isinstance(cmd, UpdateContact):
+        return await commands.update_contact(store, cmd, workspace, cause)
+    if isinstance(cmd, MergeContacts):
+        return await commands.merge_contacts(store, cmd, workspace, cause)
+    if isinstance(cmd, SplitContact):
+        return await commands.split_contact(store, cmd, workspace, cause)
+    if isinstance(cmd, EraseContact):
+        return await commands.erase_contact(store, cmd, workspace, cause)
+    raise RejectedError(400, "unknown_command", f"{type(cmd).__name__} is not a CRM command")
+
+
+async def wait_projected(pool: Any, seq: int, timeout: float = 5.0) -> None:
+    """Read-your-writes: return once the CRM projection has applied ``seq``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with pool.acquire() as conn:
+            if await queries.projected_to(conn, crm_projector.PROJECTION) >= seq:
+                return
+        await asyncio.sleep(0.02)
+
+
+def _read_routes(app: ServiceApp, ports: dict[str, Any]) -> None:
+    def pool() -> Any:
+        return ports["pool"]
+
+    async def page(fetch: Any) -> Response:
+        async with pool().acquire() as conn:
+            try:
+                return JSONResponse(await fetch(conn))
+            except queries.BadCursorError as exc:
+                return error(400, "bad_cursor", str(exc))
+
+    @app.get(
+        "/v1/conversations",
+        tags=["conversations"],
+        summary="The inbox across all accounts, most recent first",
+    )
     async def conversations(
         ws: Workspace,
         limit: Limit = 50,
         cursor: str | None = None,
         channel: str | None = None,
         account: str | None = None,
+        updated_since: datetime | None = None,
+        text: str | None = None,
+        contact_id: str | None = None,
     ) -> Response:
-        async with _pool(app).acquire() as conn:
-            try:
-                page = await queries.list_conversations(
-                    conn, ws, limit=limit, cursor=cursor, channel=channel, account=account
-                )
-            except queries.BadCursorError as exc:
-                return error(400, "bad_cursor", str(exc))
-        return JSONResponse(page)
+        return await page(
+            lambda c: queries.inbox(
+                c,
+                ws,
+                limit=limit,
+                cursor=cursor,
+                channel=channel,
+                account=account,
+                updated_since=updated_since,
+                text=text,
+                contact_id=contact_id,
+            )
+        )
 
-    @app.get("/v1/conversations/{conversation_id}/messages", summary="Messages, oldest first")
+    @app.get(
+        "/v1/conversations/{conversation_id}/messages",
+        tags=["conversations"],
+        summary="A conversation's messages, oldest first, with delivery status",
+    )
     async def messages(
-        conversation_id: str, ws: Workspace, limit: Limit = 100, cursor: str | None = None
+        conversation_id: str,
+        ws: Workspace,
+        limit: Limit = 100,
+        cursor: str | None = None,
+        text: str | None = None,
     ) -> Response:
-        async with _pool(app).acquire() as conn:
+        async with pool().acquire() as conn:
             if not await queries.conversation_exists(conn, ws, conversation_id):
                 return error(404, "not_found", f"no conversation {conversation_id!r}")
-            try:
-                page = await queries.list_messages(
-                    conn, ws, conversation_id, limit=limit, cursor=cursor
-                )
-            except queries.BadCursorError as exc:
-                return error(400, "bad_cursor", str(exc))
-        return JSONResponse(page)
+        return await page(
+            lambda c: queries.conversation_messages(
+                c, ws, conversation_id, limit=limit, cursor=cursor, text=text
+            )
+        )
 
-    return app
+    @app.get("/v1/messages/search", tags=["conversations"], summary="Full-text search")
+    async def search(
+        ws: Workspace,
+        text: Annotated[str, Query(min_length=1)],
+        limit: Limit = 50,
+        cursor: str | None = None,
+    ) -> Response:
+        return await page(
+            lambda c: queries.search_messages(c, ws, text, limit=limit, cursor=cursor)
+        )
+
+    @app.get("/v1/contacts", tags=["contacts"], summary="Contacts, recently updated first")
+    async def contacts(
+        ws: Workspace,
+        limit: Limit = 50,
+        cursor: str | None = None,
+        channel: str | None = None,
+        updated_since: datetime | None = None,
+        text: str | None = None,
+        tag: str | None = None,
+    ) -> Response:
+        return await page(
+            lambda c: queries.contacts(
+                c,
+                ws,
+                limit=limit,
+                cursor=cursor,
+                channel=channel,
+                updated_since=updated_since,
+                text=text,
+                tag=tag,
+            )
+        )
+
+    @app.get(
+        "/v1/contacts/{contact_id}",
+        tags=["contacts"],
+        summary="A contact with identities, notes, leads and version",
+    )
+    async def contact(contact_id: str, ws: Workspace) -> Response:
+        async with pool().acquire() as conn:
+            found = await queries.contact(conn, ws, contact_id)
+        if found is None:
+            return error(404, "not_found", f"no contact {contact_id!r}")
+        return JSONResponse(found)
+
+    @app.get("/v1/leads", tags=["leads"], summary="Leads, recently updated first")
+    async def leads(
+        ws: Workspace,
+        limit: Limit = 50,
+        cursor: str | None = None,
+        stage: str | None = None,
+        assignee: str | None = None,
+        channel: str | None = None,
+        updated_since: datetime | None = None,
+        contact_id: str | None = None,
+    ) -> Response:
+        return await page(
+            lambda c: queries.leads(
+                c,
+                ws,
+                limit=limit,
+                cursor=cursor,
+                stage=stage,
+                assignee=assignee,
+                channel=channel,
+                updated_since=updated_since,
+                contact_id=contact_id,
+            )
+        )
+
+    @app.get("/v1/leads/{lead_id}", tags=["leads"], summary="A lead with its stage history")
+    async def lead(lead_id: str, ws: Workspace) -> Response:
+        async with pool().acquire() as conn:
+            found = await queries.lead(conn, ws, lead_id)
+        if found is None:
+            return error(404, "not_found", f"no lead {lead_id!r}")
+        return JSONResponse(found)
 
 
-def _pool(app: ServiceApp) -> Any:
-    pool = app.runtime.pool
-    assert pool is not None
-    return pool
+def _command_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
+    async def run(ws: str, cmd: Any, read: Any) -> Response:
+        try:
+            applied = await execute(ports["store"], settings, cmd, ws)
+        except RejectedError as exc:
+            return error(exc.status, exc.code, exc.message)
+        await wait_projected(ports["pool"], applied.version)
+        async with ports["pool"].acquire() as conn:
+            body = await read(conn, applied.aggregate_id)
+        return JSONResponse(body or {"id": applied.aggregate_id, "version": applied.version})
+
+    conflict: dict[int | str, dict[str, Any]] = {
+        404: {"description": "unknown id"},
+        409: {"description": "stale version"},
+        422: {"description": "invalid request"},
+    }
+
+    @app.post(
+        "/v1/leads/{lead_id}/stage",
+        tags=["leads"],
+        responses=conflict,
+        summary="Move a lead to another stage",
+    )
+    async def stage(lead_id: str, ws: Workspace, body: Annotated[StageChange, Body()]) -> Response:
+        cmd = ChangeLeadStage(lead_id=lead_id, **body.model_dump())
+        return await run(ws, cmd, lambda c, i: queries.lead(c, ws, i))
+
+    @app.post(
+        "/v1/leads/{lead_id}/assign", tags=["leads"], responses=conflict, summary="Assign a lead"
+    )
+    async def assign(lead_id: str, ws: Workspace, body: Annotated[Assignment, Body()]) -> Response:
+        cmd = AssignLead(lead_id=lead_id, **body.model_dump())
+        return await run(ws, cmd, lambda c, i: queries.lead(c, ws, i))
+
+    @app.post(
+        "/v1/contacts/{contact_id}",
+        tags=["contacts"],
+        responses=conflict,
+        summary="Update a contact's fields, attributes, tags or add a note",
+    )
+    async def update(
+        contact_id: str, ws: Workspace, body: Annotated[ContactChange, Body()]
+    ) -> Response:
+        data = body.model_dump()
+        cmd = UpdateContact(
+            contact_id=contact_id,
+            **{
+                **data,
+                "tags_added": tuple(data["tags_added"]),
+                "tags_removed": tuple(data["tags_removed"]),
+            },
+        )
+        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+
+    @app.post(
+        "/v1/contacts/{contact_id}/merge",
+        tags=["contacts"],
+        responses=conflict,
+        summary="Fold another contact into this one",
+    )
+    async def merge(contact_id: str, ws: Workspace, body: Annotated[Merge, Body()]) -> Response:
+        cmd = MergeContacts(contact_id=contact_id, **body.model_dump())
+        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+
+    @app.post(
+        "/v1/contacts/{contact_id}/split",
+        tags=["contacts"],
+        responses=conflict,
+        summary="Detach one identity into a contact of its own",
+    )
+    async def split(contact_id: str, ws: Workspace, body: Annotated[Split, Body()]) -> Response:
+        cmd = SplitContact(
+            contact_id=contact_id,
+            expected_version=body.expected_version,
+            identity=Identity(channel=body.channel, external_id=body.external_id),
+        )
+        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+
+    @app.post(
+        "/v1/contacts/{contact_id}/erase",
+        tags=["contacts"],
+        responses=conflict,
+        summary="Erase a person's personal data (GDPR)",
+    )
+    async def erase(contact_id: str, ws: Workspace) -> Response:
+        cmd = EraseContact(contact_id=contact_id)
+        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))

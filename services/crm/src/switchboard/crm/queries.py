@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -37,48 +38,12 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
     for key, value in record.items():
         if isinstance(value, datetime):
             value = value.isoformat()
-        elif key == "content" and isinstance(value, str):
+        elif isinstance(value, Decimal):
+            value = str(value)
+        elif key in ("content", "attributes") and isinstance(value, str):
             value = json.loads(value)
         out[key] = value
     return out
-
-
-async def list_conversations(
-    conn: Conn,
-    workspace: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    channel: str | None = None,
-    account: str | None = None,
-) -> dict[str, Any]:
-    where = ["workspace_id = $1"]
-    args: list[Any] = [workspace]
-    if channel:
-        args.append(channel)
-        where.append(f"channel = ${len(args)}")
-    if account:
-        args.append(account)
-        where.append(f"account = ${len(args)}")
-    if cursor:
-        last_at, last_id = decode_cursor(cursor, 2)
-        args += [datetime.fromisoformat(last_at), last_id]
-        where.append(f"(last_message_at, id) < (${len(args) - 1}, ${len(args)})")
-    args.append(limit + 1)
-    rows = await conn.fetch(
-        f"""SELECT id, channel, account, chat_id, chat_type, title, first_message_at,
-                   last_message_at, message_count, last_preview
-            FROM conversations WHERE {" AND ".join(where)}
-            ORDER BY last_message_at DESC, id DESC LIMIT ${len(args)}""",
-        *args,
-    )
-    items = [_row(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    last = rows[limit - 1] if more else None
-    return {
-        "items": items,
-        "next_cursor": encode_cursor(last["last_message_at"], last["id"]) if last else None,
-    }
 
 
 async def conversation_exists(conn: Conn, workspace: str, conversation_id: str) -> bool:
@@ -90,27 +55,276 @@ async def conversation_exists(conn: Conn, workspace: str, conversation_id: str) 
     return bool(found)
 
 
-async def list_messages(
-    conn: Conn, workspace: str, conversation_id: str, *, limit: int, cursor: str | None
-) -> dict[str, Any]:
-    args: list[Any] = [conversation_id, workspace]
-    where = "conversation_id = $1 AND workspace_id = $2"
-    if cursor:
-        sent_at, seq = decode_cursor(cursor, 2)
-        args += [datetime.fromisoformat(sent_at), int(seq)]
-        where += " AND (sent_at, stream_seq) > ($3, $4)"
-    args.append(limit + 1)
-    rows = await conn.fetch(
-        f"""SELECT event_id AS id, direction, provider_message_id, sender_id, sender_name, kind,
-                   text, content, reply_to, sent_at, received_at, edited_at, stream_seq
-            FROM messages WHERE {where}
-            ORDER BY sent_at, stream_seq LIMIT ${len(args)}""",
-        *args,
-    )
+def _page(rows: list[asyncpg.Record], limit: int, *cursor_cols: str) -> dict[str, Any]:
     items = [_row(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    last = rows[limit - 1] if more else None
+    last = rows[limit - 1] if len(rows) > limit else None
     return {
         "items": items,
-        "next_cursor": encode_cursor(last["sent_at"], last["stream_seq"]) if last else None,
+        "next_cursor": encode_cursor(*(last[c] for c in cursor_cols)) if last else None,
     }
+
+
+class Filters:
+    """Builds a WHERE clause with numbered parameters."""
+
+    def __init__(self, workspace: str, column: str = "workspace_id") -> None:
+        self.args: list[Any] = [workspace]
+        self.where = [f"{column} = $1"]
+
+    def add(self, clause: str, *values: Any) -> None:
+        """``clause`` uses ``{}`` placeholders, filled with the next parameter numbers."""
+        numbers = []
+        for value in values:
+            self.args.append(value)
+            numbers.append(f"${len(self.args)}")
+        self.where.append(clause.format(*numbers))
+
+    def sql(self) -> str:
+        return " AND ".join(self.where)
+
+
+CONVERSATION_COLUMNS = """c.id, c.channel, c.account, c.chat_id, c.chat_type, c.title,
+    c.first_message_at, c.last_message_at, c.message_count, c.last_preview,
+    COALESCE(ct.merged_into, i.contact_id) AS contact_id"""
+CONVERSATION_JOINS = """FROM conversations c
+    LEFT JOIN contact_identities i ON i.workspace_id = c.workspace_id
+        AND i.channel = c.channel AND i.external_id = c.chat_id
+    LEFT JOIN contacts ct ON ct.id = i.contact_id"""
+
+
+async def inbox(
+    conn: Conn,
+    workspace: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    channel: str | None = None,
+    account: str | None = None,
+    updated_since: datetime | None = None,
+    text: str | None = None,
+    contact_id: str | None = None,
+) -> dict[str, Any]:
+    """Conversations across all accounts, most recent first, with their contact."""
+    f = Filters(workspace, "c.workspace_id")
+    if channel:
+        f.add("c.channel = {}", channel)
+    if account:
+        f.add("c.account = {}", account)
+    if updated_since:
+        f.add("c.last_message_at >= {}", updated_since)
+    if contact_id:
+        f.add("COALESCE(ct.merged_into, i.contact_id) = {}", contact_id)
+    if text:
+        f.add(
+            """EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
+                 AND m.search @@ plainto_tsquery('simple', {}))""",
+            text,
+        )
+    if cursor:
+        at, cid = decode_cursor(cursor, 2)
+        f.add("(c.last_message_at, c.id) < ({}, {})", datetime.fromisoformat(at), cid)
+    f.args.append(limit + 1)
+    rows = await conn.fetch(
+        f"""SELECT {CONVERSATION_COLUMNS} {CONVERSATION_JOINS} WHERE {f.sql()}
+            ORDER BY c.last_message_at DESC, c.id DESC LIMIT ${len(f.args)}""",
+        *f.args,
+    )
+    return _page(list(rows), limit, "last_message_at", "id")
+
+
+MESSAGE_SELECT = """SELECT m.event_id AS id, m.direction, m.message_id, m.provider_message_id,
+    m.sender_id, m.sender_name, m.kind, m.text, m.content, m.reply_to, m.sent_at,
+    m.received_at, m.edited_at, m.deleted_at, m.stream_seq, m.conversation_id,
+    COALESCE(
+        (SELECT s.status FROM (VALUES (d.status, d.rank), (r.status, r.rank)) s(status, rank)
+         WHERE s.status IS NOT NULL ORDER BY s.rank DESC LIMIT 1),
+        CASE WHEN m.direction = 'out' THEN 'sent' END) AS status,
+    COALESCE(r.reason, d.reason) AS failure_reason
+FROM messages m
+JOIN conversations c ON c.id = m.conversation_id
+LEFT JOIN deliveries d ON d.workspace_id = m.workspace_id AND d.message_id = m.message_id
+LEFT JOIN receipts r ON m.direction = 'out' AND r.workspace_id = m.workspace_id
+    AND r.channel = c.channel AND r.account = c.account
+    AND r.provider_message_id = m.provider_message_id AND r.recipient = c.chat_id"""
+
+
+async def conversation_messages(
+    conn: Conn,
+    workspace: str,
+    conversation_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    text: str | None = None,
+) -> dict[str, Any]:
+    f = Filters(workspace, "m.workspace_id")
+    f.add("m.conversation_id = {}", conversation_id)
+    if text:
+        f.add("m.search @@ plainto_tsquery('simple', {})", text)
+    if cursor:
+        sent_at, seq = decode_cursor(cursor, 2)
+        f.add("(m.sent_at, m.stream_seq) > ({}, {})", datetime.fromisoformat(sent_at), int(seq))
+    f.args.append(limit + 1)
+    rows = await conn.fetch(
+        f"{MESSAGE_SELECT} WHERE {f.sql()} ORDER BY m.sent_at, m.stream_seq LIMIT ${len(f.args)}",
+        *f.args,
+    )
+    return _page(list(rows), limit, "sent_at", "stream_seq")
+
+
+async def search_messages(
+    conn: Conn, workspace: str, text: str, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """Full-text search over every message of the workspace, newest first."""
+    f = Filters(workspace, "m.workspace_id")
+    f.add("m.search @@ plainto_tsquery('simple', {})", text)
+    if cursor:
+        sent_at, seq = decode_cursor(cursor, 2)
+        f.add("(m.sent_at, m.stream_seq) < ({}, {})", datetime.fromisoformat(sent_at), int(seq))
+    f.args.append(limit + 1)
+    rows = await conn.fetch(
+        f"""{MESSAGE_SELECT} WHERE {f.sql()}
+            ORDER BY m.sent_at DESC, m.stream_seq DESC LIMIT ${len(f.args)}""",
+        *f.args,
+    )
+    return _page(list(rows), limit, "sent_at", "stream_seq")
+
+
+async def contacts(
+    conn: Conn,
+    workspace: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    channel: str | None = None,
+    updated_since: datetime | None = None,
+    text: str | None = None,
+    tag: str | None = None,
+) -> dict[str, Any]:
+    f = Filters(workspace)
+    f.where.append("merged_into IS NULL AND NOT erased")
+    if channel:
+        f.add(
+            """EXISTS (SELECT 1 FROM contact_identities i WHERE i.contact_id = contacts.id
+                 AND i.channel = {})""",
+            channel,
+        )
+    if updated_since:
+        f.add("updated_at >= {}", updated_since)
+    if text:
+        f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{text}%", f"%{text}%")
+    if tag:
+        f.add("{} = ANY(tags)", tag)
+    if cursor:
+        at, cid = decode_cursor(cursor, 2)
+        f.add("(updated_at, id) < ({}, {})", datetime.fromisoformat(at), cid)
+    f.args.append(limit + 1)
+    rows = await conn.fetch(
+        f"""SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
+                   updated_at, version
+            FROM contacts WHERE {f.sql()}
+            ORDER BY updated_at DESC, id DESC LIMIT ${len(f.args)}""",
+        *f.args,
+    )
+    return _page(list(rows), limit, "updated_at", "id")
+
+
+async def contact(conn: Conn, workspace: str, contact_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        """SELECT id, display_name, phone, attributes, tags, source_channel, merged_into,
+                  erased, created_at, updated_at, version
+           FROM contacts WHERE id = $1 AND workspace_id = $2""",
+        contact_id,
+        workspace,
+    )
+    if row is None:
+        return None
+    out = _row(row)
+    out["identities"] = [
+        _row(r)
+        for r in await conn.fetch(
+            """SELECT channel, external_id, account, username, phone FROM contact_identities
+           WHERE contact_id = $1 ORDER BY channel, external_id""",
+            contact_id,
+        )
+    ]
+    out["notes"] = [
+        _row(r)
+        for r in await conn.fetch(
+            "SELECT note, author, at FROM contact_notes WHERE contact_id = $1 ORDER BY seq",
+            contact_id,
+        )
+    ]
+    out["leads"] = [
+        _row(r)
+        for r in await conn.fetch(
+            "SELECT id, stage, assignee, value, updated_at FROM leads "
+            "WHERE contact_id = $1 ORDER BY id",
+            contact_id,
+        )
+    ]
+    return out
+
+
+async def leads(
+    conn: Conn,
+    workspace: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    stage: str | None = None,
+    assignee: str | None = None,
+    channel: str | None = None,
+    updated_since: datetime | None = None,
+    contact_id: str | None = None,
+) -> dict[str, Any]:
+    f = Filters(workspace)
+    if stage:
+        f.add("stage = {}", stage)
+    if assignee:
+        f.add("assignee = {}", assignee)
+    if channel:
+        f.add("source_channel = {}", channel)
+    if updated_since:
+        f.add("updated_at >= {}", updated_since)
+    if contact_id:
+        f.add("contact_id = {}", contact_id)
+    if cursor:
+        at, lid = decode_cursor(cursor, 2)
+        f.add("(updated_at, id) < ({}, {})", datetime.fromisoformat(at), lid)
+    f.args.append(limit + 1)
+    rows = await conn.fetch(
+        f"""SELECT id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
+                   created_at, updated_at, version
+            FROM leads WHERE {f.sql()}
+            ORDER BY updated_at DESC, id DESC LIMIT ${len(f.args)}""",
+        *f.args,
+    )
+    return _page(list(rows), limit, "updated_at", "id")
+
+
+async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        """SELECT id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
+                  created_at, updated_at, version
+           FROM leads WHERE id = $1 AND workspace_id = $2""",
+        lead_id,
+        workspace,
+    )
+    if row is None:
+        return None
+    out = _row(row)
+    out["history"] = [
+        _row(r)
+        for r in await conn.fetch(
+            """SELECT from_stage, to_stage, author AS by, reason, at FROM lead_stage_history
+           WHERE lead_id = $1 ORDER BY seq""",
+            lead_id,
+        )
+    ]
+    return out
+
+
+async def projected_to(conn: Conn, projection: str) -> int:
+    seq = await conn.fetchval("SELECT seq FROM checkpoints WHERE projection = $1", projection)
+    return int(seq or 0)

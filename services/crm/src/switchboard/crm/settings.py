@@ -18,6 +18,30 @@ class CrmSettings(DatabaseSettings):
         description="key=workspace[,key=workspace]: read API keys"
     )
     projection_batch: int = Field(500, ge=1, le=10_000)
+    lead_stages: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("new", "contacted", "qualified", "won", "lost"),
+        description="comma-separated; the first is where new leads start",
+    )
+    lead_rule: str = Field(
+        "first_message_from_new_contact",
+        pattern="^(first_message_from_new_contact|none)$",
+        description="when the resolver opens a lead",
+    )
+    resolver_concurrency: int = Field(16, ge=1, le=256)
+
+    @field_validator("lead_stages", mode="before")
+    @classmethod
+    def _stages(cls, value: Any) -> tuple[str, ...]:
+        stages = tuple(s.strip() for s in (value.split(",") if isinstance(value, str) else value))
+        if not stages or any(not s or not s.replace("_", "").isalnum() for s in stages):
+            raise ValueError("needs comma-separated stage names (letters, digits, _)")
+        if len(set(stages)) != len(stages):
+            raise ValueError("stage names must be unique")
+        return stages
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return self.lead_stages
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,0 +1,261 @@
+"""The CRM projection (stream ``CRM``): contacts, identities, notes, leads and stage
+history, exactly as the aggregate events say; erasure blanks the person everywhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from nats.aio.msg import Msg
+
+from switchboard.crm import keys
+from switchboard.crm.projector import ERASED_CONTENT
+from switchboard.events import decode_message
+from switchboard.events.catalog.crm import (
+    ContactCreated,
+    ContactErased,
+    ContactIdentityLinked,
+    ContactMerged,
+    ContactSplit,
+    ContactUpdated,
+    Identity,
+    LeadAssigned,
+    LeadCreated,
+    LeadStageChanged,
+)
+from switchboard.runtime.db import Conn
+
+PROJECTION = "crm"
+STREAM = "CRM"
+SUBJECTS = ("crm.>",)
+
+
+async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    for msg in msgs:
+        d = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+        seq, at, ws, ev = (
+            msg.metadata.sequence.stream,
+            d.envelope.time,
+            d.envelope.workspace_id,
+            d.model,
+        )
+        if isinstance(ev, ContactCreated):
+            await conn.execute(
+                """INSERT INTO contacts (id, workspace_id, display_name, phone, attributes,
+                       source_channel, created_at, updated_at, version)
+                   VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $7, $8)
+                   ON CONFLICT (id) DO NOTHING""",
+                ev.contact_id,
+                ws,
+                ev.display_name,
+                ev.phone,
+                json.dumps(ev.attributes, sort_keys=True),
+                ev.source_channel.value,
+                at,
+                seq,
+            )
+            for identity in ev.identities:
+                await _identity(conn, ws, ev.contact_id, identity)
+        elif isinstance(ev, ContactIdentityLinked):
+            await _identity(conn, ws, ev.contact_id, ev.identity)
+            await _touch(conn, ev.contact_id, at, seq)
+        elif isinstance(ev, ContactUpdated):
+            await _updated(conn, ev, at, seq)
+        elif isinstance(ev, ContactMerged):
+            await conn.execute(
+                """UPDATE contacts SET merged_into = $1, updated_at = $2
+                   WHERE id = $3 OR merged_into = $3""",
+                ev.contact_id,
+                at,
+                ev.merged_contact_id,
+            )
+            await conn.execute(
+                "UPDATE contact_identities SET contact_id = $1 WHERE contact_id = $2",
+                ev.contact_id,
+                ev.merged_contact_id,
+            )
+            await conn.execute(
+                "UPDATE leads SET contact_id = $1 WHERE contact_id = $2",
+                ev.contact_id,
+                ev.merged_contact_id,
+            )
+            await _touch(conn, ev.contact_id, at, seq)
+        elif isinstance(ev, ContactSplit):
+            await conn.execute(
+                """INSERT INTO contacts (id, workspace_id, display_name, phone, source_channel,
+                       created_at, updated_at, version)
+                   VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (id) DO NOTHING""",
+                ev.new_contact_id,
+                ws,
+                ev.identity.username,
+                ev.identity.phone,
+                ev.identity.channel.value,
+                at,
+                seq,
+            )
+            await conn.execute(
+                """UPDATE contact_identities SET contact_id = $1
+                   WHERE workspace_id = $2 AND channel = $3 AND external_id = $4""",
+                ev.new_contact_id,
+                ws,
+                ev.identity.channel.value,
+                ev.identity.external_id,
+            )
+            await _touch(conn, ev.contact_id, at, seq)
+        elif isinstance(ev, ContactErased):
+            await _erased(conn, ws, ev.contact_id, at, seq)
+        elif isinstance(ev, LeadCreated):
+            await conn.execute(
+                """INSERT INTO leads (id, workspace_id, contact_id, stage, source_channel,
+                       campaign_id, value, currency, assignee, created_at, updated_at, version)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+                   ON CONFLICT (id) DO NOTHING""",
+                ev.lead_id,
+                ws,
+                ev.contact_id,
+                ev.stage,
+                ev.source_channel.value if ev.source_channel else None,
+                ev.campaign_id,
+                ev.value,
+                ev.currency,
+                ev.assignee,
+                at,
+                seq,
+            )
+            await _history(conn, ev.lead_id, seq, None, ev.stage, None, None, at)
+        elif isinstance(ev, LeadStageChanged):
+            await conn.execute(
+                """UPDATE leads SET stage = $2, value = COALESCE($3, value), updated_at = $4,
+                       version = $5 WHERE id = $1""",
+                ev.lead_id,
+                ev.to_stage,
+                ev.value,
+                at,
+                seq,
+            )
+            await _history(conn, ev.lead_id, seq, ev.from_stage, ev.to_stage, ev.by, ev.reason, at)
+        elif isinstance(ev, LeadAssigned):
+            await conn.execute(
+                "UPDATE leads SET assignee = $2, updated_at = $3, version = $4 WHERE id = $1",
+                ev.lead_id,
+                ev.assignee,
+                at,
+                seq,
+            )
+
+
+async def _identity(conn: Conn, ws: str, contact_id: str, i: Identity) -> None:
+    await conn.execute(
+        """INSERT INTO contact_identities (workspace_id, channel, external_id, contact_id,
+               account, username, phone)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (workspace_id, channel, external_id) DO UPDATE SET
+               contact_id = EXCLUDED.contact_id,
+               username = COALESCE(EXCLUDED.username, contact_identities.username),
+               phone = COALESCE(EXCLUDED.phone, contact_identities.phone)""",
+        ws,
+        i.channel.value,
+        i.external_id,
+        contact_id,
+        i.account,
+        i.username,
+        i.phone,
+    )
+
+
+async def _touch(conn: Conn, contact_id: str, at: datetime, seq: int) -> None:
+    await conn.execute(
+        "UPDATE contacts SET updated_at = $2, version = $3 WHERE id = $1", contact_id, at, seq
+    )
+
+
+async def _updated(conn: Conn, ev: ContactUpdated, at: datetime, seq: int) -> None:
+    await conn.execute(
+        """UPDATE contacts SET
+               display_name = COALESCE($2, display_name),
+               phone = COALESCE($3, phone),
+               attributes = attributes || $4::jsonb,
+               tags = ARRAY(SELECT DISTINCT t FROM unnest(array_cat(tags, $5::text[])) t
+                            WHERE t <> ALL($6::text[]) ORDER BY t),
+               updated_at = $7, version = $8
+           WHERE id = $1 AND NOT erased""",
+        ev.contact_id,
+        ev.display_name,
+        ev.phone,
+        json.dumps(ev.attributes, sort_keys=True),
+        list(ev.tags_added),
+        list(ev.tags_removed),
+        at,
+        seq,
+    )
+    if ev.note:
+        await conn.execute(
+            "INSERT INTO contact_notes VALUES ($1, $2, $3, NULL, $4) ON CONFLICT DO NOTHING",
+            ev.contact_id,
+            seq,
+            ev.note,
+            at,
+        )
+
+
+async def _history(
+    conn: Conn,
+    lead_id: str,
+    seq: int,
+    src: str | None,
+    dst: str,
+    by: str | None,
+    reason: str | None,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO lead_stage_history VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT DO NOTHING""",
+        lead_id,
+        seq,
+        src,
+        dst,
+        by,
+        reason,
+        at,
+    )
+
+
+async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) -> None:
+    """Forget the person: contact fields, notes, identities (kept only as hashes, so the
+    conversation projection can blank messages that arrive or replay later), messages."""
+    ids = await conn.fetch(
+        "SELECT channel, external_id FROM contact_identities WHERE contact_id = $1", contact_id
+    )
+    for row in ids:
+        await conn.execute(
+            "INSERT INTO erased_identities VALUES ($1) ON CONFLICT DO NOTHING",
+            keys.erased_identity_hash(ws, row["channel"], row["external_id"]),
+        )
+        await conn.execute(
+            """UPDATE messages SET text = NULL, sender_name = NULL, content = $4::jsonb
+               WHERE workspace_id = $1 AND sender_id = $3 AND direction = 'in'
+                 AND conversation_id IN (SELECT id FROM conversations
+                                         WHERE workspace_id = $1 AND channel = $2)""",
+            ws,
+            row["channel"],
+            row["external_id"],
+            ERASED_CONTENT,
+        )
+        await conn.execute(
+            """UPDATE conversations SET title = NULL, last_preview = NULL
+               WHERE workspace_id = $1 AND channel = $2 AND chat_id = $3""",
+            ws,
+            row["channel"],
+            row["external_id"],
+        )
+    await conn.execute("DELETE FROM contact_identities WHERE contact_id = $1", contact_id)
+    await conn.execute("DELETE FROM contact_notes WHERE contact_id = $1", contact_id)
+    await conn.execute(
+        """UPDATE contacts SET display_name = NULL, phone = NULL, attributes = '{}',
+               tags = '{}', erased = true, updated_at = $2, version = $3 WHERE id = $1""",
+        contact_id,
+        at,
+        seq,
+    )

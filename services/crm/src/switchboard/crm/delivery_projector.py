@@ -1,0 +1,82 @@
+"""The delivery projection (stream ``DELIVERY``): the state of every sent message, by rank,
+so receipts that arrive out of order still end at the right status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nats.aio.msg import Msg
+
+from switchboard.events import decode_message
+from switchboard.events.catalog.delivery import (
+    DeliveryFailed,
+    DeliveryQueued,
+    DeliveryReceipt,
+    DeliveryRetrying,
+    DeliverySent,
+)
+from switchboard.runtime.db import Conn
+
+PROJECTION = "deliveries"
+STREAM = "DELIVERY"
+SUBJECTS = ("delivery.>",)
+RANK = {"queued": 0, "retrying": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
+
+
+async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    for msg in msgs:
+        d = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+        ev, ws = d.model, d.envelope.workspace_id
+        if isinstance(ev, DeliveryReceipt):
+            await conn.execute(
+                """INSERT INTO receipts VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                   ON CONFLICT (workspace_id, channel, account, provider_message_id, recipient)
+                   DO UPDATE SET status = EXCLUDED.status, rank = EXCLUDED.rank,
+                       reason = EXCLUDED.reason, at = EXCLUDED.at
+                   WHERE (EXCLUDED.rank, EXCLUDED.at) > (receipts.rank, receipts.at)""",
+                ws,
+                ev.channel.value,
+                ev.account,
+                ev.provider_message_id,
+                ev.recipient,
+                ev.status,
+                RANK[ev.status],
+                ev.reason,
+                ev.at,
+            )
+            continue
+        if not isinstance(ev, DeliveryQueued | DeliveryRetrying | DeliverySent | DeliveryFailed):
+            continue
+        status, reason, provider_id = None, None, None
+        if isinstance(ev, DeliveryQueued):
+            status = "queued"
+        elif isinstance(ev, DeliveryRetrying):
+            status, reason = "retrying", ev.reason
+        elif isinstance(ev, DeliverySent):
+            status, provider_id = "sent", ev.provider_message_id
+        elif isinstance(ev, DeliveryFailed):
+            status, reason = "failed", ev.reason
+        assert status is not None
+        await conn.execute(
+            """INSERT INTO deliveries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               ON CONFLICT (workspace_id, message_id) DO UPDATE SET
+                   status = CASE WHEN EXCLUDED.rank >= deliveries.rank
+                                 THEN EXCLUDED.status ELSE deliveries.status END,
+                   reason = CASE WHEN EXCLUDED.rank >= deliveries.rank
+                                 THEN EXCLUDED.reason ELSE deliveries.reason END,
+                   at = CASE WHEN EXCLUDED.rank >= deliveries.rank
+                             THEN EXCLUDED.at ELSE deliveries.at END,
+                   rank = GREATEST(EXCLUDED.rank, deliveries.rank),
+                   provider_message_id = COALESCE(deliveries.provider_message_id,
+                                                  EXCLUDED.provider_message_id)""",
+            ws,
+            ev.message_id,
+            ev.channel.value,
+            ev.account,
+            ev.recipient,
+            status,
+            RANK[status],
+            reason,
+            provider_id,
+            ev.at,
+        )

@@ -1,0 +1,42 @@
+"""Deterministic ids of CRM aggregates and claims: the same input always names the same
+aggregate, so a redelivered message can never create a second contact or lead."""
+
+from __future__ import annotations
+
+from switchboard.events.ids import stable_hash
+
+
+def identity_key(channel: str, external_id: str) -> str:
+    return f"{channel}:{external_id}"
+
+
+def phone_key(phone: str) -> str:
+    return f"phone:{phone}"
+
+
+def claim_key(workspace_id: str, key: str) -> str:
+    return stable_hash("claim", workspace_id, key)
+
+
+def new_contact_id(workspace_id: str, key: str) -> str:
+    return "ct_" + stable_hash("contact", workspace_id, key)[:24]
+
+
+def first_lead_id(contact_id: str) -> str:
+    return "ld_" + stable_hash("lead", contact_id, "first")[:24]
+
+
+def conversation_lead_id(contact_id: str, conversation: str) -> str:
+    return "ld_" + stable_hash("lead", contact_id, conversation)[:24]
+
+
+def erased_identity_hash(workspace_id: str, channel: str, external_id: str) -> str:
+    return stable_hash("erased", workspace_id, channel, external_id)
+
+
+def normalize_phone(phone: str | None) -> str | None:
+    """Digits only (E.164 without '+'), or None when too short to identify anyone."""
+    if not phone:
+        return None
+    digits = "".join(c for c in phone if c.isdigit()).lstrip("0")
+    return digits if len(digits) >= 7 else None

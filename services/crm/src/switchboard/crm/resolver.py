@@ -1,0 +1,137 @@
+"""Turns inbound messages into contacts and leads.
+
+The identity (channel, sender id) is claimed for a contact with an append that only
+succeeds on an empty subject, so concurrent resolvers, redeliveries and replays agree on
+one contact per identity. A phone number is claimed the same way, which is how a WhatsApp
+number and a Telegram user sharing it land on one contact.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from switchboard.crm import keys
+from switchboard.crm.settings import CrmSettings
+from switchboard.crm.store import ConflictError, EventStore
+from switchboard.events import Envelope
+from switchboard.events.catalog.conv import MessageReceived
+from switchboard.events.catalog.crm import (
+    ContactCreated,
+    ContactIdentityLinked,
+    Identity,
+    IdentityClaimed,
+    LeadCreated,
+)
+
+
+class Resolver:
+    """Resolves senders to contacts; remembers contacts already known to exist."""
+
+    def __init__(self, store: EventStore, settings: CrmSettings) -> None:
+        self.store = store
+        self.settings = settings
+        # Creation is permanent, so a bounded cache of "already exists" is always right.
+        self._known: OrderedDict[str, None] = OrderedDict()
+
+    async def claim(self, workspace: str, key: str, contact_id: str, cause: Envelope) -> str:
+        """Claim ``key`` for ``contact_id``; returns whoever owns it now."""
+        ck = keys.claim_key(workspace, key)
+        try:
+            await self.store.append(
+                IdentityClaimed(claim_key=ck, key=key, contact_id=contact_id), ck, 0, cause=cause
+            )
+            return contact_id
+        except ConflictError:
+            return await self.owner(workspace, key) or contact_id
+
+    async def owner(self, workspace: str, key: str) -> str | None:
+        last = await self.store.last(keys.claim_key(workspace, key))
+        if last is None or not isinstance(last.model, IdentityClaimed):
+            return None
+        return last.model.contact_id
+
+    async def resolve(self, event: MessageReceived, cause: Envelope) -> str:
+        """The contact of the message's sender, created (with its first lead) if new."""
+        ws = cause.workspace_id
+        channel = event.channel.value
+        ikey = keys.identity_key(channel, event.sender.id)
+        phone = keys.normalize_phone(event.sender.phone)
+        identity = Identity(
+            channel=event.channel,
+            external_id=event.sender.id,
+            account=event.account,
+            username=event.sender.username,
+            phone=phone,
+        )
+        own_id = keys.new_contact_id(ws, ikey)
+        owner = await self.owner(ws, ikey)
+        if owner is None and phone:
+            by_phone = await self.owner(ws, keys.phone_key(phone))
+            if by_phone is not None:
+                owner = await self.claim(ws, ikey, by_phone, cause)
+                if owner == by_phone:
+                    await self._append_once(
+                        ContactIdentityLinked(
+                            contact_id=by_phone, identity=identity, matched_by="phone"
+                        ),
+                        by_phone,
+                        cause,
+                        f"link:{keys.claim_key(ws, ikey)}",
+                    )
+                return owner
+        if owner is None:
+            owner = await self.claim(ws, ikey, own_id, cause)
+        if owner != own_id:
+            return owner  # claimed by another contact (phone match or a merge)
+        if own_id in self._known:
+            return own_id
+        # This identity founded its contact: make sure the contact and its first lead exist
+        # (after a crash between the claim and these appends, the redelivery completes them).
+        if phone:
+            await self.claim(ws, keys.phone_key(phone), own_id, cause)
+        created = await self._create(
+            ContactCreated(
+                contact_id=own_id,
+                display_name=event.sender.display_name,
+                phone=phone,
+                identities=(identity,),
+                source_channel=event.channel,
+            ),
+            own_id,
+            cause,
+        )
+        if created and self.settings.lead_rule == "first_message_from_new_contact":
+            lead_id = keys.first_lead_id(own_id)
+            await self._create(
+                LeadCreated(
+                    lead_id=lead_id,
+                    contact_id=own_id,
+                    stage=self.settings.stages[0],
+                    source_channel=event.channel,
+                ),
+                lead_id,
+                cause,
+            )
+        self._remember(own_id)
+        return own_id
+
+    async def _create(self, model: ContactCreated | LeadCreated, agg: str, cause: Envelope) -> bool:
+        """Append the creating event. True when this message created it, now or on an
+        earlier delivery that crashed before finishing (the lead may still be missing)."""
+        try:
+            await self.store.append(model, agg, 0, cause=cause)
+            return True
+        except ConflictError:
+            first = await self.store.first(agg)
+            return first is not None and first.envelope.causation_id == cause.id
+
+    async def _append_once(
+        self, model: ContactIdentityLinked, agg: str, cause: Envelope, event_id: str
+    ) -> None:
+        # Deterministic id: a redelivery publishes the same id, which JetStream drops.
+        await self.store.bus.publish(model, cause=cause, id=event_id)
+
+    def _remember(self, contact_id: str) -> None:
+        self._known[contact_id] = None
+        if len(self._known) > 100_000:
+            self._known.popitem(last=False)

@@ -1,0 +1,91 @@
+"""Publishing conversation and delivery events as ingest/outbound would, for CRM tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from switchboard.events.catalog.common import Channel, Chat, Sender
+from switchboard.events.catalog.conv import (
+    MessageDeleted,
+    MessageEdited,
+    MessageReceived,
+    MessageSent,
+    ProviderIds,
+    TextContent,
+)
+from switchboard.runtime.bus import Bus
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def received(
+    channel: Channel,
+    account: str,
+    sender: str,
+    text: str,
+    n: int,
+    *,
+    phone: str | None = None,
+    name: str = "Ada",
+) -> MessageReceived:
+    return MessageReceived(
+        channel=channel,
+        account=account,
+        chat=Chat(id=sender),
+        content=TextContent(text=text),
+        sender=Sender(id=sender, display_name=name, phone=phone),
+        provider=ProviderIds(message_id=str(n)),
+        sent_at=T0 + timedelta(seconds=n),
+        received_at=T0 + timedelta(seconds=n),
+    )
+
+
+def edited(msg: MessageReceived, text: str, after: int) -> MessageEdited:
+    return MessageEdited(
+        channel=msg.channel,
+        account=msg.account,
+        chat=msg.chat,
+        provider=msg.provider,
+        received_at=msg.received_at,
+        sender=msg.sender,
+        content=TextContent(text=text),
+        edited_at=msg.sent_at + timedelta(seconds=after),
+    )
+
+
+def deleted(msg: MessageReceived) -> MessageDeleted:
+    return MessageDeleted(
+        channel=msg.channel,
+        account=msg.account,
+        chat=msg.chat,
+        provider=msg.provider,
+        received_at=msg.received_at,
+        message_ids=(msg.provider.message_id,),
+        deleted_at=msg.sent_at + timedelta(minutes=5),
+    )
+
+
+def sent(
+    channel: Channel, account: str, chat: str, message_id: str, provider_id: str, text: str, n: int
+) -> MessageSent:
+    return MessageSent(
+        channel=channel,
+        account=account,
+        chat=Chat(id=chat),
+        message_id=message_id,
+        provider_message_id=provider_id,
+        text=text,
+        content_kind="text",
+        sent_at=T0 + timedelta(seconds=n),
+    )
+
+
+async def publish_all(nats_url: str, models: list[Any], workspace: str = "demo") -> None:
+    bus = await Bus.connect(nats_url, name="test-publisher")
+    try:
+        await bus.provision()
+        for model in models:
+            await bus.publish(model, workspace_id=workspace)
+    finally:
+        await bus.close()
