@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import sys
 import time
 
@@ -96,6 +97,11 @@ async def open_loop(host: str, port: int, path: str, seconds: float, rate: float
         writer.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(conns)]
+    # LOADGEN_START_AT (unix time) lets another process know when request i was due:
+    # start_at + i / rate, on the wall clock both share.
+    start_at = float(os.environ.get("LOADGEN_START_AT", "0"))
+    if start_at:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
     start = time.perf_counter()
     total = int(seconds * rate)
     for i in range(total):

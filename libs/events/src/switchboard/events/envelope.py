@@ -82,21 +82,6 @@ class Envelope:
             raise EnvelopeError(f"missing CloudEvents header(s): {', '.join(missing)}")
         if h[H_SPECVERSION] != SPECVERSION:
             raise EnvelopeError(f"unsupported ce-specversion {h[H_SPECVERSION]!r}")
-        known = {
-            H_ID,
-            H_TYPE,
-            H_SOURCE,
-            H_SPECVERSION,
-            H_TIME,
-            H_SUBJECT,
-            H_CONTENT_TYPE,
-            H_TRACEPARENT,
-            H_TRACESTATE,
-            H_CORRELATION,
-            H_CAUSATION,
-            H_WORKSPACE,
-            H_MSG_ID.lower(),
-        }
         return cls(
             id=h[H_ID],
             type=h[H_TYPE],
@@ -109,7 +94,7 @@ class Envelope:
             traceparent=h.get(H_TRACEPARENT),
             tracestate=h.get(H_TRACESTATE),
             content_type=h.get(H_CONTENT_TYPE) or JSON,
-            extra={k: v for k, v in h.items() if k not in known},
+            extra={k: v for k, v in h.items() if k not in _KNOWN},
         )
 
     def caused(self, *, id: str, type: str, source: str, subject: str | None = None) -> Envelope:
@@ -125,6 +110,25 @@ class Envelope:
             correlation_id=self.correlation_id or self.id,
             extra={},
         )
+
+
+_KNOWN = frozenset(
+    {
+        H_ID,
+        H_TYPE,
+        H_SOURCE,
+        H_SPECVERSION,
+        H_TIME,
+        H_SUBJECT,
+        H_CONTENT_TYPE,
+        H_TRACEPARENT,
+        H_TRACESTATE,
+        H_CORRELATION,
+        H_CAUSATION,
+        H_WORKSPACE,
+        H_MSG_ID.lower(),
+    }
+)
 
 
 def format_time(value: datetime) -> str:

@@ -108,14 +108,21 @@ class Projection:
         async with self.pool.acquire() as conn:
             self.position = await self.checkpoint(conn)
         sub = await self._subscribe(self.position + 1)
+        # The next batch is fetched while the current one is applied, so NATS and Postgres
+        # round trips overlap instead of adding up.
+        fetching: asyncio.Task[list[Msg]] | None = None
         try:
             while not self.stop.is_set():
+                if fetching is None:
+                    fetching = asyncio.create_task(sub.fetch(self.batch, timeout=0.5))
                 try:
-                    msgs = await sub.fetch(self.batch, timeout=0.5)
+                    msgs = await fetching
                 except NatsTimeout:
+                    fetching = None
                     await self._mark_caught_up()
                     continue
                 except Exception as exc:
+                    fetching = None
                     if self.stop.is_set():
                         return
                     log.warning("projection fetch failed", projection=self.name, error=repr(exc))
@@ -124,10 +131,15 @@ class Projection:
                     await self._wait(0.5)
                     sub = await self._subscribe(self.position + 1)
                     continue
+                fetching = asyncio.create_task(sub.fetch(self.batch, timeout=0.5))
                 msgs = [m for m in msgs if m.metadata.sequence.stream > self.position]
                 if msgs:
                     await self._apply_batch(msgs)
         finally:
+            if fetching is not None:
+                fetching.cancel()
+                with contextlib.suppress(BaseException):
+                    await fetching
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 

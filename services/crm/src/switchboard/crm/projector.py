@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -38,134 +39,227 @@ def _json(content: Content) -> str:
 
 
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    """Apply a batch with the exact effect of applying its events one by one: new messages
+    are inserted in bulk, and an edit or deletion only forces the pending inserts out first
+    when it targets one of them (otherwise its order relative to them does not matter)."""
+    run: list[tuple[str, str, int, MessageReceived | MessageSent]] = []
+    pending: set[tuple[str, str]] = set()
     for msg in msgs:
         decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-        seq = msg.metadata.sequence.stream
-        model = decoded.model
-        ws = decoded.envelope.workspace_id
-        if isinstance(model, MessageReceived):
-            await _received(conn, decoded.envelope.id, ws, model, seq)
-        elif isinstance(model, MessageSent):
-            await _sent(conn, decoded.envelope.id, ws, model, seq)
-        elif isinstance(model, MessageEdited):
-            await _edited(conn, ws, model)
-        elif isinstance(model, MessageDeleted):
-            await _deleted(conn, ws, model)
+        model, ws = decoded.model, decoded.envelope.workspace_id
+        if isinstance(model, MessageReceived | MessageSent):
+            run.append((decoded.envelope.id, ws, msg.metadata.sequence.stream, model))
+            conv = conversation_id(ws, model.channel.value, model.account, model.chat.id)
+            pending.add((conv, _provider_id(model)))
+            continue
+        if isinstance(model, MessageEdited | MessageDeleted):
+            conv = conversation_id(ws, model.channel.value, model.account, model.chat.id)
+            targets = (
+                {model.provider.message_id}
+                if isinstance(model, MessageEdited)
+                else set(model.message_ids)
+            )
+            if any((conv, t) in pending for t in targets):
+                await insert_messages(conn, run)
+                run, pending = [], set()
+            if isinstance(model, MessageEdited):
+                await _edited(conn, ws, model)
+            else:
+                await _deleted(conn, ws, model)
+    await insert_messages(conn, run)
 
 
-async def _is_erased(conn: Conn, ws: str, channel: str, external_id: str) -> bool:
-    key = keys.erased_identity_hash(ws, channel, external_id)
-    return bool(await conn.fetchval("SELECT 1 FROM erased_identities WHERE key_hash = $1", key))
+@dataclass
+class _Row:
+    """One message row about to be inserted, with what its conversation needs."""
+
+    event_id: str
+    conv_id: str
+    ws: str
+    seq: int
+    ev: MessageReceived | MessageSent
+    direction: str
+    sender_id: str | None
+    sender_name: str | None
+    kind: str
+    text: str | None
+    content: str
+    reply_to: str | None
+    received_at: Any
+    message_id: str | None
+    short: str | None
+    title: str | None
 
 
-async def _conversation(
-    conn: Conn, ws: str, ev: MessageReceived | MessageSent, at: Any, short: str | None, seq: int
-) -> str:
-    conv_id = conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
-    await conn.execute(
-        """INSERT INTO conversations (id, workspace_id, channel, account, chat_id, chat_type,
-               title, first_message_at, last_message_at, message_count, last_preview, updated_seq)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 0, $9, $10)
-           ON CONFLICT (id) DO UPDATE SET
-               title = COALESCE(EXCLUDED.title, conversations.title),
-               updated_seq = EXCLUDED.updated_seq""",
-        conv_id,
-        ws,
-        ev.channel.value,
-        ev.account,
-        ev.chat.id,
-        ev.chat.type.value,
-        ev.chat.title,
-        at,
-        short,
-        seq,
-    )
-    return conv_id
-
-
-async def _count(conn: Conn, conv_id: str, at: Any, short: str | None) -> None:
-    # Counted only when the message row is new: a duplicate event changes nothing.
-    await conn.execute(
-        """UPDATE conversations SET message_count = message_count + 1,
-               first_message_at = LEAST(first_message_at, $2),
-               last_message_at = GREATEST(last_message_at, $2),
-               last_preview = CASE WHEN $2 >= last_message_at THEN $3 ELSE last_preview END
-           WHERE id = $1""",
-        conv_id,
-        at,
-        short,
-    )
-
-
-async def _received(conn: Conn, event_id: str, ws: str, ev: MessageReceived, seq: int) -> None:
-    text, preview_text = preview(ev.content)
-    short: str | None = preview_text
-    content, sender_name, title = _json(ev.content), ev.sender.display_name, ev.chat.title
-    if await _is_erased(conn, ws, ev.channel.value, ev.sender.id):
-        text, short, content, sender_name, title = None, None, ERASED_CONTENT, None, None
-    conv_id = await _conversation(
-        conn,
-        ws,
-        ev.model_copy(update={"chat": ev.chat.model_copy(update={"title": title})}),
-        ev.sent_at,
-        short,
-        seq,
-    )
-    inserted = await conn.fetchval(
+async def insert_messages(
+    conn: Conn, run: list[tuple[str, str, int, MessageReceived | MessageSent]]
+) -> None:
+    """Insert a run of new messages with a handful of set-based statements."""
+    if not run:
+        return
+    erased = await _erased_among(conn, run)
+    rows = [_row(event_id, ws, seq, ev, erased) for event_id, ws, seq, ev in run]
+    inserted = await conn.fetch(
         """INSERT INTO messages (event_id, conversation_id, workspace_id, direction,
                provider_message_id, sender_id, sender_name, kind, text, content, reply_to,
-               sent_at, received_at, stream_seq)
-           VALUES ($1, $2, $3, 'in', $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
+               sent_at, received_at, stream_seq, message_id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[],
+                                $11::text[], $12::timestamptz[], $13::timestamptz[],
+                                $14::bigint[], $15::text[])
+           ORDER BY 14
            ON CONFLICT DO NOTHING
-           RETURNING 1""",
+           RETURNING event_id""",
+        [r.event_id for r in rows],
+        [r.conv_id for r in rows],
+        [r.ws for r in rows],
+        [r.direction for r in rows],
+        [_provider_id(r.ev) for r in rows],
+        [r.sender_id for r in rows],
+        [r.sender_name for r in rows],
+        [r.kind for r in rows],
+        [r.text for r in rows],
+        [r.content for r in rows],
+        [r.reply_to for r in rows],
+        [r.ev.sent_at for r in rows],
+        [r.received_at for r in rows],
+        [r.seq for r in rows],
+        [r.message_id for r in rows],
+    )
+    new = {rec["event_id"] for rec in inserted}
+    # One upsert per conversation, with what one-by-one application would have done: the
+    # row exists from its first event; counts, first/last times and the preview (latest by
+    # sent_at, later events winning ties) change only for messages that were new; the last
+    # non-null title wins.
+    convs: dict[str, list[Any]] = {}
+    for r in rows:
+        c = convs.setdefault(r.conv_id, [r, 0, r.ev.sent_at, r.ev.sent_at, r.short, None, r.seq])
+        c[6] = r.seq
+        if r.title is not None:
+            c[5] = r.title
+        if r.event_id not in new:
+            continue
+        new.discard(r.event_id)  # a duplicate inside the batch counts once
+        if c[1] == 0:
+            c[2], c[3], c[4] = r.ev.sent_at, r.ev.sent_at, r.short
+        else:
+            c[2] = min(c[2], r.ev.sent_at)
+            if r.ev.sent_at >= c[3]:
+                c[3], c[4] = r.ev.sent_at, r.short
+        c[1] += 1
+    values = list(convs.values())
+    await conn.execute(
+        """INSERT INTO conversations AS c (id, workspace_id, channel, account, chat_id,
+               chat_type, title, first_message_at, last_message_at, message_count,
+               last_preview, updated_seq)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                                $10::int[], $11::text[], $12::bigint[])
+           ON CONFLICT (id) DO UPDATE SET
+               title = COALESCE(EXCLUDED.title, c.title),
+               updated_seq = EXCLUDED.updated_seq,
+               message_count = c.message_count + EXCLUDED.message_count,
+               first_message_at = CASE WHEN EXCLUDED.message_count > 0
+                   THEN LEAST(c.first_message_at, EXCLUDED.first_message_at)
+                   ELSE c.first_message_at END,
+               last_preview = CASE WHEN EXCLUDED.message_count > 0
+                                    AND EXCLUDED.last_message_at >= c.last_message_at
+                   THEN EXCLUDED.last_preview ELSE c.last_preview END,
+               last_message_at = CASE WHEN EXCLUDED.message_count > 0
+                   THEN GREATEST(c.last_message_at, EXCLUDED.last_message_at)
+                   ELSE c.last_message_at END""",
+        [v[0].conv_id for v in values],
+        [v[0].ws for v in values],
+        [v[0].ev.channel.value for v in values],
+        [v[0].ev.account for v in values],
+        [v[0].ev.chat.id for v in values],
+        [v[0].ev.chat.type.value for v in values],
+        [v[5] for v in values],
+        [v[2] for v in values],
+        [v[3] for v in values],
+        [v[1] for v in values],
+        [v[4] for v in values],
+        [v[6] for v in values],
+    )
+    if any(v[1] for v in values) and await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pending_edits)"
+    ):
+        for r in rows:
+            if convs[r.conv_id][1] and r.direction == "in":
+                await _apply_pending_edits(conn, r.conv_id, _provider_id(r.ev))
+
+
+def _provider_id(ev: MessageReceived | MessageSent) -> str:
+    return ev.provider.message_id if isinstance(ev, MessageReceived) else ev.provider_message_id
+
+
+async def _erased_among(
+    conn: Conn, run: list[tuple[str, str, int, MessageReceived | MessageSent]]
+) -> set[str]:
+    hashes = {
+        keys.erased_identity_hash(ws, ev.channel.value, ev.sender.id)
+        for _, ws, _, ev in run
+        if isinstance(ev, MessageReceived)
+    }
+    rows = await conn.fetch(
+        "SELECT key_hash FROM erased_identities WHERE key_hash = ANY($1::text[])", list(hashes)
+    )
+    return {r["key_hash"] for r in rows}
+
+
+def _row(
+    event_id: str, ws: str, seq: int, ev: MessageReceived | MessageSent, erased: set[str]
+) -> _Row:
+    conv_id = conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
+    if isinstance(ev, MessageSent):
+        short = (ev.text or f"[{ev.content_kind}]")[:200]
+        content = json.dumps({"kind": ev.content_kind, "text": ev.text}, sort_keys=True)
+        return _Row(
+            event_id,
+            conv_id,
+            ws,
+            seq,
+            ev,
+            "out",
+            None,
+            None,
+            ev.content_kind,
+            ev.text,
+            content,
+            None,
+            None,
+            ev.message_id,
+            short,
+            ev.chat.title,
+        )
+    text, preview_text = preview(ev.content)
+    row = _Row(
         event_id,
         conv_id,
         ws,
-        ev.provider.message_id,
+        seq,
+        ev,
+        "in",
         ev.sender.id,
-        sender_name,
+        ev.sender.display_name,
         ev.content.kind,
         text,
-        content,
+        _json(ev.content),
         ev.reply_to,
-        ev.sent_at,
         ev.received_at,
-        seq,
+        None,
+        preview_text,
+        ev.chat.title,
     )
-    if inserted:
-        await _count(conn, conv_id, ev.sent_at, short)
-        await _apply_pending_edits(conn, conv_id, ev.provider.message_id)
-
-
-async def _sent(conn: Conn, event_id: str, ws: str, ev: MessageSent, seq: int) -> None:
-    short = (ev.text or f"[{ev.content_kind}]")[:200]
-    conv_id = await _conversation(conn, ws, ev, ev.sent_at, short, seq)
-    inserted = await conn.fetchval(
-        """INSERT INTO messages (event_id, conversation_id, workspace_id, direction,
-               provider_message_id, kind, text, content, sent_at, stream_seq, message_id)
-           VALUES ($1, $2, $3, 'out', $4, $5, $6, $7::jsonb, $8, $9, $10)
-           ON CONFLICT DO NOTHING
-           RETURNING 1""",
-        event_id,
-        conv_id,
-        ws,
-        ev.provider_message_id,
-        ev.content_kind,
-        ev.text,
-        json.dumps({"kind": ev.content_kind, "text": ev.text}, sort_keys=True),
-        ev.sent_at,
-        seq,
-        ev.message_id,
-    )
-    if inserted:
-        await _count(conn, conv_id, ev.sent_at, short)
+    if keys.erased_identity_hash(ws, ev.channel.value, ev.sender.id) in erased:
+        row.text = row.short = row.sender_name = row.title = None
+        row.content = ERASED_CONTENT
+    return row
 
 
 async def _edited(conn: Conn, ws: str, ev: MessageEdited) -> None:
     conv_id = conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
     text, _ = preview(ev.content)
-    if ev.sender is not None and await _is_erased(conn, ws, ev.channel.value, ev.sender.id):
-        return
     updated = await conn.fetchval(
         """UPDATE messages SET text = $3, content = $4::jsonb, kind = $5, edited_at = $6
            WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in'
