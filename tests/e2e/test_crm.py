@@ -354,3 +354,38 @@ async def test_rebuild_is_byte_identical_keeps_erasure_and_live_service_carries_
     # the live projectors notice the swap and continue on the new tables
     await publish_all(crm.nats_url, [received(Channel.TELEGRAM, "demo", "556", "after swap", 9)])
     await crm.until("/v1/conversations", lambda b: len(b["items"]) == len(before["items"]) + 1)
+
+
+async def test_commands_over_the_bus_apply_or_are_rejected_with_a_reason(crm: Crm) -> None:
+    from tests.support.streams import stream_messages
+
+    from switchboard.events.catalog.crm import ChangeLeadStage
+
+    await publish_all(crm.nats_url, [received(Channel.TELEGRAM, "demo", "555", "hi", 1)])
+    lead = (await crm.until("/v1/leads", lambda b: len(b["items"]) == 1))["items"][0]
+    await publish_all(
+        crm.nats_url,
+        [
+            ChangeLeadStage(lead_id=lead["id"], to_stage="contacted", by="bot"),
+            ChangeLeadStage(lead_id=lead["id"], to_stage="nonsense"),
+            ChangeLeadStage(lead_id="ld_missing", to_stage="won"),
+            ChangeLeadStage(lead_id=lead["id"], to_stage="won", expected_version=1),
+        ],
+    )
+    await crm.until(f"/v1/leads/{lead['id']}", lambda b: b["stage"] == "contacted")
+
+    async def rejections() -> list[Any] | None:
+        found = [
+            d.model
+            for d in await stream_messages(crm.nats_url, "CRM")
+            if d.model.name == "crm.command_rejected"
+        ]
+        return found if len(found) == 3 else None
+
+    rejected = await eventually(rejections, message="three rejections")
+    assert sorted((r.status, r.command) for r in rejected) == [
+        (404, "crm.change_lead_stage"),
+        (409, "crm.change_lead_stage"),
+        (422, "crm.change_lead_stage"),
+    ]
+    assert any("nonsense" in r.reason for r in rejected)
