@@ -389,3 +389,55 @@ async def test_commands_over_the_bus_apply_or_are_rejected_with_a_reason(crm: Cr
         (422, "crm.change_lead_stage"),
     ]
     assert any("nonsense" in r.reason for r in rejected)
+
+
+async def test_callbacks_show_in_the_conversation_and_split_detaches_an_identity(
+    crm: Crm,
+) -> None:
+    from switchboard.events.catalog.common import Chat, Sender
+    from switchboard.events.catalog.conv import CallbackReceived, ProviderIds
+
+    ada = received(Channel.WHATSAPP, "wa1", "4917611111111", "hi", 1, phone="4917611111111")
+    other = received(Channel.GENERIC, "shop", "g-1", "hello", 2, phone="+49 176 11111111")
+    click = CallbackReceived(
+        channel=Channel.WHATSAPP,
+        account="wa1",
+        chat=Chat(id="4917611111111"),
+        provider=ProviderIds(message_id="cb-1"),
+        received_at=T0 + timedelta(seconds=5),
+        sender=Sender(id="4917611111111"),
+        callback_id="cb-1",
+        data="buy:42",
+        message_id="m-9",
+    )
+    await publish_all(crm.nats_url, [ada, other, click])
+    wa = (
+        await crm.until(
+            "/v1/conversations",
+            lambda b: len(b["items"]) == 2 and any(c["message_count"] == 2 for c in b["items"]),
+        )
+    )["items"]
+    conv = next(c for c in wa if c["channel"] == "whatsapp")
+    msgs = (await crm.get(f"/v1/conversations/{conv['id']}/messages"))["items"]
+    assert [(m["kind"], m["text"]) for m in msgs] == [("text", "hi"), ("callback", "buy:42")]
+    assert msgs[1]["content"] == {"kind": "callback", "data": "buy:42", "message_id": "m-9"}
+
+    person = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 1))["items"][0]
+    await crm.until(f"/v1/contacts/{person['id']}", lambda b: len(b["identities"]) == 2)
+    r = await crm.http.post(
+        f"{crm.url}/v1/contacts/{person['id']}/split",
+        headers=AUTH,
+        json={"channel": "generic", "external_id": "g-1"},
+    )
+    assert r.status_code == 200, r.text
+    assert [i["channel"] for i in r.json()["identities"]] == ["whatsapp"]
+    contacts = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 2))["items"]
+    split_off = next(c for c in contacts if c["id"] != person["id"])
+    detail = await crm.get(f"/v1/contacts/{split_off['id']}")
+    assert [(i["channel"], i["external_id"]) for i in detail["identities"]] == [("generic", "g-1")]
+    again = await crm.http.post(
+        f"{crm.url}/v1/contacts/{person['id']}/split",
+        headers=AUTH,
+        json={"channel": "whatsapp", "external_id": "4917611111111"},
+    )
+    assert (again.status_code, again.json()["error"]["code"]) == (422, "last_identity")

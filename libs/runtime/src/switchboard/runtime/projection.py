@@ -31,7 +31,9 @@ from switchboard.runtime.tracing import batch_span
 
 log = get_logger(__name__)
 
-ApplyBatch = Callable[[Conn, Sequence[Msg]], Awaitable[None]]
+# apply(conn, batch): the batch is the messages, or what ``prepare`` made of them.
+ApplyBatch = Callable[[Conn, Any], Awaitable[None]]
+Prepare = Callable[[Sequence[Msg]], Any]
 
 CHECKPOINTS_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
@@ -68,6 +70,9 @@ class Projection:
     bus: Bus
     pool: asyncpg.Pool
     batch: int = 500
+    # Optional CPU-side step (decoding): it runs for the next batch while the current one
+    # waits on Postgres, which works on the other core meanwhile.
+    prepare: Prepare | None = None
     max_attempts: int = 3
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,13 +115,24 @@ class Projection:
         sub = await self._subscribe(self.position + 1)
         # The next batch is fetched while the current one is applied, so NATS and Postgres
         # round trips overlap instead of adding up.
-        fetching: asyncio.Task[list[Msg]] | None = None
+        fetching: asyncio.Task[tuple[list[Msg], Any]] | None = None
+
+        async def fetch() -> tuple[list[Msg], Any]:
+            got = await sub.fetch(self.batch, timeout=0.5)
+            got = [m for m in got if m.metadata.sequence.stream > self.position]
+            if self.prepare is None or not got:
+                return got, None
+            try:
+                return got, self.prepare(got)
+            except Exception:
+                return got, None  # a poison message: _apply_batch goes one by one
+
         try:
             while not self.stop.is_set():
                 if fetching is None:
-                    fetching = asyncio.create_task(sub.fetch(self.batch, timeout=0.5))
+                    fetching = asyncio.create_task(fetch())
                 try:
-                    msgs = await fetching
+                    msgs, prepared = await fetching
                 except NatsTimeout:
                     fetching = None
                     await self._mark_caught_up()
@@ -131,10 +147,9 @@ class Projection:
                     await self._wait(0.5)
                     sub = await self._subscribe(self.position + 1)
                     continue
-                fetching = asyncio.create_task(sub.fetch(self.batch, timeout=0.5))
-                msgs = [m for m in msgs if m.metadata.sequence.stream > self.position]
+                fetching = asyncio.create_task(fetch())
                 if msgs:
-                    await self._apply_batch(msgs)
+                    await self._apply_batch(msgs, prepared)
         finally:
             if fetching is not None:
                 fetching.cancel()
@@ -165,13 +180,15 @@ class Projection:
             config=config,
         )
 
-    async def _apply_batch(self, msgs: Sequence[Msg]) -> None:
+    async def _apply_batch(self, msgs: Sequence[Msg], prepared: Any = None) -> None:
         started = time.perf_counter()
         last = msgs[-1].metadata.sequence.stream
         try:
+            if self.prepare is not None and prepared is None:
+                raise ValueError("batch could not be prepared")
             with batch_span(f"project {self.name}", [m.headers for m in msgs], count=len(msgs)):
                 async with self.pool.acquire() as conn, conn.transaction():
-                    await self.apply(conn, msgs)
+                    await self.apply(conn, msgs if self.prepare is None else prepared)
                     await self._save(conn, self.position, last)
         except _INTERRUPTIONS:
             raise  # the database went away: the run loop retries from the checkpoint
@@ -190,7 +207,8 @@ class Projection:
         for _attempt in range(self.max_attempts):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    await self.apply(conn, [msg])
+                    one = self.prepare([msg]) if self.prepare else [msg]
+                    await self.apply(conn, one)
                     await self._save(conn, self.position, seq)
                 return
             except _INTERRUPTIONS:

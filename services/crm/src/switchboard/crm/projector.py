@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from nats.aio.msg import Msg
 
 from switchboard.crm import keys
 from switchboard.crm.ids import conversation_id
-from switchboard.events import decode_message
+from switchboard.events import Decoded, decode_message
 from switchboard.events.catalog.conv import (
+    CallbackReceived,
     Content,
     MessageDeleted,
     MessageEdited,
@@ -38,17 +40,33 @@ def _json(content: Content) -> str:
     return json.dumps(content.model_dump(mode="json", exclude_none=True), sort_keys=True)
 
 
+Prepared = list[tuple[int, Decoded]]
+Inserted = MessageReceived | MessageSent | CallbackReceived
+
+
+def prepare(msgs: Sequence[Msg]) -> Prepared:
+    """Decode a batch (CPU work, done while the previous batch is in Postgres)."""
+    return [
+        (m.metadata.sequence.stream, decode_message(m.subject, dict(m.headers or {}), m.data))
+        for m in msgs
+    ]
+
+
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    """Decode and apply a batch (for callers without a separate prepare step)."""
+    await apply_prepared(conn, prepare(msgs))
+
+
+async def apply_prepared(conn: Conn, batch: Prepared) -> None:
     """Apply a batch with the exact effect of applying its events one by one: new messages
     are inserted in bulk, and an edit or deletion only forces the pending inserts out first
     when it targets one of them (otherwise its order relative to them does not matter)."""
-    run: list[tuple[str, str, int, MessageReceived | MessageSent]] = []
+    run: list[tuple[str, str, int, Inserted]] = []
     pending: set[tuple[str, str]] = set()
-    for msg in msgs:
-        decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+    for seq, decoded in batch:
         model, ws = decoded.model, decoded.envelope.workspace_id
-        if isinstance(model, MessageReceived | MessageSent):
-            run.append((decoded.envelope.id, ws, msg.metadata.sequence.stream, model))
+        if isinstance(model, MessageReceived | MessageSent | CallbackReceived):
+            run.append((decoded.envelope.id, ws, seq, model))
             conv = conversation_id(ws, model.channel.value, model.account, model.chat.id)
             pending.add((conv, _provider_id(model)))
             continue
@@ -77,7 +95,8 @@ class _Row:
     conv_id: str
     ws: str
     seq: int
-    ev: MessageReceived | MessageSent
+    ev: Inserted
+    sent_at: datetime
     direction: str
     sender_id: str | None
     sender_name: str | None
@@ -91,9 +110,7 @@ class _Row:
     title: str | None
 
 
-async def insert_messages(
-    conn: Conn, run: list[tuple[str, str, int, MessageReceived | MessageSent]]
-) -> None:
+async def insert_messages(conn: Conn, run: list[tuple[str, str, int, Inserted]]) -> None:
     """Insert a run of new messages with a handful of set-based statements."""
     if not run:
         return
@@ -121,7 +138,7 @@ async def insert_messages(
         [r.text for r in rows],
         [r.content for r in rows],
         [r.reply_to for r in rows],
-        [r.ev.sent_at for r in rows],
+        [r.sent_at for r in rows],
         [r.received_at for r in rows],
         [r.seq for r in rows],
         [r.message_id for r in rows],
@@ -133,7 +150,7 @@ async def insert_messages(
     # non-null title wins.
     convs: dict[str, list[Any]] = {}
     for r in rows:
-        c = convs.setdefault(r.conv_id, [r, 0, r.ev.sent_at, r.ev.sent_at, r.short, None, r.seq])
+        c = convs.setdefault(r.conv_id, [r, 0, r.sent_at, r.sent_at, r.short, None, r.seq])
         c[6] = r.seq
         if r.title is not None:
             c[5] = r.title
@@ -141,11 +158,11 @@ async def insert_messages(
             continue
         new.discard(r.event_id)  # a duplicate inside the batch counts once
         if c[1] == 0:
-            c[2], c[3], c[4] = r.ev.sent_at, r.ev.sent_at, r.short
+            c[2], c[3], c[4] = r.sent_at, r.sent_at, r.short
         else:
-            c[2] = min(c[2], r.ev.sent_at)
-            if r.ev.sent_at >= c[3]:
-                c[3], c[4] = r.ev.sent_at, r.short
+            c[2] = min(c[2], r.sent_at)
+            if r.sent_at >= c[3]:
+                c[3], c[4] = r.sent_at, r.short
         c[1] += 1
     values = list(convs.values())
     await conn.execute(
@@ -189,17 +206,15 @@ async def insert_messages(
                 await _apply_pending_edits(conn, r.conv_id, _provider_id(r.ev))
 
 
-def _provider_id(ev: MessageReceived | MessageSent) -> str:
-    return ev.provider.message_id if isinstance(ev, MessageReceived) else ev.provider_message_id
+def _provider_id(ev: Inserted) -> str:
+    return ev.provider_message_id if isinstance(ev, MessageSent) else ev.provider.message_id
 
 
-async def _erased_among(
-    conn: Conn, run: list[tuple[str, str, int, MessageReceived | MessageSent]]
-) -> set[str]:
+async def _erased_among(conn: Conn, run: list[tuple[str, str, int, Inserted]]) -> set[str]:
     hashes = {
         keys.erased_identity_hash(ws, ev.channel.value, ev.sender.id)
         for _, ws, _, ev in run
-        if isinstance(ev, MessageReceived)
+        if not isinstance(ev, MessageSent)
     }
     rows = await conn.fetch(
         "SELECT key_hash FROM erased_identities WHERE key_hash = ANY($1::text[])", list(hashes)
@@ -207,12 +222,9 @@ async def _erased_among(
     return {r["key_hash"] for r in rows}
 
 
-def _row(
-    event_id: str, ws: str, seq: int, ev: MessageReceived | MessageSent, erased: set[str]
-) -> _Row:
+def _row(event_id: str, ws: str, seq: int, ev: Inserted, erased: set[str]) -> _Row:
     conv_id = conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
     if isinstance(ev, MessageSent):
-        short = (ev.text or f"[{ev.content_kind}]")[:200]
         content = json.dumps({"kind": ev.content_kind, "text": ev.text}, sort_keys=True)
         return _Row(
             event_id,
@@ -220,6 +232,7 @@ def _row(
             ws,
             seq,
             ev,
+            ev.sent_at,
             "out",
             None,
             None,
@@ -229,28 +242,54 @@ def _row(
             None,
             None,
             ev.message_id,
-            short,
+            (ev.text or f"[{ev.content_kind}]")[:200],
             ev.chat.title,
         )
-    text, preview_text = preview(ev.content)
-    row = _Row(
-        event_id,
-        conv_id,
-        ws,
-        seq,
-        ev,
-        "in",
-        ev.sender.id,
-        ev.sender.display_name,
-        ev.content.kind,
-        text,
-        _json(ev.content),
-        ev.reply_to,
-        ev.received_at,
-        None,
-        preview_text,
-        ev.chat.title,
-    )
+    if isinstance(ev, CallbackReceived):
+        # A pressed button is part of the conversation: a message of kind "callback".
+        content = json.dumps(
+            {"kind": "callback", "data": ev.data, "message_id": ev.message_id}, sort_keys=True
+        )
+        row = _Row(
+            event_id,
+            conv_id,
+            ws,
+            seq,
+            ev,
+            ev.received_at,
+            "in",
+            ev.sender.id,
+            ev.sender.display_name,
+            "callback",
+            ev.data,
+            content,
+            ev.message_id,
+            ev.received_at,
+            None,
+            f"[button: {ev.data or ''}]"[:200],
+            ev.chat.title,
+        )
+    else:
+        text, preview_text = preview(ev.content)
+        row = _Row(
+            event_id,
+            conv_id,
+            ws,
+            seq,
+            ev,
+            ev.sent_at,
+            "in",
+            ev.sender.id,
+            ev.sender.display_name,
+            ev.content.kind,
+            text,
+            _json(ev.content),
+            ev.reply_to,
+            ev.received_at,
+            None,
+            preview_text,
+            ev.chat.title,
+        )
     if keys.erased_identity_hash(ws, ev.channel.value, ev.sender.id) in erased:
         row.text = row.short = row.sender_name = row.title = None
         row.content = ERASED_CONTENT
