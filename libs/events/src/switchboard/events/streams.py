@@ -111,7 +111,11 @@ DEDUP = BucketSpec(
     "dedup", "event ids already published, beyond the streams' duplicate window", ttl_s=8 * DAY
 )
 
-BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES, DEDUP)
+SENDS = BucketSpec(
+    "sends", "outbound attempt records: what happened to each message_id", ttl_s=8 * DAY, history=1
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES, DEDUP, SENDS)
 
 
 def stream_for_subject(subject: str) -> StreamSpec:

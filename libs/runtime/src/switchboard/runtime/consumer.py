@@ -56,7 +56,9 @@ class ConsumerSpec:
         )
 
 
-Handler = Callable[[Msg], Awaitable[None]]
+# A handler may settle the message itself (ack, nak with its own delay, term) and return
+# True; otherwise the worker acks it when the handler returns.
+Handler = Callable[[Msg], Awaitable[bool | None]]
 
 
 @dataclass
@@ -109,7 +111,7 @@ class PullWorker:
                     msg.headers,
                     **{"messaging.destination": msg.subject},
                 ):
-                    await self.handler(msg)
+                    settled = await self.handler(msg)
             except PermanentError as exc:
                 await self._dead_letter(msg, str(exc), deliveries)
                 return
@@ -127,7 +129,8 @@ class PullWorker:
                 )
                 await msg.nak(delay=delay)
                 return
-            await msg.ack()
+            if not settled:
+                await msg.ack()
             CONSUMED.labels(self.spec.durable).inc()
 
     async def _dead_letter(self, msg: Msg, reason: str, deliveries: int) -> None:

@@ -1,0 +1,1 @@
+"""Outbound: turns send commands into provider calls at the providers' real limits."""

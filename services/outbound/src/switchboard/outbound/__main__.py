@@ -1,0 +1,3 @@
+from switchboard.outbound.main import main
+
+main()

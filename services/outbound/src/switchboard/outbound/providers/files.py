@@ -1,0 +1,95 @@
+"""The provider file-id cache: a file is uploaded once per account, then sent by its id.
+
+Telegram `file_id`s are free to reuse forever but only by the bot that received them and
+only as the same kind of media; WhatsApp media ids live 30 days per phone number. The key
+therefore holds the owner (channel and account), the media kind and a digest of what was
+sent (the bytes' SHA-256, or the URL's). The cache is an injectable object with async
+get/put/delete so the outbound core can back it with a shared store (JetStream KV);
+`InMemoryFileIdCache` is the per-process default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What a cached id stands for: `owner` ("telegram:<bot id>", "whatsapp:<number id>"),
+    the media `kind` and `digest` ("sha256:<hex of the bytes>" or "url:<hex of the URL>")."""
+
+    owner: str
+    kind: str
+    digest: str
+
+    def as_str(self) -> str:
+        """A flat form for key-value stores: `owner/kind/digest` (ASCII, no spaces)."""
+        return f"{self.owner}/{self.kind}/{self.digest}"
+
+    @classmethod
+    def for_bytes(cls, owner: str, kind: str, data: bytes) -> FileKey:
+        """The key of uploaded bytes: their SHA-256."""
+        return cls(owner, kind, "sha256:" + hashlib.sha256(data).hexdigest())
+
+    @classmethod
+    def for_url(cls, owner: str, kind: str, url: str) -> FileKey:
+        """The key of a URL the provider fetched: the URL's SHA-256 (keys stay short)."""
+        return cls(owner, kind, "url:" + hashlib.sha256(url.encode()).hexdigest())
+
+
+class FileIdCache(Protocol):
+    """Where provider file ids are remembered (shared by all instances if the core wants)."""
+
+    async def get(self, key: FileKey) -> str | None:
+        """The id stored for `key`, or None (also when it has expired)."""
+        ...
+
+    async def put(self, key: FileKey, file_id: str, ttl: float | None = None) -> None:
+        """Remember `file_id` for `key`, forever or for `ttl` seconds."""
+        ...
+
+    async def delete(self, key: FileKey) -> None:
+        """Forget `key` (the provider refused its id: upload again next time)."""
+        ...
+
+
+class InMemoryFileIdCache:
+    """A bounded LRU of file ids in this process, with optional per-entry expiry."""
+
+    def __init__(
+        self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[FileKey, tuple[str, float | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: FileKey) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        file_id, expires_at = entry
+        if expires_at is not None and self._clock() >= expires_at:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return file_id
+
+    async def put(self, key: FileKey, file_id: str, ttl: float | None = None) -> None:
+        expires_at = None if ttl is None else self._clock() + ttl
+        self._entries[key] = (file_id, expires_at)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def delete(self, key: FileKey) -> None:
+        self._entries.pop(key, None)

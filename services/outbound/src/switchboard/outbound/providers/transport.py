@@ -1,0 +1,144 @@
+"""What every provider client shares: one HTTP attempt with an explicit timeout, transport
+failures turned into `ProviderError`, and the small parsing helpers around answers.
+
+The clients never retry on their own: the outbound core owns backoff, circuit breaking and
+rate limits, so a client must make exactly one attempt and say what went wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from switchboard.outbound.providers.base import Failure, ProviderError, Scope
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+"""Sends: a provider that has not answered in 10 s is treated as down for this attempt."""
+
+UPLOAD_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+"""Multipart uploads carry up to 50 MB (Telegram), so writing and reading may take longer."""
+
+# Failures before the request reached the provider: the message was certainly not sent.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (tokens travel in Telegram URLs) replaced by `***`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def transport_failure(
+    provider: str, exc: httpx.HTTPError, secrets: Iterable[str] = ()
+) -> ProviderError:
+    """A timeout, refused connection or dropped connection: worth another attempt.
+
+    `raw["maybe_sent"]` tells the core whether the provider may have acted on the request
+    (the request left this process but no answer came back), which matters for idempotency:
+    a connect failure is certainly not a send, a read timeout may be one.
+    """
+    maybe_sent = not isinstance(exc, _NOT_SENT)
+    timeout = isinstance(exc, httpx.TimeoutException)
+    detail = redact(str(exc) or type(exc).__name__, secrets)
+    return ProviderError(
+        failure=Failure.RETRYABLE,
+        code=f"{provider}_{'timeout' if timeout else 'network'}",
+        reason=f"{type(exc).__name__}: {detail}",
+        raw={"maybe_sent": maybe_sent, "error": type(exc).__name__},
+    )
+
+
+async def send_request(
+    http: httpx.AsyncClient,
+    provider: str,
+    method: str,
+    url: str,
+    *,
+    timeout: httpx.Timeout | float,
+    secrets: Iterable[str] = (),
+    **kwargs: Any,
+) -> httpx.Response:
+    """One HTTP request with an explicit timeout; transport errors become RETRYABLE, a
+    malformed URL (a bad `api_base_url` setting) PERMANENT."""
+    try:
+        return await http.request(method, url, timeout=timeout, **kwargs)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise ProviderError(
+            Failure.PERMANENT,
+            f"{provider}_config",
+            redact(f"invalid URL: {exc}", secrets),
+            raw={"maybe_sent": False},
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise transport_failure(provider, exc, secrets) from exc
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The answer's JSON object, or None when it is not one (HTML error pages, empty)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def retry_after_header(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """`Retry-After` in seconds (delta-seconds or an HTTP date), None when absent or bad."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def status_failure(
+    provider: str,
+    response: httpx.Response,
+    reason: str | None = None,
+    *,
+    code: str | None = None,
+    raw: dict[str, Any] | None = None,
+    default_retry_after: float = 1.0,
+) -> ProviderError:
+    """The generic reading of an HTTP error status: 429 rate limited (Retry-After), 408 and
+    5xx retryable, any other 4xx permanent. Providers apply their own codes first."""
+    status = response.status_code
+    text = reason or response.reason_phrase or f"HTTP {status}"
+    name = code or f"{provider}_{status}"
+    if status == 429:
+        after = retry_after_header(response.headers)
+        return ProviderError(
+            Failure.RATE_LIMITED,
+            name,
+            text,
+            retry_after=default_retry_after if after is None else after,
+            scope=Scope.ACCOUNT,
+            raw=raw or {},
+        )
+    if status >= 500 or status == 408:
+        return ProviderError(Failure.RETRYABLE, name, text, raw=raw or {})
+    return ProviderError(Failure.PERMANENT, name, text, raw=raw or {})
+
+
+def unsupported(provider: str, what: str) -> ProviderError:
+    """Content the channel cannot carry: no provider call is made, and retrying is useless."""
+    return ProviderError(Failure.PERMANENT, f"{provider}_unsupported", what)

@@ -1,0 +1,199 @@
+"""Viber REST bot API client: `POST {base}/pa/send_message` with `X-Viber-Auth-Token`.
+
+Account: token in `secrets["token"]`, sender name in `settings["sender_name"]` (default:
+the account id; cut to Viber's 28 characters), optional `settings["sender_avatar"]` and
+`settings["api_base_url"]` (the sandbox).
+
+Content: text; a photo by URL becomes a `picture` (Viber fetches media itself, so bytes
+and file ids cannot be sent; video and file messages need the size in bytes, which a URL
+does not tell: both are PERMANENT `viber_unsupported`); a sticker by numeric id; a
+location; a keyboard becomes Viber's keyboard JSON (6 columns per row shared equally,
+`reply` buttons send their callback data back, URL buttons `open-url`). Viber bots cannot
+quote a message, so `reply_to` is ignored. `tracking_data` carries our message id, which
+Viber echoes on the user's next message.
+
+Viber answers every API-level failure with HTTP 200 and a non-zero `status`:
+- 12 tooManyRequests: RATE_LIMITED for the recipient; at most 100 messages per user per
+  hour without a reply, and Viber gives no time, so `retry_after` is the rest of the
+  window, `UNREPLIED_WINDOW` (3600 s; a reply from the user clears it earlier).
+- 1-11 and 13-24 (documented: invalid URL/token, bad or missing data, receiver not
+  registered or not subscribed, account blocked/suspended, webhook not set, ...):
+  PERMANENT with code `viber_<status>` and Viber's status message.
+- Any other status ("general error"): RETRYABLE.
+- HTTP 5xx and timeouts: RETRYABLE; HTTP 429: RATE_LIMITED for the account.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from switchboard.events.catalog.outbound import (
+    Keyboard,
+    OutLocation,
+    OutMedia,
+    OutMediaGroup,
+    OutTemplate,
+    OutText,
+    SendMessage,
+)
+from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
+from switchboard.outbound.providers.transport import (
+    DEFAULT_TIMEOUT,
+    json_object,
+    send_request,
+    status_failure,
+    unsupported,
+)
+from switchboard.runtime.accounts import Account
+
+PROVIDER = "viber"
+VIBER_API = "https://chatapi.viber.com"
+TOKEN_HEADER = "X-Viber-Auth-Token"  # noqa: S105  (a header name)
+MAX_SENDER_NAME = 28
+MAX_TRACKING_DATA = 4000
+TOO_MANY_REQUESTS = 12
+UNREPLIED_WINDOW = 3600.0
+PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS}
+KEYBOARD_COLUMNS = 6
+
+
+def keyboard_json(keyboard: Keyboard) -> dict[str, Any] | None:
+    """Viber's keyboard for our Keyboard; None for "remove" (a message without a keyboard
+    hides the previous one) or when there are no buttons. `one_time` has no Viber form."""
+    if keyboard.type == "remove":
+        return None
+    buttons: list[dict[str, Any]] = []
+    for row in keyboard.rows:
+        if not row:
+            continue
+        columns = max(1, KEYBOARD_COLUMNS // len(row))
+        for button in row:
+            item: dict[str, Any] = {"Columns": columns, "Rows": 1, "Text": button.text}
+            if button.url:
+                item.update(ActionType="open-url", ActionBody=button.url)
+            else:
+                item.update(ActionType="reply", ActionBody=button.callback_data or button.text)
+            buttons.append(item)
+    if not buttons:
+        return None
+    return {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons}
+
+
+def classify_status(status: int, message: str, body: dict[str, Any]) -> ProviderError:
+    """A non-zero Viber `status` as a ProviderError."""
+    raw = {"status": status, "status_message": message}
+    name = f"viber_{status}"
+    if status == TOO_MANY_REQUESTS:
+        return ProviderError(
+            Failure.RATE_LIMITED,
+            name,
+            message or "tooManyRequests",
+            retry_after=UNREPLIED_WINDOW,
+            scope=Scope.RECIPIENT,
+            raw=raw,
+        )
+    if status in PERMANENT_STATUSES:
+        return ProviderError(Failure.PERMANENT, name, message or f"status {status}", raw=raw)
+    return ProviderError(Failure.RETRYABLE, name, message or f"status {status}", raw=raw)
+
+
+class ViberClient:
+    """Sends through one Viber bot (public account) per account."""
+
+    channel = "viber"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str = VIBER_API,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    async def send(self, account: Account, command: SendMessage) -> Sent:
+        """One send_message call; raises ProviderError when it did not go out."""
+        token = account.secrets.get("token")
+        if not token:
+            raise ProviderError(
+                Failure.PERMANENT, "viber_config", "the account has no secrets['token']"
+            )
+        body = self.build(account, command)
+        base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
+        response = await send_request(
+            self.http,
+            PROVIDER,
+            "POST",
+            f"{base}/pa/send_message",
+            timeout=self.timeout,
+            secrets=[token],
+            json=body,
+            headers={TOKEN_HEADER: token},
+        )
+        data = json_object(response)
+        if not response.is_success:
+            raise status_failure(
+                PROVIDER, response, (data or {}).get("status_message"), raw={"body": data}
+            )
+        if data is None or not isinstance(data.get("status"), int):
+            raise ProviderError(
+                Failure.RETRYABLE,
+                "viber_bad_answer",
+                "Viber answered without a status",
+                raw={"maybe_sent": True},
+            )
+        status: int = data["status"]
+        if status != 0:
+            raise classify_status(status, str(data.get("status_message") or ""), data)
+        return Sent(
+            provider_message_id=str(data.get("message_token")),
+            raw={"chat_hostname": data.get("chat_hostname")},
+        )
+
+    def build(self, account: Account, command: SendMessage) -> dict[str, Any]:
+        """The send_message body (no network)."""
+        name = str(account.settings.get("sender_name") or account.id)[:MAX_SENDER_NAME]
+        sender: dict[str, Any] = {"name": name}
+        if account.settings.get("sender_avatar"):
+            sender["avatar"] = str(account.settings["sender_avatar"])
+        body: dict[str, Any] = {
+            "receiver": command.recipient,
+            "sender": sender,
+            "tracking_data": command.message_id[:MAX_TRACKING_DATA],
+        }
+        content = command.content
+        if isinstance(content, OutText):
+            body.update(type="text", text=content.text)
+        elif isinstance(content, OutMedia):
+            source = content.source
+            if content.kind == "photo" and source.url:
+                body.update(type="picture", media=source.url)
+                if content.caption:
+                    body["text"] = content.caption
+            elif content.kind == "sticker" and source.file_id and source.file_id.isdigit():
+                body.update(type="sticker", sticker_id=int(source.file_id))
+            else:
+                raise unsupported(
+                    PROVIDER,
+                    "Viber sends photos by URL and stickers by numeric id; other media need "
+                    "a public URL and the file size",
+                )
+        elif isinstance(content, OutLocation):
+            body.update(
+                type="location", location={"lat": content.latitude, "lon": content.longitude}
+            )
+        elif isinstance(content, OutTemplate):
+            raise unsupported(PROVIDER, "templates are a WhatsApp feature; Viber has none")
+        elif isinstance(content, OutMediaGroup):
+            raise unsupported(PROVIDER, "Viber has no albums: send the items one by one")
+        else:
+            raise unsupported(PROVIDER, f"unknown content {type(content).__name__}")
+        if command.keyboard is not None:
+            keyboard = keyboard_json(command.keyboard)
+            if keyboard is not None:
+                body["keyboard"] = keyboard
+        return body

@@ -1,0 +1,228 @@
+"""ViberClient: send_message bodies and status classification (MockTransport), then the
+same against the sandbox's Viber fake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from switchboard.events.catalog.outbound import OutLocation, OutMediaGroup, OutTemplate
+from switchboard.outbound.providers.base import Failure, ProviderError, Scope
+from switchboard.outbound.providers.viber import ViberClient
+from switchboard.sandbox import SlidingWindow
+
+from .support import (
+    VIBER_TOKEN,
+    Env,
+    Mock,
+    account,
+    assert_error,
+    command,
+    keyboard,
+    media,
+    reply,
+    text,
+)
+
+USER = "01234567890A="
+
+
+def vb(content: Any, **kwargs: Any) -> Any:
+    return command(content, channel="viber", recipient=USER, **kwargs)
+
+
+def ok(token: int = 5491650221123456789) -> httpx.Response:
+    return reply(
+        200, {"status": 0, "status_message": "ok", "message_token": token, "chat_hostname": "SN-1"}
+    )
+
+
+async def send(mock: Mock, cmd: Any, shop: Any = None) -> Any:
+    async with mock.client() as http:
+        return await ViberClient(http).send(shop or account("viber"), cmd)
+
+
+async def fail(mock: Mock, cmd: Any) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        await send(mock, cmd)
+    return caught.value
+
+
+async def test_text_with_keyboard() -> None:
+    mock = Mock([ok()])
+    kb = keyboard([("Yes", "y", None), ("No", None, None)], [("Site", None, "https://s.test")])
+    sent = await send(mock, vb(text("Confirm?"), keyboard=kb, reply_to="ignored"))
+    request = mock.requests[0]
+    assert (request.method, str(request.url)) == (
+        "POST",
+        "https://chatapi.viber.com/pa/send_message",
+    )
+    assert request.headers["x-viber-auth-token"] == VIBER_TOKEN
+    assert mock.json() == {
+        "receiver": USER,
+        "sender": {"name": "shop"},
+        "tracking_data": "m-1",
+        "type": "text",
+        "text": "Confirm?",
+        "keyboard": {
+            "Type": "keyboard",
+            "DefaultHeight": False,
+            "Buttons": [
+                {"Columns": 3, "Rows": 1, "Text": "Yes", "ActionType": "reply", "ActionBody": "y"},
+                {"Columns": 3, "Rows": 1, "Text": "No", "ActionType": "reply", "ActionBody": "No"},
+                {
+                    "Columns": 6,
+                    "Rows": 1,
+                    "Text": "Site",
+                    "ActionType": "open-url",
+                    "ActionBody": "https://s.test",
+                },
+            ],
+        },
+    }
+    assert sent.provider_message_id == "5491650221123456789"
+
+
+async def test_sender_name_avatar_and_other_kinds() -> None:
+    mock = Mock(default=ok())
+    shop = account(
+        "viber",
+        settings={
+            "sender_name": "A shop with a very long name indeed",
+            "sender_avatar": "https://a.test/a.jpg",
+        },
+    )
+    async with mock.client() as http:
+        client = ViberClient(http)
+        await client.send(shop, vb(media("photo", url="https://cdn.test/p.jpg", caption="p")))
+        await client.send(shop, vb(OutLocation(latitude=50.45, longitude=30.52)))
+        await client.send(shop, vb(media("sticker", file_id="40133")))
+        await client.send(shop, vb(text("bye"), keyboard=keyboard(type="remove")))
+    picture, location, sticker, bye = (mock.json(i) for i in range(4))
+    assert picture["sender"] == {
+        "name": "A shop with a very long name",
+        "avatar": "https://a.test/a.jpg",
+    }
+    assert len(picture["sender"]["name"]) == 28
+    assert (picture["type"], picture["media"], picture["text"]) == (
+        "picture",
+        "https://cdn.test/p.jpg",
+        "p",
+    )
+    assert location["location"] == {"lat": 50.45, "lon": 30.52}
+    assert (sticker["type"], sticker["sticker_id"]) == ("sticker", 40133)
+    assert "keyboard" not in bye
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        media("photo", data=b"jpeg"),
+        media("photo", file_id="abc"),
+        media("video", url="https://cdn.test/v.mp4"),
+        media("document", url="https://cdn.test/d.pdf"),
+        OutTemplate(name="t", language="en"),
+        OutMediaGroup(
+            items=(media("photo", url="https://a.test/1"), media("photo", url="https://a.test/2"))
+        ),
+    ],
+    ids=["bytes", "file-id", "video", "document", "template", "album"],
+)
+async def test_unsupported_content_fails_without_a_call(content: Any) -> None:
+    mock = Mock()
+    assert_error(await fail(mock, vb(content)), Failure.PERMANENT, "viber_unsupported")
+    assert mock.requests == []
+
+
+def status(code: int, message: str) -> httpx.Response:
+    return reply(200, {"status": code, "status_message": message})
+
+
+@pytest.mark.parametrize(
+    ("answer", "failure", "code"),
+    [
+        (status(2, "invalidAuthToken"), Failure.PERMANENT, "viber_2"),
+        (status(3, "badData"), Failure.PERMANENT, "viber_3"),
+        (status(4, "missingData"), Failure.PERMANENT, "viber_4"),
+        (status(5, "receiverNotRegistered"), Failure.PERMANENT, "viber_5"),
+        (status(6, "receiverNotSubscribed"), Failure.PERMANENT, "viber_6"),
+        (status(99, "generalError"), Failure.RETRYABLE, "viber_99"),
+        (httpx.Response(500, text="oops"), Failure.RETRYABLE, "viber_500"),
+        (
+            httpx.Response(503, json={"status_message": "Service Unavailable"}),
+            Failure.RETRYABLE,
+            "viber_503",
+        ),
+        (httpx.Response(200, text="<html>"), Failure.RETRYABLE, "viber_bad_answer"),
+        (httpx.ReadTimeout("slow"), Failure.RETRYABLE, "viber_timeout"),
+    ],
+)
+async def test_status_classification(answer: Any, failure: Failure, code: str) -> None:
+    error = await fail(Mock([answer]), vb(text()))
+    assert_error(error, failure, code)
+    assert VIBER_TOKEN not in str(error)
+
+
+async def test_too_many_requests_pauses_the_recipient_for_the_hour() -> None:
+    error = await fail(Mock([status(12, "tooManyRequests")]), vb(text()))
+    assert_error(error, Failure.RATE_LIMITED, "viber_12", retry_after=3600.0, scope=Scope.RECIPIENT)
+
+
+# -- against the sandbox ---------------------------------------------------------------
+
+
+@pytest.fixture
+def bot(env: Env) -> None:
+    env.box.viber.add_bot(VIBER_TOKEN, "Shop", uri="shop")
+    env.box.viber.add_user("shop", USER, "Olena", subscribed=True)
+
+
+def sandbox_client(env: Env) -> ViberClient:
+    return ViberClient(env.http, base_url=f"{env.url}/viber")
+
+
+@pytest.mark.usefixtures("bot")
+async def test_sandbox_receives_text_picture_location_and_keyboards(env: Env) -> None:
+    client = sandbox_client(env)
+    shop = account("viber", settings={"sender_name": "Shop"})
+    first = await client.send(
+        shop, vb(text("hi"), keyboard=keyboard([("Yes", "y", None), ("No", "n", None)]))
+    )
+    await client.send(shop, vb(media("photo", url="https://cdn.test/p.jpg", caption="p")))
+    await client.send(shop, vb(OutLocation(latitude=50.45, longitude=30.52)))
+    sent = env.box.viber.sent_messages("shop", USER)
+    assert [s["type"] for s in sent] == ["text", "picture", "location"]
+    assert str(sent[0]["message_token"]) == first.provider_message_id
+    assert sent[0]["message"]["keyboard"]["Buttons"][0]["ActionBody"] == "y"
+    assert sent[0]["message"]["sender"] == {"name": "Shop"}
+    assert sent[1]["message"]["media"] == "https://cdn.test/p.jpg"
+
+
+@pytest.mark.usefixtures("bot")
+async def test_sandbox_unreplied_limit_and_permanent_statuses(env: Env) -> None:
+    env.box.config.viber.limits.unreplied = SlidingWindow(limit=2, window=3600.0)
+    client = sandbox_client(env)
+    shop = account("viber")
+    await client.send(shop, vb(text("1")))
+    await client.send(shop, vb(text("2")))
+    with pytest.raises(ProviderError) as caught:
+        await client.send(shop, vb(text("3")))
+    assert_error(
+        caught.value, Failure.RATE_LIMITED, "viber_12", retry_after=3600.0, scope=Scope.RECIPIENT
+    )
+
+    env.box.viber.add_user("shop", "gone=", subscribed=False)
+    with pytest.raises(ProviderError) as caught:
+        await client.send(shop, command(text(), channel="viber", recipient="gone="))
+    assert_error(caught.value, Failure.PERMANENT, "viber_6")
+
+    with pytest.raises(ProviderError) as caught:
+        await client.send(account("viber", secrets={"token": "bad"}), vb(text()))
+    assert_error(caught.value, Failure.PERMANENT, "viber_2")
+
+    env.box.set_fault("viber", "shop", error_rate=1.0, error_status=503)
+    with pytest.raises(ProviderError) as caught:
+        await client.send(shop, command(text(), channel="viber", recipient="other="))
+    assert_error(caught.value, Failure.RETRYABLE, "viber_503")

@@ -1,0 +1,204 @@
+"""Outbound over real NATS against the sandbox Telegram: three instances sharing one bot
+never exceed a Telegram limit and get no 429; a forced 429 pauses every instance; a
+permanent error fails at once while 5xx answers are retried; idempotent sends."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.stack import API_KEY, keyring, service_env
+from tests.support.streams import stream_messages
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.outbound.app import create_app
+from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.testing import serve
+
+pytestmark = pytest.mark.e2e
+TOKEN = "300000001:outbound-e2e"
+
+
+@dataclass
+class Env:
+    box: Sandbox
+    sandbox: str
+    urls: list[str]
+    nats_url: str
+
+
+@pytest.fixture
+async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    box = Sandbox(SandboxConfig())
+    box.telegram.add_bot(TOKEN, "out_bot")
+    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
+        for key, value in service_env(
+            nats_url,
+            SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.1,
+            SWITCHBOARD_OUTBOUND_BREAKER_COOLDOWN_S=1,
+        ).items():
+            monkeypatch.setenv(key, value)
+        bus = await Bus.connect(nats_url, name="setup")
+        await bus.provision()
+        await AccountStore(await bus.kv("accounts"), keyring()).put(
+            Account(
+                channel=Channel.TELEGRAM,
+                id="shop",
+                workspace_id="demo",
+                settings={"api_base_url": f"{sandbox}/telegram"},
+                secrets={"token": TOKEN},
+            )
+        )
+        await bus.close()
+        urls = [
+            await stack.enter_async_context(serve_app(create_app(load_settings(OutboundSettings))))
+            for _ in range(3)
+        ]
+        yield Env(box, sandbox, urls, nats_url)
+
+
+async def _send_all(nats_url: str, cmds: list[SendMessage]) -> None:
+    bus = await Bus.connect(nats_url, name="caller")
+    try:
+        for cmd in cmds:
+            await bus.publish(cmd, workspace_id="demo")
+    finally:
+        await bus.close()
+
+
+def _text(i: int, chat: int, **kw: Any) -> SendMessage:
+    return SendMessage(
+        message_id=f"msg-{i}",
+        channel=Channel.TELEGRAM,
+        account="shop",
+        recipient=str(chat),
+        content=OutText(text=f"hello {i}"),
+        **kw,
+    )
+
+
+async def _outcomes(nats_url: str, n: int) -> dict[str, list[Any]] | None:
+    events = [d.model for d in await stream_messages(nats_url, "DELIVERY")]
+    done = [e for e in events if e.name in ("delivery.sent", "delivery.failed")]
+    if len({e.message_id for e in done}) < n:
+        return None
+    out: dict[str, list[Any]] = {}
+    for e in events:
+        out.setdefault(e.name, []).append(e)
+    return out
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+async def test_three_instances_share_one_bot_within_every_telegram_limit(env: Env) -> None:
+    cmds = [_text(i, 1000 + i % 25) for i in range(150)]  # 25 private chats, 6 messages each
+    await _send_all(env.nats_url, cmds)
+    outcomes = await eventually(
+        lambda: _outcomes(env.nats_url, 150),
+        timeout=90,
+        interval=0.5,
+        message="150 messages delivered",
+    )
+    assert len(outcomes["delivery.sent"]) == 150
+    assert "delivery.failed" not in outcomes
+    accepted = [r for r in env.box.recorder.requests(provider="telegram", method="sendMessage")]
+    assert [r for r in accepted if r.status == 429] == []
+    times = [r.at for r in accepted if r.ok]
+    assert len(times) == 150
+    assert _max_in_window(times, 1.0) <= 30
+    for chat in range(1000, 1025):
+        per_chat = sorted(r.at for r in accepted if r.ok and r.chat == str(chat))
+        # slots are >= 1 s apart; arrival adds HTTP jitter (the fake's own rule: 1/s, burst 3)
+        assert all(b - a >= 0.9 for a, b in itertools.pairwise(per_chat)), chat
+    # sends to 25 chats at 1/s each take ~6 s; the bot limit is not the bottleneck here
+    assert max(times) - min(times) < 12
+    # the CRM sees the business side of the conversation
+    sent = [d.model for d in await stream_messages(env.nats_url, "CONV")]
+    assert {m.message_id for m in sent} == {c.message_id for c in cmds}
+
+
+async def test_forced_429_pauses_every_instance_for_retry_after(env: Env) -> None:
+    await _set_limits(env, {"bot": {"limit": 3, "window": 2}})  # stricter than our limiter
+    await _send_all(env.nats_url, [_text(i, 2000 + i) for i in range(12)])
+    await eventually(lambda: _outcomes(env.nats_url, 12), timeout=90, interval=0.5)
+    reqs = env.box.recorder.requests(provider="telegram", method="sendMessage")
+    limited = [r for r in reqs if r.status == 429]
+    assert limited, "the sandbox should have refused some sends"
+    first = limited[0]
+    after = [
+        r for r in reqs if r.seq > first.seq and r.at < first.at + (first.retry_after or 0) - 0.05
+    ]
+    assert after == [], "an instance sent while the bot was paused"
+
+
+async def _set_limits(env: Env, limits: dict[str, Any]) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.put(f"{env.sandbox}/_sandbox/telegram/limits", json=limits)
+        assert r.status_code == 200, r.text
+
+
+async def test_permanent_error_fails_at_once_and_5xx_is_retried(env: Env) -> None:
+    env.box.telegram.add_chat(TOKEN, 3001, "private")
+    env.box.telegram.block_chat(TOKEN, 3001)
+    env.box.set_fault(
+        "telegram", TOKEN, error_rate=0.5, error_status=502, seed=3, methods=["sendMessage"]
+    )
+    await _send_all(env.nats_url, [_text(1, 3001)] + [_text(i, 3100 + i) for i in range(2, 12)])
+    outcomes = await eventually(lambda: _outcomes(env.nats_url, 11), timeout=90, interval=0.5)
+    failed = outcomes["delivery.failed"]
+    assert [(f.message_id, f.permanent) for f in failed] == [("msg-1", True)]
+    assert "blocked" in failed[0].reason
+    assert len(outcomes["delivery.sent"]) == 10
+    assert outcomes.get("delivery.retrying"), "some 502s should have been retried"
+    async with httpx.AsyncClient() as http:
+        r = await http.get(
+            f"{env.urls[0]}/v1/messages/msg-1", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        record = r.json()
+    assert (r.status_code, record["status"]) == (200, "failed")
+    steps = [(h["status"], h["reason"] or "") for h in record["history"]]
+    # any retry before it was a 5xx; the permanent answer ended it at once
+    assert all("502" in reason for status, reason in steps if status == "retrying"), steps
+    assert steps[-1][0] == "failed"
+    assert "blocked" in steps[-1][1]
+    assert [s for s, _ in steps].count("in_flight") == record["attempts"]
+
+
+async def test_http_api_is_idempotent(env: Env) -> None:
+    async with httpx.AsyncClient() as http:
+        body = {
+            "channel": "telegram",
+            "account": "shop",
+            "recipient": "4001",
+            "content": {"kind": "text", "text": "once"},
+        }
+        auth = {"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "order-77"}
+        for _ in range(3):
+            r = await http.post(f"{env.urls[1]}/v1/messages", json=body, headers=auth)
+            assert r.status_code == 202, r.text
+        await eventually(lambda: _outcomes(env.nats_url, 1), timeout=30)
+        status = (await http.get(f"{env.urls[2]}/v1/messages/order-77", headers=auth)).json()
+        assert status["status"] == "sent"
+        bad = await http.post(f"{env.urls[0]}/v1/messages", json={"channel": "fax"}, headers=auth)
+        assert bad.status_code == 422
+    sent = env.box.recorder.requests(provider="telegram", method="sendMessage")
+    assert len([r for r in sent if r.ok]) == 1
