@@ -202,3 +202,29 @@ async def test_http_api_is_idempotent(env: Env) -> None:
         assert bad.status_code == 422
     sent = env.box.recorder.requests(provider="telegram", method="sendMessage")
     assert len([r for r in sent if r.ok]) == 1
+
+
+async def test_outage_opens_the_circuit_and_everything_is_delivered_after(env: Env) -> None:
+    env.box.set_fault("telegram", TOKEN, outage_until=env.box.clock.time() + 3)
+    await _send_all(env.nats_url, [_text(i, 6000 + i) for i in range(20)])
+    async with httpx.AsyncClient() as http:
+
+        async def circuit_open() -> bool:
+            for url in env.urls:
+                report = (await http.get(f"{url}/health/integrations")).json()
+                if report["integrations"].get("telegram/shop", {}).get("state") in (
+                    "open",
+                    "half_open",
+                ):
+                    return True
+            return False
+
+        await eventually(circuit_open, timeout=20, message="a breaker opened")
+    outcomes = await eventually(
+        lambda: _outcomes(env.nats_url, 20),
+        timeout=90,
+        interval=0.5,
+        message="all delivered after the outage",
+    )
+    assert len(outcomes["delivery.sent"]) == 20
+    assert "delivery.failed" not in outcomes
