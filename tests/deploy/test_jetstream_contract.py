@@ -1,0 +1,186 @@
+"""The NACK manifests and NATS values are generated from the catalog and must not drift:
+`switchboard-events k8s` into a temp dir gives the committed files. The topology in the
+catalog mirrors what the services declare in their code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from switchboard.crm import app as crm_app
+from switchboard.events.cli import main as events_cli
+from switchboard.events.k8s import (
+    HEADER,
+    REPLICAS,
+    go_duration,
+    jetstream_manifests,
+    to_yaml,
+)
+from switchboard.events.streams import BUCKETS, STREAMS
+from switchboard.events.topology import SERVICES, check_topology
+from switchboard.ingest import normalizer
+from switchboard.runtime.consumer import ConsumerSpec
+from tests.deploy.support import K8S, NATS_VALUES, build, find, services
+
+JETSTREAM = K8S / "base/jetstream"
+
+# The services' own consumer declarations (the catalog may not import them; tests may).
+SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
+    "ingest": [normalizer.SPEC],
+    "crm": [crm_app.RESOLVER, crm_app.COMMANDS],
+}
+
+
+def _diff(generated: dict[str, str], committed: dict[str, str]) -> list[str]:
+    problems = [f"missing: {name}" for name in sorted(set(generated) - set(committed))]
+    problems += [f"not generated: {name}" for name in sorted(set(committed) - set(generated))]
+    problems += [
+        f"differs: {name}"
+        for name in sorted(set(generated) & set(committed))
+        if generated[name] != committed[name]
+    ]
+    return problems
+
+
+def _render(tmp_path: Path) -> tuple[dict[str, str], str]:
+    out, values = tmp_path / "jetstream", tmp_path / "values.yaml"
+    assert events_cli(["k8s", "--out", str(out), "--nats-values", str(values)]) == 0
+    return {p.name: p.read_text() for p in out.glob("*.yaml")}, values.read_text()
+
+
+def test_committed_manifests_are_current(tmp_path: Path) -> None:
+    """`switchboard-events k8s` was run after the last catalog change."""
+    generated, values = _render(tmp_path)
+    committed = {p.name: p.read_text() for p in JETSTREAM.glob("*.yaml")}
+    assert _diff(generated, committed) == [], "run `uv run switchboard-events k8s` and commit"
+    assert values == NATS_VALUES.read_text(), "run `uv run switchboard-events k8s` and commit"
+
+
+def test_drift_is_caught(tmp_path: Path) -> None:
+    """The comparison bites: a stream removed, a file added."""
+    generated, _ = _render(tmp_path)
+    streams = generated["streams.yaml"]
+    first_doc_end = streams.index("---\n")
+    without_raw = streams[first_doc_end + 4 :]
+    assert _diff(generated, {**generated, "streams.yaml": without_raw}) == ["differs: streams.yaml"]
+    assert _diff(generated, {**generated, "extra.yaml": "x"}) == ["not generated: extra.yaml"]
+
+
+def test_generation_is_idempotent(tmp_path: Path) -> None:
+    out = tmp_path / "jetstream"
+    events_cli(["k8s", "--out", str(out), "--nats-values", str(tmp_path / "v.yaml")])
+    stamp = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*.yaml")}
+    (out / "stale.yaml").write_text(HEADER + "kind: Stream\n")  # no longer generated
+    (out / "mine.yaml").write_text("kind: ConfigMap\n")  # not ours: left alone
+    events_cli(["k8s", "--out", str(out), "--nats-values", str(tmp_path / "v.yaml")])
+    after = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*.yaml")}
+    assert after.pop("mine.yaml")
+    assert after == stamp
+
+
+def test_yaml_emitter_round_trips() -> None:
+    doc: dict[str, Any] = {
+        "a": "raw.>",
+        "b": ["$JS.API.INFO", "*", "yes", "1h", "", "x: y", "- z"],
+        "c": {"d": True, "e": None, "f": 3, "g": [], "h": {}},
+        "i": [{"j": 1, "k": [1, 2]}, [3, 4]],
+    }
+    assert yaml.safe_load(to_yaml(doc)) == doc
+
+
+def _resources(kind: str) -> dict[str, dict[str, Any]]:
+    docs = [d for d in build("prod") if d["kind"] == kind]
+    key = {"Stream": "name", "KeyValue": "bucket", "Consumer": "durableName"}[kind]
+    return {d["spec"][key]: d["spec"] for d in docs}
+
+
+def test_every_stream_of_the_catalog_is_a_nack_stream() -> None:
+    streams = _resources("Stream")
+    assert set(streams) == {s.name for s in STREAMS}
+    for spec in STREAMS:
+        got = streams[spec.name]
+        assert got["subjects"] == list(spec.subjects)
+        assert got["retention"] == spec.retention.value
+        assert got["replicas"] == REPLICAS == 3
+        assert got["storage"] == "file"
+        assert got.get("maxAge") == (go_duration(spec.max_age_s) if spec.max_age_s else None)
+        assert got["duplicateWindow"] == go_duration(spec.duplicate_window_s)
+        assert got["maxMsgSize"] == spec.max_msg_size
+        assert got["denyDelete"] == spec.deny_delete
+        assert got["allowDirect"] == spec.allow_direct
+        assert got["preventDelete"] is True, "deleting the resource never deletes the data"
+
+
+def test_every_bucket_of_the_catalog_is_a_nack_keyvalue() -> None:
+    buckets = _resources("KeyValue")
+    assert set(buckets) == {b.name for b in BUCKETS}
+    for spec in BUCKETS:
+        got = buckets[spec.name]
+        assert got["history"] == spec.history
+        assert got.get("ttl") == (go_duration(spec.ttl_s) if spec.ttl_s else None)
+        assert got["replicas"] == 3
+        assert got["storage"] == "file"
+
+
+def test_every_durable_of_the_topology_is_a_nack_consumer() -> None:
+    consumers = _resources("Consumer")
+    declared = {d.name: d for s in SERVICES for d in s.durables}
+    assert set(consumers) == set(declared)
+    for name, durable in declared.items():
+        got = consumers[name]
+        assert got["streamName"] == durable.stream
+        assert got["filterSubjects"] == list(durable.filter_subjects)
+        assert "filterSubject" not in got, "the services send filter_subjects, a list"
+        assert "description" not in got, "the services send none"
+        assert got["maxDeliver"] == durable.max_deliver
+        assert got["ackPolicy"] == "explicit"
+
+
+def test_all_nack_resources_use_the_generated_account() -> None:
+    docs = build("base")
+    account = find(docs, "Account")
+    assert len(account) == 1
+    for kind in ("Stream", "KeyValue", "Consumer"):
+        for doc in find(docs, kind):
+            assert doc["spec"]["account"] == account[0]["metadata"]["name"]
+
+
+def test_topology_is_consistent_with_the_catalog() -> None:
+    assert check_topology() == []
+    assert [s.name for s in SERVICES] == services()
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_topology_mirrors_the_services_consumers(service: str) -> None:
+    """Each durable in the topology is what the service creates itself, field by field:
+    NACK and the service must agree, or each would keep changing the other's consumer."""
+    topo = next(s for s in SERVICES if s.name == service)
+    code = {spec.durable: spec for spec in SERVICE_DURABLES[service]}
+    assert set(code) == {d.name for d in topo.durables}
+    for durable in topo.durables:
+        cfg = code[durable.name].config()
+        assert code[durable.name].stream == durable.stream
+        assert tuple(cfg.filter_subjects or ()) == durable.filter_subjects
+        assert cfg.max_deliver == durable.max_deliver
+        assert cfg.ack_wait == durable.ack_wait_s
+        assert cfg.max_ack_pending == durable.max_ack_pending
+        assert cfg.deliver_policy is not None
+        assert cfg.deliver_policy.value == "all"
+        assert cfg.ack_policy is not None
+        assert cfg.ack_policy.value == "explicit"
+
+
+def test_crm_projection_streams_are_read_by_crm() -> None:
+    """The CRM's projections read CONV, CRM and DELIVERY: the topology declares each."""
+    crm = next(s for s in SERVICES if s.name == "crm")
+    reads = {r.stream for r in crm.reads}
+    assert {module.STREAM for module in crm_app.PROJECTIONS} <= reads
+
+
+def test_generated_manifests_listed_by_their_kustomization() -> None:
+    files = jetstream_manifests()
+    kustomization = yaml.safe_load(files["kustomization.yaml"])
+    assert sorted(kustomization["resources"]) == sorted(set(files) - {"kustomization.yaml"})

@@ -1,0 +1,306 @@
+"""deploy/k8s: every overlay builds with `kubectl kustomize`, every resource validates against
+the Kubernetes schemas (strict, oldest and newest supported version) and the vendored CRD
+schemas, and the invariants the deployment guide promises hold for every service."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from switchboard.events.k8s import NATS_URL
+from switchboard.runtime.settings import ConfigError, load_settings
+from tests.deploy.support import (
+    K8S_VERSIONS,
+    OVERLAYS,
+    POSTGRES,
+    SETTINGS,
+    build,
+    env_field,
+    find,
+    is_secret_field,
+    load_docs,
+    needed_in_container,
+    one,
+    services,
+    uses_postgres,
+    validation_errors,
+)
+
+NAMESPACE = "switchboard"
+ALL_BUILDS = ("base", *OVERLAYS)
+
+
+def _container(deploy: dict[str, Any]) -> dict[str, Any]:
+    containers = deploy["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def _config(docs: list[dict[str, Any]], deploy: dict[str, Any]) -> dict[str, str]:
+    """The ConfigMap data a Deployment's container reads through envFrom."""
+    data: dict[str, str] = {}
+    for source in _container(deploy).get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        data.update(one(docs, "ConfigMap", name)["data"])
+    return data
+
+
+def _secret_refs(deploy: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in _container(deploy).get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+def test_overlay_builds(overlay: str) -> None:
+    docs = build(overlay)
+    assert docs
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "switchboard"
+
+
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+def test_every_resource_validates(overlay: str, k8s_version: str) -> None:
+    problems = [p for doc in build(overlay) for p in validation_errors(doc, k8s_version)]
+    assert problems == []
+
+
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+def test_postgres_cluster_validates(k8s_version: str) -> None:
+    docs = load_docs(POSTGRES)
+    assert {d["kind"] for d in docs} == {"Cluster", "PodMonitor"}
+    assert [p for d in docs for p in validation_errors(d, k8s_version)] == []
+    cluster = one(docs, "Cluster", "switchboard-pg")
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["bootstrap"]["initdb"]["secret"]["name"] == "switchboard-pg-app"
+
+
+def test_validation_bites() -> None:
+    """The validators really reject: a typo in a built-in kind and in a custom resource."""
+    deploy = one(build("base"), "Deployment", "crm")
+    deploy["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert validation_errors(deploy, K8S_VERSIONS[-1])
+    stream = find(build("base"), "Stream")[0]
+    stream["spec"]["maxAge"] = "7 days"
+    assert validation_errors(stream, K8S_VERSIONS[-1])
+    stream["spec"]["maxAge"] = "168h"
+    stream["spec"]["replicaz"] = 3
+    assert validation_errors(stream, K8S_VERSIONS[-1])
+    unknown = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "x"}}
+    assert validation_errors(unknown, K8S_VERSIONS[-1])
+
+
+def test_every_service_is_deployed_and_nothing_else() -> None:
+    docs = build("base")
+    assert {d["metadata"]["name"] for d in find(docs, "Deployment")} == set(services())
+    assert set(SETTINGS) == set(services()), "tests/deploy/support.py SETTINGS lists each service"
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+@pytest.mark.parametrize("service", services())
+def test_service_has_its_resources(overlay: str, service: str) -> None:
+    docs = build(overlay)
+    labels = {"app.kubernetes.io/name": service}
+    deploy = one(docs, "Deployment", service)
+    assert deploy["spec"]["selector"]["matchLabels"] == labels
+    assert labels.items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+    svc = one(docs, "Service", service)
+    assert svc["spec"]["selector"] == labels
+    sa = one(docs, "ServiceAccount", service)
+    assert sa["automountServiceAccountToken"] is False
+    pdb = one(docs, "PodDisruptionBudget", service)
+    assert pdb["spec"]["selector"]["matchLabels"] == labels
+    monitor = one(docs, "ServiceMonitor", service)
+    assert monitor["spec"]["selector"]["matchLabels"] == labels
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    policy = one(docs, "NetworkPolicy", service)
+    assert policy["spec"]["podSelector"]["matchLabels"] == labels
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+@pytest.mark.parametrize("service", services())
+def test_pod_security(overlay: str, service: str) -> None:
+    deploy = one(build(overlay), "Deployment", service)
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == service
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    c = _container(deploy)
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] >= 10000
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in sc["capabilities"]
+    assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert tmp, "a writable /tmp"
+    volume = next(v for v in pod["volumes"] if v["name"] == tmp[0]["name"])
+    assert "emptyDir" in volume
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key)
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+@pytest.mark.parametrize("service", services())
+def test_probes_ports_and_resources(overlay: str, service: str) -> None:
+    docs = build(overlay)
+    deploy = one(docs, "Deployment", service)
+    c = _container(deploy)
+    assert c["command"] == ["python", "-m", f"switchboard.{service}"]
+    port = next(p for p in c["ports"] if p["name"] == "http")
+    config = _config(docs, deploy)
+    assert str(port["containerPort"]) == config["SWITCHBOARD_HTTP_PORT"]
+    assert config["SWITCHBOARD_HTTP_HOST"] == "0.0.0.0"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c["resources"][kind]), kind
+    svc = one(docs, "Service", service)
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+    grace = deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > float(config["SWITCHBOARD_SHUTDOWN_GRACE_S"]) + 5, "room to drain"
+    rolling = deploy["spec"]["strategy"]["rollingUpdate"]
+    assert rolling["maxUnavailable"] == 0, "rolling updates without downtime"
+    if overlay != "base":
+        assert ":" in c["image"] or "@sha256:" in c["image"], "overlays pin the image"
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+@pytest.mark.parametrize("service", services())
+def test_settings_come_from_configmap_and_secret_references(
+    overlay: str, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the settings class needs is there; secrets only by reference; it all loads."""
+    cls = SETTINGS[service]
+    docs = build(overlay)
+    deploy = one(docs, "Deployment", service)
+    config = _config(docs, deploy)
+    secrets = _secret_refs(deploy)
+    assert not find(docs, "Secret"), "no Secret is shipped: the operator creates them"
+    provided = {env_field(cls, n) for n in [*config, *secrets]}
+    assert needed_in_container(cls) <= provided, sorted(needed_in_container(cls) - provided)
+    for name in config:
+        field = env_field(cls, name)
+        assert field is not None, f"{name} sets no setting of {service}"
+        assert not is_secret_field(cls, field), f"{name} is a secret: use a secretKeyRef"
+    for name, (secret, _) in secrets.items():
+        assert env_field(cls, name) is not None, f"{name} sets no setting of {service}"
+        assert secret == f"switchboard-{service}"
+    assert config["SWITCHBOARD_PROVISION"] == "false", "NACK provisions in Kubernetes"
+    assert config["SWITCHBOARD_NATS_USER"] == service, "each service has its own NATS user"
+    assert config["SWITCHBOARD_NATS_URL"] == NATS_URL
+    assert "SWITCHBOARD_NATS_PASSWORD" in secrets
+    assert ("SWITCHBOARD_DATABASE_URL" in secrets) == uses_postgres(cls)
+
+    for name in list(os.environ):
+        if name.startswith("SWITCHBOARD_"):
+            monkeypatch.delenv(name)
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    dummies = {
+        "encryption_keys": "k1:" + "A" * 43 + "=",
+        "api_keys": "test-key-0001=demo",
+        "database_url": "postgresql://switchboard:x@switchboard-pg-rw.postgres:5432/switchboard",
+    }
+    for name in secrets:
+        monkeypatch.setenv(name, dummies.get(env_field(cls, name) or "", "dummy-secret"))
+    try:
+        settings = load_settings(cls)
+    except ConfigError as exc:
+        pytest.fail(f"{service} in {overlay}: {exc}")
+    assert settings.provision is False
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+def test_network_policies(overlay: str) -> None:
+    docs = build(overlay)
+    deny = one(docs, "NetworkPolicy", "default-deny")
+    assert deny["spec"]["podSelector"] == {}
+    assert sorted(deny["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
+    dns = one(docs, "NetworkPolicy", "allow-dns")
+    assert {p["port"] for r in dns["spec"]["egress"] for p in r["ports"]} == {53}
+    for service in services():
+        spec = one(docs, "NetworkPolicy", service)["spec"]
+        assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+        reach: dict[str, set[int]] = {}
+        for rule in spec["egress"]:
+            ports = {p["port"] for p in rule["ports"]}
+            assert rule.get("to"), f"{service}: an egress rule without `to` opens everything"
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    assert peer["ipBlock"]["cidr"] == "0.0.0.0/0"
+                    assert "10.0.0.0/8" in peer["ipBlock"]["except"], "not the cluster network"
+                    reach.setdefault("internet", set()).update(ports)
+                else:
+                    ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    assert peer["podSelector"]["matchLabels"], "a namespace's pods, not all"
+                    reach.setdefault(ns, set()).update(ports)
+        expected = {"nats": {4222}}
+        if uses_postgres(SETTINGS[service]):
+            expected["postgres"] = {5432}
+        if service == "ingest":  # provider APIs, called when accounts are registered
+            expected["internet"] = {443}
+        assert reach == expected, service
+        http_ports = [p["port"] for r in spec["ingress"] for p in r["ports"]]
+        assert http_ports == ["http"], f"{service}: only the HTTP port is open"
+
+
+def test_hpa_for_ingest_only_and_it_owns_the_replicas() -> None:
+    docs = build("base")
+    hpas = {h["metadata"]["name"]: h for h in find(docs, "HorizontalPodAutoscaler")}
+    assert set(hpas) == {"ingest"}
+    target = hpas["ingest"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "ingest")
+    assert "replicas" not in one(docs, "Deployment", "ingest")["spec"]
+
+
+def test_dev_runs_single_replicas() -> None:
+    docs = build("dev")
+    assert one(docs, "Deployment", "crm")["spec"]["replicas"] == 1
+    hpa = one(docs, "HorizontalPodAutoscaler", "ingest")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1)
+    assert {d["spec"]["replicas"] for d in find(docs, "Stream") + find(docs, "KeyValue")} == {1}
+
+
+def test_prod_runs_replicas_spread_with_bigger_resources() -> None:
+    prod, base = build("prod"), build("base")
+    assert one(prod, "Deployment", "crm")["spec"]["replicas"] >= 3
+    assert one(prod, "HorizontalPodAutoscaler", "ingest")["spec"]["minReplicas"] >= 3
+    assert {d["spec"]["replicas"] for d in find(prod, "Stream") + find(prod, "KeyValue")} == {3}
+    for service in services():
+        deploy = one(prod, "Deployment", service)
+        pod = deploy["spec"]["template"]["spec"]
+        terms = pod["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert terms[0]["podAffinityTerm"]["labelSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": service
+        }
+        assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+        big = _container(deploy)["resources"]["requests"]
+        small = _container(one(base, "Deployment", service))["resources"]["requests"]
+        assert _millicores(big["cpu"]) > _millicores(small["cpu"]), service
+
+
+def _millicores(value: str) -> int:
+    return int(value[:-1]) if value.endswith("m") else int(float(value) * 1000)
+
+
+def test_namespace_enforces_restricted_pod_security() -> None:
+    ns = one(build("base"), "Namespace", NAMESPACE)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -1,0 +1,341 @@
+"""The generated NATS users and permissions, on a real nats-server, with the real services.
+
+The server gets the accounts block of ``deploy/nats/values.yaml`` as the Helm chart would
+render it (passwords filled in). The ``nack`` user creates streams, buckets and durable
+consumers from the generated NACK manifests, as NACK would. Then ingest and CRM run
+in-process with ``PROVISION=false`` and their own users, a webhook goes all the way to the
+CRM API and a command travels the bus. The server log must show no permission violation,
+and the services must not have changed the consumers NACK owns. Finally each user is
+refused what it must not do (another service's subjects, stream administration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from nats.aio.client import Client as NatsClient
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    ReplayPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from switchboard.crm.app import create_app as create_crm
+from switchboard.crm.settings import CrmSettings
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.crm import UpdateContact
+from switchboard.events.k8s import password_env
+from switchboard.ingest.app import create_app as create_ingest
+from switchboard.ingest.settings import IngestSettings
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.embedded import free_port, wait_for_port
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+from tests.support.stack import API_KEY, keyring, service_env
+from tests.support.telegram import text_update
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+VALUES = ROOT / "deploy/nats/values.yaml"
+JETSTREAM = ROOT / "deploy/k8s/base/jetstream"
+SECRET = "s3cret-token"
+
+
+def _nats_binary() -> str:
+    for candidate in (
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ):
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("nats-server not found (switchboard-runtime[embedded])")
+
+
+def _go_seconds(text: str) -> float:
+    unit = {"s": 1, "m": 60, "h": 3600}[text[-1]]
+    return float(text[:-1]) * unit
+
+
+def _passwords() -> dict[str, str]:
+    merge = yaml.safe_load(VALUES.read_text())["config"]["merge"]
+    users = [u["user"] for acc in merge["accounts"].values() for u in acc["users"]]
+    return {user: f"pw-{user}-0123456789" for user in users}
+
+
+def _server_config(tmp: Path, port: int, passwords: dict[str, str]) -> Path:
+    """nats.conf with the values' accounts, as the chart renders them (variables resolved)."""
+    text = json.dumps(yaml.safe_load(VALUES.read_text())["config"]["merge"])
+    for user, password in passwords.items():
+        text = text.replace(f"<< ${password_env(user)} >>", password)
+    assert "<<" not in text, "a password placeholder without a user"
+    lines = [
+        f"listen: 127.0.0.1:{port}",
+        "server_name: permissions",
+        f'jetstream {{ store_dir: "{tmp / "js"}" }}',
+        f'log_file: "{tmp / "nats.log"}"',
+    ]
+    lines += [f"{key}: {json.dumps(value)}" for key, value in json.loads(text).items()]
+    conf = tmp / "nats.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+def _consumer_config(spec: dict[str, Any]) -> ConsumerConfig:
+    """The JetStream config NACK creates from a generated Consumer resource."""
+    filters = spec.get("filterSubjects") or None
+    return ConsumerConfig(
+        durable_name=spec["durableName"],
+        description=spec.get("description"),
+        ack_policy=AckPolicy(spec["ackPolicy"]),
+        ack_wait=_go_seconds(spec["ackWait"]),
+        deliver_policy=DeliverPolicy(spec["deliverPolicy"]),
+        replay_policy=ReplayPolicy(spec["replayPolicy"]),
+        max_deliver=spec["maxDeliver"],
+        max_ack_pending=spec["maxAckPending"],
+        filter_subject=spec.get("filterSubject"),
+        filter_subjects=filters,
+    )
+
+
+def _nack(kind_file: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((JETSTREAM / kind_file).read_text()) if d]
+
+
+def _nack_consumers() -> list[dict[str, Any]]:
+    return _nack("consumers.yaml")
+
+
+def _stream_config(spec: dict[str, Any]) -> StreamConfig:
+    """The stream NACK creates from a generated Stream resource (one replica here)."""
+    return StreamConfig(
+        name=spec["name"],
+        description=spec.get("description"),
+        subjects=spec["subjects"],
+        retention=RetentionPolicy(spec["retention"]),
+        storage=StorageType(spec["storage"]),
+        discard=DiscardPolicy(spec["discard"]),
+        max_age=_go_seconds(spec["maxAge"]) if "maxAge" in spec else None,
+        duplicate_window=_go_seconds(spec["duplicateWindow"]),
+        max_msg_size=spec["maxMsgSize"],
+        allow_direct=spec["allowDirect"],
+        deny_delete=spec["denyDelete"],
+        num_replicas=1,
+    )
+
+
+def _kv_config(spec: dict[str, Any]) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=spec["bucket"],
+        description=spec.get("description"),
+        history=spec["history"],
+        ttl=_go_seconds(spec["ttl"]) if "ttl" in spec else None,
+        storage=StorageType(spec["storage"]),
+        replicas=1,
+        direct=True,  # NACK creates buckets with nats.go, which always allows direct gets
+    )
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
+    passwords = _passwords()
+    port = free_port()
+    conf = _server_config(tmp_path, port, passwords)
+    with (tmp_path / "stdout.log").open("ab") as log:
+        proc = subprocess.Popen([_nats_binary(), "-c", str(conf)], stdout=log, stderr=log)
+        try:
+            wait_for_port("127.0.0.1", port, 20.0, proc)
+            yield f"nats://127.0.0.1:{port}", passwords, tmp_path / "nats.log"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _violations(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    return [line for line in log.read_text().splitlines() if "Violation" in line]
+
+
+async def _provision_as_nack(url: str, passwords: dict[str, str]) -> None:
+    bus = await Bus.connect(url, name="nack", user="nack", password=passwords["nack"])
+    try:
+        # As NACK would, from the generated resources (one replica on a single server).
+        for doc in _nack("streams.yaml"):
+            await bus.js.add_stream(_stream_config(doc["spec"]))
+        for doc in _nack("keyvalues.yaml"):
+            await bus.js.create_key_value(_kv_config(doc["spec"]))
+        for doc in _nack_consumers():
+            spec = doc["spec"]
+            await bus.js.add_consumer(spec["streamName"], _consumer_config(spec))
+        store = AccountStore(await bus.kv("accounts"), keyring())
+        await store.put(
+            Account(
+                channel=Channel.TELEGRAM,
+                id="demo",
+                workspace_id="demo",
+                secrets={"token": "100000001:test", "webhook_secret": SECRET},
+            )
+        )
+    finally:
+        await bus.close()
+
+
+async def test_services_run_on_their_generated_users(
+    secured_nats: tuple[str, dict[str, str], Path],
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, passwords, log = secured_nats
+    await _provision_as_nack(url, passwords)
+    env = service_env(url, postgres_url, SWITCHBOARD_PROVISION="false")
+    for service in ("ingest", "crm"):
+        env[f"SWITCHBOARD_{service.upper()}_NATS_USER"] = service
+        env[f"SWITCHBOARD_{service.upper()}_NATS_PASSWORD"] = passwords[service]
+    env["SWITCHBOARD_ADMIN_TOKEN"] = "admin-token-for-tests"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    ingest = create_ingest(load_settings(IngestSettings))
+    crm = create_crm(load_settings(CrmSettings))
+    async with (
+        asyncio.timeout(90),  # a missing permission must fail, not hang
+        serve_app(ingest) as ingest_url,
+        serve_app(crm) as crm_url,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        hook = f"{ingest_url}/webhooks/telegram/demo"
+        sent = await http.post(
+            hook,
+            json=text_update(7001, "hello from a least-privilege user"),
+            headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+        )
+        assert sent.status_code == 200, sent.text
+        listed = await http.get(
+            f"{ingest_url}/admin/accounts",
+            headers={"Authorization": "Bearer admin-token-for-tests"},
+        )
+        assert listed.status_code == 200, listed.text  # KV keys(): an ordered watcher
+
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+
+        async def contact() -> dict[str, Any] | None:
+            items = (await http.get(f"{crm_url}/v1/contacts", headers=auth)).json()["items"]
+            return items[0] if items else None
+
+        found = await eventually(contact, timeout=30, message="contact resolved and projected")
+        assert found is not None
+        # A command over the bus: the crm-commands durable, an append to CRM, the projection.
+        admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
+        try:
+            await admin.publish(
+                UpdateContact(contact_id=found["id"], tags_added=("vip",)), workspace_id="demo"
+            )
+        finally:
+            await admin.close()
+
+        async def tagged() -> bool:
+            body = (await http.get(f"{crm_url}/v1/contacts/{found['id']}", headers=auth)).json()
+            return "vip" in body.get("tags", [])
+
+        await eventually(tagged, timeout=30, message="command applied through the bus")
+        ready = [(await http.get(f"{u}/readyz")).status_code for u in (ingest_url, crm_url)]
+        assert ready == [200, 200]
+
+    assert _violations(log) == [], "\n".join(_violations(log))
+
+    # NACK owns the durables: the services' own create requests must not have changed them.
+    check = await Bus.connect(url, name="check", user="admin", password=passwords["admin"])
+    try:
+        for doc in _nack_consumers():
+            spec = doc["spec"]
+            info = await check.js.consumer_info(spec["streamName"], spec["durableName"])
+            got, want = info.config, _consumer_config(spec)
+            for field in (
+                "ack_policy", "ack_wait", "max_deliver", "max_ack_pending", "deliver_policy",
+                "replay_policy", "filter_subject", "filter_subjects", "description",
+            ):  # fmt: skip
+                assert getattr(got, field) == getattr(want, field), (spec["durableName"], field)
+    finally:
+        await check.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "subject"),
+    [
+        ("ingest", "crm.contact_created.v1.x"),  # another service's events
+        ("ingest", "cmd.crm.update_contact.v1.x"),
+        ("ingest", "$JS.API.STREAM.CREATE.EVIL"),  # no stream administration
+        ("ingest", "$JS.API.STREAM.DELETE.RAW"),
+        ("ingest", "$JS.API.STREAM.PURGE.RAW"),
+        ("ingest", "$JS.API.CONSUMER.DELETE.RAW.ingest-normalizer"),
+        ("ingest", "$KV.ratelimit.k"),  # a bucket it does not use
+        ("crm", "raw.telegram.v1.demo"),
+        ("crm", "conv.message_received.v1.x"),
+        ("crm", "$JS.API.STREAM.UPDATE.CRM"),
+        ("crm", "$JS.API.STREAM.MSG.DELETE.CRM"),
+        ("crm", "$KV.accounts.k"),
+        ("crm", "$JS.API.DIRECT.GET.KV_accounts.$KV.accounts.k"),
+    ],
+)
+async def test_users_are_refused_what_they_do_not_need(
+    secured_nats: tuple[str, dict[str, str], Path], user: str, subject: str
+) -> None:
+    url, passwords, _ = secured_nats
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = NatsClient()
+    await nc.connect(url, user=user, password=passwords[user], error_cb=on_error)
+    try:
+        await nc.publish(subject, b"{}")
+        await nc.flush()
+        for _ in range(50):
+            if errors:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await nc.close()
+    assert any("permissions violation" in e.lower() for e in errors), (subject, errors)
+
+
+async def test_subscribing_outside_the_inbox_is_refused(
+    secured_nats: tuple[str, dict[str, str], Path],
+) -> None:
+    url, passwords, _ = secured_nats
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = NatsClient()
+    await nc.connect(url, user="ingest", password=passwords["ingest"], error_cb=on_error)
+    try:
+        await nc.subscribe("crm.>")
+        await nc.flush()
+        for _ in range(50):
+            if errors:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await nc.close()
+    assert any("permissions violation" in e.lower() for e in errors), errors
