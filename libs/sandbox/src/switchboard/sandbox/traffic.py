@@ -10,6 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from switchboard.sandbox.httpjson import ControlError
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -123,3 +128,30 @@ class JobRegistry:
 
     def clear(self) -> None:
         self.jobs.clear()
+
+
+def job_routes(
+    jobs: JobRegistry,
+) -> list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]]:
+    """The control routes every provider's traffic jobs share: list, read and stop."""
+
+    async def list_jobs(request: Request) -> Response:
+        return JSONResponse({"jobs": [j.to_json() for j in jobs.jobs.values()]})
+
+    async def get_job(request: Request) -> Response:
+        job = jobs.jobs.get(request.path_params["job"])
+        if job is None:
+            raise ControlError("no such job", 404)
+        return JSONResponse(job.to_json())
+
+    async def stop_job(request: Request) -> Response:
+        job = await jobs.cancel(request.path_params["job"])
+        if job is None:
+            raise ControlError("no such job", 404)
+        return JSONResponse(job.to_json())
+
+    return [
+        ("/traffic", list_jobs, ["GET"]),
+        ("/traffic/{job}", get_job, ["GET"]),
+        ("/traffic/{job}", stop_job, ["DELETE"]),
+    ]

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
 from switchboard.sandbox.telegram.state import TgBot
 from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate, validate_mix
-from switchboard.sandbox.traffic import TrafficJob, parse_duration
+from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
 
 if TYPE_CHECKING:
     from switchboard.sandbox.telegram.provider import TelegramProvider
@@ -189,21 +189,6 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
             raise ControlError(f"no bot {ref!r}", 404)
         return found
 
-    async def list_traffic(request: Request) -> Response:
-        return JSONResponse({"jobs": [j.to_json() for j in provider.jobs.jobs.values()]})
-
-    async def get_traffic(request: Request) -> Response:
-        job = provider.jobs.jobs.get(request.path_params["job"])
-        if job is None:
-            raise ControlError("no such job", 404)
-        return JSONResponse(job.to_json())
-
-    async def stop_traffic(request: Request) -> Response:
-        job = await provider.jobs.cancel(request.path_params["job"])
-        if job is None:
-            raise ControlError("no such job", 404)
-        return JSONResponse(job.to_json())
-
     table: list[tuple[str, Endpoint, list[str]]] = [
         ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
@@ -219,10 +204,8 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
         ("/limits", set_limits, ["PUT", "POST"]),
         ("/settings", get_settings, ["GET"]),
         ("/settings", set_settings, ["PUT", "POST"]),
-        ("/traffic", list_traffic, ["GET"]),
         ("/traffic", start_traffic, ["POST"]),
-        ("/traffic/{job}", get_traffic, ["GET"]),
-        ("/traffic/{job}", stop_traffic, ["DELETE"]),
+        *job_routes(provider.jobs),
     ]
     return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]
 

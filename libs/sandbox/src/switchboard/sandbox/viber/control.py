@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
-from switchboard.sandbox.traffic import TrafficJob, parse_duration
+from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
 from switchboard.sandbox.viber.state import ViberBot
 from switchboard.sandbox.viber.traffic import GeneratedCallback, generate, validate_mix
 
@@ -196,21 +196,6 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         )
         return JSONResponse(job.to_json(), status_code=202)
 
-    async def list_traffic(request: Request) -> Response:
-        return JSONResponse({"jobs": [j.to_json() for j in provider.jobs.jobs.values()]})
-
-    async def get_traffic(request: Request) -> Response:
-        job = provider.jobs.jobs.get(request.path_params["job"])
-        if job is None:
-            raise ControlError("no such job", 404)
-        return JSONResponse(job.to_json())
-
-    async def stop_traffic(request: Request) -> Response:
-        job = await provider.jobs.cancel(request.path_params["job"])
-        if job is None:
-            raise ControlError("no such job", 404)
-        return JSONResponse(job.to_json())
-
     table: list[tuple[str, Endpoint, list[str]]] = [
         ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
@@ -226,9 +211,7 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         ("/settings", get_settings, ["GET"]),
         ("/settings", set_settings, ["PUT", "POST"]),
         ("/generated", generated, ["GET"]),
-        ("/traffic", list_traffic, ["GET"]),
         ("/traffic", start_traffic, ["POST"]),
-        ("/traffic/{job}", get_traffic, ["GET"]),
-        ("/traffic/{job}", stop_traffic, ["DELETE"]),
+        *job_routes(provider.jobs),
     ]
     return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]
