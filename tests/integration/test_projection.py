@@ -116,3 +116,23 @@ async def test_competing_instances_apply_each_event_once(bus: Bus, pool: asyncpg
     await asyncio.gather(*tasks)
     assert len([p for p in instances if p.position > 0]) >= 2
     assert await list_dead_letters(bus) == []
+
+
+async def test_idle_polling_is_quiet_and_keeps_one_consumer(bus: Bus, pool: asyncpg.Pool) -> None:
+    """An empty stream is the normal case, not an error: no resubscription, no back-off.
+
+    nats-py signals "nothing yet" with asyncio's TimeoutError as well as its own; treating
+    the former as a failure recreated the consumer on every idle poll (regression test).
+    """
+    proj = _projection(bus, pool)
+    task = asyncio.create_task(proj.run())
+
+    async def polled_idle() -> bool:
+        return proj.idle_polls >= 3
+
+    await eventually(polled_idle, timeout=15, message="three idle polls")
+    info = await bus.js.stream_info("CONV")
+    assert info.state.consumer_count == 1
+    assert proj.caught_up.is_set()
+    proj.stop.set()
+    await task

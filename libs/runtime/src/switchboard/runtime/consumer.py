@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -70,6 +69,7 @@ class PullWorker:
     handler: Handler
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     concurrency: int = 16
+    idle_polls: int = 0
 
     async def run(self) -> None:
         sub = await self._subscribe()
@@ -77,7 +77,8 @@ class PullWorker:
         while not self.stop.is_set():
             try:
                 msgs = await sub.fetch(self.spec.batch, timeout=1.0)
-            except NatsTimeout:
+            except TimeoutError:  # nats-py raises its own or asyncio's: both mean idle
+                self.idle_polls += 1
                 continue
             except NotFoundError:
                 sub = await self._subscribe()  # consumer lost (e.g. server state reset)

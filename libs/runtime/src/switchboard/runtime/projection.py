@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.runtime.bus import Bus
@@ -77,6 +76,7 @@ class Projection:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     position: int = 0
+    idle_polls: int = 0
 
     async def run(self) -> None:
         """Wait for the lock, then project until stopped; survives bus and database blips."""
@@ -133,8 +133,9 @@ class Projection:
                     fetching = asyncio.create_task(fetch())
                 try:
                     msgs, prepared = await fetching
-                except NatsTimeout:
+                except TimeoutError:  # nats-py raises its own or asyncio's: both are idle
                     fetching = None
+                    self.idle_polls += 1
                     await self._mark_caught_up()
                     continue
                 except Exception as exc:
