@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.topology import SERVICES
 from switchboard.ingest.settings import IngestSettings
+from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.settings import DatabaseSettings, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,11 @@ K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 
 # The settings class of each service. New services add one line; a test checks that every
 # service of the topology has one.
-SETTINGS: dict[str, type[ServiceSettings]] = {"ingest": IngestSettings, "crm": CrmSettings}
+SETTINGS: dict[str, type[ServiceSettings]] = {
+    "ingest": IngestSettings,
+    "crm": CrmSettings,
+    "outbound": OutboundSettings,
+}
 
 
 def tool(name: str) -> str:

@@ -22,6 +22,7 @@ from switchboard.events.k8s import (
 from switchboard.events.streams import BUCKETS, STREAMS
 from switchboard.events.topology import SERVICES, check_topology
 from switchboard.ingest import normalizer
+from switchboard.outbound import app as outbound_app
 from switchboard.runtime.consumer import ConsumerSpec
 from tests.deploy.support import K8S, NATS_VALUES, build, find, services
 
@@ -31,6 +32,7 @@ JETSTREAM = K8S / "base/jetstream"
 SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
     "ingest": [normalizer.SPEC],
     "crm": [crm_app.RESOLVER, crm_app.COMMANDS],
+    "outbound": [outbound_app.SENDS],
 }
 
 

@@ -253,34 +253,40 @@ def test_network_policies(overlay: str) -> None:
         expected = {"nats": {4222}}
         if uses_postgres(SETTINGS[service]):
             expected["postgres"] = {5432}
-        if service == "ingest":  # provider APIs, called when accounts are registered
+        if service in ("ingest", "outbound"):  # provider APIs (registering accounts; sends)
             expected["internet"] = {443}
         assert reach == expected, service
         http_ports = [p["port"] for r in spec["ingress"] for p in r["ports"]]
         assert http_ports == ["http"], f"{service}: only the HTTP port is open"
 
 
-def test_hpa_for_ingest_only_and_it_owns_the_replicas() -> None:
+AUTOSCALED = ("ingest", "outbound")
+
+
+def test_hpa_for_ingest_and_outbound_and_it_owns_the_replicas() -> None:
     docs = build("base")
     hpas = {h["metadata"]["name"]: h for h in find(docs, "HorizontalPodAutoscaler")}
-    assert set(hpas) == {"ingest"}
-    target = hpas["ingest"]["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "ingest")
-    assert "replicas" not in one(docs, "Deployment", "ingest")["spec"]
+    assert set(hpas) == set(AUTOSCALED)
+    for service in AUTOSCALED:
+        target = hpas[service]["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", service)
+        assert "replicas" not in one(docs, "Deployment", service)["spec"]
 
 
 def test_dev_runs_single_replicas() -> None:
     docs = build("dev")
     assert one(docs, "Deployment", "crm")["spec"]["replicas"] == 1
-    hpa = one(docs, "HorizontalPodAutoscaler", "ingest")["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1)
+    for service in AUTOSCALED:
+        hpa = one(docs, "HorizontalPodAutoscaler", service)["spec"]
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1), service
     assert {d["spec"]["replicas"] for d in find(docs, "Stream") + find(docs, "KeyValue")} == {1}
 
 
 def test_prod_runs_replicas_spread_with_bigger_resources() -> None:
     prod, base = build("prod"), build("base")
     assert one(prod, "Deployment", "crm")["spec"]["replicas"] >= 3
-    assert one(prod, "HorizontalPodAutoscaler", "ingest")["spec"]["minReplicas"] >= 3
+    for service in AUTOSCALED:
+        assert one(prod, "HorizontalPodAutoscaler", service)["spec"]["minReplicas"] >= 3
     assert {d["spec"]["replicas"] for d in find(prod, "Stream") + find(prod, "KeyValue")} == {3}
     for service in services():
         deploy = one(prod, "Deployment", service)

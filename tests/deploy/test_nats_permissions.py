@@ -17,7 +17,7 @@ from switchboard.events import all_models
 from switchboard.events.k8s import NATS_ACCOUNT, NATS_USERS_SECRET, OPERATOR_USERS, password_env
 from switchboard.events.streams import BUCKETS, STREAMS, dlq_subject, subject_matches
 from switchboard.events.subjects import raw_subject
-from switchboard.events.topology import SERVICES, Permissions, kv_stream, permissions
+from switchboard.events.topology import SERVICES, Access, Permissions, kv_stream, permissions
 from tests.deploy.support import NATS_VALUES, ROOT, services
 
 TOPOLOGY = {s.name: s for s in SERVICES}
@@ -107,6 +107,10 @@ def test_services_publish_what_the_code_says() -> None:
     assert "conv.message_received" in _constructed_catalog_models("ingest")
     assert "delivery.receipt" in _constructed_catalog_models("ingest")
     assert "crm.contact_created" in _constructed_catalog_models("crm")
+    assert {"delivery.queued", "delivery.retrying", "delivery.sent", "delivery.failed"} <= (
+        _constructed_catalog_models("outbound")
+    )
+    assert "conv.message_sent" in _constructed_catalog_models("outbound")
 
 
 @pytest.mark.parametrize("service", services())
@@ -116,6 +120,8 @@ def test_everything_a_service_publishes_is_allowed(service: str) -> None:
     subjects.append(dlq_subject(_sample("conv.message_received")))  # consumers dead-letter
     if service == "ingest":
         subjects.append(raw_subject("telegram", "shop"))  # the webhook's durable store
+    if service == "outbound":
+        subjects.append(_sample("cmd.outbound.send"))  # the send API queues commands
     denied = [s for s in subjects if not perms.may_publish(s)]
     assert denied == [], f"{service} may not publish {denied}"
     for stream in TOPOLOGY[service].streams():
@@ -133,6 +139,9 @@ OTHERS_EVENTS = {
                "delivery.sent.v1.x", "mtproto.session_started.v1.x"],
     "crm": ["raw.telegram.v1.x", "conv.message_received.v1.x", "delivery.receipt.v1.x",
             "cmd.crm.update_contact.v1.x", "cmd.outbound.send.v1.x"],
+    "outbound": ["raw.telegram.v1.x", "conv.message_received.v1.x", "delivery.receipt.v1.x",
+                 "crm.contact_created.v1.x", "cmd.crm.update_contact.v1.x",
+                 "mtproto.session_started.v1.x"],
 }  # fmt: skip
 
 
@@ -150,10 +159,10 @@ def test_nothing_broader_than_needed(service: str) -> None:
     for pattern in perms.publish + perms.subscribe:
         assert pattern not in (">", "*.>", "$JS.>", "$JS.API.>", "$KV.>", "$JS.ACK.>")
         assert not pattern.startswith(("$SYS", "_INBOX.")) or pattern == "_INBOX.>"
-    used = {b.bucket for b in TOPOLOGY[service].buckets}
+    writes = {b.bucket for b in TOPOLOGY[service].buckets if b.access is Access.READ_WRITE}
     for bucket in BUCKETS:
         allowed = perms.may_publish(f"$KV.{bucket.name}.key")
-        assert allowed == (bucket.name in used), bucket.name
+        assert allowed == (bucket.name in writes), bucket.name
     assert not perms.may_subscribe("crm.>")
     assert not perms.may_subscribe(">")
 

@@ -4,7 +4,8 @@ The server gets the accounts block of ``deploy/nats/values.yaml`` as the Helm ch
 render it (passwords filled in). The ``nack`` user creates streams, buckets and durable
 consumers from the generated NACK manifests, as NACK would. Then ingest and CRM run
 in-process with ``PROVISION=false`` and their own users, a webhook goes all the way to the
-CRM API and a command travels the bus. The server log must show no permission violation,
+CRM API and a command travels the bus; outbound sends through a fake Bot API (and fails a
+send to an unknown account, which dead-letters). The server log must show no permission violation,
 and the services must not have changed the consumers NACK owns. Finally each user is
 refused what it must not do (another service's subjects, stream administration).
 """
@@ -35,6 +36,10 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from switchboard.crm.app import create_app as create_crm
 from switchboard.crm.settings import CrmSettings
@@ -43,6 +48,8 @@ from switchboard.events.catalog.crm import UpdateContact
 from switchboard.events.k8s import password_env
 from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
+from switchboard.outbound.app import create_app as create_outbound
+from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import free_port, wait_for_port
@@ -277,6 +284,95 @@ async def test_services_run_on_their_generated_users(
         await check.close()
 
 
+def _fake_bot_api() -> Starlette:
+    """Telegram's Bot API as far as a text send goes: every method answers one message."""
+
+    async def call(request: Request) -> JSONResponse:
+        body = await request.json()
+        message = {"message_id": 4242, "date": 0, "chat": {"id": int(body.get("chat_id", 1))}}
+        return JSONResponse({"ok": True, "result": message})
+
+    return Starlette(routes=[Route("/{bot}/{method}", call, methods=["POST"])])
+
+
+async def test_outbound_runs_on_its_generated_user(
+    secured_nats: tuple[str, dict[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sends through the API and the outbound-sends durable: the accounts watch, the shared
+    rate limit and attempt records (KV), delivery.*, conv.message_sent and a dead letter."""
+    url, passwords, log = secured_nats
+    await _provision_as_nack(url, passwords)
+    env = service_env(url, None, SWITCHBOARD_PROVISION="false")
+    env["SWITCHBOARD_OUTBOUND_NATS_USER"] = "outbound"
+    env["SWITCHBOARD_OUTBOUND_NATS_PASSWORD"] = passwords["outbound"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    async with (
+        asyncio.timeout(90),
+        serve_app(_fake_bot_api()) as bot_api,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
+        try:
+            await AccountStore(await admin.kv("accounts"), keyring()).put(
+                Account(
+                    channel=Channel.TELEGRAM,
+                    id="out",
+                    workspace_id="demo",
+                    secrets={"token": "100000002:test"},
+                    settings={"api_base_url": bot_api},
+                )
+            )
+        finally:
+            await admin.close()
+        outbound = create_outbound(load_settings(OutboundSettings))
+        async with serve_app(outbound) as out_url:
+            auth = {"Authorization": f"Bearer {API_KEY}"}
+            for message_id, account in (("m-sent", "out"), ("m-failed", "nobody")):
+                queued = await http.post(
+                    f"{out_url}/v1/messages",
+                    headers=auth,
+                    json={
+                        "message_id": message_id,
+                        "channel": "telegram",
+                        "account": account,
+                        "recipient": "7001",
+                        "content": {"kind": "text", "text": "hello"},
+                    },
+                )
+                assert queued.status_code == 202, queued.text
+
+            def status_of(message_id: str) -> Any:
+                async def get() -> str | None:
+                    r = await http.get(f"{out_url}/v1/messages/{message_id}", headers=auth)
+                    status = r.json().get("status") if r.status_code == 200 else None
+                    return status if status in ("sent", "failed") else None
+
+                return get
+
+            sent = await eventually(status_of("m-sent"), timeout=30, message="sent")
+            failed = await eventually(status_of("m-failed"), timeout=30, message="failed")
+            assert (sent, failed) == ("sent", "failed")
+            assert (await http.get(f"{out_url}/readyz")).status_code == 200
+
+    assert _violations(log) == [], "\n".join(_violations(log))
+    check = await Bus.connect(url, name="check", user="admin", password=passwords["admin"])
+    try:
+        delivery = await check.js.stream_info("DELIVERY")
+        assert delivery.state.messages >= 4  # queued, sent; queued, failed
+        assert (await check.js.stream_info("DLQ")).state.messages == 1
+        assert (await check.js.stream_info("CONV")).state.messages == 1  # message_sent
+        spec = next(
+            d["spec"] for d in _nack_consumers() if d["spec"]["durableName"] == "outbound-sends"
+        )
+        info = await check.js.consumer_info(spec["streamName"], spec["durableName"])
+        assert info.config.max_deliver == _consumer_config(spec).max_deliver
+        assert info.config.ack_wait == _consumer_config(spec).ack_wait
+    finally:
+        await check.close()
+
+
 @pytest.mark.parametrize(
     ("user", "subject"),
     [
@@ -293,6 +389,13 @@ async def test_services_run_on_their_generated_users(
         ("crm", "$JS.API.STREAM.MSG.DELETE.CRM"),
         ("crm", "$KV.accounts.k"),
         ("crm", "$JS.API.DIRECT.GET.KV_accounts.$KV.accounts.k"),
+        ("outbound", "raw.telegram.v1.demo"),
+        ("outbound", "delivery.receipt.v1.x"),
+        ("outbound", "crm.contact_created.v1.x"),
+        ("outbound", "$KV.accounts.k"),  # reads accounts, never writes them
+        ("outbound", "$KV.dedup.k"),
+        ("outbound", "$JS.API.STREAM.PURGE.OUTBOUND"),
+        ("outbound", "$JS.API.CONSUMER.DELETE.OUTBOUND.outbound-sends"),
     ],
 )
 async def test_users_are_refused_what_they_do_not_need(

@@ -136,8 +136,47 @@ CRM = ServiceTopology(
     ),
 )
 
+OUTBOUND = ServiceTopology(
+    name="outbound",
+    description="send commands from OUTBOUND to the providers, at their limits; delivery events",
+    publishes=(
+        "cmd.outbound.send.>",
+        "delivery.queued.>",
+        "delivery.retrying.>",
+        "delivery.sent.>",
+        "delivery.failed.>",
+        "conv.message_sent.>",
+        "dlq.>",
+    ),
+    durables=(
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-sends",
+            filter_subjects=("cmd.outbound.send.>",),
+            description="sends each command through its channel account, once",
+            ack_wait_s=60,
+            max_deliver=1001,
+            max_ack_pending=20_000,
+        ),
+    ),
+    buckets=(
+        BucketUse(
+            "accounts",
+            Access.READ,
+            watch=True,
+            why="channel accounts: every instance watches them (ingest writes them)",
+        ),
+        BucketUse(
+            "ratelimit",
+            Access.READ_WRITE,
+            why="rate-limit slots and pauses shared by every instance",
+        ),
+        BucketUse("sends", Access.READ_WRITE, why="attempt records per message_id"),
+    ),
+)
+
 # The services that exist today, in one list: deployment artefacts are generated from it.
-SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM)
+SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND)
 
 
 @dataclass(frozen=True, slots=True)
