@@ -130,6 +130,15 @@ class OrderedDelivery:
     def pending(self) -> int:
         return len(self.items)
 
+    async def wait_drained(self, timeout: float, what: str) -> None:
+        """Wait until the queue is empty (TimeoutError naming ``what`` otherwise)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pending:
+            if loop.time() >= deadline:
+                raise TimeoutError(f"{self.pending} {what} still pending")
+            await asyncio.sleep(0.01)
+
     def put(self, payload: dict[str, Any], ref: str | None = None) -> None:
         """Queue a payload; delivery starts at once when a target is set."""
         self.items.append(QueuedPayload(payload=payload, ref=ref, queued_at=self.clock.time()))

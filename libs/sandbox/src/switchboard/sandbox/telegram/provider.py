@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -155,13 +154,7 @@ class TelegramProvider:
 
     async def wait_delivered(self, bot: str | int | TgBot, timeout: float = 10.0) -> None:
         """Wait until the bot's update queue is empty (TimeoutError otherwise)."""
-        found = self.bot(bot)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while found.updates.pending:
-            if loop.time() >= deadline:
-                raise TimeoutError(f"{found.updates.pending} updates still pending")
-            await asyncio.sleep(0.01)
+        await self.bot(bot).updates.wait_drained(timeout, "updates")
 
     # -- Provider contract ------------------------------------------------------------
 

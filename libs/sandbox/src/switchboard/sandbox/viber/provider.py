@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -188,13 +187,7 @@ class ViberProvider:
 
     async def wait_delivered(self, bot: str | ViberBot, timeout: float = 10.0) -> None:
         """Wait until the bot's callback queue is empty (TimeoutError otherwise)."""
-        found = self.bot(bot)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while found.callbacks.pending:
-            if loop.time() >= deadline:
-                raise TimeoutError(f"{found.callbacks.pending} callbacks still pending")
-            await asyncio.sleep(0.01)
+        await self.bot(bot).callbacks.wait_drained(timeout, "callbacks")
 
     # -- Provider contract ------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -187,13 +186,7 @@ class WhatsAppProvider:
 
     async def wait_delivered(self, number: str | int | WaNumber, timeout: float = 10.0) -> None:
         """Wait until the number's webhook queue is empty (TimeoutError otherwise)."""
-        found = self.number(number)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while found.deliveries.pending:
-            if loop.time() >= deadline:
-                raise TimeoutError(f"{found.deliveries.pending} webhooks still pending")
-            await asyncio.sleep(0.01)
+        await self.number(number).deliveries.wait_drained(timeout, "webhooks")
 
     # -- Provider contract ------------------------------------------------------------
 
