@@ -27,6 +27,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.crm import projector
+from switchboard.crm.app import build_projection
 from switchboard.events import encode
 from switchboard.events.catalog.common import Channel, Chat, Sender
 from switchboard.events.catalog.conv import (
@@ -39,7 +40,6 @@ from switchboard.events.catalog.conv import (
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import create_pool, load_migrations, migrate
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from switchboard.runtime.projection import Projection
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
@@ -157,17 +157,7 @@ async def replay(bus: Bus, pg_url: str, total: int) -> float:
     await migrate(admin, schema, load_migrations("switchboard.crm"))
     await admin.close()
     pool = await create_pool(pg_url, 4, schema=schema)
-    proj = Projection(
-        name=projector.PROJECTION,
-        schema=schema,
-        stream="CONV",
-        filter_subjects=projector.SUBJECTS,
-        apply=projector.apply_prepared,
-        prepare=projector.prepare,
-        bus=bus,
-        pool=pool,
-        batch=1000,
-    )
+    proj = build_projection(projector, schema=schema, bus=bus, pool=pool, batch=1000)
     start = time.perf_counter()
     task = asyncio.create_task(proj.run())
     await asyncio.wait_for(proj.caught_up.wait(), 3600)

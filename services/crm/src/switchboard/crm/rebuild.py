@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from switchboard.crm.app import PROJECTIONS, SCHEMA
+from switchboard.crm.app import PROJECTIONS, SCHEMA, build_projection
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
-from switchboard.runtime.projection import Projection
 
 
 @dataclass
@@ -48,15 +47,8 @@ async def rebuild(
     try:
         await migrate(admin, fresh, load_migrations("switchboard.crm"))
         projections = [
-            Projection(
-                name=m.PROJECTION,
-                schema=fresh,
-                stream=m.STREAM,
-                filter_subjects=m.SUBJECTS,
-                apply=m.apply_batch,
-                bus=bus,
-                pool=pool,
-                batch=max(settings.projection_batch, 1000),
+            build_projection(
+                m, schema=fresh, bus=bus, pool=pool, batch=max(settings.projection_batch, 1000)
             )
             for m in PROJECTIONS
         ]
