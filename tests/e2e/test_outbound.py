@@ -14,6 +14,7 @@ import httpx
 import pytest
 from tests.support.stack import API_KEY, keyring, service_env
 from tests.support.streams import stream_messages
+from tests.support.timing import max_in_window
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
@@ -99,16 +100,6 @@ async def _outcomes(nats_url: str, n: int) -> dict[str, list[Any]] | None:
     return out
 
 
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
-
-
 async def test_three_instances_share_one_bot_within_every_telegram_limit(env: Env) -> None:
     cmds = [_text(i, 1000 + i % 25) for i in range(150)]  # 25 private chats, 6 messages each
     await _send_all(env.nats_url, cmds)
@@ -124,7 +115,7 @@ async def test_three_instances_share_one_bot_within_every_telegram_limit(env: En
     assert [r for r in accepted if r.status == 429] == []
     times = [r.at for r in accepted if r.ok]
     assert len(times) == 150
-    assert _max_in_window(times, 1.0) <= 30
+    assert max_in_window(times, 1.0) <= 30
     for chat in range(1000, 1025):
         per_chat = sorted(r.at for r in accepted if r.ok and r.chat == str(chat))
         # slots are >= 1 s apart; arrival adds HTTP jitter (the fake's own rule: 1/s, burst 3)

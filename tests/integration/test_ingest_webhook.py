@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from tests.support.stack import add_telegram_account, service_env
+from tests.support.streams import stream_count
 from tests.support.telegram import text_update
 
 from switchboard.ingest.app import create_app
 from switchboard.ingest.settings import IngestSettings
-from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedNats
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -31,14 +31,6 @@ async def ingest(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     await add_telegram_account(nats_url, secret=SECRET)
     async with serve_app(create_app(load_settings(IngestSettings))) as url:
         yield url
-
-
-async def _raw_count(nats_url: str) -> int:
-    bus = await Bus.connect(nats_url, name="probe")
-    try:
-        return int((await bus.js.stream_info("RAW")).state.messages)
-    finally:
-        await bus.close()
 
 
 @pytest.mark.parametrize(
@@ -82,7 +74,7 @@ async def test_rejections_are_precise_and_publish_nothing(
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
     assert r.json()["error"]["message"]
-    assert await _raw_count(nats_url) == 0
+    assert await stream_count(nats_url, "RAW") == 0
 
 
 async def test_duplicates_store_once(ingest: str, nats_url: str) -> None:
@@ -93,7 +85,7 @@ async def test_duplicates_store_once(ingest: str, nats_url: str) -> None:
             )
             assert r.status_code == 200
             assert r.json() == {"ok": True, "id": "tg:demo:9"}
-    assert await _raw_count(nats_url) == 1
+    assert await stream_count(nats_url, "RAW") == 1
 
 
 async def test_bus_down_gives_503_and_the_retry_succeeds(
@@ -117,4 +109,4 @@ async def test_bus_down_gives_503_and_the_retry_succeeds(
             return r.status_code == 200
 
         await eventually(retried, timeout=30, interval=0.3, message="retry accepted")
-    assert await _raw_count(nats_url) == 1
+    assert await stream_count(nats_url, "RAW") == 1

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.support.timing import max_in_window
 
 from switchboard.outbound.ratelimit import Limit, LimitKey, SharedLimiter
 from switchboard.runtime.bus import Bus
@@ -20,16 +21,6 @@ async def limiters(nats_url: str) -> AsyncIterator[list[SharedLimiter]]:
     yield [SharedLimiter(await b.kv("ratelimit"), safety=0.002) for b in buses]
     for b in buses:
         await b.close()
-
-
-def _max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 async def test_three_instances_share_the_bot_limit_at_full_rate(
@@ -48,7 +39,7 @@ async def test_three_instances_share_the_bot_limit_at_full_rate(
 
     times = [t for r in await asyncio.gather(*(instance(k, 40) for k in range(3))) for t in r]
     assert len(set(times)) == 120  # every send got its own slot
-    assert _max_in_window(times, 1.0) <= 30
+    assert max_in_window(times, 1.0) <= 30
     gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
     assert min(gaps) >= 1 / 30 - 1e-6  # float times near 1.8e9 have ~2e-7 s resolution
     # and nothing is wasted: 120 sends at 30/s take 4 s, not more
