@@ -38,7 +38,7 @@ lint:
 # mypy, strict on every package's src
 [group('check')]
 typecheck:
-    uv run mypy libs/events/src libs/runtime/src libs/sandbox/src services/ingest/src services/crm/src services/outbound/src
+    uv run mypy libs/events/src libs/runtime/src libs/sandbox/src services/ingest/src services/crm/src services/outbound/src services/mtproto/src services/analytics/src
 
 # Format the code
 [group('check')]

@@ -116,3 +116,74 @@ class SendMessage(Command):
 
     def deterministic_id(self) -> str:
         return f"send:{self.message_id}"
+
+
+class ConversionUserData(Value):
+    """Who converted, in Meta's ``user_data`` field names and **plain** (unhashed) values:
+    outbound normalizes and hashes them exactly as Meta's ``facebook-business`` SDK does, so
+    no producer has to get hashing right. ``lead_id`` (Meta's own lead id), the click ids and
+    the client fields are sent as they are."""
+
+    em: tuple[str, ...] = Field(default=(), description="e-mail addresses")
+    ph: tuple[str, ...] = Field(default=(), description="phone numbers, any format")
+    fn: str | None = Field(None, description="first name")
+    ln: str | None = Field(None, description="last name")
+    ct: str | None = Field(None, description="city")
+    st: str | None = Field(None, description="state or region")
+    zp: str | None = Field(None, description="postal code")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2")
+    db: str | None = Field(None, description="date of birth, YYYYMMDD")
+    ge: Literal["f", "m"] | None = None
+    external_id: tuple[str, ...] = Field(default=(), description="our ids of the person")
+    lead_id: str | None = Field(None, description="Meta's lead id (lead ads), never hashed")
+    fbc: str | None = None
+    fbp: str | None = None
+    client_ip_address: str | None = None
+    client_user_agent: str | None = None
+
+
+@register("outbound.conversion", 1)
+class SendConversion(Command):
+    """Report one conversion (``Lead``, ``Purchase``, ...) to Meta's Conversions API through a
+    pixel / dataset account. ``conversion_id`` is the idempotency key (sent at most once, as
+    ``message_id`` for sends); ``event_id`` is Meta's dedup key between pixel and server, so a
+    producer derives it from its own source event and a replay reports the same event."""
+
+    conversion_id: str = Field(min_length=1, max_length=200)
+    account: str = Field(min_length=1, description="pixel / dataset id (metacapi account)")
+    event_name: str = Field(min_length=1, description="Meta standard or custom event name")
+    event_time: datetime
+    event_id: str = Field(min_length=1, max_length=200)
+    action_source: Literal[
+        "system_generated",
+        "website",
+        "app",
+        "chat",
+        "phone_call",
+        "email",
+        "physical_store",
+        "business_messaging",
+        "other",
+    ] = "system_generated"
+    user_data: ConversionUserData
+    value: float | None = Field(None, ge=0)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217")
+    custom_data: dict[str, Any] = Field(default_factory=dict, description="extra custom_data")
+    event_source_url: str | None = None
+    lead_id: str | None = Field(None, description="our CRM lead id, for correlation")
+    test_event_code: str | None = Field(None, description="Meta Events Manager test code")
+
+    @model_validator(mode="after")
+    def _currency_with_value(self) -> Self:
+        if self.value is not None and self.currency is None:
+            raise ValueError("a conversion value needs a currency")
+        return self
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return ("metacapi", self.account)
+
+    def ce_subject(self) -> str:
+        return self.conversion_id
+
+    def deterministic_id(self) -> str:
+        return f"conversion:{self.conversion_id}"

@@ -1,0 +1,1 @@
+"""Analytics: rollups of every stream, query API, dashboard, Prometheus metrics, conversions."""

@@ -1,0 +1,1 @@
+"""MTProto gateway: Telethon user sessions, single ownership by lease, backfill, live updates."""

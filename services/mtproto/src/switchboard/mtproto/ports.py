@@ -1,0 +1,311 @@
+"""The narrow port between the gateway's logic and Telegram's MTProto.
+
+Everything the gateway decides (leases, the login state machine, paging, flood waits,
+reconnects) is written against :class:`MtprotoAdapter` / :class:`MtprotoClient`, so it is
+tested against a fake that behaves like Telegram (``switchboard.sandbox.mtproto``) and run
+in production against Telethon (``telethon_adapter``). The types here are plain frozen
+dataclasses: no Telethon object ever crosses the port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal, Protocol
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """A SOCKS5 proxy or an MTProxy (``secret`` set) the session connects through."""
+
+    type: Literal["socks5", "mtproxy"]
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    secret: str | None = None  # MTProxy secret (hex)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """What Telegram shows in the account's list of active sessions."""
+
+    device_model: str = "Switchboard"
+    system_version: str = "Linux"
+    app_version: str = "1.0"
+    lang_code: str = "en"
+    system_lang_code: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """How to open one user session. ``session`` is a Telethon ``StringSession`` string
+    ("" before login); it is decrypted only in memory, just before connecting."""
+
+    session_id: str
+    api_id: int
+    api_hash: str
+    session: str = ""
+    device: Device = field(default_factory=Device)
+    proxy: Proxy | None = None
+
+
+# --------------------------------------------------------------------------- data
+
+
+class PeerType(StrEnum):
+    USER = "user"
+    CHAT = "chat"  # basic group
+    CHANNEL = "channel"  # broadcast channel
+    MEGAGROUP = "megagroup"  # supergroup
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A user, group or channel as MTProto identifies it (``id`` is the bare positive id)."""
+
+    id: int
+    type: PeerType
+    title: str | None = None
+    username: str | None = None
+    access_hash: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A Telegram user (the account itself, or a message's author)."""
+
+    id: int
+    username: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None  # digits only, when visible
+    bot: bool = False
+    lang_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """A message's media, reduced to what ``conv.*`` content needs."""
+
+    kind: Literal[
+        "photo",
+        "video",
+        "audio",
+        "voice",
+        "document",
+        "animation",
+        "sticker",
+        "location",
+        "contact",
+        "unsupported",
+    ]
+    file_id: str | None = None  # a stable reference: "<type>:<id>:<access_hash>"
+    mime_type: str | None = None
+    file_size: int | None = None
+    file_name: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: int | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    provider_kind: str | None = None  # the MTProto constructor name when unsupported
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message in a peer's history. ``id`` is per peer (per channel for channels)."""
+
+    peer: Peer
+    id: int
+    date: datetime
+    text: str = ""
+    sender: User | None = None  # None for channel posts signed by the channel
+    out: bool = False  # sent by this account
+    reply_to_msg_id: int | None = None
+    edit_date: datetime | None = None
+    media: Media | None = None
+    grouped_id: int | None = None
+    views: int | None = None
+    post_author: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesDeleted:
+    """Deleted ids. MTProto names the peer only for channels; for private chats and basic
+    groups ``peer`` is None and the ids are unique per account."""
+
+    ids: tuple[int, ...]
+    peer: Peer | None = None
+
+
+Update = NewMessage | MessageEdited | MessagesDeleted
+
+
+@dataclass(frozen=True, slots=True)
+class SentCode:
+    """The answer to ``send_code``: what ``sign_in`` needs next."""
+
+    phone_code_hash: str
+    type: str = "app"  # app, sms, call, flash_call, ...
+    timeout_s: int | None = None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class MtprotoError(Exception):
+    """A failure Telegram reported; ``reason`` is the RPC error name (``FLOOD_WAIT_X``...)."""
+
+    reason: str = "MTPROTO_ERROR"
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message or (reason or self.reason))
+        if reason is not None:
+            self.reason = reason
+
+
+class FloodWaitError(MtprotoError):
+    """420 FLOOD_WAIT_X: do not repeat the request for ``seconds``."""
+
+    reason = "FLOOD_WAIT"
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"flood wait of {seconds}s", reason=f"FLOOD_WAIT_{seconds}")
+        self.seconds = seconds
+
+
+class AuthKeyDuplicatedError(MtprotoError):
+    """406 AUTH_KEY_DUPLICATED: the auth key was used from two connections at once and
+    Telegram has destroyed it for good; the session must log in again."""
+
+    reason = "AUTH_KEY_DUPLICATED"
+
+
+class AuthKeyUnregisteredError(MtprotoError):
+    """401 AUTH_KEY_UNREGISTERED / SESSION_REVOKED: logged out elsewhere or never signed in."""
+
+    reason = "AUTH_KEY_UNREGISTERED"
+
+
+class UserDeactivatedError(MtprotoError):
+    """401 USER_DEACTIVATED(_BAN): the account is banned or deleted."""
+
+    reason = "USER_DEACTIVATED"
+
+
+class PhoneNumberInvalidError(MtprotoError):
+    reason = "PHONE_NUMBER_INVALID"
+
+
+class PhoneNumberBannedError(MtprotoError):
+    reason = "PHONE_NUMBER_BANNED"
+
+
+class PhoneCodeInvalidError(MtprotoError):
+    reason = "PHONE_CODE_INVALID"
+
+
+class PhoneCodeExpiredError(MtprotoError):
+    reason = "PHONE_CODE_EXPIRED"
+
+
+class PasswordNeededError(MtprotoError):
+    """SESSION_PASSWORD_NEEDED: the account has two-step verification; send the password."""
+
+    reason = "SESSION_PASSWORD_NEEDED"
+
+
+class PasswordInvalidError(MtprotoError):
+    reason = "PASSWORD_HASH_INVALID"
+
+
+class PeerNotFoundError(MtprotoError):
+    """The username or id does not resolve, or the account cannot see the peer."""
+
+    reason = "PEER_ID_INVALID"
+
+
+class ChatWriteForbiddenError(MtprotoError):
+    reason = "CHAT_WRITE_FORBIDDEN"
+
+
+class DisconnectedError(MtprotoError):
+    """The connection dropped (network, server restart); reconnect with backoff."""
+
+    reason = "DISCONNECTED"
+
+
+# --------------------------------------------------------------------------- ports
+
+
+class MtprotoClient(Protocol):
+    """One user session's connection. Calls raise the errors above."""
+
+    async def connect(self) -> None:
+        """Open the connection (raises AuthKeyDuplicatedError, DisconnectedError, ...)."""
+
+    async def disconnect(self) -> None:
+        """Close the connection; idempotent."""
+
+    def is_connected(self) -> bool: ...
+
+    async def is_authorized(self) -> bool: ...
+
+    def export_session(self) -> str:
+        """The current ``StringSession`` string (auth key, DC): encrypt before storing."""
+
+    async def get_me(self) -> User: ...
+
+    async def send_code(self, phone: str) -> SentCode: ...
+
+    async def sign_in_code(self, phone: str, code: str, phone_code_hash: str) -> User:
+        """Raises PasswordNeededError when two-step verification is on."""
+
+    async def sign_in_password(self, password: str) -> User: ...
+
+    async def log_out(self) -> None:
+        """Revoke the authorization at Telegram (the auth key stops working)."""
+
+    async def resolve_peer(self, ref: str) -> Peer:
+        """``@username``, ``t.me/...`` link or numeric id (marked or bare) -> Peer."""
+
+    async def get_history(
+        self, peer: Peer, *, offset_id: int = 0, limit: int = 100, min_id: int = 0
+    ) -> list[Message]:
+        """Messages older than ``offset_id`` (0 = newest), newest first, at most ``limit``
+        (<= 100) and newer than ``min_id``."""
+
+    async def get_messages(self, peer: Peer, ids: list[int]) -> list[Message | None]:
+        """Messages by id (None where deleted or missing), in the order asked."""
+
+    async def send_message(
+        self, peer: Peer, text: str, *, reply_to: int | None = None
+    ) -> Message: ...
+
+    def updates(self) -> AsyncIterator[Update]:
+        """Live updates while connected; the iterator ends (or raises DisconnectedError) when the
+        connection drops."""
+
+
+class MtprotoAdapter(Protocol):
+    """Makes clients: the Telethon adapter in production, the sandbox fake in tests."""
+
+    def client(self, config: SessionConfig) -> MtprotoClient: ...
