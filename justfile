@@ -52,13 +52,7 @@ schemas:
     uv run switchboard-events schemas
     uv run switchboard-events snapshot --out tests/contract/snapshots
 
-# Run the benchmarks (all, or one by name: ingest, crm, outbound)
+# Run the benchmarks one after another and write docs/benchmarks.md (all, or some by name)
 [group('bench')]
-bench name="":
-    #!/usr/bin/env bash
-    set -euo pipefail
-    shopt -s nullglob
-    benches=(bench/bench_*.py)
-    if [ -n "{{name}}" ]; then benches=(bench/bench_{{name}}.py); fi
-    if [ ${#benches[@]} -eq 0 ]; then echo "no benchmarks yet"; exit 0; fi
-    for b in "${benches[@]}"; do echo "== $b"; uv run python "$b"; done
+bench *names:
+    uv run python bench/report.py {{names}}

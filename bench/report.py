@@ -1,0 +1,187 @@
+"""`just bench`: run every benchmark and write `docs/benchmarks.md`.
+
+Each `bench/bench_<name>.py` measures its own baseline in the same run and prints, last, one
+line of `key=value` results. This runs them one after another (never in parallel: they would
+share the two cores and measure each other), keeps each one's full output, and writes the
+ratios, the goals from the issues and the machine they ran on into one page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = re.compile(r"^([a-z0-9_]+=\S+)( [a-z0-9_]+=\S+)*$")
+
+# What each result means and the goal it is held to (from the issues). A key without a goal
+# is informative only.
+GOALS: dict[str, tuple[str, str]] = {
+    "ingest_ratio": (">= 0.8", "webhooks/s through ingest over starlette + JetStream ack"),
+    "p99_ms": ("<= 25", "ingest p99 latency at half the measured maximum rate"),
+    "rss_mb": ("<= 150", "ingest resident memory after the run"),
+    "crm_replay_ratio": (">= 0.5", "projection replay events/s over plain nats-py pull + ack"),
+    "events_per_s": ("", "projection replay rate"),
+    "e2e_p99_ms": ("<= 100", "webhook to visible in the CRM API, p99 at 500 msg/s"),
+    "outbound_utilization": (">= 0.95", "accepted sends/s over the permitted aggregate rate"),
+    "outbound_429": ("== 0", "429 answers from the sandbox during the run"),
+    "campaign_ratio": ("<= 1.05", "10k-recipient campaign time over its theoretical minimum"),
+    "analytics_replay_ratio": ("", "rollup replay events/s over plain nats-py pull + ack"),
+}
+
+
+@dataclass
+class Run:
+    name: str
+    results: dict[str, str]
+    output: str
+    seconds: float
+    returncode: int
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on (ratios travel; absolute numbers do not)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit or "unknown",
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def run_bench(path: Path) -> Run:
+    """Run one benchmark, echoing its output as it goes."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        lines.append(line.rstrip("\n"))
+    returncode = proc.wait()
+    return Run(
+        name=path.stem.removeprefix("bench_"),
+        results=parse_results(lines),
+        output="\n".join(lines),
+        seconds=time.perf_counter() - start,
+        returncode=returncode,
+    )
+
+
+def parse_results(lines: list[str]) -> dict[str, str]:
+    """The last `key=value ...` line of a benchmark's output."""
+    for line in reversed(lines):
+        if RESULT.match(line.strip()):
+            return dict(part.split("=", 1) for part in line.split())
+    return {}
+
+
+def meets(value: str, goal: str) -> str:
+    """ "yes"/"no" for a goal like ">= 0.5", "" when there is none or the value is not a number."""
+    if not goal:
+        return ""
+    op, target = goal.split()
+    try:
+        v, t = float(value), float(target)
+    except ValueError:
+        return "no"
+    ok = {">=": v >= t, "<=": v <= t, "==": v == t}[op]
+    return "yes" if ok else "no"
+
+
+def render(runs: list[Run], info: dict[str, str]) -> str:
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `just bench` (bench/report.py). Every benchmark measures its own baseline",
+        "in the same run on the same machine, so the ratios hold across machines while the",
+        "absolute numbers do not. Goals are the issues' targets.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {k}: {v}" for k, v in info.items()),
+        "",
+        "## Results",
+        "",
+        "| benchmark | result | value | goal | met | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        if not run.results:
+            out.append(f"| {run.name} | (no result; exit {run.returncode}) | | | | |")
+        for key, value in run.results.items():
+            goal, meaning = GOALS.get(key, ("", ""))
+            out.append(
+                f"| {run.name} | `{key}` | {value} | {goal} | {meets(value, goal)} | {meaning} |"
+            )
+    out += ["", "## Full output", ""]
+    for run in runs:
+        out += [
+            f"### {run.name} ({run.seconds:.0f} s, exit {run.returncode})",
+            "",
+            "```",
+            run.output.strip(),
+            "```",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument(
+        "--out",
+        help="where to write the report (default: docs/benchmarks.md, and only when all run)",
+    )
+    args = parser.parse_args()
+    paths = sorted((ROOT / "bench").glob("bench_*.py"))
+    if args.names:
+        paths = [ROOT / "bench" / f"bench_{n}.py" for n in args.names]
+    runs = []
+    for path in paths:
+        print(f"== {path.relative_to(ROOT)}", flush=True)
+        runs.append(run_bench(path))
+    out = args.out or (None if args.names else str(ROOT / "docs" / "benchmarks.md"))
+    if out:  # a partial run never overwrites the full report
+        Path(out).write_text(render(runs, machine()) + "\n")
+        print(f"wrote {out}")
+    return max((r.returncode for r in runs), default=0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

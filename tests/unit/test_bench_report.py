@@ -1,0 +1,45 @@
+"""`just bench` report: result parsing, goal checks and the page it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
+assert _spec
+assert _spec.loader
+report = importlib.util.module_from_spec(_spec)
+sys.modules["bench_report"] = report
+_spec.loader.exec_module(report)
+
+
+def test_the_last_key_value_line_is_the_result() -> None:
+    lines = [
+        "loaded 100 events",
+        "crm_replay_ratio=0.1 x=1",
+        "note: a=b c",
+        "crm_replay_ratio=0.52 e2e_p99_ms=80.1",
+    ]
+    assert report.parse_results(lines) == {"crm_replay_ratio": "0.52", "e2e_p99_ms": "80.1"}
+    assert report.parse_results(["no results here"]) == {}
+
+
+def test_goals_are_checked_numerically() -> None:
+    assert report.meets("0.52", ">= 0.5") == "yes"
+    assert report.meets("0.49", ">= 0.5") == "no"
+    assert report.meets("0", "== 0") == "yes"
+    assert report.meets("nan", "<= 1.05") == "no"
+    assert report.meets("12", "") == ""
+
+
+def test_the_page_names_machine_results_goals_and_output() -> None:
+    run = report.Run("crm", {"crm_replay_ratio": "0.3"}, "baseline: 20,000 events/s", 12.0, 0)
+    broken = report.Run("outbound", {}, "Traceback ...", 1.0, 1)
+    page = report.render([run, broken], {"cores": "2", "cpu": "test cpu"})
+    assert "- cores: 2" in page
+    assert "- cpu: test cpu" in page
+    assert "| crm | `crm_replay_ratio` | 0.3 | >= 0.5 | no |" in page
+    assert "| outbound | (no result; exit 1) |" in page
+    assert "baseline: 20,000 events/s" in page
