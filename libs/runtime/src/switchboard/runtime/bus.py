@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -17,8 +19,14 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from switchboard.events import Envelope, Message, encode
 from switchboard.events.streams import BUCKETS, STREAMS, BucketSpec, Retention, StreamSpec
@@ -26,6 +34,9 @@ from switchboard.runtime.logging import get_logger
 from switchboard.runtime.tracing import inject_headers, produce_span
 
 log = get_logger(__name__)
+
+# Answers a JetStream cluster gives while it is busy electing or placing replicas.
+_TRANSIENT = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError, asyncio.TimeoutError)
 
 _RETENTION = {
     Retention.LIMITS: RetentionPolicy.LIMITS,
@@ -113,12 +124,28 @@ class Bus:
         )
         return cls(nc=nc, js=nc.jetstream(), source=source or f"switchboard://{name}")
 
-    async def provision(self, replicas: int = 1) -> None:
-        """Create or update every stream and bucket of the catalog; safe to run concurrently."""
+    async def provision(self, replicas: int = 1, patience_s: float = 60.0) -> None:
+        """Create or update every stream and bucket of the catalog; safe to run concurrently.
+
+        A clustered JetStream answers slowly or "temporarily unavailable" while it elects
+        leaders and places replicas (several instances provisioning at once, a node
+        restarting), so each step is retried with backoff for ``patience_s`` instead of
+        failing the start-up.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_TRANSIENT),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+            stop=stop_after_delay(patience_s),
+            reraise=True,
+        )
         for spec in STREAMS:
-            await self.ensure_stream(spec, replicas)
+            async for attempt in retrying:
+                with attempt:
+                    await self.ensure_stream(spec, replicas)
         for bucket in BUCKETS:
-            await self.ensure_bucket(bucket, replicas)
+            async for attempt in retrying:
+                with attempt:
+                    await self.ensure_bucket(bucket, replicas)
 
     async def ensure_stream(self, spec: StreamSpec, replicas: int = 1) -> None:
         config = stream_config(spec, replicas)
