@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from switchboard.events import DecodeError
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter
 from switchboard.runtime.logging import get_logger
@@ -113,7 +114,8 @@ class PullWorker:
                     **{"messaging.destination": msg.subject},
                 ):
                     settled = await self.handler(msg)
-            except PermanentError as exc:
+            except (PermanentError, DecodeError) as exc:
+                # A message that does not decode never will: no retries, no backoff.
                 await self._dead_letter(msg, str(exc), deliveries)
                 return
             except Exception as exc:

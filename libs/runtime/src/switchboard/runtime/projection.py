@@ -21,6 +21,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from switchboard.events import DecodeError
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn
 from switchboard.runtime.dlq import dead_letter
@@ -205,7 +206,9 @@ class Projection:
     async def _apply_one(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
         error = ""
+        attempts = 0
         for _attempt in range(self.max_attempts):
+            attempts += 1
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     one = self.prepare([msg]) if self.prepare else [msg]
@@ -214,6 +217,9 @@ class Projection:
                 return
             except _INTERRUPTIONS:
                 raise
+            except DecodeError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                break  # a message that does not decode never will
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
         # Poison: park it in the DLQ (stored before the checkpoint moves past it).
@@ -226,7 +232,7 @@ class Projection:
             stream=self.stream,
             sequence=seq,
             consumer=self.name,
-            deliveries=self.max_attempts,
+            deliveries=attempts,
         )
         async with self.pool.acquire() as conn, conn.transaction():
             await self._save(conn, self.position, seq)
