@@ -93,6 +93,46 @@ def test_logs_redact_secret_keys_and_registered_values() -> None:
     assert lines[0]["service"] == "test"
 
 
+def test_secrets_recognisable_by_shape_are_redacted_unregistered() -> None:
+    # Found by the security audit: a bot token logged (httpx's request line) before its
+    # account was ever stored or read, so nobody had registered it.
+    stream = io.StringIO()
+    configure_logging("test", "info", json=True)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    logging.getLogger("httpx").info(
+        "HTTP Request: POST http://sandbox/telegram/bot300000077:AAHnever-registered-token/getMe"
+    )
+    structlog.get_logger("t").info(
+        "calls",
+        header="Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig",
+        url="https://g/x?access_token=EAAB9&v=2",
+    )
+    text = stream.getvalue()
+    assert "never-registered" not in text
+    assert "eyJhbGci" not in text
+    assert "EAAB9" not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[1]["url"] == f"https://g/x?access_token={REDACTED}&v=2"
+    # Ordinary text that only resembles a shape stays readable.
+    structlog.get_logger("t").info("at 12:30:45 chat 123456:short")
+    assert "12:30:45 chat 123456:short" in stream.getvalue()
+
+
+def test_an_account_with_plaintext_secrets_registers_them_at_once() -> None:
+    from switchboard.runtime.accounts import Account
+
+    Account(channel="viber", id="v1", secrets={"token": "viber-token-never-logged-42"})
+    stream = io.StringIO()
+    configure_logging("test", "info", json=True)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    structlog.get_logger("t").info("got viber-token-never-logged-42 back")
+    assert "never-logged" not in stream.getvalue()
+
+
 def test_keyring_encrypts_binds_and_rotates() -> None:
     old = Keyring.from_mapping(parse_keyring(f"k1:{Keyring.generate_key()}"))
     token = old.encrypt(b"bot-token", b"telegram.demo/token")

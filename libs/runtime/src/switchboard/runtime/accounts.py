@@ -16,7 +16,7 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
@@ -38,6 +38,14 @@ class Account(BaseModel):
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _unloggable(self) -> Account:
+        # Wherever plaintext secrets exist in memory (an admin request, a decrypted record),
+        # they are registered for redaction before any code can log or send them.
+        for value in self.secrets.values():
+            register_secret(value)
+        return self
 
     @property
     def key(self) -> str:

@@ -17,6 +17,16 @@ _SECRET_KEYS = re.compile(
 _secret_values: set[str] = set()
 REDACTED = "[redacted]"
 
+# Secrets recognisable by their shape, redacted even if nobody registered them (defence in
+# depth: a token logged before its account was loaded, a library logging a URL).
+_SECRET_SHAPES = (
+    # Telegram bot tokens, e.g. inside Bot API URLs (/bot<id>:<secret>/method)
+    re.compile(r"(?<!\d)\d{5,15}:[A-Za-z0-9_-]{20,}"),
+    # credentials in headers and query strings
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)([?&](access_token|token|secret|api_key|apikey|key|password)=)[^&\s\"']+"),
+)
+
 
 def register_secret(value: str | None) -> None:
     """Make ``value`` unloggable: any log field containing it is redacted."""
@@ -29,12 +39,22 @@ def _scrub(value: Any) -> Any:
         for secret in _secret_values:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        for shape in _SECRET_SHAPES:
+            value = shape.sub(_redact_match, value)
         return value
     if isinstance(value, dict):
         return {k: REDACTED if _SECRET_KEYS.search(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_scrub(v) for v in value)
     return value
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    # Keep a query parameter's name (``?access_token=``) so the line still reads.
+    prefix = (
+        match.group(1) if match.re.groups >= 2 and match.group(1).startswith(("?", "&")) else ""
+    )
+    return prefix + REDACTED
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Body as JsonBody
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from switchboard.events.catalog.common import Channel
@@ -246,6 +246,13 @@ def _admin_routes(
 ) -> None:
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
 
+    def require_admin(request: Request) -> None:
+        check_admin(request, token)
+
+    # A route dependency runs before FastAPI validates path and body, so an unauthenticated
+    # caller gets 401 and learns nothing about the request shapes.
+    admin_only = [Depends(require_admin)]
+
     async def guarded(request: Request, action: Callable[[], Awaitable[Response]]) -> Response:
         check_admin(request, token)
         try:
@@ -253,7 +260,12 @@ def _admin_routes(
         except admin.AdminError as exc:
             return error(exc.status, exc.code, exc.message)
 
-    @app.get("/admin/accounts", tags=["admin"], summary="List accounts (no secret values)")
+    @app.get(
+        "/admin/accounts",
+        tags=["admin"],
+        dependencies=admin_only,
+        summary="List accounts (no secret values)",
+    )
     async def list_accounts(request: Request) -> Response:
         async def run() -> Response:
             accounts = await ports["store"].list()
@@ -264,6 +276,7 @@ def _admin_routes(
     @app.post(
         "/admin/accounts",
         tags=["admin"],
+        dependencies=admin_only,
         status_code=201,
         summary="Add an account and register its webhook with the provider",
     )
@@ -279,6 +292,7 @@ def _admin_routes(
     @app.post(
         "/admin/accounts/{channel}/{account_id}/rotate",
         tags=["admin"],
+        dependencies=admin_only,
         summary="Rotate the webhook secret (the old one works for a grace period)",
     )
     async def rotate(request: Request, channel: Channel, account_id: str) -> Response:
@@ -293,6 +307,7 @@ def _admin_routes(
     @app.delete(
         "/admin/accounts/{channel}/{account_id}",
         tags=["admin"],
+        dependencies=admin_only,
         status_code=204,
         summary="Remove an account and its webhook at the provider",
     )
@@ -308,6 +323,7 @@ def _admin_routes(
     @app.post(
         "/admin/keys/reencrypt",
         tags=["admin"],
+        dependencies=admin_only,
         summary="Re-encrypt every account with the active key (end of a key rotation)",
     )
     async def reencrypt(request: Request) -> Response:
