@@ -26,7 +26,7 @@ async def test_combined_app_mounts_telegram_under_its_prefix() -> None:
         health = (await http.get("/_sandbox/health")).json()
         assert health == {
             "ok": True,
-            "providers": ["metacapi", "sendpulse", "telegram", "viber", "whatsapp"],
+            "providers": ["metacapi", "mtproto", "sendpulse", "telegram", "viber", "whatsapp"],
         }
         sent = await http.post(
             f"/telegram/bot{DEMO_TOKEN}/sendMessage", json={"chat_id": 1, "text": "hi"}

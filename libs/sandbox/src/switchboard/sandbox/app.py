@@ -18,6 +18,7 @@ from switchboard.sandbox.config import SandboxConfig
 from switchboard.sandbox.control import control_routes
 from switchboard.sandbox.faults import FaultInjector, FaultRule, FaultSpec
 from switchboard.sandbox.metacapi.provider import MetaCapiProvider
+from switchboard.sandbox.mtproto.provider import MtprotoProvider
 from switchboard.sandbox.provider import Core, Provider, provider_asgi
 from switchboard.sandbox.recorder import Recorder
 from switchboard.sandbox.sendpulse.provider import SendPulseProvider
@@ -43,6 +44,8 @@ class Sandbox:
         self.add_provider(self.whatsapp)
         self.viber = ViberProvider(self.core, self.config.viber)
         self.add_provider(self.viber)
+        self.mtproto = MtprotoProvider(self.core, self.config.mtproto)
+        self.add_provider(self.mtproto)
         if self.config.demo:
             self.install_demo()
 

@@ -82,12 +82,21 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     print(
         f"switchboard-sandbox on http://{args.host}:{args.port} "
-        f"(telegram at /telegram/bot<token>/<method>, control at /_sandbox)",
+        f"(telegram at /telegram/bot<token>/<method>, mtproto at /mtproto, "
+        f"control at /_sandbox)",
         flush=True,
     )
     if config.demo:
         print("demo bot: token 100000001:demo (@switchboard_demo_bot)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # MTProto update streams stay open until their clients leave: bound the shutdown wait,
+    # then the streams end as if the server had dropped them.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=3,
+    )
     return 0
 
 

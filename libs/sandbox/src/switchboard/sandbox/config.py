@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.sandbox.metacapi.config import MetaCapiConfig
+from switchboard.sandbox.mtproto.config import MtprotoConfig
 from switchboard.sandbox.sendpulse.config import SendPulseConfig
 from switchboard.sandbox.telegram.config import TelegramConfig
 from switchboard.sandbox.viber.config import ViberConfig
@@ -26,6 +27,7 @@ class SandboxConfig:
     metacapi: MetaCapiConfig = field(default_factory=MetaCapiConfig)
     whatsapp: WhatsAppConfig = field(default_factory=WhatsAppConfig)
     viber: ViberConfig = field(default_factory=ViberConfig)
+    mtproto: MtprotoConfig = field(default_factory=MtprotoConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SandboxConfig:
@@ -38,6 +40,7 @@ class SandboxConfig:
         config.metacapi = MetaCapiConfig.from_dict(data.get("metacapi"))
         config.whatsapp = WhatsAppConfig.from_dict(data.get("whatsapp"))
         config.viber = ViberConfig.from_dict(data.get("viber"))
+        config.mtproto = MtprotoConfig.from_dict(data.get("mtproto"))
         telegram = dict(data.get("telegram") or {})
         limits = telegram.pop("limits", None)
         retry = telegram.pop("webhook_retry", None)
