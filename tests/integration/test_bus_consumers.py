@@ -133,6 +133,27 @@ async def test_accounts_are_encrypted_at_rest_and_cached_live(bus: Bus) -> None:
     await task
 
 
+async def test_records_no_configured_key_opens_are_reported_not_fatal(bus: Bus) -> None:
+    # Found by schemathesis: after a key was retired too early, listing and re-encrypting
+    # accounts answered 500. They now list what they can and name what they cannot.
+    kv = await bus.kv("accounts")
+    old = AccountStore(kv, Keyring({"k0": b"\x02" * 32}, "k0"))
+    await old.put(Account(channel=Channel.VIBER, id="legacy", secrets={"token": "viber-legacy-1"}))
+    store = AccountStore(kv, keyring())
+    await store.put(Account(channel=Channel.VIBER, id="fresh", secrets={"token": "viber-fresh-1"}))
+    readable, unreadable = await store.scan()
+    assert [a.id for a in readable] == ["fresh"]
+    assert unreadable == [
+        ("viber.legacy", "secret was encrypted with key 'k0', which is not configured")
+    ]
+    assert [a.id for a in await store.list()] == ["fresh"]
+    assert await store.reencrypt_all() == 1
+    assert b'"k0:' in ((await kv.get("viber.legacy")).value or b""), "left as it was"
+    # Ids no account can have are simply absent (they are not valid KV keys either).
+    assert await store.get(Channel.VIBER, "ünïcode;") is None
+    assert await store.delete(Channel.VIBER, "a/b") is False
+
+
 async def _get(cache: AccountCache, name: str) -> Account | None:
     return cache.get(Channel.TELEGRAM, name)
 

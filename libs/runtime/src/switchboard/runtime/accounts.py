@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -20,10 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
-from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.crypto import DecryptError, Keyring
 from switchboard.runtime.logging import get_logger, register_secret
 
 log = get_logger(__name__)
+
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+VALID_ID = re.compile(ID_PATTERN)
 
 
 class Account(BaseModel):
@@ -32,7 +37,7 @@ class Account(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: Channel
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     workspace_id: str = Field("default", min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -98,6 +103,8 @@ class AccountStore:
         return account
 
     async def get(self, channel: Channel | str, account_id: str) -> Account | None:
+        if not VALID_ID.fullmatch(account_id):
+            return None  # no stored account can have it (and it is no valid KV key)
         key = account_key(channel, account_id)
         try:
             entry = await self.kv.get(key)
@@ -109,6 +116,8 @@ class AccountStore:
 
     async def delete(self, channel: Channel | str, account_id: str) -> bool:
         """Remove an account; works even when its secrets use a key this instance lacks."""
+        if not VALID_ID.fullmatch(account_id):
+            return False
         key = account_key(channel, account_id)
         try:
             entry = await self.kv.get(key)
@@ -119,20 +128,33 @@ class AccountStore:
         await self.kv.purge(key)
         return True
 
-    async def list(self) -> list[Account]:
+    async def scan(self) -> tuple[list[Account], list[tuple[str, str]]]:
+        """Every account, split into the readable ones and ``(key, why)`` for records whose
+        secrets the configured keys cannot open (a key retired before re-encryption)."""
         try:
             keys = await self.kv.keys()
         except Exception:  # nats-py raises NoKeysError on an empty bucket
-            return []
-        accounts = []
+            return [], []
+        accounts: list[Account] = []
+        unreadable: list[tuple[str, str]] = []
         for key in sorted(keys):
             entry = await self.kv.get(key)
-            if entry.value:
+            if not entry.value:
+                continue
+            try:
                 accounts.append(self._open(key, entry.value))
-        return accounts
+            except DecryptError as exc:
+                log.error("unreadable account in registry", key=key, error=str(exc))
+                unreadable.append((key, str(exc)))
+        return accounts, unreadable
+
+    async def list(self) -> list[Account]:
+        """The readable accounts (see :meth:`scan` for the others)."""
+        return (await self.scan())[0]
 
     async def reencrypt_all(self) -> int:
-        """Rewrite every account with the active key (the last step of a key rotation)."""
+        """Rewrite every readable account with the active key (the last step of a key
+        rotation); records no configured key opens are left as they are."""
         count = 0
         for account in await self.list():
             await self.kv.put(account.key, self._seal(account))

@@ -15,8 +15,11 @@ from starlette.types import Receive, Scope, Send
 
 from switchboard.runtime.auth import AuthError
 from switchboard.runtime.http import Health, error
+from switchboard.runtime.logging import get_logger
 from switchboard.runtime.service import Runtime, service_lifespan
 from switchboard.runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
 
 FastPath = Callable[[Scope, Receive, Send], Awaitable[bool]]
 
@@ -33,6 +36,12 @@ class ServiceApp(FastAPI):
     fast_path: FastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_nul(scope):
+            # No identifier, filter or cursor may hold NUL, and Postgres text cannot store it:
+            # refuse at the edge instead of failing deep in a query (found by schemathesis).
+            response = error(400, "invalid_request", "NUL characters are not allowed in URLs")
+            await response(scope, receive, send)
+            return
         if (
             self.fast_path is not None
             and scope["type"] == "http"
@@ -46,6 +55,11 @@ class ServiceApp(FastAPI):
         if self._runtime is None:
             raise RuntimeError("the service has not started")
         return self._runtime
+
+
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
 
 
 def service_app(
@@ -99,9 +113,15 @@ def service_app(
             422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", problems=problems
         )
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not bad input: log it with the traceback, and still answer JSON.
+        log.exception("unhandled error", method=request.method, path=request.url.path)
+        return error(500, "internal_error", f"internal error ({type(exc).__name__}); see logs")
+
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail))
+        return error(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
     return app

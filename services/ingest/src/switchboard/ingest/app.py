@@ -29,7 +29,7 @@ from switchboard.runtime.accounts import Account, AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import check_admin
 from switchboard.runtime.consumer import PullWorker
-from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.crypto import DecryptError, Keyring
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
@@ -259,6 +259,8 @@ def _admin_routes(
             return await action()
         except admin.AdminError as exc:
             return error(exc.status, exc.code, exc.message)
+        except DecryptError as exc:
+            return error(409, "unreadable_account", f"the account exists but {exc}")
 
     @app.get(
         "/admin/accounts",
@@ -268,8 +270,13 @@ def _admin_routes(
     )
     async def list_accounts(request: Request) -> Response:
         async def run() -> Response:
-            accounts = await ports["store"].list()
-            return JSONResponse({"items": [a.public() for a in accounts]})
+            accounts, unreadable = await ports["store"].scan()
+            return JSONResponse(
+                {
+                    "items": [a.public() for a in accounts],
+                    "unreadable": [{"key": k, "error": why} for k, why in unreadable],
+                }
+            )
 
         return await guarded(request, run)
 
@@ -328,6 +335,13 @@ def _admin_routes(
     )
     async def reencrypt(request: Request) -> Response:
         async def run() -> Response:
-            return JSONResponse({"reencrypted": await ports["store"].reencrypt_all()})
+            count = await ports["store"].reencrypt_all()
+            _, unreadable = await ports["store"].scan()
+            return JSONResponse(
+                {
+                    "reencrypted": count,
+                    "unreadable": [{"key": k, "error": why} for k, why in unreadable],
+                }
+            )
 
         return await guarded(request, run)
