@@ -159,3 +159,28 @@ async def test_poison_goes_to_the_dlq_at_once_and_valid_messages_flow_on(
     letters = await eventually(all_dead_lettered, timeout=30, message="every poison in the DLQ")
     assert all(d.reason for d in letters), "each entry says why"
     assert {d.deliveries for d in letters} == {1}, "no retries for what can never decode"
+
+
+async def test_a_message_with_nul_characters_reaches_the_crm_not_the_dlq(
+    services: str, nats_url: str
+) -> None:
+    # Found by probing: Postgres text cannot hold U+0000, so every projection dead-lettered
+    # such a message and the customer's words were lost from the CRM.
+    await publish_all(
+        nats_url,
+        [received(Channel.GENERIC, "shop", "u-1", "hello\x00world", 1, name="Ni\x00na")],
+    )
+
+    async def messages() -> Any:
+        async with httpx.AsyncClient(timeout=5) as http:
+            auth = {"Authorization": "Bearer test-key-000001"}
+            convs = (await http.get(f"{services}/v1/conversations", headers=auth)).json()
+            if not convs["items"]:
+                return None
+            cid = convs["items"][0]["id"]
+            r = await http.get(f"{services}/v1/conversations/{cid}/messages", headers=auth)
+            return r.json()["items"] or None
+
+    items = await eventually(messages, timeout=30, message="the message is in the CRM")
+    assert items[0]["text"] == "hello\ufffdworld"
+    assert await _letters(nats_url) == []

@@ -263,3 +263,26 @@ def test_names_and_versions_are_unique(scratch_registry: None) -> None:
 
     with pytest.raises(ValueError, match="registered twice"):
         register("conv.message_received", 1)(Twin)
+
+
+def test_nul_characters_become_replacement_characters_on_decode() -> None:
+    from switchboard.events.codec import without_nul
+
+    msg = MessageReceived(
+        channel=Channel.GENERIC,
+        account="shop",
+        chat=Chat(id="c\x001"),
+        sender=Sender(id="u1", first_name="Ni\x00na"),
+        content=TextContent(text="a\x00b \\u0000 literal"),
+        provider=ProviderIds(message_id="m1"),
+        sent_at=datetime(2026, 11, 21, tzinfo=UTC),
+        received_at=datetime(2026, 11, 21, tzinfo=UTC),
+    )
+    enc = encode(msg, source="test")
+    decoded = decode(enc.subject, enc.headers, enc.body)
+    assert isinstance(decoded, MessageReceived)
+    assert decoded.content.text == "a\ufffdb \\u0000 literal"  # an escaped backslash stays
+    assert decoded.sender.first_name == "Ni\ufffdna"
+    assert decoded.chat.id == "c\ufffd1"
+    clean = b'{"text": "plain"}'
+    assert without_nul(clean) is clean

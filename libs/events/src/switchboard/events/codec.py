@@ -16,6 +16,23 @@ from switchboard.events.ids import new_id
 from switchboard.events.registry import UnknownMessageError, latest_version, model_for, upcast
 
 _TYPE = re.compile(r"^switchboard\.([a-z0-9_]+\.[a-z0-9_]+)\.v([1-9][0-9]*)$")
+# A JSON-escaped NUL (``\u0000``) that is not itself an escaped backslash followed by "u0000".
+_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+_NUL_ESCAPE = b"\\u0000"
+
+
+def without_nul(body: bytes) -> bytes:
+    """Replace every NUL character in a JSON document's strings with U+FFFD.
+
+    Any producer may put U+0000 in a string (a customer's message, a webhook's field), but
+    Postgres text and jsonb cannot store it, so an event carrying one would be dead-lettered
+    by every projection and the message lost. No channel gives NUL a meaning; consumers see
+    the replacement character instead. The check is a byte search, so clean bodies pay
+    nothing measurable.
+    """
+    if _NUL_ESCAPE not in body:
+        return body
+    return _NUL.sub(rb"\1\\ufffd", body)
 
 
 class DecodeError(ValueError):
@@ -99,6 +116,7 @@ def decode_message(subject: str, headers: dict[str, str] | None, body: bytes) ->
     except EnvelopeError as exc:
         raise DecodeError(str(exc)) from None
     name, version = parse_type(envelope.type)
+    body = without_nul(body)
     try:
         cls = model_for(name, version)
     except UnknownMessageError as exc:
