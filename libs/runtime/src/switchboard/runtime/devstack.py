@@ -80,6 +80,8 @@ class Stack:
             "SWITCHBOARD_HTTP_HOST": HOST,
             "SWITCHBOARD_SANDBOX_URL": f"http://{HOST}:{SANDBOX_PORT}",
             "SWITCHBOARD_PUBLIC_URL": f"http://{HOST}:{PORTS['ingest']}",
+            # The dev stack is offline: MTProto sessions live in the sandbox's fake Telegram.
+            "SWITCHBOARD_MTPROTO_ADAPTER": "sandbox",
         }
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:

@@ -1,5 +1,369 @@
 """MTProto gateway events and commands: session lifecycle, login steps, subscriptions,
 backfill progress and sends as a user (stream ``MTPROTO``). Messages read by sessions are
-``conv.*`` events with channel ``mtproto``."""
+``conv.*`` events with channel ``mtproto`` and account = session id; the outcome of a send
+as a user is a ``delivery.*`` event (channel ``mtproto``), like any other outbound message.
+
+Every subject ends with the session id: ``mtproto.<event>.v1.<session>`` and
+``cmd.mtproto.<command>.v1.<session>``, so one session's history is one subject filter.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from switchboard.events.base import Command, Event
+from switchboard.events.catalog.common import Chat, Value
+from switchboard.events.registry import register
+
+SESSION_ID = r"^[A-Za-z0-9_-]+$"
+
+
+SessionId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=SESSION_ID,
+        description="the gateway's name of the user session (letters, digits, _ and -)",
+    ),
+]
+
+
+class DeviceInfo(Value):
+    """What Telegram shows in the account's list of active sessions."""
+
+    device_model: str = Field("Switchboard", min_length=1)
+    system_version: str = Field("Linux", min_length=1)
+    app_version: str = Field("1.0", min_length=1)
+    lang_code: str = Field("en", min_length=2)
+    system_lang_code: str = Field("en", min_length=2)
+
+
+class ProxyInfo(Value):
+    """A SOCKS5 proxy or an MTProxy (``secret`` set) the session connects through. The
+    password and the secret are stored encrypted with the session."""
+
+    type: Literal["socks5", "mtproxy"]
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    secret: str | None = Field(None, repr=False, description="MTProxy secret (hex)")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class _SessionCommand(Command):
+    session_id: SessionId
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.session_id,)
+
+    def ce_subject(self) -> str:
+        return self.session_id
+
+
+@register("mtproto.login_start", 1)
+class StartLogin(_SessionCommand):
+    """Start logging a Telegram account in as session ``session_id``: Telegram sends a login
+    code to the account's apps (or by SMS). Answered by ``mtproto.login_code_sent`` or
+    ``mtproto.login_failed``. ``api_id``/``api_hash`` default to the gateway's own."""
+
+    phone: str = Field(pattern=r"^\+?[0-9]{5,16}$", description="international format")
+    api_id: int | None = Field(None, ge=1)
+    api_hash: str | None = Field(None, min_length=8, repr=False)
+    device: DeviceInfo | None = None
+    proxy: ProxyInfo | None = None
+    workspace_id: str | None = Field(None, description="default: the envelope's workspace")
+
+
+@register("mtproto.login_submit_code", 1)
+class SubmitLoginCode(_SessionCommand):
+    """The login code the account received. Answered by ``mtproto.login_succeeded``,
+    ``mtproto.login_password_needed`` (two-step verification) or ``mtproto.login_failed``.
+    Erased from the stream once handled."""
+
+    code: str = Field(pattern=r"^[0-9]{3,10}$", repr=False)
+
+
+@register("mtproto.login_submit_password", 1)
+class SubmitLoginPassword(_SessionCommand):
+    """The account's two-step verification password. Answered by
+    ``mtproto.login_succeeded`` or ``mtproto.login_failed``. Erased from the stream once
+    handled (prefer the HTTP API, which never writes it to the stream)."""
+
+    password: str = Field(min_length=1, max_length=256, repr=False)
+
+
+@register("mtproto.logout", 1)
+class Logout(_SessionCommand):
+    """Log the session out at Telegram (the authorization is revoked) and delete it with its
+    subscriptions and jobs. Answered by ``mtproto.session_revoked`` (reason ``logout``)."""
+
+    reason: str | None = None
+
+
+@register("mtproto.subscribe", 1)
+class Subscribe(_SessionCommand):
+    """Read a channel, group or chat with this session: its new, edited and deleted messages
+    become ``conv.*`` events from now on. Answered by ``mtproto.subscription_added``."""
+
+    peer: str = Field(min_length=1, description="@username, t.me link or (marked) numeric id")
+
+
+@register("mtproto.unsubscribe", 1)
+class Unsubscribe(_SessionCommand):
+    """Stop reading a peer. Answered by ``mtproto.subscription_removed``."""
+
+    peer: str = Field(min_length=1, description="as subscribed, or the chat id of the events")
+
+
+@register("mtproto.backfill", 1)
+class StartBackfill(_SessionCommand):
+    """Read a peer's history, newest first, as ``conv.message_received`` events (the same
+    ids as live events, so nothing is doubled). Stops at the start of the history, at the
+    first message older than ``until``, or after ``max_messages``."""
+
+    peer: str = Field(min_length=1, description="@username, t.me link or (marked) numeric id")
+    job_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=SESSION_ID, description="default: the ce-id"
+    )
+    max_messages: int | None = Field(None, ge=1)
+    until: datetime | None = Field(None, description="stop at messages older than this")
+
+
+@register("mtproto.send", 1)
+class SendAsUser(_SessionCommand):
+    """Send a text message as the session's user. ``message_id`` is the idempotency key; the
+    outcome is ``delivery.sent`` / ``delivery.retrying`` / ``delivery.failed`` with channel
+    ``mtproto`` and account = session id."""
+
+    message_id: str = Field(min_length=1, max_length=200)
+    peer: str = Field(min_length=1, description="@username, t.me link or (marked) numeric id")
+    text: str = Field(min_length=1, max_length=4096)
+    reply_to: int | None = Field(None, ge=1, description="message id in that chat to answer")
+
+    def ce_subject(self) -> str:
+        return self.message_id
+
+    def deterministic_id(self) -> str:
+        return f"mtsend:{self.message_id}"
+
+
+# --------------------------------------------------------------------------- events
+
+
+class _SessionEvent(Event):
+    session_id: SessionId
+    at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.session_id,)
+
+    def ce_subject(self) -> str:
+        return self.session_id
+
+
+class LoginStep(StrEnum):
+    START = "start"
+    CODE = "code"
+    PASSWORD = "password"  # noqa: S105 (a step name, not a password)
+
+
+class LoginFailure(StrEnum):
+    """Why a login step failed, in words a UI can show."""
+
+    PHONE_NUMBER_INVALID = "phone_number_invalid"
+    PHONE_NUMBER_BANNED = "phone_number_banned"
+    PHONE_NUMBER_UNOCCUPIED = "phone_number_unoccupied"
+    PHONE_CODE_INVALID = "phone_code_invalid"
+    PHONE_CODE_EXPIRED = "phone_code_expired"
+    PASSWORD_INVALID = "password_invalid"  # noqa: S105
+    FLOOD_WAIT = "flood_wait"
+    NO_LOGIN_IN_PROGRESS = "no_login_in_progress"
+    WRONG_STEP = "wrong_step"
+    ALREADY_AUTHORIZED = "already_authorized"
+    SESSION_BUSY = "session_busy"
+    INVALID_REQUEST = "invalid_request"
+    NETWORK = "network"
+    TELEGRAM_ERROR = "telegram_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+@register("mtproto.login_code_sent", 1)
+class LoginCodeSent(_SessionEvent):
+    """Telegram sent a login code for the session's phone; submit it with
+    ``mtproto.login_submit_code`` before ``expires_at``."""
+
+    phone_hint: str = Field(description="the phone with its middle digits masked")
+    code_type: str = Field(description="app, sms, call, flash_call, ...")
+    expires_at: datetime
+
+
+@register("mtproto.login_password_needed", 1)
+class LoginPasswordNeeded(_SessionEvent):
+    """The code was right and the account has two-step verification: submit the password
+    with ``mtproto.login_submit_password``."""
+
+
+@register("mtproto.login_succeeded", 1)
+class LoginSucceeded(_SessionEvent):
+    """The session is authorized and stored (encrypted); an instance claims and connects it."""
+
+    user_id: str = Field(min_length=1)
+    username: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+@register("mtproto.login_failed", 1)
+class LoginFailed(_SessionEvent):
+    """A login step failed. ``restart_required``: the login must start again with
+    ``mtproto.login_start`` (else the same step may be retried, after ``retry_after_s``)."""
+
+    step: LoginStep
+    reason: LoginFailure
+    message: str
+    error_code: str | None = Field(None, description="Telegram's RPC error name")
+    retry_after_s: int | None = Field(None, ge=0)
+    restart_required: bool = False
+
+
+class DisconnectReason(StrEnum):
+    NETWORK = "network"
+    LEASE_LOST = "lease_lost"
+    SHUTDOWN = "shutdown"
+    HANDED_BACK = "handed_back"
+    REVOKED = "revoked"
+    LOGOUT = "logout"
+
+
+@register("mtproto.session_connected", 1)
+class SessionConnected(_SessionEvent):
+    """The instance holding the session's lease connected it to Telegram."""
+
+    instance: str = Field(min_length=1)
+    reconnect: bool = Field(False, description="after a drop, on the same instance")
+
+
+@register("mtproto.session_disconnected", 1)
+class SessionDisconnected(_SessionEvent):
+    """The session's connection closed: a network drop (it reconnects), a lost lease, a
+    shutdown or a hand-back to balance instances (another instance connects it)."""
+
+    instance: str = Field(min_length=1)
+    reason: DisconnectReason
+    message: str | None = None
+
+
+class RevokeReason(StrEnum):
+    LOGOUT = "logout"
+    AUTH_KEY_UNREGISTERED = "auth_key_unregistered"
+    AUTH_KEY_DUPLICATED = "auth_key_duplicated"
+    USER_DEACTIVATED = "user_deactivated"
+
+
+@register("mtproto.session_revoked", 1)
+class SessionRevoked(_SessionEvent):
+    """The session can no longer be used: logged out, revoked at Telegram, or destroyed by
+    Telegram (AUTH_KEY_DUPLICATED). It needs a new login."""
+
+    reason: RevokeReason
+    error_code: str | None = None
+
+
+@register("mtproto.flood_wait", 1)
+class FloodWaited(_SessionEvent):
+    """Telegram asked the session to wait before repeating a request (FLOOD_WAIT_X).
+    ``action``: ``wait`` (held the work and waited) or ``deferred`` (gave the work back to
+    resume after ``resume_at``)."""
+
+    operation: str = Field(min_length=1, description="get_history, send_message, send_code...")
+    seconds: int = Field(ge=0)
+    action: Literal["wait", "deferred"]
+    resume_at: datetime
+
+
+class PeerInfo(Value):
+    """A resolved peer: the chat id used in ``conv.*`` events and its names."""
+
+    chat: Chat
+    ref: str = Field(min_length=1, description="what the subscriber asked for")
+
+
+@register("mtproto.subscription_added", 1)
+class SubscriptionAdded(_SessionEvent):
+    """The session reads this peer from now on (messages after ``last_message_id``)."""
+
+    peer: PeerInfo
+    last_message_id: int = Field(ge=0)
+
+
+@register("mtproto.subscription_removed", 1)
+class SubscriptionRemoved(_SessionEvent):
+    """The session stopped reading this peer."""
+
+    ref: str = Field(min_length=1)
+    chat_id: str | None = None
+
+
+class _BackfillEvent(_SessionEvent):
+    job_id: str = Field(min_length=1, max_length=64)
+
+
+@register("mtproto.backfill_progress", 1)
+class BackfillProgressed(_BackfillEvent):
+    """One page of history was published and checkpointed: ``fetched`` messages so far,
+    the next page starts below ``offset_id``."""
+
+    chat: Chat
+    fetched: int = Field(ge=0)
+    offset_id: int = Field(ge=0)
+
+    def deterministic_id(self) -> str:
+        return f"mtbf:{self.session_id}:{self.job_id}:{self.fetched}:{self.offset_id}"
+
+
+@register("mtproto.backfill_completed", 1)
+class BackfillCompleted(_BackfillEvent):
+    """The backfill finished: ``stopped_by`` says whether it reached the start of the
+    history, the ``until`` date or ``max_messages``."""
+
+    chat: Chat
+    fetched: int = Field(ge=0)
+    stopped_by: Literal["history_start", "date", "count"]
+
+    def deterministic_id(self) -> str:
+        return f"mtbf:{self.session_id}:{self.job_id}:done"
+
+
+@register("mtproto.backfill_failed", 1)
+class BackfillFailed(_BackfillEvent):
+    """The backfill cannot go on (unknown peer, session revoked); ``fetched`` messages were
+    published before it stopped."""
+
+    reason: str = Field(min_length=1)
+    error_code: str | None = None
+    fetched: int = Field(0, ge=0)
+
+    def deterministic_id(self) -> str:
+        return f"mtbf:{self.session_id}:{self.job_id}:failed"
+
+
+@register("mtproto.command_rejected", 1)
+class CommandRejected(_SessionEvent):
+    """A command that arrived over the bus could not be applied (unknown session, invalid
+    state, unknown peer); ``command_id`` is the command's ce-id."""
+
+    command_id: str = Field(min_length=1)
+    command: str = Field(min_length=1)
+    status: int = Field(description="the HTTP status the API would have answered")
+    reason: str
+
+    def deterministic_id(self) -> str:
+        return f"mtrejected:{self.command_id}"

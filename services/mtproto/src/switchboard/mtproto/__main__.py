@@ -1,0 +1,3 @@
+from switchboard.mtproto.main import main
+
+main()

@@ -1,0 +1,340 @@
+"""The gateway's HTTP API (admin token on every route): login steps, sessions, subscriptions,
+backfills, sends and key rotation. Login steps run in the request and answer with their
+outcome; the rest is recorded for the instance holding the session, and the routes that
+can wait a moment for it (subscribe, logout) do."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Body, Depends, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse, Response
+
+from switchboard.events.catalog.mtproto import (
+    SESSION_ID,
+    DeviceInfo,
+    LoginStep,
+    ProxyInfo,
+    SendAsUser,
+    SubscriptionRemoved,
+)
+from switchboard.mtproto import actions, login
+from switchboard.mtproto.leases import SESSION_PREFIX
+from switchboard.mtproto.sessions import Secrets, SessionRecord
+from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.runtime.app import ServiceApp
+from switchboard.runtime.auth import check_admin
+from switchboard.runtime.http import error
+
+if TYPE_CHECKING:
+    from switchboard.mtproto.app import Gateway
+
+SessionId = Annotated[str, Path(pattern=SESSION_ID, max_length=64)]
+WAIT_S = 10.0
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginBody(_Body):
+    phone: str = Field(pattern=r"^\+?[0-9]{5,16}$")
+    api_id: int | None = Field(None, ge=1)
+    api_hash: str | None = Field(None, min_length=8)
+    device: DeviceInfo | None = None
+    proxy: ProxyInfo | None = None
+    workspace_id: str = Field("default", min_length=1)
+
+
+class CodeBody(_Body):
+    code: str = Field(pattern=r"^[0-9]{3,10}$")
+
+
+class PasswordBody(_Body):
+    password: str = Field(min_length=1, max_length=256)
+
+
+class ImportBody(_Body):
+    """An existing, authorized StringSession (e.g. moved from another tool)."""
+
+    session: str = Field(min_length=16)
+    api_id: int = Field(ge=1)
+    api_hash: str = Field(min_length=8)
+    workspace_id: str = Field("default", min_length=1)
+    phone: str | None = None
+    device: DeviceInfo | None = None
+    proxy: ProxyInfo | None = None
+
+
+class SubscribeBody(_Body):
+    peer: str = Field(min_length=1)
+
+
+class BackfillBody(_Body):
+    peer: str = Field(min_length=1)
+    job_id: str | None = Field(None, pattern=SESSION_ID, max_length=64)
+    max_messages: int | None = Field(None, ge=1)
+    until: datetime | None = None
+
+
+class SendBody(_Body):
+    message_id: str = Field(min_length=1, max_length=200)
+    peer: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=4096)
+    reply_to: int | None = Field(None, ge=1)
+
+
+def _result(result: actions.Result, ok_status: int | None = None) -> Response:
+    if not result.ok:
+        code = {400: "invalid_request", 404: "not_found", 409: "conflict"}.get(
+            result.status, "error"
+        )
+        return error(result.status, code, result.reason or "rejected")
+    return JSONResponse(result.body, ok_status or result.status)
+
+
+def _outcome(outcome: login.Outcome) -> Response:
+    body = outcome.body()
+    if outcome.state != "failed":
+        return JSONResponse(body, outcome.status)
+    headers = None
+    if body.get("retry_after_s") is not None:
+        headers = {"Retry-After": str(body["retry_after_s"])}
+    details = {k: body[k] for k in ("step", "error_code", "retry_after_s", "restart_required")
+               if k in body}  # fmt: skip
+    return error(outcome.status, str(body["reason"]), str(body["message"]), headers, **details)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Gateway]) -> None:
+    """Add the API routes to the service app."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+
+    def admin(request: Request) -> None:
+        check_admin(request, token)
+
+    guard = [Depends(admin)]
+
+    async def run_step(step: LoginStep, work: Awaitable[login.Outcome], sid: str) -> Response:
+        try:
+            return _outcome(await work)
+        except login.SessionBusyError:
+            return _outcome(await login.busy(gateway().login, sid, step))
+
+    @app.post("/v1/sessions/{session_id}/login", dependencies=guard, tags=["login"],
+              summary="Start a login: Telegram sends a code to the phone")  # fmt: skip
+    async def start_login(session_id: SessionId, body: Annotated[LoginBody, Body()]) -> Response:
+        req = login.StartRequest(
+            session_id=session_id,
+            workspace_id=body.workspace_id,
+            phone=body.phone,
+            api_id=body.api_id,
+            api_hash=body.api_hash,
+            device=body.device,
+            proxy=body.proxy,
+        )
+        return await run_step(LoginStep.START, login.start(gateway().login, req), session_id)
+
+    @app.post("/v1/sessions/{session_id}/login/code", dependencies=guard, tags=["login"],
+              summary="Submit the login code")  # fmt: skip
+    async def submit_code(session_id: SessionId, body: Annotated[CodeBody, Body()]) -> Response:
+        work = login.submit_code(gateway().login, session_id, body.code)
+        return await run_step(LoginStep.CODE, work, session_id)
+
+    @app.post("/v1/sessions/{session_id}/login/password", dependencies=guard, tags=["login"],
+              summary="Submit the two-step verification password")  # fmt: skip
+    async def submit_password(
+        session_id: SessionId, body: Annotated[PasswordBody, Body()]
+    ) -> Response:
+        work = login.submit_password(gateway().login, session_id, body.password)
+        return await run_step(LoginStep.PASSWORD, work, session_id)
+
+    @app.get("/v1/sessions", dependencies=guard, tags=["sessions"], summary="List sessions")
+    async def list_sessions() -> Response:
+        gw = gateway()
+        records = await gw.sessions.list_sessions()
+        return JSONResponse({"items": [r.public() for r in records]})
+
+    @app.get("/v1/sessions/{session_id}", dependencies=guard, tags=["sessions"],
+             summary="A session, its subscriptions, backfills and holder")  # fmt: skip
+    async def get_session(session_id: SessionId) -> Response:
+        gw = gateway()
+        record = await gw.sessions.get_session(session_id)
+        pending = await gw.sessions.get_login(session_id)
+        if record is None and pending is None:
+            return error(404, "not_found", f"no session {session_id!r}")
+        observed = gw.view.get(SESSION_PREFIX + session_id)
+        body: dict[str, Any] = record.public() if record else {"session_id": session_id}
+        if pending is not None:
+            body["login"] = {"step": pending.step, "expires_at": pending.expires_at.isoformat()}
+        body["holder"] = observed.value.owner if observed and observed.value else None
+        body["subscriptions"] = [s.public() for s in await gw.state.subscriptions(session_id)]
+        body["backfills"] = [j.public() for j in await gw.state.backfills(session_id)]
+        return JSONResponse(body)
+
+    @app.put("/v1/sessions/{session_id}", dependencies=guard, tags=["sessions"],
+             summary="Import an authorized StringSession (stored encrypted)")  # fmt: skip
+    async def import_session(
+        session_id: SessionId, body: Annotated[ImportBody, Body()]
+    ) -> Response:
+        gw = gateway()
+        existing = await gw.sessions.status(session_id)
+        if existing in ("active", "logging_out"):
+            return error(409, "conflict", f"session {session_id!r} exists; log it out first")
+        proxy = body.proxy
+        await gw.sessions.put_session(
+            SessionRecord(
+                session_id=session_id,
+                workspace_id=body.workspace_id,
+                status="active",
+                api_id=body.api_id,
+                device=body.device or DeviceInfo(),
+                proxy=proxy,
+                secrets=Secrets(
+                    session=body.session,
+                    api_hash=body.api_hash,
+                    proxy_password=proxy.password if proxy else None,
+                    proxy_secret=proxy.secret if proxy else None,
+                ),
+                phone=body.phone,
+            )
+        )
+        record = await gw.sessions.get_session(session_id)
+        assert record is not None
+        return JSONResponse(record.public(), 201)
+
+    @app.delete("/v1/sessions/{session_id}", dependencies=guard, tags=["sessions"],
+                summary="Log out: revoke at Telegram and delete")  # fmt: skip
+    async def logout(session_id: SessionId) -> Response:
+        gw = gateway()
+        result = await actions.logout(gw.sessions, session_id)
+        if not result.ok or result.status == 200:
+            return _result(result)
+
+        async def gone() -> bool:
+            return await gw.sessions.status(session_id) is None
+
+        if await _until(gone):
+            return JSONResponse({"session_id": session_id, "status": "logged_out"})
+        return _result(result)
+
+    @app.post("/v1/sessions/{session_id}/subscriptions", dependencies=guard,
+              tags=["subscriptions"], summary="Read a channel, group or chat")  # fmt: skip
+    async def subscribe(session_id: SessionId, body: Annotated[SubscribeBody, Body()]) -> Response:
+        gw = gateway()
+        result = await actions.subscribe(
+            gw.sessions, gw.state, session_id, body.peer, f"http:{uuid.uuid4().hex}"
+        )
+        if not result.ok or result.status == 200:
+            return _result(result)
+        ref = str(result.body["ref"])
+
+        async def settled() -> bool:
+            sub = await gw.state.subscription(session_id, ref)
+            return sub is None or sub.status != "pending"
+
+        await _until(settled)
+        sub = await gw.state.subscription(session_id, ref)
+        if sub is None or sub.status == "pending":
+            return JSONResponse(result.body, 202)
+        if sub.status == "failed":
+            code = 409 if "already" in (sub.reason or "") else 404
+            return error(code, "not_found" if code == 404 else "conflict", sub.reason or "failed")
+        return JSONResponse(sub.public(), 201)
+
+    @app.get("/v1/sessions/{session_id}/subscriptions", dependencies=guard,
+             tags=["subscriptions"], summary="What a session reads")  # fmt: skip
+    async def subscriptions(session_id: SessionId) -> Response:
+        subs = await gateway().state.subscriptions(session_id)
+        return JSONResponse({"items": [s.public() for s in subs]})
+
+    @app.delete("/v1/sessions/{session_id}/subscriptions/{ref}", dependencies=guard,
+                tags=["subscriptions"], summary="Stop reading a peer")  # fmt: skip
+    async def unsubscribe(session_id: SessionId, ref: str) -> Response:
+        gw = gateway()
+        result = await actions.unsubscribe(gw.state, session_id, ref)
+        if result.ok:
+            record = await gw.sessions.get_session(session_id)
+            await gw.bus.publish(
+                SubscriptionRemoved(
+                    session_id=session_id,
+                    at=datetime.now(UTC),
+                    ref=str(result.body["ref"]),
+                    chat_id=result.body.get("chat_id"),
+                ),
+                workspace_id=record.workspace_id if record else "default",
+            )
+        return _result(result)
+
+    @app.post("/v1/sessions/{session_id}/backfills", dependencies=guard, tags=["backfills"],
+              summary="Read a peer's history into conv events")  # fmt: skip
+    async def backfill(session_id: SessionId, body: Annotated[BackfillBody, Body()]) -> Response:
+        gw = gateway()
+        result = await actions.backfill(
+            gw.sessions,
+            gw.state,
+            session_id=session_id,
+            job_id=body.job_id or uuid.uuid4().hex,
+            ref=body.peer,
+            max_messages=body.max_messages,
+            until=body.until,
+        )
+        return _result(result)
+
+    @app.get("/v1/sessions/{session_id}/backfills/{job_id}", dependencies=guard,
+             tags=["backfills"], summary="A backfill's progress")  # fmt: skip
+    async def backfill_status(session_id: SessionId, job_id: str) -> Response:
+        job = await gateway().state.backfill(session_id, job_id)
+        if job is None:
+            return error(404, "not_found", f"no backfill {job_id!r} for {session_id!r}")
+        return JSONResponse(job.public())
+
+    @app.post("/v1/sessions/{session_id}/messages", dependencies=guard, tags=["messages"],
+              summary="Send a text as the session's user (outcome: delivery events)")  # fmt: skip
+    async def send(session_id: SessionId, body: Annotated[SendBody, Body()]) -> Response:
+        gw = gateway()
+        record = await gw.sessions.get_session(session_id)
+        if record is None:
+            return error(404, "not_found", f"no session {session_id!r}")
+        if record.status != "active":
+            return error(409, "conflict", f"session {session_id!r} is {record.status}")
+        done = await gw.state.send_record(body.message_id)
+        if done is not None and done.session_id != session_id:
+            return error(409, "id_taken", "that message_id is in use by another session")
+        cmd = SendAsUser(session_id=session_id, **body.model_dump())
+        await gw.bus.publish(cmd, workspace_id=record.workspace_id)
+        status = done.status if done else "accepted"
+        return JSONResponse({"message_id": body.message_id, "status": status}, 202)
+
+    @app.get("/v1/ownership", dependencies=guard, tags=["sessions"],
+             summary="The sessions this instance holds and connects; live instances")  # fmt: skip
+    async def ownership() -> Response:
+        gw = gateway()
+        return JSONResponse(
+            {
+                "instance": gw.owner,
+                "owned": gw.ownership.owned(),
+                "connected": gw.ownership.connected(),
+                "instances": sorted(gw.view.live_instances(settings.lease_ttl_s)),
+            }
+        )
+
+    @app.post("/admin/keys/reencrypt", dependencies=guard, tags=["admin"],
+              summary="Re-encrypt every stored session with the active key")  # fmt: skip
+    async def reencrypt() -> Response:
+        count = await gateway().sessions.reencrypt()
+        return JSONResponse({"reencrypted": count})

@@ -1,0 +1,116 @@
+"""The MTProto gateway's composition root: the session store, the lease view and ownership
+loop, the command consumer and the HTTP API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from switchboard.events import Event
+from switchboard.mtproto import api, commands
+from switchboard.mtproto.adapters import make_adapter
+from switchboard.mtproto.leases import LeaseView, new_owner_id
+from switchboard.mtproto.login import LoginDeps
+from switchboard.mtproto.ownership import Ownership
+from switchboard.mtproto.publisher import ConvPublisher
+from switchboard.mtproto.runner import Deps, SessionRunner
+from switchboard.mtproto.sessions import SessionStore
+from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.mtproto.state import StateStore
+from switchboard.runtime.app import ServiceApp, service_app
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import PullWorker
+from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.db import load_migrations
+from switchboard.runtime.logging import register_secret
+from switchboard.runtime.service import Runtime
+from switchboard.runtime.settings import parse_keyring
+
+SCHEMA = "mtproto"
+
+
+@dataclass
+class Gateway:
+    """What the HTTP API needs once the service has started."""
+
+    settings: MtprotoSettings
+    bus: Bus
+    sessions: SessionStore
+    state: StateStore
+    ownership: Ownership
+    view: LeaseView
+    login: LoginDeps
+    owner: str
+
+
+def create_app(settings: MtprotoSettings) -> ServiceApp:
+    """Build the gateway app; connections are made by its lifespan, never at import."""
+    keys = settings.encryption_keys.get_secret_value()
+    register_secret(keys)
+    for secret in (settings.admin_token, settings.api_hash):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    keyring = Keyring.from_mapping(parse_keyring(keys))
+    owner = new_owner_id(settings.instance_id)
+    holder: dict[str, Gateway] = {}
+
+    async def start(rt: Runtime) -> None:
+        assert rt.pool is not None
+        adapter, close_adapter = make_adapter(settings)
+        rt.on_close(close_adapter)
+        sessions = SessionStore(rt.pool, keyring)
+        state = StateStore(rt.pool)
+        leases = await rt.bus.kv("leases")
+        view = LeaseView(leases)
+        deps = Deps(
+            adapter=adapter,
+            sessions=sessions,
+            state=state,
+            bus=rt.bus,
+            conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup")),
+            settings=settings,
+            owner=owner,
+        )
+        ownership = Ownership(
+            kv=leases,
+            view=view,
+            sessions=sessions,
+            settings=settings,
+            owner=owner,
+            make_runner=lambda sid, lease: SessionRunner(deps, sid, lease),
+        )
+
+        async def emit(event: Event, workspace_id: str) -> None:
+            await rt.bus.publish(event, workspace_id=workspace_id)
+
+        login = LoginDeps(
+            adapter=adapter,
+            store=sessions,
+            emit=emit,
+            hold=ownership.hold,
+            api_id=settings.api_id,
+            api_hash=settings.api_hash.get_secret_value() if settings.api_hash else None,
+            code_ttl_s=settings.login_code_ttl_s,
+        )
+        holder["gateway"] = Gateway(
+            settings, rt.bus, sessions, state, ownership, view, login, owner
+        )
+        rt.spawn("lease-view", lambda: view.run(rt.stop))
+        rt.spawn("ownership", lambda: ownership.run(rt.stop))
+        handler_deps = commands.CommandDeps(rt.bus, sessions, state, login)
+        worker = PullWorker(
+            rt.bus, commands.SPEC, lambda m: commands.handle(handler_deps, m), stop=rt.stop
+        )
+        rt.spawn("commands", worker.run)
+
+    app = service_app(
+        service="mtproto",
+        settings=settings,
+        start=start,
+        title="Switchboard MTProto gateway",
+        description="Telegram user sessions: login, single ownership by lease, live updates "
+        "and backfill as conv events, sends as a user. Every route needs the admin token.",
+        migrations=load_migrations("switchboard.mtproto"),
+        schema=SCHEMA,
+    )
+    api.install(app, settings, lambda: holder["gateway"])
+    return app

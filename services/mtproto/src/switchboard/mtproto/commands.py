@@ -1,0 +1,217 @@
+"""The bus side of the gateway's commands (``cmd.mtproto.*`` except sends, which each
+session's holder pulls from its own durable consumer).
+
+Login steps run here and answer with login events; the other commands are recorded for the
+session's holder, and a command that cannot be applied becomes ``mtproto.command_rejected``.
+Login commands carry a code or a password, so once handled they are erased from the stream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+
+from switchboard.events import DecodeError, decode_message
+from switchboard.events.catalog.mtproto import (
+    CommandRejected,
+    Logout,
+    StartBackfill,
+    StartLogin,
+    SubmitLoginCode,
+    SubmitLoginPassword,
+    Subscribe,
+    SubscriptionRemoved,
+    Unsubscribe,
+)
+from switchboard.events.envelope import Envelope
+from switchboard.mtproto import actions, login
+from switchboard.mtproto.runner import STREAM
+from switchboard.mtproto.sessions import SessionStore
+from switchboard.mtproto.state import StateStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import ConsumerSpec, PermanentError
+from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+SPEC = ConsumerSpec(
+    stream=STREAM,
+    durable="mtproto-commands",
+    filter_subjects=tuple(
+        f"cmd.mtproto.{name}.>"
+        for name in (
+            "login_start",
+            "login_submit_code",
+            "login_submit_password",
+            "logout",
+            "subscribe",
+            "unsubscribe",
+            "backfill",
+        )
+    ),
+    max_deliver=10,
+    ack_wait_s=60.0,
+    backoff_s=(1.0, 2.0, 5.0),
+    batch=16,
+)
+# A step whose session is busy (another step in flight) is retried this many times first.
+BUSY_RETRIES = 5
+
+
+@dataclass
+class CommandDeps:
+    bus: Bus
+    sessions: SessionStore
+    state: StateStore
+    login: login.LoginDeps
+
+
+async def handle(deps: CommandDeps, msg: Msg) -> bool:
+    """Apply one command; returns True (the message is settled here)."""
+    try:
+        decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+    except DecodeError as exc:
+        if msg.subject.startswith("cmd.mtproto.login_"):
+            await _reject_secret(deps.bus, msg, exc.reason)
+            return True
+        raise PermanentError(exc.reason) from None
+    cmd, envelope = decoded.model, decoded.envelope
+    if isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
+        await _login_command(deps, msg, cmd, envelope)
+        return True
+    sid = getattr(cmd, "session_id", "")
+    if isinstance(cmd, Logout):
+        result = await actions.logout(deps.sessions, sid)
+    elif isinstance(cmd, Subscribe):
+        result = await actions.subscribe(deps.sessions, deps.state, sid, cmd.peer, envelope.id)
+    elif isinstance(cmd, Unsubscribe):
+        result = await actions.unsubscribe(deps.state, sid, cmd.peer)
+        if result.ok:
+            await deps.bus.publish(
+                SubscriptionRemoved(
+                    session_id=sid,
+                    at=datetime.now(UTC),
+                    ref=str(result.body["ref"]),
+                    chat_id=result.body.get("chat_id"),
+                ),
+                cause=envelope,
+            )
+    elif isinstance(cmd, StartBackfill):
+        result = await actions.backfill(
+            deps.sessions,
+            deps.state,
+            session_id=sid,
+            job_id=cmd.job_id or backfill_job_id(envelope.id),
+            ref=cmd.peer,
+            max_messages=cmd.max_messages,
+            until=cmd.until,
+        )
+    else:
+        raise PermanentError(f"{cmd.name} is not handled by the mtproto command consumer")
+    if not result.ok:
+        await deps.bus.publish(
+            CommandRejected(
+                session_id=sid,
+                at=datetime.now(UTC),
+                command_id=envelope.id,
+                command=cmd.name,
+                status=result.status,
+                reason=result.reason or "rejected",
+            ),
+            cause=envelope,
+        )
+    await msg.ack()
+    return True
+
+
+def backfill_job_id(command_id: str) -> str:
+    """A job id from the command's id (job ids are [A-Za-z0-9_-], at most 64)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", command_id)[:64]
+
+
+async def _login_command(
+    deps: CommandDeps,
+    msg: Msg,
+    cmd: StartLogin | SubmitLoginCode | SubmitLoginPassword,
+    envelope: Envelope,
+) -> None:
+    """Run a login step. Its command holds a code, a password or an app hash, so it never
+    goes to the DLQ: the last delivery that fails becomes a login failure, and a handled
+    command is erased from the stream."""
+    deliveries = msg.metadata.num_delivered
+    try:
+        outcome = await _login_step(deps, cmd, envelope.workspace_id, deliveries <= BUSY_RETRIES)
+    except Exception as exc:
+        if deliveries < SPEC.max_deliver:
+            raise
+        log.exception("login step failed for good", session=cmd.session_id)
+        await login.internal_failure(
+            deps.login, cmd.session_id, login.step_of(cmd), exc, envelope.workspace_id
+        )
+    else:
+        if outcome is None:  # busy: another delivery tries shortly
+            await msg.nak(delay=1.0)
+            return
+    await msg.ack()
+    await _erase(deps.bus, msg)
+
+
+async def _login_step(
+    deps: CommandDeps,
+    cmd: StartLogin | SubmitLoginCode | SubmitLoginPassword,
+    workspace_id: str,
+    busy_retry: bool,
+) -> login.Outcome | None:
+    try:
+        if isinstance(cmd, StartLogin):
+            return await login.start(
+                deps.login,
+                login.StartRequest(
+                    session_id=cmd.session_id,
+                    workspace_id=cmd.workspace_id or workspace_id,
+                    phone=cmd.phone,
+                    api_id=cmd.api_id,
+                    api_hash=cmd.api_hash,
+                    device=cmd.device,
+                    proxy=cmd.proxy,
+                ),
+            )
+        if isinstance(cmd, SubmitLoginCode):
+            return await login.submit_code(deps.login, cmd.session_id, cmd.code)
+        return await login.submit_password(deps.login, cmd.session_id, cmd.password)
+    except login.SessionBusyError:
+        if busy_retry:
+            return None
+        return await login.busy(deps.login, cmd.session_id, login.step_of(cmd), workspace_id)
+
+
+async def _reject_secret(bus: Bus, msg: Msg, reason: str) -> None:
+    """A login command that does not decode goes to the DLQ without its body (it may hold a
+    code, a password or an app hash), and is erased from the stream."""
+    meta = msg.metadata
+    await dead_letter(
+        bus,
+        subject=msg.subject,
+        headers=dict(msg.headers or {}),
+        body=b"",
+        reason=f"{reason} (body removed: it may hold a login secret)",
+        stream=meta.stream,
+        sequence=meta.sequence.stream,
+        consumer=SPEC.durable,
+        deliveries=meta.num_delivered,
+    )
+    await msg.term()
+    await _erase(bus, msg)
+
+
+async def _erase(bus: Bus, msg: Msg) -> None:
+    """Remove a login command (code, password, app hash) from the stream once handled; the
+    server overwrites the stored message."""
+    try:
+        await bus.js.delete_msg(STREAM, msg.metadata.sequence.stream)
+    except Exception as exc:
+        log.warning("login command not erased", error=str(exc))

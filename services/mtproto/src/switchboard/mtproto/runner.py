@@ -1,0 +1,750 @@
+"""One owned session: connect while the lease is held, serve it, reconnect with backoff.
+
+While connected, four tasks run: live updates -> ``conv.*``; upkeep (resolve new
+subscriptions, catch up what was missed while away, notice a requested logout); backfill
+jobs; and the session's send queue. Everything runs under :func:`while_held`: the moment
+the lease may lapse, the work is cancelled and the client disconnected, and only then is the
+lease given back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from switchboard.events import DecodeError, Event, decode_message
+from switchboard.events.catalog.common import Channel, Chat, ChatType
+from switchboard.events.catalog.conv import MessageSent
+from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRetrying, DeliverySent
+from switchboard.events.catalog.mtproto import (
+    CommandRejected,
+    DisconnectReason,
+    PeerInfo,
+    RevokeReason,
+    SendAsUser,
+    SessionConnected,
+    SessionDisconnected,
+    SessionRevoked,
+    SubscriptionAdded,
+)
+from switchboard.mtproto.backfill import BackfillPorts, history_call, run_backfill
+from switchboard.mtproto.convert import (
+    chat_id,
+    chat_of,
+    deleted,
+    edited,
+    is_channel,
+    received,
+)
+from switchboard.mtproto.floods import DeferredError, FloodPolicy
+from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
+from switchboard.mtproto.metrics import (
+    BACKFILLS_ACTIVE,
+    RECONNECTS,
+    SENDS,
+    SESSIONS_CONNECTED,
+    SESSIONS_OWNED,
+)
+from switchboard.mtproto.ports import (
+    AuthKeyDuplicatedError,
+    AuthKeyUnregisteredError,
+    ChatWriteForbiddenError,
+    DisconnectedError,
+    FloodWaitError,
+    Message,
+    MessageEdited,
+    MessagesDeleted,
+    MtprotoAdapter,
+    MtprotoClient,
+    MtprotoError,
+    NewMessage,
+    Peer,
+    PeerNotFoundError,
+    Update,
+    UserDeactivatedError,
+)
+from switchboard.mtproto.publisher import ConvPublisher
+from switchboard.mtproto.sessions import SessionRecord, SessionStore
+from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.mtproto.state import StateStore, Subscription
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+STREAM = "MTPROTO"
+_REVOKING = (AuthKeyDuplicatedError, AuthKeyUnregisteredError, UserDeactivatedError)
+
+
+def send_consumer(session_id: str) -> str:
+    """The durable consumer of one session's sends: only the lease holder pulls from it, so
+    a session's sends go out one at a time, paced, and survive a change of owner."""
+    return f"mtproto-send-{session_id}"
+
+
+def send_subject(session_id: str) -> str:
+    return f"cmd.mtproto.send.v1.{session_id}"
+
+
+def revoke_reason(exc: MtprotoError) -> RevokeReason:
+    if isinstance(exc, AuthKeyDuplicatedError):
+        return RevokeReason.AUTH_KEY_DUPLICATED
+    if isinstance(exc, UserDeactivatedError):
+        return RevokeReason.USER_DEACTIVATED
+    return RevokeReason.AUTH_KEY_UNREGISTERED
+
+
+@dataclass
+class Deps:
+    """What every runner of an instance shares."""
+
+    adapter: MtprotoAdapter
+    sessions: SessionStore
+    state: StateStore
+    bus: Bus
+    conv: ConvPublisher
+    settings: MtprotoSettings
+    owner: str
+
+
+class _LogoutRequestedError(Exception):
+    """The session was marked for logout: log it out with the open connection."""
+
+
+class _SessionGoneError(Exception):
+    """The session was deleted or revoked elsewhere: disconnect and let go."""
+
+
+class SessionRunner:
+    """Holds one session for as long as its lease lasts."""
+
+    def __init__(self, deps: Deps, session_id: str, lease: Lease) -> None:
+        self.deps = deps
+        self.session_id = session_id
+        self.lease = lease
+        self.stopping = asyncio.Event()
+        self.stop_reason = DisconnectReason.SHUTDOWN
+        self.task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.connected_at: float | None = None
+        self.workspace_id = "default"
+        self.chats: dict[str, Subscription] = {}
+        self.catching_up: dict[str, int] = {}
+        self.caught_up: set[str] = set()
+        self.peers: dict[str, Peer] = {}
+        self.sends_paused_until: datetime | None = None
+        settings = deps.settings
+        self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._main(), name=f"session {self.session_id}")
+
+    def stop(self, reason: DisconnectReason) -> None:
+        self.stop_reason = reason
+        self.stopping.set()
+
+    @property
+    def done(self) -> bool:
+        return self.task is not None and self.task.done()
+
+    def _may_connect(self) -> bool:
+        return self.lease.valid() and not self.stopping.is_set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when the runner stops or its lease is lost."""
+        waits = [
+            asyncio.ensure_future(self.stopping.wait()),
+            asyncio.ensure_future(self.lease.lost.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, seconds))
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _emit(self, event: Event) -> None:
+        await self.deps.bus.publish(event, workspace_id=self.workspace_id)
+
+    def _now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def _set_connected(self, value: bool) -> None:
+        if value:
+            self.connected_at = time.monotonic()
+        if value != self.connected:
+            SESSIONS_CONNECTED.inc() if value else SESSIONS_CONNECTED.dec()
+            self.connected = value
+
+    async def _main(self) -> None:
+        SESSIONS_OWNED.inc()
+        try:
+            await self._run()
+        except Exception:
+            log.exception("session runner failed", session=self.session_id)
+        finally:
+            self._set_connected(False)
+            # Every path above has disconnected by now: only then may the lease go.
+            await self.lease.release()
+            SESSIONS_OWNED.dec()
+
+    async def _run(self) -> None:
+        reconnect, failures = False, 0
+        settings = self.deps.settings
+        while self._may_connect():
+            record = await self.deps.sessions.get_session(self.session_id)
+            if record is None or record.status == "revoked":
+                return
+            self.workspace_id = record.workspace_id
+            try:
+                await while_held(self.lease, self._session(record, reconnect))
+                return
+            except LeaseLostError:
+                await self._disconnected(DisconnectReason.LEASE_LOST, self.lease.lost_reason)
+                return
+            except _REVOKING as exc:
+                await self._disconnected(DisconnectReason.REVOKED, exc.reason)
+                await self._revoked(record, exc)
+                return
+            except _SessionGoneError:
+                await self._disconnected(DisconnectReason.REVOKED, "session deleted")
+                return
+            except Exception as exc:
+                # A drop (DisconnectedError), or a fault of ours (database, bus): reconnect
+                # with backoff, keeping the lease, rather than bouncing between instances.
+                if not isinstance(exc, DisconnectedError):
+                    log.exception("session failed; reconnecting", session=self.session_id)
+                await self._disconnected(DisconnectReason.NETWORK, str(exc) or type(exc).__name__)
+                RECONNECTS.inc()
+                reconnect, failures = True, failures + 1
+                delay = min(settings.reconnect_max_s, settings.reconnect_initial_s * 2**failures)
+                await self._sleep(
+                    delay if not self._was_healthy() else settings.reconnect_initial_s
+                )
+
+    def _was_healthy(self) -> bool:
+        """Connected for a while before the drop: reconnect at once, not after a backoff."""
+        return self.connected_at is not None and time.monotonic() - self.connected_at > 30
+
+    async def _disconnected(self, reason: DisconnectReason, message: str | None) -> None:
+        was = self.connected
+        self._set_connected(False)
+        if was:
+            with contextlib.suppress(Exception):
+                await self._emit(
+                    SessionDisconnected(
+                        session_id=self.session_id,
+                        at=self._now(),
+                        instance=self.deps.owner,
+                        reason=reason,
+                        message=message,
+                    )
+                )
+
+    async def _revoked(self, record: SessionRecord, exc: MtprotoError) -> None:
+        if record.status == "logging_out":  # the key is dead anyway: the logout is done
+            await self._finish_logout()
+            return
+        reason = revoke_reason(exc)
+        log.error("session revoked", session=self.session_id, reason=reason.value)
+        await self.deps.sessions.revoke(self.session_id, reason.value)
+        await self._emit(
+            SessionRevoked(
+                session_id=self.session_id, at=self._now(), reason=reason, error_code=exc.reason
+            )
+        )
+
+    async def _connect(self, client: MtprotoClient) -> None:
+        """Connect, retrying drops with exponential backoff and jitter, only while held."""
+
+        def give_up(_: RetryCallState) -> bool:
+            return not self._may_connect()
+
+        settings = self.deps.settings
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(DisconnectedError),
+            wait=wait_exponential_jitter(
+                multiplier=settings.reconnect_initial_s,
+                max=settings.reconnect_max_s,
+                jitter=settings.reconnect_initial_s,
+            ),
+            stop=give_up,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if not self._may_connect():
+                    raise DisconnectedError("stopping")
+                await client.connect()
+
+    async def _session(self, record: SessionRecord, reconnect: bool) -> None:
+        client = self.deps.adapter.client(record.config())
+        try:
+            await self._connect(client)
+            if record.status == "logging_out":
+                await self._logout(client)
+                return
+            if not await client.is_authorized():
+                raise AuthKeyUnregisteredError("the session is not authorized")
+            exported = client.export_session()
+            if exported and exported != record.secrets.session:
+                await self.deps.sessions.update_secret(self.session_id, exported)
+            self._set_connected(True)
+            await self._emit(
+                SessionConnected(
+                    session_id=self.session_id,
+                    at=self._now(),
+                    instance=self.deps.owner,
+                    reconnect=reconnect,
+                )
+            )
+            try:
+                await self._serve(client)
+            except _LogoutRequestedError:
+                await self._logout(client)
+        finally:
+            try:
+                await client.disconnect()
+            except Exception:
+                log.exception("disconnect failed", session=self.session_id)
+
+    async def _serve(self, client: MtprotoClient) -> None:
+        """Run the connected work until a stop, a drop or an error."""
+        # Nothing is read live until upkeep has put each chat in catch-up (what arrives
+        # before is above the chat's last seen id, so the catch-up publishes it).
+        self.chats, self.caught_up, self.catching_up = {}, set(), {}
+        work = {
+            asyncio.create_task(self._updates(client), name="updates"),
+            asyncio.create_task(self._upkeep(client), name="upkeep"),
+            asyncio.create_task(self._backfills(client), name="backfills"),
+            asyncio.create_task(self._sends(client), name="sends"),
+        }
+        stop = asyncio.create_task(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait(work | {stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*work, stop):
+                task.cancel()
+            await asyncio.gather(*work, stop, return_exceptions=True)
+        for task in done:
+            if task is not stop and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        if self.stopping.is_set():
+            await self._disconnected(self.stop_reason, None)
+            return
+        raise DisconnectedError("the update stream ended")
+
+    # ------------------------------------------------------------------ logout
+
+    async def _logout(self, client: MtprotoClient) -> None:
+        with contextlib.suppress(*_REVOKING):
+            await client.log_out()
+        await self._finish_logout()
+
+    async def _finish_logout(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.deps.bus.js.delete_consumer(STREAM, send_consumer(self.session_id))
+        await self.deps.sessions.delete_session(self.session_id)
+        self._set_connected(False)
+        await self._emit(
+            SessionRevoked(session_id=self.session_id, at=self._now(), reason=RevokeReason.LOGOUT)
+        )
+
+    # ------------------------------------------------------------------ live updates
+
+    async def _updates(self, client: MtprotoClient) -> None:
+        async for update in client.updates():
+            await self.on_update(update)
+
+    async def on_update(self, update: Update) -> None:
+        now = self._now()
+        if isinstance(update, NewMessage | MessageEdited):
+            message = update.message
+            chat = chat_id(message.peer)
+            if chat not in self.chats:
+                return
+            if isinstance(update, NewMessage):
+                event: Event = received(self.session_id, message, now)
+            else:
+                event = edited(self.session_id, message, now)
+            await self.deps.conv.publish([event], workspace_id=self.workspace_id, source="live")
+            await self._remember([message])
+            if isinstance(update, NewMessage):
+                await self._seen(chat, message.id)
+        elif isinstance(update, MessagesDeleted):
+            await self._deleted(update, now)
+
+    async def _deleted(self, update: MessagesDeleted, now: datetime) -> None:
+        by_chat: dict[str, list[int]] = defaultdict(list)
+        chats: dict[str, Chat] = {}
+        if update.peer is not None:
+            chat = chat_of(update.peer)
+            by_chat[chat.id] = list(update.ids)
+            chats[chat.id] = chat
+        else:  # private chats and basic groups: ids are per account, look their chat up
+            found = await self.deps.state.chats_of(self.session_id, list(update.ids))
+            for mid, (cid, kind) in found.items():
+                by_chat[cid].append(mid)
+                chats[cid] = Chat(
+                    id=cid, type=ChatType.PRIVATE if kind == "user" else ChatType.GROUP
+                )
+        events: list[Event] = [
+            deleted(self.session_id, chats[cid], ids, now)
+            for cid, ids in by_chat.items()
+            if cid in self.chats
+        ]
+        await self.deps.conv.publish(events, workspace_id=self.workspace_id, source="live")
+
+    async def _remember(self, messages: list[Message]) -> None:
+        items = [
+            (m.id, chat_id(m.peer), m.peer.type.value) for m in messages if not is_channel(m.peer)
+        ]
+        await self.deps.state.remember_chats(self.session_id, items)
+
+    async def _seen(self, chat: str, message_id: int) -> None:
+        """Move the chat's last seen id, unless a catch-up of that chat is running (then the
+        catch-up moves it when everything older is published)."""
+        if chat in self.catching_up:
+            self.catching_up[chat] = max(self.catching_up[chat], message_id)
+        else:
+            await self.deps.state.advance(self.session_id, chat, message_id)
+
+    # ------------------------------------------------------------------ upkeep
+
+    async def _upkeep(self, client: MtprotoClient) -> None:
+        deferred_until = 0.0
+        while True:
+            status = await self.deps.sessions.status(self.session_id)
+            if status == "logging_out":
+                raise _LogoutRequestedError
+            if status is None or status == "revoked":
+                raise _SessionGoneError
+            subs = await self.deps.state.subscriptions(self.session_id)
+            active = {s.chat_id: s for s in subs if s.status == "active" and s.chat_id}
+            for chat, sub in active.items():
+                # Until its catch-up is done, live messages of a chat must not move its last
+                # seen id (older missed ones would be skipped after a crash).
+                if chat not in self.caught_up:
+                    self.catching_up.setdefault(chat, sub.last_seen_id)
+            self.chats = active
+            if time.monotonic() >= deferred_until:
+                try:
+                    for sub in subs:
+                        if sub.status == "pending":
+                            await self._resolve(client, sub)
+                    for chat, sub in active.items():
+                        if chat not in self.caught_up:
+                            await self._catch_up(client, sub)
+                except DeferredError as exc:
+                    deferred_until = time.monotonic() + exc.seconds
+            await self._sleep(self.deps.settings.tick_s)
+
+    async def _resolve(self, client: MtprotoClient, sub: Subscription) -> None:
+        """Resolve a new subscription; it reads messages from now on."""
+        try:
+            peer = await self.flood.call("resolve_peer", lambda: client.resolve_peer(sub.ref))
+        except PeerNotFoundError as exc:
+            await self.deps.state.fail_subscription(self.session_id, sub.ref, exc.reason)
+            await self._reject(sub.command_id, "mtproto.subscribe", 404, f"{sub.ref}: {exc.reason}")
+            return
+        chat = chat_of(peer)
+        # Read live messages of the chat from this moment; the newest id is fetched after,
+        # so nothing falls between "newest at subscription" and "live".
+        known = chat.id in self.chats
+        self.catching_up.setdefault(chat.id, 0)
+        self.chats.setdefault(chat.id, sub)
+        try:
+            newest = await self.flood.call("get_history", lambda: client.get_history(peer, limit=1))
+            last = max([m.id for m in newest] + [0])
+            result = await self.deps.state.activate(self.session_id, sub.ref, peer, chat.id, last)
+            if result != "active":
+                if not known:
+                    self.chats.pop(chat.id, None)
+                await self._reject(
+                    sub.command_id, "mtproto.subscribe", 409, f"{sub.ref}: already subscribed"
+                )
+                return
+            live = self.catching_up.get(chat.id, 0)
+            if live > last:
+                await self.deps.state.advance(self.session_id, chat.id, live)
+        finally:
+            self.catching_up.pop(chat.id, None)
+        self.caught_up.add(chat.id)
+        self.peers[sub.ref] = peer
+        await self._emit(
+            SubscriptionAdded(
+                session_id=self.session_id,
+                at=self._now(),
+                peer=PeerInfo(chat=chat, ref=sub.ref),
+                last_message_id=last,
+            )
+        )
+
+    async def _reject(self, command_id: str | None, command: str, status: int, reason: str) -> None:
+        if command_id is None:
+            return
+        await self._emit(
+            CommandRejected(
+                session_id=self.session_id,
+                at=self._now(),
+                command_id=command_id,
+                command=command,
+                status=status,
+                reason=reason,
+            )
+        )
+
+    async def _catch_up(self, client: MtprotoClient, sub: Subscription) -> None:
+        """Publish what the chat received while the session was away (ids above the last
+        seen), then move the last seen id past it and past live messages meanwhile."""
+        assert sub.peer is not None
+        assert sub.chat_id is not None
+        peer, chat = sub.peer, sub.chat_id
+        self.catching_up.setdefault(chat, sub.last_seen_id)
+        offset, newest, total = 0, sub.last_seen_id, 0
+        limit = self.deps.settings.catchup_max
+        while True:
+            page = await self.flood.call(
+                "get_history", history_call(client, peer, offset, 100, sub.last_seen_id)
+            )
+            if not page:
+                break
+            now = self._now()
+            await self.deps.conv.publish(
+                [received(self.session_id, m, now) for m in page],
+                workspace_id=self.workspace_id,
+                source="catch_up",
+            )
+            await self._remember(page)
+            newest = max(newest, *(m.id for m in page))
+            offset = min(m.id for m in page)
+            total += len(page)
+            if limit and total >= limit:
+                log.warning(
+                    "catch-up limit reached; older missed messages need a backfill",
+                    session=self.session_id,
+                    chat=chat,
+                    fetched=total,
+                )
+                break
+        # Everything up to `newest` is published, and live ones meanwhile: move past both.
+        newest = max(newest, self.catching_up.pop(chat, 0))
+        if newest > sub.last_seen_id:
+            await self.deps.state.advance(self.session_id, chat, newest)
+        self.caught_up.add(chat)
+
+    # ------------------------------------------------------------------ backfills
+
+    async def _resolve_ref(self, client: MtprotoClient, ref: str) -> Peer:
+        peer = self.peers.get(ref)
+        if peer is None:
+            sub = await self.deps.state.subscription(self.session_id, ref)
+            peer = sub.peer if sub and sub.peer else await client.resolve_peer(ref)
+            self.peers[ref] = peer
+        return peer
+
+    async def _backfills(self, client: MtprotoClient) -> None:
+        ports = BackfillPorts(
+            client=client,
+            state=self.deps.state,
+            conv=self.deps.conv,
+            flood=self.flood,
+            emit=self._emit,
+            resolve=lambda ref: self._resolve_ref(client, ref),
+            page_size=self.deps.settings.backfill_page,
+        )
+        while True:
+            job = await self.deps.state.next_backfill(self.session_id, self._now())
+            if job is None:
+                await self._sleep(self.deps.settings.tick_s)
+                continue
+            BACKFILLS_ACTIVE.inc()
+            try:
+                outcome = await run_backfill(ports, job)
+            finally:
+                BACKFILLS_ACTIVE.dec()
+            log.info("backfill ran", session=self.session_id, job=job.job_id, outcome=outcome)
+            if outcome in ("deferred", "stale"):
+                await self._sleep(self.deps.settings.tick_s)
+
+    # ------------------------------------------------------------------ sends
+
+    async def _sends(self, client: MtprotoClient) -> None:
+        js = self.deps.bus.js
+        name = send_consumer(self.session_id)
+        settings = self.deps.settings
+        await js.add_consumer(
+            STREAM,
+            ConsumerConfig(
+                durable_name=name,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=max(60.0, settings.flood_hold_max_s * 2 + 30),
+                max_deliver=-1,
+                filter_subject=send_subject(self.session_id),
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        )
+        sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
+        record = await self.deps.sessions.get_session(self.session_id)
+        self.sends_paused_until = record.send_paused_until if record else None
+        try:
+            while True:
+                paused = self.sends_paused_until
+                if paused is not None and paused > self._now():
+                    await self._sleep((paused - self._now()).total_seconds())
+                    continue
+                try:
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except (TimeoutError, NatsTimeoutError):
+                    continue
+                for msg in msgs:
+                    if await self._send_one(client, msg):
+                        await self._sleep(settings.send_interval_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _send_one(self, client: MtprotoClient, msg: Msg) -> bool:
+        """Send one command; True when Telegram was called (pace before the next)."""
+        try:
+            cmd = decode_message(msg.subject, dict(msg.headers or {}), msg.data).model
+            if not isinstance(cmd, SendAsUser):
+                raise DecodeError(f"{type(cmd).__name__} is not mtproto.send")
+        except DecodeError as exc:
+            await self._dead_letter(msg, exc.reason)
+            return False
+        done = await self.deps.state.send_record(cmd.message_id)
+        if done is not None and done.status in ("sent", "failed"):
+            await msg.ack()
+            return False
+        started = time.monotonic()
+        while True:
+            attempt = await self.deps.state.send_attempt(cmd.message_id, self.session_id)
+            try:
+                peer = await self._resolve_ref(client, cmd.peer)
+                sent = await client.send_message(peer, cmd.text, reply_to=cmd.reply_to)
+            except FloodWaitError as exc:
+                if not await self._send_flood(cmd, msg, attempt, exc):
+                    return True
+                continue
+            except (PeerNotFoundError, ChatWriteForbiddenError) as exc:
+                await self._send_failed(cmd, exc.reason, attempt)
+                await msg.ack()
+                return True
+            except (DisconnectedError, *_REVOKING):
+                await msg.nak()
+                raise
+            except MtprotoError as exc:
+                await self._send_failed(cmd, exc.reason, attempt)
+                await msg.ack()
+                return True
+            await self._send_ok(cmd, peer, sent, attempt, started)
+            await msg.ack()
+            return True
+
+    async def _send_flood(
+        self, cmd: SendAsUser, msg: Msg, attempt: int, exc: FloodWaitError
+    ) -> bool:
+        """A flood wait on a send: True to retry now (waited it out), False when deferred
+        (the command comes back after the wait; sends of the session pause meanwhile)."""
+        retry_at = self._now() + timedelta(seconds=exc.seconds)
+        await self._emit(
+            DeliveryRetrying(
+                message_id=cmd.message_id,
+                channel=Channel.MTPROTO,
+                account=self.session_id,
+                recipient=cmd.peer,
+                at=self._now(),
+                attempt=attempt,
+                reason=f"Telegram asks to wait {exc.seconds} s",
+                error_code=exc.reason,
+                retry_at=retry_at,
+            )
+        )
+        try:
+            await self.flood.waited("send_message", exc.seconds)
+        except DeferredError as deferred:
+            self.sends_paused_until = deferred.resume_at
+            await self.deps.sessions.pause_sends(self.session_id, deferred.resume_at)
+            await msg.nak(delay=exc.seconds)
+            return False
+        return True
+
+    async def _send_ok(
+        self, cmd: SendAsUser, peer: Peer, sent: Message, attempt: int, started: float
+    ) -> None:
+        await self.deps.state.send_done(cmd.message_id, "sent", str(sent.id), None)
+        SENDS.labels("sent").inc()
+        chat = chat_of(peer)
+        await self._emit(
+            DeliverySent(
+                message_id=cmd.message_id,
+                channel=Channel.MTPROTO,
+                account=self.session_id,
+                recipient=chat.id,
+                at=self._now(),
+                provider_message_id=str(sent.id),
+                attempt=attempt,
+                latency_ms=(time.monotonic() - started) * 1000,
+            )
+        )
+        await self._emit(
+            MessageSent(
+                channel=Channel.MTPROTO,
+                account=self.session_id,
+                chat=chat,
+                message_id=cmd.message_id,
+                provider_message_id=str(sent.id),
+                text=cmd.text,
+                content_kind="text",
+                sent_at=sent.date,
+            )
+        )
+
+    async def _send_failed(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
+        await self.deps.state.send_done(cmd.message_id, "failed", None, reason)
+        SENDS.labels("failed").inc()
+        await self._emit(
+            DeliveryFailed(
+                message_id=cmd.message_id,
+                channel=Channel.MTPROTO,
+                account=self.session_id,
+                recipient=cmd.peer,
+                at=self._now(),
+                reason=f"Telegram refused the message: {reason}",
+                error_code=reason,
+                permanent=True,
+                attempts=attempts,
+            )
+        )
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        meta = msg.metadata
+        await dead_letter(
+            self.deps.bus,
+            subject=msg.subject,
+            headers=dict(msg.headers or {}),
+            body=msg.data,
+            reason=reason,
+            stream=meta.stream,
+            sequence=meta.sequence.stream,
+            consumer=send_consumer(self.session_id),
+            deliveries=meta.num_delivered,
+        )
+        await msg.term()

@@ -1,0 +1,94 @@
+"""MTProto gateway settings (``SWITCHBOARD_MTPROTO_*``, falling back to ``SWITCHBOARD_*``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from switchboard.events.streams import LEASES
+from switchboard.runtime.settings import DatabaseSettings, parse_keyring
+
+
+class MtprotoSettings(DatabaseSettings):
+    service: ClassVar[str] = "mtproto"
+
+    http_port: int = Field(8083, ge=0, le=65535)
+    encryption_keys: SecretStr = Field(
+        description="id:base64key[,id:base64key]: encrypts sessions at rest; first is active"
+    )
+    admin_token: SecretStr | None = Field(None, description="bearer token of the HTTP API")
+
+    adapter: Literal["telethon", "sandbox"] = Field(
+        "telethon", description="telethon (real Telegram) or sandbox (the fake Telegram)"
+    )
+    sandbox_url: str | None = Field(
+        None, validate_default=True, description="base URL of the sandbox (adapter=sandbox)"
+    )
+    api_id: int | None = Field(None, ge=1, description="default Telegram app id for logins")
+    api_hash: SecretStr | None = Field(None, description="default Telegram app hash for logins")
+
+    lease_ttl_s: float = Field(
+        30.0, gt=0, description="a lease not renewed for this long may be taken over"
+    )
+    heartbeat_s: float | None = Field(None, gt=0, description="default: lease_ttl_s / 5")
+    lease_margin_s: float | None = Field(
+        None,
+        gt=0,
+        validate_default=True,
+        description="disconnect this long before the lease could lapse (default: ttl / 5)",
+    )
+    tick_s: float = Field(1.0, gt=0, description="how often ownership is reconciled")
+    max_sessions: int = Field(200, ge=1, description="sessions one instance may hold")
+
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    flood_hold_max_s: float = Field(
+        30.0, ge=0, description="longer flood waits give the work back and resume it later"
+    )
+    backfill_page: int = Field(100, ge=1, le=100)
+    catchup_max: int = Field(10_000, ge=0, description="messages fetched per peer on reconnect")
+    send_interval_s: float = Field(1.0, ge=0, description="pacing between sends per session")
+    login_code_ttl_s: float = Field(600.0, gt=0, description="how long a sent code is kept")
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _ring(cls, value: SecretStr) -> SecretStr:
+        if not parse_keyring(value.get_secret_value()):
+            raise ValueError("needs at least one id:base64key")
+        return value
+
+    @field_validator("sandbox_url")
+    @classmethod
+    def _sandbox(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("adapter") == "sandbox" and not value:
+            raise ValueError("adapter=sandbox needs the sandbox's base URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("lease_ttl_s")
+    @classmethod
+    def _ttl(cls, value: float) -> float:
+        # The bucket's max age removes a key not written for its TTL; a longer lease would let
+        # the key vanish while its owner still believes it holds it.
+        if value > LEASES.ttl_s:
+            raise ValueError(f"may not exceed the leases bucket TTL ({LEASES.ttl_s} s)")
+        return value
+
+    @field_validator("lease_margin_s")
+    @classmethod
+    def _margin(cls, value: float | None, info: ValidationInfo) -> float | None:
+        ttl = info.data.get("lease_ttl_s")
+        if ttl is None:
+            return value
+        heartbeat = info.data.get("heartbeat_s") or ttl / 5
+        if heartbeat + (value or ttl / 5) >= ttl:
+            raise ValueError("heartbeat_s + lease_margin_s must be below lease_ttl_s")
+        return value
+
+    @property
+    def heartbeat(self) -> float:
+        return self.heartbeat_s or self.lease_ttl_s / 5
+
+    @property
+    def margin(self) -> float:
+        return self.lease_margin_s or self.lease_ttl_s / 5

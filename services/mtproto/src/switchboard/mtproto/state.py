@@ -1,0 +1,386 @@
+"""What the gateway keeps per session besides the session itself (Postgres): the peers it
+reads with the last message id seen in each, backfill jobs with their checkpoints, the chat
+of private messages (for deletions), and the record of sends as a user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from switchboard.mtproto.convert import peer_from_json, peer_json
+from switchboard.mtproto.ports import Peer
+
+
+@dataclass(frozen=True)
+class Subscription:
+    session_id: str
+    ref: str
+    status: str  # pending | active | failed
+    chat_id: str | None
+    peer: Peer | None
+    last_seen_id: int
+    reason: str | None = None
+    command_id: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "status": self.status,
+            "chat_id": self.chat_id,
+            "title": self.peer.title if self.peer else None,
+            "username": self.peer.username if self.peer else None,
+            "last_seen_id": self.last_seen_id,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class BackfillJob:
+    job_id: str
+    session_id: str
+    workspace_id: str
+    ref: str
+    status: str  # pending | running | completed | failed
+    chat_id: str | None
+    peer: Peer | None
+    offset_id: int
+    fetched: int
+    max_messages: int | None
+    until: datetime | None
+    resume_at: datetime | None
+    reason: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "session_id": self.session_id,
+            "peer": self.ref,
+            "chat_id": self.chat_id,
+            "status": self.status,
+            "fetched": self.fetched,
+            "offset_id": self.offset_id,
+            "max_messages": self.max_messages,
+            "until": self.until.isoformat() if self.until else None,
+            "resume_at": self.resume_at.isoformat() if self.resume_at else None,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    message_id: str
+    session_id: str
+    status: str  # sending | sent | failed
+    provider_message_id: str | None
+    attempts: int
+    reason: str | None
+
+
+def _subscription(row: asyncpg.Record) -> Subscription:
+    return Subscription(
+        session_id=row["session_id"],
+        ref=row["ref"],
+        status=row["status"],
+        chat_id=row["chat_id"],
+        peer=peer_from_json(row["peer"]),
+        last_seen_id=row["last_seen_id"],
+        reason=row["reason"],
+        command_id=row["command_id"],
+    )
+
+
+def _job(row: asyncpg.Record) -> BackfillJob:
+    return BackfillJob(
+        job_id=row["job_id"],
+        session_id=row["session_id"],
+        workspace_id=row["workspace_id"],
+        ref=row["ref"],
+        status=row["status"],
+        chat_id=row["chat_id"],
+        peer=peer_from_json(row["peer"]),
+        offset_id=row["offset_id"],
+        fetched=row["fetched"],
+        max_messages=row["max_messages"],
+        until=row["until_date"],
+        resume_at=row["resume_at"],
+        reason=row["reason"],
+    )
+
+
+class StateStore:
+    """Subscriptions, backfill jobs, message chats and sends of every session."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # ------------------------------------------------------------------ subscriptions
+
+    async def subscribe(self, session_id: str, ref: str, command_id: str) -> Subscription:
+        """Ask for a peer (idempotent: an active subscription stays as it is; a failed one
+        is tried again)."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO subscriptions (session_id, ref, status, command_id)
+               VALUES ($1, $2, 'pending', $3)
+               ON CONFLICT (session_id, ref) DO UPDATE SET
+                   status = CASE WHEN subscriptions.status = 'failed' THEN 'pending'
+                                 ELSE subscriptions.status END,
+                   reason = CASE WHEN subscriptions.status = 'failed' THEN NULL
+                                 ELSE subscriptions.reason END,
+                   command_id = CASE WHEN subscriptions.status = 'failed' THEN $3
+                                     ELSE subscriptions.command_id END,
+                   updated_at = now()
+               RETURNING *""",
+            session_id,
+            ref,
+            command_id,
+        )
+        assert row is not None
+        return _subscription(row)
+
+    async def subscription(self, session_id: str, ref: str) -> Subscription | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM subscriptions WHERE session_id = $1 AND (ref = $2 OR chat_id = $2)",
+            session_id,
+            ref,
+        )
+        return _subscription(row) if row else None
+
+    async def subscriptions(self, session_id: str, status: str | None = None) -> list[Subscription]:
+        rows = await self.pool.fetch(
+            """SELECT * FROM subscriptions WHERE session_id = $1
+               AND ($2::text IS NULL OR status = $2) ORDER BY created_at, ref""",
+            session_id,
+            status,
+        )
+        return [_subscription(r) for r in rows]
+
+    async def activate(self, session_id: str, ref: str, peer: Peer, chat_id: str, last: int) -> str:
+        """Record the resolved peer: ``active``, or ``duplicate`` when another reference
+        already reads the same chat (this one is marked failed)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            other = await conn.fetchval(
+                """SELECT ref FROM subscriptions WHERE session_id = $1 AND chat_id = $2
+                   AND ref <> $3""",
+                session_id,
+                chat_id,
+                ref,
+            )
+            if other is not None:
+                await conn.execute(
+                    """UPDATE subscriptions SET status = 'failed', updated_at = now(),
+                           reason = $3 WHERE session_id = $1 AND ref = $2""",
+                    session_id,
+                    ref,
+                    f"already subscribed to chat {chat_id} as {other}",
+                )
+                return "duplicate"
+            await conn.execute(
+                """UPDATE subscriptions SET status = 'active', chat_id = $3, peer = $4,
+                       last_seen_id = GREATEST(last_seen_id, $5), reason = NULL,
+                       updated_at = now()
+                   WHERE session_id = $1 AND ref = $2""",
+                session_id,
+                ref,
+                chat_id,
+                peer_json(peer),
+                last,
+            )
+        return "active"
+
+    async def fail_subscription(self, session_id: str, ref: str, reason: str) -> None:
+        await self.pool.execute(
+            """UPDATE subscriptions SET status = 'failed', reason = $3, updated_at = now()
+               WHERE session_id = $1 AND ref = $2 AND status = 'pending'""",
+            session_id,
+            ref,
+            reason,
+        )
+
+    async def unsubscribe(self, session_id: str, ref: str) -> Subscription | None:
+        """Remove a subscription by reference or chat id (with failed attempts at the same
+        reference); returns the one that was read, if any."""
+        rows = await self.pool.fetch(
+            """DELETE FROM subscriptions WHERE session_id = $1 AND (ref = $2 OR chat_id = $2)
+               RETURNING *""",
+            session_id,
+            ref,
+        )
+        subs = sorted((_subscription(r) for r in rows), key=lambda s: s.status != "active")
+        return subs[0] if subs else None
+
+    async def advance(self, session_id: str, chat_id: str, message_id: int) -> None:
+        """The newest message published in a chat (never moves back)."""
+        await self.pool.execute(
+            """UPDATE subscriptions SET last_seen_id = $3
+               WHERE session_id = $1 AND chat_id = $2 AND last_seen_id < $3""",
+            session_id,
+            chat_id,
+            message_id,
+        )
+
+    # ------------------------------------------------------------------ message chats
+
+    async def remember_chats(self, session_id: str, items: list[tuple[int, str, str]]) -> None:
+        """(message id, chat id, chat type) of private-chat and basic-group messages."""
+        if not items:
+            return
+        await self.pool.executemany(
+            """INSERT INTO message_chats (session_id, message_id, chat_id, chat_type)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            [(session_id, mid, chat, kind) for mid, chat, kind in items],
+        )
+
+    async def chats_of(self, session_id: str, ids: list[int]) -> dict[int, tuple[str, str]]:
+        rows = await self.pool.fetch(
+            """SELECT message_id, chat_id, chat_type FROM message_chats
+               WHERE session_id = $1 AND message_id = ANY($2::bigint[])""",
+            session_id,
+            ids,
+        )
+        return {r["message_id"]: (r["chat_id"], r["chat_type"]) for r in rows}
+
+    # ------------------------------------------------------------------ backfills
+
+    async def add_backfill(
+        self,
+        *,
+        session_id: str,
+        workspace_id: str,
+        job_id: str,
+        ref: str,
+        max_messages: int | None,
+        until: datetime | None,
+    ) -> tuple[BackfillJob, bool]:
+        """Create a job (idempotent on its id); returns it and whether it is new."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO backfills (job_id, session_id, workspace_id, ref, status,
+                   max_messages, until_date)
+               VALUES ($1, $2, $3, $4, 'pending', $5, $6)
+               ON CONFLICT (session_id, job_id) DO NOTHING RETURNING *""",
+            job_id,
+            session_id,
+            workspace_id,
+            ref,
+            max_messages,
+            until,
+        )
+        if row is not None:
+            return _job(row), True
+        existing = await self.backfill(session_id, job_id)
+        assert existing is not None
+        return existing, False
+
+    async def backfill(self, session_id: str, job_id: str) -> BackfillJob | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM backfills WHERE session_id = $1 AND job_id = $2", session_id, job_id
+        )
+        return _job(row) if row else None
+
+    async def backfills(self, session_id: str) -> list[BackfillJob]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM backfills WHERE session_id = $1 ORDER BY created_at", session_id
+        )
+        return [_job(r) for r in rows]
+
+    async def next_backfill(self, session_id: str, now: datetime) -> BackfillJob | None:
+        """The oldest job that may run now (not finished, not waiting out a flood wait)."""
+        row = await self.pool.fetchrow(
+            """SELECT * FROM backfills WHERE session_id = $1
+                 AND status IN ('pending', 'running')
+                 AND (resume_at IS NULL OR resume_at <= $2)
+               ORDER BY created_at LIMIT 1""",
+            session_id,
+            now,
+        )
+        return _job(row) if row else None
+
+    async def start_backfill(self, job: BackfillJob, peer: Peer, chat_id: str) -> None:
+        await self.pool.execute(
+            """UPDATE backfills SET status = 'running', peer = $3, chat_id = $4,
+                   resume_at = NULL, updated_at = now()
+               WHERE session_id = $1 AND job_id = $2""",
+            job.session_id,
+            job.job_id,
+            peer_json(peer),
+            chat_id,
+        )
+
+    async def checkpoint(
+        self, job: BackfillJob, *, offset_id: int, fetched: int, expected: tuple[int, int]
+    ) -> bool:
+        """Advance the checkpoint from ``expected`` (offset, fetched); False when someone
+        else moved it (a stale runner must stop)."""
+        done = await self.pool.execute(
+            """UPDATE backfills SET offset_id = $3, fetched = $4, updated_at = now()
+               WHERE session_id = $1 AND job_id = $2 AND offset_id = $5 AND fetched = $6
+                 AND status = 'running'""",
+            job.session_id,
+            job.job_id,
+            offset_id,
+            fetched,
+            expected[0],
+            expected[1],
+        )
+        return done.endswith(" 1")
+
+    async def defer_backfill(self, job: BackfillJob, resume_at: datetime) -> None:
+        await self.pool.execute(
+            """UPDATE backfills SET resume_at = $3, updated_at = now()
+               WHERE session_id = $1 AND job_id = $2""",
+            job.session_id,
+            job.job_id,
+            resume_at,
+        )
+
+    async def finish_backfill(self, job: BackfillJob, status: str, reason: str | None) -> None:
+        await self.pool.execute(
+            """UPDATE backfills SET status = $3, reason = $4, resume_at = NULL,
+                   updated_at = now() WHERE session_id = $1 AND job_id = $2""",
+            job.session_id,
+            job.job_id,
+            status,
+            reason,
+        )
+
+    # ------------------------------------------------------------------ sends
+
+    async def send_record(self, message_id: str) -> SendRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM sends WHERE message_id = $1", message_id)
+        if row is None:
+            return None
+        return SendRecord(
+            message_id=row["message_id"],
+            session_id=row["session_id"],
+            status=row["status"],
+            provider_message_id=row["provider_message_id"],
+            attempts=row["attempts"],
+            reason=row["reason"],
+        )
+
+    async def send_attempt(self, message_id: str, session_id: str) -> int:
+        """Count an attempt (creating the record); returns the attempt number."""
+        value = await self.pool.fetchval(
+            """INSERT INTO sends (message_id, session_id, status, attempts)
+               VALUES ($1, $2, 'sending', 1)
+               ON CONFLICT (message_id) DO UPDATE SET attempts = sends.attempts + 1,
+                   updated_at = now()
+               RETURNING attempts""",
+            message_id,
+            session_id,
+        )
+        return int(value)
+
+    async def send_done(
+        self, message_id: str, status: str, provider_message_id: str | None, reason: str | None
+    ) -> None:
+        await self.pool.execute(
+            """UPDATE sends SET status = $2, provider_message_id = $3, reason = $4,
+                   updated_at = now() WHERE message_id = $1""",
+            message_id,
+            status,
+            provider_message_id,
+            reason,
+        )

@@ -1,0 +1,198 @@
+"""Test support for the gateway: a served sandbox with its fake Telegram, gateway settings and
+apps on real NATS and Postgres, and readers of what the gateway published and stored."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from switchboard.events import Decoded, decode_message
+from switchboard.mtproto.app import create_app
+from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox
+from switchboard.sandbox.testing import serve
+
+KEY = "m1:" + Keyring.generate_key()
+ADMIN = "mtproto-admin-token"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+API_ID = 12345
+API_HASH = "0123456789abcdef0123456789abcdef"
+
+
+def keyring() -> Keyring:
+    kid, _, material = KEY.partition(":")
+    return Keyring({kid: base64.b64decode(material)}, kid)
+
+
+def gateway_settings(
+    nats_url: str, database_url: str, sandbox_url: str, **overrides: Any
+) -> MtprotoSettings:
+    values: dict[str, Any] = {
+        "nats_url": nats_url,
+        "database_url": database_url,
+        "encryption_keys": KEY,
+        "admin_token": ADMIN,
+        "adapter": "sandbox",
+        "sandbox_url": sandbox_url,
+        "api_id": API_ID,
+        "api_hash": API_HASH,
+        "lease_ttl_s": 3.0,
+        "tick_s": 0.25,
+        "send_interval_s": 0.0,
+        "reconnect_initial_s": 0.1,
+        "reconnect_max_s": 1.0,
+        "http_port": 0,
+        "log_json": True,
+        "shutdown_grace_s": 10.0,
+    }
+    values.update(overrides)
+    return MtprotoSettings(**values)
+
+
+@dataclass
+class World:
+    """A served sandbox, and gateways started on demand against one NATS and Postgres."""
+
+    box: Sandbox
+    sandbox_url: str
+    nats_url: str
+    database_url: str
+    stack: AsyncExitStack
+    gateways: list[str] = field(default_factory=list)
+
+    @property
+    def fake(self) -> Any:
+        return self.box.mtproto
+
+    async def gateway(self, **overrides: Any) -> str:
+        """Start a gateway in this event loop; its base URL."""
+        settings = gateway_settings(self.nats_url, self.database_url, self.sandbox_url, **overrides)
+        url = await self.stack.enter_async_context(serve_app(create_app(settings)))
+        self.gateways.append(url)
+        return url
+
+    def http(self, base: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30)
+
+    async def import_session(self, base: str, session_id: str, session: str) -> None:
+        async with self.http(base) as http:
+            r = await http.put(
+                f"/v1/sessions/{session_id}",
+                json={"session": session, "api_id": API_ID, "api_hash": API_HASH,
+                      "workspace_id": "demo"},
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+
+    async def connected(self, key_id: str) -> bool:
+        log = self.fake.connection_log(key_id=key_id)
+        return bool(log["active"])
+
+
+@asynccontextmanager
+async def world(nats_url: str, postgres_url: str) -> AsyncIterator[World]:
+    box = Sandbox()
+    async with serve(box.app()) as sandbox_url, AsyncExitStack() as stack:
+        bus = await Bus.connect(nats_url, name="test-setup")
+        await bus.provision()
+        await bus.close()
+        yield World(box, sandbox_url, nats_url, postgres_url, stack)
+
+
+async def stream(nats_url: str, name: str, subject: str | None = None) -> list[Decoded]:
+    """Every message of a stream (optionally one subject filter), decoded, in order."""
+    bus = await Bus.connect(nats_url, name="test-reader")
+    try:
+        info = await bus.js.stream_info(name)
+        if not info.state.messages:
+            return []
+        sub = await bus.js.pull_subscribe(
+            subject or (info.config.subjects or [">"])[0],
+            durable=None,
+            stream=name,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.ALL,
+                filter_subjects=[subject] if subject else list(info.config.subjects or []),
+            ),
+        )
+        out: list[Decoded] = []
+        pending = (await sub.consumer_info()).num_pending
+        while len(out) < pending:
+            try:
+                msgs = await sub.fetch(min(1000, pending - len(out)), timeout=2)
+            except (NatsTimeout, TimeoutError):
+                break
+            out += [decode_message(m.subject, dict(m.headers or {}), m.data) for m in msgs]
+        await sub.unsubscribe()
+        return out
+    finally:
+        await bus.close()
+
+
+async def wait_for_event(
+    nats_url: str, name: str, *, stream_name: str = "MTPROTO", timeout: float = 15, **match: Any
+) -> Decoded:
+    """The first event called ``name`` whose fields equal ``match``."""
+
+    async def found() -> Decoded | None:
+        for d in await stream(nats_url, stream_name):
+            if d.model.name == name and all(
+                getattr(d.model, k, None) == v for k, v in match.items()
+            ):
+                return d
+        return None
+
+    return await eventually(found, timeout=timeout, interval=0.2, message=f"{name} {match}")
+
+
+async def kv_dump(nats_url: str) -> str:
+    """Every key and value of every KV bucket, as one text."""
+    bus = await Bus.connect(nats_url, name="test-dump")
+    parts: list[str] = []
+    try:
+        for info in await bus.js.streams_info():
+            stream_name = info.config.name or ""
+            if not stream_name.startswith("KV_"):
+                continue
+            kv = await bus.kv(stream_name[3:])
+            try:
+                keys = await kv.keys()
+            except Exception:
+                continue
+            for key in keys:
+                try:
+                    entry = await kv.get(key)
+                except Exception:
+                    continue
+                parts.append(f"{stream_name}/{key}={(entry.value or b'').decode(errors='replace')}")
+    finally:
+        await bus.close()
+    return "\n".join(parts)
+
+
+async def db_dump(database_url: str) -> str:
+    """Every row of every table of the mtproto schema, as one text."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'mtproto'"
+        )
+        parts = []
+        for t in tables:
+            rows = await conn.fetch(f'SELECT * FROM mtproto."{t["table_name"]}"')
+            parts += [json.dumps(dict(r), default=str) for r in rows]
+        return "\n".join(parts)
+    finally:
+        await conn.close()
