@@ -7,7 +7,9 @@ and then checks the invariants over everything that happened:
 
 - every webhook Telegram got a 200 for is in ``CONV`` exactly once and in the CRM once;
 - every send command was delivered, duplicates only from sends in flight at a kill;
-- the sandbox never answered 429.
+- the sandbox never answered 429;
+- no MTProto session was ever connected twice (the fake Telegram's connection log), and
+  every session is connected again at the end.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-COUNTS = {"ingest": 2, "crm": 2, "outbound": 3}
+COUNTS = {"ingest": 2, "crm": 2, "outbound": 3, "mtproto": 3}
+SESSIONS = 9
+MTPROTO_CONTROL = "/_sandbox/mtproto"
 BOTS = {
     "shop-a": "400000001:chaos-platform-a-0123456789",
     "shop-b": "400000002:chaos-platform-b-0123456789",
@@ -59,6 +63,12 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[Platform, Sandbox]]:
                 "SWITCHBOARD_INGEST_TELEGRAM_API_URL": f"{sandbox_url}/telegram",
                 "SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S": "0.1",
                 "SWITCHBOARD_OUTBOUND_BREAKER_COOLDOWN_S": "1",
+                "SWITCHBOARD_SANDBOX_URL": sandbox_url,
+                "SWITCHBOARD_MTPROTO_ADAPTER": "sandbox",
+                "SWITCHBOARD_MTPROTO_LEASE_TTL_S": "4",
+                "SWITCHBOARD_MTPROTO_TICK_S": "0.5",
+                "SWITCHBOARD_MTPROTO_RECONNECT_INITIAL_S": "0.2",
+                "SWITCHBOARD_MTPROTO_RECONNECT_MAX_S": "2",
             },
         )
         try:
@@ -77,9 +87,50 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[Platform, Sandbox]]:
                         },
                     )
                     assert r.status_code == 201, r.text
+                await _mtproto_sessions(http, plat)
             yield plat, box
         finally:
             plat.stop()
+
+
+async def _mtproto_sessions(http: httpx.AsyncClient, plat: Platform) -> None:
+    """Telegram user sessions in the fake, imported into the gateways, all connected."""
+    r = await http.post(
+        f"{plat.sandbox_url}{MTPROTO_CONTROL}/users/bulk",
+        json={
+            "users": [
+                {"phone": f"+1555800{i:04d}", "first_name": f"Agent{i}", "sessions": 1}
+                for i in range(SESSIONS)
+            ]
+        },
+    )
+    assert r.status_code < 300, r.text
+    for i, user in enumerate(r.json()["users"]):
+        r = await http.put(
+            f"{plat.url('mtproto')}/v1/sessions/agent-{i}",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            json={
+                "session": user["sessions"][0]["session"],
+                "api_id": 1,
+                "api_hash": "0123456789abcdef0123456789abcdef",
+                "workspace_id": "demo",
+            },
+        )
+        assert r.status_code == 201, r.text
+    await eventually(
+        lambda: _mtproto_active(http, plat, SESSIONS), timeout=60, message="sessions connected"
+    )
+
+
+async def _mtproto_log(http: httpx.AsyncClient, plat: Platform) -> dict[str, object]:
+    r = await http.get(f"{plat.sandbox_url}{MTPROTO_CONTROL}/connections")
+    r.raise_for_status()
+    log: dict[str, object] = r.json()
+    return log
+
+
+async def _mtproto_active(http: httpx.AsyncClient, plat: Platform, n: int) -> bool:
+    return int((await _mtproto_log(http, plat))["active"]) == n  # type: ignore[call-overload]
 
 
 class Traffic:
@@ -228,6 +279,15 @@ async def test_the_platform_survives_kills_restarts_outages_and_duplicates(
     outbound_kills = sum(1 for _, service, _ in plat.kills if service == "outbound")
     assert duplicates <= outbound_kills * IN_FLIGHT_PER_INSTANCE, texts.most_common(5)
     assert box.recorder.requests(provider="telegram", status=429) == [], "no 429 ever"
+    async with httpx.AsyncClient(timeout=15) as http:
+        await eventually(
+            lambda: _mtproto_active(http, plat, SESSIONS),
+            timeout=60,
+            message="every MTProto session connected again",
+        )
+        log = await _mtproto_log(http, plat)
+    assert log["duplicates"] in ([], 0), "no MTProto session was ever connected twice"
+    assert int(log["max_concurrent"]) == 1  # type: ignore[call-overload]
     # The faults really happened (a scenario that injected nothing would prove nothing).
     assert {service for _, service, _ in plat.kills} == set(COUNTS)
     assert box.recorder.requests(provider="telegram", method="sendMessage", status=503)
