@@ -19,6 +19,8 @@ from tests.support.stack import API_KEY, service_env
 
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import serve_app
+from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 ADMIN = "fuzz-admin-token-1"
@@ -30,6 +32,7 @@ SERVICES = {
     "ingest": ("IngestSettings", ADMIN),
     "crm": ("CrmSettings", API_KEY),
     "outbound": ("OutboundSettings", API_KEY),
+    "mtproto": ("MtprotoSettings", ADMIN),
 }
 
 
@@ -42,8 +45,19 @@ async def test_no_request_makes_a_service_fail(
     tmp_path: Path,
 ) -> None:
     settings_name, bearer = SERVICES[service]
-    for key, value in service_env(nats_url, postgres_url, SWITCHBOARD_ADMIN_TOKEN=ADMIN).items():
-        monkeypatch.setenv(key, value)
+    async with serve(Sandbox(SandboxConfig()).app()) as sandbox:
+        for key, value in service_env(
+            nats_url,
+            postgres_url,
+            SWITCHBOARD_ADMIN_TOKEN=ADMIN,
+            SWITCHBOARD_MTPROTO_ADAPTER="sandbox",  # sessions live in the fake Telegram
+            SWITCHBOARD_SANDBOX_URL=sandbox,
+        ).items():
+            monkeypatch.setenv(key, value)
+        await _fuzz(service, settings_name, bearer, tmp_path)
+
+
+async def _fuzz(service: str, settings_name: str, bearer: str, tmp_path: Path) -> None:
     app_module = importlib.import_module(f"switchboard.{service}.app")
     settings_cls = getattr(
         importlib.import_module(f"switchboard.{service}.settings"), settings_name
