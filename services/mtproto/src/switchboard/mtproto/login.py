@@ -40,6 +40,7 @@ from switchboard.mtproto.ports import (
     PhoneCodeInvalidError,
     PhoneNumberBannedError,
     PhoneNumberInvalidError,
+    PhoneNumberUnoccupiedError,
     SessionConfig,
     User,
     UserDeactivatedError,
@@ -167,7 +168,7 @@ async def _telegram_failure(
                 restart=restart,
                 workspace_id=workspace_id,
             )
-    if exc.reason == "PHONE_NUMBER_UNOCCUPIED":  # no port class: Telethon names it so
+    if isinstance(exc, PhoneNumberUnoccupiedError):
         return await _fail(
             deps,
             session_id,

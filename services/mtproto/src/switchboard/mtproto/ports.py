@@ -9,6 +9,7 @@ dataclasses: no Telethon object ever crosses the port.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -219,6 +220,12 @@ class PhoneNumberBannedError(MtprotoError):
     reason = "PHONE_NUMBER_BANNED"
 
 
+class PhoneNumberUnoccupiedError(MtprotoError):
+    """No Telegram account uses the number (sign up in a Telegram app first)."""
+
+    reason = "PHONE_NUMBER_UNOCCUPIED"
+
+
 class PhoneCodeInvalidError(MtprotoError):
     reason = "PHONE_CODE_INVALID"
 
@@ -251,6 +258,53 @@ class DisconnectedError(MtprotoError):
     """The connection dropped (network, server restart); reconnect with backoff."""
 
     reason = "DISCONNECTED"
+
+
+# RPC error names (as Telegram sends them, and Telethon names its classes) -> port errors.
+_WAIT = re.compile(r"^(?:FLOOD_WAIT|FLOOD_PREMIUM_WAIT)_(\d+)$")
+_ERRORS: dict[str, type[MtprotoError]] = {
+    "AUTH_KEY_DUPLICATED": AuthKeyDuplicatedError,
+    "AUTH_KEY_UNREGISTERED": AuthKeyUnregisteredError,
+    "AUTH_KEY_INVALID": AuthKeyUnregisteredError,
+    "AUTH_KEY_PERM_EMPTY": AuthKeyUnregisteredError,
+    "SESSION_REVOKED": AuthKeyUnregisteredError,
+    "SESSION_EXPIRED": AuthKeyUnregisteredError,
+    "USER_DEACTIVATED": UserDeactivatedError,
+    "USER_DEACTIVATED_BAN": UserDeactivatedError,
+    "PHONE_NUMBER_INVALID": PhoneNumberInvalidError,
+    "PHONE_NUMBER_BANNED": PhoneNumberBannedError,
+    "PHONE_NUMBER_UNOCCUPIED": PhoneNumberUnoccupiedError,
+    "PHONE_CODE_INVALID": PhoneCodeInvalidError,
+    "PHONE_CODE_EMPTY": PhoneCodeInvalidError,
+    "PHONE_CODE_EXPIRED": PhoneCodeExpiredError,
+    "PHONE_CODE_HASH_EMPTY": PhoneCodeExpiredError,
+    "SESSION_PASSWORD_NEEDED": PasswordNeededError,
+    "PASSWORD_HASH_INVALID": PasswordInvalidError,
+    "PEER_ID_INVALID": PeerNotFoundError,
+    "USERNAME_NOT_OCCUPIED": PeerNotFoundError,
+    "USERNAME_INVALID": PeerNotFoundError,
+    "CHANNEL_INVALID": PeerNotFoundError,
+    "CHANNEL_PRIVATE": PeerNotFoundError,
+    "CHAT_ID_INVALID": PeerNotFoundError,
+    "CHAT_WRITE_FORBIDDEN": ChatWriteForbiddenError,
+    "CHAT_ADMIN_REQUIRED": ChatWriteForbiddenError,
+    "USER_BANNED_IN_CHANNEL": ChatWriteForbiddenError,
+    "CHAT_RESTRICTED": ChatWriteForbiddenError,
+    "CONNECTION_CLOSED": DisconnectedError,
+}
+
+
+def error_from_rpc(name: str, message: str = "") -> MtprotoError:
+    """The port's exception for an RPC error name, as Telethon would raise it."""
+    wait = _WAIT.match(name)
+    if wait:
+        return FloodWaitError(int(wait.group(1)))
+    cls = _ERRORS.get(name)
+    if cls is None:
+        return MtprotoError(message or name, reason=name)
+    if cls.reason == name:
+        return cls(message or name)
+    return cls(message or name, reason=name)
 
 
 # --------------------------------------------------------------------------- ports

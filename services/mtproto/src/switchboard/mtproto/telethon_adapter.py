@@ -42,8 +42,8 @@ from switchboard.mtproto.ports import (
     SessionConfig,
     Update,
     User,
+    error_from_rpc,
 )
-from switchboard.mtproto.sandbox_adapter import error_from_rpc
 
 T = TypeVar("T")
 
