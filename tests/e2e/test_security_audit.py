@@ -34,7 +34,8 @@ from switchboard.sandbox.testing import serve
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ADMIN = "audit-admin-token-5b1d9f"
 TOKEN = "300000077:AAH-audit-bot-token-7c2e41"
-SERVICES = ("ingest", "crm", "outbound")
+SERVICES = ("ingest", "crm", "outbound", "mtproto")
+API_HASH = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 
 @dataclass
@@ -61,6 +62,8 @@ async def run(nats_url: str, postgres_url: str, tmp_path: Path) -> AsyncIterator
             SWITCHBOARD_INGEST_TELEGRAM_API_URL=f"{sandbox}/telegram",
             SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.05,
             SWITCHBOARD_LOG_LEVEL="debug",
+            SWITCHBOARD_MTPROTO_ADAPTER="sandbox",
+            SWITCHBOARD_SANDBOX_URL=sandbox,
         )
         procs: dict[str, ServiceProcess] = {}
         for name in SERVICES:
@@ -161,6 +164,30 @@ async def _sends(run: Run) -> None:
     await eventually(delivered, timeout=60, message="every send delivered after the faults")
 
 
+async def _mtproto_session(run: Run) -> str:
+    """A Telegram user session imported into the gateway and connected (then it reads)."""
+    async with httpx.AsyncClient(timeout=15) as http:
+        r = await http.post(
+            f"{run.sandbox_url}/_sandbox/mtproto/users",
+            json={"phone": "+15550001234", "first_name": "Audit", "sessions": 1},
+        )
+        assert r.status_code < 300, r.text
+        session: str = r.json()["sessions"][0]["session"]
+        r = await http.put(
+            f"{run.procs['mtproto'].url}/v1/sessions/audit",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            json={"session": session, "api_id": 1, "api_hash": API_HASH, "workspace_id": "demo"},
+        )
+        assert r.status_code == 201, r.text
+
+        async def connected() -> bool:
+            log = (await http.get(f"{run.sandbox_url}/_sandbox/mtproto/connections")).json()
+            return int(log["active"]) == 1
+
+        await eventually(connected, timeout=30, message="the session is connected")
+    return session
+
+
 async def _kv_and_stream_dump(nats_url: str) -> bytes:
     bus = await Bus.connect(nats_url, name="dump")
     out = bytearray()
@@ -207,7 +234,13 @@ def _found(haystack: str, secrets: dict[str, str]) -> list[str]:
 async def test_no_secret_leaks_anywhere_and_every_door_is_locked(run: Run) -> None:
     webhook_secret = await _traffic(run)
     await _sends(run)
-    secrets = {**_secrets(), "webhook secret": webhook_secret}
+    session = await _mtproto_session(run)
+    secrets = {
+        **_secrets(),
+        "webhook secret": webhook_secret,
+        "mtproto session": session,
+        "mtproto api hash": API_HASH,
+    }
 
     async with httpx.AsyncClient(timeout=10) as http:
         for name, proc in run.procs.items():
