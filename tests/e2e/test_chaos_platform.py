@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 import pytest
 from tests.support.platform import ADMIN, Platform
+from tests.support.stack import register_bot
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
@@ -75,18 +76,9 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[Platform, Sandbox]]:
             await plat.start()
             async with httpx.AsyncClient(timeout=15) as http:
                 for i, (account, token) in enumerate(BOTS.items()):
-                    r = await http.post(
-                        f"{plat.url('ingest', i)}/admin/accounts",
-                        headers={"Authorization": f"Bearer {ADMIN}"},
-                        json={
-                            "channel": "telegram",
-                            "id": account,
-                            "workspace_id": "demo",
-                            "secrets": {"token": token},
-                            "settings": {"api_base_url": f"{sandbox_url}/telegram"},
-                        },
+                    await register_bot(
+                        http, plat.url("ingest", i), ADMIN, account, token, sandbox_url
                     )
-                    assert r.status_code == 201, r.text
                 await _mtproto_sessions(http, plat)
             yield plat, box
         finally:

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from tests.support.stack import API_KEY, KEY, OTHER_KEY, service_env
+from tests.support.stack import API_KEY, KEY, OTHER_KEY, register_bot, service_env
 from tests.support.telegram import text_update
 
 from switchboard.events.catalog.common import Channel
@@ -102,18 +102,7 @@ async def _traffic(run: Run) -> str:
     """Register the bot through the admin API, take webhooks, send replies (some failing)."""
     ingest = run.procs["ingest"].url
     async with httpx.AsyncClient(timeout=10) as http:
-        r = await http.post(
-            f"{ingest}/admin/accounts",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-            json={
-                "channel": "telegram",
-                "id": "shop",
-                "workspace_id": "demo",
-                "secrets": {"token": TOKEN},
-                "settings": {"api_base_url": f"{run.sandbox_url}/telegram"},
-            },
-        )
-        assert r.status_code == 201, r.text
+        await register_bot(http, ingest, ADMIN, "shop", TOKEN, run.sandbox_url)
         secret = run.sandbox.telegram.bot(TOKEN).webhook.secret_token
         assert secret
         await run.sandbox.telegram.generate(TOKEN, count=20, rate=200, seed=3, mix={"text": 1})

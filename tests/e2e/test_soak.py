@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, service_env
+from tests.support.stack import API_KEY, register_bot, service_env
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
@@ -89,18 +89,7 @@ async def test_memory_stays_flat_under_sustained_mixed_traffic(
             for p in procs.values():
                 await p.ready(60)
             async with httpx.AsyncClient(timeout=10) as http:
-                r = await http.post(
-                    f"{procs['ingest'].url}/admin/accounts",
-                    headers={"Authorization": f"Bearer {ADMIN}"},
-                    json={
-                        "channel": "telegram",
-                        "id": "shop",
-                        "workspace_id": "demo",
-                        "secrets": {"token": TOKEN},
-                        "settings": {"api_base_url": f"{sandbox}/telegram"},
-                    },
-                )
-                assert r.status_code == 201, r.text
+                await register_bot(http, procs["ingest"].url, ADMIN, "shop", TOKEN, sandbox)
                 stop = asyncio.Event()
                 inbound = asyncio.create_task(
                     box.telegram.generate(TOKEN, duration=SECONDS, rate=40, seed=9, users=400)

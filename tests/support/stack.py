@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
@@ -65,3 +67,22 @@ async def webhook_secret(nats_url: str, account: str) -> str:
         return found.secrets["webhook_secret"]
     finally:
         await bus.close()
+
+
+async def register_bot(
+    http: httpx.AsyncClient, ingest_url: str, admin: str, account: str, token: str, sandbox: str
+) -> None:
+    """Add a Telegram bot the way an operator does: ingest's admin API, which calls getMe and
+    setWebhook on the (sandbox) Bot API; outbound sends through the same sandbox."""
+    r = await http.post(
+        f"{ingest_url}/admin/accounts",
+        headers={"Authorization": f"Bearer {admin}"},
+        json={
+            "channel": "telegram",
+            "id": account,
+            "workspace_id": "demo",
+            "secrets": {"token": token},
+            "settings": {"api_base_url": f"{sandbox}/telegram"},
+        },
+    )
+    assert r.status_code == 201, r.text
