@@ -1,0 +1,3 @@
+from switchboard.analytics.main import main
+
+main()

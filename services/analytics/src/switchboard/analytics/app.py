@@ -1,0 +1,140 @@
+"""The analytics service's composition root: one checkpointed projection per stream, the
+conversion publisher, the gauges, the query API and the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+from fastapi import Request
+from starlette.responses import Response
+
+from switchboard.analytics import (
+    conv_projector,
+    crm_projector,
+    dashboard,
+    delivery_projector,
+    mtproto_projector,
+)
+from switchboard.analytics.api import add_routes
+from switchboard.analytics.context import Context, ConversionRules
+from switchboard.analytics.items import Item, prepare
+from switchboard.analytics.ledger import run_publisher
+from switchboard.analytics.metrics import refresh_gauges
+from switchboard.analytics.params import BadParameterError
+from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.runtime.app import ServiceApp, service_app
+from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.db import Conn, load_migrations
+from switchboard.runtime.http import error
+from switchboard.runtime.logging import get_logger
+from switchboard.runtime.projection import Projection
+from switchboard.runtime.service import Runtime
+
+log = get_logger(__name__)
+SCHEMA = "analytics"
+PROJECTORS: tuple[ModuleType, ...] = (
+    conv_projector,
+    delivery_projector,
+    crm_projector,
+    mtproto_projector,
+)
+
+
+def build_projection(
+    module: ModuleType,
+    ctx: Context,
+    *,
+    schema: str,
+    bus: Bus,
+    pool: asyncpg.Pool,
+    batch: int,
+    stop: asyncio.Event | None = None,
+) -> Projection:
+    """The checkpointed projection of one projector module (service and rebuild alike)."""
+
+    async def apply(conn: Conn, items: list[Item]) -> None:
+        await module.apply(conn, items, ctx)
+
+    return Projection(
+        name=module.PROJECTION,
+        schema=schema,
+        stream=module.STREAM,
+        filter_subjects=module.SUBJECTS,
+        apply=apply,
+        prepare=prepare,
+        bus=bus,
+        pool=pool,
+        batch=batch,
+        stop=stop or asyncio.Event(),
+    )
+
+
+def create_app(settings: AnalyticsSettings) -> ServiceApp:
+    """Build the analytics app; connections are made by its lifespan, never at import."""
+    ports: dict[str, Any] = {}
+    rules = ConversionRules.from_settings(settings)
+    ctx = Context(rules=rules)
+
+    async def start(rt: Runtime) -> None:
+        assert rt.pool is not None
+        ports["pool"] = rt.pool
+        for module in PROJECTORS:
+            projection = build_projection(
+                module,
+                ctx,
+                schema=SCHEMA,
+                bus=rt.bus,
+                pool=rt.pool,
+                batch=settings.projection_batch,
+                stop=rt.stop,
+            )
+            rt.spawn(f"projection-{module.PROJECTION}", projection.run)
+        pool, bus = rt.pool, rt.bus
+        rt.spawn("conversions", lambda: run_publisher(pool, bus, rt.stop))
+        rt.spawn("gauges", lambda: refresh_gauges(pool, rt.stop, settings.metrics_refresh_s))
+        if rules is None:
+            log.info("conversion signals off: set SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL")
+
+    app = service_app(
+        service="analytics",
+        settings=settings,
+        start=start,
+        title="Switchboard analytics",
+        description="Rollups of every stream (messages, deliveries, latencies, first response, "
+        "lead funnel, campaigns, MTProto), rebuildable by replay. Times are UTC; ranges are "
+        "rounded out to whole hours. The dashboard is at /.",
+        migrations=load_migrations("switchboard.analytics"),
+        schema=SCHEMA,
+    )
+    auth = ApiKeyAuth(settings.api_keys)
+    app.state.auth = auth
+
+    @app.exception_handler(BadParameterError)
+    async def _bad(_: Request, exc: BadParameterError) -> Response:
+        return error(400, "bad_parameter", exc.message, parameter=exc.parameter)
+
+    add_routes(app, ports, settings)
+
+    @app.get("/", include_in_schema=False)
+    async def home(request: Request) -> Response:
+        ws = dashboard.workspace_of(request, auth)
+        if ws is None:
+            return dashboard.login_page()
+        async with ports["pool"].acquire() as conn:
+            return await dashboard.render(
+                conn, ws, dict(request.query_params), settings.lead_stages
+            )
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        return await dashboard.login(request, auth)
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout() -> Response:
+        return dashboard.logout()
+
+    return app

@@ -1,0 +1,107 @@
+"""Analytics settings (``SWITCHBOARD_ANALYTICS_*``, falling back to ``SWITCHBOARD_*``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import NoDecode
+
+from switchboard.runtime.settings import DatabaseSettings, parse_api_keys
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+ActionSource = Literal[
+    "system_generated",
+    "website",
+    "app",
+    "chat",
+    "phone_call",
+    "email",
+    "physical_store",
+    "business_messaging",
+    "other",
+]
+
+
+class AnalyticsSettings(DatabaseSettings):
+    service: ClassVar[str] = "analytics"
+
+    http_port: int = Field(8084, ge=0, le=65535)
+    # Four projections hold a leader-lock connection each and use another to apply; the
+    # conversion publisher listens on one; the API and gauges need the rest.
+    database_pool_size: int = Field(20, ge=10, le=200)
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        description="key=workspace[,key=workspace]: read API and dashboard keys"
+    )
+    projection_batch: int = Field(500, ge=1, le=10_000)
+    lead_stages: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("new", "contacted", "qualified", "won", "lost"),
+        description="comma-separated, in funnel order (the CRM's stages)",
+    )
+    conversion_pixel: str | None = Field(
+        None, description="Meta pixel / dataset id (metacapi account); unset: no conversions"
+    )
+    conversion_events: Annotated[dict[str, str], NoDecode] = Field(
+        {"won": "Purchase"},
+        description="stage=EventName[,stage=EventName]: which stages report which event",
+    )
+    conversion_currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="when a lead has a value but no currency"
+    )
+    conversion_action_source: ActionSource = "system_generated"
+    conversion_test_event_code: str | None = None
+    metrics_refresh_s: float = Field(15.0, gt=0, description="how often gauges read Postgres")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> dict[str, str]:
+        keys = parse_api_keys(value)
+        if not keys:
+            raise ValueError("needs at least one key=workspace")
+        return keys
+
+    @field_validator("lead_stages", mode="before")
+    @classmethod
+    def _stages(cls, value: Any) -> tuple[str, ...]:
+        stages = tuple(s.strip() for s in (value.split(",") if isinstance(value, str) else value))
+        if not stages or any(not _NAME.match(s) for s in stages):
+            raise ValueError("needs comma-separated stage names (letters, digits, _)")
+        if len(set(stages)) != len(stages):
+            raise ValueError("stage names must be unique")
+        return stages
+
+    @field_validator("conversion_events", mode="before")
+    @classmethod
+    def _events(cls, value: Any) -> dict[str, str]:
+        if isinstance(value, dict):
+            pairs = [(str(k), str(v)) for k, v in value.items()]
+        else:
+            pairs = []
+            for item in str(value or "").split(","):
+                if not item.strip():
+                    continue
+                stage, sep, event = item.strip().partition("=")
+                if not sep:
+                    raise ValueError("must be stage=EventName[,stage=EventName...]")
+                pairs.append((stage.strip(), event.strip()))
+        for stage, event in pairs:
+            if not _NAME.match(stage) or not _NAME.match(event):
+                raise ValueError(f"{stage}={event} is not stage=EventName (letters, digits, _)")
+        return dict(pairs)
+
+    @field_validator("conversion_events", mode="after")
+    @classmethod
+    def _mapped_stages_exist(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        stages = info.data.get("lead_stages") or ()
+        unknown = [s for s in value if s not in stages]
+        if unknown:
+            raise ValueError(
+                f"stage {unknown[0]!r} is not one of the lead stages ({', '.join(stages)})"
+            )
+        return value
+
+    @property
+    def conversions_enabled(self) -> bool:
+        return bool(self.conversion_pixel) and bool(self.conversion_events)
