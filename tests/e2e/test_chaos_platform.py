@@ -9,7 +9,8 @@ and then checks the invariants over everything that happened:
 - every send command was delivered, duplicates only from sends in flight at a kill;
 - the sandbox never answered 429;
 - no MTProto session was ever connected twice (the fake Telegram's connection log), and
-  every session is connected again at the end.
+  every session is connected again at the end;
+- the analytics totals equal the sandbox's counts.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from tests.support.platform import ADMIN, Platform
-from tests.support.stack import register_bot
+from tests.support.stack import API_KEY, register_bot
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
@@ -37,7 +39,7 @@ from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-COUNTS = {"ingest": 2, "crm": 2, "outbound": 3, "mtproto": 3}
+COUNTS = {"ingest": 2, "crm": 2, "outbound": 3, "mtproto": 3, "analytics": 1}
 SESSIONS = 9
 MTPROTO_CONTROL = "/_sandbox/mtproto"
 BOTS = {
@@ -279,6 +281,23 @@ async def test_the_platform_survives_kills_restarts_outages_and_duplicates(
         )
         log = await _mtproto_log(http, plat)
     assert log["duplicates"] in ([], 0), "no MTProto session was ever connected twice"
+
+    # Analytics totals equal what the sandbox saw: each webhook and each send once.
+    want = {"inbound": len(expected), "outbound": len(traffic.sent_ids)}
+    now = datetime.now(UTC)
+    window = {"from": (now - timedelta(hours=2)).isoformat(), "to": now.isoformat()}
+
+    async def analytics_totals() -> dict[str, int] | None:
+        async with httpx.AsyncClient(timeout=15) as http:
+            r = await http.get(
+                f"{plat.url('analytics')}/v1/messages",
+                params=window,
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            )
+        totals: dict[str, int] = r.json()["totals"]
+        return totals if totals == want else None
+
+    await eventually(analytics_totals, timeout=90, message=f"analytics totals {want}")
     assert int(log["max_concurrent"]) == 1  # type: ignore[call-overload]
     # The faults really happened (a scenario that injected nothing would prove nothing).
     assert {service for _, service, _ in plat.kills} == set(COUNTS)
