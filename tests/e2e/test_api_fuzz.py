@@ -33,6 +33,7 @@ SERVICES = {
     "crm": ("CrmSettings", API_KEY),
     "outbound": ("OutboundSettings", API_KEY),
     "mtproto": ("MtprotoSettings", ADMIN),
+    "analytics": ("AnalyticsSettings", API_KEY),
 }
 
 

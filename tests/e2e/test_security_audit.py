@@ -34,7 +34,7 @@ from switchboard.sandbox.testing import serve
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ADMIN = "audit-admin-token-5b1d9f"
 TOKEN = "300000077:AAH-audit-bot-token-7c2e41"
-SERVICES = ("ingest", "crm", "outbound", "mtproto")
+SERVICES = ("ingest", "crm", "outbound", "mtproto", "analytics")
 API_HASH = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 
@@ -268,6 +268,22 @@ async def test_no_secret_leaks_anywhere_and_every_door_is_locked(run: Run) -> No
             headers={"Authorization": f"Bearer {OTHER_KEY}"},
         )
         assert one.status_code == 404
+
+        # The same for analytics: demo's numbers are there, the other workspace sees none.
+        analytics = run.procs["analytics"].url
+
+        async def demo_numbers() -> Any:
+            r = await http.get(
+                f"{analytics}/v1/messages", headers={"Authorization": f"Bearer {API_KEY}"}
+            )
+            return r.json()["totals"]["inbound"] or None
+
+        await eventually(demo_numbers, timeout=30, message="demo's volumes rolled up")
+        other = await http.get(
+            f"{analytics}/v1/messages", headers={"Authorization": f"Bearer {OTHER_KEY}"}
+        )
+        assert other.status_code == 200
+        assert other.json()["totals"] == {"inbound": 0, "outbound": 0}
 
     for p in run.procs.values():
         p.stop()  # flush and close the logs before reading them
