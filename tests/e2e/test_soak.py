@@ -33,7 +33,8 @@ WARMUP = 0.4  # the first 40% of samples: caches fill, pools and JIT-ish paths s
 GROWTH = 0.10
 ADMIN = "soak-admin-token-1"
 TOKEN = "300000055:soak-bot-token-abcdefghij"
-SERVICES = ("ingest", "crm", "outbound")
+SERVICES = ("ingest", "crm", "outbound", "mtproto", "analytics")
+MT = "/_sandbox/mtproto"
 
 
 def rss_kib(pid: int) -> int:
@@ -74,6 +75,8 @@ async def test_memory_stays_flat_under_sustained_mixed_traffic(
             SWITCHBOARD_ADMIN_TOKEN=ADMIN,
             SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{ports['ingest']}",
             SWITCHBOARD_INGEST_TELEGRAM_API_URL=f"{sandbox}/telegram",
+            SWITCHBOARD_MTPROTO_ADAPTER="sandbox",
+            SWITCHBOARD_SANDBOX_URL=sandbox,
         )
         procs = {
             name: ServiceProcess(
@@ -94,9 +97,12 @@ async def test_memory_stays_flat_under_sustained_mixed_traffic(
                 inbound = asyncio.create_task(
                     box.telegram.generate(TOKEN, duration=SECONDS, rate=40, seed=9, users=400)
                 )
+                await _reader_session(http, sandbox, procs["mtproto"].url)
                 tasks = [
                     asyncio.create_task(_replies(nats_url, stop)),
                     asyncio.create_task(_reads(http, procs["crm"].url, stop)),
+                    asyncio.create_task(_reads(http, procs["analytics"].url, stop, ANALYTICS)),
+                    asyncio.create_task(_channel_posts(http, sandbox, stop)),
                 ]
                 deadline = time.monotonic() + SECONDS
                 while time.monotonic() < deadline:
@@ -151,13 +157,65 @@ async def _replies(nats_url: str, stop: asyncio.Event) -> None:
         await bus.close()
 
 
-async def _reads(http: httpx.AsyncClient, crm: str, stop: asyncio.Event) -> None:
-    """An operator's screen: inbox, search and leads, refreshed continuously."""
+CRM = ("/v1/conversations", "/v1/messages/search?text=hello", "/v1/leads", "/v1/contacts")
+ANALYTICS = ("/v1/messages", "/v1/deliveries", "/v1/latency", "/v1/funnel", "/")
+
+
+async def _reads(
+    http: httpx.AsyncClient, base: str, stop: asyncio.Event, paths: tuple[str, ...] = CRM
+) -> None:
+    """An operator's screens (inbox, search, leads; the dashboard), refreshed continuously."""
     auth = {"Authorization": f"Bearer {API_KEY}"}
-    paths = ("/v1/conversations", "/v1/messages/search?text=hello", "/v1/leads", "/v1/contacts")
     i = 0
     while not stop.is_set():
-        r = await http.get(crm + paths[i % len(paths)], headers=auth)
+        r = await http.get(base + paths[i % len(paths)], headers=auth)
         assert r.status_code == 200, r.text
         i += 1
         await asyncio.sleep(0.05)
+
+
+async def _reader_session(http: httpx.AsyncClient, sandbox: str, mtproto: str) -> None:
+    """A Telegram user account (MTProto) that reads a channel, as a live session."""
+    for user in (
+        {"phone": "+15550009998", "first_name": "Editor", "username": "soak_editor"},
+        {"phone": "+15550009999", "first_name": "Reader", "username": "soak_reader", "sessions": 1},
+    ):
+        r = await http.post(f"{sandbox}{MT}/users", json=user)
+        assert r.status_code < 300, r.text
+    session = r.json()["sessions"][0]["session"]
+    r = await http.post(
+        f"{sandbox}{MT}/channels",
+        json={"title": "News", "username": "soak_news", "creator": "@soak_editor",
+              "members": ["@soak_reader"]},
+    )  # fmt: skip
+    assert r.status_code < 300, r.text
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    r = await http.put(
+        f"{mtproto}/v1/sessions/reader",
+        headers=admin,
+        json={"session": session, "api_id": 1, "api_hash": "0" * 32, "workspace_id": "demo"},
+    )
+    assert r.status_code == 201, r.text
+
+    async def subscribed() -> bool:
+        r = await http.post(
+            f"{mtproto}/v1/sessions/reader/subscriptions",
+            headers=admin,
+            json={"peer": "@soak_news"},
+        )
+        return r.status_code < 300
+
+    await eventually(subscribed, timeout=30, message="the reader subscribed to the channel")
+
+
+async def _channel_posts(http: httpx.AsyncClient, sandbox: str, stop: asyncio.Event) -> None:
+    """The channel posts steadily; the reader's session turns each post into an event."""
+    i = 0
+    while not stop.is_set():
+        i += 1
+        r = await http.post(
+            f"{sandbox}{MT}/messages",
+            json={"peer": "@soak_news", "from": "@soak_editor", "text": f"post {i}"},
+        )
+        assert r.status_code < 300, r.text
+        await asyncio.sleep(0.2)
