@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.topology import SERVICES
 from switchboard.ingest.settings import IngestSettings
+from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.settings import DatabaseSettings, ServiceSettings
 
@@ -45,6 +46,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "ingest": IngestSettings,
     "crm": CrmSettings,
     "outbound": OutboundSettings,
+    "mtproto": MtprotoSettings,
 }
 
 

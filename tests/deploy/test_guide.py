@@ -105,6 +105,11 @@ def test_encryption_key_recipe_makes_a_valid_keyring() -> None:
         "ScheduledBackup",
         "maxUnavailable: 0",
         "advisory lock",
+        "switchboard-mtproto login",  # Telegram user accounts: how they get in
+        "switchboard-mtproto reencrypt",
+        "pg_dump -d switchboard -n mtproto",  # the sessions are in Postgres, not in a stream
+        "core.telegram.org/resources/cidr.txt",  # where the egress list comes from
+        "mtproto-send-<session>",  # the runtime durables' grant, explained
     ],
 )
 def test_guide_covers(needle: str) -> None:

@@ -19,9 +19,18 @@ from switchboard.events.k8s import (
     jetstream_manifests,
     to_yaml,
 )
-from switchboard.events.streams import BUCKETS, STREAMS
-from switchboard.events.topology import SERVICES, check_topology
+from switchboard.events.streams import BUCKETS, STREAMS, subject_matches
+from switchboard.events.topology import (
+    SERVICES,
+    Durable,
+    MessageErase,
+    RuntimeDurables,
+    ServiceTopology,
+    check_topology,
+)
 from switchboard.ingest import normalizer
+from switchboard.mtproto import commands as mtproto_commands
+from switchboard.mtproto import runner as mtproto_runner
 from switchboard.outbound import app as outbound_app
 from switchboard.runtime.consumer import ConsumerSpec
 from tests.deploy.support import K8S, NATS_VALUES, build, find, services
@@ -33,6 +42,7 @@ SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
     "ingest": [normalizer.SPEC],
     "crm": [crm_app.RESOLVER, crm_app.COMMANDS],
     "outbound": [outbound_app.SENDS],
+    "mtproto": [mtproto_commands.SPEC],
 }
 
 
@@ -173,6 +183,52 @@ def test_topology_mirrors_the_services_consumers(service: str) -> None:
         assert cfg.deliver_policy.value == "all"
         assert cfg.ack_policy is not None
         assert cfg.ack_policy.value == "explicit"
+
+
+def test_topology_check_bites_on_runtime_grants() -> None:
+    """Runtime durables and erasures are checked like the rest of the declarations."""
+    bad = ServiceTopology(
+        name="bad",
+        publishes=(),
+        durables=(Durable("MTPROTO", "bad-send-fixed", ("cmd.mtproto.x.>",), "looks runtime"),),
+        runtime_durables=(
+            RuntimeDurables("NOPE", "bad-<id>", "x.*", "unknown stream"),
+            RuntimeDurables("MTPROTO", "bad-<id>", "crm.*", "filter outside the stream"),
+            RuntimeDurables("MTPROTO", "bad-send", "cmd.mtproto.x.*", "no placeholder"),
+        ),
+        erases=(
+            MessageErase("NOPE", ("x.>",), "unknown stream"),
+            MessageErase("MTPROTO", ("crm.>",), "never in MTPROTO"),
+        ),
+    )
+    problems = check_topology((bad,))
+    for needle in ("unknown stream NOPE", "filters crm.* outside", "<placeholder>",
+                   "look like runtime", "erases from unknown", "never holds"):  # fmt: skip
+        assert any(needle in p for p in problems), needle
+
+
+def test_runtime_durables_mirror_the_gateway_s_send_queues() -> None:
+    """The per-session send durables the topology declares are the ones the gateway makes:
+    same stream, same name shape, a filter the declared one covers."""
+    mtproto = next(s for s in SERVICES if s.name == "mtproto")
+    (queues,) = mtproto.runtime_durables
+    assert queues.stream == mtproto_runner.STREAM
+    prefix = queues.name.removesuffix("<session>")
+    assert mtproto_runner.send_consumer("sales-1") == f"{prefix}sales-1"
+    assert subject_matches(queues.filter_subject, mtproto_runner.send_subject("sales-1"))
+    assert queues.delete, "logout deletes a session's send queue"
+    # No NACK consumer may look like one of them (the service would delete it at logout).
+    assert not [d for s in SERVICES for d in s.durables if d.name.startswith(prefix)]
+
+
+def test_erased_subjects_are_the_gateway_s_login_commands() -> None:
+    """What the topology says the gateway erases is what its command handler erases: the
+    login commands among its durable's filters, and nothing else."""
+    mtproto = next(s for s in SERVICES if s.name == "mtproto")
+    (erase,) = mtproto.erases
+    assert erase.stream == mtproto_commands.STREAM
+    logins = {f for f in mtproto_commands.SPEC.filter_subjects if "login_" in f}
+    assert set(erase.subjects) == logins
 
 
 def test_crm_projection_streams_are_read_by_crm() -> None:

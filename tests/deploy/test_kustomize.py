@@ -4,6 +4,7 @@ schemas, and the invariants the deployment guide promises hold for every service
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
@@ -211,6 +212,7 @@ def test_settings_come_from_configmap_and_secret_references(
     for name, value in config.items():
         monkeypatch.setenv(name, value)
     dummies = {
+        "api_id": "12345",
         "encryption_keys": "k1:" + "A" * 43 + "=",
         "api_keys": "test-key-0001=demo",
         "database_url": "postgresql://switchboard:x@switchboard-pg-rw.postgres:5432/switchboard",
@@ -222,6 +224,49 @@ def test_settings_come_from_configmap_and_secret_references(
     except ConfigError as exc:
         pytest.fail(f"{service} in {overlay}: {exc}")
     assert settings.provision is False
+
+
+# Telegram's networks as published at https://core.telegram.org/resources/cidr.txt: the only
+# addresses the MTProto gateway reaches outside the cluster (deploy/k8s/base/mtproto).
+TELEGRAM_CIDRS = {
+    "91.108.56.0/22", "91.108.4.0/22", "91.108.8.0/22", "91.108.16.0/22", "91.108.12.0/22",
+    "149.154.160.0/20", "91.105.192.0/23", "91.108.20.0/22", "185.76.151.0/24",
+    "2001:b28:f23d::/48", "2001:b28:f23f::/48", "2001:67c:4e8::/48", "2001:b28:f23c::/48",
+    "2a0a:f280::/32",
+}  # fmt: skip
+PRIVATE = [
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
+              "fc00::/7")
+]  # fmt: skip
+
+
+def _egress_reach(spec: dict[str, Any], service: str) -> dict[str, set[int]]:
+    """Where a policy lets its pods go: namespace -> ports, plus "internet" (public addresses,
+    any) and "telegram" (exactly Telegram's networks)."""
+    reach: dict[str, set[int]] = {}
+    for rule in spec["egress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        assert rule.get("to"), f"{service}: an egress rule without `to` opens everything"
+        blocks = [peer["ipBlock"] for peer in rule["to"] if "ipBlock" in peer]
+        if blocks and any(b["cidr"] == "0.0.0.0/0" for b in blocks):
+            assert len(blocks) == len(rule["to"]) == 1
+            assert "10.0.0.0/8" in blocks[0]["except"], "not the cluster network"
+            reach.setdefault("internet", set()).update(ports)
+        elif blocks:
+            assert len(blocks) == len(rule["to"]), f"{service}: ipBlocks mixed with pods"
+            cidrs = {b["cidr"] for b in blocks}
+            assert cidrs == TELEGRAM_CIDRS, f"{service}: {sorted(cidrs ^ TELEGRAM_CIDRS)}"
+            for cidr in cidrs:
+                net = ipaddress.ip_network(cidr)
+                assert not any(net.overlaps(p) for p in PRIVATE if p.version == net.version)
+            reach.setdefault("telegram", set()).update(ports)
+        else:
+            for peer in rule["to"]:
+                ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                assert peer["podSelector"]["matchLabels"], "a namespace's pods, not all"
+                reach.setdefault(ns, set()).update(ports)
+    return reach
 
 
 @pytest.mark.parametrize("overlay", ALL_BUILDS)
@@ -237,27 +282,24 @@ def test_network_policies(overlay: str) -> None:
     for service in services():
         spec = one(docs, "NetworkPolicy", service)["spec"]
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
-        reach: dict[str, set[int]] = {}
-        for rule in spec["egress"]:
-            ports = {p["port"] for p in rule["ports"]}
-            assert rule.get("to"), f"{service}: an egress rule without `to` opens everything"
-            for peer in rule["to"]:
-                if "ipBlock" in peer:
-                    assert peer["ipBlock"]["cidr"] == "0.0.0.0/0"
-                    assert "10.0.0.0/8" in peer["ipBlock"]["except"], "not the cluster network"
-                    reach.setdefault("internet", set()).update(ports)
-                else:
-                    ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                    assert peer["podSelector"]["matchLabels"], "a namespace's pods, not all"
-                    reach.setdefault(ns, set()).update(ports)
         expected = {"nats": {4222}}
         if uses_postgres(SETTINGS[service]):
             expected["postgres"] = {5432}
         if service in ("ingest", "outbound"):  # provider APIs (registering accounts; sends)
             expected["internet"] = {443}
-        assert reach == expected, service
+        if service == "mtproto":  # MTProto over TCP to Telegram's DCs, nothing else outside
+            expected["telegram"] = {443, 80, 5222}
+        assert _egress_reach(spec, service) == expected, service
         http_ports = [p["port"] for r in spec["ingress"] for p in r["ports"]]
         assert http_ports == ["http"], f"{service}: only the HTTP port is open"
+
+
+def test_mtproto_admin_api_is_not_reachable_from_outside_the_cluster() -> None:
+    """Its API holds Telegram user accounts: pods of the cluster only, never ipBlocks."""
+    spec = one(build("prod"), "NetworkPolicy", "mtproto")["spec"]
+    for rule in spec["ingress"]:
+        assert rule["from"], "an ingress rule without `from` admits the world"
+        assert all("ipBlock" not in peer for peer in rule["from"])
 
 
 AUTOSCALED = ("ingest", "outbound")
@@ -273,9 +315,13 @@ def test_hpa_for_ingest_and_outbound_and_it_owns_the_replicas() -> None:
         assert "replicas" not in one(docs, "Deployment", service)["spec"]
 
 
+FIXED_REPLICAS = ("crm", "mtproto")  # no HPA: mtproto spreads sessions by lease, not load
+
+
 def test_dev_runs_single_replicas() -> None:
     docs = build("dev")
-    assert one(docs, "Deployment", "crm")["spec"]["replicas"] == 1
+    for service in FIXED_REPLICAS:
+        assert one(docs, "Deployment", service)["spec"]["replicas"] == 1, service
     for service in AUTOSCALED:
         hpa = one(docs, "HorizontalPodAutoscaler", service)["spec"]
         assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1), service
@@ -284,7 +330,9 @@ def test_dev_runs_single_replicas() -> None:
 
 def test_prod_runs_replicas_spread_with_bigger_resources() -> None:
     prod, base = build("prod"), build("base")
-    assert one(prod, "Deployment", "crm")["spec"]["replicas"] >= 3
+    for service in FIXED_REPLICAS:
+        assert one(prod, "Deployment", service)["spec"]["replicas"] >= 3, service
+        assert one(base, "Deployment", service)["spec"]["replicas"] >= 2, "a standby"
     for service in AUTOSCALED:
         assert one(prod, "HorizontalPodAutoscaler", service)["spec"]["minReplicas"] >= 3
     assert {d["spec"]["replicas"] for d in find(prod, "Stream") + find(prod, "KeyValue")} == {3}

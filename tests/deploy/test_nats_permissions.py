@@ -7,6 +7,7 @@ a real server with these users."""
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from switchboard.events import all_models
 from switchboard.events.k8s import NATS_ACCOUNT, NATS_USERS_SECRET, OPERATOR_USERS, password_env
 from switchboard.events.streams import BUCKETS, STREAMS, dlq_subject, subject_matches
 from switchboard.events.subjects import raw_subject
-from switchboard.events.topology import SERVICES, Access, Permissions, kv_stream, permissions
+from switchboard.events.topology import (
+    SERVICES,
+    Access,
+    Durable,
+    Permissions,
+    ServiceTopology,
+    kv_stream,
+    permissions,
+)
 from tests.deploy.support import NATS_VALUES, ROOT, services
 
 TOPOLOGY = {s.name: s for s in SERVICES}
@@ -36,7 +45,9 @@ def _users() -> dict[str, dict[str, Any]]:
 def _perms(service: str) -> Permissions:
     raw = _users()[service]["permissions"]
     return Permissions(
-        publish=tuple(raw["publish"]["allow"]), subscribe=tuple(raw["subscribe"]["allow"])
+        publish=tuple(raw["publish"]["allow"]),
+        subscribe=tuple(raw["subscribe"]["allow"]),
+        deny_publish=tuple(raw["publish"].get("deny", ())),
     )
 
 
@@ -73,28 +84,33 @@ def test_user_permissions_are_the_topology_s(service: str) -> None:
     expected = permissions(TOPOLOGY[service])
     got = _perms(service)
     assert got.publish == expected.publish
+    assert got.deny_publish == expected.deny_publish
     assert got.subscribe == expected.subscribe == ("_INBOX.>",)
+    assert "deny" not in _users()[service]["permissions"]["subscribe"]
 
 
 def _constructed_catalog_models(service: str) -> set[str]:
     """Names of the catalog events a service's code constructs (``Model(...)`` calls of
-    classes imported from ``switchboard.events.catalog``), read from its source."""
-    catalog = {m.__name__: m for m in all_models()}
+    classes imported from ``switchboard.events.catalog``), read from its source. Each name is
+    resolved in the module it is imported from: two domains may both have a class called,
+    say, ``CommandRejected``."""
+    models = set(all_models())
     found: set[str] = set()
     for path in (ROOT / f"services/{service}/src").rglob("*.py"):
         tree = ast.parse(path.read_text())
-        imported = {
-            alias.asname or alias.name
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom)
-            and (node.module or "").startswith("switchboard.events.catalog")
-            for alias in node.names
-        }
+        imported: dict[str, Any] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "switchboard.events.catalog"
+            ):
+                module = importlib.import_module(node.module or "")
+                for alias in node.names:
+                    imported[alias.asname or alias.name] = getattr(module, alias.name, None)
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                name = node.func.id
-                if name in imported and name in catalog and catalog[name].kind == "event":
-                    found.add(catalog[name].name)
+                model = imported.get(node.func.id)
+                if model in models and model.kind == "event":
+                    found.add(model.name)
     return found
 
 
@@ -111,6 +127,10 @@ def test_services_publish_what_the_code_says() -> None:
         _constructed_catalog_models("outbound")
     )
     assert "conv.message_sent" in _constructed_catalog_models("outbound")
+    gateway = {"mtproto.session_connected", "mtproto.login_succeeded", "conv.message_received",
+               "conv.message_edited", "conv.message_deleted", "conv.message_sent",
+               "delivery.sent", "delivery.failed"}  # fmt: skip
+    assert gateway <= _constructed_catalog_models("mtproto")
 
 
 @pytest.mark.parametrize("service", services())
@@ -122,6 +142,8 @@ def test_everything_a_service_publishes_is_allowed(service: str) -> None:
         subjects.append(raw_subject("telegram", "shop"))  # the webhook's durable store
     if service == "outbound":
         subjects.append(_sample("cmd.outbound.send"))  # the send API queues commands
+    if service == "mtproto":
+        subjects.append("cmd.mtproto.send.v1.sales-1")  # the send API queues a session's sends
     denied = [s for s in subjects if not perms.may_publish(s)]
     assert denied == [], f"{service} may not publish {denied}"
     for stream in TOPOLOGY[service].streams():
@@ -129,6 +151,14 @@ def test_everything_a_service_publishes_is_allowed(service: str) -> None:
     for durable in TOPOLOGY[service].durables:
         assert perms.may_publish(f"$JS.API.CONSUMER.MSG.NEXT.{durable.stream}.{durable.name}")
         assert perms.may_publish(f"$JS.ACK.{durable.stream}.{durable.name}.1.2.3.4.5")
+    for rd in TOPOLOGY[service].runtime_durables:
+        name = rd.name.replace("<session>", "sales-1")
+        assert perms.may_publish(f"$JS.API.CONSUMER.DURABLE.CREATE.{rd.stream}.{name}")
+        assert perms.may_publish(f"$JS.API.CONSUMER.MSG.NEXT.{rd.stream}.{name}")
+        assert perms.may_publish(f"$JS.ACK.{rd.stream}.{name}.1.2.3.4.5")
+        assert perms.may_publish(f"$JS.API.CONSUMER.DELETE.{rd.stream}.{name}") == rd.delete
+    for erase in TOPOLOGY[service].erases:
+        assert perms.may_publish(f"$JS.API.STREAM.MSG.DELETE.{erase.stream}")
     for bucket in TOPOLOGY[service].buckets:
         assert perms.may_publish(f"$JS.API.DIRECT.GET.KV_{bucket.bucket}.$KV.{bucket.bucket}.k")
     assert perms.may_subscribe("_INBOX.abc.1")
@@ -141,7 +171,13 @@ OTHERS_EVENTS = {
             "cmd.crm.update_contact.v1.x", "cmd.outbound.send.v1.x"],
     "outbound": ["raw.telegram.v1.x", "conv.message_received.v1.x", "delivery.receipt.v1.x",
                  "crm.contact_created.v1.x", "cmd.crm.update_contact.v1.x",
-                 "mtproto.session_started.v1.x"],
+                 "mtproto.session_started.v1.x", "cmd.mtproto.send.v1.x"],
+    "mtproto": ["raw.telegram.v1.x", "crm.contact_created.v1.x", "cmd.crm.update_contact.v1.x",
+                "cmd.outbound.send.v1.x", "delivery.receipt.v1.x", "delivery.queued.v1.x",
+                "conv.callback_received.v1.x", "conv.contact_status_changed.v1.x",
+                # commands to the gateway come from others; it only queues its own sends
+                "cmd.mtproto.login_start.v1.x", "cmd.mtproto.login_submit_code.v1.x",
+                "cmd.mtproto.logout.v1.x", "cmd.mtproto.subscribe.v1.x"],
 }  # fmt: skip
 
 
@@ -151,11 +187,30 @@ def test_nothing_broader_than_needed(service: str) -> None:
     for subject in OTHERS_EVENTS[service]:
         assert not perms.may_publish(subject), f"{service} may publish {subject}"
     admin = ["CREATE", "UPDATE", "DELETE", "PURGE"]
+    topo = TOPOLOGY[service]
+    erased = {e.stream for e in topo.erases}
+    deletes_consumers = {rd.stream for rd in topo.runtime_durables if rd.delete}
     for stream in [s.name for s in STREAMS] + [kv_stream(b.name) for b in BUCKETS]:
         for verb in admin:
             assert not perms.may_publish(f"$JS.API.STREAM.{verb}.{stream}"), (verb, stream)
-        assert not perms.may_publish(f"$JS.API.STREAM.MSG.DELETE.{stream}")
-        assert not perms.may_publish(f"$JS.API.CONSUMER.DELETE.{stream}.x")
+        erase = perms.may_publish(f"$JS.API.STREAM.MSG.DELETE.{stream}")
+        assert erase == (stream in erased), f"{stream}: erasing only where declared"
+        drop = perms.may_publish(f"$JS.API.CONSUMER.DELETE.{stream}.x")
+        assert drop == (stream in deletes_consumers), f"{stream}: only its runtime durables"
+    # No wildcard reaches a durable the service does not own, nor deletes one it owns (NACK's).
+    for owner in SERVICES:
+        for d in owner.durables:
+            assert not perms.may_publish(f"$JS.API.CONSUMER.DELETE.{d.stream}.{d.name}"), d.name
+            if owner.name == service:
+                continue
+            for subject in (
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{d.stream}.{d.name}",
+                f"$JS.API.CONSUMER.CREATE.{d.stream}.{d.name}",
+                f"$JS.API.CONSUMER.CREATE.{d.stream}.{d.name}.filter",
+                f"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}",
+                f"$JS.ACK.{d.stream}.{d.name}.1.2.3.4.5",
+            ):
+                assert not perms.may_publish(subject), (service, subject)
     for pattern in perms.publish + perms.subscribe:
         assert pattern not in (">", "*.>", "$JS.>", "$JS.API.>", "$KV.>", "$JS.ACK.>")
         assert not pattern.startswith(("$SYS", "_INBOX.")) or pattern == "_INBOX.>"
@@ -167,14 +222,49 @@ def test_nothing_broader_than_needed(service: str) -> None:
     assert not perms.may_subscribe(">")
 
 
+def test_wildcards_are_fenced_off_from_other_services_durables() -> None:
+    """A service that owned a durable on MTPROTO (or CONV) would be out of reach of mtproto's
+    runtime-durable wildcards (and crm's ephemeral ones): the generator denies it by name."""
+    other = ServiceTopology(
+        name="analytics",
+        publishes=(),
+        durables=(
+            Durable("MTPROTO", "analytics-mtproto", ("mtproto.>",), "sessions"),
+            Durable("CONV", "analytics-conv", ("conv.>",), "conversations"),
+        ),
+    )
+    fence = (*SERVICES, other)
+    cases = {
+        "mtproto": ("MTPROTO", "analytics-mtproto",
+                    ["$JS.API.CONSUMER.DURABLE.CREATE", "$JS.API.CONSUMER.MSG.NEXT",
+                     "$JS.API.CONSUMER.DELETE", "$JS.ACK"]),
+        "crm": ("CONV", "analytics-conv",
+                ["$JS.API.CONSUMER.CREATE", "$JS.API.CONSUMER.MSG.NEXT"]),
+    }  # fmt: skip
+    for service, (stream, durable, prefixes) in cases.items():
+        open_ = permissions(TOPOLOGY[service], SERVICES)
+        fenced = permissions(TOPOLOGY[service], fence)
+        for prefix in prefixes:
+            subject = f"{prefix}.{stream}.{durable}" + (".1.2.3.4.5" if prefix == "$JS.ACK" else "")
+            assert open_.may_publish(subject), f"{subject}: the wildcard reaches it"
+            assert not fenced.may_publish(subject), f"{service} may touch {subject}"
+            (fence_rule,) = [d for d in fenced.deny_publish if subject_matches(d, subject)]
+            assert fenced.reasons[fence_rule].startswith("may not")
+    runtime = permissions(TOPOLOGY["mtproto"], fence)
+    assert runtime.may_publish("$JS.API.CONSUMER.DELETE.MTPROTO.mtproto-send-sales-1")
+    assert not runtime.may_publish("$JS.API.CONSUMER.DELETE.MTPROTO.mtproto-commands")
+
+
 @pytest.mark.parametrize("service", services())
 def test_every_permission_has_a_reason_in_the_topology(service: str) -> None:
     """No allow entry that the topology does not explain (the generator is the only source)."""
     topo = TOPOLOGY[service]
     reasons = permissions(topo).reasons
-    assert set(reasons) == set(_perms(service).publish)
+    perms = _perms(service)
+    assert set(reasons) == set(perms.publish) | set(perms.deny_publish)
+    assert not set(perms.publish) & set(perms.deny_publish)
     streams = set(topo.streams()) | {kv_stream(b.bucket) for b in topo.buckets}
-    for pattern in _perms(service).publish:
+    for pattern in [*perms.publish, *perms.deny_publish]:
         if pattern in topo.publishes:
             continue
         parts = pattern.split(".")

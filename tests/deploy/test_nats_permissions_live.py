@@ -5,9 +5,12 @@ render it (passwords filled in). The ``nack`` user creates streams, buckets and 
 consumers from the generated NACK manifests, as NACK would. Then ingest and CRM run
 in-process with ``PROVISION=false`` and their own users, a webhook goes all the way to the
 CRM API and a command travels the bus; outbound sends through a fake Bot API (and fails a
-send to an unknown account, which dead-letters). The server log must show no permission violation,
-and the services must not have changed the consumers NACK owns. Finally each user is
-refused what it must not do (another service's subjects, stream administration).
+send to an unknown account, which dead-letters); the MTProto gateway logs a Telegram account
+in over the bus (erasing the login commands), reads a channel, sends through its per-session
+durable and deletes it at logout, against the sandbox's fake Telegram. The server log must
+show no permission violation, and the services must not have changed the consumers NACK
+owns. Finally each user is refused what it must not do (another service's subjects, stream
+administration, NACK's consumers).
 """
 
 from __future__ import annotations
@@ -45,16 +48,23 @@ from switchboard.crm.app import create_app as create_crm
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import UpdateContact
+from switchboard.events.catalog.mtproto import StartLogin, SubmitLoginCode
 from switchboard.events.k8s import password_env
 from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
+from switchboard.mtproto.app import create_app as create_mtproto
+from switchboard.mtproto.runner import send_consumer
+from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port, wait_for_port
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox
+from switchboard.sandbox.testing import serve
 from tests.support.stack import API_KEY, keyring, service_env
 from tests.support.telegram import text_update
 
@@ -373,6 +383,129 @@ async def test_outbound_runs_on_its_generated_user(
         await check.close()
 
 
+async def _count(bus: Bus, stream: str, subjects: str) -> int:
+    """Messages of ``stream`` on subjects matching ``subjects`` (erased ones are gone)."""
+    info = await bus.js.stream_info(stream, subjects_filter=subjects)
+    return sum((info.state.subjects or {}).values())
+
+
+async def test_mtproto_runs_on_its_generated_user(
+    secured_nats: tuple[str, dict[str, str], Path], postgres_url: str
+) -> None:
+    """Login over the bus (the mtproto-commands durable, leases, erasing the commands), a
+    channel read live (conv.*, the dedup bucket), a send through the session's own durable
+    (created, pulled, acked, one poison message dead-lettered) and logout (the durable is
+    deleted): everything the topology grants beyond the usual, used for real."""
+    url, passwords, log = secured_nats
+    await _provision_as_nack(url, passwords)
+    box = Sandbox()
+    fake = box.mtproto
+    phone = "+15557770001"
+    seller, _ = fake.add_user(phone, first_name="Seller")
+    buyer, _ = fake.add_user("+15557770002", first_name="Buyer", username="buyer_one")
+    fake.add_channel("Deals", "deals_chan", creator=buyer, members=[seller])
+    admin_token = "mtproto-admin-token-for-tests"
+    async with (
+        asyncio.timeout(90),
+        serve(box.app()) as sandbox_url,
+        httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {admin_token}"}) as http,
+    ):
+        settings = MtprotoSettings(
+            nats_url=url,
+            nats_user="mtproto",
+            nats_password=passwords["mtproto"],
+            provision=False,
+            database_url=postgres_url,
+            encryption_keys="m1:" + Keyring.generate_key(),
+            admin_token=admin_token,
+            adapter="sandbox",
+            sandbox_url=sandbox_url,
+            api_id=12345,
+            api_hash="0123456789abcdef0123456789abcdef",
+            lease_ttl_s=3.0,
+            tick_s=0.25,
+            send_interval_s=0.0,
+            http_port=0,
+            shutdown_grace_s=5.0,
+        )
+        admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
+        try:
+
+            def seen(stream: str, subjects: str, at_least: int = 1) -> Any:
+                async def check() -> bool:
+                    return await _count(admin, stream, subjects) >= at_least
+
+                return check
+
+            async with serve_app(create_mtproto(settings)) as gateway:
+                await admin.publish(
+                    StartLogin(session_id="seller", phone=phone), workspace_id="demo"
+                )
+                await eventually(seen("MTPROTO", "mtproto.login_code_sent.>"), message="code")
+                code = fake.code(phone)
+                assert code is not None
+                await admin.publish(
+                    SubmitLoginCode(session_id="seller", code=code.code), workspace_id="demo"
+                )
+                await eventually(seen("MTPROTO", "mtproto.session_connected.>"), message="conn")
+
+                r = await http.post(
+                    f"{gateway}/v1/sessions/seller/subscriptions", json={"peer": "@deals_chan"}
+                )
+                assert r.status_code in (201, 202), r.text
+                await eventually(seen("MTPROTO", "mtproto.subscription_added.>"), message="sub")
+                fake.post("@deals_chan", "fresh deal")
+                await eventually(seen("CONV", "conv.message_received.>"), message="live read")
+
+                r = await http.post(
+                    f"{gateway}/v1/sessions/seller/messages",
+                    json={"message_id": "m-1", "peer": "@buyer_one", "text": "hello"},
+                )
+                assert r.status_code == 202, r.text
+                await eventually(seen("DELIVERY", "delivery.sent.>"), message="sent")
+                await eventually(seen("CONV", "conv.message_sent.>"), message="message_sent")
+                await admin.js.publish("cmd.mtproto.send.v1.seller", b"{}")  # no envelope
+                await eventually(seen("DLQ", "dlq.>"), message="poison send dead-lettered")
+
+                queue = send_consumer("seller")
+                assert (await admin.js.consumer_info("MTPROTO", queue)).config.durable_name
+                r = await http.delete(f"{gateway}/v1/sessions/seller")
+                assert r.status_code in (200, 202), r.text
+                await eventually(seen("MTPROTO", "mtproto.session_revoked.>"), message="logout")
+
+                async def queue_deleted() -> bool:
+                    names = [c.name async for c in _consumers(admin, "MTPROTO")]
+                    return queue not in names
+
+                await eventually(queue_deleted, message="the session's send queue deleted")
+                assert (await http.get(f"{gateway}/readyz")).status_code == 200
+
+            assert _violations(log) == [], "\n".join(_violations(log))
+            for step in ("login_start", "login_submit_code"):  # erased once handled
+                assert await _count(admin, "MTPROTO", f"cmd.mtproto.{step}.>") == 0, step
+            assert texts_sent(fake, buyer, seller) == ["hello"]
+            spec = next(
+                d["spec"]
+                for d in _nack_consumers()
+                if d["spec"]["durableName"] == "mtproto-commands"
+            )
+            info = await admin.js.consumer_info("MTPROTO", "mtproto-commands")
+            want = _consumer_config(spec)
+            for field in ("ack_wait", "max_deliver", "filter_subjects", "max_ack_pending"):
+                assert getattr(info.config, field) == getattr(want, field), field
+        finally:
+            await admin.close()
+
+
+async def _consumers(bus: Bus, stream: str) -> Any:
+    for info in await bus.js.consumers_info(stream):
+        yield info
+
+
+def texts_sent(fake: Any, to: Any, sender: Any) -> list[str]:
+    return [m["text"] for m in fake.messages(to, user=sender)]
+
+
 @pytest.mark.parametrize(
     ("user", "subject"),
     [
@@ -396,6 +529,16 @@ async def test_outbound_runs_on_its_generated_user(
         ("outbound", "$KV.dedup.k"),
         ("outbound", "$JS.API.STREAM.PURGE.OUTBOUND"),
         ("outbound", "$JS.API.CONSUMER.DELETE.OUTBOUND.outbound-sends"),
+        # mtproto: its runtime-durable wildcard stops at NACK's consumer
+        ("mtproto", "$JS.API.CONSUMER.DELETE.MTPROTO.mtproto-commands"),
+        ("mtproto", "$JS.API.CONSUMER.DURABLE.CREATE.CONV.x"),  # MTPROTO only
+        ("mtproto", "$JS.API.CONSUMER.DELETE.OUTBOUND.outbound-sends"),
+        ("mtproto", "$JS.API.STREAM.MSG.DELETE.CONV"),  # erasing: MTPROTO only
+        ("mtproto", "$JS.API.STREAM.PURGE.MTPROTO"),
+        ("mtproto", "cmd.mtproto.login_start.v1.x"),  # commands come from others
+        ("mtproto", "delivery.queued.v1.x"),
+        ("mtproto", "crm.contact_created.v1.x"),
+        ("mtproto", "$KV.accounts.k"),
     ],
 )
 async def test_users_are_refused_what_they_do_not_need(

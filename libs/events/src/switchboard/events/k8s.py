@@ -6,7 +6,8 @@
   :data:`~switchboard.events.topology.SERVICES`, and their ``kustomization.yaml``.
 * ``deploy/nats/values.yaml``: values for the official NATS Helm chart: a 3-node JetStream
   cluster on file storage, the ``SWITCHBOARD`` account, and one user per service with the
-  publish/subscribe allow lists of :func:`~switchboard.events.topology.permissions`.
+  publish/subscribe allow lists (and publish deny list, where a wildcard needs exceptions)
+  of :func:`~switchboard.events.topology.permissions`.
 
 Everything is rendered deterministically (sorted where order carries no meaning), so a
 contract test can regenerate into a temp dir and compare with the committed files.
@@ -253,14 +254,11 @@ def nats_values() -> dict[str, Any]:
     users = [_user(name) for name in OPERATOR_USERS]
     for svc in SERVICES:
         perms = permissions(svc)
+        publish: dict[str, Any] = {"allow": list(perms.publish)}
+        if perms.deny_publish:  # exceptions carved out of the allow list's wildcards
+            publish["deny"] = list(perms.deny_publish)
         users.append(
-            _user(
-                svc.name,
-                {
-                    "publish": {"allow": list(perms.publish)},
-                    "subscribe": {"allow": list(perms.subscribe)},
-                },
-            )
+            _user(svc.name, {"publish": publish, "subscribe": {"allow": list(perms.subscribe)}})
         )
     env = {
         password_env(name): {

@@ -10,6 +10,9 @@ own declarations (``ConsumerSpec`` objects in their code) are mirrored here, and
 Adding a service: add a :class:`ServiceTopology` to :data:`SERVICES`, run
 ``switchboard-events k8s``, and give it a ``deploy/k8s/base/<name>/`` directory (the tests
 say what is missing).
+
+Everything a service's NATS user may do follows from these declarations, each with its
+reason (:attr:`Permissions.reasons`); nothing is granted by hand in the generated files.
 """
 
 from __future__ import annotations
@@ -68,19 +71,56 @@ class BucketUse:
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeDurables:
+    """Durable pull consumers a service creates (and may delete) itself while it runs, one per
+    entity (e.g. one per MTProto session), so they cannot be NACK resources.
+
+    A consumer name is a single subject token and NATS permissions cannot match a prefix, so
+    the service may create, pull from and ack *any* consumer name on ``stream``;
+    :func:`permissions` then denies it, by name, every consumer of :data:`SERVICES` on that
+    stream that it does not own (and the deletion of those it owns). ``name`` and
+    ``filter_subject`` document the shape (``<session>`` stands for the entity) and are
+    checked against the service's code by ``tests/deploy``.
+    """
+
+    stream: str
+    name: str
+    filter_subject: str
+    why: str
+    delete: bool = False  # the service also deletes them (e.g. at logout)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageErase:
+    """Deleting single messages of a stream by sequence (``STREAM.MSG.DELETE``), e.g. a handled
+    command that carried a secret. The API names no subject: it covers the whole stream."""
+
+    stream: str
+    subjects: tuple[str, ...]  # what is erased (documentation; checked against the stream)
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceTopology:
     """What one service does on the bus."""
 
     name: str
     publishes: tuple[str, ...]
     durables: tuple[Durable, ...] = ()
+    runtime_durables: tuple[RuntimeDurables, ...] = ()
     reads: tuple[StreamRead, ...] = ()
+    erases: tuple[MessageErase, ...] = ()
     buckets: tuple[BucketUse, ...] = ()
     description: str = ""
 
     def streams(self) -> tuple[str, ...]:
         """Every stream this service touches through the JetStream API, in catalog order."""
-        used = {d.stream for d in self.durables} | {r.stream for r in self.reads}
+        used = (
+            {d.stream for d in self.durables}
+            | {d.stream for d in self.runtime_durables}
+            | {r.stream for r in self.reads}
+            | {e.stream for e in self.erases}
+        )
         return tuple(s.name for s in STREAMS if s.name in used)
 
 
@@ -175,20 +215,89 @@ OUTBOUND = ServiceTopology(
     ),
 )
 
+LOGIN_COMMANDS = ("login_start", "login_submit_code", "login_submit_password")
+
+MTPROTO = ServiceTopology(
+    name="mtproto",
+    description="Telegram user sessions (one owner each, by lease): logins, live updates and "
+    "backfills as conv.*, sends as a user with delivery.*",
+    publishes=(
+        "mtproto.>",
+        "cmd.mtproto.send.>",
+        "conv.message_received.>",
+        "conv.message_edited.>",
+        "conv.message_deleted.>",
+        "conv.message_sent.>",
+        "delivery.sent.>",
+        "delivery.retrying.>",
+        "delivery.failed.>",
+        "dlq.>",
+    ),
+    durables=(
+        Durable(
+            stream="MTPROTO",
+            name="mtproto-commands",
+            filter_subjects=tuple(
+                f"cmd.mtproto.{name}.>"
+                for name in (
+                    *LOGIN_COMMANDS,
+                    "logout",
+                    "subscribe",
+                    "unsubscribe",
+                    "backfill",
+                )
+            ),
+            description="login steps, logout, subscriptions and backfills of the sessions",
+            ack_wait_s=60,
+            max_deliver=11,
+        ),
+    ),
+    runtime_durables=(
+        RuntimeDurables(
+            stream="MTPROTO",
+            name="mtproto-send-<session>",
+            filter_subject="cmd.mtproto.send.v1.*",
+            why="one send queue per session, created and read by its lease holder only "
+            "(sends go out one at a time and continue with the next holder), deleted at logout",
+            delete=True,
+        ),
+    ),
+    erases=(
+        MessageErase(
+            stream="MTPROTO",
+            subjects=tuple(f"cmd.mtproto.{name}.>" for name in LOGIN_COMMANDS),
+            why="handled login commands carry a code, a password or an app hash: erased",
+        ),
+    ),
+    buckets=(
+        BucketUse(
+            "leases",
+            Access.READ_WRITE,
+            watch=True,
+            why="session leases and instance announcements: claimed by compare-and-set, "
+            "renewed, released; every instance watches them",
+        ),
+        BucketUse("dedup", Access.READ_WRITE, why="conv event ids already published"),
+    ),
+)
+
 # The services that exist today, in one list: deployment artefacts are generated from it.
-SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND)
+SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND, MTPROTO)
 
 
 @dataclass(frozen=True, slots=True)
 class Permissions:
-    """A NATS user's allow lists (everything else is denied)."""
+    """A NATS user's allow lists (everything else is denied), and the exceptions carved out of
+    its wildcards (``deny_publish`` wins over ``publish``, as in nats-server)."""
 
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    deny_publish: tuple[str, ...] = ()
     reasons: dict[str, str] = field(default_factory=dict, compare=False)
 
     def may_publish(self, subject: str) -> bool:
-        return any(subject_matches(p, subject) for p in self.publish)
+        allowed = any(subject_matches(p, subject) for p in self.publish)
+        return allowed and not any(subject_matches(d, subject) for d in self.deny_publish)
 
     def may_subscribe(self, subject: str) -> bool:
         return any(subject_matches(p, subject) for p in self.subscribe)
@@ -198,7 +307,26 @@ def kv_stream(bucket: str) -> str:
     return f"KV_{bucket}"
 
 
-def permissions(service: ServiceTopology) -> Permissions:
+def _probe(subject: str) -> str:
+    """A concrete subject standing for a pattern (its wildcards as literal tokens)."""
+    return subject.replace(">", "x").replace("*", "x")
+
+
+def _durable_operations(stream: str, name: str) -> dict[str, str]:
+    """The subjects through which a durable is changed, read or settled."""
+    return {
+        f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{name}": "create or update",
+        f"{API}.CONSUMER.CREATE.{stream}.{name}": "create or update",
+        f"{API}.CONSUMER.CREATE.{stream}.{name}.>": "create or update",
+        f"{API}.CONSUMER.MSG.NEXT.{stream}.{name}": "pull from",
+        f"$JS.ACK.{stream}.{name}.>": "ack",
+        f"{API}.CONSUMER.DELETE.{stream}.{name}": "delete",
+    }
+
+
+def permissions(
+    service: ServiceTopology, services: tuple[ServiceTopology, ...] = SERVICES
+) -> Permissions:
     """The least privilege a service's NATS user needs, derived from its topology.
 
     Only what the clients actually send (nats-py): ``$JS.API.INFO`` for readiness, stream
@@ -207,6 +335,11 @@ def permissions(service: ServiceTopology) -> Permissions:
     a wildcard for the name) on the streams it reads; message gets where declared; acks of
     its durables; KV subjects of its buckets and flow-control replies of KV watchers. No
     stream or bucket administration: NACK provisions them. Replies come on ``_INBOX.>``.
+
+    Runtime durables and message erasure are the two exceptions, each declared with its
+    reason. Where a wildcard needed for them (or for ephemeral consumers) would also reach a
+    durable of :data:`SERVICES` the service does not own, or the deletion of one it owns
+    (NACK's, with the service's progress in it), that subject is denied by name.
     """
     pub: dict[str, str] = {}
 
@@ -226,9 +359,21 @@ def permissions(service: ServiceTopology) -> Permissions:
         allow(f"{API}.CONSUMER.INFO.{d.stream}.{d.name}", why)
         allow(f"{API}.CONSUMER.MSG.NEXT.{d.stream}.{d.name}", why)
         allow(f"$JS.ACK.{d.stream}.{d.name}.>", why)
+    for rd in service.runtime_durables:
+        # nats-py creates them with the legacy API (a durable name, no `name`), pulls with
+        # MSG.NEXT and acks through the reply subject; pull_subscribe_bind asks no info.
+        why = f"runtime durables {rd.name} on {rd.stream}: {rd.why}"
+        allow(f"{API}.CONSUMER.DURABLE.CREATE.{rd.stream}.*", why)
+        allow(f"{API}.CONSUMER.MSG.NEXT.{rd.stream}.*", why)
+        allow(f"$JS.ACK.{rd.stream}.*.>", why)
+        if rd.delete:
+            allow(f"{API}.CONSUMER.DELETE.{rd.stream}.*", why)
     for r in service.reads:
         if r.ephemeral_consumers:
             why = f"ephemeral consumers on {r.stream}"
+            # Without a name in the config nats-py uses the bare subject, which the server
+            # accepts for ephemeral consumers only (a durable name there is refused).
+            allow(f"{API}.CONSUMER.CREATE.{r.stream}", why)
             allow(f"{API}.CONSUMER.CREATE.{r.stream}.*", why)
             allow(f"{API}.CONSUMER.CREATE.{r.stream}.*.>", why)
             allow(f"{API}.CONSUMER.INFO.{r.stream}.*", why)
@@ -238,6 +383,8 @@ def permissions(service: ServiceTopology) -> Permissions:
             allow(f"{API}.STREAM.MSG.GET.{r.stream}", why)
             allow(f"{API}.DIRECT.GET.{r.stream}", why)
             allow(f"{API}.DIRECT.GET.{r.stream}.>", why)
+    for e in service.erases:
+        allow(f"{API}.STREAM.MSG.DELETE.{e.stream}", f"erases messages of {e.stream}: {e.why}")
     for b in service.buckets:
         stream = kv_stream(b.bucket)
         why = f"KV bucket {b.bucket} ({b.access.value})"
@@ -253,7 +400,22 @@ def permissions(service: ServiceTopology) -> Permissions:
             allow(f"$JS.FC.{stream}.>", why + ", watch flow control")
         if b.access is Access.READ_WRITE:
             allow(f"$KV.{b.bucket}.>", why)
-    return Permissions(publish=tuple(pub), subscribe=(INBOX,), reasons=dict(pub))
+
+    deny: dict[str, str] = {}
+    for owner in services:
+        for d in owner.durables:
+            for subject, verb in _durable_operations(d.stream, d.name).items():
+                if subject in pub:
+                    continue  # granted by name: its own durable
+                if owner.name == service.name and verb != "delete":
+                    continue
+                if any(subject_matches(p, _probe(subject)) for p in pub):
+                    whose = "its own" if owner.name == service.name else f"{owner.name}'s"
+                    deny[subject] = f"may not {verb} {whose} durable {d.name} on {d.stream}"
+    reasons = {**pub, **deny}
+    return Permissions(
+        publish=tuple(pub), subscribe=(INBOX,), deny_publish=tuple(deny), reasons=reasons
+    )
 
 
 def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str]:
@@ -279,9 +441,32 @@ def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str
                 probe = f.replace(">", "x").replace("*", "x")
                 if not any(subject_matches(p, probe) for p in spec.subjects):
                     problems.append(f"{svc.name}: {d.name} filters {f} outside {d.stream}")
+        for rd in svc.runtime_durables:
+            spec = streams.get(rd.stream)
+            if spec is None:
+                problems.append(f"{svc.name}: runtime durables on unknown stream {rd.stream}")
+                continue
+            if not any(subject_matches(p, _probe(rd.filter_subject)) for p in spec.subjects):
+                problems.append(
+                    f"{svc.name}: {rd.name} filters {rd.filter_subject} outside {rd.stream}"
+                )
+            prefix = rd.name.split("<", 1)[0]
+            if not prefix or prefix == rd.name:
+                problems.append(f"{svc.name}: {rd.name} needs a fixed prefix and a <placeholder>")
+            clash = [d.name for s in services for d in s.durables if d.name.startswith(prefix)]
+            if prefix and clash:
+                problems.append(f"{svc.name}: durables {clash} look like runtime {rd.name}")
         for r in svc.reads:
             if r.stream not in streams:
                 problems.append(f"{svc.name} reads unknown stream {r.stream}")
+        for e in svc.erases:
+            spec = streams.get(e.stream)
+            if spec is None:
+                problems.append(f"{svc.name} erases from unknown stream {e.stream}")
+                continue
+            for subject in e.subjects:
+                if not any(subject_matches(p, _probe(subject)) for p in spec.subjects):
+                    problems.append(f"{svc.name} erases {subject}, which {e.stream} never holds")
         for b in svc.buckets:
             if b.bucket not in buckets:
                 problems.append(f"{svc.name} uses unknown bucket {b.bucket}")
