@@ -66,3 +66,8 @@ schemas:
 [group('bench')]
 bench *names:
     uv run python bench/report.py {{names}}
+
+# Every benchmark and the long chaos and soak suite, into docs/benchmarks.md (~40 min)
+[group('bench')]
+report:
+    uv run python bench/report.py --long

@@ -47,6 +47,50 @@ class Run:
     returncode: int
 
 
+# The long reliability suite (issue #10): the same tests as the default run, long versions.
+LONG_SUITE: tuple[tuple[str, dict[str, str], list[str]], ...] = (
+    (
+        "chaos",
+        {"CHAOS_PER_BOT": "1500", "CHAOS_SCALE": "10"},
+        ["tests/e2e/test_chaos_nats.py", "tests/e2e/test_chaos_platform.py"],
+    ),
+    ("soak", {"SOAK_SECONDS": "600"}, ["tests/e2e/test_soak.py"]),
+)
+SUMMARY = re.compile(r"^(chaos|soak) ")
+
+
+@dataclass
+class LongRun:
+    name: str
+    env: dict[str, str]
+    summaries: list[str]
+    seconds: float
+    passed: bool
+    tail: str
+
+
+def run_long(name: str, env: dict[str, str], tests: list[str]) -> LongRun:
+    """Run one long scenario through pytest, keeping the lines the tests print as results."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider",
+         "--timeout", "3600", *tests],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    lines = proc.stdout.splitlines()
+    return LongRun(
+        name=name,
+        env=env,
+        summaries=[line.strip() for line in lines if SUMMARY.match(line.strip())],
+        seconds=time.perf_counter() - start,
+        passed=proc.returncode == 0,
+        tail="\n".join(lines[-15:]),
+    )
+
+
 def machine() -> dict[str, str]:
     """What the numbers were measured on (ratios travel; absolute numbers do not)."""
     cpu = platform.processor() or platform.machine()
@@ -123,7 +167,27 @@ def meets(value: str, goal: str) -> str:
     return "yes" if ok else "no"
 
 
-def render(runs: list[Run], info: dict[str, str]) -> str:
+def render_long(long: list[LongRun]) -> list[str]:
+    out = [
+        "",
+        "## Long reliability suite",
+        "",
+        "`just chaos` and `just soak`: the default test command runs short versions of the",
+        "same tests. Each line below is what a test printed after its invariants held.",
+        "",
+    ]
+    for run in long:
+        settings = " ".join(f"{k}={v}" for k, v in run.env.items())
+        verdict = "passed" if run.passed else "FAILED"
+        out += [f"### {run.name}: {verdict} in {run.seconds / 60:.1f} min (`{settings}`)", ""]
+        out += [f"- {line}" for line in run.summaries] or ["- (no summary printed)"]
+        if not run.passed:
+            out += ["", "```", run.tail, "```"]
+        out.append("")
+    return out
+
+
+def render(runs: list[Run], info: dict[str, str], long: list[LongRun] | None = None) -> str:
     out = [
         "# Benchmarks",
         "",
@@ -148,6 +212,8 @@ def render(runs: list[Run], info: dict[str, str]) -> str:
             out.append(
                 f"| {run.name} | `{key}` | {value} | {goal} | {meets(value, goal)} | {meaning} |"
             )
+    if long:
+        out += render_long(long)
     out += ["", "## Full output", ""]
     for run in runs:
         out += [
@@ -165,6 +231,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument(
+        "--long", action="store_true", help="also run the long chaos and soak suite (~20 min)"
+    )
+    parser.add_argument(
         "--out",
         help="where to write the report (default: docs/benchmarks.md, and only when all run)",
     )
@@ -176,11 +245,18 @@ def main() -> int:
     for path in paths:
         print(f"== {path.relative_to(ROOT)}", flush=True)
         runs.append(run_bench(path))
+    long: list[LongRun] = []
+    if args.long:
+        for name, env, tests in LONG_SUITE:
+            print(f"== long suite: {name}", flush=True)
+            long.append(run_long(name, env, tests))
+            print("\n".join(long[-1].summaries) or long[-1].tail, flush=True)
     out = args.out or (None if args.names else str(ROOT / "docs" / "benchmarks.md"))
     if out:  # a partial run never overwrites the full report
-        Path(out).write_text(render(runs, machine()) + "\n")
+        Path(out).write_text(render(runs, machine(), long) + "\n")
         print(f"wrote {out}")
-    return max((r.returncode for r in runs), default=0)
+    failed = [r for r in long if not r.passed]
+    return max((r.returncode for r in runs), default=0) or int(bool(failed))
 
 
 if __name__ == "__main__":

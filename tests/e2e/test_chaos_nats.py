@@ -123,6 +123,10 @@ async def test_a_nats_node_dies_under_traffic_and_nothing_is_lost_or_doubled(
             finally:
                 await conn.close()
             assert rows == distinct == len(expected), "the CRM holds each message once"
+            print(
+                f"chaos nats: node n{victim} killed under traffic; webhooks={len(expected)} "
+                "each once in CONV and the CRM"
+            )
             await cluster.wait_streams_current()
     finally:
         for p in procs:

@@ -298,6 +298,12 @@ async def test_the_platform_survives_kills_restarts_outages_and_duplicates(
         return totals if totals == want else None
 
     await eventually(analytics_totals, timeout=90, message=f"analytics totals {want}")
+    print(
+        f"chaos platform: webhooks={len(expected)} (each once in CONV, CRM, analytics) "
+        f"sends={len(traffic.sent_ids)} duplicates={duplicates} kills={len(plat.kills)} "
+        f"postgres_restarts=1 provider_outage_s=4 duplicate_webhooks={len(statuses)} "
+        f"mtproto_sessions={SESSIONS} double_connects=0 sandbox_429=0"
+    )
     assert int(log["max_concurrent"]) == 1  # type: ignore[call-overload]
     # The faults really happened (a scenario that injected nothing would prove nothing).
     assert {service for _, service, _ in plat.kills} == set(COUNTS)

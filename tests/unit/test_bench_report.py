@@ -43,3 +43,13 @@ def test_the_page_names_machine_results_goals_and_output() -> None:
     assert "| crm | `crm_replay_ratio` | 0.3 | >= 0.5 | no |" in page
     assert "| outbound | (no result; exit 1) |" in page
     assert "baseline: 20,000 events/s" in page
+
+
+def test_the_long_suite_section_shows_summaries_and_failures() -> None:
+    ok = report.LongRun("soak", {"SOAK_SECONDS": "600"}, ["soak 600s memory: {...}"], 640, True, "")
+    bad = report.LongRun("chaos", {"CHAOS_SCALE": "10"}, [], 300, False, "E   AssertionError: x")
+    page = report.render([], {"cores": "2"}, [ok, bad])
+    assert "### soak: passed in 10.7 min (`SOAK_SECONDS=600`)" in page
+    assert "- soak 600s memory: {...}" in page
+    assert "### chaos: FAILED" in page
+    assert "E   AssertionError: x" in page
