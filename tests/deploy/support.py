@@ -18,6 +18,7 @@ import kubernetes_validate
 import yaml
 from pydantic.fields import FieldInfo
 
+from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.topology import SERVICES
 from switchboard.ingest.settings import IngestSettings
@@ -47,6 +48,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "crm": CrmSettings,
     "outbound": OutboundSettings,
     "mtproto": MtprotoSettings,
+    "analytics": AnalyticsSettings,
 }
 
 

@@ -93,3 +93,17 @@ def test_service_container_is_hardened_and_healthchecked(service: str) -> None:
     needs = set(svc["depends_on"])
     assert "nats" in needs
     assert ("postgres" in needs) == uses_postgres(SETTINGS[service])
+
+
+def test_analytics_sends_no_conversions_until_a_pixel_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With compose's defaults analytics reports nothing to Meta; docker/.env turns it on."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("SWITCHBOARD_"):
+            monkeypatch.delenv(name)
+    for name, value in _environment("analytics").items():
+        monkeypatch.setenv(name, value)
+    assert not load_settings(SETTINGS["analytics"]).conversions_enabled  # type: ignore[attr-defined]

@@ -193,4 +193,6 @@ def test_builder_stage_installs_the_services_without_dev_dependencies(tmp_path: 
         assert dev_only not in installed, f"{dev_only} must not be in the image"
     assert "switchboard_sandbox" not in installed
     assert (site / "switchboard/crm/migrations").is_dir(), "package data is installed"
+    assert list((site / "switchboard/analytics/migrations").glob("*.sql"))
+    assert list((site / "switchboard/analytics/templates").glob("*.jinja")), "the dashboard"
     assert (venv / "bin/switchboard").exists(), "`switchboard crm rebuild` works in the image"

@@ -110,6 +110,11 @@ def test_encryption_key_recipe_makes_a_valid_keyring() -> None:
         "pg_dump -d switchboard -n mtproto",  # the sessions are in Postgres, not in a stream
         "core.telegram.org/resources/cidr.txt",  # where the egress list comes from
         "mtproto-send-<session>",  # the runtime durables' grant, explained
+        "switchboard analytics rebuild",
+        "conversion_ledger",  # the analytics table no replay rebuilds: backed up
+        "pg_dump -d switchboard -t analytics.conversion_ledger",
+        "grafana.sidecar.dashboards.searchNamespace=ALL",  # the dashboard ConfigMap is found
+        "SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL",
     ],
 )
 def test_guide_covers(needle: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from switchboard.analytics import app as analytics_app
 from switchboard.crm import app as crm_app
 from switchboard.events.cli import main as events_cli
 from switchboard.events.k8s import (
@@ -43,6 +44,7 @@ SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
     "crm": [crm_app.RESOLVER, crm_app.COMMANDS],
     "outbound": [outbound_app.SENDS],
     "mtproto": [mtproto_commands.SPEC],
+    "analytics": [],  # projections only: ephemeral consumers from their checkpoints
 }
 
 
@@ -236,6 +238,22 @@ def test_crm_projection_streams_are_read_by_crm() -> None:
     crm = next(s for s in SERVICES if s.name == "crm")
     reads = {r.stream for r in crm.reads}
     assert {module.STREAM for module in crm_app.PROJECTIONS} <= reads
+
+
+def test_analytics_reads_what_its_projections_project() -> None:
+    """One projection per stream it declares, each filtering subjects of that stream; no
+    durable, no bucket, no message get: it only reads forward from its checkpoints."""
+    analytics = next(s for s in SERVICES if s.name == "analytics")
+    streams = {s.name: s for s in STREAMS}
+    projected = {module.STREAM: module.SUBJECTS for module in analytics_app.PROJECTORS}
+    assert set(projected) == {r.stream for r in analytics.reads}
+    for stream, subjects in projected.items():
+        for subject in subjects:
+            assert any(subject_matches(p, subject.replace(">", "x")) for p in
+                       streams[stream].subjects), (stream, subject)  # fmt: skip
+    assert all(r.ephemeral_consumers and not r.message_get for r in analytics.reads)
+    assert (analytics.durables, analytics.runtime_durables, analytics.buckets) == ((), (), ())
+    assert analytics.erases == ()
 
 
 def test_generated_manifests_listed_by_their_kustomization() -> None:

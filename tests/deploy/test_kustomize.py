@@ -5,6 +5,7 @@ schemas, and the invariants the deployment guide promises hold for every service
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from switchboard.events.k8s import NATS_URL
 from switchboard.runtime.settings import ConfigError, load_settings
 from tests.deploy.support import (
+    DEPLOY,
     K8S_VERSIONS,
     OVERLAYS,
     POSTGRES,
@@ -315,7 +317,9 @@ def test_hpa_for_ingest_and_outbound_and_it_owns_the_replicas() -> None:
         assert "replicas" not in one(docs, "Deployment", service)["spec"]
 
 
-FIXED_REPLICAS = ("crm", "mtproto")  # no HPA: mtproto spreads sessions by lease, not load
+# No HPA: mtproto spreads sessions by lease, not load; analytics' CPU follows the streams on
+# the pod leading a projection, not the API load, and each pod holds a pool of connections.
+FIXED_REPLICAS = ("crm", "mtproto", "analytics")
 
 
 def test_dev_runs_single_replicas() -> None:
@@ -353,6 +357,34 @@ def test_prod_runs_replicas_spread_with_bigger_resources() -> None:
 
 def _millicores(value: str) -> int:
     return int(value[:-1]) if value.endswith("m") else int(float(value) * 1000)
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+def test_grafana_dashboard_ships_for_the_sidecar(overlay: str) -> None:
+    """deploy/grafana's dashboard is a ConfigMap Grafana's sidecar loads: the label it
+    selects, a fixed name (no hash suffix to leave stale copies behind), the file as is."""
+    docs = build(overlay)
+    dashboards = [
+        d for d in find(docs, "ConfigMap") if d["metadata"]["labels"].get("grafana_dashboard")
+    ]
+    assert [d["metadata"]["name"] for d in dashboards] == ["grafana-dashboard-switchboard-business"]
+    (cm,) = dashboards
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    source = DEPLOY / "grafana/switchboard-business.json"
+    assert cm["data"] == {source.name: source.read_text()}
+    dashboard = json.loads(cm["data"][source.name])
+    assert dashboard["uid"] == "switchboard-business"
+    assert dashboard["__inputs"] == [], "provisioned as is: no import-time inputs"
+
+
+@pytest.mark.parametrize("overlay", ALL_BUILDS)
+def test_analytics_funnel_stages_are_the_crm_s(overlay: str) -> None:
+    """Analytics orders the funnel by the CRM's stages: the two settings agree."""
+    docs = build(overlay)
+    crm = _config(docs, one(docs, "Deployment", "crm"))
+    analytics = _config(docs, one(docs, "Deployment", "analytics"))
+    assert analytics["SWITCHBOARD_ANALYTICS_LEAD_STAGES"] == crm["SWITCHBOARD_CRM_LEAD_STAGES"]
+    assert "SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL" not in analytics, "off until you set one"
 
 
 def test_namespace_enforces_restricted_pod_security() -> None:

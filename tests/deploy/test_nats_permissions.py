@@ -26,6 +26,7 @@ from switchboard.events.topology import (
     ServiceTopology,
     kv_stream,
     permissions,
+    runtime_durables_in_reach,
 )
 from tests.deploy.support import NATS_VALUES, ROOT, services
 
@@ -89,11 +90,11 @@ def test_user_permissions_are_the_topology_s(service: str) -> None:
     assert "deny" not in _users()[service]["permissions"]["subscribe"]
 
 
-def _constructed_catalog_models(service: str) -> set[str]:
-    """Names of the catalog events a service's code constructs (``Model(...)`` calls of
-    classes imported from ``switchboard.events.catalog``), read from its source. Each name is
-    resolved in the module it is imported from: two domains may both have a class called,
-    say, ``CommandRejected``."""
+def _constructed_catalog_models(service: str, kind: str = "event") -> set[str]:
+    """Names of the catalog events (or commands) a service's code constructs (``Model(...)``
+    calls of classes imported from ``switchboard.events.catalog``), read from its source. Each
+    name is resolved in the module it is imported from: two domains may both have a class
+    called, say, ``CommandRejected``."""
     models = set(all_models())
     found: set[str] = set()
     for path in (ROOT / f"services/{service}/src").rglob("*.py"):
@@ -109,7 +110,7 @@ def _constructed_catalog_models(service: str) -> set[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 model = imported.get(node.func.id)
-                if model in models and model.kind == "event":
+                if model in models and model.kind == kind:
                     found.add(model.name)
     return found
 
@@ -131,6 +132,9 @@ def test_services_publish_what_the_code_says() -> None:
                "conv.message_edited", "conv.message_deleted", "conv.message_sent",
                "delivery.sent", "delivery.failed"}  # fmt: skip
     assert gateway <= _constructed_catalog_models("mtproto")
+    # analytics makes no event at all: it counts them, and commands conversions.
+    assert _constructed_catalog_models("analytics") == set()
+    assert _constructed_catalog_models("analytics", "command") == {"outbound.conversion"}
 
 
 @pytest.mark.parametrize("service", services())
@@ -144,6 +148,11 @@ def test_everything_a_service_publishes_is_allowed(service: str) -> None:
         subjects.append(_sample("cmd.outbound.send"))  # the send API queues commands
     if service == "mtproto":
         subjects.append("cmd.mtproto.send.v1.sales-1")  # the send API queues a session's sends
+    if service == "analytics":  # the commands it decides (conversions), as their real subject
+        subjects += [
+            f"cmd.{name}.v1.metacapi.px-1"
+            for name in sorted(_constructed_catalog_models(service, "command"))
+        ]
     denied = [s for s in subjects if not perms.may_publish(s)]
     assert denied == [], f"{service} may not publish {denied}"
     for stream in TOPOLOGY[service].streams():
@@ -178,6 +187,12 @@ OTHERS_EVENTS = {
                 # commands to the gateway come from others; it only queues its own sends
                 "cmd.mtproto.login_start.v1.x", "cmd.mtproto.login_submit_code.v1.x",
                 "cmd.mtproto.logout.v1.x", "cmd.mtproto.subscribe.v1.x"],
+    # analytics reads everything and writes no event: only conversion commands (and DLQ)
+    "analytics": ["raw.telegram.v1.x", "conv.message_received.v1.x", "conv.message_sent.v1.x",
+                  "delivery.sent.v1.x", "delivery.conversion_sent.v1.x", "crm.lead_created.v1.x",
+                  "mtproto.session_connected.v1.x", "cmd.outbound.send.v1.x",
+                  "cmd.outbound.bulk_send.v1.x", "cmd.crm.change_lead_stage.v1.x",
+                  "cmd.mtproto.send.v1.x", "cmd.mtproto.login_start.v1.x"],
 }  # fmt: skip
 
 
@@ -189,14 +204,17 @@ def test_nothing_broader_than_needed(service: str) -> None:
     admin = ["CREATE", "UPDATE", "DELETE", "PURGE"]
     topo = TOPOLOGY[service]
     erased = {e.stream for e in topo.erases}
+    # Consumers it may delete: its runtime durables, and the ephemeral ones of its reads
+    # (NACK's durables on those streams are denied by name, below).
     deletes_consumers = {rd.stream for rd in topo.runtime_durables if rd.delete}
+    deletes_consumers |= {r.stream for r in topo.reads if r.ephemeral_consumers}
     for stream in [s.name for s in STREAMS] + [kv_stream(b.name) for b in BUCKETS]:
         for verb in admin:
             assert not perms.may_publish(f"$JS.API.STREAM.{verb}.{stream}"), (verb, stream)
         erase = perms.may_publish(f"$JS.API.STREAM.MSG.DELETE.{stream}")
         assert erase == (stream in erased), f"{stream}: erasing only where declared"
         drop = perms.may_publish(f"$JS.API.CONSUMER.DELETE.{stream}.x")
-        assert drop == (stream in deletes_consumers), f"{stream}: only its runtime durables"
+        assert drop == (stream in deletes_consumers), f"{stream}: only consumers it makes"
     # No wildcard reaches a durable the service does not own, nor deletes one it owns (NACK's).
     for owner in SERVICES:
         for d in owner.durables:
@@ -224,22 +242,27 @@ def test_nothing_broader_than_needed(service: str) -> None:
 
 def test_wildcards_are_fenced_off_from_other_services_durables() -> None:
     """A service that owned a durable on MTPROTO (or CONV) would be out of reach of mtproto's
-    runtime-durable wildcards (and crm's ephemeral ones): the generator denies it by name."""
+    runtime-durable wildcards (and crm's and analytics' ephemeral ones): the generator denies
+    it by name."""
     other = ServiceTopology(
-        name="analytics",
+        name="reporting",
         publishes=(),
         durables=(
-            Durable("MTPROTO", "analytics-mtproto", ("mtproto.>",), "sessions"),
-            Durable("CONV", "analytics-conv", ("conv.>",), "conversations"),
+            Durable("MTPROTO", "reporting-mtproto", ("mtproto.>",), "sessions"),
+            Durable("CONV", "reporting-conv", ("conv.>",), "conversations"),
         ),
     )
     fence = (*SERVICES, other)
     cases = {
-        "mtproto": ("MTPROTO", "analytics-mtproto",
+        "mtproto": ("MTPROTO", "reporting-mtproto",
                     ["$JS.API.CONSUMER.DURABLE.CREATE", "$JS.API.CONSUMER.MSG.NEXT",
                      "$JS.API.CONSUMER.DELETE", "$JS.ACK"]),
-        "crm": ("CONV", "analytics-conv",
-                ["$JS.API.CONSUMER.CREATE", "$JS.API.CONSUMER.MSG.NEXT"]),
+        "crm": ("CONV", "reporting-conv",
+                ["$JS.API.CONSUMER.CREATE", "$JS.API.CONSUMER.MSG.NEXT",
+                 "$JS.API.CONSUMER.DELETE"]),
+        "analytics": ("MTPROTO", "reporting-mtproto",
+                      ["$JS.API.CONSUMER.CREATE", "$JS.API.CONSUMER.MSG.NEXT",
+                       "$JS.API.CONSUMER.DELETE"]),
     }  # fmt: skip
     for service, (stream, durable, prefixes) in cases.items():
         open_ = permissions(TOPOLOGY[service], SERVICES)
@@ -253,6 +276,30 @@ def test_wildcards_are_fenced_off_from_other_services_durables() -> None:
     runtime = permissions(TOPOLOGY["mtproto"], fence)
     assert runtime.may_publish("$JS.API.CONSUMER.DELETE.MTPROTO.mtproto-send-sales-1")
     assert not runtime.may_publish("$JS.API.CONSUMER.DELETE.MTPROTO.mtproto-commands")
+
+
+# Runtime durables (no fixed name) that another service's consumer-name wildcards reach and
+# no deny rule can fence off: each is explained in docs/deploy.md, and a new one fails here.
+RUNTIME_DURABLES_IN_REACH = {"analytics": ["mtproto's mtproto-send-<session> on MTPROTO"]}
+
+
+@pytest.mark.parametrize("service", services())
+def test_runtime_durables_in_reach_are_the_documented_ones(service: str) -> None:
+    found = runtime_durables_in_reach(TOPOLOGY[service])
+    assert found == RUNTIME_DURABLES_IN_REACH.get(service, [])
+    perms = _perms(service)
+    for owner in SERVICES:
+        for rd in owner.runtime_durables:
+            name = rd.name.replace("<session>", "sales-1")
+            reached = perms.may_publish(f"$JS.API.CONSUMER.MSG.NEXT.{rd.stream}.{name}")
+            listed = f"{owner.name}'s {rd.name} on {rd.stream}" in found
+            assert reached == (listed or owner.name == service), (owner.name, rd.name)
+    # The guide explains each: a paragraph names the reader and the durables it reaches.
+    paragraphs = (ROOT / "docs/deploy.md").read_text().split("\n\n")
+    for entry in found:
+        durable = entry.split("'s ", 1)[1].split(" on ")[0]
+        explained = [p for p in paragraphs if f"`{service}`" in p and f"`{durable}`" in p]
+        assert explained, f"docs/deploy.md does not explain why {service} reaches {entry}"
 
 
 @pytest.mark.parametrize("service", services())

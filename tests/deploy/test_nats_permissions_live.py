@@ -7,10 +7,11 @@ in-process with ``PROVISION=false`` and their own users, a webhook goes all the 
 CRM API and a command travels the bus; outbound sends through a fake Bot API (and fails a
 send to an unknown account, which dead-letters); the MTProto gateway logs a Telegram account
 in over the bus (erasing the login commands), reads a channel, sends through its per-session
-durable and deletes it at logout, against the sandbox's fake Telegram. The server log must
-show no permission violation, and the services must not have changed the consumers NACK
-owns. Finally each user is refused what it must not do (another service's subjects, stream
-administration, NACK's consumers).
+durable and deletes it at logout, against the sandbox's fake Telegram; analytics projects
+every stream it reads from its checkpoints, dead-letters a poison event and publishes a
+conversion command for a won lead. The server log must show no permission violation, and
+the services must not have changed the consumers NACK owns. Finally each user is refused
+what it must not do (another service's subjects, stream administration, NACK's consumers).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from switchboard.analytics.app import create_app as create_analytics
+from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.crm.app import create_app as create_crm
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.crm import UpdateContact
-from switchboard.events.catalog.mtproto import StartLogin, SubmitLoginCode
+from switchboard.events.catalog.crm import (
+    ContactCreated,
+    Identity,
+    LeadCreated,
+    LeadStageChanged,
+    UpdateContact,
+)
+from switchboard.events.catalog.delivery import DeliveryQueued, DeliverySent
+from switchboard.events.catalog.mtproto import SessionConnected, StartLogin, SubmitLoginCode
 from switchboard.events.k8s import password_env
 from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
@@ -65,6 +76,7 @@ from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve
+from tests.support.conv import T0, received, sent
 from tests.support.stack import API_KEY, keyring, service_env
 from tests.support.telegram import text_update
 
@@ -497,6 +509,115 @@ async def test_mtproto_runs_on_its_generated_user(
             await admin.close()
 
 
+async def test_analytics_runs_on_its_generated_user(
+    secured_nats: tuple[str, dict[str, str], Path], postgres_url: str
+) -> None:
+    """A few events on each stream it reads (its four projections: ephemeral consumers from
+    their checkpoints, created, pulled and deleted), a poison event dead-lettered, and a lead
+    won: one conversion command published to OUTBOUND. NACK's durables on the streams it
+    reads (crm-resolver, mtproto-commands) are untouched."""
+    url, passwords, log = secured_nats
+    await _provision_as_nack(url, passwords)
+    settings = AnalyticsSettings(
+        nats_url=url,
+        nats_user="analytics",
+        nats_password=passwords["analytics"],
+        provision=False,
+        database_url=postgres_url,
+        api_keys={API_KEY: "demo"},
+        conversion_pixel="px-live",
+        http_port=0,
+        metrics_refresh_s=0.5,
+        shutdown_grace_s=5.0,
+    )
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    window = {"from": "2026-11-20T00:00:00Z", "to": "2026-11-21T00:00:00Z"}
+    admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
+    try:
+        at = T0 + timedelta(minutes=1)
+        events: list[Any] = [
+            received(Channel.TELEGRAM, "shop", "555", "hi", 1),
+            sent(Channel.TELEGRAM, "shop", "555", "m-1", "900", "hello!", 30),
+            DeliveryQueued(message_id="m-1", channel=Channel.TELEGRAM, account="shop",
+                           recipient="555", at=T0 + timedelta(seconds=29)),
+            DeliverySent(message_id="m-1", channel=Channel.TELEGRAM, account="shop",
+                         recipient="555", at=T0 + timedelta(seconds=30),
+                         provider_message_id="900"),
+            ContactCreated(contact_id="ct_1", display_name="Ada Lovelace",
+                           identities=(Identity(channel=Channel.TELEGRAM, external_id="555"),),
+                           source_channel=Channel.TELEGRAM),
+            LeadCreated(lead_id="ld_1", contact_id="ct_1", stage="new",
+                        source_channel=Channel.TELEGRAM),
+            LeadStageChanged(lead_id="ld_1", contact_id="ct_1", from_stage="new",
+                             to_stage="won"),
+            SessionConnected(session_id="s1", at=at, instance="i-1"),
+        ]  # fmt: skip
+        for i, event in enumerate(events):
+            await admin.publish(event, workspace_id="demo", time=at + timedelta(seconds=i))
+        await admin.js.publish(  # an envelope whose body does not validate: poison
+            "conv.message_received.v1.telegram.shop",
+            b'{"channel": "telegram"}',
+            headers={"ce-id": "poison-1", "ce-type": "switchboard.conv.message_received.v1",
+                     "ce-source": "test", "ce-specversion": "1.0", "workspace-id": "demo",
+                     "Nats-Msg-Id": "poison-1"},
+        )  # fmt: skip
+
+        async with (
+            asyncio.timeout(90),
+            serve_app(create_analytics(settings)) as api,
+            httpx.AsyncClient(timeout=10, headers=auth) as http,
+        ):
+
+            def answers(path: str, check: Any) -> Any:
+                async def probe() -> Any:
+                    r = await http.get(f"{api}{path}", params=window)
+                    return r.json() if r.status_code == 200 and check(r.json()) else None
+
+                return probe
+
+            messages = await eventually(
+                answers("/v1/messages", lambda b: b["totals"]["outbound"] == 1), message="CONV"
+            )
+            assert messages["totals"] == {"inbound": 1, "outbound": 1}
+            await eventually(
+                answers("/v1/deliveries", lambda b: b["totals"]["sent"] == 1), message="DELIVERY"
+            )
+            await eventually(
+                answers("/v1/mtproto", lambda b: bool(b["sessions"])), message="MTPROTO"
+            )
+
+            def published(body: Any) -> bool:
+                return [c["published"] for c in body["items"]] == [True]
+
+            await eventually(
+                answers("/v1/conversions", published),
+                message="CRM: the won lead's conversion decided and published",
+            )
+            conversions = await _count(admin, "OUTBOUND", "cmd.outbound.conversion.>")
+            assert conversions == 1
+            await eventually(
+                lambda: _count_at_least(admin, "DLQ", "dlq.conv.>", 1), message="poison DLQ'd"
+            )
+            assert (await http.get(f"{api}/readyz")).status_code == 200
+        # Shut down: each projection has deleted its consumer on the way out.
+
+        assert _violations(log) == [], "\n".join(_violations(log))
+        assert await _count(admin, "OUTBOUND", "cmd.outbound.conversion.v1.metacapi.px-live") == 1
+        # NACK's durables on the streams it read: untouched (crm-resolver still holds both
+        # inbound messages, the good one and the poison, for crm).
+        for stream, durable in (("CONV", "crm-resolver"), ("MTPROTO", "mtproto-commands")):
+            info = await admin.js.consumer_info(stream, durable)
+            spec = next(d["spec"] for d in _nack_consumers() if d["spec"]["durableName"] == durable)
+            assert info.config.filter_subjects == spec["filterSubjects"], durable
+        assert (await admin.js.consumer_info("CONV", "crm-resolver")).num_pending == 2
+    finally:
+        await admin.close()
+
+
+async def _count_at_least(bus: Bus, stream: str, subjects: str, n: int) -> bool:
+    return await _count(bus, stream, subjects) >= n
+
+
 async def _consumers(bus: Bus, stream: str) -> Any:
     for info in await bus.js.consumers_info(stream):
         yield info
@@ -539,6 +660,21 @@ def texts_sent(fake: Any, to: Any, sender: Any) -> list[str]:
         ("mtproto", "delivery.queued.v1.x"),
         ("mtproto", "crm.contact_created.v1.x"),
         ("mtproto", "$KV.accounts.k"),
+        # analytics: reads four streams and writes only conversion commands
+        ("analytics", "crm.lead_created.v1.x"),
+        ("analytics", "conv.message_received.v1.x"),
+        ("analytics", "cmd.outbound.send.v1.telegram.x"),
+        ("analytics", "cmd.crm.change_lead_stage.v1.x"),
+        ("analytics", "$JS.API.CONSUMER.DELETE.CONV.crm-resolver"),  # NACK's, by name
+        ("analytics", "$JS.API.CONSUMER.MSG.NEXT.CONV.crm-resolver"),
+        ("analytics", "$JS.API.CONSUMER.CREATE.MTPROTO.mtproto-commands"),
+        ("analytics", "$JS.API.CONSUMER.DELETE.OUTBOUND.outbound-sends"),  # not a stream it reads
+        ("analytics", "$JS.API.CONSUMER.CREATE.OUTBOUND"),
+        ("analytics", "$JS.API.STREAM.MSG.DELETE.CRM"),
+        ("analytics", "$JS.API.STREAM.PURGE.CONV"),
+        ("analytics", "$JS.API.DIRECT.GET.CRM"),  # no message gets
+        ("analytics", "$KV.accounts.k"),
+        ("analytics", "$JS.API.DIRECT.GET.KV_accounts.$KV.accounts.k"),
     ],
 )
 async def test_users_are_refused_what_they_do_not_need(

@@ -281,8 +281,24 @@ MTPROTO = ServiceTopology(
     ),
 )
 
+ANALYTICS = ServiceTopology(
+    name="analytics",
+    description="rollups of every stream in Postgres (one checkpointed projection each), the "
+    "query API and dashboard; won leads become conversion commands for outbound",
+    # Conversions go to Meta through outbound: analytics calls no provider itself.
+    publishes=("cmd.outbound.conversion.>", "dlq.>"),
+    reads=(
+        StreamRead(
+            "CONV", why="messages, latencies, first response (ordered, from its checkpoint)"
+        ),
+        StreamRead("DELIVERY", why="delivery outcomes, send latency, campaigns"),
+        StreamRead("CRM", why="lead funnel; conversions decided from stage changes"),
+        StreamRead("MTPROTO", why="session and backfill rollups"),
+    ),
+)
+
 # The services that exist today, in one list: deployment artefacts are generated from it.
-SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND, MTPROTO)
+SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND, MTPROTO, ANALYTICS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,9 +348,10 @@ def permissions(
     Only what the clients actually send (nats-py): ``$JS.API.INFO`` for readiness, stream
     info, consumer create (legacy ``DURABLE.CREATE`` and named ``CONSUMER.CREATE``), info
     and next-message requests for its own durables; ephemeral consumers (server-named, hence
-    a wildcard for the name) on the streams it reads; message gets where declared; acks of
-    its durables; KV subjects of its buckets and flow-control replies of KV watchers. No
-    stream or bucket administration: NACK provisions them. Replies come on ``_INBOX.>``.
+    a wildcard for the name; deleted by their creator when done) on the streams it reads;
+    message gets where declared; acks of its durables; KV subjects of its buckets and
+    flow-control replies of KV watchers. No stream or bucket administration: NACK provisions
+    them. Replies come on ``_INBOX.>``.
 
     Runtime durables and message erasure are the two exceptions, each declared with its
     reason. Where a wildcard needed for them (or for ephemeral consumers) would also reach a
@@ -378,6 +395,9 @@ def permissions(
             allow(f"{API}.CONSUMER.CREATE.{r.stream}.*.>", why)
             allow(f"{API}.CONSUMER.INFO.{r.stream}.*", why)
             allow(f"{API}.CONSUMER.MSG.NEXT.{r.stream}.*", why)
+            # A projection deletes its consumer when it stops or resubscribes, rather than
+            # leave it to the server's inactivity threshold.
+            allow(f"{API}.CONSUMER.DELETE.{r.stream}.*", why + ", deleted when done")
         if r.message_get:
             why = f"message gets on {r.stream}"
             allow(f"{API}.STREAM.MSG.GET.{r.stream}", why)
@@ -416,6 +436,27 @@ def permissions(
     return Permissions(
         publish=tuple(pub), subscribe=(INBOX,), deny_publish=tuple(deny), reasons=reasons
     )
+
+
+def runtime_durables_in_reach(
+    service: ServiceTopology, services: tuple[ServiceTopology, ...] = SERVICES
+) -> list[str]:
+    """Other services' runtime durables that this service's consumer-name wildcards reach.
+
+    NACK durables are denied by name (:func:`permissions`); runtime durables have no fixed
+    name, and NATS cannot deny a prefix, so a service reading a stream with ephemeral
+    consumers could also pull from, update or delete them. Nothing in its code does; the
+    grant is wider than its use, and each case is listed in docs/deploy.md.
+    """
+    wild = {r.stream for r in service.reads if r.ephemeral_consumers}
+    wild |= {rd.stream for rd in service.runtime_durables}
+    return [
+        f"{owner.name}'s {rd.name} on {rd.stream}"
+        for owner in services
+        if owner.name != service.name
+        for rd in owner.runtime_durables
+        if rd.stream in wild
+    ]
 
 
 def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str]:
