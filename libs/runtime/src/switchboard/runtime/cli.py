@@ -45,7 +45,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _dlq(args: argparse.Namespace) -> int:
-    bus = await Bus.connect(args.nats_url, name="switchboard-cli")
+    # Credentials as the services take them, so the CLI works against a secured NATS too.
+    password = os.environ.get("SWITCHBOARD_NATS_PASSWORD")
+    bus = await Bus.connect(
+        args.nats_url,
+        name="switchboard-cli",
+        user=os.environ.get("SWITCHBOARD_NATS_USER"),
+        password=password,
+        creds=os.environ.get("SWITCHBOARD_NATS_CREDS_FILE"),
+    )
     try:
         letters = await list_dead_letters(bus, args.limit)
         if args.action == "list":

@@ -50,6 +50,9 @@ def workspace_of(request: Request, auth: ApiKeyAuth) -> str | None:
     return None
 
 
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def login_page(message: str | None = None, status: int = 401) -> HTMLResponse:
     return HTMLResponse(_env.get_template("login.html.jinja").render(message=message), status)
 
@@ -65,7 +68,9 @@ async def login(request: Request, auth: ApiKeyAuth) -> Response:
         key,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS-terminating ingress the pod sees plain http, so the cookie is Secure
+        # everywhere except on a loopback host (a developer's browser on http://127.0.0.1).
+        secure=request.url.hostname not in LOOPBACK,
         max_age=30 * 86400,
     )
     return response

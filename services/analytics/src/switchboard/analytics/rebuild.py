@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from switchboard.analytics.app import PROJECTORS, SCHEMA, build_projection
 from switchboard.analytics.context import Context, ConversionRules
 from switchboard.analytics.settings import AnalyticsSettings
-from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
+from switchboard.runtime.service import connect_bus
 
 KEPT = frozenset({"conversion_ledger"})
 
@@ -46,7 +46,7 @@ async def rebuild(
     started = time.monotonic()
     stamp = time.strftime("%Y%m%d%H%M%S")
     fresh, old = f"{SCHEMA}_rebuild_{stamp}", f"{SCHEMA}_old_{stamp}"
-    bus = await Bus.connect(settings.nats_url, name="analytics-rebuild")
+    bus = await connect_bus(settings, "analytics-rebuild")
     admin = await create_pool(settings.database_url, 2)
     # Each projection holds one connection for its leader lock and uses another to apply.
     pool = await create_pool(settings.database_url, 2 * len(PROJECTORS) + 1, schema=fresh)
