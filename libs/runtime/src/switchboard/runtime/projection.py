@@ -104,7 +104,13 @@ class Projection:
             await asyncio.wait_for(self.stop.wait(), seconds)
 
     async def checkpoint(self, conn: Conn) -> int:
-        await conn.execute(CHECKPOINTS_DDL.format(schema=self.schema))
+        # Several projections of one schema start at once; CREATE TABLE IF NOT EXISTS is not
+        # safe against itself (a unique violation in pg_type), so they take turns.
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"checkpoints:{self.schema}"
+            )
+            await conn.execute(CHECKPOINTS_DDL.format(schema=self.schema))
         seq = await conn.fetchval(
             f"SELECT seq FROM {self.schema}.checkpoints WHERE projection = $1", self.name
         )
