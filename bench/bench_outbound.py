@@ -1,24 +1,40 @@
 """`just bench outbound`: 3 outbound processes, 10 sandbox Telegram bots, a backlog of 10k
-messages to 5k chats. Prints, last: `outbound_utilization=<x> outbound_429=<n>
-campaign_ratio=<y>`: messages accepted per second over the permitted aggregate rate
-(10 bots x 30/s), the 429s the sandbox answered, and (once campaigns exist) a 10k-recipient
-campaign's time over its theoretical minimum.
+messages to 5k chats, then a 10k-recipient campaign over the same 10 bots. Prints, last:
+`outbound_utilization=<x> outbound_429=<n> campaign_ratio=<y>`: backlog messages accepted
+per second over the permitted aggregate rate (10 bots x 30/s), the 429s the sandbox answered
+(both phases), and the campaign's time from publishing its start command to its completion
+event over the theoretical minimum (10k / 300 per second).
+
+Also printed: duplicates, CPU milliseconds per message of each process, slots the instances
+gave up (a send that could not leave in time) and holds (a send the provider may have
+counted late held the next window back). `BENCH_MESSAGES`, `BENCH_CHATS`, `BENCH_BOTS`,
+`BENCH_RECIPIENTS` (0: no campaign) change the sizes; `BENCH_DUMP=<file>` writes the
+sandbox's request records there; `SWITCHBOARD_OUTBOUND_*` settings reach the instances.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.outbound import (
+    AddCampaignRecipients,
+    OutText,
+    SendMessage,
+    StartCampaign,
+)
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
@@ -28,8 +44,37 @@ from switchboard.runtime.settings import parse_keyring
 BOTS = int(os.environ.get("BENCH_BOTS", "10"))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "10000"))
 CHATS = int(os.environ.get("BENCH_CHATS", "5000"))
+RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "10000"))
+BATCH = 5000
 INSTANCES = 3
 PER_BOT = 30.0
+
+
+async def metric_total(http: httpx.AsyncClient, ports: list[int], name: str) -> float:
+    """A counter of the instances' /metrics, summed."""
+    total = 0.0
+    for port in ports:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(f"{name} "):
+                total += float(line.split()[1])
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_report(pids: dict[str, int], before: dict[str, float], count: int) -> str:
+    """CPU milliseconds per message of each process since ``before``."""
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    parts = [f"{name} {1000 * sec / max(count, 1):.2f}" for name, sec in used.items()]
+    return "CPU ms per message: " + ", ".join(parts)
 
 
 async def main() -> None:
@@ -37,7 +82,17 @@ async def main() -> None:
     nats = EmbeddedNats(tmp / "nats").start()
     sandbox_port = free_port()
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "switchboard.sandbox.cli", "serve", "--port", str(sandbox_port)],
+        # no access log: the fake provider's own logging is not what is measured
+        [
+            sys.executable,
+            "-m",
+            "switchboard.sandbox.cli",
+            "serve",
+            "--port",
+            str(sandbox_port),
+            "--log-level",
+            "warning",
+        ],
         stdout=(tmp / "sandbox.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -81,15 +136,34 @@ async def main() -> None:
                 "SWITCHBOARD_API_KEYS": "bench-key-1=bench",
                 "SWITCHBOARD_LOG_LEVEL": "warning",
             }
+            ports = [free_port() for _ in range(INSTANCES)]
             for i in range(INSTANCES):
                 procs.append(
                     subprocess.Popen(
                         [sys.executable, "-m", "switchboard.outbound"],
-                        env={**env, "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(free_port())},
+                        env={**env, "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(ports[i])},
                         stdout=(tmp / f"outbound{i}.log").open("wb"),
                         stderr=subprocess.STDOUT,
                     )
                 )
+            assert nats.proc is not None
+            pids = {"nats": nats.proc.pid, "sandbox": sandbox.pid}
+            pids.update({f"outbound{i}": p.pid for i, p in enumerate(procs)})
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            outcomes = [0]
+            all_done = asyncio.Event()
+
+            async def count(_: Any) -> None:
+                outcomes[0] += 1
+                if outcomes[0] >= MESSAGES:
+                    all_done.set()
+
+            # Counted from the delivery events, not by asking the sandbox: listing its records
+            # while it works would stall the very process whose timestamps are measured.
+            counters = [
+                await bus.nc.subscribe("delivery.sent.>", cb=count),
+                await bus.nc.subscribe("delivery.failed.>", cb=count),
+            ]
             # the backlog: message i goes from bot i % BOTS to chat i % CHATS
             pending = []
             for i in range(MESSAGES):
@@ -105,46 +179,63 @@ async def main() -> None:
                     await asyncio.gather(*pending)
                     pending = []
             await asyncio.gather(*pending)
-            started = time.time()
-            while time.time() - started < 600:
-                done = (
-                    await http.get(
-                        f"{sandbox_url}/_sandbox/requests",
-                        params={
-                            "provider": "telegram",
-                            "method": "sendMessage",
-                            "ok": "true",
-                        },
-                    )
-                ).json()["count"]
-                if done >= MESSAGES:
-                    break
-                await asyncio.sleep(2)
+            await asyncio.wait_for(all_done.wait(), 600)
+            backlog_cpu = cpu_report(pids, cpu_before, MESSAGES)
+            for sub in counters:
+                await sub.unsubscribe()
             reqs = (
                 await http.get(
                     f"{sandbox_url}/_sandbox/requests",
                     params={"provider": "telegram", "method": "sendMessage", "limit": MESSAGES * 2},
                 )
             ).json()
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            campaign = await run_campaign(bus, http, sandbox_url, BOTS) if RECIPIENTS else None
+            campaign_cpu = cpu_report(pids, cpu_before, RECIPIENTS)
+            late = await metric_total(http, ports, "switchboard_outbound_late_slots_total")
+            pushed = await metric_total(http, ports, "switchboard_outbound_late_sends_total")
             await bus.close()
         records = reqs["requests"]
+        if dump := os.environ.get("BENCH_DUMP"):
+            Path(dump).write_text(json.dumps(records))
         ok = sorted(r["at"] for r in records if r["ok"])
-        from collections import Counter
-
-        texts = Counter(r["params"].get("text") for r in records if r["ok"])
+        texts = Counter((r["chat"], r["params"].get("text")) for r in records if r["ok"])
         dups = {t: n for t, n in texts.items() if n > 1}
         print(f"duplicates: {sum(n - 1 for n in dups.values())} (e.g. {list(dups.items())[:5]})")
         limited = sum(1 for r in records if r["status"] == 429)
+        if limited and ok:
+            buckets = Counter(
+                int((r["at"] - ok[0]) // 5) * 5 for r in records if r["status"] == 429
+            )
+            print("429s by 5 s since the first send:", dict(sorted(buckets.items())))
         span = ok[-1] - ok[0] if len(ok) > 1 else float("nan")
         rate = (len(ok) - 1) / span if span else float("nan")
         permitted = BOTS * PER_BOT
         print(
-            f"{len(ok)} accepted in {span:.1f} s = {rate:.1f}/s; permitted {permitted:.0f}/s; "
-            f"theoretical minimum {MESSAGES / permitted:.1f} s; 429 answers: {limited}"
+            f"backlog: {len(ok)} accepted in {span:.1f} s = {rate:.1f}/s; permitted "
+            f"{permitted:.0f}/s; theoretical minimum {MESSAGES / permitted:.1f} s; "
+            f"429 answers: {limited}"
         )
-        print("campaigns are not implemented yet: campaign_ratio=nan")
+        print(f"backlog {backlog_cpu}")
+        ratio = float("nan")
+        if campaign is not None:
+            ratio = campaign["elapsed"] / (RECIPIENTS / permitted)
+            limited += campaign["limited"]
+            print(
+                f"campaign: {campaign['completed']} in {campaign['elapsed']:.1f} s (first to last "
+                f"send {campaign['span']:.1f} s, {campaign['accepted']} accepted, "
+                f"{campaign['duplicates']} duplicates, {campaign['limited']} 429 answers, "
+                f"{campaign['progress']} progress events); theoretical minimum "
+                f"{RECIPIENTS / permitted:.1f} s"
+            )
+            print(f"campaign {campaign_cpu}")
         print(
-            f"outbound_utilization={rate / permitted:.3f} outbound_429={limited} campaign_ratio=nan"
+            f"slots given up because a send would have left late: {late:.0f}; "
+            f"next windows held back after a send that may have been counted late: {pushed:.0f}"
+        )
+        print(
+            f"outbound_utilization={rate / permitted:.3f} outbound_429={limited} "
+            f"campaign_ratio={ratio:.3f}"
         )
     finally:
         for p in procs:
@@ -154,6 +245,75 @@ async def main() -> None:
         sandbox.terminate()
         sandbox.wait(30)
         nats.stop()
+
+
+async def run_campaign(
+    bus: Bus, http: httpx.AsyncClient, sandbox_url: str, bots: int
+) -> dict[str, Any]:
+    """A RECIPIENTS-strong campaign over every bot; times start command -> completion event."""
+    mark = (await http.get(f"{sandbox_url}/_sandbox/requests", params={"limit": 1})).json()
+    after = max((r["seq"] for r in mark["requests"]), default=0)
+    cid = "bench-campaign"
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    progress: list[Any] = []
+
+    async def on_event(msg: Any) -> None:
+        event = decode_message(msg.subject, dict(msg.headers or {}), msg.data).model
+        if event.name == "delivery.campaign_progress":
+            progress.append(event)
+        elif not done.done():
+            done.set_result(event)
+
+    subs = [
+        await bus.nc.subscribe(f"delivery.campaign_completed.v1.{cid}", cb=on_event),
+        await bus.nc.subscribe(f"delivery.campaign_progress.v1.{cid}", cb=on_event),
+    ]
+    recipients = [str(200000 + i) for i in range(RECIPIENTS)]
+    batches = [recipients[i : i + BATCH] for i in range(0, len(recipients), BATCH)]
+    started = time.time()
+    await bus.publish(
+        StartCampaign(
+            campaign_id=cid,
+            channel=Channel.TELEGRAM,
+            accounts=tuple(f"bot{b}" for b in range(bots)),
+            content=OutText(text="campaign"),
+            recipients=batches[0],
+            final=len(batches) == 1,
+            expected_total=RECIPIENTS,
+        ),
+        workspace_id="bench",
+    )
+    for n, rows in enumerate(batches[1:], start=1):
+        await bus.publish(
+            AddCampaignRecipients(
+                campaign_id=cid,
+                batch=n,
+                recipients=rows,
+                final=n == len(batches) - 1,
+            ),
+            workspace_id="bench",
+        )
+    completed = await asyncio.wait_for(done, 600)
+    elapsed = time.time() - started
+    for sub in subs:
+        await sub.unsubscribe()
+    records = (
+        await http.get(
+            f"{sandbox_url}/_sandbox/requests",
+            params={"provider": "telegram", "after": after, "limit": RECIPIENTS * 2},
+        )
+    ).json()["requests"]
+    ok = sorted(r["at"] for r in records if r["ok"])
+    chats = Counter(r["chat"] for r in records if r["ok"])
+    return {
+        "elapsed": elapsed,
+        "completed": f"{completed.outcome}: sent {completed.sent}, failed {completed.failed}",
+        "accepted": len(ok),
+        "span": ok[-1] - ok[0] if len(ok) > 1 else float("nan"),
+        "duplicates": sum(n - 1 for n in chats.values()),
+        "limited": sum(1 for r in records if r["status"] == 429),
+        "progress": len(progress),
+    }
 
 
 if __name__ == "__main__":

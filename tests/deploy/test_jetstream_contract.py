@@ -42,7 +42,7 @@ JETSTREAM = K8S / "base/jetstream"
 SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
     "ingest": [normalizer.SPEC],
     "crm": [crm_app.RESOLVER, crm_app.COMMANDS],
-    "outbound": [outbound_app.SENDS],
+    "outbound": list(outbound_app.DURABLES),
     "mtproto": [mtproto_commands.SPEC],
     "analytics": [],  # projections only: ephemeral consumers from their checkpoints
 }

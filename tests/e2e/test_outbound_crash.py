@@ -1,17 +1,23 @@
-"""Idempotency across crashes: three outbound processes, one SIGKILLed mid-stream. Every
-message is delivered; a duplicate is possible only for a send in flight at the kill."""
+"""Idempotency across crashes: three outbound processes run a campaign and conversational
+sends; the campaign's leader is SIGKILLed mid-stream. Every recipient gets the message, a
+duplicate is possible only for a send in flight at the kill, the campaign completes (led by
+another instance) with exact totals, and every conversational message is delivered."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 from tests.support.stack import keyring, service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.delivery import CampaignCompleted, DeliverySent
+from switchboard.events.catalog.outbound import OutText, SendMessage, StartCampaign
+from switchboard.events.ids import stable_hash
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import free_port
@@ -20,85 +26,123 @@ from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-TOKEN = "300000002:crash"
-N = 240
+TOKENS = {"a": "300000021:crash-a", "b": "300000022:crash-b"}
+RECIPIENTS = 360  # two bots at 30/s: six seconds of sending
+REPLIES = 120  # on bot a, two to each of 60 chats
 
 
-async def test_sigkill_of_one_instance_loses_nothing(nats_url: str, tmp_path: Path) -> None:
+async def test_sigkill_of_the_campaign_leader_loses_nothing(nats_url: str, tmp_path: Path) -> None:
     box = Sandbox(SandboxConfig())
-    box.telegram.add_bot(TOKEN, "crash_bot")
+    for name, token in TOKENS.items():
+        box.telegram.add_bot(token, f"crash_{name}_bot")
     async with serve(box.app()) as sandbox:
         bus = await Bus.connect(nats_url, name="setup")
         await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
+        store = AccountStore(await bus.kv("accounts"), keyring())
+        for name, token in TOKENS.items():
+            await store.put(
+                Account(
+                    channel=Channel.TELEGRAM,
+                    id=name,
+                    workspace_id="demo",
+                    settings={"api_base_url": f"{sandbox}/telegram"},
+                    secrets={"token": token},
+                )
             )
-        )
-        env = service_env(nats_url)
-        procs = []
+        env = service_env(nats_url, SWITCHBOARD_OUTBOUND_CAMPAIGN_LEASE_S=4)
+        procs: dict[str, ServiceProcess] = {}
         for i in range(3):
             port = free_port()
-            procs.append(
-                ServiceProcess(
-                    "switchboard.outbound",
-                    {**env, "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(port)},
-                    tmp_path / f"outbound{i}.log",
-                    port=port,
-                ).start()
-            )
+            procs[f"out{i}"] = ServiceProcess(
+                "switchboard.outbound",
+                {
+                    **env,
+                    "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(port),
+                    "SWITCHBOARD_OUTBOUND_INSTANCE_ID": f"out{i}",
+                },
+                tmp_path / f"outbound{i}.log",
+                port=port,
+            ).start()
         try:
-            for p in procs:
+            for p in procs.values():
                 await p.ready()
-            for i in range(N):  # 120 chats, 2 messages each: about 4 s at the bot's 30/s
+            recipients = [str(40_000 + i) for i in range(RECIPIENTS)]
+            await bus.publish(
+                StartCampaign.model_validate(
+                    {
+                        "campaign_id": "crash",
+                        "channel": "telegram",
+                        "accounts": ["a", "b"],
+                        "content": {"kind": "text", "text": "offer"},
+                        "recipients": recipients,
+                    }
+                ),
+                workspace_id="demo",
+            )
+            for i in range(REPLIES):
                 await bus.publish(
                     SendMessage(
                         message_id=f"c-{i}",
                         channel=Channel.TELEGRAM,
-                        account="shop",
-                        recipient=str(5000 + i % 120),
+                        account="a",
+                        recipient=str(5000 + i % 60),
                         content=OutText(text=f"m{i}"),
                     ),
                     workspace_id="demo",
                 )
 
-            async def some_sent() -> bool:
-                return (
-                    len(box.recorder.requests(provider="telegram", method="sendMessage", ok=True))
-                    >= N // 4
-                )
+            def offers() -> list[float]:
+                return [
+                    r.at
+                    for r in box.recorder.requests(provider="telegram", ok=True)
+                    if r.params.get("text") == "offer"
+                ]
 
-            await eventually(some_sent, timeout=60)
-            procs[0].kill()  # mid-stream, with sends in flight
+            async def under_way() -> bool:
+                return len(offers()) >= RECIPIENTS // 4
 
-            async def all_sent() -> bool:
-                sent = {
-                    d.model.message_id
-                    for d in await stream_messages(nats_url, "DELIVERY")
-                    if d.model.name == "delivery.sent"
-                }
-                return len(sent) == N
+            await eventually(under_way, timeout=60)
+            leases = await bus.kv("leases")
+            entry = await leases.get("outbound.campaign." + stable_hash("crash"))
+            leader = str(orjson.loads(entry.value or b"{}")["owner"]).split("/")[0]
+            procs[leader].kill()  # mid-campaign, with sends in flight
+            killed_at = time.time()
 
-            await eventually(
-                all_sent,
-                timeout=120,
-                interval=0.5,
-                message="every message delivered after the kill",
+            async def completed() -> CampaignCompleted | None:
+                events = [d.model for d in await stream_messages(nats_url, "DELIVERY")]
+                sent = {e.message_id for e in events if isinstance(e, DeliverySent)}
+                done = [e for e in events if isinstance(e, CampaignCompleted)]
+                replies = {m for m in sent if m.startswith("c-")}
+                return done[0] if done and len(replies) == REPLIES else None
+
+            done = await eventually(
+                completed, timeout=120, interval=0.5, message="completed after the kill"
             )
         finally:
-            for p in procs:
+            for p in procs.values():
                 p.stop()
             await bus.close()
-    texts = Counter(
-        r.params.get("text")
-        for r in box.recorder.requests(provider="telegram", method="sendMessage", ok=True)
+    assert done is not None
+    accepted = [r for r in box.recorder.requests(provider="telegram", ok=True)]
+    offers_to = Counter(r.chat for r in accepted if r.params.get("text") == "offer")
+    assert set(offers_to) == set(recipients)  # nobody lost
+    duplicated = {chat for chat, n in offers_to.items() if n > 1}
+    # A duplicate is a send whose provider call was in flight when its instance died: its
+    # first copy was accepted just before the kill (calls take milliseconds), and there are
+    # no more of them than the two bots can accept in that moment.
+    for chat in duplicated:
+        first = min(r.at for r in accepted if r.chat == chat and r.params.get("text") == "offer")
+        assert killed_at - 1.0 <= first <= killed_at + 0.1, chat
+    assert len(duplicated) <= 10
+    assert (done.outcome, done.total, done.sent, done.failed) == (
+        "completed",
+        RECIPIENTS,
+        RECIPIENTS,
+        0,
     )
-    assert set(texts) == {f"m{i}" for i in range(N)}  # nothing lost
-    duplicates = sum(n - 1 for n in texts.values())
-    # at most the sends that were in flight in the killed process (its concurrency)
-    assert duplicates <= 64
-    assert [r for r in box.recorder.requests(provider="telegram", status=429)] == []
+    replies = Counter(r.params.get("text") for r in accepted if r.chat and r.chat.startswith("50"))
+    assert set(replies) == {f"m{i}" for i in range(REPLIES)}
+    assert sum(replies.values()) - REPLIES <= 10
+    # No assertion on 429s here: this test's sandbox shares the process that publishes,
+    # polls and kills, and its late reads of the first requests can bunch them. Zero 429 is
+    # asserted in test_outbound.py and measured by the benchmark; here a 429 only pauses.

@@ -1,15 +1,19 @@
 """The shared rate limiter on a real JetStream KV: instances racing for the same bot and
-chats get distinct slots that never exceed any limit, and a pause holds everyone back."""
+chats get distinct slots that never exceed any limit, a pause holds everyone back, leases
+of slot blocks stay within their horizon, and a reply overtakes another instance's bulk."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
 from tests.support.timing import max_in_window
 
+from switchboard.events.catalog.outbound import Priority
 from switchboard.outbound.ratelimit import Limit, LimitKey, SharedLimiter
+from switchboard.outbound.scheduler import Horizons, Schedulers, Ticket
 from switchboard.runtime.bus import Bus
 
 
@@ -85,3 +89,104 @@ async def test_bursts_are_allowed_up_to_the_burst(limiters: list[SharedLimiter])
     now = limiters[0].clock()
     assert sum(t <= now + 0.05 for t in times) == 3  # three at once, then one per second
     assert sorted(times)[3] >= min(times) + 1.0 - 1e-6
+
+
+async def test_leases_from_three_instances_never_overlap_and_keep_the_rate(
+    limiters: list[SharedLimiter],
+) -> None:
+    """Blocks of slots leased by racing instances: distinct, spaced, never past the horizon."""
+    bot = LimitKey("tg.bot.lease", Limit(30))
+    horizon = 0.3
+    times: list[float] = []
+
+    async def instance(k: int) -> None:
+        while len(times) < 60:
+            lease = await limiters[k].lease(bot, 8, horizon=horizon)
+            now = limiters[k].clock()
+            assert all(t <= now + horizon + 1e-6 for t in lease.slots)
+            times.extend(lease.slots)
+            await asyncio.sleep(
+                max(0.0, (lease.slots[-1] if lease.slots else lease.retry_at) - now - horizon / 2)
+            )
+
+    await asyncio.gather(*(instance(k) for k in range(3)))
+    ordered = sorted(times)
+    assert len(set(ordered)) == len(ordered)
+    assert min(b - a for a, b in itertools.pairwise(ordered)) >= 1 / 30 - 1e-6
+    assert max_in_window(ordered, 1.0) <= 30
+    # the shared budget is used: 60 slots at 30/s take 2 s, with the 2 ms margin
+    assert ordered[59] - ordered[0] < 60 * (1 / 30 + 0.002) + 0.1
+
+
+async def test_a_claim_takes_a_chat_once_and_says_when_it_is_free(
+    limiters: list[SharedLimiter],
+) -> None:
+    chat = LimitKey("tg.bot.to.claim", Limit(1))
+    at = limiters[0].clock()
+    assert await limiters[0].claim(chat, at) is None
+    busy = await limiters[1].claim(chat, at + 0.5)  # another instance, half a second later
+    assert busy == pytest.approx(at + 1.002)
+    assert await limiters[2].claim(chat, at + 1.01) is None
+    # the instance that claimed first has an old view of the chat: it reads before refusing
+    assert await limiters[0].claim(chat, at + 3.0) is None
+
+
+async def test_a_pause_moves_the_account_past_it(limiters: list[SharedLimiter]) -> None:
+    bot = LimitKey("tg.bot.paused", Limit(30))
+    until = await limiters[0].pause("tg.bot.paused", 2.0, bot)
+    lease = await limiters[1].lease(bot, 5)
+    assert lease.slots[0] >= until
+
+
+async def test_a_reply_overtakes_a_bulk_backlog_held_by_another_instance(
+    limiters: list[SharedLimiter],
+) -> None:
+    """Instance 0 holds 300 bulk sends for a bot; instance 1 gets one normal send: it is
+    given a slot no later than the bulk horizon (plus a slot) from now."""
+    bot = LimitKey("tg.bot.lanes", Limit(30))
+    horizons = Horizons(high=1.0, normal=0.5, bulk=0.25)
+    bulk = Schedulers(limiters[0], horizons).get(bot, "tg.bot.lanes")
+    reply = Schedulers(limiters[1], horizons).get(bot, "tg.bot.lanes")
+    tickets = [
+        Ticket(Priority.BULK, LimitKey(f"tg.bot.lanes.to.{i}", Limit(1)), f"p{i}")
+        for i in range(300)
+    ]
+    futures = [bulk.slot(t) for t in tickets]
+    await asyncio.wait(futures, timeout=1.5)  # bulk is flowing
+    granted = [f.result() for f in futures if f.done()]
+    assert granted
+    assert max(granted) <= limiters[0].clock() + horizons.bulk + 0.05
+    asked = limiters[1].clock()
+    slot = await reply.slot(
+        Ticket(Priority.NORMAL, LimitKey("tg.bot.lanes.to.reply", Limit(1)), "reply")
+    )
+    assert slot - asked <= horizons.bulk + 2 / 30
+    for f in futures:
+        f.cancel()
+    await bulk.close()
+    await reply.close()
+
+
+async def test_a_late_send_holds_back_the_next_window_once(nats_url: str) -> None:
+    """Two sends in a row counted 40 and 30 ms late: the next window's first slot comes
+    40 ms later, which also keeps the second one's next window clear (the holds do not add
+    up), and nothing else moves."""
+    clock = [2_000_000.0]
+    bus = await Bus.connect(nats_url, name="t")
+    await bus.provision()
+    kv = await bus.kv("ratelimit")
+    a, b = (SharedLimiter(kv, clock=lambda: clock[0], margin=0.03) for _ in range(2))
+    bot = LimitKey("tg.bot.gap", Limit(30))
+    step = a.spacing(bot.limit)
+    first = (await a.lease(bot, 1)).slots[0]
+    await a.shift(bot, [(first, 0.040)])
+    await b.shift(bot, [(first + step, 0.030)])
+    slots: list[float] = []
+    while len(slots) < 40:
+        slots.extend((await b.lease(bot, 10)).slots)
+    gaps = [y - x for x, y in itertools.pairwise([first, *slots])]
+    assert max(gaps) == pytest.approx(step + 0.040, abs=1e-6)  # one hold: the larger need
+    assert sorted(gaps)[-2] == pytest.approx(step, abs=1e-6)
+    where = gaps.index(max(gaps))
+    assert slots[where] == pytest.approx(first + 30 * step + 0.040, abs=1e-6)
+    await bus.close()

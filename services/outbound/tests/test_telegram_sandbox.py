@@ -92,18 +92,15 @@ async def test_every_content_kind_arrives_as_its_method(env: Env) -> None:
 
 @pytest.mark.usefixtures("bot")
 async def test_location_reaches_the_fake_as_send_location(env: Env) -> None:
-    """The fake has no sendLocation yet (it implements PROTOCOLS.md's list): the call
-    arrives under the right method and its 404 is PERMANENT. Once the fake learns the
-    method, the stored location is checked instead."""
-    try:
-        await client(env).send(account(), command(OutLocation(latitude=50.45, longitude=30.52)))
-    except ProviderError as error:
-        assert_error(error, Failure.PERMANENT, "telegram_404")
-        [record] = env.box.recorder.requests(provider="telegram", method="sendLocation")
-        assert record.status == 404
-    else:
-        stored = env.box.telegram.messages(TG_TOKEN, 42)
-        assert stored[-1]["location"]["latitude"] == pytest.approx(50.45)
+    sent = await client(env).send(
+        account(), command(OutLocation(latitude=50.45, longitude=30.52), reply_to=None)
+    )
+    [record] = env.box.recorder.requests(provider="telegram", method="sendLocation")
+    assert record.ok
+    assert record.params["latitude"] == pytest.approx(50.45)
+    stored = env.box.telegram.messages(TG_TOKEN, 42)
+    assert stored[-1]["message_id"] == int(sent.provider_message_id)
+    assert stored[-1]["location"] == {"latitude": 50.45, "longitude": 30.52}
 
 
 @pytest.mark.usefixtures("bot")

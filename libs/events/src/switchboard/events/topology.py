@@ -178,13 +178,25 @@ CRM = ServiceTopology(
 
 OUTBOUND = ServiceTopology(
     name="outbound",
-    description="send commands from OUTBOUND to the providers, at their limits; delivery events",
+    description="send commands from OUTBOUND to the providers at their limits (conversational "
+    "and bulk lanes), campaigns, conversions, SendPulse commands; delivery events",
     publishes=(
-        "cmd.outbound.send.>",
+        "cmd.outbound.send.>",  # POST /v1/messages
+        "cmd.outbound.bulk_send.>",  # campaign fan-out, POST /v1/messages with priority bulk
+        "cmd.outbound.campaign_start.>",  # POST /v1/campaigns ...
+        "cmd.outbound.campaign_recipients.>",
+        "cmd.outbound.campaign_control.>",
         "delivery.queued.>",
         "delivery.retrying.>",
         "delivery.sent.>",
         "delivery.failed.>",
+        "delivery.campaign_status.>",
+        "delivery.campaign_progress.>",
+        "delivery.campaign_completed.>",
+        "delivery.conversion_sent.>",
+        "delivery.conversion_failed.>",
+        "delivery.dispatched.>",
+        "delivery.dispatch_failed.>",
         "conv.message_sent.>",
         "dlq.>",
     ),
@@ -193,10 +205,54 @@ OUTBOUND = ServiceTopology(
             stream="OUTBOUND",
             name="outbound-sends",
             filter_subjects=("cmd.outbound.send.>",),
-            description="sends each command through its channel account, once",
-            ack_wait_s=60,
+            description="conversational lane: sends each command through its account, once",
+            ack_wait_s=10,
             max_deliver=1001,
             max_ack_pending=20_000,
+        ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-bulk",
+            filter_subjects=("cmd.outbound.bulk_send.>",),
+            description="bulk lane: campaign sends, yielding the rate to conversations",
+            ack_wait_s=10,
+            max_deliver=1001,
+            max_ack_pending=20_000,
+        ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-campaigns",
+            filter_subjects=(
+                "cmd.outbound.campaign_start.>",
+                "cmd.outbound.campaign_recipients.>",
+                "cmd.outbound.campaign_control.>",
+            ),
+            description="campaign starts, recipient batches, pause / resume / cancel",
+            ack_wait_s=30,
+            max_deliver=11,
+            max_ack_pending=1000,
+        ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-conversions",
+            filter_subjects=("cmd.outbound.conversion.>",),
+            description="Meta CAPI conversions, batched per pixel",
+            ack_wait_s=30,
+            max_deliver=1001,
+            max_ack_pending=10_000,
+        ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-dispatch",
+            filter_subjects=(
+                "cmd.outbound.email.>",
+                "cmd.outbound.sms.>",
+                "cmd.outbound.address_book_sync.>",
+            ),
+            description="SendPulse email, SMS and address-book sync",
+            ack_wait_s=30,
+            max_deliver=1001,
+            max_ack_pending=5000,
         ),
     ),
     buckets=(
@@ -209,9 +265,16 @@ OUTBOUND = ServiceTopology(
         BucketUse(
             "ratelimit",
             Access.READ_WRITE,
-            why="rate-limit slots and pauses shared by every instance",
+            watch=True,
+            why="rate-limit slots, holds and pauses shared by every instance (pauses watched)",
         ),
-        BucketUse("sends", Access.READ_WRITE, why="attempt records per message_id"),
+        BucketUse(
+            "sends",
+            Access.READ_WRITE,
+            watch=True,
+            why="attempt records per message_id; campaign state, batches, cursors (watched)",
+        ),
+        BucketUse("leases", Access.READ_WRITE, why="which instance leads each campaign"),
     ),
 )
 

@@ -1,42 +1,98 @@
-"""The outbound service's composition root: the send worker and the HTTP API."""
+"""The outbound service's composition root: the lanes (durable consumers), the campaign
+leader, and the HTTP API."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Body, Depends, Header, Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.events.catalog.outbound import SendMessage
+from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
 from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.breaker import Breakers
+from switchboard.outbound.campaigns.api import CampaignPorts
+from switchboard.outbound.campaigns.api import router as campaign_router
+from switchboard.outbound.campaigns.commands import CampaignCommands
+from switchboard.outbound.campaigns.runner import CampaignSupervisor, CampaignTiming
+from switchboard.outbound.campaigns.state import CampaignStore
+from switchboard.outbound.campaigns.view import CampaignView
+from switchboard.outbound.conversions import ConversionSender
+from switchboard.outbound.dispatch import ProviderCommands
+from switchboard.outbound.http import provider_http
+from switchboard.outbound.lanes import Lane
 from switchboard.outbound.providers import messaging_clients
-from switchboard.outbound.ratelimit import SharedLimiter
-from switchboard.outbound.sender import Sender, SendPolicy
+from switchboard.outbound.providers.sendpulse import SendPulseClient
+from switchboard.outbound.ratelimit import PauseView, SharedLimiter
+from switchboard.outbound.scheduler import Horizons, Schedulers
+from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.consumer import ConsumerSpec, PullWorker
+from switchboard.runtime.consumer import ConsumerSpec
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import register_secret
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
+# Attempts are counted in the attempt record, not by redeliveries (a rate-limit pause or a
+# closed breaker redelivers without an attempt), so JetStream's cap is generous. Commands
+# waiting for a slot are kept alive with in-progress acks, so a short ack wait only decides
+# how soon a crashed instance's commands go to another one.
 SENDS = ConsumerSpec(
     stream="OUTBOUND",
     durable="outbound-sends",
     filter_subjects=("cmd.outbound.send.>",),
-    # Attempts are counted in the attempt record, not by redeliveries (a rate-limit pause
-    # or a closed breaker redelivers without an attempt), so JetStream's cap is generous.
     max_deliver=1000,
-    ack_wait_s=60.0,
-    batch=64,
+    ack_wait_s=10.0,
     max_ack_pending=20_000,
 )
+BULK = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-bulk",
+    filter_subjects=("cmd.outbound.bulk_send.>",),
+    max_deliver=1000,
+    ack_wait_s=10.0,
+    max_ack_pending=20_000,
+)
+CAMPAIGNS = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-campaigns",
+    filter_subjects=(
+        "cmd.outbound.campaign_start.>",
+        "cmd.outbound.campaign_recipients.>",
+        "cmd.outbound.campaign_control.>",
+    ),
+    max_deliver=10,
+    ack_wait_s=30.0,
+    max_ack_pending=1000,
+)
+CONVERSIONS = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-conversions",
+    filter_subjects=("cmd.outbound.conversion.>",),
+    max_deliver=1000,
+    ack_wait_s=30.0,
+    max_ack_pending=10_000,
+)
+DISPATCH = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-dispatch",
+    filter_subjects=(
+        "cmd.outbound.email.>",
+        "cmd.outbound.sms.>",
+        "cmd.outbound.address_book_sync.>",
+    ),
+    max_deliver=1000,
+    ack_wait_s=30.0,
+    max_ack_pending=5000,
+)
+DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH)
 
 
 def _workspace(request: Request) -> str:
@@ -54,38 +110,107 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     keyring = Keyring.from_mapping(parse_keyring(keys))
     ports: dict[str, Any] = {}
     breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
+    policy = SendPolicy(
+        settings.max_attempts,
+        settings.backoff_base_s,
+        settings.backoff_max_s,
+        settings.call_timeout_s,
+        settings.max_lateness_ms / 1000,
+    )
 
     async def start(rt: Runtime) -> None:
         cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         await asyncio.wait_for(cache.loaded.wait(), 10)
-        http = httpx.AsyncClient(
-            timeout=settings.call_timeout_s,
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        )
+        http = provider_http(settings.call_timeout_s)
         rt.on_close(http.aclose)
-        attempts = Attempts(await rt.bus.kv("sends"))
+        sends_kv = await rt.bus.kv("sends")
+        attempts = Attempts(sends_kv)
+        ratelimit = await rt.bus.kv("ratelimit")
+        pauses = PauseView(ratelimit)
+        rt.spawn("pauses", lambda: pauses.run(rt.stop))
+        limiter = SharedLimiter(
+            ratelimit,
+            safety=settings.limit_safety_ms / 1000,
+            margin=settings.limit_margin,
+            pauses=pauses,
+        )
+        schedulers = Schedulers(
+            limiter,
+            Horizons(
+                settings.horizon_high_ms / 1000,
+                settings.horizon_normal_ms / 1000,
+                settings.horizon_bulk_ms / 1000,
+            ),
+        )
+        rt.on_close(schedulers.close)
+        store = CampaignStore(sends_kv)
+        view = CampaignView(store)
+        rt.spawn("campaign-view", lambda: view.run(rt.stop))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(view.ready.wait(), 10)
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
             attempts=attempts,
+            limiter=limiter,
+            schedulers=schedulers,
             breakers=breakers,
-            limiter=SharedLimiter(
-                await rt.bus.kv("ratelimit"), safety=settings.limit_safety_ms / 1000
-            ),
             clients=messaging_clients(http),
-            policy=SendPolicy(
-                settings.max_attempts,
-                settings.backoff_base_s,
-                settings.backoff_max_s,
-                settings.call_timeout_s,
-            ),
+            policy=policy,
+            campaigns=view,
+        )
+        commands = CampaignCommands(rt.bus, store, view)
+        conversions = ConversionSender(
+            rt.bus, cache, attempts, limiter, breakers, http, policy,
+            linger=settings.conversion_linger_ms / 1000,
+        )  # fmt: skip
+        dispatch = ProviderCommands(
+            rt.bus, cache, attempts, limiter, breakers, SendPulseClient(http), policy
         )
         ports.update(attempts=attempts, sender=sender, bus=rt.bus)
-        worker = PullWorker(
-            rt.bus, SENDS, sender.handle, stop=rt.stop, concurrency=settings.concurrency
+        app.state.campaigns = CampaignPorts(rt.bus, store)
+        grace = settings.shutdown_grace_s * 0.75
+
+        def lane(spec: ConsumerSpec, handler: Any, capacity: int) -> Lane:
+            return Lane(rt.bus, spec, handler, capacity, rt.stop, grace)
+
+        async def send(msg: Any, phase: Phase) -> None:
+            await sender.handle(msg, SENDS.durable, phase)
+
+        async def bulk(msg: Any, phase: Phase) -> None:
+            await sender.handle(msg, BULK.durable, phase)
+
+        async def campaign(msg: Any, _: Phase) -> None:
+            await commands.handle(msg)
+
+        lanes = [
+            lane(SENDS, send, settings.concurrency),
+            lane(BULK, bulk, settings.bulk_concurrency),
+            lane(CAMPAIGNS, campaign, 16),
+            lane(CONVERSIONS, conversions.handle, 4000),
+            lane(DISPATCH, dispatch.handle, 64),
+        ]
+        for item in lanes:
+            rt.spawn(item.spec.durable, item.run)
+        supervisor = CampaignSupervisor(
+            rt.bus,
+            store,
+            view,
+            cache,
+            await rt.bus.kv("leases"),
+            CampaignTiming(
+                settings.campaign_tick_s,
+                settings.campaign_lead_s,
+                settings.campaign_progress_s,
+                settings.campaign_lease_s,
+            ),
+            settings.instance_id,
         )
-        rt.spawn("sends", worker.run)
+        rt.spawn("campaigns", lambda: supervisor.run(rt.stop))
+        # What start-up allocated lives as long as the process: out of the collector's way,
+        # a full collection no longer walks it (a 100+ ms pause there delays every send).
+        gc.freeze()
 
     app = service_app(
         service="outbound",
@@ -93,15 +218,17 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         start=start,
         title="Switchboard outbound",
         description="Send messages through channel accounts at the providers' real limits, "
-        "shared by every instance; every outcome is a delivery event.",
+        "shared by every instance; campaigns; every outcome is a delivery event.",
     )
     app.state.auth = ApiKeyAuth(settings.api_keys)
+    app.include_router(campaign_router)
 
     @app.post(
         "/v1/messages",
         status_code=202,
         tags=["messages"],
-        summary="Queue a message (idempotent on message_id / Idempotency-Key)",
+        summary="Queue a message (idempotent on message_id / Idempotency-Key); "
+        "priority bulk goes through the bulk lane",
     )
     async def send(
         ws: Workspace,
@@ -113,7 +240,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 return error(422, "conflicting_ids", "message_id and Idempotency-Key differ")
             body = {**body, "message_id": idempotency_key}
         try:
-            cmd = SendMessage.model_validate(body)
+            cmd: SendMessage = SendMessage.model_validate(body)
+            if cmd.priority is Priority.BULK:
+                cmd = SendBulk.model_validate(body)
         except ValueError as exc:
             return error(
                 422, "invalid_message", str(exc).splitlines()[0][:300], detail=str(exc)[:2000]

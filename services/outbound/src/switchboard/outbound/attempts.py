@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
@@ -39,15 +39,24 @@ class Attempt(BaseModel):
     attempts: int = 0
     provider_message_id: str | None = None
     reason: str | None = None
+    campaign_id: str | None = None
+    error_code: str | None = None
     history: list[Step] = Field(default_factory=list)
 
     @property
     def done(self) -> bool:
         return self.status in ("sent", "failed")
 
-    def step(self, status: Status, reason: str | None = None, **changes: Any) -> Attempt:
-        now = datetime.now(UTC)
-        history = [*self.history, Step(status=status, at=now, attempt=self.attempts, reason=reason)]
+    def step(
+        self,
+        status: Status,
+        reason: str | None = None,
+        at: datetime | None = None,
+        **changes: Any,
+    ) -> Attempt:
+        attempts = changes.get("attempts", self.attempts)
+        step = Step(status=status, at=at or datetime.now(UTC), attempt=attempts, reason=reason)
+        history = [*self.history, step]
         return self.model_copy(
             update={"status": status, "reason": reason, "history": history[-50:], **changes}
         )
@@ -58,8 +67,22 @@ def record_key(message_id: str) -> str:
 
 
 class Attempts:
+    """The records, one KV key per message_id (hashed: ids may hold any character)."""
+
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+
+    async def begin(self, record: Attempt) -> tuple[Attempt, bool]:
+        """Store ``record`` if the id has none yet: (record, True); else (existing, False).
+        One round trip for a new message, where a read and a write would take two."""
+        try:
+            await self.kv.update(record_key(record.message_id), _dump(record), last=0)
+        except KeyWrongLastSequenceError:
+            existing = await self.get(record.message_id)
+            if existing is not None:
+                return existing, False
+            await self.put(record)  # the key was deleted meanwhile: it is ours now
+        return record, True
 
     async def get(self, message_id: str) -> Attempt | None:
         try:
@@ -71,4 +94,8 @@ class Attempts:
         return Attempt.model_validate(orjson.loads(entry.value))
 
     async def put(self, record: Attempt) -> None:
-        await self.kv.put(record_key(record.message_id), record.model_dump_json().encode())
+        await self.kv.put(record_key(record.message_id), _dump(record))
+
+
+def _dump(record: Attempt) -> bytes:
+    return record.model_dump_json(exclude_none=True).encode()

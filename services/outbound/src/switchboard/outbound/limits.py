@@ -4,9 +4,9 @@ meaning [count, per seconds]."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.ratelimit import Limit, LimitKey
 from switchboard.runtime.accounts import Account
 
@@ -16,11 +16,22 @@ DEFAULTS: dict[str, dict[str, Limit]] = {
     # 100 messages per user per hour without a reply: spread evenly, never a burst.
     "viber": {"bot": Limit(50), "user": Limit(100, 3600)},
     "generic": {"endpoint": Limit(50)},
+    "metacapi": {"requests": Limit(10)},
+    # About 10 requests per second per account.
+    "sendpulse": {"requests": Limit(10)},
+}
+_PRIMARY = {
+    "telegram": "bot",
+    "whatsapp": "number",
+    "viber": "bot",
+    "generic": "endpoint",
+    "metacapi": "requests",
+    "sendpulse": "requests",
 }
 
 
-def _limits(account: Account) -> dict[str, Limit]:
-    limits = dict(DEFAULTS.get(account.channel.value, {}))
+def _limits(kind: str, account: Account) -> dict[str, Limit]:
+    limits = dict(DEFAULTS.get(kind, {}))
     overrides: Any = account.settings.get("limits") or {}
     for name, value in overrides.items():
         count, per = value[0], value[1] if len(value) > 1 else 1
@@ -33,23 +44,46 @@ def is_group(chat: str) -> bool:
     return chat.startswith(("-", "@"))
 
 
-def limit_keys(account: Account, cmd: SendMessage) -> tuple[list[LimitKey], list[str]]:
-    """The limit keys a send must reserve, and the pause names that can hold it back."""
-    limits = _limits(account)
-    base = f"{account.channel.value}.{account.id}"
-    who = f"{base}.to.{cmd.recipient}"
-    if account.channel.value == "telegram":
-        chat_limit = limits["group"] if is_group(cmd.recipient) else limits["chat"]
-        keys = [LimitKey(f"{base}.bot", limits["bot"]), LimitKey(who, chat_limit)]
-    elif account.channel.value == "whatsapp":
-        keys = [LimitKey(f"{base}.number", limits["number"]), LimitKey(who, limits["pair"])]
-    elif account.channel.value == "viber":
-        keys = [LimitKey(f"{base}.bot", limits["bot"]), LimitKey(who, limits["user"])]
-    else:
-        keys = [LimitKey(f"{base}.endpoint", limits.get("endpoint", Limit(50)))]
-    return keys, [base, who]
+@dataclass(frozen=True)
+class SendLimits:
+    """The account's key (leased in blocks), the recipient's key if it has one, and the
+    names a 429 pauses (account, recipient)."""
+
+    account: LimitKey
+    recipient: LimitKey | None
+    account_pause: str
+    recipient_pause: str
 
 
-def pause_name(account: Account, recipient: str, recipient_scope: bool) -> str:
-    base = f"{account.channel.value}.{account.id}"
-    return f"{base}.to.{recipient}" if recipient_scope else base
+def account_key(account: Account, kind: str | None = None) -> LimitKey:
+    """The account-wide limit (a bot's 30/s, a number's 80/s)."""
+    kind = kind or account.channel.value
+    limits = _limits(kind, account)
+    name = _PRIMARY.get(kind, "endpoint")
+    return LimitKey(f"{kind}.{account.id}.{name}", limits.get(name, Limit(50)))
+
+
+def account_rate(account: Account, kind: str | None = None) -> float:
+    """Sends per second the account permits."""
+    return 1.0 / account_key(account, kind).limit.interval
+
+
+def send_limits(account: Account, recipient: str) -> SendLimits:
+    """The limit keys a send to ``recipient`` through ``account`` must take."""
+    channel = account.channel.value
+    limits = _limits(channel, account)
+    base = f"{channel}.{account.id}"
+    who = f"{base}.to.{recipient}"
+    per_recipient: Limit | None = None
+    if channel == "telegram":
+        per_recipient = limits["group"] if is_group(recipient) else limits["chat"]
+    elif channel == "whatsapp":
+        per_recipient = limits["pair"]
+    elif channel == "viber":
+        per_recipient = limits["user"]
+    return SendLimits(
+        account=account_key(account),
+        recipient=LimitKey(who, per_recipient) if per_recipient is not None else None,
+        account_pause=base,
+        recipient_pause=who,
+    )

@@ -2,10 +2,21 @@
 
 GCRA (the generic cell rate algorithm): each limit key stores its "theoretical arrival
 time" (TAT); a send at time T is allowed when T >= TAT - tolerance, and moves the TAT to
-max(TAT, T) + 1/rate. Reservations are made with compare-and-swap on the key's revision,
-so instances racing for the same bot or chat each get a distinct slot. A send reserves one
-common time on all its keys (bot and chat, say), which is when it may go out; a 429's
-retry_after is a pause key that pushes that time for every instance.
+max(TAT, T) + interval. Writes are compare-and-swap on the key's revision, so instances
+racing for the same bot or chat each get distinct slots.
+
+Two operations serve the send path:
+- ``lease`` takes a block of consecutive slots of an account's key (a bot, a number) in one
+  compare-and-swap: an instance with many sends for a bot pays one KV round trip per block
+  rather than per send, and the block is never more than ``horizon`` seconds ahead, so the
+  budget stays shared (another instance finds the TAT moved and leases after it). A slot an
+  instance does not use is simply lost; it is never handed out twice.
+- ``claim`` takes one slot of a recipient's key (a chat, a pair) at a given time, or says
+  when that recipient is ready; a busy chat never blocks the account's other chats.
+
+A provider's 429 ``retry_after`` is a pause key that every instance follows (``PauseView``
+watches them, so the send path reads no pause from KV), and it also pushes the paused key's
+TAT past the pause, so no lease hands out a slot inside it.
 
 Written here rather than taken from a library because the libraries at hand (aiolimiter,
 limits) keep state in process memory or Redis, and the platform's state lives in JetStream.
@@ -15,14 +26,25 @@ Instances must share a clock (NTP), as slots are absolute times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.events.ids import stable_hash
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class LimiterContentionError(RuntimeError):
+    """Too many instances raced for one key at once; the caller retries later."""
 
 
 @dataclass(frozen=True)
@@ -44,96 +66,245 @@ class Limit:
 
 @dataclass(frozen=True)
 class LimitKey:
-    """One shared limit: a name (e.g. ``tg.bot.<id>``) and its rate."""
+    """One shared limit: a name (e.g. ``telegram.shop.bot``) and its rate."""
 
     name: str
     limit: Limit
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Slots leased on a key (absolute times), or when to ask again if there were none."""
+
+    slots: tuple[float, ...]
+    retry_at: float
+
+
+@lru_cache(maxsize=65536)
 def kv_key(name: str) -> str:
     # KV keys allow only [-/_=.a-zA-Z0-9]; names carry chat ids and '@usernames'.
     return "rl." + stable_hash(name)[:40]
 
 
+@lru_cache(maxsize=65536)
 def pause_key(name: str) -> str:
     return "pause." + stable_hash(name)[:40]
 
 
+@dataclass(frozen=True)
+class _State:
+    """A key's theoretical arrival time, and the holds on it: ``(at, until)`` says the first
+    slot that would come at or after ``at`` must not come before ``until`` (the next window
+    after a send the provider may have counted late; see ``SharedLimiter.shift``)."""
+
+    tat: float = 0.0
+    holds: tuple[tuple[float, float], ...] = ()
+
+    def apply(self, t: float, slack: float) -> tuple[float, tuple[tuple[float, float], ...]]:
+        """The slot a candidate ``t`` becomes, and the holds still waiting after it. A hold
+        meant for a slot at ``at`` reaches the candidate within ``slack`` of it (slot times
+        are sums of floats)."""
+        due = [until for at, until in self.holds if at <= t + slack]
+        left = tuple(h for h in self.holds if h[0] > t + slack)
+        return max([t, *due]), left
+
+    def encode(self, now: float) -> bytes:
+        """``tat`` or ``tat;at:until;...`` (holds that ended are dropped)."""
+        live = [f"{a!r}:{b!r}" for a, b in self.holds if b > now - 1.0]
+        return ";".join([repr(self.tat), *live]).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> _State:
+        if not raw:
+            return cls()
+        head, *rest = raw.decode().split(";")
+        holds = []
+        for part in rest:
+            a, _, b = part.partition(":")
+            holds.append((float(a), float(b)))
+        return cls(float(head), tuple(sorted(holds)))
+
+
+@dataclass
+class _Seen:
+    state: _State
+    revision: int
+
+
+@dataclass
 class SharedLimiter:
     """Reserves send slots across instances."""
 
-    def __init__(
-        self, kv: KeyValue, clock: Callable[[], float] = time.time, safety: float = 0.0
-    ) -> None:
-        self.kv = kv
-        self.clock = clock
-        # Seconds added to every interval, so that instances' clocks and the provider's
-        # window boundaries never make two slots land a hair too close.
-        self.safety = safety
+    kv: KeyValue
+    clock: Callable[[], float] = time.time
+    # Added to every interval: `margin` as a fraction of it, `safety` in seconds. Slots exactly
+    # 1/30 s apart would put the 31st send of a second on the provider's window edge; a few
+    # percent absorb the jitter between our clock and the moment the provider counts.
+    safety: float = 0.0
+    margin: float = 0.0
+    pauses: PauseView | None = None
+    # The last state and revision this instance saw per key: a write with it usually
+    # succeeds without a read first. Only a hint: compare-and-swap decides.
+    _seen: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
 
-    async def _read(self, key: str) -> tuple[float, int]:
+    def spacing(self, limit: Limit) -> float:
+        return limit.interval * (1 + self.margin) + self.safety
+
+    # -- KV plumbing ---------------------------------------------------------------------
+
+    async def _read(self, key: str) -> tuple[_State, int]:
         try:
             entry = await self.kv.get(key)
         except KeyNotFoundError:
-            return 0.0, 0
-        if entry.value is None:
-            return 0.0, entry.revision or 0
-        return float(entry.value.decode()), entry.revision or 0
+            return _State(), 0
+        state = _State.decode(entry.value)
+        self._remember(key, state, entry.revision or 0)
+        return state, entry.revision or 0
 
-    async def _write(self, key: str, value: float, revision: int) -> bool:
-        data = repr(value).encode()
+    def _remember(self, key: str, state: _State, revision: int) -> None:
+        self._seen[key] = _Seen(state, revision)
+        self._seen.move_to_end(key)
+        if len(self._seen) > 50_000:
+            self._seen.popitem(last=False)
+
+    def _guess(self, key: str) -> tuple[_State, int] | None:
+        seen = self._seen.get(key)
+        return None if seen is None else (seen.state, seen.revision)
+
+    async def _write(self, key: str, state: _State, revision: int) -> bool:
+        """Compare-and-swap: store ``state`` if the key is still at ``revision`` (0: absent)."""
         try:
-            if revision == 0:
-                await self.kv.create(key, data)
-            else:
-                await self.kv.update(key, data, last=revision)
+            new = await self.kv.update(key, state.encode(self.clock()), last=revision)
         except KeyWrongLastSequenceError:
+            self._seen.pop(key, None)
             return False
-        except Exception as exc:  # nats-py raises a plain APIError for "key exists"
-            if "wrong last sequence" in str(exc).lower() or "exists" in str(exc).lower():
-                return False
-            raise
+        self._remember(key, state, new)
         return True
+
+    async def _current(self, key: str) -> tuple[_State, int]:
+        """The cached view of a key when there is one, else a read."""
+        guess = self._guess(key)
+        return guess if guess is not None else await self._read(key)
+
+    # -- the send path -------------------------------------------------------------------
+
+    async def lease(
+        self, key: LimitKey, want: int, horizon: float | None = None, not_before: float = 0.0
+    ) -> Lease:
+        """Up to ``want`` consecutive slots on ``key``, none later than now + ``horizon``
+        (no bound when None) nor earlier than ``not_before``."""
+        step = self.spacing(key.limit)
+        name = kv_key(key.name)
+        for _ in range(40):
+            now = self.clock()
+            state, revision = await self._current(name)
+            last = now + horizon + 1e-9 if horizon is not None else math.inf
+            tat, holds = state.tat, state.holds
+            slots: list[float] = []
+            while len(slots) < want:
+                candidate = max(now, not_before, tat - key.limit.tolerance)
+                t, rest = _State(tat, holds).apply(candidate, step / 2)
+                if t > last:
+                    break
+                slots.append(t)
+                tat, holds = max(tat, t) + step, rest
+            if not slots:
+                first, _ = state.apply(max(now, not_before, tat - key.limit.tolerance), step / 2)
+                return Lease((), first - (horizon or 0.0))
+            if await self._write(name, _State(tat, holds), revision):
+                return Lease(tuple(slots), tat)
+            await self._read(name)  # another instance moved it: look again
+        raise LimiterContentionError(f"could not lease slots of {key.name}")
+
+    async def claim(self, key: LimitKey, at: float) -> float | None:
+        """Take ``key``'s slot at ``at``: None when taken, else the time it is ready."""
+        name = kv_key(key.name)
+        step = self.spacing(key.limit)
+        cached = self._guess(name)
+        if cached is None and await self._write(name, _State(at + step), 0):
+            return None  # a recipient nobody wrote to lately: one round trip
+        for attempt in range(20):
+            cached = self._guess(name) if attempt == 0 else None
+            state, revision = cached if cached is not None else await self._read(name)
+            ready, rest = state.apply(max(at, state.tat - key.limit.tolerance), step / 2)
+            if ready > at + 1e-9:
+                if cached is not None:
+                    continue  # the cache may be old: read before saying busy
+                return ready
+            if await self._write(name, _State(max(state.tat, at) + step, rest), revision):
+                return None
+        raise LimiterContentionError(f"could not claim {key.name}")
+
+    async def shift(self, key: LimitKey, late: Sequence[tuple[float, float]]) -> None:
+        """Sends of these slots may have been counted this many seconds later than their
+        slots: ``(slot, seconds)``. The slot ``count`` positions on from each (the first of
+        its next window) must come that much later, for every instance. Leases reach less
+        than a window ahead, so those slots are still free; the holds wait beside the TAT,
+        and the next lease or claim that reaches one applies it (each slot applies the
+        holds it reaches, so late sends in a row do not add up)."""
+        step = self.spacing(key.limit)
+        new = [(slot + key.limit.count * step, slot + key.limit.count * step + by)
+               for slot, by in late]  # fmt: skip
+        name = kv_key(key.name)
+        for _ in range(20):
+            state, revision = await self._read(name)  # busy keys: a cached view is stale
+            holds = tuple(sorted([*state.holds, *new]))
+            if await self._write(name, _State(state.tat, holds), revision):
+                return
+
+    async def pause(self, name: str, seconds: float, key: LimitKey | None = None) -> float:
+        """Pause ``name`` (a bot, a chat) for every instance until now + seconds, and push
+        ``key``'s TAT there so no slot is leased inside the pause. Returns the pause end."""
+        until = self.clock() + seconds
+        pk = pause_key(name)
+        for _ in range(20):
+            current, revision = await self._read(pk)
+            if current.tat >= until or await self._write(pk, _State(until), revision):
+                break
+        if self.pauses is not None:
+            self.pauses.note(pk, until)
+        if key is not None:
+            name_key = kv_key(key.name)
+            for _ in range(20):
+                state, revision = await self._read(name_key)
+                later = _State(until, state.holds)
+                if state.tat >= until or await self._write(name_key, later, revision):
+                    break
+        return until
+
+    async def paused_until(self, name: str) -> float:
+        """When ``name``'s pause ends (0 if none): the watched view, else a read."""
+        if self.pauses is not None and self.pauses.ready:
+            return self.pauses.until(pause_key(name))
+        return (await self._read(pause_key(name)))[0].tat
+
+    # -- one slot at a time (conversions, address books, tests) ---------------------------
 
     async def reserve(
         self, primary: LimitKey, secondary: Sequence[LimitKey] = (), pauses: Sequence[str] = ()
     ) -> tuple[float | None, float]:
-        """Try to reserve one common slot on all keys: (slot time, None) or (None, retry at).
+        """One common slot on all keys: (slot time, slot time) or (None, retry at).
 
-        Only the ``primary`` key (the bot, the number) queues reservations into the future.
-        A ``secondary`` key (a chat, a recipient) or a pause that is not ready yet reserves
-        nothing: moving the bot's arrival time to a busy chat's next slot would block every
-        other chat until then, and waste the bot's capacity.
+        Only the ``primary`` key queues reservations into the future. A ``secondary`` key
+        (a chat) that is not ready reserves nothing: moving the bot's TAT to a busy chat's
+        next slot would block every other chat until then.
         """
-        for _ in range(50):
-            now = self.clock()
-            paused = [(await self._read(pause_key(p)))[0] for p in pauses]
-            sec = [await self._read(kv_key(k.name)) for k in secondary]
-            ready = max(
-                [
-                    now,
-                    *paused,
-                    *(tat - k.limit.tolerance for k, (tat, _) in zip(secondary, sec, strict=True)),
-                ]
-            )
-            if ready > now:
-                return None, ready
-            tat, rev = await self._read(kv_key(primary.name))
-            at = max(now, tat - primary.limit.tolerance)
-            if not await self._write(
-                kv_key(primary.name), max(tat, at) + primary.limit.interval + self.safety, rev
-            ):
-                continue  # another instance took the slot: recompute
-            ok = True
-            for k, (s_tat, s_rev) in zip(secondary, sec, strict=True):
-                if not await self._write(
-                    kv_key(k.name), max(s_tat, at) + k.limit.interval + self.safety, s_rev
-                ):
-                    ok = False  # the recipient was taken meanwhile: the bot slot is lost (safe)
-                    break
-            if ok:
-                return at, at
-        raise RuntimeError("rate limiter contention: could not reserve a slot")
+        now = self.clock()
+        paused = [await self.paused_until(p) for p in pauses]
+        ready = max([now, *paused])
+        for k in secondary:
+            state, _ = await self._read(kv_key(k.name))
+            candidate = max(now, state.tat - k.limit.tolerance)
+            ready = max(ready, state.apply(candidate, self.spacing(k.limit) / 2)[0])
+        if ready > now:
+            return None, ready
+        lease = await self.lease(primary, 1)
+        at = lease.slots[0]
+        for k in secondary:
+            busy = await self.claim(k, at)
+            if busy is not None:
+                return None, busy  # the chat was taken meanwhile: the bot slot is lost (safe)
+        return at, at
 
     async def wait(
         self, primary: LimitKey, secondary: Sequence[LimitKey] = (), pauses: Sequence[str] = ()
@@ -150,13 +321,50 @@ class SharedLimiter:
             await asyncio.sleep(delay)
         return self.clock() - started
 
-    async def pause(self, name: str, seconds: float) -> None:
-        """Pause ``name`` (a bot, a chat) for every instance until now + seconds."""
-        until = self.clock() + seconds
-        for _ in range(20):
-            current, rev = await self._read(pause_key(name))
-            if current >= until or await self._write(pause_key(name), until, rev):
-                return
 
-    async def paused_until(self, name: str) -> float:
-        return (await self._read(pause_key(name)))[0]
+@dataclass
+class PauseView:
+    """The pause keys of the ``ratelimit`` bucket, followed by a KV watch: the send path asks
+    it before every call without a round trip, and sees a pause another instance wrote within
+    a millisecond or so of the write."""
+
+    kv: KeyValue
+    clock: Callable[[], float] = time.time
+    ready: bool = False
+    _until: dict[str, float] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def until(self, key: str) -> float:
+        return self._until.get(key, 0.0)
+
+    def note(self, key: str, until: float) -> None:
+        if until > self._until.get(key, 0.0):
+            self._until[key] = until
+            self.changed.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        watcher = await self.kv.watch("pause.>")
+        try:
+            while not stop.is_set():
+                try:
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                except Exception as exc:  # nats-py raises its own TimeoutError here
+                    if "timeout" in type(exc).__name__.lower():
+                        self._forget_expired()
+                        continue
+                    raise
+                if entry is None:
+                    self.ready = True
+                    continue
+                if entry.value and entry.operation not in ("DEL", "PURGE"):
+                    with contextlib.suppress(ValueError):
+                        self.note(entry.key, float(entry.value.decode()))
+        finally:
+            self.ready = False
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _forget_expired(self) -> None:
+        now = self.clock()
+        for key in [k for k, v in self._until.items() if v < now - 60]:
+            del self._until[key]

@@ -1,10 +1,15 @@
 """The send pipeline: one command from OUTBOUND to a provider call and delivery events.
 
-Order of things for one command: skip it if its record says it is done; fail it if it
-expired; queue it (first time only); wait for the circuit breaker; reserve a shared rate
-slot; record the attempt as in flight; call the provider once; record and announce the
-outcome. Retries are redeliveries with a delay (backoff with jitter), so a retry survives a
-crash of this instance like everything else.
+Order of things for one command: its attempt record is created (or found: a command whose
+record says it is done is acked and nothing else); expired commands fail; campaign sends
+follow their campaign (held while it is paused, failed as cancelled once it is cancelled);
+the circuit breaker may hold it; its account's scheduler gives it a shared rate slot (and
+its recipient's); at the slot it is sent once; the outcome is recorded and announced
+before the command is acked. Retries are redeliveries with a delay (backoff with jitter),
+so a retry survives a crash of this instance like everything else.
+
+KV and bus round trips per sent message: the record's create and final write, a share of a
+slot lease, the recipient's claim, and the delivery events (published concurrently).
 """
 
 from __future__ import annotations
@@ -12,37 +17,43 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
 from switchboard.events import Envelope, decode_message
-from switchboard.events.catalog.common import Chat
-from switchboard.events.catalog.conv import MessageSent
 from switchboard.events.catalog.delivery import (
-    DeliveryFailed,
     DeliveryQueued,
-    DeliveryRetrying,
-    DeliverySent,
 )
-from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, OutText, SendMessage
+from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.breaker import Breakers
-from switchboard.outbound.limits import limit_keys, pause_name
-from switchboard.outbound.providers.base import Failure, MessagingClient, ProviderError, Scope
-from switchboard.outbound.ratelimit import LimitKey, SharedLimiter
-from switchboard.runtime.accounts import AccountCache
+from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
+from switchboard.outbound.limits import SendLimits, send_limits
+from switchboard.outbound.outcomes import CANCELLED, CampaignHooks, Outcome
+from switchboard.outbound.pacing import Holds, RoundTrips, lateness
+from switchboard.outbound.providers.base import (
+    Failure,
+    MessagingClient,
+    ProviderError,
+    Scope,
+    Sent,
+)
+from switchboard.outbound.ratelimit import SharedLimiter, pause_key
+from switchboard.outbound.scheduler import Schedulers, Ticket
+from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
-from switchboard.runtime.dlq import dead_letter
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
 LATE_SLOTS = Counter(
     "switchboard_outbound_late_slots_total", "Slots given up because the send woke too late"
 )
+SENT = Counter("switchboard_outbound_sent_total", "Messages the providers accepted", ["lane"])
 
 
 @dataclass
@@ -51,15 +62,23 @@ class SendPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     call_timeout: float = 15.0
-    # A send that wakes this late after its slot (a busy process, a GC pause) gives the slot
-    # up and takes a new one: late sends bunched with on-time ones would break the
-    # provider's sliding windows even though every slot was correctly spaced.
-    max_lateness: float = 0.025
+    # A send that would leave this late after its slot (a busy process, a GC pause, a new
+    # connection's handshake) gives the slot up and takes a new one. Up to it, a send late by
+    # more than half the margin holds the next window back instead (``pacing``): a slot
+    # given up costs a whole interval, a hold only the excess, and holds in a row merge.
+    max_lateness: float = 0.06
 
     def backoff(self, attempt: int) -> float:
         """Exponential with full jitter (AWS style), capped."""
         cap = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(0, cap)  # noqa: S311 (jitter, not a secret)
+
+
+class Phase:
+    """Where a command is, for a graceful stop: waiting ones go back to the stream."""
+
+    def __init__(self) -> None:
+        self.calling = False
 
 
 @dataclass
@@ -68,270 +87,249 @@ class Sender:
     accounts: AccountCache
     attempts: Attempts
     limiter: SharedLimiter
+    schedulers: Schedulers
     breakers: Breakers
     clients: dict[str, MessagingClient]
     policy: SendPolicy
+    campaigns: CampaignHooks | None = None
+    clock: Callable[[], float] = time.time
+    round_trips: RoundTrips = field(default_factory=RoundTrips)
+    # Commands arriving together are admitted a few at a time: hundreds of records and
+    # events at once would hold the event loop long enough to make the sends due meanwhile
+    # late.
+    _admitting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    holds: Holds = field(init=False)
 
-    async def handle(self, msg: Msg) -> bool:
+    def __post_init__(self) -> None:
+        self.holds = Holds(self.limiter)
+
+    async def handle(self, msg: Msg, consumer: str, phase: Phase | None = None) -> None:
         """Process one command; it is always settled here (ack, or nak with a delay)."""
         try:
             decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
         except ValueError as exc:
             raise PermanentError(str(exc)) from None
-        cmd, env = decoded.model, decoded.envelope
+        cmd = decoded.model
         if not isinstance(cmd, SendMessage):
             raise PermanentError(f"{cmd.name} is not a send command")
-        await self.process(cmd, env, msg)
-        return True
+        await self.process(cmd, decoded.envelope, msg, consumer, phase or Phase())
 
-    async def process(self, cmd: SendMessage, env: Envelope, msg: Msg) -> None:
-        record = await self.attempts.get(cmd.message_id)
-        if record is not None and record.done:
+    async def process(
+        self, cmd: SendMessage, env: Envelope, msg: Msg, consumer: str, phase: Phase
+    ) -> None:
+        async with self._admitting:
+            admitted = await self._admit(cmd, env, msg, consumer)
+        if admitted is not None:
+            await self._send(*admitted, phase)
+
+    async def _admit(
+        self, cmd: SendMessage, env: Envelope, msg: Msg, consumer: str
+    ) -> tuple[Outcome, Attempt, Account, MessagingClient] | None:
+        """Record and announce a command, and check it may go (None: it was settled)."""
+        first = Attempt(
+            message_id=cmd.message_id,
+            workspace_id=env.workspace_id,
+            channel=cmd.channel.value,
+            account=cmd.account,
+            recipient=cmd.recipient,
+            campaign_id=cmd.campaign_id,
+        ).step("queued")
+        record, created = await self.attempts.begin(first)
+        job = Outcome(self.bus, self.attempts, self.campaigns, cmd, env, msg, consumer)
+        if record.done:
+            if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
+                # Counted before its ack the first time; again in case that ack was lost.
+                await self.campaigns.record_failure(
+                    cmd.campaign_id, cmd.message_id, record.error_code or "failed"
+                )
             await msg.ack()  # completed before (a redelivery, or the same id sent twice)
-            return
-        now = datetime.now(UTC)
-        if record is None:
-            record = Attempt(
-                message_id=cmd.message_id,
-                workspace_id=env.workspace_id,
-                channel=cmd.channel.value,
-                account=cmd.account,
-                recipient=cmd.recipient,
-            ).step("queued")
-            await self.attempts.put(record)
-            await self._announce(
+            return None
+        if created:
+            await job.announce(
                 DeliveryQueued(
-                    **self._base(cmd), priority=cmd.priority.value, campaign_id=cmd.campaign_id
-                ),
-                env,
+                    **job.base(), priority=cmd.priority.value, campaign_id=cmd.campaign_id
+                )
             )
+        now = datetime.now(UTC)
         if cmd.expires_at is not None and now >= cmd.expires_at:
-            await self._fail(
-                cmd,
-                env,
-                record,
-                "expired before it could be sent",
-                "expired",
-                permanent=True,
-                msg=msg,
-            )
-            return
+            await job.fail(record, "expired before it could be sent", "expired", permanent=True)
+            return None
         if cmd.not_before is not None and now < cmd.not_before:
             await msg.nak(delay=(cmd.not_before - now).total_seconds())
-            return
+            return None
         account = self.accounts.get(cmd.channel, cmd.account)
         client = self.clients.get(cmd.channel.value)
         if account is None or client is None:
             what = "account" if account is None else "channel"
-            await self._fail(
-                cmd,
-                env,
+            await job.fail(
                 record,
                 f"unknown {what} {cmd.channel.value}/{cmd.account}",
                 "unknown_account",
                 permanent=True,
-                msg=msg,
             )
+            return None
+        return job, record, account, client
+
+    async def _send(
+        self,
+        job: Outcome,
+        record: Attempt,
+        account: Account,
+        client: MessagingClient,
+        phase: Phase,
+    ) -> None:
+        cmd, msg = job.cmd, job.msg
+        if cmd.campaign_id and not await self._campaign_allows(job, record):
             return
         breaker = self.breakers.get(cmd.channel.value, cmd.account)
         allowed, wait = breaker.allow()
         if not allowed:
             await msg.nak(delay=wait)  # the provider is down for this account: hold on
             return
-        keys, pauses = limit_keys(account, cmd)
-        await self._wait_slot(keys, pauses, msg)
-        # A 429 seen by another instance while we waited for our slot: do not send into it.
-        until = await self.limiter.paused_until(pauses[0])
-        if until > self.limiter.clock():
-            breaker.release()
-            await msg.nak(delay=until - self.limiter.clock())
-            return
-        record = record.step("in_flight", attempts=record.attempts + 1)
-        await self.attempts.put(record)
-        started = time.perf_counter()
+        limits = send_limits(account, cmd.recipient)
+        ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause)
+        while True:
+            try:
+                at = await self._wait_for_slot(cmd, limits, ticket)
+            except BaseException:
+                breaker.release()
+                raise
+            phase.calling = True
+            started_at = datetime.now(UTC)
+            started = time.perf_counter()
+            try:
+                sent = await self._call(client, account, cmd, limits, at)
+            except SlotMissedError:
+                # Nothing went out: a new slot (the recipient's, claimed at `at`, is taken).
+                LATE_SLOTS.inc()
+                phase.calling = False
+                step = self.limiter.spacing(limits.recipient.limit) if limits.recipient else 0
+                ticket = Ticket(
+                    cmd.priority, limits.recipient, limits.recipient_pause, at + step, ticket.seq
+                )
+                continue
+            except TimeoutError:
+                breaker.failure("timeout")
+                record = record.step("in_flight", at=started_at, attempts=record.attempts + 1)
+                await self._retry(job, record, "provider call timed out", "timeout")
+                return
+            except ProviderError as err:
+                if err.failure is Failure.RETRYABLE:
+                    breaker.failure(str(err))
+                elif err.failure is Failure.RATE_LIMITED:
+                    breaker.release()
+                else:
+                    breaker.success()  # the provider answered; it is the request that is bad
+                record = record.step("in_flight", at=started_at, attempts=record.attempts + 1)
+                await self._on_error(job, record, err, limits)
+                return
+            break
+        record = record.step("in_flight", at=started_at, attempts=record.attempts + 1)
+        breaker.success()
+        await job.sent(record, sent, (time.perf_counter() - started) * 1000)
+        SENT.labels(job.consumer).inc()
+
+    async def _call(
+        self,
+        client: MessagingClient,
+        account: Account,
+        cmd: SendMessage,
+        limits: SendLimits,
+        at: float,
+    ) -> Sent:
+        """The provider call, leaving within the slot's window; a send the provider may have
+        counted late pushes the later slots of its account and recipient (``pacing``)."""
+        window = SendWindow(at, at + self.policy.max_lateness)
+        # Already late waking up (a busy process): hold the next window back before the
+        # call, while there is the most time for it; the answer may add to it below.
+        early = self.holds.note(limits, at, max(0.0, self.clock() - at))
         try:
             async with asyncio.timeout(self.policy.call_timeout + 1):
-                sent = await client.send(account, cmd)
-        except TimeoutError:
-            breaker.failure("timeout")
-            await self._retry(cmd, env, record, "provider call timed out", "timeout", msg)
-            return
-        except ProviderError as err:
-            await self._on_error(cmd, env, record, err, msg, account_scope=err.scope)
-            if err.failure is Failure.RETRYABLE:
-                breaker.failure(str(err))
-            elif err.failure is Failure.RATE_LIMITED:
-                breaker.release()
-            else:
-                breaker.success()  # the provider answered; it is the request that is bad
-            return
-        breaker.success()
-        latency = (time.perf_counter() - started) * 1000
-        record = record.step("sent", provider_message_id=sent.provider_message_id)
-        await self.attempts.put(record)
-        await self._announce(
-            DeliverySent(
-                **self._base(cmd),
-                attempt=record.attempts,
-                provider_message_id=sent.provider_message_id,
-                latency_ms=round(latency, 1),
-            ),
-            env,
-        )
-        await self._announce(
-            MessageSent(
-                channel=cmd.channel,
-                account=cmd.account,
-                chat=Chat(id=cmd.recipient),
-                message_id=cmd.message_id,
-                provider_message_id=sent.provider_message_id,
-                text=_text(cmd),
-                content_kind=cmd.content.kind,
-                sent_at=datetime.now(UTC),
-                campaign_id=cmd.campaign_id,
-            ),
-            env,
-        )
-        await msg.ack()
+                with send_window(window):
+                    return await client.send(account, cmd)
+        finally:
+            if window.left_at is not None:
+                answered = self.clock()
+                base = self.round_trips.baseline(limits.account.name, answered - window.left_at)
+                self.holds.note(limits, at, lateness(at, window.left_at, answered, base), early)
 
-    async def _wait_slot(self, keys: list[LimitKey], pauses: list[str], msg: Msg) -> None:
+    async def _campaign_allows(self, job: Outcome, record: Attempt) -> bool:
+        """Cancelled: fail it (not sent). Paused: hold it until resumed, for a while."""
+        hooks, cid = self.campaigns, job.cmd.campaign_id
+        if hooks is None or cid is None:
+            return True
+        for _ in range(6):
+            status = hooks.status(cid)
+            if status in ("cancelled", "completed"):
+                await job.fail(
+                    record, "the campaign was cancelled", CANCELLED, permanent=True, dlq=False
+                )
+                return False
+            if status != "paused":
+                return True
+            await hooks.changed(cid, 5.0)
+        await job.msg.nak(delay=5.0)  # still paused: back to the stream for a while
+        return False
+
+    async def _wait_for_slot(self, cmd: SendMessage, limits: SendLimits, ticket: Ticket) -> float:
+        """This send's slot, from the account's scheduler, once it has come (and no pause
+        came up meanwhile); a slot woken up to too late is given up for a new one."""
+        scheduler = self.schedulers.get(limits.account, limits.account_pause)
+        pauses = self.limiter.pauses
         while True:
-            at, retry = await self.limiter.reserve(keys[0], keys[1:], pauses)
-            target = at if at is not None else retry
-            # Long waits (a bot paused by a 429): keep telling JetStream we are on it.
-            while (delay := target - self.limiter.clock()) > 0:
-                await asyncio.sleep(min(delay, 10.0))
-                if delay > 10.0:
-                    await msg.in_progress()
-            if at is not None and self.limiter.clock() - at <= self.policy.max_lateness:
-                return
-            if at is not None:
+            future = scheduler.slot(ticket)
+            try:
+                at = await future
+            except BaseException:
+                future.cancel()
+                raise
+            delay = at - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = self.clock()
+            paused = 0.0
+            if pauses is not None:
+                paused = max(
+                    pauses.until(pause_key(limits.account_pause)),
+                    pauses.until(pause_key(limits.recipient_pause)),
+                )
+            if paused > now:
+                ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause, paused)
+                continue
+            if now - at > self.policy.max_lateness:
                 LATE_SLOTS.inc()
+                # The recipient's slot at `at` is taken: it is ready one interval later.
+                step = self.limiter.spacing(limits.recipient.limit) if limits.recipient else 0
+                ticket = Ticket(
+                    cmd.priority, limits.recipient, limits.recipient_pause, at + step, ticket.seq
+                )
+                continue
+            return at
 
     async def _on_error(
-        self,
-        cmd: SendMessage,
-        env: Envelope,
-        record: Attempt,
-        err: ProviderError,
-        msg: Msg,
-        account_scope: Scope,
+        self, job: Outcome, record: Attempt, err: ProviderError, limits: SendLimits
     ) -> None:
         if err.failure is Failure.PERMANENT:
-            await self._fail(cmd, env, record, err.reason, err.code, permanent=True, msg=msg)
+            await job.fail(record, err.reason, err.code, permanent=True)
             return
         if err.failure is Failure.RATE_LIMITED:
-            account = self.accounts.get(cmd.channel, cmd.account)
-            assert account is not None
             wait = err.retry_after or 1.0
-            name = pause_name(account, cmd.recipient, account_scope is Scope.RECIPIENT)
-            await self.limiter.pause(name, wait)
+            if err.scope is Scope.RECIPIENT and limits.recipient is not None:
+                name, key = limits.recipient_pause, limits.recipient
+            else:
+                name, key = limits.account_pause, limits.account
+            await self.limiter.pause(name, wait, key)
             log.warning(
                 "rate limited by provider; paused for every instance", pause=name, seconds=wait
             )
-            # Not counted as a failed attempt: the message goes again once the pause ends.
-            record = record.step("retrying", reason=str(err), attempts=record.attempts - 1)
-            await self.attempts.put(record)
-            await self._announce(
-                DeliveryRetrying(
-                    **self._base(cmd),
-                    attempt=max(record.attempts, 1),
-                    reason=err.reason,
-                    error_code=err.code,
-                    retry_at=datetime.now(UTC) + timedelta(seconds=wait),
-                ),
-                env,
-            )
-            await msg.nak(delay=wait)
+            # Not a failed attempt: the message goes again once the pause ends.
+            await job.again(record, err.reason, err.code, wait, counted=False)
             return
-        await self._retry(cmd, env, record, err.reason, err.code, msg)
+        await self._retry(job, record, err.reason, err.code)
 
-    async def _retry(
-        self, cmd: SendMessage, env: Envelope, record: Attempt, reason: str, code: str, msg: Msg
-    ) -> None:
+    async def _retry(self, job: Outcome, record: Attempt, reason: str, code: str) -> None:
         if record.attempts >= self.policy.max_attempts:
-            await self._fail(
-                cmd,
-                env,
-                record,
-                f"gave up after {record.attempts} attempts: {reason}",
-                code,
-                permanent=False,
-                msg=msg,
-            )
+            reason = f"gave up after {record.attempts} attempts: {reason}"
+            await job.fail(record, reason, code, permanent=False)
             return
-        delay = self.policy.backoff(record.attempts)
-        record = record.step("retrying", reason=f"{code}: {reason}")
-        await self.attempts.put(record)
-        await self._announce(
-            DeliveryRetrying(
-                **self._base(cmd),
-                attempt=record.attempts,
-                reason=reason,
-                error_code=code,
-                retry_at=datetime.now(UTC) + timedelta(seconds=delay),
-            ),
-            env,
-        )
-        await msg.nak(delay=delay)
-
-    async def _fail(
-        self,
-        cmd: SendMessage,
-        env: Envelope,
-        record: Attempt,
-        reason: str,
-        code: str,
-        *,
-        permanent: bool,
-        msg: Msg,
-    ) -> None:
-        record = record.step("failed", reason=f"{code}: {reason}")
-        await self.attempts.put(record)
-        await self._announce(
-            DeliveryFailed(
-                **self._base(cmd),
-                reason=reason,
-                error_code=code,
-                permanent=permanent,
-                attempts=record.attempts,
-            ),
-            env,
-        )
-        meta = msg.metadata
-        await dead_letter(
-            self.bus,
-            subject=msg.subject,
-            headers=dict(msg.headers or {}),
-            body=msg.data,
-            reason=f"{code}: {reason}",
-            stream=meta.stream,
-            sequence=meta.sequence.stream,
-            consumer="outbound-sends",
-            deliveries=meta.num_delivered,
-        )
-        await msg.ack()
-
-    async def _announce(self, event: object, env: Envelope) -> None:
-        await self.bus.publish(event, cause=env)  # type: ignore[arg-type]
-
-    @staticmethod
-    def _base(cmd: SendMessage) -> dict[str, object]:
-        return {
-            "message_id": cmd.message_id,
-            "channel": cmd.channel,
-            "account": cmd.account,
-            "recipient": cmd.recipient,
-            "at": datetime.now(UTC),
-        }
-
-
-def _text(cmd: SendMessage) -> str | None:
-    content = cmd.content
-    if isinstance(content, OutText):
-        return content.text
-    if isinstance(content, OutMedia):
-        return content.caption
-    if isinstance(content, OutMediaGroup):
-        return next((i.caption for i in content.items if i.caption), None)
-    return None
+        await job.again(record, reason, code, self.policy.backoff(record.attempts))

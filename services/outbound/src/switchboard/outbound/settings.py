@@ -16,14 +16,37 @@ class OutboundSettings(ServiceSettings):
     http_port: int = Field(8082, ge=0, le=65535)
     encryption_keys: SecretStr = Field(description="decrypts account secrets (same ring as ingest)")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(description="key=workspace[,...]")
-    concurrency: int = Field(64, ge=1, le=4096, description="commands in flight per instance")
+    concurrency: int = Field(
+        512, ge=1, le=20_000, description="conversational sends held per instance"
+    )
+    bulk_concurrency: int = Field(1024, ge=1, le=20_000, description="bulk sends held per instance")
     max_attempts: int = Field(6, ge=1, le=50)
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
     call_timeout_s: float = Field(15.0, gt=0)
     breaker_threshold: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(10.0, gt=0)
-    limit_safety_ms: float = Field(2.0, ge=0, description="added to every rate interval")
+    limit_margin: float = Field(
+        0.03, ge=0, le=1, description="fraction added to every rate interval (jitter margin)"
+    )
+    limit_safety_ms: float = Field(0.0, ge=0, description="milliseconds added to every interval")
+    max_lateness_ms: float = Field(
+        60.0, gt=0, description="a send leaving later than this after its slot takes a new one"
+    )
+    horizon_high_ms: float = Field(500.0, gt=0, description="how far ahead high sends lease")
+    horizon_normal_ms: float = Field(500.0, gt=0, description="how far ahead normal sends lease")
+    horizon_bulk_ms: float = Field(
+        250.0, gt=0, description="bulk leases at most this far ahead: a reply's worst wait"
+    )
+    campaign_tick_s: float = Field(0.2, gt=0, description="campaign leader's loop period")
+    campaign_lead_s: float = Field(
+        3.0, gt=0, description="seconds of each account's rate a campaign keeps queued"
+    )
+    campaign_progress_s: float = Field(5.0, gt=0, description="progress event cadence")
+    campaign_lease_s: float = Field(6.0, gt=1, description="leader lease; takeover after it")
+    conversion_linger_ms: float = Field(
+        200.0, ge=0, description="conversions for one pixel gather this long into one request"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from provider webhooks. All carry the caller's ``message_id`` when known.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -48,6 +49,7 @@ class DeliverySent(_Delivery):
     provider_message_id: str = Field(min_length=1)
     attempt: int = Field(1, ge=1)
     latency_ms: float | None = Field(None, ge=0, description="command time to provider ack")
+    campaign_id: str | None = None
 
     def deterministic_id(self) -> str:
         return f"ds:{self.message_id}"
@@ -61,6 +63,7 @@ class DeliveryRetrying(_Delivery):
     reason: str
     error_code: str | None = None
     retry_at: datetime
+    campaign_id: str | None = None
 
     def deterministic_id(self) -> str:
         return f"dr:{self.message_id}:{self.attempt}"
@@ -74,6 +77,7 @@ class DeliveryFailed(_Delivery):
     error_code: str | None = None
     permanent: bool
     attempts: int = Field(ge=0)
+    campaign_id: str | None = None
 
     def deterministic_id(self) -> str:
         return f"df:{self.message_id}"
@@ -101,3 +105,163 @@ class DeliveryReceipt(_Delivery):
 
     def ce_subject(self) -> str:
         return self.message_id or self.provider_message_id
+
+
+# -- campaigns ------------------------------------------------------------------------------
+
+
+class _CampaignEvent(Event):
+    campaign_id: str = Field(min_length=1)
+    at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.campaign_id,)
+
+    def ce_subject(self) -> str:
+        return self.campaign_id
+
+
+@register("delivery.campaign_status", 1)
+class CampaignStatusChanged(_CampaignEvent):
+    """A campaign was started, paused, resumed or cancelled (``status`` is the new state;
+    ``seq`` orders the commands that caused it)."""
+
+    status: Literal["running", "paused", "cancelled"]
+    previous: str | None = None
+    reason: str | None = None
+    seq: int = Field(0, ge=0, description="stream sequence of the command that caused it")
+
+    def deterministic_id(self) -> str:
+        return f"cs:{token(self.campaign_id)}:{self.status}:{self.seq}"
+
+
+@register("delivery.campaign_progress", 1)
+class CampaignProgress(_CampaignEvent):
+    """Where a running campaign is, at a fixed cadence: ``sent`` and ``failed`` so far,
+    ``remaining`` (of the recipients known; ``total`` is None until the last batch arrived),
+    the recent send rate and the ETA at that rate."""
+
+    status: str
+    total: int | None = Field(None, ge=0)
+    received: int = Field(ge=0, description="recipients received so far (all batches)")
+    queued: int = Field(ge=0, description="recipients handed to the bulk lane so far")
+    sent: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    remaining: int = Field(ge=0)
+    rate_per_s: float = Field(ge=0, description="sends per second over the last interval")
+    eta_s: float | None = Field(None, ge=0)
+    eta: datetime | None = None
+    tick: int = Field(ge=0, description="the progress event's number since the start")
+
+    def deterministic_id(self) -> str:
+        return f"cp:{token(self.campaign_id)}:{self.tick}"
+
+
+@register("delivery.campaign_completed", 1)
+class CampaignCompleted(_CampaignEvent):
+    """A campaign ended: every recipient was sent to or failed (``outcome`` completed), or it
+    was cancelled and ``cancelled`` recipients were never sent to. Totals are exact:
+    ``sent + failed + cancelled == total``."""
+
+    outcome: Literal["completed", "cancelled"]
+    total: int = Field(ge=0)
+    sent: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    cancelled: int = Field(0, ge=0)
+    started_at: datetime | None = None
+    duration_s: float | None = Field(None, ge=0, description="first command to the end")
+    failures: dict[str, int] = Field(default_factory=dict, description="failed, by error code")
+
+    def deterministic_id(self) -> str:
+        return f"cc:{token(self.campaign_id)}"
+
+
+# -- conversions (Meta CAPI) ----------------------------------------------------------------
+
+
+class _ConversionEvent(Event):
+    conversion_id: str = Field(min_length=1, description="the command's conversion_id")
+    account: str = Field(min_length=1, description="pixel / dataset id")
+    event_name: str
+    event_id: str
+    lead_id: str | None = None
+    at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return ("metacapi", self.account)
+
+    def ce_subject(self) -> str:
+        return self.conversion_id
+
+
+@register("delivery.conversion_sent", 1)
+class ConversionSent(_ConversionEvent):
+    """Meta's Conversions API accepted a conversion (``outbound.conversion``), possibly in a
+    batch with others for the same pixel (``batch_size``)."""
+
+    fbtrace_id: str | None = None
+    batch_size: int = Field(1, ge=1)
+    attempt: int = Field(1, ge=1)
+    dropped_fields: tuple[str, ...] = Field(
+        default=(), description="user_data values Meta's rules call invalid, left out"
+    )
+
+    def deterministic_id(self) -> str:
+        return f"xs:{self.conversion_id}"
+
+
+@register("delivery.conversion_failed", 1)
+class ConversionFailed(_ConversionEvent):
+    """A conversion will not reach Meta: a permanent error (bad event, stale, no account) or
+    the last retry failed."""
+
+    reason: str
+    error_code: str | None = None
+    permanent: bool
+    attempts: int = Field(ge=0)
+
+    def deterministic_id(self) -> str:
+        return f"xf:{self.conversion_id}"
+
+
+# -- other provider commands (SendPulse email, SMS, address books) --------------------------
+
+
+class _DispatchEvent(Event):
+    command: str = Field(description="the command's catalog name, e.g. outbound.email")
+    id: str = Field(min_length=1, description="the command's idempotency key")
+    provider: str = Field(min_length=1)
+    account: str = Field(min_length=1)
+    at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.provider, self.account)
+
+    def ce_subject(self) -> str:
+        return self.id
+
+
+@register("delivery.dispatched", 1)
+class Dispatched(_DispatchEvent):
+    """A provider command that is not a chat message (an email, an SMS, an address-book sync)
+    was accepted by the provider; ``provider_id`` is its id there when it gives one."""
+
+    provider_id: str | None = None
+    attempt: int = Field(1, ge=1)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    def deterministic_id(self) -> str:
+        return f"pd:{self.command}:{self.id}"
+
+
+@register("delivery.dispatch_failed", 1)
+class DispatchFailed(_DispatchEvent):
+    """A provider command that is not a chat message failed for good."""
+
+    reason: str
+    error_code: str | None = None
+    permanent: bool
+    attempts: int = Field(ge=0)
+
+    def deterministic_id(self) -> str:
+        return f"pf:{self.command}:{self.id}"

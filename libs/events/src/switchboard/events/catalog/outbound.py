@@ -187,3 +187,235 @@ class SendConversion(Command):
 
     def deterministic_id(self) -> str:
         return f"conversion:{self.conversion_id}"
+
+
+# -- the bulk lane and campaigns ------------------------------------------------------------
+
+
+@register("outbound.bulk_send", 1)
+class SendBulk(SendMessage):
+    """Send one message in the bulk lane: the fields and idempotency of ``outbound.send``, on
+    its own subject and consumer, so a broadcast never queues in front of a conversational
+    reply. A bulk send takes an account's rate only as far ahead as conversational sends leave
+    it free. Campaign fan-out publishes these (``message_id`` ``<campaign_id>:<batch>:<n>``);
+    anyone may publish them for other volume sends. The subject carries the campaign (``_``
+    when there is none), so the stream counts what is left of each campaign."""
+
+    priority: Priority = Priority.BULK
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account, self.campaign_id or "")
+
+    def deterministic_id(self) -> str:
+        return f"bulk:{self.message_id}"
+
+
+MAX_CAMPAIGN_BATCH = 5000
+"""Recipients per campaign command: 5000 of the longest (64 + 64 characters) stay under NATS's
+default 1 MB message size."""
+
+CampaignId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="the caller's id of the campaign (idempotency key of its commands)",
+    ),
+]
+
+
+class CampaignRecipient(Value):
+    """One recipient of a campaign. ``account`` pins it to one account (a Telegram chat exists
+    only for the bot the user wrote to); without it the campaign sends through whichever of
+    its accounts has room, so the recipients spread over the accounts' combined rate."""
+
+    recipient: str = Field(min_length=1, max_length=64, description="chat id / phone / user")
+    account: str | None = Field(None, min_length=1, max_length=64)
+
+
+def _recipient_objects(value: Any) -> Any:
+    """Accept plain strings for recipients without a pinned account."""
+    if isinstance(value, list | tuple):
+        return [{"recipient": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+@register("outbound.campaign_start", 1)
+class StartCampaign(Command):
+    """Start a campaign: one content to many recipients through a pool of accounts, fanned
+    out at the highest rate the accounts' limits permit. ``recipients`` is batch 0; when more
+    follow (``final`` false), they come as ``outbound.campaign_recipients`` batches 1, 2, ...
+    (the CRM expands a segment this way and names it in ``segment``). Sends go through the
+    bulk lane unless ``priority`` says otherwise; progress and completion are
+    ``delivery.campaign_*`` events. Idempotent by ``campaign_id``."""
+
+    campaign_id: CampaignId
+    title: str | None = Field(None, max_length=200, description="for people reading reports")
+    channel: Channel
+    accounts: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        min_length=1, max_length=100, description="the pool of accounts recipients spread over"
+    )
+    content: OutContent
+    keyboard: Keyboard | None = None
+    priority: Priority = Priority.BULK
+    recipients: tuple[CampaignRecipient, ...] = Field(default=(), max_length=MAX_CAMPAIGN_BATCH)
+    final: bool = Field(True, description="no outbound.campaign_recipients batch follows")
+    expected_total: int | None = Field(
+        None, ge=0, description="all recipients, when known before the last batch (for ETA)"
+    )
+    segment: str | None = Field(None, description="the CRM segment the recipients came from")
+    not_before: datetime | None = Field(None, description="do not start sending before")
+    expires_at: datetime | None = Field(None, description="a send not made by then fails")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_recipients(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "recipients" in data:
+            data = {**data, "recipients": _recipient_objects(data["recipients"])}
+        return data
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.campaign_id,)
+
+    def ce_subject(self) -> str:
+        return self.campaign_id
+
+    def deterministic_id(self) -> str:
+        return f"campaign:{self.campaign_id}:start"
+
+
+@register("outbound.campaign_recipients", 1)
+class AddCampaignRecipients(Command):
+    """A further batch of a campaign's recipients (the start command is batch 0). Batches may
+    arrive in any order; each is stored once (idempotent by campaign and ``batch``), and the
+    campaign completes only after the ``final`` batch and every batch before it arrived."""
+
+    campaign_id: CampaignId
+    batch: int = Field(ge=1, description="1, 2, ...: the position of this batch")
+    recipients: tuple[CampaignRecipient, ...] = Field(min_length=1, max_length=MAX_CAMPAIGN_BATCH)
+    final: bool = Field(False, description="the last batch of the campaign")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_recipients(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "recipients" in data:
+            data = {**data, "recipients": _recipient_objects(data["recipients"])}
+        return data
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.campaign_id,)
+
+    def ce_subject(self) -> str:
+        return self.campaign_id
+
+    def deterministic_id(self) -> str:
+        return f"campaign:{self.campaign_id}:batch:{self.batch}"
+
+
+@register("outbound.campaign_control", 1)
+class ControlCampaign(Command):
+    """Pause, resume or cancel a campaign. A pause holds sends not yet made (a send already
+    at the provider completes); cancel is final: what is not sent by then is not sent, and the
+    completion event counts it as cancelled. Commands apply in the order they were published."""
+
+    campaign_id: CampaignId
+    action: Literal["pause", "resume", "cancel"]
+    reason: str | None = Field(None, max_length=500)
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.campaign_id,)
+
+    def ce_subject(self) -> str:
+        return self.campaign_id
+
+
+# -- SendPulse: email, SMS and address books ------------------------------------------------
+
+
+class EmailAddress(Value):
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str | None = Field(None, max_length=200)
+
+
+@register("outbound.email", 1)
+class SendEmail(Command):
+    """Send one transactional email through a SendPulse account (its SMTP API). Give ``html``
+    and/or ``text``, or a SendPulse ``template_id`` with its variables. ``message_id`` is the
+    idempotency key, as for chat sends; the outcome is ``delivery.dispatched`` /
+    ``delivery.dispatch_failed``."""
+
+    message_id: str = Field(min_length=1, max_length=200)
+    account: str = Field(min_length=1, description="the SendPulse account")
+    sender: EmailAddress
+    to: tuple[EmailAddress, ...] = Field(min_length=1, max_length=100)
+    subject_line: str | None = Field(None, max_length=998, description="the email's subject")
+    html: str | None = None
+    text: str | None = None
+    template_id: str | None = None
+    template_variables: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_body(self) -> Self:
+        if not (self.html or self.text or self.template_id):
+            raise ValueError("an email needs html, text or a template_id")
+        if not self.template_id and not self.subject_line:
+            raise ValueError("an email without a template needs a subject")
+        return self
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return ("sendpulse", self.account)
+
+    def ce_subject(self) -> str:
+        return self.message_id
+
+    def deterministic_id(self) -> str:
+        return f"email:{self.message_id}"
+
+
+@register("outbound.sms", 1)
+class SendSms(Command):
+    """Send one SMS text to one or more phones through a SendPulse account. Idempotent by
+    ``message_id``; the outcome is ``delivery.dispatched`` / ``delivery.dispatch_failed``."""
+
+    message_id: str = Field(min_length=1, max_length=200)
+    account: str = Field(min_length=1, description="the SendPulse account")
+    sender: str = Field(min_length=1, max_length=64, description="registered sender name")
+    phones: tuple[str, ...] = Field(min_length=1, max_length=1000)
+    body: str = Field(min_length=1)
+    transliterate: bool = False
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return ("sendpulse", self.account)
+
+    def ce_subject(self) -> str:
+        return self.message_id
+
+    def deterministic_id(self) -> str:
+        return f"sms:{self.message_id}"
+
+
+class BookContact(Value):
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    variables: dict[str, Any] = Field(default_factory=dict, description="name, phone, ...")
+
+
+@register("outbound.address_book_sync", 1)
+class SyncAddressBook(Command):
+    """Add contacts to (or update their variables in) a SendPulse address book. ``sync_id``
+    is the idempotency key; the outcome is ``delivery.dispatched`` /
+    ``delivery.dispatch_failed``."""
+
+    sync_id: str = Field(min_length=1, max_length=200)
+    account: str = Field(min_length=1, description="the SendPulse account")
+    address_book_id: str = Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")
+    contacts: tuple[BookContact, ...] = Field(min_length=1, max_length=1000)
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return ("sendpulse", self.account)
+
+    def ce_subject(self) -> str:
+        return self.sync_id
+
+    def deterministic_id(self) -> str:
+        return f"book:{self.sync_id}"

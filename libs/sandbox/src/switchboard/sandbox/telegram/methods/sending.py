@@ -140,3 +140,25 @@ async def send_media_group(call: Call) -> Any:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+@method("sendLocation")
+async def send_location(call: Call) -> Any:
+    """A point on the map: latitude in [-90, 90], longitude in [-180, 180] (Bot API rules)."""
+    params = call.params
+    if not params.has("chat_id"):
+        raise bad_request("chat_id is empty")
+    latitude, longitude = params.number("latitude"), params.number("longitude")
+    if latitude is None or longitude is None:
+        raise bad_request("latitude and longitude are required")
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise bad_request("wrong latitude or longitude")
+    markup = reply_markup(params)
+    chat = call.chat()
+    ensure_reachable(chat)
+    reply_to = reply_target(params, chat)
+    take_send_slot(call.state, call.bot, chat, call.now, params.boolean("allow_paid_broadcast"))
+    body: dict[str, Any] = {"location": {"latitude": latitude, "longitude": longitude}}
+    return new_message(
+        call.bot, chat, call.date, body, params=params, markup=markup, reply_to=reply_to
+    )

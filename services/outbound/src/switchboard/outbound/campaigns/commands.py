@@ -1,0 +1,161 @@
+"""The campaign commands (``outbound-campaigns`` durable): store recipient batches, record
+the start, apply pause / resume / cancel in the order they were published. Each handler is
+idempotent: a redelivered command leaves the state as it was."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+
+from switchboard.events import Envelope, decode_message
+from switchboard.events.catalog.delivery import CampaignStatusChanged
+from switchboard.events.catalog.outbound import (
+    AddCampaignRecipients,
+    ControlCampaign,
+    StartCampaign,
+)
+from switchboard.outbound.campaigns.state import CampaignState, CampaignStore
+from switchboard.outbound.campaigns.view import CampaignView
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class CampaignConflictError(PermanentError):
+    """The campaign id belongs to another workspace."""
+
+
+def _fresh(campaign_id: str, workspace: str) -> CampaignState:
+    return CampaignState(
+        campaign_id=campaign_id, workspace_id=workspace, created_at=datetime.now(UTC)
+    )
+
+
+def _own(state: CampaignState | None, campaign_id: str, workspace: str) -> CampaignState:
+    if state is None:
+        return _fresh(campaign_id, workspace)
+    if state.workspace_id != workspace:
+        raise CampaignConflictError(f"campaign {campaign_id!r} belongs to another workspace")
+    return state
+
+
+@dataclass
+class CampaignCommands:
+    bus: Bus
+    store: CampaignStore
+    view: CampaignView
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from None
+        cmd, env = decoded.model, decoded.envelope
+        seq = msg.metadata.sequence.stream
+        if isinstance(cmd, StartCampaign):
+            await self.start(cmd, env, seq)
+        elif isinstance(cmd, AddCampaignRecipients):
+            await self.add(cmd, env)
+        elif isinstance(cmd, ControlCampaign):
+            await self.control(cmd, env, seq)
+        else:
+            raise PermanentError(f"{cmd.name} is not a campaign command")
+        await msg.ack()
+
+    async def start(self, cmd: StartCampaign, env: Envelope, seq: int) -> None:
+        ws, cid = env.workspace_id, cmd.campaign_id
+        current = await self.store.state(cid)
+        _own(current, cid, ws)
+        stored = await self.store.put_batch(cid, 0, cmd.recipients)
+
+        def change(state: CampaignState | None) -> CampaignState | None:
+            state = _own(state, cid, ws)
+            if state.definition is not None and 0 in state.batches:
+                return None  # a redelivery or a retry: the first start stands
+            state.definition = cmd.model_dump(mode="json", exclude={"recipients"})
+            state.batches[0] = stored
+            if cmd.final and state.final_batch is None:
+                state.final_batch = 0
+            if state.status == "pending":
+                state.status = "running"
+                state.started_at = datetime.now(UTC)
+            return state
+
+        before, after = await self.store.update(cid, change)
+        await self._announce(before, after, env, seq, None)
+
+    async def add(self, cmd: AddCampaignRecipients, env: Envelope) -> None:
+        ws, cid = env.workspace_id, cmd.campaign_id
+        _own(await self.store.state(cid), cid, ws)
+        stored = await self.store.put_batch(cid, cmd.batch, cmd.recipients)
+
+        def change(state: CampaignState | None) -> CampaignState | None:
+            state = _own(state, cid, ws)
+            if state.batches.get(cmd.batch) == stored and (
+                not cmd.final or state.final_batch == cmd.batch
+            ):
+                return None
+            if state.status in ("completed",):
+                log.warning("recipients after the campaign completed", campaign=cid)
+                return None
+            state.batches[cmd.batch] = stored
+            if cmd.final:
+                state.final_batch = cmd.batch
+            return state
+
+        _, after = await self.store.update(cid, change)
+        if after is not None:
+            self.view.note(after)
+
+    async def control(self, cmd: ControlCampaign, env: Envelope, seq: int) -> None:
+        ws, cid = env.workspace_id, cmd.campaign_id
+
+        def change(state: CampaignState | None) -> CampaignState | None:
+            state = _own(state, cid, ws)
+            if state.status in ("cancelled", "completed") or seq <= state.status_seq:
+                return None  # final already, or an older command than the last one applied
+            if cmd.action == "pause":
+                target = "paused"
+            elif cmd.action == "resume":
+                target = "running" if state.definition is not None else "pending"
+            else:
+                target = "cancelled"
+            if target == state.status:
+                return None
+            state.status = target  # type: ignore[assignment]
+            state.status_seq = seq
+            state.reason = cmd.reason
+            return state
+
+        before, after = await self.store.update(cid, change)
+        await self._announce(before, after, env, seq, cmd.reason)
+
+    async def _announce(
+        self,
+        before: CampaignState | None,
+        after: CampaignState | None,
+        env: Envelope,
+        seq: int,
+        reason: str | None,
+    ) -> None:
+        if after is None:
+            return
+        self.view.note(after)
+        previous = before.status if before is not None else None
+        if after.status == previous or after.status not in ("running", "paused", "cancelled"):
+            return
+        await self.bus.publish(
+            CampaignStatusChanged(
+                campaign_id=after.campaign_id,
+                at=datetime.now(UTC),
+                status=after.status,
+                previous=previous,
+                reason=reason,
+                seq=seq,
+            ),
+            cause=env,
+        )

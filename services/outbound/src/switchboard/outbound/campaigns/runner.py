@@ -1,0 +1,394 @@
+"""Leading a campaign: one instance at a time (a lease in the ``leases`` bucket) fans the
+recipients out into the bulk lane, reports progress at a fixed cadence and announces the
+completion. Every other instance only sends.
+
+Fan-out is paced: each account gets at most ``lead_s`` seconds of its rate queued in the
+stream, so a pause takes effect within that, a cancel leaves little to fail, and the
+recipients flow to whichever accounts drain fastest (one account paused by a 429 or broken
+does not hold the others back). The cursor is saved after each published chunk; a new
+leader re-publishes from the saved cursor and JetStream's duplicate window (and the
+attempt records after it) drops what was already published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from switchboard.events.catalog.delivery import CampaignCompleted, CampaignProgress
+from switchboard.events.catalog.outbound import CampaignRecipient, SendBulk, StartCampaign
+from switchboard.events.ids import stable_hash
+from switchboard.outbound.campaigns.state import (
+    ACTIVE,
+    CampaignState,
+    CampaignStore,
+    Cursor,
+)
+from switchboard.outbound.campaigns.tally import Tally, left_by_account, tally
+from switchboard.outbound.campaigns.view import CampaignView
+from switchboard.outbound.limits import account_rate
+from switchboard.runtime.accounts import AccountCache
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class LeadershipLostError(Exception):
+    """Another instance leads the campaign now."""
+
+
+@dataclass
+class CampaignTiming:
+    tick_s: float = 0.2
+    lead_s: float = 3.0
+    progress_s: float = 5.0
+    lease_s: float = 6.0
+
+
+@dataclass
+class Lease:
+    """A single-owner lease: ``{"owner", "until"}`` under one key, taken and renewed with
+    compare-and-swap; free once ``until`` has passed (the bucket's TTL cleans up after)."""
+
+    kv: KeyValue
+    key: str
+    owner: str
+    duration: float
+    clock: Callable[[], float] = time.time
+    revision: int = 0
+    until: float = 0.0
+
+    async def _read(self) -> tuple[dict[str, object] | None, int]:
+        try:
+            entry = await self.kv.get(self.key)
+        except KeyNotFoundError:
+            return None, 0
+        return (orjson.loads(entry.value) if entry.value else None), entry.revision or 0
+
+    async def _write(self, revision: int) -> bool:
+        until = self.clock() + self.duration
+        data = orjson.dumps({"owner": self.owner, "until": until})
+        try:
+            self.revision = await self.kv.update(self.key, data, last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        self.until = until
+        return True
+
+    async def acquire(self) -> float:
+        """0 when taken, else when the current holder's lease ends."""
+        held, revision = await self._read()
+        if held is not None and held.get("owner") != self.owner:
+            until = float(held.get("until", 0.0))  # type: ignore[arg-type]
+            if until > self.clock():
+                return until
+        return 0.0 if await self._write(revision) else self.clock() + 0.5
+
+    async def renew(self) -> None:
+        if not await self._write(self.revision):
+            raise LeadershipLostError(self.key)
+
+    async def release(self) -> None:
+        data = orjson.dumps({"owner": self.owner, "until": 0})
+        with contextlib.suppress(Exception):
+            await self.kv.update(self.key, data, last=self.revision)
+
+
+@dataclass
+class CampaignRunner:
+    """The leader's loop for one campaign."""
+
+    bus: Bus
+    store: CampaignStore
+    view: CampaignView
+    accounts: AccountCache
+    lease: Lease
+    campaign_id: str
+    timing: CampaignTiming
+    clock: Callable[[], float] = time.time
+    cursor: Cursor = field(default_factory=Cursor)
+    cursor_revision: int = 0
+    _batch: tuple[int, list[CampaignRecipient]] | None = None
+    _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=2))
+    _last_tick: int = -1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.cursor, self.cursor_revision = await self.store.cursor(self.campaign_id)
+        while not stop.is_set():
+            if self.clock() > self.lease.until - self.timing.lease_s / 2:
+                await self.lease.renew()
+            state = await self.store.state(self.campaign_id)
+            if state is None or state.status not in ACTIVE:
+                return
+            self.view.note(state)
+            start = state.start()
+            left = await left_by_account(self.bus, self.campaign_id)
+            if state.status == "running" and start is not None and self._due(start):
+                await self.fan_out(state, start, left)
+                left = await left_by_account(self.bus, self.campaign_id)
+            # The failures (a few reads) only when they are reported or may end it.
+            if self._progress_due(state) or not sum(left.values()):
+                numbers = await tally(self.bus, self.store, state, self.cursor, left)
+                if await self._finished(state, numbers):
+                    return
+                await self._progress(state, start, numbers)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.timing.tick_s)
+
+    def _tick(self, state: CampaignState) -> int:
+        began = (state.started_at or state.created_at).timestamp()
+        return int(max(0.0, self.clock() - began) // self.timing.progress_s)
+
+    def _progress_due(self, state: CampaignState) -> bool:
+        return self._tick(state) > self._last_tick
+
+    def _due(self, start: StartCampaign) -> bool:
+        return start.not_before is None or datetime.now(UTC) >= start.not_before
+
+    # -- fan-out -------------------------------------------------------------------------
+
+    def _rate(self, start: StartCampaign, account: str) -> float:
+        found = self.accounts.get(start.channel, account)
+        return account_rate(found) if found is not None else 1.0
+
+    async def _recipient(self, state: CampaignState) -> tuple[int, int, CampaignRecipient] | None:
+        """The next recipient after the cursor, or None (done, or its batch not here yet)."""
+        while True:
+            n, p = self.cursor.batch, self.cursor.pos
+            if state.final_batch is not None and n > state.final_batch:
+                return None
+            if n not in state.batches:
+                return None
+            if self._batch is None or self._batch[0] != n:
+                self._batch = (n, await self.store.batch(self.campaign_id, n))
+            rows = self._batch[1]
+            if p < len(rows):
+                return n, p, rows[p]
+            self.cursor.batch, self.cursor.pos = n + 1, 0
+
+    async def fan_out(
+        self, state: CampaignState, start: StartCampaign, left: dict[str, int]
+    ) -> None:
+        pool = list(dict.fromkeys(start.accounts))
+        rates = {a: self._rate(start, a) for a in pool}
+        target = {a: max(5.0, rates[a] * self.timing.lead_s) for a in pool}
+        room = {a: target[a] - left.get(a, 0) for a in pool}
+        before = self.cursor.model_copy(deep=True)
+        batch: list[SendBulk] = []
+        while len(batch) < 2000:
+            found = await self._recipient(state)
+            if found is None:
+                break
+            n, p, who = found
+            if who.account is not None:
+                account = who.account
+                if account not in room:
+                    rates[account] = self._rate(start, account)
+                    target[account] = max(5.0, rates[account] * self.timing.lead_s)
+                    room[account] = target[account] - left.get(account, 0)
+                if room[account] <= 0:
+                    break  # its account is full: wait, in order
+            else:
+                account = max(pool, key=lambda a: room[a] / rates[a])
+                if room[account] <= 0:
+                    break
+            room[account] -= 1
+            batch.append(
+                SendBulk(
+                    message_id=f"{self.campaign_id}:{n}:{p}",
+                    channel=start.channel,
+                    account=account,
+                    recipient=who.recipient,
+                    content=start.content,
+                    keyboard=start.keyboard,
+                    priority=start.priority,
+                    expires_at=start.expires_at,
+                    campaign_id=self.campaign_id,
+                )
+            )
+            self.cursor.pos = p + 1
+            self.cursor.fanned += 1
+            self.cursor.by_account[account] = self.cursor.by_account.get(account, 0) + 1
+        if not batch:
+            if self.cursor != before:
+                await self._save_cursor()  # empty batches skipped over
+            return
+        for i in range(0, len(batch), 250):
+            chunk = batch[i : i + 250]
+            await asyncio.gather(
+                *(self.bus.publish(c, workspace_id=state.workspace_id) for c in chunk)
+            )
+        await self._save_cursor()
+
+    async def _save_cursor(self) -> None:
+        revision = await self.store.save_cursor(self.campaign_id, self.cursor, self.cursor_revision)
+        if revision is None:
+            raise LeadershipLostError(f"cursor of {self.campaign_id} written by another")
+        self.cursor_revision = revision
+
+    # -- progress and the end ------------------------------------------------------------
+
+    async def _progress(self, state: CampaignState, start: StartCampaign | None, t: Tally) -> None:
+        now = self.clock()
+        self._samples.append((now, t.sent + t.failed))
+        tick = self._tick(state)
+        if tick <= self._last_tick:
+            return
+        self._last_tick = tick
+        rate = self._rate_now(now)
+        if rate <= 0 and start is not None:
+            rate_for_eta = sum(self._rate(start, a) for a in set(start.accounts))
+        else:
+            rate_for_eta = rate
+        eta_s = t.remaining / rate_for_eta if rate_for_eta > 0 else None
+        await self.bus.publish(
+            CampaignProgress(
+                campaign_id=self.campaign_id,
+                at=datetime.now(UTC),
+                status=state.status,
+                total=t.total,
+                received=t.received,
+                queued=t.fanned,
+                sent=t.sent,
+                failed=t.failed,
+                remaining=t.remaining,
+                rate_per_s=round(rate, 2),
+                eta_s=None if eta_s is None else round(eta_s, 1),
+                eta=None if eta_s is None else datetime.now(UTC) + timedelta(seconds=eta_s),
+                tick=tick,
+            ),
+            workspace_id=state.workspace_id,
+        )
+
+    def _rate_now(self, now: float) -> float:
+        """Sends done per second since the previous progress event."""
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, done0), (t1, done1) = self._samples[-2], self._samples[-1]
+        return max(0.0, (done1 - done0) / (t1 - t0)) if t1 > t0 else 0.0
+
+    async def _finished(self, state: CampaignState, t: Tally) -> bool:
+        if t.left > 0:
+            return False
+        if state.status != "cancelled":
+            if t.total is None or self.cursor.fanned < t.total:
+                return False
+            if await self._recipient(state) is not None:
+                return False
+        outcome = "cancelled" if state.status == "cancelled" else "completed"
+        total = t.total if t.total is not None else t.received
+        began = state.started_at or state.created_at
+        now = datetime.now(UTC)
+        await self.bus.publish(
+            CampaignCompleted(
+                campaign_id=self.campaign_id,
+                at=now,
+                outcome=outcome,
+                total=total,
+                sent=t.sent,
+                failed=t.failed,
+                cancelled=max(0, total - t.sent - t.failed),
+                started_at=began,
+                duration_s=max(0.0, (now - began).total_seconds()),
+                failures=t.failures,
+            ),
+            workspace_id=state.workspace_id,
+        )
+        summary = {
+            "outcome": outcome,
+            "total": total,
+            "sent": t.sent,
+            "failed": t.failed,
+            "cancelled": max(0, total - t.sent - t.failed),
+        }
+
+        def complete(current: CampaignState | None) -> CampaignState | None:
+            if current is None or current.status == "completed":
+                return None
+            current.status = "completed"
+            current.completed_at = now
+            current.outcome = summary
+            return current
+
+        _, after = await self.store.update(self.campaign_id, complete)
+        if after is not None:
+            self.view.note(after)
+        log.info("campaign completed", campaign=self.campaign_id, **summary)
+        return True
+
+
+@dataclass
+class CampaignSupervisor:
+    """In every instance: finds active campaigns without a live leader and leads them."""
+
+    bus: Bus
+    store: CampaignStore
+    view: CampaignView
+    accounts: AccountCache
+    leases: KeyValue
+    timing: CampaignTiming
+    instance: str
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _next_try: dict[str, float] = field(default_factory=dict)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        owner = f"{self.instance}/{self.owner}"
+        try:
+            while not stop.is_set():
+                self.view.any_change.clear()
+                now = time.time()
+                for cid, state in list(self.view.states.items()):
+                    task = self.running.get(cid)
+                    if task is not None and not task.done():
+                        continue
+                    if state.status not in ACTIVE or self._next_try.get(cid, 0) > now:
+                        continue
+                    lease = Lease(
+                        self.leases,
+                        "outbound.campaign." + stable_hash(cid),
+                        owner,
+                        self.timing.lease_s,
+                    )
+                    try:
+                        busy_until = await lease.acquire()
+                    except Exception as exc:
+                        log.warning("campaign lease failed", campaign=cid, error=str(exc))
+                        continue
+                    if busy_until:
+                        self._next_try[cid] = busy_until
+                        continue
+                    runner = CampaignRunner(
+                        self.bus, self.store, self.view, self.accounts, lease, cid, self.timing
+                    )
+                    self.running[cid] = asyncio.create_task(self._lead(runner, stop), name=cid)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.view.any_change.wait(), 1.0)
+        finally:
+            tasks = [t for t in self.running.values() if not t.done()]
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
+
+    async def _lead(self, runner: CampaignRunner, stop: asyncio.Event) -> None:
+        cid = runner.campaign_id
+        log.info("leading campaign", campaign=cid)
+        try:
+            await runner.run(stop)
+        except LeadershipLostError:
+            log.info("campaign led elsewhere now", campaign=cid)
+        except Exception:
+            log.exception("campaign leader failed; another try soon", campaign=cid)
+            self._next_try[cid] = time.time() + 1.0
+        finally:
+            await runner.lease.release()

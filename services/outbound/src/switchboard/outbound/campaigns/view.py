@@ -1,0 +1,72 @@
+"""Every campaign's state, followed by a KV watch: senders ask it whether their campaign is
+paused or cancelled (no round trip per send), and the supervisor finds campaigns to lead."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from switchboard.outbound.campaigns.state import STATE_KEYS, CampaignState, CampaignStore
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class CampaignView:
+    store: CampaignStore
+    states: dict[str, CampaignState] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    any_change: asyncio.Event = field(default_factory=asyncio.Event)
+    _changes: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        watcher = await self.store.kv.watch(STATE_KEYS)
+        try:
+            while not stop.is_set():
+                try:
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                except Exception as exc:  # nats-py raises its own TimeoutError here
+                    if "timeout" in type(exc).__name__.lower():
+                        continue
+                    raise
+                if entry is None:
+                    self.ready.set()
+                    continue
+                if not entry.value or entry.operation in ("DEL", "PURGE"):
+                    continue
+                try:
+                    state = CampaignState.model_validate_json(entry.value)
+                except ValueError as exc:
+                    log.error("unreadable campaign state", key=entry.key, error=str(exc))
+                    continue
+                self.note(state)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def note(self, state: CampaignState) -> None:
+        """Take a state seen here first (a write of this instance) or from the watch."""
+        self.states[state.campaign_id] = state
+        self.any_change.set()
+        event = self._changes.pop(state.campaign_id, None)
+        if event is not None:
+            event.set()
+
+    def get(self, campaign_id: str) -> CampaignState | None:
+        return self.states.get(campaign_id)
+
+    # -- what a send asks (``sender.CampaignHooks``) -------------------------------------
+
+    def status(self, campaign_id: str) -> str | None:
+        state = self.states.get(campaign_id)
+        return None if state is None else state.status
+
+    async def changed(self, campaign_id: str, timeout: float) -> None:
+        event = self._changes.setdefault(campaign_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    async def record_failure(self, campaign_id: str, message_id: str, code: str) -> None:
+        await self.store.add_failure(campaign_id, message_id, code)

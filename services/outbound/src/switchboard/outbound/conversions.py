@@ -1,0 +1,308 @@
+"""Conversions to Meta's Conversions API (``outbound.conversion``, ``outbound-conversions``
+durable): idempotent by ``conversion_id`` (an attempt record like a send's), hashed by the
+CAPI client exactly as Meta's SDK does, and batched: conversions pending for the same pixel
+(and test code) within ``linger`` seconds go as one request of up to 1000 events.
+
+Outcomes are ``delivery.conversion_sent`` / ``delivery.conversion_failed`` (the chat
+delivery events name a chat channel, which a pixel is not). One invalid event makes Meta
+refuse the whole request, so a batch refused as a bad request is retried one event per
+request, and only the bad ones fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from nats.aio.msg import Msg
+
+from switchboard.events import Envelope, decode_message
+from switchboard.events.catalog.delivery import ConversionFailed, ConversionSent
+from switchboard.events.catalog.outbound import SendConversion
+from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.breaker import Breakers
+from switchboard.outbound.limits import account_key
+from switchboard.outbound.provider_accounts import provider_account
+from switchboard.outbound.providers.base import Failure, ProviderError
+from switchboard.outbound.providers.metacapi import (
+    GRAPH_API,
+    MAX_BATCH,
+    CapiClient,
+    CapiEvent,
+    CapiResult,
+)
+from switchboard.outbound.ratelimit import SharedLimiter
+from switchboard.outbound.sender import Phase, SendPolicy
+from switchboard.runtime.accounts import Account, AccountCache
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+PROVIDER = "metacapi"
+
+
+@dataclass(eq=False)
+class _Item:
+    cmd: SendConversion
+    env: Envelope
+    msg: Msg
+    record: Attempt
+    dropped: tuple[str, ...] = ()
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def capi_event(cmd: SendConversion) -> CapiEvent:
+    """The command as a CAPI event, user_data still plain (the client hashes it)."""
+    user = cmd.user_data.model_dump(mode="json", exclude_none=True)
+    user = {k: list(v) if isinstance(v, tuple) else v for k, v in user.items() if v not in ((), [])}
+    custom: dict[str, Any] = dict(cmd.custom_data)
+    if cmd.value is not None:
+        custom.update(value=cmd.value, currency=cmd.currency)
+    return CapiEvent(
+        event_name=cmd.event_name,
+        event_time=int(cmd.event_time.timestamp()),
+        action_source=cmd.action_source,
+        user_data=user,
+        event_id=cmd.event_id,
+        event_source_url=cmd.event_source_url,
+        custom_data=custom or None,
+    )
+
+
+def record_id(conversion_id: str) -> str:
+    return f"conversion:{conversion_id}"
+
+
+@dataclass
+class ConversionSender:
+    bus: Bus
+    accounts: AccountCache
+    attempts: Attempts
+    limiter: SharedLimiter
+    breakers: Breakers
+    http: httpx.AsyncClient
+    policy: SendPolicy
+    linger: float = 0.2
+    consumer: str = "outbound-conversions"
+    _queues: dict[tuple[str, str | None], list[_Item]] = field(default_factory=dict)
+    _flushers: dict[tuple[str, str | None], asyncio.Task[None]] = field(default_factory=dict)
+    _clients: dict[str, CapiClient] = field(default_factory=dict)
+
+    async def handle(self, msg: Msg, phase: Phase) -> None:
+        try:
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from None
+        cmd, env = decoded.model, decoded.envelope
+        if not isinstance(cmd, SendConversion):
+            raise PermanentError(f"{cmd.name} is not a conversion command")
+        first = Attempt(
+            message_id=record_id(cmd.conversion_id),
+            workspace_id=env.workspace_id,
+            channel=PROVIDER,
+            account=cmd.account,
+            recipient=cmd.event_name,
+        ).step("queued")
+        record, _ = await self.attempts.begin(first)
+        if record.done:
+            await msg.ack()
+            return
+        item = _Item(cmd, env, msg, record)
+        key = (cmd.account, cmd.test_event_code)
+        queue = self._queues.setdefault(key, [])
+        queue.append(item)
+        task = self._flushers.get(key)
+        if task is None or task.done():
+            self._flushers[key] = asyncio.get_running_loop().create_task(self._flush(key))
+        phase.calling = True  # batched with others: let it finish at a stop
+        await item.done
+
+    async def _flush(self, key: tuple[str, str | None]) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.sleep(self.linger)  # let the conversions pending for this pixel gather
+        queue = self._queues.get(key, [])
+        while queue:
+            items = queue[:MAX_BATCH]
+            del queue[:MAX_BATCH]
+            try:
+                await self._send(key[0], key[1], items)
+            except Exception as exc:
+                log.exception("conversion batch failed", pixel=key[0])
+                for item in items:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+
+    def _client(self, base_url: str) -> CapiClient:
+        if base_url not in self._clients:
+            self._clients[base_url] = CapiClient(self.http, base_url=base_url)
+        return self._clients[base_url]
+
+    async def _send(self, pixel: str, test_code: str | None, items: list[_Item]) -> None:
+        account = provider_account(self.accounts, PROVIDER, pixel)
+        if account is None or not account.secrets.get("access_token"):
+            for item in items:
+                await self._fail(item, f"no metacapi account {pixel}", "unknown_account", True)
+            return
+        breaker = self.breakers.get(PROVIDER, pixel)
+        allowed, wait = breaker.allow()
+        if not allowed:
+            for item in items:
+                await self._settle(item, item.msg.nak(delay=wait))
+            return
+        client = self._client(str(account.settings.get("api_base_url") or GRAPH_API))
+        result = CapiResult()
+        prepared = client.prepare([capi_event(i.cmd) for i in items], result)
+        stale = {p.index for p in result.skipped}
+        for problem in result.invalid:
+            items[problem.index].dropped += (problem.field,)
+        live = [item for i, item in enumerate(items) if i not in stale]
+        for i in sorted(stale):
+            await self._fail(items[i], "event_time is older than 7 days", "metacapi_stale", True)
+        if live:
+            await self._post(account, test_code, live, prepared)
+
+    async def _post(
+        self,
+        account: Account,
+        test_code: str | None,
+        items: list[_Item],
+        payloads: Sequence[dict[str, Any]],
+    ) -> None:
+        pixel, secrets, settings = account.id, account.secrets, account.settings
+        breaker = self.breakers.get(PROVIDER, pixel)
+        await self.limiter.wait(account_key(account, PROVIDER), (), (f"{PROVIDER}.{pixel}",))
+        client = self._client(str(settings.get("api_base_url") or GRAPH_API))
+        for item in items:
+            item.record = item.record.step(
+                "in_flight", attempts=item.record.attempts + 1, at=datetime.now(UTC)
+            )
+        try:
+            answer = await client.send_batch(
+                pixel,
+                secrets["access_token"],
+                payloads,
+                test_code,
+                app_secret=secrets.get("app_secret"),
+                graph_version=settings.get("graph_version"),
+            )
+        except ProviderError as err:
+            await self._on_error(err, account, test_code, items, payloads)
+            return
+        breaker.success()
+        trace = str(answer.get("fbtrace_id")) if answer.get("fbtrace_id") else None
+        await asyncio.gather(*(self._sent(item, trace, len(items)) for item in items))
+
+    async def _on_error(
+        self,
+        err: ProviderError,
+        account: Account,
+        test_code: str | None,
+        items: list[_Item],
+        payloads: Sequence[dict[str, Any]],
+    ) -> None:
+        pixel = account.id
+        breaker = self.breakers.get(PROVIDER, pixel)
+        if err.failure is Failure.RATE_LIMITED:
+            breaker.release()
+            wait = err.retry_after or 60.0
+            await self.limiter.pause(f"{PROVIDER}.{pixel}", wait)
+            for item in items:
+                item.record = item.record.step(
+                    "retrying", reason=str(err), attempts=item.record.attempts - 1
+                )
+                await self.attempts.put(item.record)
+                await self._settle(item, item.msg.nak(delay=wait))
+            return
+        if err.failure is Failure.RETRYABLE:
+            breaker.failure(str(err))
+            for item in items:
+                if item.record.attempts >= self.policy.max_attempts:
+                    reason = f"gave up after {item.record.attempts} attempts: {err.reason}"
+                    await self._fail(item, reason, err.code, False)
+                else:
+                    item.record = item.record.step("retrying", reason=str(err))
+                    await self.attempts.put(item.record)
+                    delay = self.policy.backoff(item.record.attempts)
+                    await self._settle(item, item.msg.nak(delay=delay))
+            return
+        breaker.success()  # Meta answered: the request is bad
+        if len(items) > 1:
+            # One bad event sinks the batch: send each alone, so only the bad ones fail.
+            for item, payload in zip(items, payloads, strict=True):
+                item.record = item.record.step("retrying", reason=str(err))
+                await self._post(account, test_code, [item], [payload])
+            return
+        await self._fail(items[0], err.reason, err.code, True)
+
+    async def _sent(self, item: _Item, trace: str | None, size: int) -> None:
+        item.record = item.record.step("sent", provider_message_id=trace or item.cmd.event_id)
+        await asyncio.gather(
+            self.attempts.put(item.record),
+            self.bus.publish(
+                ConversionSent(
+                    conversion_id=item.cmd.conversion_id,
+                    account=item.cmd.account,
+                    event_name=item.cmd.event_name,
+                    event_id=item.cmd.event_id,
+                    lead_id=item.cmd.lead_id,
+                    at=datetime.now(UTC),
+                    fbtrace_id=trace,
+                    batch_size=size,
+                    attempt=max(1, item.record.attempts),
+                    dropped_fields=item.dropped,
+                ),
+                cause=item.env,
+            ),
+        )
+        await self._settle(item, item.msg.ack())
+
+    async def _fail(self, item: _Item, reason: str, code: str, permanent: bool) -> None:
+        item.record = item.record.step("failed", reason=f"{code}: {reason}", error_code=code)
+        await asyncio.gather(
+            self.attempts.put(item.record),
+            self.bus.publish(
+                ConversionFailed(
+                    conversion_id=item.cmd.conversion_id,
+                    account=item.cmd.account,
+                    event_name=item.cmd.event_name,
+                    event_id=item.cmd.event_id,
+                    lead_id=item.cmd.lead_id,
+                    at=datetime.now(UTC),
+                    reason=reason,
+                    error_code=code,
+                    permanent=permanent,
+                    attempts=item.record.attempts,
+                ),
+                cause=item.env,
+            ),
+        )
+        meta = item.msg.metadata
+        await dead_letter(
+            self.bus,
+            subject=item.msg.subject,
+            headers=dict(item.msg.headers or {}),
+            body=item.msg.data,
+            reason=f"{code}: {reason}",
+            stream=meta.stream,
+            sequence=meta.sequence.stream,
+            consumer=self.consumer,
+            deliveries=meta.num_delivered,
+        )
+        await self._settle(item, item.msg.ack())
+
+    @staticmethod
+    async def _settle(item: _Item, settling: Any) -> None:
+        try:
+            await settling
+        finally:
+            if not item.done.done():
+                item.done.set_result(None)

@@ -1,0 +1,223 @@
+"""Provider commands that are not chat messages: SendPulse email, SMS and address-book sync
+(``outbound-dispatch`` durable). Same rules as a send: an attempt record per command id
+(done once), the account's shared rate limit and a 429 pause for every instance, a circuit
+breaker, retries as delayed redeliveries, and ``delivery.dispatched`` /
+``delivery.dispatch_failed`` (with a DLQ entry) as outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from switchboard.events import Envelope, decode_message
+from switchboard.events.catalog.delivery import Dispatched, DispatchFailed
+from switchboard.events.catalog.outbound import SendEmail, SendSms, SyncAddressBook
+from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.breaker import Breakers
+from switchboard.outbound.limits import account_key
+from switchboard.outbound.provider_accounts import provider_account
+from switchboard.outbound.providers.base import Failure, ProviderError
+from switchboard.outbound.providers.sendpulse import (
+    Address,
+    Contact,
+    Email,
+    SendPulseAccount,
+    SendPulseClient,
+    Sms,
+)
+from switchboard.outbound.ratelimit import SharedLimiter
+from switchboard.outbound.sender import Phase, SendPolicy
+from switchboard.runtime.accounts import Account, AccountCache
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.dlq import dead_letter
+
+PROVIDER = "sendpulse"
+Command = SendEmail | SendSms | SyncAddressBook
+
+
+def command_id(cmd: Command) -> str:
+    return cmd.sync_id if isinstance(cmd, SyncAddressBook) else cmd.message_id
+
+
+async def call(
+    client: SendPulseClient, account: Account, cmd: Command
+) -> tuple[str | None, dict[str, Any]]:
+    """One SendPulse call for ``cmd``: (provider id, details)."""
+    creds = SendPulseAccount.from_account(account)
+    if isinstance(cmd, SendEmail):
+        email = Email(
+            sender=Address(cmd.sender.email, cmd.sender.name),
+            to=[Address(a.email, a.name) for a in cmd.to],
+            subject=cmd.subject_line,
+            html=cmd.html,
+            text=cmd.text,
+            template_id=cmd.template_id,
+            template_variables=cmd.template_variables,
+        )
+        sent = await client.send_email(creds, email)
+        return sent.id or None, {}
+    if isinstance(cmd, SendSms):
+        sms = Sms(cmd.sender, list(cmd.phones), cmd.body, cmd.transliterate)
+        result = await client.send_sms(creds, sms)
+        detail = {"sends": result.sends} if result.sends is not None else {}
+        return (str(result.campaign_id) if result.campaign_id else None), detail
+    contacts = [Contact(c.email, c.variables) for c in cmd.contacts]
+    await client.add_to_address_book(creds, cmd.address_book_id, contacts)
+    return None, {"contacts": len(contacts)}
+
+
+@dataclass
+class ProviderCommands:
+    bus: Bus
+    accounts: AccountCache
+    attempts: Attempts
+    limiter: SharedLimiter
+    breakers: Breakers
+    client: SendPulseClient
+    policy: SendPolicy
+    consumer: str = "outbound-dispatch"
+
+    async def handle(self, msg: Msg, phase: Phase) -> None:
+        try:
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from None
+        cmd, env = decoded.model, decoded.envelope
+        if not isinstance(cmd, SendEmail | SendSms | SyncAddressBook):
+            raise PermanentError(f"{cmd.name} is not a SendPulse command")
+        first = Attempt(
+            message_id=f"{cmd.name}:{command_id(cmd)}",
+            workspace_id=env.workspace_id,
+            channel=PROVIDER,
+            account=cmd.account,
+            recipient=cmd.name,
+        ).step("queued")
+        record, _ = await self.attempts.begin(first)
+        if record.done:
+            await msg.ack()
+            return
+        account = provider_account(self.accounts, PROVIDER, cmd.account)
+        if account is None:
+            await self._fail(cmd, env, msg, record, f"no sendpulse account {cmd.account}",
+                             "unknown_account", permanent=True)  # fmt: skip
+            return
+        breaker = self.breakers.get(PROVIDER, cmd.account)
+        allowed, wait = breaker.allow()
+        if not allowed:
+            await msg.nak(delay=wait)
+            return
+        pause = f"{PROVIDER}.{cmd.account}"
+        key = account_key(account, PROVIDER)
+        await self.limiter.wait(key, (), (pause,))
+        phase.calling = True
+        record = record.step("in_flight", attempts=record.attempts + 1)
+        try:
+            async with asyncio.timeout(self.policy.call_timeout + 1):
+                provider_id, detail = await call(self.client, account, cmd)
+        except (TimeoutError, ProviderError) as exc:
+            err = (
+                exc
+                if isinstance(exc, ProviderError)
+                else ProviderError(Failure.RETRYABLE, "timeout", "provider call timed out")
+            )
+            await self._on_error(cmd, env, msg, record, err, pause, key)
+            return
+        breaker.success()
+        record = record.step("sent", provider_message_id=provider_id)
+        await asyncio.gather(
+            self.attempts.put(record),
+            self.bus.publish(
+                Dispatched(
+                    command=cmd.name,
+                    id=command_id(cmd),
+                    provider=PROVIDER,
+                    account=cmd.account,
+                    at=datetime.now(UTC),
+                    provider_id=provider_id,
+                    attempt=record.attempts,
+                    detail=detail,
+                ),
+                cause=env,
+            ),
+        )
+        await msg.ack()
+
+    async def _on_error(
+        self,
+        cmd: Command,
+        env: Envelope,
+        msg: Msg,
+        record: Attempt,
+        err: ProviderError,
+        pause: str,
+        key: Any,
+    ) -> None:
+        breaker = self.breakers.get(PROVIDER, cmd.account)
+        if err.failure is Failure.PERMANENT:
+            breaker.success()
+            await self._fail(cmd, env, msg, record, err.reason, err.code, permanent=True)
+            return
+        if err.failure is Failure.RATE_LIMITED:
+            breaker.release()
+            wait = err.retry_after or 1.0
+            await self.limiter.pause(pause, wait, key)
+            record = record.step("retrying", reason=str(err), attempts=record.attempts - 1)
+            await self.attempts.put(record)
+            await msg.nak(delay=wait)
+            return
+        breaker.failure(str(err))
+        if record.attempts >= self.policy.max_attempts:
+            reason = f"gave up after {record.attempts} attempts: {err.reason}"
+            await self._fail(cmd, env, msg, record, reason, err.code, permanent=False)
+            return
+        record = record.step("retrying", reason=f"{err.code}: {err.reason}")
+        await self.attempts.put(record)
+        await msg.nak(delay=self.policy.backoff(record.attempts))
+
+    async def _fail(
+        self,
+        cmd: Command,
+        env: Envelope,
+        msg: Msg,
+        record: Attempt,
+        reason: str,
+        code: str,
+        *,
+        permanent: bool,
+    ) -> None:
+        record = record.step("failed", reason=f"{code}: {reason}", error_code=code)
+        await asyncio.gather(
+            self.attempts.put(record),
+            self.bus.publish(
+                DispatchFailed(
+                    command=cmd.name,
+                    id=command_id(cmd),
+                    provider=PROVIDER,
+                    account=cmd.account,
+                    at=datetime.now(UTC),
+                    reason=reason,
+                    error_code=code,
+                    permanent=permanent,
+                    attempts=record.attempts,
+                ),
+                cause=env,
+            ),
+        )
+        meta = msg.metadata
+        await dead_letter(
+            self.bus,
+            subject=msg.subject,
+            headers=dict(msg.headers or {}),
+            body=msg.data,
+            reason=f"{code}: {reason}",
+            stream=meta.stream,
+            sequence=meta.sequence.stream,
+            consumer=self.consumer,
+            deliveries=meta.num_delivered,
+        )
+        await msg.ack()

@@ -1,0 +1,164 @@
+"""What happens to a send command once its fate is known: the attempt record, the
+``delivery.*`` (and ``conv.message_sent``) events, the DLQ entry, the campaign's failure
+count, and settling the command in the stream, in that order (nothing is acked before
+what it leads to is stored)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from nats.aio.msg import Msg
+
+from switchboard.events import Envelope
+from switchboard.events.base import Message
+from switchboard.events.catalog.common import Chat
+from switchboard.events.catalog.conv import MessageSent
+from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRetrying, DeliverySent
+from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, OutText, SendMessage
+from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.providers.base import Sent
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.dlq import dead_letter
+
+CANCELLED = "campaign_cancelled"
+
+
+class CampaignHooks(Protocol):
+    """What a campaign send needs from the campaigns (see ``campaigns.view``)."""
+
+    def status(self, campaign_id: str) -> str | None:
+        """running, paused, cancelled, completed, or None when unknown."""
+        ...
+
+    async def changed(self, campaign_id: str, timeout: float) -> None:
+        """Return when the campaign's state changes, or after ``timeout``."""
+        ...
+
+    async def record_failure(self, campaign_id: str, message_id: str, code: str) -> None:
+        """Count a failed send of the campaign (idempotent), before its command is acked."""
+        ...
+
+
+@dataclass
+class Outcome:
+    """One command being processed, and the ways it can end."""
+
+    bus: Bus
+    attempts: Attempts
+    campaigns: CampaignHooks | None
+    cmd: SendMessage
+    env: Envelope
+    msg: Msg
+    consumer: str
+
+    def base(self) -> dict[str, object]:
+        return {
+            "message_id": self.cmd.message_id,
+            "channel": self.cmd.channel,
+            "account": self.cmd.account,
+            "recipient": self.cmd.recipient,
+            "at": datetime.now(UTC),
+        }
+
+    async def announce(self, event: Message) -> None:
+        await self.bus.publish(event, cause=self.env)
+
+    async def sent(self, record: Attempt, sent: Sent, latency_ms: float) -> None:
+        cmd = self.cmd
+        record = record.step("sent", provider_message_id=sent.provider_message_id)
+        await asyncio.gather(
+            self.attempts.put(record),
+            self.announce(
+                DeliverySent(
+                    **self.base(),
+                    attempt=record.attempts,
+                    provider_message_id=sent.provider_message_id,
+                    latency_ms=round(latency_ms, 1),
+                    campaign_id=cmd.campaign_id,
+                )
+            ),
+            self.announce(
+                MessageSent(
+                    channel=cmd.channel,
+                    account=cmd.account,
+                    chat=Chat(id=cmd.recipient),
+                    message_id=cmd.message_id,
+                    provider_message_id=sent.provider_message_id,
+                    text=_text(cmd),
+                    content_kind=cmd.content.kind,
+                    sent_at=datetime.now(UTC),
+                    campaign_id=cmd.campaign_id,
+                )
+            ),
+        )
+        await self.msg.ack()
+
+    async def again(
+        self, record: Attempt, reason: str, code: str, delay: float, *, counted: bool = True
+    ) -> None:
+        """Another attempt in ``delay`` seconds (a rate limit's is not ``counted``)."""
+        if not counted:
+            record = record.model_copy(update={"attempts": record.attempts - 1})
+        record = record.step("retrying", reason=f"{code}: {reason}")
+        await asyncio.gather(
+            self.attempts.put(record),
+            self.announce(
+                DeliveryRetrying(
+                    **self.base(),
+                    attempt=max(record.attempts, 1),
+                    reason=reason,
+                    error_code=code,
+                    retry_at=datetime.now(UTC) + timedelta(seconds=delay),
+                    campaign_id=self.cmd.campaign_id,
+                )
+            ),
+        )
+        await self.msg.nak(delay=delay)
+
+    async def fail(
+        self, record: Attempt, reason: str, code: str, *, permanent: bool, dlq: bool = True
+    ) -> None:
+        record = record.step("failed", reason=f"{code}: {reason}", error_code=code)
+        await asyncio.gather(
+            self.attempts.put(record),
+            self.announce(
+                DeliveryFailed(
+                    **self.base(),
+                    reason=reason,
+                    error_code=code,
+                    permanent=permanent,
+                    attempts=record.attempts,
+                    campaign_id=self.cmd.campaign_id,
+                )
+            ),
+        )
+        if self.cmd.campaign_id and self.campaigns is not None:
+            await self.campaigns.record_failure(self.cmd.campaign_id, self.cmd.message_id, code)
+        if dlq:
+            meta = self.msg.metadata
+            await dead_letter(
+                self.bus,
+                subject=self.msg.subject,
+                headers=dict(self.msg.headers or {}),
+                body=self.msg.data,
+                reason=f"{code}: {reason}",
+                stream=meta.stream,
+                sequence=meta.sequence.stream,
+                consumer=self.consumer,
+                deliveries=meta.num_delivered,
+            )
+        await self.msg.ack()
+
+
+def _text(cmd: SendMessage) -> str | None:
+    content = cmd.content
+    if isinstance(content, OutText):
+        return content.text
+    if isinstance(content, OutMedia):
+        return content.caption
+    if isinstance(content, OutMediaGroup):
+        return next((i.caption for i in content.items if i.caption), None)
+    return None

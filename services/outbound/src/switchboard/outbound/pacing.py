@@ -1,0 +1,92 @@
+"""How late a send may have reached the provider, and how far that pushes the schedule.
+
+A provider counts a request when it handles it: somewhere between the moment the request
+left (``SendWindow.left_at``) and the moment the answer came back. The usual part of that
+round trip (the fastest of the account's recent ones) delays every send alike and brings
+none closer to another; what goes beyond it, plus any delay in leaving after
+the slot, may have brought this send closer to the sends of the next window than the slots
+were. The limiter's margin gives each window ``per * margin`` of room: half of it absorbs
+such delays unnoticed; a send later than that opens a gap of the excess where the next
+window's slots would start (``SharedLimiter.shift``), for every instance, so that window
+begins a full window after the moment the provider may have counted this send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter
+
+from switchboard.outbound.limits import SendLimits
+from switchboard.outbound.ratelimit import LimitKey, SharedLimiter
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+HELD = Counter(
+    "switchboard_outbound_late_sends_total",
+    "Sends the provider may have counted late enough to hold the next window back (pacing)",
+)
+
+
+@dataclass
+class RoundTrips:
+    """The recent round trips of each account's calls (a hint of this process only)."""
+
+    size: int = 64
+    recent: dict[str, deque[float]] = field(default_factory=dict)
+
+    def baseline(self, account: str, rtt: float) -> float:
+        """Note ``rtt`` and return the fastest of the recent round trips."""
+        seen = self.recent.setdefault(account, deque(maxlen=self.size))
+        seen.append(rtt)
+        return min(seen)
+
+
+def lateness(slot: float, left_at: float, answered_at: float, baseline: float) -> float:
+    """The latest the provider may have counted the send, after its slot."""
+    return max(0.0, left_at - slot) + max(0.0, answered_at - left_at - baseline)
+
+
+def push(key: LimitKey, late: float, margin: float) -> float:
+    """How far ``key``'s free slots must move for a send ``late`` after its slot (0: none).
+    Never more than a window: past that the next window is clear whatever happened."""
+    room = max(0.002, key.limit.per * margin / 2)
+    return min(key.limit.per, late - room) if late > room else 0.0
+
+
+@dataclass
+class Holds:
+    """Writes the holds of late sends, one write per key at a time, merging the holds that
+    come up meanwhile (under load many sends are late together, and a write per send would
+    add load where it hurts)."""
+
+    limiter: SharedLimiter
+    pending: dict[str, tuple[LimitKey, list[tuple[float, float]]]] = field(default_factory=dict)
+    writing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def note(self, limits: SendLimits, at: float, late: float, covered: float = 0.0) -> float:
+        """Hold back the next window after a send of ``at`` counted ``late`` (unless a hold
+        for ``covered`` was already noted); returns the lateness now covered."""
+        if late <= covered:
+            return covered
+        for key in (limits.account, limits.recipient):
+            if key is not None and (by := push(key, late, self.limiter.margin)) > 0:
+                HELD.inc()
+                self.pending.setdefault(key.name, (key, []))[1].append((at, by))
+                if key.name not in self.writing:
+                    task = asyncio.get_running_loop().create_task(self._write(key.name))
+                    self.writing[key.name] = task
+        return late
+
+    async def _write(self, name: str) -> None:
+        try:
+            while (found := self.pending.pop(name, None)) is not None:
+                key, late = found
+                try:
+                    await self.limiter.shift(key, late)
+                except Exception as exc:  # the bus is down: nothing can be sent either
+                    log.warning("holding later slots back failed", key=name, error=str(exc))
+        finally:
+            self.writing.pop(name, None)

@@ -1,0 +1,100 @@
+"""The campaign commands on a real JetStream KV: batches in any order, a retried start that
+keeps the batches already stored, controls applied in publish order, workspaces kept apart."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from switchboard.events import Envelope
+from switchboard.events.catalog.outbound import (
+    AddCampaignRecipients,
+    ControlCampaign,
+    StartCampaign,
+)
+from switchboard.outbound.campaigns.commands import CampaignCommands, CampaignConflictError
+from switchboard.outbound.campaigns.state import CampaignStore
+from switchboard.outbound.campaigns.view import CampaignView
+from switchboard.runtime.bus import Bus
+
+
+def env(workspace: str = "demo") -> Envelope:
+    return Envelope(
+        id="x", type="t", source="tests", time=datetime.now(UTC), workspace_id=workspace
+    )
+
+
+def start(recipients: list[Any], **changes: Any) -> StartCampaign:
+    data = {
+        "campaign_id": "c1",
+        "channel": "telegram",
+        "accounts": ["a", "b"],
+        "content": {"kind": "text", "text": "hi"},
+        "recipients": recipients,
+        "final": False,
+        **changes,
+    }
+    return StartCampaign.model_validate(data)
+
+
+@pytest.fixture
+async def commands(nats_url: str) -> AsyncIterator[CampaignCommands]:
+    bus = await Bus.connect(nats_url, name="t")
+    await bus.provision()
+    store = CampaignStore(await bus.kv("sends"))
+    yield CampaignCommands(bus, store, CampaignView(store))
+    await bus.close()
+
+
+async def test_batches_in_any_order_and_a_retried_start_keeps_what_is_stored(
+    commands: CampaignCommands,
+) -> None:
+    store = commands.store
+    last = AddCampaignRecipients(campaign_id="c1", batch=2, recipients=["7"], final=True)
+    await commands.add(last, env())
+    early = await store.state("c1")
+    assert early is not None
+    assert (early.status, early.total) == ("pending", None)  # no start yet
+    await commands.start(start(["1", {"recipient": "2", "account": "b"}, "3"]), env(), seq=10)
+    middle = AddCampaignRecipients(campaign_id="c1", batch=1, recipients=["4", "5"])
+    await commands.add(middle, env())
+    # the producer retries its start with a fresher expansion of its segment
+    await commands.start(start(["9", "8"], title="again"), env(), seq=11)
+    state = await store.state("c1")
+    assert state is not None
+    assert (state.status, state.total, state.received) == ("running", 6, 6)
+    assert [r.recipient for r in await store.batch("c1", 0)] == ["1", "2", "3"]
+    assert (await store.batch("c1", 0))[1].account == "b"
+    assert state.start() is not None
+    assert state.start().title is None  # type: ignore[union-attr]  # the first start stands
+
+
+async def test_controls_apply_in_publish_order_and_cancel_is_final(
+    commands: CampaignCommands,
+) -> None:
+    store = commands.store
+    await commands.control(ControlCampaign(campaign_id="c1", action="pause"), env(), seq=5)
+    await commands.start(start(["1"], final=True), env(), seq=3)  # published before the pause
+    state = await store.state("c1")
+    assert state is not None
+    assert state.status == "paused"
+    await commands.control(ControlCampaign(campaign_id="c1", action="resume"), env(), seq=4)
+    assert (await store.state("c1")).status == "paused"  # type: ignore[union-attr]  # older
+    await commands.control(ControlCampaign(campaign_id="c1", action="resume"), env(), seq=6)
+    assert (await store.state("c1")).status == "running"  # type: ignore[union-attr]
+    await commands.control(ControlCampaign(campaign_id="c1", action="cancel"), env(), seq=7)
+    await commands.control(ControlCampaign(campaign_id="c1", action="resume"), env(), seq=8)
+    assert (await store.state("c1")).status == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_a_campaign_id_belongs_to_one_workspace(commands: CampaignCommands) -> None:
+    await commands.start(start(["1"]), env("demo"), seq=1)
+    with pytest.raises(CampaignConflictError):
+        await commands.start(start(["2"]), env("other"), seq=2)
+    with pytest.raises(CampaignConflictError):
+        await commands.control(
+            ControlCampaign(campaign_id="c1", action="cancel"), env("other"), seq=3
+        )

@@ -1,0 +1,88 @@
+"""Pure logic of the send path: the limiter's key state and holds, how late a send may have
+been counted and how far that holds the next window back, a campaign's totals, and a
+conversion command as a Meta CAPI event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from switchboard.events.catalog.outbound import SendConversion
+from switchboard.outbound.campaigns.state import CampaignState
+from switchboard.outbound.conversions import capi_event
+from switchboard.outbound.pacing import RoundTrips, lateness, push
+from switchboard.outbound.ratelimit import Limit, LimitKey, _State
+
+
+def test_key_state_round_trips_and_drops_ended_holds() -> None:
+    state = _State(100.5, ((101.0, 101.2), (90.0, 90.5)))
+    again = _State.decode(state.encode(now=95.0))
+    assert again == _State(100.5, ((101.0, 101.2),))  # the hold that ended is gone
+    assert _State.decode(b"12.25") == _State(12.25)
+    assert _State.decode(None) == _State()
+
+
+def test_a_hold_moves_the_first_slot_that_reaches_it_and_only_that_one() -> None:
+    state = _State(0.0, ((10.0, 10.05), (10.0343, 10.064)))
+    assert state.apply(9.0, 0.017) == (9.0, state.holds)  # not reached yet
+    slot, left = state.apply(10.0, 0.017)
+    assert slot == 10.05  # the larger need of the holds it reaches
+    assert left == ((10.0343, 10.064),)
+    nxt, rest = _State(0.0, left).apply(slot + 0.0343, 0.017)
+    assert nxt == pytest.approx(10.0843)  # already later than the second hold asks
+    assert rest == ()
+
+
+def test_lateness_counts_leaving_late_and_an_unusually_slow_answer() -> None:
+    assert lateness(slot=10.0, left_at=10.004, answered_at=10.006, baseline=0.002) == (
+        pytest.approx(0.004)
+    )
+    # left on time, but the answer took 50 ms more than the fastest: maybe counted late
+    assert lateness(10.0, 10.0, 10.052, 0.002) == pytest.approx(0.050)
+    trips = RoundTrips(size=3)
+    assert [trips.baseline("bot", r) for r in (0.010, 0.004, 0.020, 0.030)] == [
+        0.010, 0.004, 0.004, 0.004
+    ]  # fmt: skip
+
+
+def test_push_is_the_excess_over_half_the_margin_and_at_most_a_window() -> None:
+    bot = LimitKey("bot", Limit(30))
+    assert push(bot, 0.010, margin=0.03) == 0.0  # within the 15 ms half-margin
+    assert push(bot, 0.040, margin=0.03) == pytest.approx(0.025)
+    assert push(bot, 5.0, margin=0.03) == 1.0  # a window clears whatever happened
+    group = LimitKey("group", Limit(20, 60))
+    assert push(group, 0.5, margin=0.03) == 0.0  # 0.9 s of room in a 60 s window
+
+
+def test_a_campaign_total_is_known_once_every_batch_to_the_final_one_arrived() -> None:
+    state = CampaignState(
+        campaign_id="c", workspace_id="w", created_at=datetime.now(UTC), batches={0: 5, 2: 7}
+    )
+    assert (state.received, state.total) == (12, None)
+    state.final_batch = 2
+    assert state.total is None  # batch 1 is missing
+    state.batches[1] = 3
+    assert state.total == 15
+
+
+def test_a_conversion_becomes_a_capi_event_with_plain_user_data() -> None:
+    cmd = SendConversion.model_validate(
+        {
+            "conversion_id": "x",
+            "account": "1",
+            "event_name": "Lead",
+            "event_time": "2026-11-20T12:00:00Z",
+            "event_id": "e",
+            "user_data": {"em": ["A@B.co"], "fn": "Ann", "external_id": ["c:1"]},
+            "value": 5,
+            "currency": "EUR",
+            "custom_data": {"source": "crm"},
+        }
+    )
+    event = capi_event(cmd).to_json()
+    assert event["event_time"] == int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
+    assert event["user_data"] == {"em": ["A@B.co"], "fn": "Ann", "external_id": ["c:1"]}
+    assert event["custom_data"] == {"source": "crm", "value": 5.0, "currency": "EUR"}
+    assert event["event_id"] == "e"
+    assert "event_source_url" not in event
