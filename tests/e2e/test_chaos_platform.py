@@ -27,9 +27,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 from tests.support.platform import ADMIN, Platform
 from tests.support.stack import API_KEY, register_bot
-from tests.support.streams import stream_messages
+from tests.support.streams import BUSY, stream_messages
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
@@ -127,6 +128,15 @@ async def _mtproto_active(http: httpx.AsyncClient, plat: Platform, n: int) -> bo
     return int((await _mtproto_log(http, plat))["active"]) == n  # type: ignore[call-overload]
 
 
+async def publish_patiently(bus: Bus, command: SendMessage) -> None:
+    """The test's own commands ask again while the cluster is too busy (same id: once)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(BUSY), stop=stop_after_delay(60), reraise=True
+    ):
+        with attempt:
+            await bus.publish(command, workspace_id="demo", timeout=15)
+
+
 class Traffic:
     """Inbound webhooks (sandbox users writing) and outbound replies, phase by phase."""
 
@@ -154,7 +164,8 @@ class Traffic:
             for _ in range(n):
                 i = len(self.sent_ids)
                 message_id = f"chaos-{i}"
-                await bus.publish(
+                await publish_patiently(
+                    bus,
                     SendMessage(
                         message_id=message_id,
                         channel=Channel.TELEGRAM,
@@ -162,7 +173,6 @@ class Traffic:
                         recipient=str(70_000 + i % 200),
                         content=OutText(text=message_id),
                     ),
-                    workspace_id="demo",
                 )
                 self.sent_ids.append(message_id)
                 await asyncio.sleep(0.02)

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from switchboard.events import Decoded, decode_message
 from switchboard.runtime.bus import Bus
 
+# What a replicated cluster answers while the machine is saturated: not a fault of what is
+# under test, so readers ask again.
+BUSY = (NatsTimeout, ServiceUnavailableError, NoRespondersError, TimeoutError)
+
 
 async def stream_messages(nats_url: str, stream: str, subject: str = ">") -> list[Decoded]:
-    """Every message of ``stream`` (matching ``subject``), decoded, in stream order."""
+    """Every message of ``stream`` (matching ``subject``), decoded, in stream order; asks
+    again for up to a minute while the cluster is too busy to answer."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(BUSY), stop=stop_after_delay(60), reraise=True
+    ):
+        with attempt:
+            return await _read_stream(nats_url, stream, subject)
+    raise AssertionError("unreachable")
+
+
+async def _read_stream(nats_url: str, stream: str, subject: str) -> list[Decoded]:
     bus = await Bus.connect(nats_url, name="test-reader")
     try:
         info = await bus.js.stream_info(stream)
