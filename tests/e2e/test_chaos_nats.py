@@ -48,6 +48,7 @@ def _process(module: str, name: str, tmp: Path, env: dict[str, str]) -> ServiceP
     )
 
 
+@pytest.mark.timeout(600)
 async def test_a_nats_node_dies_under_traffic_and_nothing_is_lost_or_doubled(
     cluster: NatsCluster, postgres_url: str, tmp_path: Path
 ) -> None:

@@ -183,6 +183,7 @@ class Traffic:
         return len(self.box.recorder.deliveries(provider="telegram"))
 
 
+@pytest.mark.timeout(900)  # eleven processes and a cluster to start and stop, besides the run
 async def test_the_platform_survives_kills_restarts_outages_and_duplicates(
     platform: tuple[Platform, Sandbox],
 ) -> None:

@@ -62,6 +62,7 @@ class Samples:
         return statistics.median(steady[-third:]) / statistics.median(steady[:third]) - 1
 
 
+@pytest.mark.timeout(int(SECONDS) + 300)
 async def test_memory_stays_flat_under_sustained_mixed_traffic(
     nats_url: str, postgres_url: str, tmp_path: Path
 ) -> None:

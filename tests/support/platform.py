@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,10 +94,20 @@ class Platform:
         self.postgres.start()
 
     def stop(self) -> None:
-        for instances in self.procs.values():
-            for proc in instances:
-                with contextlib.suppress(Exception):
-                    proc.stop(timeout=15)
+        """SIGTERM every instance at once (as a rollout would), then wait for them together;
+        whatever has not exited after 20 s is killed."""
+        procs = [p.proc for instances in self.procs.values() for p in instances if p.proc]
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
         if self.postgres is not None:
             with contextlib.suppress(Exception):
                 self.postgres.stop()
