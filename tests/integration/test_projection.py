@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ from nats.aio.msg import Msg
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, create_pool
 from switchboard.runtime.dlq import list_dead_letters
+from switchboard.runtime.embedded import EmbeddedPostgres
 from switchboard.runtime.projection import Projection
 from switchboard.runtime.testing import eventually
 
@@ -136,3 +138,120 @@ async def test_idle_polling_is_quiet_and_keeps_one_consumer(bus: Bus, pool: asyn
     assert proj.caught_up.is_set()
     proj.stop.set()
     await task
+
+
+async def test_a_consumer_deleted_under_it_is_recreated_at_the_checkpoint(
+    bus: Bus, pool: asyncpg.Pool
+) -> None:
+    """The ephemeral consumer can vanish (a NATS restart loses it, an operator deletes it):
+    the server answers the next pull with a status, and the projection resubscribes from
+    its own position, applying nothing twice and skipping nothing."""
+    for i in range(40):
+        await bus.publish_raw("conv.test.v1.x", f"e{i}".encode(), {"Nats-Msg-Id": f"d{i}"})
+    proj = _projection(bus, pool, batch=7)
+    task = asyncio.create_task(proj.run())
+    await eventually(lambda: _has(pool, 40), timeout=30, message="first events")
+    for info in await bus.js.consumers_info("CONV"):
+        await bus.js.delete_consumer("CONV", info.name)
+    for i in range(40, 90):
+        await bus.publish_raw("conv.test.v1.x", f"e{i}".encode(), {"Nats-Msg-Id": f"d{i}"})
+    await eventually(lambda: _has(pool, 90), timeout=30, message="events after the deletion")
+    proj.stop.set()
+    await task
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT seq FROM p.checkpoints WHERE projection='seen'") == 90
+    info = await bus.js.stream_info("CONV")
+    assert info.state.consumer_count == 0  # the projection cleaned up after itself
+
+
+async def test_postgres_restarts_under_traffic_lose_and_repeat_nothing(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """Postgres restarted three times (fast shutdown: in-flight queries get a FATAL, then
+    the connections drop) while events keep arriving: the projection resumes on its own
+    each time, and ``seen`` ends with every event exactly once (a second application would
+    violate its primary key; a skipped one would leave a gap)."""
+    pg = EmbeddedPostgres(tmp_path / "pg").start()
+    pool = await create_pool(pg.url, 10, schema="p")
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "CREATE SCHEMA p; CREATE TABLE p.seen (seq bigint PRIMARY KEY, body text)"
+            )
+        proj = _projection(bus, pool, batch=50)
+        proj.apply = _slow_apply  # so that a restart lands on a query in flight
+        task = asyncio.create_task(proj.run())
+        sent = 0
+
+        async def publish(n: int) -> None:
+            nonlocal sent
+            for _ in range(n):
+                await bus.publish_raw(
+                    "conv.test.v1.x", f"e{sent}".encode(), {"Nats-Msg-Id": f"r{sent}"}
+                )
+                sent += 1
+
+        for _round in range(3):
+            await publish(600)
+            target = sent - 400
+            await eventually(lambda t=target: _at_least(pool, t), timeout=60, message="progress")
+            pg.stop()
+            await publish(200)  # while Postgres is down
+            pg.start()
+        await publish(100)
+        total = sent
+        await eventually(lambda: _at_least(pool, total), timeout=60, message="resumed")
+        proj.stop.set()
+        await asyncio.wait_for(task, 30)
+        async with pool.acquire() as conn:
+            seqs = [r["seq"] for r in await conn.fetch("SELECT seq FROM p.seen ORDER BY seq")]
+        assert seqs == list(range(1, total + 1))
+        assert await list_dead_letters(bus) == []
+    finally:
+        await pool.close()
+        pg.stop()
+
+
+async def _slow_apply(conn: Conn, msgs: Sequence[Msg]) -> None:
+    await _apply(conn, msgs)
+    await conn.execute("SELECT pg_sleep(0.02)")
+
+
+async def _at_least(pool: asyncpg.Pool, n: int) -> bool:
+    try:
+        return await _count(pool) >= n
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+
+
+async def test_a_broken_connection_is_an_interruption_not_a_poison_event(
+    bus: Bus, pool: asyncpg.Pool
+) -> None:
+    """After a Postgres restart asyncpg can hand out a connection whose protocol is stuck
+    ("cannot switch to state 15; another operation is in progress", an InternalClientError)
+    or answer with the server's shutdown FATAL. Those say nothing about the event: it must
+    be applied once the database is back, never dead-lettered."""
+    for i in range(10):
+        await bus.publish_raw("conv.test.v1.x", f"e{i}".encode(), {"Nats-Msg-Id": f"b{i}"})
+    failures = [
+        asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+    ] * 3
+
+    async def flaky(conn: Conn, msgs: Sequence[Msg]) -> None:
+        if any(m.data == b"e4" for m in msgs) and failures:
+            raise failures.pop(0)
+        await _apply(conn, msgs)
+
+    proj = _projection(bus, pool, batch=3)
+    proj.apply = flaky
+    task = asyncio.create_task(proj.run())
+    try:
+        await eventually(lambda: _has(pool, 10), timeout=30, message="every event applied")
+    finally:
+        proj.stop.set()
+        await asyncio.wait_for(task, 30)
+    assert failures == []
+    assert await list_dead_letters(bus) == []
