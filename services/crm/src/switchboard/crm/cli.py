@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 
 from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.settings import ConfigError, load_settings
+
+
+def tune_gc_for_replay() -> None:
+    """Garbage collection for a process that replays a stream and exits.
+
+    Everything imported so far lives as long as the process: frozen, the collector's full
+    passes stop rescanning it. A replay allocates a few dozen objects per event and frees
+    nearly all of them by reference counting, so young-generation passes every 700
+    allocations were mostly wasted: every 50,000 keeps cycles collected at a fraction of
+    the cost (over a tenth of a replay's Python time went to the collector, measured).
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc)
         return 2
+    tune_gc_for_replay()
     asyncio.run(rebuild(settings, keep_old=args.keep_old))
     return 0
 

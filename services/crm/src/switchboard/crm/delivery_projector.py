@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from nats.aio.msg import Msg
 
-from switchboard.events import decode_message
+from switchboard.crm.decoding import decode_event
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
     DeliveryQueued,
@@ -23,26 +23,48 @@ SUBJECTS = ("delivery.>",)
 RANK = {"queued": 0, "retrying": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 
+RECEIPT_SQL = """
+INSERT INTO receipts VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (workspace_id, channel, account, provider_message_id, recipient)
+DO UPDATE SET status = EXCLUDED.status, rank = EXCLUDED.rank,
+    reason = EXCLUDED.reason, at = EXCLUDED.at
+WHERE (EXCLUDED.rank, EXCLUDED.at) > (receipts.rank, receipts.at)"""
+
+DELIVERY_SQL = """
+INSERT INTO deliveries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (workspace_id, message_id) DO UPDATE SET
+    status = CASE WHEN EXCLUDED.rank >= deliveries.rank
+                  THEN EXCLUDED.status ELSE deliveries.status END,
+    reason = CASE WHEN EXCLUDED.rank >= deliveries.rank
+                  THEN EXCLUDED.reason ELSE deliveries.reason END,
+    at = CASE WHEN EXCLUDED.rank >= deliveries.rank
+              THEN EXCLUDED.at ELSE deliveries.at END,
+    rank = GREATEST(EXCLUDED.rank, deliveries.rank),
+    provider_message_id = COALESCE(deliveries.provider_message_id,
+                                   EXCLUDED.provider_message_id)"""
+
+
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    """Each table's upserts in stream order, pipelined (one round trip per table): the two
+    tables never read each other, so only the order within each matters."""
+    receipts: list[tuple[object, ...]] = []
+    deliveries: list[tuple[object, ...]] = []
     for msg in msgs:
-        d = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-        ev, ws = d.model, d.envelope.workspace_id
+        d = decode_event(msg)
+        ev, ws = d.model, d.workspace_id
         if isinstance(ev, DeliveryReceipt):
-            await conn.execute(
-                """INSERT INTO receipts VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                   ON CONFLICT (workspace_id, channel, account, provider_message_id, recipient)
-                   DO UPDATE SET status = EXCLUDED.status, rank = EXCLUDED.rank,
-                       reason = EXCLUDED.reason, at = EXCLUDED.at
-                   WHERE (EXCLUDED.rank, EXCLUDED.at) > (receipts.rank, receipts.at)""",
-                ws,
-                ev.channel.value,
-                ev.account,
-                ev.provider_message_id,
-                ev.recipient,
-                ev.status,
-                RANK[ev.status],
-                ev.reason,
-                ev.at,
+            receipts.append(
+                (
+                    ws,
+                    ev.channel.value,
+                    ev.account,
+                    ev.provider_message_id,
+                    ev.recipient,
+                    ev.status,
+                    RANK[ev.status],
+                    ev.reason,
+                    ev.at,
+                )
             )
             continue
         if not isinstance(ev, DeliveryQueued | DeliveryRetrying | DeliverySent | DeliveryFailed):
@@ -57,26 +79,21 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
         elif isinstance(ev, DeliveryFailed):
             status, reason = "failed", ev.reason
         assert status is not None
-        await conn.execute(
-            """INSERT INTO deliveries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-               ON CONFLICT (workspace_id, message_id) DO UPDATE SET
-                   status = CASE WHEN EXCLUDED.rank >= deliveries.rank
-                                 THEN EXCLUDED.status ELSE deliveries.status END,
-                   reason = CASE WHEN EXCLUDED.rank >= deliveries.rank
-                                 THEN EXCLUDED.reason ELSE deliveries.reason END,
-                   at = CASE WHEN EXCLUDED.rank >= deliveries.rank
-                             THEN EXCLUDED.at ELSE deliveries.at END,
-                   rank = GREATEST(EXCLUDED.rank, deliveries.rank),
-                   provider_message_id = COALESCE(deliveries.provider_message_id,
-                                                  EXCLUDED.provider_message_id)""",
-            ws,
-            ev.message_id,
-            ev.channel.value,
-            ev.account,
-            ev.recipient,
-            status,
-            RANK[status],
-            reason,
-            provider_id,
-            ev.at,
+        deliveries.append(
+            (
+                ws,
+                ev.message_id,
+                ev.channel.value,
+                ev.account,
+                ev.recipient,
+                status,
+                RANK[status],
+                reason,
+                provider_id,
+                ev.at,
+            )
         )
+    if receipts:
+        await conn.executemany(RECEIPT_SQL, receipts)
+    if deliveries:
+        await conn.executemany(DELIVERY_SQL, deliveries)

@@ -1,5 +1,11 @@
 """The conversations projection (stream ``CONV``): conversations and messages, both sides,
-with edits and deletions applied and erased people's messages blanked on sight."""
+with edits and deletions applied and erased people's messages blanked on sight.
+
+Built for replay speed as much as for live traffic: ``prepare`` (run while the previous
+batch is in Postgres) decodes and turns every event into the row or change it makes, and
+``apply_prepared`` writes a batch with a handful of set-based or pipelined statements whose
+effect is exactly that of applying the events one by one, in stream order.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from nats.aio.msg import Msg
 
 from switchboard.crm import keys
+from switchboard.crm.decoding import decode_event
 from switchboard.crm.ids import conversation_id
-from switchboard.events import Decoded, decode_message
 from switchboard.events.catalog.conv import (
     CallbackReceived,
     Content,
@@ -23,11 +30,26 @@ from switchboard.events.catalog.conv import (
     MessageSent,
 )
 from switchboard.runtime.db import Conn
+from switchboard.runtime.projection import stream_seq
 
 PROJECTION = "conversations"
 STREAM = "CONV"
 SUBJECTS = ("conv.>",)
 ERASED_CONTENT = json.dumps({"kind": "erased"})
+# Indexes no statement of this projection needs: a rebuild into fresh tables creates them
+# once after the bulk load instead of maintaining them row by row (the full-text GIN index
+# above all). The unique indexes stay: they are what ON CONFLICT and the edits look up.
+DEFERRED_INDEXES = (
+    "messages_search",
+    "messages_by_conversation",
+    "messages_outbound",
+    "conversations_inbox",
+)
+
+# Conversation ids and erasure hashes are sha256 digests of a few strings, computed for
+# every event; the same few thousand chats recur all through a stream.
+_conversation_id = lru_cache(maxsize=65536)(conversation_id)
+_erased_hash = lru_cache(maxsize=65536)(keys.erased_identity_hash)
 
 
 def preview(content: Content) -> tuple[str | None, str]:
@@ -37,19 +59,141 @@ def preview(content: Content) -> tuple[str | None, str]:
 
 
 def _json(content: Content) -> str:
-    return json.dumps(content.model_dump(mode="json", exclude_none=True), sort_keys=True)
+    # For a jsonb column: key order and spacing do not survive parsing, so pydantic's own
+    # serializer does (several times faster than json.dumps of model_dump).
+    return content.model_dump_json(exclude_none=True)
 
 
-Prepared = list[tuple[int, Decoded]]
-Inserted = MessageReceived | MessageSent | CallbackReceived
+Key = tuple[str, str]  # (conversation id, provider message id)
+
+
+@dataclass(slots=True)
+class Row:
+    """A message row to insert (``cols`` in the INSERT's column order) with what its
+    conversation needs."""
+
+    cols: tuple[Any, ...]
+    key: Key
+    seq: int
+    erase_hash: str | None  # None for the business's own messages
+    channel: str
+    account: str
+    chat_id: str
+    chat_type: str
+    title: str | None
+    short: str | None
+
+    @property
+    def event_id(self) -> str:
+        return str(self.cols[0])
+
+    @property
+    def sent_at(self) -> datetime:
+        return self.cols[11]  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class Edit:
+    """An edit of an inbound message, as the parameters of ``EDIT_SQL``."""
+
+    key: Key
+    params: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Delete:
+    """Messages deleted in a conversation, as the parameters of ``DELETE_SQL``."""
+
+    keys: tuple[Key, ...]
+    params: tuple[Any, ...]
+
+
+Op = Row | Edit | Delete
+Prepared = list[Op]
 
 
 def prepare(msgs: Sequence[Msg]) -> Prepared:
-    """Decode a batch (CPU work, done while the previous batch is in Postgres)."""
-    return [
-        (m.metadata.sequence.stream, decode_message(m.subject, dict(m.headers or {}), m.data))
-        for m in msgs
-    ]
+    """Decode a batch and compute every row and change (CPU work, done while the previous
+    batch is in Postgres). Events this projection does not show are left out."""
+    out: Prepared = []
+    for m in msgs:
+        ev = decode_event(m)
+        op = _op(ev.id, ev.workspace_id, stream_seq(m), ev.model)
+        if op is not None:
+            out.append(op)
+    return out
+
+
+def _op(event_id: str, ws: str, seq: int, ev: Any) -> Op | None:
+    # Exact types, not isinstance: pydantic models' metaclass is an ABCMeta, whose
+    # isinstance check was measurable at one call per event kind per event.
+    kind = type(ev)
+    if kind is MessageReceived:
+        text, short = preview(ev.content)
+        return _inbound(
+            event_id, ws, seq, ev, ev.sent_at, ev.content.kind, text,
+            _json(ev.content), ev.reply_to, short, ev.provider.message_id,
+        )  # fmt: skip
+    if kind is MessageSent:
+        content = json.dumps({"kind": ev.content_kind, "text": ev.text}, sort_keys=True)
+        conv = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
+        key = (conv, ev.provider_message_id)
+        cols = (
+            event_id, conv, ws, "out", ev.provider_message_id, None, None, ev.content_kind,
+            ev.text, content, None, ev.sent_at, None, seq, ev.message_id,
+        )  # fmt: skip
+        short = (ev.text or f"[{ev.content_kind}]")[:200]
+        return Row(
+            cols, key, seq, None, ev.channel.value, ev.account, ev.chat.id,
+            ev.chat.type.value, ev.chat.title, short,
+        )  # fmt: skip
+    if kind is CallbackReceived:
+        # A pressed button is part of the conversation: a message of kind "callback".
+        content = json.dumps(
+            {"kind": "callback", "data": ev.data, "message_id": ev.message_id}, sort_keys=True
+        )
+        return _inbound(
+            event_id, ws, seq, ev, ev.received_at, "callback", ev.data, content,
+            ev.message_id, f"[button: {ev.data or ''}]"[:200], ev.provider.message_id,
+        )  # fmt: skip
+    if kind is MessageEdited:
+        conv = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
+        text, _ = preview(ev.content)
+        params = (
+            conv, ev.provider.message_id, text, _json(ev.content), ev.content.kind,
+            ev.edited_at, ERASED_CONTENT,
+        )  # fmt: skip
+        return Edit((conv, ev.provider.message_id), params)
+    if kind is MessageDeleted:
+        conv = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
+        ids = list(ev.message_ids)
+        return Delete(tuple((conv, i) for i in ids), (conv, ids, ev.deleted_at))
+    return None
+
+
+def _inbound(
+    event_id: str,
+    ws: str,
+    seq: int,
+    ev: MessageReceived | CallbackReceived,
+    sent_at: datetime,
+    kind: str,
+    text: str | None,
+    content: str,
+    reply_to: str | None,
+    short: str,
+    provider_id: str,
+) -> Row:
+    channel = ev.channel.value
+    conv = _conversation_id(ws, channel, ev.account, ev.chat.id)
+    cols = (
+        event_id, conv, ws, "in", provider_id, ev.sender.id, ev.sender.display_name, kind,
+        text, content, reply_to, sent_at, ev.received_at, seq, None,
+    )  # fmt: skip
+    return Row(
+        cols, (conv, provider_id), seq, _erased_hash(ws, channel, ev.sender.id), channel,
+        ev.account, ev.chat.id, ev.chat.type.value, ev.chat.title, short,
+    )  # fmt: skip
 
 
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
@@ -58,316 +202,251 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
 
 
 async def apply_prepared(conn: Conn, batch: Prepared) -> None:
-    """Apply a batch with the exact effect of applying its events one by one: new messages
-    are inserted in bulk, and an edit or deletion only forces the pending inserts out first
-    when it targets one of them (otherwise its order relative to them does not matter)."""
-    run: list[tuple[str, str, int, Inserted]] = []
-    pending: set[tuple[str, str]] = set()
-    for seq, decoded in batch:
-        model, ws = decoded.model, decoded.envelope.workspace_id
-        if isinstance(model, MessageReceived | MessageSent | CallbackReceived):
-            run.append((decoded.envelope.id, ws, seq, model))
-            conv = conversation_id(ws, model.channel.value, model.account, model.chat.id)
-            pending.add((conv, _provider_id(model)))
-            continue
-        if isinstance(model, MessageEdited | MessageDeleted):
-            conv = conversation_id(ws, model.channel.value, model.account, model.chat.id)
-            targets = (
-                {model.provider.message_id}
-                if isinstance(model, MessageEdited)
-                else set(model.message_ids)
-            )
-            if any((conv, t) in pending for t in targets):
-                await insert_messages(conn, run)
-                run, pending = [], set()
-            if isinstance(model, MessageEdited):
-                await _edited(conn, ws, model)
-            else:
-                await _deleted(conn, ws, model)
-    await insert_messages(conn, run)
+    """Apply a batch with the exact effect of applying its events one by one.
+
+    What one event does depends only on the earlier events of the same message (by
+    conversation and provider id; inserts also by event id), except the conversation's
+    summary, which depends on the order of its new messages. So the batch runs in rounds
+    (``schedule``): each round inserts its new messages with one statement and pipelines
+    its edits and deletions, and an event lands in a later round than any earlier event of
+    its message of the other kind. The conversations are updated once, from every insert
+    of the batch in stream order.
+    """
+    rounds = schedule(batch)
+    new: set[str] = set()
+    erased: set[str] = set()
+    waiting: list[Key] = []  # new inbound messages whose early edits are not applied yet
+    for i, (inserts, changes) in enumerate(rounds):
+        inserted, blanked = await insert_messages(conn, inserts)
+        new |= inserted
+        erased |= blanked
+        waiting += [r.key for r in inserts if r.erase_hash is not None and r.event_id in inserted]
+        if waiting and any(later for _, later in rounds[i + 1 :]):
+            # a later round may change these messages: their early edits come first
+            await conn.execute(PENDING_EDITS_SQL, *_keys(waiting), ERASED_CONTENT)
+            waiting = []
+        await _change(conn, changes)
+    # otherwise they go with the conversations' update (one round trip less per batch)
+    await _conversations(conn, [op for op in batch if isinstance(op, Row)], new, erased, waiting)
 
 
-@dataclass
-class _Row:
-    """One message row about to be inserted, with what its conversation needs."""
-
-    event_id: str
-    conv_id: str
-    ws: str
-    seq: int
-    ev: Inserted
-    sent_at: datetime
-    direction: str
-    sender_id: str | None
-    sender_name: str | None
-    kind: str
-    text: str | None
-    content: str
-    reply_to: str | None
-    received_at: Any
-    message_id: str | None
-    short: str | None
-    title: str | None
+def _keys(keys: list[Key]) -> tuple[list[str], list[str]]:
+    return [k[0] for k in keys], [k[1] for k in keys]
 
 
-async def insert_messages(conn: Conn, run: list[tuple[str, str, int, Inserted]]) -> None:
-    """Insert a run of new messages with a handful of set-based statements."""
-    if not run:
+Round = tuple[list[Row], list[Edit | Delete]]
+
+
+def schedule(batch: Prepared) -> list[Round]:
+    """The rounds of a batch: per message, its events keep their order, since one of the
+    other kind than the one before it goes to the next round, and within a round inserts
+    run before changes, each in stream order."""
+    rounds: list[Round] = []
+    last: dict[object, tuple[int, bool]] = {}  # message key -> (round, was an insert)
+    for op in batch:
+        insert = isinstance(op, Row)
+        if isinstance(op, Row):
+            touched: tuple[object, ...] = (op.key, op.event_id)
+        elif isinstance(op, Edit):
+            touched = (op.key,)
+        else:
+            touched = op.keys
+        level = 0
+        for key in touched:
+            seen = last.get(key)
+            if seen is not None:
+                level = max(level, seen[0] if seen[1] == insert else seen[0] + 1)
+        for key in touched:
+            last[key] = (level, insert)
+        while len(rounds) <= level:
+            rounds.append(([], []))
+        if isinstance(op, Row):
+            rounds[level][0].append(op)
+        else:
+            rounds[level][1].append(op)
+    return rounds
+
+
+# Messages of erased senders lose their personal data before they are written; the
+# statement also says which of the senders it saw were erased.
+INSERT_SQL = """
+WITH erased AS (
+    SELECT key_hash FROM erased_identities WHERE key_hash = ANY($16::text[])
+), inserted AS (
+    INSERT INTO messages (event_id, conversation_id, workspace_id, direction,
+        provider_message_id, sender_id, sender_name, kind, text, content, reply_to, sent_at,
+        received_at, stream_seq, message_id)
+    SELECT u.event_id, u.conversation_id, u.workspace_id, u.direction, u.provider_message_id,
+        u.sender_id, CASE WHEN e.key_hash IS NULL THEN u.sender_name END, u.kind,
+        CASE WHEN e.key_hash IS NULL THEN u.text END,
+        CASE WHEN e.key_hash IS NULL THEN u.content ELSE $17::jsonb END,
+        u.reply_to, u.sent_at, u.received_at, u.stream_seq, u.message_id
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::timestamptz[],
+        $13::timestamptz[], $14::bigint[], $15::text[], $16::text[])
+        AS u (event_id, conversation_id, workspace_id, direction, provider_message_id,
+              sender_id, sender_name, kind, text, content, reply_to, sent_at, received_at,
+              stream_seq, message_id, erase_hash)
+    LEFT JOIN erased e ON e.key_hash = u.erase_hash
+    ORDER BY u.stream_seq
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+SELECT event_id, NULL AS erased FROM inserted
+UNION ALL
+SELECT NULL, key_hash FROM erased"""
+
+# Edits that arrived before their message, for the inbound messages just inserted: the
+# latest one is applied, and all are forgotten.
+_PENDING_EDITS = """
+latest AS (
+    SELECT DISTINCT ON (p.conversation_id, p.provider_message_id)
+           p.conversation_id, p.provider_message_id, p.edited_at, p.kind, p.text, p.content
+    FROM pending_edits p
+    JOIN unnest(${keys}::text[], ${ids}::text[]) AS n (conversation_id, provider_message_id)
+      USING (conversation_id, provider_message_id)
+    ORDER BY p.conversation_id, p.provider_message_id, p.edited_at DESC
+), forgotten AS (
+    DELETE FROM pending_edits p USING latest l
+    WHERE p.conversation_id = l.conversation_id
+      AND p.provider_message_id = l.provider_message_id
+), edited AS (
+    UPDATE messages m SET text = l.text, content = l.content, kind = l.kind,
+        edited_at = l.edited_at
+    FROM latest l
+    WHERE m.conversation_id = l.conversation_id
+      AND m.provider_message_id = l.provider_message_id
+      AND m.direction = 'in' AND m.content <> ${erased}::jsonb
+)"""
+PENDING_EDITS_SQL = (
+    "WITH"
+    + _PENDING_EDITS.replace("${keys}", "$1").replace("${ids}", "$2").replace("${erased}", "$3")
+    + " SELECT count(*) FROM latest"
+)
+
+# The conversations' summaries, and (same statement) the last round's early edits.
+CONVERSATIONS_SQL = (
+    "WITH"
+    + _PENDING_EDITS.replace("${keys}", "$13").replace("${ids}", "$14")
+    + """
+INSERT INTO conversations AS c (id, workspace_id, channel, account, chat_id, chat_type, title,
+    first_message_at, last_message_at, message_count, last_preview, updated_seq)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bigint[])
+ON CONFLICT (id) DO UPDATE SET
+    title = COALESCE(EXCLUDED.title, c.title),
+    updated_seq = EXCLUDED.updated_seq,
+    message_count = c.message_count + EXCLUDED.message_count,
+    first_message_at = CASE WHEN EXCLUDED.message_count > 0
+        THEN LEAST(c.first_message_at, EXCLUDED.first_message_at)
+        ELSE c.first_message_at END,
+    last_preview = CASE WHEN EXCLUDED.message_count > 0
+                         AND EXCLUDED.last_message_at >= c.last_message_at
+        THEN EXCLUDED.last_preview ELSE c.last_preview END,
+    last_message_at = CASE WHEN EXCLUDED.message_count > 0
+        THEN GREATEST(c.last_message_at, EXCLUDED.last_message_at)
+        ELSE c.last_message_at END"""
+).replace("${erased}", "$15")
+
+# An edit applies to the inbound message unless it was deleted, erased or already edited
+# later; when that message is not there yet, it waits in pending_edits. (The EXISTS sees
+# the table as it was before the UPDATE, which changes no row's existence.) Customers edit
+# their own messages only: a reply of ours that shares the provider id is never touched.
+EDIT_SQL = """
+WITH updated AS (
+    UPDATE messages SET text = $3, content = $4::jsonb, kind = $5, edited_at = $6
+    WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in'
+      AND deleted_at IS NULL AND (edited_at IS NULL OR edited_at < $6)
+      AND content <> $7::jsonb
+)
+INSERT INTO pending_edits (conversation_id, provider_message_id, edited_at, kind, text,
+    content)
+SELECT $1, $2, $6, $5, $3, $4::jsonb
+WHERE NOT EXISTS (SELECT 1 FROM messages
+                  WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in')
+ON CONFLICT DO NOTHING"""
+
+DELETE_SQL = """
+UPDATE messages SET text = NULL, content = '{"kind": "deleted"}'::jsonb, deleted_at = $3
+WHERE conversation_id = $1 AND provider_message_id = ANY($2::text[]) AND deleted_at IS NULL"""
+
+
+async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[str]]:
+    """Insert a round's messages: (event ids that were new, erasure hashes among them)."""
+    if not rows:
+        return set(), set()
+    columns = [list(c) for c in zip(*(r.cols for r in rows), strict=True)]
+    columns.append([r.erase_hash for r in rows])
+    new, erased = set(), set()
+    for rec in await conn.fetch(INSERT_SQL, *columns, ERASED_CONTENT):
+        if rec["event_id"] is not None:
+            new.add(rec["event_id"])
+        else:
+            erased.add(rec["erased"])
+    return new, erased
+
+
+async def _conversations(
+    conn: Conn, rows: list[Row], new: set[str], erased: set[str], waiting: list[Key]
+) -> None:
+    """One upsert per conversation, with what one-by-one application would have done: the
+    row exists from its first event; counts, first/last times and the preview (latest by
+    sent_at, later events winning ties) change only for messages that were new; the last
+    non-null title wins. An erased sender's message brings no title or preview."""
+    if not rows:
         return
-    erased = await _erased_among(conn, run)
-    rows = [_row(event_id, ws, seq, ev, erased) for event_id, ws, seq, ev in run]
-    inserted = await conn.fetch(
-        """INSERT INTO messages (event_id, conversation_id, workspace_id, direction,
-               provider_message_id, sender_id, sender_name, kind, text, content, reply_to,
-               sent_at, received_at, stream_seq, message_id)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[],
-                                $11::text[], $12::timestamptz[], $13::timestamptz[],
-                                $14::bigint[], $15::text[])
-           ORDER BY 14
-           ON CONFLICT DO NOTHING
-           RETURNING event_id""",
-        [r.event_id for r in rows],
-        [r.conv_id for r in rows],
-        [r.ws for r in rows],
-        [r.direction for r in rows],
-        [_provider_id(r.ev) for r in rows],
-        [r.sender_id for r in rows],
-        [r.sender_name for r in rows],
-        [r.kind for r in rows],
-        [r.text for r in rows],
-        [r.content for r in rows],
-        [r.reply_to for r in rows],
-        [r.sent_at for r in rows],
-        [r.received_at for r in rows],
-        [r.seq for r in rows],
-        [r.message_id for r in rows],
-    )
-    new = {rec["event_id"] for rec in inserted}
-    # One upsert per conversation, with what one-by-one application would have done: the
-    # row exists from its first event; counts, first/last times and the preview (latest by
-    # sent_at, later events winning ties) change only for messages that were new; the last
-    # non-null title wins.
+    new = set(new)
     convs: dict[str, list[Any]] = {}
     for r in rows:
-        c = convs.setdefault(r.conv_id, [r, 0, r.sent_at, r.sent_at, r.short, None, r.seq])
+        conv = r.key[0]
+        blank = r.erase_hash in erased
+        title, short = (None, None) if blank else (r.title, r.short)
+        c = convs.get(conv)
+        if c is None:
+            c = convs[conv] = [r, 0, r.sent_at, r.sent_at, short, None, r.seq]
         c[6] = r.seq
-        if r.title is not None:
-            c[5] = r.title
+        if title is not None:
+            c[5] = title
         if r.event_id not in new:
             continue
         new.discard(r.event_id)  # a duplicate inside the batch counts once
+        sent_at = r.sent_at
         if c[1] == 0:
-            c[2], c[3], c[4] = r.sent_at, r.sent_at, r.short
+            c[2], c[3], c[4] = sent_at, sent_at, short
         else:
-            c[2] = min(c[2], r.sent_at)
-            if r.sent_at >= c[3]:
-                c[3], c[4] = r.sent_at, r.short
+            c[2] = min(c[2], sent_at)
+            if sent_at >= c[3]:
+                c[3], c[4] = sent_at, short
         c[1] += 1
     values = list(convs.values())
     await conn.execute(
-        """INSERT INTO conversations AS c (id, workspace_id, channel, account, chat_id,
-               chat_type, title, first_message_at, last_message_at, message_count,
-               last_preview, updated_seq)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                                $10::int[], $11::text[], $12::bigint[])
-           ON CONFLICT (id) DO UPDATE SET
-               title = COALESCE(EXCLUDED.title, c.title),
-               updated_seq = EXCLUDED.updated_seq,
-               message_count = c.message_count + EXCLUDED.message_count,
-               first_message_at = CASE WHEN EXCLUDED.message_count > 0
-                   THEN LEAST(c.first_message_at, EXCLUDED.first_message_at)
-                   ELSE c.first_message_at END,
-               last_preview = CASE WHEN EXCLUDED.message_count > 0
-                                    AND EXCLUDED.last_message_at >= c.last_message_at
-                   THEN EXCLUDED.last_preview ELSE c.last_preview END,
-               last_message_at = CASE WHEN EXCLUDED.message_count > 0
-                   THEN GREATEST(c.last_message_at, EXCLUDED.last_message_at)
-                   ELSE c.last_message_at END""",
-        [v[0].conv_id for v in values],
-        [v[0].ws for v in values],
-        [v[0].ev.channel.value for v in values],
-        [v[0].ev.account for v in values],
-        [v[0].ev.chat.id for v in values],
-        [v[0].ev.chat.type.value for v in values],
+        CONVERSATIONS_SQL,
+        list(convs),
+        [v[0].cols[2] for v in values],
+        [v[0].channel for v in values],
+        [v[0].account for v in values],
+        [v[0].chat_id for v in values],
+        [v[0].chat_type for v in values],
         [v[5] for v in values],
         [v[2] for v in values],
         [v[3] for v in values],
         [v[1] for v in values],
         [v[4] for v in values],
         [v[6] for v in values],
-    )
-    if any(v[1] for v in values) and await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM pending_edits)"
-    ):
-        for r in rows:
-            if convs[r.conv_id][1] and r.direction == "in":
-                await _apply_pending_edits(conn, r.conv_id, _provider_id(r.ev))
-
-
-def _provider_id(ev: Inserted) -> str:
-    return ev.provider_message_id if isinstance(ev, MessageSent) else ev.provider.message_id
-
-
-async def _erased_among(conn: Conn, run: list[tuple[str, str, int, Inserted]]) -> set[str]:
-    hashes = {
-        keys.erased_identity_hash(ws, ev.channel.value, ev.sender.id)
-        for _, ws, _, ev in run
-        if not isinstance(ev, MessageSent)
-    }
-    rows = await conn.fetch(
-        "SELECT key_hash FROM erased_identities WHERE key_hash = ANY($1::text[])", list(hashes)
-    )
-    return {r["key_hash"] for r in rows}
-
-
-def _row(event_id: str, ws: str, seq: int, ev: Inserted, erased: set[str]) -> _Row:
-    conv_id = conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
-    if isinstance(ev, MessageSent):
-        content = json.dumps({"kind": ev.content_kind, "text": ev.text}, sort_keys=True)
-        return _Row(
-            event_id,
-            conv_id,
-            ws,
-            seq,
-            ev,
-            ev.sent_at,
-            "out",
-            None,
-            None,
-            ev.content_kind,
-            ev.text,
-            content,
-            None,
-            None,
-            ev.message_id,
-            (ev.text or f"[{ev.content_kind}]")[:200],
-            ev.chat.title,
-        )
-    if isinstance(ev, CallbackReceived):
-        # A pressed button is part of the conversation: a message of kind "callback".
-        content = json.dumps(
-            {"kind": "callback", "data": ev.data, "message_id": ev.message_id}, sort_keys=True
-        )
-        row = _Row(
-            event_id,
-            conv_id,
-            ws,
-            seq,
-            ev,
-            ev.received_at,
-            "in",
-            ev.sender.id,
-            ev.sender.display_name,
-            "callback",
-            ev.data,
-            content,
-            ev.message_id,
-            ev.received_at,
-            None,
-            f"[button: {ev.data or ''}]"[:200],
-            ev.chat.title,
-        )
-    else:
-        text, preview_text = preview(ev.content)
-        row = _Row(
-            event_id,
-            conv_id,
-            ws,
-            seq,
-            ev,
-            ev.sent_at,
-            "in",
-            ev.sender.id,
-            ev.sender.display_name,
-            ev.content.kind,
-            text,
-            _json(ev.content),
-            ev.reply_to,
-            ev.received_at,
-            None,
-            preview_text,
-            ev.chat.title,
-        )
-    if keys.erased_identity_hash(ws, ev.channel.value, ev.sender.id) in erased:
-        row.text = row.short = row.sender_name = row.title = None
-        row.content = ERASED_CONTENT
-    return row
-
-
-async def _edited(conn: Conn, ws: str, ev: MessageEdited) -> None:
-    conv_id = conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
-    text, _ = preview(ev.content)
-    updated = await conn.fetchval(
-        """UPDATE messages SET text = $3, content = $4::jsonb, kind = $5, edited_at = $6
-           WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in'
-             AND deleted_at IS NULL AND (edited_at IS NULL OR edited_at < $6)
-             AND content <> $7::jsonb
-           RETURNING 1""",
-        conv_id,
-        ev.provider.message_id,
-        text,
-        _json(ev.content),
-        ev.content.kind,
-        ev.edited_at,
-        ERASED_CONTENT,
-    )
-    exists = updated or await conn.fetchval(
-        "SELECT 1 FROM messages WHERE conversation_id = $1 AND provider_message_id = $2",
-        conv_id,
-        ev.provider.message_id,
-    )
-    if not exists:  # the edit overtook its message: keep it until the message lands
-        await conn.execute(
-            """INSERT INTO pending_edits VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-               ON CONFLICT DO NOTHING""",
-            conv_id,
-            ev.provider.message_id,
-            ev.edited_at,
-            ev.content.kind,
-            text,
-            _json(ev.content),
-        )
-
-
-async def _apply_pending_edits(conn: Conn, conv_id: str, provider_message_id: str) -> None:
-    """Apply the latest edit that arrived before its message, then forget them all."""
-    edit = await conn.fetchrow(
-        """SELECT edited_at, kind, text, content FROM pending_edits
-           WHERE conversation_id = $1 AND provider_message_id = $2
-           ORDER BY edited_at DESC LIMIT 1""",
-        conv_id,
-        provider_message_id,
-    )
-    if edit is None:
-        return
-    await conn.execute(
-        "DELETE FROM pending_edits WHERE conversation_id = $1 AND provider_message_id = $2",
-        conv_id,
-        provider_message_id,
-    )
-    await conn.execute(
-        """UPDATE messages SET text = $3, content = $4::jsonb, kind = $5, edited_at = $6
-           WHERE conversation_id = $1 AND provider_message_id = $2 AND content <> $7::jsonb""",
-        conv_id,
-        provider_message_id,
-        edit["text"],
-        edit["content"],
-        edit["kind"],
-        edit["edited_at"],
+        *_keys(waiting),
         ERASED_CONTENT,
     )
 
 
-async def _deleted(conn: Conn, ws: str, ev: MessageDeleted) -> None:
-    conv_id = conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
-    await conn.execute(
-        """UPDATE messages SET text = NULL, content = '{"kind": "deleted"}'::jsonb,
-               deleted_at = $3
-           WHERE conversation_id = $1 AND provider_message_id = ANY($2::text[])
-             AND deleted_at IS NULL""",
-        conv_id,
-        list(ev.message_ids),
-        ev.deleted_at,
-    )
+async def _change(conn: Conn, changes: list[Edit | Delete]) -> None:
+    """Apply edits and deletions in order, each run of one kind as one pipelined call."""
+    start = 0
+    while start < len(changes):
+        kind = type(changes[start])
+        end = start
+        while end < len(changes) and type(changes[end]) is kind:
+            end += 1
+        await conn.executemany(
+            EDIT_SQL if kind is Edit else DELETE_SQL, [c.params for c in changes[start:end]]
+        )
+        start = end

@@ -18,6 +18,13 @@ class CrmSettings(DatabaseSettings):
         description="key=workspace[,key=workspace]: read API keys"
     )
     projection_batch: int = Field(500, ge=1, le=10_000)
+    rebuild_batch: int = Field(
+        10_000,
+        ge=1,
+        le=50_000,
+        description="events per transaction when replaying into fresh tables (a replay "
+        "updates each conversation once per batch, so larger batches write less)",
+    )
     lead_stages: Annotated[tuple[str, ...], NoDecode] = Field(
         ("new", "contacted", "qualified", "won", "lost"),
         description="comma-separated; the first is where new leads start",
