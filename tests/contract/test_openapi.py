@@ -44,3 +44,4 @@ def test_crm_documents_its_read_api() -> None:
     paths = create_crm(load_settings(CrmSettings)).openapi()["paths"]
     assert "/v1/conversations" in paths
     assert "/v1/conversations/{conversation_id}/messages" in paths
+    assert "422" in paths["/v1/campaigns"]["post"]["responses"]

@@ -49,6 +49,7 @@ from starlette.routing import Route
 from switchboard.analytics.app import create_app as create_analytics
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.crm.app import create_app as create_crm
+from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import (
@@ -285,14 +286,32 @@ async def test_services_run_on_their_generated_users(
             return "vip" in body.get("tags", [])
 
         await eventually(tagged, timeout=30, message="command applied through the bus")
+        # A campaign to a segment: expanded from the CRM's tables, handed to outbound.
+        campaign = await http.post(
+            f"{crm_url}/v1/campaigns",
+            headers=auth,
+            json={
+                "campaign_id": "cmp_perm",
+                "segment": {"channel": "telegram", "tags": ["vip"]},
+                "content": {"kind": "text", "text": "news"},
+            },
+        )
+        assert campaign.status_code == 202, campaign.text
+        assert campaign.json()["recipients"] == 1
         ready = [(await http.get(f"{u}/readyz")).status_code for u in (ingest_url, crm_url)]
         assert ready == [200, 200]
+
+    # `switchboard crm rebuild` as the crm user: ephemeral consumers, the swap.
+    report = await rebuild(load_settings(CrmSettings), log=lambda _line: None)
+    assert report.positions["conversations"] >= 1
+    assert report.schema_old is None
 
     assert _violations(log) == [], "\n".join(_violations(log))
 
     # NACK owns the durables: the services' own create requests must not have changed them.
     check = await Bus.connect(url, name="check", user="admin", password=passwords["admin"])
     try:
+        assert await _count(check, "OUTBOUND", "cmd.outbound.campaign_start.>") == 1
         for doc in _nack_consumers():
             spec = doc["spec"]
             info = await check.js.consumer_info(spec["streamName"], spec["durableName"])

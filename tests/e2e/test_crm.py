@@ -5,56 +5,29 @@ optimistic concurrency, workspace isolation, erasure."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from tests.support.conv import T0, deleted, edited, publish_all, received, sent
-from tests.support.stack import API_KEY, OTHER_KEY, service_env
+from tests.support.crm import AUTH, Crm, running_crm
+from tests.support.stack import OTHER_KEY
 
-from switchboard.crm.app import create_app
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
 from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 
 pytestmark = pytest.mark.e2e
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@dataclass
-class Crm:
-    url: str
-    http: httpx.AsyncClient
-    nats_url: str
-
-    async def get(self, path: str, **params: Any) -> Any:
-        r = await self.http.get(f"{self.url}{path}", headers=AUTH, params=params)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    async def until(self, path: str, check: Any, **params: Any) -> Any:
-        async def probe() -> Any:
-            body = await self.get(path, **params)
-            return body if check(body) else None
-
-        return await eventually(probe, timeout=20, message=f"{path} {params}")
 
 
 @pytest.fixture
 async def crm(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Crm]:
-    for key, value in service_env(nats_url, postgres_url).items():
-        monkeypatch.setenv(key, value)
-    async with (
-        serve_app(create_app(load_settings(CrmSettings))) as url,
-        httpx.AsyncClient(timeout=10) as http,
-    ):
-        yield Crm(url, http, nats_url)
+    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
+        yield crm
 
 
 async def test_same_phone_on_two_channels_is_one_contact(crm: Crm) -> None:

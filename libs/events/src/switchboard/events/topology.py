@@ -149,8 +149,15 @@ INGEST = ServiceTopology(
 
 CRM = ServiceTopology(
     name="crm",
-    description="contacts and leads (event-sourced in CRM), projections into Postgres",
-    publishes=("crm.>", "dlq.>"),
+    description="contacts and leads (event-sourced in CRM), projections into Postgres; "
+    "campaigns to a segment handed to outbound",
+    # A segment is expanded here (the CRM's tables) and sent by outbound as a campaign.
+    publishes=(
+        "crm.>",
+        "cmd.outbound.campaign_start.>",
+        "cmd.outbound.campaign_recipients.>",
+        "dlq.>",
+    ),
     durables=(
         Durable(
             stream="CONV",

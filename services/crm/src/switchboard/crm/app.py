@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -14,7 +15,15 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
-from switchboard.crm import commands, crm_projector, delivery_projector, projector, queries
+from switchboard.crm import (
+    campaigns,
+    commands,
+    crm_projector,
+    delivery_projector,
+    projector,
+    queries,
+)
+from switchboard.crm.campaigns import CampaignRequest
 from switchboard.crm.commands import Applied, RejectedError
 from switchboard.crm.resolver import Resolver
 from switchboard.crm.settings import CrmSettings
@@ -175,6 +184,7 @@ def create_app(settings: CrmSettings) -> ServiceApp:
     app.state.auth = ApiKeyAuth(settings.api_keys)
     _read_routes(app, ports)
     _command_routes(app, ports, settings)
+    _campaign_routes(app, ports, settings)
     return app
 
 
@@ -452,3 +462,25 @@ def _command_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSetting
     async def erase(contact_id: str, ws: Workspace) -> Response:
         cmd = EraseContact(contact_id=contact_id)
         return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+
+
+def _campaign_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
+    @app.post(
+        "/v1/campaigns",
+        tags=["campaigns"],
+        status_code=202,
+        responses={422: {"description": "invalid request, unknown stage or empty segment"}},
+        summary="Send one content to everyone in a segment (through outbound)",
+    )
+    async def campaign(ws: Workspace, body: Annotated[CampaignRequest, Body()]) -> Response:
+        stage = body.segment.stage
+        if stage is not None and stage not in settings.stages:
+            return error(
+                422, "unknown_stage", f"{stage!r} is not one of {', '.join(settings.stages)}"
+            )
+        async with ports["pool"].acquire() as conn:
+            try:
+                started = await campaigns.start_campaign(conn, ports["store"].bus, ws, body)
+            except campaigns.SegmentError as exc:
+                return error(422, exc.code, exc.message)
+        return JSONResponse(asdict(started), status_code=202)

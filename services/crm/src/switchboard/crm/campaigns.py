@@ -1,0 +1,213 @@
+"""Campaigns to a CRM segment: the segment is expanded from the projection into explicit
+recipients, each pinned to the account the person wrote to (a chat exists only for that
+bot or number), and handed to outbound as ``outbound.campaign_start`` (recipients batch 0)
+followed by ``outbound.campaign_recipients`` batches.
+
+The recipients are read from one snapshot (a repeatable-read transaction), so the count
+and the account pool in the start command match the batches that follow. Commands are
+idempotent by campaign id and batch number: a caller whose request failed half-way retries
+with the same ``campaign_id`` (the segment is expanded again; batches outbound already
+stored are kept as they were).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import (
+    MAX_CAMPAIGN_BATCH,
+    AddCampaignRecipients,
+    CampaignId,
+    CampaignRecipient,
+    Keyboard,
+    OutContent,
+    Priority,
+    StartCampaign,
+)
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.db import Conn
+
+MAX_ACCOUNTS = 100  # what one campaign's account pool may hold (outbound's limit)
+
+
+class Segment(BaseModel):
+    """Who gets the campaign: people with a private conversation on ``channel`` (and
+    ``account``), whose contact has every tag in ``tags`` and a lead matching ``stage`` and
+    ``assignee``, active since ``updated_since``. Erased people are never in a segment."""
+
+    model_config = ConfigDict(extra="forbid")
+    channel: Channel
+    account: str | None = Field(None, min_length=1, description="one account of the channel")
+    tags: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="the contact has all of them"
+    )
+    stage: str | None = Field(None, min_length=1, description="a lead of the contact is here")
+    assignee: str | None = Field(None, min_length=1, description="... and assigned to them")
+    updated_since: datetime | None = Field(
+        None, description="the conversation's last message is this recent"
+    )
+
+    def describe(self) -> str:
+        """The segment as outbound records it (``StartCampaign.segment``)."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True)
+
+
+class CampaignRequest(BaseModel):
+    """``POST /v1/campaigns``: one content to everyone in a segment."""
+
+    model_config = ConfigDict(extra="forbid")
+    campaign_id: CampaignId | None = Field(
+        None, description="your id for the campaign; retrying with it never sends twice"
+    )
+    title: str | None = Field(None, max_length=200)
+    segment: Segment
+    content: OutContent
+    keyboard: Keyboard | None = None
+    priority: Priority = Priority.BULK
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """What was handed to outbound."""
+
+    campaign_id: str
+    recipients: int
+    batches: int
+    accounts: list[str]
+
+
+class SegmentError(ValueError):
+    """The segment cannot make a campaign (nobody in it, too many accounts)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _where(ws: str, segment: Segment) -> tuple[str, list[Any]]:
+    """The segment as SQL over conversations ``c`` and the person's contact ``p``."""
+    args: list[Any] = [ws, segment.channel.value]
+    where = [
+        "c.workspace_id = $1",
+        "c.channel = $2",
+        "c.chat_type = 'private'",
+        "NOT p.erased",
+        "p.merged_into IS NULL",
+    ]
+
+    def add(clause: str, value: Any) -> None:
+        args.append(value)
+        where.append(clause.format(f"${len(args)}"))
+
+    if segment.account:
+        add("c.account = {}", segment.account)
+    if segment.updated_since:
+        add("c.last_message_at >= {}", segment.updated_since)
+    if segment.tags:
+        add("p.tags @> {}::text[]", sorted(set(segment.tags)))
+    if segment.stage or segment.assignee:
+        lead = ["l.workspace_id = $1", "l.contact_id = p.id"]
+        if segment.stage:
+            args.append(segment.stage)
+            lead.append(f"l.stage = ${len(args)}")
+        if segment.assignee:
+            args.append(segment.assignee)
+            lead.append(f"l.assignee = ${len(args)}")
+        where.append(f"EXISTS (SELECT 1 FROM leads l WHERE {' AND '.join(lead)})")
+    return " AND ".join(where), args
+
+
+# A conversation's person: its identity's contact, or the contact that one was merged into.
+_FROM = """FROM conversations c
+JOIN contact_identities i ON i.workspace_id = c.workspace_id AND i.channel = c.channel
+    AND i.external_id = c.chat_id
+JOIN contacts ic ON ic.id = i.contact_id
+JOIN contacts p ON p.id = COALESCE(ic.merged_into, ic.id)"""
+
+
+async def expand(
+    conn: Conn, ws: str, segment: Segment, chunk: int = MAX_CAMPAIGN_BATCH
+) -> tuple[int, list[str], AsyncIterator[list[CampaignRecipient]]]:
+    """(how many, which accounts, the recipients in chunks) of a segment, in a stable order.
+
+    Call inside a repeatable-read transaction: the count and the chunks come from the same
+    snapshot."""
+    where, args = _where(ws, segment)
+    row = await conn.fetchrow(
+        f"SELECT count(*) AS n, array_agg(DISTINCT c.account) AS accounts {_FROM} WHERE {where}",
+        *args,
+    )
+    assert row is not None
+    total, accounts = int(row["n"]), sorted(row["accounts"] or [])
+
+    async def chunks() -> AsyncIterator[list[CampaignRecipient]]:
+        batch: list[CampaignRecipient] = []
+        query = f"SELECT c.account, c.chat_id {_FROM} WHERE {where} ORDER BY c.account, c.chat_id"
+        async for rec in conn.cursor(query, *args, prefetch=chunk):
+            batch.append(CampaignRecipient(recipient=rec["chat_id"], account=rec["account"]))
+            if len(batch) == chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    return total, accounts, chunks()
+
+
+async def start_campaign(
+    conn: Conn, bus: Bus, ws: str, request: CampaignRequest, chunk: int = MAX_CAMPAIGN_BATCH
+) -> Started:
+    """Expand the segment and publish the campaign's start and recipient batches (each
+    stored by JetStream before the next is sent)."""
+    campaign_id = request.campaign_id or f"cmp_{uuid.uuid4().hex}"
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        total, accounts, chunks = await expand(conn, ws, request.segment, chunk)
+        if total == 0:
+            raise SegmentError("empty_segment", "nobody in the workspace matches the segment")
+        if len(accounts) > MAX_ACCOUNTS:
+            raise SegmentError(
+                "too_many_accounts",
+                f"the segment spans {len(accounts)} accounts; a campaign sends through at "
+                f"most {MAX_ACCOUNTS}: narrow it by account",
+            )
+        batches = -(-total // chunk)
+        number = 0
+        async for recipients in chunks:
+            final = number == batches - 1
+            if number == 0:
+                command: StartCampaign | AddCampaignRecipients = StartCampaign(
+                    campaign_id=campaign_id,
+                    title=request.title,
+                    channel=request.segment.channel,
+                    accounts=tuple(accounts),
+                    content=request.content,
+                    keyboard=request.keyboard,
+                    priority=request.priority,
+                    recipients=tuple(recipients),
+                    final=final,
+                    expected_total=total,
+                    segment=request.segment.describe(),
+                    not_before=request.not_before,
+                    expires_at=request.expires_at,
+                )
+            else:
+                command = AddCampaignRecipients(
+                    campaign_id=campaign_id,
+                    batch=number,
+                    recipients=tuple(recipients),
+                    final=final,
+                )
+            await bus.publish(command, workspace_id=ws)
+            number += 1
+    return Started(campaign_id, total, batches, accounts)
