@@ -15,6 +15,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,15 @@ LONG_SUITE: tuple[tuple[str, dict[str, str], list[str]], ...] = (
     ),
     ("soak", {"SOAK_SECONDS": "600"}, ["tests/e2e/test_soak.py"]),
 )
-SUMMARY = re.compile(r"^(chaos|soak) ")
+# A test's result line, after whatever pytest -q printed on the same line before it (the
+# progress dots of the tests that ran first).
+SUMMARY = re.compile(r"^[.sxFE]*((?:chaos|soak) .*)$")
+
+
+def summaries(lines: list[str]) -> list[str]:
+    """The result lines the long tests printed, in order."""
+    found = (SUMMARY.match(line.strip()) for line in lines)
+    return [m.group(1) for m in found if m]
 
 
 @dataclass
@@ -80,11 +89,15 @@ def run_long(name: str, env: dict[str, str], tests: list[str]) -> LongRun:
         capture_output=True,
         text=True,
     )  # fmt: skip
+    # The whole output stays on disk: the page only keeps the summaries and a failure's tail.
+    log = Path(tempfile.gettempdir()) / f"switchboard-long-{name}.log"
+    log.write_text(proc.stdout + proc.stderr)
+    print(f"full output: {log}", flush=True)
     lines = proc.stdout.splitlines()
     return LongRun(
         name=name,
         env=env,
-        summaries=[line.strip() for line in lines if SUMMARY.match(line.strip())],
+        summaries=summaries(lines),
         seconds=time.perf_counter() - start,
         passed=proc.returncode == 0,
         tail="\n".join(lines[-15:]),

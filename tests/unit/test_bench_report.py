@@ -53,3 +53,20 @@ def test_the_long_suite_section_shows_summaries_and_failures() -> None:
     assert "- soak 600s memory: {...}" in page
     assert "### chaos: FAILED" in page
     assert "E   AssertionError: x" in page
+
+
+def test_summaries_are_found_after_pytest_progress_dots() -> None:
+    """With -q -s, a test's printed line follows the dots of the tests before it: the
+    platform chaos line came out as ".chaos platform: ..." and was missed."""
+    lines = [
+        "chaos nats: node n1 killed under traffic; webhooks=3000",
+        ".chaos platform: webhooks=2400 (each once in CONV, CRM, analytics)",
+        ".",
+        "2 passed in 600.0s",
+        "soak 600s memory: {}",
+    ]
+    assert report.summaries(lines) == [
+        "chaos nats: node n1 killed under traffic; webhooks=3000",
+        "chaos platform: webhooks=2400 (each once in CONV, CRM, analytics)",
+        "soak 600s memory: {}",
+    ]
