@@ -27,7 +27,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
-from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, die_with_parent, free_port
 from switchboard.runtime.settings import parse_keyring
 
 # Dev defaults (a contract: the README and the checks use them).
@@ -88,7 +88,9 @@ class Stack:
         logs = self.data / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = (logs / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[name] = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+        )
 
     def stop(self) -> None:
         for proc in self.procs.values():

@@ -9,6 +9,7 @@ this drives the bundled ``initdb``/``postgres`` binaries directly.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import pwd
@@ -19,8 +20,32 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child receive ``sig`` when its parent dies (Linux).
+
+    A test run or ``switchboard up`` stopped with SIGKILL (a CI timeout, an OOM kill) runs no
+    cleanup at all, and its servers and services would keep running, holding ports and
+    memory. Written with ctypes: the two PyPI packages that wrap this one prctl call are
+    unmaintained, and it is one call. None elsewhere (the caller passes it as is).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call: nobody will signal
+            os.kill(os.getpid(), sig)
+
+    return arm
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -96,7 +121,9 @@ class EmbeddedNats:
         conf_path.write_text("\n".join(conf) + "\n")
         args = [_nats_binary(), "-c", str(conf_path)]
         log = (self.data_dir / "nats.log").open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+        )
         wait_for_port(self.host, self.port, timeout, self.proc)
         return self
 
@@ -213,6 +240,8 @@ class EmbeddedPostgres:
             stdout=log,
             stderr=subprocess.STDOUT,
             user=os_user,
+            # immediate shutdown: whoever would read the data is gone
+            preexec_fn=die_with_parent(signal.SIGQUIT),
         )
         wait_for_port(self.host, self.port, timeout, self.proc)
         return self

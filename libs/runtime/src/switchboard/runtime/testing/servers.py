@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
-from switchboard.runtime.embedded import free_port
+from switchboard.runtime.embedded import die_with_parent, free_port
 
 T = TypeVar("T")
 
@@ -85,7 +85,11 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),
         )
         self.starts += 1
         return self
