@@ -26,6 +26,10 @@ class JetStreamPublisher(Protocol):
 async def publish(
     js: JetStreamPublisher, model: Message, *, source: str, timeout: float = 5.0, **envelope: Any
 ) -> Any:
-    """Encode and publish ``model``, waiting for the JetStream ack (returns the PubAck)."""
+    """Encode and publish ``model``, waiting for the JetStream ack (returns the PubAck).
+
+    Publishing one event id twice at once on a replicated stream gets a 409 (err_code 10158,
+    "duplicate message id is in process") for the later one: ask again a moment later, as
+    ``switchboard.runtime.bus.Bus`` does, and the answer is a duplicate ack."""
     enc = encode(model, source=source, **envelope)
     return await js.publish(enc.subject, enc.body, timeout=timeout, headers=enc.headers)

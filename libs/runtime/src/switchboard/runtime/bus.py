@@ -19,10 +19,11 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from tenacity import (
     AsyncRetrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential_jitter,
@@ -37,6 +38,16 @@ log = get_logger(__name__)
 
 # Answers a JetStream cluster gives while it is busy electing or placing replicas.
 _TRANSIENT = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError, asyncio.TimeoutError)
+
+# A replicated stream answers a publish whose Nats-Msg-Id is being stored by another publish
+# right now with this (a 409). Asked again a moment later, it says "duplicate" with the
+# first one's sequence, or stores it if that first publish failed after all.
+_ID_IN_PROCESS = 10158
+
+
+def _id_in_process(exc: BaseException) -> bool:
+    return isinstance(exc, APIError) and exc.err_code == _ID_IN_PROCESS
+
 
 _RETENTION = {
     Retention.LIMITS: RetentionPolicy.LIMITS,
@@ -187,13 +198,29 @@ class Bus:
             hdrs.update(headers)
         with produce_span(f"publish {model.name}", **{"messaging.destination": enc.subject}):
             inject_headers(hdrs)
-            return await self.js.publish(enc.subject, enc.body, timeout=timeout, headers=hdrs)
+            return await self._store(enc.subject, enc.body, hdrs, timeout)
 
     async def publish_raw(
         self, subject: str, body: bytes, headers: dict[str, str], timeout: float = 5.0
     ) -> PubAck:
         """Publish bytes with headers as given (``Nats-Msg-Id`` must already be set)."""
-        return await self.js.publish(subject, body, timeout=timeout, headers=headers)
+        return await self._store(subject, body, headers, timeout)
+
+    async def _store(
+        self, subject: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> PubAck:
+        """``js.publish``, asking again while another publish of the same id is in process
+        (duplicates racing each other must all be answered as stored)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_id_in_process),
+            wait=wait_exponential_jitter(multiplier=0.005, max=0.5, jitter=0.01),
+            stop=stop_after_delay(timeout),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self.js.publish(subject, body, timeout=timeout, headers=headers)
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def ready(self, timeout: float = 2.0) -> bool:
         """True when connected and JetStream answers (used by ``/readyz``)."""
