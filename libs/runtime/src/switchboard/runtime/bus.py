@@ -211,6 +211,13 @@ class Bus:
     ) -> PubAck:
         """``js.publish``, asking again while another publish of the same id is in process
         (duplicates racing each other must all be answered as stored)."""
+        # The retrying machinery only when needed: set up for every publish, it cost ingest
+        # a third of its webhooks/s (5.5k against 8.6k, bench_ingest).
+        try:
+            return await self.js.publish(subject, body, timeout=timeout, headers=headers)
+        except APIError as exc:
+            if not _id_in_process(exc):
+                raise
         retrying = AsyncRetrying(
             retry=retry_if_exception(_id_in_process),
             wait=wait_exponential_jitter(multiplier=0.005, max=0.5, jitter=0.01),
