@@ -239,11 +239,12 @@ async def test_the_platform_survives_kills_restarts_outages_and_duplicates(
 
         async def post(g: object) -> int:
             bot_id = g.bot_id  # type: ignore[attr-defined]
+            account = account_of[bot_id]
             async with in_flight:
                 r = await http.post(
-                    f"{plat.url('ingest', ingest_of[bot_id])}/webhooks/telegram/{account_of[bot_id]}",
+                    f"{plat.url('ingest', ingest_of[bot_id])}/webhooks/telegram/{account}",
                     json=g.update,  # type: ignore[attr-defined]
-                    headers={"X-Telegram-Bot-Api-Secret-Token": secrets[account_of[bot_id]] or ""},
+                    headers={"X-Telegram-Bot-Api-Secret-Token": secrets[account] or ""},
                 )
             return r.status_code
 
