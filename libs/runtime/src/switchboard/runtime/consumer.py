@@ -16,9 +16,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from switchboard.events import DecodeError
+from switchboard.events import Decoded, DecodeError, decode_message
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import CONSUMED, DEAD_LETTERED
 from switchboard.runtime.tracing import consume_span
@@ -28,6 +28,14 @@ log = get_logger(__name__)
 
 class PermanentError(Exception):
     """Processing can never succeed (malformed input): dead-letter at once, no retries."""
+
+
+def decode_or_reject(msg: Msg) -> Decoded:
+    """Decode a delivered event; one that does not decode never will (PermanentError)."""
+    try:
+        return decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -116,11 +124,11 @@ class PullWorker:
                     settled = await self.handler(msg)
             except (PermanentError, DecodeError) as exc:
                 # A message that does not decode never will: no retries, no backoff.
-                await self._dead_letter(msg, str(exc), deliveries)
+                await self._dead_letter(msg, str(exc))
                 return
             except Exception as exc:
                 if deliveries >= self.spec.max_deliver:
-                    await self._dead_letter(msg, f"{type(exc).__name__}: {exc}", deliveries)
+                    await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
                     return
                 delay = self.spec.backoff_s[min(deliveries - 1, len(self.spec.backoff_s) - 1)]
                 log.warning(
@@ -136,19 +144,8 @@ class PullWorker:
                 await msg.ack()
             CONSUMED.labels(self.spec.durable).inc()
 
-    async def _dead_letter(self, msg: Msg, reason: str, deliveries: int) -> None:
-        meta = msg.metadata
-        await dead_letter(
-            self.bus,
-            subject=msg.subject,
-            headers=dict(msg.headers or {}),
-            body=msg.data,
-            reason=reason,
-            stream=meta.stream,
-            sequence=meta.sequence.stream,
-            consumer=self.spec.durable,
-            deliveries=deliveries,
-        )
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.spec.durable)
         # Acknowledge only after the DLQ has stored it: nothing is lost if we crash between.
         await msg.term()
         DEAD_LETTERED.labels(self.spec.durable).inc()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
 from switchboard.events.envelope import H_MSG_ID
@@ -66,6 +67,26 @@ async def dead_letter(
         }
     )
     return await bus.publish_raw(dlq_subject(subject), body, hdrs)
+
+
+async def dead_letter_msg(
+    bus: Bus, msg: Msg, *, reason: str, consumer: str, body: bytes | None = None
+) -> PubAck:
+    """``dead_letter`` for a message delivered by a durable consumer: where it came from
+    and how often it was delivered are read from its metadata. ``body`` replaces the
+    message's own (a login command's secret must not reach the DLQ)."""
+    meta = msg.metadata
+    return await dead_letter(
+        bus,
+        subject=msg.subject,
+        headers=dict(msg.headers or {}),
+        body=msg.data if body is None else body,
+        reason=reason,
+        stream=meta.stream,
+        sequence=meta.sequence.stream,
+        consumer=consumer,
+        deliveries=meta.num_delivered,
+    )
 
 
 async def list_dead_letters(bus: Bus, limit: int = 100) -> list[DeadLetter]:

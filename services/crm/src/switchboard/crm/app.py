@@ -43,7 +43,7 @@ from switchboard.events.catalog.crm import (
 )
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.consumer import ConsumerSpec, PermanentError, PullWorker
+from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
 from switchboard.runtime.db import load_migrations
 from switchboard.runtime.http import error
 from switchboard.runtime.projection import Projection
@@ -190,10 +190,7 @@ def create_app(settings: CrmSettings) -> ServiceApp:
 
 async def handle_command(store: EventStore, settings: CrmSettings, msg: Msg) -> None:
     """A command from the bus: apply it, or record why it was rejected."""
-    try:
-        decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-    except ValueError as exc:
-        raise PermanentError(str(exc)) from None
+    decoded = decode_or_reject(msg)
     cmd, env = decoded.model, decoded.envelope
     try:
         await execute(store, settings, cmd, env.workspace_id, env)

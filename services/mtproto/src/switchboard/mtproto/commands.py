@@ -33,7 +33,7 @@ from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError
-from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -192,17 +192,12 @@ async def _login_step(
 async def _reject_secret(bus: Bus, msg: Msg, reason: str) -> None:
     """A login command that does not decode goes to the DLQ without its body (it may hold a
     code, a password or an app hash), and is erased from the stream."""
-    meta = msg.metadata
-    await dead_letter(
+    await dead_letter_msg(
         bus,
-        subject=msg.subject,
-        headers=dict(msg.headers or {}),
-        body=b"",
+        msg,
         reason=f"{reason} (body removed: it may hold a login secret)",
-        stream=meta.stream,
-        sequence=meta.sequence.stream,
         consumer=SPEC.durable,
-        deliveries=meta.num_delivered,
+        body=b"",
     )
     await msg.term()
     await _erase(bus, msg)

@@ -82,7 +82,7 @@ from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -735,16 +735,7 @@ class SessionRunner:
         )
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        meta = msg.metadata
-        await dead_letter(
-            self.deps.bus,
-            subject=msg.subject,
-            headers=dict(msg.headers or {}),
-            body=msg.data,
-            reason=reason,
-            stream=meta.stream,
-            sequence=meta.sequence.stream,
-            consumer=send_consumer(self.session_id),
-            deliveries=meta.num_delivered,
+        await dead_letter_msg(
+            self.deps.bus, msg, reason=reason, consumer=send_consumer(self.session_id)
         )
         await msg.term()

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from nats.aio.msg import Msg
 
-from switchboard.events import Envelope, decode_message
+from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import ConversionFailed, ConversionSent
 from switchboard.events.catalog.outbound import SendConversion
 from switchboard.outbound.attempts import Attempt, Attempts
@@ -40,8 +40,8 @@ from switchboard.outbound.ratelimit import SharedLimiter
 from switchboard.outbound.sender import Phase, SendPolicy
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import PermanentError
-from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -98,10 +98,7 @@ class ConversionSender:
     _clients: dict[str, CapiClient] = field(default_factory=dict)
 
     async def handle(self, msg: Msg, phase: Phase) -> None:
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from None
+        decoded = decode_or_reject(msg)
         cmd, env = decoded.model, decoded.envelope
         if not isinstance(cmd, SendConversion):
             raise PermanentError(f"{cmd.name} is not a conversion command")
@@ -285,17 +282,8 @@ class ConversionSender:
                 cause=item.env,
             ),
         )
-        meta = item.msg.metadata
-        await dead_letter(
-            self.bus,
-            subject=item.msg.subject,
-            headers=dict(item.msg.headers or {}),
-            body=item.msg.data,
-            reason=f"{code}: {reason}",
-            stream=meta.stream,
-            sequence=meta.sequence.stream,
-            consumer=self.consumer,
-            deliveries=meta.num_delivered,
+        await dead_letter_msg(
+            self.bus, item.msg, reason=f"{code}: {reason}", consumer=self.consumer
         )
         await self._settle(item, item.msg.ack())
 

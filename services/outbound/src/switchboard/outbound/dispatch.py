@@ -13,7 +13,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from switchboard.events import Envelope, decode_message
+from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import Dispatched, DispatchFailed
 from switchboard.events.catalog.outbound import SendEmail, SendSms, SyncAddressBook
 from switchboard.outbound.attempts import Attempt, Attempts
@@ -33,8 +33,8 @@ from switchboard.outbound.ratelimit import SharedLimiter
 from switchboard.outbound.sender import Phase, SendPolicy
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import PermanentError
-from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.dlq import dead_letter_msg
 
 PROVIDER = "sendpulse"
 Command = SendEmail | SendSms | SyncAddressBook
@@ -83,10 +83,7 @@ class ProviderCommands:
     consumer: str = "outbound-dispatch"
 
     async def handle(self, msg: Msg, phase: Phase) -> None:
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from None
+        decoded = decode_or_reject(msg)
         cmd, env = decoded.model, decoded.envelope
         if not isinstance(cmd, SendEmail | SendSms | SyncAddressBook):
             raise PermanentError(f"{cmd.name} is not a SendPulse command")
@@ -208,16 +205,5 @@ class ProviderCommands:
                 cause=env,
             ),
         )
-        meta = msg.metadata
-        await dead_letter(
-            self.bus,
-            subject=msg.subject,
-            headers=dict(msg.headers or {}),
-            body=msg.data,
-            reason=f"{code}: {reason}",
-            stream=meta.stream,
-            sequence=meta.sequence.stream,
-            consumer=self.consumer,
-            deliveries=meta.num_delivered,
-        )
+        await dead_letter_msg(self.bus, msg, reason=f"{code}: {reason}", consumer=self.consumer)
         await msg.ack()

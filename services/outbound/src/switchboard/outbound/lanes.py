@@ -22,7 +22,7 @@ from switchboard.outbound.puller import Puller
 from switchboard.outbound.sender import Phase
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError
-from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import CONSUMED, DEAD_LETTERED
 
@@ -124,18 +124,7 @@ class Lane:
                 self._puller.settled()
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        meta = msg.metadata
-        await dead_letter(
-            self.bus,
-            subject=msg.subject,
-            headers=dict(msg.headers or {}),
-            body=msg.data,
-            reason=reason,
-            stream=meta.stream,
-            sequence=meta.sequence.stream,
-            consumer=self.spec.durable,
-            deliveries=meta.num_delivered,
-        )
+        await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.spec.durable)
         await msg.term()  # only after the DLQ stored it: nothing is lost if we crash between
         DEAD_LETTERED.labels(self.spec.durable).inc()
         log.error("dead-lettered", consumer=self.spec.durable, subject=msg.subject, reason=reason)

@@ -21,7 +21,7 @@ from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, OutText
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.providers.base import Sent
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.dlq import dead_letter_msg
 
 CANCELLED = "campaign_cancelled"
 
@@ -138,17 +138,8 @@ class Outcome:
         if self.cmd.campaign_id and self.campaigns is not None:
             await self.campaigns.record_failure(self.cmd.campaign_id, self.cmd.message_id, code)
         if dlq:
-            meta = self.msg.metadata
-            await dead_letter(
-                self.bus,
-                subject=self.msg.subject,
-                headers=dict(self.msg.headers or {}),
-                body=self.msg.data,
-                reason=f"{code}: {reason}",
-                stream=meta.stream,
-                sequence=meta.sequence.stream,
-                consumer=self.consumer,
-                deliveries=meta.num_delivered,
+            await dead_letter_msg(
+                self.bus, self.msg, reason=f"{code}: {reason}", consumer=self.consumer
             )
         await self.msg.ack()
 

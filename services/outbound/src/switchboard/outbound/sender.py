@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
-from switchboard.events import Envelope, decode_message
+from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import (
     DeliveryQueued,
 )
@@ -46,7 +46,7 @@ from switchboard.outbound.ratelimit import SharedLimiter, pause_key
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.consumer import PermanentError, decode_or_reject
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -105,10 +105,7 @@ class Sender:
 
     async def handle(self, msg: Msg, consumer: str, phase: Phase | None = None) -> None:
         """Process one command; it is always settled here (ack, or nak with a delay)."""
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from None
+        decoded = decode_or_reject(msg)
         cmd = decoded.model
         if not isinstance(cmd, SendMessage):
             raise PermanentError(f"{cmd.name} is not a send command")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 
-from switchboard.events import Envelope, decode_message
+from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import CampaignStatusChanged
 from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
@@ -19,7 +19,7 @@ from switchboard.events.catalog.outbound import (
 from switchboard.outbound.campaigns.state import CampaignState, CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.consumer import PermanentError, decode_or_reject
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,10 +50,7 @@ class CampaignCommands:
     view: CampaignView
 
     async def handle(self, msg: Msg) -> None:
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from None
+        decoded = decode_or_reject(msg)
         cmd, env = decoded.model, decoded.envelope
         seq = msg.metadata.sequence.stream
         if isinstance(cmd, StartCampaign):
