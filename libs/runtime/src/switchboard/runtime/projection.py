@@ -51,6 +51,17 @@ CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
 )"""
 
 
+async def ensure_checkpoints(conn: Conn, schema: str) -> None:
+    """Create ``schema``'s checkpoints table if it is missing.
+
+    Several projections of one schema start at once (and a rebuild beside them); CREATE
+    TABLE IF NOT EXISTS is not safe against itself (a unique violation in pg_type), so they
+    take turns."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"checkpoints:{schema}")
+        await conn.execute(CHECKPOINTS_DDL.format(schema=schema))
+
+
 class LostLeadershipError(RuntimeError):
     """Another instance moved the checkpoint: this one stops projecting and stands by."""
 
@@ -71,25 +82,27 @@ _INTERRUPTIONS = (
 )
 
 
+def _ack_tokens(msg: Msg) -> list[str] | None:
+    """The tokens of the short reply format, ``$JS.ACK.<stream>.<consumer>.<delivered>.
+    <sseq>.<cseq>.<time>.<pending>`` (9 tokens); None for the longer one with a domain."""
+    tokens = (msg.reply or "").split(".")
+    return tokens if len(tokens) == 9 and tokens[0] == "$JS" else None
+
+
 def stream_seq(msg: Msg) -> int:
     """The stream sequence of a JetStream message, read straight from its reply subject.
 
     ``msg.metadata`` builds two dataclasses and a datetime per message; a replay only needs
-    this one number. Both reply formats: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...``
-    (9 tokens) and ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>...``.
+    this one number (and takes the metadata path for the other reply format).
     """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9 and tokens[0] == "$JS":
-        return int(tokens[5])
-    return msg.metadata.sequence.stream
+    tokens = _ack_tokens(msg)
+    return int(tokens[5]) if tokens else msg.metadata.sequence.stream
 
 
 def _pending_after(msg: Msg) -> int:
     """How many messages the consumer still had for us when it delivered ``msg``."""
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9 and tokens[0] == "$JS":
-        return int(tokens[8])
-    return msg.metadata.num_pending
+    tokens = _ack_tokens(msg)
+    return int(tokens[8]) if tokens else msg.metadata.num_pending
 
 
 class ConsumerError(RuntimeError):
@@ -258,13 +271,7 @@ class Projection:
             await asyncio.wait_for(self.stop.wait(), seconds)
 
     async def checkpoint(self, conn: Conn) -> int:
-        # Several projections of one schema start at once; CREATE TABLE IF NOT EXISTS is not
-        # safe against itself (a unique violation in pg_type), so they take turns.
-        async with conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))", f"checkpoints:{self.schema}"
-            )
-            await conn.execute(CHECKPOINTS_DDL.format(schema=self.schema))
+        await ensure_checkpoints(conn, self.schema)
         seq = await conn.fetchval(
             f"SELECT seq FROM {self.schema}.checkpoints WHERE projection = $1", self.name
         )

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from switchboard.crm.app import PROJECTIONS, SCHEMA, build_projection
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
-from switchboard.runtime.projection import CHECKPOINTS_DDL
+from switchboard.runtime.projection import ensure_checkpoints
 from switchboard.runtime.service import connect_bus
 
 
@@ -81,7 +81,7 @@ async def rebuild(
         await migrate(admin, SCHEMA, migrations)  # the live schema, if nothing ran yet
         await migrate(admin, fresh, migrations)
         async with admin.acquire() as conn:
-            await conn.execute(CHECKPOINTS_DDL.format(schema=SCHEMA))
+            await ensure_checkpoints(conn, SCHEMA)
             deferred = await defer_indexes(conn, fresh, deferred_index_names())
         projections = [
             build_projection(m, schema=fresh, bus=bus, pool=pool, batch=settings.rebuild_batch)
