@@ -10,15 +10,22 @@ from typing import Any
 import pytest
 
 from switchboard.events import Envelope
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
     ControlCampaign,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.commands import CampaignCommands, CampaignConflictError
+from switchboard.outbound.campaigns.commands import (
+    CampaignCommands,
+    CampaignConflictError,
+    ForeignAccountError,
+)
 from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
+from switchboard.runtime.accounts import Account, AccountCache, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
 
 
 def env(workspace: str = "demo") -> Envelope:
@@ -45,7 +52,11 @@ async def commands(nats_url: str) -> AsyncIterator[CampaignCommands]:
     bus = await Bus.connect(nats_url, name="t")
     await bus.provision()
     store = CampaignStore(await bus.kv("sends"))
-    yield CampaignCommands(bus, store, CampaignView(store))
+    accounts = AccountStore(await bus.kv("accounts"), Keyring({"k": bytes(32)}, "k"))
+    for name, workspace in (("a", "demo"), ("b", "demo"), ("theirs", "other")):
+        await accounts.put(Account(channel=Channel.TELEGRAM, id=name, workspace_id=workspace))
+    cache = AccountCache(accounts)
+    yield CampaignCommands(bus, store, CampaignView(store), cache)
     await bus.close()
 
 
@@ -97,4 +108,22 @@ async def test_a_campaign_id_belongs_to_one_workspace(commands: CampaignCommands
     with pytest.raises(CampaignConflictError):
         await commands.control(
             ControlCampaign(campaign_id="c1", action="cancel"), env("other"), seq=3
+        )
+
+
+async def test_a_campaign_through_another_workspaces_account_is_refused(
+    commands: CampaignCommands,
+) -> None:
+    # "theirs" belongs to workspace "other": for "demo" it does not exist, in the pool or
+    # pinned to a recipient, and nothing of the campaign is stored.
+    with pytest.raises(ForeignAccountError, match="theirs"):
+        await commands.start(start(["1"], campaign_id="c9", accounts=["a", "theirs"]), env(), 1)
+    pinned = [{"recipient": "1", "account": "theirs"}]
+    with pytest.raises(ForeignAccountError, match="theirs"):
+        await commands.start(start(pinned, campaign_id="c9"), env(), seq=2)
+    assert await commands.store.state("c9") is None
+    await commands.start(start(["1"], campaign_id="c9"), env(), seq=3)
+    with pytest.raises(ForeignAccountError, match="theirs"):
+        await commands.add(
+            AddCampaignRecipients(campaign_id="c9", batch=1, recipients=pinned), env()
         )

@@ -22,6 +22,9 @@ class Message(BaseModel):
     name: ClassVar[str] = ""
     version: ClassVar[int] = 0
     kind: ClassVar[str] = "event"
+    # The deterministic id comes from a key the caller chose (a message_id): two workspaces
+    # may choose the same one, so the codec scopes such ids by workspace (``scoped_id``).
+    caller_keyed: ClassVar[bool] = False
 
     @classmethod
     def type_name(cls) -> str:

@@ -79,7 +79,8 @@ def encode(
     The id defaults to the model's deterministic id, then to a random one. With ``cause`` the
     new message inherits correlation, workspace and trace context and names it as causation.
     """
-    event_id = id or model.deterministic_id() or new_id()
+    workspace = cause.workspace_id if cause is not None else workspace_id
+    event_id = id or _deterministic(model, workspace) or new_id()
     if cause is not None:
         envelope = cause.caused(
             id=event_id, type=model.type_name(), source=source, subject=model.ce_subject()
@@ -99,6 +100,20 @@ def encode(
         )
     body = model.model_dump_json(exclude_none=True).encode()
     return Encoded(subject=model.subject(), headers=envelope.to_headers(), body=body)
+
+
+def scoped_id(workspace: str, key: str) -> str:
+    """``key`` within ``workspace``: keys callers choose are unique per workspace only, so
+    workspace B reusing A's ``message_id`` is a new message for B (and no duplicate for
+    JetStream). The default workspace keeps the bare key (ids published before scoping)."""
+    return key if workspace == DEFAULT_WORKSPACE else f"{workspace}/{key}"
+
+
+def _deterministic(model: Message, workspace: str) -> str | None:
+    key = model.deterministic_id()
+    if key is None or not model.caller_keyed:
+        return key
+    return scoped_id(workspace, key)
 
 
 def parse_type(ce_type: str) -> tuple[str, int]:

@@ -23,6 +23,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
 from switchboard.runtime.crypto import DecryptError, Keyring
 from switchboard.runtime.logging import get_logger, register_secret
+from switchboard.runtime.ownership import visible
 
 log = get_logger(__name__)
 
@@ -172,6 +173,20 @@ class AccountCache:
 
     def get(self, channel: Channel | str, account_id: str) -> Account | None:
         return self._accounts.get(account_key(channel, account_id))
+
+    def owned(self, channel: Channel | str, account_id: str, workspace: str) -> Account | None:
+        """The account when it belongs to ``workspace``: another workspace's is unknown."""
+        return visible(self.get(channel, account_id), workspace)
+
+    async def lookup(
+        self, channel: Channel | str, account_id: str, workspace: str
+    ) -> Account | None:
+        """:meth:`owned`, asking the registry when the watch has not brought it yet (an API
+        call right after the account was registered must not be refused)."""
+        found = self.get(channel, account_id)
+        if found is None:
+            found = await self.store.get(channel, account_id)
+        return visible(found, workspace)
 
     def all(self) -> list[Account]:
         return list(self._accounts.values())

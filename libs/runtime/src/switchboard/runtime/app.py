@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from switchboard.runtime.auth import AuthError
 from switchboard.runtime.http import Health, error
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.ownership import NotFoundError
 from switchboard.runtime.service import Runtime, service_lifespan
 from switchboard.runtime.settings import ServiceSettings
 
@@ -102,6 +103,11 @@ def service_app(
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> Response:
         return error(401, "unauthorized", exc.message)
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> Response:
+        # Another workspace's object and a missing one answer alike (tenancy, DESIGN law 8).
+        return error(404, "not_found", exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

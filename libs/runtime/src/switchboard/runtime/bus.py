@@ -56,8 +56,11 @@ _RETENTION = {
 }
 
 
-def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
-    """The nats-py config of a catalog stream."""
+def stream_config(
+    spec: StreamSpec, replicas: int = 1, duplicate_window_s: float | None = None
+) -> StreamConfig:
+    """The nats-py config of a catalog stream (``duplicate_window_s`` overrides the spec's
+    window for every stream: a deployment setting, and tests shrink it)."""
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -66,7 +69,7 @@ def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
         max_age=float(spec.max_age_s),
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
-        duplicate_window=float(spec.duplicate_window_s),
+        duplicate_window=float(duplicate_window_s or spec.duplicate_window_s),
         max_msg_size=spec.max_msg_size,
         num_replicas=max(replicas, spec.replicas),
         deny_delete=spec.deny_delete,
@@ -135,7 +138,12 @@ class Bus:
         )
         return cls(nc=nc, js=nc.jetstream(), source=source or f"switchboard://{name}")
 
-    async def provision(self, replicas: int = 1, patience_s: float = 60.0) -> None:
+    async def provision(
+        self,
+        replicas: int = 1,
+        patience_s: float = 60.0,
+        duplicate_window_s: float | None = None,
+    ) -> None:
         """Create or update every stream and bucket of the catalog; safe to run concurrently.
 
         A clustered JetStream answers slowly or "temporarily unavailable" while it elects
@@ -152,14 +160,16 @@ class Bus:
         for spec in STREAMS:
             async for attempt in retrying:
                 with attempt:
-                    await self.ensure_stream(spec, replicas)
+                    await self.ensure_stream(spec, replicas, duplicate_window_s)
         for bucket in BUCKETS:
             async for attempt in retrying:
                 with attempt:
                     await self.ensure_bucket(bucket, replicas)
 
-    async def ensure_stream(self, spec: StreamSpec, replicas: int = 1) -> None:
-        config = stream_config(spec, replicas)
+    async def ensure_stream(
+        self, spec: StreamSpec, replicas: int = 1, duplicate_window_s: float | None = None
+    ) -> None:
+        config = stream_config(spec, replicas, duplicate_window_s)
         try:
             await self.js.add_stream(config)
         except BadRequestError:

@@ -114,7 +114,9 @@ async def service_lifespan(
     """Connect, provision, migrate, call ``start`` (which spawns workers); on exit stop all."""
     bus = await connect_bus(settings, service)
     if settings.provision:
-        await bus.provision(settings.stream_replicas)
+        await bus.provision(
+            settings.stream_replicas, duplicate_window_s=settings.duplicate_window_s
+        )
     runtime = Runtime(settings=settings, bus=bus, health=health or Health())
     runtime.health.add("nats", bus.ready)
     if isinstance(settings, DatabaseSettings):

@@ -47,6 +47,12 @@ class ServiceSettings(BaseSettings):
     nats_creds_file: str | None = None
     provision: bool = Field(True, description="create/update streams and buckets at start-up")
     stream_replicas: int = Field(1, ge=1, le=5)
+    duplicate_window_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="JetStream's duplicate window of every stream (default: the catalog's 120 s)",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")

@@ -12,7 +12,7 @@ from fastapi import Body, Depends, Header, Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
-from switchboard.outbound.attempts import Attempts
+from switchboard.outbound.attempts import Attempts, fingerprint
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.campaigns.api import CampaignPorts
 from switchboard.outbound.campaigns.api import router as campaign_router
@@ -23,6 +23,7 @@ from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
 from switchboard.outbound.http import provider_http
+from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
 from switchboard.outbound.lanes import Lane
 from switchboard.outbound.providers import messaging_clients
 from switchboard.outbound.providers.sendpulse import SendPulseClient
@@ -37,6 +38,7 @@ from switchboard.runtime.consumer import ConsumerSpec
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import register_secret
+from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
@@ -116,6 +118,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         settings.backoff_max_s,
         settings.call_timeout_s,
         settings.max_lateness_ms / 1000,
+        settings.idempotency_retention_s,
     )
 
     async def start(rt: Runtime) -> None:
@@ -160,7 +163,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             policy=policy,
             campaigns=view,
         )
-        commands = CampaignCommands(rt.bus, store, view)
+        commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
             rt.bus, cache, attempts, limiter, breakers, http, policy,
             linger=settings.conversion_linger_ms / 1000,
@@ -168,8 +171,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         dispatch = ProviderCommands(
             rt.bus, cache, attempts, limiter, breakers, SendPulseClient(http), policy
         )
-        ports.update(attempts=attempts, sender=sender, bus=rt.bus)
-        app.state.campaigns = CampaignPorts(rt.bus, store)
+        keys = IdempotencyKeys(
+            sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
+        )
+        ports.update(attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys)
+        app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         grace = settings.shutdown_grace_s * 0.75
 
         def lane(spec: ConsumerSpec, handler: Any, capacity: int) -> Lane:
@@ -229,6 +235,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         tags=["messages"],
         summary="Queue a message (idempotent on message_id / Idempotency-Key); "
         "priority bulk goes through the bulk lane",
+        responses={
+            404: {"description": "no such account in the key's workspace"},
+            409: {"description": "the first request with this id is in flight (Retry-After)"},
+            422: {"description": "invalid message, or the id was used with another body"},
+        },
     )
     async def send(
         ws: Workspace,
@@ -247,21 +258,41 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             return error(
                 422, "invalid_message", str(exc).splitlines()[0][:300], detail=str(exc)[:2000]
             )
-        existing = await ports["attempts"].get(cmd.message_id)
-        if existing is not None and existing.workspace_id != ws:
-            return error(409, "id_taken", "that message_id is in use")
-        await ports["bus"].publish(cmd, workspace_id=ws)
-        return JSONResponse(
-            {"message_id": cmd.message_id, "status": existing.status if existing else "accepted"},
-            202,
-        )
+        accounts: AccountCache = ports["accounts"]
+        if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
+            raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        keys: IdempotencyKeys = ports["keys"]
+        decision = await keys.begin(ws, cmd.message_id, fingerprint(cmd))
+        if isinstance(decision, Conflict):
+            return error(
+                422,
+                "idempotency_conflict",
+                f"message_id {cmd.message_id!r} was used with another request body; "
+                "send new content under a new message_id / Idempotency-Key",
+            )
+        if isinstance(decision, InFlight):
+            return error(
+                409,
+                "request_in_flight",
+                "a request with this message_id is still being handled; retry shortly",
+                headers={"Retry-After": str(decision.retry_after)},
+            )
+        if isinstance(decision, Replay):
+            return JSONResponse(decision.body, decision.status, {"Idempotent-Replayed": "true"})
+        try:
+            await ports["bus"].publish(cmd, workspace_id=ws)
+        except BaseException:
+            await keys.release(decision)
+            raise
+        answer = {"message_id": cmd.message_id, "status": "accepted"}
+        await keys.complete(decision, 202, answer)
+        return JSONResponse(answer, 202)
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], summary="Status and history")
     async def status(message_id: str, ws: Workspace) -> Response:
-        record = await ports["attempts"].get(message_id)
-        if record is None or record.workspace_id != ws:
-            return error(404, "not_found", f"no message {message_id!r}")
-        return JSONResponse(record.model_dump(mode="json"))
+        found = await ports["attempts"].get(ws, message_id)
+        record = require(found, ws, "message", message_id)
+        return JSONResponse(record.model_dump(mode="json", exclude={"fingerprint", "owner"}))
 
     @app.get(
         "/health/integrations",

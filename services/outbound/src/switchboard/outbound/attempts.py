@@ -1,21 +1,28 @@
-"""Attempt records in the ``sends`` KV bucket: what happened to each ``message_id``.
+"""Attempt records in the ``sends`` KV bucket: what happened to each ``message_id`` of
+each workspace.
 
-This is what makes a redelivered command safe: a send known to have completed (sent or
-failed) is never made again. The guarantee is at-least-once: a command whose provider
-call was in flight when its instance crashed is sent again by the next instance, so a
-duplicate is possible only for sends in flight at the moment of a crash.
+This is what makes a redelivered or repeated command safe, long after JetStream's duplicate
+window: a record names the command that owns the send (its stream sequence) and the
+fingerprint of its body, so a send known to have completed is never made again, a second
+copy of a pending command is dropped while the first waits (``not_before``), and another
+body under a taken id is refused (:func:`verdict`). The guarantee is at-least-once: a command
+whose provider call was in flight when its instance crashed is sent again by the next
+instance, so a duplicate is possible only for sends in flight at the moment of a crash.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
+
+from switchboard.events.base import Message
 
 Status = Literal["queued", "in_flight", "retrying", "sent", "failed"]
 
@@ -41,6 +48,11 @@ class Attempt(BaseModel):
     reason: str | None = None
     campaign_id: str | None = None
     error_code: str | None = None
+    # The fingerprint of the command's body and the stream sequence of the command that
+    # sends it (None in records written before either was kept).
+    fingerprint: str | None = None
+    owner: int | None = None
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     history: list[Step] = Field(default_factory=list)
 
     @property
@@ -62,8 +74,43 @@ class Attempt(BaseModel):
         )
 
 
-def record_key(message_id: str) -> str:
-    return "send." + hashlib.sha256(message_id.encode()).hexdigest()[:40]
+def record_key(workspace: str, message_id: str) -> str:
+    """The KV key of a message's record: ids are unique per workspace only."""
+    scoped = f"{workspace}\x00{message_id}".encode()
+    return "send." + hashlib.sha256(scoped).hexdigest()[:40]
+
+
+def fingerprint(cmd: Message) -> str:
+    """The hash of a command's canonical body (its type and fields, keys sorted)."""
+    body = orjson.dumps(
+        [cmd.type_name(), cmd.model_dump(mode="json", exclude_none=True)],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(body).hexdigest()
+
+
+class Verdict(StrEnum):
+    """What a command does with the record it found under its message_id."""
+
+    NEW = "new"  # the record is from a use of the id older than the retention: start over
+    PROCEED = "proceed"  # this command owns the send (or the record names no owner)
+    DONE = "done"  # completed before: nothing more to do
+    CONFLICT = "conflict"  # another body under the same id: refuse, touch nothing
+    OTHER_OWNER = "other_owner"  # a copy of a command another stream message owns
+
+
+def verdict(record: Attempt, fp: str, seq: int, now: datetime, retention: timedelta) -> Verdict:
+    """The decision for a command (body ``fp``, stream sequence ``seq``) whose id has
+    ``record``; ids are remembered for ``retention`` after their use completed."""
+    if record.done and now - record.created_at > retention:
+        return Verdict.NEW
+    if record.fingerprint is not None and record.fingerprint != fp:
+        return Verdict.CONFLICT
+    if record.done:
+        return Verdict.DONE
+    if record.owner is None or record.owner == seq:
+        return Verdict.PROCEED
+    return Verdict.OTHER_OWNER
 
 
 class Attempts:
@@ -73,28 +120,51 @@ class Attempts:
         self.kv = kv
 
     async def begin(self, record: Attempt) -> tuple[Attempt, bool]:
-        """Store ``record`` if the id has none yet: (record, True); else (existing, False).
-        One round trip for a new message, where a read and a write would take two."""
-        try:
-            await self.kv.update(record_key(record.message_id), _dump(record), last=0)
-        except KeyWrongLastSequenceError:
-            existing = await self.get(record.message_id)
-            if existing is not None:
-                return existing, False
-            await self.put(record)  # the key was deleted meanwhile: it is ours now
-        return record, True
+        """Store ``record`` if the id has none yet: (record, True); else (existing, False)."""
+        found, revision = await self.begin_at(record)
+        return found, revision is None
 
-    async def get(self, message_id: str) -> Attempt | None:
+    async def begin_at(self, record: Attempt) -> tuple[Attempt, int | None]:
+        """Store ``record`` if the id has none yet: (record, None); else (existing, its KV
+        revision). One round trip for a new message, where a read and a write would take two."""
         try:
-            entry = await self.kv.get(record_key(message_id))
+            await self.kv.update(_key(record), _dump(record), last=0)
+        except KeyWrongLastSequenceError:
+            existing = await self.read(record.workspace_id, record.message_id)
+            if existing is not None:
+                return existing
+            await self.put(record)  # the key was deleted meanwhile: it is ours now
+        return record, None
+
+    async def replace(self, record: Attempt, revision: int) -> bool:
+        """Write ``record`` only if its key is still at ``revision`` (True): two copies of a
+        command taking over an orphaned record cannot both win."""
+        try:
+            await self.kv.update(_key(record), _dump(record), last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def get(self, workspace: str, message_id: str) -> Attempt | None:
+        found = await self.read(workspace, message_id)
+        return None if found is None else found[0]
+
+    async def read(self, workspace: str, message_id: str) -> tuple[Attempt, int] | None:
+        """The record with its KV revision (for :meth:`replace`)."""
+        try:
+            entry = await self.kv.get(record_key(workspace, message_id))
         except KeyNotFoundError:
             return None
-        if not entry.value:
+        if not entry.value or entry.revision is None:
             return None
-        return Attempt.model_validate(orjson.loads(entry.value))
+        return Attempt.model_validate(orjson.loads(entry.value)), entry.revision
 
     async def put(self, record: Attempt) -> None:
-        await self.kv.put(record_key(record.message_id), _dump(record))
+        await self.kv.put(_key(record), _dump(record))
+
+
+def _key(record: Attempt) -> str:
+    return record_key(record.workspace_id, record.message_id)
 
 
 def _dump(record: Attempt) -> bytes:

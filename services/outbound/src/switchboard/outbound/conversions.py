@@ -144,11 +144,19 @@ class ConversionSender:
         return self._clients[base_url]
 
     async def _send(self, pixel: str, test_code: str | None, items: list[_Item]) -> None:
-        account = provider_account(self.accounts, PROVIDER, pixel)
-        if account is None or not account.secrets.get("access_token"):
-            for item in items:
+        # A batch may mix workspaces naming the same pixel: each item may use it only when
+        # its own workspace owns it.
+        usable: list[_Item] = []
+        account = None
+        for item in items:
+            found = provider_account(self.accounts, PROVIDER, pixel, item.env.workspace_id)
+            if found is None or not found.secrets.get("access_token"):
                 await self._fail(item, f"no metacapi account {pixel}", "unknown_account", True)
+            else:
+                account, usable = found, [*usable, item]
+        if account is None:
             return
+        items = usable
         breaker = self.breakers.get(PROVIDER, pixel)
         allowed, wait = breaker.allow()
         if not allowed:

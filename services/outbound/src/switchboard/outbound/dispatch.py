@@ -98,7 +98,7 @@ class ProviderCommands:
         if record.done:
             await msg.ack()
             return
-        account = provider_account(self.accounts, PROVIDER, cmd.account)
+        account = provider_account(self.accounts, PROVIDER, cmd.account, env.workspace_id)
         if account is None:
             await self._fail(cmd, env, msg, record, f"no sendpulse account {cmd.account}",
                              "unknown_account", permanent=True)  # fmt: skip

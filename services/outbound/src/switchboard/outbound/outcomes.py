@@ -16,7 +16,12 @@ from switchboard.events import Envelope
 from switchboard.events.base import Message
 from switchboard.events.catalog.common import Chat
 from switchboard.events.catalog.conv import MessageSent
-from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRetrying, DeliverySent
+from switchboard.events.catalog.delivery import (
+    DeliveryFailed,
+    DeliveryRetrying,
+    DeliverySent,
+    SendRejected,
+)
 from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, OutText, SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.providers.base import Sent
@@ -141,6 +146,23 @@ class Outcome:
             await dead_letter_msg(
                 self.bus, self.msg, reason=f"{code}: {reason}", consumer=self.consumer
             )
+        await self.msg.ack()
+
+    async def reject(self, reason: str, code: str) -> None:
+        """Refuse the command without touching the message its id names: the rejection
+        event and a DLQ entry say why, then it is acked."""
+        await self.announce(
+            SendRejected(
+                **self.base(),
+                reason=reason,
+                error_code=code,
+                command_seq=self.msg.metadata.sequence.stream,
+                campaign_id=self.cmd.campaign_id,
+            )
+        )
+        await dead_letter_msg(
+            self.bus, self.msg, reason=f"{code}: {reason}", consumer=self.consumer
+        )
         await self.msg.ack()
 
 

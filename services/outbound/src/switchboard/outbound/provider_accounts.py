@@ -15,9 +15,12 @@ from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountCache
 
 
-def provider_account(accounts: AccountCache, provider: str, account_id: str) -> Account | None:
-    """The registered account of ``provider`` with this id, if there is one."""
-    found = accounts.get(Channel.GENERIC, account_id)
+def provider_account(
+    accounts: AccountCache, provider: str, account_id: str, workspace: str
+) -> Account | None:
+    """The registered account of ``provider`` with this id in ``workspace``, if there is one
+    (another workspace's account is unknown)."""
+    found = accounts.owned(Channel.GENERIC, account_id, workspace)
     if found is None or found.settings.get("provider") != provider:
         return None
     return found

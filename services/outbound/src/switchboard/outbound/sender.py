@@ -19,9 +19,10 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from switchboard.events import Envelope
@@ -29,7 +30,7 @@ from switchboard.events.catalog.delivery import (
     DeliveryQueued,
 )
 from switchboard.events.catalog.outbound import SendMessage
-from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint, verdict
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
 from switchboard.outbound.limits import SendLimits, send_limits
@@ -54,6 +55,11 @@ LATE_SLOTS = Counter(
     "switchboard_outbound_late_slots_total", "Slots given up because the send woke too late"
 )
 SENT = Counter("switchboard_outbound_sent_total", "Messages the providers accepted", ["lane"])
+REPEATS = Counter(
+    "switchboard_outbound_repeated_commands_total",
+    "Send commands settled by an earlier command with their message_id",
+    ["verdict"],
+)
 
 
 @dataclass
@@ -67,6 +73,8 @@ class SendPolicy:
     # more than half the margin holds the next window back instead (``pacing``): a slot
     # given up costs a whole interval, a hold only the excess, and holds in a row merge.
     max_lateness: float = 0.06
+    # How long a completed message_id stays taken (the idempotency retention).
+    retention: float = 24 * 3600.0
 
     def backoff(self, attempt: int) -> float:
         """Exponential with full jitter (AWS style), capped."""
@@ -130,9 +138,14 @@ class Sender:
             account=cmd.account,
             recipient=cmd.recipient,
             campaign_id=cmd.campaign_id,
+            fingerprint=fingerprint(cmd),
+            owner=msg.metadata.sequence.stream,
         ).step("queued")
-        record, created = await self.attempts.begin(first)
         job = Outcome(self.bus, self.attempts, self.campaigns, cmd, env, msg, consumer)
+        claimed = await self._claim(first, job)
+        if claimed is None:
+            return None
+        record, created = claimed
         if record.done:
             if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
                 # Counted before its ack the first time; again in case that ack was lost.
@@ -154,7 +167,8 @@ class Sender:
         if cmd.not_before is not None and now < cmd.not_before:
             await msg.nak(delay=(cmd.not_before - now).total_seconds())
             return None
-        account = self.accounts.get(cmd.channel, cmd.account)
+        # Another workspace's account is an unknown one: nothing is sent through it.
+        account = self.accounts.owned(cmd.channel, cmd.account, env.workspace_id)
         client = self.clients.get(cmd.channel.value)
         if account is None or client is None:
             what = "account" if account is None else "channel"
@@ -166,6 +180,53 @@ class Sender:
             )
             return None
         return job, record, account, client
+
+    async def _claim(self, first: Attempt, job: Outcome) -> tuple[Attempt, bool] | None:
+        """The record this command goes on with and whether it is new (None: settled here).
+
+        A record already under the id decides (``attempts.verdict``): a redelivery goes on;
+        a copy of a command that another stream message owns is dropped while that one still
+        waits in the stream (``not_before``, a retry), so a repeat after JetStream's
+        duplicate window cannot send twice; another body under the id is refused."""
+        record, revision = await self.attempts.begin_at(first)
+        fp, seq = first.fingerprint or "", first.owner or 0
+        while revision is not None:
+            now = datetime.now(UTC)
+            retention = timedelta(seconds=self.policy.retention)
+            decided = verdict(record, fp, seq, now, retention)
+            if decided in (Verdict.PROCEED, Verdict.DONE):
+                return record, False
+            REPEATS.labels(decided.value).inc()
+            if decided is Verdict.CONFLICT:
+                await job.reject(
+                    f"message_id {first.message_id!r} is taken by a command with another "
+                    "body; send new content under a new message_id",
+                    "idempotency_conflict",
+                )
+                return None
+            if decided is Verdict.OTHER_OWNER and await self._waiting(job.msg, record.owner):
+                await job.msg.ack()  # the first command still waits in the stream: it sends
+                return None
+            # The id's earlier use expired, or its owner left the stream without finishing
+            # (purged): this command takes the record over, unless another copy just did.
+            if await self.attempts.replace(first, revision):
+                return first, True
+            found = await self.attempts.read(first.workspace_id, first.message_id)
+            if found is None:
+                record, revision = await self.attempts.begin_at(first)
+            else:
+                record, revision = found
+        return record, True
+
+    async def _waiting(self, msg: Msg, seq: int | None) -> bool:
+        """Whether the command at ``seq`` is still in the stream (not settled yet)."""
+        if seq is None:
+            return False
+        try:
+            await self.bus.js.get_msg(msg.metadata.stream, seq)
+        except NotFoundError:
+            return False
+        return True
 
     async def _send(
         self,

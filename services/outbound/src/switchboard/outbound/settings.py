@@ -44,6 +44,16 @@ class OutboundSettings(ServiceSettings):
     )
     campaign_progress_s: float = Field(5.0, gt=0, description="progress event cadence")
     campaign_lease_s: float = Field(6.0, gt=1, description="leader lease; takeover after it")
+    idempotency_retention_s: float = Field(
+        86400.0,
+        gt=0,
+        le=7 * 86400,
+        description="how long a message_id / Idempotency-Key stays taken after its use "
+        "(at most the sends bucket's 8 days)",
+    )
+    idempotency_lease_s: float = Field(
+        30.0, gt=0, description="a repeat within this of an unanswered first request gets 409"
+    )
     conversion_linger_ms: float = Field(
         200.0, ge=0, description="conversions for one pixel gather this long into one request"
     )

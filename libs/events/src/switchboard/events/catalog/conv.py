@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -237,6 +237,8 @@ class UpdateUnsupported(Event):
 class MessageSent(Event):
     """A message the business sent reached the provider (emitted by outbound with the
     provider's id), so conversations show both sides."""
+
+    caller_keyed: ClassVar[bool] = True  # the id follows the send's message_id
 
     channel: Channel
     account: str = Field(min_length=1)

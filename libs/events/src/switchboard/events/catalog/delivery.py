@@ -7,7 +7,7 @@ from provider webhooks. All carry the caller's ``message_id`` when known.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -35,6 +35,8 @@ class _Delivery(Event):
 class DeliveryQueued(_Delivery):
     """Outbound accepted a send command and queued it (first time only)."""
 
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
+
     priority: str = "normal"
     campaign_id: str | None = None
 
@@ -45,6 +47,8 @@ class DeliveryQueued(_Delivery):
 @register("delivery.sent", 1)
 class DeliverySent(_Delivery):
     """The provider accepted the message and gave it an id."""
+
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
 
     provider_message_id: str = Field(min_length=1)
     attempt: int = Field(1, ge=1)
@@ -58,6 +62,8 @@ class DeliverySent(_Delivery):
 @register("delivery.retrying", 1)
 class DeliveryRetrying(_Delivery):
     """An attempt failed with a retryable error; another follows at ``retry_at``."""
+
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
 
     attempt: int = Field(ge=1)
     reason: str
@@ -73,6 +79,8 @@ class DeliveryRetrying(_Delivery):
 class DeliveryFailed(_Delivery):
     """The message will not be delivered: a permanent error or the last attempt failed."""
 
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
+
     reason: str
     error_code: str | None = None
     permanent: bool
@@ -81,6 +89,24 @@ class DeliveryFailed(_Delivery):
 
     def deterministic_id(self) -> str:
         return f"df:{self.message_id}"
+
+
+@register("delivery.rejected", 1)
+class SendRejected(_Delivery):
+    """A send command was refused before anything was sent, leaving the message its
+    ``message_id`` names as it was: the id is taken in the workspace by a command with a
+    different body (``error_code`` ``idempotency_conflict``). ``command_seq`` is the refused
+    command's OUTBOUND stream sequence."""
+
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
+
+    reason: str = Field(min_length=1)
+    error_code: str = Field(min_length=1)
+    command_seq: int = Field(ge=0)
+    campaign_id: str | None = None
+
+    def deterministic_id(self) -> str:
+        return f"dx:{self.message_id}:{self.command_seq}"
 
 
 @register("delivery.receipt", 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -93,8 +93,10 @@ OutContent = Annotated[
 @register("outbound.send", 1)
 class SendMessage(Command):
     """Send one message through a channel account. ``message_id`` is the caller's idempotency
-    key: the same id is sent at most once (barring a crash mid-call, see outbound docs)."""
+    key within the publishing workspace: the same id is sent at most once (barring a crash
+    mid-call, see docs/security.md); another workspace's same id is another message."""
 
+    caller_keyed: ClassVar[bool] = True
     message_id: str = Field(min_length=1, max_length=200)
     channel: Channel
     account: str = Field(min_length=1)

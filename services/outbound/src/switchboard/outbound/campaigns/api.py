@@ -3,12 +3,14 @@ like any other producer's, and ``GET`` reads the state and counts where they are
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from starlette.responses import JSONResponse, Response
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
     ControlCampaign,
@@ -16,15 +18,27 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.tally import tally
+from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error
+from switchboard.runtime.ownership import NotFoundError, require
 
 
 @dataclass
 class CampaignPorts:
     bus: Bus
     store: CampaignStore
+    accounts: AccountCache
+
+
+async def _accounts_owned(
+    ports: CampaignPorts, ws: str, channel: Channel, names: Iterable[str]
+) -> None:
+    """Every account a campaign names must be the workspace's (NotFoundError otherwise)."""
+    for name in sorted(set(names)):
+        if await ports.accounts.lookup(channel, name, ws) is None:
+            raise NotFoundError("account", f"{channel.value}/{name}")
 
 
 def _workspace(request: Request) -> str:
@@ -63,6 +77,8 @@ async def start(
     ports = _ports(request)
     if (conflict := await _owned(ports, cmd.campaign_id, ws)) is not None:
         return conflict
+    pinned = (r.account for r in cmd.recipients if r.account)
+    await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
     await ports.bus.publish(cmd, workspace_id=ws)
     return JSONResponse(
         {"campaign_id": cmd.campaign_id, "recipients": len(cmd.recipients), "final": cmd.final},
@@ -81,17 +97,20 @@ async def add(
     except ValueError as exc:
         return _invalid(exc)
     ports = _ports(request)
-    if (conflict := await _owned(ports, campaign_id, ws)) is not None:
-        return conflict
+    state = await ports.store.state(campaign_id)
+    if state is not None:
+        require(state, ws, "campaign", campaign_id)
+        channel = (state.definition or {}).get("channel")
+        if channel is not None:
+            pinned = (r.account for r in cmd.recipients if r.account)
+            await _accounts_owned(ports, ws, Channel(channel), pinned)
     await ports.bus.publish(cmd, workspace_id=ws)
     return JSONResponse({"campaign_id": campaign_id, "batch": cmd.batch}, 202)
 
 
 async def _control(request: Request, campaign_id: str, ws: str, action: str) -> Response:
     ports = _ports(request)
-    state = await ports.store.state(campaign_id)
-    if state is None or state.workspace_id != ws:
-        return error(404, "not_found", f"no campaign {campaign_id!r}")
+    require(await ports.store.state(campaign_id), ws, "campaign", campaign_id)
     reason = request.query_params.get("reason")
     cmd = ControlCampaign(campaign_id=campaign_id, action=action, reason=reason)
     await ports.bus.publish(cmd, workspace_id=ws)
@@ -116,9 +135,7 @@ async def cancel(request: Request, campaign_id: str, ws: Workspace) -> Response:
 @router.get("/{campaign_id}", summary="State and counts")
 async def status(request: Request, campaign_id: str, ws: Workspace) -> Response:
     ports = _ports(request)
-    state = await ports.store.state(campaign_id)
-    if state is None or state.workspace_id != ws:
-        return error(404, "not_found", f"no campaign {campaign_id!r}")
+    state = require(await ports.store.state(campaign_id), ws, "campaign", campaign_id)
     numbers = await tally(ports.bus, ports.store, state)
     definition = state.definition or {}
     counts = {

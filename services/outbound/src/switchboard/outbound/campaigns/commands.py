@@ -4,12 +4,14 @@ idempotent: a redelivered command leaves the state as it was."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 
 from switchboard.events import Envelope
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import CampaignStatusChanged
 from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
@@ -18,6 +20,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.campaigns.state import CampaignState, CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
+from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
 from switchboard.runtime.logging import get_logger
@@ -43,11 +46,32 @@ def _own(state: CampaignState | None, campaign_id: str, workspace: str) -> Campa
     return state
 
 
+async def foreign_accounts(
+    accounts: AccountCache, workspace: str, channel: Channel | str, names: Iterable[str]
+) -> list[str]:
+    """The accounts among ``names`` that the workspace does not have (unknown to it)."""
+    return [n for n in sorted(set(names)) if await accounts.lookup(channel, n, workspace) is None]
+
+
+class ForeignAccountError(PermanentError):
+    """A campaign command names accounts its workspace does not have."""
+
+
 @dataclass
 class CampaignCommands:
     bus: Bus
     store: CampaignStore
     view: CampaignView
+    accounts: AccountCache
+
+    async def _check_accounts(
+        self, workspace: str, channel: Channel | str, names: Iterable[str], cid: str
+    ) -> None:
+        unknown = await foreign_accounts(self.accounts, workspace, channel, names)
+        if unknown:
+            raise ForeignAccountError(
+                f"campaign {cid!r} names accounts unknown in its workspace: {', '.join(unknown)}"
+            )
 
     async def handle(self, msg: Msg) -> None:
         decoded = decode_or_reject(msg)
@@ -67,6 +91,8 @@ class CampaignCommands:
         ws, cid = env.workspace_id, cmd.campaign_id
         current = await self.store.state(cid)
         _own(current, cid, ws)
+        pinned = (r.account for r in cmd.recipients if r.account)
+        await self._check_accounts(ws, cmd.channel, (*cmd.accounts, *pinned), cid)
         stored = await self.store.put_batch(cid, 0, cmd.recipients)
 
         def change(state: CampaignState | None) -> CampaignState | None:
@@ -87,7 +113,11 @@ class CampaignCommands:
 
     async def add(self, cmd: AddCampaignRecipients, env: Envelope) -> None:
         ws, cid = env.workspace_id, cmd.campaign_id
-        _own(await self.store.state(cid), cid, ws)
+        current = _own(await self.store.state(cid), cid, ws)
+        channel = (current.definition or {}).get("channel")
+        if channel is not None:
+            pinned = (r.account for r in cmd.recipients if r.account)
+            await self._check_accounts(ws, channel, pinned, cid)
         stored = await self.store.put_batch(cid, cmd.batch, cmd.recipients)
 
         def change(state: CampaignState | None) -> CampaignState | None:

@@ -1,0 +1,148 @@
+"""``Idempotency-Key`` for the HTTP API, the way the payment APIs do it.
+
+A key is scoped to the caller's workspace and remembers the fingerprint of the request that
+first used it and, once answered, that answer, for ``retention`` seconds (24 h by default,
+far beyond JetStream's duplicate window). A repeat with the same body gets the original
+answer again; with another body it is refused (422 naming the conflict); while the first
+request is still being handled it is told to come back (409 with ``Retry-After``). A claim
+whose request died before answering is taken over after ``lease`` seconds.
+
+Records live in the ``sends`` bucket (``idem.`` keys), whose TTL caps the retention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+
+class KeyRecord(BaseModel):
+    """What a key remembers."""
+
+    fingerprint: str
+    state: Literal["in_flight", "done"]
+    at: datetime  # claimed (in flight) or answered (done)
+    status: int | None = None
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The key is this request's: answer, then :meth:`IdempotencyKeys.complete` it."""
+
+    key: str
+    fingerprint: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The key was answered before with this (same request): answer it again."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """The first request with this key is still being handled."""
+
+    retry_after: int
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """The key was used with another request body."""
+
+
+Decision = Claim | Replay | InFlight | Conflict
+Take = Literal["take"]
+
+
+def decide(
+    found: KeyRecord, fp: str, now: datetime, retention: timedelta, lease: timedelta
+) -> Replay | InFlight | Conflict | Take:
+    """What a request with body fingerprint ``fp`` gets when its key holds ``found``."""
+    age = now - found.at
+    if found.state == "done" and age > retention:
+        return "take"  # forgotten: the key is free again
+    if found.state == "in_flight" and age > lease:
+        return "take"  # the first request died before it answered
+    if found.fingerprint != fp:
+        return Conflict()
+    if found.state == "in_flight":
+        return InFlight(max(1, math.ceil((lease - age).total_seconds())))
+    return Replay(found.status or 200, found.body or {})
+
+
+def key_of(scope: str, workspace: str, key: str) -> str:
+    digest = hashlib.sha256(f"{workspace}\x00{key}".encode()).hexdigest()[:40]
+    return f"idem.{scope}.{digest}"
+
+
+class IdempotencyKeys:
+    """The keys of one API (``scope``) in a KV bucket."""
+
+    def __init__(
+        self, kv: KeyValue, scope: str, retention_s: float = 86400.0, lease_s: float = 30.0
+    ) -> None:
+        self.kv = kv
+        self.scope = scope
+        self.retention = timedelta(seconds=retention_s)
+        self.lease = timedelta(seconds=lease_s)
+
+    async def begin(self, workspace: str, key: str, fp: str) -> Decision:
+        """Claim ``key`` for a request with body fingerprint ``fp``, or say why not."""
+        kv_key = key_of(self.scope, workspace, key)
+        claim = _dump(KeyRecord(fingerprint=fp, state="in_flight", at=datetime.now(UTC)))
+        while True:
+            try:
+                revision = await self.kv.create(kv_key, claim)
+                return Claim(kv_key, fp, revision)
+            except KeyWrongLastSequenceError:
+                pass
+            try:
+                entry = await self.kv.get(kv_key)
+            except KeyNotFoundError:
+                continue  # deleted meanwhile: claim it again
+            if not entry.value or entry.revision is None:
+                continue
+            found = KeyRecord.model_validate(orjson.loads(entry.value))
+            decided = decide(found, fp, datetime.now(UTC), self.retention, self.lease)
+            if decided != "take":
+                return decided
+            try:
+                revision = await self.kv.update(kv_key, claim, last=entry.revision)
+                return Claim(kv_key, fp, revision)
+            except KeyWrongLastSequenceError:
+                continue  # another request took it first: look again
+
+    async def complete(self, claim: Claim, status: int, body: dict[str, Any]) -> None:
+        """Remember the answer given to the claiming request."""
+        record = KeyRecord(
+            fingerprint=claim.fingerprint,
+            state="done",
+            at=datetime.now(UTC),
+            status=status,
+            body=body,
+        )
+        await self.kv.put(claim.key, _dump(record))
+
+    async def release(self, claim: Claim) -> None:
+        """Forget a claim whose request failed, so that a retry is handled afresh."""
+        # Taken over meanwhile (wrong last sequence): it is not ours to delete.
+        with contextlib.suppress(APIError):
+            await self.kv.delete(claim.key, last=claim.revision)
+
+
+def _dump(record: KeyRecord) -> bytes:
+    return record.model_dump_json(exclude_none=True).encode()

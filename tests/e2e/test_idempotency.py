@@ -1,0 +1,244 @@
+"""Idempotency of sends like the payment APIs, over HTTP and over the bus, against the sandbox
+Telegram with real NATS; JetStream's duplicate window is shrunk to half a second (a setting)
+so that "after the window" needs no long sleep.
+
+Each case and its expected answer:
+- same key, same body: the original answer again (202, ``Idempotent-Replayed``), sent once;
+- same key, another body: 422 naming the conflict (HTTP) / ``delivery.rejected`` (bus);
+- a repeat while the first request is in flight: 409 with ``Retry-After``;
+- keys are per workspace: B reusing A's id is a new message for B, sent, never a 409;
+- a retry after the duplicate window while the first send is pending (``not_before``) is
+  dropped, and the message is sent once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.streams import stream_messages
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.outbound.app import create_app
+from switchboard.outbound.attempts import fingerprint
+from switchboard.outbound.idempotency import Claim, IdempotencyKeys
+from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.testing import serve
+
+pytestmark = pytest.mark.e2e
+TOKEN_A = "300000011:idem-a"
+TOKEN_B = "300000012:idem-b"
+WINDOW_S = 0.5
+A = {"Authorization": f"Bearer {API_KEY}"}  # workspace demo, account shop
+B = {"Authorization": f"Bearer {OTHER_KEY}"}  # workspace other, account theirs
+
+
+@dataclass
+class Env:
+    box: Sandbox
+    url: str
+    bus: Bus
+    http: httpx.AsyncClient
+    nats_url: str
+
+    def sent(self, token: str) -> list[str]:
+        """Texts the sandbox bot accepted."""
+        requests = self.box.recorder.requests(provider="telegram", method="sendMessage")
+        return [str(r.params.get("text")) for r in requests if r.ok and token in r.path]
+
+
+@pytest.fixture
+async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    box = Sandbox(SandboxConfig())
+    box.telegram.add_bot(TOKEN_A, "a_bot")
+    box.telegram.add_bot(TOKEN_B, "b_bot")
+    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
+        for key, value in service_env(nats_url, SWITCHBOARD_DUPLICATE_WINDOW_S=WINDOW_S).items():
+            monkeypatch.setenv(key, value)
+        bus = await Bus.connect(nats_url, name="test")
+        stack.push_async_callback(bus.close)
+        await bus.provision(duplicate_window_s=WINDOW_S)
+        store = AccountStore(await bus.kv("accounts"), keyring())
+        for name, workspace, token in (("shop", "demo", TOKEN_A), ("theirs", "other", TOKEN_B)):
+            await store.put(
+                Account(
+                    channel=Channel.TELEGRAM,
+                    id=name,
+                    workspace_id=workspace,
+                    settings={"api_base_url": f"{sandbox}/telegram"},
+                    secrets={"token": token},
+                )
+            )
+        url = await stack.enter_async_context(
+            serve_app(create_app(load_settings(OutboundSettings)))
+        )
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+        yield Env(box, url, bus, http, nats_url)
+
+
+def body(text: str = "hello", account: str = "shop", **extra: Any) -> dict[str, Any]:
+    return {
+        "channel": "telegram",
+        "account": account,
+        "recipient": "4001",
+        "content": {"kind": "text", "text": text},
+        **extra,
+    }
+
+
+def command(message_id: str, text: str = "hello", **extra: Any) -> SendMessage:
+    return SendMessage(
+        message_id=message_id,
+        channel=Channel.TELEGRAM,
+        account="shop",
+        recipient="4001",
+        content=OutText(text=text),
+        **extra,
+    )
+
+
+async def status(env: Env, message_id: str, auth: dict[str, str]) -> dict[str, Any]:
+    r = await env.http.get(f"{env.url}/v1/messages/{message_id}", headers=auth)
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def settled(env: Env, message_id: str, auth: dict[str, str]) -> dict[str, Any] | None:
+    found = await status(env, message_id, auth)
+    return found if found["status"] in ("sent", "failed") else None
+
+
+async def outbound_empty(env: Env) -> bool:
+    """Every command of the OUTBOUND stream was settled (acked and removed)."""
+    return (await env.bus.js.stream_info("OUTBOUND")).state.messages == 0
+
+
+async def test_same_key_same_body_answers_the_original_and_sends_once(env: Env) -> None:
+    headers = {**A, "Idempotency-Key": "order-1"}
+    first = await env.http.post(f"{env.url}/v1/messages", json=body(), headers=headers)
+    assert first.status_code == 202, first.text
+    again = await env.http.post(f"{env.url}/v1/messages", json=body(), headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json() == {"message_id": "order-1", "status": "accepted"}
+    assert again.headers["Idempotent-Replayed"] == "true"
+    await eventually(lambda: settled(env, "order-1", A), timeout=30)
+    after = await env.http.post(f"{env.url}/v1/messages", json=body(), headers=headers)
+    assert (after.status_code, after.json()) == (202, first.json())
+    await eventually(lambda: outbound_empty(env), timeout=30)
+    assert env.sent(TOKEN_A) == ["hello"]
+
+
+async def test_same_key_another_body_is_422_naming_the_conflict(env: Env) -> None:
+    headers = {**A, "Idempotency-Key": "order-2"}
+    first = await env.http.post(f"{env.url}/v1/messages", json=body("one"), headers=headers)
+    assert first.status_code == 202, first.text
+    other = await env.http.post(f"{env.url}/v1/messages", json=body("two"), headers=headers)
+    assert other.status_code == 422, other.text
+    assert "order-2" in other.text
+    assert "idempotency_conflict" in other.text
+    await eventually(lambda: settled(env, "order-2", A), timeout=30)
+    await eventually(lambda: outbound_empty(env), timeout=30)
+    assert env.sent(TOKEN_A) == ["one"]
+
+
+async def test_a_repeat_while_the_first_request_is_in_flight_is_409_with_retry_after(
+    env: Env,
+) -> None:
+    # The first request holds its key, between its claim and its answer, as a real one does
+    # while it publishes (a second outbound instance, a slow JetStream).
+    keys = IdempotencyKeys(await env.bus.kv("sends"), "messages")
+    fp = fingerprint(command("order-3"))
+    claim = await keys.begin("demo", "order-3", fp)
+    assert isinstance(claim, Claim)
+    headers = {**A, "Idempotency-Key": "order-3"}
+    r = await env.http.post(f"{env.url}/v1/messages", json=body(), headers=headers)
+    assert r.status_code == 409, r.text
+    assert int(r.headers["Retry-After"]) >= 1
+    # once the first answered, the repeat gets that answer
+    await keys.complete(claim, 202, {"message_id": "order-3", "status": "accepted"})
+    r = await env.http.post(f"{env.url}/v1/messages", json=body(), headers=headers)
+    assert (r.status_code, r.json()["message_id"]) == (202, "order-3")
+    assert r.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_keys_are_per_workspace(env: Env) -> None:
+    a = await env.http.post(
+        f"{env.url}/v1/messages", json=body("from a"), headers={**A, "Idempotency-Key": "k-1"}
+    )
+    assert a.status_code == 202, a.text
+    b = await env.http.post(
+        f"{env.url}/v1/messages",
+        json=body("from b", account="theirs"),
+        headers={**B, "Idempotency-Key": "k-1"},
+    )
+    assert b.status_code == 202, b.text  # a new message for B: no 409, no leak
+    assert "Idempotent-Replayed" not in b.headers
+    # over the bus too, inside the duplicate window: B's command is no duplicate of A's
+    await env.bus.publish(command("k-2", "bus a"), workspace_id="demo")
+    ack = await env.bus.publish(
+        command("k-2", "bus b").model_copy(update={"account": "theirs"}), workspace_id="other"
+    )
+    assert not ack.duplicate
+    for message_id in ("k-1", "k-2"):
+        assert (await eventually(lambda m=message_id: settled(env, m, A)))["status"] == "sent"
+        assert (await eventually(lambda m=message_id: settled(env, m, B)))["status"] == "sent"
+    assert (await status(env, "k-1", B))["account"] == "theirs"
+    assert sorted(env.sent(TOKEN_A)) == ["bus a", "from a"]
+    assert sorted(env.sent(TOKEN_B)) == ["bus b", "from b"]
+
+
+async def test_a_bus_command_with_another_body_under_a_taken_id_is_rejected(env: Env) -> None:
+    await env.bus.publish(command("c-1", "original"), workspace_id="demo")
+    await eventually(lambda: settled(env, "c-1", A), timeout=30)
+    # after JetStream's window, so the stream stores it: outbound must refuse it itself
+    changed = command("c-1", "changed")
+
+    async def stored() -> bool:
+        return not (await env.bus.publish(changed, workspace_id="demo")).duplicate
+
+    await eventually(stored, timeout=30, interval=WINDOW_S / 2)
+
+    async def rejected() -> list[Any]:
+        events = await stream_messages(env.nats_url, "DELIVERY")
+        return [d.model for d in events if d.model.name == "delivery.rejected"]
+
+    found = await eventually(rejected, timeout=30)
+    assert found[0].message_id == "c-1"
+    assert found[0].error_code == "idempotency_conflict"
+    assert "another body" in found[0].reason
+    await eventually(lambda: outbound_empty(env), timeout=30)
+    assert env.sent(TOKEN_A) == ["original"]
+    assert (await status(env, "c-1", A))["status"] == "sent"  # the message is untouched
+
+
+async def test_a_retry_after_the_duplicate_window_while_the_first_is_pending_is_sent_once(
+    env: Env,
+) -> None:
+    later = datetime.now(UTC) + timedelta(seconds=6)
+    first = command("p-1", "scheduled", not_before=later)
+    await env.bus.publish(first, workspace_id="demo")
+    await eventually(lambda: status(env, "p-1", A), timeout=30)  # the record names its owner
+
+    # The producer retries after JetStream forgot the first id: the stream stores a copy.
+    async def copy_stored() -> int | None:
+        ack = await env.bus.publish(first, workspace_id="demo")
+        return None if ack.duplicate else ack.seq
+
+    seq = await eventually(copy_stored, timeout=30, interval=WINDOW_S / 2)
+    await eventually(lambda: settled(env, "p-1", A), timeout=60)
+    await eventually(lambda: outbound_empty(env), timeout=30)
+    assert seq > 1
+    assert env.sent(TOKEN_A) == ["scheduled"]
