@@ -21,6 +21,9 @@ from .mtproto_support import stream, wait_for_event, world
 PHONE = "+15552340001"
 
 
+DEMO = {"workspace_id": "demo"}
+
+
 async def test_login_over_the_bus_with_each_error(nats_url: str, postgres_url: str) -> None:
     async with world(nats_url, postgres_url) as w:
         user, _ = w.fake.add_user(PHONE, first_name="Linus", password="hunter22")
@@ -53,22 +56,42 @@ async def test_login_over_the_bus_with_each_error(nats_url: str, postgres_url: s
             sent = await wait_for_event(nats_url, "mtproto.login_code_sent", session_id="linus")
             assert sent.envelope.workspace_id == "demo"
             code = w.fake.code(PHONE).code
-            await bus.publish(SubmitLoginPassword(session_id="linus", password="early"))
+            await bus.publish(SubmitLoginPassword(session_id="linus", password="early"), **DEMO)
             await failed("linus", "wrong_step")
             wrong = "00000" if code != "00000" else "11111"
-            await bus.publish(SubmitLoginCode(session_id="linus", code=wrong))
+            await bus.publish(SubmitLoginCode(session_id="linus", code=wrong), **DEMO)
             await failed("linus", "phone_code_invalid")
-            await bus.publish(SubmitLoginCode(session_id="linus", code=code))
+            await bus.publish(SubmitLoginCode(session_id="linus", code=code), **DEMO)
             await wait_for_event(nats_url, "mtproto.login_password_needed", session_id="linus")
-            await bus.publish(SubmitLoginPassword(session_id="linus", password="wrong22"))
+            await bus.publish(SubmitLoginPassword(session_id="linus", password="wrong22"), **DEMO)
             await failed("linus", "password_invalid")
-            await bus.publish(SubmitLoginPassword(session_id="linus", password="hunter22"))
+            await bus.publish(SubmitLoginPassword(session_id="linus", password="hunter22"), **DEMO)
             ok = await wait_for_event(nats_url, "mtproto.login_succeeded", session_id="linus")
             assert ok.model.user_id == str(user.id)  # type: ignore[attr-defined]
             await wait_for_event(nats_url, "mtproto.session_connected", session_id="linus")
 
-            await bus.publish(StartLogin(session_id="linus", phone=PHONE))
+            await bus.publish(StartLogin(session_id="linus", phone=PHONE), **DEMO)
             await failed("linus", "already_authorized")
+
+            # Another workspace's session does not exist for a command: rejected with 404,
+            # nothing done (the session stays connected and subscribed to nothing).
+            for cmd in (
+                Subscribe(session_id="linus", peer="@somewhere"),
+                Logout(session_id="linus"),
+                StartLogin(session_id="linus", phone=PHONE),
+            ):
+                await bus.publish(cmd, workspace_id="other")
+                refused = await wait_for_event(
+                    nats_url, "mtproto.command_rejected", session_id="linus", command=cmd.name
+                )
+                assert refused.model.status == 404  # type: ignore[attr-defined]
+                assert refused.envelope.workspace_id == "other"
+            # ... nor may a command open a session in another workspace than its own
+            await bus.publish(
+                StartLogin(session_id="intruder", phone=PHONE, workspace_id="demo"),
+                workspace_id="other",
+            )
+            await wait_for_event(nats_url, "mtproto.command_rejected", session_id="intruder")
 
             # A command for a session that does not exist is rejected with the reason.
             await bus.publish(Subscribe(session_id="ghost", peer="@somewhere"))
@@ -78,7 +101,7 @@ async def test_login_over_the_bus_with_each_error(nats_url: str, postgres_url: s
             assert rejected.model.status == 404  # type: ignore[attr-defined]
 
             # Logout over the bus revokes the session at Telegram and deletes it.
-            await bus.publish(Logout(session_id="linus"))
+            await bus.publish(Logout(session_id="linus"), **DEMO)
             await wait_for_event(nats_url, "mtproto.session_revoked", session_id="linus")
         finally:
             await bus.close()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 
-from switchboard.events import DecodeError, decode_message
+from switchboard.events import DecodeError, Message, decode_message
 from switchboard.events.catalog.mtproto import (
     CommandRejected,
     Logout,
@@ -35,6 +35,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.ownership import Owned, visible
 
 log = get_logger(__name__)
 
@@ -80,10 +81,17 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
             return True
         raise PermanentError(exc.reason) from None
     cmd, envelope = decoded.model, decoded.envelope
+    sid = getattr(cmd, "session_id", "")
+    foreign = await foreign_session(deps.sessions, cmd, envelope.workspace_id)
+    if foreign is not None:
+        await _reject(deps.bus, envelope, cmd.name, sid, foreign)
+        await msg.ack()
+        if isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
+            await _erase(deps.bus, msg)
+        return True
     if isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
         await _login_command(deps, msg, cmd, envelope)
         return True
-    sid = getattr(cmd, "session_id", "")
     if isinstance(cmd, Logout):
         result = await actions.logout(deps.sessions, sid)
     elif isinstance(cmd, Subscribe):
@@ -113,19 +121,44 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
     else:
         raise PermanentError(f"{cmd.name} is not handled by the mtproto command consumer")
     if not result.ok:
-        await deps.bus.publish(
-            CommandRejected(
-                session_id=sid,
-                at=datetime.now(UTC),
-                command_id=envelope.id,
-                command=cmd.name,
-                status=result.status,
-                reason=result.reason or "rejected",
-            ),
-            cause=envelope,
-        )
+        await _reject(deps.bus, envelope, cmd.name, sid, result)
     await msg.ack()
     return True
+
+
+async def foreign_session(
+    sessions: SessionStore, cmd: Message, workspace: str
+) -> actions.Result | None:
+    """A 404 when ``cmd`` names a session (or a login in progress) of another workspace, or
+    asks for a login in another workspace than its own: another workspace's session does not
+    exist for the command (tenancy, DESIGN law 8)."""
+    sid = getattr(cmd, "session_id", None)
+    if sid is None:
+        return None
+    if isinstance(cmd, StartLogin) and cmd.workspace_id not in (None, workspace):
+        return actions.Result(404, reason=f"no workspace {cmd.workspace_id!r} for this command")
+    found: Owned | None = await sessions.get_session(sid)
+    if found is None and isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
+        found = await sessions.get_login(sid)
+    if found is not None and visible(found, workspace) is None:
+        return actions.Result(404, reason=f"no session {sid!r}")
+    return None
+
+
+async def _reject(
+    bus: Bus, envelope: Envelope, command: str, sid: str, result: actions.Result
+) -> None:
+    await bus.publish(
+        CommandRejected(
+            session_id=sid,
+            at=datetime.now(UTC),
+            command_id=envelope.id,
+            command=command,
+            status=result.status,
+            reason=result.reason or "rejected",
+        ),
+        cause=envelope,
+    )
 
 
 def backfill_job_id(command_id: str) -> str:

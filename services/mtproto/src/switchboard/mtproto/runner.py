@@ -623,11 +623,28 @@ class SessionRunner:
     async def _send_one(self, client: MtprotoClient, msg: Msg) -> bool:
         """Send one command; True when Telegram was called (pace before the next)."""
         try:
-            cmd = decode_message(msg.subject, dict(msg.headers or {}), msg.data).model
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+            cmd = decoded.model
             if not isinstance(cmd, SendAsUser):
                 raise DecodeError(f"{type(cmd).__name__} is not mtproto.send")
         except DecodeError as exc:
             await self._dead_letter(msg, exc.reason)
+            return False
+        if decoded.envelope.workspace_id != self.workspace_id:
+            # Another workspace's session does not exist for the command: refused, with the
+            # message it names left as it is (nothing sent, no delivery event).
+            await self.deps.bus.publish(
+                CommandRejected(
+                    session_id=self.session_id,
+                    at=self._now(),
+                    command_id=decoded.envelope.id,
+                    command=cmd.name,
+                    status=404,
+                    reason=f"no session {self.session_id!r}",
+                ),
+                cause=decoded.envelope,
+            )
+            await msg.ack()
             return False
         done = await self.deps.state.send_record(cmd.message_id)
         if done is not None and done.status in ("sent", "failed"):
