@@ -16,7 +16,7 @@ from switchboard.events.catalog.outbound import (
     ControlCampaign,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.state import CampaignStore
+from switchboard.outbound.campaigns.state import CampaignState, CampaignStore
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
@@ -59,8 +59,9 @@ def _invalid(exc: ValueError) -> Response:
     return error(422, "invalid_campaign", str(exc).splitlines()[0][:300], detail=str(exc)[:2000])
 
 
-async def _owned(ports: CampaignPorts, campaign_id: str, ws: str) -> Response | None:
-    state = await ports.store.state(campaign_id)
+def _taken(state: CampaignState | None, ws: str) -> Response | None:
+    """409 when the id is another workspace's campaign: campaign ids are global (one
+    namespace for the stream's subjects and the campaign state), unlike message ids."""
     if state is not None and state.workspace_id != ws:
         return error(409, "id_taken", "that campaign_id is in use")
     return None
@@ -75,7 +76,7 @@ async def start(
     except ValueError as exc:
         return _invalid(exc)
     ports = _ports(request)
-    if (conflict := await _owned(ports, cmd.campaign_id, ws)) is not None:
+    if (conflict := _taken(await ports.store.state(cmd.campaign_id), ws)) is not None:
         return conflict
     pinned = (r.account for r in cmd.recipients if r.account)
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
@@ -87,7 +88,10 @@ async def start(
 
 
 @router.post(
-    "/{campaign_id}/recipients", status_code=202, summary="Add a batch of recipients (1, 2, ...)"
+    "/{campaign_id}/recipients",
+    status_code=202,
+    summary="Add a batch of recipients (1, 2, ...)",
+    responses={404: {"description": "a pinned account is not in the key's workspace"}},
 )
 async def add(
     request: Request, campaign_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
@@ -98,12 +102,12 @@ async def add(
         return _invalid(exc)
     ports = _ports(request)
     state = await ports.store.state(campaign_id)
-    if state is not None:
-        require(state, ws, "campaign", campaign_id)
-        channel = (state.definition or {}).get("channel")
-        if channel is not None:
-            pinned = (r.account for r in cmd.recipients if r.account)
-            await _accounts_owned(ports, ws, Channel(channel), pinned)
+    if (conflict := _taken(state, ws)) is not None:
+        return conflict
+    channel = (state.definition or {}).get("channel") if state is not None else None
+    if channel is not None:
+        pinned = (r.account for r in cmd.recipients if r.account)
+        await _accounts_owned(ports, ws, Channel(channel), pinned)
     await ports.bus.publish(cmd, workspace_id=ws)
     return JSONResponse({"campaign_id": campaign_id, "batch": cmd.batch}, 202)
 
