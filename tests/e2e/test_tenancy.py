@@ -126,7 +126,9 @@ BODIES: dict[tuple[str, str, str], Callable[[Ids], dict[str, Any]]] = {
     ("outbound", "POST", "/v1/campaigns/{campaign_id}/recipients"): lambda i: {
         "batch": 1, "recipients": [{"recipient": "5002", "account": i.account}], "final": True,
     },
-    ("crm", "POST", "/v1/contacts/{contact_id}"): lambda i: {"display_name": "Mallory", "note": "b"},
+    ("crm", "POST", "/v1/contacts/{contact_id}"): lambda i: {
+        "display_name": "Mallory", "note": "b",
+    },
     ("crm", "POST", "/v1/contacts/{contact_id}/merge"): lambda i: {"merged_contact_id": i.contact2},
     ("crm", "POST", "/v1/contacts/{contact_id}/split"): lambda i: {
         "channel": "telegram", "external_id": "5001",
