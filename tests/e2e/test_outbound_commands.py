@@ -45,7 +45,7 @@ class Env:
         bus = await Bus.connect(self.nats_url, name="producer")
         try:
             for cmd in commands:
-                await bus.publish(cmd, workspace_id="demo", **envelope)
+                await bus.publish(cmd, **{"workspace_id": "demo", **envelope})
         finally:
             await bus.close()
 
@@ -211,3 +211,33 @@ async def test_sendpulse_email_sms_and_address_book_are_commands(env: Env) -> No
     assert [e.subject for e in state.emails] == ["Your order"]
     assert [s.body for s in state.sms] == ["Your code is 4242"]
     assert [c["email"] for c in env.box.sendpulse.contacts(BOOK)] == ["jane@example.com"]
+
+
+async def test_another_workspaces_provider_accounts_are_unknown_and_nothing_is_sent(
+    env: Env,
+) -> None:
+    # Workspace "other" names demo's SendPulse account and Meta pixel: both are unknown to
+    # it, the outcome says so, and neither provider is called.
+    await env.publish(
+        SendSms.model_validate(
+            {
+                "message_id": "otp-9",
+                "account": "sp-main",
+                "sender": "Shop",
+                "phones": ["+380501234567"],
+                "body": "not yours",
+            }
+        ),
+        conversion(9),
+        workspace_id="other",
+    )
+
+    async def both() -> list[Any] | None:
+        found = await env.events("delivery.dispatch_failed", "delivery.conversion_failed")
+        return found if len(found) == 2 else None
+
+    outcomes = await eventually(both, timeout=30, message="two refusals")
+    assert outcomes is not None
+    assert {e.error_code for e in outcomes} == {"unknown_account"}
+    assert env.box.sendpulse.state.sms == []
+    assert env.box.recorder.requests(provider="metacapi") == []
