@@ -212,7 +212,9 @@ async def test_pause_resume_cancel_and_a_reply_overtakes_the_broadcast(env: Env)
             json={"campaign_id": "sale", "channel": "telegram", "accounts": ["a"],
                   "content": {"kind": "text", "text": "x"}},
         )  # fmt: skip
-        assert taken.status_code == 409
+        # Campaign ids are per workspace, so "sale" is free for the other workspace; but the
+        # account "a" is demo's, which does not exist for it.
+        assert taken.status_code == 404, taken.text
         bad = await http.post(f"{env.urls[0]}/v1/campaigns", headers=AUTH, json={"accounts": []})
         assert bad.status_code == 422
 

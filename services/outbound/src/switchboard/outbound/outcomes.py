@@ -32,17 +32,20 @@ CANCELLED = "campaign_cancelled"
 
 
 class CampaignHooks(Protocol):
-    """What a campaign send needs from the campaigns (see ``campaigns.view``)."""
+    """What a campaign send needs from the campaigns (see ``campaigns.view``); a campaign is
+    named by its workspace and id (ids are per workspace)."""
 
-    def status(self, campaign_id: str) -> str | None:
+    def status(self, workspace: str, campaign_id: str) -> str | None:
         """running, paused, cancelled, completed, or None when unknown."""
         ...
 
-    async def changed(self, campaign_id: str, timeout: float) -> None:
+    async def changed(self, workspace: str, campaign_id: str, timeout: float) -> None:
         """Return when the campaign's state changes, or after ``timeout``."""
         ...
 
-    async def record_failure(self, campaign_id: str, message_id: str, code: str) -> None:
+    async def record_failure(
+        self, workspace: str, campaign_id: str, message_id: str, code: str
+    ) -> None:
         """Count a failed send of the campaign (idempotent), before its command is acked."""
         ...
 
@@ -141,7 +144,9 @@ class Outcome:
             ),
         )
         if self.cmd.campaign_id and self.campaigns is not None:
-            await self.campaigns.record_failure(self.cmd.campaign_id, self.cmd.message_id, code)
+            await self.campaigns.record_failure(
+                self.env.workspace_id, self.cmd.campaign_id, self.cmd.message_id, code
+            )
         if dlq:
             await dead_letter_msg(
                 self.bus, self.msg, reason=f"{code}: {reason}", consumer=self.consumer

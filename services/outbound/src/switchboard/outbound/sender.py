@@ -150,7 +150,7 @@ class Sender:
             if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
                 # Counted before its ack the first time; again in case that ack was lost.
                 await self.campaigns.record_failure(
-                    cmd.campaign_id, cmd.message_id, record.error_code or "failed"
+                    env.workspace_id, cmd.campaign_id, cmd.message_id, record.error_code or "failed"
                 )
             await msg.ack()  # completed before (a redelivery, or the same id sent twice)
             return None
@@ -317,7 +317,7 @@ class Sender:
         if hooks is None or cid is None:
             return True
         for _ in range(6):
-            status = hooks.status(cid)
+            status = hooks.status(job.env.workspace_id, cid)
             if status in ("cancelled", "completed"):
                 await job.fail(
                     record, "the campaign was cancelled", CANCELLED, permanent=True, dlq=False
@@ -325,7 +325,7 @@ class Sender:
                 return False
             if status != "paused":
                 return True
-            await hooks.changed(cid, 5.0)
+            await hooks.changed(job.env.workspace_id, cid, 5.0)
         await job.msg.nak(delay=5.0)  # still paused: back to the stream for a while
         return False
 

@@ -137,6 +137,8 @@ class DeliveryReceipt(_Delivery):
 
 
 class _CampaignEvent(Event):
+    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
+
     campaign_id: str = Field(min_length=1)
     at: datetime
 

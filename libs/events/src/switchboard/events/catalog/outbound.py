@@ -252,6 +252,8 @@ class StartCampaign(Command):
     bulk lane unless ``priority`` says otherwise; progress and completion are
     ``delivery.campaign_*`` events. Idempotent by ``campaign_id``."""
 
+    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
+
     campaign_id: CampaignId
     title: str | None = Field(None, max_length=200, description="for people reading reports")
     channel: Channel
@@ -293,6 +295,8 @@ class AddCampaignRecipients(Command):
     arrive in any order; each is stored once (idempotent by campaign and ``batch``), and the
     campaign completes only after the ``final`` batch and every batch before it arrived."""
 
+    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
+
     campaign_id: CampaignId
     batch: int = Field(ge=1, description="1, 2, ...: the position of this batch")
     recipients: tuple[CampaignRecipient, ...] = Field(min_length=1, max_length=MAX_CAMPAIGN_BATCH)
@@ -320,6 +324,8 @@ class ControlCampaign(Command):
     """Pause, resume or cancel a campaign. A pause holds sends not yet made (a send already
     at the provider completes); cancel is final: what is not sent by then is not sent, and the
     completion event counts it as cancelled. Commands apply in the order they were published."""
+
+    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
 
     campaign_id: CampaignId
     action: Literal["pause", "resume", "cancel"]

@@ -16,7 +16,7 @@ from switchboard.events.catalog.outbound import (
     ControlCampaign,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.state import CampaignState, CampaignStore
+from switchboard.outbound.campaigns.state import CampaignStore, campaign_key
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
@@ -59,14 +59,6 @@ def _invalid(exc: ValueError) -> Response:
     return error(422, "invalid_campaign", str(exc).splitlines()[0][:300], detail=str(exc)[:2000])
 
 
-def _taken(state: CampaignState | None, ws: str) -> Response | None:
-    """409 when the id is another workspace's campaign: campaign ids are global (one
-    namespace for the stream's subjects and the campaign state), unlike message ids."""
-    if state is not None and state.workspace_id != ws:
-        return error(409, "id_taken", "that campaign_id is in use")
-    return None
-
-
 @router.post("", status_code=202, summary="Start a campaign (first recipients inline)")
 async def start(
     request: Request, ws: Workspace, body: Annotated[dict[str, Any], Body()]
@@ -76,8 +68,6 @@ async def start(
     except ValueError as exc:
         return _invalid(exc)
     ports = _ports(request)
-    if (conflict := _taken(await ports.store.state(cmd.campaign_id), ws)) is not None:
-        return conflict
     pinned = (r.account for r in cmd.recipients if r.account)
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
     await ports.bus.publish(cmd, workspace_id=ws)
@@ -101,9 +91,7 @@ async def add(
     except ValueError as exc:
         return _invalid(exc)
     ports = _ports(request)
-    state = await ports.store.state(campaign_id)
-    if (conflict := _taken(state, ws)) is not None:
-        return conflict
+    state = await ports.store.state(campaign_key(ws, campaign_id))
     channel = (state.definition or {}).get("channel") if state is not None else None
     if channel is not None:
         pinned = (r.account for r in cmd.recipients if r.account)
@@ -114,7 +102,7 @@ async def add(
 
 async def _control(request: Request, campaign_id: str, ws: str, action: str) -> Response:
     ports = _ports(request)
-    require(await ports.store.state(campaign_id), ws, "campaign", campaign_id)
+    require(await ports.store.state(campaign_key(ws, campaign_id)), ws, "campaign", campaign_id)
     reason = request.query_params.get("reason")
     cmd = ControlCampaign(campaign_id=campaign_id, action=action, reason=reason)
     await ports.bus.publish(cmd, workspace_id=ws)
@@ -139,8 +127,9 @@ async def cancel(request: Request, campaign_id: str, ws: Workspace) -> Response:
 @router.get("/{campaign_id}", summary="State and counts")
 async def status(request: Request, campaign_id: str, ws: Workspace) -> Response:
     ports = _ports(request)
-    state = require(await ports.store.state(campaign_id), ws, "campaign", campaign_id)
-    numbers = await tally(ports.bus, ports.store, state)
+    state = await ports.store.state(campaign_key(ws, campaign_id))
+    state = require(state, ws, "campaign", campaign_id)
+    numbers = await tally(ports.bus, ports.store, state, ports.accounts)
     definition = state.definition or {}
     counts = {
         "total": numbers.total,

@@ -18,7 +18,7 @@ from switchboard.events.catalog.outbound import (
     ControlCampaign,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.state import CampaignState, CampaignStore
+from switchboard.outbound.campaigns.state import CampaignState, CampaignStore, campaign_key
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
@@ -29,7 +29,8 @@ log = get_logger(__name__)
 
 
 class CampaignConflictError(PermanentError):
-    """The campaign id belongs to another workspace."""
+    """The campaign's record names another workspace (keys are per workspace: never, unless
+    a record was written under the wrong key)."""
 
 
 def _fresh(campaign_id: str, workspace: str) -> CampaignState:
@@ -89,11 +90,12 @@ class CampaignCommands:
 
     async def start(self, cmd: StartCampaign, env: Envelope, seq: int) -> None:
         ws, cid = env.workspace_id, cmd.campaign_id
-        current = await self.store.state(cid)
+        key = campaign_key(ws, cid)
+        current = await self.store.state(key)
         _own(current, cid, ws)
         pinned = (r.account for r in cmd.recipients if r.account)
         await self._check_accounts(ws, cmd.channel, (*cmd.accounts, *pinned), cid)
-        stored = await self.store.put_batch(cid, 0, cmd.recipients)
+        stored = await self.store.put_batch(key, 0, cmd.recipients)
 
         def change(state: CampaignState | None) -> CampaignState | None:
             state = _own(state, cid, ws)
@@ -108,17 +110,18 @@ class CampaignCommands:
                 state.started_at = datetime.now(UTC)
             return state
 
-        before, after = await self.store.update(cid, change)
+        before, after = await self.store.update(key, change)
         await self._announce(before, after, env, seq, None)
 
     async def add(self, cmd: AddCampaignRecipients, env: Envelope) -> None:
         ws, cid = env.workspace_id, cmd.campaign_id
-        current = _own(await self.store.state(cid), cid, ws)
+        key = campaign_key(ws, cid)
+        current = _own(await self.store.state(key), cid, ws)
         channel = (current.definition or {}).get("channel")
         if channel is not None:
             pinned = (r.account for r in cmd.recipients if r.account)
             await self._check_accounts(ws, channel, pinned, cid)
-        stored = await self.store.put_batch(cid, cmd.batch, cmd.recipients)
+        stored = await self.store.put_batch(key, cmd.batch, cmd.recipients)
 
         def change(state: CampaignState | None) -> CampaignState | None:
             state = _own(state, cid, ws)
@@ -134,7 +137,7 @@ class CampaignCommands:
                 state.final_batch = cmd.batch
             return state
 
-        _, after = await self.store.update(cid, change)
+        _, after = await self.store.update(key, change)
         if after is not None:
             self.view.note(after)
 
@@ -158,7 +161,7 @@ class CampaignCommands:
             state.reason = cmd.reason
             return state
 
-        before, after = await self.store.update(cid, change)
+        before, after = await self.store.update(campaign_key(ws, cid), change)
         await self._announce(before, after, env, seq, cmd.reason)
 
     async def _announce(

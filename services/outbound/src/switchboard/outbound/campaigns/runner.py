@@ -114,8 +114,9 @@ class CampaignRunner:
     view: CampaignView
     accounts: AccountCache
     lease: Lease
-    campaign_id: str
+    key: str  # the campaign's key (``state.campaign_key``)
     timing: CampaignTiming
+    campaign_id: str = ""  # the caller's id, as sends and events carry it
     clock: Callable[[], float] = time.time
     cursor: Cursor = field(default_factory=Cursor)
     cursor_revision: int = 0
@@ -124,22 +125,23 @@ class CampaignRunner:
     _last_tick: int = -1
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.cursor, self.cursor_revision = await self.store.cursor(self.campaign_id)
+        self.cursor, self.cursor_revision = await self.store.cursor(self.key)
         while not stop.is_set():
             if self.clock() > self.lease.until - self.timing.lease_s / 2:
                 await self.lease.renew()
-            state = await self.store.state(self.campaign_id)
+            state = await self.store.state(self.key)
             if state is None or state.status not in ACTIVE:
                 return
+            self.campaign_id = state.campaign_id
             self.view.note(state)
             start = state.start()
-            left = await left_by_account(self.bus, self.campaign_id)
+            left = await left_by_account(self.bus, state, self.accounts)
             if state.status == "running" and start is not None and self._due(start):
                 await self.fan_out(state, start, left)
-                left = await left_by_account(self.bus, self.campaign_id)
+                left = await left_by_account(self.bus, state, self.accounts)
             # The failures (a few reads) only when they are reported or may end it.
             if self._progress_due(state) or not sum(left.values()):
-                numbers = await tally(self.bus, self.store, state, self.cursor, left)
+                numbers = await tally(self.bus, self.store, state, self.accounts, self.cursor, left)
                 if await self._finished(state, numbers):
                     return
                 await self._progress(state, start, numbers)
@@ -171,7 +173,7 @@ class CampaignRunner:
             if n not in state.batches:
                 return None
             if self._batch is None or self._batch[0] != n:
-                self._batch = (n, await self.store.batch(self.campaign_id, n))
+                self._batch = (n, await self.store.batch(self.key, n))
             rows = self._batch[1]
             if p < len(rows):
                 return n, p, rows[p]
@@ -232,7 +234,7 @@ class CampaignRunner:
         await self._save_cursor()
 
     async def _save_cursor(self) -> None:
-        revision = await self.store.save_cursor(self.campaign_id, self.cursor, self.cursor_revision)
+        revision = await self.store.save_cursor(self.key, self.cursor, self.cursor_revision)
         if revision is None:
             raise LeadershipLostError(f"cursor of {self.campaign_id} written by another")
         self.cursor_revision = revision
@@ -321,7 +323,7 @@ class CampaignRunner:
             current.outcome = summary
             return current
 
-        _, after = await self.store.update(self.campaign_id, complete)
+        _, after = await self.store.update(self.key, complete)
         if after is not None:
             self.view.note(after)
         log.info("campaign completed", campaign=self.campaign_id, **summary)
@@ -370,8 +372,9 @@ class CampaignSupervisor:
                         self._next_try[cid] = busy_until
                         continue
                     runner = CampaignRunner(
-                        self.bus, self.store, self.view, self.accounts, lease, cid, self.timing
-                    )
+                        self.bus, self.store, self.view, self.accounts, lease, cid, self.timing,
+                        state.campaign_id,
+                    )  # fmt: skip
                     self.running[cid] = asyncio.create_task(self._lead(runner, stop), name=cid)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.view.any_change.wait(), 1.0)
@@ -381,7 +384,7 @@ class CampaignSupervisor:
                 await asyncio.wait(tasks, timeout=5)
 
     async def _lead(self, runner: CampaignRunner, stop: asyncio.Event) -> None:
-        cid = runner.campaign_id
+        cid = runner.key
         log.info("leading campaign", campaign=cid)
         try:
             await runner.run(stop)

@@ -1,4 +1,8 @@
-"""A campaign's records in the ``sends`` KV bucket, and the compare-and-swap updates on them."""
+"""A campaign's records in the ``sends`` KV bucket, and the compare-and-swap updates on them.
+
+Records are keyed by the campaign's key (:func:`campaign_key`): campaign ids are the caller's,
+unique within its workspace only, so the store, the view, the leader's lease and the failure
+counts all work on ``<workspace>/<campaign_id>`` (the bare id in the default workspace)."""
 
 from __future__ import annotations
 
@@ -14,9 +18,17 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from switchboard.events.catalog.outbound import CampaignRecipient, StartCampaign
+from switchboard.events.codec import scoped_id
 from switchboard.events.ids import stable_hash
 
 Status = Literal["pending", "running", "paused", "cancelled", "completed"]
+
+
+def campaign_key(workspace: str, campaign_id: str) -> str:
+    """The key of a workspace's campaign: another workspace's same id is another campaign."""
+    return scoped_id(workspace, campaign_id)
+
+
 ACTIVE: frozenset[str] = frozenset({"running", "paused", "cancelled"})
 
 
@@ -35,6 +47,10 @@ class CampaignState(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     outcome: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return campaign_key(self.workspace_id, self.campaign_id)
 
     @property
     def received(self) -> int:
@@ -62,19 +78,20 @@ class Cursor(BaseModel):
     by_account: dict[str, int] = Field(default_factory=dict)
 
 
-def _base(campaign_id: str) -> str:
-    return "cmp." + stable_hash(campaign_id)
+def _base(key: str) -> str:
+    return "cmp." + stable_hash(key)
 
 
-def state_key(campaign_id: str) -> str:
-    return _base(campaign_id) + ".state"
+def state_key(key: str) -> str:
+    return _base(key) + ".state"
 
 
 STATE_KEYS = "cmp.*.state"
 
 
 class CampaignStore:
-    """Reads and compare-and-swap writes of the campaign records."""
+    """Reads and compare-and-swap writes of the campaign records; every ``campaign_id``
+    argument is a campaign's key (:func:`campaign_key`)."""
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv

@@ -13,6 +13,7 @@ from switchboard.events.catalog.outbound import SendBulk
 from switchboard.events.subjects import token, untoken
 from switchboard.outbound.campaigns.state import CampaignState, CampaignStore, Cursor
 from switchboard.outbound.outcomes import CANCELLED
+from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
 
 STREAM = "OUTBOUND"
@@ -23,12 +24,17 @@ def bulk_subjects(campaign_id: str) -> str:
     return f"cmd.{SendBulk.name}.v{SendBulk.version}.*.*.{token(campaign_id)}"
 
 
-async def left_by_account(bus: Bus, campaign_id: str) -> dict[str, int]:
-    """The campaign's sends still in the stream (queued or in flight), per account."""
-    info = await bus.js.stream_info(STREAM, subjects_filter=bulk_subjects(campaign_id))
+async def left_by_account(bus: Bus, state: CampaignState, accounts: AccountCache) -> dict[str, int]:
+    """The campaign's sends still in the stream (queued or in flight), per account. Another
+    workspace may use the same campaign id: only the campaign's workspace's accounts count
+    (a campaign sends through no other)."""
+    info = await bus.js.stream_info(STREAM, subjects_filter=bulk_subjects(state.campaign_id))
     left: Counter[str] = Counter()
     for subject, count in (info.state.subjects or {}).items():
-        left[untoken(subject.split(".")[5])] += count
+        tokens = subject.split(".")
+        channel, account = tokens[4], untoken(tokens[5])
+        if accounts.owned(channel, account, state.workspace_id) is not None:
+            left[account] += count
     return dict(left)
 
 
@@ -54,16 +60,17 @@ async def tally(
     bus: Bus,
     store: CampaignStore,
     state: CampaignState,
+    accounts: AccountCache,
     cursor: Cursor | None = None,
     by_account: dict[str, int] | None = None,
 ) -> Tally:
     """The numbers now (``cursor`` and ``by_account``: when the caller has them fresh)."""
-    cid = state.campaign_id
+    key = state.key
     if cursor is None:
-        cursor, _ = await store.cursor(cid)
+        cursor, _ = await store.cursor(key)
     if by_account is None:
-        by_account = await left_by_account(bus, cid)
-    failed = await store.failures(cid)
+        by_account = await left_by_account(bus, state, accounts)
+    failed = await store.failures(key)
     codes = Counter(code for code in failed.values() if code != CANCELLED)
     cancelled_sends = sum(1 for code in failed.values() if code == CANCELLED)
     left = sum(by_account.values())

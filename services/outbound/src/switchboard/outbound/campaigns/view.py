@@ -1,5 +1,6 @@
 """Every campaign's state, followed by a KV watch: senders ask it whether their campaign is
-paused or cancelled (no round trip per send), and the supervisor finds campaigns to lead."""
+paused or cancelled (no round trip per send), and the supervisor finds campaigns to lead.
+Campaigns are known by their key (``state.campaign_key``: ids are per workspace)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from switchboard.outbound.campaigns.state import STATE_KEYS, CampaignState, CampaignStore
+from switchboard.outbound.campaigns.state import (
+    STATE_KEYS,
+    CampaignState,
+    CampaignStore,
+    campaign_key,
+)
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,9 +54,9 @@ class CampaignView:
 
     def note(self, state: CampaignState) -> None:
         """Take a state seen here first (a write of this instance) or from the watch."""
-        self.states[state.campaign_id] = state
+        self.states[state.key] = state
         self.any_change.set()
-        event = self._changes.pop(state.campaign_id, None)
+        event = self._changes.pop(state.key, None)
         if event is not None:
             event.set()
 
@@ -59,14 +65,16 @@ class CampaignView:
 
     # -- what a send asks (``sender.CampaignHooks``) -------------------------------------
 
-    def status(self, campaign_id: str) -> str | None:
-        state = self.states.get(campaign_id)
+    def status(self, workspace: str, campaign_id: str) -> str | None:
+        state = self.states.get(campaign_key(workspace, campaign_id))
         return None if state is None else state.status
 
-    async def changed(self, campaign_id: str, timeout: float) -> None:
-        event = self._changes.setdefault(campaign_id, asyncio.Event())
+    async def changed(self, workspace: str, campaign_id: str, timeout: float) -> None:
+        event = self._changes.setdefault(campaign_key(workspace, campaign_id), asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
-    async def record_failure(self, campaign_id: str, message_id: str, code: str) -> None:
-        await self.store.add_failure(campaign_id, message_id, code)
+    async def record_failure(
+        self, workspace: str, campaign_id: str, message_id: str, code: str
+    ) -> None:
+        await self.store.add_failure(campaign_key(workspace, campaign_id), message_id, code)
