@@ -312,8 +312,9 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             return error(404, "not_found", f"no session {session_id!r}")
         if record.status != "active":
             return error(409, "conflict", f"session {session_id!r} is {record.status}")
-        done = await gw.state.send_record(body.message_id)
+        done = await gw.state.send_record(record.workspace_id, body.message_id)
         if done is not None and done.session_id != session_id:
+            # Only ever a session of the same workspace: send ids are per workspace.
             return error(409, "id_taken", "that message_id is in use by another session")
         cmd = SendAsUser(session_id=session_id, **body.model_dump())
         await gw.bus.publish(cmd, workspace_id=record.workspace_id)

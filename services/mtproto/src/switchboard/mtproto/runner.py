@@ -646,13 +646,15 @@ class SessionRunner:
             )
             await msg.ack()
             return False
-        done = await self.deps.state.send_record(cmd.message_id)
+        done = await self.deps.state.send_record(self.workspace_id, cmd.message_id)
         if done is not None and done.status in ("sent", "failed"):
             await msg.ack()
             return False
         started = time.monotonic()
         while True:
-            attempt = await self.deps.state.send_attempt(cmd.message_id, self.session_id)
+            attempt = await self.deps.state.send_attempt(
+                self.workspace_id, cmd.message_id, self.session_id
+            )
             try:
                 peer = await self._resolve_ref(client, cmd.peer)
                 sent = await client.send_message(peer, cmd.text, reply_to=cmd.reply_to)
@@ -706,7 +708,9 @@ class SessionRunner:
     async def _send_ok(
         self, cmd: SendAsUser, peer: Peer, sent: Message, attempt: int, started: float
     ) -> None:
-        await self.deps.state.send_done(cmd.message_id, "sent", str(sent.id), None)
+        await self.deps.state.send_done(
+            self.workspace_id, cmd.message_id, "sent", str(sent.id), None
+        )
         SENDS.labels("sent").inc()
         chat = chat_of(peer)
         await self._emit(
@@ -735,7 +739,7 @@ class SessionRunner:
         )
 
     async def _send_failed(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
-        await self.deps.state.send_done(cmd.message_id, "failed", None, reason)
+        await self.deps.state.send_done(self.workspace_id, cmd.message_id, "failed", None, reason)
         SENDS.labels("failed").inc()
         await self._emit(
             DeliveryFailed(

@@ -347,8 +347,13 @@ class StateStore:
 
     # ------------------------------------------------------------------ sends
 
-    async def send_record(self, message_id: str) -> SendRecord | None:
-        row = await self.pool.fetchrow("SELECT * FROM sends WHERE message_id = $1", message_id)
+    async def send_record(self, workspace: str, message_id: str) -> SendRecord | None:
+        """The send of ``message_id`` in ``workspace`` (send ids are per workspace)."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM sends WHERE workspace_id = $1 AND message_id = $2",
+            workspace,
+            message_id,
+        )
         if row is None:
             return None
         return SendRecord(
@@ -360,25 +365,32 @@ class StateStore:
             reason=row["reason"],
         )
 
-    async def send_attempt(self, message_id: str, session_id: str) -> int:
+    async def send_attempt(self, workspace: str, message_id: str, session_id: str) -> int:
         """Count an attempt (creating the record); returns the attempt number."""
         value = await self.pool.fetchval(
-            """INSERT INTO sends (message_id, session_id, status, attempts)
-               VALUES ($1, $2, 'sending', 1)
-               ON CONFLICT (message_id) DO UPDATE SET attempts = sends.attempts + 1,
-                   updated_at = now()
+            """INSERT INTO sends (workspace_id, message_id, session_id, status, attempts)
+               VALUES ($1, $2, $3, 'sending', 1)
+               ON CONFLICT (workspace_id, message_id) DO UPDATE
+                   SET attempts = sends.attempts + 1, updated_at = now()
                RETURNING attempts""",
+            workspace,
             message_id,
             session_id,
         )
         return int(value)
 
     async def send_done(
-        self, message_id: str, status: str, provider_message_id: str | None, reason: str | None
+        self,
+        workspace: str,
+        message_id: str,
+        status: str,
+        provider_message_id: str | None,
+        reason: str | None,
     ) -> None:
         await self.pool.execute(
-            """UPDATE sends SET status = $2, provider_message_id = $3, reason = $4,
-                   updated_at = now() WHERE message_id = $1""",
+            """UPDATE sends SET status = $3, provider_message_id = $4, reason = $5,
+                   updated_at = now() WHERE workspace_id = $1 AND message_id = $2""",
+            workspace,
             message_id,
             status,
             provider_message_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -142,6 +142,8 @@ class SendAsUser(_SessionCommand):
     """Send a text message as the session's user. ``message_id`` is the idempotency key; the
     outcome is ``delivery.sent`` / ``delivery.retrying`` / ``delivery.failed`` with channel
     ``mtproto`` and account = session id."""
+
+    caller_keyed: ClassVar[bool] = True  # send ids are per workspace
 
     message_id: str = Field(min_length=1, max_length=200)
     peer: str = Field(min_length=1, description="@username, t.me link or (marked) numeric id")

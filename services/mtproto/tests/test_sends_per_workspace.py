@@ -1,0 +1,40 @@
+"""Send ids are per workspace: two workspaces' sessions sending under the same message_id
+are two messages, both sent; neither is told the id is taken."""
+
+from __future__ import annotations
+
+from switchboard.runtime.testing import eventually
+
+from .mtproto_support import API_HASH, API_ID, stream, world
+
+
+async def test_the_same_message_id_in_two_workspaces_is_two_messages(
+    nats_url: str, postgres_url: str
+) -> None:
+    async with world(nats_url, postgres_url) as w:
+        a, a_keys = w.fake.add_user("+15557770001", first_name="Ann", sessions=1)
+        b, b_keys = w.fake.add_user("+15557770002", first_name="Bob", sessions=1)
+        buyer, _ = w.fake.add_user("+15557770003", first_name="Buyer", username="buyer_two")
+        base = await w.gateway(instance_id="g1")
+        async with w.http(base) as http:
+            for sid, keys, workspace in (("ann", a_keys, "demo"), ("bob", b_keys, "other")):
+                r = await http.put(
+                    f"/v1/sessions/{sid}",
+                    json={"session": keys[0].session, "api_id": API_ID, "api_hash": API_HASH,
+                          "workspace_id": workspace},
+                )  # fmt: skip
+                assert r.status_code == 201, r.text
+                await eventually(lambda k=keys: w.connected(k[0].key_id), message="connected")
+            for sid, text in (("ann", "from ann"), ("bob", "from bob")):
+                body = {"message_id": "same-1", "peer": "@buyer_two", "text": text}
+                r = await http.post(f"/v1/sessions/{sid}/messages", json=body)
+                assert r.status_code == 202, r.text
+
+        async def both_sent() -> list[str] | None:
+            events = await stream(nats_url, "DELIVERY")
+            sent = [d for d in events if d.model.name == "delivery.sent"]
+            return sorted(d.envelope.workspace_id for d in sent) if len(sent) == 2 else None
+
+        assert await eventually(both_sent, timeout=30) == ["demo", "other"]
+        assert [m["text"] for m in w.fake.messages(buyer, user=a)] == ["from ann"]
+        assert [m["text"] for m in w.fake.messages(buyer, user=b)] == ["from bob"]
