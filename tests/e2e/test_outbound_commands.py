@@ -26,6 +26,7 @@ from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.dlq import list_dead_letters
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -111,7 +112,8 @@ def conversion(n: int, **changes: Any) -> SendConversion:
 async def test_conversions_are_batched_hashed_once_each_and_a_bad_one_fails_alone(
     env: Env,
 ) -> None:
-    await env.publish(*(conversion(n) for n in range(12)))
+    firsts = [conversion(n) for n in range(12)]
+    await env.publish(*firsts)
 
     async def first_twelve() -> list[Any] | None:
         sent = await env.events("delivery.conversion_sent")
@@ -129,8 +131,10 @@ async def test_conversions_are_batched_hashed_once_each_and_a_bad_one_fails_alon
     assert user["ph"] == [hashlib.sha256(b"16505551212").hexdigest()]
     assert by_id["crm:lead:3:won"]["custom_data"] == {"value": 13.0, "currency": "USD"}
 
-    # the same conversion again (a new message id, past JetStream's dedup): not sent twice
-    await env.publish(conversion(3), id="another-envelope")
+    # the same conversion again (a new message id, past JetStream's dedup): not sent twice;
+    # another body under its id is refused to the DLQ with the reason, not sent either
+    await env.publish(firsts[3], id="another-envelope")
+    await env.publish(conversion(3, value=99.0), id="a-changed-one")
     # three good ones and one Meta refuses: the batch is refused, then each goes alone
     bad = conversion(99, action_source="website")  # website events need a source URL
     await env.publish(conversion(20), conversion(21), bad, conversion(22))
@@ -148,8 +152,13 @@ async def test_conversions_are_batched_hashed_once_each_and_a_bad_one_fails_alon
     assert "event_source_url" in failed[0].reason
     assert {e.conversion_id for e in ok} == {f"lead:{n}/won" for n in (*range(12), 20, 21, 22)}
     assert env.box.metacapi.counts(PIXEL).received == 15  # lead 3 went once
-    dead = [d for d in await stream_messages(env.nats_url, "DLQ")]
-    assert len(dead) == 1
+    bus = await Bus.connect(env.nats_url, name="dlq-reader")
+    try:
+        dead = sorted(d.reason for d in await list_dead_letters(bus, 10))
+    finally:
+        await bus.close()
+    assert len(dead) == 2, dead
+    assert dead[0].startswith("idempotency_conflict: conversion 'lead:3/won'"), dead
 
 
 async def test_sendpulse_email_sms_and_address_book_are_commands(env: Env) -> None:
@@ -211,6 +220,25 @@ async def test_sendpulse_email_sms_and_address_book_are_commands(env: Env) -> No
     assert [e.subject for e in state.emails] == ["Your order"]
     assert [s.body for s in state.sms] == ["Your code is 4242"]
     assert [c["email"] for c in env.box.sendpulse.contacts(BOOK)] == ["jane@example.com"]
+
+    # another body under a taken id: refused to the DLQ with the reason, nothing sent
+    changed = SendSms.model_validate(
+        {"message_id": "otp-1", "account": "sp-main", "sender": "Shop",
+         "phones": ["+380501234567"], "body": "Your code is 9999"}
+    )  # fmt: skip
+    await env.publish(changed, id="otp-1-changed")
+
+    async def refused() -> list[str] | None:
+        bus = await Bus.connect(env.nats_url, name="dlq-reader")
+        try:
+            reasons = [d.reason for d in await list_dead_letters(bus, 10)]
+        finally:
+            await bus.close()
+        found = [r for r in reasons if r.startswith("idempotency_conflict")]
+        return found or None
+
+    assert "outbound.sms 'otp-1'" in (await eventually(refused, timeout=30))[0]
+    assert [s.body for s in state.sms] == ["Your code is 4242"]
 
 
 async def test_another_workspaces_provider_accounts_are_unknown_and_nothing_is_sent(

@@ -13,6 +13,7 @@ instance, so a duplicate is possible only for sends in flight at the moment of a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -161,6 +162,33 @@ class Attempts:
 
     async def put(self, record: Attempt) -> None:
         await self.kv.put(_key(record), _dump(record))
+
+
+async def claim(
+    attempts: Attempts,
+    first: Attempt,
+    retention: timedelta,
+    waiting: Callable[[int], Awaitable[bool]],
+) -> tuple[Verdict, Attempt, bool]:
+    """What a command (its record ``first``, with fingerprint and owner) does: (verdict,
+    the record it goes on with, whether that record is new). The verdicts left to the
+    caller: PROCEED and DONE as the record says, CONFLICT (refuse it, touch nothing) and
+    OTHER_OWNER (a copy of a command still ``waiting`` in the stream: ack it, the owner
+    sends). A record whose use expired, or whose owner left the stream unfinished, is
+    taken over (compare-and-set: two copies cannot both win)."""
+    record, revision = await attempts.begin_at(first)
+    fp, seq = first.fingerprint or "", first.owner or 0
+    while revision is not None:
+        decided = verdict(record, fp, seq, datetime.now(UTC), retention)
+        if decided in (Verdict.PROCEED, Verdict.DONE, Verdict.CONFLICT):
+            return decided, record, False
+        if decided is Verdict.OTHER_OWNER and record.owner and await waiting(record.owner):
+            return decided, record, False
+        if await attempts.replace(first, revision):
+            return Verdict.NEW, first, True
+        found = await attempts.read(first.workspace_id, first.message_id)
+        record, revision = found if found is not None else await attempts.begin_at(first)
+    return Verdict.NEW, record, True
 
 
 def _key(record: Attempt) -> str:

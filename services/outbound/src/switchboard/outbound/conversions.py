@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import ConversionFailed, ConversionSent
 from switchboard.events.catalog.outbound import SendConversion
-from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.provider_accounts import provider_account
@@ -37,7 +37,7 @@ from switchboard.outbound.providers.metacapi import (
     CapiResult,
 )
 from switchboard.outbound.ratelimit import SharedLimiter
-from switchboard.outbound.sender import Phase, SendPolicy
+from switchboard.outbound.sender import Phase, SendPolicy, settle_repeat
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -108,9 +108,15 @@ class ConversionSender:
             channel=PROVIDER,
             account=cmd.account,
             recipient=cmd.event_name,
+            fingerprint=fingerprint(cmd),
+            owner=msg.metadata.sequence.stream,
         ).step("queued")
-        record, _ = await self.attempts.begin(first)
-        if record.done:
+        decided, record = await settle_repeat(self.bus, self.attempts, first, self.policy, msg)
+        if decided is not None:
+            if decided is Verdict.CONFLICT:
+                reason = f"idempotency_conflict: conversion {cmd.conversion_id!r} is taken by "
+                reason += "a command with another body"
+                await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.consumer)
             await msg.ack()
             return
         item = _Item(cmd, env, msg, record)

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import Dispatched, DispatchFailed
 from switchboard.events.catalog.outbound import SendEmail, SendSms, SyncAddressBook
-from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.provider_accounts import provider_account
@@ -30,7 +30,7 @@ from switchboard.outbound.providers.sendpulse import (
     Sms,
 )
 from switchboard.outbound.ratelimit import SharedLimiter
-from switchboard.outbound.sender import Phase, SendPolicy
+from switchboard.outbound.sender import Phase, SendPolicy, settle_repeat
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -93,9 +93,15 @@ class ProviderCommands:
             channel=PROVIDER,
             account=cmd.account,
             recipient=cmd.name,
+            fingerprint=fingerprint(cmd),
+            owner=msg.metadata.sequence.stream,
         ).step("queued")
-        record, _ = await self.attempts.begin(first)
-        if record.done:
+        decided, record = await settle_repeat(self.bus, self.attempts, first, self.policy, msg)
+        if decided is not None:
+            if decided is Verdict.CONFLICT:
+                reason = f"idempotency_conflict: {cmd.name} {command_id(cmd)!r} is taken by a "
+                reason += "command with another body"
+                await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.consumer)
             await msg.ack()
             return
         account = provider_account(self.accounts, PROVIDER, cmd.account, env.workspace_id)

@@ -30,7 +30,7 @@ from switchboard.events.catalog.delivery import (
     DeliveryQueued,
 )
 from switchboard.events.catalog.outbound import SendMessage
-from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint, verdict
+from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
 from switchboard.outbound.limits import SendLimits, send_limits
@@ -60,6 +60,33 @@ REPEATS = Counter(
     "Send commands settled by an earlier command with their message_id",
     ["verdict"],
 )
+
+
+async def in_stream(bus: Bus, msg: Msg, seq: int) -> bool:
+    """Whether the command at ``seq`` of ``msg``'s stream is still there (not settled)."""
+    try:
+        await bus.js.get_msg(msg.metadata.stream, seq)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def settle_repeat(
+    bus: Bus, attempts: Attempts, first: Attempt, policy: SendPolicy, msg: Msg
+) -> tuple[Verdict | None, Attempt]:
+    """For the provider commands that are not chat sends: (None, the record to go on with),
+    or the verdict that settles the command at once (DONE, OTHER_OWNER: ack; CONFLICT:
+    refuse), by the rules of ``attempts.claim``."""
+    retention = timedelta(seconds=policy.retention)
+    decided, record, _ = await claim(
+        attempts, first, retention, lambda seq: in_stream(bus, msg, seq)
+    )
+    if decided is Verdict.DONE:
+        return decided, record
+    if decided in (Verdict.CONFLICT, Verdict.OTHER_OWNER):
+        REPEATS.labels(decided.value).inc()
+        return decided, record
+    return None, record
 
 
 @dataclass
@@ -184,49 +211,26 @@ class Sender:
     async def _claim(self, first: Attempt, job: Outcome) -> tuple[Attempt, bool] | None:
         """The record this command goes on with and whether it is new (None: settled here).
 
-        A record already under the id decides (``attempts.verdict``): a redelivery goes on;
-        a copy of a command that another stream message owns is dropped while that one still
+        A record already under the id decides (``attempts.claim``): a redelivery goes on; a
+        copy of a command that another stream message owns is dropped while that one still
         waits in the stream (``not_before``, a retry), so a repeat after JetStream's
         duplicate window cannot send twice; another body under the id is refused."""
-        record, revision = await self.attempts.begin_at(first)
-        fp, seq = first.fingerprint or "", first.owner or 0
-        while revision is not None:
-            now = datetime.now(UTC)
-            retention = timedelta(seconds=self.policy.retention)
-            decided = verdict(record, fp, seq, now, retention)
-            if decided in (Verdict.PROCEED, Verdict.DONE):
-                return record, False
-            REPEATS.labels(decided.value).inc()
-            if decided is Verdict.CONFLICT:
-                await job.reject(
-                    f"message_id {first.message_id!r} is taken by a command with another "
-                    "body; send new content under a new message_id",
-                    "idempotency_conflict",
-                )
-                return None
-            if decided is Verdict.OTHER_OWNER and await self._waiting(job.msg, record.owner):
-                await job.msg.ack()  # the first command still waits in the stream: it sends
-                return None
-            # The id's earlier use expired, or its owner left the stream without finishing
-            # (purged): this command takes the record over, unless another copy just did.
-            if await self.attempts.replace(first, revision):
-                return first, True
-            found = await self.attempts.read(first.workspace_id, first.message_id)
-            if found is None:
-                record, revision = await self.attempts.begin_at(first)
-            else:
-                record, revision = found
-        return record, True
-
-    async def _waiting(self, msg: Msg, seq: int | None) -> bool:
-        """Whether the command at ``seq`` is still in the stream (not settled yet)."""
-        if seq is None:
-            return False
-        try:
-            await self.bus.js.get_msg(msg.metadata.stream, seq)
-        except NotFoundError:
-            return False
-        return True
+        retention = timedelta(seconds=self.policy.retention)
+        decided, record, created = await claim(
+            self.attempts, first, retention, lambda seq: in_stream(self.bus, job.msg, seq)
+        )
+        if decided in (Verdict.PROCEED, Verdict.DONE, Verdict.NEW):
+            return record, created
+        REPEATS.labels(decided.value).inc()
+        if decided is Verdict.CONFLICT:
+            await job.reject(
+                f"message_id {first.message_id!r} is taken by a command with another body; "
+                "send new content under a new message_id",
+                "idempotency_conflict",
+            )
+        else:
+            await job.msg.ack()  # the first command still waits in the stream: it sends
+        return None
 
     async def _send(
         self,

@@ -256,6 +256,8 @@ class ConversionFailed(_ConversionEvent):
 
 
 class _DispatchEvent(Event):
+    caller_keyed: ClassVar[bool] = True  # ids follow the command's per-workspace id
+
     command: str = Field(description="the command's catalog name, e.g. outbound.email")
     id: str = Field(min_length=1, description="the command's idempotency key")
     provider: str = Field(min_length=1)

@@ -353,6 +353,8 @@ class SendEmail(Command):
     idempotency key, as for chat sends; the outcome is ``delivery.dispatched`` /
     ``delivery.dispatch_failed``."""
 
+    caller_keyed: ClassVar[bool] = True  # ids are per workspace
+
     message_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, description="the SendPulse account")
     sender: EmailAddress
@@ -386,6 +388,8 @@ class SendSms(Command):
     """Send one SMS text to one or more phones through a SendPulse account. Idempotent by
     ``message_id``; the outcome is ``delivery.dispatched`` / ``delivery.dispatch_failed``."""
 
+    caller_keyed: ClassVar[bool] = True  # ids are per workspace
+
     message_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, description="the SendPulse account")
     sender: str = Field(min_length=1, max_length=64, description="registered sender name")
@@ -413,6 +417,8 @@ class SyncAddressBook(Command):
     """Add contacts to (or update their variables in) a SendPulse address book. ``sync_id``
     is the idempotency key; the outcome is ``delivery.dispatched`` /
     ``delivery.dispatch_failed``."""
+
+    caller_keyed: ClassVar[bool] = True  # ids are per workspace
 
     sync_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, description="the SendPulse account")
