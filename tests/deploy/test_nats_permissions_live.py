@@ -22,7 +22,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from switchboard.events.catalog.crm import (
 )
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliverySent
 from switchboard.events.catalog.mtproto import SessionConnected, StartLogin, SubmitLoginCode
+from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.events.k8s import password_env
 from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
@@ -370,7 +371,7 @@ async def test_outbound_runs_on_its_generated_user(
         outbound = create_outbound(load_settings(OutboundSettings))
         async with serve_app(outbound) as out_url:
             auth = {"Authorization": f"Bearer {API_KEY}"}
-            for message_id, account in (("m-sent", "out"), ("m-failed", "nobody")):
+            for message_id, account, status in (("m-sent", "out", 202), ("m-x", "nobody", 404)):
                 queued = await http.post(
                     f"{out_url}/v1/messages",
                     headers=auth,
@@ -382,7 +383,32 @@ async def test_outbound_runs_on_its_generated_user(
                         "content": {"kind": "text", "text": "hello"},
                     },
                 )
-                assert queued.status_code == 202, queued.text
+                assert queued.status_code == status, queued.text
+            # The API refuses an unknown account; a command on the bus fails as a delivery.
+            admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
+            try:
+                failing = SendMessage(
+                    message_id="m-failed",
+                    channel=Channel.TELEGRAM,
+                    account="nobody",
+                    recipient="7001",
+                    content=OutText(text="hello"),
+                )
+                await admin.publish(failing, workspace_id="demo")
+                # A copy of a pending command (another envelope id): outbound looks the
+                # owner up in the stream (a message get) and drops the copy.
+                later = SendMessage(
+                    message_id="m-later",
+                    channel=Channel.TELEGRAM,
+                    account="out",
+                    recipient="7001",
+                    content=OutText(text="later"),
+                    not_before=datetime.now(UTC) + timedelta(seconds=2),
+                )
+                await admin.publish(later, workspace_id="demo")
+                await admin.publish(later, workspace_id="demo", id="m-later-copy")
+            finally:
+                await admin.close()
 
             def status_of(message_id: str) -> Any:
                 async def get() -> str | None:
@@ -393,6 +419,7 @@ async def test_outbound_runs_on_its_generated_user(
                 return get
 
             sent = await eventually(status_of("m-sent"), timeout=30, message="sent")
+            assert await eventually(status_of("m-later"), timeout=30) == "sent"
             failed = await eventually(status_of("m-failed"), timeout=30, message="failed")
             assert (sent, failed) == ("sent", "failed")
             assert (await http.get(f"{out_url}/readyz")).status_code == 200
@@ -403,7 +430,8 @@ async def test_outbound_runs_on_its_generated_user(
         delivery = await check.js.stream_info("DELIVERY")
         assert delivery.state.messages >= 4  # queued, sent; queued, failed
         assert (await check.js.stream_info("DLQ")).state.messages == 1
-        assert (await check.js.stream_info("CONV")).state.messages == 1  # message_sent
+        assert (await check.js.stream_info("CONV")).state.messages == 2  # message_sent x2
+        assert (await check.js.stream_info("OUTBOUND")).state.messages == 0  # copy dropped
         spec = next(
             d["spec"] for d in _nack_consumers() if d["spec"]["durableName"] == "outbound-sends"
         )

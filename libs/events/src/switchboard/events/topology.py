@@ -197,6 +197,7 @@ OUTBOUND = ServiceTopology(
         "delivery.retrying.>",
         "delivery.sent.>",
         "delivery.failed.>",
+        "delivery.rejected.>",
         "delivery.campaign_status.>",
         "delivery.campaign_progress.>",
         "delivery.campaign_completed.>",
@@ -260,6 +261,14 @@ OUTBOUND = ServiceTopology(
             ack_wait_s=30,
             max_deliver=1001,
             max_ack_pending=5000,
+        ),
+    ),
+    reads=(
+        StreamRead(
+            "OUTBOUND",
+            ephemeral_consumers=False,
+            message_get=True,
+            why="whether the command owning a message_id still waits in the stream",
         ),
     ),
     buckets=(
