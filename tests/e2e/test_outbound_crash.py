@@ -18,6 +18,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import CampaignCompleted, DeliverySent
 from switchboard.events.catalog.outbound import OutText, SendMessage, StartCampaign
 from switchboard.events.ids import stable_hash
+from switchboard.outbound.campaigns.state import campaign_key
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import free_port
@@ -103,7 +104,8 @@ async def test_sigkill_of_the_campaign_leader_loses_nothing(nats_url: str, tmp_p
 
             await eventually(under_way, timeout=60)
             leases = await bus.kv("leases")
-            entry = await leases.get("outbound.campaign." + stable_hash("crash"))
+            lease = "outbound.campaign." + stable_hash(campaign_key("demo", "crash"))
+            entry = await leases.get(lease)
             leader = str(orjson.loads(entry.value or b"{}")["owner"]).split("/")[0]
             procs[leader].kill()  # mid-campaign, with sends in flight
             killed_at = time.time()

@@ -1,0 +1,84 @@
+"""``attempts.claim`` on a real JetStream KV: a copy of a command whose owner still waits is
+left to the owner, an orphaned record (its owner left the stream unfinished) is taken over by
+exactly one of the copies racing for it, and another body is a conflict."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
+from switchboard.runtime.bus import Bus
+
+DAY = timedelta(hours=24)
+
+
+def record(owner: int, text: str = "hi") -> Attempt:
+    cmd = SendMessage(
+        message_id="m1",
+        channel=Channel.TELEGRAM,
+        account="shop",
+        recipient="42",
+        content=OutText(text=text),
+    )
+    return Attempt(
+        message_id="m1",
+        workspace_id="demo",
+        channel="telegram",
+        account="shop",
+        recipient="42",
+        fingerprint=fingerprint(cmd),
+        owner=owner,
+    ).step("queued")
+
+
+@pytest.fixture
+async def attempts(nats_url: str) -> AsyncIterator[Attempts]:
+    bus = await Bus.connect(nats_url, name="t")
+    await bus.provision()
+    yield Attempts(await bus.kv("sends"))
+    await bus.close()
+
+
+async def waiting(_: int) -> bool:
+    return True
+
+
+async def first_gone(seq: int) -> bool:
+    """Still in the stream? Only the first owner (5) left it; the copies are there."""
+    return seq != 5
+
+
+async def test_a_copy_waits_for_its_owner_and_takes_over_an_orphan(attempts: Attempts) -> None:
+    decided, first, created = await claim(attempts, record(owner=5), DAY, waiting)
+    assert (decided, first.owner, created) == (Verdict.NEW, 5, True)
+    decided, found, created = await claim(attempts, record(owner=5), DAY, waiting)
+    assert (decided, created) == (Verdict.PROCEED, False)  # a redelivery of the owner
+    decided, found, _ = await claim(attempts, record(owner=9), DAY, waiting)
+    assert (decided, found.owner) == (Verdict.OTHER_OWNER, 5)
+    # the owner left the stream unfinished: of two copies racing, one takes the record over
+    results = await asyncio.gather(
+        claim(attempts, record(owner=9), DAY, first_gone),
+        claim(attempts, record(owner=10), DAY, first_gone),
+    )
+    winners = [r for r in results if r[0] is Verdict.NEW]
+    assert len(winners) == 1
+    stored = await attempts.get("demo", "m1")
+    assert stored is not None
+    assert stored.owner == winners[0][1].owner
+    loser = next(r for r in results if r[0] is not Verdict.NEW)
+    assert (loser[0], loser[1].owner) == (Verdict.OTHER_OWNER, stored.owner)
+
+
+async def test_another_body_is_a_conflict_and_changes_nothing(attempts: Attempts) -> None:
+    await claim(attempts, record(owner=5), DAY, waiting)
+    decided, found, _ = await claim(attempts, record(owner=9, text="changed"), DAY, first_gone)
+    assert (decided, found.owner) == (Verdict.CONFLICT, 5)
+    stored = await attempts.get("demo", "m1")
+    assert stored is not None
+    assert stored.owner == 5
