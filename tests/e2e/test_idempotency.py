@@ -242,3 +242,36 @@ async def test_a_retry_after_the_duplicate_window_while_the_first_is_pending_is_
     await eventually(lambda: outbound_empty(env), timeout=30)
     assert seq > 1
     assert env.sent(TOKEN_A) == ["scheduled"]
+
+
+async def test_a_campaign_id_started_with_another_message_is_422(env: Env) -> None:
+    campaign = {
+        "campaign_id": "spring",
+        "channel": "telegram",
+        "accounts": ["shop"],
+        "recipients": ["7001"],
+        "content": {"kind": "text", "text": "spring offer"},
+    }
+    url = f"{env.url}/v1/campaigns"
+    assert (await env.http.post(url, json=campaign, headers=A)).status_code == 202
+
+    async def started() -> bool:
+        r = await env.http.get(f"{url}/spring", headers=A)
+        return r.status_code == 200 and r.json()["status"] in ("running", "completed")
+
+    await eventually(started, timeout=30)
+    again = await env.http.post(url, json={**campaign, "recipients": ["7001", "7002"]}, headers=A)
+    assert again.status_code == 202, again.text  # a retry: the first start stands
+    other = {**campaign, "content": {"kind": "text", "text": "autumn offer"}}
+    changed = await env.http.post(url, json=other, headers=A)
+    assert changed.status_code == 422, changed.text
+    assert "idempotency_conflict" in changed.text
+    assert "content" in changed.text
+
+    async def completed() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await env.http.get(f"{url}/spring", headers=A)).json()
+        return body if body["status"] == "completed" else None
+
+    assert (await eventually(completed, timeout=60))["sent"] == 1
+    await eventually(lambda: outbound_empty(env), timeout=30)
+    assert env.sent(TOKEN_A) == ["spring offer"]

@@ -17,7 +17,11 @@ from switchboard.events.catalog.outbound import (
     ControlCampaign,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.commands import CampaignCommands, ForeignAccountError
+from switchboard.outbound.campaigns.commands import (
+    CampaignCommands,
+    CampaignConflictError,
+    ForeignAccountError,
+)
 from switchboard.outbound.campaigns.state import CampaignStore, campaign_key
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.runtime.accounts import Account, AccountCache, AccountStore
@@ -131,3 +135,18 @@ async def test_a_campaign_through_another_workspaces_account_is_refused(
         await commands.add(
             AddCampaignRecipients(campaign_id="c9", batch=1, recipients=pinned), env()
         )
+
+
+async def test_a_start_with_another_message_under_a_taken_id_is_refused(
+    commands: CampaignCommands,
+) -> None:
+    await commands.start(start(["1"]), env(), seq=1)
+    # a retry with a fresher recipient list and title is the same campaign ...
+    await commands.start(start(["1", "2"], title="again"), env(), seq=2)
+    # ... another content is not: refused with the reason, the campaign untouched
+    changed = start(["1"], content={"kind": "text", "text": "another offer"})
+    with pytest.raises(CampaignConflictError, match=r"idempotency_conflict.*content"):
+        await commands.start(changed, env(), seq=3)
+    state = await commands.store.state(C1)
+    assert state is not None
+    assert state.start().content.text == "hi"  # type: ignore[union-attr]

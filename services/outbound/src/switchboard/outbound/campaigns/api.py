@@ -16,7 +16,7 @@ from switchboard.events.catalog.outbound import (
     ControlCampaign,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.state import CampaignStore, campaign_key
+from switchboard.outbound.campaigns.state import CampaignStore, campaign_key, start_conflict
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
@@ -59,7 +59,15 @@ def _invalid(exc: ValueError) -> Response:
     return error(422, "invalid_campaign", str(exc).splitlines()[0][:300], detail=str(exc)[:2000])
 
 
-@router.post("", status_code=202, summary="Start a campaign (first recipients inline)")
+@router.post(
+    "",
+    status_code=202,
+    summary="Start a campaign (first recipients inline); idempotent on campaign_id",
+    responses={
+        404: {"description": "an account is not in the key's workspace"},
+        422: {"description": "invalid, or the campaign_id started another message"},
+    },
+)
 async def start(
     request: Request, ws: Workspace, body: Annotated[dict[str, Any], Body()]
 ) -> Response:
@@ -70,6 +78,9 @@ async def start(
     ports = _ports(request)
     pinned = (r.account for r in cmd.recipients if r.account)
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
+    state = await ports.store.state(campaign_key(ws, cmd.campaign_id))
+    if (conflict := start_conflict(state, cmd)) is not None:
+        return error(422, "idempotency_conflict", conflict)
     await ports.bus.publish(cmd, workspace_id=ws)
     return JSONResponse(
         {"campaign_id": cmd.campaign_id, "recipients": len(cmd.recipients), "final": cmd.final},

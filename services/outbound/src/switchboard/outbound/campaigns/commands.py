@@ -18,7 +18,12 @@ from switchboard.events.catalog.outbound import (
     ControlCampaign,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.state import CampaignState, CampaignStore, campaign_key
+from switchboard.outbound.campaigns.state import (
+    CampaignState,
+    CampaignStore,
+    campaign_key,
+    start_conflict,
+)
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
@@ -29,8 +34,8 @@ log = get_logger(__name__)
 
 
 class CampaignConflictError(PermanentError):
-    """The campaign's record names another workspace (keys are per workspace: never, unless
-    a record was written under the wrong key)."""
+    """The command contradicts the campaign: another message under its id, or a record of
+    another workspace (keys are per workspace: never, unless written under the wrong key)."""
 
 
 def _fresh(campaign_id: str, workspace: str) -> CampaignState:
@@ -93,6 +98,8 @@ class CampaignCommands:
         key = campaign_key(ws, cid)
         current = await self.store.state(key)
         _own(current, cid, ws)
+        if (conflict := start_conflict(current, cmd)) is not None:
+            raise CampaignConflictError(f"idempotency_conflict: {conflict}")
         pinned = (r.account for r in cmd.recipients if r.account)
         await self._check_accounts(ws, cmd.channel, (*cmd.accounts, *pinned), cid)
         stored = await self.store.put_batch(key, 0, cmd.recipients)

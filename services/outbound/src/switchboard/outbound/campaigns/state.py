@@ -69,6 +69,23 @@ class CampaignState(BaseModel):
         return None if self.definition is None else StartCampaign.model_validate(self.definition)
 
 
+# What a campaign says to its recipients. A start under a taken campaign id must say the
+# same: a retry may bring a fresher recipient list or account pool, never another message.
+MESSAGE_FIELDS = ("channel", "content", "keyboard", "priority", "not_before", "expires_at")
+
+
+def start_conflict(state: CampaignState | None, start: StartCampaign) -> str | None:
+    """Why ``start`` cannot be a retry of the campaign's start (None: it can, or the
+    campaign has not started)."""
+    if state is None or state.definition is None:
+        return None
+    new = start.model_dump(mode="json", exclude={"recipients"})
+    differ = [f for f in MESSAGE_FIELDS if state.definition.get(f) != new.get(f)]
+    if not differ:
+        return None
+    return f"campaign {start.campaign_id!r} was started with another {', '.join(differ)}"
+
+
 class Cursor(BaseModel):
     """How far the fan-out got: the next recipient is ``pos`` of ``batch``."""
 
