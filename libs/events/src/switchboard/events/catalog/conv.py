@@ -282,6 +282,7 @@ class BotMembership(StrEnum):
     DEMOTED = "demoted"
     RESTRICTED = "restricted"
     UNRESTRICTED = "unrestricted"
+    RIGHTS_CHANGED = "rights_changed"
 
 
 @register("conv.bot_membership_changed", 1)
