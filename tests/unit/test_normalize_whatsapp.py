@@ -568,7 +568,10 @@ ERROR_CASES: list[tuple[Any, str]] = [
     (body(change(value(contacts={}))), "entry[0].changes[0].value.contacts is not a list"),
     (messages("hi"), "value.messages[0] is missing or not an object"),  # type: ignore[arg-type]
     (messages(_with(TEXT, id=None)), "value.messages[0].id is missing or not a non-empty str"),
-    (messages(_with(TEXT, **{"from": None})), "value.messages[0] has neither from nor from_user_id"),
+    (
+        messages(_with(TEXT, **{"from": None})),
+        "value.messages[0] has neither from nor from_user_id",
+    ),
     (messages(_with(TEXT, **{"from": 7})), "value.messages[0].from is not a string"),
     (messages(_with(TEXT, type=7)), "value.messages[0].type is missing"),
     (
