@@ -119,6 +119,7 @@ class Resolver:
                     contact_id=own_id,
                     stage=self.settings.stages[0],
                     source_channel=event.channel,
+                    referral=event.referral,
                 ),
                 lead_id,
                 cause,
