@@ -13,6 +13,7 @@ from tests.support.conv import publish_all
 from tests.support.crm import Crm, running_crm
 
 from switchboard.events import Event
+from switchboard.ingest.normalize import viber
 from switchboard.ingest.normalize.telegram import normalize_update
 from switchboard.ingest.normalize.whatsapp import normalize_payload
 
@@ -25,6 +26,7 @@ ANON = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "Gr
 ADA = {"id": 555, "is_bot": False, "first_name": "Ada"}
 BOB = {"id": 556, "is_bot": False, "first_name": "Bob"}
 BSUID = "US.13491208655302741918"
+PRIVATE = {"id": 555, "type": "private", "first_name": "Ada"}
 PHONE = "16505551234"
 
 
@@ -162,3 +164,50 @@ async def test_who_sent_it_and_what_it_is(crm: Crm) -> None:
     assert len(await contacts_of(crm, 5)) == 5
     detail = await crm.get(f"/v1/contacts/{wanda}")
     assert len(detail["leads"]) == 1
+
+
+async def test_a_deep_link_is_where_the_lead_comes_from(crm: Crm) -> None:
+    """Viber: a conversation opened from a deep link (``context``) makes the person and
+    their lead at once, with the referral; Telegram: ``/start <payload>`` does the same."""
+    user = {"id": "01234567890A=", "name": "Vic"}
+    opened = {
+        "event": "conversation_started",
+        "timestamp": DATE * 1000,
+        "message_token": 7,
+        "type": "open",
+        "context": "spring-promo",
+        "user": user,
+        "subscribed": False,
+    }
+    message = {
+        "event": "message",
+        "timestamp": DATE * 1000 + 5,
+        "message_token": 8,
+        "sender": user,
+        "message": {"type": "text", "text": "hello"},
+    }
+    # the opening first (the resolver works on messages concurrently; in life the user
+    # writes seconds after opening the chat)
+    await publish_all(
+        crm.nats_url,
+        [
+            *viber.normalize_payload(opened, account="vb1", raw_id="vb:1", received_at=NOW),
+            *tg(1, PRIVATE, ADA, text="/start tg-campaign"),
+        ],
+    )
+    await crm.until("/v1/leads", lambda b: len(b["items"]) == 2)
+    await publish_all(
+        crm.nats_url,
+        viber.normalize_payload(message, account="vb1", raw_id="vb:2", received_at=NOW),
+    )
+    await crm.until("/v1/conversations", lambda b: len(b["items"]) == 2)
+    await contacts_of(crm, 2)
+    leads = await crm.until("/v1/leads", lambda b: len(b["items"]) == 2)
+    sources = {}
+    for item in leads["items"]:
+        lead = await crm.get(f"/v1/leads/{item['id']}")
+        sources[lead["source_channel"]] = (lead["referral_source"], lead["referral_campaign"])
+    assert sources == {
+        "viber": ("deep_link", "spring-promo"),
+        "telegram": ("deep_link", "tg-campaign"),
+    }

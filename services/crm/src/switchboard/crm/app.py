@@ -30,7 +30,11 @@ from switchboard.crm.settings import CrmSettings
 from switchboard.crm.store import EventStore
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.conv import ContactNumberChanged, MessageReceived
+from switchboard.events.catalog.conv import (
+    ContactNumberChanged,
+    ContactStatusChanged,
+    MessageReceived,
+)
 from switchboard.events.catalog.crm import (
     AssignLead,
     ChangeLeadStage,
@@ -54,7 +58,11 @@ PROJECTIONS = (projector, crm_projector, delivery_projector)
 RESOLVER = ConsumerSpec(
     stream="CONV",
     durable="crm-resolver",
-    filter_subjects=("conv.message_received.>", "conv.contact_number_changed.>"),
+    filter_subjects=(
+        "conv.message_received.>",
+        "conv.contact_number_changed.>",
+        "conv.contact_status_changed.>",
+    ),
     batch=128,
 )
 COMMANDS = ConsumerSpec(
@@ -163,6 +171,8 @@ def create_app(settings: CrmSettings) -> ServiceApp:
                 await resolver.resolve(decoded.model, decoded.envelope)
             elif isinstance(decoded.model, ContactNumberChanged):
                 await resolver.number_changed(decoded.model, decoded.envelope)
+            elif isinstance(decoded.model, ContactStatusChanged):
+                await resolver.opened(decoded.model, decoded.envelope)
 
         async def command(msg: Msg) -> None:
             await handle_command(store, settings, msg)

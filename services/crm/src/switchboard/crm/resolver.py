@@ -20,7 +20,12 @@ from switchboard.crm import keys
 from switchboard.crm.settings import CrmSettings
 from switchboard.crm.store import ConflictError, EventStore
 from switchboard.events import Envelope
-from switchboard.events.catalog.conv import ContactNumberChanged, MessageReceived
+from switchboard.events.catalog.conv import (
+    ContactNumberChanged,
+    ContactStatus,
+    ContactStatusChanged,
+    MessageReceived,
+)
 from switchboard.events.catalog.crm import (
     ContactCreated,
     ContactIdentityLinked,
@@ -58,8 +63,16 @@ class Resolver:
             return None
         return last.model.contact_id
 
-    async def resolve(self, event: MessageReceived, cause: Envelope) -> str:
-        """The contact of the message's sender, created (with its first lead) if new."""
+    async def opened(self, event: ContactStatusChanged, cause: Envelope) -> str | None:
+        """A conversation opened from a deep link (Viber ``conversation_started`` with its
+        ``context``) is where a lead comes from, even before the person writes: resolve them
+        now, so the first lead carries the referral. Other status changes make nobody."""
+        if event.status is not ContactStatus.CONVERSATION_STARTED or event.referral is None:
+            return None
+        return await self.resolve(event, cause)
+
+    async def resolve(self, event: MessageReceived | ContactStatusChanged, cause: Envelope) -> str:
+        """The contact of the sender, created (with its first lead) if new."""
         ws = cause.workspace_id
         channel = event.channel.value
         ikey = keys.identity_key(channel, event.sender.id)
