@@ -290,6 +290,21 @@ CASES: list[tuple[str, dict[str, Any], type[Event]]] = [
         MessageReceived,
     ),
     (
+        "signed channel post",
+        update(
+            "channel_post",
+            {
+                "message_id": 6,
+                "date": DATE,
+                "chat": CHANNEL,
+                "sender_chat": CHANNEL,
+                "author_signature": "Editor",
+                "text": "signed news",
+            },
+        ),
+        MessageReceived,
+    ),
+    (
         "edited message",
         update(
             "edited_message",
@@ -527,7 +542,9 @@ def expected_sender(ptb: telegram.Update, message: Any) -> str:
     assert chat is not None
     if isinstance(sender, telegram.User) and sender.id in PLACEHOLDERS:
         return str(chat.id)
-    if isinstance(sender, telegram.Chat) and sender.id == chat.id and message.author_signature:
+    in_group = chat.type in ("group", "supergroup")
+    signed = in_group and message.author_signature
+    if isinstance(sender, telegram.Chat) and sender.id == chat.id and signed:
         return f"{chat.id}/{message.author_signature}"
     return str(sender.id)
 

@@ -69,8 +69,10 @@ def message_sender(msg: dict[str, Any], chat: Chat) -> Sender:
     if isinstance(sender_chat, dict) and "id" in sender_chat:
         speaker = chat_of(sender_chat)
         signature = msg.get("author_signature")
-        if speaker.id == chat.id and isinstance(signature, str) and signature:
-            # An anonymous admin who signs: one person per signature within the group.
+        in_group = chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+        if in_group and speaker.id == chat.id and isinstance(signature, str) and signature:
+            # An anonymous admin who signs: one person per signature within the group. (A
+            # channel's signed posts stay the channel's: it is the channel that speaks.)
             return Sender(id=f"{chat.id}/{signature}", display_name=signature)
         return chat_sender(speaker)
     user = msg.get("from")

@@ -185,13 +185,12 @@ def _sender(msg: dict[str, Any], where: str, people: dict[str, _Person]) -> Send
     it when Meta gives both (a user with a username may withhold the phone: no ``from``)."""
     wa_id = _opt_str(msg.get("from"), f"{where}.from")
     user_id = _opt_str(msg.get("from_user_id"), f"{where}.from_user_id")
-    if wa_id is None and user_id is None:
-        raise NormalizeError(f"{where} has neither from nor from_user_id")
     person = people.get(user_id or "") or people.get(wa_id or "") or _Person()
     user_id = user_id or person.user_id
     wa_id = wa_id or person.wa_id
     key = user_id or wa_id
-    assert key is not None  # one of them was given above
+    if key is None:
+        raise NormalizeError(f"{where} has neither from nor from_user_id")
     return Sender(
         id=key,
         username=person.username,
