@@ -186,9 +186,10 @@ class Resolver:
         """Claim ``key`` for ``owner`` unless someone has it, and record the link once. A
         claim this very message made (now, or on a delivery that crashed before the link)
         gets its link; a key someone already held gets none."""
-        if key in self._phones:
+        claim = keys.claim_key(ws, key)  # per workspace: one phone may be two people's
+        if claim in self._phones:
             return
-        last = await self.store.last(keys.claim_key(ws, key))
+        last = await self.store.last(claim)
         if last is None:
             mine = await self.claim(ws, key, owner, cause) == owner
         else:
@@ -203,9 +204,9 @@ class Resolver:
                 ContactIdentityLinked(contact_id=owner, identity=identity, matched_by=matched_by),
                 owner,
                 cause,
-                f"link:{keys.claim_key(ws, key)}",
+                f"link:{claim}",
             )
-        self._phones[key] = None
+        self._phones[claim] = None
         if len(self._phones) > 100_000:
             self._phones.popitem(last=False)
 
