@@ -302,7 +302,7 @@ class BotMembershipChanged(_ConvEvent):
 class ServiceMessageReceived(_ConvEvent):
     """A provider's service message about the chat, not customer text: a title or photo
     changed, a message pinned, a forum topic or video chat event, an auto-delete timer, a
-    WhatsApp ``system`` notice. Kept for the timeline; it changes no message count."""
+    WhatsApp ``system`` notice. Kept in ``CONV``; it is no message and changes no count."""
 
     action: str = Field(min_length=1, description="the provider's field or system type")
     by: Sender | None = None
