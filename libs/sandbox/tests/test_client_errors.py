@@ -9,7 +9,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNotFound, TelegramUnauthorizedError
-from telegram.error import InvalidToken
+from telegram.error import EndPointNotFound, InvalidToken
 
 from .conftest import TOKEN, TelegramEnv
 
@@ -85,3 +85,10 @@ async def test_aiogram_names_an_unknown_method_not_found(tg: TelegramEnv) -> Non
             await bot(NoSuchMethod())
     finally:
         await bot.session.close()
+
+
+async def test_ptb_reads_the_json_not_found_of_an_unknown_method(tg: TelegramEnv) -> None:
+    bot = telegram.Bot(TOKEN, base_url=f"{tg.url}/bot", base_file_url=f"{tg.url}/file/bot")
+    async with bot:
+        with pytest.raises(EndPointNotFound, match="noSuchMethod"):
+            await bot.do_api_request("noSuchMethod")
