@@ -85,6 +85,16 @@ async def read_stream(bus: Bus, stream: str, since: datetime) -> AsyncIterator[M
         await sub.unsubscribe()
 
 
+async def _event_at(bus: Bus, seq: int) -> Event:
+    stored = await bus.js.get_msg("CONV", seq)
+    model = decode_message(
+        stored.subject or "", dict(stored.headers or {}), stored.data or b""
+    ).model
+    if not isinstance(model, Event):  # CONV holds events only
+        raise TypeError(f"CONV message {seq} is a {model.name}, not an event")
+    return model
+
+
 def same(old: list[Event], new: list[Event]) -> bool:
     """The events a payload yields now are the events it yielded then (ids and content)."""
     ids_old = [e.deterministic_id() for e in old]
@@ -94,11 +104,13 @@ def same(old: list[Event], new: list[Event]) -> bool:
 async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
     """Normalize again every RAW message from ``since`` (see the module docstring)."""
     report = Report()
-    produced: dict[str, list[Msg]] = defaultdict(list)
+    # Only the positions are kept (a week of traffic would not fit as messages); the few
+    # events of each payload are fetched when it is compared.
+    produced: dict[str, list[int]] = defaultdict(list)
     async for msg in read_stream(bus, "CONV", since):
         cause = (msg.headers or {}).get(H_CAUSATION)
         if cause:
-            produced[cause].append(msg)
+            produced[cause].append(msg.metadata.sequence.stream)
     async for raw in read_stream(bus, "RAW", since):
         report.read += 1
         try:
@@ -106,13 +118,13 @@ async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
         except PermanentError:
             report.unreadable += 1  # still unreadable: it stays where it is (the DLQ)
             continue
-        old_msgs = produced.get(envelope.id, [])
-        old = [decode_message(m.subject, dict(m.headers or {}), m.data).model for m in old_msgs]
-        if same(old, new):  # type: ignore[arg-type]
+        seqs = produced.get(envelope.id, [])
+        old = [await _event_at(bus, seq) for seq in seqs]
+        if same(old, new):
             report.unchanged += 1
             continue
-        for m in old_msgs:
-            await bus.js.delete_msg("CONV", m.metadata.sequence.stream)
+        for seq in seqs:
+            await bus.js.delete_msg("CONV", seq)
             report.deleted_events += 1
         for event in new:
             event_id = event.deterministic_id() or ""
