@@ -26,9 +26,10 @@ from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
 from switchboard.events import Envelope, Event
 from switchboard.ingest import cli
+from switchboard.ingest import renormalize as renormalizer
 from switchboard.ingest.normalize import generic
 from switchboard.ingest.normalize.base import NormalizeError
-from switchboard.ingest.normalizer import normalize_raw
+from switchboard.ingest.normalizer import SPEC, normalize_raw
 from switchboard.ingest.raw import raw_envelope
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
@@ -303,3 +304,21 @@ async def test_renormalize_then_rebuild_equals_a_fresh_run(
     before = len(await stream_messages(nats_url, "CONV"))
     assert await asyncio.to_thread(cli.main, ["renormalize", "--since", since]) == 0
     assert len(await stream_messages(nats_url, "CONV")) == before
+
+
+async def test_renormalize_waits_for_the_live_normalizer(nats_url: str) -> None:
+    """Payloads the live normalizer has not handled yet have no events in CONV yet: the run
+    must not take them for new ones. It goes ahead once the consumer has acked them."""
+    bus = await Bus.connect(nats_url, name="waits")
+    try:
+        await publish_raw(bus)
+        last = (await bus.js.stream_info("RAW")).state.last_seq
+        await renormalizer.normalizer_caught_up(bus, last, timeout=5)  # no consumer: go
+        sub = await bus.js.pull_subscribe("raw.>", durable=SPEC.durable, stream="RAW")
+        with pytest.raises(RuntimeError, match="has not reached RAW"):
+            await renormalizer.normalizer_caught_up(bus, last, timeout=0.5)  # never will
+        for msg in await sub.fetch(len(MIX), timeout=5):
+            await msg.ack_sync()
+        await renormalizer.normalizer_caught_up(bus, last, timeout=30)
+    finally:
+        await bus.close()

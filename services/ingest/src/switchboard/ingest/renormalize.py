@@ -1,7 +1,8 @@
 """``switchboard ingest renormalize --since ...``: normalize again, with today's normalizers,
 the provider payloads ``RAW`` holds, and replace in ``CONV`` what the old normalizers made.
 
-For every RAW message from ``--since`` on, in stream order:
+It first waits for the live normalizer to have handled everything ``RAW`` holds, then, for
+every RAW message from ``--since`` on, in stream order:
 
 - the events it yields now are compared with the events ``CONV`` holds for it (those whose
   ``causation-id`` is the RAW id): equal ids and equal content -> nothing happens, so a
@@ -21,6 +22,8 @@ kept forever: merge or erase them there.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,15 +32,17 @@ from datetime import datetime
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from switchboard.events import Event, decode_message
 from switchboard.events.envelope import H_CAUSATION
-from switchboard.ingest.normalizer import dedup_key, normalize_raw
+from switchboard.ingest.normalizer import SPEC, dedup_key, normalize_raw
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
 
 RENORMALIZED = "#renormalized"
+NORMALIZER = SPEC.durable
 
 
 @dataclass
@@ -53,12 +58,14 @@ class Report:
     changes: list[str] = field(default_factory=list)  # RAW ids that were rewritten
 
 
-async def read_stream(bus: Bus, stream: str, since: datetime) -> AsyncIterator[Msg]:
-    """The messages of ``stream`` stored at or after ``since``, up to what it held when
-    asked (what is published meanwhile is not this run's business)."""
+async def read_stream(
+    bus: Bus, stream: str, since: datetime, upto: int | None = None
+) -> AsyncIterator[Msg]:
+    """The messages of ``stream`` stored at or after ``since``, up to sequence ``upto`` (by
+    default what it held when asked: what is published meanwhile is not this run's)."""
     info = await bus.js.stream_info(stream)
-    last = info.state.last_seq
-    if not info.state.messages:
+    last = info.state.last_seq if upto is None else min(upto, info.state.last_seq)
+    if not info.state.messages or last < info.state.first_seq:
         return
     sub = await bus.js.pull_subscribe(
         info.config.subjects[0],  # type: ignore[index]
@@ -78,8 +85,10 @@ async def read_stream(bus: Bus, stream: str, since: datetime) -> AsyncIterator[M
             except NatsTimeout:
                 return
             for msg in msgs:
+                if msg.metadata.sequence.stream > last:
+                    return
                 yield msg
-                if msg.metadata.sequence.stream >= last:
+                if msg.metadata.sequence.stream == last:
                     return
     finally:
         await sub.unsubscribe()
@@ -101,9 +110,31 @@ def same(old: list[Event], new: list[Event]) -> bool:
     return ids_old == [e.deterministic_id() for e in new] and old == new
 
 
+async def normalizer_caught_up(bus: Bus, raw_seq: int, timeout: float = 60.0) -> None:
+    """Wait until the live normalizer has handled RAW up to ``raw_seq``, so that ``CONV``
+    holds every event of those payloads (else one would look new and be published twice).
+    No normalizer consumer (ingest never ran): nothing to wait for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = await bus.js.consumer_info("RAW", NORMALIZER)
+        except NotFoundError:
+            return
+        if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= raw_seq:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the ingest normalizer has not reached RAW {raw_seq} in {timeout:.0f} s; "
+                "run renormalize when it has caught up"
+            )
+        await asyncio.sleep(0.25)  # an operator command polling a consumer, not a test
+
+
 async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
     """Normalize again every RAW message from ``since`` (see the module docstring)."""
     report = Report()
+    raw_last = (await bus.js.stream_info("RAW")).state.last_seq
+    await normalizer_caught_up(bus, raw_last)
     # Only the positions are kept (a week of traffic would not fit as messages); the few
     # events of each payload are fetched when it is compared.
     produced: dict[str, list[int]] = defaultdict(list)
@@ -111,7 +142,7 @@ async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
         cause = (msg.headers or {}).get(H_CAUSATION)
         if cause:
             produced[cause].append(msg.metadata.sequence.stream)
-    async for raw in read_stream(bus, "RAW", since):
+    async for raw in read_stream(bus, "RAW", since, upto=raw_last):
         report.read += 1
         try:
             envelope, new = normalize_raw(raw.subject, dict(raw.headers or {}), raw.data)
