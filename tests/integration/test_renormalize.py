@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from tests.support import legacy
 from tests.support.legacy import telegram as old_telegram
 from tests.support.legacy import viber as old_viber
 from tests.support.legacy import whatsapp as old_whatsapp
@@ -36,7 +35,6 @@ from switchboard.runtime.consumer import PermanentError
 from switchboard.runtime.embedded import EmbeddedNats
 from switchboard.runtime.settings import load_settings
 
-assert legacy.__doc__
 NOW = datetime.now(UTC).replace(microsecond=0)
 DATE = int((NOW - timedelta(hours=1)).timestamp())
 SUPER = {"id": -1002002, "type": "supergroup", "title": "Club"}
