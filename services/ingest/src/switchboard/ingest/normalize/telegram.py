@@ -68,7 +68,7 @@ _OTHER_CONTENT = (
     "checklist_tasks_done",
     "checklist_tasks_added",
 )
-# Message attributes that are not content (PROTOCOLS: never name a kind after them).
+# Message attributes that are not content (Bot API 10.x): a kind is never named after them.
 _NOT_CONTENT = frozenset(
     {
         "message_id", "message_thread_id", "direct_messages_topic", "from", "sender_chat",
