@@ -190,7 +190,7 @@ async def test_viber_signature(ingest: Ingest) -> None:
 
 def _signed(body: bytes, msg_id: str, at: datetime | None = None) -> dict[str, str]:
     at = at or datetime.now(UTC)
-    sig = Webhook(SIGNING).sign(msg_id, at, body.decode())
+    sig = Webhook(SIGNING).sign(msg_id, at, body)  # bytes as sent (any encoding)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(at.timestamp())),
@@ -229,7 +229,16 @@ async def test_standard_webhooks(ingest: Ingest) -> None:
     assert (await ingest.http.post(url, content=body, headers=missing)).status_code == 401
     garbage = {**_signed(body, "msg_5"), "webhook-signature": "v1 nocomma"}
     assert (await ingest.http.post(url, content=body, headers=garbage)).status_code == 401
-    assert await stream_count(ingest.nats_url, "RAW") == 1
+    # a signed body that is not UTF-8: the signature holds, the body is what is wrong
+    latin = b'{"type": "message.received", "data": {"text": "caf\xe9"}}'
+    r = await ingest.http.post(url, content=latin, headers=_signed(latin, "msg_6"))
+    assert r.status_code == 400, r.text
+    # a signature list with another scheme beside v1 (standardwebhooks 1.1 choked on it)
+    listed = _signed(body, "msg_7")
+    listed["webhook-signature"] = f"v1a,c29tZS1vdGhlci1zY2hlbWU= {listed['webhook-signature']}"
+    assert (await ingest.http.post(url, content=body, headers=listed)).status_code == 200
+    # msg_1 and msg_7 are two deliveries of one message: two RAW entries, one event
+    assert await stream_count(ingest.nats_url, "RAW") == 2
 
     async def normalized() -> bool:
         return by_type(await stream_messages(ingest.nats_url, "CONV")) == {

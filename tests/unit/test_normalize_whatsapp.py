@@ -568,7 +568,11 @@ ERROR_CASES: list[tuple[Any, str]] = [
     (body(change(value(contacts={}))), "entry[0].changes[0].value.contacts is not a list"),
     (messages("hi"), "value.messages[0] is missing or not an object"),  # type: ignore[arg-type]
     (messages(_with(TEXT, id=None)), "value.messages[0].id is missing or not a non-empty str"),
-    (messages(_with(TEXT, **{"from": ""})), "value.messages[0].from is missing"),
+    (
+        messages(_with(TEXT, **{"from": None})),
+        "value.messages[0] has neither from nor from_user_id",
+    ),
+    (messages(_with(TEXT, **{"from": 7})), "value.messages[0].from is not a string"),
     (messages(_with(TEXT, type=7)), "value.messages[0].type is missing"),
     (
         messages(_with(TEXT, timestamp="yesterday")),
@@ -623,7 +627,7 @@ ERROR_CASES: list[tuple[Any, str]] = [
     (statuses(_with(status("read"), id="")), "value.statuses[0].id is missing"),
     (
         statuses(_with(status("read"), recipient_id=None)),
-        "value.statuses[0].recipient_id is missing",
+        "value.statuses[0].recipient_id / recipient_user_id is missing",
     ),
     (
         statuses(_with(status("read"), timestamp=-1)),

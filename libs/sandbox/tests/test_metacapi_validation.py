@@ -188,3 +188,38 @@ async def test_data_is_required_and_must_be_a_list(capi: CapiEnv) -> None:
         json={"data": {"event_name": "x"}},
     )
     assert "array" in graph_error(not_list)["error_user_msg"]
+
+
+def _business_messaging(capi: CapiEnv, **fields: Any) -> dict[str, Any]:
+    event = capi.event(action_source="business_messaging", messaging_channel="whatsapp")
+    event.pop("event_source_url")
+    event["user_data"]["ctwa_clid"] = "ARAkLkA8rmlFeiCktEJQ"
+    for name, value in fields.items():
+        if value is None:
+            event.pop(name, None)
+            event["user_data"].pop(name, None)
+        else:
+            event[name] = value
+    return event
+
+
+async def test_a_click_to_whatsapp_conversion_is_received(capi: CapiEnv) -> None:
+    response = await capi.post([_business_messaging(capi)])
+    assert response.status_code == 200, response.text
+    [stored] = capi.sandbox.metacapi.events()
+    assert stored.event["user_data"]["ctwa_clid"] == "ARAkLkA8rmlFeiCktEJQ"
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"messaging_channel": None}, "messaging_channel"),
+        ({"messaging_channel": "telegram"}, "messaging_channel"),
+        ({"ctwa_clid": None}, "user_data.ctwa_clid"),
+    ],
+)
+async def test_business_messaging_needs_its_channel_and_click(
+    capi: CapiEnv, fields: dict[str, Any], needle: str
+) -> None:
+    response = await capi.post([_business_messaging(capi, **fields)])
+    assert_rejected(capi, response, needle)

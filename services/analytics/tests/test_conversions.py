@@ -48,3 +48,15 @@ def test_other_stages_report_nothing_and_erased_people_only_their_id() -> None:
     plain = conversion_command(RULES, lead=no_value, stage="won", at=AT, person=None)
     assert plain is not None
     assert (plain.value, plain.currency) == (None, None)
+
+
+def test_a_lead_from_a_click_to_whatsapp_ad_is_a_business_messaging_conversion() -> None:
+    clicked = LeadFacts("ld_3", "ct_3", "whatsapp", "", None, None, click_id="ARAkLkA8r")
+    cmd = conversion_command(RULES, lead=clicked, stage="won", at=AT, person=None)
+    assert cmd is not None
+    assert (cmd.action_source, cmd.messaging_channel) == ("business_messaging", "whatsapp")
+    assert cmd.user_data.ctwa_clid == "ARAkLkA8r"
+    plain = conversion_command(RULES, lead=LEAD, stage="won", at=AT, person=None)
+    assert plain is not None
+    assert (plain.action_source, plain.messaging_channel) == ("system_generated", None)
+    assert plain.user_data.ctwa_clid is None

@@ -86,3 +86,24 @@ def test_a_conversion_becomes_a_capi_event_with_plain_user_data() -> None:
     assert event["custom_data"] == {"source": "crm", "value": 5.0, "currency": "EUR"}
     assert event["event_id"] == "e"
     assert "event_source_url" not in event
+
+
+def test_a_click_to_whatsapp_conversion_names_its_channel_and_keeps_the_click_plain() -> None:
+    cmd = SendConversion.model_validate(
+        {
+            "conversion_id": "y",
+            "account": "1",
+            "event_name": "Purchase",
+            "event_time": "2026-11-20T12:00:00Z",
+            "event_id": "e2",
+            "action_source": "business_messaging",
+            "messaging_channel": "whatsapp",
+            "user_data": {"ctwa_clid": "ARAkLkA8r", "external_id": ["c:1"]},
+        }
+    )
+    event = capi_event(cmd).to_json()
+    assert (event["action_source"], event["messaging_channel"]) == (
+        "business_messaging",
+        "whatsapp",
+    )
+    assert event["user_data"]["ctwa_clid"] == "ARAkLkA8r"

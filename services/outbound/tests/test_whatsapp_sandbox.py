@@ -159,3 +159,14 @@ async def test_uploads_are_not_in_the_fake(env: Env) -> None:
     assert caught.value.failure is Failure.PERMANENT
     assert caught.value.raw["stage"] == "upload"
     assert env.box.whatsapp.sent_messages(WA_PHONE_ID) == []
+
+
+@pytest.mark.usefixtures("number")
+async def test_a_user_known_only_by_bsuid_is_sent_to_by_bsuid(env: Env) -> None:
+    """A user who adopted a username may withhold their phone: sends go to the BSUID."""
+    bsuid = "US.13491208655302741918"
+    template = OutTemplate(name="order_update", language="en_US")
+    sent = await client(env).send(account("whatsapp"), wa(template, to=bsuid))
+    [stored] = env.box.whatsapp.sent_messages(WA_PHONE_ID, to=bsuid)
+    assert stored["id"] == sent.provider_message_id
+    assert sent.raw.get("wa_id") is None  # Meta names no phone for such a recipient

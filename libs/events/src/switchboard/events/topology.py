@@ -162,7 +162,11 @@ CRM = ServiceTopology(
         Durable(
             stream="CONV",
             name="crm-resolver",
-            filter_subjects=("conv.message_received.>",),
+            filter_subjects=(
+                "conv.message_received.>",
+                "conv.contact_number_changed.>",
+                "conv.contact_status_changed.>",
+            ),
             description="resolves the sender of every inbound message to one contact",
         ),
         Durable(

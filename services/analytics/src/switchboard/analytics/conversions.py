@@ -61,6 +61,7 @@ class LeadFacts:
     campaign_id: str
     value: Decimal | None
     currency: str | None
+    click_id: str | None = None  # WhatsApp ctwa_clid of the ad the lead came from
 
 
 def conversion_id(lead_id: str, stage: str) -> str:
@@ -73,7 +74,9 @@ def meta_event_id(lead_id: str, stage: str) -> str:
     return f"lead.{lead_id}.{stage}"
 
 
-def user_data(contact_id: str, person: Person | None) -> ConversionUserData:
+def user_data(
+    contact_id: str, person: Person | None, click_id: str | None = None
+) -> ConversionUserData:
     """Plain identifiers in Meta's field names; outbound normalizes and hashes them."""
     fn = ln = None
     if person is not None and person.display_name:
@@ -85,6 +88,7 @@ def user_data(contact_id: str, person: Person | None) -> ConversionUserData:
         fn=fn,
         ln=ln,
         external_id=(contact_id,),
+        ctwa_clid=click_id,
     )
 
 
@@ -97,7 +101,9 @@ def conversion_command(
     person: Person | None,
 ) -> SendConversion | None:
     """The command for ``lead`` reaching ``stage`` at ``at``, or None when the stage is not
-    configured to report anything."""
+    configured to report anything. A lead that came from a click-to-WhatsApp ad is reported
+    as a ``business_messaging`` event on WhatsApp with its ``ctwa_clid``, which is what
+    attributes the conversion to the ad."""
     event_name = rules.events.get(stage)
     if event_name is None:
         return None
@@ -111,8 +117,9 @@ def conversion_command(
         event_name=event_name,
         event_time=at,
         event_id=meta_event_id(lead.lead_id, stage),
-        action_source=rules.action_source,
-        user_data=user_data(lead.contact_id, person),
+        action_source="business_messaging" if lead.click_id else rules.action_source,
+        messaging_channel="whatsapp" if lead.click_id else None,
+        user_data=user_data(lead.contact_id, person, lead.click_id),
         value=value,
         currency=(lead.currency or rules.currency) if value is not None else None,
         custom_data=custom,

@@ -131,6 +131,7 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
                 ev.campaign_id or "",
                 ev.value,
                 ev.currency,
+                ev.referral.click_id if ev.referral else None,
             )
             lead = Lead(facts, at, ev.stage, at, changed=True)
             state.leads[(ws, ev.lead_id)] = lead
@@ -201,6 +202,7 @@ async def _load(conn: Conn, items: list[Item]) -> Batch:
                 r["campaign_id"],
                 r["value"],
                 r["currency"],
+                r["click_id"],
             )
             ws = r["workspace_id"]
             state.leads[(ws, r["lead_id"])] = Lead(
@@ -266,10 +268,10 @@ async def _save(conn: Conn, state: Batch) -> None:
     if leads:
         await conn.execute(
             """INSERT INTO leads (workspace_id, lead_id, contact_id, source, campaign_id,
-                   created_at, stage, value, currency, updated_at)
+                   created_at, stage, value, currency, updated_at, click_id)
                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                                     $6::timestamptz[], $7::text[], $8::numeric[], $9::text[],
-                                    $10::timestamptz[])
+                                    $10::timestamptz[], $11::text[])
                ON CONFLICT (workspace_id, lead_id) DO UPDATE SET
                    contact_id = EXCLUDED.contact_id, stage = EXCLUDED.stage,
                    value = EXCLUDED.value, updated_at = EXCLUDED.updated_at""",
@@ -283,6 +285,7 @@ async def _save(conn: Conn, state: Batch) -> None:
             [lead.facts.value for _, lead in leads],
             [lead.facts.currency for _, lead in leads],
             [lead.updated_at for _, lead in leads],
+            [lead.facts.click_id for _, lead in leads],
         )
     if state.reached:
         keys = list(state.reached)

@@ -30,7 +30,11 @@ from switchboard.crm.settings import CrmSettings
 from switchboard.crm.store import EventStore
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.conv import MessageReceived
+from switchboard.events.catalog.conv import (
+    ContactNumberChanged,
+    ContactStatusChanged,
+    MessageReceived,
+)
 from switchboard.events.catalog.crm import (
     AssignLead,
     ChangeLeadStage,
@@ -52,7 +56,14 @@ from switchboard.runtime.service import Runtime
 SCHEMA = "crm"
 PROJECTIONS = (projector, crm_projector, delivery_projector)
 RESOLVER = ConsumerSpec(
-    stream="CONV", durable="crm-resolver", filter_subjects=("conv.message_received.>",), batch=128
+    stream="CONV",
+    durable="crm-resolver",
+    filter_subjects=(
+        "conv.message_received.>",
+        "conv.contact_number_changed.>",
+        "conv.contact_status_changed.>",
+    ),
+    batch=128,
 )
 COMMANDS = ConsumerSpec(
     stream="CRM_COMMANDS", durable="crm-commands", filter_subjects=("cmd.crm.>",), batch=32
@@ -158,6 +169,10 @@ def create_app(settings: CrmSettings) -> ServiceApp:
             decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
             if isinstance(decoded.model, MessageReceived):
                 await resolver.resolve(decoded.model, decoded.envelope)
+            elif isinstance(decoded.model, ContactNumberChanged):
+                await resolver.number_changed(decoded.model, decoded.envelope)
+            elif isinstance(decoded.model, ContactStatusChanged):
+                await resolver.opened(decoded.model, decoded.envelope)
 
         async def command(msg: Msg) -> None:
             await handle_command(store, settings, msg)

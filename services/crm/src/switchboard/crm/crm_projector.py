@@ -108,8 +108,9 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
         elif isinstance(ev, LeadCreated):
             await conn.execute(
                 """INSERT INTO leads (id, workspace_id, contact_id, stage, source_channel,
-                       campaign_id, value, currency, assignee, created_at, updated_at, version)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+                       campaign_id, value, currency, assignee, created_at, updated_at, version,
+                       referral_source, referral_campaign, click_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)
                    ON CONFLICT (id) DO NOTHING""",
                 ev.lead_id,
                 ws,
@@ -122,6 +123,9 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
                 ev.assignee,
                 at,
                 seq,
+                ev.referral.source if ev.referral else None,
+                ev.referral.campaign if ev.referral else None,
+                ev.referral.click_id if ev.referral else None,
             )
             await _history(conn, ev.lead_id, seq, None, ev.stage, None, None, at)
         elif isinstance(ev, LeadStageChanged):

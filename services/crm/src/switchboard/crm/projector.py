@@ -1,5 +1,7 @@
 """The conversations projection (stream ``CONV``): conversations and messages, both sides,
-with edits and deletions applied and erased people's messages blanked on sight.
+with edits and deletions applied, erased people's messages blanked on sight, and a chat
+whose id changed (``conv.chat_migrated``) moved to its new id. Service messages and
+membership changes are no messages: they add no row and change no count.
 
 Built for replay speed as much as for live traffic: ``prepare`` (run while the previous
 batch is in Postgres) decodes and turns every event into the row or change it makes, and
@@ -21,8 +23,10 @@ from nats.aio.msg import Msg
 from switchboard.crm import keys
 from switchboard.crm.decoding import decode_event
 from switchboard.crm.ids import conversation_id
+from switchboard.events.catalog.common import ChatType
 from switchboard.events.catalog.conv import (
     CallbackReceived,
+    ChatMigrated,
     Content,
     MessageDeleted,
     MessageEdited,
@@ -108,7 +112,16 @@ class Delete:
     params: tuple[Any, ...]
 
 
-Op = Row | Edit | Delete
+@dataclass(slots=True)
+class Migrate:
+    """A chat whose id changed (a Telegram group became a supergroup): its conversation
+    and messages move to the new id, as the parameters of ``MIGRATE_SQL``."""
+
+    params: tuple[Any, ...]
+
+
+Change = Row | Edit | Delete
+Op = Change | Migrate
 Prepared = list[Op]
 
 
@@ -168,6 +181,11 @@ def _op(event_id: str, ws: str, seq: int, ev: Any) -> Op | None:
         conv = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
         ids = list(ev.message_ids)
         return Delete(tuple((conv, i) for i in ids), (conv, ids, ev.deleted_at))
+    if kind is ChatMigrated:
+        old = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
+        new = _conversation_id(ws, ev.channel.value, ev.account, ev.to_chat_id)
+        return Migrate((old, new, ev.to_chat_id, ChatType.SUPERGROUP.value, seq))
+    # Service messages, membership and status changes are not messages: no row, no count.
     return None
 
 
@@ -202,7 +220,22 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
 
 
 async def apply_prepared(conn: Conn, batch: Prepared) -> None:
-    """Apply a batch with the exact effect of applying its events one by one.
+    """Apply a batch with the exact effect of applying its events one by one: the changes
+    between two migrations go together (``apply_changes``), each migration on its own, in
+    stream order (migrations are rare; what follows one must see the moved conversation)."""
+    run: list[Change] = []
+    for op in batch:
+        if isinstance(op, Migrate):
+            await apply_changes(conn, run)
+            await conn.execute(MIGRATE_SQL, *op.params)
+            run = []
+        else:
+            run.append(op)
+    await apply_changes(conn, run)
+
+
+async def apply_changes(conn: Conn, batch: list[Change]) -> None:
+    """Apply messages, edits and deletions with the exact effect of applying them one by one.
 
     What one event does depends only on the earlier events of the same message (by
     conversation and provider id; inserts also by event id), except the conversation's
@@ -237,7 +270,7 @@ def _keys(keys: list[Key]) -> tuple[list[str], list[str]]:
 Round = tuple[list[Row], list[Edit | Delete]]
 
 
-def schedule(batch: Prepared) -> list[Round]:
+def schedule(batch: list[Change]) -> list[Round]:
     """The rounds of a batch: per message, its events keep their order, since one of the
     other kind than the one before it goes to the next round, and within a round inserts
     run before changes, each in stream order."""
@@ -365,6 +398,35 @@ SELECT $1, $2, $6, $5, $3, $4::jsonb
 WHERE NOT EXISTS (SELECT 1 FROM messages
                   WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in')
 ON CONFLICT DO NOTHING"""
+
+# A migration moves the conversation row (merged into the new chat's row if messages there
+# were projected first) and its messages and early edits; replayed, the old row is gone and
+# nothing happens. A message whose provider id the new conversation already holds stays
+# behind rather than break the unique key (Telegram numbers a supergroup's messages anew).
+MIGRATE_SQL = """
+WITH old AS (
+    DELETE FROM conversations WHERE id = $1 RETURNING *
+), moved AS (
+    UPDATE messages m SET conversation_id = $2
+    WHERE m.conversation_id = $1 AND NOT EXISTS (
+        SELECT 1 FROM messages x WHERE x.conversation_id = $2 AND x.direction = m.direction
+            AND x.provider_message_id = m.provider_message_id)
+), pending AS (
+    UPDATE pending_edits SET conversation_id = $2 WHERE conversation_id = $1
+)
+INSERT INTO conversations AS c (id, workspace_id, channel, account, chat_id, chat_type, title,
+    first_message_at, last_message_at, message_count, last_preview, updated_seq)
+SELECT $2, workspace_id, channel, account, $3, $4, title, first_message_at, last_message_at,
+    message_count, last_preview, $5::bigint
+FROM old
+ON CONFLICT (id) DO UPDATE SET
+    title = COALESCE(c.title, EXCLUDED.title),
+    message_count = c.message_count + EXCLUDED.message_count,
+    first_message_at = LEAST(c.first_message_at, EXCLUDED.first_message_at),
+    last_preview = CASE WHEN EXCLUDED.last_message_at > c.last_message_at
+        THEN EXCLUDED.last_preview ELSE c.last_preview END,
+    last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at),
+    updated_seq = EXCLUDED.updated_seq"""
 
 DELETE_SQL = """
 UPDATE messages SET text = NULL, content = '{"kind": "deleted"}'::jsonb, deleted_at = $3

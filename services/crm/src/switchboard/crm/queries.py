@@ -295,7 +295,8 @@ async def leads(
     f.args.append(limit + 1)
     rows = await conn.fetch(
         f"""SELECT id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
-                   created_at, updated_at, version
+                   created_at, updated_at, version, referral_source, referral_campaign,
+                   click_id
             FROM leads WHERE {f.sql()}
             ORDER BY updated_at DESC, id DESC LIMIT ${len(f.args)}""",
         *f.args,
@@ -306,7 +307,7 @@ async def leads(
 async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         """SELECT id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
-                  created_at, updated_at, version
+                  created_at, updated_at, version, referral_source, referral_campaign, click_id
            FROM leads WHERE id = $1 AND workspace_id = $2""",
         lead_id,
         workspace,

@@ -4,6 +4,12 @@ The identity (channel, sender id) is claimed for a contact with an append that o
 succeeds on an empty subject, so concurrent resolvers, redeliveries and replays agree on
 one contact per identity. A phone number is claimed the same way, which is how a WhatsApp
 number and a Telegram user sharing it land on one contact.
+
+WhatsApp keys a person by their business-scoped user id (BSUID) and gives the phone beside
+it when the user has not withheld it: a message with both links the phone to the contact
+the BSUID already belongs to, so a BSUID-only message, a later phone+BSUID one and an old
+phone-only one are one contact. A reported number change (``conv.contact_number_changed``)
+links the new phone and BSUID to the contact of the old ones.
 """
 
 from __future__ import annotations
@@ -14,7 +20,12 @@ from switchboard.crm import keys
 from switchboard.crm.settings import CrmSettings
 from switchboard.crm.store import ConflictError, EventStore
 from switchboard.events import Envelope
-from switchboard.events.catalog.conv import MessageReceived
+from switchboard.events.catalog.conv import (
+    ContactNumberChanged,
+    ContactStatus,
+    ContactStatusChanged,
+    MessageReceived,
+)
 from switchboard.events.catalog.crm import (
     ContactCreated,
     ContactIdentityLinked,
@@ -32,6 +43,8 @@ class Resolver:
         self.settings = settings
         # Creation is permanent, so a bounded cache of "already exists" is always right.
         self._known: OrderedDict[str, None] = OrderedDict()
+        # Phone claims known to be settled (claimed by someone): never asked again.
+        self._phones: OrderedDict[str, None] = OrderedDict()
 
     async def claim(self, workspace: str, key: str, contact_id: str, cause: Envelope) -> str:
         """Claim ``key`` for ``contact_id``; returns whoever owns it now."""
@@ -50,8 +63,16 @@ class Resolver:
             return None
         return last.model.contact_id
 
-    async def resolve(self, event: MessageReceived, cause: Envelope) -> str:
-        """The contact of the message's sender, created (with its first lead) if new."""
+    async def opened(self, event: ContactStatusChanged, cause: Envelope) -> str | None:
+        """A conversation opened from a deep link (Viber ``conversation_started`` with its
+        ``context``) is where a lead comes from, even before the person writes: resolve them
+        now, so the first lead carries the referral. Other status changes make nobody."""
+        if event.status is not ContactStatus.CONVERSATION_STARTED or event.referral is None:
+            return None
+        return await self.resolve(event, cause)
+
+    async def resolve(self, event: MessageReceived | ContactStatusChanged, cause: Envelope) -> str:
+        """The contact of the sender, created (with its first lead) if new."""
         ws = cause.workspace_id
         channel = event.channel.value
         ikey = keys.identity_key(channel, event.sender.id)
@@ -65,6 +86,9 @@ class Resolver:
         )
         own_id = keys.new_contact_id(ws, ikey)
         owner = await self.owner(ws, ikey)
+        if owner is not None and phone and event.sender.id != phone:
+            # A BSUID already known, now with a phone beside it: the phone leads here too.
+            await self._link(ws, keys.phone_key(phone), owner, identity, "bsuid", cause)
         if owner is None and phone:
             by_phone = await self.owner(ws, keys.phone_key(phone))
             if by_phone is not None:
@@ -108,12 +132,83 @@ class Resolver:
                     contact_id=own_id,
                     stage=self.settings.stages[0],
                     source_channel=event.channel,
+                    referral=event.referral,
                 ),
                 lead_id,
                 cause,
             )
         self._remember(own_id)
         return own_id
+
+    async def number_changed(self, event: ContactNumberChanged, cause: Envelope) -> str | None:
+        """Link the new phone and BSUID of a person who changed number to their contact (the
+        owner of the old identity or phone); None when nobody knew the old one."""
+        ws = cause.workspace_id
+        channel = event.channel.value
+        old_phone = keys.normalize_phone(event.sender.phone)
+        owner = await self.owner(ws, keys.identity_key(channel, event.sender.id))
+        if owner is None and old_phone:
+            owner = await self.owner(ws, keys.phone_key(old_phone))
+        if owner is None:
+            return None
+        phone = keys.normalize_phone(event.new_id)
+        for external_id in (event.new_user_id, event.new_id):
+            if not external_id:
+                continue
+            identity = Identity(
+                channel=event.channel,
+                external_id=external_id,
+                account=event.account,
+                username=event.sender.username,
+                phone=phone,
+            )
+            ikey = keys.identity_key(channel, external_id)
+            await self._link(ws, ikey, owner, identity, "number_change", cause)
+        if phone:
+            identity = Identity(
+                channel=event.channel,
+                external_id=event.new_user_id or event.new_id or phone,
+                account=event.account,
+                phone=phone,
+            )
+            await self._link(ws, keys.phone_key(phone), owner, identity, "number_change", cause)
+        return owner
+
+    async def _link(
+        self,
+        ws: str,
+        key: str,
+        owner: str,
+        identity: Identity,
+        matched_by: str,
+        cause: Envelope,
+    ) -> None:
+        """Claim ``key`` for ``owner`` unless someone has it, and record the link once. A
+        claim this very message made (now, or on a delivery that crashed before the link)
+        gets its link; a key someone already held gets none."""
+        claim = keys.claim_key(ws, key)  # per workspace: one phone may be two people's
+        if claim in self._phones:
+            return
+        last = await self.store.last(claim)
+        if last is None:
+            mine = await self.claim(ws, key, owner, cause) == owner
+        else:
+            claimed = last.model
+            mine = (
+                isinstance(claimed, IdentityClaimed)
+                and claimed.contact_id == owner
+                and last.envelope.causation_id == cause.id
+            )
+        if mine:
+            await self._append_once(
+                ContactIdentityLinked(contact_id=owner, identity=identity, matched_by=matched_by),
+                owner,
+                cause,
+                f"link:{claim}",
+            )
+        self._phones[claim] = None
+        if len(self._phones) > 100_000:
+            self._phones.popitem(last=False)
 
     async def _create(self, model: ContactCreated | LeadCreated, agg: str, cause: Envelope) -> bool:
         """Append the creating event. True when this message created it, now or on an

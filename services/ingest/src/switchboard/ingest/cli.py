@@ -1,20 +1,33 @@
-"""``switchboard-ingest accounts ...``: the operator CLI for the accounts registry.
+"""``switchboard ingest ...`` (also ``switchboard-ingest``): ingest operations.
 
-A client of the admin HTTP API (so the operator's machine needs the admin token, never the
-encryption keys). Secrets are read from the environment or prompted for, never taken on the
-command line where shell history and ``ps`` would keep them.
+``accounts ...`` is a client of the admin HTTP API (so the operator's machine needs the
+admin token, never the encryption keys). Secrets are read from the environment or prompted
+for, never taken on the command line where shell history and ``ps`` would keep them.
+
+``renormalize --since <ISO time>`` talks to NATS (``SWITCHBOARD_NATS_*``, as the service)
+and normalizes again the provider payloads ``RAW`` holds from then on, replacing in ``CONV``
+what older normalizers made of them (see ``switchboard.ingest.renormalize``); rebuild the
+projections afterwards (``switchboard crm rebuild``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import os
 import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from switchboard.ingest.renormalize import renormalize
+from switchboard.ingest.settings import IngestSettings
+from switchboard.runtime.service import connect_bus
+from switchboard.runtime.settings import ConfigError, load_settings
 
 SECRET_NAMES = {
     "telegram": ["token"],
@@ -56,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     remove.add_argument("channel", choices=sorted(SECRET_NAMES))
     remove.add_argument("id")
     accounts.add_parser("reencrypt", help="re-encrypt all accounts with the active key")
+    again = sub.add_parser("renormalize", help="normalize RAW again and replace what changed")
+    again.add_argument(
+        "--since", required=True, type=_when, help="ISO 8601 time, e.g. 2026-11-20T00:00:00Z"
+    )
     args = parser.parse_args(argv)
+    if args.command == "renormalize":
+        return asyncio.run(_renormalize(args.since))
     if not args.admin_token:
         raise SystemExit("set SWITCHBOARD_ADMIN_TOKEN or pass --admin-token")
 
@@ -68,6 +87,30 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if response.content:
         print(json.dumps(response.json(), indent=2))
+    return 0
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time; without a zone it is UTC."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+async def _renormalize(since: datetime) -> int:
+    try:
+        settings = load_settings(IngestSettings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    bus = await connect_bus(settings, "ingest-renormalize")
+    try:
+        report = await renormalize(bus, await bus.kv("dedup"), since)
+    finally:
+        await bus.close()
+    print(json.dumps({k: v for k, v in asdict(report).items() if k != "changes"}))
     return 0
 
 

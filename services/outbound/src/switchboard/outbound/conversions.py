@@ -75,6 +75,8 @@ def capi_event(cmd: SendConversion) -> CapiEvent:
         event_id=cmd.event_id,
         event_source_url=cmd.event_source_url,
         custom_data=custom or None,
+        # business_messaging events name their channel; ctwa_clid rides in user_data plain
+        extra={"messaging_channel": cmd.messaging_channel} if cmd.messaging_channel else {},
     )
 
 

@@ -99,6 +99,26 @@ Content = Annotated[
 ]
 
 
+class Referral(Value):
+    """Where a conversation came from: an ad the customer clicked (WhatsApp click-to-WhatsApp
+    ``referral``) or a deep link that opened it (Telegram ``/start <payload>``, Viber
+    ``context``). The CRM stores it on the lead; conversions report ``click_id`` back."""
+
+    source: Literal["ad", "deep_link"]
+    campaign: str | None = Field(None, description="ad / post id, or the deep-link payload")
+    click_id: str | None = Field(None, description="WhatsApp ``ctwa_clid``: CAPI attribution")
+    source_type: str | None = Field(None, description="WhatsApp: ``ad`` or ``post``")
+    source_url: str | None = None
+    headline: str | None = None
+
+
+class PostRef(Value):
+    """A message in another chat (e.g. the channel post a discussion-group copy forwards)."""
+
+    chat_id: str = Field(min_length=1)
+    message_id: str = Field(min_length=1)
+
+
 class ProviderIds(Value):
     """The provider's own identifiers of the message and the delivery that carried it."""
 
@@ -121,6 +141,10 @@ class MessageReceived(Event):
     provider: ProviderIds
     sent_at: datetime = Field(description="when the provider says the message was sent")
     received_at: datetime = Field(description="when ingest accepted the webhook")
+    referral: Referral | None = Field(None, description="the ad or deep link that led here")
+    forward_of: PostRef | None = Field(
+        None, description="the channel post this message is Telegram's automatic forward of"
+    )
 
     def routing_tokens(self) -> tuple[str, ...]:
         return (self.channel.value, self.account)
@@ -212,6 +236,90 @@ class ContactStatusChanged(_ConvEvent):
 
     sender: Sender
     status: ContactStatus
+    at: datetime
+    referral: Referral | None = Field(
+        None, description="the deep link that opened the conversation (Viber ``context``)"
+    )
+
+
+class MembershipChange(StrEnum):
+    JOINED = "joined"
+    LEFT = "left"
+
+
+@register("conv.members_changed", 1)
+class MembersChanged(_ConvEvent):
+    """People joined or left a group (Telegram ``new_chat_members`` / ``left_chat_member``):
+    a service message, never something a customer wrote, so no message count changes."""
+
+    change: MembershipChange
+    members: tuple[Sender, ...] = Field(min_length=1)
+    by: Sender | None = Field(None, description="who added or removed them, if not themselves")
+    at: datetime
+
+
+@register("conv.chat_migrated", 1)
+class ChatMigrated(_ConvEvent):
+    """A group became a supergroup and its chat id changed from ``chat.id`` to ``to_chat_id``
+    (Telegram ``migrate_to_chat_id`` / ``migrate_from_chat_id``): the conversation moves."""
+
+    to_chat_id: str = Field(min_length=1)
+    at: datetime
+
+    def deterministic_id(self) -> str:
+        # Telegram reports a migration twice (in the old and in the new chat): one event.
+        return derived(
+            ":".join(token(p) for p in (self.channel.value, self.account, self.chat.id)),
+            "migrated",
+            token(self.to_chat_id),
+        )
+
+
+class BotMembership(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    PROMOTED = "promoted"
+    DEMOTED = "demoted"
+    RESTRICTED = "restricted"
+    UNRESTRICTED = "unrestricted"
+    RIGHTS_CHANGED = "rights_changed"
+
+
+@register("conv.bot_membership_changed", 1)
+class BotMembershipChanged(_ConvEvent):
+    """The account's bot was added to, removed from, promoted or demoted in a group or channel
+    (Telegram ``my_chat_member`` outside private chats; in a private chat that is a block or
+    unblock, :class:`ContactStatusChanged`)."""
+
+    change: BotMembership
+    old_status: str = Field(min_length=1, description="the provider's status before")
+    new_status: str = Field(min_length=1, description="the provider's status after")
+    by: Sender | None = None
+    at: datetime
+
+
+@register("conv.service_message_received", 1)
+class ServiceMessageReceived(_ConvEvent):
+    """A provider's service message about the chat, not customer text: a title or photo
+    changed, a message pinned, a forum topic or video chat event, an auto-delete timer, a
+    WhatsApp ``system`` notice. Kept in ``CONV``; it is no message and changes no count."""
+
+    action: str = Field(min_length=1, description="the provider's field or system type")
+    by: Sender | None = None
+    text: str | None = Field(None, description="the new title, the provider's notice, ...")
+    at: datetime
+
+
+@register("conv.contact_number_changed", 1)
+class ContactNumberChanged(_ConvEvent):
+    """A WhatsApp user changed their phone number (``system`` ``user_changed_number``): the
+    person behind ``sender`` is now reached as ``new_id`` (and ``new_user_id``, the BSUID
+    that changes with the number), so the CRM links the new identity to the same contact."""
+
+    sender: Sender
+    new_id: str | None = Field(None, description="the new wa_id (phone)")
+    new_user_id: str | None = Field(None, description="the new business-scoped user id")
+    text: str | None = None
     at: datetime
 
 

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from switchboard.events.base import Command, Event
 from switchboard.events.catalog.common import Channel, Value
+from switchboard.events.catalog.conv import Referral
 from switchboard.events.registry import register
 
 
@@ -100,6 +101,9 @@ class LeadCreated(_LeadEvent):
     value: Decimal | None = None
     currency: str | None = Field(None, min_length=3, max_length=3)
     assignee: str | None = None
+    referral: Referral | None = Field(
+        None, description="the ad or deep link the contact's first message came from"
+    )
 
 
 @register("crm.lead_stage_changed", 1)

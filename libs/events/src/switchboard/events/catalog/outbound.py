@@ -142,6 +142,9 @@ class ConversionUserData(Value):
     fbp: str | None = None
     client_ip_address: str | None = None
     client_user_agent: str | None = None
+    ctwa_clid: str | None = Field(
+        None, description="click-to-WhatsApp ad click id (business_messaging), never hashed"
+    )
 
 
 @register("outbound.conversion", 1)
@@ -172,6 +175,9 @@ class SendConversion(Command):
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217")
     custom_data: dict[str, Any] = Field(default_factory=dict, description="extra custom_data")
     event_source_url: str | None = None
+    messaging_channel: Literal["whatsapp", "messenger", "instagram"] | None = Field(
+        None, description="where a business_messaging conversion's conversation happened"
+    )
     lead_id: str | None = Field(None, description="our CRM lead id, for correlation")
     test_event_code: str | None = Field(None, description="Meta Events Manager test code")
 

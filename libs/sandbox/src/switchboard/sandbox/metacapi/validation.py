@@ -116,6 +116,8 @@ def validate_event(index: int, event: Any, now: float, config: MetaCapiConfig) -
         if not isinstance(url, str) or not _URL.match(url):
             raise invalid_parameter(f"{where}.event_source_url must be an http(s) URL.")
     check_user_data(where, event.get("user_data"), website)
+    if source == "business_messaging":
+        check_business_messaging(where, event)
     custom = event.get("custom_data")
     if custom is not None and not isinstance(custom, dict):
         raise invalid_parameter(f"{where}.custom_data must be an object.")
@@ -124,6 +126,24 @@ def validate_event(index: int, event: Any, now: float, config: MetaCapiConfig) -
         isinstance(event_id, bool) or not isinstance(event_id, str | int) or str(event_id) == ""
     ):
         raise invalid_parameter(f"{where}.event_id must be a non-empty string.")
+
+
+MESSAGING_CHANNELS = ("whatsapp", "messenger", "instagram")
+
+
+def check_business_messaging(where: str, event: dict[str, Any]) -> None:
+    """A business_messaging event names its ``messaging_channel``; a WhatsApp one carries
+    the ad click (``user_data.ctwa_clid``) that attributes it."""
+    channel = event.get("messaging_channel")
+    if _empty(channel):
+        raise _missing(where, "messaging_channel (required for business_messaging events)")
+    if channel not in MESSAGING_CHANNELS:
+        raise invalid_parameter(
+            f"{where}.messaging_channel {channel!r} is not one of: {', '.join(MESSAGING_CHANNELS)}."
+        )
+    user = event.get("user_data")
+    if channel == "whatsapp" and (not isinstance(user, dict) or _empty(user.get("ctwa_clid"))):
+        raise _missing(where, "user_data.ctwa_clid (required for WhatsApp business_messaging)")
 
 
 def check_event_time(where: str, value: Any, now: float, config: MetaCapiConfig) -> None:

@@ -20,7 +20,7 @@ from switchboard.sandbox.telegram.errors import (
 )
 from switchboard.sandbox.telegram.methods import REGISTRY, Answer, Call
 from switchboard.sandbox.telegram.params import read_params
-from switchboard.sandbox.telegram.state import TelegramState
+from switchboard.sandbox.telegram.state import TOKEN_PATTERN, TelegramState
 
 _CALL_PATH = re.compile(r"^/bot(\d+):[^/]*/([^/]*)")
 _FILE_PATH = re.compile(r"^/file/bot(\d+):[^/]*/")
@@ -55,7 +55,11 @@ class TelegramApi:
         note = note_of(request.scope, "telegram")
         clock = self.state.core.clock
         try:
-            bot = self.state.by_token(request.path_params["token"])
+            token = request.path_params["token"]
+            if not TOKEN_PATTERN.match(token):
+                # The real API has no route for a path that holds no token: 404, as JSON.
+                raise not_found()
+            bot = self.state.by_token(token)
             if bot is None:
                 raise unauthorized()
             entry = REGISTRY.get(str(request.path_params["method"]).lower())

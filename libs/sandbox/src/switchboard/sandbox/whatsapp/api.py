@@ -28,7 +28,12 @@ from switchboard.sandbox.whatsapp.errors import (
 from switchboard.sandbox.whatsapp.limits import take_send_slot
 from switchboard.sandbox.whatsapp.state import WaNumber, WhatsAppState
 from switchboard.sandbox.whatsapp.statuses import StatusEmitter
-from switchboard.sandbox.whatsapp.validate import SendRequest, check_mark_read, check_send
+from switchboard.sandbox.whatsapp.validate import (
+    BSUID,
+    SendRequest,
+    check_mark_read,
+    check_send,
+)
 
 _PATH = re.compile(r"^/([^/]+)/(\d{1,20})(/messages)?/?$")
 
@@ -176,7 +181,7 @@ class WhatsAppApi:
             message["message_status"] = "accepted"
         return {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": send.to, "wa_id": send.wa_id}],
+            "contacts": [{"input": send.to, **_identity(send.wa_id)}],
             "messages": [message],
         }
 
@@ -191,3 +196,8 @@ class WhatsAppApi:
             note.chat = str(found["from"])
         note.succeed()
         return JSONResponse({"success": True})
+
+
+def _identity(wa_id: str) -> dict[str, str]:
+    """How Meta names a recipient: ``wa_id`` for a phone, ``user_id`` for a BSUID."""
+    return {"user_id": wa_id} if BSUID.match(wa_id) else {"wa_id": wa_id}

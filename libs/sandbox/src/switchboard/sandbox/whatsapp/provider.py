@@ -25,6 +25,7 @@ from switchboard.sandbox.whatsapp.state import (
 )
 from switchboard.sandbox.whatsapp.statuses import StatusEmitter
 from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate
+from switchboard.sandbox.whatsapp.validate import BSUID
 from switchboard.sandbox.whatsapp.webhook import subscribe
 
 # The dev-stack demo number (public sandbox values, not secrets).
@@ -141,7 +142,7 @@ class WhatsAppProvider:
         self, number: str | int | WaNumber, to: str | None = None
     ) -> list[dict[str, Any]]:
         """Messages the business sent that the fake accepted, oldest first."""
-        wanted = digits(to) if to else None
+        wanted = (to if BSUID.match(to) else digits(to)) if to else None
         return [m for m in self.number(number).sent if wanted is None or m["wa_id"] == wanted]
 
     def inbound_messages(self, number: str | int | WaNumber) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from switchboard.sandbox.whatsapp.errors import REENGAGEMENT, webhook_error
 from switchboard.sandbox.whatsapp.state import WaNumber, WhatsAppState
+from switchboard.sandbox.whatsapp.validate import BSUID
 from switchboard.sandbox.whatsapp.webhook import queue
 
 
@@ -29,8 +30,9 @@ def status_value(
         "id": sent["id"],
         "status": status,
         "timestamp": str(int(now)),
-        "recipient_id": sent["wa_id"],
     }
+    # A user known only by BSUID is addressed as such (recipient_user_id), never by phone.
+    item["recipient_user_id" if BSUID.match(sent["wa_id"]) else "recipient_id"] = sent["wa_id"]
     if status in ("sent", "delivered"):
         category = sent["category"]
         item["conversation"] = {

@@ -6,6 +6,7 @@ Errors are Graph code 100 with a message naming the parameter the way Meta does
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,9 @@ from switchboard.sandbox.whatsapp.errors import GraphError, invalid, required
 from switchboard.sandbox.whatsapp.state import digits
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+# A business-scoped user id: country code and digits (`US.1349...`), or a parent BSUID
+# shared across portfolios (`CC.ENT.<digits>`).
+BSUID = re.compile(r"^(?:[A-Z]{2}|CC\.ENT)\.\d{1,40}$")
 MESSAGE_TYPES = (
     "text",
     "template",
@@ -225,9 +229,12 @@ def check_send(body: dict[str, Any], config: WhatsAppConfig) -> SendRequest:
     to = body.get("to")
     if to is None or str(to).strip() == "":
         raise required("to")
-    wa_id = digits(str(to))
-    if not 5 <= len(wa_id) <= 17:
-        raise invalid("to", "must be a valid phone number or WhatsApp ID.")
+    if BSUID.match(str(to)):
+        wa_id = str(to)  # a user known only by business-scoped user id (username adopted)
+    else:
+        wa_id = digits(str(to))
+        if not 5 <= len(wa_id) <= 17:
+            raise invalid("to", "must be a valid phone number, WhatsApp ID or BSUID.")
     kind = body.get("type", "text")
     if kind not in MESSAGE_TYPES:
         listed = ", ".join(t.upper() for t in sorted(MESSAGE_TYPES))

@@ -1,27 +1,32 @@
 """Telegram Update -> conversation events. Pure: same update in, same events out (ids are
-derived from the RAW id, itself derived from ``(bot, update_id)``)."""
+derived from the RAW id, itself derived from ``(bot, update_id)``).
+
+The sender is who Telegram means (``telegram_people``: ``sender_chat`` first, placeholders
+never); service messages and membership updates are events of their own
+(``telegram_service``); ``/start <payload>`` carries its deep link as the referral and an
+automatic forward into a discussion group points at its channel post."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from switchboard.events import Event
-from switchboard.events.catalog.common import Channel, Chat, ChatType, MediaFile, Sender
+from switchboard.events.catalog.common import Channel, Chat, ChatType, MediaFile
 from switchboard.events.catalog.conv import (
     AnimationContent,
     AudioContent,
     CallbackReceived,
     ContactContent,
-    ContactStatus,
-    ContactStatusChanged,
     Content,
     DocumentContent,
     LocationContent,
     MessageEdited,
     MessageReceived,
     PhotoContent,
+    PostRef,
     ProviderIds,
+    Referral,
     StickerContent,
     TextContent,
     UnsupportedContent,
@@ -30,46 +35,56 @@ from switchboard.events.catalog.conv import (
     VoiceContent,
 )
 from switchboard.ingest.normalize.base import NormalizeError
+from switchboard.ingest.normalize.telegram_people import chat_of, message_sender, user_sender
+from switchboard.ingest.normalize.telegram_service import (
+    bot_member_event,
+    chat_member_event,
+    is_service,
+    service_event,
+    ts,
+)
 
-_CHAT_TYPES = {t.value for t in ChatType}
 _MESSAGE_KINDS = ("message", "edited_message", "channel_post", "edited_channel_post")
-
-
-def _ts(value: Any) -> datetime:
-    if not isinstance(value, int | float):
-        raise NormalizeError(f"date {value!r} is not a unix timestamp")
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _chat(data: Any) -> Chat:
-    if not isinstance(data, dict) or "id" not in data:
-        raise NormalizeError("message has no chat.id")
-    ctype = data.get("type", "unknown")
-    title = data.get("title") or " ".join(
-        p for p in (data.get("first_name"), data.get("last_name")) if p
-    )
-    return Chat(
-        id=str(data["id"]),
-        type=ChatType(ctype) if ctype in _CHAT_TYPES else ChatType.UNKNOWN,
-        title=title or None,
-        username=data.get("username"),
-    )
-
-
-def _sender(user: Any, chat: Chat) -> Sender:
-    if not isinstance(user, dict) or "id" not in user:
-        # Channel posts have no `from`: the channel itself speaks.
-        return Sender(id=chat.id, username=chat.username, display_name=chat.title)
-    names = [user.get("first_name"), user.get("last_name")]
-    return Sender(
-        id=str(user["id"]),
-        username=user.get("username"),
-        first_name=user.get("first_name"),
-        last_name=user.get("last_name"),
-        display_name=" ".join(p for p in names if p) or user.get("username"),
-        language_code=user.get("language_code"),
-        is_bot=bool(user.get("is_bot", False)),
-    )
+# Content fields the catalog does not model, in the Bot API's order: an unsupported
+# message is named by the one it carries.
+_OTHER_CONTENT = (
+    "paid_media",
+    "story",
+    "checklist",
+    "dice",
+    "game",
+    "poll",
+    "invoice",
+    "successful_payment",
+    "refunded_payment",
+    "users_shared",
+    "chat_shared",
+    "gift",
+    "unique_gift",
+    "passport_data",
+    "web_app_data",
+    "giveaway",
+    "giveaway_winners",
+    "checklist_tasks_done",
+    "checklist_tasks_added",
+)
+# Message attributes that are not content (Bot API 10.x): a kind is never named after them.
+_NOT_CONTENT = frozenset(
+    {
+        "message_id", "message_thread_id", "direct_messages_topic", "from", "sender_chat",
+        "sender_boost_count", "sender_business_bot", "sender_tag", "date",
+        "business_connection_id", "chat", "forward_origin", "is_topic_message",
+        "is_automatic_forward", "reply_to_message", "external_reply", "quote",
+        "reply_to_story", "reply_to_checklist_task_id", "via_bot", "edit_date",
+        "has_protected_content", "is_from_offline", "is_paid_post", "media_group_id",
+        "author_signature", "paid_star_count", "link_preview_options", "effect_id",
+        "show_caption_above_media", "has_media_spoiler", "reply_markup", "entities",
+        "caption", "caption_entities", "suggested_post_info", "forward_from",
+        "forward_from_chat", "forward_from_message_id", "forward_signature",
+        "forward_sender_name", "forward_date",
+    }
+)  # fmt: skip
+_DEEP_LINK = "/start "
 
 
 def _file(data: dict[str, Any]) -> MediaFile:
@@ -139,9 +154,43 @@ def content_of(msg: dict[str, Any], raw_id: str) -> Content:
             user_id=str(c["user_id"]) if c.get("user_id") else None,
             vcard=c.get("vcard"),
         )
-    known = ("message_id", "from", "chat", "date", "sender_chat", "reply_to_message")
-    kind = next((k for k in msg if k not in known and not k.startswith("forward")), "unknown")
-    return UnsupportedContent(provider_kind=kind, raw_ref=raw_id)
+    return UnsupportedContent(provider_kind=unknown_kind(msg), raw_ref=raw_id)
+
+
+def unknown_kind(msg: dict[str, Any]) -> str:
+    """The content field of a message the catalog does not model: a known content field if
+    present, else the first field that is not a known attribute, else ``unknown``."""
+    known = next((k for k in _OTHER_CONTENT if k in msg), None)
+    if known is not None:
+        return known
+    return next((k for k in msg if k not in _NOT_CONTENT), "unknown")
+
+
+def deep_link(msg: dict[str, Any], chat: Chat) -> Referral | None:
+    """``/start <payload>`` in a private chat: the deep link (t.me/bot?start=payload)."""
+    text = msg.get("text")
+    if chat.type is not ChatType.PRIVATE or not isinstance(text, str):
+        return None
+    if not text.startswith(_DEEP_LINK):
+        return None
+    payload = text[len(_DEEP_LINK) :].strip()
+    return Referral(source="deep_link", campaign=payload) if payload else None
+
+
+def forward_of(msg: dict[str, Any]) -> PostRef | None:
+    """The channel post an automatic forward into a discussion group copies."""
+    if msg.get("is_automatic_forward") is not True:
+        return None
+    origin = msg.get("forward_origin")
+    if isinstance(origin, dict) and isinstance(origin.get("chat"), dict):
+        chat_id, message_id = origin["chat"].get("id"), origin.get("message_id")
+    else:  # Bot API < 7.0 shape
+        source = msg.get("forward_from_chat")
+        chat_id = source.get("id") if isinstance(source, dict) else None
+        message_id = msg.get("forward_from_message_id")
+    if chat_id is None or message_id is None:
+        return None
+    return PostRef(chat_id=str(chat_id), message_id=str(message_id))
 
 
 def normalize_update(
@@ -169,9 +218,11 @@ def _normalize(
             continue
         if not isinstance(msg, dict):
             raise NormalizeError(f"{kind} is not an object")
-        chat = _chat(msg.get("chat"))
         ids = ProviderIds(message_id=str(msg["message_id"]), update_id=update_id, raw_id=raw_id)
-        sender = _sender(msg.get("from"), chat)
+        if is_service(msg):
+            return [service_event(msg, account, ids, received_at)]
+        chat = chat_of(msg.get("chat"))
+        sender = message_sender(msg, chat)
         content = content_of(msg, raw_id)
         if kind.startswith("edited_"):
             return [
@@ -182,7 +233,7 @@ def _normalize(
                     received_at=received_at,
                     sender=sender,
                     content=content,
-                    edited_at=_ts(msg.get("edit_date", msg.get("date"))),
+                    edited_at=ts(msg.get("edit_date", msg.get("date"))),
                 )
             ]
         reply = msg.get("reply_to_message")
@@ -194,45 +245,32 @@ def _normalize(
                 content=content,
                 provider=ids,
                 reply_to=str(reply["message_id"]) if isinstance(reply, dict) else None,
-                sent_at=_ts(msg["date"]),
+                sent_at=ts(msg["date"]),
                 received_at=received_at,
+                referral=deep_link(msg, chat),
+                forward_of=forward_of(msg),
             )
         ]
     if isinstance(cb := update.get("callback_query"), dict):
         cb_msg = cb.get("message") if isinstance(cb.get("message"), dict) else None
-        sender_chat = {"id": cb["from"]["id"], "type": "private"}
-        chat = _chat(cb_msg["chat"] if cb_msg else sender_chat)
+        own_chat = {"id": cb["from"]["id"], "type": "private"}
+        chat = chat_of(cb_msg["chat"] if cb_msg else own_chat)
         return [
             CallbackReceived(
                 **base,
                 chat=chat,
                 received_at=received_at,
                 provider=ProviderIds(message_id=str(cb["id"]), update_id=update_id, raw_id=raw_id),
-                sender=_sender(cb["from"], chat),
+                sender=user_sender(cb["from"]),
                 callback_id=str(cb["id"]),
                 data=cb.get("data"),
                 message_id=str(cb_msg["message_id"]) if cb_msg else None,
             )
         ]
-    if isinstance(member := update.get("my_chat_member"), dict):
-        chat = _chat(member["chat"])
-        new_status = member.get("new_chat_member", {}).get("status")
-        status = (
-            ContactStatus.BLOCKED if new_status in ("kicked", "left") else ContactStatus.UNBLOCKED
-        )
-        return [
-            ContactStatusChanged(
-                **base,
-                chat=chat,
-                received_at=received_at,
-                sender=_sender(member["from"], chat),
-                provider=ProviderIds(
-                    message_id=f"member:{update_id}", update_id=update_id, raw_id=raw_id
-                ),
-                status=status,
-                at=_ts(member["date"]),
-            )
-        ]
+    for field, build in (("my_chat_member", bot_member_event), ("chat_member", chat_member_event)):
+        if isinstance(member := update.get(field), dict):
+            ids = ProviderIds(message_id=f"member:{update_id}", update_id=update_id, raw_id=raw_id)
+            return [build(member, account, ids, received_at)]
     kinds = [k for k in update if k != "update_id"]
     return [
         UpdateUnsupported(

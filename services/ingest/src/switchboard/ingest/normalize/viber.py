@@ -10,7 +10,8 @@ Mapping (``event`` -> conversation event):
 - ``message`` -> :class:`MessageReceived` (``text``, ``picture``, ``video``, ``file``,
   ``sticker``, ``contact``, ``location``, ``url``; any other type -> unsupported content);
 - ``delivered`` / ``seen`` / ``failed`` -> :class:`DeliveryReceipt` (``seen`` is ``read``);
-- ``subscribed`` / ``unsubscribed`` / ``conversation_started`` -> :class:`ContactStatusChanged`;
+- ``subscribed`` / ``unsubscribed`` / ``conversation_started`` -> :class:`ContactStatusChanged`
+  (``conversation_started`` carries its deep-link ``context`` as the referral);
 - ``webhook`` -> nothing (see :func:`normalize_payload`);
 - any other event -> :class:`UpdateUnsupported`.
 """
@@ -36,6 +37,7 @@ from switchboard.events.catalog.conv import (
     MessageReceived,
     PhotoContent,
     ProviderIds,
+    Referral,
     StickerContent,
     TextContent,
     UnsupportedContent,
@@ -196,7 +198,15 @@ def _status_change(
         sender=sender,
         status=STATUSES[event],
         at=_ts(payload.get("timestamp")),
+        referral=_context(payload) if event == "conversation_started" else None,
     )
+
+
+def _context(payload: dict[str, Any]) -> Referral | None:
+    """The deep-link parameter (``viber://pa?chatURI=...&context=...``) a conversation was
+    opened with: where the customer came from, kept for the lead."""
+    context = _opt_str(payload.get("context"), "context")
+    return Referral(source="deep_link", campaign=context) if context else None
 
 
 def _user(value: Any, where: str) -> Sender:

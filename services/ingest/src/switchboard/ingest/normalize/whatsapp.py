@@ -17,7 +17,17 @@ Mapping (``type`` of a message -> event):
   -> :class:`CallbackReceived`: the customer pressed something the business sent.
 - ``reaction``, other ``interactive`` kinds, ``unsupported`` and any unknown type ->
   :class:`MessageReceived` with :class:`UnsupportedContent` pointing at the RAW payload.
-- statuses ``sent`` / ``delivered`` / ``read`` / ``failed`` -> :class:`DeliveryReceipt`.
+- ``edit`` -> :class:`MessageEdited` of the original message; ``revoke`` ->
+  :class:`MessageDeleted`; ``system`` ``user_changed_number`` (or ``user_changed_user_id``)
+  -> :class:`ContactNumberChanged`, other system notices -> :class:`ServiceMessageReceived`.
+- statuses ``sent`` / ``delivered`` / ``read`` / ``failed`` -> :class:`DeliveryReceipt`,
+  addressed to ``recipient_id`` or, for a user known only by BSUID, ``recipient_user_id``.
+
+Who: the sender is keyed by the business-scoped user id (``from_user_id`` or the
+``contacts[].user_id``) when present, with the phone (``from`` / ``wa_id``) beside it, and
+a message without ``from`` is never dropped. A message with ``group_id`` belongs to the
+group's conversation; otherwise the conversation is the one-to-one chat with the sender.
+A ``referral`` (click-to-WhatsApp ad) rides on the message as its :class:`Referral`.
 - ``value.errors``, statuses with another value, changes whose ``field`` is not
   ``messages`` -> one :class:`UpdateUnsupported` for the whole body (see
   :func:`normalize_payload` for why only one).
@@ -39,12 +49,17 @@ from switchboard.events.catalog.conv import (
     AudioContent,
     CallbackReceived,
     ContactContent,
+    ContactNumberChanged,
     Content,
     DocumentContent,
     LocationContent,
+    MessageDeleted,
+    MessageEdited,
     MessageReceived,
     PhotoContent,
     ProviderIds,
+    Referral,
+    ServiceMessageReceived,
     StickerContent,
     TextContent,
     UnsupportedContent,
@@ -58,6 +73,9 @@ from switchboard.ingest.normalize.base import NormalizeError
 OBJECT = "whatsapp_business_account"
 RECEIPT_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
 _CALLBACK_INTERACTIVE = ("button_reply", "list_reply")
+NUMBER_CHANGES = frozenset(
+    {"user_changed_number", "customer_changed_number", "user_changed_user_id"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +146,14 @@ def _messages_value(
     product = value.get("messaging_product", "whatsapp")
     if product != "whatsapp":
         raise NormalizeError(f"{where}.messaging_product is {product!r}, not 'whatsapp'")
-    names = _profile_names(value.get("contacts"), f"{where}.contacts")
+    people = _people(value.get("contacts"), f"{where}.contacts")
     messages = _list(value.get("messages", []), f"{where}.messages")
     statuses = _list(value.get("statuses", []), f"{where}.statuses")
     events: list[Event] = []
     for k, message in enumerate(messages):
         at = f"{where}.messages[{k}]"
         with _reading(at):
-            events.append(_message(_obj(message, at), at, names, delivery))
+            events.append(_message(_obj(message, at), at, people, delivery))
     for k, status in enumerate(statuses):
         at = f"{where}.statuses[{k}]"
         with _reading(at):
@@ -152,22 +170,74 @@ def _messages_value(
     return events
 
 
+@dataclass(frozen=True, slots=True)
+class _Person:
+    """What ``value.contacts[]`` says about one customer (keyed by BSUID and by wa_id)."""
+
+    user_id: str | None = None
+    wa_id: str | None = None
+    name: str | None = None
+    username: str | None = None
+
+
+def _sender(msg: dict[str, Any], where: str, people: dict[str, _Person]) -> Sender:
+    """The customer who wrote: keyed by the BSUID when there is one, with the phone beside
+    it when Meta gives both (a user with a username may withhold the phone: no ``from``)."""
+    wa_id = _opt_str(msg.get("from"), f"{where}.from")
+    user_id = _opt_str(msg.get("from_user_id"), f"{where}.from_user_id")
+    person = people.get(user_id or "") or people.get(wa_id or "") or _Person()
+    user_id = user_id or person.user_id
+    wa_id = wa_id or person.wa_id
+    key = user_id or wa_id
+    if key is None:
+        raise NormalizeError(f"{where} has neither from nor from_user_id")
+    return Sender(
+        id=key,
+        username=person.username,
+        display_name=person.name,
+        phone=wa_id if wa_id and wa_id.isascii() and wa_id.isdigit() else None,
+    )
+
+
 def _message(
-    msg: dict[str, Any], where: str, names: dict[str, str], delivery: _Delivery
-) -> MessageReceived | CallbackReceived:
-    """One ``messages[]`` item: a customer's message, or their answer to a button."""
+    msg: dict[str, Any], where: str, people: dict[str, _Person], delivery: _Delivery
+) -> Event:
+    """One ``messages[]`` item: a customer's message, their answer to a button, their edit
+    or deletion of an earlier message, or a system notice about them."""
     wamid = _str(msg.get("id"), f"{where}.id")
-    wa_id = _str(msg.get("from"), f"{where}.from")
     mtype = _str(msg.get("type"), f"{where}.type")
     sent_at = _ts(msg.get("timestamp"), f"{where}.timestamp")
-    name = names.get(wa_id)
-    chat = Chat(id=wa_id, type=ChatType.PRIVATE, title=name)
-    sender = Sender(
-        id=wa_id,
-        display_name=name,
-        phone=wa_id if wa_id.isascii() and wa_id.isdigit() else None,
-    )
+    sender = _sender(msg, where, people)
+    group = _opt_str(msg.get("group_id"), f"{where}.group_id")
+    if group is not None:  # Groups API: the group is the conversation, the sender varies
+        chat = Chat(id=group, type=ChatType.GROUP)
+    else:
+        chat = Chat(id=sender.id, type=ChatType.PRIVATE, title=sender.display_name)
     ids = ProviderIds(message_id=wamid, raw_id=delivery.raw_id)
+    base: dict[str, Any] = {
+        "channel": Channel.WHATSAPP,
+        "account": delivery.account,
+        "chat": chat,
+        "received_at": delivery.received_at,
+    }
+    if mtype == "edit":
+        edit = _obj(msg.get("edit"), f"{where}.edit")
+        original = _str(edit.get("original_message_id"), f"{where}.edit.original_message_id")
+        new = _obj(edit.get("message"), f"{where}.edit.message")
+        new_type = _str(new.get("type"), f"{where}.edit.message.type")
+        return MessageEdited(
+            **base,
+            provider=ProviderIds(message_id=original, raw_id=delivery.raw_id),
+            sender=sender,
+            content=content_of(new, new_type, f"{where}.edit.message", delivery.raw_id),
+            edited_at=sent_at,
+        )
+    if mtype == "revoke":
+        revoke = _obj(msg.get("revoke"), f"{where}.revoke")
+        original = _str(revoke.get("original_message_id"), f"{where}.revoke.original_message_id")
+        return MessageDeleted(**base, provider=ids, message_ids=(original,), deleted_at=sent_at)
+    if mtype == "system":
+        return _system(msg, where, base, ids, sender, sent_at)
     context = msg.get("context")
     # `context` without `id` marks a forwarded message; only an id names a replied-to message.
     reply_to = context.get("id") if isinstance(context, dict) else None
@@ -176,11 +246,8 @@ def _message(
     data, is_callback = _callback_data(msg, mtype, where)
     if is_callback:
         return CallbackReceived(
-            channel=Channel.WHATSAPP,
-            account=delivery.account,
-            chat=chat,
+            **base,
             provider=ids,
-            received_at=delivery.received_at,
             sender=sender,
             callback_id=wamid,
             data=data,
@@ -192,15 +259,57 @@ def _message(
         target = reaction.get("message_id")
         reply_to = target if isinstance(target, str) and target else reply_to
     return MessageReceived(
-        channel=Channel.WHATSAPP,
-        account=delivery.account,
-        chat=chat,
+        **base,
         sender=sender,
         content=content_of(msg, mtype, where, delivery.raw_id),
         reply_to=reply_to,
         provider=ids,
         sent_at=sent_at,
-        received_at=delivery.received_at,
+        referral=_referral(msg.get("referral"), f"{where}.referral"),
+    )
+
+
+def _system(
+    msg: dict[str, Any],
+    where: str,
+    base: dict[str, Any],
+    ids: ProviderIds,
+    sender: Sender,
+    at: datetime,
+) -> Event:
+    """A ``system`` message: a number (or BSUID) change links the person's new identity;
+    any other notice is a service message, never customer text."""
+    system = _obj(msg.get("system"), f"{where}.system")
+    stype = _str(system.get("type"), f"{where}.system.type")
+    body = _opt_str(system.get("body"), f"{where}.system.body")
+    if stype in NUMBER_CHANGES:
+        new_id = system.get("wa_id") or system.get("new_wa_id")
+        return ContactNumberChanged(
+            **base,
+            provider=ids,
+            sender=sender,
+            new_id=_opt_str(new_id, f"{where}.system.wa_id"),
+            new_user_id=_opt_str(system.get("user_id"), f"{where}.system.user_id"),
+            text=body,
+            at=at,
+        )
+    return ServiceMessageReceived(
+        **base, provider=ids, action=f"system:{stype}", by=sender, text=body, at=at
+    )
+
+
+def _referral(value: Any, where: str) -> Referral | None:
+    """A click-to-WhatsApp ad (or post) that opened the chat; ``ctwa_clid`` is the click."""
+    if value is None:
+        return None
+    ref = _obj(value, where)
+    return Referral(
+        source="ad",
+        campaign=_opt_str(ref.get("source_id"), f"{where}.source_id"),
+        click_id=_opt_str(ref.get("ctwa_clid"), f"{where}.ctwa_clid"),
+        source_type=_opt_str(ref.get("source_type"), f"{where}.source_type"),
+        source_url=_opt_str(ref.get("source_url"), f"{where}.source_url"),
+        headline=_opt_str(ref.get("headline"), f"{where}.headline"),
     )
 
 
@@ -312,7 +421,11 @@ def _status(status: dict[str, Any], where: str, delivery: _Delivery) -> Delivery
     return DeliveryReceipt(
         channel=Channel.WHATSAPP,
         account=delivery.account,
-        recipient=_str(status.get("recipient_id"), f"{where}.recipient_id"),
+        # A user with a username may be addressed by BSUID only (recipient_user_id).
+        recipient=_str(
+            status.get("recipient_id") or status.get("recipient_user_id"),
+            f"{where}.recipient_id / recipient_user_id",
+        ),
         at=_ts(status.get("timestamp"), f"{where}.timestamp"),
         status=value,
         provider_message_id=_str(status.get("id"), f"{where}.id"),
@@ -337,18 +450,26 @@ def _failure_reason(status: dict[str, Any]) -> str | None:
     return f"{text} (code {code})" if isinstance(code, int | str) and code != "" else text
 
 
-def _profile_names(contacts: Any, where: str) -> dict[str, str]:
-    """``wa_id -> profile name`` from ``value.contacts`` (who wrote the messages)."""
-    names: dict[str, str] = {}
+def _people(contacts: Any, where: str) -> dict[str, _Person]:
+    """``value.contacts`` (who wrote the messages) by BSUID and by wa_id. The username sits
+    beside ``user_id`` or inside ``profile`` depending on the API version: both are read."""
+    people: dict[str, _Person] = {}
     for c, contact in enumerate(_list(contacts if contacts is not None else [], where)):
-        contact = _obj(contact, f"{where}[{c}]")
-        profile = contact.get("profile")
-        wa_id = contact.get("wa_id")
-        if isinstance(wa_id, str) and isinstance(profile, dict):
-            name = profile.get("name")
-            if isinstance(name, str) and name:
-                names[wa_id] = name
-    return names
+        at = f"{where}[{c}]"
+        contact = _obj(contact, at)
+        raw_profile = contact.get("profile")
+        profile: dict[str, Any] = raw_profile if isinstance(raw_profile, dict) else {}
+        username = contact.get("username") or profile.get("username")
+        person = _Person(
+            user_id=_opt_str(contact.get("user_id"), f"{at}.user_id"),
+            wa_id=_opt_str(contact.get("wa_id"), f"{at}.wa_id"),
+            name=_opt_str(profile.get("name"), f"{at}.profile.name"),
+            username=_opt_str(username, f"{at}.username"),
+        )
+        for key in (person.user_id, person.wa_id):
+            if key:
+                people[key] = person
+    return people
 
 
 def _distinct(events: list[Event]) -> list[Event]:
