@@ -7,10 +7,16 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge
+
 from switchboard.outbound.campaigns.state import STATE_KEYS, CampaignState, CampaignStore
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
+RUNNING = Gauge(
+    "switchboard_outbound_campaigns_running",
+    "Campaigns in the running state (as this instance's view of the campaign states sees them)",
+)
 
 
 @dataclass
@@ -20,6 +26,7 @@ class CampaignView:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     any_change: asyncio.Event = field(default_factory=asyncio.Event)
     _changes: dict[str, asyncio.Event] = field(default_factory=dict)
+    _running: set[str] = field(default_factory=set)
 
     async def run(self, stop: asyncio.Event) -> None:
         watcher = await self.store.kv.watch(STATE_KEYS)
@@ -49,6 +56,11 @@ class CampaignView:
     def note(self, state: CampaignState) -> None:
         """Take a state seen here first (a write of this instance) or from the watch."""
         self.states[state.campaign_id] = state
+        if state.status == "running":
+            self._running.add(state.campaign_id)
+        else:
+            self._running.discard(state.campaign_id)
+        RUNNING.set(len(self._running))
         self.any_change.set()
         event = self._changes.pop(state.campaign_id, None)
         if event is not None:
