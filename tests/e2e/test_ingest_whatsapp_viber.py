@@ -111,7 +111,7 @@ async def test_viber_added_by_admin_gets_its_webhook_and_every_kind(
     r = await env.http.post(f"{env.ingest}/admin/accounts", headers=ADMIN, json={
         "channel": "viber", "id": "vb2", "secrets": {"token": "not-a-viber-token"}})  # fmt: skip
     assert r.status_code == 400
-    assert "Viber set_webhook" in r.json()["error"]["message"]
+    assert "Viber set_webhook" in r.json()["detail"]
     listing = await env.http.get(f"{env.ingest}/admin/accounts", headers=ADMIN)
     assert [a["id"] for a in listing.json()["items"]] == ["vb1"]
 

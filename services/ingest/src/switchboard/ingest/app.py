@@ -30,7 +30,7 @@ from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import check_admin
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import DecryptError, Keyring
-from switchboard.runtime.http import error
+from switchboard.runtime.http import ProblemResponse, error, problem_body
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.service import Runtime
@@ -119,7 +119,9 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     async def handle(
         channel: Channel, account_id: str, headers: Mapping[str, str], read: ReadBody
     ) -> WebhookResult:
-        """Verify, limit, store durably; every outcome is a status with a JSON body."""
+        """Verify, limit, store durably; every outcome is a status with a JSON body (a
+        problem document for a rejection)."""
+        path = f"/webhooks/{channel.value}/{account_id}"
         with server_span(
             f"webhook {channel.value}", headers, **{"switchboard.account": account_id}
         ) as trace_headers:
@@ -147,16 +149,16 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                 )
                 outcome = WebhookResult(200, result)
             except RejectedError as rej:
-                problem = {"error": {"code": rej.code, "message": rej.message}}
+                problem = problem_body(rej.status, rej.code, rej.message, instance=path)
                 outcome = WebhookResult(rej.status, problem, rej.headers or {})
             except BusUnavailableError as exc:
                 log.warning("RAW publish failed", account=account_id, error=str(exc))
-                problem = {
-                    "error": {
-                        "code": "bus_unavailable",
-                        "message": "could not store the payload; retry later",
-                    }
-                }
+                problem = problem_body(
+                    503,
+                    "bus_unavailable",
+                    "could not store the payload; retry later",
+                    instance=path,
+                )
                 outcome = WebhookResult(503, problem)
         _requests_counter(channel.value, outcome.status).inc()
         return outcome
@@ -172,6 +174,8 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             request.headers,
             body_reader(request.receive, request.headers.get("content-length")),
         )
+        if result.status >= 400:
+            return ProblemResponse(result.body, result.status, result.headers)
         return JSONResponse(result.body, result.status, result.headers)
 
     @app.post(

@@ -93,9 +93,12 @@ def _run(http: httpx.Client, args: argparse.Namespace) -> httpx.Response:
 
 
 def _error_text(response: httpx.Response) -> str:
+    """A problem document as one line per thing wrong (its detail, then each field)."""
     try:
-        err = response.json()["error"]
-        return f"{response.status_code} {err['code']}: {err['message']}"
+        problem = response.json()
+        lines = [f"{response.status_code} {problem['code']}: {problem['detail']}"]
+        lines += [f"  {e['path']}: {e['message']}" for e in problem.get("errors") or []][1:]
+        return "\n".join(lines)
     except (ValueError, KeyError, TypeError):
         return f"{response.status_code}: {response.text[:300]}"
 

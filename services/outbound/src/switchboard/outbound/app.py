@@ -9,6 +9,7 @@ import gc
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, Header, Request
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
@@ -35,7 +36,7 @@ from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import ConsumerSpec
 from switchboard.runtime.crypto import Keyring
-from switchboard.runtime.http import error
+from switchboard.runtime.http import error, invalid
 from switchboard.runtime.logging import register_secret
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
@@ -243,10 +244,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             cmd: SendMessage = SendMessage.model_validate(body)
             if cmd.priority is Priority.BULK:
                 cmd = SendBulk.model_validate(body)
-        except ValueError as exc:
-            return error(
-                422, "invalid_message", str(exc).splitlines()[0][:300], detail=str(exc)[:2000]
-            )
+        except ValidationError as exc:
+            return invalid(exc, "invalid_message")
         existing = await ports["attempts"].get(cmd.message_id)
         if existing is not None and existing.workspace_id != ws:
             return error(409, "id_taken", "that message_id is in use")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.outbound import (
@@ -18,7 +19,7 @@ from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.http import error
+from switchboard.runtime.http import error, invalid
 
 
 @dataclass
@@ -42,7 +43,9 @@ def _ports(request: Request) -> CampaignPorts:
 
 
 def _invalid(exc: ValueError) -> Response:
-    return error(422, "invalid_campaign", str(exc).splitlines()[0][:300], detail=str(exc)[:2000])
+    if isinstance(exc, ValidationError):
+        return invalid(exc, "invalid_campaign")
+    return error(422, "invalid_campaign", str(exc).splitlines()[0][:300])
 
 
 async def _owned(ports: CampaignPorts, campaign_id: str, ws: str) -> Response | None:
