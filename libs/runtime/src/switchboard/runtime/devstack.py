@@ -174,13 +174,18 @@ def up(data: Path) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    started = time.monotonic()
     try:
+        progress(started, "starting NATS (JetStream)")
         stack.nats = EmbeddedNats(data / "nats", port=_port(NATS_PORT)).start()
+        first = not (data / "postgres").exists()
+        progress(started, "starting Postgres" + (" (first run: creating the database)" * first))
         stack.postgres = EmbeddedPostgres(data / "postgres", port=_port(POSTGRES_PORT)).start()
         keys = dev_keys(data)
         env = stack.env(keys)
         has_sandbox = importlib.util.find_spec("switchboard.sandbox.cli") is not None
         if has_sandbox:
+            progress(started, "starting the sandbox providers")
             stack.spawn(
                 "sandbox",
                 [
@@ -205,12 +210,14 @@ def up(data: Path) -> int:
                     data / "logs/sandbox.log",
                 )
             )
-        for name in installed_services():
+        names = list(installed_services())
+        progress(started, f"starting {len(names)} services: {', '.join(names)}")
+        for name in names:
             port = PORTS.get(name) or free_port()
             svc_env = {**env, f"SWITCHBOARD_{name.upper()}_HTTP_PORT": str(port)}
             stack.spawn(name, [sys.executable, "-m", f"switchboard.{name}"], svc_env)
             stack.urls[name] = f"http://{HOST}:{port}"
-        for name in installed_services():
+        for i, name in enumerate(names, 1):
             asyncio.run(
                 _wait_ready(
                     f"{stack.urls[name]}/readyz",
@@ -219,11 +226,14 @@ def up(data: Path) -> int:
                     data / "logs" / f"{name}.log",
                 )
             )
+            progress(started, f"{name} is ready ({i}/{len(names)})")
+        progress(started, "registering the demo account")
         asyncio.run(_register_demo(stack.nats.url, keys, has_sandbox))
         pidfile.write_text(
             json.dumps({"pid": os.getpid(), "children": [p.pid for p in stack.procs.values()]})
         )
         _print_banner(stack)
+        progress(started, "ready")
         while not stopping:
             for name, proc in stack.procs.items():
                 if proc.poll() is not None:
@@ -238,6 +248,12 @@ def up(data: Path) -> int:
         print("stopping...")
         stack.stop()
         print("stopped")
+
+
+def progress(since: float, step: str) -> None:
+    """One line per start-up step, with the seconds since ``up`` began (a slow first start
+    shows where it is instead of looking stuck)."""
+    print(f"[{time.monotonic() - since:5.1f}s] {step}", flush=True)
 
 
 def _port(preferred: int) -> int:
