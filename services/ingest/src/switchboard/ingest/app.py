@@ -262,7 +262,7 @@ def _admin_routes(
         try:
             return await action()
         except admin.AdminError as exc:
-            return error(exc.status, exc.code, exc.message)
+            return error(exc.status, exc.code, exc.message, errors=exc.errors)
         except DecryptError as exc:
             return error(409, "unreadable_account", f"the account exists but {exc}")
 
@@ -290,6 +290,8 @@ def _admin_routes(
         dependencies=admin_only,
         status_code=201,
         summary="Add an account and register its webhook with the provider",
+        description="Checks the credentials with the provider first (as "
+        "`/admin/accounts/check`): a wrong one is a 422 naming the field, and nothing is saved.",
     )
     async def add_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
         async def run() -> Response:
@@ -297,6 +299,24 @@ def _admin_routes(
                 ports["store"], ports["http"], providers, body
             )
             return JSONResponse({**account.public(), "generated_secrets": generated}, 201)
+
+        return await guarded(request, run)
+
+    @app.post(
+        "/admin/accounts/check",
+        tags=["admin"],
+        dependencies=admin_only,
+        summary="Check an account's credentials with its provider without saving anything",
+        description="The same body as adding an account. 200 with `ok`, the facts the "
+        "provider told (a bot's username, a number's name) and notes on what could not be "
+        "checked; 422 naming every wrong field (`errors`); 502 if the provider did not answer.",
+    )
+    async def check_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
+        async def run() -> Response:
+            report = await admin.check(ports["http"], providers, body)
+            if not report.ok:
+                raise admin.refused(report)
+            return JSONResponse(report.body())
 
         return await guarded(request, run)
 
