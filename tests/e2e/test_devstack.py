@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,10 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
                 return (data / "stack.json").exists()
 
             await eventually(up, timeout=90, interval=0.2, message="switchboard up")
+            # It says what it is doing while it prepares (a slow first start is not silent).
+            said = (tmp_path / "up.log").read_text()
+            assert "starting NATS" in said, said
+            assert re.search(r"\] \w+ is ready \(\d+/\d+\)", said), said
             hook = f"{ingest}/webhooks/telegram/demo"
             good = {"X-Telegram-Bot-Api-Secret-Token": "demo-secret"}
             r = await http.post(hook, json=UPDATE, headers=good)
