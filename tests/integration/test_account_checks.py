@@ -13,11 +13,11 @@ from tests.support.stack import keyring, service_env
 
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest.app import create_app
-from switchboard.ingest.checks import CheckReport, Endpoints, check_account
 from switchboard.ingest.cli import main as cli_main
 from switchboard.ingest.settings import IngestSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.provider_checks import CheckReport, Endpoints, check_account
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from switchboard.outbound.breaker import Breaker, Breakers, p95
+from switchboard.outbound.breaker import Breaker, Breakers
+from switchboard.runtime.integrations import p95
 
 
 def test_opens_after_threshold_and_probes_once_after_cooldown() -> None:

@@ -24,8 +24,8 @@ from tenacity import (
 )
 
 from switchboard.events.catalog.common import Channel
-from switchboard.ingest.checks import CheckReport, Endpoints, check_account
 from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.provider_checks import CheckReport, Endpoints, check_account
 
 VIBER_EVENTS = ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]
 SECRET_GRACE = timedelta(minutes=10)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from datetime import datetime
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Body, Depends, Header, Request
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
@@ -37,7 +39,9 @@ from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import ConsumerSpec
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error, invalid
+from switchboard.runtime.integrations import Prober, integrations_endpoint
 from switchboard.runtime.logging import register_secret
+from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
@@ -94,6 +98,8 @@ DISPATCH = ConsumerSpec(
     max_ack_pending=5000,
 )
 DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH)
+# The providers outbound calls, as /health/integrations names them (like the breakers).
+PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
 
 
 def _workspace(request: Request) -> str:
@@ -111,6 +117,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     keyring = Keyring.from_mapping(parse_keyring(keys))
     ports: dict[str, Any] = {}
     breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
+
+    def last_success(key: str) -> datetime | None:
+        breaker = breakers.by_key.get(key)
+        return None if breaker is None else breaker.last_success_at
+
     policy = SendPolicy(
         settings.max_attempts,
         settings.backoff_base_s,
@@ -209,6 +220,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             settings.instance_id,
         )
         rt.spawn("campaigns", lambda: supervisor.run(rt.stop))
+        probes = httpx.AsyncClient(timeout=settings.call_timeout_s)
+        rt.on_close(probes.aclose)
+        prober = Prober(
+            probes, Endpoints(), cache.all, PROBED, settings.probe_interval_s, last_success
+        )
+        ports["prober"] = prober
+        rt.spawn("probes", lambda: prober.run(rt.stop))
         # What start-up allocated lives as long as the process: out of the collector's way,
         # a full collection no longer walks it (a 100+ ms pause there delays every send).
         gc.freeze()
@@ -262,14 +280,23 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             return error(404, "not_found", f"no message {message_id!r}")
         return JSONResponse(record.model_dump(mode="json"))
 
-    @app.get(
+    def integrations() -> dict[str, dict[str, Any]]:
+        """Per provider account: its breaker and recent calls, and its last probe."""
+        calls = breakers.report()
+        prober: Prober | None = ports.get("prober")
+        probes = prober.report() if prober else {}
+        return {
+            key: {**calls.get(key, {"state": "closed"}), "probe": probes.get(key)}
+            for key in sorted(calls.keys() | probes.keys())
+        }
+
+    app.add_api_route(
         "/health/integrations",
+        integrations_endpoint(integrations),
+        methods=["GET"],
         tags=["health"],
-        summary="Circuit breaker state per provider and account",
+        summary="Per provider account: breaker state, last success and failure (with the "
+        "reason), p95 latency of recent calls, and the periodic probe's result",
     )
-    async def integrations() -> Response:
-        report = breakers.report()
-        healthy = all(v["state"] == "closed" for v in report.values())
-        return JSONResponse({"healthy": healthy, "integrations": report})
 
     return app

@@ -13,7 +13,6 @@ the Prometheus series the alerts read (``switchboard_provider_breaker_open``,
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
+
+from switchboard.runtime.integrations import iso, p95
 
 BREAKER_OPEN = Gauge(
     "switchboard_provider_breaker_open",
@@ -33,14 +34,6 @@ PROVIDER_CALLS = Counter(
     "rejected (the provider refused the request itself)",
     ["provider", "account", "outcome"],
 )
-
-
-def p95(samples: deque[float] | list[float]) -> float | None:
-    """The 95th percentile (nearest rank) of ``samples``; None when there are none."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 @dataclass
@@ -148,14 +141,10 @@ class Breakers:
                 "consecutive_failures": b.failures,
                 "total_failures": b.total_failures,
                 "last_error": b.last_error,
-                "last_success_at": _iso(b.last_success_at),
-                "last_failure_at": _iso(b.last_failure_at),
+                "last_success_at": iso(b.last_success_at),
+                "last_failure_at": iso(b.last_failure_at),
                 "p95_latency_ms": None if (q := p95(b.latencies)) is None else round(q * 1000, 1),
                 "recent_calls": len(b.latencies),
             }
             for key, b in sorted(self.by_key.items())
         }
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()

@@ -1,5 +1,7 @@
-"""Credential checks before saving: an account's secrets and settings validated against its
-provider without storing anything (``accounts check``; ``accounts add`` runs it first).
+"""Credential checks: an account's secrets and settings validated against its provider
+without storing or sending anything. Ingest runs them before saving an account (``accounts
+check``; ``accounts add`` runs it first); the services that call providers run them as the
+periodic probe of ``/health/integrations`` (``integrations``).
 
 Each provider gets its cheapest call that proves the credentials: Telegram ``getMe``, the
 WhatsApp phone number's info with the access token (the number belongs to the token),
