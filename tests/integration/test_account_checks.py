@@ -19,7 +19,7 @@ from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.provider_checks import CheckReport, Endpoints, check_account
 from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import serve_app
+from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
@@ -218,6 +218,15 @@ async def test_check_and_add_over_the_admin_api(ingest: tuple[str, str], nats_ur
         r = await http.post("/admin/accounts", json=good)
         assert r.status_code == 201, r.text
         assert await _stored(nats_url, Channel.TELEGRAM, "shop") is not None
+
+        async def probed() -> dict[str, Any] | None:
+            report = (await http.get("/health/integrations")).json()
+            entry = report["integrations"].get("telegram/shop")
+            return entry if entry and entry["probe"]["ok"] is not None else None
+
+        entry = await eventually(probed, timeout=30, message="ingest probed the new bot")
+        assert entry["probe"]["ok"] is True
+        assert entry["probe"]["facts"]["username"] == "shop_bot"
 
 
 async def test_cli_check_prints_what_is_wrong(

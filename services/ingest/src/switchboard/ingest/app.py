@@ -31,6 +31,7 @@ from switchboard.runtime.auth import check_admin
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import DecryptError, Keyring
 from switchboard.runtime.http import ProblemResponse, error, problem_body
+from switchboard.runtime.integrations import Prober, integrations_endpoint
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.service import Runtime
@@ -38,6 +39,8 @@ from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.tracing import server_span
 
 log = get_logger(__name__)
+# The providers whose webhooks ingest registers, probed for /health/integrations.
+PROBED = ("telegram", "viber", "whatsapp")
 
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "verified and stored durably in RAW"},
@@ -82,6 +85,10 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         rt.on_close(http.aclose)
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         await asyncio.wait_for(cache.loaded.wait(), 10)
+        # Webhook registration needs each bot's credentials to stay good: probe them.
+        prober = Prober(http, providers.endpoints(), cache.all, PROBED, settings.probe_interval_s)
+        ports["prober"] = prober
+        rt.spawn("probes", lambda: prober.run(rt.stop))
         if settings.normalizer:
             dedup = await rt.bus.kv("dedup")
             worker = PullWorker(
@@ -241,6 +248,18 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     async def generic_webhook(source: str, request: Request) -> Response:
         return await webhook(Channel.GENERIC, source, request)
 
+    def integrations() -> dict[str, dict[str, Any]]:
+        prober: Prober | None = ports.get("prober")
+        return {k: {"probe": v} for k, v in (prober.report() if prober else {}).items()}
+
+    app.add_api_route(
+        "/health/integrations",
+        integrations_endpoint(integrations),
+        methods=["GET"],
+        tags=["health"],
+        summary="Per account whose webhook ingest registers: the periodic probe's result "
+        "(last success, last failure with the reason, p95 latency)",
+    )
     _admin_routes(app, settings, ports, providers)
     return app
 
