@@ -168,8 +168,13 @@ class Prober:
 
 def healthy(integrations: dict[str, dict[str, Any]]) -> bool:
     """Every integration's breaker is closed (where it has one) and its last probe did not
-    fail (not probed yet counts as healthy: there is nothing against it)."""
+    fail (not probed yet counts as healthy: there is nothing against it); an entry that
+    judges itself (``healthy``, e.g. a user session) is taken at its word."""
     for entry in integrations.values():
+        if "healthy" in entry:
+            if not entry["healthy"]:
+                return False
+            continue
         if entry.get("state", "closed") != "closed":
             return False
         probe = entry.get("probe") or {}
