@@ -41,6 +41,8 @@ DEMO_SECRET = "demo-secret"
 DEMO_API_KEY = "demo-key"
 DEMO_WORKSPACE = "demo"
 ADMIN_TOKEN = "demo-admin"
+DEMO_SESSION = "demo"  # an MTProto user session on the sandbox's fake Telegram
+DEMO_PHONE = "+15550100001"
 HOST = "127.0.0.1"
 
 
@@ -153,6 +155,32 @@ async def _register_demo(nats_url: str, keys: str, sandbox: bool) -> None:
                     "secret_token": DEMO_SECRET,
                 },
             )
+            if "mtproto" in installed_services():
+                await _register_demo_session(client)
+
+
+async def _register_demo_session(client: httpx.AsyncClient) -> None:
+    """A demo Telegram user session for the MTProto gateway: a user of the sandbox's fake
+    Telegram (which forgets its users when it stops, so each start makes a new one) whose
+    session is imported as ``demo``. A session left from the last run is revoked by the
+    gateway as soon as it connects (the fake no longer knows its key); until then the
+    import answers 409, so it is retried for a while."""
+    sandbox = f"http://{HOST}:{SANDBOX_PORT}/_sandbox/mtproto"
+    r = await client.post(
+        f"{sandbox}/users", json={"phone": DEMO_PHONE, "first_name": "Demo", "sessions": 1}
+    )
+    r.raise_for_status()
+    session = r.json()["sessions"][0]["session"]
+    body = {"session": session, "api_id": 1, "api_hash": "0" * 32, "workspace_id": DEMO_WORKSPACE}
+    url = f"http://{HOST}:{PORTS['mtproto']}/v1/sessions/{DEMO_SESSION}"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    deadline = time.monotonic() + 30
+    while True:
+        r = await client.put(url, json=body, headers=headers)
+        if r.status_code != 409 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    r.raise_for_status()
 
 
 def up(data: Path) -> int:
@@ -311,6 +339,7 @@ def _print_banner(stack: Stack) -> None:
         f"  demo Telegram account '{DEMO_ACCOUNT}' (bot {DEMO_BOT_TOKEN}), "
         f"webhook secret '{DEMO_SECRET}'",
         f"  API key '{DEMO_API_KEY}' (workspace '{DEMO_WORKSPACE}'), admin token '{ADMIN_TOKEN}'",
+        f"  MTProto user session '{DEMO_SESSION}' on the sandbox's fake Telegram",
         f"  logs in {stack.data}/logs; Ctrl-C or `just down` stops everything",
         "",
     ]
