@@ -67,6 +67,11 @@ schemas:
     uv run switchboard-events schemas
     uv run switchboard-events snapshot --out tests/contract/snapshots
 
+# Write the k8s PrometheusRule from deploy/prometheus/switchboard-alerts.yaml
+[group('contract')]
+alerts:
+    uv run python deploy/prometheus/to_prometheusrule.py
+
 # Run the benchmarks one after another and write docs/benchmarks.md (all, or some by name)
 [group('bench')]
 bench *names:

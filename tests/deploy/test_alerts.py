@@ -5,6 +5,7 @@ is one the services really export, and every alert links to a runbook section th
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from tests.deploy.support import DEPLOY, OVERLAYS, ROOT, build, find, one
 
 RULES = DEPLOY / "prometheus/switchboard-alerts.yaml"
 RULES_TEST = Path(__file__).with_name("alerts.test.yaml")
+RENDER = DEPLOY / "prometheus/to_prometheusrule.py"
 RUNBOOKS = ROOT / "docs/runbooks.md"
 # The modules whose import registers every metric the services export.
 EXPORTERS = (
@@ -59,6 +61,15 @@ def test_every_build_ships_the_rules_file_as_a_prometheusrule(overlay: str) -> N
     rule = one(build(overlay), "PrometheusRule", "switchboard-alerts")
     assert rule["spec"] == _rules(), "prometheusrule.yaml's spec must equal the rules file"
     assert len(find(build(overlay), "PrometheusRule")) == 1
+
+
+def test_the_prometheusrule_file_is_generated_from_the_rules_file() -> None:
+    spec = importlib.util.spec_from_file_location("render", RENDER)
+    assert spec is not None
+    assert spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    assert render.TARGET.read_text() == render.render(_rules()), "run `just alerts`"
 
 
 def test_at_least_twelve_alerts_each_with_a_runbook_section() -> None:

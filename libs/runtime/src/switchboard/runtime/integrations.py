@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -30,6 +31,12 @@ from switchboard.runtime.provider_checks import Endpoints, check_account, provid
 log = get_logger(__name__)
 
 Report = Callable[[], dict[str, dict[str, Any]]]
+PROBE_OK = Gauge(
+    "switchboard_integration_probe_ok",
+    "1 when the last probe of a provider account or user session succeeded, 0 when it failed "
+    "(a revoked or expired token, a number that left the account, ...)",
+    ["integration"],
+)
 
 
 def p95(samples: Iterable[float]) -> float | None:
@@ -120,7 +127,9 @@ class Prober:
         watched = self.watched()
         for key in list(self.records):
             if key not in watched:
-                del self.records[key]  # removed accounts leave the report
+                del self.records[key]  # removed accounts leave the report and the metric
+                with contextlib.suppress(KeyError):
+                    PROBE_OK.remove(key)
         probed = 0
         for key, account in watched.items():
             record = self.records.setdefault(key, ProbeRecord())
@@ -141,11 +150,13 @@ class Prober:
             record.last_at = datetime.now(UTC)
             record.ok, record.last_error = False, f"probe error: {type(exc).__name__}"
             record.last_failure_at = record.last_at
+            PROBE_OK.labels(key).set(0)
             return
         record.latencies.append(time.perf_counter() - started)
         record.last_at = datetime.now(UTC)
         record.ok, record.problems = report.ok, report.problems
         record.facts, record.notes = report.facts, report.notes
+        PROBE_OK.labels(key).set(1 if report.ok else 0)
         if report.ok:
             record.last_success_at = record.last_at
         else:

@@ -9,6 +9,7 @@ works; a FLOOD_WAIT on it is recorded and simply waits for the next interval.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from switchboard.mtproto.ports import MtprotoClient, MtprotoError
-from switchboard.runtime.integrations import iso, p95, probe_due
+from switchboard.runtime.integrations import PROBE_OK, iso, p95, probe_due
 
 
 @dataclass
@@ -52,10 +53,14 @@ class SessionHealth:
         self.failed(f"FLOOD_WAIT {seconds} s on {operation}")
 
     async def probe_if_due(
-        self, client: MtprotoClient, every_s: float, now: datetime | None = None
+        self,
+        client: MtprotoClient,
+        every_s: float,
+        now: datetime | None = None,
+        key: str | None = None,
     ) -> bool:
         """Call ``get_me`` once after the first connect, then when the session has been
-        quiet for ``every_s``; True if it did."""
+        quiet for ``every_s``; True if it did. ``key`` names it in the probe metric."""
         now = now or datetime.now(UTC)
         first = self.last_probe_at is None
         if not first and not probe_due(self.last_probe_at, self.last_success_at, now, every_s):
@@ -67,10 +72,21 @@ class SessionHealth:
         except MtprotoError as exc:
             self.probe_ok, self.probe_error = False, exc.reason
             self.failed(f"probe get_me: {exc.reason}")
+            if key:
+                PROBE_OK.labels(key).set(0)
             return True
         self.probe_ok, self.probe_error = me.id > 0, None  # who it is stays private
         self.succeeded(time.perf_counter() - started)
+        if key:
+            PROBE_OK.labels(key).set(1 if self.probe_ok else 0)
         return True
+
+    @staticmethod
+    def forget(key: str) -> None:
+        """The session left this instance: its probe metric goes with it (the new owner
+        reports it), so a failed probe here cannot keep an alert firing."""
+        with contextlib.suppress(KeyError):
+            PROBE_OK.remove(key)
 
     def body(self) -> dict[str, Any]:
         q = p95(self.latencies)

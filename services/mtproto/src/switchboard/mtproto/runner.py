@@ -205,6 +205,7 @@ class SessionRunner:
             # Every path above has disconnected by now: only then may the lease go.
             await self.lease.release()
             SESSIONS_OWNED.dec()
+            self.health.forget(f"mtproto/{self.session_id}")
 
     async def _run(self) -> None:
         reconnect, failures = False, 0
@@ -458,7 +459,9 @@ class SessionRunner:
                             await self._catch_up(client, sub)
                 except DeferredError as exc:
                     deferred_until = time.monotonic() + exc.seconds
-            await self.health.probe_if_due(client, self.deps.settings.probe_interval_s)
+            await self.health.probe_if_due(
+                client, self.deps.settings.probe_interval_s, key=f"mtproto/{self.session_id}"
+            )
             await self._sleep(self.deps.settings.tick_s)
 
     async def _resolve(self, client: MtprotoClient, sub: Subscription) -> None:
