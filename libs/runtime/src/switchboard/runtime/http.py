@@ -22,7 +22,7 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 
 PROBLEM_JSON = "application/problem+json"
 # A problem's ``type`` is this prefix and its machine code (``code`` repeats it): a stable
-# identifier clients can switch on, naming no website. docs/errors.md lists the codes.
+# identifier clients can switch on, naming no website.
 PROBLEM_TYPE = "urn:switchboard:problem:"
 _RESERVED = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
 
@@ -129,14 +129,6 @@ def error(
     of ``type``), ``message`` as its ``detail``, and ``details`` as extension members."""
     body = problem_body(status, code, message, instance=instance, errors=errors, **details)
     return ProblemResponse(body, status, headers)
-
-
-def problem_bytes(
-    status: int, code: str, message: str, path: str, **details: Any
-) -> tuple[bytes, bytes]:
-    """(content type, body) of a problem, for raw ASGI answers outside the framework."""
-    body = problem_body(status, code, message, instance=path, **details)
-    return PROBLEM_JSON.encode(), orjson.dumps(body)
 
 
 def field_errors(details: Iterable[Mapping[str, Any]], prefix: str = "") -> list[dict[str, str]]:
