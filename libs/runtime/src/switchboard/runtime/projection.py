@@ -260,7 +260,11 @@ class Projection:
                         await self._wait(1.0)
                         continue
                     log.info("projection leader", projection=self.name)
-                    await self._project()
+                    try:
+                        await self._project()
+                    finally:  # not leading any more: the next leader reports how far behind
+                        with contextlib.suppress(KeyError):
+                            PROJECTION_BEHIND.remove(self.name)
             except (*_INTERRUPTIONS, asyncpg.PostgresError) as exc:
                 log.warning("projection interrupted", projection=self.name, error=str(exc))
                 await self._wait(1.0)
