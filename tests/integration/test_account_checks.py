@@ -4,6 +4,7 @@ API, `check` saves nothing and `add` refuses a wrong account with a 422 and save
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -246,3 +247,37 @@ async def _in_thread(fn: Any, *args: Any) -> Any:
     import asyncio
 
     return await asyncio.to_thread(fn, *args)
+
+
+async def test_a_registered_webhook_is_checked_where_it_points_and_for_errors(
+    http: httpx.AsyncClient, box: Sandbox
+) -> None:
+    """With the URL ingest registered, the probe also asks Telegram (getWebhookInfo) and
+    Viber (get_account_info) where they deliver, and whether Telegram failed lately."""
+    expected = "https://hooks.example/webhooks/telegram/acc1"
+    bot = _account(Channel.TELEGRAM, {"token": "123456:good-token"})
+    box.telegram.set_webhook("123456:good-token", "https://elsewhere.example/hook")
+    moved = await check_account(http, Endpoints(), bot, expected)
+    assert _paths(moved) == ["webhook"]
+    assert "elsewhere.example" in moved.problems[0]["message"]
+
+    box.telegram.set_webhook("123456:good-token", expected)
+    good = await check_account(http, Endpoints(), bot, expected)
+    assert good.ok, good.problems
+    assert good.facts["webhook_url"] == expected
+
+    updates = box.telegram.bot("123456:good-token").updates
+    updates.last_error_date = int(time.time()) - 30
+    updates.last_error_message = "Connection refused"
+    failing = await check_account(http, Endpoints(), bot, expected)
+    assert failing.problems == [
+        {"path": "webhook", "message": "Telegram could not deliver: Connection refused"}
+    ]
+    updates.last_error_date = int(time.time()) - 3600  # an old error is history, not news
+    assert (await check_account(http, Endpoints(), bot, expected)).ok
+
+    viber = _account(Channel.VIBER, {"token": "viber-good-token"})
+    unset = await check_account(
+        http, Endpoints(), viber, "https://hooks.example/webhooks/viber/acc1"
+    )
+    assert _paths(unset) == ["webhook"]

@@ -28,6 +28,9 @@ def test_a_probe_is_due_only_when_nothing_proved_the_account_recently() -> None:
     # real traffic that succeeded within the interval is proof enough: no probe
     assert not probe_due(None, NOW - minute, NOW, 300)
     assert probe_due(None, NOW - 6 * minute, NOW, 300)
+    # a failed probe is repeated within a minute, not after the full interval
+    assert not probe_due(NOW - 30 * timedelta(seconds=1), None, NOW, 300, failed=True)
+    assert probe_due(NOW - minute, None, NOW, 300, failed=True)
 
 
 @pytest.fixture

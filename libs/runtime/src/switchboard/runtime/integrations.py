@@ -82,14 +82,24 @@ class ProbeRecord:
         }
 
 
+RETRY_FAILED_S = 60.0
+
+
 def probe_due(
-    last_probe: datetime | None, last_real_success: datetime | None, now: datetime, every_s: float
+    last_probe: datetime | None,
+    last_real_success: datetime | None,
+    now: datetime,
+    every_s: float,
+    failed: bool = False,
 ) -> bool:
     """Probe an account only when neither a probe nor a real call succeeded within
-    ``every_s``: its own traffic is the cheapest proof of health."""
+    ``every_s``: its own traffic is the cheapest proof of health. After a failed probe the
+    next comes sooner (within a minute), so a fixed account stops looking broken."""
     window = timedelta(seconds=every_s)
     if last_real_success is not None and now - last_real_success < window:
         return False
+    if failed:
+        window = min(window, timedelta(seconds=RETRY_FAILED_S))
     return last_probe is None or now - last_probe >= window
 
 
@@ -105,10 +115,12 @@ class Prober:
         providers: Collection[str],
         every_s: float = 300.0,
         last_real_success: Callable[[str], datetime | None] = lambda _: None,
+        webhook_url: Callable[[Account], str | None] = lambda _: None,
     ) -> None:
         self.http, self.endpoints, self.accounts = http, endpoints, accounts
         self.providers, self.every_s = set(providers), every_s
         self.last_real_success = last_real_success
+        self.webhook_url = webhook_url  # where the provider should deliver, if we registered
         self.records: dict[str, ProbeRecord] = {}
 
     def watched(self) -> dict[str, Account]:
@@ -133,7 +145,8 @@ class Prober:
         probed = 0
         for key, account in watched.items():
             record = self.records.setdefault(key, ProbeRecord())
-            if not probe_due(record.last_at, self.last_real_success(key), now, self.every_s):
+            last_real = self.last_real_success(key)
+            if not probe_due(record.last_at, last_real, now, self.every_s, record.ok is False):
                 if record.last_at is not None:
                     record.skipped += 1
                 continue
@@ -144,7 +157,9 @@ class Prober:
     async def probe(self, key: str, account: Account, record: ProbeRecord) -> None:
         started = time.perf_counter()
         try:
-            report = await check_account(self.http, self.endpoints, account)
+            report = await check_account(
+                self.http, self.endpoints, account, self.webhook_url(account)
+            )
         except Exception as exc:  # a bug in a check must not stop the prober
             log.exception("probe failed", integration=key)
             record.last_at = datetime.now(UTC)

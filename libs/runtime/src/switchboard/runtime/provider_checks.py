@@ -30,6 +30,7 @@ TELEGRAM_TOKEN = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{1,100}")
 META_APP_SECRET = re.compile(r"[0-9a-fA-F]{32}")
 GRAPH_VERSION = "v26.0"
 TIMEOUT_S = 10.0
+RECENT_ERROR_S = 600.0  # a webhook delivery error younger than this is a current problem
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,14 @@ def provider_of(account: Account) -> str:
 
 
 async def check_account(
-    http: httpx.AsyncClient, endpoints: Endpoints, account: Account
+    http: httpx.AsyncClient,
+    endpoints: Endpoints,
+    account: Account,
+    webhook_url: str | None = None,
 ) -> CheckReport:
-    """Validate ``account`` against its provider; stores nothing, changes nothing there."""
+    """Validate ``account`` against its provider; stores nothing, changes nothing there.
+    With ``webhook_url`` (an account already registered), also check that the provider
+    delivers there and had no recent delivery error (Telegram, Viber)."""
     report = CheckReport()
     provider = provider_of(account)
     checker = _CHECKS.get(provider)
@@ -81,7 +87,42 @@ async def check_account(
         report.problem("settings.provider", f"unknown provider {provider!r}")
         return report
     await checker(http, endpoints, account, report)
+    if webhook_url and report.ok:
+        if provider == "telegram":
+            await _telegram_webhook(http, endpoints, account, webhook_url, report)
+        elif provider == "viber":
+            _same_webhook(report, "Viber", report.facts.get("webhook"), webhook_url)
     return report
+
+
+def _same_webhook(report: CheckReport, who: str, actual: object, expected: str) -> None:
+    if actual != expected:
+        report.problem("webhook", f"{who} delivers to {actual or 'nowhere'}, not to {expected}")
+
+
+async def _telegram_webhook(
+    http: httpx.AsyncClient,
+    endpoints: Endpoints,
+    account: Account,
+    expected: str,
+    report: CheckReport,
+) -> None:
+    """getWebhookInfo: the URL Telegram delivers to, what waits, and its last error."""
+    token = account.secrets["token"]
+    url = f"{_base(account, endpoints.telegram)}/bot{token}/getWebhookInfo"
+    r = await _request(http, report, "Telegram", "POST", url, json={})
+    if r is None:
+        return
+    info = _json(r).get("result") or {}
+    report.facts.update(
+        webhook_url=info.get("url"), pending_update_count=info.get("pending_update_count")
+    )
+    _same_webhook(report, "Telegram", info.get("url"), expected)
+    error_at = info.get("last_error_date")
+    if isinstance(error_at, int) and time.time() - error_at < RECENT_ERROR_S:
+        report.problem(
+            "webhook", f"Telegram could not deliver: {info.get('last_error_message', '?')}"
+        )
 
 
 def _base(account: Account, default: str) -> str:
@@ -210,6 +251,7 @@ async def _viber(
         report.problem("secrets.token", f"Viber refused the token (get_account_info: {why})")
     else:
         report.facts.update(name=data.get("name"), uri=data.get("uri"))
+        report.facts["webhook"] = data.get("webhook")
 
 
 async def _sendpulse(

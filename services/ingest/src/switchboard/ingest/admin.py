@@ -100,6 +100,14 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def webhook_url(providers: Providers, account: Account) -> str | None:
+    """Where the provider should deliver ``account``'s webhooks (None when ingest does not
+    register them: no public URL, or a provider that is configured by hand)."""
+    if not providers.public_url or account.channel not in (Channel.TELEGRAM, Channel.VIBER):
+        return None
+    return _webhook_url(providers, account.channel, account.id)
+
+
 def _webhook_url(providers: Providers, channel: Channel, account_id: str) -> str:
     if not providers.public_url:
         raise AdminError(400, "no_public_url", "set SWITCHBOARD_INGEST_PUBLIC_URL first")

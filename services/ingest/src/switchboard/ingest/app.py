@@ -86,7 +86,14 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         await asyncio.wait_for(cache.loaded.wait(), 10)
         # Webhook registration needs each bot's credentials to stay good: probe them.
-        prober = Prober(http, providers.endpoints(), cache.all, PROBED, settings.probe_interval_s)
+        prober = Prober(
+            http,
+            providers.endpoints(),
+            cache.all,
+            PROBED,
+            settings.probe_interval_s,
+            webhook_url=lambda a: admin.webhook_url(providers, a),
+        )
         ports["prober"] = prober
         rt.spawn("probes", lambda: prober.run(rt.stop))
         if settings.normalizer:
