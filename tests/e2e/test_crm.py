@@ -146,9 +146,9 @@ async def test_lead_moves_through_stages_with_history_and_concurrency(crm: Crm) 
         f"{url}/stage", headers=AUTH, json={"to_stage": "won", "expected_version": lead["version"]}
     )
     assert stale.status_code == 409
-    assert stale.json()["error"]["code"] == "conflict"
+    assert stale.json()["code"] == "conflict"
     bad = await crm.http.post(f"{url}/stage", headers=AUTH, json={"to_stage": "maybe"})
-    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_stage")
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_stage")
     won = await crm.http.post(
         f"{url}/stage", headers=AUTH, json={"to_stage": "won", "value": "1500.00"}
     )
@@ -413,4 +413,4 @@ async def test_callbacks_show_in_the_conversation_and_split_detaches_an_identity
         headers=AUTH,
         json={"channel": "whatsapp", "external_id": "4917611111111"},
     )
-    assert (again.status_code, again.json()["error"]["code"]) == (422, "last_identity")
+    assert (again.status_code, again.json()["code"]) == (422, "last_identity")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,10 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
                 return (data / "stack.json").exists()
 
             await eventually(up, timeout=90, interval=0.2, message="switchboard up")
+            # It says what it is doing while it prepares (a slow first start is not silent).
+            said = (tmp_path / "up.log").read_text()
+            assert "starting NATS" in said, said
+            assert re.search(r"\] \w+ is ready \(\d+/\d+\)", said), said
             hook = f"{ingest}/webhooks/telegram/demo"
             good = {"X-Telegram-Bot-Api-Secret-Token": "demo-secret"}
             r = await http.post(hook, json=UPDATE, headers=good)
@@ -63,6 +68,16 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
                 assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
                 metrics = await http.get(f"http://127.0.0.1:{port}/metrics")
                 assert "switchboard_" in metrics.text
+
+            # Active health: the demo bot and the demo user session, each probed.
+            for service, key in (("outbound", "telegram/demo"), ("mtproto", "mtproto/demo")):
+                url = f"http://127.0.0.1:{PORTS[service]}/health/integrations"
+
+                async def probed(url: str = url, key: str = key) -> bool:
+                    entry = (await http.get(url)).json()["integrations"].get(key)
+                    return bool(entry and entry["probe"]["ok"])
+
+                await eventually(probed, timeout=30, message=f"{service} probed {key}")
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, (tmp_path / "up.log").read_text()

@@ -25,6 +25,7 @@ from switchboard.sandbox.testing import serve
 pytestmark = pytest.mark.e2e
 ADMIN = {"Authorization": "Bearer admin-token-123"}
 VIBER_TOKEN = "4453b6ac1234abcd-e2e-viber-token"
+WA_APP_SECRET = "5f0c8e2a9b7d4c1e6a3f8b0d2e4c6a81"  # a Meta app secret: 32 hex characters
 CALLBACK_KINDS = {"interactive", "button"}
 STATUS_KINDS = {"subscribed", "unsubscribed", "conversation_started"}
 
@@ -40,7 +41,7 @@ class Env:
 @pytest.fixture
 async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
-    box.whatsapp.add_number("109000000000001", "wa-token", app_secret="wa-app-secret",
+    box.whatsapp.add_number("109000000000001", "wa-token", app_secret=WA_APP_SECRET,
                             verify_token="wa-verify")  # fmt: skip
     box.viber.add_bot(VIBER_TOKEN, "E2E Shop", uri="e2eshop")
     port = free_port()
@@ -64,7 +65,7 @@ async def _add(env: Env, body: dict[str, object]) -> None:
 
 async def test_whatsapp_handshake_signed_webhooks_and_every_kind(env: Env, nats_url: str) -> None:
     await _add(env, {"channel": "whatsapp", "id": "wa1", "workspace_id": "acme",
-                     "secrets": {"app_secret": "wa-app-secret", "verify_token": "wa-verify"},
+                     "secrets": {"app_secret": WA_APP_SECRET, "verify_token": "wa-verify"},
                      "settings": {"phone_number_id": "109000000000001"}})  # fmt: skip
     await env.box.whatsapp.set_webhook("109000000000001", f"{env.ingest}/webhooks/whatsapp/wa1")
     generated = await env.box.whatsapp.generate("109000000000001", count=120, rate=400, seed=7)
@@ -107,11 +108,12 @@ async def test_viber_added_by_admin_gets_its_webhook_and_every_kind(
 
     await eventually(arrived, timeout=30, message=f"CONV holds {expected}")
 
-    # A wrong token at Viber is refused by the provider; the account is not kept.
+    # A wrong token at Viber is refused by the check before anything is stored.
     r = await env.http.post(f"{env.ingest}/admin/accounts", headers=ADMIN, json={
         "channel": "viber", "id": "vb2", "secrets": {"token": "not-a-viber-token"}})  # fmt: skip
-    assert r.status_code == 400
-    assert "Viber set_webhook" in r.json()["error"]["message"]
+    assert r.status_code == 422
+    assert "Viber refused the token" in r.json()["detail"]
+    assert [e["path"] for e in r.json()["errors"]] == ["secrets.token"]
     listing = await env.http.get(f"{env.ingest}/admin/accounts", headers=ADMIN)
     assert [a["id"] for a in listing.json()["items"]] == ["vb1"]
 

@@ -194,6 +194,19 @@ async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
     owned = await eventually(spread, timeout=30, interval=0.25, message="sessions spread")
     assert max(map(len, owned)) <= 11, [len(o) for o in owned]
 
+    async def probed() -> dict[str, Any] | None:
+        """Each instance reports the sessions it owns, each connected and probed (get_me)."""
+        found: dict[str, Any] = {}
+        for proc in gw.procs:
+            report = (await gw.http.get(f"{proc.url}/health/integrations")).json()
+            found.update(report["integrations"])
+        ok = [e for e in found.values() if e["state"] == "connected" and e["probe"]["ok"]]
+        return found if len(ok) == 30 else None
+
+    health = await eventually(probed, timeout=30, interval=0.25, message="sessions probed")
+    assert set(health) == {f"mtproto/{sid}" for sid in sessions}
+    assert all(e["healthy"] and e["p95_latency_ms"] is not None for e in health.values())
+
     # A dump taken while the gateways run holds no session string, no app hash.
     dumps = await _kv_dump(nats_url) + await _db_dump(postgres_url)
     assert "mtproto.session.s0" in dumps  # the dump really covers the leases

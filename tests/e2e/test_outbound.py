@@ -195,6 +195,37 @@ async def test_http_api_is_idempotent(env: Env) -> None:
     assert len([r for r in sent if r.ok]) == 1
 
 
+async def test_health_integrations_probes_each_account(env: Env) -> None:
+    """Every instance probes the idle account once (getMe: no send slot) and reports it with
+    its breaker; a send then adds the account's call latency."""
+    async with httpx.AsyncClient() as http:
+
+        async def probed() -> dict[str, Any] | None:
+            report = (await http.get(f"{env.urls[0]}/health/integrations")).json()
+            shop = report["integrations"].get("telegram/shop")
+            return report if shop and shop["probe"] and shop["probe"]["ok"] else None
+
+        report = await eventually(probed, timeout=30, message="the account was probed")
+        shop = report["integrations"]["telegram/shop"]
+        assert report["healthy"] is True
+        assert shop["state"] == "closed"
+        assert shop["probe"]["facts"]["username"] == "out_bot"
+        assert shop["probe"]["p95_latency_ms"] is not None
+        await _send_all(env.nats_url, [_text(1, 7001)])
+        await eventually(lambda: _outcomes(env.nats_url, 1), timeout=30)
+
+        async def measured() -> bool:
+            for url in env.urls:  # whichever instance sent it
+                entry = (await http.get(f"{url}/health/integrations")).json()["integrations"]
+                if entry["telegram/shop"].get("p95_latency_ms") is not None:
+                    assert entry["telegram/shop"]["last_success_at"]
+                    return True
+            return False
+
+        await eventually(measured, timeout=10, message="a send's latency is reported")
+    assert env.box.recorder.requests(provider="telegram", method="getMe")
+
+
 async def test_outage_opens_the_circuit_and_everything_is_delivered_after(env: Env) -> None:
     env.box.set_fault("telegram", TOKEN, outage_until=env.box.clock.time() + 3)
     await _send_all(env.nats_url, [_text(i, 6000 + i) for i in range(20)])

@@ -246,7 +246,7 @@ async def test_no_secret_leaks_anywhere_and_every_door_is_locked(run: Run) -> No
                     for headers in ({}, {"Authorization": "Bearer wrong-token-0000"}):
                         r = await http.request(method, url, headers=headers, json={})
                         assert r.status_code in (401, 403), (name, method, path, r.status_code)
-                        assert r.json()["error"]["message"], (name, method, path)
+                        assert r.json()["detail"], (name, method, path)
 
         # A key sees its own workspace, never another's.
         crm = run.procs["crm"].url

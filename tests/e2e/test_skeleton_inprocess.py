@@ -43,7 +43,7 @@ async def test_webhook_to_crm_api(
             hook, json=text_update(1002), headers={"X-Telegram-Bot-Api-Secret-Token": "nope"}
         )
         assert wrong.status_code == 401
-        assert wrong.json()["error"]["code"] == "bad_secret"
+        assert wrong.json()["code"] == "bad_secret"
 
         auth = {"Authorization": f"Bearer {API_KEY}"}
 

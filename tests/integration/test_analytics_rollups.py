@@ -465,8 +465,9 @@ async def test_bad_parameters_are_400_naming_the_parameter(
 ) -> None:
     r = await env.http.get(f"{env.url}/v1/messages", headers=AUTH, params=params)
     assert r.status_code in (400, 422), r.text
-    err = r.json()["error"]
-    assert parameter in err.get("parameter", "") or parameter in err["message"]
+    problem = r.json()
+    paths = [e["path"] for e in problem.get("errors") or []]
+    assert any(parameter in p for p in paths) or parameter in problem["detail"], problem
 
 
 async def test_rebuild_is_byte_identical_and_decides_no_conversion_again(env: Env) -> None:

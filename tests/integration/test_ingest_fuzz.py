@@ -118,8 +118,8 @@ async def test_unverified_input_never_5xx_and_never_published(
         )
     assert r.status_code in ALLOWED, (r.status_code, r.text)
     if r.status_code != 200:
-        assert r.headers["content-type"].startswith("application/json")
-        assert r.json()["error"]["message"]
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["detail"]
         assert await stream_count(nats_url, "RAW") == before
     else:
         # only verifiable requests are accepted: the Telegram secret or a valid GET handshake

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from switchboard.outbound.breaker import Breaker, Breakers
+from switchboard.runtime.integrations import p95
 
 
 def test_opens_after_threshold_and_probes_once_after_cooldown() -> None:
@@ -48,3 +51,39 @@ def test_report_names_every_integration() -> None:
     assert report["telegram/shop"]["state"] == "open"
     assert report["telegram/shop"]["last_error"] == "503 Service Unavailable"
     assert report["whatsapp/main"]["state"] == "closed"
+
+
+def _sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_calls_are_counted_and_reported_per_account() -> None:
+    """What /health/integrations shows and the alerts read: outcomes, last success and
+    failure, p95 latency, and the open-breaker gauge."""
+    breakers = Breakers(threshold=2)
+    b = breakers.get("viber", "reportme")
+    labels = {"provider": "viber", "account": "reportme"}
+    assert _sample("switchboard_provider_breaker_open", **labels) == 0
+    for ms in range(1, 101):
+        b.success(ms / 1000)
+    b.rejected("400 bad recipient")
+    b.rate_limited("429 too many requests")
+    assert b.state == "closed"
+    b.failure("502")
+    b.failure("502")
+    assert b.state == "open"
+    assert _sample("switchboard_provider_breaker_open", **labels) == 1
+    for outcome, n in (("ok", 100), ("rejected", 1), ("rate_limited", 1), ("failed", 2)):
+        assert _sample("switchboard_provider_calls_total", outcome=outcome, **labels) == n
+    report = breakers.report()["viber/reportme"]
+    assert report["p95_latency_ms"] == 95.0
+    assert report["last_error"] == "502"
+    assert report["last_success_at"] is not None
+    assert report["last_failure_at"] is not None
+    b.success()
+    assert _sample("switchboard_provider_breaker_open", **labels) == 0
+
+
+def test_p95_of_nothing_is_none() -> None:
+    assert p95([]) is None
+    assert p95([0.2]) == 0.2

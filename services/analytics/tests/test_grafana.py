@@ -1,5 +1,6 @@
 """The Grafana dashboard in deploy/grafana queries metrics the services really export, and
-shows every business metric of the analytics service."""
+shows every business metric of the analytics service (its service-health row reads the
+runtime's vitals and the outbound and mtproto metrics)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 import switchboard.analytics.metrics as business
+import switchboard.mtproto.metrics as sessions
+import switchboard.outbound.app as outbound
 import switchboard.runtime.metrics as technical
+import switchboard.runtime.vitals as vitals
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy/grafana/switchboard-business.json"
 SUFFIXES = ("_bucket", "_total", "_count", "_sum")
@@ -18,7 +22,7 @@ SUFFIXES = ("_bucket", "_total", "_count", "_sum")
 
 def _exported() -> set[str]:
     names: set[str] = set()
-    for collector in (business, technical):
+    for collector in (business, technical, vitals, outbound, sessions):
         assert collector  # imported for its registrations
     for metric in REGISTRY.collect():
         names.add(metric.name)

@@ -14,8 +14,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from switchboard.runtime.auth import AuthError
-from switchboard.runtime.http import Health, error
+from switchboard.runtime.http import Health, document_problems, error, invalid
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.ownership import NotFoundError
 from switchboard.runtime.service import Runtime, service_lifespan
 from switchboard.runtime.settings import ServiceSettings
@@ -23,6 +24,14 @@ from switchboard.runtime.settings import ServiceSettings
 log = get_logger(__name__)
 
 FastPath = Callable[[Scope, Receive, Send], Awaitable[bool]]
+# Machine codes of the framework's own HTTP errors (unknown route, wrong method, ...).
+HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 class ServiceApp(FastAPI):
@@ -100,6 +109,8 @@ def service_app(
     )
     app.router.routes.extend(health.routes())
 
+    # Every error answer is an RFC 9457 problem document (runtime/http.py `error()`), and the
+    # OpenAPI document says so for every operation.
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> Response:
         return error(401, "unauthorized", exc.message)
@@ -111,23 +122,30 @@ def service_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
-        problems: list[dict[str, Any]] = [
-            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()[:10]
-        ]
-        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
-        return error(
-            422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", problems=problems
-        )
+        # FastAPI's locations already start with where: body, query, path, header.
+        return invalid(exc.errors(), prefix="")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        # A bug, not bad input: log it with the traceback, and still answer JSON.
+        # A bug, not bad input: log it with the traceback, count it (the API-errors alert),
+        # and still answer a problem document.
         log.exception("unhandled error", method=request.method, path=request.url.path)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(route, request.method, "500").inc()
         return error(500, "internal_error", f"internal error ({type(exc).__name__}); see logs")
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         return error(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     return app

@@ -41,6 +41,8 @@ DEMO_SECRET = "demo-secret"
 DEMO_API_KEY = "demo-key"
 DEMO_WORKSPACE = "demo"
 ADMIN_TOKEN = "demo-admin"
+DEMO_SESSION = "demo"  # an MTProto user session on the sandbox's fake Telegram
+DEMO_PHONE = "+15550100001"
 HOST = "127.0.0.1"
 
 
@@ -153,6 +155,32 @@ async def _register_demo(nats_url: str, keys: str, sandbox: bool) -> None:
                     "secret_token": DEMO_SECRET,
                 },
             )
+            if "mtproto" in installed_services():
+                await _register_demo_session(client)
+
+
+async def _register_demo_session(client: httpx.AsyncClient) -> None:
+    """A demo Telegram user session for the MTProto gateway: a user of the sandbox's fake
+    Telegram (which forgets its users when it stops, so each start makes a new one) whose
+    session is imported as ``demo``. A session left from the last run is revoked by the
+    gateway as soon as it connects (the fake no longer knows its key); until then the
+    import answers 409, so it is retried for a while."""
+    sandbox = f"http://{HOST}:{SANDBOX_PORT}/_sandbox/mtproto"
+    r = await client.post(
+        f"{sandbox}/users", json={"phone": DEMO_PHONE, "first_name": "Demo", "sessions": 1}
+    )
+    r.raise_for_status()
+    session = r.json()["sessions"][0]["session"]
+    body = {"session": session, "api_id": 1, "api_hash": "0" * 32, "workspace_id": DEMO_WORKSPACE}
+    url = f"http://{HOST}:{PORTS['mtproto']}/v1/sessions/{DEMO_SESSION}"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    deadline = time.monotonic() + 30
+    while True:
+        r = await client.put(url, json=body, headers=headers)
+        if r.status_code != 409 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    r.raise_for_status()
 
 
 def up(data: Path) -> int:
@@ -174,13 +202,18 @@ def up(data: Path) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    started = time.monotonic()
     try:
+        progress(started, "starting NATS (JetStream)")
         stack.nats = EmbeddedNats(data / "nats", port=_port(NATS_PORT)).start()
+        first = not (data / "postgres").exists()
+        progress(started, "starting Postgres" + (" (first run: creating the database)" * first))
         stack.postgres = EmbeddedPostgres(data / "postgres", port=_port(POSTGRES_PORT)).start()
         keys = dev_keys(data)
         env = stack.env(keys)
         has_sandbox = importlib.util.find_spec("switchboard.sandbox.cli") is not None
         if has_sandbox:
+            progress(started, "starting the sandbox providers")
             stack.spawn(
                 "sandbox",
                 [
@@ -205,12 +238,14 @@ def up(data: Path) -> int:
                     data / "logs/sandbox.log",
                 )
             )
-        for name in installed_services():
+        names = list(installed_services())
+        progress(started, f"starting {len(names)} services: {', '.join(names)}")
+        for name in names:
             port = PORTS.get(name) or free_port()
             svc_env = {**env, f"SWITCHBOARD_{name.upper()}_HTTP_PORT": str(port)}
             stack.spawn(name, [sys.executable, "-m", f"switchboard.{name}"], svc_env)
             stack.urls[name] = f"http://{HOST}:{port}"
-        for name in installed_services():
+        for i, name in enumerate(names, 1):
             asyncio.run(
                 _wait_ready(
                     f"{stack.urls[name]}/readyz",
@@ -219,11 +254,14 @@ def up(data: Path) -> int:
                     data / "logs" / f"{name}.log",
                 )
             )
+            progress(started, f"{name} is ready ({i}/{len(names)})")
+        progress(started, "registering the demo account")
         asyncio.run(_register_demo(stack.nats.url, keys, has_sandbox))
         pidfile.write_text(
             json.dumps({"pid": os.getpid(), "children": [p.pid for p in stack.procs.values()]})
         )
         _print_banner(stack)
+        progress(started, "ready")
         while not stopping:
             for name, proc in stack.procs.items():
                 if proc.poll() is not None:
@@ -238,6 +276,12 @@ def up(data: Path) -> int:
         print("stopping...")
         stack.stop()
         print("stopped")
+
+
+def progress(since: float, step: str) -> None:
+    """One line per start-up step, with the seconds since ``up`` began (a slow first start
+    shows where it is instead of looking stuck)."""
+    print(f"[{time.monotonic() - since:5.1f}s] {step}", flush=True)
 
 
 def _port(preferred: int) -> int:
@@ -295,6 +339,7 @@ def _print_banner(stack: Stack) -> None:
         f"  demo Telegram account '{DEMO_ACCOUNT}' (bot {DEMO_BOT_TOKEN}), "
         f"webhook secret '{DEMO_SECRET}'",
         f"  API key '{DEMO_API_KEY}' (workspace '{DEMO_WORKSPACE}'), admin token '{ADMIN_TOKEN}'",
+        f"  MTProto user session '{DEMO_SESSION}' on the sandbox's fake Telegram",
         f"  logs in {stack.data}/logs; Ctrl-C or `just down` stops everything",
         "",
     ]

@@ -1,25 +1,191 @@
 """The HTTP surface every service shares: ``/healthz`` (the process is alive), ``/readyz``
-(the bus and the database really answer), ``/metrics`` (Prometheus), and JSON errors."""
+(the bus and the database really answer), ``/metrics`` (Prometheus), and the one error shape
+of every API: RFC 9457 problem details (``application/problem+json``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import copy
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
+PROBLEM_JSON = "application/problem+json"
+# A problem's ``type`` is this prefix and its machine code (``code`` repeats it): a stable
+# identifier clients can switch on, naming no website.
+PROBLEM_TYPE = "urn:switchboard:problem:"
+_RESERVED = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
+
+
+class FieldError(BaseModel):
+    """One thing wrong with the request: where, and what."""
+
+    path: str = Field(description="where: `body.content.text`, `query.limit`, `path.id`, ...")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error answer (RFC 9457 problem details) with Switchboard's members ``code`` and,
+    for invalid input, ``errors``; some errors add members of their own (e.g. retry_after_s).
+    """
+
+    type: str = Field(description=f"`{PROBLEM_TYPE}<code>`")
+    title: str = Field(description="the HTTP status phrase")
+    status: int
+    detail: str = Field(description="what went wrong, for a person")
+    instance: str = Field(description="the request path")
+    code: str = Field(description="machine code, stable; the suffix of `type`")
+    errors: list[FieldError] | None = Field(None, description="every invalid field")
+
+
+def problem_body(
+    status: int,
+    code: str,
+    detail: str,
+    /,
+    *,
+    instance: str | None = None,
+    errors: Sequence[Mapping[str, str]] | None = None,
+    **extensions: Any,
+) -> dict[str, Any]:
+    """The members of a problem document; ``extensions`` may not reuse a standard name."""
+    clash = _RESERVED & extensions.keys()
+    if clash:
+        raise ValueError(f"problem extension members reuse reserved names: {sorted(clash)}")
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    body["code"] = code
+    if errors is not None:
+        body["errors"] = [dict(e) for e in errors]
+    body.update(extensions)
+    return body
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class ProblemResponse(JSONResponse):
+    """A problem document; its ``instance`` is the request path when the caller gave none
+    (filled in as it is sent, so helpers without the request can build one)."""
+
+    media_type = PROBLEM_JSON
+
+    def __init__(
+        self, body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.problem = body
+        super().__init__(body, status, dict(headers or {}))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "instance" not in self.problem and scope.get("path"):
+            self.problem = with_instance(self.problem, scope["path"])
+            self.body = self.render(self.problem)
+            self.headers["content-length"] = str(len(self.body))
+        await super().__call__(scope, receive, send)
+
+
+def with_instance(problem: dict[str, Any], path: str) -> dict[str, Any]:
+    """``problem`` with ``instance`` set to ``path``, placed after the standard members."""
+    if "instance" in problem:
+        return problem
+    keys = list(problem)
+    at = keys.index("detail") + 1 if "detail" in keys else len(keys)
+    items = list(problem.items())
+    return dict([*items[:at], ("instance", path), *items[at:]])
+
 
 def error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any
-) -> JSONResponse:
-    """The one error shape of every API: ``{"error": {"code", "message", ...details}}``."""
-    return JSONResponse({"error": {"code": code, "message": message, **details}}, status, headers)
+    status: int,
+    code: str,
+    message: str,
+    /,
+    headers: Mapping[str, str] | None = None,
+    *,
+    errors: Sequence[Mapping[str, str]] | None = None,
+    instance: str | None = None,
+    **details: Any,
+) -> ProblemResponse:
+    """The one error answer of every API: a problem document with ``code`` (also the suffix
+    of ``type``), ``message`` as its ``detail``, and ``details`` as extension members."""
+    body = problem_body(status, code, message, instance=instance, errors=errors, **details)
+    return ProblemResponse(body, status, headers)
+
+
+def field_errors(details: Iterable[Mapping[str, Any]], prefix: str = "") -> list[dict[str, str]]:
+    """``errors`` members from pydantic's error details (``loc`` and ``msg`` only: never the
+    library's documentation links or the input, which may hold secrets)."""
+    found: list[dict[str, str]] = []
+    for e in details:
+        loc = [str(p) for p in e.get("loc", ())]
+        path = ".".join([prefix, *loc] if prefix else loc) or prefix or "request"
+        found.append({"path": path, "message": str(e.get("msg", "invalid"))})
+    return found
+
+
+def invalid(
+    exc: ValidationError | Sequence[Mapping[str, Any]],
+    code: str = "invalid_request",
+    prefix: str = "body",
+    status: int = 422,
+    limit: int = 20,
+) -> ProblemResponse:
+    """A 422 problem naming every invalid field of a pydantic validation (``prefix``: where
+    the validated value came from, e.g. ``body``)."""
+    details = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc
+    problems = field_errors(list(details)[:limit], prefix)
+    if not problems:
+        problems = [{"path": prefix or "request", "message": "invalid"}]
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return error(status, code, f"{first['path']}: {first['message']}{more}", errors=problems)
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI document whose error answers (4xx, 5xx) are all ``application/problem+json``
+    with the ``Problem`` schema; every operation also documents 422 and 500."""
+    doc = copy.deepcopy(openapi)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["FieldError"] = FieldError.model_json_schema()
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    problem.pop("$defs", None)
+    schemas["Problem"] = problem
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            responses.setdefault("422", {"description": "Invalid request"})
+            responses.setdefault("500", {"description": "Internal error (a bug; see the logs)"})
+            for status, answer in responses.items():
+                if status[:1] in ("4", "5"):
+                    answer["content"] = {PROBLEM_JSON: {"schema": ref}}
+                    if answer.get("description") == "Validation Error":
+                        answer["description"] = "Invalid request: `errors` names every field"
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f'"#/components/schemas/{unused}"' not in orjson.dumps(doc).decode():
+            schemas.pop(unused, None)
+    return doc
 
 
 class Health:

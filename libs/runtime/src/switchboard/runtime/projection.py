@@ -27,7 +27,12 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn
 from switchboard.runtime.dlq import dead_letter
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.metrics import DEAD_LETTERED, PROJECTED, PROJECTION_LAG
+from switchboard.runtime.metrics import (
+    DEAD_LETTERED,
+    PROJECTED,
+    PROJECTION_BEHIND,
+    PROJECTION_LAG,
+)
 from switchboard.runtime.tracing import batch_span
 
 log = get_logger(__name__)
@@ -255,7 +260,11 @@ class Projection:
                         await self._wait(1.0)
                         continue
                     log.info("projection leader", projection=self.name)
-                    await self._project()
+                    try:
+                        await self._project()
+                    finally:  # not leading any more: the next leader reports how far behind
+                        with contextlib.suppress(KeyError):
+                            PROJECTION_BEHIND.remove(self.name)
             except (*_INTERRUPTIONS, asyncpg.PostgresError) as exc:
                 log.warning("projection interrupted", projection=self.name, error=str(exc))
                 await self._wait(1.0)
@@ -355,6 +364,7 @@ class Projection:
                 await sub.close()
 
     async def _mark_caught_up(self) -> None:
+        PROJECTION_BEHIND.labels(self.name).set(0)  # an idle poll: nothing left to apply
         info = await self.bus.js.stream_info(self.stream)
         if self.position >= info.state.last_seq:
             self.caught_up.set()
@@ -392,6 +402,7 @@ class Projection:
                 await self._apply_one(msg)
                 self.position = stream_seq(msg)
         self.position = last
+        PROJECTION_BEHIND.labels(self.name).set(_pending_after(msgs[-1]))
         if _pending_after(msgs[-1]) == 0:
             # the end of the stream as of that delivery: no need to wait for an idle poll
             # (a rebuild would otherwise linger half a second on each projection)

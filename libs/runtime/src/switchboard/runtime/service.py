@@ -21,6 +21,7 @@ from switchboard.runtime.http import Health
 from switchboard.runtime.logging import configure_logging, get_logger, register_secret
 from switchboard.runtime.settings import ConfigError, DatabaseSettings, ServiceSettings
 from switchboard.runtime.tracing import configure_tracing
+from switchboard.runtime.vitals import sample_vitals
 
 log = get_logger(__name__)
 
@@ -132,6 +133,7 @@ async def service_lifespan(
 
         runtime.health.add("postgres", db_ready)
     await start(runtime)
+    runtime.spawn("vitals", lambda: sample_vitals(runtime.health, bus, service, runtime.stop))
     log.info("started", service=service, instance=settings.instance_id)
     try:
         yield runtime

@@ -115,7 +115,8 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
 
     @app.exception_handler(BadParameterError)
     async def _bad(_: Request, exc: BadParameterError) -> Response:
-        return error(400, "bad_parameter", exc.message, parameter=exc.parameter)
+        where = [{"path": f"query.{exc.parameter}", "message": exc.message}]
+        return error(400, "bad_parameter", exc.message, errors=where, parameter=exc.parameter)
 
     add_routes(app, ports, settings)
 

@@ -1,6 +1,7 @@
 """Operator actions on the accounts registry: add, rotate, remove, re-encrypt.
 
-Adding a Telegram bot checks its token with getMe, generates a ``secret_token`` and calls
+Adding an account first checks its credentials against the provider (``checks``: nothing
+is saved when they are wrong); a Telegram bot then gets a generated ``secret_token`` and
 setWebhook with the public URL; adding a Viber bot calls set_webhook (Viber calls back at
 once, so the account is stored first and removed again if the provider refuses). Used by
 the admin HTTP API; the CLI is a client of that API.
@@ -24,6 +25,7 @@ from tenacity import (
 
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.provider_checks import CheckReport, Endpoints, check_account
 
 VIBER_EVENTS = ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]
 SECRET_GRACE = timedelta(minutes=10)
@@ -32,9 +34,12 @@ SECRET_GRACE = timedelta(minutes=10)
 class AdminError(Exception):
     """An operator request that cannot be done, with the HTTP status to answer."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, errors: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,25 @@ class Providers:
     telegram: str = "https://api.telegram.org"
     viber: str = "https://chatapi.viber.com"
     public_url: str = ""
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints(telegram=self.telegram, viber=self.viber)
+
+
+async def check(http: httpx.AsyncClient, providers: Providers, account: Account) -> CheckReport:
+    """Check ``account``'s credentials with its provider; saves nothing."""
+    return await check_account(http, providers.endpoints(), account)
+
+
+def refused(report: CheckReport) -> AdminError:
+    """The 422 of an account whose check found problems, naming each field."""
+    first = report.problems[0]
+    more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+    detail = f"{first['path']}: {first['message']}{more}"
+    if all(p["path"] == "provider" for p in report.problems):
+        # Nothing is known to be wrong with the account: the provider did not answer.
+        return AdminError(502, "provider_unreachable", detail, report.problems)
+    return AdminError(422, "check_failed", detail, report.problems)
 
 
 class _TransientError(Exception):
@@ -76,6 +100,14 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def webhook_url(providers: Providers, account: Account) -> str | None:
+    """Where the provider should deliver ``account``'s webhooks (None when ingest does not
+    register them: no public URL, or a provider that is configured by hand)."""
+    if not providers.public_url or account.channel not in (Channel.TELEGRAM, Channel.VIBER):
+        return None
+    return _webhook_url(providers, account.channel, account.id)
+
+
 def _webhook_url(providers: Providers, channel: Channel, account_id: str) -> str:
     if not providers.public_url:
         raise AdminError(400, "no_public_url", "set SWITCHBOARD_INGEST_PUBLIC_URL first")
@@ -89,10 +121,12 @@ async def add_account(
     (shown once, e.g. a Standard Webhooks signing secret the sender must be given)."""
     if await store.get(account.channel, account.id) is not None:
         raise AdminError(409, "exists", f"{account.channel.value} account {account.id} exists")
+    report = await check(http, providers, account)
+    if not report.ok:
+        raise refused(report)
     generated: dict[str, str] = {}
     secrets_ = dict(account.secrets)
     if account.channel is Channel.TELEGRAM:
-        await _telegram_get_me(http, providers, _need(secrets_, "token"))
         secrets_["webhook_secret"] = new_telegram_secret()
     elif account.channel is Channel.VIBER:
         _need(secrets_, "token")
@@ -182,10 +216,6 @@ async def _register_webhook(
                 "send_photo": True,
             },
         )
-
-
-async def _telegram_get_me(http: httpx.AsyncClient, providers: Providers, token: str) -> None:
-    await _telegram(http, providers, token, "getMe", None)
 
 
 async def _telegram(

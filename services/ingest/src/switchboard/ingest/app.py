@@ -30,7 +30,8 @@ from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import check_admin
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import DecryptError, Keyring
-from switchboard.runtime.http import error
+from switchboard.runtime.http import ProblemResponse, error, problem_body
+from switchboard.runtime.integrations import Prober, integrations_endpoint
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.service import Runtime
@@ -38,6 +39,8 @@ from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.tracing import server_span
 
 log = get_logger(__name__)
+# The providers whose webhooks ingest registers, probed for /health/integrations.
+PROBED = ("telegram", "viber", "whatsapp")
 
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "verified and stored durably in RAW"},
@@ -82,6 +85,17 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         rt.on_close(http.aclose)
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         await asyncio.wait_for(cache.loaded.wait(), 10)
+        # Webhook registration needs each bot's credentials to stay good: probe them.
+        prober = Prober(
+            http,
+            providers.endpoints(),
+            cache.all,
+            PROBED,
+            settings.probe_interval_s,
+            webhook_url=lambda a: admin.webhook_url(providers, a),
+        )
+        ports["prober"] = prober
+        rt.spawn("probes", lambda: prober.run(rt.stop))
         if settings.normalizer:
             dedup = await rt.bus.kv("dedup")
             worker = PullWorker(
@@ -119,7 +133,9 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     async def handle(
         channel: Channel, account_id: str, headers: Mapping[str, str], read: ReadBody
     ) -> WebhookResult:
-        """Verify, limit, store durably; every outcome is a status with a JSON body."""
+        """Verify, limit, store durably; every outcome is a status with a JSON body (a
+        problem document for a rejection)."""
+        path = f"/webhooks/{channel.value}/{account_id}"
         with server_span(
             f"webhook {channel.value}", headers, **{"switchboard.account": account_id}
         ) as trace_headers:
@@ -147,16 +163,16 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                 )
                 outcome = WebhookResult(200, result)
             except RejectedError as rej:
-                problem = {"error": {"code": rej.code, "message": rej.message}}
+                problem = problem_body(rej.status, rej.code, rej.message, instance=path)
                 outcome = WebhookResult(rej.status, problem, rej.headers or {})
             except BusUnavailableError as exc:
                 log.warning("RAW publish failed", account=account_id, error=str(exc))
-                problem = {
-                    "error": {
-                        "code": "bus_unavailable",
-                        "message": "could not store the payload; retry later",
-                    }
-                }
+                problem = problem_body(
+                    503,
+                    "bus_unavailable",
+                    "could not store the payload; retry later",
+                    instance=path,
+                )
                 outcome = WebhookResult(503, problem)
         _requests_counter(channel.value, outcome.status).inc()
         return outcome
@@ -172,6 +188,8 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             request.headers,
             body_reader(request.receive, request.headers.get("content-length")),
         )
+        if result.status >= 400:
+            return ProblemResponse(result.body, result.status, result.headers)
         return JSONResponse(result.body, result.status, result.headers)
 
     @app.post(
@@ -237,6 +255,18 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     async def generic_webhook(source: str, request: Request) -> Response:
         return await webhook(Channel.GENERIC, source, request)
 
+    def integrations() -> dict[str, dict[str, Any]]:
+        prober: Prober | None = ports.get("prober")
+        return {k: {"probe": v} for k, v in (prober.report() if prober else {}).items()}
+
+    app.add_api_route(
+        "/health/integrations",
+        integrations_endpoint(integrations),
+        methods=["GET"],
+        tags=["health"],
+        summary="Per account whose webhook ingest registers: the periodic probe's result "
+        "(last success, last failure with the reason, p95 latency)",
+    )
     _admin_routes(app, settings, ports, providers)
     return app
 
@@ -258,7 +288,7 @@ def _admin_routes(
         try:
             return await action()
         except admin.AdminError as exc:
-            return error(exc.status, exc.code, exc.message)
+            return error(exc.status, exc.code, exc.message, errors=exc.errors)
         except DecryptError as exc:
             return error(409, "unreadable_account", f"the account exists but {exc}")
 
@@ -286,6 +316,8 @@ def _admin_routes(
         dependencies=admin_only,
         status_code=201,
         summary="Add an account and register its webhook with the provider",
+        description="Checks the credentials with the provider first (as "
+        "`/admin/accounts/check`): a wrong one is a 422 naming the field, and nothing is saved.",
     )
     async def add_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
         async def run() -> Response:
@@ -293,6 +325,24 @@ def _admin_routes(
                 ports["store"], ports["http"], providers, body
             )
             return JSONResponse({**account.public(), "generated_secrets": generated}, 201)
+
+        return await guarded(request, run)
+
+    @app.post(
+        "/admin/accounts/check",
+        tags=["admin"],
+        dependencies=admin_only,
+        summary="Check an account's credentials with its provider without saving anything",
+        description="The same body as adding an account. 200 with `ok`, the facts the "
+        "provider told (a bot's username, a number's name) and notes on what could not be "
+        "checked; 422 naming every wrong field (`errors`); 502 if the provider did not answer.",
+    )
+    async def check_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
+        async def run() -> Response:
+            report = await admin.check(ports["http"], providers, body)
+            if not report.ok:
+                raise admin.refused(report)
+            return JSONResponse(report.body())
 
         return await guarded(request, run)
 

@@ -35,6 +35,8 @@ SECRET_NAMES = {
     "whatsapp": ["app_secret", "access_token"],
     "generic": [],
 }
+# generic accounts that name a provider (--setting provider=...) carry its credentials
+PROVIDER_SECRETS = {"sendpulse": ["client_id", "client_secret"], "metacapi": ["access_token"]}
 
 
 def _secret(name: str, channel: str) -> str:
@@ -57,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         dest="action", required=True
     )
     accounts.add_parser("list", help="list accounts (secret names only)")
-    add = accounts.add_parser("add", help="add an account and register its webhook")
-    add.add_argument("channel", choices=sorted(SECRET_NAMES))
-    add.add_argument("id")
-    add.add_argument("--workspace", default="default")
-    add.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE")
+    for action, text in (
+        ("add", "check the credentials, then add the account and register its webhook"),
+        ("check", "check an account's credentials with its provider, saving nothing"),
+    ):
+        add = accounts.add_parser(action, help=text)
+        add.add_argument("channel", choices=sorted(SECRET_NAMES))
+        add.add_argument("id")
+        add.add_argument("--workspace", default="default")
+        add.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE")
     rotate = accounts.add_parser("rotate", help="rotate an account's webhook secret")
     rotate.add_argument("channel", choices=sorted(SECRET_NAMES))
     rotate.add_argument("id")
@@ -117,9 +123,12 @@ async def _renormalize(since: datetime) -> int:
 def _run(http: httpx.Client, args: argparse.Namespace) -> httpx.Response:
     if args.action == "list":
         return http.get("/admin/accounts")
-    if args.action == "add":
+    if args.action in ("add", "check"):
         settings: dict[str, Any] = dict(s.split("=", 1) for s in args.setting)
-        secrets = {name: _secret(name, args.channel) for name in SECRET_NAMES[args.channel]}
+        names = SECRET_NAMES[args.channel] + PROVIDER_SECRETS.get(
+            str(settings.get("provider", "")), []
+        )
+        secrets = {name: _secret(name, args.channel) for name in names}
         body = {
             "channel": args.channel,
             "id": args.id,
@@ -127,7 +136,8 @@ def _run(http: httpx.Client, args: argparse.Namespace) -> httpx.Response:
             "settings": settings,
             "secrets": secrets,
         }
-        return http.post("/admin/accounts", json=body)
+        path = "/admin/accounts" if args.action == "add" else "/admin/accounts/check"
+        return http.post(path, json=body)
     if args.action == "rotate":
         return http.post(f"/admin/accounts/{args.channel}/{args.id}/rotate")
     if args.action == "remove":
@@ -136,9 +146,14 @@ def _run(http: httpx.Client, args: argparse.Namespace) -> httpx.Response:
 
 
 def _error_text(response: httpx.Response) -> str:
+    """A problem document as one line per thing wrong (its detail, then each field)."""
     try:
-        err = response.json()["error"]
-        return f"{response.status_code} {err['code']}: {err['message']}"
+        problem = response.json()
+        lines = [f"{response.status_code} {problem['code']}: {problem['detail']}"]
+        errors = problem.get("errors") or []
+        if len(errors) > 1:
+            lines += [f"  {e['path']}: {e['message']}" for e in errors]
+        return "\n".join(lines)
     except (ValueError, KeyError, TypeError):
         return f"{response.status_code}: {response.text[:300]}"
 

@@ -17,6 +17,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest.webhooks import RejectedError
+from switchboard.runtime.http import PROBLEM_JSON as _PROBLEM
+
+PROBLEM_JSON = _PROBLEM.encode()
 
 CHANNELS = {
     c.value: c for c in (Channel.TELEGRAM, Channel.WHATSAPP, Channel.VIBER, Channel.GENERIC)
@@ -25,7 +28,7 @@ CHANNELS = {
 
 @dataclass(frozen=True)
 class WebhookResult:
-    """What to answer: status, JSON body, extra headers."""
+    """What to answer: status, JSON body (a problem document from 400 on), extra headers."""
 
     status: int
     body: dict[str, Any]
@@ -80,7 +83,8 @@ def webhook_fast_path(handle: Handle) -> Callable[[Scope, Receive, Send], Awaita
 
 async def send_json(send: Send, result: WebhookResult) -> None:
     body = orjson.dumps(result.body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    kind = PROBLEM_JSON if result.status >= 400 else b"application/json"
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in result.headers.items()]
     await send({"type": "http.response.start", "status": result.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -28,6 +28,9 @@ class IngestSettings(ServiceSettings):
     inbound_burst_per_account: float = Field(2000.0, ge=1)
     normalizer: bool = Field(True, description="run the raw -> conv normalizer in this process")
     normalizer_concurrency: int = Field(32, ge=1, le=1024)
+    probe_interval_s: float = Field(
+        300.0, ge=1, description="how often /health/integrations probes each account"
+    )
 
     @field_validator("encryption_keys")
     @classmethod

@@ -106,8 +106,8 @@ def _outcome(outcome: login.Outcome) -> Response:
     headers = None
     if body.get("retry_after_s") is not None:
         headers = {"Retry-After": str(body["retry_after_s"])}
-    details = {k: body[k] for k in ("step", "error_code", "retry_after_s", "restart_required")
-               if k in body}  # fmt: skip
+    members = ("step", "error_code", "retry_after_s", "restart_required")
+    details: dict[str, Any] = {k: body[k] for k in members if k in body}
     return error(outcome.status, str(body["reason"]), str(body["message"]), headers, **details)
 
 

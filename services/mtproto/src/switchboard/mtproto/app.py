@@ -4,9 +4,10 @@ loop, the command consumer and the HTTP API."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from switchboard.events import Event
-from switchboard.mtproto import api, commands
+from switchboard.mtproto import api, commands, health
 from switchboard.mtproto.adapters import make_adapter
 from switchboard.mtproto.leases import LeaseView, new_owner_id
 from switchboard.mtproto.login import LoginDeps
@@ -21,6 +22,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
+from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import register_secret
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
@@ -113,4 +115,19 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
         schema=SCHEMA,
     )
     api.install(app, settings, lambda: holder["gateway"])
+
+    def integrations() -> dict[str, dict[str, Any]]:
+        """The sessions this instance owns (each instance reports its own)."""
+        gw = holder.get("gateway")
+        runners = gw.ownership.runners.items() if gw else ()
+        return health.report((sid, runner.health) for sid, runner in runners)
+
+    app.add_api_route(
+        "/health/integrations",
+        integrations_endpoint(integrations),
+        methods=["GET"],
+        tags=["health"],
+        summary="Per session this instance owns: connection state, last success and failure "
+        "(with the reason), p95 latency of recent calls, flood waits, and the probe (get_me)",
+    )
     return app

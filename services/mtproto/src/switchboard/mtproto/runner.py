@@ -51,6 +51,7 @@ from switchboard.mtproto.convert import (
     received,
 )
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
+from switchboard.mtproto.health import SessionHealth
 from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
 from switchboard.mtproto.metrics import (
     BACKFILLS_ACTIVE,
@@ -147,6 +148,7 @@ class SessionRunner:
         self.caught_up: set[str] = set()
         self.peers: dict[str, Peer] = {}
         self.sends_paused_until: datetime | None = None
+        self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
 
@@ -185,6 +187,7 @@ class SessionRunner:
         return datetime.now(UTC)
 
     def _set_connected(self, value: bool) -> None:
+        self.health.connected(value)
         if value:
             self.connected_at = time.monotonic()
         if value != self.connected:
@@ -202,6 +205,7 @@ class SessionRunner:
             # Every path above has disconnected by now: only then may the lease go.
             await self.lease.release()
             SESSIONS_OWNED.dec()
+            self.health.forget(f"mtproto/{self.session_id}")
 
     async def _run(self) -> None:
         reconnect, failures = False, 0
@@ -242,6 +246,7 @@ class SessionRunner:
         return self.connected_at is not None and time.monotonic() - self.connected_at > 30
 
     async def _disconnected(self, reason: DisconnectReason, message: str | None) -> None:
+        self.health.failed(f"disconnected ({reason.value}): {message}")
         was = self.connected
         self._set_connected(False)
         if was:
@@ -374,6 +379,7 @@ class SessionRunner:
 
     async def on_update(self, update: Update) -> None:
         now = self._now()
+        self.health.succeeded()  # an update is proof the session works
         if isinstance(update, NewMessage | MessageEdited):
             message = update.message
             chat = chat_id(message.peer)
@@ -453,6 +459,9 @@ class SessionRunner:
                             await self._catch_up(client, sub)
                 except DeferredError as exc:
                     deferred_until = time.monotonic() + exc.seconds
+            await self.health.probe_if_due(
+                client, self.deps.settings.probe_interval_s, key=f"mtproto/{self.session_id}"
+            )
             await self._sleep(self.deps.settings.tick_s)
 
     async def _resolve(self, client: MtprotoClient, sub: Subscription) -> None:
@@ -683,6 +692,7 @@ class SessionRunner:
         """A flood wait on a send: True to retry now (waited it out), False when deferred
         (the command comes back after the wait; sends of the session pause meanwhile)."""
         retry_at = self._now() + timedelta(seconds=exc.seconds)
+        self.health.flood_wait("send_message", exc.seconds)
         await self._emit(
             DeliveryRetrying(
                 message_id=cmd.message_id,
@@ -712,6 +722,7 @@ class SessionRunner:
             self.workspace_id, cmd.message_id, "sent", str(sent.id), None
         )
         SENDS.labels("sent").inc()
+        self.health.succeeded(time.monotonic() - started)
         chat = chat_of(peer)
         await self._emit(
             DeliverySent(
@@ -741,6 +752,7 @@ class SessionRunner:
     async def _send_failed(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
         await self.deps.state.send_done(self.workspace_id, cmd.message_id, "failed", None, reason)
         SENDS.labels("failed").inc()
+        self.health.failed(f"send refused: {reason}")
         await self._emit(
             DeliveryFailed(
                 message_id=cmd.message_id,

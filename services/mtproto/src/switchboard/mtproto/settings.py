@@ -43,6 +43,9 @@ class MtprotoSettings(DatabaseSettings):
 
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    probe_interval_s: float = Field(
+        300.0, ge=1, description="how often an idle session is probed (get_me)"
+    )
     flood_hold_max_s: float = Field(
         30.0, ge=0, description="longer flood waits give the work back and resume it later"
     )

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from datetime import datetime
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Body, Depends, Header, Request
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
@@ -36,9 +39,11 @@ from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import ConsumerSpec
 from switchboard.runtime.crypto import Keyring
-from switchboard.runtime.http import error
+from switchboard.runtime.http import error, invalid
+from switchboard.runtime.integrations import Prober, integrations_endpoint
 from switchboard.runtime.logging import register_secret
 from switchboard.runtime.ownership import NotFoundError, require
+from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
@@ -95,6 +100,8 @@ DISPATCH = ConsumerSpec(
     max_ack_pending=5000,
 )
 DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH)
+# The providers outbound calls, as /health/integrations names them (like the breakers).
+PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
 
 
 def _workspace(request: Request) -> str:
@@ -112,6 +119,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     keyring = Keyring.from_mapping(parse_keyring(keys))
     ports: dict[str, Any] = {}
     breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
+
+    def last_success(key: str) -> datetime | None:
+        breaker = breakers.by_key.get(key)
+        return None if breaker is None else breaker.last_success_at
+
     policy = SendPolicy(
         settings.max_attempts,
         settings.backoff_base_s,
@@ -214,6 +226,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             settings.instance_id,
         )
         rt.spawn("campaigns", lambda: supervisor.run(rt.stop))
+        probes = httpx.AsyncClient(timeout=settings.call_timeout_s)
+        rt.on_close(probes.aclose)
+        prober = Prober(
+            probes, Endpoints(), cache.all, PROBED, settings.probe_interval_s, last_success
+        )
+        ports["prober"] = prober
+        rt.spawn("probes", lambda: prober.run(rt.stop))
         # What start-up allocated lives as long as the process: out of the collector's way,
         # a full collection no longer walks it (a 100+ ms pause there delays every send).
         gc.freeze()
@@ -254,10 +273,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             cmd: SendMessage = SendMessage.model_validate(body)
             if cmd.priority is Priority.BULK:
                 cmd = SendBulk.model_validate(body)
-        except ValueError as exc:
-            return error(
-                422, "invalid_message", str(exc).splitlines()[0][:300], detail=str(exc)[:2000]
-            )
+        except ValidationError as exc:
+            return invalid(exc, "invalid_message")
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
@@ -294,14 +311,23 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         record = require(found, ws, "message", message_id)
         return JSONResponse(record.model_dump(mode="json", exclude={"fingerprint", "owner"}))
 
-    @app.get(
+    def integrations() -> dict[str, dict[str, Any]]:
+        """Per provider account: its breaker and recent calls, and its last probe."""
+        calls = breakers.report()
+        prober: Prober | None = ports.get("prober")
+        probes = prober.report() if prober else {}
+        return {
+            key: {**calls.get(key, {"state": "closed"}), "probe": probes.get(key)}
+            for key in sorted(calls.keys() | probes.keys())
+        }
+
+    app.add_api_route(
         "/health/integrations",
+        integrations_endpoint(integrations),
+        methods=["GET"],
         tags=["health"],
-        summary="Circuit breaker state per provider and account",
+        summary="Per provider account: breaker state, last success and failure (with the "
+        "reason), p95 latency of recent calls, and the periodic probe's result",
     )
-    async def integrations() -> Response:
-        report = breakers.report()
-        healthy = all(v["state"] == "closed" for v in report.values())
-        return JSONResponse({"healthy": healthy, "integrations": report})
 
     return app

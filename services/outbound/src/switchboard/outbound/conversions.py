@@ -225,7 +225,7 @@ class ConversionSender:
         pixel = account.id
         breaker = self.breakers.get(PROVIDER, pixel)
         if err.failure is Failure.RATE_LIMITED:
-            breaker.release()
+            breaker.rate_limited(str(err))
             wait = err.retry_after or 60.0
             await self.limiter.pause(f"{PROVIDER}.{pixel}", wait)
             for item in items:
@@ -247,7 +247,7 @@ class ConversionSender:
                     delay = self.policy.backoff(item.record.attempts)
                     await self._settle(item, item.msg.nak(delay=delay))
             return
-        breaker.success()  # Meta answered: the request is bad
+        breaker.rejected(str(err))  # Meta answered: the request is bad
         if len(items) > 1:
             # One bad event sinks the batch: send each alone, so only the bad ones fail.
             for item, payload in zip(items, payloads, strict=True):

@@ -162,11 +162,11 @@ class ProviderCommands:
     ) -> None:
         breaker = self.breakers.get(PROVIDER, cmd.account)
         if err.failure is Failure.PERMANENT:
-            breaker.success()
+            breaker.rejected(str(err))
             await self._fail(cmd, env, msg, record, err.reason, err.code, permanent=True)
             return
         if err.failure is Failure.RATE_LIMITED:
-            breaker.release()
+            breaker.rate_limited(str(err))
             wait = err.retry_after or 1.0
             await self.limiter.pause(pause, wait, key)
             record = record.step("retrying", reason=str(err), attempts=record.attempts - 1)

@@ -279,16 +279,17 @@ class Sender:
                 if err.failure is Failure.RETRYABLE:
                     breaker.failure(str(err))
                 elif err.failure is Failure.RATE_LIMITED:
-                    breaker.release()
+                    breaker.rate_limited(str(err))
                 else:
-                    breaker.success()  # the provider answered; it is the request that is bad
+                    breaker.rejected(str(err))  # the provider answered; the request is bad
                 record = record.step("in_flight", at=started_at, attempts=record.attempts + 1)
                 await self._on_error(job, record, err, limits)
                 return
             break
         record = record.step("in_flight", at=started_at, attempts=record.attempts + 1)
-        breaker.success()
-        await job.sent(record, sent, (time.perf_counter() - started) * 1000)
+        latency = time.perf_counter() - started
+        breaker.success(latency)
+        await job.sent(record, sent, latency * 1000)
         SENT.labels(job.consumer).inc()
 
     async def _call(

@@ -26,6 +26,9 @@ class OutboundSettings(ServiceSettings):
     call_timeout_s: float = Field(15.0, gt=0)
     breaker_threshold: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(10.0, gt=0)
+    probe_interval_s: float = Field(
+        300.0, ge=1, description="how often /health/integrations probes an idle account"
+    )
     limit_margin: float = Field(
         0.03, ge=0, le=1, description="fraction added to every rate interval (jitter margin)"
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.common import Channel
@@ -21,7 +22,7 @@ from switchboard.outbound.campaigns.tally import tally
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.http import error
+from switchboard.runtime.http import error, invalid
 from switchboard.runtime.ownership import NotFoundError, require
 
 
@@ -56,7 +57,9 @@ def _ports(request: Request) -> CampaignPorts:
 
 
 def _invalid(exc: ValueError) -> Response:
-    return error(422, "invalid_campaign", str(exc).splitlines()[0][:300], detail=str(exc)[:2000])
+    if isinstance(exc, ValidationError):
+        return invalid(exc, "invalid_campaign")
+    return error(422, "invalid_campaign", str(exc).splitlines()[0][:300])
 
 
 @router.post(

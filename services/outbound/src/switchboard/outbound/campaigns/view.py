@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge
+
 from switchboard.outbound.campaigns.state import (
     STATE_KEYS,
     CampaignState,
@@ -17,6 +19,10 @@ from switchboard.outbound.campaigns.state import (
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
+RUNNING = Gauge(
+    "switchboard_outbound_campaigns_running",
+    "Campaigns in the running state (as this instance's view of the campaign states sees them)",
+)
 
 
 @dataclass
@@ -26,6 +32,7 @@ class CampaignView:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     any_change: asyncio.Event = field(default_factory=asyncio.Event)
     _changes: dict[str, asyncio.Event] = field(default_factory=dict)
+    _running: set[str] = field(default_factory=set)
 
     async def run(self, stop: asyncio.Event) -> None:
         watcher = await self.store.kv.watch(STATE_KEYS)
@@ -55,6 +62,11 @@ class CampaignView:
     def note(self, state: CampaignState) -> None:
         """Take a state seen here first (a write of this instance) or from the watch."""
         self.states[state.key] = state
+        if state.status == "running":
+            self._running.add(state.key)
+        else:
+            self._running.discard(state.key)
+        RUNNING.set(len(self._running))
         self.any_change.set()
         event = self._changes.pop(state.key, None)
         if event is not None:

@@ -1,0 +1,213 @@
+"""Errors people can act on: every route of every service answers bad input with an RFC 9457
+problem document (``application/problem+json``) naming the failing field, with no links to
+library websites, and every OpenAPI document describes its errors as such documents.
+
+The apps run in process without their lifespan: input is checked before any handler needs
+the bus or the database, so whatever answers here is the request validation itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel, ValidationError
+from tests.support.stack import API_KEY, service_env
+
+from switchboard.analytics.app import create_app as create_analytics
+from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.crm.app import create_app as create_crm
+from switchboard.crm.settings import CrmSettings
+from switchboard.ingest.app import create_app as create_ingest
+from switchboard.ingest.settings import IngestSettings
+from switchboard.mtproto.app import create_app as create_mtproto
+from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.outbound.app import create_app as create_outbound
+from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime.http import (
+    PROBLEM_JSON,
+    PROBLEM_TYPE,
+    document_problems,
+    error,
+    invalid,
+    problem_body,
+)
+from switchboard.runtime.settings import load_settings
+
+ADMIN = "problems-admin-token-1"
+# service -> (app factory, settings class, bearer token)
+SERVICES: dict[str, tuple[Callable[[Any], Any], type[Any], str]] = {
+    "ingest": (create_ingest, IngestSettings, ADMIN),
+    "crm": (create_crm, CrmSettings, API_KEY),
+    "outbound": (create_outbound, OutboundSettings, API_KEY),
+    "mtproto": (create_mtproto, MtprotoSettings, ADMIN),
+    "analytics": (create_analytics, AnalyticsSettings, API_KEY),
+}
+TYPED = {"integer", "number", "boolean"}
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = service_env(
+        "nats://127.0.0.1:1", "postgresql://x@127.0.0.1:1/x", SWITCHBOARD_ADMIN_TOKEN=ADMIN
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def _app(service: str) -> Any:
+    factory, settings, _ = SERVICES[service]
+    return factory(load_settings(settings))
+
+
+def assert_problem(r: httpx.Response, status: int | None = None) -> dict[str, Any]:
+    """The response is a complete problem document, linking to no library's website."""
+    assert r.headers["content-type"].startswith(PROBLEM_JSON), (r.status_code, r.text)
+    problem: dict[str, Any] = r.json()
+    if status is not None:
+        assert problem["status"] == r.status_code == status, problem
+    assert problem["status"] == r.status_code
+    assert problem["type"] == PROBLEM_TYPE + problem["code"]
+    assert problem["title"], problem
+    assert problem["detail"], problem
+    assert problem["instance"] == r.request.url.path, problem
+    assert "http://" not in r.text, problem
+    assert "https://" not in r.text, problem
+    return problem
+
+
+def _param_value(schema: dict[str, Any]) -> str | None:
+    """A value the parameter's schema refuses, or None when any string passes."""
+    schema = next((s for s in schema.get("anyOf", []) if s.get("type") != "null"), schema)
+    if schema.get("type") in TYPED or "enum" in schema or schema.get("format") == "date-time":
+        return "not-a-valid-value"
+    if "maxLength" in schema:
+        return "x" * (schema["maxLength"] + 1)
+    if "minimum" in schema or "maximum" in schema:
+        return "-99999999999"
+    return None
+
+
+def _bad_requests(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(method, path, request kwargs, the failing location) for every operation that takes
+    input a schema can refuse: a body that is not what it declares, or a typed parameter."""
+    cases = []
+    for path, ops in doc["paths"].items():
+        url = re.sub(r"\{[^}]+\}", "x1", path)
+        for method, op in ops.items():
+            if "requestBody" in op:
+                cases.append((method, url, {"content": b"[1, 2]"}, "body"))
+                continue
+            for param in op.get("parameters", []):
+                bad = _param_value(param.get("schema", {}))
+                if bad is None or param["in"] not in ("query", "path"):
+                    continue
+                if param["in"] == "path":
+                    target = path.replace("{" + param["name"] + "}", bad)
+                    target = re.sub(r"\{[^}]+\}", "x1", target)
+                    cases.append((method, target, {}, f"path.{param['name']}"))
+                else:
+                    params = {param["name"]: bad}
+                    cases.append((method, url, {"params": params}, f"query.{param['name']}"))
+                break
+    return cases
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_every_route_answers_bad_input_with_a_problem_naming_the_field(
+    service: str,
+) -> None:
+    app = _app(service)
+    cases = _bad_requests(app.openapi())
+    assert cases, f"{service} has no route that takes input?"
+    headers = {"Authorization": f"Bearer {SERVICES[service][2]}"}
+    headers["Content-Type"] = "application/json"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
+        for method, url, kwargs, where in cases:
+            r = await http.request(method.upper(), url, headers=headers, **kwargs)
+            assert r.status_code in (400, 422), (service, method, url, r.status_code, r.text)
+            problem = assert_problem(r)
+            paths = [e["path"] for e in problem.get("errors") or []]
+            assert any(p.startswith(where) for p in paths), (service, method, url, problem)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_unknown_routes_wrong_methods_and_bad_keys_are_problems(service: str) -> None:
+    transport = httpx.ASGITransport(app=_app(service), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
+        assert_problem(await http.get("/no/such/route"), 404)
+        assert_problem(await http.delete("/healthz"), 405)
+        assert_problem(await http.get("/x?q=%00"), 400)
+        protected = "/admin/accounts" if service == "ingest" else None
+        if protected:
+            assert_problem(await http.get(protected), 401)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_openapi_describes_every_error_as_a_problem(service: str) -> None:
+    doc = _app(service).openapi()
+    assert "Problem" in doc["components"]["schemas"]
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            responses = op["responses"]
+            assert {"422", "500"} <= set(responses), (path, method)
+            for status, answer in responses.items():
+                if status[0] in "45":
+                    assert list(answer["content"]) == [PROBLEM_JSON], (path, method, status)
+
+
+def test_ingest_webhook_rejections_are_problems_on_the_fast_path() -> None:
+    """The raw fast path answers its own rejections in the same shape (tests/integration
+    test_ingest_webhook covers them over a real server; this is the body it builds)."""
+    body = problem_body(401, "bad_secret", "wrong secret", instance="/webhooks/telegram/demo")
+    assert list(body) == ["type", "title", "status", "detail", "instance", "code"]
+    assert body["title"] == "Unauthorized"
+
+
+class _Thing(BaseModel):
+    name: str
+    size: int
+
+
+def test_a_validation_error_becomes_errors_with_paths_and_no_links() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _Thing.model_validate({"size": "big"})
+    response = invalid(caught.value, "invalid_thing")
+    problem = json.loads(bytes(response.body))
+    assert response.status_code == 422
+    assert response.media_type == PROBLEM_JSON
+    assert problem["code"] == "invalid_thing"
+    assert [e["path"] for e in problem["errors"]] == ["body.name", "body.size"]
+    assert problem["detail"].startswith("body.name: Field required")
+    assert "pydantic.dev" not in response.body.decode()
+
+
+def test_extension_members_cannot_shadow_the_standard_ones() -> None:
+    with pytest.raises(ValueError, match="detail"):
+        error(422, "x", "message", detail="again")
+    assert json.loads(bytes(error(429, "slow", "wait", retry_after_s=3).body))["retry_after_s"] == 3
+
+
+def test_document_problems_leaves_success_answers_alone() -> None:
+    doc = {
+        "paths": {
+            "/a": {
+                "get": {
+                    "responses": {
+                        "200": {"description": "ok", "content": {"application/json": {}}},
+                        "404": {"description": "missing"},
+                    }
+                }
+            }
+        }
+    }
+    out = document_problems(doc)["paths"]["/a"]["get"]["responses"]
+    assert out["200"]["content"] == {"application/json": {}}
+    assert list(out["404"]["content"]) == [PROBLEM_JSON]
+    assert set(out) == {"200", "404", "422", "500"}
