@@ -100,7 +100,8 @@ Control API (``/_sandbox/mtproto/...``, JSON; ``{user}`` is an id, a phone or ``
 - ``GET|PUT /settings``: ``code_ttl``, ``keepalive``, ``idle_timeout``, ``flood_grace``,
   ``code_flood_limit``, ``code_flood_window``, ``max_code_attempts``.
 - ``POST /users`` ``{"phone", "first_name", "last_name", "username", "password", "lang_code",
-  "sessions": N}`` -> 201 ``{"user": U, "sessions": [{"session", "key_id"}]}``;
+  "code", "sessions": N}`` -> 201 ``{"user": U, "sessions": [{"session", "key_id"}]}``
+  (``code``: a fixed 5-digit login code for this user, instead of a random one per send);
   ``POST /users/bulk`` ``{"users": [...]}`` -> ``{"users": [...]}`` (same items);
   ``GET /users``; ``GET /users/{user}``; ``POST /users/{user}/sessions`` -> 201 a new
   pre-authorized ``{"session", "key_id"}``; ``POST /users/{user}/ban`` ``{"banned": true}``.

@@ -79,7 +79,8 @@ class LoginDesk:
         now = self.clock.time()
         record = CodeRecord(
             phone=digits,
-            code=f"{self.rng.randrange(100_000):05d}",
+            code=(user.login_code if user is not None and user.login_code else None)
+            or f"{self.rng.randrange(100_000):05d}",
             phone_code_hash=f"{self.rng.getrandbits(64):016x}",
             type="app" if has_app else "sms",
             sent_at=now,

@@ -138,6 +138,7 @@ class FakeUser:
     lang_code: str | None = None
     bot: bool = False
     banned: bool = False
+    login_code: str | None = None  # fixed "SMS" code for scripted logins (random when None)
     box: Box = field(default_factory=Box, repr=False)
 
     def to_wire(self, viewer: int | None = None) -> dict[str, Any]:
@@ -270,6 +271,7 @@ class World:
         password: str | None = None,
         lang_code: str | None = None,
         bot: bool = False,
+        login_code: str | None = None,
     ) -> FakeUser:
         try:
             digits = normalize_phone(phone)
@@ -286,7 +288,10 @@ class World:
             password=password or None,
             lang_code=lang_code,
             bot=bot,
+            login_code=login_code,
         )
+        if login_code is not None and not re.fullmatch(r"\d{5}", login_code):
+            raise ValueError("code must be 5 digits")
         user.username = self._claim_username(username, user)
         self.users[user.id] = user
         self.by_phone[digits] = user

@@ -16,7 +16,10 @@ Point a client at it::
 Control (besides everything under `/_sandbox/mtproto/`): `GET|POST
 /_sandbox/mtproto/wire/faults` `{"drop_updates": N, "stall": bool}` loses the next N pushed
 updates (a pts gap the client must repair with a difference) or holds every answer back;
-`POST /_sandbox/mtproto/wire/drop` aborts every TCP connection.
+`POST /_sandbox/mtproto/wire/drop` aborts every TCP connection; `POST
+/_sandbox/mtproto/wire/sessions` `{"user"}` -> 201 `{"session", "key_id"}` a signed-in
+StringSession that points at this server; `GET /_sandbox/mtproto/wire/server` is the same
+descriptor as `GET /mtproto/server`.
 """
 
 from switchboard.sandbox.mtproto_wire.config import WireConfig

@@ -95,10 +95,15 @@ async def get_full_user(call: WireCall, request: Any) -> types.users.UserFull:
     return types.users.UserFull(full_user=full, chats=[], users=[user_tl(user, viewer)])
 
 
-@handles(functions.auth.SendCodeRequest)
+@handles(functions.auth.SendCodeRequest, functions.auth.ResendCodeRequest)
 async def send_code(call: WireCall, request: Any) -> types.auth.SentCode:
+    """A new code (and hash) for the phone; resending needs the current hash."""
     call.base.key.check_alive()
     provider = call.provider
+    if isinstance(request, functions.auth.ResendCodeRequest):
+        current = provider.login.latest(request.phone_number)
+        if current is None or current.phone_code_hash != request.phone_code_hash:
+            raise RpcError("PHONE_CODE_EXPIRED")
     sent = provider.login.send_code(provider.world, provider.keys, request.phone_number)
     kind: Any = (
         types.auth.SentCodeTypeApp(length=CODE_LENGTH)

@@ -140,6 +140,13 @@ class WireServer:
         """A StringSession for `raw` that points at this server."""
         return encode_session(raw, dc_id=self.dc_id, address=self.host, port=self.port)
 
+    def issue_session(self, user: FakeUser) -> dict[str, str]:
+        """A new signed-in key of `user` as a StringSession pointing at this server (what a
+        test that skips the login hands to Telethon)."""
+        auth = self.provider.new_session(user)
+        raw = decode_session(auth.session)[3]
+        return {"session": self.session_string(raw), "key_id": auth.key_id}
+
     def register_key(self, new: NewKey) -> tuple[bytes, AuthKey]:
         """Record a key from a key exchange (both byte forms of it, see `NewKey`)."""
         keys = self.provider.keys
