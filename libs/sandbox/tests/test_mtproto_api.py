@@ -369,7 +369,8 @@ async def test_live_updates_reach_connected_members(env: Env) -> None:
         "POST", "/messages/delete", peer=str(-chat["id"]), ids=[1], user=str(alice_id)
     )
     gone = (await bob.next())["update"]
-    assert gone["ids"] == [1] and gone["peer"] is None  # no peer outside channels
+    assert gone["ids"] == [1]
+    assert gone["peer"] is None
 
     with pytest.raises(TimeoutError):
         await outsider.next(timeout=0.3)

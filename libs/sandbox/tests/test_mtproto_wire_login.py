@@ -25,7 +25,8 @@ async def test_a_fresh_client_connects_and_is_not_signed_in(wire: WireEnv) -> No
     with pytest.raises(errors.AuthKeyUnregisteredError):
         await client(functions.updates.GetStateRequest())
     log = wire.sandbox.mtproto.connection_log()
-    assert log["active"] == 1 and log["duplicates"] == 0
+    assert log["active"] == 1
+    assert log["duplicates"] == 0
 
 
 async def test_login_with_a_code(wire: WireEnv) -> None:
@@ -34,7 +35,8 @@ async def test_login_with_a_code(wire: WireEnv) -> None:
     await asyncio.wait_for(client.connect(), WAIT)
     sent = await client.send_code_request(PHONE)
     record = wire.sandbox.mtproto.code(PHONE)
-    assert record is not None and sent.phone_code_hash == record.phone_code_hash
+    assert record is not None
+    assert sent.phone_code_hash == record.phone_code_hash
     signed = await client.sign_in(PHONE, record.code, phone_code_hash=sent.phone_code_hash)
     assert signed.id == user.id
     me = await client.get_me()
@@ -101,7 +103,8 @@ async def test_a_saved_string_session_signs_in_a_new_client(wire: WireEnv) -> No
     await asyncio.wait_for(second.connect(), WAIT)
     assert (await second.get_me()).id == user.id
     log = wire.sandbox.mtproto.connection_log(user=user)
-    assert log["duplicates"] == 0 and log["max_concurrent"] == 1
+    assert log["duplicates"] == 0
+    assert log["max_concurrent"] == 1
 
 
 async def test_one_key_on_two_connections_is_auth_key_duplicated(wire: WireEnv) -> None:
