@@ -137,7 +137,9 @@ async def get_channel_messages(call: WireCall, request: Any) -> types.messages.C
     for message_id in _message_ids(request.id):
         found = world.render(viewer, channel.box, message_id)
         messages.append(
-            types.MessageEmpty(id=message_id) if found is None else entities.messages([found])[0]
+            types.MessageEmpty(id=message_id, peer_id=peer_tl(channel))
+            if found is None
+            else entities.messages([found])[0]
         )
     return types.messages.ChannelMessages(
         pts=channel.box.pts,
@@ -158,7 +160,9 @@ async def get_messages(call: WireCall, request: Any) -> types.messages.Messages:
     for message_id in _message_ids(request.id):
         found = world.render(viewer, viewer.box, message_id)
         messages.append(
-            types.MessageEmpty(id=message_id) if found is None else entities.messages([found])[0]
+            types.MessageEmpty(id=message_id, peer_id=None)  # Telethon's patched class needs it
+            if found is None
+            else entities.messages([found])[0]
         )
     return types.messages.Messages(
         messages=messages, topics=[], chats=entities.chats, users=entities.users
