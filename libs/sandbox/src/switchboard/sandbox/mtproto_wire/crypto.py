@@ -46,13 +46,20 @@ class ServerKey:
 
     n: int
     e: int
-    d: int
+    p: int
+    q: int
+    dp: int  # d mod (p - 1), d mod (q - 1) and q^-1 mod p: decryption by the CRT,
+    dq: int  # about 3x faster than one 2048-bit exponentiation
+    qinv: int
 
     @classmethod
     def generate(cls) -> ServerKey:
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         numbers = private.private_numbers()
-        return cls(numbers.public_numbers.n, numbers.public_numbers.e, numbers.d)
+        public = numbers.public_numbers
+        return cls(
+            public.n, public.e, numbers.p, numbers.q, numbers.dmp1, numbers.dmq1, numbers.iqmp
+        )
 
     @property
     def fingerprint(self) -> int:
@@ -70,7 +77,9 @@ class ServerKey:
 
     def decrypt_raw(self, block: bytes) -> bytes:
         """Textbook RSA decryption of a 256-byte block (the old, unpadded client scheme)."""
-        value = pow(int.from_bytes(block, "big"), self.d, self.n)
+        c = int.from_bytes(block, "big")
+        m_p, m_q = pow(c, self.dp, self.p), pow(c, self.dq, self.q)
+        value = m_q + self.q * (self.qinv * (m_p - m_q) % self.p)
         return value.to_bytes(256, "big")
 
 
