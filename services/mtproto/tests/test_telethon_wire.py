@@ -233,3 +233,26 @@ async def test_a_revoked_session_is_not_authorized(wire: Wire) -> None:
     assert await client.is_authorized() is False
     with pytest.raises(AuthKeyUnregisteredError):
         await client.get_me()
+
+
+async def test_one_client_connects_again_after_a_disconnect(wire: Wire) -> None:
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    channel = mtproto.add_channel("News", "news_wire", members=[reader])
+    client = wire.client(wire.session_of(reader))
+    await client.connect()
+    await client.connect()  # already connected: nothing happens
+    await client.disconnect()
+    await client.connect()  # the same client object, as the gateway reuses it
+    await client.resolve_peer("news_wire")
+    updates = client.updates()
+    mtproto.post(channel, "after the reconnect")
+    update = await next_update(updates)
+    assert isinstance(update, NewMessage)
+    assert update.message.text == "after the reconnect"
+    assert wire.sandbox.mtproto_wire.drop_all() == 1
+    with pytest.raises(DisconnectedError):
+        await next_update(updates)
+    log = mtproto.connection_log(user=reader)
+    assert log["duplicates"] == 0
+    assert log["keys"][0]["connects"] == 2
