@@ -161,3 +161,15 @@ def test_server_key_fingerprint_matches_telethons() -> None:
     key = ServerKey.generate()
     rsa.add_key(key.public_pem(), old=False)
     assert rsa.encrypt(key.fingerprint, b"data") is not None
+
+
+def test_a_server_on_every_interface_advertises_the_host_the_client_used() -> None:
+    from switchboard.sandbox import Sandbox, SandboxConfig
+    from switchboard.sandbox.mtproto_wire import WireConfig
+
+    config = SandboxConfig(mtproto_wire=WireConfig(host="0.0.0.0", port=9999))
+    wire = Sandbox(config).mtproto_wire
+    assert wire.descriptor("sandbox.internal")["host"] == "sandbox.internal"
+    assert Sandbox().mtproto_wire.descriptor("elsewhere")["host"] == "127.0.0.1"
+    with pytest.raises(ValueError, match="unknown mtproto_wire"):
+        WireConfig.from_dict({"prot": 1})

@@ -145,7 +145,7 @@ class Sandbox:
         """The wire-level MTProto server's descriptor (host, port, dc_id, RSA key)."""
         if not self.mtproto_wire.running:
             return JSONResponse({"error": "MTPROTO_WIRE_NOT_RUNNING", "code": 503}, status_code=503)
-        return JSONResponse(self.mtproto_wire.descriptor())
+        return JSONResponse(self.mtproto_wire.descriptor(request.url.hostname))
 
     def provider_app(self, name: str) -> Starlette:
         """One provider served at root (its real paths), plus `/_sandbox` control."""

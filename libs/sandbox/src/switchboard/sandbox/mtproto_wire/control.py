@@ -19,7 +19,7 @@ def wire_control_routes(server: WireServer) -> list[BaseRoute]:
     async def descriptor(request: Request) -> Response:
         if not server.running:
             return error_json(ControlError("the MTProto wire server is not running", 503))
-        return JSONResponse(server.descriptor())
+        return JSONResponse(server.descriptor(request.url.hostname))
 
     async def faults(request: Request) -> Response:
         if request.method == "POST":

@@ -124,10 +124,16 @@ class WireServer:
             else:
                 wire.stalled.set()
 
-    def descriptor(self) -> dict[str, Any]:
-        """What a client needs to connect: address, DC and the RSA key to trust."""
+    def descriptor(self, seen_as: str | None = None) -> dict[str, Any]:
+        """What a client needs to connect: address, DC and the RSA key to trust.
+
+        A server bound to every interface advertises the host the client reached the
+        sandbox by (`seen_as`), which is what it can reach this server by too."""
+        host = self.host
+        if host in ("0.0.0.0", "::", "") and seen_as:
+            host = seen_as
         return {
-            "host": self.host,
+            "host": host,
             "port": self.port,
             "dc_id": self.dc_id,
             "rsa_public_key": self.key.public_pem(),
