@@ -76,6 +76,7 @@ class WireConnection:
         self.session_id: int | None = None
         self.seq = ServerSequence()
         self.outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        self.pending_acks: list[int] = []  # content messages received, acked with the next write
         self.tasks: set[asyncio.Task[None]] = set()
         self.stalled = asyncio.Event()  # cleared while the fault "stall" holds every answer
         if not server.faults.stalled:
@@ -92,6 +93,8 @@ class WireConnection:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, FramingError) as exc:
             log.debug("connection ended: %r", exc)
+        except Exception:  # garbage from a client ends its connection, never the server
+            log.exception("dropping a connection after an unreadable message")
         finally:
             await self._close(writer_task)
 
@@ -207,6 +210,7 @@ class WireConnection:
         elif isinstance(obj, DestroySessionRequest):
             self._queue(bytes(DestroySessionOk(obj.session_id)), response=True)
         elif isinstance(obj, TLRequest):
+            self.pending_acks.append(msg_id)
             self._spawn(self._call(msg_id, obj))
         else:
             log.info("ignoring a %s from the client", type(obj).__name__)
@@ -254,6 +258,10 @@ class WireConnection:
                 batch.append(nxt)
             if self.key is None or self.session_id is None:
                 continue
+            if self.pending_acks:  # acks ride along, so most answers go out in a container
+                ack = bytes(MsgsAck(self.pending_acks[:8192]))
+                del self.pending_acks[:8192]
+                batch.insert(0, Outgoing(ack, content_related=False, is_response=False))
             plain = struct.pack("<qq", self.server.salt, self.session_id) + pack_messages(
                 self.seq, batch
             )
