@@ -4,6 +4,7 @@ live posts, edits and deletions as events, flood waits, pts gaps, sends and dial
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import pytest
@@ -200,3 +201,43 @@ async def test_a_dropped_connection_reconnects_by_itself(wire: WireEnv) -> None:
     log = wire.sandbox.mtproto.connection_log(user=reader)
     assert log["duplicates"] == 0
     assert log["keys"][0]["connects"] == 2
+
+
+async def test_a_gap_in_private_messages_is_filled_from_get_difference(wire: WireEnv) -> None:
+    mtproto = wire.sandbox.mtproto
+    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
+    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
+    b = await wire.signed_in(bob)
+    async with collecting(b, events.NewMessage(incoming=True)) as (inbox, arrived):
+        mtproto.post(bob, "one", sender=alice)
+        await arrived(1)
+        wire.sandbox.mtproto_wire.faults.drop_updates = 1
+        mtproto.post(bob, "two (lost)", sender=alice)
+        mtproto.post(bob, "three", sender=alice)
+        await arrived(3)
+    assert sorted(m.text for m in inbox) == ["one", "three", "two (lost)"]
+    assert mtproto.stats()["calls"].get("updates.getDifference", 0) >= 1
+
+
+async def test_an_uploaded_photo_is_sent_as_a_photo(wire: WireEnv) -> None:
+    mtproto = wire.sandbox.mtproto
+    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
+    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
+    a = await wire.signed_in(alice)
+    b = await wire.signed_in(bob)
+    png = (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06"
+        b"\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01"
+        b"\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82"
+    )
+    async with collecting(b, events.NewMessage(incoming=True)) as (inbox, arrived):
+        photo = io.BytesIO(png)
+        photo.name = "dot.png"  # Telethon tells a photo by its file name
+        await a.send_file("bob_wire", photo, caption="a dot")
+        await a.send_file("bob_wire", b"%PDF-1.4 tiny", caption="a doc", force_document=True)
+        await arrived(2)
+    assert inbox[0].text == "a dot"
+    assert isinstance(inbox[0].media, types.MessageMediaPhoto)
+    assert inbox[1].text == "a doc"
+    assert isinstance(inbox[1].media, types.MessageMediaDocument)
+    assert [m["media"]["kind"] for m in mtproto.messages(alice, user=bob)] == ["photo", "document"]

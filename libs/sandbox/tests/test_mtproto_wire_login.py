@@ -4,6 +4,7 @@ a code and with 2FA, the login errors, sessions saved and reused, revoked and du
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 from telethon import errors
@@ -157,3 +158,18 @@ async def test_an_unknown_auth_key_makes_the_client_start_over(wire: WireEnv) ->
     # bug ("AST constructor recursion depth mismatch") in a later ast.parse.
     with pytest.raises(errors.AuthKeyNotFound):
         await stale.disconnected
+
+
+async def test_garbage_on_one_connection_closes_only_that_connection(wire: WireEnv) -> None:
+    from switchboard.sandbox.mtproto_wire.framing import FullCodec
+
+    descriptor = wire.descriptor
+    reader, writer = await asyncio.open_connection(descriptor["host"], descriptor["port"])
+    plain = struct.pack("<qqi", 0, 1, 8) + b"\xde\xad\xbe\xef" * 2  # an unknown constructor
+    writer.write(FullCodec().encode(plain))
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), WAIT) == b""  # the server hung up
+    writer.close()
+    client = wire.client()
+    await asyncio.wait_for(client.connect(), WAIT)
+    assert await client.is_user_authorized() is False
