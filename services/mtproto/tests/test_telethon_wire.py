@@ -256,3 +256,67 @@ async def test_one_client_connects_again_after_a_disconnect(wire: Wire) -> None:
     log = mtproto.connection_log(user=reader)
     assert log["duplicates"] == 0
     assert log["keys"][0]["connects"] == 2
+
+
+async def test_media_of_every_kind_maps_from_the_wire(wire: Wire) -> None:
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    channel = mtproto.add_channel("News", "news_wire", members=[reader])
+    seeded = [
+        {"kind": "photo", "file_id": "p1", "width": 640, "height": 480, "file_size": 1000},
+        {
+            "kind": "video",
+            "file_id": "v1",
+            "width": 1280,
+            "height": 720,
+            "duration": 12,
+            "mime_type": "video/mp4",
+            "file_size": 5000,
+        },
+        {"kind": "voice", "file_id": "o1", "duration": 3, "mime_type": "audio/ogg"},
+        {"kind": "audio", "file_id": "a1", "duration": 200, "mime_type": "audio/mpeg"},
+        {
+            "kind": "document",
+            "file_id": "d1",
+            "file_name": "report.pdf",
+            "mime_type": "application/pdf",
+            "file_size": 2048,
+        },
+        {"kind": "animation", "file_id": "g1", "mime_type": "video/mp4"},
+        {"kind": "sticker", "file_id": "s1", "mime_type": "image/webp"},
+        {"kind": "location", "latitude": 52.52, "longitude": 13.405},
+        {"kind": "contact", "phone": "15550009999", "first_name": "Cat", "last_name": "Lee"},
+    ]
+    for media in seeded:
+        mtproto.post(channel, "", media=media)
+    client = wire.client(wire.session_of(reader))
+    await client.connect()
+    peer = await client.resolve_peer("news_wire")
+    history = list(reversed(await client.get_history(peer)))
+    mapped = [m.media for m in history]
+    assert [m.kind if m else None for m in mapped] == [m["kind"] for m in seeded]
+    photo, video, voice, audio, document, _, _, location, contact = mapped
+    assert photo is not None
+    assert (photo.width, photo.height, photo.file_size) == (640, 480, 1000)
+    assert video is not None
+    assert (video.width, video.height, video.duration, video.mime_type) == (
+        1280,
+        720,
+        12,
+        "video/mp4",
+    )
+    assert voice is not None
+    assert voice.duration == 3
+    assert audio is not None
+    assert audio.duration == 200
+    assert document is not None
+    assert (document.file_name, document.mime_type, document.file_size) == (
+        "report.pdf",
+        "application/pdf",
+        2048,
+    )
+    assert location is not None
+    assert (location.latitude, location.longitude) == (52.52, 13.405)
+    assert contact is not None
+    assert (contact.phone, contact.first_name, contact.last_name) == ("15550009999", "Cat", "Lee")
+    assert all(m is not None and m.file_id for m in mapped[:7])  # stable references

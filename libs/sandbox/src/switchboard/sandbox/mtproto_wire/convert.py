@@ -6,6 +6,7 @@ the constructors Telegram sends, so both fakes share one model of who sees what.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -90,7 +91,9 @@ def _media_tl(media: dict[str, Any] | None, date: datetime | None) -> Any:
     if not media:
         return None
     kind = media.get("kind")
-    ident = abs(hash(media.get("file_id") or repr(sorted(media.items())))) % (2**62)
+    # Stable across processes (Python's str hash is not), as Telegram's file ids are.
+    seed = str(media.get("file_id") or sorted(media.items())).encode()
+    ident = int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") >> 2
     if kind == "location":
         point = types.GeoPoint(
             long=float(media.get("longitude") or 0.0),
