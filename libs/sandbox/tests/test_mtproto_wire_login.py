@@ -173,3 +173,14 @@ async def test_garbage_on_one_connection_closes_only_that_connection(wire: WireE
     client = wire.client()
     await asyncio.wait_for(client.connect(), WAIT)
     assert await client.is_user_authorized() is False
+
+
+async def test_a_client_with_a_wrong_clock_is_corrected_by_bad_msg_notification(
+    wire: WireEnv,
+) -> None:
+    user, _ = wire.sandbox.mtproto.add_user(PHONE)
+    client = wire.client(wire.sandbox.mtproto_wire.issue_session(user)["session"])
+    client._sender._state.time_offset = -3600  # the client's clock runs an hour late
+    await asyncio.wait_for(client.connect(), WAIT)  # refused (16), corrected, resent
+    assert (await client.get_me()).id == user.id
+    assert abs(client._sender._state.time_offset) < 60

@@ -173,3 +173,13 @@ def test_a_server_on_every_interface_advertises_the_host_the_client_used() -> No
     assert Sandbox().mtproto_wire.descriptor("elsewhere")["host"] == "127.0.0.1"
     with pytest.raises(ValueError, match="unknown mtproto_wire"):
         WireConfig.from_dict({"prot": 1})
+
+
+def test_client_msg_ids_are_checked_like_telegram_does() -> None:
+    from switchboard.sandbox.mtproto_wire.connection import msg_id_error
+
+    now = 1_700_000_000
+    assert msg_id_error(now << 32, now) is None
+    assert msg_id_error((now << 32) + 1, now) == 18
+    assert msg_id_error((now - 301) << 32, now) == 16
+    assert msg_id_error((now + 31) << 32, now) == 17

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from telethon.extensions import BinaryReader
@@ -25,6 +26,7 @@ from telethon.tl.functions import (
 )
 from telethon.tl.tlobject import TLObject, TLRequest
 from telethon.tl.types import (
+    BadMsgNotification,
     BadServerSalt,
     DestroySessionOk,
     MsgsAck,
@@ -56,6 +58,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _SETTLE_TURNS = 20  # loop turns a close the server already received needs to be processed
 _BAD_SALT = 48
+
+
+MSG_TOO_OLD, MSG_TOO_NEW, MSG_ID_NOT_MULTIPLE_OF_4 = 16, 17, 18
+
+
+def msg_id_error(msg_id: int, now: float) -> int | None:
+    """The bad_msg_notification code for a client msg_id, as Telegram checks it: a
+    multiple of 4, at most 300 s old and 30 s ahead of the server's clock."""
+    if msg_id % 4:
+        return MSG_ID_NOT_MULTIPLE_OF_4
+    sent = msg_id >> 32
+    if sent < now - 300:
+        return MSG_TOO_OLD
+    if sent > now + 30:
+        return MSG_TOO_NEW
+    return None
 
 
 class WireConnection:
@@ -150,9 +168,15 @@ class WireConnection:
                 ),
                 response=False,
             )
+        bad = msg_id_error(msg_id, time.time())
+        if bad is not None:  # the client fixes its clock from this message's own msg_id
+            self._queue(bytes(BadMsgNotification(msg_id, seq_no, bad)), response=True, alone=True)
+            return True
         if salt != self.server.salt:
             self._queue(
-                bytes(BadServerSalt(msg_id, seq_no, _BAD_SALT, self.server.salt)), response=True
+                bytes(BadServerSalt(msg_id, seq_no, _BAD_SALT, self.server.salt)),
+                response=True,
+                alone=True,
             )
             return True
         with BinaryReader(body) as reader:
@@ -234,8 +258,12 @@ class WireConnection:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _queue(self, body: bytes, *, response: bool, content: bool = True) -> None:
-        self.outbox.put_nowait(Outgoing(body, content_related=content, is_response=response))
+    def _queue(
+        self, body: bytes, *, response: bool, content: bool = True, alone: bool = False
+    ) -> None:
+        self.outbox.put_nowait(
+            Outgoing(body, content_related=content, is_response=response, alone=alone)
+        )
 
     def push(self, body: bytes) -> None:
         """Queue a server-initiated message (an update)."""
@@ -258,16 +286,25 @@ class WireConnection:
                 batch.append(nxt)
             if self.key is None or self.session_id is None:
                 continue
+            for single in [b for b in batch if b.alone]:
+                self._send_encrypted([single])
+            batch = [b for b in batch if not b.alone]
             if self.pending_acks:  # acks ride along, so most answers go out in a container
                 ack = bytes(MsgsAck(self.pending_acks[:8192]))
                 del self.pending_acks[:8192]
                 batch.insert(0, Outgoing(ack, content_related=False, is_response=False))
-            plain = struct.pack("<qq", self.server.salt, self.session_id) + pack_messages(
-                self.seq, batch
-            )
-            self._send_raw(encrypt_to_client(self.key, plain))
+            if batch:
+                self._send_encrypted(batch)
             with contextlib.suppress(ConnectionError):
                 await self.writer.drain()
+
+    def _send_encrypted(self, batch: list[Outgoing]) -> None:
+        assert self.key is not None
+        assert self.session_id is not None
+        plain = struct.pack("<qq", self.server.salt, self.session_id) + pack_messages(
+            self.seq, batch
+        )
+        self._send_raw(encrypt_to_client(self.key, plain))
 
     async def _pump_updates(self, conn: Connection) -> None:
         """Turn the world's updates for this connection into pushed TL updates."""

@@ -45,6 +45,9 @@ class Outgoing:
     body: bytes
     content_related: bool = True
     is_response: bool = True
+    # Sent on its own, never in a container: a client with a wrong clock accepts only a
+    # top-level bad_msg_notification / bad_server_salt (it drops "too new" containers).
+    alone: bool = False
 
 
 class ServerSequence:
