@@ -241,3 +241,19 @@ async def test_an_uploaded_photo_is_sent_as_a_photo(wire: WireEnv) -> None:
     assert inbox[1].text == "a doc"
     assert isinstance(inbox[1].media, types.MessageMediaDocument)
     assert [m["media"]["kind"] for m in mtproto.messages(alice, user=bob)] == ["photo", "document"]
+
+
+async def test_dialogs_come_in_pages_until_every_chat_is_listed(wire: WireEnv) -> None:
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    expected = set()
+    for n in range(130):  # more than one page of 100
+        channel = mtproto.add_channel(f"Channel {n}", None, members=[reader])
+        mtproto.post(channel, f"hello {n}", date=1_700_000_000 + n // 3, notify=False)
+        expected.add(channel.id)
+    client = await wire.signed_in(reader)
+    dialogs = await client.get_dialogs(limit=None)
+    assert [d.entity.id for d in dialogs][:2] == [max(expected), max(expected) - 1]
+    assert {d.entity.id for d in dialogs} == expected
+    assert len(dialogs) == 130
+    assert dialogs.total == 130

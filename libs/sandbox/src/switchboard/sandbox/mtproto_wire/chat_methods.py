@@ -169,29 +169,56 @@ async def get_messages(call: WireCall, request: Any) -> types.messages.Messages:
     )
 
 
+def _dialog_offset(call: WireCall, viewer: FakeUser, request: Any) -> tuple[int, int, int] | None:
+    """The (date, top message id, peer id) a dialogs page continues below, if any."""
+    # On the wire "no date" is 0, which Telethon reads back as the epoch, not None.
+    stamp = int(request.offset_date.timestamp()) if request.offset_date else 0
+    if not stamp and not request.offset_id:
+        return None
+    date = stamp or 2**62
+    peer_id = 0
+    if request.offset_peer is not None and not isinstance(
+        request.offset_peer, types.InputPeerEmpty
+    ):
+        try:
+            peer_id = resolve_input(call.provider.world, viewer, request.offset_peer).id
+        except RpcError:
+            peer_id = 0
+    return date, int(request.offset_id or 0), peer_id
+
+
 @handles(functions.messages.GetDialogsRequest)
-async def get_dialogs(call: WireCall, request: Any) -> types.messages.Dialogs:
-    """Every chat the account is in or has messages with, newest activity first."""
+async def get_dialogs(call: WireCall, request: Any) -> Any:
+    """Every chat the account is in or has messages with, newest activity first, in pages
+    (offset_date / offset_id / offset_peer continue below the last dialog of a page)."""
     viewer = call.base.viewer()
     world = call.provider.world
     entities = Entities(world, viewer)
-    rows: list[tuple[int, Peer, Any, int]] = []  # (date, peer, top message, pts)
+    rows: list[tuple[tuple[int, int, int], Peer, Any, int]] = []  # (key, peer, top, pts)
     for group in world.groups.values():
         if viewer.id not in group.members:
             continue
         box, key = world.box_of(viewer, group)
         ids = box.by_peer.get(key, [])
         top = world.render(viewer, box, ids[-1]) if ids else None
-        rows.append((top["date"] if top else 0, group, top, box.pts))
+        order = (top["date"], top["id"], group.id) if top else (0, 0, group.id)
+        rows.append((order, group, top, box.pts if group.is_channel else 0))
     for (kind, ident), ids in viewer.box.by_peer.items():
         if kind != "user" or not ids or ident not in world.users:
             continue
         top = world.render(viewer, viewer.box, ids[-1])
-        rows.append((top["date"] if top else 0, world.users[ident], top, 0))
+        order = (top["date"], top["id"], ident) if top else (0, 0, ident)
+        rows.append((order, world.users[ident], top, 0))
     rows.sort(key=lambda row: row[0], reverse=True)
+    total = len(rows)
+    below = _dialog_offset(call, viewer, request)
+    if below is not None:
+        rows = [row for row in rows if row[0] < below]
+    limit = max(1, min(request.limit or 100, 100))
+    page, more = rows[:limit], len(rows) > limit
     dialogs: list[Any] = []
     messages: list[Any] = []
-    for _, peer, top, pts in rows[: max(1, request.limit or 100)]:
+    for _, peer, top, pts in page:
         entities.add(peer)
         if top is not None:
             messages.extend(entities.messages([top]))
@@ -209,6 +236,14 @@ async def get_dialogs(call: WireCall, request: Any) -> types.messages.Dialogs:
                 notify_settings=types.PeerNotifySettings(),
                 pts=pts if channel else None,
             )
+        )
+    if more or below is not None:
+        return types.messages.DialogsSlice(
+            count=total,
+            dialogs=dialogs,
+            messages=messages,
+            chats=entities.chats,
+            users=entities.users,
         )
     return types.messages.Dialogs(
         dialogs=dialogs, messages=messages, chats=entities.chats, users=entities.users
