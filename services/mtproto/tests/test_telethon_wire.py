@@ -58,10 +58,7 @@ class Wire:
 async def wire() -> AsyncIterator[Wire]:
     sandbox = Sandbox()
     await sandbox.mtproto_wire.start()
-    descriptor = sandbox.mtproto_wire.descriptor()
-    center = DataCenter(
-        descriptor["dc_id"], descriptor["host"], descriptor["port"], descriptor["rsa_public_key"]
-    )
+    center = DataCenter.from_descriptor(sandbox.mtproto_wire.descriptor())
     env = Wire(sandbox, TelethonAdapter(timeout=WAIT, data_center=center), [])
     try:
         yield env
@@ -320,3 +317,8 @@ async def test_media_of_every_kind_maps_from_the_wire(wire: Wire) -> None:
     assert contact is not None
     assert (contact.phone, contact.first_name, contact.last_name) == ("15550009999", "Cat", "Lee")
     assert all(m is not None and m.file_id for m in mapped[:7])  # stable references
+
+
+def test_a_data_center_needs_a_whole_descriptor() -> None:
+    with pytest.raises(ValueError, match="descriptor"):
+        DataCenter.from_descriptor({"host": "127.0.0.1", "port": 1})

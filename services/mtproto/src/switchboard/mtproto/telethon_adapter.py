@@ -415,6 +415,19 @@ class DataCenter:
     port: int
     rsa_public_key: str | None = None
 
+    @classmethod
+    def from_descriptor(cls, data: Mapping[str, Any]) -> DataCenter:
+        """From the sandbox's ``GET /mtproto/server`` answer (ValueError if incomplete)."""
+        try:
+            return cls(
+                int(data["dc_id"]),
+                str(data["host"]),
+                int(data["port"]),
+                str(data["rsa_public_key"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an MTProto server descriptor: {exc}") from exc
+
 
 def build_client(
     config: SessionConfig, *, request_retries: int = 2, data_center: DataCenter | None = None
