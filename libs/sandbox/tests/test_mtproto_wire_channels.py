@@ -235,12 +235,17 @@ async def test_an_uploaded_photo_is_sent_as_a_photo(wire: WireEnv) -> None:
         photo.name = "dot.png"  # Telethon tells a photo by its file name
         await a.send_file("bob_wire", photo, caption="a dot")
         await a.send_file("bob_wire", b"%PDF-1.4 tiny", caption="a doc", force_document=True)
-        await arrived(2)
+        voice = io.BytesIO(b"OggS fake voice")
+        voice.name = "note.ogg"
+        await a.send_file("bob_wire", voice, voice_note=True)
+        await arrived(3)
     assert inbox[0].text == "a dot"
     assert isinstance(inbox[0].media, types.MessageMediaPhoto)
     assert inbox[1].text == "a doc"
     assert isinstance(inbox[1].media, types.MessageMediaDocument)
-    assert [m["media"]["kind"] for m in mtproto.messages(alice, user=bob)] == ["photo", "document"]
+    assert inbox[2].voice is not None
+    kinds = [m["media"]["kind"] for m in mtproto.messages(alice, user=bob)]
+    assert kinds == ["photo", "document", "voice"]
 
 
 async def test_dialogs_come_in_pages_until_every_chat_is_listed(wire: WireEnv) -> None:

@@ -12,7 +12,7 @@ from telethon.tl import functions, types
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.methods import MAX_HISTORY, parse_ref
 from switchboard.sandbox.mtproto.world import FakeGroup, FakeUser, Peer
-from switchboard.sandbox.mtproto_wire.convert import Entities, group_tl, message_tl, peer_tl, when
+from switchboard.sandbox.mtproto_wire.convert import Entities, group_tl, peer_tl, when
 from switchboard.sandbox.mtproto_wire.peers import resolve_channel, resolve_input
 from switchboard.sandbox.mtproto_wire.rpc import WireCall, handles
 
@@ -267,14 +267,16 @@ def _media_of(media: Any) -> dict[str, Any]:
             "first_name": media.first_name,
             "last_name": media.last_name,
         }
-    if isinstance(media, types.InputMediaUploadedPhoto | types.InputMediaPhoto):
-        return (
-            {"kind": "photo", "file_id": str(getattr(media.file, "id", "") or "")}
-            if hasattr(media, "file")
-            else {"kind": "photo"}
-        )
+    if isinstance(media, types.InputMediaUploadedPhoto):
+        return {"kind": "photo", "file_id": f"upload:{media.file.id}"}
+    if isinstance(media, types.InputMediaPhoto):
+        return {"kind": "photo", "file_id": f"photo:{getattr(media.id, 'id', 0)}"}
     if isinstance(media, types.InputMediaUploadedDocument):
-        out: dict[str, Any] = {"kind": "document", "mime_type": media.mime_type}
+        out: dict[str, Any] = {
+            "kind": "document",
+            "mime_type": media.mime_type,
+            "file_id": f"upload:{media.file.id}",
+        }
         for attribute in media.attributes:
             if isinstance(attribute, types.DocumentAttributeAudio):
                 out["kind"] = "voice" if attribute.voice else "audio"
@@ -284,6 +286,11 @@ def _media_of(media: Any) -> dict[str, Any]:
                 out["duration"] = attribute.duration
             elif isinstance(attribute, types.DocumentAttributeFilename):
                 out["file_name"] = attribute.file_name
+        kinds = {type(a) for a in media.attributes}
+        if types.DocumentAttributeAnimated in kinds:  # a GIF is a video *and* animated
+            out["kind"] = "animation"
+        if types.DocumentAttributeSticker in kinds:
+            out["kind"] = "sticker"
         return out
     if isinstance(media, types.InputMediaDocument):
         return {"kind": "document"}
@@ -419,6 +426,3 @@ async def get_channel_difference(call: WireCall, request: Any) -> Any:
     channel = resolve_channel(world, viewer, request.channel)
     world.can_read(viewer, channel)
     return call.server.updates.channel_difference(viewer, channel, request.pts)
-
-
-__all__ = ["message_tl"]
