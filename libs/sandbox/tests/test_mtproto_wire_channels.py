@@ -262,3 +262,26 @@ async def test_dialogs_come_in_pages_until_every_chat_is_listed(wire: WireEnv) -
     assert {d.entity.id for d in dialogs} == expected
     assert len(dialogs) == 130
     assert dialogs.total == 130
+
+
+async def test_basic_group_messages_and_deletions_reach_every_member(wire: WireEnv) -> None:
+    mtproto = wire.sandbox.mtproto
+    alice, _ = mtproto.add_user("15550006666", first_name="Alice")
+    bob, _ = mtproto.add_user("15550007777", first_name="Bob")
+    chat = mtproto.add_chat("Basic", [alice, bob])
+    b = await wire.signed_in(bob)
+    async with (
+        collecting(b, events.NewMessage(incoming=True)) as (inbox, arrived),
+        collecting(b, events.MessageDeleted()) as (gone, deleted),
+    ):
+        posted = mtproto.post(-chat.id, "hi all", sender=alice)
+        await arrived(1)
+        bob_id = posted["ids"][str(bob.id)]
+        mtproto.delete(-chat.id, [bob_id], user=bob)
+        await deleted(1)
+    assert (inbox[0].chat_id, inbox[0].sender_id, inbox[0].text) == (-chat.id, alice.id, "hi all")
+    assert isinstance(inbox[0].chat, types.Chat)
+    assert gone[0].deleted_ids == [bob_id]
+    assert gone[0].chat_id is None  # outside channels a deletion names no chat
+    history = [m.text async for m in b.iter_messages(-chat.id)]
+    assert history == []
