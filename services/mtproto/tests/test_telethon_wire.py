@@ -322,3 +322,25 @@ async def test_media_of_every_kind_maps_from_the_wire(wire: Wire) -> None:
 def test_a_data_center_needs_a_whole_descriptor() -> None:
     with pytest.raises(ValueError, match="descriptor"):
         DataCenter.from_descriptor({"host": "127.0.0.1", "port": 1})
+
+
+async def test_private_messages_name_their_sender_and_replies(wire: Wire) -> None:
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    friend, _ = mtproto.add_user("15550004444", first_name="Fred", username="friend_wire")
+    client = wire.client(wire.session_of(reader))
+    await client.connect()
+    buddy = await client.resolve_peer("friend_wire")
+    updates = client.updates()
+    mtproto.post(reader, "hello from fred", sender=friend)
+    incoming = await next_update(updates)
+    assert isinstance(incoming, NewMessage)
+    message = incoming.message
+    assert (message.peer.id, message.out, message.text) == (friend.id, False, "hello from fred")
+    assert message.sender is not None
+    assert message.sender.id == friend.id  # no from_id on the wire: the chat is the sender
+    answer = await client.send_message(buddy, "hi fred", reply_to=message.id)
+    assert (answer.out, answer.reply_to_msg_id) == (True, message.id)
+    fetched = await client.get_messages(buddy, [message.id, answer.id])
+    assert [m.text if m else None for m in fetched] == ["hello from fred", "hi fred"]
+    assert mtproto.messages(friend, user=reader)[-1]["reply_to_msg_id"] is not None

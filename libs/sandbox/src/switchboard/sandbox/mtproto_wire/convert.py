@@ -157,6 +157,14 @@ def _media_tl(media: dict[str, Any] | None, date: datetime | None) -> Any:
     )
 
 
+def _from_id(peer: dict[str, Any], sender: dict[str, Any] | None, out: bool) -> TLPeer | None:
+    """The author, as Telegram names it: never on broadcast posts, and not on incoming
+    private messages since layer 119 (the chat is the sender there)."""
+    if sender is None or (peer["type"] == "user" and not out):
+        return None
+    return types.PeerUser(user_id=int(sender["id"]))
+
+
 def message_tl(message: dict[str, Any]) -> types.Message:
     """A message the world rendered (for one viewer) as types.Message."""
     peer = message["peer"]
@@ -171,7 +179,7 @@ def message_tl(message: dict[str, Any]) -> types.Message:
         message=message.get("text") or "",
         out=bool(message.get("out")),
         post=broadcast,
-        from_id=None if sender is None else types.PeerUser(user_id=int(sender["id"])),
+        from_id=_from_id(peer, sender, bool(message.get("out"))),
         reply_to=None if reply is None else types.MessageReplyHeader(reply_to_msg_id=int(reply)),
         media=_media_tl(message.get("media"), date),
         views=message.get("views"),
