@@ -184,3 +184,24 @@ async def test_a_client_with_a_wrong_clock_is_corrected_by_bad_msg_notification(
     await asyncio.wait_for(client.connect(), WAIT)  # refused (16), corrected, resent
     assert (await client.get_me()).id == user.id
     assert abs(client._sender._state.time_offset) < 60
+
+
+async def test_ping_delay_disconnect_closes_a_connection_that_stops_pinging(
+    wire: WireEnv,
+) -> None:
+    user, _ = wire.sandbox.mtproto.add_user(PHONE)
+    issued = wire.sandbox.mtproto_wire.issue_session(user)
+    client = wire.client(issued["session"], auto_reconnect=False)
+    await asyncio.wait_for(client.connect(), WAIT)
+    pong = await client(functions.PingDelayDisconnectRequest(ping_id=7, disconnect_delay=1))
+    assert pong.ping_id == 7
+    # No further ping: the server hangs up, so a frozen client cannot hold the key forever.
+    gone = asyncio.ensure_future(client.disconnected)
+    done, _ = await asyncio.wait({gone}, timeout=WAIT)
+    assert gone in done
+    assert isinstance(gone.exception(), asyncio.IncompleteReadError)  # the server hung up
+    log = wire.sandbox.mtproto.connection_log(key_id=issued["key_id"])
+    assert log["active"] == 0
+    again = wire.client(issued["session"])
+    await asyncio.wait_for(again.connect(), WAIT)  # a new connection is not a duplicate
+    assert (await again.get_me()).id == user.id

@@ -96,6 +96,7 @@ class WireConnection:
         self.outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue()
         self.pending_acks: list[int] = []  # content messages received, acked with the next write
         self.tasks: set[asyncio.Task[None]] = set()
+        self._disconnect_timer: asyncio.TimerHandle | None = None
         self.stalled = asyncio.Event()  # cleared while the fault "stall" holds every answer
         if not server.faults.stalled:
             self.stalled.set()
@@ -117,6 +118,8 @@ class WireConnection:
             await self._close(writer_task)
 
     async def _close(self, writer_task: asyncio.Task[None]) -> None:
+        if self._disconnect_timer is not None:
+            self._disconnect_timer.cancel()
         if self.conn is not None:
             self.server.provider.conns.close(self.conn, "closed")
         for task in list(self.tasks):
@@ -230,6 +233,8 @@ class WireConnection:
         elif isinstance(obj, MsgsAck):
             return
         elif isinstance(obj, PingRequest | PingDelayDisconnectRequest):
+            if isinstance(obj, PingDelayDisconnectRequest):
+                self._arm_disconnect(obj.disconnect_delay)
             self._queue(bytes(Pong(msg_id, obj.ping_id)), response=True)
         elif isinstance(obj, DestroySessionRequest):
             self._queue(bytes(DestroySessionOk(obj.session_id)), response=True)
@@ -238,6 +243,13 @@ class WireConnection:
             self._spawn(self._call(msg_id, obj))
         else:
             log.info("ignoring a %s from the client", type(obj).__name__)
+
+    def _arm_disconnect(self, delay: int) -> None:
+        """ping_delay_disconnect: close unless another one comes within `delay` seconds,
+        which is how a server notices a frozen client whose socket stays open."""
+        if self._disconnect_timer is not None:
+            self._disconnect_timer.cancel()
+        self._disconnect_timer = asyncio.get_running_loop().call_later(max(1, delay), self.abort)
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]

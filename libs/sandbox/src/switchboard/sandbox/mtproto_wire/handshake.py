@@ -39,9 +39,11 @@ from switchboard.sandbox.mtproto_wire.crypto import (
 )
 
 # pq is the product of two primes the client must factor to prove it did some work.
-# Telegram uses about 64 bits; 15-bit primes keep Telethon's Pollard-Brent under a
-# millisecond instead of ~250 ms per connect (the client checks nothing about the size).
-_P, _Q = 32719, 32749  # pq below 2**31: clients read it as a signed big-endian int
+# Telegram uses about 64 bits. Telethon's Pollard-Brent needs ~250 ms for the
+# documentation's example but fails to split a small pq now and then (15-bit primes: 1 in
+# 170 connects); 27-bit primes cost ~6 ms and split in 2500 of 2500 tries. pq stays below
+# 2**55 so its top byte is < 0x80: Telethon reads pq as a signed big-endian int.
+_P, _Q = 134117707, 134217689
 _SAFETY = 2 ** (2048 - 64)
 
 
