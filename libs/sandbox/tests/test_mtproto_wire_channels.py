@@ -285,3 +285,57 @@ async def test_basic_group_messages_and_deletions_reach_every_member(wire: WireE
     assert gone[0].chat_id is None  # outside channels a deletion names no chat
     history = [m.text async for m in b.iter_messages(-chat.id)]
     assert history == []
+
+
+async def test_a_client_edits_and_deletes_its_own_messages(wire: WireEnv) -> None:
+    mtproto = wire.sandbox.mtproto
+    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
+    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
+    a = await wire.signed_in(alice)
+    b = await wire.signed_in(bob)
+    async with (
+        collecting(b, events.NewMessage(incoming=True)) as (_, arrived),
+        collecting(b, events.MessageEdited()) as (edits, edited),
+        collecting(b, events.MessageDeleted()) as (gone, deleted),
+    ):
+        sent = await a.send_message("bob_wire", "helo")
+        await arrived(1)
+        fixed = await a.edit_message("bob_wire", sent.id, "hello")
+        assert fixed.text == "hello"
+        await edited(1)
+        bobs_id = mtproto.messages(bob, user=alice)[-1]["id"]
+        with pytest.raises(errors.MessageAuthorRequiredError):
+            await b.edit_message(alice.id, bobs_id, "not mine")
+        affected = await a.delete_messages("bob_wire", [sent.id])
+        assert affected[0].pts_count == 1
+        await deleted(1)
+    assert (edits[0].id, edits[0].text) == (bobs_id, "hello")
+    assert gone[0].deleted_ids == [bobs_id]  # bob's numbering of the same message
+    assert mtproto.messages(alice, user=bob) == []
+
+
+async def test_a_channel_admin_edits_and_deletes_posts(wire: WireEnv) -> None:
+    mtproto = wire.sandbox.mtproto
+    owner, _ = mtproto.add_user("15550002222")
+    reader, _ = mtproto.add_user("15550003333")
+    channel = mtproto.add_channel("Newsroom", "newsroom", creator=owner, members=[reader])
+    admin = await wire.signed_in(owner)
+    follower = await wire.signed_in(reader)
+    await follower.get_entity("newsroom")
+    async with (
+        collecting(follower, events.NewMessage()) as (_, posted),
+        collecting(follower, events.MessageEdited()) as (edits, edited),
+        collecting(follower, events.MessageDeleted()) as (gone, deleted),
+    ):
+        post = await admin.send_message("newsroom", "draft")
+        assert post.post is True
+        await posted(1)
+        await admin.edit_message("newsroom", post.id, "final")
+        await edited(1)
+        with pytest.raises(errors.MessageAuthorRequiredError):
+            await follower.delete_messages("newsroom", [post.id])
+        await admin.delete_messages("newsroom", [post.id])
+        await deleted(1)
+    assert [(m.id, m.text) for m in edits] == [(post.id, "final")]
+    assert gone[0].deleted_ids == [post.id]
+    assert mtproto.messages(channel) == []

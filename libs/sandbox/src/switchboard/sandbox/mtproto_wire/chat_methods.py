@@ -426,3 +426,80 @@ async def get_channel_difference(call: WireCall, request: Any) -> Any:
     channel = resolve_channel(world, viewer, request.channel)
     world.can_read(viewer, channel)
     return call.server.updates.channel_difference(viewer, channel, request.pts)
+
+
+def _may_change(viewer: FakeUser, peer: Peer, post: Any, *, deleting: bool = False) -> None:
+    """Only the author edits; a group's creator and admins may also delete, and in a
+    private chat either side deletes any message for both."""
+    if post.sender_id == viewer.id or (deleting and isinstance(peer, FakeUser)):
+        return
+    if isinstance(peer, FakeGroup):
+        admin = viewer.id == peer.creator_id or viewer.id in peer.admins
+        if admin and (deleting or peer.type == "channel"):  # channel admins edit posts too
+            return
+    raise RpcError("MESSAGE_AUTHOR_REQUIRED", 403)
+
+
+@handles(functions.messages.EditMessageRequest)
+async def edit_message(call: WireCall, request: Any) -> types.Updates:
+    viewer = call.base.viewer()
+    world = call.provider.world
+    peer = resolve_input(world, viewer, request.peer)
+    world.can_read(viewer, peer)
+    box, _ = world.box_of(viewer, peer)
+    entry = box.entries.get(request.id)
+    if entry is None:
+        raise RpcError("MESSAGE_ID_INVALID")
+    post = entry[1]
+    _may_change(viewer, peer, post)
+    if request.message is None and request.media is None:
+        raise RpcError("MESSAGE_EMPTY")
+    if request.message is not None and request.message == post.text and request.media is None:
+        raise RpcError("MESSAGE_NOT_MODIFIED")
+    media = None if request.media is None else _media_of(request.media)
+    world.edit(peer, post, request.message, media)
+    rendered = world.render(viewer, box, request.id)
+    assert rendered is not None
+    entities = Entities(world, viewer)
+    message = entities.messages([rendered])[0]
+    channel = isinstance(peer, FakeGroup) and peer.is_channel
+    edited = (types.UpdateEditChannelMessage if channel else types.UpdateEditMessage)(
+        message, box.pts, 1
+    )
+    return types.Updates(
+        updates=[edited],
+        users=entities.users,
+        chats=entities.chats,
+        date=when(time.time()),
+        seq=0,
+    )
+
+
+@handles(functions.messages.DeleteMessagesRequest, functions.channels.DeleteMessagesRequest)
+async def delete_messages(call: WireCall, request: Any) -> types.messages.AffectedMessages:
+    """Delete for everyone (ids in the account's box, or the channel's)."""
+    viewer = call.base.viewer()
+    world = call.provider.world
+    by_peer: dict[int, tuple[Peer, list[Any]]] = {}
+    if isinstance(request, functions.channels.DeleteMessagesRequest):
+        channel = resolve_channel(world, viewer, request.channel)
+        world.can_read(viewer, channel)
+        box = channel.box
+        for message_id in request.id:
+            entry = box.entries.get(message_id)
+            if entry is not None:
+                _may_change(viewer, channel, entry[1], deleting=True)
+                by_peer.setdefault(channel.id, (channel, []))[1].append(entry[1])
+    else:
+        box = viewer.box
+        for message_id in request.id:
+            entry = box.entries.get(message_id)
+            if entry is None:
+                continue
+            peer = world.peer_of_key(entry[0])
+            _may_change(viewer, peer, entry[1], deleting=True)
+            by_peer.setdefault(peer.id, (peer, []))[1].append(entry[1])
+    before = box.pts
+    for peer, posts in by_peer.values():
+        world.delete(peer, posts)
+    return types.messages.AffectedMessages(pts=box.pts, pts_count=box.pts - before)
