@@ -141,9 +141,11 @@ def test_serve_in_thread_for_synchronous_callers() -> None:
 
 
 def test_cli_serves_the_demo_bot() -> None:
-    with socket.socket() as sock:
+    with socket.socket() as sock, socket.socket() as wire_sock:
         sock.bind(("127.0.0.1", 0))
+        wire_sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+        wire_port = wire_sock.getsockname()[1]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     script = Path(sys.executable).parent / "switchboard-sandbox"
     command = (
@@ -152,7 +154,17 @@ def test_cli_serves_the_demo_bot() -> None:
         else [sys.executable, "-c", "from switchboard.sandbox.cli import main; main()"]
     )
     process = subprocess.Popen(
-        [*command, "serve", "--port", str(port), "--demo", "--log-level", "warning"],
+        [
+            *command,
+            "serve",
+            "--port",
+            str(port),
+            "--mtproto-port",
+            str(wire_port),
+            "--demo",
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -170,6 +182,10 @@ def test_cli_serves_the_demo_bot() -> None:
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.05)
         assert response.json()["result"]["username"] == "switchboard_demo_bot"
+        server = httpx.get(f"http://127.0.0.1:{port}/mtproto/server", trust_env=False).json()
+        assert (server["host"], server["port"]) == ("127.0.0.1", wire_port)
+        with socket.create_connection(("127.0.0.1", wire_port), timeout=5):
+            pass  # the MTProto server listens where the descriptor says
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -28,10 +28,18 @@ async def test_get_me_describes_the_bot(tg: TelegramEnv) -> None:
 
 
 async def test_unknown_token_is_401_unauthorized(tg: TelegramEnv) -> None:
-    for token in ("123456789:wrong", "999:nobody", "garbage"):
+    for token in ("123456789:wrong", "999:nobody"):
         response = await tg.call("getMe", token=token)
         assert response.status_code == 401
         assert response.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+
+
+async def test_malformed_token_is_404_not_found(tg: TelegramEnv) -> None:
+    # The Bot API routes /bot<token>/ only for a well-formed token; anything else is a path
+    # it does not know (PROTOCOLS, Telegram "Every error answer is JSON").
+    response = await tg.call("getMe", token="garbage")
+    assert response.status_code == 404
+    assert response.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
 
 
 async def test_unknown_method_is_404_not_found(tg: TelegramEnv) -> None:

@@ -11,7 +11,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from switchboard.sandbox.clock import Clock, SystemClock
 from switchboard.sandbox.config import SandboxConfig
@@ -19,6 +21,7 @@ from switchboard.sandbox.control import control_routes
 from switchboard.sandbox.faults import FaultInjector, FaultRule, FaultSpec
 from switchboard.sandbox.metacapi.provider import MetaCapiProvider
 from switchboard.sandbox.mtproto.provider import MtprotoProvider
+from switchboard.sandbox.mtproto_wire.server import WireServer
 from switchboard.sandbox.provider import Core, Provider, provider_asgi
 from switchboard.sandbox.recorder import Recorder
 from switchboard.sandbox.sendpulse.provider import SendPulseProvider
@@ -46,6 +49,7 @@ class Sandbox:
         self.add_provider(self.viber)
         self.mtproto = MtprotoProvider(self.core, self.config.mtproto)
         self.add_provider(self.mtproto)
+        self.mtproto_wire = WireServer(self.mtproto, self.config.mtproto_wire)
         if self.config.demo:
             self.install_demo()
 
@@ -101,11 +105,14 @@ class Sandbox:
         self.core.faults.clear_all()
         for provider in self.providers.values():
             await provider.reset()
+        self.mtproto_wire.reset()
         if self.config.demo:
             self.install_demo()
 
     async def aclose(self) -> None:
-        """Stop background work (webhook workers, traffic jobs) and the HTTP client."""
+        """Stop background work (webhook workers, traffic jobs, the MTProto TCP server) and
+        the HTTP client."""
+        await self.mtproto_wire.stop()
         for provider in self.providers.values():
             await provider.aclose()
         await self.core.http.aclose()
@@ -114,6 +121,8 @@ class Sandbox:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         for provider in self.providers.values():
             await provider.start()
+        if self.config.mtproto_wire.enabled:
+            await self.mtproto_wire.start()
         try:
             yield
         finally:
@@ -121,13 +130,22 @@ class Sandbox:
 
     def app(self) -> Starlette:
         """All providers under their prefixes (`/telegram`, ...) plus `/_sandbox`."""
-        routes = [Mount("/_sandbox", routes=control_routes(self))]
+        routes: list[Any] = [
+            Mount("/_sandbox", routes=control_routes(self)),
+            Route("/mtproto/server", self._mtproto_server),
+        ]
         routes += [
             Mount(p.prefix, app=provider_asgi(p, self.core)) for p in self.providers.values()
         ]
         app = Starlette(routes=routes, lifespan=self._lifespan)
         app.state.sandbox = self
         return app
+
+    async def _mtproto_server(self, request: Request) -> JSONResponse:
+        """The wire-level MTProto server's descriptor (host, port, dc_id, RSA key)."""
+        if not self.mtproto_wire.running:
+            return JSONResponse({"error": "MTPROTO_WIRE_NOT_RUNNING", "code": 503}, status_code=503)
+        return JSONResponse(self.mtproto_wire.descriptor(request.url.hostname))
 
     def provider_app(self, name: str) -> Starlette:
         """One provider served at root (its real paths), plus `/_sandbox` control."""

@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         help="unknown Telegram chat ids give 'chat not found'",
     )
     serve.add_argument("--no-rate-limits", action="store_true", help="disable rate limits")
+    serve.add_argument(
+        "--mtproto-port",
+        type=int,
+        help="TCP port of the wire-level MTProto server (default: the config's, 0 = free)",
+    )
     serve.add_argument("--log-level", default="info")
 
     traffic = commands.add_parser("traffic", help="simulate users writing to a bot")
@@ -79,11 +84,14 @@ def _serve(args: argparse.Namespace) -> int:
     config.telegram.strict_chats = config.telegram.strict_chats or args.strict_chats
     if args.no_rate_limits:
         config.telegram.limits.enabled = False
+    config.mtproto_wire.host = args.host
+    if args.mtproto_port is not None:
+        config.mtproto_wire.port = args.mtproto_port
     app = create_app(config)
     print(
         f"switchboard-sandbox on http://{args.host}:{args.port} "
-        f"(telegram at /telegram/bot<token>/<method>, mtproto at /mtproto, "
-        f"control at /_sandbox)",
+        f"(telegram at /telegram/bot<token>/<method>, mtproto at /mtproto, the MTProto "
+        f"server's address at /mtproto/server, control at /_sandbox)",
         flush=True,
     )
     if config.demo:

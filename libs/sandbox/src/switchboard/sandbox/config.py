@@ -9,6 +9,7 @@ from typing import Any
 
 from switchboard.sandbox.metacapi.config import MetaCapiConfig
 from switchboard.sandbox.mtproto.config import MtprotoConfig
+from switchboard.sandbox.mtproto_wire.config import WireConfig
 from switchboard.sandbox.sendpulse.config import SendPulseConfig
 from switchboard.sandbox.telegram.config import TelegramConfig
 from switchboard.sandbox.viber.config import ViberConfig
@@ -28,6 +29,7 @@ class SandboxConfig:
     whatsapp: WhatsAppConfig = field(default_factory=WhatsAppConfig)
     viber: ViberConfig = field(default_factory=ViberConfig)
     mtproto: MtprotoConfig = field(default_factory=MtprotoConfig)
+    mtproto_wire: WireConfig = field(default_factory=WireConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SandboxConfig:
@@ -41,6 +43,7 @@ class SandboxConfig:
         config.whatsapp = WhatsAppConfig.from_dict(data.get("whatsapp"))
         config.viber = ViberConfig.from_dict(data.get("viber"))
         config.mtproto = MtprotoConfig.from_dict(data.get("mtproto"))
+        config.mtproto_wire = WireConfig.from_dict(data.get("mtproto_wire"))
         telegram = dict(data.get("telegram") or {})
         limits = telegram.pop("limits", None)
         retry = telegram.pop("webhook_retry", None)

@@ -21,6 +21,7 @@ from switchboard.sandbox.httpjson import (
     query_int,
     read_json,
 )
+from switchboard.sandbox.mtproto_wire.control import wire_control_routes
 
 if TYPE_CHECKING:
     from switchboard.sandbox.app import Sandbox
@@ -133,6 +134,7 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table
     ]
+    routes.append(Mount("/mtproto/wire", routes=wire_control_routes(sandbox.mtproto_wire)))
     routes += [
         Mount(f"/{name}", routes=provider.control_routes())
         for name, provider in sandbox.providers.items()

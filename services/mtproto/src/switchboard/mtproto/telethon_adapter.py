@@ -15,10 +15,12 @@ import importlib.util
 import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from telethon import TelegramClient, errors, events, functions, types, utils
+from telethon.crypto import rsa
 from telethon.network.connection.tcpmtproxy import (
     ConnectionTcpMTProxyRandomizedIntermediate,
     TcpMTProxy,
@@ -402,15 +404,44 @@ def proxy_arguments(proxy: Proxy | None) -> dict[str, Any]:
     raise ValueError(f"unknown proxy type {proxy.type!r}")
 
 
-def build_client(config: SessionConfig, *, request_retries: int = 2) -> TelegramClient:
+@dataclass(frozen=True, slots=True)
+class DataCenter:
+    """A server to use instead of the address a session string carries (and of Telegram's
+    DC 2 for a new login): the sandbox's wire-level MTProto fake, whose RSA key (PKCS#1
+    PEM) must be trusted too. ``None`` everywhere in production."""
+
+    dc_id: int
+    host: str
+    port: int
+    rsa_public_key: str | None = None
+
+    @classmethod
+    def from_descriptor(cls, data: Mapping[str, Any]) -> DataCenter:
+        """From the sandbox's ``GET /mtproto/server`` answer (ValueError if incomplete)."""
+        try:
+            return cls(
+                int(data["dc_id"]),
+                str(data["host"]),
+                int(data["port"]),
+                str(data["rsa_public_key"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an MTProto server descriptor: {exc}") from exc
+
+
+def build_client(
+    config: SessionConfig, *, request_retries: int = 2, data_center: DataCenter | None = None
+) -> TelegramClient:
     """The TelegramClient for one session (no network until ``connect``)."""
     device = config.device
     proxy = proxy_arguments(config.proxy)
+    if data_center is not None and data_center.rsa_public_key:
+        rsa.add_key(data_center.rsa_public_key, old=False)
     with warnings.catch_warnings():
         # Telethon warns that a proxy "will be ignored" without python-socks even for an
         # MTProxy, which does not use python-socks (SOCKS5 without it is refused above).
         warnings.filterwarnings("ignore", "proxy argument will be ignored")
-        return TelegramClient(
+        client = TelegramClient(
             StringSession(config.session or None),
             config.api_id,
             config.api_hash,
@@ -427,6 +458,9 @@ def build_client(config: SessionConfig, *, request_retries: int = 2) -> Telegram
             catch_up=False,  # a StringSession keeps no update state: the gateway catches up
             **proxy,
         )
+    if data_center is not None:  # keeps the auth key: only the address changes
+        client.session.set_dc(data_center.dc_id, data_center.host, data_center.port)
+    return client
 
 
 class _Closed:
@@ -437,10 +471,19 @@ class _Closed:
 class TelethonClient:
     """One session on Telethon, speaking the port."""
 
-    def __init__(self, config: SessionConfig, *, timeout: float, request_retries: int) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        timeout: float,
+        request_retries: int,
+        data_center: DataCenter | None = None,
+    ) -> None:
         self.config = config
         self._timeout = timeout
-        self._client = build_client(config, request_retries=request_retries)
+        self._client = build_client(
+            config, request_retries=request_retries, data_center=data_center
+        )
         self._queue: asyncio.Queue[Update | _Closed] = asyncio.Queue()
         self._closing = False
         self._peers: dict[int, Peer] = {}  # channel id -> Peer, to name channel deletions
@@ -622,11 +665,24 @@ class TelethonClient:
 
 
 class TelethonAdapter:
-    """Makes Telethon-backed clients; ``timeout`` bounds every call."""
+    """Makes Telethon-backed clients; ``timeout`` bounds every call; ``data_center``
+    points every client at one server (the sandbox's MTProto fake)."""
 
-    def __init__(self, *, timeout: float = 30.0, request_retries: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        request_retries: int = 2,
+        data_center: DataCenter | None = None,
+    ) -> None:
         self.timeout = timeout
         self.request_retries = request_retries
+        self.data_center = data_center
 
     def client(self, config: SessionConfig) -> TelethonClient:
-        return TelethonClient(config, timeout=self.timeout, request_retries=self.request_retries)
+        return TelethonClient(
+            config,
+            timeout=self.timeout,
+            request_retries=self.request_retries,
+            data_center=self.data_center,
+        )

@@ -74,7 +74,9 @@ Wire objects: user ``{"id", "username", "first_name", "last_name", "phone", "bot
 media ``{"kind", "file_id", "mime_type", "file_size", "file_name", "width", "height",
 "duration", "latitude", "longitude", "phone", "first_name", "last_name", "provider_kind"}``;
 update ``{"kind": "new"|"edited", "message"}`` or ``{"kind": "deleted", "ids", "peer"}``
-(``peer`` is null outside channels: those ids are per account, like Telegram).
+(``peer`` is null outside channels: those ids are per account, like Telegram), each with
+``"pts"`` and ``"pts_count"``: the box's update sequence (a channel's own, or the account's),
+which the wire-level fake (``switchboard.sandbox.mtproto_wire``) pushes and replays.
 
 Message ids follow Telegram: a channel or megagroup has its own sequence; private chats and
 basic groups number messages per account, so one basic-group message has a different id for
@@ -100,7 +102,8 @@ Control API (``/_sandbox/mtproto/...``, JSON; ``{user}`` is an id, a phone or ``
 - ``GET|PUT /settings``: ``code_ttl``, ``keepalive``, ``idle_timeout``, ``flood_grace``,
   ``code_flood_limit``, ``code_flood_window``, ``max_code_attempts``.
 - ``POST /users`` ``{"phone", "first_name", "last_name", "username", "password", "lang_code",
-  "sessions": N}`` -> 201 ``{"user": U, "sessions": [{"session", "key_id"}]}``;
+  "code", "sessions": N}`` -> 201 ``{"user": U, "sessions": [{"session", "key_id"}]}``
+  (``code``: a fixed 5-digit login code for this user, instead of a random one per send);
   ``POST /users/bulk`` ``{"users": [...]}`` -> ``{"users": [...]}`` (same items);
   ``GET /users``; ``GET /users/{user}``; ``POST /users/{user}/sessions`` -> 201 a new
   pre-authorized ``{"session", "key_id"}``; ``POST /users/{user}/ban`` ``{"banned": true}``.

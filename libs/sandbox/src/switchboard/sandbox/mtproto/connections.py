@@ -35,6 +35,7 @@ class Connection:
     closed: bool = False
     reason: str | None = None
     error: RpcError | None = None
+    socket_bound: bool = False  # a TCP connection: alive exactly while its socket is open
 
 
 @dataclass
@@ -88,11 +89,18 @@ class Connections:
         """Drop connections whose client stopped calling and pinging (a frozen process)."""
         now = self.clock.monotonic()
         for conn in list(connections if connections is not None else self.live.values()):
+            if conn.socket_bound:
+                continue
             if not conn.closed and now - conn.last_seen > self.config.idle_timeout:
                 self.close(conn, "idle")
 
-    def open(self, key: AuthKey, client: dict[str, Any]) -> Connection:
-        """A new live connection, or AUTH_KEY_DUPLICATED (destroying the key) if one is live."""
+    def open(
+        self, key: AuthKey, client: dict[str, Any], *, socket_bound: bool = False
+    ) -> Connection:
+        """A new live connection, or AUTH_KEY_DUPLICATED (destroying the key) if one is live.
+
+        `socket_bound` connections (the wire fake's) never expire idle: their socket is
+        their liveness."""
         log = self._log(key)
         cid = f"c{next(self._serial)}"
         if key.state is KeyState.DUPLICATED:
@@ -112,7 +120,12 @@ class Connections:
             raise error
         now = self.clock.monotonic()
         conn = Connection(
-            id=cid, key=key, opened_at=self.clock.time(), last_seen=now, client=dict(client)
+            id=cid,
+            key=key,
+            opened_at=self.clock.time(),
+            last_seen=now,
+            client=dict(client),
+            socket_bound=socket_bound,
         )
         self.live[cid] = conn
         log.active.add(cid)

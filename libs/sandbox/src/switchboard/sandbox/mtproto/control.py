@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from switchboard.sandbox.mtproto.provider import MtprotoProvider
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-_USER_FIELDS = ("phone", "first_name", "last_name", "username", "password", "lang_code")
+_USER_FIELDS = ("phone", "first_name", "last_name", "username", "password", "lang_code", "code")
 
 
 def _guard(endpoint: Endpoint) -> Endpoint:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -78,7 +79,8 @@ class LoginDesk:
         now = self.clock.time()
         record = CodeRecord(
             phone=digits,
-            code=f"{self.rng.randrange(100_000):05d}",
+            code=(user.login_code if user is not None and user.login_code else None)
+            or f"{self.rng.randrange(100_000):05d}",
             phone_code_hash=f"{self.rng.getrandbits(64):016x}",
             type="app" if has_app else "sms",
             sent_at=now,
@@ -127,12 +129,20 @@ class LoginDesk:
         key.state = KeyState.AUTHORIZED
         return user
 
-    def check_password(self, world: World, key: AuthKey, password: str) -> FakeUser:
+    def check_password(
+        self,
+        world: World,
+        key: AuthKey,
+        password: str,
+        proof: Callable[[FakeUser], bool] | None = None,
+    ) -> FakeUser:
+        """Finish a 2FA login: `password` in clear (HTTP fake) or, on the wire, `proof`
+        checks the client's SRP answer against the user's password."""
         if key.state is not KeyState.PASSWORD or key.user_id is None:
             raise RpcError("AUTH_KEY_UNREGISTERED")
         user = world.users[key.user_id]
         self._check_flood(self._failures, user.phone)
-        if password != user.password:
+        if not (proof(user) if proof is not None else password == user.password):
             raise self._fail(user.phone, "PASSWORD_HASH_INVALID")
         key.state = KeyState.AUTHORIZED
         return user

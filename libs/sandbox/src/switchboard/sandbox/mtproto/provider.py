@@ -110,9 +110,13 @@ class MtprotoProvider:
         password: str | None = None,
         lang_code: str | None = None,
         sessions: int = 0,
+        code: str | None = None,
     ) -> tuple[FakeUser, list[AuthKey]]:
-        """Register an account, with `sessions` pre-authorized auth keys."""
-        user = self.world.add_user(phone, first_name, last_name, username, password, lang_code)
+        """Register an account, with `sessions` pre-authorized auth keys; `code` fixes the
+        login code it gets (a random one per auth.sendCode otherwise)."""
+        user = self.world.add_user(
+            phone, first_name, last_name, username, password, lang_code, login_code=code
+        )
         return user, [self.new_session(user) for _ in range(sessions)]
 
     def new_session(self, user: UserRef) -> AuthKey:

@@ -58,14 +58,40 @@ class Post:
     owners: list[int] = field(default_factory=list)  # accounts whose box holds it (non-channel)
 
 
+@dataclass(frozen=True)
+class BoxEvent:
+    """One change of a box at `pts` (each counts 1): what a client's difference replays."""
+
+    pts: int
+    kind: str  # new, edited, deleted
+    message_id: int
+    key: PeerKey
+
+
 @dataclass
 class Box:
-    """A numbered message box: a channel's own, or an account's."""
+    """A numbered message box: a channel's own, or an account's.
+
+    `pts` counts the box's changes (one per new, edited or deleted message), as Telegram's
+    per-channel and per-account update sequences do; `events` keeps them for differences.
+    """
 
     next_id: int = 1
     entries: dict[int, tuple[PeerKey, Post]] = field(default_factory=dict)
     by_peer: dict[PeerKey, list[int]] = field(default_factory=dict)
     local_id: dict[int, int] = field(default_factory=dict)  # post uid -> id in this box
+    pts: int = 0
+    events: list[BoxEvent] = field(default_factory=list)
+
+    def record(self, kind: str, message_id: int, key: PeerKey) -> int:
+        """Count one change; its pts."""
+        self.pts += 1
+        self.events.append(BoxEvent(self.pts, kind, message_id, key))
+        return self.pts
+
+    def since(self, pts: int) -> list[BoxEvent]:
+        """The changes after `pts`, oldest first."""
+        return self.events[max(0, pts) :]  # event i has pts i + 1
 
     def add(self, key: PeerKey, post: Post) -> int:
         message_id = self.next_id
@@ -73,6 +99,7 @@ class Box:
         self.entries[message_id] = (key, post)
         self.by_peer.setdefault(key, []).append(message_id)  # ids only grow: stays sorted
         self.local_id[post.uid] = message_id
+        self.record("new", message_id, key)
         return message_id
 
     def remove(self, message_id: int) -> Post | None:
@@ -80,6 +107,7 @@ class Box:
         if entry is None:
             return None
         key, post = entry
+        self.record("deleted", message_id, key)
         ids = self.by_peer.get(key, [])
         at = bisect.bisect_left(ids, message_id)
         if at < len(ids) and ids[at] == message_id:
@@ -110,6 +138,7 @@ class FakeUser:
     lang_code: str | None = None
     bot: bool = False
     banned: bool = False
+    login_code: str | None = None  # fixed "SMS" code for scripted logins (random when None)
     box: Box = field(default_factory=Box, repr=False)
 
     def to_wire(self, viewer: int | None = None) -> dict[str, Any]:
@@ -242,6 +271,7 @@ class World:
         password: str | None = None,
         lang_code: str | None = None,
         bot: bool = False,
+        login_code: str | None = None,
     ) -> FakeUser:
         try:
             digits = normalize_phone(phone)
@@ -258,7 +288,10 @@ class World:
             password=password or None,
             lang_code=lang_code,
             bot=bot,
+            login_code=login_code,
         )
+        if login_code is not None and not re.fullmatch(r"\d{5}", login_code):
+            raise ValueError("code must be 5 digits")
         user.username = self._claim_username(username, user)
         self.users[user.id] = user
         self.by_phone[digits] = user
@@ -511,7 +544,8 @@ class World:
             return
         message = self.render(viewer, box, message_id)
         if message is not None:
-            self.notify(user_id, {"kind": kind, "message": message}, skip)
+            update = {"kind": kind, "message": message, "pts": box.pts, "pts_count": 1}
+            self.notify(user_id, update, skip)
 
     def locate(self, peer: Peer, message_id: int, owner: FakeUser | None) -> Post:
         """The post behind `message_id` of `peer` (in `owner`'s box outside channels)."""
@@ -550,10 +584,11 @@ class World:
         if media is not None:
             post.media = _media(media)
         post.edit_date = int(self.now())
-        if not notify:
-            return
         for user, box in self._boxes_of(post, peer):
             message_id = box.local_id[post.uid]
+            box.record("edited", message_id, box.entries[message_id][0])
+            if not notify:
+                continue
             members = sorted(peer.members) if user is None and isinstance(peer, FakeGroup) else []
             for account in [user.id] if user is not None else members:
                 self._send_update(account, box, message_id, "edited", None)
@@ -567,7 +602,13 @@ class World:
                 peer.box.remove(message_id)
             deleted = len(ids)
             if notify and ids:
-                update = {"kind": "deleted", "ids": ids, "peer": peer.peer_wire()}
+                update = {
+                    "kind": "deleted",
+                    "ids": ids,
+                    "peer": peer.peer_wire(),
+                    "pts": peer.box.pts,
+                    "pts_count": len(ids),
+                }
                 for member in sorted(peer.members):
                     self.notify(member, update, None)
             return deleted
@@ -581,5 +622,7 @@ class World:
             deleted += 1
         if notify:
             for user_id, ids in per_user.items():
-                self.notify(user_id, {"kind": "deleted", "ids": ids, "peer": None}, None)
+                pts = self.users[user_id].box.pts
+                update = {"kind": "deleted", "ids": ids, "peer": None, "pts": pts}
+                self.notify(user_id, {**update, "pts_count": len(ids)}, None)
         return deleted

@@ -1,0 +1,231 @@
+"""The fake world's users, groups and rendered messages as Telethon TL objects.
+
+The world renders messages as JSON (the HTTP fake's wire format); this turns them into
+the constructors Telegram sends, so both fakes share one model of who sees what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+from telethon.tl import types
+
+from switchboard.sandbox.mtproto.world import FakeGroup, FakeUser, Peer, World
+
+TLPeer: TypeAlias = Any  # types.PeerUser | PeerChat | PeerChannel (Telethon is untyped)
+
+
+def when(ts: float | int | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(int(ts), tz=UTC)
+
+
+def user_tl(user: FakeUser, viewer: FakeUser | None) -> types.User:
+    """The user as `viewer` sees it: the phone only to itself."""
+    me = viewer is not None and viewer.id == user.id
+    return types.User(
+        id=user.id,
+        is_self=me,
+        bot=user.bot,
+        deleted=user.banned and not me,
+        access_hash=user.access_hash,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        phone=user.phone if me else None,
+        lang_code=user.lang_code,
+        status=types.UserStatusRecently(),
+    )
+
+
+def group_tl(group: FakeGroup, viewer: FakeUser | None) -> types.Channel | types.Chat:
+    """A channel or megagroup (types.Channel) or a basic group (types.Chat)."""
+    member = viewer is not None and viewer.id in group.members
+    creator = viewer is not None and viewer.id == group.creator_id
+    if not group.is_channel:
+        return types.Chat(
+            id=group.id,
+            title=group.title,
+            photo=types.ChatPhotoEmpty(),
+            participants_count=len(group.members),
+            date=when(0),
+            version=1,
+            creator=creator,
+            left=not member,
+        )
+    return types.Channel(
+        id=group.id,
+        title=group.title,
+        photo=types.ChatPhotoEmpty(),
+        date=when(0),
+        creator=creator,
+        left=not member,
+        broadcast=group.type == "channel",
+        megagroup=group.type == "megagroup",
+        access_hash=group.access_hash,
+        username=group.username,
+        participants_count=len(group.members),
+    )
+
+
+def peer_tl(peer: Peer) -> TLPeer:
+    if isinstance(peer, FakeUser):
+        return types.PeerUser(user_id=peer.id)
+    if peer.is_channel:
+        return types.PeerChannel(channel_id=peer.id)
+    return types.PeerChat(chat_id=peer.id)
+
+
+def _peer_of_wire(data: dict[str, Any]) -> TLPeer:
+    kind, ident = data["type"], int(data["id"])
+    if kind == "user":
+        return types.PeerUser(user_id=ident)
+    if kind == "chat":
+        return types.PeerChat(chat_id=ident)
+    return types.PeerChannel(channel_id=ident)
+
+
+def _media_tl(media: dict[str, Any] | None, date: datetime | None) -> Any:
+    if not media:
+        return None
+    kind = media.get("kind")
+    # Stable across processes (Python's str hash is not), as Telegram's file ids are.
+    seed = str(media.get("file_id") or sorted(media.items())).encode()
+    ident = int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") >> 2
+    if kind == "location":
+        point = types.GeoPoint(
+            long=float(media.get("longitude") or 0.0),
+            lat=float(media.get("latitude") or 0.0),
+            access_hash=ident,
+        )
+        return types.MessageMediaGeo(geo=point)
+    if kind == "contact":
+        return types.MessageMediaContact(
+            phone_number=str(media.get("phone") or ""),
+            first_name=str(media.get("first_name") or ""),
+            last_name=str(media.get("last_name") or ""),
+            vcard="",
+            user_id=0,
+        )
+    if kind == "photo":
+        size = types.PhotoSize(
+            type="x",
+            w=int(media.get("width") or 800),
+            h=int(media.get("height") or 600),
+            size=int(media.get("file_size") or 1),
+        )
+        photo = types.Photo(
+            id=ident, access_hash=ident, file_reference=b"", date=date, sizes=[size], dc_id=2
+        )
+        return types.MessageMediaPhoto(photo=photo)
+    if kind == "unsupported":
+        return types.MessageMediaUnsupported()
+    attributes: list[Any] = []
+    if media.get("file_name"):
+        attributes.append(types.DocumentAttributeFilename(file_name=str(media["file_name"])))
+    duration = float(media.get("duration") or 0)
+    if kind in ("audio", "voice"):
+        attributes.append(
+            types.DocumentAttributeAudio(duration=int(duration), voice=kind == "voice")
+        )
+    if kind in ("video", "animation"):
+        attributes.append(
+            types.DocumentAttributeVideo(
+                duration=duration, w=int(media.get("width") or 0), h=int(media.get("height") or 0)
+            )
+        )
+    if kind == "animation":
+        attributes.append(types.DocumentAttributeAnimated())
+    if kind == "sticker":
+        attributes.append(
+            types.DocumentAttributeSticker(alt="", stickerset=types.InputStickerSetEmpty())
+        )
+    document = types.Document(
+        id=ident,
+        access_hash=ident,
+        file_reference=b"",
+        date=date,
+        mime_type=str(media.get("mime_type") or "application/octet-stream"),
+        size=int(media.get("file_size") or 1),
+        dc_id=2,
+        attributes=attributes,
+    )
+    return types.MessageMediaDocument(
+        document=document, voice=kind == "voice", video=kind == "video"
+    )
+
+
+def _from_id(peer: dict[str, Any], sender: dict[str, Any] | None, out: bool) -> TLPeer | None:
+    """The author, as Telegram names it: never on broadcast posts, and not on incoming
+    private messages since layer 119 (the chat is the sender there)."""
+    if sender is None or (peer["type"] == "user" and not out):
+        return None
+    return types.PeerUser(user_id=int(sender["id"]))
+
+
+def message_tl(message: dict[str, Any]) -> types.Message:
+    """A message the world rendered (for one viewer) as types.Message."""
+    peer = message["peer"]
+    sender = message.get("sender")
+    date = when(message["date"])
+    broadcast = peer["type"] == "channel"
+    reply = message.get("reply_to_msg_id")
+    return types.Message(
+        id=int(message["id"]),
+        peer_id=_peer_of_wire(peer),
+        date=date,
+        message=message.get("text") or "",
+        out=bool(message.get("out")),
+        post=broadcast,
+        from_id=_from_id(peer, sender, bool(message.get("out"))),
+        reply_to=None if reply is None else types.MessageReplyHeader(reply_to_msg_id=int(reply)),
+        media=_media_tl(message.get("media"), date),
+        views=message.get("views"),
+        forwards=None if message.get("views") is None else 0,  # TL sets both or neither
+        edit_date=when(message.get("edit_date")),
+        post_author=message.get("post_author"),
+        grouped_id=message.get("grouped_id"),
+    )
+
+
+class Entities:
+    """Collects the users and chats a result mentions, as Telegram lists them beside it."""
+
+    def __init__(self, world: World, viewer: FakeUser | None) -> None:
+        self.world = world
+        self.viewer = viewer
+        self._users: dict[int, FakeUser] = {}
+        self._groups: dict[int, FakeGroup] = {}
+
+    def add(self, peer: Peer) -> None:
+        if isinstance(peer, FakeUser):
+            self._users[peer.id] = peer
+        else:
+            self._groups[peer.id] = peer
+
+    def add_message(self, message: dict[str, Any]) -> None:
+        data = message["peer"]
+        kind = (
+            "user" if data["type"] == "user" else ("chat" if data["type"] == "chat" else "channel")
+        )
+        self.add(self.world.peer_of_key((kind, int(data["id"]))))
+        sender = message.get("sender")
+        if sender is not None and int(sender["id"]) in self.world.users:
+            self.add(self.world.users[int(sender["id"])])
+
+    def messages(self, messages: Iterable[dict[str, Any]]) -> list[types.Message]:
+        out = []
+        for message in messages:
+            self.add_message(message)
+            out.append(message_tl(message))
+        return out
+
+    @property
+    def users(self) -> list[types.User]:
+        return [user_tl(u, self.viewer) for u in self._users.values()]
+
+    @property
+    def chats(self) -> list[types.Channel | types.Chat]:
+        return [group_tl(g, self.viewer) for g in self._groups.values()]
