@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from switchboard.runtime.keys import parse_scopes
+
 S = TypeVar("S", bound="ServiceSettings")
 
 
@@ -54,6 +56,31 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     instance_id: str = Field(default_factory=socket.gethostname)
     shutdown_grace_s: float = Field(20.0, gt=0)
+    admin_token: SecretStr | None = Field(
+        None, description="operator bearer token: API key administration, operator routes"
+    )
+    api_key_pepper: SecretStr | None = Field(
+        None,
+        description="secret mixed into the hash of stored API keys (the same on every "
+        "service); unset: only the api_keys setting authenticates",
+    )
+    ops_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="second port serving /metrics and /health/* (and only them); unset: "
+        "they are on the main port and need the operator token",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest request body any route accepts (413)"
+    )
+
+    @field_validator("api_key_pepper")
+    @classmethod
+    def _pepper_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (use a random value)")
+        return value
 
     @field_validator("nats_url")
     @classmethod
@@ -102,7 +129,8 @@ class DatabaseSettings(ServiceSettings):
 
 
 def parse_api_keys(value: Any) -> dict[str, str]:
-    """``key=workspace,key2=workspace2`` (or a mapping) -> {key: workspace}."""
+    """``key=workspace,key2=workspace2`` (or a mapping) -> {key: workspace}; a workspace may
+    end in ``:read+send`` to give the (development) key only those scopes."""
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
     result: dict[str, str] = {}
@@ -115,6 +143,9 @@ def parse_api_keys(value: Any) -> dict[str, str]:
             raise ValueError("must be key=workspace[,key=workspace...]")
         if len(key) < 8:
             raise ValueError("API keys must be at least 8 characters")
+        _, _, scopes = workspace.partition(":")
+        if scopes:
+            parse_scopes(scopes.split("+"))  # a ValueError naming the unknown scope
         result[key] = workspace
     return result
 
