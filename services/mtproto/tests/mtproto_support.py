@@ -26,7 +26,11 @@ from switchboard.sandbox.testing import serve
 
 KEY = "m1:" + Keyring.generate_key()
 ADMIN = "mtproto-admin-token"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
+OPERATOR = {"Authorization": f"Bearer {ADMIN}"}
+DEMO_KEY = "mtproto-demo-key"  # workspace demo, every scope
+OTHER_KEY = "mtproto-other-key"  # workspace other, every scope
+AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
+OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
 API_ID = 12345
 API_HASH = "0123456789abcdef0123456789abcdef"
 
@@ -44,6 +48,7 @@ def gateway_settings(
         "database_url": database_url,
         "encryption_keys": KEY,
         "admin_token": ADMIN,
+        "api_keys": f"{DEMO_KEY}=demo,{OTHER_KEY}=other",
         "adapter": "sandbox",
         "sandbox_url": sandbox_url,
         "api_id": API_ID,
