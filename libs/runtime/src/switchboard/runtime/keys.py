@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -167,7 +167,7 @@ class KeyStore:
             return None
         try:
             entry = await self.kv.get(key_id)
-        except KeyNotFoundError:
+        except NotFoundError:
             return None
         if not entry.value:
             return None
@@ -216,7 +216,7 @@ class KeyStore:
         """Record a use; a lost race with a revocation must not undo it, hence the CAS."""
         try:
             entry = await self.kv.get(record.key_id)
-        except KeyNotFoundError:
+        except NotFoundError:
             return
         if not entry.value or entry.revision is None:
             return
@@ -257,6 +257,14 @@ class KeyCache:
             return None
         self._maybe_touch(record, now)
         return Principal(record.workspace_id, frozenset(record.scopes), record.key_id)
+
+    def usable(self, key_id: str) -> bool:
+        """Whether a key seen before is still neither revoked nor expired (for what it opened,
+        e.g. a dashboard sign-in); before the view has loaded, trust the earlier check."""
+        record = self._records.get(key_id)
+        if record is None:
+            return not self.loaded.is_set()
+        return record.usable(datetime.now(UTC))
 
     def _maybe_touch(self, record: KeyRecord, now: datetime) -> None:
         if not needs_touch(record, now) or record.key_id in self._touching:

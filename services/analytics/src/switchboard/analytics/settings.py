@@ -53,6 +53,20 @@ class AnalyticsSettings(DatabaseSettings):
     conversion_action_source: ActionSource = "system_generated"
     conversion_test_event_code: str | None = None
     metrics_refresh_s: float = Field(15.0, gt=0, description="how often gauges read Postgres")
+    dashboard_idle_s: int = Field(
+        1800, ge=60, description="a dashboard sign-in idle this long ends"
+    )
+    dashboard_session_max_s: int = Field(
+        12 * 3600,
+        ge=60,
+        le=12 * 3600,
+        description="a dashboard sign-in ends this long after it began",
+    )
+    login_attempts_per_ip: int = Field(
+        30, ge=1, description="sign-in attempts per address and window"
+    )
+    login_attempts_per_key: int = Field(10, ge=1, description="sign-in attempts per key and window")
+    login_window_s: int = Field(300, ge=10, description="the window of the sign-in attempt limits")
 
     @field_validator("api_keys", mode="before")
     @classmethod
