@@ -439,7 +439,8 @@ async def test_mtproto_runs_on_its_generated_user(
     async with (
         asyncio.timeout(90),
         serve(box.app()) as sandbox_url,
-        httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {admin_token}"}) as http,
+        # The session is workspace demo's: its API key acts on it (the operator token does not).
+        httpx.AsyncClient(timeout=10, headers={"Authorization": "Bearer live-demo-key"}) as http,
     ):
         settings = MtprotoSettings(
             nats_url=url,
@@ -449,6 +450,7 @@ async def test_mtproto_runs_on_its_generated_user(
             database_url=postgres_url,
             encryption_keys="m1:" + Keyring.generate_key(),
             admin_token=admin_token,
+            api_keys="live-demo-key=demo",
             adapter="sandbox",
             sandbox_url=sandbox_url,
             api_id=12345,
