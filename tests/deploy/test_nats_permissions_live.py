@@ -73,7 +73,8 @@ from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port, wait_for_port
-from switchboard.runtime.settings import load_settings
+from switchboard.runtime.sealing import seal
+from switchboard.runtime.settings import load_settings, parse_keyring
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve
@@ -436,6 +437,8 @@ async def test_mtproto_runs_on_its_generated_user(
     buyer, _ = fake.add_user("+15557770002", first_name="Buyer", username="buyer_one")
     fake.add_channel("Deals", "deals_chan", creator=buyer, members=[seller])
     admin_token = "mtproto-admin-token-for-tests"
+    gateway_keys = "m1:" + Keyring.generate_key()
+    ring = Keyring.from_mapping(parse_keyring(gateway_keys))
     async with (
         asyncio.timeout(90),
         serve(box.app()) as sandbox_url,
@@ -448,7 +451,7 @@ async def test_mtproto_runs_on_its_generated_user(
             nats_password=passwords["mtproto"],
             provision=False,
             database_url=postgres_url,
-            encryption_keys="m1:" + Keyring.generate_key(),
+            encryption_keys=gateway_keys,
             admin_token=admin_token,
             api_keys="live-demo-key=demo",
             adapter="sandbox",
@@ -478,7 +481,11 @@ async def test_mtproto_runs_on_its_generated_user(
                 code = fake.code(phone)
                 assert code is not None
                 await admin.publish(
-                    SubmitLoginCode(session_id="seller", code=code.code), workspace_id="demo"
+                    SubmitLoginCode(
+                        session_id="seller",
+                        sealed_code=seal(ring, SubmitLoginCode.name, "seller", "code", code.code),
+                    ),
+                    workspace_id="demo",
                 )
                 await eventually(seen("MTPROTO", "mtproto.session_connected.>"), message="conn")
 

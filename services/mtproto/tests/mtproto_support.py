@@ -20,6 +20,7 @@ from switchboard.mtproto.app import create_app
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.sealing import seal
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve
@@ -117,6 +118,16 @@ async def world(nats_url: str, postgres_url: str) -> AsyncIterator[World]:
 
 async def stream(nats_url: str, name: str, subject: str | None = None) -> list[Decoded]:
     """Every message of a stream (optionally one subject filter), decoded, in order."""
+    return [
+        decode_message(subj, headers, data)
+        for subj, headers, data in await raw_messages(nats_url, name, subject)
+    ]
+
+
+async def raw_messages(
+    nats_url: str, name: str, subject: str | None = None
+) -> list[tuple[str, dict[str, str], bytes]]:
+    """Every message still stored in a stream, as (subject, headers, body), in order."""
     bus = await Bus.connect(nats_url, name="test-reader")
     try:
         info = await bus.js.stream_info(name)
@@ -132,18 +143,23 @@ async def stream(nats_url: str, name: str, subject: str | None = None) -> list[D
                 filter_subjects=[subject] if subject else list(info.config.subjects or []),
             ),
         )
-        out: list[Decoded] = []
+        out: list[tuple[str, dict[str, str], bytes]] = []
         pending = (await sub.consumer_info()).num_pending
         while len(out) < pending:
             try:
                 msgs = await sub.fetch(min(1000, pending - len(out)), timeout=2)
             except (NatsTimeout, TimeoutError):
                 break
-            out += [decode_message(m.subject, dict(m.headers or {}), m.data) for m in msgs]
+            out += [(m.subject, dict(m.headers or {}), m.data) for m in msgs]
         await sub.unsubscribe()
         return out
     finally:
         await bus.close()
+
+
+def sealed(command: str, session_id: str, field: str, value: str) -> str:
+    """A secret sealed for the test gateway (its keyring), as a bus publisher does it."""
+    return seal(keyring(), command, session_id, field, value)
 
 
 async def wait_for_event(
