@@ -86,7 +86,8 @@ class ServiceApp(FastAPI):
             if ops != on_ops_port and path not in PROBES:
                 return error(404, "not_found", f"no route {path}")
             return None
-        if ops:
+        if ops and scope.get("method") in ("GET", "HEAD"):
+            # (other methods go on to the router's 405: they read nothing)
             given = _bearer(scope)
             token = self.admin_token
             if not token or not hmac.compare_digest(given.encode(), token.encode()):
@@ -205,7 +206,8 @@ def service_app(
     app.ops_port = settings.ops_port
     app.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.max_body_bytes = settings.max_body_bytes
-    key_admin_routes(app)
+    if settings.api_key_pepper is not None:  # without it no stored key can be checked
+        key_admin_routes(app)
 
     @app.exception_handler(ScopeError)
     async def _scope(_: Request, exc: ScopeError) -> Response:

@@ -53,7 +53,7 @@ class _Body(BaseModel):
 
 class LoginBody(_Body):
     phone: str = Field(pattern=r"^\+?[0-9]{5,16}$")
-    api_id: int | None = Field(None, ge=1)
+    api_id: int | None = Field(None, ge=1, le=2**31 - 1)  # Telegram app ids are int32
     api_hash: str | None = Field(None, min_length=8)
     device: DeviceInfo | None = None
     proxy: ProxyInfo | None = None
@@ -72,7 +72,7 @@ class ImportBody(_Body):
     """An existing, authorized StringSession (e.g. moved from another tool)."""
 
     session: str = Field(min_length=16)
-    api_id: int = Field(ge=1)
+    api_id: int = Field(ge=1, le=2**31 - 1)
     api_hash: str = Field(min_length=8)
     workspace_id: str | None = Field(None, min_length=1, description="default: the key's")
     phone: str | None = None

@@ -121,7 +121,7 @@ class StartLogin(_SessionCommand):
     hash and the proxy's credentials travel sealed for the gateway, never in the clear."""
 
     phone: str = Field(pattern=r"^\+?[0-9]{5,16}$", description="international format")
-    api_id: int | None = Field(None, ge=1)
+    api_id: int | None = Field(None, ge=1, le=2**31 - 1)
     sealed_api_hash: str | None = Field(None, min_length=8, repr=False, description=SEALED)
     device: DeviceInfo | None = None
     sealed_proxy: str | None = Field(
