@@ -4,9 +4,14 @@ scopes hold (read, send, admin), and the operator token opens only the operator 
 
 from __future__ import annotations
 
-import httpx
+import asyncio
 
-from .mtproto_support import OPERATOR, OTHER, world
+import httpx
+import pytest
+
+from switchboard.mtproto.cli import main as cli
+
+from .mtproto_support import ADMIN, DEMO_KEY, OPERATOR, OTHER, OTHER_KEY, world
 
 PHONE = "+15551239001"
 READ_ONLY = {"Authorization": "Bearer mtproto-read-key"}
@@ -67,3 +72,22 @@ async def test_a_key_acts_only_on_its_own_workspace_sessions(
             assert (await http.get("/v1/sessions/ada", headers=OPERATOR)).status_code == 401
             assert (await http.get("/v1/ownership", headers=OPERATOR)).status_code == 200
             assert (await http.get("/v1/ownership", headers=OTHER)).status_code == 401
+
+
+async def test_the_operator_command_uses_the_workspace_key(
+    nats_url: str, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with world(nats_url, postgres_url) as w:
+        _, keys = w.fake.add_user("+15551239002", first_name="Cli", sessions=1)
+        base = await w.gateway(instance_id="k2")
+        await w.import_session(base, "cli", keys[0].session)
+
+        def run(*argv: str) -> int:
+            return cli(["--url", base, *argv])
+
+        assert await asyncio.to_thread(run, "--api-key", DEMO_KEY, "sessions") == 0
+        assert '"session_id": "cli"' in capsys.readouterr().out
+        assert await asyncio.to_thread(run, "--api-key", OTHER_KEY, "show", "cli") == 1
+        assert await asyncio.to_thread(run, "--admin-token", ADMIN, "reencrypt") == 0
+        with pytest.raises(SystemExit, match="SWITCHBOARD_API_KEY"):
+            run("sessions")
