@@ -3,7 +3,9 @@ expiry, how often a use is written, and which scope a route needs."""
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +106,23 @@ def test_config_keys_have_every_scope_unless_they_name_theirs() -> None:
     assert auth.config_principal("nobody-key") is None
     with pytest.raises(ValueError, match="'write'"):
         parse_api_keys("some-key-1=demo:write")
+
+
+def test_the_keys_command_reads_durations_times_and_the_dev_pepper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchboard.runtime import keys_cli
+
+    assert keys_cli._duration("90s") == timedelta(seconds=90)
+    assert keys_cli._duration("30d") == timedelta(days=30)
+    with pytest.raises(argparse.ArgumentTypeError, match="no duration"):
+        keys_cli._duration("soon")
+    assert keys_cli._expiry("2027-01-01T00:00:00") == datetime(2027, 1, 1, tzinfo=UTC)
+    with pytest.raises(argparse.ArgumentTypeError, match="neither"):
+        keys_cli._expiry("tomorrow")
+    monkeypatch.delenv("SWITCHBOARD_API_KEY_PEPPER", raising=False)
+    assert keys_cli._pepper(tmp_path) is None
+    (tmp_path / "dev-api-key-pepper").write_text("dev-pepper-from-up-0123\n")
+    assert keys_cli._pepper(tmp_path) == b"dev-pepper-from-up-0123"
+    monkeypatch.setenv("SWITCHBOARD_API_KEY_PEPPER", "from-the-environment-0123")
+    assert keys_cli._pepper(tmp_path) == b"from-the-environment-0123"
