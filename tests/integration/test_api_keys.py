@@ -21,7 +21,7 @@ from switchboard.runtime.auth import ApiKeyAuth, require_scope
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.cli import main as cli
 from switchboard.runtime.embedded import free_port
-from switchboard.runtime.keys import KeyStore, Scope
+from switchboard.runtime.keys import KeyCache, KeyStore, Scope, new_key
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.testing import eventually, serve_app
 
@@ -217,3 +217,24 @@ async def test_one_body_limit_and_ops_routes_apart(nats_url: str) -> None:
             await http.get(f"{url}/metrics", headers=_bearer("dev-key-0001"))
         ).status_code == 401
         assert (await http.get(f"{url}/metrics", headers=_bearer(ADMIN))).status_code == 200
+
+
+async def test_a_key_bucket_that_does_not_answer_is_503_not_401() -> None:
+    """The bucket failing is our infrastructure, not a bad key: retryable, never a 401."""
+
+    class Unreachable:
+        pepper = PEPPER.encode()
+
+        async def get(self, key_id: str) -> None:
+            raise TimeoutError("nats: timeout")
+
+    app = _probe("nats://127.0.0.1:9")
+    app.key_cache = KeyCache(Unreachable())  # type: ignore[arg-type]
+    _, key = new_key()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        r = await http.get("/v1/things", headers=_bearer(key))
+        assert r.status_code == 503
+        assert r.headers["Retry-After"] == "1"
+        # A development key does not need the bucket.
+        assert (await http.get("/v1/things", headers=_bearer("dev-key-0001"))).status_code == 200

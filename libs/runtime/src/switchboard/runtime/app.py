@@ -53,7 +53,15 @@ class ServiceApp(FastAPI):
             await refusal(scope, receive, send)
             return
         receive = _limited(receive, self.max_body_bytes)
-        await self._resolve_key(scope)
+        try:
+            await self._resolve_key(scope)
+        except Exception as exc:
+            # Our own infrastructure (the key bucket), not the caller's fault: retryable.
+            log.warning("API key lookup failed", error=str(exc))
+            unavailable = error(503, "unavailable", "API keys cannot be checked right now",
+                                headers={"Retry-After": "1"})  # fmt: skip
+            await unavailable(scope, receive, send)
+            return
         if self.fast_path is not None:
             try:
                 if await self.fast_path(scope, receive, send):
