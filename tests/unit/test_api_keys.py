@@ -126,3 +126,19 @@ def test_the_keys_command_reads_durations_times_and_the_dev_pepper(
     assert keys_cli._pepper(tmp_path) == b"dev-pepper-from-up-0123"
     monkeypatch.setenv("SWITCHBOARD_API_KEY_PEPPER", "from-the-environment-0123")
     assert keys_cli._pepper(tmp_path) == b"from-the-environment-0123"
+
+
+def test_a_service_needs_configured_keys_only_without_stored_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from switchboard.crm.settings import CrmSettings
+    from switchboard.runtime.settings import ConfigError, load_settings
+
+    for name in ("SWITCHBOARD_API_KEYS", "SWITCHBOARD_API_KEY_PEPPER", "SWITCHBOARD_CRM_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="API_KEY_PEPPER"):
+        load_settings(CrmSettings)
+    stored_only = load_settings(CrmSettings, api_key_pepper="a-pepper-of-16-chars-or-more")
+    assert stored_only.api_keys == {}
+    with pytest.raises(ConfigError, match="at least 16"):
+        load_settings(CrmSettings, api_keys="demo-key=demo", api_key_pepper="short")

@@ -12,7 +12,7 @@ import binascii
 import socket
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -148,6 +148,17 @@ def parse_api_keys(value: Any) -> dict[str, str]:
             parse_scopes(scopes.split("+"))  # a ValueError naming the unknown scope
         result[key] = workspace
     return result
+
+
+def api_keys_setting(value: Any, info: ValidationInfo) -> dict[str, str]:
+    """A service API's ``api_keys``: development keys, needed unless stored keys are on (a
+    pepper is configured), so production may run on stored keys alone."""
+    keys = parse_api_keys(value)
+    if not keys and info.data.get("api_key_pepper") is None:
+        raise ValueError(
+            "needs at least one key=workspace, or SWITCHBOARD_API_KEY_PEPPER for stored keys"
+        )
+    return keys
 
 
 def parse_keyring(value: Any) -> dict[str, bytes]:

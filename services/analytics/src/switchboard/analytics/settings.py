@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from switchboard.runtime.settings import DatabaseSettings, parse_api_keys
+from switchboard.runtime.settings import DatabaseSettings, api_keys_setting
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -33,7 +33,9 @@ class AnalyticsSettings(DatabaseSettings):
     # conversion publisher listens on one; the API and gauges need the rest.
     database_pool_size: int = Field(20, ge=10, le=200)
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        description="key=workspace[,key=workspace]: read API and dashboard keys"
+        default_factory=dict,
+        validate_default=True,
+        description="key=workspace[,key=workspace]: read API and dashboard keys",
     )
     projection_batch: int = Field(500, ge=1, le=10_000)
     lead_stages: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -70,11 +72,8 @@ class AnalyticsSettings(DatabaseSettings):
 
     @field_validator("api_keys", mode="before")
     @classmethod
-    def _keys(cls, value: Any) -> dict[str, str]:
-        keys = parse_api_keys(value)
-        if not keys:
-            raise ValueError("needs at least one key=workspace")
-        return keys
+    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
+        return api_keys_setting(value, info)
 
     @field_validator("lead_stages", mode="before")
     @classmethod
