@@ -241,6 +241,7 @@ async def test_services_run_on_their_generated_users(
         env[f"SWITCHBOARD_{service.upper()}_NATS_USER"] = service
         env[f"SWITCHBOARD_{service.upper()}_NATS_PASSWORD"] = passwords[service]
     env["SWITCHBOARD_ADMIN_TOKEN"] = "admin-token-for-tests"
+    env["SWITCHBOARD_API_KEY_PEPPER"] = "pepper-for-permission-tests"  # stored keys on
     for key, value in env.items():
         monkeypatch.setenv(key, value)
 
@@ -273,6 +274,20 @@ async def test_services_run_on_their_generated_users(
 
         found = await eventually(contact, timeout=30, message="contact resolved and projected")
         assert found is not None
+        # Stored API keys: ingest's user creates one in the api_keys bucket, crm's user
+        # watches the bucket, checks the key and records its last use.
+        operator = {"Authorization": "Bearer admin-token-for-tests"}
+        made = await http.post(f"{ingest_url}/admin/api-keys", headers=operator,
+                               json={"workspace_id": "demo", "scopes": ["read"]})  # fmt: skip
+        assert made.status_code == 201, made.text
+        stored = {"Authorization": f"Bearer {made.json()['key']}"}
+        assert (await http.get(f"{crm_url}/v1/contacts", headers=stored)).status_code == 200
+
+        async def last_use_recorded() -> bool:
+            keys = (await http.get(f"{ingest_url}/admin/api-keys", headers=operator)).json()
+            return any(k["last_used_at"] for k in keys["items"])
+
+        await eventually(last_use_recorded, timeout=30, message="crm recorded the key's use")
         # A command over the bus: the crm-commands durable, an append to CRM, the projection.
         admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
         try:
