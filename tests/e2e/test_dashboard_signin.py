@@ -134,3 +134,31 @@ async def test_a_sign_in_ends_when_its_key_is_revoked(analytics: str) -> None:
         token = _csrf(await http.get("/"))
         refused = await http.post("/login", data={"key": send_only.json()["key"], "csrf": token})
         assert refused.status_code == 403
+
+
+async def test_an_idle_sign_in_ends_and_leaves_nothing_behind(nats_url: str) -> None:
+    """The idle timeout against the real bucket: a session past it opens nothing and is
+    deleted (a zero idle time stands in for half an hour without a request)."""
+    from datetime import timedelta
+
+    from nats.js.errors import NoKeysError
+
+    from switchboard.analytics.signin import Lifetimes, SignInStore, session_key
+
+    bus = await Bus.connect(nats_url, name="test-idle")
+    try:
+        await bus.provision()
+        kv = await bus.kv(DASHBOARD_SESSIONS.name)
+        live = SignInStore(kv, Lifetimes(idle=timedelta(minutes=30), absolute=timedelta(hours=1)))
+        session_id, _ = await live.create("demo", None)
+        assert (await live.get(session_id)) is not None
+        idle = SignInStore(kv, Lifetimes(idle=timedelta(0), absolute=timedelta(hours=1)))
+        assert (await idle.get(session_id)) is None
+        assert (await live.get(session_id)) is None  # ended for every instance
+        try:
+            left = await kv.keys()
+        except NoKeysError:  # nats-py's answer for an empty bucket
+            left = []
+        assert session_key(session_id) not in left
+    finally:
+        await bus.close()
