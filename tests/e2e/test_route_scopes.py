@@ -9,7 +9,7 @@ The apps are called without starting them: both refusals happen before a handler
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -91,8 +91,29 @@ async def test_every_route_refuses_an_oversized_body(service: str) -> None:
     app = _apps()[service]()
     routes = [*_operations(app), ("POST", "/login"), ("POST", "/webhooks/telegram/x1")]
     big = b"{" + b" " * 5000 + b"}"
+    json = {"Content-Type": "application/json"}
     async with _client(app) as http:
         for method, path in routes:
-            r = await http.request(method, path, content=big,
-                                   headers={"Content-Type": "application/json"})  # fmt: skip
+            r = await http.request(method, path, content=big, headers=json)
             assert r.status_code == 413, (method, path, r.status_code)
+        # Streamed without a Content-Length: refused as it arrives, wherever a body is read.
+        own = {"ingest": ("POST", "/webhooks/telegram/x1"), "analytics": ("POST", "/login")}
+        readers = [*_body_operations(app), *([own[service]] if service in own else [])]
+        for method, path in readers:
+            auth = {"Authorization": f"Bearer {SEND_ONLY if method != 'GET' else READ_ONLY}"}
+            r = await http.request(method, path, content=_chunks(big), headers={**json, **auth})
+            assert r.status_code == 413, (method, path, r.status_code, r.text)
+
+
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(body), 1000):
+        yield body[i : i + 1000]
+
+
+def _body_operations(app: ServiceApp) -> list[tuple[str, str]]:
+    """The operations whose OpenAPI document declares a request body (FastAPI reads it)."""
+    ops = []
+    for path, item in app.openapi()["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "x1", path)
+        ops.extend((m.upper(), concrete) for m, op in item.items() if "requestBody" in op)
+    return ops
