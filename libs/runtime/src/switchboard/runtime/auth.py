@@ -76,13 +76,25 @@ class ApiKeyAuth:
 
 
 def require_scope(scope: Scope | str) -> Callable[[Request], str]:
-    """A FastAPI dependency: the workspace of a key holding ``scope`` (401/403 otherwise)."""
+    """A FastAPI dependency: the workspace of a key holding ``scope`` (401/403 otherwise).
+    The route's OpenAPI operation says so (see :mod:`switchboard.runtime.openapi_security`)."""
     needed = Scope(scope)
 
     def dependency(request: Request) -> str:
         auth: ApiKeyAuth = request.app.state.auth
         return auth.workspace(request, needed)
 
+    dependency.required_scope = needed  # type: ignore[attr-defined]
+    return dependency
+
+
+def require_operator(token: str | None) -> Callable[[Request], None]:
+    """A FastAPI dependency: the operator token, nothing else (no token configured: refuse)."""
+
+    def dependency(request: Request) -> None:
+        check_admin(request, token)
+
+    dependency.operator = True  # type: ignore[attr-defined]
     return dependency
 
 

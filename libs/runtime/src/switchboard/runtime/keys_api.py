@@ -49,6 +49,7 @@ def _operator_store(request: Request) -> KeyStore | None:
     return app.key_cache.store if app.key_cache is not None else None
 
 
+_operator_store.operator = True  # type: ignore[attr-defined]  # for the OpenAPI document
 Store = Annotated[KeyStore | None, Depends(_operator_store)]
 
 

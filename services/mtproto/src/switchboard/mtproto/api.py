@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, Depends, Path, Request
+from fastapi import Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
@@ -31,7 +31,7 @@ from switchboard.mtproto.leases import SESSION_PREFIX
 from switchboard.mtproto.sessions import Secrets, SessionRecord
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.app import ServiceApp
-from switchboard.runtime.auth import ApiKeyAuth, check_admin, require_scope
+from switchboard.runtime.auth import ApiKeyAuth, require_operator, require_scope
 from switchboard.runtime.http import error
 from switchboard.runtime.keys import Scope
 
@@ -158,10 +158,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.state.auth = ApiKeyAuth(settings.api_keys)
 
-    def admin(request: Request) -> None:
-        check_admin(request, token)
-
-    operator = [Depends(admin)]
+    operator = [Depends(require_operator(token))]
 
     async def owned(session_id: str, ws: str) -> bool:
         return await session_workspace(gateway(), session_id) == ws
