@@ -48,13 +48,16 @@ RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "10000"))
 BATCH = 5000
 INSTANCES = 3
 PER_BOT = 30.0
+OPERATOR = "bench-operator-token"
 
 
 async def metric_total(http: httpx.AsyncClient, ports: list[int], name: str) -> float:
     """A counter of the instances' /metrics, summed."""
     total = 0.0
     for port in ports:
-        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        # /metrics answers the operator token only (no ops port here)
+        ops = {"Authorization": f"Bearer {OPERATOR}"}
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics", headers=ops)).text
         for line in text.splitlines():
             if line.startswith(f"{name} "):
                 total += float(line.split()[1])
@@ -134,6 +137,7 @@ async def main() -> None:
                 "SWITCHBOARD_NATS_URL": nats.url,
                 "SWITCHBOARD_ENCRYPTION_KEYS": keys,
                 "SWITCHBOARD_API_KEYS": "bench-key-1=bench",
+                "SWITCHBOARD_ADMIN_TOKEN": OPERATOR,
                 "SWITCHBOARD_LOG_LEVEL": "warning",
             }
             ports = [free_port() for _ in range(INSTANCES)]

@@ -124,7 +124,9 @@ def test_service_has_its_resources(overlay: str, service: str) -> None:
     monitor = one(docs, "ServiceMonitor", service)
     assert monitor["spec"]["selector"]["matchLabels"] == labels
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    assert monitor["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    # Metrics are served on the ops port only (they name accounts and workspaces).
+    assert monitor["spec"]["endpoints"][0]["port"] == "ops"
+    assert "ops" in {p["name"] for p in svc["spec"]["ports"]}
     policy = one(docs, "NetworkPolicy", service)
     assert policy["spec"]["podSelector"]["matchLabels"] == labels
 
@@ -165,6 +167,8 @@ def test_probes_ports_and_resources(overlay: str, service: str) -> None:
     port = next(p for p in c["ports"] if p["name"] == "http")
     config = _config(docs, deploy)
     assert str(port["containerPort"]) == config["SWITCHBOARD_HTTP_PORT"]
+    ops = next(p for p in c["ports"] if p["name"] == "ops")
+    assert str(ops["containerPort"]) == config["SWITCHBOARD_OPS_PORT"]
     assert config["SWITCHBOARD_HTTP_HOST"] == "0.0.0.0"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -217,6 +221,7 @@ def test_settings_come_from_configmap_and_secret_references(
         "api_id": "12345",
         "encryption_keys": "k1:" + "A" * 43 + "=",
         "api_keys": "test-key-0001=demo",
+        "api_key_pepper": "dummy-pepper-0123456789",
         "database_url": "postgresql://switchboard:x@switchboard-pg-rw.postgres:5432/switchboard",
     }
     for name in secrets:
@@ -241,6 +246,12 @@ PRIVATE = [
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
               "fc00::/7")
 ]  # fmt: skip
+
+
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
 
 
 def _egress_reach(spec: dict[str, Any], service: str) -> dict[str, set[int]]:
@@ -293,7 +304,9 @@ def test_network_policies(overlay: str) -> None:
             expected["telegram"] = {443, 80, 5222}
         assert _egress_reach(spec, service) == expected, service
         http_ports = [p["port"] for r in spec["ingress"] for p in r["ports"]]
-        assert http_ports == ["http"], f"{service}: only the HTTP port is open"
+        assert http_ports == ["http", "ops"], f"{service}: only the HTTP and ops ports are open"
+        ops_rule = next(r for r in spec["ingress"] if r["ports"][0]["port"] == "ops")
+        assert ops_rule["from"] == [PROMETHEUS], f"{service}: the ops port is Prometheus's only"
 
 
 def test_mtproto_admin_api_is_not_reachable_from_outside_the_cluster() -> None:

@@ -74,7 +74,8 @@ from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port, wait_for_port
-from switchboard.runtime.settings import load_settings
+from switchboard.runtime.sealing import seal
+from switchboard.runtime.settings import load_settings, parse_keyring
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve
@@ -241,6 +242,7 @@ async def test_services_run_on_their_generated_users(
         env[f"SWITCHBOARD_{service.upper()}_NATS_USER"] = service
         env[f"SWITCHBOARD_{service.upper()}_NATS_PASSWORD"] = passwords[service]
     env["SWITCHBOARD_ADMIN_TOKEN"] = "admin-token-for-tests"
+    env["SWITCHBOARD_API_KEY_PEPPER"] = "pepper-for-permission-tests"  # stored keys on
     for key, value in env.items():
         monkeypatch.setenv(key, value)
 
@@ -273,6 +275,20 @@ async def test_services_run_on_their_generated_users(
 
         found = await eventually(contact, timeout=30, message="contact resolved and projected")
         assert found is not None
+        # Stored API keys: ingest's user creates one in the api_keys bucket, crm's user
+        # watches the bucket, checks the key and records its last use.
+        operator = {"Authorization": "Bearer admin-token-for-tests"}
+        made = await http.post(f"{ingest_url}/admin/api-keys", headers=operator,
+                               json={"workspace_id": "demo", "scopes": ["read"]})  # fmt: skip
+        assert made.status_code == 201, made.text
+        stored = {"Authorization": f"Bearer {made.json()['key']}"}
+        assert (await http.get(f"{crm_url}/v1/contacts", headers=stored)).status_code == 200
+
+        async def last_use_recorded() -> bool:
+            keys = (await http.get(f"{ingest_url}/admin/api-keys", headers=operator)).json()
+            return any(k["last_used_at"] for k in keys["items"])
+
+        await eventually(last_use_recorded, timeout=30, message="crm recorded the key's use")
         # A command over the bus: the crm-commands durable, an append to CRM, the projection.
         admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
         try:
@@ -464,10 +480,13 @@ async def test_mtproto_runs_on_its_generated_user(
     buyer, _ = fake.add_user("+15557770002", first_name="Buyer", username="buyer_one")
     fake.add_channel("Deals", "deals_chan", creator=buyer, members=[seller])
     admin_token = "mtproto-admin-token-for-tests"
+    gateway_keys = "m1:" + Keyring.generate_key()
+    ring = Keyring.from_mapping(parse_keyring(gateway_keys))
     async with (
         asyncio.timeout(90),
         serve(box.app()) as sandbox_url,
-        httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {admin_token}"}) as http,
+        # The session is workspace demo's: its API key acts on it (the operator token does not).
+        httpx.AsyncClient(timeout=10, headers={"Authorization": "Bearer live-demo-key"}) as http,
     ):
         settings = MtprotoSettings(
             nats_url=url,
@@ -475,8 +494,9 @@ async def test_mtproto_runs_on_its_generated_user(
             nats_password=passwords["mtproto"],
             provision=False,
             database_url=postgres_url,
-            encryption_keys="m1:" + Keyring.generate_key(),
+            encryption_keys=gateway_keys,
             admin_token=admin_token,
+            api_keys="live-demo-key=demo",
             adapter="sandbox",
             sandbox_url=sandbox_url,
             api_id=12345,
@@ -504,7 +524,11 @@ async def test_mtproto_runs_on_its_generated_user(
                 code = fake.code(phone)
                 assert code is not None
                 await admin.publish(
-                    SubmitLoginCode(session_id="seller", code=code.code), workspace_id="demo"
+                    SubmitLoginCode(
+                        session_id="seller",
+                        sealed_code=seal(ring, SubmitLoginCode.name, "seller", "code", code.code),
+                    ),
+                    workspace_id="demo",
                 )
                 await eventually(seen("MTPROTO", "mtproto.session_connected.>"), message="conn")
 

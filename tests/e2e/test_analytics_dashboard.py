@@ -339,14 +339,16 @@ async def test_dashboard_draws_every_chart_with_data_and_none_without(
             )
 
         await eventually(ready, timeout=20, message="everything rolled up")
-        assert (await http.get(f"{analytics}/")).status_code == 401  # the sign-in page
-        signed = await http.post(f"{analytics}/login", data={"key": API_KEY})
+        form = await http.get(f"{analytics}/")
+        assert form.status_code == 401  # the sign-in page, with its CSRF token
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = await http.post(f"{analytics}/login", data={"key": API_KEY, "csrf": csrf})
         assert signed.status_code == 303
         assert "httponly" in signed.headers["set-cookie"].lower()
         page = await http.get(f"{analytics}/?{RANGE}")  # the cookie signs the browser in
         assert page.status_code == 200
         assert 'id="tile-inbound">18<' in page.text
-        wrong = await http.post(f"{analytics}/login", data={"key": "not-a-key"})
+        wrong = await http.post(f"{analytics}/login", data={"key": "not-a-key", "csrf": csrf})
         assert wrong.status_code == 401
 
     async with chromium(tmp_path) as ws:

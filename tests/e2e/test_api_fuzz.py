@@ -32,7 +32,7 @@ SERVICES = {
     "ingest": ("IngestSettings", ADMIN),
     "crm": ("CrmSettings", API_KEY),
     "outbound": ("OutboundSettings", API_KEY),
-    "mtproto": ("MtprotoSettings", ADMIN),
+    "mtproto": ("MtprotoSettings", API_KEY),  # a workspace's key: its sessions
     "analytics": ("AnalyticsSettings", API_KEY),
 }
 
@@ -51,6 +51,7 @@ async def test_no_request_makes_a_service_fail(
             nats_url,
             postgres_url,
             SWITCHBOARD_ADMIN_TOKEN=ADMIN,
+            SWITCHBOARD_API_KEY_PEPPER="fuzz-pepper-0123456789abcdef",  # /admin/api-keys too
             SWITCHBOARD_MTPROTO_ADAPTER="sandbox",  # sessions live in the fake Telegram
             SWITCHBOARD_SANDBOX_URL=sandbox,
         ).items():

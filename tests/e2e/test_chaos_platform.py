@@ -103,7 +103,7 @@ async def _mtproto_sessions(http: httpx.AsyncClient, plat: Platform) -> None:
     for i, user in enumerate(r.json()["users"]):
         r = await http.put(
             f"{plat.url('mtproto')}/v1/sessions/agent-{i}",
-            headers={"Authorization": f"Bearer {ADMIN}"},
+            headers={"Authorization": f"Bearer {API_KEY}"},  # workspace demo's key
             json={
                 "session": user["sessions"][0]["session"],
                 "api_id": 1,

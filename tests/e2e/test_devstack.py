@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from switchboard.runtime.devstack import PORTS, SANDBOX_PORT
+from switchboard.runtime.devstack import OPS_PORTS, PORTS, SANDBOX_PORT
 from switchboard.runtime.testing import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -64,9 +64,12 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
             assert bad.status_code == 401
             me = await http.get(f"http://127.0.0.1:{SANDBOX_PORT}/telegram/bot100000001:demo/getMe")
             assert me.json()["result"]["username"] == "switchboard_demo_bot"
-            for port in (PORTS["ingest"], PORTS["crm"]):
+            for name in ("ingest", "crm"):
+                port, ops = PORTS[name], OPS_PORTS[name]
                 assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
-                metrics = await http.get(f"http://127.0.0.1:{port}/metrics")
+                # Metrics live on the ops port only, never beside the API.
+                assert (await http.get(f"http://127.0.0.1:{port}/metrics")).status_code == 404
+                metrics = await http.get(f"http://127.0.0.1:{ops}/metrics")
                 assert "switchboard_" in metrics.text
 
             # Active health: the demo bot and the demo user session, each probed.

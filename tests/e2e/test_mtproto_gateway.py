@@ -38,7 +38,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 KEY = "e1:" + Keyring.generate_key()
 ADMIN = "mtproto-e2e-admin"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
+OPERATOR = {"Authorization": f"Bearer {ADMIN}"}
+AUTH = {"Authorization": "Bearer mtproto-e2e-demo-key"}  # a key of workspace demo
 API_HASH = "fedcba9876543210fedcba9876543210"
 TTL = 4.0  # the lease TTL the gateways enforce (the bucket's own TTL stays 30 s)
 CONTROL = "/_sandbox/mtproto"
@@ -51,7 +52,7 @@ class Gateways:
     http: httpx.AsyncClient
 
     async def ownership(self, proc: ServiceProcess) -> dict[str, Any]:
-        r = await self.http.get(f"{proc.url}/v1/ownership", headers=AUTH)
+        r = await self.http.get(f"{proc.url}/v1/ownership", headers=OPERATOR)
         r.raise_for_status()
         data: dict[str, Any] = r.json()
         return data
@@ -92,6 +93,7 @@ async def gateways(nats_url: str, postgres_url: str, tmp_path: Path) -> AsyncIte
                     "SWITCHBOARD_DATABASE_URL": postgres_url,
                     "SWITCHBOARD_ENCRYPTION_KEYS": KEY,
                     "SWITCHBOARD_ADMIN_TOKEN": ADMIN,
+                    "SWITCHBOARD_API_KEYS": "mtproto-e2e-demo-key=demo",
                     "SWITCHBOARD_SANDBOX_URL": sandbox,
                     "SWITCHBOARD_LOG_JSON": "true",
                     "SWITCHBOARD_INSTANCE_ID": f"gw{i}",

@@ -28,6 +28,7 @@ from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
+OPERATOR = "outbound-operator-token"
 TOKEN = "300000001:outbound-e2e"
 
 
@@ -48,6 +49,7 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
             nats_url,
             SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.1,
             SWITCHBOARD_OUTBOUND_BREAKER_COOLDOWN_S=1,
+            SWITCHBOARD_ADMIN_TOKEN=OPERATOR,
         ).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
@@ -233,7 +235,9 @@ async def test_outage_opens_the_circuit_and_everything_is_delivered_after(env: E
 
         async def circuit_open() -> bool:
             for url in env.urls:
-                report = (await http.get(f"{url}/health/integrations")).json()
+                # /health/* names accounts: the operator token (no ops port here).
+                ops = {"Authorization": f"Bearer {OPERATOR}"}
+                report = (await http.get(f"{url}/health/integrations", headers=ops)).json()
                 if report["integrations"].get("telegram/shop", {}).get("state") in (
                     "open",
                     "half_open",

@@ -190,7 +190,7 @@ async def _reader_session(http: httpx.AsyncClient, sandbox: str, mtproto: str) -
               "members": ["@soak_reader"]},
     )  # fmt: skip
     assert r.status_code < 300, r.text
-    admin = {"Authorization": f"Bearer {ADMIN}"}
+    admin = {"Authorization": f"Bearer {API_KEY}"}  # workspace demo's key: its sessions
     r = await http.put(
         f"{mtproto}/v1/sessions/reader",
         headers=admin,

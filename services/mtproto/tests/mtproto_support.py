@@ -20,13 +20,18 @@ from switchboard.mtproto.app import create_app
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.sealing import seal
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve
 
 KEY = "m1:" + Keyring.generate_key()
 ADMIN = "mtproto-admin-token"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
+OPERATOR = {"Authorization": f"Bearer {ADMIN}"}
+DEMO_KEY = "mtproto-demo-key"  # workspace demo, every scope
+OTHER_KEY = "mtproto-other-key"  # workspace other, every scope
+AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
+OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
 API_ID = 12345
 API_HASH = "0123456789abcdef0123456789abcdef"
 
@@ -44,6 +49,7 @@ def gateway_settings(
         "database_url": database_url,
         "encryption_keys": KEY,
         "admin_token": ADMIN,
+        "api_keys": f"{DEMO_KEY}=demo,{OTHER_KEY}=other",
         "adapter": "sandbox",
         "sandbox_url": sandbox_url,
         "api_id": API_ID,
@@ -112,6 +118,16 @@ async def world(nats_url: str, postgres_url: str) -> AsyncIterator[World]:
 
 async def stream(nats_url: str, name: str, subject: str | None = None) -> list[Decoded]:
     """Every message of a stream (optionally one subject filter), decoded, in order."""
+    return [
+        decode_message(subj, headers, data)
+        for subj, headers, data in await raw_messages(nats_url, name, subject)
+    ]
+
+
+async def raw_messages(
+    nats_url: str, name: str, subject: str | None = None
+) -> list[tuple[str, dict[str, str], bytes]]:
+    """Every message still stored in a stream, as (subject, headers, body), in order."""
     bus = await Bus.connect(nats_url, name="test-reader")
     try:
         info = await bus.js.stream_info(name)
@@ -127,18 +143,23 @@ async def stream(nats_url: str, name: str, subject: str | None = None) -> list[D
                 filter_subjects=[subject] if subject else list(info.config.subjects or []),
             ),
         )
-        out: list[Decoded] = []
+        out: list[tuple[str, dict[str, str], bytes]] = []
         pending = (await sub.consumer_info()).num_pending
         while len(out) < pending:
             try:
                 msgs = await sub.fetch(min(1000, pending - len(out)), timeout=2)
             except (NatsTimeout, TimeoutError):
                 break
-            out += [decode_message(m.subject, dict(m.headers or {}), m.data) for m in msgs]
+            out += [(m.subject, dict(m.headers or {}), m.data) for m in msgs]
         await sub.unsubscribe()
         return out
     finally:
         await bus.close()
+
+
+def sealed(command: str, session_id: str, field: str, value: str) -> str:
+    """A secret sealed for the test gateway (its keyring), as a bus publisher does it."""
+    return seal(keyring(), command, session_id, field, value)
 
 
 async def wait_for_event(

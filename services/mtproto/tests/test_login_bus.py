@@ -1,7 +1,9 @@
 """The login flow over the bus: ``cmd.mtproto.login_*`` commands answered by login events,
-the password step and each error included; commands holding a code or a password are erased
-from the stream once handled; other session commands that cannot apply are rejected with a
-reason."""
+the password step and each error included. Codes, passwords and app hashes travel sealed for
+the gateway (v2); one in the clear (v1) or one that does not open is refused with a reason
+and erased, never dead-lettered with its body; handled commands are erased from the stream,
+and no secret is readable in any stream afterwards. Other session commands that cannot
+apply are rejected with a reason."""
 
 from __future__ import annotations
 
@@ -9,16 +11,33 @@ from switchboard.events.catalog.mtproto import (
     Logout,
     StartLogin,
     SubmitLoginCode,
+    SubmitLoginCodeV1,
     SubmitLoginPassword,
     Subscribe,
 )
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.dlq import list_dead_letters
+from switchboard.runtime.sealing import seal
 from switchboard.runtime.testing import eventually
 
-from .mtproto_support import stream, wait_for_event, world
+from .mtproto_support import API_HASH, API_ID, raw_messages, sealed, stream, wait_for_event, world
 
 PHONE = "+15552340001"
+WS = {"workspace_id": "demo"}
+
+
+def code(sid: str, value: str) -> SubmitLoginCode:
+    return SubmitLoginCode(
+        session_id=sid, sealed_code=sealed("mtproto.login_submit_code", sid, "code", value)
+    )
+
+
+def password(sid: str, value: str) -> SubmitLoginPassword:
+    return SubmitLoginPassword(
+        session_id=sid,
+        sealed_password=sealed("mtproto.login_submit_password", sid, "password", value),
+    )
 
 
 DEMO = {"workspace_id": "demo"}
@@ -38,39 +57,59 @@ async def test_login_over_the_bus_with_each_error(nats_url: str, postgres_url: s
                     nats_url, "mtproto.login_failed", session_id=sid, reason=reason
                 )
 
-            await bus.publish(StartLogin(session_id="banned", phone="+15552340002"))
+            await bus.publish(StartLogin(session_id="banned", phone="+15552340002"), **WS)
             await failed("banned", "phone_number_banned")
-            await bus.publish(StartLogin(session_id="bad", phone="+12345"))
+            await bus.publish(StartLogin(session_id="bad", phone="+12345"), **WS)
             await failed("bad", "phone_number_invalid")
-            await bus.publish(SubmitLoginCode(session_id="nobody", code="12345"))
+            await bus.publish(code("nobody", "12345"), **WS)
             await failed("nobody", "no_login_in_progress")
 
             w.fake.add_fault(method="auth.sendCode", error="FLOOD_WAIT", seconds=9, times=1)
-            await bus.publish(StartLogin(session_id="linus", phone=PHONE))
+            await bus.publish(StartLogin(session_id="linus", phone=PHONE), **WS)
             flood = await wait_for_event(
                 nats_url, "mtproto.login_failed", session_id="linus", reason="flood_wait"
             )
             assert flood.model.retry_after_s == 9  # type: ignore[attr-defined]
 
-            await bus.publish(StartLogin(session_id="linus", phone=PHONE), workspace_id="demo")
+            hashed = StartLogin(session_id="linus", phone=PHONE, api_id=API_ID,
+                                sealed_api_hash=sealed("mtproto.login_start", "linus",
+                                                       "api_hash", API_HASH))  # fmt: skip
+            await bus.publish(hashed, **WS)
             sent = await wait_for_event(nats_url, "mtproto.login_code_sent", session_id="linus")
             assert sent.envelope.workspace_id == "demo"
-            code = w.fake.code(PHONE).code
-            await bus.publish(SubmitLoginPassword(session_id="linus", password="early"), **DEMO)
+            the_code = w.fake.code(PHONE).code
+            # Another workspace cannot submit to this login: refused, nothing is tried.
+            await bus.publish(code("linus", the_code), workspace_id="other")
+            refused = await wait_for_event(nats_url, "mtproto.command_rejected",
+                                           session_id="linus")  # fmt: skip
+            assert "no session" in refused.model.reason  # type: ignore[attr-defined]
+            # A code in the clear (v1) is refused and erased, never used nor dead-lettered.
+            await bus.publish(SubmitLoginCodeV1(session_id="linus", code=the_code), **WS)
+            await eventually(lambda: _rejected(nats_url, "in the clear"), message="plaintext")
+            # Sealed with a key the gateway does not hold, or for another field: refused.
+            stranger = Keyring.from_mapping({"x1": bytes(32)})
+            foreign = seal(stranger, "mtproto.login_submit_code", "linus", "code", the_code)
+            await bus.publish(SubmitLoginCode(session_id="linus", sealed_code=foreign), **WS)
+            await eventually(lambda: _rejected(nats_url, "does not open"), message="stranger")
+            moved = sealed("mtproto.login_submit_password", "linus", "password", the_code)
+            await bus.publish(SubmitLoginCode(session_id="linus", sealed_code=moved), **WS)
+            await eventually(lambda: _rejected(nats_url, "does not open", 2), message="moved")
+
+            await bus.publish(password("linus", "early"), **WS)
             await failed("linus", "wrong_step")
-            wrong = "00000" if code != "00000" else "11111"
-            await bus.publish(SubmitLoginCode(session_id="linus", code=wrong), **DEMO)
+            wrong = "00000" if the_code != "00000" else "11111"
+            await bus.publish(code("linus", wrong), **WS)
             await failed("linus", "phone_code_invalid")
-            await bus.publish(SubmitLoginCode(session_id="linus", code=code), **DEMO)
+            await bus.publish(code("linus", the_code), **WS)
             await wait_for_event(nats_url, "mtproto.login_password_needed", session_id="linus")
-            await bus.publish(SubmitLoginPassword(session_id="linus", password="wrong22"), **DEMO)
+            await bus.publish(password("linus", "wrong22"), **WS)
             await failed("linus", "password_invalid")
-            await bus.publish(SubmitLoginPassword(session_id="linus", password="hunter22"), **DEMO)
+            await bus.publish(password("linus", "hunter22"), **WS)
             ok = await wait_for_event(nats_url, "mtproto.login_succeeded", session_id="linus")
             assert ok.model.user_id == str(user.id)  # type: ignore[attr-defined]
             await wait_for_event(nats_url, "mtproto.session_connected", session_id="linus")
 
-            await bus.publish(StartLogin(session_id="linus", phone=PHONE), **DEMO)
+            await bus.publish(StartLogin(session_id="linus", phone=PHONE), **WS)
             await failed("linus", "already_authorized")
 
             # Another workspace's session does not exist for a command: rejected with 404,
@@ -131,3 +170,19 @@ async def test_login_over_the_bus_with_each_error(nats_url: str, postgres_url: s
             return not any(n.startswith("mtproto.login_") for n in kept)
 
         await eventually(erased, message="login commands erased")
+        # And no code, password or app hash is readable in any stream, the DLQ included.
+        for name in ("MTPROTO", "DLQ"):
+            raw = b"".join(d + str(h).encode() for _, h, d in await raw_messages(nats_url, name))
+            # (the code quoted, as a JSON body would hold it: five digits alone may well
+            # appear inside a timestamp)
+            for secret in (f'"{the_code}"', "hunter22", "wrong22", "s3cret-but-broken", API_HASH):
+                assert secret.encode() not in raw, (name, secret)
+
+
+async def _rejected(nats_url: str, reason: str, at_least: int = 1) -> bool:
+    found = [
+        d
+        for d in await stream(nats_url, "MTPROTO", "mtproto.command_rejected.>")
+        if reason in d.model.reason  # type: ignore[attr-defined]
+    ]
+    return len(found) >= at_least

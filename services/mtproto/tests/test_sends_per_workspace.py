@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from switchboard.runtime.testing import eventually
 
-from .mtproto_support import API_HASH, API_ID, stream, world
+from .mtproto_support import API_HASH, API_ID, OTHER, stream, world
 
 
 async def test_the_same_message_id_in_two_workspaces_is_two_messages(
@@ -17,17 +17,23 @@ async def test_the_same_message_id_in_two_workspaces_is_two_messages(
         buyer, _ = w.fake.add_user("+15557770003", first_name="Buyer", username="buyer_two")
         base = await w.gateway(instance_id="g1")
         async with w.http(base) as http:
-            for sid, keys, workspace in (("ann", a_keys, "demo"), ("bob", b_keys, "other")):
+            # Each workspace with its own key (a key acts only for its workspace).
+            as_other = {"headers": OTHER}
+            for sid, keys, workspace, auth in (
+                ("ann", a_keys, "demo", {}),
+                ("bob", b_keys, "other", as_other),
+            ):
                 r = await http.put(
                     f"/v1/sessions/{sid}",
                     json={"session": keys[0].session, "api_id": API_ID, "api_hash": API_HASH,
                           "workspace_id": workspace},
+                    **auth,
                 )  # fmt: skip
                 assert r.status_code == 201, r.text
                 await eventually(lambda k=keys: w.connected(k[0].key_id), message="connected")
-            for sid, text in (("ann", "from ann"), ("bob", "from bob")):
+            for sid, text, auth in (("ann", "from ann", {}), ("bob", "from bob", as_other)):
                 body = {"message_id": "same-1", "peer": "@buyer_two", "text": text}
-                r = await http.post(f"/v1/sessions/{sid}/messages", json=body)
+                r = await http.post(f"/v1/sessions/{sid}/messages", json=body, **auth)
                 assert r.status_code == 202, r.text
 
         async def both_sent() -> list[str] | None:

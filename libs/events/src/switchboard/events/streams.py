@@ -115,7 +115,28 @@ SENDS = BucketSpec(
     "sends", "outbound attempt records: what happened to each message_id", ttl_s=8 * DAY, history=1
 )
 
-BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES, DEDUP, SENDS)
+API_KEYS = BucketSpec(
+    "api_keys",
+    "API keys by key id: workspace, scopes, expiry, last use and a keyed hash (never the key)",
+    history=1,
+)
+# Entries outlive their idle timeout only by this TTL (refreshed on use at most once a
+# minute); the dashboard also checks idle and absolute lifetimes itself.
+DASHBOARD_SESSIONS = BucketSpec(
+    "dashboard_sessions",
+    "dashboard sign-ins by hashed session id, and login attempt counters",
+    ttl_s=12 * 3600,
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (
+    ACCOUNTS,
+    RATELIMIT,
+    LEASES,
+    DEDUP,
+    SENDS,
+    API_KEYS,
+    DASHBOARD_SESSIONS,
+)
 
 
 def stream_for_subject(subject: str) -> StreamSpec:

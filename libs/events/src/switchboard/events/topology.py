@@ -124,6 +124,15 @@ class ServiceTopology:
         return tuple(s.name for s in STREAMS if s.name in used)
 
 
+# Every service authenticates API keys against the shared bucket (watched, so a revocation
+# is seen at once) and records a key's last use there, at most once a minute per key.
+API_KEY_USE = BucketUse(
+    "api_keys",
+    Access.READ_WRITE,
+    watch=True,
+    why="API keys: every instance watches them and records last use",
+)
+
 INGEST = ServiceTopology(
     name="ingest",
     description="webhooks -> RAW; the normalizer turns RAW into conv.* and delivery receipts",
@@ -137,6 +146,7 @@ INGEST = ServiceTopology(
         ),
     ),
     buckets=(
+        API_KEY_USE,
         BucketUse(
             "accounts",
             Access.READ_WRITE,
@@ -185,6 +195,7 @@ CRM = ServiceTopology(
         ),
         StreamRead("DELIVERY", why="deliveries projection"),
     ),
+    buckets=(API_KEY_USE,),
 )
 
 OUTBOUND = ServiceTopology(
@@ -276,6 +287,7 @@ OUTBOUND = ServiceTopology(
         ),
     ),
     buckets=(
+        API_KEY_USE,
         BucketUse(
             "accounts",
             Access.READ,
@@ -353,6 +365,7 @@ MTPROTO = ServiceTopology(
         ),
     ),
     buckets=(
+        API_KEY_USE,
         BucketUse(
             "leases",
             Access.READ_WRITE,
@@ -377,6 +390,14 @@ ANALYTICS = ServiceTopology(
         StreamRead("DELIVERY", why="delivery outcomes, send latency, campaigns"),
         StreamRead("CRM", why="lead funnel; conversions decided from stage changes"),
         StreamRead("MTPROTO", why="session and backfill rollups"),
+    ),
+    buckets=(
+        API_KEY_USE,
+        BucketUse(
+            "dashboard_sessions",
+            Access.READ_WRITE,
+            why="dashboard sign-ins and login attempt counters",
+        ),
     ),
 )
 

@@ -1,8 +1,10 @@
 """The application shell every service shares: a FastAPI app whose lifespan runs the
-service lifecycle, the health/metrics routes, and JSON errors for auth and validation."""
+service lifecycle, the health/metrics routes (apart on the ops port), API keys from the
+key bucket, one request body limit, and JSON errors for auth, scopes and validation."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,10 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from switchboard.runtime.auth import AuthError
+from switchboard.events.streams import API_KEYS
+from switchboard.runtime import openapi_security
+from switchboard.runtime.auth import PRINCIPAL, AuthError, ScopeError
 from switchboard.runtime.http import Health, document_problems, error, invalid
+from switchboard.runtime.keys import PREFIX, KeyCache, KeyStore
+from switchboard.runtime.keys_api import key_admin_routes
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.ownership import NotFoundError
@@ -44,27 +50,143 @@ class ServiceApp(FastAPI):
 
     _runtime: Runtime | None = None
     fast_path: FastPath | None = None
+    key_cache: KeyCache | None = None
+    ops_port: int | None = None
+    admin_token: str | None = None
+    max_body_bytes: int = 1024 * 1024
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _has_nul(scope):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        receive = _limited(receive, self.max_body_bytes)
+        try:
+            await self._resolve_key(scope)
+        except Exception as exc:
+            # Our own infrastructure (the key bucket), not the caller's fault: retryable.
+            log.warning("API key lookup failed", error=str(exc))
+            unavailable = error(503, "unavailable", "API keys cannot be checked right now",
+                                headers={"Retry-After": "1"})  # fmt: skip
+            await unavailable(scope, receive, send)
+            return
+        if self.fast_path is not None:
+            try:
+                if await self.fast_path(scope, receive, send):
+                    return
+            except BodyTooLargeError as exc:
+                await _too_large(exc.limit)(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        """What the edge answers by itself: bad URLs, oversized bodies, ops routes."""
+        if _has_nul(scope):
             # No identifier, filter or cursor may hold NUL, and Postgres text cannot store it:
             # refuse at the edge instead of failing deep in a query (found by schemathesis).
-            response = error(400, "invalid_request", "NUL characters are not allowed in URLs")
-            await response(scope, receive, send)
+            return error(400, "invalid_request", "NUL characters are not allowed in URLs")
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return _too_large(self.max_body_bytes)
+        return self._ops_refusal(scope)
+
+    def _ops_refusal(self, scope: Scope) -> Response | None:
+        """``/metrics`` and ``/health/*`` name accounts and workspaces: with an ops port they
+        exist only there (and the ops port serves nothing else but the probes); without one
+        they need the operator token."""
+        path: str = scope.get("path", "")
+        ops = is_ops_path(path)
+        if self.ops_port is not None:
+            server = scope.get("server") or ("", None)
+            on_ops_port = server[1] == self.ops_port
+            if ops != on_ops_port and path not in PROBES:
+                return error(404, "not_found", f"no route {path}")
+            return None
+        if ops and scope.get("method") in ("GET", "HEAD"):
+            # (other methods go on to the router's 405: they read nothing)
+            given = _bearer(scope)
+            token = self.admin_token
+            if not token or not hmac.compare_digest(given.encode(), token.encode()):
+                return error(401, "unauthorized", "operator token required (or use the ops port)")
+        return None
+
+    async def _resolve_key(self, scope: Scope) -> None:
+        """Authenticate a stored API key before routing (the lookup may need the bucket, and
+        route dependencies are synchronous); routes then read ``request.state.principal``."""
+        if self.key_cache is None:
             return
-        if (
-            self.fast_path is not None
-            and scope["type"] == "http"
-            and await self.fast_path(scope, receive, send)
-        ):
+        key = _bearer(scope)
+        if not key.startswith(PREFIX):
             return
-        await super().__call__(scope, receive, send)
+        principal = await self.key_cache.authenticate(key)
+        if principal is not None:
+            scope.setdefault("state", {})[PRINCIPAL] = principal
+
+    _secured: dict[str, Any] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with what each operation needs (scope or operator token)."""
+        schema = super().openapi()  # regenerated by FastAPI when routes were added
+        if schema is not self._secured:
+            openapi_security.declare(schema, self.routes)
+            self._secured = schema
+        return schema
 
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
             raise RuntimeError("the service has not started")
         return self._runtime
+
+
+PROBES = frozenset({"/healthz", "/readyz"})
+
+
+def is_ops_path(path: str) -> bool:
+    return path == "/metrics" or path.startswith("/health/")
+
+
+class BodyTooLargeError(HTTPException):
+    """A request body over the limit, noticed while it streams in (no Content-Length)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the limit of {limit} bytes")
+        self.limit = limit
+
+
+def _too_large(limit: int) -> Response:
+    return error(413, "too_large", f"the request body is over the limit of {limit} bytes")
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises :class:`BodyTooLargeError` once the body passes ``limit``."""
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLargeError(limit)
+        return message
+
+    return limited
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1").strip()
+    return None
+
+
+def _bearer(scope: Scope) -> str:
+    scheme, _, value = (_header(scope, b"authorization") or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def _has_nul(scope: Scope) -> bool:
@@ -92,10 +214,12 @@ def service_app(
             settings, service, start, migrations=migrations, schema=schema, health=health
         ) as runtime:
             app._runtime = runtime
+            await _start_key_cache(app, runtime)
             try:
                 yield
             finally:
                 app._runtime = None
+                app.key_cache = None
 
     # FastAPI's native telemetry would wrap every request in a second server span around
     # the ones the runtime starts explicitly (webhooks continue the provider's trace into
@@ -108,6 +232,15 @@ def service_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.routes.extend(health.routes())
+    app.ops_port = settings.ops_port
+    app.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.max_body_bytes = settings.max_body_bytes
+    if settings.api_key_pepper is not None:  # without it no stored key can be checked
+        key_admin_routes(app)
+
+    @app.exception_handler(ScopeError)
+    async def _scope(_: Request, exc: ScopeError) -> Response:
+        return error(403, "forbidden", exc.message, scope=exc.needed.value)
 
     # Every error answer is an RFC 9457 problem document (runtime/http.py `error()`), and the
     # OpenAPI document says so for every operation.
@@ -149,3 +282,16 @@ def service_app(
     app.openapi = openapi  # type: ignore[method-assign]
 
     return app
+
+
+async def _start_key_cache(app: ServiceApp, runtime: Runtime) -> None:
+    """Follow the key bucket (when a pepper is configured: without it no stored key can be
+    checked, and only the api_keys setting authenticates)."""
+    pepper = runtime.settings.api_key_pepper
+    if pepper is None:
+        log.info("stored API keys off: set SWITCHBOARD_API_KEY_PEPPER to use them")
+        return
+    store = KeyStore(await runtime.bus.kv(API_KEYS.name), pepper.get_secret_value().encode())
+    cache = KeyCache(store)
+    runtime.spawn("api-keys", lambda: cache.run(runtime.stop))
+    app.key_cache = cache

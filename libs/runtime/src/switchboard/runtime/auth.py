@@ -1,33 +1,105 @@
-"""Bearer API keys scoped to a workspace, and the admin token; compared in constant time."""
+"""Bearer API keys scoped to a workspace and to what they may do, and the operator token;
+compared in constant time.
+
+Keys come from the ``api_keys`` bucket (see :mod:`switchboard.runtime.keys`; the app shell
+resolves them before routing) or, for development, from the ``api_keys`` setting
+(``key=workspace``, every scope).
+"""
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from starlette.requests import Request
 
+from switchboard.runtime.keys import ALL_SCOPES, Principal, Scope, parse_scopes
+
+PRINCIPAL = "principal"  # request.state attribute the app shell fills from the key bucket
+
 
 class AuthError(Exception):
-    """Missing or wrong credentials (answered 401 with a JSON body)."""
+    """Missing or wrong credentials (answered 401)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-@dataclass(frozen=True)
+class ScopeError(Exception):
+    """A valid key without the scope a route needs (answered 403)."""
+
+    def __init__(self, needed: Scope) -> None:
+        super().__init__(f"this API key lacks the {needed.value!r} scope")
+        self.needed = needed
+        self.message = str(self)
+
+
+def scope_for_method(method: str) -> Scope:
+    """The rule every workspace route follows unless it declares otherwise: reads need
+    ``read``, anything that changes or sends needs ``send``."""
+    return Scope.READ if method.upper() in ("GET", "HEAD", "OPTIONS") else Scope.SEND
+
+
 class ApiKeyAuth:
     """Resolves ``Authorization: Bearer <key>`` to the workspace the key belongs to."""
 
-    keys: dict[str, str]
+    def __init__(self, keys: dict[str, str] | None = None) -> None:
+        self.keys = dict(keys or {})
 
-    def workspace(self, request: Request) -> str:
+    def principal(self, request: Request) -> Principal:
         key = bearer(request)
-        for known, workspace in self.keys.items():
+        resolved = getattr(request.state, PRINCIPAL, None)
+        if isinstance(resolved, Principal):
+            return resolved
+        return self.config_principal(key) or _refuse()
+
+    def config_principal(self, key: str) -> Principal | None:
+        """A development key from settings, or None: ``key=workspace`` has every scope,
+        ``key=workspace:read+send`` only those."""
+        for known, value in self.keys.items():
             if hmac.compare_digest(known.encode(), key.encode()):
-                return workspace
-        raise AuthError("unknown API key")
+                workspace, _, scopes = value.partition(":")
+                return Principal(
+                    workspace, parse_scopes(scopes.split("+")) if scopes else ALL_SCOPES
+                )
+        return None
+
+    def workspace(self, request: Request, scope: Scope | None = None) -> str:
+        """The caller's workspace, once its key is known to hold ``scope`` (default: by
+        method, see :func:`scope_for_method`)."""
+        principal = self.principal(request)
+        needed = scope or scope_for_method(request.method)
+        if needed not in principal.scopes:
+            raise ScopeError(needed)
+        return principal.workspace
+
+
+def require_scope(scope: Scope | str) -> Callable[[Request], str]:
+    """A FastAPI dependency: the workspace of a key holding ``scope`` (401/403 otherwise).
+    The route's OpenAPI operation says so (see :mod:`switchboard.runtime.openapi_security`)."""
+    needed = Scope(scope)
+
+    def dependency(request: Request) -> str:
+        auth: ApiKeyAuth = request.app.state.auth
+        return auth.workspace(request, needed)
+
+    dependency.required_scope = needed  # type: ignore[attr-defined]
+    return dependency
+
+
+def require_operator(token: str | None) -> Callable[[Request], None]:
+    """A FastAPI dependency: the operator token, nothing else (no token configured: refuse)."""
+
+    def dependency(request: Request) -> None:
+        check_admin(request, token)
+
+    dependency.operator = True  # type: ignore[attr-defined]
+    return dependency
+
+
+def _refuse() -> Principal:
+    raise AuthError("unknown, revoked or expired API key")
 
 
 def bearer(request: Request) -> str:
@@ -39,7 +111,7 @@ def bearer(request: Request) -> str:
 
 
 def check_admin(request: Request, token: str | None) -> None:
-    """Raise unless the request carries the admin token (no token configured: refuse all)."""
+    """Raise unless the request carries the operator token (no token configured: refuse all)."""
     given = bearer(request)
     if not token or not hmac.compare_digest(given.encode(), token.encode()):
         raise AuthError("admin token required")

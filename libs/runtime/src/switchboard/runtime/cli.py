@@ -1,4 +1,4 @@
-"""``switchboard``: the operator command (dev stack, DLQ)."""
+"""``switchboard``: the operator command (dev stack, DLQ, API keys)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from switchboard.runtime import devstack
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import list_dead_letters, redrive
+from switchboard.runtime.keys_cli import add_keys_parser, run_keys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,11 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     dlq.add_argument("--seq", type=int, action="append", help="DLQ sequence(s) to redrive")
     dlq.add_argument("--limit", type=int, default=100)
+    add_keys_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "up":
         return devstack.up(args.data)
     if args.command == "down":
         return devstack.down(args.data)
+    if args.command == "keys":
+        return asyncio.run(run_keys(args))
     return asyncio.run(_dlq(args))
 
 

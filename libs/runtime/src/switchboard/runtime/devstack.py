@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,6 +33,8 @@ from switchboard.runtime.settings import parse_keyring
 
 # Dev defaults (a contract: the README and the checks use them).
 PORTS = {"ingest": 8080, "crm": 8081, "outbound": 8082, "mtproto": 8083, "analytics": 8084}
+# /metrics and /health/* of each service, apart from its API (see ServiceSettings.ops_port).
+OPS_PORTS = {name: port + 1000 for name, port in PORTS.items()}
 SANDBOX_PORT = 8090
 NATS_PORT = 4222
 POSTGRES_PORT = 55432
@@ -61,6 +64,16 @@ def dev_keys(data: Path) -> str:
     return path.read_text().strip()
 
 
+def dev_pepper(data: Path) -> str:
+    """The dev API key pepper, generated once beside the data (``switchboard keys`` reads
+    it from there when SWITCHBOARD_API_KEY_PEPPER is not set)."""
+    path = data / "dev-api-key-pepper"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 @dataclass
 class Stack:
     data: Path
@@ -69,7 +82,7 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
 
-    def env(self, keys: str) -> dict[str, str]:
+    def env(self, keys: str, pepper: str = "") -> dict[str, str]:
         assert self.nats is not None
         assert self.postgres is not None
         return {
@@ -79,6 +92,7 @@ class Stack:
             "SWITCHBOARD_ENCRYPTION_KEYS": keys,
             "SWITCHBOARD_API_KEYS": f"{DEMO_API_KEY}={DEMO_WORKSPACE}",
             "SWITCHBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
+            **({"SWITCHBOARD_API_KEY_PEPPER": pepper} if pepper else {}),
             "SWITCHBOARD_HTTP_HOST": HOST,
             "SWITCHBOARD_SANDBOX_URL": f"http://{HOST}:{SANDBOX_PORT}",
             "SWITCHBOARD_PUBLIC_URL": f"http://{HOST}:{PORTS['ingest']}",
@@ -210,7 +224,7 @@ def up(data: Path) -> int:
         progress(started, "starting Postgres" + (" (first run: creating the database)" * first))
         stack.postgres = EmbeddedPostgres(data / "postgres", port=_port(POSTGRES_PORT)).start()
         keys = dev_keys(data)
-        env = stack.env(keys)
+        env = stack.env(keys, dev_pepper(data))
         has_sandbox = importlib.util.find_spec("switchboard.sandbox.cli") is not None
         if has_sandbox:
             progress(started, "starting the sandbox providers")
@@ -243,6 +257,8 @@ def up(data: Path) -> int:
         for name in names:
             port = PORTS.get(name) or free_port()
             svc_env = {**env, f"SWITCHBOARD_{name.upper()}_HTTP_PORT": str(port)}
+            if name in OPS_PORTS:
+                svc_env[f"SWITCHBOARD_{name.upper()}_OPS_PORT"] = str(OPS_PORTS[name])
             stack.spawn(name, [sys.executable, "-m", f"switchboard.{name}"], svc_env)
             stack.urls[name] = f"http://{HOST}:{port}"
         for i, name in enumerate(names, 1):
@@ -340,6 +356,8 @@ def _print_banner(stack: Stack) -> None:
         f"webhook secret '{DEMO_SECRET}'",
         f"  API key '{DEMO_API_KEY}' (workspace '{DEMO_WORKSPACE}'), admin token '{ADMIN_TOKEN}'",
         f"  MTProto user session '{DEMO_SESSION}' on the sandbox's fake Telegram",
+        "  /metrics and /health/* of each service on its port + 1000 (e.g. 9080)",
+        "  more API keys: uv run switchboard keys create --workspace W --scopes read,send",
         f"  logs in {stack.data}/logs; Ctrl-C or `just down` stops everything",
         "",
     ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -160,13 +161,33 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
+    sockets = None
+    if settings.ops_port is not None:
+        # One server, two listening sockets: the app tells them apart by the local port.
+        sockets = [
+            bind_socket(settings.http_host, p) for p in (settings.http_port, settings.ops_port)
+        ]
     # uvicorn re-raises the signal it caught once shutdown is complete; by then everything is
     # finished cleanly, so the process should report success rather than death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:
         raise SystemExit(3)  # start-up failed; the reason is already logged
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn (which listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}).") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _exit_cleanly(signum: int, _: object) -> None:

@@ -12,7 +12,7 @@ import binascii
 import socket
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -20,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
+
+from switchboard.runtime.keys import parse_scopes
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -60,6 +62,31 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     instance_id: str = Field(default_factory=socket.gethostname)
     shutdown_grace_s: float = Field(20.0, gt=0)
+    admin_token: SecretStr | None = Field(
+        None, description="operator bearer token: API key administration, operator routes"
+    )
+    api_key_pepper: SecretStr | None = Field(
+        None,
+        description="secret mixed into the hash of stored API keys (the same on every "
+        "service); unset: only the api_keys setting authenticates",
+    )
+    ops_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="second port serving /metrics and /health/* (and only them); unset: "
+        "they are on the main port and need the operator token",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest request body any route accepts (413)"
+    )
+
+    @field_validator("api_key_pepper")
+    @classmethod
+    def _pepper_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (use a random value)")
+        return value
 
     @field_validator("nats_url")
     @classmethod
@@ -108,7 +135,8 @@ class DatabaseSettings(ServiceSettings):
 
 
 def parse_api_keys(value: Any) -> dict[str, str]:
-    """``key=workspace,key2=workspace2`` (or a mapping) -> {key: workspace}."""
+    """``key=workspace,key2=workspace2`` (or a mapping) -> {key: workspace}; a workspace may
+    end in ``:read+send`` to give the (development) key only those scopes."""
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
     result: dict[str, str] = {}
@@ -121,8 +149,22 @@ def parse_api_keys(value: Any) -> dict[str, str]:
             raise ValueError("must be key=workspace[,key=workspace...]")
         if len(key) < 8:
             raise ValueError("API keys must be at least 8 characters")
+        _, _, scopes = workspace.partition(":")
+        if scopes:
+            parse_scopes(scopes.split("+"))  # a ValueError naming the unknown scope
         result[key] = workspace
     return result
+
+
+def api_keys_setting(value: Any, info: ValidationInfo) -> dict[str, str]:
+    """A service API's ``api_keys``: development keys, needed unless stored keys are on (a
+    pepper is configured), so production may run on stored keys alone."""
+    keys = parse_api_keys(value)
+    if not keys and info.data.get("api_key_pepper") is None:
+        raise ValueError(
+            "needs at least one key=workspace, or SWITCHBOARD_API_KEY_PEPPER for stored keys"
+        )
+    return keys
 
 
 def parse_keyring(value: Any) -> dict[str, bytes]:

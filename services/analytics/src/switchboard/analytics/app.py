@@ -4,6 +4,7 @@ conversion publisher, the gauges, the query API and the dashboard."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
@@ -25,6 +26,8 @@ from switchboard.analytics.ledger import run_publisher
 from switchboard.analytics.metrics import refresh_gauges
 from switchboard.analytics.params import BadParameterError
 from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.analytics.signin import Lifetimes, SignInStore
+from switchboard.events.streams import DASHBOARD_SESSIONS
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
@@ -82,6 +85,11 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
         ports["pool"] = rt.pool
+        lifetimes = Lifetimes(
+            idle=timedelta(seconds=settings.dashboard_idle_s),
+            absolute=timedelta(seconds=settings.dashboard_session_max_s),
+        )
+        ports["signins"] = SignInStore(await rt.bus.kv(DASHBOARD_SESSIONS.name), lifetimes)
         for module in PROJECTORS:
             projection = build_projection(
                 module,
@@ -113,6 +121,19 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
     auth = ApiKeyAuth(settings.api_keys)
     app.state.auth = auth
 
+    def sessions() -> SignInStore:
+        store: SignInStore = ports["signins"]
+        return store
+
+    gate = dashboard.Gate(
+        auth=auth,
+        keys=lambda: app.key_cache,
+        sessions=sessions,
+        per_ip=settings.login_attempts_per_ip,
+        per_key=settings.login_attempts_per_key,
+        window=timedelta(seconds=settings.login_window_s),
+    )
+
     @app.exception_handler(BadParameterError)
     async def _bad(_: Request, exc: BadParameterError) -> Response:
         where = [{"path": f"query.{exc.parameter}", "message": exc.message}]
@@ -122,20 +143,21 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:
-        ws = dashboard.workspace_of(request, auth)
-        if ws is None:
-            return dashboard.login_page()
+        seen = await dashboard.viewer(request, gate)
+        if seen is None:
+            return dashboard.login_page(request)
+        csrf = seen.signin.csrf if seen.signin else ""
         async with ports["pool"].acquire() as conn:
             return await dashboard.render(
-                conn, ws, dict(request.query_params), settings.lead_stages
+                conn, seen.workspace, dict(request.query_params), settings.lead_stages, csrf
             )
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
-        return await dashboard.login(request, auth)
+        return await dashboard.login(request, gate)
 
     @app.post("/logout", include_in_schema=False)
-    async def logout() -> Response:
-        return dashboard.logout()
+    async def logout(request: Request) -> Response:
+        return await dashboard.logout(request, gate)
 
     return app

@@ -1,15 +1,18 @@
 """The built-in dashboard at ``/``: one server-rendered page of inline SVG charts over the
 same queries as the API (no JavaScript, no build step, nothing fetched from elsewhere).
 
-Browsers sign in once with the workspace's API key (kept in an HttpOnly, SameSite=Strict
-cookie); scripts may send the usual ``Authorization: Bearer`` header instead.
+Browsers sign in with the workspace's API key to a server-side session (see
+:mod:`switchboard.analytics.signin`: the cookie holds a random id, never the key); scripts
+may send the usual ``Authorization: Bearer`` header instead.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -27,59 +30,129 @@ from switchboard.analytics.params import (
     parse_filters,
     parse_window,
 )
-from switchboard.runtime.auth import ApiKeyAuth, AuthError
+from switchboard.analytics.signin import SignIn, SignInStore, retry_after
+from switchboard.runtime.auth import ApiKeyAuth, AuthError, ScopeError
 from switchboard.runtime.db import Conn
+from switchboard.runtime.keys import PREFIX as KEY_PREFIX
+from switchboard.runtime.keys import KeyCache, Principal, Scope
 
-COOKIE = "switchboard_analytics_key"
+COOKIE = "switchboard_analytics_session"
+CSRF_COOKIE = "switchboard_analytics_csrf"
 _env = Environment(
     loader=PackageLoader("switchboard.analytics", "templates"),
     autoescape=select_autoescape(["html", "jinja"]),
 )
-
-
-def workspace_of(request: Request, auth: ApiKeyAuth) -> str | None:
-    """The workspace of the bearer key or the sign-in cookie; None when neither is valid."""
-    try:
-        return auth.workspace(request)
-    except AuthError:
-        pass
-    key = request.cookies.get(COOKIE, "")
-    for known, workspace in auth.keys.items():
-        if key and hmac.compare_digest(known.encode(), key.encode()):
-            return workspace
-    return None
-
-
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-def login_page(message: str | None = None, status: int = 401) -> HTMLResponse:
-    return HTMLResponse(_env.get_template("login.html.jinja").render(message=message), status)
+@dataclass
+class Gate:
+    """What signing in needs: the keys, the sign-in store (once started) and the limits."""
+
+    auth: ApiKeyAuth
+    keys: Callable[[], KeyCache | None]
+    sessions: Callable[[], SignInStore]
+    per_ip: int
+    per_key: int
+    window: timedelta
 
 
-async def login(request: Request, auth: ApiKeyAuth) -> Response:
+@dataclass(frozen=True)
+class Viewer:
+    workspace: str
+    signin: SignIn | None  # None: a script with a bearer key
+
+
+async def viewer(request: Request, gate: Gate) -> Viewer | None:
+    """Who looks: a bearer key with the read scope, or a live sign-in; None otherwise."""
+    if request.headers.get("authorization"):
+        try:
+            return Viewer(gate.auth.workspace(request, Scope.READ), None)
+        except (AuthError, ScopeError):
+            return None
+    signin = await gate.sessions().get(request.cookies.get(COOKIE, ""))
+    if signin is None:
+        return None
+    cache = gate.keys()
+    if signin.key_id is not None and (cache is None or not cache.usable(signin.key_id)):
+        # The key it signed in with was revoked or expired: so is the sign-in.
+        await gate.sessions().end(request.cookies.get(COOKIE, ""))
+        return None
+    return Viewer(signin.workspace_id, signin)
+
+
+def login_page(
+    request: Request, message: str | None = None, status: int = 401, **headers: str
+) -> HTMLResponse:
+    """The sign-in form with its CSRF token (double submit: the form field must equal the
+    cookie, which a page of another site can neither read nor set)."""
+    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    body = _env.get_template("login.html.jinja").render(message=message, csrf=token)
+    response = HTMLResponse(body, status, headers=headers or None)
+    _cookie(response, request, CSRF_COOKIE, token)
+    return response
+
+
+async def login(request: Request, gate: Gate) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
+    given = (form.get("csrf") or [""])[0]
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        return login_page(request, "The form expired; please sign in again.", 403)
+    store = gate.sessions()
+    client = request.client.host if request.client else "unknown"
     key = (form.get("key") or [""])[0].strip()
-    if not any(hmac.compare_digest(k.encode(), key.encode()) for k in auth.keys):
-        return login_page("That key is not valid for any workspace.")
+    for kind, value, limit in (("ip", client, gate.per_ip), ("key", key, gate.per_key)):
+        if await store.count_attempt(kind, value, gate.window) > limit:
+            wait = str(retry_after(datetime.now(UTC), gate.window))
+            return login_page(request, "Too many sign-in attempts; try again later.", 429,
+                              **{"Retry-After": wait})  # fmt: skip
+    principal = await _principal(key, gate)
+    if principal is None:
+        return login_page(request, "That key is not valid for any workspace.")
+    if Scope.READ not in principal.scopes:
+        return login_page(request, "That key may not read this workspace's analytics.", 403)
+    session_id, _ = await store.create(principal.workspace, principal.key_id)
     response = RedirectResponse("/", status_code=303)
+    _cookie(response, request, COOKIE, session_id)
+    return response
+
+
+async def logout(request: Request, gate: Gate) -> Response:
+    """End the sign-in everywhere (the session is deleted, not only the cookie)."""
+    session_id = request.cookies.get(COOKIE, "")
+    signin = await gate.sessions().get(session_id)
+    if signin is not None:
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        given = (form.get("csrf") or [""])[0]
+        if not hmac.compare_digest(given.encode(), signin.csrf.encode()):
+            return HTMLResponse("The sign-out form expired; reload the page.", 403)
+        await gate.sessions().end(session_id)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+async def _principal(key: str, gate: Gate) -> Principal | None:
+    if not key:
+        return None
+    cache = gate.keys()
+    if cache is not None and key.startswith(KEY_PREFIX):
+        return await cache.authenticate(key)
+    return gate.auth.config_principal(key)
+
+
+def _cookie(response: Response, request: Request, name: str, value: str) -> None:
     response.set_cookie(
-        COOKIE,
-        key,
+        name,
+        value,
         httponly=True,
         samesite="strict",
         # Behind a TLS-terminating ingress the pod sees plain http, so the cookie is Secure
         # everywhere except on a loopback host (a developer's browser on http://127.0.0.1).
         secure=request.url.hostname not in LOOPBACK,
-        max_age=30 * 86400,
+        path="/",
     )
-    return response
-
-
-def logout() -> Response:
-    response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(COOKIE)
-    return response
 
 
 def _labels(window: Window, points: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -95,7 +168,7 @@ def _only(f: Filters, *names: str) -> Filters:
 
 
 async def render(
-    conn: Conn, ws: str, query: Mapping[str, str], stages: Sequence[str]
+    conn: Conn, ws: str, query: Mapping[str, str], stages: Sequence[str], csrf: str = ""
 ) -> HTMLResponse:
     try:
         window = parse_window(query.get("from"), query.get("to"), query.get("bucket"), _now())
@@ -191,6 +264,7 @@ async def render(
         mtproto=mt,
         conversions=conv,
         ranges=_ranges(query),
+        csrf=csrf,
     )
     return HTMLResponse(page)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from switchboard.runtime.settings import DatabaseSettings, parse_api_keys
+from switchboard.runtime.settings import DatabaseSettings, api_keys_setting
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -33,7 +33,9 @@ class AnalyticsSettings(DatabaseSettings):
     # conversion publisher listens on one; the API and gauges need the rest.
     database_pool_size: int = Field(20, ge=10, le=200)
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        description="key=workspace[,key=workspace]: read API and dashboard keys"
+        default_factory=dict,
+        validate_default=True,
+        description="key=workspace[,key=workspace]: read API and dashboard keys",
     )
     projection_batch: int = Field(500, ge=1, le=10_000)
     lead_stages: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -53,14 +55,25 @@ class AnalyticsSettings(DatabaseSettings):
     conversion_action_source: ActionSource = "system_generated"
     conversion_test_event_code: str | None = None
     metrics_refresh_s: float = Field(15.0, gt=0, description="how often gauges read Postgres")
+    dashboard_idle_s: int = Field(
+        1800, ge=60, description="a dashboard sign-in idle this long ends"
+    )
+    dashboard_session_max_s: int = Field(
+        12 * 3600,
+        ge=60,
+        le=12 * 3600,
+        description="a dashboard sign-in ends this long after it began",
+    )
+    login_attempts_per_ip: int = Field(
+        30, ge=1, description="sign-in attempts per address and window"
+    )
+    login_attempts_per_key: int = Field(10, ge=1, description="sign-in attempts per key and window")
+    login_window_s: int = Field(300, ge=10, description="the window of the sign-in attempt limits")
 
     @field_validator("api_keys", mode="before")
     @classmethod
-    def _keys(cls, value: Any) -> dict[str, str]:
-        keys = parse_api_keys(value)
-        if not keys:
-            raise ValueError("needs at least one key=workspace")
-        return keys
+    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
+        return api_keys_setting(value, info)
 
     @field_validator("lead_stages", mode="before")
     @classmethod

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from switchboard.runtime.settings import DatabaseSettings, parse_api_keys
+from switchboard.runtime.settings import DatabaseSettings, api_keys_setting
 
 
 class CrmSettings(DatabaseSettings):
@@ -15,7 +15,9 @@ class CrmSettings(DatabaseSettings):
 
     http_port: int = Field(8081, ge=0, le=65535)
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        description="key=workspace[,key=workspace]: read API keys"
+        default_factory=dict,
+        validate_default=True,
+        description="key=workspace[,key=workspace]: read API keys",
     )
     projection_batch: int = Field(500, ge=1, le=10_000)
     rebuild_batch: int = Field(
@@ -52,8 +54,5 @@ class CrmSettings(DatabaseSettings):
 
     @field_validator("api_keys", mode="before")
     @classmethod
-    def _keys(cls, value: Any) -> dict[str, str]:
-        keys = parse_api_keys(value)
-        if not keys:
-            raise ValueError("needs at least one key=workspace")
-        return keys
+    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
+        return api_keys_setting(value, info)

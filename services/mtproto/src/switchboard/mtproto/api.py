@@ -1,7 +1,9 @@
-"""The gateway's HTTP API (admin token on every route): login steps, sessions, subscriptions,
-backfills, sends and key rotation. Login steps run in the request and answer with their
-outcome; the rest is recorded for the instance holding the session, and the routes that
-can wait a moment for it (subscribe, logout) do."""
+"""The gateway's HTTP API: login steps, sessions, subscriptions, backfills, sends (API keys:
+a key acts only on its own workspace's sessions; another workspace's session does not exist
+for it) and the operator routes (ownership, key rotation: the operator token only). Login
+steps run in the request and answer with their outcome; the rest is recorded for the
+instance holding the session, and the routes that can wait a moment for it (subscribe,
+logout) do."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, Depends, Path, Request
+from fastapi import Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
@@ -29,14 +31,20 @@ from switchboard.mtproto.leases import SESSION_PREFIX
 from switchboard.mtproto.sessions import Secrets, SessionRecord
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.app import ServiceApp
-from switchboard.runtime.auth import check_admin
+from switchboard.runtime.auth import ApiKeyAuth, require_operator, require_scope
 from switchboard.runtime.http import error
+from switchboard.runtime.keys import Scope
 
 if TYPE_CHECKING:
     from switchboard.mtproto.app import Gateway
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID, max_length=64)]
 WAIT_S = 10.0
+# Connecting and removing a Telegram account is an operator thing of the workspace (admin);
+# reading, sending and following peers are what its integrations do (read, send).
+Reader = Annotated[str, Depends(require_scope(Scope.READ))]
+Sender = Annotated[str, Depends(require_scope(Scope.SEND))]
+Manager = Annotated[str, Depends(require_scope(Scope.ADMIN))]
 
 
 class _Body(BaseModel):
@@ -45,11 +53,11 @@ class _Body(BaseModel):
 
 class LoginBody(_Body):
     phone: str = Field(pattern=r"^\+?[0-9]{5,16}$")
-    api_id: int | None = Field(None, ge=1)
+    api_id: int | None = Field(None, ge=1, le=2**31 - 1)  # Telegram app ids are int32
     api_hash: str | None = Field(None, min_length=8)
     device: DeviceInfo | None = None
     proxy: ProxyInfo | None = None
-    workspace_id: str = Field("default", min_length=1)
+    workspace_id: str | None = Field(None, min_length=1, description="default: the key's")
 
 
 class CodeBody(_Body):
@@ -64,9 +72,9 @@ class ImportBody(_Body):
     """An existing, authorized StringSession (e.g. moved from another tool)."""
 
     session: str = Field(min_length=16)
-    api_id: int = Field(ge=1)
+    api_id: int = Field(ge=1, le=2**31 - 1)
     api_hash: str = Field(min_length=8)
-    workspace_id: str = Field("default", min_length=1)
+    workspace_id: str | None = Field(None, min_length=1, description="default: the key's")
     phone: str | None = None
     device: DeviceInfo | None = None
     proxy: ProxyInfo | None = None
@@ -120,14 +128,40 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float = WAIT_S) 
     return False
 
 
+async def session_workspace(gw: Gateway, session_id: str) -> str | None:
+    """The workspace a session (or its login in progress) belongs to; None: no such one."""
+    record = await gw.sessions.get_session(session_id)
+    if record is not None:
+        return record.workspace_id
+    pending = await gw.sessions.get_login(session_id)
+    return pending.workspace_id if pending is not None else None
+
+
+def foreign(workspace: str | None, key_workspace: str) -> bool:
+    """A session of another workspace: it does not exist for this key."""
+    return workspace is not None and workspace != key_workspace
+
+
+def _not_found(session_id: str) -> Response:
+    return error(404, "not_found", f"no session {session_id!r}")
+
+
+def _other_workspace(named: str | None, ws: str) -> Response | None:
+    if named is not None and named != ws:
+        return error(403, "forbidden", "a key acts only for its own workspace",
+                     field="workspace_id")  # fmt: skip
+    return None
+
+
 def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Gateway]) -> None:
     """Add the API routes to the service app."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.state.auth = ApiKeyAuth(settings.api_keys)
 
-    def admin(request: Request) -> None:
-        check_admin(request, token)
+    operator = [Depends(require_operator(token))]
 
-    guard = [Depends(admin)]
+    async def owned(session_id: str, ws: str) -> bool:
+        return await session_workspace(gateway(), session_id) == ws
 
     async def run_step(step: LoginStep, work: Awaitable[login.Outcome], sid: str) -> Response:
         try:
@@ -135,12 +169,18 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         except login.SessionBusyError:
             return _outcome(await login.busy(gateway().login, sid, step))
 
-    @app.post("/v1/sessions/{session_id}/login", dependencies=guard, tags=["login"],
+    @app.post("/v1/sessions/{session_id}/login", tags=["login"],
               summary="Start a login: Telegram sends a code to the phone")  # fmt: skip
-    async def start_login(session_id: SessionId, body: Annotated[LoginBody, Body()]) -> Response:
+    async def start_login(
+        session_id: SessionId, ws: Manager, body: Annotated[LoginBody, Body()]
+    ) -> Response:
+        if (refused := _other_workspace(body.workspace_id, ws)) is not None:
+            return refused
+        if foreign(await session_workspace(gateway(), session_id), ws):
+            return error(409, "conflict", f"session id {session_id!r} is not available")
         req = login.StartRequest(
             session_id=session_id,
-            workspace_id=body.workspace_id,
+            workspace_id=ws,
             phone=body.phone,
             api_id=body.api_id,
             api_hash=body.api_hash,
@@ -149,32 +189,42 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         )
         return await run_step(LoginStep.START, login.start(gateway().login, req), session_id)
 
-    @app.post("/v1/sessions/{session_id}/login/code", dependencies=guard, tags=["login"],
+    @app.post("/v1/sessions/{session_id}/login/code", tags=["login"],
               summary="Submit the login code")  # fmt: skip
-    async def submit_code(session_id: SessionId, body: Annotated[CodeBody, Body()]) -> Response:
+    async def submit_code(
+        session_id: SessionId, ws: Manager, body: Annotated[CodeBody, Body()]
+    ) -> Response:
+        if foreign(await session_workspace(gateway(), session_id), ws):
+            return _not_found(session_id)
         work = login.submit_code(gateway().login, session_id, body.code)
         return await run_step(LoginStep.CODE, work, session_id)
 
-    @app.post("/v1/sessions/{session_id}/login/password", dependencies=guard, tags=["login"],
+    @app.post("/v1/sessions/{session_id}/login/password", tags=["login"],
               summary="Submit the two-step verification password")  # fmt: skip
     async def submit_password(
-        session_id: SessionId, body: Annotated[PasswordBody, Body()]
+        session_id: SessionId, ws: Manager, body: Annotated[PasswordBody, Body()]
     ) -> Response:
+        if foreign(await session_workspace(gateway(), session_id), ws):
+            return _not_found(session_id)
         work = login.submit_password(gateway().login, session_id, body.password)
         return await run_step(LoginStep.PASSWORD, work, session_id)
 
-    @app.get("/v1/sessions", dependencies=guard, tags=["sessions"], summary="List sessions")
-    async def list_sessions() -> Response:
+    @app.get("/v1/sessions", tags=["sessions"], summary="The workspace's sessions")
+    async def list_sessions(ws: Reader) -> Response:
         gw = gateway()
-        records = await gw.sessions.list_sessions()
+        records = await gw.sessions.list_sessions(ws)
         return JSONResponse({"items": [r.public() for r in records]})
 
-    @app.get("/v1/sessions/{session_id}", dependencies=guard, tags=["sessions"],
+    @app.get("/v1/sessions/{session_id}", tags=["sessions"],
              summary="A session, its subscriptions, backfills and holder")  # fmt: skip
-    async def get_session(session_id: SessionId) -> Response:
+    async def get_session(session_id: SessionId, ws: Reader) -> Response:
         gw = gateway()
         record = await gw.sessions.get_session(session_id)
         pending = await gw.sessions.get_login(session_id)
+        if record is not None and record.workspace_id != ws:
+            record = None
+        if pending is not None and pending.workspace_id != ws:
+            pending = None
         if record is None and pending is None:
             return error(404, "not_found", f"no session {session_id!r}")
         observed = gw.view.get(SESSION_PREFIX + session_id)
@@ -186,12 +236,16 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         body["backfills"] = [j.public() for j in await gw.state.backfills(session_id)]
         return JSONResponse(body)
 
-    @app.put("/v1/sessions/{session_id}", dependencies=guard, tags=["sessions"],
+    @app.put("/v1/sessions/{session_id}", tags=["sessions"],
              summary="Import an authorized StringSession (stored encrypted)")  # fmt: skip
     async def import_session(
-        session_id: SessionId, body: Annotated[ImportBody, Body()]
+        session_id: SessionId, ws: Manager, body: Annotated[ImportBody, Body()]
     ) -> Response:
         gw = gateway()
+        if (refused := _other_workspace(body.workspace_id, ws)) is not None:
+            return refused
+        if foreign(await session_workspace(gw, session_id), ws):
+            return error(409, "conflict", f"session id {session_id!r} is not available")
         existing = await gw.sessions.status(session_id)
         if existing in ("active", "logging_out"):
             return error(409, "conflict", f"session {session_id!r} exists; log it out first")
@@ -199,7 +253,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         await gw.sessions.put_session(
             SessionRecord(
                 session_id=session_id,
-                workspace_id=body.workspace_id,
+                workspace_id=ws,
                 status="active",
                 api_id=body.api_id,
                 device=body.device or DeviceInfo(),
@@ -217,10 +271,12 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         assert record is not None
         return JSONResponse(record.public(), 201)
 
-    @app.delete("/v1/sessions/{session_id}", dependencies=guard, tags=["sessions"],
+    @app.delete("/v1/sessions/{session_id}", tags=["sessions"],
                 summary="Log out: revoke at Telegram and delete")  # fmt: skip
-    async def logout(session_id: SessionId) -> Response:
+    async def logout(session_id: SessionId, ws: Manager) -> Response:
         gw = gateway()
+        if not await owned(session_id, ws):
+            return _not_found(session_id)
         result = await actions.logout(gw.sessions, session_id)
         if not result.ok or result.status == 200:
             return _result(result)
@@ -232,10 +288,14 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             return JSONResponse({"session_id": session_id, "status": "logged_out"})
         return _result(result)
 
-    @app.post("/v1/sessions/{session_id}/subscriptions", dependencies=guard,
+    @app.post("/v1/sessions/{session_id}/subscriptions",
               tags=["subscriptions"], summary="Read a channel, group or chat")  # fmt: skip
-    async def subscribe(session_id: SessionId, body: Annotated[SubscribeBody, Body()]) -> Response:
+    async def subscribe(
+        session_id: SessionId, ws: Sender, body: Annotated[SubscribeBody, Body()]
+    ) -> Response:
         gw = gateway()
+        if not await owned(session_id, ws):
+            return _not_found(session_id)
         result = await actions.subscribe(
             gw.sessions, gw.state, session_id, body.peer, f"http:{uuid.uuid4().hex}"
         )
@@ -256,16 +316,20 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             return error(code, "not_found" if code == 404 else "conflict", sub.reason or "failed")
         return JSONResponse(sub.public(), 201)
 
-    @app.get("/v1/sessions/{session_id}/subscriptions", dependencies=guard,
+    @app.get("/v1/sessions/{session_id}/subscriptions",
              tags=["subscriptions"], summary="What a session reads")  # fmt: skip
-    async def subscriptions(session_id: SessionId) -> Response:
+    async def subscriptions(session_id: SessionId, ws: Reader) -> Response:
+        if not await owned(session_id, ws):
+            return _not_found(session_id)
         subs = await gateway().state.subscriptions(session_id)
         return JSONResponse({"items": [s.public() for s in subs]})
 
-    @app.delete("/v1/sessions/{session_id}/subscriptions/{ref}", dependencies=guard,
+    @app.delete("/v1/sessions/{session_id}/subscriptions/{ref}",
                 tags=["subscriptions"], summary="Stop reading a peer")  # fmt: skip
-    async def unsubscribe(session_id: SessionId, ref: str) -> Response:
+    async def unsubscribe(session_id: SessionId, ref: str, ws: Sender) -> Response:
         gw = gateway()
+        if not await owned(session_id, ws):
+            return _not_found(session_id)
         result = await actions.unsubscribe(gw.state, session_id, ref)
         if result.ok:
             record = await gw.sessions.get_session(session_id)
@@ -280,10 +344,14 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             )
         return _result(result)
 
-    @app.post("/v1/sessions/{session_id}/backfills", dependencies=guard, tags=["backfills"],
+    @app.post("/v1/sessions/{session_id}/backfills", tags=["backfills"],
               summary="Read a peer's history into conv events")  # fmt: skip
-    async def backfill(session_id: SessionId, body: Annotated[BackfillBody, Body()]) -> Response:
+    async def backfill(
+        session_id: SessionId, ws: Sender, body: Annotated[BackfillBody, Body()]
+    ) -> Response:
         gw = gateway()
+        if not await owned(session_id, ws):
+            return _not_found(session_id)
         result = await actions.backfill(
             gw.sessions,
             gw.state,
@@ -295,20 +363,24 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         )
         return _result(result)
 
-    @app.get("/v1/sessions/{session_id}/backfills/{job_id}", dependencies=guard,
+    @app.get("/v1/sessions/{session_id}/backfills/{job_id}",
              tags=["backfills"], summary="A backfill's progress")  # fmt: skip
-    async def backfill_status(session_id: SessionId, job_id: str) -> Response:
+    async def backfill_status(session_id: SessionId, job_id: str, ws: Reader) -> Response:
+        if not await owned(session_id, ws):
+            return _not_found(session_id)
         job = await gateway().state.backfill(session_id, job_id)
         if job is None:
             return error(404, "not_found", f"no backfill {job_id!r} for {session_id!r}")
         return JSONResponse(job.public())
 
-    @app.post("/v1/sessions/{session_id}/messages", dependencies=guard, tags=["messages"],
+    @app.post("/v1/sessions/{session_id}/messages", tags=["messages"],
               summary="Send a text as the session's user (outcome: delivery events)")  # fmt: skip
-    async def send(session_id: SessionId, body: Annotated[SendBody, Body()]) -> Response:
+    async def send(
+        session_id: SessionId, ws: Sender, body: Annotated[SendBody, Body()]
+    ) -> Response:
         gw = gateway()
         record = await gw.sessions.get_session(session_id)
-        if record is None:
+        if record is None or record.workspace_id != ws:
             return error(404, "not_found", f"no session {session_id!r}")
         if record.status != "active":
             return error(409, "conflict", f"session {session_id!r} is {record.status}")
@@ -321,7 +393,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         status = done.status if done else "accepted"
         return JSONResponse({"message_id": body.message_id, "status": status}, 202)
 
-    @app.get("/v1/ownership", dependencies=guard, tags=["sessions"],
+    @app.get("/v1/ownership", dependencies=operator, tags=["sessions"],
              summary="The sessions this instance holds and connects; live instances")  # fmt: skip
     async def ownership() -> Response:
         gw = gateway()
@@ -334,7 +406,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             }
         )
 
-    @app.post("/admin/keys/reencrypt", dependencies=guard, tags=["admin"],
+    @app.post("/admin/keys/reencrypt", dependencies=operator, tags=["admin"],
               summary="Re-encrypt every stored session with the active key")  # fmt: skip
     async def reencrypt() -> Response:
         count = await gateway().sessions.reencrypt()

@@ -1,9 +1,10 @@
 """``switchboard mtproto ...`` (also ``switchboard-mtproto``): operate the MTProto gateway.
 
-A client of the gateway's HTTP API, so the operator's machine needs the admin token, never
-the encryption keys. The login code and the password are prompted for, and a session to
-import is read from the environment: secrets are never taken as arguments, where shell
-history and ``ps`` would keep them.
+A client of the gateway's HTTP API, so the operator's machine needs the workspace's API key
+(``SWITCHBOARD_API_KEY``; ``reencrypt`` needs the operator token), never the encryption
+keys. The login code and the password are prompted for, and a session to import is read
+from the environment: secrets are never taken as arguments, where shell history and ``ps``
+would keep them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def _show(response: httpx.Response) -> int:
 def _login(http: httpx.Client, args: argparse.Namespace) -> int:
     """Start a login, then prompt for the code (and the password when asked)."""
     base = f"/v1/sessions/{args.session}/login"
-    body: dict[str, Any] = {"phone": args.phone, "workspace_id": args.workspace}
+    body: dict[str, Any] = {"phone": args.phone}
+    if args.workspace:
+        body["workspace_id"] = args.workspace
     if args.api_id:
         body["api_id"] = args.api_id
         body["api_hash"] = _secret("SWITCHBOARD_MTPROTO_API_HASH", "api hash: ")
@@ -57,7 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--url", default=os.environ.get("SWITCHBOARD_MTPROTO_URL", "http://127.0.0.1:8083")
     )
-    parser.add_argument("--admin-token", default=os.environ.get("SWITCHBOARD_ADMIN_TOKEN"))
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("SWITCHBOARD_API_KEY"),
+        help="the workspace's API key (its sessions only)",
+    )
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get("SWITCHBOARD_ADMIN_TOKEN"),
+        help="the operator token (reencrypt only)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("sessions", help="list sessions (never their secrets)")
     show = sub.add_parser("show", help="a session with its subscriptions and backfills")
@@ -65,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     login = sub.add_parser("login", help="log a Telegram account in (prompts for the code)")
     login.add_argument("session")
     login.add_argument("--phone", required=True)
-    login.add_argument("--workspace", default="default")
+    login.add_argument("--workspace", help="default: the key's workspace")
     login.add_argument("--api-id", type=int, help="app id (default: the gateway's)")
     imp = sub.add_parser("import", help="import a StringSession from SWITCHBOARD_MTPROTO_SESSION")
     imp.add_argument("session")
     imp.add_argument("--api-id", type=int, required=True)
-    imp.add_argument("--workspace", default="default")
+    imp.add_argument("--workspace", help="default: the key's workspace")
     logout = sub.add_parser("logout", help="revoke a session at Telegram and delete it")
     logout.add_argument("session")
     subscribe = sub.add_parser("subscribe", help="read a channel, group or chat")
@@ -83,9 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--until", help="ISO date: stop at older messages")
     sub.add_parser("reencrypt", help="re-encrypt every session with the active key")
     args = parser.parse_args(argv)
-    if not args.admin_token:
-        raise SystemExit("set SWITCHBOARD_ADMIN_TOKEN or pass --admin-token")
-    headers = {"Authorization": f"Bearer {args.admin_token}"}
+    operator = args.command == "reencrypt"
+    token = args.admin_token if operator else args.api_key
+    if not token:
+        raise SystemExit(
+            "set SWITCHBOARD_ADMIN_TOKEN or pass --admin-token"
+            if operator
+            else "set SWITCHBOARD_API_KEY or pass --api-key (a key of the sessions' workspace)"
+        )
+    headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=args.url, headers=headers, timeout=60) as http:
         return _run(http, args)
 
@@ -103,8 +121,9 @@ def _run(http: httpx.Client, args: argparse.Namespace) -> int:
             "session": _secret("SWITCHBOARD_MTPROTO_SESSION", "StringSession: "),
             "api_id": args.api_id,
             "api_hash": _secret("SWITCHBOARD_MTPROTO_API_HASH", "api hash: "),
-            "workspace_id": args.workspace,
         }
+        if args.workspace:
+            body["workspace_id"] = args.workspace
         return _show(http.put(f"/v1/sessions/{args.session}", json=body))
     if command == "logout":
         return _show(http.delete(f"/v1/sessions/{args.session}"))

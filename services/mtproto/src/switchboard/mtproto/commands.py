@@ -27,7 +27,7 @@ from switchboard.events.catalog.mtproto import (
     Unsubscribe,
 )
 from switchboard.events.envelope import Envelope
-from switchboard.mtproto import actions, login
+from switchboard.mtproto import actions, login, login_secrets
 from switchboard.mtproto.runner import STREAM
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
@@ -177,7 +177,28 @@ async def _login_command(
     command is erased from the stream."""
     deliveries = msg.metadata.num_delivered
     try:
-        outcome = await _login_step(deps, cmd, envelope.workspace_id, deliveries <= BUSY_RETRIES)
+        secrets = await _opened(deps, cmd, envelope.workspace_id)
+    except login_secrets.RefusedError as exc:
+        # Refused for good: said in a rejection event, and the command (which may hold a
+        # secret in the clear) is erased at once, never dead-lettered with its body.
+        await deps.bus.publish(
+            CommandRejected(
+                session_id=cmd.session_id,
+                at=datetime.now(UTC),
+                command_id=envelope.id,
+                command=cmd.name,
+                status=400,
+                reason=exc.reason,
+            ),
+            cause=envelope,
+        )
+        await msg.ack()
+        await _erase(deps.bus, msg)
+        return
+    try:
+        outcome = await _login_step(
+            deps, cmd, secrets, envelope.workspace_id, deliveries <= BUSY_RETRIES
+        )
     except Exception as exc:
         if deliveries < SPEC.max_deliver:
             raise
@@ -193,29 +214,61 @@ async def _login_command(
     await _erase(deps.bus, msg)
 
 
+async def _opened(
+    deps: CommandDeps, cmd: login_secrets.LoginCommand, workspace_id: str
+) -> login_secrets.StartSecrets | str:
+    """The command's secrets, opened; refused when in the clear, when they do not open, or
+    when the command acts for another workspace than the session's."""
+    keyring = deps.sessions.keyring
+    if isinstance(cmd, StartLogin):
+        if cmd.workspace_id is not None and cmd.workspace_id != workspace_id:
+            raise login_secrets.RefusedError("workspace_id differs from the envelope's")
+        owner = await _session_workspace(deps, cmd.session_id)
+        if owner is not None and owner != workspace_id:
+            raise login_secrets.RefusedError(f"session id {cmd.session_id!r} is not available")
+        return login_secrets.start_secrets(keyring, cmd)
+    owner = await _session_workspace(deps, cmd.session_id)
+    if owner is not None and owner != workspace_id:
+        raise login_secrets.RefusedError(f"no session {cmd.session_id!r}")
+    if isinstance(cmd, SubmitLoginCode):
+        return login_secrets.code_of(keyring, cmd)
+    return login_secrets.password_of(keyring, cmd)
+
+
+async def _session_workspace(deps: CommandDeps, session_id: str) -> str | None:
+    record = await deps.sessions.get_session(session_id)
+    if record is not None:
+        return record.workspace_id
+    pending = await deps.sessions.get_login(session_id)
+    return pending.workspace_id if pending is not None else None
+
+
 async def _login_step(
     deps: CommandDeps,
-    cmd: StartLogin | SubmitLoginCode | SubmitLoginPassword,
+    cmd: login_secrets.LoginCommand,
+    secrets: login_secrets.StartSecrets | str,
     workspace_id: str,
     busy_retry: bool,
 ) -> login.Outcome | None:
     try:
         if isinstance(cmd, StartLogin):
+            assert isinstance(secrets, login_secrets.StartSecrets)
             return await login.start(
                 deps.login,
                 login.StartRequest(
                     session_id=cmd.session_id,
-                    workspace_id=cmd.workspace_id or workspace_id,
+                    workspace_id=workspace_id,
                     phone=cmd.phone,
                     api_id=cmd.api_id,
-                    api_hash=cmd.api_hash,
+                    api_hash=secrets.api_hash,
                     device=cmd.device,
-                    proxy=cmd.proxy,
+                    proxy=secrets.proxy,
                 ),
             )
+        assert isinstance(secrets, str)
         if isinstance(cmd, SubmitLoginCode):
-            return await login.submit_code(deps.login, cmd.session_id, cmd.code)
-        return await login.submit_password(deps.login, cmd.session_id, cmd.password)
+            return await login.submit_code(deps.login, cmd.session_id, secrets)
+        return await login.submit_password(deps.login, cmd.session_id, secrets)
     except login.SessionBusyError:
         if busy_retry:
             return None

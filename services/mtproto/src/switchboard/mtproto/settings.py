@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import NoDecode
 
 from switchboard.events.streams import LEASES
-from switchboard.runtime.settings import DatabaseSettings, parse_keyring
+from switchboard.runtime.settings import DatabaseSettings, parse_api_keys, parse_keyring
 
 
 class MtprotoSettings(DatabaseSettings):
@@ -17,7 +18,13 @@ class MtprotoSettings(DatabaseSettings):
     encryption_keys: SecretStr = Field(
         description="id:base64key[,id:base64key]: encrypts sessions at rest; first is active"
     )
-    admin_token: SecretStr | None = Field(None, description="bearer token of the HTTP API")
+    admin_token: SecretStr | None = Field(
+        None, description="operator token: ownership, key rotation (not a workspace's sessions)"
+    )
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="key=workspace[,...]: development keys (stored keys come from the bucket)",
+    )
 
     adapter: Literal["telethon", "sandbox"] = Field(
         "telethon", description="telethon (real Telegram) or sandbox (the fake Telegram)"
@@ -53,6 +60,11 @@ class MtprotoSettings(DatabaseSettings):
     catchup_max: int = Field(10_000, ge=0, description="messages fetched per peer on reconnect")
     send_interval_s: float = Field(1.0, ge=0, description="pacing between sends per session")
     login_code_ttl_s: float = Field(600.0, gt=0, description="how long a sent code is kept")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> dict[str, str]:
+        return parse_api_keys(value)
 
     @field_validator("encryption_keys")
     @classmethod

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from switchboard.runtime.settings import ServiceSettings, parse_api_keys, parse_keyring
+from switchboard.runtime.settings import ServiceSettings, api_keys_setting, parse_keyring
 
 
 class OutboundSettings(ServiceSettings):
@@ -15,7 +15,11 @@ class OutboundSettings(ServiceSettings):
 
     http_port: int = Field(8082, ge=0, le=65535)
     encryption_keys: SecretStr = Field(description="decrypts account secrets (same ring as ingest)")
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(description="key=workspace[,...]")
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="key=workspace[,...]",
+    )
     concurrency: int = Field(
         512, ge=1, le=20_000, description="conversational sends held per instance"
     )
@@ -63,11 +67,8 @@ class OutboundSettings(ServiceSettings):
 
     @field_validator("api_keys", mode="before")
     @classmethod
-    def _keys(cls, value: Any) -> dict[str, str]:
-        keys = parse_api_keys(value)
-        if not keys:
-            raise ValueError("needs at least one key=workspace")
-        return keys
+    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
+        return api_keys_setting(value, info)
 
     @field_validator("encryption_keys")
     @classmethod

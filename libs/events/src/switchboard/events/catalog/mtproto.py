@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from switchboard.events.base import Command, Event
 from switchboard.events.catalog.common import Chat, Value
-from switchboard.events.registry import register
+from switchboard.events.registry import register, upcaster
 
 SESSION_ID = r"^[A-Za-z0-9_-]+$"
 
@@ -69,10 +69,9 @@ class _SessionCommand(Command):
 
 
 @register("mtproto.login_start", 1)
-class StartLogin(_SessionCommand):
-    """Start logging a Telegram account in as session ``session_id``: Telegram sends a login
-    code to the account's apps (or by SMS). Answered by ``mtproto.login_code_sent`` or
-    ``mtproto.login_failed``. ``api_id``/``api_hash`` default to the gateway's own."""
+class StartLoginV1(_SessionCommand):
+    """Start logging a Telegram account in as session ``session_id`` (superseded by v2, which
+    seals the app hash and proxy credentials for the gateway)."""
 
     phone: str = Field(pattern=r"^\+?[0-9]{5,16}$", description="international format")
     api_id: int | None = Field(None, ge=1)
@@ -83,21 +82,104 @@ class StartLogin(_SessionCommand):
 
 
 @register("mtproto.login_submit_code", 1)
-class SubmitLoginCode(_SessionCommand):
-    """The login code the account received. Answered by ``mtproto.login_succeeded``,
-    ``mtproto.login_password_needed`` (two-step verification) or ``mtproto.login_failed``.
-    Erased from the stream once handled."""
+class SubmitLoginCodeV1(_SessionCommand):
+    """The login code the account received, in the clear (superseded by v2, which seals it for
+    the gateway; the gateway refuses a plaintext code)."""
 
     code: str = Field(pattern=r"^[0-9]{3,10}$", repr=False)
 
 
 @register("mtproto.login_submit_password", 1)
-class SubmitLoginPassword(_SessionCommand):
-    """The account's two-step verification password. Answered by
-    ``mtproto.login_succeeded`` or ``mtproto.login_failed``. Erased from the stream once
-    handled (prefer the HTTP API, which never writes it to the stream)."""
+class SubmitLoginPasswordV1(_SessionCommand):
+    """The account's two-step verification password, in the clear (superseded by v2, which
+    seals it for the gateway; the gateway refuses a plaintext password)."""
 
     password: str = Field(min_length=1, max_length=256, repr=False)
+
+
+SEALED = (
+    "sealed for the gateway: switchboard.runtime.sealing.seal(<the gateway's keyring>, "
+    "<command name>, <session_id>, <field name without sealed_>, <value>)"
+)
+
+
+class _Plain(_SessionCommand):
+    """A v2 login command: each secret is either sealed (``sealed_<field>``) or, only when
+    upcast from v1, in the clear (the gateway refuses those)."""
+
+    def _exactly_one(self, field: str) -> None:
+        plain, sealed = getattr(self, field), getattr(self, f"sealed_{field}")
+        if (plain is None) == (sealed is None):
+            raise ValueError(f"needs exactly one of sealed_{field} and (from v1 only) {field}")
+
+
+@register("mtproto.login_start", 2)
+class StartLogin(_SessionCommand):
+    """Start logging a Telegram account in as session ``session_id``: Telegram sends a login
+    code to the account's apps (or by SMS). Answered by ``mtproto.login_code_sent`` or
+    ``mtproto.login_failed``. ``api_id``/``api_hash`` default to the gateway's own. The app
+    hash and the proxy's credentials travel sealed for the gateway, never in the clear."""
+
+    phone: str = Field(pattern=r"^\+?[0-9]{5,16}$", description="international format")
+    api_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    sealed_api_hash: str | None = Field(None, min_length=8, repr=False, description=SEALED)
+    device: DeviceInfo | None = None
+    sealed_proxy: str | None = Field(
+        None, repr=False, description=f"the ProxyInfo as JSON, {SEALED}"
+    )
+    workspace_id: str | None = Field(None, description="default: the envelope's workspace")
+    # From v1 only (upcast): in the clear, refused by the gateway.
+    api_hash: str | None = Field(None, min_length=8, repr=False, description="v1 only")
+    proxy: ProxyInfo | None = Field(None, description="v1 only")
+
+    @model_validator(mode="after")
+    def _one_hash(self) -> StartLogin:
+        if self.api_hash is not None and self.sealed_api_hash is not None:
+            raise ValueError("give sealed_api_hash (or, from v1 only, api_hash), not both")
+        if self.proxy is not None and self.sealed_proxy is not None:
+            raise ValueError("give sealed_proxy (or, from v1 only, proxy), not both")
+        return self
+
+
+@register("mtproto.login_submit_code", 2)
+class SubmitLoginCode(_Plain):
+    """The login code the account received, sealed for the gateway. Answered by
+    ``mtproto.login_succeeded``, ``mtproto.login_password_needed`` (two-step verification)
+    or ``mtproto.login_failed``. Erased from the stream once handled."""
+
+    sealed_code: str | None = Field(None, min_length=8, repr=False, description=SEALED)
+    code: str | None = Field(None, pattern=r"^[0-9]{3,10}$", repr=False, description="v1 only")
+
+    @model_validator(mode="after")
+    def _one_code(self) -> SubmitLoginCode:
+        self._exactly_one("code")
+        return self
+
+
+@register("mtproto.login_submit_password", 2)
+class SubmitLoginPassword(_Plain):
+    """The account's two-step verification password, sealed for the gateway. Answered by
+    ``mtproto.login_succeeded`` or ``mtproto.login_failed``. Erased from the stream once
+    handled (or use the HTTP API, which never writes it to a stream)."""
+
+    sealed_password: str | None = Field(None, min_length=8, repr=False, description=SEALED)
+    password: str | None = Field(None, min_length=1, max_length=256, repr=False,
+                                 description="v1 only")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _one_password(self) -> SubmitLoginPassword:
+        self._exactly_one("password")
+        return self
+
+
+# v1 -> v2: the fields keep their names; a v1 secret stays in the clear (v1 only), which
+# the gateway refuses and erases without ever writing it to the DLQ.
+def _same_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return dict(data)
+
+
+for _name in ("mtproto.login_start", "mtproto.login_submit_code", "mtproto.login_submit_password"):
+    upcaster(_name, 1)(_same_fields)
 
 
 @register("mtproto.logout", 1)

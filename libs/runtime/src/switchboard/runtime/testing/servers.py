@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 
 from switchboard.runtime.embedded import die_with_parent, free_port
+from switchboard.runtime.service import bind_socket
 
 T = TypeVar("T")
 
@@ -48,11 +49,16 @@ async def eventually(
 
 @asynccontextmanager
 async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve an ASGI app (lifespan included) on ``port`` (a free one by default)."""
+    """Serve an ASGI app (lifespan included) on ``port`` (a free one by default), and on its
+    ``ops_port`` too when it has one (as :func:`switchboard.runtime.service.serve` does)."""
     port = port or free_port(host)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    ops_port = getattr(app, "ops_port", None)
+    sockets = None
+    if ops_port is not None:
+        sockets = [bind_socket(host, port), bind_socket(host, ops_port)]
+    task = asyncio.create_task(server.serve(sockets=sockets))
     try:
         while not server.started:
             if task.done():
