@@ -44,7 +44,7 @@ SERVICES: dict[str, tuple[Callable[[Any], Any], type[Any], str]] = {
     "ingest": (create_ingest, IngestSettings, ADMIN),
     "crm": (create_crm, CrmSettings, API_KEY),
     "outbound": (create_outbound, OutboundSettings, API_KEY),
-    "mtproto": (create_mtproto, MtprotoSettings, ADMIN),
+    "mtproto": (create_mtproto, MtprotoSettings, API_KEY),
     "analytics": (create_analytics, AnalyticsSettings, API_KEY),
 }
 TYPED = {"integer", "number", "boolean"}
