@@ -1,0 +1,116 @@
+"""Event-sourced aggregates on JetStream subjects, one mechanism for every service.
+
+An aggregate is the set of messages on a subject filter (e.g. ``crm.*.*.<id>``). Appends
+carry the expected last sequence over that filter, so a writer that read a stale version
+gets a :class:`ConflictError` instead of overwriting a concurrent change; loads read the
+filter back in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
+
+from switchboard.events import Decoded, Envelope, Message, decode_message
+from switchboard.runtime.bus import Bus
+
+WRONG_LAST_SEQUENCE = 10071
+
+
+class ConflictError(Exception):
+    """The aggregate moved since it was read (expected version no longer current)."""
+
+    def __init__(self, aggregate: str, expected: int) -> None:
+        super().__init__(f"{aggregate} is no longer at version {expected}")
+        self.aggregate = aggregate
+        self.expected = expected
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A decoded message with its stream sequence (the aggregate's version after it)."""
+
+    seq: int
+    decoded: Decoded
+
+
+async def append_expecting(
+    bus: Bus,
+    model: Message,
+    subject_filter: str,
+    expected: int,
+    *,
+    aggregate: str,
+    cause: Envelope | None = None,
+    workspace_id: str = "default",
+    id: str | None = None,
+) -> int:
+    """Publish ``model`` if the last message on ``subject_filter`` is still ``expected``
+    (0: nothing there yet); returns the new sequence."""
+    headers = {
+        "Nats-Expected-Last-Subject-Sequence": str(expected),
+        "Nats-Expected-Last-Subject-Sequence-Subject": subject_filter,
+    }
+    try:
+        ack = await bus.publish(
+            model, cause=cause, headers=headers, id=id, workspace_id=workspace_id
+        )
+    except APIError as exc:
+        if exc.err_code == WRONG_LAST_SEQUENCE:
+            raise ConflictError(aggregate, expected) from None
+        raise
+    return int(ack.seq)
+
+
+async def last_stored(bus: Bus, stream: str, subject_filter: str) -> Stored | None:
+    """The last message on ``subject_filter`` (one direct read), or None."""
+    try:
+        msg = await bus.js.get_last_msg(stream, subject_filter)
+    except NotFoundError:
+        return None
+    decoded = decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
+    return Stored(int(msg.seq or 0), decoded)
+
+
+async def read_filter(
+    bus: Bus, stream: str, subject_filter: str, last_seq: int | None = None
+) -> list[Stored]:
+    """Every message on ``subject_filter`` in order, up to ``last_seq`` (default: the last
+    one now); a short ordered read with an ephemeral consumer."""
+    if last_seq is None:
+        try:
+            last_seq = int((await bus.js.get_last_msg(stream, subject_filter)).seq or 0)
+        except NotFoundError:
+            return []
+    sub = await bus.js.pull_subscribe(
+        subject_filter,
+        durable=None,
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            mem_storage=True,
+            inactive_threshold=5.0,
+        ),
+    )
+    out: list[Stored] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(256, timeout=1.0)
+            except NatsTimeout:
+                break
+            for m in msgs:
+                seq = m.metadata.sequence.stream
+                if seq <= last_seq:
+                    out.append(
+                        Stored(seq, decode_message(m.subject, dict(m.headers or {}), m.data))
+                    )
+            if msgs and msgs[-1].metadata.sequence.stream >= last_seq:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
