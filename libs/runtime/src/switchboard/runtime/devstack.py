@@ -31,7 +31,10 @@ from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, die_wit
 from switchboard.runtime.settings import parse_keyring
 
 # Dev defaults (a contract: the README and the checks use them).
-PORTS = {"ingest": 8080, "crm": 8081, "outbound": 8082, "mtproto": 8083, "analytics": 8084}
+PORTS = {
+    "ingest": 8080, "crm": 8081, "outbound": 8082, "mtproto": 8083, "analytics": 8084,
+    "flows": 8085,
+}  # fmt: skip
 SANDBOX_PORT = 8090
 NATS_PORT = 4222
 POSTGRES_PORT = 55432
@@ -155,6 +158,17 @@ async def _register_demo(nats_url: str, keys: str, sandbox: bool) -> None:
             )
 
 
+def _publish_demo_flow(url: str, log: Path) -> None:
+    """The demo bot's flow (/start: a greeting with two buttons), published once through the
+    flows CLI: the runtime never imports a service."""
+    with log.open("ab") as out:
+        subprocess.run(
+            [sys.executable, "-m", "switchboard.flows.cli", "--url", url, "--api-key",
+             DEMO_API_KEY, "demo"],
+            stdout=out, stderr=subprocess.STDOUT, check=True, timeout=60,
+        )  # fmt: skip
+
+
 def up(data: Path) -> int:
     """Start everything, print where it is, and run until interrupted."""
     data = data.resolve()
@@ -220,6 +234,8 @@ def up(data: Path) -> int:
                 )
             )
         asyncio.run(_register_demo(stack.nats.url, keys, has_sandbox))
+        if "flows" in stack.urls:
+            _publish_demo_flow(stack.urls["flows"], data / "logs" / "flows-demo.log")
         pidfile.write_text(
             json.dumps({"pid": os.getpid(), "children": [p.pid for p in stack.procs.values()]})
         )
