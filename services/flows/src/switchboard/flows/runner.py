@@ -46,6 +46,10 @@ TIMERS = ConsumerSpec(
     batch=64,
 )
 RETRIES = 10
+# A button press is always an answer to the bot. One that no run takes may have overtaken the
+# input that started its run on another instance: it is offered again shortly, a few times.
+BUTTON_DELIVERIES = 3
+BUTTON_RETRY_S = 0.5
 
 
 def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | None:
@@ -97,15 +101,19 @@ class Runner:
             if not lock.locked() and self._locks.get(session) is lock:
                 del self._locks[session]
 
-    async def on_conversation(self, msg: Msg) -> None:
+    async def on_conversation(self, msg: Msg) -> bool:
         found = conversation_input(msg)
         if found is None:
-            return
+            return False
         env, conv, inp = found
         await self.library.caught_up.wait()
         session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
         async with self._serialized(session):
-            await self.handle(session, env, inp, conv)
+            taken = await self.handle(session, env, inp, conv)
+        if not taken and inp.kind == "button" and msg.metadata.num_delivered < BUTTON_DELIVERIES:
+            await msg.nak(delay=BUTTON_RETRY_S)
+            return True  # settled here
+        return False
 
     async def on_timer(self, msg: Msg) -> None:
         decoded = decode_or_reject(msg)
@@ -123,7 +131,8 @@ class Runner:
 
     async def handle(
         self, session: str, cause: Envelope, inp: Input, conv: FlowConversation | None
-    ) -> None:
+    ) -> bool:
+        """Apply one input; False when nothing took it."""
         workspace = cause.workspace_id
         for _ in range(RETRIES):
             current = await last_stored(self.bus, STREAM, session_filter(session))
@@ -131,10 +140,10 @@ class Runner:
             assert rec is None or isinstance(rec, RunRecorded)
             if rec is not None and rec.input_id == inp.id:
                 await self.effects.apply(rec, cause)  # recorded, maybe not carried out: again
-                return
+                return True
             conversation = conv or (rec.conversation if rec else None)
             if conversation is None:
-                return  # a timer of a conversation with no runs: nothing to do
+                return False  # a timer of a conversation with no runs: nothing to do
             active_doc = None
             if rec is not None and rec.status is not RunStatus.ENDED:
                 active_doc = await self.library.document(rec.flow_id, rec.revision, workspace)
@@ -147,7 +156,7 @@ class Runner:
                 conversation=conversation,
             )
             if not records:
-                return
+                return inp.id in (rec.recent_inputs if rec else ())
             expected = current.seq if current else 0
             try:
                 for record in records:
@@ -166,5 +175,5 @@ class Runner:
             final = records[-1]
             metrics.observe(final)
             await self.effects.apply(final, cause)
-            return
+            return True
         raise RuntimeError(f"conversation {session} kept changing; will retry")
