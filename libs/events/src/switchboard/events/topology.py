@@ -386,13 +386,14 @@ FLOWS = ServiceTopology(
             name="flows-conversations",
             filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
             description="messages and button presses: start flows and advance their runs",
+            ack_wait_s=10,
         ),
         Durable(
             stream="FLOW_TIMERS",
             name="flows-timers",
             filter_subjects=("cmd.flows.fire_timer.>",),
             description="delays and reply timeouts fired by their message schedules",
-            ack_wait_s=10,
+            ack_wait_s=3,
         ),
     ),
     reads=(

@@ -32,17 +32,21 @@ from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
 
+# Short ack waits: a decision takes milliseconds, and what a killed instance had fetched
+# comes back to the others after ack_wait (a redelivery of a decided input only republishes
+# its effects under the same ids, so an early one costs nothing).
 CONVERSATIONS = ConsumerSpec(
     stream="CONV",
     durable="flows-conversations",
     filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
+    ack_wait_s=10.0,
     batch=64,
 )
 TIMERS = ConsumerSpec(
     stream="FLOW_TIMERS",
     durable="flows-timers",
     filter_subjects=("cmd.flows.fire_timer.>",),
-    ack_wait_s=10.0,
+    ack_wait_s=3.0,
     batch=64,
 )
 RETRIES = 10
