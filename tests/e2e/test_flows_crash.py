@@ -83,12 +83,21 @@ class Env:
     nats_url: str
 
     async def webhook(self, update: dict[str, Any]) -> None:
-        r = await self.http.post(
-            f"{self.ingest}/webhooks/telegram/demo",
-            json=update,
-            headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
-        )
-        assert r.status_code == 200, r.text
+        # As Telegram does, post again when the connection breaks (a kept-alive connection
+        # closed by the server under load); ingest drops the repeat by its update_id.
+        for attempt in range(3):
+            try:
+                r = await self.http.post(
+                    f"{self.ingest}/webhooks/telegram/demo",
+                    json=update,
+                    headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+                )
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
+                continue
+            assert r.status_code == 200, r.text
+            return
 
     async def say(self, chat: int, text: str) -> None:
         await self.webhook(text_update(next(_updates), text, chat_id=chat))
