@@ -5,6 +5,7 @@ lead to ``qualified``; a delay fires through a JetStream message schedule."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -13,12 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, keyring, service_env
+from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
 from tests.support.telegram import text_update
 
 from switchboard.crm.app import create_app as crm_app
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
+from switchboard.flows import cli
 from switchboard.flows.app import create_app as flows_app
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.settings import FlowsSettings
@@ -207,6 +209,14 @@ async def test_talk_to_a_person_hands_off_and_pauses(env: Env) -> None:
     run = await eventually(handed_off, timeout=30, message="run handed off")
     assert run["current_step"] == "handoff"
     assert len(env.sent(chat)) == 2
+    # The person is done: the run goes on after its hand-off step (here: the end).
+    url = f"{env.flows}/v1/runs/{run['id']}/release"
+    released = await env.http.post(url, headers=AUTH)
+    assert released.status_code == 200, released.text
+    assert released.json()["status"] == "ended"
+    assert (await env.http.post(url, headers=AUTH)).status_code == 409
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    assert (await env.http.post(url, headers=other)).status_code == 404  # another workspace's
 
 
 async def test_a_delay_fires_from_a_message_schedule(env: Env) -> None:
@@ -229,3 +239,49 @@ async def test_a_delay_fires_from_a_message_schedule(env: Env) -> None:
     detail = (await env.http.get(f"{env.flows}/v1/runs/{runs[0]['id']}", headers=AUTH)).json()
     outcomes = [(s["step"], s["outcome"]) for h in detail["history"] for s in h["steps"]]
     assert outcomes == [("wait", "waiting"), ("wait", "elapsed"), ("hello", "ended")]
+
+
+async def test_the_demo_flow_is_published_once_by_the_cli(env: Env) -> None:
+    """What `just up` runs: publishing the demo twice leaves one published flow."""
+    args = ["--url", env.flows, "--api-key", API_KEY, "demo"]
+    assert await asyncio.to_thread(cli.main, args) == 0
+    assert await asyncio.to_thread(cli.main, args) == 0
+    items = (await env.http.get(f"{env.flows}/v1/flows", headers=AUTH)).json()["items"]
+    assert [(f["name"], f["status"], f["published_revision"]) for f in items] == [
+        (DEMO_FLOW["name"], "published", 1)
+    ]
+
+
+async def test_invalid_documents_get_422_with_every_path_and_the_schema_is_published(
+    env: Env,
+) -> None:
+    schema = await env.http.get(f"{env.flows}/v1/flows/schema")
+    assert schema.status_code == 200
+    assert "steps" in schema.json()["properties"]
+    bad = {**DEMO_FLOW, "start": "nowhere", "triggers": [{"type": "start", "payload": 5}]}
+    r = await env.http.post(f"{env.flows}/v1/flows", json=bad, headers=AUTH)
+    assert r.status_code == 422
+    paths = {p["path"] for p in r.json()["error"]["problems"]}
+    assert paths == {"$.triggers[0].payload"}  # structure first; references once it parses
+    bad["triggers"] = [{"type": "start"}]
+    r = await env.http.post(f"{env.flows}/v1/flows", json=bad, headers=AUTH)
+    assert r.status_code == 422
+    assert [p["path"] for p in r.json()["error"]["problems"]] == ["$.start"]
+    assert (await env.http.post(f"{env.flows}/v1/flows", json=DEMO_FLOW)).status_code == 401
+    # another workspace's flow does not exist for it
+    flow_id = await env.flow(DEMO_FLOW)
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    assert (await env.http.get(f"{env.flows}/v1/flows/{flow_id}", headers=other)).status_code == 404
+    # a running conversation stays on the revision it started with
+    chat = 8104
+    await env.say(chat, "/start")
+    (greeting,) = await env.until_sent(chat, 1)
+    changed = {**DEMO_FLOW, "steps": {**DEMO_FLOW["steps"], "ask_name": {
+        "type": "ask", "text": "Revision two asks differently.", "var": "name"}}}  # fmt: skip
+    r = await env.http.put(f"{env.flows}/v1/flows/{flow_id}", json=changed, headers=AUTH)
+    assert r.status_code == 200, r.text
+    r = await env.http.post(f"{env.flows}/v1/flows/{flow_id}/publish", headers=AUTH)
+    assert r.json()["published_revision"] == 2
+    await env.press(chat, "quote", greeting)
+    sent = await env.until_sent(chat, 2)
+    assert sent[1]["text"] == "Happy to help. What is your name?"  # still revision 1

@@ -103,3 +103,9 @@ def test_start_must_name_a_step_and_a_document_is_an_object() -> None:
 )
 def test_json_paths(loc: tuple[Any, ...], path: str) -> None:
     assert json_path(loc) == path
+
+
+def test_an_invalid_only_item_is_one_problem_not_two() -> None:
+    doc = copy.deepcopy(DEMO_FLOW)
+    doc["triggers"] = [{"type": "start", "payload": 5}]
+    assert problems(doc) == [("$.triggers[0].payload", "Input should be a valid string")]

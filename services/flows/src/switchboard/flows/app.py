@@ -58,7 +58,7 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
         await check_schedules(rt)
         library = FlowLibrary(rt.bus)
         runner = Runner(rt.bus, library, Effects(rt.bus))
-        ports.update(library=library, bus=rt.bus)
+        ports.update(library=library, bus=rt.bus, runner=runner)
         rt.spawn("library", lambda: library.follow(rt.stop))
 
         async def library_ready() -> bool:
@@ -191,6 +191,17 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
     ) -> Response:
         items = await runs.latest_runs(ports["bus"], ws, flow_id, limit)
         return JSONResponse({"items": items})
+
+    @app.post("/v1/runs/{run_id}/release", tags=["runs"], summary="A person hands the run back")
+    async def release(run_id: str, ws: Workspace) -> Response:
+        runner: Runner = ports["runner"]
+        found = await runner.release(run_id, ws)
+        if found is None:
+            return error(404, "not_found", f"no run {run_id!r}")
+        if not found:
+            return error(409, "not_handed_off", f"run {run_id!r} is not with a person")
+        detail = await runs.run_history(ports["bus"], ws, run_id)
+        return JSONResponse(detail)
 
     @app.get("/v1/runs/{run_id}", tags=["runs"], summary="A run with its history")
     async def run_detail(run_id: str, ws: Workspace) -> Response:

@@ -285,9 +285,21 @@ def _structural(data: Any) -> tuple[FlowDocument | None, list[dict[str, str]]]:
     try:
         return FlowDocument.model_validate(data), []
     except ValidationError as exc:
+        errors = exc.errors()
+        # A list whose only items are invalid is also reported "too short": a consequence of
+        # the item's own problem, not a second one.
+        locs = [e["loc"] for e in errors]
+        errors = [
+            e
+            for e in errors
+            if not (
+                e["type"] == "too_short"
+                and any(len(o) > len(e["loc"]) and o[: len(e["loc"])] == e["loc"] for o in locs)
+            )
+        ]
         problems = [
             {"path": json_path(_without_tags(data, err["loc"])), "reason": err["msg"]}
-            for err in exc.errors()
+            for err in errors
         ]
         return None, problems
 

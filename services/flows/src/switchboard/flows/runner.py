@@ -24,7 +24,7 @@ from switchboard.flows import metrics
 from switchboard.flows.effects import Effects
 from switchboard.flows.engine import Input
 from switchboard.flows.library import FlowLibrary
-from switchboard.flows.sessions import STREAM, plan, session_filter, session_id
+from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, decode_or_reject
@@ -132,6 +132,20 @@ class Runner:
         )
         async with self._serialized(timer.session):
             await self.handle(timer.session, env, inp, None)
+
+    async def release(self, run_id: str, workspace: str) -> bool | None:
+        """A person hands a handed-off run back: it continues after its hand-off step.
+        None: no such run; False: the run is not (or no longer) with a person."""
+        last = await last_stored(self.bus, STREAM, run_filter(run_id))
+        if last is None or last.decoded.envelope.workspace_id != workspace:
+            return None
+        rec = last.decoded.model
+        assert isinstance(rec, RunRecorded)
+        if rec.status is not RunStatus.HANDED_OFF:
+            return False
+        inp = Input(kind="release", id=f"release:{run_id}:{rec.decision}", at=datetime.now(UTC))
+        async with self._serialized(rec.session):
+            return await self.handle(rec.session, last.decoded.envelope, inp, None)
 
     async def handle(
         self, session: str, cause: Envelope, inp: Input, conv: FlowConversation | None
