@@ -146,6 +146,17 @@ async def test_start_greets_and_a_quote_reaches_qualified(env: Env) -> None:
     assert greeting["text"] == "Hi Ada! How can we help you today?"
     assert _buttons(greeting) == [("Get a quote", "quote"), ("Talk to a person", "person")]
 
+    async def greeting_in_crm() -> list[dict[str, Any]] | None:
+        convs = (await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH)).json()
+        if not convs["items"]:
+            return None
+        url = f"{env.crm}/v1/conversations/{convs['items'][0]['id']}/messages"
+        items: list[dict[str, Any]] = (await env.http.get(url, headers=AUTH)).json()["items"]
+        return items if any(m["direction"] == "out" for m in items) else None
+
+    shown = await eventually(greeting_in_crm, timeout=30, message="greeting in the CRM")
+    assert [m["text"] for m in shown if m["direction"] == "out"] == [greeting["text"]]
+
     await env.press(chat, "quote", greeting)
     await env.until_sent(chat, 2)
     await env.say(chat, "Ada <Lovelace>")

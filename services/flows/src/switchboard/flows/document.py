@@ -254,7 +254,6 @@ def json_schema() -> dict[str, Any]:
     """The published JSON Schema (draft 2020-12) of a flow document."""
     schema = FlowDocument.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://switchboard.dev/schemas/flow.v1.json"
     return schema
 
 
