@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import statistics
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -49,6 +52,10 @@ TOKEN = "400000002:flows-crash"
 SECRET = "flows-crash-secret"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 _updates = itertools.count(90_000)
+# The issue's full run is 500 conversations through 3 instances; the default keeps a shared
+# two-core machine responsive.
+CONVERSATIONS = int(os.environ.get("FLOWS_CRASH_CONVERSATIONS", "30"))
+INSTANCES = 3
 
 FLOW: dict[str, Any] = {
     "name": "Crash-proof quote",
@@ -170,10 +177,12 @@ async def _publish_flow(http: httpx.AsyncClient, flows: str) -> str:
     return flow_id
 
 
-async def _converse(env: Env, chat: int) -> None:
+async def _converse(env: Env, chat: int, greeted_after: list[float]) -> None:
     """A customer who answers each question once it arrives (one wrong phone number)."""
+    started = time.monotonic()
     await env.say(chat, "/start")
     await env.until(chat, 1)
+    greeted_after.append((time.monotonic() - started) * 1000)
     await env.press(chat, "quote")
     await env.until(chat, 2)
     await env.say(chat, f"Customer {chat}")
@@ -248,12 +257,30 @@ async def test_a_decision_recorded_before_a_crash_is_carried_out_once(
     assert env.texts(chat) == ["Hello!", "Name?"]
 
 
+async def _timer_lateness_ms(http: httpx.AsyncClient, flows: str) -> list[float]:
+    """Per run: from its delay's due time to the recorded decision that the delay elapsed."""
+    runs = (await http.get(f"{flows}/v1/runs", params={"limit": 1000}, headers=AUTH)).json()
+    out = []
+    for run in runs["items"]:
+        detail = (await http.get(f"{flows}/v1/runs/{run['id']}", headers=AUTH)).json()
+        due = next(
+            s["detail"]["due_at"]
+            for h in detail["history"]
+            for s in h["steps"]
+            if s["outcome"] == "waiting"
+        )
+        fired = next(h["at"] for h in detail["history"] if h["input"]["kind"] == "timer")
+        delta = datetime.fromisoformat(fired) - datetime.fromisoformat(due)
+        out.append(delta.total_seconds() * 1000)
+    return sorted(out)
+
+
 async def test_conversations_complete_exactly_once_while_an_instance_is_killed(
     env: Env, tmp_path: Path
 ) -> None:
     environment = service_env(env.nats_url)
     procs = []
-    for i in range(2):
+    for i in range(INSTANCES):
         port = free_port()
         procs.append(
             ServiceProcess(
@@ -267,8 +294,9 @@ async def test_conversations_complete_exactly_once_while_an_instance_is_killed(
         for proc in procs:
             await proc.ready(60)
         await _publish_flow(env.http, procs[1].url)
-        chats = list(range(9100, 9130))
-        conversations = asyncio.gather(*(_converse(env, chat) for chat in chats))
+        chats = list(range(9100, 9100 + CONVERSATIONS))
+        greeted_after: list[float] = []
+        conversations = asyncio.gather(*(_converse(env, c, greeted_after) for c in chats))
 
         async def greeted(n: int) -> bool:
             return sum(1 for c in chats if env.texts(c)) >= n
@@ -281,6 +309,15 @@ async def test_conversations_complete_exactly_once_while_an_instance_is_killed(
         await conversations
         for chat in chats:
             assert env.texts(chat) == _expected(chat), chat
+        # Measured, not asserted (the machine's load decides): printed for the report.
+        late = await _timer_lateness_ms(env.http, procs[1].url)
+        assert len(late) == len(chats)
+        print(
+            f"flows_crash conversations={len(chats)} instances={INSTANCES} kills=2 "
+            f"timer_lateness_ms p50={late[len(late) // 2]:.0f} max={late[-1]:.0f} "
+            f"start_to_greeting_ms p50={statistics.median(greeted_after):.0f} "
+            f"max={max(greeted_after):.0f}"
+        )
     finally:
         for proc in procs:
             proc.stop()

@@ -79,38 +79,60 @@ async def read_filter(
     bus: Bus, stream: str, subject_filter: str, last_seq: int | None = None
 ) -> list[Stored]:
     """Every message on ``subject_filter`` in order, up to ``last_seq`` (default: the last
-    one now); a short ordered read with an ephemeral consumer."""
+    one now); a short ordered read with an ephemeral consumer.
+
+    Nothing acknowledges these deliveries, so one pushed to a pull request that had already
+    expired (a slow answer under load) is gone: the read then resumes after the last message
+    it got instead of returning a history with a hole in it.
+    """
     if last_seq is None:
         try:
             last_seq = int((await bus.js.get_last_msg(stream, subject_filter)).seq or 0)
         except NotFoundError:
             return []
+    out: list[Stored] = []
+    for _ in range(READ_ATTEMPTS):
+        start = out[-1].seq + 1 if out else 1
+        await _read_from(bus, stream, subject_filter, start, last_seq, out)
+        if out and out[-1].seq >= last_seq:
+            return out
+    raise TimeoutError(f"could not read {subject_filter} up to {last_seq} from {stream}")
+
+
+READ_ATTEMPTS = 5
+
+
+async def _read_from(
+    bus: Bus, stream: str, subject_filter: str, start: int, last_seq: int, out: list[Stored]
+) -> None:
     sub = await bus.js.pull_subscribe(
         subject_filter,
         durable=None,
         stream=stream,
         config=ConsumerConfig(
             ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
             mem_storage=True,
             inactive_threshold=5.0,
         ),
     )
-    out: list[Stored] = []
+    expected = 1  # consumer sequences are contiguous: a gap is a lost delivery
     try:
         while True:
             try:
                 msgs = await sub.fetch(256, timeout=1.0)
             except NatsTimeout:
-                break
+                return
             for m in msgs:
+                if m.metadata.sequence.consumer != expected:
+                    return  # resume after the last message read
+                expected += 1
                 seq = m.metadata.sequence.stream
                 if seq <= last_seq:
-                    out.append(
-                        Stored(seq, decode_message(m.subject, dict(m.headers or {}), m.data))
-                    )
+                    decoded = decode_message(m.subject, dict(m.headers or {}), m.data)
+                    out.append(Stored(seq, decoded))
             if msgs and msgs[-1].metadata.sequence.stream >= last_seq:
-                break
+                return
     finally:
         await sub.unsubscribe()
-    return out

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from switchboard.events import Decoded, decode_message
 from switchboard.events.catalog.flows import FlowArchived, FlowPublished, FlowSaved
@@ -24,7 +24,8 @@ from switchboard.runtime.logging import get_logger
 log = get_logger(__name__)
 
 STREAM = "FLOWS"
-DEFINITION_SUBJECTS = ("flows.flow_saved.>", "flows.flow_published.>", "flows.flow_archived.>")
+# Definition events have four tokens (``flows.<event>.v1.<flow_id>``), run records five.
+DEFINITIONS = "flows.*.v1.*"
 RETRIES = 5
 
 
@@ -99,6 +100,8 @@ class FlowLibrary:
         self.flows: dict[str, FlowState] = {}
         self._docs: dict[tuple[str, int], FlowDocument] = {}
         self.caught_up = asyncio.Event()
+        self._last = 0  # stream sequence of the last definition event read
+        self._sync_lock = asyncio.Lock()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -225,37 +228,41 @@ class FlowLibrary:
 
     # -- following -------------------------------------------------------------------------
 
-    async def follow(self, stop: asyncio.Event) -> None:
-        """Read every definition event, then keep following the stream (every instance)."""
-        sub = await self.bus.js.pull_subscribe(
-            DEFINITION_SUBJECTS[0],
-            durable=None,
-            stream=STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.ALL,
-                filter_subjects=list(DEFINITION_SUBJECTS),
-                mem_storage=True,
-                inactive_threshold=30.0,
-            ),
-        )
-        try:
-            while not stop.is_set():
+    async def follow(self, stop: asyncio.Event, poll_s: float = 0.25) -> None:
+        """Read every definition event, then keep following them (every instance).
+
+        Direct gets of "the next definition after the last one seen" rather than a consumer:
+        a message pushed to a pull request that already expired is lost without a trace when
+        nothing acknowledges it, and a flow that one instance never learns of silently starts
+        no runs there. A get cannot lose anything; an idle instance asks four times a second,
+        and an input that starts nothing asks at once (:meth:`sync`).
+        """
+        while not stop.is_set():
+            await self.sync()
+            self.caught_up.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+
+    @property
+    def seen(self) -> int:
+        """The stream sequence of the last definition event read."""
+        return self._last
+
+    async def sync(self) -> None:
+        """Read the definitions stored since the last read."""
+        async with self._sync_lock:
+            while True:
                 try:
-                    msgs = await sub.fetch(256, timeout=0.5)
-                except TimeoutError:
-                    self.caught_up.set()
-                    continue
-                for m in msgs:
-                    decoded = decode_message(m.subject, dict(m.headers or {}), m.data)
-                    flow_id = getattr(decoded.model, "flow_id", "")
-                    state = apply_event(
-                        self.flows.get(flow_id), decoded, m.metadata.sequence.stream
+                    msg = await self.bus.js.get_msg(
+                        STREAM, seq=self._last + 1, subject=DEFINITIONS, next=True
                     )
-                    if state is not None:
-                        self.flows[flow_id] = state
-                if msgs and msgs[-1].metadata.num_pending == 0:
-                    self.caught_up.set()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                except NotFoundError:
+                    return
+                self._last = int(msg.seq or self._last + 1)
+                decoded = decode_message(
+                    msg.subject or "", dict(msg.headers or {}), msg.data or b""
+                )
+                flow_id = getattr(decoded.model, "flow_id", "")
+                state = apply_event(self.flows.get(flow_id), decoded, self._last)
+                if state is not None:
+                    self.flows[flow_id] = state

@@ -165,14 +165,23 @@ class Runner:
             active_doc = None
             if rec is not None and rec.status is not RunStatus.ENDED:
                 active_doc = await self.library.document(rec.flow_id, rec.revision, workspace)
-            records = plan(
-                session=session,
-                current=rec,
-                active_doc=active_doc,
-                published=self.library.published(workspace),
-                inp=inp,
-                conversation=conversation,
-            )
+            records: list[RunRecorded] = []
+            for _ in range(2):
+                seen = self.library.seen
+                records = plan(
+                    session=session,
+                    current=rec,
+                    active_doc=active_doc,
+                    published=self.library.published(workspace),
+                    inp=inp,
+                    conversation=conversation,
+                )
+                # Nothing takes it: maybe a flow published a moment ago, not followed yet.
+                if records:
+                    break
+                await self.library.sync()
+                if self.library.seen == seen:
+                    break
             if not records:
                 return inp.id in (rec.recent_inputs if rec else ())
             expected = current.seq if current else 0
