@@ -91,19 +91,25 @@ class Runner:
 
     def __init__(self, bus: Bus, library: FlowLibrary, effects: Effects) -> None:
         self.bus, self.library, self.effects = bus, library, effects
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
     async def _serialized(self, session: str) -> AsyncIterator[None]:
         # Within an instance, one conversation's inputs go in delivery order (asyncio locks
         # are FIFO); across instances the expected-sequence append keeps them one at a time.
-        lock = self._locks.setdefault(session, asyncio.Lock())
+        # The lock stays while anyone holds or waits for it (counted), so an input arriving
+        # just as another is handed the lock queues behind it instead of getting a new one.
+        lock, users = self._locks.get(session, (asyncio.Lock(), 0))
+        self._locks[session] = (lock, users + 1)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._locks.get(session) is lock:
+            lock, users = self._locks[session]
+            if users == 1:
                 del self._locks[session]
+            else:
+                self._locks[session] = (lock, users - 1)
 
     async def on_conversation(self, msg: Msg) -> bool:
         found = conversation_input(msg)
