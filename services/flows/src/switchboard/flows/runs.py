@@ -37,7 +37,21 @@ def run_view(rec: RunRecorded, seq: int) -> dict[str, Any]:
 async def latest_runs(
     bus: Bus, workspace: str, flow_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """The current state of every run of a workspace (the last record on each run's subject)."""
+    """The current state of every run of a workspace (the last record on each run's subject).
+
+    Read again from the start when a delivery went missing (a gap in consumer sequences:
+    nothing acknowledges these, so one pushed to an expired pull request is simply gone).
+    """
+    for _ in range(3):
+        found = await _scan(bus, workspace, flow_id, limit)
+        if found is not None:
+            return found
+    raise TimeoutError("could not list the runs without a gap; try again")
+
+
+async def _scan(
+    bus: Bus, workspace: str, flow_id: str | None, limit: int
+) -> list[dict[str, Any]] | None:
     sub = await bus.js.pull_subscribe(
         ALL_RUNS,
         durable=None,
@@ -50,6 +64,7 @@ async def latest_runs(
         ),
     )
     out: list[dict[str, Any]] = []
+    expected = 1
     try:
         while len(out) < limit:
             try:
@@ -57,6 +72,9 @@ async def latest_runs(
             except NatsTimeout:
                 break
             for m in msgs:
+                if m.metadata.sequence.consumer != expected:
+                    return None
+                expected += 1
                 decoded = decode_message(m.subject, dict(m.headers or {}), m.data)
                 rec = decoded.model
                 if not isinstance(rec, RunRecorded) or decoded.envelope.workspace_id != workspace:
