@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -102,6 +103,7 @@ class FlowLibrary:
         self.caught_up = asyncio.Event()
         self._last = 0  # stream sequence of the last definition event read
         self._sync_lock = asyncio.Lock()
+        self._sync_began = 0.0  # monotonic time the last read began
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -249,8 +251,17 @@ class FlowLibrary:
         return self._last
 
     async def sync(self) -> None:
-        """Read the definitions stored since the last read."""
+        """Read the definitions stored since the last read.
+
+        Callers asking together share one read: whoever gets the lock after a read that
+        began after its own request has nothing left to learn, so a burst of inputs that
+        start nothing costs one or two gets, not one each.
+        """
+        asked = time.monotonic()
         async with self._sync_lock:
+            if self._sync_began > asked:
+                return
+            self._sync_began = time.monotonic()
             while True:
                 try:
                     msg = await self.bus.js.get_msg(
