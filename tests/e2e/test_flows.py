@@ -281,6 +281,15 @@ async def test_invalid_documents_get_422_with_every_path_and_the_schema_is_publi
     assert (await env.http.post(f"{env.flows}/v1/flows", json=DEMO_FLOW)).status_code == 401
     # another workspace's flow does not exist for it
     flow_id = await env.flow(DEMO_FLOW)
+    # a dry run answers each input's decision and sends nothing
+    script = {"transcript": [{"button": "quote"}, {"text": "Ada"}]}
+    r = await env.http.post(f"{env.flows}/v1/flows/{flow_id}/dry-run", json=script, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert [d["current_step"] for d in r.json()["decisions"]] == ["greet", "ask_name", "ask_phone"]
+    r = await env.http.post(
+        f"{env.flows}/v1/flows/{flow_id}/dry-run", json={"transcript": [{}]}, headers=AUTH
+    )
+    assert r.status_code == 422
     other = {"Authorization": f"Bearer {OTHER_KEY}"}
     assert (await env.http.get(f"{env.flows}/v1/flows/{flow_id}", headers=other)).status_code == 404
     # a running conversation stays on the revision it started with
