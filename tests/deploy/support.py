@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.topology import SERVICES
+from switchboard.flows.settings import FlowsSettings
 from switchboard.ingest.settings import IngestSettings
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.settings import OutboundSettings
@@ -49,6 +50,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "outbound": OutboundSettings,
     "mtproto": MtprotoSettings,
     "analytics": AnalyticsSettings,
+    "flows": FlowsSettings,
 }
 
 

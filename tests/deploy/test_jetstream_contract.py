@@ -29,6 +29,7 @@ from switchboard.events.topology import (
     ServiceTopology,
     check_topology,
 )
+from switchboard.flows import runner as flows_runner
 from switchboard.ingest import normalizer
 from switchboard.mtproto import commands as mtproto_commands
 from switchboard.mtproto import runner as mtproto_runner
@@ -45,6 +46,7 @@ SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
     "outbound": list(outbound_app.DURABLES),
     "mtproto": [mtproto_commands.SPEC],
     "analytics": [],  # projections only: ephemeral consumers from their checkpoints
+    "flows": [flows_runner.CONVERSATIONS, flows_runner.TIMERS],
 }
 
 

@@ -332,7 +332,7 @@ def test_hpa_for_ingest_and_outbound_and_it_owns_the_replicas() -> None:
 
 # No HPA: mtproto spreads sessions by lease, not load; analytics' CPU follows the streams on
 # the pod leading a projection, not the API load, and each pod holds a pool of connections.
-FIXED_REPLICAS = ("crm", "mtproto", "analytics")
+FIXED_REPLICAS = ("crm", "mtproto", "analytics", "flows")
 
 
 def test_dev_runs_single_replicas() -> None:

@@ -193,6 +193,12 @@ OTHERS_EVENTS = {
                   "mtproto.session_connected.v1.x", "cmd.outbound.send.v1.x",
                   "cmd.outbound.bulk_send.v1.x", "cmd.crm.change_lead_stage.v1.x",
                   "cmd.mtproto.send.v1.x", "cmd.mtproto.login_start.v1.x"],
+    # flows records its own runs and asks others: sends, and three CRM commands
+    "flows": ["raw.telegram.v1.x", "conv.message_received.v1.x", "conv.message_sent.v1.x",
+              "crm.contact_created.v1.x", "crm.lead_stage_changed.v1.x",
+              "cmd.crm.erase_contact.v1.x", "cmd.crm.merge_contacts.v1.x",
+              "cmd.outbound.bulk_send.v1.x", "cmd.outbound.campaign_start.v1.x",
+              "delivery.sent.v1.x", "mtproto.session_started.v1.x", "cmd.mtproto.send.v1.x"],
 }  # fmt: skip
 
 

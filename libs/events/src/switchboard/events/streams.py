@@ -33,6 +33,7 @@ class StreamSpec:
     replicas: int = 1
     deny_delete: bool = False
     allow_direct: bool = True
+    allow_msg_schedules: bool = False  # JetStream message scheduling (nats-server >= 2.12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,22 @@ MTPROTO = StreamSpec(
     90 * DAY,
     "MTProto session lifecycle, channel posts, backfill progress",
 )
+FLOWS = StreamSpec(
+    "FLOWS",
+    ("flows.>",),
+    Retention.LIMITS,
+    0,
+    "flow documents (every revision) and the event-sourced runs of the flows service",
+    deny_delete=True,
+)
+FLOW_TIMERS = StreamSpec(
+    "FLOW_TIMERS",
+    ("cmd.flows.>",),
+    Retention.WORK_QUEUE,
+    90 * DAY,
+    "flow delays and reply timeouts: message schedules the server fires at their time",
+    allow_msg_schedules=True,
+)
 DLQ = StreamSpec(
     "DLQ",
     ("dlq.>",),
@@ -101,7 +118,9 @@ DLQ = StreamSpec(
     "poison messages with the error and the original headers",
 )
 
-STREAMS: tuple[StreamSpec, ...] = (RAW, CONV, CRM, CRM_COMMANDS, OUTBOUND, DELIVERY, MTPROTO, DLQ)
+STREAMS: tuple[StreamSpec, ...] = (
+    RAW, CONV, CRM, CRM_COMMANDS, OUTBOUND, DELIVERY, MTPROTO, FLOWS, FLOW_TIMERS, DLQ,
+)  # fmt: skip
 
 ACCOUNTS = BucketSpec("accounts", "channel accounts; secrets encrypted", history=5)
 RATELIMIT = BucketSpec("ratelimit", "shared rate-limit state and pauses", ttl_s=3600)

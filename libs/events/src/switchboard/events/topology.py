@@ -401,8 +401,58 @@ ANALYTICS = ServiceTopology(
     ),
 )
 
+FLOWS = ServiceTopology(
+    name="flows",
+    description="bot scenarios: flow documents and event-sourced runs in FLOWS; reacts to "
+    "conversations and due timers with sends (outbound) and CRM commands, exactly once",
+    publishes=(
+        "flows.>",
+        "cmd.flows.>",  # timers: message schedules the server fires on cmd.flows.fire_timer
+        "cmd.outbound.send.>",
+        "cmd.crm.update_contact.>",
+        "cmd.crm.change_lead_stage.>",
+        "cmd.crm.assign_lead.>",
+        "dlq.>",
+    ),
+    durables=(
+        Durable(
+            stream="CONV",
+            name="flows-conversations",
+            filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
+            description="messages and button presses: start flows and advance their runs",
+            ack_wait_s=10,
+        ),
+        Durable(
+            stream="FLOW_TIMERS",
+            name="flows-timers",
+            filter_subjects=("cmd.flows.fire_timer.>",),
+            description="delays and reply timeouts fired by their message schedules",
+            ack_wait_s=3,
+        ),
+    ),
+    reads=(
+        StreamRead(
+            "FLOWS",
+            message_get=True,
+            why="flow definitions followed live; a conversation's last run record (message "
+            "get) before each decision; run listings and histories",
+        ),
+        StreamRead(
+            "CRM",
+            ephemeral_consumers=False,
+            message_get=True,
+            why="who owns a customer's identity (last crm.identity_claimed of its claim key)",
+        ),
+        StreamRead(
+            "FLOW_TIMERS",
+            ephemeral_consumers=False,
+            why="start-up checks that the timer stream allows message schedules",
+        ),
+    ),
+)
+
 # The services that exist today, in one list: deployment artefacts are generated from it.
-SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND, MTPROTO, ANALYTICS)
+SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND, MTPROTO, ANALYTICS, FLOWS)
 
 
 @dataclass(frozen=True, slots=True)

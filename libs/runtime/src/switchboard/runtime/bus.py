@@ -74,6 +74,7 @@ def stream_config(
         num_replicas=max(replicas, spec.replicas),
         deny_delete=spec.deny_delete,
         allow_direct=spec.allow_direct,
+        allow_msg_schedules=spec.allow_msg_schedules or None,
     )
 
 

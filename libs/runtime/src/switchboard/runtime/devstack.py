@@ -32,7 +32,10 @@ from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, die_wit
 from switchboard.runtime.settings import parse_keyring
 
 # Dev defaults (a contract: the README and the checks use them).
-PORTS = {"ingest": 8080, "crm": 8081, "outbound": 8082, "mtproto": 8083, "analytics": 8084}
+PORTS = {
+    "ingest": 8080, "crm": 8081, "outbound": 8082, "mtproto": 8083, "analytics": 8084,
+    "flows": 8085,
+}  # fmt: skip
 # /metrics and /health/* of each service, apart from its API (see ServiceSettings.ops_port).
 OPS_PORTS = {name: port + 1000 for name, port in PORTS.items()}
 SANDBOX_PORT = 8090
@@ -197,6 +200,17 @@ async def _register_demo_session(client: httpx.AsyncClient) -> None:
     r.raise_for_status()
 
 
+def _publish_demo_flow(url: str, log: Path) -> None:
+    """The demo bot's flow (/start: a greeting with two buttons), published once through the
+    flows CLI: the runtime never imports a service."""
+    with log.open("ab") as out:
+        subprocess.run(
+            [sys.executable, "-m", "switchboard.flows.cli", "--url", url, "--api-key",
+             DEMO_API_KEY, "demo"],
+            stdout=out, stderr=subprocess.STDOUT, check=True, timeout=60,
+        )  # fmt: skip
+
+
 def up(data: Path) -> int:
     """Start everything, print where it is, and run until interrupted."""
     data = data.resolve()
@@ -273,6 +287,8 @@ def up(data: Path) -> int:
             progress(started, f"{name} is ready ({i}/{len(names)})")
         progress(started, "registering the demo account")
         asyncio.run(_register_demo(stack.nats.url, keys, has_sandbox))
+        if "flows" in stack.urls:
+            _publish_demo_flow(stack.urls["flows"], data / "logs" / "flows-demo.log")
         pidfile.write_text(
             json.dumps({"pid": os.getpid(), "children": [p.pid for p in stack.procs.values()]})
         )

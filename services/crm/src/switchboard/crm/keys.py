@@ -3,27 +3,19 @@ aggregate, so a redelivered message can never create a second contact or lead.""
 
 from __future__ import annotations
 
+# The names other services look up live in the catalog (one place); re-exported here.
+from switchboard.events.catalog.crm import claim_key as claim_key
+from switchboard.events.catalog.crm import first_lead_id as first_lead_id
+from switchboard.events.catalog.crm import identity_key as identity_key
 from switchboard.events.ids import stable_hash
-
-
-def identity_key(channel: str, external_id: str) -> str:
-    return f"{channel}:{external_id}"
 
 
 def phone_key(phone: str) -> str:
     return f"phone:{phone}"
 
 
-def claim_key(workspace_id: str, key: str) -> str:
-    return stable_hash("claim", workspace_id, key)
-
-
 def new_contact_id(workspace_id: str, key: str) -> str:
     return "ct_" + stable_hash("contact", workspace_id, key)[:24]
-
-
-def first_lead_id(contact_id: str) -> str:
-    return "ld_" + stable_hash("lead", contact_id, "first")[:24]
 
 
 def conversation_lead_id(contact_id: str, conversation: str) -> str:

@@ -1,5 +1,5 @@
 """The catalog: importing this package registers every (name, version)."""
 
-from switchboard.events.catalog import conv, crm, delivery, mtproto, outbound
+from switchboard.events.catalog import conv, crm, delivery, flows, mtproto, outbound
 
-__all__ = ["conv", "crm", "delivery", "mtproto", "outbound"]
+__all__ = ["conv", "crm", "delivery", "flows", "mtproto", "outbound"]

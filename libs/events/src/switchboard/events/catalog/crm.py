@@ -12,7 +12,23 @@ from pydantic import Field
 from switchboard.events.base import Command, Event
 from switchboard.events.catalog.common import Channel, Value
 from switchboard.events.catalog.conv import Referral
+from switchboard.events.ids import stable_hash
 from switchboard.events.registry import register
+
+
+# Deterministic names in the CRM stream that other services look up (a contract, like the
+# subjects): who owns an identity is the last ``crm.identity_claimed.v1.<claim key>``, and a
+# contact's first lead has a fixed id.
+def identity_key(channel: str, external_id: str) -> str:
+    return f"{channel}:{external_id}"
+
+
+def claim_key(workspace_id: str, key: str) -> str:
+    return stable_hash("claim", workspace_id, key)
+
+
+def first_lead_id(contact_id: str) -> str:
+    return "ld_" + stable_hash("lead", contact_id, "first")[:24]
 
 
 class Identity(Value):

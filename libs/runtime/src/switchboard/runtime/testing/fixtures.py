@@ -97,7 +97,7 @@ def _nats_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | Non
     if docker_available():
         from testcontainers.nats import NatsContainer
 
-        container = NatsContainer("nats:2.11").with_command("-js")
+        container = NatsContainer("nats:2.12").with_command("-js")
         container.start()
         try:
             yield container.nats_uri()

@@ -1,0 +1,138 @@
+"""Event-sourced aggregates on JetStream subjects, one mechanism for every service.
+
+An aggregate is the set of messages on a subject filter (e.g. ``crm.*.*.<id>``). Appends
+carry the expected last sequence over that filter, so a writer that read a stale version
+gets a :class:`ConflictError` instead of overwriting a concurrent change; loads read the
+filter back in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
+
+from switchboard.events import Decoded, Envelope, Message, decode_message
+from switchboard.runtime.bus import Bus
+
+WRONG_LAST_SEQUENCE = 10071
+
+
+class ConflictError(Exception):
+    """The aggregate moved since it was read (expected version no longer current)."""
+
+    def __init__(self, aggregate: str, expected: int) -> None:
+        super().__init__(f"{aggregate} is no longer at version {expected}")
+        self.aggregate = aggregate
+        self.expected = expected
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A decoded message with its stream sequence (the aggregate's version after it)."""
+
+    seq: int
+    decoded: Decoded
+
+
+async def append_expecting(
+    bus: Bus,
+    model: Message,
+    subject_filter: str,
+    expected: int,
+    *,
+    aggregate: str,
+    cause: Envelope | None = None,
+    workspace_id: str = "default",
+    id: str | None = None,
+) -> int:
+    """Publish ``model`` if the last message on ``subject_filter`` is still ``expected``
+    (0: nothing there yet); returns the new sequence."""
+    headers = {
+        "Nats-Expected-Last-Subject-Sequence": str(expected),
+        "Nats-Expected-Last-Subject-Sequence-Subject": subject_filter,
+    }
+    try:
+        ack = await bus.publish(
+            model, cause=cause, headers=headers, id=id, workspace_id=workspace_id
+        )
+    except APIError as exc:
+        if exc.err_code == WRONG_LAST_SEQUENCE:
+            raise ConflictError(aggregate, expected) from None
+        raise
+    return int(ack.seq)
+
+
+async def last_stored(bus: Bus, stream: str, subject_filter: str) -> Stored | None:
+    """The last message on ``subject_filter`` (one direct read), or None."""
+    try:
+        msg = await bus.js.get_last_msg(stream, subject_filter)
+    except NotFoundError:
+        return None
+    decoded = decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
+    return Stored(int(msg.seq or 0), decoded)
+
+
+async def read_filter(
+    bus: Bus, stream: str, subject_filter: str, last_seq: int | None = None
+) -> list[Stored]:
+    """Every message on ``subject_filter`` in order, up to ``last_seq`` (default: the last
+    one now); a short ordered read with an ephemeral consumer.
+
+    Nothing acknowledges these deliveries, so one pushed to a pull request that had already
+    expired (a slow answer under load) is gone: the read then resumes after the last message
+    it got instead of returning a history with a hole in it.
+    """
+    if last_seq is None:
+        try:
+            last_seq = int((await bus.js.get_last_msg(stream, subject_filter)).seq or 0)
+        except NotFoundError:
+            return []
+    out: list[Stored] = []
+    for _ in range(READ_ATTEMPTS):
+        start = out[-1].seq + 1 if out else 1
+        await _read_from(bus, stream, subject_filter, start, last_seq, out)
+        if out and out[-1].seq >= last_seq:
+            return out
+    raise TimeoutError(f"could not read {subject_filter} up to {last_seq} from {stream}")
+
+
+READ_ATTEMPTS = 5
+
+
+async def _read_from(
+    bus: Bus, stream: str, subject_filter: str, start: int, last_seq: int, out: list[Stored]
+) -> None:
+    sub = await bus.js.pull_subscribe(
+        subject_filter,
+        durable=None,
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            mem_storage=True,
+            inactive_threshold=5.0,
+        ),
+    )
+    expected = 1  # consumer sequences are contiguous: a gap is a lost delivery
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(256, timeout=1.0)
+            except NatsTimeout:
+                return
+            for m in msgs:
+                if m.metadata.sequence.consumer != expected:
+                    return  # resume after the last message read
+                expected += 1
+                seq = m.metadata.sequence.stream
+                if seq <= last_seq:
+                    decoded = decode_message(m.subject, dict(m.headers or {}), m.data)
+                    out.append(Stored(seq, decoded))
+            if msgs and msgs[-1].metadata.sequence.stream >= last_seq:
+                return
+    finally:
+        await sub.unsubscribe()

@@ -1,0 +1,1 @@
+"""Flows: bot scenarios over the bus (versioned documents, durable exactly-once runs)."""

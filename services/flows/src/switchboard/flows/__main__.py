@@ -1,0 +1,3 @@
+from switchboard.flows.main import main
+
+main()

@@ -1,0 +1,211 @@
+"""The flows service's composition root: the live flow library, the conversation and timer
+consumers, and the HTTP API (flow documents, dry runs, runs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, Query, Request
+from nats.js.api import StreamConfig
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse, Response
+
+from switchboard.events.streams import FLOW_TIMERS
+from switchboard.flows import document, dryrun, runs
+from switchboard.flows.effects import Effects
+from switchboard.flows.library import FlowError, FlowLibrary, FlowState
+from switchboard.flows.runner import CONVERSATIONS, TIMERS, Runner
+from switchboard.flows.settings import FlowsSettings
+from switchboard.runtime.app import ServiceApp, service_app
+from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.consumer import PullWorker
+from switchboard.runtime.http import error
+from switchboard.runtime.service import Runtime
+from switchboard.runtime.settings import ConfigError
+
+
+def _workspace(request: Request) -> str:
+    """The workspace of the request's API key (401 otherwise)."""
+    auth: ApiKeyAuth = request.app.state.auth
+    return auth.workspace(request)
+
+
+Workspace = Annotated[str, Depends(_workspace)]
+FlowBody = Annotated[dict[str, Any], Body(description="a flow document (GET /v1/flows/schema)")]
+
+
+class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    revision: int | None = Field(None, ge=1, description="default: the latest revision")
+
+
+async def check_schedules(rt: Runtime) -> None:
+    """Timers are JetStream message schedules: refuse to start without them (one sentence)."""
+    info = await rt.bus.js.stream_info(FLOW_TIMERS.name)
+    config: StreamConfig = info.config
+    if not config.allow_msg_schedules:
+        raise ConfigError(
+            f"flows: stream {FLOW_TIMERS.name} must allow message schedules "
+            "(allow_msg_schedules, nats-server >= 2.12) for delays and timeouts."
+        )
+
+
+def create_app(settings: FlowsSettings) -> ServiceApp:
+    """Build the flows app; connections are made by its lifespan, never at import."""
+    ports: dict[str, Any] = {}
+
+    async def start(rt: Runtime) -> None:
+        await check_schedules(rt)
+        library = FlowLibrary(rt.bus)
+        runner = Runner(rt.bus, library, Effects(rt.bus))
+        ports.update(library=library, bus=rt.bus, runner=runner)
+        rt.spawn("library", lambda: library.follow(rt.stop))
+
+        async def library_ready() -> bool:
+            return library.caught_up.is_set()
+
+        rt.health.add("flows_library", library_ready)
+        rt.spawn(
+            "conversations",
+            PullWorker(
+                rt.bus,
+                CONVERSATIONS,
+                runner.on_conversation,
+                stop=rt.stop,
+                concurrency=settings.concurrency,
+            ).run,
+        )
+        rt.spawn(
+            "timers",
+            PullWorker(
+                rt.bus, TIMERS, runner.on_timer, stop=rt.stop, concurrency=settings.concurrency
+            ).run,
+        )
+
+    app = service_app(
+        service="flows",
+        settings=settings,
+        start=start,
+        title="Switchboard flows",
+        description="Bot scenarios: flow documents validated against a published JSON Schema, "
+        "kept as events (every revision), published and archived; runs that react to "
+        "conversations exactly once, with durable delays and timeouts; dry runs.",
+    )
+    app.state.auth = ApiKeyAuth(settings.api_keys)
+    _routes(app, ports)
+    return app
+
+
+def _summary(state: FlowState) -> dict[str, Any]:
+    return {**state.summary(), "revisions": sorted(state.revisions)}
+
+
+def _invalid(exc: document.InvalidFlowError) -> Response:
+    first = exc.problems[0]
+    return error(
+        422,
+        "invalid_flow",
+        f"{first['path']}: {first['reason']}"
+        + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""),
+        problems=exc.problems,
+    )
+
+
+def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
+    def library() -> FlowLibrary:
+        lib: FlowLibrary = ports["library"]
+        return lib
+
+    @app.exception_handler(FlowError)
+    async def _flow_error(_: Request, exc: FlowError) -> Response:
+        return error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(document.InvalidFlowError)
+    async def _invalid_flow(_: Request, exc: document.InvalidFlowError) -> Response:
+        return _invalid(exc)
+
+    @app.get("/v1/flows/schema", tags=["flows"], summary="The JSON Schema of flow documents")
+    async def schema() -> Response:
+        return JSONResponse(document.json_schema(), media_type="application/schema+json")
+
+    @app.post("/v1/flows/validate", tags=["flows"], summary="Validate a document, store nothing")
+    async def check(_: Workspace, body: FlowBody) -> Response:
+        document.validate(body)
+        return JSONResponse({"valid": True})
+
+    @app.post("/v1/flows", tags=["flows"], status_code=201, summary="Create a flow (revision 1)")
+    async def create(ws: Workspace, body: FlowBody) -> Response:
+        state = await library().save(ws, body)
+        return JSONResponse(_summary(state), 201)
+
+    @app.get("/v1/flows", tags=["flows"], summary="The flows of the workspace")
+    async def listing(ws: Workspace) -> Response:
+        return JSONResponse({"items": [_summary(f) for f in library().listing(ws)]})
+
+    @app.get("/v1/flows/{flow_id}", tags=["flows"], summary="A flow and its latest document")
+    async def one(flow_id: str, ws: Workspace) -> Response:
+        state = await library().load(flow_id, ws)
+        return JSONResponse({**_summary(state), "document": state.revisions[state.latest]})
+
+    @app.put("/v1/flows/{flow_id}", tags=["flows"], summary="Save a new revision")
+    async def revise(flow_id: str, ws: Workspace, body: FlowBody) -> Response:
+        state = await library().save(ws, body, flow_id=flow_id)
+        return JSONResponse(_summary(state))
+
+    @app.get("/v1/flows/{flow_id}/revisions/{revision}", tags=["flows"], summary="One revision")
+    async def revision(flow_id: str, revision: int, ws: Workspace) -> Response:
+        state = await library().load(flow_id, ws)
+        if revision not in state.revisions:
+            return error(404, "not_found", f"flow {flow_id!r} has no revision {revision}")
+        return JSONResponse({"revision": revision, "document": state.revisions[revision]})
+
+    @app.post("/v1/flows/{flow_id}/publish", tags=["flows"], summary="Make a revision live")
+    async def publish(
+        flow_id: str, ws: Workspace, body: Annotated[PublishRequest | None, Body()] = None
+    ) -> Response:
+        rev = body.revision if body else None
+        return JSONResponse(_summary(await library().publish(ws, flow_id, rev)))
+
+    @app.post("/v1/flows/{flow_id}/archive", tags=["flows"], summary="Stop starting new runs")
+    async def archive(flow_id: str, ws: Workspace) -> Response:
+        return JSONResponse(_summary(await library().archive(ws, flow_id)))
+
+    @app.post(
+        "/v1/flows/{flow_id}/dry-run", tags=["flows"], summary="Play a transcript, send nothing"
+    )
+    async def dry_run(
+        flow_id: str, ws: Workspace, body: Annotated[dryrun.DryRun, Body()]
+    ) -> Response:
+        state = await library().load(flow_id, ws)
+        rev = body.revision or state.latest
+        doc = library().document_of(state, rev)
+        if doc is None:
+            return error(404, "not_found", f"flow {flow_id!r} has no revision {rev}")
+        return JSONResponse({"revision": rev, "decisions": dryrun.play(doc, body)})
+
+    @app.get("/v1/runs", tags=["runs"], summary="Runs and where each one is")
+    async def run_list(
+        ws: Workspace,
+        flow_id: Annotated[str | None, Query(min_length=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        items = await runs.latest_runs(ports["bus"], ws, flow_id, limit)
+        return JSONResponse({"items": items})
+
+    @app.post("/v1/runs/{run_id}/release", tags=["runs"], summary="A person hands the run back")
+    async def release(run_id: str, ws: Workspace) -> Response:
+        runner: Runner = ports["runner"]
+        found = await runner.release(run_id, ws)
+        if found is None:
+            return error(404, "not_found", f"no run {run_id!r}")
+        if not found:
+            return error(409, "not_handed_off", f"run {run_id!r} is not with a person")
+        detail = await runs.run_history(ports["bus"], ws, run_id)
+        return JSONResponse(detail)
+
+    @app.get("/v1/runs/{run_id}", tags=["runs"], summary="A run with its history")
+    async def run_detail(run_id: str, ws: Workspace) -> Response:
+        found = await runs.run_history(ports["bus"], ws, run_id)
+        if found is None:
+            return error(404, "not_found", f"no run {run_id!r}")
+        return JSONResponse(found)

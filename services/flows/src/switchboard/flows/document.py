@@ -1,0 +1,408 @@
+"""The flow document: its JSON Schema (published at ``GET /v1/flows/schema``) and validation
+that names the JSON path and the reason of every problem.
+
+A flow is ``{"name", "triggers", "start", "steps": {<id>: <step>}}``. Steps are keyed by id
+so paths read like ``$.steps.ask_phone.validate``; ``next`` names the following step (absent:
+the run ends).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from switchboard.events.catalog.common import Channel
+
+STEP_ID = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_REFERENCE = re.compile(r"^(vars|contact|message)\.[A-Za-z_][A-Za-z0-9_]*$")
+MAX_DELAY_S = 30 * 24 * 3600
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- triggers ------------------------------------------------------------------------------
+
+
+class StartTrigger(_Strict):
+    """Telegram ``/start`` (a deep link ``t.me/<bot>?start=<payload>`` carries a payload)."""
+
+    type: Literal["start"]
+    payload: str | None = Field(None, description="only this deep-link payload (any if absent)")
+
+
+class CommandTrigger(_Strict):
+    """A bot command such as ``/help`` (without the slash)."""
+
+    type: Literal["command"]
+    command: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+
+
+class KeywordTrigger(_Strict):
+    """A message containing one of the keywords (case-insensitive, whole words)."""
+
+    type: Literal["keyword"]
+    keywords: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1)
+
+
+class FirstMessageTrigger(_Strict):
+    """The first message of a conversation this service has not seen before."""
+
+    type: Literal["first_message"]
+
+
+class ButtonTrigger(_Strict):
+    """A button press with this callback data outside a running flow."""
+
+    type: Literal["button"]
+    data: str = Field(min_length=1, max_length=64)
+
+
+Trigger = Annotated[
+    StartTrigger | CommandTrigger | KeywordTrigger | FirstMessageTrigger | ButtonTrigger,
+    Field(discriminator="type"),
+]
+
+# -- steps ---------------------------------------------------------------------------------
+
+StepId = Annotated[str, Field(pattern=STEP_ID)]
+VarName = Annotated[str, Field(pattern=VAR_NAME)]
+
+
+class Button(_Strict):
+    text: str = Field(min_length=1, max_length=64)
+    data: str = Field(min_length=1, max_length=64, description="callback data")
+    next: StepId | None = Field(None, description="where a press goes (waits for a press)")
+
+
+class SendStep(_Strict):
+    """Send a text (a template) with optional inline buttons. When a button has ``next`` the
+    run waits for a press; otherwise it goes on to ``next``."""
+
+    type: Literal["send"]
+    text: str = Field(min_length=1, max_length=4096)
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    next: StepId | None = None
+
+
+class AskStep(_Strict):
+    """Ask a question and wait for the answer (a text, or one of ``choices`` as buttons),
+    validate it, store it in ``var``; re-prompt on an invalid answer."""
+
+    type: Literal["ask"]
+    text: str = Field(min_length=1, max_length=4096)
+    var: VarName
+    validate_as: Literal["text", "number", "email", "phone", "choice"] = Field(
+        "text", alias="validate"
+    )
+    choices: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = ()
+    retry_text: str | None = Field(None, max_length=4096, description="re-prompt (template)")
+    max_attempts: int = Field(3, ge=1, le=20, description="invalid answers before on_invalid")
+    on_invalid: StepId | None = Field(None, description="after max_attempts (absent: end)")
+    timeout_s: int | None = Field(None, ge=1, le=MAX_DELAY_S)
+    on_timeout: StepId | None = Field(None, description="when no answer in timeout_s (end)")
+    next: StepId | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class VarCondition(_Strict):
+    type: Literal["var"]
+    name: VarName
+    op: Literal["eq", "ne", "exists", "missing", "gt", "lt", "contains"] = "eq"
+    value: str | float | None = None
+
+
+class TagCondition(_Strict):
+    type: Literal["tag"]
+    tag: str = Field(min_length=1)
+
+
+class KeywordCondition(_Strict):
+    type: Literal["keyword"]
+    keywords: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1)
+
+
+class RegexCondition(_Strict):
+    type: Literal["regex"]
+    pattern: str = Field(min_length=1, max_length=500)
+
+
+Condition = Annotated[
+    VarCondition | TagCondition | KeywordCondition | RegexCondition,
+    Field(discriminator="type"),
+]
+
+
+class Case(_Strict):
+    when: Condition
+    negate: bool = False
+    next: StepId
+
+
+class BranchStep(_Strict):
+    """Go to the ``next`` of the first case whose condition holds (on the flow's variables,
+    its tags, or the text of the message that the run is handling), else to ``default``."""
+
+    type: Literal["branch"]
+    cases: tuple[Case, ...] = Field(min_length=1)
+    default: StepId | None = None
+
+
+class SetStep(_Strict):
+    """Set a flow variable to a value (strings are templates)."""
+
+    type: Literal["set"]
+    var: VarName
+    value: str | float | bool | None
+    next: StepId | None = None
+
+
+class TagStep(_Strict):
+    """Add or remove tags on the run and on the CRM contact."""
+
+    type: Literal["tag"]
+    add: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = ()
+    remove: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = ()
+    next: StepId | None = None
+
+
+class LeadStep(_Strict):
+    """Change the contact's lead in the CRM (``cmd.crm.*``): move it to ``stage`` or assign
+    it to ``assignee``."""
+
+    type: Literal["lead"]
+    action: Literal["move_stage", "assign"]
+    stage: str | None = Field(None, min_length=1)
+    assignee: str | None = None
+    next: StepId | None = None
+
+
+class DelayStep(_Strict):
+    """Wait, then go on: any of seconds, minutes, hours, days (summed; 1 s to 30 days)."""
+
+    type: Literal["delay"]
+    seconds: int = Field(0, ge=0)
+    minutes: int = Field(0, ge=0)
+    hours: int = Field(0, ge=0)
+    days: int = Field(0, ge=0)
+    next: StepId | None = None
+
+    @property
+    def total_s(self) -> int:
+        return self.seconds + 60 * self.minutes + 3600 * self.hours + 86400 * self.days
+
+
+class HandoffStep(_Strict):
+    """Hand the conversation to a person: optionally say so, then pause the run."""
+
+    type: Literal["handoff"]
+    text: str | None = Field(None, max_length=4096)
+    next: StepId | None = Field(None, description="where a released run continues (end)")
+
+
+class GotoStep(_Strict):
+    type: Literal["goto"]
+    next: StepId
+
+
+class EndStep(_Strict):
+    type: Literal["end"]
+    text: str | None = Field(None, max_length=4096, description="a last message (template)")
+
+
+Step = Annotated[
+    SendStep
+    | AskStep
+    | BranchStep
+    | SetStep
+    | TagStep
+    | LeadStep
+    | DelayStep
+    | HandoffStep
+    | GotoStep
+    | EndStep,
+    Field(discriminator="type"),
+]
+
+
+class ChannelScope(_Strict):
+    channel: Channel
+    account: str | None = Field(None, min_length=1, description="one account (all if absent)")
+
+
+class FlowDocument(_Strict):
+    """A bot scenario: what starts it, where it starts and its steps."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    channels: tuple[ChannelScope, ...] = Field(default=(), description="where (all if empty)")
+    triggers: tuple[Trigger, ...] = Field(min_length=1)
+    start: StepId
+    variables: dict[Annotated[str, Field(pattern=VAR_NAME)], str | float | bool | None] = Field(
+        default_factory=dict, description="initial values"
+    )
+    steps: dict[StepId, Step] = Field(min_length=1)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema (draft 2020-12) of a flow document."""
+    schema = FlowDocument.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+class InvalidFlowError(ValueError):
+    """A flow document with problems; ``problems`` holds the path and reason of each."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__(
+            f"{len(problems)} problem(s): {problems[0]['path']}: {problems[0]['reason']}"
+        )
+        self.problems = problems
+
+
+def json_path(loc: tuple[int | str, ...]) -> str:
+    """``("steps", "a", "buttons", 0)`` -> ``$.steps.a.buttons[0]``."""
+    out = "$"
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", part):
+            out += f".{part}"
+        else:
+            out += "[" + repr(part).replace("'", '"') + "]"
+    return out
+
+
+def _structural(data: Any) -> tuple[FlowDocument | None, list[dict[str, str]]]:
+    try:
+        return FlowDocument.model_validate(data), []
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A list whose only items are invalid is also reported "too short": a consequence of
+        # the item's own problem, not a second one.
+        locs = [e["loc"] for e in errors]
+        errors = [
+            e
+            for e in errors
+            if not (
+                e["type"] == "too_short"
+                and any(len(o) > len(e["loc"]) and o[: len(e["loc"])] == e["loc"] for o in locs)
+            )
+        ]
+        problems = [
+            {"path": json_path(_without_tags(data, err["loc"])), "reason": err["msg"]}
+            for err in errors
+        ]
+        return None, problems
+
+
+def _without_tags(data: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Pydantic puts the chosen member of a discriminated union (the ``type``) in an error's
+    location; it is not part of the document, so walk the input and drop it."""
+    out: list[int | str] = []
+    node = data
+    skipped = False
+    for part in loc:
+        if isinstance(node, dict) and not skipped and node.get("type") == part:
+            skipped = True
+            continue
+        skipped = False
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list | tuple) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
+    """What the schema cannot say: references between steps, regexes, templates."""
+    problems: list[dict[str, str]] = []
+    ids = set(doc.steps)
+
+    def ref(path: str, target: str | None) -> None:
+        if target is not None and target not in ids:
+            problems.append({"path": path, "reason": f"no step {target!r} in steps"})
+
+    ref("$.start", doc.start)
+    for sid, step in doc.steps.items():
+        base = f"$.steps.{sid}"
+        for field in ("next", "on_invalid", "on_timeout", "default"):
+            ref(f"{base}.{field}", getattr(step, field, None))
+        for field in ("text", "retry_text"):
+            value = getattr(step, field, None)
+            if isinstance(value, str):
+                problems.extend(_template_problems(f"{base}.{field}", value))
+        if isinstance(step, SendStep):
+            seen: set[str] = set()
+            for r, row in enumerate(step.buttons):
+                for c, button in enumerate(row):
+                    path = f"{base}.buttons[{r}][{c}]"
+                    ref(f"{path}.next", button.next)
+                    if button.data in seen:
+                        problems.append({"path": f"{path}.data", "reason": "duplicate data"})
+                    seen.add(button.data)
+                    if len(button.data.encode()) > 64:
+                        problems.append(
+                            {"path": f"{path}.data", "reason": "more than 64 bytes in UTF-8"}
+                        )
+        elif isinstance(step, AskStep):
+            if step.validate_as == "choice" and not step.choices:
+                problems.append({"path": f"{base}.choices", "reason": "choice needs choices"})
+            if step.on_timeout is not None and step.timeout_s is None:
+                problems.append({"path": f"{base}.timeout_s", "reason": "on_timeout needs it"})
+        elif isinstance(step, BranchStep):
+            for i, case in enumerate(step.cases):
+                ref(f"{base}.cases[{i}].next", case.next)
+                if isinstance(case.when, RegexCondition):
+                    try:
+                        re.compile(case.when.pattern)
+                    except re.error as exc:
+                        problems.append(
+                            {"path": f"{base}.cases[{i}].when.pattern", "reason": str(exc)}
+                        )
+        elif isinstance(step, LeadStep):
+            if step.action == "move_stage" and not step.stage:
+                problems.append({"path": f"{base}.stage", "reason": "move_stage needs a stage"})
+        elif isinstance(step, DelayStep):
+            if not 1 <= step.total_s <= MAX_DELAY_S:
+                problems.append(
+                    {"path": base, "reason": f"a delay is 1 s to {MAX_DELAY_S} s in total"}
+                )
+        elif isinstance(step, SetStep) and isinstance(step.value, str):
+            problems.extend(_template_problems(f"{base}.value", step.value))
+    return problems
+
+
+def _template_problems(path: str, template: str) -> list[dict[str, str]]:
+    return [
+        {
+            "path": path,
+            "reason": f"unknown placeholder {{{{{name}}}}}: use vars.<name>, contact.<field> "
+            "or message.text",
+        }
+        for name in _PLACEHOLDER.findall(template)
+        if not _REFERENCE.match(name)
+    ]
+
+
+def validate(data: Any) -> FlowDocument:
+    """The flow document, or :class:`InvalidFlowError` listing every problem."""
+    if not isinstance(data, dict):
+        raise InvalidFlowError([{"path": "$", "reason": "a flow document is a JSON object"}])
+    doc, problems = _structural(data)
+    if doc is not None:
+        problems = _semantic(doc)
+    if problems:
+        raise InvalidFlowError(problems)
+    assert doc is not None
+    return doc

@@ -1,0 +1,396 @@
+"""The decisions of a run, as pure functions: ``decide(run, flow, input) -> Decision``.
+
+No I/O here. A decision is the run's next state, a record of each step taken, and the
+effects to carry out (sends, timers, CRM changes), each with an id derived from the run and
+a counter, so carrying a decision out twice has the effect of carrying it out once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from switchboard.events.catalog.flows import (
+    FlowConversation,
+    RunEffect,
+    RunStatus,
+    StepRecord,
+    Waiting,
+)
+from switchboard.flows.document import (
+    AskStep,
+    BranchStep,
+    Button,
+    Case,
+    DelayStep,
+    EndStep,
+    FlowDocument,
+    GotoStep,
+    HandoffStep,
+    KeywordCondition,
+    LeadStep,
+    RegexCondition,
+    SendStep,
+    SetStep,
+    TagCondition,
+    TagStep,
+    VarCondition,
+)
+from switchboard.flows.templates import render, render_plain
+
+MAX_STEPS_PER_DECISION = 100
+DEFAULT_RETRY = "Sorry, that does not look right. {question}"
+
+InputKind = Literal["start", "text", "button", "timer", "release"]
+
+
+@dataclass(frozen=True)
+class Input:
+    """What a run reacts to: its start, a text, a button press, a timer, a release."""
+
+    kind: InputKind
+    id: str
+    at: datetime
+    text: str | None = None
+    data: str | None = None
+    timer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run between decisions (what ``flows.run_recorded`` carries)."""
+
+    run_id: str
+    flow_id: str
+    revision: int
+    conversation: FlowConversation
+    status: RunStatus = RunStatus.RUNNING
+    cursor: str | None = None
+    waiting: Waiting | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    counter: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status is not RunStatus.ENDED
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RunState
+    steps: tuple[StepRecord, ...]
+    effects: tuple[RunEffect, ...]
+
+
+def new_run(
+    run_id: str, flow_id: str, revision: int, flow: FlowDocument, conv: FlowConversation
+) -> RunState:
+    return RunState(
+        run_id=run_id,
+        flow_id=flow_id,
+        revision=revision,
+        conversation=conv,
+        variables=dict(flow.variables),
+    )
+
+
+def decide(run: RunState, flow: FlowDocument, inp: Input) -> Decision | None:
+    """The run's reaction to ``inp``; None when the input is not for this run (nothing to
+    record: e.g. a text while the run waits for a button, or a timer it no longer waits for).
+    """
+    ctx = _Context(run, flow, inp)
+    if inp.kind == "start":
+        ctx.cursor = flow.start
+        ctx.status = RunStatus.RUNNING
+        return ctx.advance()
+    waiting = run.waiting
+    if not run.active or waiting is None:
+        return None
+    step = flow.steps.get(waiting.step)
+    if waiting.kind == "reply" and isinstance(step, AskStep):
+        return _answer(ctx, step, waiting, inp)
+    if waiting.kind == "button" and inp.kind == "button" and inp.data in waiting.buttons:
+        ctx.record(waiting.step, "send", "pressed", data=inp.data)
+        ctx.cursor = waiting.buttons[inp.data or ""]
+        return ctx.advance()
+    if waiting.kind == "delay" and inp.kind == "timer" and inp.timer_id == waiting.timer_id:
+        ctx.record(waiting.step, "delay", "elapsed")
+        ctx.cursor = getattr(step, "next", None)
+        return ctx.advance()
+    if waiting.kind == "handoff" and inp.kind == "release":
+        ctx.record(waiting.step, "handoff", "released")
+        ctx.status = RunStatus.RUNNING
+        ctx.cursor = getattr(step, "next", None)
+        return ctx.advance()
+    return None
+
+
+def _answer(ctx: _Context, step: AskStep, waiting: Waiting, inp: Input) -> Decision | None:
+    if inp.kind == "timer":
+        if inp.timer_id != waiting.timer_id:
+            return None
+        ctx.record(waiting.step, "ask", "timed_out")
+        ctx.cursor = step.on_timeout
+        return ctx.advance()
+    if inp.kind == "button" and step.choices:
+        answer = inp.data
+    elif inp.kind == "text":
+        answer = inp.text
+    else:
+        return None
+    value = validate_answer(step, answer or "")
+    if value is not None:
+        ctx.variables[step.var] = value
+        ctx.record(waiting.step, "ask", "answered", var=step.var, value=value)
+        ctx.cursor = step.next
+        return ctx.advance()
+    attempts = waiting.attempts + 1
+    if attempts >= step.max_attempts:
+        ctx.record(waiting.step, "ask", "gave_up", attempts=attempts)
+        ctx.cursor = step.on_invalid
+        return ctx.advance()
+    ctx.record(waiting.step, "ask", "invalid", attempts=attempts, answer=answer or "")
+    retry = step.retry_text or DEFAULT_RETRY.replace("{question}", step.text)
+    ctx.send(retry, _choice_buttons(step))
+    ctx.waiting = waiting.model_copy(update={"attempts": attempts})
+    ctx.status = RunStatus.WAITING
+    return ctx.decision()
+
+
+def validate_answer(step: AskStep, answer: str) -> str | float | None:
+    """The stored value of a valid answer, None for an invalid one."""
+    text = answer.strip()
+    if not text:
+        return None
+    kind = step.validate_as
+    if kind == "text":
+        return text
+    if kind == "number":
+        try:
+            number = float(text.replace(",", ".").replace(" ", ""))
+        except ValueError:
+            return None
+        return number if number == number and abs(number) != float("inf") else None
+    if kind == "email":
+        try:
+            return str(validate_email(text, check_deliverability=False).normalized)
+        except EmailNotValidError:
+            return None
+    if kind == "phone":
+        return normalize_phone(text)
+    folded = {c.casefold(): c for c in step.choices}
+    return folded.get(text.casefold())
+
+
+def normalize_phone(text: str) -> str | None:
+    """E.164 (``+4915112345678``) of a valid international number, else None."""
+    digits = re.sub(r"[^\d+]", "", text)
+    candidate = digits if digits.startswith("+") else "+" + digits.lstrip("0")
+    try:
+        number = phonenumbers.parse(candidate, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def holds(case: Case, variables: dict[str, Any], tags: tuple[str, ...], text: str | None) -> bool:
+    """Whether a branch case's condition holds."""
+    cond = case.when
+    result: bool
+    if isinstance(cond, VarCondition):
+        result = _compare(variables.get(cond.name), cond.op, cond.value)
+    elif isinstance(cond, TagCondition):
+        result = cond.tag in tags
+    elif isinstance(cond, KeywordCondition):
+        result = text is not None and any(_has_word(text, k) for k in cond.keywords)
+    elif isinstance(cond, RegexCondition):
+        result = text is not None and re.search(cond.pattern, text) is not None
+    else:  # pragma: no cover - the union is exhaustive
+        raise TypeError(cond)
+    return result != case.negate
+
+
+def _has_word(text: str, keyword: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(keyword)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _compare(actual: Any, op: str, expected: Any) -> bool:
+    if op == "exists":
+        return actual is not None
+    if op == "missing":
+        return actual is None
+    if actual is None:
+        return op == "ne"
+    if op in ("gt", "lt"):
+        a, b = _number(actual), _number(expected)
+        if a is None or b is None:
+            return False
+        return a > b if op == "gt" else a < b
+    if op == "contains":
+        return str(expected).casefold() in str(actual).casefold()
+    a_num, b_num = _number(actual), _number(expected)
+    same = a_num == b_num if a_num is not None and b_num is not None else actual == expected
+    return same if op == "eq" else not same
+
+
+def _choice_buttons(step: AskStep) -> tuple[tuple[Button, ...], ...]:
+    return tuple((Button(text=c, data=c),) for c in step.choices)
+
+
+class _Context:
+    """A decision being built: the mutable copy of the run's state and what happened."""
+
+    def __init__(self, run: RunState, flow: FlowDocument, inp: Input) -> None:
+        self.run, self.flow, self.inp = run, flow, inp
+        self.status = run.status
+        self.cursor = run.cursor
+        self.waiting: Waiting | None = None
+        self.variables = dict(run.variables)
+        self.tags = list(run.tags)
+        self.counter = run.counter
+        self.steps: list[StepRecord] = []
+        self.effects: list[RunEffect] = []
+
+    def record(self, step: str, type_: str, outcome: str, **detail: Any) -> None:
+        self.steps.append(StepRecord(step=step, type=type_, outcome=outcome, detail=detail))
+
+    def effect(self, kind: Any, **data: Any) -> str:
+        self.counter += 1
+        effect_id = f"{self.run.run_id}:{self.counter}"
+        self.effects.append(RunEffect(id=effect_id, kind=kind, data=data))
+        return effect_id
+
+    def scope(self) -> dict[str, dict[str, Any]]:
+        conv = self.run.conversation
+        return {
+            "vars": self.variables,
+            "contact": {"first_name": conv.first_name, "username": conv.username},
+            "message": {"text": self.inp.text},
+        }
+
+    def send(self, template: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> str:
+        text, parse_mode = render(template, self.scope(), self.run.conversation.channel)
+        rows = [[{"text": b.text, "data": b.data} for b in row] for row in buttons]
+        return self.effect("send", text=text, parse_mode=parse_mode, buttons=rows)
+
+    def timer(self, seconds: int) -> tuple[str, datetime]:
+        due = self.inp.at + timedelta(seconds=seconds)
+        self.counter += 1
+        timer_id = f"{self.run.run_id}:{self.counter}"
+        self.effects.append(RunEffect(id=timer_id, kind="timer", data={"due_at": due.isoformat()}))
+        return timer_id, due
+
+    def advance(self) -> Decision:
+        """Run steps from the cursor until one waits or the flow ends."""
+        for _ in range(MAX_STEPS_PER_DECISION):
+            if self.cursor is None:
+                self.status = RunStatus.ENDED
+                return self.decision()
+            sid = self.cursor
+            step = self.flow.steps[sid]
+            if isinstance(step, SendStep):
+                msg = self.send(step.text, step.buttons)
+                targets = {b.data: b.next for row in step.buttons for b in row if b.next}
+                self.record(sid, "send", "sent", message=msg)
+                if targets:
+                    return self.wait(Waiting(step=sid, kind="button", buttons=targets))
+                self.cursor = step.next
+            elif isinstance(step, AskStep):
+                msg = self.send(step.text, _choice_buttons(step))
+                timer_id, due = (None, None)
+                if step.timeout_s:
+                    timer_id, due = self.timer(step.timeout_s)
+                self.record(sid, "ask", "asked", message=msg)
+                return self.wait(Waiting(step=sid, kind="reply", timer_id=timer_id, due_at=due))
+            elif isinstance(step, BranchStep):
+                target = step.default
+                matched = "default"
+                for i, case in enumerate(step.cases):
+                    if holds(case, self.variables, tuple(self.tags), self.inp.text):
+                        target, matched = case.next, str(i)
+                        break
+                self.record(sid, "branch", f"matched:{matched}", next=target)
+                self.cursor = target
+            elif isinstance(step, SetStep):
+                value = step.value
+                if isinstance(value, str):
+                    value = render_plain(value, self.scope())
+                self.variables[step.var] = value
+                self.record(sid, "set", "set", var=step.var, value=value)
+                self.cursor = step.next
+            elif isinstance(step, TagStep):
+                self.tags = [t for t in self.tags if t not in step.remove]
+                self.tags += [t for t in step.add if t not in self.tags]
+                self.effect("tag", add=list(step.add), remove=list(step.remove))
+                self.record(sid, "tag", "tagged", add=list(step.add), remove=list(step.remove))
+                self.cursor = step.next
+            elif isinstance(step, LeadStep):
+                if step.action == "move_stage":
+                    self.effect("lead_stage", stage=step.stage)
+                else:
+                    self.effect("lead_assign", assignee=step.assignee)
+                self.record(sid, "lead", step.action, stage=step.stage, assignee=step.assignee)
+                self.cursor = step.next
+            elif isinstance(step, DelayStep):
+                timer_id, due = self.timer(step.total_s)
+                self.record(sid, "delay", "waiting", due_at=due.isoformat())
+                return self.wait(Waiting(step=sid, kind="delay", timer_id=timer_id, due_at=due))
+            elif isinstance(step, HandoffStep):
+                if step.text:
+                    self.send(step.text)
+                self.record(sid, "handoff", "handed_off")
+                self.waiting = Waiting(step=sid, kind="handoff")
+                self.status = RunStatus.HANDED_OFF
+                return self.decision()
+            elif isinstance(step, GotoStep):
+                self.record(sid, "goto", "went", next=step.next)
+                self.cursor = step.next
+            elif isinstance(step, EndStep):
+                if step.text:
+                    self.send(step.text)
+                self.record(sid, "end", "ended")
+                self.cursor = None
+        self.record(self.cursor or "?", "engine", "step_limit", limit=MAX_STEPS_PER_DECISION)
+        self.cursor = None
+        self.status = RunStatus.ENDED
+        return self.decision()
+
+    def wait(self, waiting: Waiting) -> Decision:
+        self.waiting = waiting
+        self.status = RunStatus.WAITING
+        return self.decision()
+
+    def decision(self) -> Decision:
+        if self.status is RunStatus.ENDED:
+            self.cursor, self.waiting = None, None
+        elif self.waiting is not None:
+            self.cursor = self.waiting.step
+        state = replace(
+            self.run,
+            status=self.status,
+            cursor=self.cursor,
+            waiting=self.waiting,
+            variables=self.variables,
+            tags=tuple(self.tags),
+            counter=self.counter,
+        )
+        return Decision(state=state, steps=tuple(self.steps), effects=tuple(self.effects))

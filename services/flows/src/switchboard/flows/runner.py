@@ -1,0 +1,212 @@
+"""The handlers: a conversation event or a due timer becomes recorded decisions and their
+effects, exactly once.
+
+For each input: read the conversation's last record, plan (pure), append with the expected
+last sequence of the conversation's subjects, then publish the effects and let the worker
+acknowledge. A crash anywhere before the acknowledgement redelivers the input; if its
+decision was already recorded the same effects are published again under the same ids
+(dropped as duplicates downstream), so nothing is sent twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+
+from switchboard.events import Envelope
+from switchboard.events.catalog.conv import CallbackReceived, MessageReceived, TextContent
+from switchboard.events.catalog.flows import FireTimer, FlowConversation, RunRecorded, RunStatus
+from switchboard.flows import metrics
+from switchboard.flows.effects import Effects
+from switchboard.flows.engine import Input
+from switchboard.flows.library import FlowLibrary
+from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
+from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import ConsumerSpec, decode_or_reject
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+# Short ack waits: a decision takes milliseconds, and what a killed instance had fetched
+# comes back to the others after ack_wait (a redelivery of a decided input only republishes
+# its effects under the same ids, so an early one costs nothing).
+CONVERSATIONS = ConsumerSpec(
+    stream="CONV",
+    durable="flows-conversations",
+    filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
+    ack_wait_s=10.0,
+    batch=64,
+)
+TIMERS = ConsumerSpec(
+    stream="FLOW_TIMERS",
+    durable="flows-timers",
+    filter_subjects=("cmd.flows.fire_timer.>",),
+    ack_wait_s=3.0,
+    batch=64,
+)
+RETRIES = 10
+# A button press is always an answer to the bot. One that no run takes may have overtaken the
+# input that started its run on another instance: it is offered again shortly, a few times.
+BUTTON_DELIVERIES = 3
+BUTTON_RETRY_S = 0.5
+
+
+def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | None:
+    """The input a conversation event carries (None: not one flows react to)."""
+    decoded = decode_or_reject(msg)
+    ev, env = decoded.model, decoded.envelope
+    if isinstance(ev, MessageReceived):
+        if ev.sender.is_bot:
+            return None
+        text = ev.content.text if isinstance(ev.content, TextContent) else None
+        conv = FlowConversation(
+            channel=ev.channel,
+            account=ev.account,
+            chat_id=ev.chat.id,
+            sender_id=ev.sender.id,
+            first_name=ev.sender.first_name,
+            username=ev.sender.username,
+        )
+        return env, conv, Input(kind="text", id=env.id, at=ev.received_at, text=text)
+    if isinstance(ev, CallbackReceived):
+        conv = FlowConversation(
+            channel=ev.channel,
+            account=ev.account,
+            chat_id=ev.chat.id,
+            sender_id=ev.sender.id,
+            first_name=ev.sender.first_name,
+            username=ev.sender.username,
+        )
+        return env, conv, Input(kind="button", id=env.id, at=ev.received_at, data=ev.data)
+    return None
+
+
+class Runner:
+    """Applies inputs to a conversation's runs, one input of a conversation at a time."""
+
+    def __init__(self, bus: Bus, library: FlowLibrary, effects: Effects) -> None:
+        self.bus, self.library, self.effects = bus, library, effects
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _serialized(self, session: str) -> AsyncIterator[None]:
+        # Within an instance, one conversation's inputs go in delivery order (asyncio locks
+        # are FIFO); across instances the expected-sequence append keeps them one at a time.
+        # The lock stays while anyone holds or waits for it (counted), so an input arriving
+        # just as another is handed the lock queues behind it instead of getting a new one.
+        lock, users = self._locks.get(session, (asyncio.Lock(), 0))
+        self._locks[session] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[session]
+            if users == 1:
+                del self._locks[session]
+            else:
+                self._locks[session] = (lock, users - 1)
+
+    async def on_conversation(self, msg: Msg) -> bool:
+        found = conversation_input(msg)
+        if found is None:
+            return False
+        env, conv, inp = found
+        await self.library.caught_up.wait()
+        session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+        async with self._serialized(session):
+            taken = await self.handle(session, env, inp, conv)
+        if not taken and inp.kind == "button" and msg.metadata.num_delivered < BUTTON_DELIVERIES:
+            await msg.nak(delay=BUTTON_RETRY_S)
+            return True  # settled here
+        return False
+
+    async def on_timer(self, msg: Msg) -> None:
+        decoded = decode_or_reject(msg)
+        timer, env = decoded.model, decoded.envelope
+        if not isinstance(timer, FireTimer):
+            return
+        await self.library.caught_up.wait()
+        late = (datetime.now(UTC) - timer.due_at).total_seconds()
+        metrics.TIMER_LATENESS.observe(max(late, 0.0))
+        inp = Input(
+            kind="timer", id=f"timer:{timer.timer_id}", at=timer.due_at, timer_id=timer.timer_id
+        )
+        async with self._serialized(timer.session):
+            await self.handle(timer.session, env, inp, None)
+
+    async def release(self, run_id: str, workspace: str) -> bool | None:
+        """A person hands a handed-off run back: it continues after its hand-off step.
+        None: no such run; False: the run is not (or no longer) with a person."""
+        last = await last_stored(self.bus, STREAM, run_filter(run_id))
+        if last is None or last.decoded.envelope.workspace_id != workspace:
+            return None
+        rec = last.decoded.model
+        assert isinstance(rec, RunRecorded)
+        if rec.status is not RunStatus.HANDED_OFF:
+            return False
+        inp = Input(kind="release", id=f"release:{run_id}:{rec.decision}", at=datetime.now(UTC))
+        async with self._serialized(rec.session):
+            return await self.handle(rec.session, last.decoded.envelope, inp, None)
+
+    async def handle(
+        self, session: str, cause: Envelope, inp: Input, conv: FlowConversation | None
+    ) -> bool:
+        """Apply one input; False when nothing took it."""
+        workspace = cause.workspace_id
+        for _ in range(RETRIES):
+            current = await last_stored(self.bus, STREAM, session_filter(session))
+            rec = current.decoded.model if current else None
+            assert rec is None or isinstance(rec, RunRecorded)
+            if rec is not None and rec.input_id == inp.id:
+                await self.effects.apply(rec, cause)  # recorded, maybe not carried out: again
+                return True
+            conversation = conv or (rec.conversation if rec else None)
+            if conversation is None:
+                return False  # a timer of a conversation with no runs: nothing to do
+            active_doc = None
+            if rec is not None and rec.status is not RunStatus.ENDED:
+                active_doc = await self.library.document(rec.flow_id, rec.revision, workspace)
+            records: list[RunRecorded] = []
+            for _ in range(2):
+                seen = self.library.seen
+                records = plan(
+                    session=session,
+                    current=rec,
+                    active_doc=active_doc,
+                    published=self.library.published(workspace),
+                    inp=inp,
+                    conversation=conversation,
+                )
+                # Nothing takes it: maybe a flow published a moment ago, not followed yet.
+                if records:
+                    break
+                await self.library.sync()
+                if self.library.seen == seen:
+                    break
+            if not records:
+                return inp.id in (rec.recent_inputs if rec else ())
+            expected = current.seq if current else 0
+            try:
+                for record in records:
+                    expected = await append_expecting(
+                        self.bus,
+                        record,
+                        session_filter(session),
+                        expected,
+                        aggregate=session,
+                        cause=cause,
+                        workspace_id=workspace,
+                    )
+            except ConflictError:
+                metrics.CONFLICTS.inc()
+                continue  # another instance moved this conversation: decide again on its state
+            final = records[-1]
+            metrics.observe(final)
+            await self.effects.apply(final, cause)
+            return True
+        raise RuntimeError(f"conversation {session} kept changing; will retry")

@@ -1,0 +1,143 @@
+"""What a conversation's input does to its runs (pure): which run takes it, which flow it
+starts, and the ``flows.run_recorded`` events that say so."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.flows import FlowConversation, RunRecorded, RunStatus, StepRecord
+from switchboard.events.ids import stable_hash
+from switchboard.events.subjects import token
+from switchboard.flows.document import FlowDocument
+from switchboard.flows.engine import Decision, Input, RunState, decide, new_run
+from switchboard.flows.triggers import Published, command_start, in_scope, other_start
+
+RECENT_INPUTS = 32
+STREAM = "FLOWS"
+
+
+def session_id(workspace: str, channel: Channel | str, account: str, chat_id: str) -> str:
+    """The key of one conversation's runs in ``FLOWS``."""
+    return "cs_" + stable_hash("session", workspace, str(channel), account, chat_id)[:24]
+
+
+def session_filter(session: str) -> str:
+    """Every run of one conversation (the unit of ordering and concurrency)."""
+    return f"flows.run_recorded.v1.{token(session)}.*"
+
+
+def run_filter(run_id: str) -> str:
+    """One run's history."""
+    return f"flows.run_recorded.v1.*.{token(run_id)}"
+
+
+def new_run_id(session: str, input_id: str) -> str:
+    return "rn_" + stable_hash("run", session, input_id)[:24]
+
+
+def state_of(rec: RunRecorded) -> RunState:
+    return RunState(
+        run_id=rec.run_id,
+        flow_id=rec.flow_id,
+        revision=rec.revision,
+        conversation=rec.conversation,
+        status=rec.status,
+        cursor=rec.cursor,
+        waiting=rec.waiting,
+        variables=dict(rec.variables),
+        tags=rec.tags,
+        counter=rec.counter,
+    )
+
+
+def plan(
+    *,
+    session: str,
+    current: RunRecorded | None,
+    active_doc: FlowDocument | None,
+    published: list[Published],
+    inp: Input,
+    conversation: FlowConversation,
+) -> list[RunRecorded]:
+    """The events to append, in order (none: the input changes nothing).
+
+    ``current`` is the conversation's last record and ``active_doc`` the document of its run
+    when that run is still active (on the revision it started with).
+    """
+    recent = current.recent_inputs if current else ()
+    if inp.id in recent:
+        return []
+    active = current if current is not None and current.status is not RunStatus.ENDED else None
+    candidates = [
+        p for p in published if in_scope(p.doc, conversation.channel, conversation.account)
+    ]
+    start = command_start(candidates, inp.text) if inp.kind == "text" else None
+    if start is None and active is not None and active_doc is not None:
+        decision = decide(state_of(active), active_doc, inp)
+        if decision is not None:
+            return [_record(session, decision, inp, active, recent, inp.kind)]
+    if start is None and inp.kind in ("text", "button"):
+        start = other_start(
+            candidates,
+            text=inp.text if inp.kind == "text" else None,
+            button=inp.data if inp.kind == "button" else None,
+            new_conversation=current is None,
+        )
+    if start is None:
+        return []
+    records: list[RunRecorded] = []
+    if active is not None:
+        # The replaced run ends on its own subject, under an id of its own: a crash after this
+        # append still leaves the input unconsumed, so its redelivery starts the new run.
+        ended = active.model_copy(
+            update={
+                "status": RunStatus.ENDED,
+                "cursor": None,
+                "waiting": None,
+                "input_id": f"{inp.id}#replaced",
+                "input_kind": "replaced",
+                "steps": (StepRecord(step=active.cursor or "", type="run", outcome="replaced"),),
+                "effects": (),
+                "decision": active.decision + 1,
+            }
+        )
+        records.append(ended)
+    run = new_run(
+        new_run_id(session, inp.id), start.flow.flow_id, start.flow.revision, start.flow.doc,
+        conversation,
+    )  # fmt: skip
+    decision = decide(run, start.flow.doc, replace(inp, kind="start"))
+    assert decision is not None  # a start always decides
+    records.append(_record(session, decision, inp, None, recent, f"start:{start.trigger}"))
+    return records
+
+
+def _record(
+    session: str,
+    decision: Decision,
+    inp: Input,
+    before: RunRecorded | None,
+    recent: tuple[str, ...],
+    kind: str,
+) -> RunRecorded:
+    state = decision.state
+    return RunRecorded(
+        session=session,
+        run_id=state.run_id,
+        flow_id=state.flow_id,
+        revision=state.revision,
+        conversation=state.conversation,
+        status=state.status,
+        cursor=state.cursor,
+        waiting=state.waiting,
+        variables=state.variables,
+        tags=state.tags,
+        input_id=inp.id,
+        input_kind=kind,
+        steps=decision.steps,
+        effects=decision.effects,
+        counter=state.counter,
+        decision=before.decision + 1 if before else 1,
+        recent_inputs=(*recent, inp.id)[-RECENT_INPUTS:],
+    )

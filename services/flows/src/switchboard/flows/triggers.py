@@ -1,0 +1,104 @@
+"""Which published flow an input starts (pure).
+
+Commands (``/start [payload]``, ``/help``) always start their flow, replacing a running one
+(that is what a user typing ``/start`` means). Otherwise a running flow gets the input
+first; only what it does not take can start a flow by button data, keyword, or as the first
+message of a conversation never seen before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from switchboard.events.catalog.common import Channel
+from switchboard.flows.document import (
+    ButtonTrigger,
+    CommandTrigger,
+    FirstMessageTrigger,
+    FlowDocument,
+    KeywordTrigger,
+    StartTrigger,
+)
+
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The live revision of a flow."""
+
+    flow_id: str
+    revision: int
+    doc: FlowDocument
+
+
+@dataclass(frozen=True)
+class Start:
+    flow: Published
+    trigger: str  # e.g. "start:promo", "command:help", "keyword:price"
+
+
+def parse_command(text: str | None) -> tuple[str, str | None] | None:
+    """``/start abc`` -> ("start", "abc"); ``/help@my_bot`` -> ("help", None)."""
+    if not text:
+        return None
+    match = _COMMAND.match(text.strip())
+    if match is None:
+        return None
+    payload = (match.group(2) or "").strip() or None
+    return match.group(1).lower(), payload
+
+
+def in_scope(doc: FlowDocument, channel: Channel, account: str) -> bool:
+    if not doc.channels:
+        return True
+    return any(
+        s.channel == channel and (s.account is None or s.account == account) for s in doc.channels
+    )
+
+
+def command_start(flows: Iterable[Published], text: str | None) -> Start | None:
+    """The flow a command starts: an exact ``/start`` payload wins over a payload-less one."""
+    parsed = parse_command(text)
+    if parsed is None:
+        return None
+    command, payload = parsed
+    fallback: Start | None = None
+    for flow in flows:
+        for trig in flow.doc.triggers:
+            if isinstance(trig, StartTrigger) and command == "start":
+                if trig.payload is not None and trig.payload == payload:
+                    return Start(flow, f"start:{payload}")
+                if trig.payload is None and fallback is None:
+                    fallback = Start(flow, "start")
+            elif isinstance(trig, CommandTrigger) and trig.command == command:
+                return Start(flow, f"command:{command}")
+    return fallback
+
+
+def other_start(
+    flows: Iterable[Published],
+    *,
+    text: str | None,
+    button: str | None,
+    new_conversation: bool,
+) -> Start | None:
+    """A flow started by a button's data, a keyword, or a new conversation's first message."""
+    flows = list(flows)
+    for flow in flows:
+        for trig in flow.doc.triggers:
+            if isinstance(trig, ButtonTrigger) and button is not None and trig.data == button:
+                return Start(flow, f"button:{button}")
+    for flow in flows:
+        for trig in flow.doc.triggers:
+            if isinstance(trig, KeywordTrigger) and text:
+                for keyword in trig.keywords:
+                    if re.search(rf"(?<!\w){re.escape(keyword)}(?!\w)", text, re.IGNORECASE):
+                        return Start(flow, f"keyword:{keyword}")
+    if new_conversation and button is None:
+        for flow in flows:
+            if any(isinstance(t, FirstMessageTrigger) for t in flow.doc.triggers):
+                return Start(flow, "first_message")
+    return None

@@ -1,0 +1,111 @@
+"""Flow documents: every problem is reported with its JSON path and reason; the published
+schema is valid JSON Schema and accepts the demo flow."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from switchboard.flows.demo import DEMO_FLOW
+from switchboard.flows.document import InvalidFlowError, json_path, json_schema, validate
+
+
+def problems(doc: Any) -> list[tuple[str, str]]:
+    with pytest.raises(InvalidFlowError) as info:
+        validate(doc)
+    return [(p["path"], p["reason"]) for p in info.value.problems]
+
+
+def demo(**steps: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(DEMO_FLOW)
+    doc["steps"].update(steps)
+    return doc
+
+
+def test_the_demo_flow_is_valid_and_matches_the_published_schema() -> None:
+    validate(DEMO_FLOW)
+    schema = json_schema()
+    Draft202012Validator.check_schema(schema)
+    assert not list(Draft202012Validator(schema).iter_errors(DEMO_FLOW))
+
+
+def test_structural_problems_name_each_path() -> None:
+    doc = demo(
+        greet={"type": "send", "text": "", "buttons": [[{"text": "x"}]]},
+        ask_phone={"type": "ask", "text": "?", "var": "9lives", "validate": "fax"},
+        odd={"type": "teleport"},
+    )
+    doc["triggers"] = []
+    found = dict(problems(doc))
+    assert set(found) == {
+        "$.triggers",
+        "$.steps.greet.text",
+        "$.steps.greet.buttons[0][0].data",
+        "$.steps.ask_phone.var",
+        "$.steps.ask_phone.validate",
+        "$.steps.odd",
+    }
+    assert "at least 1" in found["$.triggers"]
+    assert "Field required" in found["$.steps.greet.buttons[0][0].data"]
+    assert "teleport" in found["$.steps.odd"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "path", "reason"),
+    [
+        ({"thanks": {"type": "goto", "next": "nowhere"}}, "$.steps.thanks.next", "no step"),
+        (
+            {"greet": {"type": "send", "text": "hi", "buttons": [[
+                {"text": "a", "data": "x", "next": "ask_name"},
+                {"text": "b", "data": "x", "next": "ask_name"}]]}},
+            "$.steps.greet.buttons[0][1].data",
+            "duplicate data",
+        ),
+        (
+            {"greet": {"type": "send", "text": "Hi {{ name }}"}},
+            "$.steps.greet.text",
+            "unknown placeholder {{name}}",
+        ),
+        (
+            {"b": {"type": "branch", "cases": [
+                {"when": {"type": "regex", "pattern": "(unclosed"}, "next": "thanks"}]}},
+            "$.steps.b.cases[0].when.pattern",
+            "missing )",
+        ),
+        ({"qualify": {"type": "lead", "action": "move_stage"}}, "$.steps.qualify.stage", "needs"),
+        ({"d": {"type": "delay", "days": 31}}, "$.steps.d", "in total"),
+        ({"d": {"type": "delay"}}, "$.steps.d", "in total"),
+        (
+            {"ask_name": {"type": "ask", "text": "?", "var": "n", "validate": "choice"}},
+            "$.steps.ask_name.choices",
+            "choice needs choices",
+        ),
+    ],
+)  # fmt: skip
+def test_semantic_problems_name_each_path(steps: dict[str, Any], path: str, reason: str) -> None:
+    found = problems(demo(**steps))
+    assert any(p == path and reason in r for p, r in found), found
+
+
+def test_start_must_name_a_step_and_a_document_is_an_object() -> None:
+    doc = copy.deepcopy(DEMO_FLOW)
+    doc["start"] = "missing"
+    assert problems(doc) == [("$.start", "no step 'missing' in steps")]
+    assert problems([1, 2]) == [("$", "a flow document is a JSON object")]
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [(("steps", "a", "buttons", 0, 1), "$.steps.a.buttons[0][1]"), (("x y",), '$["x y"]')],
+)
+def test_json_paths(loc: tuple[Any, ...], path: str) -> None:
+    assert json_path(loc) == path
+
+
+def test_an_invalid_only_item_is_one_problem_not_two() -> None:
+    doc = copy.deepcopy(DEMO_FLOW)
+    doc["triggers"] = [{"type": "start", "payload": 5}]
+    assert problems(doc) == [("$.triggers[0].payload", "Input should be a valid string")]

@@ -1,0 +1,297 @@
+"""Table tests of the pure decisions: steps, validation of answers, branches, timers, and the
+conversation-level plan (which run takes an input, replacement, redelivery)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.flows import FlowConversation, RunRecorded, RunStatus
+from switchboard.flows.demo import DEMO_FLOW
+from switchboard.flows.document import AskStep, Case, FlowDocument, validate
+from switchboard.flows.engine import Decision, Input, RunState, decide, holds, new_run
+from switchboard.flows.engine import validate_answer as check
+from switchboard.flows.sessions import plan
+from switchboard.flows.templates import render
+from switchboard.flows.triggers import Published, command_start, other_start, parse_command
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+CONV = FlowConversation(
+    channel=Channel.TELEGRAM, account="demo", chat_id="7", sender_id="7", first_name="Ada"
+)
+
+
+def flow(steps: dict[str, Any], start: str = "a", **extra: Any) -> FlowDocument:
+    return validate(
+        {"name": "t", "triggers": [{"type": "start"}], "start": start, "steps": steps, **extra}
+    )
+
+
+def start(doc: FlowDocument, text: str = "/start") -> Decision:
+    decision = decide(new_run("r1", "f1", 1, doc, CONV), doc, Input("start", "i0", T0, text=text))
+    assert decision is not None
+    return decision
+
+
+def then(state: RunState, doc: FlowDocument, kind: Any, **kw: Any) -> Decision | None:
+    return decide(state, doc, Input(kind, "i1", T0 + timedelta(seconds=1), **kw))
+
+
+def texts(decision: Decision) -> list[str]:
+    return [e.data["text"] for e in decision.effects if e.kind == "send"]
+
+
+@pytest.mark.parametrize(
+    ("validate_as", "answer", "expected"),
+    [
+        ("text", "  Ada ", "Ada"),
+        ("text", "   ", None),
+        ("number", "3,5", 3.5),
+        ("number", "12 000", 12000.0),
+        ("number", "twelve", None),
+        ("number", "nan", None),
+        ("email", "Ada@Example.COM", "Ada@example.com"),
+        ("email", "ada@", None),
+        ("phone", "+44 20 7946 0958", "+442079460958"),
+        ("phone", "0044 20 7946 0958", "+442079460958"),
+        ("phone", "12345", None),
+        ("phone", "call me", None),
+        ("choice", "LARGE", "large"),
+        ("choice", "huge", None),
+    ],
+)
+def test_answers_are_validated_and_normalized(
+    validate_as: str, answer: str, expected: object
+) -> None:
+    step = AskStep.model_validate(
+        {"type": "ask", "text": "?", "var": "v", "validate": validate_as, "choices": ["large"]}
+    )
+    assert check(step, answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("when", "variables", "tags", "text", "expected"),
+    [
+        ({"type": "var", "name": "n", "op": "eq", "value": 3}, {"n": "3"}, (), None, True),
+        ({"type": "var", "name": "n", "op": "gt", "value": 2}, {"n": 3.0}, (), None, True),
+        ({"type": "var", "name": "n", "op": "lt", "value": 2}, {"n": "x"}, (), None, False),
+        ({"type": "var", "name": "n", "op": "exists"}, {}, (), None, False),
+        ({"type": "var", "name": "n", "op": "missing"}, {}, (), None, True),
+        ({"type": "var", "name": "n", "op": "ne", "value": "a"}, {}, (), None, True),
+        ({"type": "var", "name": "s", "op": "contains", "value": "BIKE"}, {"s": "blue bike"},
+         (), None, True),
+        ({"type": "tag", "tag": "vip"}, {}, ("vip",), None, True),
+        ({"type": "keyword", "keywords": ["price"]}, {}, (), "What's the PRICE?", True),
+        ({"type": "keyword", "keywords": ["price"]}, {}, (), "priceless", False),
+        ({"type": "regex", "pattern": r"^\d{5}$"}, {}, (), "10115", True),
+        ({"type": "regex", "pattern": r"^\d{5}$"}, {}, (), None, False),
+    ],
+)  # fmt: skip
+def test_branch_conditions(
+    when: dict[str, Any], variables: dict[str, Any], tags: tuple[str, ...], text: str | None,
+    expected: bool,
+) -> None:  # fmt: skip
+    case = Case.model_validate({"when": when, "next": "x"})
+    assert holds(case, variables, tags, text) is expected
+    negated = Case.model_validate({"when": when, "next": "x", "negate": True})
+    assert holds(negated, variables, tags, text) is not expected
+
+
+def test_the_demo_flow_from_start_to_qualified() -> None:
+    doc = validate(DEMO_FLOW)
+    greet = start(doc)
+    assert texts(greet) == ["Hi Ada! How can we help you today?"]
+    assert greet.effects[0].data["buttons"] == [
+        [{"text": "Get a quote", "data": "quote"}],
+        [{"text": "Talk to a person", "data": "person"}],
+    ]
+    assert greet.state.status is RunStatus.WAITING
+    assert then(greet.state, doc, "text", text="hi") is None  # waits for a button
+    asked = then(greet.state, doc, "button", data="quote")
+    assert asked is not None
+    assert texts(asked) == ["Happy to help. What is your name?"]
+    named = then(asked.state, doc, "text", text="Ada")
+    assert named is not None
+    wrong = then(named.state, doc, "text", text="nope")
+    assert wrong is not None
+    assert wrong.state.cursor == "ask_phone"
+    assert wrong.state.waiting is not None
+    assert wrong.state.waiting.attempts == 1
+    assert [s.outcome for s in wrong.steps] == ["invalid"]
+    done = then(wrong.state, doc, "text", text="+44 20 7946 0958")
+    assert done is not None
+    assert [(e.kind, e.data.get("stage")) for e in done.effects] == [
+        ("tag", None),
+        ("lead_stage", "qualified"),
+        ("send", None),
+    ]
+    assert done.state.status is RunStatus.ENDED
+    assert done.state.variables == {"name": "Ada", "phone": "+442079460958"}
+    # every effect id is unique across the run and follows from the run and a counter
+    ids = [e.id for d in (greet, asked, named, wrong, done) for e in d.effects]
+    assert ids == [f"r1:{n}" for n in range(1, len(ids) + 1)]
+
+
+def test_person_button_hands_off_and_a_release_continues() -> None:
+    doc = validate(DEMO_FLOW)
+    handed = then(start(doc).state, doc, "button", data="person")
+    assert handed is not None
+    assert handed.state.status is RunStatus.HANDED_OFF
+    assert then(handed.state, doc, "text", text="hello?") is None
+    released = then(handed.state, doc, "release")
+    assert released is not None
+    assert released.state.status is RunStatus.ENDED
+
+
+def test_ask_gives_up_after_max_attempts_and_times_out() -> None:
+    doc = flow(
+        {
+            "a": {"type": "ask", "text": "Age?", "var": "age", "validate": "number",
+                  "max_attempts": 2, "on_invalid": "bad", "timeout_s": 60, "on_timeout": "late"},
+            "bad": {"type": "end", "text": "Never mind."},
+            "late": {"type": "end", "text": "Too late."},
+        }
+    )  # fmt: skip
+    asked = start(doc)
+    timer = [e for e in asked.effects if e.kind == "timer"]
+    assert timer[0].data["due_at"] == (T0 + timedelta(seconds=60)).isoformat()
+    once = then(asked.state, doc, "text", text="x")
+    assert once is not None
+    assert texts(once) == ["Sorry, that does not look right. Age?"]
+    twice = then(once.state, doc, "text", text="y")
+    assert twice is not None
+    assert texts(twice) == ["Never mind."]
+    assert twice.state.status is RunStatus.ENDED
+    waiting = asked.state.waiting
+    assert waiting is not None
+    assert then(asked.state, doc, "timer", timer_id="someone-else") is None
+    late = then(asked.state, doc, "timer", timer_id=waiting.timer_id)
+    assert late is not None
+    assert texts(late) == ["Too late."]
+
+
+def test_branch_set_goto_and_templates() -> None:
+    doc = flow(
+        {
+            "a": {"type": "set", "var": "who", "value": "{{ contact.first_name }} & co",
+                  "next": "b"},
+            "b": {"type": "branch", "cases": [
+                {"when": {"type": "keyword", "keywords": ["vip"]}, "next": "vip"}],
+                "default": "c"},
+            "c": {"type": "goto", "next": "d"},
+            "d": {"type": "end", "text": "Hello {{ vars.who }} ({{ message.text }})"},
+            "vip": {"type": "end", "text": "VIP"},
+        }
+    )  # fmt: skip
+    plain = start(doc, text="/start <b>")
+    assert texts(plain) == ["Hello Ada &amp; co (/start &lt;b&gt;)"]
+    assert texts(start(doc, text="/start vip")) == ["VIP"]
+
+
+def test_a_loop_without_waiting_stops_at_the_step_limit() -> None:
+    doc = flow({"a": {"type": "goto", "next": "b"}, "b": {"type": "goto", "next": "a"}})
+    decision = start(doc)
+    assert decision.state.status is RunStatus.ENDED
+    assert decision.steps[-1].outcome == "step_limit"
+
+
+def test_delay_waits_for_its_own_timer() -> None:
+    doc = flow(
+        {"a": {"type": "delay", "minutes": 1, "seconds": 30, "next": "b"},
+         "b": {"type": "end", "text": "later"}}
+    )  # fmt: skip
+    waiting = start(doc)
+    assert waiting.state.waiting is not None
+    assert waiting.state.waiting.due_at == T0 + timedelta(seconds=90)
+    assert then(waiting.state, doc, "text", text="hurry") is None
+    fired = then(waiting.state, doc, "timer", timer_id=waiting.state.waiting.timer_id)
+    assert fired is not None
+    assert texts(fired) == ["later"]
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [(Channel.TELEGRAM, ("a &lt;i&gt; b", "HTML")), (Channel.WHATSAPP, ("a <i> b", None))],
+)
+def test_values_are_escaped_per_provider(channel: Channel, expected: tuple[str, str]) -> None:
+    assert render("a {{ vars.x }} b", {"vars": {"x": "<i>"}}, channel) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/start", ("start", None)),
+        ("/start promo-7", ("start", "promo-7")),
+        ("/Help@demo_bot", ("help", None)),
+        ("start", None),
+        ("/", None),
+    ],
+)
+def test_commands_are_parsed(text: str, expected: object) -> None:
+    assert parse_command(text) == expected
+
+
+def _published(flow_id: str, triggers: list[dict[str, Any]]) -> Published:
+    doc = validate(
+        {"name": flow_id, "triggers": triggers, "start": "a", "steps": {"a": {"type": "end"}}}
+    )
+    return Published(flow_id, 1, doc)
+
+
+def test_triggers_pick_the_right_flow() -> None:
+    flows = [
+        _published("any-start", [{"type": "start"}]),
+        _published("promo", [{"type": "start", "payload": "promo"}]),
+        _published("help", [{"type": "command", "command": "help"}]),
+        _published("words", [{"type": "keyword", "keywords": ["price"]}]),
+        _published("menu", [{"type": "button", "data": "menu"}]),
+        _published("welcome", [{"type": "first_message"}]),
+    ]
+
+    def started(found: Any) -> str | None:
+        return found.flow.flow_id if found else None
+
+    assert started(command_start(flows, "/start promo")) == "promo"
+    assert started(command_start(flows, "/start other")) == "any-start"
+    assert started(command_start(flows, "/help")) == "help"
+    assert started(command_start(flows, "/unknown")) is None
+    kw = {"button": None, "new_conversation": False}
+    assert started(other_start(flows, text="the price?", **kw)) == "words"
+    assert started(other_start(flows, text="hi", **kw)) is None
+    assert started(other_start(flows, text="hi", button=None, new_conversation=True)) == "welcome"
+    assert started(other_start(flows, text=None, button="menu", new_conversation=True)) == "menu"
+
+
+def _plan(current: RunRecorded | None, inp: Input, doc: FlowDocument) -> list[RunRecorded]:
+    return plan(
+        session="cs_1",
+        current=current,
+        active_doc=doc if current is not None and current.status is not RunStatus.ENDED else None,
+        published=[Published("f1", 1, doc)],
+        inp=inp,
+        conversation=CONV,
+    )
+
+
+def test_plan_starts_continues_ignores_redeliveries_and_replaces() -> None:
+    doc = validate(DEMO_FLOW)
+    (first,) = _plan(None, Input("text", "m1", T0, text="/start"), doc)
+    assert first.input_kind == "start:start"
+    assert first.decision == 1
+    # the same input again (a redelivery) changes nothing
+    assert _plan(first, Input("text", "m1", T0, text="/start"), doc) == []
+    (pressed,) = _plan(first, Input("button", "m2", T0, data="quote"), doc)
+    assert pressed.run_id == first.run_id
+    assert pressed.decision == 2
+    assert pressed.recent_inputs == ("m1", "m2")
+    # /start while a run waits: the old run ends on its own subject, a new one starts
+    ended, restarted = _plan(pressed, Input("text", "m3", T0, text="/start"), doc)
+    assert (ended.run_id, ended.status, ended.input_id) == (first.run_id, "ended", "m3#replaced")
+    assert restarted.run_id != first.run_id
+    assert restarted.input_id == "m3"
+    # a text nothing waits for and no trigger takes: nothing to record
+    finished = restarted.model_copy(update={"status": RunStatus.ENDED})
+    assert _plan(finished, Input("text", "m4", T0, text="thanks"), doc) == []
