@@ -53,7 +53,7 @@ lint:
 # mypy, strict on every package's src
 [group('check')]
 typecheck:
-    uv run mypy libs/events/src libs/runtime/src libs/sandbox/src services/ingest/src services/crm/src services/outbound/src services/mtproto/src services/analytics/src
+    uv run mypy libs/events/src libs/runtime/src libs/sandbox/src services/ingest/src services/crm/src services/outbound/src services/mtproto/src services/analytics/src services/flows/src
 
 # Format the code
 [group('check')]
