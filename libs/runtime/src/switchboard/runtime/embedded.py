@@ -243,8 +243,28 @@ class EmbeddedPostgres:
             # immediate shutdown: whoever would read the data is gone
             preexec_fn=die_with_parent(signal.SIGQUIT),
         )
-        wait_for_port(self.host, self.port, timeout, self.proc)
+        self._wait_accepting(bindir, timeout)
         return self
+
+    def _wait_accepting(self, bindir: Path, timeout: float) -> None:
+        """Block until the server accepts sessions, not just TCP: while it replays its WAL
+        it listens but answers "the database system is starting up" (slow under load)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        wait_for_port(self.host, self.port, timeout, self.proc)
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.proc.returncode} while starting")
+            probe = subprocess.run(
+                [str(bindir / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],
+                check=False,
+                capture_output=True,
+            )
+            if probe.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postgres on port {self.port} not ready within {timeout} s")
+            time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> None:
         """SIGINT is Postgres' fast shutdown: roll back open transactions, stop cleanly."""
