@@ -93,22 +93,27 @@ class EmbeddedNats:
     cluster_port: int = 0
     routes: list[str] = field(default_factory=list)
     server_name: str | None = None
+    # 8 MB for the dev stack and most tests; None leaves the server's default (1 MB), what
+    # a production NATS has unless configured, so tests can meet its limit.
+    max_payload: str | None = "8MB"
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> EmbeddedNats:
-        if self.port == 0:
-            self.port = free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    @property
+    def conf_path(self) -> Path:
+        return self.data_dir / "nats.conf"
+
+    def _write_conf(self) -> None:
         conf = [
             f"listen: {self.host}:{self.port}",
             f"server_name: {self.server_name or f'sb-{self.port}'}",
-            "max_payload: 8MB",
             f'jetstream {{ store_dir: "{self.data_dir / "js"}" }}',
         ]
+        if self.max_payload is not None:
+            conf.append(f"max_payload: {self.max_payload}")
         if self.cluster:
             if self.cluster_port == 0:
                 self.cluster_port = free_port(self.host)
@@ -117,9 +122,14 @@ class EmbeddedNats:
                 f"cluster {{ name: {self.cluster}, listen: {self.host}:{self.cluster_port}, "
                 f"routes: [{routes}] }}"
             )
-        conf_path = self.data_dir / "nats.conf"
-        conf_path.write_text("\n".join(conf) + "\n")
-        args = [_nats_binary(), "-c", str(conf_path)]
+        self.conf_path.write_text("\n".join(conf) + "\n")
+
+    def start(self, timeout: float = 20.0) -> EmbeddedNats:
+        if self.port == 0:
+            self.port = free_port(self.host)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_conf()
+        args = [_nats_binary(), "-c", str(self.conf_path)]
         log = (self.data_dir / "nats.log").open("ab")
         self.proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
@@ -130,6 +140,21 @@ class EmbeddedNats:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         _stop(self.proc, sig, timeout)
         self.proc = None
+
+    def reload(self, timeout: float = 20.0) -> None:
+        """Apply the current fields (e.g. a new ``max_payload``) to the running server with
+        a configuration reload (SIGHUP), as an operator would; returns once it is applied.
+        Connected clients keep the limits the server announced when they connected."""
+        assert self.proc is not None, "not started"
+        log = self.data_dir / "nats.log"
+        before = log.read_text(errors="replace").count("Reloaded server configuration")
+        self._write_conf()
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while log.read_text(errors="replace").count("Reloaded server configuration") <= before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server did not reload within {timeout} s")
+            time.sleep(0.05)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

@@ -1,4 +1,5 @@
-"""The HTTP surface every service shares: ``/healthz`` (the process is alive), ``/readyz``
+"""The HTTP surface every service shares: ``/healthz`` (the process can still work: 503 once
+a connection it cannot get back is lost, so the orchestrator restarts it), ``/readyz``
 (the bus and the database really answer), ``/metrics`` (Prometheus), and JSON errors."""
 
 from __future__ import annotations
@@ -23,14 +24,24 @@ def error(
 
 
 class Health:
-    """Named readiness checks; ``/readyz`` is 200 only when all of them pass."""
+    """Named readiness checks; ``/readyz`` is 200 only when all of them pass. Liveness
+    checks (cheap, synchronous) say whether the process can ever work again; ``/healthz``
+    is 503 when one fails."""
 
     def __init__(self) -> None:
         self.checks: dict[str, ReadinessCheck] = {}
+        self.liveness: dict[str, Callable[[], bool]] = {}
         self.shutting_down = False
 
     def add(self, name: str, check: ReadinessCheck) -> None:
         self.checks[name] = check
+
+    def add_liveness(self, name: str, alive: Callable[[], bool]) -> None:
+        self.liveness[name] = alive
+
+    def dead(self) -> list[str]:
+        """The names of the failing liveness checks."""
+        return [name for name, alive in self.liveness.items() if not alive()]
 
     async def results(self) -> dict[str, bool]:
         async def run(check: ReadinessCheck) -> bool:
@@ -44,6 +55,9 @@ class Health:
 
     def routes(self) -> list[Route]:
         async def healthz(_: Request) -> Response:
+            dead = self.dead()
+            if dead:
+                return JSONResponse({"status": "dead", "failed": dead}, 503)
             return JSONResponse({"status": "ok"})
 
         async def readyz(_: Request) -> Response:
