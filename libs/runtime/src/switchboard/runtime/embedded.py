@@ -96,6 +96,9 @@ class EmbeddedNats:
     # 8 MB for the dev stack and most tests; None leaves the server's default (1 MB), what
     # a production NATS has unless configured, so tests can meet its limit.
     max_payload: str | None = "8MB"
+    # JetStream's fsync: None is the server's default (every 2 min), "always" syncs each
+    # write before it is acknowledged (bench/bench_fsync.py measures the difference).
+    sync_interval: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -110,8 +113,9 @@ class EmbeddedNats:
         conf = [
             f"listen: {self.host}:{self.port}",
             f"server_name: {self.server_name or f'sb-{self.port}'}",
-            f'jetstream {{ store_dir: "{self.data_dir / "js"}" }}',
         ]
+        sync = f", sync_interval: {self.sync_interval}" if self.sync_interval else ""
+        conf.append(f'jetstream {{ store_dir: "{self.data_dir / "js"}"{sync} }}')
         if self.max_payload is not None:
             conf.append(f"max_payload: {self.max_payload}")
         if self.cluster:
