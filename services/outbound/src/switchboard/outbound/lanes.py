@@ -90,9 +90,10 @@ class Lane:
 
     async def _one(self, held: _Held) -> None:
         msg = held.msg
+        policy = self.spec.policy
+        seq = 0
         try:
             seq = msg.metadata.sequence.stream
-            policy = self.spec.policy
             if self.budget.spent(seq, policy):  # its DLQ publish failed: only dead-letter it
                 spent = DeadLetter(self.budget.last_reason(seq), self.budget.failures(seq))
                 await settle_failure(self.bus, msg, spent, self.spec, self.budget)
