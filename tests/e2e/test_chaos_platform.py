@@ -414,7 +414,8 @@ async def test_the_platform_survives_kills_restarts_outages_and_duplicates(
                 headers={"Authorization": f"Bearer {API_KEY}"},
             )
         totals: dict[str, int] = r.json()["totals"]
-        return totals if totals == want else None
+        assert totals == want, totals  # kept by `eventually` as the last reason
+        return totals
 
     await eventually(analytics_totals, timeout=90, message=f"analytics totals {want}")
     assert await dead_letters(plat) == 0, "no outage made a message poison"

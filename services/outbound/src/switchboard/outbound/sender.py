@@ -134,6 +134,9 @@ class Sender:
         record, created = await self.attempts.begin(first)
         job = Outcome(self.bus, self.attempts, self.campaigns, cmd, env, msg, consumer)
         if record.done:
+            if record.status == "sent" and record.provider_message_id:
+                # Stored as sent, but its events may have been lost to an outage: again.
+                await job.announce_sent(record)
             if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
                 # Counted before its ack the first time; again in case that ack was lost.
                 await self.campaigns.record_failure(
