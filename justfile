@@ -36,7 +36,7 @@ test-fast *args:
 # The long chaos scenarios (the test command runs short versions of the same tests)
 [group('test')]
 chaos *args:
-    CHAOS_PER_BOT=1500 CHAOS_SCALE=10 uv run pytest -s --timeout 1800 tests/e2e/test_chaos_nats.py tests/e2e/test_chaos_platform.py {{args}}
+    CHAOS_PER_BOT=1500 CHAOS_SCALE=10 CHAOS_OUTAGE_S=60 uv run pytest -s --timeout 1800 tests/e2e/test_chaos_nats.py tests/e2e/test_chaos_platform.py {{args}}
 
 # Ten minutes of mixed traffic with every process's memory sampled (no upward trend > 10%)
 [group('test')]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from nats.aio.msg import Msg
+from nats.js.api import KeyValueConfig
+from nats.js.errors import NoKeysError
 from tests.support.stack import keyring
 
 from switchboard.events.catalog.common import Channel
@@ -16,7 +19,9 @@ from switchboard.runtime.accounts import Account, AccountCache, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError, PullWorker
 from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.db import create_pool
 from switchboard.runtime.dlq import list_dead_letters, redrive
+from switchboard.runtime.embedded import EmbeddedPostgres
 from switchboard.runtime.testing import eventually
 
 
@@ -160,3 +165,181 @@ async def _get(cache: AccountCache, name: str) -> Account | None:
 
 async def _gone(cache: AccountCache, name: str) -> bool:
     return cache.get(Channel.TELEGRAM, name) is None
+
+
+# Outages. The old policy gave a message 5 deliveries over ~25 s whatever failed, so an
+# outage longer than that moved accepted messages to the DLQ. Timings are shrunk through
+# the spec: the content budget here is 2 failures 50 ms apart, and each outage lasts until
+# every message has failed many times that.
+_OUTAGE_SPEC = ConsumerSpec(
+    stream="RAW",
+    durable="t-outage",
+    filter_subjects=("raw.>",),
+    max_deliver=2,
+    backoff_s=(0.05,),
+    ack_wait_s=5,
+    infra_backoff_s=0.02,
+    infra_backoff_cap_s=0.1,
+)
+_OUTAGE_FAILURES = 10  # per message, five times its content budget
+
+
+async def _publish_raw(bus: Bus, n: int) -> None:
+    for i in range(n):
+        await bus.publish_raw(
+            "raw.test.v1.acct", f"m{i}".encode(), {"Nats-Msg-Id": f"o{i}", "ce-id": f"o{i}"}
+        )
+
+
+async def _outage_outlasts_budget(failed: dict[str, int], n: int) -> bool:
+    return len(failed) == n and min(failed.values()) >= _OUTAGE_FAILURES
+
+
+async def test_a_bucket_outage_longer_than_the_budget_dead_letters_nothing(bus: Bus) -> None:
+    bucket = await bus.js.create_key_value(KeyValueConfig(bucket="t_outage", history=1))
+    failed: dict[str, int] = {}
+
+    async def handler(msg: Msg) -> None:
+        body = msg.data.decode()
+        try:
+            kv = await bus.js.key_value("t_outage")
+            await kv.put(body, b"1")
+        except Exception:
+            failed[body] = failed.get(body, 0) + 1
+            raise
+
+    await bus.js.delete_key_value("t_outage")
+    worker = PullWorker(bus, _OUTAGE_SPEC, handler)
+    task = asyncio.create_task(worker.run())
+    await _publish_raw(bus, 3)
+    await eventually(
+        lambda: _outage_outlasts_budget(failed, 3), timeout=60, message="a long outage"
+    )
+    assert await list_dead_letters(bus) == []
+    bucket = await bus.js.create_key_value(KeyValueConfig(bucket="t_outage", history=1))
+
+    async def all_stored() -> bool:
+        try:
+            return sorted(await bucket.keys()) == ["m0", "m1", "m2"]
+        except NoKeysError:
+            return False
+
+    await eventually(all_stored, timeout=30, message="processed once the bucket is back")
+    worker.stop.set()
+    await task
+    assert await list_dead_letters(bus) == []
+    for key in ("m0", "m1", "m2"):
+        assert (await bucket.get(key)).revision is not None
+
+
+async def test_a_stream_outage_longer_than_the_budget_dead_letters_nothing(bus: Bus) -> None:
+    conv = next(s for s in STREAMS if s.name == "CONV")
+    failed: dict[str, int] = {}
+    stored: list[str] = []
+
+    async def handler(msg: Msg) -> None:
+        body = msg.data.decode()
+        try:
+            await bus.publish_raw("conv.test.v1.x", msg.data, {"Nats-Msg-Id": f"c-{body}"})
+        except Exception:
+            failed[body] = failed.get(body, 0) + 1
+            raise
+        stored.append(body)
+
+    await bus.js.delete_stream("CONV")
+    worker = PullWorker(bus, _OUTAGE_SPEC, handler)
+    task = asyncio.create_task(worker.run())
+    await _publish_raw(bus, 3)
+    await eventually(
+        lambda: _outage_outlasts_budget(failed, 3), timeout=60, message="a long outage"
+    )
+    assert await list_dead_letters(bus) == []
+    await bus.ensure_stream(conv)
+
+    async def all_stored() -> bool:
+        return (await bus.js.stream_info("CONV")).state.messages == 3
+
+    await eventually(all_stored, timeout=30, message="processed once the stream is back")
+    worker.stop.set()
+    await task
+    assert sorted(stored) == ["m0", "m1", "m2"]
+    assert await list_dead_letters(bus) == []
+
+
+async def test_a_failed_dead_letter_publish_leaves_the_message_redeliverable(bus: Bus) -> None:
+    """The poison message's budget is spent while the DLQ is gone: it is nak'ed, not
+    terminated, and lands in the DLQ once the DLQ is back (the handler is not run again)."""
+    dlq = next(s for s in STREAMS if s.name == "DLQ")
+    calls: list[str] = []
+
+    async def handler(msg: Msg) -> None:
+        calls.append(msg.data.decode())
+        raise RuntimeError("cannot digest")
+
+    await bus.js.delete_stream("DLQ")
+    worker = PullWorker(bus, _OUTAGE_SPEC, handler)
+    task = asyncio.create_task(worker.run())
+    await _publish_raw(bus, 1)
+
+    async def redelivered_while_down() -> bool:
+        # every delivery takes a consumer sequence: two handler runs, then two or more
+        # deliveries that only tried to dead-letter it
+        info = await bus.js.consumer_info("RAW", "t-outage")
+        return worker.budget.spent(1, _OUTAGE_SPEC.policy) and info.delivered.consumer_seq >= 4
+
+    await eventually(redelivered_while_down, timeout=30, message="budget spent, DLQ down")
+    await bus.ensure_stream(dlq)
+    letters = await eventually(lambda: _letters(bus, 1), timeout=30, message="dead-lettered")
+    worker.stop.set()
+    await task
+    assert calls == ["m0", "m0"]  # the content budget, not one more
+    assert letters[0].reason == "RuntimeError: cannot digest"  # type: ignore[attr-defined]
+    info = await bus.js.consumer_info("RAW", "t-outage")
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
+
+
+async def test_a_postgres_outage_longer_than_the_budget_dead_letters_nothing(
+    bus: Bus, tmp_path: Path
+) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg").start()
+    pool = await create_pool(pg.url, 4)
+    failed: dict[str, int] = {}
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TABLE seen (body text PRIMARY KEY)")
+
+        async def handler(msg: Msg) -> None:
+            body = msg.data.decode()
+            try:
+                async with pool.acquire(timeout=5) as conn:
+                    await conn.execute("INSERT INTO seen VALUES ($1)", body)
+            except Exception:
+                failed[body] = failed.get(body, 0) + 1
+                raise
+
+        pg.stop()
+        worker = PullWorker(bus, _OUTAGE_SPEC, handler)
+        task = asyncio.create_task(worker.run())
+        await _publish_raw(bus, 3)
+        await eventually(
+            lambda: _outage_outlasts_budget(failed, 3), timeout=60, message="a long outage"
+        )
+        assert await list_dead_letters(bus) == []
+        pg.start()
+
+        async def all_stored() -> bool:
+            try:
+                async with pool.acquire(timeout=5) as conn:
+                    rows = await conn.fetch("SELECT body FROM seen ORDER BY body")
+            except Exception:
+                return False
+            return [r["body"] for r in rows] == ["m0", "m1", "m2"]
+
+        await eventually(all_stored, timeout=60, message="processed once Postgres is back")
+        worker.stop.set()
+        await task
+        assert await list_dead_letters(bus) == []
+    finally:
+        await pool.close()
+        pg.stop()

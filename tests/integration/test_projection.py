@@ -58,6 +58,9 @@ def _projection(bus: Bus, pool: asyncpg.Pool, batch: int = 5) -> Projection:
         bus=bus,
         pool=pool,
         batch=batch,
+        # outages are waited out however long they last; tests shrink the waits
+        infra_backoff_s=0.05,
+        infra_backoff_cap_s=0.5,
     )
 
 

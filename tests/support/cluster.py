@@ -4,6 +4,7 @@ stopped and restarted on the same ports and data directories, like a pod coming 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from switchboard.runtime.embedded import EmbeddedNats, free_port
 from switchboard.runtime.testing import eventually
 
 
+async def _some(found: Awaitable[int | None]) -> int | None:
+    """``eventually`` wants a truthy value: index 0 is a leader too."""
+    i = await found
+    return None if i is None else i + 1
+
+
 @dataclass
 class NatsCluster:
     """``size`` nats-servers with JetStream forming one cluster (routes to each other)."""
@@ -23,6 +30,8 @@ class NatsCluster:
     root: Path
     size: int = 3
     name: str = "switchboard-test"
+    # NATS's default (1 MB), as a production cluster: what ingest's body limit must meet
+    max_payload: str | None = None
     nodes: list[EmbeddedNats] = field(default_factory=list)
 
     @property
@@ -40,6 +49,7 @@ class NatsCluster:
                 cluster_port=cport,
                 routes=[r for j, r in enumerate(routes) if j != i],
                 server_name=f"n{i}",
+                max_payload=self.max_payload,
             )
             self.nodes.append(node)
         for node in self.nodes:
@@ -53,6 +63,36 @@ class NatsCluster:
     def restart(self, i: int) -> None:
         """Start a stopped node again with its ports and data directory."""
         self.nodes[i].start()
+
+    async def leader(self, stream: str, timeout: float = 60.0) -> int:
+        """The index of the node leading ``stream`` (a bucket is stream ``KV_<name>``), as
+        the cluster reports it now; waits while it is electing one."""
+        names = {node.server_name: i for i, node in enumerate(self.nodes)}
+
+        async def ask() -> int | None:
+            try:
+                bus = await Bus.connect(self.url, name="cluster-probe", connect_timeout=1)
+            except (OSError, NatsError):
+                return None
+            try:
+                info = await bus.js.stream_info(stream)
+            except (NatsError, JsError, TimeoutError):
+                return None
+            finally:
+                await bus.close()
+            leader = info.cluster.leader if info.cluster else None
+            return names.get(leader) if leader else None
+
+        found: int = await eventually(
+            lambda: _some(ask()), timeout=timeout, message=f"a leader for {stream}"
+        )
+        return found - 1
+
+    async def kill_leader(self, stream: str) -> int:
+        """SIGKILL the node leading ``stream`` (asked of the cluster); returns its index."""
+        i = await self.leader(stream)
+        self.kill(i)
+        return i
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import ServiceUnavailableError
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from switchboard.events import Decoded, decode_message
@@ -13,7 +13,14 @@ from switchboard.runtime.bus import Bus
 
 # What a replicated cluster answers while the machine is saturated: not a fault of what is
 # under test, so readers ask again.
-BUSY = (NatsTimeout, ServiceUnavailableError, NoRespondersError, TimeoutError)
+# NoStreamResponseError: a JetStream publish while the stream elects a leader
+BUSY = (
+    NatsTimeout,
+    ServiceUnavailableError,
+    NoRespondersError,
+    NoStreamResponseError,
+    TimeoutError,
+)
 
 
 async def stream_messages(nats_url: str, stream: str, subject: str = ">") -> list[Decoded]:

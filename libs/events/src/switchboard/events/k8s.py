@@ -40,6 +40,7 @@ NATS_ACCOUNT = "SWITCHBOARD"  # the NATS account all Switchboard users live in
 NATS_USERS_SECRET = "nats-users"  # noqa: S105  (NATS namespace; one key per NATS user)
 NATS_URL = "nats://nats.nats.svc.cluster.local:4222"
 REPLICAS = 3  # JetStream replicas of every stream and bucket (3-node cluster)
+MAX_PAYLOAD = 1024 * 1024  # bytes, headers included: NATS's default, stated
 OPERATOR_USERS = ("admin", "nack")  # full access inside the account (no permission block)
 LABELS = {
     "app.kubernetes.io/part-of": "switchboard",
@@ -277,9 +278,14 @@ def nats_values() -> dict[str, Any]:
                     "pvc": {"enabled": True, "size": "20Gi"},
                 },
                 "memoryStore": {"enabled": False},
+                # fsync every write before its ack: an acknowledged webhook survives a
+                # power loss of every replica at once (cost measured in docs/deploy.md)
+                "merge": {"sync_interval": "always"},
             },
             "monitor": {"enabled": True},
             "merge": {
+                # explicit, not the default by omission: ingest sizes its body limit from it
+                "max_payload": MAX_PAYLOAD,
                 "system_account": "SYS",
                 "accounts": {
                     "SYS": {"users": [_user("sys")]},

@@ -36,7 +36,8 @@ class Durable:
     """A durable pull consumer shared by every instance of a service (they split the work).
 
     Mirrors the service's ``ConsumerSpec``: ``max_deliver`` here is the server-side limit,
-    which is the service's retry count plus the last delivery that only dead-letters.
+    unlimited (-1): redeliveries during an outage must not use up a message, so the
+    service counts content failures itself (``switchboard.runtime.failures``).
     """
 
     stream: str
@@ -44,7 +45,7 @@ class Durable:
     filter_subjects: tuple[str, ...]
     description: str
     ack_wait_s: int = 30
-    max_deliver: int = 6
+    max_deliver: int = -1
     max_ack_pending: int = 4096
 
 
@@ -230,7 +231,6 @@ OUTBOUND = ServiceTopology(
             filter_subjects=("cmd.outbound.send.>",),
             description="conversational lane: sends each command through its account, once",
             ack_wait_s=10,
-            max_deliver=1001,
             max_ack_pending=20_000,
         ),
         Durable(
@@ -239,7 +239,6 @@ OUTBOUND = ServiceTopology(
             filter_subjects=("cmd.outbound.bulk_send.>",),
             description="bulk lane: campaign sends, yielding the rate to conversations",
             ack_wait_s=10,
-            max_deliver=1001,
             max_ack_pending=20_000,
         ),
         Durable(
@@ -252,7 +251,6 @@ OUTBOUND = ServiceTopology(
             ),
             description="campaign starts, recipient batches, pause / resume / cancel",
             ack_wait_s=30,
-            max_deliver=11,
             max_ack_pending=1000,
         ),
         Durable(
@@ -261,7 +259,6 @@ OUTBOUND = ServiceTopology(
             filter_subjects=("cmd.outbound.conversion.>",),
             description="Meta CAPI conversions, batched per pixel",
             ack_wait_s=30,
-            max_deliver=1001,
             max_ack_pending=10_000,
         ),
         Durable(
@@ -274,7 +271,6 @@ OUTBOUND = ServiceTopology(
             ),
             description="SendPulse email, SMS and address-book sync",
             ack_wait_s=30,
-            max_deliver=1001,
             max_ack_pending=5000,
         ),
     ),
@@ -344,7 +340,6 @@ MTPROTO = ServiceTopology(
             ),
             description="login steps, logout, subscriptions and backfills of the sessions",
             ack_wait_s=60,
-            max_deliver=11,
         ),
     ),
     runtime_durables=(

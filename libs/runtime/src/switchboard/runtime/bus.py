@@ -4,7 +4,8 @@ and publishing catalog messages with trace context and a JetStream ack."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -47,6 +48,26 @@ _ID_IN_PROCESS = 10158
 
 def _id_in_process(exc: BaseException) -> bool:
     return isinstance(exc, APIError) and exc.err_code == _ID_IN_PROCESS
+
+
+class PayloadTooLargeError(ValueError):
+    """A message larger than the server's ``max_payload``: refused before it is sent (the
+    server would answer it by closing the connection, and nats-py would not reconnect)."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        super().__init__(f"message on {subject} is {size} bytes, over the server's {limit}")
+        self.subject, self.size, self.limit = subject, size, limit
+
+
+def wire_size(body: bytes, headers: dict[str, str] | None) -> int:
+    """What the server counts against ``max_payload``: the body plus the encoded header
+    block (``NATS/1.0\r\n``, ``key: value\r\n`` each, a blank line)."""
+    if not headers:
+        return len(body)
+    size = len(b"NATS/1.0\r\n\r\n")
+    for key, value in headers.items():
+        size += len(key.encode()) + len(value.encode()) + 4  # ": " and CRLF
+    return size + len(body)
 
 
 _RETENTION = {
@@ -96,6 +117,21 @@ class Bus:
     nc: NatsClient
     js: JetStreamContext
     source: str
+    closing: bool = False  # our own close/drain: the connection ending is not news
+    # Called once when the connection is closed for good without our asking (nats-py
+    # reconnects after a network failure, but not after a server -ERR such as a payload
+    # or authorization violation): the process cannot work any more.
+    on_lost: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def lost(self) -> bool:
+        """True when the connection is closed for good and we did not close it."""
+        return self.nc.is_closed and not self.closing
+
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload`` (headers included), as it announced at connect."""
+        return int(self.nc.max_payload)
 
     @classmethod
     async def connect(
@@ -121,6 +157,15 @@ class Bus:
         async def on_reconnect() -> None:
             log.info("nats reconnected")
 
+        buses: list[Bus] = []  # the one made below; the callback needs it
+
+        async def on_closed() -> None:
+            for bus in buses:
+                if not bus.closing:
+                    log.error("nats connection closed for good", error=repr(nc.last_error))
+                    for hook in bus.on_lost:
+                        hook()
+
         nc = NatsClient()
         await nc.connect(
             servers=[u.strip() for u in url.split(",")],
@@ -136,8 +181,11 @@ class Bus:
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
+            closed_cb=on_closed,
         )
-        return cls(nc=nc, js=nc.jetstream(), source=source or f"switchboard://{name}")
+        bus = cls(nc=nc, js=nc.jetstream(), source=source or f"switchboard://{name}")
+        buses.append(bus)
+        return bus
 
     async def provision(
         self,
@@ -221,7 +269,11 @@ class Bus:
         self, subject: str, body: bytes, headers: dict[str, str], timeout: float
     ) -> PubAck:
         """``js.publish``, asking again while another publish of the same id is in process
-        (duplicates racing each other must all be answered as stored)."""
+        (duplicates racing each other must all be answered as stored). A message over the
+        server's ``max_payload`` raises PayloadTooLargeError instead of being sent."""
+        size = wire_size(body, headers)
+        if size > self.nc.max_payload:
+            raise PayloadTooLargeError(subject, size, self.nc.max_payload)
         # The retrying machinery only when needed: set up for every publish, it cost ingest
         # a third of its webhooks/s (5.5k against 8.6k, bench_ingest).
         try:
@@ -252,6 +304,7 @@ class Bus:
 
     async def close(self) -> None:
         """Drain: finish what is in flight, then close."""
+        self.closing = True
         if self.nc.is_closed:
             return
         try:

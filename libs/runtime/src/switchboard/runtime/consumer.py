@@ -1,4 +1,5 @@
-"""Durable pull consumers with bounded retries and a DLQ.
+"""Durable pull consumers: content failures get bounded retries and then the DLQ,
+infrastructure failures are retried for as long as they last (``failures.decide``).
 
 A hand-written loop rather than FastStream's subscriber: the services need the JetStream
 metadata (stream sequence, delivery count) to decide between nak-with-backoff and the DLQ,
@@ -8,6 +9,7 @@ batch fetches, and a graceful stop that finishes in-flight work before draining.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -16,9 +18,17 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from switchboard.events import Decoded, DecodeError, decode_message
+from switchboard.events import Decoded, decode_message
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
+from switchboard.runtime.failures import (
+    DeadLetter,
+    PermanentError,
+    PoisonBudget,
+    Retry,
+    RetryPolicy,
+    decide,
+)
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import CONSUMED, DEAD_LETTERED
 from switchboard.runtime.tracing import consume_span
@@ -26,8 +36,7 @@ from switchboard.runtime.tracing import consume_span
 log = get_logger(__name__)
 
 
-class PermanentError(Exception):
-    """Processing can never succeed (malformed input): dead-letter at once, no retries."""
+__all__ = ["ConsumerSpec", "PermanentError", "PullWorker", "decode_or_reject", "settle_failure"]
 
 
 def decode_or_reject(msg: Msg) -> Decoded:
@@ -40,7 +49,10 @@ def decode_or_reject(msg: Msg) -> Decoded:
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable consumer shared by every instance of a service (they split the work)."""
+    """A durable consumer shared by every instance of a service (they split the work).
+
+    ``max_deliver`` is the message's budget of content failures; the server itself
+    redelivers without limit (an outage must not use up a message's deliveries)."""
 
     stream: str
     durable: str
@@ -51,13 +63,24 @@ class ConsumerSpec:
     batch: int = 64
     max_ack_pending: int = 4096
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+    infra_backoff_s: float = 0.5
+    infra_backoff_cap_s: float = 15.0
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_deliver,
+            backoff_s=self.backoff_s,
+            infra_base_s=self.infra_backoff_s,
+            infra_cap_s=self.infra_backoff_cap_s,
+        )
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_s,
-            max_deliver=self.max_deliver + 1,  # the last delivery only dead-letters
+            max_deliver=-1,  # counted by PoisonBudget: only content failures count
             max_ack_pending=self.max_ack_pending,
             filter_subjects=list(self.filter_subjects),
             deliver_policy=self.deliver_policy,
@@ -79,6 +102,7 @@ class PullWorker:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     concurrency: int = 16
     idle_polls: int = 0
+    budget: PoisonBudget = field(default_factory=PoisonBudget)
 
     async def run(self) -> None:
         sub = await self._subscribe()
@@ -111,42 +135,79 @@ class PullWorker:
 
     async def _one(self, msg: Msg, sem: asyncio.Semaphore) -> None:
         async with sem:
-            meta = msg.metadata
-            deliveries = meta.num_delivered
+            seq = msg.metadata.sequence.stream
+            policy = self.spec.policy
+            if self.budget.spent(seq, policy):
+                # Its budget was spent but the DLQ publish failed: only dead-letter it now.
+                spent = DeadLetter(self.budget.last_reason(seq), self.budget.failures(seq))
+                await settle_failure(self.bus, msg, spent, self.spec, self.budget)
+                return
             try:
-                if deliveries > self.spec.max_deliver:
-                    raise PermanentError(f"gave up after {deliveries - 1} deliveries")
                 with consume_span(
                     f"consume {self.spec.durable}",
                     msg.headers,
                     **{"messaging.destination": msg.subject},
                 ):
                     settled = await self.handler(msg)
-            except (PermanentError, DecodeError) as exc:
-                # A message that does not decode never will: no retries, no backoff.
-                await self._dead_letter(msg, str(exc))
-                return
             except Exception as exc:
-                if deliveries >= self.spec.max_deliver:
-                    await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
-                    return
-                delay = self.spec.backoff_s[min(deliveries - 1, len(self.spec.backoff_s) - 1)]
-                log.warning(
-                    "handler failed; will retry",
-                    consumer=self.spec.durable,
-                    subject=msg.subject,
-                    attempt=deliveries,
-                    error=str(exc),
+                outcome = decide(
+                    exc,
+                    failures=self.budget.failures(seq),
+                    deliveries=msg.metadata.num_delivered,
+                    policy=policy,
                 )
-                await msg.nak(delay=delay)
+                await settle_failure(self.bus, msg, outcome, self.spec, self.budget)
                 return
+            self.budget.forget(seq)
             if not settled:
                 await msg.ack()
             CONSUMED.labels(self.spec.durable).inc()
 
-    async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.spec.durable)
-        # Acknowledge only after the DLQ has stored it: nothing is lost if we crash between.
+
+async def settle_failure(
+    bus: Bus,
+    msg: Msg,
+    outcome: Retry | DeadLetter,
+    spec: ConsumerSpec,
+    budget: PoisonBudget,
+) -> None:
+    """Carry out ``decide``'s outcome for a delivered message: nak it with the delay, or
+    store it in the DLQ and then terminate it. A DLQ publish that fails naks it instead
+    (it stays on its stream, marked spent, and the next delivery only dead-letters it)."""
+    seq = msg.metadata.sequence.stream
+    if isinstance(outcome, Retry):
+        if outcome.counted:
+            budget.record(seq, budget.failures(seq) + 1, outcome.reason)
+        log.warning(
+            "handler failed; will retry",
+            consumer=spec.durable,
+            subject=msg.subject,
+            counted=outcome.counted,
+            failures=budget.failures(seq),
+            delay=outcome.delay_s,
+            error=outcome.reason,
+        )
+        with contextlib.suppress(Exception):  # unsettled, it comes back after ack_wait
+            await msg.nak(delay=outcome.delay_s)
+        return
+    budget.record(seq, max(outcome.attempts, spec.max_deliver), outcome.reason)
+    try:
+        await dead_letter_msg(bus, msg, reason=outcome.reason, consumer=spec.durable)
+    except Exception as exc:
+        delay = spec.policy.infra_delay(msg.metadata.num_delivered)
+        log.warning(
+            "dead-letter publish failed; message stays on its stream",
+            consumer=spec.durable,
+            subject=msg.subject,
+            error=repr(exc),
+            delay=delay,
+        )
+        with contextlib.suppress(Exception):
+            await msg.nak(delay=delay)
+        return
+    budget.forget(seq)
+    # Terminated only after the DLQ stored it: nothing is lost if we crash between.
+    with contextlib.suppress(Exception):
         await msg.term()
-        DEAD_LETTERED.labels(self.spec.durable).inc()
-        log.error("dead-lettered", consumer=self.spec.durable, subject=msg.subject, reason=reason)
+    DEAD_LETTERED.labels(spec.durable).inc()
+    log.error("dead-lettered", consumer=spec.durable, subject=msg.subject, reason=outcome.reason)

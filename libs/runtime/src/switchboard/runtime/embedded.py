@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,22 +96,31 @@ class EmbeddedNats:
     cluster_port: int = 0
     routes: list[str] = field(default_factory=list)
     server_name: str | None = None
+    # 8 MB for the dev stack and most tests; None leaves the server's default (1 MB), what
+    # a production NATS has unless configured, so tests can meet its limit.
+    max_payload: str | None = "8MB"
+    # JetStream's fsync: None is the server's default (every 2 min), "always" syncs each
+    # write before it is acknowledged (bench/bench_fsync.py measures the difference).
+    sync_interval: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> EmbeddedNats:
-        if self.port == 0:
-            self.port = free_port(self.host)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    @property
+    def conf_path(self) -> Path:
+        return self.data_dir / "nats.conf"
+
+    def _write_conf(self) -> None:
         conf = [
             f"listen: {self.host}:{self.port}",
             f"server_name: {self.server_name or f'sb-{self.port}'}",
-            "max_payload: 8MB",
-            f'jetstream {{ store_dir: "{self.data_dir / "js"}" }}',
         ]
+        sync = f", sync_interval: {self.sync_interval}" if self.sync_interval else ""
+        conf.append(f'jetstream {{ store_dir: "{self.data_dir / "js"}"{sync} }}')
+        if self.max_payload is not None:
+            conf.append(f"max_payload: {self.max_payload}")
         if self.cluster:
             if self.cluster_port == 0:
                 self.cluster_port = free_port(self.host)
@@ -117,9 +129,14 @@ class EmbeddedNats:
                 f"cluster {{ name: {self.cluster}, listen: {self.host}:{self.cluster_port}, "
                 f"routes: [{routes}] }}"
             )
-        conf_path = self.data_dir / "nats.conf"
-        conf_path.write_text("\n".join(conf) + "\n")
-        args = [_nats_binary(), "-c", str(conf_path)]
+        self.conf_path.write_text("\n".join(conf) + "\n")
+
+    def start(self, timeout: float = 20.0) -> EmbeddedNats:
+        if self.port == 0:
+            self.port = free_port(self.host)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_conf()
+        args = [_nats_binary(), "-c", str(self.conf_path)]
         log = (self.data_dir / "nats.log").open("ab")
         self.proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
@@ -130,6 +147,21 @@ class EmbeddedNats:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         _stop(self.proc, sig, timeout)
         self.proc = None
+
+    def reload(self, timeout: float = 20.0) -> None:
+        """Apply the current fields (e.g. a new ``max_payload``) to the running server with
+        a configuration reload (SIGHUP), as an operator would; returns once it is applied.
+        Connected clients keep the limits the server announced when they connected."""
+        assert self.proc is not None, "not started"
+        log = self.data_dir / "nats.log"
+        before = log.read_text(errors="replace").count("Reloaded server configuration")
+        self._write_conf()
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while log.read_text(errors="replace").count("Reloaded server configuration") <= before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server did not reload within {timeout} s")
+            time.sleep(0.05)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -172,6 +204,59 @@ def _open_path_for(user: str, path: Path) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
+# As root, a cluster lives here, not under its ``data_dir``: Postgres runs as another user
+# and needs to traverse every parent of its directories, and pytest makes its temp root
+# (``/tmp/pytest-of-root``) private again (0700) each time a pytest session starts. A
+# Postgres starting (or restarting) after that dies on its socket lock file ("Permission
+# denied") and every later connection is refused, which is how a test run beside another
+# test run lost its session database.
+_CLUSTERS = Path(tempfile.gettempdir()) / "switchboard-pg"
+_OWNER_FILE = "data-dir"
+
+
+def _cluster_home(data_dir: Path, user: str) -> Path:
+    """The directory (owned by ``user``, under a root-owned 0711 one) holding the cluster
+    of ``data_dir``; ``data_dir/cluster`` links to it for people looking for it."""
+    _CLUSTERS.mkdir(mode=0o711, exist_ok=True)
+    info = _CLUSTERS.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != 0:
+        raise RuntimeError(f"{_CLUSTERS} must be a directory owned by root")
+    _CLUSTERS.chmod(0o711)
+    _collect_orphans()
+    resolved = data_dir.resolve()
+    home = _CLUSTERS / hashlib.sha256(str(resolved).encode()).hexdigest()[:20]
+    home.mkdir(mode=0o700, exist_ok=True)
+    (home / _OWNER_FILE).write_text(str(resolved))
+    entry = pwd.getpwnam(user)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    link = data_dir / "cluster"
+    if not link.is_symlink():
+        link.symlink_to(home, target_is_directory=True)
+    return home
+
+
+def _collect_orphans() -> None:
+    """Remove clusters whose ``data_dir`` is gone (a test's temp dir pytest cleaned up) and
+    whose postmaster is not running."""
+    for home in _CLUSTERS.iterdir():
+        try:
+            owner = Path((home / _OWNER_FILE).read_text())
+        except OSError:
+            continue
+        if owner.exists() or _postmaster_alive(home / "pgdata"):
+            continue
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _postmaster_alive(pgdata: Path) -> bool:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
 @dataclass
 class EmbeddedPostgres:
     """A PostgreSQL 16 server on ``127.0.0.1:port`` with its cluster in ``data_dir``."""
@@ -182,6 +267,7 @@ class EmbeddedPostgres:
     user: str = "postgres"
     database: str = "postgres"
     proc: subprocess.Popen[bytes] | None = None
+    home: Path | None = None  # where the cluster and its socket live (see _cluster_home)
 
     @property
     def url(self) -> str:
@@ -189,9 +275,11 @@ class EmbeddedPostgres:
 
     @property
     def pgdata(self) -> Path:
-        return self.data_dir / "pgdata"
+        return (self.home or self.data_dir) / "pgdata"
 
-    def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+    def start(self, timeout: float = 90.0) -> EmbeddedPostgres:
+        """Start (initialising the cluster the first time) and return once it accepts
+        sessions. The timeout is generous: under load, initdb and WAL replay are slow."""
         if self.port == 0:
             self.port = free_port(self.host)
         bindir = _postgres_bin()
@@ -199,7 +287,8 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os_user:
             _open_path_for(os_user, bindir.parent)
-            _open_path_for(os_user, self.data_dir)
+            self.home = _cluster_home(self.data_dir, os_user)
+        socket_dir = self.home or self.data_dir
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run(
                 [
@@ -227,7 +316,7 @@ class EmbeddedPostgres:
                 "-p",
                 str(self.port),
                 "-k",
-                str(self.data_dir),
+                str(socket_dir),
                 "-c",
                 "max_connections=300",
                 "-c",
@@ -243,12 +332,43 @@ class EmbeddedPostgres:
             # immediate shutdown: whoever would read the data is gone
             preexec_fn=die_with_parent(signal.SIGQUIT),
         )
-        wait_for_port(self.host, self.port, timeout, self.proc)
+        self._wait_accepting(bindir, timeout)
         return self
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> None:
-        """SIGINT is Postgres' fast shutdown: roll back open transactions, stop cleanly."""
-        _stop(self.proc, sig, timeout)
+    def _wait_accepting(self, bindir: Path, timeout: float) -> None:
+        """Block until the server accepts sessions, not just TCP: while it replays its WAL
+        it listens but answers "the database system is starting up" (slow under load)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        wait_for_port(self.host, self.port, timeout, self.proc)
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.proc.returncode} while starting")
+            probe = subprocess.run(
+                [str(bindir / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],
+                check=False,
+                capture_output=True,
+            )
+            if probe.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postgres on port {self.port} not ready within {timeout} s")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> None:
+        """SIGINT is Postgres' fast shutdown: roll back open transactions, stop cleanly.
+
+        If it takes longer than ``timeout`` (a checkpoint on a loaded disk), SIGQUIT has the
+        postmaster stop its children at once; a SIGKILL of the postmaster alone would leave
+        backends holding its shared memory, and the next start would refuse to run."""
+        if sig == signal.SIGINT and self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _stop(self.proc, signal.SIGQUIT, 30.0)
+        else:
+            _stop(self.proc, sig, timeout)
         self.proc = None
 
     def kill(self) -> None:

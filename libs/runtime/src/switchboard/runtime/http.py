@@ -1,4 +1,5 @@
-"""The HTTP surface every service shares: ``/healthz`` (the process is alive), ``/readyz``
+"""The HTTP surface every service shares: ``/healthz`` (the process can still work: 503 once
+a connection it cannot get back is lost, so the orchestrator restarts it), ``/readyz``
 (the bus and the database really answer), ``/metrics`` (Prometheus), and the one error shape
 of every API: RFC 9457 problem details (``application/problem+json``)."""
 
@@ -189,14 +190,24 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
 
 
 class Health:
-    """Named readiness checks; ``/readyz`` is 200 only when all of them pass."""
+    """Named readiness checks; ``/readyz`` is 200 only when all of them pass. Liveness
+    checks (cheap, synchronous) say whether the process can ever work again; ``/healthz``
+    is 503 when one fails."""
 
     def __init__(self) -> None:
         self.checks: dict[str, ReadinessCheck] = {}
+        self.liveness: dict[str, Callable[[], bool]] = {}
         self.shutting_down = False
 
     def add(self, name: str, check: ReadinessCheck) -> None:
         self.checks[name] = check
+
+    def add_liveness(self, name: str, alive: Callable[[], bool]) -> None:
+        self.liveness[name] = alive
+
+    def dead(self) -> list[str]:
+        """The names of the failing liveness checks."""
+        return [name for name, alive in self.liveness.items() if not alive()]
 
     async def results(self) -> dict[str, bool]:
         async def run(check: ReadinessCheck) -> bool:
@@ -210,6 +221,9 @@ class Health:
 
     def routes(self) -> list[Route]:
         async def healthz(_: Request) -> Response:
+            dead = self.dead()
+            if dead:
+                return JSONResponse({"status": "dead", "failed": dead}, 503)
             return JSONResponse({"status": "ok"})
 
         async def readyz(_: Request) -> Response:

@@ -22,10 +22,17 @@ import asyncpg
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from switchboard.events import DecodeError
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn
 from switchboard.runtime.dlq import dead_letter
+from switchboard.runtime.failures import (
+    DeadLetter,
+    Failure,
+    InfrastructureError,
+    RetryPolicy,
+    classify,
+    decide,
+)
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import (
     DEAD_LETTERED,
@@ -67,24 +74,8 @@ async def ensure_checkpoints(conn: Conn, schema: str) -> None:
         await conn.execute(CHECKPOINTS_DDL.format(schema=schema))
 
 
-class LostLeadershipError(RuntimeError):
+class LostLeadershipError(InfrastructureError):
     """Another instance moved the checkpoint: this one stops projecting and stands by."""
-
-
-# Errors that mean "stop and resume from the checkpoint", as opposed to a poison event.
-# A Postgres restart shows up as any of them: the server's FATAL to an in-flight query
-# (admin or crash shutdown), refused connections while it starts, and asyncpg connections
-# left mid-protocol ("cannot switch to state ...", an InternalClientError).
-_INTERRUPTIONS = (
-    OSError,
-    LostLeadershipError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
 
 
 def _ack_tokens(msg: Msg) -> list[str] | None:
@@ -110,7 +101,7 @@ def _pending_after(msg: Msg) -> int:
     return int(tokens[8]) if tokens else msg.metadata.num_pending
 
 
-class ConsumerError(RuntimeError):
+class ConsumerError(InfrastructureError):
     """The server ended a pull request with an error status (consumer gone, leadership
     change, no responders): the projection resubscribes from its position."""
 
@@ -245,18 +236,24 @@ class Projection:
     # waits on Postgres, which works on the other core meanwhile.
     prepare: Prepare | None = None
     prefetch: int = 2  # full batches fetched and prepared ahead of the one being applied
-    max_attempts: int = 3
+    max_attempts: int = 3  # content failures of one event before the DLQ
+    # A database or bus outage is waited out (capped backoff) however long it lasts.
+    infra_backoff_s: float = 1.0
+    infra_backoff_cap_s: float = 10.0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     position: int = 0
     idle_polls: int = 0
 
     async def run(self) -> None:
-        """Wait for the lock, then project until stopped; survives bus and database blips."""
+        """Wait for the lock, then project until stopped; waits out bus and database
+        outages of any length and resumes from the checkpoint."""
+        outages, last_position = 0, -1
         while not self.stop.is_set():
             try:
                 async with self.pool.acquire() as lock_conn:
                     if not await self._try_lock(lock_conn):
+                        outages = 0
                         await self._wait(1.0)
                         continue
                     log.info("projection leader", projection=self.name)
@@ -265,9 +262,31 @@ class Projection:
                     finally:  # not leading any more: the next leader reports how far behind
                         with contextlib.suppress(KeyError):
                             PROJECTION_BEHIND.remove(self.name)
-            except (*_INTERRUPTIONS, asyncpg.PostgresError) as exc:
-                log.warning("projection interrupted", projection=self.name, error=str(exc))
-                await self._wait(1.0)
+            except Exception as exc:
+                if classify(exc) is not Failure.INFRASTRUCTURE and not isinstance(
+                    exc, asyncpg.PostgresError
+                ):
+                    raise
+                # Consecutive interruptions without progress back off; progress resets it.
+                outages = 1 if self.position != last_position else outages + 1
+                last_position = self.position
+                delay = self.policy.infra_delay(outages)
+                log.warning(
+                    "projection interrupted",
+                    projection=self.name,
+                    error=repr(exc),
+                    retry_in=delay,
+                )
+                await self._wait(delay)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_s=(0.0,),  # a content failure is retried at once, in the same process
+            infra_base_s=self.infra_backoff_s,
+            infra_cap_s=self.infra_backoff_cap_s,
+        )
 
     async def _try_lock(self, conn: Conn) -> bool:
         got: bool = await conn.fetchval(
@@ -394,9 +413,9 @@ class Projection:
                 async with self.pool.acquire() as conn, conn.transaction():
                     await self.apply(conn, msgs if self.prepare is None else prepared)
                     await self._save(conn, self.position, last)
-        except _INTERRUPTIONS:
-            raise  # the database went away: the run loop retries from the checkpoint
         except Exception as exc:
+            if classify(exc) is Failure.INFRASTRUCTURE:
+                raise  # the database went away: the run loop retries from the checkpoint
             log.warning("batch failed; applying one by one", projection=self.name, error=str(exc))
             for msg in msgs:
                 await self._apply_one(msg)
@@ -411,40 +430,41 @@ class Projection:
         PROJECTION_LAG.labels(self.name).observe(time.perf_counter() - started)
 
     async def _apply_one(self, msg: Msg) -> None:
+        """Apply one event alone; a content failure is retried ``max_attempts`` times and
+        then parked in the DLQ. An infrastructure failure (the DLQ publish's included)
+        propagates: the checkpoint stays put and the run loop resumes from it."""
         seq = stream_seq(msg)
-        error = ""
-        attempts = 0
-        for _attempt in range(self.max_attempts):
-            attempts += 1
+        failures = 0
+        while True:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     one = self.prepare([msg]) if self.prepare else [msg]
                     await self.apply(conn, one)
                     await self._save(conn, self.position, seq)
                 return
-            except _INTERRUPTIONS:
-                raise
-            except DecodeError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                break  # a message that does not decode never will
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                outcome = decide(exc, failures=failures, deliveries=1, policy=self.policy)
+                if isinstance(outcome, DeadLetter):
+                    break
+                if not outcome.counted:
+                    raise
+                failures += 1
         # Poison: park it in the DLQ (stored before the checkpoint moves past it).
         await dead_letter(
             self.bus,
             subject=msg.subject,
             headers=dict(msg.headers or {}),
             body=msg.data,
-            reason=error,
+            reason=outcome.reason,
             stream=self.stream,
             sequence=seq,
             consumer=self.name,
-            deliveries=attempts,
+            deliveries=outcome.attempts,
         )
         async with self.pool.acquire() as conn, conn.transaction():
             await self._save(conn, self.position, seq)
         DEAD_LETTERED.labels(self.name).inc()
-        log.error("projection dead-lettered", projection=self.name, seq=seq, reason=error)
+        log.error("projection dead-lettered", projection=self.name, seq=seq, reason=outcome.reason)
 
     async def _save(self, conn: Conn, expected: int, seq: int) -> None:
         """Move the checkpoint from ``expected`` to ``seq``, or raise LostLeadershipError.

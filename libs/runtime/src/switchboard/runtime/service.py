@@ -26,6 +26,14 @@ from switchboard.runtime.vitals import sample_vitals
 
 log = get_logger(__name__)
 
+# The exit status of a process that lost a connection it cannot get back (EX_SOFTWARE is
+# taken by crashes; EX_UNAVAILABLE says "a service we need is gone").
+EXIT_CONNECTION_LOST = 69
+
+# Set by ``serve`` (a real process): how a lost bus connection ends the process. Left None
+# for apps served inside a test's event loop, which must not signal the test runner.
+_request_exit: Callable[[int], None] | None = None
+
 
 @dataclass
 class Runtime:
@@ -121,6 +129,8 @@ async def service_lifespan(
         )
     runtime = Runtime(settings=settings, bus=bus, health=health or Health())
     runtime.health.add("nats", bus.ready)
+    runtime.health.add_liveness("nats", lambda: not bus.lost)
+    bus.on_lost.append(_bus_lost)
     if isinstance(settings, DatabaseSettings):
         register_secret(_password_of(settings.database_url))
         runtime.pool = await create_pool(settings.database_url, settings.database_pool_size, schema)
@@ -143,6 +153,14 @@ async def service_lifespan(
         await runtime.shutdown(settings.shutdown_grace_s)
 
 
+def _bus_lost() -> None:
+    """nats-py gave the connection up for good: nothing this process does can reach the bus
+    again, so it exits non-zero (after a graceful shutdown) and the orchestrator restarts it."""
+    if _request_exit is not None:
+        log.error("exiting: the NATS connection is closed for good", status=EXIT_CONNECTION_LOST)
+        _request_exit(EXIT_CONNECTION_LOST)
+
+
 def _password_of(url: str) -> str | None:
     from urllib.parse import urlsplit
 
@@ -160,6 +178,7 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         access_log=False,
     )
+    global _request_exit
     server = uvicorn.Server(config)
     sockets = None
     if settings.ops_port is not None:
@@ -167,13 +186,27 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         sockets = [
             bind_socket(settings.http_host, p) for p in (settings.http_port, settings.ops_port)
         ]
-    # uvicorn re-raises the signal it caught once shutdown is complete; by then everything is
-    # finished cleanly, so the process should report success rather than death by signal.
+    status = 0
+
+    def request_exit(code: int) -> None:
+        nonlocal status
+        status = code
+        server.should_exit = True  # the same graceful shutdown as SIGTERM
+
+    def exit_with_status(signum: int, _: object) -> None:
+        # uvicorn re-raises the signal it caught once shutdown is complete; by then
+        # everything is finished cleanly, so the process reports success (or the status a
+        # lost connection asked for) rather than death by signal.
+        raise SystemExit(status)
+
+    _request_exit = request_exit
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _exit_cleanly)
+        signal.signal(sig, exit_with_status)
     server.run(sockets=sockets)
     if not server.started:
         raise SystemExit(3)  # start-up failed; the reason is already logged
+    if status:
+        raise SystemExit(status)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -188,10 +221,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}).") from None
     sock.set_inheritable(True)
     return sock
-
-
-def _exit_cleanly(signum: int, _: object) -> None:
-    raise SystemExit(0)
 
 
 def run_main(

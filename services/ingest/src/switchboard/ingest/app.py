@@ -22,6 +22,7 @@ from switchboard.ingest.webhooks import (
     VERIFIERS,
     BusUnavailableError,
     RejectedError,
+    body_limit,
     store_raw,
     whatsapp_handshake,
 )
@@ -140,7 +141,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             f"webhook {channel.value}", headers, **{"switchboard.account": account_id}
         ) as trace_headers:
             try:
-                body = await read(settings.max_body_bytes)
+                body = await read(body_limit(settings.max_body_bytes, app.runtime.bus.max_payload))
                 account = account_of(channel, account_id)
                 raw_id = VERIFIERS[channel](account, headers, body)
                 wait = limiter.take(f"{channel.value}/{account_id}")

@@ -25,11 +25,24 @@ from switchboard.events import ids
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest.raw import raw_envelope
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.bus import PayloadTooLargeError
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[Any]]
 TELEGRAM_SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
 WHATSAPP_SIGNATURE_HEADER = "x-hub-signature-256"
 VIBER_SIGNATURE_HEADER = "x-viber-content-signature"
+
+
+# What a RAW message's headers take of the server's max_payload: the envelope is about
+# 600 bytes; the rest is room for a caller's traceparent/tracestate.
+RAW_HEADER_ROOM = 4096
+
+
+def body_limit(configured: int, max_payload: int) -> int:
+    """The largest webhook body ingest accepts: its setting, but never more than the bus
+    can carry (NATS counts headers against ``max_payload``; a larger publish would have
+    the server close the connection)."""
+    return max(min(configured, max_payload - RAW_HEADER_ROOM), 0)
 
 
 class BusUnavailableError(Exception):
@@ -222,6 +235,8 @@ async def store_raw(
     )
     try:
         await publish(subject, body, hdrs)
+    except PayloadTooLargeError as exc:  # the body fit, but with its headers it does not
+        raise RejectedError(413, "too_large", str(exc)) from None
     except Exception as exc:
         raise BusUnavailableError(str(exc)) from exc
     return {"ok": True, "id": raw_id}

@@ -21,10 +21,10 @@ from nats.aio.msg import Msg
 from switchboard.outbound.puller import Puller
 from switchboard.outbound.sender import Phase
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import ConsumerSpec, PermanentError
-from switchboard.runtime.dlq import dead_letter_msg
+from switchboard.runtime.consumer import ConsumerSpec, settle_failure
+from switchboard.runtime.failures import DeadLetter, PoisonBudget, decide
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.metrics import CONSUMED, DEAD_LETTERED
+from switchboard.runtime.metrics import CONSUMED
 
 log = get_logger(__name__)
 
@@ -47,6 +47,7 @@ class Lane:
     stop: asyncio.Event
     grace: float = 15.0
     held: dict[asyncio.Task[None], _Held] = field(default_factory=dict)
+    budget: PoisonBudget = field(default_factory=PoisonBudget)
     _puller: Puller | None = None
 
     async def run(self) -> None:
@@ -89,42 +90,32 @@ class Lane:
 
     async def _one(self, held: _Held) -> None:
         msg = held.msg
+        policy = self.spec.policy
+        seq = 0
         try:
-            deliveries = msg.metadata.num_delivered
-            if deliveries > self.spec.max_deliver:
-                raise PermanentError(f"gave up after {deliveries - 1} deliveries")
+            seq = msg.metadata.sequence.stream
+            if self.budget.spent(seq, policy):  # its DLQ publish failed: only dead-letter it
+                spent = DeadLetter(self.budget.last_reason(seq), self.budget.failures(seq))
+                await settle_failure(self.bus, msg, spent, self.spec, self.budget)
+                return
             await self.handler(msg, held.phase)
+            self.budget.forget(seq)
             CONSUMED.labels(self.spec.durable).inc()
         except asyncio.CancelledError:
             if not held.phase.calling:
                 with contextlib.suppress(Exception):
                     await msg.nak()
-        except PermanentError as exc:
-            await self._dead_letter(msg, str(exc))
         except Exception as exc:
-            deliveries = msg.metadata.num_delivered
-            if deliveries >= self.spec.max_deliver:
-                await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
-            else:
-                delay = self.spec.backoff_s[min(deliveries - 1, len(self.spec.backoff_s) - 1)]
-                log.warning(
-                    "handler failed; will retry",
-                    consumer=self.spec.durable,
-                    subject=msg.subject,
-                    attempt=deliveries,
-                    error=str(exc),
-                )
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=delay)
+            outcome = decide(
+                exc,
+                failures=self.budget.failures(seq),
+                deliveries=msg.metadata.num_delivered,
+                policy=policy,
+            )
+            await settle_failure(self.bus, msg, outcome, self.spec, self.budget)
         finally:
             task = asyncio.current_task()
             if task is not None:
                 self.held.pop(task, None)
             if self._puller is not None:
                 self._puller.settled()
-
-    async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.spec.durable)
-        await msg.term()  # only after the DLQ stored it: nothing is lost if we crash between
-        DEAD_LETTERED.labels(self.spec.durable).inc()
-        log.error("dead-lettered", consumer=self.spec.durable, subject=msg.subject, reason=reason)

@@ -75,16 +75,25 @@ class Outcome:
         await self.bus.publish(event, cause=self.env)
 
     async def sent(self, record: Attempt, sent: Sent, latency_ms: float) -> None:
-        cmd = self.cmd
         record = record.step("sent", provider_message_id=sent.provider_message_id)
+        await asyncio.gather(self.attempts.put(record), self.announce_sent(record, latency_ms))
+        await self.msg.ack()
+
+    async def announce_sent(self, record: Attempt, latency_ms: float | None = None) -> None:
+        """DeliverySent and MessageSent of a sent message. Their ids are fixed by the message
+        id, so announcing again - a redelivery after the first announcement failed in an
+        outage while the record was stored - stores nothing twice and loses nothing."""
+        cmd = self.cmd
+        at = next((s.at for s in reversed(record.history) if s.status == "sent"), None)
+        at = at or datetime.now(UTC)
+        assert record.provider_message_id is not None
         await asyncio.gather(
-            self.attempts.put(record),
             self.announce(
                 DeliverySent(
-                    **self.base(),
-                    attempt=record.attempts,
-                    provider_message_id=sent.provider_message_id,
-                    latency_ms=round(latency_ms, 1),
+                    **{**self.base(), "at": at},
+                    attempt=max(record.attempts, 1),
+                    provider_message_id=record.provider_message_id,
+                    latency_ms=None if latency_ms is None else round(latency_ms, 1),
                     campaign_id=cmd.campaign_id,
                 )
             ),
@@ -94,15 +103,14 @@ class Outcome:
                     account=cmd.account,
                     chat=Chat(id=cmd.recipient),
                     message_id=cmd.message_id,
-                    provider_message_id=sent.provider_message_id,
+                    provider_message_id=record.provider_message_id,
                     text=_text(cmd),
                     content_kind=cmd.content.kind,
-                    sent_at=datetime.now(UTC),
+                    sent_at=at,
                     campaign_id=cmd.campaign_id,
                 )
             ),
         )
-        await self.msg.ack()
 
     async def again(
         self, record: Attempt, reason: str, code: str, delay: float, *, counted: bool = True

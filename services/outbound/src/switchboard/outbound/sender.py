@@ -174,6 +174,9 @@ class Sender:
             return None
         record, created = claimed
         if record.done:
+            if record.status == "sent" and record.provider_message_id:
+                # Stored as sent, but its events may have been lost to an outage: again.
+                await job.announce_sent(record)
             if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
                 # Counted before its ack the first time; again in case that ack was lost.
                 await self.campaigns.record_failure(

@@ -137,3 +137,14 @@ async def nats_url(_nats_shared: str | None, nats_server: EmbeddedNats | None) -
             await js.delete_stream(info.config.name)
     await nc.close()
     return _nats_shared
+
+
+@pytest.fixture
+def nats_default_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """An embedded server with NATS's default settings (``max_payload`` 1 MB), what a
+    production server has unless configured: the suite's other servers allow 8 MB."""
+    server = EmbeddedNats(tmp_path / "nats-default", max_payload=None).start()
+    try:
+        yield server
+    finally:
+        server.stop()
