@@ -9,6 +9,7 @@ import gc
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, Header, Request
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
@@ -95,6 +96,22 @@ DISPATCH = ConsumerSpec(
     max_ack_pending=5000,
 )
 DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH)
+
+
+def invalid_message(exc: ValidationError) -> Response:
+    """A 422 whose message names each invalid field (``not_before: Input should have
+    timezone info``), so a caller sees which field to fix without reading the details."""
+    problems = [
+        (".".join(str(part) for part in e["loc"]) or "body", e["msg"]) for e in exc.errors()
+    ]
+    message = "; ".join(f"{field}: {msg}" for field, msg in problems)
+    return error(
+        422,
+        "invalid_message",
+        message[:300],
+        fields=[field for field, _ in problems],
+        detail=str(exc)[:2000],
+    )
 
 
 def _workspace(request: Request) -> str:
@@ -254,10 +271,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             cmd: SendMessage = SendMessage.model_validate(body)
             if cmd.priority is Priority.BULK:
                 cmd = SendBulk.model_validate(body)
-        except ValueError as exc:
-            return error(
-                422, "invalid_message", str(exc).splitlines()[0][:300], detail=str(exc)[:2000]
-            )
+        except ValidationError as exc:
+            return invalid_message(exc)
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from switchboard.events.base import Command
 from switchboard.events.catalog.common import Channel, Value
@@ -105,8 +105,11 @@ class SendMessage(Command):
     keyboard: Keyboard | None = None
     reply_to: str | None = Field(None, description="provider message id to answer")
     priority: Priority = Priority.NORMAL
-    not_before: datetime | None = None
-    expires_at: datetime | None = None
+    # Times need a timezone: a naive one means a different instant on every machine.
+    not_before: AwareDatetime | None = Field(None, description="not sent before (with a timezone)")
+    expires_at: AwareDatetime | None = Field(
+        None, description="a send not made by then fails (with a timezone)"
+    )
     campaign_id: str | None = None
     conversation_id: str | None = None
 
@@ -275,8 +278,12 @@ class StartCampaign(Command):
         None, ge=0, description="all recipients, when known before the last batch (for ETA)"
     )
     segment: str | None = Field(None, description="the CRM segment the recipients came from")
-    not_before: datetime | None = Field(None, description="do not start sending before")
-    expires_at: datetime | None = Field(None, description="a send not made by then fails")
+    not_before: AwareDatetime | None = Field(
+        None, description="do not start sending before (with a timezone)"
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="a send not made by then fails (with a timezone)"
+    )
 
     @model_validator(mode="before")
     @classmethod
