@@ -197,11 +197,13 @@ OUTBOUND = ServiceTopology(
         "cmd.outbound.campaign_start.>",  # POST /v1/campaigns ...
         "cmd.outbound.campaign_recipients.>",
         "cmd.outbound.campaign_control.>",
+        "cmd.outbound.schedule_change.>",  # POST /v1/messages/{id}/cancel, .../reschedule
         "delivery.queued.>",
         "delivery.retrying.>",
         "delivery.sent.>",
         "delivery.failed.>",
         "delivery.rejected.>",
+        "delivery.rescheduled.>",
         "delivery.campaign_status.>",
         "delivery.campaign_progress.>",
         "delivery.campaign_completed.>",
@@ -265,6 +267,15 @@ OUTBOUND = ServiceTopology(
             ack_wait_s=30,
             max_deliver=1001,
             max_ack_pending=5000,
+        ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-schedule",
+            filter_subjects=("cmd.outbound.schedule_change.>",),
+            description="cancel or move later a scheduled send until it leaves",
+            ack_wait_s=30,
+            max_deliver=11,
+            max_ack_pending=1000,
         ),
     ),
     reads=(

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, Header, Request
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
-from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
+from switchboard.events.catalog.outbound import (
+    ChangeScheduledSend,
+    Priority,
+    SendBulk,
+    SendMessage,
+)
 from switchboard.outbound.attempts import Attempts, fingerprint
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.campaigns.api import CampaignPorts
@@ -29,6 +35,7 @@ from switchboard.outbound.lanes import Lane
 from switchboard.outbound.providers import messaging_clients
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
+from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
@@ -95,7 +102,15 @@ DISPATCH = ConsumerSpec(
     ack_wait_s=30.0,
     max_ack_pending=5000,
 )
-DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH)
+SCHEDULE = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-schedule",
+    filter_subjects=("cmd.outbound.schedule_change.>",),
+    max_deliver=10,
+    ack_wait_s=30.0,
+    max_ack_pending=1000,
+)
+DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE)
 
 
 def invalid_message(exc: ValidationError) -> Response:
@@ -169,6 +184,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         rt.spawn("campaign-view", lambda: view.run(rt.stop))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(view.ready.wait(), 10)
+        schedule = ScheduleChanges(sends_kv)
+        desk = ScheduleDesk(rt.bus, attempts, schedule)
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -179,6 +196,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             clients=messaging_clients(http),
             policy=policy,
             campaigns=view,
+            schedule=schedule,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
@@ -191,7 +209,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         keys = IdempotencyKeys(
             sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
         )
-        ports.update(attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys)
+        ports.update(
+            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk
+        )
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         grace = settings.shutdown_grace_s * 0.75
 
@@ -207,12 +227,16 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         async def campaign(msg: Any, _: Phase) -> None:
             await commands.handle(msg)
 
+        async def schedule_change(msg: Any, _: Phase) -> None:
+            await desk.handle(msg)
+
         lanes = [
             lane(SENDS, send, settings.concurrency),
             lane(BULK, bulk, settings.bulk_concurrency),
             lane(CAMPAIGNS, campaign, 16),
             lane(CONVERSIONS, conversions.handle, 4000),
             lane(DISPATCH, dispatch.handle, 64),
+            lane(SCHEDULE, schedule_change, 16),
         ]
         for item in lanes:
             rt.spawn(item.spec.durable, item.run)
@@ -308,6 +332,47 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         found = await ports["attempts"].get(ws, message_id)
         record = require(found, ws, "message", message_id)
         return JSONResponse(record.model_dump(mode="json", exclude={"fingerprint", "owner"}))
+
+    async def change(ws: str, message_id: str, new_time: datetime | None) -> Response:
+        answer = await ports["desk"].change(ws, message_id, new_time, None)
+        if isinstance(answer, Refusal):
+            if answer.status == 404:
+                raise NotFoundError("message", message_id)
+            return error(answer.status, answer.code, answer.reason)
+        return JSONResponse(answer.model_dump(mode="json"), 200)
+
+    @app.post(
+        "/v1/messages/{message_id}/cancel",
+        tags=["messages"],
+        summary="Cancel a scheduled send until it leaves (delivery.failed, code cancelled)",
+        responses={
+            404: {"description": "no such message in the key's workspace"},
+            409: {"description": "the send has left, is due within a second, or is not scheduled"},
+        },
+    )
+    async def cancel(message_id: str, ws: Workspace) -> Response:
+        return await change(ws, message_id, None)
+
+    @app.post(
+        "/v1/messages/{message_id}/reschedule",
+        tags=["messages"],
+        summary="Move a scheduled send later until it leaves (delivery.rescheduled)",
+        responses={
+            404: {"description": "no such message in the key's workspace"},
+            409: {"description": "the send has left, is due within a second, or is not scheduled"},
+            422: {"description": "not_before missing, naive, earlier, or past expires_at"},
+        },
+    )
+    async def reschedule(
+        message_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
+    ) -> Response:
+        try:
+            cmd = ChangeScheduledSend.model_validate(
+                {**body, "message_id": message_id, "action": "reschedule"}
+            )
+        except ValidationError as exc:
+            return invalid_message(exc)
+        return await change(ws, message_id, cmd.not_before)
 
     @app.get(
         "/health/integrations",

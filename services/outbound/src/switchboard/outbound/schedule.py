@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import orjson
-from nats.js.errors import KeyNotFoundError
+from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel
+
+from switchboard.events import Envelope, decode_message
+from switchboard.events.base import Message
+from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRescheduled
+from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
+from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import PermanentError, decode_or_reject
 
 GUARD = timedelta(seconds=1)
 
@@ -102,3 +111,92 @@ class ScheduleChanges:
 
     async def put(self, workspace: str, message_id: str, change: ScheduleChange) -> None:
         await self.kv.put(change_key(workspace, message_id), change.model_dump_json().encode())
+
+
+@dataclass
+class ScheduleDesk:
+    """Makes a change (from the API or an ``outbound.schedule_change`` command): checks it
+    against the send's record and its waiting command, then writes it and announces it."""
+
+    bus: Bus
+    attempts: Attempts
+    changes: ScheduleChanges
+    stream: str = "OUTBOUND"
+
+    async def change(
+        self, workspace: str, message_id: str, new_time: datetime | None, cause: Envelope | None
+    ) -> Refusal | Message:
+        """Cancel (``new_time`` None) or reschedule; the event announced, or the refusal.
+        Another workspace's message does not exist here (404)."""
+        found = await self.attempts.read(workspace, message_id)
+        if found is None:
+            return Refusal(404, "not_found", f"no message {message_id!r}")
+        record, revision = found
+        cmd = await self._waiting_command(record)
+        if cmd is None:
+            return Refusal(409, "not_changeable", "the send cannot be changed: it has left")
+        if cmd.campaign_id:
+            return Refusal(409, "not_changeable", "a campaign's send follows its campaign")
+        change = await self.changes.get(workspace, message_id)
+        due = effective_time(cmd.not_before, change)
+        now = datetime.now(UTC)
+        refused = refuse_change(
+            due=due, expires_at=cmd.expires_at, done=record.done, now=now, new_time=new_time
+        )
+        if refused is not None:
+            return refused
+        base = {
+            "message_id": message_id,
+            "channel": cmd.channel,
+            "account": cmd.account,
+            "recipient": cmd.recipient,
+            "at": now,
+        }
+        if new_time is None:
+            # The record ends here (compare-and-set: a redelivery meanwhile wins and the
+            # cancel is refused); the command, when it comes due, finds it done and is acked.
+            reason = "cancelled before it was sent"
+            failed = record.step("failed", reason=f"cancelled: {reason}", error_code="cancelled")
+            if not await self.attempts.replace(failed, revision):
+                return Refusal(409, "not_changeable", "the send changed meanwhile; ask again")
+            event: Message = DeliveryFailed(
+                **base, reason=reason, error_code="cancelled", permanent=True,
+                attempts=record.attempts,
+            )  # fmt: skip
+        else:
+            await self.changes.put(
+                workspace,
+                message_id,
+                ScheduleChange(action="reschedule", not_before=new_time, at=now),
+            )
+            event = DeliveryRescheduled(**base, not_before=new_time, previous=due)
+        await self.bus.publish(event, cause=cause, workspace_id=workspace)
+        return event
+
+    async def _waiting_command(self, record: Attempt) -> SendMessage | None:
+        """The command that owns the send, while it still waits in the stream."""
+        if record.owner is None:
+            return None
+        try:
+            raw = await self.bus.js.get_msg(self.stream, record.owner)
+        except NotFoundError:
+            return None
+        try:
+            decoded = decode_message(raw.subject or "", dict(raw.headers or {}), raw.data or b"")
+        except ValueError:
+            return None
+        model = decoded.model
+        return model if isinstance(model, SendMessage) else None
+
+    async def handle(self, msg: Msg) -> None:
+        """An ``outbound.schedule_change`` command: made, or dead-lettered with the reason."""
+        decoded = decode_or_reject(msg)
+        cmd = decoded.model
+        if not isinstance(cmd, ChangeScheduledSend):
+            raise PermanentError(f"{cmd.name} is not a schedule change")
+        answer = await self.change(
+            decoded.envelope.workspace_id, cmd.message_id, cmd.not_before, decoded.envelope
+        )
+        if isinstance(answer, Refusal):
+            raise PermanentError(f"{answer.code}: {answer.reason}")
+        await msg.ack()

@@ -44,6 +44,7 @@ from switchboard.outbound.providers.base import (
     Sent,
 )
 from switchboard.outbound.ratelimit import SharedLimiter, pause_key
+from switchboard.outbound.schedule import ScheduleChanges, effective_time
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
@@ -127,6 +128,7 @@ class Sender:
     clients: dict[str, MessagingClient]
     policy: SendPolicy
     campaigns: CampaignHooks | None = None
+    schedule: ScheduleChanges | None = None
     clock: Callable[[], float] = time.time
     round_trips: RoundTrips = field(default_factory=RoundTrips)
     # Commands arriving together are admitted a few at a time: hundreds of records and
@@ -191,9 +193,18 @@ class Sender:
         if cmd.expires_at is not None and now >= cmd.expires_at:
             await job.fail(record, "expired before it could be sent", "expired", permanent=True)
             return None
-        if cmd.not_before is not None and now < cmd.not_before:
-            await msg.nak(delay=(cmd.not_before - now).total_seconds())
-            return None
+        if cmd.not_before is not None:
+            # A scheduled send may have been moved later meanwhile (``schedule``).
+            change = (
+                None
+                if self.schedule is None
+                else await self.schedule.get(env.workspace_id, cmd.message_id)
+            )
+            due = effective_time(cmd.not_before, change)
+            if due is not None and now < due:
+                # The server holds it until then, for whichever instance is alive.
+                await msg.nak(delay=(due - now).total_seconds())
+                return None
         # Another workspace's account is an unknown one: nothing is sent through it.
         account = self.accounts.owned(cmd.channel, cmd.account, env.workspace_id)
         client = self.clients.get(cmd.channel.value)

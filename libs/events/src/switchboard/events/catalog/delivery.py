@@ -109,6 +109,20 @@ class SendRejected(_Delivery):
         return f"dx:{self.message_id}:{self.command_seq}"
 
 
+@register("delivery.rescheduled", 1)
+class DeliveryRescheduled(_Delivery):
+    """A scheduled send was moved to a later time before it left (``not_before`` is the
+    new time). A cancelled one is ``delivery.failed`` with ``error_code`` ``cancelled``."""
+
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
+
+    not_before: datetime
+    previous: datetime | None = None
+
+    def deterministic_id(self) -> str:
+        return f"dm:{self.message_id}:{self.not_before.isoformat()}"
+
+
 @register("delivery.receipt", 1)
 class DeliveryReceipt(_Delivery):
     """The provider reported the message sent, delivered, read or failed after sending

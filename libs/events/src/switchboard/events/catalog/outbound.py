@@ -351,6 +351,32 @@ class ControlCampaign(Command):
         return self.campaign_id
 
 
+@register("outbound.schedule_change", 1)
+class ChangeScheduledSend(Command):
+    """Cancel a scheduled send (``not_before``) or move it later, until it leaves: a cancel
+    ends it as ``delivery.failed`` with ``error_code`` ``cancelled``; a reschedule is
+    ``delivery.rescheduled``. A change that can no longer be made (the send left, or is due
+    within a second) is dead-lettered with the reason. Same as
+    ``POST /v1/messages/{message_id}/cancel`` and ``.../reschedule``."""
+
+    caller_keyed: ClassVar[bool] = True  # message ids are per workspace
+
+    message_id: str = Field(min_length=1, max_length=200)
+    action: Literal["cancel", "reschedule"]
+    not_before: AwareDatetime | None = Field(
+        None, description="the new time of a reschedule (later than the current one)"
+    )
+
+    @model_validator(mode="after")
+    def _time_for_reschedule(self) -> Self:
+        if (self.action == "reschedule") != (self.not_before is not None):
+            raise ValueError("not_before: a reschedule needs it, a cancel takes none")
+        return self
+
+    def ce_subject(self) -> str:
+        return self.message_id
+
+
 # -- SendPulse: email, SMS and address books ------------------------------------------------
 
 
