@@ -198,12 +198,17 @@ OUTBOUND = ServiceTopology(
         "cmd.outbound.campaign_recipients.>",
         "cmd.outbound.campaign_control.>",
         "cmd.outbound.schedule_change.>",  # POST /v1/messages/{id}/cancel, .../reschedule
+        "cmd.outbound.answer_callback.>",  # POST /v1/callbacks/answer
+        "cmd.outbound.edit.>",  # POST /v1/messages/{id}/edit
+        "cmd.outbound.delete.>",  # POST /v1/messages/{id}/delete
         "delivery.queued.>",
         "delivery.retrying.>",
         "delivery.sent.>",
         "delivery.failed.>",
         "delivery.rejected.>",
         "delivery.rescheduled.>",
+        "delivery.interaction_applied.>",
+        "delivery.interaction_failed.>",
         "delivery.campaign_status.>",
         "delivery.campaign_progress.>",
         "delivery.campaign_completed.>",
@@ -276,6 +281,19 @@ OUTBOUND = ServiceTopology(
             ack_wait_s=30,
             max_deliver=11,
             max_ack_pending=1000,
+        ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-interactions",
+            filter_subjects=(
+                "cmd.outbound.answer_callback.>",
+                "cmd.outbound.edit.>",
+                "cmd.outbound.delete.>",
+            ),
+            description="answers to pressed buttons, edits and deletions of sent messages",
+            ack_wait_s=30,
+            max_deliver=11,
+            max_ack_pending=5000,
         ),
     ),
     reads=(

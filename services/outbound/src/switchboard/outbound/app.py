@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,7 +15,10 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.outbound import (
+    AnswerCallback,
     ChangeScheduledSend,
+    DeleteMessage,
+    EditMessage,
     Priority,
     SendBulk,
     SendMessage,
@@ -31,8 +35,9 @@ from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
+from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.lanes import Lane
-from switchboard.outbound.providers import messaging_clients
+from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
@@ -110,7 +115,20 @@ SCHEDULE = ConsumerSpec(
     ack_wait_s=30.0,
     max_ack_pending=1000,
 )
-DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE)
+# Answers to pressed buttons are due within a second: their own consumer, never behind sends.
+INTERACTIONS = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-interactions",
+    filter_subjects=(
+        "cmd.outbound.answer_callback.>",
+        "cmd.outbound.edit.>",
+        "cmd.outbound.delete.>",
+    ),
+    max_deliver=10,
+    ack_wait_s=30.0,
+    max_ack_pending=5000,
+)
+DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS)
 
 
 def invalid_message(exc: ValidationError) -> Response:
@@ -186,6 +204,12 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             await asyncio.wait_for(view.ready.wait(), 10)
         schedule = ScheduleChanges(sends_kv)
         desk = ScheduleDesk(rt.bus, attempts, schedule)
+        clients = messaging_clients(http)
+        telegram = clients["telegram"]
+        assert isinstance(telegram, TelegramClient)
+        interactions = Interactions(
+            rt.bus, cache, attempts, breakers, telegram, call_timeout=settings.call_timeout_s
+        )
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -193,7 +217,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             limiter=limiter,
             schedulers=schedulers,
             breakers=breakers,
-            clients=messaging_clients(http),
+            clients=clients,
             policy=policy,
             campaigns=view,
             schedule=schedule,
@@ -230,6 +254,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         async def schedule_change(msg: Any, _: Phase) -> None:
             await desk.handle(msg)
 
+        async def interaction(msg: Any, _: Phase) -> None:
+            await interactions.handle(msg)
+
         lanes = [
             lane(SENDS, send, settings.concurrency),
             lane(BULK, bulk, settings.bulk_concurrency),
@@ -237,6 +264,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             lane(CONVERSIONS, conversions.handle, 4000),
             lane(DISPATCH, dispatch.handle, 64),
             lane(SCHEDULE, schedule_change, 16),
+            lane(INTERACTIONS, interaction, 256),
         ]
         for item in lanes:
             rt.spawn(item.spec.durable, item.run)
@@ -373,6 +401,68 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         except ValidationError as exc:
             return invalid_message(exc)
         return await change(ws, message_id, cmd.not_before)
+
+    async def interact(
+        ws: str, model: type[AnswerCallback | EditMessage | DeleteMessage], body: dict[str, Any]
+    ) -> Response:
+        """Validate, check the account is the workspace's, publish; 202 with the request id
+        (the outcome is ``delivery.interaction_applied`` / ``_failed``)."""
+        try:
+            cmd = model.model_validate(body)
+        except ValidationError as exc:
+            return invalid_message(exc)
+        accounts: AccountCache = ports["accounts"]
+        if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
+            raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        await ports["bus"].publish(cmd, workspace_id=ws)
+        return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
+
+    async def of_message(ws: str, message_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An edit or deletion of our send ``message_id``: its channel and account come from
+        its record (another workspace's message does not exist: 404); without a
+        ``request_id`` each request is a new one."""
+        record = require(await ports["attempts"].get(ws, message_id), ws, "message", message_id)
+        return {
+            "request_id": f"{message_id}:{uuid.uuid4().hex}",
+            **body,
+            "message_id": message_id,
+            "channel": record.channel,
+            "account": record.account,
+        }
+
+    @app.post(
+        "/v1/callbacks/answer",
+        status_code=202,
+        tags=["interactions"],
+        summary="Answer a pressed inline button (text, or an alert); idempotent on request_id",
+        responses={404: {"description": "no such account in the key's workspace"}},
+    )
+    async def answer_callback(ws: Workspace, body: Annotated[dict[str, Any], Body()]) -> Response:
+        return await interact(ws, AnswerCallback, body)
+
+    @app.post(
+        "/v1/messages/{message_id}/edit",
+        status_code=202,
+        tags=["interactions"],
+        summary="Edit a sent message's text, caption or inline keyboard",
+        responses={404: {"description": "no such account in the key's workspace"}},
+    )
+    async def edit(
+        message_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
+    ) -> Response:
+        return await interact(ws, EditMessage, await of_message(ws, message_id, body))
+
+    @app.post(
+        "/v1/messages/{message_id}/delete",
+        status_code=202,
+        tags=["interactions"],
+        summary="Delete a sent message at the provider",
+        responses={404: {"description": "no such account in the key's workspace"}},
+    )
+    async def delete(
+        message_id: str, ws: Workspace, body: Annotated[dict[str, Any] | None, Body()] = None
+    ) -> Response:
+        return await interact(ws, DeleteMessage, await of_message(ws, message_id, body or {}))
 
     @app.get(
         "/health/integrations",

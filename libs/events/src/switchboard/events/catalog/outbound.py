@@ -377,6 +377,100 @@ class ChangeScheduledSend(Command):
         return self.message_id
 
 
+# -- interactions with messages already sent or received --------------------------------
+
+RequestId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="the caller's id of this request (idempotency key within the workspace)",
+    ),
+]
+
+
+class _Interaction(Command):
+    caller_keyed: ClassVar[bool] = True  # request ids are per workspace
+
+    request_id: RequestId
+    channel: Channel
+    account: str = Field(min_length=1)
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account)
+
+    def ce_subject(self) -> str:
+        return self.request_id
+
+
+@register("outbound.answer_callback", 1)
+class AnswerCallback(_Interaction):
+    """Answer a pressed inline button (Telegram ``answerCallbackQuery``): the user's button
+    stops spinning and sees ``text`` (as an alert when ``show_alert``). Outcome:
+    ``delivery.interaction_applied`` / ``delivery.interaction_failed``."""
+
+    callback_query_id: str = Field(min_length=1, max_length=100)
+    text: str | None = Field(None, max_length=200)
+    show_alert: bool = False
+    url: str | None = None
+    cache_time: int | None = Field(None, ge=0, le=3600)
+
+    def deterministic_id(self) -> str:
+        return f"answer:{self.request_id}"
+
+
+class _Target(_Interaction):
+    """A message to change: ``message_id`` of a send of ours (its chat and provider id come
+    from its record), or ``recipient`` with ``provider_message_id``."""
+
+    message_id: str | None = Field(None, min_length=1, max_length=200)
+    recipient: str | None = Field(None, min_length=1)
+    provider_message_id: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        by_provider = self.recipient is not None and self.provider_message_id is not None
+        if (self.message_id is not None) == by_provider:
+            raise ValueError(
+                "message_id: give it, or recipient with provider_message_id (not both)"
+            )
+        return self
+
+
+@register("outbound.edit", 1)
+class EditMessage(_Target):
+    """Edit a sent message: its ``text``, or a media message's ``caption``, and/or its inline
+    ``keyboard`` (Telegram ``editMessageText`` / ``editMessageCaption`` /
+    ``editMessageReplyMarkup``). Outcome: ``delivery.interaction_applied`` / ``_failed``."""
+
+    text: str | None = Field(None, min_length=1)
+    caption: str | None = None
+    parse_mode: Literal["MarkdownV2", "HTML", "Markdown"] | None = None
+    keyboard: Keyboard | None = None
+
+    @model_validator(mode="after")
+    def _something_to_edit(self) -> Self:
+        if self.text is not None and self.caption is not None:
+            raise ValueError("text: a message has a text or a caption, not both")
+        if self.text is None and self.caption is None and self.keyboard is None:
+            raise ValueError("text: give text, caption or keyboard to edit")
+        if self.keyboard is not None and self.keyboard.type != "inline":
+            raise ValueError("keyboard: only an inline keyboard can be edited")
+        return self
+
+    def deterministic_id(self) -> str:
+        return f"edit:{self.request_id}"
+
+
+@register("outbound.delete", 1)
+class DeleteMessage(_Target):
+    """Delete a sent message (Telegram ``deleteMessage``). Outcome:
+    ``delivery.interaction_applied`` / ``delivery.interaction_failed``."""
+
+    def deterministic_id(self) -> str:
+        return f"delete:{self.request_id}"
+
+
 # -- SendPulse: email, SMS and address books ------------------------------------------------
 
 
