@@ -321,7 +321,8 @@ OUTBOUND = ServiceTopology(
             "sends",
             Access.READ_WRITE,
             watch=True,
-            why="attempt records per message_id; campaign state, batches, cursors (watched)",
+            why="attempt records per message_id; campaign state, batches, cursors (watched); "
+            "schedule changes; provider file ids shared by every instance",
         ),
         BucketUse("leases", Access.READ_WRITE, why="which instance leads each campaign"),
     ),

@@ -38,6 +38,7 @@ from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight
 from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.lanes import Lane
 from switchboard.outbound.providers import TelegramClient, messaging_clients
+from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
@@ -204,7 +205,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             await asyncio.wait_for(view.ready.wait(), 10)
         schedule = ScheduleChanges(sends_kv)
         desk = ScheduleDesk(rt.bus, attempts, schedule)
-        clients = messaging_clients(http)
+        # One file id cache for every instance: a file uploaded once is sent by id after.
+        clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
         telegram = clients["telegram"]
         assert isinstance(telegram, TelegramClient)
         interactions = Interactions(
