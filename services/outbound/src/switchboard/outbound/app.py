@@ -19,6 +19,8 @@ from switchboard.events.catalog.outbound import (
     ChangeScheduledSend,
     DeleteMessage,
     EditMessage,
+    OutMedia,
+    OutMediaGroup,
     Priority,
     SendBulk,
     SendMessage,
@@ -37,6 +39,7 @@ from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
 from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.lanes import Lane
+from switchboard.outbound.media_limits import TooLarge, too_large
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.sendpulse import SendPulseClient
@@ -146,6 +149,18 @@ def invalid_message(exc: ValidationError) -> Response:
         fields=[field for field, _ in problems],
         detail=str(exc)[:2000],
     )
+
+
+def over_bus_limit(cmd: SendMessage, max_payload: int) -> TooLarge | None:
+    """Bytes inline in a command travel in one bus message: over the bus's payload limit
+    (1 MB by default) it could never be queued, whatever the provider allows."""
+    if not isinstance(cmd.content, OutMedia | OutMediaGroup):
+        return None
+    size = len(cmd.model_dump_json(exclude_none=True))
+    room = max_payload - 8 * 1024  # headers (envelope, trace) travel in the same message
+    if size <= room:
+        return None
+    return TooLarge("content", size, room, "one queued command (the bus's max payload)")
 
 
 def _workspace(request: Request) -> str:
@@ -309,6 +324,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         responses={
             404: {"description": "no such account in the key's workspace"},
             409: {"description": "the first request with this id is in flight (Retry-After)"},
+            413: {"description": "media bytes over the provider's or the bus's size limit"},
             422: {"description": "invalid message, or the id was used with another body"},
         },
     )
@@ -330,6 +346,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        oversize = too_large(cmd) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        if oversize is not None:
+            return error(413, "too_large", oversize.reason, field=oversize.field)
         keys: IdempotencyKeys = ports["keys"]
         decision = await keys.begin(ws, cmd.message_id, fingerprint(cmd))
         if isinstance(decision, Conflict):

@@ -34,6 +34,7 @@ from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fin
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
 from switchboard.outbound.limits import SendLimits, send_limits
+from switchboard.outbound.media_limits import too_large
 from switchboard.outbound.outcomes import CANCELLED, CampaignHooks, Outcome
 from switchboard.outbound.pacing import Holds, RoundTrips, lateness
 from switchboard.outbound.providers.base import (
@@ -216,6 +217,10 @@ class Sender:
                 "unknown_account",
                 permanent=True,
             )
+            return None
+        oversize = too_large(cmd)
+        if oversize is not None:  # the provider would refuse it: no call, no retries
+            await job.fail(record, oversize.reason, "too_large", permanent=True)
             return None
         return job, record, account, client
 
