@@ -203,10 +203,10 @@ async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -
     )
     assert naive.status_code == 422, naive.text
     assert "not_before" in naive.text
-    earlier = await env.http.post(
-        f"{env.url}/v1/messages/sch-move/reschedule", json={"not_before": ahead(1.5)}, headers=A
+    past = await env.http.post(
+        f"{env.url}/v1/messages/sch-move/reschedule", json={"not_before": ahead(-5)}, headers=A
     )
-    assert earlier.status_code == 422, earlier.text
+    assert past.status_code == 422, past.text
     new_time = datetime.now(UTC) + timedelta(seconds=6)
     r = await env.http.post(
         f"{env.url}/v1/messages/sch-move/reschedule",
@@ -224,6 +224,37 @@ async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -
     moved = [e for e in await deliveries(env, "sch-move") if isinstance(e, DeliveryRescheduled)]
     assert [e.not_before for e in moved] == [new_time]
     assert (await status(env, "sch-move"))["status"] == "sent"
+
+
+async def test_a_send_moved_earlier_leaves_at_its_new_time_once(env: Env) -> None:
+    first_time = datetime.now(UTC) + timedelta(seconds=60)
+    r = await env.http.post(
+        f"{env.url}/v1/messages",
+        json=body("sooner", message_id="sch-early", not_before=first_time.isoformat()),
+        headers=A,
+    )
+    assert r.status_code == 202, r.text
+    await eventually(lambda: status(env, "sch-early"), timeout=30)
+    new_time = datetime.now(UTC) + timedelta(seconds=2)
+    r = await env.http.post(
+        f"{env.url}/v1/messages/sch-early/reschedule",
+        json={"not_before": new_time.isoformat()},
+        headers=A,
+    )
+    assert r.status_code == 200, r.text
+
+    async def sent() -> list[float]:
+        return env.sent("sooner")
+
+    at = await eventually(sent, timeout=50)
+    assert new_time.timestamp() <= at[0] < first_time.timestamp()
+    # the original command was replaced, not left to send a second time at its old time
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent("sooner")) == 1
+    found = await status(env, "sch-early")
+    assert found["status"] == "sent"
+    queued = [e for e in await deliveries(env, "sch-early") if isinstance(e, DeliveryQueued)]
+    assert len(queued) == 1
 
 
 async def test_a_schedule_change_command_cancels_and_a_late_one_is_dead_lettered(

@@ -110,14 +110,18 @@ def test_a_send_that_left_or_is_leaving_cannot_be_changed() -> None:
     assert unscheduled.status == 409
 
 
-def test_a_reschedule_earlier_or_past_expiry_is_refused_naming_the_field() -> None:
+def test_a_reschedule_into_the_past_or_past_expiry_is_refused_naming_the_field() -> None:
     due = NOW + timedelta(minutes=5)
     earlier = refuse_change(
         due=due, expires_at=None, done=False, now=NOW, new_time=due - timedelta(minutes=1)
     )
-    assert earlier is not None
-    assert earlier.status == 422
-    assert earlier.reason.startswith("not_before")
+    assert earlier is None  # earlier is allowed: the command is replaced
+    past = refuse_change(
+        due=due, expires_at=None, done=False, now=NOW, new_time=NOW - timedelta(seconds=1)
+    )
+    assert past is not None
+    assert past.status == 422
+    assert past.reason.startswith("not_before")
     expired = refuse_change(
         due=due, expires_at=due + timedelta(minutes=1), done=False, now=NOW,
         new_time=due + timedelta(minutes=2),

@@ -405,11 +405,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     @app.post(
         "/v1/messages/{message_id}/reschedule",
         tags=["messages"],
-        summary="Move a scheduled send later until it leaves (delivery.rescheduled)",
+        summary="Move a scheduled send earlier or later until it leaves (delivery.rescheduled)",
         responses={
             404: {"description": "no such message in the key's workspace"},
             409: {"description": "the send has left, is due within a second, or is not scheduled"},
-            422: {"description": "not_before missing, naive, earlier, or past expires_at"},
+            422: {"description": "not_before missing, naive, in the past, or past expires_at"},
         },
     )
     async def reschedule(

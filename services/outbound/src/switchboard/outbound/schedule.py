@@ -9,12 +9,20 @@ other send.
 
 A change is accepted only while the send has not left: its command still waits in the
 stream, its record is not done, and its time is more than ``GUARD`` away (a handler reading
-the change at the due time cannot miss a write made before that). A send can be moved later,
-never earlier: its command is held by the server until the time it was last given.
+the change at the due time cannot miss a write made before that).
+
+Moving a send later needs nothing more: when the server hands the command out at the old
+time, the handler sees the later one and waits on. Moving it earlier cannot wait for the
+server (it holds the command until the old time), so the command is replaced: the record
+is released from its owner (compare-and-set), a copy of the command is published under a
+new bus id, the original is deleted from the stream, and the copy becomes the owner. A crash
+in between loses nothing: the original still owns the send (it leaves at its old time at the
+latest), or the copy does, or both find the record done and the second is acked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +30,7 @@ from typing import Literal
 
 import orjson
 from nats.aio.msg import Msg
+from nats.js.api import RawStreamMsg
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel
@@ -76,13 +85,8 @@ def refuse_change(
         return Refusal(409, "not_changeable", f"the send cannot be changed: {what}")
     if new_time is None:
         return None
-    if new_time < due:
-        return Refusal(
-            422,
-            "not_before",
-            "not_before: a scheduled send can only be moved later (cancel it and send anew "
-            "under a new message_id to send earlier)",
-        )
+    if new_time < now:
+        return Refusal(422, "not_before", "not_before: is in the past")
     if expires_at is not None and new_time >= expires_at:
         return Refusal(422, "not_before", "not_before: is at or after the send's expires_at")
     return None
@@ -132,9 +136,10 @@ class ScheduleDesk:
         if found is None:
             return Refusal(404, "not_found", f"no message {message_id!r}")
         record, revision = found
-        cmd = await self._waiting_command(record)
-        if cmd is None:
+        waiting = await self._waiting_command(record)
+        if waiting is None:
             return Refusal(409, "not_changeable", "the send cannot be changed: it has left")
+        cmd, raw = waiting
         if cmd.campaign_id:
             return Refusal(409, "not_changeable", "a campaign's send follows its campaign")
         change = await self.changes.get(workspace, message_id)
@@ -169,12 +174,17 @@ class ScheduleDesk:
                 message_id,
                 ScheduleChange(action="reschedule", not_before=new_time, at=now),
             )
+            if due is not None and new_time < due:
+                refused = await self._replace_command(record, revision, raw, new_time)
+                if refused is not None:
+                    return refused
             event = DeliveryRescheduled(**base, not_before=new_time, previous=due)
         await self.bus.publish(event, cause=cause, workspace_id=workspace)
         return event
 
-    async def _waiting_command(self, record: Attempt) -> SendMessage | None:
-        """The command that owns the send, while it still waits in the stream."""
+    async def _waiting_command(self, record: Attempt) -> tuple[SendMessage, RawStreamMsg] | None:
+        """The command that owns the send (and its stored message), while it still waits in
+        the stream."""
         if record.owner is None:
             return None
         try:
@@ -186,7 +196,26 @@ class ScheduleDesk:
         except ValueError:
             return None
         model = decoded.model
-        return model if isinstance(model, SendMessage) else None
+        return (model, raw) if isinstance(model, SendMessage) else None
+
+    async def _replace_command(
+        self, record: Attempt, revision: int, raw: RawStreamMsg, new_time: datetime
+    ) -> Refusal | None:
+        """Replace the waiting command by a copy the server hands out now (the module's
+        docstring says why and in which order)."""
+        released = record.model_copy(update={"owner": None})
+        if not await self.attempts.replace(released, revision):
+            return Refusal(409, "not_changeable", "the send changed meanwhile; ask again")
+        headers = dict(raw.headers or {})
+        headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', '')}:at:{new_time.isoformat()}"
+        ack = await self.bus.publish_raw(raw.subject or "", raw.data or b"", headers)
+        with contextlib.suppress(NotFoundError):
+            await self.bus.js.delete_msg(self.stream, record.owner or 0)
+        # The copy owns the send from now on (unless it has already written the record).
+        found = await self.attempts.read(record.workspace_id, record.message_id)
+        if found is not None and found[0].owner is None and not found[0].done:
+            await self.attempts.replace(found[0].model_copy(update={"owner": ack.seq}), found[1])
+        return None
 
     async def handle(self, msg: Msg) -> None:
         """An ``outbound.schedule_change`` command: made, or dead-lettered with the reason."""

@@ -195,7 +195,7 @@ class Sender:
             await job.fail(record, "expired before it could be sent", "expired", permanent=True)
             return None
         if cmd.not_before is not None:
-            # A scheduled send may have been moved later meanwhile (``schedule``).
+            # A scheduled send may have been moved meanwhile (``schedule``).
             change = (
                 None
                 if self.schedule is None

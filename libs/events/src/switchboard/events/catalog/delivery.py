@@ -111,8 +111,9 @@ class SendRejected(_Delivery):
 
 @register("delivery.rescheduled", 1)
 class DeliveryRescheduled(_Delivery):
-    """A scheduled send was moved to a later time before it left (``not_before`` is the
-    new time). A cancelled one is ``delivery.failed`` with ``error_code`` ``cancelled``."""
+    """A scheduled send was moved to another time before it left (``not_before`` is the
+    new time, ``previous`` the one it had). A cancelled one is ``delivery.failed`` with
+    ``error_code`` ``cancelled``."""
 
     caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
 

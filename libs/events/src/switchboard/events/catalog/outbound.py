@@ -353,7 +353,7 @@ class ControlCampaign(Command):
 
 @register("outbound.schedule_change", 1)
 class ChangeScheduledSend(Command):
-    """Cancel a scheduled send (``not_before``) or move it later, until it leaves: a cancel
+    """Cancel a scheduled send (``not_before``) or move it, until it leaves: a cancel
     ends it as ``delivery.failed`` with ``error_code`` ``cancelled``; a reschedule is
     ``delivery.rescheduled``. A change that can no longer be made (the send left, or is due
     within a second) is dead-lettered with the reason. Same as
@@ -364,7 +364,7 @@ class ChangeScheduledSend(Command):
     message_id: str = Field(min_length=1, max_length=200)
     action: Literal["cancel", "reschedule"]
     not_before: AwareDatetime | None = Field(
-        None, description="the new time of a reschedule (later than the current one)"
+        None, description="the new time of a reschedule (earlier or later, not past)"
     )
 
     @model_validator(mode="after")
