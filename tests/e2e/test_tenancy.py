@@ -114,6 +114,15 @@ BODIES: dict[tuple[str, str, str], Callable[[Ids], dict[str, Any]]] = {
         "message_id": "b-msg-1", "channel": "telegram", "account": i.account,
         "recipient": "5001", "content": _content("from b"),
     },
+    ("outbound", "POST", "/v1/messages/{message_id}/reschedule"): lambda i: {
+        "not_before": "2099-01-02T00:00:00Z",
+    },
+    ("outbound", "POST", "/v1/messages/{message_id}/edit"): lambda i: {"text": "from b"},
+    ("outbound", "POST", "/v1/messages/{message_id}/delete"): lambda i: {},
+    ("outbound", "POST", "/v1/callbacks/answer"): lambda i: {
+        "request_id": "b-answer-1", "channel": "telegram", "account": i.account,
+        "callback_query_id": "1234567890", "text": "from b",
+    },
     ("outbound", "POST", "/v1/campaigns"): lambda i: {
         "campaign_id": i.campaign, "channel": "telegram", "accounts": [i.account],
         "recipients": ["5001"], "content": _content("from b"),

@@ -363,3 +363,65 @@ async def test_invalid_json_body(tg: TelegramEnv) -> None:
     )
     assert response.status_code == 400
     assert isinstance(response, httpx.Response)
+
+
+async def test_edit_message_caption_and_reply_markup(tg: TelegramEnv) -> None:
+    keyboard = {"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}
+    photo = (
+        await tg.call("sendPhoto", chat_id=8, photo="https://x.test/p.jpg", caption="c1")
+    ).json()["result"]
+    edited = await tg.call(
+        "editMessageCaption",
+        chat_id=8,
+        message_id=photo["message_id"],
+        caption="c2",
+        reply_markup=keyboard,
+    )
+    result = edited.json()["result"]
+    assert (result["caption"], result["reply_markup"]) == ("c2", keyboard)
+    same = await tg.call(
+        "editMessageCaption",
+        chat_id=8,
+        message_id=photo["message_id"],
+        caption="c2",
+        reply_markup=keyboard,
+    )
+    assert same.json() == bad(NOT_MODIFIED)
+    text = (await tg.call("sendMessage", chat_id=8, text="t")).json()["result"]
+    no_caption = await tg.call(
+        "editMessageCaption", chat_id=8, message_id=text["message_id"], caption="x"
+    )
+    assert no_caption.json() == bad("there is no caption in the message to edit")
+    markup = await tg.call(
+        "editMessageReplyMarkup", chat_id=8, message_id=text["message_id"], reply_markup=keyboard
+    )
+    assert markup.json()["result"]["reply_markup"] == keyboard
+    assert markup.json()["result"]["text"] == "t"
+    removed = await tg.call("editMessageReplyMarkup", chat_id=8, message_id=text["message_id"])
+    assert "reply_markup" not in removed.json()["result"]
+    again = await tg.call("editMessageReplyMarkup", chat_id=8, message_id=text["message_id"])
+    assert again.json() == bad(NOT_MODIFIED)
+
+
+async def test_a_pressed_button_is_a_callback_query_answerable_once(tg: TelegramEnv) -> None:
+    keyboard = {"inline_keyboard": [[{"text": "Yes", "callback_data": "yes"}]]}
+    sent = (await tg.call("sendMessage", chat_id=8, text="ok?", reply_markup=keyboard)).json()
+    message_id = sent["result"]["message_id"]
+    unknown = await tg.http.post(
+        "/_sandbox/telegram/bots/test_shop_bot/chats/8/press",
+        json={"message_id": message_id, "callback_data": "no"},
+    )
+    assert unknown.status_code == 404
+    pressed = await tg.http.post(
+        "/_sandbox/telegram/bots/test_shop_bot/chats/8/press",
+        json={"message_id": message_id, "callback_data": "yes"},
+    )
+    assert pressed.status_code == 202, pressed.text
+    query = pressed.json()["callback_query"]
+    assert (query["data"], query["message"]["message_id"]) == ("yes", message_id)
+    updates = (await tg.call("getUpdates")).json()["result"]
+    assert [u["callback_query"]["id"] for u in updates if "callback_query" in u] == [query["id"]]
+    first = await tg.call("answerCallbackQuery", callback_query_id=query["id"], show_alert=True)
+    assert first.json() == {"ok": True, "result": True}
+    second = await tg.call("answerCallbackQuery", callback_query_id=query["id"])
+    assert second.json()["ok"] is False

@@ -209,11 +209,18 @@ OUTBOUND = ServiceTopology(
         "cmd.outbound.campaign_start.>",  # POST /v1/campaigns ...
         "cmd.outbound.campaign_recipients.>",
         "cmd.outbound.campaign_control.>",
+        "cmd.outbound.schedule_change.>",  # POST /v1/messages/{id}/cancel, .../reschedule
+        "cmd.outbound.answer_callback.>",  # POST /v1/callbacks/answer
+        "cmd.outbound.edit.>",  # POST /v1/messages/{id}/edit
+        "cmd.outbound.delete.>",  # POST /v1/messages/{id}/delete
         "delivery.queued.>",
         "delivery.retrying.>",
         "delivery.sent.>",
         "delivery.failed.>",
         "delivery.rejected.>",
+        "delivery.rescheduled.>",
+        "delivery.interaction_applied.>",
+        "delivery.interaction_failed.>",
         "delivery.campaign_status.>",
         "delivery.campaign_progress.>",
         "delivery.campaign_completed.>",
@@ -273,6 +280,28 @@ OUTBOUND = ServiceTopology(
             ack_wait_s=30,
             max_ack_pending=5000,
         ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-schedule",
+            filter_subjects=("cmd.outbound.schedule_change.>",),
+            description="cancel or move later a scheduled send until it leaves",
+            ack_wait_s=30,
+            max_deliver=11,
+            max_ack_pending=1000,
+        ),
+        Durable(
+            stream="OUTBOUND",
+            name="outbound-interactions",
+            filter_subjects=(
+                "cmd.outbound.answer_callback.>",
+                "cmd.outbound.edit.>",
+                "cmd.outbound.delete.>",
+            ),
+            description="answers to pressed buttons, edits and deletions of sent messages",
+            ack_wait_s=30,
+            max_deliver=11,
+            max_ack_pending=5000,
+        ),
     ),
     reads=(
         StreamRead(
@@ -300,7 +329,8 @@ OUTBOUND = ServiceTopology(
             "sends",
             Access.READ_WRITE,
             watch=True,
-            why="attempt records per message_id; campaign state, batches, cursors (watched)",
+            why="attempt records per message_id; campaign state, batches, cursors (watched); "
+            "schedule changes; provider file ids shared by every instance",
         ),
         BucketUse("leases", Access.READ_WRITE, why="which instance leads each campaign"),
     ),

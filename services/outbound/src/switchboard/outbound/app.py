@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,7 +15,17 @@ from fastapi import Body, Depends, Header, Request
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
-from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
+from switchboard.events.catalog.outbound import (
+    AnswerCallback,
+    ChangeScheduledSend,
+    DeleteMessage,
+    EditMessage,
+    OutMedia,
+    OutMediaGroup,
+    Priority,
+    SendBulk,
+    SendMessage,
+)
 from switchboard.outbound.attempts import Attempts, fingerprint
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.campaigns.api import CampaignPorts
@@ -27,10 +38,14 @@ from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
+from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.lanes import Lane
-from switchboard.outbound.providers import messaging_clients
+from switchboard.outbound.media_limits import TooLarge, too_large
+from switchboard.outbound.providers import TelegramClient, messaging_clients
+from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
+from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
@@ -99,9 +114,42 @@ DISPATCH = ConsumerSpec(
     ack_wait_s=30.0,
     max_ack_pending=5000,
 )
-DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH)
+SCHEDULE = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-schedule",
+    filter_subjects=("cmd.outbound.schedule_change.>",),
+    max_deliver=10,
+    ack_wait_s=30.0,
+    max_ack_pending=1000,
+)
+# Answers to pressed buttons are due within a second: their own consumer, never behind sends.
+INTERACTIONS = ConsumerSpec(
+    stream="OUTBOUND",
+    durable="outbound-interactions",
+    filter_subjects=(
+        "cmd.outbound.answer_callback.>",
+        "cmd.outbound.edit.>",
+        "cmd.outbound.delete.>",
+    ),
+    max_deliver=10,
+    ack_wait_s=30.0,
+    max_ack_pending=5000,
+)
+DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS)
 # The providers outbound calls, as /health/integrations names them (like the breakers).
 PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
+
+
+def over_bus_limit(cmd: SendMessage, max_payload: int) -> TooLarge | None:
+    """Bytes inline in a command travel in one bus message: over the bus's payload limit
+    (1 MB by default) it could never be queued, whatever the provider allows."""
+    if not isinstance(cmd.content, OutMedia | OutMediaGroup):
+        return None
+    size = len(cmd.model_dump_json(exclude_none=True))
+    room = max_payload - 8 * 1024  # headers (envelope, trace) travel in the same message
+    if size <= room:
+        return None
+    return TooLarge("content", size, room, "one queued command (the bus's max payload)")
 
 
 def _workspace(request: Request) -> str:
@@ -164,6 +212,15 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         rt.spawn("campaign-view", lambda: view.run(rt.stop))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(view.ready.wait(), 10)
+        schedule = ScheduleChanges(sends_kv)
+        desk = ScheduleDesk(rt.bus, attempts, schedule)
+        # One file id cache for every instance: a file uploaded once is sent by id after.
+        clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
+        telegram = clients["telegram"]
+        assert isinstance(telegram, TelegramClient)
+        interactions = Interactions(
+            rt.bus, cache, attempts, breakers, telegram, call_timeout=settings.call_timeout_s
+        )
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -171,9 +228,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             limiter=limiter,
             schedulers=schedulers,
             breakers=breakers,
-            clients=messaging_clients(http),
+            clients=clients,
             policy=policy,
             campaigns=view,
+            schedule=schedule,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
@@ -186,7 +244,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         keys = IdempotencyKeys(
             sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
         )
-        ports.update(attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys)
+        ports.update(
+            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk
+        )
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         grace = settings.shutdown_grace_s * 0.75
 
@@ -202,12 +262,20 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         async def campaign(msg: Any, _: Phase) -> None:
             await commands.handle(msg)
 
+        async def schedule_change(msg: Any, _: Phase) -> None:
+            await desk.handle(msg)
+
+        async def interaction(msg: Any, _: Phase) -> None:
+            await interactions.handle(msg)
+
         lanes = [
             lane(SENDS, send, settings.concurrency),
             lane(BULK, bulk, settings.bulk_concurrency),
             lane(CAMPAIGNS, campaign, 16),
             lane(CONVERSIONS, conversions.handle, 4000),
             lane(DISPATCH, dispatch.handle, 64),
+            lane(SCHEDULE, schedule_change, 16),
+            lane(INTERACTIONS, interaction, 256),
         ]
         for item in lanes:
             rt.spawn(item.spec.durable, item.run)
@@ -257,6 +325,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         responses={
             404: {"description": "no such account in the key's workspace"},
             409: {"description": "the first request with this id is in flight (Retry-After)"},
+            413: {"description": "media bytes over the provider's or the bus's size limit"},
             422: {"description": "invalid message, or the id was used with another body"},
         },
     )
@@ -278,6 +347,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        oversize = too_large(cmd) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        if oversize is not None:
+            return error(413, "too_large", oversize.reason, field=oversize.field)
         keys: IdempotencyKeys = ports["keys"]
         decision = await keys.begin(ws, cmd.message_id, fingerprint(cmd))
         if isinstance(decision, Conflict):
@@ -310,6 +382,109 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         found = await ports["attempts"].get(ws, message_id)
         record = require(found, ws, "message", message_id)
         return JSONResponse(record.model_dump(mode="json", exclude={"fingerprint", "owner"}))
+
+    async def change(ws: str, message_id: str, new_time: datetime | None) -> Response:
+        answer = await ports["desk"].change(ws, message_id, new_time, None)
+        if isinstance(answer, Refusal):
+            if answer.status == 404:
+                raise NotFoundError("message", message_id)
+            return error(answer.status, answer.code, answer.reason)
+        return JSONResponse(answer.model_dump(mode="json"), 200)
+
+    @app.post(
+        "/v1/messages/{message_id}/cancel",
+        tags=["messages"],
+        summary="Cancel a scheduled send until it leaves (delivery.failed, code cancelled)",
+        responses={
+            404: {"description": "no such message in the key's workspace"},
+            409: {"description": "the send has left, is due within a second, or is not scheduled"},
+        },
+    )
+    async def cancel(message_id: str, ws: Workspace) -> Response:
+        return await change(ws, message_id, None)
+
+    @app.post(
+        "/v1/messages/{message_id}/reschedule",
+        tags=["messages"],
+        summary="Move a scheduled send earlier or later until it leaves (delivery.rescheduled)",
+        responses={
+            404: {"description": "no such message in the key's workspace"},
+            409: {"description": "the send has left, is due within a second, or is not scheduled"},
+            422: {"description": "not_before missing, naive, in the past, or past expires_at"},
+        },
+    )
+    async def reschedule(
+        message_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
+    ) -> Response:
+        try:
+            cmd = ChangeScheduledSend.model_validate(
+                {**body, "message_id": message_id, "action": "reschedule"}
+            )
+        except ValidationError as exc:
+            return invalid(exc, "invalid_message")
+        return await change(ws, message_id, cmd.not_before)
+
+    async def interact(
+        ws: str, model: type[AnswerCallback | EditMessage | DeleteMessage], body: dict[str, Any]
+    ) -> Response:
+        """Validate, check the account is the workspace's, publish; 202 with the request id
+        (the outcome is ``delivery.interaction_applied`` / ``_failed``)."""
+        try:
+            cmd = model.model_validate(body)
+        except ValidationError as exc:
+            return invalid(exc, "invalid_message")
+        accounts: AccountCache = ports["accounts"]
+        if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
+            raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        await ports["bus"].publish(cmd, workspace_id=ws)
+        return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
+
+    async def of_message(ws: str, message_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An edit or deletion of our send ``message_id``: its channel and account come from
+        its record (another workspace's message does not exist: 404); without a
+        ``request_id`` each request is a new one."""
+        record = require(await ports["attempts"].get(ws, message_id), ws, "message", message_id)
+        return {
+            "request_id": f"{message_id}:{uuid.uuid4().hex}",
+            **body,
+            "message_id": message_id,
+            "channel": record.channel,
+            "account": record.account,
+        }
+
+    @app.post(
+        "/v1/callbacks/answer",
+        status_code=202,
+        tags=["interactions"],
+        summary="Answer a pressed inline button (text, or an alert); idempotent on request_id",
+        responses={404: {"description": "no such account in the key's workspace"}},
+    )
+    async def answer_callback(ws: Workspace, body: Annotated[dict[str, Any], Body()]) -> Response:
+        return await interact(ws, AnswerCallback, body)
+
+    @app.post(
+        "/v1/messages/{message_id}/edit",
+        status_code=202,
+        tags=["interactions"],
+        summary="Edit a sent message's text, caption or inline keyboard",
+        responses={404: {"description": "no such account in the key's workspace"}},
+    )
+    async def edit(
+        message_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
+    ) -> Response:
+        return await interact(ws, EditMessage, await of_message(ws, message_id, body))
+
+    @app.post(
+        "/v1/messages/{message_id}/delete",
+        status_code=202,
+        tags=["interactions"],
+        summary="Delete a sent message at the provider",
+        responses={404: {"description": "no such account in the key's workspace"}},
+    )
+    async def delete(
+        message_id: str, ws: Workspace, body: Annotated[dict[str, Any] | None, Body()] = None
+    ) -> Response:
+        return await interact(ws, DeleteMessage, await of_message(ws, message_id, body or {}))
 
     def integrations() -> dict[str, dict[str, Any]]:
         """Per provider account: its breaker and recent calls, and its last probe."""

@@ -34,6 +34,7 @@ from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fin
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
 from switchboard.outbound.limits import SendLimits, send_limits
+from switchboard.outbound.media_limits import too_large
 from switchboard.outbound.outcomes import CANCELLED, CampaignHooks, Outcome
 from switchboard.outbound.pacing import Holds, RoundTrips, lateness
 from switchboard.outbound.providers.base import (
@@ -44,6 +45,7 @@ from switchboard.outbound.providers.base import (
     Sent,
 )
 from switchboard.outbound.ratelimit import SharedLimiter, pause_key
+from switchboard.outbound.schedule import ScheduleChanges, effective_time
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
@@ -127,6 +129,7 @@ class Sender:
     clients: dict[str, MessagingClient]
     policy: SendPolicy
     campaigns: CampaignHooks | None = None
+    schedule: ScheduleChanges | None = None
     clock: Callable[[], float] = time.time
     round_trips: RoundTrips = field(default_factory=RoundTrips)
     # Commands arriving together are admitted a few at a time: hundreds of records and
@@ -194,9 +197,18 @@ class Sender:
         if cmd.expires_at is not None and now >= cmd.expires_at:
             await job.fail(record, "expired before it could be sent", "expired", permanent=True)
             return None
-        if cmd.not_before is not None and now < cmd.not_before:
-            await msg.nak(delay=(cmd.not_before - now).total_seconds())
-            return None
+        if cmd.not_before is not None:
+            # A scheduled send may have been moved meanwhile (``schedule``).
+            change = (
+                None
+                if self.schedule is None
+                else await self.schedule.get(env.workspace_id, cmd.message_id)
+            )
+            due = effective_time(cmd.not_before, change)
+            if due is not None and now < due:
+                # The server holds it until then, for whichever instance is alive.
+                await msg.nak(delay=(due - now).total_seconds())
+                return None
         # Another workspace's account is an unknown one: nothing is sent through it.
         account = self.accounts.owned(cmd.channel, cmd.account, env.workspace_id)
         client = self.clients.get(cmd.channel.value)
@@ -208,6 +220,10 @@ class Sender:
                 "unknown_account",
                 permanent=True,
             )
+            return None
+        oversize = too_large(cmd)
+        if oversize is not None:  # the provider would refuse it: no call, no retries
+            await job.fail(record, oversize.reason, "too_large", permanent=True)
             return None
         return job, record, account, client
 

@@ -109,6 +109,63 @@ class SendRejected(_Delivery):
         return f"dx:{self.message_id}:{self.command_seq}"
 
 
+@register("delivery.rescheduled", 1)
+class DeliveryRescheduled(_Delivery):
+    """A scheduled send was moved to another time before it left (``not_before`` is the
+    new time, ``previous`` the one it had). A cancelled one is ``delivery.failed`` with
+    ``error_code`` ``cancelled``."""
+
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
+
+    not_before: datetime
+    previous: datetime | None = None
+
+    def deterministic_id(self) -> str:
+        return f"dm:{self.message_id}:{self.not_before.isoformat()}"
+
+
+class _InteractionOutcome(Event):
+    caller_keyed: ClassVar[bool] = True  # ids follow the request's request_id
+
+    request_id: str = Field(min_length=1)
+    action: Literal["answer_callback", "edit", "delete"]
+    channel: Channel
+    account: str = Field(min_length=1)
+    message_id: str | None = Field(None, description="our send's message_id, when it named one")
+    recipient: str | None = None
+    provider_message_id: str | None = None
+    callback_query_id: str | None = None
+    at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account)
+
+    def ce_subject(self) -> str:
+        return self.request_id
+
+
+@register("delivery.interaction_applied", 1)
+class InteractionApplied(_InteractionOutcome):
+    """A callback answer, an edit or a deletion was accepted by the provider."""
+
+    latency_ms: float | None = Field(None, ge=0, description="command time to provider ack")
+
+    def deterministic_id(self) -> str:
+        return f"ia:{self.action}:{self.request_id}"
+
+
+@register("delivery.interaction_failed", 1)
+class InteractionFailed(_InteractionOutcome):
+    """A callback answer, an edit or a deletion could not be made (``error_code`` says why:
+    the provider's refusal, an unknown account or message, a channel without it)."""
+
+    reason: str = Field(min_length=1)
+    error_code: str = Field(min_length=1)
+
+    def deterministic_id(self) -> str:
+        return f"if:{self.action}:{self.request_id}"
+
+
 @register("delivery.receipt", 1)
 class DeliveryReceipt(_Delivery):
     """The provider reported the message sent, delivered, read or failed after sending

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from switchboard.events.base import Command
 from switchboard.events.catalog.common import Channel, Value
@@ -105,8 +105,11 @@ class SendMessage(Command):
     keyboard: Keyboard | None = None
     reply_to: str | None = Field(None, description="provider message id to answer")
     priority: Priority = Priority.NORMAL
-    not_before: datetime | None = None
-    expires_at: datetime | None = None
+    # Times need a timezone: a naive one means a different instant on every machine.
+    not_before: AwareDatetime | None = Field(None, description="not sent before (with a timezone)")
+    expires_at: AwareDatetime | None = Field(
+        None, description="a send not made by then fails (with a timezone)"
+    )
     campaign_id: str | None = None
     conversation_id: str | None = None
 
@@ -275,8 +278,12 @@ class StartCampaign(Command):
         None, ge=0, description="all recipients, when known before the last batch (for ETA)"
     )
     segment: str | None = Field(None, description="the CRM segment the recipients came from")
-    not_before: datetime | None = Field(None, description="do not start sending before")
-    expires_at: datetime | None = Field(None, description="a send not made by then fails")
+    not_before: AwareDatetime | None = Field(
+        None, description="do not start sending before (with a timezone)"
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="a send not made by then fails (with a timezone)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -342,6 +349,126 @@ class ControlCampaign(Command):
 
     def ce_subject(self) -> str:
         return self.campaign_id
+
+
+@register("outbound.schedule_change", 1)
+class ChangeScheduledSend(Command):
+    """Cancel a scheduled send (``not_before``) or move it, until it leaves: a cancel
+    ends it as ``delivery.failed`` with ``error_code`` ``cancelled``; a reschedule is
+    ``delivery.rescheduled``. A change that can no longer be made (the send left, or is due
+    within a second) is dead-lettered with the reason. Same as
+    ``POST /v1/messages/{message_id}/cancel`` and ``.../reschedule``."""
+
+    caller_keyed: ClassVar[bool] = True  # message ids are per workspace
+
+    message_id: str = Field(min_length=1, max_length=200)
+    action: Literal["cancel", "reschedule"]
+    not_before: AwareDatetime | None = Field(
+        None, description="the new time of a reschedule (earlier or later, not past)"
+    )
+
+    @model_validator(mode="after")
+    def _time_for_reschedule(self) -> Self:
+        if (self.action == "reschedule") != (self.not_before is not None):
+            raise ValueError("not_before: a reschedule needs it, a cancel takes none")
+        return self
+
+    def ce_subject(self) -> str:
+        return self.message_id
+
+
+# -- interactions with messages already sent or received --------------------------------
+
+RequestId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="the caller's id of this request (idempotency key within the workspace)",
+    ),
+]
+
+
+class _Interaction(Command):
+    caller_keyed: ClassVar[bool] = True  # request ids are per workspace
+
+    request_id: RequestId
+    channel: Channel
+    account: str = Field(min_length=1)
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.channel.value, self.account)
+
+    def ce_subject(self) -> str:
+        return self.request_id
+
+
+@register("outbound.answer_callback", 1)
+class AnswerCallback(_Interaction):
+    """Answer a pressed inline button (Telegram ``answerCallbackQuery``): the user's button
+    stops spinning and sees ``text`` (as an alert when ``show_alert``). Outcome:
+    ``delivery.interaction_applied`` / ``delivery.interaction_failed``."""
+
+    callback_query_id: str = Field(min_length=1, max_length=100)
+    text: str | None = Field(None, max_length=200)
+    show_alert: bool = False
+    url: str | None = None
+    cache_time: int | None = Field(None, ge=0, le=3600)
+
+    def deterministic_id(self) -> str:
+        return f"answer:{self.request_id}"
+
+
+class _Target(_Interaction):
+    """A message to change: ``message_id`` of a send of ours (its chat and provider id come
+    from its record), or ``recipient`` with ``provider_message_id``."""
+
+    message_id: str | None = Field(None, min_length=1, max_length=200)
+    recipient: str | None = Field(None, min_length=1)
+    provider_message_id: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        by_provider = self.recipient is not None and self.provider_message_id is not None
+        if (self.message_id is not None) == by_provider:
+            raise ValueError(
+                "message_id: give it, or recipient with provider_message_id (not both)"
+            )
+        return self
+
+
+@register("outbound.edit", 1)
+class EditMessage(_Target):
+    """Edit a sent message: its ``text``, or a media message's ``caption``, and/or its inline
+    ``keyboard`` (Telegram ``editMessageText`` / ``editMessageCaption`` /
+    ``editMessageReplyMarkup``). Outcome: ``delivery.interaction_applied`` / ``_failed``."""
+
+    text: str | None = Field(None, min_length=1)
+    caption: str | None = None
+    parse_mode: Literal["MarkdownV2", "HTML", "Markdown"] | None = None
+    keyboard: Keyboard | None = None
+
+    @model_validator(mode="after")
+    def _something_to_edit(self) -> Self:
+        if self.text is not None and self.caption is not None:
+            raise ValueError("text: a message has a text or a caption, not both")
+        if self.text is None and self.caption is None and self.keyboard is None:
+            raise ValueError("text: give text, caption or keyboard to edit")
+        if self.keyboard is not None and self.keyboard.type != "inline":
+            raise ValueError("keyboard: only an inline keyboard can be edited")
+        return self
+
+    def deterministic_id(self) -> str:
+        return f"edit:{self.request_id}"
+
+
+@register("outbound.delete", 1)
+class DeleteMessage(_Target):
+    """Delete a sent message (Telegram ``deleteMessage``). Outcome:
+    ``delivery.interaction_applied`` / ``delivery.interaction_failed``."""
+
+    def deterministic_id(self) -> str:
+        return f"delete:{self.request_id}"
 
 
 # -- SendPulse: email, SMS and address books ------------------------------------------------

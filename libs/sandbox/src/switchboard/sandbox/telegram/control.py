@@ -99,6 +99,20 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
         numbered = await provider.enqueue_update(bot, update)
         return JSONResponse({"queued": numbered is not None, "update": numbered}, status_code=202)
 
+    async def press(request: Request) -> Response:
+        bot = bot_of(request)
+        data = await read_json(request)
+        try:
+            query = await provider.press_button(
+                bot,
+                int(request.path_params["chat_id"]),
+                int(data.get("message_id", 0)),
+                str(data.get("callback_data", "")),
+            )
+        except KeyError as exc:
+            raise ControlError(str(exc.args[0]), 404) from None
+        return JSONResponse({"callback_query": query}, status_code=202)
+
     async def messages(request: Request) -> Response:
         bot = bot_of(request)
         chat = request.query_params.get("chat")
@@ -197,6 +211,7 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
         ("/bots/{bot}/chats", list_chats, ["GET"]),
         ("/bots/{bot}/chats", add_chat, ["POST"]),
         ("/bots/{bot}/chats/{chat_id}/block", block_chat, ["POST"]),
+        ("/bots/{bot}/chats/{chat_id}/press", press, ["POST"]),
         ("/bots/{bot}/updates", enqueue, ["POST"]),
         ("/bots/{bot}/messages", messages, ["GET"]),
         ("/generated", generated, ["GET"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,6 +118,32 @@ class TelegramProvider:
         Returns the numbered update, or None when the bot's allowed_updates excludes it.
         """
         return push_update(self.bot(bot), dict(update))
+
+    async def press_button(
+        self, bot: str | int | TgBot, chat_id: int, message_id: int, callback_data: str
+    ) -> dict[str, Any]:
+        """The chat's user presses the inline button carrying ``callback_data`` under the
+        bot's message ``message_id``: the callback query is queued as an Update and may be
+        answered once with answerCallbackQuery. Returns the query (its ``id``)."""
+        found = self.bot(bot)
+        chat = found.chats.get(chat_id)
+        message = None if chat is None else chat.messages.get(message_id)
+        if chat is None or message is None or not sent_by(found, message):
+            raise KeyError(f"no message {message_id} of the bot in chat {chat_id}")
+        rows = message.get("reply_markup", {}).get("inline_keyboard", [])
+        if not any(b.get("callback_data") == callback_data for row in rows for b in row):
+            raise KeyError(f"message {message_id} has no button with {callback_data!r}")
+        query_id = str(secrets.randbelow(9 * 10**18) + 10**18)
+        found.callbacks[query_id] = False
+        query = {
+            "id": query_id,
+            "from": chat.user_json(),
+            "message": copy.deepcopy(message),
+            "chat_instance": str(chat_id),
+            "data": callback_data,
+        }
+        push_update(found, {"callback_query": query})
+        return query
 
     async def generate(
         self,

@@ -5,7 +5,8 @@ only as the same kind of media; WhatsApp media ids live 30 days per phone number
 therefore holds the owner (channel and account), the media kind and a digest of what was
 sent (the bytes' SHA-256, or the URL's). The cache is an injectable object with async
 get/put/delete so the outbound core can back it with a shared store (JetStream KV);
-`InMemoryFileIdCache` is the per-process default.
+`KvFileIdCache` is the shared one the service uses; `InMemoryFileIdCache` the per-process
+default of a bare client.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+import orjson
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,3 +102,51 @@ class InMemoryFileIdCache:
 
     async def delete(self, key: FileKey) -> None:
         self._entries.pop(key, None)
+
+
+class KvFileIdCache:
+    """File ids in a JetStream KV bucket, shared by every instance: a file one instance
+    uploaded is sent by id from all of them. An entry's expiry is kept in its value (wall
+    time); the bucket's own TTL bounds every entry too (``sends``: 8 days), after which the
+    file is simply uploaded again. A failing read counts as a miss: uploading again is
+    correct, only slower, and a send never fails because the cache does."""
+
+    def __init__(self, kv: KeyValue, clock: Callable[[], float] = time.time) -> None:
+        self.kv = kv
+        self._clock = clock
+
+    @staticmethod
+    def kv_key(key: FileKey) -> str:
+        """KV keys allow few characters: the key's hash, under ``file.``."""
+        return "file." + hashlib.sha256(key.as_str().encode()).hexdigest()[:40]
+
+    async def get(self, key: FileKey) -> str | None:
+        try:
+            entry = await self.kv.get(self.kv_key(key))
+        except KeyNotFoundError:
+            return None
+        except Exception as exc:  # the bus is down: a miss, the file goes by upload
+            log.warning("file id cache read failed", error=str(exc))
+            return None
+        if not entry.value:
+            return None
+        data = orjson.loads(entry.value)
+        expires_at = data.get("expires_at")
+        if expires_at is not None and self._clock() >= expires_at:
+            return None
+        file_id = data.get("file_id")
+        return str(file_id) if file_id else None
+
+    async def put(self, key: FileKey, file_id: str, ttl: float | None = None) -> None:
+        expires_at = None if ttl is None else self._clock() + ttl
+        value = orjson.dumps({"file_id": file_id, "expires_at": expires_at, "key": key.as_str()})
+        try:
+            await self.kv.put(self.kv_key(key), value)
+        except Exception as exc:  # not remembered: the next send uploads again
+            log.warning("file id cache write failed", error=str(exc))
+
+    async def delete(self, key: FileKey) -> None:
+        try:
+            await self.kv.delete(self.kv_key(key))
+        except KeyNotFoundError:
+            return

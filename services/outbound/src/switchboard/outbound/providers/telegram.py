@@ -34,7 +34,10 @@ from typing import Any
 import httpx
 
 from switchboard.events.catalog.outbound import (
+    AnswerCallback,
     Button,
+    DeleteMessage,
+    EditMessage,
     Keyboard,
     OutLocation,
     OutMedia,
@@ -119,6 +122,52 @@ def _callback_data(button: Button) -> str:
         return button.callback_data
     data = button.text.encode()[:_CALLBACK_BYTES]
     return data.decode("utf-8", errors="ignore")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The message an edit or a deletion changes."""
+
+    recipient: str
+    provider_message_id: str
+
+
+Interaction = AnswerCallback | EditMessage | DeleteMessage
+
+
+def interaction_request(command: Interaction, target: Target | None) -> _Request:
+    """The Bot API call of an interaction: answerCallbackQuery, editMessageText,
+    editMessageCaption, editMessageReplyMarkup or deleteMessage."""
+    if isinstance(command, AnswerCallback):
+        params: dict[str, Any] = {"callback_query_id": command.callback_query_id}
+        if command.text:
+            params["text"] = command.text
+        if command.show_alert:
+            params["show_alert"] = True
+        if command.url:
+            params["url"] = command.url
+        if command.cache_time is not None:
+            params["cache_time"] = command.cache_time
+        return _Request("answerCallbackQuery", params)
+    if target is None:
+        raise ProviderError(Failure.PERMANENT, "unknown_message", "no message to change")
+    params = {"chat_id": chat_id(target.recipient)}
+    if not target.provider_message_id.isdigit():
+        raise ProviderError(
+            Failure.PERMANENT, "telegram_bad_message_id", "a Telegram message id is a number"
+        )
+    params["message_id"] = int(target.provider_message_id)
+    if isinstance(command, DeleteMessage):
+        return _Request("deleteMessage", params)
+    if command.keyboard is not None:
+        params["reply_markup"] = reply_markup(command.keyboard) or {"inline_keyboard": []}
+    if command.parse_mode:
+        params["parse_mode"] = command.parse_mode
+    if command.text is not None:
+        return _Request("editMessageText", {**params, "text": command.text})
+    if command.caption is not None:
+        return _Request("editMessageCaption", {**params, "caption": command.caption})
+    return _Request("editMessageReplyMarkup", params)
 
 
 def reply_markup(keyboard: Keyboard) -> dict[str, Any] | None:
@@ -252,6 +301,16 @@ class TelegramClient:
         request = await self._build(account, command)
         result = await self._call(account, token, request)
         return await self._sent(request, result)
+
+    async def interact(self, account: Account, command: Interaction, target: Target | None) -> Any:
+        """One Bot API call answering a callback query, or editing or deleting the message
+        ``target`` (chat, provider message id); returns Telegram's ``result``."""
+        token = account.secrets.get("token")
+        if not token:
+            raise ProviderError(
+                Failure.PERMANENT, "telegram_config", "the account has no secrets['token']"
+            )
+        return await self._call(account, token, interaction_request(command, target))
 
     # -- building requests ------------------------------------------------------------
 

@@ -1,0 +1,186 @@
+"""Interactions with messages: answering a pressed button, editing or deleting a sent
+message (``outbound.answer_callback`` / ``outbound.edit`` / ``outbound.delete``).
+
+Each command is one provider call behind the account's circuit breaker, and ends in one
+``delivery.interaction_applied`` or ``delivery.interaction_failed``. They take no send slot:
+Telegram does not count callback answers against the send limits, and an edit or deletion
+that is rate limited answers 429, which holds the command for ``retry_after``. A redelivered
+command whose first call did go through is answered by Telegram with "not modified", "not
+found" or "query too old": on a redelivery those count as applied, so a crash between the
+call and the ack does not turn a done interaction into a failure.
+
+Telegram only for now: WhatsApp and Viber commands fail with ``unsupported``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from switchboard.events import Envelope
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.delivery import InteractionApplied, InteractionFailed
+from switchboard.events.catalog.outbound import AnswerCallback, DeleteMessage, EditMessage
+from switchboard.outbound.attempts import Attempts
+from switchboard.outbound.breaker import Breakers
+from switchboard.outbound.providers.base import Failure, ProviderError
+from switchboard.outbound.providers.telegram import Interaction, Target, TelegramClient
+from switchboard.runtime.accounts import AccountCache
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import PermanentError, decode_or_reject
+
+ACTIONS: dict[type[Interaction], str] = {
+    AnswerCallback: "answer_callback",
+    EditMessage: "edit",
+    DeleteMessage: "delete",
+}
+# What Telegram answers to a repeat of a call that went through.
+_ALREADY_DONE = ("message is not modified", "message to delete not found", "query is too old")
+
+
+def already_done(error: ProviderError, redelivered: bool) -> bool:
+    """Whether a refusal means the first delivery's call went through (a redelivery only)."""
+    return redelivered and any(p in error.reason.lower() for p in _ALREADY_DONE)
+
+
+@dataclass
+class Interactions:
+    bus: Bus
+    accounts: AccountCache
+    attempts: Attempts
+    breakers: Breakers
+    telegram: TelegramClient
+    call_timeout: float = 15.0
+    max_deliveries: int = 10
+    backoff_max: float = 30.0
+
+    async def handle(self, msg: Msg) -> None:
+        """Make one interaction; it is always settled here (ack, or nak with a delay)."""
+        decoded = decode_or_reject(msg)
+        cmd = decoded.model
+        if not isinstance(cmd, AnswerCallback | EditMessage | DeleteMessage):
+            raise PermanentError(f"{cmd.name} is not an interaction")
+        env = decoded.envelope
+        outcome = _Outcome(self.bus, cmd, env)
+        account = self.accounts.owned(cmd.channel, cmd.account, env.workspace_id)
+        if account is None:
+            await outcome.failed(
+                f"unknown account {cmd.channel.value}/{cmd.account}", "unknown_account"
+            )
+            await msg.ack()
+            return
+        if cmd.channel is not Channel.TELEGRAM:
+            await outcome.failed(f"{cmd.channel.value} has no such call here", "unsupported")
+            await msg.ack()
+            return
+        target: Target | None = None
+        if not isinstance(cmd, AnswerCallback):
+            target = await self._target(cmd, env.workspace_id)
+            if target is None:
+                await outcome.failed(
+                    f"message_id {cmd.message_id!r} names no sent message of this account",
+                    "unknown_message",
+                )
+                await msg.ack()
+                return
+            outcome.target = target
+        breaker = self.breakers.get(cmd.channel.value, cmd.account)
+        allowed, wait = breaker.allow()
+        if not allowed:
+            await msg.nak(delay=wait)
+            return
+        started = time.perf_counter()
+        deliveries = msg.metadata.num_delivered
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                await self.telegram.interact(account, cmd, target)
+        except TimeoutError:
+            breaker.failure("timeout")
+            await self._again(msg, outcome, "provider call timed out", "timeout", None)
+            return
+        except ProviderError as err:
+            if already_done(err, deliveries > 1):
+                breaker.success()
+                await outcome.applied(None)
+                await msg.ack()
+                return
+            if err.failure is Failure.PERMANENT:
+                breaker.success()  # the provider answered; it is the request that is bad
+                await outcome.failed(err.reason, err.code)
+                await msg.ack()
+                return
+            if err.failure is Failure.RATE_LIMITED:
+                breaker.release()
+            else:
+                breaker.failure(str(err))
+            await self._again(msg, outcome, err.reason, err.code, err.retry_after)
+            return
+        breaker.success()
+        await outcome.applied((time.perf_counter() - started) * 1000)
+        await msg.ack()
+
+    async def _target(self, cmd: EditMessage | DeleteMessage, workspace: str) -> Target | None:
+        if cmd.message_id is None:
+            assert cmd.recipient is not None
+            assert cmd.provider_message_id is not None
+            return Target(cmd.recipient, cmd.provider_message_id)
+        record = await self.attempts.get(workspace, cmd.message_id)
+        if (
+            record is None
+            or record.provider_message_id is None
+            or (record.channel, record.account) != (cmd.channel.value, cmd.account)
+        ):
+            return None
+        return Target(record.recipient, record.provider_message_id)
+
+    async def _again(
+        self, msg: Msg, outcome: _Outcome, reason: str, code: str, retry_after: float | None
+    ) -> None:
+        """Retry later (a delayed redelivery), or fail once the deliveries are used up."""
+        deliveries = msg.metadata.num_delivered
+        if deliveries >= self.max_deliveries:
+            await outcome.failed(f"gave up after {deliveries} attempts: {reason}", code)
+            await msg.ack()
+            return
+        cap = min(self.backoff_max, 0.5 * 2 ** (deliveries - 1))
+        delay = retry_after if retry_after else random.uniform(0, cap)  # noqa: S311 (jitter)
+        await msg.nak(delay=delay)
+
+
+@dataclass
+class _Outcome:
+    bus: Bus
+    cmd: Interaction
+    env: Envelope
+    target: Target | None = None
+
+    def base(self) -> dict[str, Any]:
+        cmd = self.cmd
+        return {
+            "request_id": cmd.request_id,
+            "action": ACTIONS[type(cmd)],
+            "channel": cmd.channel,
+            "account": cmd.account,
+            "message_id": getattr(cmd, "message_id", None),
+            "recipient": self.target.recipient if self.target else None,
+            "provider_message_id": self.target.provider_message_id if self.target else None,
+            "callback_query_id": getattr(cmd, "callback_query_id", None),
+            "at": datetime.now(UTC),
+        }
+
+    async def applied(self, latency_ms: float | None) -> None:
+        latency = None if latency_ms is None else round(latency_ms, 1)
+        await self.bus.publish(
+            InteractionApplied(**self.base(), latency_ms=latency), cause=self.env
+        )
+
+    async def failed(self, reason: str, code: str) -> None:
+        await self.bus.publish(
+            InteractionFailed(**self.base(), reason=reason, error_code=code), cause=self.env
+        )

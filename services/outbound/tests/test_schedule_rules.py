@@ -1,0 +1,130 @@
+"""Scheduled sends as pure decisions: times need a timezone (over HTTP and on the bus), and
+when a cancel or a reschedule may still be made (``schedule.refuse_change``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from switchboard.events import encode
+from switchboard.events.catalog.outbound import SendMessage, StartCampaign
+from switchboard.outbound.schedule import (
+    GUARD,
+    ScheduleChange,
+    effective_time,
+    refuse_change,
+)
+from switchboard.runtime.http import invalid
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+def body(**extra: Any) -> dict[str, Any]:
+    return {
+        "message_id": "m1",
+        "channel": "telegram",
+        "account": "shop",
+        "recipient": "42",
+        "content": {"kind": "text", "text": "hi"},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("field", ["not_before", "expires_at"])
+def test_a_naive_time_is_refused_naming_the_field(field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SendMessage.model_validate(body(**{field: "2026-12-05T12:00:00"}))
+    answer = invalid(caught.value, "invalid_message")
+    assert answer.status_code == 422
+    details = orjson.loads(bytes(answer.body))
+    assert [e["path"] for e in details["errors"]] == [f"body.{field}"]
+    assert details["detail"].startswith(f"body.{field}: ")
+
+
+def test_a_time_with_an_offset_is_kept_as_that_instant() -> None:
+    cmd = SendMessage.model_validate(body(not_before="2026-12-05T14:00:00+02:00"))
+    assert cmd.not_before == NOW
+
+
+def test_a_naive_time_in_a_campaign_is_refused() -> None:
+    with pytest.raises(ValidationError, match="not_before"):
+        StartCampaign.model_validate(
+            {
+                "campaign_id": "c",
+                "channel": "telegram",
+                "accounts": ["shop"],
+                "content": {"kind": "text", "text": "hi"},
+                "not_before": "2026-12-05T12:00:00",
+            }
+        )
+
+
+def test_a_naive_time_on_the_bus_is_a_permanent_rejection_not_a_type_error() -> None:
+    """The seed's bug: a naive ``not_before`` decoded, then ``now < not_before`` raised a
+    TypeError that was retried into the DLQ. Now it never decodes (PermanentError: the DLQ
+    at once, with the reason naming the field)."""
+    from switchboard.runtime.consumer import PermanentError, decode_or_reject
+
+    enc = encode(SendMessage.model_validate(body()), source="test", workspace_id="demo")
+    data = orjson.loads(enc.body)
+    data["not_before"] = "2026-12-05T12:00:00"
+
+    class Msg:
+        subject = enc.subject
+        headers = dict(enc.headers)
+
+    msg: Any = Msg()
+    msg.data = orjson.dumps(data)
+    with pytest.raises(PermanentError, match="not_before"):
+        decode_or_reject(msg)
+
+
+def test_the_last_reschedule_decides_the_time() -> None:
+    later = NOW + timedelta(hours=1)
+    assert effective_time(NOW, None) == NOW
+    assert effective_time(NOW, ScheduleChange(action="reschedule", not_before=later, at=NOW)) == (
+        later
+    )
+    assert effective_time(NOW, ScheduleChange(action="cancel", at=NOW)) == NOW
+
+
+def test_a_pending_send_may_be_cancelled_or_moved_later() -> None:
+    due = NOW + timedelta(minutes=5)
+    ok = {"due": due, "expires_at": None, "done": False, "now": NOW}
+    assert refuse_change(**ok, new_time=None) is None
+    assert refuse_change(**ok, new_time=due + timedelta(minutes=1)) is None
+
+
+def test_a_send_that_left_or_is_leaving_cannot_be_changed() -> None:
+    due = NOW + timedelta(minutes=5)
+    for now, done in ((due - GUARD / 2, False), (due + GUARD, False), (NOW, True)):
+        refused = refuse_change(due=due, expires_at=None, done=done, now=now, new_time=None)
+        assert refused is not None
+        assert refused.status == 409
+    unscheduled = refuse_change(due=None, expires_at=None, done=False, now=NOW, new_time=None)
+    assert unscheduled is not None
+    assert unscheduled.status == 409
+
+
+def test_a_reschedule_into_the_past_or_past_expiry_is_refused_naming_the_field() -> None:
+    due = NOW + timedelta(minutes=5)
+    earlier = refuse_change(
+        due=due, expires_at=None, done=False, now=NOW, new_time=due - timedelta(minutes=1)
+    )
+    assert earlier is None  # earlier is allowed: the command is replaced
+    past = refuse_change(
+        due=due, expires_at=None, done=False, now=NOW, new_time=NOW - timedelta(seconds=1)
+    )
+    assert past is not None
+    assert past.status == 422
+    assert past.reason.startswith("not_before")
+    expired = refuse_change(
+        due=due, expires_at=due + timedelta(minutes=1), done=False, now=NOW,
+        new_time=due + timedelta(minutes=2),
+    )  # fmt: skip
+    assert expired is not None
+    assert expired.status == 422

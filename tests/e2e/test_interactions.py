@@ -1,0 +1,209 @@
+"""Interactions with sent messages, against the sandbox Telegram with real NATS: a pressed
+inline button is answered through the API (the sandbox records ``answerCallbackQuery``), a
+sent message's text and keyboard are edited and the message deleted, each ending in a
+``delivery.interaction_*`` event; a second answer to one query fails with the reason, and
+another workspace's message does not exist."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.streams import stream_messages
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.delivery import InteractionApplied, InteractionFailed
+from switchboard.outbound.app import create_app
+from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.testing import serve
+
+pytestmark = pytest.mark.e2e
+TOKEN = "300000041:inter-a"
+A = {"Authorization": f"Bearer {API_KEY}"}  # workspace demo, account shop
+B = {"Authorization": f"Bearer {OTHER_KEY}"}  # workspace other
+CHAT = 4101
+
+
+@dataclass
+class Env:
+    box: Sandbox
+    url: str
+    http: httpx.AsyncClient
+    nats_url: str
+
+    def calls(self, method: str) -> list[Any]:
+        return [r for r in self.box.recorder.requests(provider="telegram", method=method) if r.ok]
+
+    def message(self, provider_id: str) -> dict[str, Any] | None:
+        found = self.box.telegram.messages(TOKEN, CHAT)
+        return next((m for m in found if str(m["message_id"]) == provider_id), None)
+
+
+@pytest.fixture
+async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    box = Sandbox(SandboxConfig())
+    box.telegram.add_bot(TOKEN, "inter_bot")
+    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
+        for key, value in service_env(nats_url).items():
+            monkeypatch.setenv(key, value)
+        bus = await Bus.connect(nats_url, name="test")
+        stack.push_async_callback(bus.close)
+        await bus.provision()
+        await AccountStore(await bus.kv("accounts"), keyring()).put(
+            Account(
+                channel=Channel.TELEGRAM,
+                id="shop",
+                workspace_id="demo",
+                settings={"api_base_url": f"{sandbox}/telegram"},
+                secrets={"token": TOKEN},
+            )
+        )
+        url = await stack.enter_async_context(
+            serve_app(create_app(load_settings(OutboundSettings)))
+        )
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+        yield Env(box, url, http, nats_url)
+
+
+async def send_with_buttons(env: Env, message_id: str) -> str:
+    r = await env.http.post(
+        f"{env.url}/v1/messages",
+        json={
+            "message_id": message_id,
+            "channel": "telegram",
+            "account": "shop",
+            "recipient": str(CHAT),
+            "content": {"kind": "text", "text": "Book Monday?"},
+            "keyboard": {
+                "type": "inline",
+                "rows": [
+                    [
+                        {"text": "Yes", "callback_data": "yes"},
+                        {"text": "No", "callback_data": "no"},
+                    ],
+                    [{"text": "Site", "url": "https://example.com/book"}],
+                ],
+            },
+        },
+        headers=A,
+    )
+    assert r.status_code == 202, r.text
+
+    async def sent() -> str | None:
+        found = (await env.http.get(f"{env.url}/v1/messages/{message_id}", headers=A)).json()
+        return found.get("provider_message_id") if found.get("status") == "sent" else None
+
+    provider_id: str = await eventually(sent, timeout=30)
+    return provider_id
+
+
+async def outcomes(env: Env, request_id: str) -> list[Any]:
+    return [
+        d.model
+        for d in await stream_messages(env.nats_url, "DELIVERY")
+        if getattr(d.model, "request_id", None) == request_id
+    ]
+
+
+async def test_a_pressed_button_is_answered_through_the_api(env: Env) -> None:
+    provider_id = await send_with_buttons(env, "ask-1")
+    query = await env.box.telegram.press_button(TOKEN, CHAT, int(provider_id), "yes")
+    pressed = time.time()
+    answer = {
+        "request_id": "answer-1",
+        "channel": "telegram",
+        "account": "shop",
+        "callback_query_id": query["id"],
+        "text": "Booked for Monday",
+        "show_alert": True,
+    }
+    r = await env.http.post(f"{env.url}/v1/callbacks/answer", json=answer, headers=A)
+    assert r.status_code == 202, r.text
+
+    async def answered() -> list[Any]:
+        return env.calls("answerCallbackQuery")
+
+    calls = await eventually(answered, timeout=30)
+    assert len(calls) == 1
+    assert calls[0].params["callback_query_id"] == query["id"]
+    assert calls[0].params["text"] == "Booked for Monday"
+    assert calls[0].params["show_alert"] is True
+    print(f"button answered {1000 * (calls[0].at - pressed):.0f} ms after the press")
+    applied = await eventually(lambda: outcomes(env, "answer-1"), timeout=30)
+    assert isinstance(applied[0], InteractionApplied)
+    # the same query again (a new request): Telegram refuses it, and the event says why
+    again = {**answer, "request_id": "answer-2"}
+    r = await env.http.post(f"{env.url}/v1/callbacks/answer", json=again, headers=A)
+    assert r.status_code == 202, r.text
+    failed = await eventually(lambda: outcomes(env, "answer-2"), timeout=30)
+    assert isinstance(failed[0], InteractionFailed)
+    assert "query is too old" in failed[0].reason
+    # another workspace's account does not exist for it
+    r = await env.http.post(
+        f"{env.url}/v1/callbacks/answer", json={**answer, "request_id": "answer-3"}, headers=B
+    )
+    assert r.status_code == 404, r.text
+
+
+async def test_a_sent_message_is_edited_and_deleted(env: Env) -> None:
+    provider_id = await send_with_buttons(env, "ask-2")
+    other = await env.http.post(
+        f"{env.url}/v1/messages/ask-2/edit", json={"text": "theirs"}, headers=B
+    )
+    assert other.status_code == 404, other.text
+    empty = await env.http.post(f"{env.url}/v1/messages/ask-2/edit", json={}, headers=A)
+    assert empty.status_code == 422, empty.text
+    r = await env.http.post(
+        f"{env.url}/v1/messages/ask-2/edit",
+        json={
+            "request_id": "edit-1",
+            "text": "Monday is booked",
+            "keyboard": {"rows": [[{"text": "Cancel", "callback_data": "cancel"}]]},
+        },
+        headers=A,
+    )
+    assert r.status_code == 202, r.text
+    applied = await eventually(lambda: outcomes(env, "edit-1"), timeout=30)
+    assert isinstance(applied[0], InteractionApplied)
+    assert applied[0].provider_message_id == provider_id
+    message = env.message(provider_id)
+    assert message is not None
+    assert message["text"] == "Monday is booked"
+    assert message["reply_markup"] == {
+        "inline_keyboard": [[{"text": "Cancel", "callback_data": "cancel"}]]
+    }
+    # the keyboard alone: editMessageReplyMarkup, the text stays
+    r = await env.http.post(
+        f"{env.url}/v1/messages/ask-2/edit",
+        json={
+            "request_id": "edit-2",
+            "keyboard": {"rows": [[{"text": "Site", "url": "https://x.example"}]]},
+        },
+        headers=A,
+    )
+    assert r.status_code == 202, r.text
+    await eventually(lambda: outcomes(env, "edit-2"), timeout=30)
+    assert len(env.calls("editMessageReplyMarkup")) == 1
+    message = env.message(provider_id)
+    assert message is not None
+    assert message["text"] == "Monday is booked"
+    assert message["reply_markup"]["inline_keyboard"][0][0]["url"] == "https://x.example"
+    r = await env.http.post(
+        f"{env.url}/v1/messages/ask-2/delete", json={"request_id": "delete-1"}, headers=A
+    )
+    assert r.status_code == 202, r.text
+    deleted = await eventually(lambda: outcomes(env, "delete-1"), timeout=30)
+    assert isinstance(deleted[0], InteractionApplied)
+    assert env.message(provider_id) is None
+    assert len(env.calls("deleteMessage")) == 1
