@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -59,6 +59,18 @@ EXCLUDED_PREFIXES = ("/health/",)
 # Ids are per workspace, and a campaign's batches may come before its start: B adding a
 # batch under A's campaign id adds it to B's own (pending) campaign of that id, as for any id.
 APPENDS = {("outbound", "POST", "/v1/campaigns/{campaign_id}/recipients")}
+# MTProto session ids are global, not per workspace: a route that creates a session under the
+# id the caller chooses refuses A's id (409, "not available"), where a free id is taken. That
+# tells B the id is in use (docs/security.md, "What can still happen"); nothing of A's is
+# shown, changed or used. Never called with a ghost id in the walk: B's own session under it
+# would answer B's later requests naming it.
+CLAIMS = {
+    ("mtproto", "PUT", "/v1/sessions/{session_id}"),
+    ("mtproto", "POST", "/v1/sessions/{session_id}/login"),
+}
+MT_PHONE = "+15553010001"  # A's Telegram user in the sandbox's MTProto fake
+MT_API_ID = 12345
+MT_API_HASH = "0123456789abcdef0123456789abcdef"
 
 
 @dataclass
@@ -204,6 +216,14 @@ class Env:
     bus: Bus
     nats_url: str
     a: Ids = field(init=False)
+    a_key: str = field(init=False)  # the fake's auth key of A's MTProto session
+
+    def used(self) -> list[str]:
+        """The MTProto calls made with A's session that act for its user (sends, reads of
+        peers, joins, logouts), as method:params; the updates loop of a live session is not."""
+        acting = ("messages.", "channels.", "contacts.", "auth.")
+        requests = self.box.recorder.requests(provider="mtproto", account=self.a_key)
+        return [f"{r.method}:{r.params}" for r in requests if (r.method or "").startswith(acting)]
 
     def sent(self) -> list[str]:
         requests = self.box.recorder.requests(provider="telegram", method="sendMessage")
@@ -277,9 +297,31 @@ async def env(
         yield env
 
 
+async def _mtproto_session_a(env: Env, session_id: str) -> None:
+    """A's Telegram user with a pre-authorized session, imported with A's key; returns once
+    the gateway holds it, connected (so it could send, were anyone let through)."""
+    _, keys = env.box.mtproto.add_user(MT_PHONE, first_name="Ann", username="ann_a", sessions=1)
+    env.a_key = keys[0].key_id
+    r = await env.http.put(
+        f"{env.urls['mtproto']}/v1/sessions/{session_id}",
+        headers=A,
+        json={"session": keys[0].session, "api_id": MT_API_ID, "api_hash": MT_API_HASH},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["workspace_id"] == "demo"
+
+    async def connected() -> bool:
+        shown = await env.http.get(f"{env.urls['mtproto']}/v1/sessions/{session_id}", headers=A)
+        live = env.box.mtproto.connection_log(key_id=env.a_key)["active"]
+        return bool(live) and shown.json()["holder"] is not None
+
+    await eventually(connected, timeout=30)
+
+
 async def _workspace_a(env: Env) -> Ids:
     """A's objects: two customers who wrote, their contacts, leads and conversations, a
-    message A sent and a campaign A scheduled (it waits, so it could still be changed)."""
+    message A sent, a campaign A scheduled (it waits, so it could still be changed) and a
+    live MTProto session (a Telegram user account A connected)."""
     account = "acct-a-7f3"
     await publish_all(
         env.nats_url,
@@ -334,6 +376,7 @@ async def _workspace_a(env: Env) -> Ids:
         )
 
     await eventually(ready, timeout=30)
+    await _mtproto_session_a(env, "sess-a-1")
     first = next(c for c in contacts if c["display_name"] == "Ada")
     return Ids(
         account=account,
@@ -363,6 +406,7 @@ async def _snapshot(env: Env) -> dict[str, Any]:
         f"{urls['crm']}/v1/conversations/{a.conversation}/messages",
         f"{urls['outbound']}/v1/messages/{a.message}",
         f"{urls['outbound']}/v1/campaigns/{a.campaign}",
+        f"{urls['mtproto']}/v1/sessions/{a.session}",
     ]
     out: dict[str, Any] = {}
     for path in paths:
@@ -374,7 +418,7 @@ async def _snapshot(env: Env) -> dict[str, Any]:
 
 async def test_b_can_neither_read_nor_change_nor_use_anything_of_a(env: Env) -> None:
     walked: list[str] = []
-    before, sent_before = await _snapshot(env), env.sent()
+    before, sent_before, used_before = await _snapshot(env), env.sent(), env.used()
     every: list[Route] = []
     for service, base in env.urls.items():
         every += routes(service, (await env.http.get(f"{base}/openapi.json")).json())
@@ -386,20 +430,33 @@ async def test_b_can_neither_read_nor_change_nor_use_anything_of_a(env: Env) -> 
         theirs = await env.call(route, env.a, B)
         assert SECRET_TEXT not in theirs.text, name
         walked.append(name)
+        if (service, route.method, route.path) in CLAIMS:
+            assert theirs.status_code == 409, (name, theirs.text)  # A's id is not taken
+            continue
         ghost = await env.call(route, GHOST, B)
         assert theirs.status_code == ghost.status_code, (name, theirs.text, ghost.text)
         assert _normalized(theirs.text, env.a) == _normalized(ghost.text, GHOST), name
         appends = (service, route.method, route.path) in APPENDS
         if (route.names_objects or route.has_body) and not appends:
             assert theirs.status_code >= 400, (name, theirs.text)
-        if route.names_objects and route.method == "GET" and service != "mtproto":
+        if route.names_objects and route.method == "GET" and "{job_id}" not in route.path:
             mine = await env.call(route, env.a, A)  # the ids are real: A sees them
             assert mine.status_code == 200, (name, mine.text)
     # every service took part, and the routes that name objects were all walked
     assert {w.split()[0] for w in walked} == {"outbound", "crm", "analytics", "mtproto"}
     assert len(walked) >= 40, walked
+    assert {(r.service, r.method, r.path) for r in every} >= CLAIMS
     assert await _snapshot(env) == before  # nothing of A's changed
     assert env.sent() == sent_before  # and nothing was sent through A's account
+    assert env.used() == used_before  # nor through A's MTProto session
+    # The one difference from a ghost id: a free id is taken where A's answers 409, so B can
+    # tell that a session id is in use (only that: not whose, nor anything of it).
+    claim = ("mtproto", "PUT", "/v1/sessions/{session_id}")
+    put = next(r for r in every if (r.service, r.method, r.path) == claim)
+    free = await env.call(put, replace(GHOST, session="sess-free-9x"), B)
+    assert free.status_code == 201, free.text
+    assert free.json()["workspace_id"] == "other"
+    assert await _snapshot(env) == before
 
 
 async def test_a_send_through_another_workspaces_account_is_refused_and_nothing_is_sent(

@@ -195,7 +195,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         session_id: SessionId, ws: Manager, body: Annotated[CodeBody, Body()]
     ) -> Response:
         if foreign(await session_workspace(gateway(), session_id), ws):
-            return _not_found(session_id)
+            return _outcome(login.no_login_in_progress(session_id, LoginStep.CODE))
         work = login.submit_code(gateway().login, session_id, body.code)
         return await run_step(LoginStep.CODE, work, session_id)
 
@@ -205,7 +205,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         session_id: SessionId, ws: Manager, body: Annotated[PasswordBody, Body()]
     ) -> Response:
         if foreign(await session_workspace(gateway(), session_id), ws):
-            return _not_found(session_id)
+            return _outcome(login.no_login_in_progress(session_id, LoginStep.PASSWORD))
         work = login.submit_password(gateway().login, session_id, body.password)
         return await run_step(LoginStep.PASSWORD, work, session_id)
 

@@ -348,6 +348,25 @@ async def start(deps: LoginDeps, req: StartRequest) -> Outcome:
     return Outcome("code_sent", 200, event)
 
 
+def _no_login_message(sid: str) -> str:
+    return f"no login in progress for session {sid!r}; start one"
+
+
+def no_login_in_progress(sid: str, step: LoginStep) -> Outcome:
+    """The answer to a step naming no login, with no side effect: what the API answers for
+    another workspace's session or login, exactly as for an id that exists nowhere (its
+    login is neither deleted nor reported in an event)."""
+    event = LoginFailed(
+        session_id=sid,
+        at=datetime.now(UTC),
+        step=step,
+        reason=LoginFailure.NO_LOGIN_IN_PROGRESS,
+        message=_no_login_message(sid),
+        restart_required=True,
+    )
+    return Outcome("failed", 404, event)
+
+
 async def _pending(deps: LoginDeps, sid: str, step: LoginStep) -> LoginRecord | Outcome:
     """The login waiting for ``step``, or the failure saying why there is none."""
     login = await deps.store.get_login(sid)
@@ -358,7 +377,7 @@ async def _pending(deps: LoginDeps, sid: str, step: LoginStep) -> LoginRecord | 
             step,
             LoginFailure.NO_LOGIN_IN_PROGRESS,
             404,
-            f"no login in progress for session {sid!r}; start one",
+            _no_login_message(sid),
             restart=True,
         )
     if login.step != step.value:
