@@ -163,11 +163,23 @@ async def test_a_segment_becomes_pinned_recipients_in_outbound(crm: Crm) -> None
             "empty_segment",
         ),
         ({"segment": {"channel": "pigeon"}, "content": TEXT}, 422, None),
+        # a time without a timezone names its field (it used to pass here and fail later)
+        (
+            {
+                "segment": {"channel": "telegram"},
+                "content": TEXT,
+                "not_before": "2099-01-01T09:00:00",
+            },
+            422,
+            None,
+        ),
     ):
         r = await crm.post("/v1/campaigns", body)
         assert r.status_code == status, r.text
         if code:
             assert r.json()["code"] == code
+        if "not_before" in body:
+            assert [e["path"] for e in r.json()["errors"]] == ["body.not_before"], r.text
     r = await crm.post(
         "/v1/campaigns", {"segment": {"channel": "telegram"}, "content": TEXT}, auth={}
     )

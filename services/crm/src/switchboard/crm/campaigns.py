@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
@@ -72,8 +72,10 @@ class CampaignRequest(BaseModel):
     content: OutContent
     keyboard: Keyboard | None = None
     priority: Priority = Priority.BULK
-    not_before: datetime | None = None
-    expires_at: datetime | None = None
+    # With a timezone, as outbound requires (a naive time is a 422 naming the field here,
+    # not a StartCampaign that fails to build after the segment was expanded).
+    not_before: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
 
 
 @dataclass(frozen=True)
