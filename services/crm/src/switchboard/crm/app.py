@@ -20,6 +20,7 @@ from switchboard.crm import (
     commands,
     crm_projector,
     delivery_projector,
+    keys,
     projector,
     queries,
 )
@@ -147,6 +148,7 @@ class Split(BaseModel):
 
 def create_app(settings: CrmSettings) -> ServiceApp:
     """Build the CRM app; connections are made by its lifespan, never at import."""
+    keys.configure(settings.identity_pepper.get_secret_value())
     ports: dict[str, Any] = {}
 
     async def start(rt: Runtime) -> None:
