@@ -1,10 +1,12 @@
-"""Erasure over real NATS and Postgres, on every channel: after ``erase`` no CRM read model
-(API or table) holds the person's identifiers, name, texts in either direction or
-recipients, also for what arrives after the erasure, and a rebuild equals the live tables."""
+"""Erasure over real NATS and Postgres, on every channel: after ``erase`` no CRM or
+analytics read model (API or table) holds the person's identifiers, name, texts in either
+direction or recipients, also for what arrives after the erasure, and rebuilds equal the
+live tables."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import asyncpg
@@ -13,13 +15,16 @@ from tests.support.conv import T0, publish_all, received, sent
 from tests.support.crm import AUTH, Crm, running_crm
 from tests.support.db import table_checksum
 
+from switchboard.analytics import rebuild as analytics_rebuild
+from switchboard.analytics.app import create_app as analytics_app
+from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually
+from switchboard.runtime.testing import eventually, serve_app
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +44,9 @@ SECRETS = ("Zoe Quux", "secret-in", "secret-out")
 async def crm(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Crm]:
-    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
+    """The CRM, and analytics beside it (same environment)."""
+    async with running_crm(nats_url, postgres_url, monkeypatch) as crm, AsyncExitStack() as s:
+        await s.enter_async_context(serve_app(analytics_app(load_settings(AnalyticsSettings))))
         yield crm
 
 
@@ -70,18 +77,24 @@ def _exchange(channel: Channel, who: str, n: int) -> list[object]:
     ]
 
 
+PROJECTIONS = (
+    ("crm", "conversations", "CONV"),
+    ("crm", "crm", "CRM"),
+    ("crm", "deliveries", "DELIVERY"),
+    ("analytics", "analytics_conv", "CONV"),
+    ("analytics", "analytics_crm", "CRM"),
+    ("analytics", "analytics_delivery", "DELIVERY"),
+)
+
+
 async def _caught_up(nats_url: str, postgres_url: str) -> bool:
     bus = await Bus.connect(nats_url, name="probe")
     conn = await asyncpg.connect(postgres_url)
     try:
-        for projection, stream in (
-            ("conversations", "CONV"),
-            ("crm", "CRM"),
-            ("deliveries", "DELIVERY"),
-        ):
+        for schema, projection, stream in PROJECTIONS:
             last = (await bus.js.stream_info(stream)).state.last_seq
             seq = await conn.fetchval(
-                "SELECT seq FROM crm.checkpoints WHERE projection = $1", projection
+                f"SELECT seq FROM {schema}.checkpoints WHERE projection = $1", projection
             )
             if (seq or 0) < last:
                 return False
@@ -121,7 +134,9 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
     await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 1)])
     contacts = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == len(PEOPLE)))["items"]
     await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
-    assert await _readable(postgres_url, "crm")  # the probe sees the person before
+    # the probe sees the person before (analytics keeps only what conversions need)
+    assert await _readable(postgres_url, "crm")
+    assert await _readable(postgres_url, "analytics")
 
     for contact in contacts:
         r = await crm.http.post(f"{crm.url}/v1/contacts/{contact['id']}/erase", headers=AUTH)
@@ -131,6 +146,7 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
     await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
 
     assert await _readable(postgres_url, "crm") == []
+    assert await _readable(postgres_url, "analytics") == []
     inbox = (await crm.get("/v1/conversations"))["items"]
     assert len(inbox) == len(PEOPLE)
     for conv in inbox:
@@ -144,17 +160,26 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
         # receipts still find our replies: recipient and chat id are the same marker
         assert [m["status"] for m in msgs if m["direction"] == "out"] == ["delivered"] * 2
 
-    report = await rebuild(load_settings(CrmSettings), keep_old=True, log=lambda _: None)
-    assert report.schema_old
-    assert await _readable(postgres_url, "crm") == []
+    crm_report = await rebuild(load_settings(CrmSettings), keep_old=True, log=lambda _: None)
+    analytics_report = await analytics_rebuild.rebuild(
+        load_settings(AnalyticsSettings), keep_old=True, log=lambda _: None
+    )
+    for schema, report in (("crm", crm_report), ("analytics", analytics_report)):
+        assert report.schema_old
+        assert await _readable(postgres_url, schema) == []
+        await _same_tables(postgres_url, report.schema_old, schema)
+
+
+async def _same_tables(postgres_url: str, old: str, schema: str) -> None:
     conn = await asyncpg.connect(postgres_url)
     tables = [
         r["tablename"]
-        for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'crm'")
+        for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", old)
     ]
     await conn.close()
+    assert tables
     for table in tables:
         if table in ("checkpoints", "schema_migrations"):
-            continue
-        live = await table_checksum(postgres_url, f"{report.schema_old}.{table}", "t::text")
-        assert await table_checksum(postgres_url, f"crm.{table}", "t::text") == live, table
+            continue  # bookkeeping with wall-clock times
+        live = await table_checksum(postgres_url, f"{old}.{table}", "t::text")
+        assert await table_checksum(postgres_url, f"{schema}.{table}", "t::text") == live, table

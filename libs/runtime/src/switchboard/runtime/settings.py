@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from switchboard.runtime.identity import DEV_PEPPER
+
 S = TypeVar("S", bound="ServiceSettings")
 
 
@@ -98,6 +100,12 @@ class DatabaseSettings(ServiceSettings):
         "postgresql://postgres@127.0.0.1:5432/postgres", description="asyncpg DSN"
     )
     database_pool_size: int = Field(10, ge=1, le=200)
+    identity_pepper: SecretStr = Field(
+        SecretStr(DEV_PEPPER),
+        min_length=16,
+        description="secret key of the hashes projections keep of personal identifiers "
+        "(HMAC-SHA256); set one per deployment and keep it: a new pepper needs a rebuild",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -25,6 +25,7 @@ from switchboard.analytics.ledger import run_publisher
 from switchboard.analytics.metrics import refresh_gauges
 from switchboard.analytics.params import BadParameterError
 from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.runtime import identity
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
@@ -75,6 +76,7 @@ def build_projection(
 
 def create_app(settings: AnalyticsSettings) -> ServiceApp:
     """Build the analytics app; connections are made by its lifespan, never at import."""
+    identity.configure(settings.identity_pepper.get_secret_value())
     ports: dict[str, Any] = {}
     rules = ConversionRules.from_settings(settings)
     ctx = Context(rules=rules)

@@ -3,14 +3,8 @@ aggregate, so a redelivered message can never create a second contact or lead.""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from functools import lru_cache
-
 from switchboard.events.ids import stable_hash
-
-DEV_PEPPER = "switchboard-dev-identity-pepper"
-_pepper = DEV_PEPPER.encode()
+from switchboard.runtime.identity import keyed_hash
 
 
 def identity_key(channel: str, external_id: str) -> str:
@@ -37,28 +31,15 @@ def conversation_lead_id(contact_id: str, conversation: str) -> str:
     return "ld_" + stable_hash("lead", contact_id, conversation)[:24]
 
 
-def configure(pepper: str) -> None:
-    """Set the deployment's identity pepper (``SWITCHBOARD_CRM_IDENTITY_PEPPER``) before
-    any projection runs; hashes already cached under another pepper are forgotten."""
-    global _pepper
-    _pepper = pepper.encode()
-    erased_identity_hash.cache_clear()
-
-
-@lru_cache(maxsize=65536)  # computed for every message; the same chats recur all along
 def erased_identity_hash(workspace_id: str, channel: str, external_id: str) -> str:
-    """The keyed hash (HMAC-SHA256 with the deployment pepper) kept of an erased identity.
-
-    Keyed because phone numbers and numeric user ids are few enough to enumerate: an
-    unkeyed SHA-256 of one is as good as the number to anyone holding the table."""
-    data = "\x1f".join(("erased", workspace_id, channel, external_id)).encode()
-    return hmac.new(_pepper, data, hashlib.sha256).hexdigest()[:32]
+    """The keyed hash kept of an erased identity (``switchboard.runtime.identity``)."""
+    return keyed_hash("erased", workspace_id, channel, external_id)
 
 
 def erased_event_id(event_id: str) -> str:
     """The id an erased person's message row takes: event ids of messages name the chat
     (``whatsapp:<account>:<phone>/...``). Keyed, so a replay of the event finds its row."""
-    return "erased:" + hmac.new(_pepper, event_id.encode(), hashlib.sha256).hexdigest()[:32]
+    return "erased:" + keyed_hash("event", event_id)
 
 
 def erased_marker(identity_hash: str) -> str:

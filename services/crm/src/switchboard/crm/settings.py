@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from switchboard.crm.keys import DEV_PEPPER
 from switchboard.runtime.settings import DatabaseSettings, parse_api_keys
 
 
@@ -36,12 +35,6 @@ class CrmSettings(DatabaseSettings):
         description="when the resolver opens a lead",
     )
     resolver_concurrency: int = Field(16, ge=1, le=256)
-    identity_pepper: SecretStr = Field(
-        SecretStr(DEV_PEPPER),
-        min_length=16,
-        description="secret key of the identity hashes kept of erased people (HMAC-SHA256); "
-        "set one per deployment and keep it: a new pepper needs a `crm rebuild`",
-    )
 
     @field_validator("lead_stages", mode="before")
     @classmethod
