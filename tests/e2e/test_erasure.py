@@ -1,7 +1,7 @@
-"""Erasure over real NATS and Postgres, on every channel: after ``erase`` no CRM or
-analytics read model (API or table) holds the person's identifiers, name, texts in either
-direction or recipients, also for what arrives after the erasure, and rebuilds equal the
-live tables."""
+"""Erasure over real NATS and Postgres, on every channel: after ``erase`` no CRM,
+analytics or outbound read model (API, table or attempt record) holds the person's
+identifiers, name, texts in either direction or recipients, also for what arrives after the
+erasure, and rebuilds equal the live tables."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
+from switchboard.outbound.app import create_app as outbound_app
+from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -44,9 +47,12 @@ SECRETS = ("Zoe Quux", "secret-in", "secret-out")
 async def crm(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Crm]:
-    """The CRM, and analytics beside it (same environment)."""
+    """The CRM, and analytics and outbound beside it (same environment)."""
     async with running_crm(nats_url, postgres_url, monkeypatch) as crm, AsyncExitStack() as s:
         await s.enter_async_context(serve_app(analytics_app(load_settings(AnalyticsSettings))))
+        crm.outbound = await s.enter_async_context(  # type: ignore[attr-defined]
+            serve_app(outbound_app(load_settings(OutboundSettings)))
+        )
         yield crm
 
 
@@ -128,9 +134,32 @@ async def _readable(postgres_url: str, schema: str) -> list[str]:
         await conn.close()
 
 
+async def _attempt_records(nats_url: str) -> None:
+    """Outbound's records of our replies (as the sender writes them), with a provider
+    reason that quotes the recipient."""
+    bus = await Bus.connect(nats_url, name="records")
+    try:
+        await bus.provision()
+        attempts = Attempts(await bus.kv("sends"))
+        for channel, who in PEOPLE.items():
+            record = Attempt(
+                message_id=f"m-{channel.value}-1",
+                workspace_id="demo",
+                channel=channel.value,
+                account=f"acct-{channel.value}",
+                recipient=who,
+            )
+            record = record.step("retrying", reason=f"{who} is busy", attempts=1)
+            await attempts.put(record.step("sent", provider_message_id=f"p-{channel.value}-1"))
+    finally:
+        await bus.close()
+
+
 async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
     crm: Crm, nats_url: str, postgres_url: str
 ) -> None:
+    await _attempt_records(nats_url)
+    outbound: str = crm.outbound  # type: ignore[attr-defined]
     await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 1)])
     contacts = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == len(PEOPLE)))["items"]
     await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
@@ -159,6 +188,20 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
             assert m["content"] == {"kind": "erased"}
         # receipts still find our replies: recipient and chat id are the same marker
         assert [m["status"] for m in msgs if m["direction"] == "out"] == ["delivered"] * 2
+
+    # outbound's records no longer name the recipient, nor quote them in a reason
+    for channel, who in PEOPLE.items():
+
+        async def scrubbed(channel: Channel = channel) -> bool:
+            r = await crm.http.get(f"{outbound}/v1/messages/m-{channel.value}-1", headers=AUTH)
+            assert r.status_code == 200, r.text
+            return bool(r.json()["recipient"].startswith("erased:"))
+
+        await eventually(scrubbed, message=f"{channel} record scrubbed")
+        r = await crm.http.get(f"{outbound}/v1/messages/m-{channel.value}-1", headers=AUTH)
+        record = r.json()
+        assert who not in r.text
+        assert (record["status"], record["attempts"]) == ("sent", 1)  # what stays
 
     crm_report = await rebuild(load_settings(CrmSettings), keep_old=True, log=lambda _: None)
     analytics_report = await analytics_rebuild.rebuild(

@@ -266,6 +266,15 @@ OUTBOUND = ServiceTopology(
             max_deliver=1001,
             max_ack_pending=5000,
         ),
+        Durable(
+            stream="CRM",
+            name="outbound-erasure",
+            filter_subjects=("crm.contact_erased.>",),
+            description="erased contacts: their recipients leave the attempt records",
+            ack_wait_s=60,
+            max_deliver=1001,
+            max_ack_pending=16,
+        ),
     ),
     reads=(
         StreamRead(

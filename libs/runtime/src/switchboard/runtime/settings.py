@@ -62,6 +62,12 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     instance_id: str = Field(default_factory=socket.gethostname)
     shutdown_grace_s: float = Field(20.0, gt=0)
+    identity_pepper: SecretStr = Field(
+        SecretStr(DEV_PEPPER),
+        min_length=16,
+        description="secret key of the hashes services keep of personal identifiers "
+        "(HMAC-SHA256); set one per deployment and keep it: a new pepper needs a rebuild",
+    )
 
     @field_validator("nats_url")
     @classmethod
@@ -100,12 +106,6 @@ class DatabaseSettings(ServiceSettings):
         "postgresql://postgres@127.0.0.1:5432/postgres", description="asyncpg DSN"
     )
     database_pool_size: int = Field(10, ge=1, le=200)
-    identity_pepper: SecretStr = Field(
-        SecretStr(DEV_PEPPER),
-        min_length=16,
-        description="secret key of the hashes projections keep of personal identifiers "
-        "(HMAC-SHA256); set one per deployment and keep it: a new pepper needs a rebuild",
-    )
 
     @field_validator("database_url")
     @classmethod

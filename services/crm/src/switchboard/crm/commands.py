@@ -217,7 +217,11 @@ async def erase_contact(
             raise RejectedError(404, "not_found", f"no contact {cmd.contact_id!r}")
         if state.erased:
             return Applied(state.id, state.version, None)
-        event = ContactErased(contact_id=state.id, requested_by=cmd.by)
+        hashes = sorted(
+            {keys.erased_identity_hash(workspace, i.channel.value, i.external_id)
+             for i in state.identities}
+        )  # fmt: skip
+        event = ContactErased(contact_id=state.id, requested_by=cmd.by, identity_hashes=hashes)
         seq = await store.append(
             event, state.id, state.version, cause=cause, workspace_id=workspace
         )

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, Header, Request
 from starlette.responses import JSONResponse, Response
 
+from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.outbound import Priority, SendBulk, SendMessage
 from switchboard.outbound.attempts import Attempts, fingerprint
 from switchboard.outbound.breaker import Breakers
@@ -22,6 +23,7 @@ from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
+from switchboard.outbound.erasure import forget
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
 from switchboard.outbound.lanes import Lane
@@ -31,10 +33,11 @@ from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime import identity
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.consumer import ConsumerSpec
+from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import register_secret
@@ -94,7 +97,16 @@ DISPATCH = ConsumerSpec(
     ack_wait_s=30.0,
     max_ack_pending=5000,
 )
-DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH)
+ERASURE = ConsumerSpec(
+    stream="CRM",
+    durable="outbound-erasure",
+    filter_subjects=("crm.contact_erased.>",),
+    max_deliver=1000,
+    ack_wait_s=60.0,
+    batch=4,
+    max_ack_pending=16,
+)
+DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, ERASURE)
 
 
 def _workspace(request: Request) -> str:
@@ -107,6 +119,7 @@ Workspace = Annotated[str, Depends(_workspace)]
 
 def create_app(settings: OutboundSettings) -> ServiceApp:
     """Build the outbound app; connections are made by its lifespan, never at import."""
+    identity.configure(settings.identity_pepper.get_secret_value())
     keys = settings.encryption_keys.get_secret_value()
     register_secret(keys)
     keyring = Keyring.from_mapping(parse_keyring(keys))
@@ -199,6 +212,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         ]
         for item in lanes:
             rt.spawn(item.spec.durable, item.run)
+
+        async def erased(msg: Any) -> None:
+            d = decode_or_reject(msg)
+            if isinstance(d.model, ContactErased):
+                await forget(sends_kv, d.envelope.workspace_id, frozenset(d.model.identity_hashes))
+
+        rt.spawn(ERASURE.durable, PullWorker(rt.bus, ERASURE, erased, stop=rt.stop).run)
         supervisor = CampaignSupervisor(
             rt.bus,
             store,
