@@ -115,7 +115,14 @@ SENDS = BucketSpec(
     "sends", "outbound attempt records: what happened to each message_id", ttl_s=8 * DAY, history=1
 )
 
-BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES, DEDUP, SENDS)
+PII_KEYS = BucketSpec(
+    "pii_keys",
+    "per-data-subject keys of personal fields in events; erasure purges them "
+    "(crypto-shredding, switchboard.runtime.pii)",
+    history=1,
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (ACCOUNTS, RATELIMIT, LEASES, DEDUP, SENDS, PII_KEYS)
 
 
 def stream_for_subject(subject: str) -> StreamSpec:

@@ -144,6 +144,12 @@ INGEST = ServiceTopology(
             why="channel accounts: every instance watches them; the admin API writes them",
         ),
         BucketUse("dedup", Access.READ_WRITE, why="event ids already published"),
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: created on first use when the normalizer seals personal fields",
+        ),
     ),
 )
 
@@ -184,6 +190,14 @@ CRM = ServiceTopology(
             why="CRM projection; aggregate loads; last/next message by aggregate subject",
         ),
         StreamRead("DELIVERY", why="deliveries projection"),
+    ),
+    buckets=(
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: opened by the projections, purged by an erasure",
+        ),
     ),
 )
 
@@ -304,6 +318,12 @@ OUTBOUND = ServiceTopology(
             why="attempt records per message_id; campaign state, batches, cursors (watched)",
         ),
         BucketUse("leases", Access.READ_WRITE, why="which instance leads each campaign"),
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: delivery events seal recipients and texts",
+        ),
     ),
 )
 
