@@ -25,6 +25,7 @@ from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
 from switchboard.outbound.app import create_app as outbound_app
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -163,6 +164,11 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
     await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 1)])
     contacts = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == len(PEOPLE)))["items"]
     await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
+    bus = await Bus.connect(nats_url, name="pii-producer")
+    keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
+    # what a producer seals for the person opens until the erasure, and never after it
+    sealed = [await keys.seal("demo", ch.value, who, "Zoe's text") for ch, who in PEOPLE.items()]
+    assert [await keys.open(v) for v in sealed] == ["Zoe's text"] * len(PEOPLE)
     # the probe sees the person before (analytics keeps only what conversions need)
     assert await _readable(postgres_url, "crm")
     assert await _readable(postgres_url, "analytics")
@@ -170,6 +176,8 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
     for contact in contacts:
         r = await crm.http.post(f"{crm.url}/v1/contacts/{contact['id']}/erase", headers=AUTH)
         assert r.status_code == 200, r.text
+    assert [await pii.PiiKeys(keys.kv).open(v) for v in sealed] == [pii.ERASED] * len(PEOPLE)
+    await bus.close()
     # what arrives (or replays) after the erasure is blanked on sight
     await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 10)])
     await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")

@@ -36,8 +36,14 @@ Key = tuple[int, bytes]  # (generation, AES-256 key)
 
 
 def subject_id(workspace: str, channel: str, identity: str) -> str:
-    """The data subject of an identity (keyed hash: the key name says nothing of it)."""
-    return "s" + keyed_hash("subject", workspace, channel, identity)
+    """The data subject of an identity (keyed hash: the key name says nothing of it). The
+    hash is the one ``crm.contact_erased`` lists in ``identity_hashes``, so whoever handles
+    an erasure finds the keys to purge (``subject_of_hash``) without the identities."""
+    return subject_of_hash(keyed_hash("erased", workspace, channel, identity))
+
+
+def subject_of_hash(identity_hash: str) -> str:
+    return "s" + identity_hash
 
 
 def seal(key: Key, subject: str, plaintext: str) -> str:
