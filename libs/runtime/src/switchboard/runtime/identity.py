@@ -14,6 +14,8 @@ import hashlib
 import hmac
 from functools import lru_cache
 
+from switchboard.runtime.logging import register_secret
+
 # The pepper of `just up` and the tests; a deployment sets its own (it is a secret).
 DEV_PEPPER = "switchboard-dev-identity-pepper"
 _pepper = DEV_PEPPER.encode()
@@ -22,6 +24,7 @@ _pepper = DEV_PEPPER.encode()
 def configure(pepper: str) -> None:
     """Use ``pepper`` from now on (before any projection runs); cached hashes are forgotten."""
     global _pepper
+    register_secret(pepper)  # never in a log line
     _pepper = pepper.encode()
     keyed_hash.cache_clear()
 
