@@ -448,15 +448,21 @@ async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[st
         return set(), set()
     columns = [list(c) for c in zip(*(r.cols for r in rows), strict=True)]
     columns.append([r.erase_hash for r in rows])
-    # computed only for people erased already: the statement says which (by hash) only
-    # after it ran, so a second look costs less than a keyed hash per replayed message
-    maybe = {
-        rec["key_hash"]
-        for rec in await conn.fetch(
-            "SELECT key_hash FROM erased_identities WHERE key_hash = ANY($1::text[])",
-            list({r.erase_hash for r in rows if r.erase_hash is not None}),
-        )
-    }
+    # The keyed ids erased messages take, computed only for people erased already (the
+    # statement names them only after it ran): one indexed lookup instead of an HMAC per
+    # replayed message.
+    people = list({r.erase_hash for r in rows if r.erase_hash is not None})
+    maybe = (
+        {
+            rec["key_hash"]
+            for rec in await conn.fetch(
+                "SELECT key_hash FROM erased_identities WHERE key_hash = ANY($1::text[])",
+                people,
+            )
+        }
+        if people
+        else set()
+    )
     renamed = {keys.erased_event_id(r.event_id): r.event_id for r in rows if r.erase_hash in maybe}
     erased_ids = [keys.erased_event_id(r.event_id) if r.erase_hash in maybe else None for r in rows]
     new, erased = set(), set()
