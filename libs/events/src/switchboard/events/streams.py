@@ -147,6 +147,13 @@ DASHBOARD_SESSIONS = BucketSpec(
     ttl_s=12 * 3600,
 )
 
+PII_KEYS = BucketSpec(
+    "pii_keys",
+    "per-data-subject keys of personal fields in events; erasure purges them "
+    "(crypto-shredding, switchboard.runtime.pii)",
+    history=1,
+)
+
 BUCKETS: tuple[BucketSpec, ...] = (
     ACCOUNTS,
     RATELIMIT,
@@ -155,6 +162,7 @@ BUCKETS: tuple[BucketSpec, ...] = (
     SENDS,
     API_KEYS,
     DASHBOARD_SESSIONS,
+    PII_KEYS,
 )
 
 

@@ -155,6 +155,12 @@ INGEST = ServiceTopology(
             why="channel accounts: every instance watches them; the admin API writes them",
         ),
         BucketUse("dedup", Access.READ_WRITE, why="event ids already published"),
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: created on first use when the normalizer seals personal fields",
+        ),
     ),
 )
 
@@ -196,7 +202,15 @@ CRM = ServiceTopology(
         ),
         StreamRead("DELIVERY", why="deliveries projection"),
     ),
-    buckets=(API_KEY_USE,),
+    buckets=(
+        API_KEY_USE,
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: opened by the projections, purged by an erasure",
+        ),
+    ),
 )
 
 OUTBOUND = ServiceTopology(
@@ -302,6 +316,15 @@ OUTBOUND = ServiceTopology(
             max_deliver=11,
             max_ack_pending=5000,
         ),
+        Durable(
+            stream="CRM",
+            name="outbound-erasure",
+            filter_subjects=("crm.contact_erased.>",),
+            description="erased contacts: their recipients leave the attempt records",
+            ack_wait_s=60,
+            max_deliver=1001,
+            max_ack_pending=16,
+        ),
     ),
     reads=(
         StreamRead(
@@ -333,6 +356,12 @@ OUTBOUND = ServiceTopology(
             "schedule changes; provider file ids shared by every instance",
         ),
         BucketUse("leases", Access.READ_WRITE, why="which instance leads each campaign"),
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: delivery events seal recipients and texts",
+        ),
     ),
 )
 

@@ -21,6 +21,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from switchboard.runtime.identity import DEV_PEPPER
 from switchboard.runtime.keys import parse_scopes
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -87,6 +88,13 @@ class ServiceSettings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (use a random value)")
         return value
+
+    identity_pepper: SecretStr = Field(
+        SecretStr(DEV_PEPPER),
+        min_length=16,
+        description="secret key of the hashes services keep of personal identifiers "
+        "(HMAC-SHA256); set one per deployment and keep it: a new pepper needs a rebuild",
+    )
 
     @field_validator("nats_url")
     @classmethod

@@ -28,6 +28,7 @@ from switchboard.analytics.params import BadParameterError
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.analytics.signin import Lifetimes, SignInStore
 from switchboard.events.streams import DASHBOARD_SESSIONS
+from switchboard.runtime import identity
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
@@ -78,6 +79,7 @@ def build_projection(
 
 def create_app(settings: AnalyticsSettings) -> ServiceApp:
     """Build the analytics app; connections are made by its lifespan, never at import."""
+    identity.configure(settings.identity_pepper.get_secret_value())
     ports: dict[str, Any] = {}
     rules = ConversionRules.from_settings(settings)
     ctx = Context(rules=rules)

@@ -11,8 +11,9 @@ from switchboard.analytics.context import Context
 from switchboard.analytics.counting import CounterTable, Deltas, count_events, earliest, fresh
 from switchboard.analytics.items import Item, hour_of, millis
 from switchboard.events.catalog.common import ChatType
-from switchboard.events.catalog.conv import MessageReceived, MessageSent, conversation_key
+from switchboard.events.catalog.conv import MessageReceived, MessageSent
 from switchboard.runtime.db import Conn
+from switchboard.runtime.identity import keyed_hash
 
 PROJECTION = "analytics_conv"
 STREAM = "CONV"
@@ -55,6 +56,12 @@ class Conversation:
         return first
 
 
+def _conversation(channel: str, account: str, chat_id: str) -> str:
+    """The key of a conversation: keyed, because a chat id is often the person's phone
+    number or user id, and rollups are kept after an erasure."""
+    return keyed_hash("conversation", channel, account, chat_id)
+
+
 async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
     new = await fresh(conn, items)
     volume = Deltas(VOLUME)
@@ -67,15 +74,24 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
             channel = ev.channel.value
             volume.add((ws, hour_of(ev.received_at), channel, ev.account, "in"))
             ms = millis(ev.received_at, item.stored_at)
-            samples.append((ws, item.envelope.id, hour_of(ev.received_at), channel, ev.account, ms))
-            conv = convs.get((ws, conversation_key(ev.channel, ev.account, ev.chat.id)))
+            samples.append(
+                (
+                    ws,
+                    keyed_hash("event", item.envelope.id),
+                    hour_of(ev.received_at),
+                    channel,
+                    ev.account,
+                    ms,
+                )
+            )
+            conv = convs.get((ws, _conversation(ev.channel.value, ev.account, ev.chat.id)))
             if conv is not None:
                 conv.customer_wrote(ev.received_at)
             observed.append(("in", ws, channel, ms))
         elif isinstance(ev, MessageSent):
             channel = ev.channel.value
             volume.add((ws, hour_of(ev.sent_at), channel, ev.account, "out"))
-            conv = convs.get((ws, conversation_key(ev.channel, ev.account, ev.chat.id)))
+            conv = convs.get((ws, _conversation(ev.channel.value, ev.account, ev.chat.id)))
             if conv is not None and conv.business_wrote(ev.sent_at) and conv.first_in_at:
                 observed.append(("first", ws, channel, millis(conv.first_in_at, ev.sent_at)))
             observed.append(("out", ws, channel, 0.0))
@@ -108,7 +124,7 @@ async def _conversations(conn: Conn, items: list[Item]) -> dict[tuple[str, str],
         # Only one-to-one chats are conversations someone answers; channel posts and
         # groups (MTProto reads them) would count as never answered.
         if isinstance(ev, MessageReceived | MessageSent) and ev.chat.type is ChatType.PRIVATE:
-            key = (item.workspace, conversation_key(ev.channel, ev.account, ev.chat.id))
+            key = (item.workspace, _conversation(ev.channel.value, ev.account, ev.chat.id))
             keys.setdefault(key, (ev.channel.value, ev.account))
     if not keys:
         return {}

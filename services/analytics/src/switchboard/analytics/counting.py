@@ -13,13 +13,15 @@ from typing import Any
 
 from switchboard.analytics.items import Item, hour_of
 from switchboard.runtime.db import Conn
+from switchboard.runtime.identity import keyed_hash
 
 
 async def fresh(conn: Conn, items: Sequence[Item]) -> list[Item]:
-    """The items whose ce-id was never counted before, in order, each id once."""
+    """The items whose ce-id was never counted before, in order, each id once. Ids are
+    kept keyed-hashed: a message's id names its chat (often a phone number)."""
     order: dict[str, Item] = {}
     for item in items:
-        order.setdefault(item.envelope.id, item)
+        order.setdefault(keyed_hash("event", item.envelope.id), item)
     if not order:
         return []
     rows = await conn.fetch(

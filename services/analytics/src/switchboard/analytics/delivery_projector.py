@@ -19,6 +19,7 @@ from switchboard.events.catalog.delivery import (
     DeliverySent,
 )
 from switchboard.runtime.db import Conn
+from switchboard.runtime.identity import keyed_hash
 
 PROJECTION = "analytics_delivery"
 STREAM = "DELIVERY"
@@ -285,7 +286,8 @@ async def _save(
                                     $6::timestamptz[], $7::text[], $8::text[])
                ON CONFLICT DO NOTHING""",
             *[[k[i] for k, _ in keep] for i in range(4)],
-            [o.event_id for _, o in keep],
+            # keyed: a receipt's event id names its recipient (a phone number on WhatsApp)
+            [keyed_hash("event", o.event_id) for _, o in keep],
             [o.hour for _, o in keep],
             [o.outcome for _, o in keep],
             [o.reason for _, o in keep],

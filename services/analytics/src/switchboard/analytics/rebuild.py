@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from switchboard.analytics.app import PROJECTORS, SCHEMA, build_projection
 from switchboard.analytics.context import Context, ConversionRules
 from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.runtime import identity
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
 from switchboard.runtime.service import connect_bus
 
@@ -46,6 +47,7 @@ async def rebuild(
     started = time.monotonic()
     stamp = time.strftime("%Y%m%d%H%M%S")
     fresh, old = f"{SCHEMA}_rebuild_{stamp}", f"{SCHEMA}_old_{stamp}"
+    identity.configure(settings.identity_pepper.get_secret_value())  # the keys live ones use
     bus = await connect_bus(settings, "analytics-rebuild")
     admin = await create_pool(settings.database_url, 2)
     # Each projection holds one connection for its leader lock and uses another to apply.

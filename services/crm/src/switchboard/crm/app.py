@@ -45,6 +45,7 @@ from switchboard.events.catalog.crm import (
     SplitContact,
     UpdateContact,
 )
+from switchboard.runtime import identity
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
@@ -147,6 +148,7 @@ class Split(BaseModel):
 
 def create_app(settings: CrmSettings) -> ServiceApp:
     """Build the CRM app; connections are made by its lifespan, never at import."""
+    identity.configure(settings.identity_pepper.get_secret_value())
     ports: dict[str, Any] = {}
 
     async def start(rt: Runtime) -> None:

@@ -28,6 +28,7 @@ from switchboard.events.catalog.crm import (
     SplitContact,
     UpdateContact,
 )
+from switchboard.runtime import pii
 
 RETRIES = 5
 
@@ -211,17 +212,38 @@ async def split_contact(
 async def erase_contact(
     store: EventStore, cmd: EraseContact, workspace: str, cause: Envelope | None = None
 ) -> Applied:
+    """Append ``crm.contact_erased`` (with the keyed hashes of the contact's identities)
+    and shred the identities' data keys. Repeating the erasure of an erased contact shreds
+    again, so a crash between the two is finished by a retry."""
+
+    def hashes(state: ContactState) -> list[str]:
+        return sorted(
+            {keys.erased_identity_hash(workspace, i.channel.value, i.external_id)
+             for i in state.identities}
+        )  # fmt: skip
+
     async def attempt() -> Applied:
         state = fold_contact(await store.load(cmd.contact_id))
         if state is None or state.workspace_id != workspace:
             raise RejectedError(404, "not_found", f"no contact {cmd.contact_id!r}")
         if state.erased:
+            await _shred(store, hashes(state))
             return Applied(state.id, state.version, None)
-        event = ContactErased(contact_id=state.id, requested_by=cmd.by)
+        event = ContactErased(
+            contact_id=state.id, requested_by=cmd.by, identity_hashes=hashes(state)
+        )
         seq = await store.append(
             event, state.id, state.version, cause=cause, workspace_id=workspace
         )
+        await _shred(store, event.identity_hashes)
         return Applied(state.id, seq, event)
 
     # No expected version: an erasure is retried until it lands, whatever else changes.
     return await _with_retries(None, attempt)
+
+
+async def _shred(store: EventStore, identity_hashes: list[str]) -> None:
+    """Purge the data keys of the erased identities (crypto-shredding)."""
+    shredder = pii.PiiKeys(await store.bus.kv(pii.BUCKET))
+    for h in identity_hashes:
+        await shredder.shred(pii.subject_of_hash(h))

@@ -227,33 +227,58 @@ async def _history(
 
 
 async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) -> None:
-    """Forget the person: contact fields, notes, identities (kept only as hashes, so the
-    conversation projection can blank messages that arrive or replay later), messages."""
+    """Forget the person: contact fields, notes, identities (kept only as keyed hashes, so
+    the other projections can blank what arrives or replays later), their messages and our
+    replies in their one-to-one chats, and their id wherever it stands (chat ids, sender
+    ids, recipients) replaced by a marker. The conversation and delivery projections blank
+    rows of erased people on insert to exactly the same values, so a rebuild equals the
+    live tables whichever projection replays first."""
     ids = await conn.fetch(
         "SELECT channel, external_id FROM contact_identities WHERE contact_id = $1", contact_id
     )
     for row in ids:
+        channel, external_id = row["channel"], row["external_id"]
+        key_hash = keys.erased_identity_hash(ws, channel, external_id)
+        marker = keys.erased_marker(key_hash)
         await conn.execute(
-            "INSERT INTO erased_identities VALUES ($1) ON CONFLICT DO NOTHING",
-            keys.erased_identity_hash(ws, row["channel"], row["external_id"]),
+            "INSERT INTO erased_identities VALUES ($1) ON CONFLICT DO NOTHING", key_hash
         )
-        await conn.execute(
-            """UPDATE messages SET text = NULL, sender_name = NULL, content = $4::jsonb
-               WHERE workspace_id = $1 AND sender_id = $3 AND direction = 'in'
-                 AND conversation_id IN (SELECT id FROM conversations
-                                         WHERE workspace_id = $1 AND channel = $2)""",
+        # Their messages, and ours in their one-to-one chats; event ids name the chat.
+        rows = await conn.fetch(
+            """SELECT m.event_id FROM messages m JOIN conversations c
+                   ON c.id = m.conversation_id AND c.workspace_id = $1 AND c.channel = $2
+               WHERE m.workspace_id = $1
+                 AND ((m.direction = 'in' AND m.sender_id = $3)
+                      OR (m.direction = 'out' AND c.chat_id = $3
+                          AND c.chat_type = 'private'))""",
             ws,
-            row["channel"],
-            row["external_id"],
-            ERASED_CONTENT,
+            channel,
+            external_id,
+        )
+        await conn.executemany(
+            """UPDATE messages SET event_id = $2, text = NULL, sender_name = NULL,
+                   sender_id = NULL, content = $3::jsonb
+               WHERE event_id = $1""",
+            [(r["event_id"], keys.erased_event_id(r["event_id"]), ERASED_CONTENT) for r in rows],
         )
         await conn.execute(
-            """UPDATE conversations SET title = NULL, last_preview = NULL
+            """UPDATE conversations SET title = NULL, last_preview = NULL,
+                   chat_id = CASE WHEN chat_type = 'private' THEN $4 ELSE chat_id END
                WHERE workspace_id = $1 AND channel = $2 AND chat_id = $3""",
             ws,
-            row["channel"],
-            row["external_id"],
+            channel,
+            external_id,
+            marker,
         )
+        for table in ("receipts", "deliveries"):
+            await conn.execute(
+                f"""UPDATE {table} SET recipient = $4
+                    WHERE workspace_id = $1 AND channel = $2 AND recipient = $3""",
+                ws,
+                channel,
+                external_id,
+                marker,
+            )
     await conn.execute("DELETE FROM contact_identities WHERE contact_id = $1", contact_id)
     await conn.execute("DELETE FROM contact_notes WHERE contact_id = $1", contact_id)
     await conn.execute(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from nats.aio.msg import Msg
 
+from switchboard.crm import keys
 from switchboard.crm.decoding import decode_event
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
@@ -46,7 +47,9 @@ ON CONFLICT (workspace_id, message_id) DO UPDATE SET
 
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
     """Each table's upserts in stream order, pipelined (one round trip per table): the two
-    tables never read each other, so only the order within each matters."""
+    tables never read each other, so only the order within each matters. Recipients who
+    were erased are written as their marker, as ``crm_projector`` rewrites those already
+    here."""
     receipts: list[tuple[object, ...]] = []
     deliveries: list[tuple[object, ...]] = []
     for msg in msgs:
@@ -93,7 +96,41 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
                 ev.at,
             )
         )
+    receipts, deliveries = await _blank_erased(conn, receipts, deliveries)
     if receipts:
         await conn.executemany(RECEIPT_SQL, receipts)
     if deliveries:
         await conn.executemany(DELIVERY_SQL, deliveries)
+
+
+Row = tuple[object, ...]
+
+
+async def _blank_erased(
+    conn: Conn, receipts: list[Row], deliveries: list[Row]
+) -> tuple[list[Row], list[Row]]:
+    """The rows with each erased recipient replaced by its marker (one query per batch).
+    ``(workspace, channel, recipient)`` sit at (0, 1, 4) of a receipt and (0, 2, 4) of a
+    delivery."""
+    hashes = {
+        row: keys.erased_identity_hash(str(row[0]), str(row[ch]), str(row[4]))
+        for rows, ch in ((receipts, 1), (deliveries, 2))
+        for row in rows
+    }
+    if not hashes:
+        return receipts, deliveries
+    erased = {
+        r["key_hash"]
+        for r in await conn.fetch(
+            "SELECT key_hash FROM erased_identities WHERE key_hash = ANY($1::text[])",
+            list(set(hashes.values())),
+        )
+    }
+    if not erased:
+        return receipts, deliveries
+
+    def blank(row: Row) -> Row:
+        h = hashes[row]
+        return (*row[:4], keys.erased_marker(h), *row[5:]) if h in erased else row
+
+    return [blank(r) for r in receipts], [blank(r) for r in deliveries]

@@ -8,6 +8,7 @@ from switchboard.events.catalog.crm import claim_key as claim_key
 from switchboard.events.catalog.crm import first_lead_id as first_lead_id
 from switchboard.events.catalog.crm import identity_key as identity_key
 from switchboard.events.ids import stable_hash
+from switchboard.runtime.identity import keyed_hash
 
 
 def phone_key(phone: str) -> str:
@@ -23,7 +24,20 @@ def conversation_lead_id(contact_id: str, conversation: str) -> str:
 
 
 def erased_identity_hash(workspace_id: str, channel: str, external_id: str) -> str:
-    return stable_hash("erased", workspace_id, channel, external_id)
+    """The keyed hash kept of an erased identity (``switchboard.runtime.identity``)."""
+    return keyed_hash("erased", workspace_id, channel, external_id)
+
+
+def erased_event_id(event_id: str) -> str:
+    """The id an erased person's message row takes: event ids of messages name the chat
+    (``whatsapp:<account>:<phone>/...``). Keyed, so a replay of the event finds its row."""
+    return "erased:" + keyed_hash("event", event_id)
+
+
+def erased_marker(identity_hash: str) -> str:
+    """What an erased person's chat id or recipient reads as: unique per identity (tables
+    key on it), and saying nothing about the person."""
+    return "erased:" + identity_hash[:20]
 
 
 def normalize_phone(phone: str | None) -> str | None:

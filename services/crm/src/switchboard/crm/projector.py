@@ -53,7 +53,7 @@ DEFERRED_INDEXES = (
 # Conversation ids and erasure hashes are sha256 digests of a few strings, computed for
 # every event; the same few thousand chats recur all through a stream.
 _conversation_id = lru_cache(maxsize=65536)(conversation_id)
-_erased_hash = lru_cache(maxsize=65536)(keys.erased_identity_hash)
+_erased_hash = keys.erased_identity_hash  # cached there
 
 
 def preview(content: Content) -> tuple[str | None, str]:
@@ -79,7 +79,8 @@ class Row:
     cols: tuple[Any, ...]
     key: Key
     seq: int
-    erase_hash: str | None  # None for the business's own messages
+    erase_hash: str | None  # the person whose data this row holds (sender, or private chat)
+    private: bool  # a one-to-one chat whose id is that person's identity
     channel: str
     account: str
     chat_id: str
@@ -156,8 +157,11 @@ def _op(event_id: str, ws: str, seq: int, ev: Any) -> Op | None:
             ev.text, content, None, ev.sent_at, None, seq, ev.message_id,
         )  # fmt: skip
         short = (ev.text or f"[{ev.content_kind}]")[:200]
+        # Our reply in a one-to-one chat is personal data of the person we wrote to.
+        private = ev.chat.type is ChatType.PRIVATE
+        erase = _erased_hash(ws, ev.channel.value, ev.chat.id) if private else None
         return Row(
-            cols, key, seq, None, ev.channel.value, ev.account, ev.chat.id,
+            cols, key, seq, erase, private, ev.channel.value, ev.account, ev.chat.id,
             ev.chat.type.value, ev.chat.title, short,
         )  # fmt: skip
     if kind is CallbackReceived:
@@ -208,9 +212,10 @@ def _inbound(
         event_id, conv, ws, "in", provider_id, ev.sender.id, ev.sender.display_name, kind,
         text, content, reply_to, sent_at, ev.received_at, seq, None,
     )  # fmt: skip
+    private = ev.chat.type is ChatType.PRIVATE and ev.chat.id == ev.sender.id
     return Row(
-        cols, (conv, provider_id), seq, _erased_hash(ws, channel, ev.sender.id), channel,
-        ev.account, ev.chat.id, ev.chat.type.value, ev.chat.title, short,
+        cols, (conv, provider_id), seq, _erased_hash(ws, channel, ev.sender.id), private,
+        channel, ev.account, ev.chat.id, ev.chat.type.value, ev.chat.title, short,
     )  # fmt: skip
 
 
@@ -253,7 +258,7 @@ async def apply_changes(conn: Conn, batch: list[Change]) -> None:
         inserted, blanked = await insert_messages(conn, inserts)
         new |= inserted
         erased |= blanked
-        waiting += [r.key for r in inserts if r.erase_hash is not None and r.event_id in inserted]
+        waiting += [r.key for r in inserts if r.cols[3] == "in" and r.event_id in inserted]
         if waiting and any(later for _, later in rounds[i + 1 :]):
             # a later round may change these messages: their early edits come first
             await conn.execute(PENDING_EDITS_SQL, *_keys(waiting), ERASED_CONTENT)
@@ -300,8 +305,10 @@ def schedule(batch: list[Change]) -> list[Round]:
     return rounds
 
 
-# Messages of erased senders lose their personal data before they are written; the
-# statement also says which of the senders it saw were erased.
+# Messages of erased people (inbound from them, or ours in a one-to-one chat with them)
+# lose their personal data before they are written, exactly as ``crm_projector`` blanks
+# those already written (so a rebuild equals the live tables whichever runs first); the
+# statement also says which of the people it saw were erased.
 INSERT_SQL = """
 WITH erased AS (
     SELECT key_hash FROM erased_identities WHERE key_hash = ANY($16::text[])
@@ -309,17 +316,19 @@ WITH erased AS (
     INSERT INTO messages (event_id, conversation_id, workspace_id, direction,
         provider_message_id, sender_id, sender_name, kind, text, content, reply_to, sent_at,
         received_at, stream_seq, message_id)
-    SELECT u.event_id, u.conversation_id, u.workspace_id, u.direction, u.provider_message_id,
-        u.sender_id, CASE WHEN e.key_hash IS NULL THEN u.sender_name END, u.kind,
+    SELECT CASE WHEN e.key_hash IS NULL THEN u.event_id ELSE COALESCE(u.erased_id, u.event_id) END,
+        u.conversation_id, u.workspace_id, u.direction, u.provider_message_id,
+        CASE WHEN e.key_hash IS NULL THEN u.sender_id END,
+        CASE WHEN e.key_hash IS NULL THEN u.sender_name END, u.kind,
         CASE WHEN e.key_hash IS NULL THEN u.text END,
         CASE WHEN e.key_hash IS NULL THEN u.content ELSE $17::jsonb END,
         u.reply_to, u.sent_at, u.received_at, u.stream_seq, u.message_id
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::timestamptz[],
-        $13::timestamptz[], $14::bigint[], $15::text[], $16::text[])
+        $13::timestamptz[], $14::bigint[], $15::text[], $16::text[], $18::text[])
         AS u (event_id, conversation_id, workspace_id, direction, provider_message_id,
               sender_id, sender_name, kind, text, content, reply_to, sent_at, received_at,
-              stream_seq, message_id, erase_hash)
+              stream_seq, message_id, erase_hash, erased_id)
     LEFT JOIN erased e ON e.key_hash = u.erase_hash
     ORDER BY u.stream_seq
     ON CONFLICT DO NOTHING
@@ -439,10 +448,27 @@ async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[st
         return set(), set()
     columns = [list(c) for c in zip(*(r.cols for r in rows), strict=True)]
     columns.append([r.erase_hash for r in rows])
+    # The keyed ids erased messages take, computed only for people erased already (the
+    # statement names them only after it ran): one indexed lookup instead of an HMAC per
+    # replayed message.
+    people = list({r.erase_hash for r in rows if r.erase_hash is not None})
+    maybe = (
+        {
+            rec["key_hash"]
+            for rec in await conn.fetch(
+                "SELECT key_hash FROM erased_identities WHERE key_hash = ANY($1::text[])",
+                people,
+            )
+        }
+        if people
+        else set()
+    )
+    renamed = {keys.erased_event_id(r.event_id): r.event_id for r in rows if r.erase_hash in maybe}
+    erased_ids = [keys.erased_event_id(r.event_id) if r.erase_hash in maybe else None for r in rows]
     new, erased = set(), set()
-    for rec in await conn.fetch(INSERT_SQL, *columns, ERASED_CONTENT):
+    for rec in await conn.fetch(INSERT_SQL, *columns, ERASED_CONTENT, erased_ids):
         if rec["event_id"] is not None:
-            new.add(rec["event_id"])
+            new.add(renamed.get(rec["event_id"], rec["event_id"]))
         else:
             erased.add(rec["erased"])
     return new, erased
@@ -465,7 +491,9 @@ async def _conversations(
         title, short = (None, None) if blank else (r.title, r.short)
         c = convs.get(conv)
         if c is None:
-            c = convs[conv] = [r, 0, r.sent_at, r.sent_at, short, None, r.seq]
+            c = convs[conv] = [r, 0, r.sent_at, r.sent_at, short, None, r.seq, r.chat_id]
+        if blank and r.private and r.erase_hash is not None:
+            c[7] = keys.erased_marker(r.erase_hash)  # the chat id is the person's identity
         c[6] = r.seq
         if title is not None:
             c[5] = title
@@ -487,7 +515,7 @@ async def _conversations(
         [v[0].cols[2] for v in values],
         [v[0].channel for v in values],
         [v[0].account for v in values],
-        [v[0].chat_id for v in values],
+        [v[7] for v in values],
         [v[0].chat_type for v in values],
         [v[5] for v in values],
         [v[2] for v in values],

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from switchboard.crm.app import PROJECTIONS, SCHEMA, build_projection
 from switchboard.crm.settings import CrmSettings
+from switchboard.runtime import identity
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
 from switchboard.runtime.projection import ensure_checkpoints
 from switchboard.runtime.service import connect_bus
@@ -73,6 +74,7 @@ async def rebuild(
     started = time.monotonic()
     stamp = time.strftime("%Y%m%d%H%M%S")
     fresh, old = f"{SCHEMA}_rebuild_{stamp}", f"{SCHEMA}_old_{stamp}"
+    identity.configure(settings.identity_pepper.get_secret_value())  # the hashes live ones use
     bus = await connect_bus(settings, "crm-rebuild")  # with the service's NATS credentials
     admin = await create_pool(settings.database_url, 2)
     pool = await create_pool(settings.database_url, 4, schema=fresh)

@@ -15,6 +15,7 @@ from fastapi import Body, Depends, Header, Request
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
+from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.outbound import (
     AnswerCallback,
     ChangeScheduledSend,
@@ -36,6 +37,7 @@ from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
+from switchboard.outbound.erasure import forget
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
 from switchboard.outbound.interactions import Interactions
@@ -49,10 +51,11 @@ from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime import identity
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.consumer import ConsumerSpec
+from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, integrations_endpoint
@@ -135,7 +138,16 @@ INTERACTIONS = ConsumerSpec(
     ack_wait_s=30.0,
     max_ack_pending=5000,
 )
-DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS)
+ERASURE = ConsumerSpec(
+    stream="CRM",
+    durable="outbound-erasure",
+    filter_subjects=("crm.contact_erased.>",),
+    max_deliver=1000,
+    ack_wait_s=60.0,
+    batch=4,
+    max_ack_pending=16,
+)
+DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS, ERASURE)
 # The providers outbound calls, as /health/integrations names them (like the breakers).
 PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
 
@@ -162,6 +174,7 @@ Workspace = Annotated[str, Depends(_workspace)]
 
 def create_app(settings: OutboundSettings) -> ServiceApp:
     """Build the outbound app; connections are made by its lifespan, never at import."""
+    identity.configure(settings.identity_pepper.get_secret_value())
     keys = settings.encryption_keys.get_secret_value()
     register_secret(keys)
     keyring = Keyring.from_mapping(parse_keyring(keys))
@@ -279,6 +292,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         ]
         for item in lanes:
             rt.spawn(item.spec.durable, item.run)
+
+        async def erased(msg: Any) -> None:
+            d = decode_or_reject(msg)
+            if isinstance(d.model, ContactErased):
+                await forget(sends_kv, d.envelope.workspace_id, frozenset(d.model.identity_hashes))
+
+        rt.spawn(ERASURE.durable, PullWorker(rt.bus, ERASURE, erased, stop=rt.stop).run)
         supervisor = CampaignSupervisor(
             rt.bus,
             store,

@@ -104,6 +104,12 @@ class ContactErased(_ContactEvent):
     """The person's personal data must be removed from every projection, now and on rebuild."""
 
     requested_by: str | None = None
+    identity_hashes: list[str] = Field(
+        default_factory=list,
+        description="keyed hashes (HMAC-SHA256 with the deployment's identity pepper) of "
+        "'erased', workspace, channel and external id of each identity the contact had: "
+        "services that keep records by recipient (outbound) find them without the ids",
+    )
 
 
 @register("crm.lead_created", 1)

@@ -1,0 +1,236 @@
+"""Erasure over real NATS and Postgres, on every channel: after ``erase`` no CRM,
+analytics or outbound read model (API, table or attempt record) holds the person's
+identifiers, name, texts in either direction or recipients, also for what arrives after the
+erasure, and rebuilds equal the live tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from tests.support.conv import T0, publish_all, received, sent
+from tests.support.crm import AUTH, Crm, running_crm
+from tests.support.db import table_checksum
+
+from switchboard.analytics import rebuild as analytics_rebuild
+from switchboard.analytics.app import create_app as analytics_app
+from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.crm.rebuild import rebuild
+from switchboard.crm.settings import CrmSettings
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
+from switchboard.outbound.app import create_app as outbound_app
+from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime import pii
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+
+pytestmark = pytest.mark.e2e
+
+# The person on each channel, by the id the provider gives (a phone number on WhatsApp).
+PEOPLE = {
+    Channel.TELEGRAM: "7770001",
+    Channel.WHATSAPP: "4917612345678",
+    Channel.VIBER: "vb-zoe-id==",
+    Channel.GENERIC: "gen-zoe-id",
+    Channel.MTPROTO: "8880002",
+}
+# What must not be readable after the erasure, besides the ids above.
+SECRETS = ("Zoe Quux", "secret-in", "secret-out")
+
+
+@pytest.fixture
+async def crm(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Crm]:
+    """The CRM, and analytics and outbound beside it (same environment)."""
+    async with running_crm(nats_url, postgres_url, monkeypatch) as crm, AsyncExitStack() as s:
+        await s.enter_async_context(serve_app(analytics_app(load_settings(AnalyticsSettings))))
+        crm.outbound = await s.enter_async_context(  # type: ignore[attr-defined]
+            serve_app(outbound_app(load_settings(OutboundSettings)))
+        )
+        yield crm
+
+
+def _exchange(channel: Channel, who: str, n: int) -> list[object]:
+    """A message from the person, our reply, its delivery and its receipt."""
+    account = f"acct-{channel.value}"
+    out_id, provider_id = f"m-{channel.value}-{n}", f"p-{channel.value}-{n}"
+    phone = who if channel is Channel.WHATSAPP else None
+    return [
+        received(channel, account, who, f"secret-in {n}", n, phone=phone, name="Zoe Quux"),
+        sent(channel, account, who, out_id, provider_id, f"secret-out {n}", n + 1),
+        DeliverySent(
+            message_id=out_id,
+            channel=channel,
+            account=account,
+            recipient=who,
+            at=T0 + timedelta(seconds=n + 1),
+            provider_message_id=provider_id,
+        ),
+        DeliveryReceipt(
+            channel=channel,
+            account=account,
+            recipient=who,
+            status="delivered",
+            provider_message_id=provider_id,
+            at=T0 + timedelta(seconds=n + 2),
+        ),
+    ]
+
+
+PROJECTIONS = (
+    ("crm", "conversations", "CONV"),
+    ("crm", "crm", "CRM"),
+    ("crm", "deliveries", "DELIVERY"),
+    ("analytics", "analytics_conv", "CONV"),
+    ("analytics", "analytics_crm", "CRM"),
+    ("analytics", "analytics_delivery", "DELIVERY"),
+)
+
+
+async def _caught_up(nats_url: str, postgres_url: str) -> bool:
+    bus = await Bus.connect(nats_url, name="probe")
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        for schema, projection, stream in PROJECTIONS:
+            last = (await bus.js.stream_info(stream)).state.last_seq
+            seq = await conn.fetchval(
+                f"SELECT seq FROM {schema}.checkpoints WHERE projection = $1", projection
+            )
+            if (seq or 0) < last:
+                return False
+        return True
+    finally:
+        await conn.close()
+        await bus.close()
+
+
+async def _readable(postgres_url: str, schema: str) -> list[str]:
+    """Every (table, needle) where a row of ``schema`` still shows the person."""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
+            )
+        ]
+        found = []
+        for table in tables:
+            for needle in (*PEOPLE.values(), *SECRETS):
+                n = await conn.fetchval(
+                    f'SELECT count(*) FROM "{schema}"."{table}" t WHERE strpos(t::text, $1) > 0',
+                    needle,
+                )
+                if n:
+                    found.append(f"{table}: {needle}")
+        return found
+    finally:
+        await conn.close()
+
+
+async def _attempt_records(nats_url: str) -> None:
+    """Outbound's records of our replies (as the sender writes them), with a provider
+    reason that quotes the recipient."""
+    bus = await Bus.connect(nats_url, name="records")
+    try:
+        await bus.provision()
+        attempts = Attempts(await bus.kv("sends"))
+        for channel, who in PEOPLE.items():
+            record = Attempt(
+                message_id=f"m-{channel.value}-1",
+                workspace_id="demo",
+                channel=channel.value,
+                account=f"acct-{channel.value}",
+                recipient=who,
+            )
+            record = record.step("retrying", reason=f"{who} is busy", attempts=1)
+            await attempts.put(record.step("sent", provider_message_id=f"p-{channel.value}-1"))
+    finally:
+        await bus.close()
+
+
+async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
+    crm: Crm, nats_url: str, postgres_url: str
+) -> None:
+    await _attempt_records(nats_url)
+    outbound: str = crm.outbound  # type: ignore[attr-defined]
+    await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 1)])
+    contacts = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == len(PEOPLE)))["items"]
+    await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
+    bus = await Bus.connect(nats_url, name="pii-producer")
+    keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
+    # what a producer seals for the person opens until the erasure, and never after it
+    sealed = [await keys.seal("demo", ch.value, who, "Zoe's text") for ch, who in PEOPLE.items()]
+    assert [await keys.open(v) for v in sealed] == ["Zoe's text"] * len(PEOPLE)
+    # the probe sees the person before (analytics keeps only what conversions need)
+    assert await _readable(postgres_url, "crm")
+    assert await _readable(postgres_url, "analytics")
+
+    for contact in contacts:
+        r = await crm.http.post(f"{crm.url}/v1/contacts/{contact['id']}/erase", headers=AUTH)
+        assert r.status_code == 200, r.text
+    assert [await pii.PiiKeys(keys.kv).open(v) for v in sealed] == [pii.ERASED] * len(PEOPLE)
+    await bus.close()
+    # what arrives (or replays) after the erasure is blanked on sight
+    await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 10)])
+    await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
+
+    assert await _readable(postgres_url, "crm") == []
+    assert await _readable(postgres_url, "analytics") == []
+    inbox = (await crm.get("/v1/conversations"))["items"]
+    assert len(inbox) == len(PEOPLE)
+    for conv in inbox:
+        assert conv["chat_id"] not in PEOPLE.values()
+        assert (conv["title"], conv["last_preview"]) == (None, None)
+        msgs = (await crm.get(f"/v1/conversations/{conv['id']}/messages"))["items"]
+        assert len(msgs) == 4  # counts and times stay
+        for m in msgs:
+            assert (m["text"], m["sender_id"], m["sender_name"]) == (None, None, None), m
+            assert m["content"] == {"kind": "erased"}
+        # receipts still find our replies: recipient and chat id are the same marker
+        assert [m["status"] for m in msgs if m["direction"] == "out"] == ["delivered"] * 2
+
+    # outbound's records no longer name the recipient, nor quote them in a reason
+    for channel, who in PEOPLE.items():
+
+        async def scrubbed(channel: Channel = channel) -> bool:
+            r = await crm.http.get(f"{outbound}/v1/messages/m-{channel.value}-1", headers=AUTH)
+            assert r.status_code == 200, r.text
+            return bool(r.json()["recipient"].startswith("erased:"))
+
+        await eventually(scrubbed, message=f"{channel} record scrubbed")
+        r = await crm.http.get(f"{outbound}/v1/messages/m-{channel.value}-1", headers=AUTH)
+        record = r.json()
+        assert who not in r.text
+        assert (record["status"], record["attempts"]) == ("sent", 1)  # what stays
+
+    crm_report = await rebuild(load_settings(CrmSettings), keep_old=True, log=lambda _: None)
+    analytics_report = await analytics_rebuild.rebuild(
+        load_settings(AnalyticsSettings), keep_old=True, log=lambda _: None
+    )
+    for schema, report in (("crm", crm_report), ("analytics", analytics_report)):
+        assert report.schema_old
+        assert await _readable(postgres_url, schema) == []
+        await _same_tables(postgres_url, report.schema_old, schema)
+
+
+async def _same_tables(postgres_url: str, old: str, schema: str) -> None:
+    conn = await asyncpg.connect(postgres_url)
+    tables = [
+        r["tablename"]
+        for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", old)
+    ]
+    await conn.close()
+    assert tables
+    for table in tables:
+        if table in ("checkpoints", "schema_migrations"):
+            continue  # bookkeeping with wall-clock times
+        live = await table_checksum(postgres_url, f"{old}.{table}", "t::text")
+        assert await table_checksum(postgres_url, f"{schema}.{table}", "t::text") == live, table

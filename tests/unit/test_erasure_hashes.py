@@ -1,0 +1,52 @@
+"""Keyed identity hashes and the scrubbing of outbound attempt records, without NATS."""
+
+from __future__ import annotations
+
+import hashlib
+
+from switchboard.crm import keys
+from switchboard.outbound import erasure
+from switchboard.outbound.attempts import Attempt
+from switchboard.runtime import identity
+
+
+def test_identity_hashes_are_keyed_with_the_pepper() -> None:
+    plain = hashlib.sha256("\x1f".join(("erased", "w", "whatsapp", "4917612345678")).encode())
+    try:
+        identity.configure("pepper-one-0123456789")
+        one = keys.erased_identity_hash("w", "whatsapp", "4917612345678")
+        identity.configure("pepper-two-0123456789")
+        two = keys.erased_identity_hash("w", "whatsapp", "4917612345678")
+    finally:
+        identity.configure(identity.DEV_PEPPER)
+    assert one != two  # a cached hash never outlives a pepper change
+    assert plain.hexdigest()[:32] not in (one, two)
+
+
+def test_crm_and_outbound_name_an_erased_identity_alike() -> None:
+    # outbound finds records by the hashes the CRM puts in ContactErased
+    assert erasure.identity_hash("w", "viber", "u1") == keys.erased_identity_hash(
+        "w", "viber", "u1"
+    )
+    assert erasure.marker(erasure.identity_hash("w", "viber", "u1")) == keys.erased_marker(
+        keys.erased_identity_hash("w", "viber", "u1")
+    )
+
+
+def _record(workspace: str, recipient: str) -> Attempt:
+    record = Attempt(
+        message_id="m1", workspace_id=workspace, channel="whatsapp", account="a",
+        recipient=recipient,
+    )  # fmt: skip
+    return record.step("failed", reason=f"{recipient} not on WhatsApp", attempts=1)
+
+
+def test_scrub_takes_the_recipient_and_reasons_of_the_erased_only() -> None:
+    h = frozenset({erasure.identity_hash("w", "whatsapp", "4917612345678")})
+    scrubbed = erasure.scrub(_record("w", "4917612345678"), "w", h)
+    assert scrubbed is not None
+    assert "4917612345678" not in scrubbed.model_dump_json()
+    assert (scrubbed.status, scrubbed.attempts, len(scrubbed.history)) == ("failed", 1, 1)
+    assert erasure.scrub(scrubbed, "w", h) is None  # already done
+    assert erasure.scrub(_record("w", "4917600000000"), "w", h) is None  # someone else
+    assert erasure.scrub(_record("x", "4917612345678"), "w", h) is None  # other workspace
