@@ -300,7 +300,6 @@ OUTBOUND = ServiceTopology(
             filter_subjects=("cmd.outbound.schedule_change.>",),
             description="cancel or move later a scheduled send until it leaves",
             ack_wait_s=30,
-            max_deliver=11,
             max_ack_pending=1000,
         ),
         Durable(
@@ -313,7 +312,6 @@ OUTBOUND = ServiceTopology(
             ),
             description="answers to pressed buttons, edits and deletions of sent messages",
             ack_wait_s=30,
-            max_deliver=11,
             max_ack_pending=5000,
         ),
         Durable(
@@ -322,7 +320,6 @@ OUTBOUND = ServiceTopology(
             filter_subjects=("crm.contact_erased.>",),
             description="erased contacts: their recipients leave the attempt records",
             ack_wait_s=60,
-            max_deliver=1001,
             max_ack_pending=16,
         ),
     ),
