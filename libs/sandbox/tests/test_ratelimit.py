@@ -149,19 +149,24 @@ def test_without_a_penalty_hammering_does_not_lengthen_the_wait() -> None:
     assert limiter.acquire([("k", rule)]).allowed
 
 
-def test_penalty_grows_with_each_refusal_inside_its_window() -> None:
+def test_penalty_lengthens_the_next_block_by_the_strikes_so_far() -> None:
     clock = ManualClock()
     limiter = RateLimiter(clock)
     rule = SlidingWindow(limit=1, window=1.0)
     penalty = Penalty(step=2.0, window=60.0, cap=5.0)
     assert limiter.acquire([("k", rule)], penalty=penalty).allowed
+    # hammering while blocked: each refusal is told the time left, the block stays as it is
     waits = [limiter.acquire([("k", rule)], penalty=penalty).retry_after for _ in range(4)]
-    # first refusal: the plain wait; then 2 s more per repeat, capped at 5 s extra
-    assert waits[0] == 1
-    assert waits[1:] == [3, 5, 6]
-    # the block lasts as long as announced: 5.9 s later still refused (and punished again)
+    assert waits == [1, 1, 1, 1]
+    clock.advance(1.0)
+    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
+    # the next block: the rule's 1 s plus 2 s per earlier strike (4), capped at 5 s
+    refused = limiter.acquire([("k", rule)], penalty=penalty)
+    assert refused.retry_after == 6
     clock.advance(5.9)
     assert not limiter.acquire([("k", rule)], penalty=penalty).allowed
+    clock.advance(0.1)
+    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
 
 
 def test_a_client_that_waits_as_told_is_admitted_and_strikes_expire() -> None:
@@ -174,9 +179,11 @@ def test_a_client_that_waits_as_told_is_admitted_and_strikes_expire() -> None:
     assert (first.allowed, first.retry_after) == (False, 1)
     clock.advance(first.retry_after)
     assert limiter.acquire([("k", rule)], penalty=penalty).allowed
-    # a second refusal inside the penalty window costs one second more
+    # a second block inside the penalty window costs one second more
     second = limiter.acquire([("k", rule)], penalty=penalty)
     assert second.retry_after == 2
+    clock.advance(second.retry_after)
+    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
     # after the penalty window the count starts over
     clock.advance(11.0)
     assert limiter.acquire([("k", rule)], penalty=penalty).allowed

@@ -55,8 +55,8 @@ Rule = SlidingWindow | TokenBucket
 
 @dataclass(frozen=True)
 class Penalty:
-    """Longer waits for repeat offenders: the n-th refusal of a key within `window` seconds
-    of its first refusal adds `step * (n - 1)` seconds (at most `cap`) to the wait it is told.
+    """Longer waits for repeat offenders: a key blocked at its n-th refusal within `window`
+    seconds of its first is blocked `step * (n - 1)` seconds (at most `cap`) longer.
 
     Unverified model: Telegram's Bot FAQ only says repeated flooding lengthens the wait, not
     by how much; these numbers make flooding cost more than it gains, nothing more.
@@ -145,30 +145,27 @@ class RateLimiter:
 
         A key already blocked answers with the time left; a key whose rule is exceeded is
         blocked for `retry_after` whole seconds. With a `penalty`, every refusal of a key
-        (also one while it is blocked) counts as a strike and adds its extra seconds to the
-        block. Nothing is consumed on refusal.
+        (also one while it is blocked) counts as a strike, and a new block lasts the rule's
+        wait plus the extra seconds of the strikes so far. Nothing is consumed on refusal.
         """
         at = self._clock.monotonic() if now is None else now
         pairs = list(checks)
         worst: tuple[int, str] | None = None
         for key, rule in pairs:
             state = self._keys.setdefault(key, _KeyState())
-            left = state.blocked_until - at
-            blocked = left > 0
-            wait = left if blocked else self._wait(state, rule, at)
+            if state.blocked_until > at:
+                # A blocked key tells the time left and never extends the block, so a client
+                # that waits as told gets through; with a penalty the refusal is a strike
+                # that lengthens the key's next block.
+                self._strike(state, penalty, at)
+                left = retry_after_seconds(state.blocked_until - at)
+                worst = max(worst or (0, key), (left, key))
+                continue
+            wait = self._wait(state, rule, at)
             if wait <= 0:
                 continue
             if penalty is not None:
-                if at - state.strikes_since > penalty.window:
-                    state.strikes, state.strikes_since = 0, at
-                state.strikes += 1
-                # the rule's own wait plus the extra, never shorter than the block already
-                # announced: linear growth, not compounding block on block
-                wait = max(left, self._wait(state, rule, at) + penalty.extra_seconds(state.strikes))
-            elif blocked:  # without a penalty a blocked key only tells the time left
-                left_seconds = retry_after_seconds(wait)
-                worst = max(worst or (0, key), (left_seconds, key))
-                continue
+                wait += penalty.extra_seconds(self._strike(state, penalty, at))
             seconds = retry_after_seconds(wait)
             state.blocked_until = at + seconds
             worst = max(worst or (0, key), (seconds, key))
@@ -177,6 +174,16 @@ class RateLimiter:
         for key, rule in pairs:
             self._consume(self._keys[key], rule, at)
         return Decision(allowed=True)
+
+    @staticmethod
+    def _strike(state: _KeyState, penalty: Penalty | None, at: float) -> int:
+        """Count one refusal inside the penalty window; the key's strikes so far."""
+        if penalty is None:
+            return 0
+        if at - state.strikes_since > penalty.window:
+            state.strikes, state.strikes_since = 0, at
+        state.strikes += 1
+        return state.strikes
 
     def wait_time(self, key: str, rule: Rule, now: float | None = None) -> float:
         """Seconds until `key` would accept one more request (0 when it would now)."""
