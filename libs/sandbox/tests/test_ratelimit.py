@@ -214,7 +214,8 @@ def test_flooding_gains_nothing_over_waiting_under_a_penalty() -> None:
     flood_ok, flood_refused = run(flood=True)
     polite_ok, polite_refused = run(flood=False)
     assert flood_refused > 10 * polite_refused
-    assert flood_ok < polite_ok
+    # without a penalty the two come out about even (1380 vs 1401 accepted)
+    assert flood_ok < polite_ok / 2
 
 
 def test_penalty_from_json() -> None:
