@@ -53,6 +53,31 @@ GOALS: dict[str, tuple[str, str]] = {
 }
 
 
+# How each benchmark is measured, written into the page so the numbers carry their method.
+METHOD = """\
+- **ingest**: verified Telegram webhooks/s through ingest as `just up` deploys it (normalizer
+  on, default settings; only the per-account inbound limit is lifted, the load comes from one
+  account), against a raw-ASGI app that parses the body and publishes it to JetStream with
+  an ack (bench/baseline_ingest.py), closed loop from a separate process, interleaved runs.
+  p50/p99/p99.9 open loop at half the measured rate, from each request's scheduled time.
+- **crm**: realistic traffic (bench/traffic.py: messages, edits, replies with their delivery
+  events and receipts, contacts, leads) over CONV, DELIVERY and CRM; `crm rebuild` replays
+  all three projections end to end. Baseline: the projection's own puller (ack-less, the
+  rebuild's batch size) with an apply that does nothing, the three readers at once, before
+  and after the replay. `e2e_p99_ms`: ingest and crm processes with default settings,
+  webhooks at 500/s, each timed until the CRM HTTP API lists it (message search).
+- **analytics**: the same traffic; `analytics rebuild` against the same kind of baseline with
+  its four readers at once.
+- **outbound**: 3 instances, 10 sandbox bots, a backlog and a campaign (see bench_outbound.py).
+- **peers**: the same 3-process broadcast through Switchboard's outbound, python-telegram-bot
+  with AIORateLimiter and aiogram with its retry on TelegramRetryAfter (in their own venv),
+  on one sandbox with the flood penalty on (unverified model: repeat offenders wait longer).
+  Utilization: accepted sends over the window's maximum 30 * (T + 1) for the span T.
+- **growth**: the CRM and analytics rebuilds as processes at each size (`BENCH_GROWTH_SIZES`),
+  events/s, peak RSS and table size per million events.
+"""
+
+
 @dataclass
 class Run:
     name: str
@@ -226,6 +251,9 @@ def render(runs: list[Run], info: dict[str, str], long: list[LongRun] | None = N
         "",
         *(f"- {k}: {v}" for k, v in info.items()),
         "",
+        "## How it is measured",
+        "",
+        METHOD,
         "## Results",
         "",
         "| benchmark | result | value | goal | met | meaning |",
