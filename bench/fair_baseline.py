@@ -50,19 +50,24 @@ async def _read_all(bus: Bus, reader: Reader, batch: int) -> int:
     puller = _Puller(bus, reader.stream, config)
     await puller.start()
     got, position = 0, 0
+
+    async def drained() -> bool:
+        # Behind the stream's end with nothing more to read: the rest does not match.
+        info = await bus.js.consumer_info(reader.stream, puller.name)
+        return info.num_pending == 0 and not puller.buffer
+
     try:
         while position < last:
             try:
                 msgs = await puller.fetch(batch, timeout=0.5)
             except TimeoutError:
-                continue  # a filter that skips the stream's tail: the info below ends it
+                if await drained():
+                    break
+                continue
             got += len(msgs)
             position = stream_seq(msgs[-1])
-            if len(msgs) < batch and position < last:
-                # fewer than asked while behind: the rest may not match the filter
-                pending = (await bus.js.consumer_info(reader.stream, puller.name)).num_pending
-                if pending == 0 and not puller.buffer:
-                    break
+            if len(msgs) < batch and position < last and await drained():
+                break
     finally:
         await puller.close()
     return got
