@@ -12,7 +12,10 @@ analytics_rss_growth=<z>`: CRM
 replay events/s at the largest size over the smallest (goal >= 0.85), and each peak RSS at
 the largest size over the smallest (sublinear when below the size ratio).
 
-Not measured here yet (issue 22, item 3): ingest and outbound at 1, 2 and 3 instances.
+Then runs bench_outbound.py (backlog only, `BENCH_GROWTH_OUTBOUND_MESSAGES`, default 6000)
+with 1, 2 and 3 outbound instances and prints each run's CPU milliseconds per message of
+every process, so a reader can predict the cores a load needs. Not measured here yet: ingest
+at 1, 2 and 3 instances.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from traffic import realistic
 
+OUTBOUND_MESSAGES = os.environ.get("BENCH_GROWTH_OUTBOUND_MESSAGES", "6000")
 SIZES = [int(s) for s in os.environ.get("BENCH_GROWTH_SIZES", "100000,1000000").split(",")]
 CHUNK = 100_000  # events generated and published at a time, so the loader's memory is flat
 
@@ -130,10 +134,35 @@ async def measure(tmp: Path, events: int) -> list[Replay]:
         nats.stop()
 
 
+def outbound_scaling() -> list[str]:
+    """bench_outbound.py's CPU line and result at 1, 2 and 3 instances."""
+    lines = []
+    for instances in (1, 2, 3):
+        env = {
+            **os.environ,
+            "BENCH_INSTANCES": str(instances),
+            "BENCH_MESSAGES": OUTBOUND_MESSAGES,
+            "BENCH_RECIPIENTS": "0",
+        }
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "bench_outbound.py")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        cpu = next((line for line in out if line.startswith("backlog CPU")), "no CPU line")
+        lines.append(f"outbound x{instances}: {cpu}; {out[-1] if out else ''}")
+        print(lines[-1], flush=True)
+    return lines
+
+
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-growth-"))
     results = [await measure(tmp, size) for size in SIZES]
+    scaling = outbound_scaling()
     print()
+    print("\n".join(scaling))
     for replays in results:
         for replay in replays:
             print(replay.line())
