@@ -80,6 +80,16 @@ class Outcome:
         )
 
 
+def utilization(stamps: list[float], per_second: float) -> float:
+    """Accepted sends over the most a one-second sliding window of ``per_second`` admits
+    between the first and the last of them, ``per_second * (T + 1)`` for a span of T
+    seconds: a burst of 30 scores 1.0, not infinity (nan when nothing was accepted)."""
+    if not stamps:
+        return math.nan
+    span = max(stamps) - min(stamps)
+    return len(stamps) / (per_second * (span + 1.0))
+
+
 def peers_venv(tmp: Path) -> Path:
     """A throwaway virtual environment with the peer libraries; its python."""
     venv = tmp / "peers-venv"
@@ -133,16 +143,13 @@ async def judge(
     stamps = sorted(r["at"] for r in ok)
     chats = Counter(int(r["chat"]) for r in ok)
     wanted = set(range(first_chat, first_chat + MESSAGES))
-    # A 30-per-second sliding window admits at most 30 * (T + 1) sends between a first and a
-    # last send T seconds apart: over that maximum, a burst of 30 scores 1.0, not infinity.
-    span = stamps[-1] - stamps[0] if stamps else math.nan
     return Outcome(
         name=name,
         accepted=len(ok),
         limited=sum(1 for r in records if r["status"] == 429),
         duplicates=sum(n - 1 for n in chats.values()),
         losses=len(wanted - set(chats)),
-        utilization=len(stamps) / (PER_BOT * (span + 1.0)),
+        utilization=utilization(stamps, PER_BOT),
         wall=wall,
         sandbox_cpu_ms=1000 * sandbox_cpu / max(len(records), 1),
     )
