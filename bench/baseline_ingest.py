@@ -1,37 +1,55 @@
-"""The ingest benchmark's baseline: the least a durable webhook endpoint can do, a Starlette
-route that publishes the body to JetStream and waits for the ack. Run under uvicorn."""
+"""The ingest benchmark's baseline: the least a durable webhook endpoint can do, as a raw-ASGI
+app (no framework routing, like ingest's own fast path) that reads the body, parses it as
+JSON, publishes it to JetStream and waits for the ack. Run under uvicorn with the same
+options as the services (runtime/service.py: uvicorn defaults, no access log)."""
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 import nats
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+import orjson
+from nats.js import JetStreamContext
 
-state: dict[str, object] = {}
 ids = itertools.count()
+_js: list[JetStreamContext] = []
+_OK = orjson.dumps({"ok": True})
+_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_OK)).encode())]
 
 
-@asynccontextmanager
-async def lifespan(_: Starlette) -> AsyncIterator[None]:
-    nc = await nats.connect(os.environ["BENCH_NATS_URL"])
-    js = nc.jetstream()
-    state["js"] = js
-    yield
-    await nc.close()
+async def _lifespan(receive: Any, send: Any) -> None:
+    nc: Any = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            nc = await nats.connect(os.environ["BENCH_NATS_URL"])
+            _js.append(nc.jetstream())
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if nc is not None:
+                await nc.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
-async def hook(request: Request) -> JSONResponse:
-    body = await request.body()
-    js = state["js"]
-    await js.publish("bench.raw", body, headers={"Nats-Msg-Id": f"b{next(ids)}"})  # type: ignore[attr-defined]
-    return JSONResponse({"ok": True})
-
-
-app = Starlette(routes=[Route("/hook", hook, methods=["POST"])], lifespan=lifespan)
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["method"] != "POST":  # the readiness probe of the benchmark
+        await send({"type": "http.response.start", "status": 405, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    orjson.loads(body)  # parse, as any endpoint that answers 400 to a malformed body must
+    await _js[0].publish("bench.raw", body, headers={"Nats-Msg-Id": f"b{next(ids)}"})
+    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+    await send({"type": "http.response.body", "body": _OK})

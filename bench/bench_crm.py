@@ -1,12 +1,16 @@
-"""`just bench crm`: the CRM projection's replay speed and webhook-to-visible latency.
+"""`just bench crm`: the CRM projections' replay speed and webhook-to-visible latency.
 
-1. Loads 100k realistic conv events (messages from 5k people on three channels, edits,
-   outbound messages), then measures how fast plain nats-py pulls and acks them all
-   (the baseline, before and after the replay), and how fast ``switchboard crm rebuild``
-   replays them into fresh tables and swaps those in, end to end (connections,
-   migrations, the replay, the indexes built after it, the swap).
-2. Runs ingest and crm as processes and posts Telegram webhooks at 500/s for a while,
-   timing each message from its POST to its row being visible to the API's queries.
+1. Loads realistic traffic (bench/traffic.py: messages, edits, replies with their delivery
+   events and receipts, contacts and leads) into CONV, DELIVERY and CRM, then measures how
+   fast the production reader (the projection's puller, ack-less, the rebuild's batch size)
+   reads it all with the three CRM projections' readers at once and an apply that does
+   nothing (the baseline, before and after the replay), and how fast ``switchboard crm
+   rebuild`` replays all three projections into fresh tables and swaps those in, end to end
+   (connections, migrations, the replay, the indexes built after it, the swap).
+2. Runs ingest and crm as processes with their default settings (normalizer on, default
+   projection batch) and posts Telegram webhooks at 500/s for a while, timing each message
+   from its POST to its being listed by the CRM HTTP API.
+`BENCH_EVENTS`, `BENCH_E2E_SECONDS`, `BENCH_E2E_RATE` set the sizes.
 Prints, last: `crm_replay_ratio=<x> events_per_s=<y> e2e_p99_ms=<z>`.
 """
 
@@ -21,111 +25,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from fair_baseline import bus_only_rate, readers_of
+from switchboard.crm.app import PROJECTIONS
 from switchboard.crm.cli import tune_gc_for_replay
 from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
-from switchboard.events import encode
-from switchboard.events.catalog.common import Channel, Chat, Sender
-from switchboard.events.catalog.conv import (
-    MessageEdited,
-    MessageReceived,
-    MessageSent,
-    ProviderIds,
-    TextContent,
-)
+from switchboard.events import Message, encode
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from traffic import realistic
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
 E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "500"))
-WORDS = [
-    "hello",
-    "price",
-    "order",
-    "delivery",
-    "bike",
-    "red",
-    "blue",
-    "when",
-    "where",
-    "thanks",
-    "invoice",
-    "refund",
-]
 
 
-def realistic(n: int, rng: random.Random) -> list[object]:
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    out: list[object] = []
-    channels = (Channel.TELEGRAM, Channel.WHATSAPP, Channel.VIBER)
-    received: list[MessageReceived] = []
-    for i in range(n):
-        person = rng.randrange(5000)
-        channel = channels[person % 3]
-        sender = f"{channel.value[:2]}{person}"
-        at = t0 + timedelta(seconds=i)
-        roll = rng.random()
-        if roll < 0.05 and received:
-            base = rng.choice(received)
-            out.append(
-                MessageEdited(
-                    channel=base.channel,
-                    account=base.account,
-                    chat=base.chat,
-                    provider=base.provider,
-                    received_at=at,
-                    sender=base.sender,
-                    content=TextContent(text="edited " + base.content.text),  # type: ignore[union-attr]
-                    edited_at=at,
-                )
-            )
-        elif roll < 0.25:
-            out.append(
-                MessageSent(
-                    channel=channel,
-                    account="acct",
-                    chat=Chat(id=sender),
-                    message_id=f"m{i}",
-                    provider_message_id=f"p{i}",
-                    text="We will get back to you",
-                    content_kind="text",
-                    sent_at=at,
-                )
-            )
-        else:
-            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12)))
-            msg = MessageReceived(
-                channel=channel,
-                account="acct",
-                chat=Chat(id=sender),
-                sender=Sender(
-                    id=sender,
-                    display_name=f"Person {person}",
-                    phone=str(4917600000000 + person) if channel is Channel.WHATSAPP else None,
-                ),
-                content=TextContent(text=text),
-                provider=ProviderIds(message_id=str(i)),
-                sent_at=at,
-                received_at=at,
-            )
-            received.append(msg)
-            out.append(msg)
-    return out
-
-
-async def load(bus: Bus, events: list[object]) -> None:
+async def load(bus: Bus, events: list[tuple[Message, datetime]]) -> None:
     pending = []
-    for ev in events:
-        enc = encode(ev, source="bench", workspace_id="bench")  # type: ignore[arg-type]
+    for ev, at in events:
+        enc = encode(ev, source="bench", workspace_id="bench", time=at)
         pending.append(bus.js.publish(enc.subject, enc.body, headers=enc.headers))
         if len(pending) >= 1000:
             await asyncio.gather(*pending)
@@ -133,29 +56,12 @@ async def load(bus: Bus, events: list[object]) -> None:
     await asyncio.gather(*pending)
 
 
-async def baseline(bus: Bus, total: int) -> float:
-    sub = await bus.js.pull_subscribe(
-        "conv.>",
-        durable=None,
-        stream="CONV",
-        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL),
-    )
-    got, start = 0, time.perf_counter()
-    while got < total:
-        try:
-            msgs = await sub.fetch(1000, timeout=2)
-        except NatsTimeout:
-            break
-        for m in msgs:
-            await m.ack()
-        got += len(msgs)
-    elapsed = time.perf_counter() - start
-    await sub.unsubscribe()
-    return got / elapsed
+def settings_for(nats_url: str, pg_url: str) -> CrmSettings:
+    return CrmSettings(nats_url=nats_url, database_url=pg_url, api_keys={"bench": "bench"})
 
 
 async def replay(nats_url: str, pg_url: str, total: int) -> float:
-    settings = CrmSettings(nats_url=nats_url, database_url=pg_url, api_keys={"bench": "bench"})
+    settings = settings_for(nats_url, pg_url)
     # As `switchboard crm rebuild` does after its imports; undone after, for the baseline.
     gc.collect()
     thresholds = gc.get_threshold()
@@ -169,8 +75,40 @@ async def replay(nats_url: str, pg_url: str, total: int) -> float:
         gc.set_threshold(*thresholds)
 
 
+class ApiWatcher:
+    """Sees load messages appear through the CRM API a user would read them from: the
+    newest-first message search, paged back until the last message already seen."""
+
+    def __init__(self, http: httpx.AsyncClient, base: str) -> None:
+        self.http, self.base = http, base
+        self.headers = {"Authorization": "Bearer bench-key-1"}
+        self.seen: dict[int, float] = {}
+        self.top = 0  # the highest stream_seq seen so far
+        self.polls = 0
+
+    async def poll(self) -> None:
+        params: dict[str, str | int] = {"text": "load", "limit": 100}
+        newest = self.top
+        while True:
+            self.polls += 1
+            r = await self.http.get(
+                f"{self.base}/v1/messages/search", params=params, headers=self.headers
+            )
+            r.raise_for_status()
+            page = r.json()
+            now = time.time()
+            for item in page["items"]:
+                self.seen.setdefault(int(item["provider_message_id"]), now)
+                newest = max(newest, int(item["stream_seq"]))
+            items, cursor = page["items"], page["next_cursor"]
+            if not cursor or not items or int(items[-1]["stream_seq"]) <= self.top:
+                break
+            params["cursor"] = cursor  # more arrived than one page since the last poll
+        self.top = newest
+
+
 async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
-    """POST at a fixed rate; a poller sees rows appear; latency per message in ms."""
+    """POST at a fixed rate; the API watcher sees messages appear; latency per message in ms."""
     from switchboard.events.catalog.common import Channel as Ch
     from switchboard.runtime.accounts import Account, AccountStore
     from switchboard.runtime.crypto import Keyring
@@ -196,7 +134,6 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
         "SWITCHBOARD_ENCRYPTION_KEYS": keys,
         "SWITCHBOARD_API_KEYS": "bench-key-1=bench",
         "SWITCHBOARD_LOG_LEVEL": "warning",
-        "SWITCHBOARD_CRM_PROJECTION_BATCH": "200",
         "SWITCHBOARD_INGEST_HTTP_PORT": str(ingest_port),
         "SWITCHBOARD_CRM_HTTP_PORT": str(crm_port),
     }
@@ -220,10 +157,9 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
                     except httpx.HTTPError:
                         pass
                     await asyncio.sleep(0.1)
-            conn = await asyncpg.connect(pg_url)
             total = int(E2E_SECONDS * E2E_RATE)
             start_at = time.time() + 1.0
-            # The load runs in its own process (this one only watches the table); message i
+            # The load runs in its own process (this one only watches the API); message i
             # carries update_id i and was due at start_at + (i - 1) / rate.
             load = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -238,23 +174,14 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
                 env={**os.environ, "LOADGEN_START_AT": str(start_at)},
                 stdout=asyncio.subprocess.PIPE,
             )
-            seen: dict[int, float] = {}
-            last = 0
+            api = ApiWatcher(http, f"http://127.0.0.1:{crm_port}")
             deadline = start_at + E2E_SECONDS + 30
-            while len(seen) < total and time.time() < deadline:
-                rows = await conn.fetch(
-                    "SELECT provider_message_id, stream_seq FROM crm.messages "
-                    "WHERE stream_seq > $1",
-                    last,
-                )
-                now = time.time()
-                for r in rows:
-                    seen.setdefault(int(r["provider_message_id"]), now)
-                    last = max(last, r["stream_seq"])
-                await asyncio.sleep(0.005)
+            while len(api.seen) < total and time.time() < deadline:
+                await api.poll()
+                await asyncio.sleep(0.01)
             out, _ = await load.communicate()
-            print(f"load generator: {out.decode().strip()}")
-            await conn.close()
+            print(f"load generator: {out.decode().strip()}; API polls: {api.polls}")
+            seen = api.seen
             return [(at - (start_at + (n - 1) / E2E_RATE)) * 1000 for n, at in seen.items()]
 
     finally:
@@ -270,23 +197,31 @@ async def main() -> None:
     try:
         bus = await Bus.connect(nats.url, name="bench")
         await bus.provision()
-        events = realistic(EVENTS, random.Random(42))
+        events = realistic(EVENTS, random.Random(42), people=5000)
         t = time.perf_counter()
         await load(bus, events)
-        print(f"loaded {len(events):,} conv events in {time.perf_counter() - t:.1f} s")
-        del events  # 100k models the replay process would not hold (the GC would rescan them)
+        print(
+            f"loaded {len(events):,} events (CONV, DELIVERY, CRM) "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
+        del events  # models the replay process would not hold (the GC would rescan them)
+        readers = readers_of(PROJECTIONS)
+        batch = settings_for(nats.url, pg.url).rebuild_batch
         # The baseline runs before and after the replay and counts as their mean: the
         # machine is shared, and a load that comes or goes between the two measurements
         # would otherwise tilt the ratio either way.
-        before = await baseline(bus, EVENTS)
+        read, before = await bus_only_rate(bus, readers, batch)
         rate = await replay(nats.url, pg.url, EVENTS)
-        after = await baseline(bus, EVENTS)
+        _, after = await bus_only_rate(bus, readers, batch)
         base = (before + after) / 2
         print(
-            f"baseline: plain nats-py pull + ack: {base:,.0f} events/s "
+            f"baseline: production puller, no-op apply, {len(readers)} readers at once, "
+            f"batch {batch}: {base:,.0f} events/s over {read:,} events "
             f"(before {before:,.0f}, after {after:,.0f})"
         )
-        print(f"replay: crm rebuild from empty: {rate:,.0f} events/s")
+        print(
+            f"replay: crm rebuild (all {len(readers)} projections) from empty: {rate:,.0f} events/s"
+        )
         await bus.close()
         # a fresh stack for the latency run, so the 100k backlog does not count
         nats2 = EmbeddedNats(tmp / "nats2").start()

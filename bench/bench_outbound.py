@@ -1,15 +1,16 @@
-"""`just bench outbound`: 3 outbound processes, 10 sandbox Telegram bots, a backlog of 10k
-messages to 5k chats, then a 10k-recipient campaign over the same 10 bots. Prints, last:
-`outbound_utilization=<x> outbound_429=<n> campaign_ratio=<y>`: backlog messages accepted
-per second over the permitted aggregate rate (10 bots x 30/s), the 429s the sandbox answered
-(both phases), and the campaign's time from publishing its start command to its completion
-event over the theoretical minimum (10k / 300 per second).
+"""`just bench outbound`: 3 outbound processes (`BENCH_INSTANCES`), 10 sandbox Telegram
+bots, a backlog of 10k messages to 5k chats, then a 10k-recipient campaign over the same
+10 bots. Prints, last: `outbound_utilization=<x> outbound_429=<n> campaign_ratio=<y>`:
+backlog messages accepted per second over the permitted aggregate rate (10 bots x 30/s),
+the 429s the sandbox answered (both phases), and the campaign's time from publishing its
+start command to its completion event over the theoretical minimum (10k / 300 per second).
 
 Also printed: duplicates, CPU milliseconds per message of each process, slots the instances
 gave up (a send that could not leave in time) and holds (a send the provider may have
 counted late held the next window back). `BENCH_MESSAGES`, `BENCH_CHATS`, `BENCH_BOTS`,
-`BENCH_RECIPIENTS` (0: no campaign) change the sizes; `BENCH_DUMP=<file>` writes the
-sandbox's request records there; `SWITCHBOARD_OUTBOUND_*` settings reach the instances.
+`BENCH_RECIPIENTS` (0: no campaign), `BENCH_INSTANCES` (3) change the sizes;
+`BENCH_DUMP=<file>` writes the sandbox's request records there; `SWITCHBOARD_OUTBOUND_*`
+settings reach the instances.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ MESSAGES = int(os.environ.get("BENCH_MESSAGES", "10000"))
 CHATS = int(os.environ.get("BENCH_CHATS", "5000"))
 RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "10000"))
 BATCH = 5000
-INSTANCES = 3
+INSTANCES = int(os.environ.get("BENCH_INSTANCES", "3"))
 PER_BOT = 30.0
 OPERATOR = "bench-operator-token"
 

@@ -26,17 +26,56 @@ RESULT = re.compile(r"^([a-z0-9_]+=\S+)( [a-z0-9_]+=\S+)*$")
 # What each result means and the goal it is held to (from the issues). A key without a goal
 # is informative only.
 GOALS: dict[str, tuple[str, str]] = {
-    "ingest_ratio": (">= 0.8", "webhooks/s through ingest over starlette + JetStream ack"),
-    "p99_ms": ("<= 25", "ingest p99 latency at half the measured maximum rate"),
+    "ingest_ratio": (
+        ">= 0.8",
+        "webhooks/s through ingest (normalizer on) over raw ASGI parse + JetStream ack",
+    ),
+    "p99_ms": ("<= 10", "ingest p99 latency at half the measured maximum rate"),
+    "p999_ms": ("", "ingest p99.9 latency at half the measured maximum rate"),
     "rss_mb": ("<= 150", "ingest resident memory after the run"),
-    "crm_replay_ratio": (">= 0.5", "projection replay events/s over plain nats-py pull + ack"),
+    "crm_replay_ratio": (
+        ">= 0.5",
+        "replay of all three CRM projections over the production puller with a no-op apply",
+    ),
     "events_per_s": ("", "projection replay rate"),
-    "e2e_p99_ms": ("<= 100", "webhook to visible in the CRM API, p99 at 500 msg/s"),
-    "outbound_utilization": (">= 0.95", "accepted sends/s over the permitted aggregate rate"),
+    "e2e_p99_ms": ("<= 100", "webhook to listed by the CRM HTTP API, p99 at 500 msg/s"),
+    "outbound_utilization": (">= 0.98", "accepted sends/s over the permitted aggregate rate"),
     "outbound_429": ("== 0", "429 answers from the sandbox during the run"),
-    "campaign_ratio": ("<= 1.05", "10k-recipient campaign time over its theoretical minimum"),
-    "analytics_replay_ratio": ("", "rollup replay events/s over plain nats-py pull + ack"),
+    "campaign_ratio": ("<= 1.03", "10k-recipient campaign time over its theoretical minimum"),
+    "analytics_replay_ratio": (
+        "",
+        "rollup replay over the production puller with a no-op apply, 4 readers at once",
+    ),
+    "replay_growth_ratio": (">= 0.85", "replay events/s at the large size over the small one"),
+    "peers_switchboard_429": ("== 0", "429 answers to Switchboard in the peers broadcast"),
+    "peers_best_utilization": ("", "highest utilization among peers at 0 429s"),
+    "peers_switchboard_utilization": ("", "Switchboard's utilization in the peers broadcast"),
 }
+
+
+# How each benchmark is measured, written into the page so the numbers carry their method.
+METHOD = """\
+- **ingest**: verified Telegram webhooks/s through ingest as `just up` deploys it (normalizer
+  on, default settings; only the per-account inbound limit is lifted, the load comes from one
+  account), against a raw-ASGI app that parses the body and publishes it to JetStream with
+  an ack (bench/baseline_ingest.py), closed loop from a separate process, interleaved runs.
+  p50/p99/p99.9 open loop at half the measured rate, from each request's scheduled time.
+- **crm**: realistic traffic (bench/traffic.py: messages, edits, replies with their delivery
+  events and receipts, contacts, leads) over CONV, DELIVERY and CRM; `crm rebuild` replays
+  all three projections end to end. Baseline: the projection's own puller (ack-less, the
+  rebuild's batch size) with an apply that does nothing, the three readers at once, before
+  and after the replay. `e2e_p99_ms`: ingest and crm processes with default settings,
+  webhooks at 500/s, each timed until the CRM HTTP API lists it (message search).
+- **analytics**: the same traffic; `analytics rebuild` against the same kind of baseline with
+  its four readers at once.
+- **outbound**: 3 instances, 10 sandbox bots, a backlog and a campaign (see bench_outbound.py).
+- **peers**: the same 3-process broadcast through Switchboard's outbound, python-telegram-bot
+  with AIORateLimiter and aiogram with its retry on TelegramRetryAfter (in their own venv),
+  on one sandbox with the flood penalty on (unverified model: repeat offenders wait longer).
+  Utilization: accepted sends over the window's maximum 30 * (T + 1) for the span T.
+- **growth**: the CRM and analytics rebuilds as processes at each size (`BENCH_GROWTH_SIZES`),
+  events/s, peak RSS and table size per million events.
+"""
 
 
 @dataclass
@@ -212,6 +251,9 @@ def render(runs: list[Run], info: dict[str, str], long: list[LongRun] | None = N
         "",
         *(f"- {k}: {v}" for k, v in info.items()),
         "",
+        "## How it is measured",
+        "",
+        METHOD,
         "## Results",
         "",
         "| benchmark | result | value | goal | met | meaning |",

@@ -143,3 +143,28 @@ async def test_media_sends_share_the_limits(clocked: ClockedEnv) -> None:
         assert sent.status_code == 200
     refused = await clocked.call("sendDocument", chat_id=55, document="https://x.test/d.pdf")
     assert refused.json() == too_many(1)
+
+
+async def test_flood_penalty_is_configurable_and_lengthens_repeat_waits(
+    clocked: ClockedEnv,
+) -> None:
+    response = await clocked.http.put(
+        "/_sandbox/telegram/limits",
+        json={"bot": {"limit": 1, "window": 1}, "penalty": {"step": 3, "window": 60}},
+    )
+    assert response.json()["penalty"] == {"step": 3.0, "window": 60.0, "cap": 60.0}
+    assert (await clocked.call("sendMessage", chat_id=9, text="a")).status_code == 200
+
+    async def told() -> int:
+        sent = await clocked.call("sendMessage", chat_id=9, text="b")
+        assert sent.status_code == 429
+        return int(sent.json()["parameters"]["retry_after"])
+
+    assert [await told() for _ in range(3)] == [1, 1, 1]  # blocked: the time left
+    clocked.clock.advance(1)
+    assert (await clocked.call("sendMessage", chat_id=10, text="c")).status_code == 200
+    assert await told() == 1 + 3 * 3  # the next block: 3 s more per strike so far
+    bad = await clocked.http.put("/_sandbox/telegram/limits", json={"penalty": {"nope": 1}})
+    assert bad.status_code == 400
+    await clocked.http.put("/_sandbox/telegram/limits", json={"penalty": None})
+    assert (await clocked.http.get("/_sandbox/telegram/limits")).json()["penalty"] is None

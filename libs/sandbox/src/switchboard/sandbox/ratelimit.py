@@ -1,7 +1,10 @@
 """In-process rate limiter of the fake providers: sliding windows and token buckets per key.
 
 A refused key stays refused until the announced `retry_after` has passed, like Telegram,
-and refused requests are never counted as accepted.
+and refused requests are never counted as accepted. `retry_after` is the key's actual wait
+(the time until its window or bucket admits again), rounded up to whole seconds; an optional
+`Penalty` lengthens it for a key that keeps being refused, so a client cannot buy throughput
+by flooding and retrying.
 """
 
 from __future__ import annotations
@@ -50,6 +53,41 @@ class TokenBucket:
 Rule = SlidingWindow | TokenBucket
 
 
+@dataclass(frozen=True)
+class Penalty:
+    """Longer waits for repeat offenders: a key blocked at its n-th refusal within `window`
+    seconds of its first is blocked `step * (n - 1)` seconds (at most `cap`) longer.
+
+    Unverified model: Telegram's Bot FAQ only says repeated flooding lengthens the wait, not
+    by how much; these numbers make flooding cost more than it gains, nothing more.
+    """
+
+    step: float = 1.0
+    window: float = 60.0
+    cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.step < 0 or self.window <= 0 or self.cap < 0:
+            raise ValueError("a penalty needs step >= 0, window > 0 and cap >= 0")
+
+    def extra_seconds(self, strikes: int) -> float:
+        """Seconds added to the wait of a key refused for the `strikes`-th time."""
+        return min(self.cap, self.step * max(strikes - 1, 0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "window": self.window, "cap": self.cap}
+
+
+def penalty_from_json(data: Mapping[str, Any] | None) -> Penalty | None:
+    """`{"step": 1, "window": 60, "cap": 60}` (each optional) or `None` for no penalty."""
+    if data is None:
+        return None
+    unknown = set(data) - {"step", "window", "cap"}
+    if unknown:
+        raise ValueError(f"unknown penalty fields: {sorted(unknown)}")
+    return Penalty(**{k: float(v) for k, v in data.items()})
+
+
 def rule_from_json(data: Mapping[str, Any] | None) -> Rule | None:
     """Build a rule from its JSON form; `None` means "no limit".
 
@@ -86,6 +124,8 @@ class _KeyState:
     tokens: float | None = None
     updated: float = 0.0
     blocked_until: float = -math.inf
+    strikes: int = 0
+    strikes_since: float = -math.inf
 
 
 class RateLimiter:
@@ -95,12 +135,18 @@ class RateLimiter:
         self._clock = clock or SystemClock()
         self._keys: dict[str, _KeyState] = {}
 
-    def acquire(self, checks: Iterable[tuple[str, Rule]], now: float | None = None) -> Decision:
+    def acquire(
+        self,
+        checks: Iterable[tuple[str, Rule]],
+        now: float | None = None,
+        penalty: Penalty | None = None,
+    ) -> Decision:
         """Accept one request for every key, or refuse it for all of them.
 
-        A key already serving a penalty answers with the time left; a key whose rule is
-        exceeded starts a penalty of `retry_after` whole seconds. Nothing is consumed on
-        refusal.
+        A key already blocked answers with the time left; a key whose rule is exceeded is
+        blocked for `retry_after` whole seconds. With a `penalty`, every refusal of a key
+        (also one while it is blocked) counts as a strike, and a new block lasts the rule's
+        wait plus the extra seconds of the strikes so far. Nothing is consumed on refusal.
         """
         at = self._clock.monotonic() if now is None else now
         pairs = list(checks)
@@ -108,19 +154,36 @@ class RateLimiter:
         for key, rule in pairs:
             state = self._keys.setdefault(key, _KeyState())
             if state.blocked_until > at:
+                # A blocked key tells the time left and never extends the block, so a client
+                # that waits as told gets through; with a penalty the refusal is a strike
+                # that lengthens the key's next block.
+                self._strike(state, penalty, at)
                 left = retry_after_seconds(state.blocked_until - at)
                 worst = max(worst or (0, key), (left, key))
                 continue
             wait = self._wait(state, rule, at)
-            if wait > 0:
-                seconds = retry_after_seconds(wait)
-                state.blocked_until = at + seconds
-                worst = max(worst or (0, key), (seconds, key))
+            if wait <= 0:
+                continue
+            if penalty is not None:
+                wait += penalty.extra_seconds(self._strike(state, penalty, at))
+            seconds = retry_after_seconds(wait)
+            state.blocked_until = at + seconds
+            worst = max(worst or (0, key), (seconds, key))
         if worst is not None:
             return Decision(allowed=False, retry_after=worst[0], key=worst[1])
         for key, rule in pairs:
             self._consume(self._keys[key], rule, at)
         return Decision(allowed=True)
+
+    @staticmethod
+    def _strike(state: _KeyState, penalty: Penalty | None, at: float) -> int:
+        """Count one refusal inside the penalty window; the key's strikes so far."""
+        if penalty is None:
+            return 0
+        if at - state.strikes_since > penalty.window:
+            state.strikes, state.strikes_since = 0, at
+        state.strikes += 1
+        return state.strikes
 
     def wait_time(self, key: str, rule: Rule, now: float | None = None) -> float:
         """Seconds until `key` would accept one more request (0 when it would now)."""

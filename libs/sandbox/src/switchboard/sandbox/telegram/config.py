@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchboard.sandbox.ratelimit import Rule, SlidingWindow, TokenBucket, rule_from_json
+from switchboard.sandbox.ratelimit import (
+    Penalty,
+    Rule,
+    SlidingWindow,
+    TokenBucket,
+    penalty_from_json,
+    rule_from_json,
+)
 from switchboard.sandbox.webhooks import RetryPolicy
 
 MB = 1024 * 1024
@@ -13,7 +20,10 @@ MB = 1024 * 1024
 
 @dataclass
 class TelegramLimits:
-    """Rate limits of sending methods (None disables one); Bot FAQ values by default."""
+    """Rate limits of sending methods (None disables one); Bot FAQ values by default.
+
+    `penalty` (off by default, unverified): repeated refusals of a key lengthen its wait.
+    """
 
     enabled: bool = True
     bot: Rule | None = field(default_factory=lambda: SlidingWindow(limit=30, window=1.0))
@@ -22,6 +32,7 @@ class TelegramLimits:
     paid_broadcast: Rule | None = field(
         default_factory=lambda: SlidingWindow(limit=1000, window=1.0)
     )
+    penalty: Penalty | None = None
 
     def to_json(self) -> dict[str, Any]:
         def rule(value: Rule | None) -> dict[str, Any] | None:
@@ -33,11 +44,13 @@ class TelegramLimits:
             "private_chat": rule(self.private_chat),
             "group": rule(self.group),
             "paid_broadcast": rule(self.paid_broadcast),
+            "penalty": None if self.penalty is None else self.penalty.to_json(),
         }
 
     def update(self, data: dict[str, Any]) -> None:
         """Apply a partial JSON update (`{"bot": {"limit": 5, "window": 1}, "group": null}`)."""
-        unknown = set(data) - {"enabled", "bot", "private_chat", "group", "paid_broadcast"}
+        names = {"enabled", "bot", "private_chat", "group", "paid_broadcast", "penalty"}
+        unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown limit names: {sorted(unknown)}")
         if "enabled" in data:
@@ -45,6 +58,8 @@ class TelegramLimits:
         for name in ("bot", "private_chat", "group", "paid_broadcast"):
             if name in data:
                 setattr(self, name, rule_from_json(data[name]))
+        if "penalty" in data:
+            self.penalty = penalty_from_json(data["penalty"])
 
 
 @dataclass

@@ -32,6 +32,7 @@ def take_send_slot(
     state: TelegramState, bot: TgBot, chat: TgChat, now: float, paid: bool = False
 ) -> None:
     """Count one accepted message, or raise the 429 the real API would answer."""
-    decision = state.limiter.acquire(limit_keys(state, bot, chat, paid), now)
+    keys = limit_keys(state, bot, chat, paid)
+    decision = state.limiter.acquire(keys, now, penalty=state.config.limits.penalty)
     if not decision.allowed:
         raise too_many_requests(decision.retry_after)

@@ -1,0 +1,82 @@
+"""The replay benchmarks' baseline: the cost of the bus alone, read the way production reads.
+
+Each reader is the projection's own puller (`switchboard.runtime.projection._Puller`, the
+same ack-less, memory-stored ephemeral consumer with the same filter and batch size as
+`Projection._subscribe`), with an apply that does nothing. All readers of a rebuild run at
+the same time, as the rebuild's projections do, so the ratio compares like with like: what
+the replay costs on top of reading the same events the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.projection import _Puller, stream_seq
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One projection's read: its stream and filter subjects."""
+
+    stream: str
+    subjects: tuple[str, ...]
+
+
+def readers_of(modules: Sequence[object]) -> list[Reader]:
+    """The readers of projector modules (each has STREAM and SUBJECTS)."""
+    return [Reader(m.STREAM, tuple(m.SUBJECTS)) for m in modules]  # type: ignore[attr-defined]
+
+
+async def _read_all(bus: Bus, reader: Reader, batch: int) -> int:
+    """Read every message of the reader's stream up to its last sequence; do nothing with it."""
+    last = (await bus.js.stream_info(reader.stream)).state.last_seq
+    if last == 0:
+        return 0
+    config = ConsumerConfig(  # as Projection._subscribe from the start of the stream
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=1,
+        filter_subjects=list(reader.subjects),
+        inactive_threshold=30.0,
+        mem_storage=True,
+        num_replicas=1,
+    )
+    puller = _Puller(bus, reader.stream, config)
+    await puller.start()
+    got, position = 0, 0
+
+    async def drained() -> bool:
+        # Behind the stream's end with nothing more to read: the rest does not match.
+        info = await bus.js.consumer_info(reader.stream, puller.name)
+        return info.num_pending == 0 and not puller.buffer
+
+    try:
+        while position < last:
+            try:
+                msgs = await puller.fetch(batch, timeout=0.5)
+            except TimeoutError:
+                if await drained():
+                    break
+                continue
+            got += len(msgs)
+            position = stream_seq(msgs[-1])
+            if len(msgs) < batch and position < last and await drained():
+                break
+    finally:
+        await puller.close()
+    return got
+
+
+async def bus_only_rate(bus: Bus, readers: Sequence[Reader], batch: int) -> tuple[int, float]:
+    """Events read and events/s with every reader running at once."""
+    start = time.perf_counter()
+    counts = await asyncio.gather(*(_read_all(bus, r, batch) for r in readers))
+    elapsed = time.perf_counter() - start
+    total = sum(counts)
+    return total, total / elapsed if elapsed > 0 else float("nan")
