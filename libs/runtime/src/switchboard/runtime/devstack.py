@@ -190,7 +190,9 @@ async def _register_demo_session(client: httpx.AsyncClient) -> None:
     session = r.json()["sessions"][0]["session"]
     body = {"session": session, "api_id": 1, "api_hash": "0" * 32, "workspace_id": DEMO_WORKSPACE}
     url = f"http://{HOST}:{PORTS['mtproto']}/v1/sessions/{DEMO_SESSION}"
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    # The gateway acts for a workspace only with that workspace's key (the operator token
+    # opens operator routes only).
+    headers = {"Authorization": f"Bearer {DEMO_API_KEY}"}
     deadline = time.monotonic() + 30
     while True:
         r = await client.put(url, json=body, headers=headers)
