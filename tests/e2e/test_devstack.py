@@ -72,9 +72,10 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
                 metrics = await http.get(f"http://127.0.0.1:{ops}/metrics")
                 assert "switchboard_" in metrics.text
 
-            # Active health: the demo bot and the demo user session, each probed.
+            # Active health: the demo bot and the demo user session, each probed (on the
+            # ops port, beside /metrics).
             for service, key in (("outbound", "telegram/demo"), ("mtproto", "mtproto/demo")):
-                url = f"http://127.0.0.1:{PORTS[service]}/health/integrations"
+                url = f"http://127.0.0.1:{OPS_PORTS[service]}/health/integrations"
 
                 async def probed(url: str = url, key: str = key) -> bool:
                     entry = (await http.get(url)).json()["integrations"].get(key)

@@ -61,3 +61,28 @@ async def test_start_returns_only_once_sessions_are_accepted(tmp_path: Path) -> 
             pg.stop()
     finally:
         pg.stop()
+
+
+async def test_a_data_dir_made_again_at_the_same_path_is_a_new_cluster(tmp_path: Path) -> None:
+    """Found by `just up` in a reused pytest --basetemp: a cluster kept outside its data dir
+    and named by the path came back with the old database and the new run's keys."""
+    import shutil
+
+    data = tmp_path / "pg"
+    pg = EmbeddedPostgres(data).start()
+    try:
+        conn = await asyncpg.connect(pg.url)
+        await conn.execute("CREATE TABLE left_behind (x int)")
+        await conn.close()
+    finally:
+        pg.stop()
+    shutil.rmtree(data)
+    again = EmbeddedPostgres(data).start()
+    try:
+        conn = await asyncpg.connect(again.url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('left_behind')") is None
+        finally:
+            await conn.close()
+    finally:
+        again.stop()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -224,7 +224,13 @@ def _cluster_home(data_dir: Path, user: str) -> Path:
     _CLUSTERS.chmod(0o711)
     _collect_orphans()
     resolved = data_dir.resolve()
-    home = _CLUSTERS / hashlib.sha256(str(resolved).encode()).hexdigest()[:20]
+    # Named by an id kept in the data dir, not by its path: a new directory at the same path
+    # (a deleted and recreated data dir, a pytest --basetemp reused) is a new cluster, never
+    # the old one's data with new keys.
+    id_file = data_dir / "cluster-id"
+    if not id_file.exists():
+        id_file.write_text(secrets.token_hex(10))
+    home = _CLUSTERS / id_file.read_text().strip()
     home.mkdir(mode=0o700, exist_ok=True)
     (home / _OWNER_FILE).write_text(str(resolved))
     entry = pwd.getpwnam(user)
@@ -233,6 +239,12 @@ def _cluster_home(data_dir: Path, user: str) -> Path:
     if not link.is_symlink():
         link.symlink_to(home, target_is_directory=True)
     return home
+
+
+def _under_temp(path: Path) -> bool:
+    """True for a directory under the system temp dir (where pytest and other tools keep
+    private roots whose permissions they reset)."""
+    return Path(tempfile.gettempdir()).resolve() in path.resolve().parents
 
 
 def _collect_orphans() -> None:
@@ -287,7 +299,12 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os_user:
             _open_path_for(os_user, bindir.parent)
-            self.home = _cluster_home(self.data_dir, os_user)
+            if _under_temp(self.data_dir):
+                self.home = _cluster_home(self.data_dir, os_user)
+            else:
+                # A data dir of one's own (`just up`'s .data): nothing resets its parents'
+                # permissions, and the cluster must live with the data (a reboot clears /tmp).
+                _open_path_for(os_user, self.data_dir)
         socket_dir = self.home or self.data_dir
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run(
