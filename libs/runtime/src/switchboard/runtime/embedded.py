@@ -225,11 +225,16 @@ def _cluster_home(data_dir: Path, user: str) -> Path:
     _collect_orphans()
     resolved = data_dir.resolve()
     home = _CLUSTERS / hashlib.sha256(str(resolved).encode()).hexdigest()[:20]
+    link = data_dir / "cluster"
+    if not link.is_symlink() and home.exists() and not _postmaster_alive(home / "pgdata"):
+        # A data dir made anew at the path of one that was removed (a test's fixed temp
+        # dir, `rm -rf .data`): the cluster was the old one's, with rows sealed by keys that
+        # went with it. Start empty, as the fresh data dir means.
+        shutil.rmtree(home)
     home.mkdir(mode=0o700, exist_ok=True)
     (home / _OWNER_FILE).write_text(str(resolved))
     entry = pwd.getpwnam(user)
     os.chown(home, entry.pw_uid, entry.pw_gid)
-    link = data_dir / "cluster"
     if not link.is_symlink():
         link.symlink_to(home, target_is_directory=True)
     return home
