@@ -22,6 +22,8 @@ from switchboard.analytics.app import create_app as create_analytics
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.crm.app import create_app as create_crm
 from switchboard.crm.settings import CrmSettings
+from switchboard.flows.app import create_app as create_flows
+from switchboard.flows.settings import FlowsSettings
 from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
 from switchboard.mtproto.app import create_app as create_mtproto
@@ -46,6 +48,7 @@ SERVICES: dict[str, tuple[Callable[[Any], Any], type[Any], str]] = {
     "outbound": (create_outbound, OutboundSettings, API_KEY),
     "mtproto": (create_mtproto, MtprotoSettings, API_KEY),
     "analytics": (create_analytics, AnalyticsSettings, API_KEY),
+    "flows": (create_flows, FlowsSettings, API_KEY),
 }
 TYPED = {"integer", "number", "boolean"}
 

@@ -64,7 +64,7 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
             assert bad.status_code == 401
             me = await http.get(f"http://127.0.0.1:{SANDBOX_PORT}/telegram/bot100000001:demo/getMe")
             assert me.json()["result"]["username"] == "switchboard_demo_bot"
-            for name in ("ingest", "crm"):
+            for name in ("ingest", "crm", "flows"):
                 port, ops = PORTS[name], OPS_PORTS[name]
                 assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
                 # Metrics live on the ops port only, never beside the API.
@@ -72,8 +72,8 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
                 metrics = await http.get(f"http://127.0.0.1:{ops}/metrics")
                 assert "switchboard_" in metrics.text
 
-            # Active health: the demo bot and the demo user session, each probed (on the
-            # ops port, beside /metrics).
+            # Active health: the demo bot and the demo user session, each probed (on the ops
+            # port: /health/* names accounts, so the API port answers it only to the operator).
             for service, key in (("outbound", "telegram/demo"), ("mtproto", "mtproto/demo")):
                 url = f"http://127.0.0.1:{OPS_PORTS[service]}/health/integrations"
 

@@ -266,18 +266,20 @@ async def test_the_demo_flow_is_published_once_by_the_cli(env: Env) -> None:
 async def test_invalid_documents_get_422_with_every_path_and_the_schema_is_published(
     env: Env,
 ) -> None:
-    schema = await env.http.get(f"{env.flows}/v1/flows/schema")
+    schema = await env.http.get(f"{env.flows}/v1/flows/schema", headers=AUTH)
     assert schema.status_code == 200
     assert "steps" in schema.json()["properties"]
     bad = {**DEMO_FLOW, "start": "nowhere", "triggers": [{"type": "start", "payload": 5}]}
     r = await env.http.post(f"{env.flows}/v1/flows", json=bad, headers=AUTH)
     assert r.status_code == 422
-    paths = {p["path"] for p in r.json()["error"]["problems"]}
-    assert paths == {"$.triggers[0].payload"}  # structure first; references once it parses
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "invalid_flow"
+    paths = {e["path"] for e in r.json()["errors"]}
+    assert paths == {"body.triggers[0].payload"}  # structure first; references once it parses
     bad["triggers"] = [{"type": "start"}]
     r = await env.http.post(f"{env.flows}/v1/flows", json=bad, headers=AUTH)
     assert r.status_code == 422
-    assert [p["path"] for p in r.json()["error"]["problems"]] == ["$.start"]
+    assert [e["path"] for e in r.json()["errors"]] == ["body.start"]
     assert (await env.http.post(f"{env.flows}/v1/flows", json=DEMO_FLOW)).status_code == 401
     # another workspace's flow does not exist for it
     flow_id = await env.flow(DEMO_FLOW)

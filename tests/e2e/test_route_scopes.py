@@ -25,6 +25,7 @@ SEND_ONLY = "scope-send-key1"
 # For each scope: a key holding only it, and a key holding every other scope but it.
 ONLY = {"read": READ_ONLY, "send": SEND_ONLY, "admin": "scope-admin-key"}
 ALL_BUT = {"read": "no-read-key01", "send": "no-send-key01", "admin": "no-admin-key1"}
+SERVICES = ["ingest", "crm", "outbound", "mtproto", "analytics", "flows"]
 KEYS = (
     f"{READ_ONLY}=demo:read,{SEND_ONLY}=demo:send,scope-admin-key=demo:admin,"
     "no-read-key01=demo:send+admin,no-send-key01=demo:read+admin,no-admin-key1=demo:read+send"
@@ -36,6 +37,8 @@ def _apps() -> dict[str, Callable[[], ServiceApp]]:
     from switchboard.analytics.settings import AnalyticsSettings
     from switchboard.crm.app import create_app as crm
     from switchboard.crm.settings import CrmSettings
+    from switchboard.flows.app import create_app as flows
+    from switchboard.flows.settings import FlowsSettings
     from switchboard.ingest.app import create_app as ingest
     from switchboard.ingest.settings import IngestSettings
     from switchboard.mtproto.app import create_app as mtproto
@@ -51,6 +54,7 @@ def _apps() -> dict[str, Callable[[], ServiceApp]]:
             load_settings(MtprotoSettings, adapter="sandbox", sandbox_url="http://127.0.0.1:9")
         ),
         "analytics": lambda: analytics(load_settings(AnalyticsSettings)),
+        "flows": lambda: flows(load_settings(FlowsSettings)),
     }
 
 
@@ -88,7 +92,7 @@ def _client(app: ServiceApp) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://t")
 
 
-@pytest.mark.parametrize("service", ["ingest", "crm", "outbound", "mtproto", "analytics"])
+@pytest.mark.parametrize("service", SERVICES)
 async def test_every_route_declares_its_scope_and_it_is_enforced(service: str) -> None:
     app = _apps()[service]()
     doc = app.openapi()
@@ -111,7 +115,7 @@ async def test_every_route_declares_its_scope_and_it_is_enforced(service: str) -
             assert holding.status_code not in (401, 403), (method, path, scope, holding.text)
 
 
-@pytest.mark.parametrize("service", ["ingest", "crm", "outbound", "mtproto", "analytics"])
+@pytest.mark.parametrize("service", SERVICES)
 async def test_every_route_refuses_an_oversized_body(service: str) -> None:
     app = _apps()[service]()
     routes = [*_operations(app), ("POST", "/login"), ("POST", "/webhooks/telegram/x1")]

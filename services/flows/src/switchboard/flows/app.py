@@ -17,20 +17,19 @@ from switchboard.flows.library import FlowError, FlowLibrary, FlowState
 from switchboard.flows.runner import CONVERSATIONS, TIMERS, Runner
 from switchboard.flows.settings import FlowsSettings
 from switchboard.runtime.app import ServiceApp, service_app
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import ApiKeyAuth, require_scope
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.http import error
+from switchboard.runtime.keys import Scope
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import ConfigError
 
-
-def _workspace(request: Request) -> str:
-    """The workspace of the request's API key (401 otherwise)."""
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
+# What each route needs, declared so the OpenAPI document says it (docs/security.md
+# "Credentials"): reading flows and runs needs ``read``; anything that stores, publishes,
+# archives or hands a run back needs ``send``, and so do validate and dry-run (POSTs, by the
+# one rule, though they store nothing: a key that may only read does not author flows).
+Reader = Annotated[str, Depends(require_scope(Scope.READ))]
+Sender = Annotated[str, Depends(require_scope(Scope.SEND))]
 FlowBody = Annotated[dict[str, Any], Body(description="a flow document (GET /v1/flows/schema)")]
 
 
@@ -100,15 +99,18 @@ def _summary(state: FlowState) -> dict[str, Any]:
     return {**state.summary(), "revisions": sorted(state.revisions)}
 
 
+def _body_path(json_path: str) -> str:
+    """A document's JSON path (``$.steps.ask.choices[0]``) as a problem's field path
+    (``body.steps.ask.choices[0]``): the document is the request body."""
+    return "body" + json_path.removeprefix("$")
+
+
 def _invalid(exc: document.InvalidFlowError) -> Response:
-    first = exc.problems[0]
-    return error(
-        422,
-        "invalid_flow",
-        f"{first['path']}: {first['reason']}"
-        + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""),
-        problems=exc.problems,
-    )
+    """422 as a problem document whose ``errors`` name every path of the document."""
+    errors = [{"path": _body_path(p["path"]), "message": p["reason"]} for p in exc.problems]
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return error(422, "invalid_flow", f"{first['path']}: {first['message']}{more}", errors=errors)
 
 
 def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
@@ -125,35 +127,35 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         return _invalid(exc)
 
     @app.get("/v1/flows/schema", tags=["flows"], summary="The JSON Schema of flow documents")
-    async def schema() -> Response:
+    async def schema(_: Reader) -> Response:
         return JSONResponse(document.json_schema(), media_type="application/schema+json")
 
     @app.post("/v1/flows/validate", tags=["flows"], summary="Validate a document, store nothing")
-    async def check(_: Workspace, body: FlowBody) -> Response:
+    async def check(_: Sender, body: FlowBody) -> Response:
         document.validate(body)
         return JSONResponse({"valid": True})
 
     @app.post("/v1/flows", tags=["flows"], status_code=201, summary="Create a flow (revision 1)")
-    async def create(ws: Workspace, body: FlowBody) -> Response:
+    async def create(ws: Sender, body: FlowBody) -> Response:
         state = await library().save(ws, body)
         return JSONResponse(_summary(state), 201)
 
     @app.get("/v1/flows", tags=["flows"], summary="The flows of the workspace")
-    async def listing(ws: Workspace) -> Response:
+    async def listing(ws: Reader) -> Response:
         return JSONResponse({"items": [_summary(f) for f in library().listing(ws)]})
 
     @app.get("/v1/flows/{flow_id}", tags=["flows"], summary="A flow and its latest document")
-    async def one(flow_id: str, ws: Workspace) -> Response:
+    async def one(flow_id: str, ws: Reader) -> Response:
         state = await library().load(flow_id, ws)
         return JSONResponse({**_summary(state), "document": state.revisions[state.latest]})
 
     @app.put("/v1/flows/{flow_id}", tags=["flows"], summary="Save a new revision")
-    async def revise(flow_id: str, ws: Workspace, body: FlowBody) -> Response:
+    async def revise(flow_id: str, ws: Sender, body: FlowBody) -> Response:
         state = await library().save(ws, body, flow_id=flow_id)
         return JSONResponse(_summary(state))
 
     @app.get("/v1/flows/{flow_id}/revisions/{revision}", tags=["flows"], summary="One revision")
-    async def revision(flow_id: str, revision: int, ws: Workspace) -> Response:
+    async def revision(flow_id: str, revision: int, ws: Reader) -> Response:
         state = await library().load(flow_id, ws)
         if revision not in state.revisions:
             return error(404, "not_found", f"flow {flow_id!r} has no revision {revision}")
@@ -161,21 +163,19 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
 
     @app.post("/v1/flows/{flow_id}/publish", tags=["flows"], summary="Make a revision live")
     async def publish(
-        flow_id: str, ws: Workspace, body: Annotated[PublishRequest | None, Body()] = None
+        flow_id: str, ws: Sender, body: Annotated[PublishRequest | None, Body()] = None
     ) -> Response:
         rev = body.revision if body else None
         return JSONResponse(_summary(await library().publish(ws, flow_id, rev)))
 
     @app.post("/v1/flows/{flow_id}/archive", tags=["flows"], summary="Stop starting new runs")
-    async def archive(flow_id: str, ws: Workspace) -> Response:
+    async def archive(flow_id: str, ws: Sender) -> Response:
         return JSONResponse(_summary(await library().archive(ws, flow_id)))
 
     @app.post(
         "/v1/flows/{flow_id}/dry-run", tags=["flows"], summary="Play a transcript, send nothing"
     )
-    async def dry_run(
-        flow_id: str, ws: Workspace, body: Annotated[dryrun.DryRun, Body()]
-    ) -> Response:
+    async def dry_run(flow_id: str, ws: Sender, body: Annotated[dryrun.DryRun, Body()]) -> Response:
         state = await library().load(flow_id, ws)
         rev = body.revision or state.latest
         doc = library().document_of(state, rev)
@@ -185,7 +185,7 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
 
     @app.get("/v1/runs", tags=["runs"], summary="Runs and where each one is")
     async def run_list(
-        ws: Workspace,
+        ws: Reader,
         flow_id: Annotated[str | None, Query(min_length=1)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
@@ -193,7 +193,7 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         return JSONResponse({"items": items})
 
     @app.post("/v1/runs/{run_id}/release", tags=["runs"], summary="A person hands the run back")
-    async def release(run_id: str, ws: Workspace) -> Response:
+    async def release(run_id: str, ws: Sender) -> Response:
         runner: Runner = ports["runner"]
         found = await runner.release(run_id, ws)
         if found is None:
@@ -204,7 +204,7 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         return JSONResponse(detail)
 
     @app.get("/v1/runs/{run_id}", tags=["runs"], summary="A run with its history")
-    async def run_detail(run_id: str, ws: Workspace) -> Response:
+    async def run_detail(run_id: str, ws: Reader) -> Response:
         found = await runs.run_history(ports["bus"], ws, run_id)
         if found is None:
             return error(404, "not_found", f"no run {run_id!r}")

@@ -138,6 +138,16 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             subject, body, headers, timeout=settings.publish_timeout_s
         )
 
+    def webhook_limit() -> int:
+        """The body limit; before the service has started (no bus yet: the app is called
+        without its lifespan, as the route walks do) the setting alone, so an oversized
+        body is still a 413 rather than a 500."""
+        try:
+            max_payload = app.runtime.bus.max_payload
+        except RuntimeError:
+            return settings.max_body_bytes
+        return body_limit(settings.max_body_bytes, max_payload)
+
     async def handle(
         channel: Channel, account_id: str, headers: Mapping[str, str], read: ReadBody
     ) -> WebhookResult:
@@ -148,7 +158,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             f"webhook {channel.value}", headers, **{"switchboard.account": account_id}
         ) as trace_headers:
             try:
-                body = await read(body_limit(settings.max_body_bytes, app.runtime.bus.max_payload))
+                body = await read(webhook_limit())
                 account = account_of(channel, account_id)
                 raw_id = VERIFIERS[channel](account, headers, body)
                 wait = limiter.take(f"{channel.value}/{account_id}")
