@@ -200,7 +200,8 @@ async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
         """Each instance reports the sessions it owns, each connected and probed (get_me)."""
         found: dict[str, Any] = {}
         for proc in gw.procs:
-            report = (await gw.http.get(f"{proc.url}/health/integrations")).json()
+            # /health/* names sessions: the operator token (no ops port here)
+            report = (await gw.http.get(f"{proc.url}/health/integrations", headers=OPERATOR)).json()
             found.update(report["integrations"])
         ok = [e for e in found.values() if e["state"] == "connected" and e["probe"]["ok"]]
         return found if len(ok) == 30 else None

@@ -200,7 +200,8 @@ async def test_http_api_is_idempotent(env: Env) -> None:
 async def test_health_integrations_probes_each_account(env: Env) -> None:
     """Every instance probes the idle account once (getMe: no send slot) and reports it with
     its breaker; a send then adds the account's call latency."""
-    async with httpx.AsyncClient() as http:
+    # /health/* names accounts: the operator token (no ops port here).
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {OPERATOR}"}) as http:
 
         async def probed() -> dict[str, Any] | None:
             report = (await http.get(f"{env.urls[0]}/health/integrations")).json()
