@@ -52,7 +52,8 @@ SERVICES = ("ingest", "crm", "outbound", "mtproto", "analytics")
 API_HASH = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 PEPPER = "audit-pepper-9f3b27c1d4e5a6b7"
 WA_NUMBER, WA_TOKEN = "109000000000077", "EAAaudit-wa-access-token-51c7"
-WA_APP_SECRET, WA_VERIFY = "audit-wa-app-secret-0d9e", "audit-wa-verify-token-77aa"
+# The app secret has the shape of a real one (32 hex): ingest checks it before saving.
+WA_APP_SECRET, WA_VERIFY = "a0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f", "audit-wa-verify-token-77aa"
 VIBER_TOKEN = "4453b6ac1b35d7a1-audit-viber-token-e6f1"
 PIXEL, CAPI_TOKEN = "7700770077", "EAAaudit-capi-token-93ab"
 SP_ID, SP_SECRET = "audit-sp-client", "audit-sp-client-secret-4c1d"
