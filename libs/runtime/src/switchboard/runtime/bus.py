@@ -37,8 +37,22 @@ from switchboard.runtime.tracing import inject_headers, produce_span
 
 log = get_logger(__name__)
 
+
 # Answers a JetStream cluster gives while it is busy electing or placing replicas.
-_TRANSIENT = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError, asyncio.TimeoutError)
+class PlacementPendingError(RuntimeError):
+    """A clustered JetStream cannot place the stream's replicas yet (its peers are still
+    joining: "no suitable peers for placement"); asked again shortly, it can."""
+
+
+_TRANSIENT = (
+    NatsTimeoutError,
+    NoRespondersError,
+    ServiceUnavailableError,
+    asyncio.TimeoutError,
+    PlacementPendingError,
+)
+# err_code of "no suitable peers for placement" (a 400, like "stream name already in use").
+_NO_PEERS = 10005
 
 # A replicated stream answers a publish whose Nats-Msg-Id is being stored by another publish
 # right now with this (a 409). Asked again a moment later, it says "duplicate" with the
@@ -221,11 +235,17 @@ class Bus:
         config = stream_config(spec, replicas, duplicate_window_s)
         try:
             await self.js.add_stream(config)
-        except BadRequestError:
+        except BadRequestError as exc:
+            if exc.err_code == _NO_PEERS:
+                # Found on a loaded machine: a cluster whose peers were still joining
+                # answered 400, which read as "exists" and then failed the update with 404.
+                raise PlacementPendingError(f"{spec.name}: {exc.description}") from None
             # Exists (maybe created by another instance): bring limits in line. Some fields
             # (retention, storage) cannot change in place; keep the stream and say so.
             try:
                 await self.js.update_stream(config)
+            except NotFoundError:
+                raise PlacementPendingError(f"{spec.name}: not created yet") from None
             except BadRequestError as exc:
                 log.warning("stream config differs", stream=spec.name, error=str(exc))
 
