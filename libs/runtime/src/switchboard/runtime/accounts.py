@@ -8,7 +8,6 @@ take effect in running instances without a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
 from switchboard.runtime.crypto import DecryptError, Keyring
+from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.ownership import visible
 
@@ -192,24 +192,7 @@ class AccountCache:
         return list(self._accounts.values())
 
     async def run(self, stop: asyncio.Event) -> None:
-        watcher = await self.store.kv.watchall()
-        try:
-            while not stop.is_set():
-                try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                except TimeoutError:
-                    continue
-                except Exception as exc:
-                    if "timeout" in type(exc).__name__.lower():
-                        continue
-                    raise
-                if entry is None:  # end of the initial values
-                    self.loaded.set()
-                    continue
-                self._apply(entry.key, entry.value, entry.operation)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        await follow(self.store.kv, self._apply, self.loaded, stop)
 
     def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
         if operation in ("DEL", "PURGE") or not value:

@@ -23,6 +23,7 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -285,24 +286,7 @@ class KeyCache:
         task.add_done_callback(self._tasks.discard)
 
     async def run(self, stop: asyncio.Event) -> None:
-        watcher = await self.store.kv.watchall()
-        try:
-            while not stop.is_set():
-                try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                except TimeoutError:
-                    continue
-                except Exception as exc:
-                    if "timeout" in type(exc).__name__.lower():
-                        continue
-                    raise
-                if entry is None:  # end of the initial values
-                    self.loaded.set()
-                    continue
-                self._apply(entry.key, entry.value, entry.operation)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        await follow(self.store.kv, self._apply, self.loaded, stop)
 
     def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
         if operation in ("DEL", "PURGE") or not value:
