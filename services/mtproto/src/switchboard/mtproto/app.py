@@ -16,6 +16,7 @@ from switchboard.mtproto.publisher import ConvPublisher
 from switchboard.mtproto.runner import Deps, SessionRunner
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.mtproto.signin_caps import SignInAttempts, SignInCaps
 from switchboard.mtproto.state import StateStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
@@ -57,7 +58,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
-        adapter, close_adapter = make_adapter(settings)
+        adapter, close_adapter = await make_adapter(settings)
         rt.on_close(close_adapter)
         sessions = SessionStore(rt.pool, keyring)
         state = StateStore(rt.pool)
@@ -92,6 +93,14 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
             api_id=settings.api_id,
             api_hash=settings.api_hash.get_secret_value() if settings.api_hash else None,
             code_ttl_s=settings.login_code_ttl_s,
+            attempts=SignInAttempts(
+                rt.pool,
+                SignInCaps(
+                    settings.signin_max_per_phone,
+                    settings.signin_max_per_workspace,
+                    settings.signin_window_s,
+                ),
+            ),
         )
         holder["gateway"] = Gateway(
             settings, rt.bus, sessions, state, ownership, view, login, owner

@@ -46,6 +46,7 @@ from switchboard.mtproto.ports import (
     UserDeactivatedError,
 )
 from switchboard.mtproto.sessions import LoginRecord, Secrets, SessionRecord, SessionStore
+from switchboard.mtproto.signin_caps import SignInAttempts
 
 # Holds the session's lease for the duration of a step (None: another instance has it).
 Hold = Callable[[str], AbstractAsyncContextManager[Lease | None]]
@@ -62,6 +63,7 @@ class LoginDeps:
     api_id: int | None = None
     api_hash: str | None = None
     code_ttl_s: float = 600.0
+    attempts: SignInAttempts | None = None  # the local cap on sign-in attempts (None: none)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,30 @@ async def _fail(
     await deps.emit(event, workspace_id)
     LOGINS.labels(step.value, reason.value).inc()
     return Outcome("failed", status, event)
+
+
+async def _capped(
+    deps: LoginDeps, session_id: str, step: LoginStep, workspace_id: str, phone: str
+) -> Outcome | None:
+    """The failure when the local sign-in cap refuses one more attempt (None: go ahead; the
+    attempt is counted). Answered like Telegram's own flood wait, with the cap's name."""
+    if deps.attempts is None:
+        return None
+    verdict = await deps.attempts.admit(workspace_id, phone)
+    if verdict.allowed:
+        return None
+    return await _fail(
+        deps,
+        session_id,
+        step,
+        LoginFailure.FLOOD_WAIT,
+        429,
+        f"too many sign-in attempts for this {verdict.scope}; "
+        f"try again in {verdict.retry_after_s} s",
+        error_code=verdict.error_code,
+        retry_after_s=verdict.retry_after_s,
+        workspace_id=workspace_id,
+    )
 
 
 async def _telegram_failure(
@@ -317,6 +343,9 @@ async def start(deps: LoginDeps, req: StartRequest) -> Outcome:
             sent = await client.send_code(phone)
             return sent.phone_code_hash, sent.type, client.export_session()
 
+    capped = await _capped(deps, sid, step, req.workspace_id, phone)
+    if capped is not None:
+        return capped
     async with deps.hold(sid) as lease:
         if lease is None:
             raise SessionBusyError(sid)
@@ -420,6 +449,9 @@ async def submit_code(deps: LoginDeps, session_id: str, code: str) -> Outcome:
                 user = None
             return user, client.export_session()
 
+    capped = await _capped(deps, session_id, step, login.workspace_id, login.phone)
+    if capped is not None:
+        return capped
     async with deps.hold(session_id) as lease:
         if lease is None:
             raise SessionBusyError(session_id)
@@ -452,6 +484,9 @@ async def submit_password(deps: LoginDeps, session_id: str, password: str) -> Ou
             user = await client.sign_in_password(password)
             return user, client.export_session()
 
+    capped = await _capped(deps, session_id, step, login.workspace_id, login.phone)
+    if capped is not None:
+        return capped
     async with deps.hold(session_id) as lease:
         if lease is None:
             raise SessionBusyError(session_id)

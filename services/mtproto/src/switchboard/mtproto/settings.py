@@ -30,8 +30,11 @@ class MtprotoSettings(DatabaseSettings):
         "telethon", description="telethon (real Telegram) or sandbox (the fake Telegram)"
     )
     sandbox_url: str | None = Field(
-        None, validate_default=True, description="base URL of the sandbox (adapter=sandbox)"
+        None,
+        validate_default=True,
+        description="the sandbox (adapter=sandbox; with telethon: its MTProto wire server)",
     )
+    rpc_timeout_s: float = Field(30.0, gt=0, description="bound on every call to Telegram")
     api_id: int | None = Field(None, ge=1, description="default Telegram app id for logins")
     api_hash: SecretStr | None = Field(None, description="default Telegram app hash for logins")
 
@@ -60,6 +63,15 @@ class MtprotoSettings(DatabaseSettings):
     catchup_max: int = Field(10_000, ge=0, description="messages fetched per peer on reconnect")
     send_interval_s: float = Field(1.0, ge=0, description="pacing between sends per session")
     login_code_ttl_s: float = Field(600.0, gt=0, description="how long a sent code is kept")
+    signin_max_per_phone: int = Field(
+        10,
+        ge=1,
+        description="sign-in attempts (codes asked, codes, passwords) per phone per window",
+    )
+    signin_max_per_workspace: int = Field(
+        50, ge=1, description="sign-in attempts per workspace per window"
+    )
+    signin_window_s: float = Field(3600.0, gt=0, description="the sign-in caps' sliding window")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,0 +1,9 @@
+-- Sign-in attempts that reached Telegram (code requests, codes, passwords), for the local
+-- cap per phone and per workspace: kept in Postgres so every instance counts the same ones.
+CREATE TABLE signin_attempts (
+    workspace_id    text NOT NULL,
+    phone           text NOT NULL,
+    at              timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX signin_attempts_workspace ON signin_attempts (workspace_id, at);
+CREATE INDEX signin_attempts_phone ON signin_attempts (phone, at);
