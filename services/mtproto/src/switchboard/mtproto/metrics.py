@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 SESSIONS_OWNED = Gauge(
     "switchboard_mtproto_sessions_owned", "Sessions whose lease this instance holds"
@@ -43,3 +43,19 @@ BACKFILL_JOBS = Counter(
 )
 SENDS = Counter("switchboard_mtproto_sends_total", "Sends as a user", ["outcome"])
 LOGINS = Counter("switchboard_mtproto_login_steps_total", "Login steps", ["step", "outcome"])
+RPC_LATENCY = Histogram(
+    "switchboard_mtproto_rpc_seconds",
+    "Latency of MTProto requests to Telegram, by TL method (answered or failed)",
+    ["method"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RPC_ERRORS = Counter(
+    "switchboard_mtproto_rpc_errors_total",
+    "Failed MTProto requests by TL method and RPC error name (FLOOD_WAIT_X, ...) or, when "
+    "no answer came, the exception's type",
+    ["method", "error"],
+)
+UPDATE_QUEUE_DEPTH = Gauge(
+    "switchboard_mtproto_update_queue_depth",
+    "Live updates received from Telegram and not yet handled, over this instance's sessions",
+)

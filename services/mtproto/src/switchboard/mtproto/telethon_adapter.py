@@ -46,6 +46,7 @@ from switchboard.mtproto.ports import (
     User,
     error_from_rpc,
 )
+from switchboard.mtproto.rpc_metrics import instrument, watch_queue
 
 T = TypeVar("T")
 
@@ -69,6 +70,14 @@ def rpc_name(exc: errors.RPCError) -> str:
     if "X" in name.split("_") and seconds is not None:
         return re.sub(r"(?<=_)X(?=_|$)", str(seconds), name)
     return name
+
+
+def error_label(exc: BaseException) -> str:
+    """A failure's metric label: the RPC error name with any number left as X
+    (``FLOOD_WAIT_X``), or the exception's type when Telegram did not answer."""
+    if isinstance(exc, errors.RPCError):
+        return _NAME_OF.get(type(exc)) or str(exc.message or type(exc).__name__)
+    return type(exc).__name__
 
 
 def map_error(exc: BaseException) -> BaseException:
@@ -488,6 +497,8 @@ class TelethonClient:
         self._closing = False
         self._peers: dict[int, Peer] = {}  # channel id -> Peer, to name channel deletions
         self._handlers: list[tuple[Callable[[Any], Awaitable[None]], Any]] = []
+        instrument(self._client, error_label)
+        watch_queue(self)
 
     async def _run(self, call: Awaitable[T]) -> T:
         """Await a Telethon call with the timeout, raising the port's errors."""

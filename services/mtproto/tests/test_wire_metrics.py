@@ -1,0 +1,96 @@
+"""Metrics by method through the real Telethon adapter over the wire fake: every request
+is timed under its TL method name, failures are counted by RPC error name, and the live
+update queue's depth is a gauge."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import REGISTRY
+
+from switchboard.mtproto.ports import FloodWaitError, PeerNotFoundError
+from switchboard.mtproto.rpc_metrics import method_name
+from switchboard.runtime.testing import eventually
+
+from .test_telethon_wire import Wire, wire  # noqa: F401  (the fixture)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_method_names_are_telegrams() -> None:
+    from telethon import functions, types
+
+    assert method_name(functions.messages.GetHistoryRequest(
+        types.InputPeerEmpty(), 0, None, 0, 1, 0, 0, 0)) == "messages.getHistory"  # fmt: skip
+    assert method_name(functions.updates.GetStateRequest()) == "updates.getState"
+    assert method_name(functions.PingRequest(1)) == "ping"
+    assert method_name([functions.help.GetConfigRequest()]) == "help.getConfig"
+
+
+async def test_latency_by_method_and_errors_by_rpc_name(wire: Wire) -> None:  # noqa: F811
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550007777")
+    mtproto.add_channel("Metrics", "metrics_wire", members=[reader])
+    client = wire.client(wire.session_of(reader))
+    await client.connect()
+
+    calls = sample("switchboard_mtproto_rpc_seconds_count", method="users.getUsers")
+    missing = sample(
+        "switchboard_mtproto_rpc_errors_total",
+        method="contacts.resolveUsername",
+        error="USERNAME_NOT_OCCUPIED",
+    )
+    floods = sample(
+        "switchboard_mtproto_rpc_errors_total", method="messages.getHistory", error="FLOOD_WAIT_X"
+    )
+    await client.get_me()
+    await client.get_me()
+    assert sample("switchboard_mtproto_rpc_seconds_count", method="users.getUsers") == calls + 2
+    with pytest.raises(PeerNotFoundError):
+        await client.resolve_peer("@nobody_metrics")
+    assert (
+        sample(
+            "switchboard_mtproto_rpc_errors_total",
+            method="contacts.resolveUsername",
+            error="USERNAME_NOT_OCCUPIED",
+        )
+        == missing + 1
+    )
+    peer = await client.resolve_peer("metrics_wire")
+    mtproto.add_fault(method="messages.getHistory", seconds=7, times=1)
+    with pytest.raises(FloodWaitError):
+        await client.get_history(peer)
+    assert (
+        sample(
+            "switchboard_mtproto_rpc_errors_total",
+            method="messages.getHistory",
+            error="FLOOD_WAIT_X",
+        )
+        == floods + 1
+    )
+    assert sample("switchboard_mtproto_rpc_seconds_count", method="messages.getHistory") >= 1
+
+
+async def test_the_update_queue_depth_counts_updates_not_yet_read(wire: Wire) -> None:  # noqa: F811
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550008888")
+    channel = mtproto.add_channel("Queue", "queue_wire", members=[reader])
+    client = wire.client(wire.session_of(reader))
+    await client.connect()
+    await client.resolve_peer("queue_wire")
+    before = sample("switchboard_mtproto_update_queue_depth")
+    mtproto.post(channel, "one")
+    mtproto.post(channel, "two")
+
+    async def queued() -> bool:
+        return sample("switchboard_mtproto_update_queue_depth") == before + 2
+
+    await eventually(queued, message="two updates queued")
+    updates = client.updates()
+    first = await asyncio.wait_for(anext(updates), 15)
+    second = await asyncio.wait_for(anext(updates), 15)
+    assert [first.message.text, second.message.text] == ["one", "two"]  # type: ignore[union-attr]
+    assert sample("switchboard_mtproto_update_queue_depth") == before
