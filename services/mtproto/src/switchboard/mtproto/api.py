@@ -14,19 +14,22 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, Depends, Path
+from fastapi import Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.mtproto import (
     SESSION_ID,
+    CommandRejected,
     DeviceInfo,
+    ListDialogs,
     LoginStep,
     ProxyInfo,
+    SearchContacts,
     SendAsUser,
     SubscriptionRemoved,
 )
-from switchboard.mtproto import actions, login
+from switchboard.mtproto import actions, dialogs, login
 from switchboard.mtproto.leases import SESSION_PREFIX
 from switchboard.mtproto.sessions import Secrets, SessionRecord
 from switchboard.mtproto.settings import MtprotoSettings
@@ -392,6 +395,49 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         await gw.bus.publish(cmd, workspace_id=record.workspace_id)
         status = done.status if done else "accepted"
         return JSONResponse({"message_id": body.message_id, "status": status}, 202)
+
+    async def query(
+        session_id: str, ws: str, make: Callable[[], ListDialogs | SearchContacts], key: str
+    ) -> Response:
+        gw = gateway()
+        record = await gw.sessions.get_session(session_id)
+        if record is None or record.workspace_id != ws:
+            return _not_found(session_id)
+        if record.status != "active":
+            return error(409, "conflict", f"session {session_id!r} is {record.status}")
+        command_id = f"mtquery:{uuid.uuid4().hex}"
+        answer = await dialogs.ask(gw.bus, make(), ws, command_id, WAIT_S)
+        if answer is None:
+            return error(504, "timeout", f"session {session_id!r} did not answer in {WAIT_S} s")
+        model = answer.model
+        if isinstance(model, CommandRejected):
+            return error(model.status, "rejected", model.reason)
+        body = model.model_dump(mode="json", exclude_none=True)
+        return JSONResponse({"session_id": session_id, key: body[key]})
+
+    @app.get("/v1/sessions/{session_id}/dialogs", tags=["directory"],
+             summary="The session's dialogs, newest activity first (asks its holder)")  # fmt: skip
+    async def list_dialogs(
+        session_id: SessionId, ws: Reader, limit: Annotated[int, Query(ge=1, le=100)] = 100
+    ) -> Response:
+        return await query(
+            session_id, ws, lambda: ListDialogs(session_id=session_id, limit=limit), "dialogs"
+        )
+
+    @app.get("/v1/sessions/{session_id}/contacts", tags=["directory"],
+             summary="Search users, groups and channels by username or name")  # fmt: skip
+    async def search_contacts(
+        session_id: SessionId,
+        ws: Reader,
+        q: Annotated[str, Query(min_length=2, max_length=64)],
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> Response:
+        return await query(
+            session_id,
+            ws,
+            lambda: SearchContacts(session_id=session_id, query=q, limit=limit),
+            "results",
+        )
 
     @app.get("/v1/ownership", dependencies=operator, tags=["sessions"],
              summary="The sessions this instance holds and connects; live instances")  # fmt: skip

@@ -50,6 +50,7 @@ from switchboard.mtproto.convert import (
     is_channel,
     received,
 )
+from switchboard.mtproto.dialogs import QueryServer
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
 from switchboard.mtproto.health import SessionHealth
 from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
@@ -339,6 +340,7 @@ class SessionRunner:
             asyncio.create_task(self._upkeep(client), name="upkeep"),
             asyncio.create_task(self._backfills(client), name="backfills"),
             asyncio.create_task(self._sends(client), name="sends"),
+            asyncio.create_task(self._queries(client), name="queries"),
         }
         stop = asyncio.create_task(self.stopping.wait())
         try:
@@ -591,6 +593,12 @@ class SessionRunner:
             log.info("backfill ran", session=self.session_id, job=job.job_id, outcome=outcome)
             if outcome in ("deferred", "stale"):
                 await self._sleep(self.deps.settings.tick_s)
+
+    # ------------------------------------------------------------------ queries
+
+    async def _queries(self, client: MtprotoClient) -> None:
+        """Dialogs and contact search for whoever asks (dialogs.py)."""
+        await QueryServer(self.deps.bus, self.session_id, self.workspace_id, client).run()
 
     # ------------------------------------------------------------------ sends
 

@@ -27,6 +27,7 @@ from telethon.network.connection.tcpmtproxy import (
 )
 from telethon.sessions import StringSession
 
+from switchboard.mtproto.dialogs import Dialog, Found
 from switchboard.mtproto.ports import (
     DisconnectedError,
     FloodWaitError,
@@ -655,6 +656,48 @@ class TelethonClient:
                 continue
             by_id[int(item.id)] = map_message(item, known, peer)
         return [by_id.get(i) for i in ids]
+
+    async def get_dialogs(self, limit: int = 100) -> list[Dialog]:
+        """The account's dialogs, newest activity first (one page of at most 100)."""
+        result = await self._run(
+            self._client(
+                functions.messages.GetDialogsRequest(
+                    offset_date=None,
+                    offset_id=0,
+                    offset_peer=types.InputPeerEmpty(),
+                    limit=min(limit, 100),
+                    hash=0,
+                )
+            )
+        )
+        known = entities_of(result)
+        dates = {
+            (utils.get_peer_id(m.peer_id), int(m.id)): _aware(m.date)
+            for m in getattr(result, "messages", [])
+            if not isinstance(m, types.MessageEmpty)
+        }
+        found: list[Dialog] = []
+        for dialog in getattr(result, "dialogs", []):
+            marked = utils.get_peer_id(dialog.peer)
+            peer = self._remember(peer_of_tl(dialog.peer, known))
+            found.append(
+                Dialog(
+                    peer=peer,
+                    top_message_id=int(dialog.top_message or 0),
+                    top_message_at=dates.get((marked, int(dialog.top_message or 0))),
+                    unread_count=int(dialog.unread_count or 0),
+                )
+            )
+        return found
+
+    async def search_contacts(self, query: str, limit: int = 20) -> list[Found]:
+        """Public users, groups and channels matching ``query`` (the account's own first)."""
+        result = await self._run(
+            self._client(functions.contacts.SearchRequest(q=query, limit=min(limit, 100)))
+        )
+        known = entities_of(result)
+        mine = [Found(peer_of_tl(p, known), mine=True) for p in result.my_results]
+        return mine + [Found(peer_of_tl(p, known)) for p in result.results]
 
     async def send_message(self, peer: Peer, text: str, *, reply_to: int | None = None) -> Message:
         sent = await self._run(

@@ -451,3 +451,88 @@ class CommandRejected(_SessionEvent):
 
     def deterministic_id(self) -> str:
         return f"mtrejected:{self.command_id}"
+
+
+# --------------------------------------------------------------------------- directory
+
+
+@register("mtproto.list_dialogs", 1)
+class ListDialogs(_SessionCommand):
+    """List the session's dialogs (the channels, groups and private chats it is in), newest
+    activity first. The session's holder answers with ``mtproto.dialogs_listed`` whose
+    ``command_id`` is this command's ce-id (or ``mtproto.command_rejected``)."""
+
+    limit: int = Field(100, ge=1, le=100)
+
+
+@register("mtproto.search_contacts", 1)
+class SearchContacts(_SessionCommand):
+    """Search Telegram's public users, groups and channels (and the session's own chats) by
+    username or name. Answered by ``mtproto.contacts_found`` (``command_id`` = this ce-id)."""
+
+    query: str = Field(min_length=2, max_length=64)
+    limit: int = Field(20, ge=1, le=100)
+
+
+class DialogInfo(Value):
+    """One dialog: its chat (the id used in ``conv.*`` events), the newest message's id and
+    time, and how many messages the account has not read."""
+
+    chat: Chat
+    top_message_id: int = Field(0, ge=0)
+    top_message_at: datetime | None = None
+    unread_count: int = Field(0, ge=0)
+
+
+@register("mtproto.dialogs_listed", 1)
+class DialogsListed(_SessionEvent):
+    """The answer to ``mtproto.list_dialogs``."""
+
+    command_id: str = Field(min_length=1)
+    dialogs: list[DialogInfo]
+
+    def deterministic_id(self) -> str:
+        return f"mtdialogs:{self.command_id}"
+
+
+class ContactFound(Value):
+    """A search hit; ``mine``: the account is already in that chat (or it is its contact)."""
+
+    chat: Chat
+    mine: bool = False
+
+
+@register("mtproto.contacts_found", 1)
+class ContactsFound(_SessionEvent):
+    """The answer to ``mtproto.search_contacts``."""
+
+    command_id: str = Field(min_length=1)
+    query: str
+    results: list[ContactFound]
+
+    def deterministic_id(self) -> str:
+        return f"mtcontacts:{self.command_id}"
+
+
+# --------------------------------------------------------------------------- account status
+
+
+class AccountStatus(StrEnum):
+    """What the gateway last saw of the Telegram account behind a session."""
+
+    ACTIVE = "active"
+    SESSION_REVOKED = "session_revoked"  # logged out elsewhere, or the key was destroyed
+    RESTRICTED = "restricted"  # Telegram limits what the account may do
+    BANNED = "banned"  # deactivated or banned by Telegram
+    FLOOD_LIMITED = "flood_limited"  # a flood wait holds the account's work until `until`
+
+
+@register("mtproto.account_status_changed", 1)
+class AccountStatusChanged(_SessionEvent):
+    """The account's status changed (emitted on the change only, not on every connect); CRM
+    and analytics keep the latest per session."""
+
+    status: AccountStatus
+    reason: str | None = Field(None, description="in words a UI can show")
+    error_code: str | None = Field(None, description="Telegram's RPC error name")
+    until: datetime | None = Field(None, description="flood_limited: when work resumes")

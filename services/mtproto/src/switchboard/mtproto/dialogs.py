@@ -1,0 +1,239 @@
+"""Dialogs listing and contact search, over the bus and the API.
+
+Both need the session's live connection, which only its lease holder has: a caller (the
+API on any instance, or anyone on the bus) publishes ``cmd.mtproto.list_dialogs`` /
+``cmd.mtproto.search_contacts``; the holder pulls them from the session's own durable
+consumer (like sends) and answers with ``mtproto.dialogs_listed`` /
+``mtproto.contacts_found`` naming the command's ce-id, or ``mtproto.command_rejected``.
+The API waits for that answer on the session's subjects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from switchboard.events import Decoded, DecodeError, Event, decode_message
+from switchboard.events.catalog.mtproto import (
+    CommandRejected,
+    ContactFound,
+    ContactsFound,
+    DialogInfo,
+    DialogsListed,
+    ListDialogs,
+    SearchContacts,
+)
+from switchboard.mtproto.convert import chat_of
+from switchboard.mtproto.ports import FloodWaitError, MtprotoError, Peer
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.dlq import dead_letter_msg
+
+STREAM = "MTPROTO"
+COMMANDS = ("list_dialogs", "search_contacts")
+# A query nobody can still be waiting for is answered as expired instead of being run.
+MAX_AGE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialog:
+    """One of the account's dialogs, as the adapter reads it."""
+
+    peer: Peer
+    top_message_id: int = 0
+    top_message_at: datetime | None = None
+    unread_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A contact search hit; ``mine``: the account is already in that chat."""
+
+    peer: Peer
+    mine: bool = False
+
+
+@runtime_checkable
+class Directory(Protocol):
+    """What a client offers for dialogs and search (the Telethon adapter does)."""
+
+    async def get_dialogs(self, limit: int = 100) -> list[Dialog]: ...
+
+    async def search_contacts(self, query: str, limit: int = 20) -> list[Found]: ...
+
+
+def query_consumer(session_id: str) -> str:
+    return f"mtproto-query-{session_id}"
+
+
+def query_subjects(session_id: str) -> list[str]:
+    return [f"cmd.mtproto.{name}.v1.{session_id}" for name in COMMANDS]
+
+
+def answer_subjects(session_id: str) -> list[str]:
+    """Where the answers to a session's queries are published."""
+    return [
+        f"mtproto.{name}.v1.{session_id}"
+        for name in ("dialogs_listed", "contacts_found", "command_rejected")
+    ]
+
+
+def dialogs_listed(session_id: str, command_id: str, dialogs: list[Dialog]) -> DialogsListed:
+    return DialogsListed(
+        session_id=session_id,
+        at=datetime.now(UTC),
+        command_id=command_id,
+        dialogs=[
+            DialogInfo(
+                chat=chat_of(d.peer),
+                top_message_id=d.top_message_id,
+                top_message_at=d.top_message_at,
+                unread_count=d.unread_count,
+            )
+            for d in dialogs
+        ],
+    )
+
+
+def contacts_found(
+    session_id: str, command_id: str, query: str, found: list[Found]
+) -> ContactsFound:
+    return ContactsFound(
+        session_id=session_id,
+        at=datetime.now(UTC),
+        command_id=command_id,
+        query=query,
+        results=[ContactFound(chat=chat_of(f.peer), mine=f.mine) for f in found],
+    )
+
+
+@dataclass
+class QueryServer:
+    """Answers one session's queries while its holder is connected."""
+
+    bus: Bus
+    session_id: str
+    workspace_id: str
+    client: object
+
+    def _rejected(self, command_id: str, command: str, status: int, reason: str) -> Event:
+        return CommandRejected(
+            session_id=self.session_id,
+            at=datetime.now(UTC),
+            command_id=command_id,
+            command=command,
+            status=status,
+            reason=reason,
+        )
+
+    async def answer(self, decoded: Decoded) -> Event:
+        """The event answering one decoded query."""
+        cmd, envelope = decoded.model, decoded.envelope
+        if envelope.workspace_id != self.workspace_id:
+            # Another workspace's session does not exist for it.
+            return self._rejected(envelope.id, cmd.name, 404, f"no session {self.session_id!r}")
+        if datetime.now(UTC) - envelope.time > MAX_AGE:
+            return self._rejected(envelope.id, cmd.name, 408, "the query expired unanswered")
+        client = self.client
+        if not isinstance(client, Directory):
+            return self._rejected(envelope.id, cmd.name, 501, "the adapter cannot list dialogs")
+        try:
+            if isinstance(cmd, ListDialogs):
+                found = await client.get_dialogs(cmd.limit)
+                return dialogs_listed(self.session_id, envelope.id, found)
+            assert isinstance(cmd, SearchContacts)
+            hits = await client.search_contacts(cmd.query, cmd.limit)
+            return contacts_found(self.session_id, envelope.id, cmd.query, hits)
+        except FloodWaitError as exc:
+            return self._rejected(
+                envelope.id, cmd.name, 429, f"Telegram asks to wait {exc.seconds} s"
+            )
+        except MtprotoError as exc:
+            if exc.reason in ("DISCONNECTED",) or exc.reason.startswith("AUTH_KEY"):
+                raise  # the connection is gone: the command is redelivered to the next holder
+            return self._rejected(envelope.id, cmd.name, 400, f"Telegram answered {exc.reason}")
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+            if not isinstance(decoded.model, ListDialogs | SearchContacts):
+                raise DecodeError(f"{type(decoded.model).__name__} is not a directory query")
+        except DecodeError as exc:
+            await dead_letter_msg(
+                self.bus, msg, reason=exc.reason, consumer=query_consumer(self.session_id)
+            )
+            await msg.term()
+            return
+        try:
+            event = await self.answer(decoded)
+        except MtprotoError:
+            await msg.nak()
+            raise
+        await self.bus.publish(event, cause=decoded.envelope)
+        await msg.ack()
+
+    async def run(self) -> None:
+        """Pull and answer queries until cancelled (the connection's work ends)."""
+        js = self.bus.js
+        name = query_consumer(self.session_id)
+        await js.add_consumer(
+            STREAM,
+            ConsumerConfig(
+                durable_name=name,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=60.0,
+                max_deliver=-1,
+                filter_subjects=query_subjects(self.session_id),
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=7 * 24 * 3600.0,
+            ),
+        )
+        sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except (TimeoutError, NatsTimeoutError):
+                    continue
+                for msg in msgs:
+                    await self.handle(msg)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+async def ask(
+    bus: Bus, query: ListDialogs | SearchContacts, workspace_id: str, command_id: str, wait_s: float
+) -> Decoded | None:
+    """Publish a query and wait for its answer (None after ``wait_s``): the API's side."""
+    answered: asyncio.Future[Decoded] = asyncio.get_running_loop().create_future()
+
+    async def on_answer(msg: Msg) -> None:
+        try:
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+        except DecodeError:
+            return
+        if getattr(decoded.model, "command_id", None) == command_id and not answered.done():
+            answered.set_result(decoded)
+
+    # Subscribed before publishing, so an answer cannot slip past.
+    subs = [
+        await bus.nc.subscribe(subject, cb=on_answer)
+        for subject in answer_subjects(query.session_id)
+    ]
+    try:
+        await bus.publish(query, id=command_id, workspace_id=workspace_id)
+        try:
+            return await asyncio.wait_for(answered, wait_s)
+        except TimeoutError:
+            return None
+    finally:
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
