@@ -83,6 +83,7 @@ from switchboard.mtproto.publisher import ConvPublisher
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
+from switchboard.mtproto.status import StatusTracker, unauthorized_reason
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
@@ -152,6 +153,7 @@ class SessionRunner:
         self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
+        self.status = StatusTracker(deps.sessions.pool, session_id, self._publish)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,6 +184,10 @@ class SessionRunner:
                 w.cancel()
 
     async def _emit(self, event: Event) -> None:
+        await self._publish(event)
+        await self.status.observe(event)  # account status changes it reveals (status.py)
+
+    async def _publish(self, event: Event) -> None:
         await self.deps.bus.publish(event, workspace_id=self.workspace_id)
 
     def _now(self) -> datetime:
@@ -307,7 +313,7 @@ class SessionRunner:
                 await self._logout(client)
                 return
             if not await client.is_authorized():
-                raise AuthKeyUnregisteredError("the session is not authorized")
+                raise await unauthorized_reason(client)
             exported = client.export_session()
             if exported and exported != record.secrets.session:
                 await self.deps.sessions.update_secret(self.session_id, exported)

@@ -7,3 +7,7 @@ CREATE TABLE signin_attempts (
 );
 CREATE INDEX signin_attempts_workspace ON signin_attempts (workspace_id, at);
 CREATE INDEX signin_attempts_phone ON signin_attempts (phone, at);
+
+-- The account status last announced (mtproto.account_status_changed), so a status is
+-- announced once when it changes, whichever instance sees it.
+ALTER TABLE sessions ADD COLUMN account_status text;
