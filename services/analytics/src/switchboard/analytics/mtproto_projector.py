@@ -47,6 +47,8 @@ class Session:
     flood_waits: int = 0
     flood_wait_seconds: int = 0
     login_failures: int = 0
+    account_status: str | None = None  # mtproto.account_status_changed, the latest
+    account_status_at: datetime | None = None
 
 
 @dataclass
@@ -92,6 +94,8 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
         elif short == "flood_wait":
             s.flood_waits += 1
             s.flood_wait_seconds += int(_value(item, "seconds") or 0)
+        elif short == "account_status_changed":
+            s.account_status, s.account_status_at = str(_value(item, "status") or "") or None, at
         elif short.startswith("backfill_"):
             _backfill(jobs, ws, session, short, at, item)
     await count_events(STREAM, new).write(conn)
@@ -145,6 +149,7 @@ async def _load(
         sessions[(r["workspace_id"], r["session"])] = Session(
             r["state"], r["last_event"], r["last_at"], r["connects"], r["disconnects"],
             r["flood_waits"], r["flood_wait_seconds"], r["login_failures"],
+            r["account_status"], r["account_status_at"],
         )  # fmt: skip
     for r in await conn.fetch(
         """SELECT b.* FROM mtproto_backfill b JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
@@ -167,19 +172,23 @@ async def _save(
     if sessions:
         rows = [
             (k[0], k[1], s.state, s.last_event, s.last_at, s.connects, s.disconnects,
-             s.flood_waits, s.flood_wait_seconds, s.login_failures)
+             s.flood_waits, s.flood_wait_seconds, s.login_failures, s.account_status,
+             s.account_status_at)
             for k, s in sessions.items()
         ]  # fmt: skip
         await conn.execute(
             """INSERT INTO mtproto_sessions SELECT * FROM unnest(
                    $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                   $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+                   $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+                   $11::text[], $12::timestamptz[])
                ON CONFLICT (workspace_id, session) DO UPDATE SET
                    state = EXCLUDED.state, last_event = EXCLUDED.last_event,
                    last_at = EXCLUDED.last_at, connects = EXCLUDED.connects,
                    disconnects = EXCLUDED.disconnects, flood_waits = EXCLUDED.flood_waits,
                    flood_wait_seconds = EXCLUDED.flood_wait_seconds,
-                   login_failures = EXCLUDED.login_failures""",
+                   login_failures = EXCLUDED.login_failures,
+                   account_status = EXCLUDED.account_status,
+                   account_status_at = EXCLUDED.account_status_at""",
             *[list(c) for c in zip(*rows, strict=True)],
         )
     if jobs:

@@ -453,6 +453,8 @@ async def mtproto(conn: Conn, ws: str, window: Window, f: Filters) -> dict[str, 
                 "flood_waits": r["flood_waits"],
                 "flood_wait_seconds": r["flood_wait_seconds"],
                 "login_failures": r["login_failures"],
+                "account_status": r["account_status"],
+                "account_status_at": iso(r["account_status_at"]),
             }
             for r in sessions
         ],
