@@ -52,6 +52,10 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
     for secret in (settings.admin_token, settings.api_hash):
         if secret is not None:
             register_secret(secret.get_secret_value())
+    for proxy in settings.proxy_pool:  # the pool's credentials never reach logs either
+        for value in (proxy.password, proxy.secret):
+            if value:
+                register_secret(value)
     keyring = Keyring.from_mapping(parse_keyring(keys))
     owner = new_owner_id(settings.instance_id)
     holder: dict[str, Gateway] = {}

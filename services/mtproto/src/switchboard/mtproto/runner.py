@@ -79,6 +79,7 @@ from switchboard.mtproto.ports import (
     Update,
     UserDeactivatedError,
 )
+from switchboard.mtproto.proxies import SessionProxies, health_check
 from switchboard.mtproto.publisher import ConvPublisher
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
@@ -154,6 +155,13 @@ class SessionRunner:
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
         self.status = StatusTracker(deps.sessions.pool, session_id, self._publish)
+        address = getattr(deps.adapter, "address", None)
+        self.proxies = SessionProxies(
+            session_id,
+            settings.proxy_pool,
+            health_check(address, settings.proxy_check_timeout_s),
+            self._emit,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -306,7 +314,7 @@ class SessionRunner:
                 await client.connect()
 
     async def _session(self, record: SessionRecord, reconnect: bool) -> None:
-        client = self.deps.adapter.client(record.config())
+        client = self.deps.adapter.client(await self.proxies.apply(record.config()))
         try:
             await self._connect(client)
             if record.status == "logging_out":

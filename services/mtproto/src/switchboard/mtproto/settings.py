@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from switchboard.events.streams import LEASES
+from switchboard.mtproto.ports import Proxy
 from switchboard.runtime.settings import DatabaseSettings, parse_api_keys, parse_keyring
 
 
@@ -72,6 +73,30 @@ class MtprotoSettings(DatabaseSettings):
         50, ge=1, description="sign-in attempts per workspace per window"
     )
     signin_window_s: float = Field(3600.0, gt=0, description="the sign-in caps' sliding window")
+
+    proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="socks5://[user:password@]host:port or mtproxy://secret@host:port[,...]: "
+        "the pool a session rotates to when its own proxy fails its health check",
+    )
+    proxy_check_timeout_s: float = Field(5.0, gt=0, description="bound on a proxy's check")
+
+    @field_validator("proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: Any) -> tuple[str, ...]:
+        from switchboard.mtproto.proxies import parse_proxy
+
+        urls = tuple(u.strip() for u in value.split(",") if u.strip()) if isinstance(
+            value, str) else tuple(value or ())  # fmt: skip
+        for url in urls:
+            parse_proxy(url)  # ValueError names the bad one
+        return urls
+
+    @property
+    def proxy_pool(self) -> list[Proxy]:
+        from switchboard.mtproto.proxies import parse_proxy
+
+        return [parse_proxy(url) for url in self.proxies]
 
     @field_validator("api_keys", mode="before")
     @classmethod

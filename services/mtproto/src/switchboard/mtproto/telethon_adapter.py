@@ -733,6 +733,16 @@ class TelethonAdapter:
         self.request_retries = request_retries
         self.data_center = data_center
 
+    def address(self, config: SessionConfig) -> tuple[str, int]:
+        """Where a session connects: the configured server, else the data center its
+        session string names, else Telegram's DC 2 (a new login)."""
+        if self.data_center is not None:
+            return self.data_center.host, self.data_center.port
+        session = StringSession(config.session or None)
+        if session.server_address and session.port:
+            return str(session.server_address), int(session.port)
+        return "149.154.167.51", 443
+
     def client(self, config: SessionConfig) -> TelethonClient:
         return TelethonClient(
             config,

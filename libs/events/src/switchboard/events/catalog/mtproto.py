@@ -536,3 +536,32 @@ class AccountStatusChanged(_SessionEvent):
     reason: str | None = Field(None, description="in words a UI can show")
     error_code: str | None = Field(None, description="Telegram's RPC error name")
     until: datetime | None = Field(None, description="flood_limited: when work resumes")
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+class ProxyProbe(Value):
+    """One proxy's health check: ``proxy`` is ``<type>://<host>:<port>`` (never its
+    credentials), ``error`` why it failed."""
+
+    proxy: str = Field(min_length=1)
+    error: str
+
+
+@register("mtproto.proxy_switched", 1)
+class ProxySwitched(_SessionEvent):
+    """The session connects through another proxy: the ones in ``skipped`` failed their
+    health check (the session's own proxy first, then the gateway's pool, in order)."""
+
+    proxy: str = Field(min_length=1, description="<type>://<host>:<port> now used")
+    previous: str | None = None
+    skipped: list[ProxyProbe] = Field(default_factory=list)
+
+
+@register("mtproto.proxies_unavailable", 1)
+class ProxiesUnavailable(_SessionEvent):
+    """No proxy of the session works: every one failed its health check. The session stays
+    disconnected (it keeps checking, with backoff) until one works again."""
+
+    tried: list[ProxyProbe]

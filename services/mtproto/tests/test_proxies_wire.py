@@ -1,0 +1,76 @@
+"""Per-session proxies through the real Telethon adapter: a session whose own SOCKS5 proxy
+is dead rotates to the pool's healthy one (``mtproto.proxy_switched``) and connects to the
+wire-level MTProto fake through it; when every proxy is dead the gateway says so
+(``mtproto.proxies_unavailable``) and stays disconnected."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchboard.mtproto.ports import Proxy
+from switchboard.mtproto.proxies import candidates, label, parse_proxy
+from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.runtime.testing import eventually
+from switchboard.sandbox.socks5 import Socks5Proxy
+
+from .mtproto_support import API_HASH, API_ID, KEY, wait_for_event, world
+
+
+def test_proxy_urls_parse_and_name_themselves_without_credentials() -> None:
+    socks = parse_proxy("socks5://ann:p%40ss@10.0.0.1:1080")
+    assert socks == Proxy("socks5", "10.0.0.1", 1080, username="ann", password="p@ss")
+    assert label(socks) == "socks5://10.0.0.1:1080"
+    mt = parse_proxy("mtproxy://dd0123456789abcdef0123456789abcdef@proxy.example:443")
+    assert (mt.type, mt.secret, mt.port) == ("mtproxy", "dd0123456789abcdef0123456789abcdef", 443)
+    for bad in ("http://h:1", "socks5://h", "mtproxy://h:443", "socks5://h:notaport"):
+        with pytest.raises(ValueError, match="proxy"):
+            parse_proxy(bad)
+
+
+def test_the_sessions_own_proxy_comes_first_and_each_once() -> None:
+    own = Proxy("socks5", "a", 1)
+    pool = [Proxy("socks5", "b", 2), own, Proxy("mtproxy", "c", 3, secret="s")]
+    assert [p.host for p in candidates(own, pool)] == ["a", "b", "c"]
+    assert candidates(None, []) == []
+
+
+def test_settings_refuse_a_bad_proxy_naming_it() -> None:
+    with pytest.raises(ValueError, match="ftp://x:1"):
+        MtprotoSettings(encryption_keys=KEY, proxies="socks5://ok:1,ftp://x:1")
+
+
+async def test_a_dead_proxy_is_rotated_away_and_none_working_is_announced(
+    nats_url: str, postgres_url: str
+) -> None:
+    dead = await Socks5Proxy().start()
+    await dead.stop()  # nothing listens on its port any more
+    alive = await Socks5Proxy(username="gw", password="tunnel-secret").start()
+    async with world(nats_url, postgres_url) as w:
+        reader, _ = w.fake.add_user("15550505050")
+        issued = w.box.mtproto_wire.issue_session(reader)
+        base = await w.gateway(adapter="telethon", instance_id="proxies", proxies=alive.url)
+        async with w.http(base) as http:
+            r = await http.put(
+                "/v1/sessions/proxied",
+                json={"session": issued["session"], "api_id": API_ID, "api_hash": API_HASH,
+                      "proxy": {"type": "socks5", "host": "127.0.0.1", "port": dead.port}},
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+        switched = await wait_for_event(nats_url, "mtproto.proxy_switched", session_id="proxied")
+        assert switched.model.proxy == f"socks5://127.0.0.1:{alive.port}"  # type: ignore[attr-defined]
+        skipped = switched.model.skipped  # type: ignore[attr-defined]
+        assert [s.proxy for s in skipped] == [f"socks5://127.0.0.1:{dead.port}"]
+
+        async def connected() -> bool:
+            return await w.connected(issued["key_id"])
+
+        await eventually(connected, timeout=30, message="connected through the live proxy")
+        assert alive.connects >= 2  # the health check's tunnel, then the session's
+
+        await alive.stop()  # now every proxy is dead: the session drops and cannot return
+        down = await wait_for_event(nats_url, "mtproto.proxies_unavailable", session_id="proxied")
+        tried = [t.proxy for t in down.model.tried]  # type: ignore[attr-defined]
+        assert sorted(tried) == sorted(
+            [f"socks5://127.0.0.1:{dead.port}", f"socks5://127.0.0.1:{alive.port}"]
+        )
+        assert not await w.connected(issued["key_id"])
