@@ -286,7 +286,12 @@ def test_wildcards_are_fenced_off_from_other_services_durables() -> None:
 
 # Runtime durables (no fixed name) that another service's consumer-name wildcards reach and
 # no deny rule can fence off: each is explained in docs/deploy.md, and a new one fails here.
-RUNTIME_DURABLES_IN_REACH = {"analytics": ["mtproto's mtproto-send-<session> on MTPROTO"]}
+RUNTIME_DURABLES_IN_REACH = {
+    "analytics": [
+        "mtproto's mtproto-send-<session> on MTPROTO",
+        "mtproto's mtproto-query-<session> on MTPROTO",
+    ]
+}
 
 
 @pytest.mark.parametrize("service", services())

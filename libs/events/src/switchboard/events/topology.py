@@ -371,6 +371,8 @@ MTPROTO = ServiceTopology(
     publishes=(
         "mtproto.>",
         "cmd.mtproto.send.>",
+        "cmd.mtproto.list_dialogs.>",  # the API asks a session's holder (dialogs.py)
+        "cmd.mtproto.search_contacts.>",
         "conv.message_received.>",
         "conv.message_edited.>",
         "conv.message_deleted.>",
@@ -405,6 +407,14 @@ MTPROTO = ServiceTopology(
             filter_subject="cmd.mtproto.send.v1.*",
             why="one send queue per session, created and read by its lease holder only "
             "(sends go out one at a time and continue with the next holder), deleted at logout",
+            delete=True,
+        ),
+        RuntimeDurables(
+            stream="MTPROTO",
+            name="mtproto-query-<session>",
+            filter_subject="cmd.mtproto.*.v1.*",
+            why="one queue of dialogs / contact-search queries per session, read by its lease "
+            "holder only (list_dialogs and search_contacts), deleted at logout",
             delete=True,
         ),
     ),

@@ -406,10 +406,10 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         if record.status != "active":
             return error(409, "conflict", f"session {session_id!r} is {record.status}")
         command_id = f"mtquery:{uuid.uuid4().hex}"
-        answer = await dialogs.ask(gw.bus, make(), ws, command_id, WAIT_S)
-        if answer is None:
+        answers = dialogs.Answers(gw.sessions.pool)
+        model = await dialogs.ask(gw.bus, answers, make(), ws, command_id, WAIT_S)
+        if model is None:
             return error(504, "timeout", f"session {session_id!r} did not answer in {WAIT_S} s")
-        model = answer.model
         if isinstance(model, CommandRejected):
             return error(model.status, "rejected", model.reason)
         body = model.model_dump(mode="json", exclude_none=True)

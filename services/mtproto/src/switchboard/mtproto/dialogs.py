@@ -5,7 +5,8 @@ API on any instance, or anyone on the bus) publishes ``cmd.mtproto.list_dialogs`
 ``cmd.mtproto.search_contacts``; the holder pulls them from the session's own durable
 consumer (like sends) and answers with ``mtproto.dialogs_listed`` /
 ``mtproto.contacts_found`` naming the command's ce-id, or ``mtproto.command_rejected``.
-The API waits for that answer on the session's subjects.
+The holder also keeps the answer briefly in ``query_answers``, where the API (on any
+instance, with no subscription rights on the bus) waits for it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+import asyncpg
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from switchboard.events import Decoded, DecodeError, Event, decode_message
+from switchboard.events import Decoded, DecodeError, Event, decode_message, model_for
 from switchboard.events.catalog.mtproto import (
     CommandRejected,
     ContactFound,
@@ -76,14 +78,6 @@ def query_subjects(session_id: str) -> list[str]:
     return [f"cmd.mtproto.{name}.v1.{session_id}" for name in COMMANDS]
 
 
-def answer_subjects(session_id: str) -> list[str]:
-    """Where the answers to a session's queries are published."""
-    return [
-        f"mtproto.{name}.v1.{session_id}"
-        for name in ("dialogs_listed", "contacts_found", "command_rejected")
-    ]
-
-
 def dialogs_listed(session_id: str, command_id: str, dialogs: list[Dialog]) -> DialogsListed:
     return DialogsListed(
         session_id=session_id,
@@ -113,11 +107,53 @@ def contacts_found(
     )
 
 
+ANSWERS_KEPT = timedelta(hours=1)
+
+
+class Answers:
+    """Answers to queries, kept for an hour for whoever waits for them."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def put(self, session_id: str, command_id: str, event: Event) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM query_answers WHERE at < $1", datetime.now(UTC) - ANSWERS_KEPT
+            )
+            await conn.execute(
+                """INSERT INTO query_answers (command_id, session_id, name, body)
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (command_id) DO NOTHING""",
+                command_id,
+                session_id,
+                event.name,
+                event.model_dump_json(),
+            )
+
+    async def get(self, command_id: str) -> Event | None:
+        row = await self.pool.fetchrow(
+            "SELECT name, body FROM query_answers WHERE command_id = $1", command_id
+        )
+        if row is None:
+            return None
+        model = model_for(row["name"], 1)
+        found = model.model_validate_json(row["body"])
+        assert isinstance(found, Event)
+        return found
+
+
+async def forget(bus: Bus, session_id: str) -> None:
+    """Delete a session's query queue (at logout)."""
+    with contextlib.suppress(Exception):
+        await bus.js.delete_consumer(STREAM, query_consumer(session_id))
+
+
 @dataclass
 class QueryServer:
     """Answers one session's queries while its holder is connected."""
 
     bus: Bus
+    answers: Answers
     session_id: str
     workspace_id: str
     client: object
@@ -176,6 +212,7 @@ class QueryServer:
             await msg.nak()
             raise
         await self.bus.publish(event, cause=decoded.envelope)
+        await self.answers.put(self.session_id, decoded.envelope.id, event)
         await msg.ack()
 
     async def run(self) -> None:
@@ -209,31 +246,20 @@ class QueryServer:
 
 
 async def ask(
-    bus: Bus, query: ListDialogs | SearchContacts, workspace_id: str, command_id: str, wait_s: float
-) -> Decoded | None:
+    bus: Bus,
+    answers: Answers,
+    query: ListDialogs | SearchContacts,
+    workspace_id: str,
+    command_id: str,
+    wait_s: float,
+) -> Event | None:
     """Publish a query and wait for its answer (None after ``wait_s``): the API's side."""
-    answered: asyncio.Future[Decoded] = asyncio.get_running_loop().create_future()
-
-    async def on_answer(msg: Msg) -> None:
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-        except DecodeError:
-            return
-        if getattr(decoded.model, "command_id", None) == command_id and not answered.done():
-            answered.set_result(decoded)
-
-    # Subscribed before publishing, so an answer cannot slip past.
-    subs = [
-        await bus.nc.subscribe(subject, cb=on_answer)
-        for subject in answer_subjects(query.session_id)
-    ]
-    try:
-        await bus.publish(query, id=command_id, workspace_id=workspace_id)
-        try:
-            return await asyncio.wait_for(answered, wait_s)
-        except TimeoutError:
+    await bus.publish(query, id=command_id, workspace_id=workspace_id)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        found = await answers.get(command_id)
+        if found is not None:
+            return found
+        if asyncio.get_running_loop().time() >= deadline:
             return None
-    finally:
-        for sub in subs:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await asyncio.sleep(0.1)

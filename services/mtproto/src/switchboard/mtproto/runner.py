@@ -41,6 +41,7 @@ from switchboard.events.catalog.mtproto import (
     SessionRevoked,
     SubscriptionAdded,
 )
+from switchboard.mtproto import dialogs
 from switchboard.mtproto.backfill import BackfillPorts, history_call, run_backfill
 from switchboard.mtproto.convert import (
     chat_id,
@@ -50,7 +51,7 @@ from switchboard.mtproto.convert import (
     is_channel,
     received,
 )
-from switchboard.mtproto.dialogs import QueryServer
+from switchboard.mtproto.dialogs import Answers, QueryServer
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
 from switchboard.mtproto.health import SessionHealth
 from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
@@ -381,6 +382,7 @@ class SessionRunner:
     async def _finish_logout(self) -> None:
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, send_consumer(self.session_id))
+        await dialogs.forget(self.deps.bus, self.session_id)
         await self.deps.sessions.delete_session(self.session_id)
         self._set_connected(False)
         await self._emit(
@@ -612,7 +614,8 @@ class SessionRunner:
 
     async def _queries(self, client: MtprotoClient) -> None:
         """Dialogs and contact search for whoever asks (dialogs.py)."""
-        await QueryServer(self.deps.bus, self.session_id, self.workspace_id, client).run()
+        answers = Answers(self.deps.sessions.pool)
+        await QueryServer(self.deps.bus, answers, self.session_id, self.workspace_id, client).run()
 
     # ------------------------------------------------------------------ sends
 

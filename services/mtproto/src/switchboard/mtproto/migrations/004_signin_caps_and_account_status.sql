@@ -11,3 +11,14 @@ CREATE INDEX signin_attempts_phone ON signin_attempts (phone, at);
 -- The account status last announced (mtproto.account_status_changed), so a status is
 -- announced once when it changes, whichever instance sees it.
 ALTER TABLE sessions ADD COLUMN account_status text;
+
+-- Answers to dialogs / contact-search queries (dialogs.py), kept briefly: the API on any
+-- instance waits for its query's answer here (the event on the bus is the same answer).
+CREATE TABLE query_answers (
+    command_id      text PRIMARY KEY,
+    session_id      text NOT NULL,
+    name            text NOT NULL,
+    body            jsonb NOT NULL,
+    at              timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX query_answers_at ON query_answers (at);
