@@ -394,9 +394,14 @@ MTPROTO = ServiceTopology(
                     "subscribe",
                     "unsubscribe",
                     "backfill",
+                    # seen only to wake a parked (idle) session; its holder serves them
+                    "send",
+                    "list_dialogs",
+                    "search_contacts",
                 )
             ),
-            description="login steps, logout, subscriptions and backfills of the sessions",
+            description="login steps, logout, subscriptions and backfills of the sessions; "
+            "sends and queries wake an idle session",
             ack_wait_s=60,
         ),
     ),

@@ -33,6 +33,7 @@ from switchboard.mtproto import actions, dialogs, login
 from switchboard.mtproto.leases import SESSION_PREFIX
 from switchboard.mtproto.sessions import Secrets, SessionRecord
 from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.auth import ApiKeyAuth, require_operator, require_scope
 from switchboard.runtime.http import error
@@ -392,6 +393,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             # Only ever a session of the same workspace: send ids are per workspace.
             return error(409, "id_taken", "that message_id is in use by another session")
         cmd = SendAsUser(session_id=session_id, **body.model_dump())
+        await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects
         await gw.bus.publish(cmd, workspace_id=record.workspace_id)
         status = done.status if done else "accepted"
         return JSONResponse({"message_id": body.message_id, "status": status}, 202)
@@ -407,6 +409,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             return error(409, "conflict", f"session {session_id!r} is {record.status}")
         command_id = f"mtquery:{uuid.uuid4().hex}"
         answers = dialogs.Answers(gw.sessions.pool)
+        await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects
         model = await dialogs.ask(gw.bus, answers, make(), ws, command_id, WAIT_S)
         if model is None:
             return error(504, "timeout", f"session {session_id!r} did not answer in {WAIT_S} s")

@@ -18,6 +18,7 @@ from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.signin_caps import SignInAttempts, SignInCaps
 from switchboard.mtproto.state import StateStore
+from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PullWorker
@@ -111,7 +112,9 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
         )
         rt.spawn("lease-view", lambda: view.run(rt.stop))
         rt.spawn("ownership", lambda: ownership.run(rt.stop))
-        handler_deps = commands.CommandDeps(rt.bus, sessions, state, login)
+        handler_deps = commands.CommandDeps(
+            rt.bus, sessions, state, login, parking=Parking(rt.pool)
+        )
         worker = PullWorker(
             rt.bus, commands.SPEC, lambda m: commands.handle(handler_deps, m), stop=rt.stop
         )

@@ -17,7 +17,10 @@ from nats.aio.msg import Msg
 from switchboard.events import DecodeError, Message, decode_message
 from switchboard.events.catalog.mtproto import (
     CommandRejected,
+    ListDialogs,
     Logout,
+    SearchContacts,
+    SendAsUser,
     StartBackfill,
     StartLogin,
     SubmitLoginCode,
@@ -31,6 +34,7 @@ from switchboard.mtproto import actions, login, login_secrets
 from switchboard.mtproto.runner import STREAM
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
+from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError
 from switchboard.runtime.dlq import dead_letter_msg
@@ -38,6 +42,8 @@ from switchboard.runtime.logging import get_logger
 from switchboard.runtime.ownership import Owned, visible
 
 log = get_logger(__name__)
+
+WAKING = ("send", "list_dialogs", "search_contacts")
 
 SPEC = ConsumerSpec(
     stream=STREAM,
@@ -52,6 +58,8 @@ SPEC = ConsumerSpec(
             "subscribe",
             "unsubscribe",
             "backfill",
+            # Only seen here to wake a parked session (ttl.py): its holder serves them.
+            *WAKING,
         )
     ),
     max_deliver=10,
@@ -69,6 +77,7 @@ class CommandDeps:
     sessions: SessionStore
     state: StateStore
     login: login.LoginDeps
+    parking: Parking | None = None  # session TTL (ttl.py)
 
 
 async def handle(deps: CommandDeps, msg: Msg) -> bool:
@@ -79,10 +88,21 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         if msg.subject.startswith("cmd.mtproto.login_"):
             await _reject_secret(deps.bus, msg, exc.reason)
             return True
+        parts = msg.subject.split(".")
+        if len(parts) > 2 and parts[2] in WAKING:
+            await msg.ack()  # the session's holder dead-letters it (once)
+            return True
         raise PermanentError(exc.reason) from None
     cmd, envelope = decoded.model, decoded.envelope
     sid = getattr(cmd, "session_id", "")
     foreign = await foreign_session(deps.sessions, cmd, envelope.workspace_id)
+    if isinstance(cmd, SendAsUser | ListDialogs | SearchContacts):
+        # The session's holder answers these from its own queues; here they only wake a
+        # parked session (never another workspace's: it will refuse them when it connects).
+        if foreign is None and deps.parking is not None:
+            await deps.parking.wake(sid)
+        await msg.ack()
+        return True
     if foreign is not None:
         await _reject(deps.bus, envelope, cmd.name, sid, foreign)
         await msg.ack()

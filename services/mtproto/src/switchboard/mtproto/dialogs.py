@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -157,6 +158,7 @@ class QueryServer:
     session_id: str
     workspace_id: str
     client: object
+    on_query: Callable[[], None] | None = None  # the session was used (ttl.py)
 
     def _rejected(self, command_id: str, command: str, status: int, reason: str) -> Event:
         return CommandRejected(
@@ -171,6 +173,8 @@ class QueryServer:
     async def answer(self, decoded: Decoded) -> Event:
         """The event answering one decoded query."""
         cmd, envelope = decoded.model, decoded.envelope
+        if self.on_query is not None:
+            self.on_query()
         if envelope.workspace_id != self.workspace_id:
             # Another workspace's session does not exist for it.
             return self._rejected(envelope.id, cmd.name, 404, f"no session {self.session_id!r}")

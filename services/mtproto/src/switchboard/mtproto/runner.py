@@ -51,7 +51,7 @@ from switchboard.mtproto.convert import (
     is_channel,
     received,
 )
-from switchboard.mtproto.dialogs import Answers, QueryServer
+from switchboard.mtproto.dialogs import Answers, QueryServer, query_consumer
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
 from switchboard.mtproto.health import SessionHealth
 from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
@@ -86,6 +86,7 @@ from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
 from switchboard.mtproto.status import StatusTracker, unauthorized_reason
+from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
@@ -130,6 +131,10 @@ class _LogoutRequestedError(Exception):
     """The session was marked for logout: log it out with the open connection."""
 
 
+class _IdleError(Exception):
+    """The session was unused for its TTL and is parked: disconnect and let go."""
+
+
 class _SessionGoneError(Exception):
     """The session was deleted or revoked elsewhere: disconnect and let go."""
 
@@ -156,6 +161,8 @@ class SessionRunner:
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
         self.status = StatusTracker(deps.sessions.pool, session_id, self._publish)
+        self.idle = IdleTimer()  # session TTL (ttl.py)
+        self.parking = Parking(deps.sessions.pool)
         address = getattr(deps.adapter, "address", None)
         self.proxies = SessionProxies(
             session_id,
@@ -244,6 +251,10 @@ class SessionRunner:
             except _SessionGoneError:
                 await self._disconnected(DisconnectReason.REVOKED, "session deleted")
                 return
+            except _IdleError:
+                idle = f"idle for {settings.idle_ttl_s} s: parked until needed"
+                await self._disconnected(DisconnectReason.HANDED_BACK, idle)
+                return
             except Exception as exc:
                 # A drop (DisconnectedError), or a fault of ours (database, bus): reconnect
                 # with backoff, keeping the lease, rather than bouncing between instances.
@@ -327,6 +338,8 @@ class SessionRunner:
             if exported and exported != record.secrets.session:
                 await self.deps.sessions.update_secret(self.session_id, exported)
             self._set_connected(True)
+            self.idle.touch()
+            await self.parking.wake(self.session_id)  # claimed because it is needed again
             await self._emit(
                 SessionConnected(
                     session_id=self.session_id,
@@ -467,6 +480,7 @@ class SessionRunner:
                 if chat not in self.caught_up:
                     self.catching_up.setdefault(chat, sub.last_seen_id)
             self.chats = active
+            await self._park_if_idle(bool(active))
             if time.monotonic() >= deferred_until:
                 try:
                     for sub in subs:
@@ -481,6 +495,21 @@ class SessionRunner:
                 client, self.deps.settings.probe_interval_s, key=f"mtproto/{self.session_id}"
             )
             await self._sleep(self.deps.settings.tick_s)
+
+    async def _park_if_idle(self, reading: bool) -> None:
+        """Raise _IdleError when the session has been unused for its TTL and is now parked
+        (ttl.py); a command that reached its queues meanwhile un-parks it at once."""
+        if not should_park(self.deps.settings.idle_ttl_s, self.idle.idle_for(), reading):
+            return
+        sid = self.session_id
+        if not await self.parking.park(sid):
+            self.idle.touch()  # a backfill or a pending subscription: still in use
+            return
+        if await queued(self.deps.bus, STREAM, [send_consumer(sid), query_consumer(sid)]):
+            await self.parking.wake(sid)
+            self.idle.touch()
+            return
+        raise _IdleError
 
     async def _resolve(self, client: MtprotoClient, sub: Subscription) -> None:
         """Resolve a new subscription; it reads messages from now on."""
@@ -615,7 +644,9 @@ class SessionRunner:
     async def _queries(self, client: MtprotoClient) -> None:
         """Dialogs and contact search for whoever asks (dialogs.py)."""
         answers = Answers(self.deps.sessions.pool)
-        await QueryServer(self.deps.bus, answers, self.session_id, self.workspace_id, client).run()
+        server = QueryServer(self.deps.bus, answers, self.session_id, self.workspace_id, client)
+        server.on_query = self.idle.touch
+        await server.run()
 
     # ------------------------------------------------------------------ sends
 
@@ -656,6 +687,7 @@ class SessionRunner:
 
     async def _send_one(self, client: MtprotoClient, msg: Msg) -> bool:
         """Send one command; True when Telegram was called (pace before the next)."""
+        self.idle.touch()
         try:
             decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
             cmd = decoded.model

@@ -19,6 +19,7 @@ import asyncpg
 
 from switchboard.events.catalog.mtproto import DeviceInfo, ProxyInfo
 from switchboard.mtproto.ports import Device, Proxy, SessionConfig
+from switchboard.mtproto.ttl import DEMAND
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import Conn
 from switchboard.runtime.logging import register_secret
@@ -211,8 +212,10 @@ class SessionStore:
     async def claimable(self) -> list[str]:
         """Ids of the sessions some instance should hold: active ones, and those with a
         logout to finish (it needs a connection)."""
+        # A parked session (ttl.py) only when it has something to do again.
         rows = await self.pool.fetch(
-            "SELECT session_id FROM sessions WHERE status IN ('active', 'logging_out')"
+            f"""SELECT session_id FROM sessions WHERE status IN ('active', 'logging_out')
+                  AND (parked_at IS NULL OR status = 'logging_out' OR {DEMAND})"""
         )
         return [r["session_id"] for r in rows]
 

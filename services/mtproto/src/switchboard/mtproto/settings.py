@@ -62,6 +62,12 @@ class MtprotoSettings(DatabaseSettings):
     )
     backfill_page: int = Field(100, ge=1, le=100)
     catchup_max: int = Field(10_000, ge=0, description="messages fetched per peer on reconnect")
+    idle_ttl_s: float | None = Field(
+        None,
+        gt=0,
+        description="disconnect a session unused this long (no subscription, backfill, send or "
+        "query) and release its lease until demand for it arrives; unset: never",
+    )
     send_interval_s: float = Field(1.0, ge=0, description="pacing between sends per session")
     login_code_ttl_s: float = Field(600.0, gt=0, description="how long a sent code is kept")
     signin_max_per_phone: int = Field(

@@ -22,3 +22,7 @@ CREATE TABLE query_answers (
     at              timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX query_answers_at ON query_answers (at);
+
+-- Session TTL (ttl.py): a session idle for its TTL is parked (disconnected, its lease
+-- released, not claimed) until demand for it arrives.
+ALTER TABLE sessions ADD COLUMN parked_at timestamptz;
