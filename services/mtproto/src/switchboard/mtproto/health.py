@@ -33,6 +33,8 @@ class SessionHealth:
     probe_ok: bool | None = None
     probe_error: str | None = None
     flood_waits: int = 0
+    proxy: str | None = None  # the proxy in use (proxies.label), never its credentials
+    account_status: str | None = None  # the last mtproto.account_status_changed
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100))
 
     def succeeded(self, latency_s: float | None = None) -> None:
@@ -99,6 +101,8 @@ class SessionHealth:
             "p95_latency_ms": None if q is None else round(q * 1000, 1),
             "recent_calls": len(self.latencies),
             "flood_waits": self.flood_waits,
+            "proxy": self.proxy,
+            "account_status": self.account_status,
             "probe": {
                 "ok": self.probe_ok,
                 "at": iso(self.last_probe_at),

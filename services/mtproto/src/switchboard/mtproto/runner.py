@@ -80,7 +80,7 @@ from switchboard.mtproto.ports import (
     Update,
     UserDeactivatedError,
 )
-from switchboard.mtproto.proxies import SessionProxies, health_check
+from switchboard.mtproto.proxies import SessionProxies, health_check, label
 from switchboard.mtproto.publisher import ConvPublisher
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
@@ -202,6 +202,8 @@ class SessionRunner:
     async def _emit(self, event: Event) -> None:
         await self._publish(event)
         await self.status.observe(event)  # account status changes it reveals (status.py)
+        if self.status.current is not None:
+            self.health.account_status = self.status.current.value
 
     async def _publish(self, event: Event) -> None:
         await self.deps.bus.publish(event, workspace_id=self.workspace_id)
@@ -326,7 +328,9 @@ class SessionRunner:
                 await client.connect()
 
     async def _session(self, record: SessionRecord, reconnect: bool) -> None:
-        client = self.deps.adapter.client(await self.proxies.apply(record.config()))
+        config = await self.proxies.apply(record.config())
+        self.health.proxy = label(config.proxy) if config.proxy else None
+        client = self.deps.adapter.client(config)
         try:
             await self._connect(client)
             if record.status == "logging_out":
