@@ -61,7 +61,9 @@ def test_what_each_event_says_about_the_account() -> None:
     assert status_after(failed("CHAT_WRITE_FORBIDDEN"), AccountStatus.ACTIVE) is None
     connected = SessionConnected(session_id="s", at=AT, instance="i")
     assert status_after(connected, AccountStatus.RESTRICTED) is None
-    back = status_after(connected, AccountStatus.FLOOD_LIMITED)
+    holding = AT + timedelta(seconds=1)
+    assert status_after(connected, AccountStatus.FLOOD_LIMITED, holding) is None
+    back = status_after(connected, AccountStatus.FLOOD_LIMITED, AT)
     assert back is not None
     assert back.status is AccountStatus.ACTIVE
     sent = DeliverySent(message_id="m", channel=Channel.MTPROTO, account="s", recipient="r",

@@ -20,6 +20,7 @@ from switchboard.events.catalog.delivery import DeliveryFailed, DeliverySent
 from switchboard.events.catalog.mtproto import (
     AccountStatus,
     AccountStatusChanged,
+    BackfillProgressed,
     FloodWaited,
     RevokeReason,
     SessionConnected,
@@ -59,8 +60,11 @@ class Status:
     until: datetime | None = None
 
 
-def status_after(event: Event, current: AccountStatus | None) -> Status | None:
-    """The account's status that ``event`` reveals (None: it says nothing new about it)."""
+def status_after(
+    event: Event, current: AccountStatus | None, until: datetime | None = None
+) -> Status | None:
+    """The account's status that ``event`` reveals (None: it says nothing new about it);
+    ``until`` is when the current flood limit ends."""
     if isinstance(event, SessionRevoked):
         if event.reason is RevokeReason.LOGOUT:
             return None  # the workspace's own doing, not Telegram's verdict
@@ -80,11 +84,15 @@ def status_after(event: Event, current: AccountStatus | None) -> Status | None:
     if isinstance(event, DeliveryFailed) and event.error_code in RESTRICTING:
         return Status(AccountStatus.RESTRICTED, event.reason, event.error_code)
     if isinstance(event, SessionConnected):
-        if current in (AccountStatus.RESTRICTED,):
+        if current is AccountStatus.RESTRICTED:
             return None  # a reconnect does not lift a restriction; a delivered send does
+        if current is AccountStatus.FLOOD_LIMITED and until is not None and event.at < until:
+            return None  # nor a flood wait that still holds
         return Status(AccountStatus.ACTIVE)
     if isinstance(event, DeliverySent):
         return Status(AccountStatus.ACTIVE)
+    if isinstance(event, BackfillProgressed) and current is AccountStatus.FLOOD_LIMITED:
+        return Status(AccountStatus.ACTIVE)  # the deferred work goes on again
     return None
 
 
@@ -99,6 +107,7 @@ class StatusTracker:
         self.session_id = session_id
         self.emit = emit
         self.current: AccountStatus | None = None
+        self.until: datetime | None = None  # when the current flood limit ends
         self.loaded = False
 
     async def observe(self, event: Event) -> None:
@@ -109,7 +118,7 @@ class StatusTracker:
             )
             self.current = AccountStatus(value) if value else None
             self.loaded = True
-        found = status_after(event, self.current)
+        found = status_after(event, self.current, self.until)
         if found is None or found.status is self.current:
             return
         changed = await self.pool.fetchval(
@@ -118,7 +127,7 @@ class StatusTracker:
             self.session_id,
             found.status.value,
         )
-        self.current = found.status
+        self.current, self.until = found.status, found.until
         if not changed:
             return
         at = getattr(event, "at", None)
