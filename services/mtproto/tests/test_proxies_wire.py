@@ -74,3 +74,21 @@ async def test_a_dead_proxy_is_rotated_away_and_none_working_is_announced(
             [f"socks5://127.0.0.1:{dead.port}", f"socks5://127.0.0.1:{alive.port}"]
         )
         assert not await w.connected(issued["key_id"])
+
+
+def test_a_proxy_check_tunnels_to_the_sessions_own_data_center() -> None:
+    from telethon.crypto import AuthKey
+    from telethon.sessions import StringSession
+
+    from switchboard.mtproto.ports import SessionConfig
+    from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
+
+    moved = StringSession()
+    moved.set_dc(4, "10.1.2.3", 443)
+    moved.auth_key = AuthKey(bytes(256))
+    config = SessionConfig("s", API_ID, API_HASH, StringSession.save(moved))
+    assert TelethonAdapter().address(config) == ("10.1.2.3", 443)
+    fresh = SessionConfig("s", API_ID, API_HASH, "")  # a new login starts at DC 2
+    assert TelethonAdapter().address(fresh) == ("149.154.167.51", 443)
+    sandbox = TelethonAdapter(data_center=DataCenter(2, "127.0.0.1", 4444))
+    assert sandbox.address(config) == ("127.0.0.1", 4444)

@@ -94,3 +94,13 @@ async def test_the_update_queue_depth_counts_updates_not_yet_read(wire: Wire) ->
     second = await asyncio.wait_for(anext(updates), 15)
     assert [first.message.text, second.message.text] == ["one", "two"]  # type: ignore[union-attr]
     assert sample("switchboard_mtproto_update_queue_depth") == before
+
+
+def test_failures_are_labelled_by_rpc_name_or_exception_type() -> None:
+    from telethon import errors
+
+    from switchboard.mtproto.telethon_adapter import error_label
+
+    assert error_label(errors.FloodWaitError(None, capture=5)) == "FLOOD_WAIT_X"
+    assert error_label(errors.RPCError(None, "SOMETHING_NEW", 400)) == "SOMETHING_NEW"
+    assert error_label(ConnectionResetError("gone")) == "ConnectionResetError"
