@@ -181,7 +181,7 @@ class SessionStore:
                    last_name = EXCLUDED.last_name, api_id = EXCLUDED.api_id,
                    device = EXCLUDED.device, proxy = EXCLUDED.proxy, sealed = EXCLUDED.sealed,
                    revoked_reason = EXCLUDED.revoked_reason, send_paused_until = NULL,
-                   updated_at = now()""",
+                   parked_at = NULL, updated_at = now()""",
             record.session_id,
             record.workspace_id,
             record.status,
