@@ -56,10 +56,8 @@ async def test_an_idle_session_is_parked_and_reconnects_on_demand(
                 and await _holder(w, base, "seller") is None
             )
 
-        async def connected() -> bool:
-            return await w.connected(key)
-
-        await eventually(connected, timeout=30, message="first connect")
+        # (an event, not the live state: with a 1 s TTL the connection may be short)
+        await wait_for_event(nats_url, "mtproto.session_connected", session_id="seller")
         await eventually(lambda: parked(1), timeout=30, message="parked when idle")
 
         async with w.http(base) as http:  # a send over the API reconnects it
