@@ -92,3 +92,24 @@ def test_a_proxy_check_tunnels_to_the_sessions_own_data_center() -> None:
     assert TelethonAdapter().address(fresh) == ("149.154.167.51", 443)
     sandbox = TelethonAdapter(data_center=DataCenter(2, "127.0.0.1", 4444))
     assert sandbox.address(config) == ("127.0.0.1", 4444)
+
+
+async def test_an_mtproxy_check_needs_a_listening_port() -> None:
+    from switchboard.mtproto.ports import SessionConfig
+    from switchboard.mtproto.proxies import health_check
+
+    listening = await Socks5Proxy().start()  # any TCP listener will do for this check
+    closed = await Socks5Proxy().start()
+    await closed.stop()
+    check = health_check(None, timeout=5.0)
+    config = SessionConfig("s", API_ID, API_HASH, "")
+    try:
+        secret = "0123456789abcdef0123456789abcdef"
+        up = Proxy("mtproxy", "127.0.0.1", listening.port, secret=secret)
+        assert await check(up, config) is None
+        down = Proxy("mtproxy", "127.0.0.1", closed.port, secret=secret)
+        error = await check(down, config)
+        assert error is not None
+        assert error.startswith("ConnectionRefusedError")
+    finally:
+        await listening.stop()
