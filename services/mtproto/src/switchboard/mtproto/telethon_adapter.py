@@ -429,14 +429,22 @@ class DataCenter:
             raise ValueError(f"not an MTProto server descriptor: {exc}") from exc
 
 
+Locator = Callable[[], Awaitable[DataCenter]]
+
+
+def point_at(client: TelegramClient, data_center: DataCenter) -> None:
+    """Send ``client`` to ``data_center`` (trusting its RSA key); the auth key stays."""
+    if data_center.rsa_public_key:
+        rsa.add_key(data_center.rsa_public_key, old=False)
+    client.session.set_dc(data_center.dc_id, data_center.host, data_center.port)
+
+
 def build_client(
     config: SessionConfig, *, request_retries: int = 2, data_center: DataCenter | None = None
 ) -> TelegramClient:
     """The TelegramClient for one session (no network until ``connect``)."""
     device = config.device
     proxy = proxy_arguments(config.proxy)
-    if data_center is not None and data_center.rsa_public_key:
-        rsa.add_key(data_center.rsa_public_key, old=False)
     with warnings.catch_warnings():
         # Telethon warns that a proxy "will be ignored" without python-socks even for an
         # MTProxy, which does not use python-socks (SOCKS5 without it is refused above).
@@ -459,7 +467,7 @@ def build_client(
             **proxy,
         )
     if data_center is not None:  # keeps the auth key: only the address changes
-        client.session.set_dc(data_center.dc_id, data_center.host, data_center.port)
+        point_at(client, data_center)
     return client
 
 
@@ -478,8 +486,10 @@ class TelethonClient:
         timeout: float,
         request_retries: int,
         data_center: DataCenter | None = None,
+        locate: Locator | None = None,
     ) -> None:
         self.config = config
+        self._locate = locate
         self._timeout = timeout
         self._client = build_client(
             config, request_retries=request_retries, data_center=data_center
@@ -508,6 +518,8 @@ class TelethonClient:
             return
         self._queue = asyncio.Queue()
         self._closing = False
+        if self._locate is not None:
+            point_at(self._client, await self._run(self._locate()))
         await self._run(self._client.connect())
         self._install_handlers()
         self._client.disconnected.add_done_callback(self._on_disconnected)
@@ -666,7 +678,8 @@ class TelethonClient:
 
 class TelethonAdapter:
     """Makes Telethon-backed clients; ``timeout`` bounds every call; ``data_center``
-    points every client at one server (the sandbox's MTProto fake)."""
+    points every client at one server (the sandbox's MTProto fake), or ``locate`` finds
+    that server before each connect (a sandbox that restarted may listen elsewhere)."""
 
     def __init__(
         self,
@@ -674,10 +687,12 @@ class TelethonAdapter:
         timeout: float = 30.0,
         request_retries: int = 2,
         data_center: DataCenter | None = None,
+        locate: Locator | None = None,
     ) -> None:
         self.timeout = timeout
         self.request_retries = request_retries
         self.data_center = data_center
+        self.locate = locate
 
     def client(self, config: SessionConfig) -> TelethonClient:
         return TelethonClient(
@@ -685,4 +700,5 @@ class TelethonAdapter:
             timeout=self.timeout,
             request_retries=self.request_retries,
             data_center=self.data_center,
+            locate=self.locate,
         )
