@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
@@ -76,6 +76,7 @@ from switchboard.mtproto.ports import (
     Peer,
     PeerNotFoundError,
     Update,
+    UpdateState,
     UserDeactivatedError,
 )
 from switchboard.mtproto.publisher import ConvPublisher
@@ -148,6 +149,7 @@ class SessionRunner:
         self.caught_up: set[str] = set()
         self.peers: dict[str, Peer] = {}
         self.sends_paused_until: datetime | None = None
+        self.update_states: tuple[UpdateState | None, UpdateState | None] = (None, None)
         self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
@@ -299,7 +301,9 @@ class SessionRunner:
                 await client.connect()
 
     async def _session(self, record: SessionRecord, reconnect: bool) -> None:
-        client = self.deps.adapter.client(record.config())
+        stored = await self.deps.state.update_state(self.session_id)
+        self.update_states = (stored, stored)
+        client = self.deps.adapter.client(replace(record.config(), update_state=stored))
         try:
             await self._connect(client)
             if record.status == "logging_out":
@@ -331,9 +335,10 @@ class SessionRunner:
 
     async def _serve(self, client: MtprotoClient) -> None:
         """Run the connected work until a stop, a drop or an error."""
-        # Nothing is read live until upkeep has put each chat in catch-up (what arrives
-        # before is above the chat's last seen id, so the catch-up publishes it).
+        # Each chat is in catch-up before any update is read: the difference since the
+        # stored update state arrives first, and must find the chats it is published for.
         self.chats, self.caught_up, self.catching_up = {}, set(), {}
+        await self._load_chats()
         work = {
             asyncio.create_task(self._updates(client), name="updates"),
             asyncio.create_task(self._upkeep(client), name="upkeep"),
@@ -441,14 +446,8 @@ class SessionRunner:
                 raise _LogoutRequestedError
             if status is None or status == "revoked":
                 raise _SessionGoneError
-            subs = await self.deps.state.subscriptions(self.session_id)
-            active = {s.chat_id: s for s in subs if s.status == "active" and s.chat_id}
-            for chat, sub in active.items():
-                # Until its catch-up is done, live messages of a chat must not move its last
-                # seen id (older missed ones would be skipped after a crash).
-                if chat not in self.caught_up:
-                    self.catching_up.setdefault(chat, sub.last_seen_id)
-            self.chats = active
+            subs = await self._load_chats()
+            active = self.chats
             if time.monotonic() >= deferred_until:
                 try:
                     for sub in subs:
@@ -462,7 +461,31 @@ class SessionRunner:
             await self.health.probe_if_due(
                 client, self.deps.settings.probe_interval_s, key=f"mtproto/{self.session_id}"
             )
+            await self._keep_update_state(client)
             await self._sleep(self.deps.settings.tick_s)
+
+    async def _keep_update_state(self, client: MtprotoClient) -> None:
+        """Store the update state the client had one tick ago: what arrived before it has
+        been published by now, while the current one may be ahead of what is published
+        (stored, a SIGKILL would make the next holder skip those). Too old only repeats
+        what dedup drops."""
+        saved, previous = self.update_states
+        self.update_states = (saved, client.update_state())
+        if previous is not None and previous != saved:
+            await self.deps.state.save_update_state(self.session_id, previous)
+            self.update_states = (previous, self.update_states[1])
+
+    async def _load_chats(self) -> list[Subscription]:
+        """Read the subscriptions; the active ones are the chats updates are published for."""
+        subs = await self.deps.state.subscriptions(self.session_id)
+        active = {s.chat_id: s for s in subs if s.status == "active" and s.chat_id}
+        for chat, sub in active.items():
+            # Until its catch-up is done, live messages of a chat must not move its last
+            # seen id (older missed ones would be skipped after a crash).
+            if chat not in self.caught_up:
+                self.catching_up.setdefault(chat, sub.last_seen_id)
+        self.chats = active
+        return subs
 
     async def _resolve(self, client: MtprotoClient, sub: Subscription) -> None:
         """Resolve a new subscription; it reads messages from now on."""

@@ -43,9 +43,11 @@ from switchboard.mtproto.ports import (
     SentCode,
     SessionConfig,
     Update,
+    UpdateState,
     User,
     error_from_rpc,
 )
+from switchboard.mtproto.update_state import load_update_state, read_update_state
 
 T = TypeVar("T")
 
@@ -463,9 +465,13 @@ def build_client(
             sequential_updates=True,  # keep NewMessage / MessageEdited in order
             request_retries=request_retries,
             receive_updates=True,
-            catch_up=False,  # a StringSession keeps no update state: the gateway catches up
+            # A StringSession keeps no update state: the gateway stores it and hands it back,
+            # and with it Telethon asks for the difference since then on connect.
+            catch_up=config.update_state is not None,
             **proxy,
         )
+    if config.update_state is not None:
+        load_update_state(client.session, config.update_state)
     if data_center is not None:  # keeps the auth key: only the address changes
         point_at(client, data_center)
     return client
@@ -520,9 +526,18 @@ class TelethonClient:
         self._closing = False
         if self._locate is not None:
             point_at(self._client, await self._run(self._locate()))
-        await self._run(self._client.connect())
+        # Handlers first: the difference fetched on connect is dispatched to them.
         self._install_handlers()
+        await self._run(self._client.connect())
         self._client.disconnected.add_done_callback(self._on_disconnected)
+        state = self.config.update_state
+        if state is not None and state.channels:
+            # Telethon asks for the account's difference by itself; a channel's only on a
+            # gap or after 15 idle minutes. Mark each known channel as having a gap now.
+            box = self._client._message_box
+            for channel in state.channels:
+                box.try_begin_get_diff(channel.channel_id, "catch up after reconnect")
+            await self._client.catch_up()  # wakes the update loop
 
     def _install_handlers(self) -> None:
         if self._handlers:
@@ -559,6 +574,9 @@ class TelethonClient:
     def export_session(self) -> str:
         saved = StringSession.save(self._client.session)
         return str(saved) if saved else self.config.session
+
+    def update_state(self) -> UpdateState | None:
+        return read_update_state(self._client)
 
     # -- account ----------------------------------------------------------------------
 
