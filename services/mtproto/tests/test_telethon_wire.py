@@ -1,6 +1,7 @@
-"""The production Telethon adapter against the sandbox's wire-level MTProto fake: real
-MTProto on a real socket, so connect, login (code, 2FA), peers, history, sends, live
-updates, errors and disconnects run through the code production runs."""
+"""The contract suite of the MTProto port (ports.py), run on its one implementation: the
+production Telethon adapter against the sandbox's wire-level MTProto fake. Real MTProto on
+a real socket, so connect, login (code, 2FA), peers, history, sends, live updates, update
+state and differences, errors and disconnects run through the code production runs."""
 
 from __future__ import annotations
 
