@@ -32,6 +32,7 @@ from switchboard.mtproto.ports import (
     UpdateState,
 )
 from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter, TelethonClient
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox
 
 from .mtproto_support import API_HASH, API_ID
@@ -398,9 +399,15 @@ async def test_a_stored_update_state_brings_what_happened_while_away(wire: Wire)
     assert later.channels[0].pts > state.channels[0].pts
     # Nothing more: what the first client had seen is not repeated.
     mtproto.post(channel, "live again")
+
+    async def waiting() -> bool:  # received, not read yet: the state would be ahead of it
+        return second.update_state() is None
+
+    await eventually(waiting, timeout=WAIT, message="the post waits to be read")
     last = await next_update(second.updates())
     assert isinstance(last, NewMessage)
     assert last.message.text == "live again"
+    assert second.update_state() is not None
 
 
 async def test_a_pts_gap_while_connected_is_filled_once(wire: Wire) -> None:

@@ -371,7 +371,8 @@ class MtprotoClient(Protocol):
         """The current ``StringSession`` string (auth key, DC): encrypt before storing."""
 
     def update_state(self) -> UpdateState | None:
-        """Where the update sequences stand now (None before the client has one)."""
+        """Where the update sequences stand now; None before the client has one, and while
+        updates it received wait to be read from :meth:`updates` (it is ahead of them)."""
 
     async def get_me(self) -> User: ...
 

@@ -150,6 +150,7 @@ class SessionRunner:
         self.peers: dict[str, Peer] = {}
         self.sends_paused_until: datetime | None = None
         self.update_states: tuple[UpdateState | None, UpdateState | None] = (None, None)
+        self.publishing = False  # an update is being published
         self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
@@ -380,7 +381,11 @@ class SessionRunner:
 
     async def _updates(self, client: MtprotoClient) -> None:
         async for update in client.updates():
-            await self.on_update(update)
+            self.publishing = True
+            try:
+                await self.on_update(update)
+            finally:
+                self.publishing = False
 
     async def on_update(self, update: Update) -> None:
         now = self._now()
@@ -465,13 +470,16 @@ class SessionRunner:
             await self._sleep(self.deps.settings.tick_s)
 
     async def _keep_update_state(self, client: MtprotoClient) -> None:
-        """Store the update state the client had one tick ago: what arrived before it has
-        been published by now, while the current one may be ahead of what is published
-        (stored, a SIGKILL would make the next holder skip those). Too old only repeats
-        what dedup drops."""
+        """Store the update state the client had one tick ago, if nothing was waiting to be
+        published then nor now: what Telethon had applied then has been dispatched and
+        published since. The current state may be ahead of what is published (stored, a
+        SIGKILL would make the next holder skip those: new posts would still come from the
+        catch-up, edits and deletions not). Too old only repeats what dedup drops."""
         saved, previous = self.update_states
-        self.update_states = (saved, client.update_state())
-        if previous is not None and previous != saved:
+        # None while an update is read but not yet published, or waiting to be read.
+        current = None if self.publishing else client.update_state()
+        self.update_states = (saved, current)
+        if previous is not None and current is not None and previous != saved:
             await self.deps.state.save_update_state(self.session_id, previous)
             self.update_states = (previous, self.update_states[1])
 

@@ -576,6 +576,8 @@ class TelethonClient:
         return str(saved) if saved else self.config.session
 
     def update_state(self) -> UpdateState | None:
+        if not self._queue.empty():  # the state is ahead of updates not yet read
+            return None
         return read_update_state(self._client)
 
     # -- account ----------------------------------------------------------------------
