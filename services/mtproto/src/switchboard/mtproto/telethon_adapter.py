@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.util
 import re
+import struct
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from telethon.network.connection.tcpmtproxy import (
 from telethon.sessions import StringSession
 
 from switchboard.mtproto.ports import (
+    AuthKeyUnregisteredError,
     DisconnectedError,
     FloodWaitError,
     Media,
@@ -434,6 +436,17 @@ class DataCenter:
 Locator = Callable[[], Awaitable[DataCenter]]
 
 
+def load_session(text: str) -> StringSession:
+    """The StringSession in ``text`` ("" = a new one); a string Telethon cannot read is a
+    key that can never be authorized (AUTH_KEY_INVALID), not a fault to retry."""
+    try:
+        return StringSession(text or None)
+    except (ValueError, struct.error) as exc:
+        raise AuthKeyUnregisteredError(
+            f"not a Telethon session string: {exc}", reason="AUTH_KEY_INVALID"
+        ) from exc
+
+
 def point_at(client: TelegramClient, data_center: DataCenter) -> None:
     """Send ``client`` to ``data_center`` (trusting its RSA key); the auth key stays."""
     if data_center.rsa_public_key:
@@ -452,7 +465,7 @@ def build_client(
         # MTProxy, which does not use python-socks (SOCKS5 without it is refused above).
         warnings.filterwarnings("ignore", "proxy argument will be ignored")
         client = TelegramClient(
-            StringSession(config.session or None),
+            load_session(config.session),
             config.api_id,
             config.api_hash,
             device_model=device.device_model,
