@@ -6,15 +6,20 @@ events, and nothing already published is published again."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import asyncpg
 
 from switchboard.events.catalog.conv import MessageDeleted, MessageEdited, MessageReceived
+from switchboard.events.catalog.mtproto import DeviceInfo
 from switchboard.mtproto.leases import LeaseValue, session_key
+from switchboard.mtproto.ports import ChannelPts, UpdateState
+from switchboard.mtproto.sessions import Secrets, SessionRecord, SessionStore
+from switchboard.mtproto.state import StateStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
 
-from .mtproto_support import stream, wait_for_event, world
+from .mtproto_support import keyring, stream, wait_for_event, world
 
 
 async def _stored_pts(database_url: str, channel_id: int) -> int:
@@ -89,3 +94,33 @@ async def test_changes_while_no_instance_held_the_session_arrive_once(
             if isinstance(e, MessageReceived)
         ]
         assert sorted(texts) == ["live 0", "live 1", "live 2"]  # none published twice
+
+
+async def test_a_new_key_for_a_session_id_starts_without_the_old_state(
+    nats_url: str, postgres_url: str
+) -> None:
+    """An import or a login may bring another account's key: the stored state goes; a
+    deleted session takes its state with it."""
+    async with world(nats_url, postgres_url) as w:
+        await w.gateway(instance_id="g1")  # migrates the schema
+        pool = await asyncpg.create_pool(
+            postgres_url, min_size=1, max_size=2, server_settings={"search_path": "mtproto"}
+        )
+        assert pool is not None
+        try:
+            sessions, state = SessionStore(pool, keyring()), StateStore(pool)
+            record = SessionRecord(
+                session_id="moved", workspace_id="demo", status="revoked", api_id=1,
+                device=DeviceInfo(), proxy=None, secrets=Secrets(session="", api_hash="h"),
+            )  # fmt: skip
+            old = UpdateState(7, 0, 1_700_000_000, 0, (ChannelPts(5, 9, -1),))
+            await sessions.put_session(record)
+            await state.save_update_state("moved", old)
+            assert await state.update_state("moved") == old
+            await sessions.put_session(replace(record, status="active"))
+            assert await state.update_state("moved") is None
+            await state.save_update_state("moved", old)
+            assert await sessions.delete_session("moved")
+            assert await state.update_state("moved") is None
+        finally:
+            await pool.close()
