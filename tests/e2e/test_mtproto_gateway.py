@@ -1,5 +1,6 @@
-"""The MTProto gateway as real processes on real NATS and Postgres, against the sandbox's
-fake Telegram (which refuses, and records, any auth key connected twice at once).
+"""The MTProto gateway as real processes on real NATS and Postgres, running the production
+Telethon adapter against the sandbox's wire-level MTProto fake (which refuses, and records,
+any auth key connected twice at once).
 
 * Three instances share 30 sessions; one is SIGKILLed: its sessions are connected by the
   others within the lease TTL + 5 s, and no session is ever connected twice. Another is
@@ -7,6 +8,9 @@ fake Telegram (which refuses, and records, any auth key connected twice at once)
 * A 20k-message backfill with injected flood waits (short ones held, a long one deferred)
   completes with every message in CONV exactly once, across a SIGKILL of the instance
   running it.
+* Chaos: the instance owning the most of 30 sessions is SIGKILLed while their channels
+  post: takeover within the TTL + 5 s, no key connected twice, every post in CONV exactly
+  once per reading session.
 * A dump of every KV bucket and of the gateway's tables, taken while it runs, holds no
   session string.
 """
@@ -358,3 +362,95 @@ async def test_backfill_of_20k_with_flood_waits_survives_a_kill_exactly_once(
     assert len(set(ids)) == 20_000  # and every message once
     stats = (await gw.http.get(f"{gw.sandbox}{CONTROL}/stats")).json()
     assert stats["flood_violations"] in (0, [], {}), stats
+
+
+CHANNELS = 6  # five of the 30 sessions read each
+POSTS = 20  # per channel, a third before the kill and the rest after
+
+
+async def test_sigkill_while_channels_post_publishes_every_post_once(
+    gateways: Any, nats_url: str
+) -> None:
+    """The production Telethon adapter on the wire-level fake: three instances read 30
+    sessions' channels; the one owning the most is SIGKILLed while the channels post. Its
+    sessions are taken over within the lease TTL + 5 s with no auth key ever connected
+    twice, and every post reaches CONV exactly once per reading session (live, from the
+    difference since the stored update state, or from history)."""
+    gw: Gateways = await gateways(3)
+    users = await gw.control(
+        "/users/bulk",
+        {"users": [{"phone": f"+1555710{i:04d}", "first_name": f"R{i}", "sessions": 1}
+                   for i in range(30)]},
+    )  # fmt: skip
+    made = users["users"]
+    channel_of = {f"r{i}": f"chaos_c{i % CHANNELS}" for i in range(30)}
+    for k in range(CHANNELS):
+        members = [u["user"]["id"] for i, u in enumerate(made) if i % CHANNELS == k]
+        await gw.control("/channels", {"title": f"Chaos {k}", "username": f"chaos_c{k}",
+                                       "members": members})  # fmt: skip
+    sessions = {f"r{i}": u["sessions"][0] for i, u in enumerate(made)}
+    for sid, s in sessions.items():
+        await _import(gw, gw.procs[0].url, sid, s["session"])
+
+    async def all_connected() -> bool:
+        return int((await gw.connections())["active"]) == 30
+
+    await eventually(all_connected, timeout=90, interval=0.25, message="30 sessions connected")
+    for sid, channel in channel_of.items():
+        r = await gw.http.post(
+            f"{gw.procs[0].url}/v1/sessions/{sid}/subscriptions",
+            headers=AUTH,
+            json={"peer": f"@{channel}"},
+        )
+        assert r.status_code == 201, r.text
+
+    posted: dict[str, list[int]] = {f"chaos_c{k}": [] for k in range(CHANNELS)}
+
+    async def post_round(n: int) -> None:
+        for channel, ids in posted.items():
+            message = await gw.control("/messages", {"peer": f"@{channel}", "text": f"p{n}"})
+            ids.append(int(message["id"]))
+
+    for n in range(POSTS // 3):
+        await post_round(n)
+
+    async def owned() -> list[list[str]]:
+        lists = [(await gw.ownership(p))["connected"] for p in gw.procs]
+        return lists if sum(map(len, lists)) == 30 else []
+
+    ownership = await eventually(owned, timeout=30, interval=0.25, message="ownership known")
+    victim = max(range(3), key=lambda i: len(ownership[i]))
+    victims = {sessions[sid]["key_id"] for sid in ownership[victim]}
+    assert victims
+    gw.procs[victim].kill()
+    killed_at = time.monotonic()
+    for n in range(POSTS // 3, POSTS):  # the channels go on posting meanwhile
+        await post_round(n)
+
+    async def taken_over() -> bool:
+        log = await gw.connections()
+        active = {k["key_id"] for k in log["keys"] if k["active"]}
+        return victims <= active and int(log["active"]) == 30
+
+    await eventually(taken_over, timeout=TTL + 30, interval=0.1, message="sessions taken over")
+    took = time.monotonic() - killed_at
+    assert took <= TTL + 5, f"take-over took {took:.1f} s (TTL {TTL} s)"
+
+    async def everything_published() -> dict[str, list[str]] | None:
+        found = {sid: await _conv_ids(nats_url, sid) for sid in sessions}
+        complete = all(len(set(ids)) >= POSTS for ids in found.values())
+        return found if complete else None
+
+    found = await eventually(
+        everything_published, timeout=90, interval=0.5, message="every post published"
+    )
+    for sid, ids in found.items():
+        expected = sorted(str(i) for i in posted[channel_of[sid]])
+        assert sorted(ids) == expected, (sid, sorted(ids), expected)  # each exactly once
+    log = await gw.connections()
+    assert log["duplicates"] in ([], 0), log["duplicates"]
+    assert all(int(k["max_concurrent"]) == 1 for k in log["keys"])
+    print(
+        f"mtproto chaos: sessions=30 killed_owned={len(victims)} take_over_s={took:.1f} "
+        f"ttl_s={TTL} posts={POSTS * CHANNELS} auth_key_duplicated=0 published_twice=0"
+    )

@@ -107,6 +107,14 @@ def test_new_client_without_session_exports_empty() -> None:
     assert ta.TelethonAdapter().client(config()).export_session() == ""
 
 
+@pytest.mark.parametrize("garbage", ["0" * 16, "1" + "A" * 40, "1not base64!"])
+def test_an_unreadable_session_string_is_an_invalid_key(garbage: str) -> None:
+    """Imported garbage is revoked at once (AUTH_KEY_INVALID), not retried forever."""
+    with pytest.raises(ta.AuthKeyUnregisteredError) as raised:
+        ta.TelethonAdapter().client(config(session=garbage))
+    assert raised.value.reason == "AUTH_KEY_INVALID"
+
+
 # --------------------------------------------------------------------------- construction
 
 

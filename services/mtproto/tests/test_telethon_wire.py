@@ -1,6 +1,7 @@
-"""The production Telethon adapter against the sandbox's wire-level MTProto fake: real
-MTProto on a real socket, so connect, login (code, 2FA), peers, history, sends, live
-updates, errors and disconnects run through the code production runs."""
+"""The contract suite of the MTProto port (ports.py), run on its one implementation: the
+production Telethon adapter against the sandbox's wire-level MTProto fake. Real MTProto on
+a real socket, so connect, login (code, 2FA), peers, history, sends, live updates, update
+state and differences, errors and disconnects run through the code production runs."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ from switchboard.mtproto.ports import (
     PhoneCodeInvalidError,
     SessionConfig,
     Update,
+    UpdateState,
 )
 from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter, TelethonClient
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox
 
 from .mtproto_support import API_HASH, API_ID
@@ -344,3 +347,82 @@ async def test_private_messages_name_their_sender_and_replies(wire: Wire) -> Non
     fetched = await client.get_messages(buddy, [message.id, answer.id])
     assert [m.text if m else None for m in fetched] == ["hello from fred", "hi fred"]
     assert mtproto.messages(friend, user=reader)[-1]["reply_to_msg_id"] is not None
+
+
+async def _updates_until(updates: AsyncIterator[Update], count: int) -> list[Update]:
+    return [await next_update(updates) for _ in range(count)]
+
+
+async def test_a_stored_update_state_brings_what_happened_while_away(wire: Wire) -> None:
+    """A new client given the state the last one reached gets, from the difference, every
+    post, edit and deletion of a channel and every private message since: once each."""
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    friend, _ = mtproto.add_user("15550004444", username="friend_wire")
+    channel = mtproto.add_channel("News", "news_wire", members=[reader])
+    mtproto.post_many(channel, 3, text="old {n}")
+    session = wire.session_of(reader)
+    first = wire.client(session, "s1")
+    await first.connect()
+    assert first.update_state() is not None
+    await first.resolve_peer("news_wire")
+    updates = first.updates()
+    mtproto.post(channel, "seen live")
+    seen = await next_update(updates)
+    assert isinstance(seen, NewMessage)
+    state = first.update_state()
+    assert state is not None
+    assert [(c.channel_id, c.access_hash) for c in state.channels] == [
+        (channel.id, channel.access_hash)
+    ]
+    assert UpdateState.from_json(state.to_json()) == state
+    await first.disconnect()
+
+    mtproto.post(channel, "while away")
+    mtproto.edit(channel, 4, text="seen live, edited")
+    mtproto.delete(channel, [1])
+    mtproto.post(reader, "a private word", sender=friend)
+
+    second = wire.adapter.client(SessionConfig("s2", API_ID, API_HASH, session, update_state=state))
+    wire.clients.append(second)
+    await second.connect()
+    got = await _updates_until(second.updates(), 4)
+    news = [u.message.text for u in got if isinstance(u, NewMessage)]
+    assert sorted(news) == ["a private word", "while away"]
+    edits = [u.message for u in got if isinstance(u, MessageEdited)]
+    assert [(m.id, m.text) for m in edits] == [(4, "seen live, edited")]
+    deletions = [u for u in got if isinstance(u, MessagesDeleted)]
+    assert [(d.ids, d.peer.id if d.peer else None) for d in deletions] == [((1,), channel.id)]
+    later = second.update_state()
+    assert later is not None
+    assert later.pts > state.pts
+    assert later.channels[0].pts > state.channels[0].pts
+    # Nothing more: what the first client had seen is not repeated.
+    mtproto.post(channel, "live again")
+
+    async def waiting() -> bool:  # received, not read yet: the state would be ahead of it
+        return second.update_state() is None
+
+    await eventually(waiting, timeout=WAIT, message="the post waits to be read")
+    last = await next_update(second.updates())
+    assert isinstance(last, NewMessage)
+    assert last.message.text == "live again"
+    assert second.update_state() is not None
+
+
+async def test_a_pts_gap_while_connected_is_filled_once(wire: Wire) -> None:
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    channel = mtproto.add_channel("News", "news_wire", members=[reader])
+    client = wire.client(wire.session_of(reader))
+    await client.connect()
+    await client.resolve_peer("news_wire")
+    updates = client.updates()
+    mtproto.post(channel, "first")
+    assert isinstance(await next_update(updates), NewMessage)
+    wire.sandbox.mtproto_wire.faults.drop_updates = 1  # the next push is lost
+    mtproto.post(channel, "lost on the wire")
+    mtproto.post(channel, "seen live")  # its pts shows the gap: Telethon asks for it
+    got = await _updates_until(updates, 2)
+    texts = [u.message.text for u in got if isinstance(u, NewMessage)]
+    assert sorted(texts) == ["lost on the wire", "seen live"]

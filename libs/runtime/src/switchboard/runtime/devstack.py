@@ -99,7 +99,8 @@ class Stack:
             "SWITCHBOARD_HTTP_HOST": HOST,
             "SWITCHBOARD_SANDBOX_URL": f"http://{HOST}:{SANDBOX_PORT}",
             "SWITCHBOARD_PUBLIC_URL": f"http://{HOST}:{PORTS['ingest']}",
-            # The dev stack is offline: MTProto sessions live in the sandbox's fake Telegram.
+            # The dev stack is offline: the gateway's Telethon talks to the sandbox's
+            # wire-level MTProto fake (its address from SANDBOX_URL/mtproto/server).
             "SWITCHBOARD_MTPROTO_ADAPTER": "sandbox",
         }
 
@@ -373,7 +374,8 @@ def _print_banner(stack: Stack) -> None:
         f"  demo Telegram account '{DEMO_ACCOUNT}' (bot {DEMO_BOT_TOKEN}), "
         f"webhook secret '{DEMO_SECRET}'",
         f"  API key '{DEMO_API_KEY}' (workspace '{DEMO_WORKSPACE}'), admin token '{ADMIN_TOKEN}'",
-        f"  MTProto user session '{DEMO_SESSION}' on the sandbox's fake Telegram",
+        f"  MTProto user session '{DEMO_SESSION}' on the sandbox's fake Telegram (Telethon "
+        "reaches it at GET /mtproto/server of the sandbox; examples/mtproto_telethon_script.py)",
         "  /metrics and /health/* of each service on its port + 1000 (e.g. 9080)",
         "  more API keys: uv run switchboard keys create --workspace W --scopes read,send",
         f"  logs in {stack.data}/logs; Ctrl-C or `just down` stops everything",

@@ -90,8 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     print(
         f"switchboard-sandbox on http://{args.host}:{args.port} "
-        f"(telegram at /telegram/bot<token>/<method>, mtproto at /mtproto, the MTProto "
-        f"server's address at /mtproto/server, control at /_sandbox)",
+        f"(telegram at /telegram/bot<token>/<method>, the MTProto server's address at "
+        f"/mtproto/server, control at /_sandbox)",
         flush=True,
     )
     if config.demo:

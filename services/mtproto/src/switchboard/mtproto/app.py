@@ -63,7 +63,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
-        adapter, close_adapter = await make_adapter(settings)
+        adapter, close_adapter = make_adapter(settings)
         rt.on_close(close_adapter)
         sessions = SessionStore(rt.pool, keyring)
         state = StateStore(rt.pool)

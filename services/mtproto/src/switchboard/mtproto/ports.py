@@ -1,20 +1,20 @@
 """The narrow port between the gateway's logic and Telegram's MTProto.
 
 Everything the gateway decides (leases, the login state machine, paging, flood waits,
-reconnects) is written against :class:`MtprotoAdapter` / :class:`MtprotoClient`, so it is
-tested against a fake that behaves like Telegram (``switchboard.sandbox.mtproto``) and run
-in production against Telethon (``telethon_adapter``). The types here are plain frozen
+reconnects) is written against :class:`MtprotoAdapter` / :class:`MtprotoClient`, whose one
+implementation is Telethon (``telethon_adapter``): against Telegram in production, against
+the sandbox's wire-level MTProto fake in tests. The types here are plain frozen
 dataclasses: no Telethon object ever crosses the port.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 # --------------------------------------------------------------------------- settings
 
@@ -43,9 +43,52 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelPts:
+    """Where one channel's update sequence stood; the access hash is what lets the client
+    ask for the channel's difference in a new process."""
+
+    channel_id: int
+    pts: int
+    access_hash: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateState:
+    """Where the account's update sequences stood (``updates.getState`` plus a pts per
+    channel): a client given it asks for the difference since then on connect, so what
+    happened while no instance held the session (edits and deletions too) still arrives."""
+
+    pts: int
+    qts: int
+    date: int  # unix seconds
+    seq: int
+    channels: tuple[ChannelPts, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pts": self.pts,
+            "qts": self.qts,
+            "date": self.date,
+            "seq": self.seq,
+            "channels": [[c.channel_id, c.pts, c.access_hash] for c in self.channels],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UpdateState:
+        """From :meth:`to_json` (ValueError when it is not one)."""
+        try:
+            channels = tuple(ChannelPts(int(c), int(p), int(h)) for c, p, h in data["channels"])
+            return cls(int(data["pts"]), int(data["qts"]), int(data["date"]), int(data["seq"]),
+                       channels)  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an update state: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
     """How to open one user session. ``session`` is a Telethon ``StringSession`` string
-    ("" before login); it is decrypted only in memory, just before connecting."""
+    ("" before login); it is decrypted only in memory, just before connecting.
+    ``update_state`` is where the last holder of the session stood (None: start from now)."""
 
     session_id: str
     api_id: int
@@ -53,6 +96,7 @@ class SessionConfig:
     session: str = ""
     device: Device = field(default_factory=Device)
     proxy: Proxy | None = None
+    update_state: UpdateState | None = None
 
 
 # --------------------------------------------------------------------------- data
@@ -325,6 +369,10 @@ class MtprotoClient(Protocol):
 
     def export_session(self) -> str:
         """The current ``StringSession`` string (auth key, DC): encrypt before storing."""
+
+    def update_state(self) -> UpdateState | None:
+        """Where the update sequences stand now; None before the client has one, and while
+        updates it received wait to be read from :meth:`updates` (it is ahead of them)."""
 
     async def get_me(self) -> User: ...
 

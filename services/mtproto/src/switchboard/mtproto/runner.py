@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
@@ -78,6 +78,7 @@ from switchboard.mtproto.ports import (
     Peer,
     PeerNotFoundError,
     Update,
+    UpdateState,
     UserDeactivatedError,
 )
 from switchboard.mtproto.proxies import SessionProxies, health_check, label
@@ -157,6 +158,8 @@ class SessionRunner:
         self.caught_up: set[str] = set()
         self.peers: dict[str, Peer] = {}
         self.sends_paused_until: datetime | None = None
+        self.update_states: tuple[UpdateState | None, UpdateState | None] = (None, None)
+        self.publishing = False  # an update is being published
         self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
@@ -328,7 +331,9 @@ class SessionRunner:
                 await client.connect()
 
     async def _session(self, record: SessionRecord, reconnect: bool) -> None:
-        config = await self.proxies.apply(record.config())
+        stored = await self.deps.state.update_state(self.session_id)
+        self.update_states = (stored, stored)
+        config = await self.proxies.apply(replace(record.config(), update_state=stored))
         self.health.proxy = label(config.proxy) if config.proxy else None
         client = self.deps.adapter.client(config)
         try:
@@ -364,9 +369,10 @@ class SessionRunner:
 
     async def _serve(self, client: MtprotoClient) -> None:
         """Run the connected work until a stop, a drop or an error."""
-        # Nothing is read live until upkeep has put each chat in catch-up (what arrives
-        # before is above the chat's last seen id, so the catch-up publishes it).
+        # Each chat is in catch-up before any update is read: the difference since the
+        # stored update state arrives first, and must find the chats it is published for.
         self.chats, self.caught_up, self.catching_up = {}, set(), {}
+        await self._load_chats()
         work = {
             asyncio.create_task(self._updates(client), name="updates"),
             asyncio.create_task(self._upkeep(client), name="upkeep"),
@@ -410,7 +416,11 @@ class SessionRunner:
 
     async def _updates(self, client: MtprotoClient) -> None:
         async for update in client.updates():
-            await self.on_update(update)
+            self.publishing = True
+            try:
+                await self.on_update(update)
+            finally:
+                self.publishing = False
 
     async def on_update(self, update: Update) -> None:
         now = self._now()
@@ -476,14 +486,8 @@ class SessionRunner:
                 raise _LogoutRequestedError
             if status is None or status == "revoked":
                 raise _SessionGoneError
-            subs = await self.deps.state.subscriptions(self.session_id)
-            active = {s.chat_id: s for s in subs if s.status == "active" and s.chat_id}
-            for chat, sub in active.items():
-                # Until its catch-up is done, live messages of a chat must not move its last
-                # seen id (older missed ones would be skipped after a crash).
-                if chat not in self.caught_up:
-                    self.catching_up.setdefault(chat, sub.last_seen_id)
-            self.chats = active
+            subs = await self._load_chats()
+            active = self.chats
             await self._park_if_idle(bool(active))
             if time.monotonic() >= deferred_until:
                 try:
@@ -498,6 +502,7 @@ class SessionRunner:
             await self.health.probe_if_due(
                 client, self.deps.settings.probe_interval_s, key=f"mtproto/{self.session_id}"
             )
+            await self._keep_update_state(client)
             await self._sleep(self.deps.settings.tick_s)
 
     async def _park_if_idle(self, reading: bool) -> None:
@@ -514,6 +519,32 @@ class SessionRunner:
             self.idle.touch()
             return
         raise _IdleError
+
+    async def _keep_update_state(self, client: MtprotoClient) -> None:
+        """Store the update state the client had one tick ago, if nothing was waiting to be
+        published then nor now: what Telethon had applied then has been dispatched and
+        published since. The current state may be ahead of what is published (stored, a
+        SIGKILL would make the next holder skip those: new posts would still come from the
+        catch-up, edits and deletions not). Too old only repeats what dedup drops."""
+        saved, previous = self.update_states
+        # None while an update is read but not yet published, or waiting to be read.
+        current = None if self.publishing else client.update_state()
+        self.update_states = (saved, current)
+        if previous is not None and current is not None and previous != saved:
+            await self.deps.state.save_update_state(self.session_id, previous)
+            self.update_states = (previous, self.update_states[1])
+
+    async def _load_chats(self) -> list[Subscription]:
+        """Read the subscriptions; the active ones are the chats updates are published for."""
+        subs = await self.deps.state.subscriptions(self.session_id)
+        active = {s.chat_id: s for s in subs if s.status == "active" and s.chat_id}
+        for chat, sub in active.items():
+            # Until its catch-up is done, live messages of a chat must not move its last
+            # seen id (older missed ones would be skipped after a crash).
+            if chat not in self.caught_up:
+                self.catching_up.setdefault(chat, sub.last_seen_id)
+        self.chats = active
+        return subs
 
     async def _resolve(self, client: MtprotoClient, sub: Subscription) -> None:
         """Resolve a new subscription; it reads messages from now on."""

@@ -168,9 +168,12 @@ class SessionStore:
     # ------------------------------------------------------------------ sessions
 
     async def put_session(self, record: SessionRecord, conn: Conn | None = None) -> None:
-        """Insert or replace a session (after a login, or an import)."""
+        """Insert or replace a session (after a login, or an import). A new key may be
+        another account's: the update state stored for the old one is dropped."""
         sealed = self.seal("session", record.session_id, record.secrets)
-        await (conn or self.pool).execute(
+        db = conn or self.pool
+        await db.execute("DELETE FROM update_states WHERE session_id = $1", record.session_id)
+        await db.execute(
             """INSERT INTO sessions (session_id, workspace_id, status, phone, user_id, username,
                    first_name, last_name, api_id, device, proxy, sealed, revoked_reason)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
@@ -266,7 +269,7 @@ class SessionStore:
         """Delete a session and everything kept for it."""
         async with self.pool.acquire() as conn, conn.transaction():
             done = await conn.execute("DELETE FROM sessions WHERE session_id = $1", session_id)
-            for table in ("logins", "subscriptions", "backfills", "message_chats"):
+            for table in ("logins", "subscriptions", "backfills", "message_chats", "update_states"):
                 await conn.execute(f"DELETE FROM {table} WHERE session_id = $1", session_id)
         return done.endswith(" 1")
 

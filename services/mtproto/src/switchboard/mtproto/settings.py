@@ -28,7 +28,9 @@ class MtprotoSettings(DatabaseSettings):
     )
 
     adapter: Literal["telethon", "sandbox"] = Field(
-        "telethon", description="telethon (real Telegram) or sandbox (the fake Telegram)"
+        "telethon",
+        description="telethon: Telethon to real Telegram; sandbox: Telethon to the sandbox's "
+        "wire-level MTProto fake (its address from SANDBOX_URL/mtproto/server)",
     )
     sandbox_url: str | None = Field(
         None,

@@ -1,9 +1,11 @@
 """What the gateway keeps per session besides the session itself (Postgres): the peers it
 reads with the last message id seen in each, backfill jobs with their checkpoints, the chat
-of private messages (for deletions), and the record of sends as a user."""
+of private messages (for deletions), the record of sends as a user, and where its update
+sequences stood (for the difference after a reconnect)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from switchboard.mtproto.convert import peer_from_json, peer_json
-from switchboard.mtproto.ports import Peer
+from switchboard.mtproto.ports import Peer, UpdateState
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,23 @@ class StateStore:
             session_id,
             chat_id,
             message_id,
+        )
+
+    # ------------------------------------------------------------------ update state
+
+    async def update_state(self, session_id: str) -> UpdateState | None:
+        """Where the session's update sequences stood when last stored (None: never)."""
+        raw = await self.pool.fetchval(
+            "SELECT state FROM update_states WHERE session_id = $1", session_id
+        )
+        return UpdateState.from_json(json.loads(raw)) if raw else None
+
+    async def save_update_state(self, session_id: str, state: UpdateState) -> None:
+        await self.pool.execute(
+            """INSERT INTO update_states (session_id, state) VALUES ($1, $2::jsonb)
+               ON CONFLICT (session_id) DO UPDATE SET state = $2::jsonb, updated_at = now()""",
+            session_id,
+            json.dumps(state.to_json()),
         )
 
     # ------------------------------------------------------------------ message chats

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.util
 import re
+import struct
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from telethon.sessions import StringSession
 
 from switchboard.mtproto.dialogs import Dialog, Found
 from switchboard.mtproto.ports import (
+    AuthKeyUnregisteredError,
     DisconnectedError,
     FloodWaitError,
     Media,
@@ -44,10 +46,12 @@ from switchboard.mtproto.ports import (
     SentCode,
     SessionConfig,
     Update,
+    UpdateState,
     User,
     error_from_rpc,
 )
 from switchboard.mtproto.rpc_metrics import instrument, watch_queue
+from switchboard.mtproto.update_state import load_update_state, read_update_state
 
 T = TypeVar("T")
 
@@ -439,20 +443,39 @@ class DataCenter:
             raise ValueError(f"not an MTProto server descriptor: {exc}") from exc
 
 
+Locator = Callable[[], Awaitable[DataCenter]]
+
+
+def load_session(text: str) -> StringSession:
+    """The StringSession in ``text`` ("" = a new one); a string Telethon cannot read is a
+    key that can never be authorized (AUTH_KEY_INVALID), not a fault to retry."""
+    try:
+        return StringSession(text or None)
+    except (ValueError, struct.error) as exc:
+        raise AuthKeyUnregisteredError(
+            f"not a Telethon session string: {exc}", reason="AUTH_KEY_INVALID"
+        ) from exc
+
+
+def point_at(client: TelegramClient, data_center: DataCenter) -> None:
+    """Send ``client`` to ``data_center`` (trusting its RSA key); the auth key stays."""
+    if data_center.rsa_public_key:
+        rsa.add_key(data_center.rsa_public_key, old=False)
+    client.session.set_dc(data_center.dc_id, data_center.host, data_center.port)
+
+
 def build_client(
     config: SessionConfig, *, request_retries: int = 2, data_center: DataCenter | None = None
 ) -> TelegramClient:
     """The TelegramClient for one session (no network until ``connect``)."""
     device = config.device
     proxy = proxy_arguments(config.proxy)
-    if data_center is not None and data_center.rsa_public_key:
-        rsa.add_key(data_center.rsa_public_key, old=False)
     with warnings.catch_warnings():
         # Telethon warns that a proxy "will be ignored" without python-socks even for an
         # MTProxy, which does not use python-socks (SOCKS5 without it is refused above).
         warnings.filterwarnings("ignore", "proxy argument will be ignored")
         client = TelegramClient(
-            StringSession(config.session or None),
+            load_session(config.session),
             config.api_id,
             config.api_hash,
             device_model=device.device_model,
@@ -465,11 +488,15 @@ def build_client(
             sequential_updates=True,  # keep NewMessage / MessageEdited in order
             request_retries=request_retries,
             receive_updates=True,
-            catch_up=False,  # a StringSession keeps no update state: the gateway catches up
+            # A StringSession keeps no update state: the gateway stores it and hands it back,
+            # and with it Telethon asks for the difference since then on connect.
+            catch_up=config.update_state is not None,
             **proxy,
         )
+    if config.update_state is not None:
+        load_update_state(client.session, config.update_state)
     if data_center is not None:  # keeps the auth key: only the address changes
-        client.session.set_dc(data_center.dc_id, data_center.host, data_center.port)
+        point_at(client, data_center)
     return client
 
 
@@ -488,8 +515,10 @@ class TelethonClient:
         timeout: float,
         request_retries: int,
         data_center: DataCenter | None = None,
+        locate: Locator | None = None,
     ) -> None:
         self.config = config
+        self._locate = locate
         self._timeout = timeout
         self._client = build_client(
             config, request_retries=request_retries, data_center=data_center
@@ -520,9 +549,20 @@ class TelethonClient:
             return
         self._queue = asyncio.Queue()
         self._closing = False
-        await self._run(self._client.connect())
+        if self._locate is not None:
+            point_at(self._client, await self._run(self._locate()))
+        # Handlers first: the difference fetched on connect is dispatched to them.
         self._install_handlers()
+        await self._run(self._client.connect())
         self._client.disconnected.add_done_callback(self._on_disconnected)
+        state = self.config.update_state
+        if state is not None and state.channels:
+            # Telethon asks for the account's difference by itself; a channel's only on a
+            # gap or after 15 idle minutes. Mark each known channel as having a gap now.
+            box = self._client._message_box
+            for channel in state.channels:
+                box.try_begin_get_diff(channel.channel_id, "catch up after reconnect")
+            await self._client.catch_up()  # wakes the update loop
 
     def _install_handlers(self) -> None:
         if self._handlers:
@@ -559,6 +599,11 @@ class TelethonClient:
     def export_session(self) -> str:
         saved = StringSession.save(self._client.session)
         return str(saved) if saved else self.config.session
+
+    def update_state(self) -> UpdateState | None:
+        if not self._queue.empty():  # the state is ahead of updates not yet read
+            return None
+        return read_update_state(self._client)
 
     # -- account ----------------------------------------------------------------------
 
@@ -720,7 +765,8 @@ class TelethonClient:
 
 class TelethonAdapter:
     """Makes Telethon-backed clients; ``timeout`` bounds every call; ``data_center``
-    points every client at one server (the sandbox's MTProto fake)."""
+    points every client at one server (the sandbox's MTProto fake), or ``locate`` finds
+    that server before each connect (a sandbox that restarted may listen elsewhere)."""
 
     def __init__(
         self,
@@ -728,10 +774,12 @@ class TelethonAdapter:
         timeout: float = 30.0,
         request_retries: int = 2,
         data_center: DataCenter | None = None,
+        locate: Locator | None = None,
     ) -> None:
         self.timeout = timeout
         self.request_retries = request_retries
         self.data_center = data_center
+        self.locate = locate
 
     def address(self, config: SessionConfig) -> tuple[str, int]:
         """Where a session connects: the configured server, else the data center its
@@ -749,4 +797,5 @@ class TelethonAdapter:
             timeout=self.timeout,
             request_retries=self.request_retries,
             data_center=self.data_center,
+            locate=self.locate,
         )

@@ -1,82 +1,37 @@
-"""A fake Telegram MTProto cloud for user accounts, served over HTTP by the sandbox.
+"""The fake Telegram behind the sandbox's wire-level MTProto server: users and auth keys,
+login with codes and two-step passwords, peers, per-peer message ids, history, update
+sequences (pts), flood waits and, above all, AUTH_KEY_DUPLICATED when one auth key is
+connected from two connections at once.
 
-There is no official fake MTProto server and the gateway runs as several processes in e2e
-tests, so this fake speaks a small HTTP protocol (used by
-``switchboard.mtproto.sandbox_adapter.SandboxMtprotoAdapter``) and behaves like Telegram for
-what the gateway's port needs: users and auth keys, login with codes and two-step passwords,
-peers, per-peer message ids, history paging, live updates, flood waits and, above all,
-AUTH_KEY_DUPLICATED when one auth key is connected from two connections at once.
-
-It is mounted at ``/mtproto`` in the combined sandbox app (``switchboard-sandbox serve``,
-``Sandbox().app()``) or at root with ``Sandbox().provider_app("mtproto")``; control routes
-are under ``/_sandbox/mtproto``. The Python handle is ``Sandbox().mtproto``
-(:class:`MtprotoProvider`), whose methods mirror the control API. Streaming needs a real
-server: serve the app with ``switchboard.sandbox.testing.serve`` (or the runtime's
-``serve_app``) on a free port; ``httpx.ASGITransport`` buffers responses and cannot carry the
-update stream.
+Clients (the gateway's Telethon adapter, any stock Telethon program) reach it only over
+MTProto, through ``switchboard.sandbox.mtproto_wire``, whose address and RSA key
+``GET /mtproto/server`` gives. Tests seed and inspect it through the control API under
+``/_sandbox/mtproto`` (below) or in-process through ``Sandbox().mtproto``
+(:class:`MtprotoProvider`), whose methods mirror the control API.
 
 Auth keys
 ---------
 A session string is a real Telethon ``StringSession`` (version ``1``, DC 2, 256-byte key from
-``secrets``, never reused across resets or sandboxes), so the Telethon adapter can load it.
-``key_id`` (hex of the first 8 bytes of the key's SHA-1) names a key in the control API and
-the connection log. Connecting with ``""`` makes a new, unauthorized key (what Telethon does
-before login); its string is in the connect answer.
+``secrets``, never reused across resets or sandboxes), so Telethon loads it (pointing it at
+the wire server with ``session.set_dc``). ``key_id`` (hex of the first 8 bytes of the key's
+SHA-1) names a key in the control API and the connection log.
 
 Connections and liveness (THE rule)
 -----------------------------------
-A connection exists exactly while its ``POST /connect`` response is streaming. It ends when:
-the client closes that request (graceful ``disconnect``, or the process dies: the kernel
-closes its sockets and the fake sees the stream end at once), the client calls
-``/connections/{cid}/disconnect``, no ``invoke`` or ``ping`` came for ``idle_timeout`` seconds
-(default 10; catches a frozen process), or the control API forces it. While one connection of
-a key is alive, a second ``connect`` of the same key answers 406 AUTH_KEY_DUPLICATED, the
-first connection's stream ends with that error and its next call raises it, and the key is
-destroyed for good (every later connect raises AUTH_KEY_DUPLICATED), exactly like Telegram.
-A close the server has already received is processed before a new connect of the same key
-is judged (a few event-loop turns), so "close, then connect again" is never a duplicate,
-while any real overlap (a second process connecting while the first is up) is. The
+A connection is alive exactly while its TCP socket to the wire server is open: a graceful
+disconnect and a killed process (the kernel closes its sockets) both end it at once. While
+one connection of a key is alive, a second connection of the same key is refused with 406
+AUTH_KEY_DUPLICATED, the first connection is closed with that error, and the key is
+destroyed for good (every later connection is refused too), exactly like Telegram. The
 connection log records each connect/disconnect with timestamps and reasons, the maximum
 number of concurrent connections per key (a refused duplicate counts: 2), and every
 duplicate incident.
 
-Client protocol (what the adapter speaks; prefix ``/mtproto`` or root)
----------------------------------------------------------------------
-- ``POST /connect`` ``{"session", "api_id", "api_hash", "device": {...}, "proxy": {...}}``.
-  Errors answer a JSON error (below). Success answers 200 ``application/x-ndjson``, one JSON
-  object per line: first ``{"type": "connected", "connection", "session", "key_id",
-  "authorized"}``, then ``{"type": "update", "update": U}`` and ``{"type": "ping"}`` every
-  ``keepalive`` seconds (default 1), and finally ``{"type": "closed", "reason", "error"}``
-  (``error`` is an RPC error name such as AUTH_KEY_DUPLICATED, or null).
-- ``POST /connections/{cid}/invoke/{method}`` with JSON params -> 200 ``{"result": ...}``.
-- ``POST /connections/{cid}/ping`` -> ``{"pong": true}`` (keeps an idle connection alive).
-- ``POST /connections/{cid}/disconnect`` -> ``{"disconnected": true}``; ends the stream.
-- Errors: HTTP status = the MTProto error code (303, 400, 401, 403, 406, 420, 500) with
-  ``{"error": "FLOOD_WAIT_17", "code": 420, "seconds": 17}`` (``seconds`` only for waits);
-  410 ``{"error": "CONNECTION_CLOSED"}`` when the connection is gone.
-
-Methods (MTProto names, also what fault rules match): ``updates.getState`` (is the key
-authorized: ``{"authorized": bool}``), ``users.getUsers`` (``get_me``), ``auth.sendCode``
-``{"phone"}``, ``auth.signIn`` ``{"phone", "code", "phone_code_hash"}``,
-``auth.checkPassword`` ``{"password"}``, ``auth.logOut``, ``contacts.resolveUsername``
-``{"ref"}`` (``@name``, ``t.me/name``, marked id ``-100…``/``-…`` or bare id),
-``messages.getHistory`` ``{"peer", "offset_id", "limit", "min_id"}`` (exactly like Telegram:
-ids < offset_id when offset_id > 0, ids > min_id, newest first, limit capped at 100),
-``messages.getMessages`` ``{"ids"}`` (the account's own box: private chats and basic groups)
-and ``channels.getMessages`` ``{"peer", "ids"}`` (null where missing or deleted),
-``messages.sendMessage`` ``{"peer", "message", "reply_to_msg_id"}``. A ``peer`` param is
-``{"id", "type", "access_hash"}``.
-
-Wire objects: user ``{"id", "username", "first_name", "last_name", "phone", "bot",
-"lang_code"}``; peer ``{"id", "type": user|chat|channel|megagroup, "title", "username",
-"access_hash"}``; message ``{"peer", "id", "date" (epoch s), "text", "sender" (user|null),
-"out", "reply_to_msg_id", "edit_date", "media", "grouped_id", "views", "post_author"}``;
-media ``{"kind", "file_id", "mime_type", "file_size", "file_name", "width", "height",
-"duration", "latitude", "longitude", "phone", "first_name", "last_name", "provider_kind"}``;
-update ``{"kind": "new"|"edited", "message"}`` or ``{"kind": "deleted", "ids", "peer"}``
-(``peer`` is null outside channels: those ids are per account, like Telegram), each with
-``"pts"`` and ``"pts_count"``: the box's update sequence (a channel's own, or the account's),
-which the wire-level fake (``switchboard.sandbox.mtproto_wire``) pushes and replays.
+Updates
+-------
+Every change of a box counts one pts: a channel's own sequence, or the account's (which
+starts at 1, as Telegram's does). The wire server pushes each change to the connected
+members and replays them for ``updates.getDifference`` / ``updates.getChannelDifference``.
 
 Message ids follow Telegram: a channel or megagroup has its own sequence; private chats and
 basic groups number messages per account, so one basic-group message has a different id for
@@ -99,8 +54,8 @@ X seconds have passed get FLOOD_WAIT with the remaining seconds and count as a v
 Control API (``/_sandbox/mtproto/...``, JSON; ``{user}`` is an id, a phone or ``@username``,
 ``{peer}``/``"peer"`` is ``@username``, a marked id or a bare id)
 --------------------------------------------------------------------------------------------
-- ``GET|PUT /settings``: ``code_ttl``, ``keepalive``, ``idle_timeout``, ``flood_grace``,
-  ``code_flood_limit``, ``code_flood_window``, ``max_code_attempts``.
+- ``GET|PUT /settings``: ``code_ttl``, ``flood_grace``, ``code_flood_limit``,
+  ``code_flood_window``, ``max_code_attempts``.
 - ``POST /users`` ``{"phone", "first_name", "last_name", "username", "password", "lang_code",
   "code", "sessions": N}`` -> 201 ``{"user": U, "sessions": [{"session", "key_id"}]}``
   (``code``: a fixed 5-digit login code for this user, instead of a random one per send);

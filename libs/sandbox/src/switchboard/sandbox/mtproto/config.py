@@ -1,4 +1,4 @@
-"""Settings of the MTProto fake: login timings and limits, connection liveness, flood slack."""
+"""Settings of the MTProto fake: login timings and limits, flood slack."""
 
 from __future__ import annotations
 
@@ -10,17 +10,13 @@ from typing import Any
 class MtprotoConfig:
     """Everything configurable about the MTProto fake.
 
-    `code_ttl`: seconds a login code stays valid. `keepalive`: seconds between the `ping`
-    lines of an update stream. `idle_timeout`: a connection with no call or ping for this
-    long is dropped (a frozen client). `flood_grace`: how early a call may come before its
-    flood wait ends without being refused. `code_flood_limit` codes (or failed sign-ins) per
-    phone within `code_flood_window` seconds before FLOOD_WAIT. `max_code_attempts` wrong
-    tries void a code. `seed` makes ids, hashes and codes reproducible.
+    `code_ttl`: seconds a login code stays valid. `flood_grace`: how early a call may come
+    before its flood wait ends without being refused. `code_flood_limit` codes (or failed
+    sign-ins) per phone within `code_flood_window` seconds before FLOOD_WAIT.
+    `max_code_attempts` wrong tries void a code. `seed` makes ids, hashes and codes reproducible.
     """
 
     code_ttl: float = 300.0
-    keepalive: float = 1.0
-    idle_timeout: float = 10.0
     flood_grace: float = 0.25
     code_flood_limit: int = 5
     code_flood_window: float = 300.0
@@ -31,8 +27,8 @@ class MtprotoConfig:
         self.validate()
 
     def validate(self) -> None:
-        if min(self.code_ttl, self.keepalive, self.idle_timeout, self.code_flood_window) <= 0:
-            raise ValueError("code_ttl, keepalive, idle_timeout and code_flood_window must be > 0")
+        if min(self.code_ttl, self.code_flood_window) <= 0:
+            raise ValueError("code_ttl and code_flood_window must be > 0")
         if self.flood_grace < 0:
             raise ValueError("flood_grace cannot be negative")
         if self.code_flood_limit < 1 or self.max_code_attempts < 1:

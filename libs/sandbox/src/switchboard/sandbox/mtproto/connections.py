@@ -1,7 +1,7 @@
 """Live connections per auth key, the AUTH_KEY_DUPLICATED rule and the connection log.
 
-A connection is alive while its update stream is open and its client has called or pinged
-within `idle_timeout`. Opening a second live connection of one key destroys the key for
+A connection is alive exactly while its TCP socket to the wire server is open (a killed
+client process closes it at once). Opening a second live connection of one key destroys the key for
 good, as Telegram does; the log keeps every connect, disconnect and duplicate incident so
 tests can prove that no session was ever connected twice.
 """
@@ -29,13 +29,11 @@ class Connection:
     id: str
     key: AuthKey
     opened_at: float
-    last_seen: float
     client: dict[str, Any]
     outbox: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     reason: str | None = None
     error: RpcError | None = None
-    socket_bound: bool = False  # a TCP connection: alive exactly while its socket is open
 
 
 @dataclass
@@ -85,28 +83,13 @@ class Connections:
             {"event": event, "connection": connection, "at": self.clock.time(), **extra}
         )
 
-    def expire_idle(self, connections: list[Connection] | None = None) -> None:
-        """Drop connections whose client stopped calling and pinging (a frozen process)."""
-        now = self.clock.monotonic()
-        for conn in list(connections if connections is not None else self.live.values()):
-            if conn.socket_bound:
-                continue
-            if not conn.closed and now - conn.last_seen > self.config.idle_timeout:
-                self.close(conn, "idle")
-
-    def open(
-        self, key: AuthKey, client: dict[str, Any], *, socket_bound: bool = False
-    ) -> Connection:
-        """A new live connection, or AUTH_KEY_DUPLICATED (destroying the key) if one is live.
-
-        `socket_bound` connections (the wire fake's) never expire idle: their socket is
-        their liveness."""
+    def open(self, key: AuthKey, client: dict[str, Any]) -> Connection:
+        """A new live connection, or AUTH_KEY_DUPLICATED (destroying the key) if one is live."""
         log = self._log(key)
         cid = f"c{next(self._serial)}"
         if key.state is KeyState.DUPLICATED:
             self._event(log, "refused", cid, reason="AUTH_KEY_DUPLICATED")
             raise RpcError("AUTH_KEY_DUPLICATED")
-        self.expire_idle([self.live[c] for c in log.active if c in self.live])
         if log.active:
             others = sorted(log.active)
             log.max_concurrent = max(log.max_concurrent, len(others) + 1)
@@ -118,14 +101,11 @@ class Connections:
             for other in others:
                 self.close(self.live[other], "duplicate", error)
             raise error
-        now = self.clock.monotonic()
         conn = Connection(
             id=cid,
             key=key,
             opened_at=self.clock.time(),
-            last_seen=now,
             client=dict(client),
-            socket_bound=socket_bound,
         )
         self.live[cid] = conn
         log.active.add(cid)
@@ -136,9 +116,6 @@ class Connections:
 
     def get(self, cid: str) -> Connection | None:
         return self.live.get(cid) or self.closed.get(cid)
-
-    def touch(self, conn: Connection) -> None:
-        conn.last_seen = self.clock.monotonic()
 
     def close(self, conn: Connection, reason: str, error: RpcError | None = None) -> bool:
         """End a connection (its stream sends `closed` and stops); False if already closed."""
@@ -202,7 +179,6 @@ class Connections:
         active: bool | None = None,
     ) -> dict[str, Any]:
         """The connection log, filtered; totals cover the listed keys."""
-        self.expire_idle()
         logs = [
             log
             for log in self.logs.values()

@@ -1,10 +1,8 @@
-"""RPC errors as Telegram names them, and their JSON answers."""
+"""RPC errors as Telegram names them, with their codes."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from starlette.responses import JSONResponse
 
 # Codes of the error names the fake (or an injected fault) can raise; others default to 400.
 CODES: dict[str, int] = {
@@ -44,11 +42,3 @@ def flood_wait(seconds: int) -> RpcError:
     """420 FLOOD_WAIT_X (at least 1 s, as Telegram never asks for 0)."""
     seconds = max(1, int(seconds))
     return RpcError(f"FLOOD_WAIT_{seconds}", 420, seconds)
-
-
-def error_response(error: RpcError) -> JSONResponse:
-    return JSONResponse(error.to_json(), status_code=error.code)
-
-
-def connection_closed() -> JSONResponse:
-    return JSONResponse({"error": "CONNECTION_CLOSED", "code": 410}, status_code=410)

@@ -133,16 +133,15 @@ class LoginDesk:
         self,
         world: World,
         key: AuthKey,
-        password: str,
-        proof: Callable[[FakeUser], bool] | None = None,
+        proof: Callable[[FakeUser], bool],
     ) -> FakeUser:
-        """Finish a 2FA login: `password` in clear (HTTP fake) or, on the wire, `proof`
-        checks the client's SRP answer against the user's password."""
+        """Finish a 2FA login: `proof` checks the client's SRP answer against the user's
+        password."""
         if key.state is not KeyState.PASSWORD or key.user_id is None:
             raise RpcError("AUTH_KEY_UNREGISTERED")
         user = world.users[key.user_id]
         self._check_flood(self._failures, user.phone)
-        if not (proof(user) if proof is not None else password == user.password):
+        if not proof(user):
             raise self._fail(user.phone, "PASSWORD_HASH_INVALID")
         key.state = KeyState.AUTHORIZED
         return user

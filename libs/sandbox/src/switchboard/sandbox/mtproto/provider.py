@@ -1,4 +1,5 @@
-"""The MTProto fake as a sandbox provider, with the Python API tests use directly.
+"""The fake Telegram behind the wire-level MTProto server, as a sandbox provider (control
+routes, reset, state) with the Python API tests use directly.
 
 Every control route has a method here, so in-process tests seed and inspect the fake
 without HTTP (`Sandbox().mtproto.add_user(...)`).
@@ -6,7 +7,6 @@ without HTTP (`Sandbox().mtproto.add_user(...)`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,10 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from switchboard.sandbox.mtproto.api import ClientApi, classify
 from switchboard.sandbox.mtproto.config import MtprotoConfig
-from switchboard.sandbox.mtproto.connections import Connection, Connections
-from switchboard.sandbox.mtproto.errors import RpcError
+from switchboard.sandbox.mtproto.connections import Connections
 from switchboard.sandbox.mtproto.floods import FloodControl, RpcFault
 from switchboard.sandbox.mtproto.keys import AuthKey, KeyRing, KeyState
 from switchboard.sandbox.mtproto.login import CodeRecord, LoginDesk
@@ -25,7 +23,6 @@ from switchboard.sandbox.mtproto.world import Box, FakeGroup, FakeUser, Peer, Wo
 from switchboard.sandbox.provider import Core
 
 UserRef = str | int | FakeUser
-_SETTLE_TURNS = 20  # event-loop turns a received close needs to reach the connection table
 PeerRef = str | int | FakeUser | FakeGroup
 
 
@@ -42,7 +39,6 @@ class MtprotoProvider:
     def __init__(self, core: Core, config: MtprotoConfig | None = None) -> None:
         self.core = core
         self.config = config or MtprotoConfig()
-        self.api = ClientApi(self)
         self._build()
 
     def _build(self) -> None:
@@ -54,42 +50,6 @@ class MtprotoProvider:
             self.conns = Connections(self.config, clock)
         self.floods = FloodControl(self.config, clock)
         self.world.notify = self.conns.deliver
-
-    # -- client side --------------------------------------------------------------------
-
-    def connect(self, data: dict[str, Any]) -> Connection:
-        """Open a connection for the session in a `/connect` body (RpcError if refused)."""
-        session = data.get("session") or ""
-        if not isinstance(session, str):
-            raise ValueError("session must be a string")
-        key = self.keys.lookup(session, self.core.clock.time())
-        client = {
-            name: data.get(name)
-            for name in ("api_id", "session_id", "device")
-            if data.get(name) is not None
-        }
-        return self.conns.open(key, client)
-
-    async def settle(self, data: dict[str, Any]) -> None:
-        """Let closes the server already received be processed before a connect is judged.
-
-        A client that closed its stream and connects again sends the close first; the server
-        sees both in the same few event-loop turns, and only the turn order would make the
-        new connect look concurrent. A few turns is far shorter than any real overlap (a
-        second process connecting while the first is still up), which stays a duplicate.
-        """
-        session = data.get("session")
-        if not isinstance(session, str) or not session:
-            return
-        try:
-            key = self.keys.lookup(session, self.core.clock.time())
-        except RpcError:
-            return
-        for _ in range(_SETTLE_TURNS):
-            log = self.conns.logs.get(key.key_id)
-            if log is None or not log.active:
-                return
-            await asyncio.sleep(0)
 
     # -- accounts -----------------------------------------------------------------------
 
@@ -381,7 +341,9 @@ class MtprotoProvider:
     # -- Provider contract --------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
+        """None: clients speak MTProto to the wire server (``switchboard.sandbox.mtproto_wire``),
+        whose address ``GET /mtproto/server`` gives."""
+        return []
 
     def control_routes(self) -> list[BaseRoute]:
         from switchboard.sandbox.mtproto.control import control_routes
@@ -389,7 +351,7 @@ class MtprotoProvider:
         return control_routes(self)
 
     def classify(self, scope: Scope) -> tuple[str | None, str | None]:
-        return classify(self, scope)
+        return None, None  # no HTTP API to classify
 
     def error_response(self, status: int, description: str) -> Response:
         name = "INTERNAL_SERVER_ERROR" if status >= 500 else "INPUT_REQUEST_INVALID"

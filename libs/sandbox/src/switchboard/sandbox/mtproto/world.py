@@ -80,8 +80,12 @@ class Box:
     entries: dict[int, tuple[PeerKey, Post]] = field(default_factory=dict)
     by_peer: dict[PeerKey, list[int]] = field(default_factory=dict)
     local_id: dict[int, int] = field(default_factory=dict)  # post uid -> id in this box
-    pts: int = 0
+    pts: int = 0  # where the sequence starts, then its last change
     events: list[BoxEvent] = field(default_factory=list)
+    start: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.start = self.pts
 
     def record(self, kind: str, message_id: int, key: PeerKey) -> int:
         """Count one change; its pts."""
@@ -91,7 +95,7 @@ class Box:
 
     def since(self, pts: int) -> list[BoxEvent]:
         """The changes after `pts`, oldest first."""
-        return self.events[max(0, pts) :]  # event i has pts i + 1
+        return self.events[max(0, pts - self.start) :]  # event i has pts start + i + 1
 
     def add(self, key: PeerKey, post: Post) -> int:
         message_id = self.next_id
@@ -139,7 +143,8 @@ class FakeUser:
     bot: bool = False
     banned: bool = False
     login_code: str | None = None  # fixed "SMS" code for scripted logins (random when None)
-    box: Box = field(default_factory=Box, repr=False)
+    # An account's sequence starts at 1, as Telegram's: clients take pts 0 for "no state".
+    box: Box = field(default_factory=lambda: Box(pts=1), repr=False)
 
     def to_wire(self, viewer: int | None = None) -> dict[str, Any]:
         """The user as `viewer` sees it (the phone only to the account itself)."""

@@ -2,9 +2,9 @@
 
 It speaks the TCP "Full" transport, runs the key exchange with its own RSA key, decrypts
 and answers MTProto 2.0 messages (containers, acks, salts, pings, rpc results and errors,
-pushed updates) and serves the methods a user account needs from the HTTP fake's world
-(`switchboard.sandbox.mtproto`): one model of users, channels, messages, keys, logins,
-flood rules and live connections, reachable over HTTP/JSON or over MTProto.
+pushed updates) and serves the methods a user account needs from the fake Telegram's
+world (`switchboard.sandbox.mtproto`: users, channels, messages, keys, logins, flood rules
+and live connections). It is the only way clients reach that world.
 
 Point a client at it::
 

@@ -182,7 +182,7 @@ async def check_password(call: WireCall, request: Any) -> types.auth.Authorizati
         raise RpcError("SRP_ID_INVALID")
     provider = call.provider
     user = provider.login.check_password(
-        provider.world, key, "", proof=lambda _user: challenge.check(proof)
+        provider.world, key, proof=lambda _user: challenge.check(proof)
     )
     return _authorization(user)
 

@@ -217,7 +217,7 @@ class WireConnection:
                 break
             await asyncio.sleep(0)
         try:
-            self.conn = conns.open(self.auth, {"transport": "tcp_full"}, socket_bound=True)
+            self.conn = conns.open(self.auth, {"transport": "tcp_full"})
         except RpcError as exc:
             self.refused = exc
             return
@@ -263,7 +263,6 @@ class WireConnection:
             error = self.conn.error if self.conn is not None and self.conn.error else None
             body = error_result(msg_id, error or RpcError("AUTH_KEY_UNREGISTERED"))
         else:
-            self.server.provider.conns.touch(self.conn)
             body = await dispatch(self.server, self, msg_id, request)
         await self.stalled.wait()
         self._queue(body, response=True)

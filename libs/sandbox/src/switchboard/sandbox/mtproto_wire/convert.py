@@ -1,7 +1,6 @@
 """The fake world's users, groups and rendered messages as Telethon TL objects.
 
-The world renders messages as JSON (the HTTP fake's wire format); this turns them into
-the constructors Telegram sends, so both fakes share one model of who sees what.
+The world renders messages as JSON; this turns them into the constructors Telegram sends.
 """
 
 from __future__ import annotations

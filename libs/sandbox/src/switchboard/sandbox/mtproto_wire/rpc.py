@@ -32,7 +32,7 @@ _WRAPPERS = (
 
 @dataclass
 class WireCall:
-    """One RPC: the server, the connection it came on and the HTTP fake's `Call` helpers."""
+    """One RPC: the server, the connection it came on and the world's `Call` (the account)."""
 
     server: WireServer
     wire: WireConnection
@@ -93,7 +93,7 @@ async def dispatch(
         await asyncio.sleep(latency)
     if error is not None:
         return error_result(msg_id, error)
-    call = WireCall(server, wire, Call(server.provider, wire.conn, {}))
+    call = WireCall(server, wire, Call(server.provider, wire.conn))
     try:
         result = await handler(call, request)
         body = serialize(result)

@@ -1,6 +1,6 @@
 """The wire-level MTProto server: an asyncio TCP listener that a stock Telethon client
-connects to, sharing the HTTP fake's world, keys, logins, flood rules and connection table
-(one model of Telegram, two ways in)."""
+connects to, serving the fake Telegram's world, keys, logins, flood rules and connection
+table (`switchboard.sandbox.mtproto`)."""
 
 from __future__ import annotations
 
@@ -187,9 +187,9 @@ class WireServer:
     # -- read receipts ------------------------------------------------------------------
 
     def _notify_wire(self, user_id: int, update: dict[str, Any]) -> None:
-        """Push to the user's wire connections only (the HTTP stream has no such kind)."""
+        """Push to the user's connections (read receipts are not in the world's updates)."""
         for conn in list(self.provider.conns.live.values()):
-            if conn.socket_bound and conn.key.user_id == user_id:
+            if conn.key.user_id == user_id:
                 conn.outbox.put_nowait(update)
 
     def mark_read(self, reader: FakeUser, peer: Peer, max_id: int) -> None:
