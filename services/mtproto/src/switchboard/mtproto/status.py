@@ -27,11 +27,9 @@ from switchboard.events.catalog.mtproto import (
     SessionRevoked,
 )
 from switchboard.mtproto.ports import (
-    AuthKeyDuplicatedError,
     AuthKeyUnregisteredError,
     MtprotoClient,
     MtprotoError,
-    UserDeactivatedError,
 )
 
 
@@ -40,10 +38,10 @@ async def unauthorized_reason(client: MtprotoClient) -> MtprotoError:
     banned account (USER_DEACTIVATED_BAN) must not be reported as a revoked session."""
     try:
         await client.get_me()
-    except (UserDeactivatedError, AuthKeyUnregisteredError, AuthKeyDuplicatedError) as exc:
+    except MtprotoError as exc:
+        # Banned, revoked, duplicated, or a dropped connection (retried, never read as a
+        # revocation: a connection lost during the check says nothing of the key).
         return exc
-    except MtprotoError:
-        pass
     return AuthKeyUnregisteredError("the session is not authorized")
 
 
