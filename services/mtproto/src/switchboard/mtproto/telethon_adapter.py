@@ -540,7 +540,17 @@ class TelethonClient:
             mapped = map_error(exc)
             if mapped is exc:
                 raise
+            if isinstance(mapped, DisconnectedError) and (why := self._updates_error()):
+                raise why from exc
             raise mapped from exc
+
+    def _updates_error(self) -> MtprotoError | None:
+        """Why Telethon dropped the connection itself: its update loop disconnects when the
+        difference it fetches on connect says the key is unauthorized or the account banned
+        (``_updates_error``); that, not "disconnected", is the answer to the call."""
+        error = getattr(self._client, "_updates_error", None)
+        mapped = map_error(error) if isinstance(error, BaseException) else None
+        return mapped if isinstance(mapped, MtprotoError) else None
 
     # -- connection -------------------------------------------------------------------
 
@@ -580,7 +590,9 @@ class TelethonClient:
     def _on_disconnected(self, future: asyncio.Future[Any]) -> None:
         if self._closing:
             return
-        error: MtprotoError = DisconnectedError("the connection to Telegram dropped")
+        error: MtprotoError = self._updates_error() or DisconnectedError(
+            "the connection to Telegram dropped"
+        )
         if not future.cancelled() and future.exception() is not None:
             mapped = map_error(future.exception() or Exception())
             if isinstance(mapped, MtprotoError):
