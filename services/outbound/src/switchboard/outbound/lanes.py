@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 
-from switchboard.outbound.puller import Puller
 from switchboard.outbound.sender import Phase
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, settle_failure
+from switchboard.runtime.delivery.pull import ContinuousPull
 from switchboard.runtime.failures import DeadLetter, PoisonBudget, decide
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import CONSUMED
@@ -48,11 +48,13 @@ class Lane:
     grace: float = 15.0
     held: dict[asyncio.Task[None], _Held] = field(default_factory=dict)
     budget: PoisonBudget = field(default_factory=PoisonBudget)
-    _puller: Puller | None = None
+    _puller: ContinuousPull | None = None
 
     async def run(self) -> None:
         halt = asyncio.Event()
-        self._puller = Puller(self.bus, self.spec, self._start, self.capacity, halt)
+        self._puller = ContinuousPull(
+            self.bus, self.spec.stream, self.spec.config(), self._start, self.capacity, halt
+        )
         pulling = asyncio.create_task(self._puller.run(), name=f"pull {self.spec.durable}")
         beat = self.spec.ack_wait_s / 3
         try:
