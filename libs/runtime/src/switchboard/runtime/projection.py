@@ -23,13 +23,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn
+from switchboard.runtime.delivery.lease import LeaseLostError
 from switchboard.runtime.delivery.pull import BatchPull, pending_after
 from switchboard.runtime.delivery.pull import stream_seq as stream_seq  # for projectors
 from switchboard.runtime.dlq import dead_letter
 from switchboard.runtime.failures import (
     DeadLetter,
     Failure,
-    InfrastructureError,
     RetryPolicy,
     classify,
     decide,
@@ -73,10 +73,6 @@ async def ensure_checkpoints(conn: Conn, schema: str) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"checkpoints:{schema}")
         await conn.execute(CHECKPOINTS_DDL.format(schema=schema))
-
-
-class LostLeadershipError(InfrastructureError):
-    """Another instance moved the checkpoint: this one stops projecting and stands by."""
 
 
 @dataclass
@@ -324,7 +320,7 @@ class Projection:
         log.error("projection dead-lettered", projection=self.name, seq=seq, reason=outcome.reason)
 
     async def _save(self, conn: Conn, expected: int, seq: int) -> None:
-        """Move the checkpoint from ``expected`` to ``seq``, or raise LostLeadershipError.
+        """Move the checkpoint from ``expected`` to ``seq``, or raise LeaseLostError.
 
         Requiring the exact previous position (not just "behind") means no one else applied
         anything in between: a second leader after a lock handover, or a rebuild that swapped
@@ -347,4 +343,4 @@ class Projection:
                 seq,
             )
         if status.endswith(" 0"):
-            raise LostLeadershipError(f"checkpoint of {self.name} moved past {expected}")
+            raise LeaseLostError(f"checkpoint of {self.name} moved past {expected}")
