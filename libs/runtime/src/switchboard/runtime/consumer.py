@@ -36,7 +36,14 @@ from switchboard.runtime.tracing import consume_span
 log = get_logger(__name__)
 
 
-__all__ = ["ConsumerSpec", "PermanentError", "PullWorker", "decode_or_reject", "settle_failure"]
+__all__ = [
+    "ConsumerSpec",
+    "PermanentError",
+    "PullWorker",
+    "decode_or_reject",
+    "handle_delivery",
+    "settle_failure",
+]
 
 
 def decode_or_reject(msg: Msg) -> Decoded:
@@ -139,33 +146,40 @@ class PullWorker:
 
     async def _one(self, msg: Msg, sem: asyncio.Semaphore) -> None:
         async with sem:
-            seq = msg.metadata.sequence.stream
-            policy = self.spec.policy
-            if self.budget.spent(seq, policy):
-                # Its budget was spent but the DLQ publish failed: only dead-letter it now.
-                spent = DeadLetter(self.budget.last_reason(seq), self.budget.failures(seq))
-                await settle_failure(self.bus, msg, spent, self.spec, self.budget)
-                return
-            try:
-                with consume_span(
-                    f"consume {self.spec.durable}",
-                    msg.headers,
-                    **{"messaging.destination": msg.subject},
-                ):
-                    settled = await self.handler(msg)
-            except Exception as exc:
-                outcome = decide(
-                    exc,
-                    failures=self.budget.failures(seq),
-                    deliveries=msg.metadata.num_delivered,
-                    policy=policy,
-                )
-                await settle_failure(self.bus, msg, outcome, self.spec, self.budget)
-                return
-            self.budget.forget(seq)
-            if not settled:
-                await msg.ack()
-            CONSUMED.labels(self.spec.durable).inc()
+            await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
+
+    async def _traced(self, msg: Msg) -> bool | None:
+        with consume_span(
+            f"consume {self.spec.durable}", msg.headers, **{"messaging.destination": msg.subject}
+        ):
+            return await self.handler(msg)
+
+
+async def handle_delivery(
+    bus: Bus, msg: Msg, spec: ConsumerSpec, budget: PoisonBudget, handler: Handler
+) -> None:
+    """Run ``handler`` on one delivered message under the failure policy: ack it when the
+    handler returns (unless it settled the message itself and said so), else carry out
+    ``decide``'s outcome. Every durable consumer (workers and lanes) settles through here."""
+    seq = msg.metadata.sequence.stream
+    policy = spec.policy
+    if budget.spent(seq, policy):
+        # Its budget was spent but the DLQ publish failed: only dead-letter it now.
+        spent = DeadLetter(budget.last_reason(seq), budget.failures(seq))
+        await settle_failure(bus, msg, spent, spec, budget)
+        return
+    try:
+        settled = await handler(msg)
+    except Exception as exc:
+        outcome = decide(
+            exc, failures=budget.failures(seq), deliveries=msg.metadata.num_delivered, policy=policy
+        )
+        await settle_failure(bus, msg, outcome, spec, budget)
+        return
+    budget.forget(seq)
+    if not settled:
+        await msg.ack()
+    CONSUMED.labels(spec.durable).inc()
 
 
 async def settle_failure(

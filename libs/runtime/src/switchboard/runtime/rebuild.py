@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from switchboard.runtime import identity
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
 from switchboard.runtime.projection import Projection, ensure_checkpoints
+from switchboard.runtime.service import connect_bus
+from switchboard.runtime.settings import DatabaseSettings
 
 # build(fresh schema, bus, pool) -> the service's projections, writing into that schema.
 BuildProjections = Callable[[str, Bus, asyncpg.Pool], Sequence[Projection]]
@@ -72,6 +75,26 @@ async def defer_indexes(conn: Conn, schema: str, names: Sequence[str]) -> list[s
     for r in rows:
         await conn.execute(f'DROP INDEX "{schema}"."{r["indexname"]}"')
     return [r["indexdef"] for r in rows]
+
+
+async def rebuild_service(
+    plan: RebuildPlan,
+    settings: DatabaseSettings,
+    service: str,
+    *,
+    keep_old: bool = False,
+    log: Callable[[str], None] = print,
+) -> RebuildReport:
+    """``switchboard <service> rebuild``: with the service's own settings (the identity
+    pepper the live projections hash with, its NATS credentials), rebuild and swap."""
+    identity.configure(settings.identity_pepper.get_secret_value())
+    bus = await connect_bus(settings, f"{service}-rebuild")
+    try:
+        return await rebuild_and_swap(
+            plan, bus=bus, database_url=settings.database_url, keep_old=keep_old, log=log
+        )
+    finally:
+        await bus.close()
 
 
 async def rebuild_and_swap(

@@ -15,11 +15,9 @@ import asyncpg
 from switchboard.analytics.app import PROJECTORS, SCHEMA, build_projection
 from switchboard.analytics.context import Context, ConversionRules
 from switchboard.analytics.settings import AnalyticsSettings
-from switchboard.runtime import identity
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.projection import Projection
-from switchboard.runtime.rebuild import RebuildPlan, RebuildReport, rebuild_and_swap
-from switchboard.runtime.service import connect_bus
+from switchboard.runtime.rebuild import RebuildPlan, RebuildReport, rebuild_service
 
 __all__ = ["KEPT", "RebuildReport", "plan", "rebuild"]
 
@@ -50,15 +48,4 @@ def plan(settings: AnalyticsSettings) -> RebuildPlan:
 async def rebuild(
     settings: AnalyticsSettings, *, keep_old: bool = False, log: Callable[[str], None] = print
 ) -> RebuildReport:
-    identity.configure(settings.identity_pepper.get_secret_value())  # the keys live ones use
-    bus = await connect_bus(settings, "analytics-rebuild")
-    try:
-        return await rebuild_and_swap(
-            plan(settings),
-            bus=bus,
-            database_url=settings.database_url,
-            keep_old=keep_old,
-            log=log,
-        )
-    finally:
-        await bus.close()
+    return await rebuild_service(plan(settings), settings, "analytics", keep_old=keep_old, log=log)

@@ -17,11 +17,9 @@ import asyncpg
 
 from switchboard.crm.app import PROJECTIONS, SCHEMA, build_projection
 from switchboard.crm.settings import CrmSettings
-from switchboard.runtime import identity
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.projection import Projection
-from switchboard.runtime.rebuild import RebuildPlan, RebuildReport, rebuild_and_swap
-from switchboard.runtime.service import connect_bus
+from switchboard.runtime.rebuild import RebuildPlan, RebuildReport, rebuild_service
 
 __all__ = ["RebuildReport", "deferred_index_names", "plan", "rebuild"]
 
@@ -51,15 +49,4 @@ def plan(settings: CrmSettings) -> RebuildPlan:
 async def rebuild(
     settings: CrmSettings, *, keep_old: bool = False, log: Callable[[str], None] = print
 ) -> RebuildReport:
-    identity.configure(settings.identity_pepper.get_secret_value())  # the hashes live ones use
-    bus = await connect_bus(settings, "crm-rebuild")  # with the service's NATS credentials
-    try:
-        return await rebuild_and_swap(
-            plan(settings),
-            bus=bus,
-            database_url=settings.database_url,
-            keep_old=keep_old,
-            log=log,
-        )
-    finally:
-        await bus.close()
+    return await rebuild_service(plan(settings), settings, "crm", keep_old=keep_old, log=log)
