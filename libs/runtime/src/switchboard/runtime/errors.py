@@ -2,7 +2,7 @@
 everything the runtime raises on purpose. Each keeps the builtin base its meaning has (a
 ``DecryptError`` is still a ``ValueError``), and lives beside the code that raises it.
 
-The tree (``tests/unit/test_runtime_errors.py`` checks it against the code)::
+The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
 
     SwitchboardRuntimeError
     ├── InfrastructureError    failures     our bus, a bucket or the database failed, not the
