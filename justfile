@@ -61,11 +61,13 @@ fmt:
     uv run ruff format .
     uv run ruff check --fix .
 
-# Write the JSON Schemas and AsyncAPI document of the event catalog, and add missing snapshots
+# Write the JSON Schemas and AsyncAPI document of the event catalog, add missing snapshots,
+# and regenerate docs/architecture.md (who publishes and handles each message)
 [group('contract')]
 schemas:
     uv run switchboard-events schemas
     uv run switchboard-events snapshot --out tests/contract/snapshots
+    uv run python docs/generate_architecture.py
 
 # Write the k8s PrometheusRule from deploy/prometheus/switchboard-alerts.yaml
 [group('contract')]

@@ -1,6 +1,6 @@
 """The replay benchmarks' baseline: the cost of the bus alone, read the way production reads.
 
-Each reader is the projection's own puller (`switchboard.runtime.projection._Puller`, the
+Each reader is the projection's own puller (`switchboard.runtime.delivery.pull.BatchPull`, the
 same ack-less, memory-stored ephemeral consumer with the same filter and batch size as
 `Projection._subscribe`), with an apply that does nothing. All readers of a rebuild run at
 the same time, as the rebuild's projections do, so the ratio compares like with like: what
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.projection import _Puller, stream_seq
+from switchboard.runtime.delivery.pull import BatchPull, stream_seq
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,7 @@ async def _read_all(bus: Bus, reader: Reader, batch: int) -> int:
         mem_storage=True,
         num_replicas=1,
     )
-    puller = _Puller(bus, reader.stream, config)
-    await puller.start()
+    puller = await BatchPull(bus, reader.stream, config).start()
     got, position = 0, 0
 
     async def drained() -> bool:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from switchboard.events.base import Message
 from switchboard.events.envelope import DEFAULT_WORKSPACE, Envelope, EnvelopeError
+from switchboard.events.errors import CatalogError
 from switchboard.events.ids import new_id
 from switchboard.events.registry import UnknownMessageError, latest_version, model_for, upcast
 
@@ -35,7 +36,7 @@ def without_nul(body: bytes) -> bytes:
     return _NUL.sub(rb"\1\\ufffd", body)
 
 
-class DecodeError(ValueError):
+class DecodeError(CatalogError, ValueError):
     """A message that cannot become a catalog model; ``reason`` says precisely why."""
 
     def __init__(self, reason: str) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from switchboard.events.errors import CatalogError
+
 SPECVERSION = "1.0"
 
 H_ID = "ce-id"
@@ -29,7 +31,7 @@ JSON = "application/json"
 DEFAULT_WORKSPACE = "default"
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(CatalogError, ValueError):
     """The headers are not a valid Switchboard envelope."""
 
 

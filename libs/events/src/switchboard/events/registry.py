@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from switchboard.events.base import Message
+from switchboard.events.errors import CatalogError
 
 M = TypeVar("M", bound=type[Message])
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -14,7 +15,7 @@ _MODELS: dict[tuple[str, int], type[Message]] = {}
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
-class UnknownMessageError(LookupError):
+class UnknownMessageError(CatalogError, LookupError):
     """The (name, version) is not in the catalog."""
 
 

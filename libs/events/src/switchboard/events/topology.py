@@ -13,6 +13,8 @@ say what is missing).
 
 Everything a service's NATS user may do follows from these declarations, each with its
 reason (:attr:`Permissions.reasons`); nothing is granted by hand in the generated files.
+Each consumer also names the functions that handle its messages and the pure functions that
+decide (``handlers`` / ``decides``): ``docs/architecture.md`` is generated from them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class Durable:
     ack_wait_s: int = 30
     max_deliver: int = -1
     max_ack_pending: int = 4096
+    # "module:qualname" of the functions that handle its messages, and of the pure functions
+    # that decide what they do (docs/architecture.md is generated from these; checked to
+    # resolve by tests/contract).
+    handlers: tuple[str, ...] = ()
+    decides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,8 @@ class RuntimeDurables:
     filter_subject: str
     why: str
     delete: bool = False  # the service also deletes them (e.g. at logout)
+    handlers: tuple[str, ...] = ()  # as Durable.handlers
+    decides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,8 @@ INGEST = ServiceTopology(
             name="ingest-normalizer",
             filter_subjects=("raw.>",),
             description="normalizes verified provider payloads into conversation events",
+            handlers=("switchboard.ingest.normalizer:handle_raw",),
+            decides=("switchboard.ingest.normalizer:normalize_raw",),
         ),
     ),
     buckets=(
@@ -185,12 +196,22 @@ CRM = ServiceTopology(
                 "conv.contact_status_changed.>",
             ),
             description="resolves the sender of every inbound message to one contact",
+            handlers=(
+                "switchboard.crm.resolver:Resolver.resolve",
+                "switchboard.crm.resolver:Resolver.number_changed",
+                "switchboard.crm.resolver:Resolver.opened",
+            ),
         ),
         Durable(
             stream="CRM_COMMANDS",
             name="crm-commands",
             filter_subjects=("cmd.crm.>",),
             description="applies commands to the CRM aggregates",
+            handlers=("switchboard.crm.app:handle_command",),
+            decides=(
+                "switchboard.crm.state:fold_lead",
+                "switchboard.crm.state:fold_contact",
+            ),
         ),
     ),
     reads=(
@@ -251,6 +272,7 @@ OUTBOUND = ServiceTopology(
             name="outbound-sends",
             filter_subjects=("cmd.outbound.send.>",),
             description="conversational lane: sends each command through its account, once",
+            handlers=("switchboard.outbound.sender:Sender.handle",),
             ack_wait_s=10,
             max_ack_pending=20_000,
         ),
@@ -259,6 +281,7 @@ OUTBOUND = ServiceTopology(
             name="outbound-bulk",
             filter_subjects=("cmd.outbound.bulk_send.>",),
             description="bulk lane: campaign sends, yielding the rate to conversations",
+            handlers=("switchboard.outbound.sender:Sender.handle",),
             ack_wait_s=10,
             max_ack_pending=20_000,
         ),
@@ -271,6 +294,7 @@ OUTBOUND = ServiceTopology(
                 "cmd.outbound.campaign_control.>",
             ),
             description="campaign starts, recipient batches, pause / resume / cancel",
+            handlers=("switchboard.outbound.campaigns.commands:CampaignCommands.handle",),
             ack_wait_s=30,
             max_ack_pending=1000,
         ),
@@ -279,6 +303,8 @@ OUTBOUND = ServiceTopology(
             name="outbound-conversions",
             filter_subjects=("cmd.outbound.conversion.>",),
             description="Meta CAPI conversions, batched per pixel",
+            handlers=("switchboard.outbound.conversions:ConversionSender.handle",),
+            decides=("switchboard.outbound.conversions:capi_event",),
             ack_wait_s=30,
             max_ack_pending=10_000,
         ),
@@ -291,6 +317,7 @@ OUTBOUND = ServiceTopology(
                 "cmd.outbound.address_book_sync.>",
             ),
             description="SendPulse email, SMS and address-book sync",
+            handlers=("switchboard.outbound.dispatch:ProviderCommands.handle",),
             ack_wait_s=30,
             max_ack_pending=5000,
         ),
@@ -299,6 +326,11 @@ OUTBOUND = ServiceTopology(
             name="outbound-schedule",
             filter_subjects=("cmd.outbound.schedule_change.>",),
             description="cancel or move later a scheduled send until it leaves",
+            handlers=("switchboard.outbound.schedule:ScheduleDesk.handle",),
+            decides=(
+                "switchboard.outbound.schedule:refuse_change",
+                "switchboard.outbound.schedule:effective_time",
+            ),
             ack_wait_s=30,
             max_ack_pending=1000,
         ),
@@ -311,6 +343,8 @@ OUTBOUND = ServiceTopology(
                 "cmd.outbound.delete.>",
             ),
             description="answers to pressed buttons, edits and deletions of sent messages",
+            handlers=("switchboard.outbound.interactions:Interactions.handle",),
+            decides=("switchboard.outbound.interactions:already_done",),
             ack_wait_s=30,
             max_ack_pending=5000,
         ),
@@ -319,6 +353,8 @@ OUTBOUND = ServiceTopology(
             name="outbound-erasure",
             filter_subjects=("crm.contact_erased.>",),
             description="erased contacts: their recipients leave the attempt records",
+            handlers=("switchboard.outbound.erasure:forget",),
+            decides=("switchboard.outbound.erasure:scrub",),
             ack_wait_s=60,
             max_ack_pending=16,
         ),
@@ -402,6 +438,7 @@ MTPROTO = ServiceTopology(
             ),
             description="login steps, logout, subscriptions and backfills of the sessions; "
             "sends and queries wake an idle session",
+            handlers=("switchboard.mtproto.commands:handle",),
             ack_wait_s=60,
         ),
     ),
@@ -413,6 +450,7 @@ MTPROTO = ServiceTopology(
             why="one send queue per session, created and read by its lease holder only "
             "(sends go out one at a time and continue with the next holder), deleted at logout",
             delete=True,
+            handlers=("switchboard.mtproto.runner:SessionRunner._send_one",),
         ),
         RuntimeDurables(
             stream="MTPROTO",
@@ -421,6 +459,7 @@ MTPROTO = ServiceTopology(
             why="one queue of dialogs / contact-search queries per session, read by its lease "
             "holder only (list_dialogs and search_contacts), deleted at logout",
             delete=True,
+            handlers=("switchboard.mtproto.dialogs:QueryServer.handle",),
         ),
     ),
     erases=(
@@ -486,6 +525,11 @@ FLOWS = ServiceTopology(
             name="flows-conversations",
             filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
             description="messages and button presses: start flows and advance their runs",
+            handlers=("switchboard.flows.runner:Runner.on_conversation",),
+            decides=(
+                "switchboard.flows.runner:conversation_input",
+                "switchboard.flows.engine:decide",
+            ),
             ack_wait_s=10,
         ),
         Durable(
@@ -493,6 +537,8 @@ FLOWS = ServiceTopology(
             name="flows-timers",
             filter_subjects=("cmd.flows.fire_timer.>",),
             description="delays and reply timeouts fired by their message schedules",
+            handlers=("switchboard.flows.runner:Runner.on_timer",),
+            decides=("switchboard.flows.engine:decide",),
             ack_wait_s=3,
         ),
     ),

@@ -16,11 +16,12 @@ from nats.js.errors import APIError, NotFoundError
 
 from switchboard.events import Decoded, Envelope, Message, decode_message
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.errors import SwitchboardRuntimeError
 
 WRONG_LAST_SEQUENCE = 10071
 
 
-class ConflictError(Exception):
+class ConflictError(SwitchboardRuntimeError):
     """The aggregate moved since it was read (expected version no longer current)."""
 
     def __init__(self, aggregate: str, expected: int) -> None:

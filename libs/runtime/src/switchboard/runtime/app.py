@@ -18,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from switchboard.events.streams import API_KEYS
 from switchboard.runtime import openapi_security
 from switchboard.runtime.auth import PRINCIPAL, AuthError, ScopeError
+from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.http import Health, document_problems, error, invalid
 from switchboard.runtime.keys import PREFIX, KeyCache, KeyStore
 from switchboard.runtime.keys_api import key_admin_routes
@@ -149,7 +150,7 @@ def is_ops_path(path: str) -> bool:
     return path == "/metrics" or path.startswith("/health/")
 
 
-class BodyTooLargeError(HTTPException):
+class BodyTooLargeError(SwitchboardRuntimeError, HTTPException):
     """A request body over the limit, noticed while it streams in (no Content-Length)."""
 
     def __init__(self, limit: int) -> None:

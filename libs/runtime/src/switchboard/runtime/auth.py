@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.keys import ALL_SCOPES, Principal, Scope, parse_scopes
 
 PRINCIPAL = "principal"  # request.state attribute the app shell fills from the key bucket
 
 
-class AuthError(Exception):
+class AuthError(SwitchboardRuntimeError):
     """Missing or wrong credentials (answered 401)."""
 
     def __init__(self, message: str) -> None:
@@ -26,7 +27,7 @@ class AuthError(Exception):
         self.message = message
 
 
-class ScopeError(Exception):
+class ScopeError(SwitchboardRuntimeError):
     """A valid key without the scope a route needs (answered 403)."""
 
     def __init__(self, needed: Scope) -> None:

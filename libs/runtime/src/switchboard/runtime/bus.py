@@ -32,6 +32,8 @@ from tenacity import (
 
 from switchboard.events import Envelope, Message, encode
 from switchboard.events.streams import BUCKETS, STREAMS, BucketSpec, Retention, StreamSpec
+from switchboard.runtime.errors import SwitchboardRuntimeError
+from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.tracing import inject_headers, produce_span
 
@@ -39,7 +41,7 @@ log = get_logger(__name__)
 
 
 # Answers a JetStream cluster gives while it is busy electing or placing replicas.
-class PlacementPendingError(RuntimeError):
+class PlacementPendingError(InfrastructureError):
     """A clustered JetStream cannot place the stream's replicas yet (its peers are still
     joining: "no suitable peers for placement"); asked again shortly, it can."""
 
@@ -64,7 +66,7 @@ def _id_in_process(exc: BaseException) -> bool:
     return isinstance(exc, APIError) and exc.err_code == _ID_IN_PROCESS
 
 
-class PayloadTooLargeError(ValueError):
+class PayloadTooLargeError(SwitchboardRuntimeError, ValueError):
     """A message larger than the server's ``max_payload``: refused before it is sent (the
     server would answer it by closing the connection, and nats-py would not reconnect)."""
 

@@ -3,7 +3,8 @@ infrastructure failures are retried for as long as they last (``failures.decide`
 
 A hand-written loop rather than FastStream's subscriber: the services need the JetStream
 metadata (stream sequence, delivery count) to decide between nak-with-backoff and the DLQ,
-batch fetches, and a graceful stop that finishes in-flight work before draining.
+batch fetches, and a graceful stop that finishes in-flight work before draining. The
+fetches are :class:`switchboard.runtime.delivery.pull.BatchPull`'s, as every reader's.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from switchboard.events import Decoded, decode_message
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.failures import (
     DeadLetter,
@@ -36,7 +36,14 @@ from switchboard.runtime.tracing import consume_span
 log = get_logger(__name__)
 
 
-__all__ = ["ConsumerSpec", "PermanentError", "PullWorker", "decode_or_reject", "settle_failure"]
+__all__ = [
+    "ConsumerSpec",
+    "PermanentError",
+    "PullWorker",
+    "decode_or_reject",
+    "handle_delivery",
+    "settle_failure",
+]
 
 
 def decode_or_reject(msg: Msg) -> Decoded:
@@ -105,63 +112,74 @@ class PullWorker:
     budget: PoisonBudget = field(default_factory=PoisonBudget)
 
     async def run(self) -> None:
-        sub = await self._subscribe()
         sem = asyncio.Semaphore(self.concurrency)
-        while not self.stop.is_set():
-            try:
-                msgs = await sub.fetch(self.spec.batch, timeout=1.0)
-            except TimeoutError:  # nats-py raises its own or asyncio's: both mean idle
-                self.idle_polls += 1
-                continue
-            except NotFoundError:
-                sub = await self._subscribe()  # consumer lost (e.g. server state reset)
-                continue
-            except Exception as exc:
-                if self.stop.is_set():
-                    break
-                log.warning("fetch failed", consumer=self.spec.durable, error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            # Messages of a batch run concurrently but the batch finishes before the next
-            # fetch, so a stop never abandons work in the middle.
-            await asyncio.gather(*(self._one(m, sem) for m in msgs))
-        await sub.unsubscribe()
-
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        await self.bus.js.add_consumer(self.spec.stream, self.spec.config())
-        return await self.bus.js.pull_subscribe_bind(
-            durable=self.spec.durable, stream=self.spec.stream
-        )
+        pull: BatchPull | None = None
+        try:
+            while not self.stop.is_set():
+                try:
+                    if pull is None:
+                        pull = await BatchPull(
+                            self.bus, self.spec.stream, self.spec.config()
+                        ).start()
+                    msgs = await pull.fetch(self.spec.batch, timeout=1.0)
+                except TimeoutError:  # nothing came (or the bus did not answer): idle
+                    self.idle_polls += 1
+                    continue
+                except Exception as exc:
+                    if self.stop.is_set():
+                        break
+                    # The consumer went away or the bus failed: subscribe afresh (which
+                    # re-creates the durable) after a pause.
+                    log.warning("fetch failed", consumer=self.spec.durable, error=str(exc))
+                    if pull is not None:
+                        await pull.close(nak_buffered=True)
+                        pull = None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), 0.5)
+                    continue
+                # Messages of a batch run concurrently but the batch finishes before the next
+                # fetch, so a stop never abandons work in the middle.
+                await asyncio.gather(*(self._one(m, sem) for m in msgs))
+        finally:
+            if pull is not None:
+                await pull.close(nak_buffered=True)
 
     async def _one(self, msg: Msg, sem: asyncio.Semaphore) -> None:
         async with sem:
-            seq = msg.metadata.sequence.stream
-            policy = self.spec.policy
-            if self.budget.spent(seq, policy):
-                # Its budget was spent but the DLQ publish failed: only dead-letter it now.
-                spent = DeadLetter(self.budget.last_reason(seq), self.budget.failures(seq))
-                await settle_failure(self.bus, msg, spent, self.spec, self.budget)
-                return
-            try:
-                with consume_span(
-                    f"consume {self.spec.durable}",
-                    msg.headers,
-                    **{"messaging.destination": msg.subject},
-                ):
-                    settled = await self.handler(msg)
-            except Exception as exc:
-                outcome = decide(
-                    exc,
-                    failures=self.budget.failures(seq),
-                    deliveries=msg.metadata.num_delivered,
-                    policy=policy,
-                )
-                await settle_failure(self.bus, msg, outcome, self.spec, self.budget)
-                return
-            self.budget.forget(seq)
-            if not settled:
-                await msg.ack()
-            CONSUMED.labels(self.spec.durable).inc()
+            await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
+
+    async def _traced(self, msg: Msg) -> bool | None:
+        with consume_span(
+            f"consume {self.spec.durable}", msg.headers, **{"messaging.destination": msg.subject}
+        ):
+            return await self.handler(msg)
+
+
+async def handle_delivery(
+    bus: Bus, msg: Msg, spec: ConsumerSpec, budget: PoisonBudget, handler: Handler
+) -> None:
+    """Run ``handler`` on one delivered message under the failure policy: ack it when the
+    handler returns (unless it settled the message itself and said so), else carry out
+    ``decide``'s outcome. Every durable consumer (workers and lanes) settles through here."""
+    seq = msg.metadata.sequence.stream
+    policy = spec.policy
+    if budget.spent(seq, policy):
+        # Its budget was spent but the DLQ publish failed: only dead-letter it now.
+        spent = DeadLetter(budget.last_reason(seq), budget.failures(seq))
+        await settle_failure(bus, msg, spent, spec, budget)
+        return
+    try:
+        settled = await handler(msg)
+    except Exception as exc:
+        outcome = decide(
+            exc, failures=budget.failures(seq), deliveries=msg.metadata.num_delivered, policy=policy
+        )
+        await settle_failure(bus, msg, outcome, spec, budget)
+        return
+    budget.forget(seq)
+    if not settled:
+        await msg.ack()
+    CONSUMED.labels(spec.durable).inc()
 
 
 async def settle_failure(

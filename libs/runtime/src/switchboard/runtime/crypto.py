@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
 
-class DecryptError(ValueError):
+
+class DecryptError(SwitchboardRuntimeError, ValueError):
     """Ciphertext from an unknown key, or tampered with / moved to another record."""
 
 

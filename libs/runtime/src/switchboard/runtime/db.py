@@ -15,6 +15,7 @@ from importlib import resources
 import asyncpg
 import asyncpg.pool
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -25,7 +26,7 @@ _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
-class MigrationError(RuntimeError):
+class MigrationError(SwitchboardRuntimeError, RuntimeError):
     """An applied migration was changed, or migrations are out of order."""
 
 

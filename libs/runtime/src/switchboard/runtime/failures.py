@@ -20,6 +20,7 @@ import nats.errors
 import nats.js.errors
 
 from switchboard.events import DecodeError
+from switchboard.runtime.errors import SwitchboardRuntimeError
 
 
 class Failure(Enum):
@@ -30,11 +31,11 @@ class Failure(Enum):
     MALFORMED = "malformed"  # can never succeed: dead-lettered at once
 
 
-class PermanentError(Exception):
+class PermanentError(SwitchboardRuntimeError):
     """Processing can never succeed (malformed input): dead-letter at once, no retries."""
 
 
-class InfrastructureError(RuntimeError):
+class InfrastructureError(SwitchboardRuntimeError, RuntimeError):
     """Raised (or chained as the cause) to say: our infrastructure failed, not the message."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
+
 
 class Owned(Protocol):
     """Anything that belongs to a workspace (accounts, campaigns, records, sessions)."""
@@ -21,7 +23,7 @@ class Owned(Protocol):
 T = TypeVar("T", bound=Owned)
 
 
-class NotFoundError(LookupError):
+class NotFoundError(SwitchboardRuntimeError, LookupError):
     """The named object does not exist for the caller's workspace (HTTP 404)."""
 
     def __init__(self, kind: str, ident: str) -> None:

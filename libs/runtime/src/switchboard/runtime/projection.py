@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +23,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn
+from switchboard.runtime.delivery.lease import LeaseLostError
+from switchboard.runtime.delivery.pull import BatchPull, pending_after
+from switchboard.runtime.delivery.pull import stream_seq as stream_seq  # for projectors
 from switchboard.runtime.dlq import dead_letter
 from switchboard.runtime.failures import (
     DeadLetter,
     Failure,
-    InfrastructureError,
     RetryPolicy,
     classify,
     decide,
@@ -72,152 +73,6 @@ async def ensure_checkpoints(conn: Conn, schema: str) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"checkpoints:{schema}")
         await conn.execute(CHECKPOINTS_DDL.format(schema=schema))
-
-
-class LostLeadershipError(InfrastructureError):
-    """Another instance moved the checkpoint: this one stops projecting and stands by."""
-
-
-def _ack_tokens(msg: Msg) -> list[str] | None:
-    """The tokens of the short reply format, ``$JS.ACK.<stream>.<consumer>.<delivered>.
-    <sseq>.<cseq>.<time>.<pending>`` (9 tokens); None for the longer one with a domain."""
-    tokens = (msg.reply or "").split(".")
-    return tokens if len(tokens) == 9 and tokens[0] == "$JS" else None
-
-
-def stream_seq(msg: Msg) -> int:
-    """The stream sequence of a JetStream message, read straight from its reply subject.
-
-    ``msg.metadata`` builds two dataclasses and a datetime per message; a replay only needs
-    this one number (and takes the metadata path for the other reply format).
-    """
-    tokens = _ack_tokens(msg)
-    return int(tokens[5]) if tokens else msg.metadata.sequence.stream
-
-
-def _pending_after(msg: Msg) -> int:
-    """How many messages the consumer still had for us when it delivered ``msg``."""
-    tokens = _ack_tokens(msg)
-    return int(tokens[8]) if tokens else msg.metadata.num_pending
-
-
-class ConsumerError(InfrastructureError):
-    """The server ended a pull request with an error status (consumer gone, leadership
-    change, no responders): the projection resubscribes from its position."""
-
-
-class _Puller:
-    """Batches from an ephemeral, ack-less pull consumer, collected on a plain subscription.
-
-    Written here rather than using nats-py's ``fetch``: that one waits for each message with
-    its own task, ``wait_for`` and uuid, measured at 41 us of CPU per message against 17 us
-    for the same messages collected by a subscription callback, and the projection runs on
-    one core. The protocol is JetStream's pull request: ``{"batch": n, "no_wait": true}`` is
-    answered with up to ``n`` messages, then a 404 status when fewer were available;
-    ``{"batch": n, "expires": ns}`` lingers until messages arrive, with a 408 at expiry.
-    Exactly one request is outstanding at a time, so at most two batches are ever buffered.
-    """
-
-    def __init__(self, bus: Bus, stream: str, config: ConsumerConfig) -> None:
-        self.bus, self.stream, self.config = bus, stream, config
-        self.buffer: list[Msg] = []
-        self.name = ""
-        self._sub: Any = None
-        self._next_subject = ""
-        self._outstanding = 0  # messages the open request may still deliver; 0 = none open
-        self._silent = 0  # requests in a row the server never answered
-        self._error: str | None = None
-        self._wake = asyncio.Event()
-
-    async def start(self) -> None:
-        info = await self.bus.js.add_consumer(self.stream, self.config)
-        self.name = info.name
-        # Bus.connect uses the default JetStream API prefix.
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
-        self._sub = await self.bus.nc.subscribe(self.bus.nc.new_inbox(), cb=self._on_msg)
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._sub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await self.bus.js.delete_consumer(self.stream, self.name)
-
-    async def _on_msg(self, msg: Msg) -> None:
-        headers = msg.headers
-        if not msg.data and headers and "Status" in headers:
-            status = headers["Status"]
-            if status == "100":  # idle heartbeat: not an answer to anything
-                return
-            self._silent = 0
-            self._outstanding = 0
-            if status not in ("404", "408"):  # 404: nothing (more) now; 408: expired
-                self._error = f"{status} {headers.get('Description', '')}".strip()
-        else:
-            self._silent = 0
-            self.buffer.append(msg)
-            self._outstanding = max(self._outstanding - 1, 0)
-        self._wake.set()
-
-    async def _request(self, batch: int, *, expires: float | None = None) -> None:
-        body: dict[str, Any] = {"batch": batch}
-        if expires is None:
-            body["no_wait"] = True
-        else:
-            body["expires"] = int(expires * 1e9)
-        self._outstanding = batch
-        await self.bus.nc.publish(
-            self._next_subject, json.dumps(body).encode(), reply=self._sub.subject
-        )
-
-    async def _wait(self, until: float) -> bool:
-        """Wait for the next message or status; False when ``until`` passed first."""
-        self._wake.clear()
-        # asyncio.timeout rather than wait_for: in Python 3.11 wait_for can swallow a
-        # cancellation that races with the event being set, and the task keeps running.
-        try:
-            async with asyncio.timeout(max(until - time.monotonic(), 0)):
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to ``batch`` messages: a full batch when there is a backlog, whatever arrived
-        first otherwise; TimeoutError when nothing came within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        if not self.buffer and not self._outstanding:
-            await self._request(batch)  # no_wait: what is there now, ended by a 404
-            while self._outstanding and not self._error and await self._wait(deadline):
-                pass
-        if not self.buffer and not self._error:
-            if not self._outstanding:
-                await self._request(batch, expires=max(deadline - time.monotonic(), 0.05))
-            # Until a message or the server's answer (a 408 at expiry). The grace covers an
-            # answer queued behind this process's own CPU work; past it, nobody is listening
-            # (a deleted consumer is answered with a 503 instead, so this is a backstop).
-            while (
-                not self.buffer
-                and self._outstanding
-                and not self._error
-                and await self._wait(deadline + 1.0)
-            ):
-                pass
-            if not self.buffer and self._outstanding and not self._error:
-                self._outstanding = 0  # given up on: a late answer just lands in the buffer
-                self._silent += 1
-        if self._error:
-            error, self._error = self._error, None
-            raise ConsumerError(f"pull from {self.stream}: {error}")
-        if not self.buffer:
-            if self._silent >= 3:
-                raise ConsumerError(f"pull from {self.stream}: no answer from the server")
-            raise TimeoutError
-        return self.take(batch)
-
-    def take(self, n: int) -> list[Msg]:
-        """Up to ``n`` messages that already arrived (never waits)."""
-        taken, self.buffer = self.buffer[:n], self.buffer[n:]
-        return taken
 
 
 @dataclass
@@ -341,7 +196,7 @@ class Projection:
         instead of queueing up small, which keeps latency down under load.
         """
         fetched = self.position
-        sub: _Puller | None = None
+        sub: BatchPull | None = None
         try:
             sub = await self._subscribe(fetched + 1)
             while True:
@@ -388,7 +243,7 @@ class Projection:
         if self.position >= info.state.last_seq:
             self.caught_up.set()
 
-    async def _subscribe(self, start: int) -> _Puller:
+    async def _subscribe(self, start: int) -> BatchPull:
         config = ConsumerConfig(
             ack_policy=AckPolicy.NONE,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -398,9 +253,7 @@ class Projection:
             mem_storage=True,
             num_replicas=1,
         )
-        puller = _Puller(self.bus, self.stream, config)
-        await puller.start()
-        return puller
+        return await BatchPull(self.bus, self.stream, config).start()
 
     async def _apply_batch(self, msgs: Sequence[Msg], prepared: Any = None) -> None:
         started = time.perf_counter()
@@ -421,8 +274,8 @@ class Projection:
                 await self._apply_one(msg)
                 self.position = stream_seq(msg)
         self.position = last
-        PROJECTION_BEHIND.labels(self.name).set(_pending_after(msgs[-1]))
-        if _pending_after(msgs[-1]) == 0:
+        PROJECTION_BEHIND.labels(self.name).set(pending_after(msgs[-1]))
+        if pending_after(msgs[-1]) == 0:
             # the end of the stream as of that delivery: no need to wait for an idle poll
             # (a rebuild would otherwise linger half a second on each projection)
             self.caught_up.set()
@@ -467,7 +320,7 @@ class Projection:
         log.error("projection dead-lettered", projection=self.name, seq=seq, reason=outcome.reason)
 
     async def _save(self, conn: Conn, expected: int, seq: int) -> None:
-        """Move the checkpoint from ``expected`` to ``seq``, or raise LostLeadershipError.
+        """Move the checkpoint from ``expected`` to ``seq``, or raise LeaseLostError.
 
         Requiring the exact previous position (not just "behind") means no one else applied
         anything in between: a second leader after a lock handover, or a rebuild that swapped
@@ -490,4 +343,4 @@ class Projection:
                 seq,
             )
         if status.endswith(" 0"):
-            raise LostLeadershipError(f"checkpoint of {self.name} moved past {expected}")
+            raise LeaseLostError(f"checkpoint of {self.name} moved past {expected}")

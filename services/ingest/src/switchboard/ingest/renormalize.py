@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
@@ -40,6 +39,7 @@ from switchboard.events.envelope import H_CAUSATION
 from switchboard.ingest.normalizer import SPEC, dedup_key, normalize_raw
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.delivery.pull import BatchPull
 
 RENORMALIZED = "#renormalized"
 NORMALIZER = SPEC.durable
@@ -67,22 +67,19 @@ async def read_stream(
     last = info.state.last_seq if upto is None else min(upto, info.state.last_seq)
     if not info.state.messages or last < info.state.first_seq:
         return
-    sub = await bus.js.pull_subscribe(
-        info.config.subjects[0],  # type: ignore[index]
-        durable=None,
-        stream=stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=since,
-            inactive_threshold=60.0,
-        ),
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=since,
+        filter_subject=info.config.subjects[0],  # type: ignore[index]
+        inactive_threshold=60.0,
     )
+    pull = await BatchPull(bus, stream, config).start()
     try:
         while True:
             try:
-                msgs = await sub.fetch(256, timeout=2)
-            except NatsTimeout:
+                msgs = await pull.fetch(256, timeout=2)
+            except TimeoutError:
                 return
             for msg in msgs:
                 if msg.metadata.sequence.stream > last:
@@ -91,7 +88,7 @@ async def read_stream(
                 if msg.metadata.sequence.stream == last:
                     return
     finally:
-        await sub.unsubscribe()
+        await pull.close()
 
 
 async def _event_at(bus: Bus, seq: int) -> Event:

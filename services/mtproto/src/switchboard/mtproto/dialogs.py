@@ -20,7 +20,6 @@ from typing import Protocol, runtime_checkable
 
 import asyncpg
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.events import Decoded, DecodeError, Event, decode_message, model_for
@@ -36,6 +35,7 @@ from switchboard.events.catalog.mtproto import (
 from switchboard.mtproto.convert import chat_of
 from switchboard.mtproto.ports import FloodWaitError, MtprotoError, Peer
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 
 STREAM = "MTPROTO"
@@ -221,32 +221,27 @@ class QueryServer:
 
     async def run(self) -> None:
         """Pull and answer queries until cancelled (the connection's work ends)."""
-        js = self.bus.js
-        name = query_consumer(self.session_id)
-        await js.add_consumer(
-            STREAM,
-            ConsumerConfig(
-                durable_name=name,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=60.0,
-                max_deliver=-1,
-                filter_subjects=query_subjects(self.session_id),
-                deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=7 * 24 * 3600.0,
-            ),
+        config = ConsumerConfig(
+            durable_name=query_consumer(self.session_id),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=60.0,
+            max_deliver=-1,
+            filter_subjects=query_subjects(self.session_id),
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=7 * 24 * 3600.0,
         )
-        sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
+        pull = await BatchPull(self.bus, STREAM, config).start()
         try:
             while True:
                 try:
-                    msgs = await sub.fetch(1, timeout=1.0)
-                except (TimeoutError, NatsTimeoutError):
+                    msgs = await pull.fetch(1, timeout=1.0)
+                except TimeoutError:
                     continue
                 for msg in msgs:
                     await self.handle(msg)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            # What arrived but was not answered goes back now, not after the ack wait.
+            await pull.close(nak_buffered=True)
 
 
 async def ask(

@@ -1,54 +1,36 @@
-"""Single ownership of sessions: one lease per session in the ``leases`` KV bucket.
+"""Single ownership of MTProto sessions: one lease per session in the ``leases`` KV bucket,
+through the runtime's lease (:mod:`switchboard.runtime.delivery.lease`, which says why no
+clock is compared across machines).
 
-Telegram destroys an auth key used from two connections at once (AUTH_KEY_DUPLICATED), so
-the guarantee is strict: **a session is connected only by the holder of a valid lease, and
-a lease is taken over only after its holder must already have disconnected.**
-
-How, without trusting any clock across machines:
-
-* A claim is a compare-and-set on the key's revision: ``create`` when the key is absent,
-  ``update(last=<observed revision>)`` to take over. Of several contenders exactly one wins.
-* The holder renews with ``update(last=<its revision>)`` every ``heartbeat`` seconds. Its
-  lease is valid until ``start + ttl - margin``, where ``start`` is when it *sent* the last
-  renewal that succeeded, read on its own monotonic clock. When that moment comes without a
-  renewal (NATS unreachable, a renewal refused), it disconnects first and only then gives up.
-* A contender judges expiry by what it has observed: a revision it has seen unchanged for
-  ``ttl`` seconds on *its* monotonic clock. It saw the revision after the server stored it,
-  which was after the holder sent it, so the contender's earliest take-over is later than
-  ``start + ttl``, and the holder disconnected by ``start + ttl - margin``.
-
-So only clock *rates* matter (monotonic clocks drift by parts per million), never offsets;
-an ``expires_at`` in the value is written for people and never used for a decision. The
-bucket's own TTL (its max age, 30 s) is only a backstop that removes keys nobody renews;
-the lease TTL may be shorter (it must not be longer, or the key could vanish under a live
-holder). A holder stalled for longer than ``margin`` (a frozen VM) is the one case this
-cannot cover; the margin is configurable for that reason.
+Telegram destroys an auth key used from two connections at once (AUTH_KEY_DUPLICATED): a
+session is connected only by the holder of a valid lease, and a lease is taken over only
+after its holder must already have disconnected. What is MTProto's own lives here: key
+names, the instances' presence, the even split of sessions, and the lease metrics.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.mtproto.metrics import LEASE_EVENTS
-from switchboard.runtime.logging import get_logger
+from switchboard.runtime.delivery import lease as _lease
+from switchboard.runtime.delivery.lease import ClaimAction as ClaimAction
+from switchboard.runtime.delivery.lease import LeaseLostError as LeaseLostError
+from switchboard.runtime.delivery.lease import LeaseValue as LeaseValue
+from switchboard.runtime.delivery.lease import Observed as Observed
+from switchboard.runtime.delivery.lease import claim_action as claim_action
+from switchboard.runtime.delivery.lease import expired
+from switchboard.runtime.delivery.lease import key_exists as key_exists
+from switchboard.runtime.delivery.lease import while_held as while_held
 
-log = get_logger(__name__)
 Clock = Callable[[], float]
-T = TypeVar("T")
 
 SESSION_PREFIX = "mtproto.session."
 INSTANCE_PREFIX = "mtproto.instance."
@@ -68,95 +50,22 @@ def new_owner_id(instance_id: str) -> str:
     return f"{instance_id}-{uuid.uuid4().hex[:8]}"
 
 
-@dataclass(frozen=True)
-class LeaseValue:
-    """What a lease key holds."""
-
-    owner: str
-    nonce: str
-    beat: int
-    ttl_s: float
-    expires_at: str = ""  # informational only (see the module docstring)
-
-    def encode(self) -> bytes:
-        return json.dumps(self.__dict__, sort_keys=True).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes | None) -> LeaseValue | None:
-        try:
-            data: dict[str, Any] = json.loads(raw or b"")
-            return cls(
-                owner=str(data["owner"]),
-                nonce=str(data["nonce"]),
-                beat=int(data["beat"]),
-                ttl_s=float(data["ttl_s"]),
-                expires_at=str(data.get("expires_at", "")),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
+def _count(event: str) -> None:
+    LEASE_EVENTS.labels(event).inc()
 
 
-@dataclass(frozen=True)
-class Observed:
-    """A key's revision as this instance saw it, and when it first saw that revision."""
+@dataclass
+class Lease(_lease.Lease):
+    """A session's lease, counted in ``switchboard_mtproto_lease_events_total``."""
 
-    revision: int
-    value: LeaseValue | None
-    seen_at: float
+    on_event: Callable[[str], None] = _count
 
 
-def expired(observed: Observed, now: float, ttl: float) -> bool:
-    """The holder of ``observed`` must have disconnected: its revision has not changed for
-    the longer of our TTL and the TTL it wrote, measured on our clock since we first saw it."""
-    value_ttl = observed.value.ttl_s if observed.value else ttl
-    return now - observed.seen_at >= max(ttl, value_ttl)
-
-
-class ClaimAction:
-    CREATE = "create"
-    TAKE_OVER = "take_over"
-    RECLAIM = "reclaim"  # our own, unused key (a lost lease we already disconnected from)
-
-
-def claim_action(
-    observed: Observed | None, *, owner: str, active_nonces: set[str], now: float, ttl: float
-) -> str | None:
-    """How to claim a key (or None while someone else may hold it)."""
-    if observed is None:
-        return ClaimAction.CREATE
-    value = observed.value
-    if value is not None and value.owner == owner and value.nonce not in active_nonces:
-        return ClaimAction.RECLAIM
-    if value is not None and value.owner == owner:
-        return None  # held by us right now
-    return ClaimAction.TAKE_OVER if expired(observed, now, ttl) else None
-
-
-class LeaseView:
-    """This instance's view of the leases bucket, fed by a KV watch: for every key, the
-    revision and when it was first seen (the basis of take-over decisions)."""
+class LeaseView(_lease.LeaseView):
+    """The gateway's view of the ``mtproto.>`` lease keys: sessions and live instances."""
 
     def __init__(self, kv: KeyValue, clock: Clock = time.monotonic) -> None:
-        self.kv = kv
-        self.clock = clock
-        self.keys: dict[str, Observed] = {}
-        self.loaded = asyncio.Event()
-
-    def get(self, key: str) -> Observed | None:
-        return self.keys.get(key)
-
-    def apply(self, key: str, revision: int, value: bytes | None, operation: str | None) -> None:
-        if operation in ("DEL", "PURGE"):
-            self.keys.pop(key, None)
-            return
-        known = self.keys.get(key)
-        if known is not None and known.revision >= revision:
-            return  # a restarted watch replays what we saw: keep the first sighting
-        self.keys[key] = Observed(revision, LeaseValue.decode(value), self.clock())
-
-    def forget(self, key: str) -> None:
-        """Drop a key the watch cannot report gone (removed by the bucket's max age)."""
-        self.keys.pop(key, None)
+        super().__init__(kv, clock, pattern="mtproto.>")
 
     def live_instances(self, ttl: float) -> set[str]:
         now = self.clock()
@@ -165,168 +74,6 @@ class LeaseView:
             for k, o in self.keys.items()
             if k.startswith(INSTANCE_PREFIX) and o.value and not expired(o, now, ttl)
         }
-
-    async def run(self, stop: asyncio.Event) -> None:
-        watcher = await self.kv.watch("mtproto.>")
-        try:
-            while not stop.is_set():
-                try:
-                    entry = await watcher.updates(timeout=0.5)  # type: ignore[no-untyped-call]
-                except (TimeoutError, NatsTimeoutError):
-                    continue
-                if entry is None:
-                    self.loaded.set()
-                    continue
-                self.apply(entry.key, int(entry.revision or 0), entry.value, entry.operation)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-
-@dataclass
-class Lease:
-    """One held lease: claim, renew in the background, release. ``lost`` is set the moment
-    the lease may no longer be relied on; whoever connected under it must disconnect."""
-
-    kv: KeyValue
-    key: str
-    owner: str
-    ttl: float
-    heartbeat: float
-    margin: float
-    clock: Clock = time.monotonic
-    nonce: str = field(default_factory=lambda: uuid.uuid4().hex)
-    revision: int = 0
-    valid_until: float = 0.0
-    beat: int = 0
-    lost: asyncio.Event = field(default_factory=asyncio.Event)
-    lost_reason: str = ""
-    _task: asyncio.Task[None] | None = None
-    _released: bool = False
-
-    def valid(self) -> bool:
-        return not self.lost.is_set() and self.clock() < self.valid_until
-
-    def remaining(self) -> float:
-        return max(0.0, self.valid_until - self.clock()) if not self.lost.is_set() else 0.0
-
-    def _value(self, beat: int) -> bytes:
-        expires = datetime.now(UTC) + timedelta(seconds=self.ttl)
-        return LeaseValue(
-            owner=self.owner,
-            nonce=self.nonce,
-            beat=beat,
-            ttl_s=self.ttl,
-            expires_at=expires.isoformat(),
-        ).encode()
-
-    async def claim(self, action: str, observed: Observed | None) -> bool:
-        """Compare-and-set the key to our value; True when we hold the lease."""
-        start = self.clock()
-        try:
-            if action == ClaimAction.CREATE:
-                revision = await asyncio.wait_for(self.kv.create(self.key, self._value(0)), 5)
-            else:
-                assert observed is not None
-                revision = await asyncio.wait_for(
-                    self.kv.update(self.key, self._value(0), last=observed.revision), 5
-                )
-        except KeyWrongLastSequenceError:
-            return False
-        except (TimeoutError, NatsTimeoutError) as exc:
-            # Unknown outcome: if it was stored, the key names us with an unused nonce and the
-            # next tick reclaims it (nothing ever connected under it).
-            log.warning("lease claim timed out", key=self.key, error=str(exc))
-            return False
-        self.revision = revision
-        self.valid_until = start + self.ttl - self.margin
-        self._task = asyncio.create_task(self._renew(), name=f"lease {self.key}")
-        LEASE_EVENTS.labels("take_over" if action == ClaimAction.TAKE_OVER else "claim").inc()
-        return True
-
-    async def _renew(self) -> None:
-        last_start = self.clock()
-        pending: tuple[int, float] | None = None  # a renewal whose outcome is unknown
-        while not self._released:
-            now = self.clock()
-            if now >= self.valid_until:
-                self._lose("not renewed in time")
-                return
-            await asyncio.sleep(max(0.0, min(last_start + self.heartbeat, self.valid_until) - now))
-            if self._released:
-                return
-            if self.clock() >= self.valid_until:
-                self._lose("not renewed in time")
-                return
-            start = self.clock()
-            beat = self.beat + 1
-            try:
-                revision = await asyncio.wait_for(
-                    self.kv.update(self.key, self._value(beat), last=self.revision),
-                    max(0.05, self.valid_until - start),
-                )
-            except KeyWrongLastSequenceError:
-                if pending is not None and await self._adopt(pending):
-                    pending = None
-                    continue
-                self._lose("taken over or removed")
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Unknown outcome; try again soon, the deadline still stands.
-                pending = (beat, start)
-                self.beat = beat
-                log.warning("lease renewal failed", key=self.key, error=str(exc))
-                last_start = start - self.heartbeat + min(self.heartbeat / 4, 1.0)
-                continue
-            pending = None
-            self.beat = beat
-            self.revision = revision
-            self.valid_until = start + self.ttl - self.margin
-            last_start = start
-
-    async def _adopt(self, pending: tuple[int, float]) -> bool:
-        """A renewal that timed out may have been stored after all: if the key holds exactly
-        that renewal, continue from it (valid from when that renewal was sent)."""
-        beat, start = pending
-        try:
-            entry = await self.kv.get(self.key)
-        except Exception:
-            return False
-        value = LeaseValue.decode(entry.value)
-        if value is None or value.nonce != self.nonce or value.beat != beat:
-            return False
-        self.revision = int(entry.revision or 0)
-        self.valid_until = start + self.ttl - self.margin
-        return self.valid()
-
-    def _lose(self, reason: str) -> None:
-        if not self.lost.is_set():
-            self.lost_reason = reason
-            self.lost.set()
-            LEASE_EVENTS.labels("lost").inc()
-            log.warning("lease lost", key=self.key, reason=reason)
-
-    async def stop_renewing(self) -> None:
-        self._released = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    async def release(self) -> None:
-        """Give the lease back at once (call only after disconnecting): delete the key if it
-        is still ours, so another instance may claim it without waiting for the TTL."""
-        await self.stop_renewing()
-        if not self.lost.is_set():
-            self.lost_reason = "released"
-            self.lost.set()
-        try:
-            await asyncio.wait_for(self.kv.delete(self.key, last=self.revision), 5)
-            LEASE_EVENTS.labels("release").inc()
-        except Exception as exc:  # taken over meanwhile, or NATS away: the TTL frees it
-            log.info("lease not deleted", key=self.key, error=str(exc))
 
 
 def hrw_score(session_id: str, owner: str) -> int:
@@ -340,37 +87,3 @@ def fair_share(sessions: int, instances: int, max_sessions: int) -> int:
     if sessions <= 0:
         return 0
     return min(max_sessions, -(-sessions // max(1, instances)))
-
-
-async def key_exists(kv: KeyValue, key: str) -> bool:
-    try:
-        entry = await kv.get(key)
-    except KeyNotFoundError:
-        return False
-    return entry.value is not None
-
-
-class LeaseLostError(Exception):
-    """The lease lapsed (or was taken) while work that needs it was running."""
-
-
-async def while_held(lease: Lease, work: Awaitable[T]) -> T:
-    """Run ``work`` only as long as ``lease`` is held: if it is lost first, ``work`` is
-    cancelled (its ``finally`` disconnects) and LeaseLostError is raised."""
-    task = asyncio.ensure_future(work)
-    lost = asyncio.ensure_future(lease.lost.wait())
-    try:
-        await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise
-    finally:
-        lost.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    raise LeaseLostError(lease.lost_reason or "lease lost")

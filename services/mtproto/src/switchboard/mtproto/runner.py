@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from tenacity import (
     AsyncRetrying,
@@ -89,6 +88,7 @@ from switchboard.mtproto.state import StateStore, Subscription
 from switchboard.mtproto.status import StatusTracker, unauthorized_reason
 from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
@@ -686,21 +686,16 @@ class SessionRunner:
     # ------------------------------------------------------------------ sends
 
     async def _sends(self, client: MtprotoClient) -> None:
-        js = self.deps.bus.js
-        name = send_consumer(self.session_id)
         settings = self.deps.settings
-        await js.add_consumer(
-            STREAM,
-            ConsumerConfig(
-                durable_name=name,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=max(60.0, settings.flood_hold_max_s * 2 + 30),
-                max_deliver=-1,
-                filter_subject=send_subject(self.session_id),
-                deliver_policy=DeliverPolicy.ALL,
-            ),
+        config = ConsumerConfig(
+            durable_name=send_consumer(self.session_id),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=max(60.0, settings.flood_hold_max_s * 2 + 30),
+            max_deliver=-1,
+            filter_subject=send_subject(self.session_id),
+            deliver_policy=DeliverPolicy.ALL,
         )
-        sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
+        pull = await BatchPull(self.deps.bus, STREAM, config).start()
         record = await self.deps.sessions.get_session(self.session_id)
         self.sends_paused_until = record.send_paused_until if record else None
         try:
@@ -710,15 +705,15 @@ class SessionRunner:
                     await self._sleep((paused - self._now()).total_seconds())
                     continue
                 try:
-                    msgs = await sub.fetch(1, timeout=1.0)
-                except (TimeoutError, NatsTimeoutError):
+                    msgs = await pull.fetch(1, timeout=1.0)
+                except TimeoutError:
                     continue
                 for msg in msgs:
                     if await self._send_one(client, msg):
                         await self._sleep(settings.send_interval_s)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            # What arrived but was not sent goes back now, not after the ack wait.
+            await pull.close(nak_buffered=True)
 
     async def _send_one(self, client: MtprotoClient, msg: Msg) -> bool:
         """Send one command; True when Telegram was called (pace before the next)."""

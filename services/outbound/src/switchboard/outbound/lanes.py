@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 
-from switchboard.outbound.puller import Puller
 from switchboard.outbound.sender import Phase
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import ConsumerSpec, settle_failure
-from switchboard.runtime.failures import DeadLetter, PoisonBudget, decide
+from switchboard.runtime.consumer import ConsumerSpec, handle_delivery
+from switchboard.runtime.delivery.pull import ContinuousPull
+from switchboard.runtime.failures import PoisonBudget
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.metrics import CONSUMED
 
 log = get_logger(__name__)
 
@@ -48,11 +47,13 @@ class Lane:
     grace: float = 15.0
     held: dict[asyncio.Task[None], _Held] = field(default_factory=dict)
     budget: PoisonBudget = field(default_factory=PoisonBudget)
-    _puller: Puller | None = None
+    _puller: ContinuousPull | None = None
 
     async def run(self) -> None:
         halt = asyncio.Event()
-        self._puller = Puller(self.bus, self.spec, self._start, self.capacity, halt)
+        self._puller = ContinuousPull(
+            self.bus, self.spec.stream, self.spec.config(), self._start, self.capacity, halt
+        )
         pulling = asyncio.create_task(self._puller.run(), name=f"pull {self.spec.durable}")
         beat = self.spec.ack_wait_s / 3
         try:
@@ -90,29 +91,17 @@ class Lane:
 
     async def _one(self, held: _Held) -> None:
         msg = held.msg
-        policy = self.spec.policy
-        seq = 0
-        try:
-            seq = msg.metadata.sequence.stream
-            if self.budget.spent(seq, policy):  # its DLQ publish failed: only dead-letter it
-                spent = DeadLetter(self.budget.last_reason(seq), self.budget.failures(seq))
-                await settle_failure(self.bus, msg, spent, self.spec, self.budget)
-                return
+
+        async def handle(_: Msg) -> bool:
             await self.handler(msg, held.phase)
-            self.budget.forget(seq)
-            CONSUMED.labels(self.spec.durable).inc()
+            return True  # the lane's handlers settle their messages themselves
+
+        try:
+            await handle_delivery(self.bus, msg, self.spec, self.budget, handle)
         except asyncio.CancelledError:
             if not held.phase.calling:
                 with contextlib.suppress(Exception):
                     await msg.nak()
-        except Exception as exc:
-            outcome = decide(
-                exc,
-                failures=self.budget.failures(seq),
-                deliveries=msg.metadata.num_delivered,
-                policy=policy,
-            )
-            await settle_failure(self.bus, msg, outcome, self.spec, self.budget)
         finally:
             task = asyncio.current_task()
             if task is not None:

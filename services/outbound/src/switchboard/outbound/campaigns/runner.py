@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import orjson
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.events.catalog.delivery import CampaignCompleted, CampaignProgress
@@ -39,13 +37,16 @@ from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.limits import account_rate
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.lease import (
+    Lease,
+    LeaseLostError,
+    LeaseView,
+    claim_action,
+    while_held,
+)
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
-
-
-class LeadershipLostError(Exception):
-    """Another instance leads the campaign now."""
 
 
 @dataclass
@@ -53,56 +54,16 @@ class CampaignTiming:
     tick_s: float = 0.2
     lead_s: float = 3.0
     progress_s: float = 5.0
-    lease_s: float = 6.0
+    lease_s: float = 6.0  # a leader silent this long (on the contender's clock) is replaced
 
+    @property
+    def heartbeat_s(self) -> float:
+        return self.lease_s / 3
 
-@dataclass
-class Lease:
-    """A single-owner lease: ``{"owner", "until"}`` under one key, taken and renewed with
-    compare-and-swap; free once ``until`` has passed (the bucket's TTL cleans up after)."""
-
-    kv: KeyValue
-    key: str
-    owner: str
-    duration: float
-    clock: Callable[[], float] = time.time
-    revision: int = 0
-    until: float = 0.0
-
-    async def _read(self) -> tuple[dict[str, object] | None, int]:
-        try:
-            entry = await self.kv.get(self.key)
-        except KeyNotFoundError:
-            return None, 0
-        return (orjson.loads(entry.value) if entry.value else None), entry.revision or 0
-
-    async def _write(self, revision: int) -> bool:
-        until = self.clock() + self.duration
-        data = orjson.dumps({"owner": self.owner, "until": until})
-        try:
-            self.revision = await self.kv.update(self.key, data, last=revision)
-        except KeyWrongLastSequenceError:
-            return False
-        self.until = until
-        return True
-
-    async def acquire(self) -> float:
-        """0 when taken, else when the current holder's lease ends."""
-        held, revision = await self._read()
-        if held is not None and held.get("owner") != self.owner:
-            until = float(held.get("until", 0.0))  # type: ignore[arg-type]
-            if until > self.clock():
-                return until
-        return 0.0 if await self._write(revision) else self.clock() + 0.5
-
-    async def renew(self) -> None:
-        if not await self._write(self.revision):
-            raise LeadershipLostError(self.key)
-
-    async def release(self) -> None:
-        data = orjson.dumps({"owner": self.owner, "until": 0})
-        with contextlib.suppress(Exception):
-            await self.kv.update(self.key, data, last=self.revision)
+    @property
+    def margin_s(self) -> float:
+        """The leader stops this long before a contender could take over."""
+        return self.lease_s / 6
 
 
 @dataclass
@@ -127,8 +88,6 @@ class CampaignRunner:
     async def run(self, stop: asyncio.Event) -> None:
         self.cursor, self.cursor_revision = await self.store.cursor(self.key)
         while not stop.is_set():
-            if self.clock() > self.lease.until - self.timing.lease_s / 2:
-                await self.lease.renew()
             state = await self.store.state(self.key)
             if state is None or state.status not in ACTIVE:
                 return
@@ -236,7 +195,7 @@ class CampaignRunner:
     async def _save_cursor(self) -> None:
         revision = await self.store.save_cursor(self.key, self.cursor, self.cursor_revision)
         if revision is None:
-            raise LeadershipLostError(f"cursor of {self.campaign_id} written by another")
+            raise LeaseLostError(f"cursor of {self.campaign_id} written by another")
         self.cursor_revision = revision
 
     # -- progress and the end ------------------------------------------------------------
@@ -343,38 +302,38 @@ class CampaignSupervisor:
     instance: str
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _next_try: dict[str, float] = field(default_factory=dict)
+    held: dict[str, Lease] = field(default_factory=dict)
+    _next_try: dict[str, float] = field(default_factory=dict)  # on time.monotonic
+    _leases: LeaseView | None = None
+
+    def lease_key(self, cid: str) -> str:
+        return "outbound.campaign." + stable_hash(cid)
 
     async def run(self, stop: asyncio.Event) -> None:
         owner = f"{self.instance}/{self.owner}"
         try:
             while not stop.is_set():
                 self.view.any_change.clear()
-                now = time.time()
                 for cid, state in list(self.view.states.items()):
                     task = self.running.get(cid)
                     if task is not None and not task.done():
                         continue
-                    if state.status not in ACTIVE or self._next_try.get(cid, 0) > now:
+                    if state.status not in ACTIVE or self._next_try.get(cid, 0) > time.monotonic():
                         continue
-                    lease = Lease(
-                        self.leases,
-                        "outbound.campaign." + stable_hash(cid),
-                        owner,
-                        self.timing.lease_s,
-                    )
                     try:
-                        busy_until = await lease.acquire()
+                        lease = await self._claim(cid, owner)
                     except Exception as exc:
                         log.warning("campaign lease failed", campaign=cid, error=str(exc))
                         continue
-                    if busy_until:
-                        self._next_try[cid] = busy_until
+                    if lease is None:
+                        # Led elsewhere (or not yet seen silent for a whole lease): look again.
+                        self._next_try[cid] = time.monotonic() + self.timing.heartbeat_s
                         continue
                     runner = CampaignRunner(
                         self.bus, self.store, self.view, self.accounts, lease, cid, self.timing,
                         state.campaign_id,
                     )  # fmt: skip
+                    self.held[cid] = lease
                     self.running[cid] = asyncio.create_task(self._lead(runner, stop), name=cid)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.view.any_change.wait(), 1.0)
@@ -383,15 +342,43 @@ class CampaignSupervisor:
             if tasks:
                 await asyncio.wait(tasks, timeout=5)
 
+    async def _claim(self, cid: str, owner: str) -> Lease | None:
+        """The campaign's lease when it is free (absent, or its revision seen unchanged for a
+        whole lease on this instance's clock), else None."""
+        if self._leases is None:
+            self._leases = LeaseView(self.leases)
+        key = self.lease_key(cid)
+        observed = await self._leases.observe(key)
+        active = {lease.nonce for lease in self.held.values() if not lease.lost.is_set()}
+        action = claim_action(
+            observed,
+            owner=owner,
+            active_nonces=active,
+            now=self._leases.clock(),
+            ttl=self.timing.lease_s,
+        )
+        if action is None:
+            return None
+        lease = Lease(
+            self.leases,
+            key,
+            owner,
+            ttl=self.timing.lease_s,
+            heartbeat=self.timing.heartbeat_s,
+            margin=self.timing.margin_s,
+        )
+        return lease if await lease.claim(action, observed) else None
+
     async def _lead(self, runner: CampaignRunner, stop: asyncio.Event) -> None:
         cid = runner.key
         log.info("leading campaign", campaign=cid)
         try:
-            await runner.run(stop)
-        except LeadershipLostError:
+            await while_held(runner.lease, runner.run(stop))
+        except LeaseLostError:
             log.info("campaign led elsewhere now", campaign=cid)
         except Exception:
             log.exception("campaign leader failed; another try soon", campaign=cid)
-            self._next_try[cid] = time.time() + 1.0
+            self._next_try[cid] = time.monotonic() + 1.0
         finally:
             await runner.lease.release()
+            self.held.pop(cid, None)
