@@ -21,8 +21,8 @@ from switchboard.events import Envelope
 from switchboard.events.catalog.conv import CallbackReceived, MessageReceived, TextContent
 from switchboard.events.catalog.flows import FireTimer, FlowConversation, RunRecorded, RunStatus
 from switchboard.flows import metrics
-from switchboard.flows.effects import Effects
-from switchboard.flows.engine import Input
+from switchboard.flows.effects import HANDLING, Effects
+from switchboard.flows.engine import Input, uses_contact
 from switchboard.flows.library import FlowLibrary
 from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
@@ -82,7 +82,10 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
             first_name=ev.sender.first_name,
             username=ev.sender.username,
         )
-        return env, conv, Input(kind="button", id=env.id, at=ev.received_at, data=ev.data)
+        inp = Input(
+            kind="button", id=env.id, at=ev.received_at, data=ev.data, callback_id=ev.callback_id
+        )
+        return env, conv, inp
     return None
 
 
@@ -118,6 +121,7 @@ class Runner:
         env, conv, inp = found
         await self.library.caught_up.wait()
         session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+        HANDLING.set(msg)
         async with self._serialized(session):
             taken = await self.handle(session, env, inp, conv)
         if not taken and inp.kind == "button" and msg.metadata.num_delivered < BUTTON_DELIVERIES:
@@ -136,6 +140,7 @@ class Runner:
         inp = Input(
             kind="timer", id=f"timer:{timer.timer_id}", at=timer.due_at, timer_id=timer.timer_id
         )
+        HANDLING.set(msg)
         async with self._serialized(timer.session):
             await self.handle(timer.session, env, inp, None)
 
@@ -162,8 +167,11 @@ class Runner:
             current = await last_stored(self.bus, STREAM, session_filter(session))
             rec = current.decoded.model if current else None
             assert rec is None or isinstance(rec, RunRecorded)
-            if rec is not None and rec.input_id == inp.id:
-                await self.effects.apply(rec, cause)  # recorded, maybe not carried out: again
+            if rec is not None and inp.id in (rec.input_id, *rec.recent_inputs):
+                # Consumed, its effects maybe not carried out (nor those of the webhook results
+                # that followed it, which have no delivery of their own): carry out the last
+                # decision's again, under the same ids.
+                await self._carry_out(session, rec, cause)
                 return True
             conversation = conv or (rec.conversation if rec else None)
             if conversation is None:
@@ -174,13 +182,19 @@ class Runner:
             records: list[RunRecorded] = []
             for _ in range(2):
                 seen = self.library.seen
+                published = self.library.published(workspace)
+                docs = [active_doc] if active_doc else []
+                facts = None
+                if any(uses_contact(d) for d in [*docs, *(p.doc for p in published)]):
+                    facts = await self.effects.facts_of(conversation, workspace)
                 records = plan(
                     session=session,
                     current=rec,
                     active_doc=active_doc,
-                    published=self.library.published(workspace),
+                    published=published,
                     inp=inp,
                     conversation=conversation,
+                    facts=facts,
                 )
                 # Nothing takes it: maybe a flow published a moment ago, not followed yet.
                 if records:
@@ -189,7 +203,7 @@ class Runner:
                 if self.library.seen == seen:
                     break
             if not records:
-                return inp.id in (rec.recent_inputs if rec else ())
+                return False
             expected = current.seq if current else 0
             try:
                 for record in records:
@@ -207,6 +221,12 @@ class Runner:
                 continue  # another instance moved this conversation: decide again on its state
             final = records[-1]
             metrics.observe(final)
-            await self.effects.apply(final, cause)
+            await self._carry_out(session, final, cause)
             return True
         raise RuntimeError(f"conversation {session} kept changing; will retry")
+
+    async def _carry_out(self, session: str, rec: RunRecorded, cause: Envelope) -> None:
+        """Publish a recorded decision's effects, then decide on the results they produced
+        (a webhook step's answer) as inputs of their own."""
+        for follow in await self.effects.apply(rec, cause):
+            await self.handle(session, cause, follow, None)

@@ -82,9 +82,9 @@ class Waiting(Value):
     """What a waiting run waits for at ``step``."""
 
     step: str = Field(min_length=1)
-    kind: Literal["reply", "button", "delay", "handoff"]
+    kind: Literal["reply", "button", "delay", "handoff", "webhook"]
     attempts: int = Field(0, ge=0, description="invalid answers so far (ask)")
-    timer_id: str | None = None
+    timer_id: str | None = Field(None, description="the timer (or the webhook call) awaited")
     due_at: datetime | None = None
     buttons: dict[str, str] = Field(
         default_factory=dict, description="callback data -> next step of the buttons shown"
@@ -104,7 +104,9 @@ class RunEffect(Value):
     """Something the decision does outside the run, with an id that makes it idempotent."""
 
     id: str = Field(min_length=1)
-    kind: Literal["send", "timer", "tag", "lead_stage", "lead_assign"]
+    kind: Literal[
+        "send", "timer", "tag", "lead_stage", "lead_assign", "attribute", "webhook", "answer"
+    ]
     data: dict[str, Any] = Field(default_factory=dict)
 
 
