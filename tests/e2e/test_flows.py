@@ -6,131 +6,57 @@ lead to ``qualified``; a delay fires through a JetStream message schedule."""
 from __future__ import annotations
 
 import asyncio
-import itertools
+import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
-from tests.support.telegram import text_update
+from tests.support.flows import AUTH, FlowsEnv, flows_stack
+from tests.support.stack import API_KEY, OTHER_KEY
+from tests.support.webhooks import receiver
 
-from switchboard.crm.app import create_app as crm_app
-from switchboard.crm.settings import CrmSettings
-from switchboard.events.catalog.common import Channel
 from switchboard.flows import cli
 from switchboard.flows.app import create_app as flows_app
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.settings import FlowsSettings
-from switchboard.ingest.app import create_app as ingest_app
-from switchboard.ingest.settings import IngestSettings
-from switchboard.outbound.app import create_app as outbound_app
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import free_port
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
-from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "400000001:flows-e2e"
 SECRET = "flows-secret-1"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-_updates = itertools.count(70_000)
+SIGNING = "whsec_" + base64.b64encode(b"flows-e2e-signing-secret-32bytes").decode()
 
 
 @dataclass
-class Env:
-    box: Sandbox
-    ingest: str
-    crm: str
-    flows: str
-    http: httpx.AsyncClient
-
-    async def webhook(self, update: dict[str, Any]) -> None:
-        r = await self.http.post(
-            f"{self.ingest}/webhooks/telegram/demo",
-            json=update,
-            headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
-        )
-        assert r.status_code == 200, r.text
-
-    async def say(self, chat: int, text: str) -> None:
-        await self.webhook(text_update(next(_updates), text, chat_id=chat))
-
-    async def press(self, chat: int, data: str, message: dict[str, Any]) -> None:
-        update_id = next(_updates)
-        await self.webhook(
-            {
-                "update_id": update_id,
-                "callback_query": {
-                    "id": f"cb{update_id}",
-                    "from": {"id": chat, "is_bot": False, "first_name": "Ada"},
-                    "message": message,
-                    "chat_instance": "1",
-                    "data": data,
-                },
-            }
-        )
-
-    def sent(self, chat: int) -> list[dict[str, Any]]:
-        return self.box.telegram.messages(TOKEN, chat)
-
-    async def until_sent(self, chat: int, count: int) -> list[dict[str, Any]]:
-        async def probe() -> list[dict[str, Any]] | None:
-            found = self.sent(chat)
-            return found if len(found) >= count else None
-
-        return await eventually(probe, timeout=30, message=f"{count} messages in chat {chat}")
+class Env(FlowsEnv):
+    flows: str = ""
 
     async def flow(self, doc: dict[str, Any]) -> str:
-        r = await self.http.post(f"{self.flows}/v1/flows", json=doc, headers=AUTH)
-        assert r.status_code == 201, r.text
-        flow_id: str = r.json()["id"]
-        r = await self.http.post(f"{self.flows}/v1/flows/{flow_id}/publish", headers=AUTH)
-        assert r.status_code == 200, r.text
-        return flow_id
+        return await self.publish_flow(self.flows, doc)
 
 
 @pytest.fixture
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
-    box = Sandbox(SandboxConfig())
-    box.telegram.add_bot(TOKEN, "flows_bot")
-    port = free_port()
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(
+    async with (
+        flows_stack(
             nats_url,
-            postgres_url,
-            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.1,
-        ).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="demo",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN, "webhook_secret": SECRET},
-            )
-        )
-        await bus.close()
-        ingest = await stack.enter_async_context(
-            serve_app(ingest_app(load_settings(IngestSettings)), port=port)
-        )
-        crm = await stack.enter_async_context(serve_app(crm_app(load_settings(CrmSettings))))
-        await stack.enter_async_context(serve_app(outbound_app(load_settings(OutboundSettings))))
-        flows = await stack.enter_async_context(serve_app(flows_app(load_settings(FlowsSettings))))
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        yield Env(box, ingest, crm, flows, http)
+            monkeypatch,
+            token=TOKEN,
+            secret=SECRET,
+            postgres_url=postgres_url,
+            SWITCHBOARD_FLOWS_WEBHOOK_SECRETS=f"quotes={SIGNING}",
+        ) as base,
+        serve_app(flows_app(load_settings(FlowsSettings))) as flows,
+    ):
+        yield Env(**vars(base), flows=flows)
+
+
+async def _true(value: bool) -> bool | None:
+    return value or None
 
 
 def _buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
@@ -146,6 +72,8 @@ async def test_start_greets_and_a_quote_reaches_qualified(env: Env) -> None:
     assert greeting["text"] == "Hi Ada! How can we help you today?"
     assert _buttons(greeting) == [("Get a quote", "quote"), ("Talk to a person", "person")]
 
+    assert env.crm is not None
+
     async def greeting_in_crm() -> list[dict[str, Any]] | None:
         convs = (await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH)).json()
         if not convs["items"]:
@@ -157,8 +85,10 @@ async def test_start_greets_and_a_quote_reaches_qualified(env: Env) -> None:
     shown = await eventually(greeting_in_crm, timeout=30, message="greeting in the CRM")
     assert [m["text"] for m in shown if m["direction"] == "out"] == [greeting["text"]]
 
-    await env.press(chat, "quote", greeting)
+    pressed = await env.press(chat, "quote")
     await env.until_sent(chat, 2)
+    # The button stops spinning: the press is answered (answerCallbackQuery), once.
+    await eventually(lambda: _true(env.answered(pressed)), timeout=30, message="answered")
     await env.say(chat, "Ada <Lovelace>")
     await env.until_sent(chat, 3)
     await env.say(chat, "call me maybe")  # not a phone number: asked again
@@ -207,8 +137,8 @@ async def test_talk_to_a_person_hands_off_and_pauses(env: Env) -> None:
     await env.flow(DEMO_FLOW)
     chat = 8102
     await env.say(chat, "/start")
-    (greeting,) = await env.until_sent(chat, 1)
-    await env.press(chat, "person", greeting)
+    (_greeting,) = await env.until_sent(chat, 1)
+    await env.press(chat, "person")
     sent = await env.until_sent(chat, 2)
     assert sent[1]["text"] == "A person will answer you here shortly."
     await env.say(chat, "hello?")  # the flow is paused: a person answers, not the bot
@@ -297,13 +227,47 @@ async def test_invalid_documents_get_422_with_every_path_and_the_schema_is_publi
     # a running conversation stays on the revision it started with
     chat = 8104
     await env.say(chat, "/start")
-    (greeting,) = await env.until_sent(chat, 1)
+    (_greeting,) = await env.until_sent(chat, 1)
     changed = {**DEMO_FLOW, "steps": {**DEMO_FLOW["steps"], "ask_name": {
         "type": "ask", "text": "Revision two asks differently.", "var": "name"}}}  # fmt: skip
     r = await env.http.put(f"{env.flows}/v1/flows/{flow_id}", json=changed, headers=AUTH)
     assert r.status_code == 200, r.text
     r = await env.http.post(f"{env.flows}/v1/flows/{flow_id}/publish", headers=AUTH)
     assert r.json()["published_revision"] == 2
-    await env.press(chat, "quote", greeting)
+    await env.press(chat, "quote")
     sent = await env.until_sent(chat, 2)
     assert sent[1]["text"] == "Happy to help. What is your name?"  # still revision 1
+
+
+async def test_a_webhook_step_calls_a_real_receiver_and_uses_its_answer(env: Env) -> None:
+    """The call is signed (the receiver verifies it with the standardwebhooks library), its
+    answer lands in variables; a receiver that fails sends the run to its failure branch."""
+    async with receiver(SIGNING, {"quote": {"price": 42}}) as (url, seen):
+        await env.flow(
+            {
+                "name": "Price check",
+                "triggers": [{"type": "keyword", "keywords": ["price"]}],
+                "start": "ask",
+                "steps": {
+                    "ask": {
+                        "type": "webhook",
+                        "url": url + "/quote",
+                        "secret": "quotes",
+                        "fields": {"said": "{{ message.text }}"},
+                        "save": {"price": "quote.price"},
+                        "next": "tell",
+                        "on_failure": "sorry",
+                    },
+                    "tell": {"type": "end", "text": "The price is {{ vars.price }}."},
+                    "sorry": {"type": "end", "text": "No price right now."},
+                },
+            }
+        )
+        await env.say(8105, "what is the price?")
+        assert await env.until(8105, 1) == ["The price is 42."]
+        (call,) = seen
+        assert call["payload"]["data"]["fields"] == {"said": "what is the price?"}
+        assert call["headers"]["webhook-id"].endswith(":1")  # the call's effect id
+    # The receiver is gone now: the next run takes the failure branch.
+    await env.say(8106, "price please")
+    assert await env.until(8106, 1) == ["No price right now."]
