@@ -271,3 +271,60 @@ async def test_a_webhook_step_calls_a_real_receiver_and_uses_its_answer(env: Env
     # The receiver is gone now: the next run takes the failure branch.
     await env.say(8106, "price please")
     assert await env.until(8106, 1) == ["No price right now."]
+
+
+async def test_crm_facts_in_conditions_attributes_and_a_lead_stage_trigger(env: Env) -> None:
+    """Branches read the contact's lead stage from the CRM, a step sets a contact attribute,
+    and moving the lead in the CRM starts the flow that waits for that stage."""
+    assert env.crm is not None
+    await env.flow(
+        {
+            "name": "Status",
+            "triggers": [{"type": "keyword", "keywords": ["status"]}],
+            "start": "check",
+            "steps": {
+                "check": {
+                    "type": "branch",
+                    "cases": [{"when": {"type": "lead_stage", "stages": ["won"]}, "next": "yes"}],
+                    "default": "no",
+                },
+                "yes": {"type": "end", "text": "You are a customer."},
+                "no": {"type": "set_attribute", "attributes": {"asked": "{{ message.text }}"},
+                       "next": "not_yet"},
+                "not_yet": {"type": "end", "text": "Not yet."},
+            },
+        }
+    )  # fmt: skip
+    await env.flow(
+        {
+            "name": "Won",
+            "triggers": [{"type": "lead_stage", "stage": "won"}],
+            "start": "congrats",
+            "steps": {
+                "congrats": {"type": "end", "text": "Welcome aboard, {{ contact.first_name }}!"}
+            },
+        }
+    )  # fmt: skip
+    chat = 8107
+    await env.say(chat, "status?")
+    assert await env.until(chat, 1) == ["Not yet."]
+
+    async def lead() -> dict[str, Any] | None:
+        items = (await env.http.get(f"{env.crm}/v1/leads", headers=AUTH)).json()["items"]
+        return items[0] if items else None
+
+    found = await eventually(lead, timeout=30, message="the contact's lead")
+
+    async def asked() -> dict[str, Any] | None:
+        url = f"{env.crm}/v1/contacts/{found['contact_id']}"
+        body: dict[str, Any] = (await env.http.get(url, headers=AUTH)).json()
+        return body if (body.get("attributes") or {}).get("asked") == "status?" else None
+
+    await eventually(asked, timeout=30, message="the attribute set by the flow")
+    r = await env.http.post(
+        f"{env.crm}/v1/leads/{found['id']}/stage", json={"to_stage": "won"}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    assert (await env.until(chat, 2))[1] == "Welcome aboard, Ada!"
+    await env.say(chat, "status now?")
+    assert (await env.until(chat, 3))[2] == "You are a customer."

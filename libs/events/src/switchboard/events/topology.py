@@ -460,6 +460,7 @@ FLOWS = ServiceTopology(
         "flows.>",
         "cmd.flows.>",  # timers: message schedules the server fires on cmd.flows.fire_timer
         "cmd.outbound.send.>",
+        "cmd.outbound.answer_callback.>",  # a pressed button of a run is answered
         "cmd.crm.update_contact.>",
         "cmd.crm.change_lead_stage.>",
         "cmd.crm.assign_lead.>",
@@ -469,8 +470,20 @@ FLOWS = ServiceTopology(
         Durable(
             stream="CONV",
             name="flows-conversations",
-            filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
-            description="messages and button presses: start flows and advance their runs",
+            filter_subjects=(
+                "conv.message_received.>",
+                "conv.callback_received.>",
+                "conv.contact_status_changed.>",
+            ),
+            description="messages, button presses and opened conversations (Viber): start "
+            "flows and advance their runs",
+            ack_wait_s=10,
+        ),
+        Durable(
+            stream="CRM",
+            name="flows-crm-events",
+            filter_subjects=("crm.lead_stage_changed.>", "crm.contact_updated.>"),
+            description="lead stage changes and added tags: start the flows they trigger",
             ack_wait_s=10,
         ),
         Durable(
@@ -490,9 +503,9 @@ FLOWS = ServiceTopology(
         ),
         StreamRead(
             "CRM",
-            ephemeral_consumers=False,
             message_get=True,
-            why="who owns a customer's identity (last crm.identity_claimed of its claim key)",
+            why="who owns a customer's identity (last crm.identity_claimed of its claim key); "
+            "a contact's attributes, tags, lead stage and conversations (ordered reads)",
         ),
         StreamRead(
             "FLOW_TIMERS",

@@ -15,7 +15,7 @@ from switchboard.events.streams import FLOW_TIMERS
 from switchboard.flows import document, dryrun, runs
 from switchboard.flows.effects import Effects
 from switchboard.flows.library import FlowError, FlowLibrary, FlowState
-from switchboard.flows.runner import CONVERSATIONS, TIMERS, Runner
+from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS, Runner
 from switchboard.flows.settings import FlowsSettings
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
@@ -91,6 +91,12 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
                 runner.on_conversation,
                 stop=rt.stop,
                 concurrency=settings.concurrency,
+            ).run,
+        )
+        rt.spawn(
+            "crm-events",
+            PullWorker(
+                rt.bus, CRM_EVENTS, runner.on_crm, stop=rt.stop, concurrency=settings.concurrency
             ).run,
         )
         rt.spawn(

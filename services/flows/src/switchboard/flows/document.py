@@ -65,8 +65,47 @@ class ButtonTrigger(_Strict):
     data: str = Field(min_length=1, max_length=64)
 
 
+class ConversationStartedTrigger(_Strict):
+    """Viber ``conversation_started``: the customer opened the chat (a deep link
+    ``viber://pa?chatURI=<uri>&context=<context>`` carries a context)."""
+
+    type: Literal["conversation_started"]
+    context: str | None = Field(None, description="only this context (any if absent)")
+
+
+class ReferralTrigger(_Strict):
+    """A message that came with a referral: a WhatsApp click-to-WhatsApp ad (``ad``) or a
+    deep link (``deep_link``), optionally only from one ad or link (``campaign``)."""
+
+    type: Literal["referral"]
+    source: Literal["ad", "deep_link"] | None = Field(None, description="any if absent")
+    campaign: str | None = Field(None, description="the ad / post id or link payload")
+
+
+class LeadStageTrigger(_Strict):
+    """The CRM moved the contact's lead to ``stage`` (``crm.lead_stage_changed``)."""
+
+    type: Literal["lead_stage"]
+    stage: str = Field(min_length=1)
+
+
+class TagAddedTrigger(_Strict):
+    """The CRM contact got ``tag`` (``crm.contact_updated`` with it in ``tags_added``)."""
+
+    type: Literal["tag_added"]
+    tag: str = Field(min_length=1, max_length=64)
+
+
 Trigger = Annotated[
-    StartTrigger | CommandTrigger | KeywordTrigger | FirstMessageTrigger | ButtonTrigger,
+    StartTrigger
+    | CommandTrigger
+    | KeywordTrigger
+    | FirstMessageTrigger
+    | ButtonTrigger
+    | ConversationStartedTrigger
+    | ReferralTrigger
+    | LeadStageTrigger
+    | TagAddedTrigger,
     Field(discriminator="type"),
 ]
 

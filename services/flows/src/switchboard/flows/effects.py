@@ -24,7 +24,9 @@ from switchboard.events.catalog.crm import (
     AssignLead,
     ChangeLeadStage,
     ContactCreated,
+    ContactIdentityLinked,
     ContactUpdated,
+    Identity,
     IdentityClaimed,
     LeadCreated,
     LeadStageChanged,
@@ -139,6 +141,34 @@ def fold_facts(events: list[object]) -> ContactFacts:
     return ContactFacts(attributes=attributes, tags=tuple(tags), stage=stage)
 
 
+def conversations(events: list[object]) -> list[FlowConversation]:
+    """A contact's conversations from its events (identities created with it or linked)."""
+    identities: list[Identity] = []
+    name: str | None = None
+    for ev in events:
+        if isinstance(ev, ContactCreated):
+            identities.extend(ev.identities)
+            name = ev.display_name
+        elif isinstance(ev, ContactIdentityLinked):
+            identities.append(ev.identity)
+        elif isinstance(ev, ContactUpdated) and ev.display_name:
+            name = ev.display_name
+    out: dict[tuple[str, str, str], FlowConversation] = {}
+    for ident in identities:
+        if ident.account is None:
+            continue
+        key = (ident.channel.value, ident.account, ident.external_id)
+        out[key] = FlowConversation(
+            channel=ident.channel,
+            account=ident.account,
+            chat_id=ident.external_id,
+            sender_id=ident.external_id,
+            first_name=name,
+            username=ident.username,
+        )
+    return list(out.values())
+
+
 def answer_command(rec: RunRecorded, effect: RunEffect) -> AnswerCallback:
     conv = rec.conversation
     return AnswerCallback(
@@ -213,6 +243,12 @@ class Effects:
         stored = await read_filter(self.bus, "CRM", f"crm.*.*.{token(contact)}")
         stored += await read_filter(self.bus, "CRM", f"crm.*.*.{token(first_lead_id(contact))}")
         return fold_facts([s.decoded.model for s in stored])
+
+    async def conversations_of(self, contact_id: str) -> list[FlowConversation]:
+        """The private conversations of a contact: one per identity on an account (a chat
+        with a customer has the customer's own id on Telegram, Viber and WhatsApp)."""
+        stored = await read_filter(self.bus, "CRM", f"crm.*.*.{token(contact_id)}")
+        return conversations([s.decoded.model for s in stored])
 
     async def _crm(self, rec: RunRecorded, effect: RunEffect, cause: Envelope) -> None:
         contact = await self.contact_of(rec, cause.workspace_id)

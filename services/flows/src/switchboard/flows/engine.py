@@ -50,7 +50,7 @@ from switchboard.flows.templates import render, render_plain
 MAX_STEPS_PER_DECISION = 100
 DEFAULT_RETRY = "Sorry, that does not look right. {question}"
 
-InputKind = Literal["start", "text", "button", "timer", "release", "webhook"]
+InputKind = Literal["start", "text", "button", "timer", "release", "webhook", "event"]
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ class WebhookResult:
 
 @dataclass(frozen=True)
 class Input:
-    """What a run reacts to: its start, a text, a button press (with the provider's id of
-    the press, answered once), a timer, a release, a webhook call's result."""
+    """What a run reacts to: its start, a text (maybe with the ad or link it came from), a
+    button press (with the provider's id of the press, answered once), a timer, a release,
+    a webhook call's result, or an event that only starts flows (``event`` with ``data``)."""
 
     kind: InputKind
     id: str
@@ -79,6 +80,8 @@ class Input:
     timer_id: str | None = None
     callback_id: str | None = None
     result: WebhookResult | None = None
+    event: str | None = None  # kind "event": conversation_started, lead_stage, tag_added
+    referral: tuple[str, str | None] | None = None  # a text's (source, campaign)
 
 
 @dataclass(frozen=True)

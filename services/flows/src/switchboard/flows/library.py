@@ -50,6 +50,7 @@ class FlowState:
     workspace_id: str
     revisions: dict[int, dict[str, Any]] = field(default_factory=dict)
     published: int | None = None
+    published_at: datetime | None = None
     archived: bool = False
     version: int = 0  # stream sequence of the last event
     created_at: datetime | None = None
@@ -86,6 +87,7 @@ def apply_event(state: FlowState | None, decoded: Decoded, seq: int) -> FlowStat
         return None
     elif isinstance(ev, FlowPublished):
         state.published, state.archived = ev.revision, False
+        state.published_at = env.time
     elif isinstance(ev, FlowArchived):
         state.archived = True
     state.version = seq
@@ -131,7 +133,7 @@ class FlowLibrary:
                 continue
             doc = self.document_of(state, state.published)
             if doc is not None:
-                out.append(Published(state.flow_id, state.published, doc))
+                out.append(Published(state.flow_id, state.published, doc, state.published_at))
         return out
 
     def document_of(self, state: FlowState, revision: int) -> FlowDocument | None:

@@ -18,13 +18,21 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 
 from switchboard.events import Envelope
-from switchboard.events.catalog.conv import CallbackReceived, MessageReceived, TextContent
+from switchboard.events.catalog.conv import (
+    CallbackReceived,
+    ContactStatus,
+    ContactStatusChanged,
+    MessageReceived,
+    TextContent,
+)
+from switchboard.events.catalog.crm import ContactUpdated, LeadStageChanged
 from switchboard.events.catalog.flows import FireTimer, FlowConversation, RunRecorded, RunStatus
 from switchboard.flows import metrics
 from switchboard.flows.effects import HANDLING, Effects
 from switchboard.flows.engine import Input, uses_contact
 from switchboard.flows.library import FlowLibrary
 from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
+from switchboard.flows.triggers import event_start
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, decode_or_reject
@@ -38,7 +46,19 @@ log = get_logger(__name__)
 CONVERSATIONS = ConsumerSpec(
     stream="CONV",
     durable="flows-conversations",
-    filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
+    filter_subjects=(
+        "conv.message_received.>",
+        "conv.callback_received.>",
+        "conv.contact_status_changed.>",
+    ),
+    ack_wait_s=10.0,
+    batch=64,
+)
+# CRM events that start flows (lead stage changed, tag added) in the contact's conversations.
+CRM_EVENTS = ConsumerSpec(
+    stream="CRM",
+    durable="flows-crm-events",
+    filter_subjects=("crm.lead_stage_changed.>", "crm.contact_updated.>"),
     ack_wait_s=10.0,
     batch=64,
 )
@@ -72,7 +92,23 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
             first_name=ev.sender.first_name,
             username=ev.sender.username,
         )
-        return env, conv, Input(kind="text", id=env.id, at=ev.received_at, text=text)
+        referral = (ev.referral.source, ev.referral.campaign) if ev.referral else None
+        inp = Input(kind="text", id=env.id, at=ev.received_at, text=text, referral=referral)
+        return env, conv, inp
+    if isinstance(ev, ContactStatusChanged):
+        if ev.status is not ContactStatus.CONVERSATION_STARTED:
+            return None
+        conv = FlowConversation(
+            channel=ev.channel,
+            account=ev.account,
+            chat_id=ev.chat.id,
+            sender_id=ev.sender.id,
+            first_name=ev.sender.first_name or ev.sender.display_name,
+            username=ev.sender.username,
+        )
+        context = ev.referral.campaign if ev.referral else None
+        inp = Input(kind="event", id=env.id, at=ev.at, event="conversation_started", data=context)
+        return env, conv, inp
     if isinstance(ev, CallbackReceived):
         conv = FlowConversation(
             channel=ev.channel,
@@ -86,6 +122,16 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
             kind="button", id=env.id, at=ev.received_at, data=ev.data, callback_id=ev.callback_id
         )
         return env, conv, inp
+    return None
+
+
+def crm_trigger(ev: object) -> tuple[str, list[tuple[str, str]]] | None:
+    """The contact and the trigger events (``lead_stage``/``tag_added`` with their value)
+    a CRM event carries (None: none)."""
+    if isinstance(ev, LeadStageChanged):
+        return ev.contact_id, [("lead_stage", ev.to_stage)]
+    if isinstance(ev, ContactUpdated) and ev.tags_added:
+        return ev.contact_id, [("tag_added", tag) for tag in ev.tags_added]
     return None
 
 
@@ -128,6 +174,40 @@ class Runner:
             await msg.nak(delay=BUTTON_RETRY_S)
             return True  # settled here
         return False
+
+    async def on_crm(self, msg: Msg) -> None:
+        """A CRM event starts the flows it triggers in each conversation of its contact
+        (one that runs a flow already is left alone)."""
+        decoded = decode_or_reject(msg)
+        env = decoded.envelope
+        found = crm_trigger(decoded.model)
+        if found is None:
+            return
+        contact_id, events = found
+        await self.library.caught_up.wait()
+        # Only flows published before the event: a CRM history older than the flow (read
+        # when this consumer first starts on a long stream) starts nothing.
+        published = [
+            p
+            for p in self.library.published(env.workspace_id)
+            if p.since is not None and p.since <= env.time
+        ]
+        wanted = [(e, d) for e, d in events if event_start(published, e, d) is not None]
+        if not wanted:
+            return  # no flow of the workspace starts on it: nothing to read
+        HANDLING.set(msg)
+        for conv in await self.effects.conversations_of(contact_id):
+            session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+            for event, data in wanted:
+                inp = Input(
+                    kind="event",
+                    id=f"{env.id}:{event}:{data}",
+                    at=env.time,
+                    event=event,
+                    data=data,
+                )
+                async with self._serialized(session):
+                    await self.handle(session, env, inp, conv)
 
     async def on_timer(self, msg: Msg) -> None:
         decoded = decode_or_reject(msg)

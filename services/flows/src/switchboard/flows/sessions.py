@@ -11,7 +11,13 @@ from switchboard.events.ids import stable_hash
 from switchboard.events.subjects import token
 from switchboard.flows.document import FlowDocument
 from switchboard.flows.engine import ContactFacts, Decision, Input, RunState, decide, new_run
-from switchboard.flows.triggers import Published, command_start, in_scope, other_start
+from switchboard.flows.triggers import (
+    Published,
+    command_start,
+    event_start,
+    in_scope,
+    other_start,
+)
 
 RECENT_INPUTS = 32
 STREAM = "FLOWS"
@@ -84,7 +90,12 @@ def plan(
             text=inp.text if inp.kind == "text" else None,
             button=inp.data if inp.kind == "button" else None,
             new_conversation=current is None,
+            referral=inp.referral,
         )
+    if inp.kind == "event" and inp.event is not None:
+        if active is not None:
+            return []  # an event never cuts a running flow short
+        start = event_start(candidates, inp.event, inp.data)
     if start is None:
         return []
     records: list[RunRecorded] = []
