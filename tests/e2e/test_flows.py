@@ -328,3 +328,62 @@ async def test_crm_facts_in_conditions_attributes_and_a_lead_stage_trigger(env: 
     assert (await env.until(chat, 2))[1] == "Welcome aboard, Ada!"
     await env.say(chat, "status now?")
     assert (await env.until(chat, 3))[2] == "You are a customer."
+
+
+async def test_a_campaign_step_sends_to_a_crm_segment(env: Env) -> None:
+    """The step's command goes to the CRM over the bus; the CRM expands the segment (the
+    contacts tagged ``vip``) and outbound sends to each of them once."""
+    await env.flow(
+        {
+            "name": "Broadcast",
+            "triggers": [{"type": "command", "command": "broadcast"}],
+            "start": "send",
+            "steps": {
+                "send": {
+                    "type": "campaign",
+                    "segment": {"channel": "telegram", "tags": ["vip"]},
+                    "text": "A sale for our VIPs, from {{ contact.first_name }}.",
+                    "next": "done",
+                },
+                "done": {"type": "end", "text": "Campaign started."},
+            },
+        }
+    )
+    await env.flow(
+        {
+            "name": "Join",
+            "triggers": [{"type": "keyword", "keywords": ["join"]}],
+            "start": "tag",
+            "steps": {"tag": {"type": "tag", "add": ["vip"], "next": "ok"},
+                      "ok": {"type": "end", "text": "You are in."}},
+        }
+    )  # fmt: skip
+    vips, other, manager = (8110, 8111), 8112, 8113
+    for chat in vips:
+        await env.say(chat, "join")
+        await env.until(chat, 1)
+    await env.say(other, "hello")
+    assert env.crm is not None
+
+    async def tagged() -> bool | None:
+        # What the segment reads: the contacts' tags and their conversations (projected
+        # apart, so both are waited for).
+        r = await env.http.get(f"{env.crm}/v1/contacts", params={"tag": "vip"}, headers=AUTH)
+        items = r.json()["items"]
+        convs = (await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH)).json()
+        chats = {c.get("chat_id") for c in convs["items"]}
+        both = {str(v) for v in vips} <= chats
+        return (
+            True
+            if both and len([c for c in items if "vip" in (c.get("tags") or [])]) >= 2
+            else None
+        )
+
+    await eventually(tagged, timeout=30, message="two vip contacts in the CRM")
+    await env.say(manager, "/broadcast")
+    assert await env.until(manager, 1) == ["Campaign started."]
+    for chat in vips:
+        texts = await env.until(chat, 2)
+        assert texts == ["You are in.", "A sale for our VIPs, from Ada."]
+    assert env.texts(other) == []
+    assert env.texts(manager) == ["Campaign started."]  # not in the segment

@@ -17,11 +17,11 @@ from switchboard.events.catalog.crm import (
     LeadCreated,
     LeadStageChanged,
 )
-from switchboard.events.catalog.flows import FlowConversation, RunStatus
+from switchboard.events.catalog.flows import FlowConversation, RunRecorded, RunStatus
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.document import FlowDocument, InvalidFlowError, parse, validate
 from switchboard.flows.dryrun import DryRun, play
-from switchboard.flows.effects import fold_facts
+from switchboard.flows.effects import campaign_command, fold_facts
 from switchboard.flows.engine import (
     ContactFacts,
     Decision,
@@ -269,3 +269,45 @@ def test_a_dry_run_scripts_the_webhook_answer_and_the_contact() -> None:
     assert decisions[-1]["effects"][-1]["data"]["text"] == "VIP price 3"
     timeout = DryRun.model_validate({"transcript": [{"webhook": {"status": None}}]})
     assert play(doc, timeout)[-1]["effects"][-1]["data"]["text"] == "Try later"
+
+
+def test_a_campaign_step_starts_a_segment_campaign_once_per_run_and_step() -> None:
+    doc = flow(
+        {
+            "a": {
+                "type": "campaign",
+                "segment": {"channel": "telegram", "tags": ["vip"], "stage": "won"},
+                "text": "Sale for {{ vars.who }} & friends",
+                "title": "VIP sale",
+                "next": "b",
+            },
+            "b": {"type": "end", "text": "Sent."},
+        },
+        variables={"who": "<VIPs>"},
+    )
+    decision = begin(doc)
+    campaign, sent = decision.effects
+    assert campaign.kind == "campaign"
+    rec = _record(decision)
+    command = campaign_command(rec, campaign)
+    assert command.campaign_id == f"flow:{campaign.id}"  # the same on every replay
+    assert command.segment.tags == ("vip",)
+    assert command.segment.stage == "won"
+    assert command.content.text == "Sale for &lt;VIPs&gt; & friends"  # type: ignore[union-attr]
+    assert command.subject().startswith("cmd.crm.start_campaign.v1.")
+    assert sent.data["text"] == "Sent."
+
+
+def _record(decision: Decision) -> RunRecorded:
+    state = decision.state
+    return RunRecorded(
+        session="s",
+        run_id=state.run_id,
+        flow_id=state.flow_id,
+        revision=1,
+        conversation=state.conversation,
+        status=state.status,
+        input_id="i0",
+        input_kind="start",
+        effects=decision.effects,
+    )

@@ -464,6 +464,7 @@ FLOWS = ServiceTopology(
         "cmd.crm.update_contact.>",
         "cmd.crm.change_lead_stage.>",
         "cmd.crm.assign_lead.>",
+        "cmd.crm.start_campaign.>",  # the campaign step: a segment campaign through the CRM
         "dlq.>",
     ),
     durables=(

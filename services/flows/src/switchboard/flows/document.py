@@ -278,6 +278,28 @@ class WebhookStep(_Strict):
     on_failure: StepId | None = None
 
 
+class SegmentScope(_Strict):
+    """The CRM segment a campaign goes to (as ``POST /v1/campaigns`` reads it)."""
+
+    channel: Channel
+    account: str | None = Field(None, min_length=1)
+    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    stage: str | None = Field(None, min_length=1)
+    assignee: str | None = Field(None, min_length=1)
+
+
+class CampaignStep(_Strict):
+    """Start a campaign: ``text`` (a template, filled in this run) to everyone in
+    ``segment``, expanded by the CRM and sent by outbound at the accounts' rate. Once per
+    run and step: the campaign id comes from the run."""
+
+    type: Literal["campaign"]
+    segment: SegmentScope
+    text: str = Field(min_length=1, max_length=4096)
+    title: str | None = Field(None, max_length=200)
+    next: StepId | None = None
+
+
 class DelayStep(_Strict):
     """Wait, then go on: any of seconds, minutes, hours, days (summed; 1 s to 30 days)."""
 
@@ -320,6 +342,7 @@ Step = Annotated[
     | AttributeStep
     | LeadStep
     | WebhookStep
+    | CampaignStep
     | DelayStep
     | HandoffStep
     | GotoStep

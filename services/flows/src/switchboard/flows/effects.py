@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from switchboard.events import Envelope, encode
 from switchboard.events.catalog.crm import (
     AssignLead,
+    CampaignSegment,
     ChangeLeadStage,
     ContactCreated,
     ContactIdentityLinked,
@@ -30,6 +31,7 @@ from switchboard.events.catalog.crm import (
     IdentityClaimed,
     LeadCreated,
     LeadStageChanged,
+    StartSegmentCampaign,
     UpdateContact,
     claim_key,
     first_lead_id,
@@ -169,6 +171,16 @@ def conversations(events: list[object]) -> list[FlowConversation]:
     return list(out.values())
 
 
+def campaign_command(rec: RunRecorded, effect: RunEffect) -> StartSegmentCampaign:
+    return StartSegmentCampaign(
+        campaign_id=f"flow:{effect.id}",
+        title=effect.data.get("title"),
+        segment=CampaignSegment.model_validate(effect.data["segment"]),
+        content=OutText(text=effect.data["text"], parse_mode=effect.data.get("parse_mode")),
+        by=f"flow:{rec.flow_id}",
+    )
+
+
 def answer_command(rec: RunRecorded, effect: RunEffect) -> AnswerCallback:
     conv = rec.conversation
     return AnswerCallback(
@@ -199,6 +211,8 @@ class Effects:
         for effect in rec.effects:
             if effect.kind == "send":
                 await self.bus.publish(send_command(rec, effect), cause=cause)
+            elif effect.kind == "campaign":
+                await self.bus.publish(campaign_command(rec, effect), cause=cause)
             elif effect.kind == "answer":
                 await self.bus.publish(answer_command(rec, effect), cause=cause)
             elif effect.kind == "timer":

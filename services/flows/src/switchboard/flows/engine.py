@@ -28,6 +28,7 @@ from switchboard.flows.document import (
     AttributeStep,
     BranchStep,
     Button,
+    CampaignStep,
     Case,
     DelayStep,
     EndStep,
@@ -488,6 +489,19 @@ class _Context:
                 )
                 self.record(sid, "webhook", "called", call=call)
                 return self.wait(Waiting(step=sid, kind="webhook", timer_id=call))
+            elif isinstance(step, CampaignStep):
+                text, parse_mode = render(
+                    step.text, self.scope(), step.segment.channel, self.flow.format
+                )
+                campaign = self.effect(
+                    "campaign",
+                    segment=step.segment.model_dump(mode="json", exclude_none=True),
+                    text=text,
+                    parse_mode=parse_mode,
+                    title=step.title,
+                )
+                self.record(sid, "campaign", "started", campaign=f"flow:{campaign}")
+                self.cursor = step.next
             elif isinstance(step, LeadStep):
                 if step.action in ("create", "move_stage"):
                     self.facts = replace(self.facts, stage=step.stage)

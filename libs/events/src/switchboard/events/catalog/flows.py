@@ -105,7 +105,15 @@ class RunEffect(Value):
 
     id: str = Field(min_length=1)
     kind: Literal[
-        "send", "timer", "tag", "lead_stage", "lead_assign", "attribute", "webhook", "answer"
+        "send",
+        "timer",
+        "tag",
+        "lead_stage",
+        "lead_assign",
+        "attribute",
+        "webhook",
+        "answer",
+        "campaign",
     ]
     data: dict[str, Any] = Field(default_factory=dict)
 
