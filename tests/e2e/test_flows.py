@@ -387,3 +387,24 @@ async def test_a_campaign_step_sends_to_a_crm_segment(env: Env) -> None:
         assert texts == ["You are in.", "A sale for our VIPs, from Ada."]
     assert env.texts(other) == []
     assert env.texts(manager) == ["Campaign started."]  # not in the segment
+
+
+async def test_the_bots_menu_follows_its_published_flows(env: Env) -> None:
+    """Publishing the demo flow sets the demo bot's command menu (setMyCommands through
+    outbound, recorded by the sandbox); archiving it clears the menu."""
+    flow_id = await env.flow(DEMO_FLOW)
+
+    async def menu_is(expected: list[dict[str, str]]) -> bool | None:
+        return True if env.box.telegram.commands(TOKEN) == expected else None
+
+    quote = [{"command": "quote", "description": "Get a quote or talk to a person"}]
+    await eventually(lambda: menu_is(quote), timeout=30, message="the menu set")
+    r = await env.http.post(f"{env.flows}/v1/flows/{flow_id}/archive", headers=AUTH)
+    assert r.status_code == 200, r.text
+    await eventually(lambda: menu_is([]), timeout=30, message="the menu cleared")
+    calls = env.box.telegram.bot(TOKEN).command_calls
+    assert [c["commands"] for c in calls] == [quote, []]  # each change once
+    # The menu's command starts the flow it belongs to.
+    await env.flow(DEMO_FLOW)
+    await env.say(8114, "/quote")
+    assert (await env.until(8114, 1))[0] == "Hi Ada! How can we help you today?"

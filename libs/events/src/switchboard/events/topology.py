@@ -309,8 +309,10 @@ OUTBOUND = ServiceTopology(
                 "cmd.outbound.answer_callback.>",
                 "cmd.outbound.edit.>",
                 "cmd.outbound.delete.>",
+                "cmd.outbound.bot_commands.>",
             ),
-            description="answers to pressed buttons, edits and deletions of sent messages",
+            description="answers to pressed buttons, edits and deletions of sent messages, "
+            "bot command menus",
             ack_wait_s=30,
             max_ack_pending=5000,
         ),
@@ -461,6 +463,7 @@ FLOWS = ServiceTopology(
         "cmd.flows.>",  # timers: message schedules the server fires on cmd.flows.fire_timer
         "cmd.outbound.send.>",
         "cmd.outbound.answer_callback.>",  # a pressed button of a run is answered
+        "cmd.outbound.bot_commands.>",  # the command menu of a bot, from its flows
         "cmd.crm.update_contact.>",
         "cmd.crm.change_lead_stage.>",
         "cmd.crm.assign_lead.>",

@@ -15,6 +15,7 @@ from switchboard.events.streams import FLOW_TIMERS
 from switchboard.flows import document, dryrun, runs
 from switchboard.flows.effects import Effects
 from switchboard.flows.library import FlowError, FlowLibrary, FlowState
+from switchboard.flows.menus import MenuKeeper
 from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS, Runner
 from switchboard.flows.settings import FlowsSettings
 from switchboard.runtime.app import ServiceApp, service_app
@@ -77,7 +78,13 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
         rt.on_close(http.aclose)
         runner = Runner(rt.bus, library, Effects(rt.bus, http, settings.webhook_secrets))
         ports.update(library=library, bus=rt.bus, runner=runner)
-        rt.spawn("library", lambda: library.follow(rt.stop))
+        keeper = MenuKeeper(rt.bus)
+
+        async def keep_menus() -> None:
+            for ws in sorted(library.workspaces()):
+                await keeper.keep(ws, library.published(ws))
+
+        rt.spawn("library", lambda: library.follow(rt.stop, on_change=keep_menus))
 
         async def library_ready() -> bool:
             return library.caught_up.is_set()

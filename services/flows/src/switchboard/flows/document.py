@@ -43,6 +43,9 @@ class CommandTrigger(_Strict):
 
     type: Literal["command"]
     command: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    description: str | None = Field(
+        None, min_length=1, max_length=256, description="in the bot's menu (else the flow's name)"
+    )
 
 
 class KeywordTrigger(_Strict):

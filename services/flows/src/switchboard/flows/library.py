@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -232,7 +233,15 @@ class FlowLibrary:
 
     # -- following -------------------------------------------------------------------------
 
-    async def follow(self, stop: asyncio.Event, poll_s: float = 0.25) -> None:
+    def workspaces(self) -> set[str]:
+        return {f.workspace_id for f in self.flows.values()}
+
+    async def follow(
+        self,
+        stop: asyncio.Event,
+        poll_s: float = 0.25,
+        on_change: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Read every definition event, then keep following them (every instance).
 
         Direct gets of "the next definition after the last one seen" rather than a consumer:
@@ -241,9 +250,17 @@ class FlowLibrary:
         no runs there. A get cannot lose anything; an idle instance asks four times a second,
         and an input that starts nothing asks at once (:meth:`sync`).
         """
+        reacted = -1  # the definitions ``on_change`` last saw (any reader may move them on)
         while not stop.is_set():
             await self.sync()
             self.caught_up.set()
+            if on_change is not None and self._last != reacted:
+                seen = self._last
+                try:
+                    await on_change()
+                    reacted = seen
+                except Exception as exc:  # the bus is down: try again on the next read
+                    log.warning("reacting to flow changes failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
 
