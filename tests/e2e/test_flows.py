@@ -16,6 +16,8 @@ from tests.support.flows import AUTH, FlowsEnv, flows_stack
 from tests.support.stack import API_KEY, OTHER_KEY
 from tests.support.webhooks import receiver
 
+from switchboard.analytics.app import create_app as analytics_app
+from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.flows import cli
 from switchboard.flows.app import create_app as flows_app
 from switchboard.flows.demo import DEMO_FLOW
@@ -408,3 +410,54 @@ async def test_the_bots_menu_follows_its_published_flows(env: Env) -> None:
     await env.flow(DEMO_FLOW)
     await env.say(8114, "/quote")
     assert (await env.until(8114, 1))[0] == "Hi Ada! How can we help you today?"
+
+
+async def test_the_flow_funnel_in_analytics(env: Env) -> None:
+    """Analytics projects the run records: runs started, completed, handed off, and per step
+    how many reached it and stopped there."""
+    async with serve_app(analytics_app(load_settings(AnalyticsSettings))) as analytics:
+        flow_id = await env.flow(DEMO_FLOW)
+        quote, person, idle = 8120, 8121, 8122
+        for chat in (quote, person, idle):
+            await env.say(chat, "/start")
+            await env.until(chat, 1)
+        await env.press(quote, "quote")
+        await env.until(quote, 2)
+        await env.say(quote, "Ada")
+        await env.until(quote, 3)
+        await env.say(quote, "+44 20 7946 0958")
+        await env.until(quote, 4)
+        await env.press(person, "person")
+        await env.until(person, 2)
+
+        async def funnel() -> dict[str, Any] | None:
+            r = await env.http.get(
+                f"{analytics}/v1/flows/funnel", params={"flow": flow_id}, headers=AUTH
+            )
+            assert r.status_code == 200, r.text
+            flows = r.json()["flows"]
+            done = flows and flows[0]["completed"] == 1 and flows[0]["handed_off"] == 1
+            return flows[0] if done else None
+
+        found = await eventually(funnel, timeout=60, message="the funnel")
+        assert found["name"] == DEMO_FLOW["name"]
+        assert (found["runs_started"], found["completed"], found["handed_off"]) == (3, 1, 1)
+        steps = {s["step"]: (s["reached"], s["dropped"]) for s in found["steps"]}
+        assert steps == {
+            "greet": (3, 1),  # the idle customer never pressed a button
+            "ask_name": (1, 0),
+            "ask_phone": (1, 0),
+            "tag": (1, 0),
+            "qualify": (1, 0),
+            "thanks": (1, 0),
+            "handoff": (1, 1),  # with a person: not completed
+        }
+        assert found["steps"][0]["step"] == "greet"  # the most reached first
+        bad = await env.http.get(
+            f"{analytics}/v1/flows/funnel", params={"stage": "x"}, headers=AUTH
+        )
+        assert bad.status_code == 400
+        page = await env.http.get(f"{analytics}/", headers=AUTH)
+        assert page.status_code == 200
+        assert 'id="chart-flow_funnel"' in page.text
+        assert "greet 3/1" in page.text

@@ -443,6 +443,7 @@ ANALYTICS = ServiceTopology(
         StreamRead("DELIVERY", why="delivery outcomes, send latency, campaigns"),
         StreamRead("CRM", why="lead funnel; conversions decided from stage changes"),
         StreamRead("MTPROTO", why="session and backfill rollups"),
+        StreamRead("FLOWS", why="per-flow funnel: runs, steps reached, completions"),
     ),
     buckets=(
         API_KEY_USE,
