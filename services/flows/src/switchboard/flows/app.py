@@ -47,8 +47,11 @@ DOCUMENT_BODY: dict[str, Any] = {
 
 
 async def read_document(request: Request) -> Any:
-    """The request's flow document, parsed as its Content-Type says (422 when unreadable)."""
-    return document.parse(await request.body(), request.headers.get("content-type"))
+    """The request's flow document, parsed as its Content-Type says and validated (422 with
+    every problem's path), before anything touches the bus."""
+    data = document.parse(await request.body(), request.headers.get("content-type"))
+    document.validate(data)
+    return data
 
 
 class PublishRequest(BaseModel):
@@ -169,7 +172,7 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         openapi_extra=DOCUMENT_BODY,
     )
     async def check(_: Sender, request: Request) -> Response:
-        document.validate(await read_document(request))
+        await read_document(request)
         return JSONResponse({"valid": True})
 
     @app.post(
@@ -180,7 +183,8 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         openapi_extra=DOCUMENT_BODY,
     )
     async def create(ws: Sender, request: Request) -> Response:
-        state = await library().save(ws, await read_document(request))
+        data = await read_document(request)
+        state = await library().save(ws, data)
         return JSONResponse(_summary(state), 201)
 
     @app.get("/v1/flows", tags=["flows"], summary="The flows of the workspace")
@@ -199,7 +203,8 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         openapi_extra=DOCUMENT_BODY,
     )
     async def revise(flow_id: str, ws: Sender, request: Request) -> Response:
-        state = await library().save(ws, await read_document(request), flow_id=flow_id)
+        data = await read_document(request)
+        state = await library().save(ws, data, flow_id=flow_id)
         return JSONResponse(_summary(state))
 
     @app.get("/v1/flows/{flow_id}/revisions/{revision}", tags=["flows"], summary="One revision")
