@@ -8,6 +8,7 @@ and restarted mid-way, each get every message exactly once and finish, a delay i
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import statistics
 import time
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from tests.support.flows import FlowsEnv, flows_stack
 from tests.support.stack import API_KEY, service_env
+from tests.support.webhooks import receiver
 
 from switchboard.events import encode
 from switchboard.events.catalog.common import Channel
@@ -47,6 +49,10 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # two-core machine responsive.
 CONVERSATIONS = int(os.environ.get("FLOWS_CRASH_CONVERSATIONS", "30"))
 INSTANCES = 3
+# One bot sends at most 30 messages/s (Telegram's limit, kept by outbound and the sandbox):
+# a customer may wait behind every other conversation's five messages, plus slack for a
+# loaded machine. A wait for a condition, never a timing assertion.
+STEP_WAIT = 60 + CONVERSATIONS * 5 / 30
 
 # The demo flow with a 3-second delay before its thanks (a timer to survive the kills).
 FLOW: dict[str, Any] = {
@@ -81,16 +87,16 @@ async def _converse(env: Env, chat: int, greeted_after: list[float]) -> None:
     """A customer who answers each question once it arrives (one wrong phone number)."""
     started = time.monotonic()
     await env.say(chat, "/start")
-    await env.until(chat, 1)
+    await env.until(chat, 1, timeout=STEP_WAIT)
     greeted_after.append((time.monotonic() - started) * 1000)
     await env.press(chat, "quote")
-    await env.until(chat, 2)
+    await env.until(chat, 2, timeout=STEP_WAIT)
     await env.say(chat, f"Customer {chat}")
-    await env.until(chat, 3)
+    await env.until(chat, 3, timeout=STEP_WAIT)
     await env.say(chat, "not a number")
-    await env.until(chat, 4)
+    await env.until(chat, 4, timeout=STEP_WAIT)
     await env.say(chat, "+44 20 7946 0958")
-    await env.until(chat, 5, timeout=120)
+    await env.until(chat, 5, timeout=STEP_WAIT + 60)
 
 
 def _expected(chat: int) -> list[str]:
@@ -184,6 +190,84 @@ async def test_a_decision_recorded_before_a_crash_is_carried_out_once(
     assert env.texts(chat) == _expected(chat)[:2]
 
 
+PRICE_FLOW: dict[str, Any] = {
+    "name": "Price",
+    "triggers": [{"type": "keyword", "keywords": ["price"]}],
+    "start": "ask",
+    "steps": {
+        "ask": {
+            "type": "webhook",
+            "url": "http://127.0.0.1:1/unset",  # set per test: the receiver's port
+            "secret": "quotes",
+            "save": {"price": "quote.price"},
+            "next": "tell",
+        },
+        "tell": {"type": "end", "text": "The price is {{ vars.price }}."},
+    },
+}
+
+
+async def test_a_webhook_decided_before_a_crash_is_called_once_and_answered(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after recording the decision to call, before the call: the redelivered input
+    makes the next instance call (once, under the same webhook-id), decide on the answer and
+    send; a further redelivery neither calls again nor sends twice."""
+    signing = "whsec_" + base64.b64encode(b"flows-crash-signing-secret-32byt").decode()
+    monkeypatch.setenv("SWITCHBOARD_FLOWS_WEBHOOK_SECRETS", f"quotes={signing}")
+    async with receiver(signing, {"quote": {"price": 7}}) as (url, seen):
+        doc = {**PRICE_FLOW, "steps": {**PRICE_FLOW["steps"], "ask": {
+            **PRICE_FLOW["steps"]["ask"], "url": url + "/price"}}}  # fmt: skip
+        async with serve_app(flows_app(load_settings(FlowsSettings))) as flows:
+            flow_id = await env.publish_flow(flows, doc)
+        chat = 9002
+        session = session_id("demo", Channel.TELEGRAM, "demo", str(chat))
+        inp = Input("text", "crashed-price", datetime.now(UTC), text="the price?")
+        conv = FlowConversation(
+            channel=Channel.TELEGRAM, account="demo", chat_id=str(chat), sender_id=str(chat)
+        )
+        (record,) = plan(
+            session=session,
+            current=None,
+            active_doc=None,
+            published=[Published(flow_id, 1, validate(doc))],
+            inp=inp,
+            conversation=conv,
+        )
+        assert [e.kind for e in record.effects] == ["webhook"]
+        bus = await Bus.connect(env.nats_url, name="crashed-instance")
+        try:
+            await append_expecting(
+                bus, record, session_filter(session), 0, aggregate=session, workspace_id="demo"
+            )
+        finally:
+            await bus.close()
+        async with serve_app(flows_app(load_settings(FlowsSettings))):
+            received = MessageReceived.model_validate(
+                {
+                    "channel": "telegram",
+                    "account": "demo",
+                    "chat": {"id": str(chat)},
+                    "sender": {"id": str(chat), "first_name": "Ada"},
+                    "content": {"kind": "text", "text": "the price?"},
+                    "provider": {"message_id": "1"},
+                    "sent_at": inp.at.isoformat(),
+                    "received_at": inp.at.isoformat(),
+                }
+            )
+            bus = await Bus.connect(env.nats_url, name="redelivery")
+            try:
+                for n in range(2):
+                    enc = encode(received, source="test", id="crashed-price", workspace_id="demo")
+                    headers = {**enc.headers, "Nats-Msg-Id": f"price-delivery-{n}"}
+                    await bus.publish_raw(enc.subject, enc.body, headers)
+                    assert await env.until(chat, 1) == ["The price is 7."]
+            finally:
+                await bus.close()
+        assert [c["headers"]["webhook-id"] for c in seen] == [record.effects[0].id]
+    assert env.texts(chat) == ["The price is 7."]
+
+
 async def _all_moved(nats_url: str, count: int) -> dict[str, int] | None:
     moves = await _qualified_moves(nats_url)
     return moves if len(moves) >= count else None
@@ -235,7 +319,9 @@ async def test_conversations_complete_exactly_once_while_an_instance_is_killed(
 
         waves = (len(chats) // 3, 2 * len(chats) // 3)
         for wave in waves:  # kill in the middle of the traffic, twice
-            await eventually(lambda n=wave: greeted(n), timeout=120, message=f"{wave} greeted")
+            await eventually(
+                lambda n=wave: greeted(n), timeout=STEP_WAIT, message=f"{wave} greeted"
+            )
             procs[0].kill()
             procs[0].start()
             await procs[0].ready(60)

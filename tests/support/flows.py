@@ -153,5 +153,12 @@ async def flows_stack(
         if postgres_url:
             crm = await stack.enter_async_context(serve_app(crm_app(load_settings(CrmSettings))))
         await stack.enter_async_context(serve_app(outbound_app(load_settings(OutboundSettings))))
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        # Hundreds of customers at once share the pool: they wait for a connection as long
+        # as it takes (bounded load), each request itself has its timeout.
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, pool=None),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            )
+        )
         yield FlowsEnv(box, token, secret, ingest, crm, http, nats_url)
