@@ -9,6 +9,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,10 +19,12 @@ from tests.support.webhooks import receiver
 
 from switchboard.analytics.app import create_app as analytics_app
 from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.events.catalog.conv import ContactStatusChanged, MessageReceived
 from switchboard.flows import cli
 from switchboard.flows.app import create_app as flows_app
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.settings import FlowsSettings
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 
@@ -461,3 +464,58 @@ async def test_the_flow_funnel_in_analytics(env: Env) -> None:
         assert page.status_code == 200
         assert 'id="chart-flow_funnel"' in page.text
         assert "greet 3/1" in page.text
+
+
+async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their_flows(
+    env: Env,
+) -> None:
+    """The conversation events as ingest normalizes them (stored in CONV here): a Viber
+    chat opened with a context, and a WhatsApp message that came from an ad."""
+    opened = await env.flow(
+        {
+            "name": "Opened",
+            "triggers": [{"type": "conversation_started", "context": "promo"}],
+            "start": "hi",
+            "steps": {"hi": {"type": "end", "text": "Welcome from the promo."}},
+        }
+    )
+    from_ad = await env.flow(
+        {
+            "name": "From the ad",
+            "triggers": [{"type": "referral", "source": "ad", "campaign": "ad-7"}],
+            "start": "hi",
+            "steps": {"hi": {"type": "end", "text": "Thanks for clicking our ad."}},
+        }
+    )
+    now = datetime.now(UTC).isoformat()
+    viber = ContactStatusChanged.model_validate(
+        {
+            "channel": "viber", "account": "vb", "chat": {"id": "v-1"},
+            "provider": {"message_id": "tok-1"}, "received_at": now, "at": now,
+            "sender": {"id": "v-1", "display_name": "Ada"}, "status": "conversation_started",
+            "referral": {"source": "deep_link", "campaign": "promo"},
+        }
+    )  # fmt: skip
+    whatsapp = MessageReceived.model_validate(
+        {
+            "channel": "whatsapp", "account": "wa", "chat": {"id": "4915112345678"},
+            "sender": {"id": "4915112345678", "first_name": "Ada"},
+            "content": {"kind": "text", "text": "Hi, is this available?"},
+            "provider": {"message_id": "wamid.1"}, "sent_at": now, "received_at": now,
+            "referral": {"source": "ad", "campaign": "ad-7", "click_id": "clid"},
+        }
+    )  # fmt: skip
+    bus = await Bus.connect(env.nats_url, name="conv-events")
+    try:
+        for ev in (viber, whatsapp):
+            await bus.publish(ev, workspace_id="demo")
+    finally:
+        await bus.close()
+
+    async def started() -> dict[str, str] | None:
+        r = await env.http.get(f"{env.flows}/v1/runs", headers=AUTH)
+        runs = {run["flow_id"]: run["conversation"]["channel"] for run in r.json()["items"]}
+        return runs if {opened, from_ad} <= set(runs) else None
+
+    runs = await eventually(started, timeout=30, message="both flows started")
+    assert (runs[opened], runs[from_ad]) == ("viber", "whatsapp")
