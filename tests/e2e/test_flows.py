@@ -9,7 +9,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -519,3 +519,33 @@ async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their
 
     runs = await eventually(started, timeout=30, message="both flows started")
     assert (runs[opened], runs[from_ad]) == ("viber", "whatsapp")
+
+
+async def test_a_schedule_starts_its_flow_in_the_conversations_flows_knows(env: Env) -> None:
+    """A JetStream message schedule fires the trigger at its time: the flow starts in each
+    conversation that had a run and runs none now (not in one that still waits)."""
+    await env.flow(
+        {
+            "name": "Hello",
+            "triggers": [{"type": "keyword", "keywords": ["hello"]}],
+            "start": "hi",
+            "steps": {"hi": {"type": "end", "text": "Hello!"}},
+        }
+    )
+    await env.flow(DEMO_FLOW)
+    done, waiting = 8130, 8131
+    await env.say(done, "hello")
+    assert await env.until(done, 1) == ["Hello!"]
+    await env.say(waiting, "/start")  # waits for a button: not interrupted
+    await env.until(waiting, 1)
+    at = datetime.now(UTC) + timedelta(seconds=3)
+    await env.flow(
+        {
+            "name": "Morning news",
+            "triggers": [{"type": "schedule", "at": at.isoformat()}],
+            "start": "news",
+            "steps": {"news": {"type": "end", "text": "Scheduled news."}},
+        }
+    )
+    assert (await env.until(done, 2))[1] == "Scheduled news."
+    assert len(env.sent(waiting)) == 1

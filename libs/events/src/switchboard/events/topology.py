@@ -494,7 +494,7 @@ FLOWS = ServiceTopology(
         Durable(
             stream="FLOW_TIMERS",
             name="flows-timers",
-            filter_subjects=("cmd.flows.fire_timer.>",),
+            filter_subjects=("cmd.flows.fire_timer.>", "cmd.flows.fire_schedule.>"),
             description="delays and reply timeouts fired by their message schedules",
             ack_wait_s=3,
         ),

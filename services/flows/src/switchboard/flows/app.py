@@ -17,6 +17,7 @@ from switchboard.flows.effects import Effects
 from switchboard.flows.library import FlowError, FlowLibrary, FlowState
 from switchboard.flows.menus import MenuKeeper
 from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS, Runner
+from switchboard.flows.schedules import ScheduleKeeper
 from switchboard.flows.settings import FlowsSettings
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
@@ -79,13 +80,15 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
         library = FlowLibrary(rt.bus)
         http = httpx.AsyncClient(follow_redirects=False)
         rt.on_close(http.aclose)
-        runner = Runner(rt.bus, library, Effects(rt.bus, http, settings.webhook_secrets))
+        schedules = ScheduleKeeper(rt.bus)
+        runner = Runner(rt.bus, library, Effects(rt.bus, http, settings.webhook_secrets), schedules)
         ports.update(library=library, bus=rt.bus, runner=runner)
         keeper = MenuKeeper(rt.bus)
 
         async def keep_menus() -> None:
             for ws in sorted(library.workspaces()):
                 await keeper.keep(ws, library.published(ws))
+                await schedules.keep(ws, library.published(ws))
 
         rt.spawn("library", lambda: library.follow(rt.stop, on_change=keep_menus))
 

@@ -13,7 +13,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from switchboard.events.catalog.common import Channel
 
@@ -99,6 +99,15 @@ class TagAddedTrigger(_Strict):
     tag: str = Field(min_length=1, max_length=64)
 
 
+class ScheduleTrigger(_Strict):
+    """At ``at`` (then every ``every_s``, if given) the flow starts in each conversation of
+    its scope that this service has talked with and that runs no flow at that moment."""
+
+    type: Literal["schedule"]
+    at: AwareDatetime = Field(description="the first time (with a timezone)")
+    every_s: int | None = Field(None, ge=60, le=MAX_DELAY_S, description="then repeat")
+
+
 Trigger = Annotated[
     StartTrigger
     | CommandTrigger
@@ -108,7 +117,8 @@ Trigger = Annotated[
     | ConversationStartedTrigger
     | ReferralTrigger
     | LeadStageTrigger
-    | TagAddedTrigger,
+    | TagAddedTrigger
+    | ScheduleTrigger,
     Field(discriminator="type"),
 ]
 

@@ -103,7 +103,7 @@ HANDLING: ContextVar[Msg | None] = ContextVar("flows_handling", default=None)
 
 
 @contextlib.asynccontextmanager
-async def _keep_alive(every_s: float = 1.0) -> AsyncIterator[None]:
+async def keep_alive(every_s: float = 1.0) -> AsyncIterator[None]:
     """Tell the server the delivery being handled is in progress while a call runs, so a
     webhook slower than the consumer's ack wait is not redelivered to another instance."""
     msg = HANDLING.get()
@@ -218,7 +218,7 @@ class Effects:
             elif effect.kind == "timer":
                 await self._schedule(timer_command(rec, effect), cause)
             elif effect.kind == "webhook":
-                async with _keep_alive():
+                async with keep_alive():
                     result = await webhooks.call(self.http, self.secrets, effect.id, effect.data)
                 follow.append(
                     Input(

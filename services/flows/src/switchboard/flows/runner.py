@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -26,11 +27,18 @@ from switchboard.events.catalog.conv import (
     TextContent,
 )
 from switchboard.events.catalog.crm import ContactUpdated, LeadStageChanged
-from switchboard.events.catalog.flows import FireTimer, FlowConversation, RunRecorded, RunStatus
-from switchboard.flows import metrics
-from switchboard.flows.effects import HANDLING, Effects
+from switchboard.events.catalog.flows import (
+    FireSchedule,
+    FireTimer,
+    FlowConversation,
+    RunRecorded,
+    RunStatus,
+)
+from switchboard.flows import metrics, runs
+from switchboard.flows.effects import HANDLING, Effects, keep_alive
 from switchboard.flows.engine import Input, uses_contact
 from switchboard.flows.library import FlowLibrary
+from switchboard.flows.schedules import ScheduleKeeper, still_due
 from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
 from switchboard.flows.triggers import event_start
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
@@ -65,7 +73,7 @@ CRM_EVENTS = ConsumerSpec(
 TIMERS = ConsumerSpec(
     stream="FLOW_TIMERS",
     durable="flows-timers",
-    filter_subjects=("cmd.flows.fire_timer.>",),
+    filter_subjects=("cmd.flows.fire_timer.>", "cmd.flows.fire_schedule.>"),
     ack_wait_s=3.0,
     batch=64,
 )
@@ -138,8 +146,15 @@ def crm_trigger(ev: object) -> tuple[str, list[tuple[str, str]]] | None:
 class Runner:
     """Applies inputs to a conversation's runs, one input of a conversation at a time."""
 
-    def __init__(self, bus: Bus, library: FlowLibrary, effects: Effects) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        library: FlowLibrary,
+        effects: Effects,
+        schedules: ScheduleKeeper | None = None,
+    ) -> None:
         self.bus, self.library, self.effects = bus, library, effects
+        self.schedules = schedules
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
@@ -212,6 +227,11 @@ class Runner:
     async def on_timer(self, msg: Msg) -> None:
         decoded = decode_or_reject(msg)
         timer, env = decoded.model, decoded.envelope
+        if isinstance(timer, FireSchedule):
+            HANDLING.set(msg)
+            async with keep_alive():
+                await self.on_schedule(timer, env)
+            return
         if not isinstance(timer, FireTimer):
             return
         await self.library.caught_up.wait()
@@ -223,6 +243,37 @@ class Runner:
         HANDLING.set(msg)
         async with self._serialized(timer.session):
             await self.handle(timer.session, env, inp, None)
+
+    async def on_schedule(self, fire: FireSchedule, env: Envelope) -> None:
+        """A schedule trigger fired: start its flow in every conversation of the workspace
+        that flows has talked with and that runs no flow (scope is checked by the plan),
+        then keep the trigger's next fire pending."""
+        await self.library.caught_up.wait()
+        await self.library.sync()
+        ws = env.workspace_id
+        published = self.library.published(ws)
+        if not still_due(fire, published):
+            return  # archived or republished since: that revision's schedule is void
+        last: dict[str, dict[str, Any]] = {}
+        for view in await runs.latest_runs(self.bus, ws, None, limit=1_000_000):
+            known = last.get(view["session"])
+            if known is None or known["version"] < view["version"]:
+                last[view["session"]] = view
+        for session, view in sorted(last.items()):
+            if view["status"] != RunStatus.ENDED.value:
+                continue
+            conv = FlowConversation.model_validate(view["conversation"])
+            inp = Input(
+                kind="event",
+                id=f"{fire.deterministic_id()}:{session}",
+                at=fire.due_at,
+                event="schedule",
+                data=fire.flow_id,
+            )
+            async with self._serialized(session):
+                await self.handle(session, env, inp, conv)
+        if self.schedules is not None:
+            await self.schedules.keep(ws, published)
 
     async def release(self, run_id: str, workspace: str) -> bool | None:
         """A person hands a handed-off run back: it continues after its hand-off step.

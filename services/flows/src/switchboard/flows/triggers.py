@@ -25,6 +25,7 @@ from switchboard.flows.document import (
     KeywordTrigger,
     LeadStageTrigger,
     ReferralTrigger,
+    ScheduleTrigger,
     StartTrigger,
     TagAddedTrigger,
 )
@@ -103,6 +104,8 @@ def event_start(flows: Iterable[Published], event: str, data: str | None) -> Sta
                 return Start(flow, f"lead_stage:{data}")
             elif isinstance(trig, TagAddedTrigger) and event == "tag_added" and trig.tag == data:
                 return Start(flow, f"tag_added:{data}")
+            elif isinstance(trig, ScheduleTrigger) and event == "schedule" and flow.flow_id == data:
+                return Start(flow, "schedule")
     return fallback
 
 

@@ -170,3 +170,24 @@ class FireTimer(Command):
 
     def deterministic_id(self) -> str:
         return f"timer:{self.timer_id}"
+
+
+@register("flows.fire_schedule", 1)
+class FireSchedule(Command):
+    """A flow's schedule trigger is due: the flow starts in the conversations of its scope
+    that run no flow. Published as a JetStream message schedule for ``due_at`` (like
+    ``flows.fire_timer``); one for a revision no longer published is ignored."""
+
+    flow_id: str = Field(min_length=1)
+    revision: int = Field(ge=1)
+    trigger: int = Field(ge=0, description="the index of the schedule trigger in the flow")
+    due_at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.flow_id,)
+
+    def ce_subject(self) -> str:
+        return self.flow_id
+
+    def deterministic_id(self) -> str:
+        return f"schedule:{self.flow_id}:{self.revision}:{self.trigger}:{self.due_at.isoformat()}"
