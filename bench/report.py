@@ -73,6 +73,11 @@ METHOD = """\
   with AIORateLimiter and aiogram with its retry on TelegramRetryAfter (in their own venv),
   on one sandbox with the flood penalty on (unverified model: repeat offenders wait longer).
   Utilization: accepted sends over the window's maximum 30 * (T + 1) for the span T.
+- **flows**: ingest, outbound and flows as processes, the demo flow on one sandbox bot; new
+  conversations at 25/s, each `/start` timed from its POST to the sandbox accepting the
+  greeting (`flows_reply_p99_ms`, goal <= 150). Steps/s of one flows instance through a
+  backlog of 3-step runs over a plain nats-py pull + ack consumer of the same stream
+  (`flows_steps_ratio`).
 - **growth**: the CRM and analytics rebuilds as processes at each size (`BENCH_GROWTH_SIZES`),
   events/s, peak RSS and table size per million events.
 """

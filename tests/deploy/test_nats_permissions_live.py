@@ -833,7 +833,7 @@ def texts_sent(fake: Any, to: Any, sender: Any) -> list[str]:
         ("flows", "conv.message_sent.v1.x"),
         ("flows", "$JS.API.STREAM.UPDATE.FLOW_TIMERS"),
         ("flows", "$JS.API.CONSUMER.DELETE.FLOW_TIMERS.flows-timers"),
-        ("flows", "$JS.API.CONSUMER.CREATE.CRM"),  # message gets only
+        ("flows", "$JS.API.STREAM.PURGE.CRM"),  # reads the CRM, never changes it
         ("flows", "$KV.accounts.k"),
     ],
 )

@@ -6,131 +6,62 @@ lead to ``qualified``; a delay fires through a JetStream message schedule."""
 from __future__ import annotations
 
 import asyncio
-import itertools
+import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
-from tests.support.telegram import text_update
+from tests.support.flows import AUTH, FlowsEnv, flows_stack
+from tests.support.stack import API_KEY, OTHER_KEY
+from tests.support.webhooks import receiver
 
-from switchboard.crm.app import create_app as crm_app
-from switchboard.crm.settings import CrmSettings
-from switchboard.events.catalog.common import Channel
+from switchboard.analytics.app import create_app as analytics_app
+from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.events.catalog.conv import ContactStatusChanged, MessageReceived
 from switchboard.flows import cli
 from switchboard.flows.app import create_app as flows_app
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.settings import FlowsSettings
-from switchboard.ingest.app import create_app as ingest_app
-from switchboard.ingest.settings import IngestSettings
-from switchboard.outbound.app import create_app as outbound_app
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import free_port
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
-from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "400000001:flows-e2e"
 SECRET = "flows-secret-1"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-_updates = itertools.count(70_000)
+SIGNING = "whsec_" + base64.b64encode(b"flows-e2e-signing-secret-32bytes").decode()
 
 
 @dataclass
-class Env:
-    box: Sandbox
-    ingest: str
-    crm: str
-    flows: str
-    http: httpx.AsyncClient
-
-    async def webhook(self, update: dict[str, Any]) -> None:
-        r = await self.http.post(
-            f"{self.ingest}/webhooks/telegram/demo",
-            json=update,
-            headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
-        )
-        assert r.status_code == 200, r.text
-
-    async def say(self, chat: int, text: str) -> None:
-        await self.webhook(text_update(next(_updates), text, chat_id=chat))
-
-    async def press(self, chat: int, data: str, message: dict[str, Any]) -> None:
-        update_id = next(_updates)
-        await self.webhook(
-            {
-                "update_id": update_id,
-                "callback_query": {
-                    "id": f"cb{update_id}",
-                    "from": {"id": chat, "is_bot": False, "first_name": "Ada"},
-                    "message": message,
-                    "chat_instance": "1",
-                    "data": data,
-                },
-            }
-        )
-
-    def sent(self, chat: int) -> list[dict[str, Any]]:
-        return self.box.telegram.messages(TOKEN, chat)
-
-    async def until_sent(self, chat: int, count: int) -> list[dict[str, Any]]:
-        async def probe() -> list[dict[str, Any]] | None:
-            found = self.sent(chat)
-            return found if len(found) >= count else None
-
-        return await eventually(probe, timeout=30, message=f"{count} messages in chat {chat}")
+class Env(FlowsEnv):
+    flows: str = ""
 
     async def flow(self, doc: dict[str, Any]) -> str:
-        r = await self.http.post(f"{self.flows}/v1/flows", json=doc, headers=AUTH)
-        assert r.status_code == 201, r.text
-        flow_id: str = r.json()["id"]
-        r = await self.http.post(f"{self.flows}/v1/flows/{flow_id}/publish", headers=AUTH)
-        assert r.status_code == 200, r.text
-        return flow_id
+        return await self.publish_flow(self.flows, doc)
 
 
 @pytest.fixture
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
-    box = Sandbox(SandboxConfig())
-    box.telegram.add_bot(TOKEN, "flows_bot")
-    port = free_port()
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(
+    async with (
+        flows_stack(
             nats_url,
-            postgres_url,
-            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.1,
-        ).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="demo",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN, "webhook_secret": SECRET},
-            )
-        )
-        await bus.close()
-        ingest = await stack.enter_async_context(
-            serve_app(ingest_app(load_settings(IngestSettings)), port=port)
-        )
-        crm = await stack.enter_async_context(serve_app(crm_app(load_settings(CrmSettings))))
-        await stack.enter_async_context(serve_app(outbound_app(load_settings(OutboundSettings))))
-        flows = await stack.enter_async_context(serve_app(flows_app(load_settings(FlowsSettings))))
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        yield Env(box, ingest, crm, flows, http)
+            monkeypatch,
+            token=TOKEN,
+            secret=SECRET,
+            postgres_url=postgres_url,
+            SWITCHBOARD_FLOWS_WEBHOOK_SECRETS=f"quotes={SIGNING}",
+        ) as base,
+        serve_app(flows_app(load_settings(FlowsSettings))) as flows,
+    ):
+        yield Env(**vars(base), flows=flows)
+
+
+async def _true(value: bool) -> bool | None:
+    return value or None
 
 
 def _buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
@@ -146,6 +77,8 @@ async def test_start_greets_and_a_quote_reaches_qualified(env: Env) -> None:
     assert greeting["text"] == "Hi Ada! How can we help you today?"
     assert _buttons(greeting) == [("Get a quote", "quote"), ("Talk to a person", "person")]
 
+    assert env.crm is not None
+
     async def greeting_in_crm() -> list[dict[str, Any]] | None:
         convs = (await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH)).json()
         if not convs["items"]:
@@ -157,8 +90,10 @@ async def test_start_greets_and_a_quote_reaches_qualified(env: Env) -> None:
     shown = await eventually(greeting_in_crm, timeout=30, message="greeting in the CRM")
     assert [m["text"] for m in shown if m["direction"] == "out"] == [greeting["text"]]
 
-    await env.press(chat, "quote", greeting)
+    pressed = await env.press(chat, "quote")
     await env.until_sent(chat, 2)
+    # The button stops spinning: the press is answered (answerCallbackQuery), once.
+    await eventually(lambda: _true(env.answered(pressed)), timeout=30, message="answered")
     await env.say(chat, "Ada <Lovelace>")
     await env.until_sent(chat, 3)
     await env.say(chat, "call me maybe")  # not a phone number: asked again
@@ -207,8 +142,8 @@ async def test_talk_to_a_person_hands_off_and_pauses(env: Env) -> None:
     await env.flow(DEMO_FLOW)
     chat = 8102
     await env.say(chat, "/start")
-    (greeting,) = await env.until_sent(chat, 1)
-    await env.press(chat, "person", greeting)
+    (_greeting,) = await env.until_sent(chat, 1)
+    await env.press(chat, "person")
     sent = await env.until_sent(chat, 2)
     assert sent[1]["text"] == "A person will answer you here shortly."
     await env.say(chat, "hello?")  # the flow is paused: a person answers, not the bot
@@ -297,13 +232,320 @@ async def test_invalid_documents_get_422_with_every_path_and_the_schema_is_publi
     # a running conversation stays on the revision it started with
     chat = 8104
     await env.say(chat, "/start")
-    (greeting,) = await env.until_sent(chat, 1)
+    (_greeting,) = await env.until_sent(chat, 1)
     changed = {**DEMO_FLOW, "steps": {**DEMO_FLOW["steps"], "ask_name": {
         "type": "ask", "text": "Revision two asks differently.", "var": "name"}}}  # fmt: skip
     r = await env.http.put(f"{env.flows}/v1/flows/{flow_id}", json=changed, headers=AUTH)
     assert r.status_code == 200, r.text
     r = await env.http.post(f"{env.flows}/v1/flows/{flow_id}/publish", headers=AUTH)
     assert r.json()["published_revision"] == 2
-    await env.press(chat, "quote", greeting)
+    await env.press(chat, "quote")
     sent = await env.until_sent(chat, 2)
     assert sent[1]["text"] == "Happy to help. What is your name?"  # still revision 1
+
+
+async def test_a_webhook_step_calls_a_real_receiver_and_uses_its_answer(env: Env) -> None:
+    """The call is signed (the receiver verifies it with the standardwebhooks library), its
+    answer lands in variables; a receiver that fails sends the run to its failure branch."""
+    async with receiver(SIGNING, {"quote": {"price": 42}}) as (url, seen):
+        await env.flow(
+            {
+                "name": "Price check",
+                "triggers": [{"type": "keyword", "keywords": ["price"]}],
+                "start": "ask",
+                "steps": {
+                    "ask": {
+                        "type": "webhook",
+                        "url": url + "/quote",
+                        "secret": "quotes",
+                        "fields": {"said": "{{ message.text }}"},
+                        "save": {"price": "quote.price"},
+                        "next": "tell",
+                        "on_failure": "sorry",
+                    },
+                    "tell": {"type": "end", "text": "The price is {{ vars.price }}."},
+                    "sorry": {"type": "end", "text": "No price right now."},
+                },
+            }
+        )
+        await env.say(8105, "what is the price?")
+        assert await env.until(8105, 1) == ["The price is 42."]
+        (call,) = seen
+        assert call["payload"]["data"]["fields"] == {"said": "what is the price?"}
+        assert call["headers"]["webhook-id"].endswith(":1")  # the call's effect id
+    # The receiver is gone now: the next run takes the failure branch.
+    await env.say(8106, "price please")
+    assert await env.until(8106, 1) == ["No price right now."]
+
+
+async def test_crm_facts_in_conditions_attributes_and_a_lead_stage_trigger(env: Env) -> None:
+    """Branches read the contact's lead stage from the CRM, a step sets a contact attribute,
+    and moving the lead in the CRM starts the flow that waits for that stage."""
+    assert env.crm is not None
+    await env.flow(
+        {
+            "name": "Status",
+            "triggers": [{"type": "keyword", "keywords": ["status"]}],
+            "start": "check",
+            "steps": {
+                "check": {
+                    "type": "branch",
+                    "cases": [{"when": {"type": "lead_stage", "stages": ["won"]}, "next": "yes"}],
+                    "default": "no",
+                },
+                "yes": {"type": "end", "text": "You are a customer."},
+                "no": {"type": "set_attribute", "attributes": {"asked": "{{ message.text }}"},
+                       "next": "not_yet"},
+                "not_yet": {"type": "end", "text": "Not yet."},
+            },
+        }
+    )  # fmt: skip
+    await env.flow(
+        {
+            "name": "Won",
+            "triggers": [{"type": "lead_stage", "stage": "won"}],
+            "start": "congrats",
+            "steps": {
+                "congrats": {"type": "end", "text": "Welcome aboard, {{ contact.first_name }}!"}
+            },
+        }
+    )  # fmt: skip
+    chat = 8107
+    await env.say(chat, "status?")
+    assert await env.until(chat, 1) == ["Not yet."]
+
+    async def lead() -> dict[str, Any] | None:
+        items = (await env.http.get(f"{env.crm}/v1/leads", headers=AUTH)).json()["items"]
+        return items[0] if items else None
+
+    found = await eventually(lead, timeout=30, message="the contact's lead")
+
+    async def asked() -> dict[str, Any] | None:
+        url = f"{env.crm}/v1/contacts/{found['contact_id']}"
+        body: dict[str, Any] = (await env.http.get(url, headers=AUTH)).json()
+        return body if (body.get("attributes") or {}).get("asked") == "status?" else None
+
+    await eventually(asked, timeout=30, message="the attribute set by the flow")
+    r = await env.http.post(
+        f"{env.crm}/v1/leads/{found['id']}/stage", json={"to_stage": "won"}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    assert (await env.until(chat, 2))[1] == "Welcome aboard, Ada!"
+    await env.say(chat, "status now?")
+    assert (await env.until(chat, 3))[2] == "You are a customer."
+
+
+async def test_a_campaign_step_sends_to_a_crm_segment(env: Env) -> None:
+    """The step's command goes to the CRM over the bus; the CRM expands the segment (the
+    contacts tagged ``vip``) and outbound sends to each of them once."""
+    await env.flow(
+        {
+            "name": "Broadcast",
+            "triggers": [{"type": "command", "command": "broadcast"}],
+            "start": "send",
+            "steps": {
+                "send": {
+                    "type": "campaign",
+                    "segment": {"channel": "telegram", "tags": ["vip"]},
+                    "text": "A sale for our VIPs, from {{ contact.first_name }}.",
+                    "next": "done",
+                },
+                "done": {"type": "end", "text": "Campaign started."},
+            },
+        }
+    )
+    await env.flow(
+        {
+            "name": "Join",
+            "triggers": [{"type": "keyword", "keywords": ["join"]}],
+            "start": "tag",
+            "steps": {"tag": {"type": "tag", "add": ["vip"], "next": "ok"},
+                      "ok": {"type": "end", "text": "You are in."}},
+        }
+    )  # fmt: skip
+    vips, other, manager = (8110, 8111), 8112, 8113
+    for chat in vips:
+        await env.say(chat, "join")
+        await env.until(chat, 1)
+    await env.say(other, "hello")
+    assert env.crm is not None
+
+    async def tagged() -> bool | None:
+        # What the segment reads: the contacts' tags and their conversations (projected
+        # apart, so both are waited for).
+        r = await env.http.get(f"{env.crm}/v1/contacts", params={"tag": "vip"}, headers=AUTH)
+        items = r.json()["items"]
+        convs = (await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH)).json()
+        chats = {c.get("chat_id") for c in convs["items"]}
+        both = {str(v) for v in vips} <= chats
+        return (
+            True
+            if both and len([c for c in items if "vip" in (c.get("tags") or [])]) >= 2
+            else None
+        )
+
+    await eventually(tagged, timeout=30, message="two vip contacts in the CRM")
+    await env.say(manager, "/broadcast")
+    assert await env.until(manager, 1) == ["Campaign started."]
+    for chat in vips:
+        texts = await env.until(chat, 2)
+        assert texts == ["You are in.", "A sale for our VIPs, from Ada."]
+    assert env.texts(other) == []
+    assert env.texts(manager) == ["Campaign started."]  # not in the segment
+
+
+async def test_the_bots_menu_follows_its_published_flows(env: Env) -> None:
+    """Publishing the demo flow sets the demo bot's command menu (setMyCommands through
+    outbound, recorded by the sandbox); archiving it clears the menu."""
+    flow_id = await env.flow(DEMO_FLOW)
+
+    async def menu_is(expected: list[dict[str, str]]) -> bool | None:
+        return True if env.box.telegram.commands(TOKEN) == expected else None
+
+    quote = [{"command": "quote", "description": "Get a quote or talk to a person"}]
+    await eventually(lambda: menu_is(quote), timeout=30, message="the menu set")
+    r = await env.http.post(f"{env.flows}/v1/flows/{flow_id}/archive", headers=AUTH)
+    assert r.status_code == 200, r.text
+    await eventually(lambda: menu_is([]), timeout=30, message="the menu cleared")
+    calls = env.box.telegram.bot(TOKEN).command_calls
+    assert [c["commands"] for c in calls] == [quote, []]  # each change once
+    # The menu's command starts the flow it belongs to.
+    await env.flow(DEMO_FLOW)
+    await env.say(8114, "/quote")
+    assert (await env.until(8114, 1))[0] == "Hi Ada! How can we help you today?"
+
+
+async def test_the_flow_funnel_in_analytics(env: Env) -> None:
+    """Analytics projects the run records: runs started, completed, handed off, and per step
+    how many reached it and stopped there."""
+    async with serve_app(analytics_app(load_settings(AnalyticsSettings))) as analytics:
+        flow_id = await env.flow(DEMO_FLOW)
+        quote, person, idle = 8120, 8121, 8122
+        for chat in (quote, person, idle):
+            await env.say(chat, "/start")
+            await env.until(chat, 1)
+        await env.press(quote, "quote")
+        await env.until(quote, 2)
+        await env.say(quote, "Ada")
+        await env.until(quote, 3)
+        await env.say(quote, "+44 20 7946 0958")
+        await env.until(quote, 4)
+        await env.press(person, "person")
+        await env.until(person, 2)
+
+        async def funnel() -> dict[str, Any] | None:
+            r = await env.http.get(
+                f"{analytics}/v1/flows/funnel", params={"flow": flow_id}, headers=AUTH
+            )
+            assert r.status_code == 200, r.text
+            flows = r.json()["flows"]
+            done = flows and flows[0]["completed"] == 1 and flows[0]["handed_off"] == 1
+            return flows[0] if done else None
+
+        found = await eventually(funnel, timeout=60, message="the funnel")
+        assert found["name"] == DEMO_FLOW["name"]
+        assert (found["runs_started"], found["completed"], found["handed_off"]) == (3, 1, 1)
+        steps = {s["step"]: (s["reached"], s["dropped"]) for s in found["steps"]}
+        assert steps == {
+            "greet": (3, 1),  # the idle customer never pressed a button
+            "ask_name": (1, 0),
+            "ask_phone": (1, 0),
+            "tag": (1, 0),
+            "qualify": (1, 0),
+            "thanks": (1, 0),
+            "handoff": (1, 1),  # with a person: not completed
+        }
+        assert found["steps"][0]["step"] == "greet"  # the most reached first
+        bad = await env.http.get(
+            f"{analytics}/v1/flows/funnel", params={"stage": "x"}, headers=AUTH
+        )
+        assert bad.status_code == 400
+        page = await env.http.get(f"{analytics}/", headers=AUTH)
+        assert page.status_code == 200
+        assert 'id="chart-flow_funnel"' in page.text
+        assert "greet 3/1" in page.text
+
+
+async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their_flows(
+    env: Env,
+) -> None:
+    """The conversation events as ingest normalizes them (stored in CONV here): a Viber
+    chat opened with a context, and a WhatsApp message that came from an ad."""
+    opened = await env.flow(
+        {
+            "name": "Opened",
+            "triggers": [{"type": "conversation_started", "context": "promo"}],
+            "start": "hi",
+            "steps": {"hi": {"type": "end", "text": "Welcome from the promo."}},
+        }
+    )
+    from_ad = await env.flow(
+        {
+            "name": "From the ad",
+            "triggers": [{"type": "referral", "source": "ad", "campaign": "ad-7"}],
+            "start": "hi",
+            "steps": {"hi": {"type": "end", "text": "Thanks for clicking our ad."}},
+        }
+    )
+    now = datetime.now(UTC).isoformat()
+    viber = ContactStatusChanged.model_validate(
+        {
+            "channel": "viber", "account": "vb", "chat": {"id": "v-1"},
+            "provider": {"message_id": "tok-1"}, "received_at": now, "at": now,
+            "sender": {"id": "v-1", "display_name": "Ada"}, "status": "conversation_started",
+            "referral": {"source": "deep_link", "campaign": "promo"},
+        }
+    )  # fmt: skip
+    whatsapp = MessageReceived.model_validate(
+        {
+            "channel": "whatsapp", "account": "wa", "chat": {"id": "4915112345678"},
+            "sender": {"id": "4915112345678", "first_name": "Ada"},
+            "content": {"kind": "text", "text": "Hi, is this available?"},
+            "provider": {"message_id": "wamid.1"}, "sent_at": now, "received_at": now,
+            "referral": {"source": "ad", "campaign": "ad-7", "click_id": "clid"},
+        }
+    )  # fmt: skip
+    bus = await Bus.connect(env.nats_url, name="conv-events")
+    try:
+        for ev in (viber, whatsapp):
+            await bus.publish(ev, workspace_id="demo")
+    finally:
+        await bus.close()
+
+    async def started() -> dict[str, str] | None:
+        r = await env.http.get(f"{env.flows}/v1/runs", headers=AUTH)
+        runs = {run["flow_id"]: run["conversation"]["channel"] for run in r.json()["items"]}
+        return runs if {opened, from_ad} <= set(runs) else None
+
+    runs = await eventually(started, timeout=30, message="both flows started")
+    assert (runs[opened], runs[from_ad]) == ("viber", "whatsapp")
+
+
+async def test_a_schedule_starts_its_flow_in_the_conversations_flows_knows(env: Env) -> None:
+    """A JetStream message schedule fires the trigger at its time: the flow starts in each
+    conversation that had a run and runs none now (not in one that still waits)."""
+    await env.flow(
+        {
+            "name": "Hello",
+            "triggers": [{"type": "keyword", "keywords": ["hello"]}],
+            "start": "hi",
+            "steps": {"hi": {"type": "end", "text": "Hello!"}},
+        }
+    )
+    await env.flow(DEMO_FLOW)
+    done, waiting = 8130, 8131
+    await env.say(done, "hello")
+    assert await env.until(done, 1) == ["Hello!"]
+    await env.say(waiting, "/start")  # waits for a button: not interrupted
+    await env.until(waiting, 1)
+    at = datetime.now(UTC) + timedelta(seconds=3)
+    await env.flow(
+        {
+            "name": "Morning news",
+            "triggers": [{"type": "schedule", "at": at.isoformat()}],
+            "start": "news",
+            "steps": {"news": {"type": "end", "text": "Scheduled news."}},
+        }
+    )
+    assert (await env.until(done, 2))[1] == "Scheduled news."
+    assert len(env.sent(waiting)) == 1

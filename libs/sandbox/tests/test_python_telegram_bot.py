@@ -71,3 +71,30 @@ async def test_429_surfaces_as_retry_after(
     retry_after = caught.value.retry_after
     seconds = retry_after.total_seconds() if isinstance(retry_after, dt.timedelta) else retry_after
     assert seconds == 1
+
+
+async def test_set_my_commands_is_recorded_per_scope_and_language(tg: TelegramEnv) -> None:
+    """A real client sets, reads and deletes a menu; the sandbox keeps it per scope and
+    language and records every call (flows keep bot menus in step through it)."""
+    async with client(tg) as bot:
+        menu = [telegram.BotCommand("quote", "Get a quote"), telegram.BotCommand("help", "Help")]
+        assert await bot.set_my_commands(menu)
+        assert await bot.set_my_commands(
+            [telegram.BotCommand("hilfe", "Hilfe")], language_code="de"
+        )
+        assert [c.command for c in await bot.get_my_commands()] == ["quote", "help"]
+        assert [c.command for c in await bot.get_my_commands(language_code="de")] == ["hilfe"]
+        assert tg.sandbox.telegram.commands(tg.bot) == [
+            {"command": "quote", "description": "Get a quote"},
+            {"command": "help", "description": "Help"},
+        ]
+        with pytest.raises(BadRequest, match=r"(?i)bot_command_invalid"):
+            await bot.set_my_commands([telegram.BotCommand("Bad Command", "x")])
+        assert await bot.delete_my_commands()
+        assert await bot.get_my_commands() == ()
+    calls = tg.sandbox.telegram.bot(tg.bot).command_calls
+    assert [(c["method"], c["language_code"]) for c in calls] == [
+        ("setMyCommands", ""),
+        ("setMyCommands", "de"),
+        ("deleteMyCommands", ""),
+    ]

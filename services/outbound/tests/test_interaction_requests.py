@@ -62,3 +62,24 @@ def test_a_refusal_counts_as_done_only_on_a_redelivery() -> None:
     assert not already_done(gone, redelivered=False)
     other = ProviderError(Failure.PERMANENT, "400", "Bad Request: chat not found")
     assert not already_done(other, redelivered=True)
+
+
+def test_a_bot_menu_is_set_my_commands() -> None:
+    from switchboard.events.catalog.outbound import SetBotCommands
+    from switchboard.outbound.providers.telegram import interaction_request
+
+    cmd = SetBotCommands.model_validate(
+        {
+            "request_id": "menu:1",
+            "channel": "telegram",
+            "account": "demo",
+            "commands": [{"command": "quote", "description": "Get a quote"}],
+            "language_code": "de",
+        }
+    )
+    request = interaction_request(cmd, None)
+    assert request.method == "setMyCommands"
+    assert request.params == {
+        "commands": [{"command": "quote", "description": "Get a quote"}],
+        "language_code": "de",
+    }

@@ -341,8 +341,10 @@ OUTBOUND = ServiceTopology(
                 "cmd.outbound.answer_callback.>",
                 "cmd.outbound.edit.>",
                 "cmd.outbound.delete.>",
+                "cmd.outbound.bot_commands.>",
             ),
-            description="answers to pressed buttons, edits and deletions of sent messages",
+            description="answers to pressed buttons, edits and deletions of sent messages, "
+            "bot command menus",
             handlers=("switchboard.outbound.interactions:Interactions.handle",),
             decides=("switchboard.outbound.interactions:already_done",),
             ack_wait_s=30,
@@ -495,6 +497,7 @@ ANALYTICS = ServiceTopology(
         StreamRead("DELIVERY", why="delivery outcomes, send latency, campaigns"),
         StreamRead("CRM", why="lead funnel; conversions decided from stage changes"),
         StreamRead("MTPROTO", why="session and backfill rollups"),
+        StreamRead("FLOWS", why="per-flow funnel: runs, steps reached, completions"),
     ),
     buckets=(
         API_KEY_USE,
@@ -514,17 +517,25 @@ FLOWS = ServiceTopology(
         "flows.>",
         "cmd.flows.>",  # timers: message schedules the server fires on cmd.flows.fire_timer
         "cmd.outbound.send.>",
+        "cmd.outbound.answer_callback.>",  # a pressed button of a run is answered
+        "cmd.outbound.bot_commands.>",  # the command menu of a bot, from its flows
         "cmd.crm.update_contact.>",
         "cmd.crm.change_lead_stage.>",
         "cmd.crm.assign_lead.>",
+        "cmd.crm.start_campaign.>",  # the campaign step: a segment campaign through the CRM
         "dlq.>",
     ),
     durables=(
         Durable(
             stream="CONV",
             name="flows-conversations",
-            filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
-            description="messages and button presses: start flows and advance their runs",
+            filter_subjects=(
+                "conv.message_received.>",
+                "conv.callback_received.>",
+                "conv.contact_status_changed.>",
+            ),
+            description="messages, button presses and opened conversations (Viber): start "
+            "flows and advance their runs",
             handlers=("switchboard.flows.runner:Runner.on_conversation",),
             decides=(
                 "switchboard.flows.runner:conversation_input",
@@ -533,10 +544,20 @@ FLOWS = ServiceTopology(
             ack_wait_s=10,
         ),
         Durable(
+            stream="CRM",
+            name="flows-crm-events",
+            filter_subjects=("crm.lead_stage_changed.>", "crm.contact_updated.>"),
+            description="lead stage changes and added tags: start the flows they trigger",
+            handlers=("switchboard.flows.runner:Runner.on_crm",),
+            decides=("switchboard.flows.engine:decide",),
+            ack_wait_s=10,
+        ),
+        Durable(
             stream="FLOW_TIMERS",
             name="flows-timers",
-            filter_subjects=("cmd.flows.fire_timer.>",),
-            description="delays and reply timeouts fired by their message schedules",
+            filter_subjects=("cmd.flows.fire_timer.>", "cmd.flows.fire_schedule.>"),
+            description="delays and reply timeouts fired by their message schedules, and "
+            "scheduled flow starts",
             handlers=("switchboard.flows.runner:Runner.on_timer",),
             decides=("switchboard.flows.engine:decide",),
             ack_wait_s=3,
@@ -551,9 +572,9 @@ FLOWS = ServiceTopology(
         ),
         StreamRead(
             "CRM",
-            ephemeral_consumers=False,
             message_get=True,
-            why="who owns a customer's identity (last crm.identity_claimed of its claim key)",
+            why="who owns a customer's identity (last crm.identity_claimed of its claim key); "
+            "a contact's attributes, tags, lead stage and conversations (ordered reads)",
         ),
         StreamRead(
             "FLOW_TIMERS",

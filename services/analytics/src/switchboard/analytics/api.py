@@ -202,6 +202,26 @@ def add_routes(app: ServiceApp, ports: dict[str, Any], settings: AnalyticsSettin
         )
 
     @app.get(
+        "/v1/flows/funnel",
+        tags=["rollups"],
+        responses=BAD,
+        summary="Per flow: runs started, completion, hand-offs, reach and drop-off per step",
+    )
+    async def flow_funnel(
+        request: Request,
+        ws: Workspace,
+        _f: From = None,
+        _t: To = None,
+        _b: BucketQ = None,
+        flow: Text = None,
+    ) -> Response:
+        q = request.query_params
+        window = parse_window(q.get("from"), q.get("to"), q.get("bucket"), datetime.now(UTC))
+        parse_filters(q, (), extra=("flow",))  # refuses unknown parameters by name
+        async with ports["pool"].acquire() as conn:
+            return JSONResponse(await queries.flow_funnel(conn, ws, window, flow))
+
+    @app.get(
         "/v1/mtproto",
         tags=["rollups"],
         responses=BAD,

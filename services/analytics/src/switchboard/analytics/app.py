@@ -17,6 +17,7 @@ from switchboard.analytics import (
     crm_projector,
     dashboard,
     delivery_projector,
+    flows_projector,
     mtproto_projector,
 )
 from switchboard.analytics.api import add_routes
@@ -45,6 +46,7 @@ PROJECTORS: tuple[ModuleType, ...] = (
     delivery_projector,
     crm_projector,
     mtproto_projector,
+    flows_projector,
 )
 
 

@@ -183,6 +183,7 @@ async def render(
     fun = await queries.funnel(conn, ws, window, _only(f, "source", "campaign"), stages)
     camp = await queries.campaigns(conn, ws, window, _only(f, "campaign", "provider", "account"))
     mt = await queries.mtproto(conn, ws, window, _only(f, "account"))
+    flows = await queries.flow_funnel(conn, ws, window, None)
     conv = await queries.conversions(conn, ws, window, 20)
     labels = _labels(window, msgs["series"])
     charts = {
@@ -248,6 +249,17 @@ async def render(
         "mtproto": hbar_chart(
             [(e["name"].split(".", 1)[-1], e["count"], "") for e in mt["events"]]
         ),
+        # The busiest flow's steps: how many runs reached each (the table has every flow).
+        "flow_funnel": hbar_chart(
+            [
+                (s["step"], s["reached"], f"{(s['reach_rate'] or 0) * 100:.0f}%")
+                for s in (
+                    max(flows["flows"], key=lambda x: x["runs_started"])["steps"]
+                    if flows["flows"]
+                    else []
+                )
+            ]
+        ),
     }
     page = _env.get_template("dashboard.html.jinja").render(
         workspace=ws,
@@ -262,6 +274,7 @@ async def render(
         funnel=fun,
         campaigns=camp,
         mtproto=mt,
+        flow_funnel=flows,
         conversions=conv,
         ranges=_ranges(query),
         csrf=csrf,

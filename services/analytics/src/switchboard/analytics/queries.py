@@ -502,3 +502,61 @@ async def conversions(conn: Conn, ws: str, window: Window, limit: int) -> dict[s
             for r in rows
         ],
     }
+
+
+async def flow_funnel(conn: Conn, ws: str, window: Window, flow: str | None) -> dict[str, Any]:
+    """Per flow, the runs started in the window: how many, completed, handed off, and per
+    step how many reached it and how many stopped there without completing (drop-off).
+    Steps come in funnel order: most reached first, then the earliest reached."""
+    where = Where(ws, window, time_col="r.started_at", ws_col="r.workspace_id")
+    if flow is not None:
+        where.eq("r.flow_id", flow)
+    totals = await conn.fetch(
+        f"""SELECT r.flow_id, n.name, count(*)::bigint AS started,
+                   count(*) FILTER (WHERE r.completed)::bigint AS completed,
+                   count(*) FILTER (WHERE r.handed_off)::bigint AS handed_off
+            FROM flow_runs r LEFT JOIN flow_names n
+                ON n.workspace_id = r.workspace_id AND n.flow_id = r.flow_id
+            WHERE {where.sql} GROUP BY 1, 2 ORDER BY 1""",
+        *where.args,
+    )
+    steps = await conn.fetch(
+        f"""SELECT r.flow_id, s.step, count(*)::bigint AS reached,
+                   count(*) FILTER (WHERE NOT r.completed AND r.last_step = s.step)::bigint
+                       AS dropped,
+                   min(s.first_at) AS first_at
+            FROM flow_runs r JOIN flow_run_steps s
+                ON s.workspace_id = r.workspace_id AND s.run_id = r.run_id
+            WHERE {where.sql} GROUP BY 1, 2 ORDER BY 1, 3 DESC, 5, 2""",
+        *where.args,
+    )
+    by_flow: dict[str, list[dict[str, Any]]] = {}
+    started_of = {r["flow_id"]: r["started"] for r in totals}
+    for r in steps:
+        started = started_of.get(r["flow_id"], 0)
+        by_flow.setdefault(r["flow_id"], []).append(
+            {
+                "step": r["step"],
+                "reached": r["reached"],
+                "reach_rate": _rate(r["reached"], started),
+                "dropped": r["dropped"],
+                "drop_rate": _rate(r["dropped"], r["reached"]),
+            }
+        )
+    return {
+        "window": window.to_json(),
+        "filters": {"flow": flow} if flow else {},
+        "flows": [
+            {
+                "flow_id": r["flow_id"],
+                "name": r["name"],
+                "runs_started": r["started"],
+                "completed": r["completed"],
+                "completion_rate": _rate(r["completed"], r["started"]),
+                "handed_off": r["handed_off"],
+                "handoff_rate": _rate(r["handed_off"], r["started"]),
+                "steps": by_flow.get(r["flow_id"], []),
+            }
+            for r in totals
+        ],
+    }

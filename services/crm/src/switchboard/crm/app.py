@@ -43,6 +43,7 @@ from switchboard.events.catalog.crm import (
     Identity,
     MergeContacts,
     SplitContact,
+    StartSegmentCampaign,
     UpdateContact,
 )
 from switchboard.runtime import identity
@@ -177,7 +178,7 @@ def create_app(settings: CrmSettings) -> ServiceApp:
                 await resolver.opened(decoded.model, decoded.envelope)
 
         async def command(msg: Msg) -> None:
-            await handle_command(store, settings, msg)
+            await handle_command(store, settings, msg, rt.pool)
 
         rt.spawn(
             "resolver",
@@ -205,11 +206,16 @@ def create_app(settings: CrmSettings) -> ServiceApp:
     return app
 
 
-async def handle_command(store: EventStore, settings: CrmSettings, msg: Msg) -> None:
+async def handle_command(
+    store: EventStore, settings: CrmSettings, msg: Msg, pool: Any = None
+) -> None:
     """A command from the bus: apply it, or record why it was rejected."""
     decoded = decode_or_reject(msg)
     cmd, env = decoded.model, decoded.envelope
     try:
+        if isinstance(cmd, StartSegmentCampaign):
+            await segment_campaign(pool, store.bus, settings, cmd, env.workspace_id)
+            return
         await execute(store, settings, cmd, env.workspace_id, env)
     except RejectedError as exc:
         await store.bus.publish(
@@ -218,6 +224,30 @@ async def handle_command(store: EventStore, settings: CrmSettings, msg: Msg) -> 
             ),
             cause=env,
         )
+
+
+async def segment_campaign(
+    pool: Any, bus: Any, settings: CrmSettings, cmd: StartSegmentCampaign, workspace: str
+) -> campaigns.Started:
+    """``crm.start_campaign`` from the bus: what ``POST /v1/campaigns`` does."""
+    segment = cmd.segment
+    if segment.stage is not None and segment.stage not in settings.stages:
+        raise RejectedError(
+            422, "unknown_stage", f"{segment.stage!r} is not one of {', '.join(settings.stages)}"
+        )
+    request = CampaignRequest(
+        campaign_id=cmd.campaign_id,
+        title=cmd.title,
+        segment=campaigns.Segment.model_validate(segment.model_dump()),
+        content=cmd.content,
+        keyboard=cmd.keyboard,
+        priority=cmd.priority,
+    )
+    async with pool.acquire() as conn:
+        try:
+            return await campaigns.start_campaign(conn, bus, workspace, request)
+        except campaigns.SegmentError as exc:
+            raise RejectedError(422, exc.code, exc.message) from None
 
 
 async def execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Body, Depends, Query, Request
 from nats.js.api import StreamConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,7 +15,9 @@ from switchboard.events.streams import FLOW_TIMERS
 from switchboard.flows import document, dryrun, runs
 from switchboard.flows.effects import Effects
 from switchboard.flows.library import FlowError, FlowLibrary, FlowState
-from switchboard.flows.runner import CONVERSATIONS, TIMERS, Runner
+from switchboard.flows.menus import MenuKeeper
+from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS, Runner
+from switchboard.flows.schedules import ScheduleKeeper
 from switchboard.flows.settings import FlowsSettings
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
@@ -30,7 +33,26 @@ from switchboard.runtime.settings import ConfigError
 # one rule, though they store nothing: a key that may only read does not author flows).
 Reader = Annotated[str, Depends(require_scope(Scope.READ))]
 Sender = Annotated[str, Depends(require_scope(Scope.SEND))]
-FlowBody = Annotated[dict[str, Any], Body(description="a flow document (GET /v1/flows/schema)")]
+# A flow document is JSON or YAML (by Content-Type), so the body is read and parsed here
+# rather than by FastAPI; the OpenAPI document still says what it is.
+DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "a flow document (GET /v1/flows/schema), as JSON or YAML",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+async def read_document(request: Request) -> Any:
+    """The request's flow document, parsed as its Content-Type says and validated (422 with
+    every problem's path), before anything touches the bus."""
+    data = document.parse(await request.body(), request.headers.get("content-type"))
+    document.validate(data)
+    return data
 
 
 class PublishRequest(BaseModel):
@@ -56,9 +78,19 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
     async def start(rt: Runtime) -> None:
         await check_schedules(rt)
         library = FlowLibrary(rt.bus)
-        runner = Runner(rt.bus, library, Effects(rt.bus))
+        http = httpx.AsyncClient(follow_redirects=False)
+        rt.on_close(http.aclose)
+        schedules = ScheduleKeeper(rt.bus)
+        runner = Runner(rt.bus, library, Effects(rt.bus, http, settings.webhook_secrets), schedules)
         ports.update(library=library, bus=rt.bus, runner=runner)
-        rt.spawn("library", lambda: library.follow(rt.stop))
+        keeper = MenuKeeper(rt.bus)
+
+        async def keep_menus() -> None:
+            for ws in sorted(library.workspaces()):
+                await keeper.keep(ws, library.published(ws))
+                await schedules.keep(ws, library.published(ws))
+
+        rt.spawn("library", lambda: library.follow(rt.stop, on_change=keep_menus))
 
         async def library_ready() -> bool:
             return library.caught_up.is_set()
@@ -72,6 +104,12 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
                 runner.on_conversation,
                 stop=rt.stop,
                 concurrency=settings.concurrency,
+            ).run,
+        )
+        rt.spawn(
+            "crm-events",
+            PullWorker(
+                rt.bus, CRM_EVENTS, runner.on_crm, stop=rt.stop, concurrency=settings.concurrency
             ).run,
         )
         rt.spawn(
@@ -130,14 +168,26 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
     async def schema(_: Reader) -> Response:
         return JSONResponse(document.json_schema(), media_type="application/schema+json")
 
-    @app.post("/v1/flows/validate", tags=["flows"], summary="Validate a document, store nothing")
-    async def check(_: Sender, body: FlowBody) -> Response:
-        document.validate(body)
+    @app.post(
+        "/v1/flows/validate",
+        tags=["flows"],
+        summary="Validate a document, store nothing",
+        openapi_extra=DOCUMENT_BODY,
+    )
+    async def check(_: Sender, request: Request) -> Response:
+        await read_document(request)
         return JSONResponse({"valid": True})
 
-    @app.post("/v1/flows", tags=["flows"], status_code=201, summary="Create a flow (revision 1)")
-    async def create(ws: Sender, body: FlowBody) -> Response:
-        state = await library().save(ws, body)
+    @app.post(
+        "/v1/flows",
+        tags=["flows"],
+        status_code=201,
+        summary="Create a flow (revision 1)",
+        openapi_extra=DOCUMENT_BODY,
+    )
+    async def create(ws: Sender, request: Request) -> Response:
+        data = await read_document(request)
+        state = await library().save(ws, data)
         return JSONResponse(_summary(state), 201)
 
     @app.get("/v1/flows", tags=["flows"], summary="The flows of the workspace")
@@ -149,9 +199,15 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         state = await library().load(flow_id, ws)
         return JSONResponse({**_summary(state), "document": state.revisions[state.latest]})
 
-    @app.put("/v1/flows/{flow_id}", tags=["flows"], summary="Save a new revision")
-    async def revise(flow_id: str, ws: Sender, body: FlowBody) -> Response:
-        state = await library().save(ws, body, flow_id=flow_id)
+    @app.put(
+        "/v1/flows/{flow_id}",
+        tags=["flows"],
+        summary="Save a new revision",
+        openapi_extra=DOCUMENT_BODY,
+    )
+    async def revise(flow_id: str, ws: Sender, request: Request) -> Response:
+        data = await read_document(request)
+        state = await library().save(ws, data, flow_id=flow_id)
         return JSONResponse(_summary(state))
 
     @app.get("/v1/flows/{flow_id}/revisions/{revision}", tags=["flows"], summary="One revision")

@@ -1,7 +1,8 @@
 """``switchboard flows ...`` (also ``switchboard-flows``): manage flow documents over the API.
 
 ``validate FILE`` checks a document locally; ``push FILE`` creates a flow (or a revision with
-``--flow``) and ``--publish`` makes it live; ``demo`` publishes the demo flow once.
+``--flow``) and ``--publish`` makes it live; ``demo`` publishes the demo flow once. A FILE
+is JSON, or YAML when it ends in ``.yaml`` / ``.yml``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 import httpx
 
 from switchboard.flows.demo import DEMO_FLOW, DEMO_NAME
-from switchboard.flows.document import InvalidFlowError, validate
+from switchboard.flows.document import InvalidFlowError, parse, validate
 
 
 def _load(path: str) -> Any:
-    return json.loads(Path(path).read_text())
+    is_yaml = Path(path).suffix.lower() in (".yaml", ".yml")
+    return parse(Path(path).read_text(), "application/yaml" if is_yaml else "application/json")
 
 
 def _problems(exc: InvalidFlowError) -> int:
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8085", help="the flows API")
     parser.add_argument("--api-key", default="demo-key", help="an API key of the workspace")
     sub = parser.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="check a flow document (JSON) locally")
+    v = sub.add_parser("validate", help="check a flow document (JSON or YAML) locally")
     v.add_argument("file")
     p = sub.add_parser("push", help="create a flow or a new revision of one")
     p.add_argument("file")
@@ -74,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     headers = {"Authorization": f"Bearer {args.api_key}"}
     with httpx.Client(base_url=args.url, headers=headers, timeout=10) as http:
         if args.command == "push":
-            result = push(http, _load(args.file), args.flow, args.publish)
+            try:
+                doc = _load(args.file)
+            except InvalidFlowError as exc:
+                return _problems(exc)
+            result = push(http, doc, args.flow, args.publish)
         else:
             result = demo(http)
     print(json.dumps(result, indent=2))

@@ -11,7 +11,12 @@ DEMO_NAME = "Demo: get a quote or talk to a person"
 DEMO_FLOW: dict[str, Any] = {
     "name": DEMO_NAME,
     "description": "Published by `just up` on the demo Telegram bot.",
-    "triggers": [{"type": "start"}],
+    "channels": [{"channel": "telegram", "account": "demo"}],
+    "triggers": [
+        {"type": "start"},
+        # In the bot's command menu (setMyCommands), kept in step by the flows service.
+        {"type": "command", "command": "quote", "description": "Get a quote or talk to a person"},
+    ],
     "start": "greet",
     "steps": {
         "greet": {

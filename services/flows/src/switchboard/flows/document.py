@@ -8,10 +8,12 @@ the run ends).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from switchboard.events.catalog.common import Channel
 
@@ -41,6 +43,9 @@ class CommandTrigger(_Strict):
 
     type: Literal["command"]
     command: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    description: str | None = Field(
+        None, min_length=1, max_length=256, description="in the bot's menu (else the flow's name)"
+    )
 
 
 class KeywordTrigger(_Strict):
@@ -63,8 +68,57 @@ class ButtonTrigger(_Strict):
     data: str = Field(min_length=1, max_length=64)
 
 
+class ConversationStartedTrigger(_Strict):
+    """Viber ``conversation_started``: the customer opened the chat (a deep link
+    ``viber://pa?chatURI=<uri>&context=<context>`` carries a context)."""
+
+    type: Literal["conversation_started"]
+    context: str | None = Field(None, description="only this context (any if absent)")
+
+
+class ReferralTrigger(_Strict):
+    """A message that came with a referral: a WhatsApp click-to-WhatsApp ad (``ad``) or a
+    deep link (``deep_link``), optionally only from one ad or link (``campaign``)."""
+
+    type: Literal["referral"]
+    source: Literal["ad", "deep_link"] | None = Field(None, description="any if absent")
+    campaign: str | None = Field(None, description="the ad / post id or link payload")
+
+
+class LeadStageTrigger(_Strict):
+    """The CRM moved the contact's lead to ``stage`` (``crm.lead_stage_changed``)."""
+
+    type: Literal["lead_stage"]
+    stage: str = Field(min_length=1)
+
+
+class TagAddedTrigger(_Strict):
+    """The CRM contact got ``tag`` (``crm.contact_updated`` with it in ``tags_added``)."""
+
+    type: Literal["tag_added"]
+    tag: str = Field(min_length=1, max_length=64)
+
+
+class ScheduleTrigger(_Strict):
+    """At ``at`` (then every ``every_s``, if given) the flow starts in each conversation of
+    its scope that this service has talked with and that runs no flow at that moment."""
+
+    type: Literal["schedule"]
+    at: AwareDatetime = Field(description="the first time (with a timezone)")
+    every_s: int | None = Field(None, ge=60, le=MAX_DELAY_S, description="then repeat")
+
+
 Trigger = Annotated[
-    StartTrigger | CommandTrigger | KeywordTrigger | FirstMessageTrigger | ButtonTrigger,
+    StartTrigger
+    | CommandTrigger
+    | KeywordTrigger
+    | FirstMessageTrigger
+    | ButtonTrigger
+    | ConversationStartedTrigger
+    | ReferralTrigger
+    | LeadStageTrigger
+    | TagAddedTrigger
+    | ScheduleTrigger,
     Field(discriminator="type"),
 ]
 
@@ -119,6 +173,8 @@ class VarCondition(_Strict):
 
 
 class TagCondition(_Strict):
+    """The run or the CRM contact has the tag."""
+
     type: Literal["tag"]
     tag: str = Field(min_length=1)
 
@@ -133,8 +189,29 @@ class RegexCondition(_Strict):
     pattern: str = Field(min_length=1, max_length=500)
 
 
+class AttributeCondition(_Strict):
+    """On an attribute of the CRM contact (as the CRM has it, with this run's own changes)."""
+
+    type: Literal["attribute"]
+    name: VarName
+    op: Literal["eq", "ne", "exists", "missing", "gt", "lt", "contains"] = "eq"
+    value: str | float | None = None
+
+
+class StageCondition(_Strict):
+    """The stage of the contact's lead is one of ``stages``."""
+
+    type: Literal["lead_stage"]
+    stages: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1)
+
+
 Condition = Annotated[
-    VarCondition | TagCondition | KeywordCondition | RegexCondition,
+    VarCondition
+    | TagCondition
+    | KeywordCondition
+    | RegexCondition
+    | AttributeCondition
+    | StageCondition,
     Field(discriminator="type"),
 ]
 
@@ -147,7 +224,8 @@ class Case(_Strict):
 
 class BranchStep(_Strict):
     """Go to the ``next`` of the first case whose condition holds (on the flow's variables,
-    its tags, or the text of the message that the run is handling), else to ``default``."""
+    the contact's tags and attributes, its lead's stage, or the text of the message that the
+    run is handling), else to ``default``."""
 
     type: Literal["branch"]
     cases: tuple[Case, ...] = Field(min_length=1)
@@ -163,6 +241,14 @@ class SetStep(_Strict):
     next: StepId | None = None
 
 
+class AttributeStep(_Strict):
+    """Set attributes of the CRM contact (``crm.update_contact``); values are templates."""
+
+    type: Literal["set_attribute"]
+    attributes: dict[VarName, str | float | bool | None] = Field(min_length=1)
+    next: StepId | None = None
+
+
 class TagStep(_Strict):
     """Add or remove tags on the run and on the CRM contact."""
 
@@ -174,12 +260,56 @@ class TagStep(_Strict):
 
 class LeadStep(_Strict):
     """Change the contact's lead in the CRM (``cmd.crm.*``): move it to ``stage`` or assign
-    it to ``assignee``."""
+    it to ``assignee``. (The CRM opens the contact's lead itself when the contact first
+    writes, so "create" is a move of that lead to ``stage``.)"""
 
     type: Literal["lead"]
-    action: Literal["move_stage", "assign"]
+    action: Literal["create", "move_stage", "assign"]
     stage: str | None = Field(None, min_length=1)
     assignee: str | None = None
+    next: StepId | None = None
+
+
+ResponsePath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")]
+
+
+class WebhookStep(_Strict):
+    """POST the run's variables (and ``fields``, templates) to ``url``, signed with Standard
+    Webhooks under the secret the service knows as ``secret``; map fields of the JSON answer
+    into variables (``save``: variable -> dotted path). A non-2xx answer, a timeout, an
+    unreachable receiver or a missing path goes to ``on_failure`` (absent: the run ends)."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
+    secret: VarName = Field(
+        description="name of a signing secret (SWITCHBOARD_FLOWS_WEBHOOK_SECRETS)"
+    )
+    fields: dict[VarName, str | float | bool | None] = Field(default_factory=dict)
+    save: dict[VarName, ResponsePath] = Field(default_factory=dict)
+    timeout_s: float = Field(5.0, ge=0.1, le=8.0, description="for the whole call")
+    next: StepId | None = None
+    on_failure: StepId | None = None
+
+
+class SegmentScope(_Strict):
+    """The CRM segment a campaign goes to (as ``POST /v1/campaigns`` reads it)."""
+
+    channel: Channel
+    account: str | None = Field(None, min_length=1)
+    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    stage: str | None = Field(None, min_length=1)
+    assignee: str | None = Field(None, min_length=1)
+
+
+class CampaignStep(_Strict):
+    """Start a campaign: ``text`` (a template, filled in this run) to everyone in
+    ``segment``, expanded by the CRM and sent by outbound at the accounts' rate. Once per
+    run and step: the campaign id comes from the run."""
+
+    type: Literal["campaign"]
+    segment: SegmentScope
+    text: str = Field(min_length=1, max_length=4096)
+    title: str | None = Field(None, max_length=200)
     next: StepId | None = None
 
 
@@ -222,7 +352,10 @@ Step = Annotated[
     | BranchStep
     | SetStep
     | TagStep
+    | AttributeStep
     | LeadStep
+    | WebhookStep
+    | CampaignStep
     | DelayStep
     | HandoffStep
     | GotoStep
@@ -244,6 +377,9 @@ class FlowDocument(_Strict):
     channels: tuple[ChannelScope, ...] = Field(default=(), description="where (all if empty)")
     triggers: tuple[Trigger, ...] = Field(min_length=1)
     start: StepId
+    format: Literal["html", "markdown_v2"] = Field(
+        "html", description="the markup of texts on Telegram (values are escaped for it)"
+    )
     variables: dict[Annotated[str, Field(pattern=VAR_NAME)], str | float | bool | None] = Field(
         default_factory=dict, description="initial values"
     )
@@ -336,7 +472,7 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
     ref("$.start", doc.start)
     for sid, step in doc.steps.items():
         base = f"$.steps.{sid}"
-        for field in ("next", "on_invalid", "on_timeout", "default"):
+        for field in ("next", "on_invalid", "on_timeout", "default", "on_failure"):
             ref(f"{base}.{field}", getattr(step, field, None))
         for field in ("text", "retry_text"):
             value = getattr(step, field, None)
@@ -371,8 +507,8 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
                             {"path": f"{base}.cases[{i}].when.pattern", "reason": str(exc)}
                         )
         elif isinstance(step, LeadStep):
-            if step.action == "move_stage" and not step.stage:
-                problems.append({"path": f"{base}.stage", "reason": "move_stage needs a stage"})
+            if step.action in ("create", "move_stage") and not step.stage:
+                problems.append({"path": f"{base}.stage", "reason": f"{step.action} needs a stage"})
         elif isinstance(step, DelayStep):
             if not 1 <= step.total_s <= MAX_DELAY_S:
                 problems.append(
@@ -380,6 +516,12 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
                 )
         elif isinstance(step, SetStep) and isinstance(step.value, str):
             problems.extend(_template_problems(f"{base}.value", step.value))
+        elif isinstance(step, AttributeStep | WebhookStep):
+            values = step.attributes if isinstance(step, AttributeStep) else step.fields
+            key = "attributes" if isinstance(step, AttributeStep) else "fields"
+            for name, value in values.items():
+                if isinstance(value, str):
+                    problems.extend(_template_problems(f"{base}.{key}.{name}", value))
     return problems
 
 
@@ -393,6 +535,23 @@ def _template_problems(path: str, template: str) -> list[dict[str, str]]:
         for name in _PLACEHOLDER.findall(template)
         if not _REFERENCE.match(name)
     ]
+
+
+def parse(text: str | bytes, media_type: str | None = None) -> Any:
+    """A document written as JSON or YAML (by ``media_type``, else by trying JSON first),
+    or :class:`InvalidFlowError` at ``$`` saying why it cannot be read."""
+    kind = (media_type or "").split(";")[0].strip().lower()
+    yaml_types = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+    if kind not in yaml_types:
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            if kind in ("application/json", "text/json") or kind.endswith("+json"):
+                raise InvalidFlowError([{"path": "$", "reason": f"not JSON: {exc}"}]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidFlowError([{"path": "$", "reason": f"not YAML: {exc}"}]) from None
 
 
 def validate(data: Any) -> FlowDocument:

@@ -8,22 +8,48 @@ the same decision again therefore changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from nats.aio.msg import Msg
+from pydantic import SecretStr
 
 from switchboard.events import Envelope, encode
 from switchboard.events.catalog.crm import (
     AssignLead,
+    CampaignSegment,
     ChangeLeadStage,
+    ContactCreated,
+    ContactIdentityLinked,
+    ContactUpdated,
+    Identity,
     IdentityClaimed,
+    LeadCreated,
+    LeadStageChanged,
+    StartSegmentCampaign,
     UpdateContact,
     claim_key,
     first_lead_id,
     identity_key,
 )
-from switchboard.events.catalog.flows import FireTimer, RunEffect, RunRecorded
-from switchboard.events.catalog.outbound import Button, Keyboard, OutText, Priority, SendMessage
+from switchboard.events.catalog.flows import FireTimer, FlowConversation, RunEffect, RunRecorded
+from switchboard.events.catalog.outbound import (
+    AnswerCallback,
+    Button,
+    Keyboard,
+    OutText,
+    Priority,
+    SendMessage,
+)
 from switchboard.events.subjects import token
-from switchboard.runtime.aggregates import last_stored
+from switchboard.flows import webhooks
+from switchboard.flows.engine import ContactFacts, Input
+from switchboard.runtime.aggregates import last_stored, read_filter
 from switchboard.runtime.bus import Bus
 
 
@@ -72,20 +98,140 @@ def schedule_header(due_at: datetime) -> str:
     return "@at " + due_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+HANDLING: ContextVar[Msg | None] = ContextVar("flows_handling", default=None)
+"""The delivery being handled (set by the runner): kept in progress during a slow call."""
+
+
+@contextlib.asynccontextmanager
+async def keep_alive(every_s: float = 1.0) -> AsyncIterator[None]:
+    """Tell the server the delivery being handled is in progress while a call runs, so a
+    webhook slower than the consumer's ack wait is not redelivered to another instance."""
+    msg = HANDLING.get()
+
+    async def beat() -> None:
+        while msg is not None:
+            await asyncio.sleep(every_s)
+            with contextlib.suppress(Exception):  # best effort: the ack wait still bounds it
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def fold_facts(events: list[object]) -> ContactFacts:
+    """A contact's facts from its own events and its lead's, each in stream order."""
+    attributes: dict[str, Any] = {}
+    tags: list[str] = []
+    stage: str | None = None
+    for ev in events:
+        if isinstance(ev, ContactCreated):
+            attributes.update(ev.attributes)
+        elif isinstance(ev, ContactUpdated):
+            attributes.update(ev.attributes)
+            tags = [t for t in tags if t not in ev.tags_removed]
+            tags += [t for t in ev.tags_added if t not in tags]
+        elif isinstance(ev, LeadCreated):
+            stage = ev.stage
+        elif isinstance(ev, LeadStageChanged):
+            stage = ev.to_stage
+    attributes = {k: v for k, v in attributes.items() if v is not None}
+    return ContactFacts(attributes=attributes, tags=tuple(tags), stage=stage)
+
+
+def conversations(events: list[object]) -> list[FlowConversation]:
+    """A contact's conversations from its events (identities created with it or linked)."""
+    identities: list[Identity] = []
+    name: str | None = None
+    for ev in events:
+        if isinstance(ev, ContactCreated):
+            identities.extend(ev.identities)
+            name = ev.display_name
+        elif isinstance(ev, ContactIdentityLinked):
+            identities.append(ev.identity)
+        elif isinstance(ev, ContactUpdated) and ev.display_name:
+            name = ev.display_name
+    out: dict[tuple[str, str, str], FlowConversation] = {}
+    for ident in identities:
+        if ident.account is None:
+            continue
+        key = (ident.channel.value, ident.account, ident.external_id)
+        out[key] = FlowConversation(
+            channel=ident.channel,
+            account=ident.account,
+            chat_id=ident.external_id,
+            sender_id=ident.external_id,
+            first_name=name,
+            username=ident.username,
+        )
+    return list(out.values())
+
+
+def campaign_command(rec: RunRecorded, effect: RunEffect) -> StartSegmentCampaign:
+    return StartSegmentCampaign(
+        campaign_id=f"flow:{effect.id}",
+        title=effect.data.get("title"),
+        segment=CampaignSegment.model_validate(effect.data["segment"]),
+        content=OutText(text=effect.data["text"], parse_mode=effect.data.get("parse_mode")),
+        by=f"flow:{rec.flow_id}",
+    )
+
+
+def answer_command(rec: RunRecorded, effect: RunEffect) -> AnswerCallback:
+    conv = rec.conversation
+    return AnswerCallback(
+        request_id=f"flow:{effect.id}",
+        channel=conv.channel,
+        account=conv.account,
+        callback_query_id=effect.data["callback_id"],
+    )
+
+
 class Effects:
-    """Publishes the effects of recorded decisions."""
+    """Publishes the effects of recorded decisions (and makes their webhook calls)."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        http: httpx.AsyncClient | None = None,
+        secrets: Mapping[str, SecretStr] | None = None,
+    ) -> None:
         self.bus = bus
+        self.http = http or httpx.AsyncClient(follow_redirects=False)
+        self.secrets = dict(secrets or {})
 
-    async def apply(self, rec: RunRecorded, cause: Envelope) -> None:
+    async def apply(self, rec: RunRecorded, cause: Envelope) -> list[Input]:
+        """Carry out ``rec``'s effects; the inputs they produce (webhook results) are for
+        the caller to decide on next."""
+        follow: list[Input] = []
         for effect in rec.effects:
             if effect.kind == "send":
                 await self.bus.publish(send_command(rec, effect), cause=cause)
+            elif effect.kind == "campaign":
+                await self.bus.publish(campaign_command(rec, effect), cause=cause)
+            elif effect.kind == "answer":
+                await self.bus.publish(answer_command(rec, effect), cause=cause)
             elif effect.kind == "timer":
                 await self._schedule(timer_command(rec, effect), cause)
+            elif effect.kind == "webhook":
+                async with keep_alive():
+                    result = await webhooks.call(self.http, self.secrets, effect.id, effect.data)
+                follow.append(
+                    Input(
+                        kind="webhook",
+                        id=f"webhook:{effect.id}",
+                        at=datetime.now(UTC),
+                        timer_id=effect.id,
+                        result=result,
+                    )
+                )
             else:
                 await self._crm(rec, effect, cause)
+        return follow
 
     async def _schedule(self, timer: FireTimer, cause: Envelope) -> None:
         enc = encode(timer, source=self.bus.source, cause=cause)
@@ -97,19 +243,36 @@ class Effects:
         }
         await self.bus.publish_raw(schedule_subject(timer.timer_id), enc.body, headers)
 
-    async def contact_of(self, rec: RunRecorded, workspace: str) -> str:
-        conv = rec.conversation
+    async def contact_of(self, rec: RunRecorded | FlowConversation, workspace: str) -> str:
+        conv = rec.conversation if isinstance(rec, RunRecorded) else rec
         key = claim_key(workspace, identity_key(conv.channel.value, conv.sender_id))
         stored = await last_stored(self.bus, "CRM", f"crm.identity_claimed.v1.{key}")
         if stored is None or not isinstance(stored.decoded.model, IdentityClaimed):
             raise ContactUnknownError(f"the CRM has no contact for {conv.channel}:{conv.sender_id}")
         return stored.decoded.model.contact_id
 
+    async def facts_of(self, conv: FlowConversation, workspace: str) -> ContactFacts:
+        """The contact's attributes and tags and its lead's stage, folded from ``CRM``."""
+        contact = await self.contact_of(conv, workspace)
+        stored = await read_filter(self.bus, "CRM", f"crm.*.*.{token(contact)}")
+        stored += await read_filter(self.bus, "CRM", f"crm.*.*.{token(first_lead_id(contact))}")
+        return fold_facts([s.decoded.model for s in stored])
+
+    async def conversations_of(self, contact_id: str) -> list[FlowConversation]:
+        """The private conversations of a contact: one per identity on an account (a chat
+        with a customer has the customer's own id on Telegram, Viber and WhatsApp)."""
+        stored = await read_filter(self.bus, "CRM", f"crm.*.*.{token(contact_id)}")
+        return conversations([s.decoded.model for s in stored])
+
     async def _crm(self, rec: RunRecorded, effect: RunEffect, cause: Envelope) -> None:
         contact = await self.contact_of(rec, cause.workspace_id)
         by = f"flow:{rec.flow_id}"
         command: UpdateContact | ChangeLeadStage | AssignLead
-        if effect.kind == "tag":
+        if effect.kind == "attribute":
+            command = UpdateContact(
+                contact_id=contact, attributes=dict(effect.data.get("attributes", {})), by=by
+            )
+        elif effect.kind == "tag":
             command = UpdateContact(
                 contact_id=contact,
                 tags_added=tuple(effect.data.get("add", ())),

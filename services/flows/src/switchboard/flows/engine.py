@@ -24,8 +24,11 @@ from switchboard.events.catalog.flows import (
 )
 from switchboard.flows.document import (
     AskStep,
+    AttributeCondition,
+    AttributeStep,
     BranchStep,
     Button,
+    CampaignStep,
     Case,
     DelayStep,
     EndStep,
@@ -37,21 +40,38 @@ from switchboard.flows.document import (
     RegexCondition,
     SendStep,
     SetStep,
+    StageCondition,
     TagCondition,
     TagStep,
     VarCondition,
+    WebhookStep,
 )
 from switchboard.flows.templates import render, render_plain
 
 MAX_STEPS_PER_DECISION = 100
 DEFAULT_RETRY = "Sorry, that does not look right. {question}"
 
-InputKind = Literal["start", "text", "button", "timer", "release"]
+InputKind = Literal["start", "text", "button", "timer", "release", "webhook", "event"]
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """How a webhook step's call went: the receiver's status and JSON answer, or why not."""
+
+    status: int | None
+    body: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and 200 <= self.status < 300
 
 
 @dataclass(frozen=True)
 class Input:
-    """What a run reacts to: its start, a text, a button press, a timer, a release."""
+    """What a run reacts to: its start, a text (maybe with the ad or link it came from), a
+    button press (with the provider's id of the press, answered once), a timer, a release,
+    a webhook call's result, or an event that only starts flows (``event`` with ``data``)."""
 
     kind: InputKind
     id: str
@@ -59,6 +79,19 @@ class Input:
     text: str | None = None
     data: str | None = None
     timer_id: str | None = None
+    callback_id: str | None = None
+    result: WebhookResult | None = None
+    event: str | None = None  # kind "event": conversation_started, lead_stage, tag_added
+    referral: tuple[str, str | None] | None = None  # a text's (source, campaign)
+
+
+@dataclass(frozen=True)
+class ContactFacts:
+    """What the CRM knows of the run's contact that conditions may ask about."""
+
+    attributes: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,12 +133,26 @@ def new_run(
     )
 
 
-def decide(run: RunState, flow: FlowDocument, inp: Input) -> Decision | None:
+def uses_contact(flow: FlowDocument) -> bool:
+    """Whether a flow's conditions read the CRM contact (its facts are then loaded first)."""
+    return any(
+        isinstance(case.when, TagCondition | AttributeCondition | StageCondition)
+        for step in flow.steps.values()
+        if isinstance(step, BranchStep)
+        for case in step.cases
+    )
+
+
+def decide(
+    run: RunState, flow: FlowDocument, inp: Input, facts: ContactFacts | None = None
+) -> Decision | None:
     """The run's reaction to ``inp``; None when the input is not for this run (nothing to
     record: e.g. a text while the run waits for a button, or a timer it no longer waits for).
+    ``facts`` is the CRM contact as conditions see it (empty when not loaded).
     """
-    ctx = _Context(run, flow, inp)
+    ctx = _Context(run, flow, inp, facts or ContactFacts())
     if inp.kind == "start":
+        ctx.answer_press()  # a button trigger's press
         ctx.cursor = flow.start
         ctx.status = RunStatus.RUNNING
         return ctx.advance()
@@ -117,12 +164,15 @@ def decide(run: RunState, flow: FlowDocument, inp: Input) -> Decision | None:
         return _answer(ctx, step, waiting, inp)
     if waiting.kind == "button" and inp.kind == "button" and inp.data in waiting.buttons:
         ctx.record(waiting.step, "send", "pressed", data=inp.data)
+        ctx.answer_press()
         ctx.cursor = waiting.buttons[inp.data or ""]
         return ctx.advance()
     if waiting.kind == "delay" and inp.kind == "timer" and inp.timer_id == waiting.timer_id:
         ctx.record(waiting.step, "delay", "elapsed")
         ctx.cursor = getattr(step, "next", None)
         return ctx.advance()
+    if waiting.kind == "webhook" and inp.kind == "webhook" and inp.timer_id == waiting.timer_id:
+        return _webhook_result(ctx, step, waiting, inp.result)
     if waiting.kind == "handoff" and inp.kind == "release":
         ctx.record(waiting.step, "handoff", "released")
         ctx.status = RunStatus.RUNNING
@@ -163,6 +213,45 @@ def _answer(ctx: _Context, step: AskStep, waiting: Waiting, inp: Input) -> Decis
     return ctx.decision()
 
 
+def _webhook_result(
+    ctx: _Context, step: object, waiting: Waiting, result: WebhookResult | None
+) -> Decision:
+    assert isinstance(step, WebhookStep)
+    result = result or WebhookResult(status=None, error="no result")
+    saved, missing = extract(step.save, result.body) if result.ok else ({}, [])
+    if result.ok and not missing:
+        ctx.variables.update(saved)
+        ctx.record(waiting.step, "webhook", "ok", status=result.status, saved=saved)
+        ctx.cursor = step.next
+    else:
+        reason = result.error or (
+            f"HTTP {result.status}" if not result.ok else f"no {', '.join(missing)} in the answer"
+        )
+        ctx.record(waiting.step, "webhook", "failed", status=result.status, reason=reason)
+        ctx.cursor = step.on_failure
+    return ctx.advance()
+
+
+def extract(save: dict[str, str], body: Any) -> tuple[dict[str, Any], list[str]]:
+    """The variables ``save`` maps from a JSON answer (dotted paths; digits index lists),
+    and the paths the answer does not have."""
+    values: dict[str, Any] = {}
+    missing: list[str] = []
+    for var, path in save.items():
+        node: Any = body
+        for part in path.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                missing.append(path)
+                break
+        else:
+            values[var] = node
+    return values, missing
+
+
 def validate_answer(step: AskStep, answer: str) -> str | float | None:
     """The stored value of a valid answer, None for an invalid one."""
     text = answer.strip()
@@ -201,14 +290,25 @@ def normalize_phone(text: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def holds(case: Case, variables: dict[str, Any], tags: tuple[str, ...], text: str | None) -> bool:
-    """Whether a branch case's condition holds."""
+def holds(
+    case: Case,
+    variables: dict[str, Any],
+    tags: tuple[str, ...],
+    text: str | None,
+    facts: ContactFacts | None = None,
+) -> bool:
+    """Whether a branch case's condition holds (``tags``: the run's and the contact's)."""
     cond = case.when
+    facts = facts or ContactFacts()
     result: bool
     if isinstance(cond, VarCondition):
         result = _compare(variables.get(cond.name), cond.op, cond.value)
     elif isinstance(cond, TagCondition):
-        result = cond.tag in tags
+        result = cond.tag in tags or cond.tag in facts.tags
+    elif isinstance(cond, AttributeCondition):
+        result = _compare(facts.attributes.get(cond.name), cond.op, cond.value)
+    elif isinstance(cond, StageCondition):
+        result = facts.stage is not None and facts.stage in cond.stages
     elif isinstance(cond, KeywordCondition):
         result = text is not None and any(_has_word(text, k) for k in cond.keywords)
     elif isinstance(cond, RegexCondition):
@@ -259,8 +359,10 @@ def _choice_buttons(step: AskStep) -> tuple[tuple[Button, ...], ...]:
 class _Context:
     """A decision being built: the mutable copy of the run's state and what happened."""
 
-    def __init__(self, run: RunState, flow: FlowDocument, inp: Input) -> None:
+    def __init__(self, run: RunState, flow: FlowDocument, inp: Input, facts: ContactFacts) -> None:
         self.run, self.flow, self.inp = run, flow, inp
+        # The contact as conditions see it, with this decision's own changes applied.
+        self.facts = replace(facts, attributes=dict(facts.attributes))
         self.status = run.status
         self.cursor = run.cursor
         self.waiting: Waiting | None = None
@@ -287,8 +389,14 @@ class _Context:
             "message": {"text": self.inp.text},
         }
 
+    def answer_press(self) -> None:
+        """Stop the pressed button's spinner (Telegram answers a callback query once)."""
+        if self.inp.callback_id:
+            self.effect("answer", callback_id=self.inp.callback_id)
+
     def send(self, template: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> str:
-        text, parse_mode = render(template, self.scope(), self.run.conversation.channel)
+        channel = self.run.conversation.channel
+        text, parse_mode = render(template, self.scope(), channel, self.flow.format)
         rows = [[{"text": b.text, "data": b.data} for b in row] for row in buttons]
         return self.effect("send", text=text, parse_mode=parse_mode, buttons=rows)
 
@@ -325,7 +433,7 @@ class _Context:
                 target = step.default
                 matched = "default"
                 for i, case in enumerate(step.cases):
-                    if holds(case, self.variables, tuple(self.tags), self.inp.text):
+                    if holds(case, self.variables, tuple(self.tags), self.inp.text, self.facts):
                         target, matched = case.next, str(i)
                         break
                 self.record(sid, "branch", f"matched:{matched}", next=target)
@@ -340,11 +448,63 @@ class _Context:
             elif isinstance(step, TagStep):
                 self.tags = [t for t in self.tags if t not in step.remove]
                 self.tags += [t for t in step.add if t not in self.tags]
+                kept = [t for t in self.facts.tags if t not in step.remove]
+                self.facts = replace(
+                    self.facts, tags=(*kept, *(t for t in step.add if t not in kept))
+                )
                 self.effect("tag", add=list(step.add), remove=list(step.remove))
                 self.record(sid, "tag", "tagged", add=list(step.add), remove=list(step.remove))
                 self.cursor = step.next
+            elif isinstance(step, AttributeStep):
+                values = {
+                    k: render_plain(v, self.scope()) if isinstance(v, str) else v
+                    for k, v in step.attributes.items()
+                }
+                self.facts.attributes.update(values)
+                self.effect("attribute", attributes=values)
+                self.record(sid, "set_attribute", "set", attributes=values)
+                self.cursor = step.next
+            elif isinstance(step, WebhookStep):
+                payload = {
+                    "type": "flow.webhook",
+                    "data": {
+                        "run_id": self.run.run_id,
+                        "flow_id": self.run.flow_id,
+                        "step": sid,
+                        "channel": self.run.conversation.channel.value,
+                        "chat_id": self.run.conversation.chat_id,
+                        "variables": dict(self.variables),
+                        "fields": {
+                            k: render_plain(v, self.scope()) if isinstance(v, str) else v
+                            for k, v in step.fields.items()
+                        },
+                    },
+                }
+                call = self.effect(
+                    "webhook",
+                    url=step.url,
+                    secret=step.secret,
+                    payload=payload,
+                    timeout_s=step.timeout_s,
+                )
+                self.record(sid, "webhook", "called", call=call)
+                return self.wait(Waiting(step=sid, kind="webhook", timer_id=call))
+            elif isinstance(step, CampaignStep):
+                text, parse_mode = render(
+                    step.text, self.scope(), step.segment.channel, self.flow.format
+                )
+                campaign = self.effect(
+                    "campaign",
+                    segment=step.segment.model_dump(mode="json", exclude_none=True),
+                    text=text,
+                    parse_mode=parse_mode,
+                    title=step.title,
+                )
+                self.record(sid, "campaign", "started", campaign=f"flow:{campaign}")
+                self.cursor = step.next
             elif isinstance(step, LeadStep):
-                if step.action == "move_stage":
+                if step.action in ("create", "move_stage"):
+                    self.facts = replace(self.facts, stage=step.stage)
                     self.effect("lead_stage", stage=step.stage)
                 else:
                     self.effect("lead_assign", assignee=step.assignee)

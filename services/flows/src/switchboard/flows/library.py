@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,7 @@ class FlowState:
     workspace_id: str
     revisions: dict[int, dict[str, Any]] = field(default_factory=dict)
     published: int | None = None
+    published_at: datetime | None = None
     archived: bool = False
     version: int = 0  # stream sequence of the last event
     created_at: datetime | None = None
@@ -86,6 +88,7 @@ def apply_event(state: FlowState | None, decoded: Decoded, seq: int) -> FlowStat
         return None
     elif isinstance(ev, FlowPublished):
         state.published, state.archived = ev.revision, False
+        state.published_at = env.time
     elif isinstance(ev, FlowArchived):
         state.archived = True
     state.version = seq
@@ -131,7 +134,7 @@ class FlowLibrary:
                 continue
             doc = self.document_of(state, state.published)
             if doc is not None:
-                out.append(Published(state.flow_id, state.published, doc))
+                out.append(Published(state.flow_id, state.published, doc, state.published_at))
         return out
 
     def document_of(self, state: FlowState, revision: int) -> FlowDocument | None:
@@ -230,7 +233,15 @@ class FlowLibrary:
 
     # -- following -------------------------------------------------------------------------
 
-    async def follow(self, stop: asyncio.Event, poll_s: float = 0.25) -> None:
+    def workspaces(self) -> set[str]:
+        return {f.workspace_id for f in self.flows.values()}
+
+    async def follow(
+        self,
+        stop: asyncio.Event,
+        poll_s: float = 0.25,
+        on_change: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Read every definition event, then keep following them (every instance).
 
         Direct gets of "the next definition after the last one seen" rather than a consumer:
@@ -239,9 +250,17 @@ class FlowLibrary:
         no runs there. A get cannot lose anything; an idle instance asks four times a second,
         and an input that starts nothing asks at once (:meth:`sync`).
         """
+        reacted = -1  # the definitions ``on_change`` last saw (any reader may move them on)
         while not stop.is_set():
             await self.sync()
             self.caught_up.set()
+            if on_change is not None and self._last != reacted:
+                seen = self._last
+                try:
+                    await on_change()
+                    reacted = seen
+                except Exception as exc:  # the bus is down: try again on the next read
+                    log.warning("reacting to flow changes failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
 

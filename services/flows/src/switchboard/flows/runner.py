@@ -14,17 +14,33 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 
 from switchboard.events import Envelope
-from switchboard.events.catalog.conv import CallbackReceived, MessageReceived, TextContent
-from switchboard.events.catalog.flows import FireTimer, FlowConversation, RunRecorded, RunStatus
-from switchboard.flows import metrics
-from switchboard.flows.effects import Effects
-from switchboard.flows.engine import Input
+from switchboard.events.catalog.conv import (
+    CallbackReceived,
+    ContactStatus,
+    ContactStatusChanged,
+    MessageReceived,
+    TextContent,
+)
+from switchboard.events.catalog.crm import ContactUpdated, LeadStageChanged
+from switchboard.events.catalog.flows import (
+    FireSchedule,
+    FireTimer,
+    FlowConversation,
+    RunRecorded,
+    RunStatus,
+)
+from switchboard.flows import metrics, runs
+from switchboard.flows.effects import HANDLING, Effects, keep_alive
+from switchboard.flows.engine import Input, uses_contact
 from switchboard.flows.library import FlowLibrary
+from switchboard.flows.schedules import ScheduleKeeper, still_due
 from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
+from switchboard.flows.triggers import event_start
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, decode_or_reject
@@ -38,14 +54,26 @@ log = get_logger(__name__)
 CONVERSATIONS = ConsumerSpec(
     stream="CONV",
     durable="flows-conversations",
-    filter_subjects=("conv.message_received.>", "conv.callback_received.>"),
+    filter_subjects=(
+        "conv.message_received.>",
+        "conv.callback_received.>",
+        "conv.contact_status_changed.>",
+    ),
+    ack_wait_s=10.0,
+    batch=64,
+)
+# CRM events that start flows (lead stage changed, tag added) in the contact's conversations.
+CRM_EVENTS = ConsumerSpec(
+    stream="CRM",
+    durable="flows-crm-events",
+    filter_subjects=("crm.lead_stage_changed.>", "crm.contact_updated.>"),
     ack_wait_s=10.0,
     batch=64,
 )
 TIMERS = ConsumerSpec(
     stream="FLOW_TIMERS",
     durable="flows-timers",
-    filter_subjects=("cmd.flows.fire_timer.>",),
+    filter_subjects=("cmd.flows.fire_timer.>", "cmd.flows.fire_schedule.>"),
     ack_wait_s=3.0,
     batch=64,
 )
@@ -72,7 +100,23 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
             first_name=ev.sender.first_name,
             username=ev.sender.username,
         )
-        return env, conv, Input(kind="text", id=env.id, at=ev.received_at, text=text)
+        referral = (ev.referral.source, ev.referral.campaign) if ev.referral else None
+        inp = Input(kind="text", id=env.id, at=ev.received_at, text=text, referral=referral)
+        return env, conv, inp
+    if isinstance(ev, ContactStatusChanged):
+        if ev.status is not ContactStatus.CONVERSATION_STARTED:
+            return None
+        conv = FlowConversation(
+            channel=ev.channel,
+            account=ev.account,
+            chat_id=ev.chat.id,
+            sender_id=ev.sender.id,
+            first_name=ev.sender.first_name or ev.sender.display_name,
+            username=ev.sender.username,
+        )
+        context = ev.referral.campaign if ev.referral else None
+        inp = Input(kind="event", id=env.id, at=ev.at, event="conversation_started", data=context)
+        return env, conv, inp
     if isinstance(ev, CallbackReceived):
         conv = FlowConversation(
             channel=ev.channel,
@@ -82,15 +126,35 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
             first_name=ev.sender.first_name,
             username=ev.sender.username,
         )
-        return env, conv, Input(kind="button", id=env.id, at=ev.received_at, data=ev.data)
+        inp = Input(
+            kind="button", id=env.id, at=ev.received_at, data=ev.data, callback_id=ev.callback_id
+        )
+        return env, conv, inp
+    return None
+
+
+def crm_trigger(ev: object) -> tuple[str, list[tuple[str, str]]] | None:
+    """The contact and the trigger events (``lead_stage``/``tag_added`` with their value)
+    a CRM event carries (None: none)."""
+    if isinstance(ev, LeadStageChanged):
+        return ev.contact_id, [("lead_stage", ev.to_stage)]
+    if isinstance(ev, ContactUpdated) and ev.tags_added:
+        return ev.contact_id, [("tag_added", tag) for tag in ev.tags_added]
     return None
 
 
 class Runner:
     """Applies inputs to a conversation's runs, one input of a conversation at a time."""
 
-    def __init__(self, bus: Bus, library: FlowLibrary, effects: Effects) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        library: FlowLibrary,
+        effects: Effects,
+        schedules: ScheduleKeeper | None = None,
+    ) -> None:
         self.bus, self.library, self.effects = bus, library, effects
+        self.schedules = schedules
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
@@ -118,6 +182,7 @@ class Runner:
         env, conv, inp = found
         await self.library.caught_up.wait()
         session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+        HANDLING.set(msg)
         async with self._serialized(session):
             taken = await self.handle(session, env, inp, conv)
         if not taken and inp.kind == "button" and msg.metadata.num_delivered < BUTTON_DELIVERIES:
@@ -125,9 +190,48 @@ class Runner:
             return True  # settled here
         return False
 
+    async def on_crm(self, msg: Msg) -> None:
+        """A CRM event starts the flows it triggers in each conversation of its contact
+        (one that runs a flow already is left alone)."""
+        decoded = decode_or_reject(msg)
+        env = decoded.envelope
+        found = crm_trigger(decoded.model)
+        if found is None:
+            return
+        contact_id, events = found
+        await self.library.caught_up.wait()
+        # Only flows published before the event: a CRM history older than the flow (read
+        # when this consumer first starts on a long stream) starts nothing.
+        published = [
+            p
+            for p in self.library.published(env.workspace_id)
+            if p.since is not None and p.since <= env.time
+        ]
+        wanted = [(e, d) for e, d in events if event_start(published, e, d) is not None]
+        if not wanted:
+            return  # no flow of the workspace starts on it: nothing to read
+        HANDLING.set(msg)
+        for conv in await self.effects.conversations_of(contact_id):
+            session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+            for event, data in wanted:
+                inp = Input(
+                    kind="event",
+                    id=f"{env.id}:{event}:{data}",
+                    at=env.time,
+                    event=event,
+                    data=data,
+                )
+                async with self._serialized(session):
+                    await self.handle(session, env, inp, conv)
+
     async def on_timer(self, msg: Msg) -> None:
         decoded = decode_or_reject(msg)
         timer, env = decoded.model, decoded.envelope
+        if isinstance(timer, FireSchedule):
+            HANDLING.set(msg)
+            async with keep_alive():
+                await self.on_schedule(timer, env)
+            return
         if not isinstance(timer, FireTimer):
             return
         await self.library.caught_up.wait()
@@ -136,8 +240,40 @@ class Runner:
         inp = Input(
             kind="timer", id=f"timer:{timer.timer_id}", at=timer.due_at, timer_id=timer.timer_id
         )
+        HANDLING.set(msg)
         async with self._serialized(timer.session):
             await self.handle(timer.session, env, inp, None)
+
+    async def on_schedule(self, fire: FireSchedule, env: Envelope) -> None:
+        """A schedule trigger fired: start its flow in every conversation of the workspace
+        that flows has talked with and that runs no flow (scope is checked by the plan),
+        then keep the trigger's next fire pending."""
+        await self.library.caught_up.wait()
+        await self.library.sync()
+        ws = env.workspace_id
+        published = self.library.published(ws)
+        if not still_due(fire, published):
+            return  # archived or republished since: that revision's schedule is void
+        last: dict[str, dict[str, Any]] = {}
+        for view in await runs.latest_runs(self.bus, ws, None, limit=1_000_000):
+            known = last.get(view["session"])
+            if known is None or known["version"] < view["version"]:
+                last[view["session"]] = view
+        for session, view in sorted(last.items()):
+            if view["status"] != RunStatus.ENDED.value:
+                continue
+            conv = FlowConversation.model_validate(view["conversation"])
+            inp = Input(
+                kind="event",
+                id=f"{fire.deterministic_id()}:{session}",
+                at=fire.due_at,
+                event="schedule",
+                data=fire.flow_id,
+            )
+            async with self._serialized(session):
+                await self.handle(session, env, inp, conv)
+        if self.schedules is not None:
+            await self.schedules.keep(ws, published)
 
     async def release(self, run_id: str, workspace: str) -> bool | None:
         """A person hands a handed-off run back: it continues after its hand-off step.
@@ -162,8 +298,11 @@ class Runner:
             current = await last_stored(self.bus, STREAM, session_filter(session))
             rec = current.decoded.model if current else None
             assert rec is None or isinstance(rec, RunRecorded)
-            if rec is not None and rec.input_id == inp.id:
-                await self.effects.apply(rec, cause)  # recorded, maybe not carried out: again
+            if rec is not None and inp.id in (rec.input_id, *rec.recent_inputs):
+                # Consumed, its effects maybe not carried out (nor those of the webhook results
+                # that followed it, which have no delivery of their own): carry out the last
+                # decision's again, under the same ids.
+                await self._carry_out(session, rec, cause)
                 return True
             conversation = conv or (rec.conversation if rec else None)
             if conversation is None:
@@ -174,13 +313,19 @@ class Runner:
             records: list[RunRecorded] = []
             for _ in range(2):
                 seen = self.library.seen
+                published = self.library.published(workspace)
+                docs = [active_doc] if active_doc else []
+                facts = None
+                if any(uses_contact(d) for d in [*docs, *(p.doc for p in published)]):
+                    facts = await self.effects.facts_of(conversation, workspace)
                 records = plan(
                     session=session,
                     current=rec,
                     active_doc=active_doc,
-                    published=self.library.published(workspace),
+                    published=published,
                     inp=inp,
                     conversation=conversation,
+                    facts=facts,
                 )
                 # Nothing takes it: maybe a flow published a moment ago, not followed yet.
                 if records:
@@ -189,7 +334,7 @@ class Runner:
                 if self.library.seen == seen:
                     break
             if not records:
-                return inp.id in (rec.recent_inputs if rec else ())
+                return False
             expected = current.seq if current else 0
             try:
                 for record in records:
@@ -207,6 +352,12 @@ class Runner:
                 continue  # another instance moved this conversation: decide again on its state
             final = records[-1]
             metrics.observe(final)
-            await self.effects.apply(final, cause)
+            await self._carry_out(session, final, cause)
             return True
         raise RuntimeError(f"conversation {session} kept changing; will retry")
+
+    async def _carry_out(self, session: str, rec: RunRecorded, cause: Envelope) -> None:
+        """Publish a recorded decision's effects, then decide on the results they produced
+        (a webhook step's answer) as inputs of their own."""
+        for follow in await self.effects.apply(rec, cause):
+            await self.handle(session, cause, follow, None)

@@ -10,8 +10,14 @@ from switchboard.events.catalog.flows import FlowConversation, RunRecorded, RunS
 from switchboard.events.ids import stable_hash
 from switchboard.events.subjects import token
 from switchboard.flows.document import FlowDocument
-from switchboard.flows.engine import Decision, Input, RunState, decide, new_run
-from switchboard.flows.triggers import Published, command_start, in_scope, other_start
+from switchboard.flows.engine import ContactFacts, Decision, Input, RunState, decide, new_run
+from switchboard.flows.triggers import (
+    Published,
+    command_start,
+    event_start,
+    in_scope,
+    other_start,
+)
 
 RECENT_INPUTS = 32
 STREAM = "FLOWS"
@@ -59,6 +65,7 @@ def plan(
     published: list[Published],
     inp: Input,
     conversation: FlowConversation,
+    facts: ContactFacts | None = None,
 ) -> list[RunRecorded]:
     """The events to append, in order (none: the input changes nothing).
 
@@ -74,7 +81,7 @@ def plan(
     ]
     start = command_start(candidates, inp.text) if inp.kind == "text" else None
     if start is None and active is not None and active_doc is not None:
-        decision = decide(state_of(active), active_doc, inp)
+        decision = decide(state_of(active), active_doc, inp, facts)
         if decision is not None:
             return [_record(session, decision, inp, active, recent, inp.kind)]
     if start is None and inp.kind in ("text", "button"):
@@ -83,7 +90,12 @@ def plan(
             text=inp.text if inp.kind == "text" else None,
             button=inp.data if inp.kind == "button" else None,
             new_conversation=current is None,
+            referral=inp.referral,
         )
+    if inp.kind == "event" and inp.event is not None:
+        if active is not None:
+            return []  # an event never cuts a running flow short
+        start = event_start(candidates, inp.event, inp.data)
     if start is None:
         return []
     records: list[RunRecorded] = []
@@ -107,7 +119,7 @@ def plan(
         new_run_id(session, inp.id), start.flow.flow_id, start.flow.revision, start.flow.doc,
         conversation,
     )  # fmt: skip
-    decision = decide(run, start.flow.doc, replace(inp, kind="start"))
+    decision = decide(run, start.flow.doc, replace(inp, kind="start"), facts)
     assert decision is not None  # a start always decides
     records.append(_record(session, decision, inp, None, recent, f"start:{start.trigger}"))
     return records

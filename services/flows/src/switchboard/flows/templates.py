@@ -1,8 +1,9 @@
 """Message templates: ``{{ vars.name }}``, ``{{ contact.first_name }}``, ``{{ message.text }}``
 filled in with escaping per provider, so a customer's own words can never become markup.
 
-Telegram messages are sent with ``parse_mode=HTML``: the template's own text is the author's
-HTML, every value put into it is escaped. Other channels take plain text as it is.
+Telegram messages are sent with a parse mode the flow chooses (``format``): ``html`` (the
+default) or ``markdown_v2``. The template's own text is the author's markup; every value put
+into it is escaped for that markup. Other channels take plain text as it is.
 """
 
 from __future__ import annotations
@@ -10,19 +11,31 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from switchboard.events.catalog.common import Channel
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+# Telegram Bot API, "MarkdownV2 style": these must be escaped with a backslash anywhere in
+# plain text, and so must the backslash itself.
+_MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
 
-PARSE_MODE: dict[Channel, str | None] = {Channel.TELEGRAM: "HTML"}
+Format = Literal["html", "markdown_v2"]
+_PARSE_MODE: dict[Format, str] = {"html": "HTML", "markdown_v2": "MarkdownV2"}
 
 
-def escape(value: str, channel: Channel) -> str:
+def parse_mode(channel: Channel, fmt: Format = "html") -> str | None:
+    """The Bot API ``parse_mode`` a template of this format is sent with (None: plain)."""
+    return _PARSE_MODE[fmt] if channel == Channel.TELEGRAM else None
+
+
+def escape(value: str, channel: Channel, fmt: Format = "html") -> str:
     """Make ``value`` literal text in ``channel``'s markup."""
-    if PARSE_MODE.get(channel) == "HTML":
+    mode = parse_mode(channel, fmt)
+    if mode == "HTML":
         return html.escape(value, quote=False)
+    if mode == "MarkdownV2":
+        return _MARKDOWN_V2_SPECIAL.sub(r"\\\1", value)
     return value
 
 
@@ -38,11 +51,14 @@ def lookup(name: str, scope: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def render(
-    template: str, scope: Mapping[str, Mapping[str, Any]], channel: Channel
+    template: str,
+    scope: Mapping[str, Mapping[str, Any]],
+    channel: Channel,
+    fmt: Format = "html",
 ) -> tuple[str, str | None]:
     """The text to send and its parse mode."""
-    text = _PLACEHOLDER.sub(lambda m: escape(lookup(m.group(1), scope), channel), template)
-    return text, PARSE_MODE.get(channel)
+    text = _PLACEHOLDER.sub(lambda m: escape(lookup(m.group(1), scope), channel, fmt), template)
+    return text, parse_mode(channel, fmt)
 
 
 def render_plain(template: str, scope: Mapping[str, Mapping[str, Any]]) -> str:

@@ -2,8 +2,10 @@
 
 Commands (``/start [payload]``, ``/help``) always start their flow, replacing a running one
 (that is what a user typing ``/start`` means). Otherwise a running flow gets the input
-first; only what it does not take can start a flow by button data, keyword, or as the first
-message of a conversation never seen before.
+first; only what it does not take can start a flow by button data, referral, keyword, or as
+the first message of a conversation never seen before. Events (Viber
+``conversation_started``, a CRM lead stage change or tag) start a flow only in a
+conversation with no running flow: they never cut one short.
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from switchboard.events.catalog.common import Channel
 from switchboard.flows.document import (
     ButtonTrigger,
     CommandTrigger,
+    ConversationStartedTrigger,
     FirstMessageTrigger,
     FlowDocument,
     KeywordTrigger,
+    LeadStageTrigger,
+    ReferralTrigger,
+    ScheduleTrigger,
     StartTrigger,
+    TagAddedTrigger,
 )
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
@@ -32,6 +40,7 @@ class Published:
     flow_id: str
     revision: int
     doc: FlowDocument
+    since: datetime | None = None  # when this revision was published
 
 
 @dataclass(frozen=True)
@@ -78,19 +87,67 @@ def command_start(flows: Iterable[Published], text: str | None) -> Start | None:
     return fallback
 
 
+def event_start(flows: Iterable[Published], event: str, data: str | None) -> Start | None:
+    """The flow an event starts: ``conversation_started`` (data: its context; an exact
+    context wins over a context-less trigger), ``lead_stage`` (the stage), ``tag_added``."""
+    fallback: Start | None = None
+    for flow in flows:
+        for trig in flow.doc.triggers:
+            if isinstance(trig, ConversationStartedTrigger) and event == "conversation_started":
+                if trig.context is not None and trig.context == data:
+                    return Start(flow, f"conversation_started:{data}")
+                if trig.context is None and fallback is None:
+                    fallback = Start(flow, "conversation_started")
+            elif (
+                isinstance(trig, LeadStageTrigger) and event == "lead_stage" and trig.stage == data
+            ):
+                return Start(flow, f"lead_stage:{data}")
+            elif isinstance(trig, TagAddedTrigger) and event == "tag_added" and trig.tag == data:
+                return Start(flow, f"tag_added:{data}")
+            elif isinstance(trig, ScheduleTrigger) and event == "schedule" and flow.flow_id == data:
+                return Start(flow, "schedule")
+    return fallback
+
+
+def referral_start(
+    flows: Iterable[Published], referral: tuple[str, str | None] | None
+) -> Start | None:
+    """The flow a message's referral starts (an exact campaign wins over any campaign)."""
+    if referral is None:
+        return None
+    source, campaign = referral
+    fallback: Start | None = None
+    for flow in flows:
+        for trig in flow.doc.triggers:
+            if not isinstance(trig, ReferralTrigger):
+                continue
+            if trig.source is not None and trig.source != source:
+                continue
+            if trig.campaign is not None and trig.campaign == campaign:
+                return Start(flow, f"referral:{source}:{campaign}")
+            if trig.campaign is None and fallback is None:
+                fallback = Start(flow, f"referral:{source}")
+    return fallback
+
+
 def other_start(
     flows: Iterable[Published],
     *,
     text: str | None,
     button: str | None,
     new_conversation: bool,
+    referral: tuple[str, str | None] | None = None,
 ) -> Start | None:
-    """A flow started by a button's data, a keyword, or a new conversation's first message."""
+    """A flow started by a button's data, a message's referral, a keyword, or a new
+    conversation's first message."""
     flows = list(flows)
     for flow in flows:
         for trig in flow.doc.triggers:
             if isinstance(trig, ButtonTrigger) and button is not None and trig.data == button:
                 return Start(flow, f"button:{button}")
+    by_referral = referral_start(flows, referral)
+    if by_referral is not None:
+        return by_referral
     for flow in flows:
         for trig in flow.doc.triggers:
             if isinstance(trig, KeywordTrigger) and text:

@@ -133,6 +133,7 @@ INTERACTIONS = ConsumerSpec(
         "cmd.outbound.answer_callback.>",
         "cmd.outbound.edit.>",
         "cmd.outbound.delete.>",
+        "cmd.outbound.bot_commands.>",
     ),
     max_deliver=10,
     ack_wait_s=30.0,

@@ -26,7 +26,12 @@ from nats.aio.msg import Msg
 from switchboard.events import Envelope
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import InteractionApplied, InteractionFailed
-from switchboard.events.catalog.outbound import AnswerCallback, DeleteMessage, EditMessage
+from switchboard.events.catalog.outbound import (
+    AnswerCallback,
+    DeleteMessage,
+    EditMessage,
+    SetBotCommands,
+)
 from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.providers.base import Failure, ProviderError
@@ -39,6 +44,7 @@ ACTIONS: dict[type[Interaction], str] = {
     AnswerCallback: "answer_callback",
     EditMessage: "edit",
     DeleteMessage: "delete",
+    SetBotCommands: "bot_commands",
 }
 # What Telegram answers to a repeat of a call that went through.
 _ALREADY_DONE = ("message is not modified", "message to delete not found", "query is too old")
@@ -64,7 +70,7 @@ class Interactions:
         """Make one interaction; it is always settled here (ack, or nak with a delay)."""
         decoded = decode_or_reject(msg)
         cmd = decoded.model
-        if not isinstance(cmd, AnswerCallback | EditMessage | DeleteMessage):
+        if not isinstance(cmd, AnswerCallback | EditMessage | DeleteMessage | SetBotCommands):
             raise PermanentError(f"{cmd.name} is not an interaction")
         env = decoded.envelope
         outcome = _Outcome(self.bus, cmd, env)
@@ -80,7 +86,7 @@ class Interactions:
             await msg.ack()
             return
         target: Target | None = None
-        if not isinstance(cmd, AnswerCallback):
+        if isinstance(cmd, EditMessage | DeleteMessage):
             target = await self._target(cmd, env.workspace_id)
             if target is None:
                 await outcome.failed(

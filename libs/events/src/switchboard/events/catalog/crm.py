@@ -5,13 +5,14 @@ and appends can use optimistic concurrency on it."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from switchboard.events.base import Command, Event
 from switchboard.events.catalog.common import Channel, Value
 from switchboard.events.catalog.conv import Referral
+from switchboard.events.catalog.outbound import CampaignId, Keyboard, OutContent, Priority
 from switchboard.events.ids import stable_hash
 from switchboard.events.registry import register
 
@@ -253,3 +254,42 @@ class CommandRejected(Event):
 
     def deterministic_id(self) -> str:
         return f"rejected:{self.command_id}"
+
+
+class CampaignSegment(Value):
+    """Who a segment campaign goes to: people with a private conversation on ``channel``
+    (and ``account``) whose contact has every tag in ``tags`` and a lead matching ``stage``
+    and ``assignee`` (as ``POST /v1/campaigns`` reads its segment)."""
+
+    channel: Channel
+    account: str | None = Field(None, min_length=1)
+    tags: tuple[str, ...] = ()
+    stage: str | None = Field(None, min_length=1)
+    assignee: str | None = Field(None, min_length=1)
+
+
+@register("crm.start_campaign", 1)
+class StartSegmentCampaign(Command):
+    """Send one content to everyone in a CRM segment, over the bus (what ``POST
+    /v1/campaigns`` does): the CRM expands the segment and hands the recipients to outbound
+    as ``outbound.campaign_start`` and its batches. Idempotent by ``campaign_id``; a segment
+    that cannot make a campaign (empty, unknown stage) is a ``crm.command_rejected``."""
+
+    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
+
+    campaign_id: CampaignId
+    title: str | None = Field(None, max_length=200)
+    segment: CampaignSegment
+    content: OutContent
+    keyboard: Keyboard | None = None
+    priority: Priority = Priority.BULK
+    by: str | None = None
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.campaign_id,)
+
+    def ce_subject(self) -> str:
+        return self.campaign_id
+
+    def deterministic_id(self) -> str:
+        return f"segment-campaign:{self.campaign_id}"

@@ -128,7 +128,7 @@ class _InteractionOutcome(Event):
     caller_keyed: ClassVar[bool] = True  # ids follow the request's request_id
 
     request_id: str = Field(min_length=1)
-    action: Literal["answer_callback", "edit", "delete"]
+    action: Literal["answer_callback", "edit", "delete", "bot_commands"]
     channel: Channel
     account: str = Field(min_length=1)
     message_id: str | None = Field(None, description="our send's message_id, when it named one")

@@ -82,9 +82,9 @@ class Waiting(Value):
     """What a waiting run waits for at ``step``."""
 
     step: str = Field(min_length=1)
-    kind: Literal["reply", "button", "delay", "handoff"]
+    kind: Literal["reply", "button", "delay", "handoff", "webhook"]
     attempts: int = Field(0, ge=0, description="invalid answers so far (ask)")
-    timer_id: str | None = None
+    timer_id: str | None = Field(None, description="the timer (or the webhook call) awaited")
     due_at: datetime | None = None
     buttons: dict[str, str] = Field(
         default_factory=dict, description="callback data -> next step of the buttons shown"
@@ -104,7 +104,17 @@ class RunEffect(Value):
     """Something the decision does outside the run, with an id that makes it idempotent."""
 
     id: str = Field(min_length=1)
-    kind: Literal["send", "timer", "tag", "lead_stage", "lead_assign"]
+    kind: Literal[
+        "send",
+        "timer",
+        "tag",
+        "lead_stage",
+        "lead_assign",
+        "attribute",
+        "webhook",
+        "answer",
+        "campaign",
+    ]
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -160,3 +170,24 @@ class FireTimer(Command):
 
     def deterministic_id(self) -> str:
         return f"timer:{self.timer_id}"
+
+
+@register("flows.fire_schedule", 1)
+class FireSchedule(Command):
+    """A flow's schedule trigger is due: the flow starts in the conversations of its scope
+    that run no flow. Published as a JetStream message schedule for ``due_at`` (like
+    ``flows.fire_timer``); one for a revision no longer published is ignored."""
+
+    flow_id: str = Field(min_length=1)
+    revision: int = Field(ge=1)
+    trigger: int = Field(ge=0, description="the index of the schedule trigger in the flow")
+    due_at: datetime
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.flow_id,)
+
+    def ce_subject(self) -> str:
+        return self.flow_id
+
+    def deterministic_id(self) -> str:
+        return f"schedule:{self.flow_id}:{self.revision}:{self.trigger}:{self.due_at.isoformat()}"

@@ -437,6 +437,26 @@ class _Target(_Interaction):
         return self
 
 
+class BotCommand(Value):
+    """One entry of a bot's command menu."""
+
+    command: str = Field(pattern=r"^[a-z0-9_]{1,32}$", description="without the slash")
+    description: str = Field(min_length=1, max_length=256)
+
+
+@register("outbound.bot_commands", 1)
+class SetBotCommands(_Interaction):
+    """Set a bot's command menu (Telegram ``setMyCommands``; an empty list clears it), for
+    ``language_code`` users or everyone. Outcome: ``delivery.interaction_applied`` /
+    ``delivery.interaction_failed`` with action ``bot_commands``."""
+
+    commands: tuple[BotCommand, ...] = Field(default=(), max_length=100)
+    language_code: str | None = Field(None, min_length=2, max_length=8)
+
+    def deterministic_id(self) -> str:
+        return f"bot_commands:{self.request_id}"
+
+
 @register("outbound.edit", 1)
 class EditMessage(_Target):
     """Edit a sent message: its ``text``, or a media message's ``caption``, and/or its inline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -95,6 +96,13 @@ class TelegramProvider:
             if not sent_by_bot or sent_by(found, message)
         ]
         return sorted(out, key=lambda m: (m["date"], m["chat"]["id"], m["message_id"]))
+
+    def commands(
+        self, bot: str | int | TgBot, scope: str = "default", language_code: str = ""
+    ) -> list[dict[str, str]]:
+        """The bot's command menu (setMyCommands) for a scope type and language."""
+        key = (json.dumps({"type": scope}, sort_keys=True), language_code)
+        return list(self.bot(bot).commands.get(key, []))
 
     def set_webhook(
         self,

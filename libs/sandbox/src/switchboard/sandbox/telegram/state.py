@@ -105,6 +105,9 @@ class TgBot:
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     next_update_id: int = 1
     callbacks: dict[str, bool] = field(default_factory=dict)
+    # setMyCommands: the menu per (scope as canonical JSON, language_code), and every call
+    commands: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
+    command_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def user(self) -> dict[str, Any]:
         """The bot as the `from` User of its messages."""

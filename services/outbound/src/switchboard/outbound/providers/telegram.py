@@ -45,6 +45,7 @@ from switchboard.events.catalog.outbound import (
     OutTemplate,
     OutText,
     SendMessage,
+    SetBotCommands,
 )
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
 from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryFileIdCache
@@ -132,7 +133,7 @@ class Target:
     provider_message_id: str
 
 
-Interaction = AnswerCallback | EditMessage | DeleteMessage
+Interaction = AnswerCallback | EditMessage | DeleteMessage | SetBotCommands
 
 
 def interaction_request(command: Interaction, target: Target | None) -> _Request:
@@ -149,6 +150,11 @@ def interaction_request(command: Interaction, target: Target | None) -> _Request
         if command.cache_time is not None:
             params["cache_time"] = command.cache_time
         return _Request("answerCallbackQuery", params)
+    if isinstance(command, SetBotCommands):
+        params = {"commands": [c.model_dump() for c in command.commands]}
+        if command.language_code:
+            params["language_code"] = command.language_code
+        return _Request("setMyCommands", params)
     if target is None:
         raise ProviderError(Failure.PERMANENT, "unknown_message", "no message to change")
     params = {"chat_id": chat_id(target.recipient)}

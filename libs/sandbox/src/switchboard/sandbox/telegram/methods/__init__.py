@@ -2,6 +2,7 @@
 
 from switchboard.sandbox.telegram.methods import (  # noqa: F401  (registration side effects)
     account,
+    commands,
     editing,
     files,
     sending,

@@ -1,0 +1,81 @@
+"""Schedule triggers: the next time a flow's schedule fires, and keeping one JetStream
+message schedule pending for it (the server fires it at its time to whichever instance is
+alive, as it does for delays).
+
+Every instance computes the next fire of each published schedule trigger after reading the
+definitions (and after each fire) and publishes its schedule under a deterministic id, so
+instances publishing the same one store it once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from switchboard.events import encode
+from switchboard.events.catalog.flows import FireSchedule
+from switchboard.flows.document import ScheduleTrigger
+from switchboard.flows.effects import schedule_header, schedule_subject
+from switchboard.flows.triggers import Published
+from switchboard.runtime.bus import Bus
+
+
+def next_fire(trigger: ScheduleTrigger, now: datetime) -> datetime | None:
+    """The first fire strictly after ``now`` (None: a one-off already past)."""
+    if trigger.at > now:
+        return trigger.at
+    if trigger.every_s is None:
+        return None
+    every = timedelta(seconds=trigger.every_s)
+    periods = (now - trigger.at) // every + 1
+    return trigger.at + periods * every
+
+
+def due_fires(flows: list[Published], now: datetime) -> list[FireSchedule]:
+    """The next fire of every schedule trigger of the published flows."""
+    out = []
+    for flow in flows:
+        for index, trig in enumerate(flow.doc.triggers):
+            if isinstance(trig, ScheduleTrigger):
+                due = next_fire(trig, now)
+                if due is not None:
+                    out.append(FireSchedule(flow_id=flow.flow_id, revision=flow.revision,
+                                            trigger=index, due_at=due))  # fmt: skip
+    return out
+
+
+def still_due(fire: FireSchedule, flows: list[Published]) -> bool:
+    """Whether the flow is still published on that revision with that schedule trigger."""
+    for flow in flows:
+        if flow.flow_id == fire.flow_id and flow.revision == fire.revision:
+            triggers = flow.doc.triggers
+            return fire.trigger < len(triggers) and isinstance(
+                triggers[fire.trigger], ScheduleTrigger
+            )
+    return False
+
+
+class ScheduleKeeper:
+    """Keeps the next fire of each published schedule trigger pending on ``FLOW_TIMERS``."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.pending: set[str] = set()
+
+    async def keep(self, workspace: str, flows: list[Published]) -> int:
+        """Publish the schedules not published yet by this instance; how many."""
+        sent = 0
+        for fire in due_fires(flows, datetime.now(UTC)):
+            key = fire.deterministic_id()
+            if key in self.pending:
+                continue
+            enc = encode(fire, source=self.bus.source, workspace_id=workspace)
+            headers = {
+                **enc.headers,
+                "Nats-Msg-Id": key,
+                "Nats-Schedule": schedule_header(fire.due_at),
+                "Nats-Schedule-Target": enc.subject,
+            }
+            await self.bus.publish_raw(schedule_subject(key), enc.body, headers)
+            self.pending.add(key)
+            sent += 1
+        return sent
