@@ -71,7 +71,7 @@ class ProviderMedia:
         """The file's bytes; :class:`MediaError` (413/502) when it cannot be had."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
             retry=retry_if_exception_type(_TransientError),
             reraise=True,
         )
