@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Body, Depends, Header, Request
+from fastapi import Body, Depends, Form, Header, Request, UploadFile
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.outbound import (
     AnswerCallback,
@@ -42,7 +43,7 @@ from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
 from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.lanes import Lane
-from switchboard.outbound.media_limits import TooLarge, too_large
+from switchboard.outbound.media_limits import TooLarge, largest_limit, limit_of, too_large
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.sendpulse import SendPulseClient
@@ -51,6 +52,7 @@ from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.runtime import identity
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
@@ -60,6 +62,7 @@ from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, integrations_endpoint
 from switchboard.runtime.logging import register_secret
+from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.service import Runtime
@@ -148,6 +151,7 @@ ERASURE = ConsumerSpec(
     max_ack_pending=16,
 )
 DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS, ERASURE)
+MEDIA_KIND = "^(photo|video|audio|voice|document|animation|sticker)$"
 # The providers outbound calls, as /health/integrations names them (like the breakers).
 PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
 
@@ -227,6 +231,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             await asyncio.wait_for(view.ready.wait(), 10)
         schedule = ScheduleChanges(sends_kv)
         desk = ScheduleDesk(rt.bus, attempts, schedule)
+        objects = await open_store(settings.objects)
+        rt.on_close(objects.close)
+        uploads = Uploads(objects)
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
         telegram = clients["telegram"]
@@ -245,6 +252,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             policy=policy,
             campaigns=view,
             schedule=schedule,
+            uploads=uploads,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
@@ -258,8 +266,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
         )
         ports.update(
-            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk
-        )
+            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk,
+            uploads=uploads,
+        )  # fmt: skip
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         grace = settings.shutdown_grace_s * 0.75
 
@@ -367,7 +376,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
-        oversize = too_large(cmd) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        try:
+            sizes = await ports["uploads"].sizes(ws, cmd)
+        except UploadMissingError as exc:
+            raise NotFoundError("upload", exc.upload_id) from None
+        oversize = too_large(cmd, sizes) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
         if oversize is not None:
             return error(413, "too_large", oversize.reason, field=oversize.field)
         keys: IdempotencyKeys = ports["keys"]
@@ -396,6 +409,48 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         answer = {"message_id": cmd.message_id, "status": "accepted"}
         await keys.complete(decision, 202, answer)
         return JSONResponse(answer, 202)
+
+    @app.post(
+        "/v1/uploads",
+        status_code=201,
+        tags=["messages"],
+        summary="Upload a file to send (multipart `file`); a send names the answered "
+        "upload_id in content.source.upload_id. With `channel` and `kind` the provider's "
+        "upload limit is checked here",
+        responses={
+            413: {"description": "over the provider's upload limit (or over every limit)"},
+            422: {"description": "no file, or an unknown channel or kind"},
+        },
+    )
+    async def upload(
+        ws: Workspace,
+        file: UploadFile,
+        channel: Annotated[Channel | None, Form()] = None,
+        kind: Annotated[str | None, Form(pattern=MEDIA_KIND)] = None,
+    ) -> Response:
+        size = file.size if file.size is not None else 0
+        limit = limit_of(channel, kind) if channel and kind else None
+        cap, what = limit or (largest_limit(), "any provider's uploads")
+        if size > cap:
+            return error(
+                413,
+                "too_large",
+                f"file: {size} bytes is over the {cap}-byte limit of {what}",
+                field="file",
+            )
+        data = await file.read()
+        mime = file.content_type or "application/octet-stream"
+        saved = await ports["uploads"].save(ws, data, mime, file.filename)
+        return JSONResponse(
+            {
+                "upload_id": saved.upload_id,
+                "size": saved.size,
+                "sha256": saved.sha256,
+                "mime_type": saved.mime_type,
+                "file_name": saved.file_name,
+            },
+            201,
+        )
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], summary="Status and history")
     async def status(message_id: str, ws: Workspace) -> Response:
