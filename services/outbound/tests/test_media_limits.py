@@ -51,3 +51,23 @@ def test_a_group_names_the_item_over_the_limit() -> None:
 def test_urls_and_file_ids_are_not_measured() -> None:
     by_url = OutMedia(kind="photo", source=MediaSource(url="https://cdn.test/huge.jpg"))
     assert too_large(send(Channel.TELEGRAM, by_url)) is None
+
+
+def test_an_upload_is_measured_by_its_stored_size() -> None:
+    cmd = send(
+        Channel.TELEGRAM,
+        OutMedia.model_validate({"kind": "photo", "source": {"upload_id": "up_" + "a" * 40}}),
+    )
+    sizes = {"up_" + "a" * 40: 10 * MB + 1}
+    over = too_large(cmd, sizes)
+    assert over is not None
+    assert over.field == "content.source.upload_id"
+    assert too_large(cmd, {"up_" + "a" * 40: 10 * MB}) is None
+    assert too_large(cmd) is None  # an unknown size is measured where the bytes are read
+
+
+def test_a_source_names_exactly_one_of_id_url_bytes_or_upload() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        MediaSource(url="https://x.test/a.jpg", upload_id="up_" + "b" * 40)
+    with pytest.raises(ValueError, match="upload_id"):
+        MediaSource(upload_id="../../etc/passwd")
