@@ -267,3 +267,41 @@ async def test_oversize_is_413_and_a_provider_failure_is_502(env: Env) -> None:
     r = await download(env, mid)
     assert r.status_code == 502, r.text
     assert "404" in r.text
+
+
+async def test_a_telegram_file_over_20_mb_is_413(env: Env) -> None:
+    bot = env.box.telegram.state.find_bot("media_in_bot")
+    assert bot is not None
+    big = bot.files.add("document", size=25 * 1024 * 1024, file_name="catalogue.pdf")
+    declared = big.describe()
+    undeclared = {k: v for k, v in declared.items() if k != "file_size"}
+    await publish_all(
+        env.nats_url,
+        [
+            message(Channel.TELEGRAM, "shop", 6, tg_norm.content_of({"document": declared}, "r6")),
+            message(
+                Channel.TELEGRAM, "shop", 7, tg_norm.content_of({"document": undeclared}, "r7")
+            ),
+        ],
+    )
+
+    async def both() -> list[str] | None:
+        found = await env.http.get(
+            f"{env.crm}/v1/conversations", headers=AUTH, params={"channel": "telegram"}
+        )
+        ids: list[str] = []
+        for conv in found.json()["items"]:
+            page = await env.http.get(
+                f"{env.crm}/v1/conversations/{conv['id']}/messages", headers=AUTH
+            )
+            ids += [m["id"] for m in page.json()["items"]]
+        return sorted(ids) if len(ids) == 2 else None
+
+    declared_id, undeclared_id = await eventually(both, timeout=30, message="both projected")
+    before = len(env.provider_calls("telegram"))
+    r = await download(env, declared_id)
+    assert r.status_code == 413, r.text
+    assert len(env.provider_calls("telegram")) == before  # its declared size decided
+    r = await download(env, undeclared_id)
+    assert r.status_code == 413, r.text  # Telegram's getFile refuses files over 20 MB
+    assert "too big" in r.text

@@ -29,6 +29,9 @@ from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "300000091:uploads-a"
+WA_NUMBER = "100200391"
+WA_TOKEN = "wa-uploads-token"
+WA_USER = "15550007777"
 CHAT = 4301
 A = {"Authorization": f"Bearer {API_KEY}"}
 OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
@@ -81,6 +84,8 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "uploads_bot")
     box.telegram.add_chat(TOKEN, CHAT, "private")
+    box.whatsapp.add_number(WA_NUMBER, WA_TOKEN)
+    box.whatsapp.add_user(WA_NUMBER, WA_USER, "Olena", last_inbound_at=box.clock.time())
     async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
         for key, value in service_env(nats_url).items():
             monkeypatch.setenv(key, value)
@@ -97,6 +102,15 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
                 workspace_id="demo",
                 settings={"api_base_url": f"{sandbox}/telegram"},
                 secrets={"token": TOKEN},
+            )
+        )
+        await store.put(
+            Account(
+                channel=Channel.WHATSAPP,
+                id=WA_NUMBER,
+                workspace_id="demo",
+                settings={"api_base_url": f"{sandbox}/whatsapp", "phone_number_id": WA_NUMBER},
+                secrets={"access_token": WA_TOKEN},
             )
         )
         url = await stack.enter_async_context(
@@ -170,3 +184,30 @@ async def test_an_unknown_upload_is_404_and_a_bad_kind_is_422(env: Env) -> None:
     assert r.status_code == 422, r.text
     r = await env.send("bad-id", "not-an-upload")
     assert r.status_code == 422, r.text
+
+
+async def test_an_uploaded_image_goes_to_whatsapp_as_a_media_upload_once(env: Env) -> None:
+    r = await env.upload(PHOTO, channel="whatsapp", kind="photo")
+    assert r.status_code == 201, r.text
+    upload_id = r.json()["upload_id"]
+    for n in (1, 2):
+        body = {
+            "message_id": f"wa-up-{n}",
+            "channel": "whatsapp",
+            "account": WA_NUMBER,
+            "recipient": WA_USER,
+            "content": {"kind": "photo", "source": {"upload_id": upload_id}},
+        }
+        r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
+        assert r.status_code == 202, r.text
+        await env.status(f"wa-up-{n}", "sent")
+    sent = env.box.whatsapp.sent_messages(WA_NUMBER, WA_USER)
+    ids = {m["message"]["image"]["id"] for m in sent}
+    assert len(ids) == 1  # uploaded once to Meta, the media id reused (shared cache)
+    assert [c.method for c in env.provider_calls()].count("media_upload") == 1
+    # what WhatsApp holds under that id is exactly the uploaded file
+    graph = f"{env.sandbox}/whatsapp/v26.0"
+    bearer = {"Authorization": f"Bearer {WA_TOKEN}"}
+    info = (await env.http.get(f"{graph}/{ids.pop()}", headers=bearer)).json()
+    assert info["file_size"] == len(PHOTO)
+    assert (await env.http.get(info["url"], headers=bearer)).content == PHOTO
