@@ -50,7 +50,10 @@ class Env:
     http: httpx.AsyncClient
 
     def provider_calls(self) -> list[Any]:
-        return [r for r in self.box.recorder.requests() if r.method != "getMe"]
+        # Sends and uploads only: the periodic health probes (getMe, the number's info)
+        # cost no send budget.
+        probes = ("getMe", "phone_number")
+        return [r for r in self.box.recorder.requests() if r.method not in probes]
 
     async def upload(self, data: bytes, headers: dict[str, str] = A, **form: str) -> httpx.Response:
         return await self.http.post(
@@ -91,6 +94,7 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("SWITCHBOARD_OUTBOUND_MAX_BODY_BYTES", str(64 * MB))
         monkeypatch.setenv("SWITCHBOARD_OBJECTS__LOCAL_DIR", str(tmp_path / "objects"))
+        monkeypatch.setenv("SWITCHBOARD_OUTBOUND_URL_PROBE_PRIVATE", "true")  # the sandbox
         bus = await Bus.connect(nats_url, name="test")
         stack.push_async_callback(bus.close)
         await bus.provision()
@@ -211,3 +215,31 @@ async def test_an_uploaded_image_goes_to_whatsapp_as_a_media_upload_once(env: En
     info = (await env.http.get(f"{graph}/{ids.pop()}", headers=bearer)).json()
     assert info["file_size"] == len(PHOTO)
     assert (await env.http.get(info["url"], headers=bearer)).content == PHOTO
+
+
+async def test_a_photo_url_over_telegrams_5_mb_is_413_before_any_call(env: Env) -> None:
+    # a 6 MB file on a web server (the sandbox's Viber media CDN serves it with its length)
+    big = env.box.viber.state.add_media(b"\xff" * (6 * MB), "huge.jpg", "image/jpeg")
+    small = env.box.viber.state.add_media(b"\xff" * 1000, "small.jpg", "image/jpeg")
+    for message_id, media, kind, status in (
+        ("url-big", big, "photo", 413),
+        ("url-doc", big, "document", 202),  # 20 MB for other files by URL
+        ("url-small", small, "photo", 202),
+    ):
+        body = {
+            "message_id": message_id,
+            "channel": "telegram",
+            "account": "shop",
+            "recipient": str(CHAT),
+            "content": {"kind": kind, "source": {"url": f"{env.sandbox}/viber{media.path}"}},
+        }
+        r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
+        assert r.status_code == status, r.text
+        if status == 413:
+            assert r.json()["field"] == "content.source.url"
+            assert str(5 * MB) in r.text
+            assert not [c for c in env.provider_calls() if c.provider == "telegram"]
+    await env.status("url-small", "sent")
+    await env.status("url-doc", "sent")
+    sends = [c for c in env.provider_calls() if c.method in ("sendPhoto", "sendDocument")]
+    assert len(sends) == 2

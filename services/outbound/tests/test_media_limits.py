@@ -71,3 +71,32 @@ def test_a_source_names_exactly_one_of_id_url_bytes_or_upload() -> None:
         MediaSource(url="https://x.test/a.jpg", upload_id="up_" + "b" * 40)
     with pytest.raises(ValueError, match="upload_id"):
         MediaSource(upload_id="../../etc/passwd")
+
+
+def test_by_url_telegram_takes_5_mb_photos_and_20_mb_others() -> None:
+    from switchboard.outbound.url_sizes import url_limit_of
+
+    assert url_limit_of(Channel.TELEGRAM, "photo") == (5 * MB, "Telegram photo sent by URL")
+    assert url_limit_of(Channel.TELEGRAM, "video")[0] == 20 * MB  # type: ignore[index]
+    assert url_limit_of(Channel.WHATSAPP, "photo")[0] == 5 * MB  # type: ignore[index]
+
+
+async def test_internal_addresses_are_not_probed_unless_allowed() -> None:
+    import httpx
+
+    from switchboard.outbound.url_sizes import UrlSizes, _total_of
+
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, headers={"content-length": "123"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        assert await UrlSizes(http).size("http://127.0.0.1:9/x.jpg") is None
+        assert await UrlSizes(http).size("http://10.1.2.3/x.jpg") is None
+        assert await UrlSizes(http).size("file:///etc/passwd") is None
+        assert asked == []
+        assert await UrlSizes(http, probe_private=True).size("http://127.0.0.1:9/x.jpg") == 123
+    assert _total_of("bytes 0-0/6291456") == 6291456
+    assert _total_of("bytes */*") is None

@@ -53,6 +53,7 @@ from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.outbound.uploads import UploadMissingError, Uploads
+from switchboard.outbound.url_sizes import UrlSizes
 from switchboard.runtime import identity
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
@@ -234,6 +235,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         objects = await open_store(settings.objects)
         rt.on_close(objects.close)
         uploads = Uploads(objects)
+        probe_http = httpx.AsyncClient(timeout=settings.url_probe_timeout_s)
+        rt.on_close(probe_http.aclose)
+        url_sizes = UrlSizes(
+            probe_http,
+            probe_private=settings.url_probe_private,
+            timeout=settings.url_probe_timeout_s,
+        )
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
         telegram = clients["telegram"]
@@ -267,7 +275,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )
         ports.update(
             attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk,
-            uploads=uploads,
+            uploads=uploads, url_sizes=url_sizes,
         )  # fmt: skip
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         grace = settings.shutdown_grace_s * 0.75
@@ -381,6 +389,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         except UploadMissingError as exc:
             raise NotFoundError("upload", exc.upload_id) from None
         oversize = too_large(cmd, sizes) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        if oversize is None and settings.url_size_check:
+            oversize = await ports["url_sizes"].too_large(cmd)
         if oversize is not None:
             return error(413, "too_large", oversize.reason, field=oversize.field)
         keys: IdempotencyKeys = ports["keys"]
