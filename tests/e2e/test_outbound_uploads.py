@@ -243,3 +243,8 @@ async def test_a_photo_url_over_telegrams_5_mb_is_413_before_any_call(env: Env) 
     await env.status("url-doc", "sent")
     sends = [c for c in env.provider_calls() if c.method in ("sendPhoto", "sendDocument")]
     assert len(sends) == 2
+
+
+async def test_an_upload_that_is_not_multipart_is_415(env: Env) -> None:
+    r = await env.http.post(f"{env.url}/v1/uploads", json={"file": "x"}, headers=A)
+    assert r.status_code == 415, r.text
