@@ -245,6 +245,7 @@ async def test_a_photo_url_over_telegrams_5_mb_is_413_before_any_call(env: Env) 
     assert len(sends) == 2
 
 
-async def test_an_upload_that_is_not_multipart_is_415(env: Env) -> None:
+async def test_an_upload_that_is_not_multipart_is_422_naming_the_body(env: Env) -> None:
     r = await env.http.post(f"{env.url}/v1/uploads", json={"file": "x"}, headers=A)
-    assert r.status_code == 415, r.text
+    assert r.status_code == 422, r.text
+    assert [e["path"] for e in r.json()["errors"]] == ["body"]

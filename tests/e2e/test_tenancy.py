@@ -122,7 +122,7 @@ def _content(text: str) -> dict[str, Any]:
 
 # (service, method, path) -> the body B sends; every route with a body needs one.
 BODIES: dict[tuple[str, str, str], Callable[[Ids], dict[str, Any]]] = {
-    ("outbound", "POST", "/v1/uploads"): lambda i: {},  # not multipart: 415 for anyone
+    ("outbound", "POST", "/v1/uploads"): lambda i: {},  # not multipart: 422 for anyone
     ("outbound", "POST", "/v1/messages"): lambda i: {
         "message_id": "b-msg-1", "channel": "telegram", "account": i.account,
         "recipient": "5001", "content": _content("from b"),

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Body, Depends, Form, Header, HTTPException, Request, UploadFile
+from fastapi import Body, Depends, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
@@ -179,11 +180,14 @@ Workspace = Annotated[str, Depends(_workspace)]
 
 async def _multipart(request: Request) -> None:
     """Uploads are multipart: any other body is still read (so the edge's size limit
-    answers 413 as it streams in), then refused with 415."""
+    answers 413 as it streams in), then refused as invalid input naming the body."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "multipart/form-data":
         await request.body()
-        raise HTTPException(415, "an upload is a multipart/form-data body with a file part")
+        reason = "an upload is a multipart/form-data body with a `file` part"
+        raise RequestValidationError(
+            [{"type": "multipart_required", "loc": ("body",), "msg": reason, "input": None}]
+        )
 
 
 def create_app(settings: OutboundSettings) -> ServiceApp:
@@ -438,8 +442,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         "upload limit is checked here",
         responses={
             413: {"description": "over the provider's upload limit (or over every limit)"},
-            415: {"description": "not a multipart/form-data body"},
-            422: {"description": "no file, or an unknown channel or kind"},
+            422: {"description": "not multipart, no file, or an unknown channel or kind"},
         },
     )
     async def upload(
