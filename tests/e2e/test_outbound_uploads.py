@@ -17,6 +17,7 @@ import pytest
 from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
 
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import MediaSource, OutMedia, SendMessage
 from switchboard.outbound.app import create_app
 from switchboard.outbound.media_limits import MB, largest_limit
 from switchboard.outbound.settings import OutboundSettings
@@ -249,3 +250,25 @@ async def test_an_upload_that_is_not_multipart_is_422_naming_the_body(env: Env) 
     r = await env.http.post(f"{env.url}/v1/uploads", json={"file": "x"}, headers=A)
     assert r.status_code == 422, r.text
     assert [e["path"] for e in r.json()["errors"]] == ["body"]
+
+
+async def test_on_the_bus_an_unknown_or_oversize_upload_fails_without_a_provider_call(
+    env: Env,
+) -> None:
+    big = (await env.upload(b"\0" * (10 * MB + 1))).json()["upload_id"]
+    for message_id, upload_id in (("bus-ghost", "up_" + "f" * 40), ("bus-big", big)):
+        await env.bus.publish(
+            SendMessage(
+                message_id=message_id,
+                channel=Channel.TELEGRAM,
+                account="shop",
+                recipient=str(CHAT),
+                content=OutMedia(kind="photo", source=MediaSource(upload_id=upload_id)),
+            ),
+            workspace_id="demo",
+        )
+    ghost = await env.status("bus-ghost", "failed")
+    assert ghost["error_code"] == "unknown_upload"
+    oversize = await env.status("bus-big", "failed")
+    assert oversize["error_code"] == "too_large"
+    assert not [c for c in env.provider_calls() if c.provider == "telegram"]
