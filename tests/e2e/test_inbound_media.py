@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ import httpx
 import pytest
 from tests.support.conv import publish_all
 from tests.support.crm import AUTH
+from tests.support.moto import moto_server, s3_env
 from tests.support.stack import OTHER_KEY, keyring, service_env
 
 from switchboard.crm.app import create_app
@@ -30,6 +31,7 @@ from switchboard.ingest.normalize import viber as viber_norm
 from switchboard.ingest.normalize import whatsapp as wa_norm
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.objectstore import ObjectStoreSettings, S3ObjectStore, open_store
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -65,9 +67,13 @@ class Env:
         return [r for r in self.box.recorder.requests() if r.provider == provider]
 
 
-@pytest.fixture
-async def env(
-    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@asynccontextmanager
+async def media_env(
+    nats_url: str,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    objects: dict[str, str],
 ) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TG_TOKEN, "media_in_bot")
@@ -76,7 +82,8 @@ async def env(
     async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
         for key, value in service_env(nats_url, postgres_url).items():
             monkeypatch.setenv(key, value)
-        monkeypatch.setenv("SWITCHBOARD_OBJECTS__LOCAL_DIR", str(tmp_path / "objects"))
+        for key, value in objects.items():
+            monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="test")
         stack.push_async_callback(bus.close)
         await bus.provision()
@@ -104,6 +111,15 @@ async def env(
         crm = await stack.enter_async_context(serve_app(create_app(load_settings(CrmSettings))))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         yield Env(box, sandbox, crm, http, nats_url, tmp_path / "objects")
+
+
+@pytest.fixture
+async def env(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Env]:
+    local = {"SWITCHBOARD_OBJECTS__LOCAL_DIR": str(tmp_path / "objects")}
+    async with media_env(nats_url, postgres_url, monkeypatch, tmp_path, local) as env:
+        yield env
 
 
 def message(channel: Channel, account: str, n: int, content: Content) -> MessageReceived:
@@ -305,3 +321,42 @@ async def test_a_telegram_file_over_20_mb_is_413(env: Env) -> None:
     r = await download(env, undeclared_id)
     assert r.status_code == 413, r.text  # Telegram's getFile refuses files over 20 MB
     assert "too big" in r.text
+
+
+async def test_downloads_are_kept_in_an_s3_bucket_when_configured(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with moto_server() as s3_url:
+        objects = s3_env(s3_url, "crm-media")
+        async with media_env(nats_url, postgres_url, monkeypatch, tmp_path, objects) as env:
+            held = await env.control(
+                "/telegram/bots/media_in_bot/files",
+                {"kind": "photo", "content_base64": base64.b64encode(PHOTO).decode()},
+            )
+            content = tg_norm.content_of({"photo": held["photo"]}, "raw-s3")
+            await publish_all(env.nats_url, [message(Channel.TELEGRAM, "shop", 8, content)])
+            mid = await message_id(env, "telegram")
+            r = await download(env, mid)
+            assert r.status_code == 200, r.text
+            assert r.content == PHOTO
+            calls = len(env.provider_calls("telegram"))
+            again = await download(env, mid)
+            assert again.content == PHOTO
+            assert len(env.provider_calls("telegram")) == calls
+        # the file is in the bucket, read with a plain S3 client
+        store = await open_store(ObjectStoreSettings.model_validate(
+            {"backend": "s3", "s3_bucket": "crm-media", "s3_endpoint_url": s3_url,
+             "s3_access_key_id": "testing", "s3_secret_access_key": "testing"}
+        ))  # fmt: skip
+        assert isinstance(store, S3ObjectStore)
+        try:
+            s3 = await store._s3()
+            listed = await s3.list_objects_v2(Bucket="crm-media")
+            keys = [o["Key"] for o in listed.get("Contents", [])]
+            assert len(keys) == 1
+            assert keys[0].startswith("inbound/")
+            kept = await store.get(keys[0])
+            assert kept is not None
+            assert kept.data == PHOTO
+        finally:
+            await store.close()

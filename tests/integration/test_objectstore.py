@@ -4,15 +4,11 @@ the client library)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from tests.support.moto import moto_server
 
 from switchboard.runtime.objectstore import (
     BadKeyError,
@@ -25,34 +21,10 @@ from switchboard.runtime.objectstore import (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:  # a loaded machine may take a while to import moto: wait on it
-            try:
-                httpx.get(f"{url}/moto-api/", timeout=5)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None:
-                    raise RuntimeError("moto server exited") from None
-                time.sleep(0.1)
+    with moto_server() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def s3_settings(url: str, bucket: str = "media", prefix: str = "") -> ObjectStoreSettings:
