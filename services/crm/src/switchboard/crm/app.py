@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Body, Depends, Query, Request
+from fastapi import Body, Query
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
@@ -26,6 +26,7 @@ from switchboard.crm import (
 )
 from switchboard.crm.campaigns import CampaignRequest
 from switchboard.crm.commands import Applied, RejectedError
+from switchboard.crm.deps import Workspace
 from switchboard.crm.media import ProviderMedia
 from switchboard.crm.media_api import media_routes
 from switchboard.crm.resolver import Resolver
@@ -105,13 +106,6 @@ def build_projection(
     )
 
 
-def _workspace(request: Request) -> str:
-    """The workspace of the request's API key (401 otherwise)."""
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 

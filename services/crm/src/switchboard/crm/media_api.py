@@ -13,27 +13,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Query, Request
+from fastapi import Query
 from starlette.responses import JSONResponse, Response
 
 from switchboard.crm import queries
 from switchboard.crm.attachments import Attachment, attachments_of, download_limit
+from switchboard.crm.deps import Workspace
 from switchboard.crm.media import MediaError, ProviderMedia
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
-from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.http import error
 from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
 from switchboard.runtime.ownership import NotFoundError
-
-
-def _workspace(request: Request) -> str:
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
 
 
 def object_key(workspace: str, message_id: str, index: int) -> str:
