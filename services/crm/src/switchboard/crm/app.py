@@ -218,7 +218,8 @@ async def _start_media(rt: Runtime, settings: CrmSettings, ports: dict[str, Any]
         keyring = Keyring.from_mapping(parse_keyring(keys.get_secret_value()))
         cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
-        await asyncio.wait_for(cache.loaded.wait(), 10)
+        # Not awaited here: the CRM's projections never wait on the accounts; the media
+        # route waits (briefly) for the first load instead.
         ports["accounts"] = cache
     http = httpx.AsyncClient(timeout=settings.media_timeout_s, follow_redirects=True)
     rt.on_close(http.aclose)

@@ -10,6 +10,7 @@ download neither calls the provider nor depends on the provider's URL still work
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -26,6 +27,8 @@ from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.http import error
 from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
 from switchboard.runtime.ownership import NotFoundError
+
+ACCOUNTS_WAIT_S = 5.0
 
 
 def object_key(workspace: str, message_id: str, index: int) -> str:
@@ -100,6 +103,13 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 "media_unavailable",
                 "this CRM cannot use account tokens: set SWITCHBOARD_ENCRYPTION_KEYS",
             )
+        try:
+            await asyncio.wait_for(accounts.loaded.wait(), ACCOUNTS_WAIT_S)
+        except TimeoutError:
+            return error(
+                503, "media_unavailable", "the accounts are not loaded yet; retry shortly",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
         channel, account_id = str(found["channel"]), str(found["account"])
         account = accounts.owned(channel, account_id, ws)
         if account is None:
