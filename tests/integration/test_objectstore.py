@@ -61,6 +61,8 @@ async def test_bytes_come_back_identical_with_their_type_and_metadata(store: Obj
     assert got.data == data
     assert got.content_type == "image/jpeg"
     assert got.metadata == {"name": "cat.jpg"}
+    assert await store.size("ws1/uploads/abc") == len(data)
+    assert await store.size("ws1/uploads/none") is None
 
 
 async def test_a_missing_key_is_none_and_delete_forgets(store: ObjectStore) -> None:

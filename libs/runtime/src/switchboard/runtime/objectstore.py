@@ -88,6 +88,10 @@ class ObjectStore(Protocol):
 
     async def get(self, key: str) -> StoredObject | None: ...
 
+    async def size(self, key: str) -> int | None:
+        """The object's byte size without reading it (None: no such object)."""
+        ...
+
     async def delete(self, key: str) -> None: ...
 
     async def close(self) -> None: ...
@@ -131,6 +135,13 @@ class LocalObjectStore:
 
     async def get(self, key: str) -> StoredObject | None:
         return await asyncio.to_thread(self._read, self._path(key))
+
+    async def size(self, key: str) -> int | None:
+        path = self._path(key)
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return None
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
@@ -220,6 +231,18 @@ class S3ObjectStore:
             str(answer.get("ContentType") or "application/octet-stream"),
             dict(answer.get("Metadata") or {}),
         )
+
+    async def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        s3 = await self._s3()
+        try:
+            head = await s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return int(head["ContentLength"])
 
     async def delete(self, key: str) -> None:
         s3 = await self._s3()

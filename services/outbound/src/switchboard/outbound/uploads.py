@@ -79,10 +79,10 @@ class Uploads:
         is not the workspace's."""
         out: dict[str, int] = {}
         for upload_id in upload_ids(cmd):
-            found = await self.store.get(upload_key(workspace, upload_id))
-            if found is None:
+            size = await self.store.size(upload_key(workspace, upload_id))
+            if size is None:
                 raise UploadMissingError(upload_id)
-            out[upload_id] = len(found.data)
+            out[upload_id] = size
         return out
 
     async def inline(self, workspace: str, cmd: SendMessage) -> SendMessage:
