@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from tests.support.moto import moto_server
 
 from switchboard.runtime.objectstore import (
@@ -102,3 +103,12 @@ async def test_s3_objects_are_really_in_the_bucket_under_the_prefix(moto_url: st
 def test_s3_without_a_bucket_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="s3_bucket"):
         ObjectStoreSettings(backend="s3")
+
+
+async def test_an_unreachable_s3_does_not_stop_start_up() -> None:
+    store = await open_store(s3_settings("http://127.0.0.1:9", bucket="nowhere"))
+    try:
+        with pytest.raises(EndpointConnectionError):  # the call fails, not the start
+            await store.get("ws/k")
+    finally:
+        await store.close()

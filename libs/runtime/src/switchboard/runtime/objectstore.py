@@ -22,6 +22,10 @@ from typing import Any, Literal, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
 
 
@@ -254,9 +258,14 @@ class S3ObjectStore:
 
 
 async def open_store(settings: ObjectStoreSettings) -> ObjectStore:
-    """The configured store, ready to use (an S3 bucket is created when missing)."""
+    """The configured store (an S3 bucket is created when missing). An unreachable S3 does
+    not stop the service: only what needs the files fails (and is retried) until it is back,
+    sends without files and the rest of the API go on."""
     if settings.backend == "s3":
         store = S3ObjectStore(settings)
-        await store.ensure_bucket()
+        try:
+            await store.ensure_bucket()
+        except Exception as exc:
+            log.warning("object store unreachable at start", bucket=store.bucket, error=str(exc))
         return store
     return LocalObjectStore(settings.local_dir)
