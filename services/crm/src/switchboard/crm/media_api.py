@@ -25,10 +25,12 @@ from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.http import error
+from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
 from switchboard.runtime.ownership import NotFoundError
 
 ACCOUNTS_WAIT_S = 5.0
+log = get_logger(__name__)
 
 
 def object_key(workspace: str, message_id: str, index: int) -> str:
@@ -93,7 +95,11 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
         objects: ObjectStore = ports["objects"]
         key = object_key(ws, message_id, index)
         if settings.objects.persist_downloads:
-            kept = await objects.get(key)
+            try:
+                kept = await objects.get(key)
+            except Exception as exc:  # the store is down: the provider still has the file
+                log.warning("object store read failed", error=str(exc))
+                kept = None
             if kept is not None:
                 return Response(kept.data, media_type=kept.content_type, headers=headers)
         accounts: AccountCache | None = ports.get("accounts")
@@ -127,5 +133,8 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
         except MediaError as exc:
             return error(exc.status, exc.code, exc.reason)
         if settings.objects.persist_downloads:
-            await objects.put(key, fetched.data, fetched.content_type)
+            try:
+                await objects.put(key, fetched.data, fetched.content_type)
+            except Exception as exc:  # not kept: fetched again next time, still served now
+                log.warning("object store write failed", error=str(exc))
         return Response(fetched.data, media_type=fetched.content_type, headers=headers)

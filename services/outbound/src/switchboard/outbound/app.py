@@ -63,13 +63,14 @@ from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_rej
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, integrations_endpoint
-from switchboard.runtime.logging import register_secret
+from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
+log = get_logger(__name__)
 # Attempts are counted in the attempt record, not by redeliveries (a rate-limit pause or a
 # closed breaker redelivers without an attempt), so JetStream's cap is generous. Commands
 # waiting for a slot are kept alive with in-progress acks, so a short ack wait only decides
@@ -168,6 +169,14 @@ def over_bus_limit(cmd: SendMessage, max_payload: int) -> TooLarge | None:
     if size <= room:
         return None
     return TooLarge("content", size, room, "one queued command (the bus's max payload)")
+
+
+def _store_down(exc: Exception) -> Response:
+    log.warning("object store unavailable", error=str(exc))
+    return error(
+        503, "object_store_unavailable", "uploaded files cannot be reached right now; retry",
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
 
 
 def _workspace(request: Request) -> str:
@@ -401,6 +410,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             sizes = await ports["uploads"].sizes(ws, cmd)
         except UploadMissingError as exc:
             raise NotFoundError("upload", exc.upload_id) from None
+        except Exception as exc:  # the object store is down: ours to fix, the caller retries
+            return _store_down(exc)
         oversize = too_large(cmd, sizes) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
         if oversize is None and settings.url_size_check:
             oversize = await ports["url_sizes"].too_large(cmd)
@@ -464,7 +475,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             )
         data = await file.read()
         mime = file.content_type or "application/octet-stream"
-        saved = await ports["uploads"].save(ws, data, mime, file.filename)
+        try:
+            saved = await ports["uploads"].save(ws, data, mime, file.filename)
+        except Exception as exc:
+            return _store_down(exc)
         return JSONResponse(
             {
                 "upload_id": saved.upload_id,

@@ -22,6 +22,7 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
 )
 from switchboard.outbound.media_limits import media_items
+from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
 
 
@@ -95,7 +96,10 @@ class Uploads:
             source = item.source
             if not source.upload_id:
                 return item
-            found = await self.store.get(upload_key(workspace, source.upload_id))
+            try:
+                found = await self.store.get(upload_key(workspace, source.upload_id))
+            except Exception as exc:  # the store, not the command: retried without limit
+                raise InfrastructureError(f"object store: {exc}") from exc
             if found is None:
                 raise UploadMissingError(source.upload_id)
             inline = MediaSource(
