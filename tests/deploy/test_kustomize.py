@@ -298,7 +298,8 @@ def test_network_policies(overlay: str) -> None:
         expected = {"nats": {4222}}
         if uses_postgres(SETTINGS[service]):
             expected["postgres"] = {5432}
-        if service in ("ingest", "outbound"):  # provider APIs (registering accounts; sends)
+        # provider APIs (registering accounts; sends; downloading customers' files)
+        if service in ("ingest", "outbound", "crm"):
             expected["internet"] = {443}
         if service == "mtproto":  # MTProto over TCP to Telegram's DCs, nothing else outside
             expected["telegram"] = {443, 80, 5222}

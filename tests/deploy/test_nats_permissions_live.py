@@ -792,8 +792,7 @@ def texts_sent(fake: Any, to: Any, sender: Any) -> list[str]:
         ("crm", "conv.message_received.v1.x"),
         ("crm", "$JS.API.STREAM.UPDATE.CRM"),
         ("crm", "$JS.API.STREAM.MSG.DELETE.CRM"),
-        ("crm", "$KV.accounts.k"),
-        ("crm", "$JS.API.DIRECT.GET.KV_accounts.$KV.accounts.k"),
+        ("crm", "$KV.accounts.k"),  # reads accounts (media downloads), never writes them
         ("outbound", "raw.telegram.v1.demo"),
         ("outbound", "delivery.receipt.v1.x"),
         ("outbound", "crm.contact_created.v1.x"),

@@ -51,3 +51,52 @@ def test_a_group_names_the_item_over_the_limit() -> None:
 def test_urls_and_file_ids_are_not_measured() -> None:
     by_url = OutMedia(kind="photo", source=MediaSource(url="https://cdn.test/huge.jpg"))
     assert too_large(send(Channel.TELEGRAM, by_url)) is None
+
+
+def test_an_upload_is_measured_by_its_stored_size() -> None:
+    cmd = send(
+        Channel.TELEGRAM,
+        OutMedia.model_validate({"kind": "photo", "source": {"upload_id": "up_" + "a" * 40}}),
+    )
+    sizes = {"up_" + "a" * 40: 10 * MB + 1}
+    over = too_large(cmd, sizes)
+    assert over is not None
+    assert over.field == "content.source.upload_id"
+    assert too_large(cmd, {"up_" + "a" * 40: 10 * MB}) is None
+    assert too_large(cmd) is None  # an unknown size is measured where the bytes are read
+
+
+def test_a_source_names_exactly_one_of_id_url_bytes_or_upload() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        MediaSource(url="https://x.test/a.jpg", upload_id="up_" + "b" * 40)
+    with pytest.raises(ValueError, match="upload_id"):
+        MediaSource(upload_id="../../etc/passwd")
+
+
+def test_by_url_telegram_takes_5_mb_photos_and_20_mb_others() -> None:
+    from switchboard.outbound.url_sizes import url_limit_of
+
+    assert url_limit_of(Channel.TELEGRAM, "photo") == (5 * MB, "Telegram photo sent by URL")
+    assert url_limit_of(Channel.TELEGRAM, "video")[0] == 20 * MB  # type: ignore[index]
+    assert url_limit_of(Channel.WHATSAPP, "photo")[0] == 5 * MB  # type: ignore[index]
+
+
+async def test_internal_addresses_are_not_probed_unless_allowed() -> None:
+    import httpx
+
+    from switchboard.outbound.url_sizes import UrlSizes, _total_of
+
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, headers={"content-length": "123"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        assert await UrlSizes(http).size("http://127.0.0.1:9/x.jpg") is None
+        assert await UrlSizes(http).size("http://10.1.2.3/x.jpg") is None
+        assert await UrlSizes(http).size("file:///etc/passwd") is None
+        assert asked == []
+        assert await UrlSizes(http, probe_private=True).size("http://127.0.0.1:9/x.jpg") == 123
+    assert _total_of("bytes 0-0/6291456") == 6291456
+    assert _total_of("bytes */*") is None

@@ -149,16 +149,24 @@ async def test_faults_and_bad_tokens(env: Env) -> None:
 
 
 @pytest.mark.usefixtures("number")
-async def test_uploads_are_not_in_the_fake(env: Env) -> None:
-    """The fake has no `POST /{phone_number_id}/media` (see its README): bytes end as a
-    PERMANENT failure of the upload step there; the upload itself is covered with a
-    MockTransport in test_whatsapp_client.py."""
+async def test_bytes_are_uploaded_to_the_fake_once_and_sent_by_media_id(env: Env) -> None:
+    """`POST /{phone_number_id}/media` stores the bytes; the send names the answered id, and
+    the same bytes again go by the cached id without a second upload."""
     env.box.whatsapp.add_user(WA_PHONE_ID, USER, last_inbound_at=env.clock.time())
-    with pytest.raises(ProviderError) as caught:
-        await client(env).send(account("whatsapp"), wa(media("photo", data=b"\xff\xd8jpeg")))
-    assert caught.value.failure is Failure.PERMANENT
-    assert caught.value.raw["stage"] == "upload"
-    assert env.box.whatsapp.sent_messages(WA_PHONE_ID) == []
+    wa_client = client(env)
+    data = b"\xff\xd8jpeg" + bytes(range(256))
+    await wa_client.send(account("whatsapp"), wa(media("photo", data=data)))
+    env.clock.advance(6.0)  # one message per 6 s to the same user (pair rate limit)
+    await wa_client.send(account("whatsapp"), wa(media("photo", data=data)))
+    sent = env.box.whatsapp.sent_messages(WA_PHONE_ID)
+    ids = {m["message"]["image"]["id"] for m in sent}
+    assert len(sent) == 2
+    assert len(ids) == 1
+    stored = env.box.whatsapp.state.media.get(ids.pop())
+    assert stored is not None
+    assert stored.data == data
+    uploads = env.box.recorder.requests(provider="whatsapp", method="media_upload")
+    assert len(uploads) == 1
 
 
 @pytest.mark.usefixtures("number")

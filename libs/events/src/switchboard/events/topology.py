@@ -226,6 +226,12 @@ CRM = ServiceTopology(
     buckets=(
         API_KEY_USE,
         BucketUse(
+            "accounts",
+            Access.READ,
+            watch=True,
+            why="channel accounts: their tokens download the files customers sent",
+        ),
+        BucketUse(
             "pii_keys",
             Access.READ_WRITE,
             watch=True,

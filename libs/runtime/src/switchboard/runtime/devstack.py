@@ -95,6 +95,8 @@ class Stack:
             "SWITCHBOARD_ENCRYPTION_KEYS": keys,
             "SWITCHBOARD_API_KEYS": f"{DEMO_API_KEY}={DEMO_WORKSPACE}",
             "SWITCHBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
+            # One object store for every service: outbound keeps uploads, the CRM downloads.
+            "SWITCHBOARD_OBJECTS__LOCAL_DIR": str((self.data / "objects").resolve()),
             **({"SWITCHBOARD_API_KEY_PEPPER": pepper} if pepper else {}),
             "SWITCHBOARD_HTTP_HOST": HOST,
             "SWITCHBOARD_SANDBOX_URL": f"http://{HOST}:{SANDBOX_PORT}",

@@ -10,7 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, Query, Request
+import httpx
+from fastapi import Body, Query
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
@@ -25,6 +26,9 @@ from switchboard.crm import (
 )
 from switchboard.crm.campaigns import CampaignRequest
 from switchboard.crm.commands import Applied, RejectedError
+from switchboard.crm.deps import Workspace
+from switchboard.crm.media import ProviderMedia
+from switchboard.crm.media_api import media_routes
 from switchboard.crm.resolver import Resolver
 from switchboard.crm.settings import CrmSettings
 from switchboard.crm.store import EventStore
@@ -47,13 +51,18 @@ from switchboard.events.catalog.crm import (
     UpdateContact,
 )
 from switchboard.runtime import identity
+from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
+from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
 from switchboard.runtime.http import error
+from switchboard.runtime.logging import register_secret
+from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.projection import Projection
 from switchboard.runtime.service import Runtime
+from switchboard.runtime.settings import parse_keyring
 
 SCHEMA = "crm"
 PROJECTIONS = (projector, crm_projector, delivery_projector)
@@ -98,13 +107,6 @@ def build_projection(
     )
 
 
-def _workspace(request: Request) -> str:
-    """The workspace of the request's API key (401 otherwise)."""
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -187,6 +189,7 @@ def create_app(settings: CrmSettings) -> ServiceApp:
             ).run,
         )
         rt.spawn("commands", PullWorker(rt.bus, COMMANDS, command, stop=rt.stop).run)
+        await _start_media(rt, settings, ports)
 
     app = service_app(
         service="crm",
@@ -203,7 +206,28 @@ def create_app(settings: CrmSettings) -> ServiceApp:
     _read_routes(app, ports)
     _command_routes(app, ports, settings)
     _campaign_routes(app, ports, settings)
+    media_routes(app, ports, settings)
     return app
+
+
+async def _start_media(rt: Runtime, settings: CrmSettings, ports: dict[str, Any]) -> None:
+    """What the media routes need: the accounts (for provider tokens, read through the
+    registry like every service), an HTTP client and the object store."""
+    keys = settings.encryption_keys
+    if keys is not None:
+        register_secret(keys.get_secret_value())
+        keyring = Keyring.from_mapping(parse_keyring(keys.get_secret_value()))
+        cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
+        rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
+        # Not awaited here: the CRM's projections never wait on the accounts; the media
+        # route waits (briefly) for the first load instead.
+        ports["accounts"] = cache
+    http = httpx.AsyncClient(timeout=settings.media_timeout_s, follow_redirects=True)
+    rt.on_close(http.aclose)
+    ports["media"] = ProviderMedia(http)
+    objects = await open_store(settings.objects)
+    rt.on_close(objects.close)
+    ports["objects"] = objects
 
 
 async def handle_command(

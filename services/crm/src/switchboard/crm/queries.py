@@ -329,3 +329,20 @@ async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | Non
 async def projected_to(conn: Conn, projection: str) -> int:
     seq = await conn.fetchval("SELECT seq FROM checkpoints WHERE projection = $1", projection)
     return int(seq or 0)
+
+
+async def message_files(conn: Conn, workspace: str, message_id: str) -> dict[str, Any] | None:
+    """A message of the workspace, named by its id or (ours) by the caller's outbound
+    ``message_id``, with its channel, account and content (None: not the workspace's)."""
+    columns = "m.event_id AS id, m.direction, m.kind, m.content, c.channel, c.account"
+    row = await conn.fetchrow(
+        f"""(SELECT {columns} FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.event_id = $1 AND m.workspace_id = $2)
+           UNION ALL
+           (SELECT {columns} FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.message_id = $1 AND m.workspace_id = $2)
+           LIMIT 1""",
+        message_id,
+        workspace,
+    )
+    return None if row is None else _row(row)

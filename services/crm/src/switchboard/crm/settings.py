@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from switchboard.runtime.settings import DatabaseSettings, api_keys_setting
+from switchboard.runtime.objectstore import ObjectStoreSettings
+from switchboard.runtime.settings import DatabaseSettings, api_keys_setting, parse_keyring
 
 
 class CrmSettings(DatabaseSettings):
@@ -37,6 +38,23 @@ class CrmSettings(DatabaseSettings):
         description="when the resolver opens a lead",
     )
     resolver_concurrency: int = Field(16, ge=1, le=256)
+    encryption_keys: SecretStr | None = Field(
+        None,
+        description="decrypts account tokens (same ring as ingest and outbound) so that "
+        "received files can be downloaded; unset: the media route answers 503",
+    )
+    objects: ObjectStoreSettings = Field(
+        default_factory=ObjectStoreSettings,
+        description="where downloaded files are kept (SWITCHBOARD_OBJECTS__*)",
+    )
+    media_timeout_s: float = Field(30.0, gt=0, description="timeout of one provider download")
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _ring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not parse_keyring(value.get_secret_value()):
+            raise ValueError("needs at least one id:base64key")
+        return value
 
     @field_validator("lead_stages", mode="before")
     @classmethod

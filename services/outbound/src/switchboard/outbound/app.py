@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Body, Depends, Header, Request
+from fastapi import Body, Depends, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.outbound import (
     AnswerCallback,
@@ -42,7 +44,7 @@ from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
 from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.lanes import Lane
-from switchboard.outbound.media_limits import TooLarge, too_large
+from switchboard.outbound.media_limits import TooLarge, largest_limit, limit_of, too_large
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.sendpulse import SendPulseClient
@@ -51,6 +53,8 @@ from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.outbound.uploads import UploadMissingError, Uploads
+from switchboard.outbound.url_sizes import UrlSizes
 from switchboard.runtime import identity
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
@@ -59,12 +63,14 @@ from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_rej
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, integrations_endpoint
-from switchboard.runtime.logging import register_secret
+from switchboard.runtime.logging import get_logger, register_secret
+from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
+log = get_logger(__name__)
 # Attempts are counted in the attempt record, not by redeliveries (a rate-limit pause or a
 # closed breaker redelivers without an attempt), so JetStream's cap is generous. Commands
 # waiting for a slot are kept alive with in-progress acks, so a short ack wait only decides
@@ -149,6 +155,7 @@ ERASURE = ConsumerSpec(
     max_ack_pending=16,
 )
 DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS, ERASURE)
+MEDIA_KIND = "^(photo|video|audio|voice|document|animation|sticker)$"
 # The providers outbound calls, as /health/integrations names them (like the breakers).
 PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
 
@@ -165,12 +172,32 @@ def over_bus_limit(cmd: SendMessage, max_payload: int) -> TooLarge | None:
     return TooLarge("content", size, room, "one queued command (the bus's max payload)")
 
 
+def _store_down(exc: Exception) -> Response:
+    log.warning("object store unavailable", error=str(exc))
+    return error(
+        503, "object_store_unavailable", "uploaded files cannot be reached right now; retry",
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
+
+
 def _workspace(request: Request) -> str:
     auth: ApiKeyAuth = request.app.state.auth
     return auth.workspace(request)
 
 
 Workspace = Annotated[str, Depends(_workspace)]
+
+
+async def _multipart(request: Request) -> None:
+    """Uploads are multipart: any other body is still read (so the edge's size limit
+    answers 413 as it streams in), then refused as invalid input naming the body."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        await request.body()
+        reason = "an upload is a multipart/form-data body with a `file` part"
+        raise RequestValidationError(
+            [{"type": "multipart_required", "loc": ("body",), "msg": reason, "input": None}]
+        )
 
 
 def create_app(settings: OutboundSettings) -> ServiceApp:
@@ -228,6 +255,16 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             await asyncio.wait_for(view.ready.wait(), 10)
         schedule = ScheduleChanges(sends_kv)
         desk = ScheduleDesk(rt.bus, attempts, schedule)
+        objects = await open_store(settings.objects)
+        rt.on_close(objects.close)
+        uploads = Uploads(objects)
+        probe_http = httpx.AsyncClient(timeout=settings.url_probe_timeout_s)
+        rt.on_close(probe_http.aclose)
+        url_sizes = UrlSizes(
+            probe_http,
+            probe_private=settings.url_probe_private,
+            timeout=settings.url_probe_timeout_s,
+        )
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
         telegram = clients["telegram"]
@@ -246,6 +283,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             policy=policy,
             campaigns=view,
             schedule=schedule,
+            uploads=uploads,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
@@ -259,8 +297,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
         )
         ports.update(
-            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk
-        )
+            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk,
+            uploads=uploads, url_sizes=url_sizes,
+        )  # fmt: skip
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         grace = settings.shutdown_grace_s * 0.75
 
@@ -368,7 +407,15 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
-        oversize = too_large(cmd) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        try:
+            sizes = await ports["uploads"].sizes(ws, cmd)
+        except UploadMissingError as exc:
+            raise NotFoundError("upload", exc.upload_id) from None
+        except Exception as exc:  # the object store is down: ours to fix, the caller retries
+            return _store_down(exc)
+        oversize = too_large(cmd, sizes) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        if oversize is None and settings.url_size_check:
+            oversize = await ports["url_sizes"].too_large(cmd)
         if oversize is not None:
             return error(413, "too_large", oversize.reason, field=oversize.field)
         keys: IdempotencyKeys = ports["keys"]
@@ -397,6 +444,52 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         answer = {"message_id": cmd.message_id, "status": "accepted"}
         await keys.complete(decision, 202, answer)
         return JSONResponse(answer, 202)
+
+    @app.post(
+        "/v1/uploads",
+        status_code=201,
+        tags=["messages"],
+        summary="Upload a file to send (multipart `file`); a send names the answered "
+        "upload_id in content.source.upload_id. With `channel` and `kind` the provider's "
+        "upload limit is checked here",
+        responses={
+            413: {"description": "over the provider's upload limit (or over every limit)"},
+            422: {"description": "not multipart, no file, or an unknown channel or kind"},
+        },
+    )
+    async def upload(
+        ws: Workspace,
+        _: Annotated[None, Depends(_multipart)],
+        file: UploadFile,
+        channel: Annotated[Channel | None, Form()] = None,
+        kind: Annotated[str | None, Form(pattern=MEDIA_KIND)] = None,
+    ) -> Response:
+        size = file.size if file.size is not None else 0
+        limit = limit_of(channel, kind) if channel and kind else None
+        cap, what = limit or (largest_limit(), "any provider's uploads")
+        if size > cap:
+            return error(
+                413,
+                "too_large",
+                f"file: {size} bytes is over the {cap}-byte limit of {what}",
+                field="file",
+            )
+        data = await file.read()
+        mime = file.content_type or "application/octet-stream"
+        try:
+            saved = await ports["uploads"].save(ws, data, mime, file.filename)
+        except Exception as exc:
+            return _store_down(exc)
+        return JSONResponse(
+            {
+                "upload_id": saved.upload_id,
+                "size": saved.size,
+                "sha256": saved.sha256,
+                "mime_type": saved.mime_type,
+                "file_name": saved.file_name,
+            },
+            201,
+        )
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], summary="Status and history")
     async def status(message_id: str, ws: Workspace) -> Response:

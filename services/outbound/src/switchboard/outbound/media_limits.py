@@ -12,6 +12,7 @@ others by URL); a ``file_id`` has no size to check.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from switchboard.events.catalog.common import Channel
@@ -68,22 +69,36 @@ def limit_of(channel: Channel, kind: str) -> tuple[int, str] | None:
     return None
 
 
-def too_large(cmd: SendMessage) -> TooLarge | None:
-    """The first media item of ``cmd`` given as bytes over its provider's limit, or None."""
+def media_items(cmd: SendMessage) -> list[tuple[str, OutMedia]]:
+    """The media items of ``cmd`` with the path of each one's ``source`` in the body."""
     content = cmd.content
-    items: list[tuple[str, OutMedia]] = []
     if isinstance(content, OutMedia):
-        items = [("content.source.data_base64", content)]
-    elif isinstance(content, OutMediaGroup):
-        items = [
-            (f"content.items.{i}.source.data_base64", item) for i, item in enumerate(content.items)
-        ]
-    for field, item in items:
-        data = item.source.data_base64
+        return [("content.source", content)]
+    if isinstance(content, OutMediaGroup):
+        return [(f"content.items.{i}.source", item) for i, item in enumerate(content.items)]
+    return []
+
+
+def largest_limit() -> int:
+    """The largest upload any provider takes: a file over it can be sent nowhere."""
+    return max(TELEGRAM_OTHER, VIBER_OTHER, *TELEGRAM.values(), *WHATSAPP.values(),
+               *VIBER.values())  # fmt: skip
+
+
+def too_large(cmd: SendMessage, upload_sizes: Mapping[str, int] | None = None) -> TooLarge | None:
+    """The first media item of ``cmd`` given as bytes (inline, or an upload whose size is in
+    ``upload_sizes``) over its provider's limit, or None."""
+    for where, item in media_items(cmd):
+        source = item.source
         limit = limit_of(cmd.channel, item.kind)
-        if data is None or limit is None:
+        if limit is None:
             continue
-        size = decoded_size(data)
+        if source.data_base64 is not None:
+            field, size = f"{where}.data_base64", decoded_size(source.data_base64)
+        elif source.upload_id is not None and upload_sizes and source.upload_id in upload_sizes:
+            field, size = f"{where}.upload_id", upload_sizes[source.upload_id]
+        else:
+            continue
         if size > limit[0]:
             return TooLarge(field, size, limit[0], limit[1])
     return None

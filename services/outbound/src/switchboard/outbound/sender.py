@@ -47,6 +47,7 @@ from switchboard.outbound.providers.base import (
 from switchboard.outbound.ratelimit import SharedLimiter, pause_key
 from switchboard.outbound.schedule import ScheduleChanges, effective_time
 from switchboard.outbound.scheduler import Schedulers, Ticket
+from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -130,6 +131,7 @@ class Sender:
     policy: SendPolicy
     campaigns: CampaignHooks | None = None
     schedule: ScheduleChanges | None = None
+    uploads: Uploads | None = None  # files named by upload_id are read back from here
     clock: Callable[[], float] = time.time
     round_trips: RoundTrips = field(default_factory=RoundTrips)
     # Commands arriving together are admitted a few at a time: hundreds of records and
@@ -262,6 +264,17 @@ class Sender:
         cmd, msg = job.cmd, job.msg
         if cmd.campaign_id and not await self._campaign_allows(job, record):
             return
+        if self.uploads is not None and upload_ids(cmd):
+            # Uploaded files travel as ids; their bytes join the command for the call only.
+            try:
+                cmd = await self.uploads.inline(job.env.workspace_id, cmd)
+            except UploadMissingError as exc:
+                await job.fail(record, str(exc), "unknown_upload", permanent=True)
+                return
+            oversize = too_large(cmd)
+            if oversize is not None:
+                await job.fail(record, oversize.reason, "too_large", permanent=True)
+                return
         breaker = self.breakers.get(cmd.channel.value, cmd.account)
         allowed, wait = breaker.allow()
         if not allowed:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
+from switchboard.runtime.objectstore import ObjectStoreSettings
 from switchboard.runtime.settings import ServiceSettings, api_keys_setting, parse_keyring
 
 
@@ -61,6 +62,17 @@ class OutboundSettings(ServiceSettings):
     idempotency_lease_s: float = Field(
         30.0, gt=0, description="a repeat within this of an unanswered first request gets 409"
     )
+    objects: ObjectStoreSettings = Field(
+        default_factory=ObjectStoreSettings,
+        description="where uploaded files are kept until sent (SWITCHBOARD_OBJECTS__*)",
+    )
+    url_size_check: bool = Field(
+        True, description="ask a media URL's size before queueing (413 over the provider's limit)"
+    )
+    url_probe_private: bool = Field(
+        False, description="also ask URLs on loopback/private addresses (tests, closed networks)"
+    )
+    url_probe_timeout_s: float = Field(3.0, gt=0, description="timeout of one size probe")
     conversion_linger_ms: float = Field(
         200.0, ge=0, description="conversions for one pixel gather this long into one request"
     )

@@ -22,19 +22,28 @@ class Priority(StrEnum):
 
 
 class MediaSource(Value):
-    """Exactly one of a provider file id, an HTTP URL or inline bytes (base64)."""
+    """Exactly one of a provider file id, an HTTP URL, inline bytes (base64) or the id of a
+    file uploaded to outbound (``POST /v1/uploads``; the bytes stay in object storage and
+    never travel in a stream)."""
 
     file_id: str | None = None
     url: str | None = None
     data_base64: str | None = None
+    upload_id: str | None = Field(
+        None,
+        pattern=r"^up_[0-9a-f]{40}$",
+        description="a file uploaded to outbound by the same workspace",
+    )
     file_name: str | None = None
     mime_type: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
-        given = [x for x in (self.file_id, self.url, self.data_base64) if x]
+        given = [x for x in (self.file_id, self.url, self.data_base64, self.upload_id) if x]
         if len(given) != 1:
-            raise ValueError("media source needs exactly one of file_id, url, data_base64")
+            raise ValueError(
+                "media source needs exactly one of file_id, url, data_base64, upload_id"
+            )
         return self
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -11,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
+from switchboard.sandbox.telegram.files import KIND_CODES, image_size
 from switchboard.sandbox.telegram.state import TgBot
 from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate, validate_mix
 from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
@@ -113,6 +116,32 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
             raise ControlError(str(exc.args[0]), 404) from None
         return JSONResponse({"callback_query": query}, status_code=202)
 
+    async def add_file(request: Request) -> Response:
+        """Hold a file a customer sends to the bot (bytes as base64): the answer is the
+        message field to put in an enqueued update (`photo` sizes, or the `<kind>` object);
+        getFile and the file download then serve the same bytes."""
+        bot = bot_of(request)
+        data = await read_json(request)
+        kind = str(data.get("kind") or "photo")
+        if kind not in KIND_CODES:
+            raise ControlError(f"kind must be one of {', '.join(KIND_CODES)}")
+        try:
+            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise ControlError("content_base64 must be base64") from None
+        if kind == "photo":
+            width, height = image_size(content) or (1280, 960)
+            sizes = bot.files.add_photo(width, height, len(content), content)
+            return JSONResponse({"photo": [f.describe() for f in sizes]}, status_code=201)
+        stored = bot.files.add(
+            kind,
+            size=len(content),
+            content=content,
+            mime_type=data.get("mime_type"),
+            file_name=data.get("file_name"),
+        )
+        return JSONResponse({kind: stored.describe()}, status_code=201)
+
     async def messages(request: Request) -> Response:
         bot = bot_of(request)
         chat = request.query_params.get("chat")
@@ -214,6 +243,7 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
         ("/bots/{bot}/chats/{chat_id}/press", press, ["POST"]),
         ("/bots/{bot}/updates", enqueue, ["POST"]),
         ("/bots/{bot}/messages", messages, ["GET"]),
+        ("/bots/{bot}/files", add_file, ["POST"]),
         ("/generated", generated, ["GET"]),
         ("/limits", get_limits, ["GET"]),
         ("/limits", set_limits, ["PUT", "POST"]),

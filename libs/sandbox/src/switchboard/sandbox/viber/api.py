@@ -68,7 +68,21 @@ class ViberApi:
         }
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/pa/{method}", self.call, methods=["POST"])]
+        return [
+            Route("/pa/{method}", self.call, methods=["POST"]),
+            Route("/media/{media_id}/{file_name}", self.media, methods=["GET"]),
+        ]
+
+    async def media(self, request: Request) -> Response:
+        """A file a customer sent, from the fake media CDN (public URLs, no token)."""
+        note = note_of(request.scope, "viber")
+        note.method = "media_download"
+        found = self.state.media.get(str(request.path_params["media_id"]))
+        if found is None or found.file_name != request.path_params["file_name"]:
+            note.fail(404, "not found")
+            return Response(b"not found", status_code=404, media_type="text/plain")
+        note.succeed()
+        return Response(found.data, media_type=found.mime_type)
 
     def classify(self, scope: Scope) -> tuple[str | None, str | None]:
         """(bot uri from the token header, method) read from the raw request."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +198,24 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         )
         return JSONResponse(job.to_json(), status_code=202)
 
+    async def add_media(request: Request) -> Response:
+        """Put a file on the fake media CDN (bytes as base64); the answered `url` goes in an
+        injected message's `media`, and a GET of it returns the same bytes."""
+        data = await read_json(request)
+        try:
+            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise ControlError("content_base64 must be base64") from None
+        name = str(data.get("file_name") or "photo.jpg")
+        if "/" in name or not name.strip("."):
+            raise ControlError("file_name must be a plain file name")
+        media = provider.state.add_media(content, name, str(data.get("mime_type") or "image/jpeg"))
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+        base = str(data.get("base_url") or origin + provider.prefix).rstrip("/")
+        return JSONResponse({"url": base + media.path, "size": len(content)}, status_code=201)
+
     table: list[tuple[str, Endpoint, list[str]]] = [
+        ("/media", add_media, ["POST"]),
         ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
         ("/bots/{bot}", get_bot, ["GET"]),

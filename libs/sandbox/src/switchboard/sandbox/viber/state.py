@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -126,6 +127,20 @@ class ViberBot:
         }
 
 
+@dataclass(frozen=True)
+class ViberMedia:
+    """A file on the fake media CDN."""
+
+    id: str
+    data: bytes
+    file_name: str
+    mime_type: str
+
+    @property
+    def path(self) -> str:
+        return f"/media/{self.id}/{self.file_name}"
+
+
 class ViberState:
     """All bots of the fake and the shared limiter."""
 
@@ -134,6 +149,15 @@ class ViberState:
         self.config = config
         self.limiter = RateLimiter(core.clock)
         self.bots: dict[str, ViberBot] = {}
+        # Files customers sent, as Viber's media CDN serves them: by id, no token needed.
+        self.media: dict[str, ViberMedia] = {}
+
+    def add_media(self, data: bytes, file_name: str, mime_type: str) -> ViberMedia:
+        """Hold a file a customer sends; its URL path is `/media/<id>/<file_name>`."""
+        media = ViberMedia(hashlib.sha256(data + file_name.encode()).hexdigest()[:32],
+                           data, file_name, mime_type)  # fmt: skip
+        self.media[media.id] = media
+        return media
 
     def add_bot(
         self,

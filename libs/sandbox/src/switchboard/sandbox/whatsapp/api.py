@@ -1,5 +1,7 @@
 """HTTP endpoints of the Cloud API fake: `POST /{version}/{phone_number_id}/messages` (send
-or mark as read) and `GET /{version}/{phone_number_id}` (number info)."""
+or mark as read), `GET /{version}/{phone_number_id}` (number info, or a media object when
+the id is a media id), `POST /{version}/{phone_number_id}/media` (upload) and
+`GET /media-download/{media_id}` (the bytes behind a media object's URL)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -19,13 +22,16 @@ from switchboard.sandbox.whatsapp.errors import (
     REENGAGEMENT,
     GraphError,
     error_response,
+    invalid,
     invalid_token,
+    required,
     token_missing,
     unknown_path,
     unsupported_request,
     whatsapp_error,
 )
 from switchboard.sandbox.whatsapp.limits import take_send_slot
+from switchboard.sandbox.whatsapp.media import DOCUMENT_LIMIT, WaMedia, limit_for
 from switchboard.sandbox.whatsapp.state import WaNumber, WhatsAppState
 from switchboard.sandbox.whatsapp.statuses import StatusEmitter
 from switchboard.sandbox.whatsapp.validate import (
@@ -99,7 +105,9 @@ class WhatsAppApi:
 
     def routes(self) -> list[BaseRoute]:
         return [
+            Route("/media-download/{media_id}", self.download, methods=["GET"]),
             Route("/{version}/{phone_number_id}/messages", self.messages, methods=["POST"]),
+            Route("/{version}/{phone_number_id}/media", self.upload, methods=["POST"]),
             Route("/{version}/{phone_number_id}", self.phone_number, methods=["GET"]),
         ]
 
@@ -119,8 +127,69 @@ class WhatsAppApi:
             raise unsupported_request(object_id, request.method.lower())
         raise invalid_token()
 
+    def media_owner(self, request: Request, media_id: str) -> WaMedia:
+        """The media `media_id` if the bearer token is its number's (else as Meta: an
+        unknown object for another number's token, 190 for an unknown token)."""
+        token = bearer(request)
+        if token is None:
+            raise token_missing()
+        media = self.state.media.get(media_id)
+        if media is not None:
+            number = self.state.numbers.get(media.phone_number_id)
+            if number is not None and number.token == token:
+                return media
+        if self.state.by_token(token):
+            raise unsupported_request(media_id, request.method.lower())
+        raise invalid_token()
+
+    async def upload(self, request: Request) -> Response:
+        """Store a multipart `file` for the number; answer its media id."""
+        note = note_of(request.scope, "whatsapp")
+        note.method = "media_upload"
+        try:
+            number = self.authorize(request)
+            form = await request.form(max_part_size=DOCUMENT_LIMIT + 1)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise required("file")
+            if form.get("messaging_product") != "whatsapp":
+                raise invalid("messaging_product", "must be whatsapp")
+            data = await upload.read()
+            mime = str(form.get("type") or upload.content_type or "application/octet-stream")
+            if len(data) > limit_for(mime):
+                raise invalid("file", f"file size {len(data)} is over the {mime} limit")
+            media = self.state.media.add(number.phone_number_id, data, mime, upload.filename)
+        except GraphError as error:
+            note.fail(error.code, error.message)
+            return error_response(error)
+        note.succeed()
+        return JSONResponse({"id": media.id})
+
+    async def download(self, request: Request) -> Response:
+        """The bytes of a media object's URL (the same bearer token is required)."""
+        note = note_of(request.scope, "whatsapp")
+        note.method = "media_download"
+        try:
+            media = self.media_owner(request, str(request.path_params["media_id"]))
+        except GraphError as error:
+            note.fail(error.code, error.message)
+            return error_response(error)
+        note.succeed()
+        return Response(media.data, media_type=media.mime_type)
+
     async def phone_number(self, request: Request) -> Response:
         note = note_of(request.scope, "whatsapp")
+        object_id = str(request.path_params["phone_number_id"])
+        if self.state.media.get(object_id) is not None:
+            note.method = "media"
+            try:
+                media = self.media_owner(request, object_id)
+            except GraphError as error:
+                note.fail(error.code, error.message)
+                return error_response(error)
+            note.succeed()
+            mount = str(request.url).split("?")[0][: -len(route_path(request.scope))]
+            return JSONResponse(media.info(f"{mount}/media-download/{media.id}"))
         try:
             number = self.authorize(request)
         except GraphError as error:

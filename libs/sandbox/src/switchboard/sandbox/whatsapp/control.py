@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +117,23 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         )
         return JSONResponse({"queued": True, "message": full}, status_code=202)
 
+    async def add_media(request: Request) -> Response:
+        """Hold a file as a customer's media (bytes as base64): its id goes in an
+        injected message (`image.id`, ...), and the Cloud API serves its bytes."""
+        number = path_number(request)
+        data = await read_json(request)
+        try:
+            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise ControlError("content_base64 must be base64") from None
+        mime = str(data.get("mime_type") or "image/jpeg")
+        media = provider.state.media.add(
+            number.phone_number_id, content, mime, data.get("filename")
+        )
+        return JSONResponse(
+            {"id": media.id, "sha256": media.sha256, "file_size": len(content)}, status_code=201
+        )
+
     async def sent(request: Request) -> Response:
         found = provider.sent_messages(path_number(request), request.query_params.get("to"))
         return JSONResponse({"count": len(found), "messages": found})
@@ -207,6 +226,7 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         ("/numbers/{number}/inbound", inject, ["POST"]),
         ("/numbers/{number}/inbound", inbound, ["GET"]),
         ("/numbers/{number}/messages", sent, ["GET"]),
+        ("/numbers/{number}/media", add_media, ["POST"]),
         ("/numbers/{number}/statuses", statuses, ["GET"]),
         ("/limits", get_limits, ["GET"]),
         ("/limits", set_limits, ["PUT", "POST"]),

@@ -50,6 +50,9 @@ DOCUMENTS = (
 EMOJI = ("👍", "❤️", "😂", "😮", "🙏")
 
 
+MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+
+
 def media_id(rng: random.Random) -> str:
     """A media id as Meta hands them out (15-16 digits)."""
     return str(rng.randrange(10**15, 10**16))
@@ -152,6 +155,16 @@ def deliver_inbound(
     }
     if message["type"] != "unsupported" and message["type"] not in full:
         raise ValueError(f"a {message['type']} message needs its {message['type']!r} object")
+    media = full.get(full["type"]) if full["type"] in MEDIA_TYPES else None
+    if isinstance(media, dict) and media.get("id"):
+        # Every media id a user sends can be fetched (GET /{media_id}, then its URL).
+        held = state.media.hold(
+            str(media["id"]),
+            number.phone_number_id,
+            str(media.get("mime_type") or "application/octet-stream"),
+            media.get("filename"),
+        )
+        media["sha256"] = held.sha256
     user.last_inbound_at = max(user.last_inbound_at or at, at)
     number.inbound.append(full)
     value = {

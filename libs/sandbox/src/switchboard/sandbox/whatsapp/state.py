@@ -12,6 +12,7 @@ from switchboard.sandbox.provider import Core
 from switchboard.sandbox.ratelimit import RateLimiter
 from switchboard.sandbox.webhooks import OrderedDelivery
 from switchboard.sandbox.whatsapp.config import WhatsAppConfig
+from switchboard.sandbox.whatsapp.media import MediaStore
 
 PHONE_NUMBER_ID = re.compile(r"^\d{1,20}$")
 
@@ -136,6 +137,7 @@ class WhatsAppState:
         self.config = config
         self.limiter = RateLimiter(core.clock)
         self.numbers: dict[str, WaNumber] = {}
+        self.media = MediaStore(config.seed)
 
     def add_number(
         self,

@@ -1,0 +1,271 @@
+"""Object storage for media bytes: a local directory by default, S3-compatible by settings.
+
+Bytes never travel in a stream (JetStream's ``max_payload`` is about 1 MB): an uploaded
+file is stored here and commands carry its key; a downloaded attachment may be kept here
+so that it is fetched from the provider once. The embedded default is a directory on disk
+(``.data/objects``), a real deployment points every service at the same S3 or MinIO bucket
+through ``SWITCHBOARD_OBJECTS__*`` settings. Keys are ``/``-separated paths of safe
+characters (:func:`safe_key`), so both backends store the same names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
+
+
+class ObjectStoreSettings(BaseModel):
+    """Where media bytes are kept (``SWITCHBOARD_OBJECTS__BACKEND=s3`` and friends)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["local", "s3"] = "local"
+    local_dir: str = Field(".data/objects", description="directory of the local backend")
+    s3_bucket: str | None = Field(None, description="bucket (created if missing)")
+    s3_endpoint_url: str | None = Field(None, description="S3 / MinIO endpoint; unset: AWS")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = Field("", description="key prefix inside the bucket")
+    persist_downloads: bool = Field(
+        True, description="keep attachments fetched from providers (fetched once, then served)"
+    )
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> ObjectStoreSettings:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("objects.s3_bucket is required when objects.backend is s3")
+        return self
+
+
+class BadKeyError(ValueError):
+    """An object key with an empty, dotted or unsafe segment."""
+
+
+def safe_key(*parts: str) -> str:
+    """A key from path segments; every segment is checked (no ``..``, no ``/`` inside)."""
+    for part in parts:
+        if not _SEGMENT.match(part) or part in (".", ".."):
+            raise BadKeyError(f"unsafe object key segment {part!r}")
+    return "/".join(parts)
+
+
+def digest_segment(text: str) -> str:
+    """A safe, fixed-length segment for any text (e.g. a provider file id or a message id)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's bytes and the metadata written with it."""
+
+    data: bytes
+    content_type: str
+    metadata: dict[str, str]
+
+
+class ObjectStore(Protocol):
+    """Put and get whole objects by key; a missing key reads as None."""
+
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> None: ...
+
+    async def get(self, key: str) -> StoredObject | None: ...
+
+    async def size(self, key: str) -> int | None:
+        """The object's byte size without reading it (None: no such object)."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalObjectStore:
+    """Objects as files under a directory, with a ``.meta`` JSON beside each; writes go to a
+    temporary name first and are renamed, so a reader never sees half a file."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        safe_key(*key.split("/"))
+        return self.root / key
+
+    def _write(self, path: Path, data: bytes, meta: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, body in ((path.with_name(path.name + ".meta"), meta), (path, data)):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(body)
+            tmp.replace(target)
+
+    def _read(self, path: Path) -> StoredObject | None:
+        try:
+            data = path.read_bytes()
+            meta = orjson.loads(path.with_name(path.name + ".meta").read_bytes())
+        except FileNotFoundError:
+            return None
+        return StoredObject(data, str(meta["content_type"]), dict(meta.get("metadata") or {}))
+
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        meta = orjson.dumps({"content_type": content_type, "metadata": metadata or {}})
+        await asyncio.to_thread(self._write, self._path(key), data, meta)
+
+    async def get(self, key: str) -> StoredObject | None:
+        return await asyncio.to_thread(self._read, self._path(key))
+
+    async def size(self, key: str) -> int | None:
+        path = self._path(key)
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        for target in (path, path.with_name(path.name + ".meta")):
+            target.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+
+class S3ObjectStore:
+    """Objects in an S3-compatible bucket through aiobotocore (AWS, MinIO, Ceph, ...).
+    The client is made on first use and closed by :meth:`close`."""
+
+    def __init__(self, settings: ObjectStoreSettings) -> None:
+        assert settings.s3_bucket is not None
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self.prefix = settings.s3_prefix.strip("/")
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    def _key(self, key: str) -> str:
+        safe_key(*key.split("/"))
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def _s3(self) -> Any:
+        async with self._lock:
+            if self._client is None:
+                from aiobotocore.session import get_session
+
+                s = self.settings
+                secret = s.s3_secret_access_key
+                self._client = await self._stack.enter_async_context(
+                    get_session().create_client(
+                        "s3",
+                        endpoint_url=s.s3_endpoint_url,
+                        region_name=s.s3_region,
+                        aws_access_key_id=(
+                            s.s3_access_key_id.get_secret_value() if s.s3_access_key_id else None
+                        ),
+                        aws_secret_access_key=secret.get_secret_value() if secret else None,
+                    )
+                )
+            return self._client
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket when it does not exist (idempotent, like stream provisioning)."""
+        from botocore.exceptions import ClientError
+
+        s3 = await self._s3()
+        try:
+            await s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            with contextlib.suppress(
+                s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists
+            ):
+                await s3.create_bucket(Bucket=self.bucket)
+
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        s3 = await self._s3()
+        await s3.put_object(
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            ContentType=content_type,
+            Metadata=metadata or {},
+        )
+
+    async def get(self, key: str) -> StoredObject | None:
+        s3 = await self._s3()
+        try:
+            answer = await s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except s3.exceptions.NoSuchKey:
+            return None
+        async with answer["Body"] as body:
+            data = await body.read()
+        return StoredObject(
+            data,
+            str(answer.get("ContentType") or "application/octet-stream"),
+            dict(answer.get("Metadata") or {}),
+        )
+
+    async def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        s3 = await self._s3()
+        try:
+            head = await s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return int(head["ContentLength"])
+
+    async def delete(self, key: str) -> None:
+        s3 = await self._s3()
+        await s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+
+async def open_store(settings: ObjectStoreSettings) -> ObjectStore:
+    """The configured store (an S3 bucket is created when missing). An unreachable S3 does
+    not stop the service: only what needs the files fails (and is retried) until it is back,
+    sends without files and the rest of the API go on."""
+    if settings.backend == "s3":
+        store = S3ObjectStore(settings)
+        try:
+            await store.ensure_bucket()
+        except Exception as exc:
+            log.warning("object store unreachable at start", bucket=store.bucket, error=str(exc))
+        return store
+    return LocalObjectStore(settings.local_dir)

@@ -1,0 +1,89 @@
+"""What a received message carries as files, and how large a download each provider allows.
+
+Pure functions over the stored content (the ``content`` JSON of a ``conv.message_received``):
+index 0 is the message's file (for photos the largest size), then the photo's smaller sizes.
+Limits are the providers' own for fetching a file: Telegram's ``getFile`` serves at most
+20 MB; WhatsApp media follow Meta's per-type limits (image 5 MB, audio/video 16 MB, sticker
+500 KB, document 100 MB); Viber's media URLs carry files up to 50 MB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MB = 1024 * 1024
+TELEGRAM_DOWNLOAD = 20 * MB
+WHATSAPP = {
+    "photo": 5 * MB,
+    "video": 16 * MB,
+    "audio": 16 * MB,
+    "voice": 16 * MB,
+    "animation": 16 * MB,
+    "sticker": 500 * 1024,
+    "document": 100 * MB,
+}
+VIBER_DOWNLOAD = 50 * MB
+MEDIA_KINDS = frozenset({"photo", "video", "audio", "voice", "document", "animation", "sticker"})
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One downloadable file of a message: the provider's id and what is known about it."""
+
+    index: int
+    kind: str
+    file_id: str
+    mime_type: str | None = None
+    file_size: int | None = None
+    file_name: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: int | None = None
+    url: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """What the API lists (the provider's URL and id stay inside: they carry no right
+        to the file without the account's token, and Viber's URL is the file itself)."""
+        out = asdict(self)
+        out.pop("url")
+        out.pop("file_id")
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def _attachment(index: int, kind: str, file: Any) -> Attachment | None:
+    if not isinstance(file, dict) or not file.get("file_id"):
+        return None
+    return Attachment(
+        index=index,
+        kind=kind,
+        file_id=str(file["file_id"]),
+        mime_type=file.get("mime_type"),
+        file_size=file.get("file_size"),
+        file_name=file.get("file_name"),
+        width=file.get("width"),
+        height=file.get("height"),
+        duration=file.get("duration"),
+        url=file.get("url"),
+    )
+
+
+def attachments_of(content: dict[str, Any]) -> list[Attachment]:
+    """The files of a message's content: its ``file``, then its other ``sizes``."""
+    kind = str(content.get("kind", ""))
+    if kind not in MEDIA_KINDS:
+        return []
+    files = [content.get("file"), *(content.get("sizes") or ())]
+    found = [_attachment(i, kind, f) for i, f in enumerate(files)]
+    return [a for a in found if a is not None]
+
+
+def download_limit(channel: str, kind: str) -> int | None:
+    """The largest file ``channel`` lets us fetch for ``kind`` (None: no known limit)."""
+    if channel == "telegram":
+        return TELEGRAM_DOWNLOAD
+    if channel == "whatsapp":
+        return WHATSAPP.get(kind, WHATSAPP["document"])
+    if channel == "viber":
+        return VIBER_DOWNLOAD
+    return None

@@ -1,0 +1,140 @@
+"""The CRM's media routes: the files of a received message, listed and downloaded.
+
+``GET /v1/messages/{id}/attachments`` lists them; ``GET /v1/messages/{id}/media`` answers
+the bytes of one (``?index=``, default 0: the message's file, for photos the largest size).
+The message must be the caller's workspace's (else 404, as if it did not exist); its
+account's token is read from the accounts registry. A file is fetched from the provider
+once and then kept in the object store (when ``objects.persist_downloads``), so a second
+download neither calls the provider nor depends on the provider's URL still working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Query
+from starlette.responses import JSONResponse, Response
+
+from switchboard.crm import queries
+from switchboard.crm.attachments import Attachment, attachments_of, download_limit
+from switchboard.crm.deps import Workspace
+from switchboard.crm.media import MediaError, ProviderMedia
+from switchboard.crm.settings import CrmSettings
+from switchboard.runtime.accounts import AccountCache
+from switchboard.runtime.app import ServiceApp
+from switchboard.runtime.http import error
+from switchboard.runtime.logging import get_logger
+from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
+from switchboard.runtime.ownership import NotFoundError
+
+ACCOUNTS_WAIT_S = 5.0
+log = get_logger(__name__)
+
+
+def object_key(workspace: str, message_id: str, index: int) -> str:
+    """Where a downloaded file is kept: per workspace, per message, per index."""
+    return safe_key("inbound", digest_segment(workspace), digest_segment(message_id), str(index))
+
+
+def _disposition(attachment: Attachment, message_id: str) -> str:
+    name = attachment.file_name or f"{attachment.kind}-{attachment.index}"
+    return f"inline; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
+    """Register the attachments and media routes on the CRM app."""
+
+    async def message(ws: str, message_id: str) -> dict[str, Any]:
+        async with ports["pool"].acquire() as conn:
+            found = await queries.message_files(conn, ws, message_id)
+        if found is None:
+            raise NotFoundError("message", message_id)
+        return found
+
+    @app.get(
+        "/v1/messages/{message_id:path}/attachments",
+        tags=["conversations"],
+        summary="The files a message carries (index 0 is its file; then a photo's sizes)",
+        responses={404: {"description": "no such message in the key's workspace"}},
+    )
+    async def attachments(message_id: str, ws: Workspace) -> Response:
+        found = await message(ws, message_id)
+        items = [
+            {
+                **a.public(),
+                "href": f"/v1/messages/{quote(message_id, safe='')}/media?index={a.index}",
+            }
+            for a in attachments_of(found["content"])
+        ]
+        return JSONResponse({"message_id": message_id, "items": items})
+
+    @app.get(
+        "/v1/messages/{message_id:path}/media",
+        tags=["conversations"],
+        summary="Download a file a customer sent, fetched from the provider with the "
+        "account's token (kept in object storage after the first download)",
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
+            404: {"description": "no such message, or it has no file at that index"},
+            413: {"description": "the file is over the provider's download limit"},
+            502: {"description": "the provider refused or failed to serve the file"},
+            503: {"description": "this CRM has no encryption keys to use account tokens"},
+        },
+    )
+    async def media(
+        message_id: str, ws: Workspace, index: Annotated[int, Query(ge=0, le=32)] = 0
+    ) -> Response:
+        found = await message(ws, message_id)
+        files = attachments_of(found["content"])
+        attachment = next((a for a in files if a.index == index), None)
+        if attachment is None:
+            return error(404, "no_attachment", f"message {message_id!r} has no file {index}")
+        headers = {"Content-Disposition": _disposition(attachment, message_id)}
+        objects: ObjectStore = ports["objects"]
+        key = object_key(ws, message_id, index)
+        if settings.objects.persist_downloads:
+            try:
+                kept = await objects.get(key)
+            except Exception as exc:  # the store is down: the provider still has the file
+                log.warning("object store read failed", error=str(exc))
+                kept = None
+            if kept is not None:
+                return Response(kept.data, media_type=kept.content_type, headers=headers)
+        accounts: AccountCache | None = ports.get("accounts")
+        if accounts is None:
+            return error(
+                503,
+                "media_unavailable",
+                "this CRM cannot use account tokens: set SWITCHBOARD_ENCRYPTION_KEYS",
+            )
+        try:
+            await asyncio.wait_for(accounts.loaded.wait(), ACCOUNTS_WAIT_S)
+        except TimeoutError:
+            return error(
+                503, "media_unavailable", "the accounts are not loaded yet; retry shortly",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
+        channel, account_id = str(found["channel"]), str(found["account"])
+        account = accounts.owned(channel, account_id, ws)
+        if account is None:
+            return error(
+                502,
+                "account_unavailable",
+                f"the {channel} account {account_id!r} that received the message is gone",
+            )
+        limit = download_limit(channel, attachment.kind)
+        if limit is None:
+            return error(501, "unsupported_channel", f"{channel} files cannot be downloaded")
+        fetcher: ProviderMedia = ports["media"]
+        try:
+            fetched = await fetcher.fetch(channel, account, attachment, limit)
+        except MediaError as exc:
+            return error(exc.status, exc.code, exc.reason)
+        if settings.objects.persist_downloads:
+            try:
+                await objects.put(key, fetched.data, fetched.content_type)
+            except Exception as exc:  # not kept: fetched again next time, still served now
+                log.warning("object store write failed", error=str(exc))
+        return Response(fetched.data, media_type=fetched.content_type, headers=headers)

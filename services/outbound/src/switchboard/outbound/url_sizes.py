@@ -1,0 +1,108 @@
+"""Media sent by URL are fetched by the provider, within its own limits: Telegram takes 5 MB
+photos and 20 MB other files by URL; WhatsApp and Viber apply their per-type limits to
+links too. The send route asks the URL's size (``HEAD``, or a one-byte ``GET`` range when
+HEAD is refused) and answers 413 before anything is queued or called, instead of a send
+that the provider is bound to fail.
+
+An unknown size (no ``Content-Length``, a timeout, an unreachable host) lets the send go:
+the provider decides, as before. Addresses that are not public (loopback, private,
+link-local) are not probed unless allowed by settings: a caller must not be able to use
+the service to learn what listens inside the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+import httpx
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import SendMessage
+from switchboard.outbound.media_limits import MB, TooLarge, limit_of, media_items
+
+TELEGRAM_BY_URL = {"photo": 5 * MB}
+TELEGRAM_BY_URL_OTHER = 20 * MB
+
+
+def url_limit_of(channel: Channel, kind: str) -> tuple[int, str] | None:
+    """The by-URL limit of ``kind`` on ``channel`` and what it is called."""
+    if channel is Channel.TELEGRAM:
+        limit = TELEGRAM_BY_URL.get(kind, TELEGRAM_BY_URL_OTHER)
+        return limit, f"Telegram {kind} sent by URL"
+    return limit_of(channel, kind)
+
+
+def _total_of(content_range: str | None) -> int | None:
+    """The total of ``bytes 0-0/12345``."""
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+async def _public(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a public one."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+    return bool(addresses) and all(a.is_global for a in addresses)
+
+
+class UrlSizes:
+    """Asks a URL's size with a short timeout; None when it cannot be known."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, probe_private: bool = False, timeout: float = 3.0
+    ) -> None:
+        self.http = http
+        self.probe_private = probe_private
+        self.timeout = timeout
+
+    async def size(self, url: str) -> int | None:
+        """The URL's size in bytes; None when unknown within the timeout (name lookup too)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._size(url)
+        except TimeoutError:
+            return None
+
+    async def _size(self, url: str) -> int | None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        if not self.probe_private and not await _public(parts.hostname):
+            return None
+        try:
+            head = await self.http.head(url, follow_redirects=True)
+            length = head.headers.get("content-length")
+            if head.status_code == 200 and length and length.isdigit():
+                return int(length)
+            # A server that ignores the range would send the whole file: headers only.
+            async with self.http.stream(
+                "GET", url, headers={"Range": "bytes=0-0"}, follow_redirects=True
+            ) as ranged:
+                if ranged.status_code == 206:
+                    return _total_of(ranged.headers.get("content-range"))
+                length = ranged.headers.get("content-length")
+                if ranged.status_code == 200 and length and length.isdigit():
+                    return int(length)
+        except httpx.HTTPError:
+            return None
+        return None
+
+    async def too_large(self, cmd: SendMessage) -> TooLarge | None:
+        """The first media item given by URL over its provider's by-URL limit, or None."""
+        for where, item in media_items(cmd):
+            url = item.source.url
+            limit = url_limit_of(cmd.channel, item.kind)
+            if url is None or limit is None:
+                continue
+            size = await self.size(url)
+            if size is not None and size > limit[0]:
+                return TooLarge(f"{where}.url", size, limit[0], limit[1])
+        return None
