@@ -41,6 +41,7 @@ from switchboard.mtproto.ports import (
     MessagesDeleted,
     MtprotoError,
     NewMessage,
+    OutgoingMedia,
     PasswordNeededError,
     Peer,
     PeerType,
@@ -406,6 +407,18 @@ class SandboxMtprotoClient:
             "messages.sendMessage", peer=peer_to_wire(peer), message=text, reply_to_msg_id=reply_to
         )
         return message_from_wire(result)
+
+    async def send_media(
+        self,
+        peer: Peer,
+        media: OutgoingMedia,
+        *,
+        caption: str | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
+        """The HTTP fake has no media sends (the wire fake and Telethon do): refused, as
+        Telegram refuses media it cannot take."""
+        raise MtprotoError(f"{media.kind} sends need the Telethon adapter", reason="MEDIA_INVALID")
 
     async def updates(self) -> AsyncIterator[Update]:
         """Live updates until the connection ends (see the module docstring)."""
