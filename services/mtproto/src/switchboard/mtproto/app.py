@@ -17,6 +17,7 @@ from switchboard.mtproto.runner import Deps, SessionRunner
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore
+from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PullWorker
@@ -71,6 +72,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
             conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup")),
             settings=settings,
             owner=owner,
+            accounts=AccountStore(await rt.bus.kv("accounts"), keyring),
         )
         ownership = Ownership(
             kv=leases,

@@ -79,9 +79,12 @@ from switchboard.mtproto.ports import (
     UserDeactivatedError,
 )
 from switchboard.mtproto.publisher import ConvPublisher
+from switchboard.mtproto.registry import forget, register
+from switchboard.mtproto.relay import Relay
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
+from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
@@ -120,6 +123,8 @@ class Deps:
     conv: ConvPublisher
     settings: MtprotoSettings
     owner: str
+    # The shared accounts registry (sessions are accounts of channel mtproto for outbound).
+    accounts: AccountStore | None = None
 
 
 class _LogoutRequestedError(Exception):
@@ -151,6 +156,15 @@ class SessionRunner:
         self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
         self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
+        self.relay = Relay(
+            deps.bus,
+            deps.state,
+            deps.sessions,
+            session_id,
+            lambda: self.workspace_id,
+            self._resolve_ref,
+            self._emit,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -268,6 +282,8 @@ class SessionRunner:
         reason = revoke_reason(exc)
         log.error("session revoked", session=self.session_id, reason=reason.value)
         await self.deps.sessions.revoke(self.session_id, reason.value)
+        if self.deps.accounts is not None:
+            await register(self.deps.accounts, self.session_id, self.workspace_id, "revoked")
         await self._emit(
             SessionRevoked(
                 session_id=self.session_id, at=self._now(), reason=reason, error_code=exc.reason
@@ -311,6 +327,8 @@ class SessionRunner:
             if exported and exported != record.secrets.session:
                 await self.deps.sessions.update_secret(self.session_id, exported)
             self._set_connected(True)
+            if self.deps.accounts is not None:
+                await register(self.deps.accounts, self.session_id, self.workspace_id, "active")
             await self._emit(
                 SessionConnected(
                     session_id=self.session_id,
@@ -339,6 +357,7 @@ class SessionRunner:
             asyncio.create_task(self._upkeep(client), name="upkeep"),
             asyncio.create_task(self._backfills(client), name="backfills"),
             asyncio.create_task(self._sends(client), name="sends"),
+            asyncio.create_task(self.relay.run(client), name="deliveries"),
         }
         stop = asyncio.create_task(self.stopping.wait())
         try:
@@ -366,6 +385,8 @@ class SessionRunner:
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, send_consumer(self.session_id))
         await self.deps.sessions.delete_session(self.session_id)
+        if self.deps.accounts is not None:
+            await forget(self.deps.accounts, self.session_id)
         self._set_connected(False)
         await self._emit(
             SessionRevoked(session_id=self.session_id, at=self._now(), reason=RevokeReason.LOGOUT)

@@ -45,6 +45,7 @@ from switchboard.outbound.lanes import Lane
 from switchboard.outbound.media_limits import TooLarge, too_large
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
+from switchboard.outbound.providers.mtproto import GatewayClient
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
@@ -229,6 +230,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         desk = ScheduleDesk(rt.bus, attempts, schedule)
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
+        # User accounts send through the MTProto gateway, over the bus.
+        clients["mtproto"] = GatewayClient(rt.bus, settings.call_timeout_s)
         telegram = clients["telegram"]
         assert isinstance(telegram, TelegramClient)
         interactions = Interactions(

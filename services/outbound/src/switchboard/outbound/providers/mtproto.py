@@ -1,0 +1,124 @@
+"""Sends through a Telegram user account (channel ``mtproto``): over the bus to the MTProto
+gateway, which holds the session's connection.
+
+One attempt = one ``mtproto.deliver`` command on the session's subject, answered by the
+session's holder on a NATS inbox with a ``DeliverResult``. The gateway calls Telegram at
+most once per message id (it keeps what it sent), so a repeat after a lost answer is
+answered from its record instead of sending again. A command not answered within the call
+timeout expires at the gateway unsent (its deadline), so a retry never races a stale copy.
+The gateway answers a FLOOD_WAIT at once and sends nothing; here it becomes a rate limit of
+the account, which the outbound core turns into a pause for every instance.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
+from switchboard.events.catalog.outbound import SendMessage
+from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
+from switchboard.outbound.providers.base import Failure, ProviderError, Sent
+from switchboard.runtime.accounts import Account
+from switchboard.runtime.bus import Bus
+
+REPLY_HEADER = "reply-to"
+# The account cannot send at all for now (revoked, banned, restricted for spam).
+UNUSABLE = "account_unusable"
+
+
+def session_status(account: Account) -> str:
+    """What the gateway last said of the session (``active`` unless it said otherwise)."""
+    return str(account.settings.get("status") or "active")
+
+
+def deliver_command(command: SendMessage, session_id: str, deadline: datetime) -> DeliverAsUser:
+    """The gateway command for one attempt of ``command`` (a user account has no
+    keyboards: refused before any call)."""
+    if command.keyboard is not None:
+        raise ProviderError(
+            Failure.PERMANENT,
+            "unsupported_content",
+            "keyboard: Telegram user accounts cannot attach keyboards (bots only)",
+        )
+    reply_to = None
+    if command.reply_to is not None:
+        if not command.reply_to.isdigit():
+            raise ProviderError(
+                Failure.PERMANENT, "invalid_reply_to", "reply_to: a Telegram message id (digits)"
+            )
+        reply_to = int(command.reply_to)
+    return DeliverAsUser(
+        session_id=session_id,
+        message_id=command.message_id,
+        peer=command.recipient,
+        content=command.content,
+        reply_to=reply_to,
+        deadline=deadline,
+    )
+
+
+def outcome(result: DeliverResult) -> Sent:
+    """The gateway's answer as the core's result: ``Sent``, or a classified error."""
+    code = result.error_code or result.status
+    reason = result.reason or code
+    if result.status == "sent":
+        if not result.provider_message_id:
+            raise ProviderError(Failure.RETRYABLE, "bad_answer", "sent without a message id")
+        raw = {"chat_id": result.chat_id} if result.chat_id else {}
+        return Sent(result.provider_message_id, raw)
+    if result.status == "flood_wait":
+        raise ProviderError(Failure.RATE_LIMITED, code, reason, retry_after=result.retry_after)
+    if result.status == "unusable":
+        raise ProviderError(Failure.PERMANENT, UNUSABLE, f"{code}: {reason}")
+    if result.status == "refused":
+        raise ProviderError(Failure.PERMANENT, code, reason)
+    raise ProviderError(Failure.RETRYABLE, code, reason)
+
+
+class GatewayClient:
+    """The ``mtproto`` channel's client: asks the gateway to send, waits for its answer."""
+
+    channel = "mtproto"
+
+    def __init__(self, bus: Bus, timeout: float) -> None:
+        self.bus = bus
+        self.timeout = timeout
+
+    async def send(self, account: Account, command: SendMessage) -> Sent:
+        if session_status(account) != "active":
+            raise ProviderError(
+                Failure.PERMANENT, UNUSABLE, f"session {account.id} is {session_status(account)}"
+            )
+        deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
+        cmd = deliver_command(command, account.id, deadline)
+        window = SEND_WINDOW.get()
+        if window is not None:
+            now = time.time()
+            if now > window.deadline:
+                raise SlotMissedError(f"{(now - window.slot) * 1000:.0f} ms after its slot")
+            window.left_at = now
+        nc = self.bus.nc
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, max_msgs=1)
+        try:
+            await self.bus.publish(
+                cmd, headers={REPLY_HEADER: inbox}, workspace_id=account.workspace_id
+            )
+            try:
+                answer = await sub.next_msg(timeout=self.timeout)
+            except TimeoutError as exc:
+                raise ProviderError(
+                    Failure.RETRYABLE,
+                    "gateway_timeout",
+                    f"no answer from the holder of session {account.id} in {self.timeout} s",
+                ) from exc
+        finally:
+            await sub.unsubscribe()
+        try:
+            result = DeliverResult.model_validate_json(answer.data)
+        except ValidationError as exc:
+            raise ProviderError(Failure.RETRYABLE, "bad_answer", str(exc)[:200]) from exc
+        return outcome(result)
