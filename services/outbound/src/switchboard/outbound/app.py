@@ -32,6 +32,7 @@ from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.campaigns.api import CampaignPorts
 from switchboard.outbound.campaigns.api import router as campaign_router
 from switchboard.outbound.campaigns.commands import CampaignCommands
+from switchboard.outbound.campaigns.pool import PoolHealth
 from switchboard.outbound.campaigns.runner import CampaignSupervisor, CampaignTiming
 from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
@@ -237,6 +238,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         interactions = Interactions(
             rt.bus, cache, attempts, breakers, telegram, call_timeout=settings.call_timeout_s
         )
+        # Which accounts of a campaign's pool take its sends: one paused longer than this
+        # (a long FLOOD_WAIT), revoked or restricted drops out and its sends move.
+        health = PoolHealth(cache, pauses, settings.campaign_patience_s)
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -248,6 +252,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             policy=policy,
             campaigns=view,
             schedule=schedule,
+            pool=health,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
@@ -315,6 +320,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 settings.campaign_lease_s,
             ),
             settings.instance_id,
+            health=health,
         )
         rt.spawn("campaigns", lambda: supervisor.run(rt.stop))
         probes = httpx.AsyncClient(timeout=settings.call_timeout_s)

@@ -27,11 +27,21 @@ from prometheus_client import Counter
 
 from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import (
+    DeliveryFailed,
     DeliveryQueued,
 )
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
 from switchboard.outbound.breaker import Breakers
+from switchboard.outbound.campaigns.pool import (
+    MOVED,
+    PoolHealth,
+    member_key,
+    members,
+    moved_id,
+    next_member,
+    tried,
+)
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
 from switchboard.outbound.limits import SendLimits, send_limits
 from switchboard.outbound.media_limits import too_large
@@ -44,6 +54,7 @@ from switchboard.outbound.providers.base import (
     Scope,
     Sent,
 )
+from switchboard.outbound.providers.mtproto import UNUSABLE
 from switchboard.outbound.ratelimit import SharedLimiter, pause_key
 from switchboard.outbound.schedule import ScheduleChanges, effective_time
 from switchboard.outbound.scheduler import Schedulers, Ticket
@@ -130,6 +141,8 @@ class Sender:
     policy: SendPolicy
     campaigns: CampaignHooks | None = None
     schedule: ScheduleChanges | None = None
+    # Which accounts of a campaign's pool can take its sends (None: no moving).
+    pool: PoolHealth | None = None
     clock: Callable[[], float] = time.time
     round_trips: RoundTrips = field(default_factory=RoundTrips)
     # Commands arriving together are admitted a few at a time: hundreds of records and
@@ -180,6 +193,9 @@ class Sender:
             if record.status == "sent" and record.provider_message_id:
                 # Stored as sent, but its events may have been lost to an outage: again.
                 await job.announce_sent(record)
+            if record.status == "moved" and record.moved_to and self.campaigns is not None:
+                # Moved before; its new command or the count may have been lost: again.
+                await self._publish_move(job, record.moved_to)
             if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
                 # Counted before its ack the first time; again in case that ack was lost.
                 await self.campaigns.record_failure(
@@ -262,6 +278,15 @@ class Sender:
         cmd, msg = job.cmd, job.msg
         if cmd.campaign_id and not await self._campaign_allows(job, record):
             return
+        if (
+            cmd.campaign_id
+            and self.pool is not None
+            and self.pool.paused_long(cmd.channel, cmd.account)
+            and await self._move(
+                job, record, f"{cmd.channel.value}/{cmd.account} is paused", fail=False
+            )
+        ):
+            return  # its account waits longer than a campaign does: another one sends it
         breaker = self.breakers.get(cmd.channel.value, cmd.account)
         allowed, wait = breaker.allow()
         if not allowed:
@@ -392,6 +417,8 @@ class Sender:
         self, job: Outcome, record: Attempt, err: ProviderError, limits: SendLimits
     ) -> None:
         if err.failure is Failure.PERMANENT:
+            if err.code == UNUSABLE and await self._move(job, record, str(err), fail=False):
+                return  # the account cannot send at all: another one of the pool does
             await job.fail(record, err.reason, err.code, permanent=True)
             return
         if err.failure is Failure.RATE_LIMITED:
@@ -404,10 +431,81 @@ class Sender:
             log.warning(
                 "rate limited by provider; paused for every instance", pause=name, seconds=wait
             )
+            patience = self.pool.patience_s if self.pool is not None else None
+            if (
+                name == limits.account_pause
+                and patience is not None
+                and wait > patience
+                and await self._move(job, record, str(err), fail=False)
+            ):
+                return  # nothing was sent; the account waits too long for a campaign
             # Not a failed attempt: the message goes again once the pause ends.
             await job.again(record, err.reason, err.code, wait, counted=False)
             return
         await self._retry(job, record, err.reason, err.code)
+
+    async def _move(self, job: Outcome, record: Attempt, reason: str, *, fail: bool = True) -> bool:
+        """Move a campaign send that was not made to another account of its pool, under a
+        new message id (``campaigns.pool``): the record says where first, then the new
+        command and the campaign's count, then this one is acked. False when it cannot
+        move (not a campaign send, no other usable account); with ``fail`` it fails then."""
+        cmd, hooks, health = job.cmd, self.campaigns, self.pool
+        ws, cid = job.env.workspace_id, cmd.campaign_id
+        start = hooks.definition(ws, cid) if hooks is not None and cid else None
+        target = None
+        if start is not None and health is not None:
+            primary = start.channel
+            was = tried(cmd.message_id, member_key(cmd.channel, cmd.account, primary))
+            target = next_member(
+                members(start), primary, cmd.message_id, was, lambda m: health.usable(ws, m)
+            )
+        if target is None or start is None:
+            if fail:
+                reason = f"{reason}; no other account of the campaign's pool can send it"
+                await job.fail(record, reason, "no_account_left", permanent=True)
+                return True
+            return False
+        new_id = moved_id(cmd.message_id, target.key(start.channel))
+        where = f"{target.channel.value}/{target.account}"
+        record = record.step("moved", reason=f"{reason}; moved to {where}", moved_to=new_id)
+        await self.attempts.put(record)
+        await self._publish_move(job, new_id)
+        await job.announce(
+            DeliveryFailed(
+                **job.base(),
+                reason=f"not sent: {reason}; sent through {where} as {new_id}",
+                error_code=MOVED,
+                permanent=True,
+                attempts=record.attempts,
+                campaign_id=cid,
+            )
+        )
+        await job.msg.ack()
+        log.info("campaign send moved", message_id=cmd.message_id, to=where)
+        return True
+
+    async def _publish_move(self, job: Outcome, new_id: str) -> None:
+        """The moved send's command (its id names its account: publishing it again is
+        dropped as a duplicate), and the campaign's count of moved sends."""
+        cmd = job.cmd
+        start = None
+        if self.campaigns is not None and cmd.campaign_id:
+            start = self.campaigns.definition(job.env.workspace_id, cmd.campaign_id)
+            key = new_id.rsplit(">", 1)[-1]
+            target = next(
+                (m for m in members(start) if m.key(start.channel) == key), None
+            ) if start is not None else None  # fmt: skip
+            if target is not None:
+                moved = type(cmd).model_validate(
+                    {
+                        **cmd.model_dump(),
+                        "message_id": new_id,
+                        "channel": target.channel,
+                        "account": target.account,
+                    }
+                )
+                await self.bus.publish(moved, cause=job.env, workspace_id=job.env.workspace_id)
+            await self.campaigns.record_moved(job.env.workspace_id, cmd.campaign_id, cmd.message_id)
 
     async def _retry(self, job: Outcome, record: Attempt, reason: str, code: str) -> None:
         if record.attempts >= self.policy.max_attempts:

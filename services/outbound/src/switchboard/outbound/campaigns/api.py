@@ -81,6 +81,8 @@ async def start(
     ports = _ports(request)
     pinned = (r.account for r in cmd.recipients if r.account)
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
+    for member in cmd.pool:
+        await _accounts_owned(ports, ws, member.channel, (member.account,))
     state = await ports.store.state(campaign_key(ws, cmd.campaign_id))
     if (conflict := start_conflict(state, cmd)) is not None:
         return error(422, "idempotency_conflict", conflict)
