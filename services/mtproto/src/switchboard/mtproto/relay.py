@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,8 +128,13 @@ class Relay:
     workspace_id: Callable[[], str]
     resolve: Callable[[MtprotoClient, str], Awaitable[Peer]]
     emit: Callable[[FloodWaited], Awaitable[None]]
+    sleep: Callable[[float], Awaitable[None]]
+    # Between two sends of the session unless the command names the account's pace: one
+    # holder sends them one by one, so a burst queued by a stall still leaves paced.
+    interval_s: float = 1.0
     paused_until: datetime | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    last_call: float = 0.0
 
     async def run(self, client: MtprotoClient) -> None:
         js = self.bus.js
@@ -214,7 +220,12 @@ class Relay:
         plan = outgoing(cmd)
         if isinstance(plan, DeliverResult):
             return plan
+        interval = self.interval_s if cmd.min_interval_s is None else cmd.min_interval_s
+        wait = self.last_call + interval - time.monotonic()
+        if wait > 0:
+            await self.sleep(wait)
         await self.state.send_attempt(workspace, cmd.message_id, self.session_id)
+        self.last_call = time.monotonic()
         try:
             peer = await self.resolve(client, cmd.peer)
             sent = await self._call(client, peer, plan, cmd.reply_to)

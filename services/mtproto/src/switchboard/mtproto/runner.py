@@ -164,6 +164,8 @@ class SessionRunner:
             lambda: self.workspace_id,
             self._resolve_ref,
             self._emit,
+            self._sleep,
+            settings.send_interval_s,
         )
 
     # ------------------------------------------------------------------ lifecycle

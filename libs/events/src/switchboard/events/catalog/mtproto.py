@@ -256,6 +256,12 @@ class DeliverAsUser(_SessionCommand):
     content: OutContent
     reply_to: int | None = Field(None, ge=1, description="message id in that chat to answer")
     deadline: datetime = Field(description="not sent when read after this (with a timezone)")
+    min_interval_s: float | None = Field(
+        None,
+        ge=0,
+        description="the account's pace: at least this between two of the session's sends "
+        "(default: the gateway's send_interval_s)",
+    )
 
     def ce_subject(self) -> str:
         return self.message_id

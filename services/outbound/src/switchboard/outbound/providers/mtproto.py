@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
+from switchboard.outbound.limits import account_key
 from switchboard.outbound.providers.base import Failure, ProviderError, Sent
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
@@ -34,7 +35,9 @@ def session_status(account: Account) -> str:
     return str(account.settings.get("status") or "active")
 
 
-def deliver_command(command: SendMessage, session_id: str, deadline: datetime) -> DeliverAsUser:
+def deliver_command(
+    command: SendMessage, session_id: str, deadline: datetime, interval: float | None = None
+) -> DeliverAsUser:
     """The gateway command for one attempt of ``command`` (a user account has no
     keyboards: refused before any call)."""
     if command.keyboard is not None:
@@ -57,6 +60,7 @@ def deliver_command(command: SendMessage, session_id: str, deadline: datetime) -
         content=command.content,
         reply_to=reply_to,
         deadline=deadline,
+        min_interval_s=interval,
     )
 
 
@@ -93,7 +97,8 @@ class GatewayClient:
                 Failure.PERMANENT, UNUSABLE, f"session {account.id} is {session_status(account)}"
             )
         deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
-        cmd = deliver_command(command, account.id, deadline)
+        # The gateway paces the session at the account's own limit too.
+        cmd = deliver_command(command, account.id, deadline, account_key(account).limit.interval)
         window = SEND_WINDOW.get()
         if window is not None:
             now = time.time()
