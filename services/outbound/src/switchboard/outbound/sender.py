@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from switchboard.events import Envelope
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
     DeliveryQueued,
@@ -278,13 +279,18 @@ class Sender:
         cmd, msg = job.cmd, job.msg
         if cmd.campaign_id and not await self._campaign_allows(job, record):
             return
+        # Moving a send before its call is safe only when no earlier delivery of the command
+        # can have reached the provider: its first delivery. A later one through a user
+        # account asks the gateway, which answers from what it sent, or that the account
+        # waits (nothing sent: then it moves).
+        unsent = msg.metadata.num_delivered == 1
+        paused = f"{cmd.channel.value}/{cmd.account} is paused"
         if (
-            cmd.campaign_id
+            unsent
+            and cmd.campaign_id
             and self.pool is not None
             and self.pool.paused_long(cmd.channel, cmd.account)
-            and await self._move(
-                job, record, f"{cmd.channel.value}/{cmd.account} is paused", fail=False
-            )
+            and await self._move(job, record, paused, fail=False)
         ):
             return  # its account waits longer than a campaign does: another one sends it
         breaker = self.breakers.get(cmd.channel.value, cmd.account)
@@ -294,12 +300,22 @@ class Sender:
             return
         limits = send_limits(account, cmd.recipient)
         ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause)
+        may_move = True
         while True:
             try:
-                at = await self._wait_for_slot(cmd, limits, ticket)
+                at = await self._wait_for_slot(cmd, limits, ticket, may_move=may_move)
             except BaseException:
                 breaker.release()
                 raise
+            if at is None:  # its account dropped out of the campaign's pool meanwhile
+                if unsent and await self._move(job, record, paused, fail=False):
+                    breaker.release()
+                    return
+                may_move = False
+                if unsent or cmd.channel is not Channel.MTPROTO:
+                    continue  # no other account can take it: it waits
+                # The gateway answers at once, without calling Telegram during the pause.
+                at = self.clock()
             phase.calling = True
             started_at = datetime.now(UTC)
             started = time.perf_counter()
@@ -378,18 +394,25 @@ class Sender:
         await job.msg.nak(delay=5.0)  # still paused: back to the stream for a while
         return False
 
-    async def _wait_for_slot(self, cmd: SendMessage, limits: SendLimits, ticket: Ticket) -> float:
+    async def _wait_for_slot(
+        self, cmd: SendMessage, limits: SendLimits, ticket: Ticket, *, may_move: bool = False
+    ) -> float | None:
         """This send's slot, from the account's scheduler, once it has come (and no pause
-        came up meanwhile); a slot woken up to too late is given up for a new one."""
+        came up meanwhile); a slot woken up to too late is given up for a new one. None
+        (with ``may_move``): a campaign send whose account got paused for longer than a
+        campaign waits, to go through another account."""
         scheduler = self.schedulers.get(limits.account, limits.account_pause)
         pauses = self.limiter.pauses
         while True:
             future = scheduler.slot(ticket)
             try:
-                at = await future
+                got = await self._slot(future, cmd, may_move)
             except BaseException:
                 future.cancel()
                 raise
+            if got is None:
+                return None
+            at = got
             delay = at - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -401,6 +424,13 @@ class Sender:
                     pauses.until(pause_key(limits.recipient_pause)),
                 )
             if paused > now:
+                if (
+                    may_move
+                    and cmd.campaign_id
+                    and self.pool is not None
+                    and self.pool.paused_long(cmd.channel, cmd.account)
+                ):
+                    return None
                 ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause, paused)
                 continue
             if now - at > self.policy.max_lateness:
@@ -413,11 +443,31 @@ class Sender:
                 continue
             return at
 
+    async def _slot(
+        self, future: asyncio.Future[float], cmd: SendMessage, may_move: bool
+    ) -> float | None:
+        """The scheduler's slot; None when, waiting for it, the campaign send's account got
+        paused longer than a campaign waits (the scheduler holds slots through a pause)."""
+        if not (may_move and cmd.campaign_id and self.pool is not None):
+            return await future
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=1.0)
+            if done:
+                return future.result()
+            if self.pool.paused_long(cmd.channel, cmd.account):
+                future.cancel()
+                return None
+
     async def _on_error(
         self, job: Outcome, record: Attempt, err: ProviderError, limits: SendLimits
     ) -> None:
         if err.failure is Failure.PERMANENT:
-            if err.code == UNUSABLE and await self._move(job, record, str(err), fail=False):
+            answered = bool(err.raw.get("answered")) or job.msg.metadata.num_delivered == 1
+            if (
+                err.code == UNUSABLE
+                and answered
+                and await self._move(job, record, str(err), fail=False)
+            ):
                 return  # the account cannot send at all: another one of the pool does
             await job.fail(record, err.reason, err.code, permanent=True)
             return

@@ -76,7 +76,10 @@ def outcome(result: DeliverResult) -> Sent:
     if result.status == "flood_wait":
         raise ProviderError(Failure.RATE_LIMITED, code, reason, retry_after=result.retry_after)
     if result.status == "unusable":
-        raise ProviderError(Failure.PERMANENT, UNUSABLE, f"{code}: {reason}")
+        # The gateway's answer: nothing was sent (a campaign may move the send).
+        raise ProviderError(
+            Failure.PERMANENT, UNUSABLE, f"{code}: {reason}", raw={"answered": True}
+        )
     if result.status == "refused":
         raise ProviderError(Failure.PERMANENT, code, reason)
     raise ProviderError(Failure.RETRYABLE, code, reason)
