@@ -235,3 +235,40 @@ async def test_a_flood_wait_pauses_the_account_and_the_message_goes_once_after(
     assert retrying.error_code == "FLOOD_WAIT_2"
     chat = env.box.mtproto.messages(env.sender, env.friend)
     assert [m["text"] for m in chat] == ["after the wait"]
+
+
+async def test_a_read_by_the_recipient_becomes_a_read_receipt(env: Env) -> None:
+    for i in (1, 2):
+        body = _body(f"ua-read-{i}", {"kind": "text", "text": f"read me {i}"})
+        r = await env.outbound.post("/v1/messages", json=body)
+        assert r.status_code == 202, r.text
+
+    async def sent() -> list[str] | None:
+        ids = []
+        for i in (1, 2):
+            events = await _events(env.nats_url, f"ua-read-{i}")
+            found = [d.model for d in events if d.model.name == "delivery.sent"]
+            if not found:
+                return None
+            ids.append(found[0].provider_message_id)
+        return ids
+
+    provider_ids = await eventually(sent, timeout=60, message="sent")
+    # The recipient reads the chat: Telegram tells the sender (updateReadHistoryOutbox).
+    latest = env.box.mtproto.messages(env.sender, env.friend)[-1]["id"]
+    env.box.mtproto_wire.mark_read(env.friend, env.sender, latest)
+
+    async def read() -> list[Any] | None:
+        found = []
+        for i in (1, 2):
+            events = await _events(env.nats_url, f"ua-read-{i}")
+            found += [d.model for d in events if d.model.name == "delivery.receipt"]
+        return found if len(found) == 2 else None
+
+    receipts = await eventually(read, timeout=30, message="read receipts")
+    assert sorted(
+        (r.message_id, r.status, r.provider_message_id, r.recipient, r.account) for r in receipts
+    ) == [
+        ("ua-read-1", "read", provider_ids[0], "@friend_ua", SESSION),
+        ("ua-read-2", "read", provider_ids[1], "@friend_ua", SESSION),
+    ]

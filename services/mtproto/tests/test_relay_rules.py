@@ -11,6 +11,7 @@ from switchboard.mtproto.ports import (
     AuthKeyUnregisteredError,
     DisconnectedError,
     MtprotoError,
+    Peer,
     PeerNotFoundError,
 )
 from switchboard.mtproto.relay import Outgoing, classify, deliver_subject, outgoing
@@ -60,3 +61,19 @@ def test_telegram_errors_become_answers() -> None:
     refused = classify(PeerNotFoundError())
     assert (refused.status, refused.error_code) == ("refused", "PEER_ID_INVALID")
     assert deliver_subject("ann") == "cmd.mtproto.deliver.v1.ann"
+
+
+def test_a_read_of_our_messages_maps_to_outbox_read_and_inbox_reads_do_not() -> None:
+    from telethon import events, types
+
+    from switchboard.mtproto.ports import OutboxRead, PeerType
+    from switchboard.mtproto.telethon_adapter import map_event
+
+    out = events.MessageRead.build(types.UpdateReadHistoryOutbox(types.PeerUser(42), 7, 1, 1))
+    assert map_event(out) == OutboxRead(Peer(id=42, type=PeerType.USER), 7)
+    channel = events.MessageRead.build(types.UpdateReadChannelOutbox(99, 5))
+    mapped = map_event(channel)
+    assert isinstance(mapped, OutboxRead)
+    assert (mapped.peer.id, mapped.peer.type, mapped.max_id) == (99, PeerType.CHANNEL, 5)
+    inbox = events.MessageRead.build(types.UpdateReadHistoryInbox(types.PeerUser(42), 7, 0, 1, 1))
+    assert map_event(inbox) is None

@@ -171,7 +171,16 @@ class MessagesDeleted:
     peer: Peer | None = None
 
 
-Update = NewMessage | MessageEdited | MessagesDeleted
+@dataclass(frozen=True, slots=True)
+class OutboxRead:
+    """The peer read this account's messages in its chat up to ``max_id``
+    (updateReadHistoryOutbox / updateReadChannelOutbox)."""
+
+    peer: Peer
+    max_id: int
+
+
+Update = NewMessage | MessageEdited | MessagesDeleted | OutboxRead
 
 
 @dataclass(frozen=True, slots=True)

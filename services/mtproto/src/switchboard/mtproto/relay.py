@@ -27,7 +27,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from switchboard.events import DecodeError, decode_message
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, FloodWaited
 from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
-from switchboard.mtproto.convert import chat_of
+from switchboard.mtproto import reads
+from switchboard.mtproto.convert import chat_id, chat_of
 from switchboard.mtproto.metrics import SENDS
 from switchboard.mtproto.ports import (
     AuthKeyDuplicatedError,
@@ -37,6 +38,7 @@ from switchboard.mtproto.ports import (
     Message,
     MtprotoClient,
     MtprotoError,
+    OutboxRead,
     OutgoingMedia,
     Peer,
     UserDeactivatedError,
@@ -240,10 +242,23 @@ class Relay:
                 SENDS.labels("failed").inc()
             return result
         await self.state.send_done(workspace, cmd.message_id, "sent", str(sent.id), None)
+        chat = chat_of(peer).id
+        await reads.note_sent(self.state.pool, workspace, cmd.message_id, chat, cmd.peer)
         SENDS.labels("sent").inc()
-        return DeliverResult(
-            status="sent", provider_message_id=str(sent.id), chat_id=chat_of(peer).id
+        return DeliverResult(status="sent", provider_message_id=str(sent.id), chat_id=chat)
+
+    async def read(self, update: OutboxRead) -> None:
+        """Our messages in a chat were read up to ``max_id``: a read receipt for each."""
+        found = await reads.unread(
+            self.state.pool, self.session_id, chat_id(update.peer), update.max_id
         )
+        if not found:
+            return
+        now = self.now()
+        for item in found:
+            await self.bus.publish(reads.receipt(self.session_id, item, now),
+                                   workspace_id=item.workspace_id)  # fmt: skip
+        await reads.mark_read(self.state.pool, found)
 
     async def _call(
         self, client: MtprotoClient, peer: Peer, plan: Outgoing, reply_to: int | None

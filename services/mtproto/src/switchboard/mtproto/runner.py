@@ -73,6 +73,7 @@ from switchboard.mtproto.ports import (
     MtprotoClient,
     MtprotoError,
     NewMessage,
+    OutboxRead,
     Peer,
     PeerNotFoundError,
     Update,
@@ -418,6 +419,8 @@ class SessionRunner:
                 await self._seen(chat, message.id)
         elif isinstance(update, MessagesDeleted):
             await self._deleted(update, now)
+        elif isinstance(update, OutboxRead):
+            await self.relay.read(update)
 
     async def _deleted(self, update: MessagesDeleted, now: datetime) -> None:
         by_chat: dict[str, list[int]] = defaultdict(list)

@@ -37,6 +37,7 @@ from switchboard.mtproto.ports import (
     MessagesDeleted,
     MtprotoError,
     NewMessage,
+    OutboxRead,
     OutgoingMedia,
     Peer,
     PeerNotFoundError,
@@ -324,7 +325,15 @@ def map_message(
 
 
 def map_event(event: Any, known: Mapping[int, Peer] | None = None) -> Update | None:
-    """A Telethon NewMessage / MessageEdited / MessageDeleted event -> Update."""
+    """A Telethon NewMessage / MessageEdited / MessageDeleted / MessageRead event -> Update."""
+    if isinstance(event, events.MessageRead.Event):
+        if not event.outbox or event.chat_id is None or not event.max_id:
+            return None
+        bare, kind = utils.resolve_id(event.chat_id)
+        peer_type = {types.PeerUser: PeerType.USER, types.PeerChat: PeerType.CHAT}.get(
+            kind, PeerType.CHANNEL
+        )
+        return OutboxRead(Peer(id=bare, type=peer_type), int(event.max_id))
     if isinstance(event, events.MessageDeleted.Event):
         peer = None
         if event.chat_id is not None:  # only channel deletions name their chat
@@ -566,7 +575,12 @@ class TelethonClient:
             if update is not None:
                 self._queue.put_nowait(update)
 
-        for builder in (events.NewMessage(), events.MessageEdited(), events.MessageDeleted()):
+        for builder in (
+            events.NewMessage(),
+            events.MessageEdited(),
+            events.MessageDeleted(),
+            events.MessageRead(inbox=False),  # our messages read by their recipients
+        ):
             self._client.add_event_handler(on_event, builder)
             self._handlers.append((on_event, builder))
 
