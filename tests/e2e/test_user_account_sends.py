@@ -1,8 +1,9 @@
 """One send API for bots and user accounts: ``POST /v1/messages`` with channel ``mtproto``
 goes outbound -> bus (``mtproto.deliver``) -> the gateway holding the session -> the real
 Telethon adapter -> the sandbox's wire-level MTProto fake, and comes back as ``delivery.*``
-and ``conv.message_sent`` like any other channel. A FLOOD_WAIT pauses the account (nothing
-sent twice); another workspace's key naming the session gets 404."""
+and ``conv.message_sent`` like any other channel; a read in the recipient's app becomes a
+read receipt the CRM shows. A FLOOD_WAIT pauses the account (nothing sent twice); another
+workspace's key naming the session gets 404."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.crm import running_crm
 from tests.support.stack import API_KEY, KEY, OTHER_KEY, keyring, service_env
 from tests.support.streams import stream_messages
 
@@ -237,7 +239,9 @@ async def test_a_flood_wait_pauses_the_account_and_the_message_goes_once_after(
     assert [m["text"] for m in chat] == ["after the wait"]
 
 
-async def test_a_read_by_the_recipient_becomes_a_read_receipt(env: Env) -> None:
+async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(
+    env: Env, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in (1, 2):
         body = _body(f"ua-read-{i}", {"kind": "text", "text": f"read me {i}"})
         r = await env.outbound.post("/v1/messages", json=body)
@@ -272,3 +276,20 @@ async def test_a_read_by_the_recipient_becomes_a_read_receipt(env: Env) -> None:
         ("ua-read-1", "read", provider_ids[0], "@friend_ua", SESSION),
         ("ua-read-2", "read", provider_ids[1], "@friend_ua", SESSION),
     ]
+    # The CRM shows both in the conversation with the recipient, read.
+    async with running_crm(env.nats_url, postgres_url, monkeypatch) as crm:
+        inbox = await crm.until(
+            "/v1/conversations",
+            lambda body: any(c["chat_id"] == "@friend_ua" for c in body["items"]),
+            channel="mtproto",
+            account=SESSION,
+        )
+        conversation = next(c for c in inbox["items"] if c["chat_id"] == "@friend_ua")
+
+        def both_read(body: Any) -> bool:
+            mine = [m for m in body["items"] if str(m["message_id"]).startswith("ua-read-")]
+            return len(mine) == 2 and all(m["status"] == "read" for m in mine)
+
+        shown = await crm.until(f"/v1/conversations/{conversation['id']}/messages", both_read)
+    texts = [m["text"] for m in shown["items"] if str(m["message_id"]).startswith("ua-read-")]
+    assert texts == ["read me 1", "read me 2"]
