@@ -49,6 +49,7 @@ class Env:
     friend: Any
     outbound: httpx.AsyncClient
     nats_url: str
+    key_id: str
 
 
 async def _nothing() -> None:
@@ -99,7 +100,8 @@ async def env(
                 serve_app(create_outbound(load_settings(OutboundSettings)))
             )
             async with httpx.AsyncClient(base_url=gateway, headers=AUTH, timeout=30) as http:
-                session = box.mtproto_wire.issue_session(sender)["session"]
+                issued = box.mtproto_wire.issue_session(sender)
+                session = issued["session"]
                 r = await http.put(
                     f"/v1/sessions/{SESSION}",
                     json={"session": session, "api_id": API_ID, "api_hash": API_HASH,
@@ -108,7 +110,7 @@ async def env(
                 assert r.status_code == 201, r.text
             await eventually(lambda: _registered(nats_url), timeout=30, message="registered")
             async with httpx.AsyncClient(base_url=out, headers=AUTH, timeout=30) as client:
-                yield Env(box, sender, friend, client, nats_url)
+                yield Env(box, sender, friend, client, nats_url, issued["key_id"])
     finally:
         await box.aclose()
 
@@ -293,3 +295,54 @@ async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(
         shown = await crm.until(f"/v1/conversations/{conversation['id']}/messages", both_read)
     texts = [m["text"] for m in shown["items"] if str(m["message_id"]).startswith("ua-read-")]
     assert texts == ["read me 1", "read me 2"]
+
+
+async def _failed(env: Env, message_id: str) -> Any:
+    async def found() -> Any:
+        events = await _events(env.nats_url, message_id)
+        return next((d.model for d in events if d.model.name == "delivery.failed"), None)
+
+    return await eventually(found, timeout=30, message=f"{message_id} failed")
+
+
+async def test_a_restricted_account_fails_as_unusable(env: Env) -> None:
+    env.box.mtproto.add_fault(
+        user=env.sender, method="messages.sendMessage", error="PEER_FLOOD", code=400, times=1
+    )
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-spam-1", {"kind": "text", "text": "hello"})
+    )
+    assert r.status_code == 202, r.text
+    failed = await _failed(env, "ua-spam-1")
+    assert failed.error_code == "account_unusable"
+    assert "PEER_FLOOD" in failed.reason
+    assert env.box.mtproto.messages(env.sender, env.friend) == []
+
+
+async def test_a_revoked_session_is_marked_and_its_sends_fail_without_a_call(env: Env) -> None:
+    env.box.mtproto.revoke(env.key_id)
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-gone-1", {"kind": "text", "text": "hello"})
+    )
+    assert r.status_code == 202, r.text
+    assert (await _failed(env, "ua-gone-1")).error_code == "account_unusable"
+
+    async def marked() -> bool:
+        bus = await Bus.connect(env.nats_url, name="reader")
+        try:
+            found = await AccountStore(await bus.kv("accounts"), keyring()).get(
+                Channel.MTPROTO, SESSION
+            )
+        finally:
+            await bus.close()
+        return found is not None and found.settings.get("status") == "revoked"
+
+    await eventually(marked, timeout=30, message="the registry says revoked")
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-gone-2", {"kind": "text", "text": "again"})
+    )
+    assert r.status_code == 202, r.text
+    failed = await _failed(env, "ua-gone-2")
+    assert failed.error_code == "account_unusable"
+    assert "revoked" in failed.reason
+    assert env.box.mtproto.messages(env.sender, env.friend) == []
