@@ -316,6 +316,25 @@ async def test_a_restricted_account_fails_as_unusable(env: Env) -> None:
     failed = await _failed(env, "ua-spam-1")
     assert failed.error_code == "account_unusable"
     assert "PEER_FLOOD" in failed.reason
+
+    async def restricted() -> bool:
+        bus = await Bus.connect(env.nats_url, name="reader")
+        try:
+            found = await AccountStore(await bus.kv("accounts"), keyring()).get(
+                Channel.MTPROTO, SESSION
+            )
+        finally:
+            await bus.close()
+        return found is not None and "restricted_until" in found.settings
+
+    await eventually(restricted, timeout=30, message="the registry says restricted")
+    # Restricted for a while: the next send fails at once, without calling Telegram.
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-spam-2", {"kind": "text", "text": "again"})
+    )
+    assert r.status_code == 202, r.text
+    again = await _failed(env, "ua-spam-2")
+    assert (again.error_code, "restricted" in again.reason) == ("account_unusable", True)
     assert env.box.mtproto.messages(env.sender, env.friend) == []
 
 

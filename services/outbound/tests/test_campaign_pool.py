@@ -5,6 +5,7 @@ left; which members take sends (revoked sessions and long pauses do not)."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from switchboard.events.catalog.common import Channel
@@ -109,5 +110,16 @@ def test_revoked_foreign_and_long_paused_accounts_take_no_sends() -> None:
     assert not health.usable("demo", BOB)  # revoked
     assert not health.usable("demo", BOT)  # paused for five minutes
     assert not health.usable("demo", Member(Channel.MTPROTO, "eve"))  # another workspace's
+    restricted = Account(
+        channel=Channel.MTPROTO,
+        id="ann",
+        workspace_id="demo",
+        settings={"restricted_until": datetime.fromtimestamp(now + 600, UTC).isoformat()},
+    )
+    assert not PoolHealth(_Accounts(restricted), None).usable("demo", ANN)  # type: ignore[arg-type]
+    over = restricted.model_copy(
+        update={"settings": {"restricted_until": datetime.fromtimestamp(now - 1, UTC).isoformat()}}
+    )
+    assert PoolHealth(_Accounts(over), None).usable("demo", ANN)  # type: ignore[arg-type]
     assert health.paused_long("telegram", "shop")
     assert not health.paused_long("mtproto", "ann")

@@ -5,6 +5,7 @@ once instead of waiting for a holder that will never come."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from switchboard.events.catalog.common import Channel
@@ -40,3 +41,15 @@ async def register(
 async def forget(accounts: AccountStore, session_id: str) -> None:
     """A session logged out: it is no account any more."""
     await accounts.delete(Channel.MTPROTO, session_id)
+
+
+async def restrict(
+    accounts: AccountStore, session_id: str, workspace_id: str, until: datetime
+) -> None:
+    """Telegram restricted the account (PEER_FLOOD: it may not write to strangers for now):
+    outbound sends it nothing until ``until``; then a send tells whether it still is."""
+    found = await accounts.get(Channel.MTPROTO, session_id)
+    if found is None or found.workspace_id != workspace_id:
+        return
+    settings = {**found.settings, "restricted_until": until.isoformat()}
+    await accounts.put(found.model_copy(update={"settings": settings}))

@@ -54,6 +54,9 @@ STREAM = "MTPROTO"
 REPLY_HEADER = "reply-to"
 # Telegram's answer when the account is restricted for spam: it cannot write to strangers.
 RESTRICTED = ("PEER_FLOOD", "USER_RESTRICTED")
+# Restrictions last hours to days and Telegram does not say how long: the account is left
+# alone this long, then the next send finds out whether it still is.
+RESTRICTED_HOLD = timedelta(hours=1)
 _UNUSABLE = (AuthKeyDuplicatedError, AuthKeyUnregisteredError, UserDeactivatedError)
 _MEDIA_KINDS = ("photo", "video", "audio", "voice", "document", "animation")
 
@@ -137,6 +140,8 @@ class Relay:
     paused_until: datetime | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     last_call: float = 0.0
+    # Tells the accounts registry the account is restricted until then (None: nobody).
+    on_restricted: Callable[[datetime], Awaitable[None]] | None = None
 
     async def run(self, client: MtprotoClient) -> None:
         js = self.bus.js
@@ -237,6 +242,8 @@ class Relay:
             raise
         except MtprotoError as exc:
             result = classify(exc)
+            if exc.reason in RESTRICTED and self.on_restricted is not None:
+                await self.on_restricted(self.now() + RESTRICTED_HOLD)
             if result.status == "refused":
                 await self.state.send_done(workspace, cmd.message_id, "failed", None, exc.reason)
                 SENDS.labels("failed").inc()

@@ -80,7 +80,7 @@ from switchboard.mtproto.ports import (
     UserDeactivatedError,
 )
 from switchboard.mtproto.publisher import ConvPublisher
-from switchboard.mtproto.registry import forget, register
+from switchboard.mtproto.registry import forget, register, restrict
 from switchboard.mtproto.relay import Relay
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
@@ -167,6 +167,7 @@ class SessionRunner:
             self._emit,
             self._sleep,
             settings.send_interval_s,
+            on_restricted=self._restricted,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -292,6 +293,10 @@ class SessionRunner:
                 session_id=self.session_id, at=self._now(), reason=reason, error_code=exc.reason
             )
         )
+
+    async def _restricted(self, until: datetime) -> None:
+        if self.deps.accounts is not None:
+            await restrict(self.deps.accounts, self.session_id, self.workspace_id, until)
 
     async def _connect(self, client: MtprotoClient) -> None:
         """Connect, retrying drops with exponential backoff and jitter, only while held."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import StartCampaign
+from switchboard.outbound.providers.mtproto import session_status
 from switchboard.outbound.ratelimit import PauseView, pause_key
 from switchboard.runtime.accounts import AccountCache
 
@@ -87,7 +88,7 @@ class PoolHealth:
 
     def usable(self, workspace: str, member: Member) -> bool:
         account = self.accounts.owned(member.channel, member.account, workspace)
-        if account is None or str(account.settings.get("status") or "active") != "active":
+        if account is None or session_status(account) != "active":
             return False
         return not self.paused_long(member.channel, member.account)
 

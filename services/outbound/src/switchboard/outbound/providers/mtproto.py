@@ -30,9 +30,21 @@ REPLY_HEADER = "reply-to"
 UNUSABLE = "account_unusable"
 
 
-def session_status(account: Account) -> str:
-    """What the gateway last said of the session (``active`` unless it said otherwise)."""
-    return str(account.settings.get("status") or "active")
+def session_status(account: Account, now: datetime | None = None) -> str:
+    """What the gateway last said of the session: ``active``, ``revoked``, or ``restricted``
+    (Telegram restricted it for spam, until ``settings["restricted_until"]``)."""
+    status = str(account.settings.get("status") or "active")
+    if status == "active" and restricted_until(account) > (now or datetime.now(UTC)):
+        return "restricted"
+    return status
+
+
+def restricted_until(account: Account) -> datetime:
+    raw = account.settings.get("restricted_until")
+    try:
+        return datetime.fromisoformat(str(raw)) if raw else datetime.min.replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def deliver_command(
@@ -95,10 +107,9 @@ class GatewayClient:
         self.timeout = timeout
 
     async def send(self, account: Account, command: SendMessage) -> Sent:
-        if session_status(account) != "active":
-            raise ProviderError(
-                Failure.PERMANENT, UNUSABLE, f"session {account.id} is {session_status(account)}"
-            )
+        status = session_status(account)
+        if status != "active":
+            raise ProviderError(Failure.PERMANENT, UNUSABLE, f"session {account.id} is {status}")
         deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
         # The gateway paces the session at the account's own limit too.
         cmd = deliver_command(command, account.id, deadline, account_key(account).limit.interval)
