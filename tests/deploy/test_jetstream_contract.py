@@ -32,6 +32,7 @@ from switchboard.events.topology import (
 from switchboard.flows import runner as flows_runner
 from switchboard.ingest import normalizer
 from switchboard.mtproto import commands as mtproto_commands
+from switchboard.mtproto import relay as mtproto_relay
 from switchboard.mtproto import runner as mtproto_runner
 from switchboard.outbound import app as outbound_app
 from switchboard.runtime.consumer import ConsumerSpec
@@ -215,14 +216,19 @@ def test_runtime_durables_mirror_the_gateway_s_send_queues() -> None:
     """The per-session send durables the topology declares are the ones the gateway makes:
     same stream, same name shape, a filter the declared one covers."""
     mtproto = next(s for s in SERVICES if s.name == "mtproto")
-    (queues,) = mtproto.runtime_durables
-    assert queues.stream == mtproto_runner.STREAM
-    prefix = queues.name.removesuffix("<session>")
-    assert mtproto_runner.send_consumer("sales-1") == f"{prefix}sales-1"
-    assert subject_matches(queues.filter_subject, mtproto_runner.send_subject("sales-1"))
-    assert queues.delete, "logout deletes a session's send queue"
-    # No NACK consumer may look like one of them (the service would delete it at logout).
-    assert not [d for s in SERVICES for d in s.durables if d.name.startswith(prefix)]
+    queues, deliveries = mtproto.runtime_durables
+    made = (
+        (queues, mtproto_runner.send_consumer, mtproto_runner.send_subject),
+        (deliveries, mtproto_relay.deliver_consumer, mtproto_relay.deliver_subject),
+    )
+    for declared, consumer, subject in made:
+        assert declared.stream == mtproto_runner.STREAM
+        prefix = declared.name.removesuffix("<session>")
+        assert consumer("sales-1") == f"{prefix}sales-1"
+        assert subject_matches(declared.filter_subject, subject("sales-1"))
+        assert declared.delete, "logout deletes a session's queues"
+        # No NACK consumer may look like one of them (the service would delete it at logout).
+        assert not [d for s in SERVICES for d in s.durables if d.name.startswith(prefix)]
 
 
 def test_erased_subjects_are_the_gateway_s_login_commands() -> None:

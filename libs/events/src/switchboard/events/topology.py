@@ -113,6 +113,8 @@ class ServiceTopology:
     erases: tuple[MessageErase, ...] = ()
     buckets: tuple[BucketUse, ...] = ()
     description: str = ""
+    # Core NATS subjects it answers requests on (no stream stores them): inbox prefixes.
+    answers: tuple[str, ...] = ()
 
     def streams(self) -> tuple[str, ...]:
         """Every stream this service touches through the JetStream API, in catalog order."""
@@ -227,6 +229,7 @@ OUTBOUND = ServiceTopology(
         "cmd.outbound.answer_callback.>",  # POST /v1/callbacks/answer
         "cmd.outbound.edit.>",  # POST /v1/messages/{id}/edit
         "cmd.outbound.delete.>",  # POST /v1/messages/{id}/delete
+        "cmd.mtproto.deliver.>",  # sends through user accounts, answered on _INBOX.mtproto.>
         "delivery.queued.>",
         "delivery.retrying.>",
         "delivery.sent.>",
@@ -371,6 +374,7 @@ MTPROTO = ServiceTopology(
     publishes=(
         "mtproto.>",
         "cmd.mtproto.send.>",
+        "delivery.receipt.>",  # read receipts of sends made for outbound
         "conv.message_received.>",
         "conv.message_edited.>",
         "conv.message_deleted.>",
@@ -407,7 +411,16 @@ MTPROTO = ServiceTopology(
             "(sends go out one at a time and continue with the next holder), deleted at logout",
             delete=True,
         ),
+        RuntimeDurables(
+            stream="MTPROTO",
+            name="mtproto-deliver-<session>",
+            filter_subject="cmd.mtproto.deliver.v1.*",
+            why="outbound's sends through a session, read by its lease holder only and "
+            "answered on the sender's inbox, deleted at logout",
+            delete=True,
+        ),
     ),
+    answers=("_INBOX.mtproto.>",),  # outbound's mtproto.deliver: only that inbox prefix
     erases=(
         MessageErase(
             stream="MTPROTO",
@@ -425,6 +438,12 @@ MTPROTO = ServiceTopology(
             "renewed, released; every instance watches them",
         ),
         BucketUse("dedup", Access.READ_WRITE, why="conv event ids already published"),
+        BucketUse(
+            "accounts",
+            Access.READ_WRITE,
+            why="sessions as accounts of channel mtproto (workspace, active / revoked / "
+            "restricted) for outbound",
+        ),
     ),
 )
 
@@ -570,6 +589,8 @@ def permissions(
 
     for subject in service.publishes:
         allow(subject, "publishes")
+    for subject in service.answers:
+        allow(subject, "answers requests on")
     allow(f"{API}.INFO", "readiness (/readyz asks JetStream for account info)")
     for stream in service.streams():
         allow(f"{API}.STREAM.INFO.{stream}", f"stream info of {stream}")

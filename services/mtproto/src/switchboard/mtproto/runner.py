@@ -81,7 +81,7 @@ from switchboard.mtproto.ports import (
 )
 from switchboard.mtproto.publisher import ConvPublisher
 from switchboard.mtproto.registry import forget, register, restrict
-from switchboard.mtproto.relay import Relay
+from switchboard.mtproto.relay import Relay, deliver_consumer
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
@@ -392,6 +392,8 @@ class SessionRunner:
     async def _finish_logout(self) -> None:
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, send_consumer(self.session_id))
+        with contextlib.suppress(Exception):
+            await self.deps.bus.js.delete_consumer(STREAM, deliver_consumer(self.session_id))
         await self.deps.sessions.delete_session(self.session_id)
         if self.deps.accounts is not None:
             await forget(self.deps.accounts, self.session_id)

@@ -13,6 +13,7 @@ the account, which the outbound core turns into a pause for every instance.
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -26,6 +27,7 @@ from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 
 REPLY_HEADER = "reply-to"
+INBOX_PREFIX = "_INBOX.mtproto"
 # The account cannot send at all for now (revoked, banned, restricted for spam).
 UNUSABLE = "account_unusable"
 
@@ -120,7 +122,8 @@ class GatewayClient:
                 raise SlotMissedError(f"{(now - window.slot) * 1000:.0f} ms after its slot")
             window.left_at = now
         nc = self.bus.nc
-        inbox = nc.new_inbox()
+        # The gateway may answer on this prefix only (its NATS permissions).
+        inbox = f"{INBOX_PREFIX}.{uuid.uuid4().hex}"
         sub = await nc.subscribe(inbox, max_msgs=1)
         try:
             await self.bus.publish(
