@@ -201,18 +201,17 @@ async def test_another_workspace_naming_the_session_gets_404(env: Env) -> None:
     assert r.status_code == 404, r.text
 
 
-async def test_a_keyboard_fails_for_a_user_account_without_a_telegram_call(env: Env) -> None:
+async def test_what_a_user_account_cannot_send_is_422_naming_the_field(env: Env) -> None:
     body = _body("ua-kb-1", {"kind": "text", "text": "pick one"})
     body["keyboard"] = {"type": "inline", "rows": [[{"text": "A", "callback_data": "a"}]]}
     r = await env.outbound.post("/v1/messages", json=body)
-    assert r.status_code == 202, r.text
-
-    async def failed() -> Any:
-        events = await _events(env.nats_url, "ua-kb-1")
-        return next((d.model for d in events if d.model.name == "delivery.failed"), None)
-
-    event = await eventually(failed, timeout=30, message="failed")
-    assert event.error_code == "unsupported_content"
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["field"]) == ("unsupported_content", "keyboard")
+    sticker = _body("ua-st-1", {"kind": "sticker", "source": {"file_id": "CAADAgAD"}})
+    r = await env.outbound.post("/v1/messages", json=sticker)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "content.kind"
+    assert await _events(env.nats_url, "ua-kb-1") == []
     assert env.box.mtproto.messages(env.sender, env.friend) == []
 
 
@@ -365,3 +364,16 @@ async def test_a_revoked_session_is_marked_and_its_sends_fail_without_a_call(env
     assert failed.error_code == "account_unusable"
     assert "revoked" in failed.reason
     assert env.box.mtproto.messages(env.sender, env.friend) == []
+
+
+async def test_a_campaign_with_user_accounts_refuses_content_they_cannot_send(env: Env) -> None:
+    body = {
+        "campaign_id": "ua-stickers",
+        "channel": "mtproto",
+        "accounts": [SESSION],
+        "content": {"kind": "sticker", "source": {"file_id": "CAADAgAD"}},
+        "recipients": ["@friend_ua"],
+    }
+    r = await env.outbound.post("/v1/campaigns", json=body)
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["field"]) == ("unsupported_content", "content.kind")

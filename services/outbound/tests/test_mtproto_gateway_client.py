@@ -12,7 +12,12 @@ from switchboard.events.catalog.mtproto import DeliverResult
 from switchboard.events.catalog.outbound import Button, Keyboard, OutText, SendMessage
 from switchboard.outbound.limits import send_limits
 from switchboard.outbound.providers.base import Failure, ProviderError
-from switchboard.outbound.providers.mtproto import UNUSABLE, deliver_command, outcome
+from switchboard.outbound.providers.mtproto import (
+    UNUSABLE,
+    deliver_command,
+    outcome,
+    unsupported,
+)
 from switchboard.runtime.accounts import Account
 
 DEADLINE = datetime(2026, 1, 5, 10, 0, 15, tzinfo=UTC)
@@ -42,7 +47,7 @@ def test_the_command_names_the_session_the_peer_and_the_reply() -> None:
             {"keyboard": Keyboard(rows=((Button(text="A", callback_data="a"),),))},
             "unsupported_content",
         ),
-        ({"reply_to": "not-a-number"}, "invalid_reply_to"),
+        ({"reply_to": "not-a-number"}, "unsupported_content"),
     ],
 )
 def test_what_a_user_account_cannot_send_fails_before_any_call(
@@ -83,3 +88,16 @@ def test_a_user_account_takes_an_account_and_a_chat_limit() -> None:
     group = send_limits(account, "-100123")
     assert group.recipient is not None
     assert group.recipient.limit.per == 60
+
+
+def test_the_api_names_the_field_a_user_account_cannot_send() -> None:
+    sticker = {"kind": "sticker", "source": {"file_id": "CAAD"}}
+    bot_photo = {"kind": "photo", "source": {"file_id": "AgAC"}}
+    url_photo = {"kind": "photo", "source": {"url": "https://x/p.jpg"}}
+    kb = Keyboard(rows=((Button(text="A", callback_data="a"),),))
+    assert unsupported(_cmd(content=sticker)) is not None
+    assert unsupported(_cmd(content=sticker))[0] == "content.kind"  # type: ignore[index]
+    assert unsupported(_cmd(content=bot_photo))[0] == "content.source.file_id"  # type: ignore[index]
+    assert unsupported(_cmd(keyboard=kb))[0] == "keyboard"  # type: ignore[index]
+    assert unsupported(_cmd(reply_to="x"))[0] == "reply_to"  # type: ignore[index]
+    assert unsupported(_cmd(content=url_photo, reply_to="12")) is None

@@ -15,6 +15,7 @@ from fastapi import Body, Depends, Header, Request
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.outbound import (
     AnswerCallback,
@@ -47,6 +48,7 @@ from switchboard.outbound.media_limits import TooLarge, too_large
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.mtproto import GatewayClient
+from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
@@ -376,6 +378,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
+            return error(422, "unsupported_content", problem[1], field=problem[0])
         oversize = too_large(cmd) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
         if oversize is not None:
             return error(413, "too_large", oversize.reason, field=oversize.field)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
-from switchboard.events.catalog.outbound import SendMessage
+from switchboard.events.catalog.outbound import OutMedia, SendMessage
 from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.providers.base import Failure, ProviderError, Sent
@@ -49,24 +49,34 @@ def restricted_until(account: Account) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
 
 
+# What a Telegram user account sends (bots have keyboards, stickers by file id, albums).
+USER_KINDS = ("text", "location", "photo", "video", "audio", "voice", "document", "animation")
+
+
+def unsupported(command: SendMessage) -> tuple[str, str] | None:
+    """(field, reason) when a user account cannot send ``command`` as it is, else None: the
+    API answers 422 naming the field, before anything is queued."""
+    content = command.content
+    if content.kind not in USER_KINDS:
+        return "content.kind", f"a Telegram user account cannot send {content.kind} content"
+    if isinstance(content, OutMedia) and content.source.file_id:
+        return "content.source.file_id", "file ids are a bot's; send user media by url or data"
+    if command.keyboard is not None:
+        return "keyboard", "Telegram user accounts cannot attach keyboards (bots only)"
+    if command.reply_to is not None and not command.reply_to.isdigit():
+        return "reply_to", "a Telegram message id (digits)"
+    return None
+
+
 def deliver_command(
     command: SendMessage, session_id: str, deadline: datetime, interval: float | None = None
 ) -> DeliverAsUser:
-    """The gateway command for one attempt of ``command`` (a user account has no
-    keyboards: refused before any call)."""
-    if command.keyboard is not None:
-        raise ProviderError(
-            Failure.PERMANENT,
-            "unsupported_content",
-            "keyboard: Telegram user accounts cannot attach keyboards (bots only)",
-        )
-    reply_to = None
-    if command.reply_to is not None:
-        if not command.reply_to.isdigit():
-            raise ProviderError(
-                Failure.PERMANENT, "invalid_reply_to", "reply_to: a Telegram message id (digits)"
-            )
-        reply_to = int(command.reply_to)
+    """The gateway command for one attempt of ``command`` (what a user account cannot send
+    is refused before any call)."""
+    problem = unsupported(command)
+    if problem is not None:
+        raise ProviderError(Failure.PERMANENT, "unsupported_content", ": ".join(problem))
+    reply_to = int(command.reply_to) if command.reply_to is not None else None
     return DeliverAsUser(
         session_id=session_id,
         message_id=command.message_id,
