@@ -53,8 +53,10 @@ class Attempt(BaseModel):
     # sends it (None in records written before either was kept).
     fingerprint: str | None = None
     owner: int | None = None
-    # A campaign send whose account dropped out: the message id it was moved on as.
+    # A campaign send whose account dropped out: the message id it was moved on as, and
+    # the ``<channel>/<account>`` it goes through.
     moved_to: str | None = None
+    moved_via: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     history: list[Step] = Field(default_factory=list)
 

@@ -194,9 +194,9 @@ class Sender:
             if record.status == "sent" and record.provider_message_id:
                 # Stored as sent, but its events may have been lost to an outage: again.
                 await job.announce_sent(record)
-            if record.status == "moved" and record.moved_to and self.campaigns is not None:
+            if record.status == "moved" and record.moved_to and record.moved_via:
                 # Moved before; its new command or the count may have been lost: again.
-                await self._publish_move(job, record.moved_to)
+                await self._publish_move(job, record)
             if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
                 # Counted before its ack the first time; again in case that ack was lost.
                 await self.campaigns.record_failure(
@@ -517,9 +517,11 @@ class Sender:
             return False
         new_id = moved_id(cmd.message_id, target.key(start.channel))
         where = f"{target.channel.value}/{target.account}"
-        record = record.step("moved", reason=f"{reason}; moved to {where}", moved_to=new_id)
+        record = record.step(
+            "moved", reason=f"{reason}; moved to {where}", moved_to=new_id, moved_via=where
+        )
         await self.attempts.put(record)
-        await self._publish_move(job, new_id)
+        await self._publish_move(job, record)
         await job.announce(
             DeliveryFailed(
                 **job.base(),
@@ -534,28 +536,20 @@ class Sender:
         log.info("campaign send moved", message_id=cmd.message_id, to=where)
         return True
 
-    async def _publish_move(self, job: Outcome, new_id: str) -> None:
+    async def _publish_move(self, job: Outcome, record: Attempt) -> None:
         """The moved send's command (its id names its account: publishing it again is
-        dropped as a duplicate), and the campaign's count of moved sends."""
-        cmd = job.cmd
-        start = None
-        if self.campaigns is not None and cmd.campaign_id:
-            start = self.campaigns.definition(job.env.workspace_id, cmd.campaign_id)
-            key = new_id.rsplit(">", 1)[-1]
-            target = next(
-                (m for m in members(start) if m.key(start.channel) == key), None
-            ) if start is not None else None  # fmt: skip
-            if target is not None:
-                moved = type(cmd).model_validate(
-                    {
-                        **cmd.model_dump(),
-                        "message_id": new_id,
-                        "channel": target.channel,
-                        "account": target.account,
-                    }
-                )
-                await self.bus.publish(moved, cause=job.env, workspace_id=job.env.workspace_id)
-            await self.campaigns.record_moved(job.env.workspace_id, cmd.campaign_id, cmd.message_id)
+        dropped as a duplicate), then the campaign's count of moved sends."""
+        cmd, hooks = job.cmd, self.campaigns
+        assert record.moved_to is not None
+        assert record.moved_via is not None
+        channel, _, account = record.moved_via.partition("/")
+        moved = type(cmd).model_validate(
+            {**cmd.model_dump(), "message_id": record.moved_to, "channel": channel,
+             "account": account}
+        )  # fmt: skip
+        await self.bus.publish(moved, cause=job.env)
+        if hooks is not None and cmd.campaign_id:
+            await hooks.record_moved(job.env.workspace_id, cmd.campaign_id, cmd.message_id)
 
     async def _retry(self, job: Outcome, record: Attempt, reason: str, code: str) -> None:
         if record.attempts >= self.policy.max_attempts:
