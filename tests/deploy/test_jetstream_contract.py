@@ -33,6 +33,7 @@ from switchboard.flows import runner as flows_runner
 from switchboard.ingest import normalizer
 from switchboard.mtproto import commands as mtproto_commands
 from switchboard.mtproto import dialogs as mtproto_dialogs
+from switchboard.mtproto import relay as mtproto_relay
 from switchboard.mtproto import runner as mtproto_runner
 from switchboard.outbound import app as outbound_app
 from switchboard.runtime.consumer import ConsumerSpec
@@ -216,22 +217,20 @@ def test_runtime_durables_mirror_the_gateway_s_send_queues() -> None:
     """The per-session send durables the topology declares are the ones the gateway makes:
     same stream, same name shape, a filter the declared one covers."""
     mtproto = next(s for s in SERVICES if s.name == "mtproto")
-    queues, queries = mtproto.runtime_durables
-    assert queues.stream == mtproto_runner.STREAM
-    prefix = queues.name.removesuffix("<session>")
-    assert mtproto_runner.send_consumer("sales-1") == f"{prefix}sales-1"
-    assert subject_matches(queues.filter_subject, mtproto_runner.send_subject("sales-1"))
-    assert queues.delete, "logout deletes a session's send queue"
-    # and the per-session queues of dialogs and contact-search queries
-    assert queries.stream == mtproto_dialogs.STREAM
-    assert mtproto_dialogs.query_consumer("sales-1") == (
-        queries.name.removesuffix("<session>") + "sales-1"
+    queues, queries, deliveries = mtproto.runtime_durables
+    made = (
+        (queues, mtproto_runner.send_consumer, [mtproto_runner.send_subject("sales-1")]),
+        (queries, mtproto_dialogs.query_consumer, mtproto_dialogs.query_subjects("sales-1")),
+        (deliveries, mtproto_relay.deliver_consumer, [mtproto_relay.deliver_subject("sales-1")]),
     )
-    assert all(
-        subject_matches(queries.filter_subject, s) for s in mtproto_dialogs.query_subjects("s-1")
-    )
-    # No NACK consumer may look like one of them (the service would delete it at logout).
-    assert not [d for s in SERVICES for d in s.durables if d.name.startswith(prefix)]
+    for declared, consumer, subjects in made:
+        assert declared.stream == mtproto_runner.STREAM
+        prefix = declared.name.removesuffix("<session>")
+        assert consumer("sales-1") == f"{prefix}sales-1"
+        assert all(subject_matches(declared.filter_subject, s) for s in subjects)
+        assert declared.delete, "logout deletes a session's queues"
+        # No NACK consumer may look like one of them (the service would delete it at logout).
+        assert not [d for s in SERVICES for d in s.durables if d.name.startswith(prefix)]
 
 
 def test_erased_subjects_are_the_gateway_s_login_commands() -> None:

@@ -809,7 +809,7 @@ def texts_sent(fake: Any, to: Any, sender: Any) -> list[str]:
         ("mtproto", "cmd.mtproto.login_start.v1.x"),  # commands come from others
         ("mtproto", "delivery.queued.v1.x"),
         ("mtproto", "crm.contact_created.v1.x"),
-        ("mtproto", "$KV.accounts.k"),
+        ("mtproto", "$KV.ratelimit.k"),  # outbound's limits: never its business
         # analytics: reads four streams and writes only conversion commands
         ("analytics", "crm.lead_created.v1.x"),
         ("analytics", "conv.message_received.v1.x"),

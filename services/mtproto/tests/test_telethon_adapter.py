@@ -604,6 +604,7 @@ async def test_handlers_feed_updates_and_drops_end_them() -> None:
         events.NewMessage,
         events.MessageEdited,
         events.MessageDeleted,
+        events.MessageRead,
     }
     handler = client._handlers[0][0]
     update = types.UpdateNewChannelMessage(message=channel_post(), pts=1, pts_count=1)

@@ -122,6 +122,8 @@ class ServiceTopology:
     erases: tuple[MessageErase, ...] = ()
     buckets: tuple[BucketUse, ...] = ()
     description: str = ""
+    # Core NATS subjects it answers requests on (no stream stores them): inbox prefixes.
+    answers: tuple[str, ...] = ()
 
     def streams(self) -> tuple[str, ...]:
         """Every stream this service touches through the JetStream API, in catalog order."""
@@ -254,6 +256,7 @@ OUTBOUND = ServiceTopology(
         "cmd.outbound.answer_callback.>",  # POST /v1/callbacks/answer
         "cmd.outbound.edit.>",  # POST /v1/messages/{id}/edit
         "cmd.outbound.delete.>",  # POST /v1/messages/{id}/delete
+        "cmd.mtproto.deliver.>",  # sends through user accounts, answered on _INBOX.mtproto.>
         "delivery.queued.>",
         "delivery.retrying.>",
         "delivery.sent.>",
@@ -417,6 +420,7 @@ MTPROTO = ServiceTopology(
         "cmd.mtproto.send.>",
         "cmd.mtproto.list_dialogs.>",  # the API asks a session's holder (dialogs.py)
         "cmd.mtproto.search_contacts.>",
+        "delivery.receipt.>",  # read receipts of sends made for outbound
         "conv.message_received.>",
         "conv.message_edited.>",
         "conv.message_deleted.>",
@@ -442,6 +446,7 @@ MTPROTO = ServiceTopology(
                     "send",
                     "list_dialogs",
                     "search_contacts",
+                    "deliver",
                 )
             ),
             description="login steps, logout, subscriptions and backfills of the sessions; "
@@ -469,7 +474,17 @@ MTPROTO = ServiceTopology(
             delete=True,
             handlers=("switchboard.mtproto.dialogs:QueryServer.handle",),
         ),
+        RuntimeDurables(
+            stream="MTPROTO",
+            name="mtproto-deliver-<session>",
+            filter_subject="cmd.mtproto.deliver.v1.*",
+            why="outbound's sends through a session, read by its lease holder only and "
+            "answered on the sender's inbox, deleted at logout",
+            delete=True,
+            handlers=("switchboard.mtproto.relay:Relay.handle",),
+        ),
     ),
+    answers=("_INBOX.mtproto.>",),  # outbound's mtproto.deliver: only that inbox prefix
     erases=(
         MessageErase(
             stream="MTPROTO",
@@ -487,6 +502,12 @@ MTPROTO = ServiceTopology(
             "renewed, released; every instance watches them",
         ),
         BucketUse("dedup", Access.READ_WRITE, why="conv event ids already published"),
+        BucketUse(
+            "accounts",
+            Access.READ_WRITE,
+            why="sessions as accounts of channel mtproto (workspace, active / revoked / "
+            "restricted) for outbound",
+        ),
     ),
 )
 
@@ -658,6 +679,8 @@ def permissions(
 
     for subject in service.publishes:
         allow(subject, "publishes")
+    for subject in service.answers:
+        allow(subject, "answers requests on")
     allow(f"{API}.INFO", "readiness (/readyz asks JetStream for account info)")
     for stream in service.streams():
         allow(f"{API}.STREAM.INFO.{stream}", f"stream info of {stream}")

@@ -19,6 +19,7 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.signin_caps import SignInAttempts, SignInCaps
 from switchboard.mtproto.state import StateStore
 from switchboard.mtproto.ttl import Parking
+from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PullWorker
@@ -77,6 +78,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
             conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup")),
             settings=settings,
             owner=owner,
+            accounts=AccountStore(await rt.bus.kv("accounts"), keyring),
         )
         ownership = Ownership(
             kv=leases,

@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from switchboard.events import DecodeError, Message, decode_message
 from switchboard.events.catalog.mtproto import (
     CommandRejected,
+    DeliverAsUser,
     ListDialogs,
     Logout,
     SearchContacts,
@@ -43,7 +44,7 @@ from switchboard.runtime.ownership import Owned, visible
 
 log = get_logger(__name__)
 
-WAKING = ("send", "list_dialogs", "search_contacts")
+WAKING = ("send", "list_dialogs", "search_contacts", "deliver")
 
 SPEC = ConsumerSpec(
     stream=STREAM,
@@ -96,7 +97,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
     cmd, envelope = decoded.model, decoded.envelope
     sid = getattr(cmd, "session_id", "")
     foreign = await foreign_session(deps.sessions, cmd, envelope.workspace_id)
-    if isinstance(cmd, SendAsUser | ListDialogs | SearchContacts):
+    if isinstance(cmd, SendAsUser | ListDialogs | SearchContacts | DeliverAsUser):
         # The session's holder answers these from its own queues; here they only wake a
         # parked session (never another workspace's: it will refuse them when it connects).
         if foreign is None and deps.parking is not None:

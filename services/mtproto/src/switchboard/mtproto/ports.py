@@ -183,6 +183,20 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingMedia:
+    """Media to send as the user: a file by URL (Telegram fetches it) or by its bytes
+    (uploaded), or a location. ``kind`` is the content kind of ``outbound.send``."""
+
+    kind: Literal["photo", "video", "audio", "voice", "document", "animation", "location"]
+    url: str | None = None
+    data: bytes | None = None
+    file_name: str | None = None
+    mime_type: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     message: Message
 
@@ -201,7 +215,16 @@ class MessagesDeleted:
     peer: Peer | None = None
 
 
-Update = NewMessage | MessageEdited | MessagesDeleted
+@dataclass(frozen=True, slots=True)
+class OutboxRead:
+    """The peer read this account's messages in its chat up to ``max_id``
+    (updateReadHistoryOutbox / updateReadChannelOutbox)."""
+
+    peer: Peer
+    max_id: int
+
+
+Update = NewMessage | MessageEdited | MessagesDeleted | OutboxRead
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +424,16 @@ class MtprotoClient(Protocol):
     async def send_message(
         self, peer: Peer, text: str, *, reply_to: int | None = None
     ) -> Message: ...
+
+    async def send_media(
+        self,
+        peer: Peer,
+        media: OutgoingMedia,
+        *,
+        caption: str | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
+        """Send a photo, video, audio, voice note, document or location (``send_file``)."""
 
     def updates(self) -> AsyncIterator[Update]:
         """Live updates while connected; the iterator ends (or raises DisconnectedError) when the

@@ -74,6 +74,7 @@ from switchboard.mtproto.ports import (
     MtprotoClient,
     MtprotoError,
     NewMessage,
+    OutboxRead,
     Peer,
     PeerNotFoundError,
     Update,
@@ -82,11 +83,14 @@ from switchboard.mtproto.ports import (
 )
 from switchboard.mtproto.proxies import SessionProxies, health_check, label
 from switchboard.mtproto.publisher import ConvPublisher
+from switchboard.mtproto.registry import forget, register, restrict
+from switchboard.mtproto.relay import Relay, deliver_consumer
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
 from switchboard.mtproto.status import StatusTracker, unauthorized_reason
 from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
+from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
@@ -126,6 +130,8 @@ class Deps:
     conv: ConvPublisher
     settings: MtprotoSettings
     owner: str
+    # The shared accounts registry (sessions are accounts of channel mtproto for outbound).
+    accounts: AccountStore | None = None
 
 
 class _LogoutRequestedError(Exception):
@@ -172,6 +178,19 @@ class SessionRunner:
             settings.proxy_pool,
             health_check(address, settings.proxy_check_timeout_s),
             self._emit,
+        )
+        self.relay = Relay(
+            deps.bus,
+            deps.state,
+            deps.sessions,
+            session_id,
+            lambda: self.workspace_id,
+            self._resolve_ref,
+            self._emit,
+            self._sleep,
+            settings.send_interval_s,
+            on_restricted=self._restricted,
+            on_delivery=self.idle.touch,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -300,11 +319,17 @@ class SessionRunner:
         reason = revoke_reason(exc)
         log.error("session revoked", session=self.session_id, reason=reason.value)
         await self.deps.sessions.revoke(self.session_id, reason.value)
+        if self.deps.accounts is not None:
+            await register(self.deps.accounts, self.session_id, self.workspace_id, "revoked")
         await self._emit(
             SessionRevoked(
                 session_id=self.session_id, at=self._now(), reason=reason, error_code=exc.reason
             )
         )
+
+    async def _restricted(self, until: datetime) -> None:
+        if self.deps.accounts is not None:
+            await restrict(self.deps.accounts, self.session_id, self.workspace_id, until)
 
     async def _connect(self, client: MtprotoClient) -> None:
         """Connect, retrying drops with exponential backoff and jitter, only while held."""
@@ -349,6 +374,8 @@ class SessionRunner:
             self._set_connected(True)
             self.idle.touch()
             await self.parking.wake(self.session_id)  # claimed because it is needed again
+            if self.deps.accounts is not None:
+                await register(self.deps.accounts, self.session_id, self.workspace_id, "active")
             await self._emit(
                 SessionConnected(
                     session_id=self.session_id,
@@ -379,6 +406,7 @@ class SessionRunner:
             asyncio.create_task(self._backfills(client), name="backfills"),
             asyncio.create_task(self._sends(client), name="sends"),
             asyncio.create_task(self._queries(client), name="queries"),
+            asyncio.create_task(self.relay.run(client), name="deliveries"),
         }
         stop = asyncio.create_task(self.stopping.wait())
         try:
@@ -406,7 +434,11 @@ class SessionRunner:
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, send_consumer(self.session_id))
         await dialogs.forget(self.deps.bus, self.session_id)
+        with contextlib.suppress(Exception):
+            await self.deps.bus.js.delete_consumer(STREAM, deliver_consumer(self.session_id))
         await self.deps.sessions.delete_session(self.session_id)
+        if self.deps.accounts is not None:
+            await forget(self.deps.accounts, self.session_id)
         self._set_connected(False)
         await self._emit(
             SessionRevoked(session_id=self.session_id, at=self._now(), reason=RevokeReason.LOGOUT)
@@ -440,6 +472,8 @@ class SessionRunner:
                 await self._seen(chat, message.id)
         elif isinstance(update, MessagesDeleted):
             await self._deleted(update, now)
+        elif isinstance(update, OutboxRead):
+            await self.relay.read(update)
 
     async def _deleted(self, update: MessagesDeleted, now: datetime) -> None:
         by_chat: dict[str, list[int]] = defaultdict(list)
@@ -514,7 +548,9 @@ class SessionRunner:
         if not await self.parking.park(sid):
             self.idle.touch()  # a backfill or a pending subscription: still in use
             return
-        if await queued(self.deps.bus, STREAM, [send_consumer(sid), query_consumer(sid)]):
+        if await queued(
+            self.deps.bus, STREAM, [send_consumer(sid), query_consumer(sid), deliver_consumer(sid)]
+        ):
             await self.parking.wake(sid)
             self.idle.touch()
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import io
 import re
 import struct
 import warnings
@@ -39,6 +40,8 @@ from switchboard.mtproto.ports import (
     MessagesDeleted,
     MtprotoError,
     NewMessage,
+    OutboxRead,
+    OutgoingMedia,
     Peer,
     PeerNotFoundError,
     PeerType,
@@ -336,7 +339,15 @@ def map_message(
 
 
 def map_event(event: Any, known: Mapping[int, Peer] | None = None) -> Update | None:
-    """A Telethon NewMessage / MessageEdited / MessageDeleted event -> Update."""
+    """A Telethon NewMessage / MessageEdited / MessageDeleted / MessageRead event -> Update."""
+    if isinstance(event, events.MessageRead.Event):
+        if not event.outbox or event.chat_id is None or not event.max_id:
+            return None
+        bare, kind = utils.resolve_id(event.chat_id)
+        peer_type = {types.PeerUser: PeerType.USER, types.PeerChat: PeerType.CHAT}.get(
+            kind, PeerType.CHANNEL
+        )
+        return OutboxRead(Peer(id=bare, type=peer_type), int(event.max_id))
     if isinstance(event, events.MessageDeleted.Event):
         peer = None
         if event.chat_id is not None:  # only channel deletions name their chat
@@ -500,6 +511,49 @@ def build_client(
     return client
 
 
+_DEFAULT_NAMES = {
+    "photo": "photo.jpg",
+    "video": "video.mp4",
+    "animation": "animation.mp4",
+    "audio": "audio.mp3",
+    "voice": "voice.ogg",
+    "document": "document.bin",
+}
+
+
+def telethon_file(media: OutgoingMedia) -> Any:
+    """What ``send_file`` takes for ``media``: an InputMedia for a location or a URL
+    (Telegram fetches the URL itself), else a named stream of the bytes to upload."""
+    if media.kind == "location":
+        if media.latitude is None or media.longitude is None:
+            raise ValueError("a location needs latitude and longitude")
+        return types.InputMediaGeoPoint(types.InputGeoPoint(media.latitude, media.longitude))
+    if media.url is not None:
+        if media.kind == "photo":
+            return types.InputMediaPhotoExternal(media.url)
+        return types.InputMediaDocumentExternal(media.url)
+    if media.data is None:
+        raise ValueError(f"{media.kind} needs a url or data")
+    stream = io.BytesIO(media.data)
+    stream.name = media.file_name or _DEFAULT_NAMES[media.kind]
+    return stream
+
+
+def media_attributes(media: OutgoingMedia) -> list[Any] | None:
+    """The document attributes that make an upload play as its kind (Telethon would guess
+    them from the file name and its metadata, which uploaded bytes may lack)."""
+    if media.url is not None or media.data is None:
+        return None
+    if media.kind in ("video", "animation"):
+        attributes: list[Any] = [types.DocumentAttributeVideo(0, 1, 1)]
+        if media.kind == "animation":
+            attributes.append(types.DocumentAttributeAnimated())
+        return attributes
+    if media.kind in ("audio", "voice"):
+        return [types.DocumentAttributeAudio(0, voice=media.kind == "voice")]
+    return None
+
+
 class _Closed:
     def __init__(self, error: MtprotoError | None) -> None:
         self.error = error
@@ -583,7 +637,12 @@ class TelethonClient:
             if update is not None:
                 self._queue.put_nowait(update)
 
-        for builder in (events.NewMessage(), events.MessageEdited(), events.MessageDeleted()):
+        for builder in (
+            events.NewMessage(),
+            events.MessageEdited(),
+            events.MessageDeleted(),
+            events.MessageRead(inbox=False),  # our messages read by their recipients
+        ):
             self._client.add_event_handler(on_event, builder)
             self._handlers.append((on_event, builder))
 
@@ -760,6 +819,29 @@ class TelethonClient:
         sent = await self._run(
             self._client.send_message(
                 input_peer(peer), text, reply_to=reply_to, parse_mode=None, link_preview=False
+            )
+        )
+        return map_message(sent, peer=peer)
+
+    async def send_media(
+        self,
+        peer: Peer,
+        media: OutgoingMedia,
+        *,
+        caption: str | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
+        sent = await self._run(
+            self._client.send_file(
+                input_peer(peer),
+                telethon_file(media),
+                caption=caption or "",
+                reply_to=reply_to,
+                parse_mode=None,
+                force_document=media.kind == "document",
+                voice_note=media.kind == "voice",
+                attributes=media_attributes(media),
+                mime_type=media.mime_type,
             )
         )
         return map_message(sent, peer=peer)

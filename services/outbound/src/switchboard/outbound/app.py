@@ -34,6 +34,7 @@ from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.campaigns.api import CampaignPorts
 from switchboard.outbound.campaigns.api import router as campaign_router
 from switchboard.outbound.campaigns.commands import CampaignCommands
+from switchboard.outbound.campaigns.pool import PoolHealth
 from switchboard.outbound.campaigns.runner import CampaignSupervisor, CampaignTiming
 from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
@@ -47,6 +48,8 @@ from switchboard.outbound.lanes import Lane
 from switchboard.outbound.media_limits import TooLarge, largest_limit, limit_of, too_large
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
+from switchboard.outbound.providers.mtproto import GatewayClient
+from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
@@ -267,11 +270,16 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
+        # User accounts send through the MTProto gateway, over the bus.
+        clients["mtproto"] = GatewayClient(rt.bus, settings.call_timeout_s)
         telegram = clients["telegram"]
         assert isinstance(telegram, TelegramClient)
         interactions = Interactions(
             rt.bus, cache, attempts, breakers, telegram, call_timeout=settings.call_timeout_s
         )
+        # Which accounts of a campaign's pool take its sends: one paused longer than this
+        # (a long FLOOD_WAIT), revoked or restricted drops out and its sends move.
+        health = PoolHealth(cache, pauses, settings.campaign_patience_s)
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -284,6 +292,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             campaigns=view,
             schedule=schedule,
             uploads=uploads,
+            pool=health,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
@@ -352,6 +361,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 settings.campaign_lease_s,
             ),
             settings.instance_id,
+            health=health,
         )
         rt.spawn("campaigns", lambda: supervisor.run(rt.stop))
         probes = httpx.AsyncClient(timeout=settings.call_timeout_s)
@@ -407,6 +417,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         accounts: AccountCache = ports["accounts"]
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
+            return error(422, "unsupported_content", problem[1], field=problem[0])
         try:
             sizes = await ports["uploads"].sizes(ws, cmd)
         except UploadMissingError as exc:

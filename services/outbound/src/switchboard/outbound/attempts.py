@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from switchboard.events.base import Message
 
-Status = Literal["queued", "in_flight", "retrying", "sent", "failed"]
+Status = Literal["queued", "in_flight", "retrying", "sent", "failed", "moved"]
 
 
 class Step(BaseModel):
@@ -53,12 +53,16 @@ class Attempt(BaseModel):
     # sends it (None in records written before either was kept).
     fingerprint: str | None = None
     owner: int | None = None
+    # A campaign send whose account dropped out: the message id it was moved on as, and
+    # the ``<channel>/<account>`` it goes through.
+    moved_to: str | None = None
+    moved_via: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     history: list[Step] = Field(default_factory=list)
 
     @property
     def done(self) -> bool:
-        return self.status in ("sent", "failed")
+        return self.status in ("sent", "failed", "moved")
 
     def step(
         self,

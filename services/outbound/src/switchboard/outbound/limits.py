@@ -16,6 +16,9 @@ DEFAULTS: dict[str, dict[str, Limit]] = {
     # 100 messages per user per hour without a reply: spread evenly, never a burst.
     "viber": {"bot": Limit(50), "user": Limit(100, 3600)},
     "generic": {"endpoint": Limit(50)},
+    # A user account: Telegram answers bursts with FLOOD_WAIT (and restricts spammy
+    # accounts); about one message a second, and one per second to the same chat.
+    "mtproto": {"account": Limit(1), "chat": Limit(1), "group": Limit(20, 60)},
     "metacapi": {"requests": Limit(10)},
     # About 10 requests per second per account.
     "sendpulse": {"requests": Limit(10)},
@@ -25,6 +28,7 @@ _PRIMARY = {
     "whatsapp": "number",
     "viber": "bot",
     "generic": "endpoint",
+    "mtproto": "account",
     "metacapi": "requests",
     "sendpulse": "requests",
 }
@@ -75,7 +79,7 @@ def send_limits(account: Account, recipient: str) -> SendLimits:
     base = f"{channel}.{account.id}"
     who = f"{base}.to.{recipient}"
     per_recipient: Limit | None = None
-    if channel == "telegram":
+    if channel in ("telegram", "mtproto"):
         per_recipient = limits["group"] if is_group(recipient) else limits["chat"]
     elif channel == "whatsapp":
         per_recipient = limits["pair"]

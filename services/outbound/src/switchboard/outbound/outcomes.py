@@ -22,7 +22,13 @@ from switchboard.events.catalog.delivery import (
     DeliverySent,
     SendRejected,
 )
-from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, OutText, SendMessage
+from switchboard.events.catalog.outbound import (
+    OutMedia,
+    OutMediaGroup,
+    OutText,
+    SendMessage,
+    StartCampaign,
+)
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.providers.base import Sent
 from switchboard.runtime.bus import Bus
@@ -47,6 +53,14 @@ class CampaignHooks(Protocol):
         self, workspace: str, campaign_id: str, message_id: str, code: str
     ) -> None:
         """Count a failed send of the campaign (idempotent), before its command is acked."""
+        ...
+
+    def definition(self, workspace: str, campaign_id: str) -> StartCampaign | None:
+        """The campaign's start (its pool), when known."""
+        ...
+
+    async def record_moved(self, workspace: str, campaign_id: str, message_id: str) -> None:
+        """Count a send moved to another account of the pool (idempotent), before its ack."""
         ...
 
 

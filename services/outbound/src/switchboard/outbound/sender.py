@@ -26,12 +26,23 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from switchboard.events import Envelope
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import (
+    DeliveryFailed,
     DeliveryQueued,
 )
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
 from switchboard.outbound.breaker import Breakers
+from switchboard.outbound.campaigns.pool import (
+    MOVED,
+    PoolHealth,
+    member_key,
+    members,
+    moved_id,
+    next_member,
+    tried,
+)
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
 from switchboard.outbound.limits import SendLimits, send_limits
 from switchboard.outbound.media_limits import too_large
@@ -44,6 +55,7 @@ from switchboard.outbound.providers.base import (
     Scope,
     Sent,
 )
+from switchboard.outbound.providers.mtproto import UNUSABLE
 from switchboard.outbound.ratelimit import SharedLimiter, pause_key
 from switchboard.outbound.schedule import ScheduleChanges, effective_time
 from switchboard.outbound.scheduler import Schedulers, Ticket
@@ -132,6 +144,8 @@ class Sender:
     campaigns: CampaignHooks | None = None
     schedule: ScheduleChanges | None = None
     uploads: Uploads | None = None  # files named by upload_id are read back from here
+    # Which accounts of a campaign's pool can take its sends (None: no moving).
+    pool: PoolHealth | None = None
     clock: Callable[[], float] = time.time
     round_trips: RoundTrips = field(default_factory=RoundTrips)
     # Commands arriving together are admitted a few at a time: hundreds of records and
@@ -182,6 +196,9 @@ class Sender:
             if record.status == "sent" and record.provider_message_id:
                 # Stored as sent, but its events may have been lost to an outage: again.
                 await job.announce_sent(record)
+            if record.status == "moved" and record.moved_to and record.moved_via:
+                # Moved before; its new command or the count may have been lost: again.
+                await self._publish_move(job, record)
             if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
                 # Counted before its ack the first time; again in case that ack was lost.
                 await self.campaigns.record_failure(
@@ -264,6 +281,20 @@ class Sender:
         cmd, msg = job.cmd, job.msg
         if cmd.campaign_id and not await self._campaign_allows(job, record):
             return
+        # Moving a send before its call is safe only when no earlier delivery of the command
+        # can have reached the provider: its first delivery. A later one through a user
+        # account asks the gateway, which answers from what it sent, or that the account
+        # waits (nothing sent: then it moves).
+        unsent = msg.metadata.num_delivered == 1
+        paused = f"{cmd.channel.value}/{cmd.account} is paused"
+        if (
+            unsent
+            and cmd.campaign_id
+            and self.pool is not None
+            and self.pool.paused_long(cmd.channel, cmd.account)
+            and await self._move(job, record, paused, fail=False)
+        ):
+            return  # its account waits longer than a campaign does: another one sends it
         if self.uploads is not None and upload_ids(cmd):
             # Uploaded files travel as ids; their bytes join the command for the call only.
             try:
@@ -282,12 +313,22 @@ class Sender:
             return
         limits = send_limits(account, cmd.recipient)
         ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause)
+        may_move = True
         while True:
             try:
-                at = await self._wait_for_slot(cmd, limits, ticket)
+                at = await self._wait_for_slot(cmd, limits, ticket, may_move=may_move)
             except BaseException:
                 breaker.release()
                 raise
+            if at is None:  # its account dropped out of the campaign's pool meanwhile
+                if unsent and await self._move(job, record, paused, fail=False):
+                    breaker.release()
+                    return
+                may_move = False
+                if unsent or cmd.channel is not Channel.MTPROTO:
+                    continue  # no other account can take it: it waits
+                # The gateway answers at once, without calling Telegram during the pause.
+                at = self.clock()
             phase.calling = True
             started_at = datetime.now(UTC)
             started = time.perf_counter()
@@ -366,18 +407,25 @@ class Sender:
         await job.msg.nak(delay=5.0)  # still paused: back to the stream for a while
         return False
 
-    async def _wait_for_slot(self, cmd: SendMessage, limits: SendLimits, ticket: Ticket) -> float:
+    async def _wait_for_slot(
+        self, cmd: SendMessage, limits: SendLimits, ticket: Ticket, *, may_move: bool = False
+    ) -> float | None:
         """This send's slot, from the account's scheduler, once it has come (and no pause
-        came up meanwhile); a slot woken up to too late is given up for a new one."""
+        came up meanwhile); a slot woken up to too late is given up for a new one. None
+        (with ``may_move``): a campaign send whose account got paused for longer than a
+        campaign waits, to go through another account."""
         scheduler = self.schedulers.get(limits.account, limits.account_pause)
         pauses = self.limiter.pauses
         while True:
             future = scheduler.slot(ticket)
             try:
-                at = await future
+                got = await self._slot(future, cmd, may_move)
             except BaseException:
                 future.cancel()
                 raise
+            if got is None:
+                return None
+            at = got
             delay = at - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -389,6 +437,13 @@ class Sender:
                     pauses.until(pause_key(limits.recipient_pause)),
                 )
             if paused > now:
+                if (
+                    may_move
+                    and cmd.campaign_id
+                    and self.pool is not None
+                    and self.pool.paused_long(cmd.channel, cmd.account)
+                ):
+                    return None
                 ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause, paused)
                 continue
             if now - at > self.policy.max_lateness:
@@ -401,10 +456,32 @@ class Sender:
                 continue
             return at
 
+    async def _slot(
+        self, future: asyncio.Future[float], cmd: SendMessage, may_move: bool
+    ) -> float | None:
+        """The scheduler's slot; None when, waiting for it, the campaign send's account got
+        paused longer than a campaign waits (the scheduler holds slots through a pause)."""
+        if not (may_move and cmd.campaign_id and self.pool is not None):
+            return await future
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=1.0)
+            if done:
+                return future.result()
+            if self.pool.paused_long(cmd.channel, cmd.account):
+                future.cancel()
+                return None
+
     async def _on_error(
         self, job: Outcome, record: Attempt, err: ProviderError, limits: SendLimits
     ) -> None:
         if err.failure is Failure.PERMANENT:
+            answered = bool(err.raw.get("answered")) or job.msg.metadata.num_delivered == 1
+            if (
+                err.code == UNUSABLE
+                and answered
+                and await self._move(job, record, str(err), fail=False)
+            ):
+                return  # the account cannot send at all: another one of the pool does
             await job.fail(record, err.reason, err.code, permanent=True)
             return
         if err.failure is Failure.RATE_LIMITED:
@@ -417,10 +494,75 @@ class Sender:
             log.warning(
                 "rate limited by provider; paused for every instance", pause=name, seconds=wait
             )
+            patience = self.pool.patience_s if self.pool is not None else None
+            if (
+                name == limits.account_pause
+                and patience is not None
+                and wait > patience
+                and await self._move(job, record, str(err), fail=False)
+            ):
+                return  # nothing was sent; the account waits too long for a campaign
             # Not a failed attempt: the message goes again once the pause ends.
             await job.again(record, err.reason, err.code, wait, counted=False)
             return
         await self._retry(job, record, err.reason, err.code)
+
+    async def _move(self, job: Outcome, record: Attempt, reason: str, *, fail: bool = True) -> bool:
+        """Move a campaign send that was not made to another account of its pool, under a
+        new message id (``campaigns.pool``): the record says where first, then the new
+        command and the campaign's count, then this one is acked. False when it cannot
+        move (not a campaign send, no other usable account); with ``fail`` it fails then."""
+        cmd, hooks, health = job.cmd, self.campaigns, self.pool
+        ws, cid = job.env.workspace_id, cmd.campaign_id
+        start = hooks.definition(ws, cid) if hooks is not None and cid else None
+        target = None
+        if start is not None and health is not None:
+            primary = start.channel
+            was = tried(cmd.message_id, member_key(cmd.channel, cmd.account, primary))
+            target = next_member(
+                members(start), primary, cmd.message_id, was, lambda m: health.usable(ws, m)
+            )
+        if target is None or start is None:
+            if fail:
+                reason = f"{reason}; no other account of the campaign's pool can send it"
+                await job.fail(record, reason, "no_account_left", permanent=True)
+                return True
+            return False
+        new_id = moved_id(cmd.message_id, target.key(start.channel))
+        where = f"{target.channel.value}/{target.account}"
+        record = record.step(
+            "moved", reason=f"{reason}; moved to {where}", moved_to=new_id, moved_via=where
+        )
+        await self.attempts.put(record)
+        await self._publish_move(job, record)
+        await job.announce(
+            DeliveryFailed(
+                **job.base(),
+                reason=f"not sent: {reason}; sent through {where} as {new_id}",
+                error_code=MOVED,
+                permanent=True,
+                attempts=record.attempts,
+                campaign_id=cid,
+            )
+        )
+        await job.msg.ack()
+        log.info("campaign send moved", message_id=cmd.message_id, to=where)
+        return True
+
+    async def _publish_move(self, job: Outcome, record: Attempt) -> None:
+        """The moved send's command (its id names its account: publishing it again is
+        dropped as a duplicate), then the campaign's count of moved sends."""
+        cmd, hooks = job.cmd, self.campaigns
+        assert record.moved_to is not None
+        assert record.moved_via is not None
+        channel, _, account = record.moved_via.partition("/")
+        moved = type(cmd).model_validate(
+            {**cmd.model_dump(), "message_id": record.moved_to, "channel": channel,
+             "account": account}
+        )  # fmt: skip
+        await self.bus.publish(moved, cause=job.env)
+        if hooks is not None and cmd.campaign_id:
+            await hooks.record_moved(job.env.workspace_id, cmd.campaign_id, cmd.message_id)
 
     async def _retry(self, job: Outcome, record: Attempt, reason: str, code: str) -> None:
         if record.attempts >= self.policy.max_attempts:

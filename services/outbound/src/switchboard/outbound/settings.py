@@ -52,6 +52,12 @@ class OutboundSettings(ServiceSettings):
     )
     campaign_progress_s: float = Field(5.0, gt=0, description="progress event cadence")
     campaign_lease_s: float = Field(6.0, gt=1, description="leader lease; takeover after it")
+    campaign_patience_s: float = Field(
+        30.0,
+        ge=0,
+        description="a campaign account paused longer than this (a long FLOOD_WAIT or 429) "
+        "drops out of the pool until the pause ends; its sends move to other accounts",
+    )
     idempotency_retention_s: float = Field(
         86400.0,
         gt=0,

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from switchboard.events.base import Command, Event
 from switchboard.events.catalog.common import Chat, Value
+from switchboard.events.catalog.outbound import OutContent
 from switchboard.events.registry import register, upcaster
 
 SESSION_ID = r"^[A-Za-z0-9_-]+$"
@@ -237,6 +238,50 @@ class SendAsUser(_SessionCommand):
 
     def deterministic_id(self) -> str:
         return f"mtsend:{self.message_id}"
+
+
+@register("mtproto.deliver", 1)
+class DeliverAsUser(_SessionCommand):
+    """Outbound's send of a ``SendMessage`` with channel ``mtproto`` through this session
+    (callers address outbound, never this command). Only the session's holder consumes it,
+    calls Telegram at most once per ``message_id`` of the workspace, and answers on the NATS
+    inbox in the ``reply-to`` header with a :class:`DeliverResult`; outbound announces the
+    ``delivery.*`` outcome. A command read after ``deadline`` is dropped unsent: its sender
+    has stopped waiting and sends again if it still wants to."""
+
+    caller_keyed: ClassVar[bool] = True  # send ids are per workspace
+
+    message_id: str = Field(min_length=1, max_length=200)
+    peer: str = Field(min_length=1, description="@username, t.me link or (marked) numeric id")
+    content: OutContent
+    reply_to: int | None = Field(None, ge=1, description="message id in that chat to answer")
+    deadline: datetime = Field(description="not sent when read after this (with a timezone)")
+    min_interval_s: float | None = Field(
+        None,
+        ge=0,
+        description="the account's pace: at least this between two of the session's sends "
+        "(default: the gateway's send_interval_s)",
+    )
+
+    def ce_subject(self) -> str:
+        return self.message_id
+
+
+class DeliverResult(Value):
+    """The gateway's answer to a :class:`DeliverAsUser` (the reply on its inbox).
+
+    ``sent``: Telegram accepted it (``provider_message_id``). ``flood_wait``: Telegram asks
+    the account to wait ``retry_after`` seconds; nothing was sent. ``refused``: Telegram
+    refused it for this peer or content (``error_code``; permanent). ``unusable``: the
+    session cannot send at all (revoked, deactivated, restricted: ``error_code``); nothing
+    was sent. ``retry``: a transient failure; it may go again."""
+
+    status: Literal["sent", "flood_wait", "refused", "unusable", "retry"]
+    provider_message_id: str | None = None
+    chat_id: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    retry_after: float | None = Field(None, ge=0)
 
 
 # --------------------------------------------------------------------------- events

@@ -261,6 +261,13 @@ def _recipient_objects(value: Any) -> Any:
     return value
 
 
+class PoolAccount(Value):
+    """An account of another channel in a campaign's pool (a bot beside user accounts)."""
+
+    channel: Channel
+    account: str = Field(min_length=1, max_length=64)
+
+
 @register("outbound.campaign_start", 1)
 class StartCampaign(Command):
     """Start a campaign: one content to many recipients through a pool of accounts, fanned
@@ -277,6 +284,12 @@ class StartCampaign(Command):
     channel: Channel
     accounts: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
         min_length=1, max_length=100, description="the pool of accounts recipients spread over"
+    )
+    pool: tuple[PoolAccount, ...] = Field(
+        default=(),
+        max_length=100,
+        description="accounts of other channels sharing the pool (e.g. a bot beside user "
+        "accounts); recipients must be addressable through each",
     )
     content: OutContent
     keyboard: Keyboard | None = None

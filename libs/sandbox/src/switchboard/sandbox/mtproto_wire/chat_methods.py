@@ -294,6 +294,11 @@ def _media_of(media: Any) -> dict[str, Any]:
         return out
     if isinstance(media, types.InputMediaDocument):
         return {"kind": "document"}
+    # By URL: Telegram fetches the file itself; the fake keeps the URL it was given.
+    if isinstance(media, types.InputMediaPhotoExternal):
+        return {"kind": "photo", "file_id": f"url:{media.url}"}
+    if isinstance(media, types.InputMediaDocumentExternal):
+        return {"kind": "document", "file_id": f"url:{media.url}"}
     raise RpcError("MEDIA_INVALID")
 
 

@@ -15,10 +15,12 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
     ControlCampaign,
+    SendMessage,
     StartCampaign,
 )
 from switchboard.outbound.campaigns.state import CampaignStore, campaign_key, start_conflict
 from switchboard.outbound.campaigns.tally import tally
+from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
@@ -81,6 +83,19 @@ async def start(
     ports = _ports(request)
     pinned = (r.account for r in cmd.recipients if r.account)
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
+    for member in cmd.pool:
+        await _accounts_owned(ports, ws, member.channel, (member.account,))
+    if Channel.MTPROTO in (cmd.channel, *(m.channel for m in cmd.pool)):
+        sample = SendMessage(
+            message_id="campaign",
+            channel=Channel.MTPROTO,
+            account="pool",
+            recipient="pool",
+            content=cmd.content,
+            keyboard=cmd.keyboard,
+        )
+        if (problem := user_unsupported(sample)) is not None:  # user accounts in the pool
+            return error(422, "unsupported_content", problem[1], field=problem[0])
     state = await ports.store.state(campaign_key(ws, cmd.campaign_id))
     if (conflict := start_conflict(state, cmd)) is not None:
         return error(422, "idempotency_conflict", conflict)

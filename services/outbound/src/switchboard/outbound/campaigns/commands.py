@@ -102,6 +102,8 @@ class CampaignCommands:
             raise CampaignConflictError(f"idempotency_conflict: {conflict}")
         pinned = (r.account for r in cmd.recipients if r.account)
         await self._check_accounts(ws, cmd.channel, (*cmd.accounts, *pinned), cid)
+        for member in cmd.pool:
+            await self._check_accounts(ws, member.channel, (member.account,), cid)
         stored = await self.store.put_batch(key, 0, cmd.recipients)
 
         def change(state: CampaignState | None) -> CampaignState | None:

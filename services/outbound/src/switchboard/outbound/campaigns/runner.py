@@ -26,6 +26,7 @@ from nats.js.kv import KeyValue
 from switchboard.events.catalog.delivery import CampaignCompleted, CampaignProgress
 from switchboard.events.catalog.outbound import CampaignRecipient, SendBulk, StartCampaign
 from switchboard.events.ids import stable_hash
+from switchboard.outbound.campaigns.pool import Member, PoolHealth, members
 from switchboard.outbound.campaigns.state import (
     ACTIVE,
     CampaignState,
@@ -78,6 +79,7 @@ class CampaignRunner:
     key: str  # the campaign's key (``state.campaign_key``)
     timing: CampaignTiming
     campaign_id: str = ""  # the caller's id, as sends and events carry it
+    health: PoolHealth | None = None  # which members take new sends (None: all)
     clock: Callable[[], float] = time.time
     cursor: Cursor = field(default_factory=Cursor)
     cursor_revision: int = 0
@@ -119,9 +121,18 @@ class CampaignRunner:
 
     # -- fan-out -------------------------------------------------------------------------
 
-    def _rate(self, start: StartCampaign, account: str) -> float:
-        found = self.accounts.get(start.channel, account)
+    def _rate(self, start: StartCampaign, key: str) -> float:
+        member = self._member(start, key)
+        found = self.accounts.get(member.channel, member.account)
         return account_rate(found) if found is not None else 1.0
+
+    def _member(self, start: StartCampaign, key: str) -> Member:
+        found = next((m for m in members(start) if m.key(start.channel) == key), None)
+        return found if found is not None else Member(start.channel, key)
+
+    def _usable(self, workspace: str, start: StartCampaign, key: str) -> bool:
+        """Whether new sends may go to a member (a dropped-out one gets none)."""
+        return self.health is None or self.health.usable(workspace, self._member(start, key))
 
     async def _recipient(self, state: CampaignState) -> tuple[int, int, CampaignRecipient] | None:
         """The next recipient after the cursor, or None (done, or its batch not here yet)."""
@@ -141,7 +152,10 @@ class CampaignRunner:
     async def fan_out(
         self, state: CampaignState, start: StartCampaign, left: dict[str, int]
     ) -> None:
-        pool = list(dict.fromkeys(start.accounts))
+        everyone = [m.key(start.channel) for m in members(start)]
+        pool = [k for k in everyone if self._usable(state.workspace_id, start, k)]
+        if not pool:
+            return  # every account dropped out for now: wait for one to come back
         rates = {a: self._rate(start, a) for a in pool}
         target = {a: max(5.0, rates[a] * self.timing.lead_s) for a in pool}
         room = {a: target[a] - left.get(a, 0) for a in pool}
@@ -165,11 +179,12 @@ class CampaignRunner:
                 if room[account] <= 0:
                     break
             room[account] -= 1
+            member = self._member(start, account)
             batch.append(
                 SendBulk(
                     message_id=f"{self.campaign_id}:{n}:{p}",
-                    channel=start.channel,
-                    account=account,
+                    channel=member.channel,
+                    account=member.account,
                     recipient=who.recipient,
                     content=start.content,
                     keyboard=start.keyboard,
@@ -209,7 +224,8 @@ class CampaignRunner:
         self._last_tick = tick
         rate = self._rate_now(now)
         if rate <= 0 and start is not None:
-            rate_for_eta = sum(self._rate(start, a) for a in set(start.accounts))
+            keys = {m.key(start.channel) for m in members(start)}
+            rate_for_eta = sum(self._rate(start, a) for a in keys)
         else:
             rate_for_eta = rate
         eta_s = t.remaining / rate_for_eta if rate_for_eta > 0 else None
@@ -301,6 +317,7 @@ class CampaignSupervisor:
     timing: CampaignTiming
     instance: str
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    health: PoolHealth | None = None
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     held: dict[str, Lease] = field(default_factory=dict)
     _next_try: dict[str, float] = field(default_factory=dict)  # on time.monotonic
@@ -331,7 +348,7 @@ class CampaignSupervisor:
                         continue
                     runner = CampaignRunner(
                         self.bus, self.store, self.view, self.accounts, lease, cid, self.timing,
-                        state.campaign_id,
+                        state.campaign_id, health=self.health,
                     )  # fmt: skip
                     self.held[cid] = lease
                     self.running[cid] = asyncio.create_task(self._lead(runner, stop), name=cid)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from switchboard.events.catalog.outbound import SendBulk
 from switchboard.events.subjects import token, untoken
+from switchboard.outbound.campaigns.pool import MOVED, member_key
 from switchboard.outbound.campaigns.state import CampaignState, CampaignStore, Cursor
 from switchboard.outbound.outcomes import CANCELLED
 from switchboard.runtime.accounts import AccountCache
@@ -25,16 +26,18 @@ def bulk_subjects(campaign_id: str) -> str:
 
 
 async def left_by_account(bus: Bus, state: CampaignState, accounts: AccountCache) -> dict[str, int]:
-    """The campaign's sends still in the stream (queued or in flight), per account. Another
-    workspace may use the same campaign id: only the campaign's workspace's accounts count
-    (a campaign sends through no other)."""
+    """The campaign's sends still in the stream (queued or in flight), per member of its pool
+    (``pool.Member.key``). Another workspace may use the same campaign id: only the
+    campaign's workspace's accounts count (a campaign sends through no other)."""
     info = await bus.js.stream_info(STREAM, subjects_filter=bulk_subjects(state.campaign_id))
+    start = state.start()
     left: Counter[str] = Counter()
     for subject, count in (info.state.subjects or {}).items():
         tokens = subject.split(".")
         channel, account = tokens[4], untoken(tokens[5])
         if accounts.owned(channel, account, state.workspace_id) is not None:
-            left[account] += count
+            key = account if start is None else member_key(channel, account, start.channel)
+            left[key] += count
     return dict(left)
 
 
@@ -71,10 +74,13 @@ async def tally(
     if by_account is None:
         by_account = await left_by_account(bus, state, accounts)
     failed = await store.failures(key)
-    codes = Counter(code for code in failed.values() if code != CANCELLED)
+    codes = Counter(code for code in failed.values() if code not in (CANCELLED, MOVED))
     cancelled_sends = sum(1 for code in failed.values() if code == CANCELLED)
+    # A moved send is neither sent nor failed: the command it moved on as (which the
+    # cursor does not count) is.
+    moved = sum(1 for code in failed.values() if code == MOVED)
     left = sum(by_account.values())
-    done = max(0, cursor.fanned - left)
+    done = max(0, cursor.fanned + moved - left)
     known = state.total if state.total is not None else state.received
     never_fanned = max(0, known - cursor.fanned) if state.status == "cancelled" else 0
     return Tally(

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
+from switchboard.events.catalog.outbound import StartCampaign
+from switchboard.outbound.campaigns.pool import MOVED
 from switchboard.outbound.campaigns.state import (
     STATE_KEYS,
     CampaignState,
@@ -85,6 +87,13 @@ class CampaignView:
         event = self._changes.setdefault(campaign_key(workspace, campaign_id), asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
+
+    def definition(self, workspace: str, campaign_id: str) -> StartCampaign | None:
+        state = self.states.get(campaign_key(workspace, campaign_id))
+        return None if state is None else state.start()
+
+    async def record_moved(self, workspace: str, campaign_id: str, message_id: str) -> None:
+        await self.store.add_failure(campaign_key(workspace, campaign_id), message_id, MOVED)
 
     async def record_failure(
         self, workspace: str, campaign_id: str, message_id: str, code: str

@@ -1,0 +1,306 @@
+"""Outbound's sends through a user session: ``cmd.mtproto.deliver.v1.<session>``.
+
+Outbound owns a send (its record, retries, shared rate limits, ``delivery.*`` events); the
+gateway owns the connection. Only the session's holder pulls the session's durable consumer,
+calls Telegram at most once per ``message_id`` of the workspace (the ``sends`` table), and
+answers every command it reads on the inbox its sender named (``reply-to`` header) with a
+``DeliverResult``. It never holds a command through a flood wait: it answers ``flood_wait``
+at once (nothing sent), so outbound pauses the account for every instance and a campaign
+moves the account's recipients to others. A command read after its deadline is dropped
+unsent: its sender stopped waiting and decides again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from switchboard.events import DecodeError, decode_message
+from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, FloodWaited
+from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
+from switchboard.mtproto import reads
+from switchboard.mtproto.convert import chat_id, chat_of
+from switchboard.mtproto.metrics import SENDS
+from switchboard.mtproto.ports import (
+    AuthKeyDuplicatedError,
+    AuthKeyUnregisteredError,
+    DisconnectedError,
+    FloodWaitError,
+    Message,
+    MtprotoClient,
+    MtprotoError,
+    OutboxRead,
+    OutgoingMedia,
+    Peer,
+    UserDeactivatedError,
+)
+from switchboard.mtproto.sessions import SessionStore
+from switchboard.mtproto.state import StateStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull
+from switchboard.runtime.dlq import dead_letter_msg
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+STREAM = "MTPROTO"
+REPLY_HEADER = "reply-to"
+# Telegram's answer when the account is restricted for spam: it cannot write to strangers.
+RESTRICTED = ("PEER_FLOOD", "USER_RESTRICTED")
+# Restrictions last hours to days and Telegram does not say how long: the account is left
+# alone this long, then the next send finds out whether it still is.
+RESTRICTED_HOLD = timedelta(hours=1)
+_UNUSABLE = (AuthKeyDuplicatedError, AuthKeyUnregisteredError, UserDeactivatedError)
+_MEDIA_KINDS = ("photo", "video", "audio", "voice", "document", "animation")
+
+
+def deliver_consumer(session_id: str) -> str:
+    """The durable consumer of one session's deliveries (pulled by its holder only)."""
+    return f"mtproto-deliver-{session_id}"
+
+
+def deliver_subject(session_id: str) -> str:
+    return f"cmd.{DeliverAsUser.name}.v{DeliverAsUser.version}.{session_id}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What one send puts in the chat: a text, or media with an optional caption."""
+
+    text: str | None = None
+    media: OutgoingMedia | None = None
+    caption: str | None = None
+
+
+def outgoing(cmd: DeliverAsUser) -> Outgoing | DeliverResult:
+    """The content as the port sends it, or the refusal of content a user account cannot
+    send (sticker, media group and template sends, bot file ids)."""
+    content = cmd.content
+    if isinstance(content, OutText):
+        return Outgoing(text=content.text)
+    if isinstance(content, OutLocation):
+        where = OutgoingMedia("location", latitude=content.latitude, longitude=content.longitude)
+        return Outgoing(media=where)
+    if isinstance(content, OutMedia) and content.kind in _MEDIA_KINDS:
+        source = content.source
+        if source.file_id:
+            return _unsupported("a file_id names a bot's file; send user media by url or data")
+        data = None
+        if source.data_base64:
+            try:
+                data = base64.b64decode(source.data_base64, validate=True)
+            except (binascii.Error, ValueError):
+                return _unsupported("content.source.data_base64 is not base64")
+        media = OutgoingMedia(
+            kind=content.kind,  # type: ignore[arg-type]  # narrowed by _MEDIA_KINDS
+            url=source.url,
+            data=data,
+            file_name=source.file_name,
+            mime_type=source.mime_type,
+        )
+        return Outgoing(media=media, caption=content.caption)
+    return _unsupported(f"a user account cannot send {content.kind} content")
+
+
+def _unsupported(reason: str) -> DeliverResult:
+    return DeliverResult(status="refused", error_code="unsupported_content", reason=reason)
+
+
+def classify(exc: MtprotoError) -> DeliverResult:
+    """A Telegram error on a send -> the answer (a flood wait is handled before)."""
+    if isinstance(exc, _UNUSABLE) or exc.reason in RESTRICTED:
+        return DeliverResult(status="unusable", error_code=exc.reason, reason=str(exc))
+    if isinstance(exc, DisconnectedError):
+        return DeliverResult(status="retry", error_code=exc.reason, reason=str(exc))
+    return DeliverResult(status="refused", error_code=exc.reason, reason=str(exc))
+
+
+@dataclass
+class Relay:
+    """Serves one session's deliveries while its holder is connected."""
+
+    bus: Bus
+    state: StateStore
+    sessions: SessionStore
+    session_id: str
+    workspace_id: Callable[[], str]
+    resolve: Callable[[MtprotoClient, str], Awaitable[Peer]]
+    emit: Callable[[FloodWaited], Awaitable[None]]
+    sleep: Callable[[float], Awaitable[None]]
+    # Between two sends of the session unless the command names the account's pace: one
+    # holder sends them one by one, so a burst queued by a stall still leaves paced.
+    interval_s: float = 1.0
+    paused_until: datetime | None = None
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    last_call: float = 0.0
+    # Tells the accounts registry the account is restricted until then (None: nobody).
+    on_restricted: Callable[[datetime], Awaitable[None]] | None = None
+    # Called for each command: a session that delivers is in use (session TTL, ttl.py).
+    on_delivery: Callable[[], None] | None = None
+
+    async def run(self, client: MtprotoClient) -> None:
+        config = ConsumerConfig(
+            durable_name=deliver_consumer(self.session_id),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=60.0,
+            max_deliver=-1,
+            filter_subject=deliver_subject(self.session_id),
+            deliver_policy=DeliverPolicy.NEW,
+        )
+        pull = await BatchPull(self.bus, STREAM, config).start()
+        record = await self.sessions.get_session(self.session_id)
+        if record is not None and record.send_paused_until is not None:
+            self.paused_until = max(self.paused_until or record.send_paused_until,
+                                    record.send_paused_until)  # fmt: skip
+        try:
+            while True:
+                try:
+                    msgs = await pull.fetch(8, timeout=1.0)
+                except TimeoutError:
+                    continue
+                for msg in msgs:
+                    await self.handle(client, msg)
+        finally:
+            # What arrived but was not answered goes back now, not after the ack wait.
+            await pull.close(nak_buffered=True)
+
+    async def handle(self, client: MtprotoClient, msg: Msg) -> None:
+        """Answer one command, then ack it (a drop of the connection naks it and raises)."""
+        if self.on_delivery is not None:
+            self.on_delivery()
+        try:
+            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+            cmd = decoded.model
+            if not isinstance(cmd, DeliverAsUser):
+                raise DecodeError(f"{type(cmd).__name__} is not mtproto.deliver")
+        except DecodeError as exc:
+            await dead_letter_msg(self.bus, msg, reason=exc.reason, consumer=deliver_consumer(
+                self.session_id))  # fmt: skip
+            await msg.term()
+            return
+        reply = (msg.headers or {}).get(REPLY_HEADER)
+        workspace = decoded.envelope.workspace_id
+        if workspace != self.workspace_id():
+            # Another workspace's session does not exist for the command.
+            result = DeliverResult(
+                status="unusable", error_code="unknown_account",
+                reason=f"no session {self.session_id!r}",
+            )  # fmt: skip
+        elif self.now() > cmd.deadline:
+            await msg.ack()  # its sender stopped waiting: not sent, nobody to answer
+            return
+        else:
+            try:
+                result = await self._deliver(client, cmd, workspace)
+            except DisconnectedError:
+                await msg.nak()
+                raise
+            except _UNUSABLE as exc:
+                await self._answer(reply, classify(exc))
+                await msg.ack()
+                raise  # the runner revokes the session
+        await self._answer(reply, result)
+        await msg.ack()
+
+    async def _deliver(
+        self, client: MtprotoClient, cmd: DeliverAsUser, workspace: str
+    ) -> DeliverResult:
+        done = await self.state.send_record(workspace, cmd.message_id)
+        if done is not None and done.status == "sent":
+            return DeliverResult(status="sent", provider_message_id=done.provider_message_id)
+        if done is not None and done.status == "failed":
+            reason = done.reason or "refused"
+            return DeliverResult(status="refused", error_code=reason, reason=reason)
+        paused = self.paused_until
+        if paused is not None and paused > self.now():
+            wait = (paused - self.now()).total_seconds()
+            return DeliverResult(status="flood_wait", error_code="FLOOD_WAIT", retry_after=wait,
+                                 reason=f"the account waits {wait:.1f} s more")  # fmt: skip
+        plan = outgoing(cmd)
+        if isinstance(plan, DeliverResult):
+            return plan
+        interval = self.interval_s if cmd.min_interval_s is None else cmd.min_interval_s
+        wait = self.last_call + interval - time.monotonic()
+        if wait > 0:
+            await self.sleep(wait)
+        await self.state.send_attempt(workspace, cmd.message_id, self.session_id)
+        self.last_call = time.monotonic()
+        try:
+            peer = await self.resolve(client, cmd.peer)
+            sent = await self._call(client, peer, plan, cmd.reply_to)
+        except FloodWaitError as exc:
+            return await self._flood(exc)
+        except (DisconnectedError, *_UNUSABLE):
+            raise
+        except MtprotoError as exc:
+            result = classify(exc)
+            if exc.reason in RESTRICTED and self.on_restricted is not None:
+                await self.on_restricted(self.now() + RESTRICTED_HOLD)
+            if result.status == "refused":
+                await self.state.send_done(workspace, cmd.message_id, "failed", None, exc.reason)
+                SENDS.labels("failed").inc()
+            return result
+        await self.state.send_done(workspace, cmd.message_id, "sent", str(sent.id), None)
+        chat = chat_of(peer).id
+        await reads.note_sent(self.state.pool, workspace, cmd.message_id, chat, cmd.peer)
+        SENDS.labels("sent").inc()
+        return DeliverResult(status="sent", provider_message_id=str(sent.id), chat_id=chat)
+
+    async def read(self, update: OutboxRead) -> None:
+        """Our messages in a chat were read up to ``max_id``: a read receipt for each."""
+        found = await reads.unread(
+            self.state.pool, self.session_id, chat_id(update.peer), update.max_id
+        )
+        if not found:
+            return
+        now = self.now()
+        for item in found:
+            await self.bus.publish(reads.receipt(self.session_id, item, now),
+                                   workspace_id=item.workspace_id)  # fmt: skip
+        await reads.mark_read(self.state.pool, found)
+
+    async def _call(
+        self, client: MtprotoClient, peer: Peer, plan: Outgoing, reply_to: int | None
+    ) -> Message:
+        if plan.media is not None:
+            return await client.send_media(
+                peer, plan.media, caption=plan.caption, reply_to=reply_to
+            )
+        assert plan.text is not None
+        return await client.send_message(peer, plan.text, reply_to=reply_to)
+
+    async def _flood(self, exc: FloodWaitError) -> DeliverResult:
+        """Nothing was sent: the session's sends pause (here and, through the answer, in
+        outbound for every instance) until Telegram's wait is over."""
+        now = self.now()
+        until = now + timedelta(seconds=exc.seconds)
+        self.paused_until = until
+        await self.sessions.pause_sends(self.session_id, until)
+        await self.emit(
+            FloodWaited(
+                session_id=self.session_id,
+                at=now,
+                operation="send_message",
+                seconds=exc.seconds,
+                action="deferred",
+                resume_at=until,
+            )
+        )
+        return DeliverResult(
+            status="flood_wait",
+            error_code=exc.reason,
+            retry_after=float(exc.seconds),
+            reason=f"Telegram asks to wait {exc.seconds} s",
+        )
+
+    async def _answer(self, reply: str | None, result: DeliverResult) -> None:
+        if reply is None:
+            log.warning("delivery without a reply inbox", session=self.session_id)
+            return
+        await self.bus.nc.publish(reply, result.model_dump_json(exclude_none=True).encode())

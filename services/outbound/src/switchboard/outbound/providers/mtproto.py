@@ -1,0 +1,156 @@
+"""Sends through a Telegram user account (channel ``mtproto``): over the bus to the MTProto
+gateway, which holds the session's connection.
+
+One attempt = one ``mtproto.deliver`` command on the session's subject, answered by the
+session's holder on a NATS inbox with a ``DeliverResult``. The gateway calls Telegram at
+most once per message id (it keeps what it sent), so a repeat after a lost answer is
+answered from its record instead of sending again. A command not answered within the call
+timeout expires at the gateway unsent (its deadline), so a retry never races a stale copy.
+The gateway answers a FLOOD_WAIT at once and sends nothing; here it becomes a rate limit of
+the account, which the outbound core turns into a pause for every instance.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
+from switchboard.events.catalog.outbound import OutMedia, SendMessage
+from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
+from switchboard.outbound.limits import account_key
+from switchboard.outbound.providers.base import Failure, ProviderError, Sent
+from switchboard.runtime.accounts import Account
+from switchboard.runtime.bus import Bus
+
+REPLY_HEADER = "reply-to"
+INBOX_PREFIX = "_INBOX.mtproto"
+# The account cannot send at all for now (revoked, banned, restricted for spam).
+UNUSABLE = "account_unusable"
+
+
+def session_status(account: Account, now: datetime | None = None) -> str:
+    """What the gateway last said of the session: ``active``, ``revoked``, or ``restricted``
+    (Telegram restricted it for spam, until ``settings["restricted_until"]``)."""
+    status = str(account.settings.get("status") or "active")
+    if status == "active" and restricted_until(account) > (now or datetime.now(UTC)):
+        return "restricted"
+    return status
+
+
+def restricted_until(account: Account) -> datetime:
+    raw = account.settings.get("restricted_until")
+    try:
+        return datetime.fromisoformat(str(raw)) if raw else datetime.min.replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+# What a Telegram user account sends (bots have keyboards, stickers by file id, albums).
+USER_KINDS = ("text", "location", "photo", "video", "audio", "voice", "document", "animation")
+
+
+def unsupported(command: SendMessage) -> tuple[str, str] | None:
+    """(field, reason) when a user account cannot send ``command`` as it is, else None: the
+    API answers 422 naming the field, before anything is queued."""
+    content = command.content
+    if content.kind not in USER_KINDS:
+        return "content.kind", f"a Telegram user account cannot send {content.kind} content"
+    if isinstance(content, OutMedia) and content.source.file_id:
+        return "content.source.file_id", "file ids are a bot's; send user media by url or data"
+    if command.keyboard is not None:
+        return "keyboard", "Telegram user accounts cannot attach keyboards (bots only)"
+    if command.reply_to is not None and not command.reply_to.isdigit():
+        return "reply_to", "a Telegram message id (digits)"
+    return None
+
+
+def deliver_command(
+    command: SendMessage, session_id: str, deadline: datetime, interval: float | None = None
+) -> DeliverAsUser:
+    """The gateway command for one attempt of ``command`` (what a user account cannot send
+    is refused before any call)."""
+    problem = unsupported(command)
+    if problem is not None:
+        raise ProviderError(Failure.PERMANENT, "unsupported_content", ": ".join(problem))
+    reply_to = int(command.reply_to) if command.reply_to is not None else None
+    return DeliverAsUser(
+        session_id=session_id,
+        message_id=command.message_id,
+        peer=command.recipient,
+        content=command.content,
+        reply_to=reply_to,
+        deadline=deadline,
+        min_interval_s=interval,
+    )
+
+
+def outcome(result: DeliverResult) -> Sent:
+    """The gateway's answer as the core's result: ``Sent``, or a classified error."""
+    code = result.error_code or result.status
+    reason = result.reason or code
+    if result.status == "sent":
+        if not result.provider_message_id:
+            raise ProviderError(Failure.RETRYABLE, "bad_answer", "sent without a message id")
+        raw = {"chat_id": result.chat_id} if result.chat_id else {}
+        return Sent(result.provider_message_id, raw)
+    if result.status == "flood_wait":
+        raise ProviderError(Failure.RATE_LIMITED, code, reason, retry_after=result.retry_after)
+    if result.status == "unusable":
+        # The gateway's answer: nothing was sent (a campaign may move the send).
+        raise ProviderError(
+            Failure.PERMANENT, UNUSABLE, f"{code}: {reason}", raw={"answered": True}
+        )
+    if result.status == "refused":
+        raise ProviderError(Failure.PERMANENT, code, reason)
+    raise ProviderError(Failure.RETRYABLE, code, reason)
+
+
+class GatewayClient:
+    """The ``mtproto`` channel's client: asks the gateway to send, waits for its answer."""
+
+    channel = "mtproto"
+
+    def __init__(self, bus: Bus, timeout: float) -> None:
+        self.bus = bus
+        self.timeout = timeout
+
+    async def send(self, account: Account, command: SendMessage) -> Sent:
+        status = session_status(account)
+        if status != "active":
+            raise ProviderError(Failure.PERMANENT, UNUSABLE, f"session {account.id} is {status}")
+        deadline = datetime.now(UTC) + timedelta(seconds=self.timeout)
+        # The gateway paces the session at the account's own limit too.
+        cmd = deliver_command(command, account.id, deadline, account_key(account).limit.interval)
+        window = SEND_WINDOW.get()
+        if window is not None:
+            now = time.time()
+            if now > window.deadline:
+                raise SlotMissedError(f"{(now - window.slot) * 1000:.0f} ms after its slot")
+            window.left_at = now
+        nc = self.bus.nc
+        # The gateway may answer on this prefix only (its NATS permissions).
+        inbox = f"{INBOX_PREFIX}.{uuid.uuid4().hex}"
+        sub = await nc.subscribe(inbox, max_msgs=1)
+        try:
+            await self.bus.publish(
+                cmd, headers={REPLY_HEADER: inbox}, workspace_id=account.workspace_id
+            )
+            try:
+                answer = await sub.next_msg(timeout=self.timeout)
+            except TimeoutError as exc:
+                raise ProviderError(
+                    Failure.RETRYABLE,
+                    "gateway_timeout",
+                    f"no answer from the holder of session {account.id} in {self.timeout} s",
+                ) from exc
+        finally:
+            await sub.unsubscribe()
+        try:
+            result = DeliverResult.model_validate_json(answer.data)
+        except ValidationError as exc:
+            raise ProviderError(Failure.RETRYABLE, "bad_answer", str(exc)[:200]) from exc
+        return outcome(result)

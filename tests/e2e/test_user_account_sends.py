@@ -1,0 +1,379 @@
+"""One send API for bots and user accounts: ``POST /v1/messages`` with channel ``mtproto``
+goes outbound -> bus (``mtproto.deliver``) -> the gateway holding the session -> the real
+Telethon adapter -> the sandbox's wire-level MTProto fake, and comes back as ``delivery.*``
+and ``conv.message_sent`` like any other channel; a read in the recipient's app becomes a
+read receipt the CRM shows. A FLOOD_WAIT pauses the account (nothing sent twice); another
+workspace's key naming the session gets 404."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.crm import running_crm
+from tests.support.stack import API_KEY, KEY, OTHER_KEY, keyring, service_env
+from tests.support.streams import stream_messages
+
+from switchboard.events.catalog.common import Channel
+from switchboard.mtproto import app as mtproto_app
+from switchboard.mtproto.app import create_app as create_gateway
+from switchboard.mtproto.ports import MtprotoAdapter
+from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
+from switchboard.outbound.app import create_app as create_outbound
+from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime.accounts import AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox
+
+pytestmark = pytest.mark.e2e
+ADMIN = "ua-e2e-operator"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
+API_ID = 12345
+API_HASH = "0123456789abcdef0123456789abcdef"
+SESSION = "ann"
+
+
+@dataclass
+class Env:
+    box: Sandbox
+    sender: Any
+    friend: Any
+    outbound: httpx.AsyncClient
+    nats_url: str
+    key_id: str
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.fixture
+async def env(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Env]:
+    box = Sandbox()
+    await box.mtproto_wire.start()
+    center = DataCenter.from_descriptor(box.mtproto_wire.descriptor())
+
+    def telethon_on_the_wire_fake(
+        _: MtprotoSettings,
+    ) -> tuple[MtprotoAdapter, Callable[[], Awaitable[None]]]:
+        return TelethonAdapter(timeout=15.0, data_center=center), _nothing
+
+    monkeypatch.setattr(mtproto_app, "make_adapter", telethon_on_the_wire_fake)
+    for key, value in service_env(nats_url, SWITCHBOARD_ADMIN_TOKEN=ADMIN).items():
+        monkeypatch.setenv(key, value)
+    sender, _ = box.mtproto.add_user("15550002222", first_name="Ann")
+    friend, _ = box.mtproto.add_user("15550004444", username="friend_ua")
+    gateway_settings = MtprotoSettings(
+        nats_url=nats_url,
+        database_url=postgres_url,
+        encryption_keys=KEY,
+        admin_token=ADMIN,
+        api_keys=f"{API_KEY}=demo,{OTHER_KEY}=other",
+        adapter="telethon",
+        api_id=API_ID,
+        api_hash=API_HASH,
+        lease_ttl_s=3.0,
+        tick_s=0.25,
+        reconnect_initial_s=0.1,
+        reconnect_max_s=1.0,
+        http_port=0,
+        log_json=True,
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            bus = await Bus.connect(nats_url, name="setup")
+            await bus.provision()
+            await bus.close()
+            gateway = await stack.enter_async_context(serve_app(create_gateway(gateway_settings)))
+            out = await stack.enter_async_context(
+                serve_app(create_outbound(load_settings(OutboundSettings)))
+            )
+            async with httpx.AsyncClient(base_url=gateway, headers=AUTH, timeout=30) as http:
+                issued = box.mtproto_wire.issue_session(sender)
+                session = issued["session"]
+                r = await http.put(
+                    f"/v1/sessions/{SESSION}",
+                    json={"session": session, "api_id": API_ID, "api_hash": API_HASH,
+                          "workspace_id": "demo"},
+                )  # fmt: skip
+                assert r.status_code == 201, r.text
+            await eventually(lambda: _registered(nats_url), timeout=30, message="registered")
+            async with httpx.AsyncClient(base_url=out, headers=AUTH, timeout=30) as client:
+                yield Env(box, sender, friend, client, nats_url, issued["key_id"])
+    finally:
+        await box.aclose()
+
+
+async def _registered(nats_url: str) -> bool:
+    """The gateway has put the connected session in the accounts registry."""
+    bus = await Bus.connect(nats_url, name="reader")
+    try:
+        found = await AccountStore(await bus.kv("accounts"), keyring()).get(
+            Channel.MTPROTO, SESSION
+        )
+    finally:
+        await bus.close()
+    return found is not None and found.workspace_id == "demo"
+
+
+async def _events(nats_url: str, message_id: str) -> list[Any]:
+    return [
+        d
+        for d in await stream_messages(nats_url, "DELIVERY")
+        if getattr(d.model, "message_id", None) == message_id
+    ]
+
+
+def _body(message_id: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "channel": "mtproto",
+        "account": SESSION,
+        "recipient": "@friend_ua",
+        "content": content,
+    }
+
+
+async def test_one_body_shape_sends_text_and_a_photo_as_the_user(env: Env) -> None:
+    photo = {
+        "kind": "photo",
+        "source": {"data_base64": base64.b64encode(b"\x89PNG fake" * 50).decode()},
+        "caption": "our catalogue",
+    }
+    for message_id, content in (
+        ("ua-text-1", {"kind": "text", "text": "hello from Ann"}),
+        ("ua-photo-1", photo),
+    ):
+        r = await env.outbound.post("/v1/messages", json=_body(message_id, content))
+        assert r.status_code == 202, r.text
+
+    async def both_sent() -> list[str] | None:
+        names = []
+        for message_id in ("ua-text-1", "ua-photo-1"):
+            events = await _events(env.nats_url, message_id)
+            sent = [d for d in events if d.model.name == "delivery.sent"]
+            if not sent:
+                return None
+            names.append(sent[0].model.provider_message_id)
+        return names
+
+    provider_ids = await eventually(both_sent, timeout=60, message="both sent")
+    chat = env.box.mtproto.messages(env.sender, env.friend)
+    assert [(m["text"], (m.get("media") or {}).get("kind")) for m in chat] == [
+        ("hello from Ann", None),
+        ("our catalogue", "photo"),
+    ]
+    assert [str(m["id"]) for m in chat] == provider_ids
+    history = [
+        d.model
+        for d in await stream_messages(env.nats_url, "CONV")
+        if d.model.name == "conv.message_sent"
+    ]
+    assert {(m.message_id, m.content_kind) for m in history} >= {
+        ("ua-text-1", "text"),
+        ("ua-photo-1", "photo"),
+    }
+    # The same message again: the API answers from its record, nothing is sent twice.
+    again = await env.outbound.post(
+        "/v1/messages", json=_body("ua-text-1", {"kind": "text", "text": "hello from Ann"})
+    )
+    assert again.status_code in (200, 202), again.text
+    assert len(env.box.mtproto.messages(env.sender, env.friend)) == 2
+
+
+async def test_another_workspace_naming_the_session_gets_404(env: Env) -> None:
+    r = await env.outbound.post(
+        "/v1/messages",
+        json=_body("ua-other-1", {"kind": "text", "text": "not mine"}),
+        headers=OTHER,
+    )
+    assert r.status_code == 404, r.text
+
+
+async def test_what_a_user_account_cannot_send_is_422_naming_the_field(env: Env) -> None:
+    body = _body("ua-kb-1", {"kind": "text", "text": "pick one"})
+    body["keyboard"] = {"type": "inline", "rows": [[{"text": "A", "callback_data": "a"}]]}
+    r = await env.outbound.post("/v1/messages", json=body)
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["field"]) == ("unsupported_content", "keyboard")
+    sticker = _body("ua-st-1", {"kind": "sticker", "source": {"file_id": "CAADAgAD"}})
+    r = await env.outbound.post("/v1/messages", json=sticker)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "content.kind"
+    assert await _events(env.nats_url, "ua-kb-1") == []
+    assert env.box.mtproto.messages(env.sender, env.friend) == []
+
+
+async def test_a_flood_wait_pauses_the_account_and_the_message_goes_once_after(
+    env: Env,
+) -> None:
+    env.box.mtproto.add_fault(method="messages.sendMessage", seconds=2, times=1)
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-flood-1", {"kind": "text", "text": "after the wait"})
+    )
+    assert r.status_code == 202, r.text
+
+    async def sent_after_retrying() -> list[str] | None:
+        names = [d.model.name for d in await _events(env.nats_url, "ua-flood-1")]
+        return names if "delivery.sent" in names else None
+
+    names = await eventually(sent_after_retrying, timeout=60, message="sent after the wait")
+    assert "delivery.retrying" in names
+    retrying = next(
+        d.model
+        for d in await _events(env.nats_url, "ua-flood-1")
+        if d.model.name == "delivery.retrying"
+    )
+    assert retrying.error_code == "FLOOD_WAIT_2"
+    chat = env.box.mtproto.messages(env.sender, env.friend)
+    assert [m["text"] for m in chat] == ["after the wait"]
+
+
+async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(
+    env: Env, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in (1, 2):
+        body = _body(f"ua-read-{i}", {"kind": "text", "text": f"read me {i}"})
+        r = await env.outbound.post("/v1/messages", json=body)
+        assert r.status_code == 202, r.text
+
+    async def sent() -> list[str] | None:
+        ids = []
+        for i in (1, 2):
+            events = await _events(env.nats_url, f"ua-read-{i}")
+            found = [d.model for d in events if d.model.name == "delivery.sent"]
+            if not found:
+                return None
+            ids.append(found[0].provider_message_id)
+        return ids
+
+    provider_ids = await eventually(sent, timeout=60, message="sent")
+    # The recipient reads the chat: Telegram tells the sender (updateReadHistoryOutbox).
+    latest = env.box.mtproto.messages(env.sender, env.friend)[-1]["id"]
+    env.box.mtproto_wire.mark_read(env.friend, env.sender, latest)
+
+    async def read() -> list[Any] | None:
+        found = []
+        for i in (1, 2):
+            events = await _events(env.nats_url, f"ua-read-{i}")
+            found += [d.model for d in events if d.model.name == "delivery.receipt"]
+        return found if len(found) == 2 else None
+
+    receipts = await eventually(read, timeout=30, message="read receipts")
+    assert sorted(
+        (r.message_id, r.status, r.provider_message_id, r.recipient, r.account) for r in receipts
+    ) == [
+        ("ua-read-1", "read", provider_ids[0], "@friend_ua", SESSION),
+        ("ua-read-2", "read", provider_ids[1], "@friend_ua", SESSION),
+    ]
+    # The CRM shows both in the conversation with the recipient, read.
+    async with running_crm(env.nats_url, postgres_url, monkeypatch) as crm:
+        inbox = await crm.until(
+            "/v1/conversations",
+            lambda body: any(c["chat_id"] == "@friend_ua" for c in body["items"]),
+            channel="mtproto",
+            account=SESSION,
+        )
+        conversation = next(c for c in inbox["items"] if c["chat_id"] == "@friend_ua")
+
+        def both_read(body: Any) -> bool:
+            mine = [m for m in body["items"] if str(m["message_id"]).startswith("ua-read-")]
+            return len(mine) == 2 and all(m["status"] == "read" for m in mine)
+
+        shown = await crm.until(f"/v1/conversations/{conversation['id']}/messages", both_read)
+    texts = [m["text"] for m in shown["items"] if str(m["message_id"]).startswith("ua-read-")]
+    assert texts == ["read me 1", "read me 2"]
+
+
+async def _failed(env: Env, message_id: str) -> Any:
+    async def found() -> Any:
+        events = await _events(env.nats_url, message_id)
+        return next((d.model for d in events if d.model.name == "delivery.failed"), None)
+
+    return await eventually(found, timeout=30, message=f"{message_id} failed")
+
+
+async def test_a_restricted_account_fails_as_unusable(env: Env) -> None:
+    env.box.mtproto.add_fault(
+        user=env.sender, method="messages.sendMessage", error="PEER_FLOOD", code=400, times=1
+    )
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-spam-1", {"kind": "text", "text": "hello"})
+    )
+    assert r.status_code == 202, r.text
+    failed = await _failed(env, "ua-spam-1")
+    assert failed.error_code == "account_unusable"
+    assert "PEER_FLOOD" in failed.reason
+
+    async def restricted() -> bool:
+        bus = await Bus.connect(env.nats_url, name="reader")
+        try:
+            found = await AccountStore(await bus.kv("accounts"), keyring()).get(
+                Channel.MTPROTO, SESSION
+            )
+        finally:
+            await bus.close()
+        return found is not None and "restricted_until" in found.settings
+
+    await eventually(restricted, timeout=30, message="the registry says restricted")
+    # Restricted for a while: the next send fails at once, without calling Telegram.
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-spam-2", {"kind": "text", "text": "again"})
+    )
+    assert r.status_code == 202, r.text
+    again = await _failed(env, "ua-spam-2")
+    assert (again.error_code, "restricted" in again.reason) == ("account_unusable", True)
+    assert env.box.mtproto.messages(env.sender, env.friend) == []
+
+
+async def test_a_revoked_session_is_marked_and_its_sends_fail_without_a_call(env: Env) -> None:
+    env.box.mtproto.revoke(env.key_id)
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-gone-1", {"kind": "text", "text": "hello"})
+    )
+    assert r.status_code == 202, r.text
+    assert (await _failed(env, "ua-gone-1")).error_code == "account_unusable"
+
+    async def marked() -> bool:
+        bus = await Bus.connect(env.nats_url, name="reader")
+        try:
+            found = await AccountStore(await bus.kv("accounts"), keyring()).get(
+                Channel.MTPROTO, SESSION
+            )
+        finally:
+            await bus.close()
+        return found is not None and found.settings.get("status") == "revoked"
+
+    await eventually(marked, timeout=30, message="the registry says revoked")
+    r = await env.outbound.post(
+        "/v1/messages", json=_body("ua-gone-2", {"kind": "text", "text": "again"})
+    )
+    assert r.status_code == 202, r.text
+    failed = await _failed(env, "ua-gone-2")
+    assert failed.error_code == "account_unusable"
+    assert "revoked" in failed.reason
+    assert env.box.mtproto.messages(env.sender, env.friend) == []
+
+
+async def test_a_campaign_with_user_accounts_refuses_content_they_cannot_send(env: Env) -> None:
+    body = {
+        "campaign_id": "ua-stickers",
+        "channel": "mtproto",
+        "accounts": [SESSION],
+        "content": {"kind": "sticker", "source": {"file_id": "CAADAgAD"}},
+        "recipients": ["@friend_ua"],
+    }
+    r = await env.outbound.post("/v1/campaigns", json=body)
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["field"]) == ("unsupported_content", "content.kind")
