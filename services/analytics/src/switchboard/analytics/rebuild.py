@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from switchboard.analytics.app import PROJECTORS, SCHEMA, build_projection
 from switchboard.analytics.context import Context, ConversionRules
 from switchboard.analytics.settings import AnalyticsSettings
-from switchboard.runtime import identity
+from switchboard.runtime import identity, pii
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
 from switchboard.runtime.service import connect_bus
 
@@ -54,49 +54,55 @@ async def rebuild(
     pool = await create_pool(settings.database_url, 2 * len(PROJECTORS) + 1, schema=fresh)
     ctx = Context(rules=ConversionRules.from_settings(settings), observe=False)
     try:
-        migrations = load_migrations("switchboard.analytics")
-        await migrate(admin, SCHEMA, migrations)  # the live ledger must exist
-        await migrate(admin, fresh, migrations)
-        projections = [
-            build_projection(
-                m, ctx, schema=fresh, bus=bus, pool=pool, batch=max(settings.projection_batch, 1000)
-            )
-            for m in PROJECTORS
-        ]
-        tasks = [asyncio.create_task(p.run()) for p in projections]
-        for p in projections:
-            await asyncio.wait_for(p.caught_up.wait(), 3600)
-            log(f"replayed {p.name} up to {p.position}")
-        async with admin.acquire() as conn, conn.transaction():
-            await conn.execute(f"LOCK TABLE {SCHEMA}.checkpoints IN ACCESS EXCLUSIVE MODE")
-            live = {
-                r["projection"]: int(r["seq"])
-                for r in await conn.fetch(f"SELECT projection, seq FROM {SCHEMA}.checkpoints")
-            }
-            deadline = time.monotonic() + 60
-            while any(p.position < live.get(p.name, 0) for p in projections):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the replay did not reach the live positions")
-                await asyncio.sleep(0.05)
+        async with pii.using(bus):  # sealed personal data opens with its keys
+            migrations = load_migrations("switchboard.analytics")
+            await migrate(admin, SCHEMA, migrations)  # the live ledger must exist
+            await migrate(admin, fresh, migrations)
+            projections = [
+                build_projection(
+                    m,
+                    ctx,
+                    schema=fresh,
+                    bus=bus,
+                    pool=pool,
+                    batch=max(settings.projection_batch, 1000),
+                )
+                for m in PROJECTORS
+            ]
+            tasks = [asyncio.create_task(p.run()) for p in projections]
             for p in projections:
-                p.stop.set()
-            await asyncio.gather(*tasks)
-            await conn.execute(f'CREATE SCHEMA "{old}"')
-            for table in await _tables(conn, SCHEMA):
-                await conn.execute(f'ALTER TABLE {SCHEMA}."{table}" SET SCHEMA "{old}"')
-            for table in await _tables(conn, fresh):
-                await conn.execute(f'ALTER TABLE "{fresh}"."{table}" SET SCHEMA {SCHEMA}')
-            await conn.execute(f'DROP SCHEMA "{fresh}" CASCADE')
-        if not keep_old:
-            async with admin.acquire() as conn:
-                await conn.execute(f'DROP SCHEMA "{old}" CASCADE')
-        report = RebuildReport(
-            schema_old=old if keep_old else None,
-            positions={p.name: p.position for p in projections},
-            seconds=time.monotonic() - started,
-        )
-        log(f"swapped in fresh rollups in {report.seconds:.1f} s: {report.positions}")
-        return report
+                await asyncio.wait_for(p.caught_up.wait(), 3600)
+                log(f"replayed {p.name} up to {p.position}")
+            async with admin.acquire() as conn, conn.transaction():
+                await conn.execute(f"LOCK TABLE {SCHEMA}.checkpoints IN ACCESS EXCLUSIVE MODE")
+                live = {
+                    r["projection"]: int(r["seq"])
+                    for r in await conn.fetch(f"SELECT projection, seq FROM {SCHEMA}.checkpoints")
+                }
+                deadline = time.monotonic() + 60
+                while any(p.position < live.get(p.name, 0) for p in projections):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the replay did not reach the live positions")
+                    await asyncio.sleep(0.05)
+                for p in projections:
+                    p.stop.set()
+                await asyncio.gather(*tasks)
+                await conn.execute(f'CREATE SCHEMA "{old}"')
+                for table in await _tables(conn, SCHEMA):
+                    await conn.execute(f'ALTER TABLE {SCHEMA}."{table}" SET SCHEMA "{old}"')
+                for table in await _tables(conn, fresh):
+                    await conn.execute(f'ALTER TABLE "{fresh}"."{table}" SET SCHEMA {SCHEMA}')
+                await conn.execute(f'DROP SCHEMA "{fresh}" CASCADE')
+            if not keep_old:
+                async with admin.acquire() as conn:
+                    await conn.execute(f'DROP SCHEMA "{old}" CASCADE')
+            report = RebuildReport(
+                schema_old=old if keep_old else None,
+                positions={p.name: p.position for p in projections},
+                seconds=time.monotonic() - started,
+            )
+            log(f"swapped in fresh rollups in {report.seconds:.1f} s: {report.positions}")
+            return report
     finally:
         await pool.close()
         await admin.close()

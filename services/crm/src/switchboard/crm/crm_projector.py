@@ -24,6 +24,7 @@ from switchboard.events.catalog.crm import (
     LeadCreated,
     LeadStageChanged,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.db import Conn
 
 PROJECTION = "crm"
@@ -32,6 +33,7 @@ SUBJECTS = ("crm.>",)
 
 
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    await pii.open_messages(msgs)
     for msg in msgs:
         d = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
         seq, at, ws, ev = (

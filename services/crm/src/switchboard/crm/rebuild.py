@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from switchboard.crm.app import PROJECTIONS, SCHEMA, build_projection
 from switchboard.crm.settings import CrmSettings
-from switchboard.runtime import identity
+from switchboard.runtime import identity, pii
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
 from switchboard.runtime.projection import ensure_checkpoints
 from switchboard.runtime.service import connect_bus
@@ -79,55 +79,56 @@ async def rebuild(
     admin = await create_pool(settings.database_url, 2)
     pool = await create_pool(settings.database_url, 4, schema=fresh)
     try:
-        migrations = load_migrations("switchboard.crm")
-        await migrate(admin, SCHEMA, migrations)  # the live schema, if nothing ran yet
-        await migrate(admin, fresh, migrations)
-        async with admin.acquire() as conn:
-            await ensure_checkpoints(conn, SCHEMA)
-            deferred = await defer_indexes(conn, fresh, deferred_index_names())
-        projections = [
-            build_projection(m, schema=fresh, bus=bus, pool=pool, batch=settings.rebuild_batch)
-            for m in PROJECTIONS
-        ]
-        tasks = [asyncio.create_task(p.run()) for p in projections]
-        for p in projections:
-            await asyncio.wait_for(p.caught_up.wait(), 3600)
-            log(f"replayed {p.name} up to {p.position}")
-        indexing = time.monotonic()
-        async with admin.acquire() as conn:
-            for definition in deferred:
-                await conn.execute(definition)
-        log(f"created {len(deferred)} deferred indexes in {time.monotonic() - indexing:.1f} s")
-        async with admin.acquire() as conn, conn.transaction():
-            await conn.execute(f"LOCK TABLE {SCHEMA}.checkpoints IN ACCESS EXCLUSIVE MODE")
-            live = {
-                r["projection"]: int(r["seq"])
-                for r in await conn.fetch(f"SELECT projection, seq FROM {SCHEMA}.checkpoints")
-            }
-            deadline = time.monotonic() + 60
-            while any(p.position < live.get(p.name, 0) for p in projections):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the replay did not reach the live positions")
-                await asyncio.sleep(0.05)
-            for p in projections:
-                p.stop.set()
-            await asyncio.gather(*tasks)
-            await conn.execute(f'CREATE SCHEMA "{old}"')
-            for table in await _tables(conn, SCHEMA):
-                await conn.execute(f'ALTER TABLE {SCHEMA}."{table}" SET SCHEMA "{old}"')
-            for table in await _tables(conn, fresh):
-                await conn.execute(f'ALTER TABLE "{fresh}"."{table}" SET SCHEMA {SCHEMA}')
-            await conn.execute(f'DROP SCHEMA "{fresh}"')
-        if not keep_old:
+        async with pii.using(bus):  # sealed personal data opens with its keys
+            migrations = load_migrations("switchboard.crm")
+            await migrate(admin, SCHEMA, migrations)  # the live schema, if nothing ran yet
+            await migrate(admin, fresh, migrations)
             async with admin.acquire() as conn:
-                await conn.execute(f'DROP SCHEMA "{old}" CASCADE')
-        report = RebuildReport(
-            schema_old=old if keep_old else None,
-            positions={p.name: p.position for p in projections},
-            seconds=time.monotonic() - started,
-        )
-        log(f"swapped in fresh tables in {report.seconds:.1f} s: {report.positions}")
-        return report
+                await ensure_checkpoints(conn, SCHEMA)
+                deferred = await defer_indexes(conn, fresh, deferred_index_names())
+            projections = [
+                build_projection(m, schema=fresh, bus=bus, pool=pool, batch=settings.rebuild_batch)
+                for m in PROJECTIONS
+            ]
+            tasks = [asyncio.create_task(p.run()) for p in projections]
+            for p in projections:
+                await asyncio.wait_for(p.caught_up.wait(), 3600)
+                log(f"replayed {p.name} up to {p.position}")
+            indexing = time.monotonic()
+            async with admin.acquire() as conn:
+                for definition in deferred:
+                    await conn.execute(definition)
+            log(f"created {len(deferred)} deferred indexes in {time.monotonic() - indexing:.1f} s")
+            async with admin.acquire() as conn, conn.transaction():
+                await conn.execute(f"LOCK TABLE {SCHEMA}.checkpoints IN ACCESS EXCLUSIVE MODE")
+                live = {
+                    r["projection"]: int(r["seq"])
+                    for r in await conn.fetch(f"SELECT projection, seq FROM {SCHEMA}.checkpoints")
+                }
+                deadline = time.monotonic() + 60
+                while any(p.position < live.get(p.name, 0) for p in projections):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the replay did not reach the live positions")
+                    await asyncio.sleep(0.05)
+                for p in projections:
+                    p.stop.set()
+                await asyncio.gather(*tasks)
+                await conn.execute(f'CREATE SCHEMA "{old}"')
+                for table in await _tables(conn, SCHEMA):
+                    await conn.execute(f'ALTER TABLE {SCHEMA}."{table}" SET SCHEMA "{old}"')
+                for table in await _tables(conn, fresh):
+                    await conn.execute(f'ALTER TABLE "{fresh}"."{table}" SET SCHEMA {SCHEMA}')
+                await conn.execute(f'DROP SCHEMA "{fresh}"')
+            if not keep_old:
+                async with admin.acquire() as conn:
+                    await conn.execute(f'DROP SCHEMA "{old}" CASCADE')
+            report = RebuildReport(
+                schema_old=old if keep_old else None,
+                positions={p.name: p.position for p in projections},
+                seconds=time.monotonic() - started,
+            )
+            log(f"swapped in fresh tables in {report.seconds:.1f} s: {report.positions}")
+            return report
     finally:
         await pool.close()
         await admin.close()

@@ -16,6 +16,7 @@ from switchboard.flows.effects import Effects
 from switchboard.flows.library import FlowError, FlowLibrary, FlowState
 from switchboard.flows.runner import CONVERSATIONS, TIMERS, Runner
 from switchboard.flows.settings import FlowsSettings
+from switchboard.runtime import pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
 from switchboard.runtime.consumer import PullWorker
@@ -54,6 +55,7 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
     ports: dict[str, Any] = {}
 
     async def start(rt: Runtime) -> None:
+        await pii.start(rt)  # conversation events carry sealed personal data
         await check_schedules(rt)
         library = FlowLibrary(rt.bus)
         runner = Runner(rt.bus, library, Effects(rt.bus))
