@@ -143,14 +143,23 @@ async def _readable_in_streams(nats_url: str) -> list[str]:
     bus = await Bus.connect(nats_url, name="stream-scan")
     try:
         found = []
-        for stream in ("CONV", "DELIVERY"):
+        for stream in ("CONV", "DELIVERY", "CRM"):
             last = (await bus.js.stream_info(stream)).state.last_seq
             for seq in range(1, last + 1):
                 m = await bus.js.get_msg(stream, seq)
                 if any(f".{ch}." in (m.subject or "") for ch in UNSEALED):
                     continue
-                wire = (m.data or b"").decode() + repr(sorted((m.headers or {}).items()))
-                found += [f"{stream}#{seq}: {n}" for n in (*PEOPLE.values(), *SECRETS) if n in wire]
+                body = (m.data or b"").decode()
+                headers = repr(sorted((m.headers or {}).items()))
+                # A CRM event caused by an unsealed producer's event names that event (its
+                # ce-id, with the chat) in its causation id: that person only, headers only.
+                cause = [n for c, n in PEOPLE.items() if c.value in UNSEALED]
+                needles = (*PEOPLE.values(), *SECRETS)
+                found += [
+                    f"{stream}#{seq}: {n}"
+                    for n in needles
+                    if n in body or (n in headers and n not in cause)
+                ]
         return found
     finally:
         await bus.close()
@@ -162,7 +171,7 @@ async def _opened_in_streams(nats_url: str) -> list[str]:
     try:
         opened = []
         async with pii.using(bus):
-            for stream in ("CONV", "DELIVERY"):
+            for stream in ("CONV", "DELIVERY", "CRM"):
                 last = (await bus.js.stream_info(stream)).state.last_seq
                 for seq in range(1, last + 1):
                     m = await bus.js.get_msg(stream, seq)

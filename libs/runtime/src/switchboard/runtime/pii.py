@@ -70,6 +70,12 @@ def subject_of_hash(identity_hash: str) -> str:
     return "s" + identity_hash
 
 
+def contact_subject(workspace: str, contact_id: str) -> str:
+    """The subject of what a CRM contact holds beyond its identities (name, phone, notes,
+    attributes): shredded with the identities' subjects when the contact is erased."""
+    return subject_of_hash(keyed_hash("contact", workspace, contact_id))
+
+
 def erased_identity(identity_hash: str) -> str:
     """What an identity whose key was shredded decodes as: no one's id, but its keyed hash,
     so whoever keys rows on the identity (conversation ids, erased markers) still can."""
@@ -155,6 +161,9 @@ class PiiKeys:
 
     async def seal(self, workspace: str, channel: str, identity: str, plaintext: str) -> str:
         subject = subject_of_hash(identity_hash(workspace, channel, identity))
+        return seal(await self.key(subject), subject, plaintext)
+
+    async def seal_for(self, subject: str, plaintext: str) -> str:
         return seal(await self.key(subject), subject, plaintext)
 
     async def prefetch(self, bodies: Iterable[bytes]) -> None:
@@ -244,7 +253,9 @@ class PiiKeys:
 # A sealed value in a JSON body (pydantic writes no spaces), with the field name when it is an
 # identity: ids of chats and senders, recipients.
 _PREFIX_B = PREFIX.encode()
-_SEALED = re.compile(rb'("(?:id|recipient)":)?"(pii1:([A-Za-z0-9]+):([0-9]+):[A-Za-z0-9_=-]+)"')
+_SEALED = re.compile(
+    rb'("(?:id|recipient|external_id)":)?"(pii1:([A-Za-z0-9]+):([0-9]+):[A-Za-z0-9_=-]+)"'
+)
 
 # The key stores of the services running in this process (tests run several in one): the
 # latest one still running opens what any of them consumes (they share one bucket).
@@ -347,6 +358,8 @@ async def seal_body(keys: PiiKeys, workspace: str, body: dict[str, Any]) -> dict
     d: dict[str, Any] = json.loads(json.dumps(body))
     channel = d.get("channel")
     if not isinstance(channel, str):
+        if isinstance(d.get("contact_id"), str):
+            await _seal_contact(keys, workspace, d)
         return d
     s = _Sealer(keys, workspace, channel)
     owner: str | None = None
@@ -369,6 +382,34 @@ async def seal_body(keys: PiiKeys, workspace: str, body: dict[str, Any]) -> dict
             await s.content(d["content"], owner)
         await s.fields(d, owner, _TEXTS)
     return d
+
+
+# A CRM contact's own fields (and an identity claim's key, which may be a phone number).
+_CONTACT = ("display_name", "phone", "note", "key")
+
+
+async def _seal_contact(keys: PiiKeys, workspace: str, d: dict[str, Any]) -> None:
+    """A CRM event: each identity under its own subject (an erased one decodes to its hash,
+    as in the conversation events), the rest under the contact's subject."""
+    for identity in (*d.get("identities", ()), d.get("identity")):
+        if isinstance(identity, dict):
+            s, who = _Sealer(keys, workspace, identity["channel"]), identity["external_id"]
+            await s.fields(identity, who, ("username", "phone"))
+            identity["external_id"] = await s.value(who, who)
+    contact = contact_subject(workspace, d["contact_id"])
+
+    async def sealed(value: object) -> object:
+        if not isinstance(value, str) or value.startswith(PREFIX) or is_erased(value):
+            return value
+        return await keys.seal_for(contact, value)
+
+    for name in _CONTACT:
+        if d.get(name) is not None:
+            d[name] = await sealed(d[name])
+    attributes = d.get("attributes")
+    if isinstance(attributes, dict):
+        for name, value in attributes.items():
+            attributes[name] = await sealed(value)
 
 
 async def seal_model(keys: PiiKeys, workspace: str, model: M) -> M:
