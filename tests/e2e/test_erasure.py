@@ -42,7 +42,9 @@ PEOPLE = {
 }
 # What must not be readable after the erasure, besides the ids above.
 SECRETS = ("Zoe Quux", "secret-in", "secret-out")
-# Producers that do not seal their events yet (their stream events keep the person).
+# One person's events are published unsealed, as events written before sealing (an
+# upgrade) are: the log keeps them readable, but the erasure still blanks them everywhere and
+# a rebuild replaying them beside the sealed CRM events stays byte-identical.
 UNSEALED = (Channel.MTPROTO.value,)
 
 
@@ -151,8 +153,8 @@ async def _readable_in_streams(nats_url: str) -> list[str]:
                     continue
                 body = (m.data or b"").decode()
                 headers = repr(sorted((m.headers or {}).items()))
-                # A CRM event caused by an unsealed producer's event names that event (its
-                # ce-id, with the chat) in its causation id: that person only, headers only.
+                # A CRM event caused by an unsealed event names that event (its ce-id, with
+                # the chat) in its causation id: that person only, headers only.
                 cause = [n for c, n in PEOPLE.items() if c.value in UNSEALED]
                 needles = (*PEOPLE.values(), *SECRETS)
                 found += [

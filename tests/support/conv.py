@@ -86,7 +86,7 @@ async def publish_sealed(
     nats_url: str, models: list[Any], workspace: str = "demo", *, unsealed: tuple[str, ...] = ()
 ) -> None:
     """Publish as ingest and outbound do (``pii.publish_sealed``), but for the channels in
-    ``unsealed`` (producers that do not seal yet: the MTProto gateway)."""
+    ``unsealed`` (as events written before sealing were)."""
     bus = await Bus.connect(nats_url, name="test-publisher")
     try:
         await bus.provision()

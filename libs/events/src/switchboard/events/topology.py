@@ -425,6 +425,12 @@ MTPROTO = ServiceTopology(
             "renewed, released; every instance watches them",
         ),
         BucketUse("dedup", Access.READ_WRITE, why="conv event ids already published"),
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: the conv events of user accounts are sealed",
+        ),
     ),
 )
 
@@ -448,6 +454,12 @@ ANALYTICS = ServiceTopology(
             "dashboard_sessions",
             Access.READ_WRITE,
             why="dashboard sign-ins and login attempt counters",
+        ),
+        BucketUse(
+            "pii_keys",
+            Access.READ,
+            watch=True,
+            why="data-subject keys: the projections open sealed personal data",
         ),
     ),
 )
@@ -498,6 +510,14 @@ FLOWS = ServiceTopology(
             "FLOW_TIMERS",
             ephemeral_consumers=False,
             why="start-up checks that the timer stream allows message schedules",
+        ),
+    ),
+    buckets=(
+        BucketUse(
+            "pii_keys",
+            Access.READ,
+            watch=True,
+            why="data-subject keys: conversation events carry sealed personal data",
         ),
     ),
 )

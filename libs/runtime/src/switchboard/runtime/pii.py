@@ -418,6 +418,11 @@ async def seal_model(keys: PiiKeys, workspace: str, model: M) -> M:
     return type(model).model_validate(body)
 
 
+def sealed_subject(workspace: str, ce_subject: str) -> str:
+    """The ``ce-subject`` header of a sealed event (the natural one names the chat)."""
+    return "p1:" + keyed_hash("ce-subject", workspace, ce_subject)
+
+
 def event_id(workspace: str, deterministic_id: str) -> str:
     """An id that names no one for an event whose natural id names a chat (provider events'
     ids carry the chat id, a phone number on WhatsApp): keyed, so still deterministic."""
@@ -431,6 +436,7 @@ async def publish_sealed(
     cause: Envelope | None = None,
     workspace: str | None = None,
     keys: PiiKeys | None = None,
+    headers: dict[str, str] | None = None,
 ) -> PubAck:
     """Publish ``model`` sealed, under an id (``event_id``) and a ``ce-subject`` that name
     no one (ids that follow a caller's key, like a send's ``message_id``, stay as they are).
@@ -441,5 +447,6 @@ async def publish_sealed(
     envelope: dict[str, Any] = {} if cause is not None else {"workspace_id": ws}
     if natural is not None and not model.caller_keyed:
         envelope["id"] = event_id(ws, natural)
-    headers = {H_SUBJECT: "p1:" + keyed_hash("ce-subject", ws, subject)} if subject else None
-    return await bus.publish(sealed, cause=cause, headers=headers, **envelope)
+    extra = {H_SUBJECT: sealed_subject(ws, subject)} if subject else {}
+    extra.update(headers or {})
+    return await bus.publish(sealed, cause=cause, headers=extra, **envelope)

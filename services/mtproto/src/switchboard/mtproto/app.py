@@ -17,6 +17,7 @@ from switchboard.mtproto.runner import Deps, SessionRunner
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore
+from switchboard.runtime import pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PullWorker
@@ -68,7 +69,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
             sessions=sessions,
             state=state,
             bus=rt.bus,
-            conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup")),
+            conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup"), await pii.start(rt)),
             settings=settings,
             owner=owner,
         )
