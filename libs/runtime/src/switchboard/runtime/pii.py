@@ -361,9 +361,11 @@ async def seal_body(keys: PiiKeys, workspace: str, body: dict[str, Any]) -> dict
         if isinstance(d.get("contact_id"), str):
             await _seal_contact(keys, workspace, d)
         return d
+    chat = d.get("chat")
+    if isinstance(chat, dict) and chat.get("type") == "channel":
+        return d  # a broadcast channel's posts are published by the channel, to anyone
     s = _Sealer(keys, workspace, channel)
     owner: str | None = None
-    chat = d.get("chat")
     if isinstance(chat, dict) and chat.get("type", "private") == "private":
         owner = str(chat["id"])
         await s.fields(chat, owner, _CHAT)
