@@ -82,6 +82,7 @@ from switchboard.mtproto.publisher import ConvPublisher
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
@@ -181,6 +182,9 @@ class SessionRunner:
                 w.cancel()
 
     async def _emit(self, event: Event) -> None:
+        if event.name.startswith(("conv.", "delivery.")):  # a send as the user: personal
+            await pii.publish_sealed(self.deps.bus, event, workspace=self.workspace_id)
+            return
         await self.deps.bus.publish(event, workspace_id=self.workspace_id)
 
     def _now(self) -> datetime:
