@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,11 +78,10 @@ FLOW = {
         "bye": {"type": "end", "text": "a day later"},
     },
 }
-# MTProto session ids are global, not per workspace: a route that creates a session under the
-# id the caller chooses refuses A's id (409, "not available"), where a free id is taken. That
-# tells B the id is in use (docs/security.md, "What can still happen"); nothing of A's is
-# shown, changed or used. Never called with a ghost id in the walk: B's own session under it
-# would answer B's later requests naming it.
+# MTProto session ids are per workspace: a route that creates a session under the id the
+# caller chooses gives B its own session under A's id, exactly as under a free id (answers
+# compared by status: each is B's new session). Walked last: B's own session under an id
+# answers B's later requests naming it.
 CLAIMS = {
     ("mtproto", "PUT", "/v1/sessions/{session_id}"),
     ("mtproto", "POST", "/v1/sessions/{session_id}/login"),
@@ -482,20 +481,24 @@ async def test_b_can_neither_read_nor_change_nor_use_anything_of_a(env: Env) -> 
     for service, base in env.urls.items():
         every += routes(service, (await env.http.get(f"{base}/openapi.json")).json())
     # Appending routes last: what they create for B must not answer B's other requests.
-    every.sort(key=lambda r: (r.service, r.method, r.path) in APPENDS | OWN)
+    every.sort(key=lambda r: (r.service, r.method, r.path) in APPENDS | OWN | CLAIMS)
     for route in every:
         service = route.service
         name = f"{service} {route.method} {route.path}"
         theirs = await env.call(route, env.a, B)
         assert SECRET_TEXT not in theirs.text, name
         walked.append(name)
-        if (service, route.method, route.path) in CLAIMS:
-            assert theirs.status_code == 409, (name, theirs.text)  # A's id is not taken
-            continue
         ghost = await env.call(route, GHOST, B)
         assert theirs.status_code == ghost.status_code, (name, theirs.text, ghost.text)
         if (service, route.method, route.path) in OWN:
             assert theirs.status_code < 300, (name, theirs.text)  # B's own, nothing of A's
+            continue
+        if (
+            service,
+            route.method,
+            route.path,
+        ) in CLAIMS:  # B's own under A's id, as under a free one
+            assert _normalized(theirs.text, env.a) == _normalized(ghost.text, GHOST), name
             continue
         assert _normalized(theirs.text, env.a) == _normalized(ghost.text, GHOST), name
         appends = (service, route.method, route.path) in APPENDS
@@ -511,13 +514,15 @@ async def test_b_can_neither_read_nor_change_nor_use_anything_of_a(env: Env) -> 
     assert await _snapshot(env) == before  # nothing of A's changed
     assert env.sent() == sent_before  # and nothing was sent through A's account
     assert env.used() == used_before  # nor through A's MTProto session
-    # The one difference from a ghost id: a free id is taken where A's answers 409, so B can
-    # tell that a session id is in use (only that: not whose, nor anything of it).
-    claim = ("mtproto", "PUT", "/v1/sessions/{session_id}")
-    put = next(r for r in every if (r.service, r.method, r.path) == claim)
-    free = await env.call(put, replace(GHOST, session="sess-free-9x"), B)
-    assert free.status_code == 201, free.text
-    assert free.json()["workspace_id"] == "other"
+    # B imported a session of its own under A's id, as under a free one: B sees its own under
+    # that id, A still its own, and nothing of B's answers names anything else.
+    for session in (env.a.session, GHOST.session):
+        mine = await env.http.get(f"{env.urls['mtproto']}/v1/sessions/{session}", headers=B)
+        assert mine.status_code == 200, mine.text
+        assert (mine.json()["session_id"], mine.json()["workspace_id"]) == (session, "other")
+    listed = await env.http.get(f"{env.urls['mtproto']}/v1/sessions", headers=B)
+    ids = sorted(s["session_id"] for s in listed.json()["items"])
+    assert ids == sorted([env.a.session, GHOST.session]), listed.text
     assert await _snapshot(env) == before
 
 

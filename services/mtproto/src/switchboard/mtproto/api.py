@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, Depends, Path
+from fastapi import Body, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
@@ -26,7 +26,7 @@ from switchboard.events.catalog.mtproto import (
     SendAsUser,
     SubscriptionRemoved,
 )
-from switchboard.mtproto import actions, login
+from switchboard.mtproto import actions, login, session_ids
 from switchboard.mtproto.leases import SESSION_PREFIX
 from switchboard.mtproto.sessions import Secrets, SessionRecord
 from switchboard.mtproto.settings import MtprotoSettings
@@ -38,7 +38,20 @@ from switchboard.runtime.keys import Scope
 if TYPE_CHECKING:
     from switchboard.mtproto.app import Gateway
 
-SessionId = Annotated[str, Path(pattern=SESSION_ID, max_length=64)]
+
+async def _session_id(
+    request: Request, session_id: Annotated[str, Path(pattern=SESSION_ID, max_length=64)]
+) -> str:
+    """The gateway's id of the session the caller names (ids are per workspace:
+    ``session_ids``); the answer is rewritten to name the caller's id again."""
+    ws = request.app.state.auth.principal(request).workspace
+    internal = await session_ids.resolve(request.app.state.gateway().sessions, ws, session_id)
+    if internal != session_id:
+        request.state.session_alias = (internal, session_id)
+    return internal
+
+
+SessionId = Annotated[str, Depends(_session_id)]
 WAIT_S = 10.0
 # Connecting and removing a Telegram account is an operator thing of the workspace (admin);
 # reading, sending and following peers are what its integrations do (read, send).
@@ -157,6 +170,22 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     """Add the API routes to the service app."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.state.auth = ApiKeyAuth(settings.api_keys)
+    app.state.gateway = gateway
+
+    @app.middleware("http")
+    async def external_ids(request: Request, call_next: Any) -> Response:
+        """Answers about an aliased session name the id the caller chose."""
+        response: Response = await call_next(request)
+        found = getattr(request.state, "session_alias", None)
+        if found is None:
+            return response
+        body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return Response(
+            body.replace(found[0].encode(), found[1].encode()),
+            status_code=response.status_code,
+            headers=headers,
+        )
 
     operator = [Depends(require_operator(token))]
 
@@ -213,7 +242,10 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     async def list_sessions(ws: Reader) -> Response:
         gw = gateway()
         records = await gw.sessions.list_sessions(ws)
-        return JSONResponse({"items": [r.public() for r in records]})
+        items = [r.public() for r in records]
+        for item in items:  # the ids the workspace chose (session_ids)
+            item["session_id"] = session_ids.external(ws, item["session_id"])
+        return JSONResponse({"items": items})
 
     @app.get("/v1/sessions/{session_id}", tags=["sessions"],
              summary="A session, its subscriptions, backfills and holder")  # fmt: skip

@@ -27,7 +27,7 @@ from switchboard.events.catalog.mtproto import (
     Unsubscribe,
 )
 from switchboard.events.envelope import Envelope
-from switchboard.mtproto import actions, login, login_secrets
+from switchboard.mtproto import actions, login, login_secrets, session_ids
 from switchboard.mtproto.runner import STREAM
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
@@ -82,6 +82,10 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         raise PermanentError(exc.reason) from None
     cmd, envelope = decoded.model, decoded.envelope
     sid = getattr(cmd, "session_id", "")
+    if sid and not isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
+        # ids are per workspace (session_ids); login secrets are sealed for the id named
+        sid = await session_ids.resolve(deps.sessions, envelope.workspace_id, sid)
+        cmd = cmd.model_copy(update={"session_id": sid})
     foreign = await foreign_session(deps.sessions, cmd, envelope.workspace_id)
     if foreign is not None:
         await _reject(deps.bus, envelope, cmd.name, sid, foreign)
