@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Body, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from switchboard.events.catalog.mtproto import (
     SESSION_ID,
@@ -43,12 +45,58 @@ async def _session_id(
     request: Request, session_id: Annotated[str, Path(pattern=SESSION_ID, max_length=64)]
 ) -> str:
     """The gateway's id of the session the caller names (ids are per workspace:
-    ``session_ids``); the answer is rewritten to name the caller's id again."""
-    ws = request.app.state.auth.principal(request).workspace
+    ``session_ids``), once the caller's key holds the route's scope (refused before anything
+    is looked up); ``ExternalIds`` makes the answer name the caller's id again."""
+    route = request.scope.get("route")
+    needed = next(
+        (
+            d.call.required_scope
+            for d in getattr(getattr(route, "dependant", None), "dependencies", ())
+            if getattr(d.call, "required_scope", None) is not None
+        ),
+        None,
+    )
+    ws = request.app.state.auth.workspace(request, needed)
     internal = await session_ids.resolve(request.app.state.gateway().sessions, ws, session_id)
     if internal != session_id:
         request.state.session_alias = (internal, session_id)
     return internal
+
+
+class ExternalIds:
+    """ASGI middleware: an answer about an aliased session names the id the caller chose
+    (the body is rewritten; the request, and its body limit, pass untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def answer(message: Message) -> None:
+            nonlocal start
+            found = scope.get("state", {}).get("session_alias")
+            kind = message["type"]
+            if found is None or kind not in ("http.response.start", "http.response.body"):
+                await send(message)
+                return
+            if kind == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks).replace(found[0].encode(), found[1].encode())
+            assert start is not None
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, answer)
 
 
 SessionId = Annotated[str, Depends(_session_id)]
@@ -171,21 +219,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.state.auth = ApiKeyAuth(settings.api_keys)
     app.state.gateway = gateway
-
-    @app.middleware("http")
-    async def external_ids(request: Request, call_next: Any) -> Response:
-        """Answers about an aliased session name the id the caller chose."""
-        response: Response = await call_next(request)
-        found = getattr(request.state, "session_alias", None)
-        if found is None:
-            return response
-        body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return Response(
-            body.replace(found[0].encode(), found[1].encode()),
-            status_code=response.status_code,
-            headers=headers,
-        )
+    app.add_middleware(ExternalIds)
 
     operator = [Depends(require_operator(token))]
 
