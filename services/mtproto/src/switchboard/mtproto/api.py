@@ -57,7 +57,11 @@ async def _session_id(
         None,
     )
     ws = request.app.state.auth.workspace(request, needed)
-    internal = await session_ids.resolve(request.app.state.gateway().sessions, ws, session_id)
+    try:
+        gw = request.app.state.gateway()
+    except KeyError:  # not started (an app called without its lifespan): nothing exists
+        return session_id
+    internal = await session_ids.resolve(gw.sessions, ws, session_id)
     if internal != session_id:
         request.state.session_alias = (internal, session_id)
     return internal
