@@ -10,7 +10,8 @@
 2. Runs ingest and crm as processes with their default settings (normalizer on, default
    projection batch) and posts Telegram webhooks at 500/s for a while, timing each message
    from its POST to its being listed by the CRM HTTP API.
-`BENCH_EVENTS`, `BENCH_E2E_SECONDS`, `BENCH_E2E_RATE` set the sizes.
+`BENCH_EVENTS`, `BENCH_E2E_SECONDS`, `BENCH_E2E_RATE` set the sizes; `BENCH_SEALED=1` loads
+CONV and DELIVERY sealed as the producers publish them (crypto-shredding's replay cost).
 Prints, last: `crm_replay_ratio=<x> events_per_s=<y> e2e_p99_ms=<z>`.
 """
 
@@ -35,25 +36,46 @@ from switchboard.crm.app import PROJECTIONS
 from switchboard.crm.cli import tune_gc_for_replay
 from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
-from switchboard.events import Message, encode
+from switchboard.events import Encoded, Message, encode
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from switchboard.runtime.identity import keyed_hash
 from traffic import realistic
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
 E2E_RATE = float(os.environ.get("BENCH_E2E_RATE", "500"))
+# BENCH_SEALED=1: CONV and DELIVERY events sealed as ingest and outbound publish them
+# (crypto-shredding), so the replay opens every personal field.
+SEALED = os.environ.get("BENCH_SEALED", "") == "1"
 
 
 async def load(bus: Bus, events: list[tuple[Message, datetime]]) -> None:
     pending = []
+    keys = pii.PiiKeys(await bus.kv(pii.BUCKET)) if SEALED else None
     for ev, at in events:
-        enc = encode(ev, source="bench", workspace_id="bench", time=at)
+        if keys is not None and ev.name.split(".")[0] in ("conv", "delivery"):
+            enc = await sealed(keys, ev, at)
+        else:
+            enc = encode(ev, source="bench", workspace_id="bench", time=at)
         pending.append(bus.js.publish(enc.subject, enc.body, headers=enc.headers))
         if len(pending) >= 1000:
             await asyncio.gather(*pending)
             pending = []
     await asyncio.gather(*pending)
+
+
+async def sealed(keys: pii.PiiKeys, ev: Message, at: datetime) -> Encoded:
+    """``ev`` encoded as ``pii.publish_sealed`` publishes it (the producers' sealing)."""
+    natural = ev.deterministic_id()
+    event_id = pii.event_id("bench", natural) if natural and not ev.caller_keyed else None
+    model = await pii.seal_model(keys, "bench", ev)
+    enc = encode(model, source="bench", id=event_id, workspace_id="bench", time=at)
+    subject = ev.ce_subject()
+    if subject:
+        enc.headers["ce-subject"] = "p1:" + keyed_hash("ce-subject", "bench", subject)
+    return enc
 
 
 def settings_for(nats_url: str, pg_url: str) -> CrmSettings:
@@ -237,7 +259,10 @@ async def main() -> None:
         p50 = statistics.median(lat) if lat else float("nan")
         p99 = lat[int(len(lat) * 0.99)] if lat else float("nan")
         print(f"e2e at {E2E_RATE:.0f}/s: {len(lat)} visible, p50={p50:.1f} ms p99={p99:.1f} ms")
-        print(f"crm_replay_ratio={rate / base:.2f} events_per_s={rate:.0f} e2e_p99_ms={p99:.1f}")
+        print(
+            f"sealed={SEALED} crm_replay_ratio={rate / base:.2f} events_per_s={rate:.0f} "
+            f"e2e_p99_ms={p99:.1f}"
+        )
     finally:
         pg.stop()
         nats.stop()

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from tests.support.conv import T0, publish_all, received, sent
+from tests.support.conv import T0, publish_sealed, received, sent
 from tests.support.crm import AUTH, Crm, running_crm
 from tests.support.db import table_checksum
 
@@ -42,6 +42,10 @@ PEOPLE = {
 }
 # What must not be readable after the erasure, besides the ids above.
 SECRETS = ("Zoe Quux", "secret-in", "secret-out")
+# One person's events are published unsealed, as events written before sealing (an
+# upgrade) are: the log keeps them readable, but the erasure still blanks them everywhere and
+# a rebuild replaying them beside the sealed CRM events stays byte-identical.
+UNSEALED = (Channel.MTPROTO.value,)
 
 
 @pytest.fixture
@@ -135,6 +139,53 @@ async def _readable(postgres_url: str, schema: str) -> list[str]:
         await conn.close()
 
 
+async def _readable_in_streams(nats_url: str) -> list[str]:
+    """Every (stream, seq, needle) where a stored event (body or headers) of a sealing
+    producer shows the person: nothing, ever (crypto-shredding seals at publish)."""
+    bus = await Bus.connect(nats_url, name="stream-scan")
+    try:
+        found = []
+        for stream in ("CONV", "DELIVERY", "CRM"):
+            last = (await bus.js.stream_info(stream)).state.last_seq
+            for seq in range(1, last + 1):
+                m = await bus.js.get_msg(stream, seq)
+                if any(f".{ch}." in (m.subject or "") for ch in UNSEALED):
+                    continue
+                body = (m.data or b"").decode()
+                headers = repr(sorted((m.headers or {}).items()))
+                # A CRM event caused by an unsealed event names that event (its ce-id, with
+                # the chat) in its causation id: that person only, headers only.
+                cause = [n for c, n in PEOPLE.items() if c.value in UNSEALED]
+                needles = (*PEOPLE.values(), *SECRETS)
+                found += [
+                    f"{stream}#{seq}: {n}"
+                    for n in needles
+                    if n in body or (n in headers and n not in cause)
+                ]
+        return found
+    finally:
+        await bus.close()
+
+
+async def _opened_in_streams(nats_url: str) -> list[str]:
+    """The sealed events' personal fields as a consumer opens them now (fresh keys)."""
+    bus = await Bus.connect(nats_url, name="stream-open")
+    try:
+        opened = []
+        async with pii.using(bus):
+            for stream in ("CONV", "DELIVERY", "CRM"):
+                last = (await bus.js.stream_info(stream)).state.last_seq
+                for seq in range(1, last + 1):
+                    m = await bus.js.get_msg(stream, seq)
+                    if any(f".{ch}." in (m.subject or "") for ch in UNSEALED):
+                        continue
+                    await pii.open_messages([m])  # type: ignore[list-item]
+                    opened.append((m.data or b"").decode())
+        return opened
+    finally:
+        await bus.close()
+
+
 async def _attempt_records(nats_url: str) -> None:
     """Outbound's records of our replies (as the sender writes them), with a provider
     reason that quotes the recipient."""
@@ -161,7 +212,11 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
 ) -> None:
     await _attempt_records(nats_url)
     outbound: str = crm.outbound  # type: ignore[attr-defined]
-    await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 1)])
+    await publish_sealed(
+        nats_url,
+        [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 1)],
+        unsealed=UNSEALED,
+    )
     contacts = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == len(PEOPLE)))["items"]
     await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
     bus = await Bus.connect(nats_url, name="pii-producer")
@@ -169,6 +224,11 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
     # what a producer seals for the person opens until the erasure, and never after it
     sealed = [await keys.seal("demo", ch.value, who, "Zoe's text") for ch, who in PEOPLE.items()]
     assert [await keys.open(v) for v in sealed] == ["Zoe's text"] * len(PEOPLE)
+    # the events are sealed on the wire already, and open for a consumer
+    assert await _readable_in_streams(nats_url) == []
+    opened = "".join(await _opened_in_streams(nats_url))
+    assert all(n in opened for c, n in PEOPLE.items() if c not in UNSEALED)
+    assert all(n in opened for n in SECRETS)
     # the probe sees the person before (analytics keeps only what conversions need)
     assert await _readable(postgres_url, "crm")
     assert await _readable(postgres_url, "analytics")
@@ -178,8 +238,16 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
         assert r.status_code == 200, r.text
     assert [await pii.PiiKeys(keys.kv).open(v) for v in sealed] == [pii.ERASED] * len(PEOPLE)
     await bus.close()
+    # the log itself: nothing of the person is readable, nor opens any more
+    assert await _readable_in_streams(nats_url) == []
+    after = await _opened_in_streams(nats_url)
+    assert not [b for b in after if any(n in b for n in (*PEOPLE.values(), *SECRETS))]
     # what arrives (or replays) after the erasure is blanked on sight
-    await publish_all(nats_url, [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 10)])
+    await publish_sealed(
+        nats_url,
+        [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 10)],
+        unsealed=UNSEALED,
+    )
     await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
 
     assert await _readable(postgres_url, "crm") == []

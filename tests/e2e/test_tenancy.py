@@ -1,9 +1,10 @@
 """Two workspaces on one deployment: B can neither read, nor change, nor use anything of A's.
 
 The route list comes from each service's own OpenAPI document (outbound, crm, analytics,
-mtproto), so a new route is walked without anyone listing it; a route that takes a body
+mtproto, flows), so a new route is walked without anyone listing it; a route that takes a body
 fails the suite until it has one here. For every route B's key names A's objects (its
-account, campaign, message, contact, lead, conversation, session) and the answer must be
+account, campaign, message, contact, lead, conversation, session, flow, run) and the answer
+must be
 exactly the answer B gets naming objects that exist nowhere (ids replaced): another
 workspace's object does not exist for B, with no 409 or count that would leak it. A's
 requests to the same routes prove the ids are real. Afterwards A's objects are as they were
@@ -19,7 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,6 +37,8 @@ from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import ChangeLeadStage
 from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.flows.app import create_app as flows_app
+from switchboard.flows.settings import FlowsSettings
 from switchboard.mtproto.app import create_app as mtproto_app
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.app import create_app as outbound_app
@@ -59,11 +63,25 @@ EXCLUDED_PREFIXES = ("/health/",)
 # Ids are per workspace, and a campaign's batches may come before its start: B adding a
 # batch under A's campaign id adds it to B's own (pending) campaign of that id, as for any id.
 APPENDS = {("outbound", "POST", "/v1/campaigns/{campaign_id}/recipients")}
-# MTProto session ids are global, not per workspace: a route that creates a session under the
-# id the caller chooses refuses A's id (409, "not available"), where a free id is taken. That
-# tells B the id is in use (docs/security.md, "What can still happen"); nothing of A's is
-# shown, changed or used. Never called with a ghost id in the walk: B's own session under it
-# would answer B's later requests naming it.
+# Routes that name nothing and make something of B's own (a new flow under a fresh id, a
+# validation): 2xx for B, with B's own new id in the answer, so only the status is compared.
+# Walked last, so that B's listings before them are compared with a ghost's.
+OWN = {("flows", "POST", "/v1/flows"), ("flows", "POST", "/v1/flows/validate")}
+# A flow of A's (a long delay keeps its run waiting): B may neither read, revise, publish,
+# archive, dry-run it, nor see or release its runs.
+FLOW = {
+    "name": "Tenancy A",
+    "triggers": [{"type": "keyword", "keywords": ["tenancy-start"]}],
+    "start": "wait",
+    "steps": {
+        "wait": {"type": "delay", "seconds": 86400, "next": "bye"},
+        "bye": {"type": "end", "text": "a day later"},
+    },
+}
+# MTProto session ids are per workspace: a route that creates a session under the id the
+# caller chooses gives B its own session under A's id, exactly as under a free id (answers
+# compared by status: each is B's new session). Walked last: B's own session under an id
+# answers B's later requests naming it.
 CLAIMS = {
     ("mtproto", "PUT", "/v1/sessions/{session_id}"),
     ("mtproto", "POST", "/v1/sessions/{session_id}/login"),
@@ -85,6 +103,8 @@ class Ids:
     lead: str
     conversation: str
     session: str
+    flow: str
+    run: str
 
     def path_params(self) -> dict[str, str]:
         return {
@@ -96,6 +116,9 @@ class Ids:
             "session_id": self.session,
             "job_id": f"{self.session}-job",
             "ref": f"@{self.session}",
+            "flow_id": self.flow,
+            "revision": "1",
+            "run_id": self.run,
         }
 
     def query(self) -> dict[str, str]:
@@ -107,12 +130,13 @@ class Ids:
             "contact_id": self.contact,
             "channel": "telegram",
             "text": SECRET_TEXT,
+            "flow_id": self.flow,
         }
 
     def words(self) -> list[str]:
         return [
             self.account, self.campaign, self.message, self.contact, self.contact2,
-            self.lead, self.conversation, self.session,
+            self.lead, self.conversation, self.session, self.flow, self.run,
         ]  # fmt: skip
 
 
@@ -167,6 +191,11 @@ BODIES: dict[tuple[str, str, str], Callable[[Ids], dict[str, Any]]] = {
     ("mtproto", "POST", "/v1/sessions/{session_id}/messages"): lambda i: {
         "message_id": "b-mt-1", "peer": "@someone", "text": "from b",
     },
+    ("flows", "POST", "/v1/flows"): lambda i: {**FLOW, "name": "B's own"},
+    ("flows", "POST", "/v1/flows/validate"): lambda i: FLOW,
+    ("flows", "PUT", "/v1/flows/{flow_id}"): lambda i: {**FLOW, "name": "Mallory's"},
+    ("flows", "POST", "/v1/flows/{flow_id}/publish"): lambda i: {"revision": 1},
+    ("flows", "POST", "/v1/flows/{flow_id}/dry-run"): lambda i: {"start_text": "tenancy-start"},
 }  # fmt: skip
 
 
@@ -249,6 +278,8 @@ GHOST = Ids(
     lead="ld_ghost9x",
     conversation="cv_ghost9x",
     session="sess-ghost-9x",
+    flow="fl_ghost9x",
+    run="run_ghost9x",
 )
 
 
@@ -290,6 +321,7 @@ async def env(
             "crm": crm_app(load_settings(CrmSettings)),
             "analytics": analytics_app(load_settings(AnalyticsSettings)),
             "mtproto": mtproto_app(load_settings(MtprotoSettings)),
+            "flows": flows_app(load_settings(FlowsSettings)),
         }
         urls = {name: await stack.enter_async_context(serve_app(app)) for name, app in apps.items()}
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
@@ -378,6 +410,7 @@ async def _workspace_a(env: Env) -> Ids:
 
     await eventually(ready, timeout=30)
     await _mtproto_session_a(env, "sess-a-1")
+    flow, run = await _flow_a(env, account)
     first = next(c for c in contacts if c["display_name"] == "Ada")
     return Ids(
         account=account,
@@ -388,7 +421,30 @@ async def _workspace_a(env: Env) -> Ids:
         lead=next(lead["id"] for lead in leads if lead["contact_id"] == first["id"]),
         conversation=next(c["id"] for c in conversations if c["contact_id"] == first["id"]),
         session="sess-a-1",
+        flow=flow,
+        run=run,
     )
+
+
+async def _flow_a(env: Env, account: str) -> tuple[str, str]:
+    """A's published flow and a run of it (waiting on its delay), started by a customer."""
+    flows = env.urls["flows"]
+    r = await env.http.post(f"{flows}/v1/flows", json=FLOW, headers=A)
+    assert r.status_code == 201, r.text
+    flow_id: str = r.json()["id"]
+    r = await env.http.post(f"{flows}/v1/flows/{flow_id}/publish", headers=A)
+    assert r.status_code == 200, r.text
+    now = datetime.now(UTC)  # the delay counts from the message: a day from now
+    start = received(Channel.TELEGRAM, account, "5003", "tenancy-start", 3, name="Cy")
+    start = start.model_copy(update={"sent_at": now, "received_at": now})
+    await publish_all(env.nats_url, [start], workspace="demo")
+
+    async def run() -> str | None:
+        r = await env.http.get(f"{flows}/v1/runs", params={"flow_id": flow_id}, headers=A)
+        items = r.json()["items"]
+        return str(items[0]["id"]) if items else None
+
+    return flow_id, await eventually(run, timeout=30, message="A's run started")
 
 
 def _normalized(text: str, ids: Ids) -> str:
@@ -408,6 +464,8 @@ async def _snapshot(env: Env) -> dict[str, Any]:
         f"{urls['outbound']}/v1/messages/{a.message}",
         f"{urls['outbound']}/v1/campaigns/{a.campaign}",
         f"{urls['mtproto']}/v1/sessions/{a.session}",
+        f"{urls['flows']}/v1/flows/{a.flow}",
+        f"{urls['flows']}/v1/runs/{a.run}",
     ]
     out: dict[str, Any] = {}
     for path in paths:
@@ -424,18 +482,25 @@ async def test_b_can_neither_read_nor_change_nor_use_anything_of_a(env: Env) -> 
     for service, base in env.urls.items():
         every += routes(service, (await env.http.get(f"{base}/openapi.json")).json())
     # Appending routes last: what they create for B must not answer B's other requests.
-    every.sort(key=lambda r: (r.service, r.method, r.path) in APPENDS)
+    every.sort(key=lambda r: (r.service, r.method, r.path) in APPENDS | OWN | CLAIMS)
     for route in every:
         service = route.service
         name = f"{service} {route.method} {route.path}"
         theirs = await env.call(route, env.a, B)
         assert SECRET_TEXT not in theirs.text, name
         walked.append(name)
-        if (service, route.method, route.path) in CLAIMS:
-            assert theirs.status_code == 409, (name, theirs.text)  # A's id is not taken
-            continue
         ghost = await env.call(route, GHOST, B)
         assert theirs.status_code == ghost.status_code, (name, theirs.text, ghost.text)
+        if (service, route.method, route.path) in OWN:
+            assert theirs.status_code < 300, (name, theirs.text)  # B's own, nothing of A's
+            continue
+        if (
+            service,
+            route.method,
+            route.path,
+        ) in CLAIMS:  # B's own under A's id, as under a free one
+            assert _normalized(theirs.text, env.a) == _normalized(ghost.text, GHOST), name
+            continue
         assert _normalized(theirs.text, env.a) == _normalized(ghost.text, GHOST), name
         appends = (service, route.method, route.path) in APPENDS
         if (route.names_objects or route.has_body) and not appends:
@@ -447,19 +512,21 @@ async def test_b_can_neither_read_nor_change_nor_use_anything_of_a(env: Env) -> 
             assert mine.status_code == (404 if no_file else 200), (name, mine.text)
             assert not no_file or mine.json()["code"] == "no_attachment", mine.text
     # every service took part, and the routes that name objects were all walked
-    assert {w.split()[0] for w in walked} == {"outbound", "crm", "analytics", "mtproto"}
+    assert {w.split()[0] for w in walked} == {"outbound", "crm", "analytics", "mtproto", "flows"}
     assert len(walked) >= 40, walked
     assert {(r.service, r.method, r.path) for r in every} >= CLAIMS
     assert await _snapshot(env) == before  # nothing of A's changed
     assert env.sent() == sent_before  # and nothing was sent through A's account
     assert env.used() == used_before  # nor through A's MTProto session
-    # The one difference from a ghost id: a free id is taken where A's answers 409, so B can
-    # tell that a session id is in use (only that: not whose, nor anything of it).
-    claim = ("mtproto", "PUT", "/v1/sessions/{session_id}")
-    put = next(r for r in every if (r.service, r.method, r.path) == claim)
-    free = await env.call(put, replace(GHOST, session="sess-free-9x"), B)
-    assert free.status_code == 201, free.text
-    assert free.json()["workspace_id"] == "other"
+    # B imported a session of its own under A's id, as under a free one: B sees its own under
+    # that id, A still its own, and nothing of B's answers names anything else.
+    for session in (env.a.session, GHOST.session):
+        mine = await env.http.get(f"{env.urls['mtproto']}/v1/sessions/{session}", headers=B)
+        assert mine.status_code == 200, mine.text
+        assert (mine.json()["session_id"], mine.json()["workspace_id"]) == (session, "other")
+    listed = await env.http.get(f"{env.urls['mtproto']}/v1/sessions", headers=B)
+    ids = sorted(s["session_id"] for s in listed.json()["items"])
+    assert ids == sorted([env.a.session, GHOST.session]), listed.text
     assert await _snapshot(env) == before
 
 

@@ -44,6 +44,7 @@ from switchboard.events.catalog.mtproto import (
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import list_dead_letters
 from switchboard.runtime.identity import keyed_hash
+from switchboard.runtime.pii import identity_hash
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 
@@ -221,10 +222,14 @@ async def test_every_stream_rolls_up_into_the_api(env: Env) -> None:
     assert frt["overall"]["awaiting_reply"] == 1
     assert frt["overall"]["p50_ms"] == 60000.0
     per = await env.get("/v1/first-response/conversations")
+
+    def chat(channel: str, chat_id: str) -> str:  # the chat's identity hash (pii)
+        return identity_hash("demo", channel, chat_id)
+
     # conversations are keyed by a keyed hash: a chat id is often a phone number
     assert [(c["conversation"], c["response_ms"]) for c in per["items"]] == [
-        (keyed_hash("conversation", "whatsapp", "wa1", "4917600000001"), None),
-        (keyed_hash("conversation", "telegram", "shop", "555"), 60000.0),
+        (keyed_hash("conversation", "whatsapp", "wa1", chat("whatsapp", "4917600000001")), None),
+        (keyed_hash("conversation", "telegram", "shop", chat("telegram", "555")), 60000.0),
     ]
     assert "4917600000001" not in json.dumps(per)
 

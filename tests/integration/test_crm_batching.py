@@ -122,7 +122,7 @@ async def _project(pool: asyncpg.Pool, schema: str, msgs: list[Msg], sizes: list
         while start < len(msgs):
             end = start + sizes[i % len(sizes)]
             async with conn.transaction():
-                await projector.apply_prepared(conn, projector.prepare(msgs[start:end]))
+                await projector.apply_prepared(conn, await projector.prepare(msgs[start:end]))
             start, i = end, i + 1
 
 

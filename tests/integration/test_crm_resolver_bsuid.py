@@ -13,6 +13,7 @@ from switchboard.crm.store import EventStore
 from switchboard.events import Envelope
 from switchboard.events.catalog.common import Channel, Chat, Sender
 from switchboard.events.catalog.conv import MessageReceived, ProviderIds, TextContent
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -47,7 +48,7 @@ async def test_the_phone_beside_a_bsuid_links_per_workspace(nats_url: str) -> No
     try:
         await bus.provision()
         resolver = Resolver(
-            EventStore(bus),
+            EventStore(bus, pii.PiiKeys(await bus.kv(pii.BUCKET))),
             CrmSettings.model_construct(
                 lead_rule="first_message_from_new_contact", stages=("new", "won")
             ),

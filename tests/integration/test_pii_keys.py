@@ -5,10 +5,14 @@ the key's history are gone from the bucket), and other subjects are untouched.""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from nats.js.errors import NotFoundError
 
+from switchboard.events import decode
+from switchboard.events.catalog.common import Channel, Chat, Sender
+from switchboard.events.catalog.conv import MessageReceived, ProviderIds, TextContent
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
@@ -68,5 +72,55 @@ async def test_shredding_a_subject_erases_its_values_everywhere(nats_url: str) -
         assert await pii.PiiKeys(kv).open(zoe) == pii.ERASED
         stop.set()
         await follower
+    finally:
+        await bus.close()
+
+
+async def test_an_event_sealed_for_the_bus_opens_and_decodes_as_erased_after_a_shred(
+    nats_url: str,
+) -> None:
+    """What ``publish_sealed`` stores holds no readable PII (body or headers), decodes to the
+    event as published, and after the shred to ``ERASED`` with identities as
+    ``erased_identity(<hash>)``, which keys the same rows (``identity_hash``)."""
+    phone, text, name = "4917612345678", "my secret order", "Zoe Quux"
+    event = MessageReceived(
+        channel=Channel.WHATSAPP,
+        account="acct",
+        chat=Chat(id=phone, title=name),
+        sender=Sender(id=phone, display_name=name, phone=phone),
+        content=TextContent(text=text),
+        provider=ProviderIds(message_id="wamid.1"),
+        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    bus = await Bus.connect(nats_url, name="pii-events")
+    try:
+        await bus.provision()
+        ack = await pii.publish_sealed(
+            bus, event, workspace="w", keys=pii.PiiKeys(await bus.kv(pii.BUCKET))
+        )
+        stored = await bus.js.get_msg("CONV", ack.seq)
+        wire = (stored.data or b"") + repr(stored.headers).encode()
+        for needle in (phone, text, name):
+            assert needle.encode() not in wire
+        assert stored.headers is not None
+        assert stored.headers["ce-id"] == pii.event_id("w", event.deterministic_id())
+
+        class Stored:  # what a consumer's message looks like to open_messages
+            data = stored.data or b""
+
+        msg, erased = Stored(), Stored()
+        async with pii.using(bus) as keys:
+            await pii.open_messages([msg])  # type: ignore[list-item]
+            assert decode(stored.subject or "", stored.headers, msg.data) == event
+            await keys.shred(pii.subject_id("w", "whatsapp", phone))
+            await pii.open_messages([erased])  # type: ignore[list-item]
+        model = decode(stored.subject or "", stored.headers, erased.data)
+        assert isinstance(model, MessageReceived)
+        who = pii.identity_hash("w", "whatsapp", phone)
+        assert model.sender.id == model.chat.id == pii.erased_identity(who)
+        assert pii.identity_hash("w", "whatsapp", model.chat.id) == who
+        assert model.content == TextContent(text=pii.ERASED)
+        assert (model.sender.display_name, model.sender.phone) == (pii.ERASED, pii.ERASED)
     finally:
         await bus.close()

@@ -30,6 +30,7 @@ from switchboard.ingest.normalize import generic
 from switchboard.ingest.normalize.base import NormalizeError
 from switchboard.ingest.normalizer import SPEC, normalize_raw
 from switchboard.ingest.raw import raw_envelope
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
 from switchboard.runtime.embedded import EmbeddedNats
@@ -206,9 +207,11 @@ async def publish_raw(bus: Bus) -> None:
 
 
 async def normalize_all(bus: Bus, old: bool) -> int:
-    """What the normalizer consumer does, with today's or the old normalizers; returns how
-    many payloads could not be read (they would be in the DLQ)."""
+    """What the normalizer consumer does (sealed, ``pii.publish_sealed``), with today's or
+    the old normalizers; returns how many payloads could not be read (they would be in the
+    DLQ)."""
     unreadable = 0
+    keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
     for raw in await stream_messages_raw(bus):
         subject, headers, body = raw
         try:
@@ -224,7 +227,7 @@ async def normalize_all(bus: Bus, old: bool) -> int:
             unreadable += 1
             continue
         for event in events:
-            await bus.publish(event, cause=envelope)
+            await pii.publish_sealed(bus, event, cause=envelope, keys=keys)
     return unreadable
 
 

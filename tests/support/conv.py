@@ -14,6 +14,7 @@ from switchboard.events.catalog.conv import (
     ProviderIds,
     TextContent,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -79,6 +80,24 @@ def sent(
         content_kind="text",
         sent_at=T0 + timedelta(seconds=n),
     )
+
+
+async def publish_sealed(
+    nats_url: str, models: list[Any], workspace: str = "demo", *, unsealed: tuple[str, ...] = ()
+) -> None:
+    """Publish as ingest and outbound do (``pii.publish_sealed``), but for the channels in
+    ``unsealed`` (as events written before sealing were)."""
+    bus = await Bus.connect(nats_url, name="test-publisher")
+    try:
+        await bus.provision()
+        keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
+        for model in models:
+            if getattr(model, "channel", None) in unsealed:
+                await bus.publish(model, workspace_id=workspace)
+            else:
+                await pii.publish_sealed(bus, model, workspace=workspace, keys=keys)
+    finally:
+        await bus.close()
 
 
 async def publish_all(nats_url: str, models: list[Any], workspace: str = "demo") -> None:

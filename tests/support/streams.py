@@ -9,6 +9,7 @@ from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from switchboard.events import Decoded, decode_message
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 
 # What a replicated cluster answers while the machine is saturated: not a fault of what is
@@ -24,8 +25,9 @@ BUSY = (
 
 
 async def stream_messages(nats_url: str, stream: str, subject: str = ">") -> list[Decoded]:
-    """Every message of ``stream`` (matching ``subject``), decoded, in stream order; asks
-    again for up to a minute while the cluster is too busy to answer."""
+    """Every message of ``stream`` (matching ``subject``), opened (sealed personal data, as
+    every consumer opens it) and decoded, in stream order; asks again for up to a minute
+    while the cluster is too busy to answer."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(BUSY), stop=stop_after_delay(60), reraise=True
     ):
@@ -55,6 +57,8 @@ async def _read_stream(nats_url: str, stream: str, subject: str) -> list[Decoded
                 msgs = await sub.fetch(500, timeout=1)
             except NatsTimeout:
                 break
+            async with pii.using(bus):
+                await pii.open_messages(msgs)
             out += [decode_message(m.subject, dict(m.headers or {}), m.data) for m in msgs]
         await sub.unsubscribe()
         return out

@@ -18,6 +18,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from switchboard.events import Decoded, decode_message
 from switchboard.mtproto.app import create_app
 from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.sealing import seal
@@ -117,11 +118,16 @@ async def world(nats_url: str, postgres_url: str) -> AsyncIterator[World]:
 
 
 async def stream(nats_url: str, name: str, subject: str | None = None) -> list[Decoded]:
-    """Every message of a stream (optionally one subject filter), decoded, in order."""
-    return [
-        decode_message(subj, headers, data)
-        for subj, headers, data in await raw_messages(nats_url, name, subject)
-    ]
+    """Every message of a stream (optionally one subject filter), opened (sealed personal
+    data, as consumers open it) and decoded, in order."""
+    stored = await raw_messages(nats_url, name, subject)
+    bus = await Bus.connect(nats_url, name="test-opener")
+    try:
+        async with pii.using(bus) as keys:
+            await keys.prefetch(data for _, _, data in stored)
+            return [decode_message(s, h, keys.open_body(data)) for s, h, data in stored]
+    finally:
+        await bus.close()
 
 
 async def raw_messages(

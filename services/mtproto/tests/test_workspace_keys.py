@@ -47,12 +47,12 @@ async def test_a_key_acts_only_on_its_own_workspace_sessions(
             ):  # fmt: skip
                 r = await http.request(method, path, json=body, headers=OTHER)
                 assert r.status_code == 404, (method, path, r.text)
-            # ... nor can it take the id over, or act in the name of another workspace.
-            r = await http.post("/v1/sessions/ada/login", json={"phone": PHONE}, headers=OTHER)
-            assert r.status_code == 409
-            imported = {"session": session, "api_id": 1, "api_hash": "x" * 16}
+            # ... ids are per workspace: under the same id it gets a session of its own, as
+            # under a free id, nor can it act in the name of another workspace.
+            imported = {"session": "x" * 32, "api_id": 1, "api_hash": "x" * 16}
             r = await http.put("/v1/sessions/ada", headers=OTHER, json=imported)
-            assert r.status_code == 409
+            assert r.status_code == 201, r.text
+            assert (r.json()["session_id"], r.json()["workspace_id"]) == ("ada", "other")
             r = await http.post("/v1/sessions/mine/login", headers=OTHER,
                                 json={"phone": PHONE, "workspace_id": "demo"})  # fmt: skip
             assert r.status_code == 403

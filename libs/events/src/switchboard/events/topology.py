@@ -508,6 +508,12 @@ MTPROTO = ServiceTopology(
             why="sessions as accounts of channel mtproto (workspace, active / revoked / "
             "restricted) for outbound",
         ),
+        BucketUse(
+            "pii_keys",
+            Access.READ_WRITE,
+            watch=True,
+            why="data-subject keys: the conv events of user accounts are sealed",
+        ),
     ),
 )
 
@@ -532,6 +538,12 @@ ANALYTICS = ServiceTopology(
             "dashboard_sessions",
             Access.READ_WRITE,
             why="dashboard sign-ins and login attempt counters",
+        ),
+        BucketUse(
+            "pii_keys",
+            Access.READ,
+            watch=True,
+            why="data-subject keys: the projections open sealed personal data",
         ),
     ),
 )
@@ -607,6 +619,14 @@ FLOWS = ServiceTopology(
             "FLOW_TIMERS",
             ephemeral_consumers=False,
             why="start-up checks that the timer stream allows message schedules",
+        ),
+    ),
+    buckets=(
+        BucketUse(
+            "pii_keys",
+            Access.READ,
+            watch=True,
+            why="data-subject keys: conversation events carry sealed personal data",
         ),
     ),
 )

@@ -15,6 +15,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
 from switchboard.events import Decoded, Envelope, Message, decode_message
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import SwitchboardRuntimeError
 
@@ -125,6 +126,7 @@ async def _read_from(
                 msgs = await sub.fetch(256, timeout=1.0)
             except NatsTimeout:
                 return
+            await pii.open_messages(msgs)  # sealed personal data (CRM contacts)
             for m in msgs:
                 if m.metadata.sequence.consumer != expected:
                     return  # resume after the last message read

@@ -13,24 +13,48 @@ generation is the KV revision that created the key (data sealed after an erasure
 new key, and must not make the old values look corrupt), and subject and generation are
 the associated data (a value moved to another subject does not open). Keys are cached per
 process; ``follow`` watches the bucket so a purge reaches every cache at once.
+
+Events: a producer publishes a conversation or delivery event through ``publish_sealed``,
+which seals its personal fields (the person's ids, names, texts, media references,
+recipients: ``seal_body``) under the subject of the person they belong to, and publishes it
+under an id and a ``ce-subject`` that name no one. A consumer calls ``open_messages`` on a
+batch before decoding: every sealed value in the bodies is replaced by its plaintext (JSON
+stays JSON, so decoding is unchanged), or, its key shredded, by ``ERASED``; an identity
+field (``id``, ``recipient``) by ``erased_identity(<its keyed hash>)``, so a projection still
+finds the same conversation and the same erased marker it wrote live (``identity_hash``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import os
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nats.aio.msg import Msg
+from nats.js.api import PubAck
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
+from pydantic import BaseModel
 
+from switchboard.events import Envelope, Message
+from switchboard.events.envelope import DEFAULT_WORKSPACE, H_SUBJECT
 from switchboard.runtime.identity import keyed_hash
+
+if TYPE_CHECKING:
+    from switchboard.runtime.bus import Bus
+    from switchboard.runtime.service import Runtime
 
 BUCKET = "pii_keys"
 PREFIX = "pii1:"
 ERASED = "[erased]"  # what a field sealed with a purged key decodes as
+ERASED_ID = "erased-id:"  # what an identity sealed with a purged key decodes as (+ its hash)
 
 Key = tuple[int, bytes]  # (generation, AES-256 key)
 
@@ -44,6 +68,31 @@ def subject_id(workspace: str, channel: str, identity: str) -> str:
 
 def subject_of_hash(identity_hash: str) -> str:
     return "s" + identity_hash
+
+
+def contact_subject(workspace: str, contact_id: str) -> str:
+    """The subject of what a CRM contact holds beyond its identities (name, phone, notes,
+    attributes): shredded with the identities' subjects when the contact is erased."""
+    return subject_of_hash(keyed_hash("contact", workspace, contact_id))
+
+
+def erased_identity(identity_hash: str) -> str:
+    """What an identity whose key was shredded decodes as: no one's id, but its keyed hash,
+    so whoever keys rows on the identity (conversation ids, erased markers) still can."""
+    return ERASED_ID + identity_hash
+
+
+def identity_hash(workspace: str, channel: str, identity: str) -> str:
+    """The keyed hash of an identity (what ``crm.contact_erased`` lists): of the identity
+    itself, or the one an erased identity carries."""
+    if identity.startswith(ERASED_ID):
+        return identity[len(ERASED_ID) :]
+    return keyed_hash("erased", workspace, channel, identity)
+
+
+def is_erased(value: str | None) -> bool:
+    """Whether ``value`` is what a shredded field decodes as."""
+    return value is not None and (value == ERASED or value.startswith(ERASED_ID))
 
 
 def seal(key: Key, subject: str, plaintext: str) -> str:
@@ -111,8 +160,44 @@ class PiiKeys:
             return key
 
     async def seal(self, workspace: str, channel: str, identity: str, plaintext: str) -> str:
-        subject = subject_id(workspace, channel, identity)
+        subject = subject_of_hash(identity_hash(workspace, channel, identity))
         return seal(await self.key(subject), subject, plaintext)
+
+    async def seal_for(self, subject: str, plaintext: str) -> str:
+        return seal(await self.key(subject), subject, plaintext)
+
+    async def prefetch(self, bodies: Iterable[bytes]) -> None:
+        """Load the keys the sealed values in ``bodies`` need (``open_body`` is then pure)."""
+        wanted: dict[str, int] = {}
+        for body in bodies:
+            if _PREFIX_B in body:
+                for m in _SEALED.finditer(body):
+                    wanted[m.group(3).decode()] = int(m.group(4))
+        for subject, generation in wanted.items():
+            key = self._keys.get(subject)
+            if key is None or key[0] != generation:
+                await self._fetch(subject)
+
+    def open_body(self, body: bytes) -> bytes:
+        """``body`` with every sealed value replaced by its plaintext, or by ``ERASED``
+        (``erased_identity`` for an ``id`` or ``recipient``) when its key is gone. The keys
+        must be prefetched; a value that does not open with its key raises ValueError."""
+        if _PREFIX_B not in body:
+            return body
+
+        def opened(m: re.Match[bytes]) -> bytes:
+            field, value = m.group(1) or b"", m.group(2).decode()
+            subject, generation = m.group(3).decode(), int(m.group(4))
+            key = self._keys.get(subject)
+            if key is not None and key[0] == generation:
+                plain = unseal(key, value)
+            elif field:
+                plain = erased_identity(subject[1:])
+            else:
+                plain = ERASED
+            return field + json.dumps(plain).encode()
+
+        return _SEALED.sub(opened, body)
 
     async def open(self, value: str) -> str:
         """The plaintext of a sealed value, ``ERASED`` when its key was shredded, and an
@@ -163,3 +248,207 @@ class PiiKeys:
                     self._keys[entry.key] = (entry.revision, entry.value)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+# A sealed value in a JSON body (pydantic writes no spaces), with the field name when it is an
+# identity: ids of chats and senders, recipients.
+_PREFIX_B = PREFIX.encode()
+_SEALED = re.compile(
+    rb'("(?:id|recipient|external_id)":)?"(pii1:([A-Za-z0-9]+):([0-9]+):[A-Za-z0-9_=-]+)"'
+)
+
+# The key stores of the services running in this process (tests run several in one): the
+# latest one still running opens what any of them consumes (they share one bucket).
+_installed: list[PiiKeys] = []
+
+
+async def start(rt: Runtime) -> PiiKeys:
+    """The service's key store, following the bucket for its life (at start-up, before any
+    consumer runs); ``open_messages`` uses it."""
+    keys = PiiKeys(await rt.bus.kv(BUCKET))
+    _installed.append(keys)
+
+    async def follow() -> None:
+        try:
+            await keys.follow(rt.stop)
+        finally:
+            if rt.stop.is_set() and keys in _installed:
+                _installed.remove(keys)
+
+    rt.spawn("pii-keys", follow)
+    return keys
+
+
+@contextlib.asynccontextmanager
+async def using(bus: Bus) -> AsyncIterator[PiiKeys]:
+    """A key store for the length of a job without a runtime (a rebuild)."""
+    keys = PiiKeys(await bus.kv(BUCKET))
+    _installed.append(keys)
+    try:
+        yield keys
+    finally:
+        _installed.remove(keys)
+
+
+def installed() -> PiiKeys:
+    if not _installed:
+        raise RuntimeError("sealed personal data but no pii key store (pii.start at start-up)")
+    return _installed[-1]
+
+
+async def open_messages(msgs: Sequence[Msg]) -> None:
+    """Open the sealed values of ``msgs`` in place (their ``data``), before decoding: the
+    one step every consumer of CONV and DELIVERY takes. Bodies without any cost a byte
+    search."""
+    sealed = [m for m in msgs if _PREFIX_B in m.data]
+    if not sealed:
+        return
+    keys = installed()
+    await keys.prefetch(m.data for m in sealed)
+    for m in sealed:
+        m.data = keys.open_body(m.data)
+
+
+# -- sealing ---------------------------------------------------------------------------------
+
+# Personal fields, by the object that holds them. A person (sender, author, member) seals
+# under their own subject; a one-to-one chat under the person it is with; what someone wrote
+# or sent (content, texts, media references) under its author, or the private chat's person.
+_PERSON = ("username", "first_name", "last_name", "display_name", "phone")
+_CHAT = ("title", "username")
+_CONTENT = (
+    "text", "caption", "title", "performer", "address", "phone", "first_name", "last_name",
+    "user_id", "vcard",
+)  # fmt: skip
+_FILE = ("file_id", "file_unique_id", "file_name", "url")
+_TEXTS = ("text", "data", "new_id", "new_user_id")  # on the event itself
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Sealer:
+    def __init__(self, keys: PiiKeys, workspace: str, channel: str) -> None:
+        self.keys, self.workspace, self.channel = keys, workspace, channel
+
+    async def value(self, owner: str, value: object) -> object:
+        if not isinstance(value, str) or value.startswith(PREFIX) or is_erased(value):
+            return value
+        return await self.keys.seal(self.workspace, self.channel, owner, value)
+
+    async def fields(self, obj: dict[str, Any], owner: str, names: Iterable[str]) -> None:
+        for name in names:
+            if obj.get(name) is not None:
+                obj[name] = await self.value(owner, obj[name])
+
+    async def person(self, obj: dict[str, Any]) -> str:
+        who = str(obj["id"])
+        await self.fields(obj, who, _PERSON)
+        obj["id"] = await self.value(who, who)
+        return who
+
+    async def content(self, obj: dict[str, Any], owner: str) -> None:
+        await self.fields(obj, owner, _CONTENT)
+        for f in (obj.get("file"), *obj.get("sizes", ())):
+            if isinstance(f, dict):
+                await self.fields(f, owner, _FILE)
+
+
+async def seal_body(keys: PiiKeys, workspace: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A conversation or delivery event's JSON with its personal fields sealed (a copy)."""
+    d: dict[str, Any] = json.loads(json.dumps(body))
+    channel = d.get("channel")
+    if not isinstance(channel, str):
+        if isinstance(d.get("contact_id"), str):
+            await _seal_contact(keys, workspace, d)
+        return d
+    chat = d.get("chat")
+    if isinstance(chat, dict) and chat.get("type") == "channel":
+        return d  # a broadcast channel's posts are published by the channel, to anyone
+    s = _Sealer(keys, workspace, channel)
+    owner: str | None = None
+    if isinstance(chat, dict) and chat.get("type", "private") == "private":
+        owner = str(chat["id"])
+        await s.fields(chat, owner, _CHAT)
+        chat["id"] = await s.value(owner, owner)
+    for name in ("sender", "by"):
+        if isinstance(d.get(name), dict):
+            who = await s.person(d[name])
+            owner = who if name == "sender" else owner
+    for member in d.get("members", ()):
+        await s.person(member)
+    if isinstance(d.get("recipient"), str):
+        owner = d["recipient"]
+        d["recipient"] = await s.value(owner, owner)
+    if owner is not None:
+        if isinstance(d.get("content"), dict):
+            await s.content(d["content"], owner)
+        await s.fields(d, owner, _TEXTS)
+    return d
+
+
+# A CRM contact's own fields (and an identity claim's key, which may be a phone number).
+_CONTACT = ("display_name", "phone", "note", "key")
+
+
+async def _seal_contact(keys: PiiKeys, workspace: str, d: dict[str, Any]) -> None:
+    """A CRM event: each identity under its own subject (an erased one decodes to its hash,
+    as in the conversation events), the rest under the contact's subject."""
+    for identity in (*d.get("identities", ()), d.get("identity")):
+        if isinstance(identity, dict):
+            s, who = _Sealer(keys, workspace, identity["channel"]), identity["external_id"]
+            await s.fields(identity, who, ("username", "phone"))
+            identity["external_id"] = await s.value(who, who)
+    contact = contact_subject(workspace, d["contact_id"])
+
+    async def sealed(value: object) -> object:
+        if not isinstance(value, str) or value.startswith(PREFIX) or is_erased(value):
+            return value
+        return await keys.seal_for(contact, value)
+
+    for name in _CONTACT:
+        if d.get(name) is not None:
+            d[name] = await sealed(d[name])
+    attributes = d.get("attributes")
+    if isinstance(attributes, dict):
+        for name, value in attributes.items():
+            attributes[name] = await sealed(value)
+
+
+async def seal_model(keys: PiiKeys, workspace: str, model: M) -> M:
+    """``model`` with its personal fields sealed (same class: sealed values are strings)."""
+    body = await seal_body(keys, workspace, model.model_dump(mode="json", exclude_none=True))
+    return type(model).model_validate(body)
+
+
+def sealed_subject(workspace: str, ce_subject: str) -> str:
+    """The ``ce-subject`` header of a sealed event (the natural one names the chat)."""
+    return "p1:" + keyed_hash("ce-subject", workspace, ce_subject)
+
+
+def event_id(workspace: str, deterministic_id: str) -> str:
+    """An id that names no one for an event whose natural id names a chat (provider events'
+    ids carry the chat id, a phone number on WhatsApp): keyed, so still deterministic."""
+    return "p1:" + keyed_hash("event-id", workspace, deterministic_id)
+
+
+async def publish_sealed(
+    bus: Bus,
+    model: Message,
+    *,
+    cause: Envelope | None = None,
+    workspace: str | None = None,
+    keys: PiiKeys | None = None,
+    headers: dict[str, str] | None = None,
+) -> PubAck:
+    """Publish ``model`` sealed, under an id (``event_id``) and a ``ce-subject`` that name
+    no one (ids that follow a caller's key, like a send's ``message_id``, stay as they are).
+    ``workspace`` defaults to the cause's."""
+    ws = workspace or (cause.workspace_id if cause is not None else DEFAULT_WORKSPACE)
+    natural, subject = model.deterministic_id(), model.ce_subject()
+    sealed = await seal_model(keys or installed(), ws, model)
+    envelope: dict[str, Any] = {} if cause is not None else {"workspace_id": ws}
+    if natural is not None and not model.caller_keyed:
+        envelope["id"] = event_id(ws, natural)
+    extra = {H_SUBJECT: sealed_subject(ws, subject)} if subject else {}
+    extra.update(headers or {})
+    return await bus.publish(sealed, cause=cause, headers=extra, **envelope)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,14 @@ _MAX_LINKS = 128
 
 # apply(conn, batch): the batch is the messages, or what ``prepare`` made of them.
 ApplyBatch = Callable[[Conn, Any], Awaitable[None]]
+# prepare may be a coroutine function (opening sealed personal data fetches keys)
 Prepare = Callable[[Sequence[Msg]], Any]
+
+
+async def _prepared(prepare: Prepare, msgs: Sequence[Msg]) -> Any:
+    result = prepare(msgs)
+    return await result if inspect.isawaitable(result) else result
+
 
 CHECKPOINTS_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
@@ -227,7 +235,7 @@ class Projection:
                 prepared = None
                 if self.prepare is not None:
                     try:
-                        prepared = self.prepare(got)
+                        prepared = await _prepared(self.prepare, got)
                     except Exception:
                         prepared = None  # a poison message: _apply_batch goes one by one
                 ready.put_nowait((got, prepared))
@@ -291,7 +299,7 @@ class Projection:
         while True:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    one = self.prepare([msg]) if self.prepare else [msg]
+                    one = await _prepared(self.prepare, [msg]) if self.prepare else [msg]
                     await self.apply(conn, one)
                     await self._save(conn, self.position, seq)
                 return

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from switchboard.runtime import identity
+from switchboard.runtime import identity, pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
 from switchboard.runtime.projection import Projection, ensure_checkpoints
@@ -90,9 +90,10 @@ async def rebuild_service(
     identity.configure(settings.identity_pepper.get_secret_value())
     bus = await connect_bus(settings, f"{service}-rebuild")
     try:
-        return await rebuild_and_swap(
-            plan, bus=bus, database_url=settings.database_url, keep_old=keep_old, log=log
-        )
+        async with pii.using(bus):  # sealed personal data opens with its keys
+            return await rebuild_and_swap(
+                plan, bus=bus, database_url=settings.database_url, keep_old=keep_old, log=log
+            )
     finally:
         await bus.close()
 

@@ -29,7 +29,7 @@ from switchboard.analytics.params import BadParameterError
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.analytics.signin import Lifetimes, SignInStore
 from switchboard.events.streams import DASHBOARD_SESSIONS
-from switchboard.runtime import identity
+from switchboard.runtime import identity, pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
@@ -88,6 +88,7 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
+        await pii.start(rt)  # the projections open sealed personal data
         ports["pool"] = rt.pool
         lifetimes = Lifetimes(
             idle=timedelta(seconds=settings.dashboard_idle_s),

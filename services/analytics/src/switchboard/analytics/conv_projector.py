@@ -14,6 +14,7 @@ from switchboard.events.catalog.common import ChatType
 from switchboard.events.catalog.conv import MessageReceived, MessageSent
 from switchboard.runtime.db import Conn
 from switchboard.runtime.identity import keyed_hash
+from switchboard.runtime.pii import identity_hash
 
 PROJECTION = "analytics_conv"
 STREAM = "CONV"
@@ -56,10 +57,13 @@ class Conversation:
         return first
 
 
-def _conversation(channel: str, account: str, chat_id: str) -> str:
+def _conversation(workspace: str, channel: str, account: str, chat_id: str) -> str:
     """The key of a conversation: keyed, because a chat id is often the person's phone
-    number or user id, and rollups are kept after an erasure."""
-    return keyed_hash("conversation", channel, account, chat_id)
+    number or user id, and rollups are kept after an erasure; of the chat's identity hash,
+    so a chat id that decodes as erased (a replay after its key was shredded) keys the same
+    conversation (``pii.identity_hash``)."""
+    chat = identity_hash(workspace, channel, chat_id)
+    return keyed_hash("conversation", channel, account, chat)
 
 
 async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
@@ -84,14 +88,14 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
                     ms,
                 )
             )
-            conv = convs.get((ws, _conversation(ev.channel.value, ev.account, ev.chat.id)))
+            conv = convs.get((ws, _conversation(ws, ev.channel.value, ev.account, ev.chat.id)))
             if conv is not None:
                 conv.customer_wrote(ev.received_at)
             observed.append(("in", ws, channel, ms))
         elif isinstance(ev, MessageSent):
             channel = ev.channel.value
             volume.add((ws, hour_of(ev.sent_at), channel, ev.account, "out"))
-            conv = convs.get((ws, _conversation(ev.channel.value, ev.account, ev.chat.id)))
+            conv = convs.get((ws, _conversation(ws, ev.channel.value, ev.account, ev.chat.id)))
             if conv is not None and conv.business_wrote(ev.sent_at) and conv.first_in_at:
                 observed.append(("first", ws, channel, millis(conv.first_in_at, ev.sent_at)))
             observed.append(("out", ws, channel, 0.0))
@@ -124,7 +128,10 @@ async def _conversations(conn: Conn, items: list[Item]) -> dict[tuple[str, str],
         # Only one-to-one chats are conversations someone answers; channel posts and
         # groups (MTProto reads them) would count as never answered.
         if isinstance(ev, MessageReceived | MessageSent) and ev.chat.type is ChatType.PRIVATE:
-            key = (item.workspace, _conversation(ev.channel.value, ev.account, ev.chat.id))
+            key = (
+                item.workspace,
+                _conversation(item.workspace, ev.channel.value, ev.account, ev.chat.id),
+            )
             keys.setdefault(key, (ev.channel.value, ev.account))
     if not keys:
         return {}

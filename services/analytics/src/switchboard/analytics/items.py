@@ -21,6 +21,7 @@ from switchboard.events import Envelope, Message, decode_message
 from switchboard.events.codec import DecodeError, parse_type
 from switchboard.events.envelope import EnvelopeError, parse_time
 from switchboard.events.registry import UnknownMessageError, latest_version, model_for
+from switchboard.runtime import pii
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,10 @@ def millis(start: datetime, end: datetime) -> float:
     return max((end - start).total_seconds() * 1000.0, 0.0)
 
 
-def prepare(msgs: Sequence[Msg]) -> list[Item]:
-    """Decode a batch (CPU work the projection overlaps with the previous batch's SQL)."""
+async def prepare(msgs: Sequence[Msg]) -> list[Item]:
+    """Open and decode a batch (CPU work the projection overlaps with the previous batch's
+    SQL); sealed personal data opens first (``pii.open_messages``)."""
+    await pii.open_messages(msgs)
     return [decode(m) for m in msgs]
 
 

@@ -50,7 +50,7 @@ from switchboard.events.catalog.crm import (
     StartSegmentCampaign,
     UpdateContact,
 )
-from switchboard.runtime import identity
+from switchboard.runtime import identity, pii
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
@@ -156,6 +156,7 @@ def create_app(settings: CrmSettings) -> ServiceApp:
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
+        await pii.start(rt)  # the projections and the resolver open sealed personal data
         store = EventStore(rt.bus)
         ports.update(store=store, pool=rt.pool)
         for module in PROJECTIONS:
@@ -171,7 +172,10 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         resolver = Resolver(store, settings)
 
         async def resolve(msg: Msg) -> None:
+            await pii.open_messages([msg])
             decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+            if pii.is_erased(getattr(getattr(decoded.model, "sender", None), "id", None)):
+                return  # an old message of a person erased since: no one to resolve
             if isinstance(decoded.model, MessageReceived):
                 await resolver.resolve(decoded.model, decoded.envelope)
             elif isinstance(decoded.model, ContactNumberChanged):

@@ -227,7 +227,7 @@ async def erase_contact(
         if state is None or state.workspace_id != workspace:
             raise RejectedError(404, "not_found", f"no contact {cmd.contact_id!r}")
         if state.erased:
-            await _shred(store, hashes(state))
+            await _shred(store, workspace, state.id, hashes(state))
             return Applied(state.id, state.version, None)
         event = ContactErased(
             contact_id=state.id, requested_by=cmd.by, identity_hashes=hashes(state)
@@ -235,15 +235,18 @@ async def erase_contact(
         seq = await store.append(
             event, state.id, state.version, cause=cause, workspace_id=workspace
         )
-        await _shred(store, event.identity_hashes)
+        await _shred(store, workspace, state.id, event.identity_hashes)
         return Applied(state.id, seq, event)
 
     # No expected version: an erasure is retried until it lands, whatever else changes.
     return await _with_retries(None, attempt)
 
 
-async def _shred(store: EventStore, identity_hashes: list[str]) -> None:
-    """Purge the data keys of the erased identities (crypto-shredding)."""
+async def _shred(
+    store: EventStore, workspace: str, contact_id: str, identity_hashes: list[str]
+) -> None:
+    """Purge the data keys of the erased identities and of the contact (crypto-shredding)."""
     shredder = pii.PiiKeys(await store.bus.kv(pii.BUCKET))
     for h in identity_hashes:
         await shredder.shred(pii.subject_of_hash(h))
+    await shredder.shred(pii.contact_subject(workspace, contact_id))

@@ -24,6 +24,7 @@ from switchboard.events.catalog.crm import (
     LeadCreated,
     LeadStageChanged,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.db import Conn
 
 PROJECTION = "crm"
@@ -32,6 +33,7 @@ SUBJECTS = ("crm.>",)
 
 
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    await pii.open_messages(msgs)
     for msg in msgs:
         d = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
         seq, at, ws, ev = (
@@ -226,6 +228,25 @@ async def _history(
     )
 
 
+async def _by_hash(conn: Conn, ws: str, channel: str, key_hash: str) -> list[str]:
+    """The ids of ``channel`` in chats, senders and recipients whose keyed hash is
+    ``key_hash`` (a scan of the workspace's ids on that channel: only for a replay of an
+    erasure whose identity was shredded)."""
+    candidates = await conn.fetch(
+        """SELECT c.chat_id AS id FROM conversations c
+               WHERE c.workspace_id = $1 AND c.channel = $2
+           UNION SELECT m.sender_id FROM messages m JOIN conversations c
+               ON c.id = m.conversation_id AND c.workspace_id = $1 AND c.channel = $2
+               WHERE m.sender_id IS NOT NULL
+           UNION SELECT recipient FROM deliveries WHERE workspace_id = $1 AND channel = $2
+           UNION SELECT recipient FROM receipts WHERE workspace_id = $1 AND channel = $2""",
+        ws,
+        channel,
+    )
+    ids = [str(r["id"]) for r in candidates if r["id"] is not None]
+    return [i for i in ids if keys.erased_identity_hash(ws, channel, i) == key_hash]
+
+
 async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) -> None:
     """Forget the person: contact fields, notes, identities (kept only as keyed hashes, so
     the other projections can blank what arrives or replays later), their messages and our
@@ -243,42 +264,51 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
         await conn.execute(
             "INSERT INTO erased_identities VALUES ($1) ON CONFLICT DO NOTHING", key_hash
         )
-        # Their messages, and ours in their one-to-one chats; event ids name the chat.
-        rows = await conn.fetch(
-            """SELECT m.event_id FROM messages m JOIN conversations c
-                   ON c.id = m.conversation_id AND c.workspace_id = $1 AND c.channel = $2
-               WHERE m.workspace_id = $1
-                 AND ((m.direction = 'in' AND m.sender_id = $3)
-                      OR (m.direction = 'out' AND c.chat_id = $3
-                          AND c.chat_type = 'private'))""",
-            ws,
-            channel,
-            external_id,
-        )
-        await conn.executemany(
-            """UPDATE messages SET event_id = $2, text = NULL, sender_name = NULL,
-                   sender_id = NULL, content = $3::jsonb
-               WHERE event_id = $1""",
-            [(r["event_id"], keys.erased_event_id(r["event_id"]), ERASED_CONTENT) for r in rows],
-        )
-        await conn.execute(
-            """UPDATE conversations SET title = NULL, last_preview = NULL,
-                   chat_id = CASE WHEN chat_type = 'private' THEN $4 ELSE chat_id END
-               WHERE workspace_id = $1 AND channel = $2 AND chat_id = $3""",
-            ws,
-            channel,
-            external_id,
-            marker,
-        )
-        for table in ("receipts", "deliveries"):
+        # An identity replayed after its key was shredded is only its hash: the rows still
+        # holding it in the clear (from producers that did not seal) are found by hash.
+        found = [external_id]
+        if pii.is_erased(external_id):
+            found = await _by_hash(conn, ws, channel, key_hash)
+        for external_id in found:
+            # Their messages, and ours in their one-to-one chats; event ids name the chat.
+            rows = await conn.fetch(
+                """SELECT m.event_id FROM messages m JOIN conversations c
+                       ON c.id = m.conversation_id AND c.workspace_id = $1 AND c.channel = $2
+                   WHERE m.workspace_id = $1
+                     AND ((m.direction = 'in' AND m.sender_id = $3)
+                          OR (m.direction = 'out' AND c.chat_id = $3
+                              AND c.chat_type = 'private'))""",
+                ws,
+                channel,
+                external_id,
+            )
+            await conn.executemany(
+                """UPDATE messages SET event_id = $2, text = NULL, sender_name = NULL,
+                       sender_id = NULL, content = $3::jsonb
+                   WHERE event_id = $1""",
+                [
+                    (r["event_id"], keys.erased_event_id(r["event_id"]), ERASED_CONTENT)
+                    for r in rows
+                ],
+            )
             await conn.execute(
-                f"""UPDATE {table} SET recipient = $4
-                    WHERE workspace_id = $1 AND channel = $2 AND recipient = $3""",
+                """UPDATE conversations SET title = NULL, last_preview = NULL,
+                       chat_id = CASE WHEN chat_type = 'private' THEN $4 ELSE chat_id END
+                   WHERE workspace_id = $1 AND channel = $2 AND chat_id = $3""",
                 ws,
                 channel,
                 external_id,
                 marker,
             )
+            for table in ("receipts", "deliveries"):
+                await conn.execute(
+                    f"""UPDATE {table} SET recipient = $4
+                        WHERE workspace_id = $1 AND channel = $2 AND recipient = $3""",
+                    ws,
+                    channel,
+                    external_id,
+                    marker,
+                )
     await conn.execute("DELETE FROM contact_identities WHERE contact_id = $1", contact_id)
     await conn.execute("DELETE FROM contact_notes WHERE contact_id = $1", contact_id)
     await conn.execute(

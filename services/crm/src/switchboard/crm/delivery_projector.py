@@ -16,6 +16,7 @@ from switchboard.events.catalog.delivery import (
     DeliveryRetrying,
     DeliverySent,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.db import Conn
 
 PROJECTION = "deliveries"
@@ -50,6 +51,7 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
     tables never read each other, so only the order within each matters. Recipients who
     were erased are written as their marker, as ``crm_projector`` rewrites those already
     here."""
+    await pii.open_messages(msgs)
     receipts: list[tuple[object, ...]] = []
     deliveries: list[tuple[object, ...]] = []
     for msg in msgs:
@@ -119,6 +121,7 @@ async def _blank_erased(
     }
     if not hashes:
         return receipts, deliveries
+    await keys.note_shredded(conn, {h for row, h in hashes.items() if pii.is_erased(str(row[4]))})
     erased = {
         r["key_hash"]
         for r in await conn.fetch(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from switchboard.events.ids import stable_hash
+from switchboard.runtime.identity import keyed_hash
+from switchboard.runtime.pii import identity_hash
 
 
 def conversation_id(workspace_id: str, channel: str, account: str, chat_id: str) -> str:
-    return "cv_" + stable_hash(workspace_id, channel, account, chat_id)[:24]
+    """Keyed (a chat id is often a phone number), and of the chat's identity hash, so a chat
+    id that decodes as erased (its key shredded) still names the same conversation."""
+    chat = identity_hash(workspace_id, channel, chat_id)
+    return "cv_" + keyed_hash("conversation", workspace_id, channel, account, chat)[:24]

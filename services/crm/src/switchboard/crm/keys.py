@@ -8,7 +8,9 @@ from switchboard.events.catalog.crm import claim_key as claim_key
 from switchboard.events.catalog.crm import first_lead_id as first_lead_id
 from switchboard.events.catalog.crm import identity_key as identity_key
 from switchboard.events.ids import stable_hash
+from switchboard.runtime.db import Conn
 from switchboard.runtime.identity import keyed_hash
+from switchboard.runtime.pii import identity_hash
 
 
 def phone_key(phone: str) -> str:
@@ -24,8 +26,20 @@ def conversation_lead_id(contact_id: str, conversation: str) -> str:
 
 
 def erased_identity_hash(workspace_id: str, channel: str, external_id: str) -> str:
-    """The keyed hash kept of an erased identity (``switchboard.runtime.identity``)."""
-    return keyed_hash("erased", workspace_id, channel, external_id)
+    """The keyed hash kept of an erased identity (``switchboard.runtime.identity``); an
+    identity that decodes as erased carries it (``pii.identity_hash``)."""
+    return identity_hash(workspace_id, channel, external_id)
+
+
+async def note_shredded(conn: Conn, identity_hashes: set[str]) -> None:
+    """Record as erased the identities that arrived decoded as erased (a replay after their
+    keys were shredded): exactly what the erasure records, whichever projection replays
+    first, so the rows are blanked on insert as live ones were by the erasure."""
+    if identity_hashes:
+        await conn.execute(
+            "INSERT INTO erased_identities SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            sorted(identity_hashes),
+        )
 
 
 def erased_event_id(event_id: str) -> str:

@@ -33,6 +33,7 @@ from switchboard.events.catalog.conv import (
     MessageReceived,
     MessageSent,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.db import Conn
 from switchboard.runtime.projection import stream_seq
 
@@ -126,9 +127,10 @@ Op = Change | Migrate
 Prepared = list[Op]
 
 
-def prepare(msgs: Sequence[Msg]) -> Prepared:
-    """Decode a batch and compute every row and change (CPU work, done while the previous
-    batch is in Postgres). Events this projection does not show are left out."""
+async def prepare(msgs: Sequence[Msg]) -> Prepared:
+    """Open, decode a batch and compute every row and change (CPU work, done while the
+    previous batch is in Postgres). Events this projection does not show are left out."""
+    await pii.open_messages(msgs)
     out: Prepared = []
     for m in msgs:
         ev = decode_event(m)
@@ -221,7 +223,7 @@ def _inbound(
 
 async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
     """Decode and apply a batch (for callers without a separate prepare step)."""
-    await apply_prepared(conn, prepare(msgs))
+    await apply_prepared(conn, await prepare(msgs))
 
 
 async def apply_prepared(conn: Conn, batch: Prepared) -> None:
@@ -446,6 +448,14 @@ async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[st
     """Insert a round's messages: (event ids that were new, erasure hashes among them)."""
     if not rows:
         return set(), set()
+    await keys.note_shredded(
+        conn,
+        {
+            r.erase_hash
+            for r in rows
+            if r.erase_hash is not None and (pii.is_erased(r.cols[5]) or pii.is_erased(r.chat_id))
+        },
+    )
     columns = [list(c) for c in zip(*(r.cols for r in rows), strict=True)]
     columns.append([r.erase_hash for r in rows])
     # The keyed ids erased messages take, computed only for people erased already (the

@@ -5,10 +5,12 @@ load an aggregate by reading its subject back."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from nats.js.errors import NotFoundError
 
 from switchboard.events import Decoded, Envelope, Message, decode_message
+from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError as ConflictError
 from switchboard.runtime.aggregates import append_expecting, read_filter
 from switchboard.runtime.bus import Bus
@@ -28,10 +30,12 @@ class Aggregate:
 
 
 class EventStore:
-    """Appends to and reads from the CRM stream."""
+    """Appends to and reads from the CRM stream; personal fields go in sealed (``keys``, by
+    default the service's) and come out opened."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, keys: pii.PiiKeys | None = None) -> None:
         self.bus = bus
+        self.keys = keys
 
     async def append(
         self,
@@ -44,9 +48,11 @@ class EventStore:
         id: str | None = None,
     ) -> int:
         """Append if the aggregate is still at ``expected`` (0: must not exist yet)."""
+        ws = cause.workspace_id if cause is not None else workspace_id
+        sealed = await pii.seal_model(self.keys or pii.installed(), ws, model)
         return await append_expecting(
             self.bus,
-            model,
+            sealed,
             aggregate_filter(aggregate_id),
             expected,
             aggregate=aggregate_id,
@@ -67,6 +73,7 @@ class EventStore:
             msg = await self.bus.js.get_last_msg("CRM", aggregate_filter(aggregate_id))
         except NotFoundError:
             return None
+        await self._open(msg)
         return decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
 
     async def first(self, aggregate_id: str) -> Decoded | None:
@@ -77,4 +84,12 @@ class EventStore:
             )
         except NotFoundError:
             return None
+        await self._open(msg)
         return decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
+
+    async def _open(self, msg: Any) -> None:
+        if self.keys is None:
+            await pii.open_messages([msg])
+        else:
+            await self.keys.prefetch([msg.data or b""])
+            msg.data = self.keys.open_body(msg.data or b"")

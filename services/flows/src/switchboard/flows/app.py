@@ -19,6 +19,7 @@ from switchboard.flows.menus import MenuKeeper
 from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS, Runner
 from switchboard.flows.schedules import ScheduleKeeper
 from switchboard.flows.settings import FlowsSettings
+from switchboard.runtime import pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
 from switchboard.runtime.consumer import PullWorker
@@ -76,6 +77,7 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
     ports: dict[str, Any] = {}
 
     async def start(rt: Runtime) -> None:
+        await pii.start(rt)  # conversation events carry sealed personal data
         await check_schedules(rt)
         library = FlowLibrary(rt.bus)
         http = httpx.AsyncClient(follow_redirects=False)

@@ -41,6 +41,7 @@ from switchboard.flows.library import FlowLibrary
 from switchboard.flows.schedules import ScheduleKeeper, still_due
 from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
 from switchboard.flows.triggers import event_start
+from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, decode_or_reject
@@ -176,9 +177,10 @@ class Runner:
                 self._locks[session] = (lock, users - 1)
 
     async def on_conversation(self, msg: Msg) -> bool:
+        await pii.open_messages([msg])
         found = conversation_input(msg)
-        if found is None:
-            return False
+        if found is None or pii.is_erased(found[1].sender_id):
+            return False  # not an input, or an old one of a person erased since
         env, conv, inp = found
         await self.library.caught_up.wait()
         session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)

@@ -27,6 +27,7 @@ from switchboard.ingest.webhooks import (
     store_raw,
     whatsapp_handshake,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.accounts import Account, AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import check_admin
@@ -100,10 +101,11 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         rt.spawn("probes", lambda: prober.run(rt.stop))
         if settings.normalizer:
             dedup = await rt.bus.kv("dedup")
+            keys = await pii.start(rt)
             worker = PullWorker(
                 rt.bus,
                 normalizer.SPEC,
-                lambda m: normalizer.handle_raw(rt.bus, dedup, m),
+                lambda m: normalizer.handle_raw(rt.bus, dedup, m, keys),
                 stop=rt.stop,
                 concurrency=settings.normalizer_concurrency,
             )

@@ -18,6 +18,7 @@ from switchboard.events.subjects import untoken
 from switchboard.ingest.normalize import generic, telegram, viber, whatsapp
 from switchboard.ingest.normalize.base import NormalizeError, Normalizer
 from switchboard.ingest.raw import H_RECEIVED_AT
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PermanentError
 
@@ -77,21 +78,25 @@ async def already_published(dedup: KeyValue, key: str) -> bool:
     return entry is not None
 
 
-async def handle_raw(bus: Bus, dedup: KeyValue, msg: Msg) -> None:
+async def handle_raw(bus: Bus, dedup: KeyValue, msg: Msg, keys: pii.PiiKeys) -> None:
     """Normalize one RAW message and publish its events (each awaited) before the ack.
 
     Two lines of dedup: JetStream drops a republished id inside the stream's duplicate
     window; beyond it (a provider retrying hours later) the ``dedup`` bucket remembers
     every id published. The mark is written after the publish is acked, so a crash in
     between republishes, and the duplicate window absorbs that.
+
+    Events go out sealed (``pii.publish_sealed``): the person's ids, names, texts and media
+    references are encrypted with their data key, and the event id names no chat.
     """
     envelope, events = normalize_raw(msg.subject, dict(msg.headers or {}), msg.data)
     for event in events:
-        event_id = event.deterministic_id()
+        natural = event.deterministic_id()
+        event_id = pii.event_id(envelope.workspace_id, natural) if natural else None
         key = dedup_key(event_id) if event_id else None
         if key is not None and await already_published(dedup, key):
             DUPLICATES.labels(event.name).inc()
             continue
-        await bus.publish(event, cause=envelope)
+        await pii.publish_sealed(bus, event, cause=envelope, keys=keys)
         if key is not None:
             await dedup.put(key, b"1")

@@ -37,6 +37,7 @@ from nats.js.kv import KeyValue
 from switchboard.events import Event, decode_message
 from switchboard.events.envelope import H_CAUSATION
 from switchboard.ingest.normalizer import SPEC, dedup_key, normalize_raw
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
 from switchboard.runtime.delivery.pull import BatchPull
@@ -91,14 +92,15 @@ async def read_stream(
         await pull.close()
 
 
-async def _event_at(bus: Bus, seq: int) -> Event:
+async def _event_at(bus: Bus, seq: int, keys: pii.PiiKeys) -> tuple[Event, bool]:
+    """The event at ``seq``, opened, and whether any of its fields was erased."""
     stored = await bus.js.get_msg("CONV", seq)
-    model = decode_message(
-        stored.subject or "", dict(stored.headers or {}), stored.data or b""
-    ).model
+    await keys.prefetch([stored.data or b""])
+    data = keys.open_body(stored.data or b"")
+    model = decode_message(stored.subject or "", dict(stored.headers or {}), data).model
     if not isinstance(model, Event):  # CONV holds events only
         raise TypeError(f"CONV message {seq} is a {model.name}, not an event")
-    return model
+    return model, b'"[erased]"' in data or pii.ERASED_ID.encode() in data
 
 
 def same(old: list[Event], new: list[Event]) -> bool:
@@ -130,6 +132,7 @@ async def normalizer_caught_up(bus: Bus, raw_seq: int, timeout: float = 60.0) ->
 async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
     """Normalize again every RAW message from ``since`` (see the module docstring)."""
     report = Report()
+    keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
     raw_last = (await bus.js.stream_info("RAW")).state.last_seq
     await normalizer_caught_up(bus, raw_last)
     # Only the positions are kept (a week of traffic would not fit as messages); the few
@@ -147,17 +150,24 @@ async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
             report.unreadable += 1  # still unreadable: it stays where it is (the DLQ)
             continue
         seqs = produced.get(envelope.id, [])
-        old = [await _event_at(bus, seq) for seq in seqs]
-        if same(old, new):
+        found = [await _event_at(bus, seq, keys) for seq in seqs]
+        old = [event for event, _ in found]
+        if same(old, new) or any(erased for _, erased in found):
+            # an erased person's events stay erased: RAW must not bring them back
             report.unchanged += 1
             continue
         for seq in seqs:
             await bus.js.delete_msg("CONV", seq)
             report.deleted_events += 1
         for event in new:
-            event_id = event.deterministic_id() or ""
-            await bus.publish(
-                event, cause=envelope, headers={"Nats-Msg-Id": f"{event_id}{RENORMALIZED}"}
+            natural = event.deterministic_id()
+            event_id = pii.event_id(envelope.workspace_id, natural) if natural else ""
+            await pii.publish_sealed(
+                bus,
+                event,
+                cause=envelope,
+                keys=keys,
+                headers={"Nats-Msg-Id": f"{event_id}{RENORMALIZED}"},
             )
             if event_id:
                 await dedup.put(dedup_key(event_id), b"1")

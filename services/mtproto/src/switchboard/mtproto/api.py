@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, Depends, Path, Query
+from fastapi import Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from switchboard.events.catalog.mtproto import (
     SESSION_ID,
@@ -29,7 +31,7 @@ from switchboard.events.catalog.mtproto import (
     SendAsUser,
     SubscriptionRemoved,
 )
-from switchboard.mtproto import actions, dialogs, login
+from switchboard.mtproto import actions, dialogs, login, session_ids
 from switchboard.mtproto.leases import SESSION_PREFIX
 from switchboard.mtproto.sessions import Secrets, SessionRecord
 from switchboard.mtproto.settings import MtprotoSettings
@@ -42,7 +44,70 @@ from switchboard.runtime.keys import Scope
 if TYPE_CHECKING:
     from switchboard.mtproto.app import Gateway
 
-SessionId = Annotated[str, Path(pattern=SESSION_ID, max_length=64)]
+
+async def _session_id(
+    request: Request, session_id: Annotated[str, Path(pattern=SESSION_ID, max_length=64)]
+) -> str:
+    """The gateway's id of the session the caller names (ids are per workspace:
+    ``session_ids``), once the caller's key holds the route's scope (refused before anything
+    is looked up); ``ExternalIds`` makes the answer name the caller's id again."""
+    route = request.scope.get("route")
+    needed = next(
+        (
+            d.call.required_scope
+            for d in getattr(getattr(route, "dependant", None), "dependencies", ())
+            if getattr(d.call, "required_scope", None) is not None
+        ),
+        None,
+    )
+    ws = request.app.state.auth.workspace(request, needed)
+    try:
+        gw = request.app.state.gateway()
+    except KeyError:  # not started (an app called without its lifespan): nothing exists
+        return session_id
+    internal = await session_ids.resolve(gw.sessions, ws, session_id)
+    if internal != session_id:
+        request.state.session_alias = (internal, session_id)
+    return internal
+
+
+class ExternalIds:
+    """ASGI middleware: an answer about an aliased session names the id the caller chose
+    (the body is rewritten; the request, and its body limit, pass untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def answer(message: Message) -> None:
+            nonlocal start
+            found = scope.get("state", {}).get("session_alias")
+            kind = message["type"]
+            if found is None or kind not in ("http.response.start", "http.response.body"):
+                await send(message)
+                return
+            if kind == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks).replace(found[0].encode(), found[1].encode())
+            assert start is not None
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, answer)
+
+
+SessionId = Annotated[str, Depends(_session_id)]
 WAIT_S = 10.0
 # Connecting and removing a Telegram account is an operator thing of the workspace (admin);
 # reading, sending and following peers are what its integrations do (read, send).
@@ -161,6 +226,8 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     """Add the API routes to the service app."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.state.auth = ApiKeyAuth(settings.api_keys)
+    app.state.gateway = gateway
+    app.add_middleware(ExternalIds)
 
     operator = [Depends(require_operator(token))]
 
@@ -217,7 +284,10 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     async def list_sessions(ws: Reader) -> Response:
         gw = gateway()
         records = await gw.sessions.list_sessions(ws)
-        return JSONResponse({"items": [r.public() for r in records]})
+        items = [r.public() for r in records]
+        for item in items:  # the ids the workspace chose (session_ids)
+            item["session_id"] = session_ids.external(ws, item["session_id"])
+        return JSONResponse({"items": items})
 
     @app.get("/v1/sessions/{session_id}", tags=["sessions"],
              summary="A session, its subscriptions, backfills and holder")  # fmt: skip

@@ -19,6 +19,7 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.signin_caps import SignInAttempts, SignInCaps
 from switchboard.mtproto.state import StateStore
 from switchboard.mtproto.ttl import Parking
+from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
@@ -75,7 +76,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
             sessions=sessions,
             state=state,
             bus=rt.bus,
-            conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup")),
+            conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup"), await pii.start(rt)),
             settings=settings,
             owner=owner,
             accounts=AccountStore(await rt.bus.kv("accounts"), keyring),

@@ -9,7 +9,7 @@ Login commands carry a code or a password, so once handled they are erased from 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
@@ -31,7 +31,7 @@ from switchboard.events.catalog.mtproto import (
     Unsubscribe,
 )
 from switchboard.events.envelope import Envelope
-from switchboard.mtproto import actions, login, login_secrets
+from switchboard.mtproto import actions, login, login_secrets, session_ids
 from switchboard.mtproto.runner import STREAM
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
@@ -95,7 +95,11 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
             return True
         raise PermanentError(exc.reason) from None
     cmd, envelope = decoded.model, decoded.envelope
-    sid = getattr(cmd, "session_id", "")
+    sid = named = getattr(cmd, "session_id", "")
+    if sid and not isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
+        # ids are per workspace (session_ids); login secrets are sealed for the id named
+        sid = await session_ids.resolve(deps.sessions, envelope.workspace_id, sid)
+        cmd = cmd.model_copy(update={"session_id": sid})
     foreign = await foreign_session(deps.sessions, cmd, envelope.workspace_id)
     if isinstance(cmd, SendAsUser | ListDialogs | SearchContacts | DeliverAsUser):
         # The session's holder answers these from its own queues; here they only wake a
@@ -105,7 +109,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         await msg.ack()
         return True
     if foreign is not None:
-        await _reject(deps.bus, envelope, cmd.name, sid, foreign)
+        await _reject(deps.bus, envelope, cmd.name, named, foreign)
         await msg.ack()
         if isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
             await _erase(deps.bus, msg)
@@ -141,8 +145,9 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         )
     else:
         raise PermanentError(f"{cmd.name} is not handled by the mtproto command consumer")
-    if not result.ok:
-        await _reject(deps.bus, envelope, cmd.name, sid, result)
+    if not result.ok:  # named as the caller named it, in the reason too
+        reason = (result.reason or "").replace(sid, named) or None
+        await _reject(deps.bus, envelope, cmd.name, named, replace(result, reason=reason))
     await msg.ack()
     return True
 

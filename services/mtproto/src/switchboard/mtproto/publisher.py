@@ -16,7 +16,9 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from switchboard.events import Event, encode
+from switchboard.events.envelope import H_SUBJECT
 from switchboard.mtproto.metrics import DUPLICATES, MESSAGES
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 
 
@@ -29,9 +31,10 @@ def dedup_key(event_id: str) -> str:
 class ConvPublisher:
     """Publishes conv events with their deterministic ids, skipping ones already published."""
 
-    def __init__(self, bus: Bus, dedup: KeyValue) -> None:
+    def __init__(self, bus: Bus, dedup: KeyValue, keys: pii.PiiKeys | None = None) -> None:
         self.bus = bus
         self.dedup = dedup
+        self.keys = keys  # None: the service's (pii.start)
 
     async def _seen(self, key: str) -> bool:
         try:
@@ -45,7 +48,12 @@ class ConvPublisher:
         were new."""
         if not events:
             return 0
-        ids = [e.deterministic_id() or "" for e in events]
+        # Sealed as ingest seals (pii.publish_sealed): the dialogs of a user account are
+        # personal, and an event id naming a chat names its person.
+        ids = [
+            pii.event_id(workspace_id, i) if i else ""
+            for i in (e.deterministic_id() for e in events)
+        ]
         keys = [dedup_key(i) for i in ids]
         seen = await asyncio.gather(*(self._seen(k) for k in keys))
         fresh = [(e, i, k) for e, i, k, s in zip(events, ids, keys, seen, strict=True) if not s]
@@ -54,9 +62,19 @@ class ConvPublisher:
             return 0
         # Encoded here with the id already computed, and published without a span per
         # message: these events have no incoming trace, and a page is one unit of work.
+        sealer = self.keys or pii.installed()
         encoded = [
-            encode(e, source=self.bus.source, id=i, workspace_id=workspace_id) for e, i, _ in fresh
+            encode(
+                await pii.seal_model(sealer, workspace_id, e),
+                source=self.bus.source,
+                id=i or None,
+                workspace_id=workspace_id,
+            )
+            for e, i, _ in fresh
         ]
+        for enc, (e, _, _) in zip(encoded, fresh, strict=True):
+            if subject := e.ce_subject():
+                enc.headers[H_SUBJECT] = pii.sealed_subject(workspace_id, subject)
         await asyncio.gather(*(self.bus.publish_raw(m.subject, m.body, m.headers) for m in encoded))
         await asyncio.gather(*(self.dedup.put(k, b"1") for _, _, k in fresh))
         MESSAGES.labels(source).inc(len(fresh))

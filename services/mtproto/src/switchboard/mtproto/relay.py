@@ -43,6 +43,7 @@ from switchboard.mtproto.ports import (
 )
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
@@ -261,8 +262,9 @@ class Relay:
             return
         now = self.now()
         for item in found:
-            await self.bus.publish(reads.receipt(self.session_id, item, now),
-                                   workspace_id=item.workspace_id)  # fmt: skip
+            # A receipt names its recipient: sealed like every delivery event (pii.py).
+            receipt = reads.receipt(self.session_id, item, now)
+            await pii.publish_sealed(self.bus, receipt, workspace=item.workspace_id)
         await reads.mark_read(self.state.pool, found)
 
     async def _call(

@@ -90,6 +90,7 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import StateStore, Subscription
 from switchboard.mtproto.status import StatusTracker, unauthorized_reason
 from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
+from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
@@ -228,6 +229,9 @@ class SessionRunner:
             self.health.account_status = self.status.current.value
 
     async def _publish(self, event: Event) -> None:
+        if event.name.startswith(("conv.", "delivery.")):  # a send as the user: personal
+            await pii.publish_sealed(self.deps.bus, event, workspace=self.workspace_id)
+            return
         await self.deps.bus.publish(event, workspace_id=self.workspace_id)
 
     def _now(self) -> datetime:

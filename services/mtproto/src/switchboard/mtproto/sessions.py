@@ -323,6 +323,14 @@ class SessionStore:
             login.expires_at,
         )
 
+    async def owner(self, session_id: str) -> str | None:
+        """The workspace of a session, or of a login in progress under its id (None: free)."""
+        record = await self.get_session(session_id)
+        if record is not None:
+            return record.workspace_id
+        pending = await self.get_login(session_id)
+        return pending.workspace_id if pending is not None else None
+
     async def get_login(self, session_id: str) -> LoginRecord | None:
         row = await self.pool.fetchrow("SELECT * FROM logins WHERE session_id = $1", session_id)
         if row is None:

@@ -58,7 +58,7 @@ from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
-from switchboard.runtime import identity
+from switchboard.runtime import identity, pii
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
@@ -226,6 +226,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     )
 
     async def start(rt: Runtime) -> None:
+        await pii.start(rt)  # delivery events go out sealed
         cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         await asyncio.wait_for(cache.loaded.wait(), 10)

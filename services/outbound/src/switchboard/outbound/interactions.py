@@ -36,6 +36,7 @@ from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.providers.base import Failure, ProviderError
 from switchboard.outbound.providers.telegram import Interaction, Target, TelegramClient
+from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -182,11 +183,13 @@ class _Outcome:
 
     async def applied(self, latency_ms: float | None) -> None:
         latency = None if latency_ms is None else round(latency_ms, 1)
-        await self.bus.publish(
-            InteractionApplied(**self.base(), latency_ms=latency), cause=self.env
+        await pii.publish_sealed(
+            self.bus, InteractionApplied(**self.base(), latency_ms=latency), cause=self.env
         )
 
     async def failed(self, reason: str, code: str) -> None:
-        await self.bus.publish(
-            InteractionFailed(**self.base(), reason=reason, error_code=code), cause=self.env
+        await pii.publish_sealed(
+            self.bus,
+            InteractionFailed(**self.base(), reason=reason, error_code=code),
+            cause=self.env,
         )

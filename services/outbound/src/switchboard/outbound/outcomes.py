@@ -31,6 +31,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.providers.base import Sent
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
 
@@ -86,7 +87,8 @@ class Outcome:
         }
 
     async def announce(self, event: Message) -> None:
-        await self.bus.publish(event, cause=self.env)
+        # sealed: the recipient, and the text of a reply in a one-to-one chat, are personal
+        await pii.publish_sealed(self.bus, event, cause=self.env)
 
     async def sent(self, record: Attempt, sent: Sent, latency_ms: float) -> None:
         record = record.step("sent", provider_message_id=sent.provider_message_id)

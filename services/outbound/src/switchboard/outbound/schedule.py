@@ -40,6 +40,7 @@ from switchboard.events.base import Message
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
 
@@ -179,7 +180,7 @@ class ScheduleDesk:
                 if refused is not None:
                     return refused
             event = DeliveryRescheduled(**base, not_before=new_time, previous=due)
-        await self.bus.publish(event, cause=cause, workspace_id=workspace)
+        await pii.publish_sealed(self.bus, event, cause=cause, workspace=workspace)
         return event
 
     async def _waiting_command(self, record: Attempt) -> tuple[SendMessage, RawStreamMsg] | None:
