@@ -264,7 +264,7 @@ def test_analytics_reads_what_its_projections_project() -> None:
     assert all(r.ephemeral_consumers and not r.message_get for r in analytics.reads)
     assert (analytics.durables, analytics.runtime_durables) == ((), ())
     # Buckets only for API keys and dashboard sign-ins, never for the data it counts.
-    assert {b.bucket for b in analytics.buckets} == {"api_keys", "dashboard_sessions"}
+    assert {b.bucket for b in analytics.buckets} == {"api_keys", "dashboard_sessions", "pii_keys"}
     assert analytics.erases == ()
 
 

@@ -20,6 +20,7 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     ├── PayloadTooLargeError   bus          over the server's max_payload (ValueError)
     ├── DecryptError           crypto       unknown key or tampered ciphertext (ValueError)
     ├── MigrationError         db           an applied migration changed (RuntimeError)
+    ├── BadKeyError            objectstore  an unsafe object key segment (ValueError)
     └── BodyTooLargeError      app          a request body over the limit (HTTP 413)
 
 Outside the tree on purpose: ``ConfigError`` (settings) is a ``SystemExit``: a wrong

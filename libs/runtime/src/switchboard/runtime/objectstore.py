@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -53,7 +54,7 @@ class ObjectStoreSettings(BaseModel):
         return self
 
 
-class BadKeyError(ValueError):
+class BadKeyError(SwitchboardRuntimeError, ValueError):
     """An object key with an empty, dotted or unsafe segment."""
 
 

@@ -454,7 +454,10 @@ async def mtproto(conn: Conn, ws: str, window: Window, f: Filters) -> dict[str, 
                 "flood_wait_seconds": r["flood_wait_seconds"],
                 "login_failures": r["login_failures"],
                 "account_status": r["account_status"],
-                "account_status_at": iso(r["account_status_at"]),
+                # None until the gateway announced a status for the session
+                "account_status_at": (
+                    iso(r["account_status_at"]) if r["account_status_at"] else None
+                ),
             }
             for r in sessions
         ],
