@@ -33,6 +33,7 @@ from switchboard.events.catalog.delivery import (
     DeliveryReceipt,
     DeliverySent,
 )
+from switchboard.events.catalog.flows import RunRecorded
 from switchboard.events.catalog.mtproto import BackfillProgressed, SessionConnected
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -49,6 +50,7 @@ CHARTS = (
     "conversion_rate",
     "campaigns",
     "mtproto",
+    "flow_funnel",
 )
 RANGE = "from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z"
 INSTALL = "chromium is missing: install it with `apt-get install -y chromium` (Debian)"
@@ -308,6 +310,32 @@ def _crm_and_mtproto() -> list[Any]:
             offset_id=50,
         ),
     ]
+    # Two runs of one flow: one completes, one is handed off after its greeting.
+    for run, status, steps in (
+        ("r1", "ended", [("greet", "send", "sent"), ("thanks", "send", "sent")]),
+        ("r2", "handed_off", [("greet", "send", "sent"), ("human", "handoff", "handed_off")]),
+    ):
+        out.append(
+            RunRecorded.model_validate(
+                {
+                    "session": f"s-{run}",
+                    "run_id": run,
+                    "flow_id": "welcome",
+                    "revision": 1,
+                    "conversation": {
+                        "channel": "telegram",
+                        "account": "demo",
+                        "chat_id": "501",
+                        "sender_id": "501",
+                    },
+                    "status": status,
+                    "input_id": f"in-{run}",
+                    "input_kind": "text",
+                    "decision": 1,
+                    "steps": [{"step": a, "type": b, "outcome": c} for a, b, c in steps],
+                }
+            )
+        )
     return out
 
 
@@ -331,8 +359,10 @@ async def test_dashboard_draws_every_chart_with_data_and_none_without(
             funnel = await http.get(f"{analytics}/v1/funnel?{RANGE}", headers=auth)
             msgs = await http.get(f"{analytics}/v1/messages?{RANGE}", headers=auth)
             dels = await http.get(f"{analytics}/v1/deliveries?{RANGE}", headers=auth)
+            flows = await http.get(f"{analytics}/v1/flows/funnel?{RANGE}", headers=auth)
             return (
-                bool(r.json()["backfill"])
+                bool(flows.json()["flows"])
+                and bool(r.json()["backfill"])
                 and funnel.json()["created"] == 4
                 and msgs.json()["totals"] == {"inbound": 18, "outbound": 12}
                 and dels.json()["totals"]["delivered"] == 10

@@ -54,6 +54,9 @@ async def test_no_request_makes_a_service_fail(
             SWITCHBOARD_API_KEY_PEPPER="fuzz-pepper-0123456789abcdef",  # /admin/api-keys too
             SWITCHBOARD_MTPROTO_ADAPTER="sandbox",  # sessions live in the fake Telegram
             SWITCHBOARD_SANDBOX_URL=sandbox,
+            # Waits for a session's holder answer 202/504 well inside the fuzzer's 10 s
+            # request timeout (the contract is under test here, not how long a holder takes).
+            SWITCHBOARD_MTPROTO_API_WAIT_S="2",
         ).items():
             monkeypatch.setenv(key, value)
         await _fuzz(service, settings_name, bearer, tmp_path)

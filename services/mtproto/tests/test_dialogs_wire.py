@@ -61,6 +61,17 @@ async def test_dialogs_and_contact_search_over_the_api(nats_url: str, postgres_u
             found = {(x["chat"]["username"], x["mine"]) for x in r.json()["results"]}
             assert found == {("daily_news_dir", True), ("news_elsewhere_dir", False)}
 
+            # Any text the caller types gets an answer (found by the API fuzz: control
+            # characters and non-ASCII letters).
+            weird = "N\x8c\xad\xa3\xfa\xb40X\xd3\xa9\xce\xe1\xaa\x0e"
+            r = await http.get("/v1/sessions/reader/contacts", params={"q": weird})
+            assert r.status_code == 200, r.text
+            # A query id not (yet) answered is pending; another session's path is a 404.
+            r = await http.get("/v1/sessions/reader/queries/mtquery:not-answered")
+            assert r.status_code == 202, r.text
+            assert r.json()["status"] == "pending"
+            r = await http.get("/v1/sessions/nobody/queries/mtquery:not-answered")
+            assert r.status_code == 404
             r = await http.get("/v1/sessions/reader/contacts", params={"q": "n"})
             assert r.status_code == 422
             assert "q" in r.text

@@ -20,9 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from switchboard.events import Event
 from switchboard.events.catalog.mtproto import (
     SESSION_ID,
     CommandRejected,
+    ContactsFound,
     DeviceInfo,
     ListDialogs,
     LoginStep,
@@ -108,7 +110,6 @@ class ExternalIds:
 
 
 SessionId = Annotated[str, Depends(_session_id)]
-WAIT_S = 10.0
 # Connecting and removing a Telegram account is an operator thing of the workspace (admin);
 # reading, sending and following peers are what its integrations do (read, send).
 Reader = Annotated[str, Depends(require_scope(Scope.READ))]
@@ -188,7 +189,7 @@ def _outcome(outcome: login.Outcome) -> Response:
     return error(outcome.status, str(body["reason"]), str(body["message"]), headers, **details)
 
 
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = WAIT_S) -> bool:
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await check():
@@ -358,7 +359,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         async def gone() -> bool:
             return await gw.sessions.status(session_id) is None
 
-        if await _until(gone):
+        if await _until(gone, gw.settings.api_wait_s):
             return JSONResponse({"session_id": session_id, "status": "logged_out"})
         return _result(result)
 
@@ -381,7 +382,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             sub = await gw.state.subscription(session_id, ref)
             return sub is None or sub.status != "pending"
 
-        await _until(settled)
+        await _until(settled, gw.settings.api_wait_s)
         sub = await gw.state.subscription(session_id, ref)
         if sub is None or sub.status == "pending":
             return JSONResponse(result.body, 202)
@@ -480,13 +481,34 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         command_id = f"mtquery:{uuid.uuid4().hex}"
         answers = dialogs.Answers(gw.sessions.pool)
         await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects
-        model = await dialogs.ask(gw.bus, answers, make(), ws, command_id, WAIT_S)
+        wait = gw.settings.api_wait_s
+        model = await dialogs.ask(gw.bus, answers, make(), ws, command_id, wait)
+        return _query_answer(session_id, command_id, key, model)
+
+    def _query_answer(session_id: str, command_id: str, key: str, model: Event | None) -> Response:
         if model is None:
-            return error(504, "timeout", f"session {session_id!r} did not answer in {WAIT_S} s")
+            # Still with the session's holder (connecting, or a slow Telegram): the answer
+            # is kept for an hour at the Location given.
+            location = f"/v1/sessions/{session_id}/queries/{command_id}"
+            body = {"session_id": session_id, "query_id": command_id, "status": "pending"}
+            return JSONResponse(body, 202, headers={"Location": location})
         if isinstance(model, CommandRejected):
             return error(model.status, "rejected", model.reason)
-        body = model.model_dump(mode="json", exclude_none=True)
-        return JSONResponse({"session_id": session_id, key: body[key]})
+        found = model.model_dump(mode="json", exclude_none=True)
+        return JSONResponse({"session_id": session_id, key: found[key]})
+
+    @app.get("/v1/sessions/{session_id}/queries/{query_id}", tags=["directory"],
+             summary="The answer to a dialogs or contact-search query answered 202")  # fmt: skip
+    async def query_result(
+        session_id: SessionId, ws: Reader, query_id: Annotated[str, Path(max_length=80)]
+    ) -> Response:
+        gw = gateway()
+        record = await gw.sessions.get_session(session_id)
+        if record is None or record.workspace_id != ws or not query_id.startswith("mtquery:"):
+            return _not_found(session_id)
+        model = await dialogs.Answers(gw.sessions.pool).get(query_id, session_id)
+        key = "results" if isinstance(model, ContactsFound) else "dialogs"
+        return _query_answer(session_id, query_id, key, model)
 
     @app.get("/v1/sessions/{session_id}/dialogs", tags=["directory"],
              summary="The session's dialogs, newest activity first (asks its holder)")  # fmt: skip

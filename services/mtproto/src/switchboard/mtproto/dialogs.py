@@ -131,9 +131,13 @@ class Answers:
                 event.model_dump_json(),
             )
 
-    async def get(self, command_id: str) -> Event | None:
+    async def get(self, command_id: str, session_id: str | None = None) -> Event | None:
+        """The answer to ``command_id`` (of ``session_id`` only, when given)."""
         row = await self.pool.fetchrow(
-            "SELECT name, body FROM query_answers WHERE command_id = $1", command_id
+            """SELECT name, body FROM query_answers
+               WHERE command_id = $1 AND ($2::text IS NULL OR session_id = $2)""",
+            command_id,
+            session_id,
         )
         if row is None:
             return None

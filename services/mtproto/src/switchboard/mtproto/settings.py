@@ -38,6 +38,12 @@ class MtprotoSettings(DatabaseSettings):
         description="the sandbox (adapter=sandbox; with telethon: its MTProto wire server)",
     )
     rpc_timeout_s: float = Field(30.0, gt=0, description="bound on every call to Telegram")
+    api_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="how long an API call waits for a session's holder (logout, dialogs, "
+        "contact search) before answering 202 (still in progress) or 504",
+    )
     api_id: int | None = Field(None, ge=1, description="default Telegram app id for logins")
     api_hash: SecretStr | None = Field(None, description="default Telegram app hash for logins")
 
