@@ -549,3 +549,40 @@ async def test_a_schedule_starts_its_flow_in_the_conversations_flows_knows(env: 
     )
     assert (await env.until(done, 2))[1] == "Scheduled news."
     assert len(env.sent(waiting)) == 1
+
+
+async def test_a_lead_step_creates_a_new_lead_once_and_moves_that_one(env: Env) -> None:
+    """``create`` opens a second lead for the contact through ``crm.create_lead`` (its id
+    derived from the run's effect) and the run's later ``move_stage`` moves that lead, not
+    the contact's first one."""
+    assert env.crm is not None
+    await env.flow(
+        {
+            "name": "Deal",
+            "triggers": [{"type": "keyword", "keywords": ["deal"]}],
+            "start": "open",
+            "steps": {
+                "open": {"type": "lead", "action": "create", "stage": "new", "next": "win"},
+                "win": {"type": "lead", "action": "move_stage", "stage": "won", "next": "bye"},
+                "bye": {"type": "end", "text": "{{ vars.lead_id }}"},
+            },
+        }
+    )
+    chat = 8140
+    await env.say(chat, "deal")
+    created = (await env.until(chat, 1))[0]
+    assert created.startswith("ld_")
+
+    async def both() -> list[dict[str, Any]] | None:
+        r = await env.http.get(f"{env.crm}/v1/leads", headers=AUTH)
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        mine = [i for i in items if i["id"] == created]
+        if not mine or mine[0]["stage"] != "won":
+            return None
+        return [i for i in items if i["contact_id"] == mine[0]["contact_id"]]
+
+    leads = await eventually(both, timeout=30, message="the created lead, won")
+    # The contact's first lead (opened by the CRM on the first message) and the created one.
+    assert sorted(i["id"] == created for i in leads) == [False, True]
+    assert [i["stage"] for i in leads if i["id"] != created] == ["new"]

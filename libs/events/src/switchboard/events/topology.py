@@ -559,6 +559,7 @@ FLOWS = ServiceTopology(
         "cmd.outbound.answer_callback.>",  # a pressed button of a run is answered
         "cmd.outbound.bot_commands.>",  # the command menu of a bot, from its flows
         "cmd.crm.update_contact.>",
+        "cmd.crm.create_lead.>",  # the lead step's "create"
         "cmd.crm.change_lead_stage.>",
         "cmd.crm.assign_lead.>",
         "cmd.crm.start_campaign.>",  # the campaign step: a segment campaign through the CRM

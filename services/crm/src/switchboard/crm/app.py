@@ -43,6 +43,7 @@ from switchboard.events.catalog.crm import (
     AssignLead,
     ChangeLeadStage,
     CommandRejected,
+    CreateLead,
     EraseContact,
     Identity,
     MergeContacts,
@@ -285,6 +286,8 @@ async def execute(
         return await commands.change_lead_stage(store, cmd, workspace, settings.stages, cause)
     if isinstance(cmd, AssignLead):
         return await commands.assign_lead(store, cmd, workspace, cause)
+    if isinstance(cmd, CreateLead):
+        return await commands.create_lead(store, cmd, workspace, settings.stages, cause)
     if isinstance(cmd, UpdateContact):
         return await commands.update_contact(store, cmd, workspace, cause)
     if isinstance(cmd, MergeContacts):

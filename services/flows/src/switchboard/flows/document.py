@@ -259,9 +259,10 @@ class TagStep(_Strict):
 
 
 class LeadStep(_Strict):
-    """Change the contact's lead in the CRM (``cmd.crm.*``): move it to ``stage`` or assign
-    it to ``assignee``. (The CRM opens the contact's lead itself when the contact first
-    writes, so "create" is a move of that lead to ``stage``.)"""
+    """Change the contact's leads in the CRM (``cmd.crm.*``): ``create`` opens a new lead at
+    ``stage`` (``crm.create_lead``; its id goes into the variable ``lead_id``), ``move_stage``
+    moves a lead to ``stage``, ``assign`` gives it to ``assignee``. The lead moved or
+    assigned is the one this run created, else the contact's first lead."""
 
     type: Literal["lead"]
     action: Literal["create", "move_stage", "assign"]

@@ -208,6 +208,26 @@ class AssignLead(_LeadCommand):
     assignee: str | None = None
 
 
+@register("crm.create_lead", 1)
+class CreateLead(Command):
+    """Open a lead ``lead_id`` for ``contact_id`` at ``stage``. The caller picks the id
+    (deterministic, e.g. from its own effect id), so a redelivered or repeated command
+    creates the lead once: the same lead again changes nothing, an id taken by another
+    contact's lead is a 409."""
+
+    lead_id: str = Field(min_length=1)
+    contact_id: str = Field(min_length=1)
+    stage: str = Field(min_length=1)
+    assignee: str | None = None
+    value: Decimal | None = None
+    currency: str | None = Field(None, min_length=3, max_length=3)
+    source_channel: Channel | None = None
+    by: str | None = None
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.lead_id,)
+
+
 @register("crm.update_contact", 1)
 class UpdateContact(_ContactCommand):
     """Change a contact's name, phone, attributes, tags or add a note."""
