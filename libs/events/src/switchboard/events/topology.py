@@ -186,6 +186,7 @@ CRM = ServiceTopology(
         "crm.>",
         "cmd.outbound.campaign_start.>",
         "cmd.outbound.campaign_recipients.>",
+        "cmd.flows.start_runs.>",  # a flow's segment schedule: the segment's conversations
         "dlq.>",
     ),
     durables=(
@@ -563,6 +564,7 @@ FLOWS = ServiceTopology(
         "cmd.crm.change_lead_stage.>",
         "cmd.crm.assign_lead.>",
         "cmd.crm.start_campaign.>",  # the campaign step: a segment campaign through the CRM
+        "cmd.crm.start_flow.>",  # a schedule trigger's segment, expanded by the CRM
         "dlq.>",
     ),
     durables=(
@@ -595,9 +597,13 @@ FLOWS = ServiceTopology(
         Durable(
             stream="FLOW_TIMERS",
             name="flows-timers",
-            filter_subjects=("cmd.flows.fire_timer.>", "cmd.flows.fire_schedule.>"),
-            description="delays and reply timeouts fired by their message schedules, and "
-            "scheduled flow starts",
+            filter_subjects=(
+                "cmd.flows.fire_timer.>",
+                "cmd.flows.fire_schedule.>",
+                "cmd.flows.start_runs.>",
+            ),
+            description="delays and reply timeouts fired by their message schedules, "
+            "scheduled flow starts, and the segment conversations the CRM hands back",
             handlers=("switchboard.flows.runner:Runner.on_timer",),
             decides=("switchboard.flows.engine:decide",),
             ack_wait_s=3,
