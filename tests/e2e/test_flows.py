@@ -549,3 +549,87 @@ async def test_a_schedule_starts_its_flow_in_the_conversations_flows_knows(env: 
     )
     assert (await env.until(done, 2))[1] == "Scheduled news."
     assert len(env.sent(waiting)) == 1
+
+
+async def test_a_lead_step_creates_a_new_lead_once_and_moves_that_one(env: Env) -> None:
+    """``create`` opens a second lead for the contact through ``crm.create_lead`` (its id
+    derived from the run's effect) and the run's later ``move_stage`` moves that lead, not
+    the contact's first one."""
+    assert env.crm is not None
+    await env.flow(
+        {
+            "name": "Deal",
+            "triggers": [{"type": "keyword", "keywords": ["deal"]}],
+            "start": "open",
+            "steps": {
+                "open": {"type": "lead", "action": "create", "stage": "new", "next": "win"},
+                "win": {"type": "lead", "action": "move_stage", "stage": "won", "next": "bye"},
+                "bye": {"type": "end", "text": "{{ vars.lead_id }}"},
+            },
+        }
+    )
+    chat = 8140
+    await env.say(chat, "deal")
+    created = (await env.until(chat, 1))[0]
+    assert created.startswith("ld_")
+
+    async def both() -> list[dict[str, Any]] | None:
+        r = await env.http.get(f"{env.crm}/v1/leads", headers=AUTH)
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        mine = [i for i in items if i["id"] == created]
+        if not mine or mine[0]["stage"] != "won":
+            return None
+        return [i for i in items if i["contact_id"] == mine[0]["contact_id"]]
+
+    leads = await eventually(both, timeout=30, message="the created lead, won")
+    # The contact's first lead (opened by the CRM on the first message) and the created one.
+    assert sorted(i["id"] == created for i in leads) == [False, True]
+    assert [i["stage"] for i in leads if i["id"] != created] == ["new"]
+
+
+async def test_a_schedule_with_a_segment_starts_its_flow_in_the_crm_segment(env: Env) -> None:
+    """A schedule trigger with a segment: at its time flows asks the CRM (``crm.start_flow``),
+    the CRM expands the segment (contacts tagged ``vip``) and hands the conversations back
+    (``flows.start_runs``): the flow starts in a tagged conversation flows never talked
+    with, and not in an untagged one."""
+    assert env.crm is not None
+    vip, other = 8150, 8151
+    await env.say(vip, "hi")  # no flow answers: only the CRM knows these conversations
+    await env.say(other, "hi")
+
+    async def contact_of(chat: int) -> str | None:
+        r = await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH)
+        assert r.status_code == 200, r.text
+        found = [c for c in r.json()["items"] if c.get("chat_id") == str(chat)]
+        return found[0].get("contact_id") if found else None
+
+    contact = await eventually(lambda: contact_of(vip), timeout=30, message="vip's contact")
+    await eventually(lambda: contact_of(other), timeout=30, message="other's contact")
+    r = await env.http.post(
+        f"{env.crm}/v1/contacts/{contact}", json={"tags_added": ["vip"]}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+
+    async def tagged() -> bool | None:
+        r = await env.http.get(f"{env.crm}/v1/contacts", params={"tag": "vip"}, headers=AUTH)
+        return True if [c for c in r.json()["items"] if c["id"] == contact] else None
+
+    await eventually(tagged, timeout=30, message="the vip tag in the CRM projection")
+    at = datetime.now(UTC) + timedelta(seconds=3)
+    await env.flow(
+        {
+            "name": "VIP news",
+            "triggers": [
+                {
+                    "type": "schedule",
+                    "at": at.isoformat(),
+                    "segment": {"channel": "telegram", "tags": ["vip"]},
+                }
+            ],
+            "start": "news",
+            "steps": {"news": {"type": "end", "text": "News for our VIPs."}},
+        }
+    )
+    assert await env.until(vip, 1) == ["News for our VIPs."]
+    assert env.texts(other) == []

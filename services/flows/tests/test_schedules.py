@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from switchboard.flows.document import ScheduleTrigger, validate
-from switchboard.flows.schedules import due_fires, next_fire, still_due
+import pytest
+
+from switchboard.flows.document import InvalidFlowError, ScheduleTrigger, validate
+from switchboard.flows.schedules import due_fires, next_fire, segment_request, still_due
 from switchboard.flows.triggers import Published, event_start
 
 T0 = datetime(2026, 12, 24, 9, 0, tzinfo=UTC)
@@ -59,3 +61,34 @@ def test_a_schedule_needs_a_timezone_and_a_sane_period() -> None:
             validate({"name": "x", "triggers": [bad], "start": "a",
                       "steps": {"a": {"type": "end"}}})  # fmt: skip
         assert [p["path"] for p in exc.value.problems] == [path]
+
+
+def test_a_segment_schedule_asks_the_crm_to_expand_it_under_the_fires_id() -> None:
+    segment = {"channel": "telegram", "tags": ["vip"], "stage": "qualified"}
+    plain = {"type": "schedule", "at": T0.isoformat()}
+    flows = [flow("f1", 3, [plain, {**plain, "segment": segment}])]
+    first, second = due_fires(flows, T0 - timedelta(minutes=1))
+    assert segment_request(first, flows) is None  # no segment: the conversations flows knows
+    request = segment_request(second, flows)
+    assert request is not None
+    assert (request.request_id, request.flow_id, request.revision) == (
+        second.deterministic_id(),
+        "f1",
+        3,
+    )
+    assert request.segment.model_dump(mode="json", exclude_none=True) == {
+        "channel": "telegram",
+        "tags": ["vip"],
+        "stage": "qualified",
+    }
+    assert segment_request(second, flows) == request  # every instance asks the same
+
+
+def test_a_schedule_segment_is_validated_with_its_path() -> None:
+    bad = {"type": "schedule", "at": T0.isoformat(), "segment": {"channel": "fax"}}
+    with pytest.raises(InvalidFlowError) as err:
+        validate(
+            {"name": "x", "triggers": [bad], "start": "a",
+             "steps": {"a": {"type": "end", "text": "hi"}}}
+        )  # fmt: skip
+    assert any("segment" in p["path"] for p in err.value.problems)

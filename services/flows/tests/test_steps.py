@@ -27,6 +27,7 @@ from switchboard.flows.engine import (
     Decision,
     Input,
     WebhookResult,
+    created_lead_id,
     decide,
     extract,
     new_run,
@@ -141,9 +142,37 @@ def test_crm_conditions_see_the_contact_and_this_runs_own_changes() -> None:
     kinds = [(e.kind, e.data) for e in decision.effects]
     assert kinds == [
         ("attribute", {"attributes": {"city": "Oslo"}}),
-        ("lead_stage", {"stage": "won"}),
+        ("lead_stage", {"stage": "won", "create": True, "lead_id": created_lead_id("r1:2")}),
         ("send", {"text": "won", "parse_mode": "HTML", "buttons": []}),
     ]
+
+
+def test_a_created_lead_has_a_deterministic_id_and_later_lead_steps_act_on_it() -> None:
+    doc = flow(
+        {
+            "a": {"type": "lead", "action": "create", "stage": "new", "next": "b"},
+            "b": {"type": "lead", "action": "move_stage", "stage": "qualified", "next": "c"},
+            "c": {"type": "lead", "action": "assign", "assignee": "ann", "next": "d"},
+            "d": {"type": "end", "text": "{{ vars.lead_id }}"},
+        }
+    )
+    first, again = begin(doc), begin(doc)
+    lead = created_lead_id("r1:1")
+    assert lead.startswith("ld_")
+    assert lead != created_lead_id("r2:1")
+    assert [(e.kind, e.data) for e in first.effects] == [
+        ("lead_stage", {"stage": "new", "create": True, "lead_id": lead}),
+        ("lead_stage", {"stage": "qualified", "lead_id": lead}),
+        ("lead_assign", {"assignee": "ann", "lead_id": lead}),
+        ("send", {"text": lead, "parse_mode": "HTML", "buttons": []}),
+    ]
+    # Deciding the same input again (a redelivery) names the same lead.
+    assert again.effects == first.effects
+
+
+def test_without_a_created_lead_lead_steps_act_on_the_contacts_first_lead() -> None:
+    doc = flow({"a": {"type": "lead", "action": "move_stage", "stage": "won"}})
+    assert [(e.kind, e.data) for e in begin(doc).effects] == [("lead_stage", {"stage": "won"})]
 
 
 def test_contact_facts_fold_from_crm_events() -> None:

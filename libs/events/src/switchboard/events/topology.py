@@ -186,6 +186,7 @@ CRM = ServiceTopology(
         "crm.>",
         "cmd.outbound.campaign_start.>",
         "cmd.outbound.campaign_recipients.>",
+        "cmd.flows.start_runs.>",  # a flow's segment schedule: the segment's conversations
         "dlq.>",
     ),
     durables=(
@@ -559,9 +560,11 @@ FLOWS = ServiceTopology(
         "cmd.outbound.answer_callback.>",  # a pressed button of a run is answered
         "cmd.outbound.bot_commands.>",  # the command menu of a bot, from its flows
         "cmd.crm.update_contact.>",
+        "cmd.crm.create_lead.>",  # the lead step's "create"
         "cmd.crm.change_lead_stage.>",
         "cmd.crm.assign_lead.>",
         "cmd.crm.start_campaign.>",  # the campaign step: a segment campaign through the CRM
+        "cmd.crm.start_flow.>",  # a schedule trigger's segment, expanded by the CRM
         "dlq.>",
     ),
     durables=(
@@ -594,9 +597,13 @@ FLOWS = ServiceTopology(
         Durable(
             stream="FLOW_TIMERS",
             name="flows-timers",
-            filter_subjects=("cmd.flows.fire_timer.>", "cmd.flows.fire_schedule.>"),
-            description="delays and reply timeouts fired by their message schedules, and "
-            "scheduled flow starts",
+            filter_subjects=(
+                "cmd.flows.fire_timer.>",
+                "cmd.flows.fire_schedule.>",
+                "cmd.flows.start_runs.>",
+            ),
+            description="delays and reply timeouts fired by their message schedules, "
+            "scheduled flow starts, and the segment conversations the CRM hands back",
             handlers=("switchboard.flows.runner:Runner.on_timer",),
             decides=("switchboard.flows.engine:decide",),
             ack_wait_s=3,

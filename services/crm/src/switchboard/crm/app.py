@@ -41,13 +41,16 @@ from switchboard.events.catalog.conv import (
 )
 from switchboard.events.catalog.crm import (
     AssignLead,
+    CampaignSegment,
     ChangeLeadStage,
     CommandRejected,
+    CreateLead,
     EraseContact,
     Identity,
     MergeContacts,
     SplitContact,
     StartSegmentCampaign,
+    StartSegmentFlow,
     UpdateContact,
 )
 from switchboard.runtime import identity, pii
@@ -244,6 +247,9 @@ async def handle_command(
         if isinstance(cmd, StartSegmentCampaign):
             await segment_campaign(pool, store.bus, settings, cmd, env.workspace_id)
             return
+        if isinstance(cmd, StartSegmentFlow):
+            await segment_flow(pool, store.bus, settings, cmd, env.workspace_id)
+            return
         await execute(store, settings, cmd, env.workspace_id, env)
     except RejectedError as exc:
         await store.bus.publish(
@@ -254,15 +260,28 @@ async def handle_command(
         )
 
 
+def _check_stage(settings: CrmSettings, segment: CampaignSegment) -> None:
+    if segment.stage is not None and segment.stage not in settings.stages:
+        raise RejectedError(
+            422, "unknown_stage", f"{segment.stage!r} is not one of {', '.join(settings.stages)}"
+        )
+
+
+async def segment_flow(
+    pool: Any, bus: Any, settings: CrmSettings, cmd: StartSegmentFlow, workspace: str
+) -> int:
+    """``crm.start_flow`` from the bus: the segment's conversations handed to flows."""
+    _check_stage(settings, cmd.segment)
+    async with pool.acquire() as conn:
+        return await campaigns.start_flow(conn, bus, workspace, cmd)
+
+
 async def segment_campaign(
     pool: Any, bus: Any, settings: CrmSettings, cmd: StartSegmentCampaign, workspace: str
 ) -> campaigns.Started:
     """``crm.start_campaign`` from the bus: what ``POST /v1/campaigns`` does."""
     segment = cmd.segment
-    if segment.stage is not None and segment.stage not in settings.stages:
-        raise RejectedError(
-            422, "unknown_stage", f"{segment.stage!r} is not one of {', '.join(settings.stages)}"
-        )
+    _check_stage(settings, segment)
     request = CampaignRequest(
         campaign_id=cmd.campaign_id,
         title=cmd.title,
@@ -285,6 +304,8 @@ async def execute(
         return await commands.change_lead_stage(store, cmd, workspace, settings.stages, cause)
     if isinstance(cmd, AssignLead):
         return await commands.assign_lead(store, cmd, workspace, cause)
+    if isinstance(cmd, CreateLead):
+        return await commands.create_lead(store, cmd, workspace, settings.stages, cause)
     if isinstance(cmd, UpdateContact):
         return await commands.update_contact(store, cmd, workspace, cause)
     if isinstance(cmd, MergeContacts):

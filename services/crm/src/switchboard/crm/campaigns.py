@@ -22,6 +22,8 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.crm import StartSegmentFlow
+from switchboard.events.catalog.flows import FlowConversation, StartRuns
 from switchboard.events.catalog.outbound import (
     MAX_CAMPAIGN_BATCH,
     AddCampaignRecipients,
@@ -213,3 +215,47 @@ async def start_campaign(
             await bus.publish(command, workspace_id=ws)
             number += 1
     return Started(campaign_id, total, batches, accounts)
+
+
+FLOW_BATCH = 500  # conversations per ``flows.start_runs`` (well under a message's size limit)
+
+
+def flow_batch(
+    cmd: StartSegmentFlow, number: int, recipients: list[CampaignRecipient], final: bool
+) -> StartRuns:
+    """One batch of a segment's conversations for the flow ``cmd`` starts: a private chat's
+    id is its customer's id (as a contact's identities give it)."""
+    return StartRuns(
+        request_id=cmd.request_id,
+        flow_id=cmd.flow_id,
+        revision=cmd.revision,
+        batch=number,
+        conversations=tuple(
+            FlowConversation(
+                channel=cmd.segment.channel,
+                account=r.account,
+                chat_id=r.recipient,
+                sender_id=r.recipient,
+            )
+            for r in recipients
+            if r.account  # always: a segment's conversations are each on their account
+        ),
+        final=final,
+    )
+
+
+async def start_flow(
+    conn: Conn, bus: Bus, ws: str, cmd: StartSegmentFlow, chunk: int = FLOW_BATCH
+) -> int:
+    """Expand the segment and hand its conversations to flows in batches; how many. An
+    empty segment starts nothing (a schedule that finds nobody is not an error)."""
+    segment = Segment.model_validate(cmd.segment.model_dump())
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        total, _, chunks = await expand(conn, ws, segment, chunk)
+        batches = -(-total // chunk)
+        number = 0
+        async for recipients in chunks:
+            final = number == batches - 1
+            await bus.publish(flow_batch(cmd, number, recipients, final), workspace_id=ws)
+            number += 1
+    return total

@@ -21,8 +21,10 @@ from switchboard.events.catalog.crm import (
     ContactMerged,
     ContactSplit,
     ContactUpdated,
+    CreateLead,
     EraseContact,
     LeadAssigned,
+    LeadCreated,
     LeadStageChanged,
     MergeContacts,
     SplitContact,
@@ -115,6 +117,59 @@ async def change_lead_stage(
         return Applied(lead.id, seq, event)
 
     return await _with_retries(cmd.expected_version, attempt)
+
+
+def decide_create_lead(
+    cmd: CreateLead,
+    lead: LeadState | None,
+    contact: ContactState | None,
+    workspace: str,
+    stages: tuple[str, ...],
+) -> LeadCreated | None:
+    """The ``crm.lead_created`` that ``cmd`` appends, or None when that lead exists already
+    (a repeated command: idempotent by the caller's lead id)."""
+    if cmd.stage not in stages:
+        raise RejectedError(
+            422, "invalid_stage", f"stage {cmd.stage!r} is not one of {', '.join(stages)}"
+        )
+    if lead is not None:
+        if lead.workspace_id == workspace and lead.contact_id == cmd.contact_id:
+            return None
+        raise RejectedError(409, "lead_exists", f"lead {cmd.lead_id!r} belongs to another contact")
+    if contact is None or contact.workspace_id != workspace:
+        raise RejectedError(404, "not_found", f"no contact {cmd.contact_id!r}")
+    if contact.erased:
+        raise RejectedError(410, "erased", f"contact {cmd.contact_id!r} was erased")
+    return LeadCreated(
+        lead_id=cmd.lead_id,
+        contact_id=cmd.contact_id,
+        stage=cmd.stage,
+        source_channel=cmd.source_channel,
+        value=cmd.value,
+        currency=cmd.currency,
+        assignee=cmd.assignee,
+    )
+
+
+async def create_lead(
+    store: EventStore,
+    cmd: CreateLead,
+    workspace: str,
+    stages: tuple[str, ...],
+    cause: Envelope | None = None,
+) -> Applied:
+    async def attempt() -> Applied:
+        lead = fold_lead(await store.load(cmd.lead_id))
+        contact = fold_contact(await store.load(cmd.contact_id))
+        event = decide_create_lead(cmd, lead, contact, workspace, stages)
+        if event is None:
+            assert lead is not None
+            return Applied(lead.id, lead.version, None)
+        # Expected version 0: of two racing creations one appends, the other sees it on retry.
+        seq = await store.append(event, cmd.lead_id, 0, cause=cause, workspace_id=workspace)
+        return Applied(cmd.lead_id, seq, event)
+
+    return await _with_retries(None, attempt)
 
 
 async def assign_lead(

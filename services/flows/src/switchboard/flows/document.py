@@ -99,13 +99,26 @@ class TagAddedTrigger(_Strict):
     tag: str = Field(min_length=1, max_length=64)
 
 
+class SegmentScope(_Strict):
+    """A CRM segment (as ``POST /v1/campaigns`` reads it): whom a campaign step sends to and
+    where a schedule trigger starts its flow."""
+
+    channel: Channel
+    account: str | None = Field(None, min_length=1)
+    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    stage: str | None = Field(None, min_length=1)
+    assignee: str | None = Field(None, min_length=1)
+
+
 class ScheduleTrigger(_Strict):
     """At ``at`` (then every ``every_s``, if given) the flow starts in each conversation of
-    its scope that this service has talked with and that runs no flow at that moment."""
+    its scope that runs no flow at that moment: with a ``segment``, each conversation of
+    that CRM segment (the CRM expands it); without, each one this service has talked with."""
 
     type: Literal["schedule"]
     at: AwareDatetime = Field(description="the first time (with a timezone)")
     every_s: int | None = Field(None, ge=60, le=MAX_DELAY_S, description="then repeat")
+    segment: SegmentScope | None = Field(None, description="the CRM segment to start it in")
 
 
 Trigger = Annotated[
@@ -259,9 +272,10 @@ class TagStep(_Strict):
 
 
 class LeadStep(_Strict):
-    """Change the contact's lead in the CRM (``cmd.crm.*``): move it to ``stage`` or assign
-    it to ``assignee``. (The CRM opens the contact's lead itself when the contact first
-    writes, so "create" is a move of that lead to ``stage``.)"""
+    """Change the contact's leads in the CRM (``cmd.crm.*``): ``create`` opens a new lead at
+    ``stage`` (``crm.create_lead``; its id goes into the variable ``lead_id``), ``move_stage``
+    moves a lead to ``stage``, ``assign`` gives it to ``assignee``. The lead moved or
+    assigned is the one this run created, else the contact's first lead."""
 
     type: Literal["lead"]
     action: Literal["create", "move_stage", "assign"]
@@ -289,16 +303,6 @@ class WebhookStep(_Strict):
     timeout_s: float = Field(5.0, ge=0.1, le=8.0, description="for the whole call")
     next: StepId | None = None
     on_failure: StepId | None = None
-
-
-class SegmentScope(_Strict):
-    """The CRM segment a campaign goes to (as ``POST /v1/campaigns`` reads it)."""
-
-    channel: Channel
-    account: str | None = Field(None, min_length=1)
-    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
-    stage: str | None = Field(None, min_length=1)
-    assignee: str | None = Field(None, min_length=1)
 
 
 class CampaignStep(_Strict):

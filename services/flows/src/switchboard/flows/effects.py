@@ -27,6 +27,7 @@ from switchboard.events.catalog.crm import (
     ContactCreated,
     ContactIdentityLinked,
     ContactUpdated,
+    CreateLead,
     Identity,
     IdentityClaimed,
     LeadCreated,
@@ -267,7 +268,8 @@ class Effects:
     async def _crm(self, rec: RunRecorded, effect: RunEffect, cause: Envelope) -> None:
         contact = await self.contact_of(rec, cause.workspace_id)
         by = f"flow:{rec.flow_id}"
-        command: UpdateContact | ChangeLeadStage | AssignLead
+        command: UpdateContact | CreateLead | ChangeLeadStage | AssignLead
+        lead = effect.data.get("lead_id") or first_lead_id(contact)
         if effect.kind == "attribute":
             command = UpdateContact(
                 contact_id=contact, attributes=dict(effect.data.get("attributes", {})), by=by
@@ -279,12 +281,16 @@ class Effects:
                 tags_removed=tuple(effect.data.get("remove", ())),
                 by=by,
             )
+        elif effect.kind == "lead_stage" and effect.data.get("create"):
+            command = CreateLead(
+                lead_id=lead,
+                contact_id=contact,
+                stage=effect.data["stage"],
+                source_channel=rec.conversation.channel,
+                by=by,
+            )
         elif effect.kind == "lead_stage":
-            command = ChangeLeadStage(
-                lead_id=first_lead_id(contact), to_stage=effect.data["stage"], by=by
-            )
+            command = ChangeLeadStage(lead_id=lead, to_stage=effect.data["stage"], by=by)
         else:
-            command = AssignLead(
-                lead_id=first_lead_id(contact), assignee=effect.data.get("assignee"), by=by
-            )
+            command = AssignLead(lead_id=lead, assignee=effect.data.get("assignee"), by=by)
         await self.bus.publish(command, cause=cause, id=f"flow:{effect.id}")

@@ -22,6 +22,7 @@ from switchboard.events.catalog.flows import (
     StepRecord,
     Waiting,
 )
+from switchboard.events.ids import stable_hash
 from switchboard.flows.document import (
     AskStep,
     AttributeCondition,
@@ -83,6 +84,16 @@ class Input:
     result: WebhookResult | None = None
     event: str | None = None  # kind "event": conversation_started, lead_stage, tag_added
     referral: tuple[str, str | None] | None = None  # a text's (source, campaign)
+
+
+LEAD_VAR = "lead_id"
+"""The variable holding the lead a run's ``create`` step opened."""
+
+
+def created_lead_id(effect_id: str) -> str:
+    """The id of the lead a ``create`` effect opens: derived from the effect's own id, so
+    deciding or publishing it again names the same lead (the CRM creates it once)."""
+    return "ld_" + stable_hash("flow-lead", effect_id)[:24]
 
 
 @dataclass(frozen=True)
@@ -503,11 +514,20 @@ class _Context:
                 self.record(sid, "campaign", "started", campaign=f"flow:{campaign}")
                 self.cursor = step.next
             elif isinstance(step, LeadStep):
-                if step.action in ("create", "move_stage"):
+                # A lead this run created is the one its later lead steps act on.
+                lead: dict[str, Any] = (
+                    {"lead_id": self.variables[LEAD_VAR]} if LEAD_VAR in self.variables else {}
+                )
+                if step.action == "create":
+                    lead_id = created_lead_id(f"{self.run.run_id}:{self.counter + 1}")
+                    self.effect("lead_stage", stage=step.stage, create=True, lead_id=lead_id)
+                    self.variables[LEAD_VAR] = lead_id
                     self.facts = replace(self.facts, stage=step.stage)
-                    self.effect("lead_stage", stage=step.stage)
+                elif step.action == "move_stage":
+                    self.facts = replace(self.facts, stage=step.stage)
+                    self.effect("lead_stage", stage=step.stage, **lead)
                 else:
-                    self.effect("lead_assign", assignee=step.assignee)
+                    self.effect("lead_assign", assignee=step.assignee, **lead)
                 self.record(sid, "lead", step.action, stage=step.stage, assignee=step.assignee)
                 self.cursor = step.next
             elif isinstance(step, DelayStep):

@@ -33,12 +33,13 @@ from switchboard.events.catalog.flows import (
     FlowConversation,
     RunRecorded,
     RunStatus,
+    StartRuns,
 )
 from switchboard.flows import metrics, runs
 from switchboard.flows.effects import HANDLING, Effects, keep_alive
 from switchboard.flows.engine import Input, uses_contact
 from switchboard.flows.library import FlowLibrary
-from switchboard.flows.schedules import ScheduleKeeper, still_due
+from switchboard.flows.schedules import ScheduleKeeper, segment_request, still_due
 from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
 from switchboard.flows.triggers import event_start
 from switchboard.runtime import pii
@@ -74,7 +75,11 @@ CRM_EVENTS = ConsumerSpec(
 TIMERS = ConsumerSpec(
     stream="FLOW_TIMERS",
     durable="flows-timers",
-    filter_subjects=("cmd.flows.fire_timer.>", "cmd.flows.fire_schedule.>"),
+    filter_subjects=(
+        "cmd.flows.fire_timer.>",
+        "cmd.flows.fire_schedule.>",
+        "cmd.flows.start_runs.>",
+    ),
     ack_wait_s=3.0,
     batch=64,
 )
@@ -234,6 +239,11 @@ class Runner:
             async with keep_alive():
                 await self.on_schedule(timer, env)
             return
+        if isinstance(timer, StartRuns):
+            HANDLING.set(msg)
+            async with keep_alive():
+                await self.on_start_runs(timer, env)
+            return
         if not isinstance(timer, FireTimer):
             return
         await self.library.caught_up.wait()
@@ -256,6 +266,18 @@ class Runner:
         published = self.library.published(ws)
         if not still_due(fire, published):
             return  # archived or republished since: that revision's schedule is void
+        request = segment_request(fire, published)
+        if request is not None:
+            # The CRM expands the segment and hands its conversations back (flows.start_runs).
+            await self.bus.publish(request, cause=env)
+        else:
+            await self._start_in_known(fire, env)
+        if self.schedules is not None:
+            await self.schedules.keep(ws, published)
+
+    async def _start_in_known(self, fire: FireSchedule, env: Envelope) -> None:
+        """Start a fired flow in each conversation flows has talked with that runs none."""
+        ws = env.workspace_id
         last: dict[str, dict[str, Any]] = {}
         for view in await runs.latest_runs(self.bus, ws, None, limit=1_000_000):
             known = last.get(view["session"])
@@ -274,8 +296,23 @@ class Runner:
             )
             async with self._serialized(session):
                 await self.handle(session, env, inp, conv)
-        if self.schedules is not None:
-            await self.schedules.keep(ws, published)
+
+    async def on_start_runs(self, batch: StartRuns, env: Envelope) -> None:
+        """Start the flow in each conversation of a segment batch the CRM sent; one that runs
+        a flow is left alone (the plan), a redelivered batch starts nothing twice (the input
+        id is the request's and the conversation's)."""
+        await self.library.caught_up.wait()
+        for conv in batch.conversations:
+            session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+            inp = Input(
+                kind="event",
+                id=f"{batch.request_id}:{session}",
+                at=env.time,
+                event="schedule",
+                data=batch.flow_id,
+            )
+            async with self._serialized(session):
+                await self.handle(session, env, inp, conv)
 
     async def release(self, run_id: str, workspace: str) -> bool | None:
         """A person hands a handed-off run back: it continues after its hand-off step.

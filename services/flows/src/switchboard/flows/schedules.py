@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from switchboard.events import encode
+from switchboard.events.catalog.crm import CampaignSegment, StartSegmentFlow
 from switchboard.events.catalog.flows import FireSchedule
 from switchboard.flows.document import ScheduleTrigger
 from switchboard.flows.effects import schedule_header, schedule_subject
@@ -52,6 +53,24 @@ def still_due(fire: FireSchedule, flows: list[Published]) -> bool:
                 triggers[fire.trigger], ScheduleTrigger
             )
     return False
+
+
+def segment_request(fire: FireSchedule, flows: list[Published]) -> StartSegmentFlow | None:
+    """The CRM command that expands the fired trigger's segment (None: the trigger has none,
+    it starts in the conversations flows knows). Its id is the fire's, so every instance
+    that handles the fire asks once."""
+    for flow in flows:
+        if flow.flow_id == fire.flow_id and flow.revision == fire.revision:
+            trig = flow.doc.triggers[fire.trigger]
+            if isinstance(trig, ScheduleTrigger) and trig.segment is not None:
+                return StartSegmentFlow(
+                    request_id=fire.deterministic_id(),
+                    flow_id=fire.flow_id,
+                    revision=fire.revision,
+                    segment=CampaignSegment.model_validate(trig.segment.model_dump()),
+                    by=f"flow:{fire.flow_id}",
+                )
+    return None
 
 
 class ScheduleKeeper:

@@ -208,6 +208,26 @@ class AssignLead(_LeadCommand):
     assignee: str | None = None
 
 
+@register("crm.create_lead", 1)
+class CreateLead(Command):
+    """Open a lead ``lead_id`` for ``contact_id`` at ``stage``. The caller picks the id
+    (deterministic, e.g. from its own effect id), so a redelivered or repeated command
+    creates the lead once: the same lead again changes nothing, an id taken by another
+    contact's lead is a 409."""
+
+    lead_id: str = Field(min_length=1)
+    contact_id: str = Field(min_length=1)
+    stage: str = Field(min_length=1)
+    assignee: str | None = None
+    value: Decimal | None = None
+    currency: str | None = Field(None, min_length=3, max_length=3)
+    source_channel: Channel | None = None
+    by: str | None = None
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.lead_id,)
+
+
 @register("crm.update_contact", 1)
 class UpdateContact(_ContactCommand):
     """Change a contact's name, phone, attributes, tags or add a note."""
@@ -293,3 +313,28 @@ class StartSegmentCampaign(Command):
 
     def deterministic_id(self) -> str:
         return f"segment-campaign:{self.campaign_id}"
+
+
+@register("crm.start_flow", 1)
+class StartSegmentFlow(Command):
+    """Start a flow in every conversation of a CRM segment (a flow's schedule trigger with a
+    segment): the CRM expands the segment as a campaign's and hands the conversations back
+    as ``flows.start_runs`` batches. Idempotent by ``request_id`` (each batch has an id of
+    its own, and a run starts once per request and conversation)."""
+
+    caller_keyed: ClassVar[bool] = True  # request ids are per workspace
+
+    request_id: str = Field(min_length=1, description="the schedule fire this is for")
+    flow_id: str = Field(min_length=1)
+    revision: int = Field(ge=1)
+    segment: CampaignSegment
+    by: str | None = None
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.flow_id,)
+
+    def ce_subject(self) -> str:
+        return self.flow_id
+
+    def deterministic_id(self) -> str:
+        return f"segment-flow:{self.request_id}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -191,3 +191,27 @@ class FireSchedule(Command):
 
     def deterministic_id(self) -> str:
         return f"schedule:{self.flow_id}:{self.revision}:{self.trigger}:{self.due_at.isoformat()}"
+
+
+@register("flows.start_runs", 1)
+class StartRuns(Command):
+    """Start ``flow_id`` in these conversations (one batch of a segment the CRM expanded for
+    a ``crm.start_flow``); a conversation that runs a flow already is left alone."""
+
+    caller_keyed: ClassVar[bool] = True  # request ids are per workspace
+
+    request_id: str = Field(min_length=1)
+    flow_id: str = Field(min_length=1)
+    revision: int = Field(ge=1)
+    batch: int = Field(ge=0)
+    conversations: tuple[FlowConversation, ...]
+    final: bool = Field(description="the last batch of the request")
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.flow_id, str(self.batch))
+
+    def ce_subject(self) -> str:
+        return self.flow_id
+
+    def deterministic_id(self) -> str:
+        return f"start-runs:{self.request_id}:{self.batch}"
