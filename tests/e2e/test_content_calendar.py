@@ -6,6 +6,7 @@ escaped; and another workspace sees none of it (404)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -226,3 +227,19 @@ async def test_another_workspace_sees_no_template_or_post(env: Env) -> None:
     r = await env.call("GET", f"/v1/calendar/posts/{post_id}")
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "scheduled"
+
+
+async def test_posts_placed_at_once_never_overlap(env: Env) -> None:
+    """Each post is written before it looks for others: of posts placed at the same moment
+    for one destination, at most one is accepted, the others are 409s."""
+    at = ahead(3600)
+    body = {"destination": DEST, "at": at, "content": {"kind": "text", "text": "race"}}
+    answers = await asyncio.gather(
+        *(env.call("POST", "/v1/calendar/posts", json=body) for _ in range(8))
+    )
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) <= {201, 409}, [r.text for r in answers]
+    assert codes.count(201) <= 1, codes
+    r = await env.call("GET", "/v1/calendar")
+    assert r.status_code == 200, r.text
+    assert len(r.json()["posts"]) == codes.count(201)

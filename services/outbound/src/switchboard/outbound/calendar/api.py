@@ -187,13 +187,10 @@ def _command(post: Post) -> SendMessage:
     )
 
 
-async def _checked(
-    ports: CalendarPorts, ws: str, post: Post, at: datetime, force: bool
-) -> SendMessage:
-    """The send of ``post`` at ``at`` after every check (Problem otherwise): the account is
-    the workspace's, the time is ahead, the content fits the account, and no other post to
-    the destination is within the gap (unless forced)."""
-    d = post.destination
+async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
+    """The send of ``post`` after the checks of its own (Problem otherwise): the account is
+    the workspace's, the time is ahead and the content fits the account."""
+    d, at = post.destination, post.at
     if await ports.accounts.lookup(d.channel, d.account, ws) is None:
         raise NotFoundError("account", f"{d.channel.value}/{d.account}")
     if at <= datetime.now(UTC):
@@ -201,10 +198,25 @@ async def _checked(
     cmd = _command(post)
     if cmd.channel.value == "mtproto" and (problem := user_unsupported(cmd)) is not None:
         raise Problem(error(422, "unsupported_content", problem[1], field=problem[0]))
-    if not force:
-        other = overlap(await ports.posts.all(ws), d, at, ports.gap, own=post.post_id)
-        if other is not None:
-            raise Problem(
+    return cmd
+
+
+async def _placed(ports: CalendarPorts, post: Post, force: bool, previous: Post | None) -> None:
+    """Write ``post``, then look for another post to its destination within the gap
+    (unless forced): on one, ``previous`` is written back (or the post removed) and the
+    answer is a 409 naming the other. Written before it looks, so of two posts placed at
+    once each sees the other: at worst both are refused, never both let through."""
+    await ports.posts.put(post)
+    if force:
+        return
+    others = await ports.posts.all(post.workspace_id)
+    other = overlap(others, post.destination, post.at, ports.gap, own=post.post_id)
+    if other is not None:
+        if previous is None:
+            await ports.posts.remove(post)
+        else:
+            await ports.posts.put(previous)
+        raise Problem(
                 error(
                     409, "post_overlap",
                     f"at: post {other.post_id} goes to the same destination at "
@@ -213,7 +225,6 @@ async def _checked(
                     field="at", other_post_id=other.post_id, other_at=other.at.isoformat(),
                 )
             )  # fmt: skip
-    return cmd
 
 
 async def _view(ports: CalendarPorts, post: Post) -> dict[str, Any]:
@@ -259,10 +270,10 @@ async def create_post(
             post_id=post_id, workspace_id=ws, destination=new.destination, at=new.at,
             content=content, template=ref, message_id=f"post-{post_id}-0",
         )  # fmt: skip
-        cmd = await _checked(ports, ws, post, new.at, new.force)
+        cmd = await _checked(ports, ws, post)
+        await _placed(ports, post, new.force, None)
     except Problem as p:
         return p.response
-    await ports.posts.put(post)
     try:
         await ports.bus.publish(cmd, workspace_id=ws)
     except BaseException:
@@ -312,12 +323,13 @@ async def change_post(
     try:
         if change.content is None and change.template is None:
             moved = post.model_copy(update={"at": at})
-            await _checked(ports, ws, moved, at, change.force)
+            await _checked(ports, ws, moved)
+            await _placed(ports, moved, change.force, post)
             if at != post.at:
                 answer = await ports.desk.change(ws, post.message_id, at, None)
                 if isinstance(answer, Refusal):
+                    await ports.posts.put(post)
                     return _refused(answer, post)
-            await ports.posts.put(moved)
             return JSONResponse(await _view(ports, moved))
         # New content is a new send: the old one is cancelled first (it cannot leave after).
         content, ref = await _content(ports, ws, post.destination, change.content, change.template)
@@ -328,13 +340,14 @@ async def change_post(
                 "message_id": f"post-{post.post_id}-{edits}",
             }
         )  # fmt: skip
-        cmd = await _checked(ports, ws, edited, at, change.force)
+        cmd = await _checked(ports, ws, edited)
+        await _placed(ports, edited, change.force, post)
     except Problem as p:
         return p.response
     answer = await ports.desk.change(ws, post.message_id, None, None)
     if isinstance(answer, Refusal):
+        await ports.posts.put(post)
         return _refused(answer, post)
-    await ports.posts.put(edited)
     await ports.bus.publish(cmd, workspace_id=ws)
     return JSONResponse(await _view(ports, edited))
 
