@@ -66,7 +66,11 @@ APPENDS = {("outbound", "POST", "/v1/campaigns/{campaign_id}/recipients")}
 # Routes that name nothing and make something of B's own (a new flow under a fresh id, a
 # validation): 2xx for B, with B's own new id in the answer, so only the status is compared.
 # Walked last, so that B's listings before them are compared with a ghost's.
-OWN = {("flows", "POST", "/v1/flows"), ("flows", "POST", "/v1/flows/validate")}
+OWN = {
+    ("flows", "POST", "/v1/flows"),
+    ("flows", "POST", "/v1/flows/validate"),
+    ("outbound", "POST", "/v1/templates"),  # template names are per workspace
+}
 # A flow of A's (a long delay keeps its run waiting): B may neither read, revise, publish,
 # archive, dry-run it, nor see or release its runs.
 FLOW = {
@@ -105,6 +109,8 @@ class Ids:
     session: str
     flow: str
     run: str
+    template: str
+    post: str
 
     def path_params(self) -> dict[str, str]:
         return {
@@ -119,6 +125,8 @@ class Ids:
             "flow_id": self.flow,
             "revision": "1",
             "run_id": self.run,
+            "name": self.template,
+            "post_id": self.post,
         }
 
     def query(self) -> dict[str, str]:
@@ -131,12 +139,14 @@ class Ids:
             "channel": "telegram",
             "text": SECRET_TEXT,
             "flow_id": self.flow,
+            "q": "ann",
         }
 
     def words(self) -> list[str]:
         return [
             self.account, self.campaign, self.message, self.contact, self.contact2,
-            self.lead, self.conversation, self.session, self.flow, self.run,
+            self.lead, self.conversation, self.session, self.flow, self.run, self.template,
+            self.post,
         ]  # fmt: skip
 
 
@@ -196,6 +206,15 @@ BODIES: dict[tuple[str, str, str], Callable[[Ids], dict[str, Any]]] = {
     ("flows", "PUT", "/v1/flows/{flow_id}"): lambda i: {**FLOW, "name": "Mallory's"},
     ("flows", "POST", "/v1/flows/{flow_id}/publish"): lambda i: {"revision": 1},
     ("flows", "POST", "/v1/flows/{flow_id}/dry-run"): lambda i: {"start_text": "tenancy-start"},
+    ("outbound", "POST", "/v1/templates"): lambda i: {"name": i.template, "body": "from b"},
+    ("outbound", "PUT", "/v1/templates/{name}"): lambda i: {"body": "from b {{ x }}"},
+    ("outbound", "POST", "/v1/calendar/posts"): lambda i: {
+        "destination": {"channel": "telegram", "account": i.account, "chat": "5001"},
+        "at": "2099-01-02T00:00:00Z", "content": _content("from b"), "force": True,
+    },
+    ("outbound", "PATCH", "/v1/calendar/posts/{post_id}"): lambda i: {
+        "at": "2099-01-03T00:00:00Z", "content": _content("from b"), "force": True,
+    },
 }  # fmt: skip
 
 
@@ -280,6 +299,8 @@ GHOST = Ids(
     session="sess-ghost-9x",
     flow="fl_ghost9x",
     run="run_ghost9x",
+    template="tpl-ghost-9x",
+    post="post-ghost-9x",
 )
 
 
@@ -411,6 +432,7 @@ async def _workspace_a(env: Env) -> Ids:
     await eventually(ready, timeout=30)
     await _mtproto_session_a(env, "sess-a-1")
     flow, run = await _flow_a(env, account)
+    template, post = await _calendar_a(env, account)
     first = next(c for c in contacts if c["display_name"] == "Ada")
     return Ids(
         account=account,
@@ -423,7 +445,25 @@ async def _workspace_a(env: Env) -> Ids:
         session="sess-a-1",
         flow=flow,
         run=run,
+        template=template,
+        post=post,
     )
+
+
+async def _calendar_a(env: Env, account: str) -> tuple[str, str]:
+    """A's post template and a post of A's scheduled far ahead (so it could still change)."""
+    outbound = env.urls["outbound"]
+    body = {"name": "a-tpl-1", "body": "a's {{ x }}"}
+    r = await env.http.post(f"{outbound}/v1/templates", json=body, headers=A)
+    assert r.status_code == 201, r.text
+    post = {
+        "destination": {"channel": "telegram", "account": account, "chat": "5001"},
+        "at": "2099-01-01T12:00:00Z",
+        "template": {"name": "a-tpl-1", "variables": {"x": "post"}},
+    }
+    r = await env.http.post(f"{outbound}/v1/calendar/posts", json=post, headers=A)
+    assert r.status_code == 201, r.text
+    return "a-tpl-1", str(r.json()["post_id"])
 
 
 async def _flow_a(env: Env, account: str) -> tuple[str, str]:
@@ -466,6 +506,8 @@ async def _snapshot(env: Env) -> dict[str, Any]:
         f"{urls['mtproto']}/v1/sessions/{a.session}",
         f"{urls['flows']}/v1/flows/{a.flow}",
         f"{urls['flows']}/v1/runs/{a.run}",
+        f"{urls['outbound']}/v1/templates/{a.template}",
+        f"{urls['outbound']}/v1/calendar/posts/{a.post}",
     ]
     out: dict[str, Any] = {}
     for path in paths:

@@ -154,6 +154,13 @@ PII_KEYS = BucketSpec(
     history=1,
 )
 
+CALENDAR = BucketSpec(
+    "calendar",
+    "content calendar of outbound: post templates (every version) and scheduled posts, "
+    "per workspace",
+    history=1,
+)
+
 BUCKETS: tuple[BucketSpec, ...] = (
     ACCOUNTS,
     RATELIMIT,
@@ -163,6 +170,7 @@ BUCKETS: tuple[BucketSpec, ...] = (
     API_KEYS,
     DASHBOARD_SESSIONS,
     PII_KEYS,
+    CALENDAR,
 )
 
 

@@ -407,6 +407,11 @@ OUTBOUND = ServiceTopology(
             watch=True,
             why="data-subject keys: delivery events seal recipients and texts",
         ),
+        BucketUse(
+            "calendar",
+            Access.READ_WRITE,
+            why="content calendar: post templates (every version) and scheduled posts",
+        ),
     ),
 )
 

@@ -8,35 +8,16 @@ into it is escaped for that markup. Other channels take plain text as it is.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from switchboard.events.catalog.common import Channel
+from switchboard.runtime.markup import Format, escape, parse_mode
+
+__all__ = ["Format", "escape", "lookup", "parse_mode", "render", "render_plain"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-# Telegram Bot API, "MarkdownV2 style": these must be escaped with a backslash anywhere in
-# plain text, and so must the backslash itself.
-_MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
-
-Format = Literal["html", "markdown_v2"]
-_PARSE_MODE: dict[Format, str] = {"html": "HTML", "markdown_v2": "MarkdownV2"}
-
-
-def parse_mode(channel: Channel, fmt: Format = "html") -> str | None:
-    """The Bot API ``parse_mode`` a template of this format is sent with (None: plain)."""
-    return _PARSE_MODE[fmt] if channel == Channel.TELEGRAM else None
-
-
-def escape(value: str, channel: Channel, fmt: Format = "html") -> str:
-    """Make ``value`` literal text in ``channel``'s markup."""
-    mode = parse_mode(channel, fmt)
-    if mode == "HTML":
-        return html.escape(value, quote=False)
-    if mode == "MarkdownV2":
-        return _MARKDOWN_V2_SPECIAL.sub(r"\\\1", value)
-    return value
 
 
 def lookup(name: str, scope: Mapping[str, Mapping[str, Any]]) -> str:

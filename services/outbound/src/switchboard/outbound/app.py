@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import gc
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
@@ -31,6 +31,10 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.attempts import Attempts, fingerprint
 from switchboard.outbound.breaker import Breakers
+from switchboard.outbound.calendar.api import CalendarPorts
+from switchboard.outbound.calendar.api import router as calendar_router
+from switchboard.outbound.calendar.posts import Posts
+from switchboard.outbound.calendar.templates import Templates
 from switchboard.outbound.campaigns.api import CampaignPorts
 from switchboard.outbound.campaigns.api import router as campaign_router
 from switchboard.outbound.campaigns.commands import CampaignCommands
@@ -311,6 +315,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             uploads=uploads, url_sizes=url_sizes,
         )  # fmt: skip
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
+        calendar_kv = await rt.bus.kv("calendar")
+        app.state.calendar = CalendarPorts(
+            rt.bus, cache, attempts, desk, Templates(calendar_kv), Posts(calendar_kv),
+            timedelta(seconds=settings.calendar_gap_s),
+        )  # fmt: skip
         grace = settings.shutdown_grace_s * 0.75
 
         def lane(spec: ConsumerSpec, handler: Any, capacity: int) -> Lane:
@@ -386,6 +395,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     )
     app.state.auth = ApiKeyAuth(settings.api_keys)
     app.include_router(campaign_router)
+    app.include_router(calendar_router)
 
     @app.post(
         "/v1/messages",

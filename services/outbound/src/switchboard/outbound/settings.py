@@ -82,6 +82,12 @@ class OutboundSettings(ServiceSettings):
     conversion_linger_ms: float = Field(
         200.0, ge=0, description="conversions for one pixel gather this long into one request"
     )
+    calendar_gap_s: float = Field(
+        600.0,
+        ge=0,
+        description="two calendar posts to one destination closer than this are an overlap "
+        "(409 naming the other post unless forced)",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,0 +1,390 @@
+"""HTTP API of the content calendar (same bearer keys as ``/v1/messages``): templates,
+scheduled posts and the calendar view. A post is published by an ordinary scheduled send;
+edits and cancels go through the schedule desk like ``/v1/messages/{id}/reschedule|cancel``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import AwareDatetime, ValidationError
+from starlette.responses import JSONResponse, Response
+
+from switchboard.events.catalog.outbound import OutContent, OutText, SendMessage
+from switchboard.outbound.attempts import Attempts
+from switchboard.outbound.calendar.posts import (
+    Destination,
+    NewPost,
+    Post,
+    PostChange,
+    Posts,
+    TemplateUse,
+    in_window,
+    overlap,
+    post_status,
+)
+from switchboard.outbound.calendar.templates import (
+    MissingVariablesError,
+    NewTemplate,
+    Templates,
+    TemplateText,
+    render,
+)
+from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
+from switchboard.outbound.schedule import Refusal, ScheduleDesk
+from switchboard.runtime.accounts import AccountCache
+from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.http import error, invalid
+from switchboard.runtime.ownership import NotFoundError
+
+
+@dataclass
+class CalendarPorts:
+    bus: Bus
+    accounts: AccountCache
+    attempts: Attempts
+    desk: ScheduleDesk
+    templates: Templates
+    posts: Posts
+    gap: timedelta
+
+
+def _workspace(request: Request) -> str:
+    auth: ApiKeyAuth = request.app.state.auth
+    return auth.workspace(request)
+
+
+def _ports(request: Request) -> CalendarPorts:
+    """Read in the handler, after the input is checked (bad input is answered without
+    the bus, as every route's is)."""
+    ports: CalendarPorts = request.app.state.calendar
+    return ports
+
+
+Workspace = Annotated[str, Depends(_workspace)]
+router = APIRouter(tags=["calendar"])
+
+
+class Problem(Exception):  # noqa: N818 (an answer, not a failure)
+    """An error answer raised from a helper (turned into the response by the route)."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+# -- templates -----------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/templates",
+    status_code=201,
+    summary="Create a post template (version 1); `{{ name }}` placeholders are variables",
+    responses={409: {"description": "the name is taken in the workspace"}, 422: {}},
+)
+async def create_template(
+    ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
+) -> Response:
+    try:
+        new = NewTemplate.model_validate(body)
+    except ValidationError as exc:
+        return invalid(exc, "invalid_template")
+    ports = _ports(request)
+    template = await ports.templates.create(ws, new)
+    if template is None:
+        return error(
+            409, "template_exists", f"name: template {new.name!r} exists; PUT makes a new version",
+            field="name",
+        )  # fmt: skip
+    return JSONResponse(template.model_dump(mode="json", exclude={"workspace_id"}), 201)
+
+
+@router.get("/v1/templates", summary="The workspace's templates with their latest version")
+async def list_templates(ws: Workspace, request: Request) -> Response:
+    found = await _ports(request).templates.all(ws)
+    return JSONResponse({"templates": [t.summary() for t in found]})
+
+
+@router.get(
+    "/v1/templates/{name}",
+    summary="A template with every version",
+    responses={404: {"description": "no such template in the key's workspace"}},
+)
+async def get_template(name: str, ws: Workspace, request: Request) -> Response:
+    template = await _ports(request).templates.get(ws, name)
+    if template is None:
+        raise NotFoundError("template", name)
+    return JSONResponse(template.model_dump(mode="json", exclude={"workspace_id"}))
+
+
+@router.put(
+    "/v1/templates/{name}",
+    summary="A new version of a template (earlier versions are kept; posts name one)",
+    responses={404: {"description": "no such template in the key's workspace"}, 422: {}},
+)
+async def new_version(
+    name: str, ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
+) -> Response:
+    try:
+        text = TemplateText.model_validate(body)
+    except ValidationError as exc:
+        return invalid(exc, "invalid_template")
+    template = await _ports(request).templates.add_version(ws, name, text)
+    if template is None:
+        raise NotFoundError("template", name)
+    return JSONResponse(template.model_dump(mode="json", exclude={"workspace_id"}))
+
+
+# -- posts ---------------------------------------------------------------------------------
+
+
+async def _content(
+    ports: CalendarPorts,
+    ws: str,
+    destination: Destination,
+    content: OutContent | None,
+    use: TemplateUse | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The content to send and the template version it came from (Problem if not found or
+    a variable is missing)."""
+    if use is None:
+        assert content is not None
+        return content.model_dump(mode="json", exclude_none=True), None
+    template = await ports.templates.get(ws, use.name)
+    if template is None:
+        raise NotFoundError("template", use.name)
+    version = template.version(use.version)
+    if version is None:
+        raise NotFoundError("template version", f"{use.name}/{use.version}")
+    try:
+        text: OutText = render(version, use.variables, destination.channel)
+    except MissingVariablesError as exc:
+        raise Problem(
+            error(
+                422, "invalid_post", f"template.variables: missing {exc}",
+                field=f"template.variables.{exc.names[0]}", missing=exc.names,
+            )
+        ) from None  # fmt: skip
+    ref = {"name": use.name, "version": version.version}
+    return text.model_dump(mode="json", exclude_none=True), ref
+
+
+def _command(post: Post) -> SendMessage:
+    d = post.destination
+    return SendMessage.model_validate(
+        {
+            "message_id": post.message_id,
+            "channel": d.channel,
+            "account": d.account,
+            "recipient": d.chat,
+            "content": post.content,
+            "not_before": post.at,
+        }
+    )
+
+
+async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
+    """The send of ``post`` after the checks of its own (Problem otherwise): the account is
+    the workspace's, the time is ahead and the content fits the account."""
+    d, at = post.destination, post.at
+    if await ports.accounts.lookup(d.channel, d.account, ws) is None:
+        raise NotFoundError("account", f"{d.channel.value}/{d.account}")
+    if at <= datetime.now(UTC):
+        raise Problem(error(422, "invalid_post", "at: is in the past", field="at"))
+    cmd = _command(post)
+    if cmd.channel.value == "mtproto" and (problem := user_unsupported(cmd)) is not None:
+        raise Problem(error(422, "unsupported_content", problem[1], field=problem[0]))
+    return cmd
+
+
+async def _placed(ports: CalendarPorts, post: Post, force: bool, previous: Post | None) -> None:
+    """Write ``post``, then look for another post to its destination within the gap
+    (unless forced): on one, ``previous`` is written back (or the post removed) and the
+    answer is a 409 naming the other. Written before it looks, so of two posts placed at
+    once each sees the other: at worst both are refused, never both let through."""
+    await ports.posts.put(post)
+    if force:
+        return
+    others = await ports.posts.all(post.workspace_id)
+    other = overlap(others, post.destination, post.at, ports.gap, own=post.post_id)
+    if other is not None:
+        if previous is None:
+            await ports.posts.remove(post)
+        else:
+            await ports.posts.put(previous)
+        raise Problem(
+                error(
+                    409, "post_overlap",
+                    f"at: post {other.post_id} goes to the same destination at "
+                    f"{other.at.isoformat()}, within {int(ports.gap.total_seconds())} s; "
+                    "move one or send with force: true",
+                    field="at", other_post_id=other.post_id, other_at=other.at.isoformat(),
+                )
+            )  # fmt: skip
+
+
+async def _view(ports: CalendarPorts, post: Post) -> dict[str, Any]:
+    record = await ports.attempts.get(post.workspace_id, post.message_id)
+    return {
+        **post.model_dump(mode="json", exclude={"workspace_id"}),
+        "status": post_status(post, record),
+        "reason": None if record is None else record.reason,
+    }
+
+
+def _refused(answer: Refusal, post: Post) -> Response:
+    if answer.status == 404:  # the send's record is not written yet: it is being queued
+        return error(
+            409, "not_changeable", "the post's send is being queued; retry in a moment",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
+    return error(answer.status, answer.code, f"post {post.post_id}: {answer.reason}")
+
+
+@router.post(
+    "/v1/calendar/posts",
+    status_code=201,
+    summary="Schedule a post (content, or a template with variables) to a destination",
+    responses={
+        404: {"description": "no such account or template in the key's workspace"},
+        409: {"description": "another post to the destination is within the gap (not forced)"},
+        422: {"description": "invalid post: naive or past time, missing variable, ..."},
+    },
+)
+async def create_post(
+    ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
+) -> Response:
+    try:
+        new = NewPost.model_validate(body)
+    except ValidationError as exc:
+        return invalid(exc, "invalid_post")
+    ports = _ports(request)
+    try:
+        content, ref = await _content(ports, ws, new.destination, new.content, new.template)
+        post_id = uuid.uuid4().hex
+        post = Post(
+            post_id=post_id, workspace_id=ws, destination=new.destination, at=new.at,
+            content=content, template=ref, message_id=f"post-{post_id}-0",
+        )  # fmt: skip
+        cmd = await _checked(ports, ws, post)
+        await _placed(ports, post, new.force, None)
+    except Problem as p:
+        return p.response
+    try:
+        await ports.bus.publish(cmd, workspace_id=ws)
+    except BaseException:
+        await ports.posts.remove(post)
+        raise
+    return JSONResponse(await _view(ports, post), 201)
+
+
+async def _owned(ports: CalendarPorts, ws: str, post_id: str) -> Post:
+    post = await ports.posts.get(ws, post_id)
+    if post is None:
+        raise NotFoundError("post", post_id)
+    return post
+
+
+@router.get(
+    "/v1/calendar/posts/{post_id}",
+    summary="A post with its status",
+    responses={404: {"description": "no such post in the key's workspace"}},
+)
+async def get_post(post_id: str, ws: Workspace, request: Request) -> Response:
+    ports = _ports(request)
+    return JSONResponse(await _view(ports, await _owned(ports, ws, post_id)))
+
+
+@router.patch(
+    "/v1/calendar/posts/{post_id}",
+    summary="Move a post or change its content until it is published (overlap re-checked)",
+    responses={
+        404: {"description": "no such post (or account, template) in the key's workspace"},
+        409: {"description": "overlap with another post, or the post has left / is cancelled"},
+        422: {"description": "invalid change"},
+    },
+)
+async def change_post(
+    post_id: str, ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
+) -> Response:
+    try:
+        change = PostChange.model_validate(body)
+    except ValidationError as exc:
+        return invalid(exc, "invalid_post")
+    ports = _ports(request)
+    post = await _owned(ports, ws, post_id)
+    if post.cancelled:
+        return error(409, "not_changeable", f"post {post_id} is cancelled")
+    at = change.at or post.at
+    try:
+        if change.content is None and change.template is None:
+            moved = post.model_copy(update={"at": at})
+            await _checked(ports, ws, moved)
+            await _placed(ports, moved, change.force, post)
+            if at != post.at:
+                answer = await ports.desk.change(ws, post.message_id, at, None)
+                if isinstance(answer, Refusal):
+                    await ports.posts.put(post)
+                    return _refused(answer, post)
+            return JSONResponse(await _view(ports, moved))
+        # New content is a new send: the old one is cancelled first (it cannot leave after).
+        content, ref = await _content(ports, ws, post.destination, change.content, change.template)
+        edits = post.edits + 1
+        edited = post.model_copy(
+            update={
+                "at": at, "content": content, "template": ref, "edits": edits,
+                "message_id": f"post-{post.post_id}-{edits}",
+            }
+        )  # fmt: skip
+        cmd = await _checked(ports, ws, edited)
+        await _placed(ports, edited, change.force, post)
+    except Problem as p:
+        return p.response
+    answer = await ports.desk.change(ws, post.message_id, None, None)
+    if isinstance(answer, Refusal):
+        await ports.posts.put(post)
+        return _refused(answer, post)
+    await ports.bus.publish(cmd, workspace_id=ws)
+    return JSONResponse(await _view(ports, edited))
+
+
+@router.post(
+    "/v1/calendar/posts/{post_id}/cancel",
+    summary="Cancel a post until it is published",
+    responses={
+        404: {"description": "no such post in the key's workspace"},
+        409: {"description": "the post has left, is leaving, or is cancelled"},
+    },
+)
+async def cancel_post(post_id: str, ws: Workspace, request: Request) -> Response:
+    ports = _ports(request)
+    post = await _owned(ports, ws, post_id)
+    if post.cancelled:
+        return error(409, "not_changeable", f"post {post_id} is cancelled")
+    answer = await ports.desk.change(ws, post.message_id, None, None)
+    if isinstance(answer, Refusal):
+        return _refused(answer, post)
+    cancelled = post.model_copy(update={"cancelled": True})
+    await ports.posts.put(cancelled)
+    return JSONResponse(await _view(ports, cancelled))
+
+
+@router.get(
+    "/v1/calendar",
+    summary="What goes out when: the workspace's posts with from <= at < to, by time, "
+    "with their status",
+    responses={422: {"description": "from or to without a timezone"}},
+)
+async def calendar(
+    ws: Workspace,
+    request: Request,
+    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+) -> Response:
+    ports = _ports(request)
+    posts = [p for p in await ports.posts.all(ws) if in_window(p, start, end)]
+    return JSONResponse({"posts": [await _view(ports, p) for p in posts]})

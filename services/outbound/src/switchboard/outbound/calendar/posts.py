@@ -1,0 +1,158 @@
+"""Scheduled posts: a post is one scheduled send (``not_before`` = its time) plus what the
+calendar needs to show and check it. The send itself is outbound's ordinary scheduled send,
+so it survives restarts and is cancelled or moved by the schedule desk, never a second timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import OutContent
+from switchboard.outbound.attempts import Attempt
+from switchboard.outbound.calendar.kv import key, values
+from switchboard.outbound.calendar.templates import NAME
+
+
+class Destination(BaseModel):
+    """Where a post goes: a channel account and the chat (a Telegram channel by bot or user
+    account, a WhatsApp or Viber recipient)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channel: Channel
+    account: str = Field(min_length=1)
+    chat: str = Field(min_length=1, description="provider chat id, @channel, phone or user id")
+
+
+class TemplateUse(BaseModel):
+    """A post made from a template: its name, a version (None: the latest) and the values."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME)
+    version: int | None = Field(None, ge=1)
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class _Content(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: OutContent | None = None
+    template: TemplateUse | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Content:
+        if self.content is not None and self.template is not None:
+            raise ValueError("give content or template, not both")
+        return self
+
+
+class NewPost(_Content):
+    destination: Destination
+    at: AwareDatetime
+    force: bool = False
+
+    @model_validator(mode="after")
+    def _has_source(self) -> NewPost:
+        if self.content is None and self.template is None:
+            raise ValueError("give content or template")
+        return self
+
+
+class PostChange(_Content):
+    """A PATCH: a new time, new content (or template), or both."""
+
+    at: AwareDatetime | None = None
+    force: bool = False
+
+
+class Post(BaseModel):
+    """One post of the calendar; ``message_id`` is the scheduled send that publishes it
+    (a new one after a content change, the old one cancelled)."""
+
+    post_id: str
+    workspace_id: str
+    destination: Destination
+    at: datetime
+    content: dict[str, Any]
+    template: dict[str, Any] | None = None  # {"name", "version"} it was rendered from
+    message_id: str
+    edits: int = 0
+    cancelled: bool = False
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+PostStatus = Literal["scheduled", "publishing", "published", "failed", "cancelled"]
+_STATUS: dict[str, PostStatus] = {
+    "queued": "scheduled",
+    "in_flight": "publishing",
+    "retrying": "publishing",
+    "moved": "publishing",
+    "sent": "published",
+    "failed": "failed",
+}
+
+
+def post_status(post: Post, record: Attempt | None) -> PostStatus:
+    """What the calendar shows: from the post's send record (none yet: still scheduled)."""
+    if post.cancelled:
+        return "cancelled"
+    return "scheduled" if record is None else _STATUS.get(record.status, "publishing")
+
+
+def overlap(
+    posts: Iterable[Post],
+    destination: Destination,
+    at: datetime,
+    gap: timedelta,
+    own: str | None = None,
+) -> Post | None:
+    """The post nearest to ``at`` that goes to the same destination less than ``gap`` away
+    (not cancelled, not ``own`` itself), or None. Pure: tested without NATS."""
+    near = [
+        p
+        for p in posts
+        if p.post_id != own
+        and not p.cancelled
+        and p.destination == destination
+        and abs(p.at - at) < gap
+    ]
+    return min(near, key=lambda p: (abs(p.at - at), p.post_id)) if near else None
+
+
+def in_window(post: Post, start: datetime | None, end: datetime | None) -> bool:
+    """``start <= at < end`` (an open side when None)."""
+    return (start is None or post.at >= start) and (end is None or post.at < end)
+
+
+class Posts:
+    """Posts in the ``calendar`` bucket, one key per post."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    async def get(self, workspace: str, post_id: str) -> Post | None:
+        try:
+            entry = await self.kv.get(key("post", workspace, post_id))
+        except KeyNotFoundError:
+            return None
+        return Post.model_validate(orjson.loads(entry.value)) if entry.value else None
+
+    async def put(self, post: Post) -> None:
+        await self.kv.put(
+            key("post", post.workspace_id, post.post_id), post.model_dump_json().encode()
+        )
+
+    async def remove(self, post: Post) -> None:
+        await self.kv.delete(key("post", post.workspace_id, post.post_id))
+
+    async def all(self, workspace: str) -> list[Post]:
+        found = [
+            Post.model_validate(orjson.loads(v)) async for v in values(self.kv, "post", workspace)
+        ]
+        return sorted(found, key=lambda p: (p.at, p.post_id))

@@ -1,0 +1,128 @@
+"""The content calendar's decisions without NATS: overlap per destination, template
+rendering with escaping per provider, and a post's status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from switchboard.events.catalog.common import Channel
+from switchboard.outbound.attempts import Attempt
+from switchboard.outbound.calendar.posts import (
+    Destination,
+    NewPost,
+    Post,
+    in_window,
+    overlap,
+    post_status,
+)
+from switchboard.outbound.calendar.templates import (
+    MissingVariablesError,
+    TemplateText,
+    render,
+    variables_of,
+)
+
+T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+CHANNEL = Destination(channel=Channel.TELEGRAM, account="shop", chat="@news")
+GAP = timedelta(minutes=10)
+
+
+def post(post_id: str, at: datetime, dest: Destination = CHANNEL, **extra: object) -> Post:
+    return Post(
+        post_id=post_id, workspace_id="demo", destination=dest, at=at,
+        content={"kind": "text", "text": "x"}, message_id=f"post-{post_id}-0", **extra,
+    )  # fmt: skip
+
+
+def test_a_post_within_the_gap_to_the_same_destination_overlaps() -> None:
+    found = overlap([post("a", T0)], CHANNEL, T0 + timedelta(minutes=9), GAP)
+    assert found is not None
+    assert found.post_id == "a"
+
+
+def test_the_gap_is_open_at_its_end_and_counts_both_ways() -> None:
+    assert overlap([post("a", T0)], CHANNEL, T0 + GAP, GAP) is None
+    assert overlap([post("a", T0)], CHANNEL, T0 - timedelta(minutes=5), GAP) is not None
+
+
+def test_the_nearest_of_several_overlapping_posts_is_named() -> None:
+    posts = [post("far", T0 - timedelta(minutes=8)), post("near", T0 + timedelta(minutes=1))]
+    found = overlap(posts, CHANNEL, T0, GAP)
+    assert found is not None
+    assert found.post_id == "near"
+
+
+def test_other_destinations_cancelled_posts_and_the_post_itself_do_not_overlap() -> None:
+    other_chat = CHANNEL.model_copy(update={"chat": "@other"})
+    other_account = CHANNEL.model_copy(update={"account": "shop2"})
+    posts = [
+        post("chat", T0, other_chat),
+        post("account", T0, other_account),
+        post("gone", T0, cancelled=True),
+        post("self", T0),
+    ]
+    assert overlap(posts, CHANNEL, T0, GAP, own="self") is None
+    assert overlap(posts, CHANNEL, T0, GAP) is not None  # without own, itself clashes
+
+
+def test_a_zero_gap_never_overlaps() -> None:
+    assert overlap([post("a", T0)], CHANNEL, T0, timedelta(0)) is None
+
+
+def test_telegram_html_values_are_escaped_but_the_template_markup_is_kept() -> None:
+    version = TemplateText(body="<b>{{ title }}</b> {{price}}")
+    text = render(version, {"title": "<i>x</i> & y", "price": "5"}, Channel.TELEGRAM)
+    assert text.text == "<b>&lt;i&gt;x&lt;/i&gt; &amp; y</b> 5"
+    assert text.parse_mode == "HTML"
+
+
+def test_telegram_markdown_v2_values_are_escaped() -> None:
+    version = TemplateText(body="*{{ title }}*", format="markdown_v2")
+    text = render(version, {"title": "50% off (today!)"}, Channel.TELEGRAM)
+    assert text.text == r"*50% off \(today\!\)*"
+    assert text.parse_mode == "MarkdownV2"
+
+
+@pytest.mark.parametrize("channel", [Channel.WHATSAPP, Channel.VIBER, Channel.MTPROTO])
+def test_plain_text_channels_take_values_as_they_are(channel: Channel) -> None:
+    text = render(TemplateText(body="Hi {{ name }}"), {"name": "<Ann> & *co*"}, channel)
+    assert text.text == "Hi <Ann> & *co*"
+    assert text.parse_mode is None
+
+
+def test_missing_variables_are_named() -> None:
+    with pytest.raises(MissingVariablesError) as exc:
+        render(TemplateText(body="{{a}} {{ b }} {{c}} {{a}}"), {"b": "1"}, Channel.TELEGRAM)
+    assert exc.value.names == ["a", "c"]
+    assert variables_of("{{a}} {{ b }} {{a}}") == ["a", "b"]
+
+
+def test_a_post_needs_a_timezone_and_one_content_source() -> None:
+    base = {"destination": CHANNEL.model_dump(), "content": {"kind": "text", "text": "x"}}
+    with pytest.raises(ValueError, match="timezone"):
+        NewPost.model_validate({**base, "at": "2026-12-05T12:00:00"})
+    with pytest.raises(ValueError, match="content or template"):
+        NewPost.model_validate({"destination": base["destination"], "at": T0})
+    with pytest.raises(ValueError, match="not both"):
+        NewPost.model_validate({**base, "at": T0, "template": {"name": "t"}})
+
+
+def test_status_follows_the_send_record() -> None:
+    p = post("a", T0)
+    record = Attempt(message_id=p.message_id, workspace_id="demo", channel="telegram",
+                     account="shop", recipient="@news")  # fmt: skip
+    assert post_status(p, None) == "scheduled"
+    assert post_status(p, record) == "scheduled"
+    assert post_status(p, record.model_copy(update={"status": "sent"})) == "published"
+    assert post_status(p, record.model_copy(update={"status": "failed"})) == "failed"
+    assert post_status(p.model_copy(update={"cancelled": True}), record) == "cancelled"
+
+
+def test_the_window_is_from_inclusive_to_exclusive() -> None:
+    p = post("a", T0)
+    assert in_window(p, T0, T0 + GAP)
+    assert in_window(p, None, None)
+    assert not in_window(p, None, T0)
+    assert not in_window(p, T0 + GAP, None)

@@ -1,0 +1,245 @@
+"""The content calendar against the sandbox Telegram with real NATS: a post made from a
+versioned template is a scheduled send; a second post to the same channel within the gap is
+a 409 naming the first unless forced; an edit (time, then content) goes through the schedule
+desk; the post arrives in the sandbox channel, not before its time, rendered with its values
+escaped; and another workspace sees none of it (404)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+
+from switchboard.events.catalog.common import Channel
+from switchboard.outbound.app import create_app
+from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
+from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.testing import serve
+
+pytestmark = pytest.mark.e2e
+TOKEN = "300000041:calendar-a"
+CHAT = -1001500
+A = {"Authorization": f"Bearer {API_KEY}"}  # workspace demo, account shop
+B = {"Authorization": f"Bearer {OTHER_KEY}"}  # workspace other
+DEST = {"channel": "telegram", "account": "shop", "chat": "@shopnews"}
+VALUES = {"title": "<Sale>", "deal": "5 & 6"}
+
+
+@dataclass
+class Env:
+    box: Sandbox
+    url: str
+    http: httpx.AsyncClient
+
+    async def call(
+        self, method: str, path: str, auth: dict[str, str] = A, **kw: Any
+    ) -> httpx.Response:
+        return await self.http.request(method, self.url + path, headers=auth, **kw)
+
+    def channel_posts(self) -> list[dict[str, Any]]:
+        return self.box.telegram.messages(TOKEN, chat_id=CHAT)
+
+
+@pytest.fixture
+async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    box = Sandbox(SandboxConfig())
+    box.telegram.add_bot(TOKEN, "calendar_bot")
+    box.telegram.add_chat(TOKEN, CHAT, "channel", username="shopnews", title="Shop news")
+    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
+        for key, value in service_env(nats_url).items():
+            monkeypatch.setenv(key, value)
+        bus = await Bus.connect(nats_url, name="test")
+        stack.push_async_callback(bus.close)
+        await bus.provision()
+        store = AccountStore(await bus.kv("accounts"), keyring())
+        await store.put(
+            Account(
+                channel=Channel.TELEGRAM,
+                id="shop",
+                workspace_id="demo",
+                settings={"api_base_url": f"{sandbox}/telegram"},
+                secrets={"token": TOKEN},
+            )
+        )
+        url = await stack.enter_async_context(
+            serve_app(create_app(load_settings(OutboundSettings)))
+        )
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+        yield Env(box, url, http)
+
+
+def ahead(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+async def queued(env: Env, post: dict[str, Any]) -> bool:
+    """The post's send has been taken by outbound (its record exists)."""
+    r = await env.call("GET", f"/v1/messages/{post['message_id']}")
+    return r.status_code == 200
+
+
+async def test_a_templated_post_is_checked_edited_and_published(env: Env) -> None:
+    r = await env.call(
+        "POST", "/v1/templates", json={"name": "daily", "body": "<b>{{ title }}</b>: {{deal}}"}
+    )
+    assert r.status_code == 201, r.text
+    r = await env.call("PUT", "/v1/templates/daily", json={"body": "<i>{{ title }}</i> {{deal}}"})
+    assert r.status_code == 200, r.text
+    assert [v["version"] for v in r.json()["versions"]] == [1, 2]
+    r = await env.call("POST", "/v1/templates", json={"name": "daily", "body": "again"})
+    assert r.status_code == 409, r.text
+
+    naive = {
+        "destination": DEST,
+        "at": "2099-01-01T10:00:00",
+        "content": {"kind": "text", "text": "x"},
+    }
+    r = await env.call("POST", "/v1/calendar/posts", json=naive)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "body.at"
+    missing = {"destination": DEST, "at": ahead(60), "template": {"name": "daily"}}
+    r = await env.call("POST", "/v1/calendar/posts", json=missing)
+    assert r.status_code == 422, r.text
+    assert r.json()["missing"] == ["title", "deal"]
+
+    first = {
+        "destination": DEST,
+        "at": ahead(60),
+        "template": {"name": "daily", "variables": VALUES},
+    }
+    r = await env.call("POST", "/v1/calendar/posts", json=first)
+    assert r.status_code == 201, r.text
+    post = r.json()
+    assert post["status"] == "scheduled"
+    assert post["template"] == {"name": "daily", "version": 2}
+    assert post["content"]["text"] == "<i>&lt;Sale&gt;</i> 5 &amp; 6"
+
+    near = {"destination": DEST, "at": ahead(120), "content": {"kind": "text", "text": "near"}}
+    r = await env.call("POST", "/v1/calendar/posts", json=near)
+    assert r.status_code == 409, r.text
+    assert r.json()["other_post_id"] == post["post_id"]
+    r = await env.call("POST", "/v1/calendar/posts", json={**near, "force": True})
+    assert r.status_code == 201, r.text
+    forced = r.json()
+    elsewhere = {**DEST, "chat": "@othernews"}
+    r = await env.call("POST", "/v1/calendar/posts", json={**near, "destination": elsewhere})
+    assert r.status_code == 201, r.text  # another destination: no overlap
+    other_chat = r.json()
+
+    await eventually(lambda: queued(env, forced), message="the forced post's send is queued")
+    r = await env.call("POST", f"/v1/calendar/posts/{forced['post_id']}/cancel")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled"
+    await eventually(lambda: queued(env, other_chat), message="the other chat's send is queued")
+    r = await env.call("POST", f"/v1/calendar/posts/{other_chat['post_id']}/cancel")
+    assert r.status_code == 200, r.text
+
+    # An edit that moves the post next to another is a 409 naming it.
+    near_again = {
+        "destination": DEST,
+        "at": ahead(900),
+        "content": {"kind": "text", "text": "later"},
+    }
+    r = await env.call("POST", "/v1/calendar/posts", json=near_again)
+    assert r.status_code == 201, r.text
+    later = r.json()
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post['post_id']}", json={"at": ahead(850)})
+    assert r.status_code == 409, r.text
+    assert r.json()["other_post_id"] == later["post_id"]
+
+    # Moved later (the same send, rescheduled), then rendered from version 1 sooner.
+    await eventually(lambda: queued(env, post), message="the post's send is queued")
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post['post_id']}", json={"at": ahead(90)})
+    assert r.status_code == 200, r.text
+    assert r.json()["message_id"] == post["message_id"]
+    at = ahead(5)
+    edit = {"at": at, "template": {"name": "daily", "version": 1, "variables": VALUES}}
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post['post_id']}", json=edit)
+    assert r.status_code == 200, r.text
+    edited = r.json()
+    assert edited["message_id"] != post["message_id"]
+    assert edited["template"] == {"name": "daily", "version": 1}
+
+    async def published() -> list[dict[str, Any]]:
+        return env.channel_posts()
+
+    arrived = await eventually(published, timeout=30, message="the post in the channel")
+    # Version 1, the values escaped for HTML; the old send and the forced post never left.
+    assert [m["text"] for m in arrived] == ["<b>&lt;Sale&gt;</b>: 5 &amp; 6"]
+    sent = [r for r in env.box.recorder.requests(provider="telegram", method="sendMessage") if r.ok]
+    assert [r.params.get("parse_mode") for r in sent] == ["HTML"]
+    assert sent[0].at >= datetime.fromisoformat(at).timestamp()
+
+    async def listed() -> list[dict[str, Any]] | None:
+        r = await env.call("GET", "/v1/calendar", params={"from": ahead(-3600), "to": ahead(3600)})
+        assert r.status_code == 200, r.text
+        posts: list[dict[str, Any]] = r.json()["posts"]
+        return posts if posts[0]["status"] == "published" else None
+
+    posts = await eventually(listed, message="the calendar shows the post published")
+    assert {p["post_id"]: p["status"] for p in posts} == {
+        post["post_id"]: "published",
+        forced["post_id"]: "cancelled",
+        other_chat["post_id"]: "cancelled",
+        later["post_id"]: "scheduled",
+    }
+    assert [p["at"] for p in posts] == sorted(p["at"] for p in posts)  # by time
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post['post_id']}", json={"at": ahead(300)})
+    assert r.status_code == 409, r.text  # published: no longer changeable
+
+
+async def test_another_workspace_sees_no_template_or_post(env: Env) -> None:
+    r = await env.call("POST", "/v1/templates", json={"name": "mine", "body": "{{ x }}"})
+    assert r.status_code == 201, r.text
+    body = {"destination": DEST, "at": ahead(600), "content": {"kind": "text", "text": "a"}}
+    r = await env.call("POST", "/v1/calendar/posts", json=body)
+    assert r.status_code == 201, r.text
+    post_id = r.json()["post_id"]
+
+    assert (await env.call("GET", "/v1/templates/mine", B)).status_code == 404
+    r = await env.call("PUT", "/v1/templates/mine", B, json={"body": "mallory"})
+    assert r.status_code == 404, r.text
+    assert (await env.call("GET", "/v1/templates", B)).json() == {"templates": []}
+    assert (await env.call("GET", f"/v1/calendar/posts/{post_id}", B)).status_code == 404
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post_id}", B, json={"at": ahead(700)})
+    assert r.status_code == 404, r.text
+    r = await env.call("POST", f"/v1/calendar/posts/{post_id}/cancel", B)
+    assert r.status_code == 404, r.text
+    assert (await env.call("GET", "/v1/calendar", B)).json() == {"posts": []}
+    # B cannot post through A's account, nor from A's template.
+    r = await env.call("POST", "/v1/calendar/posts", B, json={**body, "force": True})
+    assert r.status_code == 404, r.text
+    with_template = {**body, "content": None, "template": {"name": "mine", "variables": {"x": "1"}}}
+    r = await env.call("POST", "/v1/calendar/posts", B, json=with_template)
+    assert r.status_code == 404, r.text
+    # A's post is untouched.
+    r = await env.call("GET", f"/v1/calendar/posts/{post_id}")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "scheduled"
+
+
+async def test_posts_placed_at_once_never_overlap(env: Env) -> None:
+    """Each post is written before it looks for others: of posts placed at the same moment
+    for one destination, at most one is accepted, the others are 409s."""
+    at = ahead(3600)
+    body = {"destination": DEST, "at": at, "content": {"kind": "text", "text": "race"}}
+    answers = await asyncio.gather(
+        *(env.call("POST", "/v1/calendar/posts", json=body) for _ in range(8))
+    )
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) <= {201, 409}, [r.text for r in answers]
+    assert codes.count(201) <= 1, codes
+    r = await env.call("GET", "/v1/calendar")
+    assert r.status_code == 200, r.text
+    assert len(r.json()["posts"]) == codes.count(201)
