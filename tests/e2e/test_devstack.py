@@ -79,7 +79,7 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
 
                 async def probed(url: str = url, key: str = key) -> bool:
                     entry = (await http.get(url)).json()["integrations"].get(key)
-                    return bool(entry and entry["probe"]["ok"])
+                    return bool(entry and (entry.get("probe") or {}).get("ok"))
 
                 await eventually(probed, timeout=30, message=f"{service} probed {key}")
     finally:

@@ -57,3 +57,25 @@ async def test_control_api_seeding_and_reset() -> None:
         await http.post("/_sandbox/reset")
         assert (await control("GET", "/users")) == {"users": []}
     await sandbox.aclose()
+
+
+async def test_a_reader_reads_its_chat_through_the_control_api() -> None:
+    sandbox = Sandbox()
+    transport = httpx.ASGITransport(app=sandbox.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
+        base = "/_sandbox/mtproto"
+        for phone, name in (("15550200001", "seller_rd"), ("15550200002", "buyer_rd")):
+            r = await http.post(f"{base}/users", json={"phone": phone, "username": name})
+            assert r.status_code == 201, r.text
+        r = await http.post(
+            f"{base}/messages", json={"from": "@seller_rd", "peer": "@buyer_rd", "text": "hi"}
+        )
+        assert r.status_code < 300, r.text
+        r = await http.post(f"{base}/wire/read", json={"reader": "@buyer_rd", "peer": "@seller_rd"})
+        assert r.status_code == 200, r.text
+        assert r.json()["max_id"] >= 1  # everything the seller wrote, by default
+        r = await http.post(f"{base}/wire/read", json={"reader": "@nobody", "peer": "@seller_rd"})
+        assert r.status_code == 404
+        bad = {"reader": "@buyer_rd", "peer": "@seller_rd", "max_id": -1}
+        r = await http.post(f"{base}/wire/read", json=bad)
+        assert r.status_code == 400

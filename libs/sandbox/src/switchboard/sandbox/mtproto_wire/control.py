@@ -50,6 +50,26 @@ def wire_control_routes(server: WireServer) -> list[BaseRoute]:
             return error_json(ControlError("no such user", 404))
         return JSONResponse(server.issue_session(user), status_code=201)
 
+    async def read(request: Request) -> Response:
+        """`reader` reads its chat with `peer` (up to `max_id`, else all): the sender's
+        client gets updateReadHistoryOutbox, as when a person opens the chat."""
+        try:
+            data = await read_json(request)
+            reader = server.provider.user(str(data.get("reader") or ""))
+            peer = server.provider.user(str(data.get("peer") or ""))
+        except ControlError as exc:
+            return error_json(exc)
+        except KeyError:
+            return error_json(ControlError("no such user", 404))
+        max_id = data.get("max_id")
+        if max_id is None:
+            sent = server.provider.messages(peer, reader)
+            max_id = int(sent[-1]["id"]) if sent else 0
+        if not isinstance(max_id, int) or isinstance(max_id, bool) or max_id < 0:
+            return error_json(ControlError("max_id must be an integer >= 0"))
+        server.mark_read(reader, peer, max_id)
+        return JSONResponse({"reader": reader.id, "peer": peer.id, "max_id": max_id})
+
     async def drop(request: Request) -> Response:
         return JSONResponse({"dropped": server.drop_all()})
 
@@ -58,4 +78,5 @@ def wire_control_routes(server: WireServer) -> list[BaseRoute]:
         Route("/faults", faults, methods=["GET", "POST"]),
         Route("/drop", drop, methods=["POST"]),
         Route("/sessions", session, methods=["POST"]),
+        Route("/read", read, methods=["POST"]),
     ]
