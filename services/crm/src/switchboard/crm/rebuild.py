@@ -41,7 +41,8 @@ def plan(settings: CrmSettings) -> RebuildPlan:
         schema=SCHEMA,
         migrations_package="switchboard.crm",
         build=build,
-        pool_size=4,
+        # each projection holds its lock connection and applies on a second one
+        pool_size=2 * len(PROJECTIONS),
         deferred_indexes=deferred_index_names(),
     )
 
