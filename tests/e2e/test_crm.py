@@ -16,6 +16,7 @@ from tests.support.stack import OTHER_KEY
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
+from switchboard.events.catalog.mtproto import AccountStatus, AccountStatusChanged
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually
 
@@ -251,6 +252,7 @@ async def _all_projected(nats_url: str, postgres_url: str) -> bool:
             ("conversations", "CONV"),
             ("crm", "CRM"),
             ("deliveries", "DELIVERY"),
+            ("user_accounts", "MTPROTO"),
         ):
             last = (await bus.js.stream_info(stream)).state.last_seq
             seq = await conn.fetchval(
@@ -289,7 +291,19 @@ async def test_rebuild_is_byte_identical_keeps_erasure_and_live_service_carries_
                 provider_message_id="77",
                 at=T0,
             ),
+            AccountStatusChanged(session_id="seller", status=AccountStatus.ACTIVE, at=T0),
+            AccountStatusChanged(
+                session_id="seller",
+                status=AccountStatus.FLOOD_LIMITED,
+                reason="flood wait",
+                error_code="FLOOD_WAIT_X",
+                until=T0 + timedelta(seconds=30),
+                at=T0 + timedelta(seconds=1),
+            ),
         ],
+    )
+    await crm.until(
+        "/v1/user-accounts", lambda b: b["items"][:1] and b["items"][0]["status"] == "flood_limited"
     )
     leads = (await crm.until("/v1/leads", lambda b: len(b["items"]) == 3))["items"]
     r = await crm.http.post(
@@ -414,3 +428,51 @@ async def test_callbacks_show_in_the_conversation_and_split_detaches_an_identity
         json={"channel": "whatsapp", "external_id": "4917611111111"},
     )
     assert (again.status_code, again.json()["code"]) == (422, "last_identity")
+
+
+async def test_user_accounts_show_the_latest_status_of_each_session_per_workspace(
+    crm: Crm,
+) -> None:
+    """``mtproto.account_status_changed`` becomes the session's row in ``/v1/user-accounts``:
+    the later announcement wins, another workspace's sessions are not listed, and a status
+    filter that names no status is a 422 naming the field."""
+    await publish_all(
+        crm.nats_url,
+        [
+            AccountStatusChanged(session_id="seller", status=AccountStatus.ACTIVE, at=T0),
+            AccountStatusChanged(session_id="buyer", status=AccountStatus.ACTIVE, at=T0),
+            AccountStatusChanged(
+                session_id="seller",
+                status=AccountStatus.BANNED,
+                reason="the account is banned",
+                error_code="USER_DEACTIVATED_BAN",
+                at=T0 + timedelta(seconds=5),
+            ),
+        ],
+    )
+    await publish_all(
+        crm.nats_url,
+        [AccountStatusChanged(session_id="theirs", status=AccountStatus.RESTRICTED, at=T0)],
+        workspace="other",
+    )
+    body = await crm.until(
+        "/v1/user-accounts",
+        lambda b: (
+            [(a["session_id"], a["status"]) for a in b["items"]]
+            == [("buyer", "active"), ("seller", "banned")]
+        ),
+    )
+    seller = body["items"][1]
+    assert seller["reason"] == "the account is banned"
+    assert seller["error_code"] == "USER_DEACTIVATED_BAN"
+    assert seller["since"] == (T0 + timedelta(seconds=5)).isoformat()
+    banned = await crm.get("/v1/user-accounts", status="banned")
+    assert [a["session_id"] for a in banned["items"]] == ["seller"]
+    theirs = await crm.http.get(
+        f"{crm.url}/v1/user-accounts", headers={"Authorization": f"Bearer {OTHER_KEY}"}
+    )
+    assert theirs.status_code == 200
+    assert [a["session_id"] for a in theirs.json()["items"]] == ["theirs"]
+    bad = await crm.http.get(f"{crm.url}/v1/user-accounts", headers=AUTH, params={"status": "x"})
+    assert bad.status_code == 422
+    assert "status" in bad.text

@@ -76,6 +76,85 @@ async def test_a_dead_proxy_is_rotated_away_and_none_working_is_announced(
         assert not await w.connected(issued["key_id"])
 
 
+async def test_a_proxy_that_goes_bad_while_connected_is_rotated_away(
+    nats_url: str, postgres_url: str
+) -> None:
+    """The proxy in use is checked again while the session is connected: when it stops
+    opening tunnels (the session's own tunnel still relays), the session moves to the pool's
+    next proxy instead of waiting for its connection to die."""
+    own = await Socks5Proxy().start()
+    spare = await Socks5Proxy().start()
+    async with world(nats_url, postgres_url) as w:
+        reader, _ = w.fake.add_user("15550505051")
+        issued = w.box.mtproto_wire.issue_session(reader)
+        base = await w.gateway(
+            adapter="telethon", instance_id="watch", proxies=spare.url, proxy_check_interval_s=0.2
+        )
+        async with w.http(base) as http:
+            r = await http.put(
+                "/v1/sessions/watched",
+                json={"session": issued["session"], "api_id": API_ID, "api_hash": API_HASH,
+                      "proxy": {"type": "socks5", "host": "127.0.0.1", "port": own.port}},
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+
+        async def connected() -> bool:
+            return await w.connected(issued["key_id"])
+
+        await eventually(connected, timeout=30, message="connected through its own proxy")
+        assert spare.connects == 0
+        own.refuse_new = True  # open tunnels still relay: only a new check can tell
+        switched = await wait_for_event(nats_url, "mtproto.proxy_switched", session_id="watched")
+        model = switched.model
+        assert model.proxy == f"socks5://127.0.0.1:{spare.port}"  # type: ignore[attr-defined]
+        assert model.previous == f"socks5://127.0.0.1:{own.port}"  # type: ignore[attr-defined]
+        assert [s.proxy for s in model.skipped] == [model.previous]  # type: ignore[attr-defined]
+
+        async def through_spare() -> bool:
+            return spare.connects >= 2 and await connected()  # the check, then the session
+
+        await eventually(through_spare, timeout=30, message="connected through the spare")
+    await own.stop()
+    await spare.stop()
+
+
+async def test_a_proxy_that_passes_its_check_but_fails_the_connect_is_rotated_away(
+    nats_url: str, postgres_url: str
+) -> None:
+    """A proxy that opens tunnels but carries no MTProto passes its health check; the failed
+    connect through it moves the session to the next proxy rather than retrying it."""
+    own = await Socks5Proxy(drop_tunnels=True).start()
+    spare = await Socks5Proxy().start()
+    async with world(nats_url, postgres_url) as w:
+        reader, _ = w.fake.add_user("15550505052")
+        issued = w.box.mtproto_wire.issue_session(reader)
+        base = await w.gateway(adapter="telethon", instance_id="rotate", proxies=spare.url)
+        async with w.http(base) as http:
+            r = await http.put(
+                "/v1/sessions/rotated",
+                json={"session": issued["session"], "api_id": API_ID, "api_hash": API_HASH,
+                      "proxy": {"type": "socks5", "host": "127.0.0.1", "port": own.port}},
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+        switched = await wait_for_event(
+            nats_url, "mtproto.proxy_switched", session_id="rotated", timeout=30
+        )
+        model = switched.model
+        assert model.proxy == f"socks5://127.0.0.1:{spare.port}"  # type: ignore[attr-defined]
+        assert model.previous == f"socks5://127.0.0.1:{own.port}"  # type: ignore[attr-defined]
+        [skipped] = model.skipped  # type: ignore[attr-defined]
+        assert skipped.proxy == model.previous
+        assert skipped.error.startswith("connect failed")
+
+        async def connected() -> bool:
+            return await w.connected(issued["key_id"])
+
+        await eventually(connected, timeout=30, message="connected through the spare")
+        assert own.connects >= 2  # its check passed, and the connect went through it
+    await own.stop()
+    await spare.stop()
+
+
 def test_a_proxy_check_tunnels_to_the_sessions_own_data_center() -> None:
     from telethon.crypto import AuthKey
     from telethon.sessions import StringSession
@@ -113,3 +192,50 @@ async def test_an_mtproxy_check_needs_a_listening_port() -> None:
         assert error.startswith("ConnectionRefusedError")
     finally:
         await listening.stop()
+
+
+async def test_rotation_after_a_failure_tries_the_others_then_says_none_works() -> None:
+    """The choice, without a network: after ``failed`` the next round skips the failed
+    proxy (named with its error in ``skipped``); when no other passes, the outage is
+    announced once until a connect succeeds, and the failed one is tried again after."""
+    from switchboard.events import Event
+    from switchboard.mtproto.ports import DisconnectedError, SessionConfig
+    from switchboard.mtproto.proxies import SessionProxies
+
+    own, spare = Proxy("socks5", "own", 1), Proxy("socks5", "spare", 2)
+    dead: set[Proxy] = set()  # what fails its health check
+    emitted: list[Event] = []
+
+    async def check(proxy: Proxy, _: SessionConfig) -> str | None:
+        return "refused" if proxy in dead else None
+
+    async def emit(event: Event) -> None:
+        emitted.append(event)
+
+    proxies = SessionProxies("s", [spare], check, emit)
+    config = SessionConfig("s", API_ID, API_HASH, "", proxy=own)
+    assert (await proxies.apply(config)).proxy == own
+    assert emitted == []
+    proxies.failed(own, "connect failed: reset")
+    assert (await proxies.apply(config)).proxy == spare
+    [switched] = emitted
+    assert [(s.proxy, s.error) for s in switched.skipped] == [  # type: ignore[attr-defined]
+        ("socks5://own:1", "connect failed: reset")
+    ]
+    dead.add(own)
+    proxies.failed(spare, "connect failed: reset")
+    with pytest.raises(DisconnectedError):
+        await proxies.apply(config)
+    assert [e.name for e in emitted] == ["mtproto.proxy_switched", "mtproto.proxies_unavailable"]
+    assert (await proxies.apply(config)).proxy == spare  # the round after: tried again
+    proxies.failed(spare, "connect failed: reset")
+    with pytest.raises(DisconnectedError):
+        await proxies.apply(config)
+    assert len(emitted) == 2  # the same outage: not announced twice
+    assert (await proxies.apply(config)).proxy == spare
+    proxies.connected()
+    proxies.failed(spare, "connect failed: reset")
+    with pytest.raises(DisconnectedError):
+        await proxies.apply(config)
+    assert emitted[-1].name == "mtproto.proxies_unavailable"  # a new outage, announced again
+    assert len(emitted) == 3

@@ -225,6 +225,7 @@ CRM = ServiceTopology(
             why="CRM projection; aggregate loads; last/next message by aggregate subject",
         ),
         StreamRead("DELIVERY", why="deliveries projection"),
+        StreamRead("MTPROTO", why="user-account status projection (latest per session)"),
     ),
     buckets=(
         API_KEY_USE,

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 @dataclass
 class Socks5Proxy:
     """``start()`` listens on a free port of ``host``; ``connects`` counts the tunnels it
-    opened, ``refused`` the clients it turned away (bad credentials, unreachable target)."""
+    opened, ``refused`` the clients it turned away (bad credentials, unreachable target).
+
+    Faults: ``refuse_new`` turns new clients away while open tunnels keep relaying (a proxy
+    going bad under a connected session); ``drop_tunnels`` opens each tunnel and closes it
+    before relaying a byte (a proxy that passes a health check but carries nothing)."""
 
     host: str = "127.0.0.1"
     username: str | None = None
@@ -22,6 +26,8 @@ class Socks5Proxy:
     port: int = 0
     connects: int = 0
     refused: int = 0
+    refuse_new: bool = False
+    drop_tunnels: bool = False
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -49,8 +55,13 @@ class Socks5Proxy:
         assert task is not None
         self._tasks.add(task)
         try:
+            if self.refuse_new:
+                self.refused += 1
+                return
             target = await self._handshake(reader, writer)
-            if target is not None:
+            if target is not None and self.drop_tunnels:
+                target[1].close()
+            elif target is not None:
                 await self._relay(reader, writer, *target)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from switchboard.crm import (
+    account_status_projector,
     campaigns,
     commands,
     crm_projector,
@@ -53,6 +54,7 @@ from switchboard.events.catalog.crm import (
     StartSegmentFlow,
     UpdateContact,
 )
+from switchboard.events.catalog.mtproto import AccountStatus
 from switchboard.runtime import identity, pii
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
@@ -68,7 +70,7 @@ from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
 SCHEMA = "crm"
-PROJECTIONS = (projector, crm_projector, delivery_projector)
+PROJECTIONS = (projector, crm_projector, delivery_projector, account_status_projector)
 RESOLVER = ConsumerSpec(
     stream="CONV",
     durable="crm-resolver",
@@ -433,6 +435,16 @@ def _read_routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         if found is None:
             return error(404, "not_found", f"no contact {contact_id!r}")
         return JSONResponse(found)
+
+    @app.get(
+        "/v1/user-accounts",
+        tags=["user accounts"],
+        summary="The workspace's Telegram user accounts (MTProto sessions) and their status",
+    )
+    async def user_accounts(ws: Workspace, status: AccountStatus | None = None) -> Response:
+        async with pool().acquire() as conn:
+            items = await queries.user_accounts(conn, ws, status=status)
+        return JSONResponse({"items": items})
 
     @app.get("/v1/leads", tags=["leads"], summary="Leads, recently updated first")
     async def leads(

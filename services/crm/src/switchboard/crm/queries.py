@@ -326,6 +326,21 @@ async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | Non
     return out
 
 
+async def user_accounts(
+    conn: Conn, workspace: str, *, status: str | None = None
+) -> list[dict[str, Any]]:
+    """Each user-account session of ``workspace`` with its latest status, by session id."""
+    f = Filters(workspace)
+    if status is not None:
+        f.add("status = {}", status)
+    rows = await conn.fetch(
+        "SELECT session_id, status, reason, error_code, until, since FROM user_accounts"
+        f" WHERE {f.sql()} ORDER BY session_id",
+        *f.args,
+    )
+    return [_row(r) for r in rows]
+
+
 async def projected_to(conn: Conn, projection: str) -> int:
     seq = await conn.fetchval("SELECT seq FROM checkpoints WHERE projection = $1", projection)
     return int(seq or 0)

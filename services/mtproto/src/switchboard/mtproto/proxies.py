@@ -8,6 +8,11 @@ use (a SOCKS5 proxy must open a tunnel to the session's data center, an MTProxy 
 a TCP connection) and the first healthy one is used; moving to another announces
 ``mtproto.proxy_switched``, and finding none announces ``mtproto.proxies_unavailable`` once
 per outage and raises DisconnectedError, so the runner retries with backoff.
+
+A proxy can pass its check and still not carry the session (the MTProto connect through it
+fails), or fail its check later while the session is connected (the runner checks it every
+``proxy_check_interval_s``): either way the runner reports it with :meth:`failed`, and the
+next choice starts after it, so the session rotates instead of retrying the same proxy.
 """
 
 from __future__ import annotations
@@ -104,8 +109,19 @@ class SessionProxies:
     check: Check
     emit: Emit
     current: Proxy | None = None
-    down: bool = False  # the last choice found none (announced once per outage)
+    down: bool = False  # no proxy carried the session since the outage was announced
     skipped: list[ProxyProbe] = field(default_factory=list)
+    failure: ProxyProbe | None = None  # the current proxy failed the session (``failed``)
+
+    def failed(self, proxy: Proxy, error: str) -> None:
+        """``proxy`` did not carry the session (its MTProto connect failed, or a check while
+        connected did): the next :meth:`apply` tries the others first."""
+        if proxy == self.current:
+            self.failure = ProxyProbe(proxy=label(proxy), error=error[:300])
+
+    def connected(self) -> None:
+        """The session connected: a later outage is announced again."""
+        self.down = False
 
     async def apply(self, config: SessionConfig) -> SessionConfig:
         """``config`` with the proxy to use now (unchanged when it has no candidates)."""
@@ -114,8 +130,13 @@ class SessionProxies:
             return config
         start = options.index(self.current) if self.current in options else 0
         tried: list[ProxyProbe] = []
-        for i in range(len(options)):
-            proxy = options[(start + i) % len(options)]
+        order = [options[(start + i) % len(options)] for i in range(len(options))]
+        if self.failure is not None and self.current in options:
+            # rotate to the others; the failed one is tried again in the round after
+            tried.append(self.failure)
+            order = order[1:]
+        self.failure = None
+        for proxy in order:
             error = await self.check(proxy, config)
             if error is None:
                 await self._chose(proxy, tried)
@@ -129,7 +150,7 @@ class SessionProxies:
         raise DisconnectedError(f"no proxy works ({len(tried)} tried)")
 
     async def _chose(self, proxy: Proxy, tried: list[ProxyProbe]) -> None:
-        previous, self.current, self.down = self.current, proxy, False
+        previous, self.current = self.current, proxy
         if proxy == previous or (previous is None and not tried):
             return  # the first choice, taken without skipping any: nothing to announce
         await self.emit(

@@ -77,6 +77,8 @@ from switchboard.mtproto.ports import (
     OutboxRead,
     Peer,
     PeerNotFoundError,
+    Proxy,
+    SessionConfig,
     Update,
     UpdateState,
     UserDeactivatedError,
@@ -335,8 +337,19 @@ class SessionRunner:
         if self.deps.accounts is not None:
             await restrict(self.deps.accounts, self.session_id, self.workspace_id, until)
 
-    async def _connect(self, client: MtprotoClient) -> None:
-        """Connect, retrying drops with exponential backoff and jitter, only while held."""
+    async def _connect(self, client: MtprotoClient, proxy: Proxy | None) -> None:
+        """Connect, retrying drops with exponential backoff and jitter, only while held.
+        Through a proxy a failed connect is not retried here: the proxy is reported failed
+        and the runner's next round rotates to the next one (proxies.py)."""
+        if proxy is not None:
+            if not self._may_connect():
+                raise DisconnectedError("stopping")
+            try:
+                await client.connect()
+            except DisconnectedError as exc:
+                self.proxies.failed(proxy, f"connect failed: {exc}")
+                raise
+            return
 
         def give_up(_: RetryCallState) -> bool:
             return not self._may_connect()
@@ -366,7 +379,8 @@ class SessionRunner:
         self.health.proxy = label(config.proxy) if config.proxy else None
         client = self.deps.adapter.client(config)
         try:
-            await self._connect(client)
+            await self._connect(client, config.proxy)
+            self.proxies.connected()
             if record.status == "logging_out":
                 await self._logout(client)
                 return
@@ -389,7 +403,7 @@ class SessionRunner:
                 )
             )
             try:
-                await self._serve(client)
+                await self._serve(client, config)
             except _LogoutRequestedError:
                 await self._logout(client)
         finally:
@@ -398,7 +412,7 @@ class SessionRunner:
             except Exception:
                 log.exception("disconnect failed", session=self.session_id)
 
-    async def _serve(self, client: MtprotoClient) -> None:
+    async def _serve(self, client: MtprotoClient, config: SessionConfig) -> None:
         """Run the connected work until a stop, a drop or an error."""
         # Each chat is in catch-up before any update is read: the difference since the
         # stored update state arrives first, and must find the chats it is published for.
@@ -412,6 +426,8 @@ class SessionRunner:
             asyncio.create_task(self._queries(client), name="queries"),
             asyncio.create_task(self.relay.run(client), name="deliveries"),
         }
+        if config.proxy is not None:
+            work.add(asyncio.create_task(self._watch_proxy(config), name="proxy"))
         stop = asyncio.create_task(self.stopping.wait())
         try:
             done, _ = await asyncio.wait(work | {stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -426,6 +442,20 @@ class SessionRunner:
             await self._disconnected(self.stop_reason, None)
             return
         raise DisconnectedError("the update stream ended")
+
+    async def _watch_proxy(self, config: SessionConfig) -> None:
+        """Check the proxy in use every ``proxy_check_interval_s``; one that fails ends the
+        connection (DisconnectedError), and the reconnect rotates to the next proxy."""
+        proxy = config.proxy
+        assert proxy is not None
+        while True:
+            await self._sleep(self.deps.settings.proxy_check_interval_s)
+            if not self._may_connect():
+                return
+            error = await self.proxies.check(proxy, config)
+            if error is not None:
+                self.proxies.failed(proxy, error)
+                raise DisconnectedError(f"proxy {label(proxy)} failed its check: {error}")
 
     # ------------------------------------------------------------------ logout
 

@@ -94,6 +94,9 @@ class MtprotoSettings(DatabaseSettings):
         "the pool a session rotates to when its own proxy fails its health check",
     )
     proxy_check_timeout_s: float = Field(5.0, gt=0, description="bound on a proxy's check")
+    proxy_check_interval_s: float = Field(
+        60.0, gt=0, description="how often a connected session's proxy is checked again"
+    )
 
     @field_validator("proxies", mode="before")
     @classmethod
