@@ -289,12 +289,15 @@ def test_wildcards_are_fenced_off_from_other_services_durables() -> None:
 
 # Runtime durables (no fixed name) that another service's consumer-name wildcards reach and
 # no deny rule can fence off: each is explained in docs/deploy.md, and a new one fails here.
+_MTPROTO_QUEUES = [
+    "mtproto's mtproto-send-<session> on MTPROTO",
+    "mtproto's mtproto-query-<session> on MTPROTO",
+    "mtproto's mtproto-deliver-<session> on MTPROTO",
+]
 RUNTIME_DURABLES_IN_REACH = {
-    "analytics": [
-        "mtproto's mtproto-send-<session> on MTPROTO",
-        "mtproto's mtproto-query-<session> on MTPROTO",
-        "mtproto's mtproto-deliver-<session> on MTPROTO",
-    ]
+    # Both project MTPROTO (account status, sessions) through ephemeral consumers.
+    "analytics": _MTPROTO_QUEUES,
+    "crm": _MTPROTO_QUEUES,
 }
 
 
