@@ -89,7 +89,7 @@ from switchboard.mtproto.registry import forget, register, restrict
 from switchboard.mtproto.relay import Relay, deliver_consumer
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
-from switchboard.mtproto.state import StateStore, Subscription
+from switchboard.mtproto.state import SendRecord, StateStore, Subscription
 from switchboard.mtproto.status import StatusTracker, unauthorized_reason
 from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime import pii
@@ -779,7 +779,15 @@ class SessionRunner:
                 except TimeoutError:
                     continue
                 for msg in msgs:
-                    if await self._send_one(client, msg):
+                    try:
+                        called = await self._send_one(client, msg)
+                    except BaseException:
+                        # Back now, not after the (long) ack wait: the next owner of the
+                        # session finishes it (a recorded outcome is published, not resent).
+                        with contextlib.suppress(Exception):
+                            await msg.nak()
+                        raise
+                    if called:
                         await self._sleep(settings.send_interval_s)
         finally:
             # What arrived but was not sent goes back now, not after the ack wait.
@@ -814,6 +822,8 @@ class SessionRunner:
             return False
         done = await self.deps.state.send_record(self.workspace_id, cmd.message_id)
         if done is not None and done.status in ("sent", "failed"):
+            if not done.outcome_published:
+                await self._publish_recorded(client, cmd, done)
             await msg.ack()
             return False
         started = time.monotonic()
@@ -875,11 +885,25 @@ class SessionRunner:
     async def _send_ok(
         self, cmd: SendAsUser, peer: Peer, sent: Message, attempt: int, started: float
     ) -> None:
+        # Recorded before the events: a redelivery must find it and never send again. The
+        # events follow, and a redelivery after they failed publishes them from the record.
         await self.deps.state.send_done(
-            self.workspace_id, cmd.message_id, "sent", str(sent.id), None
+            self.workspace_id, cmd.message_id, "sent", str(sent.id), None, published=False
         )
         SENDS.labels("sent").inc()
         self.health.succeeded(time.monotonic() - started)
+        latency_ms = (time.monotonic() - started) * 1000
+        await self._sent_events(cmd, peer, str(sent.id), attempt, sent.date, latency_ms)
+
+    async def _sent_events(
+        self,
+        cmd: SendAsUser,
+        peer: Peer,
+        provider_message_id: str,
+        attempt: int,
+        sent_at: datetime,
+        latency_ms: float | None,
+    ) -> None:
         chat = chat_of(peer)
         await self._emit(
             DeliverySent(
@@ -888,9 +912,9 @@ class SessionRunner:
                 account=self.session_id,
                 recipient=chat.id,
                 at=self._now(),
-                provider_message_id=str(sent.id),
+                provider_message_id=provider_message_id,
                 attempt=attempt,
-                latency_ms=(time.monotonic() - started) * 1000,
+                latency_ms=latency_ms,
             )
         )
         await self._emit(
@@ -899,17 +923,23 @@ class SessionRunner:
                 account=self.session_id,
                 chat=chat,
                 message_id=cmd.message_id,
-                provider_message_id=str(sent.id),
+                provider_message_id=provider_message_id,
                 text=cmd.text,
                 content_kind="text",
-                sent_at=sent.date,
+                sent_at=sent_at,
             )
         )
+        await self.deps.state.outcome_published(self.workspace_id, cmd.message_id)
 
     async def _send_failed(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
-        await self.deps.state.send_done(self.workspace_id, cmd.message_id, "failed", None, reason)
+        await self.deps.state.send_done(
+            self.workspace_id, cmd.message_id, "failed", None, reason, published=False
+        )
         SENDS.labels("failed").inc()
         self.health.failed(f"send refused: {reason}")
+        await self._failed_events(cmd, reason, attempts)
+
+    async def _failed_events(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
         await self._emit(
             DeliveryFailed(
                 message_id=cmd.message_id,
@@ -922,6 +952,25 @@ class SessionRunner:
                 permanent=True,
                 attempts=attempts,
             )
+        )
+        await self.deps.state.outcome_published(self.workspace_id, cmd.message_id)
+
+    async def _publish_recorded(
+        self, client: MtprotoClient, cmd: SendAsUser, done: SendRecord
+    ) -> None:
+        """Publish the events of an outcome recorded by an earlier delivery whose publish
+        failed (same event ids, so JetStream drops what did get through)."""
+        if done.status == "failed":
+            await self._failed_events(cmd, done.reason or "refused", done.attempts)
+            return
+        peer = await self._resolve_ref(client, cmd.peer)
+        await self._sent_events(
+            cmd,
+            peer,
+            done.provider_message_id or "",
+            done.attempts,
+            done.updated_at or self._now(),
+            None,
         )
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
