@@ -69,6 +69,7 @@ def _config(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Confi
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=1,
+        timeout_keep_alive=300,  # tests poll it after long waits: never race an idle close
         loop="asyncio",
     )
 
