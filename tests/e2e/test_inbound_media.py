@@ -3,12 +3,14 @@
 object + authorized URL) and Viber (media URL). The message content is what ingest's own
 normalizers make of the provider payload. Another workspace's message is a 404; an
 oversize file is a 413 and a provider failure a 502; a second download is served from the
-object store without a provider call."""
+object store without a provider call. The bytes stream through as they arrive: a body over
+the limit that never declared its size is cut (the answer aborts, nothing is kept), and an
+account whose provider keeps failing is not called while its breaker is open (503)."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 from tests.support.conv import publish_all
 from tests.support.crm import AUTH
 from tests.support.moto import moto_server, s3_env
@@ -360,3 +366,109 @@ async def test_downloads_are_kept_in_an_s3_bucket_when_configured(
             assert kept.data == PHOTO
         finally:
             await store.close()
+
+
+async def test_an_oversize_body_of_undeclared_size_is_cut_and_nothing_is_kept(env: Env) -> None:
+    # A media CDN that streams without Content-Length (chunked): only reading tells the
+    # size. Viber allows 50 MB; this one would send 80 MB.
+    served: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        block = b"\xff" * (1 << 20)
+        for n in range(80):
+            served.append(n)
+            yield block
+
+    async def big(request: Request) -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="image/jpeg")
+
+    cdn = Starlette(routes=[Route("/media/huge.jpg", big)])
+    async with serve(cdn) as cdn_url:
+        content = viber_norm.content_of(
+            {"type": "picture", "media": f"{cdn_url}/media/huge.jpg"}, "raw-huge"
+        )
+        assert content.file is not None
+        assert content.file.file_size is None  # the size is nowhere declared
+        await publish_all(env.nats_url, [message(Channel.VIBER, "mediashop", 9, content)])
+        mid = await message_id(env, "viber")
+        received = 0
+        async with env.http.stream("GET", f"{env.crm}/v1/messages/{mid}/media", headers=AUTH) as r:
+            assert r.status_code == 200  # the answer began before the size was known
+            assert "content-length" not in r.headers
+            cut = False
+            try:
+                async for chunk in r.aiter_bytes():
+                    received += len(chunk)
+            except httpx.RemoteProtocolError:
+                cut = True
+        assert cut  # ... and is cut, not ended as if complete
+        assert received <= 50 * 1024 * 1024
+        assert len(served) < 80  # the CRM stopped reading the provider
+    # nothing kept: no object, no temporary file
+    assert [p for p in env.objects.rglob("*") if p.is_file()] == []
+
+
+@pytest.fixture
+async def failing_env(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Env]:
+    settings = {
+        "SWITCHBOARD_OBJECTS__LOCAL_DIR": str(tmp_path / "objects"),
+        "SWITCHBOARD_MEDIA_BREAKER_THRESHOLD": "3",
+        # long enough that no probe is due during the test: the breaker's recovery is the
+        # unit tests' (tests/unit/test_breaker.py), on an injected clock
+        "SWITCHBOARD_MEDIA_BREAKER_COOLDOWN_S": "600",
+    }
+    async with media_env(nats_url, postgres_url, monkeypatch, tmp_path, settings) as env:
+        yield env
+
+
+async def test_a_failing_provider_opens_the_breaker_and_is_not_called(
+    failing_env: Env,
+) -> None:
+    env = failing_env
+    held = await env.control(
+        "/telegram/bots/media_in_bot/files",
+        {"kind": "photo", "content_base64": base64.b64encode(PHOTO).decode()},
+    )
+    content = tg_norm.content_of({"photo": held["photo"]}, "raw-breaker")
+    await publish_all(env.nats_url, [message(Channel.TELEGRAM, "shop", 10, content)])
+    mid = await message_id(env, "telegram")
+    env.box.set_fault("telegram", TG_TOKEN, error_rate=1.0, error_status=500)
+
+    before = len(env.provider_calls("telegram"))
+    r = await download(env, mid)
+    assert r.status_code == 502, r.text  # three tries, three 500s
+    assert r.json()["code"] == "provider_unavailable"
+    assert len(env.provider_calls("telegram")) == before + 3
+
+    held_back = len(env.provider_calls("telegram"))
+    r = await download(env, mid)
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "provider_unavailable"
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.json()["retry_after_s"] == int(r.headers["retry-after"])
+    env.box.clear_faults()
+    r = await download(env, mid)
+    assert r.status_code == 503  # still held: no call until the probe is due
+    assert len(env.provider_calls("telegram")) == held_back
+
+    # one failing account degrades only itself: Viber files still come
+    viber = await env.control(
+        "/viber/media",
+        {"content_base64": base64.b64encode(PHOTO).decode(), "mime_type": "image/png"},
+    )
+    await publish_all(
+        env.nats_url,
+        [
+            message(
+                Channel.VIBER,
+                "mediashop",
+                11,
+                viber_norm.content_of({"type": "picture", "media": viber["url"]}, "raw-v11"),
+            )
+        ],
+    )
+    r = await download(env, await message_id(env, "viber"))
+    assert r.status_code == 200, r.text
+    assert r.content == PHOTO

@@ -4,13 +4,15 @@
 the bytes of one (``?index=``, default 0: the message's file, for photos the largest size).
 The message must be the caller's workspace's (else 404, as if it did not exist); its
 account's token is read from the accounts registry. A file is fetched from the provider
-once and then kept in the object store (when ``objects.persist_downloads``), so a second
-download neither calls the provider nor depends on the provider's URL still working.
+once, streamed to the caller as it arrives and tee'd into the object store (when
+``objects.persist_downloads``; kept only whole), so a second download neither calls the
+provider nor depends on the provider's URL still working.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -21,12 +23,13 @@ from switchboard.crm import queries
 from switchboard.crm.attachments import Attachment, attachments_of, download_limit
 from switchboard.crm.deps import Workspace
 from switchboard.crm.media import MediaError, ProviderMedia
+from switchboard.crm.media_stream import MediaStreamResponse
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
+from switchboard.runtime.objectstore import ObjectStore, ObjectWriter, digest_segment, safe_key
 from switchboard.runtime.ownership import NotFoundError
 
 ACCOUNTS_WAIT_S = 5.0
@@ -80,7 +83,10 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
             404: {"description": "no such message, or it has no file at that index"},
             413: {"description": "the file is over the provider's download limit"},
             502: {"description": "the provider refused or failed to serve the file"},
-            503: {"description": "this CRM has no encryption keys to use account tokens"},
+            503: {
+                "description": "this CRM has no encryption keys to use account tokens, or "
+                "the provider has been failing and is not called until Retry-After"
+            },
         },
     )
     async def media(
@@ -129,12 +135,19 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
             return error(501, "unsupported_channel", f"{channel} files cannot be downloaded")
         fetcher: ProviderMedia = ports["media"]
         try:
-            fetched = await fetcher.fetch(channel, account, attachment, limit)
+            download = await fetcher.open(channel, account, attachment, limit)
         except MediaError as exc:
-            return error(exc.status, exc.code, exc.reason)
+            if exc.retry_after is None:
+                return error(exc.status, exc.code, exc.reason)
+            wait = max(1, math.ceil(exc.retry_after))
+            return error(
+                exc.status,
+                exc.code,
+                exc.reason,
+                headers={"Retry-After": str(wait)},
+                retry_after_s=wait,
+            )
+        writer: ObjectWriter | None = None
         if settings.objects.persist_downloads:
-            try:
-                await objects.put(key, fetched.data, fetched.content_type)
-            except Exception as exc:  # not kept: fetched again next time, still served now
-                log.warning("object store write failed", error=str(exc))
-        return Response(fetched.data, media_type=fetched.content_type, headers=headers)
+            writer = objects.writer(key, download.content_type)
+        return MediaStreamResponse(download, writer, headers)
