@@ -1,6 +1,9 @@
 """HTTP API of the content calendar (same bearer keys as ``/v1/messages``): templates,
 scheduled posts and the calendar view. A post is published by an ordinary scheduled send;
 edits and cancels go through the schedule desk like ``/v1/messages/{id}/reschedule|cancel``.
+A new post or a content edit is written as an intent and then carried out by
+:class:`~switchboard.outbound.calendar.settle.Settler`; every read finishes one left
+unfinished by a crash.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from switchboard.outbound.calendar.posts import (
     PostChange,
     Posts,
     TemplateUse,
+    command_of,
     in_window,
     overlap,
     post_status,
 )
+from switchboard.outbound.calendar.settle import Settler
 from switchboard.outbound.calendar.templates import (
     MissingVariablesError,
     NewTemplate,
@@ -64,6 +69,10 @@ def _ports(request: Request) -> CalendarPorts:
     the bus, as every route's is)."""
     ports: CalendarPorts = request.app.state.calendar
     return ports
+
+
+def _settler(ports: CalendarPorts) -> Settler:
+    return Settler(ports.posts, ports.attempts, ports.desk, ports.bus)
 
 
 Workspace = Annotated[str, Depends(_workspace)]
@@ -173,20 +182,6 @@ async def _content(
     return text.model_dump(mode="json", exclude_none=True), ref
 
 
-def _command(post: Post) -> SendMessage:
-    d = post.destination
-    return SendMessage.model_validate(
-        {
-            "message_id": post.message_id,
-            "channel": d.channel,
-            "account": d.account,
-            "recipient": d.chat,
-            "content": post.content,
-            "not_before": post.at,
-        }
-    )
-
-
 async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     """The send of ``post`` after the checks of its own (Problem otherwise): the account is
     the workspace's, the time is ahead and the content fits the account."""
@@ -195,7 +190,7 @@ async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
         raise NotFoundError("account", f"{d.channel.value}/{d.account}")
     if at <= datetime.now(UTC):
         raise Problem(error(422, "invalid_post", "at: is in the past", field="at"))
-    cmd = _command(post)
+    cmd = command_of(post)
     if cmd.channel.value == "mtproto" and (problem := user_unsupported(cmd)) is not None:
         raise Problem(error(422, "unsupported_content", problem[1], field=problem[0]))
     return cmd
@@ -227,10 +222,14 @@ async def _placed(ports: CalendarPorts, post: Post, force: bool, previous: Post 
             )  # fmt: skip
 
 
+# How a change is carried out is the calendar's own business (the view shows its result).
+_INTERNAL = {"workspace_id", "unsettled", "replaces", "changed_at"}
+
+
 async def _view(ports: CalendarPorts, post: Post) -> dict[str, Any]:
     record = await ports.attempts.get(post.workspace_id, post.message_id)
     return {
-        **post.model_dump(mode="json", exclude={"workspace_id"}),
+        **post.model_dump(mode="json", exclude=_INTERNAL),
         "status": post_status(post, record),
         "reason": None if record is None else record.reason,
     }
@@ -268,25 +267,22 @@ async def create_post(
         post_id = uuid.uuid4().hex
         post = Post(
             post_id=post_id, workspace_id=ws, destination=new.destination, at=new.at,
-            content=content, template=ref, message_id=f"post-{post_id}-0",
+            content=content, template=ref, message_id=f"post-{post_id}-0", unsettled=True,
         )  # fmt: skip
-        cmd = await _checked(ports, ws, post)
+        await _checked(ports, ws, post)
         await _placed(ports, post, new.force, None)
     except Problem as p:
         return p.response
-    try:
-        await ports.bus.publish(cmd, workspace_id=ws)
-    except BaseException:
-        await ports.posts.remove(post)
-        raise
+    post = await _settler(ports).settle(post)
     return JSONResponse(await _view(ports, post), 201)
 
 
 async def _owned(ports: CalendarPorts, ws: str, post_id: str) -> Post:
+    """The workspace's post (404 otherwise), with a change a crash left unfinished done."""
     post = await ports.posts.get(ws, post_id)
     if post is None:
         raise NotFoundError("post", post_id)
-    return post
+    return await _settler(ports).settle_if_due(post)
 
 
 @router.get(
@@ -332,24 +328,34 @@ async def change_post(
                     return _refused(answer, post)
             return JSONResponse(await _view(ports, moved))
         # New content is a new send: the old one is cancelled first (it cannot leave after).
+        # The edit is written as an intent, then carried out (a crash in between is
+        # finished by the next read); the old send must be recorded to be cancellable.
+        if await ports.attempts.get(ws, post.message_id) is None:
+            return _refused(Refusal(404, "not_found", "being queued"), post)
         content, ref = await _content(ports, ws, post.destination, change.content, change.template)
         edits = post.edits + 1
         edited = post.model_copy(
             update={
                 "at": at, "content": content, "template": ref, "edits": edits,
-                "message_id": f"post-{post.post_id}-{edits}",
+                "message_id": f"post-{post.post_id}-{edits}", "unsettled": True,
+                "replaces": post.version(), "changed_at": datetime.now(UTC),
             }
         )  # fmt: skip
-        cmd = await _checked(ports, ws, edited)
+        await _checked(ports, ws, edited)
         await _placed(ports, edited, change.force, post)
     except Problem as p:
         return p.response
-    answer = await ports.desk.change(ws, post.message_id, None, None)
-    if isinstance(answer, Refusal):
-        await ports.posts.put(post)
-        return _refused(answer, post)
-    await ports.bus.publish(cmd, workspace_id=ws)
-    return JSONResponse(await _view(ports, edited))
+    done = await _settler(ports).settle(edited)
+    if done.message_id != edited.message_id:  # rolled back: the old send left first
+        return error(
+            409, "not_changeable", f"post {post_id}: the send cannot be changed: it has left"
+        )
+    if done.unsettled:  # the old send is leaving this very moment: the next read decides
+        return error(
+            409, "not_changeable", f"post {post_id}: its send is leaving; read it again",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
+    return JSONResponse(await _view(ports, done))
 
 
 @router.post(
@@ -386,5 +392,10 @@ async def calendar(
     end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
 ) -> Response:
     ports = _ports(request)
-    posts = [p for p in await ports.posts.all(ws) if in_window(p, start, end)]
+    settler = _settler(ports)
+    posts = [
+        await settler.settle_if_due(p)
+        for p in await ports.posts.all(ws)
+        if in_window(p, start, end)
+    ]
     return JSONResponse({"posts": [await _view(ports, p) for p in posts]})
