@@ -112,6 +112,7 @@ async def test_a_templated_post_is_checked_edited_and_published(env: Env) -> Non
     r = await env.call("POST", "/v1/calendar/posts", json=naive)
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["path"] == "body.at"
+    assert r.json()["code"] == "invalid_post"
     missing = {"destination": DEST, "at": ahead(60), "template": {"name": "daily"}}
     r = await env.call("POST", "/v1/calendar/posts", json=missing)
     assert r.status_code == 422, r.text
