@@ -255,9 +255,9 @@ class CrashError(Exception):
 
 
 def crash_once(monkeypatch: pytest.MonkeyPatch, where: str, message_id: str) -> None:
-    """Arm one crash of the next request: before the old send is cancelled, or before the
-    new send (``message_id``) is queued."""
-    if where == "before_cancel":
+    """Arm one crash of the next request: before the old send is cancelled (or moved), or
+    before the new send (``message_id``) is queued."""
+    if where in ("before_cancel", "before_move"):
         change = ScheduleDesk.change
 
         async def crashing_change(self: ScheduleDesk, *args: Any, **kw: Any) -> Any:
@@ -340,3 +340,31 @@ async def test_a_new_post_cut_by_a_crash_before_its_send_is_queued_still_goes_ou
     assert await eventually(listed_and_sent, timeout=60, message="the post went out") == ["born"]
     (post,) = (await env.call("GET", "/v1/calendar")).json()["posts"]
     assert post["message_id"] == created[0]
+
+
+async def test_a_move_cut_by_a_crash_is_finished_by_the_next_read(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = {"destination": DEST, "at": ahead(600), "content": {"kind": "text", "text": "soon"}}
+    r = await env.call("POST", "/v1/calendar/posts", json=body)
+    assert r.status_code == 201, r.text
+    post = r.json()
+    await eventually(lambda: queued(env, post), message="the post's send is queued")
+
+    crash_once(monkeypatch, "before_move", post["message_id"])
+    at = ahead(3)
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post['post_id']}", json={"at": at})
+    assert r.status_code == 500  # the request died after writing the move, before making it
+
+    # The post says the new time: the send goes out then (or, the move finished by a read
+    # after that time, as soon as it can), not 10 minutes later.
+    texts = await eventually(
+        lambda: repaired(env, post["post_id"], "soon"), timeout=60, message="the move was made"
+    )
+    assert texts == ["soon"]
+    sent = [r for r in env.box.recorder.requests(provider="telegram", method="sendMessage") if r.ok]
+    assert sent[0].at >= datetime.fromisoformat(at).timestamp()
+    r = await env.call("GET", f"/v1/calendar/posts/{post['post_id']}")
+    assert r.json()["message_id"] == post["message_id"]  # the same send, moved
+    shown_at = datetime.fromisoformat(r.json()["at"].replace("Z", "+00:00"))
+    assert datetime.fromisoformat(at) <= shown_at <= datetime.fromtimestamp(sent[0].at, UTC)

@@ -17,7 +17,12 @@ from switchboard.outbound.calendar.posts import (
     overlap,
     post_status,
 )
-from switchboard.outbound.calendar.settle import SETTLE_GRACE, due_for_repair, next_step
+from switchboard.outbound.calendar.settle import (
+    SETTLE_GRACE,
+    change_of,
+    due_for_repair,
+    next_step,
+)
 from switchboard.outbound.calendar.templates import (
     MissingVariablesError,
     TemplateText,
@@ -137,16 +142,26 @@ def _record(status: str, error_code: str | None = None) -> Attempt:
 
 
 def test_a_new_post_is_queued_and_an_edit_cancels_the_old_send_first() -> None:
-    assert next_step(False, None) == "publish"
-    assert next_step(True, None) == "wait"  # the old send is not recorded yet
-    assert next_step(True, _record("queued")) == "cancel_old"
-    assert next_step(True, _record("retrying")) == "cancel_old"
-    assert next_step(True, _record("failed", "cancelled")) == "publish"
+    assert next_step("new", None) == "publish"
+    assert next_step("edit", None) == "wait"  # the old send is not recorded yet
+    assert next_step("edit", _record("queued")) == "cancel_old"
+    assert next_step("edit", _record("retrying")) == "cancel_old"
+    assert next_step("edit", _record("failed", "cancelled")) == "publish"
+
+
+def test_a_move_reschedules_the_same_send_once() -> None:
+    assert next_step("move", None) == "wait"
+    assert next_step("move", _record("queued")) == "reschedule"
+    assert next_step("move", _record("queued"), moved=True) == "settled"
+    assert next_step("move", _record("sent"), moved=True) == "settled"  # left at its new time
+    assert next_step("move", _record("sent")) == "roll_back"  # left at its old time
+    # a cancelled send is not an edit's: a move of it is void
+    assert next_step("move", _record("failed", "cancelled")) == "roll_back"
 
 
 def test_an_edit_whose_old_send_left_first_is_rolled_back() -> None:
-    assert next_step(True, _record("sent")) == "roll_back"
-    assert next_step(True, _record("failed", "expired")) == "roll_back"
+    assert next_step("edit", _record("sent")) == "roll_back"
+    assert next_step("edit", _record("failed", "expired")) == "roll_back"
     old = post("a", T0)
     edited = old.model_copy(
         update={"at": T0 + GAP, "content": {"kind": "text", "text": "new"},
@@ -157,6 +172,11 @@ def test_an_edit_whose_old_send_left_first_is_rolled_back() -> None:
     assert edited.settled().unsettled is False
     assert edited.settled().replaces is None
     assert edited.settled().message_id == "post-a-1"
+    assert change_of(edited) == "edit"
+    assert change_of(old.model_copy(update={"unsettled": True, "replaces": old.version()})) == (
+        "move"
+    )
+    assert change_of(old.model_copy(update={"unsettled": True})) == "new"
 
 
 def test_a_read_repairs_a_change_only_after_the_grace() -> None:

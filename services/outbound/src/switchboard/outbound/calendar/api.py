@@ -293,34 +293,27 @@ async def change_post(
     if post.cancelled:
         return error(409, "not_changeable", f"post {post_id} is cancelled")
     at = change.at or post.at
-    if change.content is None and change.template is None:
-        moved = post.model_copy(update={"at": at})
-        await _checked(ports, ws, moved)
-        await _placed(ports, moved, change.force, post)
-        if at != post.at:
-            answer = await ports.desk.change(ws, post.message_id, at, None)
-            if isinstance(answer, Refusal):
-                await ports.posts.put(post)
-                return _refused(answer, post)
-        return JSONResponse(await _view(ports, moved))
-    # New content is a new send: the old one is cancelled first (it cannot leave after).
-    # The edit is written as an intent, then carried out (a crash in between is
-    # finished by the next read); the old send must be recorded to be cancellable.
+    new_content = change.content is not None or change.template is not None
+    if not new_content and at == post.at:
+        await _checked(ports, ws, post)  # nothing to change: still checked, as a move is
+        return JSONResponse(await _view(ports, post))
+    # A change is written as an intent, then carried out (a crash in between is finished
+    # by the next read); the old send must be recorded to be cancelled or rescheduled.
     if await ports.attempts.get(ws, post.message_id) is None:
         return _refused(Refusal(404, "not_found", "being queued"), post)
-    content, ref = await _content(ports, ws, post.destination, change.content, change.template)
-    edits = post.edits + 1
-    edited = post.model_copy(
-        update={
-            "at": at, "content": content, "template": ref, "edits": edits,
-            "message_id": f"post-{post.post_id}-{edits}", "unsettled": True,
-            "replaces": post.version(), "changed_at": datetime.now(UTC),
-        }
-    )  # fmt: skip
+    intent = {"at": at, "unsettled": True, "replaces": post.version(),
+              "changed_at": datetime.now(UTC)}  # fmt: skip
+    if new_content:
+        # New content is a new send: the old one is cancelled first (it cannot leave after).
+        content, ref = await _content(ports, ws, post.destination, change.content, change.template)
+        edits = post.edits + 1
+        intent |= {"content": content, "template": ref, "edits": edits,
+                   "message_id": f"post-{post.post_id}-{edits}"}  # fmt: skip
+    edited = post.model_copy(update=intent)
     await _checked(ports, ws, edited)
     await _placed(ports, edited, change.force, post)
     done = await _settler(ports).settle(edited)
-    if done.message_id != edited.message_id:  # rolled back: the old send left first
+    if done.at != edited.at or done.edits != edited.edits:  # rolled back: the send left
         return error(
             409, "not_changeable", f"post {post_id}: the send cannot be changed: it has left"
         )
