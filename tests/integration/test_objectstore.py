@@ -175,3 +175,26 @@ async def test_a_large_s3_object_goes_up_in_parts_and_an_abort_leaves_no_upload(
         assert await store.get("ws/cut") is None
     finally:
         await store.close()
+
+
+async def test_an_object_streams_back_in_pieces_with_its_type(store: ObjectStore) -> None:
+    data = bytes(range(256)) * (3 * 4096 + 7)  # 3 MiB and a bit: several read pieces
+    await store.put("ws1/streamed/d", data, "video/mp4", {"n": "1"})
+    opened = await store.open("ws1/streamed/d")
+    assert opened is not None
+    try:
+        assert (opened.size, opened.content_type, opened.metadata) == (
+            len(data),
+            "video/mp4",
+            {"n": "1"},
+        )
+        pieces = [chunk async for chunk in opened.chunks]
+    finally:
+        await opened.aclose()
+    assert len(pieces) > 1
+    assert b"".join(pieces) == data
+    assert await store.open("ws1/streamed/none") is None
+    half = await store.open("ws1/streamed/d")  # closed before the end: fine
+    assert half is not None
+    assert len(await anext(half.chunks)) > 0
+    await half.aclose()

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -82,6 +83,26 @@ class StoredObject:
     metadata: dict[str, str]
 
 
+# Pieces an object is read in when streamed (bounded memory per download).
+READ_CHUNK = 1 << 20
+
+
+@dataclass
+class ObjectStream:
+    """An object opened for reading piece by piece (``chunks``), with what was written with
+    it; :meth:`aclose` when done, read to the end or not."""
+
+    content_type: str
+    metadata: dict[str, str]
+    size: int
+    chunks: AsyncGenerator[bytes, None]
+    _close: Callable[[], Awaitable[None]] = field(repr=False)
+
+    async def aclose(self) -> None:
+        await self.chunks.aclose()
+        await self._close()
+
+
 class ObjectWriter(Protocol):
     """An object written piece by piece: nothing is visible under its key until
     :meth:`commit`; :meth:`abort` (or a crash before commit) leaves no object behind."""
@@ -109,6 +130,10 @@ class ObjectStore(Protocol):
     ) -> None: ...
 
     async def get(self, key: str) -> StoredObject | None: ...
+
+    async def open(self, key: str) -> ObjectStream | None:
+        """The object to stream (None: no such object), without holding it in memory."""
+        ...
 
     def writer(
         self,
@@ -173,6 +198,33 @@ class LocalObjectStore:
 
     async def get(self, key: str) -> StoredObject | None:
         return await asyncio.to_thread(self._read, self._path(key))
+
+    async def open(self, key: str) -> ObjectStream | None:
+        path = self._path(key)
+
+        def _open() -> tuple[Any, dict[str, Any], int] | None:
+            try:
+                meta = orjson.loads(path.with_name(path.name + ".meta").read_bytes())
+                file = path.open("rb")  # an open file keeps its bytes through a replace
+            except FileNotFoundError:
+                return None
+            return file, meta, os.fstat(file.fileno()).st_size
+
+        opened = await asyncio.to_thread(_open)
+        if opened is None:
+            return None
+        file, meta, size = opened
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
+                yield chunk
+
+        async def close() -> None:
+            await asyncio.to_thread(file.close)
+
+        return ObjectStream(
+            str(meta["content_type"]), dict(meta.get("metadata") or {}), size, chunks(), close
+        )
 
     async def size(self, key: str) -> int | None:
         path = self._path(key)
@@ -440,6 +492,29 @@ class S3ObjectStore:
             data,
             str(answer.get("ContentType") or "application/octet-stream"),
             dict(answer.get("Metadata") or {}),
+        )
+
+    async def open(self, key: str) -> ObjectStream | None:
+        s3 = await self._s3()
+        try:
+            answer = await s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except s3.exceptions.NoSuchKey:
+            return None
+        body = answer["Body"]
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            async for chunk in body.iter_chunks(READ_CHUNK):
+                yield chunk
+
+        async def close() -> None:
+            body.close()  # the connection goes back to the pool (or is dropped mid-body)
+
+        return ObjectStream(
+            str(answer.get("ContentType") or "application/octet-stream"),
+            dict(answer.get("Metadata") or {}),
+            int(answer["ContentLength"]),
+            chunks(),
+            close,
         )
 
     async def size(self, key: str) -> int | None:

@@ -23,7 +23,7 @@ from switchboard.crm import queries
 from switchboard.crm.attachments import Attachment, attachments_of, download_limit
 from switchboard.crm.deps import Workspace
 from switchboard.crm.media import MediaError, ProviderMedia
-from switchboard.crm.media_stream import MediaStreamResponse
+from switchboard.crm.media_stream import KeptStreamResponse, MediaStreamResponse
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
@@ -102,12 +102,12 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
         key = object_key(ws, message_id, index)
         if settings.objects.persist_downloads:
             try:
-                kept = await objects.get(key)
+                kept = await objects.open(key)
             except Exception as exc:  # the store is down: the provider still has the file
                 log.warning("object store read failed", error=str(exc))
                 kept = None
             if kept is not None:
-                return Response(kept.data, media_type=kept.content_type, headers=headers)
+                return KeptStreamResponse(kept, headers)
         accounts: AccountCache | None = ports.get("accounts")
         if accounts is None:
             return error(

@@ -1,5 +1,6 @@
-"""The answer of a media download: the provider's bytes passed on as they arrive, and
-tee'd into the object store when downloads are kept.
+"""The answers of a media download: the provider's bytes passed on as they arrive, and
+tee'd into the object store when downloads are kept; or a kept file read from the store
+piece by piece. Neither holds a whole file in memory.
 
 The store sees the file only whole: its writer publishes on the last byte and is aborted
 otherwise (the file went over the limit, the provider broke off, the client went away). A
@@ -18,13 +19,28 @@ from starlette.types import Receive, Scope, Send
 
 from switchboard.crm.media import Download, MediaError
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.objectstore import ObjectWriter
+from switchboard.runtime.objectstore import ObjectStream, ObjectWriter
 
 log = get_logger(__name__)
 
 
 class DownloadAbortedError(Exception):
     """The file could not be passed on whole after its answer began: the response is cut."""
+
+
+class KeptStreamResponse(StreamingResponse):
+    """Streams a file kept in the object store, closed whatever happens."""
+
+    def __init__(self, kept: ObjectStream, headers: Mapping[str, str]) -> None:
+        self.kept = kept
+        all_headers = {**headers, "Content-Length": str(kept.size)}
+        super().__init__(kept.chunks, media_type=kept.content_type, headers=all_headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.kept.aclose()
 
 
 class MediaStreamResponse(StreamingResponse):
