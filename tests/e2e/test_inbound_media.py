@@ -48,6 +48,7 @@ TG_TOKEN = "300000077:media-in"
 WA_NUMBER = "100200377"
 WA_TOKEN = "wa-media-token"
 VIBER_TOKEN = "viber-media-token-0001"
+OPERATOR_TOKEN = "crm-media-operator"
 # A real PNG header (the sandbox reads its size), then bytes of every value.
 PHOTO = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00"
@@ -415,6 +416,7 @@ async def failing_env(
     settings = {
         "SWITCHBOARD_OBJECTS__LOCAL_DIR": str(tmp_path / "objects"),
         "SWITCHBOARD_MEDIA_BREAKER_THRESHOLD": "3",
+        "SWITCHBOARD_ADMIN_TOKEN": OPERATOR_TOKEN,  # /health/* answers only the operator
         # long enough that no probe is due during the test: the breaker's recovery is the
         # unit tests' (tests/unit/test_breaker.py), on an injected clock
         "SWITCHBOARD_MEDIA_BREAKER_COOLDOWN_S": "600",
@@ -452,6 +454,13 @@ async def test_a_failing_provider_opens_the_breaker_and_is_not_called(
     r = await download(env, mid)
     assert r.status_code == 503  # still held: no call until the probe is due
     assert len(env.provider_calls("telegram")) == held_back
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    r = await env.http.get(f"{env.crm}/health/integrations", headers=operator)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["healthy"] is False
+    assert report["integrations"]["telegram/shop"]["state"] == "open"
+    assert report["integrations"]["telegram/shop"]["last_error"] == "HTTP 500"
 
     # one failing account degrades only itself: Viber files still come
     viber = await env.control(

@@ -28,6 +28,7 @@ from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.http import error
+from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore, ObjectWriter, digest_segment, safe_key
 from switchboard.runtime.ownership import NotFoundError
@@ -47,7 +48,21 @@ def _disposition(attachment: Attachment, message_id: str) -> str:
 
 
 def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
-    """Register the attachments and media routes on the CRM app."""
+    """Register the attachments and media routes on the CRM app, and the health of the
+    providers it downloads from."""
+
+    def integrations() -> dict[str, dict[str, Any]]:
+        fetcher: ProviderMedia | None = ports.get("media")
+        return {} if fetcher is None else fetcher.breakers.report()
+
+    app.add_api_route(
+        "/health/integrations",
+        integrations_endpoint(integrations),
+        methods=["GET"],
+        tags=["health"],
+        summary="Per provider account the CRM downloads received files from: breaker state, "
+        "last success and failure (with the reason), p95 latency of recent calls",
+    )
 
     async def message(ws: str, message_id: str) -> dict[str, Any]:
         async with ports["pool"].acquire() as conn:
