@@ -30,8 +30,8 @@ from tests.support.stack import OTHER_KEY, keyring, service_env
 
 from switchboard.crm.app import create_app
 from switchboard.crm.settings import CrmSettings
-from switchboard.events.catalog.common import Channel, Chat, Sender
-from switchboard.events.catalog.conv import Content, MessageReceived, ProviderIds
+from switchboard.events.catalog.common import Channel, Chat, MediaFile, Sender
+from switchboard.events.catalog.conv import Content, MessageReceived, PhotoContent, ProviderIds
 from switchboard.ingest.normalize import telegram as tg_norm
 from switchboard.ingest.normalize import viber as viber_norm
 from switchboard.ingest.normalize import whatsapp as wa_norm
@@ -481,3 +481,15 @@ async def test_a_failing_provider_opens_the_breaker_and_is_not_called(
     r = await download(env, await message_id(env, "viber"))
     assert r.status_code == 200, r.text
     assert r.content == PHOTO
+
+
+async def test_a_user_account_file_is_a_precise_501(env: Env) -> None:
+    # The MTProto gateway has no file download request (and the sandbox's wire-level fake
+    # serves no upload.getFile): the answer says so, before looking for a registry account
+    # (a user session is none).
+    content = PhotoContent(file=MediaFile(file_id="mt:photo:1", file_size=1000))
+    await publish_all(env.nats_url, [message(Channel.MTPROTO, "demo", 12, content)])
+    r = await download(env, await message_id(env, "mtproto"))
+    assert r.status_code == 501, r.text
+    assert r.json()["code"] == "unsupported_channel"
+    assert "upload.getFile" in r.json()["detail"]

@@ -34,6 +34,10 @@ from switchboard.runtime.objectstore import ObjectStore, ObjectWriter, digest_se
 from switchboard.runtime.ownership import NotFoundError
 
 ACCOUNTS_WAIT_S = 5.0
+_UNSUPPORTED = {
+    "mtproto": "files of user-account (mtproto) messages cannot be downloaded yet: the "
+    "MTProto gateway has no file download (upload.getFile) request",
+}
 log = get_logger(__name__)
 
 
@@ -123,6 +127,14 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 kept = None
             if kept is not None:
                 return KeptStreamResponse(kept, headers)
+        channel, account_id = str(found["channel"]), str(found["account"])
+        limit = download_limit(channel, attachment.kind)
+        if limit is None:  # before the account: a user account is no registry account
+            return error(
+                501,
+                "unsupported_channel",
+                _UNSUPPORTED.get(channel, f"{channel} files cannot be downloaded"),
+            )
         accounts: AccountCache | None = ports.get("accounts")
         if accounts is None:
             return error(
@@ -137,7 +149,6 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 503, "media_unavailable", "the accounts are not loaded yet; retry shortly",
                 headers={"Retry-After": "1"},
             )  # fmt: skip
-        channel, account_id = str(found["channel"]), str(found["account"])
         account = accounts.owned(channel, account_id, ws)
         if account is None:
             return error(
@@ -145,9 +156,6 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 "account_unavailable",
                 f"the {channel} account {account_id!r} that received the message is gone",
             )
-        limit = download_limit(channel, attachment.kind)
-        if limit is None:
-            return error(501, "unsupported_channel", f"{channel} files cannot be downloaded")
         fetcher: ProviderMedia = ports["media"]
         try:
             download = await fetcher.open(channel, account, attachment, limit)
