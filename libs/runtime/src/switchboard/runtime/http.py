@@ -20,6 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
 M = TypeVar("M", bound=BaseModel)
 
@@ -163,7 +165,7 @@ def invalid(
     return error(status, code, f"{first['path']}: {first['message']}{more}", errors=problems)
 
 
-class ProblemError(Exception):
+class ProblemError(SwitchboardRuntimeError):
     """An error answer raised from a handler, a helper or a dependency: the service app
     answers ``response`` as it is (so helpers deep in a route need not return it up)."""
 
