@@ -1,7 +1,8 @@
 """Files customers sent, downloaded through the CRM API byte-identical to what the provider
 (the sandbox) holds, on every channel: Telegram (getFile + file download), WhatsApp (media
-object + authorized URL) and Viber (media URL). The message content is what ingest's own
-normalizers make of the provider payload. Another workspace's message is a 404; an
+object + authorized URL), Viber (media URL) and Telegram user accounts (the gateway holding
+the session downloads with upload.getFile into the object store). The message content is
+what ingest's own normalizers make of the provider payload. Another workspace's message is a 404; an
 oversize file is a 413 and a provider failure a 502; a second download is served from the
 object store without a provider call. The bytes stream through as they arrive: a body over
 the limit that never declared its size is cut (the answer aborts, nothing is kept), and an
@@ -35,8 +36,11 @@ from switchboard.events.catalog.conv import Content, MessageReceived, PhotoConte
 from switchboard.ingest.normalize import telegram as tg_norm
 from switchboard.ingest.normalize import viber as viber_norm
 from switchboard.ingest.normalize import whatsapp as wa_norm
+from switchboard.mtproto.app import create_app as create_gateway
+from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.objectstore import ObjectStoreSettings, S3ObjectStore, open_store
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -49,6 +53,8 @@ WA_NUMBER = "100200377"
 WA_TOKEN = "wa-media-token"
 VIBER_TOKEN = "viber-media-token-0001"
 OPERATOR_TOKEN = "crm-media-operator"
+MT_KEY = "mt1:" + Keyring.generate_key()
+MT_API_KEY = "mtproto-media-demo-key"
 # A real PNG header (the sandbox reads its size), then bytes of every value.
 PHOTO = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00"
@@ -483,13 +489,78 @@ async def test_a_failing_provider_opens_the_breaker_and_is_not_called(
     assert r.content == PHOTO
 
 
-async def test_a_user_account_file_is_a_precise_501(env: Env) -> None:
-    # The MTProto gateway has no file download request (and the sandbox's wire-level fake
-    # serves no upload.getFile): the answer says so, before looking for a registry account
-    # (a user session is none).
-    content = PhotoContent(file=MediaFile(file_id="mt:photo:1", file_size=1000))
-    await publish_all(env.nats_url, [message(Channel.MTPROTO, "demo", 12, content)])
-    r = await download(env, await message_id(env, "mtproto"))
-    assert r.status_code == 501, r.text
-    assert r.json()["code"] == "unsupported_channel"
-    assert "upload.getFile" in r.json()["detail"]
+async def test_a_photo_a_customer_sends_to_a_user_account_downloads_byte_identical(
+    env: Env, nats_url: str, postgres_url: str
+) -> None:
+    """The gateway holding the demo user account downloads the photo (upload.getFile on the
+    wire-level fake) into the object store the CRM streams it from; another workspace gets
+    a 404 and a file over Telegram's limit a 413 without asking the gateway."""
+    fake = env.box.mtproto
+    agent, _ = fake.add_user("15550404040", first_name="Agent")
+    customer, _ = fake.add_user("15550404041", first_name="Cus", username="cus_e2e_media")
+    gateway = MtprotoSettings(
+        nats_url=nats_url,
+        database_url=postgres_url,
+        encryption_keys=MT_KEY,
+        admin_token="mtproto-media-admin",
+        api_keys=f"{MT_API_KEY}=demo",
+        adapter="telethon",
+        sandbox_url=env.sandbox,
+        api_id=12345,
+        api_hash="0123456789abcdef0123456789abcdef",
+        http_port=0,
+        objects=ObjectStoreSettings(local_dir=str(env.objects)),
+    )
+    async with serve_app(create_gateway(gateway)) as base:
+        issued = env.box.mtproto_wire.issue_session(agent)
+        mt = {"Authorization": f"Bearer {MT_API_KEY}"}
+        body = {"session": issued["session"], "api_id": 12345, "workspace_id": "demo",
+                "api_hash": "0123456789abcdef0123456789abcdef"}  # fmt: skip
+        r = await env.http.put(f"{base}/v1/sessions/agent", json=body, headers=mt)
+        assert r.status_code == 201, r.text
+
+        async def connected() -> bool:
+            return bool(fake.connection_log(key_id=issued["key_id"])["active"])
+
+        await eventually(connected, message="the user session connected")
+        r = await env.http.post(
+            f"{base}/v1/sessions/agent/subscriptions", json={"peer": "@cus_e2e_media"}, headers=mt
+        )
+        assert r.status_code == 201, r.text
+        sent = fake.post(
+            agent,
+            "my receipt",
+            sender=customer,
+            media={"kind": "photo", "data": base64.b64encode(PHOTO).decode()},
+        )
+        held = await env.http.get(
+            f"{env.sandbox}/_sandbox/mtproto/files/{sent['media']['file_id']}"
+        )
+        assert held.status_code == 200
+        mid = await message_id(env, "mtproto")
+        r = await download(env, mid)
+        assert r.status_code == 200, r.text
+        assert r.content == held.content == PHOTO
+        r = await env.http.get(
+            f"{env.crm}/v1/messages/{mid}/media", headers={"Authorization": f"Bearer {OTHER_KEY}"}
+        )
+        assert r.status_code == 404, r.text
+    # Over Telegram's user limit as the message declares it: 413, the gateway not asked.
+    huge = PhotoContent(file=MediaFile(file_id="mt:photo:2", file_size=2001 * 1024 * 1024))
+    await publish_all(env.nats_url, [message(Channel.MTPROTO, "gone", 13, huge)])
+
+    async def huge_id() -> str | None:
+        r = await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH,
+                               params={"channel": "mtproto"})  # fmt: skip
+        for item in r.json()["items"] if r.status_code == 200 else []:
+            if item["account"] == "gone":
+                r = await env.http.get(
+                    f"{env.crm}/v1/conversations/{item['id']}/messages", headers=AUTH
+                )
+                found = r.json()["items"] if r.status_code == 200 else []
+                return str(found[0]["id"]) if found else None
+        return None
+
+    r = await download(env, await eventually(huge_id, timeout=30, message="projected"))
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "file_too_large"

@@ -239,6 +239,7 @@ async def _start_media(rt: Runtime, settings: CrmSettings, ports: dict[str, Any]
     objects = await open_store(settings.objects)
     rt.on_close(objects.close)
     ports["objects"] = objects
+    ports["bus"] = rt.bus  # user-account files: asked of the gateway (user_files.py)
 
 
 async def handle_command(

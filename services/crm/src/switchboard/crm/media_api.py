@@ -6,7 +6,9 @@ The message must be the caller's workspace's (else 404, as if it did not exist);
 account's token is read from the accounts registry. A file is fetched from the provider
 once, streamed to the caller as it arrives and tee'd into the object store (when
 ``objects.persist_downloads``; kept only whole), so a second download neither calls the
-provider nor depends on the provider's URL still working.
+provider nor depends on the provider's URL still working. A user account's (mtproto) file
+is downloaded by the gateway holding the session into the object store (user_files.py) and
+streamed from there.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import quote
 from fastapi import Query
 from starlette.responses import JSONResponse, Response
 
-from switchboard.crm import queries
+from switchboard.crm import queries, user_files
 from switchboard.crm.attachments import Attachment, attachments_of, download_limit
 from switchboard.crm.deps import Workspace
 from switchboard.crm.media import MediaError, ProviderMedia
@@ -27,6 +29,7 @@ from switchboard.crm.media_stream import KeptStreamResponse, MediaStreamResponse
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error
 from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import get_logger
@@ -34,10 +37,6 @@ from switchboard.runtime.objectstore import ObjectStore, ObjectWriter, digest_se
 from switchboard.runtime.ownership import NotFoundError
 
 ACCOUNTS_WAIT_S = 5.0
-_UNSUPPORTED = {
-    "mtproto": "files of user-account (mtproto) messages cannot be downloaded yet: the "
-    "MTProto gateway has no file download (upload.getFile) request",
-}
 log = get_logger(__name__)
 
 
@@ -103,8 +102,9 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
             413: {"description": "the file is over the provider's download limit"},
             502: {"description": "the provider refused or failed to serve the file"},
             503: {
-                "description": "this CRM has no encryption keys to use account tokens, or "
-                "the provider has been failing and is not called until Retry-After"
+                "description": "this CRM has no encryption keys to use account tokens, the "
+                "provider has been failing and is not called until Retry-After, or no "
+                "gateway holding the user session answered"
             },
         },
     )
@@ -129,12 +129,18 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 return KeptStreamResponse(kept, headers)
         channel, account_id = str(found["channel"]), str(found["account"])
         limit = download_limit(channel, attachment.kind)
-        if limit is None:  # before the account: a user account is no registry account
-            return error(
-                501,
-                "unsupported_channel",
-                _UNSUPPORTED.get(channel, f"{channel} files cannot be downloaded"),
-            )
+        if limit is None:
+            return error(501, "unsupported_channel", f"{channel} files cannot be downloaded")
+        if channel == "mtproto":  # a user session is no registry account: ask its holder
+            bus: Bus = ports["bus"]
+            timeout = settings.media_timeout_s
+            refused = await user_files.fetch(bus, ws, found, attachment, key, limit, timeout)
+            if refused is not None:
+                return refused
+            stored = await objects.open(key)
+            if stored is None:
+                return error(502, "file_gone", "the gateway's stored file is not in the store")
+            return KeptStreamResponse(stored, headers)
         accounts: AccountCache | None = ports.get("accounts")
         if accounts is None:
             return error(
