@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from switchboard.crm.attachments import TELEGRAM_USER_DOWNLOAD, download_limit
-from switchboard.crm.user_files import fetch_command, refusal
+from switchboard.crm.attachments import TELEGRAM_USER_DOWNLOAD, Attachment, download_limit
+from switchboard.crm.user_files import fetch, fetch_command, refusal
 from switchboard.events.catalog.mtproto import MediaFetched
+from switchboard.runtime.bus import Bus
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -59,3 +60,30 @@ def test_a_flood_wait_says_when_to_come_back() -> None:
 def test_a_stored_file_is_no_refusal() -> None:
     stored = MediaFetched(status="stored", object_key="k", size=3)
     assert refusal(stored, "sales-1") is None
+
+
+async def test_no_gateway_answering_is_a_503_with_retry_after(nats_url: str) -> None:
+    bus = await Bus.connect(nats_url, name="test-user-files")
+    try:
+        await bus.provision()
+        found = {"account": "nobody-holds", "chat_id": "555", "provider_message_id": "7"}
+        attachment = Attachment(index=0, kind="photo", file_id="photo:1:1", file_size=10)
+        response = await fetch(bus, "demo", found, attachment, "inbound/a/b/0", 1000, 0.5)
+    finally:
+        await bus.close()
+    assert response is not None
+    assert response.status_code == 503
+    assert json.loads(bytes(response.body))["code"] == "gateway_unavailable"
+    assert response.headers["Retry-After"] == "5"
+
+
+async def test_a_declared_size_over_the_limit_is_413_without_asking(nats_url: str) -> None:
+    bus = await Bus.connect(nats_url, name="test-user-files")
+    try:
+        found = {"account": "s", "chat_id": "555", "provider_message_id": "7"}
+        attachment = Attachment(index=0, kind="photo", file_id="photo:1:1", file_size=1001)
+        response = await fetch(bus, "demo", found, attachment, "inbound/a/b/0", 1000, 0.5)
+    finally:
+        await bus.close()
+    assert response is not None
+    assert response.status_code == 413
