@@ -12,10 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from nats.js.errors import NotFoundError
-
 from switchboard.events.catalog.mtproto import FetchMedia, MediaFetched
-from switchboard.mtproto.media_fetch import MediaDownload, media_consumer, store, too_large
+from switchboard.mtproto.media_fetch import MediaDownload, store, too_large
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.holder_call import ask_holder
 from switchboard.runtime.objectstore import LocalObjectStore, ObjectStoreSettings
@@ -65,15 +63,6 @@ async def test_a_customers_photo_is_stored_whole_and_named_in_the_answer(
         message_id = int(sent["ids"][str(agent.id)])
         bus = await Bus.connect(nats_url, name="test-media")
         try:
-
-            async def serving() -> bool:  # the holder reads only what comes after it pulls
-                try:
-                    await bus.js.consumer_info("MTPROTO", media_consumer("agent"))
-                except NotFoundError:
-                    return False
-                return True
-
-            await eventually(serving, message="the holder serves downloads")
 
             async def ask(cmd: FetchMedia, workspace: str = "demo") -> MediaFetched:
                 raw = await ask_holder(bus, cmd, workspace, timeout=30)

@@ -132,7 +132,9 @@ class MediaServer:
             ack_wait=120.0,
             max_deliver=-1,
             filter_subject=media_subject(self.session_id),
-            deliver_policy=DeliverPolicy.NEW,
+            # From the start of the stream: a download asked just before the holder first
+            # pulled is still served (older ones are past their deadline and dropped).
+            deliver_policy=DeliverPolicy.ALL,
         )
         pull = await BatchPull(self.bus, STREAM, config).start()
         try:
