@@ -187,6 +187,7 @@ CRM = ServiceTopology(
         "cmd.outbound.campaign_start.>",
         "cmd.outbound.campaign_recipients.>",
         "cmd.flows.start_runs.>",  # a flow's segment schedule: the segment's conversations
+        "cmd.mtproto.fetch_media.>",  # user-account files, answered on _INBOX.mtproto.>
         "dlq.>",
     ),
     durables=(
@@ -454,6 +455,7 @@ MTPROTO = ServiceTopology(
                     "list_dialogs",
                     "search_contacts",
                     "deliver",
+                    "fetch_media",
                 )
             ),
             description="login steps, logout, subscriptions and backfills of the sessions; "
@@ -490,8 +492,19 @@ MTPROTO = ServiceTopology(
             delete=True,
             handlers=("switchboard.mtproto.relay:Relay.handle",),
         ),
+        RuntimeDurables(
+            stream="MTPROTO",
+            name="mtproto-media-<session>",
+            filter_subject="cmd.mtproto.fetch_media.v1.*",
+            why="the CRM's downloads of received files through a session, read by its lease "
+            "holder only, stored in the object store and answered on the sender's inbox, "
+            "deleted at logout",
+            delete=True,
+            handlers=("switchboard.mtproto.media_fetch:MediaServer.handle",),
+        ),
     ),
-    answers=("_INBOX.mtproto.>",),  # outbound's mtproto.deliver: only that inbox prefix
+    # outbound's mtproto.deliver and the CRM's mtproto.fetch_media: only that inbox prefix
+    answers=("_INBOX.mtproto.>",),
     erases=(
         MessageErase(
             stream="MTPROTO",

@@ -59,6 +59,7 @@ from switchboard.runtime import identity, pii
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
@@ -233,10 +234,12 @@ async def _start_media(rt: Runtime, settings: CrmSettings, ports: dict[str, Any]
         ports["accounts"] = cache
     http = httpx.AsyncClient(timeout=settings.media_timeout_s, follow_redirects=True)
     rt.on_close(http.aclose)
-    ports["media"] = ProviderMedia(http)
+    breakers = Breakers(settings.media_breaker_threshold, settings.media_breaker_cooldown_s)
+    ports["media"] = ProviderMedia(http, breakers)
     objects = await open_store(settings.objects)
     rt.on_close(objects.close)
     ports["objects"] = objects
+    ports["bus"] = rt.bus  # user-account files: asked of the gateway (user_files.py)
 
 
 async def handle_command(

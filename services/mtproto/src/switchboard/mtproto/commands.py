@@ -18,6 +18,7 @@ from switchboard.events import DecodeError, Message, decode_message
 from switchboard.events.catalog.mtproto import (
     CommandRejected,
     DeliverAsUser,
+    FetchMedia,
     ListDialogs,
     Logout,
     SearchContacts,
@@ -44,7 +45,7 @@ from switchboard.runtime.ownership import Owned, visible
 
 log = get_logger(__name__)
 
-WAKING = ("send", "list_dialogs", "search_contacts", "deliver")
+WAKING = ("send", "list_dialogs", "search_contacts", "deliver", "fetch_media")
 
 SPEC = ConsumerSpec(
     stream=STREAM,
@@ -101,7 +102,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         sid = await session_ids.resolve(deps.sessions, envelope.workspace_id, sid)
         cmd = cmd.model_copy(update={"session_id": sid})
     foreign = await foreign_session(deps.sessions, cmd, envelope.workspace_id)
-    if isinstance(cmd, SendAsUser | ListDialogs | SearchContacts | DeliverAsUser):
+    if isinstance(cmd, SendAsUser | ListDialogs | SearchContacts | DeliverAsUser | FetchMedia):
         # The session's holder answers these from its own queues; here they only wake a
         # parked session (never another workspace's: it will refuse them when it connects).
         if foreign is None and deps.parking is not None:

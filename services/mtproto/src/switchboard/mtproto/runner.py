@@ -54,6 +54,7 @@ from switchboard.mtproto.dialogs import Answers, QueryServer, query_consumer
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
 from switchboard.mtproto.health import SessionHealth
 from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
+from switchboard.mtproto.media_fetch import MediaServer, media_consumer
 from switchboard.mtproto.metrics import (
     BACKFILLS_ACTIVE,
     RECONNECTS,
@@ -98,6 +99,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.objectstore import ObjectStore
 
 log = get_logger(__name__)
 STREAM = "MTPROTO"
@@ -135,6 +137,8 @@ class Deps:
     owner: str
     # The shared accounts registry (sessions are accounts of channel mtproto for outbound).
     accounts: AccountStore | None = None
+    # Where downloads for the CRM are written (media_fetch.py); None: no downloads served.
+    objects: ObjectStore | None = None
 
 
 class _LogoutRequestedError(Exception):
@@ -425,6 +429,7 @@ class SessionRunner:
             asyncio.create_task(self._sends(client), name="sends"),
             asyncio.create_task(self._queries(client), name="queries"),
             asyncio.create_task(self.relay.run(client), name="deliveries"),
+            asyncio.create_task(self._media(client), name="media"),
         }
         if config.proxy is not None:
             work.add(asyncio.create_task(self._watch_proxy(config), name="proxy"))
@@ -470,6 +475,8 @@ class SessionRunner:
         await dialogs.forget(self.deps.bus, self.session_id)
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, deliver_consumer(self.session_id))
+        with contextlib.suppress(Exception):
+            await self.deps.bus.js.delete_consumer(STREAM, media_consumer(self.session_id))
         await self.deps.sessions.delete_session(self.session_id)
         if self.deps.accounts is not None:
             await forget(self.deps.accounts, self.session_id)
@@ -583,7 +590,9 @@ class SessionRunner:
             self.idle.touch()  # a backfill or a pending subscription: still in use
             return
         if await queued(
-            self.deps.bus, STREAM, [send_consumer(sid), query_consumer(sid), deliver_consumer(sid)]
+            self.deps.bus,
+            STREAM,
+            [send_consumer(sid), query_consumer(sid), deliver_consumer(sid), media_consumer(sid)],
         ):
             await self.parking.wake(sid)
             self.idle.touch()
@@ -752,6 +761,20 @@ class SessionRunner:
         server = QueryServer(self.deps.bus, answers, self.session_id, self.workspace_id, client)
         server.on_query = self.idle.touch
         await server.run()
+
+    async def _media(self, client: MtprotoClient) -> None:
+        """The CRM's downloads of received files (media_fetch.py)."""
+        if self.deps.objects is None:
+            return
+        server = MediaServer(
+            self.deps.bus,
+            self.deps.objects,
+            self.session_id,
+            lambda: self.workspace_id,
+            self._resolve_ref,
+            on_fetch=self.idle.touch,
+        )
+        await server.run(client)
 
     # ------------------------------------------------------------------ sends
 

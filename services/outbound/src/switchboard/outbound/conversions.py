@@ -25,7 +25,6 @@ from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import ConversionFailed, ConversionSent
 from switchboard.events.catalog.outbound import SendConversion
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint
-from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.provider_accounts import provider_account
 from switchboard.outbound.providers.base import Failure, ProviderError
@@ -39,6 +38,7 @@ from switchboard.outbound.providers.metacapi import (
 from switchboard.outbound.ratelimit import SharedLimiter
 from switchboard.outbound.sender import Phase, SendPolicy, settle_repeat
 from switchboard.runtime.accounts import Account, AccountCache
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
 from switchboard.runtime.dlq import dead_letter_msg

@@ -33,11 +33,11 @@ from switchboard.events.catalog.outbound import (
     SetBotCommands,
 )
 from switchboard.outbound.attempts import Attempts
-from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.providers.base import Failure, ProviderError
 from switchboard.outbound.providers.telegram import Interaction, Target, TelegramClient
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountCache
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
 

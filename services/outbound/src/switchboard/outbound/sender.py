@@ -33,7 +33,6 @@ from switchboard.events.catalog.delivery import (
 )
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
-from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.campaigns.pool import (
     MOVED,
     PoolHealth,
@@ -61,6 +60,7 @@ from switchboard.outbound.schedule import ScheduleChanges, effective_time
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
 from switchboard.runtime.accounts import Account, AccountCache
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
 from switchboard.runtime.logging import get_logger

@@ -194,6 +194,14 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
             found = found[-int(limit) :]
         return JSONResponse({"count": len(found), "messages": found})
 
+    async def file_bytes(request: Request) -> Response:
+        """The bytes the cloud holds for a message's `media.file_id` (what a download must
+        return, byte for byte)."""
+        data = provider.world.files.get(request.path_params["file_id"])
+        if data is None:
+            raise ControlError("no such file", 404)
+        return Response(data, media_type="application/octet-stream")
+
     async def codes(request: Request) -> Response:
         return JSONResponse({"codes": [c.to_json() for c in provider.login.sent]})
 
@@ -258,6 +266,7 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         ("/messages/bulk", post_bulk, ["POST"]),
         ("/messages/edit", edit, ["POST"]),
         ("/messages/delete", delete, ["POST"]),
+        ("/files/{file_id}", file_bytes, ["GET"]),
         ("/codes", codes, ["GET"]),
         ("/codes/{phone}", code, ["GET"]),
         ("/connections", connections, ["GET"]),

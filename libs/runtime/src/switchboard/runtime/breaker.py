@@ -1,4 +1,5 @@
-"""Circuit breakers per provider and account, with half-open probes.
+"""Circuit breakers per provider and account, with half-open probes: outbound's sends and
+the CRM's downloads of received files hold their provider calls behind them.
 
 Per instance on purpose: each instance learns an outage from its own calls, and the
 breaker only saves calls that would fail anyway (the rate limits and retry schedule,
