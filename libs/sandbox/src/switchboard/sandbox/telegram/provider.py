@@ -5,14 +5,16 @@ from __future__ import annotations
 import copy
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
+from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.provider import Core
+from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.api import TelegramApi, classify
 from switchboard.sandbox.telegram.config import TelegramConfig
 from switchboard.sandbox.telegram.errors import TelegramError, error_response
@@ -25,27 +27,30 @@ from switchboard.sandbox.telegram.state import (
     TgChat,
     WebhookSettings,
 )
-from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate
+from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate, validate_mix
 from switchboard.sandbox.telegram.updates import push_update
-from switchboard.sandbox.traffic import JobRegistry
+from switchboard.sandbox.traffic import TrafficRequest
+from switchboard.sandbox.webhooks import OrderedDelivery
 
 DEMO_TOKEN = "100000001:demo"  # noqa: S105  (public dev-stack contract, not a secret)
 DEMO_USERNAME = "switchboard_demo_bot"
 
 
-class TelegramProvider:
+class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
     """Fake Telegram Bot API: bots, chats, limits, webhook delivery and generated traffic."""
 
     name = "telegram"
     prefix = "/telegram"
+    account_param = "bot"
+    accounts_key = "bots"
+    generated_key = "updates"
+    queue_name = "updates"
 
     def __init__(self, core: Core, config: TelegramConfig | None = None) -> None:
-        self.core = core
-        self.config = config or TelegramConfig()
-        self.state = TelegramState(core, self.config)
+        super().__init__(core)
+        self.config: TelegramConfig = config or TelegramConfig()
+        self.state: TelegramState = TelegramState(core, self.config)
         self.api = TelegramApi(self.state)
-        self.jobs = JobRegistry()
-        self.generated: list[GeneratedUpdate] = []
 
     # -- Python API -------------------------------------------------------------------
 
@@ -153,51 +158,40 @@ class TelegramProvider:
         push_update(found, {"callback_query": query})
         return query
 
-    async def generate(
-        self,
-        bot: str | int | TgBot,
-        *,
-        count: int | None = None,
-        rate: float | None = None,
-        duration: float | None = None,
-        mix: Mapping[str, float] | None = None,
-        seed: int = 0,
-        users: int = 50,
-    ) -> list[GeneratedUpdate]:
-        """Simulate users writing to the bot; every update is also kept in `generated`."""
-        return await generate(
-            self.state,
-            self.bot(bot),
-            count=count,
-            rate=rate,
-            duration=duration,
-            mix=mix,
-            seed=seed,
-            users=users,
-            on_update=self.generated.append,
-        )
-
     def generated_updates(
         self, bot: str | int | TgBot | None = None, kind: str | None = None
     ) -> list[GeneratedUpdate]:
         """Updates the generator produced, optionally for one bot and/or kind."""
-        bot_id = None if bot is None else self.bot(bot).id
-        return [
-            g
-            for g in self.generated
-            if (bot_id is None or g.bot_id == bot_id) and (kind is None or g.kind == kind)
-        ]
+        return self.generated_items(bot, kind)
 
-    async def wait_delivered(self, bot: str | int | TgBot, timeout: float = 10.0) -> None:
-        """Wait until the bot's update queue is empty (TimeoutError otherwise)."""
-        await self.bot(bot).updates.wait_drained(timeout, "updates")
+    # -- Messaging provider hooks -----------------------------------------------------
+
+    def find(self, ref: Any) -> TgBot:
+        return self.bot(ref)
+
+    def account_key(self, account: TgBot) -> str:
+        return str(account.id)
+
+    def accounts(self) -> dict[int, TgBot]:
+        return self.state.bots
+
+    def queue_of(self, account: TgBot) -> OrderedDelivery:
+        return account.updates
+
+    def check_mix(self, mix: Mapping[str, float] | None) -> dict[str, float]:
+        return validate_mix(mix)
+
+    async def produce(
+        self, account: TgBot, request: TrafficRequest, on_item: Callable[[GeneratedUpdate], None]
+    ) -> list[GeneratedUpdate]:
+        return await generate(self.state, account, request, on_item)
 
     # -- Provider contract ------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
         return self.api.routes()
 
-    def control_routes(self) -> list[BaseRoute]:
+    def own_control_routes(self) -> RouteTable:
         from switchboard.sandbox.telegram.control import control_routes
 
         return control_routes(self)
@@ -214,29 +208,3 @@ class TelegramProvider:
             return match.group(1)
         found = self.state.find_bot(account)
         return str(found.id) if found else account
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "bots": [bot.summary() for bot in self.state.bots.values()],
-            "generated": len(self.generated),
-            "config": {
-                "strict_chats": self.config.strict_chats,
-                "limits": self.config.limits.to_json(),
-            },
-        }
-
-    async def start(self) -> None:
-        for bot in self.state.bots.values():
-            bot.updates.resume()
-
-    async def reset(self) -> None:
-        await self.jobs.aclose()
-        await self.state.aclose()
-        self.state.bots.clear()
-        self.state.limiter.reset()
-        self.generated.clear()
-        self.jobs.clear()
-
-    async def aclose(self) -> None:
-        await self.jobs.aclose()
-        await self.state.aclose()

@@ -4,39 +4,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
-from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
+from switchboard.sandbox.httpjson import ControlError, read_json
+from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.viber.state import ViberBot
-from switchboard.sandbox.viber.traffic import GeneratedCallback, generate, validate_mix
 
 if TYPE_CHECKING:
     from switchboard.sandbox.viber.provider import ViberProvider
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 _PROFILE = ("avatar", "country", "language", "api_version")
 
 
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
-
-
-def control_routes(provider: ViberProvider) -> list[BaseRoute]:
-    """Routes to configure bots and users, inject user events, run traffic, tune limits."""
+def control_routes(provider: ViberProvider) -> RouteTable:
+    """Routes to configure bots and users, inject user events, read what was sent and
+    called back, serve media (limits, settings and traffic are the shared routes)."""
     state = provider.state
 
     def bot_of(ref: Any) -> ViberBot:
@@ -129,75 +114,6 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         found = provider.callbacks(path_bot(request), request.query_params.get("event"))
         return JSONResponse({"count": len(found), "callbacks": found})
 
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def set_limits(request: Request) -> Response:
-        provider.config.limits.update(await read_json(request))
-        state.limiter.reset()
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def get_settings(request: Request) -> Response:
-        return JSONResponse(provider.config.settings_json())
-
-    async def set_settings(request: Request) -> Response:
-        provider.config.update(await read_json(request))
-        for bot in state.bots.values():
-            bot.callbacks.policy = provider.config.webhook_retry
-        return JSONResponse(provider.config.settings_json())
-
-    async def generated(request: Request) -> Response:
-        ref = request.query_params.get("bot")
-        items = provider.generated_callbacks(ref or None, request.query_params.get("kind"))
-        by_kind: dict[str, int] = {}
-        for item in items:
-            by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
-        body: dict[str, Any] = {"count": len(items), "by_kind": by_kind}
-        if query_bool(request, "include"):
-            body["callbacks"] = [item.body for item in items]
-        return JSONResponse(body)
-
-    async def start_traffic(request: Request) -> Response:
-        data = await read_json(request)
-        bot = bot_of(data.get("bot"))
-        count = None if data.get("count") is None else int(data["count"])
-        duration = None if data.get("duration") is None else parse_duration(data["duration"])
-        rate = None if data.get("rate") is None else float(data["rate"])
-        if count is None and duration is None:
-            raise ControlError("give count or duration")
-        mix = data.get("mix")
-        validate_mix(mix)
-
-        async def body(job: TrafficJob) -> None:
-            def count_one(item: GeneratedCallback) -> None:
-                provider.generated.append(item)
-                job.produced += 1
-                job.by_kind[item.kind] = job.by_kind.get(item.kind, 0) + 1
-
-            await generate(
-                state,
-                bot,
-                count=count,
-                rate=rate,
-                duration=duration,
-                mix=mix,
-                seed=int(data.get("seed", 0)),
-                users=int(data.get("users", 50)),
-                on_event=count_one,
-            )
-
-        job = provider.jobs.start(
-            {
-                "provider": "viber",
-                "account": bot.uri,
-                "count": count,
-                "duration": duration,
-                "rate": rate,
-            },
-            body,
-        )
-        return JSONResponse(job.to_json(), status_code=202)
-
     async def add_media(request: Request) -> Response:
         """Put a file on the fake media CDN (bytes as base64); the answered `url` goes in an
         injected message's `media`, and a GET of it returns the same bytes."""
@@ -214,7 +130,7 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         base = str(data.get("base_url") or origin + provider.prefix).rstrip("/")
         return JSONResponse({"url": base + media.path, "size": len(content)}, status_code=201)
 
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    return [
         ("/media", add_media, ["POST"]),
         ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
@@ -225,12 +141,4 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         ("/bots/{bot}/events", inject, ["POST"]),
         ("/bots/{bot}/messages", sent, ["GET"]),
         ("/bots/{bot}/callbacks", callbacks, ["GET"]),
-        ("/limits", get_limits, ["GET"]),
-        ("/limits", set_limits, ["PUT", "POST"]),
-        ("/settings", get_settings, ["GET"]),
-        ("/settings", set_settings, ["PUT", "POST"]),
-        ("/generated", generated, ["GET"]),
-        ("/traffic", start_traffic, ["POST"]),
-        *job_routes(provider.jobs),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]

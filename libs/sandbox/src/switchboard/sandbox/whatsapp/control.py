@@ -4,42 +4,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
-from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
+from switchboard.sandbox.httpjson import ControlError, read_json
+from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.whatsapp.state import WaNumber
-from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate, validate_mix
-from switchboard.sandbox.whatsapp.webhook import VerificationError
 
 if TYPE_CHECKING:
     from switchboard.sandbox.whatsapp.provider import WhatsAppProvider
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 _NUMBER_FIELDS = ("display_phone_number", "waba_id", "app_secret", "verify_token", "verified_name")
 
 
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except VerificationError as exc:
-            return JSONResponse({"error": str(exc), "verified": False}, status_code=400)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
-
-
-def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
-    """Routes to configure numbers, webhooks and users, inject messages, run traffic."""
+def control_routes(provider: WhatsAppProvider) -> RouteTable:
+    """Routes to configure numbers, webhooks and users, inject messages and media, read what
+    was sent (limits, settings and traffic are the shared messaging routes)."""
     state = provider.state
 
     def number_of(ref: Any) -> WaNumber:
@@ -146,77 +128,7 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         found = path_number(request).statuses
         return JSONResponse({"count": len(found), "statuses": found})
 
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def set_limits(request: Request) -> Response:
-        provider.config.limits.update(await read_json(request))
-        state.limiter.reset()
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def get_settings(request: Request) -> Response:
-        return JSONResponse(provider.config.settings_json())
-
-    async def set_settings(request: Request) -> Response:
-        provider.config.update(await read_json(request))
-        for number in state.numbers.values():
-            number.deliveries.policy = provider.config.webhook_retry
-        return JSONResponse(provider.config.settings_json())
-
-    async def generated(request: Request) -> Response:
-        ref = request.query_params.get("number")
-        items = provider.generated_events(ref or None, request.query_params.get("kind"))
-        by_kind: dict[str, int] = {}
-        for item in items:
-            by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
-        body: dict[str, Any] = {"count": len(items), "by_kind": by_kind}
-        if query_bool(request, "include"):
-            body["events"] = [item.value for item in items]
-        return JSONResponse(body)
-
-    async def start_traffic(request: Request) -> Response:
-        data = await read_json(request)
-        number = number_of(data.get("number") or data.get("bot"))
-        count = None if data.get("count") is None else int(data["count"])
-        duration = None if data.get("duration") is None else parse_duration(data["duration"])
-        rate = None if data.get("rate") is None else float(data["rate"])
-        if count is None and duration is None:
-            raise ControlError("give count or duration")
-        mix = data.get("mix")
-        validate_mix(mix)
-
-        async def body(job: TrafficJob) -> None:
-            def count_one(event: GeneratedEvent) -> None:
-                provider.generated.append(event)
-                job.produced += 1
-                job.by_kind[event.kind] = job.by_kind.get(event.kind, 0) + 1
-
-            await generate(
-                state,
-                provider.emitter,
-                number,
-                count=count,
-                rate=rate,
-                duration=duration,
-                mix=mix,
-                seed=int(data.get("seed", 0)),
-                users=int(data.get("users", 50)),
-                on_event=count_one,
-            )
-
-        job = provider.jobs.start(
-            {
-                "provider": "whatsapp",
-                "account": number.phone_number_id,
-                "count": count,
-                "duration": duration,
-                "rate": rate,
-            },
-            body,
-        )
-        return JSONResponse(job.to_json(), status_code=202)
-
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    return [
         ("/numbers", list_numbers, ["GET"]),
         ("/numbers", add_number, ["POST"]),
         ("/numbers/{number}", get_number, ["GET"]),
@@ -228,12 +140,4 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         ("/numbers/{number}/messages", sent, ["GET"]),
         ("/numbers/{number}/media", add_media, ["POST"]),
         ("/numbers/{number}/statuses", statuses, ["GET"]),
-        ("/limits", get_limits, ["GET"]),
-        ("/limits", set_limits, ["PUT", "POST"]),
-        ("/settings", get_settings, ["GET"]),
-        ("/settings", set_settings, ["PUT", "POST"]),
-        ("/generated", generated, ["GET"]),
-        ("/traffic", start_traffic, ["POST"]),
-        *job_routes(provider.jobs),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from starlette.responses import JSONResponse, Response
 
 from switchboard.sandbox.webhooks import WebhookTarget
 from switchboard.sandbox.whatsapp.state import Subscription, WaNumber, WhatsAppState
@@ -24,6 +25,13 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 class VerificationError(Exception):
     """The callback URL did not echo the challenge (Meta's "couldn't be validated")."""
+
+
+def verification_failed(exc: Exception) -> Response | None:
+    """A webhook whose handshake failed answers what Meta's dashboard shows."""
+    if isinstance(exc, VerificationError):
+        return JSONResponse({"error": str(exc), "verified": False}, status_code=400)
+    return None
 
 
 def signature(app_secret: str, body: bytes) -> str:
