@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from switchboard.sandbox.httpjson import ControlError, query_bool, read_json
-from switchboard.sandbox.provider import Core
+from switchboard.sandbox.provider import Core, ProviderBase
 from switchboard.sandbox.ratelimit import RateLimiter
 from switchboard.sandbox.routes import RouteTable, limits_routes, route_table, settings_routes
 from switchboard.sandbox.settings import RuleLimits
@@ -63,7 +63,7 @@ A = TypeVar("A", bound=Account)
 G = TypeVar("G", bound=Generated)
 
 
-class MessagingProvider(Generic[A, G]):
+class MessagingProvider(ProviderBase, Generic[A, G]):
     """Base of a messaging fake; subclasses set the class names below and the hooks."""
 
     name: str

@@ -78,6 +78,29 @@ class Provider(Protocol):
         ...
 
 
+class ApiRoutes(Protocol):
+    def routes(self) -> list[BaseRoute]: ...
+
+
+class ProviderBase:
+    """Defaults of the provider contract: the API's routes, accounts keyed as given, nothing
+    to start or stop."""
+
+    api: ApiRoutes
+
+    def routes(self) -> list[BaseRoute]:
+        return self.api.routes()
+
+    def normalize_account(self, account: str) -> str:
+        return account
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 def route_path(scope: Scope) -> str:
     """The request path relative to where the app is mounted."""
     path: str = scope.get("path", "")

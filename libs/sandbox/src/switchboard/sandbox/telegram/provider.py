@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from switchboard.sandbox.messaging import MessagingProvider
@@ -50,7 +49,7 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
         super().__init__(core)
         self.config: TelegramConfig = config or TelegramConfig()
         self.state: TelegramState = TelegramState(core, self.config)
-        self.api = TelegramApi(self.state)
+        self.api: TelegramApi = TelegramApi(self.state)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -187,9 +186,6 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
         return await generate(self.state, account, request, on_item)
 
     # -- Provider contract ------------------------------------------------------------
-
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
 
     def own_control_routes(self) -> RouteTable:
         from switchboard.sandbox.telegram.control import control_routes

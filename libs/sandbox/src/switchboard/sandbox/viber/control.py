@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.sandbox.httpjson import ControlError, read_json
 from switchboard.sandbox.routes import RouteTable
-from switchboard.sandbox.viber.state import ViberBot
 
 if TYPE_CHECKING:
     from switchboard.sandbox.viber.provider import ViberProvider
@@ -23,15 +22,6 @@ def control_routes(provider: ViberProvider) -> RouteTable:
     """Routes to configure bots and users, inject user events, read what was sent and
     called back, serve media (limits, settings and traffic are the shared routes)."""
     state = provider.state
-
-    def bot_of(ref: Any) -> ViberBot:
-        found = state.find(str(ref)) if ref else None
-        if found is None:
-            raise ControlError(f"no viber bot {ref!r}", 404)
-        return found
-
-    def path_bot(request: Request) -> ViberBot:
-        return bot_of(request.path_params["bot"])
 
     async def list_bots(request: Request) -> Response:
         return JSONResponse({"bots": [b.summary() for b in state.bots.values()]})
@@ -60,19 +50,25 @@ def control_routes(provider: ViberProvider) -> RouteTable:
         return JSONResponse(bot.summary(), status_code=201)
 
     async def get_bot(request: Request) -> Response:
-        bot = path_bot(request)
+        bot = provider.find(request.path_params["bot"])
         users = [u.summary() for u in bot.users.values()]
         return JSONResponse({**bot.summary(), "account": bot.account_info(), "users_detail": users})
 
     async def delete_bot(request: Request) -> Response:
-        await state.remove(path_bot(request))
+        await state.remove(provider.find(request.path_params["bot"]))
         return JSONResponse({"deleted": True})
 
     async def list_users(request: Request) -> Response:
-        return JSONResponse({"users": [u.summary() for u in path_bot(request).users.values()]})
+        return JSONResponse(
+            {
+                "users": [
+                    u.summary() for u in provider.find(request.path_params["bot"]).users.values()
+                ]
+            }
+        )
 
     async def add_user(request: Request) -> Response:
-        bot = path_bot(request)
+        bot = provider.find(request.path_params["bot"])
         data = await read_json(request)
         if not data.get("id"):
             raise ControlError("id is required")
@@ -87,7 +83,7 @@ def control_routes(provider: ViberProvider) -> RouteTable:
         return JSONResponse(user.summary(), status_code=201)
 
     async def inject(request: Request) -> Response:
-        bot = path_bot(request)
+        bot = provider.find(request.path_params["bot"])
         data = await read_json(request)
         user_id = data.get("user_id") or data.get("user")
         if not user_id:
@@ -107,11 +103,15 @@ def control_routes(provider: ViberProvider) -> RouteTable:
         return JSONResponse({"queued": bot.webhook.wants(body["event"]), "event": body}, 202)
 
     async def sent(request: Request) -> Response:
-        found = provider.sent_messages(path_bot(request), request.query_params.get("receiver"))
+        found = provider.sent_messages(
+            provider.find(request.path_params["bot"]), request.query_params.get("receiver")
+        )
         return JSONResponse({"count": len(found), "messages": found})
 
     async def callbacks(request: Request) -> Response:
-        found = provider.callbacks(path_bot(request), request.query_params.get("event"))
+        found = provider.callbacks(
+            provider.find(request.path_params["bot"]), request.query_params.get("event")
+        )
         return JSONResponse({"count": len(found), "callbacks": found})
 
     async def add_media(request: Request) -> Response:

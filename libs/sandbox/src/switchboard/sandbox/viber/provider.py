@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from switchboard.sandbox.messaging import Closable, MessagingProvider
@@ -49,7 +48,7 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
         self.config: ViberConfig = config or ViberConfig()
         self.state: ViberState = ViberState(core, self.config)
         self.emitter = CallbackEmitter(self.state)
-        self.api = ViberApi(self.state, self.emitter)
+        self.api: ViberApi = ViberApi(self.state, self.emitter)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -190,9 +189,6 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
         return await generate(self.state, account, request, on_item)
 
     # -- Provider contract ------------------------------------------------------------
-
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
 
     def own_control_routes(self) -> RouteTable:
         from switchboard.sandbox.viber.control import control_routes

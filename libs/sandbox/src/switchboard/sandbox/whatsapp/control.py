@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.sandbox.httpjson import ControlError, read_json
 from switchboard.sandbox.routes import RouteTable
-from switchboard.sandbox.whatsapp.state import WaNumber
 
 if TYPE_CHECKING:
     from switchboard.sandbox.whatsapp.provider import WhatsAppProvider
@@ -23,15 +22,6 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
     """Routes to configure numbers, webhooks and users, inject messages and media, read what
     was sent (limits, settings and traffic are the shared messaging routes)."""
     state = provider.state
-
-    def number_of(ref: Any) -> WaNumber:
-        found = state.find(str(ref)) if ref else None
-        if found is None:
-            raise ControlError(f"no whatsapp number {ref!r}", 404)
-        return found
-
-    def path_number(request: Request) -> WaNumber:
-        return number_of(request.path_params["number"])
 
     async def list_numbers(request: Request) -> Response:
         return JSONResponse({"numbers": [n.summary() for n in state.numbers.values()]})
@@ -47,16 +37,16 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         return JSONResponse(number.summary(), status_code=201)
 
     async def get_number(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         users = [u.summary() for u in number.users.values()]
         return JSONResponse({**number.summary(), "users_detail": users})
 
     async def delete_number(request: Request) -> Response:
-        await state.remove(path_number(request))
+        await state.remove(provider.find(request.path_params["number"]))
         return JSONResponse({"deleted": True})
 
     async def set_webhook(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
         if data.get("verify_token"):
             number.verify_token = str(data["verify_token"])
@@ -66,7 +56,7 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         return JSONResponse(subscription.to_json())
 
     async def add_user(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
         if not data.get("wa_id"):
             raise ControlError("wa_id is required")
@@ -81,7 +71,7 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         return JSONResponse(user.summary(), status_code=201)
 
     async def inject(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
         sender = data.get("from") or data.get("wa_id")
         if not sender:
@@ -102,7 +92,7 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
     async def add_media(request: Request) -> Response:
         """Hold a file as a customer's media (bytes as base64): its id goes in an
         injected message (`image.id`, ...), and the Cloud API serves its bytes."""
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
         try:
             content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
@@ -117,15 +107,17 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         )
 
     async def sent(request: Request) -> Response:
-        found = provider.sent_messages(path_number(request), request.query_params.get("to"))
+        found = provider.sent_messages(
+            provider.find(request.path_params["number"]), request.query_params.get("to")
+        )
         return JSONResponse({"count": len(found), "messages": found})
 
     async def inbound(request: Request) -> Response:
-        found = provider.inbound_messages(path_number(request))
+        found = provider.inbound_messages(provider.find(request.path_params["number"]))
         return JSONResponse({"count": len(found), "messages": found})
 
     async def statuses(request: Request) -> Response:
-        found = path_number(request).statuses
+        found = provider.find(request.path_params["number"]).statuses
         return JSONResponse({"count": len(found), "statuses": found})
 
     return [

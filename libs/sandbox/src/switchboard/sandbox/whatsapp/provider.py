@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from switchboard.sandbox.httpjson import ControlError
@@ -54,7 +53,7 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
         self.config: WhatsAppConfig = config or WhatsAppConfig()
         self.state: WhatsAppState = WhatsAppState(core, self.config)
         self.emitter = StatusEmitter(self.state)
-        self.api = WhatsAppApi(self.state, self.emitter)
+        self.api: WhatsAppApi = WhatsAppApi(self.state, self.emitter)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -193,9 +192,6 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
         return verification_failed(exc) or super().control_error(exc)
 
     # -- Provider contract ------------------------------------------------------------
-
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
 
     def own_control_routes(self) -> RouteTable:
         from switchboard.sandbox.whatsapp.control import control_routes
