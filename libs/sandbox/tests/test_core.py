@@ -79,7 +79,7 @@ def test_check_mix_drops_zero_weights_and_names_unknown_kinds() -> None:
         check_mix({"a": 0}, {"a": 1}, ("a", "b"), "test kinds")
 
 
-class _Teapot(Exception):
+class _TeapotError(Exception):
     pass
 
 
@@ -91,13 +91,15 @@ async def test_route_guard_answers_control_errors_bad_values_and_translated_ones
         raise ValueError("count must be positive")
 
     async def teapot(request: Request) -> Response:
-        raise _Teapot
+        raise _TeapotError
 
     async def crash(request: Request) -> Response:
         raise RuntimeError("bug")
 
     def translate(exc: Exception) -> Response | None:
-        return JSONResponse({"tea": True}, status_code=418) if isinstance(exc, _Teapot) else None
+        if isinstance(exc, _TeapotError):
+            return JSONResponse({"tea": True}, status_code=418)
+        return None
 
     table = [
         ("/control", control, ["GET"]),
