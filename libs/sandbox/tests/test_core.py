@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.httpjson import ControlError
 from switchboard.sandbox.ratelimit import Penalty, SlidingWindow, TokenBucket
 from switchboard.sandbox.routes import route_table
@@ -147,3 +148,22 @@ async def test_unknown_account_in_shared_routes_is_a_404(tg: TelegramEnv) -> Non
     assert traffic.status_code == 404
     missing = await tg.http.post("/_sandbox/telegram/traffic", json={"count": 1})
     assert (missing.status_code, missing.json()) == (400, {"error": "bot is required"})
+
+
+async def test_api_bodies_that_are_not_json_objects_get_each_providers_error() -> None:
+    box = Sandbox(SandboxConfig(demo=True))
+    transport = httpx.ASGITransport(app=box.app())
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            token = await http.post("/sendpulse/oauth/access_token", content=b"[1]")
+            assert token.status_code == 400
+            assert "Request body must be a JSON object" in token.text
+            events = await http.post(
+                "/graph/v25.0/100000000000001/events",
+                content=b"{broken",
+                headers={"content-type": "application/json"},
+            )
+            assert events.status_code == 400
+            assert "The request body is not valid JSON." in events.text
+    finally:
+        await box.aclose()

@@ -5,7 +5,7 @@ its accounts' Python API and its traffic generator."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from starlette.requests import Request
@@ -80,6 +80,8 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
         self.core = core
         self.jobs = JobRegistry()
         self.generated: list[G] = []
+        # What holds background tasks besides the state (closed first, the state last).
+        self.workers: list[Closable] = []
 
     # -- what each provider supplies ----------------------------------------------------
 
@@ -99,19 +101,10 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
         """The account's webhook queue."""
         raise NotImplementedError
 
-    def closables(self) -> list[Closable]:
-        """What holds background tasks, closed in this order (the state last)."""
-        return [self.state]
-
-    def check_mix(self, mix: Mapping[str, float] | None) -> dict[str, float]:
-        """The usable traffic mix, or ValueError naming what is wrong."""
-        raise NotImplementedError
-
-    async def produce(
-        self, account: A, request: TrafficRequest, on_item: Callable[[G], None]
-    ) -> list[G]:
-        """Run the provider's traffic generator for one account."""
-        raise NotImplementedError
+    # The usable traffic mix, or ValueError naming what is wrong.
+    check_mix: Callable[[Mapping[str, float] | None], dict[str, float]]
+    # The provider's traffic generator: one account, a request, a callback per item.
+    produce: Callable[[A, TrafficRequest, Callable[[G], None]], Awaitable[list[G]]]
 
     # -- shared Python API --------------------------------------------------------------
 
@@ -179,7 +172,7 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
 
     async def aclose(self) -> None:
         await self.jobs.aclose()
-        for closable in self.closables():
+        for closable in [*self.workers, self.state]:
             await closable.aclose()
 
     # -- shared control routes ----------------------------------------------------------

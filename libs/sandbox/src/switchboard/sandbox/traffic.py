@@ -87,20 +87,17 @@ def check_mix(
 
 
 async def drive(
+    request: TrafficRequest,
     weights: Mapping[str, float],
     rng: random.Random,
     make: Callable[[str], G],
-    *,
-    count: int | None,
-    rate: float | None,
-    duration: float | None,
     on_item: Callable[[G], None] | None = None,
 ) -> list[G]:
-    """Make one item of a kind drawn from `weights` at `rate` per second until `count`
-    items or `duration` seconds; every item goes to `on_item` as soon as it is made."""
+    """Make one item of a kind drawn from `weights` at the request's rate until its count
+    or duration; every item goes to `on_item` as soon as it is made."""
     kinds, chances = list(weights), list(weights.values())
     produced: list[G] = []
-    async for _ in paced(count, rate, duration):
+    async for _ in paced(request.count, request.rate, request.duration):
         item = make(rng.choices(kinds, chances)[0])
         produced.append(item)
         if on_item is not None:

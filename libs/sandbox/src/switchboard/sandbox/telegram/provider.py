@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
@@ -28,7 +29,6 @@ from switchboard.sandbox.telegram.state import (
 )
 from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate, validate_mix
 from switchboard.sandbox.telegram.updates import push_update
-from switchboard.sandbox.traffic import TrafficRequest
 from switchboard.sandbox.webhooks import OrderedDelivery
 
 DEMO_TOKEN = "100000001:demo"  # noqa: S105  (public dev-stack contract, not a secret)
@@ -49,6 +49,8 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
         super().__init__(core)
         self.config: TelegramConfig = config or TelegramConfig()
         self.state: TelegramState = TelegramState(core, self.config)
+        self.check_mix = validate_mix
+        self.produce = functools.partial(generate, self.state)
         self.api: TelegramApi = TelegramApi(self.state)
 
     # -- Python API -------------------------------------------------------------------
@@ -176,14 +178,6 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
 
     def queue_of(self, account: TgBot) -> OrderedDelivery:
         return account.updates
-
-    def check_mix(self, mix: Mapping[str, float] | None) -> dict[str, float]:
-        return validate_mix(mix)
-
-    async def produce(
-        self, account: TgBot, request: TrafficRequest, on_item: Callable[[GeneratedUpdate], None]
-    ) -> list[GeneratedUpdate]:
-        return await generate(self.state, account, request, on_item)
 
     # -- Provider contract ------------------------------------------------------------
 

@@ -341,12 +341,4 @@ async def generate(
         numbered = push_update(bot, update)
         return GeneratedUpdate(bot.id, actual, numbered or update, numbered is not None)
 
-    return await drive(
-        validate_mix(request.mix),
-        rng,
-        make,
-        count=request.count,
-        rate=request.rate,
-        duration=request.duration,
-        on_item=on_update,
-    )
+    return await drive(request, validate_mix(request.mix), rng, make, on_update)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Scope
 
-from switchboard.sandbox.messaging import Closable, MessagingProvider
+from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.provider import Core
 from switchboard.sandbox.routes import RouteTable
-from switchboard.sandbox.traffic import TrafficRequest
 from switchboard.sandbox.viber.api import ViberApi
 from switchboard.sandbox.viber.callbacks import CallbackEmitter, check_webhook, target
 from switchboard.sandbox.viber.config import ViberConfig
@@ -48,6 +48,9 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
         self.config: ViberConfig = config or ViberConfig()
         self.state: ViberState = ViberState(core, self.config)
         self.emitter = CallbackEmitter(self.state)
+        self.workers.append(self.emitter)
+        self.check_mix = validate_mix
+        self.produce = functools.partial(generate, self.state)
         self.api: ViberApi = ViberApi(self.state, self.emitter)
 
     # -- Python API -------------------------------------------------------------------
@@ -173,20 +176,6 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
 
     def queue_of(self, account: ViberBot) -> OrderedDelivery:
         return account.callbacks
-
-    def closables(self) -> list[Closable]:
-        return [self.emitter, self.state]
-
-    def check_mix(self, mix: Mapping[str, float] | None) -> dict[str, float]:
-        return validate_mix(mix)
-
-    async def produce(
-        self,
-        account: ViberBot,
-        request: TrafficRequest,
-        on_item: Callable[[GeneratedCallback], None],
-    ) -> list[GeneratedCallback]:
-        return await generate(self.state, account, request, on_item)
 
     # -- Provider contract ------------------------------------------------------------
 

@@ -128,12 +128,4 @@ async def generate(
     """Produce callbacks for `bot` at the request's rate until its count or duration."""
     rng = random.Random(f"{request.seed}:viber:{bot.uri}")
     factory = ViberTraffic(state, bot, rng, request.users)
-    return await drive(
-        validate_mix(request.mix),
-        rng,
-        factory.make,
-        count=request.count,
-        rate=request.rate,
-        duration=request.duration,
-        on_item=on_event,
-    )
+    return await drive(request, validate_mix(request.mix), rng, factory.make, on_event)

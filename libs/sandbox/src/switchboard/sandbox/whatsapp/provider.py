@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Scope
 
 from switchboard.sandbox.httpjson import ControlError
-from switchboard.sandbox.messaging import Closable, MessagingProvider
+from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.provider import Core
 from switchboard.sandbox.routes import RouteTable
-from switchboard.sandbox.traffic import TrafficRequest
 from switchboard.sandbox.webhooks import OrderedDelivery
 from switchboard.sandbox.whatsapp.api import WhatsAppApi, classify
 from switchboard.sandbox.whatsapp.config import WhatsAppConfig
@@ -53,6 +53,9 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
         self.config: WhatsAppConfig = config or WhatsAppConfig()
         self.state: WhatsAppState = WhatsAppState(core, self.config)
         self.emitter = StatusEmitter(self.state)
+        self.workers.append(self.emitter)
+        self.check_mix = validate_mix
+        self.produce = functools.partial(generate, self.state, self.emitter)
         self.api: WhatsAppApi = WhatsAppApi(self.state, self.emitter)
 
     # -- Python API -------------------------------------------------------------------
@@ -173,20 +176,6 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
 
     def queue_of(self, account: WaNumber) -> OrderedDelivery:
         return account.deliveries
-
-    def closables(self) -> list[Closable]:
-        return [self.emitter, self.state]
-
-    def check_mix(self, mix: Mapping[str, float] | None) -> dict[str, float]:
-        return validate_mix(mix)
-
-    async def produce(
-        self,
-        account: WaNumber,
-        request: TrafficRequest,
-        on_item: Callable[[GeneratedEvent], None],
-    ) -> list[GeneratedEvent]:
-        return await generate(self.state, self.emitter, account, request, on_item)
 
     def control_error(self, exc: Exception) -> ControlError | Response | None:
         return verification_failed(exc) or super().control_error(exc)

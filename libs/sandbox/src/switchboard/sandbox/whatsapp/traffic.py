@@ -121,12 +121,4 @@ async def generate(
     """Produce events for `number` at the request's rate until its count or duration."""
     rng = random.Random(f"{request.seed}:wa:{number.phone_number_id}")
     factory = WhatsAppTraffic(state, emitter, number, rng, request.users)
-    return await drive(
-        validate_mix(request.mix),
-        rng,
-        factory.make,
-        count=request.count,
-        rate=request.rate,
-        duration=request.duration,
-        on_item=on_event,
-    )
+    return await drive(request, validate_mix(request.mix), rng, factory.make, on_event)
