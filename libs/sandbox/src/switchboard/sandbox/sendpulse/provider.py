@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from switchboard.sandbox.provider import Core, ProviderBase
+from switchboard.sandbox.provider import Core, ProviderBase, registered
 from switchboard.sandbox.sendpulse.api import SendPulseApi, bearer_of, method_of
 from switchboard.sandbox.sendpulse.config import SendPulseConfig
 from switchboard.sandbox.sendpulse.errors import api_error, error_response
@@ -53,12 +53,7 @@ class SendPulseProvider(ProviderBase):
 
     def account(self, ref: str | SpAccount) -> SpAccount:
         """An account by client_id, one of its tokens, or itself (KeyError if none)."""
-        if isinstance(ref, SpAccount):
-            return ref
-        found = self.state.find_account(ref)
-        if found is None:
-            raise KeyError(f"no SendPulse account {ref!r} in the sandbox")
-        return found
+        return registered(ref, SpAccount, self.state.find_account, "SendPulse account")
 
     def add_address_book(
         self, account: str | SpAccount, name: str | None = None, book_id: int | None = None

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from switchboard.sandbox.messaging import MessagingProvider
-from switchboard.sandbox.provider import Core
+from switchboard.sandbox.provider import Core, registered
 from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.api import TelegramApi, classify
 from switchboard.sandbox.telegram.config import TelegramConfig
@@ -67,12 +67,7 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
 
     def bot(self, ref: str | int | TgBot) -> TgBot:
         """A registered bot by token, id, username or the bot itself (KeyError if none)."""
-        if isinstance(ref, TgBot):
-            return ref
-        found = self.state.find_bot(ref)
-        if found is None:
-            raise KeyError(f"no bot {ref!r} in the sandbox")
-        return found
+        return registered(ref, TgBot, self.state.find_bot, "bot")
 
     def add_chat(
         self, bot: str | int | TgBot, chat_id: int, chat_type: str | None = None, **profile: Any

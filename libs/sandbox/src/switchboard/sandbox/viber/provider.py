@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from switchboard.sandbox.messaging import MessagingProvider
-from switchboard.sandbox.provider import Core
+from switchboard.sandbox.provider import Core, registered
 from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.viber.api import ViberApi
 from switchboard.sandbox.viber.callbacks import CallbackEmitter, check_webhook, target
@@ -73,12 +73,7 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
 
     def bot(self, ref: str | ViberBot) -> ViberBot:
         """A bot by uri, token, id, name or itself (KeyError if none)."""
-        if isinstance(ref, ViberBot):
-            return ref
-        found = self.state.find(ref)
-        if found is None:
-            raise KeyError(f"no viber bot {ref!r} in the sandbox")
-        return found
+        return registered(ref, ViberBot, self.state.find, "viber bot")
 
     async def set_webhook(
         self,

@@ -12,7 +12,7 @@ from starlette.types import Scope
 
 from switchboard.sandbox.httpjson import ControlError
 from switchboard.sandbox.messaging import MessagingProvider
-from switchboard.sandbox.provider import Core
+from switchboard.sandbox.provider import Core, registered
 from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.webhooks import OrderedDelivery
 from switchboard.sandbox.whatsapp.api import WhatsAppApi, classify
@@ -96,12 +96,7 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
 
     def number(self, ref: str | int | WaNumber) -> WaNumber:
         """A number by phone_number_id, display number, token or itself (KeyError if none)."""
-        if isinstance(ref, WaNumber):
-            return ref
-        found = self.state.find(ref)
-        if found is None:
-            raise KeyError(f"no whatsapp number {ref!r} in the sandbox")
-        return found
+        return registered(ref, WaNumber, self.state.find, "whatsapp number")
 
     async def set_webhook(self, number: str | int | WaNumber, url: str) -> Subscription:
         """Configure the callback URL: Meta's GET handshake first (VerificationError when
