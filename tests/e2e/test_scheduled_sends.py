@@ -8,30 +8,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import (
+    OutboundStack,
+    outbound_stack,
+    register,
+    start_outbound_instances,
+    telegram_shop,
+)
+from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events import encode
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryQueued, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, OutText, SendMessage
-from switchboard.outbound.app import create_app
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
-from switchboard.runtime.embedded import free_port
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import ServiceProcess, eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
@@ -42,12 +43,8 @@ B = {"Authorization": f"Bearer {OTHER_KEY}"}  # workspace other
 
 
 @dataclass
-class Env:
-    box: Sandbox
-    url: str
-    bus: Bus
-    http: httpx.AsyncClient
-    nats_url: str
+class Env(OutboundStack):
+    nats_url: str = ""
 
     def sent(self, text: str) -> list[float]:
         """When the sandbox bot accepted each message with ``text``."""
@@ -55,35 +52,16 @@ class Env:
         return [r.at for r in requests if r.ok and r.params.get("text") == text]
 
 
-async def setup_account(bus: Bus, sandbox: str) -> None:
-    await bus.provision()
-    store = AccountStore(await bus.kv("accounts"), keyring())
-    await store.put(
-        Account(
-            channel=Channel.TELEGRAM,
-            id="shop",
-            workspace_id="demo",
-            settings={"api_base_url": f"{sandbox}/telegram"},
-            secrets={"token": TOKEN},
-        )
-    )
-
-
 @pytest.fixture
 async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "sched_bot")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await setup_account(bus, sandbox)
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        yield Env(box, url, bus, http, nats_url)
+
+    def accounts(sandbox: str) -> list[Account]:
+        return [telegram_shop(sandbox, TOKEN)]
+
+    async with outbound_stack(box, nats_url, monkeypatch, accounts, timeout=30) as stack:
+        yield Env(**vars(stack), nats_url=nats_url)
 
 
 def body(text: str, **extra: Any) -> dict[str, Any]:
@@ -304,21 +282,9 @@ async def test_a_scheduled_send_fires_on_time_after_its_instance_was_sigkilled(
     box.telegram.add_bot(TOKEN, "sched_bot")
     async with serve(box.app()) as sandbox:
         bus = await Bus.connect(nats_url, name="setup")
-        await setup_account(bus, sandbox)
+        await register(bus, telegram_shop(sandbox, TOKEN))
         env = service_env(nats_url)
-        procs: dict[str, ServiceProcess] = {}
-        for i in range(2):
-            port = free_port()
-            procs[f"out{i}"] = ServiceProcess(
-                "switchboard.outbound",
-                {
-                    **env,
-                    "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(port),
-                    "SWITCHBOARD_OUTBOUND_INSTANCE_ID": f"out{i}",
-                },
-                tmp_path / f"outbound{i}.log",
-                port=port,
-            ).start()
+        procs = start_outbound_instances(env, tmp_path)
         try:
             for p in procs.values():
                 await p.ready()

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from tests.support.stack import API_KEY, KEY, keyring, service_env
+from tests.support.outbound import register, start_outbound_instances, telegram_shop
+from tests.support.stack import API_KEY, KEY, service_env
 from tests.support.streams import stream_messages
 from tests.support.timing import max_in_window
 
@@ -35,10 +36,9 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
 from switchboard.outbound.campaigns.pool import MOVED
 from switchboard.outbound.campaigns.state import campaign_key
-from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import free_port
-from switchboard.runtime.testing import ServiceProcess, eventually, serve_app
+from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
@@ -89,26 +89,16 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
     async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
         bus = await Bus.connect(nats_url, name="setup")
         stack.push_async_callback(bus.close)
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        await store.put(
+        pool = [
             Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
+                channel=Channel.MTPROTO,
+                id=sid,
                 workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
+                settings={"status": "active", "limits": {"account": [USER_RATE, 1]}},
             )
-        )
-        for sid in senders:
-            await store.put(
-                Account(
-                    channel=Channel.MTPROTO,
-                    id=sid,
-                    workspace_id="demo",
-                    settings={"status": "active", "limits": {"account": [USER_RATE, 1]}},
-                )
-            )
+            for sid in senders
+        ]
+        await register(bus, telegram_shop(sandbox, TOKEN), *pool)
         gateway = await stack.enter_async_context(
             serve_app(
                 create_gateway(
@@ -147,19 +137,7 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
         await eventually(connected, timeout=60, message="both sessions connected")
 
         env = service_env(nats_url, SWITCHBOARD_OUTBOUND_CAMPAIGN_LEASE_S=4)
-        procs: dict[str, ServiceProcess] = {}
-        for i in range(2):
-            port = free_port()
-            procs[f"out{i}"] = ServiceProcess(
-                "switchboard.outbound",
-                {
-                    **env,
-                    "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(port),
-                    "SWITCHBOARD_OUTBOUND_INSTANCE_ID": f"out{i}",
-                },
-                tmp_path / f"outbound{i}.log",
-                port=port,
-            ).start()
+        procs = start_outbound_instances(env, tmp_path)
         stack.callback(lambda: [p.stop() for p in procs.values()])
         for proc in procs.values():
             await proc.ready()
