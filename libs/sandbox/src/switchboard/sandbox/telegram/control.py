@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, query_bool, read_json
+from switchboard.sandbox.httpjson import ControlError, base64_field, query_bool, read_json
 from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.files import KIND_CODES, image_size
 from switchboard.sandbox.telegram.state import TgBot
@@ -107,10 +105,7 @@ def control_routes(provider: TelegramProvider) -> RouteTable:
         kind = str(data.get("kind") or "photo")
         if kind not in KIND_CODES:
             raise ControlError(f"kind must be one of {', '.join(KIND_CODES)}")
-        try:
-            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise ControlError("content_base64 must be base64") from None
+        content = base64_field(data)
         if kind == "photo":
             width, height = image_size(content) or (1280, 960)
             sizes = bot.files.add_photo(width, height, len(content), content)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from switchboard.sandbox.handshakes import handshake
 from switchboard.sandbox.viber.state import CHAT_HOSTNAME, ViberBot, ViberState
 from switchboard.sandbox.webhooks import SpacedSteps, WebhookTarget
 
@@ -64,29 +65,20 @@ async def check_webhook(state: ViberState, bot: ViberBot, url: str) -> bool:
     body = event(state, bot, "webhook")
     raw = json.dumps(body, separators=(",", ":")).encode()
     headers = {"content-type": "application/json", SIGNATURE_HEADER: signature(bot.token, raw)}
-    clock = state.core.clock
-    started = clock.monotonic()
-    status: int | None = None
-    problem: str | None = None
-    try:
-        response = await state.core.http.get().post(
-            url, content=raw, headers=headers, timeout=state.config.webhook_check_timeout
-        )
-        status = response.status_code
-        if status != 200:
-            problem = f"{status} {response.reason_phrase}"
-    except httpx.HTTPError as exc:
-        problem = type(exc).__name__
-    state.core.recorder.add_delivery(
+    timeout = state.config.webhook_check_timeout
+
+    def problem_of(response: httpx.Response) -> str | None:
+        ok = response.status_code == 200
+        return None if ok else f"{response.status_code} {response.reason_phrase}"
+
+    problem = await handshake(
+        state.core,
         provider="viber",
         account=bot.uri,
         url=url,
         ref="webhook",
-        attempt=1,
-        status=status,
-        ok=problem is None,
-        error=problem,
-        started_mono=started,
+        request=lambda http: http.post(url, content=raw, headers=headers, timeout=timeout),
+        problem_of=problem_of,
     )
     return problem is None
 

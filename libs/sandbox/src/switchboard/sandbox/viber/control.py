@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, read_json
+from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
 from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -118,10 +116,7 @@ def control_routes(provider: ViberProvider) -> RouteTable:
         """Put a file on the fake media CDN (bytes as base64); the answered `url` goes in an
         injected message's `media`, and a GET of it returns the same bytes."""
         data = await read_json(request)
-        try:
-            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise ControlError("content_base64 must be base64") from None
+        content = base64_field(data)
         name = str(data.get("file_name") or "photo.jpg")
         if "/" in name or not name.strip("."):
             raise ControlError("file_name must be a plain file name")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, read_json
+from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
 from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -94,10 +92,7 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         injected message (`image.id`, ...), and the Cloud API serves its bytes."""
         number = provider.find(request.path_params["number"])
         data = await read_json(request)
-        try:
-            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise ControlError("content_base64 must be base64") from None
+        content = base64_field(data)
         mime = str(data.get("mime_type") or "image/jpeg")
         media = provider.state.media.add(
             number.phone_number_id, content, mime, data.get("filename")
