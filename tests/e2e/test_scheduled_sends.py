@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from tests.support.outbound import (
@@ -50,6 +51,31 @@ class Env(OutboundStack):
         """When the sandbox bot accepted each message with ``text``."""
         requests = self.box.recorder.requests(provider="telegram", method="sendMessage")
         return [r.at for r in requests if r.ok and r.params.get("text") == text]
+
+    async def sent_eventually(self, text: str, timeout: float) -> list[float]:
+        """Once the bot accepted ``text``: when it did (each time)."""
+
+        async def sent() -> list[float]:
+            return self.sent(text)
+
+        return await eventually(sent, timeout=timeout)
+
+    async def schedule(self, text: str, message_id: str, not_before: str) -> None:
+        """Send ``text`` no earlier than ``not_before`` over HTTP, once it is on record."""
+        r = await self.http.post(
+            f"{self.url}/v1/messages",
+            json=body(text, message_id=message_id, not_before=not_before),
+            headers=A,
+        )
+        assert r.status_code == 202, r.text
+        await eventually(lambda: status(self, message_id), timeout=30)
+
+    async def reschedule(self, message_id: str, not_before: str) -> httpx.Response:
+        return await self.http.post(
+            f"{self.url}/v1/messages/{message_id}/reschedule",
+            json={"not_before": not_before},
+            headers=A,
+        )
 
 
 @pytest.fixture
@@ -143,13 +169,7 @@ async def test_a_naive_time_on_the_bus_is_dead_lettered_at_once_with_the_reason(
 
 
 async def test_a_cancelled_send_never_leaves(env: Env) -> None:
-    r = await env.http.post(
-        f"{env.url}/v1/messages",
-        json=body("cancel me", message_id="sch-cancel", not_before=ahead(4)),
-        headers=A,
-    )
-    assert r.status_code == 202, r.text
-    await eventually(lambda: status(env, "sch-cancel"), timeout=30)
+    await env.schedule("cancel me", "sch-cancel", ahead(4))
     other = await env.http.post(f"{env.url}/v1/messages/sch-cancel/cancel", headers=B)
     assert other.status_code == 404  # another workspace's message does not exist for it
     r = await env.http.post(f"{env.url}/v1/messages/sch-cancel/cancel", headers=A)
@@ -167,36 +187,16 @@ async def test_a_cancelled_send_never_leaves(env: Env) -> None:
 
 
 async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -> None:
-    r = await env.http.post(
-        f"{env.url}/v1/messages",
-        json=body("move me", message_id="sch-move", not_before=ahead(3)),
-        headers=A,
-    )
-    assert r.status_code == 202, r.text
-    await eventually(lambda: status(env, "sch-move"), timeout=30)
-    naive = await env.http.post(
-        f"{env.url}/v1/messages/sch-move/reschedule",
-        json={"not_before": "2030-01-01T12:00:00"},
-        headers=A,
-    )
+    await env.schedule("move me", "sch-move", ahead(3))
+    naive = await env.reschedule("sch-move", "2030-01-01T12:00:00")
     assert naive.status_code == 422, naive.text
     assert "not_before" in naive.text
-    past = await env.http.post(
-        f"{env.url}/v1/messages/sch-move/reschedule", json={"not_before": ahead(-5)}, headers=A
-    )
+    past = await env.reschedule("sch-move", ahead(-5))
     assert past.status_code == 422, past.text
     new_time = datetime.now(UTC) + timedelta(seconds=6)
-    r = await env.http.post(
-        f"{env.url}/v1/messages/sch-move/reschedule",
-        json={"not_before": new_time.isoformat()},
-        headers=A,
-    )
+    r = await env.reschedule("sch-move", new_time.isoformat())
     assert r.status_code == 200, r.text
-
-    async def sent() -> list[float]:
-        return env.sent("move me")
-
-    at = await eventually(sent, timeout=60)
+    at = await env.sent_eventually("move me", timeout=60)
     assert len(at) == 1
     assert at[0] >= new_time.timestamp()  # not at the first time: correctness, not timing
     moved = [e for e in await deliveries(env, "sch-move") if isinstance(e, DeliveryRescheduled)]
@@ -206,25 +206,11 @@ async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -
 
 async def test_a_send_moved_earlier_leaves_at_its_new_time_once(env: Env) -> None:
     first_time = datetime.now(UTC) + timedelta(seconds=60)
-    r = await env.http.post(
-        f"{env.url}/v1/messages",
-        json=body("sooner", message_id="sch-early", not_before=first_time.isoformat()),
-        headers=A,
-    )
-    assert r.status_code == 202, r.text
-    await eventually(lambda: status(env, "sch-early"), timeout=30)
+    await env.schedule("sooner", "sch-early", first_time.isoformat())
     new_time = datetime.now(UTC) + timedelta(seconds=2)
-    r = await env.http.post(
-        f"{env.url}/v1/messages/sch-early/reschedule",
-        json={"not_before": new_time.isoformat()},
-        headers=A,
-    )
+    r = await env.reschedule("sch-early", new_time.isoformat())
     assert r.status_code == 200, r.text
-
-    async def sent() -> list[float]:
-        return env.sent("sooner")
-
-    at = await eventually(sent, timeout=50)
+    at = await env.sent_eventually("sooner", timeout=50)
     assert new_time.timestamp() <= at[0] < first_time.timestamp()
     # the original command was replaced, not left to send a second time at its old time
     await eventually(lambda: settled_in_stream(env), timeout=30)
