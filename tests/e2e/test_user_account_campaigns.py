@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from tests.support.outbound import register, start_outbound_instances, telegram_shop
 from tests.support.stack import API_KEY, KEY, service_env
 from tests.support.streams import stream_messages
+from tests.support.telethon_wire import gateway_on_the_wire_fake
 from tests.support.timing import max_in_window
 
 from switchboard.events.catalog.common import Channel
@@ -29,11 +29,8 @@ from switchboard.events.catalog.delivery import CampaignCompleted, DeliveryFaile
 from switchboard.events.catalog.mtproto import FloodWaited, SessionConnected
 from switchboard.events.catalog.outbound import StartCampaign
 from switchboard.events.ids import stable_hash
-from switchboard.mtproto import app as mtproto_app
 from switchboard.mtproto.app import create_app as create_gateway
-from switchboard.mtproto.ports import MtprotoAdapter
 from switchboard.mtproto.settings import MtprotoSettings
-from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
 from switchboard.outbound.campaigns.pool import MOVED
 from switchboard.outbound.campaigns.state import campaign_key
 from switchboard.runtime.accounts import Account
@@ -52,10 +49,6 @@ API_HASH = "0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-async def _nothing() -> None:
-    return None
-
-
 def _name(i: int) -> str:
     return f"pool_c{i:03d}"
 
@@ -66,15 +59,7 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
 ) -> None:
     box = Sandbox(SandboxConfig())
     bot = box.telegram.add_bot(TOKEN, "pool_shop_bot")
-    await box.mtproto_wire.start()
-    center = DataCenter.from_descriptor(box.mtproto_wire.descriptor())
-
-    def telethon_on_the_wire_fake(
-        _: MtprotoSettings,
-    ) -> tuple[MtprotoAdapter, Callable[[], Awaitable[None]]]:
-        return TelethonAdapter(timeout=15.0, data_center=center), _nothing
-
-    monkeypatch.setattr(mtproto_app, "make_adapter", telethon_on_the_wire_fake)
+    await gateway_on_the_wire_fake(box, monkeypatch)
     fake = box.mtproto
     senders = {
         "ann": fake.add_user("15550010001", first_name="Ann")[0],
