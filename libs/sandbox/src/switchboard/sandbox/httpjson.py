@@ -11,10 +11,12 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from switchboard.sandbox.errors import SandboxError
+
 T = TypeVar("T")
 
 
-class ControlError(Exception):
+class ControlError(SandboxError):
     """A control request that cannot be served; becomes `{"error": message}` with `status`."""
 
     def __init__(self, message: str, status: int = 400) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.responses import JSONResponse, Response
 
+from switchboard.sandbox.errors import SandboxError
 from switchboard.sandbox.handshakes import handshake
 from switchboard.sandbox.webhooks import WebhookTarget
 from switchboard.sandbox.whatsapp.state import Subscription, WaNumber, WhatsAppState
@@ -24,7 +25,7 @@ from switchboard.sandbox.whatsapp.state import Subscription, WaNumber, WhatsAppS
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
-class VerificationError(Exception):
+class VerificationError(SandboxError):
     """The callback URL did not echo the challenge (Meta's "couldn't be validated")."""
 
 
