@@ -42,6 +42,8 @@ class MessagingState(Protocol):
 
 
 class Closable(Protocol):
+    """Something holding background tasks (an emitter of follow-up webhooks)."""
+
     async def aclose(self) -> None: ...
 
 
