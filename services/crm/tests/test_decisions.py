@@ -3,6 +3,7 @@ appends, a repeated command changing nothing, and every refusal naming its reaso
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -176,16 +177,19 @@ def test_an_erasure_records_the_identities_hashes_once() -> None:
 # -- refusals --------------------------------------------------------------------------
 
 
+DECIDES: dict[type, Callable[..., Decision]] = {
+    ChangeLeadStage: decisions.change_lead_stage,
+    AssignLead: decisions.assign_lead,
+    CreateLead: decisions.create_lead,
+    UpdateContact: decisions.update_contact,
+    MergeContacts: decisions.merge_contacts,
+    SplitContact: decisions.split_contact,
+    EraseContact: decisions.erase_contact,
+}
+
+
 def _decide(cmd: Any, *states: Any) -> Decision:
-    return {
-        ChangeLeadStage: decisions.change_lead_stage,
-        AssignLead: decisions.assign_lead,
-        CreateLead: decisions.create_lead,
-        UpdateContact: decisions.update_contact,
-        MergeContacts: decisions.merge_contacts,
-        SplitContact: decisions.split_contact,
-        EraseContact: decisions.erase_contact,
-    }[type(cmd)](cmd, *states, CTX)
+    return DECIDES[type(cmd)](cmd, *states, CTX)
 
 
 SPLIT_TG = SplitContact(contact_id="ct_1", identity=TG)
