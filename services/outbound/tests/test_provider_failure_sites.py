@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -78,12 +79,18 @@ def _record(attempts: int = 1) -> Attempt:
     )  # fmt: skip
 
 
+def _parts(seen: Seen) -> dict[str, Any]:
+    """What every site is made of, the limiter and the records being ``seen``; the bus and
+    the account cache are never reached on these paths."""
+    return {
+        "bus": None, "accounts": None, "attempts": seen, "limiter": seen,
+        "breakers": Breakers(), "policy": POLICY,
+    }  # fmt: skip
+
+
 async def _send(err: ProviderError) -> Seen:
     seen = Seen()
-    sender = Sender(
-        bus=None, accounts=None, attempts=seen, limiter=seen, schedulers=None,  # type: ignore[arg-type]
-        breakers=Breakers(), clients={}, policy=POLICY,
-    )  # fmt: skip
+    sender = Sender(**_parts(seen), schedulers=None, clients={})
     limits = send_limits(Account(channel="telegram", id="bot1"), "42")
     await sender._on_error(Job(seen), _record(), err, limits)  # type: ignore[arg-type]
     return seen
@@ -91,26 +98,18 @@ async def _send(err: ProviderError) -> Seen:
 
 async def _dispatch(err: ProviderError) -> Seen:
     seen = Seen()
-    commands = ProviderCommands(
-        bus=None, accounts=None, attempts=seen, limiter=seen,  # type: ignore[arg-type]
-        breakers=Breakers(), client=None, policy=POLICY,  # type: ignore[arg-type]
-    )  # fmt: skip
-    account = Account(channel="generic", id="sp1")
+    commands = ProviderCommands(**_parts(seen), client=None)
+    key = account_key(Account(channel="generic", id="sp1"), "sendpulse")
     cmd = SimpleNamespace(name="outbound.send_email", account="sp1", message_id="e1")
-    key = account_key(account, "sendpulse")
     await commands._on_error(cmd, None, Msg(seen), _record(), err, "sendpulse.sp1", key)  # type: ignore[arg-type]
     return seen
 
 
 async def _convert(err: ProviderError) -> Seen:
     seen = Seen()
-    conversions = ConversionSender(
-        bus=None, accounts=None, attempts=seen, limiter=seen,  # type: ignore[arg-type]
-        breakers=Breakers(), http=None, policy=POLICY,  # type: ignore[arg-type]
-    )  # fmt: skip
+    conversions = ConversionSender(**_parts(seen), http=None)
     item = _Item(cmd=None, env=None, msg=Msg(seen), record=_record())  # type: ignore[arg-type]
-    account = Account(channel="generic", id="px1")
-    await conversions._on_error(err, account, None, [item], [{}])
+    await conversions._on_error(err, Account(channel="generic", id="px1"), None, [item], [{}])
     return seen
 
 
