@@ -48,9 +48,12 @@ def telegram_shop(sandbox: str, token: str) -> Account:
     return sandbox_account(sandbox, Channel.TELEGRAM, "shop", {"token": token})
 
 
-async def register(bus: Bus, *accounts: Account) -> AccountStore:
-    """Provision the bus and put ``accounts`` in its registry (sealed with the test keys)."""
-    await bus.provision()
+async def register(
+    bus: Bus, *accounts: Account, duplicate_window_s: float | None = None
+) -> AccountStore:
+    """Provision the bus (with JetStream's ``duplicate_window_s`` when given) and put
+    ``accounts`` in its registry (sealed with the test keys)."""
+    await bus.provision(duplicate_window_s=duplicate_window_s)
     store = AccountStore(await bus.kv("accounts"), keyring())
     for account in accounts:
         await store.put(account)
@@ -96,6 +99,7 @@ async def outbound_stack(
     monkeypatch: pytest.MonkeyPatch,
     accounts: Callable[[str], list[Account]],
     timeout: float = 60,
+    duplicate_window_s: float | None = None,
     **env: Any,
 ) -> AsyncIterator[OutboundStack]:
     """The sandbox served, ``accounts(sandbox_url)`` registered, and the outbound service
@@ -105,7 +109,7 @@ async def outbound_stack(
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="test")
         stack.push_async_callback(bus.close)
-        store = await register(bus, *accounts(sandbox))
+        store = await register(bus, *accounts(sandbox), duplicate_window_s=duplicate_window_s)
         url = await stack.enter_async_context(
             serve_app(create_app(load_settings(OutboundSettings)))
         )
