@@ -17,6 +17,7 @@ from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.conversions import ConversionSender, _Item
 from switchboard.outbound.dispatch import ProviderCommands
+from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.limits import LimitKey, account_key, send_limits
 from switchboard.outbound.providers.base import Failure, ProviderError
 from switchboard.outbound.sender import Sender, SendPolicy
@@ -135,3 +136,33 @@ async def test_every_rate_limit_pause_names_its_limit_key() -> None:
     for name, site in SITES.items():
         seen = await site(err)
         assert [key is not None for _, _, key in seen.pauses] == [True], name
+
+
+class Announced:
+    """An interaction's outcome: the failures it announced."""
+
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    async def failed(self, reason: str, code: str) -> None:
+        self.seen.failed.append((reason, False))
+
+
+@pytest.mark.parametrize(
+    ("fault", "deliveries", "nak", "failed"),
+    [
+        (Failure.RATE_LIMITED, 1, [1.0], []),  # the policy's wait, not a jittered backoff
+        (Failure.RATE_LIMITED, 10, [1.0], []),  # a rate limit never gives up
+        (Failure.RETRYABLE, 10, [], ["gave up after 10 attempts: down"]),
+        (Failure.PERMANENT, 1, [], ["down"]),
+    ],
+)
+async def test_an_interaction_follows_the_same_policy(
+    fault: Failure, deliveries: int, nak: list[float], failed: list[str]
+) -> None:
+    seen = Seen()
+    interactions = Interactions(None, None, seen, Breakers(), None)  # type: ignore[arg-type]
+    err = ProviderError(fault, "429" if fault is Failure.RATE_LIMITED else "500", "down")
+    await interactions._on_error(Msg(seen), Announced(seen), err, deliveries)  # type: ignore[arg-type]
+    assert seen.redeliver_after == nak
+    assert [reason for reason, _ in seen.failed] == failed
