@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, keyring, service_env, webhook_secret
+from tests.support.outbound import capi_pixel, register
+from tests.support.stack import API_KEY, service_env, webhook_secret
 from tests.support.streams import stream_messages
 
 from switchboard.analytics.app import create_app as analytics_app
@@ -35,7 +36,6 @@ from switchboard.ingest.app import create_app as ingest_app
 from switchboard.ingest.settings import IngestSettings
 from switchboard.outbound.app import create_app as outbound_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import free_port
 from switchboard.runtime.settings import load_settings
@@ -135,20 +135,7 @@ async def env(
         ).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.GENERIC,
-                id=PIXEL,
-                workspace_id="demo",
-                settings={
-                    "provider": "metacapi",
-                    "api_base_url": f"{sandbox}/graph",
-                    "graph_version": "v25.0",
-                },
-                secrets={"access_token": CAPI_TOKEN},
-            )
-        )
+        await register(bus, capi_pixel(sandbox, PIXEL, CAPI_TOKEN))
         await bus.close()
         ingest = await stack.enter_async_context(
             serve_app(ingest_app(load_settings(IngestSettings)), port=port)

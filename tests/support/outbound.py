@@ -48,6 +48,21 @@ def telegram_shop(sandbox: str, token: str) -> Account:
     return sandbox_account(sandbox, Channel.TELEGRAM, "shop", {"token": token})
 
 
+def capi_pixel(sandbox: str, pixel: str, token: str, workspace: str = "demo") -> Account:
+    """A Meta pixel whose Conversions API is the sandbox's Graph API."""
+    return Account(
+        channel=Channel.GENERIC,
+        id=pixel,
+        workspace_id=workspace,
+        settings={
+            "provider": "metacapi",
+            "api_base_url": f"{sandbox}/graph",
+            "graph_version": "v25.0",
+        },
+        secrets={"access_token": token},
+    )
+
+
 async def register(
     bus: Bus, *accounts: Account, duplicate_window_s: float | None = None
 ) -> AccountStore:
