@@ -178,15 +178,7 @@ class UpdateFactory:
             language_code=self.rng.choice(_LANGS),
         )
         self.users.append(user)
-        self.state.add_chat(
-            self.bot,
-            user.id,
-            "private",
-            first_name=user.first_name,
-            last_name=user.last_name,
-            username=user.username,
-            language_code=user.language_code,
-        )
+        self._chat(user)
         return user
 
     def _chat(self, user: SimUser) -> TgChat:
