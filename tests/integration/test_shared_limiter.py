@@ -176,7 +176,8 @@ async def test_a_reply_overtakes_a_bulk_backlog_held_by_another_instance(
 
 
 async def test_a_late_send_moves_only_the_slots_a_window_on(nats_url: str) -> None:
-    """A send counted 40 ms late (written by another instance) moves a slot or two a window
+    """A send counted 40 ms late (written by another instance, or carried by the next lease
+    of the instance that sent it) moves a slot or two a window
     on from it, and nothing else: the last slot is where it would have been without it
     (holds that shifted every later slot cost each window the lateness again). Every slot
     keeps the provider's window, the late send counted at its latest."""
@@ -187,18 +188,22 @@ async def test_a_late_send_moves_only_the_slots_a_window_on(nats_url: str) -> No
     a, b = (SharedLimiter(kv, clock=lambda: clock[0], margin=0.01) for _ in range(2))
     allowance = a.allowance(Limit(30))
 
-    async def run(name: str, late: float) -> list[float]:
+    async def run(name: str, late: float, carried: bool = False) -> list[float]:
         clock[0] = 2_000_000.0
         bot = LimitKey(name, Limit(30, burst=5))
         slots = list((await a.lease(bot, 30)).slots)
-        if late:
-            await b.counted_late(bot, [(slots[10], late)])
+        if late and carried:
+            b.note_late(bot, slots[10], late)  # b's next lease writes it
+        elif late:
+            a.note_late(bot, slots[10], late)
+            await a.counted_late(bot)
         while len(slots) < 90:
             clock[0] = slots[-1]  # time goes on as the slots are used
             slots.extend((await b.lease(bot, 10, horizon=0.5)).slots)
         return slots
 
     plain, held = await run("tg.bot.plain", 0.0), await run("tg.bot.late", 0.040)
+    assert await run("tg.bot.carried", 0.040, carried=True) == held
     moved = [i for i, (x, y) in enumerate(zip(plain, held, strict=True)) if abs(x - y) > 1e-6]
     assert moved  # the window after the late send waited for it...
     # ...and only there, a window on from it (and from the slot it moved): nothing adds up

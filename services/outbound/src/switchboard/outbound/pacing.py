@@ -77,6 +77,7 @@ class Holds:
             return covered
         account = limits.account
         if noteworthy(late, self.limiter.allowance(account.limit)):
+            self.limiter.note_late(account, at, late)
             self._queue(account, True, (at, late))
         recipient = limits.recipient
         if recipient is not None and (by := push(recipient, late, self.limiter.margin)) > 0:
@@ -96,7 +97,7 @@ class Holds:
                 key, windowed, late = found
                 try:
                     if windowed:
-                        await self.limiter.counted_late(key, late)
+                        await self.limiter.counted_late(key)  # unless a lease carried them
                     else:
                         await self.limiter.shift(key, late)
                 except Exception as exc:  # the bus is down: nothing can be sent either

@@ -171,6 +171,9 @@ class SharedLimiter:
     # The last state and revision this instance saw per key: a write with it usually
     # succeeds without a read first. Only a hint: compare-and-swap decides.
     _seen: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
+    # Late sends of leased keys noted here and not yet written (``note_late``): the next
+    # lease of the key carries them in its own write, or ``counted_late`` writes them.
+    _late: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def spacing(self, limit: Limit) -> float:
         """A claimed (recipient) key's interval: the rate's, plus the margin."""
@@ -237,26 +240,52 @@ class SharedLimiter:
             now = self.clock()
             state, revision = await self._current(name)
             last = now + horizon + 1e-9 if horizon is not None else math.inf
-            window = state.window.trim(pace.count, pace.per, pace.allowance, now)
+            late = list(self._late.get(name, ()))
+            window = state.window
+            for slot, seconds in late:
+                window = window.late(slot, seconds)
+            window = window.trim(pace.count, pace.per, pace.allowance, now)
             earliest = max(now, not_before)
             slots, tat, window, first = pick_slots(pace, state.tat, window, want, earliest, last)
             if not slots:
                 return Lease((), first - (horizon or 0.0))
             if await self._write(name, replace(state, tat=tat, window=window), revision):
+                self._written(name, late)
                 return Lease(tuple(slots), tat)
             await self._read(name)  # another instance moved it: look again
         raise LimiterContentionError(f"could not lease slots of {key.name}")
 
-    async def counted_late(self, key: LimitKey, late: Sequence[tuple[float, float]]) -> None:
-        """Sends of these leased slots may have been counted this many seconds after them:
-        ``(slot, seconds)``. The window logs it for every instance, so the slot a window on
-        from each comes that much later (``window.WindowLog.late``); leases reach less than
-        a window ahead, so that slot is still free."""
+    def note_late(self, key: LimitKey, slot: float, seconds: float) -> None:
+        """The send of ``key``'s leased ``slot`` may have been counted ``seconds`` after it.
+        The window must know before anyone leases a window on from it: the next lease of
+        the key here carries it in its own write (no write of its own to race the leases),
+        else ``counted_late``."""
+        self._late.setdefault(kv_key(key.name), []).append((slot, seconds))
+
+    def _written(self, name: str, done: Sequence[tuple[float, float]]) -> None:
+        """These noted late sends of ``name`` are in the KV value now (a lease and a write
+        may carry the same ones: each leaves once)."""
+        pending = self._late.get(name)
+        if pending is None:
+            return
+        for item in done:
+            with contextlib.suppress(ValueError):
+                pending.remove(item)
+        if not pending:
+            del self._late[name]
+
+    async def counted_late(self, key: LimitKey) -> None:
+        """Write the late sends noted for ``key`` (``note_late``) that no lease carried yet.
+        The window logs them for every instance, so the slot a window on from each comes
+        that much later (``window.WindowLog.late``); leases reach less than a window ahead,
+        so that slot is still free."""
         pace = self.pace(key.limit)
         name = kv_key(key.name)
         for attempt in range(40):
-            # The cached view first: it saves a round trip when this instance leased last,
-            # and the write must land before anyone leases a window on.
+            late = list(self._late.get(name, ()))
+            if not late:
+                return  # a lease carried them meanwhile
+            # The cached view first: it saves a round trip when this instance leased last.
             cached = self._guess(name) if attempt == 0 else None
             state, revision = cached if cached is not None else await self._read(name)
             window = state.window
@@ -264,10 +293,12 @@ class SharedLimiter:
                 window = window.late(slot, seconds)
             window = window.trim(pace.count, pace.per, pace.allowance, self.clock())
             if window == state.window and cached is None:
+                self._written(name, late)
                 return
             if window != state.window and await self._write(
                 name, replace(state, window=window), revision
             ):
+                self._written(name, late)
                 return
         raise LimiterContentionError(f"could not note late sends of {key.name}")
 
