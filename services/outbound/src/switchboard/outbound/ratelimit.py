@@ -187,7 +187,12 @@ class SharedLimiter:
     def pace(self, limit: Limit) -> Pace:
         """A leased key's window and pace."""
         return Pace(
-            limit.window_count, limit.per, self.allowance(limit), limit.interval, limit.tolerance
+            limit.window_count,
+            limit.per,
+            self.allowance(limit),
+            limit.interval,
+            limit.tolerance,
+            gap=limit.interval / limit.burst,
         )
 
     # -- KV plumbing ---------------------------------------------------------------------

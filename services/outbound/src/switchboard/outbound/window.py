@@ -115,13 +115,16 @@ class WindowLog:
 @dataclass(frozen=True)
 class Pace:
     """A leased key's rules: its window (``count`` per ``per``, each send taken as counted
-    up to ``allowance`` after its slot) and its GCRA pace (``interval``, ``tolerance``)."""
+    up to ``allowance`` after its slot) and its GCRA pace (``interval``, ``tolerance``),
+    with slots never closer than ``gap``: a pace that catches up still spreads its sends,
+    so a pause a provider answers reaches every instance before the next one leaves."""
 
     count: int
     per: float
     allowance: float
     interval: float
     tolerance: float
+    gap: float = 0.0
 
 
 def pick_slots(
@@ -130,12 +133,14 @@ def pick_slots(
     """Up to ``want`` slots from ``earliest`` to ``last``, each admitted by the window and
     the pace: (slots, the TAT and window after them, the first slot that did not fit)."""
     slots: list[float] = []
+    latest = max((c.slot for c in window.sends), default=-math.inf)
     while len(slots) < want:
         opens = window.earliest(pace.count, pace.per, pace.allowance)
-        t = max(earliest, tat - pace.tolerance, opens)
+        t = max(earliest, tat - pace.tolerance, opens, latest + pace.gap)
         if t > last:
             return slots, tat, window, t
         slots.append(t)
         window = window.add(t)
         tat = max(tat, t) + pace.interval
+        latest = max(latest, t)
     return slots, tat, window, math.inf
