@@ -265,7 +265,11 @@ class SharedLimiter:
         The window must know before anyone leases a window on from it: the next lease of
         the key here carries it in its own write (no write of its own to race the leases),
         else ``counted_late``."""
-        self._late.setdefault(kv_key(key.name), []).append((slot, seconds))
+        pending = self._late.setdefault(kv_key(key.name), [])
+        # What could not be written within two windows no longer matters (the bus is down)
+        stale = self.clock() - 2 * key.limit.per
+        pending[:] = [item for item in pending if item[0] > stale]
+        pending.append((slot, seconds))
 
     def _written(self, name: str, done: Sequence[tuple[float, float]]) -> None:
         """These noted late sends of ``name`` are in the KV value now (a lease and a write
