@@ -193,7 +193,7 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
                 str(E2E_SECONDS),
                 str(E2E_RATE),
                 "X-Telegram-Bot-Api-Secret-Token: s",
-                env={**os.environ, "LOADGEN_START_AT": str(start_at)},
+                env={**os.environ, "LOADGEN_START_AT": str(start_at), "LOADGEN_FIRST_ID": "1"},
                 stdout=asyncio.subprocess.PIPE,
             )
             api = ApiWatcher(http, f"http://127.0.0.1:{crm_port}")

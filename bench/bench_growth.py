@@ -14,8 +14,9 @@ the largest size over the smallest (sublinear when below the size ratio).
 
 Then runs bench_outbound.py (backlog only, `BENCH_GROWTH_OUTBOUND_MESSAGES`, default 6000)
 with 1, 2 and 3 outbound instances and prints each run's CPU milliseconds per message of
-every process, so a reader can predict the cores a load needs. Not measured here yet: ingest
-at 1, 2 and 3 instances.
+every process, so a reader can predict the cores a load needs; and the ingest at 1, 2 and
+3 instances the same way (ingest_scaling.py: webhooks/s, the normalizers' catch-up, CPU per
+webhook of every process).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 import asyncpg
 
 from bench_crm import load
+from ingest_scaling import ingest_scaling
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from traffic import realistic
@@ -160,7 +162,7 @@ def outbound_scaling() -> list[str]:
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-growth-"))
     results = [await measure(tmp, size) for size in SIZES]
-    scaling = outbound_scaling()
+    scaling = outbound_scaling() + await ingest_scaling()
     print()
     print("\n".join(scaling))
     for replays in results:

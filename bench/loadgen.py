@@ -20,7 +20,14 @@ import os
 import sys
 import time
 
-COUNTER = itertools.count(1)
+# Update ids unique to this run: the ingest stores each update under its id and JetStream
+# drops a repeat within its duplicate window (2 min), so a run that restarted at 1 measured
+# the duplicate path (nothing stored, nothing to normalize) after the first run.
+# LOADGEN_FIRST_ID pins the first id (a reader that maps update i to its due time, on a
+# fresh stream).
+COUNTER = itertools.count(
+    int(os.environ.get("LOADGEN_FIRST_ID") or int.from_bytes(os.urandom(4), "big") * 1_000_000 + 1)
+)
 
 
 def _request(path: str, host: str, headers: list[str]) -> bytes:

@@ -27,7 +27,16 @@ class IngestSettings(ServiceSettings):
     inbound_rate_per_account: float = Field(1000.0, gt=0, description="webhooks/s per instance")
     inbound_burst_per_account: float = Field(2000.0, ge=1)
     normalizer: bool = Field(True, description="run the raw -> conv normalizer in this process")
-    normalizer_concurrency: int = Field(32, ge=1, le=1024)
+    # Normalizations whose bus replies arrive together resume together, back to back in one
+    # turn of the event loop, and every webhook waits behind them. At 1200 webhooks/s, 32
+    # at once kept the loop busy 10 ms or more (CPU) about 100 times in 8 s (p50 20 ms); 8
+    # at once, 4 times (p50 6 ms). At 2000/s (more than one process sustains on 2 busy
+    # cores) 32 starved the webhooks (p50 1 s), 8 kept them at p50 7 ms and let the
+    # normalizer fall behind instead: the webhook's ack is the latency that matters, the
+    # normalizer catches up from RAW (docs/benchmarks.md).
+    normalizer_concurrency: int = Field(
+        8, ge=1, le=1024, description="raw events normalized at once in this process"
+    )
     probe_interval_s: float = Field(
         300.0, ge=1, description="how often /health/integrations probes each account"
     )

@@ -5,10 +5,11 @@ left (``SendWindow.left_at``) and the moment the answer came back. The usual par
 round trip (the fastest of the account's recent ones) delays every send alike and brings
 none closer to another; what goes beyond it, plus any delay in leaving after
 the slot, may have brought this send closer to the sends of the next window than the slots
-were. The limiter's margin gives each window ``per * margin`` of room: half of it absorbs
-such delays unnoticed; a send later than that opens a gap of the excess where the next
-window's slots would start (``SharedLimiter.shift``), for every instance, so that window
-begins a full window after the moment the provider may have counted this send.
+were. The limiter's margin leaves room for it: half of it absorbs such delays unnoticed; a
+send later than that is written down for every instance. On the account's key the window
+log takes it (``SharedLimiter.counted_late``): the slot a window after this send's moves,
+and only that one. On a recipient's key the next window's slots start that much later
+(``SharedLimiter.shift``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client import Counter
 
 from switchboard.outbound.limits import SendLimits
 from switchboard.outbound.ratelimit import LimitKey, SharedLimiter
+from switchboard.outbound.window import noteworthy
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -58,34 +60,46 @@ def push(key: LimitKey, late: float, margin: float) -> float:
 
 @dataclass
 class Holds:
-    """Writes the holds of late sends, one write per key at a time, merging the holds that
-    come up meanwhile (under load many sends are late together, and a write per send would
-    add load where it hurts)."""
+    """Writes down late sends, one write per key at a time, merging the ones that come up
+    meanwhile (under load many sends are late together, and a write per send would add load
+    where it hurts)."""
 
     limiter: SharedLimiter
-    pending: dict[str, tuple[LimitKey, list[tuple[float, float]]]] = field(default_factory=dict)
+    pending: dict[str, tuple[LimitKey, bool, list[tuple[float, float]]]] = field(
+        default_factory=dict
+    )
     writing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def note(self, limits: SendLimits, at: float, late: float, covered: float = 0.0) -> float:
-        """Hold back the next window after a send of ``at`` counted ``late`` (unless a hold
-        for ``covered`` was already noted); returns the lateness now covered."""
+        """A send of ``at`` may have been counted ``late`` after it (unless ``covered`` was
+        already noted); returns the lateness now covered."""
         if late <= covered:
             return covered
-        for key in (limits.account, limits.recipient):
-            if key is not None and (by := push(key, late, self.limiter.margin)) > 0:
-                HELD.inc()
-                self.pending.setdefault(key.name, (key, []))[1].append((at, by))
-                if key.name not in self.writing:
-                    task = asyncio.get_running_loop().create_task(self._write(key.name))
-                    self.writing[key.name] = task
+        account = limits.account
+        if noteworthy(late, self.limiter.allowance(account.limit)):
+            self.limiter.note_late(account, at, late)
+            self._queue(account, True, (at, late))
+        recipient = limits.recipient
+        if recipient is not None and (by := push(recipient, late, self.limiter.margin)) > 0:
+            self._queue(recipient, False, (at, by))
         return late
+
+    def _queue(self, key: LimitKey, windowed: bool, item: tuple[float, float]) -> None:
+        HELD.inc()
+        self.pending.setdefault(key.name, (key, windowed, []))[2].append(item)
+        if key.name not in self.writing:
+            task = asyncio.get_running_loop().create_task(self._write(key.name))
+            self.writing[key.name] = task
 
     async def _write(self, name: str) -> None:
         try:
             while (found := self.pending.pop(name, None)) is not None:
-                key, late = found
+                key, windowed, late = found
                 try:
-                    await self.limiter.shift(key, late)
+                    if windowed:
+                        await self.limiter.counted_late(key)  # unless a lease carried them
+                    else:
+                        await self.limiter.shift(key, late)
                 except Exception as exc:  # the bus is down: nothing can be sent either
                     log.warning("holding later slots back failed", key=name, error=str(exc))
         finally:

@@ -5,6 +5,13 @@ time" (TAT); a send at time T is allowed when T >= TAT - tolerance, and moves th
 max(TAT, T) + interval. Writes are compare-and-swap on the key's revision, so instances
 racing for the same bot or chat each get distinct slots.
 
+An account's key (leased, below) also keeps the provider's sliding window itself
+(``window.WindowLog``: when each recent send may have been counted), and a slot must also
+be one the window admits. GCRA there only keeps the pace smooth (at the exact rate, with
+``Limit.burst`` slots of catching up); the window decides, and the margin lives in it: a
+send is taken as counted up to ``margin`` of a window after its slot, or later when its
+answer shows it may have been (``counted_late``), and that moves only the slot a window on.
+
 Two operations serve the send path:
 - ``lease`` takes a block of consecutive slots of an account's key (a bot, a number) in one
   compare-and-swap: an instance with many sends for a bot pays one KV round trip per block
@@ -12,7 +19,12 @@ Two operations serve the send path:
   budget stays shared (another instance finds the TAT moved and leases after it). A slot an
   instance does not use is simply lost; it is never handed out twice.
 - ``claim`` takes one slot of a recipient's key (a chat, a pair) at a given time, or says
-  when that recipient is ready; a busy chat never blocks the account's other chats.
+  when that recipient is ready; a busy chat never blocks the account's other chats. These
+  keys are GCRA only, spaced with the margin, and a late send holds their next window back
+  (``shift``).
+
+The window travels in the key's value after a ``|``: an instance of a version before it
+cannot read an account's key and leases nothing until it is replaced (it never oversends).
 
 A provider's 429 ``retry_after`` is a pause key that every instance follows (``PauseView``
 watches them, so the send path reads no pause from KV), and it also pushes the paused key's
@@ -31,13 +43,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.events.ids import stable_hash
+from switchboard.outbound.window import Pace, WindowLog, pick_slots
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -62,6 +75,11 @@ class Limit:
     @property
     def tolerance(self) -> float:
         return self.interval * (self.burst - 1)
+
+    @property
+    def window_count(self) -> int:
+        """Sends the provider's window holds (a fractional rate rounds down, at least 1)."""
+        return max(1, math.floor(self.count + 1e-9))
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ class _State:
 
     tat: float = 0.0
     holds: tuple[tuple[float, float], ...] = ()
+    window: WindowLog = field(default_factory=WindowLog)
 
     def apply(self, t: float, slack: float) -> tuple[float, tuple[tuple[float, float], ...]]:
         """The slot a candidate ``t`` becomes, and the holds still waiting after it. A hold
@@ -109,20 +128,25 @@ class _State:
         return max([t, *due]), left
 
     def encode(self, now: float) -> bytes:
-        """``tat`` or ``tat;at:until;...`` (holds that ended are dropped)."""
+        """``tat`` or ``tat;at:until;...`` (holds that ended are dropped), then ``|`` and
+        the window when there is one."""
         live = [f"{a!r}:{b!r}" for a, b in self.holds if b > now - 1.0]
-        return ";".join([repr(self.tat), *live]).encode()
+        text = ";".join([repr(self.tat), *live])
+        if self.window.sends:
+            text += "|" + self.window.encode()
+        return text.encode()
 
     @classmethod
     def decode(cls, raw: bytes | None) -> _State:
         if not raw:
             return cls()
-        head, *rest = raw.decode().split(";")
+        gcra, _, window = raw.decode().partition("|")
+        head, *rest = gcra.split(";")
         holds = []
         for part in rest:
             a, _, b = part.partition(":")
             holds.append((float(a), float(b)))
-        return cls(float(head), tuple(sorted(holds)))
+        return cls(float(head), tuple(sorted(holds)), WindowLog.decode(window))
 
 
 @dataclass
@@ -137,18 +161,39 @@ class SharedLimiter:
 
     kv: KeyValue
     clock: Callable[[], float] = time.time
-    # Added to every interval: `margin` as a fraction of it, `safety` in seconds. Slots exactly
-    # 1/30 s apart would put the 31st send of a second on the provider's window edge; a few
-    # percent absorb the jitter between our clock and the moment the provider counts.
+    # The room left for what no answer shows of when the provider counted a send (clock
+    # differences, a late count that came back early): `margin` as a fraction of a window,
+    # `safety` in seconds. On an account's key it is the window log's allowance (``window``);
+    # on a recipient's key it is added to every interval.
     safety: float = 0.0
     margin: float = 0.0
     pauses: PauseView | None = None
     # The last state and revision this instance saw per key: a write with it usually
     # succeeds without a read first. Only a hint: compare-and-swap decides.
     _seen: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
+    # Late sends of leased keys noted here and not yet written (``note_late``): the next
+    # lease of the key carries them in its own write, or ``counted_late`` writes them.
+    _late: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def spacing(self, limit: Limit) -> float:
+        """A claimed (recipient) key's interval: the rate's, plus the margin."""
         return limit.interval * (1 + self.margin) + self.safety
+
+    def allowance(self, limit: Limit) -> float:
+        """How long after its slot a leased key's send is taken as counted, unless its answer
+        showed it may have been later (``window``): the margin of a window."""
+        return limit.per * self.margin + self.safety
+
+    def pace(self, limit: Limit) -> Pace:
+        """A leased key's window and pace."""
+        return Pace(
+            limit.window_count,
+            limit.per,
+            self.allowance(limit),
+            limit.interval,
+            limit.tolerance,
+            gap=limit.interval / limit.burst,
+        )
 
     # -- KV plumbing ---------------------------------------------------------------------
 
@@ -191,30 +236,80 @@ class SharedLimiter:
     async def lease(
         self, key: LimitKey, want: int, horizon: float | None = None, not_before: float = 0.0
     ) -> Lease:
-        """Up to ``want`` consecutive slots on ``key``, none later than now + ``horizon``
-        (no bound when None) nor earlier than ``not_before``."""
-        step = self.spacing(key.limit)
+        """Up to ``want`` slots on ``key``, none later than now + ``horizon`` (no bound when
+        None) nor earlier than ``not_before``: each at the exact rate's pace (GCRA with the
+        limit's burst) and admitted by the provider's window as logged (``window``)."""
+        pace = self.pace(key.limit)
         name = kv_key(key.name)
         for _ in range(40):
             now = self.clock()
             state, revision = await self._current(name)
             last = now + horizon + 1e-9 if horizon is not None else math.inf
-            tat, holds = state.tat, state.holds
-            slots: list[float] = []
-            while len(slots) < want:
-                candidate = max(now, not_before, tat - key.limit.tolerance)
-                t, rest = _State(tat, holds).apply(candidate, step / 2)
-                if t > last:
-                    break
-                slots.append(t)
-                tat, holds = max(tat, t) + step, rest
+            late = list(self._late.get(name, ()))
+            window = state.window
+            for slot, seconds in late:
+                window = window.late(slot, seconds)
+            window = window.trim(pace.count, pace.per, pace.allowance, now)
+            earliest = max(now, not_before)
+            slots, tat, window, first = pick_slots(pace, state.tat, window, want, earliest, last)
             if not slots:
-                first, _ = state.apply(max(now, not_before, tat - key.limit.tolerance), step / 2)
                 return Lease((), first - (horizon or 0.0))
-            if await self._write(name, _State(tat, holds), revision):
+            if await self._write(name, replace(state, tat=tat, window=window), revision):
+                self._written(name, late)
                 return Lease(tuple(slots), tat)
             await self._read(name)  # another instance moved it: look again
         raise LimiterContentionError(f"could not lease slots of {key.name}")
+
+    def note_late(self, key: LimitKey, slot: float, seconds: float) -> None:
+        """The send of ``key``'s leased ``slot`` may have been counted ``seconds`` after it.
+        The window must know before anyone leases a window on from it: the next lease of
+        the key here carries it in its own write (no write of its own to race the leases),
+        else ``counted_late``."""
+        pending = self._late.setdefault(kv_key(key.name), [])
+        # What could not be written within two windows no longer matters (the bus is down)
+        stale = self.clock() - 2 * key.limit.per
+        pending[:] = [item for item in pending if item[0] > stale]
+        pending.append((slot, seconds))
+
+    def _written(self, name: str, done: Sequence[tuple[float, float]]) -> None:
+        """These noted late sends of ``name`` are in the KV value now (a lease and a write
+        may carry the same ones: each leaves once)."""
+        pending = self._late.get(name)
+        if pending is None:
+            return
+        for item in done:
+            with contextlib.suppress(ValueError):
+                pending.remove(item)
+        if not pending:
+            del self._late[name]
+
+    async def counted_late(self, key: LimitKey) -> None:
+        """Write the late sends noted for ``key`` (``note_late``) that no lease carried yet.
+        The window logs them for every instance, so the slot a window on from each comes
+        that much later (``window.WindowLog.late``); leases reach less than a window ahead,
+        so that slot is still free."""
+        pace = self.pace(key.limit)
+        name = kv_key(key.name)
+        for attempt in range(40):
+            late = list(self._late.get(name, ()))
+            if not late:
+                return  # a lease carried them meanwhile
+            # The cached view first: it saves a round trip when this instance leased last.
+            cached = self._guess(name) if attempt == 0 else None
+            state, revision = cached if cached is not None else await self._read(name)
+            window = state.window
+            for slot, seconds in late:
+                window = window.late(slot, seconds)
+            window = window.trim(pace.count, pace.per, pace.allowance, self.clock())
+            if window == state.window and cached is None:
+                self._written(name, late)
+                return
+            if window != state.window and await self._write(
+                name, replace(state, window=window), revision
+            ):
+                self._written(name, late)
+                return
+        raise LimiterContentionError(f"could not note late sends of {key.name}")
 
     async def claim(self, key: LimitKey, at: float) -> float | None:
         """Take ``key``'s slot at ``at``: None when taken, else the time it is ready."""
@@ -249,7 +344,7 @@ class SharedLimiter:
         for _ in range(20):
             state, revision = await self._read(name)  # busy keys: a cached view is stale
             holds = tuple(sorted([*state.holds, *new]))
-            if await self._write(name, _State(state.tat, holds), revision):
+            if await self._write(name, replace(state, holds=holds), revision):
                 return
 
     async def pause(self, name: str, seconds: float, key: LimitKey | None = None) -> float:
@@ -267,8 +362,10 @@ class SharedLimiter:
             name_key = kv_key(key.name)
             for _ in range(20):
                 state, revision = await self._read(name_key)
-                later = _State(until, state.holds)
-                if state.tat >= until or await self._write(name_key, later, revision):
+                # GCRA lets a slot come `tolerance` before the TAT: none inside the pause
+                floor = until + key.limit.tolerance
+                later = replace(state, tat=floor)
+                if state.tat >= floor or await self._write(name_key, later, revision):
                     break
         return until
 

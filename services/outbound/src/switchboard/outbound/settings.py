@@ -35,7 +35,12 @@ class OutboundSettings(ServiceSettings):
         300.0, ge=1, description="how often /health/integrations probes an idle account"
     )
     limit_margin: float = Field(
-        0.03, ge=0, le=1, description="fraction added to every rate interval (jitter margin)"
+        0.01,
+        ge=0,
+        le=1,
+        description="safety: fraction of a window by which a send is taken as counted after "
+        "its slot beyond what its answer shows (an account's window), and added to every "
+        "interval of a recipient's limit; raise it if a provider still answers 429",
     )
     limit_safety_ms: float = Field(0.0, ge=0, description="milliseconds added to every interval")
     max_lateness_ms: float = Field(

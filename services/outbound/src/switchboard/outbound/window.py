@@ -1,0 +1,146 @@
+"""The provider's sliding window as the limiter sees it: the latest time each recent send of
+a key may have been counted.
+
+Telegram (and the sandbox, PROTOCOLS.md) refuses a send when ``count`` sends were counted in
+the ``per`` seconds before it. A send is counted no earlier than its slot (it never leaves
+before it) and no later than its slot plus what its answer showed of lateness (``pacing``)
+plus the margin, the room left for what no answer shows. So a new slot ``t`` is safe when
+at most ``count - 1`` of the known latest-count times are later than ``t - per``: the
+``count``-th latest of them plus ``per`` is the earliest slot the window admits
+(``WindowLog.earliest``). A late send moves only the slot that follows it by a window; the
+sends around it keep their pace (holds that shifted every later slot cost each window its
+latest send's lateness again).
+
+Proof sketch that no ``count + 1`` sends can be counted inside one window: of any such
+group, the send whose slot was taken last saw the other ``count`` already logged, each with
+a latest-counted time inside the window, so its slot was at least a window after the
+``count``-th latest of them: outside the window. It holds for any order of slots and any
+number of instances, since the log is one KV value written by compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+# Slots of one key are told apart by time; encoding rounds them to microseconds.
+_SAME_SLOT = 2e-6
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One send: its slot, and how late (seconds) its answer showed it may have counted."""
+
+    slot: float
+    late: float = 0.0
+
+    def latest(self, allowance: float) -> float:
+        """The latest time the provider may have counted it: its slot plus the allowance, or
+        plus its lateness and half the allowance (what no answer shows) when it was late."""
+        return self.slot + max(allowance, self.late + allowance / 2)
+
+
+def noteworthy(late: float, allowance: float) -> bool:
+    """Whether a send this late moves anything: the allowance absorbs up to half of itself."""
+    return late > allowance / 2
+
+
+@dataclass(frozen=True)
+class WindowLog:
+    """The sends of one key that can still matter, in slot order."""
+
+    sends: tuple[Counted, ...] = ()
+
+    def earliest(self, count: int, per: float, allowance: float) -> float:
+        """The earliest slot the provider's window admits (``-inf``: any)."""
+        if len(self.sends) < count:
+            return -math.inf
+        latest = sorted(c.latest(allowance) for c in self.sends)
+        return latest[-count] + per
+
+    def add(self, slot: float) -> WindowLog:
+        return WindowLog((*self.sends, Counted(slot)))
+
+    def late(self, slot: float, late: float) -> WindowLog:
+        """The send of ``slot`` may have been counted ``late`` after it. With several sends
+        at one slot (a burst), the least late of them takes it; a send no longer logged (it
+        could not matter then) comes back if it matters now."""
+        same = [i for i, c in enumerate(self.sends) if abs(c.slot - slot) <= _SAME_SLOT]
+        if not same:
+            sends = sorted((*self.sends, Counted(slot, late)), key=lambda c: c.slot)
+            return WindowLog(tuple(sends))
+        i = min(same, key=lambda j: self.sends[j].late)
+        if self.sends[i].late >= late:
+            return self
+        sends = list(self.sends)
+        sends[i] = replace(sends[i], late=late)
+        return WindowLog(tuple(sends))
+
+    def trim(self, count: int, per: float, allowance: float, now: float) -> WindowLog:
+        """Only what can still count: only the ``count`` latest decide ``earliest``, and a
+        send counted two windows before ``now`` is out of every window to come (one would
+        do, but an instance that read the clock before a slow read of the key may still pick
+        a slot a little before this ``now``)."""
+        live = [c for c in self.sends if c.latest(allowance) > now - 2 * per]
+        if len(live) > count:
+            keep = sorted(live, key=lambda c: c.latest(allowance))[-count:]
+            live = sorted(keep, key=lambda c: c.slot)
+        return self if len(live) == len(self.sends) else WindowLog(tuple(live))
+
+    def encode(self) -> str:
+        """``base,offset[:late],...`` with offsets and lateness in whole microseconds,
+        rounded up so a decoded latest time is never earlier than the true one."""
+        if not self.sends:
+            return ""
+        base = self.sends[0].slot
+        parts = [repr(base)]
+        for c in self.sends:
+            off = math.ceil((c.slot - base) * 1e6 - 1e-3)
+            parts.append(f"{off}:{math.ceil(c.late * 1e6)}" if c.late > 0 else str(off))
+        return ",".join(parts)
+
+    @classmethod
+    def decode(cls, text: str) -> WindowLog:
+        if not text:
+            return cls()
+        head, *rest = text.split(",")
+        base = float(head)
+        sends = []
+        for part in rest:
+            off, _, late = part.partition(":")
+            sends.append(Counted(base + int(off) / 1e6, int(late) / 1e6 if late else 0.0))
+        return cls(tuple(sends))
+
+
+@dataclass(frozen=True)
+class Pace:
+    """A leased key's rules: its window (``count`` per ``per``, each send taken as counted
+    up to ``allowance`` after its slot) and its GCRA pace (``interval``, ``tolerance``),
+    with slots never closer than ``gap``: a pace that catches up still spreads its sends,
+    so a pause a provider answers reaches every instance before the next one leaves."""
+
+    count: int
+    per: float
+    allowance: float
+    interval: float
+    tolerance: float
+    gap: float = 0.0
+
+
+def pick_slots(
+    pace: Pace, tat: float, window: WindowLog, want: int, earliest: float, last: float
+) -> tuple[list[float], float, WindowLog, float]:
+    """Up to ``want`` slots from ``earliest`` to ``last``, each admitted by the window and
+    the pace: (slots, the TAT and window after them, the first slot that did not fit)."""
+    slots: list[float] = []
+    latest = max((c.slot for c in window.sends), default=-math.inf)
+    while len(slots) < want:
+        opens = window.earliest(pace.count, pace.per, pace.allowance)
+        t = max(earliest, tat - pace.tolerance, opens, latest + pace.gap)
+        if t > last:
+            return slots, tat, window, t
+        slots.append(t)
+        window = window.add(t)
+        tat = max(tat, t) + pace.interval
+        latest = max(latest, t)
+    return slots, tat, window, math.inf

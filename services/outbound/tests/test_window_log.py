@@ -1,0 +1,170 @@
+"""The leased keys' window log, pure: slots it picks are accepted by the sandbox's own
+sliding-window counting (``switchboard.sandbox.ratelimit``) for many arrival patterns, with
+the provider counting each send anywhere its answer allows; a late send costs a slot's
+reordering, not a window's pace; and the log survives its KV encoding."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, replace
+
+import pytest
+
+from switchboard.outbound.window import Counted, Pace, WindowLog, noteworthy, pick_slots
+from switchboard.sandbox.ratelimit import RateLimiter, SlidingWindow
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """How sends arrive and how late the provider counts them."""
+
+    name: str
+    count: int = 30
+    per: float = 1.0
+    burst: int = 3
+    margin: float = 0.01
+    sends: int = 400
+    late_p: float = 0.5  # share of sends counted late...
+    late_max: float = 0.08  # ...by up to this much
+    idle_every: int = 0  # every n sends the key goes idle...
+    idle_s: float = 0.0  # ...this long
+    report_after: float = 0.05  # an answer shows lateness this long after the count
+    instances: int = 3  # leases taken in turn, each a block of up to `block`
+    block: int = 8
+    horizon: float = 0.5
+
+
+PATTERNS = [
+    Pattern("steady, on time", late_p=0.0),
+    Pattern("steady, half late by up to 80 ms"),
+    Pattern("every send late, up to 200 ms", late_p=1.0, late_max=0.2, report_after=0.1),
+    Pattern("late by more than a slot, rarely", late_p=0.05, late_max=0.3),
+    Pattern("bursts after idle seconds", idle_every=45, idle_s=1.3),
+    Pattern("short idle gaps inside windows", idle_every=7, idle_s=0.2),
+    Pattern("no margin, answers show all lateness", margin=0.0),
+    Pattern("one instance, one slot at a time", instances=1, block=1),
+    Pattern("no catching up (burst 1)", burst=1),
+    Pattern("catching up 5", burst=5),
+    Pattern("whole-window burst allowed", burst=30),
+    Pattern("a chat: 1 per second", count=1, per=1.0, burst=1, sends=60),
+    Pattern("a group: 20 per minute", count=20, per=60.0, burst=1, sends=120, late_max=2.0),
+    Pattern("a number: 80 per second", count=80, sends=800),
+]
+
+
+def simulate(p: Pattern, seed: int) -> tuple[list[float], list[float]]:
+    """Slots taken by ``p.instances`` leasing in turn from one shared log (the KV value),
+    and the moments the provider counted them. Lateness reaches the log only once its
+    answer is back; a send counted within half the allowance of its slot reports nothing
+    (``noteworthy``), as the send path does."""
+    rng = random.Random(seed)
+    allowance = p.per * p.margin
+    interval = p.per / p.count
+    pace = Pace(p.count, p.per, allowance, interval, (p.burst - 1) * interval, interval / p.burst)
+    window, tat, now = WindowLog(), 0.0, 1000.0
+    slots: list[float] = []
+    counted: list[float] = []
+    reports: list[tuple[float, float, float]] = []  # (known at, slot, lateness)
+    turn = 0
+    while len(slots) < p.sends:
+        for known, slot, late in [r for r in reports if r[0] <= now]:
+            window = window.late(slot, late)
+            reports.remove((known, slot, late))
+        window = window.trim(p.count, p.per, allowance, now)
+        want = min(p.block, p.sends - len(slots))
+        got, tat, window, first = pick_slots(pace, tat, window, want, now, now + p.horizon)
+        for slot in got:
+            late = rng.uniform(0, p.late_max) if rng.random() < p.late_p else 0.0
+            # the provider counts it anywhere up to what its answer will show, or, when the
+            # answer shows nothing, within half the allowance
+            shown = late if noteworthy(late, allowance) else 0.0
+            counted.append(slot + (late if shown else min(late, allowance / 2)))
+            if shown:
+                reports.append((slot + late + p.report_after, slot, late))
+            slots.append(slot)
+            if p.idle_every and len(slots) % p.idle_every == 0:
+                now = max(now, slot) + p.idle_s
+        turn += 1
+        # the next instance asks when its previous block is half used, or when room opens
+        now = max(now, (got[len(got) // 2] if got else first - p.horizon), now + 1e-4)
+    return slots, counted
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.name)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_sandbox_window_accepts_every_slot(pattern: Pattern, seed: int) -> None:
+    _, counted = simulate(pattern, seed)
+    provider = RateLimiter()
+    rule = SlidingWindow(limit=pattern.count, window=pattern.per)
+    refused = [t for t in sorted(counted) if not provider.acquire([("bot", rule)], now=t).allowed]
+    assert refused == []
+
+
+def window_spans(slots: list[float], count: int = 30) -> list[float]:
+    """How long each run of ``count + 1`` consecutive slots took: a window and its margin
+    at full use."""
+    return [b - a for a, b in zip(slots, slots[count:], strict=False)]
+
+
+def test_on_time_sends_keep_the_rate_less_the_margin() -> None:
+    slots, _ = simulate(Pattern("steady", late_p=0.0, sends=900), 1)
+    spans = window_spans(slots[60:])
+    assert min(spans) == pytest.approx(1.01)
+    assert sum(spans) / len(spans) == pytest.approx(1.01, rel=1e-3)
+
+
+def test_late_sends_cost_their_reordering_not_a_window_each() -> None:
+    """Half the sends up to 80 ms late (40 ms on average among the late): a window of
+    sends takes less than 2.5 % longer than on time (a hold that shifted every later slot
+    lost the window's latest lateness each window, some 6 %), and catching up matters: with
+    no burst the pace loses more than twice that."""
+    late = Pattern("late", sends=1500)
+    spans = window_spans(simulate(late, 7)[0][60:])
+    assert sum(spans) / len(spans) < 1.01 * 1.025
+    stiff = window_spans(simulate(replace(late, burst=1), 7)[0][60:])
+    assert sum(stiff) / len(stiff) - 1.01 > 2 * (sum(spans) / len(spans) - 1.01)
+
+
+def test_a_late_report_raises_the_least_late_send_of_its_slot_and_never_lowers() -> None:
+    log = WindowLog((Counted(1.0), Counted(1.0), Counted(1.5)))
+    once = log.late(1.0, 0.04)
+    assert once.sends == (Counted(1.0, 0.04), Counted(1.0), Counted(1.5))
+    assert once.late(1.0, 0.02).sends == (Counted(1.0, 0.04), Counted(1.0, 0.02), Counted(1.5))
+    assert once.late(1.5, 0.0) == once
+    # a send trimmed away comes back when its lateness makes it matter
+    back = WindowLog((Counted(2.0),)).late(1.2, 0.9)
+    assert back.sends == (Counted(1.2, 0.9), Counted(2.0))
+
+
+def test_earliest_is_the_count_th_latest_counted_time_plus_a_window() -> None:
+    log = WindowLog(tuple(Counted(t) for t in (0.0, 0.1, 0.2)))
+    assert log.earliest(4, 1.0, 0.01) == -math.inf  # room in the window
+    assert log.earliest(3, 1.0, 0.01) == pytest.approx(1.01)
+    assert log.late(0.0, 0.5).earliest(3, 1.0, 0.01) == pytest.approx(1.11)
+    assert log.earliest(2, 1.0, 0.0) == pytest.approx(1.1)
+
+
+def test_trim_keeps_only_what_can_still_count() -> None:
+    log = WindowLog(tuple(Counted(t) for t in (0.0, 0.5, 0.9, 1.0)))
+    assert log.trim(2, 1.0, 0.0, now=1.2).sends == (Counted(0.9), Counted(1.0))
+    assert log.trim(10, 1.0, 0.0, now=2.55).sends == (Counted(0.9), Counted(1.0))
+    late = WindowLog((Counted(0.0, 0.8), Counted(0.5)))
+    assert late.trim(1, 1.0, 0.0, now=1.2).sends == (Counted(0.0, 0.8),)
+
+
+def test_the_log_survives_encoding_never_earlier() -> None:
+    log = WindowLog((Counted(1_796_454_566.0410347), Counted(1_796_454_566.07437, 0.0123456)))
+    again = WindowLog.decode(log.encode())
+    for old, new in zip(log.sends, again.sends, strict=True):
+        assert 0 <= new.slot - old.slot < 2e-6
+        assert 0 <= new.late - old.late < 2e-6
+    assert WindowLog.decode(WindowLog().encode()) == WindowLog()
+    assert again.late(log.sends[0].slot, 0.05).sends[0].late == 0.05  # found by its slot
+
+
+def test_a_catching_up_pace_still_spreads_its_slots() -> None:
+    slots, _ = simulate(Pattern("spread", late_p=0.3, sends=600), 4)
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps) >= 1 / 30 / 3 - 1e-9
