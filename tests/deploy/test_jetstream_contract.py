@@ -33,6 +33,7 @@ from switchboard.flows import runner as flows_runner
 from switchboard.ingest import normalizer
 from switchboard.mtproto import commands as mtproto_commands
 from switchboard.mtproto import dialogs as mtproto_dialogs
+from switchboard.mtproto import media_fetch as mtproto_media
 from switchboard.mtproto import relay as mtproto_relay
 from switchboard.mtproto import runner as mtproto_runner
 from switchboard.outbound import app as outbound_app
@@ -217,11 +218,12 @@ def test_runtime_durables_mirror_the_gateway_s_send_queues() -> None:
     """The per-session send durables the topology declares are the ones the gateway makes:
     same stream, same name shape, a filter the declared one covers."""
     mtproto = next(s for s in SERVICES if s.name == "mtproto")
-    queues, queries, deliveries = mtproto.runtime_durables
+    queues, queries, deliveries, media = mtproto.runtime_durables
     made = (
         (queues, mtproto_runner.send_consumer, [mtproto_runner.send_subject("sales-1")]),
         (queries, mtproto_dialogs.query_consumer, mtproto_dialogs.query_subjects("sales-1")),
         (deliveries, mtproto_relay.deliver_consumer, [mtproto_relay.deliver_subject("sales-1")]),
+        (media, mtproto_media.media_consumer, [mtproto_media.media_subject("sales-1")]),
     )
     for declared, consumer, subjects in made:
         assert declared.stream == mtproto_runner.STREAM
