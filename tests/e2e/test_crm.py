@@ -13,6 +13,7 @@ from tests.support.conv import T0, deleted, edited, publish_all, received, sent
 from tests.support.crm import AUTH, Crm, running_crm
 from tests.support.stack import OTHER_KEY
 
+from switchboard.crm.queries import encode_cursor
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
@@ -476,3 +477,19 @@ async def test_user_accounts_show_the_latest_status_of_each_session_per_workspac
     bad = await crm.http.get(f"{crm.url}/v1/user-accounts", headers=AUTH, params={"status": "x"})
     assert bad.status_code == 422
     assert "status" in bad.text
+
+
+async def test_lists_page_by_cursor_and_a_forged_cursor_is_a_400(crm: Crm) -> None:
+    await publish_all(
+        crm.nats_url,
+        [received(Channel.TELEGRAM, "demo", f"chat-{n}", f"hi {n}", n) for n in (1, 2, 3)],
+    )
+    whole = await crm.until("/v1/conversations", lambda b: len(b["items"]) == 3)
+    first = await crm.get("/v1/conversations", limit=2)
+    rest = await crm.get("/v1/conversations", limit=2, cursor=first["next_cursor"])
+    assert [c["id"] for c in first["items"] + rest["items"]] == [c["id"] for c in whole["items"]]
+    assert rest["next_cursor"] is None
+    forged = encode_cursor("not a time", "cv_1")
+    r = await crm.http.get(f"{crm.url}/v1/conversations", headers=AUTH, params={"cursor": forged})
+    assert r.status_code == 400
+    assert r.json()["code"] == "bad_cursor"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -83,6 +84,44 @@ class Filters:
         return " AND ".join(self.where)
 
 
+@dataclass(frozen=True)
+class Keyset:
+    """The two columns a list is ordered by and resumes after: a time, then a tie-breaker
+    (``alias.column``; the page's rows name them without the alias)."""
+
+    at: str
+    tie: str
+    descending: bool = True
+    tie_is_int: bool = False
+
+
+def resume_after(cursor: str, keys: Keyset) -> tuple[datetime, Any]:
+    """The position a cursor names (BadCursorError: not one this API made for ``keys``)."""
+    at, tie = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(at), int(tie) if keys.tie_is_int else str(tie)
+    except (TypeError, ValueError):
+        raise BadCursorError("cursor is not valid") from None
+
+
+async def _keyset_page(
+    conn: Conn, select: str, f: Filters, keys: Keyset, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """One page of ``select`` (a query up to its WHERE) filtered by ``f``, in ``keys``
+    order, starting after ``cursor``."""
+    if cursor:
+        later = "<" if keys.descending else ">"
+        f.add(f"({keys.at}, {keys.tie}) {later} ({{}}, {{}})", *resume_after(cursor, keys))
+    f.args.append(limit + 1)
+    order = " DESC" if keys.descending else ""
+    rows = await conn.fetch(
+        f"""{select} WHERE {f.sql()}
+            ORDER BY {keys.at}{order}, {keys.tie}{order} LIMIT ${len(f.args)}""",
+        *f.args,
+    )
+    return _page(list(rows), limit, keys.at.split(".")[-1], keys.tie.split(".")[-1])
+
+
 CONVERSATION_COLUMNS = """c.id, c.channel, c.account, c.chat_id, c.chat_type, c.title,
     c.first_message_at, c.last_message_at, c.message_count, c.last_preview,
     COALESCE(ct.merged_into, i.contact_id) AS contact_id"""
@@ -120,16 +159,9 @@ async def inbox(
                  AND m.search @@ plainto_tsquery('simple', {}))""",
             text,
         )
-    if cursor:
-        at, cid = decode_cursor(cursor, 2)
-        f.add("(c.last_message_at, c.id) < ({}, {})", datetime.fromisoformat(at), cid)
-    f.args.append(limit + 1)
-    rows = await conn.fetch(
-        f"""SELECT {CONVERSATION_COLUMNS} {CONVERSATION_JOINS} WHERE {f.sql()}
-            ORDER BY c.last_message_at DESC, c.id DESC LIMIT ${len(f.args)}""",
-        *f.args,
-    )
-    return _page(list(rows), limit, "last_message_at", "id")
+    select = f"SELECT {CONVERSATION_COLUMNS} {CONVERSATION_JOINS}"
+    keys = Keyset("c.last_message_at", "c.id")
+    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
 
 
 MESSAGE_SELECT = """SELECT m.event_id AS id, m.direction, m.message_id, m.provider_message_id,
@@ -161,15 +193,8 @@ async def conversation_messages(
     f.add("m.conversation_id = {}", conversation_id)
     if text:
         f.add("m.search @@ plainto_tsquery('simple', {})", text)
-    if cursor:
-        sent_at, seq = decode_cursor(cursor, 2)
-        f.add("(m.sent_at, m.stream_seq) > ({}, {})", datetime.fromisoformat(sent_at), int(seq))
-    f.args.append(limit + 1)
-    rows = await conn.fetch(
-        f"{MESSAGE_SELECT} WHERE {f.sql()} ORDER BY m.sent_at, m.stream_seq LIMIT ${len(f.args)}",
-        *f.args,
-    )
-    return _page(list(rows), limit, "sent_at", "stream_seq")
+    keys = Keyset("m.sent_at", "m.stream_seq", descending=False, tie_is_int=True)
+    return await _keyset_page(conn, MESSAGE_SELECT, f, keys, limit=limit, cursor=cursor)
 
 
 async def search_messages(
@@ -178,16 +203,8 @@ async def search_messages(
     """Full-text search over every message of the workspace, newest first."""
     f = Filters(workspace, "m.workspace_id")
     f.add("m.search @@ plainto_tsquery('simple', {})", text)
-    if cursor:
-        sent_at, seq = decode_cursor(cursor, 2)
-        f.add("(m.sent_at, m.stream_seq) < ({}, {})", datetime.fromisoformat(sent_at), int(seq))
-    f.args.append(limit + 1)
-    rows = await conn.fetch(
-        f"""{MESSAGE_SELECT} WHERE {f.sql()}
-            ORDER BY m.sent_at DESC, m.stream_seq DESC LIMIT ${len(f.args)}""",
-        *f.args,
-    )
-    return _page(list(rows), limit, "sent_at", "stream_seq")
+    keys = Keyset("m.sent_at", "m.stream_seq", tie_is_int=True)
+    return await _keyset_page(conn, MESSAGE_SELECT, f, keys, limit=limit, cursor=cursor)
 
 
 async def contacts(
@@ -215,18 +232,11 @@ async def contacts(
         f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{text}%", f"%{text}%")
     if tag:
         f.add("{} = ANY(tags)", tag)
-    if cursor:
-        at, cid = decode_cursor(cursor, 2)
-        f.add("(updated_at, id) < ({}, {})", datetime.fromisoformat(at), cid)
-    f.args.append(limit + 1)
-    rows = await conn.fetch(
-        f"""SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
-                   updated_at, version
-            FROM contacts WHERE {f.sql()}
-            ORDER BY updated_at DESC, id DESC LIMIT ${len(f.args)}""",
-        *f.args,
-    )
-    return _page(list(rows), limit, "updated_at", "id")
+    select = """SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
+                       updated_at, version
+                FROM contacts"""
+    keys = Keyset("updated_at", "id")
+    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
 
 
 async def contact(conn: Conn, workspace: str, contact_id: str) -> dict[str, Any] | None:
@@ -289,19 +299,12 @@ async def leads(
         f.add("updated_at >= {}", updated_since)
     if contact_id:
         f.add("contact_id = {}", contact_id)
-    if cursor:
-        at, lid = decode_cursor(cursor, 2)
-        f.add("(updated_at, id) < ({}, {})", datetime.fromisoformat(at), lid)
-    f.args.append(limit + 1)
-    rows = await conn.fetch(
-        f"""SELECT id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
-                   created_at, updated_at, version, referral_source, referral_campaign,
-                   click_id
-            FROM leads WHERE {f.sql()}
-            ORDER BY updated_at DESC, id DESC LIMIT ${len(f.args)}""",
-        *f.args,
-    )
-    return _page(list(rows), limit, "updated_at", "id")
+    select = """SELECT id, contact_id, stage, source_channel, campaign_id, value, currency,
+                       assignee, created_at, updated_at, version, referral_source,
+                       referral_campaign, click_id
+                FROM leads"""
+    keys = Keyset("updated_at", "id")
+    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
 
 
 async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | None:

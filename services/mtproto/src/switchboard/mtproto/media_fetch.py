@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from switchboard.events import DecodeError, decode_message
 from switchboard.events.catalog.mtproto import FetchMedia, MediaFetched
+from switchboard.mtproto import holder_serve
 from switchboard.mtproto.ports import (
     DisconnectedError,
     FloodWaitError,
@@ -28,11 +28,8 @@ from switchboard.mtproto.ports import (
     Peer,
     PeerNotFoundError,
 )
-from switchboard.mtproto.relay import STREAM, classify
+from switchboard.mtproto.relay import classify
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.delivery.pull import BatchPull
-from switchboard.runtime.dlq import dead_letter_msg
-from switchboard.runtime.holder_call import REPLY_HEADER
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
 
@@ -136,34 +133,19 @@ class MediaServer:
             # pulled is still served (older ones are past their deadline and dropped).
             deliver_policy=DeliverPolicy.ALL,
         )
-        pull = await BatchPull(self.bus, STREAM, config).start()
-        try:
-            while True:
-                try:
-                    msgs = await pull.fetch(4, timeout=1.0)
-                except TimeoutError:
-                    continue
-                for msg in msgs:
-                    await self.handle(client, msg)
-        finally:
-            await pull.close(nak_buffered=True)
+        await holder_serve.serve(self.bus, config, 4, lambda msg: self.handle(client, msg))
 
     async def handle(self, client: MtprotoClient, msg: Msg) -> None:
         """Answer one command, then ack it (a dropped connection naks it and raises)."""
         if self.on_fetch is not None:
             self.on_fetch()
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-            cmd = decoded.model
-            if not isinstance(cmd, FetchMedia):
-                raise DecodeError(f"{type(cmd).__name__} is not mtproto.fetch_media")
-        except DecodeError as exc:
-            consumer = media_consumer(self.session_id)
-            await dead_letter_msg(self.bus, msg, reason=exc.reason, consumer=consumer)
-            await msg.term()
+        consumer = media_consumer(self.session_id)
+        command = await holder_serve.decode_command(self.bus, msg, FetchMedia, consumer)
+        if command is None:
             return
-        reply = (msg.headers or {}).get(REPLY_HEADER)
-        if decoded.envelope.workspace_id != self.workspace_id():
+        cmd, envelope = command
+        reply = holder_serve.reply_inbox(msg)
+        if envelope.workspace_id != self.workspace_id():
             result = MediaFetched(
                 status="unusable",
                 error_code="unknown_account",
@@ -179,10 +161,10 @@ class MediaServer:
                 # Answered at once (the caller may retry on the next holder), then the
                 # runner reconnects.
                 gone = MediaFetched(status="retry", error_code=exc.reason, reason=str(exc))
-                await self._answer(reply, gone)
+                await holder_serve.answer(self.bus, reply, gone, self.session_id)
                 await msg.ack()
                 raise
-        await self._answer(reply, result)
+        await holder_serve.answer(self.bus, reply, result, self.session_id)
         await msg.ack()
 
     async def _fetch(self, client: MtprotoClient, cmd: FetchMedia) -> MediaFetched:
@@ -220,9 +202,3 @@ class MediaServer:
         except OSError as exc:  # the object store
             log.warning("storing a download failed", session=self.session_id, error=str(exc))
             return MediaFetched(status="retry", error_code="store_failed", reason=str(exc))
-
-    async def _answer(self, reply: str | None, result: MediaFetched) -> None:
-        if reply is None:
-            log.warning("download without a reply inbox", session=self.session_id)
-            return
-        await self.bus.nc.publish(reply, result.model_dump_json(exclude_none=True).encode())

@@ -22,10 +22,9 @@ from datetime import UTC, datetime, timedelta
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from switchboard.events import DecodeError, decode_message
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, FloodWaited
 from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
-from switchboard.mtproto import reads
+from switchboard.mtproto import holder_serve, reads
 from switchboard.mtproto.convert import chat_id, chat_of
 from switchboard.mtproto.metrics import SENDS
 from switchboard.mtproto.ports import (
@@ -45,13 +44,9 @@ from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.delivery.pull import BatchPull
-from switchboard.runtime.dlq import dead_letter_msg
-from switchboard.runtime.holder_call import REPLY_HEADER
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
-STREAM = "MTPROTO"
 # Telegram's answer when the account is restricted for spam: it cannot write to strangers.
 RESTRICTED = ("PEER_FLOOD", "USER_RESTRICTED")
 # Restrictions last hours to days and Telegram does not say how long: the account is left
@@ -154,39 +149,23 @@ class Relay:
             filter_subject=deliver_subject(self.session_id),
             deliver_policy=DeliverPolicy.NEW,
         )
-        pull = await BatchPull(self.bus, STREAM, config).start()
         record = await self.sessions.get_session(self.session_id)
         if record is not None and record.send_paused_until is not None:
             self.paused_until = max(self.paused_until or record.send_paused_until,
                                     record.send_paused_until)  # fmt: skip
-        try:
-            while True:
-                try:
-                    msgs = await pull.fetch(8, timeout=1.0)
-                except TimeoutError:
-                    continue
-                for msg in msgs:
-                    await self.handle(client, msg)
-        finally:
-            # What arrived but was not answered goes back now, not after the ack wait.
-            await pull.close(nak_buffered=True)
+        await holder_serve.serve(self.bus, config, 8, lambda msg: self.handle(client, msg))
 
     async def handle(self, client: MtprotoClient, msg: Msg) -> None:
         """Answer one command, then ack it (a drop of the connection naks it and raises)."""
         if self.on_delivery is not None:
             self.on_delivery()
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-            cmd = decoded.model
-            if not isinstance(cmd, DeliverAsUser):
-                raise DecodeError(f"{type(cmd).__name__} is not mtproto.deliver")
-        except DecodeError as exc:
-            await dead_letter_msg(self.bus, msg, reason=exc.reason, consumer=deliver_consumer(
-                self.session_id))  # fmt: skip
-            await msg.term()
+        consumer = deliver_consumer(self.session_id)
+        command = await holder_serve.decode_command(self.bus, msg, DeliverAsUser, consumer)
+        if command is None:
             return
-        reply = (msg.headers or {}).get(REPLY_HEADER)
-        workspace = decoded.envelope.workspace_id
+        cmd, envelope = command
+        reply = holder_serve.reply_inbox(msg)
+        workspace = envelope.workspace_id
         if workspace != self.workspace_id():
             # Another workspace's session does not exist for the command.
             result = DeliverResult(
@@ -203,10 +182,10 @@ class Relay:
                 await msg.nak()
                 raise
             except _UNUSABLE as exc:
-                await self._answer(reply, classify(exc))
+                await holder_serve.answer(self.bus, reply, classify(exc), self.session_id)
                 await msg.ack()
                 raise  # the runner revokes the session
-        await self._answer(reply, result)
+        await holder_serve.answer(self.bus, reply, result, self.session_id)
         await msg.ack()
 
     async def _deliver(
@@ -300,9 +279,3 @@ class Relay:
             retry_after=float(exc.seconds),
             reason=f"Telegram asks to wait {exc.seconds} s",
         )
-
-    async def _answer(self, reply: str | None, result: DeliverResult) -> None:
-        if reply is None:
-            log.warning("delivery without a reply inbox", session=self.session_id)
-            return
-        await self.bus.nc.publish(reply, result.model_dump_json(exclude_none=True).encode())

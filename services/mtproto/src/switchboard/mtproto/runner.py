@@ -25,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from switchboard.events import DecodeError, Event, decode_message
+from switchboard.events import Event
 from switchboard.events.catalog.common import Channel, Chat, ChatType
 from switchboard.events.catalog.conv import MessageSent
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRetrying, DeliverySent
@@ -40,7 +40,7 @@ from switchboard.events.catalog.mtproto import (
     SessionRevoked,
     SubscriptionAdded,
 )
-from switchboard.mtproto import dialogs
+from switchboard.mtproto import dialogs, holder_serve
 from switchboard.mtproto.backfill import BackfillPorts, history_call, run_backfill
 from switchboard.mtproto.convert import (
     chat_id,
@@ -97,7 +97,6 @@ from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
-from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
 
@@ -819,27 +818,24 @@ class SessionRunner:
     async def _send_one(self, client: MtprotoClient, msg: Msg) -> bool:
         """Send one command; True when Telegram was called (pace before the next)."""
         self.idle.touch()
-        try:
-            decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
-            cmd = decoded.model
-            if not isinstance(cmd, SendAsUser):
-                raise DecodeError(f"{type(cmd).__name__} is not mtproto.send")
-        except DecodeError as exc:
-            await self._dead_letter(msg, exc.reason)
+        consumer = send_consumer(self.session_id)
+        command = await holder_serve.decode_command(self.deps.bus, msg, SendAsUser, consumer)
+        if command is None:
             return False
-        if decoded.envelope.workspace_id != self.workspace_id:
+        cmd, envelope = command
+        if envelope.workspace_id != self.workspace_id:
             # Another workspace's session does not exist for the command: refused, with the
             # message it names left as it is (nothing sent, no delivery event).
             await self.deps.bus.publish(
                 CommandRejected(
                     session_id=self.session_id,
                     at=self._now(),
-                    command_id=decoded.envelope.id,
+                    command_id=envelope.id,
                     command=cmd.name,
                     status=404,
                     reason=f"no session {self.session_id!r}",
                 ),
-                cause=decoded.envelope,
+                cause=envelope,
             )
             await msg.ack()
             return False
@@ -995,9 +991,3 @@ class SessionRunner:
             done.updated_at or self._now(),
             None,
         )
-
-    async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        await dead_letter_msg(
-            self.deps.bus, msg, reason=reason, consumer=send_consumer(self.session_id)
-        )
-        await msg.term()

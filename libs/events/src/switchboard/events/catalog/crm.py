@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from switchboard.events.base import Command, Event
 from switchboard.events.catalog.common import Channel, Value
@@ -40,6 +40,17 @@ class Identity(Value):
     account: str | None = None
     username: str | None = None
     phone: str | None = None
+
+
+class _ContactChanges(BaseModel):
+    """The changes to a contact the command asks for and the event records (same fields)."""
+
+    display_name: str | None = None
+    phone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags_added: tuple[str, ...] = ()
+    tags_removed: tuple[str, ...] = ()
+    note: str | None = None
 
 
 class _ContactEvent(Event):
@@ -82,15 +93,8 @@ class ContactIdentityLinked(_ContactEvent):
 
 
 @register("crm.contact_updated", 1)
-class ContactUpdated(_ContactEvent):
+class ContactUpdated(_ContactChanges, _ContactEvent):
     """Attributes, tags or notes of a contact changed; only the listed keys changed."""
-
-    display_name: str | None = None
-    phone: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    tags_added: tuple[str, ...] = ()
-    tags_removed: tuple[str, ...] = ()
-    note: str | None = None
 
 
 @register("crm.contact_merged", 1)
@@ -229,15 +233,8 @@ class CreateLead(Command):
 
 
 @register("crm.update_contact", 1)
-class UpdateContact(_ContactCommand):
+class UpdateContact(_ContactChanges, _ContactCommand):
     """Change a contact's name, phone, attributes, tags or add a note."""
-
-    display_name: str | None = None
-    phone: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    tags_added: tuple[str, ...] = ()
-    tags_removed: tuple[str, ...] = ()
-    note: str | None = None
 
 
 @register("crm.merge_contacts", 1)

@@ -268,8 +268,33 @@ class PoolAccount(Value):
     account: str = Field(min_length=1, max_length=64)
 
 
+class _CampaignCommand(Command):
+    """A command about one campaign: routed, and its CloudEvents subject named, by it."""
+
+    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
+
+    campaign_id: CampaignId
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.campaign_id,)
+
+    def ce_subject(self) -> str:
+        return self.campaign_id
+
+
+class _CampaignBatch(_CampaignCommand):
+    """A command carrying a batch of a campaign's recipients (plain addresses accepted)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_recipients(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "recipients" in data:
+            data = {**data, "recipients": _recipient_objects(data["recipients"])}
+        return data
+
+
 @register("outbound.campaign_start", 1)
-class StartCampaign(Command):
+class StartCampaign(_CampaignBatch):
     """Start a campaign: one content to many recipients through a pool of accounts, fanned
     out at the highest rate the accounts' limits permit. ``recipients`` is batch 0; when more
     follow (``final`` false), they come as ``outbound.campaign_recipients`` batches 1, 2, ...
@@ -277,9 +302,6 @@ class StartCampaign(Command):
     bulk lane unless ``priority`` says otherwise; progress and completion are
     ``delivery.campaign_*`` events. Idempotent by ``campaign_id``."""
 
-    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
-
-    campaign_id: CampaignId
     title: str | None = Field(None, max_length=200, description="for people reading reports")
     channel: Channel
     accounts: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
@@ -307,70 +329,32 @@ class StartCampaign(Command):
         None, description="a send not made by then fails (with a timezone)"
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _plain_recipients(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "recipients" in data:
-            data = {**data, "recipients": _recipient_objects(data["recipients"])}
-        return data
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
-
     def deterministic_id(self) -> str:
         return f"campaign:{self.campaign_id}:start"
 
 
 @register("outbound.campaign_recipients", 1)
-class AddCampaignRecipients(Command):
+class AddCampaignRecipients(_CampaignBatch):
     """A further batch of a campaign's recipients (the start command is batch 0). Batches may
     arrive in any order; each is stored once (idempotent by campaign and ``batch``), and the
     campaign completes only after the ``final`` batch and every batch before it arrived."""
 
-    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
-
-    campaign_id: CampaignId
     batch: int = Field(ge=1, description="1, 2, ...: the position of this batch")
     recipients: tuple[CampaignRecipient, ...] = Field(min_length=1, max_length=MAX_CAMPAIGN_BATCH)
     final: bool = Field(False, description="the last batch of the campaign")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _plain_recipients(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "recipients" in data:
-            data = {**data, "recipients": _recipient_objects(data["recipients"])}
-        return data
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
 
     def deterministic_id(self) -> str:
         return f"campaign:{self.campaign_id}:batch:{self.batch}"
 
 
 @register("outbound.campaign_control", 1)
-class ControlCampaign(Command):
+class ControlCampaign(_CampaignCommand):
     """Pause, resume or cancel a campaign. A pause holds sends not yet made (a send already
     at the provider completes); cancel is final: what is not sent by then is not sent, and the
     completion event counts it as cancelled. Commands apply in the order they were published."""
 
-    caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
-
-    campaign_id: CampaignId
     action: Literal["pause", "resume", "cancel"]
     reason: str | None = Field(None, max_length=500)
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
 
 
 @register("outbound.schedule_change", 1)

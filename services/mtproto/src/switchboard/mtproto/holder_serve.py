@@ -1,0 +1,76 @@
+"""The holder's side of ``runtime.holder_call``: pull a session's commands, decode each,
+answer it on the inbox its sender named.
+
+Outbound's sends (relay.py) and the CRM's downloads (media_fetch.py) are served this way;
+what each command does stays in its own module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
+from pydantic import BaseModel
+
+from switchboard.events import DecodeError, Envelope, decode_message
+from switchboard.events.base import Message
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull
+from switchboard.runtime.dlq import dead_letter_msg
+from switchboard.runtime.holder_call import REPLY_HEADER
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+STREAM = "MTPROTO"
+C = TypeVar("C", bound=Message)
+
+
+async def serve(
+    bus: Bus, config: ConsumerConfig, batch: int, handle: Callable[[Msg], Awaitable[None]]
+) -> None:
+    """Pull the session's durable consumer and hand each command to ``handle`` until
+    cancelled (or ``handle`` raises)."""
+    pull = await BatchPull(bus, STREAM, config).start()
+    try:
+        while True:
+            try:
+                msgs = await pull.fetch(batch, timeout=1.0)
+            except TimeoutError:
+                continue
+            for msg in msgs:
+                await handle(msg)
+    finally:
+        # What arrived but was not answered goes back now, not after the ack wait.
+        await pull.close(nak_buffered=True)
+
+
+async def decode_command(
+    bus: Bus, msg: Msg, kind: type[C], consumer: str
+) -> tuple[C, Envelope] | None:
+    """The command in ``msg`` with its envelope; None when it is not a ``kind`` (then it is
+    dead-lettered with the reason and terminated: no redelivery can fix it)."""
+    try:
+        decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
+        cmd = decoded.model
+        if not isinstance(cmd, kind):
+            raise DecodeError(f"{type(cmd).__name__} is not {kind.name}")
+    except DecodeError as exc:
+        await dead_letter_msg(bus, msg, reason=exc.reason, consumer=consumer)
+        await msg.term()
+        return None
+    return cmd, decoded.envelope
+
+
+def reply_inbox(msg: Msg) -> str | None:
+    """The inbox the command's sender waits on (None: it named none)."""
+    return (msg.headers or {}).get(REPLY_HEADER)
+
+
+async def answer(bus: Bus, reply: str | None, result: BaseModel, session_id: str) -> None:
+    """Publish ``result`` on the sender's inbox (a command without one is logged)."""
+    if reply is None:
+        log.warning("command without a reply inbox", session=session_id)
+        return
+    await bus.nc.publish(reply, result.model_dump_json(exclude_none=True).encode())
