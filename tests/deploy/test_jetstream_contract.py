@@ -48,7 +48,7 @@ SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
     "outbound": list(outbound_app.DURABLES),
     "mtproto": [mtproto_commands.SPEC],
     "analytics": [],  # projections only: ephemeral consumers from their checkpoints
-    "flows": [flows_runner.CONVERSATIONS, flows_runner.CRM_EVENTS, flows_runner.TIMERS],
+    "flows": [s.spec for s in flows_runner.SUBSCRIPTIONS],
 }
 
 

@@ -3,6 +3,7 @@ consumers, and the HTTP API (flow documents, dry runs, runs)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 import httpx
@@ -19,10 +20,9 @@ from switchboard.flows.menus import MenuKeeper
 from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS, Runner
 from switchboard.flows.schedules import ScheduleKeeper
 from switchboard.flows.settings import FlowsSettings
-from switchboard.runtime import pii
+from switchboard.runtime import pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
-from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.http import error
 from switchboard.runtime.keys import Scope
 from switchboard.runtime.service import Runtime
@@ -98,28 +98,12 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
             return library.caught_up.is_set()
 
         rt.health.add("flows_library", library_ready)
-        rt.spawn(
-            "conversations",
-            PullWorker(
-                rt.bus,
-                CONVERSATIONS,
-                runner.on_conversation,
-                stop=rt.stop,
-                concurrency=settings.concurrency,
-            ).run,
-        )
-        rt.spawn(
-            "crm-events",
-            PullWorker(
-                rt.bus, CRM_EVENTS, runner.on_crm, stop=rt.stop, concurrency=settings.concurrency
-            ).run,
-        )
-        rt.spawn(
-            "timers",
-            PullWorker(
-                rt.bus, TIMERS, runner.on_timer, stop=rt.stop, concurrency=settings.concurrency
-            ).run,
-        )
+        consumers = {
+            replace(CONVERSATIONS, concurrency=settings.concurrency): runner.on_conversation,
+            replace(CRM_EVENTS, concurrency=settings.concurrency): runner.on_crm,
+            replace(TIMERS, concurrency=settings.concurrency): runner.on_timer,
+        }
+        rt.spawn("consumers", subscribers.runner(rt.bus, consumers, rt.stop))
 
     app = service_app(
         service="flows",

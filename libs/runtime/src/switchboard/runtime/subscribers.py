@@ -1,0 +1,284 @@
+"""Each service's durable consumers, declared once and run as FastStream subscribers.
+
+Where a consumer reads (stream, filter subjects, ack wait, in-flight cap) and what handles
+and decides it is the catalog's :class:`~switchboard.events.topology.Durable` (the catalog
+may not import services, so it is the single source and the services build from it). A
+:class:`Subscription` adds how the service works through it (batch, concurrency, retries)
+and names the durable by its topology entry, so nothing is copied by hand:
+
+* :func:`register` puts a JetStream pull subscriber on a FastStream ``NatsRouter``, whose
+  handler settles every message through ``consumer.handle_delivery`` (the one failure
+  policy: ack, nak with backoff, DLQ);
+* :func:`serve` runs the router on a :class:`BusBroker` that shares the service's bus
+  connection, until the runtime stops (in-flight batches finish first);
+* :func:`asyncapi` documents the same subscribers (``switchboard-asyncapi`` writes
+  ``docs/asyncapi/<service>.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
+from faststream.specification import AsyncAPI
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from switchboard.events.registry import all_models
+from switchboard.events.schemas import subject_pattern
+from switchboard.events.streams import subject_matches
+from switchboard.events.topology import SERVICES, Durable, ServiceTopology
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.consumer import ConsumerSpec, Handler, handle_delivery
+from switchboard.runtime.failures import PoisonBudget
+from switchboard.runtime.logging import get_logger
+from switchboard.runtime.tracing import consume_span
+
+log = get_logger(__name__)
+
+__all__ = [
+    "BusBroker",
+    "Subscription",
+    "UnknownDurableError",
+    "asyncapi",
+    "durable",
+    "register",
+    "serve",
+]
+
+# How long a fetch waits for a batch to fill before handing over what came (and how long a
+# stop waits for the fetch in progress): short, as PullWorker's was.
+FETCH_TIMEOUT_S = 1.0
+
+
+class UnknownDurableError(LookupError):
+    """A service named a durable its topology does not declare (a typo, or a topology entry
+    missing: add it to switchboard.events.topology and run ``just schemas``)."""
+
+
+def topology(service: str) -> ServiceTopology:
+    """The catalog's declaration of ``service``."""
+    for svc in SERVICES:
+        if svc.name == service:
+            return svc
+    raise UnknownDurableError(f"no service {service!r} in switchboard.events.topology")
+
+
+def durable(service: str, name: str) -> Durable:
+    """The durable ``name`` that the topology declares for ``service``."""
+    for d in topology(service).durables:
+        if d.name == name:
+            return d
+    raise UnknownDurableError(f"{service}: no durable {name!r} in switchboard.events.topology")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One durable consumer of a service: where it reads comes from the topology, how the
+    service works through it is said here.
+
+    ``max_failures`` is a message's budget of content failures before the DLQ (the server
+    redelivers without limit: an outage must not use up a message)."""
+
+    durable: Durable
+    batch: int = 64
+    concurrency: int = 16
+    max_failures: int = 5
+    backoff_s: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)
+    deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+
+    @property
+    def spec(self) -> ConsumerSpec:
+        """The consumer as the failure policy and the bus see it."""
+        d = self.durable
+        return ConsumerSpec(
+            stream=d.stream,
+            durable=d.name,
+            filter_subjects=d.filter_subjects,
+            max_deliver=self.max_failures,
+            ack_wait_s=float(d.ack_wait_s),
+            backoff_s=self.backoff_s,
+            batch=self.batch,
+            max_ack_pending=d.max_ack_pending,
+            deliver_policy=self.deliver_policy,
+        )
+
+
+@dataclass
+class _Settle:
+    """A subscriber's FastStream handler: the delivered message through the service's
+    handler under the failure policy, at most ``concurrency`` at a time."""
+
+    bus: Bus | None
+    spec: ConsumerSpec
+    handler: Handler
+    sem: asyncio.Semaphore
+    budget: PoisonBudget = field(default_factory=PoisonBudget)
+
+    async def __call__(self, message: NatsMessage) -> None:
+        if self.bus is None:  # a router built only to be documented
+            raise RuntimeError(f"{self.spec.durable}: registered without a bus")
+        async with self.sem:
+            await handle_delivery(
+                self.bus, message.raw_message, self.spec, self.budget, self._traced
+            )
+
+    async def _traced(self, msg: Msg) -> bool | None:
+        with consume_span(
+            f"consume {self.spec.durable}", msg.headers, **{"messaging.destination": msg.subject}
+        ):
+            return await self.handler(msg)
+
+
+def register(router: NatsRouter, sub: Subscription, handler: Handler, bus: Bus | None) -> None:
+    """Put ``sub`` on ``router`` as a JetStream pull subscriber handled by ``handler``.
+
+    Acks are manual (``handle_delivery`` settles each message by the failure policy); the
+    stream is never declared (streams are provisioned from the catalog, or by NACK).
+    """
+    spec = sub.spec
+    settle = _Settle(bus, spec, handler, asyncio.Semaphore(sub.concurrency))
+
+    async def consume(message: NatsMessage) -> None:
+        await settle(message)
+
+    # The operation's name in the AsyncAPI document, stable across runs.
+    consume.__name__ = consume.__qualname__ = spec.durable.replace("-", "_")
+    consume.__doc__ = sub.durable.description
+    subscriber = router.subscriber(
+        config=spec.config(),
+        durable=spec.durable,
+        stream=JStream(spec.stream, declare=False),
+        pull_sub=PullSub(spec.batch, timeout=FETCH_TIMEOUT_S),
+        ack_policy=AckPolicy.MANUAL,
+        title=spec.durable,
+        description=sub.durable.description,
+    )
+    subscriber(consume)
+
+
+def router(subscriptions: Mapping[Subscription, Handler], bus: Bus | None = None) -> NatsRouter:
+    """A router with one pull subscriber per subscription."""
+    r = NatsRouter()
+    for sub, handler in subscriptions.items():
+        register(r, sub, handler, bus)
+    return r
+
+
+class BusBroker(NatsBroker):
+    """A FastStream broker on the service's own bus connection: one connection per process,
+    whose reconnects, loss and drain the :class:`Bus` already governs (the broker never
+    closes it)."""
+
+    def __init__(self, bus: Bus, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._bus = bus
+
+    async def _connect(self) -> Client:
+        self.config.connect(self._bus.nc)
+        return self._bus.nc
+
+    async def stop(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> None:
+        self._connection = None  # not ours to drain: the runtime drains the bus last
+        await super().stop(exc_type, exc_val, exc_tb)
+
+
+async def ensure_durables(bus: Bus, subscriptions: Sequence[Subscription]) -> None:
+    """Create or update each durable as declared (nats-py's subscribe only creates a missing
+    one, so a changed declaration would otherwise never reach the server)."""
+    for sub in subscriptions:
+        await bus.js.add_consumer(sub.durable.stream, sub.spec.config())
+
+
+async def serve(
+    bus: Bus,
+    subscriptions: Mapping[Subscription, Handler],
+    stop: asyncio.Event,
+    *,
+    grace_s: float = 15.0,
+) -> None:
+    """Consume ``subscriptions`` through FastStream until ``stop`` is set, then stop taking
+    messages and let the batches in flight finish (up to ``grace_s``)."""
+    await ensure_durables(bus, list(subscriptions))
+    broker = BusBroker(bus, graceful_timeout=grace_s, logger=None)
+    broker.include_router(router(subscriptions, bus))
+    await broker.start()
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await broker.stop()
+
+
+Runner = Callable[[], Awaitable[None]]
+
+
+def runner(bus: Bus, subscriptions: Mapping[Subscription, Handler], stop: asyncio.Event) -> Runner:
+    """``serve`` as a worker for ``Runtime.spawn``."""
+
+    async def run() -> None:
+        await serve(bus, subscriptions, stop)
+
+    return run
+
+
+async def _undelivered(_: Msg) -> None:  # documents a subscriber; never called
+    raise RuntimeError("a documentation router does not consume")
+
+
+def _payloads(filter_subject: str) -> list[dict[str, str]]:
+    """References to the catalog's schemas of every message a filter subject receives."""
+    refs = []
+    for model in all_models():
+        probe = subject_pattern(model).replace(">", "x")
+        if subject_matches(filter_subject, probe):
+            refs.append({"$ref": f"../../libs/events/schemas/{model.name}.v{model.version}.json"})
+    return refs
+
+
+def asyncapi(service: str, subscriptions: Sequence[Subscription]) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of a service's subscribers, built by FastStream from the
+    same registration the service runs; each channel's payload refers to the catalog's
+    schemas of the messages its filter subject receives."""
+    svc = topology(service)
+    broker = NatsBroker()
+    broker.include_router(router(dict.fromkeys(subscriptions, _undelivered)))
+    spec = AsyncAPI(
+        broker,
+        title=f"Switchboard {service}",
+        version="1",
+        description=svc.description or None,
+    )
+    doc: dict[str, Any] = spec.to_specification().to_jsonable()
+    doc.pop("servers", None)  # the broker's default URL, not a deployment's
+    for channel in doc.get("channels", {}).values():
+        channel.pop("servers", None)
+    components = doc.get("components", {})
+    for message in components.get("messages", {}).values():
+        address = _address_of(doc, message)
+        if address is not None:
+            message["payload"] = {"oneOf": _payloads(address)}
+        # The envelope's header (CloudEvents extensions, as the catalog's document says).
+        message["correlationId"] = {"location": "$message.header#/correlation-id"}
+    components.get("schemas", {}).pop("EmptyPayload", None)  # replaced by the catalog's
+    return doc
+
+
+def _address_of(doc: dict[str, Any], message: dict[str, Any]) -> str | None:
+    """The channel address a component message belongs to (FastStream titles each
+    ``<channel>:SubscribeMessage``)."""
+    channel = str(message.get("title", "")).removesuffix(":SubscribeMessage")
+    found = doc.get("channels", {}).get(channel)
+    return None if found is None else str(found.get("address"))
