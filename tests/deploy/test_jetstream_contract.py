@@ -44,8 +44,8 @@ JETSTREAM = K8S / "base/jetstream"
 # The services' own consumer declarations (the catalog may not import them; tests may).
 SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
     "ingest": [normalizer.SPEC],
-    "crm": [crm_app.RESOLVER, crm_app.COMMANDS],
-    "outbound": list(outbound_app.DURABLES),
+    "crm": [s.spec for s in crm_app.SUBSCRIPTIONS],
+    "outbound": [s.spec for s in outbound_app.SUBSCRIPTIONS],
     "mtproto": [mtproto_commands.SPEC],
     "analytics": [],  # projections only: ephemeral consumers from their checkpoints
     "flows": [s.spec for s in flows_runner.SUBSCRIPTIONS],

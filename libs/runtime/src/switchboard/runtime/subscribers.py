@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
@@ -79,6 +79,13 @@ def durable(service: str, name: str) -> Durable:
     raise UnknownDurableError(f"{service}: no durable {name!r} in switchboard.events.topology")
 
 
+# What runs a subscription: FastStream's pull subscriber (:func:`serve`), or for a hot path
+# the runtime's own reader behind the same declaration, with the benchmark that justifies it
+# (docs/benchmarks.md): ``batch_pull`` is ``consumer.PullWorker``, ``continuous_pull`` an
+# outbound lane on ``delivery.pull.ContinuousPull``.
+Reader = Literal["faststream", "batch_pull", "continuous_pull"]
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """One durable consumer of a service: where it reads comes from the topology, how the
@@ -88,6 +95,7 @@ class Subscription:
     redelivers without limit: an outage must not use up a message)."""
 
     durable: Durable
+    reader: Reader = "faststream"
     batch: int = 64
     concurrency: int = 16
     max_failures: int = 5
@@ -211,6 +219,9 @@ async def serve(
 ) -> None:
     """Consume ``subscriptions`` through FastStream until ``stop`` is set, then stop taking
     messages and let the batches in flight finish (up to ``grace_s``)."""
+    raw = [s.durable.name for s in subscriptions if s.reader != "faststream"]
+    if raw:
+        raise ValueError(f"declared for the runtime's own reader, not FastStream: {raw}")
     await ensure_durables(bus, list(subscriptions))
     broker = BusBroker(bus, graceful_timeout=grace_s, logger=None)
     broker.include_router(router(subscriptions, bus))

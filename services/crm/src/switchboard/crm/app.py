@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -55,11 +55,11 @@ from switchboard.events.catalog.crm import (
     UpdateContact,
 )
 from switchboard.events.catalog.mtproto import AccountStatus
-from switchboard.runtime import identity, pii
+from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
+from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
 from switchboard.runtime.http import error
@@ -68,22 +68,14 @@ from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.projection import Projection
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
+from switchboard.runtime.subscribers import Subscription, durable
 
 SCHEMA = "crm"
 PROJECTIONS = (projector, crm_projector, delivery_projector, account_status_projector)
-RESOLVER = ConsumerSpec(
-    stream="CONV",
-    durable="crm-resolver",
-    filter_subjects=(
-        "conv.message_received.>",
-        "conv.contact_number_changed.>",
-        "conv.contact_status_changed.>",
-    ),
-    batch=128,
-)
-COMMANDS = ConsumerSpec(
-    stream="CRM_COMMANDS", durable="crm-commands", filter_subjects=("cmd.crm.>",), batch=32
-)
+# Its durables, where they read as switchboard.events.topology (CRM) declares them.
+RESOLVER = Subscription(durable("crm", "crm-resolver"), batch=128)
+COMMANDS = Subscription(durable("crm", "crm-commands"), batch=32)
+SUBSCRIPTIONS = (RESOLVER, COMMANDS)
 
 
 def build_projection(
@@ -191,13 +183,11 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         async def command(msg: Msg) -> None:
             await handle_command(store, settings, msg, rt.pool)
 
-        rt.spawn(
-            "resolver",
-            PullWorker(
-                rt.bus, RESOLVER, resolve, stop=rt.stop, concurrency=settings.resolver_concurrency
-            ).run,
-        )
-        rt.spawn("commands", PullWorker(rt.bus, COMMANDS, command, stop=rt.stop).run)
+        consumers = {
+            replace(RESOLVER, concurrency=settings.resolver_concurrency): resolve,
+            COMMANDS: command,
+        }
+        rt.spawn("consumers", subscribers.runner(rt.bus, consumers, rt.stop))
         await _start_media(rt, settings, ports)
 
     app = service_app(

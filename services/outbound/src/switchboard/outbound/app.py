@@ -62,11 +62,11 @@ from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
-from switchboard.runtime import identity, pii
+from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
+from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, integrations_endpoint
@@ -76,92 +76,28 @@ from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
+from switchboard.runtime.subscribers import Reader, Subscription, durable
 
 log = get_logger(__name__)
 # Attempts are counted in the attempt record, not by redeliveries (a rate-limit pause or a
 # closed breaker redelivers without an attempt), so JetStream's cap is generous. Commands
 # waiting for a slot are kept alive with in-progress acks, so a short ack wait only decides
 # how soon a crashed instance's commands go to another one.
-SENDS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-sends",
-    filter_subjects=("cmd.outbound.send.>",),
-    max_deliver=1000,
-    ack_wait_s=10.0,
-    max_ack_pending=20_000,
-)
-BULK = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-bulk",
-    filter_subjects=("cmd.outbound.bulk_send.>",),
-    max_deliver=1000,
-    ack_wait_s=10.0,
-    max_ack_pending=20_000,
-)
-CAMPAIGNS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-campaigns",
-    filter_subjects=(
-        "cmd.outbound.campaign_start.>",
-        "cmd.outbound.campaign_recipients.>",
-        "cmd.outbound.campaign_control.>",
-    ),
-    max_deliver=10,
-    ack_wait_s=30.0,
-    max_ack_pending=1000,
-)
-CONVERSIONS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-conversions",
-    filter_subjects=("cmd.outbound.conversion.>",),
-    max_deliver=1000,
-    ack_wait_s=30.0,
-    max_ack_pending=10_000,
-)
-DISPATCH = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-dispatch",
-    filter_subjects=(
-        "cmd.outbound.email.>",
-        "cmd.outbound.sms.>",
-        "cmd.outbound.address_book_sync.>",
-    ),
-    max_deliver=1000,
-    ack_wait_s=30.0,
-    max_ack_pending=5000,
-)
-SCHEDULE = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-schedule",
-    filter_subjects=("cmd.outbound.schedule_change.>",),
-    max_deliver=10,
-    ack_wait_s=30.0,
-    max_ack_pending=1000,
-)
+#
+# Where each durable reads is the topology's (switchboard.events.topology, OUTBOUND). The
+# lanes are the send path: each message is handed over the moment it arrives, with no batch
+# barrier (delivery.pull.ContinuousPull), which FastStream's pull subscriber does not do.
+_LANE: Reader = "continuous_pull"
+SENDS = Subscription(durable("outbound", "outbound-sends"), _LANE, max_failures=1000)
+BULK = Subscription(durable("outbound", "outbound-bulk"), _LANE, max_failures=1000)
+CAMPAIGNS = Subscription(durable("outbound", "outbound-campaigns"), _LANE, max_failures=10)
+CONVERSIONS = Subscription(durable("outbound", "outbound-conversions"), _LANE, max_failures=1000)
+DISPATCH = Subscription(durable("outbound", "outbound-dispatch"), _LANE, max_failures=1000)
+SCHEDULE = Subscription(durable("outbound", "outbound-schedule"), _LANE, max_failures=10)
 # Answers to pressed buttons are due within a second: their own consumer, never behind sends.
-INTERACTIONS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-interactions",
-    filter_subjects=(
-        "cmd.outbound.answer_callback.>",
-        "cmd.outbound.edit.>",
-        "cmd.outbound.delete.>",
-        "cmd.outbound.bot_commands.>",
-    ),
-    max_deliver=10,
-    ack_wait_s=30.0,
-    max_ack_pending=5000,
-)
-ERASURE = ConsumerSpec(
-    stream="CRM",
-    durable="outbound-erasure",
-    filter_subjects=("crm.contact_erased.>",),
-    max_deliver=1000,
-    ack_wait_s=60.0,
-    batch=4,
-    max_ack_pending=16,
-)
-DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS, ERASURE)
+INTERACTIONS = Subscription(durable("outbound", "outbound-interactions"), _LANE, max_failures=10)
+ERASURE = Subscription(durable("outbound", "outbound-erasure"), max_failures=1000, batch=4)
+SUBSCRIPTIONS = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS, ERASURE)
 MEDIA_KIND = "^(photo|video|audio|voice|document|animation|sticker)$"
 # The providers outbound calls, as /health/integrations names them (like the breakers).
 PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
@@ -322,14 +258,14 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )  # fmt: skip
         grace = settings.shutdown_grace_s * 0.75
 
-        def lane(spec: ConsumerSpec, handler: Any, capacity: int) -> Lane:
-            return Lane(rt.bus, spec, handler, capacity, rt.stop, grace)
+        def lane(sub: Subscription, handler: Any, capacity: int) -> Lane:
+            return Lane(rt.bus, sub.spec, handler, capacity, rt.stop, grace)
 
         async def send(msg: Any, phase: Phase) -> None:
-            await sender.handle(msg, SENDS.durable, phase)
+            await sender.handle(msg, SENDS.durable.name, phase)
 
         async def bulk(msg: Any, phase: Phase) -> None:
-            await sender.handle(msg, BULK.durable, phase)
+            await sender.handle(msg, BULK.durable.name, phase)
 
         async def campaign(msg: Any, _: Phase) -> None:
             await commands.handle(msg)
@@ -357,7 +293,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             if isinstance(d.model, ContactErased):
                 await forget(sends_kv, d.envelope.workspace_id, frozenset(d.model.identity_hashes))
 
-        rt.spawn(ERASURE.durable, PullWorker(rt.bus, ERASURE, erased, stop=rt.stop).run)
+        rt.spawn(ERASURE.durable.name, subscribers.runner(rt.bus, {ERASURE: erased}, rt.stop))
         supervisor = CampaignSupervisor(
             rt.bus,
             store,
