@@ -249,6 +249,14 @@ async def _undelivered(_: Msg) -> None:  # documents a subscriber; never called
     raise RuntimeError("a documentation router does not consume")
 
 
+# The payload of a subject no catalog message is published on (RAW: provider webhooks).
+OPAQUE = {
+    "type": "string",
+    "contentEncoding": "binary",
+    "description": "the provider's payload as received, not a catalog message",
+}
+
+
 def _payloads(filter_subject: str) -> list[dict[str, str]]:
     """References to the catalog's schemas of every message a filter subject receives."""
     refs = []
@@ -274,13 +282,26 @@ def asyncapi(service: str, subscriptions: Sequence[Subscription]) -> dict[str, A
     )
     doc: dict[str, Any] = spec.to_specification().to_jsonable()
     doc.pop("servers", None)  # the broker's default URL, not a deployment's
-    for channel in doc.get("channels", {}).values():
+    by_name = {sub.durable.name: sub for sub in subscriptions}
+    for key, channel in doc.get("channels", {}).items():
         channel.pop("servers", None)
+        sub = by_name[key.split(":", 1)[0]]  # keyed <durable> or <durable>:<filter>
+        channel["x-durable"] = {
+            "name": sub.durable.name,
+            "stream": sub.durable.stream,
+            "reader": sub.reader,
+            "batch": sub.batch,
+            "ack_wait_s": sub.durable.ack_wait_s,
+            "handlers": list(sub.durable.handlers),
+            "decides": list(sub.durable.decides),
+        }
     components = doc.get("components", {})
     for message in components.get("messages", {}).values():
         address = _address_of(doc, message)
         if address is not None:
-            message["payload"] = {"oneOf": _payloads(address)}
+            refs = _payloads(address)
+            # Nothing of the catalog (RAW): the provider's payload as it was received.
+            message["payload"] = {"oneOf": refs} if refs else OPAQUE
         # The envelope's header (CloudEvents extensions, as the catalog's document says).
         message["correlationId"] = {"location": "$message.header#/correlation-id"}
     components.get("schemas", {}).pop("EmptyPayload", None)  # replaced by the catalog's

@@ -1,0 +1,69 @@
+"""``docs/asyncapi/<service>.json`` come from the services' ``Subscription`` declarations
+through FastStream (``docs/generate_asyncapi.py``): regenerated, they must equal the files;
+each service declares exactly the durables its topology lists; every channel is a filter
+subject of a durable and every payload a schema of the catalog."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from switchboard.events.topology import SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _generator() -> ModuleType:
+    path = ROOT / "docs" / "generate_asyncapi.py"
+    spec = importlib.util.spec_from_file_location("generate_asyncapi", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_asyncapi_documents_are_up_to_date() -> None:
+    assert _generator().main(["--check"]) == 0, "run uv run python docs/generate_asyncapi.py"
+
+
+def test_the_check_bites_on_a_stale_document(tmp_path: Path) -> None:
+    gen = _generator()
+    gen.OUT = tmp_path
+    assert gen.main([]) == 0
+    assert gen.main(["--check"]) == 0
+    doc = tmp_path / "flows.json"
+    doc.write_text(doc.read_text().replace("flows-timers", "flows-timer"))
+    (tmp_path / "gone.json").write_text("{}")
+    assert gen.main(["--check"]) == 1
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_each_service_declares_its_topology_s_durables(service: str) -> None:
+    topo = next(s for s in SERVICES if s.name == service)
+    declared = [sub.durable for sub in _generator().subscriptions(service)]
+    assert declared == list(topo.durables)
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_channels_are_the_durables_filters_and_payloads_the_catalog_s(service: str) -> None:
+    doc = json.loads((ROOT / "docs" / "asyncapi" / f"{service}.json").read_text())
+    topo = next(s for s in SERVICES if s.name == service)
+    filters = sorted(f for d in topo.durables for f in d.filter_subjects)
+    assert sorted(c["address"] for c in doc.get("channels", {}).values()) == filters
+    base = ROOT / "docs" / "asyncapi"
+    for message in doc.get("components", {}).get("messages", {}).values():
+        payload = message["payload"]
+        if message["title"].startswith("ingest-normalizer"):
+            assert payload["contentEncoding"] == "binary"  # RAW: provider payloads
+            continue
+        refs = [r["$ref"] for r in payload["oneOf"]]
+        assert refs, message["title"]  # every filter receives some message of the catalog
+        for ref in refs:
+            assert (base / ref).resolve().is_file(), ref
