@@ -85,7 +85,7 @@ async def test_each_subject_reaches_the_handler_its_durable_declares(
     got: list[tuple[str, str]] = []
     subs = list(service_subs)
     handlers = {sub: _recorder(sub.durable.name, got) for sub in subs}
-    broker = NatsBroker()
+    broker = NatsBroker(apply_types=False)  # as BusBroker
     broker.include_router(subscribers.router(handlers, _offline_bus()))
     cases = _cases(subs)
     assert cases, "no catalog message reaches these durables"
@@ -114,7 +114,7 @@ async def test_a_failing_handler_is_retried_later_not_acked(
         raise RuntimeError("boom")
 
     sub = flows_runner.TIMERS
-    broker = NatsBroker()
+    broker = NatsBroker(apply_types=False)  # as BusBroker
     broker.include_router(subscribers.router({sub: broken}, _offline_bus()))
     subject = "cmd.flows.fire_timer.v1.ws1.t1"
     async with TestNatsBroker(broker) as br:
@@ -125,7 +125,7 @@ async def test_a_failing_handler_is_retried_later_not_acked(
         return None
 
     settled.clear()
-    broker = NatsBroker()
+    broker = NatsBroker(apply_types=False)  # as BusBroker
     broker.include_router(subscribers.router({sub: fine}, _offline_bus()))
     async with TestNatsBroker(broker) as br:
         await br.publish(b"{}", subject, reply_to=_ack_reply(sub, 2))

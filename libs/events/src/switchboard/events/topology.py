@@ -3,9 +3,11 @@ it shares between its instances, the streams it reads otherwise, and the KV buck
 
 This is declared here, beside the streams, so that deployment artefacts are generated from one
 place (``switchboard-events k8s``): the NACK consumers, and the least-privilege NATS
-permissions of each service's user. The catalog must not import services, so the services'
-own declarations (``ConsumerSpec`` objects in their code) are mirrored here, and
-``tests/deploy`` checks the two agree.
+permissions of each service's user. It is the one declaration of each durable: the catalog
+must not import services, so the services build from it instead (a
+``switchboard.runtime.subscribers.Subscription`` names its :class:`Durable` here and adds
+only how the service works through it), and their FastStream subscribers and AsyncAPI
+documents (``docs/asyncapi/``) follow from both.
 
 Adding a service: add a :class:`ServiceTopology` to :data:`SERVICES`, run
 ``switchboard-events k8s``, and give it a ``deploy/k8s/base/<name>/`` directory (the tests
@@ -37,7 +39,7 @@ class Access(StrEnum):
 class Durable:
     """A durable pull consumer shared by every instance of a service (they split the work).
 
-    Mirrors the service's ``ConsumerSpec``: ``max_deliver`` here is the server-side limit,
+    The service's ``Subscription`` is built from it: ``max_deliver`` here is the server-side limit,
     unlimited (-1): redeliveries during an outage must not use up a message, so the
     service counts content failures itself (``switchboard.runtime.failures``).
     """
