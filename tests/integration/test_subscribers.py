@@ -134,3 +134,26 @@ def test_a_durable_is_named_from_the_topology() -> None:
         subscribers.durable("flows", "flows-nope")
     with pytest.raises(subscribers.UnknownDurableError, match="nobody"):
         subscribers.durable("nobody", "x")
+
+
+async def test_a_deleted_durable_is_recreated_and_reading_resumes(bus: Bus) -> None:
+    """The durable removed under a running subscriber (an operator, a NACK re-sync): it is
+    created again from the declaration and the messages published since are handled."""
+    got: list[str] = []
+
+    async def handler(msg: Msg) -> None:
+        got.append(msg.data.decode())
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(subscribers.serve(bus, {Subscription(RAW): handler}, stop))
+    await _publish(bus, ["before"], prefix="d")
+    await eventually(lambda: _has(got, "before"), message="handled before the deletion")
+    await bus.js.delete_consumer("RAW", RAW.name)
+    await _publish(bus, ["after"], prefix="e")
+    await eventually(lambda: _has(got, "after"), message="handled after the deletion")
+    stop.set()
+    await task
+
+
+async def _has(got: list[str], body: str) -> bool | None:
+    return True if body in got else None

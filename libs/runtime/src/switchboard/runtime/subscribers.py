@@ -30,6 +30,7 @@ from faststream.specification import AsyncAPI
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from switchboard.events.registry import all_models
 from switchboard.events.schemas import subject_pattern
@@ -56,6 +57,8 @@ __all__ = [
 # How long a fetch waits for a batch to fill before handing over what came (and how long a
 # stop waits for the fetch in progress): short, as PullWorker's was.
 FETCH_TIMEOUT_S = 1.0
+# How often a running service checks that its durables still exist.
+DURABLE_CHECK_S = 2.0
 
 
 class UnknownDurableError(LookupError):
@@ -235,12 +238,36 @@ async def serve(
     await ensure_durables(bus, list(subscriptions))
     broker = BusBroker(bus, graceful_timeout=grace_s, logger=None)
     broker.include_router(router(subscriptions, bus))
-    await broker.start()
     try:
-        await stop.wait()
+        await broker.start()
+        await _keep_durables(bus, list(subscriptions), stop)
     finally:
         with contextlib.suppress(Exception):
             await broker.stop()
+
+
+async def _keep_durables(
+    bus: Bus, subscriptions: Sequence[Subscription], stop: asyncio.Event
+) -> None:
+    """Until ``stop``: create again a durable that went away (deleted by an operator or a
+    NACK re-sync). FastStream's fetch loop keeps asking for it by name, and reads on once it
+    exists; it never creates it itself."""
+    while not stop.is_set():
+        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DURABLE_CHECK_S):
+                await stop.wait()
+        if stop.is_set():
+            return
+        for sub in subscriptions:
+            try:
+                await bus.js.consumer_info(sub.durable.stream, sub.durable.name)
+            except NotFoundError:
+                log.warning("durable gone; creating it again", consumer=sub.durable.name)
+                with contextlib.suppress(Exception):
+                    await bus.js.add_consumer(sub.durable.stream, sub.spec.config())
+            except Exception as exc:  # the bus is away: asked again next time
+                log.debug("durable check failed", consumer=sub.durable.name, error=repr(exc))
 
 
 Runner = Callable[[], Awaitable[None]]
