@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, Handler, handle_delivery
 from switchboard.runtime.failures import PoisonBudget
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.service import Runtime
 from switchboard.runtime.tracing import consume_span
 
 log = get_logger(__name__)
@@ -52,6 +53,7 @@ __all__ = [
     "durable",
     "register",
     "serve",
+    "spawn",
 ]
 
 # How long a fetch waits for a batch to fill before handing over what came (and how long a
@@ -270,16 +272,15 @@ async def _keep_durables(
                 log.debug("durable check failed", consumer=sub.durable.name, error=repr(exc))
 
 
-Runner = Callable[[], Awaitable[None]]
-
-
-def runner(bus: Bus, subscriptions: Mapping[Subscription, Handler], stop: asyncio.Event) -> Runner:
-    """``serve`` as a worker for ``Runtime.spawn``."""
+def spawn(rt: Runtime, name: str, subscriptions: Mapping[Subscription, Handler]) -> None:
+    """Serve ``subscriptions`` as one of the runtime's workers, stopped with it: in-flight
+    batches get three quarters of its shutdown grace (the bus is drained after)."""
+    grace = rt.settings.shutdown_grace_s * 0.75
 
     async def run() -> None:
-        await serve(bus, subscriptions, stop)
+        await serve(rt.bus, subscriptions, rt.stop, grace_s=grace)
 
-    return run
+    rt.spawn(name, run)
 
 
 async def _undelivered(_: Msg) -> None:  # documents a subscriber; never called

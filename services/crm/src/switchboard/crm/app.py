@@ -187,7 +187,7 @@ def create_app(settings: CrmSettings) -> ServiceApp:
             replace(RESOLVER, concurrency=settings.resolver_concurrency): resolve,
             COMMANDS: command,
         }
-        rt.spawn("consumers", subscribers.runner(rt.bus, consumers, rt.stop))
+        subscribers.spawn(rt, "consumers", consumers)
         await _start_media(rt, settings, ports)
 
     app = service_app(

@@ -103,7 +103,7 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
             replace(CRM_EVENTS, concurrency=settings.concurrency): runner.on_crm,
             replace(TIMERS, concurrency=settings.concurrency): runner.on_timer,
         }
-        rt.spawn("consumers", subscribers.runner(rt.bus, consumers, rt.stop))
+        subscribers.spawn(rt, "consumers", consumers)
 
     app = service_app(
         service="flows",

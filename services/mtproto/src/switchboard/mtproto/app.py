@@ -124,7 +124,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
             return await commands.handle(handler_deps, msg)
 
         consumers = {commands.SUBSCRIPTION: command}
-        rt.spawn("commands", subscribers.runner(rt.bus, consumers, rt.stop))
+        subscribers.spawn(rt, "commands", consumers)
 
     app = service_app(
         service="mtproto",

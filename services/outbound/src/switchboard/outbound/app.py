@@ -293,7 +293,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             if isinstance(d.model, ContactErased):
                 await forget(sends_kv, d.envelope.workspace_id, frozenset(d.model.identity_hashes))
 
-        rt.spawn(ERASURE.durable.name, subscribers.runner(rt.bus, {ERASURE: erased}, rt.stop))
+        subscribers.spawn(rt, ERASURE.durable.name, {ERASURE: erased})
         supervisor = CampaignSupervisor(
             rt.bus,
             store,
