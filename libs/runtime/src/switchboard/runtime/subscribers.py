@@ -287,11 +287,13 @@ async def _undelivered(_: Msg) -> None:  # documents a subscriber; never called
     raise RuntimeError("a documentation router does not consume")
 
 
-# The payload of a subject no catalog message is published on (RAW: provider webhooks).
+# The payload of a subject no catalog message is published on: RAW holds the providers'
+# payloads as they were received, the DLQ each failed message as it was.
 OPAQUE = {
     "type": "string",
     "contentEncoding": "binary",
-    "description": "the provider's payload as received, not a catalog message",
+    "description": "not a catalog message: a provider's payload as received (raw.>), or a "
+    "dead-lettered message as it was (dlq.>)",
 }
 
 
@@ -312,6 +314,9 @@ def asyncapi(service: str, subscriptions: Sequence[Subscription]) -> dict[str, A
     svc = topology(service)
     broker = NatsBroker(apply_types=False)  # as BusBroker
     broker.include_router(router(dict.fromkeys(subscriptions, _undelivered)))
+    # What it sends, as its topology declares (tests/deploy check that against its code).
+    for subject in svc.publishes:
+        broker.publisher(subject, title=f"{service}:{subject}", description=f"{service} sends")
     spec = AsyncAPI(
         broker,
         title=f"Switchboard {service}",
@@ -323,7 +328,9 @@ def asyncapi(service: str, subscriptions: Sequence[Subscription]) -> dict[str, A
     by_name = {sub.durable.name: sub for sub in subscriptions}
     for key, channel in doc.get("channels", {}).items():
         channel.pop("servers", None)
-        sub = by_name[key.split(":", 1)[0]]  # keyed <durable> or <durable>:<filter>
+        sub = by_name.get(key.split(":", 1)[0])  # keyed <durable> or <durable>:<filter>
+        if sub is None:  # a publisher's: keyed <service>:<subject>
+            continue
         channel["x-durable"] = {
             "name": sub.durable.name,
             "stream": sub.durable.stream,
@@ -352,7 +359,8 @@ def asyncapi(service: str, subscriptions: Sequence[Subscription]) -> dict[str, A
 
 def _address_of(doc: dict[str, Any], message: dict[str, Any]) -> str | None:
     """The channel address a component message belongs to (FastStream titles each
-    ``<channel>:SubscribeMessage``)."""
-    channel = str(message.get("title", "")).removesuffix(":SubscribeMessage")
+    ``<channel>:SubscribeMessage`` and a publisher's ``<channel>:Message``)."""
+    title = str(message.get("title", ""))
+    channel = title.removesuffix(":SubscribeMessage").removesuffix(":Message")
     found = doc.get("channels", {}).get(channel)
     return None if found is None else str(found.get("address"))
