@@ -38,6 +38,7 @@ from switchboard.events.streams import subject_matches
 from switchboard.events.topology import SERVICES, Durable, ServiceTopology
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, Handler, handle_delivery
+from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.failures import PoisonBudget
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.service import Runtime
@@ -63,7 +64,7 @@ FETCH_TIMEOUT_S = 1.0
 DURABLE_CHECK_S = 2.0
 
 
-class UnknownDurableError(LookupError):
+class UnknownDurableError(SwitchboardRuntimeError, LookupError):
     """A service named a durable its topology does not declare (a typo, or a topology entry
     missing: add it to switchboard.events.topology and run ``just schemas``)."""
 
