@@ -9,10 +9,14 @@ and names the durable by its topology entry, so nothing is copied by hand:
 * :func:`register` puts a JetStream pull subscriber on a FastStream ``NatsRouter``, whose
   handler settles every message through ``consumer.handle_delivery`` (the one failure
   policy: ack, nak with backoff, DLQ);
-* :func:`serve` runs the router on a :class:`BusBroker` that shares the service's bus
-  connection, until the runtime stops (in-flight batches finish first);
-* :func:`asyncapi` documents the same subscribers (``switchboard-asyncapi`` writes
-  ``docs/asyncapi/<service>.json``).
+* :func:`serve` (:func:`spawn` from a service's ``start``) runs the router on a
+  :class:`BusBroker` that shares the service's bus connection, until the runtime stops
+  (in-flight batches finish first), and creates again a durable deleted under it;
+* :func:`asyncapi` documents the same subscribers, and what the service sends
+  (``docs/generate_asyncapi.py`` writes ``docs/asyncapi/<service>.json``).
+
+A hot path may keep the runtime's own reader behind the same declaration (``reader``), where
+``bench/bench_subscribers.py`` shows FastStream measurably slower (docs/benchmarks.md).
 """
 
 from __future__ import annotations
