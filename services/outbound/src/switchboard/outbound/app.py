@@ -85,8 +85,11 @@ log = get_logger(__name__)
 # how soon a crashed instance's commands go to another one.
 #
 # Where each durable reads is the topology's (switchboard.events.topology, OUTBOUND). The
-# lanes are the send path: each message is handed over the moment it arrives, with no batch
-# barrier (delivery.pull.ContinuousPull), which FastStream's pull subscriber does not do.
+# lanes are the send path (a hot path, issue 16): each command is handed over the moment it
+# arrives (delivery.pull.ContinuousPull, no batch barrier), held up to thousands at a time
+# with in-progress acks while it waits for a rate-limit slot, and put back at a stop unless
+# its provider call began (lanes.py). FastStream's pull subscriber costs ~3x BatchPull per
+# message (bench/bench_subscribers.py); the lanes were not measured through it.
 _LANE: Reader = "continuous_pull"
 SENDS = Subscription(durable("outbound", "outbound-sends"), _LANE, max_failures=1000)
 BULK = Subscription(durable("outbound", "outbound-bulk"), _LANE, max_failures=1000)
