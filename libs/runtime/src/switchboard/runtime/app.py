@@ -18,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from switchboard.events.streams import API_KEYS
 from switchboard.runtime import openapi_security
 from switchboard.runtime.auth import PRINCIPAL, AuthError, ScopeError
+from switchboard.runtime.deps import NotStartedError
 from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.http import Health, document_problems, error, invalid
 from switchboard.runtime.keys import PREFIX, KeyCache, KeyStore
@@ -248,6 +249,10 @@ def service_app(
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> Response:
         return error(401, "unauthorized", exc.message)
+
+    @app.exception_handler(NotStartedError)
+    async def _not_started(_: Request, exc: NotStartedError) -> Response:
+        return error(503, "unavailable", str(exc), headers={"Retry-After": "1"})
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> Response:

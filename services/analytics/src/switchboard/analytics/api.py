@@ -11,6 +11,7 @@ from fastapi import Depends, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.analytics import queries
+from switchboard.analytics.bootstrap import AnalyticsDeps
 from switchboard.analytics.params import (
     Bucket,
     Filters,
@@ -23,6 +24,7 @@ from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.db import Conn
+from switchboard.runtime.deps import Wired
 
 
 def _workspace(request: Request) -> str:
@@ -49,12 +51,14 @@ BAD: dict[int | str, dict[str, Any]] = {
 Read = Callable[[Conn, Window, Filters], Awaitable[dict[str, Any]]]
 
 
-def add_routes(app: ServiceApp, ports: dict[str, Any], settings: AnalyticsSettings) -> None:
+def add_routes(app: ServiceApp, deps: Wired[AnalyticsDeps], settings: AnalyticsSettings) -> None:
+    """The rollup routes, reading through the dependencies the service built at start."""
+
     async def answer(request: Request, allowed: tuple[str, ...], read: Read) -> Response:
         q = request.query_params
         window = parse_window(q.get("from"), q.get("to"), q.get("bucket"), datetime.now(UTC))
         filters = parse_filters(q, allowed, extra=("limit",))
-        async with ports["pool"].acquire() as conn:
+        async with deps().pool.acquire() as conn:
             return JSONResponse(await read(conn, window, filters))
 
     @app.get(
@@ -218,7 +222,7 @@ def add_routes(app: ServiceApp, ports: dict[str, Any], settings: AnalyticsSettin
         q = request.query_params
         window = parse_window(q.get("from"), q.get("to"), q.get("bucket"), datetime.now(UTC))
         parse_filters(q, (), extra=("flow",))  # refuses unknown parameters by name
-        async with ports["pool"].acquire() as conn:
+        async with deps().pool.acquire() as conn:
             return JSONResponse(await queries.flow_funnel(conn, ws, window, flow))
 
     @app.get(
