@@ -16,7 +16,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest import admin, normalizer
 from switchboard.ingest.bootstrap import IngestDeps, bootstrap
-from switchboard.ingest.fastpath import ReadBody, WebhookResult, body_reader, webhook_fast_path
+from switchboard.ingest.fastpath import (
+    ReadBody,
+    WebhookResult,
+    webhook_fast_path,
+    webhook_operations,
+)
 from switchboard.ingest.limits import TokenBuckets
 from switchboard.ingest.settings import IngestSettings
 from switchboard.ingest.webhooks import (
@@ -34,7 +39,7 @@ from switchboard.runtime.auth import check_admin
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import DecryptError, Keyring
 from switchboard.runtime.deps import NotStartedError, Wired
-from switchboard.runtime.http import ProblemResponse, error, problem_body
+from switchboard.runtime.http import error, problem_body
 from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
@@ -187,39 +192,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         return outcome
 
     app.fast_path = webhook_fast_path(handle)
-
-    async def webhook(channel: Channel, account_id: str, request: Request) -> Response:
-        # Reached only if the fast path does not answer (it takes every webhook POST); the
-        # routes stay real FastAPI routes so that OpenAPI documents them.
-        result = await handle(
-            channel,
-            account_id,
-            request.headers,
-            body_reader(request.receive, request.headers.get("content-length")),
-        )
-        if result.status >= 400:
-            return ProblemResponse(result.body, result.status, result.headers)
-        return JSONResponse(result.body, result.status, result.headers)
-
-    @app.post(
-        "/webhooks/telegram/{account}",
-        summary="Telegram Bot API webhook",
-        description="Verified with `X-Telegram-Bot-Api-Secret-Token` (constant time).",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def telegram_webhook(account: str, request: Request) -> Response:
-        return await webhook(Channel.TELEGRAM, account, request)
-
-    @app.post(
-        "/webhooks/whatsapp/{account}",
-        summary="WhatsApp Cloud API webhook",
-        description="Verified with `X-Hub-Signature-256` over the raw body.",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def whatsapp_webhook(account: str, request: Request) -> Response:
-        return await webhook(Channel.WHATSAPP, account, request)
+    app.fast_path_routes = webhook_operations(WEBHOOK_RESPONSES)
 
     @app.get(
         "/webhooks/whatsapp/{account}",
@@ -242,27 +215,6 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             return PlainTextResponse(whatsapp_handshake(found, mode, token, challenge))
         except RejectedError as rej:
             return error(rej.status, rej.code, rej.message)
-
-    @app.post(
-        "/webhooks/viber/{account}",
-        summary="Viber REST bot callback",
-        description="Verified with `X-Viber-Content-Signature` (HMAC with the bot token).",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def viber_webhook(account: str, request: Request) -> Response:
-        return await webhook(Channel.VIBER, account, request)
-
-    @app.post(
-        "/webhooks/generic/{source}",
-        summary="Standard Webhooks receiver",
-        description="Verified with `webhook-id`, `webhook-timestamp` (5 min tolerance) and "
-        "`webhook-signature`; `webhook-id` deduplicates.",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def generic_webhook(source: str, request: Request) -> Response:
-        return await webhook(Channel.GENERIC, source, request)
 
     def integrations() -> dict[str, dict[str, Any]]:
         try:
