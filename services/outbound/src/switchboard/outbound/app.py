@@ -30,6 +30,7 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
 )
 from switchboard.outbound.attempts import Attempts, fingerprint
+from switchboard.outbound.bootstrap import OutboundDeps
 from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.calendar.api import CalendarPorts
 from switchboard.outbound.calendar.api import router as calendar_router
@@ -68,6 +69,7 @@ from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, integrations_endpoint
 from switchboard.runtime.logging import get_logger, register_secret
@@ -152,7 +154,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     keys = settings.encryption_keys.get_secret_value()
     register_secret(keys)
     keyring = Keyring.from_mapping(parse_keyring(keys))
-    ports: dict[str, Any] = {}
+    deps: Wired[OutboundDeps] = Wired("outbound")
     breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
 
     def last_success(key: str) -> datetime | None:
@@ -249,10 +251,6 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         keys = IdempotencyKeys(
             sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
         )
-        ports.update(
-            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk,
-            uploads=uploads, url_sizes=url_sizes,
-        )  # fmt: skip
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         calendar_kv = await rt.bus.kv("calendar")
         app.state.calendar = CalendarPorts(
@@ -318,7 +316,12 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         prober = Prober(
             probes, Endpoints(), cache.all, PROBED, settings.probe_interval_s, last_success
         )
-        ports["prober"] = prober
+        deps.set(
+            OutboundDeps(
+                bus=rt.bus, accounts=cache, attempts=attempts, keys=keys, desk=desk,
+                uploads=uploads, url_sizes=url_sizes, prober=prober,
+            )
+        )  # fmt: skip
         rt.spawn("probes", lambda: prober.run(rt.stop))
         # What start-up allocated lives as long as the process: out of the collector's way,
         # a full collection no longer walks it (a 100+ ms pause there delays every send).
@@ -364,23 +367,23 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 cmd = SendBulk.model_validate(body)
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
-        accounts: AccountCache = ports["accounts"]
+        accounts = deps().accounts
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
         if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
             return error(422, "unsupported_content", problem[1], field=problem[0])
         try:
-            sizes = await ports["uploads"].sizes(ws, cmd)
+            sizes = await deps().uploads.sizes(ws, cmd)
         except UploadMissingError as exc:
             raise NotFoundError("upload", exc.upload_id) from None
         except Exception as exc:  # the object store is down: ours to fix, the caller retries
             return _store_down(exc)
-        oversize = too_large(cmd, sizes) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        oversize = too_large(cmd, sizes) or over_bus_limit(cmd, deps().bus.nc.max_payload)
         if oversize is None and settings.url_size_check:
-            oversize = await ports["url_sizes"].too_large(cmd)
+            oversize = await deps().url_sizes.too_large(cmd)
         if oversize is not None:
             return error(413, "too_large", oversize.reason, field=oversize.field)
-        keys: IdempotencyKeys = ports["keys"]
+        keys = deps().keys
         decision = await keys.begin(ws, cmd.message_id, fingerprint(cmd))
         if isinstance(decision, Conflict):
             return error(
@@ -399,7 +402,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         if isinstance(decision, Replay):
             return JSONResponse(decision.body, decision.status, {"Idempotent-Replayed": "true"})
         try:
-            await ports["bus"].publish(cmd, workspace_id=ws)
+            await deps().bus.publish(cmd, workspace_id=ws)
         except BaseException:
             await keys.release(decision)
             raise
@@ -439,7 +442,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         data = await file.read()
         mime = file.content_type or "application/octet-stream"
         try:
-            saved = await ports["uploads"].save(ws, data, mime, file.filename)
+            saved = await deps().uploads.save(ws, data, mime, file.filename)
         except Exception as exc:
             return _store_down(exc)
         return JSONResponse(
@@ -455,12 +458,12 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], summary="Status and history")
     async def status(message_id: str, ws: Workspace) -> Response:
-        found = await ports["attempts"].get(ws, message_id)
+        found = await deps().attempts.get(ws, message_id)
         record = require(found, ws, "message", message_id)
         return JSONResponse(record.model_dump(mode="json", exclude={"fingerprint", "owner"}))
 
     async def change(ws: str, message_id: str, new_time: datetime | None) -> Response:
-        answer = await ports["desk"].change(ws, message_id, new_time, None)
+        answer = await deps().desk.change(ws, message_id, new_time, None)
         if isinstance(answer, Refusal):
             if answer.status == 404:
                 raise NotFoundError("message", message_id)
@@ -509,17 +512,17 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             cmd = model.model_validate(body)
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
-        accounts: AccountCache = ports["accounts"]
+        accounts = deps().accounts
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
-        await ports["bus"].publish(cmd, workspace_id=ws)
+        await deps().bus.publish(cmd, workspace_id=ws)
         return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
 
     async def of_message(ws: str, message_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """An edit or deletion of our send ``message_id``: its channel and account come from
         its record (another workspace's message does not exist: 404); without a
         ``request_id`` each request is a new one."""
-        record = require(await ports["attempts"].get(ws, message_id), ws, "message", message_id)
+        record = require(await deps().attempts.get(ws, message_id), ws, "message", message_id)
         return {
             "request_id": f"{message_id}:{uuid.uuid4().hex}",
             **body,
@@ -565,8 +568,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     def integrations() -> dict[str, dict[str, Any]]:
         """Per provider account: its breaker and recent calls, and its last probe."""
         calls = breakers.report()
-        prober: Prober | None = ports.get("prober")
-        probes = prober.report() if prober else {}
+        try:
+            probes = deps().prober.report()
+        except NotStartedError:  # nothing probed yet
+            probes = {}
         return {
             key: {**calls.get(key, {"state": "closed"}), "probe": probes.get(key)}
             for key in sorted(calls.keys() | probes.keys())
