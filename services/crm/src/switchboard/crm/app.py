@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import httpx
+import asyncpg
 from fastapi import Body, Query
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,10 +25,10 @@ from switchboard.crm import (
     projector,
     queries,
 )
+from switchboard.crm.bootstrap import CrmDeps, bootstrap
 from switchboard.crm.campaigns import CampaignRequest
 from switchboard.crm.commands import Applied, RejectedError
 from switchboard.crm.deps import Workspace
-from switchboard.crm.media import ProviderMedia
 from switchboard.crm.media_api import media_routes
 from switchboard.crm.resolver import Resolver
 from switchboard.crm.settings import CrmSettings
@@ -56,18 +56,14 @@ from switchboard.events.catalog.crm import (
 )
 from switchboard.events.catalog.mtproto import AccountStatus
 from switchboard.runtime import identity, pii, subscribers
-from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import decode_or_reject
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
+from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
-from switchboard.runtime.logging import register_secret
-from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.projection import Projection
 from switchboard.runtime.service import Runtime
-from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.subscribers import Subscription, durable
 
 SCHEMA = "crm"
@@ -149,13 +145,16 @@ class Split(BaseModel):
 def create_app(settings: CrmSettings) -> ServiceApp:
     """Build the CRM app; connections are made by its lifespan, never at import."""
     identity.configure(settings.identity_pepper.get_secret_value())
-    ports: dict[str, Any] = {}
+    deps: Wired[CrmDeps] = Wired("crm")
+    # The media routes (media_api.py) still look what they use up by name: filled from the
+    # typed dependencies, in the same place.
+    media_ports: dict[str, Any] = {}
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
         await pii.start(rt)  # the projections and the resolver open sealed personal data
-        store = EventStore(rt.bus)
-        ports.update(store=store, pool=rt.pool)
+        built = await bootstrap(rt, settings)
+        store = built.store
         for module in PROJECTIONS:
             projection = build_projection(
                 module,
@@ -188,7 +187,13 @@ def create_app(settings: CrmSettings) -> ServiceApp:
             COMMANDS: command,
         }
         subscribers.spawn(rt, "consumers", consumers)
-        await _start_media(rt, settings, ports)
+        cache = built.accounts
+        if cache is not None:
+            # Not awaited: the CRM's projections never wait on the accounts; the media
+            # route waits (briefly) for the first load instead.
+            rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
+        media_ports.update(built.media_ports())
+        deps.set(built)
 
     app = service_app(
         service="crm",
@@ -202,31 +207,11 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         schema=SCHEMA,
     )
     app.state.auth = ApiKeyAuth(settings.api_keys)
-    _read_routes(app, ports)
-    _command_routes(app, ports, settings)
-    _campaign_routes(app, ports, settings)
-    media_routes(app, ports, settings)
+    _read_routes(app, deps)
+    _command_routes(app, deps, settings)
+    _campaign_routes(app, deps, settings)
+    media_routes(app, media_ports, settings)
     return app
-
-
-async def _start_media(rt: Runtime, settings: CrmSettings, ports: dict[str, Any]) -> None:
-    """What the media routes need: the accounts (for provider tokens, read through the
-    registry like every service), an HTTP client and the object store."""
-    keys = settings.encryption_keys
-    if keys is not None:
-        register_secret(keys.get_secret_value())
-        keyring = Keyring.from_mapping(parse_keyring(keys.get_secret_value()))
-        cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
-        rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
-        # Not awaited here: the CRM's projections never wait on the accounts; the media
-        # route waits (briefly) for the first load instead.
-        ports["accounts"] = cache
-    http = httpx.AsyncClient(timeout=settings.media_timeout_s, follow_redirects=True)
-    rt.on_close(http.aclose)
-    ports["media"] = ProviderMedia(http)
-    objects = await open_store(settings.objects)
-    rt.on_close(objects.close)
-    ports["objects"] = objects
 
 
 async def handle_command(
@@ -319,9 +304,9 @@ async def wait_projected(pool: Any, seq: int, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def _read_routes(app: ServiceApp, ports: dict[str, Any]) -> None:
-    def pool() -> Any:
-        return ports["pool"]
+def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
+    def pool() -> asyncpg.Pool:
+        return deps().pool
 
     async def page(fetch: Any) -> Response:
         async with pool().acquire() as conn:
@@ -470,14 +455,14 @@ def _read_routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         return JSONResponse(found)
 
 
-def _command_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
+def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
     async def run(ws: str, cmd: Any, read: Any) -> Response:
         try:
-            applied = await execute(ports["store"], settings, cmd, ws)
+            applied = await execute(deps().store, settings, cmd, ws)
         except RejectedError as exc:
             return error(exc.status, exc.code, exc.message)
-        await wait_projected(ports["pool"], applied.version)
-        async with ports["pool"].acquire() as conn:
+        await wait_projected(deps().pool, applied.version)
+        async with deps().pool.acquire() as conn:
             body = await read(conn, applied.aggregate_id)
         return JSONResponse(body or {"id": applied.aggregate_id, "version": applied.version})
 
@@ -559,7 +544,7 @@ def _command_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSetting
         return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
 
 
-def _campaign_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
+def _campaign_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
     @app.post(
         "/v1/campaigns",
         tags=["campaigns"],
@@ -573,9 +558,9 @@ def _campaign_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettin
             return error(
                 422, "unknown_stage", f"{stage!r} is not one of {', '.join(settings.stages)}"
             )
-        async with ports["pool"].acquire() as conn:
+        async with deps().pool.acquire() as conn:
             try:
-                started = await campaigns.start_campaign(conn, ports["store"].bus, ws, body)
+                started = await campaigns.start_campaign(conn, deps().store.bus, ws, body)
             except campaigns.SegmentError as exc:
                 return error(422, exc.code, exc.message)
         return JSONResponse(asdict(started), status_code=202)
