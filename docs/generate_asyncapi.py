@@ -13,40 +13,19 @@ exactly the durables of the topology.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 from switchboard.events.schemas import dumps
 from switchboard.events.topology import SERVICES
-from switchboard.runtime.subscribers import Subscription, asyncapi
+from switchboard.runtime.subscribers import asyncapi, declared
 
 OUT = Path(__file__).resolve().parent / "asyncapi"
-
-# Where each service declares its subscriptions (``SUBSCRIPTIONS``, a tuple of them).
-DECLARED: dict[str, tuple[str, ...]] = {
-    "ingest": ("switchboard.ingest.normalizer",),
-    "crm": ("switchboard.crm.app",),
-    "outbound": ("switchboard.outbound.app",),
-    "mtproto": ("switchboard.mtproto.commands",),
-    "analytics": (),  # projections only: ordered consumers from their checkpoints
-    "flows": ("switchboard.flows.runner",),
-}
-
-
-def subscriptions(service: str) -> tuple[Subscription, ...]:
-    """The subscriptions ``service`` declares (in its modules' ``SUBSCRIPTIONS``)."""
-    found: list[Subscription] = []
-    for module in DECLARED[service]:
-        found.extend(importlib.import_module(module).SUBSCRIPTIONS)
-    return tuple(found)
 
 
 def documents() -> dict[str, str]:
     """File name -> content of every service's document."""
-    return {
-        f"{svc.name}.json": dumps(asyncapi(svc.name, subscriptions(svc.name))) for svc in SERVICES
-    }
+    return {f"{svc.name}.json": dumps(asyncapi(svc.name, declared(svc.name))) for svc in SERVICES}
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +16,7 @@ from types import ModuleType
 import pytest
 
 from switchboard.events.topology import SERVICES
+from switchboard.runtime import subscribers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,8 +50,20 @@ def test_the_check_bites_on_a_stale_document(tmp_path: Path) -> None:
 @pytest.mark.parametrize("service", [s.name for s in SERVICES])
 def test_each_service_declares_its_topology_s_durables(service: str) -> None:
     topo = next(s for s in SERVICES if s.name == service)
-    declared = [sub.durable for sub in _generator().subscriptions(service)]
+    declared = [sub.durable for sub in subscribers.declared(service)]
     assert declared == list(topo.durables)
+
+
+def test_every_module_that_declares_subscriptions_is_named_by_the_topology() -> None:
+    """A module with ``SUBSCRIPTIONS`` that no service's ``declared_in`` names would be
+    served but missing from the AsyncAPI documents and the deployment checks."""
+    named = {m for svc in SERVICES for m in svc.declared_in}
+    found = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts[3:])  # services/<svc>/src/...
+        for path in ROOT.glob("services/*/src/switchboard/**/*.py")
+        if re.search(r"^SUBSCRIPTIONS\b", path.read_text(), flags=re.MULTILINE)
+    }
+    assert found == named
 
 
 @pytest.mark.parametrize("service", [s.name for s in SERVICES])

@@ -126,6 +126,9 @@ class ServiceTopology:
     description: str = ""
     # Core NATS subjects it answers requests on (no stream stores them): inbox prefixes.
     answers: tuple[str, ...] = ()
+    # The modules whose ``SUBSCRIPTIONS`` declare its durables (names only: the catalog never
+    # imports a service); ``runtime.subscribers.declared`` loads them for every generator.
+    declared_in: tuple[str, ...] = ()
 
     def streams(self) -> tuple[str, ...]:
         """Every stream this service touches through the JetStream API, in catalog order."""
@@ -149,6 +152,7 @@ API_KEY_USE = BucketUse(
 
 INGEST = ServiceTopology(
     name="ingest",
+    declared_in=("switchboard.ingest.normalizer",),
     description="webhooks -> RAW; the normalizer turns RAW into conv.* and delivery receipts",
     publishes=("raw.>", "conv.>", "delivery.receipt.>", "dlq.>"),
     durables=(
@@ -181,6 +185,7 @@ INGEST = ServiceTopology(
 
 CRM = ServiceTopology(
     name="crm",
+    declared_in=("switchboard.crm.app",),
     description="contacts and leads (event-sourced in CRM), projections into Postgres; "
     "campaigns to a segment handed to outbound",
     # A segment is expanded here (the CRM's tables) and sent by outbound as a campaign.
@@ -248,6 +253,7 @@ CRM = ServiceTopology(
 
 OUTBOUND = ServiceTopology(
     name="outbound",
+    declared_in=("switchboard.outbound.app",),
     description="send commands from OUTBOUND to the providers at their limits (conversational "
     "and bulk lanes), campaigns, conversions, SendPulse commands; delivery events",
     publishes=(
@@ -422,6 +428,7 @@ LOGIN_COMMANDS = ("login_start", "login_submit_code", "login_submit_password")
 
 MTPROTO = ServiceTopology(
     name="mtproto",
+    declared_in=("switchboard.mtproto.commands",),
     description="Telegram user sessions (one owner each, by lease): logins, live updates and "
     "backfills as conv.*, sends as a user with delivery.*",
     publishes=(
@@ -559,6 +566,7 @@ ANALYTICS = ServiceTopology(
 
 FLOWS = ServiceTopology(
     name="flows",
+    declared_in=("switchboard.flows.runner",),
     description="bot scenarios: flow documents and event-sourced runs in FLOWS; reacts to "
     "conversations and due timers with sends (outbound) and CRM commands, exactly once",
     publishes=(

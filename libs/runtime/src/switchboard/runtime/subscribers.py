@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -55,6 +56,7 @@ __all__ = [
     "Subscription",
     "UnknownDurableError",
     "asyncapi",
+    "declared",
     "durable",
     "register",
     "serve",
@@ -79,6 +81,15 @@ def topology(service: str) -> ServiceTopology:
         if svc.name == service:
             return svc
     raise UnknownDurableError(f"no service {service!r} in switchboard.events.topology")
+
+
+def declared(service: str) -> tuple[Subscription, ...]:
+    """The subscriptions ``service`` declares: the ``SUBSCRIPTIONS`` of the modules its
+    topology names (``declared_in``), the one list the generators and checks read."""
+    found: list[Subscription] = []
+    for module in topology(service).declared_in:
+        found.extend(importlib.import_module(module).SUBSCRIPTIONS)
+    return tuple(found)
 
 
 def durable(service: str, name: str) -> Durable:
