@@ -14,28 +14,23 @@ from faststream.nats.testing import PatchedMessage
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from switchboard.crm import app as crm_app
 from switchboard.events.registry import all_models
 from switchboard.events.schemas import subject_pattern
 from switchboard.events.streams import subject_matches
+from switchboard.events.topology import SERVICES
 from switchboard.flows import runner as flows_runner
-from switchboard.mtproto import commands as mtproto_commands
 from switchboard.outbound import app as outbound_app
 from switchboard.runtime import subscribers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.subscribers import Subscription
 
-FASTSTREAM = [
-    sub
-    for declared in (
-        flows_runner.SUBSCRIPTIONS,
-        crm_app.SUBSCRIPTIONS,
-        outbound_app.SUBSCRIPTIONS,
-        mtproto_commands.SUBSCRIPTIONS,
-    )
-    for sub in declared
-    if sub.reader == "faststream"
-]
+# Every service's subscriptions that FastStream serves, from the one list of declaring
+# modules (the topology's ``declared_in``).
+BY_SERVICE = {
+    svc.name: tuple(s for s in subscribers.declared(svc.name) if s.reader == "faststream")
+    for svc in SERVICES
+}
+FASTSTREAM = [sub for subs in BY_SERVICE.values() for sub in subs]
 
 
 def _offline_bus() -> Bus:
@@ -71,13 +66,8 @@ def _recorder(name: str, got: list[tuple[str, str]]) -> Callable[[Msg], Awaitabl
 
 @pytest.mark.parametrize(
     "service_subs",
-    [
-        flows_runner.SUBSCRIPTIONS,
-        crm_app.SUBSCRIPTIONS,
-        tuple(s for s in outbound_app.SUBSCRIPTIONS if s.reader == "faststream"),
-        mtproto_commands.SUBSCRIPTIONS,
-    ],
-    ids=["flows", "crm", "outbound", "mtproto"],
+    [subs for subs in BY_SERVICE.values() if subs],
+    ids=[name for name, subs in BY_SERVICE.items() if subs],
 )
 async def test_each_subject_reaches_the_handler_its_durable_declares(
     service_subs: tuple[Subscription, ...],
