@@ -18,7 +18,7 @@ import httpx
 import pytest
 from nats.aio.msg import Msg
 from tests.support.db import table_checksum
-from tests.support.stack import API_KEY, service_env
+from tests.support.stack import API_KEY, register_bot, register_number, service_env
 
 from switchboard.analytics.app import create_app as analytics_app
 from switchboard.analytics.rebuild import rebuild
@@ -41,7 +41,7 @@ from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-ADMIN = {"Authorization": "Bearer admin-token-123"}
+ADMIN_TOKEN = "admin-token-123"
 TG_TOKEN = "400000001:analytics-e2e"
 WA_NUMBER = "109000000000077"
 WA_APP_SECRET = "5f0c8e2a9b7d4c1e6a3f8b0d2e4c6a81"  # a Meta app secret: 32 hex characters
@@ -118,28 +118,11 @@ async def env(
 
 
 async def _register(env: Env) -> None:
-    for body in (
-        {
-            "channel": "telegram",
-            "id": "shop",
-            "workspace_id": "demo",
-            "secrets": {"token": TG_TOKEN},
-            "settings": {"api_base_url": f"{env.sandbox}/telegram"},
-        },
-        {
-            "channel": "whatsapp",
-            "id": "wa1",
-            "workspace_id": "demo",
-            "secrets": {
-                "app_secret": WA_APP_SECRET,
-                "verify_token": "wa-verify",
-                "access_token": "wa-token",
-            },
-            "settings": {"phone_number_id": WA_NUMBER, "api_base_url": f"{env.sandbox}/whatsapp"},
-        },
-    ):
-        r = await env.http.post(f"{env.ingest}/admin/accounts", headers=ADMIN, json=body)
-        assert r.status_code == 201, r.text
+    await register_bot(env.http, env.ingest, ADMIN_TOKEN, "shop", TG_TOKEN, env.sandbox)
+    await register_number(
+        env.http, env.ingest, ADMIN_TOKEN, "wa1", WA_NUMBER, env.sandbox,
+        app_secret=WA_APP_SECRET, verify_token="wa-verify",
+    )  # fmt: skip
     await env.box.whatsapp.set_webhook(WA_NUMBER, f"{env.ingest}/webhooks/whatsapp/wa1")
 
 

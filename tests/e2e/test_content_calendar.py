@@ -2,7 +2,9 @@
 versioned template is a scheduled send; a second post to the same channel within the gap is
 a 409 naming the first unless forced; an edit (time, then content) goes through the schedule
 desk; the post arrives in the sandbox channel, not before its time, rendered with its values
-escaped; and another workspace sees none of it (404)."""
+escaped; and another workspace sees none of it (404). A new post or a content edit cut by a
+crash between its steps is finished by the next read, never left pointing at an unqueued
+send."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import pytest
 from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
 
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.app import create_app
+from switchboard.outbound.schedule import ScheduleDesk
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
@@ -108,6 +112,7 @@ async def test_a_templated_post_is_checked_edited_and_published(env: Env) -> Non
     r = await env.call("POST", "/v1/calendar/posts", json=naive)
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["path"] == "body.at"
+    assert r.json()["code"] == "invalid_post"
     missing = {"destination": DEST, "at": ahead(60), "template": {"name": "daily"}}
     r = await env.call("POST", "/v1/calendar/posts", json=missing)
     assert r.status_code == 422, r.text
@@ -243,3 +248,123 @@ async def test_posts_placed_at_once_never_overlap(env: Env) -> None:
     r = await env.call("GET", "/v1/calendar")
     assert r.status_code == 200, r.text
     assert len(r.json()["posts"]) == codes.count(201)
+
+
+class CrashError(Exception):
+    """The instance dies here (raised between two steps of a request)."""
+
+
+def crash_once(monkeypatch: pytest.MonkeyPatch, where: str, message_id: str) -> None:
+    """Arm one crash of the next request: before the old send is cancelled (or moved), or
+    before the new send (``message_id``) is queued."""
+    if where in ("before_cancel", "before_move"):
+        change = ScheduleDesk.change
+
+        async def crashing_change(self: ScheduleDesk, *args: Any, **kw: Any) -> Any:
+            monkeypatch.setattr(ScheduleDesk, "change", change)
+            raise CrashError(where)
+
+        monkeypatch.setattr(ScheduleDesk, "change", crashing_change)
+        return
+    publish = Bus.publish
+
+    async def crashing_publish(self: Bus, message: Any, *args: Any, **kw: Any) -> Any:
+        if isinstance(message, SendMessage) and message.message_id == message_id:
+            monkeypatch.setattr(Bus, "publish", publish)
+            raise CrashError(where)
+        return await publish(self, message, *args, **kw)
+
+    monkeypatch.setattr(Bus, "publish", crashing_publish)
+
+
+async def repaired(env: Env, post_id: str, text: str) -> list[str] | None:
+    """Read the post (a read finishes a change a crash left unfinished) until its send has
+    put ``text`` in the channel."""
+    r = await env.call("GET", f"/v1/calendar/posts/{post_id}")
+    assert r.status_code == 200, r.text
+    texts = [m["text"] for m in env.channel_posts()]
+    return texts if text in texts else None
+
+
+@pytest.mark.parametrize("where", ["before_cancel", "before_queue"])
+async def test_a_content_edit_cut_by_a_crash_is_finished_by_the_next_read(
+    env: Env, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    body = {"destination": DEST, "at": ahead(600), "content": {"kind": "text", "text": "old"}}
+    r = await env.call("POST", "/v1/calendar/posts", json=body)
+    assert r.status_code == 201, r.text
+    post = r.json()
+    await eventually(lambda: queued(env, post), message="the post's send is queued")
+
+    crash_once(monkeypatch, where, f"post-{post['post_id']}-1")
+    edit = {"at": ahead(3), "content": {"kind": "text", "text": "new"}}
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post['post_id']}", json=edit)
+    assert r.status_code == 500  # the request died half-way
+
+    texts = await eventually(
+        lambda: repaired(env, post["post_id"], "new"), timeout=60, message="the edit went out"
+    )
+    assert texts == ["new"]  # the edited post, once; the old content never
+    r = await env.call("GET", f"/v1/messages/{post['message_id']}")
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["error_code"]) == ("failed", "cancelled")
+    r = await env.call("GET", f"/v1/calendar/posts/{post['post_id']}")
+    assert r.json()["message_id"] == f"post-{post['post_id']}-1"
+    assert r.json()["content"]["text"] == "new"
+
+
+async def test_a_new_post_cut_by_a_crash_before_its_send_is_queued_still_goes_out(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = {"destination": DEST, "at": ahead(3), "content": {"kind": "text", "text": "born"}}
+    publish = Bus.publish
+    created: list[str] = []
+
+    async def crashing_publish(self: Bus, message: Any, *args: Any, **kw: Any) -> Any:
+        if isinstance(message, SendMessage) and message.message_id.startswith("post-"):
+            monkeypatch.setattr(Bus, "publish", publish)
+            created.append(message.message_id)
+            raise CrashError("before_queue")
+        return await publish(self, message, *args, **kw)
+
+    monkeypatch.setattr(Bus, "publish", crashing_publish)
+    r = await env.call("POST", "/v1/calendar/posts", json=body)
+    assert r.status_code == 500  # the request died half-way
+
+    async def listed_and_sent() -> list[str] | None:
+        r = await env.call("GET", "/v1/calendar")  # the listing repairs too
+        assert r.status_code == 200, r.text
+        texts = [m["text"] for m in env.channel_posts()]
+        return texts if texts else None
+
+    assert await eventually(listed_and_sent, timeout=60, message="the post went out") == ["born"]
+    (post,) = (await env.call("GET", "/v1/calendar")).json()["posts"]
+    assert post["message_id"] == created[0]
+
+
+async def test_a_move_cut_by_a_crash_is_finished_by_the_next_read(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = {"destination": DEST, "at": ahead(600), "content": {"kind": "text", "text": "soon"}}
+    r = await env.call("POST", "/v1/calendar/posts", json=body)
+    assert r.status_code == 201, r.text
+    post = r.json()
+    await eventually(lambda: queued(env, post), message="the post's send is queued")
+
+    crash_once(monkeypatch, "before_move", post["message_id"])
+    at = ahead(3)
+    r = await env.call("PATCH", f"/v1/calendar/posts/{post['post_id']}", json={"at": at})
+    assert r.status_code == 500  # the request died after writing the move, before making it
+
+    # The post says the new time: the send goes out then (or, the move finished by a read
+    # after that time, as soon as it can), not 10 minutes later.
+    texts = await eventually(
+        lambda: repaired(env, post["post_id"], "soon"), timeout=60, message="the move was made"
+    )
+    assert texts == ["soon"]
+    sent = [r for r in env.box.recorder.requests(provider="telegram", method="sendMessage") if r.ok]
+    assert sent[0].at >= datetime.fromisoformat(at).timestamp()
+    r = await env.call("GET", f"/v1/calendar/posts/{post['post_id']}")
+    assert r.json()["message_id"] == post["message_id"]  # the same send, moved
+    shown_at = datetime.fromisoformat(r.json()["at"].replace("Z", "+00:00"))
+    assert datetime.fromisoformat(at) <= shown_at <= datetime.fromtimestamp(sent[0].at, UTC)

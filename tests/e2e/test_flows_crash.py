@@ -27,7 +27,7 @@ from switchboard.events import encode
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.conv import MessageReceived
 from switchboard.events.catalog.crm import LeadStageChanged
-from switchboard.events.catalog.flows import FlowConversation
+from switchboard.events.catalog.flows import FlowConversation, RunRecorded
 from switchboard.flows.app import create_app as flows_app
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.document import validate
@@ -126,6 +126,58 @@ async def _qualified_moves(nats_url: str) -> dict[str, int]:
     return moves
 
 
+async def _crashed_decision(
+    env: Env, flow_id: str, doc: dict[str, Any], inp: Input, conv: FlowConversation
+) -> RunRecorded:
+    """What an instance SIGKILLed right after deciding leaves behind: its decision on
+    ``inp`` recorded in FLOWS, carried out by nobody, the input unacknowledged."""
+    session = session_id("demo", Channel.TELEGRAM, "demo", conv.chat_id)
+    (record,) = plan(
+        session=session,
+        current=None,
+        active_doc=None,
+        published=[Published(flow_id, 1, validate(doc))],
+        inp=inp,
+        conversation=conv,
+    )
+    bus = await Bus.connect(env.nats_url, name="crashed-instance")
+    try:
+        await append_expecting(
+            bus, record, session_filter(session), 0, aggregate=session, workspace_id="demo"
+        )
+    finally:
+        await bus.close()
+    return record
+
+
+async def _redeliver_twice(env: Env, chat: int, inp: Input) -> list[list[str]]:
+    """The unacknowledged input delivered to a live instance, then delivered again (same
+    event id, as JetStream redelivers it); the chat's texts after each delivery."""
+    received = MessageReceived.model_validate(
+        {
+            "channel": "telegram",
+            "account": "demo",
+            "chat": {"id": str(chat)},
+            "sender": {"id": str(chat), "first_name": "Ada"},
+            "content": {"kind": "text", "text": inp.text},
+            "provider": {"message_id": "1"},
+            "sent_at": inp.at.isoformat(),
+            "received_at": inp.at.isoformat(),
+        }
+    )
+    seen: list[list[str]] = []
+    bus = await Bus.connect(env.nats_url, name="redelivery")
+    try:
+        for n in range(2):
+            enc = encode(received, source="test", id=inp.id, workspace_id="demo")
+            headers = {**enc.headers, "Nats-Msg-Id": f"{inp.id}-delivery-{n}"}
+            await bus.publish_raw(enc.subject, enc.body, headers)
+            seen.append(await env.until(chat, 1))
+    finally:
+        await bus.close()
+    return seen
+
+
 async def test_a_decision_recorded_before_a_crash_is_carried_out_once(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,56 +187,18 @@ async def test_a_decision_recorded_before_a_crash_is_carried_out_once(
     async with serve_app(flows_app(load_settings(FlowsSettings))) as flows:
         flow_id = await _publish_flow(env, flows)
     chat = 9001
-    session = session_id("demo", Channel.TELEGRAM, "demo", str(chat))
-    bus = await Bus.connect(env.nats_url, name="crashed-instance")
-    try:
-        # What the crashed instance did: decide on the /start it was handed and record it.
-        inp = Input("text", "crashed-start", datetime.now(UTC), text="/start")
-        conv = FlowConversation(
-            channel=Channel.TELEGRAM,
-            account="demo",
-            chat_id=str(chat),
-            sender_id=str(chat),
-            first_name="Ada",
-        )
-        (record,) = plan(
-            session=session,
-            current=None,
-            active_doc=None,
-            published=[Published(flow_id, 1, validate(FLOW))],
-            inp=inp,
-            conversation=conv,
-        )
-        await append_expecting(
-            bus, record, session_filter(session), 0, aggregate=session, workspace_id="demo"
-        )
-    finally:
-        await bus.close()
+    inp = Input("text", "crashed-start", datetime.now(UTC), text="/start")
+    conv = FlowConversation(
+        channel=Channel.TELEGRAM,
+        account="demo",
+        chat_id=str(chat),
+        sender_id=str(chat),
+        first_name="Ada",
+    )
+    await _crashed_decision(env, flow_id, FLOW, inp, conv)
     assert env.texts(chat) == []  # it died before sending
-    # The input comes back to a live instance (here: published again with its id, as the
-    # redelivery of the unacknowledged message would be).
     async with serve_app(flows_app(load_settings(FlowsSettings))):
-        received = MessageReceived.model_validate(
-            {
-                "channel": "telegram",
-                "account": "demo",
-                "chat": {"id": str(chat)},
-                "sender": {"id": str(chat), "first_name": "Ada"},
-                "content": {"kind": "text", "text": "/start"},
-                "provider": {"message_id": "1"},
-                "sent_at": inp.at.isoformat(),
-                "received_at": inp.at.isoformat(),
-            }
-        )
-        bus = await Bus.connect(env.nats_url, name="redelivery")
-        try:
-            for n in range(2):  # delivered, then delivered again (same event id)
-                enc = encode(received, source="test", id="crashed-start", workspace_id="demo")
-                headers = {**enc.headers, "Nats-Msg-Id": f"delivery-{n}"}
-                await bus.publish_raw(enc.subject, enc.body, headers)
-                await env.until(chat, 1)
-        finally:
-            await bus.close()
+        await _redeliver_twice(env, chat, inp)
         await env.press(chat, "quote")
         assert await env.until(chat, 2) == _expected(chat)[:2]
     assert env.texts(chat) == _expected(chat)[:2]
@@ -221,49 +235,15 @@ async def test_a_webhook_decided_before_a_crash_is_called_once_and_answered(
         async with serve_app(flows_app(load_settings(FlowsSettings))) as flows:
             flow_id = await env.publish_flow(flows, doc)
         chat = 9002
-        session = session_id("demo", Channel.TELEGRAM, "demo", str(chat))
         inp = Input("text", "crashed-price", datetime.now(UTC), text="the price?")
         conv = FlowConversation(
             channel=Channel.TELEGRAM, account="demo", chat_id=str(chat), sender_id=str(chat)
         )
-        (record,) = plan(
-            session=session,
-            current=None,
-            active_doc=None,
-            published=[Published(flow_id, 1, validate(doc))],
-            inp=inp,
-            conversation=conv,
-        )
+        record = await _crashed_decision(env, flow_id, doc, inp, conv)
         assert [e.kind for e in record.effects] == ["webhook"]
-        bus = await Bus.connect(env.nats_url, name="crashed-instance")
-        try:
-            await append_expecting(
-                bus, record, session_filter(session), 0, aggregate=session, workspace_id="demo"
-            )
-        finally:
-            await bus.close()
         async with serve_app(flows_app(load_settings(FlowsSettings))):
-            received = MessageReceived.model_validate(
-                {
-                    "channel": "telegram",
-                    "account": "demo",
-                    "chat": {"id": str(chat)},
-                    "sender": {"id": str(chat), "first_name": "Ada"},
-                    "content": {"kind": "text", "text": "the price?"},
-                    "provider": {"message_id": "1"},
-                    "sent_at": inp.at.isoformat(),
-                    "received_at": inp.at.isoformat(),
-                }
-            )
-            bus = await Bus.connect(env.nats_url, name="redelivery")
-            try:
-                for n in range(2):
-                    enc = encode(received, source="test", id="crashed-price", workspace_id="demo")
-                    headers = {**enc.headers, "Nats-Msg-Id": f"price-delivery-{n}"}
-                    await bus.publish_raw(enc.subject, enc.body, headers)
-                    assert await env.until(chat, 1) == ["The price is 7."]
-            finally:
-                await bus.close()
+            answers = await _redeliver_twice(env, chat, inp)
+        assert answers == [["The price is 7."], ["The price is 7."]]
         assert [c["headers"]["webhook-id"] for c in seen] == [record.effects[0].id]
     assert env.texts(chat) == ["The price is 7."]
 

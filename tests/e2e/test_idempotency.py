@@ -14,28 +14,24 @@ Each case and its expected answer:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import outbound_stack, sandbox_account, telegram_shop
+from tests.support.stack import API_KEY, OTHER_KEY
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
-from switchboard.outbound.app import create_app
 from switchboard.outbound.attempts import fingerprint
 from switchboard.outbound.idempotency import Claim, IdempotencyKeys
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN_A = "300000011:idem-a"
@@ -64,28 +60,23 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN_A, "a_bot")
     box.telegram.add_bot(TOKEN_B, "b_bot")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url, SWITCHBOARD_DUPLICATE_WINDOW_S=WINDOW_S).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await bus.provision(duplicate_window_s=WINDOW_S)
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        for name, workspace, token in (("shop", "demo", TOKEN_A), ("theirs", "other", TOKEN_B)):
-            await store.put(
-                Account(
-                    channel=Channel.TELEGRAM,
-                    id=name,
-                    workspace_id=workspace,
-                    settings={"api_base_url": f"{sandbox}/telegram"},
-                    secrets={"token": token},
-                )
-            )
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        yield Env(box, url, bus, http, nats_url)
+
+    def accounts(sandbox: str) -> list[Account]:
+        return [
+            telegram_shop(sandbox, TOKEN_A),
+            sandbox_account(sandbox, Channel.TELEGRAM, "theirs", {"token": TOKEN_B}, "other"),
+        ]
+
+    async with outbound_stack(
+        box,
+        nats_url,
+        monkeypatch,
+        accounts,
+        timeout=30,
+        duplicate_window_s=WINDOW_S,
+        SWITCHBOARD_DUPLICATE_WINDOW_S=WINDOW_S,
+    ) as stack:
+        yield Env(box, stack.url, stack.bus, stack.http, nats_url)
 
 
 def body(text: str = "hello", account: str = "shop", **extra: Any) -> dict[str, Any]:

@@ -21,7 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, keyring, service_env, webhook_secret
+from tests.support.outbound import capi_pixel, register
+from tests.support.stack import (
+    API_KEY,
+    register_bot,
+    register_number,
+    service_env,
+    webhook_secret,
+)
 from tests.support.streams import stream_messages
 
 from switchboard.analytics.app import create_app as analytics_app
@@ -35,7 +42,6 @@ from switchboard.ingest.app import create_app as ingest_app
 from switchboard.ingest.settings import IngestSettings
 from switchboard.outbound.app import create_app as outbound_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import free_port
 from switchboard.runtime.settings import load_settings
@@ -45,7 +51,7 @@ from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-ADMIN = {"Authorization": "Bearer admin-token-123"}
+ADMIN_TOKEN = "admin-token-123"
 TG_TOKEN = "400000002:inbound-e2e"
 WA_NUMBER = "109000000000019"
 WA_SECRET = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"  # the shape of a Meta app secret
@@ -135,20 +141,7 @@ async def env(
         ).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.GENERIC,
-                id=PIXEL,
-                workspace_id="demo",
-                settings={
-                    "provider": "metacapi",
-                    "api_base_url": f"{sandbox}/graph",
-                    "graph_version": "v25.0",
-                },
-                secrets={"access_token": CAPI_TOKEN},
-            )
-        )
+        await register(bus, capi_pixel(sandbox, PIXEL, CAPI_TOKEN))
         await bus.close()
         ingest = await stack.enter_async_context(
             serve_app(ingest_app(load_settings(IngestSettings)), port=port)
@@ -160,31 +153,11 @@ async def env(
         )
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         env = Env(box, nats_url, ingest, crm, analytics, http)
-        for body in (
-            {
-                "channel": "telegram",
-                "id": "shop",
-                "workspace_id": "demo",
-                "secrets": {"token": TG_TOKEN},
-                "settings": {"api_base_url": f"{sandbox}/telegram"},
-            },
-            {
-                "channel": "whatsapp",
-                "id": "wa1",
-                "workspace_id": "demo",
-                "secrets": {
-                    "app_secret": WA_SECRET,
-                    "verify_token": "wa-v",
-                    "access_token": "wa-token",
-                },
-                "settings": {
-                    "phone_number_id": WA_NUMBER,
-                    "api_base_url": f"{sandbox}/whatsapp",
-                },
-            },
-        ):
-            r = await http.post(f"{ingest}/admin/accounts", headers=ADMIN, json=body)
-            assert r.status_code == 201, r.text
+        await register_bot(http, ingest, ADMIN_TOKEN, "shop", TG_TOKEN, sandbox)
+        await register_number(
+            http, ingest, ADMIN_TOKEN, "wa1", WA_NUMBER, sandbox,
+            app_secret=WA_SECRET, verify_token="wa-v",
+        )  # fmt: skip
         env.tg_secret = await webhook_secret(nats_url, "shop")
         yield env
 

@@ -1,14 +1,17 @@
 """Files customers sent, downloaded through the CRM API byte-identical to what the provider
 (the sandbox) holds, on every channel: Telegram (getFile + file download), WhatsApp (media
-object + authorized URL) and Viber (media URL). The message content is what ingest's own
-normalizers make of the provider payload. Another workspace's message is a 404; an
+object + authorized URL), Viber (media URL) and Telegram user accounts (the gateway holding
+the session downloads with upload.getFile into the object store). The message content is
+what ingest's own normalizers make of the provider payload. Another workspace's message is a 404; an
 oversize file is a 413 and a provider failure a 502; a second download is served from the
-object store without a provider call."""
+object store without a provider call. The bytes stream through as they arrive: a body over
+the limit that never declared its size is cut (the answer aborts, nothing is kept), and an
+account whose provider keeps failing is not called while its breaker is open (503)."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 from tests.support.conv import publish_all
 from tests.support.crm import AUTH
 from tests.support.moto import moto_server, s3_env
@@ -24,13 +31,16 @@ from tests.support.stack import OTHER_KEY, keyring, service_env
 
 from switchboard.crm.app import create_app
 from switchboard.crm.settings import CrmSettings
-from switchboard.events.catalog.common import Channel, Chat, Sender
-from switchboard.events.catalog.conv import Content, MessageReceived, ProviderIds
+from switchboard.events.catalog.common import Channel, Chat, MediaFile, Sender
+from switchboard.events.catalog.conv import Content, MessageReceived, PhotoContent, ProviderIds
 from switchboard.ingest.normalize import telegram as tg_norm
 from switchboard.ingest.normalize import viber as viber_norm
 from switchboard.ingest.normalize import whatsapp as wa_norm
+from switchboard.mtproto.app import create_app as create_gateway
+from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.objectstore import ObjectStoreSettings, S3ObjectStore, open_store
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -42,6 +52,9 @@ TG_TOKEN = "300000077:media-in"
 WA_NUMBER = "100200377"
 WA_TOKEN = "wa-media-token"
 VIBER_TOKEN = "viber-media-token-0001"
+OPERATOR_TOKEN = "crm-media-operator"
+MT_KEY = "mt1:" + Keyring.generate_key()
+MT_API_KEY = "mtproto-media-demo-key"
 # A real PNG header (the sandbox reads its size), then bytes of every value.
 PHOTO = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x80\x00\x00\x01\xe0\x08\x02\x00\x00\x00"
@@ -360,3 +373,194 @@ async def test_downloads_are_kept_in_an_s3_bucket_when_configured(
             assert kept.data == PHOTO
         finally:
             await store.close()
+
+
+async def test_an_oversize_body_of_undeclared_size_is_cut_and_nothing_is_kept(env: Env) -> None:
+    # A media CDN that streams without Content-Length (chunked): only reading tells the
+    # size. Viber allows 50 MB; this one would send 80 MB.
+    served: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        block = b"\xff" * (1 << 20)
+        for n in range(80):
+            served.append(n)
+            yield block
+
+    async def big(request: Request) -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="image/jpeg")
+
+    cdn = Starlette(routes=[Route("/media/huge.jpg", big)])
+    async with serve(cdn) as cdn_url:
+        content = viber_norm.content_of(
+            {"type": "picture", "media": f"{cdn_url}/media/huge.jpg"}, "raw-huge"
+        )
+        assert content.file is not None
+        assert content.file.file_size is None  # the size is nowhere declared
+        await publish_all(env.nats_url, [message(Channel.VIBER, "mediashop", 9, content)])
+        mid = await message_id(env, "viber")
+        received = 0
+        async with env.http.stream("GET", f"{env.crm}/v1/messages/{mid}/media", headers=AUTH) as r:
+            assert r.status_code == 200  # the answer began before the size was known
+            assert "content-length" not in r.headers
+            cut = False
+            try:
+                async for chunk in r.aiter_bytes():
+                    received += len(chunk)
+            except httpx.RemoteProtocolError:
+                cut = True
+        assert cut  # ... and is cut, not ended as if complete
+        assert received <= 50 * 1024 * 1024
+        assert len(served) < 80  # the CRM stopped reading the provider
+    # nothing kept: no object, no temporary file
+    assert [p for p in env.objects.rglob("*") if p.is_file()] == []
+
+
+@pytest.fixture
+async def failing_env(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Env]:
+    settings = {
+        "SWITCHBOARD_OBJECTS__LOCAL_DIR": str(tmp_path / "objects"),
+        "SWITCHBOARD_MEDIA_BREAKER_THRESHOLD": "3",
+        "SWITCHBOARD_ADMIN_TOKEN": OPERATOR_TOKEN,  # /health/* answers only the operator
+        # long enough that no probe is due during the test: the breaker's recovery is the
+        # unit tests' (tests/unit/test_breaker.py), on an injected clock
+        "SWITCHBOARD_MEDIA_BREAKER_COOLDOWN_S": "600",
+    }
+    async with media_env(nats_url, postgres_url, monkeypatch, tmp_path, settings) as env:
+        yield env
+
+
+async def test_a_failing_provider_opens_the_breaker_and_is_not_called(
+    failing_env: Env,
+) -> None:
+    env = failing_env
+    held = await env.control(
+        "/telegram/bots/media_in_bot/files",
+        {"kind": "photo", "content_base64": base64.b64encode(PHOTO).decode()},
+    )
+    content = tg_norm.content_of({"photo": held["photo"]}, "raw-breaker")
+    await publish_all(env.nats_url, [message(Channel.TELEGRAM, "shop", 10, content)])
+    mid = await message_id(env, "telegram")
+    env.box.set_fault("telegram", TG_TOKEN, error_rate=1.0, error_status=500)
+
+    before = len(env.provider_calls("telegram"))
+    r = await download(env, mid)
+    assert r.status_code == 502, r.text  # three tries, three 500s
+    assert r.json()["code"] == "provider_unavailable"
+    assert len(env.provider_calls("telegram")) == before + 3
+
+    held_back = len(env.provider_calls("telegram"))
+    r = await download(env, mid)
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "provider_unavailable"
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.json()["retry_after_s"] == int(r.headers["retry-after"])
+    env.box.clear_faults()
+    r = await download(env, mid)
+    assert r.status_code == 503  # still held: no call until the probe is due
+    assert len(env.provider_calls("telegram")) == held_back
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    r = await env.http.get(f"{env.crm}/health/integrations", headers=operator)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["healthy"] is False
+    assert report["integrations"]["telegram/shop"]["state"] == "open"
+    assert report["integrations"]["telegram/shop"]["last_error"] == "HTTP 500"
+
+    # one failing account degrades only itself: Viber files still come
+    viber = await env.control(
+        "/viber/media",
+        {"content_base64": base64.b64encode(PHOTO).decode(), "mime_type": "image/png"},
+    )
+    await publish_all(
+        env.nats_url,
+        [
+            message(
+                Channel.VIBER,
+                "mediashop",
+                11,
+                viber_norm.content_of({"type": "picture", "media": viber["url"]}, "raw-v11"),
+            )
+        ],
+    )
+    r = await download(env, await message_id(env, "viber"))
+    assert r.status_code == 200, r.text
+    assert r.content == PHOTO
+
+
+async def test_a_photo_a_customer_sends_to_a_user_account_downloads_byte_identical(
+    env: Env, nats_url: str, postgres_url: str
+) -> None:
+    """The gateway holding the demo user account downloads the photo (upload.getFile on the
+    wire-level fake) into the object store the CRM streams it from; another workspace gets
+    a 404 and a file over Telegram's limit a 413 without asking the gateway."""
+    fake = env.box.mtproto
+    agent, _ = fake.add_user("15550404040", first_name="Agent")
+    customer, _ = fake.add_user("15550404041", first_name="Cus", username="cus_e2e_media")
+    gateway = MtprotoSettings(
+        nats_url=nats_url,
+        database_url=postgres_url,
+        encryption_keys=MT_KEY,
+        admin_token="mtproto-media-admin",
+        api_keys=f"{MT_API_KEY}=demo",
+        adapter="telethon",
+        sandbox_url=env.sandbox,
+        api_id=12345,
+        api_hash="0123456789abcdef0123456789abcdef",
+        http_port=0,
+        objects=ObjectStoreSettings(local_dir=str(env.objects)),
+    )
+    async with serve_app(create_gateway(gateway)) as base:
+        issued = env.box.mtproto_wire.issue_session(agent)
+        mt = {"Authorization": f"Bearer {MT_API_KEY}"}
+        body = {"session": issued["session"], "api_id": 12345, "workspace_id": "demo",
+                "api_hash": "0123456789abcdef0123456789abcdef"}  # fmt: skip
+        r = await env.http.put(f"{base}/v1/sessions/agent", json=body, headers=mt)
+        assert r.status_code == 201, r.text
+
+        async def connected() -> bool:
+            return bool(fake.connection_log(key_id=issued["key_id"])["active"])
+
+        await eventually(connected, message="the user session connected")
+        r = await env.http.post(
+            f"{base}/v1/sessions/agent/subscriptions", json={"peer": "@cus_e2e_media"}, headers=mt
+        )
+        assert r.status_code == 201, r.text
+        sent = fake.post(
+            agent,
+            "my receipt",
+            sender=customer,
+            media={"kind": "photo", "data": base64.b64encode(PHOTO).decode()},
+        )
+        held = await env.http.get(
+            f"{env.sandbox}/_sandbox/mtproto/files/{sent['media']['file_id']}"
+        )
+        assert held.status_code == 200
+        mid = await message_id(env, "mtproto")
+        r = await download(env, mid)
+        assert r.status_code == 200, r.text
+        assert r.content == held.content == PHOTO
+        r = await env.http.get(
+            f"{env.crm}/v1/messages/{mid}/media", headers={"Authorization": f"Bearer {OTHER_KEY}"}
+        )
+        assert r.status_code == 404, r.text
+    # Over Telegram's user limit as the message declares it: 413, the gateway not asked.
+    huge = PhotoContent(file=MediaFile(file_id="mt:photo:2", file_size=2001 * 1024 * 1024))
+    await publish_all(env.nats_url, [message(Channel.MTPROTO, "gone", 13, huge)])
+
+    async def huge_id() -> str | None:
+        r = await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH,
+                               params={"channel": "mtproto"})  # fmt: skip
+        for item in r.json()["items"] if r.status_code == 200 else []:
+            if item["account"] == "gone":
+                r = await env.http.get(
+                    f"{env.crm}/v1/conversations/{item['id']}/messages", headers=AUTH
+                )
+                found = r.json()["items"] if r.status_code == 200 else []
+                return str(found[0]["id"]) if found else None
+        return None
+
+    r = await download(env, await eventually(huge_id, timeout=30, message="projected"))
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "file_too_large"

@@ -8,25 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import outbound_stack, telegram_shop
+from tests.support.stack import API_KEY, OTHER_KEY
 from tests.support.streams import stream_messages
 
-from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import InteractionApplied, InteractionFailed
-from switchboard.outbound.app import create_app
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.bus import Bus
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "300000041:inter-a"
@@ -54,26 +47,10 @@ class Env:
 async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "inter_bot")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
-            )
-        )
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        yield Env(box, url, http, nats_url)
+    async with outbound_stack(
+        box, nats_url, monkeypatch, lambda sandbox: [telegram_shop(sandbox, TOKEN)], timeout=30
+    ) as stack:
+        yield Env(box, stack.url, stack.http, nats_url)
 
 
 async def send_with_buttons(env: Env, message_id: str) -> str:

@@ -6,38 +6,25 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
-from tests.support.stack import API_KEY, keyring, service_env
+from tests.support.outbound import OutboundStack, outbound_stack, sandbox_account, telegram_shop
+from tests.support.stack import API_KEY
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import MediaSource, OutMedia, SendMessage
-from switchboard.outbound.app import create_app
 from switchboard.outbound.media_limits import MB
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.bus import Bus
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.accounts import Account
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "300000051:media-a"
 A = {"Authorization": f"Bearer {API_KEY}"}
 
 
-@dataclass
-class Env:
-    box: Sandbox
-    url: str
-    bus: Bus
-    http: httpx.AsyncClient
-
+class Env(OutboundStack):
     def provider_calls(self) -> list[Any]:
         # Sends and uploads only: the periodic health probe (getMe) costs no send budget.
         return [r for r in self.box.recorder.requests() if r.method != "getMe"]
@@ -47,39 +34,19 @@ class Env:
 async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "media_bot")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url).items():
-            monkeypatch.setenv(key, value)
-        # Bodies up to Telegram's upload limits reach the send route (the shell's default
-        # limit, 1 MiB, would answer first), so its own per-provider guard is what answers.
-        monkeypatch.setenv("SWITCHBOARD_OUTBOUND_MAX_BODY_BYTES", str(64 * MB))
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        await store.put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
-            )
-        )
-        await store.put(
-            Account(
-                channel=Channel.WHATSAPP,
-                id="100200300",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/whatsapp"},
-                secrets={"token": "wa-token"},
-            )
-        )
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
-        yield Env(box, url, bus, http)
+
+    def accounts(sandbox: str) -> list[Account]:
+        whatsapp = {"token": "wa-token"}
+        return [
+            telegram_shop(sandbox, TOKEN),
+            sandbox_account(sandbox, Channel.WHATSAPP, "100200300", whatsapp),
+        ]
+
+    # Bodies up to Telegram's upload limits reach the send route (the shell's default
+    # limit, 1 MiB, would answer first), so its own per-provider guard is what answers.
+    limit = {"SWITCHBOARD_OUTBOUND_MAX_BODY_BYTES": 64 * MB}
+    async with outbound_stack(box, nats_url, monkeypatch, accounts, **limit) as stack:
+        yield Env(**vars(stack))
 
 
 def photo(message_id: str, size: int, kind: str = "photo") -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, keyring, service_env
+from tests.support.outbound import register, telegram_shop
+from tests.support.stack import API_KEY, service_env
 from tests.support.streams import stream_messages
 from tests.support.timing import max_in_window
 
@@ -20,7 +21,6 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -53,16 +53,7 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
         ).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
-            )
-        )
+        await register(bus, telegram_shop(sandbox, TOKEN))
         await bus.close()
         urls = [
             await stack.enter_async_context(serve_app(create_app(load_settings(OutboundSettings))))

@@ -4,7 +4,6 @@ events, pause / resume / cancel, and a reply that overtakes a running broadcast.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -236,7 +235,7 @@ async def test_pause_resume_cancel_and_a_reply_overtakes_the_broadcast(env: Env)
                 return sum(env.campaign_chats("sale").values()) >= 100
 
             await eventually(flowing, timeout=30, message="the campaign is sending")
-            asked = time.time()
+            sent_before = sum(env.campaign_chats("sale").values())
             await bus.publish(
                 SendMessage(
                     message_id="reply-1",
@@ -248,15 +247,19 @@ async def test_pause_resume_cancel_and_a_reply_overtakes_the_broadcast(env: Env)
                 workspace_id="demo",
             )
 
-            async def replied() -> float | None:
+            async def replied() -> int | None:
                 found = env.box.recorder.requests(provider="telegram", chat="777", ok=True)
-                return found[0].at if found else None
+                return sum(env.campaign_chats("sale").values()) if found else None
 
-            arrived = await eventually(replied, timeout=10, interval=0.05)
+            sent_by_then = await eventually(replied, timeout=60, interval=0.05)
         finally:
             await bus.close()
-        assert arrived is not None
-        assert arrived - asked < 1.0, f"the reply took {arrived - asked:.2f} s"
+        # The reply overtakes the broadcast's backlog: counted in messages, not seconds (a
+        # loaded machine slows both alike), only a few of the queued campaign sends left
+        # before it, where waiting its turn would have let every one of them go first.
+        assert sent_by_then is not None
+        overtaken = sent_by_then - sent_before
+        assert overtaken < (1000 - sent_before) / 4, f"{overtaken} campaign sends went first"
 
         r = await http.post(f"{env.urls[1]}/v1/campaigns/sale/pause", headers=AUTH)
         assert r.status_code == 202

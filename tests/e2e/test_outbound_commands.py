@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.support.stack import keyring, service_env
+from tests.support.outbound import capi_pixel, register
+from tests.support.stack import service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
@@ -24,7 +25,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import list_dead_letters
 from switchboard.runtime.settings import load_settings
@@ -64,29 +65,16 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
         for key, value in service_env(nats_url).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        await store.put(
-            Account(
-                channel=Channel.GENERIC,
-                id=PIXEL,
-                workspace_id="demo",
-                settings={
-                    "provider": "metacapi",
-                    "api_base_url": f"{sandbox}/graph",
-                    "graph_version": "v25.0",
-                },
-                secrets={"access_token": CAPI_TOKEN},
-            )
-        )
-        await store.put(
+        await register(
+            bus,
+            capi_pixel(sandbox, PIXEL, CAPI_TOKEN),
             Account(
                 channel=Channel.GENERIC,
                 id="sp-main",
                 workspace_id="demo",
                 settings={"provider": "sendpulse", "api_base_url": f"{sandbox}/sendpulse"},
                 secrets={"client_id": SP_ID, "client_secret": SP_SECRET},
-            )
+            ),
         )
         await bus.close()
         await stack.enter_async_context(serve_app(create_app(load_settings(OutboundSettings))))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests.support.stack import keyring, service_env
+from tests.support.outbound import register, sandbox_account, start_outbound_instances
+from tests.support.stack import service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
@@ -19,10 +20,8 @@ from switchboard.events.catalog.delivery import CampaignCompleted, DeliverySent
 from switchboard.events.catalog.outbound import OutText, SendMessage, StartCampaign
 from switchboard.events.ids import stable_hash
 from switchboard.outbound.campaigns.state import campaign_key
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import free_port
-from switchboard.runtime.testing import ServiceProcess, eventually
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
@@ -38,32 +37,13 @@ async def test_sigkill_of_the_campaign_leader_loses_nothing(nats_url: str, tmp_p
         box.telegram.add_bot(token, f"crash_{name}_bot")
     async with serve(box.app()) as sandbox:
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        for name, token in TOKENS.items():
-            await store.put(
-                Account(
-                    channel=Channel.TELEGRAM,
-                    id=name,
-                    workspace_id="demo",
-                    settings={"api_base_url": f"{sandbox}/telegram"},
-                    secrets={"token": token},
-                )
-            )
+        bots = [
+            sandbox_account(sandbox, Channel.TELEGRAM, name, {"token": token})
+            for name, token in TOKENS.items()
+        ]
+        await register(bus, *bots)
         env = service_env(nats_url, SWITCHBOARD_OUTBOUND_CAMPAIGN_LEASE_S=4)
-        procs: dict[str, ServiceProcess] = {}
-        for i in range(3):
-            port = free_port()
-            procs[f"out{i}"] = ServiceProcess(
-                "switchboard.outbound",
-                {
-                    **env,
-                    "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(port),
-                    "SWITCHBOARD_OUTBOUND_INSTANCE_ID": f"out{i}",
-                },
-                tmp_path / f"outbound{i}.log",
-                port=port,
-            ).start()
+        procs = start_outbound_instances(env, tmp_path, count=3)
         try:
             for p in procs.values():
                 await p.ready()

@@ -8,81 +8,60 @@ was stored as sent, the events' publish failed, and the redelivered command was 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from tests.support.stack import keyring, service_env
+from tests.support.outbound import outbound_stack, telegram_shop
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.events.streams import STREAMS
-from switchboard.outbound.app import create_app
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import list_dead_letters
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "300000009:outbound-outage"
 
 
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="test")
-    await bus.provision()
-    yield bus
-    await bus.close()
-
-
 async def test_a_send_whose_event_stream_is_down_is_announced_once_it_is_back(
-    nats_url: str, bus: Bus, monkeypatch: pytest.MonkeyPatch
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "out_bot")
-    async with serve(box.app()) as sandbox:
-        for key, value in service_env(nats_url, SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.1).items():
-            monkeypatch.setenv(key, value)
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
+    async with outbound_stack(
+        box,
+        nats_url,
+        monkeypatch,
+        lambda sandbox: [telegram_shop(sandbox, TOKEN)],
+        SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.1,
+    ) as stack:
+        bus = stack.bus
+        await bus.js.delete_stream("CONV")  # where conv.message_sent goes
+        await bus.publish(
+            SendMessage(
+                message_id="outage-1",
                 channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
-            )
+                account="shop",
+                recipient="4242",
+                content=OutText(text="across the outage"),
+            ),
+            workspace_id="demo",
         )
-        async with serve_app(create_app(load_settings(OutboundSettings))):
-            await bus.js.delete_stream("CONV")  # where conv.message_sent goes
-            await bus.publish(
-                SendMessage(
-                    message_id="outage-1",
-                    channel=Channel.TELEGRAM,
-                    account="shop",
-                    recipient="4242",
-                    content=OutText(text="across the outage"),
-                ),
-                workspace_id="demo",
-            )
 
-            async def sent_and_redelivered() -> bool:
-                calls = box.recorder.requests(provider="telegram", method="sendMessage")
-                info = await bus.js.consumer_info("OUTBOUND", "outbound-sends")
-                return len(calls) == 1 and info.delivered.consumer_seq >= 3
+        async def sent_and_redelivered() -> bool:
+            calls = box.recorder.requests(provider="telegram", method="sendMessage")
+            info = await bus.js.consumer_info("OUTBOUND", "outbound-sends")
+            return len(calls) == 1 and info.delivered.consumer_seq >= 3
 
-            await eventually(sent_and_redelivered, timeout=60, message="redelivered in the outage")
-            await bus.ensure_stream(next(s for s in STREAMS if s.name == "CONV"))
+        await eventually(sent_and_redelivered, timeout=60, message="redelivered in the outage")
+        await bus.ensure_stream(next(s for s in STREAMS if s.name == "CONV"))
 
-            async def announced() -> list[object] | None:
-                found = await stream_messages(nats_url, "CONV", "conv.message_sent.>")
-                return found or None
+        async def announced() -> list[object] | None:
+            found = await stream_messages(nats_url, "CONV", "conv.message_sent.>")
+            return found or None
 
-            found = await eventually(announced, timeout=60, message="conv.message_sent")
-    # ids of caller-keyed events carry the workspace (per-workspace idempotency)
-    assert [d.envelope.id for d in found] == ["demo/sent:outage-1"]  # type: ignore[attr-defined]
-    assert len(box.recorder.requests(provider="telegram", method="sendMessage")) == 1
-    assert await list_dead_letters(bus) == []
+        found = await eventually(announced, timeout=60, message="conv.message_sent")
+        # ids of caller-keyed events carry the workspace (per-workspace idempotency)
+        assert [d.envelope.id for d in found] == ["demo/sent:outage-1"]  # type: ignore[attr-defined]
+        assert len(box.recorder.requests(provider="telegram", method="sendMessage")) == 1
+        assert await list_dead_letters(bus) == []

@@ -7,26 +7,20 @@ the send); another workspace's upload does not exist."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import OutboundStack, outbound_stack, sandbox_account, telegram_shop
+from tests.support.stack import API_KEY, OTHER_KEY
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import MediaSource, OutMedia, SendMessage
-from switchboard.outbound.app import create_app
 from switchboard.outbound.media_limits import MB, largest_limit
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.bus import Bus
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.accounts import Account
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "300000091:uploads-a"
@@ -42,14 +36,7 @@ PHOTO = (
 )
 
 
-@dataclass
-class Env:
-    box: Sandbox
-    sandbox: str
-    url: str
-    bus: Bus
-    http: httpx.AsyncClient
-
+class Env(OutboundStack):
     def provider_calls(self) -> list[Any]:
         # Sends and uploads only: the periodic health probes (getMe, the number's info)
         # cost no send budget.
@@ -90,39 +77,23 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     box.telegram.add_chat(TOKEN, CHAT, "private")
     box.whatsapp.add_number(WA_NUMBER, WA_TOKEN)
     box.whatsapp.add_user(WA_NUMBER, WA_USER, "Olena", last_inbound_at=box.clock.time())
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url).items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("SWITCHBOARD_OUTBOUND_MAX_BODY_BYTES", str(64 * MB))
-        monkeypatch.setenv("SWITCHBOARD_OBJECTS__LOCAL_DIR", str(tmp_path / "objects"))
-        monkeypatch.setenv("SWITCHBOARD_OUTBOUND_URL_PROBE_PRIVATE", "true")  # the sandbox
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        await store.put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
-            )
-        )
-        await store.put(
-            Account(
-                channel=Channel.WHATSAPP,
-                id=WA_NUMBER,
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/whatsapp", "phone_number_id": WA_NUMBER},
-                secrets={"access_token": WA_TOKEN},
-            )
-        )
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
-        yield Env(box, sandbox, url, bus, http)
+
+    def accounts(sandbox: str) -> list[Account]:
+        whatsapp = {"access_token": WA_TOKEN}
+        return [
+            telegram_shop(sandbox, TOKEN),
+            sandbox_account(
+                sandbox, Channel.WHATSAPP, WA_NUMBER, whatsapp, phone_number_id=WA_NUMBER
+            ),
+        ]
+
+    settings: dict[str, Any] = {
+        "SWITCHBOARD_OUTBOUND_MAX_BODY_BYTES": 64 * MB,
+        "SWITCHBOARD_OBJECTS__LOCAL_DIR": tmp_path / "objects",
+        "SWITCHBOARD_OUTBOUND_URL_PROBE_PRIVATE": "true",  # the sandbox
+    }
+    async with outbound_stack(box, nats_url, monkeypatch, accounts, **settings) as stack:
+        yield Env(**vars(stack))
 
 
 async def test_an_uploaded_photo_reaches_the_provider_identical_then_goes_by_file_id(

@@ -12,7 +12,8 @@ import asyncpg
 import httpx
 import pytest
 from tests.support.conv import publish_all, received
-from tests.support.stack import keyring, service_env
+from tests.support.outbound import register, telegram_shop
+from tests.support.stack import service_env
 
 from switchboard.crm.app import create_app as crm_app
 from switchboard.crm.settings import CrmSettings
@@ -20,7 +21,6 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.outbound.app import create_app as outbound_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
 from switchboard.runtime.settings import load_settings
@@ -68,16 +68,7 @@ async def services(
         for key, value in service_env(nats_url, postgres_url).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        await AccountStore(await bus.kv("accounts"), keyring()).put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
-            )
-        )
+        await register(bus, telegram_shop(sandbox, TOKEN))
         await bus.close()
         crm = await stack.enter_async_context(serve_app(crm_app(load_settings(CrmSettings))))
         await stack.enter_async_context(serve_app(outbound_app(load_settings(OutboundSettings))))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,21 +16,24 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import (
+    OutboundStack,
+    outbound_stack,
+    register,
+    start_outbound_instances,
+    telegram_shop,
+)
+from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events import encode
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryQueued, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, OutText, SendMessage
-from switchboard.outbound.app import create_app
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
-from switchboard.runtime.embedded import free_port
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import ServiceProcess, eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
@@ -42,48 +44,50 @@ B = {"Authorization": f"Bearer {OTHER_KEY}"}  # workspace other
 
 
 @dataclass
-class Env:
-    box: Sandbox
-    url: str
-    bus: Bus
-    http: httpx.AsyncClient
-    nats_url: str
+class Env(OutboundStack):
+    nats_url: str = ""
 
     def sent(self, text: str) -> list[float]:
         """When the sandbox bot accepted each message with ``text``."""
         requests = self.box.recorder.requests(provider="telegram", method="sendMessage")
         return [r.at for r in requests if r.ok and r.params.get("text") == text]
 
+    async def sent_eventually(self, text: str, timeout: float) -> list[float]:
+        """Once the bot accepted ``text``: when it did (each time)."""
 
-async def setup_account(bus: Bus, sandbox: str) -> None:
-    await bus.provision()
-    store = AccountStore(await bus.kv("accounts"), keyring())
-    await store.put(
-        Account(
-            channel=Channel.TELEGRAM,
-            id="shop",
-            workspace_id="demo",
-            settings={"api_base_url": f"{sandbox}/telegram"},
-            secrets={"token": TOKEN},
+        async def sent() -> list[float]:
+            return self.sent(text)
+
+        return await eventually(sent, timeout=timeout)
+
+    async def schedule(self, text: str, message_id: str, not_before: str) -> None:
+        """Send ``text`` no earlier than ``not_before`` over HTTP, once it is on record."""
+        r = await self.http.post(
+            f"{self.url}/v1/messages",
+            json=body(text, message_id=message_id, not_before=not_before),
+            headers=A,
         )
-    )
+        assert r.status_code == 202, r.text
+        await eventually(lambda: status(self, message_id), timeout=30)
+
+    async def reschedule(self, message_id: str, not_before: str) -> httpx.Response:
+        return await self.http.post(
+            f"{self.url}/v1/messages/{message_id}/reschedule",
+            json={"not_before": not_before},
+            headers=A,
+        )
 
 
 @pytest.fixture
 async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "sched_bot")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await setup_account(bus, sandbox)
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        yield Env(box, url, bus, http, nats_url)
+
+    def accounts(sandbox: str) -> list[Account]:
+        return [telegram_shop(sandbox, TOKEN)]
+
+    async with outbound_stack(box, nats_url, monkeypatch, accounts, timeout=30) as stack:
+        yield Env(**vars(stack), nats_url=nats_url)
 
 
 def body(text: str, **extra: Any) -> dict[str, Any]:
@@ -165,13 +169,7 @@ async def test_a_naive_time_on_the_bus_is_dead_lettered_at_once_with_the_reason(
 
 
 async def test_a_cancelled_send_never_leaves(env: Env) -> None:
-    r = await env.http.post(
-        f"{env.url}/v1/messages",
-        json=body("cancel me", message_id="sch-cancel", not_before=ahead(4)),
-        headers=A,
-    )
-    assert r.status_code == 202, r.text
-    await eventually(lambda: status(env, "sch-cancel"), timeout=30)
+    await env.schedule("cancel me", "sch-cancel", ahead(4))
     other = await env.http.post(f"{env.url}/v1/messages/sch-cancel/cancel", headers=B)
     assert other.status_code == 404  # another workspace's message does not exist for it
     r = await env.http.post(f"{env.url}/v1/messages/sch-cancel/cancel", headers=A)
@@ -189,36 +187,16 @@ async def test_a_cancelled_send_never_leaves(env: Env) -> None:
 
 
 async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -> None:
-    r = await env.http.post(
-        f"{env.url}/v1/messages",
-        json=body("move me", message_id="sch-move", not_before=ahead(3)),
-        headers=A,
-    )
-    assert r.status_code == 202, r.text
-    await eventually(lambda: status(env, "sch-move"), timeout=30)
-    naive = await env.http.post(
-        f"{env.url}/v1/messages/sch-move/reschedule",
-        json={"not_before": "2030-01-01T12:00:00"},
-        headers=A,
-    )
+    await env.schedule("move me", "sch-move", ahead(3))
+    naive = await env.reschedule("sch-move", "2030-01-01T12:00:00")
     assert naive.status_code == 422, naive.text
     assert "not_before" in naive.text
-    past = await env.http.post(
-        f"{env.url}/v1/messages/sch-move/reschedule", json={"not_before": ahead(-5)}, headers=A
-    )
+    past = await env.reschedule("sch-move", ahead(-5))
     assert past.status_code == 422, past.text
     new_time = datetime.now(UTC) + timedelta(seconds=6)
-    r = await env.http.post(
-        f"{env.url}/v1/messages/sch-move/reschedule",
-        json={"not_before": new_time.isoformat()},
-        headers=A,
-    )
+    r = await env.reschedule("sch-move", new_time.isoformat())
     assert r.status_code == 200, r.text
-
-    async def sent() -> list[float]:
-        return env.sent("move me")
-
-    at = await eventually(sent, timeout=60)
+    at = await env.sent_eventually("move me", timeout=60)
     assert len(at) == 1
     assert at[0] >= new_time.timestamp()  # not at the first time: correctness, not timing
     moved = [e for e in await deliveries(env, "sch-move") if isinstance(e, DeliveryRescheduled)]
@@ -228,25 +206,11 @@ async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -
 
 async def test_a_send_moved_earlier_leaves_at_its_new_time_once(env: Env) -> None:
     first_time = datetime.now(UTC) + timedelta(seconds=60)
-    r = await env.http.post(
-        f"{env.url}/v1/messages",
-        json=body("sooner", message_id="sch-early", not_before=first_time.isoformat()),
-        headers=A,
-    )
-    assert r.status_code == 202, r.text
-    await eventually(lambda: status(env, "sch-early"), timeout=30)
+    await env.schedule("sooner", "sch-early", first_time.isoformat())
     new_time = datetime.now(UTC) + timedelta(seconds=2)
-    r = await env.http.post(
-        f"{env.url}/v1/messages/sch-early/reschedule",
-        json={"not_before": new_time.isoformat()},
-        headers=A,
-    )
+    r = await env.reschedule("sch-early", new_time.isoformat())
     assert r.status_code == 200, r.text
-
-    async def sent() -> list[float]:
-        return env.sent("sooner")
-
-    at = await eventually(sent, timeout=50)
+    at = await env.sent_eventually("sooner", timeout=50)
     assert new_time.timestamp() <= at[0] < first_time.timestamp()
     # the original command was replaced, not left to send a second time at its old time
     await eventually(lambda: settled_in_stream(env), timeout=30)
@@ -304,21 +268,9 @@ async def test_a_scheduled_send_fires_on_time_after_its_instance_was_sigkilled(
     box.telegram.add_bot(TOKEN, "sched_bot")
     async with serve(box.app()) as sandbox:
         bus = await Bus.connect(nats_url, name="setup")
-        await setup_account(bus, sandbox)
+        await register(bus, telegram_shop(sandbox, TOKEN))
         env = service_env(nats_url)
-        procs: dict[str, ServiceProcess] = {}
-        for i in range(2):
-            port = free_port()
-            procs[f"out{i}"] = ServiceProcess(
-                "switchboard.outbound",
-                {
-                    **env,
-                    "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(port),
-                    "SWITCHBOARD_OUTBOUND_INSTANCE_ID": f"out{i}",
-                },
-                tmp_path / f"outbound{i}.log",
-                port=port,
-            ).start()
+        procs = start_outbound_instances(env, tmp_path)
         try:
             for p in procs.values():
                 await p.ready()

@@ -27,7 +27,8 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.conv import publish_all, received
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import register, sandbox_account
+from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
 
 from switchboard.analytics.app import create_app as analytics_app
@@ -43,7 +44,6 @@ from switchboard.mtproto.app import create_app as mtproto_app
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.app import create_app as outbound_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -323,21 +323,11 @@ async def env(
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="tenancy")
         stack.push_async_callback(bus.close)
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        for name, workspace, token in (
-            ("acct-a-7f3", "demo", TOKEN_A),
-            ("acct-b", "other", TOKEN_B),
-        ):
-            await store.put(
-                Account(
-                    channel=Channel.TELEGRAM,
-                    id=name,
-                    workspace_id=workspace,
-                    settings={"api_base_url": f"{sandbox}/telegram"},
-                    secrets={"token": token},
-                )
-            )
+        await register(
+            bus,
+            sandbox_account(sandbox, Channel.TELEGRAM, "acct-a-7f3", {"token": TOKEN_A}),
+            sandbox_account(sandbox, Channel.TELEGRAM, "acct-b", {"token": TOKEN_B}, "other"),
+        )
         apps = {
             "outbound": outbound_app(load_settings(OutboundSettings)),
             "crm": crm_app(load_settings(CrmSettings)),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from tests.support.stack import API_KEY, KEY, keyring, service_env
+from tests.support.outbound import register, start_outbound_instances, telegram_shop
+from tests.support.stack import API_KEY, KEY, service_env
 from tests.support.streams import stream_messages
+from tests.support.telethon_wire import gateway_on_the_wire_fake
 from tests.support.timing import max_in_window
 
 from switchboard.events.catalog.common import Channel
@@ -28,17 +29,13 @@ from switchboard.events.catalog.delivery import CampaignCompleted, DeliveryFaile
 from switchboard.events.catalog.mtproto import FloodWaited, SessionConnected
 from switchboard.events.catalog.outbound import StartCampaign
 from switchboard.events.ids import stable_hash
-from switchboard.mtproto import app as mtproto_app
 from switchboard.mtproto.app import create_app as create_gateway
-from switchboard.mtproto.ports import MtprotoAdapter
 from switchboard.mtproto.settings import MtprotoSettings
-from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
 from switchboard.outbound.campaigns.pool import MOVED
 from switchboard.outbound.campaigns.state import campaign_key
-from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import free_port
-from switchboard.runtime.testing import ServiceProcess, eventually, serve_app
+from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
@@ -52,10 +49,6 @@ API_HASH = "0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-async def _nothing() -> None:
-    return None
-
-
 def _name(i: int) -> str:
     return f"pool_c{i:03d}"
 
@@ -66,15 +59,7 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
 ) -> None:
     box = Sandbox(SandboxConfig())
     bot = box.telegram.add_bot(TOKEN, "pool_shop_bot")
-    await box.mtproto_wire.start()
-    center = DataCenter.from_descriptor(box.mtproto_wire.descriptor())
-
-    def telethon_on_the_wire_fake(
-        _: MtprotoSettings,
-    ) -> tuple[MtprotoAdapter, Callable[[], Awaitable[None]]]:
-        return TelethonAdapter(timeout=15.0, data_center=center), _nothing
-
-    monkeypatch.setattr(mtproto_app, "make_adapter", telethon_on_the_wire_fake)
+    await gateway_on_the_wire_fake(box, monkeypatch)
     fake = box.mtproto
     senders = {
         "ann": fake.add_user("15550010001", first_name="Ann")[0],
@@ -89,26 +74,16 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
     async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
         bus = await Bus.connect(nats_url, name="setup")
         stack.push_async_callback(bus.close)
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        await store.put(
+        pool = [
             Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
+                channel=Channel.MTPROTO,
+                id=sid,
                 workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
+                settings={"status": "active", "limits": {"account": [USER_RATE, 1]}},
             )
-        )
-        for sid in senders:
-            await store.put(
-                Account(
-                    channel=Channel.MTPROTO,
-                    id=sid,
-                    workspace_id="demo",
-                    settings={"status": "active", "limits": {"account": [USER_RATE, 1]}},
-                )
-            )
+            for sid in senders
+        ]
+        await register(bus, telegram_shop(sandbox, TOKEN), *pool)
         gateway = await stack.enter_async_context(
             serve_app(
                 create_gateway(
@@ -147,19 +122,7 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
         await eventually(connected, timeout=60, message="both sessions connected")
 
         env = service_env(nats_url, SWITCHBOARD_OUTBOUND_CAMPAIGN_LEASE_S=4)
-        procs: dict[str, ServiceProcess] = {}
-        for i in range(2):
-            port = free_port()
-            procs[f"out{i}"] = ServiceProcess(
-                "switchboard.outbound",
-                {
-                    **env,
-                    "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(port),
-                    "SWITCHBOARD_OUTBOUND_INSTANCE_ID": f"out{i}",
-                },
-                tmp_path / f"outbound{i}.log",
-                port=port,
-            ).start()
+        procs = start_outbound_instances(env, tmp_path)
         stack.callback(lambda: [p.stop() for p in procs.values()])
         for proc in procs.values():
             await proc.ready()

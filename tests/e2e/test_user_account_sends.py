@@ -8,7 +8,7 @@ workspace's key naming the session gets 404."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +18,11 @@ import pytest
 from tests.support.crm import running_crm
 from tests.support.stack import API_KEY, KEY, OTHER_KEY, keyring, service_env
 from tests.support.streams import stream_messages
+from tests.support.telethon_wire import gateway_on_the_wire_fake
 
 from switchboard.events.catalog.common import Channel
-from switchboard.mtproto import app as mtproto_app
 from switchboard.mtproto.app import create_app as create_gateway
-from switchboard.mtproto.ports import MtprotoAdapter
 from switchboard.mtproto.settings import MtprotoSettings
-from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
 from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import AccountStore
@@ -52,24 +50,12 @@ class Env:
     key_id: str
 
 
-async def _nothing() -> None:
-    return None
-
-
 @pytest.fixture
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
     box = Sandbox()
-    await box.mtproto_wire.start()
-    center = DataCenter.from_descriptor(box.mtproto_wire.descriptor())
-
-    def telethon_on_the_wire_fake(
-        _: MtprotoSettings,
-    ) -> tuple[MtprotoAdapter, Callable[[], Awaitable[None]]]:
-        return TelethonAdapter(timeout=15.0, data_center=center), _nothing
-
-    monkeypatch.setattr(mtproto_app, "make_adapter", telethon_on_the_wire_fake)
+    await gateway_on_the_wire_fake(box, monkeypatch)
     for key, value in service_env(nats_url, SWITCHBOARD_ADMIN_TOKEN=ADMIN).items():
         monkeypatch.setenv(key, value)
     sender, _ = box.mtproto.add_user("15550002222", first_name="Ann")

@@ -112,3 +112,89 @@ async def test_an_unreachable_s3_does_not_stop_start_up() -> None:
             await store.get("ws/k")
     finally:
         await store.close()
+
+
+async def test_a_written_object_appears_only_whole_on_commit(store: ObjectStore) -> None:
+    data = bytes(range(256)) * 4097
+    writer = store.writer("ws1/streamed/a", "image/png", {"from": "telegram"})
+    for start in range(0, len(data), 65536):
+        await writer.write(data[start : start + 65536])
+        assert await store.get("ws1/streamed/a") is None  # nothing visible while writing
+    await writer.commit()
+    got = await store.get("ws1/streamed/a")
+    assert got is not None
+    assert got.data == data
+    assert got.content_type == "image/png"
+    assert got.metadata == {"from": "telegram"}
+
+
+async def test_an_aborted_object_leaves_nothing(store: ObjectStore, tmp_path: Path) -> None:
+    await store.put("ws1/streamed/b", b"the older, whole file")
+    writer = store.writer("ws1/streamed/b")
+    await writer.write(b"half of a new")
+    await writer.abort()
+    await writer.abort()  # idempotent
+    got = await store.get("ws1/streamed/b")
+    assert got is not None
+    assert got.data == b"the older, whole file"  # the old object is untouched
+    never = store.writer("ws1/streamed/c")
+    await never.write(b"x")
+    await never.abort()
+    assert await store.get("ws1/streamed/c") is None
+    if isinstance(store, LocalObjectStore):  # no temporary file is left behind
+        assert sorted(p.name for p in (tmp_path / "ws1" / "streamed").iterdir()) == [
+            "b",
+            "b.meta",
+        ]
+
+
+async def test_a_large_s3_object_goes_up_in_parts_and_an_abort_leaves_no_upload(
+    moto_url: str,
+) -> None:
+    store = await open_store(s3_settings(moto_url, bucket="parts"))
+    assert isinstance(store, S3ObjectStore)
+    data = bytes(range(256)) * (12 * 4096)  # 12 MiB: two parts of the multipart upload
+    try:
+        writer = store.writer("ws/big", "application/pdf")
+        for start in range(0, len(data), 1 << 20):
+            await writer.write(data[start : start + (1 << 20)])
+        s3 = await store._s3()
+        pending = await s3.list_multipart_uploads(Bucket="parts")
+        assert len(pending.get("Uploads", [])) == 1  # the first part is already up
+        await writer.commit()
+        got = await store.get("ws/big")
+        assert got is not None
+        assert got.data == data
+        assert got.content_type == "application/pdf"
+
+        aborted = store.writer("ws/cut")
+        await aborted.write(data)
+        await aborted.abort()
+        pending = await s3.list_multipart_uploads(Bucket="parts")
+        assert pending.get("Uploads", []) == []
+        assert await store.get("ws/cut") is None
+    finally:
+        await store.close()
+
+
+async def test_an_object_streams_back_in_pieces_with_its_type(store: ObjectStore) -> None:
+    data = bytes(range(256)) * (3 * 4096 + 7)  # 3 MiB and a bit: several read pieces
+    await store.put("ws1/streamed/d", data, "video/mp4", {"n": "1"})
+    opened = await store.open("ws1/streamed/d")
+    assert opened is not None
+    try:
+        assert (opened.size, opened.content_type, opened.metadata) == (
+            len(data),
+            "video/mp4",
+            {"n": "1"},
+        )
+        pieces = [chunk async for chunk in opened.chunks]
+    finally:
+        await opened.aclose()
+    assert len(pieces) > 1
+    assert b"".join(pieces) == data
+    assert await store.open("ws1/streamed/none") is None
+    half = await store.open("ws1/streamed/d")  # closed before the end: fine
+    assert half is not None
+    assert len(await anext(half.chunks)) > 0
+    await half.aclose()

@@ -39,7 +39,11 @@ class Crm:
 
         async def probe() -> Any:
             body = await self.get(path, **params)
-            return body if check(body) else None
+            # An AssertionError carries the last body into eventually's failure message, so a
+            # timeout says what the API showed instead of "None".
+            if not check(body):
+                raise AssertionError(f"last body: {body!r}")
+            return body
 
         return await eventually(probe, timeout=20, message=f"{path} {params}")
 

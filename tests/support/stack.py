@@ -69,15 +69,26 @@ async def webhook_secret(nats_url: str, account: str) -> str:
         await bus.close()
 
 
+async def add_account(
+    http: httpx.AsyncClient, ingest_url: str, admin: str, body: dict[str, Any]
+) -> None:
+    """Add an account the way an operator does: ingest's admin API (201)."""
+    r = await http.post(
+        f"{ingest_url}/admin/accounts", headers={"Authorization": f"Bearer {admin}"}, json=body
+    )
+    assert r.status_code == 201, r.text
+
+
 async def register_bot(
     http: httpx.AsyncClient, ingest_url: str, admin: str, account: str, token: str, sandbox: str
 ) -> None:
     """Add a Telegram bot the way an operator does: ingest's admin API, which calls getMe and
     setWebhook on the (sandbox) Bot API; outbound sends through the same sandbox."""
-    r = await http.post(
-        f"{ingest_url}/admin/accounts",
-        headers={"Authorization": f"Bearer {admin}"},
-        json={
+    await add_account(
+        http,
+        ingest_url,
+        admin,
+        {
             "channel": "telegram",
             "id": account,
             "workspace_id": "demo",
@@ -85,4 +96,35 @@ async def register_bot(
             "settings": {"api_base_url": f"{sandbox}/telegram"},
         },
     )
-    assert r.status_code == 201, r.text
+
+
+async def register_number(
+    http: httpx.AsyncClient,
+    ingest_url: str,
+    admin: str,
+    account: str,
+    number: str,
+    sandbox: str,
+    *,
+    app_secret: str,
+    verify_token: str,
+    access_token: str = "wa-token",
+) -> None:
+    """Add a WhatsApp number of workspace ``demo`` through ingest's admin API, its Cloud API
+    the sandbox's."""
+    await add_account(
+        http,
+        ingest_url,
+        admin,
+        {
+            "channel": "whatsapp",
+            "id": account,
+            "workspace_id": "demo",
+            "secrets": {
+                "app_secret": app_secret,
+                "verify_token": verify_token,
+                "access_token": access_token,
+            },
+            "settings": {"phone_number_id": number, "api_base_url": f"{sandbox}/whatsapp"},
+        },
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from switchboard.outbound.breaker import Breaker, Breakers
+from switchboard.runtime.breaker import Breaker, Breakers
 from switchboard.runtime.integrations import p95
 
 

@@ -12,17 +12,21 @@ import pytest
 
 import switchboard.events
 import switchboard.runtime
+import switchboard.sandbox
 from switchboard.events import errors as catalog_errors
 from switchboard.events.errors import CatalogError
 from switchboard.runtime import errors as runtime_errors
 from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.settings import ConfigError
+from switchboard.sandbox import errors as sandbox_errors
+from switchboard.sandbox.errors import SandboxError
 
 # package, its errors module, its root, what stands outside the tree on purpose
 PACKAGES = [
     # ConfigError is a SystemExit: it ends start-up and is not meant to be caught.
     (switchboard.runtime, runtime_errors, SwitchboardRuntimeError, {ConfigError}),
     (switchboard.events, catalog_errors, CatalogError, set()),
+    (switchboard.sandbox, sandbox_errors, SandboxError, set()),
 ]
 
 

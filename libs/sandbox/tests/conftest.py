@@ -11,7 +11,7 @@ import pytest
 
 from switchboard.sandbox import ManualClock, RetryPolicy, Sandbox, SandboxConfig
 from switchboard.sandbox.telegram import TgBot
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox.testing import serve, serve_provider
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 
@@ -66,11 +66,5 @@ async def clocked() -> AsyncIterator[ClockedEnv]:
     clock = ManualClock()
     box = Sandbox(fast_config(), clock=clock)
     bot = box.telegram.add_bot(TOKEN, "test_shop_bot", "Test Shop")
-    try:
-        async with (
-            serve(box.provider_app("telegram")) as url,
-            httpx.AsyncClient(base_url=url, trust_env=False) as http,
-        ):
-            yield ClockedEnv(box, url, http, bot, clock)
-    finally:
-        await box.aclose()
+    async with serve_provider(box, "telegram") as (url, http):
+        yield ClockedEnv(box, url, http, bot, clock)

@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from switchboard.sandbox import ManualClock, RetryPolicy, Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox.testing import serve_provider
 from switchboard.sandbox.viber import ViberBot
 from switchboard.sandbox.whatsapp import WaNumber
 
@@ -126,14 +126,8 @@ async def whatsapp_env(*, manual_clock: bool = False) -> AsyncIterator[WaEnv]:
         app_secret=APP_SECRET,
         verify_token=VERIFY_TOKEN,
     )
-    try:
-        async with (
-            serve(box.provider_app("whatsapp")) as url,
-            httpx.AsyncClient(base_url=url, trust_env=False) as http,
-        ):
-            yield WaEnv(box, url, http, number, clock)
-    finally:
-        await box.aclose()
+    async with serve_provider(box, "whatsapp") as (url, http):
+        yield WaEnv(box, url, http, number, clock)
 
 
 @dataclass
@@ -163,11 +157,5 @@ async def viber_env(*, manual_clock: bool = False) -> AsyncIterator[ViberEnv]:
     clock = ManualClock() if manual_clock else None
     box = Sandbox(fast_config(), clock=clock)
     bot = box.viber.add_bot(VIBER_TOKEN, "Test Shop", uri="testshop")
-    try:
-        async with (
-            serve(box.provider_app("viber")) as url,
-            httpx.AsyncClient(base_url=url, trust_env=False) as http,
-        ):
-            yield ViberEnv(box, url, http, bot, clock)
-    finally:
-        await box.aclose()
+    async with serve_provider(box, "viber") as (url, http):
+        yield ViberEnv(box, url, http, bot, clock)

@@ -11,7 +11,7 @@ import httpx
 
 from switchboard.sandbox import ManualClock, Sandbox, SandboxConfig
 from switchboard.sandbox.metacapi import hash_field
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox.testing import serve_provider
 
 PIXEL = "1234567890123"
 TOKEN = "EAAGtestToken123"
@@ -81,14 +81,8 @@ async def capi_env(config: SandboxConfig | None = None) -> AsyncIterator[CapiEnv
     clock = ManualClock()
     box = Sandbox(config or SandboxConfig(), clock=clock)
     box.metacapi.add_pixel(PIXEL, TOKEN)
-    try:
-        async with (
-            serve(box.provider_app("metacapi")) as url,
-            httpx.AsyncClient(base_url=url, trust_env=False) as http,
-        ):
-            yield CapiEnv(box, http, clock)
-    finally:
-        await box.aclose()
+    async with serve_provider(box, "metacapi") as (_url, http):
+        yield CapiEnv(box, http, clock)
 
 
 def graph_error(response: httpx.Response) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import httpx
 
 from switchboard.sandbox import ManualClock, Sandbox, SandboxConfig
 from switchboard.sandbox.sendpulse import SpAccount
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox.testing import serve_provider
 
 CLIENT_ID = "a1b2c3d4e5f6"
 CLIENT_SECRET = "s3cr3t-value"
@@ -63,11 +63,5 @@ async def sendpulse_env(config: SandboxConfig | None = None) -> AsyncIterator[Se
     box = Sandbox(config or SandboxConfig(), clock=clock)
     account = box.sendpulse.add_account(CLIENT_ID, CLIENT_SECRET)
     box.sendpulse.add_address_book(account, "Leads", BOOK_ID)
-    try:
-        async with (
-            serve(box.provider_app("sendpulse")) as url,
-            httpx.AsyncClient(base_url=url, trust_env=False) as http,
-        ):
-            yield SendPulseEnv(box, http, clock, account)
-    finally:
-        await box.aclose()
+    async with serve_provider(box, "sendpulse") as (_url, http):
+        yield SendPulseEnv(box, http, clock, account)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from switchboard.analytics.api import ROLLUPS, filters_of
 from switchboard.analytics.app import create_app
+from switchboard.analytics.params import FILTERS
 from switchboard.analytics.settings import AnalyticsSettings
 
+ROLLUPS_BY_PATH = {rollup.path: rollup for rollup in ROLLUPS}
 ROUTES = {
     "/v1/messages": {"channel", "account"},
     "/v1/deliveries": {"provider", "account", "campaign"},
@@ -37,3 +40,16 @@ def test_every_route_documents_window_filters_and_errors(doc: dict[str, object])
         assert {"from", "to", "bucket"} | filters == names, route
         assert "400" in op["responses"], route  # type: ignore[operator]
     assert {"limit"} <= {p["name"] for p in paths["/v1/conversions"]["get"]["parameters"]}  # type: ignore[attr-defined]
+
+
+def test_every_rollup_filter_is_one_the_views_know() -> None:
+    # A filter a parameter model declares but parse_filters does not know would be
+    # documented in OpenAPI and then refused as an unknown parameter.
+    for rollup in ROLLUPS:
+        assert set(filters_of(rollup.params)) <= set(FILTERS), rollup.path
+    assert filters_of(ROLLUPS_BY_PATH["/v1/deliveries"].params) == (
+        "provider",
+        "account",
+        "campaign",
+    )
+    assert filters_of(ROLLUPS_BY_PATH["/v1/conversions"].params) == ()

@@ -167,3 +167,29 @@ async def test_login_with_password_and_every_error_over_http(
         dumps = await kv_dump(nats_url) + await db_dump(postgres_url)
         for secret in [*secrets, API_HASH, "correct horse", ADMIN]:
             assert secret not in dumps
+
+
+async def test_a_login_through_a_proxy_nobody_listens_on_is_a_422_naming_the_proxy(
+    nats_url: str, postgres_url: str
+) -> None:
+    """The API fuzz found a login through an unreachable proxy answered 503 ("Telegram could
+    not be reached"): the caller's proxy is what is wrong, so the answer names it; a login
+    without a proxy still reaches the fake Telegram."""
+    from switchboard.runtime.embedded import free_port
+
+    async with world(nats_url, postgres_url) as w:
+        w.fake.add_user(PHONE, first_name="Grace")
+        base = await w.gateway(instance_id="g1")
+        async with w.http(base) as http:
+            dead = {"type": "socks5", "host": "127.0.0.1", "port": free_port("127.0.0.1")}
+            r = await http.post(
+                "/v1/sessions/proxied/login",
+                json={"phone": PHONE, "api_hash": API_HASH, "proxy": dead},
+            )
+            assert r.status_code == 422, r.text
+            problem = r.json()
+            assert problem["error_code"] == "PROXY_UNREACHABLE"
+            assert problem["errors"][0]["path"] == "body.proxy"
+            assert f"127.0.0.1:{dead['port']}" in problem["detail"]
+            r = await http.post("/v1/sessions/proxied/login", json={"phone": PHONE})
+            assert r.status_code == 200, r.text

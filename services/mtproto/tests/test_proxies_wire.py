@@ -5,6 +5,10 @@ wire-level MTProto fake through it; when every proxy is dead the gateway says so
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 
 from switchboard.mtproto.ports import Proxy
@@ -13,7 +17,7 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox.socks5 import Socks5Proxy
 
-from .mtproto_support import API_HASH, API_ID, KEY, wait_for_event, world
+from .mtproto_support import API_HASH, API_ID, KEY, World, wait_for_event, world
 
 
 def test_proxy_urls_parse_and_name_themselves_without_credentials() -> None:
@@ -39,6 +43,24 @@ def test_settings_refuse_a_bad_proxy_naming_it() -> None:
         MtprotoSettings(encryption_keys=KEY, proxies="socks5://ok:1,ftp://x:1")
 
 
+async def _session_through(
+    w: World, phone: str, session: str, proxy_port: int, **gateway: Any
+) -> Callable[[], Awaitable[bool]]:
+    """A new user's session put on a Telethon gateway (``gateway`` settings) to connect
+    through the SOCKS5 proxy on ``proxy_port``; answers whether it is connected now."""
+    reader, _ = w.fake.add_user(phone)
+    issued = w.box.mtproto_wire.issue_session(reader)
+    base = await w.gateway(adapter="telethon", **gateway)
+    async with w.http(base) as http:
+        r = await http.put(
+            f"/v1/sessions/{session}",
+            json={"session": issued["session"], "api_id": API_ID, "api_hash": API_HASH,
+                  "proxy": {"type": "socks5", "host": "127.0.0.1", "port": proxy_port}},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+    return functools.partial(w.connected, issued["key_id"])
+
+
 async def test_a_dead_proxy_is_rotated_away_and_none_working_is_announced(
     nats_url: str, postgres_url: str
 ) -> None:
@@ -46,24 +68,13 @@ async def test_a_dead_proxy_is_rotated_away_and_none_working_is_announced(
     await dead.stop()  # nothing listens on its port any more
     alive = await Socks5Proxy(username="gw", password="tunnel-secret").start()
     async with world(nats_url, postgres_url) as w:
-        reader, _ = w.fake.add_user("15550505050")
-        issued = w.box.mtproto_wire.issue_session(reader)
-        base = await w.gateway(adapter="telethon", instance_id="proxies", proxies=alive.url)
-        async with w.http(base) as http:
-            r = await http.put(
-                "/v1/sessions/proxied",
-                json={"session": issued["session"], "api_id": API_ID, "api_hash": API_HASH,
-                      "proxy": {"type": "socks5", "host": "127.0.0.1", "port": dead.port}},
-            )  # fmt: skip
-            assert r.status_code == 201, r.text
+        connected = await _session_through(
+            w, "15550505050", "proxied", dead.port, instance_id="proxies", proxies=alive.url
+        )
         switched = await wait_for_event(nats_url, "mtproto.proxy_switched", session_id="proxied")
         assert switched.model.proxy == f"socks5://127.0.0.1:{alive.port}"  # type: ignore[attr-defined]
         skipped = switched.model.skipped  # type: ignore[attr-defined]
         assert [s.proxy for s in skipped] == [f"socks5://127.0.0.1:{dead.port}"]
-
-        async def connected() -> bool:
-            return await w.connected(issued["key_id"])
-
         await eventually(connected, timeout=30, message="connected through the live proxy")
         assert alive.connects >= 2  # the health check's tunnel, then the session's
 
@@ -73,7 +84,7 @@ async def test_a_dead_proxy_is_rotated_away_and_none_working_is_announced(
         assert sorted(tried) == sorted(
             [f"socks5://127.0.0.1:{dead.port}", f"socks5://127.0.0.1:{alive.port}"]
         )
-        assert not await w.connected(issued["key_id"])
+        assert not await connected()
 
 
 async def test_a_proxy_that_goes_bad_while_connected_is_rotated_away(
@@ -85,22 +96,15 @@ async def test_a_proxy_that_goes_bad_while_connected_is_rotated_away(
     own = await Socks5Proxy().start()
     spare = await Socks5Proxy().start()
     async with world(nats_url, postgres_url) as w:
-        reader, _ = w.fake.add_user("15550505051")
-        issued = w.box.mtproto_wire.issue_session(reader)
-        base = await w.gateway(
-            adapter="telethon", instance_id="watch", proxies=spare.url, proxy_check_interval_s=0.2
+        connected = await _session_through(
+            w,
+            "15550505051",
+            "watched",
+            own.port,
+            instance_id="watch",
+            proxies=spare.url,
+            proxy_check_interval_s=0.2,
         )
-        async with w.http(base) as http:
-            r = await http.put(
-                "/v1/sessions/watched",
-                json={"session": issued["session"], "api_id": API_ID, "api_hash": API_HASH,
-                      "proxy": {"type": "socks5", "host": "127.0.0.1", "port": own.port}},
-            )  # fmt: skip
-            assert r.status_code == 201, r.text
-
-        async def connected() -> bool:
-            return await w.connected(issued["key_id"])
-
         await eventually(connected, timeout=30, message="connected through its own proxy")
         assert spare.connects == 0
         own.refuse_new = True  # open tunnels still relay: only a new check can tell
@@ -126,16 +130,9 @@ async def test_a_proxy_that_passes_its_check_but_fails_the_connect_is_rotated_aw
     own = await Socks5Proxy(drop_tunnels=True).start()
     spare = await Socks5Proxy().start()
     async with world(nats_url, postgres_url) as w:
-        reader, _ = w.fake.add_user("15550505052")
-        issued = w.box.mtproto_wire.issue_session(reader)
-        base = await w.gateway(adapter="telethon", instance_id="rotate", proxies=spare.url)
-        async with w.http(base) as http:
-            r = await http.put(
-                "/v1/sessions/rotated",
-                json={"session": issued["session"], "api_id": API_ID, "api_hash": API_HASH,
-                      "proxy": {"type": "socks5", "host": "127.0.0.1", "port": own.port}},
-            )  # fmt: skip
-            assert r.status_code == 201, r.text
+        connected = await _session_through(
+            w, "15550505052", "rotated", own.port, instance_id="rotate", proxies=spare.url
+        )
         switched = await wait_for_event(
             nats_url, "mtproto.proxy_switched", session_id="rotated", timeout=30
         )
@@ -145,10 +142,6 @@ async def test_a_proxy_that_passes_its_check_but_fails_the_connect_is_rotated_aw
         [skipped] = model.skipped  # type: ignore[attr-defined]
         assert skipped.proxy == model.previous
         assert skipped.error.startswith("connect failed")
-
-        async def connected() -> bool:
-            return await w.connected(issued["key_id"])
-
         await eventually(connected, timeout=30, message="connected through the spare")
         assert own.connects >= 2  # its check passed, and the connect went through it
     await own.stop()

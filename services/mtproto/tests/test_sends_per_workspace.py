@@ -3,6 +3,12 @@ are two messages, both sent; neither is told the id is taken."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import nats.errors
+import pytest
+
+from switchboard.runtime import pii
 from switchboard.runtime.testing import eventually
 
 from .mtproto_support import API_HASH, API_ID, OTHER, stream, world
@@ -44,3 +50,47 @@ async def test_the_same_message_id_in_two_workspaces_is_two_messages(
         assert await eventually(both_sent, timeout=30) == ["demo", "other"]
         assert [m["text"] for m in w.fake.messages(buyer, user=a)] == ["from ann"]
         assert [m["text"] for m in w.fake.messages(buyer, user=b)] == ["from bob"]
+
+
+async def test_a_send_whose_events_failed_to_publish_publishes_them_once_not_twice(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus times out on the first ``delivery.sent`` after Telegram took the message (as a
+    loaded NATS did in a full run): the command comes back at once, the recorded outcome's
+    events go out, and the buyer still has one message. The redelivery used to find the send
+    recorded and ack it silently: no ``delivery.sent`` ever, and the command waited out its
+    60 s ack wait first."""
+    real = pii.publish_sealed
+    failed: list[str] = []
+
+    async def flaky(bus: Any, model: Any, **kwargs: Any) -> Any:
+        if model.name == "delivery.sent" and not failed:
+            failed.append(model.message_id)
+            raise nats.errors.TimeoutError
+        return await real(bus, model, **kwargs)
+
+    monkeypatch.setattr(pii, "publish_sealed", flaky)
+    async with world(nats_url, postgres_url) as w:
+        seller, keys = w.fake.add_user("+15557770011", first_name="Sal", sessions=1)
+        buyer, _ = w.fake.add_user("+15557770012", first_name="Buyer", username="buyer_once")
+        base = await w.gateway(instance_id="g1")
+        async with w.http(base) as http:
+            r = await http.put(
+                "/v1/sessions/sal",
+                json={"session": keys[0].session, "api_id": API_ID, "api_hash": API_HASH},
+            )
+            assert r.status_code == 201, r.text
+            await eventually(lambda: w.connected(keys[0].key_id), message="connected")
+            body = {"message_id": "once-1", "peer": "@buyer_once", "text": "just once"}
+            r = await http.post("/v1/sessions/sal/messages", json=body)
+            assert r.status_code == 202, r.text
+
+        async def sent() -> list[Any] | None:
+            events = await stream(nats_url, "DELIVERY")
+            found = [d for d in events if d.model.name == "delivery.sent"]
+            return found or None
+
+        delivered = await eventually(sent, timeout=30)
+        assert failed == ["once-1"]
+        assert [d.model.message_id for d in delivered] == ["once-1"]
+        assert [m["text"] for m in w.fake.messages(buyer, user=seller)] == ["just once"]

@@ -17,6 +17,12 @@ from switchboard.outbound.calendar.posts import (
     overlap,
     post_status,
 )
+from switchboard.outbound.calendar.settle import (
+    SETTLE_GRACE,
+    change_of,
+    due_for_repair,
+    next_step,
+)
 from switchboard.outbound.calendar.templates import (
     MissingVariablesError,
     TemplateText,
@@ -126,3 +132,55 @@ def test_the_window_is_from_inclusive_to_exclusive() -> None:
     assert in_window(p, None, None)
     assert not in_window(p, None, T0)
     assert not in_window(p, T0 + GAP, None)
+
+
+def _record(status: str, error_code: str | None = None) -> Attempt:
+    return Attempt.model_validate(
+        {"message_id": "post-a-0", "workspace_id": "demo", "channel": "telegram",
+         "account": "shop", "recipient": "@news", "status": status, "error_code": error_code}
+    )  # fmt: skip
+
+
+def test_a_new_post_is_queued_and_an_edit_cancels_the_old_send_first() -> None:
+    assert next_step("new", None) == "publish"
+    assert next_step("edit", None) == "wait"  # the old send is not recorded yet
+    assert next_step("edit", _record("queued")) == "cancel_old"
+    assert next_step("edit", _record("retrying")) == "cancel_old"
+    assert next_step("edit", _record("failed", "cancelled")) == "publish"
+
+
+def test_a_move_reschedules_the_same_send_once() -> None:
+    assert next_step("move", None) == "wait"
+    assert next_step("move", _record("queued")) == "reschedule"
+    assert next_step("move", _record("queued"), moved=True) == "settled"
+    assert next_step("move", _record("sent"), moved=True) == "settled"  # left at its new time
+    assert next_step("move", _record("sent")) == "roll_back"  # left at its old time
+    # a cancelled send is not an edit's: a move of it is void
+    assert next_step("move", _record("failed", "cancelled")) == "roll_back"
+
+
+def test_an_edit_whose_old_send_left_first_is_rolled_back() -> None:
+    assert next_step("edit", _record("sent")) == "roll_back"
+    assert next_step("edit", _record("failed", "expired")) == "roll_back"
+    old = post("a", T0)
+    edited = old.model_copy(
+        update={"at": T0 + GAP, "content": {"kind": "text", "text": "new"},
+                "message_id": "post-a-1", "edits": 1, "unsettled": True,
+                "replaces": old.version()}
+    )  # fmt: skip
+    assert edited.rolled_back() == old
+    assert edited.settled().unsettled is False
+    assert edited.settled().replaces is None
+    assert edited.settled().message_id == "post-a-1"
+    assert change_of(edited) == "edit"
+    assert change_of(old.model_copy(update={"unsettled": True, "replaces": old.version()})) == (
+        "move"
+    )
+    assert change_of(old.model_copy(update={"unsettled": True})) == "new"
+
+
+def test_a_read_repairs_a_change_only_after_the_grace() -> None:
+    changed = post("a", T0, unsettled=True, changed_at=T0)
+    assert not due_for_repair(changed, T0 + SETTLE_GRACE / 2)  # its request may still run
+    assert due_for_repair(changed, T0 + SETTLE_GRACE)
+    assert not due_for_repair(post("b", T0, changed_at=T0), T0 + SETTLE_GRACE)

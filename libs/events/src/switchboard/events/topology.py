@@ -194,6 +194,7 @@ CRM = ServiceTopology(
         "cmd.outbound.campaign_start.>",
         "cmd.outbound.campaign_recipients.>",
         "cmd.flows.start_runs.>",  # a flow's segment schedule: the segment's conversations
+        "cmd.mtproto.fetch_media.>",  # user-account files, answered on _INBOX.mtproto.>
         "dlq.>",
     ),
     durables=(
@@ -217,10 +218,15 @@ CRM = ServiceTopology(
             name="crm-commands",
             filter_subjects=("cmd.crm.>",),
             description="applies commands to the CRM aggregates",
-            handlers=("switchboard.crm.app:handle_command",),
+            handlers=("switchboard.crm.app:handle_command", "switchboard.crm.commands:execute"),
             decides=(
-                "switchboard.crm.state:fold_lead",
-                "switchboard.crm.state:fold_contact",
+                "switchboard.crm.decisions:change_lead_stage",
+                "switchboard.crm.decisions:assign_lead",
+                "switchboard.crm.decisions:create_lead",
+                "switchboard.crm.decisions:update_contact",
+                "switchboard.crm.decisions:merge_contacts",
+                "switchboard.crm.decisions:split_contact",
+                "switchboard.crm.decisions:erase_contact",
             ),
         ),
     ),
@@ -463,6 +469,7 @@ MTPROTO = ServiceTopology(
                     "list_dialogs",
                     "search_contacts",
                     "deliver",
+                    "fetch_media",
                 )
             ),
             description="login steps, logout, subscriptions and backfills of the sessions; "
@@ -499,8 +506,19 @@ MTPROTO = ServiceTopology(
             delete=True,
             handlers=("switchboard.mtproto.relay:Relay.handle",),
         ),
+        RuntimeDurables(
+            stream="MTPROTO",
+            name="mtproto-media-<session>",
+            filter_subject="cmd.mtproto.fetch_media.v1.*",
+            why="the CRM's downloads of received files through a session, read by its lease "
+            "holder only, stored in the object store and answered on the sender's inbox, "
+            "deleted at logout",
+            delete=True,
+            handlers=("switchboard.mtproto.media_fetch:MediaServer.handle",),
+        ),
     ),
-    answers=("_INBOX.mtproto.>",),  # outbound's mtproto.deliver: only that inbox prefix
+    # outbound's mtproto.deliver and the CRM's mtproto.fetch_media: only that inbox prefix
+    answers=("_INBOX.mtproto.>",),
     erases=(
         MessageErase(
             stream="MTPROTO",

@@ -22,7 +22,7 @@ from switchboard.runtime import openapi_security
 from switchboard.runtime.auth import PRINCIPAL, AuthError, ScopeError
 from switchboard.runtime.deps import NotStartedError
 from switchboard.runtime.errors import SwitchboardRuntimeError
-from switchboard.runtime.http import Health, document_problems, error, invalid
+from switchboard.runtime.http import Health, ProblemError, document_problems, error, invalid
 from switchboard.runtime.keys import PREFIX, KeyCache, KeyStore
 from switchboard.runtime.keys_api import key_admin_routes
 from switchboard.runtime.logging import get_logger
@@ -276,6 +276,10 @@ def service_app(
     async def _not_found(_: Request, exc: NotFoundError) -> Response:
         # Another workspace's object and a missing one answer alike (tenancy, DESIGN law 8).
         return error(404, "not_found", exc.message)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> Response:
+        return exc.response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

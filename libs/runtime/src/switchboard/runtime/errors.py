@@ -24,7 +24,8 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     ├── DecryptError           crypto       unknown key or tampered ciphertext (ValueError)
     ├── MigrationError         db           an applied migration changed (RuntimeError)
     ├── BadKeyError            objectstore  an unsafe object key segment (ValueError)
-    └── BodyTooLargeError      app          a request body over the limit (HTTP 413)
+    ├── BodyTooLargeError      app          a request body over the limit (HTTP 413)
+    └── ProblemError           http         an error answer raised from a route's helper
 
 Outside the tree on purpose: ``ConfigError`` (settings) is a ``SystemExit``: a wrong
 configuration ends start-up with one sentence and is not meant to be caught.

@@ -9,9 +9,10 @@ import asyncio
 import copy
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
+from fastapi import Body, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
@@ -19,7 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
+M = TypeVar("M", bound=BaseModel)
 
 PROBLEM_JSON = "application/problem+json"
 # A problem's ``type`` is this prefix and its machine code (``code`` repeats it): a stable
@@ -159,6 +163,31 @@ def invalid(
     first = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return error(status, code, f"{first['path']}: {first['message']}{more}", errors=problems)
+
+
+class ProblemError(SwitchboardRuntimeError):
+    """An error answer raised from a handler, a helper or a dependency: the service app
+    answers ``response`` as it is (so helpers deep in a route need not return it up)."""
+
+    def __init__(self, response: ProblemResponse) -> None:
+        super().__init__(str(response.problem.get("detail", "")))
+        self.response = response
+
+
+def json_body(model: type[M], code: str, *, path_fields: Sequence[str] = ()) -> Any:
+    """A route dependency: the JSON body validated as ``model`` (with ``path_fields`` taken
+    from the path, which win over the body), or a 422 naming every invalid field under the
+    route's own ``code``; e.g. ``new: Annotated[NewPost, json_body(NewPost, "invalid_post")]``.
+    """
+
+    async def parse(request: Request, body: Annotated[dict[str, Any], Body()]) -> M:
+        data = {**body, **{name: request.path_params[name] for name in path_fields}}
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ProblemError(invalid(exc, code)) from None
+
+    return Depends(parse)
 
 
 def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:

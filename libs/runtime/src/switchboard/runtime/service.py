@@ -176,6 +176,7 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        timeout_keep_alive=settings.http_keep_alive_s,
         access_log=False,
     )
     global _request_exit

@@ -63,6 +63,14 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     instance_id: str = Field(default_factory=socket.gethostname)
     shutdown_grace_s: float = Field(20.0, gt=0)
+    http_keep_alive_s: int = Field(
+        75,
+        ge=1,
+        le=3600,
+        description="how long an idle HTTP connection stays open; longer than the idle timeout "
+        "of the load balancer or client in front (60 s on the common ones), so the server never "
+        "closes a connection just as a request is sent on it",
+    )
     admin_token: SecretStr | None = Field(
         None, description="operator bearer token: API key administration, operator routes"
     )

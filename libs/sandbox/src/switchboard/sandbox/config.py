@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ from switchboard.sandbox.mtproto_wire.config import WireConfig
 from switchboard.sandbox.sendpulse.config import SendPulseConfig
 from switchboard.sandbox.telegram.config import TelegramConfig
 from switchboard.sandbox.viber.config import ViberConfig
-from switchboard.sandbox.webhooks import RetryPolicy
 from switchboard.sandbox.whatsapp.config import WhatsAppConfig
 
 
@@ -44,17 +43,7 @@ class SandboxConfig:
         config.viber = ViberConfig.from_dict(data.get("viber"))
         config.mtproto = MtprotoConfig.from_dict(data.get("mtproto"))
         config.mtproto_wire = WireConfig.from_dict(data.get("mtproto_wire"))
-        telegram = dict(data.get("telegram") or {})
-        limits = telegram.pop("limits", None)
-        retry = telegram.pop("webhook_retry", None)
-        unknown = set(telegram) - set(TelegramConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown telegram settings: {sorted(unknown)}")
-        config.telegram = replace(config.telegram, **telegram)
-        if limits:
-            config.telegram.limits.update(limits)
-        if retry:
-            config.telegram.webhook_retry = replace(RetryPolicy(), **retry)
+        config.telegram = TelegramConfig.from_dict(data.get("telegram"))
         return config
 
     @classmethod

@@ -5,41 +5,21 @@ Provider-specific routes (accounts, traffic, limits) are mounted at `/_sandbox/<
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 
 from switchboard.sandbox.faults import FaultSpec
-from switchboard.sandbox.httpjson import (
-    ControlError,
-    error_json,
-    query_bool,
-    query_float,
-    query_int,
-    read_json,
-)
+from switchboard.sandbox.httpjson import ControlError, query_bool, query_float, query_int, read_json
 from switchboard.sandbox.mtproto_wire.control import wire_control_routes
+from switchboard.sandbox.routes import RouteTable, route_table
 
 if TYPE_CHECKING:
     from switchboard.sandbox.app import Sandbox
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 _FAULT_KEYS = set(FaultSpec.__dataclass_fields__) | {"provider", "account", "outage_seconds"}
-
-
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
 
 
 def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
@@ -119,7 +99,7 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
             raise ControlError("no such fault rule", 404)
         return JSONResponse({"deleted": True})
 
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    table: RouteTable = [
         ("/health", health, ["GET"]),
         ("/state", state, ["GET"]),
         ("/reset", reset, ["POST"]),
@@ -131,9 +111,7 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
         ("/faults", clear_faults, ["DELETE"]),
         ("/faults/{rule:path}", delete_fault, ["DELETE"]),
     ]
-    routes: list[BaseRoute] = [
-        Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table
-    ]
+    routes = route_table(table)
     routes.append(Mount("/mtproto/wire", routes=wire_control_routes(sandbox.mtproto_wire)))
     routes += [
         Mount(f"/{name}", routes=provider.control_routes())

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from switchboard.sandbox.errors import SandboxError
 
-class ControlError(Exception):
+T = TypeVar("T")
+
+
+class ControlError(SandboxError):
     """A control request that cannot be served; becomes `{"error": message}` with `status`."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -36,26 +43,32 @@ def error_json(exc: ControlError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 
-def query_int(request: Request, name: str) -> int | None:
-    """An optional integer query parameter."""
+def _query(request: Request, name: str, convert: Callable[[str], T], what: str) -> T | None:
     value = request.query_params.get(name)
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        return convert(value)
     except ValueError as exc:
-        raise ControlError(f"{name} must be an integer") from exc
+        raise ControlError(f"{name} must be {what}") from exc
+
+
+def query_int(request: Request, name: str) -> int | None:
+    """An optional integer query parameter."""
+    return _query(request, name, int, "an integer")
 
 
 def query_float(request: Request, name: str) -> float | None:
     """An optional float query parameter."""
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return None
+    return _query(request, name, float, "a number")
+
+
+def base64_field(data: dict[str, Any], name: str = "content_base64") -> bytes:
+    """The bytes of a base64 field of a control body (a file a customer sends)."""
     try:
-        return float(value)
-    except ValueError as exc:
-        raise ControlError(f"{name} must be a number") from exc
+        return base64.b64decode(str(data.get(name, "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise ControlError(f"{name} must be base64") from None
 
 
 def query_bool(request: Request, name: str) -> bool | None:

@@ -7,8 +7,9 @@ of a raw request so faults and recording work before the provider parses anythin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Router
@@ -76,6 +77,42 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Stop background tasks (webhook workers, traffic jobs)."""
         ...
+
+
+T = TypeVar("T")
+
+
+def registered(ref: object, kind: type[T], find: Callable[[Any], T | None], what: str) -> T:
+    """The registered object `ref` names (or `ref` itself); KeyError naming `what` if none."""
+    if isinstance(ref, kind):
+        return ref
+    found = find(ref)
+    if found is None:
+        raise KeyError(f"no {what} {ref!r} in the sandbox")
+    return found
+
+
+class ApiRoutes(Protocol):
+    def routes(self) -> list[BaseRoute]: ...
+
+
+class ProviderBase:
+    """Defaults of the provider contract: the API's routes, accounts keyed as given, nothing
+    to start or stop."""
+
+    api: ApiRoutes
+
+    def routes(self) -> list[BaseRoute]:
+        return self.api.routes()
+
+    def normalize_account(self, account: str) -> str:
+        return account
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
 
 def route_path(scope: Scope) -> str:

@@ -8,11 +8,16 @@ import inspect
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import TYPE_CHECKING
 
+import httpx
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
+
+if TYPE_CHECKING:
+    from switchboard.sandbox.app import Sandbox
 
 
 class _QuietServer(uvicorn.Server):
@@ -69,6 +74,7 @@ def _config(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Confi
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=1,
+        timeout_keep_alive=300,  # tests poll it after long waits: never race an idle close
         loop="asyncio",
     )
 
@@ -105,6 +111,20 @@ async def serve(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_provider(box: Sandbox, name: str) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """One provider of `box` served alone at root (its real paths, plus `/_sandbox`) with a
+    client on it: yields (base URL, client). The sandbox is closed on exit."""
+    try:
+        async with (
+            serve(box.provider_app(name)) as url,
+            httpx.AsyncClient(base_url=url, trust_env=False) as http,
+        ):
+            yield url, http
+    finally:
+        await box.aclose()
 
 
 @contextlib.contextmanager

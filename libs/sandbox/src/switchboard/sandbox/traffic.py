@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,6 +54,86 @@ async def paced(
         elif index % 256 == 255:
             await asyncio.sleep(0)
         yield index
+
+
+class Generated(Protocol):
+    """One item a generator produced: its kind, the account it belongs to, what was sent."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def account(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+G = TypeVar("G", bound=Generated)
+
+
+def check_mix(
+    mix: Mapping[str, float] | None, default: Mapping[str, float], kinds: tuple[str, ...], what: str
+) -> dict[str, float]:
+    """A usable mix of `kinds` (`default` when None): known kinds, weights >= 0 with a
+    positive sum; kinds of weight 0 are dropped. `what` names the kinds in errors."""
+    chosen = dict(default if mix is None else mix)
+    unknown = set(chosen) - set(kinds)
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; known: {', '.join(kinds)}")
+    if any(weight < 0 for weight in chosen.values()) or sum(chosen.values()) <= 0:
+        raise ValueError("mix weights must be >= 0 with a positive sum")
+    return {kind: float(weight) for kind, weight in chosen.items() if weight > 0}
+
+
+async def drive(
+    request: TrafficRequest,
+    weights: Mapping[str, float],
+    rng: random.Random,
+    make: Callable[[str], G],
+    on_item: Callable[[G], None] | None = None,
+) -> list[G]:
+    """Make one item of a kind drawn from `weights` at the request's rate until its count
+    or duration; every item goes to `on_item` as soon as it is made."""
+    kinds, chances = list(weights), list(weights.values())
+    produced: list[G] = []
+    async for _ in paced(request.count, request.rate, request.duration):
+        item = make(rng.choices(kinds, chances)[0])
+        produced.append(item)
+        if on_item is not None:
+            on_item(item)
+    return produced
+
+
+@dataclass(frozen=True)
+class TrafficRequest:
+    """What a `POST /traffic` asks for: how much, how fast, which mix, which seed."""
+
+    count: int | None = None
+    duration: float | None = None
+    rate: float | None = None
+    mix: Mapping[str, float] | None = None
+    seed: int = 0
+    users: int = 50
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrafficRequest:
+        """Parse the control body; a count or a duration is required."""
+        count = None if data.get("count") is None else int(data["count"])
+        duration = None if data.get("duration") is None else parse_duration(data["duration"])
+        if count is None and duration is None:
+            raise ControlError("give count or duration")
+        mix = data.get("mix")
+        if mix is not None and not isinstance(mix, dict):
+            raise ControlError("mix must be a JSON object of kind weights")
+        return cls(
+            count=count,
+            duration=duration,
+            rate=None if data.get("rate") is None else float(data["rate"]),
+            mix=mix,
+            seed=int(data.get("seed", 0)),
+            users=int(data.get("users", 50)),
+        )
 
 
 @dataclass

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,3 +275,35 @@ class OrderedDelivery:
         self._retarget.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._retarget.wait(), seconds)
+
+
+class SpacedSteps:
+    """Runs the follow-ups of one sent message (status webhooks, callbacks) at once, or
+    `delay` seconds apart in a background task it owns, so closing cancels those waiting."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def run(self, steps: Sequence[Callable[[], object]], delay: float) -> None:
+        if not delay:
+            for step in steps:
+                step()
+            return
+        task = asyncio.create_task(self._spaced(steps, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _spaced(steps: Sequence[Callable[[], object]], delay: float) -> None:
+        for step in steps:
+            await asyncio.sleep(delay)
+            step()
+
+    async def aclose(self) -> None:
+        """Cancel the steps still waiting for their delay."""
+        tasks, self._tasks = list(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -27,7 +27,7 @@ from switchboard.crm import (
 )
 from switchboard.crm.bootstrap import CrmDeps, bootstrap
 from switchboard.crm.campaigns import CampaignRequest
-from switchboard.crm.commands import Applied, RejectedError
+from switchboard.crm.commands import Applied, Context, RejectedError
 from switchboard.crm.deps import Workspace
 from switchboard.crm.media_api import media_routes
 from switchboard.crm.resolver import Resolver
@@ -45,7 +45,6 @@ from switchboard.events.catalog.crm import (
     CampaignSegment,
     ChangeLeadStage,
     CommandRejected,
-    CreateLead,
     EraseContact,
     Identity,
     MergeContacts,
@@ -277,21 +276,7 @@ async def segment_campaign(
 async def execute(
     store: EventStore, settings: CrmSettings, cmd: Any, workspace: str, cause: Any = None
 ) -> Applied:
-    if isinstance(cmd, ChangeLeadStage):
-        return await commands.change_lead_stage(store, cmd, workspace, settings.stages, cause)
-    if isinstance(cmd, AssignLead):
-        return await commands.assign_lead(store, cmd, workspace, cause)
-    if isinstance(cmd, CreateLead):
-        return await commands.create_lead(store, cmd, workspace, settings.stages, cause)
-    if isinstance(cmd, UpdateContact):
-        return await commands.update_contact(store, cmd, workspace, cause)
-    if isinstance(cmd, MergeContacts):
-        return await commands.merge_contacts(store, cmd, workspace, cause)
-    if isinstance(cmd, SplitContact):
-        return await commands.split_contact(store, cmd, workspace, cause)
-    if isinstance(cmd, EraseContact):
-        return await commands.erase_contact(store, cmd, workspace, cause)
-    raise RejectedError(400, "unknown_command", f"{type(cmd).__name__} is not a CRM command")
+    return await commands.execute(store, cmd, Context(workspace, settings.stages), cause)
 
 
 async def wait_projected(pool: Any, seq: int, timeout: float = 5.0) -> None:

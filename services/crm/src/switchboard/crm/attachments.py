@@ -4,7 +4,8 @@ Pure functions over the stored content (the ``content`` JSON of a ``conv.message
 index 0 is the message's file (for photos the largest size), then the photo's smaller sizes.
 Limits are the providers' own for fetching a file: Telegram's ``getFile`` serves at most
 20 MB; WhatsApp media follow Meta's per-type limits (image 5 MB, audio/video 16 MB, sticker
-500 KB, document 100 MB); Viber's media URLs carry files up to 50 MB.
+500 KB, document 100 MB); Viber's media URLs carry files up to 50 MB; a
+user account (mtproto) downloads up to 2000 MiB.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ WHATSAPP = {
     "document": 100 * MB,
 }
 VIBER_DOWNLOAD = 50 * MB
+# A Telegram user account downloads files up to 2000 MiB (4000 MiB with Premium).
+TELEGRAM_USER_DOWNLOAD = 2000 * MB
 MEDIA_KINDS = frozenset({"photo", "video", "audio", "voice", "document", "animation", "sticker"})
 
 
@@ -86,4 +89,6 @@ def download_limit(channel: str, kind: str) -> int | None:
         return WHATSAPP.get(kind, WHATSAPP["document"])
     if channel == "viber":
         return VIBER_DOWNLOAD
+    if channel == "mtproto":
+        return TELEGRAM_USER_DOWNLOAD
     return None

@@ -13,6 +13,8 @@ from switchboard.crm.media import ProviderMedia
 from switchboard.crm.settings import CrmSettings
 from switchboard.crm.store import EventStore
 from switchboard.runtime.accounts import AccountCache, AccountStore
+from switchboard.runtime.breaker import Breakers
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.logging import register_secret
 from switchboard.runtime.objectstore import ObjectStore, open_store
@@ -26,6 +28,7 @@ class CrmDeps:
     media routes then cannot read provider tokens)."""
 
     pool: asyncpg.Pool
+    bus: Bus
     store: EventStore
     accounts: AccountCache | None
     media: ProviderMedia
@@ -33,7 +36,13 @@ class CrmDeps:
 
     def media_ports(self) -> dict[str, Any]:
         """What the media routes look up by name (``media_api.media_routes``)."""
-        ports: dict[str, Any] = {"pool": self.pool, "media": self.media, "objects": self.objects}
+        # bus: user-account files are asked of the gateway (user_files.py)
+        ports: dict[str, Any] = {
+            "pool": self.pool,
+            "media": self.media,
+            "objects": self.objects,
+            "bus": self.bus,
+        }
         if self.accounts is not None:
             ports["accounts"] = self.accounts
         return ports
@@ -51,12 +60,14 @@ async def bootstrap(rt: Runtime, settings: CrmSettings) -> CrmDeps:
         accounts = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
     http = httpx.AsyncClient(timeout=settings.media_timeout_s, follow_redirects=True)
     rt.on_close(http.aclose)
+    breakers = Breakers(settings.media_breaker_threshold, settings.media_breaker_cooldown_s)
     objects = await open_store(settings.objects)
     rt.on_close(objects.close)
     return CrmDeps(
         pool=rt.pool,
+        bus=rt.bus,
         store=EventStore(rt.bus),
         accounts=accounts,
-        media=ProviderMedia(http),
+        media=ProviderMedia(http, breakers),
         objects=objects,
     )

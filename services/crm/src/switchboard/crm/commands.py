@@ -1,46 +1,38 @@
 """Commands on the CRM aggregates, shared by the HTTP API and the bus consumer.
 
-Each loads the aggregate from the stream, validates against its folded state, and appends
-with the version it read. A stale ``expected_version`` is a 409; without one, a concurrent
-change is retried on fresh state, so nothing is lost either way.
+One handler runs every command: it loads the aggregates the command names, lets the
+command's pure decision (``decisions``) choose the events, and appends them with the
+version it read. A stale ``expected_version`` is a 409; without one, a concurrent change
+is retried on fresh state, so nothing is lost either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
 
-from switchboard.crm import keys
+from switchboard.crm import decisions
+from switchboard.crm.decisions import Context, Decision, RejectedError
 from switchboard.crm.state import ContactState, LeadState, fold_contact, fold_lead
-from switchboard.crm.store import ConflictError, EventStore
-from switchboard.events import Envelope, Event
+from switchboard.crm.store import Aggregate, ConflictError, EventStore
+from switchboard.events import Command, Envelope, Event
 from switchboard.events.catalog.crm import (
     AssignLead,
     ChangeLeadStage,
-    ContactErased,
-    ContactMerged,
-    ContactSplit,
-    ContactUpdated,
     CreateLead,
     EraseContact,
-    LeadAssigned,
-    LeadCreated,
-    LeadStageChanged,
     MergeContacts,
     SplitContact,
     UpdateContact,
 )
 from switchboard.runtime import pii
 
+__all__ = ["HANDLING", "Applied", "Context", "RejectedError", "execute"]
+
 RETRIES = 5
 
-
-class RejectedError(Exception):
-    """The command cannot be applied: ``status`` is the HTTP answer (404, 409, 422)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -52,26 +44,126 @@ class Applied:
     event: Event | None
 
 
-async def _lead(store: EventStore, lead_id: str, workspace: str) -> LeadState:
-    state = fold_lead(await store.load(lead_id))
-    if state is None or state.workspace_id != workspace:
-        raise RejectedError(404, "not_found", f"no lead {lead_id!r}")
-    return state
+class Loaded:
+    """The aggregates one command read, folded on demand."""
+
+    def __init__(self, aggregates: Mapping[str, Aggregate]) -> None:
+        self._aggregates = aggregates
+
+    def lead(self, lead_id: str) -> LeadState | None:
+        return fold_lead(self._aggregates[lead_id])
+
+    def contact(self, contact_id: str) -> ContactState | None:
+        return fold_contact(self._aggregates[contact_id])
 
 
-async def _contact(store: EventStore, contact_id: str, workspace: str) -> ContactState:
-    state = fold_contact(await store.load(contact_id))
-    if state is None or state.workspace_id != workspace:
-        raise RejectedError(404, "not_found", f"no contact {contact_id!r}")
-    if state.erased:
-        raise RejectedError(410, "erased", f"contact {contact_id!r} was erased")
-    return state
+class _LeadCommand(Protocol):
+    @property
+    def lead_id(self) -> str: ...
+
+    @property
+    def expected_version(self) -> int | None: ...
 
 
-async def _with_retries(expected: int | None, attempt: Callable[[], Awaitable[Applied]]) -> Applied:
+class _ContactCommand(Protocol):
+    @property
+    def contact_id(self) -> str: ...
+
+    @property
+    def expected_version(self) -> int | None: ...
+
+
+def _none(cmd: Any) -> int | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Handling(Generic[C]):
+    """How the handler runs one command type: the aggregates it reads, its decision, the
+    version the caller expects (None: retry a conflict on fresh state), and what follows
+    a decision that was appended or found in effect."""
+
+    reads: Callable[[C], tuple[str, ...]]
+    decide: Callable[[C, Loaded, Context], Decision]
+    expected: Callable[[C], int | None] = _none
+    after: Callable[[EventStore, C, Loaded, Context], Awaitable[None]] | None = None
+
+
+async def _shred_erased(store: EventStore, cmd: EraseContact, loaded: Loaded, ctx: Context) -> None:
+    """Purge the data keys of the erased identities and of the contact (crypto-shredding).
+    Runs again when the erasure is repeated, so a crash between append and shred is
+    finished by a retry."""
+    contact = loaded.contact(cmd.contact_id)
+    assert contact is not None  # the decision refused a missing contact
+    shredder = pii.PiiKeys(await store.bus.kv(pii.BUCKET))
+    for h in decisions.erased_identity_hashes(contact, ctx):
+        await shredder.shred(pii.subject_of_hash(h))
+    await shredder.shred(pii.contact_subject(ctx.workspace, contact.id))
+
+
+L = TypeVar("L", bound=_LeadCommand)
+K = TypeVar("K", bound=_ContactCommand)
+
+
+def _on_lead(decide: Callable[[L, LeadState | None, Context], Decision]) -> Handling[L]:
+    """A command on one lead, checked against the version its caller expects."""
+    return Handling(
+        reads=lambda c: (c.lead_id,),
+        decide=lambda c, s, ctx: decide(c, s.lead(c.lead_id), ctx),
+        expected=lambda c: c.expected_version,
+    )
+
+
+def _on_contact(decide: Callable[[K, ContactState | None, Context], Decision]) -> Handling[K]:
+    """A command on one contact, checked against the version its caller expects."""
+    return Handling(
+        reads=lambda c: (c.contact_id,),
+        decide=lambda c, s, ctx: decide(c, s.contact(c.contact_id), ctx),
+        expected=lambda c: c.expected_version,
+    )
+
+
+# Every CRM command, by type: the generic handler's whole knowledge of them.
+HANDLING: dict[type[Command], Handling[Any]] = {
+    ChangeLeadStage: _on_lead(decisions.change_lead_stage),
+    AssignLead: _on_lead(decisions.assign_lead),
+    UpdateContact: _on_contact(decisions.update_contact),
+    SplitContact: _on_contact(decisions.split_contact),
+    # No expected version: an erasure is retried until it lands, whatever else changes;
+    # the shredding follows (again) even when the contact was erased already.
+    EraseContact: replace(
+        _on_contact(decisions.erase_contact), expected=_none, after=_shred_erased
+    ),
+    # Expected version 0: of two racing creations one appends, the other sees it on retry.
+    CreateLead: Handling[CreateLead](
+        reads=lambda c: (c.lead_id, c.contact_id),
+        decide=lambda c, s, ctx: decisions.create_lead(
+            c, s.lead(c.lead_id), s.contact(c.contact_id), ctx
+        ),
+    ),
+    MergeContacts: Handling[MergeContacts](
+        reads=lambda c: (c.contact_id, c.merged_contact_id),
+        decide=lambda c, s, ctx: decisions.merge_contacts(
+            c, s.contact(c.contact_id), s.contact(c.merged_contact_id), ctx
+        ),
+        expected=lambda c: c.expected_version,
+    ),
+}
+
+
+async def execute(
+    store: EventStore, cmd: Command, ctx: Context, cause: Envelope | None = None
+) -> Applied:
+    """Load, decide and append ``cmd`` (retrying a concurrent change when it allows)."""
+    handling = HANDLING.get(type(cmd))
+    if handling is None:
+        raise RejectedError(400, "unknown_command", f"{type(cmd).__name__} is not a CRM command")
+    expected = handling.expected(cmd)
     for _ in range(RETRIES):
+        loaded = Loaded({i: await store.load(i) for i in handling.reads(cmd)})
+        decision = handling.decide(cmd, loaded, ctx)
         try:
-            return await attempt()
+            version = await _append(store, decision, ctx, cause)
         except ConflictError as exc:
             if expected is not None:
                 raise RejectedError(
@@ -79,229 +171,21 @@ async def _with_retries(expected: int | None, attempt: Callable[[], Awaitable[Ap
                     "conflict",
                     f"{exc.aggregate} changed since version {expected}; reload and retry",
                 ) from None
+            continue
+        if handling.after is not None:
+            await handling.after(store, cmd, loaded, ctx)
+        first = decision.events[0] if decision.events else None
+        return Applied(decision.aggregate_id, version, first)
     raise RejectedError(409, "conflict", "too many concurrent changes; retry")
 
 
-def _check_version(expected: int | None, current: int, what: str) -> None:
-    if expected is not None and expected != current:
-        raise RejectedError(409, "conflict", f"{what} is at version {current}, not {expected}")
-
-
-async def change_lead_stage(
-    store: EventStore,
-    cmd: ChangeLeadStage,
-    workspace: str,
-    stages: tuple[str, ...],
-    cause: Envelope | None = None,
-) -> Applied:
-    if cmd.to_stage not in stages:
-        raise RejectedError(
-            422, "invalid_stage", f"stage {cmd.to_stage!r} is not one of {', '.join(stages)}"
+async def _append(
+    store: EventStore, decision: Decision, ctx: Context, cause: Envelope | None
+) -> int:
+    """Append the decided events in order, each expecting the version the last one made."""
+    version = decision.version
+    for event in decision.events:
+        version = await store.append(
+            event, decision.aggregate_id, version, cause=cause, workspace_id=ctx.workspace
         )
-
-    async def attempt() -> Applied:
-        lead = await _lead(store, cmd.lead_id, workspace)
-        _check_version(cmd.expected_version, lead.version, f"lead {cmd.lead_id}")
-        if lead.stage == cmd.to_stage and (cmd.value is None or cmd.value == lead.value):
-            return Applied(lead.id, lead.version, None)  # already there: idempotent
-        event = LeadStageChanged(
-            lead_id=lead.id,
-            contact_id=lead.contact_id,
-            from_stage=lead.stage,
-            to_stage=cmd.to_stage,
-            by=cmd.by,
-            reason=cmd.reason,
-            value=cmd.value,
-        )
-        seq = await store.append(event, lead.id, lead.version, cause=cause, workspace_id=workspace)
-        return Applied(lead.id, seq, event)
-
-    return await _with_retries(cmd.expected_version, attempt)
-
-
-def decide_create_lead(
-    cmd: CreateLead,
-    lead: LeadState | None,
-    contact: ContactState | None,
-    workspace: str,
-    stages: tuple[str, ...],
-) -> LeadCreated | None:
-    """The ``crm.lead_created`` that ``cmd`` appends, or None when that lead exists already
-    (a repeated command: idempotent by the caller's lead id)."""
-    if cmd.stage not in stages:
-        raise RejectedError(
-            422, "invalid_stage", f"stage {cmd.stage!r} is not one of {', '.join(stages)}"
-        )
-    if lead is not None:
-        if lead.workspace_id == workspace and lead.contact_id == cmd.contact_id:
-            return None
-        raise RejectedError(409, "lead_exists", f"lead {cmd.lead_id!r} belongs to another contact")
-    if contact is None or contact.workspace_id != workspace:
-        raise RejectedError(404, "not_found", f"no contact {cmd.contact_id!r}")
-    if contact.erased:
-        raise RejectedError(410, "erased", f"contact {cmd.contact_id!r} was erased")
-    return LeadCreated(
-        lead_id=cmd.lead_id,
-        contact_id=cmd.contact_id,
-        stage=cmd.stage,
-        source_channel=cmd.source_channel,
-        value=cmd.value,
-        currency=cmd.currency,
-        assignee=cmd.assignee,
-    )
-
-
-async def create_lead(
-    store: EventStore,
-    cmd: CreateLead,
-    workspace: str,
-    stages: tuple[str, ...],
-    cause: Envelope | None = None,
-) -> Applied:
-    async def attempt() -> Applied:
-        lead = fold_lead(await store.load(cmd.lead_id))
-        contact = fold_contact(await store.load(cmd.contact_id))
-        event = decide_create_lead(cmd, lead, contact, workspace, stages)
-        if event is None:
-            assert lead is not None
-            return Applied(lead.id, lead.version, None)
-        # Expected version 0: of two racing creations one appends, the other sees it on retry.
-        seq = await store.append(event, cmd.lead_id, 0, cause=cause, workspace_id=workspace)
-        return Applied(cmd.lead_id, seq, event)
-
-    return await _with_retries(None, attempt)
-
-
-async def assign_lead(
-    store: EventStore, cmd: AssignLead, workspace: str, cause: Envelope | None = None
-) -> Applied:
-    async def attempt() -> Applied:
-        lead = await _lead(store, cmd.lead_id, workspace)
-        _check_version(cmd.expected_version, lead.version, f"lead {cmd.lead_id}")
-        if lead.assignee == cmd.assignee:
-            return Applied(lead.id, lead.version, None)
-        event = LeadAssigned(lead_id=lead.id, assignee=cmd.assignee)
-        seq = await store.append(event, lead.id, lead.version, cause=cause, workspace_id=workspace)
-        return Applied(lead.id, seq, event)
-
-    return await _with_retries(cmd.expected_version, attempt)
-
-
-async def update_contact(
-    store: EventStore, cmd: UpdateContact, workspace: str, cause: Envelope | None = None
-) -> Applied:
-    async def attempt() -> Applied:
-        contact = await _contact(store, cmd.contact_id, workspace)
-        _check_version(cmd.expected_version, contact.version, f"contact {cmd.contact_id}")
-        event = ContactUpdated(
-            contact_id=contact.id,
-            display_name=cmd.display_name,
-            phone=keys.normalize_phone(cmd.phone) if cmd.phone else None,
-            attributes=cmd.attributes,
-            tags_added=cmd.tags_added,
-            tags_removed=cmd.tags_removed,
-            note=cmd.note,
-        )
-        seq = await store.append(
-            event, contact.id, contact.version, cause=cause, workspace_id=workspace
-        )
-        return Applied(contact.id, seq, event)
-
-    return await _with_retries(cmd.expected_version, attempt)
-
-
-async def merge_contacts(
-    store: EventStore, cmd: MergeContacts, workspace: str, cause: Envelope | None = None
-) -> Applied:
-    if cmd.merged_contact_id == cmd.contact_id:
-        raise RejectedError(422, "same_contact", "a contact cannot be merged into itself")
-
-    async def attempt() -> Applied:
-        survivor = await _contact(store, cmd.contact_id, workspace)
-        await _contact(store, cmd.merged_contact_id, workspace)
-        _check_version(cmd.expected_version, survivor.version, f"contact {cmd.contact_id}")
-        if cmd.merged_contact_id in survivor.merged:
-            return Applied(survivor.id, survivor.version, None)
-        event = ContactMerged(contact_id=survivor.id, merged_contact_id=cmd.merged_contact_id)
-        seq = await store.append(
-            event, survivor.id, survivor.version, cause=cause, workspace_id=workspace
-        )
-        return Applied(survivor.id, seq, event)
-
-    return await _with_retries(cmd.expected_version, attempt)
-
-
-async def split_contact(
-    store: EventStore, cmd: SplitContact, workspace: str, cause: Envelope | None = None
-) -> Applied:
-    async def attempt() -> Applied:
-        contact = await _contact(store, cmd.contact_id, workspace)
-        _check_version(cmd.expected_version, contact.version, f"contact {cmd.contact_id}")
-        match = [
-            i
-            for i in contact.identities
-            if (i.channel, i.external_id) == (cmd.identity.channel, cmd.identity.external_id)
-        ]
-        if not match:
-            raise RejectedError(
-                422, "unknown_identity", "that identity does not belong to this contact"
-            )
-        if len(contact.identities) < 2:
-            raise RejectedError(422, "last_identity", "cannot split a contact's only identity")
-        new_id = (
-            "ct_"
-            + keys.claim_key(
-                workspace,
-                f"split:{contact.id}:{cmd.identity.channel.value}:{cmd.identity.external_id}",
-            )[:24]
-        )
-        event = ContactSplit(contact_id=contact.id, identity=match[0], new_contact_id=new_id)
-        seq = await store.append(
-            event, contact.id, contact.version, cause=cause, workspace_id=workspace
-        )
-        return Applied(contact.id, seq, event)
-
-    return await _with_retries(cmd.expected_version, attempt)
-
-
-async def erase_contact(
-    store: EventStore, cmd: EraseContact, workspace: str, cause: Envelope | None = None
-) -> Applied:
-    """Append ``crm.contact_erased`` (with the keyed hashes of the contact's identities)
-    and shred the identities' data keys. Repeating the erasure of an erased contact shreds
-    again, so a crash between the two is finished by a retry."""
-
-    def hashes(state: ContactState) -> list[str]:
-        return sorted(
-            {keys.erased_identity_hash(workspace, i.channel.value, i.external_id)
-             for i in state.identities}
-        )  # fmt: skip
-
-    async def attempt() -> Applied:
-        state = fold_contact(await store.load(cmd.contact_id))
-        if state is None or state.workspace_id != workspace:
-            raise RejectedError(404, "not_found", f"no contact {cmd.contact_id!r}")
-        if state.erased:
-            await _shred(store, workspace, state.id, hashes(state))
-            return Applied(state.id, state.version, None)
-        event = ContactErased(
-            contact_id=state.id, requested_by=cmd.by, identity_hashes=hashes(state)
-        )
-        seq = await store.append(
-            event, state.id, state.version, cause=cause, workspace_id=workspace
-        )
-        await _shred(store, workspace, state.id, event.identity_hashes)
-        return Applied(state.id, seq, event)
-
-    # No expected version: an erasure is retried until it lands, whatever else changes.
-    return await _with_retries(None, attempt)
-
-
-async def _shred(
-    store: EventStore, workspace: str, contact_id: str, identity_hashes: list[str]
-) -> None:
-    """Purge the data keys of the erased identities and of the contact (crypto-shredding)."""
-    shredder = pii.PiiKeys(await store.bus.kv(pii.BUCKET))
-    for h in identity_hashes:
-        await shredder.shred(pii.subject_of_hash(h))
-    await shredder.shred(pii.contact_subject(workspace, contact_id))
+    return version

@@ -1,16 +1,21 @@
-"""Fetching a received file from its provider with the account's token.
+"""Fetching a received file from its provider with the account's token, as a stream.
 
 Telegram: ``getFile`` names a path, then ``/file/bot<token>/<path>`` holds the bytes.
 WhatsApp: ``GET /{version}/{media_id}`` answers a short-lived URL, fetched with the same
-bearer token. Viber: the message's media URL is the file. Every fetch has a timeout, a few
-retries with backoff and jitter on network errors and 5xx, and a size cap checked on the
-declared size and again while reading, so an oversize file is a 413 without reading it
-whole; anything the provider refuses is a 502 naming the provider's reason (never the
-token, which lives in Telegram's URLs).
+bearer token. Viber: the message's media URL is the file. :meth:`ProviderMedia.open` does
+everything up to the file's first byte (with a timeout, a few retries with backoff and jitter
+on network errors and 5xx, and the size cap checked on every declared size, so an oversize
+file is a 413 before a byte is read); :meth:`Download.chunks` then yields the bytes and
+stops as soon as they pass the cap. Every provider call goes through the account's circuit
+breaker: after consecutive failures the provider is not called until a probe is due (503
+with the wait). Anything the provider refuses is a 502 naming the provider's reason (never
+the token, which lives in Telegram's URLs).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,7 @@ from tenacity import (
 
 from switchboard.crm.attachments import Attachment
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.breaker import Breaker, Breakers
 
 TELEGRAM_API = "https://api.telegram.org"
 GRAPH_API = "https://graph.facebook.com"
@@ -33,23 +39,64 @@ GRAPH_VERSION = "v26.0"
 class MediaError(Exception):
     """A download that cannot be served: the HTTP status to answer, a code and why."""
 
-    def __init__(self, status: int, code: str, reason: str) -> None:
+    def __init__(
+        self, status: int, code: str, reason: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.code = code
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class _TransientError(Exception):
     """A network error or a 5xx: worth another try."""
 
 
-@dataclass(frozen=True)
-class Fetched:
-    """The bytes of a file and their type."""
+@dataclass
+class Download:
+    """A provider's file answer whose status and headers passed: the bytes are not read yet.
+    Whoever opens it closes it (:meth:`aclose`), read to the end or not."""
 
-    data: bytes
+    provider: str
+    response: httpx.Response
+    limit: int
     content_type: str
+    breaker: Breaker
+
+    @property
+    def size(self) -> int | None:
+        """The byte size the provider declared for what it sends (None: not declared, or
+        compressed on the wire, so the bytes we pass on differ in length)."""
+        declared = self.response.headers.get("content-length")
+        encoded = self.response.headers.get("content-encoding", "identity") != "identity"
+        return int(declared) if declared and declared.isdigit() and not encoded else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The file's bytes as they arrive; :class:`MediaError` 413 once they pass the limit
+        (the provider did not declare the size, or lied), 502 if the provider breaks off."""
+        read = 0
+        try:
+            async for chunk in self.response.aiter_bytes():
+                read += len(chunk)
+                if read > self.limit:
+                    raise MediaError(
+                        413,
+                        "too_large",
+                        f"the file is over the {self.limit}-byte limit of {self.provider} "
+                        f"downloads (cut after {read} bytes)",
+                    )
+                yield chunk
+        except httpx.HTTPError as exc:
+            self.breaker.failure(type(exc).__name__)
+            raise MediaError(
+                502,
+                "provider_unavailable",
+                f"{self.provider}: the download broke off ({type(exc).__name__})",
+            ) from None
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
 
 
 def too_large(size: int, limit: int, where: str) -> MediaError:
@@ -59,16 +106,19 @@ def too_large(size: int, limit: int, where: str) -> MediaError:
 
 
 class ProviderMedia:
-    """Downloads received files through the provider APIs (bounded, retried)."""
+    """Downloads received files through the provider APIs (bounded, retried, behind a
+    circuit breaker per provider account)."""
 
-    def __init__(self, http: httpx.AsyncClient, attempts: int = 3) -> None:
+    def __init__(self, http: httpx.AsyncClient, breakers: Breakers, attempts: int = 3) -> None:
         self.http = http
+        self.breakers = breakers
         self.attempts = attempts
 
-    async def fetch(
+    async def open(
         self, channel: str, account: Account, attachment: Attachment, limit: int
-    ) -> Fetched:
-        """The file's bytes; :class:`MediaError` (413/502) when it cannot be had."""
+    ) -> Download:
+        """The file's stream, opened; :class:`MediaError` (413/502/503) when it cannot be."""
+        breaker = self.breakers.get(channel, account.id)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
@@ -78,35 +128,47 @@ class ProviderMedia:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._fetch_once(channel, account, attachment, limit)
+                    return await self._open_once(channel, account, attachment, limit, breaker)
         except _TransientError as exc:
             raise MediaError(502, "provider_unavailable", str(exc)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _fetch_once(
-        self, channel: str, account: Account, attachment: Attachment, limit: int
-    ) -> Fetched:
+    async def _open_once(
+        self,
+        channel: str,
+        account: Account,
+        attachment: Attachment,
+        limit: int,
+        breaker: Breaker,
+    ) -> Download:
         if attachment.file_size is not None and attachment.file_size > limit:
             raise too_large(attachment.file_size, limit, f"{channel} downloads")
         if channel == "telegram":
-            return await self._telegram(account, attachment, limit)
+            return await self._telegram(account, attachment, limit, breaker)
         if channel == "whatsapp":
-            return await self._whatsapp(account, attachment, limit)
+            return await self._whatsapp(account, attachment, limit, breaker)
         if channel == "viber":
             if not attachment.url:
                 raise MediaError(502, "no_media_url", "the Viber message carries no media URL")
-            return await self._download("viber", attachment.url, {}, limit, attachment)
+            return await self._stream("viber", attachment.url, {}, limit, attachment, breaker)
         raise MediaError(
             501, "unsupported_channel", f"files of {channel} messages cannot be downloaded"
         )
 
-    async def _telegram(self, account: Account, attachment: Attachment, limit: int) -> Fetched:
+    async def _telegram(
+        self, account: Account, attachment: Attachment, limit: int, breaker: Breaker
+    ) -> Download:
         token = account.secrets.get("token")
         if not token:
             raise MediaError(502, "account_config", "the Telegram account has no token")
         base = str(account.settings.get("api_base_url") or TELEGRAM_API).rstrip("/")
         body = await self._json(
-            "telegram", "POST", f"{base}/bot{token}/getFile", {}, {"file_id": attachment.file_id}
+            "telegram",
+            breaker,
+            "POST",
+            f"{base}/bot{token}/getFile",
+            {},
+            {"file_id": attachment.file_id},
         )
         if body.get("ok") is not True:
             description = str(body.get("description") or "getFile failed")
@@ -122,11 +184,13 @@ class ProviderMedia:
         path = result.get("file_path")
         if not path:
             raise MediaError(502, "provider_refused", "Telegram: getFile gave no file_path")
-        return await self._download(
-            "telegram", f"{base}/file/bot{token}/{path}", {}, limit, attachment
+        return await self._stream(
+            "telegram", f"{base}/file/bot{token}/{path}", {}, limit, attachment, breaker
         )
 
-    async def _whatsapp(self, account: Account, attachment: Attachment, limit: int) -> Fetched:
+    async def _whatsapp(
+        self, account: Account, attachment: Attachment, limit: int, breaker: Breaker
+    ) -> Download:
         token = account.secrets.get("access_token")
         if not token:
             raise MediaError(502, "account_config", "the WhatsApp account has no access_token")
@@ -134,7 +198,7 @@ class ProviderMedia:
         version = str(account.settings.get("graph_version") or GRAPH_VERSION)
         auth = {"Authorization": f"Bearer {token}"}
         body = await self._json(
-            "whatsapp", "GET", f"{base}/{version}/{attachment.file_id}", auth, None
+            "whatsapp", breaker, "GET", f"{base}/{version}/{attachment.file_id}", auth, None
         )
         if "error" in body or not body.get("url"):
             error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -143,23 +207,55 @@ class ProviderMedia:
         size = body.get("file_size")
         if isinstance(size, int) and size > limit:
             raise too_large(size, limit, f"WhatsApp {attachment.kind} media")
-        return await self._download("whatsapp", str(body["url"]), auth, limit, attachment)
+        return await self._stream("whatsapp", str(body["url"]), auth, limit, attachment, breaker)
+
+    async def _send(
+        self, provider: str, breaker: Breaker, request: httpx.Request, *, stream: bool
+    ) -> httpx.Response:
+        """One provider call through the breaker: held (503 with the wait) while it is open;
+        a network error or a 5xx counts as a failure and is worth another try."""
+        allowed, wait = breaker.allow()
+        if not allowed:
+            raise MediaError(
+                503,
+                "provider_unavailable",
+                f"{provider} has been failing: its calls are held for {wait:.1f} s",
+                retry_after=wait,
+            )
+        started = time.monotonic()
+        try:
+            response = await self.http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            breaker.failure(type(exc).__name__)
+            raise _TransientError(f"{provider}: {type(exc).__name__}") from None
+        except BaseException:
+            breaker.release()  # cancelled: it tells nothing about the provider
+            raise
+        status = response.status_code
+        if status >= 500:
+            await response.aclose()
+            breaker.failure(f"HTTP {status}")
+            raise _TransientError(f"{provider}: HTTP {status}")
+        if status == 429:
+            breaker.rate_limited("HTTP 429")
+        elif status >= 400:
+            breaker.rejected(f"HTTP {status}")
+        else:
+            breaker.success(time.monotonic() - started)
+        return response
 
     async def _json(
         self,
         provider: str,
+        breaker: Breaker,
         method: str,
         url: str,
         headers: dict[str, str],
         payload: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """A provider's JSON answer (errors included: both APIs describe them in JSON)."""
-        try:
-            response = await self.http.request(method, url, headers=headers, json=payload)
-        except httpx.HTTPError as exc:
-            raise _TransientError(f"{provider}: {type(exc).__name__}") from None
-        if response.status_code >= 500:
-            raise _TransientError(f"{provider}: HTTP {response.status_code}")
+        request = self.http.build_request(method, url, headers=headers, json=payload)
+        response = await self._send(provider, breaker, request, stream=False)
         try:
             body = response.json()
         except ValueError:
@@ -170,34 +266,32 @@ class ProviderMedia:
             )
         return body
 
-    async def _download(
+    async def _stream(
         self,
         provider: str,
         url: str,
         headers: dict[str, str],
         limit: int,
         attachment: Attachment,
-    ) -> Fetched:
-        """Stream the bytes, stopping as soon as they pass ``limit``."""
+        breaker: Breaker,
+    ) -> Download:
+        """The file's answer, open: refused at once when it declares more than ``limit``."""
+        request = self.http.build_request("GET", url, headers=headers)
+        response = await self._send(provider, breaker, request, stream=True)
         try:
-            async with self.http.stream("GET", url, headers=headers) as response:
-                if response.status_code >= 500:
-                    raise _TransientError(f"{provider}: HTTP {response.status_code}")
-                if response.status_code != 200:
-                    raise MediaError(
-                        502,
-                        "provider_refused",
-                        f"{provider}: the file download answered HTTP {response.status_code}",
-                    )
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise too_large(int(declared), limit, f"{provider} downloads")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > limit:
-                        raise too_large(len(data), limit, f"{provider} downloads")
-                kind = response.headers.get("content-type") or attachment.mime_type
-        except httpx.HTTPError as exc:
-            raise _TransientError(f"{provider}: {type(exc).__name__}") from None
-        return Fetched(bytes(data), kind or "application/octet-stream")
+            if response.status_code != 200:
+                raise MediaError(
+                    502,
+                    "provider_refused",
+                    f"{provider}: the file download answered HTTP {response.status_code}",
+                )
+            kind = response.headers.get("content-type") or attachment.mime_type
+            download = Download(
+                provider, response, limit, kind or "application/octet-stream", breaker
+            )
+            if download.size is not None and download.size > limit:
+                raise too_large(download.size, limit, f"{provider} downloads")
+        except BaseException:
+            await response.aclose()
+            raise
+        return download

@@ -4,29 +4,36 @@
 the bytes of one (``?index=``, default 0: the message's file, for photos the largest size).
 The message must be the caller's workspace's (else 404, as if it did not exist); its
 account's token is read from the accounts registry. A file is fetched from the provider
-once and then kept in the object store (when ``objects.persist_downloads``), so a second
-download neither calls the provider nor depends on the provider's URL still working.
+once, streamed to the caller as it arrives and tee'd into the object store (when
+``objects.persist_downloads``; kept only whole), so a second download neither calls the
+provider nor depends on the provider's URL still working. A user account's (mtproto) file
+is downloaded by the gateway holding the session into the object store (user_files.py) and
+streamed from there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Query
 from starlette.responses import JSONResponse, Response
 
-from switchboard.crm import queries
+from switchboard.crm import queries, user_files
 from switchboard.crm.attachments import Attachment, attachments_of, download_limit
 from switchboard.crm.deps import Workspace
 from switchboard.crm.media import MediaError, ProviderMedia
+from switchboard.crm.media_stream import KeptStreamResponse, MediaStreamResponse
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error
+from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
+from switchboard.runtime.objectstore import ObjectStore, ObjectWriter, digest_segment, safe_key
 from switchboard.runtime.ownership import NotFoundError
 
 ACCOUNTS_WAIT_S = 5.0
@@ -44,7 +51,21 @@ def _disposition(attachment: Attachment, message_id: str) -> str:
 
 
 def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
-    """Register the attachments and media routes on the CRM app."""
+    """Register the attachments and media routes on the CRM app, and the health of the
+    providers it downloads from."""
+
+    def integrations() -> dict[str, dict[str, Any]]:
+        fetcher: ProviderMedia | None = ports.get("media")
+        return {} if fetcher is None else fetcher.breakers.report()
+
+    app.add_api_route(
+        "/health/integrations",
+        integrations_endpoint(integrations),
+        methods=["GET"],
+        tags=["health"],
+        summary="Per provider account the CRM downloads received files from: breaker state, "
+        "last success and failure (with the reason), p95 latency of recent calls",
+    )
 
     async def message(ws: str, message_id: str) -> dict[str, Any]:
         async with ports["pool"].acquire() as conn:
@@ -80,7 +101,11 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
             404: {"description": "no such message, or it has no file at that index"},
             413: {"description": "the file is over the provider's download limit"},
             502: {"description": "the provider refused or failed to serve the file"},
-            503: {"description": "this CRM has no encryption keys to use account tokens"},
+            503: {
+                "description": "this CRM has no encryption keys to use account tokens, the "
+                "provider has been failing and is not called until Retry-After, or no "
+                "gateway holding the user session answered"
+            },
         },
     )
     async def media(
@@ -96,12 +121,26 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
         key = object_key(ws, message_id, index)
         if settings.objects.persist_downloads:
             try:
-                kept = await objects.get(key)
+                kept = await objects.open(key)
             except Exception as exc:  # the store is down: the provider still has the file
                 log.warning("object store read failed", error=str(exc))
                 kept = None
             if kept is not None:
-                return Response(kept.data, media_type=kept.content_type, headers=headers)
+                return KeptStreamResponse(kept, headers)
+        channel, account_id = str(found["channel"]), str(found["account"])
+        limit = download_limit(channel, attachment.kind)
+        if limit is None:
+            return error(501, "unsupported_channel", f"{channel} files cannot be downloaded")
+        if channel == "mtproto":  # a user session is no registry account: ask its holder
+            bus: Bus = ports["bus"]
+            timeout = settings.media_timeout_s
+            refused = await user_files.fetch(bus, ws, found, attachment, key, limit, timeout)
+            if refused is not None:
+                return refused
+            stored = await objects.open(key)
+            if stored is None:
+                return error(502, "file_gone", "the gateway's stored file is not in the store")
+            return KeptStreamResponse(stored, headers)
         accounts: AccountCache | None = ports.get("accounts")
         if accounts is None:
             return error(
@@ -116,7 +155,6 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 503, "media_unavailable", "the accounts are not loaded yet; retry shortly",
                 headers={"Retry-After": "1"},
             )  # fmt: skip
-        channel, account_id = str(found["channel"]), str(found["account"])
         account = accounts.owned(channel, account_id, ws)
         if account is None:
             return error(
@@ -124,17 +162,21 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 "account_unavailable",
                 f"the {channel} account {account_id!r} that received the message is gone",
             )
-        limit = download_limit(channel, attachment.kind)
-        if limit is None:
-            return error(501, "unsupported_channel", f"{channel} files cannot be downloaded")
         fetcher: ProviderMedia = ports["media"]
         try:
-            fetched = await fetcher.fetch(channel, account, attachment, limit)
+            download = await fetcher.open(channel, account, attachment, limit)
         except MediaError as exc:
-            return error(exc.status, exc.code, exc.reason)
+            if exc.retry_after is None:
+                return error(exc.status, exc.code, exc.reason)
+            wait = max(1, math.ceil(exc.retry_after))
+            return error(
+                exc.status,
+                exc.code,
+                exc.reason,
+                headers={"Retry-After": str(wait)},
+                retry_after_s=wait,
+            )
+        writer: ObjectWriter | None = None
         if settings.objects.persist_downloads:
-            try:
-                await objects.put(key, fetched.data, fetched.content_type)
-            except Exception as exc:  # not kept: fetched again next time, still served now
-                log.warning("object store write failed", error=str(exc))
-        return Response(fetched.data, media_type=fetched.content_type, headers=headers)
+            writer = objects.writer(key, download.content_type)
+        return MediaStreamResponse(download, writer, headers)

@@ -349,7 +349,10 @@ async def projected_to(conn: Conn, projection: str) -> int:
 async def message_files(conn: Conn, workspace: str, message_id: str) -> dict[str, Any] | None:
     """A message of the workspace, named by its id or (ours) by the caller's outbound
     ``message_id``, with its channel, account and content (None: not the workspace's)."""
-    columns = "m.event_id AS id, m.direction, m.kind, m.content, c.channel, c.account"
+    columns = (
+        "m.event_id AS id, m.direction, m.kind, m.content, c.channel, c.account, c.chat_id,"
+        " m.provider_message_id"
+    )
     row = await conn.fetchrow(
         f"""(SELECT {columns} FROM messages m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.event_id = $1 AND m.workspace_id = $2)

@@ -14,6 +14,7 @@ links the new phone and BSUID to the contact of the old ones.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 from switchboard.crm import keys
@@ -57,6 +58,32 @@ class Resolver:
         except ConflictError:
             return await self.owner(workspace, key) or contact_id
 
+    async def _claim_seq(
+        self, workspace: str, key: str, contact_id: str, cause: Envelope
+    ) -> tuple[str, int | None]:
+        """Like :meth:`claim`, with the sequence of the claim when this call made it."""
+        ck = keys.claim_key(workspace, key)
+        try:
+            seq = await self.store.append(
+                IdentityClaimed(claim_key=ck, key=key, contact_id=contact_id), ck, 0, cause=cause
+            )
+            return contact_id, seq
+        except ConflictError:
+            return await self.owner(workspace, key) or contact_id, None
+
+    async def _repoint(
+        self, workspace: str, key: str, contact_id: str, expected: int, cause: Envelope
+    ) -> None:
+        """Move a claim this message made to ``contact_id`` unless it changed since."""
+        ck = keys.claim_key(workspace, key)
+        with contextlib.suppress(ConflictError):
+            await self.store.append(
+                IdentityClaimed(claim_key=ck, key=key, contact_id=contact_id),
+                ck,
+                expected,
+                cause=cause,
+            )
+
     async def owner(self, workspace: str, key: str) -> str | None:
         last = await self.store.last(keys.claim_key(workspace, key))
         if last is None or not isinstance(last.model, IdentityClaimed):
@@ -90,8 +117,12 @@ class Resolver:
             # A BSUID already known, now with a phone beside it: the phone leads here too.
             await self._link(ws, keys.phone_key(phone), owner, identity, "bsuid", cause)
         if owner is None and phone:
-            by_phone = await self.owner(ws, keys.phone_key(phone))
-            if by_phone is not None:
+            # The phone is claimed before the identity: two new identities with one phone
+            # resolved at the same time (the resolver runs messages concurrently, across
+            # instances too) then meet on the phone claim. Looking the phone up first and
+            # claiming it after founding let both pass the lookup and found two contacts.
+            by_phone, phone_seq = await self._claim_seq(ws, keys.phone_key(phone), own_id, cause)
+            if by_phone != own_id:
                 owner = await self.claim(ws, ikey, by_phone, cause)
                 if owner == by_phone:
                     await self._append_once(
@@ -103,6 +134,12 @@ class Resolver:
                         f"link:{keys.claim_key(ws, ikey)}",
                     )
                 return owner
+            owner = await self.claim(ws, ikey, own_id, cause)
+            if owner != own_id and phone_seq is not None:
+                # The identity went to another contact meanwhile (a number change or another
+                # phone's match): the phone this message just claimed follows it, instead of
+                # naming a contact that will never be created.
+                await self._repoint(ws, keys.phone_key(phone), owner, phone_seq, cause)
         if owner is None:
             owner = await self.claim(ws, ikey, own_id, cause)
         if owner != own_id:

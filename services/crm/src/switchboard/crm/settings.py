@@ -48,6 +48,12 @@ class CrmSettings(DatabaseSettings):
         description="where downloaded files are kept (SWITCHBOARD_OBJECTS__*)",
     )
     media_timeout_s: float = Field(30.0, gt=0, description="timeout of one provider download")
+    media_breaker_threshold: int = Field(
+        5, ge=1, description="provider failures in a row that open an account's download breaker"
+    )
+    media_breaker_cooldown_s: float = Field(
+        10.0, gt=0, description="how long an open download breaker holds calls before a probe"
+    )
 
     @field_validator("encryption_keys")
     @classmethod

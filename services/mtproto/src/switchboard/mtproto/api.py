@@ -187,7 +187,14 @@ def _outcome(outcome: login.Outcome) -> Response:
         headers = {"Retry-After": str(body["retry_after_s"])}
     members = ("step", "error_code", "retry_after_s", "restart_required")
     details: dict[str, Any] = {k: body[k] for k in members if k in body}
+    field = _FIELD_OF.get(str(body.get("error_code")))
+    if field is not None:
+        details["errors"] = [{"path": field, "message": str(body["message"])}]
     return error(outcome.status, str(body["reason"]), str(body["message"]), headers, **details)
+
+
+# Login failures that are the request's fault name the field to fix.
+_FIELD_OF = {"PROXY_UNREACHABLE": "body.proxy"}
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:

@@ -30,6 +30,7 @@ from switchboard.runtime.db import load_migrations
 from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import register_secret
+from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 
@@ -82,7 +83,10 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
             settings=settings,
             owner=owner,
             accounts=AccountStore(await rt.bus.kv("accounts"), keyring),
+            objects=await open_store(settings.objects),
         )
+        assert deps.objects is not None
+        rt.on_close(deps.objects.close)
         ownership = Ownership(
             kv=leases,
             view=view,

@@ -45,6 +45,7 @@ from switchboard.mtproto.ports import (
     User,
     UserDeactivatedError,
 )
+from switchboard.mtproto.proxies import health_check, label
 from switchboard.mtproto.sessions import LoginRecord, Secrets, SessionRecord, SessionStore
 from switchboard.mtproto.signin_caps import SignInAttempts
 
@@ -92,6 +93,9 @@ class StartRequest:
     proxy: ProxyInfo | None = None
 
 
+# How long the check of a proxy a login could not connect through may take.
+PROXY_CHECK_TIMEOUT_S = 5.0
+
 # Telegram's answer -> (reason, HTTP status, the whole login must start again)
 _FAILURES: list[tuple[type[MtprotoError], LoginFailure, int, bool]] = [
     (PhoneNumberInvalidError, LoginFailure.PHONE_NUMBER_INVALID, 400, True),
@@ -102,6 +106,18 @@ _FAILURES: list[tuple[type[MtprotoError], LoginFailure, int, bool]] = [
     (PasswordInvalidError, LoginFailure.PASSWORD_INVALID, 400, False),
     (DisconnectedError, LoginFailure.NETWORK, 503, False),
 ]
+
+
+async def _proxy_unreachable(record: LoginRecord, exc: MtprotoError) -> str | None:
+    """Why the proxy the request named cannot be reached, when a connect through it failed:
+    the caller's input is wrong (a 422 naming the field), not Telegram down (503)."""
+    config = record.config()
+    if not isinstance(exc, DisconnectedError) or config.proxy is None:
+        return None
+    error = await health_check(None, PROXY_CHECK_TIMEOUT_S)(config.proxy, config)
+    if error is None:
+        return None
+    return f"{label(config.proxy)} could not be reached ({error})"
 
 
 def mask_phone(phone: str) -> str:
@@ -352,6 +368,18 @@ async def start(deps: LoginDeps, req: StartRequest) -> Outcome:
         try:
             code_hash, code_type, temp = await while_held(lease, send())
         except MtprotoError as exc:
+            unreachable = await _proxy_unreachable(record, exc)
+            if unreachable is not None:
+                return await _fail(
+                    deps,
+                    sid,
+                    step,
+                    LoginFailure.INVALID_REQUEST,
+                    422,
+                    f"proxy: {unreachable}; check proxy.host and proxy.port",
+                    error_code="PROXY_UNREACHABLE",
+                    workspace_id=req.workspace_id,
+                )
             return await _telegram_failure(deps, sid, step, exc, req.workspace_id)
         except LeaseLostError:
             raise SessionBusyError(sid) from None

@@ -47,11 +47,11 @@ from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
+from switchboard.runtime.holder_call import REPLY_HEADER
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
 STREAM = "MTPROTO"
-REPLY_HEADER = "reply-to"
 # Telegram's answer when the account is restricted for spam: it cannot write to strangers.
 RESTRICTED = ("PEER_FLOOD", "USER_RESTRICTED")
 # Restrictions last hours to days and Telegram does not say how long: the account is left

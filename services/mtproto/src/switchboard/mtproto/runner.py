@@ -54,6 +54,7 @@ from switchboard.mtproto.dialogs import Answers, QueryServer, query_consumer
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
 from switchboard.mtproto.health import SessionHealth
 from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
+from switchboard.mtproto.media_fetch import MediaServer, media_consumer
 from switchboard.mtproto.metrics import (
     BACKFILLS_ACTIVE,
     RECONNECTS,
@@ -89,7 +90,7 @@ from switchboard.mtproto.registry import forget, register, restrict
 from switchboard.mtproto.relay import Relay, deliver_consumer
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
-from switchboard.mtproto.state import StateStore, Subscription
+from switchboard.mtproto.state import SendRecord, StateStore, Subscription
 from switchboard.mtproto.status import StatusTracker, unauthorized_reason
 from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime import pii
@@ -98,6 +99,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.objectstore import ObjectStore
 
 log = get_logger(__name__)
 STREAM = "MTPROTO"
@@ -135,6 +137,8 @@ class Deps:
     owner: str
     # The shared accounts registry (sessions are accounts of channel mtproto for outbound).
     accounts: AccountStore | None = None
+    # Where downloads for the CRM are written (media_fetch.py); None: no downloads served.
+    objects: ObjectStore | None = None
 
 
 class _LogoutRequestedError(Exception):
@@ -425,6 +429,7 @@ class SessionRunner:
             asyncio.create_task(self._sends(client), name="sends"),
             asyncio.create_task(self._queries(client), name="queries"),
             asyncio.create_task(self.relay.run(client), name="deliveries"),
+            asyncio.create_task(self._media(client), name="media"),
         }
         if config.proxy is not None:
             work.add(asyncio.create_task(self._watch_proxy(config), name="proxy"))
@@ -470,6 +475,8 @@ class SessionRunner:
         await dialogs.forget(self.deps.bus, self.session_id)
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, deliver_consumer(self.session_id))
+        with contextlib.suppress(Exception):
+            await self.deps.bus.js.delete_consumer(STREAM, media_consumer(self.session_id))
         await self.deps.sessions.delete_session(self.session_id)
         if self.deps.accounts is not None:
             await forget(self.deps.accounts, self.session_id)
@@ -583,7 +590,9 @@ class SessionRunner:
             self.idle.touch()  # a backfill or a pending subscription: still in use
             return
         if await queued(
-            self.deps.bus, STREAM, [send_consumer(sid), query_consumer(sid), deliver_consumer(sid)]
+            self.deps.bus,
+            STREAM,
+            [send_consumer(sid), query_consumer(sid), deliver_consumer(sid), media_consumer(sid)],
         ):
             await self.parking.wake(sid)
             self.idle.touch()
@@ -753,6 +762,20 @@ class SessionRunner:
         server.on_query = self.idle.touch
         await server.run()
 
+    async def _media(self, client: MtprotoClient) -> None:
+        """The CRM's downloads of received files (media_fetch.py)."""
+        if self.deps.objects is None:
+            return
+        server = MediaServer(
+            self.deps.bus,
+            self.deps.objects,
+            self.session_id,
+            lambda: self.workspace_id,
+            self._resolve_ref,
+            on_fetch=self.idle.touch,
+        )
+        await server.run(client)
+
     # ------------------------------------------------------------------ sends
 
     async def _sends(self, client: MtprotoClient) -> None:
@@ -779,7 +802,15 @@ class SessionRunner:
                 except TimeoutError:
                     continue
                 for msg in msgs:
-                    if await self._send_one(client, msg):
+                    try:
+                        called = await self._send_one(client, msg)
+                    except BaseException:
+                        # Back now, not after the (long) ack wait: the next owner of the
+                        # session finishes it (a recorded outcome is published, not resent).
+                        with contextlib.suppress(Exception):
+                            await msg.nak()
+                        raise
+                    if called:
                         await self._sleep(settings.send_interval_s)
         finally:
             # What arrived but was not sent goes back now, not after the ack wait.
@@ -814,6 +845,8 @@ class SessionRunner:
             return False
         done = await self.deps.state.send_record(self.workspace_id, cmd.message_id)
         if done is not None and done.status in ("sent", "failed"):
+            if not done.outcome_published:
+                await self._publish_recorded(client, cmd, done)
             await msg.ack()
             return False
         started = time.monotonic()
@@ -875,11 +908,25 @@ class SessionRunner:
     async def _send_ok(
         self, cmd: SendAsUser, peer: Peer, sent: Message, attempt: int, started: float
     ) -> None:
+        # Recorded before the events: a redelivery must find it and never send again. The
+        # events follow, and a redelivery after they failed publishes them from the record.
         await self.deps.state.send_done(
-            self.workspace_id, cmd.message_id, "sent", str(sent.id), None
+            self.workspace_id, cmd.message_id, "sent", str(sent.id), None, published=False
         )
         SENDS.labels("sent").inc()
         self.health.succeeded(time.monotonic() - started)
+        latency_ms = (time.monotonic() - started) * 1000
+        await self._sent_events(cmd, peer, str(sent.id), attempt, sent.date, latency_ms)
+
+    async def _sent_events(
+        self,
+        cmd: SendAsUser,
+        peer: Peer,
+        provider_message_id: str,
+        attempt: int,
+        sent_at: datetime,
+        latency_ms: float | None,
+    ) -> None:
         chat = chat_of(peer)
         await self._emit(
             DeliverySent(
@@ -888,9 +935,9 @@ class SessionRunner:
                 account=self.session_id,
                 recipient=chat.id,
                 at=self._now(),
-                provider_message_id=str(sent.id),
+                provider_message_id=provider_message_id,
                 attempt=attempt,
-                latency_ms=(time.monotonic() - started) * 1000,
+                latency_ms=latency_ms,
             )
         )
         await self._emit(
@@ -899,17 +946,23 @@ class SessionRunner:
                 account=self.session_id,
                 chat=chat,
                 message_id=cmd.message_id,
-                provider_message_id=str(sent.id),
+                provider_message_id=provider_message_id,
                 text=cmd.text,
                 content_kind="text",
-                sent_at=sent.date,
+                sent_at=sent_at,
             )
         )
+        await self.deps.state.outcome_published(self.workspace_id, cmd.message_id)
 
     async def _send_failed(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
-        await self.deps.state.send_done(self.workspace_id, cmd.message_id, "failed", None, reason)
+        await self.deps.state.send_done(
+            self.workspace_id, cmd.message_id, "failed", None, reason, published=False
+        )
         SENDS.labels("failed").inc()
         self.health.failed(f"send refused: {reason}")
+        await self._failed_events(cmd, reason, attempts)
+
+    async def _failed_events(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
         await self._emit(
             DeliveryFailed(
                 message_id=cmd.message_id,
@@ -922,6 +975,25 @@ class SessionRunner:
                 permanent=True,
                 attempts=attempts,
             )
+        )
+        await self.deps.state.outcome_published(self.workspace_id, cmd.message_id)
+
+    async def _publish_recorded(
+        self, client: MtprotoClient, cmd: SendAsUser, done: SendRecord
+    ) -> None:
+        """Publish the events of an outcome recorded by an earlier delivery whose publish
+        failed (same event ids, so JetStream drops what did get through)."""
+        if done.status == "failed":
+            await self._failed_events(cmd, done.reason or "refused", done.attempts)
+            return
+        peer = await self._resolve_ref(client, cmd.peer)
+        await self._sent_events(
+            cmd,
+            peer,
+            done.provider_message_id or "",
+            done.attempts,
+            done.updated_at or self._now(),
+            None,
         )
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:

@@ -9,6 +9,7 @@ from pydantic_settings import NoDecode
 
 from switchboard.events.streams import LEASES
 from switchboard.mtproto.ports import Proxy
+from switchboard.runtime.objectstore import ObjectStoreSettings
 from switchboard.runtime.settings import DatabaseSettings, parse_api_keys, parse_keyring
 
 
@@ -16,6 +17,11 @@ class MtprotoSettings(DatabaseSettings):
     service: ClassVar[str] = "mtproto"
 
     http_port: int = Field(8083, ge=0, le=65535)
+    objects: ObjectStoreSettings = Field(
+        default_factory=ObjectStoreSettings,
+        description="where files downloaded for the CRM are written (SWITCHBOARD_OBJECTS__*; "
+        "the same store as the CRM's)",
+    )
     encryption_keys: SecretStr = Field(
         description="id:base64key[,id:base64key]: encrypts sessions at rest; first is active"
     )

@@ -79,6 +79,8 @@ class SendRecord:
     provider_message_id: str | None
     attempts: int
     reason: str | None
+    updated_at: datetime | None = None
+    outcome_published: bool = True
 
 
 def _subscription(row: asyncpg.Record) -> Subscription:
@@ -382,6 +384,8 @@ class StateStore:
             provider_message_id=row["provider_message_id"],
             attempts=row["attempts"],
             reason=row["reason"],
+            updated_at=row["updated_at"],
+            outcome_published=row["outcome_published"],
         )
 
     async def send_attempt(self, workspace: str, message_id: str, session_id: str) -> int:
@@ -405,13 +409,28 @@ class StateStore:
         status: str,
         provider_message_id: str | None,
         reason: str | None,
+        *,
+        published: bool = True,
     ) -> None:
+        """Record a send's outcome; ``published=False`` when its events are still to go out
+        (:meth:`outcome_published` follows once they are on the bus)."""
         await self.pool.execute(
             """UPDATE sends SET status = $3, provider_message_id = $4, reason = $5,
-                   updated_at = now() WHERE workspace_id = $1 AND message_id = $2""",
+                   outcome_published = $6, updated_at = now()
+               WHERE workspace_id = $1 AND message_id = $2""",
             workspace,
             message_id,
             status,
             provider_message_id,
             reason,
+            published,
+        )
+
+    async def outcome_published(self, workspace: str, message_id: str) -> None:
+        """The events of a recorded outcome are on the bus."""
+        await self.pool.execute(
+            """UPDATE sends SET outcome_published = true
+               WHERE workspace_id = $1 AND message_id = $2""",
+            workspace,
+            message_id,
         )

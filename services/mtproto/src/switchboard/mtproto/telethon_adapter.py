@@ -30,6 +30,7 @@ from telethon.network.connection.tcpmtproxy import (
 from telethon.sessions import StringSession
 
 from switchboard.mtproto.dialogs import Dialog, Found
+from switchboard.mtproto.media_fetch import MediaDownload
 from switchboard.mtproto.ports import (
     AuthKeyUnregisteredError,
     DisconnectedError,
@@ -772,6 +773,42 @@ class TelethonClient:
                 continue
             by_id[int(item.id)] = map_message(item, known, peer)
         return [by_id.get(i) for i in ids]
+
+    async def open_media(self, peer: Peer, message_id: int) -> MediaDownload | None:
+        """The message's file for download: the message is read again first, as Telegram's
+        file references expire, then its largest photo size or its document streams in
+        ``upload.getFile`` windows (each window under the call timeout)."""
+        self._remember(peer)
+        [message] = await self.get_raw_messages(peer, [message_id])
+        media = None if message is None else message.media
+        if isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo):
+            found = _photo(media.photo)
+            target: Any = media.photo
+        elif isinstance(media, types.MessageMediaDocument) and isinstance(
+            media.document, types.Document
+        ):
+            found = _document(media.document)
+            target = media.document
+        else:
+            return None
+        size = found.file_size
+        pieces = self._client.iter_download(target, file_size=size).__aiter__()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                try:
+                    chunk = await self._run(pieces.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield bytes(chunk)
+
+        mime = found.mime_type or "application/octet-stream"
+        return MediaDownload(size=size, mime_type=mime, chunks=chunks())
+
+    async def get_raw_messages(self, peer: Peer, ids: list[int]) -> list[Any]:
+        """Telethon's messages by id in ``peer`` (None where missing or another chat's)."""
+        found = await self._run(self._client.get_messages(input_peer(peer), ids=ids))
+        return list(found)
 
     async def get_dialogs(self, limit: int = 100) -> list[Dialog]:
         """The account's dialogs, newest activity first (one page of at most 100)."""

@@ -31,7 +31,6 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.attempts import Attempts, fingerprint
 from switchboard.outbound.bootstrap import OutboundDeps
-from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.calendar.api import CalendarPorts
 from switchboard.outbound.calendar.api import router as calendar_router
 from switchboard.outbound.calendar.posts import Posts
@@ -67,6 +66,7 @@ from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.deps import NotStartedError, Wired

@@ -25,7 +25,6 @@ from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import ConversionFailed, ConversionSent
 from switchboard.events.catalog.outbound import SendConversion
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint
-from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.provider_accounts import provider_account
 from switchboard.outbound.providers.base import Failure, ProviderError
@@ -39,8 +38,15 @@ from switchboard.outbound.providers.metacapi import (
 from switchboard.outbound.ratelimit import SharedLimiter
 from switchboard.outbound.sender import Phase, SendPolicy, settle_repeat
 from switchboard.runtime.accounts import Account, AccountCache
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.delivery.provider_failures import (
+    DeadLetter,
+    PauseUntil,
+    breaker_signal,
+    decide,
+)
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
@@ -223,38 +229,29 @@ class ConversionSender:
         payloads: Sequence[dict[str, Any]],
     ) -> None:
         pixel = account.id
-        breaker = self.breakers.get(PROVIDER, pixel)
-        if err.failure is Failure.RATE_LIMITED:
-            breaker.rate_limited(str(err))
-            wait = err.retry_after or 60.0
-            await self.limiter.pause(f"{PROVIDER}.{pixel}", wait)
-            for item in items:
-                item.record = item.record.step(
-                    "retrying", reason=str(err), attempts=item.record.attempts - 1
-                )
-                await self.attempts.put(item.record)
-                await self._settle(item, item.msg.nak(delay=wait))
-            return
-        if err.failure is Failure.RETRYABLE:
-            breaker.failure(str(err))
-            for item in items:
-                if item.record.attempts >= self.policy.max_attempts:
-                    reason = f"gave up after {item.record.attempts} attempts: {err.reason}"
-                    await self._fail(item, reason, err.code, False)
-                else:
-                    item.record = item.record.step("retrying", reason=str(err))
-                    await self.attempts.put(item.record)
-                    delay = self.policy.backoff(item.record.attempts)
-                    await self._settle(item, item.msg.nak(delay=delay))
-            return
-        breaker.rejected(str(err))  # Meta answered: the request is bad
-        if len(items) > 1:
+        self.breakers.get(PROVIDER, pixel).hear(breaker_signal(err.failure), str(err))
+        if err.failure is Failure.PERMANENT and len(items) > 1:
             # One bad event sinks the batch: send each alone, so only the bad ones fail.
             for item, payload in zip(items, payloads, strict=True):
                 item.record = item.record.step("retrying", reason=str(err))
                 await self._post(account, test_code, [item], [payload])
             return
-        await self._fail(items[0], err.reason, err.code, True)
+        paused = False
+        for item in items:
+            outcome = decide(err.as_failure(), item.record.attempts, self.policy.failures)
+            if isinstance(outcome, DeadLetter):
+                await self._fail(item, outcome.reason, err.code, outcome.permanent)
+                continue
+            if isinstance(outcome, PauseUntil) and not paused:
+                # The pixel's limit key too: no slot is reserved inside the pause.
+                key = account_key(account, PROVIDER)
+                await self.limiter.pause(f"{PROVIDER}.{pixel}", outcome.delay_s, key)
+                paused = True
+            item.record = item.record.step(
+                "retrying", reason=outcome.reason, attempts=outcome.attempts
+            )
+            await self.attempts.put(item.record)
+            await self._settle(item, item.msg.nak(delay=outcome.delay_s))
 
     async def _sent(self, item: _Item, trace: str | None, size: int) -> None:
         item.record = item.record.step("sent", provider_message_id=trace or item.cmd.event_id)

@@ -17,10 +17,9 @@ from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import Dispatched, DispatchFailed
 from switchboard.events.catalog.outbound import SendEmail, SendSms, SyncAddressBook
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint
-from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.provider_accounts import provider_account
-from switchboard.outbound.providers.base import Failure, ProviderError
+from switchboard.outbound.providers.base import ProviderError, timed_out
 from switchboard.outbound.providers.sendpulse import (
     Address,
     Contact,
@@ -29,11 +28,18 @@ from switchboard.outbound.providers.sendpulse import (
     SendPulseClient,
     Sms,
 )
-from switchboard.outbound.ratelimit import SharedLimiter
+from switchboard.outbound.ratelimit import LimitKey, SharedLimiter
 from switchboard.outbound.sender import Phase, SendPolicy, settle_repeat
 from switchboard.runtime.accounts import Account, AccountCache
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.delivery.provider_failures import (
+    DeadLetter,
+    PauseUntil,
+    breaker_signal,
+    decide,
+)
 from switchboard.runtime.dlq import dead_letter_msg
 
 PROVIDER = "sendpulse"
@@ -123,11 +129,7 @@ class ProviderCommands:
             async with asyncio.timeout(self.policy.call_timeout + 1):
                 provider_id, detail = await call(self.client, account, cmd)
         except (TimeoutError, ProviderError) as exc:
-            err = (
-                exc
-                if isinstance(exc, ProviderError)
-                else ProviderError(Failure.RETRYABLE, "timeout", "provider call timed out")
-            )
+            err = exc if isinstance(exc, ProviderError) else timed_out()
             await self._on_error(cmd, env, msg, record, err, pause, key)
             return
         breaker.success()
@@ -158,29 +160,20 @@ class ProviderCommands:
         record: Attempt,
         err: ProviderError,
         pause: str,
-        key: Any,
+        key: LimitKey,
     ) -> None:
-        breaker = self.breakers.get(PROVIDER, cmd.account)
-        if err.failure is Failure.PERMANENT:
-            breaker.rejected(str(err))
-            await self._fail(cmd, env, msg, record, err.reason, err.code, permanent=True)
+        self.breakers.get(PROVIDER, cmd.account).hear(breaker_signal(err.failure), str(err))
+        outcome = decide(err.as_failure(), record.attempts, self.policy.failures)
+        if isinstance(outcome, DeadLetter):
+            await self._fail(
+                cmd, env, msg, record, outcome.reason, err.code, permanent=outcome.permanent
+            )
             return
-        if err.failure is Failure.RATE_LIMITED:
-            breaker.rate_limited(str(err))
-            wait = err.retry_after or 1.0
-            await self.limiter.pause(pause, wait, key)
-            record = record.step("retrying", reason=str(err), attempts=record.attempts - 1)
-            await self.attempts.put(record)
-            await msg.nak(delay=wait)
-            return
-        breaker.failure(str(err))
-        if record.attempts >= self.policy.max_attempts:
-            reason = f"gave up after {record.attempts} attempts: {err.reason}"
-            await self._fail(cmd, env, msg, record, reason, err.code, permanent=False)
-            return
-        record = record.step("retrying", reason=f"{err.code}: {err.reason}")
+        if isinstance(outcome, PauseUntil):
+            await self.limiter.pause(pause, outcome.delay_s, key)
+        record = record.step("retrying", reason=outcome.reason, attempts=outcome.attempts)
         await self.attempts.put(record)
-        await msg.nak(delay=self.policy.backoff(record.attempts))
+        await msg.nak(delay=outcome.delay_s)
 
     async def _fail(
         self,

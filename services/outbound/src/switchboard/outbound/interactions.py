@@ -15,9 +15,8 @@ Telegram only for now: WhatsApp and Viber commands fail with ``unsupported``.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,13 +32,19 @@ from switchboard.events.catalog.outbound import (
     SetBotCommands,
 )
 from switchboard.outbound.attempts import Attempts
-from switchboard.outbound.breaker import Breakers
-from switchboard.outbound.providers.base import Failure, ProviderError
+from switchboard.outbound.providers.base import ProviderError, timed_out
 from switchboard.outbound.providers.telegram import Interaction, Target, TelegramClient
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountCache
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.delivery.provider_failures import (
+    DeadLetter,
+    ProviderPolicy,
+    breaker_signal,
+    decide,
+)
 
 ACTIONS: dict[type[Interaction], str] = {
     AnswerCallback: "answer_callback",
@@ -64,8 +69,12 @@ class Interactions:
     breakers: Breakers
     telegram: TelegramClient
     call_timeout: float = 15.0
-    max_deliveries: int = 10
-    backoff_max: float = 30.0
+    # Deliveries count as attempts here (no attempt record), so a rate-limited one counts.
+    policy: ProviderPolicy = field(
+        default_factory=lambda: ProviderPolicy(
+            max_attempts=10, backoff_base_s=0.5, backoff_max_s=30.0
+        )
+    )
 
     async def handle(self, msg: Msg) -> None:
         """Make one interaction; it is always settled here (ack, or nak with a delay)."""
@@ -107,26 +116,15 @@ class Interactions:
         try:
             async with asyncio.timeout(self.call_timeout):
                 await self.telegram.interact(account, cmd, target)
-        except TimeoutError:
-            breaker.failure("timeout")
-            await self._again(msg, outcome, "provider call timed out", "timeout", None)
-            return
-        except ProviderError as err:
+        except (TimeoutError, ProviderError) as exc:
+            err = exc if isinstance(exc, ProviderError) else timed_out()
             if already_done(err, deliveries > 1):
                 breaker.success()
                 await outcome.applied(None)
                 await msg.ack()
                 return
-            if err.failure is Failure.PERMANENT:
-                breaker.success()  # the provider answered; it is the request that is bad
-                await outcome.failed(err.reason, err.code)
-                await msg.ack()
-                return
-            if err.failure is Failure.RATE_LIMITED:
-                breaker.release()
-            else:
-                breaker.failure(str(err))
-            await self._again(msg, outcome, err.reason, err.code, err.retry_after)
+            breaker.hear(breaker_signal(err.failure), str(err))
+            await self._on_error(msg, outcome, err, deliveries)
             return
         breaker.success()
         await outcome.applied((time.perf_counter() - started) * 1000)
@@ -146,18 +144,17 @@ class Interactions:
             return None
         return Target(record.recipient, record.provider_message_id)
 
-    async def _again(
-        self, msg: Msg, outcome: _Outcome, reason: str, code: str, retry_after: float | None
+    async def _on_error(
+        self, msg: Msg, outcome: _Outcome, err: ProviderError, deliveries: int
     ) -> None:
-        """Retry later (a delayed redelivery), or fail once the deliveries are used up."""
-        deliveries = msg.metadata.num_delivered
-        if deliveries >= self.max_deliveries:
-            await outcome.failed(f"gave up after {deliveries} attempts: {reason}", code)
+        """Retry later (a delayed redelivery), or announce the failure and settle."""
+        decided = decide(err.as_failure(), deliveries, self.policy)
+        if isinstance(decided, DeadLetter):
+            await outcome.failed(decided.reason, err.code)
             await msg.ack()
             return
-        cap = min(self.backoff_max, 0.5 * 2 ** (deliveries - 1))
-        delay = retry_after if retry_after else random.uniform(0, cap)  # noqa: S311 (jitter)
-        await msg.nak(delay=delay)
+        # A rate limit holds this command only: interactions take no shared rate slot.
+        await msg.nak(delay=decided.delay_s)
 
 
 @dataclass

@@ -128,12 +128,9 @@ class Outcome:
             ),
         )
 
-    async def again(
-        self, record: Attempt, reason: str, code: str, delay: float, *, counted: bool = True
-    ) -> None:
-        """Another attempt in ``delay`` seconds (a rate limit's is not ``counted``)."""
-        if not counted:
-            record = record.model_copy(update={"attempts": record.attempts - 1})
+    async def again(self, record: Attempt, reason: str, code: str, delay: float) -> None:
+        """Another attempt in ``delay`` seconds; ``record`` counts the attempts as the
+        provider-failure policy decided (a rate-limited call is not one)."""
         record = record.step("retrying", reason=f"{code}: {reason}")
         await asyncio.gather(
             self.attempts.put(record),

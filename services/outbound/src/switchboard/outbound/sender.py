@@ -15,7 +15,6 @@ slot lease, the recipient's claim, and the delivery events (published concurrent
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,6 @@ from switchboard.events.catalog.delivery import (
 )
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
-from switchboard.outbound.breaker import Breakers
 from switchboard.outbound.campaigns.pool import (
     MOVED,
     PoolHealth,
@@ -49,11 +47,11 @@ from switchboard.outbound.media_limits import too_large
 from switchboard.outbound.outcomes import CANCELLED, CampaignHooks, Outcome
 from switchboard.outbound.pacing import Holds, RoundTrips, lateness
 from switchboard.outbound.providers.base import (
-    Failure,
     MessagingClient,
     ProviderError,
     Scope,
     Sent,
+    timed_out,
 )
 from switchboard.outbound.providers.mtproto import UNUSABLE
 from switchboard.outbound.ratelimit import SharedLimiter, pause_key
@@ -61,8 +59,16 @@ from switchboard.outbound.schedule import ScheduleChanges, effective_time
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
 from switchboard.runtime.accounts import Account, AccountCache
+from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.delivery.provider_failures import (
+    DeadLetter,
+    PauseUntil,
+    ProviderPolicy,
+    breaker_signal,
+    decide,
+)
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -118,10 +124,15 @@ class SendPolicy:
     # How long a completed message_id stays taken (the idempotency retention).
     retention: float = 24 * 3600.0
 
-    def backoff(self, attempt: int) -> float:
-        """Exponential with full jitter (AWS style), capped."""
-        cap = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        return random.uniform(0, cap)  # noqa: S311 (jitter, not a secret)
+    # The pause after a provider's rate limit that names no wait.
+    rate_limit_wait: float = 1.0
+
+    @property
+    def failures(self) -> ProviderPolicy:
+        """The provider-failure policy every outbound call site decides with."""
+        return ProviderPolicy(
+            self.max_attempts, self.backoff_base, self.backoff_max, self.rate_limit_wait
+        )
 
 
 class Phase:
@@ -343,18 +354,9 @@ class Sender:
                     cmd.priority, limits.recipient, limits.recipient_pause, at + step, ticket.seq
                 )
                 continue
-            except TimeoutError:
-                breaker.failure("timeout")
-                record = record.step("in_flight", at=started_at, attempts=record.attempts + 1)
-                await self._retry(job, record, "provider call timed out", "timeout")
-                return
-            except ProviderError as err:
-                if err.failure is Failure.RETRYABLE:
-                    breaker.failure(str(err))
-                elif err.failure is Failure.RATE_LIMITED:
-                    breaker.rate_limited(str(err))
-                else:
-                    breaker.rejected(str(err))  # the provider answered; the request is bad
+            except (TimeoutError, ProviderError) as exc:
+                err = exc if isinstance(exc, ProviderError) else timed_out()
+                breaker.hear(breaker_signal(err.failure), str(err))
                 record = record.step("in_flight", at=started_at, attempts=record.attempts + 1)
                 await self._on_error(job, record, err, limits)
                 return
@@ -474,18 +476,20 @@ class Sender:
     async def _on_error(
         self, job: Outcome, record: Attempt, err: ProviderError, limits: SendLimits
     ) -> None:
-        if err.failure is Failure.PERMANENT:
+        outcome = decide(err.as_failure(), record.attempts, self.policy.failures)
+        if isinstance(outcome, DeadLetter):
             answered = bool(err.raw.get("answered")) or job.msg.metadata.num_delivered == 1
             if (
-                err.code == UNUSABLE
+                outcome.permanent
+                and err.code == UNUSABLE
                 and answered
                 and await self._move(job, record, str(err), fail=False)
             ):
                 return  # the account cannot send at all: another one of the pool does
-            await job.fail(record, err.reason, err.code, permanent=True)
+            await job.fail(record, outcome.reason, err.code, permanent=outcome.permanent)
             return
-        if err.failure is Failure.RATE_LIMITED:
-            wait = err.retry_after or 1.0
+        if isinstance(outcome, PauseUntil):
+            wait = outcome.delay_s
             if err.scope is Scope.RECIPIENT and limits.recipient is not None:
                 name, key = limits.recipient_pause, limits.recipient
             else:
@@ -502,10 +506,8 @@ class Sender:
                 and await self._move(job, record, str(err), fail=False)
             ):
                 return  # nothing was sent; the account waits too long for a campaign
-            # Not a failed attempt: the message goes again once the pause ends.
-            await job.again(record, err.reason, err.code, wait, counted=False)
-            return
-        await self._retry(job, record, err.reason, err.code)
+        record = record.model_copy(update={"attempts": outcome.attempts})
+        await job.again(record, err.reason, err.code, outcome.delay_s)
 
     async def _move(self, job: Outcome, record: Attempt, reason: str, *, fail: bool = True) -> bool:
         """Move a campaign send that was not made to another account of its pool, under a
@@ -563,10 +565,3 @@ class Sender:
         await self.bus.publish(moved, cause=job.env)
         if hooks is not None and cmd.campaign_id:
             await hooks.record_moved(job.env.workspace_id, cmd.campaign_id, cmd.message_id)
-
-    async def _retry(self, job: Outcome, record: Attempt, reason: str, code: str) -> None:
-        if record.attempts >= self.policy.max_attempts:
-            reason = f"gave up after {record.attempts} attempts: {reason}"
-            await job.fail(record, reason, code, permanent=False)
-            return
-        await job.again(record, reason, code, self.policy.backoff(record.attempts))

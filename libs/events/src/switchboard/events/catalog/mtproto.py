@@ -284,6 +284,46 @@ class DeliverResult(Value):
     retry_after: float | None = Field(None, ge=0)
 
 
+@register("mtproto.fetch_media", 1)
+class FetchMedia(_SessionCommand):
+    """The CRM's download of a received message's file through this session. Only the
+    session's holder consumes it: it reads the message again (a fresh file reference),
+    downloads the file with ``upload.getFile`` and writes it, whole or not at all, into the
+    shared object store under ``object_key`` (bytes never cross the bus: NATS payloads are
+    about 1 MB). It answers on the NATS inbox in the ``reply-to`` header with a
+    :class:`MediaFetched`. A command read after ``deadline`` is dropped unanswered."""
+
+    chat_id: str = Field(min_length=1, description="the chat's (marked) id, as in conv.*")
+    message_id: int = Field(ge=1, description="Telegram's id of the message in that chat")
+    object_key: str = Field(min_length=1, max_length=1000, description="where to store it")
+    max_bytes: int = Field(ge=1, description="refuse (too_large) a file over this size")
+    deadline: datetime = Field(description="not fetched when read after this (with a timezone)")
+
+    def ce_subject(self) -> str:
+        return f"{self.chat_id}:{self.message_id}"
+
+
+class MediaFetched(Value):
+    """The gateway's answer to a :class:`FetchMedia` (the reply on its inbox).
+
+    ``stored``: the file is in the object store under ``object_key`` (``size`` bytes).
+    ``too_large``: over ``max_bytes`` (``size`` when Telegram said it); nothing kept.
+    ``not_found``: no such message, or it carries no file. ``flood_wait``: Telegram asks
+    the account to wait ``retry_after`` seconds. ``refused``: Telegram refused the download
+    (``error_code``). ``unusable``: the session cannot be used (revoked, another
+    workspace's). ``retry``: a transient failure (connection, object store)."""
+
+    status: Literal[
+        "stored", "too_large", "not_found", "flood_wait", "refused", "unusable", "retry"
+    ]
+    object_key: str | None = None
+    size: int | None = Field(None, ge=0)
+    mime_type: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    retry_after: float | None = Field(None, ge=0)
+
+
 # --------------------------------------------------------------------------- events
 
 

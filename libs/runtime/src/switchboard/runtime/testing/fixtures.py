@@ -17,8 +17,22 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Apps served in-process never run ``configure_logging`` (only a service's ``main``
+    does), so structlog keeps its defaults, which render a logged exception with rich's
+    pretty traceback and every frame's locals: about 1.3 s each, most of the route-scope
+    walk's minute per service. Plain tracebacks, the rest of the defaults unchanged."""
+    processors = list(structlog.get_config()["processors"])
+    if processors and isinstance(processors[-1], structlog.dev.ConsoleRenderer):
+        processors[-1] = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.plain_traceback
+        )
+        structlog.configure(processors=processors)
 
 
 def docker_available() -> bool:

@@ -52,7 +52,12 @@ async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIt
     """Serve an ASGI app (lifespan included) on ``port`` (a free one by default), and on its
     ``ops_port`` too when it has one (as :func:`switchboard.runtime.service.serve` does)."""
     port = port or free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+    # Keep-alive longer than any wait in a test: with uvicorn's 5 s, a client that polled
+    # something else for 5 s raced the server closing its idle connection (httpx.ReadError
+    # on the next request, seen in full runs).
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, lifespan="on", timeout_keep_alive=300
+    )
     server = uvicorn.Server(config)
     ops_port = getattr(app, "ops_port", None)
     sockets = None

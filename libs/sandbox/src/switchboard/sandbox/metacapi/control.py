@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
+from switchboard.sandbox.httpjson import ControlError, query_bool, read_json
 from switchboard.sandbox.metacapi.state import CapiEvent
+from switchboard.sandbox.routes import RouteTable, route_table, settings_routes
 
 if TYPE_CHECKING:
     from switchboard.sandbox.metacapi.provider import MetaCapiProvider
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
 
 
 def _tokens(data: dict[str, Any]) -> list[str]:
@@ -106,14 +92,7 @@ def control_routes(provider: MetaCapiProvider) -> list[BaseRoute]:
         state.clear_events()
         return JSONResponse({"cleared": True})
 
-    async def get_settings(request: Request) -> Response:
-        return JSONResponse(provider.config.to_json())
-
-    async def set_settings(request: Request) -> Response:
-        provider.config.update(await read_json(request))
-        return JSONResponse(provider.config.to_json())
-
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    table: RouteTable = [
         ("/pixels", list_pixels, ["GET"]),
         ("/pixels", add_pixel, ["POST"]),
         ("/pixels/{pixel}", get_pixel, ["GET"]),
@@ -122,7 +101,6 @@ def control_routes(provider: MetaCapiProvider) -> list[BaseRoute]:
         ("/events", events, ["GET"]),
         ("/events", clear_events, ["DELETE"]),
         ("/test_events", test_events, ["GET"]),
-        ("/settings", get_settings, ["GET"]),
-        ("/settings", set_settings, ["PUT", "POST"]),
+        *settings_routes(provider.config),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]
+    return route_table(table)

@@ -15,6 +15,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from switchboard.sandbox.errors import SandboxError
+
 SUBCODE_UNKNOWN_OBJECT = 33
 SUBCODE_TOKEN_EXPIRED = 463
 SUBCODE_STALE_EVENT = 2804003
@@ -31,7 +33,7 @@ def fbtrace_id() -> str:
     return "A" + "".join(secrets.choice(_TRACE_CHARS) for _ in range(26))
 
 
-class GraphError(Exception):
+class GraphError(SandboxError):
     """A failed Graph call; `status` is the HTTP status (400 for client errors)."""
 
     def __init__(

@@ -13,13 +13,13 @@ from switchboard.sandbox.metacapi.api import MetaCapiApi, classify
 from switchboard.sandbox.metacapi.config import MetaCapiConfig
 from switchboard.sandbox.metacapi.errors import error_response, server_error
 from switchboard.sandbox.metacapi.state import CapiEvent, EventCounts, MetaCapiState, Pixel
-from switchboard.sandbox.provider import Core
+from switchboard.sandbox.provider import Core, ProviderBase
 
 DEMO_PIXEL_ID = "100000000000001"
 DEMO_ACCESS_TOKEN = "EAADemoCapiToken"  # noqa: S105  (public dev-stack contract)
 
 
-class MetaCapiProvider:
+class MetaCapiProvider(ProviderBase):
     """Fake Graph Conversions API: pixels, tokens, validation, test events, dedup counts."""
 
     name = "metacapi"
@@ -29,7 +29,7 @@ class MetaCapiProvider:
         self.core = core
         self.config = config or MetaCapiConfig()
         self.state = MetaCapiState(core, self.config)
-        self.api = MetaCapiApi(self.state)
+        self.api: MetaCapiApi = MetaCapiApi(self.state)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -83,9 +83,6 @@ class MetaCapiProvider:
 
     # -- Provider contract ------------------------------------------------------------
 
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
-
     def control_routes(self) -> list[BaseRoute]:
         from switchboard.sandbox.metacapi.control import control_routes
 
@@ -97,9 +94,6 @@ class MetaCapiProvider:
     def error_response(self, status: int, description: str) -> Response:
         return error_response(server_error(status, description))
 
-    def normalize_account(self, account: str) -> str:
-        return account
-
     def snapshot(self) -> dict[str, Any]:
         return {
             "pixels": [p.summary() for p in self.state.pixels.values()],
@@ -108,14 +102,8 @@ class MetaCapiProvider:
             "config": self.config.to_json(),
         }
 
-    async def start(self) -> None:
-        return None
-
     async def reset(self) -> None:
         self.state.clear()
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _select(

@@ -73,7 +73,10 @@ Control API (``/_sandbox/mtproto/...``, JSON; ``{user}`` is an id, a phone or ``
 - ``POST /messages`` ``{"peer", "from", "text", "reply_to", "media", "grouped_id", "date",
   "views", "post_author", "notify": true}`` -> 201 message (``"ids": {user_id: id}`` for
   non-channel peers; for a private chat ``peer`` is the recipient and ``from`` the sender).
-  Live updates go to connected members unless ``notify`` is false.
+  Live updates go to connected members unless ``notify`` is false. A ``media`` with
+  ``"data"`` (base64) keeps those bytes (``file_id``, ``file_size`` set from them), as do a
+  client's uploads; the wire fake serves them with ``upload.getFile``, and
+  ``GET /files/{file_id}`` answers them as they are held.
 - ``POST /messages/bulk`` ``{"peer", "from", "count", "text": "message {n}", "start_date",
   "interval": 1.0, "notify": false}`` or ``{"peer", "messages": [...]}`` -> ``{"count",
   "first_id", "last_id"}``; 20k messages take well under a second.

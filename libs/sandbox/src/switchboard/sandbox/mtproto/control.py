@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
+from switchboard.sandbox.httpjson import ControlError, query_bool, read_json
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.provider import message_kwargs, session_json
 from switchboard.sandbox.mtproto.world import FakeGroup, Peer
+from switchboard.sandbox.routes import RouteTable, route_table, settings_routes
 
 if TYPE_CHECKING:
     from switchboard.sandbox.mtproto.provider import MtprotoProvider
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 _USER_FIELDS = ("phone", "first_name", "last_name", "username", "password", "lang_code", "code")
 
 
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except RpcError as exc:  # e.g. MESSAGE_EMPTY from seeding a message
-            return error_json(ControlError(exc.name))
-        except KeyError as exc:
-            return error_json(ControlError(str(exc.args[0]) if exc.args else "not found", 404))
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
+def _rpc_or_missing(exc: Exception) -> ControlError | None:
+    """An RPC error from seeding (e.g. MESSAGE_EMPTY) is a 400 naming it; a lookup's
+    KeyError a 404 naming what is missing."""
+    if isinstance(exc, RpcError):
+        return ControlError(exc.name)
+    if isinstance(exc, KeyError):
+        return ControlError(str(exc.args[0]) if exc.args else "not found", 404)
+    return None
 
 
 def _refs(data: dict[str, Any], name: str) -> list[Any]:
@@ -61,11 +54,6 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
             str(data["phone"]), **fields, sessions=int(data.get("sessions") or 0)
         )
         return {"user": user.summary(), "sessions": [session_json(k) for k in keys]}
-
-    async def settings(request: Request) -> Response:
-        if request.method == "PUT":
-            provider.config.update(await read_json(request))
-        return JSONResponse(provider.config.to_json())
 
     async def add_user(request: Request) -> Response:
         return JSONResponse(create_user(await read_json(request)), status_code=201)
@@ -194,6 +182,14 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
             found = found[-int(limit) :]
         return JSONResponse({"count": len(found), "messages": found})
 
+    async def file_bytes(request: Request) -> Response:
+        """The bytes the cloud holds for a message's `media.file_id` (what a download must
+        return, byte for byte)."""
+        data = provider.world.files.get(request.path_params["file_id"])
+        if data is None:
+            raise ControlError("no such file", 404)
+        return Response(data, media_type="application/octet-stream")
+
     async def codes(request: Request) -> Response:
         return JSONResponse({"codes": [c.to_json() for c in provider.login.sent]})
 
@@ -239,8 +235,8 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
     async def stats(request: Request) -> Response:
         return JSONResponse(provider.stats())
 
-    table: list[tuple[str, Endpoint, list[str]]] = [
-        ("/settings", settings, ["GET", "PUT"]),
+    table: RouteTable = [
+        *settings_routes(provider.config, methods=("PUT",)),
         ("/users", add_user, ["POST"]),
         ("/users", list_users, ["GET"]),
         ("/users/bulk", add_users, ["POST"]),
@@ -258,6 +254,7 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         ("/messages/bulk", post_bulk, ["POST"]),
         ("/messages/edit", edit, ["POST"]),
         ("/messages/delete", delete, ["POST"]),
+        ("/files/{file_id}", file_bytes, ["GET"]),
         ("/codes", codes, ["GET"]),
         ("/codes/{phone}", code, ["GET"]),
         ("/connections", connections, ["GET"]),
@@ -268,4 +265,4 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         ("/faults/{rule}", delete_fault, ["DELETE"]),
         ("/stats", stats, ["GET"]),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]
+    return route_table(table, _rpc_or_missing)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard.sandbox.errors import SandboxError
+
 # Codes of the error names the fake (or an injected fault) can raise; others default to 400.
 CODES: dict[str, int] = {
     "AUTH_KEY_DUPLICATED": 406,
@@ -22,7 +24,7 @@ CODES: dict[str, int] = {
 }
 
 
-class RpcError(Exception):
+class RpcError(SandboxError):
     """An MTProto RPC error: `code` (400, 401, 403, 406, 420, 500) and `name`."""
 
     def __init__(self, name: str, code: int | None = None, seconds: int | None = None) -> None:

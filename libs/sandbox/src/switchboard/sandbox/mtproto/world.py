@@ -9,6 +9,7 @@ every box it appears in.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import random
 import re
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.sandbox.mtproto.errors import RpcError
+from switchboard.sandbox.mtproto.files import FileStore, decode_data
 
 CHANNEL_MARK = 1_000_000_000_000  # marked channel id = -(CHANNEL_MARK + id), as Telethon does
 ID_BASE = 7_000_000_000  # ids above 2**32, so 32-bit assumptions break in tests, not in prod
@@ -229,12 +231,20 @@ def normalize_phone(phone: str) -> str:
     return digits
 
 
-def _media(data: Any) -> dict[str, Any] | None:
+def _media(data: Any, files: FileStore) -> dict[str, Any] | None:
+    """The media dict a post keeps; its `data` (base64 bytes) goes to the file store, so
+    the post names the file (`file_id`, `file_size`) and upload.getFile serves it."""
     if data is None:
         return None
     if not isinstance(data, dict) or data.get("kind") not in MEDIA_KINDS:
         raise ValueError(f"media needs a kind among {', '.join(MEDIA_KINDS)}")
-    return dict(data)
+    media = dict(data)
+    if "data" in media:
+        content = decode_data(media.pop("data"))
+        media.setdefault("file_id", "file:" + hashlib.sha256(content).hexdigest()[:32])
+        media["file_size"] = len(content)
+        files.put(str(media["file_id"]), content)
+    return media
 
 
 class World:
@@ -250,6 +260,7 @@ class World:
         self._ids = itertools.count(ID_BASE + self.rng.randrange(1_000_000))
         self._posts = itertools.count(1)
         self.notify: Notify = lambda user_id, update, skip: None
+        self.files = FileStore()
 
     # -- creation ---------------------------------------------------------------------
 
@@ -506,7 +517,7 @@ class World:
             date=int(self.now()) if date is None else int(date),
             text=text,
             sender_id=None if sender is None else sender.id,
-            media=_media(media),
+            media=_media(media, self.files),
             grouped_id=grouped_id,
             views=views,
             post_author=post_author,
@@ -587,7 +598,7 @@ class World:
                 raise RpcError("MESSAGE_TOO_LONG")
             post.text = text
         if media is not None:
-            post.media = _media(media)
+            post.media = _media(media, self.files)
         post.edit_date = int(self.now())
         for user, box in self._boxes_of(post, peer):
             message_id = box.local_id[post.uid]

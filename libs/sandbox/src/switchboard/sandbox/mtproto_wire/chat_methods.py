@@ -30,7 +30,7 @@ async def resolve_username(call: WireCall, request: Any) -> types.contacts.Resol
         peer = world.peer(value)
     except KeyError as exc:
         raise RpcError("USERNAME_NOT_OCCUPIED") from exc
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     entities.add(peer)
     return types.contacts.ResolvedPeer(
         peer=peer_tl(peer), chats=entities.chats, users=entities.users
@@ -45,7 +45,7 @@ async def search(call: WireCall, request: Any) -> types.contacts.Found:
     query = request.q.strip().lstrip("@").lower()
     if len(query) < 2:
         raise RpcError("SEARCH_QUERY_EMPTY")
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     mine: list[Any] = []
     found: list[Any] = []
     candidates: list[Peer] = [*world.users.values(), *world.groups.values()]
@@ -95,7 +95,7 @@ async def get_history(call: WireCall, request: Any) -> Any:
     window = [
         i for i in window if i > request.min_id and (request.max_id <= 0 or i < request.max_id)
     ]
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     entities.add(peer)
     rendered = [world.render(viewer, box, i) for i in window]
     messages = entities.messages(m for m in rendered if m is not None)
@@ -131,7 +131,7 @@ async def get_channel_messages(call: WireCall, request: Any) -> types.messages.C
     world = call.provider.world
     channel = resolve_channel(world, viewer, request.channel)
     world.can_read(viewer, channel)
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     entities.add(channel)
     messages: list[Any] = []
     for message_id in _message_ids(request.id):
@@ -155,7 +155,7 @@ async def get_channel_messages(call: WireCall, request: Any) -> types.messages.C
 async def get_messages(call: WireCall, request: Any) -> types.messages.Messages:
     viewer = call.base.viewer()
     world = call.provider.world
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     messages: list[Any] = []
     for message_id in _message_ids(request.id):
         found = world.render(viewer, viewer.box, message_id)
@@ -193,7 +193,7 @@ async def get_dialogs(call: WireCall, request: Any) -> Any:
     (offset_date / offset_id / offset_peer continue below the last dialog of a page)."""
     viewer = call.base.viewer()
     world = call.provider.world
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     rows: list[tuple[tuple[int, int, int], Peer, Any, int]] = []  # (key, peer, top, pts)
     for group in world.groups.values():
         if viewer.id not in group.members:
@@ -318,7 +318,7 @@ def _sent(
     message_id = ids[0] if channel else ids[viewer.id]
     rendered = world.render(viewer, box, message_id)
     assert rendered is not None
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     message = entities.messages([rendered])[0]
     new = (types.UpdateNewChannelMessage if channel else types.UpdateNewMessage)(
         message, box.pts, 1
@@ -359,16 +359,49 @@ async def send_media(call: WireCall, request: Any) -> types.Updates:
         viewer,
         request.message or "",
         reply_to=_reply_id(request.reply_to),
-        media=_media_of(request.media),
+        media=_stored_media(call, viewer, request.media),
         skip_connection=call.base.conn.id,
     )
     return _sent(call, viewer, peer, ids, request.random_id)
 
 
+def _stored_media(call: WireCall, viewer: FakeUser, media: Any) -> dict[str, Any]:
+    """The world's media dict for an InputMedia, its uploaded bytes joined into the file
+    store (so the recipient can download them) and its size recorded."""
+    found = _media_of(media)
+    uploaded: Any = getattr(media, "file", None)
+    if isinstance(media, (types.InputMediaUploadedPhoto, types.InputMediaUploadedDocument)):
+        found["file_size"] = call.provider.world.files.finish_upload(
+            viewer.id, uploaded.id, str(found["file_id"]), uploaded.parts
+        )
+    elif isinstance(media, (types.InputMediaPhoto, types.InputMediaDocument)):
+        known = call.provider.world.files.by_ident.get(getattr(media.id, "id", 0))
+        if known is not None:  # a file Telegram already has: the same bytes again
+            found["file_id"] = known[0]
+            found["file_size"] = len(known[1])
+    return found
+
+
 @handles(functions.upload.SaveFilePartRequest, functions.upload.SaveBigFilePartRequest)
 async def save_file_part(call: WireCall, request: Any) -> bool:
-    call.base.viewer()
+    viewer = call.base.viewer()
+    call.provider.world.files.save_part(
+        viewer.id, request.file_id, request.file_part, request.bytes
+    )
     return True
+
+
+@handles(functions.upload.GetFileRequest)
+async def get_file(call: WireCall, request: Any) -> types.upload.File:
+    """A window of a photo's or document's bytes (`offset`/`limit` by Telegram's rules)."""
+    call.base.viewer()
+    location = request.location
+    if not isinstance(location, (types.InputPhotoFileLocation, types.InputDocumentFileLocation)):
+        raise RpcError("LOCATION_INVALID")
+    chunk = call.provider.world.files.read(
+        location.id, location.access_hash, location.file_reference, request.offset, request.limit
+    )
+    return types.upload.File(type=types.storage.FileUnknown(), mtime=0, bytes=chunk)
 
 
 @handles(functions.messages.ReadHistoryRequest, functions.channels.ReadHistoryRequest)
@@ -461,11 +494,11 @@ async def edit_message(call: WireCall, request: Any) -> types.Updates:
         raise RpcError("MESSAGE_EMPTY")
     if request.message is not None and request.message == post.text and request.media is None:
         raise RpcError("MESSAGE_NOT_MODIFIED")
-    media = None if request.media is None else _media_of(request.media)
+    media = None if request.media is None else _stored_media(call, viewer, request.media)
     world.edit(peer, post, request.message, media)
     rendered = world.render(viewer, box, request.id)
     assert rendered is not None
-    entities = Entities(world, viewer)
+    entities = Entities(world, viewer, call.server.dc_id)
     message = entities.messages([rendered])[0]
     channel = isinstance(peer, FakeGroup) and peer.is_channel
     edited = (types.UpdateEditChannelMessage if channel else types.UpdateEditMessage)(

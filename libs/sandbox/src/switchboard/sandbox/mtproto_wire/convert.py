@@ -5,13 +5,13 @@ The world renders messages as JSON; this turns them into the constructors Telegr
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from telethon.tl import types
 
+from switchboard.sandbox.mtproto.files import file_ident, file_reference
 from switchboard.sandbox.mtproto.world import FakeGroup, FakeUser, Peer, World
 
 TLPeer: TypeAlias = Any  # types.PeerUser | PeerChat | PeerChannel (Telethon is untyped)
@@ -86,13 +86,16 @@ def _peer_of_wire(data: dict[str, Any]) -> TLPeer:
     return types.PeerChannel(channel_id=ident)
 
 
-def _media_tl(media: dict[str, Any] | None, date: datetime | None) -> Any:
+def _media_tl(media: dict[str, Any] | None, date: datetime | None, dc_id: int) -> Any:
+    """The MessageMedia of a world media dict; files live on `dc_id` (the fake's own DC, so
+    Telethon downloads them on its connection instead of exporting its authorization)."""
     if not media:
         return None
     kind = media.get("kind")
     # Stable across processes (Python's str hash is not), as Telegram's file ids are.
-    seed = str(media.get("file_id") or sorted(media.items())).encode()
-    ident = int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") >> 2
+    file_id = str(media.get("file_id") or sorted(media.items()))
+    ident = file_ident(file_id)
+    reference = file_reference(file_id)
     if kind == "location":
         point = types.GeoPoint(
             long=float(media.get("longitude") or 0.0),
@@ -116,7 +119,12 @@ def _media_tl(media: dict[str, Any] | None, date: datetime | None) -> Any:
             size=int(media.get("file_size") or 1),
         )
         photo = types.Photo(
-            id=ident, access_hash=ident, file_reference=b"", date=date, sizes=[size], dc_id=2
+            id=ident,
+            access_hash=ident,
+            file_reference=reference,
+            date=date,
+            sizes=[size],
+            dc_id=dc_id,
         )
         return types.MessageMediaPhoto(photo=photo)
     if kind == "unsupported":
@@ -144,11 +152,11 @@ def _media_tl(media: dict[str, Any] | None, date: datetime | None) -> Any:
     document = types.Document(
         id=ident,
         access_hash=ident,
-        file_reference=b"",
+        file_reference=reference,
         date=date,
         mime_type=str(media.get("mime_type") or "application/octet-stream"),
         size=int(media.get("file_size") or 1),
-        dc_id=2,
+        dc_id=dc_id,
         attributes=attributes,
     )
     return types.MessageMediaDocument(
@@ -164,7 +172,7 @@ def _from_id(peer: dict[str, Any], sender: dict[str, Any] | None, out: bool) -> 
     return types.PeerUser(user_id=int(sender["id"]))
 
 
-def message_tl(message: dict[str, Any]) -> types.Message:
+def message_tl(message: dict[str, Any], dc_id: int) -> types.Message:
     """A message the world rendered (for one viewer) as types.Message."""
     peer = message["peer"]
     sender = message.get("sender")
@@ -180,7 +188,7 @@ def message_tl(message: dict[str, Any]) -> types.Message:
         post=broadcast,
         from_id=_from_id(peer, sender, bool(message.get("out"))),
         reply_to=None if reply is None else types.MessageReplyHeader(reply_to_msg_id=int(reply)),
-        media=_media_tl(message.get("media"), date),
+        media=_media_tl(message.get("media"), date, dc_id),
         views=message.get("views"),
         forwards=None if message.get("views") is None else 0,  # TL sets both or neither
         edit_date=when(message.get("edit_date")),
@@ -192,9 +200,10 @@ def message_tl(message: dict[str, Any]) -> types.Message:
 class Entities:
     """Collects the users and chats a result mentions, as Telegram lists them beside it."""
 
-    def __init__(self, world: World, viewer: FakeUser | None) -> None:
+    def __init__(self, world: World, viewer: FakeUser | None, dc_id: int) -> None:
         self.world = world
         self.viewer = viewer
+        self.dc_id = dc_id
         self._users: dict[int, FakeUser] = {}
         self._groups: dict[int, FakeGroup] = {}
 
@@ -218,7 +227,7 @@ class Entities:
         out = []
         for message in messages:
             self.add_message(message)
-            out.append(message_tl(message))
+            out.append(message_tl(message, self.dc_id))
         return out
 
     @property

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from telethon.crypto import AES
 from telethon.tl.tlobject import TLObject
 
+from switchboard.sandbox.errors import SandboxError
+
 # Telegram's standard 2048-bit safe prime (the one clients accept for key exchange and 2FA
 # without a slow primality check); g = 3 is a generator of the right subgroup for it.
 DH_PRIME = int(
@@ -104,7 +106,7 @@ def _aes_key_iv(key: bytes, msg_key: bytes, x: int) -> tuple[bytes, bytes]:
     return sha_a[:8] + sha_b[8:24] + sha_a[24:32], sha_b[:8] + sha_a[8:24] + sha_b[24:32]
 
 
-class CryptoError(Exception):
+class CryptoError(SandboxError):
     """An encrypted message that does not decrypt or verify under its auth key."""
 
 

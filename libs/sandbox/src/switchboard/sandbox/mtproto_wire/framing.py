@@ -11,10 +11,12 @@ import asyncio
 import struct
 from zlib import crc32
 
+from switchboard.sandbox.errors import SandboxError
+
 MAX_PACKET = 4 * 1024 * 1024  # far above anything a client sends; bounds a garbage length
 
 
-class FramingError(Exception):
+class FramingError(SandboxError):
     """A packet that is not valid Full framing (bad length, sequence or checksum)."""
 
 

@@ -29,6 +29,7 @@ from telethon.tl.types import (
     ServerDHParamsOk,
 )
 
+from switchboard.sandbox.errors import SandboxError
 from switchboard.sandbox.mtproto_wire.crypto import (
     DH_G,
     DH_PRIME,
@@ -47,7 +48,7 @@ _P, _Q = 134117707, 134217689
 _SAFETY = 2 ** (2048 - 64)
 
 
-class HandshakeError(Exception):
+class HandshakeError(SandboxError):
     """A key-exchange message that is out of order or does not verify."""
 
 

@@ -58,7 +58,7 @@ class WireServer:
         self.config = config or WireConfig()
         self.key = server_key()
         self.salt = int.from_bytes(os.urandom(8), "little", signed=True)
-        self.updates = UpdateMaker(lambda: self.provider.world)
+        self.updates = UpdateMaker(lambda: self.provider.world, self.config.dc_id)
         self.faults = WireFaults()
         self.srp: dict[str, SrpChallenge] = {}
         self.read_marks: dict[tuple[int, int], int] = {}

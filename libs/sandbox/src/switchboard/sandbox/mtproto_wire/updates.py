@@ -28,8 +28,9 @@ def _is_channel(peer: dict[str, Any]) -> bool:
 class UpdateMaker:
     """Turns the world's update dicts and box histories into TL for one viewer."""
 
-    def __init__(self, world: Callable[[], World]) -> None:
+    def __init__(self, world: Callable[[], World], dc_id: int) -> None:
         self._world = world
+        self.dc_id = dc_id  # where the media of rendered messages lives
 
     @property
     def world(self) -> World:
@@ -44,14 +45,14 @@ class UpdateMaker:
         viewer = self.viewer_of(conn)
         if viewer is None:
             return None
-        entities = Entities(self.world, viewer)
+        entities = Entities(self.world, viewer, self.dc_id)
         kind = update["kind"]
         pts, count = int(update.get("pts", 0)), int(update.get("pts_count", 1))
         item: Any
         if kind in ("new", "edited"):
             message = update["message"]
             entities.add_message(message)
-            tl = message_tl(message)
+            tl = message_tl(message, self.dc_id)
             channel = _is_channel(message["peer"])
             if kind == "new":
                 item = (types.UpdateNewChannelMessage if channel else types.UpdateNewMessage)(
@@ -92,7 +93,7 @@ class UpdateMaker:
         self, viewer: FakeUser, box: Box, pts: int, channel: FakeGroup | None
     ) -> tuple[list[types.Message], list[Any], Entities, int]:
         """(new messages, other updates, entities, pts reached) of the changes after `pts`."""
-        entities = Entities(self.world, viewer)
+        entities = Entities(self.world, viewer, self.dc_id)
         if channel is not None:
             entities.add(channel)
         events = box.since(pts)[:MAX_DIFFERENCE]

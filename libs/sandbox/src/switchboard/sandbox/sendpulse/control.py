@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, error_json, read_json
+from switchboard.sandbox.httpjson import ControlError, read_json
+from switchboard.sandbox.routes import RouteTable, limits_routes, route_table, settings_routes
 from switchboard.sandbox.sendpulse.state import SpAccount, SpAddressBook
 
 if TYPE_CHECKING:
     from switchboard.sandbox.sendpulse.provider import SendPulseProvider
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
 
 
 def _optional_int(data: dict[str, Any], name: str) -> int | None:
@@ -116,33 +102,7 @@ def control_routes(provider: SendPulseProvider) -> list[BaseRoute]:
         state.sms.clear()
         return JSONResponse({"cleared": True})
 
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def set_limits(request: Request) -> Response:
-        provider.config.limits.update(await read_json(request))
-        state.limiter.reset()
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def get_settings(request: Request) -> Response:
-        return JSONResponse(provider.config.to_json())
-
-    async def set_settings(request: Request) -> Response:
-        data = await read_json(request)
-        unknown = set(data) - {"token_ttl", "limits"}
-        if unknown:
-            raise ControlError(f"unknown settings: {sorted(unknown)}")
-        if "token_ttl" in data:
-            ttl = int(data["token_ttl"])
-            if ttl < 1:
-                raise ControlError("token_ttl must be at least 1 second")
-            provider.config.token_ttl = ttl
-        if isinstance(data.get("limits"), dict):
-            provider.config.limits.update(data["limits"])
-            state.limiter.reset()
-        return JSONResponse(provider.config.to_json())
-
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    table: RouteTable = [
         ("/accounts", list_accounts, ["GET"]),
         ("/accounts", add_account, ["POST"]),
         ("/accounts/{account}", get_account, ["GET"]),
@@ -155,9 +115,7 @@ def control_routes(provider: SendPulseProvider) -> list[BaseRoute]:
         ("/emails", emails, ["GET"]),
         ("/sms", sms, ["GET"]),
         ("/sent", clear_sent, ["DELETE"]),
-        ("/limits", get_limits, ["GET"]),
-        ("/limits", set_limits, ["PUT", "POST"]),
-        ("/settings", get_settings, ["GET"]),
-        ("/settings", set_settings, ["PUT", "POST"]),
+        *limits_routes(lambda: provider.config.limits, state.limiter),
+        *settings_routes(provider.config, state.limiter),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]
+    return route_table(table)

@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from switchboard.sandbox.errors import SandboxError
+
 NO_DATA = 8
 NO_SENDER = 10
 NO_RECIPIENTS = 11
@@ -29,7 +31,7 @@ _MALFORMED = (
 _UNSUPPORTED_GRANT = "The authorization grant type is not supported by the authorization server."
 
 
-class SendPulseError(Exception):
+class SendPulseError(SandboxError):
     """A failed call: HTTP status plus the exact JSON body to answer with."""
 
     def __init__(self, status: int, body: dict[str, Any], retry_after: int | None = None) -> None:

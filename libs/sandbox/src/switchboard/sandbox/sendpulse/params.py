@@ -10,35 +10,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from switchboard.sandbox.params import read_params as body_params
 from switchboard.sandbox.sendpulse.errors import api_error
 
-_FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 _SUMMARY_TEXT = 80
 
 
 async def read_params(request: Request) -> dict[str, Any]:
     """The query string merged with the body (JSON object or form fields)."""
-    values: dict[str, Any] = dict(request.query_params)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in _FORM_TYPES:
-        async with request.form(max_files=16, max_fields=1000) as form:
-            for key, value in form.multi_items():
-                if not isinstance(value, UploadFile):
-                    values[key] = value
-        return values
-    body = await request.body()
-    if body.strip():
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise api_error("Request body is not valid JSON") from exc
-        if not isinstance(data, dict):
-            raise api_error("Request body must be a JSON object")
-        values.update(data)
-    return values
+    return await body_params(request, lambda why: api_error(f"Request body {why}"), max_files=16)
 
 
 def json_param(values: dict[str, Any], name: str) -> Any:

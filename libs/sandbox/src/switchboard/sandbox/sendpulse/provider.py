@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from switchboard.sandbox.provider import Core
+from switchboard.sandbox.provider import Core, ProviderBase, registered
 from switchboard.sandbox.sendpulse.api import SendPulseApi, bearer_of, method_of
 from switchboard.sandbox.sendpulse.config import SendPulseConfig
 from switchboard.sandbox.sendpulse.errors import api_error, error_response
@@ -25,7 +25,7 @@ DEMO_CLIENT_SECRET = "sendpulse-demo-secret"  # noqa: S105  (public dev-stack co
 DEMO_ADDRESS_BOOK = 1
 
 
-class SendPulseProvider:
+class SendPulseProvider(ProviderBase):
     """Fake SendPulse REST API: OAuth tokens, address books, SMTP email and SMS."""
 
     name = "sendpulse"
@@ -35,7 +35,7 @@ class SendPulseProvider:
         self.core = core
         self.config = config or SendPulseConfig()
         self.state = SendPulseState(core, self.config)
-        self.api = SendPulseApi(self.state)
+        self.api: SendPulseApi = SendPulseApi(self.state)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -53,12 +53,7 @@ class SendPulseProvider:
 
     def account(self, ref: str | SpAccount) -> SpAccount:
         """An account by client_id, one of its tokens, or itself (KeyError if none)."""
-        if isinstance(ref, SpAccount):
-            return ref
-        found = self.state.find_account(ref)
-        if found is None:
-            raise KeyError(f"no SendPulse account {ref!r} in the sandbox")
-        return found
+        return registered(ref, SpAccount, self.state.find_account, "SendPulse account")
 
     def add_address_book(
         self, account: str | SpAccount, name: str | None = None, book_id: int | None = None
@@ -95,9 +90,6 @@ class SendPulseProvider:
 
     # -- Provider contract ------------------------------------------------------------
 
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
-
     def control_routes(self) -> list[BaseRoute]:
         from switchboard.sandbox.sendpulse.control import control_routes
 
@@ -125,11 +117,5 @@ class SendPulseProvider:
             "config": self.config.to_json(),
         }
 
-    async def start(self) -> None:
-        return None
-
     async def reset(self) -> None:
         self.state.clear()
-
-    async def aclose(self) -> None:
-        return None

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
-from switchboard.sandbox.ratelimit import (
-    Penalty,
-    Rule,
-    SlidingWindow,
-    TokenBucket,
-    penalty_from_json,
-    rule_from_json,
-)
+from switchboard.sandbox.ratelimit import Penalty, Rule, SlidingWindow, TokenBucket
+from switchboard.sandbox.settings import ProviderSettings, RuleLimits
 from switchboard.sandbox.webhooks import RetryPolicy
 
 MB = 1024 * 1024
 
 
 @dataclass
-class TelegramLimits:
+class TelegramLimits(RuleLimits):
     """Rate limits of sending methods (None disables one); Bot FAQ values by default.
 
     `penalty` (off by default, unverified): repeated refusals of a key lengthen its wait.
@@ -34,36 +28,9 @@ class TelegramLimits:
     )
     penalty: Penalty | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        def rule(value: Rule | None) -> dict[str, Any] | None:
-            return None if value is None else value.to_json()
-
-        return {
-            "enabled": self.enabled,
-            "bot": rule(self.bot),
-            "private_chat": rule(self.private_chat),
-            "group": rule(self.group),
-            "paid_broadcast": rule(self.paid_broadcast),
-            "penalty": None if self.penalty is None else self.penalty.to_json(),
-        }
-
-    def update(self, data: dict[str, Any]) -> None:
-        """Apply a partial JSON update (`{"bot": {"limit": 5, "window": 1}, "group": null}`)."""
-        names = {"enabled", "bot", "private_chat", "group", "paid_broadcast", "penalty"}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown limit names: {sorted(unknown)}")
-        if "enabled" in data:
-            self.enabled = bool(data["enabled"])
-        for name in ("bot", "private_chat", "group", "paid_broadcast"):
-            if name in data:
-                setattr(self, name, rule_from_json(data[name]))
-        if "penalty" in data:
-            self.penalty = penalty_from_json(data["penalty"])
-
 
 @dataclass
-class TelegramConfig:
+class TelegramConfig(ProviderSettings):
     """Everything configurable about the Telegram fake.
 
     `strict_chats`: unknown chat ids give "chat not found" instead of being auto-created.
@@ -71,6 +38,7 @@ class TelegramConfig:
     default so local receivers on http://127.0.0.1:<port> work).
     """
 
+    LABEL: ClassVar[str] = "telegram"
     strict_chats: bool = False
     limits: TelegramLimits = field(default_factory=TelegramLimits)
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)

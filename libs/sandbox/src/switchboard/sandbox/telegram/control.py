@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
+from switchboard.sandbox.httpjson import ControlError, base64_field, query_bool, read_json
+from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.files import KIND_CODES, image_size
 from switchboard.sandbox.telegram.state import TgBot
-from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate, validate_mix
-from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
 
 if TYPE_CHECKING:
     from switchboard.sandbox.telegram.provider import TelegramProvider
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-_RETRY_FIELDS = ("initial", "factor", "maximum", "max_attempts", "max_age", "timeout")
 
-
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
-
-
-def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
-    """Routes to configure bots and chats, inject updates, run traffic and tune limits."""
+def control_routes(provider: TelegramProvider) -> RouteTable:
+    """Routes to configure bots and chats, inject updates, read messages and generated ones
+    (limits, settings and traffic are the shared messaging routes)."""
     state = provider.state
 
     def bot_of(request: Request) -> TgBot:
@@ -125,10 +105,7 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
         kind = str(data.get("kind") or "photo")
         if kind not in KIND_CODES:
             raise ControlError(f"kind must be one of {', '.join(KIND_CODES)}")
-        try:
-            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise ControlError("content_base64 must be base64") from None
+        content = base64_field(data)
         if kind == "photo":
             width, height = image_size(content) or (1280, 960)
             sizes = bot.files.add_photo(width, height, len(content), content)
@@ -149,90 +126,7 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
         found = provider.messages(bot, int(chat) if chat else None, sent_by_bot=not everyone)
         return JSONResponse({"messages": found})
 
-    async def generated(request: Request) -> Response:
-        bot = request.query_params.get("bot")
-        items = provider.generated_updates(bot or None, request.query_params.get("kind"))
-        by_kind: dict[str, int] = {}
-        for item in items:
-            by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
-        body: dict[str, Any] = {"count": len(items), "by_kind": by_kind}
-        if query_bool(request, "include"):
-            body["updates"] = [item.update for item in items]
-        return JSONResponse(body)
-
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def set_limits(request: Request) -> Response:
-        provider.config.limits.update(await read_json(request))
-        state.limiter.reset()
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def get_settings(request: Request) -> Response:
-        return JSONResponse(_settings(provider))
-
-    async def set_settings(request: Request) -> Response:
-        data = await read_json(request)
-        config = provider.config
-        if "strict_chats" in data:
-            config.strict_chats = bool(data["strict_chats"])
-        if "require_https_webhook" in data:
-            config.require_https_webhook = bool(data["require_https_webhook"])
-        if isinstance(data.get("webhook_retry"), dict):
-            fields = {k: v for k, v in data["webhook_retry"].items() if k in _RETRY_FIELDS}
-            config.webhook_retry = replace(config.webhook_retry, **fields)
-            for bot in state.bots.values():
-                bot.updates.policy = config.webhook_retry
-        return JSONResponse(_settings(provider))
-
-    async def start_traffic(request: Request) -> Response:
-        data = await read_json(request)
-        bot = bot_of_ref(data.get("bot"))
-        count = None if data.get("count") is None else int(data["count"])
-        duration = None if data.get("duration") is None else parse_duration(data["duration"])
-        rate = None if data.get("rate") is None else float(data["rate"])
-        if count is None and duration is None:
-            raise ControlError("give count or duration")
-        mix = data.get("mix")
-        validate_mix(mix)
-
-        async def body(job: TrafficJob) -> None:
-            def count_one(item: GeneratedUpdate) -> None:
-                provider.generated.append(item)
-                job.produced += 1
-                job.by_kind[item.kind] = job.by_kind.get(item.kind, 0) + 1
-
-            await generate(
-                state,
-                bot,
-                count=count,
-                rate=rate,
-                duration=duration,
-                mix=mix,
-                seed=int(data.get("seed", 0)),
-                users=int(data.get("users", 50)),
-                on_update=count_one,
-            )
-
-        job = provider.jobs.start(
-            {
-                "provider": "telegram",
-                "account": str(bot.id),
-                "count": count,
-                "duration": duration,
-                "rate": rate,
-            },
-            body,
-        )
-        return JSONResponse(job.to_json(), status_code=202)
-
-    def bot_of_ref(ref: Any) -> TgBot:
-        found = state.find_bot(ref) if ref else None
-        if found is None:
-            raise ControlError(f"no bot {ref!r}", 404)
-        return found
-
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    return [
         ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
         ("/bots/{bot}", get_bot, ["GET"]),
@@ -244,23 +138,4 @@ def control_routes(provider: TelegramProvider) -> list[BaseRoute]:
         ("/bots/{bot}/updates", enqueue, ["POST"]),
         ("/bots/{bot}/messages", messages, ["GET"]),
         ("/bots/{bot}/files", add_file, ["POST"]),
-        ("/generated", generated, ["GET"]),
-        ("/limits", get_limits, ["GET"]),
-        ("/limits", set_limits, ["PUT", "POST"]),
-        ("/settings", get_settings, ["GET"]),
-        ("/settings", set_settings, ["PUT", "POST"]),
-        ("/traffic", start_traffic, ["POST"]),
-        *job_routes(provider.jobs),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]
-
-
-def _settings(provider: TelegramProvider) -> dict[str, Any]:
-    config = provider.config
-    retry = config.webhook_retry
-    return {
-        "strict_chats": config.strict_chats,
-        "require_https_webhook": config.require_https_webhook,
-        "webhook_retry": {name: getattr(retry, name) for name in _RETRY_FIELDS},
-        "limits": config.limits.to_json(),
-    }

@@ -6,8 +6,10 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from switchboard.sandbox.errors import SandboxError
 
-class TelegramError(Exception):
+
+class TelegramError(SandboxError):
     """A Bot API failure: becomes `{"ok":false,"error_code":..,"description":..}`."""
 
     def __init__(

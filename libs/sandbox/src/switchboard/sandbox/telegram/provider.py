@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from switchboard.sandbox.provider import Core
+from switchboard.sandbox.messaging import MessagingProvider
+from switchboard.sandbox.provider import Core, registered
+from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.api import TelegramApi, classify
 from switchboard.sandbox.telegram.config import TelegramConfig
 from switchboard.sandbox.telegram.errors import TelegramError, error_response
@@ -25,27 +27,31 @@ from switchboard.sandbox.telegram.state import (
     TgChat,
     WebhookSettings,
 )
-from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate
+from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate, validate_mix
 from switchboard.sandbox.telegram.updates import push_update
-from switchboard.sandbox.traffic import JobRegistry
+from switchboard.sandbox.webhooks import OrderedDelivery
 
 DEMO_TOKEN = "100000001:demo"  # noqa: S105  (public dev-stack contract, not a secret)
 DEMO_USERNAME = "switchboard_demo_bot"
 
 
-class TelegramProvider:
+class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
     """Fake Telegram Bot API: bots, chats, limits, webhook delivery and generated traffic."""
 
     name = "telegram"
     prefix = "/telegram"
+    account_param = "bot"
+    accounts_key = "bots"
+    generated_key = "updates"
+    queue_name = "updates"
 
     def __init__(self, core: Core, config: TelegramConfig | None = None) -> None:
-        self.core = core
-        self.config = config or TelegramConfig()
-        self.state = TelegramState(core, self.config)
-        self.api = TelegramApi(self.state)
-        self.jobs = JobRegistry()
-        self.generated: list[GeneratedUpdate] = []
+        super().__init__(core)
+        self.config: TelegramConfig = config or TelegramConfig()
+        self.state: TelegramState = TelegramState(core, self.config)
+        self.check_mix = validate_mix
+        self.produce = functools.partial(generate, self.state)
+        self.api: TelegramApi = TelegramApi(self.state)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -61,12 +67,7 @@ class TelegramProvider:
 
     def bot(self, ref: str | int | TgBot) -> TgBot:
         """A registered bot by token, id, username or the bot itself (KeyError if none)."""
-        if isinstance(ref, TgBot):
-            return ref
-        found = self.state.find_bot(ref)
-        if found is None:
-            raise KeyError(f"no bot {ref!r} in the sandbox")
-        return found
+        return registered(ref, TgBot, self.state.find_bot, "bot")
 
     def add_chat(
         self, bot: str | int | TgBot, chat_id: int, chat_type: str | None = None, **profile: Any
@@ -153,51 +154,29 @@ class TelegramProvider:
         push_update(found, {"callback_query": query})
         return query
 
-    async def generate(
-        self,
-        bot: str | int | TgBot,
-        *,
-        count: int | None = None,
-        rate: float | None = None,
-        duration: float | None = None,
-        mix: Mapping[str, float] | None = None,
-        seed: int = 0,
-        users: int = 50,
-    ) -> list[GeneratedUpdate]:
-        """Simulate users writing to the bot; every update is also kept in `generated`."""
-        return await generate(
-            self.state,
-            self.bot(bot),
-            count=count,
-            rate=rate,
-            duration=duration,
-            mix=mix,
-            seed=seed,
-            users=users,
-            on_update=self.generated.append,
-        )
-
     def generated_updates(
         self, bot: str | int | TgBot | None = None, kind: str | None = None
     ) -> list[GeneratedUpdate]:
         """Updates the generator produced, optionally for one bot and/or kind."""
-        bot_id = None if bot is None else self.bot(bot).id
-        return [
-            g
-            for g in self.generated
-            if (bot_id is None or g.bot_id == bot_id) and (kind is None or g.kind == kind)
-        ]
+        return self.generated_items(bot, kind)
 
-    async def wait_delivered(self, bot: str | int | TgBot, timeout: float = 10.0) -> None:
-        """Wait until the bot's update queue is empty (TimeoutError otherwise)."""
-        await self.bot(bot).updates.wait_drained(timeout, "updates")
+    # -- Messaging provider hooks -----------------------------------------------------
+
+    def find(self, ref: Any) -> TgBot:
+        return self.bot(ref)
+
+    def account_key(self, account: TgBot) -> str:
+        return str(account.id)
+
+    def accounts(self) -> dict[int, TgBot]:
+        return self.state.bots
+
+    def queue_of(self, account: TgBot) -> OrderedDelivery:
+        return account.updates
 
     # -- Provider contract ------------------------------------------------------------
 
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
-
-    def control_routes(self) -> list[BaseRoute]:
+    def own_control_routes(self) -> RouteTable:
         from switchboard.sandbox.telegram.control import control_routes
 
         return control_routes(self)
@@ -214,29 +193,3 @@ class TelegramProvider:
             return match.group(1)
         found = self.state.find_bot(account)
         return str(found.id) if found else account
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "bots": [bot.summary() for bot in self.state.bots.values()],
-            "generated": len(self.generated),
-            "config": {
-                "strict_chats": self.config.strict_chats,
-                "limits": self.config.limits.to_json(),
-            },
-        }
-
-    async def start(self) -> None:
-        for bot in self.state.bots.values():
-            bot.updates.resume()
-
-    async def reset(self) -> None:
-        await self.jobs.aclose()
-        await self.state.aclose()
-        self.state.bots.clear()
-        self.state.limiter.reset()
-        self.generated.clear()
-        self.jobs.clear()
-
-    async def aclose(self) -> None:
-        await self.jobs.aclose()
-        await self.state.aclose()

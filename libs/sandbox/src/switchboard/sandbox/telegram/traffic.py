@@ -15,7 +15,7 @@ from typing import Any
 
 from switchboard.sandbox.telegram.state import TelegramState, TgBot, TgChat
 from switchboard.sandbox.telegram.updates import push_update
-from switchboard.sandbox.traffic import paced
+from switchboard.sandbox.traffic import TrafficRequest, check_mix, drive
 
 DEFAULT_MIX: dict[str, float] = {
     "text": 45,
@@ -89,6 +89,14 @@ class GeneratedUpdate:
     update: dict[str, Any]
     queued: bool
 
+    @property
+    def account(self) -> str:
+        return str(self.bot_id)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.update
+
 
 @dataclass
 class SimUser:
@@ -103,13 +111,7 @@ class SimUser:
 
 def validate_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
     """A usable mix: known kinds, non-negative weights, at least one positive."""
-    chosen = dict(DEFAULT_MIX if mix is None else mix)
-    unknown = set(chosen) - set(KINDS)
-    if unknown:
-        raise ValueError(f"unknown update kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    if any(weight < 0 for weight in chosen.values()) or sum(chosen.values()) <= 0:
-        raise ValueError("mix weights must be >= 0 with a positive sum")
-    return {kind: float(weight) for kind, weight in chosen.items() if weight > 0}
+    return check_mix(mix, DEFAULT_MIX, KINDS, "update kinds")
 
 
 class UpdateFactory:
@@ -176,15 +178,7 @@ class UpdateFactory:
             language_code=self.rng.choice(_LANGS),
         )
         self.users.append(user)
-        self.state.add_chat(
-            self.bot,
-            user.id,
-            "private",
-            first_name=user.first_name,
-            last_name=user.last_name,
-            username=user.username,
-            language_code=user.language_code,
-        )
+        self._chat(user)
         return user
 
     def _chat(self, user: SimUser) -> TgChat:
@@ -327,28 +321,16 @@ class UpdateFactory:
 async def generate(
     state: TelegramState,
     bot: TgBot,
-    *,
-    count: int | None = None,
-    rate: float | None = None,
-    duration: float | None = None,
-    mix: Mapping[str, float] | None = None,
-    seed: int = 0,
-    users: int = 50,
+    request: TrafficRequest,
     on_update: Callable[[GeneratedUpdate], None] | None = None,
 ) -> list[GeneratedUpdate]:
-    """Produce updates for `bot` at `rate` per second until `count` or `duration`."""
-    weights = validate_mix(mix)
-    rng = random.Random(f"{seed}:{bot.id}")
-    factory = UpdateFactory(state, bot, rng, users)
-    kinds, chances = list(weights), list(weights.values())
-    produced: list[GeneratedUpdate] = []
-    async for _ in paced(count, rate, duration):
-        kind, update = factory.make(rng.choices(kinds, chances)[0])
+    """Produce updates for `bot` at the request's rate until its count or duration."""
+    rng = random.Random(f"{request.seed}:{bot.id}")
+    factory = UpdateFactory(state, bot, rng, request.users)
+
+    def make(kind: str) -> GeneratedUpdate:
+        actual, update = factory.make(kind)
         numbered = push_update(bot, update)
-        item = GeneratedUpdate(
-            bot_id=bot.id, kind=kind, update=numbered or update, queued=numbered is not None
-        )
-        produced.append(item)
-        if on_update is not None:
-            on_update(item)
-    return produced
+        return GeneratedUpdate(bot.id, actual, numbered or update, numbered is not None)
+
+    return await drive(request, validate_mix(request.mix), rng, make, on_update)

@@ -7,8 +7,7 @@ the raw body keyed by the bot's auth token (no prefix). Events the bot filtered 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -17,8 +16,9 @@ from typing import Any
 
 import httpx
 
+from switchboard.sandbox.handshakes import handshake
 from switchboard.sandbox.viber.state import CHAT_HOSTNAME, ViberBot, ViberState
-from switchboard.sandbox.webhooks import WebhookTarget
+from switchboard.sandbox.webhooks import SpacedSteps, WebhookTarget
 
 SIGNATURE_HEADER = "X-Viber-Content-Signature"
 
@@ -65,29 +65,20 @@ async def check_webhook(state: ViberState, bot: ViberBot, url: str) -> bool:
     body = event(state, bot, "webhook")
     raw = json.dumps(body, separators=(",", ":")).encode()
     headers = {"content-type": "application/json", SIGNATURE_HEADER: signature(bot.token, raw)}
-    clock = state.core.clock
-    started = clock.monotonic()
-    status: int | None = None
-    problem: str | None = None
-    try:
-        response = await state.core.http.get().post(
-            url, content=raw, headers=headers, timeout=state.config.webhook_check_timeout
-        )
-        status = response.status_code
-        if status != 200:
-            problem = f"{status} {response.reason_phrase}"
-    except httpx.HTTPError as exc:
-        problem = type(exc).__name__
-    state.core.recorder.add_delivery(
+    timeout = state.config.webhook_check_timeout
+
+    def problem_of(response: httpx.Response) -> str | None:
+        ok = response.status_code == 200
+        return None if ok else f"{response.status_code} {response.reason_phrase}"
+
+    problem = await handshake(
+        state.core,
         provider="viber",
         account=bot.uri,
         url=url,
         ref="webhook",
-        attempt=1,
-        status=status,
-        ok=problem is None,
-        error=problem,
-        started_mono=started,
+        request=lambda http: http.post(url, content=raw, headers=headers, timeout=timeout),
+        problem_of=problem_of,
     )
     return problem is None
 
@@ -97,7 +88,7 @@ class CallbackEmitter:
 
     def __init__(self, state: ViberState) -> None:
         self.state = state
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.steps = SpacedSteps()
 
     def plan(self, bot: ViberBot) -> list[str]:
         """The callbacks one accepted message will produce (seeded per bot)."""
@@ -112,22 +103,8 @@ class CallbackEmitter:
         return stages
 
     def after_send(self, bot: ViberBot, sent: dict[str, Any]) -> None:
-        stages = self.plan(bot)
-        delay = self.state.config.callbacks.delay
-        if not delay:
-            for stage in stages:
-                self.emit(bot, sent, stage)
-            return
-        task = asyncio.create_task(self._spaced(bot, sent, stages, delay))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _spaced(
-        self, bot: ViberBot, sent: dict[str, Any], stages: list[str], delay: float
-    ) -> None:
-        for stage in stages:
-            await asyncio.sleep(delay)
-            self.emit(bot, sent, stage)
+        stages = [functools.partial(self.emit, bot, sent, stage) for stage in self.plan(bot)]
+        self.steps.run(stages, self.state.config.callbacks.delay)
 
     def emit(self, bot: ViberBot, sent: dict[str, Any], stage: str) -> None:
         """Queue one delivered/seen/failed callback for `sent` (keeps its message_token)."""
@@ -144,9 +121,4 @@ class CallbackEmitter:
         push(bot, body)
 
     async def aclose(self) -> None:
-        tasks, self._tasks = list(self._tasks), set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.steps.aclose()

@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
-from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
-from switchboard.sandbox.viber.state import ViberBot
-from switchboard.sandbox.viber.traffic import GeneratedCallback, generate, validate_mix
+from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
+from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
     from switchboard.sandbox.viber.provider import ViberProvider
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 _PROFILE = ("avatar", "country", "language", "api_version")
 
 
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
-
-
-def control_routes(provider: ViberProvider) -> list[BaseRoute]:
-    """Routes to configure bots and users, inject user events, run traffic, tune limits."""
+def control_routes(provider: ViberProvider) -> RouteTable:
+    """Routes to configure bots and users, inject user events, read what was sent and
+    called back, serve media (limits, settings and traffic are the shared routes)."""
     state = provider.state
-
-    def bot_of(ref: Any) -> ViberBot:
-        found = state.find(str(ref)) if ref else None
-        if found is None:
-            raise ControlError(f"no viber bot {ref!r}", 404)
-        return found
-
-    def path_bot(request: Request) -> ViberBot:
-        return bot_of(request.path_params["bot"])
 
     async def list_bots(request: Request) -> Response:
         return JSONResponse({"bots": [b.summary() for b in state.bots.values()]})
@@ -75,19 +48,25 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         return JSONResponse(bot.summary(), status_code=201)
 
     async def get_bot(request: Request) -> Response:
-        bot = path_bot(request)
+        bot = provider.find(request.path_params["bot"])
         users = [u.summary() for u in bot.users.values()]
         return JSONResponse({**bot.summary(), "account": bot.account_info(), "users_detail": users})
 
     async def delete_bot(request: Request) -> Response:
-        await state.remove(path_bot(request))
+        await state.remove(provider.find(request.path_params["bot"]))
         return JSONResponse({"deleted": True})
 
     async def list_users(request: Request) -> Response:
-        return JSONResponse({"users": [u.summary() for u in path_bot(request).users.values()]})
+        return JSONResponse(
+            {
+                "users": [
+                    u.summary() for u in provider.find(request.path_params["bot"]).users.values()
+                ]
+            }
+        )
 
     async def add_user(request: Request) -> Response:
-        bot = path_bot(request)
+        bot = provider.find(request.path_params["bot"])
         data = await read_json(request)
         if not data.get("id"):
             raise ControlError("id is required")
@@ -102,7 +81,7 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         return JSONResponse(user.summary(), status_code=201)
 
     async def inject(request: Request) -> Response:
-        bot = path_bot(request)
+        bot = provider.find(request.path_params["bot"])
         data = await read_json(request)
         user_id = data.get("user_id") or data.get("user")
         if not user_id:
@@ -122,90 +101,22 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         return JSONResponse({"queued": bot.webhook.wants(body["event"]), "event": body}, 202)
 
     async def sent(request: Request) -> Response:
-        found = provider.sent_messages(path_bot(request), request.query_params.get("receiver"))
+        found = provider.sent_messages(
+            provider.find(request.path_params["bot"]), request.query_params.get("receiver")
+        )
         return JSONResponse({"count": len(found), "messages": found})
 
     async def callbacks(request: Request) -> Response:
-        found = provider.callbacks(path_bot(request), request.query_params.get("event"))
-        return JSONResponse({"count": len(found), "callbacks": found})
-
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def set_limits(request: Request) -> Response:
-        provider.config.limits.update(await read_json(request))
-        state.limiter.reset()
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def get_settings(request: Request) -> Response:
-        return JSONResponse(provider.config.settings_json())
-
-    async def set_settings(request: Request) -> Response:
-        provider.config.update(await read_json(request))
-        for bot in state.bots.values():
-            bot.callbacks.policy = provider.config.webhook_retry
-        return JSONResponse(provider.config.settings_json())
-
-    async def generated(request: Request) -> Response:
-        ref = request.query_params.get("bot")
-        items = provider.generated_callbacks(ref or None, request.query_params.get("kind"))
-        by_kind: dict[str, int] = {}
-        for item in items:
-            by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
-        body: dict[str, Any] = {"count": len(items), "by_kind": by_kind}
-        if query_bool(request, "include"):
-            body["callbacks"] = [item.body for item in items]
-        return JSONResponse(body)
-
-    async def start_traffic(request: Request) -> Response:
-        data = await read_json(request)
-        bot = bot_of(data.get("bot"))
-        count = None if data.get("count") is None else int(data["count"])
-        duration = None if data.get("duration") is None else parse_duration(data["duration"])
-        rate = None if data.get("rate") is None else float(data["rate"])
-        if count is None and duration is None:
-            raise ControlError("give count or duration")
-        mix = data.get("mix")
-        validate_mix(mix)
-
-        async def body(job: TrafficJob) -> None:
-            def count_one(item: GeneratedCallback) -> None:
-                provider.generated.append(item)
-                job.produced += 1
-                job.by_kind[item.kind] = job.by_kind.get(item.kind, 0) + 1
-
-            await generate(
-                state,
-                bot,
-                count=count,
-                rate=rate,
-                duration=duration,
-                mix=mix,
-                seed=int(data.get("seed", 0)),
-                users=int(data.get("users", 50)),
-                on_event=count_one,
-            )
-
-        job = provider.jobs.start(
-            {
-                "provider": "viber",
-                "account": bot.uri,
-                "count": count,
-                "duration": duration,
-                "rate": rate,
-            },
-            body,
+        found = provider.callbacks(
+            provider.find(request.path_params["bot"]), request.query_params.get("event")
         )
-        return JSONResponse(job.to_json(), status_code=202)
+        return JSONResponse({"count": len(found), "callbacks": found})
 
     async def add_media(request: Request) -> Response:
         """Put a file on the fake media CDN (bytes as base64); the answered `url` goes in an
         injected message's `media`, and a GET of it returns the same bytes."""
         data = await read_json(request)
-        try:
-            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise ControlError("content_base64 must be base64") from None
+        content = base64_field(data)
         name = str(data.get("file_name") or "photo.jpg")
         if "/" in name or not name.strip("."):
             raise ControlError("file_name must be a plain file name")
@@ -214,7 +125,7 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         base = str(data.get("base_url") or origin + provider.prefix).rstrip("/")
         return JSONResponse({"url": base + media.path, "size": len(content)}, status_code=201)
 
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    return [
         ("/media", add_media, ["POST"]),
         ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
@@ -225,12 +136,4 @@ def control_routes(provider: ViberProvider) -> list[BaseRoute]:
         ("/bots/{bot}/events", inject, ["POST"]),
         ("/bots/{bot}/messages", sent, ["GET"]),
         ("/bots/{bot}/callbacks", callbacks, ["GET"]),
-        ("/limits", get_limits, ["GET"]),
-        ("/limits", set_limits, ["PUT", "POST"]),
-        ("/settings", get_settings, ["GET"]),
-        ("/settings", set_settings, ["PUT", "POST"]),
-        ("/generated", generated, ["GET"]),
-        ("/traffic", start_traffic, ["POST"]),
-        *job_routes(provider.jobs),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]

@@ -6,6 +6,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from switchboard.sandbox.errors import SandboxError
+
 OK = 0
 INVALID_URL = 1
 INVALID_AUTH_TOKEN = 2
@@ -29,7 +31,7 @@ STATUS_MESSAGES = {
 }
 
 
-class ViberError(Exception):
+class ViberError(SandboxError):
     """A failed call: `{"status": N, "status_message": "..."}` (HTTP 200, as Viber does).
 
     `detail` says which field was wrong; it is recorded but not sent, since Viber's answers

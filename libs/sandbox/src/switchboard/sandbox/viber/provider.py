@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from switchboard.sandbox.provider import Core
-from switchboard.sandbox.traffic import JobRegistry
+from switchboard.sandbox.messaging import MessagingProvider
+from switchboard.sandbox.provider import Core, registered
+from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.viber.api import ViberApi
 from switchboard.sandbox.viber.callbacks import CallbackEmitter, check_webhook, target
 from switchboard.sandbox.viber.config import ViberConfig
@@ -24,27 +25,33 @@ from switchboard.sandbox.viber.state import (
     ViberUser,
     ViberWebhook,
 )
-from switchboard.sandbox.viber.traffic import GeneratedCallback, generate
+from switchboard.sandbox.viber.traffic import GeneratedCallback, generate, validate_mix
+from switchboard.sandbox.webhooks import OrderedDelivery
 
 # The dev-stack demo bot (public sandbox values, not secrets).
 DEMO_VIBER_TOKEN = "4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51f"  # noqa: S105
 DEMO_VIBER_URI = "switchboard_demo"
 
 
-class ViberProvider:
+class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
     """Fake Viber REST bot API: bots, subscribers, the unreplied limit, signed callbacks."""
 
     name = "viber"
     prefix = "/viber"
+    account_param = "bot"
+    accounts_key = "bots"
+    generated_key = "callbacks"
+    queue_name = "callbacks"
 
     def __init__(self, core: Core, config: ViberConfig | None = None) -> None:
-        self.core = core
-        self.config = config or ViberConfig()
-        self.state = ViberState(core, self.config)
+        super().__init__(core)
+        self.config: ViberConfig = config or ViberConfig()
+        self.state: ViberState = ViberState(core, self.config)
         self.emitter = CallbackEmitter(self.state)
-        self.api = ViberApi(self.state, self.emitter)
-        self.jobs = JobRegistry()
-        self.generated: list[GeneratedCallback] = []
+        self.workers.append(self.emitter)
+        self.check_mix = validate_mix
+        self.produce = functools.partial(generate, self.state)
+        self.api: ViberApi = ViberApi(self.state, self.emitter)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -66,12 +73,7 @@ class ViberProvider:
 
     def bot(self, ref: str | ViberBot) -> ViberBot:
         """A bot by uri, token, id, name or itself (KeyError if none)."""
-        if isinstance(ref, ViberBot):
-            return ref
-        found = self.state.find(ref)
-        if found is None:
-            raise KeyError(f"no viber bot {ref!r} in the sandbox")
-        return found
+        return registered(ref, ViberBot, self.state.find, "viber bot")
 
     async def set_webhook(
         self,
@@ -150,51 +152,29 @@ class ViberProvider:
         """Callback bodies raised for the bot (delivered or filtered), oldest first."""
         return [e for e in self.bot(bot).events if event is None or e["event"] == event]
 
-    async def generate(
-        self,
-        bot: str | ViberBot,
-        *,
-        count: int | None = None,
-        rate: float | None = None,
-        duration: float | None = None,
-        mix: Mapping[str, float] | None = None,
-        seed: int = 0,
-        users: int = 50,
-    ) -> list[GeneratedCallback]:
-        """Simulate users; every callback is also kept in `generated`."""
-        return await generate(
-            self.state,
-            self.bot(bot),
-            count=count,
-            rate=rate,
-            duration=duration,
-            mix=mix,
-            seed=seed,
-            users=users,
-            on_event=self.generated.append,
-        )
-
     def generated_callbacks(
         self, bot: str | ViberBot | None = None, kind: str | None = None
     ) -> list[GeneratedCallback]:
         """Callbacks the generator produced, optionally for one bot and/or kind."""
-        wanted = None if bot is None else self.bot(bot).uri
-        return [
-            g
-            for g in self.generated
-            if (wanted is None or g.bot == wanted) and (kind is None or g.kind == kind)
-        ]
+        return self.generated_items(bot, kind)
 
-    async def wait_delivered(self, bot: str | ViberBot, timeout: float = 10.0) -> None:
-        """Wait until the bot's callback queue is empty (TimeoutError otherwise)."""
-        await self.bot(bot).callbacks.wait_drained(timeout, "callbacks")
+    # -- Messaging provider hooks -----------------------------------------------------
+
+    def find(self, ref: Any) -> ViberBot:
+        return self.bot(ref)
+
+    def account_key(self, account: ViberBot) -> str:
+        return account.uri
+
+    def accounts(self) -> dict[str, ViberBot]:
+        return self.state.bots
+
+    def queue_of(self, account: ViberBot) -> OrderedDelivery:
+        return account.callbacks
 
     # -- Provider contract ------------------------------------------------------------
 
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
-
-    def control_routes(self) -> list[BaseRoute]:
+    def own_control_routes(self) -> RouteTable:
         from switchboard.sandbox.viber.control import control_routes
 
         return control_routes(self)
@@ -208,28 +188,3 @@ class ViberProvider:
     def normalize_account(self, account: str) -> str:
         found = self.state.find(account)
         return found.uri if found else account
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "bots": [b.summary() for b in self.state.bots.values()],
-            "generated": len(self.generated),
-            "config": {**self.config.settings_json(), "limits": self.config.limits.to_json()},
-        }
-
-    async def start(self) -> None:
-        for bot in self.state.bots.values():
-            bot.callbacks.resume()
-
-    async def reset(self) -> None:
-        await self.jobs.aclose()
-        await self.emitter.aclose()
-        await self.state.aclose()
-        self.state.bots.clear()
-        self.state.limiter.reset()
-        self.generated.clear()
-        self.jobs.clear()
-
-    async def aclose(self) -> None:
-        await self.jobs.aclose()
-        await self.emitter.aclose()
-        await self.state.aclose()

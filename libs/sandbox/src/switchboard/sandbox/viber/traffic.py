@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.sandbox.traffic import paced
+from switchboard.sandbox.traffic import TrafficRequest, check_mix, drive
 from switchboard.sandbox.viber.events import MESSAGE_KINDS, content, user_event
 from switchboard.sandbox.viber.state import ViberBot, ViberState, ViberUser
 
@@ -45,16 +45,18 @@ class GeneratedCallback:
     body: dict[str, Any]
     queued: bool
 
+    @property
+    def account(self) -> str:
+        return self.bot
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.body
+
 
 def validate_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
     """A usable mix: known kinds, non-negative weights, at least one positive."""
-    chosen = dict(DEFAULT_MIX if mix is None else mix)
-    unknown = set(chosen) - set(KINDS)
-    if unknown:
-        raise ValueError(f"unknown viber kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    if any(weight < 0 for weight in chosen.values()) or sum(chosen.values()) <= 0:
-        raise ValueError("mix weights must be >= 0 with a positive sum")
-    return {kind: float(weight) for kind, weight in chosen.items() if weight > 0}
+    return check_mix(mix, DEFAULT_MIX, KINDS, "viber kinds")
 
 
 def new_user(bot: ViberBot, rng: random.Random, subscribed: bool) -> ViberUser:
@@ -120,24 +122,10 @@ class ViberTraffic:
 async def generate(
     state: ViberState,
     bot: ViberBot,
-    *,
-    count: int | None = None,
-    rate: float | None = None,
-    duration: float | None = None,
-    mix: Mapping[str, float] | None = None,
-    seed: int = 0,
-    users: int = 50,
+    request: TrafficRequest,
     on_event: Callable[[GeneratedCallback], None] | None = None,
 ) -> list[GeneratedCallback]:
-    """Produce callbacks for `bot` at `rate` per second until `count` or `duration`."""
-    weights = validate_mix(mix)
-    rng = random.Random(f"{seed}:viber:{bot.uri}")
-    factory = ViberTraffic(state, bot, rng, users)
-    kinds, chances = list(weights), list(weights.values())
-    produced: list[GeneratedCallback] = []
-    async for _ in paced(count, rate, duration):
-        item = factory.make(rng.choices(kinds, chances)[0])
-        produced.append(item)
-        if on_event is not None:
-            on_event(item)
-    return produced
+    """Produce callbacks for `bot` at the request's rate until its count or duration."""
+    rng = random.Random(f"{request.seed}:viber:{bot.uri}")
+    factory = ViberTraffic(state, bot, rng, request.users)
+    return await drive(request, validate_mix(request.mix), rng, factory.make, on_event)

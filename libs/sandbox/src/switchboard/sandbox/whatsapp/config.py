@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from switchboard.sandbox.ratelimit import Rule, SlidingWindow, rule_from_json
+from switchboard.sandbox.ratelimit import Rule, SlidingWindow
+from switchboard.sandbox.settings import ProviderSettings, RuleLimits
 from switchboard.sandbox.webhooks import RetryPolicy
 
 WINDOW_MODES = ("sync", "webhook")
-RETRY_FIELDS = ("initial", "factor", "maximum", "max_attempts", "max_age", "timeout")
-
-
-def _rule_json(value: Rule | None) -> dict[str, Any] | None:
-    return None if value is None else value.to_json()
 
 
 @dataclass
-class WhatsAppLimits:
+class WhatsAppLimits(RuleLimits):
     """Per business number throughput (130429) and per (number, user) pair rate (131056).
 
     Defaults follow PROTOCOLS.md: 80 messages/s per number, about 1 message per 6 s to the
@@ -27,24 +23,6 @@ class WhatsAppLimits:
     enabled: bool = True
     throughput: Rule | None = field(default_factory=lambda: SlidingWindow(limit=80, window=1.0))
     pair: Rule | None = field(default_factory=lambda: SlidingWindow(limit=1, window=6.0))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "enabled": self.enabled,
-            "throughput": _rule_json(self.throughput),
-            "pair": _rule_json(self.pair),
-        }
-
-    def update(self, data: dict[str, Any]) -> None:
-        """Apply a partial JSON update (`{"throughput": {"limit": 20, "window": 1}}`)."""
-        unknown = set(data) - {"enabled", "throughput", "pair"}
-        if unknown:
-            raise ValueError(f"unknown limit names: {sorted(unknown)}")
-        if "enabled" in data:
-            self.enabled = bool(data["enabled"])
-        for name in ("throughput", "pair"):
-            if name in data:
-                setattr(self, name, rule_from_json(data[name]))
 
 
 @dataclass
@@ -72,12 +50,9 @@ class StatusSettings:
         if self.delay < 0:
             raise ValueError("delay cannot be negative")
 
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass
-class WhatsAppConfig:
+class WhatsAppConfig(ProviderSettings):
     """Everything configurable about the WhatsApp fake.
 
     - `window_seconds`: the customer-service window (24 h) opened by a user message.
@@ -91,6 +66,7 @@ class WhatsAppConfig:
     - `graph_version_pattern`: accepted `{version}` path segments.
     """
 
+    LABEL: ClassVar[str] = "whatsapp"
     limits: WhatsAppLimits = field(default_factory=WhatsAppLimits)
     statuses: StatusSettings = field(default_factory=StatusSettings)
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -104,9 +80,6 @@ class WhatsAppConfig:
     graph_version_pattern: str = r"v\d{1,3}\.\d{1,2}"
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.check()
-
     def check(self) -> None:
         """Raise ValueError for settings the fake cannot honour."""
         if self.window_errors not in WINDOW_MODES:
@@ -115,42 +88,3 @@ class WhatsAppConfig:
             raise ValueError("duplicate_rate must be between 0 and 1")
         if self.throttle_status not in (400, 429):
             raise ValueError("throttle_status must be 400 or 429")
-
-    def settings_json(self) -> dict[str, Any]:
-        """The settings the control API shows (limits have their own route)."""
-        return {
-            "window_seconds": self.window_seconds,
-            "window_errors": self.window_errors,
-            "throttle_status": self.throttle_status,
-            "duplicate_rate": self.duplicate_rate,
-            "verify_timeout": self.verify_timeout,
-            "statuses": self.statuses.to_json(),
-            "webhook_retry": {name: getattr(self.webhook_retry, name) for name in RETRY_FIELDS},
-        }
-
-    def update(self, data: dict[str, Any]) -> None:
-        """Apply a partial JSON update of settings, limits, statuses and webhook_retry."""
-        plain = {"window_seconds", "window_errors", "throttle_status", "duplicate_rate"}
-        plain |= {"verify_timeout", "max_text", "max_caption", "graph_version_pattern", "seed"}
-        unknown = set(data) - plain - {"limits", "statuses", "webhook_retry"}
-        if unknown:
-            raise ValueError(f"unknown whatsapp settings: {sorted(unknown)}")
-        candidate = replace(self, **{k: v for k, v in data.items() if k in plain})
-        candidate.check()
-        for name in plain & set(data):
-            setattr(self, name, getattr(candidate, name))
-        if isinstance(data.get("limits"), dict):
-            self.limits.update(data["limits"])
-        if isinstance(data.get("statuses"), dict):
-            self.statuses = replace(self.statuses, **data["statuses"])
-        if isinstance(data.get("webhook_retry"), dict):
-            retry = {k: v for k, v in data["webhook_retry"].items() if k in RETRY_FIELDS}
-            self.webhook_retry = replace(self.webhook_retry, **retry)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> WhatsAppConfig:
-        """Build from the `whatsapp` part of a sandbox JSON config."""
-        config = cls()
-        if data:
-            config.update(dict(data))
-        return config

@@ -2,54 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from switchboard.sandbox.httpjson import ControlError, error_json, query_bool, read_json
-from switchboard.sandbox.traffic import TrafficJob, job_routes, parse_duration
-from switchboard.sandbox.whatsapp.state import WaNumber
-from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate, validate_mix
-from switchboard.sandbox.whatsapp.webhook import VerificationError
+from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
+from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
     from switchboard.sandbox.whatsapp.provider import WhatsAppProvider
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 _NUMBER_FIELDS = ("display_phone_number", "waba_id", "app_secret", "verify_token", "verified_name")
 
 
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except ControlError as exc:
-            return error_json(exc)
-        except VerificationError as exc:
-            return JSONResponse({"error": str(exc), "verified": False}, status_code=400)
-        except (ValueError, TypeError) as exc:
-            return error_json(ControlError(str(exc)))
-
-    return guarded
-
-
-def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
-    """Routes to configure numbers, webhooks and users, inject messages, run traffic."""
+def control_routes(provider: WhatsAppProvider) -> RouteTable:
+    """Routes to configure numbers, webhooks and users, inject messages and media, read what
+    was sent (limits, settings and traffic are the shared messaging routes)."""
     state = provider.state
-
-    def number_of(ref: Any) -> WaNumber:
-        found = state.find(str(ref)) if ref else None
-        if found is None:
-            raise ControlError(f"no whatsapp number {ref!r}", 404)
-        return found
-
-    def path_number(request: Request) -> WaNumber:
-        return number_of(request.path_params["number"])
 
     async def list_numbers(request: Request) -> Response:
         return JSONResponse({"numbers": [n.summary() for n in state.numbers.values()]})
@@ -65,16 +35,16 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         return JSONResponse(number.summary(), status_code=201)
 
     async def get_number(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         users = [u.summary() for u in number.users.values()]
         return JSONResponse({**number.summary(), "users_detail": users})
 
     async def delete_number(request: Request) -> Response:
-        await state.remove(path_number(request))
+        await state.remove(provider.find(request.path_params["number"]))
         return JSONResponse({"deleted": True})
 
     async def set_webhook(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
         if data.get("verify_token"):
             number.verify_token = str(data["verify_token"])
@@ -84,7 +54,7 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         return JSONResponse(subscription.to_json())
 
     async def add_user(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
         if not data.get("wa_id"):
             raise ControlError("wa_id is required")
@@ -99,7 +69,7 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         return JSONResponse(user.summary(), status_code=201)
 
     async def inject(request: Request) -> Response:
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
         sender = data.get("from") or data.get("wa_id")
         if not sender:
@@ -120,12 +90,9 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
     async def add_media(request: Request) -> Response:
         """Hold a file as a customer's media (bytes as base64): its id goes in an
         injected message (`image.id`, ...), and the Cloud API serves its bytes."""
-        number = path_number(request)
+        number = provider.find(request.path_params["number"])
         data = await read_json(request)
-        try:
-            content = base64.b64decode(str(data.get("content_base64", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise ControlError("content_base64 must be base64") from None
+        content = base64_field(data)
         mime = str(data.get("mime_type") or "image/jpeg")
         media = provider.state.media.add(
             number.phone_number_id, content, mime, data.get("filename")
@@ -135,88 +102,20 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         )
 
     async def sent(request: Request) -> Response:
-        found = provider.sent_messages(path_number(request), request.query_params.get("to"))
+        found = provider.sent_messages(
+            provider.find(request.path_params["number"]), request.query_params.get("to")
+        )
         return JSONResponse({"count": len(found), "messages": found})
 
     async def inbound(request: Request) -> Response:
-        found = provider.inbound_messages(path_number(request))
+        found = provider.inbound_messages(provider.find(request.path_params["number"]))
         return JSONResponse({"count": len(found), "messages": found})
 
     async def statuses(request: Request) -> Response:
-        found = path_number(request).statuses
+        found = provider.find(request.path_params["number"]).statuses
         return JSONResponse({"count": len(found), "statuses": found})
 
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def set_limits(request: Request) -> Response:
-        provider.config.limits.update(await read_json(request))
-        state.limiter.reset()
-        return JSONResponse(provider.config.limits.to_json())
-
-    async def get_settings(request: Request) -> Response:
-        return JSONResponse(provider.config.settings_json())
-
-    async def set_settings(request: Request) -> Response:
-        provider.config.update(await read_json(request))
-        for number in state.numbers.values():
-            number.deliveries.policy = provider.config.webhook_retry
-        return JSONResponse(provider.config.settings_json())
-
-    async def generated(request: Request) -> Response:
-        ref = request.query_params.get("number")
-        items = provider.generated_events(ref or None, request.query_params.get("kind"))
-        by_kind: dict[str, int] = {}
-        for item in items:
-            by_kind[item.kind] = by_kind.get(item.kind, 0) + 1
-        body: dict[str, Any] = {"count": len(items), "by_kind": by_kind}
-        if query_bool(request, "include"):
-            body["events"] = [item.value for item in items]
-        return JSONResponse(body)
-
-    async def start_traffic(request: Request) -> Response:
-        data = await read_json(request)
-        number = number_of(data.get("number") or data.get("bot"))
-        count = None if data.get("count") is None else int(data["count"])
-        duration = None if data.get("duration") is None else parse_duration(data["duration"])
-        rate = None if data.get("rate") is None else float(data["rate"])
-        if count is None and duration is None:
-            raise ControlError("give count or duration")
-        mix = data.get("mix")
-        validate_mix(mix)
-
-        async def body(job: TrafficJob) -> None:
-            def count_one(event: GeneratedEvent) -> None:
-                provider.generated.append(event)
-                job.produced += 1
-                job.by_kind[event.kind] = job.by_kind.get(event.kind, 0) + 1
-
-            await generate(
-                state,
-                provider.emitter,
-                number,
-                count=count,
-                rate=rate,
-                duration=duration,
-                mix=mix,
-                seed=int(data.get("seed", 0)),
-                users=int(data.get("users", 50)),
-                on_event=count_one,
-            )
-
-        job = provider.jobs.start(
-            {
-                "provider": "whatsapp",
-                "account": number.phone_number_id,
-                "count": count,
-                "duration": duration,
-                "rate": rate,
-            },
-            body,
-        )
-        return JSONResponse(job.to_json(), status_code=202)
-
-    table: list[tuple[str, Endpoint, list[str]]] = [
+    return [
         ("/numbers", list_numbers, ["GET"]),
         ("/numbers", add_number, ["POST"]),
         ("/numbers/{number}", get_number, ["GET"]),
@@ -228,12 +127,4 @@ def control_routes(provider: WhatsAppProvider) -> list[BaseRoute]:
         ("/numbers/{number}/messages", sent, ["GET"]),
         ("/numbers/{number}/media", add_media, ["POST"]),
         ("/numbers/{number}/statuses", statuses, ["GET"]),
-        ("/limits", get_limits, ["GET"]),
-        ("/limits", set_limits, ["PUT", "POST"]),
-        ("/settings", get_settings, ["GET"]),
-        ("/settings", set_settings, ["PUT", "POST"]),
-        ("/generated", generated, ["GET"]),
-        ("/traffic", start_traffic, ["POST"]),
-        *job_routes(provider.jobs),
     ]
-    return [Route(path, _guard(endpoint), methods=methods) for path, endpoint, methods in table]

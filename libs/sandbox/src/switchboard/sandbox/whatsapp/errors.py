@@ -11,6 +11,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from switchboard.sandbox.errors import SandboxError
+
 # Graph error codes the fake produces
 INVALID_PARAMETER = 100
 ACCESS_TOKEN_MISSING = 104
@@ -49,7 +51,7 @@ def fbtrace_id() -> str:
     return secrets.token_urlsafe(14)[:19]
 
 
-class GraphError(Exception):
+class GraphError(SandboxError):
     """A Graph API failure with its HTTP status."""
 
     def __init__(

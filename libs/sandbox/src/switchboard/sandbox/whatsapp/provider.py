@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from switchboard.sandbox.provider import Core
-from switchboard.sandbox.traffic import JobRegistry
+from switchboard.sandbox.httpjson import ControlError
+from switchboard.sandbox.messaging import MessagingProvider
+from switchboard.sandbox.provider import Core, registered
+from switchboard.sandbox.routes import RouteTable
+from switchboard.sandbox.webhooks import OrderedDelivery
 from switchboard.sandbox.whatsapp.api import WhatsAppApi, classify
 from switchboard.sandbox.whatsapp.config import WhatsAppConfig
 from switchboard.sandbox.whatsapp.errors import error_response, server_error
@@ -24,9 +27,9 @@ from switchboard.sandbox.whatsapp.state import (
     digits,
 )
 from switchboard.sandbox.whatsapp.statuses import StatusEmitter
-from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate
+from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate, validate_mix
 from switchboard.sandbox.whatsapp.validate import BSUID
-from switchboard.sandbox.whatsapp.webhook import subscribe
+from switchboard.sandbox.whatsapp.webhook import subscribe, verification_failed
 
 # The dev-stack demo number (public sandbox values, not secrets).
 DEMO_PHONE_NUMBER_ID = "100000000000101"
@@ -35,20 +38,25 @@ DEMO_APP_SECRET = "demo-app-secret"  # noqa: S105
 DEMO_VERIFY_TOKEN = "demo-verify-token"  # noqa: S105
 
 
-class WhatsAppProvider:
+class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
     """Fake WhatsApp Cloud API: numbers, limits, the 24 h window, webhooks and traffic."""
 
     name = "whatsapp"
     prefix = "/whatsapp"
+    account_param = "number"
+    accounts_key = "numbers"
+    generated_key = "events"
+    queue_name = "webhooks"
 
     def __init__(self, core: Core, config: WhatsAppConfig | None = None) -> None:
-        self.core = core
-        self.config = config or WhatsAppConfig()
-        self.state = WhatsAppState(core, self.config)
+        super().__init__(core)
+        self.config: WhatsAppConfig = config or WhatsAppConfig()
+        self.state: WhatsAppState = WhatsAppState(core, self.config)
         self.emitter = StatusEmitter(self.state)
-        self.api = WhatsAppApi(self.state, self.emitter)
-        self.jobs = JobRegistry()
-        self.generated: list[GeneratedEvent] = []
+        self.workers.append(self.emitter)
+        self.check_mix = validate_mix
+        self.produce = functools.partial(generate, self.state, self.emitter)
+        self.api: WhatsAppApi = WhatsAppApi(self.state, self.emitter)
 
     # -- Python API -------------------------------------------------------------------
 
@@ -88,12 +96,7 @@ class WhatsAppProvider:
 
     def number(self, ref: str | int | WaNumber) -> WaNumber:
         """A number by phone_number_id, display number, token or itself (KeyError if none)."""
-        if isinstance(ref, WaNumber):
-            return ref
-        found = self.state.find(ref)
-        if found is None:
-            raise KeyError(f"no whatsapp number {ref!r} in the sandbox")
-        return found
+        return registered(ref, WaNumber, self.state.find, "whatsapp number")
 
     async def set_webhook(self, number: str | int | WaNumber, url: str) -> Subscription:
         """Configure the callback URL: Meta's GET handshake first (VerificationError when
@@ -149,52 +152,32 @@ class WhatsAppProvider:
         """User messages delivered (injected or generated), oldest first."""
         return list(self.number(number).inbound)
 
-    async def generate(
-        self,
-        number: str | int | WaNumber,
-        *,
-        count: int | None = None,
-        rate: float | None = None,
-        duration: float | None = None,
-        mix: Mapping[str, float] | None = None,
-        seed: int = 0,
-        users: int = 50,
-    ) -> list[GeneratedEvent]:
-        """Simulate users writing (and statuses arriving); events are kept in `generated`."""
-        return await generate(
-            self.state,
-            self.emitter,
-            self.number(number),
-            count=count,
-            rate=rate,
-            duration=duration,
-            mix=mix,
-            seed=seed,
-            users=users,
-            on_event=self.generated.append,
-        )
-
     def generated_events(
         self, number: str | int | WaNumber | None = None, kind: str | None = None
     ) -> list[GeneratedEvent]:
         """Events the generator produced, optionally for one number and/or kind."""
-        wanted = None if number is None else self.number(number).phone_number_id
-        return [
-            e
-            for e in self.generated
-            if (wanted is None or e.phone_number_id == wanted) and (kind is None or e.kind == kind)
-        ]
+        return self.generated_items(number, kind)
 
-    async def wait_delivered(self, number: str | int | WaNumber, timeout: float = 10.0) -> None:
-        """Wait until the number's webhook queue is empty (TimeoutError otherwise)."""
-        await self.number(number).deliveries.wait_drained(timeout, "webhooks")
+    # -- Messaging provider hooks -----------------------------------------------------
+
+    def find(self, ref: Any) -> WaNumber:
+        return self.number(ref)
+
+    def account_key(self, account: WaNumber) -> str:
+        return account.phone_number_id
+
+    def accounts(self) -> dict[str, WaNumber]:
+        return self.state.numbers
+
+    def queue_of(self, account: WaNumber) -> OrderedDelivery:
+        return account.deliveries
+
+    def control_error(self, exc: Exception) -> ControlError | Response | None:
+        return verification_failed(exc) or super().control_error(exc)
 
     # -- Provider contract ------------------------------------------------------------
 
-    def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
-
-    def control_routes(self) -> list[BaseRoute]:
+    def own_control_routes(self) -> RouteTable:
         from switchboard.sandbox.whatsapp.control import control_routes
 
         return control_routes(self)
@@ -208,28 +191,3 @@ class WhatsAppProvider:
     def normalize_account(self, account: str) -> str:
         found = self.state.find(account)
         return found.phone_number_id if found else account
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "numbers": [n.summary() for n in self.state.numbers.values()],
-            "generated": len(self.generated),
-            "config": {**self.config.settings_json(), "limits": self.config.limits.to_json()},
-        }
-
-    async def start(self) -> None:
-        for number in self.state.numbers.values():
-            number.deliveries.resume()
-
-    async def reset(self) -> None:
-        await self.jobs.aclose()
-        await self.emitter.aclose()
-        await self.state.aclose()
-        self.state.numbers.clear()
-        self.state.limiter.reset()
-        self.generated.clear()
-        self.jobs.clear()
-
-    async def aclose(self) -> None:
-        await self.jobs.aclose()
-        await self.emitter.aclose()
-        await self.state.aclose()

@@ -7,10 +7,10 @@ clock, so receivers can order them by `timestamp` as Meta advises.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 from typing import Any
 
+from switchboard.sandbox.webhooks import SpacedSteps
 from switchboard.sandbox.whatsapp.errors import REENGAGEMENT, webhook_error
 from switchboard.sandbox.whatsapp.state import WaNumber, WhatsAppState
 from switchboard.sandbox.whatsapp.validate import BSUID
@@ -80,30 +80,15 @@ class StatusEmitter:
 
     def __init__(self, state: WhatsAppState) -> None:
         self.state = state
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.steps = SpacedSteps()
 
     def after_send(self, number: WaNumber, sent: dict[str, Any]) -> None:
         """Schedule the statuses of an accepted message."""
-        stages = plan(self.state, number, sent)
-        delay = self.state.config.statuses.delay
-        if not delay:
-            for status, code in stages:
-                self.emit(number, sent, status, code)
-            return
-        task = asyncio.create_task(self._spaced(number, sent, stages, delay))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _spaced(
-        self,
-        number: WaNumber,
-        sent: dict[str, Any],
-        stages: list[tuple[str, int | None]],
-        delay: float,
-    ) -> None:
-        for status, code in stages:
-            await asyncio.sleep(delay)
-            self.emit(number, sent, status, code)
+        stages = [
+            functools.partial(self.emit, number, sent, status, code)
+            for status, code in plan(self.state, number, sent)
+        ]
+        self.steps.run(stages, self.state.config.statuses.delay)
 
     def emit(
         self, number: WaNumber, sent: dict[str, Any], status: str, code: int | None = None
@@ -115,9 +100,4 @@ class StatusEmitter:
 
     async def aclose(self) -> None:
         """Cancel statuses still waiting for their delay."""
-        tasks, self._tasks = list(self._tasks), set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.steps.aclose()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.sandbox.traffic import paced
+from switchboard.sandbox.traffic import TrafficRequest, check_mix, drive
 from switchboard.sandbox.whatsapp.inbound import KINDS as MESSAGE_KINDS
 from switchboard.sandbox.whatsapp.inbound import content, deliver_inbound
 from switchboard.sandbox.whatsapp.state import WaNumber, WhatsAppState
@@ -46,16 +46,18 @@ class GeneratedEvent:
     kind: str
     value: dict[str, Any]
 
+    @property
+    def account(self) -> str:
+        return self.phone_number_id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.value
+
 
 def validate_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
     """A usable mix: known kinds, non-negative weights, at least one positive."""
-    chosen = dict(DEFAULT_MIX if mix is None else mix)
-    unknown = set(chosen) - set(KINDS)
-    if unknown:
-        raise ValueError(f"unknown whatsapp kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
-    if any(weight < 0 for weight in chosen.values()) or sum(chosen.values()) <= 0:
-        raise ValueError("mix weights must be >= 0 with a positive sum")
-    return {kind: float(weight) for kind, weight in chosen.items() if weight > 0}
+    return check_mix(mix, DEFAULT_MIX, KINDS, "whatsapp kinds")
 
 
 class WhatsAppTraffic:
@@ -113,24 +115,10 @@ async def generate(
     state: WhatsAppState,
     emitter: StatusEmitter,
     number: WaNumber,
-    *,
-    count: int | None = None,
-    rate: float | None = None,
-    duration: float | None = None,
-    mix: Mapping[str, float] | None = None,
-    seed: int = 0,
-    users: int = 50,
+    request: TrafficRequest,
     on_event: Callable[[GeneratedEvent], None] | None = None,
 ) -> list[GeneratedEvent]:
-    """Produce events for `number` at `rate` per second until `count` or `duration`."""
-    weights = validate_mix(mix)
-    rng = random.Random(f"{seed}:wa:{number.phone_number_id}")
-    factory = WhatsAppTraffic(state, emitter, number, rng, users)
-    kinds, chances = list(weights), list(weights.values())
-    produced: list[GeneratedEvent] = []
-    async for _ in paced(count, rate, duration):
-        event = factory.make(rng.choices(kinds, chances)[0])
-        produced.append(event)
-        if on_event is not None:
-            on_event(event)
-    return produced
+    """Produce events for `number` at the request's rate until its count or duration."""
+    rng = random.Random(f"{request.seed}:wa:{number.phone_number_id}")
+    factory = WhatsAppTraffic(state, emitter, number, rng, request.users)
+    return await drive(request, validate_mix(request.mix), rng, factory.make, on_event)

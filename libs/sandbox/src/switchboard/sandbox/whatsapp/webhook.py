@@ -15,15 +15,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from starlette.responses import JSONResponse, Response
 
+from switchboard.sandbox.errors import SandboxError
+from switchboard.sandbox.handshakes import handshake
 from switchboard.sandbox.webhooks import WebhookTarget
 from switchboard.sandbox.whatsapp.state import Subscription, WaNumber, WhatsAppState
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
-class VerificationError(Exception):
+class VerificationError(SandboxError):
     """The callback URL did not echo the challenge (Meta's "couldn't be validated")."""
+
+
+def verification_failed(exc: Exception) -> Response | None:
+    """A webhook whose handshake failed answers what Meta's dashboard shows."""
+    if isinstance(exc, VerificationError):
+        return JSONResponse({"error": str(exc), "verified": False}, status_code=400)
+    return None
 
 
 def signature(app_secret: str, body: bytes) -> str:
@@ -86,31 +96,24 @@ async def verify(state: WhatsAppState, number: WaNumber, url: str) -> None:
         "hub.verify_token": number.verify_token,
         "hub.challenge": challenge,
     }
-    clock = state.core.clock
-    started = clock.monotonic()
-    status: int | None = None
-    problem: str | None = None
-    try:
-        response = await state.core.http.get().get(
-            url, params=params, timeout=state.config.verify_timeout
-        )
-        status = response.status_code
-        if status != 200:
-            problem = f"the callback answered {status}"
-        elif response.text.strip() != challenge:
-            problem = "the callback did not echo hub.challenge"
-    except httpx.HTTPError as exc:
-        problem = f"the callback could not be reached ({type(exc).__name__})"
-    state.core.recorder.add_delivery(
+    timeout = state.config.verify_timeout
+
+    def problem_of(response: httpx.Response) -> str | None:
+        if response.status_code != 200:
+            return f"the callback answered {response.status_code}"
+        if response.text.strip() != challenge:
+            return "the callback did not echo hub.challenge"
+        return None
+
+    problem = await handshake(
+        state.core,
         provider="whatsapp",
         account=number.phone_number_id,
         url=url,
         ref="verification",
-        attempt=1,
-        status=status,
-        ok=problem is None,
-        error=problem,
-        started_mono=started,
+        request=lambda http: http.get(url, params=params, timeout=timeout),
+        problem_of=problem_of,
+        unreachable=lambda error: f"the callback could not be reached ({error})",
     )
     if problem is not None:
         raise VerificationError(

@@ -1,6 +1,9 @@
 """HTTP API of the content calendar (same bearer keys as ``/v1/messages``): templates,
 scheduled posts and the calendar view. A post is published by an ordinary scheduled send;
 edits and cancels go through the schedule desk like ``/v1/messages/{id}/reschedule|cancel``.
+A new post or a content edit is written as an intent and then carried out by
+:class:`~switchboard.outbound.calendar.settle.Settler`; every read finishes one left
+unfinished by a crash.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
-from pydantic import AwareDatetime, ValidationError
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.outbound import OutContent, OutText, SendMessage
@@ -23,10 +26,12 @@ from switchboard.outbound.calendar.posts import (
     PostChange,
     Posts,
     TemplateUse,
+    command_of,
     in_window,
     overlap,
     post_status,
 )
+from switchboard.outbound.calendar.settle import Settler
 from switchboard.outbound.calendar.templates import (
     MissingVariablesError,
     NewTemplate,
@@ -39,7 +44,7 @@ from switchboard.outbound.schedule import Refusal, ScheduleDesk
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.http import error, invalid
+from switchboard.runtime.http import ProblemError, error, json_body
 from switchboard.runtime.ownership import NotFoundError
 
 
@@ -66,15 +71,17 @@ def _ports(request: Request) -> CalendarPorts:
     return ports
 
 
+def _settler(ports: CalendarPorts) -> Settler:
+    return Settler(ports.posts, ports.attempts, ports.desk, ports.bus)
+
+
 Workspace = Annotated[str, Depends(_workspace)]
 router = APIRouter(tags=["calendar"])
-
-
-class Problem(Exception):  # noqa: N818 (an answer, not a failure)
-    """An error answer raised from a helper (turned into the response by the route)."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
+# The bodies, validated before the handler runs (422 naming every field, with these codes).
+_TEMPLATE = json_body(NewTemplate, "invalid_template")
+_VERSION = json_body(TemplateText, "invalid_template")
+_POST = json_body(NewPost, "invalid_post")
+_CHANGE = json_body(PostChange, "invalid_post")
 
 
 # -- templates -----------------------------------------------------------------------------
@@ -87,12 +94,8 @@ class Problem(Exception):  # noqa: N818 (an answer, not a failure)
     responses={409: {"description": "the name is taken in the workspace"}, 422: {}},
 )
 async def create_template(
-    ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
+    ws: Workspace, request: Request, new: Annotated[NewTemplate, _TEMPLATE]
 ) -> Response:
-    try:
-        new = NewTemplate.model_validate(body)
-    except ValidationError as exc:
-        return invalid(exc, "invalid_template")
     ports = _ports(request)
     template = await ports.templates.create(ws, new)
     if template is None:
@@ -127,12 +130,8 @@ async def get_template(name: str, ws: Workspace, request: Request) -> Response:
     responses={404: {"description": "no such template in the key's workspace"}, 422: {}},
 )
 async def new_version(
-    name: str, ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
+    name: str, ws: Workspace, request: Request, text: Annotated[TemplateText, _VERSION]
 ) -> Response:
-    try:
-        text = TemplateText.model_validate(body)
-    except ValidationError as exc:
-        return invalid(exc, "invalid_template")
     template = await _ports(request).templates.add_version(ws, name, text)
     if template is None:
         raise NotFoundError("template", name)
@@ -149,7 +148,7 @@ async def _content(
     content: OutContent | None,
     use: TemplateUse | None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The content to send and the template version it came from (Problem if not found or
+    """The content to send and the template version it came from (ProblemError if not found or
     a variable is missing)."""
     if use is None:
         assert content is not None
@@ -163,7 +162,7 @@ async def _content(
     try:
         text: OutText = render(version, use.variables, destination.channel)
     except MissingVariablesError as exc:
-        raise Problem(
+        raise ProblemError(
             error(
                 422, "invalid_post", f"template.variables: missing {exc}",
                 field=f"template.variables.{exc.names[0]}", missing=exc.names,
@@ -173,20 +172,6 @@ async def _content(
     return text.model_dump(mode="json", exclude_none=True), ref
 
 
-def _command(post: Post) -> SendMessage:
-    d = post.destination
-    return SendMessage.model_validate(
-        {
-            "message_id": post.message_id,
-            "channel": d.channel,
-            "account": d.account,
-            "recipient": d.chat,
-            "content": post.content,
-            "not_before": post.at,
-        }
-    )
-
-
 async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     """The send of ``post`` after the checks of its own (Problem otherwise): the account is
     the workspace's, the time is ahead and the content fits the account."""
@@ -194,10 +179,10 @@ async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     if await ports.accounts.lookup(d.channel, d.account, ws) is None:
         raise NotFoundError("account", f"{d.channel.value}/{d.account}")
     if at <= datetime.now(UTC):
-        raise Problem(error(422, "invalid_post", "at: is in the past", field="at"))
-    cmd = _command(post)
+        raise ProblemError(error(422, "invalid_post", "at: is in the past", field="at"))
+    cmd = command_of(post)
     if cmd.channel.value == "mtproto" and (problem := user_unsupported(cmd)) is not None:
-        raise Problem(error(422, "unsupported_content", problem[1], field=problem[0]))
+        raise ProblemError(error(422, "unsupported_content", problem[1], field=problem[0]))
     return cmd
 
 
@@ -216,7 +201,7 @@ async def _placed(ports: CalendarPorts, post: Post, force: bool, previous: Post 
             await ports.posts.remove(post)
         else:
             await ports.posts.put(previous)
-        raise Problem(
+        raise ProblemError(
                 error(
                     409, "post_overlap",
                     f"at: post {other.post_id} goes to the same destination at "
@@ -227,10 +212,14 @@ async def _placed(ports: CalendarPorts, post: Post, force: bool, previous: Post 
             )  # fmt: skip
 
 
+# How a change is carried out is the calendar's own business (the view shows its result).
+_INTERNAL = {"workspace_id", "unsettled", "replaces", "changed_at"}
+
+
 async def _view(ports: CalendarPorts, post: Post) -> dict[str, Any]:
     record = await ports.attempts.get(post.workspace_id, post.message_id)
     return {
-        **post.model_dump(mode="json", exclude={"workspace_id"}),
+        **post.model_dump(mode="json", exclude=_INTERNAL),
         "status": post_status(post, record),
         "reason": None if record is None else record.reason,
     }
@@ -255,38 +244,26 @@ def _refused(answer: Refusal, post: Post) -> Response:
         422: {"description": "invalid post: naive or past time, missing variable, ..."},
     },
 )
-async def create_post(
-    ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
-) -> Response:
-    try:
-        new = NewPost.model_validate(body)
-    except ValidationError as exc:
-        return invalid(exc, "invalid_post")
+async def create_post(ws: Workspace, request: Request, new: Annotated[NewPost, _POST]) -> Response:
     ports = _ports(request)
-    try:
-        content, ref = await _content(ports, ws, new.destination, new.content, new.template)
-        post_id = uuid.uuid4().hex
-        post = Post(
-            post_id=post_id, workspace_id=ws, destination=new.destination, at=new.at,
-            content=content, template=ref, message_id=f"post-{post_id}-0",
-        )  # fmt: skip
-        cmd = await _checked(ports, ws, post)
-        await _placed(ports, post, new.force, None)
-    except Problem as p:
-        return p.response
-    try:
-        await ports.bus.publish(cmd, workspace_id=ws)
-    except BaseException:
-        await ports.posts.remove(post)
-        raise
+    content, ref = await _content(ports, ws, new.destination, new.content, new.template)
+    post_id = uuid.uuid4().hex
+    post = Post(
+        post_id=post_id, workspace_id=ws, destination=new.destination, at=new.at,
+        content=content, template=ref, message_id=f"post-{post_id}-0", unsettled=True,
+    )  # fmt: skip
+    await _checked(ports, ws, post)
+    await _placed(ports, post, new.force, None)
+    post = await _settler(ports).settle(post)
     return JSONResponse(await _view(ports, post), 201)
 
 
 async def _owned(ports: CalendarPorts, ws: str, post_id: str) -> Post:
+    """The workspace's post (404 otherwise), with a change a crash left unfinished done."""
     post = await ports.posts.get(ws, post_id)
     if post is None:
         raise NotFoundError("post", post_id)
-    return post
+    return await _settler(ports).settle_if_due(post)
 
 
 @router.get(
@@ -309,47 +286,43 @@ async def get_post(post_id: str, ws: Workspace, request: Request) -> Response:
     },
 )
 async def change_post(
-    post_id: str, ws: Workspace, request: Request, body: Annotated[dict[str, Any], Body()]
+    post_id: str, ws: Workspace, request: Request, change: Annotated[PostChange, _CHANGE]
 ) -> Response:
-    try:
-        change = PostChange.model_validate(body)
-    except ValidationError as exc:
-        return invalid(exc, "invalid_post")
     ports = _ports(request)
     post = await _owned(ports, ws, post_id)
     if post.cancelled:
         return error(409, "not_changeable", f"post {post_id} is cancelled")
     at = change.at or post.at
-    try:
-        if change.content is None and change.template is None:
-            moved = post.model_copy(update={"at": at})
-            await _checked(ports, ws, moved)
-            await _placed(ports, moved, change.force, post)
-            if at != post.at:
-                answer = await ports.desk.change(ws, post.message_id, at, None)
-                if isinstance(answer, Refusal):
-                    await ports.posts.put(post)
-                    return _refused(answer, post)
-            return JSONResponse(await _view(ports, moved))
+    new_content = change.content is not None or change.template is not None
+    if not new_content and at == post.at:
+        await _checked(ports, ws, post)  # nothing to change: still checked, as a move is
+        return JSONResponse(await _view(ports, post))
+    # A change is written as an intent, then carried out (a crash in between is finished
+    # by the next read); the old send must be recorded to be cancelled or rescheduled.
+    if await ports.attempts.get(ws, post.message_id) is None:
+        return _refused(Refusal(404, "not_found", "being queued"), post)
+    intent = {"at": at, "unsettled": True, "replaces": post.version(),
+              "changed_at": datetime.now(UTC)}  # fmt: skip
+    if new_content:
         # New content is a new send: the old one is cancelled first (it cannot leave after).
         content, ref = await _content(ports, ws, post.destination, change.content, change.template)
         edits = post.edits + 1
-        edited = post.model_copy(
-            update={
-                "at": at, "content": content, "template": ref, "edits": edits,
-                "message_id": f"post-{post.post_id}-{edits}",
-            }
+        intent |= {"content": content, "template": ref, "edits": edits,
+                   "message_id": f"post-{post.post_id}-{edits}"}  # fmt: skip
+    edited = post.model_copy(update=intent)
+    await _checked(ports, ws, edited)
+    await _placed(ports, edited, change.force, post)
+    done = await _settler(ports).settle(edited)
+    if done.at != edited.at or done.edits != edited.edits:  # rolled back: the send left
+        return error(
+            409, "not_changeable", f"post {post_id}: the send cannot be changed: it has left"
+        )
+    if done.unsettled:  # the old send is leaving this very moment: the next read decides
+        return error(
+            409, "not_changeable", f"post {post_id}: its send is leaving; read it again",
+            headers={"Retry-After": "1"},
         )  # fmt: skip
-        cmd = await _checked(ports, ws, edited)
-        await _placed(ports, edited, change.force, post)
-    except Problem as p:
-        return p.response
-    answer = await ports.desk.change(ws, post.message_id, None, None)
-    if isinstance(answer, Refusal):
-        await ports.posts.put(post)
-        return _refused(answer, post)
-    await ports.bus.publish(cmd, workspace_id=ws)
-    return JSONResponse(await _view(ports, edited))
+    return JSONResponse(await _view(ports, done))
 
 
 @router.post(
@@ -386,5 +359,10 @@ async def calendar(
     end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
 ) -> Response:
     ports = _ports(request)
-    posts = [p for p in await ports.posts.all(ws) if in_window(p, start, end)]
+    settler = _settler(ports)
+    posts = [
+        await settler.settle_if_due(p)
+        for p in await ports.posts.all(ws)
+        if in_window(p, start, end)
+    ]
     return JSONResponse({"posts": [await _view(ports, p) for p in posts]})

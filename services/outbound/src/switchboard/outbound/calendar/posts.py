@@ -1,6 +1,9 @@
 """Scheduled posts: a post is one scheduled send (``not_before`` = its time) plus what the
 calendar needs to show and check it. The send itself is outbound's ordinary scheduled send,
 so it survives restarts and is cancelled or moved by the schedule desk, never a second timer.
+A new post or a content edit is written first as an intent (``unsettled``) and carried out
+after (:mod:`switchboard.outbound.calendar.settle`), so a crash between the steps leaves a
+post that the next read finishes, never one pointing at a send nobody queued.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutContent
+from switchboard.events.catalog.outbound import OutContent, SendMessage
 from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.calendar.templates import NAME
@@ -71,9 +74,22 @@ class PostChange(_Content):
     force: bool = False
 
 
+class PostVersion(BaseModel):
+    """What a post was before a content edit in progress: put back if the edit cannot be
+    made (its send left first)."""
+
+    at: datetime
+    content: dict[str, Any]
+    template: dict[str, Any] | None = None
+    message_id: str
+    edits: int = 0
+
+
 class Post(BaseModel):
     """One post of the calendar; ``message_id`` is the scheduled send that publishes it
-    (a new one after a content change, the old one cancelled)."""
+    (a new one after a content change, the old one cancelled). ``unsettled``: the post is
+    written but its send may not be queued yet (and ``replaces``, when set, may still wait);
+    whoever reads it next finishes that."""
 
     post_id: str
     workspace_id: str
@@ -85,6 +101,45 @@ class Post(BaseModel):
     edits: int = 0
     cancelled: bool = False
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    unsettled: bool = False
+    replaces: PostVersion | None = None
+    changed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def version(self) -> PostVersion:
+        return PostVersion(
+            at=self.at,
+            content=self.content,
+            template=self.template,
+            message_id=self.message_id,
+            edits=self.edits,
+        )
+
+    def settled(self) -> Post:
+        """This post with its change carried out."""
+        return self.model_copy(update={"unsettled": False, "replaces": None})
+
+    def rolled_back(self) -> Post:
+        """This post as it was before its change (which could not be made)."""
+        assert self.replaces is not None
+        return self.model_copy(
+            update={**self.replaces.model_dump(), "unsettled": False, "replaces": None}
+        )
+
+
+def command_of(post: Post) -> SendMessage:
+    """The scheduled send that publishes ``post`` (the same body every time it is made, so a
+    repeat is recognised as the same send and never sent twice)."""
+    d = post.destination
+    return SendMessage.model_validate(
+        {
+            "message_id": post.message_id,
+            "channel": d.channel,
+            "account": d.account,
+            "recipient": d.chat,
+            "content": post.content,
+            "not_before": post.at,
+        }
+    )
 
 
 PostStatus = Literal["scheduled", "publishing", "published", "failed", "cancelled"]
@@ -137,11 +192,30 @@ class Posts:
         self.kv = kv
 
     async def get(self, workspace: str, post_id: str) -> Post | None:
+        found = await self.read(workspace, post_id)
+        return None if found is None else found[0]
+
+    async def read(self, workspace: str, post_id: str) -> tuple[Post, int] | None:
+        """The post with its KV revision (for :meth:`replace`)."""
         try:
             entry = await self.kv.get(key("post", workspace, post_id))
         except KeyNotFoundError:
             return None
-        return Post.model_validate(orjson.loads(entry.value)) if entry.value else None
+        if not entry.value or entry.revision is None:
+            return None
+        return Post.model_validate(orjson.loads(entry.value)), entry.revision
+
+    async def replace(self, post: Post, revision: int) -> bool:
+        """Write ``post`` if its key is still at ``revision`` (False: it changed meanwhile)."""
+        try:
+            await self.kv.update(
+                key("post", post.workspace_id, post.post_id),
+                post.model_dump_json().encode(),
+                last=revision,
+            )
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def put(self, post: Post) -> None:
         await self.kv.put(

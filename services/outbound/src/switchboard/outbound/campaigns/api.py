@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.common import Channel
@@ -24,7 +23,7 @@ from switchboard.outbound.providers.mtproto import unsupported as user_unsupport
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.http import error, invalid
+from switchboard.runtime.http import error, json_body
 from switchboard.runtime.ownership import NotFoundError, require
 
 
@@ -51,17 +50,15 @@ def _workspace(request: Request) -> str:
 
 Workspace = Annotated[str, Depends(_workspace)]
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+# The bodies, validated before the handler runs (422 naming every field); a batch's
+# campaign_id is the path's.
+_START = json_body(StartCampaign, "invalid_campaign")
+_ADD = json_body(AddCampaignRecipients, "invalid_campaign", path_fields=("campaign_id",))
 
 
 def _ports(request: Request) -> CampaignPorts:
     ports: CampaignPorts = request.app.state.campaigns
     return ports
-
-
-def _invalid(exc: ValueError) -> Response:
-    if isinstance(exc, ValidationError):
-        return invalid(exc, "invalid_campaign")
-    return error(422, "invalid_campaign", str(exc).splitlines()[0][:300])
 
 
 @router.post(
@@ -73,13 +70,7 @@ def _invalid(exc: ValueError) -> Response:
         422: {"description": "invalid, or the campaign_id started another message"},
     },
 )
-async def start(
-    request: Request, ws: Workspace, body: Annotated[dict[str, Any], Body()]
-) -> Response:
-    try:
-        cmd = StartCampaign.model_validate(body)
-    except ValueError as exc:
-        return _invalid(exc)
+async def start(request: Request, ws: Workspace, cmd: Annotated[StartCampaign, _START]) -> Response:
     ports = _ports(request)
     pinned = (r.account for r in cmd.recipients if r.account)
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
@@ -113,12 +104,8 @@ async def start(
     responses={404: {"description": "a pinned account is not in the key's workspace"}},
 )
 async def add(
-    request: Request, campaign_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
+    request: Request, campaign_id: str, ws: Workspace, cmd: Annotated[AddCampaignRecipients, _ADD]
 ) -> Response:
-    try:
-        cmd = AddCampaignRecipients.model_validate({**body, "campaign_id": campaign_id})
-    except ValueError as exc:
-        return _invalid(exc)
     ports = _ports(request)
     state = await ports.store.state(campaign_key(ws, campaign_id))
     channel = (state.definition or {}).get("channel") if state is not None else None

@@ -9,12 +9,10 @@ from typing import Any, Protocol
 
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.delivery.provider_failures import ProviderFailure, ProviderFault
 
-
-class Failure(StrEnum):
-    RETRYABLE = "retryable"  # 5xx, timeouts, resets: try again with backoff
-    RATE_LIMITED = "rate_limited"  # 429-like: wait retry_after, for every instance
-    PERMANENT = "permanent"  # bad request, blocked, unknown chat, 24 h window: give up
+# How a provider call failed: the provider-failure policy's own classes, one enum.
+Failure = ProviderFault
 
 
 class Scope(StrEnum):
@@ -37,6 +35,15 @@ class ProviderError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.reason}"
+
+    def as_failure(self) -> ProviderFailure:
+        """What the provider-failure policy decides on."""
+        return ProviderFailure(self.failure, self.code, self.reason, self.retry_after)
+
+
+def timed_out() -> ProviderError:
+    """A provider call that did not answer in time: retryable."""
+    return ProviderError(Failure.RETRYABLE, "timeout", "provider call timed out")
 
 
 @dataclass(frozen=True)

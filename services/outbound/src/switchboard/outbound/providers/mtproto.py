@@ -13,7 +13,6 @@ the account, which the outbound core turns into a pause for every instance.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -25,9 +24,8 @@ from switchboard.outbound.limits import account_key
 from switchboard.outbound.providers.base import Failure, ProviderError, Sent
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.holder_call import ask_holder
 
-REPLY_HEADER = "reply-to"
-INBOX_PREFIX = "_INBOX.mtproto"
 # The account cannot send at all for now (revoked, banned, restricted for spam).
 UNUSABLE = "account_unusable"
 
@@ -131,26 +129,16 @@ class GatewayClient:
             if now > window.deadline:
                 raise SlotMissedError(f"{(now - window.slot) * 1000:.0f} ms after its slot")
             window.left_at = now
-        nc = self.bus.nc
-        # The gateway may answer on this prefix only (its NATS permissions).
-        inbox = f"{INBOX_PREFIX}.{uuid.uuid4().hex}"
-        sub = await nc.subscribe(inbox, max_msgs=1)
         try:
-            await self.bus.publish(
-                cmd, headers={REPLY_HEADER: inbox}, workspace_id=account.workspace_id
-            )
-            try:
-                answer = await sub.next_msg(timeout=self.timeout)
-            except TimeoutError as exc:
-                raise ProviderError(
-                    Failure.RETRYABLE,
-                    "gateway_timeout",
-                    f"no answer from the holder of session {account.id} in {self.timeout} s",
-                ) from exc
-        finally:
-            await sub.unsubscribe()
+            answer = await ask_holder(self.bus, cmd, account.workspace_id, self.timeout)
+        except TimeoutError as exc:
+            raise ProviderError(
+                Failure.RETRYABLE,
+                "gateway_timeout",
+                f"no answer from the holder of session {account.id} in {self.timeout} s",
+            ) from exc
         try:
-            result = DeliverResult.model_validate_json(answer.data)
+            result = DeliverResult.model_validate_json(answer)
         except ValidationError as exc:
             raise ProviderError(Failure.RETRYABLE, "bad_answer", str(exc)[:200]) from exc
         return outcome(result)

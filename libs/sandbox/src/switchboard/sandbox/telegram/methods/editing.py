@@ -27,16 +27,7 @@ async def edit_message_text(call: Call) -> Any:
         raise bad_request(TEXT_EMPTY)
     check_parse_mode(params)
     markup = reply_markup(params)
-    chat = call.chat()
-    ensure_reachable(chat)
-    message_id = params.integer("message_id")
-    if message_id is None:
-        raise bad_request("message identifier is not specified")
-    message = chat.messages.get(message_id)
-    if message is None:
-        raise bad_request("message to edit not found")
-    if not sent_by(call.bot, message):
-        raise bad_request("message can't be edited")
+    message = _editable(call)
     if "text" not in message:
         raise bad_request("there is no text in the message to edit")
     if len(text) > call.state.config.max_text:

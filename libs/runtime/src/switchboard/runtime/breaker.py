@@ -1,4 +1,5 @@
-"""Circuit breakers per provider and account, with half-open probes.
+"""Circuit breakers per provider and account, with half-open probes: outbound's sends and
+the CRM's downloads of received files hold their provider calls behind them.
 
 Per instance on purpose: each instance learns an outage from its own calls, and the
 breaker only saves calls that would fail anyway (the rate limits and retry schedule,
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
 
+from switchboard.runtime.delivery.provider_failures import BreakerSignal
 from switchboard.runtime.integrations import iso, p95
 
 BREAKER_OPEN = Gauge(
@@ -105,6 +107,15 @@ class Breaker:
         self.last_error = error
         self.last_failure_at = datetime.now(UTC)
         self.release()
+
+    def hear(self, signal: BreakerSignal, error: str) -> None:
+        """A failed call, as the provider-failure policy classifies it for the breaker."""
+        if signal is BreakerSignal.FAILURE:
+            self.failure(error)
+        elif signal is BreakerSignal.RATE_LIMITED:
+            self.rate_limited(error)
+        else:
+            self.rejected(error)
 
     def release(self) -> None:
         """A probe ended without telling anything about the provider (e.g. a 429)."""

@@ -1,0 +1,169 @@
+"""The shared sandbox core: settings updates, rate-limit sets, traffic requests, the route
+guard, and the shared messaging control routes as every provider serves them."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.httpjson import ControlError
+from switchboard.sandbox.ratelimit import Penalty, SlidingWindow, TokenBucket
+from switchboard.sandbox.routes import route_table
+from switchboard.sandbox.telegram.config import TelegramConfig, TelegramLimits
+from switchboard.sandbox.traffic import TrafficRequest, check_mix
+from switchboard.sandbox.viber.config import ViberConfig
+from switchboard.sandbox.whatsapp.config import WhatsAppConfig
+
+from .conftest import ClockedEnv, TelegramEnv
+
+
+def test_rule_limits_round_trip_rules_and_penalty() -> None:
+    limits = TelegramLimits()
+    limits.update({"bot": {"limit": 5, "window": 2}, "group": None, "penalty": {"step": 2}})
+    assert limits.bot == SlidingWindow(limit=5, window=2.0)
+    assert limits.group is None
+    assert limits.penalty == Penalty(step=2.0)
+    assert limits.to_json()["private_chat"] == TokenBucket(rate=1.0, burst=3).to_json()
+    assert limits.to_json()["group"] is None
+    with pytest.raises(ValueError, match=r"unknown limit names: \['chat'\]"):
+        limits.update({"chat": {"limit": 1}})
+
+
+def test_settings_update_names_unknown_settings_with_the_provider() -> None:
+    with pytest.raises(ValueError, match=r"unknown viber settings: \['nope'\]"):
+        ViberConfig().update({"nope": 1})
+    with pytest.raises(ValueError, match=r"unknown telegram settings: \['nope'\]"):
+        TelegramConfig.from_dict({"nope": 1})
+
+
+def test_settings_update_is_all_or_nothing_for_plain_settings() -> None:
+    config = WhatsAppConfig()
+    with pytest.raises(ValueError, match="throttle_status"):
+        config.update({"window_seconds": 60.0, "throttle_status": 418})
+    assert config.window_seconds == 24 * 3600.0
+    assert config.throttle_status == 429
+
+
+def test_settings_update_nested_objects() -> None:
+    config = TelegramConfig.from_dict(
+        {"strict_chats": True, "webhook_retry": {"initial": 0.1}, "limits": {"bot": None}}
+    )
+    assert config.strict_chats is True
+    assert config.webhook_retry.initial == 0.1
+    assert config.limits.bot is None
+    assert config.to_json()["webhook_retry"]["initial"] == 0.1
+    with pytest.raises(ValueError, match="webhook_retry must be a JSON object"):
+        config.update({"webhook_retry": 5})
+    with pytest.raises(TypeError):
+        config.update({"webhook_retry": {"nope": 1}})
+
+
+def test_traffic_request_parses_and_checks_the_body() -> None:
+    request = TrafficRequest.from_json({"duration": "2m", "rate": "5", "mix": {"text": 1}})
+    assert (request.count, request.duration, request.rate) == (None, 120.0, 5.0)
+    assert (request.seed, request.users) == (0, 50)
+    with pytest.raises(ControlError, match="give count or duration"):
+        TrafficRequest.from_json({"rate": 5})
+    with pytest.raises(ControlError, match="mix must be a JSON object"):
+        TrafficRequest.from_json({"count": 1, "mix": ["text"]})
+
+
+def test_check_mix_drops_zero_weights_and_names_unknown_kinds() -> None:
+    assert check_mix({"a": 1, "b": 0}, {"a": 1}, ("a", "b"), "test kinds") == {"a": 1.0}
+    with pytest.raises(ValueError, match=r"unknown test kinds \['c'\]; known: a, b"):
+        check_mix({"c": 1}, {"a": 1}, ("a", "b"), "test kinds")
+    with pytest.raises(ValueError, match="positive sum"):
+        check_mix({"a": 0}, {"a": 1}, ("a", "b"), "test kinds")
+
+
+class _TeapotError(Exception):
+    pass
+
+
+async def test_route_guard_answers_control_errors_bad_values_and_translated_ones() -> None:
+    async def control(request: Request) -> Response:
+        raise ControlError("gone", 410)
+
+    async def bad_value(request: Request) -> Response:
+        raise ValueError("count must be positive")
+
+    async def teapot(request: Request) -> Response:
+        raise _TeapotError
+
+    async def crash(request: Request) -> Response:
+        raise RuntimeError("bug")
+
+    def translate(exc: Exception) -> Response | None:
+        if isinstance(exc, _TeapotError):
+            return JSONResponse({"tea": True}, status_code=418)
+        return None
+
+    table = [
+        ("/control", control, ["GET"]),
+        ("/bad", bad_value, ["GET"]),
+        ("/teapot", teapot, ["GET"]),
+        ("/crash", crash, ["GET"]),
+    ]
+    app = Starlette(routes=route_table(table, translate))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        gone = await http.get("/control")
+        assert (gone.status_code, gone.json()) == (410, {"error": "gone"})
+        bad = await http.get("/bad")
+        assert (bad.status_code, bad.json()) == (400, {"error": "count must be positive"})
+        tea = await http.get("/teapot")
+        assert (tea.status_code, tea.json()) == (418, {"tea": True})
+        assert (await http.get("/crash")).status_code == 500
+
+
+async def test_telegram_settings_refuse_unknown_names(tg: TelegramEnv) -> None:
+    bad = await tg.http.put("/_sandbox/telegram/settings", json={"strict": True})
+    assert bad.status_code == 400
+    assert bad.json() == {"error": "unknown telegram settings: ['strict']"}
+    assert tg.sandbox.telegram.config.strict_chats is False
+
+
+async def test_limits_changed_through_settings_start_every_key_afresh(
+    clocked: ClockedEnv,
+) -> None:
+    await clocked.http.put("/_sandbox/telegram/limits", json={"bot": {"limit": 1, "window": 60}})
+    assert (await clocked.call("sendMessage", chat_id=1, text="a")).status_code == 200
+    assert (await clocked.call("sendMessage", chat_id=2, text="b")).status_code == 429
+    changed = await clocked.http.put(
+        "/_sandbox/telegram/settings", json={"limits": {"bot": {"limit": 2, "window": 60}}}
+    )
+    assert changed.json()["limits"]["bot"]["limit"] == 2
+    assert (await clocked.call("sendMessage", chat_id=3, text="c")).status_code == 200
+
+
+async def test_unknown_account_in_shared_routes_is_a_404(tg: TelegramEnv) -> None:
+    generated = await tg.http.get("/_sandbox/telegram/generated", params={"bot": "nobody"})
+    assert generated.status_code == 404
+    assert "nobody" in generated.json()["error"]
+    traffic = await tg.http.post("/_sandbox/telegram/traffic", json={"bot": "nobody", "count": 1})
+    assert traffic.status_code == 404
+    missing = await tg.http.post("/_sandbox/telegram/traffic", json={"count": 1})
+    assert (missing.status_code, missing.json()) == (400, {"error": "bot is required"})
+
+
+async def test_api_bodies_that_are_not_json_objects_get_each_providers_error() -> None:
+    box = Sandbox(SandboxConfig(demo=True))
+    transport = httpx.ASGITransport(app=box.app())
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            token = await http.post("/sendpulse/oauth/access_token", content=b"[1]")
+            assert token.status_code == 400
+            assert "Request body must be a JSON object" in token.text
+            events = await http.post(
+                "/graph/v25.0/100000000000001/events",
+                content=b"{broken",
+                headers={"content-type": "application/json"},
+            )
+            assert events.status_code == 400
+            assert "The request body is not valid JSON." in events.text
+    finally:
+        await box.aclose()
