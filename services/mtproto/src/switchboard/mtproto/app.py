@@ -27,7 +27,6 @@ from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
-from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import register_secret
 from switchboard.runtime.objectstore import open_store
@@ -64,7 +63,7 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
                 register_secret(value)
     keyring = Keyring.from_mapping(parse_keyring(keys))
     owner = new_owner_id(settings.instance_id)
-    gateway: Wired[Gateway] = Wired("mtproto")
+    holder: dict[str, Gateway] = {}
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
@@ -116,7 +115,9 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
                 ),
             ),
         )
-        gateway.set(Gateway(settings, rt.bus, sessions, state, ownership, view, login, owner))
+        holder["gateway"] = Gateway(
+            settings, rt.bus, sessions, state, ownership, view, login, owner
+        )
         rt.spawn("lease-view", lambda: view.run(rt.stop))
         rt.spawn("ownership", lambda: ownership.run(rt.stop))
         handler_deps = commands.CommandDeps(
@@ -139,14 +140,12 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
         migrations=load_migrations("switchboard.mtproto"),
         schema=SCHEMA,
     )
-    api.install(app, settings, gateway)
+    api.install(app, settings, lambda: holder["gateway"])
 
     def integrations() -> dict[str, dict[str, Any]]:
         """The sessions this instance owns (each instance reports its own)."""
-        try:
-            runners = list(gateway().ownership.runners.items())
-        except NotStartedError:  # no sessions owned yet
-            runners = []
+        gw = holder.get("gateway")
+        runners = gw.ownership.runners.items() if gw else ()
         return health.report((sid, runner.health) for sid, runner in runners)
 
     app.add_api_route(
