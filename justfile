@@ -68,6 +68,7 @@ schemas:
     uv run switchboard-events schemas
     uv run switchboard-events snapshot --out tests/contract/snapshots
     uv run python docs/generate_architecture.py
+    uv run python docs/generate_asyncapi.py
 
 # Write the k8s PrometheusRule from deploy/prometheus/switchboard-alerts.yaml
 [group('contract')]

@@ -50,6 +50,15 @@ GOALS: dict[str, tuple[str, str]] = {
     "peers_switchboard_429": ("== 0", "429 answers to Switchboard in the peers broadcast"),
     "peers_best_utilization": ("", "highest utilization among peers at 0 429s"),
     "peers_switchboard_utilization": ("", "Switchboard's utilization in the peers broadcast"),
+    "subscriber_ratio": (
+        "",
+        "durable consumer msgs/s through FastStream's pull subscriber over the runtime's "
+        "BatchPull worker (< 0.8: a hot path keeps BatchPull, issue 16)",
+    ),
+    "subscriber_batch_ratio": (
+        "",
+        "the same through FastStream's batch subscriber (PullSub(batch=True)) over BatchPull",
+    ),
 }
 
 
@@ -78,6 +87,10 @@ METHOD = """\
   greeting (`flows_reply_p99_ms`, goal <= 150). Steps/s of one flows instance through a
   backlog of 3-step runs over a plain nats-py pull + ack consumer of the same stream
   (`flows_steps_ratio`).
+- **subscribers**: one backlog of small messages on RAW, read by one durable per run with
+  the same batch (128), concurrency (16) and no-op handler settled by the failure policy:
+  `consumer.PullWorker` on `BatchPull` against `subscribers.serve` (FastStream's pull
+  subscriber) and FastStream's batch subscriber, runs alternating, best of each.
 - **growth**: the CRM and analytics rebuilds as processes at each size (`BENCH_GROWTH_SIZES`),
   events/s, peak RSS and table size per million events.
 """

@@ -29,27 +29,20 @@ from switchboard.events.topology import (
     ServiceTopology,
     check_topology,
 )
-from switchboard.flows import runner as flows_runner
-from switchboard.ingest import normalizer
 from switchboard.mtproto import commands as mtproto_commands
 from switchboard.mtproto import dialogs as mtproto_dialogs
 from switchboard.mtproto import media_fetch as mtproto_media
 from switchboard.mtproto import relay as mtproto_relay
 from switchboard.mtproto import runner as mtproto_runner
-from switchboard.outbound import app as outbound_app
+from switchboard.runtime import subscribers
 from switchboard.runtime.consumer import ConsumerSpec
 from tests.deploy.support import K8S, NATS_VALUES, build, find, services
 
 JETSTREAM = K8S / "base/jetstream"
 
-# The services' own consumer declarations (the catalog may not import them; tests may).
+# The services' own consumer declarations, from the modules the topology names for each.
 SERVICE_DURABLES: dict[str, list[ConsumerSpec]] = {
-    "ingest": [normalizer.SPEC],
-    "crm": [crm_app.RESOLVER, crm_app.COMMANDS],
-    "outbound": list(outbound_app.DURABLES),
-    "mtproto": [mtproto_commands.SPEC],
-    "analytics": [],  # projections only: ephemeral consumers from their checkpoints
-    "flows": [flows_runner.CONVERSATIONS, flows_runner.CRM_EVENTS, flows_runner.TIMERS],
+    svc.name: [s.spec for s in subscribers.declared(svc.name)] for svc in SERVICES
 }
 
 

@@ -110,3 +110,27 @@ async def test_bus_down_gives_503_and_the_retry_succeeds(
 
         await eventually(retried, timeout=30, interval=0.3, message="retry accepted")
     assert await stream_count(nats_url, "RAW") == 1
+
+
+async def test_openapi_lists_exactly_the_webhook_operations_that_answer(ingest: str) -> None:
+    """Every documented webhook operation answers as documented (an unknown account is its
+    404 problem), and a webhook path the document does not list answers no route."""
+    async with httpx.AsyncClient() as http:
+        doc = (await http.get(f"{ingest}/openapi.json")).json()
+        documented = {
+            (path, method)
+            for path, ops in doc["paths"].items()
+            if path.startswith("/webhooks/")
+            for method in ops
+        }
+        assert {m for _, m in documented} == {"post", "get"}
+        for path, method in sorted(documented):
+            url = ingest + path.replace("{account}", "nobody").replace("{source}", "nobody")
+            r = await http.request(
+                method, url, content=b"{}", headers={"Content-Type": "application/json"}
+            )
+            assert str(r.status_code) in doc["paths"][path][method]["responses"], (path, r.text)
+            assert (r.status_code, r.json()["code"]) == (404, "unknown_account"), path
+        for path in ("/webhooks/line/nobody", "/webhooks/telegram/nobody/more", "/webhooks/x"):
+            r = await http.post(ingest + path, content=b"{}")
+            assert (r.status_code, r.json()["code"]) == (404, "not_found"), path

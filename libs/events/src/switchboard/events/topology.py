@@ -3,9 +3,11 @@ it shares between its instances, the streams it reads otherwise, and the KV buck
 
 This is declared here, beside the streams, so that deployment artefacts are generated from one
 place (``switchboard-events k8s``): the NACK consumers, and the least-privilege NATS
-permissions of each service's user. The catalog must not import services, so the services'
-own declarations (``ConsumerSpec`` objects in their code) are mirrored here, and
-``tests/deploy`` checks the two agree.
+permissions of each service's user. It is the one declaration of each durable: the catalog
+must not import services, so the services build from it instead (a
+``switchboard.runtime.subscribers.Subscription`` names its :class:`Durable` here and adds
+only how the service works through it), and their FastStream subscribers and AsyncAPI
+documents (``docs/asyncapi/``) follow from both.
 
 Adding a service: add a :class:`ServiceTopology` to :data:`SERVICES`, run
 ``switchboard-events k8s``, and give it a ``deploy/k8s/base/<name>/`` directory (the tests
@@ -37,7 +39,7 @@ class Access(StrEnum):
 class Durable:
     """A durable pull consumer shared by every instance of a service (they split the work).
 
-    Mirrors the service's ``ConsumerSpec``: ``max_deliver`` here is the server-side limit,
+    The service's ``Subscription`` is built from it: ``max_deliver`` here is the server-side limit,
     unlimited (-1): redeliveries during an outage must not use up a message, so the
     service counts content failures itself (``switchboard.runtime.failures``).
     """
@@ -124,6 +126,9 @@ class ServiceTopology:
     description: str = ""
     # Core NATS subjects it answers requests on (no stream stores them): inbox prefixes.
     answers: tuple[str, ...] = ()
+    # The modules whose ``SUBSCRIPTIONS`` declare its durables (names only: the catalog never
+    # imports a service); ``runtime.subscribers.declared`` loads them for every generator.
+    declared_in: tuple[str, ...] = ()
 
     def streams(self) -> tuple[str, ...]:
         """Every stream this service touches through the JetStream API, in catalog order."""
@@ -147,6 +152,7 @@ API_KEY_USE = BucketUse(
 
 INGEST = ServiceTopology(
     name="ingest",
+    declared_in=("switchboard.ingest.normalizer",),
     description="webhooks -> RAW; the normalizer turns RAW into conv.* and delivery receipts",
     publishes=("raw.>", "conv.>", "delivery.receipt.>", "dlq.>"),
     durables=(
@@ -179,6 +185,7 @@ INGEST = ServiceTopology(
 
 CRM = ServiceTopology(
     name="crm",
+    declared_in=("switchboard.crm.app",),
     description="contacts and leads (event-sourced in CRM), projections into Postgres; "
     "campaigns to a segment handed to outbound",
     # A segment is expanded here (the CRM's tables) and sent by outbound as a campaign.
@@ -252,6 +259,7 @@ CRM = ServiceTopology(
 
 OUTBOUND = ServiceTopology(
     name="outbound",
+    declared_in=("switchboard.outbound.app",),
     description="send commands from OUTBOUND to the providers at their limits (conversational "
     "and bulk lanes), campaigns, conversions, SendPulse commands; delivery events",
     publishes=(
@@ -426,6 +434,7 @@ LOGIN_COMMANDS = ("login_start", "login_submit_code", "login_submit_password")
 
 MTPROTO = ServiceTopology(
     name="mtproto",
+    declared_in=("switchboard.mtproto.commands",),
     description="Telegram user sessions (one owner each, by lease): logins, live updates and "
     "backfills as conv.*, sends as a user with delivery.*",
     publishes=(
@@ -575,6 +584,7 @@ ANALYTICS = ServiceTopology(
 
 FLOWS = ServiceTopology(
     name="flows",
+    declared_in=("switchboard.flows.runner",),
     description="bot scenarios: flow documents and event-sourced runs in FLOWS; reacts to "
     "conversations and due timers with sends (outbound) and CRM commands, exactly once",
     publishes=(

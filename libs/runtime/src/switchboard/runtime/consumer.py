@@ -1,10 +1,11 @@
 """Durable pull consumers: content failures get bounded retries and then the DLQ,
 infrastructure failures are retried for as long as they last (``failures.decide``).
 
-A hand-written loop rather than FastStream's subscriber: the services need the JetStream
-metadata (stream sequence, delivery count) to decide between nak-with-backoff and the DLQ,
-batch fetches, and a graceful stop that finishes in-flight work before draining. The
-fetches are :class:`switchboard.runtime.delivery.pull.BatchPull`'s, as every reader's.
+Every durable settles through :func:`handle_delivery`, whichever reader delivered it:
+FastStream's pull subscriber (``switchboard.runtime.subscribers``, the default), an
+outbound lane, or :class:`PullWorker`, the runtime's own batch reader on
+:class:`switchboard.runtime.delivery.pull.BatchPull`, kept for a hot path declared with
+``reader="batch_pull"`` (the ingest normalizer; docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     ├── PermanentError         failures     a message that can never be processed: DLQ at once
     ├── ConflictError          aggregates   an aggregate moved since it was read (retry)
     ├── NotFoundError          ownership    not in the caller's workspace (404; LookupError)
+    ├── UnknownDurableError    subscribers  a durable the topology does not declare (LookupError)
+    ├── NotStartedError        deps         a route ran before its service's dependencies
+    │                                       were built (HTTP 503; RuntimeError)
     ├── AuthError              auth         missing or wrong credentials (401)
     ├── ScopeError             auth         a key without the route's scope (403)
     ├── PayloadTooLargeError   bus          over the server's max_payload (ValueError)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
 from switchboard.analytics import queries
+from switchboard.analytics.bootstrap import AnalyticsDeps
 from switchboard.analytics.params import (
     Bucket,
     Filters,
@@ -31,6 +32,7 @@ from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.db import Conn
+from switchboard.runtime.deps import Wired
 
 
 def _workspace(request: Request) -> str:
@@ -209,13 +211,14 @@ ROLLUPS = (
 )
 
 
-def add_routes(app: ServiceApp, ports: dict[str, Any], settings: AnalyticsSettings) -> None:
+def add_routes(app: ServiceApp, deps: Wired[AnalyticsDeps], settings: AnalyticsSettings) -> None:
+    """The rollup routes, reading through the dependencies the service built at start."""
     for rollup in ROLLUPS:
-        _add(app, ports, settings, rollup)
+        _add(app, deps, settings, rollup)
 
 
 def _add(
-    app: ServiceApp, ports: dict[str, Any], settings: AnalyticsSettings, rollup: Rollup
+    app: ServiceApp, deps: Wired[AnalyticsDeps], settings: AnalyticsSettings, rollup: Rollup
 ) -> None:
     allowed = filters_of(rollup.params)
     extra = ("flow",) if "flow" in rollup.params.model_fields else ("limit",)
@@ -229,7 +232,7 @@ def _add(
         window = parse_window(q.get("from"), q.get("to"), q.get("bucket"), datetime.now(UTC))
         filters = parse_filters(q, allowed, extra=extra)
         query = Asked(window, filters, limit_of(q.get("limit")), q.get("flow"))
-        async with ports["pool"].acquire() as conn:
+        async with deps().pool.acquire() as conn:
             return JSONResponse(await rollup.read(conn, ws, query, settings))
 
     app.get(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from types import ModuleType
-from typing import Any
 
 import asyncpg
 from fastapi import Request
@@ -21,19 +20,20 @@ from switchboard.analytics import (
     mtproto_projector,
 )
 from switchboard.analytics.api import add_routes
+from switchboard.analytics.bootstrap import AnalyticsDeps, bootstrap
 from switchboard.analytics.context import Context, ConversionRules
 from switchboard.analytics.items import Item, prepare
 from switchboard.analytics.ledger import run_publisher
 from switchboard.analytics.metrics import refresh_gauges
 from switchboard.analytics.params import BadParameterError
 from switchboard.analytics.settings import AnalyticsSettings
-from switchboard.analytics.signin import Lifetimes, SignInStore
-from switchboard.events.streams import DASHBOARD_SESSIONS
+from switchboard.analytics.signin import SignInStore
 from switchboard.runtime import identity, pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, load_migrations
+from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.projection import Projection
@@ -82,19 +82,14 @@ def build_projection(
 def create_app(settings: AnalyticsSettings) -> ServiceApp:
     """Build the analytics app; connections are made by its lifespan, never at import."""
     identity.configure(settings.identity_pepper.get_secret_value())
-    ports: dict[str, Any] = {}
+    deps: Wired[AnalyticsDeps] = Wired("analytics")
     rules = ConversionRules.from_settings(settings)
     ctx = Context(rules=rules)
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
         await pii.start(rt)  # the projections open sealed personal data
-        ports["pool"] = rt.pool
-        lifetimes = Lifetimes(
-            idle=timedelta(seconds=settings.dashboard_idle_s),
-            absolute=timedelta(seconds=settings.dashboard_session_max_s),
-        )
-        ports["signins"] = SignInStore(await rt.bus.kv(DASHBOARD_SESSIONS.name), lifetimes)
+        deps.set(await bootstrap(rt, settings))
         for module in PROJECTORS:
             projection = build_projection(
                 module,
@@ -127,8 +122,7 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
     app.state.auth = auth
 
     def sessions() -> SignInStore:
-        store: SignInStore = ports["signins"]
-        return store
+        return deps().signins
 
     gate = dashboard.Gate(
         auth=auth,
@@ -144,7 +138,7 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
         where = [{"path": f"query.{exc.parameter}", "message": exc.message}]
         return error(400, "bad_parameter", exc.message, errors=where, parameter=exc.parameter)
 
-    add_routes(app, ports, settings)
+    add_routes(app, deps, settings)
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:
@@ -152,7 +146,7 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
         if seen is None:
             return dashboard.login_page(request)
         csrf = seen.signin.csrf if seen.signin else ""
-        async with ports["pool"].acquire() as conn:
+        async with deps().pool.acquire() as conn:
             return await dashboard.render(
                 conn, seen.workspace, dict(request.query_params), settings.lead_stages, csrf
             )

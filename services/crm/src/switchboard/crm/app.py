@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import httpx
+import asyncpg
 from fastapi import Body, Query
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,10 +25,10 @@ from switchboard.crm import (
     projector,
     queries,
 )
+from switchboard.crm.bootstrap import CrmDeps, bootstrap
 from switchboard.crm.campaigns import CampaignRequest
 from switchboard.crm.commands import Applied, Context, RejectedError
 from switchboard.crm.deps import Workspace
-from switchboard.crm.media import ProviderMedia
 from switchboard.crm.media_api import media_routes
 from switchboard.crm.resolver import Resolver
 from switchboard.crm.settings import CrmSettings
@@ -54,36 +54,23 @@ from switchboard.events.catalog.crm import (
     UpdateContact,
 )
 from switchboard.events.catalog.mtproto import AccountStatus
-from switchboard.runtime import identity, pii
-from switchboard.runtime.accounts import AccountCache, AccountStore
+from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.breaker import Breakers
-from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
-from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.db import load_migrations
+from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
-from switchboard.runtime.logging import register_secret
-from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.projection import Projection
 from switchboard.runtime.service import Runtime
-from switchboard.runtime.settings import parse_keyring
+from switchboard.runtime.subscribers import Subscription, durable
 
 SCHEMA = "crm"
 PROJECTIONS = (projector, crm_projector, delivery_projector, account_status_projector)
-RESOLVER = ConsumerSpec(
-    stream="CONV",
-    durable="crm-resolver",
-    filter_subjects=(
-        "conv.message_received.>",
-        "conv.contact_number_changed.>",
-        "conv.contact_status_changed.>",
-    ),
-    batch=128,
-)
-COMMANDS = ConsumerSpec(
-    stream="CRM_COMMANDS", durable="crm-commands", filter_subjects=("cmd.crm.>",), batch=32
-)
+# Its durables, where they read as switchboard.events.topology (CRM) declares them.
+RESOLVER = Subscription(durable("crm", "crm-resolver"), batch=128)
+COMMANDS = Subscription(durable("crm", "crm-commands"), batch=32)
+SUBSCRIPTIONS = (RESOLVER, COMMANDS)
 
 
 def build_projection(
@@ -157,13 +144,16 @@ class Split(BaseModel):
 def create_app(settings: CrmSettings) -> ServiceApp:
     """Build the CRM app; connections are made by its lifespan, never at import."""
     identity.configure(settings.identity_pepper.get_secret_value())
-    ports: dict[str, Any] = {}
+    deps: Wired[CrmDeps] = Wired("crm")
+    # The media routes (media_api.py) still look what they use up by name: filled from the
+    # typed dependencies, in the same place.
+    media_ports: dict[str, Any] = {}
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
         await pii.start(rt)  # the projections and the resolver open sealed personal data
-        store = EventStore(rt.bus)
-        ports.update(store=store, pool=rt.pool)
+        built = await bootstrap(rt, settings)
+        store = built.store
         for module in PROJECTIONS:
             projection = build_projection(
                 module,
@@ -191,14 +181,18 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         async def command(msg: Msg) -> None:
             await handle_command(store, settings, msg, rt.pool)
 
-        rt.spawn(
-            "resolver",
-            PullWorker(
-                rt.bus, RESOLVER, resolve, stop=rt.stop, concurrency=settings.resolver_concurrency
-            ).run,
-        )
-        rt.spawn("commands", PullWorker(rt.bus, COMMANDS, command, stop=rt.stop).run)
-        await _start_media(rt, settings, ports)
+        consumers = {
+            replace(RESOLVER, concurrency=settings.resolver_concurrency): resolve,
+            COMMANDS: command,
+        }
+        subscribers.spawn(rt, "consumers", consumers)
+        cache = built.accounts
+        if cache is not None:
+            # Not awaited: the CRM's projections never wait on the accounts; the media
+            # route waits (briefly) for the first load instead.
+            rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
+        media_ports.update(built.media_ports())
+        deps.set(built)
 
     app = service_app(
         service="crm",
@@ -212,33 +206,11 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         schema=SCHEMA,
     )
     app.state.auth = ApiKeyAuth(settings.api_keys)
-    _read_routes(app, ports)
-    _command_routes(app, ports, settings)
-    _campaign_routes(app, ports, settings)
-    media_routes(app, ports, settings)
+    _read_routes(app, deps)
+    _command_routes(app, deps, settings)
+    _campaign_routes(app, deps, settings)
+    media_routes(app, media_ports, settings)
     return app
-
-
-async def _start_media(rt: Runtime, settings: CrmSettings, ports: dict[str, Any]) -> None:
-    """What the media routes need: the accounts (for provider tokens, read through the
-    registry like every service), an HTTP client and the object store."""
-    keys = settings.encryption_keys
-    if keys is not None:
-        register_secret(keys.get_secret_value())
-        keyring = Keyring.from_mapping(parse_keyring(keys.get_secret_value()))
-        cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
-        rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
-        # Not awaited here: the CRM's projections never wait on the accounts; the media
-        # route waits (briefly) for the first load instead.
-        ports["accounts"] = cache
-    http = httpx.AsyncClient(timeout=settings.media_timeout_s, follow_redirects=True)
-    rt.on_close(http.aclose)
-    breakers = Breakers(settings.media_breaker_threshold, settings.media_breaker_cooldown_s)
-    ports["media"] = ProviderMedia(http, breakers)
-    objects = await open_store(settings.objects)
-    rt.on_close(objects.close)
-    ports["objects"] = objects
-    ports["bus"] = rt.bus  # user-account files: asked of the gateway (user_files.py)
 
 
 async def handle_command(
@@ -317,9 +289,9 @@ async def wait_projected(pool: Any, seq: int, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def _read_routes(app: ServiceApp, ports: dict[str, Any]) -> None:
-    def pool() -> Any:
-        return ports["pool"]
+def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
+    def pool() -> asyncpg.Pool:
+        return deps().pool
 
     async def page(fetch: Any) -> Response:
         async with pool().acquire() as conn:
@@ -468,14 +440,14 @@ def _read_routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         return JSONResponse(found)
 
 
-def _command_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
+def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
     async def run(ws: str, cmd: Any, read: Any) -> Response:
         try:
-            applied = await execute(ports["store"], settings, cmd, ws)
+            applied = await execute(deps().store, settings, cmd, ws)
         except RejectedError as exc:
             return error(exc.status, exc.code, exc.message)
-        await wait_projected(ports["pool"], applied.version)
-        async with ports["pool"].acquire() as conn:
+        await wait_projected(deps().pool, applied.version)
+        async with deps().pool.acquire() as conn:
             body = await read(conn, applied.aggregate_id)
         return JSONResponse(body or {"id": applied.aggregate_id, "version": applied.version})
 
@@ -557,7 +529,7 @@ def _command_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSetting
         return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
 
 
-def _campaign_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) -> None:
+def _campaign_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
     @app.post(
         "/v1/campaigns",
         tags=["campaigns"],
@@ -571,9 +543,9 @@ def _campaign_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettin
             return error(
                 422, "unknown_stage", f"{stage!r} is not one of {', '.join(settings.stages)}"
             )
-        async with ports["pool"].acquire() as conn:
+        async with deps().pool.acquire() as conn:
             try:
-                started = await campaigns.start_campaign(conn, ports["store"].bus, ws, body)
+                started = await campaigns.start_campaign(conn, deps().store.bus, ws, body)
             except campaigns.SegmentError as exc:
                 return error(422, exc.code, exc.message)
         return JSONResponse(asdict(started), status_code=202)

@@ -3,9 +3,9 @@ consumers, and the HTTP API (flow documents, dry runs, runs)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Body, Depends, Query, Request
 from nats.js.api import StreamConfig
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,16 +13,15 @@ from starlette.responses import JSONResponse, Response
 
 from switchboard.events.streams import FLOW_TIMERS
 from switchboard.flows import document, dryrun, runs
-from switchboard.flows.effects import Effects
+from switchboard.flows.bootstrap import FlowsDeps, bootstrap
 from switchboard.flows.library import FlowError, FlowLibrary, FlowState
 from switchboard.flows.menus import MenuKeeper
-from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS, Runner
-from switchboard.flows.schedules import ScheduleKeeper
+from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS
 from switchboard.flows.settings import FlowsSettings
-from switchboard.runtime import pii
+from switchboard.runtime import pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
-from switchboard.runtime.consumer import PullWorker
+from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
 from switchboard.runtime.keys import Scope
 from switchboard.runtime.service import Runtime
@@ -74,17 +73,14 @@ async def check_schedules(rt: Runtime) -> None:
 
 def create_app(settings: FlowsSettings) -> ServiceApp:
     """Build the flows app; connections are made by its lifespan, never at import."""
-    ports: dict[str, Any] = {}
+    deps: Wired[FlowsDeps] = Wired("flows")
 
     async def start(rt: Runtime) -> None:
         await pii.start(rt)  # conversation events carry sealed personal data
         await check_schedules(rt)
-        library = FlowLibrary(rt.bus)
-        http = httpx.AsyncClient(follow_redirects=False)
-        rt.on_close(http.aclose)
-        schedules = ScheduleKeeper(rt.bus)
-        runner = Runner(rt.bus, library, Effects(rt.bus, http, settings.webhook_secrets), schedules)
-        ports.update(library=library, bus=rt.bus, runner=runner)
+        built = bootstrap(rt, settings)
+        deps.set(built)
+        library, schedules, runner = built.library, built.schedules, built.runner
         keeper = MenuKeeper(rt.bus)
 
         async def keep_menus() -> None:
@@ -98,28 +94,12 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
             return library.caught_up.is_set()
 
         rt.health.add("flows_library", library_ready)
-        rt.spawn(
-            "conversations",
-            PullWorker(
-                rt.bus,
-                CONVERSATIONS,
-                runner.on_conversation,
-                stop=rt.stop,
-                concurrency=settings.concurrency,
-            ).run,
-        )
-        rt.spawn(
-            "crm-events",
-            PullWorker(
-                rt.bus, CRM_EVENTS, runner.on_crm, stop=rt.stop, concurrency=settings.concurrency
-            ).run,
-        )
-        rt.spawn(
-            "timers",
-            PullWorker(
-                rt.bus, TIMERS, runner.on_timer, stop=rt.stop, concurrency=settings.concurrency
-            ).run,
-        )
+        consumers = {
+            replace(CONVERSATIONS, concurrency=settings.concurrency): runner.on_conversation,
+            replace(CRM_EVENTS, concurrency=settings.concurrency): runner.on_crm,
+            replace(TIMERS, concurrency=settings.concurrency): runner.on_timer,
+        }
+        subscribers.spawn(rt, "consumers", consumers)
 
     app = service_app(
         service="flows",
@@ -131,7 +111,7 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
         "conversations exactly once, with durable delays and timeouts; dry runs.",
     )
     app.state.auth = ApiKeyAuth(settings.api_keys)
-    _routes(app, ports)
+    _routes(app, deps)
     return app
 
 
@@ -153,10 +133,9 @@ def _invalid(exc: document.InvalidFlowError) -> Response:
     return error(422, "invalid_flow", f"{first['path']}: {first['message']}{more}", errors=errors)
 
 
-def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
+def _routes(app: ServiceApp, deps: Wired[FlowsDeps]) -> None:
     def library() -> FlowLibrary:
-        lib: FlowLibrary = ports["library"]
-        return lib
+        return deps().library
 
     @app.exception_handler(FlowError)
     async def _flow_error(_: Request, exc: FlowError) -> Response:
@@ -247,23 +226,22 @@ def _routes(app: ServiceApp, ports: dict[str, Any]) -> None:
         flow_id: Annotated[str | None, Query(min_length=1)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
-        items = await runs.latest_runs(ports["bus"], ws, flow_id, limit)
+        items = await runs.latest_runs(deps().bus, ws, flow_id, limit)
         return JSONResponse({"items": items})
 
     @app.post("/v1/runs/{run_id}/release", tags=["runs"], summary="A person hands the run back")
     async def release(run_id: str, ws: Sender) -> Response:
-        runner: Runner = ports["runner"]
-        found = await runner.release(run_id, ws)
+        found = await deps().runner.release(run_id, ws)
         if found is None:
             return error(404, "not_found", f"no run {run_id!r}")
         if not found:
             return error(409, "not_handed_off", f"run {run_id!r} is not with a person")
-        detail = await runs.run_history(ports["bus"], ws, run_id)
+        detail = await runs.run_history(deps().bus, ws, run_id)
         return JSONResponse(detail)
 
     @app.get("/v1/runs/{run_id}", tags=["runs"], summary="A run with its history")
     async def run_detail(run_id: str, ws: Reader) -> Response:
-        found = await runs.run_history(ports["bus"], ws, run_id)
+        found = await runs.run_history(deps().bus, ws, run_id)
         if found is None:
             return error(404, "not_found", f"no run {run_id!r}")
         return JSONResponse(found)

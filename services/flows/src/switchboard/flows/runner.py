@@ -45,44 +45,21 @@ from switchboard.flows.triggers import event_start
 from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import ConsumerSpec, decode_or_reject
+from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.subscribers import Subscription, durable
 
 log = get_logger(__name__)
 
-# Short ack waits: a decision takes milliseconds, and what a killed instance had fetched
-# comes back to the others after ack_wait (a redelivery of a decided input only republishes
-# its effects under the same ids, so an early one costs nothing).
-CONVERSATIONS = ConsumerSpec(
-    stream="CONV",
-    durable="flows-conversations",
-    filter_subjects=(
-        "conv.message_received.>",
-        "conv.callback_received.>",
-        "conv.contact_status_changed.>",
-    ),
-    ack_wait_s=10.0,
-    batch=64,
-)
+# Where each consumer reads is the topology's (switchboard.events.topology, FLOWS): short ack
+# waits there, as a decision takes milliseconds and what a killed instance had fetched comes
+# back to the others after ack_wait (a redelivery of a decided input only republishes its
+# effects under the same ids, so an early one costs nothing).
+CONVERSATIONS = Subscription(durable("flows", "flows-conversations"))
 # CRM events that start flows (lead stage changed, tag added) in the contact's conversations.
-CRM_EVENTS = ConsumerSpec(
-    stream="CRM",
-    durable="flows-crm-events",
-    filter_subjects=("crm.lead_stage_changed.>", "crm.contact_updated.>"),
-    ack_wait_s=10.0,
-    batch=64,
-)
-TIMERS = ConsumerSpec(
-    stream="FLOW_TIMERS",
-    durable="flows-timers",
-    filter_subjects=(
-        "cmd.flows.fire_timer.>",
-        "cmd.flows.fire_schedule.>",
-        "cmd.flows.start_runs.>",
-    ),
-    ack_wait_s=3.0,
-    batch=64,
-)
+CRM_EVENTS = Subscription(durable("flows", "flows-crm-events"))
+TIMERS = Subscription(durable("flows", "flows-timers"))
+SUBSCRIPTIONS = (CONVERSATIONS, CRM_EVENTS, TIMERS)
 RETRIES = 10
 # A button press is always an answer to the bot. One that no run takes may have overtaken the
 # input that started its run on another instance: it is offered again shortly, a few times.

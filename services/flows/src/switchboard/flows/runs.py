@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.events import decode_message
@@ -12,6 +11,7 @@ from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.sessions import STREAM, run_filter
 from switchboard.runtime.aggregates import read_filter
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull, pending_after, stream_seq
 
 ALL_RUNS = "flows.run_recorded.v1.*.*"
 
@@ -52,24 +52,21 @@ async def latest_runs(
 async def _scan(
     bus: Bus, workspace: str, flow_id: str | None, limit: int
 ) -> list[dict[str, Any]] | None:
-    sub = await bus.js.pull_subscribe(
-        ALL_RUNS,
-        durable=None,
-        stream=STREAM,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            mem_storage=True,
-            inactive_threshold=5.0,
-        ),
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        filter_subject=ALL_RUNS,
+        mem_storage=True,
+        inactive_threshold=5.0,
     )
+    pull = await BatchPull(bus, STREAM, config).start()  # ephemeral: deleted by close
     out: list[dict[str, Any]] = []
     expected = 1
     try:
         while len(out) < limit:
             try:
-                msgs = await sub.fetch(256, timeout=0.5)
-            except NatsTimeout:
+                msgs = await pull.fetch(256, timeout=0.5)
+            except TimeoutError:
                 break
             for m in msgs:
                 if m.metadata.sequence.consumer != expected:
@@ -80,11 +77,11 @@ async def _scan(
                 if not isinstance(rec, RunRecorded) or decoded.envelope.workspace_id != workspace:
                     continue
                 if flow_id is None or rec.flow_id == flow_id:
-                    out.append(run_view(rec, m.metadata.sequence.stream))
-            if not msgs or msgs[-1].metadata.num_pending == 0:
+                    out.append(run_view(rec, stream_seq(m)))
+            if not msgs or pending_after(msgs[-1]) == 0:
                 break
     finally:
-        await sub.unsubscribe()
+        await pull.close()
     return out[:limit]
 
 

@@ -9,14 +9,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Body as JsonBody
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest import admin, normalizer
-from switchboard.ingest.fastpath import ReadBody, WebhookResult, body_reader, webhook_fast_path
+from switchboard.ingest.bootstrap import IngestDeps, bootstrap
+from switchboard.ingest.fastpath import (
+    ReadBody,
+    WebhookResult,
+    webhook_fast_path,
+    webhook_operations,
+)
 from switchboard.ingest.limits import TokenBuckets
 from switchboard.ingest.settings import IngestSettings
 from switchboard.ingest.webhooks import (
@@ -28,13 +33,14 @@ from switchboard.ingest.webhooks import (
     whatsapp_handshake,
 )
 from switchboard.runtime import pii
-from switchboard.runtime.accounts import Account, AccountCache, AccountStore
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import check_admin
 from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import DecryptError, Keyring
-from switchboard.runtime.http import ProblemResponse, error, problem_body
-from switchboard.runtime.integrations import Prober, integrations_endpoint
+from switchboard.runtime.deps import NotStartedError, Wired
+from switchboard.runtime.http import error, problem_body
+from switchboard.runtime.integrations import integrations_endpoint
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.service import Runtime
@@ -42,8 +48,6 @@ from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.tracing import server_span
 
 log = get_logger(__name__)
-# The providers whose webhooks ingest registers, probed for /health/integrations.
-PROBED = ("telegram", "viber", "whatsapp")
 
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "verified and stored durably in RAW"},
@@ -70,7 +74,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     if settings.admin_token:
         register_secret(settings.admin_token.get_secret_value())
     keyring = Keyring.from_mapping(parse_keyring(keys))
-    ports: dict[str, Any] = {}
+    deps: Wired[IngestDeps] = Wired("ingest")
     limiter = TokenBuckets(
         rate=settings.inbound_rate_per_account, burst=settings.inbound_burst_per_account
     )
@@ -81,23 +85,11 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     )
 
     async def start(rt: Runtime) -> None:
-        store = AccountStore(await rt.bus.kv("accounts"), keyring)
-        cache = AccountCache(store)
-        http = httpx.AsyncClient()
-        ports.update(store=store, cache=cache, http=http)
-        rt.on_close(http.aclose)
-        rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
-        await asyncio.wait_for(cache.loaded.wait(), 10)
-        # Webhook registration needs each bot's credentials to stay good: probe them.
-        prober = Prober(
-            http,
-            providers.endpoints(),
-            cache.all,
-            PROBED,
-            settings.probe_interval_s,
-            webhook_url=lambda a: admin.webhook_url(providers, a),
-        )
-        ports["prober"] = prober
+        built = await bootstrap(rt, keyring, providers, settings)
+        rt.spawn("accounts-watch", lambda: built.cache.run(rt.stop))
+        await asyncio.wait_for(built.cache.loaded.wait(), 10)
+        deps.set(built)
+        prober = built.prober
         rt.spawn("probes", lambda: prober.run(rt.stop))
         if settings.normalizer:
             dedup = await rt.bus.kv("dedup")
@@ -127,8 +119,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     )
 
     def account_of(channel: Channel, account_id: str) -> Account:
-        cache: AccountCache = ports["cache"]
-        found = cache.get(channel, account_id)
+        found = deps().cache.get(channel, account_id)
         if found is None:
             raise RejectedError(
                 404, "unknown_account", f"no {channel.value} account {account_id!r}"
@@ -185,6 +176,9 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             except RejectedError as rej:
                 problem = problem_body(rej.status, rej.code, rej.message, instance=path)
                 outcome = WebhookResult(rej.status, problem, rej.headers or {})
+            except NotStartedError as exc:  # before the lifespan ran: no accounts to check
+                problem = problem_body(503, "unavailable", str(exc), instance=path)
+                outcome = WebhookResult(503, problem, {"Retry-After": "1"})
             except BusUnavailableError as exc:
                 log.warning("RAW publish failed", account=account_id, error=str(exc))
                 problem = problem_body(
@@ -198,39 +192,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         return outcome
 
     app.fast_path = webhook_fast_path(handle)
-
-    async def webhook(channel: Channel, account_id: str, request: Request) -> Response:
-        # Reached only if the fast path does not answer (it takes every webhook POST); the
-        # routes stay real FastAPI routes so that OpenAPI documents them.
-        result = await handle(
-            channel,
-            account_id,
-            request.headers,
-            body_reader(request.receive, request.headers.get("content-length")),
-        )
-        if result.status >= 400:
-            return ProblemResponse(result.body, result.status, result.headers)
-        return JSONResponse(result.body, result.status, result.headers)
-
-    @app.post(
-        "/webhooks/telegram/{account}",
-        summary="Telegram Bot API webhook",
-        description="Verified with `X-Telegram-Bot-Api-Secret-Token` (constant time).",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def telegram_webhook(account: str, request: Request) -> Response:
-        return await webhook(Channel.TELEGRAM, account, request)
-
-    @app.post(
-        "/webhooks/whatsapp/{account}",
-        summary="WhatsApp Cloud API webhook",
-        description="Verified with `X-Hub-Signature-256` over the raw body.",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def whatsapp_webhook(account: str, request: Request) -> Response:
-        return await webhook(Channel.WHATSAPP, account, request)
+    app.fast_path_routes = webhook_operations(WEBHOOK_RESPONSES)
 
     @app.get(
         "/webhooks/whatsapp/{account}",
@@ -254,30 +216,12 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         except RejectedError as rej:
             return error(rej.status, rej.code, rej.message)
 
-    @app.post(
-        "/webhooks/viber/{account}",
-        summary="Viber REST bot callback",
-        description="Verified with `X-Viber-Content-Signature` (HMAC with the bot token).",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def viber_webhook(account: str, request: Request) -> Response:
-        return await webhook(Channel.VIBER, account, request)
-
-    @app.post(
-        "/webhooks/generic/{source}",
-        summary="Standard Webhooks receiver",
-        description="Verified with `webhook-id`, `webhook-timestamp` (5 min tolerance) and "
-        "`webhook-signature`; `webhook-id` deduplicates.",
-        responses=WEBHOOK_RESPONSES,
-        tags=["webhooks"],
-    )
-    async def generic_webhook(source: str, request: Request) -> Response:
-        return await webhook(Channel.GENERIC, source, request)
-
     def integrations() -> dict[str, dict[str, Any]]:
-        prober: Prober | None = ports.get("prober")
-        return {k: {"probe": v} for k, v in (prober.report() if prober else {}).items()}
+        try:
+            report = deps().prober.report()
+        except NotStartedError:  # nothing probed yet
+            report = {}
+        return {k: {"probe": v} for k, v in report.items()}
 
     app.add_api_route(
         "/health/integrations",
@@ -287,12 +231,12 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         summary="Per account whose webhook ingest registers: the periodic probe's result "
         "(last success, last failure with the reason, p95 latency)",
     )
-    _admin_routes(app, settings, ports, providers)
+    _admin_routes(app, settings, deps, providers)
     return app
 
 
 def _admin_routes(
-    app: ServiceApp, settings: IngestSettings, ports: dict[str, Any], providers: admin.Providers
+    app: ServiceApp, settings: IngestSettings, deps: Wired[IngestDeps], providers: admin.Providers
 ) -> None:
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
 
@@ -320,7 +264,7 @@ def _admin_routes(
     )
     async def list_accounts(request: Request) -> Response:
         async def run() -> Response:
-            accounts, unreadable = await ports["store"].scan()
+            accounts, unreadable = await deps().store.scan()
             return JSONResponse(
                 {
                     "items": [a.public() for a in accounts],
@@ -341,9 +285,7 @@ def _admin_routes(
     )
     async def add_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
         async def run() -> Response:
-            account, generated = await admin.add_account(
-                ports["store"], ports["http"], providers, body
-            )
+            account, generated = await admin.add_account(deps().store, deps().http, providers, body)
             return JSONResponse({**account.public(), "generated_secrets": generated}, 201)
 
         return await guarded(request, run)
@@ -359,7 +301,7 @@ def _admin_routes(
     )
     async def check_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
         async def run() -> Response:
-            report = await admin.check(ports["http"], providers, body)
+            report = await admin.check(deps().http, providers, body)
             if not report.ok:
                 raise admin.refused(report)
             return JSONResponse(report.body())
@@ -375,7 +317,7 @@ def _admin_routes(
     async def rotate(request: Request, channel: Channel, account_id: str) -> Response:
         async def run() -> Response:
             account = await admin.rotate_webhook_secret(
-                ports["store"], ports["http"], providers, channel, account_id
+                deps().store, deps().http, providers, channel, account_id
             )
             return JSONResponse(account.public())
 
@@ -390,9 +332,7 @@ def _admin_routes(
     )
     async def remove(request: Request, channel: Channel, account_id: str) -> Response:
         async def run() -> Response:
-            await admin.remove_account(
-                ports["store"], ports["http"], providers, channel, account_id
-            )
+            await admin.remove_account(deps().store, deps().http, providers, channel, account_id)
             return Response(status_code=204)
 
         return await guarded(request, run)
@@ -405,8 +345,8 @@ def _admin_routes(
     )
     async def reencrypt(request: Request) -> Response:
         async def run() -> Response:
-            count = await ports["store"].reencrypt_all()
-            _, unreadable = await ports["store"].scan()
+            count = await deps().store.reencrypt_all()
+            _, unreadable = await deps().store.scan()
             return JSONResponse(
                 {
                     "reencrypted": count,

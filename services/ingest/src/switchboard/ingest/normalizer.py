@@ -20,7 +20,8 @@ from switchboard.ingest.normalize.base import NormalizeError, Normalizer
 from switchboard.ingest.raw import H_RECEIVED_AT
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import ConsumerSpec, PermanentError
+from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.subscribers import Subscription, durable
 
 NORMALIZERS: dict[str, Normalizer] = {
     "telegram": telegram.normalize_update,
@@ -32,9 +33,12 @@ NORMALIZERS: dict[str, Normalizer] = {
 DUPLICATES = Counter(
     "switchboard_ingest_duplicates_total", "Events not republished: already seen", ["event"]
 )
-SPEC = ConsumerSpec(
-    stream="RAW", durable="ingest-normalizer", filter_subjects=("raw.>",), batch=128
-)
+# Where it reads is the topology's (switchboard.events.topology, INGEST). Every inbound
+# message passes here: on the runtime's batch reader (consumer.PullWorker), which
+# docs/benchmarks.md compares with FastStream's pull subscriber.
+SUBSCRIPTION = Subscription(durable("ingest", "ingest-normalizer"), reader="batch_pull", batch=128)
+SUBSCRIPTIONS = (SUBSCRIPTION,)
+SPEC = SUBSCRIPTION.spec
 
 
 def normalize_raw(

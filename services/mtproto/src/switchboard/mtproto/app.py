@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from switchboard.events import Event
 from switchboard.mtproto import api, commands, health
 from switchboard.mtproto.adapters import make_adapter
@@ -19,11 +21,10 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.signin_caps import SignInAttempts, SignInCaps
 from switchboard.mtproto.state import StateStore
 from switchboard.mtproto.ttl import Parking
-from switchboard.runtime import pii
+from switchboard.runtime import pii, subscribers
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
 from switchboard.runtime.integrations import integrations_endpoint
@@ -122,10 +123,12 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
         handler_deps = commands.CommandDeps(
             rt.bus, sessions, state, login, parking=Parking(rt.pool)
         )
-        worker = PullWorker(
-            rt.bus, commands.SPEC, lambda m: commands.handle(handler_deps, m), stop=rt.stop
-        )
-        rt.spawn("commands", worker.run)
+
+        async def command(msg: Msg) -> bool | None:
+            return await commands.handle(handler_deps, msg)
+
+        consumers = {commands.SUBSCRIPTION: command}
+        subscribers.spawn(rt, "commands", consumers)
 
     app = service_app(
         service="mtproto",

@@ -38,37 +38,23 @@ from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
 from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import ConsumerSpec, PermanentError
+from switchboard.runtime.consumer import PermanentError
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.ownership import Owned, visible
+from switchboard.runtime.subscribers import Subscription, durable
 
 log = get_logger(__name__)
 
 WAKING = ("send", "list_dialogs", "search_contacts", "deliver", "fetch_media")
 
-SPEC = ConsumerSpec(
-    stream=STREAM,
-    durable="mtproto-commands",
-    filter_subjects=tuple(
-        f"cmd.mtproto.{name}.>"
-        for name in (
-            "login_start",
-            "login_submit_code",
-            "login_submit_password",
-            "logout",
-            "subscribe",
-            "unsubscribe",
-            "backfill",
-            # Only seen here to wake a parked session (ttl.py): its holder serves them.
-            *WAKING,
-        )
-    ),
-    max_deliver=10,
-    ack_wait_s=60.0,
-    backoff_s=(1.0, 2.0, 5.0),
-    batch=16,
+# Where it reads is the topology's (switchboard.events.topology, MTPROTO): the session
+# commands, and the WAKING ones, seen only to wake a parked session (ttl.py).
+SUBSCRIPTION = Subscription(
+    durable("mtproto", "mtproto-commands"), max_failures=10, backoff_s=(1.0, 2.0, 5.0), batch=16
 )
+SUBSCRIPTIONS = (SUBSCRIPTION,)
+SPEC = SUBSCRIPTION.spec
 # A step whose session is busy (another step in flight) is retried this many times first.
 BUSY_RETRIES = 5
 

@@ -30,6 +30,7 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
 )
 from switchboard.outbound.attempts import Attempts, fingerprint
+from switchboard.outbound.bootstrap import OutboundDeps
 from switchboard.outbound.calendar.api import CalendarPorts
 from switchboard.outbound.calendar.api import router as calendar_router
 from switchboard.outbound.calendar.posts import Posts
@@ -61,13 +62,14 @@ from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
-from switchboard.runtime import identity, pii
+from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.breaker import Breakers
-from switchboard.runtime.consumer import ConsumerSpec, PullWorker, decode_or_reject
+from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
+from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, integrations_endpoint
 from switchboard.runtime.logging import get_logger, register_secret
@@ -76,92 +78,31 @@ from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
+from switchboard.runtime.subscribers import Reader, Subscription, durable
 
 log = get_logger(__name__)
 # Attempts are counted in the attempt record, not by redeliveries (a rate-limit pause or a
 # closed breaker redelivers without an attempt), so JetStream's cap is generous. Commands
 # waiting for a slot are kept alive with in-progress acks, so a short ack wait only decides
 # how soon a crashed instance's commands go to another one.
-SENDS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-sends",
-    filter_subjects=("cmd.outbound.send.>",),
-    max_deliver=1000,
-    ack_wait_s=10.0,
-    max_ack_pending=20_000,
-)
-BULK = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-bulk",
-    filter_subjects=("cmd.outbound.bulk_send.>",),
-    max_deliver=1000,
-    ack_wait_s=10.0,
-    max_ack_pending=20_000,
-)
-CAMPAIGNS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-campaigns",
-    filter_subjects=(
-        "cmd.outbound.campaign_start.>",
-        "cmd.outbound.campaign_recipients.>",
-        "cmd.outbound.campaign_control.>",
-    ),
-    max_deliver=10,
-    ack_wait_s=30.0,
-    max_ack_pending=1000,
-)
-CONVERSIONS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-conversions",
-    filter_subjects=("cmd.outbound.conversion.>",),
-    max_deliver=1000,
-    ack_wait_s=30.0,
-    max_ack_pending=10_000,
-)
-DISPATCH = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-dispatch",
-    filter_subjects=(
-        "cmd.outbound.email.>",
-        "cmd.outbound.sms.>",
-        "cmd.outbound.address_book_sync.>",
-    ),
-    max_deliver=1000,
-    ack_wait_s=30.0,
-    max_ack_pending=5000,
-)
-SCHEDULE = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-schedule",
-    filter_subjects=("cmd.outbound.schedule_change.>",),
-    max_deliver=10,
-    ack_wait_s=30.0,
-    max_ack_pending=1000,
-)
+#
+# Where each durable reads is the topology's (switchboard.events.topology, OUTBOUND). The
+# lanes are the send path (a hot path, issue 16): each command is handed over the moment it
+# arrives (delivery.pull.ContinuousPull, no batch barrier), held up to thousands at a time
+# with in-progress acks while it waits for a rate-limit slot, and put back at a stop unless
+# its provider call began (lanes.py). FastStream's pull subscriber costs ~3x BatchPull per
+# message (bench/bench_subscribers.py); the lanes were not measured through it.
+_LANE: Reader = "continuous_pull"
+SENDS = Subscription(durable("outbound", "outbound-sends"), _LANE, max_failures=1000)
+BULK = Subscription(durable("outbound", "outbound-bulk"), _LANE, max_failures=1000)
+CAMPAIGNS = Subscription(durable("outbound", "outbound-campaigns"), _LANE, max_failures=10)
+CONVERSIONS = Subscription(durable("outbound", "outbound-conversions"), _LANE, max_failures=1000)
+DISPATCH = Subscription(durable("outbound", "outbound-dispatch"), _LANE, max_failures=1000)
+SCHEDULE = Subscription(durable("outbound", "outbound-schedule"), _LANE, max_failures=10)
 # Answers to pressed buttons are due within a second: their own consumer, never behind sends.
-INTERACTIONS = ConsumerSpec(
-    stream="OUTBOUND",
-    durable="outbound-interactions",
-    filter_subjects=(
-        "cmd.outbound.answer_callback.>",
-        "cmd.outbound.edit.>",
-        "cmd.outbound.delete.>",
-        "cmd.outbound.bot_commands.>",
-    ),
-    max_deliver=10,
-    ack_wait_s=30.0,
-    max_ack_pending=5000,
-)
-ERASURE = ConsumerSpec(
-    stream="CRM",
-    durable="outbound-erasure",
-    filter_subjects=("crm.contact_erased.>",),
-    max_deliver=1000,
-    ack_wait_s=60.0,
-    batch=4,
-    max_ack_pending=16,
-)
-DURABLES = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS, ERASURE)
+INTERACTIONS = Subscription(durable("outbound", "outbound-interactions"), _LANE, max_failures=10)
+ERASURE = Subscription(durable("outbound", "outbound-erasure"), max_failures=1000, batch=4)
+SUBSCRIPTIONS = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERACTIONS, ERASURE)
 MEDIA_KIND = "^(photo|video|audio|voice|document|animation|sticker)$"
 # The providers outbound calls, as /health/integrations names them (like the breakers).
 PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
@@ -213,7 +154,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     keys = settings.encryption_keys.get_secret_value()
     register_secret(keys)
     keyring = Keyring.from_mapping(parse_keyring(keys))
-    ports: dict[str, Any] = {}
+    deps: Wired[OutboundDeps] = Wired("outbound")
     breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_s)
 
     def last_success(key: str) -> datetime | None:
@@ -310,10 +251,6 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         keys = IdempotencyKeys(
             sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
         )
-        ports.update(
-            attempts=attempts, sender=sender, bus=rt.bus, accounts=cache, keys=keys, desk=desk,
-            uploads=uploads, url_sizes=url_sizes,
-        )  # fmt: skip
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         calendar_kv = await rt.bus.kv("calendar")
         app.state.calendar = CalendarPorts(
@@ -322,14 +259,14 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )  # fmt: skip
         grace = settings.shutdown_grace_s * 0.75
 
-        def lane(spec: ConsumerSpec, handler: Any, capacity: int) -> Lane:
-            return Lane(rt.bus, spec, handler, capacity, rt.stop, grace)
+        def lane(sub: Subscription, handler: Any, capacity: int) -> Lane:
+            return Lane(rt.bus, sub.spec, handler, capacity, rt.stop, grace)
 
         async def send(msg: Any, phase: Phase) -> None:
-            await sender.handle(msg, SENDS.durable, phase)
+            await sender.handle(msg, SENDS.durable.name, phase)
 
         async def bulk(msg: Any, phase: Phase) -> None:
-            await sender.handle(msg, BULK.durable, phase)
+            await sender.handle(msg, BULK.durable.name, phase)
 
         async def campaign(msg: Any, _: Phase) -> None:
             await commands.handle(msg)
@@ -357,7 +294,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             if isinstance(d.model, ContactErased):
                 await forget(sends_kv, d.envelope.workspace_id, frozenset(d.model.identity_hashes))
 
-        rt.spawn(ERASURE.durable, PullWorker(rt.bus, ERASURE, erased, stop=rt.stop).run)
+        subscribers.spawn(rt, ERASURE.durable.name, {ERASURE: erased})
         supervisor = CampaignSupervisor(
             rt.bus,
             store,
@@ -379,7 +316,12 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         prober = Prober(
             probes, Endpoints(), cache.all, PROBED, settings.probe_interval_s, last_success
         )
-        ports["prober"] = prober
+        deps.set(
+            OutboundDeps(
+                bus=rt.bus, accounts=cache, attempts=attempts, keys=keys, desk=desk,
+                uploads=uploads, url_sizes=url_sizes, prober=prober,
+            )
+        )  # fmt: skip
         rt.spawn("probes", lambda: prober.run(rt.stop))
         # What start-up allocated lives as long as the process: out of the collector's way,
         # a full collection no longer walks it (a 100+ ms pause there delays every send).
@@ -425,23 +367,23 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 cmd = SendBulk.model_validate(body)
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
-        accounts: AccountCache = ports["accounts"]
+        accounts = deps().accounts
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
         if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
             return error(422, "unsupported_content", problem[1], field=problem[0])
         try:
-            sizes = await ports["uploads"].sizes(ws, cmd)
+            sizes = await deps().uploads.sizes(ws, cmd)
         except UploadMissingError as exc:
             raise NotFoundError("upload", exc.upload_id) from None
         except Exception as exc:  # the object store is down: ours to fix, the caller retries
             return _store_down(exc)
-        oversize = too_large(cmd, sizes) or over_bus_limit(cmd, ports["bus"].nc.max_payload)
+        oversize = too_large(cmd, sizes) or over_bus_limit(cmd, deps().bus.nc.max_payload)
         if oversize is None and settings.url_size_check:
-            oversize = await ports["url_sizes"].too_large(cmd)
+            oversize = await deps().url_sizes.too_large(cmd)
         if oversize is not None:
             return error(413, "too_large", oversize.reason, field=oversize.field)
-        keys: IdempotencyKeys = ports["keys"]
+        keys = deps().keys
         decision = await keys.begin(ws, cmd.message_id, fingerprint(cmd))
         if isinstance(decision, Conflict):
             return error(
@@ -460,7 +402,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         if isinstance(decision, Replay):
             return JSONResponse(decision.body, decision.status, {"Idempotent-Replayed": "true"})
         try:
-            await ports["bus"].publish(cmd, workspace_id=ws)
+            await deps().bus.publish(cmd, workspace_id=ws)
         except BaseException:
             await keys.release(decision)
             raise
@@ -500,7 +442,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         data = await file.read()
         mime = file.content_type or "application/octet-stream"
         try:
-            saved = await ports["uploads"].save(ws, data, mime, file.filename)
+            saved = await deps().uploads.save(ws, data, mime, file.filename)
         except Exception as exc:
             return _store_down(exc)
         return JSONResponse(
@@ -516,12 +458,12 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], summary="Status and history")
     async def status(message_id: str, ws: Workspace) -> Response:
-        found = await ports["attempts"].get(ws, message_id)
+        found = await deps().attempts.get(ws, message_id)
         record = require(found, ws, "message", message_id)
         return JSONResponse(record.model_dump(mode="json", exclude={"fingerprint", "owner"}))
 
     async def change(ws: str, message_id: str, new_time: datetime | None) -> Response:
-        answer = await ports["desk"].change(ws, message_id, new_time, None)
+        answer = await deps().desk.change(ws, message_id, new_time, None)
         if isinstance(answer, Refusal):
             if answer.status == 404:
                 raise NotFoundError("message", message_id)
@@ -570,17 +512,17 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             cmd = model.model_validate(body)
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
-        accounts: AccountCache = ports["accounts"]
+        accounts = deps().accounts
         if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
             raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
-        await ports["bus"].publish(cmd, workspace_id=ws)
+        await deps().bus.publish(cmd, workspace_id=ws)
         return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
 
     async def of_message(ws: str, message_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """An edit or deletion of our send ``message_id``: its channel and account come from
         its record (another workspace's message does not exist: 404); without a
         ``request_id`` each request is a new one."""
-        record = require(await ports["attempts"].get(ws, message_id), ws, "message", message_id)
+        record = require(await deps().attempts.get(ws, message_id), ws, "message", message_id)
         return {
             "request_id": f"{message_id}:{uuid.uuid4().hex}",
             **body,
@@ -626,8 +568,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     def integrations() -> dict[str, dict[str, Any]]:
         """Per provider account: its breaker and recent calls, and its last probe."""
         calls = breakers.report()
-        prober: Prober | None = ports.get("prober")
-        probes = prober.report() if prober else {}
+        try:
+            probes = deps().prober.report()
+        except NotStartedError:  # nothing probed yet
+            probes = {}
         return {
             key: {**calls.get(key, {"state": "closed"}), "probe": probes.get(key)}
             for key in sorted(calls.keys() | probes.keys())

@@ -1,0 +1,37 @@
+"""The flows composition root's dependencies: built complete and typed once the runtime is
+up, before the service answers, and handed to the consumers and the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from switchboard.flows.effects import Effects
+from switchboard.flows.library import FlowLibrary
+from switchboard.flows.runner import Runner
+from switchboard.flows.schedules import ScheduleKeeper
+from switchboard.flows.settings import FlowsSettings
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.service import Runtime
+
+
+@dataclass(frozen=True)
+class FlowsDeps:
+    """Everything the flows consumers and routes use."""
+
+    bus: Bus
+    library: FlowLibrary
+    schedules: ScheduleKeeper
+    runner: Runner
+
+
+def bootstrap(rt: Runtime, settings: FlowsSettings) -> FlowsDeps:
+    """The service's dependencies; the webhook client closes with the runtime."""
+    library = FlowLibrary(rt.bus)
+    http = httpx.AsyncClient(follow_redirects=False)
+    rt.on_close(http.aclose)
+    schedules = ScheduleKeeper(rt.bus)
+    effects = Effects(rt.bus, http, settings.webhook_secrets)
+    runner = Runner(rt.bus, library, effects, schedules)
+    return FlowsDeps(bus=rt.bus, library=library, schedules=schedules, runner=runner)
