@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import yaml
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from switchboard.analytics.settings import AnalyticsSettings
@@ -213,10 +214,18 @@ def field_env_names(cls: type[ServiceSettings], field: str) -> tuple[str, str]:
 
 
 def env_field(cls: type[ServiceSettings], env: str) -> str | None:
-    """The settings field an environment variable sets, or None when it sets nothing."""
+    """The settings field an environment variable sets, or None when it sets nothing. A
+    nested model's member (``SWITCHBOARD_OBJECTS__LOCAL_DIR``, the ``__`` delimiter) sets its
+    field when the member exists."""
     for field in cls.model_fields:
         if env in field_env_names(cls, field):
             return field
+        for name in field_env_names(cls, field):
+            member = env.upper().removeprefix(name.upper() + "__")
+            model = cls.model_fields[field].annotation
+            nested = isinstance(model, type) and issubclass(model, BaseModel)
+            if nested and member != env.upper() and member.lower() in model.model_fields:
+                return field
     return None
 
 
