@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -134,8 +134,10 @@ class AccountStore:
         secrets the configured keys cannot open (a key retired before re-encryption)."""
         try:
             keys = await self.kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
+        except NoKeysError:  # nats-py's answer for an empty bucket
             return [], []
+        # (Anything else propagates: swallowing it made a timed-out listing look empty, and a
+        # key rotation's re-encryption "succeed" with nothing rewritten.)
         accounts: list[Account] = []
         unreadable: list[tuple[str, str]] = []
         for key in sorted(keys):
