@@ -49,14 +49,7 @@ class Resolver:
 
     async def claim(self, workspace: str, key: str, contact_id: str, cause: Envelope) -> str:
         """Claim ``key`` for ``contact_id``; returns whoever owns it now."""
-        ck = keys.claim_key(workspace, key)
-        try:
-            await self.store.append(
-                IdentityClaimed(claim_key=ck, key=key, contact_id=contact_id), ck, 0, cause=cause
-            )
-            return contact_id
-        except ConflictError:
-            return await self.owner(workspace, key) or contact_id
+        return (await self._claim_seq(workspace, key, contact_id, cause))[0]
 
     async def _claim_seq(
         self, workspace: str, key: str, contact_id: str, cause: Envelope
