@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -219,3 +220,15 @@ def integrations_endpoint(report: Report) -> Callable[[Request], Awaitable[Respo
         return JSONResponse({"healthy": healthy(entries), "integrations": entries})
 
     return handler
+
+
+def add_integrations_route(app: FastAPI, report: Report, summary: str) -> None:
+    """Serve ``GET /health/integrations`` over ``report`` on ``app``, documented with
+    ``summary`` (what one entry is, for this service)."""
+    app.add_api_route(
+        "/health/integrations",
+        integrations_endpoint(report),
+        methods=["GET"],
+        tags=["health"],
+        summary=summary,
+    )

@@ -31,7 +31,7 @@ from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error
-from switchboard.runtime.integrations import integrations_endpoint
+from switchboard.runtime.integrations import add_integrations_route
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore, ObjectWriter, digest_segment, safe_key
 from switchboard.runtime.ownership import NotFoundError
@@ -58,12 +58,10 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
         fetcher: ProviderMedia | None = ports.get("media")
         return {} if fetcher is None else fetcher.breakers.report()
 
-    app.add_api_route(
-        "/health/integrations",
-        integrations_endpoint(integrations),
-        methods=["GET"],
-        tags=["health"],
-        summary="Per provider account the CRM downloads received files from: breaker state, "
+    add_integrations_route(
+        app,
+        integrations,
+        "Per provider account the CRM downloads received files from: breaker state, "
         "last success and failure (with the reason), p95 latency of recent calls",
     )
 

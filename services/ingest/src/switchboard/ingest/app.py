@@ -40,7 +40,7 @@ from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import DecryptError, Keyring
 from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.http import error, problem_body
-from switchboard.runtime.integrations import integrations_endpoint
+from switchboard.runtime.integrations import add_integrations_route
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.metrics import HTTP_REQUESTS
 from switchboard.runtime.service import Runtime
@@ -223,12 +223,10 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             report = {}
         return {k: {"probe": v} for k, v in report.items()}
 
-    app.add_api_route(
-        "/health/integrations",
-        integrations_endpoint(integrations),
-        methods=["GET"],
-        tags=["health"],
-        summary="Per account whose webhook ingest registers: the periodic probe's result "
+    add_integrations_route(
+        app,
+        integrations,
+        "Per account whose webhook ingest registers: the periodic probe's result "
         "(last success, last failure with the reason, p95 latency)",
     )
     _admin_routes(app, settings, deps, providers)

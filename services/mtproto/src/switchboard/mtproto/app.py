@@ -27,7 +27,7 @@ from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import load_migrations
-from switchboard.runtime.integrations import integrations_endpoint
+from switchboard.runtime.integrations import add_integrations_route
 from switchboard.runtime.logging import register_secret
 from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.service import Runtime
@@ -148,12 +148,10 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
         runners = gw.ownership.runners.items() if gw else ()
         return health.report((sid, runner.health) for sid, runner in runners)
 
-    app.add_api_route(
-        "/health/integrations",
-        integrations_endpoint(integrations),
-        methods=["GET"],
-        tags=["health"],
-        summary="Per session this instance owns: connection state, last success and failure "
+    add_integrations_route(
+        app,
+        integrations,
+        "Per session this instance owns: connection state, last success and failure "
         "(with the reason), p95 latency of recent calls, flood waits, and the probe (get_me)",
     )
     return app

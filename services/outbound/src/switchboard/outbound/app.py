@@ -71,7 +71,7 @@ from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.http import error, invalid
-from switchboard.runtime.integrations import Prober, integrations_endpoint
+from switchboard.runtime.integrations import Prober, add_integrations_route
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
@@ -577,12 +577,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             for key in sorted(calls.keys() | probes.keys())
         }
 
-    app.add_api_route(
-        "/health/integrations",
-        integrations_endpoint(integrations),
-        methods=["GET"],
-        tags=["health"],
-        summary="Per provider account: breaker state, last success and failure (with the "
+    add_integrations_route(
+        app,
+        integrations,
+        "Per provider account: breaker state, last success and failure (with the "
         "reason), p95 latency of recent calls, and the periodic probe's result",
     )
 
