@@ -6,24 +6,19 @@ the overlap check is per destination, so the two go out at the same moment."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, keyring, service_env
+from tests.support.outbound import outbound_stack, sandbox_account
+from tests.support.stack import API_KEY
 
 from switchboard.events.catalog.common import Channel
-from switchboard.outbound.app import create_app
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.bus import Bus
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.accounts import Account
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 A = {"Authorization": f"Bearer {API_KEY}"}
@@ -52,36 +47,17 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
     box.whatsapp.add_user(WA_NUMBER, WA_USER, "Olena", last_inbound_at=box.clock.time())
     box.viber.add_bot(VIBER_TOKEN, "Shop News")
     box.viber.add_user(VIBER_TOKEN, VIBER_USER, "Taras")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        await store.put(
-            Account(
-                channel=Channel.WHATSAPP,
-                id=WA_NUMBER,
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/whatsapp", "phone_number_id": WA_NUMBER},
-                secrets={"access_token": WA_TOKEN},
-            )
-        )
-        await store.put(
-            Account(
-                channel=Channel.VIBER,
-                id="shopnews",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/viber", "sender_name": "Shop News"},
-                secrets={"token": VIBER_TOKEN},
-            )
-        )
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        yield Env(box, url, http)
+
+    def accounts(sandbox: str) -> list[Account]:
+        return [
+            sandbox_account(sandbox, Channel.WHATSAPP, WA_NUMBER, {"access_token": WA_TOKEN},
+                            phone_number_id=WA_NUMBER),
+            sandbox_account(sandbox, Channel.VIBER, "shopnews", {"token": VIBER_TOKEN},
+                            sender_name="Shop News"),
+        ]  # fmt: skip
+
+    async with outbound_stack(box, nats_url, monkeypatch, accounts, timeout=30) as stack:
+        yield Env(box, stack.url, stack.http)
 
 
 async def test_posts_to_a_whatsapp_and_a_viber_audience_go_out_at_their_time(env: Env) -> None:

@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import outbound_stack, telegram_shop
+from tests.support.stack import API_KEY, OTHER_KEY
 
-from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import SendMessage
-from switchboard.outbound.app import create_app
 from switchboard.outbound.schedule import ScheduleDesk
-from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "300000041:calendar-a"
@@ -60,27 +54,10 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "calendar_bot")
     box.telegram.add_chat(TOKEN, CHAT, "channel", username="shopnews", title="Shop news")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(nats_url).items():
-            monkeypatch.setenv(key, value)
-        bus = await Bus.connect(nats_url, name="test")
-        stack.push_async_callback(bus.close)
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        await store.put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id="shop",
-                workspace_id="demo",
-                settings={"api_base_url": f"{sandbox}/telegram"},
-                secrets={"token": TOKEN},
-            )
-        )
-        url = await stack.enter_async_context(
-            serve_app(create_app(load_settings(OutboundSettings)))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        yield Env(box, url, http)
+    async with outbound_stack(
+        box, nats_url, monkeypatch, lambda sandbox: [telegram_shop(sandbox, TOKEN)], timeout=30
+    ) as stack:
+        yield Env(box, stack.url, stack.http)
 
 
 def ahead(seconds: float) -> str:
