@@ -106,6 +106,14 @@ class World:
         log = self.fake.connection_log(key_id=key_id)
         return bool(log["active"])
 
+    async def connect_session(self, base: str, user: Any, session_id: str) -> dict[str, Any]:
+        """A wire session of ``user`` imported as ``session_id`` on the gateway at ``base``,
+        returned once the gateway holds it connected."""
+        issued: dict[str, Any] = self.box.mtproto_wire.issue_session(user)
+        await self.import_session(base, session_id, issued["session"])
+        await eventually(lambda: self.connected(issued["key_id"]), message="the session connected")
+        return issued
+
 
 @asynccontextmanager
 async def world(nats_url: str, postgres_url: str) -> AsyncIterator[World]:

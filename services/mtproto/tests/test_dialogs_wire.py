@@ -5,23 +5,11 @@ the bus) and straight over the bus (command in, answer event out)."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from switchboard.events.catalog.mtproto import ListDialogs, SearchContacts
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.testing import eventually
 
-from .mtproto_support import OTHER, World, wait_for_event, world
-
-
-async def _session(w: World, base: str, user: Any, session_id: str) -> None:
-    issued = w.box.mtproto_wire.issue_session(user)
-    await w.import_session(base, session_id, issued["session"])
-
-    async def connected() -> bool:
-        return await w.connected(issued["key_id"])
-
-    await eventually(connected, message="the session connected")
+from .mtproto_support import OTHER, wait_for_event, world
 
 
 async def test_dialogs_and_contact_search_over_the_api(nats_url: str, postgres_url: str) -> None:
@@ -37,7 +25,7 @@ async def test_dialogs_and_contact_search_over_the_api(nats_url: str, postgres_u
         fake.post(team, "standup", sender=reader, date=now + 60)
         fake.post(reader, "hi reader", sender=friend, date=now + 120)
         base = await w.gateway(adapter="telethon", instance_id="dir")
-        await _session(w, base, reader, "reader")
+        await w.connect_session(base, reader, "reader")
         async with w.http(base) as http:
             r = await http.get("/v1/sessions/reader/dialogs")
             assert r.status_code == 200, r.text
@@ -90,7 +78,7 @@ async def test_dialogs_and_contact_search_over_the_bus(nats_url: str, postgres_u
         fake.add_channel("Bus Channel", "bus_channel_dir", members=[reader])
         fake.add_user("15550202021", first_name="Busy", username="busy_dir")
         base = await w.gateway(adapter="telethon", instance_id="dirbus")
-        await _session(w, base, reader, "busreader")
+        await w.connect_session(base, reader, "busreader")
         bus = await Bus.connect(nats_url, name="test-dir")
         try:
             await bus.publish(

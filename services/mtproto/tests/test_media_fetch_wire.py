@@ -10,26 +10,14 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from switchboard.events.catalog.mtproto import FetchMedia, MediaFetched
 from switchboard.mtproto.media_fetch import MediaDownload, store, too_large
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.holder_call import ask_holder
 from switchboard.runtime.objectstore import LocalObjectStore, ObjectStoreSettings
-from switchboard.runtime.testing import eventually
 
-from .mtproto_support import World, world
-
-
-async def _session(w: World, base: str, user: Any, session_id: str) -> None:
-    issued = w.box.mtproto_wire.issue_session(user)
-    await w.import_session(base, session_id, issued["session"])
-
-    async def connected() -> bool:
-        return await w.connected(issued["key_id"])
-
-    await eventually(connected, message="the session connected")
+from .mtproto_support import world
 
 
 def _fetch(chat: int, message_id: int, key: str, max_bytes: int = 10_000_000) -> FetchMedia:
@@ -52,7 +40,7 @@ async def test_a_customers_photo_is_stored_whole_and_named_in_the_answer(
         customer, _ = w.fake.add_user("15550303031", first_name="Cus", username="cus_media")
         settings = ObjectStoreSettings(local_dir=str(tmp_path))
         base = await w.gateway(adapter="telethon", instance_id="media", objects=settings)
-        await _session(w, base, agent, "agent")
+        await w.connect_session(base, agent, "agent")
         photo = os.urandom(700_000)  # several getFile windows
         sent = w.fake.post(
             agent,
