@@ -113,7 +113,8 @@ class Subscription:
     service works through it is said here.
 
     ``max_failures`` is a message's budget of content failures before the DLQ (the server
-    redelivers without limit: an outage must not use up a message)."""
+    redelivers without limit: an outage must not use up a message); an infrastructure
+    failure waits from ``infra_backoff_s`` doubling up to ``infra_backoff_cap_s``."""
 
     durable: Durable
     reader: Reader = "faststream"
@@ -122,6 +123,8 @@ class Subscription:
     max_failures: int = 5
     backoff_s: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+    infra_backoff_s: float = 0.5
+    infra_backoff_cap_s: float = 15.0
 
     @property
     def spec(self) -> ConsumerSpec:
@@ -137,6 +140,8 @@ class Subscription:
             batch=self.batch,
             max_ack_pending=d.max_ack_pending,
             deliver_policy=self.deliver_policy,
+            infra_backoff_s=self.infra_backoff_s,
+            infra_backoff_cap_s=self.infra_backoff_cap_s,
         )
 
 
