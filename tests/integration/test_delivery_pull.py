@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.msg import Msg
@@ -15,14 +14,6 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull, ConsumerError, ContinuousPull
 from switchboard.runtime.testing import eventually
-
-
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="test-pull")
-    await bus.provision()
-    yield bus
-    await bus.close()
 
 
 async def _publish(bus: Bus, subject: str, n: int) -> None:

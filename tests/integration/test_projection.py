@@ -1,15 +1,18 @@
 """Checkpointed projections on real JetStream and Postgres: exactly-once effect, poison
-events to the DLQ without blocking, and a single leader among competing instances."""
+events to the DLQ without blocking, a single leader among competing instances, and the
+projection-behind gauge the alerts read."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
 from nats.aio.msg import Msg
+from prometheus_client import REGISTRY
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, create_pool
@@ -17,14 +20,6 @@ from switchboard.runtime.dlq import list_dead_letters
 from switchboard.runtime.embedded import EmbeddedPostgres
 from switchboard.runtime.projection import Projection
 from switchboard.runtime.testing import eventually
-
-
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="test")
-    await bus.provision()
-    yield bus
-    await bus.close()
 
 
 @pytest.fixture
@@ -258,3 +253,46 @@ async def test_a_broken_connection_is_an_interruption_not_a_poison_event(
         await asyncio.wait_for(task, 30)
     assert failures == []
     assert await list_dead_letters(bus) == []
+
+
+# The projection-behind gauge: how many events the leading projector has not applied yet,
+# zero once idle, and gone when it stops leading (no stale backlog left behind to page anyone).
+GAUGE = "switchboard_projection_behind_messages"
+
+
+def _behind() -> float | None:
+    return REGISTRY.get_sample_value(GAUGE, {"projection": "vitals_seen"})
+
+
+def _behind_is(value: float) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return _behind() == value
+
+    return check
+
+
+async def test_behind_counts_down_to_zero_and_leaves_with_the_leader(
+    bus: Bus, pool: asyncpg.Pool
+) -> None:
+    for i in range(40):
+        await bus.publish_raw("conv.test.v1.x", b"e", {"Nats-Msg-Id": f"v{i}"})
+    batches: list[int] = []
+    release = asyncio.Event()
+
+    async def apply(conn: Conn, msgs: Sequence[Msg]) -> None:
+        batches.append(len(msgs))
+        if len(batches) > 1:
+            await release.wait()  # hold the second batch: the first one is applied
+
+    proj = replace(_projection(bus, pool), name="vitals_seen", apply=apply, prefetch=0)
+    task = asyncio.create_task(proj.run())
+    try:
+        await eventually(_behind_is(35), timeout=20, message="35 left after 5")
+        release.set()
+        await asyncio.wait_for(proj.caught_up.wait(), 20)
+        await eventually(_behind_is(0), timeout=20, message="nothing left")
+    finally:
+        release.set()
+        proj.stop.set()
+        await task
+    assert _behind() is None

@@ -3,9 +3,6 @@ the backlog of the service's durables from their consumer info."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from nats.js.api import ConsumerConfig
 from prometheus_client import REGISTRY
 
@@ -13,13 +10,6 @@ from switchboard.events.topology import Durable
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import Health
 from switchboard.runtime.vitals import durables_of, sample_once
-
-
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="test")
-    yield bus
-    await bus.close()
 
 
 def _value(name: str, **labels: str) -> float | None:
