@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tests.support.conv import T0, deleted, edited, publish_all, received, sent
 from tests.support.crm import AUTH, Crm, running_crm
+from tests.support.db import assert_rebuilt_as_live, projected
 from tests.support.stack import OTHER_KEY
 
 from switchboard.crm.queries import encode_cursor
@@ -241,38 +242,17 @@ async def test_merge_split_and_erasure(crm: Crm) -> None:
     assert again.status_code == 410
 
 
-async def _all_projected(nats_url: str, postgres_url: str) -> bool:
-    import asyncpg
-
-    from switchboard.runtime.bus import Bus
-
-    bus = await Bus.connect(nats_url, name="probe")
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        for projection, stream in (
-            ("conversations", "CONV"),
-            ("crm", "CRM"),
-            ("deliveries", "DELIVERY"),
-            ("user_accounts", "MTPROTO"),
-        ):
-            last = (await bus.js.stream_info(stream)).state.last_seq
-            seq = await conn.fetchval(
-                "SELECT seq FROM crm.checkpoints WHERE projection = $1", projection
-            )
-            if (seq or 0) < last:
-                return False
-        return True
-    finally:
-        await conn.close()
-        await bus.close()
+CHECKPOINTS = (
+    ("crm", "conversations", "CONV"),
+    ("crm", "crm", "CRM"),
+    ("crm", "deliveries", "DELIVERY"),
+    ("crm", "user_accounts", "MTPROTO"),
+)
 
 
 async def test_rebuild_is_byte_identical_keeps_erasure_and_live_service_carries_on(
     crm: Crm, nats_url: str, postgres_url: str
 ) -> None:
-    import asyncpg
-    from tests.support.db import table_checksum
-
     from switchboard.crm.rebuild import rebuild
 
     first = received(Channel.TELEGRAM, "demo", "555", "blue bike?", 1)
@@ -315,27 +295,14 @@ async def test_rebuild_is_byte_identical_keeps_erasure_and_live_service_carries_
     assert (
         await crm.http.post(f"{crm.url}/v1/contacts/{olga['id']}/erase", headers=AUTH)
     ).status_code == 200
-    await eventually(lambda: _all_projected(nats_url, postgres_url), message="live caught up")
+    await eventually(
+        lambda: projected(nats_url, postgres_url, CHECKPOINTS), message="live caught up"
+    )
     before = await crm.get("/v1/conversations")
 
     report = await rebuild(load_settings(CrmSettings), keep_old=True, log=lambda _: None)
     assert report.schema_old
-    conn = await asyncpg.connect(postgres_url)
-    tables = [
-        r["tablename"]
-        for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'crm' ORDER BY 1"
-        )
-    ]
-    await conn.close()
-    compared = 0
-    for table in tables:
-        if table in ("checkpoints", "schema_migrations"):
-            continue  # bookkeeping with wall-clock times, not projected data
-        live = await table_checksum(postgres_url, f"{report.schema_old}.{table}", "t::text")
-        rebuilt = await table_checksum(postgres_url, f"crm.{table}", "t::text")
-        assert rebuilt == live, table
-        compared += live[0]
+    _, compared = await assert_rebuilt_as_live(postgres_url, "crm", report.schema_old)
     assert compared > 15
     assert await crm.get("/v1/conversations") == before
     assert not any(c["display_name"] == "Olga" for c in (await crm.get("/v1/contacts"))["items"])

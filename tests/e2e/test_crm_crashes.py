@@ -10,17 +10,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 from tests.support.conv import deleted, edited, received, sent
-from tests.support.db import table_checksum
+from tests.support.db import projected, schema_checksums
 from tests.support.stack import service_env
 
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedPostgres, free_port
 from switchboard.runtime.testing import ServiceProcess, eventually
+from switchboard.runtime.testing.fixtures import create_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 N = 20_000
-SKIP = ("checkpoints", "schema_migrations")
 
 
 def _events(rng: random.Random) -> list[object]:
@@ -71,33 +71,21 @@ async def _publish(nats_url: str, events: list[object]) -> None:
     await bus.close()
 
 
+CHECKPOINTS = (
+    ("crm", "conversations", "CONV"),
+    ("crm", "crm", "CRM"),
+    ("crm", "deliveries", "DELIVERY"),
+)
+
+
 async def _done(nats_url: str, db_url: str) -> bool:
     bus = await Bus.connect(nats_url, name="probe")
-    try:
-        conn = await asyncpg.connect(db_url)
-    except (OSError, asyncpg.PostgresError):
-        await bus.close()
-        return False
     try:
         resolver = await bus.js.consumer_info("CONV", "crm-resolver")
         if resolver.num_pending or resolver.num_ack_pending:
             return False
-        for projection, stream in (
-            ("conversations", "CONV"),
-            ("crm", "CRM"),
-            ("deliveries", "DELIVERY"),
-        ):
-            last = (await bus.js.stream_info(stream)).state.last_seq
-            seq = await conn.fetchval(
-                "SELECT seq FROM crm.checkpoints WHERE projection = $1", projection
-            )
-            if (seq or 0) < last:
-                return False
-        return True
-    except (asyncpg.PostgresError, OSError):
-        return False
+        return await projected(bus, db_url, CHECKPOINTS)
     finally:
-        await conn.close()
         await bus.close()
 
 
@@ -112,18 +100,6 @@ async def _progress(db_url: str) -> int:
         return 0
     finally:
         await conn.close()
-
-
-async def _checksums(db_url: str) -> dict[str, tuple[int, str]]:
-    conn = await asyncpg.connect(db_url)
-    tables = [
-        r["tablename"]
-        for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'crm' ORDER BY 1"
-        )
-    ]
-    await conn.close()
-    return {t: await table_checksum(db_url, f"crm.{t}", "t::text") for t in tables if t not in SKIP}
 
 
 # Its own waits allow 300 s to converge; the suite's 120 s per test cut it short on a
@@ -167,14 +143,12 @@ async def test_kills_and_a_postgres_restart_converge_to_the_uninterrupted_tables
         assert crm.starts == 4
         assert crm.proc is not None
         assert crm.proc.poll() is None, crm.tail()
-        crashed = await _checksums(pg.url)
+        crashed = await schema_checksums(pg.url, "crm")
         crm.stop()
     finally:
         pg.stop()
 
     # the uninterrupted reference: a fresh database, the same streams
-    from tests.support.db import create_database
-
     reference_db = await create_database(postgres_server)
     port = free_port()
     ref = ServiceProcess(
@@ -193,7 +167,7 @@ async def test_kills_and_a_postgres_restart_converge_to_the_uninterrupted_tables
         )
     finally:
         assert ref.stop() == 0, ref.tail()
-    reference = await _checksums(reference_db)
+    reference = await schema_checksums(reference_db, "crm")
     assert reference == crashed
     assert reference["messages"][0] > 15_000
     assert reference["contacts"][0] > 1000

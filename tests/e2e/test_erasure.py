@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from tests.support.conv import T0, publish_sealed, received, sent
 from tests.support.crm import AUTH, Crm, running_crm
-from tests.support.db import table_checksum
+from tests.support.db import assert_rebuilt_as_live, projected, schema_tables
 
 from switchboard.analytics import rebuild as analytics_rebuild
 from switchboard.analytics.app import create_app as analytics_app
@@ -98,35 +98,12 @@ PROJECTIONS = (
 )
 
 
-async def _caught_up(nats_url: str, postgres_url: str) -> bool:
-    bus = await Bus.connect(nats_url, name="probe")
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        for schema, projection, stream in PROJECTIONS:
-            last = (await bus.js.stream_info(stream)).state.last_seq
-            seq = await conn.fetchval(
-                f"SELECT seq FROM {schema}.checkpoints WHERE projection = $1", projection
-            )
-            if (seq or 0) < last:
-                return False
-        return True
-    finally:
-        await conn.close()
-        await bus.close()
-
-
 async def _readable(postgres_url: str, schema: str) -> list[str]:
     """Every (table, needle) where a row of ``schema`` still shows the person."""
     conn = await asyncpg.connect(postgres_url)
     try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
-            )
-        ]
         found = []
-        for table in tables:
+        for table in await schema_tables(conn, schema):
             for needle in (*PEOPLE.values(), *SECRETS):
                 n = await conn.fetchval(
                     f'SELECT count(*) FROM "{schema}"."{table}" t WHERE strpos(t::text, $1) > 0',
@@ -218,7 +195,7 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
         unsealed=UNSEALED,
     )
     contacts = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == len(PEOPLE)))["items"]
-    await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
+    await eventually(lambda: projected(nats_url, postgres_url, PROJECTIONS), message="projected")
     bus = await Bus.connect(nats_url, name="pii-producer")
     keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
     # what a producer seals for the person opens until the erasure, and never after it
@@ -248,7 +225,7 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
         [ev for ch, who in PEOPLE.items() for ev in _exchange(ch, who, 10)],
         unsealed=UNSEALED,
     )
-    await eventually(lambda: _caught_up(nats_url, postgres_url), message="projected")
+    await eventually(lambda: projected(nats_url, postgres_url, PROJECTIONS), message="projected")
 
     assert await _readable(postgres_url, "crm") == []
     assert await _readable(postgres_url, "analytics") == []
@@ -286,19 +263,5 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
     for schema, report in (("crm", crm_report), ("analytics", analytics_report)):
         assert report.schema_old
         assert await _readable(postgres_url, schema) == []
-        await _same_tables(postgres_url, report.schema_old, schema)
-
-
-async def _same_tables(postgres_url: str, old: str, schema: str) -> None:
-    conn = await asyncpg.connect(postgres_url)
-    tables = [
-        r["tablename"]
-        for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", old)
-    ]
-    await conn.close()
-    assert tables
-    for table in tables:
-        if table in ("checkpoints", "schema_migrations"):
-            continue  # bookkeeping with wall-clock times
-        live = await table_checksum(postgres_url, f"{old}.{table}", "t::text")
-        assert await table_checksum(postgres_url, f"{schema}.{table}", "t::text") == live, table
+        tables, _ = await assert_rebuilt_as_live(postgres_url, schema, report.schema_old)
+        assert tables

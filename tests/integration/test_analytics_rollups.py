@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from tests.support.conv import T0, received, sent
+from tests.support.db import assert_rebuilt_as_live, projected
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
 
 from switchboard.analytics.app import create_app
@@ -118,6 +119,18 @@ def _delivery(kind: Any, message_id: str, seconds: float, **kw: Any) -> Any:
     )
 
 
+def _receipt(status: str, seconds: float) -> DeliveryReceipt:
+    """The provider's receipt for the send it knows as "900"."""
+    return DeliveryReceipt(
+        channel=Channel.TELEGRAM,
+        account="shop",
+        recipient="555",
+        status=status,
+        provider_message_id="900",
+        at=T0 + timedelta(seconds=seconds),
+    )
+
+
 async def test_every_stream_rolls_up_into_the_api(env: Env) -> None:
     a1 = received(Channel.TELEGRAM, "shop", "555", "hi", 1)
     a2 = received(Channel.TELEGRAM, "shop", "555", "anyone?", 30)
@@ -128,14 +141,7 @@ async def test_every_stream_rolls_up_into_the_api(env: Env) -> None:
     deliveries = [
         _delivery(DeliveryQueued, "m-1", 60, campaign_id="spring"),
         # the "delivered" receipt overtakes the send it reports on
-        DeliveryReceipt(
-            channel=Channel.TELEGRAM,
-            account="shop",
-            recipient="555",
-            status="delivered",
-            provider_message_id="900",
-            at=T0 + timedelta(seconds=62),
-        ),
+        _receipt("delivered", 62),
         _delivery(DeliverySent, "m-1", 60.25, provider_message_id="900"),
         _delivery(DeliveryQueued, "m-2", 199),
         _delivery(DeliverySent, "m-2", 200, provider_message_id="901"),
@@ -149,14 +155,7 @@ async def test_every_stream_rolls_up_into_the_api(env: Env) -> None:
             permanent=True,
             attempts=1,
         ),
-        DeliveryReceipt(
-            channel=Channel.TELEGRAM,
-            account="shop",
-            recipient="555",
-            status="read",
-            provider_message_id="900",
-            at=T0 + timedelta(seconds=90),
-        ),
+        _receipt("read", 90),
     ]
     await env.publish(*deliveries)
 
@@ -479,8 +478,6 @@ async def test_bad_parameters_are_400_naming_the_parameter(
 
 
 async def test_rebuild_is_byte_identical_and_decides_no_conversion_again(env: Env) -> None:
-    from tests.support.db import table_checksum
-
     from switchboard.analytics.rebuild import rebuild
 
     chat = received(Channel.TELEGRAM, "shop", "555", "hi", 1)
@@ -489,14 +486,7 @@ async def test_rebuild_is_byte_identical_and_decides_no_conversion_again(env: En
         received(Channel.WHATSAPP, "wa1", "4917600000001", "hallo", 5, phone="4917600000001"),
         sent(Channel.TELEGRAM, "shop", "555", "m-1", "900", "hello!", 61),
         _delivery(DeliveryQueued, "m-1", 60, campaign_id="spring"),
-        DeliveryReceipt(
-            channel=Channel.TELEGRAM,
-            account="shop",
-            recipient="555",
-            status="read",
-            provider_message_id="900",
-            at=T0 + timedelta(seconds=70),
-        ),
+        _receipt("read", 70),
         _delivery(DeliverySent, "m-1", 60.5, provider_message_id="900"),
         SessionConnected(session_id="s1", at=T0, instance="i-1"),
     )
@@ -514,30 +504,12 @@ async def test_rebuild_is_byte_identical_and_decides_no_conversion_again(env: En
         at=T0,
     )
     await eventually(lambda: _count(env.commands, 1), message="the Purchase")
-    await eventually(lambda: _projected(env.bus, env.db), message="live caught up")
+    await eventually(lambda: projected(env.bus, env.db, CHECKPOINTS), message="live caught up")
 
     report = await rebuild(load_settings(AnalyticsSettings), keep_old=True, log=lambda _: None)
     assert report.schema_old
-    conn = await asyncpg.connect(env.db)
-    try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
-                report.schema_old,
-            )
-        ]
-    finally:
-        await conn.close()
+    tables, compared = await assert_rebuilt_as_live(env.db, "analytics", report.schema_old)
     assert "conversion_ledger" not in tables
-    compared = 0
-    for table in tables:
-        if table in ("checkpoints", "schema_migrations"):
-            continue
-        live = await table_checksum(env.db, f"{report.schema_old}.{table}", "t::text")
-        rebuilt = await table_checksum(env.db, f"analytics.{table}", "t::text")
-        assert rebuilt == live, table
-        compared += live[0]
     assert compared > 25
     # The live service carries on over the swapped tables; the replay decided nothing again.
     await env.publish(
@@ -550,20 +522,11 @@ async def test_rebuild_is_byte_identical_and_decides_no_conversion_again(env: En
     assert (await env.get("/v1/funnel"))["created"] == 2
 
 
-async def _projected(bus: Bus, db: str) -> bool:
-    conn = await asyncpg.connect(db)
-    try:
-        for name, stream in (("conv", "CONV"), ("delivery", "DELIVERY"), ("crm", "CRM")):
-            projection = f"analytics_{name}"
-            last = (await bus.js.stream_info(stream)).state.last_seq
-            seq = await conn.fetchval(
-                "SELECT seq FROM analytics.checkpoints WHERE projection = $1", projection
-            )
-            if (seq or 0) < last:
-                return False
-        return True
-    finally:
-        await conn.close()
+CHECKPOINTS = (
+    ("analytics", "analytics_conv", "CONV"),
+    ("analytics", "analytics_delivery", "DELIVERY"),
+    ("analytics", "analytics_crm", "CRM"),
+)
 
 
 async def test_conversion_and_dispatch_outcomes_count_per_provider(env: Env) -> None:

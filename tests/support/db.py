@@ -1,21 +1,13 @@
-"""Database helpers for tests: extra databases and table checksums."""
+"""Database helpers for tests: table checksums and projections' progress (an extra database
+is ``switchboard.runtime.testing.fixtures.create_database``)."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterable
 
 import asyncpg
 
-
-async def create_database(server_url: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{name}"
+from switchboard.runtime.bus import Bus
 
 
 async def table_checksum(url: str, table: str, order_by: str) -> tuple[int, str]:
@@ -30,3 +22,69 @@ async def table_checksum(url: str, table: str, order_by: str) -> tuple[int, str]
         await conn.close()
     assert row is not None
     return int(row["n"]), str(row["sum"])
+
+
+# A projection's checkpoint, as (schema, projection, stream): the projection is caught up
+# when its checkpoint has reached the last sequence of its stream.
+Checkpoint = tuple[str, str, str]
+
+
+async def projected(nats: Bus | str, db_url: str, checkpoints: Iterable[Checkpoint]) -> bool:
+    """True once every checkpoint has reached its stream's last sequence, read from outside
+    the services (on ``nats``: a bus, or a URL to probe from); False while the database or a
+    projection's schema is not there yet."""
+    bus = nats if isinstance(nats, Bus) else await Bus.connect(nats, name="probe")
+    try:
+        conn = await asyncpg.connect(db_url)
+        try:
+            for schema, projection, stream in checkpoints:
+                last = (await bus.js.stream_info(stream)).state.last_seq
+                seq = await conn.fetchval(
+                    f"SELECT seq FROM {schema}.checkpoints WHERE projection = $1", projection
+                )
+                if (seq or 0) < last:
+                    return False
+            return True
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError):
+        return False
+    finally:
+        if bus is not nats:
+            await bus.close()
+
+
+async def schema_tables(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """The names of ``schema``'s tables, in order."""
+    rows = await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", schema
+    )
+    return [r["tablename"] for r in rows]
+
+
+# Tables a rebuild writes with wall-clock times: bookkeeping, not projected data.
+BOOKKEEPING = ("checkpoints", "schema_migrations")
+
+
+async def schema_checksums(db_url: str, schema: str) -> dict[str, tuple[int, str]]:
+    """:func:`table_checksum` of each table of ``schema`` but the bookkeeping."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        tables = await schema_tables(conn, schema)
+    finally:
+        await conn.close()
+    return {
+        t: await table_checksum(db_url, f"{schema}.{t}", "t::text")
+        for t in tables
+        if t not in BOOKKEEPING
+    }
+
+
+async def assert_rebuilt_as_live(db_url: str, schema: str, old: str) -> tuple[list[str], int]:
+    """Every table of ``old`` (the live schema a rebuild swapped out and kept) equals the one
+    rebuilt into ``schema``, row for row, byte for byte; returns the tables compared and
+    their rows."""
+    live = await schema_checksums(db_url, old)
+    for table, checksum in live.items():
+        assert await table_checksum(db_url, f"{schema}.{table}", "t::text") == checksum, table
+    return list(live), sum(rows for rows, _ in live.values())

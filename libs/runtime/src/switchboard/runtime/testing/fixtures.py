@@ -84,17 +84,24 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         source.stop()
 
 
-@pytest.fixture
-async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
-    """A fresh, empty database for this test."""
+async def create_database(server_url: str) -> str:
+    """A new, empty database on the Postgres server at ``server_url``: its URL."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_server)
+    admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    base, _, _ = postgres_server.rpartition("/")
-    yield f"{base}/{name}"
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database for this test."""
+    url = await create_database(postgres_server)
+    yield url
+    name = url.rpartition("/")[2]
     admin = await asyncpg.connect(postgres_server)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
