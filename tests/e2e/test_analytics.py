@@ -13,35 +13,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from nats.aio.msg import Msg
-from tests.support.db import table_checksum
-from tests.support.stack import API_KEY, register_bot, register_number, service_env
+from tests.support.db import assert_rebuilt_as_live, projected
+from tests.support.ingest import ADMIN_TOKEN
+from tests.support.inprocess import serve_services
+from tests.support.stack import API_KEY, register_bot, register_number
 
-from switchboard.analytics.app import create_app as analytics_app
 from switchboard.analytics.rebuild import rebuild
 from switchboard.analytics.settings import AnalyticsSettings
-from switchboard.crm.app import create_app as crm_app
-from switchboard.crm.settings import CrmSettings
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
-from switchboard.ingest.app import create_app as ingest_app
-from switchboard.ingest.settings import IngestSettings
-from switchboard.outbound.app import create_app as outbound_app
-from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import free_port
 from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-ADMIN_TOKEN = "admin-token-123"
 TG_TOKEN = "400000001:analytics-e2e"
 WA_NUMBER = "109000000000077"
 WA_APP_SECRET = "5f0c8e2a9b7d4c1e6a3f8b0d2e4c6a81"  # a Meta app secret: 32 hex characters
@@ -84,31 +76,22 @@ async def env(
     box.whatsapp.add_number(
         WA_NUMBER, "wa-token", app_secret=WA_APP_SECRET, verify_token="wa-verify"
     )
-    port = free_port()
     async with serve(box.app()) as sandbox, AsyncExitStack() as stack, AsyncExitStack() as out:
-        for key, value in service_env(
+        at = await serve_services(
+            stack,
+            monkeypatch,
             nats_url,
             postgres_url,
-            SWITCHBOARD_ADMIN_TOKEN="admin-token-123",
-            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            SWITCHBOARD_INGEST_TELEGRAM_API_URL=f"{sandbox}/telegram",
+            sandbox,
+            outbound=out,
             SWITCHBOARD_OUTBOUND_BACKOFF_BASE_S=0.1,
             SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL="1234567890",
             SWITCHBOARD_ANALYTICS_CONVERSION_EVENTS="won=Purchase",
-        ).items():
-            monkeypatch.setenv(key, value)
-        ingest = await stack.enter_async_context(
-            serve_app(ingest_app(load_settings(IngestSettings)), port=port)
-        )
-        crm = await stack.enter_async_context(serve_app(crm_app(load_settings(CrmSettings))))
-        await out.enter_async_context(serve_app(outbound_app(load_settings(OutboundSettings))))
-        analytics = await stack.enter_async_context(
-            serve_app(analytics_app(load_settings(AnalyticsSettings)))
         )
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         bus = await Bus.connect(nats_url, name="analytics-e2e")
         stack.push_async_callback(bus.close)
-        env = Env(box, sandbox, ingest, crm, analytics, http, bus, out)
+        env = Env(box, sandbox, at.ingest, at.crm, at.analytics, http, bus, out)
 
         async def on_conversion(msg: Msg) -> None:
             env.conversions.append(msg)
@@ -278,10 +261,13 @@ async def test_rollups_match_the_sandbox_and_survive_a_rebuild(env: Env, postgre
     )
 
     # A rebuild from the streams gives the same rollups and decides nothing again.
-    await eventually(lambda: _caught_up(env.bus, postgres_url), message="live caught up")
+    await eventually(
+        lambda: projected(env.bus, postgres_url, CHECKPOINTS), message="live caught up"
+    )
     report = await rebuild(load_settings(AnalyticsSettings), keep_old=True, log=lambda _: None)
     assert report.schema_old
-    compared = await _compare(postgres_url, report.schema_old)
+    tables, compared = await assert_rebuilt_as_live(postgres_url, "analytics", report.schema_old)
+    assert "conversion_ledger" not in tables  # never replaced
     assert compared > 100
     r = await env.http.post(
         f"{env.crm}/v1/leads/{other['id']}/stage", headers=AUTH, json={"to_stage": "won"}
@@ -331,45 +317,9 @@ async def _crm(env: Env, path: str, **params: Any) -> Any:
     return r.json()
 
 
-async def _caught_up(bus: Bus, postgres_url: str) -> bool:
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        for projection, stream in (
-            ("analytics_conv", "CONV"),
-            ("analytics_delivery", "DELIVERY"),
-            ("analytics_crm", "CRM"),
-            ("analytics_mtproto", "MTPROTO"),
-        ):
-            last = (await bus.js.stream_info(stream)).state.last_seq
-            seq = await conn.fetchval(
-                "SELECT seq FROM analytics.checkpoints WHERE projection = $1", projection
-            )
-            if (seq or 0) < last:
-                return False
-        return True
-    finally:
-        await conn.close()
-
-
-async def _compare(postgres_url: str, old: str) -> int:
-    """Every rebuilt table equals the live one it replaced, row for row, byte for byte."""
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", old
-            )
-        ]
-    finally:
-        await conn.close()
-    assert "conversion_ledger" not in tables  # never replaced
-    compared = 0
-    for table in tables:
-        if table in ("checkpoints", "schema_migrations"):
-            continue  # bookkeeping with wall-clock times
-        live = await table_checksum(postgres_url, f"{old}.{table}", "t::text")
-        rebuilt = await table_checksum(postgres_url, f"analytics.{table}", "t::text")
-        assert rebuilt == live, table
-        compared += live[0]
-    return compared
+CHECKPOINTS = (
+    ("analytics", "analytics_conv", "CONV"),
+    ("analytics", "analytics_delivery", "DELIVERY"),
+    ("analytics", "analytics_crm", "CRM"),
+    ("analytics", "analytics_mtproto", "MTPROTO"),
+)

@@ -21,37 +21,22 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.ingest import ADMIN_TOKEN
+from tests.support.inprocess import serve_services
 from tests.support.outbound import capi_pixel, register
-from tests.support.stack import (
-    API_KEY,
-    register_bot,
-    register_number,
-    service_env,
-    webhook_secret,
-)
+from tests.support.stack import API_KEY, register_bot, register_number, webhook_secret
 from tests.support.streams import stream_messages
 
-from switchboard.analytics.app import create_app as analytics_app
-from switchboard.analytics.settings import AnalyticsSettings
-from switchboard.crm.app import create_app as crm_app
-from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.conv import MessageReceived
 from switchboard.events.catalog.outbound import OutText, SendMessage
-from switchboard.ingest.app import create_app as ingest_app
-from switchboard.ingest.settings import IngestSettings
-from switchboard.outbound.app import create_app as outbound_app
-from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import free_port
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-ADMIN_TOKEN = "admin-token-123"
 TG_TOKEN = "400000002:inbound-e2e"
 WA_NUMBER = "109000000000019"
 WA_SECRET = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"  # the shape of a Meta app secret
@@ -128,34 +113,24 @@ async def env(
     box.telegram.add_bot(TG_TOKEN, "inbound_bot")
     box.whatsapp.add_number(WA_NUMBER, "wa-token", app_secret=WA_SECRET, verify_token="wa-v")
     box.metacapi.add_pixel(PIXEL, CAPI_TOKEN)
-    port = free_port()
     async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
-        for key, value in service_env(
-            nats_url,
-            postgres_url,
-            SWITCHBOARD_ADMIN_TOKEN="admin-token-123",
-            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            SWITCHBOARD_INGEST_TELEGRAM_API_URL=f"{sandbox}/telegram",
-            SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL=PIXEL,
-            SWITCHBOARD_ANALYTICS_CONVERSION_EVENTS="won=Purchase",
-        ).items():
-            monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
         await register(bus, capi_pixel(sandbox, PIXEL, CAPI_TOKEN))
         await bus.close()
-        ingest = await stack.enter_async_context(
-            serve_app(ingest_app(load_settings(IngestSettings)), port=port)
-        )
-        crm = await stack.enter_async_context(serve_app(crm_app(load_settings(CrmSettings))))
-        await stack.enter_async_context(serve_app(outbound_app(load_settings(OutboundSettings))))
-        analytics = await stack.enter_async_context(
-            serve_app(analytics_app(load_settings(AnalyticsSettings)))
+        at = await serve_services(
+            stack,
+            monkeypatch,
+            nats_url,
+            postgres_url,
+            sandbox,
+            SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL=PIXEL,
+            SWITCHBOARD_ANALYTICS_CONVERSION_EVENTS="won=Purchase",
         )
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        env = Env(box, nats_url, ingest, crm, analytics, http)
-        await register_bot(http, ingest, ADMIN_TOKEN, "shop", TG_TOKEN, sandbox)
+        env = Env(box, nats_url, at.ingest, at.crm, at.analytics, http)
+        await register_bot(http, at.ingest, ADMIN_TOKEN, "shop", TG_TOKEN, sandbox)
         await register_number(
-            http, ingest, ADMIN_TOKEN, "wa1", WA_NUMBER, sandbox,
+            http, at.ingest, ADMIN_TOKEN, "wa1", WA_NUMBER, sandbox,
             app_secret=WA_SECRET, verify_token="wa-v",
         )  # fmt: skip
         env.tg_secret = await webhook_secret(nats_url, "shop")

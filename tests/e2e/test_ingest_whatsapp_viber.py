@@ -7,35 +7,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import Any
 
-import httpx
 import pytest
-from tests.support.stack import service_env
+from tests.support.ingest import ADMIN, ADMIN_TOKEN, ingest_behind_sandbox
+from tests.support.ingest import IngestEnv as Env
+from tests.support.stack import add_account
 from tests.support.streams import by_type, stream_messages
 
-from switchboard.ingest.app import create_app
-from switchboard.ingest.settings import IngestSettings
-from switchboard.runtime.embedded import free_port
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
-ADMIN = {"Authorization": "Bearer admin-token-123"}
 VIBER_TOKEN = "4453b6ac1234abcd-e2e-viber-token"
 WA_APP_SECRET = "5f0c8e2a9b7d4c1e6a3f8b0d2e4c6a81"  # a Meta app secret: 32 hex characters
 CALLBACK_KINDS = {"interactive", "button"}
 STATUS_KINDS = {"subscribed", "unsubscribed", "conversation_started"}
-
-
-@dataclass
-class Env:
-    box: Sandbox
-    sandbox: str
-    ingest: str
-    http: httpx.AsyncClient
 
 
 @pytest.fixture
@@ -44,23 +31,12 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
     box.whatsapp.add_number("109000000000001", "wa-token", app_secret=WA_APP_SECRET,
                             verify_token="wa-verify")  # fmt: skip
     box.viber.add_bot(VIBER_TOKEN, "E2E Shop", uri="e2eshop")
-    port = free_port()
-    async with serve(box.app()) as sandbox:
-        for key, value in service_env(
-            nats_url,
-            SWITCHBOARD_ADMIN_TOKEN="admin-token-123",
-            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            SWITCHBOARD_INGEST_VIBER_API_URL=f"{sandbox}/viber",
-        ).items():
-            monkeypatch.setenv(key, value)
-        app = create_app(load_settings(IngestSettings))
-        async with serve_app(app, port=port) as ingest, httpx.AsyncClient(timeout=10) as http:
-            yield Env(box, sandbox, ingest, http)
+    async with ingest_behind_sandbox(box, nats_url, monkeypatch, "viber") as env:
+        yield env
 
 
-async def _add(env: Env, body: dict[str, object]) -> None:
-    r = await env.http.post(f"{env.ingest}/admin/accounts", headers=ADMIN, json=body)
-    assert r.status_code == 201, r.text
+async def _add(env: Env, body: dict[str, Any]) -> None:
+    await add_account(env.http, env.ingest, ADMIN_TOKEN, body)
 
 
 async def test_whatsapp_handshake_signed_webhooks_and_every_kind(env: Env, nats_url: str) -> None:
@@ -126,7 +102,7 @@ async def test_operator_cli_manages_accounts_through_the_admin_api(env: Env) -> 
     async def cli(*args: str, **extra_env: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "switchboard.ingest.cli", "--url", env.ingest, *args,
-            env={**os.environ, "SWITCHBOARD_ADMIN_TOKEN": "admin-token-123", **extra_env},
+            env={**os.environ, "SWITCHBOARD_ADMIN_TOKEN": ADMIN_TOKEN, **extra_env},
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
-from tests.support.stack import service_env, webhook_secret
+from tests.support.ingest import ADMIN, ingest_behind_sandbox
+from tests.support.ingest import IngestEnv as Env
+from tests.support.stack import webhook_secret
 from tests.support.streams import by_type, stream_count, stream_messages
 
-from switchboard.ingest.app import create_app
-from switchboard.ingest.settings import IngestSettings
-from switchboard.runtime.embedded import EmbeddedNats, free_port
-from switchboard.runtime.settings import load_settings
-from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.embedded import EmbeddedNats
+from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
-ADMIN = {"Authorization": "Bearer admin-token-123"}
 TOKEN = "200000001:e2e-token"
 KIND_TO_EVENT = {
     "edited_message": "conv.message_edited",
@@ -30,31 +25,14 @@ KIND_TO_EVENT = {
 }
 
 
-@dataclass
-class Env:
-    box: Sandbox
-    sandbox: str
-    ingest: str
-    http: httpx.AsyncClient
-
-
 @pytest.fixture
 async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "e2e_bot")
-    port = free_port()
-    async with serve(box.app()) as sandbox:
-        for key, value in service_env(
-            nats_url,
-            SWITCHBOARD_ADMIN_TOKEN="admin-token-123",
-            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            SWITCHBOARD_INGEST_TELEGRAM_API_URL=f"{sandbox}/telegram",
-            SWITCHBOARD_INGEST_PUBLISH_TIMEOUT_S=1,
-        ).items():
-            monkeypatch.setenv(key, value)
-        app = create_app(load_settings(IngestSettings))
-        async with serve_app(app, port=port) as ingest, httpx.AsyncClient(timeout=10) as http:
-            yield Env(box, sandbox, ingest, http)
+    async with ingest_behind_sandbox(
+        box, nats_url, monkeypatch, "telegram", SWITCHBOARD_INGEST_PUBLISH_TIMEOUT_S=1
+    ) as env:
+        yield env
 
 
 async def _register(env: Env) -> None:
