@@ -19,9 +19,9 @@ import httpx
 import orjson
 import pytest
 from tests.support.outbound import register, start_outbound_instances, telegram_shop
-from tests.support.stack import API_KEY, KEY, service_env
+from tests.support.stack import API_KEY, service_env
 from tests.support.streams import stream_messages
-from tests.support.telethon_wire import gateway_on_the_wire_fake
+from tests.support.telethon_wire import API_HASH, API_ID, gateway_on_the_wire_fake, telethon_gateway
 from tests.support.timing import max_in_window
 
 from switchboard.events.catalog.common import Channel
@@ -30,7 +30,6 @@ from switchboard.events.catalog.mtproto import FloodWaited, SessionConnected
 from switchboard.events.catalog.outbound import StartCampaign
 from switchboard.events.ids import stable_hash
 from switchboard.mtproto.app import create_app as create_gateway
-from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.campaigns.pool import MOVED
 from switchboard.outbound.campaigns.state import campaign_key
 from switchboard.runtime.accounts import Account
@@ -44,8 +43,6 @@ TOKEN = "300000031:pool-bot"
 RECIPIENTS = 600
 USER_RATE = 10  # sends per second per user account (set on the accounts)
 BOT_RATE = 30  # Telegram's bot limit, the default
-API_ID = 12345
-API_HASH = "0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -87,19 +84,11 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
         gateway = await stack.enter_async_context(
             serve_app(
                 create_gateway(
-                    MtprotoSettings(
-                        nats_url=nats_url,
-                        database_url=postgres_url,
-                        encryption_keys=KEY,
+                    telethon_gateway(
+                        nats_url,
+                        postgres_url,
                         admin_token="pool-operator",
                         api_keys=f"{API_KEY}=demo",
-                        adapter="telethon",
-                        api_id=API_ID,
-                        api_hash=API_HASH,
-                        lease_ttl_s=3.0,
-                        tick_s=0.25,
-                        http_port=0,
-                        log_json=True,
                     )
                 )
             )

@@ -16,16 +16,14 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.crm import running_crm
-from tests.support.stack import API_KEY, KEY, OTHER_KEY, keyring, service_env
+from tests.support.stack import API_KEY, OTHER_KEY, service_env, stored_account
 from tests.support.streams import stream_messages
-from tests.support.telethon_wire import gateway_on_the_wire_fake
+from tests.support.telethon_wire import API_HASH, API_ID, gateway_on_the_wire_fake, telethon_gateway
 
 from switchboard.events.catalog.common import Channel
 from switchboard.mtproto.app import create_app as create_gateway
-from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -35,8 +33,6 @@ pytestmark = pytest.mark.e2e
 ADMIN = "ua-e2e-operator"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}
-API_ID = 12345
-API_HASH = "0123456789abcdef0123456789abcdef"
 SESSION = "ann"
 
 
@@ -60,21 +56,13 @@ async def env(
         monkeypatch.setenv(key, value)
     sender, _ = box.mtproto.add_user("15550002222", first_name="Ann")
     friend, _ = box.mtproto.add_user("15550004444", username="friend_ua")
-    gateway_settings = MtprotoSettings(
-        nats_url=nats_url,
-        database_url=postgres_url,
-        encryption_keys=KEY,
+    gateway_settings = telethon_gateway(
+        nats_url,
+        postgres_url,
         admin_token=ADMIN,
         api_keys=f"{API_KEY}=demo,{OTHER_KEY}=other",
-        adapter="telethon",
-        api_id=API_ID,
-        api_hash=API_HASH,
-        lease_ttl_s=3.0,
-        tick_s=0.25,
         reconnect_initial_s=0.1,
         reconnect_max_s=1.0,
-        http_port=0,
-        log_json=True,
     )
     try:
         async with AsyncExitStack() as stack:
@@ -103,13 +91,7 @@ async def env(
 
 async def _registered(nats_url: str) -> bool:
     """The gateway has put the connected session in the accounts registry."""
-    bus = await Bus.connect(nats_url, name="reader")
-    try:
-        found = await AccountStore(await bus.kv("accounts"), keyring()).get(
-            Channel.MTPROTO, SESSION
-        )
-    finally:
-        await bus.close()
+    found = await stored_account(nats_url, Channel.MTPROTO, SESSION)
     return found is not None and found.workspace_id == "demo"
 
 
@@ -303,13 +285,7 @@ async def test_a_restricted_account_fails_as_unusable(env: Env) -> None:
     assert "PEER_FLOOD" in failed.reason
 
     async def restricted() -> bool:
-        bus = await Bus.connect(env.nats_url, name="reader")
-        try:
-            found = await AccountStore(await bus.kv("accounts"), keyring()).get(
-                Channel.MTPROTO, SESSION
-            )
-        finally:
-            await bus.close()
+        found = await stored_account(env.nats_url, Channel.MTPROTO, SESSION)
         return found is not None and "restricted_until" in found.settings
 
     await eventually(restricted, timeout=30, message="the registry says restricted")
@@ -332,13 +308,7 @@ async def test_a_revoked_session_is_marked_and_its_sends_fail_without_a_call(env
     assert (await _failed(env, "ua-gone-1")).error_code == "account_unusable"
 
     async def marked() -> bool:
-        bus = await Bus.connect(env.nats_url, name="reader")
-        try:
-            found = await AccountStore(await bus.kv("accounts"), keyring()).get(
-                Channel.MTPROTO, SESSION
-            )
-        finally:
-            await bus.close()
+        found = await stored_account(env.nats_url, Channel.MTPROTO, SESSION)
         return found is not None and found.settings.get("status") == "revoked"
 
     await eventually(marked, timeout=30, message="the registry says revoked")

@@ -10,14 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import keyring, service_env
+from tests.support.stack import service_env, stored_account
 
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest.app import create_app
 from switchboard.ingest.cli import main as cli_main
 from switchboard.ingest.settings import IngestSettings
-from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.bus import Bus
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.provider_checks import CheckReport, Endpoints, check_account
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -183,14 +182,6 @@ async def ingest(
             yield url, sandbox
 
 
-async def _stored(nats_url: str, channel: Channel, account_id: str) -> Account | None:
-    bus = await Bus.connect(nats_url, name="check")
-    try:
-        return await AccountStore(await bus.kv("accounts"), keyring()).get(channel, account_id)
-    finally:
-        await bus.close()
-
-
 async def test_check_and_add_over_the_admin_api(ingest: tuple[str, str], nats_url: str) -> None:
     url, _ = ingest
     auth = {"Authorization": f"Bearer {ADMIN}"}
@@ -208,17 +199,19 @@ async def test_check_and_add_over_the_admin_api(ingest: tuple[str, str], nats_ur
         r = await http.post("/admin/accounts", json=wrong)
         assert r.status_code == 422, r.text
         assert [e["path"] for e in r.json()["errors"]] == ["secrets.token"]
-        assert await _stored(nats_url, Channel.TELEGRAM, "shop") is None
+        assert await stored_account(nats_url, Channel.TELEGRAM, "shop") is None
 
         good = {**wrong, "secrets": {"token": "123456:good-token"}}
         r = await http.post("/admin/accounts/check", json=good)
         assert r.status_code == 200, r.text
         assert r.json()["ok"] is True
         assert r.json()["facts"]["username"] == "shop_bot"
-        assert await _stored(nats_url, Channel.TELEGRAM, "shop") is None  # check saves nothing
+        assert (
+            await stored_account(nats_url, Channel.TELEGRAM, "shop") is None
+        )  # check saves nothing
         r = await http.post("/admin/accounts", json=good)
         assert r.status_code == 201, r.text
-        assert await _stored(nats_url, Channel.TELEGRAM, "shop") is not None
+        assert await stored_account(nats_url, Channel.TELEGRAM, "shop") is not None
 
         async def probed() -> dict[str, Any] | None:
             report = (await http.get("/health/integrations")).json()

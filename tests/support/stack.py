@@ -56,17 +56,20 @@ async def add_telegram_account(
         await bus.close()
 
 
-async def webhook_secret(nats_url: str, account: str) -> str:
-    """The generated webhook secret of a Telegram account, read back from the registry."""
+async def stored_account(nats_url: str, channel: Channel, account: str) -> Account | None:
+    """An account as the registry holds it now (None when it holds none by that id)."""
     bus = await Bus.connect(nats_url, name="test-setup")
     try:
-        found = await AccountStore(await bus.kv("accounts"), keyring()).get(
-            Channel.TELEGRAM, account
-        )
-        assert found is not None
-        return found.secrets["webhook_secret"]
+        return await AccountStore(await bus.kv("accounts"), keyring()).get(channel, account)
     finally:
         await bus.close()
+
+
+async def webhook_secret(nats_url: str, account: str) -> str:
+    """The generated webhook secret of a Telegram account, read back from the registry."""
+    found = await stored_account(nats_url, Channel.TELEGRAM, account)
+    assert found is not None
+    return found.secrets["webhook_secret"]
 
 
 async def add_account(

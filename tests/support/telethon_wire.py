@@ -4,6 +4,7 @@ sandbox's wire-level fake Telegram."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,28 @@ from switchboard.mtproto.ports import MtprotoAdapter
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
 from switchboard.sandbox import Sandbox
+from tests.support.stack import KEY
+
+API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
+
+
+def telethon_gateway(nats_url: str, postgres_url: str, **overrides: Any) -> MtprotoSettings:
+    """Settings of a gateway whose sessions Telethon connects (to the wire-level fake, after
+    :func:`gateway_on_the_wire_fake`): the suite's keys, short leases and ticks, any port."""
+    values: dict[str, Any] = {
+        "nats_url": nats_url,
+        "database_url": postgres_url,
+        "encryption_keys": KEY,
+        "adapter": "telethon",
+        "api_id": API_ID,
+        "api_hash": API_HASH,
+        "lease_ttl_s": 3.0,
+        "tick_s": 0.25,
+        "http_port": 0,
+        "log_json": True,
+    }
+    values.update(overrides)
+    return MtprotoSettings(**values)
 
 
 async def _nothing() -> None:
