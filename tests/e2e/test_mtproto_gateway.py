@@ -67,6 +67,21 @@ class Gateways:
         data: dict[str, Any] = r.json()
         return data
 
+    async def taken_over(self, victims: set[str], killed_at: float) -> float:
+        """Waits until the sessions of ``victims`` (key ids), whose instance was killed at
+        ``killed_at``, are connected again and all 30 are: within the lease's TTL. Returns
+        how long the take-over took."""
+
+        async def connected() -> bool:
+            log = await self.connections()
+            active = {k["key_id"] for k in log["keys"] if k["active"]}
+            return victims <= active and int(log["active"]) == 30
+
+        await eventually(connected, timeout=TTL + 30, interval=0.1, message="sessions taken over")
+        took = time.monotonic() - killed_at
+        assert took <= TTL + 5, f"take-over took {took:.1f} s (TTL {TTL} s)"
+        return took
+
     async def control(self, path: str, body: dict[str, Any]) -> Any:
         r = await self.http.post(f"{self.sandbox}{CONTROL}{path}", json=body)
         assert r.status_code < 300, r.text
@@ -225,14 +240,7 @@ async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
     gw.procs[0].kill()
     killed_at = time.monotonic()
 
-    async def taken_over() -> bool:
-        log = await gw.connections()
-        active = {k["key_id"] for k in log["keys"] if k["active"]}
-        return victims <= active and int(log["active"]) == 30
-
-    await eventually(taken_over, timeout=TTL + 30, interval=0.1, message="sessions taken over")
-    took = time.monotonic() - killed_at
-    assert took <= TTL + 5, f"take-over took {took:.1f} s (TTL {TTL} s)"
+    await gw.taken_over(victims, killed_at)
 
     log = await gw.connections()
     assert log["duplicates"] in ([], 0), log["duplicates"]
@@ -427,14 +435,7 @@ async def test_sigkill_while_channels_post_publishes_every_post_once(
     for n in range(POSTS // 3, POSTS):  # the channels go on posting meanwhile
         await post_round(n)
 
-    async def taken_over() -> bool:
-        log = await gw.connections()
-        active = {k["key_id"] for k in log["keys"] if k["active"]}
-        return victims <= active and int(log["active"]) == 30
-
-    await eventually(taken_over, timeout=TTL + 30, interval=0.1, message="sessions taken over")
-    took = time.monotonic() - killed_at
-    assert took <= TTL + 5, f"take-over took {took:.1f} s (TTL {TTL} s)"
+    took = await gw.taken_over(victims, killed_at)
 
     async def everything_published() -> dict[str, list[str]] | None:
         found = {sid: await _conv_ids(nats_url, sid) for sid in sessions}
