@@ -17,6 +17,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from tests.deploy.support import DEPLOY, OVERLAYS, ROOT, build, find, one
+from tests.support.scripts import load_script
 
 RULES = DEPLOY / "prometheus/switchboard-alerts.yaml"
 RULES_TEST = Path(__file__).with_name("alerts.test.yaml")
@@ -64,11 +65,7 @@ def test_every_build_ships_the_rules_file_as_a_prometheusrule(overlay: str) -> N
 
 
 def test_the_prometheusrule_file_is_generated_from_the_rules_file() -> None:
-    spec = importlib.util.spec_from_file_location("render", RENDER)
-    assert spec is not None
-    assert spec.loader is not None
-    render = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(render)
+    render = load_script(RENDER, "to_prometheusrule")
     assert render.TARGET.read_text() == render.render(_rules()), "run `just alerts`"
 
 

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from nats.js.api import StreamConfig
+from tests.support.scripts import ROOT, load_script
 
 from switchboard.runtime.bus import Bus
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "bench_fair_baseline", ROOT / "bench" / "fair_baseline.py"
-)
-assert _spec
-assert _spec.loader
-fair = importlib.util.module_from_spec(_spec)
-sys.modules["bench_fair_baseline"] = fair
-_spec.loader.exec_module(fair)
-
-
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="test-bench-baseline")
-    yield bus
-    await bus.close()
+fair = load_script(ROOT / "bench" / "fair_baseline.py", "bench_fair_baseline")
 
 
 async def test_readers_run_at_once_and_end_even_when_the_tail_does_not_match(bus: Bus) -> None:
