@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from telethon import TelegramClient
@@ -54,6 +54,27 @@ class WireEnv:
         client = self.client(issued["session"], **options)
         await asyncio.wait_for(client.connect(), WAIT)
         return client
+
+    def alice_and_bob(self) -> tuple[FakeUser, FakeUser]:
+        """Two users who can find each other by name (``alice_wire``, ``bob_wire``)."""
+        mtproto = self.sandbox.mtproto
+        alice, _ = mtproto.add_user("15550006666", first_name="Alice", username="alice_wire")
+        bob, _ = mtproto.add_user("15550007777", first_name="Bob", username="bob_wire")
+        return alice, bob
+
+    async def chat(self) -> Chat:
+        """Alice and Bob, each signed in on a client of their own."""
+        alice, bob = self.alice_and_bob()
+        return Chat(alice, bob, await self.signed_in(alice), await self.signed_in(bob))
+
+
+class Chat(NamedTuple):
+    """Two users signed in on the wire: ``a`` is Alice's client, ``b`` Bob's."""
+
+    alice: FakeUser
+    bob: FakeUser
+    a: TelegramClient
+    b: TelegramClient
 
 
 @pytest.fixture

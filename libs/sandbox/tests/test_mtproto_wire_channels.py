@@ -144,10 +144,7 @@ async def test_flood_wait_raises_flood_wait_error_and_is_enforced(wire: WireEnv)
 
 async def test_send_messages_and_media_reach_the_other_side(wire: WireEnv) -> None:
     mtproto = wire.sandbox.mtproto
-    alice, _ = mtproto.add_user("15550006666", first_name="Alice", username="alice_wire")
-    bob, _ = mtproto.add_user("15550007777", first_name="Bob", username="bob_wire")
-    a = await wire.signed_in(alice)
-    b = await wire.signed_in(bob)
+    alice, bob, a, b = await wire.chat()
     async with collecting(b, events.NewMessage(incoming=True)) as (inbox, arrived):
         sent = await a.send_message("bob_wire", "hello bob")
         geo = types.InputMediaGeoPoint(types.InputGeoPoint(lat=52.52, long=13.4))
@@ -163,11 +160,7 @@ async def test_send_messages_and_media_reach_the_other_side(wire: WireEnv) -> No
 
 
 async def test_read_history_sends_a_read_receipt_to_the_sender(wire: WireEnv) -> None:
-    mtproto = wire.sandbox.mtproto
-    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
-    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
-    a = await wire.signed_in(alice)
-    b = await wire.signed_in(bob)
+    alice, bob, a, b = await wire.chat()
     async with collecting(a, events.Raw(types.UpdateReadHistoryOutbox)) as (receipts, arrived):
         sent = await a.send_message("bob_wire", "did you read this?")
         alice_peer = types.InputPeerUser(alice.id, alice.access_hash)
@@ -205,8 +198,7 @@ async def test_a_dropped_connection_reconnects_by_itself(wire: WireEnv) -> None:
 
 async def test_a_gap_in_private_messages_is_filled_from_get_difference(wire: WireEnv) -> None:
     mtproto = wire.sandbox.mtproto
-    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
-    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
+    alice, bob = wire.alice_and_bob()
     b = await wire.signed_in(bob)
     async with collecting(b, events.NewMessage(incoming=True)) as (inbox, arrived):
         mtproto.post(bob, "one", sender=alice)
@@ -221,10 +213,7 @@ async def test_a_gap_in_private_messages_is_filled_from_get_difference(wire: Wir
 
 async def test_an_uploaded_photo_is_sent_as_a_photo(wire: WireEnv) -> None:
     mtproto = wire.sandbox.mtproto
-    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
-    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
-    a = await wire.signed_in(alice)
-    b = await wire.signed_in(bob)
+    alice, bob, a, b = await wire.chat()
     png = (
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06"
         b"\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01"
@@ -289,10 +278,7 @@ async def test_basic_group_messages_and_deletions_reach_every_member(wire: WireE
 
 async def test_a_client_edits_and_deletes_its_own_messages(wire: WireEnv) -> None:
     mtproto = wire.sandbox.mtproto
-    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
-    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
-    a = await wire.signed_in(alice)
-    b = await wire.signed_in(bob)
+    alice, bob, a, b = await wire.chat()
     async with (
         collecting(b, events.NewMessage(incoming=True)) as (_, arrived),
         collecting(b, events.MessageEdited()) as (edits, edited),

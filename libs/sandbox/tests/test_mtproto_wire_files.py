@@ -42,10 +42,7 @@ async def test_a_seeded_photo_downloads_byte_identical_in_chunks(wire: WireEnv) 
 
 async def test_an_uploaded_document_reaches_the_recipient_whole(wire: WireEnv) -> None:
     mtproto = wire.sandbox.mtproto
-    alice, _ = mtproto.add_user("15550006666", username="alice_wire")
-    bob, _ = mtproto.add_user("15550007777", username="bob_wire")
-    a = await wire.signed_in(alice)
-    b = await wire.signed_in(bob)
+    alice, bob, a, b = await wire.chat()
     content = os.urandom(700_000)
     async with collecting(b, events.NewMessage(incoming=True)) as (inbox, arrived):
         await a.send_file("bob_wire", content, force_document=True, caption="report")

@@ -10,6 +10,7 @@ from switchboard.sandbox.clock import ManualClock
 from switchboard.sandbox.ratelimit import (
     Penalty,
     RateLimiter,
+    Rule,
     SlidingWindow,
     TokenBucket,
     penalty_from_json,
@@ -85,6 +86,18 @@ def test_rules_from_json() -> None:
     assert rule_from_json(None) is None
 
 
+def _accepted(rule: Rule, gaps: list[float]) -> list[float]:
+    """When requests ``gaps`` seconds apart were admitted under ``rule``."""
+    clock = ManualClock()
+    limiter = RateLimiter(clock)
+    accepted: list[float] = []
+    for gap in gaps:
+        clock.advance(gap)
+        if limiter.acquire([("k", rule)]).allowed:
+            accepted.append(clock.monotonic())
+    return accepted
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     gaps=st.lists(st.floats(min_value=0.0, max_value=0.2), min_size=1, max_size=300),
@@ -94,14 +107,7 @@ def test_rules_from_json() -> None:
 def test_sliding_window_never_exceeds_limit_in_any_window(
     gaps: list[float], limit: int, window: float
 ) -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = SlidingWindow(limit=limit, window=window)
-    accepted: list[float] = []
-    for gap in gaps:
-        clock.advance(gap)
-        if limiter.acquire([("k", rule)]).allowed:
-            accepted.append(clock.monotonic())
+    accepted = _accepted(SlidingWindow(limit=limit, window=window), gaps)
     for i, start in enumerate(accepted):
         in_window = [t for t in accepted[i:] if t < start + window]
         assert len(in_window) <= limit
@@ -113,14 +119,7 @@ def test_sliding_window_never_exceeds_limit_in_any_window(
     burst=st.integers(min_value=1, max_value=5),
 )
 def test_token_bucket_never_exceeds_burst_plus_rate(gaps: list[float], burst: int) -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = TokenBucket(rate=2.0, burst=burst)
-    accepted: list[float] = []
-    for gap in gaps:
-        clock.advance(gap)
-        if limiter.acquire([("k", rule)]).allowed:
-            accepted.append(clock.monotonic())
+    accepted = _accepted(TokenBucket(rate=2.0, burst=burst), gaps)
     for i, start in enumerate(accepted):
         for j in range(i, len(accepted)):
             span = accepted[j] - start

@@ -25,6 +25,12 @@ def text_update(text: str, chat_id: int = 4242) -> dict[str, Any]:
     }
 
 
+async def enqueue_texts(tg: TelegramEnv, prefix: str, count: int) -> None:
+    """Queue ``count`` messages for the bot, one after the other: ``<prefix>0``, ..."""
+    for i in range(count):
+        await tg.sandbox.telegram.enqueue_update(tg.bot, text_update(f"{prefix}{i}"))
+
+
 async def info(tg: TelegramEnv) -> dict[str, Any]:
     result: dict[str, Any] = (await tg.call("getWebhookInfo")).json()["result"]
     return result
@@ -115,8 +121,7 @@ async def test_failed_deliveries_are_retried_in_order(tg: TelegramEnv) -> None:
     receiver.fail_next(3, 503)
     async with serve(receiver.app) as hook:
         await tg.call("setWebhook", url=f"{hook}/tg")
-        for i in range(3):
-            await tg.sandbox.telegram.enqueue_update(tg.bot, text_update(f"r{i}"))
+        await enqueue_texts(tg, "r", 3)
         await wait_until(lambda: len(receiver.received) == 3, message="retried deliveries")
     assert [b["message"]["text"] for b in receiver.bodies] == ["r0", "r1", "r2"]  # type: ignore[index]
     attempts = tg.sandbox.recorder.deliveries(provider="telegram")
@@ -138,8 +143,7 @@ async def test_pending_count_and_error_while_the_receiver_fails(tg: TelegramEnv)
     receiver.fail_next(10_000, 500)
     async with serve(receiver.app) as hook:
         await tg.call("setWebhook", url=f"{hook}/tg")
-        for i in range(4):
-            await tg.sandbox.telegram.enqueue_update(tg.bot, text_update(f"p{i}"))
+        await enqueue_texts(tg, "p", 4)
         await wait_until(lambda: receiver.attempts >= 3, message="a few failed attempts")
         state = await info(tg)
         assert state["pending_update_count"] == 4
@@ -165,8 +169,7 @@ async def test_connection_refused_is_reported(tg: TelegramEnv) -> None:
 
 async def test_delete_webhook_stops_delivery_and_can_drop_pending(tg: TelegramEnv) -> None:
     await tg.call("setWebhook", url=f"http://127.0.0.1:{closed_port()}/hook")
-    for i in range(3):
-        await tg.sandbox.telegram.enqueue_update(tg.bot, text_update(f"d{i}"))
+    await enqueue_texts(tg, "d", 3)
     await tg.call("deleteWebhook")
     assert (await info(tg)) == {
         "url": "",
@@ -208,8 +211,7 @@ async def test_allowed_updates_filter_what_is_queued(tg: TelegramEnv) -> None:
 
 
 async def test_set_webhook_with_drop_pending_updates(tg: TelegramEnv) -> None:
-    for i in range(2):
-        await tg.sandbox.telegram.enqueue_update(tg.bot, text_update(f"old{i}"))
+    await enqueue_texts(tg, "old", 2)
     receiver = WebhookReceiver()
     async with serve(receiver.app) as hook:
         await tg.call("setWebhook", url=f"{hook}/tg", drop_pending_updates=True)
