@@ -253,6 +253,16 @@ async def baseline_rate(bus: Bus) -> float:
     return got / elapsed
 
 
+async def conversations_settled(bus: Bus, within_s: float) -> None:
+    """Wait (up to ``within_s``) until flows has settled every conversation event."""
+    deadline = time.perf_counter() + within_s
+    while time.perf_counter() < deadline:
+        info = await bus.js.consumer_info("CONV", "flows-conversations")
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        await asyncio.sleep(0.25)
+
+
 async def steps_rate(tmp: Path, env: dict[str, str], bus: Bus, count: int) -> tuple[int, float]:
     """Steps recorded per second while one flows instance works through the backlog."""
     port = free_port()
@@ -262,12 +272,7 @@ async def steps_rate(tmp: Path, env: dict[str, str], bus: Bus, count: int) -> tu
     ).start()  # fmt: skip
     try:
         await proc.ready(120)
-        deadline = time.perf_counter() + 600
-        while time.perf_counter() < deadline:
-            info = await bus.js.consumer_info("CONV", "flows-conversations")
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                break
-            await asyncio.sleep(0.25)
+        await conversations_settled(bus, 600)
     finally:
         proc.stop()
     sub = await bus.js.pull_subscribe(
@@ -345,12 +350,7 @@ async def main() -> None:
                 await proc.ready(120)
                 async with httpx.AsyncClient(timeout=30) as http:
                     await publish_flow(http, proc.url, STEPS_FLOW)
-                deadline = time.perf_counter() + 60
-                while time.perf_counter() < deadline:  # the reply phase's inputs all settled
-                    info = await bus.js.consumer_info("CONV", "flows-conversations")
-                    if info.num_pending == 0 and info.num_ack_pending == 0:
-                        break
-                    await asyncio.sleep(0.25)
+                await conversations_settled(bus, 60)  # the reply phase's inputs
             finally:
                 proc.stop()
             await store_backlog(bus, BACKLOG)
