@@ -82,26 +82,26 @@ def _text(i: int, chat: int, **kw: Any) -> SendMessage:
     )
 
 
-async def _outcomes(nats_url: str, n: int) -> dict[str, list[Any]] | None:
-    events = [d.model for d in await stream_messages(nats_url, "DELIVERY")]
-    done = [e for e in events if e.name in ("delivery.sent", "delivery.failed")]
-    if len({e.message_id for e in done}) < n:
-        return None
-    out: dict[str, list[Any]] = {}
-    for e in events:
-        out.setdefault(e.name, []).append(e)
-    return out
+async def _outcomes(nats_url: str, n: int, timeout: float = 90) -> dict[str, list[Any]]:
+    """The DELIVERY events by name, once ``n`` messages were sent or failed for good."""
+
+    async def settled() -> dict[str, list[Any]] | None:
+        events = [d.model for d in await stream_messages(nats_url, "DELIVERY")]
+        done = [e for e in events if e.name in ("delivery.sent", "delivery.failed")]
+        if len({e.message_id for e in done}) < n:
+            return None
+        out: dict[str, list[Any]] = {}
+        for e in events:
+            out.setdefault(e.name, []).append(e)
+        return out
+
+    return await eventually(settled, timeout=timeout, interval=0.5, message=f"{n} settled")
 
 
 async def test_three_instances_share_one_bot_within_every_telegram_limit(env: Env) -> None:
     cmds = [_text(i, 1000 + i % 25) for i in range(150)]  # 25 private chats, 6 messages each
     await _send_all(env.nats_url, cmds)
-    outcomes = await eventually(
-        lambda: _outcomes(env.nats_url, 150),
-        timeout=90,
-        interval=0.5,
-        message="150 messages delivered",
-    )
+    outcomes = await _outcomes(env.nats_url, 150)
     assert len(outcomes["delivery.sent"]) == 150
     assert "delivery.failed" not in outcomes
     accepted = [r for r in env.box.recorder.requests(provider="telegram", method="sendMessage")]
@@ -123,7 +123,7 @@ async def test_three_instances_share_one_bot_within_every_telegram_limit(env: En
 async def test_forced_429_pauses_every_instance_for_retry_after(env: Env) -> None:
     await _set_limits(env, {"bot": {"limit": 3, "window": 2}})  # stricter than our limiter
     await _send_all(env.nats_url, [_text(i, 2000 + i) for i in range(12)])
-    await eventually(lambda: _outcomes(env.nats_url, 12), timeout=90, interval=0.5)
+    await _outcomes(env.nats_url, 12)
     reqs = env.box.recorder.requests(provider="telegram", method="sendMessage")
     limited = [r for r in reqs if r.status == 429]
     assert limited, "the sandbox should have refused some sends"
@@ -147,7 +147,7 @@ async def test_permanent_error_fails_at_once_and_5xx_is_retried(env: Env) -> Non
         "telegram", TOKEN, error_rate=0.5, error_status=502, seed=3, methods=["sendMessage"]
     )
     await _send_all(env.nats_url, [_text(1, 3001)] + [_text(i, 3100 + i) for i in range(2, 12)])
-    outcomes = await eventually(lambda: _outcomes(env.nats_url, 11), timeout=90, interval=0.5)
+    outcomes = await _outcomes(env.nats_url, 11)
     failed = outcomes["delivery.failed"]
     assert [(f.message_id, f.permanent) for f in failed] == [("msg-1", True)]
     assert "blocked" in failed[0].reason
@@ -179,7 +179,7 @@ async def test_http_api_is_idempotent(env: Env) -> None:
         for _ in range(3):
             r = await http.post(f"{env.urls[1]}/v1/messages", json=body, headers=auth)
             assert r.status_code == 202, r.text
-        await eventually(lambda: _outcomes(env.nats_url, 1), timeout=30)
+        await _outcomes(env.nats_url, 1, timeout=30)
         status = (await http.get(f"{env.urls[2]}/v1/messages/order-77", headers=auth)).json()
         assert status["status"] == "sent"
         bad = await http.post(f"{env.urls[0]}/v1/messages", json={"channel": "fax"}, headers=auth)
@@ -206,7 +206,7 @@ async def test_health_integrations_probes_each_account(env: Env) -> None:
         assert shop["probe"]["facts"]["username"] == "out_bot"
         assert shop["probe"]["p95_latency_ms"] is not None
         await _send_all(env.nats_url, [_text(1, 7001)])
-        await eventually(lambda: _outcomes(env.nats_url, 1), timeout=30)
+        await _outcomes(env.nats_url, 1, timeout=30)
 
         async def measured() -> bool:
             for url in env.urls:  # whichever instance sent it
@@ -238,11 +238,6 @@ async def test_outage_opens_the_circuit_and_everything_is_delivered_after(env: E
             return False
 
         await eventually(circuit_open, timeout=20, message="a breaker opened")
-    outcomes = await eventually(
-        lambda: _outcomes(env.nats_url, 20),
-        timeout=90,
-        interval=0.5,
-        message="all delivered after the outage",
-    )
+    outcomes = await _outcomes(env.nats_url, 20)
     assert len(outcomes["delivery.sent"]) == 20
     assert "delivery.failed" not in outcomes
