@@ -15,7 +15,7 @@ import httpx
 import pytest
 from tests.support.outbound import outbound_stack, telegram_shop
 from tests.support.stack import API_KEY, OTHER_KEY
-from tests.support.streams import stream_messages
+from tests.support.streams import events_where
 
 from switchboard.events.catalog.delivery import InteractionApplied, InteractionFailed
 from switchboard.runtime.testing import eventually
@@ -86,11 +86,7 @@ async def send_with_buttons(env: Env, message_id: str) -> str:
 
 
 async def outcomes(env: Env, request_id: str) -> list[Any]:
-    return [
-        d.model
-        for d in await stream_messages(env.nats_url, "DELIVERY")
-        if getattr(d.model, "request_id", None) == request_id
-    ]
+    return [d.model for d in await events_where(env.nats_url, "DELIVERY", request_id=request_id)]
 
 
 async def test_a_pressed_button_is_answered_through_the_api(env: Env) -> None:

@@ -24,7 +24,7 @@ from tests.support.outbound import (
     telegram_shop,
 )
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
-from tests.support.streams import stream_messages
+from tests.support.streams import events_where, stream_messages
 
 from switchboard.events import encode
 from switchboard.events.catalog.common import Channel
@@ -112,11 +112,7 @@ async def status(env: Env, message_id: str) -> dict[str, Any]:
 
 
 async def deliveries(env: Env, message_id: str) -> list[Any]:
-    return [
-        d.model
-        for d in await stream_messages(env.nats_url, "DELIVERY")
-        if getattr(d.model, "message_id", None) == message_id
-    ]
+    return [d.model for d in await events_where(env.nats_url, "DELIVERY", message_id=message_id)]
 
 
 async def settled_in_stream(env: Env) -> bool:

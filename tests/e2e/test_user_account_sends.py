@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tests.support.crm import running_crm
 from tests.support.stack import API_KEY, OTHER_KEY, service_env, stored_account
-from tests.support.streams import stream_messages
+from tests.support.streams import events_where, stream_messages
 from tests.support.telethon_wire import API_HASH, API_ID, gateway_on_the_wire_fake, telethon_gateway
 
 from switchboard.events.catalog.common import Channel
@@ -96,11 +96,7 @@ async def _registered(nats_url: str) -> bool:
 
 
 async def _events(nats_url: str, message_id: str) -> list[Any]:
-    return [
-        d
-        for d in await stream_messages(nats_url, "DELIVERY")
-        if getattr(d.model, "message_id", None) == message_id
-    ]
+    return await events_where(nats_url, "DELIVERY", message_id=message_id)
 
 
 def _body(message_id: str, content: dict[str, Any]) -> dict[str, Any]:

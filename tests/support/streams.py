@@ -66,6 +66,15 @@ async def _read_stream(nats_url: str, stream: str, subject: str) -> list[Decoded
         await bus.close()
 
 
+async def events_where(nats_url: str, stream: str, **fields: object) -> list[Decoded]:
+    """The events of ``stream`` whose fields have these values (``message_id="m-1"``)."""
+    return [
+        d
+        for d in await stream_messages(nats_url, stream)
+        if all(getattr(d.model, name, None) == value for name, value in fields.items())
+    ]
+
+
 def by_type(decoded: list[Decoded]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for d in decoded:
