@@ -4,13 +4,12 @@ optimistic concurrency, workspace isolation, erasure."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from tests.support.conv import T0, deleted, edited, publish_all, received, sent
-from tests.support.crm import AUTH, Crm, running_crm
+from tests.support.crm import AUTH, Crm
 from tests.support.db import assert_rebuilt_as_live, projected
 from tests.support.stack import OTHER_KEY
 
@@ -23,14 +22,6 @@ from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def crm(
-    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Crm]:
-    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
-        yield crm
 
 
 async def test_same_phone_on_two_channels_is_one_contact(crm: Crm) -> None:

@@ -5,12 +5,11 @@ start command plus recipient batches."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from tests.support.conv import T0, publish_all, received
-from tests.support.crm import Crm, running_crm
+from tests.support.crm import Crm
 from tests.support.stack import OTHER_KEY
 
 from switchboard.crm.campaigns import CampaignRequest, start_campaign
@@ -23,14 +22,6 @@ from switchboard.runtime.testing import eventually
 
 pytestmark = pytest.mark.e2e
 TEXT = {"kind": "text", "text": "Spring sale: 20% off"}
-
-
-@pytest.fixture
-async def crm(
-    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Crm]:
-    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
-        yield crm
 
 
 async def _outbound(nats_url: str) -> list[Decoded]:

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from nats.js.api import RawStreamMsg
 from tests.support.conv import T0, publish_sealed, received, sent
 from tests.support.crm import AUTH, Crm, running_crm
 from tests.support.db import assert_rebuilt_as_live, projected, schema_tables
@@ -116,29 +117,34 @@ async def _readable(postgres_url: str, schema: str) -> list[str]:
         await conn.close()
 
 
+async def _sealed(bus: Bus) -> AsyncIterator[tuple[str, int, RawStreamMsg]]:
+    """(stream, sequence, message) of every stored event a sealing producer published."""
+    for stream in ("CONV", "DELIVERY", "CRM"):
+        last = (await bus.js.stream_info(stream)).state.last_seq
+        for seq in range(1, last + 1):
+            m = await bus.js.get_msg(stream, seq)
+            if not any(f".{ch}." in (m.subject or "") for ch in UNSEALED):
+                yield stream, seq, m
+
+
 async def _readable_in_streams(nats_url: str) -> list[str]:
     """Every (stream, seq, needle) where a stored event (body or headers) of a sealing
     producer shows the person: nothing, ever (crypto-shredding seals at publish)."""
     bus = await Bus.connect(nats_url, name="stream-scan")
     try:
         found = []
-        for stream in ("CONV", "DELIVERY", "CRM"):
-            last = (await bus.js.stream_info(stream)).state.last_seq
-            for seq in range(1, last + 1):
-                m = await bus.js.get_msg(stream, seq)
-                if any(f".{ch}." in (m.subject or "") for ch in UNSEALED):
-                    continue
-                body = (m.data or b"").decode()
-                headers = repr(sorted((m.headers or {}).items()))
-                # A CRM event caused by an unsealed event names that event (its ce-id, with
-                # the chat) in its causation id: that person only, headers only.
-                cause = [n for c, n in PEOPLE.items() if c.value in UNSEALED]
-                needles = (*PEOPLE.values(), *SECRETS)
-                found += [
-                    f"{stream}#{seq}: {n}"
-                    for n in needles
-                    if n in body or (n in headers and n not in cause)
-                ]
+        async for stream, seq, m in _sealed(bus):
+            body = (m.data or b"").decode()
+            headers = repr(sorted((m.headers or {}).items()))
+            # A CRM event caused by an unsealed event names that event (its ce-id, with
+            # the chat) in its causation id: that person only, headers only.
+            cause = [n for c, n in PEOPLE.items() if c.value in UNSEALED]
+            needles = (*PEOPLE.values(), *SECRETS)
+            found += [
+                f"{stream}#{seq}: {n}"
+                for n in needles
+                if n in body or (n in headers and n not in cause)
+            ]
         return found
     finally:
         await bus.close()
@@ -150,14 +156,9 @@ async def _opened_in_streams(nats_url: str) -> list[str]:
     try:
         opened = []
         async with pii.using(bus):
-            for stream in ("CONV", "DELIVERY", "CRM"):
-                last = (await bus.js.stream_info(stream)).state.last_seq
-                for seq in range(1, last + 1):
-                    m = await bus.js.get_msg(stream, seq)
-                    if any(f".{ch}." in (m.subject or "") for ch in UNSEALED):
-                        continue
-                    await pii.open_messages([m])  # type: ignore[list-item]
-                    opened.append((m.data or b"").decode())
+            async for _, _, m in _sealed(bus):
+                await pii.open_messages([m])  # type: ignore[list-item]
+                opened.append((m.data or b"").decode())
         return opened
     finally:
         await bus.close()

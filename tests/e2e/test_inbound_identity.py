@@ -4,13 +4,12 @@ contacts and conversations are who and what the providers say they are."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from tests.support.conv import publish_all
-from tests.support.crm import Crm, running_crm
+from tests.support.crm import Crm
 
 from switchboard.events import Event
 from switchboard.ingest.normalize import viber
@@ -28,14 +27,6 @@ BOB = {"id": 556, "is_bot": False, "first_name": "Bob"}
 BSUID = "US.13491208655302741918"
 PRIVATE = {"id": 555, "type": "private", "first_name": "Ada"}
 PHONE = "16505551234"
-
-
-@pytest.fixture
-async def crm(
-    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Crm]:
-    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
-        yield crm
 
 
 def tg(update_id: int, chat: dict[str, Any], sender: dict[str, Any], **fields: Any) -> list[Event]:
