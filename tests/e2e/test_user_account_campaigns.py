@@ -21,7 +21,11 @@ import pytest
 from tests.support.outbound import register, start_outbound_instances, telegram_shop
 from tests.support.stack import API_KEY, service_env
 from tests.support.streams import stream_messages
-from tests.support.telethon_wire import API_HASH, API_ID, gateway_on_the_wire_fake, telethon_gateway
+from tests.support.telethon_wire import (
+    gateway_on_the_wire_fake,
+    hand_over_session,
+    telethon_gateway,
+)
 from tests.support.timing import max_in_window
 
 from switchboard.events.catalog.common import Channel
@@ -96,12 +100,7 @@ async def test_a_pool_of_user_accounts_and_a_bot_sends_each_recipient_once(
         async with httpx.AsyncClient(base_url=gateway, headers=AUTH, timeout=30) as http:
             for sid, user in senders.items():
                 session = box.mtproto_wire.issue_session(user)["session"]
-                r = await http.put(
-                    f"/v1/sessions/{sid}",
-                    json={"session": session, "api_id": API_ID, "api_hash": API_HASH,
-                          "workspace_id": "demo"},
-                )  # fmt: skip
-                assert r.status_code == 201, r.text
+                await hand_over_session(http, sid, session)
 
         async def connected() -> bool:
             events = await stream_messages(nats_url, "MTPROTO")

@@ -18,7 +18,11 @@ import pytest
 from tests.support.crm import running_crm
 from tests.support.stack import API_KEY, OTHER_KEY, service_env, stored_account
 from tests.support.streams import events_where, stream_messages
-from tests.support.telethon_wire import API_HASH, API_ID, gateway_on_the_wire_fake, telethon_gateway
+from tests.support.telethon_wire import (
+    gateway_on_the_wire_fake,
+    hand_over_session,
+    telethon_gateway,
+)
 
 from switchboard.events.catalog.common import Channel
 from switchboard.mtproto.app import create_app as create_gateway
@@ -75,13 +79,7 @@ async def env(
             )
             async with httpx.AsyncClient(base_url=gateway, headers=AUTH, timeout=30) as http:
                 issued = box.mtproto_wire.issue_session(sender)
-                session = issued["session"]
-                r = await http.put(
-                    f"/v1/sessions/{SESSION}",
-                    json={"session": session, "api_id": API_ID, "api_hash": API_HASH,
-                          "workspace_id": "demo"},
-                )  # fmt: skip
-                assert r.status_code == 201, r.text
+                await hand_over_session(http, SESSION, issued["session"])
             await eventually(lambda: _registered(nats_url), timeout=30, message="registered")
             async with httpx.AsyncClient(base_url=out, headers=AUTH, timeout=30) as client:
                 yield Env(box, sender, friend, client, nats_url, issued["key_id"])

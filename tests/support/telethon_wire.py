@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from switchboard.mtproto import app as mtproto_app
@@ -35,6 +36,16 @@ def telethon_gateway(nats_url: str, postgres_url: str, **overrides: Any) -> Mtpr
     }
     values.update(overrides)
     return MtprotoSettings(**values)
+
+
+async def hand_over_session(http: httpx.AsyncClient, session_id: str, session: str) -> None:
+    """Give workspace demo's Telethon ``session`` to the gateway that ``http`` is based at,
+    as ``session_id``, through its API (201)."""
+    r = await http.put(
+        f"/v1/sessions/{session_id}",
+        json={"session": session, "api_id": API_ID, "api_hash": API_HASH, "workspace_id": "demo"},
+    )
+    assert r.status_code == 201, r.text
 
 
 async def _nothing() -> None:
