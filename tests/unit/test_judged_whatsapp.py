@@ -82,6 +82,12 @@ def message(
     return webhook({"contacts": [contact], "messages": [msg]})
 
 
+def edit(n: int, new: dict[str, Any], **who: Any) -> dict[str, Any]:
+    """The customer's edit ``wamid.EDIT<n>`` of their message ``wamid.ORIG<n>`` to ``new``."""
+    edited = {"original_message_id": f"wamid.ORIG{n}", "message": new}
+    return message("edit", wamid=f"wamid.EDIT{n}", edit=edited, **who)
+
+
 def status(
     value: str, *, recipient_id: str | None = PHONE, user_id: str | None = BSUID, **extra: Any
 ) -> dict[str, Any]:
@@ -296,42 +302,15 @@ CASES: list[tuple[str, dict[str, Any], type[Event]]] = [
         MessageReceived,
     ),
     # edits and revokes
-    (
-        "edit",
-        message(
-            "edit",
-            wamid="wamid.EDIT1",
-            edit={
-                "original_message_id": "wamid.ORIG1",
-                "message": {"type": "text", "text": {"body": "fixed typo"}},
-            },
-        ),
-        MessageEdited,
-    ),
+    ("edit", edit(1, {"type": "text", "text": {"body": "fixed typo"}}), MessageEdited),
     (
         "edit bsuid only",
-        message(
-            "edit",
-            wamid="wamid.EDIT2",
-            sender_phone=None,
-            edit={
-                "original_message_id": "wamid.ORIG2",
-                "message": {"type": "text", "text": {"body": "second try"}},
-            },
-        ),
+        edit(2, {"type": "text", "text": {"body": "second try"}}, sender_phone=None),
         MessageEdited,
     ),
     (
         "edit caption in group",
-        message(
-            "edit",
-            wamid="wamid.EDIT3",
-            group=GROUP,
-            edit={
-                "original_message_id": "wamid.ORIG3",
-                "message": {"type": "image", "image": {**MEDIA, "caption": "new caption"}},
-            },
-        ),
+        edit(3, {"type": "image", "image": {**MEDIA, "caption": "new caption"}}, group=GROUP),
         MessageEdited,
     ),
     (
