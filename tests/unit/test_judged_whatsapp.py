@@ -12,6 +12,7 @@ import pytest
 from pywa import WhatsApp
 from pywa.types.base_update import RawUpdate
 from pywa.types.chat import ChatType as PywaChatType
+from tests.support.normalized import only
 
 from switchboard.events import Event
 from switchboard.events.catalog.common import ChatType
@@ -425,9 +426,7 @@ def test_normalizer_agrees_with_pywa(
     name: str, payload: dict[str, Any], expected: type[Event]
 ) -> None:
     update = parsed(payload)
-    events = normalize_payload(payload, account=PHONE_ID, raw_id="wa:raw:1", received_at=NOW)
-    assert len(events) == 1, events
-    event = events[0]
+    event = only(normalize_payload(payload, account=PHONE_ID, raw_id="wa:raw:1", received_at=NOW))
     assert type(event) is expected
     user = update.from_user
     if isinstance(event, DeliveryReceipt):
