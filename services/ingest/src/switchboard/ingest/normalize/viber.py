@@ -51,6 +51,12 @@ from switchboard.ingest.normalize.base import (
 )
 
 RECEIPTS = {"delivered": "delivered", "seen": "read", "failed": "failed"}
+# Message types that carry one media file with an optional caption (``text``).
+CAPTIONED_MEDIA: dict[str, type[PhotoContent | VideoContent | DocumentContent]] = {
+    "picture": PhotoContent,
+    "video": VideoContent,
+    "file": DocumentContent,
+}
 STATUSES = {
     "subscribed": ContactStatus.SUBSCRIBED,
     "unsubscribed": ContactStatus.UNSUBSCRIBED,
@@ -119,14 +125,10 @@ def content_of(message: dict[str, Any], raw_id: str) -> Content:
     if mtype == "url":
         # A shared link: the URL is the whole message, so it reads as text.
         return TextContent(text=as_str(message.get("media"), "message.media"))
-    if mtype in ("picture", "video", "file"):
+    if mtype in CAPTIONED_MEDIA:
         file = _media_file(message)
         caption = as_opt_str(message.get("text"), "message.text")
-        if mtype == "picture":
-            return PhotoContent(file=file, caption=caption)
-        if mtype == "video":
-            return VideoContent(file=file, caption=caption)
-        return DocumentContent(file=file, caption=caption)
+        return CAPTIONED_MEDIA[mtype](file=file, caption=caption)
     if mtype == "sticker":
         sticker_id = message.get("sticker_id")
         ok = isinstance(sticker_id, int | str) and not isinstance(sticker_id, bool)

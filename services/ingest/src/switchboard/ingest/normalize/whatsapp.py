@@ -77,6 +77,12 @@ from switchboard.ingest.normalize.base import (
 OBJECT = "whatsapp_business_account"
 RECEIPT_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
 _CALLBACK_INTERACTIVE = ("button_reply", "list_reply")
+# Media types whose content is the file and its caption (audio, voice and sticker differ).
+CAPTIONED_MEDIA: dict[str, type[PhotoContent | VideoContent | DocumentContent]] = {
+    "image": PhotoContent,
+    "video": VideoContent,
+    "document": DocumentContent,
+}
 NUMBER_CHANGES = frozenset(
     {"user_changed_number", "customer_changed_number", "user_changed_user_id"}
 )
@@ -378,12 +384,8 @@ def _media_content(msg: dict[str, Any], mtype: str, where: str) -> Content:
         file_name=as_opt_str(media.get("filename"), f"{where}.filename"),
     )
     caption = as_opt_str(media.get("caption"), f"{where}.caption")
-    if mtype == "image":
-        return PhotoContent(file=file, caption=caption)
-    if mtype == "video":
-        return VideoContent(file=file, caption=caption)
-    if mtype == "document":
-        return DocumentContent(file=file, caption=caption)
+    if mtype in CAPTIONED_MEDIA:
+        return CAPTIONED_MEDIA[mtype](file=file, caption=caption)
     if mtype == "sticker":
         return StickerContent(file=file)
     if media.get("voice") is True:  # recorded in WhatsApp (push to talk), not a shared file
