@@ -4,24 +4,17 @@ exist; every consumer must name its handler (so a new one cannot be left out of 
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _generator() -> ModuleType:
-    path = ROOT / "docs" / "generate_architecture.py"
-    spec = importlib.util.spec_from_file_location("generate_architecture", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/generate_architecture.py", "generate_architecture")
 
 
 def test_the_architecture_document_is_up_to_date() -> None:

@@ -6,14 +6,13 @@ payload is a schema of the catalog (or says why it is none)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests.support.scripts import load_script
 
 from switchboard.events.topology import SERVICES
 from switchboard.runtime import subscribers
@@ -22,14 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _generator() -> ModuleType:
-    path = ROOT / "docs" / "generate_asyncapi.py"
-    spec = importlib.util.spec_from_file_location("generate_asyncapi", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("docs/generate_asyncapi.py", "generate_asyncapi")
 
 
 def test_the_asyncapi_documents_are_up_to_date() -> None:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
 
+from tests.support.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT / "bench"))  # bench_peers imports its sibling bench_outbound
-_spec = importlib.util.spec_from_file_location("bench_peers", ROOT / "bench" / "bench_peers.py")
-assert _spec
-assert _spec.loader
-peers = importlib.util.module_from_spec(_spec)
-sys.modules["bench_peers"] = peers
-_spec.loader.exec_module(peers)
+peers = load_script("bench/bench_peers.py", "bench_peers")
 
 
 def test_a_burst_the_window_admits_is_full_utilization_not_more() -> None:

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from tests.support.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
-assert _spec
-assert _spec.loader
-report = importlib.util.module_from_spec(_spec)
-sys.modules["bench_report"] = report
-_spec.loader.exec_module(report)
+report = load_script("bench/report.py", "bench_report")
 
 
 def test_the_last_key_value_line_is_the_result() -> None:
