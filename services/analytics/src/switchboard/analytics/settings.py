@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
+from switchboard.events.catalog.outbound import ActionSource
 from switchboard.runtime.settings import ApiKeysSetting, DatabaseSettings, comma_items
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-ActionSource = Literal[
-    "system_generated",
-    "website",
-    "app",
-    "chat",
-    "phone_call",
-    "email",
-    "physical_store",
-    "business_messaging",
-    "other",
-]
 
 
 class AnalyticsSettings(DatabaseSettings):
