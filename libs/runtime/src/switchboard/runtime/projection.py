@@ -16,7 +16,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -56,14 +56,6 @@ _MAX_LINKS = 128
 ApplyBatch = Callable[[Conn, Any], Awaitable[None]]
 # prepare may be a coroutine function (opening sealed personal data fetches keys)
 Prepare = Callable[[Sequence[Msg]], Any]
-
-
-class Projector(Protocol):
-    """A projector module: what it projects, from where (its ``apply`` is the service's)."""
-
-    PROJECTION: str
-    STREAM: str
-    SUBJECTS: tuple[str, ...]
 
 
 async def _prepared(prepare: Prepare, msgs: Sequence[Msg]) -> Any:
@@ -115,34 +107,6 @@ class Projection:
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     position: int = 0
     idle_polls: int = 0
-
-    @classmethod
-    def of_projector(
-        cls,
-        projector: Projector,
-        apply: ApplyBatch,
-        prepare: Prepare | None = None,
-        *,
-        schema: str,
-        bus: Bus,
-        pool: asyncpg.Pool,
-        batch: int,
-        stop: asyncio.Event | None = None,
-    ) -> Projection:
-        """The projection a projector module declares (name, stream, subjects), applied by
-        ``apply`` into ``schema``: the live tables, or a rebuild's fresh ones."""
-        return cls(
-            name=projector.PROJECTION,
-            schema=schema,
-            stream=projector.STREAM,
-            filter_subjects=projector.SUBJECTS,
-            apply=apply,
-            prepare=prepare,
-            bus=bus,
-            pool=pool,
-            batch=batch,
-            stop=stop or asyncio.Event(),
-        )
 
     async def run(self) -> None:
         """Wait for the lock, then project until stopped; waits out bus and database

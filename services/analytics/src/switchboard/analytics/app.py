@@ -65,8 +65,17 @@ def build_projection(
     async def apply(conn: Conn, items: list[Item]) -> None:
         await module.apply(conn, items, ctx)
 
-    return Projection.of_projector(
-        module, apply, prepare, schema=schema, bus=bus, pool=pool, batch=batch, stop=stop
+    return Projection(
+        name=module.PROJECTION,
+        schema=schema,
+        stream=module.STREAM,
+        filter_subjects=module.SUBJECTS,
+        apply=apply,
+        prepare=prepare,
+        bus=bus,
+        pool=pool,
+        batch=batch,
+        stop=stop or asyncio.Event(),
     )
 
 

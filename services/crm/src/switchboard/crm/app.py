@@ -85,9 +85,17 @@ def build_projection(
     """A projection of one projector module; a module with a ``prepare`` step gets its
     decoding overlapped with Postgres (live service, rebuild and benchmark alike)."""
     prepare = getattr(module, "prepare", None)
-    apply = module.apply_prepared if prepare else module.apply_batch
-    return Projection.of_projector(
-        module, apply, prepare, schema=schema, bus=bus, pool=pool, batch=batch, stop=stop
+    return Projection(
+        name=module.PROJECTION,
+        schema=schema,
+        stream=module.STREAM,
+        filter_subjects=module.SUBJECTS,
+        bus=bus,
+        pool=pool,
+        batch=batch,
+        apply=module.apply_prepared if prepare else module.apply_batch,
+        prepare=prepare,
+        stop=stop or asyncio.Event(),
     )
 
 
