@@ -23,6 +23,7 @@ decide (``handlers`` / ``decides``): ``docs/architecture.md`` is generated from 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -201,6 +202,11 @@ def _probe(subject: str) -> str:
     return subject.replace(">", "x").replace("*", "x")
 
 
+def _captured(subject: str, patterns: Iterable[str]) -> bool:
+    """Whether one of ``patterns`` takes in every subject that ``subject`` (a pattern) names."""
+    return any(subject_matches(p, _probe(subject)) for p in patterns)
+
+
 def _durable_operations(stream: str, name: str) -> dict[str, str]:
     """The subjects through which a durable is changed, read or settled."""
     return {
@@ -304,7 +310,7 @@ def permissions(
                     continue  # granted by name: its own durable
                 if owner.name == service.name and verb != "delete":
                     continue
-                if any(subject_matches(p, _probe(subject)) for p in pub):
+                if _captured(subject, pub):
                     whose = "its own" if owner.name == service.name else f"{owner.name}'s"
                     deny[subject] = f"may not {verb} {whose} durable {d.name} on {d.stream}"
     reasons = {**pub, **deny}
@@ -340,32 +346,33 @@ def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str
     streams = {s.name: s for s in STREAMS}
     buckets = {b.name for b in BUCKETS}
     names: set[str] = set()
+
+    def stray(stream: str, subjects: Iterable[str]) -> list[str] | None:
+        """The ``subjects`` that ``stream`` never holds; None when there is no such stream."""
+        spec = streams.get(stream)
+        return None if spec is None else [s for s in subjects if not _captured(s, spec.subjects)]
+
     for svc in services:
         if svc.name in names:
             problems.append(f"service {svc.name} declared twice")
         names.add(svc.name)
         for subject in svc.publishes:
-            probe = subject.replace(">", "x").replace("*", "x")
-            if not any(subject_matches(p, probe) for s in STREAMS for p in s.subjects):
+            if not _captured(subject, (p for s in STREAMS for p in s.subjects)):
                 problems.append(f"{svc.name} publishes {subject}, which no stream captures")
-        for d in svc.durables:
-            spec = streams.get(d.stream)
-            if spec is None:
-                problems.append(f"{svc.name}: durable {d.name} on unknown stream {d.stream}")
-                continue
-            for f in d.filter_subjects:
-                probe = f.replace(">", "x").replace("*", "x")
-                if not any(subject_matches(p, probe) for p in spec.subjects):
-                    problems.append(f"{svc.name}: {d.name} filters {f} outside {d.stream}")
+        # Every consumer, declared or made at run time, reads subjects its stream holds.
+        consumers = [
+            (f"durable {d.name}", d.name, d.stream, d.filter_subjects) for d in svc.durables
+        ]
+        consumers += [
+            ("runtime durables", rd.name, rd.stream, (rd.filter_subject,))
+            for rd in svc.runtime_durables
+        ]
+        for label, name, stream, filters in consumers:
+            outside = stray(stream, filters)
+            if outside is None:
+                problems.append(f"{svc.name}: {label} on unknown stream {stream}")
+            problems += [f"{svc.name}: {name} filters {f} outside {stream}" for f in outside or ()]
         for rd in svc.runtime_durables:
-            spec = streams.get(rd.stream)
-            if spec is None:
-                problems.append(f"{svc.name}: runtime durables on unknown stream {rd.stream}")
-                continue
-            if not any(subject_matches(p, _probe(rd.filter_subject)) for p in spec.subjects):
-                problems.append(
-                    f"{svc.name}: {rd.name} filters {rd.filter_subject} outside {rd.stream}"
-                )
             prefix = rd.name.split("<", 1)[0]
             if not prefix or prefix == rd.name:
                 problems.append(f"{svc.name}: {rd.name} needs a fixed prefix and a <placeholder>")
@@ -376,13 +383,12 @@ def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str
             if r.stream not in streams:
                 problems.append(f"{svc.name} reads unknown stream {r.stream}")
         for e in svc.erases:
-            spec = streams.get(e.stream)
-            if spec is None:
+            outside = stray(e.stream, e.subjects)
+            if outside is None:
                 problems.append(f"{svc.name} erases from unknown stream {e.stream}")
-                continue
-            for subject in e.subjects:
-                if not any(subject_matches(p, _probe(subject)) for p in spec.subjects):
-                    problems.append(f"{svc.name} erases {subject}, which {e.stream} never holds")
+            problems += [
+                f"{svc.name} erases {x}, which {e.stream} never holds" for x in outside or ()
+            ]
         for b in svc.buckets:
             if b.bucket not in buckets:
                 problems.append(f"{svc.name} uses unknown bucket {b.bucket}")
