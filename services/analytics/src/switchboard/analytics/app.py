@@ -3,11 +3,10 @@ conversion publisher, the gauges, the query API and the dashboard."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from types import ModuleType
+from typing import Unpack
 
-import asyncpg
 from fastapi import Request
 from starlette.responses import Response
 
@@ -31,12 +30,11 @@ from switchboard.analytics.signin import SignInStore
 from switchboard.runtime import identity, pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.projection import Projection
+from switchboard.runtime.projection import Projection, Site
 from switchboard.runtime.service import Runtime
 
 log = get_logger(__name__)
@@ -50,33 +48,13 @@ PROJECTORS: tuple[ModuleType, ...] = (
 )
 
 
-def build_projection(
-    module: ModuleType,
-    ctx: Context,
-    *,
-    schema: str,
-    bus: Bus,
-    pool: asyncpg.Pool,
-    batch: int,
-    stop: asyncio.Event | None = None,
-) -> Projection:
+def build_projection(module: ModuleType, ctx: Context, **site: Unpack[Site]) -> Projection:
     """The checkpointed projection of one projector module (service and rebuild alike)."""
 
     async def apply(conn: Conn, items: list[Item]) -> None:
         await module.apply(conn, items, ctx)
 
-    return Projection(
-        name=module.PROJECTION,
-        schema=schema,
-        stream=module.STREAM,
-        filter_subjects=module.SUBJECTS,
-        apply=apply,
-        prepare=prepare,
-        bus=bus,
-        pool=pool,
-        batch=batch,
-        stop=stop or asyncio.Event(),
-    )
+    return Projection.of_projector(module, apply, prepare, **site)
 
 
 def create_app(settings: AnalyticsSettings) -> ServiceApp:
