@@ -68,17 +68,8 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
         assert rt.pool is not None
         await pii.start(rt)  # the projections open sealed personal data
         deps.set(await bootstrap(rt, settings))
-        for module in PROJECTORS:
-            projection = build_projection(
-                module,
-                ctx,
-                schema=SCHEMA,
-                bus=rt.bus,
-                pool=rt.pool,
-                batch=settings.projection_batch,
-                stop=rt.stop,
-            )
-            rt.spawn(f"projection-{module.PROJECTION}", projection.run)
+        site = rt.site(SCHEMA, settings.projection_batch)
+        rt.run_projections(build_projection(m, ctx, **site) for m in PROJECTORS)
         pool, bus = rt.pool, rt.bus
         rt.spawn("conversions", lambda: run_publisher(pool, bus, rt.stop))
         rt.spawn("gauges", lambda: refresh_gauges(pool, rt.stop, settings.metrics_refresh_s))

@@ -136,16 +136,8 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         await pii.start(rt)  # the projections and the resolver open sealed personal data
         built = await bootstrap(rt, settings)
         store = built.store
-        for module in PROJECTIONS:
-            projection = build_projection(
-                module,
-                schema=SCHEMA,
-                bus=rt.bus,
-                pool=rt.pool,
-                batch=settings.projection_batch,
-                stop=rt.stop,
-            )
-            rt.spawn(f"projection-{module.PROJECTION}", projection.run)
+        site = rt.site(SCHEMA, settings.projection_batch)
+        rt.run_projections(build_projection(m, **site) for m in PROJECTIONS)
         resolver = Resolver(store, settings)
 
         async def resolve(msg: Msg) -> None:
