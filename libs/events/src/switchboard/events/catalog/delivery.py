@@ -186,16 +186,11 @@ class DeliveryReceipt(_Delivery):
 
 
 class _CampaignEvent(Event):
+    about: ClassVar[str] = "campaign_id"
     caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
 
     campaign_id: str = Field(min_length=1)
     at: datetime
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
 
 
 @register("delivery.campaign_status", 1)

@@ -276,15 +276,10 @@ class PoolAccount(Value):
 class _CampaignCommand(Command):
     """A command about one campaign: routed, and its CloudEvents subject named, by it."""
 
+    about: ClassVar[str] = "campaign_id"
     caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
 
     campaign_id: CampaignId
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
 
 
 class _CampaignBatch(_CampaignCommand):
