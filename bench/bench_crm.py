@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import random
 import statistics
@@ -28,8 +29,10 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from fair_baseline import bus_only_rate, readers_of
 from switchboard.crm.app import PROJECTIONS
@@ -129,6 +132,47 @@ class ApiWatcher:
         self.top = newest
 
 
+async def _stored_at(bus: Bus, stream: str, number_of: Any) -> dict[int, float]:
+    """When (the stream's timestamp) each load message was stored in ``stream``."""
+    sub = await bus.js.pull_subscribe(
+        ">", durable=None, stream=stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )  # fmt: skip
+    out: dict[int, float] = {}
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(1024, timeout=1)
+            except Exception:
+                return out
+            for m in msgs:
+                out.setdefault(number_of(json.loads(m.data)), m.metadata.timestamp.timestamp())
+    finally:
+        await sub.unsubscribe()
+
+
+async def stages(nats_url: str, due: dict[int, float], seen: dict[int, float]) -> None:
+    """Where the time goes: due -> RAW (ingest answered), RAW -> CONV (the normalizer),
+    CONV -> listed by the API (the CRM projection and the watcher's polling)."""
+    bus = await Bus.connect(nats_url, name="bench-stages")
+    try:
+        raw = await _stored_at(bus, "RAW", lambda body: int(body["update_id"]))
+        conv = await _stored_at(bus, "CONV", lambda body: int(body["provider"]["message_id"]))
+    finally:
+        await bus.close()
+    ids = [n for n in due if n in raw and n in conv]
+    parts = {
+        "due->RAW": [raw[n] - due[n] for n in ids],
+        "RAW->CONV": [conv[n] - raw[n] for n in ids],
+        "CONV->API": [seen[n] - conv[n] for n in ids],
+    }
+    for name, values in parts.items():
+        ms = sorted(v * 1000 for v in values)
+        if ms:
+            p50, p99 = statistics.median(ms), ms[int(len(ms) * 0.99)]
+            print(f"  {name}: p50={p50:.1f} ms p99={p99:.1f} ms")
+
+
 async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
     """POST at a fixed rate; the API watcher sees messages appear; latency per message in ms."""
     from switchboard.events.catalog.common import Channel as Ch
@@ -204,7 +248,9 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
             out, _ = await load.communicate()
             print(f"load generator: {out.decode().strip()}; API polls: {api.polls}")
             seen = api.seen
-            return [(at - (start_at + (n - 1) / E2E_RATE)) * 1000 for n, at in seen.items()]
+            due = {n: start_at + (n - 1) / E2E_RATE for n in seen}
+            await stages(nats_url, due, seen)
+            return [(at - due[n]) * 1000 for n, at in seen.items()]
 
     finally:
         for p in procs:

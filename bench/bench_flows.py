@@ -35,6 +35,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.conv import MessageReceived
 from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.demo import DEMO_FLOW
+from switchboard.runtime import pii
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
@@ -161,13 +162,16 @@ async def _stored_at(bus: Bus, stream: str, subject: str, chat_of: Any) -> dict[
         config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
     )  # fmt: skip
     out: dict[int, float] = {}
+    keys = pii.PiiKeys(await bus.kv(pii.BUCKET))  # chat ids are sealed personal data
     try:
         while True:
             try:
                 msgs = await sub.fetch(512, timeout=1)
             except Exception:
                 return out
+            await keys.prefetch(m.data for m in msgs)
             for m in msgs:
+                m.data = keys.open_body(m.data)
                 chat = chat_of(m)
                 if chat is not None:
                     out.setdefault(chat, m.metadata.timestamp.timestamp())

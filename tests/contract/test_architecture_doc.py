@@ -5,13 +5,16 @@ exist; every consumer must name its handler (so a new one cannot be left out of 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from types import ModuleType
 
-from tests.support.scripts import ROOT, load_script
+from tests.support.scripts import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _generator() -> ModuleType:
-    return load_script(ROOT / "docs" / "generate_architecture.py", "generate_architecture")
+    return load_script("docs/generate_architecture.py", "generate_architecture")
 
 
 def test_the_architecture_document_is_up_to_date() -> None:

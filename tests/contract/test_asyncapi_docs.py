@@ -12,14 +12,16 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from tests.support.scripts import ROOT, load_script
+from tests.support.scripts import load_script
 
 from switchboard.events.topology import SERVICES
 from switchboard.runtime import subscribers
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _generator() -> ModuleType:
-    return load_script(ROOT / "docs" / "generate_asyncapi.py", "generate_asyncapi")
+    return load_script("docs/generate_asyncapi.py", "generate_asyncapi")
 
 
 def test_the_asyncapi_documents_are_up_to_date() -> None:

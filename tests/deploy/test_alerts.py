@@ -65,7 +65,7 @@ def test_every_build_ships_the_rules_file_as_a_prometheusrule(overlay: str) -> N
 
 
 def test_the_prometheusrule_file_is_generated_from_the_rules_file() -> None:
-    render = load_script(RENDER, "to_prometheusrule")
+    render = load_script(str(RENDER.relative_to(ROOT)), "to_prometheusrule")
     assert render.TARGET.read_text() == render.render(_rules()), "run `just alerts`"
 
 

@@ -25,6 +25,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.recorder import RecordedRequest
 from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
@@ -121,17 +122,33 @@ async def test_three_instances_share_one_bot_within_every_telegram_limit(env: En
 
 
 async def test_forced_429_pauses_every_instance_for_retry_after(env: Env) -> None:
+    """A 429 one instance gets pauses the bot for all three. Sends already on their way
+    when it came may be refused too (no instance can take back a call it made); every send
+    asked for once the pause is recorded (the refused send's ``delivery.retrying`` is
+    published after it) waits until the pause ends, whichever instance takes it."""
     await _set_limits(env, {"bot": {"limit": 3, "window": 2}})  # stricter than our limiter
-    await _send_all(env.nats_url, [_text(i, 2000 + i) for i in range(12)])
+    await _send_all(env.nats_url, [_text(i, 2000 + i) for i in range(4)])
+
+    async def first_429() -> RecordedRequest | None:
+        reqs = env.box.recorder.requests(provider="telegram", method="sendMessage")
+        return next((r for r in reqs if r.status == 429), None)
+
+    first = await eventually(first_429, timeout=30, message="the sandbox refused a send")
+    refused = f"msg-{int(first.chat or 0) - 2000}"
+
+    async def pause_recorded() -> bool:
+        events = [d.model for d in await stream_messages(env.nats_url, "DELIVERY")]
+        return any(e.name == "delivery.retrying" and e.message_id == refused for e in events)
+
+    await eventually(pause_recorded, timeout=30, message="the pause recorded")
+    later = [_text(i, 2000 + i) for i in range(4, 12)]
+    await _send_all(env.nats_url, later)
     await _outcomes(env.nats_url, 12)
+    ends = first.at + (first.retry_after or 0)
+    chats = {c.recipient for c in later}
     reqs = env.box.recorder.requests(provider="telegram", method="sendMessage")
-    limited = [r for r in reqs if r.status == 429]
-    assert limited, "the sandbox should have refused some sends"
-    first = limited[0]
-    after = [
-        r for r in reqs if r.seq > first.seq and r.at < first.at + (first.retry_after or 0) - 0.05
-    ]
-    assert after == [], "an instance sent while the bot was paused"
+    early = [r for r in reqs if r.chat in chats and r.at < ends - 0.05]
+    assert early == [], "an instance sent while the bot was paused"
 
 
 async def _set_limits(env: Env, limits: dict[str, Any]) -> None:

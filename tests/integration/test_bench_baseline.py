@@ -6,11 +6,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 from nats.js.api import StreamConfig
-from tests.support.scripts import ROOT, load_script
+from tests.support.scripts import load_script
 
 from switchboard.runtime.bus import Bus
 
-fair = load_script(ROOT / "bench" / "fair_baseline.py", "bench_fair_baseline")
+fair = load_script("bench/fair_baseline.py", "bench_fair_baseline")
 
 
 async def test_readers_run_at_once_and_end_even_when_the_tail_does_not_match(bus: Bus) -> None:

@@ -1,32 +1,32 @@
-"""``switchboard ingest renormalize``: streams filled the old way (by the normalizers as they
-were before issue 19) are repaired from ``RAW``, and a CRM rebuild over them then equals a
-fresh run of today's normalizers over the same recorded traffic of every provider. Real
-NATS (two servers: the repaired one and the fresh one) and real Postgres."""
+"""``switchboard ingest renormalize``: streams filled the old way (with the events the
+normalizers as they were before issue 19 wrote, recorded from them) are repaired from
+``RAW``, and a CRM rebuild over them then equals a fresh run of today's normalizers over
+the same recorded traffic of every provider. Real NATS (two servers: the repaired one and
+the fresh one) and real Postgres."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from tests.support.legacy import telegram as old_telegram
-from tests.support.legacy import viber as old_viber
-from tests.support.legacy import whatsapp as old_whatsapp
+from tests.support.db import create_database
 from tests.support.stack import service_env
 from tests.support.streams import stream_messages
 
 from switchboard.crm.rebuild import rebuild
 from switchboard.crm.settings import CrmSettings
-from switchboard.events import Envelope, Event
+from switchboard.events import Envelope, Event, model_for
+from switchboard.events.codec import parse_type
 from switchboard.ingest import cli
 from switchboard.ingest import renormalize as renormalizer
-from switchboard.ingest.normalize import generic
 from switchboard.ingest.normalize.base import NormalizeError
 from switchboard.ingest.normalizer import SPEC, normalize_raw
 from switchboard.ingest.raw import raw_envelope
@@ -36,7 +36,8 @@ from switchboard.runtime.consumer import PermanentError
 from switchboard.runtime.embedded import EmbeddedNats
 from switchboard.runtime.settings import load_settings
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# Fixed: the recorded old events (tests/data/renormalize) carry these times.
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 DATE = int((NOW - timedelta(hours=1)).timestamp())
 SUPER = {"id": -1002002, "type": "supergroup", "title": "Club"}
 CHANNEL = {"id": -1009, "type": "channel", "title": "News"}
@@ -173,12 +174,33 @@ MIX = [
         },
     ),
 ]
-OLD: dict[str, Callable[..., list[Event]]] = {
-    "telegram": old_telegram.normalize_update,
-    "whatsapp": old_whatsapp.normalize_payload,
-    "viber": old_viber.normalize_payload,
-    "generic": generic.normalize_payload,
-}
+# What the normalizers as they were before issue 19 wrote for each payload of MIX, recorded
+# once from their code (tests/data/renormalize/README.md says how).
+RECORDED = Path(__file__).parents[1] / "data" / "renormalize" / "pre_issue_19_events.json"
+
+
+@cache
+def _recorded() -> dict[str, dict[str, Any]]:
+    data: dict[str, dict[str, Any]] = json.loads(RECORDED.read_text())["recorded"]
+    return data
+
+
+def old_events(raw_id: str, payload: Any) -> list[Event]:
+    """The events the old normalizers wrote for ``payload`` (RAW id ``raw_id``); raises
+    NormalizeError for a payload they could not read (it went to the DLQ)."""
+    recorded = _recorded()[raw_id]
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    assert digest == recorded["payload_sha256"], f"{raw_id}: MIX differs from the recording"
+    if "unreadable" in recorded:
+        raise NormalizeError(recorded["unreadable"])
+    events: list[Event] = []
+    for item in recorded["events"]:
+        model = model_for(*parse_type(item["type"])).model_validate(item["data"])
+        assert isinstance(model, Event)
+        events.append(model)
+    return events
+
+
 # What a rebuild writes, less the stream positions (the repaired stream's differ).
 COMPARED = {
     "conversations": """SELECT id, channel, account, chat_id, chat_type, title,
@@ -207,9 +229,9 @@ async def publish_raw(bus: Bus) -> None:
 
 
 async def normalize_all(bus: Bus, old: bool) -> int:
-    """What the normalizer consumer does (sealed, ``pii.publish_sealed``), with today's or
-    the old normalizers; returns how many payloads could not be read (they would be in the
-    DLQ)."""
+    """What the normalizer consumer does (sealed, ``pii.publish_sealed``), with today's
+    normalizers or with what the old ones wrote; returns how many payloads could not be
+    read (they would be in the DLQ)."""
     unreadable = 0
     keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
     for raw in await stream_messages_raw(bus):
@@ -217,10 +239,7 @@ async def normalize_all(bus: Bus, old: bool) -> int:
         try:
             if old:
                 envelope = Envelope.from_headers(headers)
-                provider, account = subject.split(".")[1], subject.split(".")[3]
-                events = OLD[provider](
-                    json.loads(body), account=account, raw_id=envelope.id, received_at=NOW
-                )
+                events = old_events(envelope.id, json.loads(body))
             else:
                 envelope, events = normalize_raw(subject, headers, body)
         except (NormalizeError, PermanentError):
@@ -243,16 +262,6 @@ async def second_nats(tmp_path: Path) -> AsyncIterator[str]:
     server = EmbeddedNats(tmp_path / "nats-fresh").start()
     yield server.url
     server.stop()
-
-
-async def new_database(postgres_server: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return f"{postgres_server.rpartition('/')[0]}/{name}"
 
 
 async def rebuilt(
@@ -291,8 +300,8 @@ async def test_renormalize_then_rebuild_equals_a_fresh_run(
     since = (NOW - timedelta(minutes=5)).isoformat()
     assert await asyncio.to_thread(cli.main, ["renormalize", "--since", since]) == 0
 
-    repaired = await rebuilt(nats_url, await new_database(postgres_server), monkeypatch)
-    fresh = await rebuilt(second_nats, await new_database(postgres_server), monkeypatch)
+    repaired = await rebuilt(nats_url, await create_database(postgres_server), monkeypatch)
+    fresh = await rebuilt(second_nats, await create_database(postgres_server), monkeypatch)
     assert repaired["messages"]  # something was compared
     assert repaired == fresh
     senders = {row[4] for row in repaired["messages"]}

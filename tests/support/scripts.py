@@ -1,5 +1,5 @@
-"""The repository's scripts (docs generators, benchmarks, renderers) are files, not modules
-of a package: this loads one as a module a test can call."""
+"""The repository's scripts (``bench/*.py``, ``docs/generate_*.py``) are files, not
+packages: tests load them as modules by path."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_script(path: Path, name: str) -> ModuleType:
-    """A fresh module run from the script at ``path``, registered as ``name`` in
-    ``sys.modules`` (dataclasses and pickling look a class's module up there)."""
-    spec = importlib.util.spec_from_file_location(name, path)
+def load_script(relative: str, name: str) -> ModuleType:
+    """The script at ``ROOT / relative``, executed as module ``name``. It is registered in
+    ``sys.modules`` first, as an import would, because dataclasses look their module up there."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)

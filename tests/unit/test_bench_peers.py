@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
-from tests.support.scripts import ROOT, load_script
+from tests.support.scripts import load_script
 
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT / "bench"))  # bench_peers imports its sibling bench_outbound
-peers = load_script(ROOT / "bench" / "bench_peers.py", "bench_peers")
+peers = load_script("bench/bench_peers.py", "bench_peers")
 
 
 def test_a_burst_the_window_admits_is_full_utilization_not_more() -> None:

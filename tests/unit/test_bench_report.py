@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.support.scripts import ROOT, load_script
+from tests.support.scripts import load_script
 
-report = load_script(ROOT / "bench" / "report.py", "bench_report")
+report = load_script("bench/report.py", "bench_report")
 
 
 def test_the_last_key_value_line_is_the_result() -> None:

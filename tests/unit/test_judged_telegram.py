@@ -23,6 +23,7 @@ from aiogram.filters.chat_member_updated import (
 )
 from aiogram.filters.command import Command
 from aiogram.types import Update as AiogramUpdate
+from tests.support.normalized import only
 
 from switchboard.events import Event
 from switchboard.events.catalog.conv import (
@@ -558,9 +559,9 @@ def test_normalizer_agrees_with_aiogram_and_ptb(
     name: str, data: dict[str, Any], expected: type[Event]
 ) -> None:
     aio, ptb = judge(data)
-    events = normalize_update(data, account="shop_bot", raw_id="tg:shop_bot:1", received_at=NOW)
-    assert len(events) == 1
-    event = events[0]
+    event = only(
+        normalize_update(data, account="shop_bot", raw_id="tg:shop_bot:1", received_at=NOW)
+    )
     assert type(event) is expected
     if isinstance(event, UpdateUnsupported):
         assert event.provider_kind == aio.event_type

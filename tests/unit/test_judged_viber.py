@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.support.normalized import only
 from viberbot.api.viber_requests import (
     ViberConversationStartedRequest,
     ViberDeliveredRequest,
@@ -164,9 +165,7 @@ def test_normalizer_agrees_with_viberbot(
     name: str, payload: dict[str, Any], expected: type[Event]
 ) -> None:
     request = create_request(payload)
-    events = normalize_payload(payload, account="shop", raw_id="vb:raw:1", received_at=NOW)
-    assert len(events) == 1
-    event = events[0]
+    event = only(normalize_payload(payload, account="shop", raw_id="vb:raw:1", received_at=NOW))
     assert type(event) is expected
     if isinstance(event, DeliveryReceipt | ContactStatusChanged):
         assert int(event.at.timestamp() * 1000) == request.timestamp

@@ -12,6 +12,7 @@ import pytest
 from pywa import WhatsApp
 from pywa.types.base_update import RawUpdate
 from pywa.types.chat import ChatType as PywaChatType
+from tests.support.normalized import only
 
 from switchboard.events import Event
 from switchboard.events.catalog.common import ChatType
@@ -80,6 +81,12 @@ def message(
         msg["group_id"] = group
     contact = who or person(wa_id=sender_phone, user_id=sender_bsuid or BSUID)
     return webhook({"contacts": [contact], "messages": [msg]})
+
+
+def edit(n: int, new: dict[str, Any], **who: Any) -> dict[str, Any]:
+    """The customer's edit ``wamid.EDIT<n>`` of their message ``wamid.ORIG<n>`` to ``new``."""
+    edited = {"original_message_id": f"wamid.ORIG{n}", "message": new}
+    return message("edit", wamid=f"wamid.EDIT{n}", edit=edited, **who)
 
 
 def status(
@@ -296,42 +303,15 @@ CASES: list[tuple[str, dict[str, Any], type[Event]]] = [
         MessageReceived,
     ),
     # edits and revokes
-    (
-        "edit",
-        message(
-            "edit",
-            wamid="wamid.EDIT1",
-            edit={
-                "original_message_id": "wamid.ORIG1",
-                "message": {"type": "text", "text": {"body": "fixed typo"}},
-            },
-        ),
-        MessageEdited,
-    ),
+    ("edit", edit(1, {"type": "text", "text": {"body": "fixed typo"}}), MessageEdited),
     (
         "edit bsuid only",
-        message(
-            "edit",
-            wamid="wamid.EDIT2",
-            sender_phone=None,
-            edit={
-                "original_message_id": "wamid.ORIG2",
-                "message": {"type": "text", "text": {"body": "second try"}},
-            },
-        ),
+        edit(2, {"type": "text", "text": {"body": "second try"}}, sender_phone=None),
         MessageEdited,
     ),
     (
         "edit caption in group",
-        message(
-            "edit",
-            wamid="wamid.EDIT3",
-            group=GROUP,
-            edit={
-                "original_message_id": "wamid.ORIG3",
-                "message": {"type": "image", "image": {**MEDIA, "caption": "new caption"}},
-            },
-        ),
+        edit(3, {"type": "image", "image": {**MEDIA, "caption": "new caption"}}, group=GROUP),
         MessageEdited,
     ),
     (
@@ -446,9 +426,7 @@ def test_normalizer_agrees_with_pywa(
     name: str, payload: dict[str, Any], expected: type[Event]
 ) -> None:
     update = parsed(payload)
-    events = normalize_payload(payload, account=PHONE_ID, raw_id="wa:raw:1", received_at=NOW)
-    assert len(events) == 1, events
-    event = events[0]
+    event = only(normalize_payload(payload, account=PHONE_ID, raw_id="wa:raw:1", received_at=NOW))
     assert type(event) is expected
     user = update.from_user
     if isinstance(event, DeliveryReceipt):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.support.normalized import only, subset
 
 from switchboard.events.catalog.conv import (
     CallbackReceived,
@@ -35,9 +36,7 @@ def msg(**content: Any) -> dict[str, Any]:
 
 
 def one(update: dict[str, Any]) -> Any:
-    events = normalize_update(update, account="demo", raw_id="tg:demo:1", received_at=NOW)
-    assert len(events) == 1
-    return events[0]
+    return only(normalize_update(update, account="demo", raw_id="tg:demo:1", received_at=NOW))
 
 
 PHOTO = [
@@ -125,19 +124,11 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
-def _subset(expected: dict[str, Any], actual: dict[str, Any]) -> None:
-    for key, value in expected.items():
-        if isinstance(value, dict):
-            _subset(value, actual[key])
-        else:
-            assert actual[key] == value, key
-
-
 @pytest.mark.parametrize(("case", "message", "content"), CASES, ids=[c[0] for c in CASES])
 def test_message_content_kinds(case: str, message: dict[str, Any], content: dict[str, Any]) -> None:
     event = one({"update_id": 1, "message": message})
     assert isinstance(event, MessageReceived)
-    _subset(content, event.content.model_dump(mode="json"))
+    subset(content, event.content.model_dump(mode="json"))
     assert event.chat.id == "555"
     assert event.sender.display_name == "Ada L"
     assert event.sender.username == "ada"

@@ -31,9 +31,13 @@ class Message(BaseModel):
         """The CloudEvents ``type``: ``switchboard.<name>.v<version>``."""
         return f"switchboard.{cls.name}.v{cls.version}"
 
+    # The field naming the one thing a message is about (``"lead_id"``), set by a domain's
+    # base class: its value is then the routing token and the CloudEvents subject.
+    about: ClassVar[str | None] = None
+
     def routing_tokens(self) -> tuple[str, ...]:
         """Subject tokens after the version, used for routing and filtering."""
-        return ()
+        return () if self.about is None else (str(getattr(self, self.about)),)
 
     def deterministic_id(self) -> str | None:
         """The event id when it follows from the payload (provider identity), else None."""
@@ -41,7 +45,7 @@ class Message(BaseModel):
 
     def ce_subject(self) -> str | None:
         """The CloudEvents ``subject`` attribute: what the event is about, if anything."""
-        return None
+        return None if self.about is None else str(getattr(self, self.about))
 
     def subject(self) -> str:
         """The NATS subject this message is published on."""

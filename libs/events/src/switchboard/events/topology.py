@@ -1,7 +1,8 @@
 """Who talks to what on the bus: per service, the subjects it publishes, the durable consumers
 it shares between its instances, the streams it reads otherwise, and the KV buckets it uses.
 
-This is declared here, beside the streams, so that deployment artefacts are generated from one
+This is declared as data beside the streams (``topology.toml``, read here into the dataclasses
+below, which say what each key means), so that deployment artefacts are generated from one
 place (``switchboard-events k8s``): the NACK consumers, and the least-privilege NATS
 permissions of each service's user. It is the one declaration of each durable: the catalog
 must not import services, so the services build from it instead (a
@@ -9,7 +10,7 @@ must not import services, so the services build from it instead (a
 only how the service works through it), and their FastStream subscribers and AsyncAPI
 documents (``docs/asyncapi/``) follow from both.
 
-Adding a service: add a :class:`ServiceTopology` to :data:`SERVICES`, run
+Adding a service: add a ``[[services]]`` table to ``topology.toml``, run
 ``switchboard-events k8s``, and give it a ``deploy/k8s/base/<name>/`` directory (the tests
 say what is missing).
 
@@ -21,8 +22,14 @@ decide (``handlers`` / ``decides``): ``docs/architecture.md`` is generated from 
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter
 
 from switchboard.events.streams import BUCKETS, STREAMS, subject_matches
 
@@ -141,539 +148,31 @@ class ServiceTopology:
         return tuple(s.name for s in STREAMS if s.name in used)
 
 
-# Every service authenticates API keys against the shared bucket (watched, so a revocation
-# is seen at once) and records a key's last use there, at most once a minute per key.
-API_KEY_USE = BucketUse(
-    "api_keys",
-    Access.READ_WRITE,
-    watch=True,
-    why="API keys: every instance watches them and records last use",
-)
+# The declarations themselves are data: topology.toml beside this module, one [[services]]
+# table each, in the order of SERVICES. A bucket use shared by several services (the API keys)
+# is declared once under [bucket_uses] and named by `use`.
+_SERVICES = TypeAdapter(tuple[ServiceTopology, ...], config=ConfigDict(extra="forbid"))
 
-INGEST = ServiceTopology(
-    name="ingest",
-    declared_in=("switchboard.ingest.normalizer",),
-    description="webhooks -> RAW; the normalizer turns RAW into conv.* and delivery receipts",
-    publishes=("raw.>", "conv.>", "delivery.receipt.>", "dlq.>"),
-    durables=(
-        Durable(
-            stream="RAW",
-            name="ingest-normalizer",
-            filter_subjects=("raw.>",),
-            description="normalizes verified provider payloads into conversation events",
-            handlers=("switchboard.ingest.normalizer:handle_raw",),
-            decides=("switchboard.ingest.normalizer:normalize_raw",),
-        ),
-    ),
-    buckets=(
-        API_KEY_USE,
-        BucketUse(
-            "accounts",
-            Access.READ_WRITE,
-            watch=True,
-            why="channel accounts: every instance watches them; the admin API writes them",
-        ),
-        BucketUse("dedup", Access.READ_WRITE, why="event ids already published"),
-        BucketUse(
-            "pii_keys",
-            Access.READ_WRITE,
-            watch=True,
-            why="data-subject keys: created on first use when the normalizer seals personal fields",
-        ),
-    ),
-)
 
-CRM = ServiceTopology(
-    name="crm",
-    declared_in=("switchboard.crm.app",),
-    description="contacts and leads (event-sourced in CRM), projections into Postgres; "
-    "campaigns to a segment handed to outbound",
-    # A segment is expanded here (the CRM's tables) and sent by outbound as a campaign.
-    publishes=(
-        "crm.>",
-        "cmd.outbound.campaign_start.>",
-        "cmd.outbound.campaign_recipients.>",
-        "cmd.flows.start_runs.>",  # a flow's segment schedule: the segment's conversations
-        "cmd.mtproto.fetch_media.>",  # user-account files, answered on _INBOX.mtproto.>
-        "dlq.>",
-    ),
-    durables=(
-        Durable(
-            stream="CONV",
-            name="crm-resolver",
-            filter_subjects=(
-                "conv.message_received.>",
-                "conv.contact_number_changed.>",
-                "conv.contact_status_changed.>",
-            ),
-            description="resolves the sender of every inbound message to one contact",
-            handlers=(
-                "switchboard.crm.resolver:Resolver.resolve",
-                "switchboard.crm.resolver:Resolver.number_changed",
-                "switchboard.crm.resolver:Resolver.opened",
-            ),
-        ),
-        Durable(
-            stream="CRM_COMMANDS",
-            name="crm-commands",
-            filter_subjects=("cmd.crm.>",),
-            description="applies commands to the CRM aggregates",
-            handlers=("switchboard.crm.app:handle_command", "switchboard.crm.commands:execute"),
-            decides=(
-                "switchboard.crm.decisions:change_lead_stage",
-                "switchboard.crm.decisions:assign_lead",
-                "switchboard.crm.decisions:create_lead",
-                "switchboard.crm.decisions:update_contact",
-                "switchboard.crm.decisions:merge_contacts",
-                "switchboard.crm.decisions:split_contact",
-                "switchboard.crm.decisions:erase_contact",
-            ),
-        ),
-    ),
-    reads=(
-        StreamRead("CONV", why="conversations projection (ordered, from its checkpoint)"),
-        StreamRead(
-            "CRM",
-            message_get=True,
-            why="CRM projection; aggregate loads; last/next message by aggregate subject",
-        ),
-        StreamRead("DELIVERY", why="deliveries projection"),
-        StreamRead("MTPROTO", why="user-account status projection (latest per session)"),
-    ),
-    buckets=(
-        API_KEY_USE,
-        BucketUse(
-            "accounts",
-            Access.READ,
-            watch=True,
-            why="channel accounts: their tokens download the files customers sent",
-        ),
-        BucketUse(
-            "pii_keys",
-            Access.READ_WRITE,
-            watch=True,
-            why="data-subject keys: opened by the projections, purged by an erasure",
-        ),
-    ),
-)
+def load_services(text: str) -> tuple[ServiceTopology, ...]:
+    """The services a topology document (TOML) declares, validated into the dataclasses above:
+    a key they do not have, a wrong type or an unknown ``use`` is an error saying where."""
+    doc = tomllib.loads(text)
+    shared: dict[str, Any] = doc.get("bucket_uses", {})
+    services: list[dict[str, Any]] = doc.get("services", [])
+    for svc in services:
+        buckets = svc.get("buckets", [])
+        unknown = [b["use"] for b in buckets if "use" in b and b["use"] not in shared]
+        if unknown:
+            raise ValueError(f"{svc.get('name')}: no [bucket_uses.{unknown[0]}] to use")
+        svc["buckets"] = [shared[b["use"]] if "use" in b else b for b in buckets]
+    return _SERVICES.validate_python(services)
 
-OUTBOUND = ServiceTopology(
-    name="outbound",
-    declared_in=("switchboard.outbound.app",),
-    description="send commands from OUTBOUND to the providers at their limits (conversational "
-    "and bulk lanes), campaigns, conversions, SendPulse commands; delivery events",
-    publishes=(
-        "cmd.outbound.send.>",  # POST /v1/messages
-        "cmd.outbound.bulk_send.>",  # campaign fan-out, POST /v1/messages with priority bulk
-        "cmd.outbound.campaign_start.>",  # POST /v1/campaigns ...
-        "cmd.outbound.campaign_recipients.>",
-        "cmd.outbound.campaign_control.>",
-        "cmd.outbound.schedule_change.>",  # POST /v1/messages/{id}/cancel, .../reschedule
-        "cmd.outbound.answer_callback.>",  # POST /v1/callbacks/answer
-        "cmd.outbound.edit.>",  # POST /v1/messages/{id}/edit
-        "cmd.outbound.delete.>",  # POST /v1/messages/{id}/delete
-        "cmd.mtproto.deliver.>",  # sends through user accounts, answered on _INBOX.mtproto.>
-        "delivery.queued.>",
-        "delivery.retrying.>",
-        "delivery.sent.>",
-        "delivery.failed.>",
-        "delivery.rejected.>",
-        "delivery.rescheduled.>",
-        "delivery.interaction_applied.>",
-        "delivery.interaction_failed.>",
-        "delivery.campaign_status.>",
-        "delivery.campaign_progress.>",
-        "delivery.campaign_completed.>",
-        "delivery.conversion_sent.>",
-        "delivery.conversion_failed.>",
-        "delivery.dispatched.>",
-        "delivery.dispatch_failed.>",
-        "conv.message_sent.>",
-        "dlq.>",
-    ),
-    durables=(
-        Durable(
-            stream="OUTBOUND",
-            name="outbound-sends",
-            filter_subjects=("cmd.outbound.send.>",),
-            description="conversational lane: sends each command through its account, once",
-            handlers=("switchboard.outbound.sender:Sender.handle",),
-            ack_wait_s=10,
-            max_ack_pending=20_000,
-        ),
-        Durable(
-            stream="OUTBOUND",
-            name="outbound-bulk",
-            filter_subjects=("cmd.outbound.bulk_send.>",),
-            description="bulk lane: campaign sends, yielding the rate to conversations",
-            handlers=("switchboard.outbound.sender:Sender.handle",),
-            ack_wait_s=10,
-            max_ack_pending=20_000,
-        ),
-        Durable(
-            stream="OUTBOUND",
-            name="outbound-campaigns",
-            filter_subjects=(
-                "cmd.outbound.campaign_start.>",
-                "cmd.outbound.campaign_recipients.>",
-                "cmd.outbound.campaign_control.>",
-            ),
-            description="campaign starts, recipient batches, pause / resume / cancel",
-            handlers=("switchboard.outbound.campaigns.commands:CampaignCommands.handle",),
-            ack_wait_s=30,
-            max_ack_pending=1000,
-        ),
-        Durable(
-            stream="OUTBOUND",
-            name="outbound-conversions",
-            filter_subjects=("cmd.outbound.conversion.>",),
-            description="Meta CAPI conversions, batched per pixel",
-            handlers=("switchboard.outbound.conversions:ConversionSender.handle",),
-            decides=("switchboard.outbound.conversions:capi_event",),
-            ack_wait_s=30,
-            max_ack_pending=10_000,
-        ),
-        Durable(
-            stream="OUTBOUND",
-            name="outbound-dispatch",
-            filter_subjects=(
-                "cmd.outbound.email.>",
-                "cmd.outbound.sms.>",
-                "cmd.outbound.address_book_sync.>",
-            ),
-            description="SendPulse email, SMS and address-book sync",
-            handlers=("switchboard.outbound.dispatch:ProviderCommands.handle",),
-            ack_wait_s=30,
-            max_ack_pending=5000,
-        ),
-        Durable(
-            stream="OUTBOUND",
-            name="outbound-schedule",
-            filter_subjects=("cmd.outbound.schedule_change.>",),
-            description="cancel or move later a scheduled send until it leaves",
-            handlers=("switchboard.outbound.schedule:ScheduleDesk.handle",),
-            decides=(
-                "switchboard.outbound.schedule:refuse_change",
-                "switchboard.outbound.schedule:effective_time",
-            ),
-            ack_wait_s=30,
-            max_ack_pending=1000,
-        ),
-        Durable(
-            stream="OUTBOUND",
-            name="outbound-interactions",
-            filter_subjects=(
-                "cmd.outbound.answer_callback.>",
-                "cmd.outbound.edit.>",
-                "cmd.outbound.delete.>",
-                "cmd.outbound.bot_commands.>",
-            ),
-            description="answers to pressed buttons, edits and deletions of sent messages, "
-            "bot command menus",
-            handlers=("switchboard.outbound.interactions:Interactions.handle",),
-            decides=("switchboard.outbound.interactions:already_done",),
-            ack_wait_s=30,
-            max_ack_pending=5000,
-        ),
-        Durable(
-            stream="CRM",
-            name="outbound-erasure",
-            filter_subjects=("crm.contact_erased.>",),
-            description="erased contacts: their recipients leave the attempt records",
-            handlers=("switchboard.outbound.erasure:forget",),
-            decides=("switchboard.outbound.erasure:scrub",),
-            ack_wait_s=60,
-            max_ack_pending=16,
-        ),
-    ),
-    reads=(
-        StreamRead(
-            "OUTBOUND",
-            ephemeral_consumers=False,
-            message_get=True,
-            why="whether the command owning a message_id still waits in the stream",
-        ),
-    ),
-    buckets=(
-        API_KEY_USE,
-        BucketUse(
-            "accounts",
-            Access.READ,
-            watch=True,
-            why="channel accounts: every instance watches them (ingest writes them)",
-        ),
-        BucketUse(
-            "ratelimit",
-            Access.READ_WRITE,
-            watch=True,
-            why="rate-limit slots, holds and pauses shared by every instance (pauses watched)",
-        ),
-        BucketUse(
-            "sends",
-            Access.READ_WRITE,
-            watch=True,
-            why="attempt records per message_id; campaign state, batches, cursors (watched); "
-            "schedule changes; provider file ids shared by every instance",
-        ),
-        BucketUse("leases", Access.READ_WRITE, why="which instance leads each campaign"),
-        BucketUse(
-            "pii_keys",
-            Access.READ_WRITE,
-            watch=True,
-            why="data-subject keys: delivery events seal recipients and texts",
-        ),
-        BucketUse(
-            "calendar",
-            Access.READ_WRITE,
-            why="content calendar: post templates (every version) and scheduled posts",
-        ),
-    ),
-)
-
-LOGIN_COMMANDS = ("login_start", "login_submit_code", "login_submit_password")
-
-MTPROTO = ServiceTopology(
-    name="mtproto",
-    declared_in=("switchboard.mtproto.commands",),
-    description="Telegram user sessions (one owner each, by lease): logins, live updates and "
-    "backfills as conv.*, sends as a user with delivery.*",
-    publishes=(
-        "mtproto.>",
-        "cmd.mtproto.send.>",
-        "cmd.mtproto.list_dialogs.>",  # the API asks a session's holder (dialogs.py)
-        "cmd.mtproto.search_contacts.>",
-        "delivery.receipt.>",  # read receipts of sends made for outbound
-        "conv.message_received.>",
-        "conv.message_edited.>",
-        "conv.message_deleted.>",
-        "conv.message_sent.>",
-        "delivery.sent.>",
-        "delivery.retrying.>",
-        "delivery.failed.>",
-        "dlq.>",
-    ),
-    durables=(
-        Durable(
-            stream="MTPROTO",
-            name="mtproto-commands",
-            filter_subjects=tuple(
-                f"cmd.mtproto.{name}.>"
-                for name in (
-                    *LOGIN_COMMANDS,
-                    "logout",
-                    "subscribe",
-                    "unsubscribe",
-                    "backfill",
-                    # seen only to wake a parked (idle) session; its holder serves them
-                    "send",
-                    "list_dialogs",
-                    "search_contacts",
-                    "deliver",
-                    "fetch_media",
-                )
-            ),
-            description="login steps, logout, subscriptions and backfills of the sessions; "
-            "sends and queries wake an idle session",
-            handlers=("switchboard.mtproto.commands:handle",),
-            ack_wait_s=60,
-        ),
-    ),
-    runtime_durables=(
-        RuntimeDurables(
-            stream="MTPROTO",
-            name="mtproto-send-<session>",
-            filter_subject="cmd.mtproto.send.v1.*",
-            why="one send queue per session, created and read by its lease holder only "
-            "(sends go out one at a time and continue with the next holder), deleted at logout",
-            delete=True,
-            handlers=("switchboard.mtproto.runner:SessionRunner._send_one",),
-        ),
-        RuntimeDurables(
-            stream="MTPROTO",
-            name="mtproto-query-<session>",
-            filter_subject="cmd.mtproto.*.v1.*",
-            why="one queue of dialogs / contact-search queries per session, read by its lease "
-            "holder only (list_dialogs and search_contacts), deleted at logout",
-            delete=True,
-            handlers=("switchboard.mtproto.dialogs:QueryServer.handle",),
-        ),
-        RuntimeDurables(
-            stream="MTPROTO",
-            name="mtproto-deliver-<session>",
-            filter_subject="cmd.mtproto.deliver.v1.*",
-            why="outbound's sends through a session, read by its lease holder only and "
-            "answered on the sender's inbox, deleted at logout",
-            delete=True,
-            handlers=("switchboard.mtproto.relay:Relay.handle",),
-        ),
-        RuntimeDurables(
-            stream="MTPROTO",
-            name="mtproto-media-<session>",
-            filter_subject="cmd.mtproto.fetch_media.v1.*",
-            why="the CRM's downloads of received files through a session, read by its lease "
-            "holder only, stored in the object store and answered on the sender's inbox, "
-            "deleted at logout",
-            delete=True,
-            handlers=("switchboard.mtproto.media_fetch:MediaServer.handle",),
-        ),
-    ),
-    # outbound's mtproto.deliver and the CRM's mtproto.fetch_media: only that inbox prefix
-    answers=("_INBOX.mtproto.>",),
-    erases=(
-        MessageErase(
-            stream="MTPROTO",
-            subjects=tuple(f"cmd.mtproto.{name}.>" for name in LOGIN_COMMANDS),
-            why="handled login commands carry a code, a password or an app hash: erased",
-        ),
-    ),
-    buckets=(
-        API_KEY_USE,
-        BucketUse(
-            "leases",
-            Access.READ_WRITE,
-            watch=True,
-            why="session leases and instance announcements: claimed by compare-and-set, "
-            "renewed, released; every instance watches them",
-        ),
-        BucketUse("dedup", Access.READ_WRITE, why="conv event ids already published"),
-        BucketUse(
-            "accounts",
-            Access.READ_WRITE,
-            why="sessions as accounts of channel mtproto (workspace, active / revoked / "
-            "restricted) for outbound",
-        ),
-        BucketUse(
-            "pii_keys",
-            Access.READ_WRITE,
-            watch=True,
-            why="data-subject keys: the conv events of user accounts are sealed",
-        ),
-    ),
-)
-
-ANALYTICS = ServiceTopology(
-    name="analytics",
-    description="rollups of every stream in Postgres (one checkpointed projection each), the "
-    "query API and dashboard; won leads become conversion commands for outbound",
-    # Conversions go to Meta through outbound: analytics calls no provider itself.
-    publishes=("cmd.outbound.conversion.>", "dlq.>"),
-    reads=(
-        StreamRead(
-            "CONV", why="messages, latencies, first response (ordered, from its checkpoint)"
-        ),
-        StreamRead("DELIVERY", why="delivery outcomes, send latency, campaigns"),
-        StreamRead("CRM", why="lead funnel; conversions decided from stage changes"),
-        StreamRead("MTPROTO", why="session and backfill rollups"),
-        StreamRead("FLOWS", why="per-flow funnel: runs, steps reached, completions"),
-    ),
-    buckets=(
-        API_KEY_USE,
-        BucketUse(
-            "dashboard_sessions",
-            Access.READ_WRITE,
-            why="dashboard sign-ins and login attempt counters",
-        ),
-        BucketUse(
-            "pii_keys",
-            Access.READ,
-            watch=True,
-            why="data-subject keys: the projections open sealed personal data",
-        ),
-    ),
-)
-
-FLOWS = ServiceTopology(
-    name="flows",
-    declared_in=("switchboard.flows.runner",),
-    description="bot scenarios: flow documents and event-sourced runs in FLOWS; reacts to "
-    "conversations and due timers with sends (outbound) and CRM commands, exactly once",
-    publishes=(
-        "flows.>",
-        "cmd.flows.>",  # timers: message schedules the server fires on cmd.flows.fire_timer
-        "cmd.outbound.send.>",
-        "cmd.outbound.answer_callback.>",  # a pressed button of a run is answered
-        "cmd.outbound.bot_commands.>",  # the command menu of a bot, from its flows
-        "cmd.crm.update_contact.>",
-        "cmd.crm.create_lead.>",  # the lead step's "create"
-        "cmd.crm.change_lead_stage.>",
-        "cmd.crm.assign_lead.>",
-        "cmd.crm.start_campaign.>",  # the campaign step: a segment campaign through the CRM
-        "cmd.crm.start_flow.>",  # a schedule trigger's segment, expanded by the CRM
-        "dlq.>",
-    ),
-    durables=(
-        Durable(
-            stream="CONV",
-            name="flows-conversations",
-            filter_subjects=(
-                "conv.message_received.>",
-                "conv.callback_received.>",
-                "conv.contact_status_changed.>",
-            ),
-            description="messages, button presses and opened conversations (Viber): start "
-            "flows and advance their runs",
-            handlers=("switchboard.flows.runner:Runner.on_conversation",),
-            decides=(
-                "switchboard.flows.runner:conversation_input",
-                "switchboard.flows.engine:decide",
-            ),
-            ack_wait_s=10,
-        ),
-        Durable(
-            stream="CRM",
-            name="flows-crm-events",
-            filter_subjects=("crm.lead_stage_changed.>", "crm.contact_updated.>"),
-            description="lead stage changes and added tags: start the flows they trigger",
-            handlers=("switchboard.flows.runner:Runner.on_crm",),
-            decides=("switchboard.flows.engine:decide",),
-            ack_wait_s=10,
-        ),
-        Durable(
-            stream="FLOW_TIMERS",
-            name="flows-timers",
-            filter_subjects=(
-                "cmd.flows.fire_timer.>",
-                "cmd.flows.fire_schedule.>",
-                "cmd.flows.start_runs.>",
-            ),
-            description="delays and reply timeouts fired by their message schedules, "
-            "scheduled flow starts, and the segment conversations the CRM hands back",
-            handlers=("switchboard.flows.runner:Runner.on_timer",),
-            decides=("switchboard.flows.engine:decide",),
-            ack_wait_s=3,
-        ),
-    ),
-    reads=(
-        StreamRead(
-            "FLOWS",
-            message_get=True,
-            why="flow definitions followed live; a conversation's last run record (message "
-            "get) before each decision; run listings and histories",
-        ),
-        StreamRead(
-            "CRM",
-            message_get=True,
-            why="who owns a customer's identity (last crm.identity_claimed of its claim key); "
-            "a contact's attributes, tags, lead stage and conversations (ordered reads)",
-        ),
-        StreamRead(
-            "FLOW_TIMERS",
-            ephemeral_consumers=False,
-            why="start-up checks that the timer stream allows message schedules",
-        ),
-    ),
-    buckets=(
-        BucketUse(
-            "pii_keys",
-            Access.READ,
-            watch=True,
-            why="data-subject keys: conversation events carry sealed personal data",
-        ),
-    ),
-)
 
 # The services that exist today, in one list: deployment artefacts are generated from it.
-SERVICES: tuple[ServiceTopology, ...] = (INGEST, CRM, OUTBOUND, MTPROTO, ANALYTICS, FLOWS)
+SERVICES: tuple[ServiceTopology, ...] = load_services(
+    resources.files("switchboard.events").joinpath("topology.toml").read_text()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -701,6 +200,11 @@ def kv_stream(bucket: str) -> str:
 def _probe(subject: str) -> str:
     """A concrete subject standing for a pattern (its wildcards as literal tokens)."""
     return subject.replace(">", "x").replace("*", "x")
+
+
+def _captured(subject: str, patterns: Iterable[str]) -> bool:
+    """Whether one of ``patterns`` takes in every subject that ``subject`` (a pattern) names."""
+    return any(subject_matches(p, _probe(subject)) for p in patterns)
 
 
 def _durable_operations(stream: str, name: str) -> dict[str, str]:
@@ -806,7 +310,7 @@ def permissions(
                     continue  # granted by name: its own durable
                 if owner.name == service.name and verb != "delete":
                     continue
-                if any(subject_matches(p, _probe(subject)) for p in pub):
+                if _captured(subject, pub):
                     whose = "its own" if owner.name == service.name else f"{owner.name}'s"
                     deny[subject] = f"may not {verb} {whose} durable {d.name} on {d.stream}"
     reasons = {**pub, **deny}
@@ -842,32 +346,33 @@ def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str
     streams = {s.name: s for s in STREAMS}
     buckets = {b.name for b in BUCKETS}
     names: set[str] = set()
+
+    def stray(stream: str, subjects: Iterable[str]) -> list[str] | None:
+        """The ``subjects`` that ``stream`` never holds; None when there is no such stream."""
+        spec = streams.get(stream)
+        return None if spec is None else [s for s in subjects if not _captured(s, spec.subjects)]
+
     for svc in services:
         if svc.name in names:
             problems.append(f"service {svc.name} declared twice")
         names.add(svc.name)
         for subject in svc.publishes:
-            probe = subject.replace(">", "x").replace("*", "x")
-            if not any(subject_matches(p, probe) for s in STREAMS for p in s.subjects):
+            if not _captured(subject, (p for s in STREAMS for p in s.subjects)):
                 problems.append(f"{svc.name} publishes {subject}, which no stream captures")
-        for d in svc.durables:
-            spec = streams.get(d.stream)
-            if spec is None:
-                problems.append(f"{svc.name}: durable {d.name} on unknown stream {d.stream}")
-                continue
-            for f in d.filter_subjects:
-                probe = f.replace(">", "x").replace("*", "x")
-                if not any(subject_matches(p, probe) for p in spec.subjects):
-                    problems.append(f"{svc.name}: {d.name} filters {f} outside {d.stream}")
+        # Every consumer, declared or made at run time, reads subjects its stream holds.
+        consumers = [
+            (f"durable {d.name}", d.name, d.stream, d.filter_subjects) for d in svc.durables
+        ]
+        consumers += [
+            ("runtime durables", rd.name, rd.stream, (rd.filter_subject,))
+            for rd in svc.runtime_durables
+        ]
+        for label, name, stream, filters in consumers:
+            outside = stray(stream, filters)
+            if outside is None:
+                problems.append(f"{svc.name}: {label} on unknown stream {stream}")
+            problems += [f"{svc.name}: {name} filters {f} outside {stream}" for f in outside or ()]
         for rd in svc.runtime_durables:
-            spec = streams.get(rd.stream)
-            if spec is None:
-                problems.append(f"{svc.name}: runtime durables on unknown stream {rd.stream}")
-                continue
-            if not any(subject_matches(p, _probe(rd.filter_subject)) for p in spec.subjects):
-                problems.append(
-                    f"{svc.name}: {rd.name} filters {rd.filter_subject} outside {rd.stream}"
-                )
             prefix = rd.name.split("<", 1)[0]
             if not prefix or prefix == rd.name:
                 problems.append(f"{svc.name}: {rd.name} needs a fixed prefix and a <placeholder>")
@@ -878,13 +383,12 @@ def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str
             if r.stream not in streams:
                 problems.append(f"{svc.name} reads unknown stream {r.stream}")
         for e in svc.erases:
-            spec = streams.get(e.stream)
-            if spec is None:
+            outside = stray(e.stream, e.subjects)
+            if outside is None:
                 problems.append(f"{svc.name} erases from unknown stream {e.stream}")
-                continue
-            for subject in e.subjects:
-                if not any(subject_matches(p, _probe(subject)) for p in spec.subjects):
-                    problems.append(f"{svc.name} erases {subject}, which {e.stream} never holds")
+            problems += [
+                f"{svc.name} erases {x}, which {e.stream} never holds" for x in outside or ()
+            ]
         for b in svc.buckets:
             if b.bucket not in buckets:
                 problems.append(f"{svc.name} uses unknown bucket {b.bucket}")

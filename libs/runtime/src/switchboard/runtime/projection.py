@@ -16,7 +16,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -56,6 +56,25 @@ _MAX_LINKS = 128
 ApplyBatch = Callable[[Conn, Any], Awaitable[None]]
 # prepare may be a coroutine function (opening sealed personal data fetches keys)
 Prepare = Callable[[Sequence[Msg]], Any]
+
+
+class Projector(Protocol):
+    """A projector module: what it projects, from which stream (how it applies is the
+    service's own)."""
+
+    PROJECTION: str
+    STREAM: str
+    SUBJECTS: tuple[str, ...]
+
+
+class Site(TypedDict):
+    """Where a projection writes and reads: live tables or a rebuild's fresh schema."""
+
+    schema: str
+    bus: Bus
+    pool: asyncpg.Pool
+    batch: NotRequired[int]
+    stop: NotRequired[asyncio.Event]
 
 
 async def _prepared(prepare: Prepare, msgs: Sequence[Msg]) -> Any:
@@ -107,6 +126,21 @@ class Projection:
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     position: int = 0
     idle_polls: int = 0
+
+    @classmethod
+    def of_projector(
+        cls, projector: Projector, apply: ApplyBatch, prepare: Prepare | None, **site: Unpack[Site]
+    ) -> Projection:
+        """The projection a projector module declares (name, stream, subjects), applied by
+        ``apply`` (after ``prepare``) at ``site``."""
+        return cls(
+            name=projector.PROJECTION,
+            stream=projector.STREAM,
+            filter_subjects=projector.SUBJECTS,
+            apply=apply,
+            prepare=prepare,
+            **site,
+        )
 
     async def run(self) -> None:
         """Wait for the lock, then project until stopped; waits out bus and database

@@ -113,7 +113,7 @@ async def _telegram_webhook(
     r = await _request(http, report, "Telegram", "POST", url, json={})
     if r is None:
         return
-    info = _json(r).get("result") or {}
+    info = json_object(r).get("result") or {}
     report.facts.update(
         webhook_url=info.get("url"), pending_update_count=info.get("pending_update_count")
     )
@@ -156,7 +156,9 @@ async def _request(
         return None
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """A provider's answer as a JSON object; ``{}`` when it is none (an HTML error page, an
+    empty body), so a check reads its fields and finds them missing."""
     try:
         data = response.json()
     except ValueError:
@@ -177,7 +179,7 @@ async def _telegram(
     r = await _request(http, report, "Telegram", "POST", url, json={})
     if r is None:
         return
-    data = _json(r)
+    data = json_object(r)
     if r.status_code >= 500:
         report.problem("provider", f"Telegram getMe answered {r.status_code}")
     elif not data.get("ok"):
@@ -210,7 +212,7 @@ async def _whatsapp(
     r = await _request(http, report, "WhatsApp Cloud API", "GET", url, headers=auth)
     if r is None:
         return
-    data = _json(r)
+    data = json_object(r)
     if r.status_code == 200:
         report.facts.update(
             display_phone_number=data.get("display_phone_number"),
@@ -243,7 +245,7 @@ async def _viber(
     r = await _request(http, report, "Viber", "POST", url, json={}, headers=headers)
     if r is None:
         return
-    data = _json(r)
+    data = json_object(r)
     if r.status_code >= 500:
         report.problem("provider", f"Viber answered {r.status_code}")
     elif data.get("status") != 0:
@@ -269,7 +271,7 @@ async def _sendpulse(
     r = await _request(http, report, "SendPulse", "POST", url, json=body)
     if r is None:
         return
-    data = _json(r)
+    data = json_object(r)
     if r.status_code >= 500:
         report.problem("provider", f"SendPulse answered {r.status_code}")
     elif r.status_code != 200 or not data.get("access_token"):
@@ -310,7 +312,7 @@ async def _metacapi(
     r = await _request(http, report, "Meta Conversions API", "POST", url, json=body)
     if r is None:
         return
-    data = _json(r)
+    data = json_object(r)
     if r.status_code == 200:
         report.facts["events_received"] = data.get("events_received")
         return

@@ -17,10 +17,12 @@ of its own, and nothing is swapped in before the replay has caught up.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 
@@ -29,7 +31,9 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, create_pool, load_migrations, migrate
 from switchboard.runtime.projection import Projection, ensure_checkpoints
 from switchboard.runtime.service import connect_bus
-from switchboard.runtime.settings import DatabaseSettings
+from switchboard.runtime.settings import ConfigError, DatabaseSettings, load_settings
+
+D = TypeVar("D", bound=DatabaseSettings)
 
 # build(fresh schema, bus, pool) -> the service's projections, writing into that schema.
 BuildProjections = Callable[[str, Bus, asyncpg.Pool], Sequence[Projection]]
@@ -96,6 +100,34 @@ async def rebuild_service(
             )
     finally:
         await bus.close()
+
+
+def rebuild_main(
+    argv: list[str] | None,
+    *,
+    service: str,
+    description: str | None,
+    settings: type[D],
+    plan: Callable[[D], RebuildPlan],
+    summary: str,
+    before: Callable[[], None] = lambda: None,
+) -> int:
+    """``switchboard <service> rebuild [--keep-old]``, the command line of every service that
+    rebuilds: a wrong setting is one sentence and exit status 2; ``before`` runs once the
+    settings are good, just before the replay."""
+    parser = argparse.ArgumentParser(prog=f"switchboard {service}", description=description)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rb = sub.add_parser("rebuild", help=summary)
+    rb.add_argument("--keep-old", action="store_true", help="keep the replaced tables")
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_settings(settings)
+    except ConfigError as exc:
+        print(exc)
+        return 2
+    before()
+    asyncio.run(rebuild_service(plan(loaded), loaded, service, keep_old=args.keep_old))
+    return 0
 
 
 async def rebuild_and_swap(

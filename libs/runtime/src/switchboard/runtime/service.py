@@ -9,9 +9,9 @@ import contextlib
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import uvicorn
@@ -23,6 +23,9 @@ from switchboard.runtime.logging import configure_logging, get_logger, register_
 from switchboard.runtime.settings import ConfigError, DatabaseSettings, ServiceSettings
 from switchboard.runtime.tracing import configure_tracing
 from switchboard.runtime.vitals import sample_vitals
+
+if TYPE_CHECKING:
+    from switchboard.runtime.projection import Projection, Site
 
 log = get_logger(__name__)
 
@@ -69,6 +72,23 @@ class Runtime:
                     delay = min(delay * 2, 10.0)
 
         self.tasks.append(asyncio.create_task(supervise(), name=name))
+
+    def site(self, schema: str, batch: int) -> Site:
+        """Where the service's projections write while it runs: ``schema`` through its bus
+        and pool, in batches of ``batch``, stopping with it."""
+        assert self.pool is not None, "projections need a DatabaseSettings service"
+        return {
+            "schema": schema,
+            "bus": self.bus,
+            "pool": self.pool,
+            "batch": batch,
+            "stop": self.stop,
+        }
+
+    def run_projections(self, projections: Iterable[Projection]) -> None:
+        """Run each projection until shutdown, as a worker named for it."""
+        for projection in projections:
+            self.spawn(f"projection-{projection.name}", projection.run)
 
     async def shutdown(self, grace: float) -> None:
         self.health.shutting_down = True

@@ -10,12 +10,21 @@ from __future__ import annotations
 import base64
 import binascii
 import socket
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -150,16 +159,18 @@ class DatabaseSettings(ServiceSettings):
         return value
 
 
+def comma_items(value: Any) -> list[str]:
+    """The items of a comma-separated setting (``a,b``), stripped, blank ones skipped."""
+    return [item.strip() for item in str(value or "").split(",") if item.strip()]
+
+
 def parse_api_keys(value: Any) -> dict[str, str]:
     """``key=workspace,key2=workspace2`` (or a mapping) -> {key: workspace}; a workspace may
     end in ``:read+send`` to give the (development) key only those scopes."""
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
     result: dict[str, str] = {}
-    for item in str(value or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in comma_items(value):
         key, sep, workspace = item.partition("=")
         if not sep or not key or not workspace:
             raise ValueError("must be key=workspace[,key=workspace...]")
@@ -186,10 +197,7 @@ def api_keys_setting(value: Any, info: ValidationInfo) -> dict[str, str]:
 def parse_keyring(value: Any) -> dict[str, bytes]:
     """``id:base64key[,id:base64key]`` -> {id: 32-byte key}; the first is the active key."""
     keys: dict[str, bytes] = {}
-    for item in str(value or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in comma_items(value):
         key_id, sep, material = item.partition(":")
         if not sep or not key_id:
             raise ValueError("must be id:base64key[,id:base64key...]")
@@ -201,6 +209,24 @@ def parse_keyring(value: Any) -> dict[str, bytes]:
             raise ValueError(f"key {key_id!r} must be 32 bytes (AES-256), got {len(raw)}")
         keys[key_id] = raw
     return keys
+
+
+def keyring_setting(value: SecretStr) -> SecretStr:
+    """A service's ``encryption_keys``: a key ring (:func:`parse_keyring`) of at least one key."""
+    if not parse_keyring(value.get_secret_value()):
+        raise ValueError("needs at least one id:base64key")
+    return value
+
+
+# The setting types every service shares, each with its check: a service declares the field
+# (with its own description), the type brings the parsing and the rule.
+ApiKeysSetting = Annotated[
+    dict[str, str],
+    NoDecode,
+    BeforeValidator(api_keys_setting),
+    Field(default_factory=dict, validate_default=True),
+]
+KeyringSetting = Annotated[SecretStr, AfterValidator(keyring_setting)]
 
 
 def load_settings(cls: type[S], **overrides: Any) -> S:

@@ -3,11 +3,10 @@ conversion publisher, the gauges, the query API and the dashboard."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from types import ModuleType
+from typing import Unpack
 
-import asyncpg
 from fastapi import Request
 from starlette.responses import Response
 
@@ -31,12 +30,11 @@ from switchboard.analytics.signin import SignInStore
 from switchboard.runtime import identity, pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
-from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.projection import Projection
+from switchboard.runtime.projection import Projection, Site
 from switchboard.runtime.service import Runtime
 
 log = get_logger(__name__)
@@ -50,33 +48,13 @@ PROJECTORS: tuple[ModuleType, ...] = (
 )
 
 
-def build_projection(
-    module: ModuleType,
-    ctx: Context,
-    *,
-    schema: str,
-    bus: Bus,
-    pool: asyncpg.Pool,
-    batch: int,
-    stop: asyncio.Event | None = None,
-) -> Projection:
+def build_projection(module: ModuleType, ctx: Context, **site: Unpack[Site]) -> Projection:
     """The checkpointed projection of one projector module (service and rebuild alike)."""
 
     async def apply(conn: Conn, items: list[Item]) -> None:
         await module.apply(conn, items, ctx)
 
-    return Projection(
-        name=module.PROJECTION,
-        schema=schema,
-        stream=module.STREAM,
-        filter_subjects=module.SUBJECTS,
-        apply=apply,
-        prepare=prepare,
-        bus=bus,
-        pool=pool,
-        batch=batch,
-        stop=stop or asyncio.Event(),
-    )
+    return Projection.of_projector(module, apply, prepare, **site)
 
 
 def create_app(settings: AnalyticsSettings) -> ServiceApp:
@@ -90,17 +68,8 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
         assert rt.pool is not None
         await pii.start(rt)  # the projections open sealed personal data
         deps.set(await bootstrap(rt, settings))
-        for module in PROJECTORS:
-            projection = build_projection(
-                module,
-                ctx,
-                schema=SCHEMA,
-                bus=rt.bus,
-                pool=rt.pool,
-                batch=settings.projection_batch,
-                stop=rt.stop,
-            )
-            rt.spawn(f"projection-{module.PROJECTION}", projection.run)
+        site = rt.site(SCHEMA, settings.projection_batch)
+        rt.run_projections(build_projection(m, ctx, **site) for m in PROJECTORS)
         pool, bus = rt.pool, rt.bus
         rt.spawn("conversions", lambda: run_publisher(pool, bus, rt.stop))
         rt.spawn("gauges", lambda: refresh_gauges(pool, rt.stop, settings.metrics_refresh_s))

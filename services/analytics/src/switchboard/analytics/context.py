@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from switchboard.analytics.settings import ActionSource, AnalyticsSettings
+from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.events.catalog.outbound import ActionSource
 
 LEDGER_SCHEMA = "analytics"
 

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from switchboard.runtime.settings import DatabaseSettings, api_keys_setting
+from switchboard.events.catalog.outbound import ActionSource
+from switchboard.runtime.settings import ApiKeysSetting, DatabaseSettings, comma_items
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-ActionSource = Literal[
-    "system_generated",
-    "website",
-    "app",
-    "chat",
-    "phone_call",
-    "email",
-    "physical_store",
-    "business_messaging",
-    "other",
-]
 
 
 class AnalyticsSettings(DatabaseSettings):
@@ -32,10 +21,8 @@ class AnalyticsSettings(DatabaseSettings):
     # Four projections hold a leader-lock connection each and use another to apply; the
     # conversion publisher listens on one; the API and gauges need the rest.
     database_pool_size: int = Field(20, ge=10, le=200)
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict,
-        validate_default=True,
-        description="key=workspace[,key=workspace]: read API and dashboard keys",
+    api_keys: ApiKeysSetting = Field(
+        description="key=workspace[,key=workspace]: read API and dashboard keys"
     )
     projection_batch: int = Field(500, ge=1, le=10_000)
     lead_stages: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -70,11 +57,6 @@ class AnalyticsSettings(DatabaseSettings):
     login_attempts_per_key: int = Field(10, ge=1, description="sign-in attempts per key and window")
     login_window_s: int = Field(300, ge=10, description="the window of the sign-in attempt limits")
 
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
-        return api_keys_setting(value, info)
-
     @field_validator("lead_stages", mode="before")
     @classmethod
     def _stages(cls, value: Any) -> tuple[str, ...]:
@@ -92,10 +74,8 @@ class AnalyticsSettings(DatabaseSettings):
             pairs = [(str(k), str(v)) for k, v in value.items()]
         else:
             pairs = []
-            for item in str(value or "").split(","):
-                if not item.strip():
-                    continue
-                stage, sep, event = item.strip().partition("=")
+            for item in comma_items(value):
+                stage, sep, event = item.partition("=")
                 if not sep:
                     raise ValueError("must be stage=EventName[,stage=EventName...]")
                 pairs.append((stage.strip(), event.strip()))

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Unpack
 
 import asyncpg
 from fastapi import Body, Query
@@ -61,7 +61,7 @@ from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.db import load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
-from switchboard.runtime.projection import Projection
+from switchboard.runtime.projection import Projection, Site
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.subscribers import Subscription, durable
 
@@ -73,30 +73,12 @@ COMMANDS = Subscription(durable("crm", "crm-commands"), batch=32)
 SUBSCRIPTIONS = (RESOLVER, COMMANDS)
 
 
-def build_projection(
-    module: Any,
-    *,
-    schema: str,
-    bus: Any,
-    pool: Any,
-    batch: int,
-    stop: asyncio.Event | None = None,
-) -> Projection:
+def build_projection(module: Any, **site: Unpack[Site]) -> Projection:
     """A projection of one projector module; a module with a ``prepare`` step gets its
     decoding overlapped with Postgres (live service, rebuild and benchmark alike)."""
     prepare = getattr(module, "prepare", None)
-    return Projection(
-        name=module.PROJECTION,
-        schema=schema,
-        stream=module.STREAM,
-        filter_subjects=module.SUBJECTS,
-        bus=bus,
-        pool=pool,
-        batch=batch,
-        apply=module.apply_prepared if prepare else module.apply_batch,
-        prepare=prepare,
-        stop=stop or asyncio.Event(),
-    )
+    apply = module.apply_prepared if prepare else module.apply_batch
+    return Projection.of_projector(module, apply, prepare, **site)
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -154,16 +136,8 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         await pii.start(rt)  # the projections and the resolver open sealed personal data
         built = await bootstrap(rt, settings)
         store = built.store
-        for module in PROJECTIONS:
-            projection = build_projection(
-                module,
-                schema=SCHEMA,
-                bus=rt.bus,
-                pool=rt.pool,
-                batch=settings.projection_batch,
-                stop=rt.stop,
-            )
-            rt.spawn(f"projection-{module.PROJECTION}", projection.run)
+        site = rt.site(SCHEMA, settings.projection_batch)
+        rt.run_projections(build_projection(m, **site) for m in PROJECTIONS)
         resolver = Resolver(store, settings)
 
         async def resolve(msg: Msg) -> None:

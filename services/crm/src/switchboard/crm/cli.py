@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import gc
 
-from switchboard.crm.rebuild import rebuild
+from switchboard.crm.rebuild import plan
 from switchboard.crm.settings import CrmSettings
-from switchboard.runtime.settings import ConfigError, load_settings
+from switchboard.runtime.rebuild import rebuild_main
 
 
 def tune_gc_for_replay() -> None:
@@ -25,19 +23,15 @@ def tune_gc_for_replay() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="switchboard crm", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    rb = sub.add_parser("rebuild", help="rebuild the projection from the streams and swap it in")
-    rb.add_argument("--keep-old", action="store_true", help="keep the replaced tables")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(CrmSettings)
-    except ConfigError as exc:
-        print(exc)
-        return 2
-    tune_gc_for_replay()
-    asyncio.run(rebuild(settings, keep_old=args.keep_old))
-    return 0
+    return rebuild_main(
+        argv,
+        service="crm",
+        description=__doc__,
+        settings=CrmSettings,
+        plan=plan,
+        summary="rebuild the projection from the streams and swap it in",
+        before=tune_gc_for_replay,
+    )
 
 
 if __name__ == "__main__":

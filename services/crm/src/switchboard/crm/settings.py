@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from switchboard.runtime.objectstore import ObjectStoreSettings
-from switchboard.runtime.settings import DatabaseSettings, api_keys_setting, parse_keyring
+from switchboard.runtime.settings import ApiKeysSetting, DatabaseSettings, KeyringSetting
 
 
 class CrmSettings(DatabaseSettings):
     service: ClassVar[str] = "crm"
 
     http_port: int = Field(8081, ge=0, le=65535)
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict,
-        validate_default=True,
-        description="key=workspace[,key=workspace]: read API keys",
-    )
+    api_keys: ApiKeysSetting = Field(description="key=workspace[,key=workspace]: read API keys")
     projection_batch: int = Field(500, ge=1, le=10_000)
     rebuild_batch: int = Field(
         10_000,
@@ -38,7 +34,7 @@ class CrmSettings(DatabaseSettings):
         description="when the resolver opens a lead",
     )
     resolver_concurrency: int = Field(16, ge=1, le=256)
-    encryption_keys: SecretStr | None = Field(
+    encryption_keys: KeyringSetting | None = Field(
         None,
         description="decrypts account tokens (same ring as ingest and outbound) so that "
         "received files can be downloaded; unset: the media route answers 503",
@@ -55,13 +51,6 @@ class CrmSettings(DatabaseSettings):
         10.0, gt=0, description="how long an open download breaker holds calls before a probe"
     )
 
-    @field_validator("encryption_keys")
-    @classmethod
-    def _ring(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not parse_keyring(value.get_secret_value()):
-            raise ValueError("needs at least one id:base64key")
-        return value
-
     @field_validator("lead_stages", mode="before")
     @classmethod
     def _stages(cls, value: Any) -> tuple[str, ...]:
@@ -75,8 +64,3 @@ class CrmSettings(DatabaseSettings):
     @property
     def stages(self) -> tuple[str, ...]:
         return self.lead_stages
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
-        return api_keys_setting(value, info)

@@ -11,7 +11,7 @@ from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.sessions import STREAM, run_filter
 from switchboard.runtime.aggregates import read_filter
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.delivery.pull import BatchPull, pending_after, stream_seq
+from switchboard.runtime.delivery.pull import BatchPull, ConsumerError, pending_after, stream_seq
 
 ALL_RUNS = "flows.run_recorded.v1.*.*"
 
@@ -61,17 +61,15 @@ async def _scan(
     )
     pull = await BatchPull(bus, STREAM, config).start()  # ephemeral: deleted by close
     out: list[dict[str, Any]] = []
-    expected = 1
     try:
         while len(out) < limit:
             try:
                 msgs = await pull.fetch(256, timeout=0.5)
             except TimeoutError:
                 break
+            except ConsumerError:  # a delivery lost on the way (or the consumer gone)
+                return None
             for m in msgs:
-                if m.metadata.sequence.consumer != expected:
-                    return None
-                expected += 1
                 decoded = decode_message(m.subject, dict(m.headers or {}), m.data)
                 rec = decoded.model
                 if not isinstance(rec, RunRecorded) or decoded.envelope.workspace_id != workspace:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 from standardwebhooks import Webhook
 
-from switchboard.runtime.settings import ServiceSettings, api_keys_setting
+from switchboard.runtime.settings import ApiKeysSetting, ServiceSettings, comma_items
 
 
 class FlowsSettings(ServiceSettings):
     service: ClassVar[str] = "flows"
 
     http_port: int = Field(8085, ge=0, le=65535)
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict,
-        validate_default=True,
+    api_keys: ApiKeysSetting = Field(
         description="key=workspace[,key=workspace]: development API keys of the flows API "
         "(optional with SWITCHBOARD_API_KEY_PEPPER: stored keys)",
     )
@@ -28,21 +26,14 @@ class FlowsSettings(ServiceSettings):
         "that webhook steps name in their ``secret``",
     )
 
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
-        return api_keys_setting(value, info)
-
     @field_validator("webhook_secrets", mode="before")
     @classmethod
     def _secrets(cls, value: Any) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
         out: dict[str, Any] = {}
-        for item in str(value or "").split(","):
-            name, sep, secret = item.strip().partition("=")
-            if not item.strip():
-                continue
+        for item in comma_items(value):
+            name, sep, secret = item.partition("=")
             if not sep or not name or not secret.startswith("whsec_"):
                 raise ValueError("must be name=whsec_<base64>[,name=whsec_<base64>...]")
             try:

@@ -6,11 +6,11 @@ import asyncio
 import gc
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from functools import lru_cache
-from typing import Annotated, Any
+from functools import lru_cache, wraps
+from typing import Annotated, Any, ParamSpec
 
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Body as JsonBody
-from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from switchboard.events.catalog.common import Channel
@@ -48,6 +48,7 @@ from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.tracing import server_span
 
 log = get_logger(__name__)
+P = ParamSpec("P")
 
 WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "verified and stored durably in RAW"},
@@ -243,113 +244,93 @@ def _admin_routes(
 
     # A route dependency runs before FastAPI validates path and body, so an unauthenticated
     # caller gets 401 and learns nothing about the request shapes.
-    admin_only = [Depends(require_admin)]
+    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
-    async def guarded(request: Request, action: Callable[[], Awaitable[Response]]) -> Response:
-        check_admin(request, token)
-        try:
-            return await action()
-        except admin.AdminError as exc:
-            return error(exc.status, exc.code, exc.message, errors=exc.errors)
-        except DecryptError as exc:
-            return error(409, "unreadable_account", f"the account exists but {exc}")
+    def problems(handler: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+        """An admin handler whose refusals (and unreadable accounts) answer as problems."""
 
-    @app.get(
-        "/admin/accounts",
-        tags=["admin"],
-        dependencies=admin_only,
-        summary="List accounts (no secret values)",
-    )
-    async def list_accounts(request: Request) -> Response:
-        async def run() -> Response:
-            accounts, unreadable = await deps().store.scan()
-            return JSONResponse(
-                {
-                    "items": [a.public() for a in accounts],
-                    "unreadable": [{"key": k, "error": why} for k, why in unreadable],
-                }
-            )
+        @wraps(handler)
+        async def answer(*args: P.args, **kwargs: P.kwargs) -> Response:
+            try:
+                return await handler(*args, **kwargs)
+            except admin.AdminError as exc:
+                return error(exc.status, exc.code, exc.message, errors=exc.errors)
+            except DecryptError as exc:
+                return error(409, "unreadable_account", f"the account exists but {exc}")
 
-        return await guarded(request, run)
+        return answer
 
-    @app.post(
-        "/admin/accounts",
-        tags=["admin"],
-        dependencies=admin_only,
+    @router.get("/accounts", summary="List accounts (no secret values)")
+    @problems
+    async def list_accounts() -> Response:
+        accounts, unreadable = await deps().store.scan()
+        return JSONResponse(
+            {
+                "items": [a.public() for a in accounts],
+                "unreadable": [{"key": k, "error": why} for k, why in unreadable],
+            }
+        )
+
+    @router.post(
+        "/accounts",
         status_code=201,
         summary="Add an account and register its webhook with the provider",
         description="Checks the credentials with the provider first (as "
         "`/admin/accounts/check`): a wrong one is a 422 naming the field, and nothing is saved.",
     )
-    async def add_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
-        async def run() -> Response:
-            account, generated = await admin.add_account(deps().store, deps().http, providers, body)
-            return JSONResponse({**account.public(), "generated_secrets": generated}, 201)
+    @problems
+    async def add_account(body: Annotated[Account, JsonBody()]) -> Response:
+        account, generated = await admin.add_account(deps().store, deps().http, providers, body)
+        return JSONResponse({**account.public(), "generated_secrets": generated}, 201)
 
-        return await guarded(request, run)
-
-    @app.post(
-        "/admin/accounts/check",
-        tags=["admin"],
-        dependencies=admin_only,
+    @router.post(
+        "/accounts/check",
         summary="Check an account's credentials with its provider without saving anything",
         description="The same body as adding an account. 200 with `ok`, the facts the "
         "provider told (a bot's username, a number's name) and notes on what could not be "
         "checked; 422 naming every wrong field (`errors`); 502 if the provider did not answer.",
     )
-    async def check_account(request: Request, body: Annotated[Account, JsonBody()]) -> Response:
-        async def run() -> Response:
-            report = await admin.check(deps().http, providers, body)
-            if not report.ok:
-                raise admin.refused(report)
-            return JSONResponse(report.body())
+    @problems
+    async def check_account(body: Annotated[Account, JsonBody()]) -> Response:
+        report = await admin.check(deps().http, providers, body)
+        if not report.ok:
+            raise admin.refused(report)
+        return JSONResponse(report.body())
 
-        return await guarded(request, run)
-
-    @app.post(
-        "/admin/accounts/{channel}/{account_id}/rotate",
-        tags=["admin"],
-        dependencies=admin_only,
+    @router.post(
+        "/accounts/{channel}/{account_id}/rotate",
         summary="Rotate the webhook secret (the old one works for a grace period)",
     )
-    async def rotate(request: Request, channel: Channel, account_id: str) -> Response:
-        async def run() -> Response:
-            account = await admin.rotate_webhook_secret(
-                deps().store, deps().http, providers, channel, account_id
-            )
-            return JSONResponse(account.public())
+    @problems
+    async def rotate(channel: Channel, account_id: str) -> Response:
+        account = await admin.rotate_webhook_secret(
+            deps().store, deps().http, providers, channel, account_id
+        )
+        return JSONResponse(account.public())
 
-        return await guarded(request, run)
-
-    @app.delete(
-        "/admin/accounts/{channel}/{account_id}",
-        tags=["admin"],
-        dependencies=admin_only,
+    @router.delete(
+        "/accounts/{channel}/{account_id}",
         status_code=204,
         summary="Remove an account and its webhook at the provider",
     )
-    async def remove(request: Request, channel: Channel, account_id: str) -> Response:
-        async def run() -> Response:
-            await admin.remove_account(deps().store, deps().http, providers, channel, account_id)
-            return Response(status_code=204)
+    @problems
+    async def remove(channel: Channel, account_id: str) -> Response:
+        await admin.remove_account(deps().store, deps().http, providers, channel, account_id)
+        return Response(status_code=204)
 
-        return await guarded(request, run)
-
-    @app.post(
-        "/admin/keys/reencrypt",
-        tags=["admin"],
-        dependencies=admin_only,
+    @router.post(
+        "/keys/reencrypt",
         summary="Re-encrypt every account with the active key (end of a key rotation)",
     )
-    async def reencrypt(request: Request) -> Response:
-        async def run() -> Response:
-            count = await deps().store.reencrypt_all()
-            _, unreadable = await deps().store.scan()
-            return JSONResponse(
-                {
-                    "reencrypted": count,
-                    "unreadable": [{"key": k, "error": why} for k, why in unreadable],
-                }
-            )
+    @problems
+    async def reencrypt() -> Response:
+        count = await deps().store.reencrypt_all()
+        _, unreadable = await deps().store.scan()
+        return JSONResponse(
+            {
+                "reencrypted": count,
+                "unreadable": [{"key": k, "error": why} for k, why in unreadable],
+            }
+        )
 
-        return await guarded(request, run)
+    app.include_router(router)

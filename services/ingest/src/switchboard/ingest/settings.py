@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from switchboard.runtime.settings import ServiceSettings, parse_keyring
+from switchboard.runtime.settings import KeyringSetting, ServiceSettings
 
 
 class IngestSettings(ServiceSettings):
     service: ClassVar[str] = "ingest"
 
     http_port: int = Field(8080, ge=0, le=65535)
-    encryption_keys: SecretStr = Field(
+    encryption_keys: KeyringSetting = Field(
         description="id:base64key[,id:base64key]: decrypts account secrets; first is active"
     )
     admin_token: SecretStr | None = None
@@ -40,10 +40,3 @@ class IngestSettings(ServiceSettings):
     probe_interval_s: float = Field(
         300.0, ge=1, description="how often /health/integrations probes each account"
     )
-
-    @field_validator("encryption_keys")
-    @classmethod
-    def _keys(cls, value: SecretStr) -> SecretStr:
-        if not parse_keyring(value.get_secret_value()):
-            raise ValueError("needs at least one id:base64key")
-        return value

@@ -10,7 +10,12 @@ from pydantic_settings import NoDecode
 from switchboard.events.streams import LEASES
 from switchboard.mtproto.ports import Proxy
 from switchboard.runtime.objectstore import ObjectStoreSettings
-from switchboard.runtime.settings import DatabaseSettings, parse_api_keys, parse_keyring
+from switchboard.runtime.settings import (
+    DatabaseSettings,
+    KeyringSetting,
+    comma_items,
+    parse_api_keys,
+)
 
 
 class MtprotoSettings(DatabaseSettings):
@@ -22,7 +27,7 @@ class MtprotoSettings(DatabaseSettings):
         description="where files downloaded for the CRM are written (SWITCHBOARD_OBJECTS__*; "
         "the same store as the CRM's)",
     )
-    encryption_keys: SecretStr = Field(
+    encryption_keys: KeyringSetting = Field(
         description="id:base64key[,id:base64key]: encrypts sessions at rest; first is active"
     )
     admin_token: SecretStr | None = Field(
@@ -109,8 +114,7 @@ class MtprotoSettings(DatabaseSettings):
     def _proxies(cls, value: Any) -> tuple[str, ...]:
         from switchboard.mtproto.proxies import parse_proxy
 
-        urls = tuple(u.strip() for u in value.split(",") if u.strip()) if isinstance(
-            value, str) else tuple(value or ())  # fmt: skip
+        urls = tuple(comma_items(value) if isinstance(value, str) else value or ())
         for url in urls:
             parse_proxy(url)  # ValueError names the bad one
         return urls
@@ -125,13 +129,6 @@ class MtprotoSettings(DatabaseSettings):
     @classmethod
     def _keys(cls, value: Any) -> dict[str, str]:
         return parse_api_keys(value)
-
-    @field_validator("encryption_keys")
-    @classmethod
-    def _ring(cls, value: SecretStr) -> SecretStr:
-        if not parse_keyring(value.get_secret_value()):
-            raise ValueError("needs at least one id:base64key")
-        return value
 
     @field_validator("sandbox_url")
     @classmethod

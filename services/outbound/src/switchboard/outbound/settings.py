@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import ClassVar
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field
 
 from switchboard.runtime.objectstore import ObjectStoreSettings
-from switchboard.runtime.settings import ServiceSettings, api_keys_setting, parse_keyring
+from switchboard.runtime.settings import ApiKeysSetting, KeyringSetting, ServiceSettings
 
 
 class OutboundSettings(ServiceSettings):
     service: ClassVar[str] = "outbound"
 
     http_port: int = Field(8082, ge=0, le=65535)
-    encryption_keys: SecretStr = Field(description="decrypts account secrets (same ring as ingest)")
-    api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict,
-        validate_default=True,
-        description="key=workspace[,...]",
+    encryption_keys: KeyringSetting = Field(
+        description="decrypts account secrets (same ring as ingest)"
     )
+    api_keys: ApiKeysSetting = Field(description="key=workspace[,...]")
     concurrency: int = Field(
         512, ge=1, le=20_000, description="conversational sends held per instance"
     )
@@ -96,15 +93,3 @@ class OutboundSettings(ServiceSettings):
         description="two calendar posts to one destination closer than this are an overlap "
         "(409 naming the other post unless forced)",
     )
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
-        return api_keys_setting(value, info)
-
-    @field_validator("encryption_keys")
-    @classmethod
-    def _ring(cls, value: SecretStr) -> SecretStr:
-        if not parse_keyring(value.get_secret_value()):
-            raise ValueError("needs at least one id:base64key")
-        return value

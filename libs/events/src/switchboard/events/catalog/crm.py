@@ -54,23 +54,15 @@ class _ContactChanges(BaseModel):
 
 
 class _ContactEvent(Event):
+    about: ClassVar[str] = "contact_id"
+
     contact_id: str = Field(min_length=1)
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.contact_id,)
-
-    def ce_subject(self) -> str:
-        return self.contact_id
 
 
 class _LeadEvent(Event):
+    about: ClassVar[str] = "lead_id"
+
     lead_id: str = Field(min_length=1)
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.lead_id,)
-
-    def ce_subject(self) -> str:
-        return self.lead_id
 
 
 @register("crm.contact_created", 1)
@@ -292,6 +284,7 @@ class StartSegmentCampaign(Command):
     as ``outbound.campaign_start`` and its batches. Idempotent by ``campaign_id``; a segment
     that cannot make a campaign (empty, unknown stage) is a ``crm.command_rejected``."""
 
+    about: ClassVar[str] = "campaign_id"
     caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
 
     campaign_id: CampaignId
@@ -301,12 +294,6 @@ class StartSegmentCampaign(Command):
     keyboard: Keyboard | None = None
     priority: Priority = Priority.BULK
     by: str | None = None
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
 
     def deterministic_id(self) -> str:
         return f"segment-campaign:{self.campaign_id}"
@@ -319,6 +306,7 @@ class StartSegmentFlow(Command):
     as ``flows.start_runs`` batches. Idempotent by ``request_id`` (each batch has an id of
     its own, and a run starts once per request and conversation)."""
 
+    about: ClassVar[str] = "flow_id"
     caller_keyed: ClassVar[bool] = True  # request ids are per workspace
 
     request_id: str = Field(min_length=1, description="the schedule fire this is for")
@@ -326,12 +314,6 @@ class StartSegmentFlow(Command):
     revision: int = Field(ge=1)
     segment: CampaignSegment
     by: str | None = None
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.flow_id,)
-
-    def ce_subject(self) -> str:
-        return self.flow_id
 
     def deterministic_id(self) -> str:
         return f"segment-flow:{self.request_id}"

@@ -18,6 +18,8 @@ from switchboard.events.subjects import token
 
 
 class _Delivery(Event):
+    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id (receipts aside)
+
     message_id: str = Field(min_length=1, description="the send command's message_id")
     channel: Channel
     account: str = Field(min_length=1)
@@ -35,8 +37,6 @@ class _Delivery(Event):
 class DeliveryQueued(_Delivery):
     """Outbound accepted a send command and queued it (first time only)."""
 
-    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
-
     priority: str = "normal"
     campaign_id: str | None = None
 
@@ -47,8 +47,6 @@ class DeliveryQueued(_Delivery):
 @register("delivery.sent", 1)
 class DeliverySent(_Delivery):
     """The provider accepted the message and gave it an id."""
-
-    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
 
     provider_message_id: str = Field(min_length=1)
     attempt: int = Field(1, ge=1)
@@ -63,8 +61,6 @@ class DeliverySent(_Delivery):
 class DeliveryRetrying(_Delivery):
     """An attempt failed with a retryable error; another follows at ``retry_at``."""
 
-    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
-
     attempt: int = Field(ge=1)
     reason: str
     error_code: str | None = None
@@ -78,8 +74,6 @@ class DeliveryRetrying(_Delivery):
 @register("delivery.failed", 1)
 class DeliveryFailed(_Delivery):
     """The message will not be delivered: a permanent error or the last attempt failed."""
-
-    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
 
     reason: str
     error_code: str | None = None
@@ -98,8 +92,6 @@ class SendRejected(_Delivery):
     different body (``error_code`` ``idempotency_conflict``). ``command_seq`` is the refused
     command's OUTBOUND stream sequence."""
 
-    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
-
     reason: str = Field(min_length=1)
     error_code: str = Field(min_length=1)
     command_seq: int = Field(ge=0)
@@ -114,8 +106,6 @@ class DeliveryRescheduled(_Delivery):
     """A scheduled send was moved to another time before it left (``not_before`` is the
     new time, ``previous`` the one it had). A cancelled one is ``delivery.failed`` with
     ``error_code`` ``cancelled``."""
-
-    caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id
 
     not_before: datetime
     previous: datetime | None = None
@@ -171,6 +161,8 @@ class DeliveryReceipt(_Delivery):
     """The provider reported the message sent, delivered, read or failed after sending
     (WhatsApp statuses, Viber delivered/seen/failed). Order by ``at``, not arrival."""
 
+    caller_keyed: ClassVar[bool] = False  # its id follows the provider's message id
+
     message_id: str | None = Field(  # type: ignore[assignment]
         None, description="the send command's message_id, when the receiver knows it"
     )
@@ -194,16 +186,11 @@ class DeliveryReceipt(_Delivery):
 
 
 class _CampaignEvent(Event):
+    about: ClassVar[str] = "campaign_id"
     caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
 
     campaign_id: str = Field(min_length=1)
     at: datetime
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
 
 
 @register("delivery.campaign_status", 1)

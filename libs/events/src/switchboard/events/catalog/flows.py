@@ -26,13 +26,9 @@ from switchboard.events.registry import register
 
 
 class _FlowEvent(Event):
+    about: ClassVar[str] = "flow_id"
+
     flow_id: str = Field(min_length=1)
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.flow_id,)
-
-    def ce_subject(self) -> str:
-        return self.flow_id
 
 
 @register("flows.flow_saved", 1)
@@ -178,16 +174,12 @@ class FireSchedule(Command):
     that run no flow. Published as a JetStream message schedule for ``due_at`` (like
     ``flows.fire_timer``); one for a revision no longer published is ignored."""
 
+    about: ClassVar[str] = "flow_id"
+
     flow_id: str = Field(min_length=1)
     revision: int = Field(ge=1)
     trigger: int = Field(ge=0, description="the index of the schedule trigger in the flow")
     due_at: datetime
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.flow_id,)
-
-    def ce_subject(self) -> str:
-        return self.flow_id
 
     def deterministic_id(self) -> str:
         return f"schedule:{self.flow_id}:{self.revision}:{self.trigger}:{self.due_at.isoformat()}"

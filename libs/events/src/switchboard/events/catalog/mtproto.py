@@ -60,13 +60,9 @@ class ProxyInfo(Value):
 
 
 class _SessionCommand(Command):
+    about: ClassVar[str] = "session_id"
+
     session_id: SessionId
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.session_id,)
-
-    def ce_subject(self) -> str:
-        return self.session_id
 
 
 @register("mtproto.login_start", 1)
@@ -328,14 +324,10 @@ class MediaFetched(Value):
 
 
 class _SessionEvent(Event):
+    about: ClassVar[str] = "session_id"
+
     session_id: SessionId
     at: datetime
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.session_id,)
-
-    def ce_subject(self) -> str:
-        return self.session_id
 
 
 class LoginStep(StrEnum):

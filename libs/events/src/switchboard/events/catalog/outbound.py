@@ -159,6 +159,21 @@ class ConversionUserData(Value):
     )
 
 
+# Where a conversion happened, in Meta's words (its ``action_source``); producers that choose
+# one for their conversions (analytics' settings) take it from here.
+ActionSource = Literal[
+    "system_generated",
+    "website",
+    "app",
+    "chat",
+    "phone_call",
+    "email",
+    "physical_store",
+    "business_messaging",
+    "other",
+]
+
+
 @register("outbound.conversion", 1)
 class SendConversion(Command):
     """Report one conversion (``Lead``, ``Purchase``, ...) to Meta's Conversions API through a
@@ -171,17 +186,7 @@ class SendConversion(Command):
     event_name: str = Field(min_length=1, description="Meta standard or custom event name")
     event_time: datetime
     event_id: str = Field(min_length=1, max_length=200)
-    action_source: Literal[
-        "system_generated",
-        "website",
-        "app",
-        "chat",
-        "phone_call",
-        "email",
-        "physical_store",
-        "business_messaging",
-        "other",
-    ] = "system_generated"
+    action_source: ActionSource = "system_generated"
     user_data: ConversionUserData
     value: float | None = Field(None, ge=0)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217")
@@ -271,15 +276,10 @@ class PoolAccount(Value):
 class _CampaignCommand(Command):
     """A command about one campaign: routed, and its CloudEvents subject named, by it."""
 
+    about: ClassVar[str] = "campaign_id"
     caller_keyed: ClassVar[bool] = True  # campaign ids are per workspace
 
     campaign_id: CampaignId
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.campaign_id,)
-
-    def ce_subject(self) -> str:
-        return self.campaign_id
 
 
 class _CampaignBatch(_CampaignCommand):

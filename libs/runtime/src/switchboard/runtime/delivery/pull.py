@@ -12,6 +12,13 @@ A pull consumer hands out messages in answer to requests published to
 * a 409 ends requests for a reason given in ``Description`` (consumer deleted, leadership
   change, too many waiting requests).
 
+A consumer without acks (``AckPolicy.NONE``: projections, replays) counts a message as
+delivered the moment the server sends it; one lost on its way (the client's connection to
+the node relaying it dropped) is never sent again. Its deliveries are numbered without gaps,
+so :class:`BatchPull` checks each one's number and answers a gap with a
+:class:`ConsumerError`, on which the reader resubscribes from the last message it has (what
+nats.go's ordered consumer does).
+
 Two readers are built on it. :class:`BatchPull` fetches batches (projections, workers, the
 MTProto send queue): one request outstanding at a time, so at most two batches are
 buffered. :class:`ContinuousPull` keeps requests outstanding up to a capacity and hands
@@ -36,7 +43,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.failures import InfrastructureError
@@ -48,6 +55,7 @@ __all__ = [
     "BatchPull",
     "ConsumerError",
     "ContinuousPull",
+    "delivery_seq",
     "pending_after",
     "stream_seq",
 ]
@@ -103,6 +111,12 @@ def stream_seq(msg: Msg) -> int:
     return int(tokens[5]) if tokens else msg.metadata.sequence.stream
 
 
+def delivery_seq(msg: Msg) -> int:
+    """The consumer's number for this delivery (gapless on a consumer without acks)."""
+    tokens = _ack_tokens(msg)
+    return int(tokens[6]) if tokens else msg.metadata.sequence.consumer
+
+
 def pending_after(msg: Msg) -> int:
     """How many messages the consumer still had for us when it delivered ``msg``."""
     tokens = _ack_tokens(msg)
@@ -127,10 +141,14 @@ class BatchPull:
         self._silent = 0  # requests in a row the server never answered
         self._error: str | None = None
         self._wake = asyncio.Event()
+        # Without acks nothing lost in transit comes again: deliveries are checked for gaps.
+        self._gapless = config.ack_policy is AckPolicy.NONE
+        self._delivered = 0  # the consumer's number of the last delivery that arrived
 
     async def start(self) -> BatchPull:
         info = await self.bus.js.add_consumer(self.stream, self.config)
         self.name = info.name
+        self._delivered = (info.delivered.consumer_seq or 0) if info.delivered else 0
         self._next_subject = next_subject(self.stream, self.name)
         self._sub = await self.bus.nc.subscribe(self.bus.nc.new_inbox(), cb=self._on_msg)
         return self
@@ -162,8 +180,19 @@ class BatchPull:
                 self._error = f"{status} {description}".strip()
         else:
             self._silent = 0
-            self.buffer.append(msg)
             self._outstanding = max(self._outstanding - 1, 0)
+            if self._gapless:
+                seq = delivery_seq(msg)
+                if seq != self._delivered + 1:
+                    # A delivery was lost (this one and any after it are dropped too; the
+                    # reader resubscribes from what it has and reads them again).
+                    self._error = self._error or (
+                        f"delivery {seq} after {self._delivered}: a message was lost in transit"
+                    )
+                    self._wake.set()
+                    return
+                self._delivered = seq
+            self.buffer.append(msg)
         self._wake.set()
 
     async def _request(self, batch: int, *, expires: float | None = None) -> None:

@@ -1,9 +1,14 @@
-"""What every provider normalizer shares."""
+"""What every provider normalizer shares: the error, the signature, and the readers that
+take one field of a provider's JSON and name its path when it is not what it must be."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from switchboard.events import Event
 
@@ -18,3 +23,59 @@ class Normalizer(Protocol):
     def __call__(
         self, payload: Any, /, *, account: str, raw_id: str, received_at: datetime
     ) -> list[Event]: ...
+
+
+@contextmanager
+def reading(where: str, *, prefix_own: bool = False) -> Iterator[None]:
+    """Turn a model's validation failure (or a stray lookup error) into a NormalizeError
+    that names ``where``; with ``prefix_own`` the readers' own errors get the name too
+    (when their paths do not already say where they are)."""
+    try:
+        yield
+    except NormalizeError as exc:
+        if not prefix_own:
+            raise
+        raise NormalizeError(f"{where}: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise NormalizeError(f"{where}: {loc}: {first['msg']}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NormalizeError(f"{where}: malformed: {exc!r}") from None
+
+
+def as_obj(value: Any, where: str) -> dict[str, Any]:
+    """A JSON object."""
+    if not isinstance(value, dict):
+        raise NormalizeError(f"{where} is missing or not an object")
+    return value
+
+
+def as_list(value: Any, where: str) -> list[Any]:
+    """A JSON array (possibly empty)."""
+    if not isinstance(value, list):
+        raise NormalizeError(f"{where} is not a list")
+    return value
+
+
+def as_str(value: Any, where: str, *, empty: bool = False) -> str:
+    """A string, non-empty unless ``empty``."""
+    if not isinstance(value, str) or (not value and not empty):
+        raise NormalizeError(f"{where} is missing or not a non-empty string")
+    return value
+
+
+def as_opt_str(value: Any, where: str) -> str | None:
+    """A string if present; an empty one counts as absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise NormalizeError(f"{where} is not a string")
+    return value or None
+
+
+def as_number(value: Any, where: str) -> float:
+    """A JSON number (never a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise NormalizeError(f"{where} is missing or not a number")
+    return float(value)

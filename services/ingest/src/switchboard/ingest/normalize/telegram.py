@@ -85,6 +85,17 @@ _NOT_CONTENT = frozenset(
     }
 )  # fmt: skip
 _DEEP_LINK = "/start "
+_FileContent = AnimationContent | VideoContent | AudioContent | VoiceContent | DocumentContent
+# Message fields that carry one captioned file, in the order they are looked for (animation
+# before document: Telegram sends both for GIFs).
+_CAPTIONED_FILES: tuple[tuple[str, type[_FileContent]], ...] = (
+    ("animation", AnimationContent),
+    ("video", VideoContent),
+    ("video_note", VideoContent),
+    ("audio", AudioContent),
+    ("voice", VoiceContent),
+    ("document", DocumentContent),
+)
 
 
 def _file(data: dict[str, Any]) -> MediaFile:
@@ -112,24 +123,15 @@ def content_of(msg: dict[str, Any], raw_id: str) -> Content:
         return PhotoContent(
             file=_file(sizes[-1]), sizes=tuple(_file(s) for s in sizes[:-1]), caption=caption
         )
-    if "animation" in msg:  # before document: Telegram sends both for GIFs
-        return AnimationContent(file=_file(msg["animation"]), caption=caption)
-    if "video" in msg:
-        return VideoContent(file=_file(msg["video"]), caption=caption)
-    if "video_note" in msg:
-        return VideoContent(file=_file(msg["video_note"]), caption=caption)
-    if "audio" in msg:
-        audio = msg["audio"]
-        return AudioContent(
-            file=_file(audio),
-            caption=caption,
-            title=audio.get("title"),
-            performer=audio.get("performer"),
-        )
-    if "voice" in msg:
-        return VoiceContent(file=_file(msg["voice"]), caption=caption)
-    if "document" in msg:
-        return DocumentContent(file=_file(msg["document"]), caption=caption)
+    for field, kind in _CAPTIONED_FILES:
+        if field in msg:
+            media = msg[field]
+            tags = (
+                {"title": media.get("title"), "performer": media.get("performer")}
+                if kind is AudioContent
+                else {}
+            )
+            return kind(file=_file(media), caption=caption, **tags)
     if "sticker" in msg:
         st = msg["sticker"]
         return StickerContent(file=_file(st), emoji=st.get("emoji"), set_name=st.get("set_name"))

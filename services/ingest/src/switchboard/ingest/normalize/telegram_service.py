@@ -15,6 +15,7 @@ messages (so they change no message count or first-response time).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,36 +140,67 @@ def _detail(action: str, value: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Transition:
+    """What a ``my_chat_member`` or ``chat_member`` update says: a status moved from ``old``
+    to ``new`` in ``chat`` at ``at`` (``was_in``/``is_in``: a member before/after)."""
+
+    chat: Chat
+    old: str
+    new: str
+    was_in: bool
+    is_in: bool
+    at: datetime
+    base: dict[str, Any]  # the fields every event of the update shares
+
+
+def _transition(
+    member: dict[str, Any], account: str, ids: ProviderIds, received: datetime
+) -> _Transition:
+    chat = chat_of(member["chat"])
+    old, new = _status(member, "old_chat_member"), _status(member, "new_chat_member")
+    return _Transition(
+        chat=chat,
+        old=old,
+        new=new,
+        was_in=_is_in(old, member, "old_chat_member"),
+        is_in=_is_in(new, member, "new_chat_member"),
+        at=ts(member["date"]),
+        base={
+            "channel": Channel.TELEGRAM,
+            "account": account,
+            "chat": chat,
+            "provider": ids,
+            "received_at": received,
+        },
+    )
+
+
 def bot_member_event(
     member: dict[str, Any], account: str, ids: ProviderIds, received: datetime
 ) -> Event:
     """``my_chat_member``: the bot's own status changed in a chat."""
-    chat = chat_of(member["chat"])
-    old, new = _status(member, "old_chat_member"), _status(member, "new_chat_member")
-    at = ts(member["date"])
-    base: dict[str, Any] = {
-        "channel": Channel.TELEGRAM,
-        "account": account,
-        "chat": chat,
-        "provider": ids,
-        "received_at": received,
-    }
-    if chat.type is ChatType.PRIVATE:
-        status = ContactStatus.BLOCKED if new in OUT else ContactStatus.UNBLOCKED
+    t = _transition(member, account, ids, received)
+    if t.chat.type is ChatType.PRIVATE:
+        status = ContactStatus.BLOCKED if t.new in OUT else ContactStatus.UNBLOCKED
         sender = user_sender(member["from"])
-        return ContactStatusChanged(**base, sender=sender, status=status, at=at)
-    change = bot_membership(old, new, member)
+        return ContactStatusChanged(**t.base, sender=sender, status=status, at=t.at)
     return BotMembershipChanged(
-        **base, change=change, old_status=old, new_status=new, by=actor(member["from"]), at=at
+        **t.base,
+        change=bot_membership(t),
+        old_status=t.old,
+        new_status=t.new,
+        by=actor(member["from"]),
+        at=t.at,
     )
 
 
-def bot_membership(old: str, new: str, member: dict[str, Any]) -> BotMembership:
+def bot_membership(t: _Transition) -> BotMembership:
     """What a group or channel status transition of the bot means."""
-    was_in, is_in = _is_in(old, member, "old_chat_member"), _is_in(new, member, "new_chat_member")
-    if not was_in and is_in:
+    old, new = t.old, t.new
+    if not t.was_in and t.is_in:
         return BotMembership.ADDED
-    if was_in and not is_in:
+    if t.was_in and not t.is_in:
         return BotMembership.REMOVED
     if new == "administrator" and old != "administrator":
         return BotMembership.PROMOTED
@@ -185,28 +217,18 @@ def chat_member_event(
     member: dict[str, Any], account: str, ids: ProviderIds, received: datetime
 ) -> Event:
     """``chat_member``: another member's status changed (bots that administer the chat)."""
-    chat = chat_of(member["chat"])
-    old, new = _status(member, "old_chat_member"), _status(member, "new_chat_member")
+    t = _transition(member, account, ids, received)
     user = member["new_chat_member"].get("user")
     if not isinstance(user, dict) or "id" not in user:
         raise NormalizeError("chat_member.new_chat_member.user is missing")
-    at = ts(member["date"])
-    base: dict[str, Any] = {
-        "channel": Channel.TELEGRAM,
-        "account": account,
-        "chat": chat,
-        "provider": ids,
-        "received_at": received,
-    }
-    was_in, is_in = _is_in(old, member, "old_chat_member"), _is_in(new, member, "new_chat_member")
     doer = actor(member.get("from"))
-    if was_in != is_in:
+    if t.was_in != t.is_in:
         subject = user_sender(user)
         by = doer if doer is not None and doer.id != subject.id else None
-        change = MembershipChange.JOINED if is_in else MembershipChange.LEFT
-        return MembersChanged(**base, change=change, members=(subject,), by=by, at=at)
+        change = MembershipChange.JOINED if t.is_in else MembershipChange.LEFT
+        return MembersChanged(**t.base, change=change, members=(subject,), by=by, at=t.at)
     return ServiceMessageReceived(
-        **base, action=f"chat_member:{old}->{new}", by=doer, text=str(user["id"]), at=at
+        **t.base, action=f"chat_member:{t.old}->{t.new}", by=doer, text=str(user["id"]), at=t.at
     )
 
 

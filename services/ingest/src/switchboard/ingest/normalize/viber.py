@@ -18,12 +18,8 @@ Mapping (``event`` -> conversation event):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from pydantic import ValidationError
 
 from switchboard.events import Event
 from switchboard.events.catalog.common import Channel, Chat, ChatType, MediaFile, Sender
@@ -45,9 +41,22 @@ from switchboard.events.catalog.conv import (
     VideoContent,
 )
 from switchboard.events.catalog.delivery import DeliveryReceipt
-from switchboard.ingest.normalize.base import NormalizeError
+from switchboard.ingest.normalize.base import (
+    NormalizeError,
+    as_number,
+    as_obj,
+    as_opt_str,
+    as_str,
+    reading,
+)
 
 RECEIPTS = {"delivered": "delivered", "seen": "read", "failed": "failed"}
+# Message types that carry one media file with an optional caption (``text``).
+CAPTIONED_MEDIA: dict[str, type[PhotoContent | VideoContent | DocumentContent]] = {
+    "picture": PhotoContent,
+    "video": VideoContent,
+    "file": DocumentContent,
+}
 STATUSES = {
     "subscribed": ContactStatus.SUBSCRIBED,
     "unsubscribed": ContactStatus.UNSUBSCRIBED,
@@ -71,7 +80,7 @@ def normalize_payload(
         # Viber posts this once when set_webhook is called, to check the URL answers 200.
         # It names no user and no message: there is nothing to tell the conversation.
         return []
-    with _reading(event):
+    with reading(f"Viber {event} callback", prefix_own=True):
         if event == "message":
             return [_message(payload, account, raw_id, received_at)]
         if event in RECEIPTS:
@@ -95,7 +104,7 @@ def _message(
     """A user's message: ``sender`` is the user, and the 1:1 chat with the bot is theirs."""
     token = _message_token(payload)
     sender = _user(payload.get("sender"), "sender")
-    message = _obj(payload.get("message"), "message")
+    message = as_obj(payload.get("message"), "message")
     return MessageReceived(
         channel=Channel.VIBER,
         account=account,
@@ -110,40 +119,36 @@ def _message(
 
 def content_of(message: dict[str, Any], raw_id: str) -> Content:
     """The content of a Viber ``message`` object, by its ``type``."""
-    mtype = _str(message.get("type"), "message.type")
+    mtype = as_str(message.get("type"), "message.type")
     if mtype == "text":
-        return TextContent(text=_str(message.get("text"), "message.text", empty=True))
+        return TextContent(text=as_str(message.get("text"), "message.text", empty=True))
     if mtype == "url":
         # A shared link: the URL is the whole message, so it reads as text.
-        return TextContent(text=_str(message.get("media"), "message.media"))
-    if mtype in ("picture", "video", "file"):
+        return TextContent(text=as_str(message.get("media"), "message.media"))
+    if mtype in CAPTIONED_MEDIA:
         file = _media_file(message)
-        caption = _opt_str(message.get("text"), "message.text")
-        if mtype == "picture":
-            return PhotoContent(file=file, caption=caption)
-        if mtype == "video":
-            return VideoContent(file=file, caption=caption)
-        return DocumentContent(file=file, caption=caption)
+        caption = as_opt_str(message.get("text"), "message.text")
+        return CAPTIONED_MEDIA[mtype](file=file, caption=caption)
     if mtype == "sticker":
         sticker_id = message.get("sticker_id")
         ok = isinstance(sticker_id, int | str) and not isinstance(sticker_id, bool)
         if not ok or sticker_id == "":
             raise NormalizeError("message.sticker_id is missing or not an id")
         # The sticker id is what send_message takes to send the same sticker back.
-        url = _opt_str(message.get("media"), "message.media")
+        url = as_opt_str(message.get("media"), "message.media")
         return StickerContent(file=MediaFile(file_id=str(sticker_id), url=url))
     if mtype == "contact":
-        contact = _obj(message.get("contact"), "message.contact")
+        contact = as_obj(message.get("contact"), "message.contact")
         return ContactContent(
-            phone=_str(contact.get("phone_number"), "message.contact.phone_number"),
-            first_name=_opt_str(contact.get("name"), "message.contact.name"),
+            phone=as_str(contact.get("phone_number"), "message.contact.phone_number"),
+            first_name=as_opt_str(contact.get("name"), "message.contact.name"),
         )
     if mtype == "location":
-        loc = _obj(message.get("location"), "message.location")
+        loc = as_obj(message.get("location"), "message.location")
         return LocationContent(
-            latitude=_number(loc.get("lat"), "message.location.lat"),
-            longitude=_number(loc.get("lon"), "message.location.lon"),
-            address=_opt_str(loc.get("address"), "message.location.address"),
+            latitude=as_number(loc.get("lat"), "message.location.lat"),
+            longitude=as_number(loc.get("lon"), "message.location.lon"),
+            address=as_opt_str(loc.get("address"), "message.location.address"),
         )
     # rich_media and whatever Viber adds next: kept, with the way back to the payload.
     return UnsupportedContent(provider_kind=mtype, raw_ref=raw_id)
@@ -152,11 +157,11 @@ def content_of(message: dict[str, Any], raw_id: str) -> Content:
 def _media_file(message: dict[str, Any]) -> MediaFile:
     """Viber hands out media as a URL and nothing else: the URL is both the id (it is what
     send_message takes to send the same media again) and where to download it."""
-    url = _str(message.get("media"), "message.media")
+    url = as_str(message.get("media"), "message.media")
     return MediaFile(
         file_id=url,
         url=url,
-        file_name=_opt_str(message.get("file_name"), "message.file_name"),
+        file_name=as_opt_str(message.get("file_name"), "message.file_name"),
         file_size=_opt_int(message.get("size"), "message.size"),
         duration=_opt_int(message.get("duration"), "message.duration"),
     )
@@ -167,11 +172,11 @@ def _receipt(payload: dict[str, Any], event: str, account: str, raw_id: str) -> 
     return DeliveryReceipt(
         channel=Channel.VIBER,
         account=account,
-        recipient=_str(payload.get("user_id"), "user_id"),
+        recipient=as_str(payload.get("user_id"), "user_id"),
         at=_ts(payload.get("timestamp")),
         status=RECEIPTS[event],
         provider_message_id=_message_token(payload),
-        reason=_opt_str(payload.get("desc"), "desc") if event == "failed" else None,
+        reason=as_opt_str(payload.get("desc"), "desc") if event == "failed" else None,
         raw_id=raw_id,
     )
 
@@ -186,7 +191,7 @@ def _status_change(
     """
     token = _message_token(payload)
     if event == "unsubscribed":  # carries only the id of the user who left
-        sender = Sender(id=_str(payload.get("user_id"), "user_id"))
+        sender = Sender(id=as_str(payload.get("user_id"), "user_id"))
     else:
         sender = _user(payload.get("user"), "user")
     return ContactStatusChanged(
@@ -205,17 +210,17 @@ def _status_change(
 def _context(payload: dict[str, Any]) -> Referral | None:
     """The deep-link parameter (``viber://pa?chatURI=...&context=...``) a conversation was
     opened with: where the customer came from, kept for the lead."""
-    context = _opt_str(payload.get("context"), "context")
+    context = as_opt_str(payload.get("context"), "context")
     return Referral(source="deep_link", campaign=context) if context else None
 
 
 def _user(value: Any, where: str) -> Sender:
     """A Viber user object (``sender`` of messages, ``user`` of subscriptions)."""
-    user = _obj(value, where)
+    user = as_obj(value, where)
     return Sender(
-        id=_str(user.get("id"), f"{where}.id"),
-        display_name=_opt_str(user.get("name"), f"{where}.name"),
-        language_code=_opt_str(user.get("language"), f"{where}.language"),
+        id=as_str(user.get("id"), f"{where}.id"),
+        display_name=as_opt_str(user.get("name"), f"{where}.name"),
+        language_code=as_opt_str(user.get("language"), f"{where}.language"),
     )
 
 
@@ -239,42 +244,6 @@ def _ts(value: Any) -> datetime:
         raise NormalizeError(f"timestamp {value!r} is out of range") from None
 
 
-@contextmanager
-def _reading(event: str) -> Iterator[None]:
-    """Turn a model's validation failure (or a stray lookup error) into a NormalizeError
-    that names the event being read."""
-    try:
-        yield
-    except NormalizeError as exc:
-        raise NormalizeError(f"Viber {event} callback: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise NormalizeError(f"Viber {event} callback: {loc}: {first['msg']}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise NormalizeError(f"Viber {event} callback: malformed: {exc!r}") from None
-
-
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise NormalizeError(f"{where} is missing or not an object")
-    return value
-
-
-def _str(value: Any, where: str, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not empty):
-        raise NormalizeError(f"{where} is missing or not a non-empty string")
-    return value
-
-
-def _opt_str(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise NormalizeError(f"{where} is not a string")
-    return value or None
-
-
 def _opt_int(value: Any, where: str) -> int | None:
     """A size or duration: a non-negative number, truncated to an integer if fractional."""
     if value is None:
@@ -282,9 +251,3 @@ def _opt_int(value: Any, where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**63:
         raise NormalizeError(f"{where} {value!r} is not a non-negative number")
     return int(value)
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise NormalizeError(f"{where} is missing or not a number")
-    return float(value)

@@ -35,13 +35,9 @@ A ``referral`` (click-to-WhatsApp ad) rides on the message as its :class:`Referr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from pydantic import ValidationError
 
 from switchboard.events import Event
 from switchboard.events.catalog.common import Channel, Chat, ChatType, MediaFile, Sender
@@ -68,11 +64,25 @@ from switchboard.events.catalog.conv import (
     VoiceContent,
 )
 from switchboard.events.catalog.delivery import DeliveryReceipt
-from switchboard.ingest.normalize.base import NormalizeError
+from switchboard.ingest.normalize.base import (
+    NormalizeError,
+    as_list,
+    as_number,
+    as_obj,
+    as_opt_str,
+    as_str,
+    reading,
+)
 
 OBJECT = "whatsapp_business_account"
 RECEIPT_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
 _CALLBACK_INTERACTIVE = ("button_reply", "list_reply")
+# Media types whose content is the file and its caption (audio, voice and sticker differ).
+CAPTIONED_MEDIA: dict[str, type[PhotoContent | VideoContent | DocumentContent]] = {
+    "image": PhotoContent,
+    "video": VideoContent,
+    "document": DocumentContent,
+}
 NUMBER_CHANGES = frozenset(
     {"user_changed_number", "customer_changed_number", "user_changed_user_id"}
 )
@@ -112,10 +122,10 @@ def normalize_payload(
     unsupported: list[str] = []
     for i, entry in enumerate(_nonempty_list(payload.get("entry"), "entry")):
         where = f"entry[{i}]"
-        changes = _obj(entry, where).get("changes")
+        changes = as_obj(entry, where).get("changes")
         for j, change in enumerate(_nonempty_list(changes, f"{where}.changes")):
             at = f"{where}.changes[{j}]"
-            change = _obj(change, at)
+            change = as_obj(change, at)
             field = change.get("field")
             if not isinstance(field, str) or not field:
                 raise NormalizeError(f"{at}.field is missing or not a non-empty string")
@@ -123,7 +133,7 @@ def normalize_payload(
                 # Account, template, quality... updates: valid, not conversation data (yet).
                 unsupported.append(field)
                 continue
-            value = _obj(change.get("value"), f"{at}.value")
+            value = as_obj(change.get("value"), f"{at}.value")
             events.extend(_messages_value(value, f"{at}.value", delivery, unsupported))
     if unsupported:
         events.append(
@@ -147,17 +157,17 @@ def _messages_value(
     if product != "whatsapp":
         raise NormalizeError(f"{where}.messaging_product is {product!r}, not 'whatsapp'")
     people = _people(value.get("contacts"), f"{where}.contacts")
-    messages = _list(value.get("messages", []), f"{where}.messages")
-    statuses = _list(value.get("statuses", []), f"{where}.statuses")
+    messages = as_list(value.get("messages", []), f"{where}.messages")
+    statuses = as_list(value.get("statuses", []), f"{where}.statuses")
     events: list[Event] = []
     for k, message in enumerate(messages):
         at = f"{where}.messages[{k}]"
-        with _reading(at):
-            events.append(_message(_obj(message, at), at, people, delivery))
+        with reading(at):
+            events.append(_message(as_obj(message, at), at, people, delivery))
     for k, status in enumerate(statuses):
         at = f"{where}.statuses[{k}]"
-        with _reading(at):
-            receipt = _status(_obj(status, at), at, delivery)
+        with reading(at):
+            receipt = _status(as_obj(status, at), at, delivery)
         if isinstance(receipt, str):
             unsupported.append(f"status:{receipt}")
         else:
@@ -183,8 +193,8 @@ class _Person:
 def _sender(msg: dict[str, Any], where: str, people: dict[str, _Person]) -> Sender:
     """The customer who wrote: keyed by the BSUID when there is one, with the phone beside
     it when Meta gives both (a user with a username may withhold the phone: no ``from``)."""
-    wa_id = _opt_str(msg.get("from"), f"{where}.from")
-    user_id = _opt_str(msg.get("from_user_id"), f"{where}.from_user_id")
+    wa_id = as_opt_str(msg.get("from"), f"{where}.from")
+    user_id = as_opt_str(msg.get("from_user_id"), f"{where}.from_user_id")
     person = people.get(user_id or "") or people.get(wa_id or "") or _Person()
     user_id = user_id or person.user_id
     wa_id = wa_id or person.wa_id
@@ -204,11 +214,11 @@ def _message(
 ) -> Event:
     """One ``messages[]`` item: a customer's message, their answer to a button, their edit
     or deletion of an earlier message, or a system notice about them."""
-    wamid = _str(msg.get("id"), f"{where}.id")
-    mtype = _str(msg.get("type"), f"{where}.type")
+    wamid = as_str(msg.get("id"), f"{where}.id")
+    mtype = as_str(msg.get("type"), f"{where}.type")
     sent_at = _ts(msg.get("timestamp"), f"{where}.timestamp")
     sender = _sender(msg, where, people)
-    group = _opt_str(msg.get("group_id"), f"{where}.group_id")
+    group = as_opt_str(msg.get("group_id"), f"{where}.group_id")
     if group is not None:  # Groups API: the group is the conversation, the sender varies
         chat = Chat(id=group, type=ChatType.GROUP)
     else:
@@ -221,10 +231,10 @@ def _message(
         "received_at": delivery.received_at,
     }
     if mtype == "edit":
-        edit = _obj(msg.get("edit"), f"{where}.edit")
-        original = _str(edit.get("original_message_id"), f"{where}.edit.original_message_id")
-        new = _obj(edit.get("message"), f"{where}.edit.message")
-        new_type = _str(new.get("type"), f"{where}.edit.message.type")
+        edit = as_obj(msg.get("edit"), f"{where}.edit")
+        original = as_str(edit.get("original_message_id"), f"{where}.edit.original_message_id")
+        new = as_obj(edit.get("message"), f"{where}.edit.message")
+        new_type = as_str(new.get("type"), f"{where}.edit.message.type")
         return MessageEdited(
             **base,
             provider=ProviderIds(message_id=original, raw_id=delivery.raw_id),
@@ -233,8 +243,8 @@ def _message(
             edited_at=sent_at,
         )
     if mtype == "revoke":
-        revoke = _obj(msg.get("revoke"), f"{where}.revoke")
-        original = _str(revoke.get("original_message_id"), f"{where}.revoke.original_message_id")
+        revoke = as_obj(msg.get("revoke"), f"{where}.revoke")
+        original = as_str(revoke.get("original_message_id"), f"{where}.revoke.original_message_id")
         return MessageDeleted(**base, provider=ids, message_ids=(original,), deleted_at=sent_at)
     if mtype == "system":
         return _system(msg, where, base, ids, sender, sent_at)
@@ -255,7 +265,7 @@ def _message(
         )
     if mtype == "reaction":
         # A reaction is about another message: point at it the way a reply does.
-        reaction = _obj(msg.get("reaction"), f"{where}.reaction")
+        reaction = as_obj(msg.get("reaction"), f"{where}.reaction")
         target = reaction.get("message_id")
         reply_to = target if isinstance(target, str) and target else reply_to
     return MessageReceived(
@@ -279,17 +289,17 @@ def _system(
 ) -> Event:
     """A ``system`` message: a number (or BSUID) change links the person's new identity;
     any other notice is a service message, never customer text."""
-    system = _obj(msg.get("system"), f"{where}.system")
-    stype = _str(system.get("type"), f"{where}.system.type")
-    body = _opt_str(system.get("body"), f"{where}.system.body")
+    system = as_obj(msg.get("system"), f"{where}.system")
+    stype = as_str(system.get("type"), f"{where}.system.type")
+    body = as_opt_str(system.get("body"), f"{where}.system.body")
     if stype in NUMBER_CHANGES:
         new_id = system.get("wa_id") or system.get("new_wa_id")
         return ContactNumberChanged(
             **base,
             provider=ids,
             sender=sender,
-            new_id=_opt_str(new_id, f"{where}.system.wa_id"),
-            new_user_id=_opt_str(system.get("user_id"), f"{where}.system.user_id"),
+            new_id=as_opt_str(new_id, f"{where}.system.wa_id"),
+            new_user_id=as_opt_str(system.get("user_id"), f"{where}.system.user_id"),
             text=body,
             at=at,
         )
@@ -302,14 +312,14 @@ def _referral(value: Any, where: str) -> Referral | None:
     """A click-to-WhatsApp ad (or post) that opened the chat; ``ctwa_clid`` is the click."""
     if value is None:
         return None
-    ref = _obj(value, where)
+    ref = as_obj(value, where)
     return Referral(
         source="ad",
-        campaign=_opt_str(ref.get("source_id"), f"{where}.source_id"),
-        click_id=_opt_str(ref.get("ctwa_clid"), f"{where}.ctwa_clid"),
-        source_type=_opt_str(ref.get("source_type"), f"{where}.source_type"),
-        source_url=_opt_str(ref.get("source_url"), f"{where}.source_url"),
-        headline=_opt_str(ref.get("headline"), f"{where}.headline"),
+        campaign=as_opt_str(ref.get("source_id"), f"{where}.source_id"),
+        click_id=as_opt_str(ref.get("ctwa_clid"), f"{where}.ctwa_clid"),
+        source_type=as_opt_str(ref.get("source_type"), f"{where}.source_type"),
+        source_url=as_opt_str(ref.get("source_url"), f"{where}.source_url"),
+        headline=as_opt_str(ref.get("headline"), f"{where}.headline"),
     )
 
 
@@ -321,16 +331,16 @@ def _callback_data(msg: dict[str, Any], mtype: str, where: str) -> tuple[str | N
     the template set none, so the text stands in for it.
     """
     if mtype == "interactive":
-        interactive = _obj(msg.get("interactive"), f"{where}.interactive")
-        itype = _str(interactive.get("type"), f"{where}.interactive.type")
+        interactive = as_obj(msg.get("interactive"), f"{where}.interactive")
+        itype = as_str(interactive.get("type"), f"{where}.interactive.type")
         if itype not in _CALLBACK_INTERACTIVE:
             return None, False
-        reply = _obj(interactive.get(itype), f"{where}.interactive.{itype}")
-        return _str(reply.get("id"), f"{where}.interactive.{itype}.id"), True
+        reply = as_obj(interactive.get(itype), f"{where}.interactive.{itype}")
+        return as_str(reply.get("id"), f"{where}.interactive.{itype}.id"), True
     if mtype == "button":
-        button = _obj(msg.get("button"), f"{where}.button")
-        payload = _opt_str(button.get("payload"), f"{where}.button.payload")
-        text = _opt_str(button.get("text"), f"{where}.button.text")
+        button = as_obj(msg.get("button"), f"{where}.button")
+        payload = as_opt_str(button.get("payload"), f"{where}.button.payload")
+        text = as_opt_str(button.get("text"), f"{where}.button.text")
         return payload or text, True
     return None, False
 
@@ -338,17 +348,17 @@ def _callback_data(msg: dict[str, Any], mtype: str, where: str) -> tuple[str | N
 def content_of(msg: dict[str, Any], mtype: str, where: str, raw_id: str) -> Content:
     """The content of a WhatsApp message of type ``mtype`` (not a button answer)."""
     if mtype == "text":
-        text = _obj(msg.get("text"), f"{where}.text")
-        return TextContent(text=_str(text.get("body"), f"{where}.text.body", empty=True))
+        text = as_obj(msg.get("text"), f"{where}.text")
+        return TextContent(text=as_str(text.get("body"), f"{where}.text.body", empty=True))
     if mtype in ("image", "video", "audio", "document", "sticker"):
         return _media_content(msg, mtype, f"{where}.{mtype}")
     if mtype == "location":
-        loc = _obj(msg.get("location"), f"{where}.location")
+        loc = as_obj(msg.get("location"), f"{where}.location")
         return LocationContent(
-            latitude=_number(loc.get("latitude"), f"{where}.location.latitude"),
-            longitude=_number(loc.get("longitude"), f"{where}.location.longitude"),
-            title=_opt_str(loc.get("name"), f"{where}.location.name"),
-            address=_opt_str(loc.get("address"), f"{where}.location.address"),
+            latitude=as_number(loc.get("latitude"), f"{where}.location.latitude"),
+            longitude=as_number(loc.get("longitude"), f"{where}.location.longitude"),
+            title=as_opt_str(loc.get("name"), f"{where}.location.name"),
+            address=as_opt_str(loc.get("address"), f"{where}.location.address"),
         )
     if mtype == "contacts":
         return _contact(msg, where, raw_id)
@@ -366,20 +376,16 @@ def content_of(msg: dict[str, Any], mtype: str, where: str, raw_id: str) -> Cont
 
 def _media_content(msg: dict[str, Any], mtype: str, where: str) -> Content:
     """Image, video, audio/voice, document or sticker: Meta's media id plus metadata."""
-    media = _obj(msg.get(mtype), where)
+    media = as_obj(msg.get(mtype), where)
     file = MediaFile(
-        file_id=_str(media.get("id"), f"{where}.id"),
-        mime_type=_opt_str(media.get("mime_type"), f"{where}.mime_type"),
-        sha256=_opt_str(media.get("sha256"), f"{where}.sha256"),
-        file_name=_opt_str(media.get("filename"), f"{where}.filename"),
+        file_id=as_str(media.get("id"), f"{where}.id"),
+        mime_type=as_opt_str(media.get("mime_type"), f"{where}.mime_type"),
+        sha256=as_opt_str(media.get("sha256"), f"{where}.sha256"),
+        file_name=as_opt_str(media.get("filename"), f"{where}.filename"),
     )
-    caption = _opt_str(media.get("caption"), f"{where}.caption")
-    if mtype == "image":
-        return PhotoContent(file=file, caption=caption)
-    if mtype == "video":
-        return VideoContent(file=file, caption=caption)
-    if mtype == "document":
-        return DocumentContent(file=file, caption=caption)
+    caption = as_opt_str(media.get("caption"), f"{where}.caption")
+    if mtype in CAPTIONED_MEDIA:
+        return CAPTIONED_MEDIA[mtype](file=file, caption=caption)
     if mtype == "sticker":
         return StickerContent(file=file)
     if media.get("voice") is True:  # recorded in WhatsApp (push to talk), not a shared file
@@ -391,23 +397,23 @@ def _contact(msg: dict[str, Any], where: str, raw_id: str) -> Content:
     """A shared contact card. WhatsApp can share several cards in one message; the catalog's
     contact content holds one, so the first card that has a phone number is kept
     (deliberately: the rest stay in RAW). No card with a phone -> unsupported content."""
-    cards = _list(msg.get("contacts"), f"{where}.contacts")
+    cards = as_list(msg.get("contacts"), f"{where}.contacts")
     for c, card in enumerate(cards):
         at = f"{where}.contacts[{c}]"
-        card = _obj(card, at)
-        phones = _list(card.get("phones", []), f"{at}.phones")
+        card = as_obj(card, at)
+        phones = as_list(card.get("phones", []), f"{at}.phones")
         phone = next((p for p in phones if isinstance(p, dict) and p.get("phone")), None)
         if phone is None:
             continue
         raw_name = card.get("name")
         name: dict[str, Any] = raw_name if isinstance(raw_name, dict) else {}
-        first = _opt_str(name.get("first_name"), f"{at}.name.first_name")
-        formatted = _opt_str(name.get("formatted_name"), f"{at}.name.formatted_name")
+        first = as_opt_str(name.get("first_name"), f"{at}.name.first_name")
+        formatted = as_opt_str(name.get("formatted_name"), f"{at}.name.formatted_name")
         return ContactContent(
-            phone=_str(phone["phone"], f"{at}.phones[].phone"),
+            phone=as_str(phone["phone"], f"{at}.phones[].phone"),
             first_name=first or formatted,
-            last_name=_opt_str(name.get("last_name"), f"{at}.name.last_name"),
-            user_id=_opt_str(phone.get("wa_id"), f"{at}.phones[].wa_id"),
+            last_name=as_opt_str(name.get("last_name"), f"{at}.name.last_name"),
+            user_id=as_opt_str(phone.get("wa_id"), f"{at}.phones[].wa_id"),
         )
     return UnsupportedContent(provider_kind="contacts", raw_ref=raw_id)
 
@@ -415,20 +421,20 @@ def _contact(msg: dict[str, Any], where: str, raw_id: str) -> Content:
 def _status(status: dict[str, Any], where: str, delivery: _Delivery) -> DeliveryReceipt | str:
     """A ``statuses[]`` item as a receipt; for a status value the catalog has no receipt
     for (e.g. the retired ``deleted``), that value, which the caller reports unsupported."""
-    value = _str(status.get("status"), f"{where}.status")
+    value = as_str(status.get("status"), f"{where}.status")
     if value not in RECEIPT_STATUSES:
         return value
     return DeliveryReceipt(
         channel=Channel.WHATSAPP,
         account=delivery.account,
         # A user with a username may be addressed by BSUID only (recipient_user_id).
-        recipient=_str(
+        recipient=as_str(
             status.get("recipient_id") or status.get("recipient_user_id"),
             f"{where}.recipient_id / recipient_user_id",
         ),
         at=_ts(status.get("timestamp"), f"{where}.timestamp"),
         status=value,
-        provider_message_id=_str(status.get("id"), f"{where}.id"),
+        provider_message_id=as_str(status.get("id"), f"{where}.id"),
         reason=_failure_reason(status) if value == "failed" else None,
         raw_id=delivery.raw_id,
     )
@@ -454,17 +460,17 @@ def _people(contacts: Any, where: str) -> dict[str, _Person]:
     """``value.contacts`` (who wrote the messages) by BSUID and by wa_id. The username sits
     beside ``user_id`` or inside ``profile`` depending on the API version: both are read."""
     people: dict[str, _Person] = {}
-    for c, contact in enumerate(_list(contacts if contacts is not None else [], where)):
+    for c, contact in enumerate(as_list(contacts if contacts is not None else [], where)):
         at = f"{where}[{c}]"
-        contact = _obj(contact, at)
+        contact = as_obj(contact, at)
         raw_profile = contact.get("profile")
         profile: dict[str, Any] = raw_profile if isinstance(raw_profile, dict) else {}
         username = contact.get("username") or profile.get("username")
         person = _Person(
-            user_id=_opt_str(contact.get("user_id"), f"{at}.user_id"),
-            wa_id=_opt_str(contact.get("wa_id"), f"{at}.wa_id"),
-            name=_opt_str(profile.get("name"), f"{at}.profile.name"),
-            username=_opt_str(username, f"{at}.username"),
+            user_id=as_opt_str(contact.get("user_id"), f"{at}.user_id"),
+            wa_id=as_opt_str(contact.get("wa_id"), f"{at}.wa_id"),
+            name=as_opt_str(profile.get("name"), f"{at}.profile.name"),
+            username=as_opt_str(username, f"{at}.username"),
         )
         for key in (person.user_id, person.wa_id):
             if key:
@@ -478,22 +484,6 @@ def _distinct(events: list[Event]) -> list[Event]:
     for event in events:
         seen.setdefault(event.deterministic_id(), event)
     return list(seen.values())
-
-
-@contextmanager
-def _reading(where: str) -> Iterator[None]:
-    """Turn a model's validation failure (or a stray lookup error) into a NormalizeError
-    that names the item being read."""
-    try:
-        yield
-    except NormalizeError:
-        raise
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise NormalizeError(f"{where}: {loc}: {first['msg']}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise NormalizeError(f"{where}: malformed: {exc!r}") from None
 
 
 def _ts(value: Any, where: str) -> datetime:
@@ -510,39 +500,7 @@ def _ts(value: Any, where: str) -> datetime:
         raise NormalizeError(f"{where} {value!r} is out of range") from None
 
 
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise NormalizeError(f"{where} is missing or not an object")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise NormalizeError(f"{where} is not a list")
-    return value
-
-
 def _nonempty_list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise NormalizeError(f"{where} is missing or not a non-empty list")
     return value
-
-
-def _str(value: Any, where: str, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not empty):
-        raise NormalizeError(f"{where} is missing or not a non-empty string")
-    return value
-
-
-def _opt_str(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise NormalizeError(f"{where} is not a string")
-    return value or None
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise NormalizeError(f"{where} is missing or not a number")
-    return float(value)
