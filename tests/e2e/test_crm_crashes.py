@@ -10,14 +10,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from tests.support.conv import deleted, edited, received, sent
-from tests.support.db import projected, schema_checksums
+from tests.support.db import create_database, projected, schema_checksums
 from tests.support.stack import service_env
 
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedPostgres, free_port
 from switchboard.runtime.testing import ServiceProcess, eventually
-from switchboard.runtime.testing.fixtures import create_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 N = 20_000

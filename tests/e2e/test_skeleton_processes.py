@@ -8,13 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.db import table_checksum
+from tests.support.db import create_database, table_checksum
 from tests.support.stack import API_KEY, add_telegram_account, service_env
 from tests.support.telegram import text_update
 
 from switchboard.runtime.embedded import free_port
 from switchboard.runtime.testing import ServiceProcess, eventually
-from switchboard.runtime.testing.fixtures import create_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SECRET = "s3cret-token"

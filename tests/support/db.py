@@ -1,5 +1,5 @@
-"""Database helpers for tests: table checksums and projections' progress (an extra database
-is ``switchboard.runtime.testing.fixtures.create_database``)."""
+"""Database helpers for tests: extra databases (the fixtures' own ``create_database``), table
+checksums and projections' progress."""
 
 from __future__ import annotations
 
@@ -8,6 +8,16 @@ from collections.abc import Iterable
 import asyncpg
 
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.testing.fixtures import create_database
+
+__all__ = [
+    "assert_rebuilt_as_live",
+    "create_database",
+    "projected",
+    "schema_checksums",
+    "schema_tables",
+    "table_checksum",
+]
 
 
 async def table_checksum(url: str, table: str, order_by: str) -> tuple[int, str]:
