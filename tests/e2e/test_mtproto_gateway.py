@@ -82,6 +82,15 @@ class Gateways:
         assert took <= TTL + 5, f"take-over took {took:.1f} s (TTL {TTL} s)"
         return took
 
+    async def thirty_users(self, phone_prefix: str, name_prefix: str) -> list[Any]:
+        """Thirty users on the fake, each with one session (numbered phones and names)."""
+        users = [
+            {"phone": f"{phone_prefix}{i:04d}", "first_name": f"{name_prefix}{i}", "sessions": 1}
+            for i in range(30)
+        ]
+        made: list[Any] = (await self.control("/users/bulk", {"users": users}))["users"]
+        return made
+
     async def control(self, path: str, body: dict[str, Any]) -> Any:
         r = await self.http.post(f"{self.sandbox}{CONTROL}{path}", json=body)
         assert r.status_code < 300, r.text
@@ -193,12 +202,8 @@ async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
     gateways: Any, nats_url: str, postgres_url: str
 ) -> None:
     gw: Gateways = await gateways(3)
-    users = await gw.control(
-        "/users/bulk",
-        {"users": [{"phone": f"+1555700{i:04d}", "first_name": f"U{i}", "sessions": 1}
-                   for i in range(30)]},
-    )  # fmt: skip
-    sessions = {f"s{i}": u["sessions"][0] for i, u in enumerate(users["users"])}
+    users = await gw.thirty_users("+1555700", "U")
+    sessions = {f"s{i}": u["sessions"][0] for i, u in enumerate(users)}
     for sid, s in sessions.items():
         await _import(gw, gw.procs[0].url, sid, s["session"])
 
@@ -390,12 +395,7 @@ async def test_sigkill_while_channels_post_publishes_every_post_once(
     twice, and every post reaches CONV exactly once per reading session (live, from the
     difference since the stored update state, or from history)."""
     gw: Gateways = await gateways(3)
-    users = await gw.control(
-        "/users/bulk",
-        {"users": [{"phone": f"+1555710{i:04d}", "first_name": f"R{i}", "sessions": 1}
-                   for i in range(30)]},
-    )  # fmt: skip
-    made = users["users"]
+    made = await gw.thirty_users("+1555710", "R")
     channel_of = {f"r{i}": f"chaos_c{i % CHANNELS}" for i in range(30)}
     for k in range(CHANNELS):
         members = [u["user"]["id"] for i, u in enumerate(made) if i % CHANNELS == k]

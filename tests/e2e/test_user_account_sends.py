@@ -97,6 +97,14 @@ async def _events(nats_url: str, message_id: str) -> list[Any]:
     return await events_where(nats_url, "DELIVERY", message_id=message_id)
 
 
+async def _send_text(env: Env, message_id: str, text: str) -> None:
+    """Ask outbound to send ``text`` from the user account to the friend (202)."""
+    r = await env.outbound.post(
+        "/v1/messages", json=_body(message_id, {"kind": "text", "text": text})
+    )
+    assert r.status_code == 202, r.text
+
+
 def _body(message_id: str, content: dict[str, Any]) -> dict[str, Any]:
     return {
         "message_id": message_id,
@@ -181,10 +189,7 @@ async def test_a_flood_wait_pauses_the_account_and_the_message_goes_once_after(
     env: Env,
 ) -> None:
     env.box.mtproto.add_fault(method="messages.sendMessage", seconds=2, times=1)
-    r = await env.outbound.post(
-        "/v1/messages", json=_body("ua-flood-1", {"kind": "text", "text": "after the wait"})
-    )
-    assert r.status_code == 202, r.text
+    await _send_text(env, "ua-flood-1", "after the wait")
 
     async def sent_after_retrying() -> list[str] | None:
         names = [d.model.name for d in await _events(env.nats_url, "ua-flood-1")]
@@ -192,12 +197,14 @@ async def test_a_flood_wait_pauses_the_account_and_the_message_goes_once_after(
 
     names = await eventually(sent_after_retrying, timeout=60, message="sent after the wait")
     assert "delivery.retrying" in names
-    retrying = next(
-        d.model
+    # On a loaded machine the gateway may also answer too late once (a gateway_timeout
+    # retry); the flood wait is among the retries either way.
+    retries = [
+        d.model.error_code
         for d in await _events(env.nats_url, "ua-flood-1")
         if d.model.name == "delivery.retrying"
-    )
-    assert retrying.error_code == "FLOOD_WAIT_2"
+    ]
+    assert "FLOOD_WAIT_2" in retries, retries
     chat = env.box.mtproto.messages(env.sender, env.friend)
     assert [m["text"] for m in chat] == ["after the wait"]
 
@@ -270,10 +277,7 @@ async def test_a_restricted_account_fails_as_unusable(env: Env) -> None:
     env.box.mtproto.add_fault(
         user=env.sender, method="messages.sendMessage", error="PEER_FLOOD", code=400, times=1
     )
-    r = await env.outbound.post(
-        "/v1/messages", json=_body("ua-spam-1", {"kind": "text", "text": "hello"})
-    )
-    assert r.status_code == 202, r.text
+    await _send_text(env, "ua-spam-1", "hello")
     failed = await _failed(env, "ua-spam-1")
     assert failed.error_code == "account_unusable"
     assert "PEER_FLOOD" in failed.reason
@@ -284,10 +288,7 @@ async def test_a_restricted_account_fails_as_unusable(env: Env) -> None:
 
     await eventually(restricted, timeout=30, message="the registry says restricted")
     # Restricted for a while: the next send fails at once, without calling Telegram.
-    r = await env.outbound.post(
-        "/v1/messages", json=_body("ua-spam-2", {"kind": "text", "text": "again"})
-    )
-    assert r.status_code == 202, r.text
+    await _send_text(env, "ua-spam-2", "again")
     again = await _failed(env, "ua-spam-2")
     assert (again.error_code, "restricted" in again.reason) == ("account_unusable", True)
     assert env.box.mtproto.messages(env.sender, env.friend) == []
@@ -295,10 +296,7 @@ async def test_a_restricted_account_fails_as_unusable(env: Env) -> None:
 
 async def test_a_revoked_session_is_marked_and_its_sends_fail_without_a_call(env: Env) -> None:
     env.box.mtproto.revoke(env.key_id)
-    r = await env.outbound.post(
-        "/v1/messages", json=_body("ua-gone-1", {"kind": "text", "text": "hello"})
-    )
-    assert r.status_code == 202, r.text
+    await _send_text(env, "ua-gone-1", "hello")
     assert (await _failed(env, "ua-gone-1")).error_code == "account_unusable"
 
     async def marked() -> bool:
@@ -306,10 +304,7 @@ async def test_a_revoked_session_is_marked_and_its_sends_fail_without_a_call(env
         return found is not None and found.settings.get("status") == "revoked"
 
     await eventually(marked, timeout=30, message="the registry says revoked")
-    r = await env.outbound.post(
-        "/v1/messages", json=_body("ua-gone-2", {"kind": "text", "text": "again"})
-    )
-    assert r.status_code == 202, r.text
+    await _send_text(env, "ua-gone-2", "again")
     failed = await _failed(env, "ua-gone-2")
     assert failed.error_code == "account_unusable"
     assert "revoked" in failed.reason
