@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -29,6 +31,14 @@ async def enqueue_texts(tg: TelegramEnv, prefix: str, count: int) -> None:
     """Queue ``count`` messages for the bot, one after the other: ``<prefix>0``, ..."""
     for i in range(count):
         await tg.sandbox.telegram.enqueue_update(tg.bot, text_update(f"{prefix}{i}"))
+
+
+@asynccontextmanager
+async def hooked(tg: TelegramEnv, receiver: WebhookReceiver, **params: Any) -> AsyncIterator[str]:
+    """Serve ``receiver`` and set the bot's webhook to it (``params`` for setWebhook)."""
+    async with serve(receiver.app) as hook:
+        await tg.call("setWebhook", url=f"{hook}/tg", **params)
+        yield hook
 
 
 async def info(tg: TelegramEnv) -> dict[str, Any]:
@@ -94,10 +104,7 @@ async def test_set_and_delete_descriptions(tg: TelegramEnv) -> None:
 
 async def test_updates_arrive_in_order_with_the_secret_header(tg: TelegramEnv) -> None:
     receiver = WebhookReceiver()
-    async with serve(receiver.app) as hook:
-        await tg.call(
-            "setWebhook", url=f"{hook}/tg", secret_token="s3cr3t-Token_1", max_connections=10
-        )
+    async with hooked(tg, receiver, secret_token="s3cr3t-Token_1", max_connections=10):
         sent = [
             await tg.sandbox.telegram.enqueue_update(tg.bot, text_update(f"m{i}")) for i in range(5)
         ]
@@ -119,8 +126,7 @@ async def test_updates_arrive_in_order_with_the_secret_header(tg: TelegramEnv) -
 async def test_failed_deliveries_are_retried_in_order(tg: TelegramEnv) -> None:
     receiver = WebhookReceiver()
     receiver.fail_next(3, 503)
-    async with serve(receiver.app) as hook:
-        await tg.call("setWebhook", url=f"{hook}/tg")
+    async with hooked(tg, receiver):
         await enqueue_texts(tg, "r", 3)
         await wait_until(lambda: len(receiver.received) == 3, message="retried deliveries")
     assert [b["message"]["text"] for b in receiver.bodies] == ["r0", "r1", "r2"]  # type: ignore[index]
@@ -141,8 +147,7 @@ async def test_failed_deliveries_are_retried_in_order(tg: TelegramEnv) -> None:
 async def test_pending_count_and_error_while_the_receiver_fails(tg: TelegramEnv) -> None:
     receiver = WebhookReceiver()
     receiver.fail_next(10_000, 500)
-    async with serve(receiver.app) as hook:
-        await tg.call("setWebhook", url=f"{hook}/tg")
+    async with hooked(tg, receiver):
         await enqueue_texts(tg, "p", 4)
         await wait_until(lambda: receiver.attempts >= 3, message="a few failed attempts")
         state = await info(tg)
@@ -213,8 +218,7 @@ async def test_allowed_updates_filter_what_is_queued(tg: TelegramEnv) -> None:
 async def test_set_webhook_with_drop_pending_updates(tg: TelegramEnv) -> None:
     await enqueue_texts(tg, "old", 2)
     receiver = WebhookReceiver()
-    async with serve(receiver.app) as hook:
-        await tg.call("setWebhook", url=f"{hook}/tg", drop_pending_updates=True)
+    async with hooked(tg, receiver, drop_pending_updates=True):
         await tg.sandbox.telegram.enqueue_update(tg.bot, text_update("new"))
         await wait_until(lambda: len(receiver.received) == 1)
     assert receiver.bodies[0]["message"]["text"] == "new"  # type: ignore[index]
