@@ -132,13 +132,14 @@ class ApiWatcher:
         self.top = newest
 
 
-async def _stored_at(bus: Bus, stream: str, number_of: Any) -> dict[int, float]:
-    """When (the stream's timestamp) each load message was stored in ``stream``."""
+async def _stored_at(bus: Bus, stream: str, number_of: Any) -> dict[int, tuple[float, int]]:
+    """When (the stream's timestamp) and where (its sequence) each load message was stored
+    in ``stream``."""
     sub = await bus.js.pull_subscribe(
         ">", durable=None, stream=stream,
         config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
     )  # fmt: skip
-    out: dict[int, float] = {}
+    out: dict[int, tuple[float, int]] = {}
     try:
         while True:
             try:
@@ -146,14 +147,18 @@ async def _stored_at(bus: Bus, stream: str, number_of: Any) -> dict[int, float]:
             except Exception:
                 return out
             for m in msgs:
-                out.setdefault(number_of(json.loads(m.data)), m.metadata.timestamp.timestamp())
+                at = m.metadata.timestamp.timestamp()
+                out.setdefault(number_of(json.loads(m.data)), (at, m.metadata.sequence.stream))
     finally:
         await sub.unsubscribe()
 
 
-async def stages(nats_url: str, due: dict[int, float], seen: dict[int, float]) -> None:
+async def stages(
+    nats_url: str, due: dict[int, float], seen: dict[int, float], projected: list[tuple[float, int]]
+) -> None:
     """Where the time goes: due -> RAW (ingest answered), RAW -> CONV (the normalizer),
-    CONV -> listed by the API (the CRM projection and the watcher's polling)."""
+    CONV -> projected (the CRM's conversations checkpoint passed it), projected -> listed by
+    the API (the watcher's polls)."""
     bus = await Bus.connect(nats_url, name="bench-stages")
     try:
         raw = await _stored_at(bus, "RAW", lambda body: int(body["update_id"]))
@@ -161,16 +166,46 @@ async def stages(nats_url: str, due: dict[int, float], seen: dict[int, float]) -
     finally:
         await bus.close()
     ids = [n for n in due if n in raw and n in conv]
+    done_at = {n: _first_past(projected, conv[n][1]) for n in ids}
+    ids = [n for n in ids if done_at[n] is not None]
     parts = {
-        "due->RAW": [raw[n] - due[n] for n in ids],
-        "RAW->CONV": [conv[n] - raw[n] for n in ids],
-        "CONV->API": [seen[n] - conv[n] for n in ids],
+        "due->RAW": [raw[n][0] - due[n] for n in ids],
+        "RAW->CONV": [conv[n][0] - raw[n][0] for n in ids],
+        "CONV->projected": [done_at[n] - conv[n][0] for n in ids],  # type: ignore[operator]
+        "projected->API": [seen[n] - done_at[n] for n in ids],  # type: ignore[operator]
     }
     for name, values in parts.items():
         ms = sorted(v * 1000 for v in values)
         if ms:
             p50, p99 = statistics.median(ms), ms[int(len(ms) * 0.99)]
             print(f"  {name}: p50={p50:.1f} ms p99={p99:.1f} ms")
+
+
+def _first_past(projected: list[tuple[float, int]], seq: int) -> float | None:
+    """When the checkpoint was first seen at or past ``seq``."""
+    return next((at for at, s in projected if s >= seq), None)
+
+
+async def watch_checkpoint(pg_url: str, stop: asyncio.Event) -> list[tuple[float, int]]:
+    """The CRM conversations projection's checkpoint over time (polled every 5 ms)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url)
+    out: list[tuple[float, int]] = []
+    try:
+        while not stop.is_set():
+            try:
+                seq = await conn.fetchval(
+                    "SELECT seq FROM crm.checkpoints WHERE projection = 'conversations'"
+                )
+            except asyncpg.UndefinedTableError:
+                seq = None
+            if seq is not None and (not out or seq > out[-1][1]):
+                out.append((time.time(), int(seq)))
+            await asyncio.sleep(0.005)
+    finally:
+        await conn.close()
+    return out
 
 
 async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
@@ -241,15 +276,19 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
                 stdout=asyncio.subprocess.PIPE,
             )
             api = ApiWatcher(http, f"http://127.0.0.1:{crm_port}")
+            watching = asyncio.Event()
+            checkpoints = asyncio.create_task(watch_checkpoint(pg_url, watching))
             deadline = start_at + E2E_SECONDS + 30
             while len(api.seen) < total and time.time() < deadline:
                 await api.poll()
                 await asyncio.sleep(0.01)
+            watching.set()
+            projected = await checkpoints
             out, _ = await load.communicate()
             print(f"load generator: {out.decode().strip()}; API polls: {api.polls}")
             seen = api.seen
             due = {n: start_at + (n - 1) / E2E_RATE for n in seen}
-            await stages(nats_url, due, seen)
+            await stages(nats_url, due, seen, projected)
             return [(at - due[n]) * 1000 for n, at in seen.items()]
 
     finally:

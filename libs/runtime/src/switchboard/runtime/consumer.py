@@ -113,16 +113,25 @@ class PullWorker:
     budget: PoisonBudget = field(default_factory=PoisonBudget)
 
     async def run(self) -> None:
-        sem = asyncio.Semaphore(self.concurrency)
+        # No batch barrier: a message is fetched as soon as a place is free, so one slow
+        # message never holds back the ones that arrive behind it (with the barrier, each
+        # waited for the whole batch before its own was fetched: a queue at a steady rate).
+        # Only as many as there are free places are asked for; a stop lets those running
+        # finish and hands back what was buffered.
+        running: set[asyncio.Task[None]] = set()
         pull: BatchPull | None = None
         try:
             while not self.stop.is_set():
+                free = self.concurrency - len(running)
+                if free <= 0:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
                     if pull is None:
                         pull = await BatchPull(
                             self.bus, self.spec.stream, self.spec.config()
                         ).start()
-                    msgs = await pull.fetch(self.spec.batch, timeout=1.0)
+                    msgs = await pull.fetch(min(self.spec.batch, free), timeout=1.0)
                 except TimeoutError:  # nothing came (or the bus did not answer): idle
                     self.idle_polls += 1
                     continue
@@ -138,16 +147,28 @@ class PullWorker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stop.wait(), 0.5)
                     continue
-                # Messages of a batch run concurrently but the batch finishes before the next
-                # fetch, so a stop never abandons work in the middle.
-                await asyncio.gather(*(self._one(m, sem) for m in msgs))
+                for msg in msgs:
+                    task = asyncio.create_task(self._one(msg))
+                    running.add(task)
+                    task.add_done_callback(self._settled(running))
         finally:
+            if running:  # a stop never abandons work in the middle
+                await asyncio.gather(*running, return_exceptions=True)
             if pull is not None:
                 await pull.close(nak_buffered=True)
 
-    async def _one(self, msg: Msg, sem: asyncio.Semaphore) -> None:
-        async with sem:
-            await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
+    async def _one(self, msg: Msg) -> None:
+        await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
+
+    def _settled(self, running: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                # Settling itself failed (the ack's connection went away): the server
+                # delivers the message again after its ack wait.
+                log.warning("settling failed", consumer=self.spec.durable, error=repr(exc))
+
+        return done
 
     async def _traced(self, msg: Msg) -> bool | None:
         with consume_span(
