@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 from nats.aio.msg import Msg
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, PullWorker
 from switchboard.runtime.testing import eventually
-
-
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="test-pull-worker")
-    await bus.provision()
-    yield bus
-    await bus.close()
 
 
 async def test_a_slow_message_never_holds_back_the_ones_behind_it(bus: Bus) -> None:
