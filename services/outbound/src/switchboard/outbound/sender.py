@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from switchboard.events import Envelope
+from switchboard.events.base import Message
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
@@ -69,6 +71,7 @@ from switchboard.runtime.delivery.provider_failures import (
     breaker_signal,
     decide,
 )
+from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -92,22 +95,53 @@ async def in_stream(bus: Bus, msg: Msg, seq: int) -> bool:
     return True
 
 
-async def settle_repeat(
-    bus: Bus, attempts: Attempts, first: Attempt, policy: SendPolicy, msg: Msg
-) -> tuple[Verdict | None, Attempt]:
-    """For the provider commands that are not chat sends: (None, the record to go on with),
-    or the verdict that settles the command at once (DONE, OTHER_OWNER: ack; CONFLICT:
-    refuse), by the rules of ``attempts.claim``."""
-    retention = timedelta(seconds=policy.retention)
+class CommandSite(Protocol):
+    """What opening a provider command's record needs from its call site."""
+
+    bus: Bus
+    attempts: Attempts
+    policy: SendPolicy
+    consumer: str
+
+
+async def open_record(
+    site: CommandSite,
+    cmd: Message,
+    env: Envelope,
+    msg: Msg,
+    *,
+    provider: str,
+    account: str,
+    record_id: str,
+    recipient: str,
+    what: str,
+) -> Attempt | None:
+    """For the provider commands that are not chat sends: the attempt record to go on with,
+    or None when the command was settled here by the rules of ``attempts.claim`` (done
+    before, or a copy another stream message owns: acked; another body under the id:
+    dead-lettered, ``what`` naming it in the reason, and acked)."""
+    first = Attempt(
+        message_id=record_id,
+        workspace_id=env.workspace_id,
+        channel=provider,
+        account=account,
+        recipient=recipient,
+        fingerprint=fingerprint(cmd),
+        owner=msg.metadata.sequence.stream,
+    ).step("queued")
+    retention = timedelta(seconds=site.policy.retention)
     decided, record, _ = await claim(
-        attempts, first, retention, lambda seq: in_stream(bus, msg, seq)
+        site.attempts, first, retention, lambda seq: in_stream(site.bus, msg, seq)
     )
-    if decided is Verdict.DONE:
-        return decided, record
-    if decided in (Verdict.CONFLICT, Verdict.OTHER_OWNER):
+    if decided in (Verdict.PROCEED, Verdict.NEW):
+        return record
+    if decided is not Verdict.DONE:
         REPEATS.labels(decided.value).inc()
-        return decided, record
-    return None, record
+    if decided is Verdict.CONFLICT:
+        reason = f"idempotency_conflict: {what} is taken by a command with another body"
+        await dead_letter_msg(site.bus, msg, reason=reason, consumer=site.consumer)
+    await msg.ack()
+    return None
 
 
 @dataclass
