@@ -56,12 +56,12 @@ from typing import Any
 
 import httpx
 
-from switchboard.outbound.providers.base import Failure, ProviderError, Scope
+from switchboard.outbound.providers.base import ProviderError
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     json_object,
-    retry_after_header,
     send_request,
+    status_failure,
 )
 
 PROVIDER = "metacapi"
@@ -346,19 +346,16 @@ def classify_error(response: httpx.Response, body: dict[str, Any] | None) -> Pro
     raw: dict[str, Any] = {"http_status": status}
     if error:
         raw["error"] = error
-    if status == 429 or code in THROTTLING_CODES:
-        after = retry_after_header(response.headers)
-        return ProviderError(
-            Failure.RATE_LIMITED,
-            name,
-            message,
-            retry_after=THROTTLE_WAIT if after is None else after,
-            scope=Scope.ACCOUNT,
-            raw=raw,
-        )
-    if status >= 500 or status == 408 or error.get("is_transient") is True:
-        return ProviderError(Failure.RETRYABLE, name, message, raw=raw)
-    return ProviderError(Failure.PERMANENT, name, message, raw=raw)
+    return status_failure(
+        PROVIDER,
+        response,
+        message,
+        code=name,
+        raw=raw,
+        default_retry_after=THROTTLE_WAIT,
+        throttled=code in THROTTLING_CODES,
+        transient=error.get("is_transient") is True,
+    )
 
 
 class CapiClient:

@@ -53,6 +53,7 @@ from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,
     json_object,
+    required_secret,
     retry_after_header,
     send_request,
     unsupported,
@@ -299,11 +300,7 @@ class TelegramClient:
 
     async def send(self, account: Account, command: SendMessage) -> Sent:
         """One Bot API call for `command`; raises ProviderError when it did not go out."""
-        token = account.secrets.get("token")
-        if not token:
-            raise ProviderError(
-                Failure.PERMANENT, "telegram_config", "the account has no secrets['token']"
-            )
+        token = required_secret(account, PROVIDER, "token")
         request = await self._build(account, command)
         result = await self._call(account, token, request)
         return await self._sent(request, result)
@@ -311,11 +308,7 @@ class TelegramClient:
     async def interact(self, account: Account, command: Interaction, target: Target | None) -> Any:
         """One Bot API call answering a callback query, or editing or deleting the message
         ``target`` (chat, provider message id); returns Telegram's ``result``."""
-        token = account.secrets.get("token")
-        if not token:
-            raise ProviderError(
-                Failure.PERMANENT, "telegram_config", "the account has no secrets['token']"
-            )
+        token = required_secret(account, PROVIDER, "token")
         return await self._call(account, token, interaction_request(command, target))
 
     # -- building requests ------------------------------------------------------------
