@@ -39,6 +39,24 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+def object_field(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """An optional field of a control body that must be a JSON object when given."""
+    value = data.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise ControlError(f"{name} must be a JSON object")
+    return value
+
+
+def named(request: Request, param: str, find: Callable[[str], T | None]) -> T:
+    """The object a control request names by ``param`` (in its path, else its query),
+    looked up with ``find``; a 404 naming it when there is none."""
+    ref = request.path_params.get(param) or request.query_params.get(param)
+    found = find(ref) if ref else None
+    if found is None:
+        raise ControlError(f"no {param} {ref!r}", 404)
+    return found
+
+
 def error_json(exc: ControlError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, base64_field, query_bool, read_json
+from switchboard.sandbox.httpjson import ControlError, base64_field, named, query_bool, read_json
 from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.files import KIND_CODES, image_size
 from switchboard.sandbox.telegram.state import TgBot
@@ -22,11 +22,7 @@ def control_routes(provider: TelegramProvider) -> RouteTable:
     state = provider.state
 
     def bot_of(request: Request) -> TgBot:
-        ref = request.path_params.get("bot") or request.query_params.get("bot")
-        found = state.find_bot(ref) if ref else None
-        if found is None:
-            raise ControlError(f"no bot {ref!r}", 404)
-        return found
+        return named(request, "bot", state.find_bot)
 
     async def list_bots(request: Request) -> Response:
         return JSONResponse({"bots": [b.summary() for b in state.bots.values()]})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
+from switchboard.sandbox.httpjson import ControlError, base64_field, object_field, read_json
 from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -86,9 +86,7 @@ def control_routes(provider: ViberProvider) -> RouteTable:
         user_id = data.get("user_id") or data.get("user")
         if not user_id:
             raise ControlError("user_id is required")
-        message = data.get("message")
-        if message is not None and not isinstance(message, dict):
-            raise ControlError("message must be a JSON object")
+        message = object_field(data, "message")
         body = await provider.inject_event(
             bot,
             str(user_id),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
+from switchboard.sandbox.httpjson import ControlError, base64_field, object_field, read_json
 from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -74,9 +74,7 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         sender = data.get("from") or data.get("wa_id")
         if not sender:
             raise ControlError("from (the user's wa_id) is required")
-        message = data.get("message")
-        if message is not None and not isinstance(message, dict):
-            raise ControlError("message must be a JSON object")
+        message = object_field(data, "message")
         full = await provider.inject_message(
             number,
             str(sender),
