@@ -334,22 +334,17 @@ def _sent(
 
 @handles(functions.messages.SendMessageRequest)
 async def send_message(call: WireCall, request: Any) -> types.Updates:
-    viewer = call.base.viewer()
-    world = call.provider.world
-    peer = resolve_input(world, viewer, request.peer)
-    world.check_can_send(viewer, peer)
-    ids = world.post(
-        peer,
-        viewer,
-        request.message,
-        reply_to=_reply_id(request.reply_to),
-        skip_connection=call.base.conn.id,
-    )
-    return _sent(call, viewer, peer, ids, request.random_id)
+    return _post(call, request, request.message)
 
 
 @handles(functions.messages.SendMediaRequest)
 async def send_media(call: WireCall, request: Any) -> types.Updates:
+    return _post(call, request, request.message or "", request.media)
+
+
+def _post(call: WireCall, request: Any, text: str, media: Any = None) -> types.Updates:
+    """What the viewer sends to ``request.peer`` (with an InputMedia's file stored), as the
+    Updates that answer a send."""
     viewer = call.base.viewer()
     world = call.provider.world
     peer = resolve_input(world, viewer, request.peer)
@@ -357,9 +352,9 @@ async def send_media(call: WireCall, request: Any) -> types.Updates:
     ids = world.post(
         peer,
         viewer,
-        request.message or "",
+        text,
         reply_to=_reply_id(request.reply_to),
-        media=_stored_media(call, viewer, request.media),
+        media=None if media is None else _stored_media(call, viewer, media),
         skip_connection=call.base.conn.id,
     )
     return _sent(call, viewer, peer, ids, request.random_id)
