@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from nats.aio.msg import Msg
@@ -98,10 +98,6 @@ def _about(cmd: SendConversion) -> dict[str, Any]:
     }
 
 
-def record_id(conversion_id: str) -> str:
-    return f"conversion:{conversion_id}"
-
-
 @dataclass
 class ConversionSender:
     bus: Bus
@@ -113,6 +109,7 @@ class ConversionSender:
     policy: SendPolicy
     linger: float = 0.2
     consumer: str = "outbound-conversions"
+    provider: ClassVar[str] = PROVIDER
     _queues: dict[tuple[str, str | None], list[_Item]] = field(default_factory=dict)
     _flushers: dict[tuple[str, str | None], asyncio.Task[None]] = field(default_factory=dict)
     _clients: dict[str, CapiClient] = field(default_factory=dict)
@@ -122,17 +119,8 @@ class ConversionSender:
         cmd, env = decoded.model, decoded.envelope
         if not isinstance(cmd, SendConversion):
             raise PermanentError(f"{cmd.name} is not a conversion command")
-        record = await open_record(
-            self,
-            cmd,
-            env,
-            msg,
-            provider=PROVIDER,
-            account=cmd.account,
-            record_id=record_id(cmd.conversion_id),
-            recipient=cmd.event_name,
-            what=f"conversion {cmd.conversion_id!r}",
-        )
+        name = ("conversion", cmd.conversion_id)
+        record = await open_record(self, cmd, env, msg, name, recipient=cmd.event_name)
         if record is None:
             return
         item = _Item(cmd, env, msg, record)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from nats.aio.msg import Msg
 
@@ -98,23 +98,15 @@ class ProviderCommands:
     client: SendPulseClient
     policy: SendPolicy
     consumer: str = "outbound-dispatch"
+    provider: ClassVar[str] = PROVIDER
 
     async def handle(self, msg: Msg, phase: Phase) -> None:
         decoded = decode_or_reject(msg)
         cmd, env = decoded.model, decoded.envelope
         if not isinstance(cmd, SendEmail | SendSms | SyncAddressBook):
             raise PermanentError(f"{cmd.name} is not a SendPulse command")
-        record = await open_record(
-            self,
-            cmd,
-            env,
-            msg,
-            provider=PROVIDER,
-            account=cmd.account,
-            record_id=f"{cmd.name}:{command_id(cmd)}",
-            recipient=cmd.name,
-            what=f"{cmd.name} {command_id(cmd)!r}",
-        )
+        name = (cmd.name, command_id(cmd))
+        record = await open_record(self, cmd, env, msg, name, recipient=cmd.name)
         if record is None:
             return
         account = provider_account(self.accounts, PROVIDER, cmd.account, env.workspace_id)

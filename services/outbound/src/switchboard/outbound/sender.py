@@ -19,20 +19,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from switchboard.events import Envelope
-from switchboard.events.base import Message
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
     DeliveryQueued,
 )
-from switchboard.events.catalog.outbound import SendMessage
+from switchboard.events.catalog.outbound import (
+    SendConversion,
+    SendEmail,
+    SendMessage,
+    SendSms,
+    SyncAddressBook,
+)
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
 from switchboard.outbound.campaigns.pool import (
     MOVED,
@@ -75,6 +80,8 @@ from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
+# The provider commands that are not chat sends (SendPulse, Meta CAPI).
+ProviderCommand = SendEmail | SendSms | SyncAddressBook | SendConversion
 LATE_SLOTS = Counter(
     "switchboard_outbound_late_slots_total", "Slots given up because the send woke too late"
 )
@@ -98,6 +105,7 @@ async def in_stream(bus: Bus, msg: Msg, seq: int) -> bool:
 class CommandSite(Protocol):
     """What opening a provider command's record needs from its call site."""
 
+    provider: ClassVar[str]
     bus: Bus
     attempts: Attempts
     policy: SendPolicy
@@ -106,25 +114,22 @@ class CommandSite(Protocol):
 
 async def open_record(
     site: CommandSite,
-    cmd: Message,
+    cmd: ProviderCommand,
     env: Envelope,
     msg: Msg,
-    *,
-    provider: str,
-    account: str,
-    record_id: str,
+    name: tuple[str, str],
     recipient: str,
-    what: str,
 ) -> Attempt | None:
-    """For the provider commands that are not chat sends: the attempt record to go on with,
-    or None when the command was settled here by the rules of ``attempts.claim`` (done
-    before, or a copy another stream message owns: acked; another body under the id:
-    dead-lettered, ``what`` naming it in the reason, and acked)."""
+    """For the provider commands that are not chat sends, named by (kind, id): the attempt
+    record (``<kind>:<id>``) to go on with, or None when the command was settled here by the
+    rules of ``attempts.claim`` (done before, or a copy another stream message owns: acked;
+    another body under the id: dead-lettered and acked)."""
+    kind, ident = name
     first = Attempt(
-        message_id=record_id,
+        message_id=f"{kind}:{ident}",
         workspace_id=env.workspace_id,
-        channel=provider,
-        account=account,
+        channel=site.provider,
+        account=cmd.account,
         recipient=recipient,
         fingerprint=fingerprint(cmd),
         owner=msg.metadata.sequence.stream,
@@ -138,7 +143,8 @@ async def open_record(
     if decided is not Verdict.DONE:
         REPEATS.labels(decided.value).inc()
     if decided is Verdict.CONFLICT:
-        reason = f"idempotency_conflict: {what} is taken by a command with another body"
+        taken = f"{kind} {ident!r} is taken by a command with another body"
+        reason = f"idempotency_conflict: {taken}"
         await dead_letter_msg(site.bus, msg, reason=reason, consumer=site.consumer)
     await msg.ack()
     return None
