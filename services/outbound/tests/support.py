@@ -22,6 +22,7 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
+from switchboard.outbound.attempts import Attempt, fingerprint
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope
 from switchboard.runtime.accounts import Account
 from switchboard.sandbox import ManualClock, RetryPolicy, Sandbox, SandboxConfig
@@ -72,6 +73,21 @@ def command(
         content=content,
         keyboard=keyboard,
         reply_to=reply_to,
+    )
+
+
+def record_of(cmd: SendMessage, owner: int | None, **changes: Any) -> Attempt:
+    """The attempt record of ``cmd`` in workspace ``demo``: its body's fingerprint, owned by
+    the stream message at ``owner``."""
+    return Attempt(
+        message_id=cmd.message_id,
+        workspace_id="demo",
+        channel=cmd.channel.value,
+        account=cmd.account,
+        recipient=cmd.recipient,
+        fingerprint=fingerprint(cmd),
+        owner=owner,
+        **changes,
     )
 
 
