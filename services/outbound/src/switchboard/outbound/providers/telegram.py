@@ -422,28 +422,14 @@ class TelegramClient:
         a refused cached file id is evicted so that the next attempt uploads again."""
         base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
         url = f"{base}/bot{token}/{request.method}"
+        payload: dict[str, Any] = {"json": request.params}
         if request.files:
             data = {name: _form_value(value) for name, value in request.params.items()}
-            response = await send_request(
-                self.http,
-                PROVIDER,
-                "POST",
-                url,
-                timeout=self.upload_timeout,
-                secrets=[token],
-                data=data,
-                files=request.files,
-            )
-        else:
-            response = await send_request(
-                self.http,
-                PROVIDER,
-                "POST",
-                url,
-                timeout=self.timeout,
-                secrets=[token],
-                json=request.params,
-            )
+            payload = {"data": data, "files": request.files}
+        timeout = self.upload_timeout if request.files else self.timeout
+        response = await send_request(
+            self.http, PROVIDER, "POST", url, timeout=timeout, secrets=[token], **payload
+        )
         body = json_object(response)
         if response.is_success and body is not None and body.get("ok") is True:
             return body.get("result")
