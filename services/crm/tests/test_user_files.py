@@ -4,7 +4,6 @@ HTTP answer each of the gateway's answers becomes."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -64,30 +63,27 @@ def test_a_stored_file_is_no_refusal() -> None:
     assert refusal(stored, "sales-1") is None
 
 
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="test-user-files")
-    await bus.provision()
-    yield bus
-    await bus.close()
-
-
-async def _fetch(bus: Bus, account: str, declared_size: int) -> Response:
+async def _fetch(nats_url: str, account: str, declared_size: int) -> Response:
     """Fetch a photo of ``account``'s chat (limit 1000 bytes, half a second to answer)."""
     found = {"account": account, "chat_id": "555", "provider_message_id": "7"}
     attachment = Attachment(index=0, kind="photo", file_id="photo:1:1", file_size=declared_size)
-    response = await fetch(bus, "demo", found, attachment, "inbound/a/b/0", 1000, 0.5)
+    bus = await Bus.connect(nats_url, name="test-user-files")
+    try:
+        await bus.provision()
+        response = await fetch(bus, "demo", found, attachment, "inbound/a/b/0", 1000, 0.5)
+    finally:
+        await bus.close()
     assert response is not None
     return response
 
 
-async def test_no_gateway_answering_is_a_503_with_retry_after(bus: Bus) -> None:
-    response = await _fetch(bus, "nobody-holds", 10)
+async def test_no_gateway_answering_is_a_503_with_retry_after(nats_url: str) -> None:
+    response = await _fetch(nats_url, "nobody-holds", 10)
     assert response.status_code == 503
     assert json.loads(bytes(response.body))["code"] == "gateway_unavailable"
     assert response.headers["Retry-After"] == "5"
 
 
-async def test_a_declared_size_over_the_limit_is_413_without_asking(bus: Bus) -> None:
-    response = await _fetch(bus, "s", 1001)
+async def test_a_declared_size_over_the_limit_is_413_without_asking(nats_url: str) -> None:
+    response = await _fetch(nats_url, "s", 1001)
     assert response.status_code == 413
