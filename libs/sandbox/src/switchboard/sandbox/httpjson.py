@@ -39,6 +39,16 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+def required(data: dict[str, Any], name: str, *aliases: str) -> str:
+    """A field a control body must give (under ``name`` or, as older callers say, one of
+    ``aliases``), as text; a 400 naming it when it is missing or empty."""
+    for key in (name, *aliases):
+        if data.get(key):
+            return str(data[key])
+    also = f" (or {', '.join(aliases)})" if aliases else ""
+    raise ControlError(f"{name}{also} is required")
+
+
 def object_field(data: dict[str, Any], name: str) -> dict[str, Any] | None:
     """An optional field of a control body that must be a JSON object when given."""
     value = data.get(name)

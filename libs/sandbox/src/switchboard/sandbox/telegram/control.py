@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, base64_field, named, query_bool, read_json
+from switchboard.sandbox.httpjson import (
+    ControlError,
+    base64_field,
+    named,
+    query_bool,
+    read_json,
+    required,
+)
 from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.files import KIND_CODES, image_size
 from switchboard.sandbox.telegram.state import TgBot
@@ -29,9 +36,8 @@ def control_routes(provider: TelegramProvider) -> RouteTable:
 
     async def add_bot(request: Request) -> Response:
         data = await read_json(request)
-        if not data.get("token"):
-            raise ControlError("token is required")
-        bot = provider.add_bot(str(data["token"]), data.get("username"), data.get("first_name"))
+        token = required(data, "token")
+        bot = provider.add_bot(token, data.get("username"), data.get("first_name"))
         return JSONResponse(bot.summary(), status_code=201)
 
     async def get_bot(request: Request) -> Response:
