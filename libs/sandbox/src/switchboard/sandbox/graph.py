@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from switchboard.sandbox.errors import SandboxError
@@ -20,35 +21,25 @@ def fbtrace_id() -> str:
     return "A" + "".join(secrets.choice(_TRACE_CHARS) for _ in range(26))
 
 
+@dataclass(eq=False)
 class GraphError(SandboxError):
     """A failed Graph call; ``status`` is the HTTP status (400 for client errors). A
     throttled call carries the seconds until it may succeed in ``retry_after``."""
 
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        *,
-        status: int = 400,
-        kind: str = "OAuthException",
-        subcode: int | None = None,
-        transient: bool | None = None,
-        user_title: str | None = None,
-        user_msg: str | None = None,
-        data: dict[str, Any] | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(user_msg or message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.kind = kind
-        self.subcode = subcode
-        self.transient = transient
-        self.user_title = user_title
-        self.user_msg = user_msg
-        self.data = data
-        self.retry_after = retry_after
+    code: int
+    message: str
+    _: KW_ONLY
+    status: int = 400
+    kind: str = "OAuthException"
+    subcode: int | None = None
+    transient: bool | None = None
+    user_title: str | None = None
+    user_msg: str | None = None
+    data: dict[str, Any] | None = None
+    retry_after: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.user_msg or self.message)
 
     @property
     def description(self) -> str:
