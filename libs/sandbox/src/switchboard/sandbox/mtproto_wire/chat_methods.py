@@ -323,13 +323,7 @@ def _sent(
     new = (types.UpdateNewChannelMessage if channel else types.UpdateNewMessage)(
         message, box.pts, 1
     )
-    return types.Updates(
-        updates=[types.UpdateMessageID(id=message_id, random_id=random_id), new],
-        users=entities.users,
-        chats=entities.chats,
-        date=when(time.time()),
-        seq=0,
-    )
+    return entities.updates([types.UpdateMessageID(id=message_id, random_id=random_id), new])
 
 
 @handles(functions.messages.SendMessageRequest)
@@ -499,13 +493,7 @@ async def edit_message(call: WireCall, request: Any) -> types.Updates:
     edited = (types.UpdateEditChannelMessage if channel else types.UpdateEditMessage)(
         message, box.pts, 1
     )
-    return types.Updates(
-        updates=[edited],
-        users=entities.users,
-        chats=entities.chats,
-        date=when(time.time()),
-        seq=0,
-    )
+    return entities.updates([edited])
 
 
 @handles(functions.messages.DeleteMessagesRequest, functions.channels.DeleteMessagesRequest)

@@ -81,13 +81,7 @@ class UpdateMaker:
             item = types.UpdateReadChannelOutbox(group.id, int(update["max_id"]))
         else:
             return None
-        return types.Updates(
-            updates=[item],
-            users=entities.users,
-            chats=entities.chats,
-            date=when(time.time()),
-            seq=0,
-        )
+        return entities.updates([item])
 
     def replay(
         self, viewer: FakeUser, box: Box, pts: int, channel: FakeGroup | None
