@@ -81,6 +81,11 @@ def _query(request: Request, name: str, convert: Callable[[str], T], what: str) 
         raise ControlError(f"{name} must be {what}") from exc
 
 
+def query_text(request: Request, name: str) -> str | None:
+    """An optional text query parameter (None when absent or empty)."""
+    return _query(request, name, str, "text")
+
+
 def query_int(request: Request, name: str) -> int | None:
     """An optional integer query parameter."""
     return _query(request, name, int, "an integer")

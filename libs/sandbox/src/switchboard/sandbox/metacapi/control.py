@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, query_bool, read_json, required
+from switchboard.sandbox.httpjson import ControlError, query_bool, query_text, read_json, required
 from switchboard.sandbox.metacapi.state import CapiEvent
 from switchboard.sandbox.routes import RouteTable, route_table, settings_routes
 
@@ -73,15 +73,15 @@ def control_routes(provider: MetaCapiProvider) -> list[BaseRoute]:
 
     async def events(request: Request) -> Response:
         found = provider.events(
-            request.query_params.get("pixel") or None,
-            event_name=request.query_params.get("event_name") or None,
+            query_text(request, "pixel"),
+            event_name=query_text(request, "event_name"),
             duplicate=query_bool(request, "duplicate"),
         )
         return JSONResponse(listing(request, found))
 
     async def test_events(request: Request) -> Response:
         found = provider.test_events(
-            request.query_params.get("pixel") or None, code=request.query_params.get("code")
+            query_text(request, "pixel"), code=request.query_params.get("code")
         )
         return JSONResponse(listing(request, found))
 
