@@ -59,8 +59,7 @@ import httpx
 from switchboard.outbound.providers.base import ProviderError
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
-    json_object,
-    send_request,
+    bearer_call,
     status_failure,
 )
 
@@ -470,17 +469,8 @@ class CapiClient:
                 app_secret.encode(), access_token.encode(), hashlib.sha256
             ).hexdigest()
         version = graph_version or self.graph_version
-        response = await send_request(
-            self.http,
-            PROVIDER,
-            "POST",
-            f"{self.base_url}/{version}/{pixel_id}/events",
-            timeout=self.timeout,
-            secrets=[access_token],
-            json=body,
-            headers={"Authorization": f"Bearer {access_token}"},
+        url = f"{self.base_url}/{version}/{pixel_id}/events"
+        answer = await bearer_call(
+            self.http, PROVIDER, url, access_token, classify_error, timeout=self.timeout, json=body
         )
-        answer = json_object(response)
-        if not response.is_success:
-            raise classify_error(response, answer)
         return answer or {}

@@ -8,7 +8,7 @@ rate limits, so a client must make exactly one attempt and say what went wrong.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -79,6 +79,32 @@ async def send_request(
         ) from exc
     except httpx.HTTPError as exc:
         raise transport_failure(provider, exc, secrets) from exc
+
+
+Classify = Callable[[httpx.Response, dict[str, Any] | None], ProviderError]
+"""How a provider reads a refused call: the answer and its JSON object -> the error."""
+
+
+async def bearer_call(
+    http: httpx.AsyncClient,
+    provider: str,
+    url: str,
+    token: str,
+    classify: Classify,
+    *,
+    timeout: httpx.Timeout | float,
+    **kwargs: Any,
+) -> dict[str, Any] | None:
+    """One POST authorized by the bearer ``token`` (Graph API calls): the answer's JSON
+    object, or the ProviderError ``classify`` makes of a refusal."""
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await send_request(
+        http, provider, "POST", url, timeout=timeout, secrets=[token], headers=headers, **kwargs
+    )
+    answer = json_object(response)
+    if not response.is_success:
+        raise classify(response, answer)
+    return answer
 
 
 def json_object(response: httpx.Response) -> dict[str, Any] | None:
