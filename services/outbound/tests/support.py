@@ -38,6 +38,25 @@ PNG = (
 )  # a 512x384 PNG header: enough for the fake to read the size
 
 
+# One customer as a CAPI event's user_data names them (plain, before hashing), without the
+# emails, phones and external ids each test gives in its own shape.
+CUSTOMER = {
+    "fn": "Zoë",
+    "ln": "O'Brien",
+    "ct": "San Francisco",
+    "st": "CA",
+    "zp": "94105-1234",
+    "country": "US",
+    "db": "19900131",
+    "ge": "f",
+    "client_ip_address": "203.0.113.7",
+    "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+    "fbc": "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
+    "fbp": "fb.1.1558571054389.1098115397",
+    "lead_id": "525645896321548",
+}
+
+
 def account(channel: str = "telegram", id: str = "shop", **kwargs: Any) -> Account:
     """An account of `channel` with the test secrets of that provider."""
     secrets = {
