@@ -274,3 +274,21 @@ async def test_a_registered_webhook_is_checked_where_it_points_and_for_errors(
         http, Endpoints(), viber, "https://hooks.example/webhooks/viber/acc1"
     )
     assert _paths(unset) == ["webhook"]
+
+
+async def test_a_failing_webhook_info_is_the_providers_problem_not_the_webhooks() -> None:
+    """Telegram answering getWebhookInfo with a 5xx says nothing about where it delivers:
+    the probe reports the provider, not a webhook pointing nowhere."""
+
+    def telegram(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/getMe"):
+            return httpx.Response(200, json={"ok": True, "result": {"id": 123456}})
+        return httpx.Response(502, text="<html>Bad Gateway</html>")
+
+    expected = "https://hooks.example/webhooks/telegram/acc1"
+    bot = _account(Channel.TELEGRAM, {"token": "123456:good-token"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(telegram)) as http:
+        report = await check_account(http, Endpoints(), bot, expected)
+    assert report.problems == [
+        {"path": "provider", "message": "Telegram getWebhookInfo answered 502"}
+    ]

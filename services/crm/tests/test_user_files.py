@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from starlette.responses import Response
 
 from switchboard.crm.attachments import TELEGRAM_USER_DOWNLOAD, Attachment, download_limit
 from switchboard.crm.user_files import fetch, fetch_command, refusal
@@ -62,28 +63,27 @@ def test_a_stored_file_is_no_refusal() -> None:
     assert refusal(stored, "sales-1") is None
 
 
-async def test_no_gateway_answering_is_a_503_with_retry_after(nats_url: str) -> None:
+async def _fetch(nats_url: str, account: str, declared_size: int) -> Response:
+    """Fetch a photo of ``account``'s chat (limit 1000 bytes, half a second to answer)."""
+    found = {"account": account, "chat_id": "555", "provider_message_id": "7"}
+    attachment = Attachment(index=0, kind="photo", file_id="photo:1:1", file_size=declared_size)
     bus = await Bus.connect(nats_url, name="test-user-files")
     try:
         await bus.provision()
-        found = {"account": "nobody-holds", "chat_id": "555", "provider_message_id": "7"}
-        attachment = Attachment(index=0, kind="photo", file_id="photo:1:1", file_size=10)
         response = await fetch(bus, "demo", found, attachment, "inbound/a/b/0", 1000, 0.5)
     finally:
         await bus.close()
     assert response is not None
+    return response
+
+
+async def test_no_gateway_answering_is_a_503_with_retry_after(nats_url: str) -> None:
+    response = await _fetch(nats_url, "nobody-holds", 10)
     assert response.status_code == 503
     assert json.loads(bytes(response.body))["code"] == "gateway_unavailable"
     assert response.headers["Retry-After"] == "5"
 
 
 async def test_a_declared_size_over_the_limit_is_413_without_asking(nats_url: str) -> None:
-    bus = await Bus.connect(nats_url, name="test-user-files")
-    try:
-        found = {"account": "s", "chat_id": "555", "provider_message_id": "7"}
-        attachment = Attachment(index=0, kind="photo", file_id="photo:1:1", file_size=1001)
-        response = await fetch(bus, "demo", found, attachment, "inbound/a/b/0", 1000, 0.5)
-    finally:
-        await bus.close()
-    assert response is not None
+    response = await _fetch(nats_url, "s", 1001)
     assert response.status_code == 413

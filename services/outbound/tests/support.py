@@ -22,6 +22,7 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
+from switchboard.outbound.attempts import Attempt, fingerprint
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope
 from switchboard.runtime.accounts import Account
 from switchboard.sandbox import ManualClock, RetryPolicy, Sandbox, SandboxConfig
@@ -35,6 +36,25 @@ PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x00\x00\x00\x01\x80"
     b"\x08\x02\x00\x00\x00" + b"\x00" * 64
 )  # a 512x384 PNG header: enough for the fake to read the size
+
+
+# One customer as a CAPI event's user_data names them (plain, before hashing), without the
+# emails, phones and external ids each test gives in its own shape.
+CUSTOMER = {
+    "fn": "Zoë",
+    "ln": "O'Brien",
+    "ct": "San Francisco",
+    "st": "CA",
+    "zp": "94105-1234",
+    "country": "US",
+    "db": "19900131",
+    "ge": "f",
+    "client_ip_address": "203.0.113.7",
+    "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+    "fbc": "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
+    "fbp": "fb.1.1558571054389.1098115397",
+    "lead_id": "525645896321548",
+}
 
 
 def account(channel: str = "telegram", id: str = "shop", **kwargs: Any) -> Account:
@@ -72,6 +92,21 @@ def command(
         content=content,
         keyboard=keyboard,
         reply_to=reply_to,
+    )
+
+
+def record_of(cmd: SendMessage, owner: int | None, **changes: Any) -> Attempt:
+    """The attempt record of ``cmd`` in workspace ``demo``: its body's fingerprint, owned by
+    the stream message at ``owner``."""
+    return Attempt(
+        message_id=cmd.message_id,
+        workspace_id="demo",
+        channel=cmd.channel.value,
+        account=cmd.account,
+        recipient=cmd.recipient,
+        fingerprint=fingerprint(cmd),
+        owner=owner,
+        **changes,
     )
 
 

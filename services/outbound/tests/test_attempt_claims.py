@@ -10,31 +10,17 @@ from datetime import timedelta
 
 import pytest
 
-from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
-from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
+from switchboard.events.catalog.outbound import OutText
+from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim
 from switchboard.runtime.bus import Bus
+
+from .support import command, record_of
 
 DAY = timedelta(hours=24)
 
 
 def record(owner: int, text: str = "hi") -> Attempt:
-    cmd = SendMessage(
-        message_id="m1",
-        channel=Channel.TELEGRAM,
-        account="shop",
-        recipient="42",
-        content=OutText(text=text),
-    )
-    return Attempt(
-        message_id="m1",
-        workspace_id="demo",
-        channel="telegram",
-        account="shop",
-        recipient="42",
-        fingerprint=fingerprint(cmd),
-        owner=owner,
-    ).step("queued")
+    return record_of(command(OutText(text=text), message_id="m1"), owner).step("queued")
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from switchboard.outbound.idempotency import (
     key_of,
 )
 
+from .support import record_of
+
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
 LEASE = timedelta(seconds=30)
@@ -36,17 +38,7 @@ def send(text: str = "hi", cls: type[SendMessage] = SendMessage) -> SendMessage:
 
 
 def record(status: str = "queued", owner: int | None = 7, age: timedelta = DAY / 2) -> Attempt:
-    return Attempt(
-        message_id="m1",
-        workspace_id="demo",
-        channel="telegram",
-        account="shop",
-        recipient="42",
-        status=status,  # type: ignore[arg-type]
-        fingerprint=fingerprint(send()),
-        owner=owner,
-        created_at=NOW - age,
-    )
+    return record_of(send(), owner, status=status, created_at=NOW - age)
 
 
 def test_the_fingerprint_is_the_body_not_its_spelling() -> None:

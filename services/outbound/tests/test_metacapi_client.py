@@ -13,7 +13,7 @@ from facebook_business.adobjects.serverside.normalize import Normalize  # type: 
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope
 from switchboard.outbound.providers.metacapi import CapiClient, CapiEvent, InvalidUserDataError
 
-from .support import Env, Mock, assert_error, reply
+from .support import CUSTOMER, Env, Mock, assert_error, reply
 
 NOW = 1_750_000_000.0
 PIXEL = "1234567890"
@@ -196,22 +196,10 @@ def sandbox_event(env: Env, index: int = 0) -> CapiEvent:
         event_source_url="https://shop.test/checkout",
         event_id=f"order-{index}",
         user_data={
+            **CUSTOMER,
             "em": "  John_Smith@Gmail.com ",
             "ph": "+1 (650) 555-1212",
-            "fn": "Zoë",
-            "ln": "O'Brien",
-            "ct": "San Francisco",
-            "st": "CA",
-            "zp": "94105-1234",
-            "country": "US",
-            "db": "19900131",
-            "ge": "f",
             "external_id": "crm-42",
-            "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
-            "client_ip_address": "203.0.113.7",
-            "fbc": "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
-            "fbp": "fb.1.1558571054389.1098115397",
-            "lead_id": "525645896321548",
         },
     )
 

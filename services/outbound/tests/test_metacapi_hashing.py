@@ -20,6 +20,8 @@ from switchboard.outbound.providers.metacapi import (
     normalize_user_data,
 )
 
+from .support import CUSTOMER
+
 SHA_UPPER = "62A14E44F765419D10FEA99367361A727C12365E2520F32218D505ED9AA0F62F"
 MD5 = "5d41402abc4b2a76b9719d911017c592"
 
@@ -154,23 +156,11 @@ def as_sets(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_whole_user_data_matches_the_sdk_object() -> None:
-    plain = {
+    plain: dict[str, Any] = {
+        **CUSTOMER,
         "em": [" John_Smith@Gmail.com", "john_smith@gmail.com", "olena@example.com"],
         "ph": ["+1 (650) 555-1212", "16505551212"],
-        "fn": "Zoë",
-        "ln": "O'Brien",
-        "ct": "San Francisco",
-        "st": "CA",
-        "zp": "94105-1234",
-        "country": "US",
-        "db": "19900131",
-        "ge": "f",
         "external_id": ["CRM-123", "CRM-123", "crm-9"],
-        "client_ip_address": "203.0.113.7",
-        "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
-        "fbc": "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
-        "fbp": "fb.1.1558571054389.1098115397",
-        "lead_id": "525645896321548",
         "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LEkR7JwFF4XvnO2E4",
     }
     sdk = UserData(

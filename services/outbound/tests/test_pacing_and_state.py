@@ -5,6 +5,7 @@ conversion command as a Meta CAPI event."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -66,19 +67,24 @@ def test_a_campaign_total_is_known_once_every_batch_to_the_final_one_arrived() -
     assert state.total == 15
 
 
+def _conversion(**fields: Any) -> SendConversion:
+    """A Lead of pixel 1 at noon on 2026-11-20, with ``fields`` over those."""
+    base = {
+        "conversion_id": "x",
+        "account": "1",
+        "event_name": "Lead",
+        "event_time": "2026-11-20T12:00:00Z",
+        "event_id": "e",
+    }
+    return SendConversion.model_validate({**base, **fields})
+
+
 def test_a_conversion_becomes_a_capi_event_with_plain_user_data() -> None:
-    cmd = SendConversion.model_validate(
-        {
-            "conversion_id": "x",
-            "account": "1",
-            "event_name": "Lead",
-            "event_time": "2026-11-20T12:00:00Z",
-            "event_id": "e",
-            "user_data": {"em": ["A@B.co"], "fn": "Ann", "external_id": ["c:1"]},
-            "value": 5,
-            "currency": "EUR",
-            "custom_data": {"source": "crm"},
-        }
+    cmd = _conversion(
+        user_data={"em": ["A@B.co"], "fn": "Ann", "external_id": ["c:1"]},
+        value=5,
+        currency="EUR",
+        custom_data={"source": "crm"},
     )
     event = capi_event(cmd).to_json()
     assert event["event_time"] == int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp())
@@ -89,17 +95,11 @@ def test_a_conversion_becomes_a_capi_event_with_plain_user_data() -> None:
 
 
 def test_a_click_to_whatsapp_conversion_names_its_channel_and_keeps_the_click_plain() -> None:
-    cmd = SendConversion.model_validate(
-        {
-            "conversion_id": "y",
-            "account": "1",
-            "event_name": "Purchase",
-            "event_time": "2026-11-20T12:00:00Z",
-            "event_id": "e2",
-            "action_source": "business_messaging",
-            "messaging_channel": "whatsapp",
-            "user_data": {"ctwa_clid": "ARAkLkA8r", "external_id": ["c:1"]},
-        }
+    cmd = _conversion(
+        event_name="Purchase",
+        action_source="business_messaging",
+        messaging_channel="whatsapp",
+        user_data={"ctwa_clid": "ARAkLkA8r", "external_id": ["c:1"]},
     )
     event = capi_event(cmd).to_json()
     assert (event["action_source"], event["messaging_channel"]) == (

@@ -12,20 +12,35 @@ from nats.js.kv import KeyValue
 Apply = Callable[[str, bytes | None, str | None], None]
 
 
-async def follow(kv: KeyValue, apply: Apply, loaded: asyncio.Event, stop: asyncio.Event) -> None:
-    """Hand every current and later entry of ``kv`` to ``apply`` (key, value, operation)
-    until ``stop``; ``loaded`` is set once the initial values have all been applied."""
-    watcher = await kv.watchall()
+def _no_change(exc: Exception) -> bool:
+    """Whether a watch merely saw nothing change in time (nats-py has its own TimeoutError)."""
+    return isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower()
+
+
+async def follow(
+    kv: KeyValue,
+    apply: Apply,
+    loaded: asyncio.Event,
+    stop: asyncio.Event,
+    *,
+    keys: str = ">",
+    idle: Callable[[], None] | None = None,
+) -> None:
+    """Hand every current and later entry of ``kv`` under ``keys`` to ``apply`` (key, value,
+    operation) until ``stop``; ``loaded`` is set once the initial values have all been
+    applied. ``idle`` runs whenever a second passes with no change (housekeeping between
+    changes)."""
+    watcher = await kv.watch(keys)
     try:
         while not stop.is_set():
             try:
                 entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-            except TimeoutError:
-                continue
             except Exception as exc:
-                if "timeout" in type(exc).__name__.lower():
-                    continue
-                raise
+                if not _no_change(exc):
+                    raise
+                if idle is not None:
+                    idle()
+                continue
             if entry is None:  # end of the initial values
                 loaded.set()
                 continue

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,60 +119,10 @@ class ObjectWriter(Protocol):
         ...
 
 
-class ObjectStore(Protocol):
-    """Put and get whole objects by key; a missing key reads as None."""
-
-    async def put(
-        self,
-        key: str,
-        data: bytes,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-    ) -> None: ...
-
-    async def get(self, key: str) -> StoredObject | None: ...
-
-    async def open(self, key: str) -> ObjectStream | None:
-        """The object to stream (None: no such object), without holding it in memory."""
-        ...
-
-    def writer(
-        self,
-        key: str,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-    ) -> ObjectWriter:
-        """Write an object in pieces (e.g. while it streams through) without ever exposing
-        part of it under ``key``."""
-        ...
-
-    async def size(self, key: str) -> int | None:
-        """The object's byte size without reading it (None: no such object)."""
-        ...
-
-    async def delete(self, key: str) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class LocalObjectStore:
-    """Objects as files under a directory, with a ``.meta`` JSON beside each; writes go to a
-    temporary name first and are renamed, so a reader never sees half a file."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-
-    def _path(self, key: str) -> Path:
-        safe_key(*key.split("/"))
-        return self.root / key
-
-    def _read(self, path: Path) -> StoredObject | None:
-        try:
-            data = path.read_bytes()
-            meta = orjson.loads(path.with_name(path.name + ".meta").read_bytes())
-        except FileNotFoundError:
-            return None
-        return StoredObject(data, str(meta["content_type"]), dict(meta.get("metadata") or {}))
+class ObjectStore(ABC):
+    """Put and get whole objects by key; a missing key reads as None. A backend writes and
+    reads in pieces (:meth:`writer`, :meth:`open`); whole objects go through those, so both
+    backends store and read them the one same way."""
 
     async def put(
         self,
@@ -187,6 +138,58 @@ class LocalObjectStore:
         finally:
             await writer.abort()
 
+    async def get(self, key: str) -> StoredObject | None:
+        stream = await self.open(key)
+        if stream is None:
+            return None
+        try:
+            data = b"".join([chunk async for chunk in stream.chunks])
+        finally:
+            await stream.aclose()
+        return StoredObject(data, stream.content_type, stream.metadata)
+
+    @abstractmethod
+    async def open(self, key: str) -> ObjectStream | None:
+        """The object to stream (None: no such object), without holding it in memory."""
+
+    @abstractmethod
+    def writer(
+        self,
+        key: str,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectWriter:
+        """Write an object in pieces (e.g. while it streams through) without ever exposing
+        part of it under ``key``."""
+
+    @abstractmethod
+    async def size(self, key: str) -> int | None:
+        """The object's byte size without reading it (None: no such object)."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+def _still_open(done: bool) -> None:
+    """A writer takes nothing more once it was committed or aborted."""
+    if done:
+        raise RuntimeError("the object was already committed or aborted")
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under a directory, with a ``.meta`` JSON beside each; writes go to a
+    temporary name first and are renamed, so a reader never sees half a file."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        safe_key(*key.split("/"))
+        return self.root / key
+
     def writer(
         self,
         key: str,
@@ -195,9 +198,6 @@ class LocalObjectStore:
     ) -> LocalObjectWriter:
         meta = orjson.dumps({"content_type": content_type, "metadata": metadata or {}})
         return LocalObjectWriter(self._path(key), meta)
-
-    async def get(self, key: str) -> StoredObject | None:
-        return await asyncio.to_thread(self._read, self._path(key))
 
     async def open(self, key: str) -> ObjectStream | None:
         path = self._path(key)
@@ -289,13 +289,11 @@ class LocalObjectWriter:
         self._file = self._tmp = None
 
     async def write(self, chunk: bytes) -> None:
-        if self._done:
-            raise RuntimeError("the object was already committed or aborted")
+        _still_open(self._done)
         await asyncio.to_thread(self._write, chunk)
 
     async def commit(self) -> None:
-        if self._done:
-            raise RuntimeError("the object was already committed or aborted")
+        _still_open(self._done)
         self._done = True
         try:
             await asyncio.to_thread(self._commit)
@@ -348,8 +346,7 @@ class S3ObjectWriter:
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     async def write(self, chunk: bytes) -> None:
-        if self._done:
-            raise RuntimeError("the object was already committed or aborted")
+        _still_open(self._done)
         self._buffer += chunk
         if len(self._buffer) >= self.part_size:
             s3 = await self.store._s3()
@@ -359,8 +356,7 @@ class S3ObjectWriter:
                 await self._upload_part(s3, part)
 
     async def commit(self) -> None:
-        if self._done:
-            raise RuntimeError("the object was already committed or aborted")
+        _still_open(self._done)
         self._done = True
         s3 = await self.store._s3()
         try:
@@ -406,7 +402,7 @@ class S3ObjectWriter:
         await self._abort_upload()
 
 
-class S3ObjectStore:
+class S3ObjectStore(ObjectStore):
     """Objects in an S3-compatible bucket through aiobotocore (AWS, MinIO, Ceph, ...).
     The client is made on first use and closed by :meth:`close`."""
 
@@ -456,22 +452,6 @@ class S3ObjectStore:
             ):
                 await s3.create_bucket(Bucket=self.bucket)
 
-    async def put(
-        self,
-        key: str,
-        data: bytes,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-    ) -> None:
-        s3 = await self._s3()
-        await s3.put_object(
-            Bucket=self.bucket,
-            Key=self._key(key),
-            Body=data,
-            ContentType=content_type,
-            Metadata=metadata or {},
-        )
-
     def writer(
         self,
         key: str,
@@ -479,20 +459,6 @@ class S3ObjectStore:
         metadata: dict[str, str] | None = None,
     ) -> S3ObjectWriter:
         return S3ObjectWriter(self, self._key(key), content_type, metadata or {})
-
-    async def get(self, key: str) -> StoredObject | None:
-        s3 = await self._s3()
-        try:
-            answer = await s3.get_object(Bucket=self.bucket, Key=self._key(key))
-        except s3.exceptions.NoSuchKey:
-            return None
-        async with answer["Body"] as body:
-            data = await body.read()
-        return StoredObject(
-            data,
-            str(answer.get("ContentType") or "application/octet-stream"),
-            dict(answer.get("Metadata") or {}),
-        )
 
     async def open(self, key: str) -> ObjectStream | None:
         s3 = await self._s3()

@@ -110,10 +110,10 @@ async def _telegram_webhook(
     """getWebhookInfo: the URL Telegram delivers to, what waits, and its last error."""
     token = account.secrets["token"]
     url = f"{_base(account, endpoints.telegram)}/bot{token}/getWebhookInfo"
-    r = await _request(http, report, "Telegram", "POST", url, json={})
-    if r is None:
+    answer = await _ask(http, report, "Telegram getWebhookInfo", "POST", url, json={})
+    if answer is None:
         return
-    info = json_object(r).get("result") or {}
+    info = answer[1].get("result") or {}
     report.facts.update(
         webhook_url=info.get("url"), pending_update_count=info.get("pending_update_count")
     )
@@ -144,21 +144,24 @@ def _required(account: Account, report: CheckReport, *names: str) -> dict[str, s
     return found
 
 
-async def _request(
+async def _ask(
     http: httpx.AsyncClient, report: CheckReport, who: str, method: str, url: str, **kw: Any
-) -> httpx.Response | None:
-    """One call; an unreachable provider is a problem of the check itself (path ``provider``),
-    not of a field, and the answer is None."""
+) -> tuple[httpx.Response, dict[str, Any]] | None:
+    """One call and its JSON object. A provider unreachable or failing on its side (5xx) is a
+    problem of the check itself (path ``provider``), not of a field, and the answer is None."""
     try:
-        return await http.request(method, url, timeout=TIMEOUT_S, **kw)
+        r = await http.request(method, url, timeout=TIMEOUT_S, **kw)
     except httpx.HTTPError as exc:
         report.problem("provider", f"{who} unreachable: {type(exc).__name__}")
         return None
+    if r.status_code >= 500:
+        report.problem("provider", f"{who} answered {r.status_code}")
+        return None
+    return r, response_object(r)
 
 
-def json_object(response: httpx.Response) -> dict[str, Any]:
-    """A provider's answer as a JSON object; ``{}`` when it is none (an HTML error page, an
-    empty body), so a check reads its fields and finds them missing."""
+def response_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; {} when it is none (an HTML error page, a list, empty)."""
     try:
         data = response.json()
     except ValueError:
@@ -176,13 +179,11 @@ async def _telegram(
         report.problem("secrets.token", "not a bot token (<bot id>:<secret> from @BotFather)")
         return
     url = f"{_base(account, endpoints.telegram)}/bot{token}/getMe"
-    r = await _request(http, report, "Telegram", "POST", url, json={})
-    if r is None:
+    answer = await _ask(http, report, "Telegram getMe", "POST", url, json={})
+    if answer is None:
         return
-    data = json_object(r)
-    if r.status_code >= 500:
-        report.problem("provider", f"Telegram getMe answered {r.status_code}")
-    elif not data.get("ok"):
+    r, data = answer
+    if not data.get("ok"):
         why = data.get("description") or f"HTTP {r.status_code}"
         report.problem("secrets.token", f"Telegram refused the token (getMe: {why})")
     else:
@@ -209,10 +210,10 @@ async def _whatsapp(
     version = str(account.settings.get("graph_version") or GRAPH_VERSION)
     url = f"{_base(account, endpoints.graph)}/{version}/{number}"
     auth = {"Authorization": f"Bearer {token}"}
-    r = await _request(http, report, "WhatsApp Cloud API", "GET", url, headers=auth)
-    if r is None:
+    answer = await _ask(http, report, "WhatsApp Cloud API", "GET", url, headers=auth)
+    if answer is None:
         return
-    data = json_object(r)
+    r, data = answer
     if r.status_code == 200:
         report.facts.update(
             display_phone_number=data.get("display_phone_number"),
@@ -221,9 +222,7 @@ async def _whatsapp(
         return
     err = data.get("error") or {}
     code, message = err.get("code"), err.get("message") or f"HTTP {r.status_code}"
-    if r.status_code >= 500:
-        report.problem("provider", f"WhatsApp Cloud API answered {r.status_code}")
-    elif code == 190:
+    if code == 190:
         report.problem("secrets.access_token", f"Meta refused the token ({message})")
     elif code in (100, 33, 803):
         report.problem(
@@ -242,13 +241,11 @@ async def _viber(
         return
     url = f"{_base(account, endpoints.viber)}/pa/get_account_info"
     headers = {"X-Viber-Auth-Token": token}
-    r = await _request(http, report, "Viber", "POST", url, json={}, headers=headers)
-    if r is None:
+    answer = await _ask(http, report, "Viber", "POST", url, json={}, headers=headers)
+    if answer is None:
         return
-    data = json_object(r)
-    if r.status_code >= 500:
-        report.problem("provider", f"Viber answered {r.status_code}")
-    elif data.get("status") != 0:
+    r, data = answer
+    if data.get("status") != 0:
         why = data.get("status_message") or f"HTTP {r.status_code}"
         report.problem("secrets.token", f"Viber refused the token (get_account_info: {why})")
     else:
@@ -268,13 +265,11 @@ async def _sendpulse(
         "client_id": found["secrets.client_id"],
         "client_secret": found["secrets.client_secret"],
     }
-    r = await _request(http, report, "SendPulse", "POST", url, json=body)
-    if r is None:
+    answer = await _ask(http, report, "SendPulse", "POST", url, json=body)
+    if answer is None:
         return
-    data = json_object(r)
-    if r.status_code >= 500:
-        report.problem("provider", f"SendPulse answered {r.status_code}")
-    elif r.status_code != 200 or not data.get("access_token"):
+    r, data = answer
+    if r.status_code != 200 or not data.get("access_token"):
         why = data.get("message") or data.get("error_description") or data.get("error")
         report.problem(
             "secrets.client_secret",
@@ -309,18 +304,16 @@ async def _metacapi(
         "user_data": {"external_id": [hashlib.sha256(b"switchboard-check").hexdigest()]},
     }
     body = {"data": [event], "test_event_code": str(test_code), "access_token": token}
-    r = await _request(http, report, "Meta Conversions API", "POST", url, json=body)
-    if r is None:
+    answer = await _ask(http, report, "Meta Conversions API", "POST", url, json=body)
+    if answer is None:
         return
-    data = json_object(r)
+    r, data = answer
     if r.status_code == 200:
         report.facts["events_received"] = data.get("events_received")
         return
     err = data.get("error") or {}
     message = err.get("message") or f"HTTP {r.status_code}"
-    if r.status_code >= 500:
-        report.problem("provider", f"Meta Conversions API answered {r.status_code}")
-    elif err.get("code") == 190:
+    if err.get("code") == 190:
         report.problem("secrets.access_token", f"Meta refused the token ({message})")
     else:
         report.problem("id", f"Meta refused a test event for this pixel ({message})")

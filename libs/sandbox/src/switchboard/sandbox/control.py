@@ -12,7 +12,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
 
 from switchboard.sandbox.faults import FaultSpec
-from switchboard.sandbox.httpjson import ControlError, query_bool, query_float, query_int, read_json
+from switchboard.sandbox.httpjson import (
+    ControlError,
+    query_bool,
+    query_float,
+    query_int,
+    query_text,
+    read_json,
+)
 from switchboard.sandbox.mtproto_wire.control import wire_control_routes
 from switchboard.sandbox.routes import RouteTable, route_table
 
@@ -45,15 +52,15 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
 
     async def requests(request: Request) -> Response:
         found = core.recorder.requests(
-            provider=request.query_params.get("provider") or None,
+            provider=query_text(request, "provider"),
             account=account_filter(request),
-            method=request.query_params.get("method") or None,
-            chat=request.query_params.get("chat") or None,
+            method=query_text(request, "method"),
+            chat=query_text(request, "chat"),
             status=query_int(request, "status"),
             ok=query_bool(request, "ok"),
             since=query_float(request, "since"),
             after=query_int(request, "after"),
-            fault=request.query_params.get("fault") or None,
+            fault=query_text(request, "fault"),
         )
         limit = query_int(request, "limit")
         if limit is not None:
@@ -66,9 +73,9 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
 
     async def deliveries(request: Request) -> Response:
         found = core.recorder.deliveries(
-            provider=request.query_params.get("provider") or None,
+            provider=query_text(request, "provider"),
             account=account_filter(request),
-            url=request.query_params.get("url") or None,
+            url=query_text(request, "url"),
             ok=query_bool(request, "ok"),
             after=query_int(request, "after"),
         )

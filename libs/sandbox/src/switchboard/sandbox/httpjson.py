@@ -39,6 +39,34 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+def required(data: dict[str, Any], name: str, *aliases: str) -> str:
+    """A field a control body must give (under ``name`` or, as older callers say, one of
+    ``aliases``), as text; a 400 naming it when it is missing or empty."""
+    for key in (name, *aliases):
+        if data.get(key):
+            return str(data[key])
+    also = f" (or {', '.join(aliases)})" if aliases else ""
+    raise ControlError(f"{name}{also} is required")
+
+
+def object_field(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """An optional field of a control body that must be a JSON object when given."""
+    value = data.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise ControlError(f"{name} must be a JSON object")
+    return value
+
+
+def named(request: Request, param: str, find: Callable[[str], T | None]) -> T:
+    """The object a control request names by ``param`` (in its path, else its query),
+    looked up with ``find``; a 404 naming it when there is none."""
+    ref = request.path_params.get(param) or request.query_params.get(param)
+    found = find(ref) if ref else None
+    if found is None:
+        raise ControlError(f"no {param} {ref!r}", 404)
+    return found
+
+
 def error_json(exc: ControlError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 
@@ -51,6 +79,11 @@ def _query(request: Request, name: str, convert: Callable[[str], T], what: str) 
         return convert(value)
     except ValueError as exc:
         raise ControlError(f"{name} must be {what}") from exc
+
+
+def query_text(request: Request, name: str) -> str | None:
+    """An optional text query parameter (None when absent or empty)."""
+    return _query(request, name, str, "text")
 
 
 def query_int(request: Request, name: str) -> int | None:

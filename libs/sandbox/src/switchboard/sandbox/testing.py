@@ -79,6 +79,15 @@ def _config(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Confi
     )
 
 
+def _server(
+    app: ASGIApp, host: str, port: int, log_level: str
+) -> tuple[socket.socket, int, _QuietServer]:
+    """A bound socket (port 0: a free one), its port, and the server to run on it."""
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    return sock, bound_port, _QuietServer(_config(app, host, bound_port, log_level))
+
+
 @contextlib.asynccontextmanager
 async def serve(
     app: ASGIApp,
@@ -92,9 +101,7 @@ async def serve(
 
     Port 0 picks a free port. The server (and the app's lifespan) stops on exit.
     """
-    sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
-    server = _QuietServer(_config(app, host, bound_port, log_level))
+    sock, bound_port, server = _server(app, host, port, log_level)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{bound_port}")
     try:
         await wait_until(
@@ -140,9 +147,7 @@ def serve_in_thread(
 
     Only talk to it over HTTP: the app's objects belong to that thread's loop.
     """
-    sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
-    server = _QuietServer(_config(app, host, bound_port, log_level))
+    sock, bound_port, server = _server(app, host, port, log_level)
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])),
         name=f"uvicorn-{bound_port}",

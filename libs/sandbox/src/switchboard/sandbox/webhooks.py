@@ -94,37 +94,27 @@ class HttpClientHolder:
             self._client = None
 
 
+@dataclass(kw_only=True, eq=False)
 class OrderedDelivery:
     """Queue of one account's payloads, delivered one at a time, in order, to its target."""
 
-    def __init__(
-        self,
-        *,
-        provider: str,
-        account: str,
-        recorder: Recorder,
-        clock: Clock,
-        http: HttpClientHolder,
-        policy: RetryPolicy,
-        describe: Describe = describe_plainly,
-    ) -> None:
-        self.provider = provider
-        self.account = account
-        self.recorder = recorder
-        self.clock = clock
-        self.http = http
-        self.policy = policy
-        self.describe = describe
-        self.items: deque[QueuedPayload] = deque()
-        self.target: WebhookTarget | None = None
-        self.last_error_date: int | None = None
-        self.last_error_message: str | None = None
-        self.delivered = 0
-        self.dropped = 0
-        self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
-        self._retarget: asyncio.Event | None = None
-        self._changed: asyncio.Event | None = None
+    provider: str
+    account: str
+    recorder: Recorder
+    clock: Clock
+    http: HttpClientHolder
+    policy: RetryPolicy
+    describe: Describe = describe_plainly
+    items: deque[QueuedPayload] = field(default_factory=deque, init=False)
+    target: WebhookTarget | None = field(default=None, init=False)
+    last_error_date: int | None = field(default=None, init=False)
+    last_error_message: str | None = field(default=None, init=False)
+    delivered: int = field(default=0, init=False)
+    dropped: int = field(default=0, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _wake: asyncio.Event | None = field(default=None, init=False, repr=False)
+    _retarget: asyncio.Event | None = field(default=None, init=False, repr=False)
+    _changed: asyncio.Event | None = field(default=None, init=False, repr=False)
 
     @property
     def pending(self) -> int:

@@ -47,6 +47,13 @@ class Where:
         return " AND ".join(self.parts)
 
 
+def _outcomes_where(ws: str, window: Window, f: Filters) -> Where:
+    """The ``delivery_outcomes`` rows a delivery report counts: the workspace's in the
+    window, for the provider, account and campaign asked for."""
+    where = Where(ws, window).eq("provider", f.provider).eq("account", f.account)
+    return where.eq("campaign_id", f.campaign)
+
+
 def bucket_sql(window: Window, column: str = "hour") -> str:
     if window.bucket == "day":
         return f"date_trunc('day', {column}, 'UTC')"
@@ -114,12 +121,7 @@ def _outcomes_row(counts: dict[str, int]) -> dict[str, Any]:
 
 
 async def deliveries(conn: Conn, ws: str, window: Window, f: Filters) -> dict[str, Any]:
-    where = (
-        Where(ws, window)
-        .eq("provider", f.provider)
-        .eq("account", f.account)
-        .eq("campaign_id", f.campaign)
-    )
+    where = _outcomes_where(ws, window, f)
     rows = await conn.fetch(
         f"""SELECT {bucket_sql(window)} AS bucket, outcome, sum(events)::bigint AS n
             FROM delivery_outcomes WHERE {where.sql} GROUP BY 1, 2""",
@@ -375,13 +377,7 @@ async def funnel(
 
 
 async def campaigns(conn: Conn, ws: str, window: Window, f: Filters) -> dict[str, Any]:
-    where = (
-        Where(ws, window)
-        .eq("campaign_id", f.campaign)
-        .eq("provider", f.provider)
-        .eq("account", f.account)
-        .raw("campaign_id <> ''")
-    )
+    where = _outcomes_where(ws, window, f).raw("campaign_id <> ''")
     rows = await conn.fetch(
         f"""SELECT campaign_id, outcome, sum(events)::bigint AS n FROM delivery_outcomes
             WHERE {where.sql} GROUP BY 1, 2""",

@@ -10,7 +10,7 @@ user account (mtproto) downloads up to 2000 MiB.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 MB = 1024 * 1024
@@ -54,21 +54,15 @@ class Attachment:
         return {k: v for k, v in out.items() if v is not None}
 
 
+# What the stored file may say about itself, each under the same name as on Attachment.
+_DESCRIBED = tuple(f.name for f in fields(Attachment) if f.name not in ("index", "kind", "file_id"))
+
+
 def _attachment(index: int, kind: str, file: Any) -> Attachment | None:
     if not isinstance(file, dict) or not file.get("file_id"):
         return None
-    return Attachment(
-        index=index,
-        kind=kind,
-        file_id=str(file["file_id"]),
-        mime_type=file.get("mime_type"),
-        file_size=file.get("file_size"),
-        file_name=file.get("file_name"),
-        width=file.get("width"),
-        height=file.get("height"),
-        duration=file.get("duration"),
-        url=file.get("url"),
-    )
+    known = {name: file.get(name) for name in _DESCRIBED}
+    return Attachment(index=index, kind=kind, file_id=str(file["file_id"]), **known)
 
 
 def attachments_of(content: dict[str, Any]) -> list[Attachment]:

@@ -105,6 +105,15 @@ def too_large(size: int, limit: int, where: str) -> MediaError:
     )
 
 
+def _endpoint(account: Account, who: str, secret: str, default_base: str) -> tuple[str, str]:
+    """(the account's ``secret``, its API base URL): a download needs both, and an account
+    without the secret is a configuration problem (502) naming it."""
+    token = account.secrets.get(secret)
+    if not token:
+        raise MediaError(502, "account_config", f"the {who} account has no {secret}")
+    return token, str(account.settings.get("api_base_url") or default_base).rstrip("/")
+
+
 class ProviderMedia:
     """Downloads received files through the provider APIs (bounded, retried, behind a
     circuit breaker per provider account)."""
@@ -158,10 +167,7 @@ class ProviderMedia:
     async def _telegram(
         self, account: Account, attachment: Attachment, limit: int, breaker: Breaker
     ) -> Download:
-        token = account.secrets.get("token")
-        if not token:
-            raise MediaError(502, "account_config", "the Telegram account has no token")
-        base = str(account.settings.get("api_base_url") or TELEGRAM_API).rstrip("/")
+        token, base = _endpoint(account, "Telegram", "token", TELEGRAM_API)
         body = await self._json(
             "telegram",
             breaker,
@@ -191,10 +197,7 @@ class ProviderMedia:
     async def _whatsapp(
         self, account: Account, attachment: Attachment, limit: int, breaker: Breaker
     ) -> Download:
-        token = account.secrets.get("access_token")
-        if not token:
-            raise MediaError(502, "account_config", "the WhatsApp account has no access_token")
-        base = str(account.settings.get("api_base_url") or GRAPH_API).rstrip("/")
+        token, base = _endpoint(account, "WhatsApp", "access_token", GRAPH_API)
         version = str(account.settings.get("graph_version") or GRAPH_VERSION)
         auth = {"Authorization": f"Bearer {token}"}
         body = await self._json(

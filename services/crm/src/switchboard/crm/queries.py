@@ -47,6 +47,11 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
+async def _rows(conn: Conn, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Every row of a query, as the API answers it (:func:`_row`)."""
+    return [_row(r) for r in await conn.fetch(sql, *args)]
+
+
 async def conversation_exists(conn: Conn, workspace: str, conversation_id: str) -> bool:
     found = await conn.fetchval(
         "SELECT 1 FROM conversations WHERE id = $1 AND workspace_id = $2",
@@ -79,6 +84,13 @@ class Filters:
             self.args.append(value)
             numbers.append(f"${len(self.args)}")
         self.where.append(clause.format(*numbers))
+
+    def add_given(self, clauses: dict[str, Any]) -> None:
+        """:meth:`add` each one-parameter clause whose value was given (optional query
+        parameters: None or empty leaves the list unfiltered by it)."""
+        for clause, value in clauses.items():
+            if value:
+                self.add(clause, value)
 
     def sql(self) -> str:
         return " AND ".join(self.where)
@@ -145,20 +157,16 @@ async def inbox(
 ) -> dict[str, Any]:
     """Conversations across all accounts, most recent first, with their contact."""
     f = Filters(workspace, "c.workspace_id")
-    if channel:
-        f.add("c.channel = {}", channel)
-    if account:
-        f.add("c.account = {}", account)
-    if updated_since:
-        f.add("c.last_message_at >= {}", updated_since)
-    if contact_id:
-        f.add("COALESCE(ct.merged_into, i.contact_id) = {}", contact_id)
-    if text:
-        f.add(
+    f.add_given(
+        {
+            "c.channel = {}": channel,
+            "c.account = {}": account,
+            "c.last_message_at >= {}": updated_since,
+            "COALESCE(ct.merged_into, i.contact_id) = {}": contact_id,
             """EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
-                 AND m.search @@ plainto_tsquery('simple', {}))""",
-            text,
-        )
+                 AND m.search @@ plainto_tsquery('simple', {}))""": text,
+        }
+    )
     select = f"SELECT {CONVERSATION_COLUMNS} {CONVERSATION_JOINS}"
     keys = Keyset("c.last_message_at", "c.id")
     return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
@@ -191,8 +199,7 @@ async def conversation_messages(
 ) -> dict[str, Any]:
     f = Filters(workspace, "m.workspace_id")
     f.add("m.conversation_id = {}", conversation_id)
-    if text:
-        f.add("m.search @@ plainto_tsquery('simple', {})", text)
+    f.add_given({"m.search @@ plainto_tsquery('simple', {})": text})
     keys = Keyset("m.sent_at", "m.stream_seq", descending=False, tie_is_int=True)
     return await _keyset_page(conn, MESSAGE_SELECT, f, keys, limit=limit, cursor=cursor)
 
@@ -220,18 +227,16 @@ async def contacts(
 ) -> dict[str, Any]:
     f = Filters(workspace)
     f.where.append("merged_into IS NULL AND NOT erased")
-    if channel:
-        f.add(
+    f.add_given(
+        {
             """EXISTS (SELECT 1 FROM contact_identities i WHERE i.contact_id = contacts.id
-                 AND i.channel = {})""",
-            channel,
-        )
-    if updated_since:
-        f.add("updated_at >= {}", updated_since)
+                 AND i.channel = {})""": channel,
+            "updated_at >= {}": updated_since,
+            "{} = ANY(tags)": tag,
+        }
+    )
     if text:
         f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{text}%", f"%{text}%")
-    if tag:
-        f.add("{} = ANY(tags)", tag)
     select = """SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
                        updated_at, version
                 FROM contacts"""
@@ -250,30 +255,28 @@ async def contact(conn: Conn, workspace: str, contact_id: str) -> dict[str, Any]
     if row is None:
         return None
     out = _row(row)
-    out["identities"] = [
-        _row(r)
-        for r in await conn.fetch(
-            """SELECT channel, external_id, account, username, phone FROM contact_identities
+    out["identities"] = await _rows(
+        conn,
+        """SELECT channel, external_id, account, username, phone FROM contact_identities
            WHERE contact_id = $1 ORDER BY channel, external_id""",
-            contact_id,
-        )
-    ]
-    out["notes"] = [
-        _row(r)
-        for r in await conn.fetch(
-            "SELECT note, author, at FROM contact_notes WHERE contact_id = $1 ORDER BY seq",
-            contact_id,
-        )
-    ]
-    out["leads"] = [
-        _row(r)
-        for r in await conn.fetch(
-            "SELECT id, stage, assignee, value, updated_at FROM leads "
-            "WHERE contact_id = $1 ORDER BY id",
-            contact_id,
-        )
-    ]
+        contact_id,
+    )
+    out["notes"] = await _rows(
+        conn,
+        "SELECT note, author, at FROM contact_notes WHERE contact_id = $1 ORDER BY seq",
+        contact_id,
+    )
+    out["leads"] = await _rows(
+        conn,
+        "SELECT id, stage, assignee, value, updated_at FROM leads "
+        "WHERE contact_id = $1 ORDER BY id",
+        contact_id,
+    )
     return out
+
+
+LEAD_COLUMNS = """id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
+    created_at, updated_at, version, referral_source, referral_campaign, click_id"""
 
 
 async def leads(
@@ -289,43 +292,35 @@ async def leads(
     contact_id: str | None = None,
 ) -> dict[str, Any]:
     f = Filters(workspace)
-    if stage:
-        f.add("stage = {}", stage)
-    if assignee:
-        f.add("assignee = {}", assignee)
-    if channel:
-        f.add("source_channel = {}", channel)
-    if updated_since:
-        f.add("updated_at >= {}", updated_since)
-    if contact_id:
-        f.add("contact_id = {}", contact_id)
-    select = """SELECT id, contact_id, stage, source_channel, campaign_id, value, currency,
-                       assignee, created_at, updated_at, version, referral_source,
-                       referral_campaign, click_id
-                FROM leads"""
+    f.add_given(
+        {
+            "stage = {}": stage,
+            "assignee = {}": assignee,
+            "source_channel = {}": channel,
+            "updated_at >= {}": updated_since,
+            "contact_id = {}": contact_id,
+        }
+    )
+    select = f"SELECT {LEAD_COLUMNS} FROM leads"
     keys = Keyset("updated_at", "id")
     return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
 
 
 async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        """SELECT id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
-                  created_at, updated_at, version, referral_source, referral_campaign, click_id
-           FROM leads WHERE id = $1 AND workspace_id = $2""",
+        f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = $1 AND workspace_id = $2",
         lead_id,
         workspace,
     )
     if row is None:
         return None
     out = _row(row)
-    out["history"] = [
-        _row(r)
-        for r in await conn.fetch(
-            """SELECT from_stage, to_stage, author AS by, reason, at FROM lead_stage_history
+    out["history"] = await _rows(
+        conn,
+        """SELECT from_stage, to_stage, author AS by, reason, at FROM lead_stage_history
            WHERE lead_id = $1 ORDER BY seq""",
-            lead_id,
-        )
-    ]
+        lead_id,
+    )
     return out
 
 
@@ -336,12 +331,12 @@ async def user_accounts(
     f = Filters(workspace)
     if status is not None:
         f.add("status = {}", status)
-    rows = await conn.fetch(
+    return await _rows(
+        conn,
         "SELECT session_id, status, reason, error_code, until, since FROM user_accounts"
         f" WHERE {f.sql()} ORDER BY session_id",
         *f.args,
     )
-    return [_row(r) for r in rows]
 
 
 async def projected_to(conn: Conn, projection: str) -> int:

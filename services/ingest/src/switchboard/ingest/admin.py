@@ -25,7 +25,12 @@ from tenacity import (
 
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountStore
-from switchboard.runtime.provider_checks import CheckReport, Endpoints, check_account, json_object
+from switchboard.runtime.provider_checks import (
+    CheckReport,
+    Endpoints,
+    check_account,
+    response_object,
+)
 
 VIBER_EVENTS = ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]
 SECRET_GRACE = timedelta(minutes=10)
@@ -230,7 +235,7 @@ async def _telegram(
         r = await _call(http, "POST", url, json=body or {})
     except (httpx.HTTPError, _TransientError) as exc:
         raise AdminError(502, "provider_unreachable", f"Telegram {method} failed: {exc}") from None
-    data = json_object(r)
+    data = response_object(r)
     if not data.get("ok"):
         desc = data.get("description", r.text[:200])
         status = 400 if r.status_code in (400, 401, 403, 404) else 502
@@ -246,7 +251,7 @@ async def _viber(
         r = await _call(http, "POST", url, json=body, headers={"X-Viber-Auth-Token": token})
     except (httpx.HTTPError, _TransientError) as exc:
         raise AdminError(502, "provider_unreachable", f"Viber {method} failed: {exc}") from None
-    data = json_object(r)
+    data = response_object(r)
     if data.get("status") != 0:
         raise AdminError(
             400, "provider_refused", f"Viber {method}: {data.get('status_message', r.text[:200])}"

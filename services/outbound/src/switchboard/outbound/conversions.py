@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from nats.aio.msg import Msg
@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import ConversionFailed, ConversionSent
 from switchboard.events.catalog.outbound import SendConversion
-from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint
+from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.provider_accounts import provider_account
 from switchboard.outbound.providers.base import Failure, ProviderError
@@ -36,7 +36,7 @@ from switchboard.outbound.providers.metacapi import (
     CapiResult,
 )
 from switchboard.outbound.ratelimit import SharedLimiter
-from switchboard.outbound.sender import Phase, SendPolicy, settle_repeat
+from switchboard.outbound.sender import Phase, SendPolicy, open_record
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
@@ -86,8 +86,16 @@ def capi_event(cmd: SendConversion) -> CapiEvent:
     )
 
 
-def record_id(conversion_id: str) -> str:
-    return f"conversion:{conversion_id}"
+def _about(cmd: SendConversion) -> dict[str, Any]:
+    """What names the conversion in both of its outcome events."""
+    return {
+        "conversion_id": cmd.conversion_id,
+        "account": cmd.account,
+        "event_name": cmd.event_name,
+        "event_id": cmd.event_id,
+        "lead_id": cmd.lead_id,
+        "at": datetime.now(UTC),
+    }
 
 
 @dataclass
@@ -101,6 +109,7 @@ class ConversionSender:
     policy: SendPolicy
     linger: float = 0.2
     consumer: str = "outbound-conversions"
+    provider: ClassVar[str] = PROVIDER
     _queues: dict[tuple[str, str | None], list[_Item]] = field(default_factory=dict)
     _flushers: dict[tuple[str, str | None], asyncio.Task[None]] = field(default_factory=dict)
     _clients: dict[str, CapiClient] = field(default_factory=dict)
@@ -110,22 +119,9 @@ class ConversionSender:
         cmd, env = decoded.model, decoded.envelope
         if not isinstance(cmd, SendConversion):
             raise PermanentError(f"{cmd.name} is not a conversion command")
-        first = Attempt(
-            message_id=record_id(cmd.conversion_id),
-            workspace_id=env.workspace_id,
-            channel=PROVIDER,
-            account=cmd.account,
-            recipient=cmd.event_name,
-            fingerprint=fingerprint(cmd),
-            owner=msg.metadata.sequence.stream,
-        ).step("queued")
-        decided, record = await settle_repeat(self.bus, self.attempts, first, self.policy, msg)
-        if decided is not None:
-            if decided is Verdict.CONFLICT:
-                reason = f"idempotency_conflict: conversion {cmd.conversion_id!r} is taken by "
-                reason += "a command with another body"
-                await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.consumer)
-            await msg.ack()
+        name = ("conversion", cmd.conversion_id)
+        record = await open_record(self, cmd, env, msg, name, recipient=cmd.event_name)
+        if record is None:
             return
         item = _Item(cmd, env, msg, record)
         key = (cmd.account, cmd.test_event_code)
@@ -255,45 +251,27 @@ class ConversionSender:
 
     async def _sent(self, item: _Item, trace: str | None, size: int) -> None:
         item.record = item.record.step("sent", provider_message_id=trace or item.cmd.event_id)
-        await asyncio.gather(
-            self.attempts.put(item.record),
-            self.bus.publish(
-                ConversionSent(
-                    conversion_id=item.cmd.conversion_id,
-                    account=item.cmd.account,
-                    event_name=item.cmd.event_name,
-                    event_id=item.cmd.event_id,
-                    lead_id=item.cmd.lead_id,
-                    at=datetime.now(UTC),
-                    fbtrace_id=trace,
-                    batch_size=size,
-                    attempt=max(1, item.record.attempts),
-                    dropped_fields=item.dropped,
-                ),
-                cause=item.env,
-            ),
+        sent = ConversionSent(
+            **_about(item.cmd),
+            fbtrace_id=trace,
+            batch_size=size,
+            attempt=max(1, item.record.attempts),
+            dropped_fields=item.dropped,
         )
+        await asyncio.gather(self.attempts.put(item.record), self.bus.publish(sent, cause=item.env))
         await self._settle(item, item.msg.ack())
 
     async def _fail(self, item: _Item, reason: str, code: str, permanent: bool) -> None:
         item.record = item.record.step("failed", reason=f"{code}: {reason}", error_code=code)
+        failed = ConversionFailed(
+            **_about(item.cmd),
+            reason=reason,
+            error_code=code,
+            permanent=permanent,
+            attempts=item.record.attempts,
+        )
         await asyncio.gather(
-            self.attempts.put(item.record),
-            self.bus.publish(
-                ConversionFailed(
-                    conversion_id=item.cmd.conversion_id,
-                    account=item.cmd.account,
-                    event_name=item.cmd.event_name,
-                    event_id=item.cmd.event_id,
-                    lead_id=item.cmd.lead_id,
-                    at=datetime.now(UTC),
-                    reason=reason,
-                    error_code=code,
-                    permanent=permanent,
-                    attempts=item.record.attempts,
-                ),
-                cause=item.env,
-            ),
+            self.attempts.put(item.record), self.bus.publish(failed, cause=item.env)
         )
         await dead_letter_msg(
             self.bus, item.msg, reason=f"{code}: {reason}", consumer=self.consumer

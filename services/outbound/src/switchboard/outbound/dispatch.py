@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from nats.aio.msg import Msg
 
 from switchboard.events import Envelope
 from switchboard.events.catalog.delivery import Dispatched, DispatchFailed
 from switchboard.events.catalog.outbound import SendEmail, SendSms, SyncAddressBook
-from switchboard.outbound.attempts import Attempt, Attempts, Verdict, fingerprint
+from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.provider_accounts import provider_account
 from switchboard.outbound.providers.base import ProviderError, timed_out
@@ -29,7 +29,7 @@ from switchboard.outbound.providers.sendpulse import (
     Sms,
 )
 from switchboard.outbound.ratelimit import LimitKey, SharedLimiter
-from switchboard.outbound.sender import Phase, SendPolicy, settle_repeat
+from switchboard.outbound.sender import Phase, SendPolicy, open_record
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
@@ -48,6 +48,17 @@ Command = SendEmail | SendSms | SyncAddressBook
 
 def command_id(cmd: Command) -> str:
     return cmd.sync_id if isinstance(cmd, SyncAddressBook) else cmd.message_id
+
+
+def _about(cmd: Command) -> dict[str, Any]:
+    """What names the command in both of its outcome events."""
+    return {
+        "command": cmd.name,
+        "id": command_id(cmd),
+        "provider": PROVIDER,
+        "account": cmd.account,
+        "at": datetime.now(UTC),
+    }
 
 
 async def call(
@@ -87,28 +98,16 @@ class ProviderCommands:
     client: SendPulseClient
     policy: SendPolicy
     consumer: str = "outbound-dispatch"
+    provider: ClassVar[str] = PROVIDER
 
     async def handle(self, msg: Msg, phase: Phase) -> None:
         decoded = decode_or_reject(msg)
         cmd, env = decoded.model, decoded.envelope
         if not isinstance(cmd, SendEmail | SendSms | SyncAddressBook):
             raise PermanentError(f"{cmd.name} is not a SendPulse command")
-        first = Attempt(
-            message_id=f"{cmd.name}:{command_id(cmd)}",
-            workspace_id=env.workspace_id,
-            channel=PROVIDER,
-            account=cmd.account,
-            recipient=cmd.name,
-            fingerprint=fingerprint(cmd),
-            owner=msg.metadata.sequence.stream,
-        ).step("queued")
-        decided, record = await settle_repeat(self.bus, self.attempts, first, self.policy, msg)
-        if decided is not None:
-            if decided is Verdict.CONFLICT:
-                reason = f"idempotency_conflict: {cmd.name} {command_id(cmd)!r} is taken by a "
-                reason += "command with another body"
-                await dead_letter_msg(self.bus, msg, reason=reason, consumer=self.consumer)
-            await msg.ack()
+        name = (cmd.name, command_id(cmd))
+        record = await open_record(self, cmd, env, msg, name, recipient=cmd.name)
+        if record is None:
             return
         account = provider_account(self.accounts, PROVIDER, cmd.account, env.workspace_id)
         if account is None:
@@ -134,22 +133,10 @@ class ProviderCommands:
             return
         breaker.success()
         record = record.step("sent", provider_message_id=provider_id)
-        await asyncio.gather(
-            self.attempts.put(record),
-            self.bus.publish(
-                Dispatched(
-                    command=cmd.name,
-                    id=command_id(cmd),
-                    provider=PROVIDER,
-                    account=cmd.account,
-                    at=datetime.now(UTC),
-                    provider_id=provider_id,
-                    attempt=record.attempts,
-                    detail=detail,
-                ),
-                cause=env,
-            ),
+        sent = Dispatched(
+            **_about(cmd), provider_id=provider_id, attempt=record.attempts, detail=detail
         )
+        await asyncio.gather(self.attempts.put(record), self.bus.publish(sent, cause=env))
         await msg.ack()
 
     async def _on_error(
@@ -187,22 +174,13 @@ class ProviderCommands:
         permanent: bool,
     ) -> None:
         record = record.step("failed", reason=f"{code}: {reason}", error_code=code)
-        await asyncio.gather(
-            self.attempts.put(record),
-            self.bus.publish(
-                DispatchFailed(
-                    command=cmd.name,
-                    id=command_id(cmd),
-                    provider=PROVIDER,
-                    account=cmd.account,
-                    at=datetime.now(UTC),
-                    reason=reason,
-                    error_code=code,
-                    permanent=permanent,
-                    attempts=record.attempts,
-                ),
-                cause=env,
-            ),
+        failed = DispatchFailed(
+            **_about(cmd),
+            reason=reason,
+            error_code=code,
+            permanent=permanent,
+            attempts=record.attempts,
         )
+        await asyncio.gather(self.attempts.put(record), self.bus.publish(failed, cause=env))
         await dead_letter_msg(self.bus, msg, reason=f"{code}: {reason}", consumer=self.consumer)
         await msg.ack()

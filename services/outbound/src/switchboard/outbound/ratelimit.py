@@ -51,6 +51,7 @@ from nats.js.kv import KeyValue
 
 from switchboard.events.ids import stable_hash
 from switchboard.outbound.window import Pace, WindowLog, pick_slots
+from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -427,7 +428,7 @@ class PauseView:
 
     kv: KeyValue
     clock: Callable[[], float] = time.time
-    ready: bool = False
+    _loaded: asyncio.Event = field(default_factory=asyncio.Event)
     _until: dict[str, float] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -439,27 +440,22 @@ class PauseView:
             self._until[key] = until
             self.changed.set()
 
+    @property
+    def ready(self) -> bool:
+        """Whether every pause stored so far is known here (the watch is following)."""
+        return self._loaded.is_set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        watcher = await self.kv.watch("pause.>")
         try:
-            while not stop.is_set():
-                try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                except Exception as exc:  # nats-py raises its own TimeoutError here
-                    if "timeout" in type(exc).__name__.lower():
-                        self._forget_expired()
-                        continue
-                    raise
-                if entry is None:
-                    self.ready = True
-                    continue
-                if entry.value and entry.operation not in ("DEL", "PURGE"):
-                    with contextlib.suppress(ValueError):
-                        self.note(entry.key, float(entry.value.decode()))
+            idle = self._forget_expired
+            await follow(self.kv, self._apply, self._loaded, stop, keys="pause.>", idle=idle)
         finally:
-            self.ready = False
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            self._loaded.clear()
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
+        if value and operation not in ("DEL", "PURGE"):
+            with contextlib.suppress(ValueError):
+                self.note(key, float(value.decode()))
 
     def _forget_expired(self) -> None:
         now = self.clock()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Protocol
 
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
@@ -30,7 +31,13 @@ from switchboard.events.catalog.delivery import (
     DeliveryFailed,
     DeliveryQueued,
 )
-from switchboard.events.catalog.outbound import SendMessage
+from switchboard.events.catalog.outbound import (
+    SendConversion,
+    SendEmail,
+    SendMessage,
+    SendSms,
+    SyncAddressBook,
+)
 from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
 from switchboard.outbound.campaigns.pool import (
     MOVED,
@@ -69,9 +76,12 @@ from switchboard.runtime.delivery.provider_failures import (
     breaker_signal,
     decide,
 )
+from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
+# The provider commands that are not chat sends (SendPulse, Meta CAPI).
+ProviderCommand = SendEmail | SendSms | SyncAddressBook | SendConversion
 LATE_SLOTS = Counter(
     "switchboard_outbound_late_slots_total", "Slots given up because the send woke too late"
 )
@@ -92,22 +102,52 @@ async def in_stream(bus: Bus, msg: Msg, seq: int) -> bool:
     return True
 
 
-async def settle_repeat(
-    bus: Bus, attempts: Attempts, first: Attempt, policy: SendPolicy, msg: Msg
-) -> tuple[Verdict | None, Attempt]:
-    """For the provider commands that are not chat sends: (None, the record to go on with),
-    or the verdict that settles the command at once (DONE, OTHER_OWNER: ack; CONFLICT:
-    refuse), by the rules of ``attempts.claim``."""
-    retention = timedelta(seconds=policy.retention)
+class CommandSite(Protocol):
+    """What opening a provider command's record needs from its call site."""
+
+    provider: ClassVar[str]
+    bus: Bus
+    attempts: Attempts
+    policy: SendPolicy
+    consumer: str
+
+
+async def open_record(
+    site: CommandSite,
+    cmd: ProviderCommand,
+    env: Envelope,
+    msg: Msg,
+    name: tuple[str, str],
+    recipient: str,
+) -> Attempt | None:
+    """For the provider commands that are not chat sends, named by (kind, id): the attempt
+    record (``<kind>:<id>``) to go on with, or None when the command was settled here by the
+    rules of ``attempts.claim`` (done before, or a copy another stream message owns: acked;
+    another body under the id: dead-lettered and acked)."""
+    kind, ident = name
+    first = Attempt(
+        message_id=f"{kind}:{ident}",
+        workspace_id=env.workspace_id,
+        channel=site.provider,
+        account=cmd.account,
+        recipient=recipient,
+        fingerprint=fingerprint(cmd),
+        owner=msg.metadata.sequence.stream,
+    ).step("queued")
+    retention = timedelta(seconds=site.policy.retention)
     decided, record, _ = await claim(
-        attempts, first, retention, lambda seq: in_stream(bus, msg, seq)
+        site.attempts, first, retention, lambda seq: in_stream(site.bus, msg, seq)
     )
-    if decided is Verdict.DONE:
-        return decided, record
-    if decided in (Verdict.CONFLICT, Verdict.OTHER_OWNER):
+    if decided in (Verdict.PROCEED, Verdict.NEW):
+        return record
+    if decided is not Verdict.DONE:
         REPEATS.labels(decided.value).inc()
-        return decided, record
-    return None, record
+    if decided is Verdict.CONFLICT:
+        taken = f"{kind} {ident!r} is taken by a command with another body"
+        reason = f"idempotency_conflict: {taken}"
+        await dead_letter_msg(site.bus, msg, reason=reason, consumer=site.consumer)
+    await msg.ack()
+    return None
 
 
 @dataclass

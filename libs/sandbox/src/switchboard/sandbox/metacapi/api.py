@@ -15,12 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
+from switchboard.sandbox.graph import GraphError, fbtrace_id
 from switchboard.sandbox.metacapi.errors import (
-    GraphError,
     deprecated_version,
     error_response,
     expired_token,
-    fbtrace_id,
     invalid_token,
     token_required,
     unknown_object,

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, query_bool, read_json
+from switchboard.sandbox.httpjson import ControlError, query_bool, query_text, read_json, required
 from switchboard.sandbox.metacapi.state import CapiEvent
 from switchboard.sandbox.routes import RouteTable, route_table, settings_routes
 
@@ -42,12 +42,11 @@ def control_routes(provider: MetaCapiProvider) -> list[BaseRoute]:
 
     async def add_pixel(request: Request) -> Response:
         data = await read_json(request)
-        if not data.get("pixel_id"):
-            raise ControlError("pixel_id is required")
+        pixel_id = required(data, "pixel_id")
         tokens = _tokens(data)
         if not tokens:
             raise ControlError("access_token (or access_tokens) is required")
-        pixel = provider.add_pixel(str(data["pixel_id"]), tokens=tokens)
+        pixel = provider.add_pixel(pixel_id, tokens=tokens)
         return JSONResponse(pixel.summary(), status_code=201)
 
     async def get_pixel(request: Request) -> Response:
@@ -65,26 +64,24 @@ def control_routes(provider: MetaCapiProvider) -> list[BaseRoute]:
 
     async def expire_token(request: Request) -> Response:
         data = await read_json(request)
-        token = data.get("access_token")
-        if not token:
-            raise ControlError("access_token is required")
+        token = required(data, "access_token")
         try:
-            provider.expire_token(str(token))
+            provider.expire_token(token)
         except KeyError as exc:
             raise ControlError(f"unknown access token {token!r}", 404) from exc
         return JSONResponse({"expired": True})
 
     async def events(request: Request) -> Response:
         found = provider.events(
-            request.query_params.get("pixel") or None,
-            event_name=request.query_params.get("event_name") or None,
+            query_text(request, "pixel"),
+            event_name=query_text(request, "event_name"),
             duplicate=query_bool(request, "duplicate"),
         )
         return JSONResponse(listing(request, found))
 
     async def test_events(request: Request) -> Response:
         found = provider.test_events(
-            request.query_params.get("pixel") or None, code=request.query_params.get("code")
+            query_text(request, "pixel"), code=request.query_params.get("code")
         )
         return JSONResponse(listing(request, found))
 

@@ -14,12 +14,12 @@ import json
 import re
 from typing import Any
 
+from switchboard.sandbox.graph import GraphError
 from switchboard.sandbox.metacapi.config import DAY, MetaCapiConfig
 from switchboard.sandbox.metacapi.errors import (
     SUBCODE_FUTURE_EVENT,
     SUBCODE_STALE_EVENT,
     SUBCODE_TOO_MANY_EVENTS,
-    GraphError,
     invalid_parameter,
     missing_parameter,
 )

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, query_bool, read_json
+from switchboard.sandbox.httpjson import ControlError, query_bool, read_json, required
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.provider import message_kwargs, session_json
 from switchboard.sandbox.mtproto.world import FakeGroup, Peer
@@ -88,10 +88,8 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
 
     async def add_channel(request: Request) -> Response:
         data = await read_json(request)
-        if not data.get("title"):
-            raise ControlError("title is required")
         channel = provider.add_channel(
-            str(data["title"]),
+            required(data, "title"),
             data.get("username"),
             megagroup=bool(data.get("megagroup", False)),
             creator=data.get("creator"),
@@ -102,9 +100,7 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
 
     async def add_chat(request: Request) -> Response:
         data = await read_json(request)
-        if not data.get("title"):
-            raise ControlError("title is required")
-        chat = provider.add_chat(str(data["title"]), _refs(data, "members"))
+        chat = provider.add_chat(required(data, "title"), _refs(data, "members"))
         return JSONResponse(chat.summary(), status_code=201)
 
     async def get_peer(request: Request) -> Response:

@@ -8,7 +8,7 @@ without HTTP (`Sandbox().mtproto.add_user(...)`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -19,8 +19,11 @@ from switchboard.sandbox.mtproto.connections import Connections
 from switchboard.sandbox.mtproto.floods import FloodControl, RpcFault
 from switchboard.sandbox.mtproto.keys import AuthKey, KeyRing, KeyState
 from switchboard.sandbox.mtproto.login import CodeRecord, LoginDesk
-from switchboard.sandbox.mtproto.world import Box, FakeGroup, FakeUser, Peer, World
+from switchboard.sandbox.mtproto.world import Box, FakeGroup, FakeUser, Peer, PostOptions, World
 from switchboard.sandbox.provider import Core
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 UserRef = str | int | FakeUser
 PeerRef = str | int | FakeUser | FakeGroup
@@ -163,31 +166,14 @@ class MtprotoProvider:
         text: str = "",
         *,
         sender: UserRef | None = None,
-        reply_to: int | None = None,
-        media: dict[str, Any] | None = None,
-        grouped_id: int | None = None,
-        date: int | None = None,
-        views: int | None = None,
-        post_author: str | None = None,
-        notify: bool = True,
+        **options: Unpack[PostOptions],
     ) -> dict[str, Any]:
         """Store a message as if `sender` wrote it (channel post when None) and push live
         updates to connected members. For a private chat `peer` is the recipient. The result
         is the message as the sender sees it, with `ids` per account outside channels."""
         target = self.peer(peer)
         author = None if sender is None else self.user(sender)
-        ids = self.world.post(
-            target,
-            author,
-            text,
-            reply_to=reply_to,
-            media=media,
-            grouped_id=grouped_id,
-            date=date,
-            views=views,
-            post_author=post_author,
-            notify=notify,
-        )
+        ids = self.world.post(target, author, text, **options)
         if isinstance(target, FakeGroup) and target.is_channel:
             rendered = self.world.render(author, target.box, ids[0])
         else:
@@ -393,16 +379,7 @@ class MtprotoProvider:
 
 def message_kwargs(item: dict[str, Any]) -> dict[str, Any]:
     """`post` keyword arguments from a control-API message object."""
-    allowed = {
-        "text",
-        "reply_to",
-        "media",
-        "grouped_id",
-        "date",
-        "views",
-        "post_author",
-        "notify",
-    }
+    allowed = {"text", *PostOptions.__annotations__}
     unknown = set(item) - allowed - {"from"}
     if unknown:
         raise ValueError(f"unknown message fields: {sorted(unknown)}")

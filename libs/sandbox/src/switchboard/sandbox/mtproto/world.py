@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.files import FileStore, decode_data
@@ -245,6 +245,18 @@ def _media(data: Any, files: FileStore) -> dict[str, Any] | None:
         media["file_size"] = len(content)
         files.put(str(media["file_id"]), content)
     return media
+
+
+class PostOptions(TypedDict, total=False):
+    """What a message may carry besides its text and sender (``World.post``'s keywords)."""
+
+    reply_to: int | None
+    media: dict[str, Any] | None
+    grouped_id: int | None
+    date: int | None
+    views: int | None
+    post_author: str | None
+    notify: bool
 
 
 class World:

@@ -323,33 +323,22 @@ def _sent(
     new = (types.UpdateNewChannelMessage if channel else types.UpdateNewMessage)(
         message, box.pts, 1
     )
-    return types.Updates(
-        updates=[types.UpdateMessageID(id=message_id, random_id=random_id), new],
-        users=entities.users,
-        chats=entities.chats,
-        date=when(time.time()),
-        seq=0,
-    )
+    return entities.updates([types.UpdateMessageID(id=message_id, random_id=random_id), new])
 
 
 @handles(functions.messages.SendMessageRequest)
 async def send_message(call: WireCall, request: Any) -> types.Updates:
-    viewer = call.base.viewer()
-    world = call.provider.world
-    peer = resolve_input(world, viewer, request.peer)
-    world.check_can_send(viewer, peer)
-    ids = world.post(
-        peer,
-        viewer,
-        request.message,
-        reply_to=_reply_id(request.reply_to),
-        skip_connection=call.base.conn.id,
-    )
-    return _sent(call, viewer, peer, ids, request.random_id)
+    return _post(call, request, request.message)
 
 
 @handles(functions.messages.SendMediaRequest)
 async def send_media(call: WireCall, request: Any) -> types.Updates:
+    return _post(call, request, request.message or "", request.media)
+
+
+def _post(call: WireCall, request: Any, text: str, media: Any = None) -> types.Updates:
+    """What the viewer sends to ``request.peer`` (with an InputMedia's file stored), as the
+    Updates that answer a send."""
     viewer = call.base.viewer()
     world = call.provider.world
     peer = resolve_input(world, viewer, request.peer)
@@ -357,9 +346,9 @@ async def send_media(call: WireCall, request: Any) -> types.Updates:
     ids = world.post(
         peer,
         viewer,
-        request.message or "",
+        text,
         reply_to=_reply_id(request.reply_to),
-        media=_stored_media(call, viewer, request.media),
+        media=None if media is None else _stored_media(call, viewer, media),
         skip_connection=call.base.conn.id,
     )
     return _sent(call, viewer, peer, ids, request.random_id)
@@ -504,13 +493,7 @@ async def edit_message(call: WireCall, request: Any) -> types.Updates:
     edited = (types.UpdateEditChannelMessage if channel else types.UpdateEditMessage)(
         message, box.pts, 1
     )
-    return types.Updates(
-        updates=[edited],
-        users=entities.users,
-        chats=entities.chats,
-        date=when(time.time()),
-        seq=0,
-    )
+    return entities.updates([edited])
 
 
 @handles(functions.messages.DeleteMessagesRequest, functions.channels.DeleteMessagesRequest)

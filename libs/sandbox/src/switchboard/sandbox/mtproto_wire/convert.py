@@ -5,6 +5,7 @@ The world renders messages as JSON; this turns them into the constructors Telegr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -237,3 +238,9 @@ class Entities:
     @property
     def chats(self) -> list[types.Channel | types.Chat]:
         return [group_tl(g, self.viewer) for g in self._groups.values()]
+
+    def updates(self, items: list[Any]) -> types.Updates:
+        """``items`` as the Updates a client gets now, with the users and chats collected."""
+        return types.Updates(
+            updates=items, users=self.users, chats=self.chats, date=when(time.time()), seq=0
+        )

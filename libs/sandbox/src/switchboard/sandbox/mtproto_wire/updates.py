@@ -81,13 +81,7 @@ class UpdateMaker:
             item = types.UpdateReadChannelOutbox(group.id, int(update["max_id"]))
         else:
             return None
-        return types.Updates(
-            updates=[item],
-            users=entities.users,
-            chats=entities.chats,
-            date=when(time.time()),
-            seq=0,
-        )
+        return entities.updates([item])
 
     def replay(
         self, viewer: FakeUser, box: Box, pts: int, channel: FakeGroup | None
@@ -153,20 +147,13 @@ class UpdateMaker:
             return types.updates.DifferenceEmpty(date=now, seq=0)
         messages, other, entities, reached = self.replay(viewer, box, pts, None)
         state = types.updates.State(pts=reached, qts=0, date=now, seq=0, unread_count=0)
-        if reached < box.pts:
-            return types.updates.DifferenceSlice(
-                new_messages=messages,
-                new_encrypted_messages=[],
-                other_updates=other,
-                chats=entities.chats,
-                users=entities.users,
-                intermediate_state=state,
-            )
-        return types.updates.Difference(
-            new_messages=messages,
-            new_encrypted_messages=[],
-            other_updates=other,
-            chats=entities.chats,
-            users=entities.users,
-            state=state,
-        )
+        found = {
+            "new_messages": messages,
+            "new_encrypted_messages": [],
+            "other_updates": other,
+            "chats": entities.chats,
+            "users": entities.users,
+        }
+        if reached < box.pts:  # more to come: the client asks again from ``state``
+            return types.updates.DifferenceSlice(**found, intermediate_state=state)
+        return types.updates.Difference(**found, state=state)

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, read_json
+from switchboard.sandbox.httpjson import ControlError, named, read_json
 from switchboard.sandbox.routes import RouteTable, limits_routes, route_table, settings_routes
 from switchboard.sandbox.sendpulse.state import SpAccount, SpAddressBook
 
@@ -26,11 +26,7 @@ def control_routes(provider: SendPulseProvider) -> list[BaseRoute]:
     state = provider.state
 
     def account_of(request: Request) -> SpAccount:
-        ref = request.path_params.get("account") or request.query_params.get("account")
-        found = state.find_account(ref) if ref else None
-        if found is None:
-            raise ControlError(f"no account {ref!r}", 404)
-        return found
+        return named(request, "account", state.find_account)
 
     def account_json(account: SpAccount) -> dict[str, Any]:
         books = [b.summary() for b in state.books.values() if b.owner == account.client_id]

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, base64_field, query_bool, read_json
+from switchboard.sandbox.httpjson import (
+    ControlError,
+    base64_field,
+    named,
+    query_bool,
+    read_json,
+    required,
+)
 from switchboard.sandbox.routes import RouteTable
 from switchboard.sandbox.telegram.files import KIND_CODES, image_size
 from switchboard.sandbox.telegram.state import TgBot
@@ -22,20 +29,15 @@ def control_routes(provider: TelegramProvider) -> RouteTable:
     state = provider.state
 
     def bot_of(request: Request) -> TgBot:
-        ref = request.path_params.get("bot") or request.query_params.get("bot")
-        found = state.find_bot(ref) if ref else None
-        if found is None:
-            raise ControlError(f"no bot {ref!r}", 404)
-        return found
+        return named(request, "bot", state.find_bot)
 
     async def list_bots(request: Request) -> Response:
         return JSONResponse({"bots": [b.summary() for b in state.bots.values()]})
 
     async def add_bot(request: Request) -> Response:
         data = await read_json(request)
-        if not data.get("token"):
-            raise ControlError("token is required")
-        bot = provider.add_bot(str(data["token"]), data.get("username"), data.get("first_name"))
+        token = required(data, "token")
+        bot = provider.add_bot(token, data.get("username"), data.get("first_name"))
         return JSONResponse(bot.summary(), status_code=201)
 
     async def get_bot(request: Request) -> Response:

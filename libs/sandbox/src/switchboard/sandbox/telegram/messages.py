@@ -5,12 +5,22 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from switchboard.sandbox.telegram.errors import bad_request
+from switchboard.sandbox.telegram.errors import TEXT_EMPTY, bad_request
 from switchboard.sandbox.telegram.params import Params
 from switchboard.sandbox.telegram.state import TgBot, TgChat
 
 PARSE_MODES = frozenset({"markdown", "markdownv2", "html"})
 _MARKUP_KINDS = ("inline_keyboard", "keyboard", "remove_keyboard", "force_reply")
+
+
+def message_text(params: Params) -> tuple[str, dict[str, Any] | None]:
+    """The text of a message being sent or edited (refused when blank), its parse mode
+    checked, and its reply markup."""
+    text = params.text("text")
+    if text is None or not text.strip():
+        raise bad_request(TEXT_EMPTY)
+    check_parse_mode(params)
+    return text, reply_markup(params)
 
 
 def check_parse_mode(params: Params, name: str = "parse_mode") -> None:

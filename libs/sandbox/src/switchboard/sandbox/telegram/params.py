@@ -50,6 +50,14 @@ class Params:
             return str(value)
         return json.dumps(value)
 
+    def required(self, name: str, said: str | None = None) -> str:
+        """A string parameter the method cannot do without: absent or empty, Telegram's
+        ``<name> is empty`` (``said``: the name Telegram's message uses for it)."""
+        value = self.text(name)
+        if not value:
+            raise bad_request(f"{said or name} is empty")
+        return value
+
     def integer(self, name: str) -> int | None:
         """An integer parameter; a value that is not one is a 400 naming the field."""
         value = self.values.get(name)

@@ -52,14 +52,10 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
         self.check_mix = validate_mix
         self.produce = functools.partial(generate, self.state)
         self.api: TelegramApi = TelegramApi(self.state)
+        # Registering a bot is the state's own: the Python API hands it straight through.
+        self.add_bot = self.state.add_bot
 
     # -- Python API -------------------------------------------------------------------
-
-    def add_bot(
-        self, token: str, username: str | None = None, first_name: str | None = None
-    ) -> TgBot:
-        """Register a bot that the API will accept by `token`."""
-        return self.state.add_bot(token, username, first_name)
 
     def add_demo_bot(self) -> TgBot:
         """The dev-stack contract: token `100000001:demo`, @switchboard_demo_bot."""

@@ -169,7 +169,8 @@ class TelegramState:
     def add_bot(
         self, token: str, username: str | None = None, first_name: str | None = None
     ) -> TgBot:
-        """Register a bot (or update the one with the same id) and return it."""
+        """Register a bot that the API will accept by `token` (or update the one with the
+        same id) and return it."""
         match = TOKEN_PATTERN.match(token)
         if not match:
             raise ValueError("a bot token looks like <digits>:<letters, digits, _ or ->")

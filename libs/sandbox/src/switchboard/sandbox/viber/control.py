@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
+from switchboard.sandbox.httpjson import (
+    ControlError,
+    base64_field,
+    object_field,
+    read_json,
+    required,
+)
 from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -68,12 +74,11 @@ def control_routes(provider: ViberProvider) -> RouteTable:
     async def add_user(request: Request) -> Response:
         bot = provider.find(request.path_params["bot"])
         data = await read_json(request)
-        if not data.get("id"):
-            raise ControlError("id is required")
+        user_id = required(data, "id")
         profile = {k: data[k] for k in _PROFILE if k in data}
         user = provider.add_user(
             bot,
-            str(data["id"]),
+            user_id,
             data.get("name"),
             subscribed=bool(data.get("subscribed", True)),
             **profile,
@@ -83,15 +88,11 @@ def control_routes(provider: ViberProvider) -> RouteTable:
     async def inject(request: Request) -> Response:
         bot = provider.find(request.path_params["bot"])
         data = await read_json(request)
-        user_id = data.get("user_id") or data.get("user")
-        if not user_id:
-            raise ControlError("user_id is required")
-        message = data.get("message")
-        if message is not None and not isinstance(message, dict):
-            raise ControlError("message must be a JSON object")
+        user_id = required(data, "user_id", "user")
+        message = object_field(data, "message")
         body = await provider.inject_event(
             bot,
-            str(user_id),
+            user_id,
             str(data.get("event", "message")),
             message=message,
             kind=str(data.get("kind", "text")),

@@ -52,20 +52,10 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
         self.check_mix = validate_mix
         self.produce = functools.partial(generate, self.state)
         self.api: ViberApi = ViberApi(self.state, self.emitter)
+        # Registering a bot is the state's own: the Python API hands it straight through.
+        self.add_bot = self.state.add_bot
 
     # -- Python API -------------------------------------------------------------------
-
-    def add_bot(
-        self,
-        token: str,
-        name: str,
-        *,
-        uri: str | None = None,
-        avatar: str | None = None,
-        category: str = "Shopping",
-    ) -> ViberBot:
-        """Register a bot the API accepts with `X-Viber-Auth-Token: token`."""
-        return self.state.add_bot(token, name, uri=uri, avatar=avatar, category=category)
 
     def add_demo_bot(self) -> ViberBot:
         """The dev-stack demo bot (DEMO_VIBER_TOKEN, uri `switchboard_demo`)."""

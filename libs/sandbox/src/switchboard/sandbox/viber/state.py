@@ -168,7 +168,8 @@ class ViberState:
         avatar: str | None = None,
         category: str = "Shopping",
     ) -> ViberBot:
-        """Register a bot (or update the one with the same uri) and return it."""
+        """Register a bot the API accepts with `X-Viber-Auth-Token: token` (or update the one
+        with the same uri) and return it."""
         if not token or not token.strip():
             raise ValueError("token is required")
         key = (uri or re.sub(r"[^a-z0-9_.-]", "", name.lower())).lower()

@@ -15,12 +15,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
+from switchboard.sandbox.graph import GraphError
 from switchboard.sandbox.provider import route_path
 from switchboard.sandbox.recorder import RequestNote, note_of
 from switchboard.sandbox.whatsapp.errors import (
     INVALID_PARAMETER,
     REENGAGEMENT,
-    GraphError,
     error_response,
     invalid,
     invalid_token,

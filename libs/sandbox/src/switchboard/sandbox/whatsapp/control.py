@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.sandbox.httpjson import ControlError, base64_field, read_json
+from switchboard.sandbox.httpjson import (
+    ControlError,
+    base64_field,
+    object_field,
+    read_json,
+    required,
+)
 from switchboard.sandbox.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -56,12 +62,11 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
     async def add_user(request: Request) -> Response:
         number = provider.find(request.path_params["number"])
         data = await read_json(request)
-        if not data.get("wa_id"):
-            raise ControlError("wa_id is required")
+        wa_id = required(data, "wa_id")
         undeliverable, at = data.get("undeliverable"), data.get("last_inbound_at")
         user = provider.add_user(
             number,
-            str(data["wa_id"]),
+            wa_id,
             data.get("name"),
             undeliverable=None if undeliverable is None else bool(undeliverable),
             last_inbound_at=None if at is None else float(at),
@@ -71,15 +76,11 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
     async def inject(request: Request) -> Response:
         number = provider.find(request.path_params["number"])
         data = await read_json(request)
-        sender = data.get("from") or data.get("wa_id")
-        if not sender:
-            raise ControlError("from (the user's wa_id) is required")
-        message = data.get("message")
-        if message is not None and not isinstance(message, dict):
-            raise ControlError("message must be a JSON object")
+        sender = required(data, "from", "wa_id")  # the user's wa_id
+        message = object_field(data, "message")
         full = await provider.inject_message(
             number,
-            str(sender),
+            sender,
             message,
             kind=str(data.get("kind", "text")),
             name=data.get("name"),

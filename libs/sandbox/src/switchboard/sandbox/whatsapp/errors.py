@@ -6,12 +6,11 @@ Every failure is `{"error": {"message", "type", "code", ["error_subcode"], ["err
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-from switchboard.sandbox.errors import SandboxError
+from switchboard.sandbox.graph import GraphError
 
 # Graph error codes the fake produces
 INVALID_PARAMETER = 100
@@ -46,58 +45,15 @@ TITLES: dict[int, tuple[str, str]] = {
 ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 
 
-def fbtrace_id() -> str:
-    """A Graph-like trace id (random; only for correlating in logs)."""
-    return secrets.token_urlsafe(14)[:19]
-
-
-class GraphError(SandboxError):
-    """A Graph API failure with its HTTP status."""
-
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        *,
-        status: int = 400,
-        subcode: int | None = None,
-        details: str | None = None,
-        transient: bool | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.code = code
-        self.message = message
-        self.status = status
-        self.subcode = subcode
-        self.details = details
-        self.transient = transient
-
-    def to_json(self) -> dict[str, Any]:
-        error: dict[str, Any] = {
-            "message": self.message,
-            "type": "OAuthException",
-            "code": self.code,
-        }
-        if self.subcode is not None:
-            error["error_subcode"] = self.subcode
-        if self.transient is not None:
-            error["is_transient"] = self.transient
-        if self.details is not None:
-            error["error_data"] = {"messaging_product": "whatsapp", "details": self.details}
-        error["fbtrace_id"] = fbtrace_id()
-        return {"error": error}
-
-
 def error_response(error: GraphError) -> JSONResponse:
-    return JSONResponse(error.to_json(), status_code=error.status)
+    return JSONResponse(error.body(), status_code=error.status)
 
 
 def whatsapp_error(code: int, status: int = 400) -> GraphError:
     """One of the numbered WhatsApp errors in TITLES, e.g. 131047."""
     title, details = TITLES[code]
-    return GraphError(code, f"(#{code}) {title}", status=status, details=details)
+    data = {"messaging_product": "whatsapp", "details": details}
+    return GraphError(code, f"(#{code}) {title}", status=status, data=data)
 
 
 def invalid_token() -> GraphError:

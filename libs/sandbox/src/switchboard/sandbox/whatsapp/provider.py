@@ -57,30 +57,10 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
         self.check_mix = validate_mix
         self.produce = functools.partial(generate, self.state, self.emitter)
         self.api: WhatsAppApi = WhatsAppApi(self.state, self.emitter)
+        # Registering a number is the state's own: the Python API hands it straight through.
+        self.add_number = self.state.add_number
 
     # -- Python API -------------------------------------------------------------------
-
-    def add_number(
-        self,
-        phone_number_id: str,
-        token: str,
-        *,
-        display_phone_number: str | None = None,
-        waba_id: str | None = None,
-        app_secret: str = "app-secret",  # noqa: S107  (sandbox default)
-        verify_token: str = "verify-token",  # noqa: S107
-        verified_name: str | None = None,
-    ) -> WaNumber:
-        """Register a business number the API accepts with `token` (Bearer)."""
-        return self.state.add_number(
-            str(phone_number_id),
-            token,
-            display_phone_number=display_phone_number,
-            waba_id=waba_id,
-            app_secret=app_secret,
-            verify_token=verify_token,
-            verified_name=verified_name,
-        )
 
     def add_demo_number(self) -> WaNumber:
         """The dev-stack demo number (see DEMO_* constants); no webhook until one is set."""

@@ -150,7 +150,8 @@ class WhatsAppState:
         verify_token: str = "verify-token",  # noqa: S107
         verified_name: str | None = None,
     ) -> WaNumber:
-        """Register a number (or update the one with the same id) and return it."""
+        """Register a business number the API accepts with `token` (Bearer), or update the
+        one with the same id, and return it."""
         if not PHONE_NUMBER_ID.match(phone_number_id):
             raise ValueError("phone_number_id is 1-20 digits")
         if not token:

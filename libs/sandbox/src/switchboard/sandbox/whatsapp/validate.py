@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from switchboard.sandbox.graph import GraphError
 from switchboard.sandbox.whatsapp.config import WhatsAppConfig
-from switchboard.sandbox.whatsapp.errors import GraphError, invalid, required
+from switchboard.sandbox.whatsapp.errors import invalid, required
 from switchboard.sandbox.whatsapp.state import digits
 
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")

@@ -267,21 +267,6 @@ class CampaignRunner:
         total = t.total if t.total is not None else t.received
         began = state.started_at or state.created_at
         now = datetime.now(UTC)
-        await self.bus.publish(
-            CampaignCompleted(
-                campaign_id=self.campaign_id,
-                at=now,
-                outcome=outcome,
-                total=total,
-                sent=t.sent,
-                failed=t.failed,
-                cancelled=max(0, total - t.sent - t.failed),
-                started_at=began,
-                duration_s=max(0.0, (now - began).total_seconds()),
-                failures=t.failures,
-            ),
-            workspace_id=state.workspace_id,
-        )
         summary = {
             "outcome": outcome,
             "total": total,
@@ -289,6 +274,17 @@ class CampaignRunner:
             "failed": t.failed,
             "cancelled": max(0, total - t.sent - t.failed),
         }
+        await self.bus.publish(
+            CampaignCompleted(
+                **summary,
+                campaign_id=self.campaign_id,
+                at=now,
+                started_at=began,
+                duration_s=max(0.0, (now - began).total_seconds()),
+                failures=t.failures,
+            ),
+            workspace_id=state.workspace_id,
+        )
 
         def complete(current: CampaignState | None) -> CampaignState | None:
             if current is None or current.status == "completed":

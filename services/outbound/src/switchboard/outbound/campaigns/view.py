@@ -18,6 +18,7 @@ from switchboard.outbound.campaigns.state import (
     CampaignStore,
     campaign_key,
 )
+from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -37,29 +38,17 @@ class CampaignView:
     _running: set[str] = field(default_factory=set)
 
     async def run(self, stop: asyncio.Event) -> None:
-        watcher = await self.store.kv.watch(STATE_KEYS)
+        await follow(self.store.kv, self._apply, self.ready, stop, keys=STATE_KEYS)
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
+        if not value or operation in ("DEL", "PURGE"):
+            return
         try:
-            while not stop.is_set():
-                try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                except Exception as exc:  # nats-py raises its own TimeoutError here
-                    if "timeout" in type(exc).__name__.lower():
-                        continue
-                    raise
-                if entry is None:
-                    self.ready.set()
-                    continue
-                if not entry.value or entry.operation in ("DEL", "PURGE"):
-                    continue
-                try:
-                    state = CampaignState.model_validate_json(entry.value)
-                except ValueError as exc:
-                    log.error("unreadable campaign state", key=entry.key, error=str(exc))
-                    continue
-                self.note(state)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            state = CampaignState.model_validate_json(value)
+        except ValueError as exc:
+            log.error("unreadable campaign state", key=key, error=str(exc))
+            return
+        self.note(state)
 
     def note(self, state: CampaignState) -> None:
         """Take a state seen here first (a write of this instance) or from the watch."""

@@ -56,12 +56,11 @@ from typing import Any
 
 import httpx
 
-from switchboard.outbound.providers.base import Failure, ProviderError, Scope
+from switchboard.outbound.providers.base import ProviderError
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
-    json_object,
-    retry_after_header,
-    send_request,
+    bearer_call,
+    status_failure,
 )
 
 PROVIDER = "metacapi"
@@ -346,19 +345,16 @@ def classify_error(response: httpx.Response, body: dict[str, Any] | None) -> Pro
     raw: dict[str, Any] = {"http_status": status}
     if error:
         raw["error"] = error
-    if status == 429 or code in THROTTLING_CODES:
-        after = retry_after_header(response.headers)
-        return ProviderError(
-            Failure.RATE_LIMITED,
-            name,
-            message,
-            retry_after=THROTTLE_WAIT if after is None else after,
-            scope=Scope.ACCOUNT,
-            raw=raw,
-        )
-    if status >= 500 or status == 408 or error.get("is_transient") is True:
-        return ProviderError(Failure.RETRYABLE, name, message, raw=raw)
-    return ProviderError(Failure.PERMANENT, name, message, raw=raw)
+    return status_failure(
+        PROVIDER,
+        response,
+        message,
+        code=name,
+        raw=raw,
+        default_retry_after=THROTTLE_WAIT,
+        throttled=code in THROTTLING_CODES,
+        transient=error.get("is_transient") is True,
+    )
 
 
 class CapiClient:
@@ -473,17 +469,8 @@ class CapiClient:
                 app_secret.encode(), access_token.encode(), hashlib.sha256
             ).hexdigest()
         version = graph_version or self.graph_version
-        response = await send_request(
-            self.http,
-            PROVIDER,
-            "POST",
-            f"{self.base_url}/{version}/{pixel_id}/events",
-            timeout=self.timeout,
-            secrets=[access_token],
-            json=body,
-            headers={"Authorization": f"Bearer {access_token}"},
+        url = f"{self.base_url}/{version}/{pixel_id}/events"
+        answer = await bearer_call(
+            self.http, PROVIDER, url, access_token, classify_error, timeout=self.timeout, json=body
         )
-        answer = json_object(response)
-        if not response.is_success:
-            raise classify_error(response, answer)
         return answer or {}

@@ -53,6 +53,7 @@ from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,
     json_object,
+    required_secret,
     retry_after_header,
     send_request,
     unsupported,
@@ -299,11 +300,7 @@ class TelegramClient:
 
     async def send(self, account: Account, command: SendMessage) -> Sent:
         """One Bot API call for `command`; raises ProviderError when it did not go out."""
-        token = account.secrets.get("token")
-        if not token:
-            raise ProviderError(
-                Failure.PERMANENT, "telegram_config", "the account has no secrets['token']"
-            )
+        token = required_secret(account, PROVIDER, "token")
         request = await self._build(account, command)
         result = await self._call(account, token, request)
         return await self._sent(request, result)
@@ -311,11 +308,7 @@ class TelegramClient:
     async def interact(self, account: Account, command: Interaction, target: Target | None) -> Any:
         """One Bot API call answering a callback query, or editing or deleting the message
         ``target`` (chat, provider message id); returns Telegram's ``result``."""
-        token = account.secrets.get("token")
-        if not token:
-            raise ProviderError(
-                Failure.PERMANENT, "telegram_config", "the account has no secrets['token']"
-            )
+        token = required_secret(account, PROVIDER, "token")
         return await self._call(account, token, interaction_request(command, target))
 
     # -- building requests ------------------------------------------------------------
@@ -429,28 +422,14 @@ class TelegramClient:
         a refused cached file id is evicted so that the next attempt uploads again."""
         base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
         url = f"{base}/bot{token}/{request.method}"
+        payload: dict[str, Any] = {"json": request.params}
         if request.files:
             data = {name: _form_value(value) for name, value in request.params.items()}
-            response = await send_request(
-                self.http,
-                PROVIDER,
-                "POST",
-                url,
-                timeout=self.upload_timeout,
-                secrets=[token],
-                data=data,
-                files=request.files,
-            )
-        else:
-            response = await send_request(
-                self.http,
-                PROVIDER,
-                "POST",
-                url,
-                timeout=self.timeout,
-                secrets=[token],
-                json=request.params,
-            )
+            payload = {"data": data, "files": request.files}
+        timeout = self.upload_timeout if request.files else self.timeout
+        response = await send_request(
+            self.http, PROVIDER, "POST", url, timeout=timeout, secrets=[token], **payload
+        )
         body = json_object(response)
         if response.is_success and body is not None and body.get("ok") is True:
             return body.get("result")

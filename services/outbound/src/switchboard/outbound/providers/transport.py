@@ -8,7 +8,7 @@ rate limits, so a client must make exactly one attempt and say what went wrong.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope
+from switchboard.runtime.accounts import Account
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 """Sends: a provider that has not answered in 10 s is treated as down for this attempt."""
@@ -80,6 +81,32 @@ async def send_request(
         raise transport_failure(provider, exc, secrets) from exc
 
 
+Classify = Callable[[httpx.Response, dict[str, Any] | None], ProviderError]
+"""How a provider reads a refused call: the answer and its JSON object -> the error."""
+
+
+async def bearer_call(
+    http: httpx.AsyncClient,
+    provider: str,
+    url: str,
+    token: str,
+    classify: Classify,
+    *,
+    timeout: httpx.Timeout | float,
+    **kwargs: Any,
+) -> dict[str, Any] | None:
+    """One POST authorized by the bearer ``token`` (Graph API calls): the answer's JSON
+    object, or the ProviderError ``classify`` makes of a refusal."""
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await send_request(
+        http, provider, "POST", url, timeout=timeout, secrets=[token], headers=headers, **kwargs
+    )
+    answer = json_object(response)
+    if not response.is_success:
+        raise classify(response, answer)
+    return answer
+
+
 def json_object(response: httpx.Response) -> dict[str, Any] | None:
     """The answer's JSON object, or None when it is not one (HTML error pages, empty)."""
     try:
@@ -118,13 +145,17 @@ def status_failure(
     code: str | None = None,
     raw: dict[str, Any] | None = None,
     default_retry_after: float = 1.0,
+    throttled: bool = False,
+    transient: bool = False,
 ) -> ProviderError:
     """The generic reading of an HTTP error status: 429 rate limited (Retry-After), 408 and
-    5xx retryable, any other 4xx permanent. Providers apply their own codes first."""
+    5xx retryable, any other 4xx permanent. Providers apply their own codes first, or say
+    that their answer means a throttle (``throttled``) or a passing fault (``transient``)
+    whatever its status."""
     status = response.status_code
     text = reason or response.reason_phrase or f"HTTP {status}"
     name = code or f"{provider}_{status}"
-    if status == 429:
+    if status == 429 or throttled:
         after = retry_after_header(response.headers)
         return ProviderError(
             Failure.RATE_LIMITED,
@@ -134,9 +165,20 @@ def status_failure(
             scope=Scope.ACCOUNT,
             raw=raw or {},
         )
-    if status >= 500 or status == 408:
+    if status >= 500 or status == 408 or transient:
         return ProviderError(Failure.RETRYABLE, name, text, raw=raw or {})
     return ProviderError(Failure.PERMANENT, name, text, raw=raw or {})
+
+
+def required_secret(account: Account, provider: str, name: str) -> str:
+    """The account's secret ``name``, without which no call can be made: a missing one is
+    a PERMANENT ``<provider>_config`` failure (retrying cannot help)."""
+    secret = account.secrets.get(name)
+    if not secret:
+        raise ProviderError(
+            Failure.PERMANENT, f"{provider}_config", f"the account has no secrets['{name}']"
+        )
+    return secret
 
 
 def unsupported(provider: str, what: str) -> ProviderError:

@@ -42,6 +42,7 @@ from switchboard.outbound.providers.base import Failure, ProviderError, Scope, S
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     json_object,
+    required_secret,
     send_request,
     status_failure,
     unsupported,
@@ -117,11 +118,7 @@ class ViberClient:
 
     async def send(self, account: Account, command: SendMessage) -> Sent:
         """One send_message call; raises ProviderError when it did not go out."""
-        token = account.secrets.get("token")
-        if not token:
-            raise ProviderError(
-                Failure.PERMANENT, "viber_config", "the account has no secrets['token']"
-            )
+        token = required_secret(account, PROVIDER, "token")
         body = self.build(account, command)
         base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
         response = await send_request(

@@ -31,11 +31,12 @@ import httpx
 from standardwebhooks import Webhook
 
 from switchboard.events.catalog.outbound import SendMessage
-from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
+from switchboard.outbound.providers.base import Failure, ProviderError, Sent
 from switchboard.outbound.providers.transport import (
     json_object,
     retry_after_header,
     send_request,
+    status_failure,
 )
 from switchboard.runtime.accounts import Account
 
@@ -74,23 +75,20 @@ def classify_status(response: httpx.Response) -> ProviderError:
     """A non-2xx answer of the receiver (see the module doc)."""
     status = response.status_code
     reason = f"HTTP {status} {response.reason_phrase}".strip()
-    name = f"webhook_{status}"
     raw: dict[str, Any] = {"http_status": status}
     after = retry_after_header(response.headers)
     if status == 410:
-        return ProviderError(Failure.PERMANENT, name, "the endpoint is gone (410)", raw=raw)
-    if status == 429 or (status in THROTTLE_STATUSES and after is not None):
         return ProviderError(
-            Failure.RATE_LIMITED,
-            name,
-            reason,
-            retry_after=THROTTLE_WAIT if after is None else after,
-            scope=Scope.ACCOUNT,
-            raw=raw,
+            Failure.PERMANENT, f"{PROVIDER}_410", "the endpoint is gone (410)", raw=raw
         )
-    if status >= 500 or status == 408:
-        return ProviderError(Failure.RETRYABLE, name, reason, raw=raw)
-    return ProviderError(Failure.PERMANENT, name, reason, raw=raw)
+    return status_failure(
+        PROVIDER,
+        response,
+        reason,
+        raw=raw,
+        default_retry_after=THROTTLE_WAIT,
+        throttled=status in THROTTLE_STATUSES and after is not None,
+    )
 
 
 class WebhookClient:

@@ -45,9 +45,8 @@ from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryF
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,
-    json_object,
+    bearer_call,
     retry_after_header,
-    send_request,
     status_failure,
     unsupported,
 )
@@ -180,6 +179,13 @@ def interactive(
     return result
 
 
+def _upload_error(response: httpx.Response, body: dict[str, Any] | None) -> ProviderError:
+    """A refused media upload: read as any refusal, marked as the upload's."""
+    error = classify_error(response, body)
+    error.raw["stage"] = "upload"
+    return error
+
+
 def classify_error(response: httpx.Response, body: dict[str, Any] | None) -> ProviderError:
     """A failed Graph answer as a ProviderError (see the module doc for the table)."""
     error = (body or {}).get("error")
@@ -256,19 +262,10 @@ class WhatsAppClient:
         """One send (preceded by a media upload when the content is bytes)."""
         root, number, token = self._root(account)
         body = await self.build(account, command)
-        response = await send_request(
-            self.http,
-            PROVIDER,
-            "POST",
-            f"{root}/messages",
-            timeout=self.timeout,
-            secrets=[token],
-            json=body,
-            headers={"Authorization": f"Bearer {token}"},
+        url = f"{root}/messages"
+        data = await bearer_call(
+            self.http, PROVIDER, url, token, classify_error, timeout=self.timeout, json=body
         )
-        data = json_object(response)
-        if not response.is_success:
-            raise classify_error(response, data)
         messages = (data or {}).get("messages")
         if not isinstance(messages, list) or not messages or not isinstance(messages[0], dict):
             raise ProviderError(
@@ -366,22 +363,16 @@ class WhatsAppClient:
             return {"id": cached}
         name = source.file_name or f"{kind}{mimetypes.guess_extension(DEFAULT_MIME[kind]) or ''}"
         mime = source.mime_type or mimetypes.guess_type(name)[0] or DEFAULT_MIME[kind]
-        response = await send_request(
+        answer = await bearer_call(
             self.http,
             PROVIDER,
-            "POST",
             f"{root}/media",
+            token,
+            _upload_error,
             timeout=self.upload_timeout,
-            secrets=[token],
             data={"messaging_product": "whatsapp", "type": mime},
             files={"file": (name, data, mime)},
-            headers={"Authorization": f"Bearer {token}"},
         )
-        answer = json_object(response)
-        if not response.is_success:
-            error = classify_error(response, answer)
-            error.raw["stage"] = "upload"
-            raise error
         media_id = (answer or {}).get("id")
         if not media_id:
             raise ProviderError(

@@ -6,8 +6,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from switchboard.sandbox.telegram.errors import TEXT_EMPTY, TEXT_TOO_LONG, bad_request
-from switchboard.sandbox.telegram.messages import check_parse_mode, reply_markup, sent_by
+from switchboard.sandbox.telegram.errors import TEXT_TOO_LONG, bad_request
+from switchboard.sandbox.telegram.messages import (
+    check_parse_mode,
+    message_text,
+    reply_markup,
+    sent_by,
+)
 from switchboard.sandbox.telegram.methods.base import Call, ensure_reachable, method
 
 NOT_MODIFIED = (
@@ -22,11 +27,7 @@ async def edit_message_text(call: Call) -> Any:
     params = call.params
     if params.has("inline_message_id") and not params.has("chat_id"):
         raise bad_request("MESSAGE_ID_INVALID")
-    text = params.text("text")
-    if text is None or not text.strip():
-        raise bad_request(TEXT_EMPTY)
-    check_parse_mode(params)
-    markup = reply_markup(params)
+    text, markup = message_text(params)
     message = _editable(call)
     if "text" not in message:
         raise bad_request("there is no text in the message to edit")
@@ -125,9 +126,7 @@ async def delete_message(call: Call) -> Any:
 
 @method("answerCallbackQuery")
 async def answer_callback_query(call: Call) -> Any:
-    query_id = call.params.text("callback_query_id")
-    if not query_id:
-        raise bad_request("query_id is empty")
+    query_id = call.params.required("callback_query_id", said="query_id")
     answered = call.bot.callbacks.get(query_id)
     if answered is None or answered:
         raise bad_request(QUERY_INVALID)

@@ -10,9 +10,7 @@ from switchboard.sandbox.telegram.methods.base import Call, method
 
 @method("getFile")
 async def get_file(call: Call) -> Any:
-    file_id = call.params.text("file_id")
-    if not file_id:
-        raise bad_request("file_id is empty")
+    file_id = call.params.required("file_id")
     stored = call.bot.files.get(file_id)
     if stored is None:
         raise bad_request("invalid file_id")

@@ -7,13 +7,13 @@ from typing import Any
 
 from switchboard.sandbox.telegram.errors import (
     CAPTION_TOO_LONG,
-    TEXT_EMPTY,
     TEXT_TOO_LONG,
     bad_request,
 )
 from switchboard.sandbox.telegram.limits import take_send_slot
 from switchboard.sandbox.telegram.messages import (
     check_parse_mode,
+    message_text,
     new_message,
     reply_markup,
     reply_target,
@@ -31,11 +31,7 @@ async def send_message(call: Call) -> Any:
     params = call.params
     if not params.has("chat_id"):
         raise bad_request("chat_id is empty")
-    text = params.text("text")
-    if text is None or not text.strip():
-        raise bad_request(TEXT_EMPTY)
-    check_parse_mode(params)
-    markup = reply_markup(params)
+    text, markup = message_text(params)
     chat = call.chat()
     ensure_reachable(chat)
     if len(text) > call.state.config.max_text:
