@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Depends, Path, Query, Request
@@ -205,15 +206,6 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
     return False
 
 
-async def session_workspace(gw: Gateway, session_id: str) -> str | None:
-    """The workspace a session (or its login in progress) belongs to; None: no such one."""
-    record = await gw.sessions.get_session(session_id)
-    if record is not None:
-        return record.workspace_id
-    pending = await gw.sessions.get_login(session_id)
-    return pending.workspace_id if pending is not None else None
-
-
 def foreign(workspace: str | None, key_workspace: str) -> bool:
     """A session of another workspace: it does not exist for this key."""
     return workspace is not None and workspace != key_workspace
@@ -240,7 +232,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     operator = [Depends(require_operator(token))]
 
     async def owned(session_id: str, ws: str) -> bool:
-        return await session_workspace(gateway(), session_id) == ws
+        return await gateway().sessions.owner(session_id) == ws
 
     async def run_step(step: LoginStep, work: Awaitable[login.Outcome], sid: str) -> Response:
         try:
@@ -255,7 +247,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     ) -> Response:
         if (refused := _other_workspace(body.workspace_id, ws)) is not None:
             return refused
-        if foreign(await session_workspace(gateway(), session_id), ws):
+        if foreign(await gateway().sessions.owner(session_id), ws):
             return error(409, "conflict", f"session id {session_id!r} is not available")
         req = login.StartRequest(
             session_id=session_id,
@@ -268,25 +260,29 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         )
         return await run_step(LoginStep.START, login.start(gateway().login, req), session_id)
 
+    async def submit(
+        step: LoginStep, sid: str, ws: str, work: Callable[[], Awaitable[login.Outcome]]
+    ) -> Response:
+        """A later step of a login; another workspace's session has no login in progress."""
+        if foreign(await gateway().sessions.owner(sid), ws):
+            return _outcome(login.no_login_in_progress(sid, step))
+        return await run_step(step, work(), sid)
+
     @app.post("/v1/sessions/{session_id}/login/code", tags=["login"],
               summary="Submit the login code")  # fmt: skip
     async def submit_code(
         session_id: SessionId, ws: Manager, body: Annotated[CodeBody, Body()]
     ) -> Response:
-        if foreign(await session_workspace(gateway(), session_id), ws):
-            return _outcome(login.no_login_in_progress(session_id, LoginStep.CODE))
-        work = login.submit_code(gateway().login, session_id, body.code)
-        return await run_step(LoginStep.CODE, work, session_id)
+        work = partial(login.submit_code, gateway().login, session_id, body.code)
+        return await submit(LoginStep.CODE, session_id, ws, work)
 
     @app.post("/v1/sessions/{session_id}/login/password", tags=["login"],
               summary="Submit the two-step verification password")  # fmt: skip
     async def submit_password(
         session_id: SessionId, ws: Manager, body: Annotated[PasswordBody, Body()]
     ) -> Response:
-        if foreign(await session_workspace(gateway(), session_id), ws):
-            return _outcome(login.no_login_in_progress(session_id, LoginStep.PASSWORD))
-        work = login.submit_password(gateway().login, session_id, body.password)
-        return await run_step(LoginStep.PASSWORD, work, session_id)
+        work = partial(login.submit_password, gateway().login, session_id, body.password)
+        return await submit(LoginStep.PASSWORD, session_id, ws, work)
 
     @app.get("/v1/sessions", tags=["sessions"], summary="The workspace's sessions")
     async def list_sessions(ws: Reader) -> Response:
@@ -326,7 +322,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         gw = gateway()
         if (refused := _other_workspace(body.workspace_id, ws)) is not None:
             return refused
-        if foreign(await session_workspace(gw, session_id), ws):
+        if foreign(await gw.sessions.owner(session_id), ws):
             return error(409, "conflict", f"session id {session_id!r} is not available")
         existing = await gw.sessions.status(session_id)
         if existing in ("active", "logging_out"):
