@@ -264,15 +264,9 @@ class Runner:
             if view["status"] != RunStatus.ENDED.value:
                 continue
             conv = FlowConversation.model_validate(view["conversation"])
-            inp = Input(
-                kind="event",
-                id=f"{fire.deterministic_id()}:{session}",
-                at=fire.due_at,
-                event="schedule",
-                data=fire.flow_id,
+            await self._start_scheduled(
+                session, env, conv, fire.deterministic_id(), fire.flow_id, fire.due_at
             )
-            async with self._serialized(session):
-                await self.handle(session, env, inp, conv)
 
     async def on_start_runs(self, batch: StartRuns, env: Envelope) -> None:
         """Start the flow in each conversation of a segment batch the CRM sent; one that runs
@@ -281,15 +275,26 @@ class Runner:
         await self.library.caught_up.wait()
         for conv in batch.conversations:
             session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
-            inp = Input(
-                kind="event",
-                id=f"{batch.request_id}:{session}",
-                at=env.time,
-                event="schedule",
-                data=batch.flow_id,
+            await self._start_scheduled(
+                session, env, conv, batch.request_id, batch.flow_id, env.time
             )
-            async with self._serialized(session):
-                await self.handle(session, env, inp, conv)
+
+    async def _start_scheduled(
+        self,
+        session: str,
+        env: Envelope,
+        conv: FlowConversation,
+        request_id: str,
+        flow_id: str,
+        at: datetime,
+    ) -> None:
+        """Start a flow by schedule in one conversation (unless it runs one): the input id is
+        the request's and the conversation's, so a redelivered request starts nothing twice."""
+        inp = Input(
+            kind="event", id=f"{request_id}:{session}", at=at, event="schedule", data=flow_id
+        )
+        async with self._serialized(session):
+            await self.handle(session, env, inp, conv)
 
     async def release(self, run_id: str, workspace: str) -> bool | None:
         """A person hands a handed-off run back: it continues after its hand-off step.
