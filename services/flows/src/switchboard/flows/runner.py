@@ -75,45 +75,38 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
         if ev.sender.is_bot:
             return None
         text = ev.content.text if isinstance(ev.content, TextContent) else None
-        conv = FlowConversation(
-            channel=ev.channel,
-            account=ev.account,
-            chat_id=ev.chat.id,
-            sender_id=ev.sender.id,
-            first_name=ev.sender.first_name,
-            username=ev.sender.username,
-        )
+        conv = _conversation(ev, ev.sender.first_name)
         referral = (ev.referral.source, ev.referral.campaign) if ev.referral else None
         inp = Input(kind="text", id=env.id, at=ev.received_at, text=text, referral=referral)
         return env, conv, inp
     if isinstance(ev, ContactStatusChanged):
         if ev.status is not ContactStatus.CONVERSATION_STARTED:
             return None
-        conv = FlowConversation(
-            channel=ev.channel,
-            account=ev.account,
-            chat_id=ev.chat.id,
-            sender_id=ev.sender.id,
-            first_name=ev.sender.first_name or ev.sender.display_name,
-            username=ev.sender.username,
-        )
+        conv = _conversation(ev, ev.sender.first_name or ev.sender.display_name)
         context = ev.referral.campaign if ev.referral else None
         inp = Input(kind="event", id=env.id, at=ev.at, event="conversation_started", data=context)
         return env, conv, inp
     if isinstance(ev, CallbackReceived):
-        conv = FlowConversation(
-            channel=ev.channel,
-            account=ev.account,
-            chat_id=ev.chat.id,
-            sender_id=ev.sender.id,
-            first_name=ev.sender.first_name,
-            username=ev.sender.username,
-        )
+        conv = _conversation(ev, ev.sender.first_name)
         inp = Input(
             kind="button", id=env.id, at=ev.received_at, data=ev.data, callback_id=ev.callback_id
         )
         return env, conv, inp
     return None
+
+
+def _conversation(
+    ev: MessageReceived | ContactStatusChanged | CallbackReceived, first_name: str | None
+) -> FlowConversation:
+    """The conversation an event happened in, with its sender known by ``first_name``."""
+    return FlowConversation(
+        channel=ev.channel,
+        account=ev.account,
+        chat_id=ev.chat.id,
+        sender_id=ev.sender.id,
+        first_name=first_name,
+        username=ev.sender.username,
+    )
 
 
 def crm_trigger(ev: object) -> tuple[str, list[tuple[str, str]]] | None:
