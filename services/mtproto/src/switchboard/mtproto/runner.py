@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -881,11 +882,7 @@ class SessionRunner:
         self.health.flood_wait("send_message", exc.seconds)
         await self._emit(
             DeliveryRetrying(
-                message_id=cmd.message_id,
-                channel=Channel.MTPROTO,
-                account=self.session_id,
-                recipient=cmd.peer,
-                at=self._now(),
+                **self._delivery(cmd, cmd.peer),
                 attempt=attempt,
                 reason=f"Telegram asks to wait {exc.seconds} s",
                 error_code=exc.reason,
@@ -926,11 +923,7 @@ class SessionRunner:
         chat = chat_of(peer)
         await self._emit(
             DeliverySent(
-                message_id=cmd.message_id,
-                channel=Channel.MTPROTO,
-                account=self.session_id,
-                recipient=chat.id,
-                at=self._now(),
+                **self._delivery(cmd, chat.id),
                 provider_message_id=provider_message_id,
                 attempt=attempt,
                 latency_ms=latency_ms,
@@ -961,11 +954,7 @@ class SessionRunner:
     async def _failed_events(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
         await self._emit(
             DeliveryFailed(
-                message_id=cmd.message_id,
-                channel=Channel.MTPROTO,
-                account=self.session_id,
-                recipient=cmd.peer,
-                at=self._now(),
+                **self._delivery(cmd, cmd.peer),
                 reason=f"Telegram refused the message: {reason}",
                 error_code=reason,
                 permanent=True,
@@ -973,6 +962,16 @@ class SessionRunner:
             )
         )
         await self.deps.state.outcome_published(self.workspace_id, cmd.message_id)
+
+    def _delivery(self, cmd: SendAsUser, recipient: str) -> dict[str, Any]:
+        """What every delivery event of a send says of it, now."""
+        return {
+            "message_id": cmd.message_id,
+            "channel": Channel.MTPROTO,
+            "account": self.session_id,
+            "recipient": recipient,
+            "at": self._now(),
+        }
 
     async def _publish_recorded(
         self, client: MtprotoClient, cmd: SendAsUser, done: SendRecord
