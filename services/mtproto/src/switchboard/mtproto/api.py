@@ -41,11 +41,12 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.auth import ApiKeyAuth, require_operator, require_scope
+from switchboard.runtime.deps import NotStartedError
 from switchboard.runtime.http import error
 from switchboard.runtime.keys import Scope
 
 if TYPE_CHECKING:
-    from switchboard.mtproto.app import Gateway
+    from switchboard.mtproto.bootstrap import Gateway
 
 
 async def _session_id(
@@ -66,7 +67,7 @@ async def _session_id(
     ws = request.app.state.auth.workspace(request, needed)
     try:
         gw = request.app.state.gateway()
-    except KeyError:  # not started (an app called without its lifespan): nothing exists
+    except NotStartedError:  # an app called without its lifespan: nothing exists
         return session_id
     internal = await session_ids.resolve(gw.sessions, ws, session_id)
     if internal != session_id:
