@@ -50,22 +50,19 @@ async def bootstrap(
     state = StateStore(rt.pool)
     leases = await rt.bus.kv("leases")
     view = LeaseView(leases)
-    conv = ConvPublisher(rt.bus, await rt.bus.kv("dedup"), await pii.start(rt))
-    accounts = AccountStore(await rt.bus.kv("accounts"), keyring)
-    objects = await open_store(settings.objects)
-    assert objects is not None
-    rt.on_close(objects.close)
     deps = Deps(
         adapter=adapter,
         sessions=sessions,
         state=state,
         bus=rt.bus,
-        conv=conv,
+        conv=ConvPublisher(rt.bus, await rt.bus.kv("dedup"), await pii.start(rt)),
         settings=settings,
         owner=owner,
-        accounts=accounts,
-        objects=objects,
+        accounts=AccountStore(await rt.bus.kv("accounts"), keyring),
+        objects=await open_store(settings.objects),
     )
+    assert deps.objects is not None
+    rt.on_close(deps.objects.close)
     ownership = Ownership(
         kv=leases,
         view=view,
