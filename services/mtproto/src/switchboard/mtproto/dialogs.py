@@ -32,13 +32,13 @@ from switchboard.events.catalog.mtproto import (
     ListDialogs,
     SearchContacts,
 )
+from switchboard.mtproto import holder_serve
 from switchboard.mtproto.convert import chat_of
 from switchboard.mtproto.ports import FloodWaitError, MtprotoError, Peer
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 
-STREAM = "MTPROTO"
+STREAM = holder_serve.STREAM
 COMMANDS = ("list_dialogs", "search_contacts")
 # A query nobody can still be waiting for is answered as expired instead of being run.
 MAX_AGE = timedelta(minutes=5)
@@ -234,18 +234,7 @@ class QueryServer:
             deliver_policy=DeliverPolicy.ALL,
             inactive_threshold=7 * 24 * 3600.0,
         )
-        pull = await BatchPull(self.bus, STREAM, config).start()
-        try:
-            while True:
-                try:
-                    msgs = await pull.fetch(1, timeout=1.0)
-                except TimeoutError:
-                    continue
-                for msg in msgs:
-                    await self.handle(msg)
-        finally:
-            # What arrived but was not answered goes back now, not after the ack wait.
-            await pull.close(nak_buffered=True)
+        await holder_serve.serve(self.bus, config, 1, self.handle)
 
 
 async def ask(

@@ -1,8 +1,8 @@
 """The holder's side of ``runtime.holder_call``: pull a session's commands, decode each,
 answer it on the inbox its sender named.
 
-Outbound's sends (relay.py) and the CRM's downloads (media_fetch.py) are served this way;
-what each command does stays in its own module.
+Outbound's sends (relay.py), the CRM's downloads (media_fetch.py) and dialog queries
+(dialogs.py) are served this way; what each command does stays in its own module.
 """
 
 from __future__ import annotations
