@@ -216,6 +216,16 @@ def _not_found(session_id: str) -> Response:
     return error(404, "not_found", f"no session {session_id!r}")
 
 
+async def _active_session(gw: Gateway, session_id: str, ws: str) -> SessionRecord | Response:
+    """The workspace's session when it is active; else the answer saying why not."""
+    record = await gw.sessions.get_session(session_id)
+    if record is None or record.workspace_id != ws:
+        return _not_found(session_id)
+    if record.status != "active":
+        return error(409, "conflict", f"session {session_id!r} is {record.status}")
+    return record
+
+
 def _other_workspace(named: str | None, ws: str) -> Response | None:
     if named is not None and named != ws:
         return error(403, "forbidden", "a key acts only for its own workspace",
@@ -458,11 +468,9 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         session_id: SessionId, ws: Sender, body: Annotated[SendBody, Body()]
     ) -> Response:
         gw = gateway()
-        record = await gw.sessions.get_session(session_id)
-        if record is None or record.workspace_id != ws:
-            return error(404, "not_found", f"no session {session_id!r}")
-        if record.status != "active":
-            return error(409, "conflict", f"session {session_id!r} is {record.status}")
+        record = await _active_session(gw, session_id, ws)
+        if isinstance(record, Response):
+            return record
         done = await gw.state.send_record(record.workspace_id, body.message_id)
         if done is not None and done.session_id != session_id:
             # Only ever a session of the same workspace: send ids are per workspace.
@@ -477,11 +485,9 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         session_id: str, ws: str, make: Callable[[], ListDialogs | SearchContacts], key: str
     ) -> Response:
         gw = gateway()
-        record = await gw.sessions.get_session(session_id)
-        if record is None or record.workspace_id != ws:
-            return _not_found(session_id)
-        if record.status != "active":
-            return error(409, "conflict", f"session {session_id!r} is {record.status}")
+        record = await _active_session(gw, session_id, ws)
+        if isinstance(record, Response):
+            return record
         command_id = f"mtquery:{uuid.uuid4().hex}"
         answers = dialogs.Answers(gw.sessions.pool)
         await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects
