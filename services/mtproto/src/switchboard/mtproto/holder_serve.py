@@ -1,8 +1,9 @@
 """The holder's side of ``runtime.holder_call``: pull a session's commands, decode each,
 answer it on the inbox its sender named.
 
-Outbound's sends (relay.py), the CRM's downloads (media_fetch.py) and dialog queries
-(dialogs.py) are served this way; what each command does stays in its own module.
+Outbound's sends (relay.py), the CRM's downloads (media_fetch.py), dialog queries
+(dialogs.py) and the session's own send queue (runner.py) are pulled this way; what each
+command does stays in its own module.
 """
 
 from __future__ import annotations
@@ -28,13 +29,19 @@ C = TypeVar("C", bound=Message)
 
 
 async def serve(
-    bus: Bus, config: ConsumerConfig, batch: int, handle: Callable[[Msg], Awaitable[None]]
+    bus: Bus,
+    config: ConsumerConfig,
+    batch: int,
+    handle: Callable[[Msg], Awaitable[None]],
+    before_fetch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Pull the session's durable consumer and hand each command to ``handle`` until
-    cancelled (or ``handle`` raises)."""
+    cancelled (or ``handle`` raises); ``before_fetch`` may hold the next pull back."""
     pull = await BatchPull(bus, STREAM, config).start()
     try:
         while True:
+            if before_fetch is not None:
+                await before_fetch()
             try:
                 msgs = await pull.fetch(batch, timeout=1.0)
             except TimeoutError:

@@ -97,7 +97,6 @@ from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
 
@@ -788,33 +787,27 @@ class SessionRunner:
             filter_subject=send_subject(self.session_id),
             deliver_policy=DeliverPolicy.ALL,
         )
-        pull = await BatchPull(self.deps.bus, STREAM, config).start()
         record = await self.deps.sessions.get_session(self.session_id)
         self.sends_paused_until = record.send_paused_until if record else None
-        try:
-            while True:
-                paused = self.sends_paused_until
-                if paused is not None and paused > self._now():
-                    await self._sleep((paused - self._now()).total_seconds())
-                    continue
-                try:
-                    msgs = await pull.fetch(1, timeout=1.0)
-                except TimeoutError:
-                    continue
-                for msg in msgs:
-                    try:
-                        called = await self._send_one(client, msg)
-                    except BaseException:
-                        # Back now, not after the (long) ack wait: the next owner of the
-                        # session finishes it (a recorded outcome is published, not resent).
-                        with contextlib.suppress(Exception):
-                            await msg.nak()
-                        raise
-                    if called:
-                        await self._sleep(settings.send_interval_s)
-        finally:
-            # What arrived but was not sent goes back now, not after the ack wait.
-            await pull.close(nak_buffered=True)
+
+        async def send(msg: Msg) -> None:
+            try:
+                called = await self._send_one(client, msg)
+            except BaseException:
+                # Back now, not after the (long) ack wait: the next owner of the session
+                # finishes it (a recorded outcome is published, not resent).
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                raise
+            if called:
+                await self._sleep(settings.send_interval_s)
+
+        await holder_serve.serve(self.deps.bus, config, 1, send, before_fetch=self._sends_resumed)
+
+    async def _sends_resumed(self) -> None:
+        """Wait out a pause of the session's sends (a flood wait longer than it holds)."""
+        while (paused := self.sends_paused_until) is not None and paused > self._now():
+            await self._sleep((paused - self._now()).total_seconds())
 
     async def _send_one(self, client: MtprotoClient, msg: Msg) -> bool:
         """Send one command; True when Telegram was called (pace before the next)."""
