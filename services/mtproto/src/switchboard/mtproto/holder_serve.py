@@ -9,7 +9,8 @@ command does stays in its own module.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from switchboard.events import DecodeError, Envelope, decode_message
 from switchboard.events.base import Message
+from switchboard.events.catalog.mtproto import DeliverAsUser, FetchMedia
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
@@ -26,6 +28,7 @@ from switchboard.runtime.logging import get_logger
 log = get_logger(__name__)
 STREAM = "MTPROTO"
 C = TypeVar("C", bound=Message)
+H = TypeVar("H", DeliverAsUser, FetchMedia)  # the commands with a deadline
 
 
 async def serve(
@@ -68,6 +71,46 @@ async def decode_command(
         await msg.term()
         return None
     return cmd, decoded.envelope
+
+
+class Holder(Protocol):
+    """What serves one session's commands: the bus, the session, and its workspace and
+    clock as they are now."""
+
+    @property
+    def bus(self) -> Bus: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def workspace_id(self) -> Callable[[], str]: ...
+    @property
+    def now(self) -> Callable[[], datetime]: ...
+
+
+async def admit(
+    holder: Holder, msg: Msg, kind: type[H], consumer: str, answer_as: type[BaseModel]
+) -> tuple[H, str, str | None] | None:
+    """The command to serve, with its workspace and reply inbox; None when it is already
+    dealt with: undecodable (dead-lettered), another workspace's (for which the session
+    does not exist: answered ``unusable`` as an ``answer_as``), or read after its deadline
+    (its sender stopped waiting: acked, unanswered)."""
+    sid = holder.session_id
+    command = await decode_command(holder.bus, msg, kind, consumer)
+    if command is None:
+        return None
+    cmd, envelope = command
+    reply = reply_inbox(msg)
+    if envelope.workspace_id != holder.workspace_id():
+        refused = answer_as(
+            status="unusable", error_code="unknown_account", reason=f"no session {sid!r}"
+        )
+        await answer(holder.bus, reply, refused, sid)
+        await msg.ack()
+        return None
+    if holder.now() > cmd.deadline:
+        await msg.ack()
+        return None
+    return cmd, envelope.workspace_id, reply
 
 
 def reply_inbox(msg: Msg) -> str | None:

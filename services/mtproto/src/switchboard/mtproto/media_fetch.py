@@ -140,30 +140,19 @@ class MediaServer:
         if self.on_fetch is not None:
             self.on_fetch()
         consumer = media_consumer(self.session_id)
-        command = await holder_serve.decode_command(self.bus, msg, FetchMedia, consumer)
-        if command is None:
+        admitted = await holder_serve.admit(self, msg, FetchMedia, consumer, MediaFetched)
+        if admitted is None:
             return
-        cmd, envelope = command
-        reply = holder_serve.reply_inbox(msg)
-        if envelope.workspace_id != self.workspace_id():
-            result = MediaFetched(
-                status="unusable",
-                error_code="unknown_account",
-                reason=f"no session {self.session_id!r}",
-            )
-        elif self.now() > cmd.deadline:
-            await msg.ack()  # its sender stopped waiting
-            return
-        else:
-            try:
-                result = await self._fetch(client, cmd)
-            except DisconnectedError as exc:
-                # Answered at once (the caller may retry on the next holder), then the
-                # runner reconnects.
-                gone = MediaFetched(status="retry", error_code=exc.reason, reason=str(exc))
-                await holder_serve.answer(self.bus, reply, gone, self.session_id)
-                await msg.ack()
-                raise
+        cmd, _, reply = admitted
+        try:
+            result = await self._fetch(client, cmd)
+        except DisconnectedError as exc:
+            # Answered at once (the caller may retry on the next holder), then the runner
+            # reconnects.
+            gone = MediaFetched(status="retry", error_code=exc.reason, reason=str(exc))
+            await holder_serve.answer(self.bus, reply, gone, self.session_id)
+            await msg.ack()
+            raise
         await holder_serve.answer(self.bus, reply, result, self.session_id)
         await msg.ack()
 

@@ -160,31 +160,19 @@ class Relay:
         if self.on_delivery is not None:
             self.on_delivery()
         consumer = deliver_consumer(self.session_id)
-        command = await holder_serve.decode_command(self.bus, msg, DeliverAsUser, consumer)
-        if command is None:
+        admitted = await holder_serve.admit(self, msg, DeliverAsUser, consumer, DeliverResult)
+        if admitted is None:
             return
-        cmd, envelope = command
-        reply = holder_serve.reply_inbox(msg)
-        workspace = envelope.workspace_id
-        if workspace != self.workspace_id():
-            # Another workspace's session does not exist for the command.
-            result = DeliverResult(
-                status="unusable", error_code="unknown_account",
-                reason=f"no session {self.session_id!r}",
-            )  # fmt: skip
-        elif self.now() > cmd.deadline:
-            await msg.ack()  # its sender stopped waiting: not sent, nobody to answer
-            return
-        else:
-            try:
-                result = await self._deliver(client, cmd, workspace)
-            except DisconnectedError:
-                await msg.nak()
-                raise
-            except _UNUSABLE as exc:
-                await holder_serve.answer(self.bus, reply, classify(exc), self.session_id)
-                await msg.ack()
-                raise  # the runner revokes the session
+        cmd, workspace, reply = admitted
+        try:
+            result = await self._deliver(client, cmd, workspace)
+        except DisconnectedError:
+            await msg.nak()
+            raise
+        except _UNUSABLE as exc:
+            await holder_serve.answer(self.bus, reply, classify(exc), self.session_id)
+            await msg.ack()
+            raise  # the runner revokes the session
         await holder_serve.answer(self.bus, reply, result, self.session_id)
         await msg.ack()
 
