@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import asyncpg
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from switchboard.events import Decoded, DecodeError, Event, decode_message, model_for
 from switchboard.events.catalog.mtproto import (
@@ -225,13 +225,11 @@ class QueryServer:
 
     async def run(self) -> None:
         """Pull and answer queries until cancelled (the connection's work ends)."""
-        config = ConsumerConfig(
-            durable_name=query_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60.0,
-            max_deliver=-1,
-            filter_subjects=query_subjects(self.session_id),
-            deliver_policy=DeliverPolicy.ALL,
+        config = holder_serve.consumer(
+            query_consumer(self.session_id),
+            60.0,
+            DeliverPolicy.ALL,
+            subjects=query_subjects(self.session_id),
             inactive_threshold=7 * 24 * 3600.0,
         )
         await holder_serve.serve(self.bus, config, 1, self.handle)

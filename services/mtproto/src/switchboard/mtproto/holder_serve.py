@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel
 
 from switchboard.events import DecodeError, Envelope, decode_message
@@ -29,6 +29,30 @@ log = get_logger(__name__)
 STREAM = "MTPROTO"
 C = TypeVar("C", bound=Message)
 H = TypeVar("H", DeliverAsUser, FetchMedia)  # the commands with a deadline
+
+
+def consumer(
+    durable: str,
+    ack_wait: float,
+    deliver_policy: DeliverPolicy,
+    *,
+    subject: str | None = None,
+    subjects: list[str] | None = None,
+    inactive_threshold: float | None = None,
+) -> ConsumerConfig:
+    """A session's durable consumer of commands, pulled by its holder only: each command
+    acked explicitly once dealt with, and redelivered without limit (a holder that loses
+    the session leaves it to the next one)."""
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        filter_subject=subject,
+        filter_subjects=subjects,
+        deliver_policy=deliver_policy,
+        inactive_threshold=inactive_threshold,
+    )
 
 
 async def serve(

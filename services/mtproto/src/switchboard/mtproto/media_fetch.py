@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from switchboard.events.catalog.mtproto import FetchMedia, MediaFetched
 from switchboard.mtproto import holder_serve
@@ -123,15 +123,13 @@ class MediaServer:
     on_fetch: Callable[[], None] | None = None  # a session that downloads is in use
 
     async def run(self, client: MtprotoClient) -> None:
-        config = ConsumerConfig(
-            durable_name=media_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=120.0,
-            max_deliver=-1,
-            filter_subject=media_subject(self.session_id),
-            # From the start of the stream: a download asked just before the holder first
-            # pulled is still served (older ones are past their deadline and dropped).
-            deliver_policy=DeliverPolicy.ALL,
+        # From the start of the stream: a download asked just before the holder first
+        # pulled is still served (older ones are past their deadline and dropped).
+        config = holder_serve.consumer(
+            media_consumer(self.session_id),
+            120.0,
+            DeliverPolicy.ALL,
+            subject=media_subject(self.session_id),
         )
         await holder_serve.serve(self.bus, config, 4, lambda msg: self.handle(client, msg))
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, FloodWaited
 from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
@@ -141,13 +141,11 @@ class Relay:
     on_delivery: Callable[[], None] | None = None
 
     async def run(self, client: MtprotoClient) -> None:
-        config = ConsumerConfig(
-            durable_name=deliver_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60.0,
-            max_deliver=-1,
-            filter_subject=deliver_subject(self.session_id),
-            deliver_policy=DeliverPolicy.NEW,
+        config = holder_serve.consumer(
+            deliver_consumer(self.session_id),
+            60.0,
+            DeliverPolicy.NEW,
+            subject=deliver_subject(self.session_id),
         )
         record = await self.sessions.get_session(self.session_id)
         if record is not None and record.send_paused_until is not None:

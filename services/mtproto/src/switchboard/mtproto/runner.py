@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -779,13 +779,11 @@ class SessionRunner:
 
     async def _sends(self, client: MtprotoClient) -> None:
         settings = self.deps.settings
-        config = ConsumerConfig(
-            durable_name=send_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=max(60.0, settings.flood_hold_max_s * 2 + 30),
-            max_deliver=-1,
-            filter_subject=send_subject(self.session_id),
-            deliver_policy=DeliverPolicy.ALL,
+        config = holder_serve.consumer(
+            send_consumer(self.session_id),
+            max(60.0, settings.flood_hold_max_s * 2 + 30),
+            DeliverPolicy.ALL,
+            subject=send_subject(self.session_id),
         )
         record = await self.deps.sessions.get_session(self.session_id)
         self.sends_paused_until = record.send_paused_until if record else None
