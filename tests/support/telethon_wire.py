@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from switchboard.mtproto import app as mtproto_app
+from switchboard.mtproto import bootstrap as mtproto_bootstrap
 from switchboard.mtproto.ports import MtprotoAdapter
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter
@@ -63,4 +63,4 @@ async def gateway_on_the_wire_fake(box: Sandbox, monkeypatch: pytest.MonkeyPatch
     ) -> tuple[MtprotoAdapter, Callable[[], Awaitable[None]]]:
         return TelethonAdapter(timeout=15.0, data_center=center), _nothing
 
-    monkeypatch.setattr(mtproto_app, "make_adapter", telethon_on_the_wire_fake)
+    monkeypatch.setattr(mtproto_bootstrap, "make_adapter", telethon_on_the_wire_fake)

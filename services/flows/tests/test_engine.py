@@ -3,37 +3,22 @@ conversation-level plan (which run takes an input, replacement, redelivery)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.flows import FlowConversation, RunRecorded, RunStatus
+from switchboard.events.catalog.flows import RunRecorded, RunStatus
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.document import AskStep, Case, FlowDocument, validate
-from switchboard.flows.engine import Decision, Input, RunState, decide, holds, new_run
+from switchboard.flows.engine import Decision, Input, RunState, decide, holds
 from switchboard.flows.engine import validate_answer as check
 from switchboard.flows.sessions import plan
 from switchboard.flows.templates import render
 from switchboard.flows.triggers import Published, command_start, other_start, parse_command
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-CONV = FlowConversation(
-    channel=Channel.TELEGRAM, account="demo", chat_id="7", sender_id="7", first_name="Ada"
-)
-
-
-def flow(steps: dict[str, Any], start: str = "a", **extra: Any) -> FlowDocument:
-    return validate(
-        {"name": "t", "triggers": [{"type": "start"}], "start": start, "steps": steps, **extra}
-    )
-
-
-def start(doc: FlowDocument, text: str = "/start") -> Decision:
-    decision = decide(new_run("r1", "f1", 1, doc, CONV), doc, Input("start", "i0", T0, text=text))
-    assert decision is not None
-    return decision
+from .flows_support import CONV, T0, flow, start
 
 
 def then(state: RunState, doc: FlowDocument, kind: Any, **kw: Any) -> Decision | None:

@@ -4,7 +4,7 @@ creation, MarkdownV2 escaping, YAML documents, and answering a pressed button.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,9 +17,9 @@ from switchboard.events.catalog.crm import (
     LeadCreated,
     LeadStageChanged,
 )
-from switchboard.events.catalog.flows import FlowConversation, RunRecorded, RunStatus
+from switchboard.events.catalog.flows import RunRecorded, RunStatus
 from switchboard.flows.demo import DEMO_FLOW
-from switchboard.flows.document import FlowDocument, InvalidFlowError, parse, validate
+from switchboard.flows.document import InvalidFlowError, parse, validate
 from switchboard.flows.dryrun import DryRun, play
 from switchboard.flows.effects import campaign_command, fold_facts
 from switchboard.flows.engine import (
@@ -30,28 +30,10 @@ from switchboard.flows.engine import (
     created_lead_id,
     decide,
     extract,
-    new_run,
 )
 from switchboard.flows.templates import render
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-CONV = FlowConversation(
-    channel=Channel.TELEGRAM, account="demo", chat_id="7", sender_id="7", first_name="Ada"
-)
-
-
-def flow(steps: dict[str, Any], start: str = "a", **extra: Any) -> FlowDocument:
-    return validate(
-        {"name": "t", "triggers": [{"type": "start"}], "start": start, "steps": steps, **extra}
-    )
-
-
-def begin(doc: FlowDocument, facts: ContactFacts | None = None) -> Decision:
-    run = new_run("r1", "f1", 1, doc, CONV)
-    decision = decide(run, doc, Input("start", "i0", T0, text="/start"), facts)
-    assert decision is not None
-    return decision
-
+from .flows_support import T0, flow, start
 
 WEBHOOK_FLOW = {
     "a": {
@@ -70,7 +52,7 @@ WEBHOOK_FLOW = {
 
 def test_a_webhook_step_calls_then_branches_on_the_answer() -> None:
     doc = flow(WEBHOOK_FLOW)
-    first = begin(doc)
+    first = start(doc)
     (call,) = first.effects
     assert call.kind == "webhook"
     assert call.data["payload"]["data"]["fields"] == {"who": "Ada"}
@@ -131,14 +113,14 @@ def test_crm_conditions_see_the_contact_and_this_runs_own_changes() -> None:
     )  # fmt: skip
 
     def said(facts: ContactFacts) -> list[str]:
-        return [e.data["text"] for e in begin(doc, facts).effects if e.kind == "send"]
+        return [e.data["text"] for e in start(doc, facts=facts).effects if e.kind == "send"]
 
     assert said(ContactFacts(stage="won")) == ["won"]
     assert said(ContactFacts(attributes={"city": "Oslo"}, stage="new")) == ["oslo"]
     assert said(ContactFacts(tags=("vip",))) == ["vip"]
     # Nothing holds: the run sets the attribute, creates the lead as won, and its own
     # changes are what the branch sees the second time round.
-    decision = begin(doc, ContactFacts())
+    decision = start(doc, facts=ContactFacts())
     kinds = [(e.kind, e.data) for e in decision.effects]
     assert kinds == [
         ("attribute", {"attributes": {"city": "Oslo"}}),
@@ -156,7 +138,7 @@ def test_a_created_lead_has_a_deterministic_id_and_later_lead_steps_act_on_it() 
             "d": {"type": "end", "text": "{{ vars.lead_id }}"},
         }
     )
-    first, again = begin(doc), begin(doc)
+    first, again = start(doc), start(doc)
     lead = created_lead_id("r1:1")
     assert lead.startswith("ld_")
     assert lead != created_lead_id("r2:1")
@@ -172,7 +154,7 @@ def test_a_created_lead_has_a_deterministic_id_and_later_lead_steps_act_on_it() 
 
 def test_without_a_created_lead_lead_steps_act_on_the_contacts_first_lead() -> None:
     doc = flow({"a": {"type": "lead", "action": "move_stage", "stage": "won"}})
-    assert [(e.kind, e.data) for e in begin(doc).effects] == [("lead_stage", {"stage": "won"})]
+    assert [(e.kind, e.data) for e in start(doc).effects] == [("lead_stage", {"stage": "won"})]
 
 
 def test_contact_facts_fold_from_crm_events() -> None:
@@ -213,7 +195,7 @@ def test_a_markdown_v2_flow_sends_with_that_parse_mode() -> None:
     doc = flow(
         {"a": {"type": "end", "text": "*Hi* {{ contact.first_name }}"}}, format="markdown_v2"
     )
-    (send,) = begin(doc).effects
+    (send,) = start(doc).effects
     assert send.data["parse_mode"] == "MarkdownV2"
 
 
@@ -265,7 +247,7 @@ def test_invalid_new_steps_name_their_path(step: dict[str, Any], path: str, reas
 
 def test_a_pressed_button_is_answered_once_with_its_callback_id() -> None:
     doc = validate(DEMO_FLOW)
-    greeted = begin(doc)
+    greeted = start(doc)
     press = Input("button", "b1", T0 + timedelta(seconds=1), data="quote", callback_id="cb-9")
     decision = decide(greeted.state, doc, press)
     assert decision is not None
@@ -314,7 +296,7 @@ def test_a_campaign_step_starts_a_segment_campaign_once_per_run_and_step() -> No
         },
         variables={"who": "<VIPs>"},
     )
-    decision = begin(doc)
+    decision = start(doc)
     campaign, sent = decision.effects
     assert campaign.kind == "campaign"
     rec = _record(decision)

@@ -1,6 +1,7 @@
 """Leases on a real JetStream KV bucket: one winner per key, renewal, give-back, take-over
 only after a full TTL observed unchanged, loss (and disconnect) before a contender could take
-over when renewals fail, and a renewal whose answer was lost adopted rather than dropped."""
+over when renewals fail, a renewal whose answer was lost adopted rather than dropped, and a
+release that cancels a renewal in flight giving the lease back all the same."""
 
 from __future__ import annotations
 
@@ -46,11 +47,16 @@ class _FlakyKv:
         self.kv = kv
         self.fail_updates = False
         self.lose_next_answer = False
+        self.hang_after_store = False  # stored, but the answer never arrives
+        self.in_flight = asyncio.Event()
 
     async def update(self, key: str, value: bytes, last: int | None = None) -> int:
         if self.fail_updates:
             raise TimeoutError("nats unreachable")
         revision = await self.kv.update(key, value, last=last)
+        if self.hang_after_store:
+            self.in_flight.set()
+            await asyncio.Event().wait()  # until cancelled
         if self.lose_next_answer:
             self.lose_next_answer = False
             raise TimeoutError("answer lost")
@@ -166,3 +172,18 @@ async def test_a_renewal_whose_answer_was_lost_is_adopted(kv: KeyValue) -> None:
     entry = await kv.get(holder.key)
     assert entry.revision == holder.revision
     await holder.release()
+
+
+async def test_a_release_during_a_stored_renewal_still_gives_the_lease_back(kv: KeyValue) -> None:
+    """A graceful stop can cancel a renewal the server stored before its answer arrived: the
+    key is still the holder's, one revision on, and is deleted all the same (it was left to
+    expire, and the gateway's graceful stop in tests/e2e then found a lease still held)."""
+    flaky = _FlakyKv(kv)
+    holder = _lease(flaky, "holder")
+    assert await holder.claim(ClaimAction.CREATE, None)
+    flaky.hang_after_store = True
+    await asyncio.wait_for(flaky.in_flight.wait(), 5)
+    await holder.release()
+    other = _lease(kv, "other")
+    assert await other.claim(ClaimAction.CREATE, None)  # deleted: claimable at once
+    await other.release()

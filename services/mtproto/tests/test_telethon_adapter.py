@@ -355,6 +355,12 @@ def document(*attributes: Any, mime: str = "video/mp4", size: int = 2048) -> Any
     )
 
 
+def document_media(kind: Any, mime: str = "video/mp4", **found: Any) -> Media:
+    """The Media a ``document(...)`` maps to: its file id and size, and what its attributes
+    add."""
+    return Media(kind=kind, file_id="document:501:502", mime_type=mime, file_size=2048, **found)
+
+
 def test_channel_post_maps_with_entities() -> None:
     msg = channel_post(
         reply_to=types.MessageReplyHeader(reply_to_msg_id=9), edit_date=DATE, grouped_id=99
@@ -451,26 +457,11 @@ def test_service_messages_keep_their_place() -> None:
                 types.DocumentAttributeVideo(duration=12.6, w=640, h=360),
                 types.DocumentAttributeFilename("clip.mp4"),
             ),
-            Media(
-                kind="video",
-                file_id="document:501:502",
-                mime_type="video/mp4",
-                file_size=2048,
-                file_name="clip.mp4",
-                width=640,
-                height=360,
-                duration=13,
-            ),
+            document_media("video", file_name="clip.mp4", width=640, height=360, duration=13),
         ),
         (
             document(types.DocumentAttributeAudio(duration=4, voice=True), mime="audio/ogg"),
-            Media(
-                kind="voice",
-                file_id="document:501:502",
-                mime_type="audio/ogg",
-                file_size=2048,
-                duration=4,
-            ),
+            document_media("voice", "audio/ogg", duration=4),
         ),
         (
             document(
@@ -478,14 +469,7 @@ def test_service_messages_keep_their_place() -> None:
                 types.DocumentAttributeFilename("song.mp3"),
                 mime="audio/mpeg",
             ),
-            Media(
-                kind="audio",
-                file_id="document:501:502",
-                mime_type="audio/mpeg",
-                file_size=2048,
-                file_name="song.mp3",
-                duration=200,
-            ),
+            document_media("audio", "audio/mpeg", file_name="song.mp3", duration=200),
         ),
         (
             document(
@@ -493,39 +477,18 @@ def test_service_messages_keep_their_place() -> None:
                 types.DocumentAttributeSticker("😀", types.InputStickerSetEmpty()),
                 mime="image/webp",
             ),
-            Media(
-                kind="sticker",
-                file_id="document:501:502",
-                mime_type="image/webp",
-                file_size=2048,
-                width=512,
-                height=512,
-            ),
+            document_media("sticker", "image/webp", width=512, height=512),
         ),
         (
             document(
                 types.DocumentAttributeVideo(duration=2, w=320, h=240),
                 types.DocumentAttributeAnimated(),
             ),
-            Media(
-                kind="animation",
-                file_id="document:501:502",
-                mime_type="video/mp4",
-                file_size=2048,
-                width=320,
-                height=240,
-                duration=2,
-            ),
+            document_media("animation", width=320, height=240, duration=2),
         ),
         (
             document(types.DocumentAttributeFilename("report.pdf"), mime="application/pdf"),
-            Media(
-                kind="document",
-                file_id="document:501:502",
-                mime_type="application/pdf",
-                file_size=2048,
-                file_name="report.pdf",
-            ),
+            document_media("document", "application/pdf", file_name="report.pdf"),
         ),
         (
             types.MessageMediaGeo(geo=types.GeoPoint(long=13.4, lat=52.5, access_hash=1)),

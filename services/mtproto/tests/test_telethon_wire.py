@@ -56,6 +56,17 @@ class Wire:
     def session_of(self, user: Any) -> str:
         return self.sandbox.mtproto_wire.issue_session(user)["session"]
 
+    async def reader_of(
+        self, title: str, username: str, phone: str = "15550003333"
+    ) -> tuple[Any, TelethonClient]:
+        """A channel with one reader (``phone``), and the reader's client, connected."""
+        mtproto = self.sandbox.mtproto
+        reader, _ = mtproto.add_user(phone)
+        channel = mtproto.add_channel(title, username, members=[reader])
+        client = self.client(self.session_of(reader))
+        await client.connect()
+        return channel, client
+
 
 @pytest.fixture
 async def wire() -> AsyncIterator[Wire]:
@@ -186,10 +197,7 @@ async def test_resolve_read_send_and_receive_updates(wire: Wire) -> None:
 
 async def test_flood_wait_reaches_the_gateway_with_its_seconds(wire: Wire) -> None:
     mtproto = wire.sandbox.mtproto
-    reader, _ = mtproto.add_user("15550003333")
-    mtproto.add_channel("News", "news_wire", members=[reader])
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    _, client = await wire.reader_of("News", "news_wire")
     peer = await client.resolve_peer("news_wire")
     mtproto.add_fault(method="messages.getHistory", seconds=42, times=1)
     with pytest.raises(FloodWaitError) as raised:
@@ -412,10 +420,7 @@ async def test_a_stored_update_state_brings_what_happened_while_away(wire: Wire)
 
 async def test_a_pts_gap_while_connected_is_filled_once(wire: Wire) -> None:
     mtproto = wire.sandbox.mtproto
-    reader, _ = mtproto.add_user("15550003333")
-    channel = mtproto.add_channel("News", "news_wire", members=[reader])
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    channel, client = await wire.reader_of("News", "news_wire")
     await client.resolve_peer("news_wire")
     updates = client.updates()
     mtproto.post(channel, "first")

@@ -33,11 +33,7 @@ def test_method_names_are_telegrams() -> None:
 
 
 async def test_latency_by_method_and_errors_by_rpc_name(wire: Wire) -> None:  # noqa: F811
-    mtproto = wire.sandbox.mtproto
-    reader, _ = mtproto.add_user("15550007777")
-    mtproto.add_channel("Metrics", "metrics_wire", members=[reader])
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    _, client = await wire.reader_of("Metrics", "metrics_wire", "15550007777")
 
     calls = sample("switchboard_mtproto_rpc_seconds_count", method="users.getUsers")
     missing = sample(
@@ -62,7 +58,7 @@ async def test_latency_by_method_and_errors_by_rpc_name(wire: Wire) -> None:  # 
         == missing + 1
     )
     peer = await client.resolve_peer("metrics_wire")
-    mtproto.add_fault(method="messages.getHistory", seconds=7, times=1)
+    wire.sandbox.mtproto.add_fault(method="messages.getHistory", seconds=7, times=1)
     with pytest.raises(FloodWaitError):
         await client.get_history(peer)
     assert (
@@ -85,10 +81,7 @@ async def test_the_update_queue_depth_counts_updates_not_yet_read(
     # client is counted here.
     monkeypatch.setattr(rpc_metrics, "_QUEUES", weakref.WeakSet())
     mtproto = wire.sandbox.mtproto
-    reader, _ = mtproto.add_user("15550008888")
-    channel = mtproto.add_channel("Queue", "queue_wire", members=[reader])
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    channel, client = await wire.reader_of("Queue", "queue_wire", "15550008888")
     await client.resolve_peer("queue_wire")
     before = sample("switchboard_mtproto_update_queue_depth")
     mtproto.post(channel, "one")

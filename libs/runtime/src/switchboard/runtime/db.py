@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import fields
 from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import asyncpg.pool
@@ -18,9 +20,14 @@ import asyncpg.pool
 from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.logging import get_logger
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 log = get_logger(__name__)
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
+
+D = TypeVar("D", bound="DataclassInstance")
 
 # What handlers receive: a pooled connection or a plain one (asyncpg types them apart).
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -82,3 +89,9 @@ async def migrate(pool: asyncpg.Pool, schema: str, migrations: list[tuple[str, s
             applied_now += 1
             log.info("migration applied", schema=schema, migration=name)
     return applied_now
+
+
+def from_row(cls: type[D], row: asyncpg.Record, **given: Any) -> D:
+    """A dataclass from a row whose columns carry its fields' names; ``given`` holds the
+    fields the row stores otherwise (decoded, sealed or under another column name)."""
+    return cls(**{f.name: given[f.name] if f.name in given else row[f.name] for f in fields(cls)})

@@ -178,11 +178,17 @@ class AskStep(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class VarCondition(_Strict):
-    type: Literal["var"]
+class _Comparison(_Strict):
+    """A condition comparing the value called ``name`` with ``value`` by ``op``."""
+
+    type: str
     name: VarName
     op: Literal["eq", "ne", "exists", "missing", "gt", "lt", "contains"] = "eq"
     value: str | float | None = None
+
+
+class VarCondition(_Comparison):
+    type: Literal["var"]
 
 
 class TagCondition(_Strict):
@@ -202,13 +208,10 @@ class RegexCondition(_Strict):
     pattern: str = Field(min_length=1, max_length=500)
 
 
-class AttributeCondition(_Strict):
+class AttributeCondition(_Comparison):
     """On an attribute of the CRM contact (as the CRM has it, with this run's own changes)."""
 
     type: Literal["attribute"]
-    name: VarName
-    op: Literal["eq", "ne", "exists", "missing", "gt", "lt", "contains"] = "eq"
-    value: str | float | None = None
 
 
 class StageCondition(_Strict):

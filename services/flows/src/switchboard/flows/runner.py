@@ -75,45 +75,38 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
         if ev.sender.is_bot:
             return None
         text = ev.content.text if isinstance(ev.content, TextContent) else None
-        conv = FlowConversation(
-            channel=ev.channel,
-            account=ev.account,
-            chat_id=ev.chat.id,
-            sender_id=ev.sender.id,
-            first_name=ev.sender.first_name,
-            username=ev.sender.username,
-        )
+        conv = _conversation(ev, ev.sender.first_name)
         referral = (ev.referral.source, ev.referral.campaign) if ev.referral else None
         inp = Input(kind="text", id=env.id, at=ev.received_at, text=text, referral=referral)
         return env, conv, inp
     if isinstance(ev, ContactStatusChanged):
         if ev.status is not ContactStatus.CONVERSATION_STARTED:
             return None
-        conv = FlowConversation(
-            channel=ev.channel,
-            account=ev.account,
-            chat_id=ev.chat.id,
-            sender_id=ev.sender.id,
-            first_name=ev.sender.first_name or ev.sender.display_name,
-            username=ev.sender.username,
-        )
+        conv = _conversation(ev, ev.sender.first_name or ev.sender.display_name)
         context = ev.referral.campaign if ev.referral else None
         inp = Input(kind="event", id=env.id, at=ev.at, event="conversation_started", data=context)
         return env, conv, inp
     if isinstance(ev, CallbackReceived):
-        conv = FlowConversation(
-            channel=ev.channel,
-            account=ev.account,
-            chat_id=ev.chat.id,
-            sender_id=ev.sender.id,
-            first_name=ev.sender.first_name,
-            username=ev.sender.username,
-        )
+        conv = _conversation(ev, ev.sender.first_name)
         inp = Input(
             kind="button", id=env.id, at=ev.received_at, data=ev.data, callback_id=ev.callback_id
         )
         return env, conv, inp
     return None
+
+
+def _conversation(
+    ev: MessageReceived | ContactStatusChanged | CallbackReceived, first_name: str | None
+) -> FlowConversation:
+    """The conversation an event happened in, with its sender known by ``first_name``."""
+    return FlowConversation(
+        channel=ev.channel,
+        account=ev.account,
+        chat_id=ev.chat.id,
+        sender_id=ev.sender.id,
+        first_name=first_name,
+        username=ev.sender.username,
+    )
 
 
 def crm_trigger(ev: object) -> tuple[str, list[tuple[str, str]]] | None:
@@ -264,15 +257,9 @@ class Runner:
             if view["status"] != RunStatus.ENDED.value:
                 continue
             conv = FlowConversation.model_validate(view["conversation"])
-            inp = Input(
-                kind="event",
-                id=f"{fire.deterministic_id()}:{session}",
-                at=fire.due_at,
-                event="schedule",
-                data=fire.flow_id,
+            await self._start_scheduled(
+                session, env, conv, fire.deterministic_id(), fire.flow_id, fire.due_at
             )
-            async with self._serialized(session):
-                await self.handle(session, env, inp, conv)
 
     async def on_start_runs(self, batch: StartRuns, env: Envelope) -> None:
         """Start the flow in each conversation of a segment batch the CRM sent; one that runs
@@ -281,15 +268,26 @@ class Runner:
         await self.library.caught_up.wait()
         for conv in batch.conversations:
             session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
-            inp = Input(
-                kind="event",
-                id=f"{batch.request_id}:{session}",
-                at=env.time,
-                event="schedule",
-                data=batch.flow_id,
+            await self._start_scheduled(
+                session, env, conv, batch.request_id, batch.flow_id, env.time
             )
-            async with self._serialized(session):
-                await self.handle(session, env, inp, conv)
+
+    async def _start_scheduled(
+        self,
+        session: str,
+        env: Envelope,
+        conv: FlowConversation,
+        request_id: str,
+        flow_id: str,
+        at: datetime,
+    ) -> None:
+        """Start a flow by schedule in one conversation (unless it runs one): the input id is
+        the request's and the conversation's, so a redelivered request starts nothing twice."""
+        inp = Input(
+            kind="event", id=f"{request_id}:{session}", at=at, event="schedule", data=flow_id
+        )
+        async with self._serialized(session):
+            await self.handle(session, env, inp, conv)
 
     async def release(self, run_id: str, workspace: str) -> bool | None:
         """A person hands a handed-off run back: it continues after its hand-off step.

@@ -3,7 +3,8 @@ starts, and the ``flows.run_recorded`` events that say so."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
+from typing import Any
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.flows import FlowConversation, RunRecorded, RunStatus, StepRecord
@@ -43,18 +44,13 @@ def new_run_id(session: str, input_id: str) -> str:
 
 
 def state_of(rec: RunRecorded) -> RunState:
-    return RunState(
-        run_id=rec.run_id,
-        flow_id=rec.flow_id,
-        revision=rec.revision,
-        conversation=rec.conversation,
-        status=rec.status,
-        cursor=rec.cursor,
-        waiting=rec.waiting,
-        variables=dict(rec.variables),
-        tags=rec.tags,
-        counter=rec.counter,
-    )
+    """The state of the run a record ends in (its variables copied: the engine changes them)."""
+    return RunState(**{**_state_fields(rec), "variables": dict(rec.variables)})
+
+
+def _state_fields(run: RunState | RunRecorded) -> dict[str, Any]:
+    """A run's state: the fields of RunState, which ``flows.run_recorded`` carries by name."""
+    return {f.name: getattr(run, f.name) for f in fields(RunState)}
 
 
 def plan(
@@ -133,23 +129,13 @@ def _record(
     recent: tuple[str, ...],
     kind: str,
 ) -> RunRecorded:
-    state = decision.state
     return RunRecorded(
         session=session,
-        run_id=state.run_id,
-        flow_id=state.flow_id,
-        revision=state.revision,
-        conversation=state.conversation,
-        status=state.status,
-        cursor=state.cursor,
-        waiting=state.waiting,
-        variables=state.variables,
-        tags=state.tags,
+        **_state_fields(decision.state),
         input_id=inp.id,
         input_kind=kind,
         steps=decision.steps,
         effects=decision.effects,
-        counter=state.counter,
         decision=before.decision + 1 if before else 1,
         recent_inputs=(*recent, inp.id)[-RECENT_INPUTS:],
     )

@@ -11,7 +11,7 @@ conversation with no running flow: they never cut one short.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +28,7 @@ from switchboard.flows.document import (
     ScheduleTrigger,
     StartTrigger,
     TagAddedTrigger,
+    Trigger,
 )
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
@@ -47,6 +48,11 @@ class Published:
 class Start:
     flow: Published
     trigger: str  # e.g. "start:promo", "command:help", "keyword:price"
+
+
+# A trigger's match: its label in the run's record, and whether it matched exactly (a
+# catch-all trigger, with no payload, context or campaign, matches only as a fallback).
+Match = tuple[str, bool]
 
 
 def parse_command(text: str | None) -> tuple[str, str | None] | None:
@@ -74,39 +80,37 @@ def command_start(flows: Iterable[Published], text: str | None) -> Start | None:
     if parsed is None:
         return None
     command, payload = parsed
-    fallback: Start | None = None
-    for flow in flows:
-        for trig in flow.doc.triggers:
-            if isinstance(trig, StartTrigger) and command == "start":
-                if trig.payload is not None and trig.payload == payload:
-                    return Start(flow, f"start:{payload}")
-                if trig.payload is None and fallback is None:
-                    fallback = Start(flow, "start")
-            elif isinstance(trig, CommandTrigger) and trig.command == command:
-                return Start(flow, f"command:{command}")
-    return fallback
+
+    def match(_: Published, trig: Trigger) -> Match | None:
+        if isinstance(trig, StartTrigger) and command == "start":
+            if trig.payload is None:
+                return "start", False
+            return (f"start:{payload}", True) if trig.payload == payload else None
+        if isinstance(trig, CommandTrigger) and trig.command == command:
+            return f"command:{command}", True
+        return None
+
+    return _best(flows, match)
 
 
 def event_start(flows: Iterable[Published], event: str, data: str | None) -> Start | None:
     """The flow an event starts: ``conversation_started`` (data: its context; an exact
     context wins over a context-less trigger), ``lead_stage`` (the stage), ``tag_added``."""
-    fallback: Start | None = None
-    for flow in flows:
-        for trig in flow.doc.triggers:
-            if isinstance(trig, ConversationStartedTrigger) and event == "conversation_started":
-                if trig.context is not None and trig.context == data:
-                    return Start(flow, f"conversation_started:{data}")
-                if trig.context is None and fallback is None:
-                    fallback = Start(flow, "conversation_started")
-            elif (
-                isinstance(trig, LeadStageTrigger) and event == "lead_stage" and trig.stage == data
-            ):
-                return Start(flow, f"lead_stage:{data}")
-            elif isinstance(trig, TagAddedTrigger) and event == "tag_added" and trig.tag == data:
-                return Start(flow, f"tag_added:{data}")
-            elif isinstance(trig, ScheduleTrigger) and event == "schedule" and flow.flow_id == data:
-                return Start(flow, "schedule")
-    return fallback
+
+    def match(flow: Published, trig: Trigger) -> Match | None:
+        if isinstance(trig, ConversationStartedTrigger) and event == "conversation_started":
+            if trig.context is None:
+                return "conversation_started", False
+            return (f"conversation_started:{data}", True) if trig.context == data else None
+        if isinstance(trig, LeadStageTrigger) and event == "lead_stage" and trig.stage == data:
+            return f"lead_stage:{data}", True
+        if isinstance(trig, TagAddedTrigger) and event == "tag_added" and trig.tag == data:
+            return f"tag_added:{data}", True
+        if isinstance(trig, ScheduleTrigger) and event == "schedule" and flow.flow_id == data:
+            return "schedule", True
+        return None
+
+    return _best(flows, match)
 
 
 def referral_start(
@@ -116,17 +120,34 @@ def referral_start(
     if referral is None:
         return None
     source, campaign = referral
+
+    def match(_: Published, trig: Trigger) -> Match | None:
+        if not isinstance(trig, ReferralTrigger):
+            return None
+        if trig.source is not None and trig.source != source:
+            return None
+        if trig.campaign is None:
+            return f"referral:{source}", False
+        return (f"referral:{source}:{campaign}", True) if trig.campaign == campaign else None
+
+    return _best(flows, match)
+
+
+def _best(
+    flows: Iterable[Published], match: Callable[[Published, Trigger], Match | None]
+) -> Start | None:
+    """The first flow with a trigger matching exactly, else the first with a catch-all."""
     fallback: Start | None = None
     for flow in flows:
         for trig in flow.doc.triggers:
-            if not isinstance(trig, ReferralTrigger):
+            found = match(flow, trig)
+            if found is None:
                 continue
-            if trig.source is not None and trig.source != source:
-                continue
-            if trig.campaign is not None and trig.campaign == campaign:
-                return Start(flow, f"referral:{source}:{campaign}")
-            if trig.campaign is None and fallback is None:
-                fallback = Start(flow, f"referral:{source}")
+            label, exact = found
+            if exact:
+                return Start(flow, label)
+            if fallback is None:
+                fallback = Start(flow, label)
     return fallback
 
 

@@ -26,16 +26,13 @@ class Result:
         return self.status < 400
 
 
-async def _usable(sessions: SessionStore, session_id: str) -> Result | None:
+async def _target(sessions: SessionStore, session_id: str, ref: str) -> str | Result:
+    """The normalized chat ``ref`` an active session is asked to read, or why it cannot."""
     status = await sessions.status(session_id)
     if status is None:
         return Result(404, reason=f"no session {session_id!r}")
     if status != "active":
         return Result(409, reason=f"session {session_id!r} is {status}")
-    return None
-
-
-def _ref(ref: str) -> str | Result:
     try:
         return normalize_ref(ref)
     except ValueError as exc:
@@ -45,10 +42,7 @@ def _ref(ref: str) -> str | Result:
 async def subscribe(
     sessions: SessionStore, state: StateStore, session_id: str, ref: str, command_id: str
 ) -> Result:
-    problem = await _usable(sessions, session_id)
-    if problem:
-        return problem
-    norm = _ref(ref)
+    norm = await _target(sessions, session_id, ref)
     if isinstance(norm, Result):
         return norm
     sub = await state.subscribe(session_id, norm, command_id)
@@ -76,10 +70,7 @@ async def backfill(
     max_messages: int | None,
     until: datetime | None,
 ) -> Result:
-    problem = await _usable(sessions, session_id)
-    if problem:
-        return problem
-    norm = _ref(ref)
+    norm = await _target(sessions, session_id, ref)
     if isinstance(norm, Result):
         return norm
     record = await sessions.get_session(session_id)

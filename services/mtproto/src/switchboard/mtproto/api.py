@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Depends, Path, Query, Request
@@ -40,11 +41,12 @@ from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.auth import ApiKeyAuth, require_operator, require_scope
+from switchboard.runtime.deps import NotStartedError
 from switchboard.runtime.http import error
 from switchboard.runtime.keys import Scope
 
 if TYPE_CHECKING:
-    from switchboard.mtproto.app import Gateway
+    from switchboard.mtproto.bootstrap import Gateway
 
 
 async def _session_id(
@@ -65,7 +67,7 @@ async def _session_id(
     ws = request.app.state.auth.workspace(request, needed)
     try:
         gw = request.app.state.gateway()
-    except KeyError:  # not started (an app called without its lifespan): nothing exists
+    except NotStartedError:  # an app called without its lifespan: nothing exists
         return session_id
     internal = await session_ids.resolve(gw.sessions, ws, session_id)
     if internal != session_id:
@@ -205,15 +207,6 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
     return False
 
 
-async def session_workspace(gw: Gateway, session_id: str) -> str | None:
-    """The workspace a session (or its login in progress) belongs to; None: no such one."""
-    record = await gw.sessions.get_session(session_id)
-    if record is not None:
-        return record.workspace_id
-    pending = await gw.sessions.get_login(session_id)
-    return pending.workspace_id if pending is not None else None
-
-
 def foreign(workspace: str | None, key_workspace: str) -> bool:
     """A session of another workspace: it does not exist for this key."""
     return workspace is not None and workspace != key_workspace
@@ -221,6 +214,16 @@ def foreign(workspace: str | None, key_workspace: str) -> bool:
 
 def _not_found(session_id: str) -> Response:
     return error(404, "not_found", f"no session {session_id!r}")
+
+
+async def _active_session(gw: Gateway, session_id: str, ws: str) -> SessionRecord | Response:
+    """The workspace's session when it is active; else the answer saying why not."""
+    record = await gw.sessions.get_session(session_id)
+    if record is None or record.workspace_id != ws:
+        return _not_found(session_id)
+    if record.status != "active":
+        return error(409, "conflict", f"session {session_id!r} is {record.status}")
+    return record
 
 
 def _other_workspace(named: str | None, ws: str) -> Response | None:
@@ -240,7 +243,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     operator = [Depends(require_operator(token))]
 
     async def owned(session_id: str, ws: str) -> bool:
-        return await session_workspace(gateway(), session_id) == ws
+        return await gateway().sessions.owner(session_id) == ws
 
     async def run_step(step: LoginStep, work: Awaitable[login.Outcome], sid: str) -> Response:
         try:
@@ -255,7 +258,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     ) -> Response:
         if (refused := _other_workspace(body.workspace_id, ws)) is not None:
             return refused
-        if foreign(await session_workspace(gateway(), session_id), ws):
+        if foreign(await gateway().sessions.owner(session_id), ws):
             return error(409, "conflict", f"session id {session_id!r} is not available")
         req = login.StartRequest(
             session_id=session_id,
@@ -268,25 +271,29 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         )
         return await run_step(LoginStep.START, login.start(gateway().login, req), session_id)
 
+    async def submit(
+        step: LoginStep, sid: str, ws: str, work: Callable[[], Awaitable[login.Outcome]]
+    ) -> Response:
+        """A later step of a login; another workspace's session has no login in progress."""
+        if foreign(await gateway().sessions.owner(sid), ws):
+            return _outcome(login.no_login_in_progress(sid, step))
+        return await run_step(step, work(), sid)
+
     @app.post("/v1/sessions/{session_id}/login/code", tags=["login"],
               summary="Submit the login code")  # fmt: skip
     async def submit_code(
         session_id: SessionId, ws: Manager, body: Annotated[CodeBody, Body()]
     ) -> Response:
-        if foreign(await session_workspace(gateway(), session_id), ws):
-            return _outcome(login.no_login_in_progress(session_id, LoginStep.CODE))
-        work = login.submit_code(gateway().login, session_id, body.code)
-        return await run_step(LoginStep.CODE, work, session_id)
+        work = partial(login.submit_code, gateway().login, session_id, body.code)
+        return await submit(LoginStep.CODE, session_id, ws, work)
 
     @app.post("/v1/sessions/{session_id}/login/password", tags=["login"],
               summary="Submit the two-step verification password")  # fmt: skip
     async def submit_password(
         session_id: SessionId, ws: Manager, body: Annotated[PasswordBody, Body()]
     ) -> Response:
-        if foreign(await session_workspace(gateway(), session_id), ws):
-            return _outcome(login.no_login_in_progress(session_id, LoginStep.PASSWORD))
-        work = login.submit_password(gateway().login, session_id, body.password)
-        return await run_step(LoginStep.PASSWORD, work, session_id)
+        work = partial(login.submit_password, gateway().login, session_id, body.password)
+        return await submit(LoginStep.PASSWORD, session_id, ws, work)
 
     @app.get("/v1/sessions", tags=["sessions"], summary="The workspace's sessions")
     async def list_sessions(ws: Reader) -> Response:
@@ -326,7 +333,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         gw = gateway()
         if (refused := _other_workspace(body.workspace_id, ws)) is not None:
             return refused
-        if foreign(await session_workspace(gw, session_id), ws):
+        if foreign(await gw.sessions.owner(session_id), ws):
             return error(409, "conflict", f"session id {session_id!r} is not available")
         existing = await gw.sessions.status(session_id)
         if existing in ("active", "logging_out"):
@@ -461,11 +468,9 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         session_id: SessionId, ws: Sender, body: Annotated[SendBody, Body()]
     ) -> Response:
         gw = gateway()
-        record = await gw.sessions.get_session(session_id)
-        if record is None or record.workspace_id != ws:
-            return error(404, "not_found", f"no session {session_id!r}")
-        if record.status != "active":
-            return error(409, "conflict", f"session {session_id!r} is {record.status}")
+        record = await _active_session(gw, session_id, ws)
+        if isinstance(record, Response):
+            return record
         done = await gw.state.send_record(record.workspace_id, body.message_id)
         if done is not None and done.session_id != session_id:
             # Only ever a session of the same workspace: send ids are per workspace.
@@ -480,11 +485,9 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         session_id: str, ws: str, make: Callable[[], ListDialogs | SearchContacts], key: str
     ) -> Response:
         gw = gateway()
-        record = await gw.sessions.get_session(session_id)
-        if record is None or record.workspace_id != ws:
-            return _not_found(session_id)
-        if record.status != "active":
-            return error(409, "conflict", f"session {session_id!r} is {record.status}")
+        record = await _active_session(gw, session_id, ws)
+        if isinstance(record, Response):
+            return record
         command_id = f"mtquery:{uuid.uuid4().hex}"
         answers = dialogs.Answers(gw.sessions.pool)
         await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects

@@ -236,24 +236,16 @@ async def _opened(
     if isinstance(cmd, StartLogin):
         if cmd.workspace_id is not None and cmd.workspace_id != workspace_id:
             raise login_secrets.RefusedError("workspace_id differs from the envelope's")
-        owner = await _session_workspace(deps, cmd.session_id)
+        owner = await deps.sessions.owner(cmd.session_id)
         if owner is not None and owner != workspace_id:
             raise login_secrets.RefusedError(f"session id {cmd.session_id!r} is not available")
         return login_secrets.start_secrets(keyring, cmd)
-    owner = await _session_workspace(deps, cmd.session_id)
+    owner = await deps.sessions.owner(cmd.session_id)
     if owner is not None and owner != workspace_id:
         raise login_secrets.RefusedError(f"no session {cmd.session_id!r}")
     if isinstance(cmd, SubmitLoginCode):
         return login_secrets.code_of(keyring, cmd)
     return login_secrets.password_of(keyring, cmd)
-
-
-async def _session_workspace(deps: CommandDeps, session_id: str) -> str | None:
-    record = await deps.sessions.get_session(session_id)
-    if record is not None:
-        return record.workspace_id
-    pending = await deps.sessions.get_login(session_id)
-    return pending.workspace_id if pending is not None else None
 
 
 async def _login_step(

@@ -157,13 +157,8 @@ def _file(media: Media) -> MediaFile:
 
 def received(session_id: str, message: Message, received_at: datetime) -> MessageReceived:
     return MessageReceived(
-        channel=Channel.MTPROTO,
-        account=session_id,
-        chat=chat_of(message.peer),
-        sender=sender_of(message),
-        content=content_of(message),
+        **_message(session_id, message),
         reply_to=str(message.reply_to_msg_id) if message.reply_to_msg_id else None,
-        provider=ProviderIds(message_id=str(message.id)),
         sent_at=message.date,
         received_at=received_at,
     )
@@ -171,15 +166,22 @@ def received(session_id: str, message: Message, received_at: datetime) -> Messag
 
 def edited(session_id: str, message: Message, received_at: datetime) -> MessageEdited:
     return MessageEdited(
-        channel=Channel.MTPROTO,
-        account=session_id,
-        chat=chat_of(message.peer),
-        sender=sender_of(message),
-        content=content_of(message),
-        provider=ProviderIds(message_id=str(message.id)),
+        **_message(session_id, message),
         edited_at=message.edit_date or received_at,
         received_at=received_at,
     )
+
+
+def _message(session_id: str, message: Message) -> dict[str, Any]:
+    """What a received and an edited message event both say of the message."""
+    return {
+        "channel": Channel.MTPROTO,
+        "account": session_id,
+        "chat": chat_of(message.peer),
+        "sender": sender_of(message),
+        "content": content_of(message),
+        "provider": ProviderIds(message_id=str(message.id)),
+    }
 
 
 def deleted(session_id: str, chat: Chat, ids: list[int], received_at: datetime) -> MessageDeleted:

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import asyncpg
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from switchboard.events import Decoded, DecodeError, Event, decode_message, model_for
 from switchboard.events.catalog.mtproto import (
@@ -32,13 +32,13 @@ from switchboard.events.catalog.mtproto import (
     ListDialogs,
     SearchContacts,
 )
+from switchboard.mtproto import holder_serve
 from switchboard.mtproto.convert import chat_of
 from switchboard.mtproto.ports import FloodWaitError, MtprotoError, Peer
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 
-STREAM = "MTPROTO"
+STREAM = holder_serve.STREAM
 COMMANDS = ("list_dialogs", "search_contacts")
 # A query nobody can still be waiting for is answered as expired instead of being run.
 MAX_AGE = timedelta(minutes=5)
@@ -225,27 +225,14 @@ class QueryServer:
 
     async def run(self) -> None:
         """Pull and answer queries until cancelled (the connection's work ends)."""
-        config = ConsumerConfig(
-            durable_name=query_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60.0,
-            max_deliver=-1,
-            filter_subjects=query_subjects(self.session_id),
-            deliver_policy=DeliverPolicy.ALL,
+        config = holder_serve.consumer(
+            query_consumer(self.session_id),
+            60.0,
+            DeliverPolicy.ALL,
+            subjects=query_subjects(self.session_id),
             inactive_threshold=7 * 24 * 3600.0,
         )
-        pull = await BatchPull(self.bus, STREAM, config).start()
-        try:
-            while True:
-                try:
-                    msgs = await pull.fetch(1, timeout=1.0)
-                except TimeoutError:
-                    continue
-                for msg in msgs:
-                    await self.handle(msg)
-        finally:
-            # What arrived but was not answered goes back now, not after the ack wait.
-            await pull.close(nak_buffered=True)
+        await holder_serve.serve(self.bus, config, 1, self.handle)
 
 
 async def ask(

@@ -1,21 +1,24 @@
 """The holder's side of ``runtime.holder_call``: pull a session's commands, decode each,
 answer it on the inbox its sender named.
 
-Outbound's sends (relay.py) and the CRM's downloads (media_fetch.py) are served this way;
-what each command does stays in its own module.
+Outbound's sends (relay.py), the CRM's downloads (media_fetch.py), dialog queries
+(dialogs.py) and the session's own send queue (runner.py) are pulled this way; what each
+command does stays in its own module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel
 
 from switchboard.events import DecodeError, Envelope, decode_message
 from switchboard.events.base import Message
+from switchboard.events.catalog.mtproto import DeliverAsUser, FetchMedia
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
@@ -25,16 +28,47 @@ from switchboard.runtime.logging import get_logger
 log = get_logger(__name__)
 STREAM = "MTPROTO"
 C = TypeVar("C", bound=Message)
+H = TypeVar("H", DeliverAsUser, FetchMedia)  # the commands with a deadline
+
+
+def consumer(
+    durable: str,
+    ack_wait: float,
+    deliver_policy: DeliverPolicy,
+    *,
+    subject: str | None = None,
+    subjects: list[str] | None = None,
+    inactive_threshold: float | None = None,
+) -> ConsumerConfig:
+    """A session's durable consumer of commands, pulled by its holder only: each command
+    acked explicitly once dealt with, and redelivered without limit (a holder that loses
+    the session leaves it to the next one)."""
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        filter_subject=subject,
+        filter_subjects=subjects,
+        deliver_policy=deliver_policy,
+        inactive_threshold=inactive_threshold,
+    )
 
 
 async def serve(
-    bus: Bus, config: ConsumerConfig, batch: int, handle: Callable[[Msg], Awaitable[None]]
+    bus: Bus,
+    config: ConsumerConfig,
+    batch: int,
+    handle: Callable[[Msg], Awaitable[None]],
+    before_fetch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Pull the session's durable consumer and hand each command to ``handle`` until
-    cancelled (or ``handle`` raises)."""
+    cancelled (or ``handle`` raises); ``before_fetch`` may hold the next pull back."""
     pull = await BatchPull(bus, STREAM, config).start()
     try:
         while True:
+            if before_fetch is not None:
+                await before_fetch()
             try:
                 msgs = await pull.fetch(batch, timeout=1.0)
             except TimeoutError:
@@ -61,6 +95,46 @@ async def decode_command(
         await msg.term()
         return None
     return cmd, decoded.envelope
+
+
+class Holder(Protocol):
+    """What serves one session's commands: the bus, the session, and its workspace and
+    clock as they are now."""
+
+    @property
+    def bus(self) -> Bus: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def workspace_id(self) -> Callable[[], str]: ...
+    @property
+    def now(self) -> Callable[[], datetime]: ...
+
+
+async def admit(
+    holder: Holder, msg: Msg, kind: type[H], consumer: str, answer_as: type[BaseModel]
+) -> tuple[H, str, str | None] | None:
+    """The command to serve, with its workspace and reply inbox; None when it is already
+    dealt with: undecodable (dead-lettered), another workspace's (for which the session
+    does not exist: answered ``unusable`` as an ``answer_as``), or read after its deadline
+    (its sender stopped waiting: acked, unanswered)."""
+    sid = holder.session_id
+    command = await decode_command(holder.bus, msg, kind, consumer)
+    if command is None:
+        return None
+    cmd, envelope = command
+    reply = reply_inbox(msg)
+    if envelope.workspace_id != holder.workspace_id():
+        refused = answer_as(
+            status="unusable", error_code="unknown_account", reason=f"no session {sid!r}"
+        )
+        await answer(holder.bus, reply, refused, sid)
+        await msg.ack()
+        return None
+    if holder.now() > cmd.deadline:
+        await msg.ack()
+        return None
+    return cmd, envelope.workspace_id, reply
 
 
 def reply_inbox(msg: Msg) -> str | None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from switchboard.events import Event
 from switchboard.events.catalog.mtproto import (
@@ -48,6 +49,8 @@ from switchboard.mtproto.ports import (
 from switchboard.mtproto.proxies import health_check, label
 from switchboard.mtproto.sessions import LoginRecord, Secrets, SessionRecord, SessionStore
 from switchboard.mtproto.signin_caps import SignInAttempts
+
+T = TypeVar("T")
 
 # Holds the session's lease for the duration of a step (None: another instance has it).
 Hold = Callable[[str], AbstractAsyncContextManager[Lease | None]]
@@ -256,6 +259,46 @@ async def _connected(
         await client.disconnect()
 
 
+async def _on_telegram(
+    deps: LoginDeps,
+    step: LoginStep,
+    login: LoginRecord,
+    call: Callable[[MtprotoClient], Awaitable[T]],
+    *,
+    refused: Callable[[MtprotoError], Awaitable[Outcome]] | None = None,
+    settle: Callable[[T, str], Awaitable[Outcome | None]] | None = None,
+) -> tuple[T, str] | Outcome:
+    """Make a step's call to Telegram on the login's temporary session: counted against the
+    local sign-in cap, connected only under the session's lease (SessionBusyError while
+    another step or instance holds it). Gives the call's result and the session as it is
+    after the call, or the failure: the cap's, or ``refused`` (default: the Telegram
+    failure) for what Telegram answered. ``settle`` runs still under the lease, and its
+    outcome (if any) is the step's."""
+    sid, workspace_id = login.session_id, login.workspace_id
+    capped = await _capped(deps, sid, step, workspace_id, login.phone)
+    if capped is not None:
+        return capped
+
+    async def connected() -> tuple[T, str]:
+        async with _connected(deps.adapter, login.config()) as client:
+            return await call(client), client.export_session()
+
+    async with deps.hold(sid) as lease:
+        if lease is None:
+            raise SessionBusyError(sid)
+        try:
+            result = await while_held(lease, connected())
+        except MtprotoError as exc:
+            if refused is not None:
+                return await refused(exc)
+            return await _telegram_failure(deps, sid, step, exc, workspace_id)
+        except LeaseLostError:
+            raise SessionBusyError(sid) from None
+        if settle is not None and (settled := await settle(*result)) is not None:
+            return settled
+    return result
+
+
 class SessionBusyError(Exception):
     """Another instance (or step) holds the session's lease right now."""
 
@@ -354,35 +397,29 @@ async def start(deps: LoginDeps, req: StartRequest) -> Outcome:
         expires_at=datetime.now(UTC),
     )
 
-    async def send() -> tuple[str, str, str]:
-        async with _connected(deps.adapter, record.config()) as client:
-            sent = await client.send_code(phone)
-            return sent.phone_code_hash, sent.type, client.export_session()
+    async def send(client: MtprotoClient) -> tuple[str, str]:
+        sent = await client.send_code(phone)
+        return sent.phone_code_hash, sent.type
 
-    capped = await _capped(deps, sid, step, req.workspace_id, phone)
-    if capped is not None:
-        return capped
-    async with deps.hold(sid) as lease:
-        if lease is None:
-            raise SessionBusyError(sid)
-        try:
-            code_hash, code_type, temp = await while_held(lease, send())
-        except MtprotoError as exc:
-            unreachable = await _proxy_unreachable(record, exc)
-            if unreachable is not None:
-                return await _fail(
-                    deps,
-                    sid,
-                    step,
-                    LoginFailure.INVALID_REQUEST,
-                    422,
-                    f"proxy: {unreachable}; check proxy.host and proxy.port",
-                    error_code="PROXY_UNREACHABLE",
-                    workspace_id=req.workspace_id,
-                )
+    async def refused(exc: MtprotoError) -> Outcome:
+        unreachable = await _proxy_unreachable(record, exc)
+        if unreachable is None:
             return await _telegram_failure(deps, sid, step, exc, req.workspace_id)
-        except LeaseLostError:
-            raise SessionBusyError(sid) from None
+        return await _fail(
+            deps,
+            sid,
+            step,
+            LoginFailure.INVALID_REQUEST,
+            422,
+            f"proxy: {unreachable}; check proxy.host and proxy.port",
+            error_code="PROXY_UNREACHABLE",
+            workspace_id=req.workspace_id,
+        )
+
+    done = await _on_telegram(deps, step, record, send, refused=refused)
+    if isinstance(done, Outcome):
+        return done
+    (code_hash, code_type), temp = done
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=deps.code_ttl_s)
     await deps.store.put_login(
@@ -469,28 +506,19 @@ async def submit_code(deps: LoginDeps, session_id: str, code: str) -> Outcome:
         return login
     code_hash = login.secrets.phone_code_hash or ""
 
-    async def sign_in() -> tuple[User | None, str]:
-        async with _connected(deps.adapter, login.config()) as client:
-            try:
-                user: User | None = await client.sign_in_code(login.phone, code, code_hash)
-            except PasswordNeededError:
-                user = None
-            return user, client.export_session()
-
-    capped = await _capped(deps, session_id, step, login.workspace_id, login.phone)
-    if capped is not None:
-        return capped
-    async with deps.hold(session_id) as lease:
-        if lease is None:
-            raise SessionBusyError(session_id)
+    async def sign_in(client: MtprotoClient) -> User | None:
         try:
-            user, session = await while_held(lease, sign_in())
-        except MtprotoError as exc:
-            return await _telegram_failure(deps, session_id, step, exc, login.workspace_id)
-        except LeaseLostError:
-            raise SessionBusyError(session_id) from None
-        if user is not None:
-            return await _authorized(deps, login, user, session)
+            return await client.sign_in_code(login.phone, code, code_hash)
+        except PasswordNeededError:
+            return None
+
+    async def authorized(user: User | None, session: str) -> Outcome | None:
+        return None if user is None else await _authorized(deps, login, user, session)
+
+    done = await _on_telegram(deps, step, login, sign_in, settle=authorized)
+    if isinstance(done, Outcome):
+        return done
+    _, session = done
     await deps.store.put_login(
         replace(login, step="password", secrets=replace(login.secrets, session=session))
     )
@@ -507,24 +535,15 @@ async def submit_password(deps: LoginDeps, session_id: str, password: str) -> Ou
     if isinstance(login, Outcome):
         return login
 
-    async def check() -> tuple[User, str]:
-        async with _connected(deps.adapter, login.config()) as client:
-            user = await client.sign_in_password(password)
-            return user, client.export_session()
+    async def check(client: MtprotoClient) -> User:
+        return await client.sign_in_password(password)
 
-    capped = await _capped(deps, session_id, step, login.workspace_id, login.phone)
-    if capped is not None:
-        return capped
-    async with deps.hold(session_id) as lease:
-        if lease is None:
-            raise SessionBusyError(session_id)
-        try:
-            user, session = await while_held(lease, check())
-        except MtprotoError as exc:
-            return await _telegram_failure(deps, session_id, step, exc, login.workspace_id)
-        except LeaseLostError:
-            raise SessionBusyError(session_id) from None
+    async def authorized(user: User, session: str) -> Outcome:
         return await _authorized(deps, login, user, session)
+
+    done = await _on_telegram(deps, step, login, check, settle=authorized)
+    assert isinstance(done, Outcome)  # a signed-in password step always settles
+    return done
 
 
 async def _authorized(deps: LoginDeps, login: LoginRecord, user: User, session: str) -> Outcome:

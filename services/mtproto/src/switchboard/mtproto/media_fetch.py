@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from switchboard.events.catalog.mtproto import FetchMedia, MediaFetched
 from switchboard.mtproto import holder_serve
@@ -123,15 +123,13 @@ class MediaServer:
     on_fetch: Callable[[], None] | None = None  # a session that downloads is in use
 
     async def run(self, client: MtprotoClient) -> None:
-        config = ConsumerConfig(
-            durable_name=media_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=120.0,
-            max_deliver=-1,
-            filter_subject=media_subject(self.session_id),
-            # From the start of the stream: a download asked just before the holder first
-            # pulled is still served (older ones are past their deadline and dropped).
-            deliver_policy=DeliverPolicy.ALL,
+        # From the start of the stream: a download asked just before the holder first
+        # pulled is still served (older ones are past their deadline and dropped).
+        config = holder_serve.consumer(
+            media_consumer(self.session_id),
+            120.0,
+            DeliverPolicy.ALL,
+            subject=media_subject(self.session_id),
         )
         await holder_serve.serve(self.bus, config, 4, lambda msg: self.handle(client, msg))
 
@@ -140,30 +138,19 @@ class MediaServer:
         if self.on_fetch is not None:
             self.on_fetch()
         consumer = media_consumer(self.session_id)
-        command = await holder_serve.decode_command(self.bus, msg, FetchMedia, consumer)
-        if command is None:
+        admitted = await holder_serve.admit(self, msg, FetchMedia, consumer, MediaFetched)
+        if admitted is None:
             return
-        cmd, envelope = command
-        reply = holder_serve.reply_inbox(msg)
-        if envelope.workspace_id != self.workspace_id():
-            result = MediaFetched(
-                status="unusable",
-                error_code="unknown_account",
-                reason=f"no session {self.session_id!r}",
-            )
-        elif self.now() > cmd.deadline:
-            await msg.ack()  # its sender stopped waiting
-            return
-        else:
-            try:
-                result = await self._fetch(client, cmd)
-            except DisconnectedError as exc:
-                # Answered at once (the caller may retry on the next holder), then the
-                # runner reconnects.
-                gone = MediaFetched(status="retry", error_code=exc.reason, reason=str(exc))
-                await holder_serve.answer(self.bus, reply, gone, self.session_id)
-                await msg.ack()
-                raise
+        cmd, _, reply = admitted
+        try:
+            result = await self._fetch(client, cmd)
+        except DisconnectedError as exc:
+            # Answered at once (the caller may retry on the next holder), then the runner
+            # reconnects.
+            gone = MediaFetched(status="retry", error_code=exc.reason, reason=str(exc))
+            await holder_serve.answer(self.bus, reply, gone, self.session_id)
+            await msg.ack()
+            raise
         await holder_serve.answer(self.bus, reply, result, self.session_id)
         await msg.ack()
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, FloodWaited
 from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
@@ -141,13 +141,11 @@ class Relay:
     on_delivery: Callable[[], None] | None = None
 
     async def run(self, client: MtprotoClient) -> None:
-        config = ConsumerConfig(
-            durable_name=deliver_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60.0,
-            max_deliver=-1,
-            filter_subject=deliver_subject(self.session_id),
-            deliver_policy=DeliverPolicy.NEW,
+        config = holder_serve.consumer(
+            deliver_consumer(self.session_id),
+            60.0,
+            DeliverPolicy.NEW,
+            subject=deliver_subject(self.session_id),
         )
         record = await self.sessions.get_session(self.session_id)
         if record is not None and record.send_paused_until is not None:
@@ -160,31 +158,19 @@ class Relay:
         if self.on_delivery is not None:
             self.on_delivery()
         consumer = deliver_consumer(self.session_id)
-        command = await holder_serve.decode_command(self.bus, msg, DeliverAsUser, consumer)
-        if command is None:
+        admitted = await holder_serve.admit(self, msg, DeliverAsUser, consumer, DeliverResult)
+        if admitted is None:
             return
-        cmd, envelope = command
-        reply = holder_serve.reply_inbox(msg)
-        workspace = envelope.workspace_id
-        if workspace != self.workspace_id():
-            # Another workspace's session does not exist for the command.
-            result = DeliverResult(
-                status="unusable", error_code="unknown_account",
-                reason=f"no session {self.session_id!r}",
-            )  # fmt: skip
-        elif self.now() > cmd.deadline:
-            await msg.ack()  # its sender stopped waiting: not sent, nobody to answer
-            return
-        else:
-            try:
-                result = await self._deliver(client, cmd, workspace)
-            except DisconnectedError:
-                await msg.nak()
-                raise
-            except _UNUSABLE as exc:
-                await holder_serve.answer(self.bus, reply, classify(exc), self.session_id)
-                await msg.ack()
-                raise  # the runner revokes the session
+        cmd, workspace, reply = admitted
+        try:
+            result = await self._deliver(client, cmd, workspace)
+        except DisconnectedError:
+            await msg.nak()
+            raise
+        except _UNUSABLE as exc:
+            await holder_serve.answer(self.bus, reply, classify(exc), self.session_id)
+            await msg.ack()
+            raise  # the runner revokes the session
         await holder_serve.answer(self.bus, reply, result, self.session_id)
         await msg.ack()
 

@@ -15,9 +15,10 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -96,7 +97,6 @@ from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
 
@@ -779,41 +779,33 @@ class SessionRunner:
 
     async def _sends(self, client: MtprotoClient) -> None:
         settings = self.deps.settings
-        config = ConsumerConfig(
-            durable_name=send_consumer(self.session_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=max(60.0, settings.flood_hold_max_s * 2 + 30),
-            max_deliver=-1,
-            filter_subject=send_subject(self.session_id),
-            deliver_policy=DeliverPolicy.ALL,
+        config = holder_serve.consumer(
+            send_consumer(self.session_id),
+            max(60.0, settings.flood_hold_max_s * 2 + 30),
+            DeliverPolicy.ALL,
+            subject=send_subject(self.session_id),
         )
-        pull = await BatchPull(self.deps.bus, STREAM, config).start()
         record = await self.deps.sessions.get_session(self.session_id)
         self.sends_paused_until = record.send_paused_until if record else None
-        try:
-            while True:
-                paused = self.sends_paused_until
-                if paused is not None and paused > self._now():
-                    await self._sleep((paused - self._now()).total_seconds())
-                    continue
-                try:
-                    msgs = await pull.fetch(1, timeout=1.0)
-                except TimeoutError:
-                    continue
-                for msg in msgs:
-                    try:
-                        called = await self._send_one(client, msg)
-                    except BaseException:
-                        # Back now, not after the (long) ack wait: the next owner of the
-                        # session finishes it (a recorded outcome is published, not resent).
-                        with contextlib.suppress(Exception):
-                            await msg.nak()
-                        raise
-                    if called:
-                        await self._sleep(settings.send_interval_s)
-        finally:
-            # What arrived but was not sent goes back now, not after the ack wait.
-            await pull.close(nak_buffered=True)
+
+        async def send(msg: Msg) -> None:
+            try:
+                called = await self._send_one(client, msg)
+            except BaseException:
+                # Back now, not after the (long) ack wait: the next owner of the session
+                # finishes it (a recorded outcome is published, not resent).
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                raise
+            if called:
+                await self._sleep(settings.send_interval_s)
+
+        await holder_serve.serve(self.deps.bus, config, 1, send, before_fetch=self._sends_resumed)
+
+    async def _sends_resumed(self) -> None:
+        """Wait out a pause of the session's sends (a flood wait longer than it holds)."""
+        while (paused := self.sends_paused_until) is not None and paused > self._now():
+            await self._sleep((paused - self._now()).total_seconds())
 
     async def _send_one(self, client: MtprotoClient, msg: Msg) -> bool:
         """Send one command; True when Telegram was called (pace before the next)."""
@@ -881,11 +873,7 @@ class SessionRunner:
         self.health.flood_wait("send_message", exc.seconds)
         await self._emit(
             DeliveryRetrying(
-                message_id=cmd.message_id,
-                channel=Channel.MTPROTO,
-                account=self.session_id,
-                recipient=cmd.peer,
-                at=self._now(),
+                **self._delivery(cmd, cmd.peer),
                 attempt=attempt,
                 reason=f"Telegram asks to wait {exc.seconds} s",
                 error_code=exc.reason,
@@ -926,11 +914,7 @@ class SessionRunner:
         chat = chat_of(peer)
         await self._emit(
             DeliverySent(
-                message_id=cmd.message_id,
-                channel=Channel.MTPROTO,
-                account=self.session_id,
-                recipient=chat.id,
-                at=self._now(),
+                **self._delivery(cmd, chat.id),
                 provider_message_id=provider_message_id,
                 attempt=attempt,
                 latency_ms=latency_ms,
@@ -961,11 +945,7 @@ class SessionRunner:
     async def _failed_events(self, cmd: SendAsUser, reason: str, attempts: int) -> None:
         await self._emit(
             DeliveryFailed(
-                message_id=cmd.message_id,
-                channel=Channel.MTPROTO,
-                account=self.session_id,
-                recipient=cmd.peer,
-                at=self._now(),
+                **self._delivery(cmd, cmd.peer),
                 reason=f"Telegram refused the message: {reason}",
                 error_code=reason,
                 permanent=True,
@@ -973,6 +953,16 @@ class SessionRunner:
             )
         )
         await self.deps.state.outcome_published(self.workspace_id, cmd.message_id)
+
+    def _delivery(self, cmd: SendAsUser, recipient: str) -> dict[str, Any]:
+        """What every delivery event of a send says of it, now."""
+        return {
+            "message_id": cmd.message_id,
+            "channel": Channel.MTPROTO,
+            "account": self.session_id,
+            "recipient": recipient,
+            "at": self._now(),
+        }
 
     async def _publish_recorded(
         self, client: MtprotoClient, cmd: SendAsUser, done: SendRecord

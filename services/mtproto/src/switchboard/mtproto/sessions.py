@@ -21,7 +21,7 @@ from switchboard.events.catalog.mtproto import DeviceInfo, ProxyInfo
 from switchboard.mtproto.ports import Device, Proxy, SessionConfig
 from switchboard.mtproto.ttl import DEMAND
 from switchboard.runtime.crypto import Keyring
-from switchboard.runtime.db import Conn
+from switchboard.runtime.db import Conn, from_row
 from switchboard.runtime.logging import register_secret
 
 
@@ -279,23 +279,15 @@ class SessionStore:
         )
 
     def _session(self, row: asyncpg.Record) -> SessionRecord:
-        return SessionRecord(
-            session_id=row["session_id"],
-            workspace_id=row["workspace_id"],
-            status=row["status"],
-            api_id=row["api_id"],
-            device=DeviceInfo.model_validate_json(row["device"]),
-            proxy=ProxyInfo.model_validate_json(row["proxy"]) if row["proxy"] else None,
-            secrets=self.open("session", row["session_id"], row["sealed"]),
-            phone=row["phone"],
-            user_id=row["user_id"],
-            username=row["username"],
-            first_name=row["first_name"],
-            last_name=row["last_name"],
-            revoked_reason=row["revoked_reason"],
-            send_paused_until=row["send_paused_until"],
-            updated_at=row["updated_at"],
-        )
+        return from_row(SessionRecord, row, **self._stored(row, "session"))
+
+    def _stored(self, row: asyncpg.Record, kind: str) -> dict[str, Any]:
+        """The fields a session's or a login's row keeps as JSON or sealed."""
+        return {
+            "device": DeviceInfo.model_validate_json(row["device"]),
+            "proxy": ProxyInfo.model_validate_json(row["proxy"]) if row["proxy"] else None,
+            "secrets": self.open(kind, row["session_id"], row["sealed"]),
+        }
 
     # ------------------------------------------------------------------ logins
 
@@ -335,18 +327,7 @@ class SessionStore:
         row = await self.pool.fetchrow("SELECT * FROM logins WHERE session_id = $1", session_id)
         if row is None:
             return None
-        return LoginRecord(
-            session_id=row["session_id"],
-            workspace_id=row["workspace_id"],
-            phone=row["phone"],
-            step=row["step"],
-            api_id=row["api_id"],
-            device=DeviceInfo.model_validate_json(row["device"]),
-            proxy=ProxyInfo.model_validate_json(row["proxy"]) if row["proxy"] else None,
-            secrets=self.open("login", row["session_id"], row["sealed"]),
-            code_type=row["code_type"],
-            expires_at=row["expires_at"],
-        )
+        return from_row(LoginRecord, row, **self._stored(row, "login"))
 
     async def delete_login(self, session_id: str) -> None:
         await self.pool.execute("DELETE FROM logins WHERE session_id = $1", session_id)

@@ -14,6 +14,7 @@ import asyncpg
 
 from switchboard.mtproto.convert import peer_from_json, peer_json
 from switchboard.mtproto.ports import Peer, UpdateState
+from switchboard.runtime.db import from_row
 
 
 @dataclass(frozen=True)
@@ -84,34 +85,11 @@ class SendRecord:
 
 
 def _subscription(row: asyncpg.Record) -> Subscription:
-    return Subscription(
-        session_id=row["session_id"],
-        ref=row["ref"],
-        status=row["status"],
-        chat_id=row["chat_id"],
-        peer=peer_from_json(row["peer"]),
-        last_seen_id=row["last_seen_id"],
-        reason=row["reason"],
-        command_id=row["command_id"],
-    )
+    return from_row(Subscription, row, peer=peer_from_json(row["peer"]))
 
 
 def _job(row: asyncpg.Record) -> BackfillJob:
-    return BackfillJob(
-        job_id=row["job_id"],
-        session_id=row["session_id"],
-        workspace_id=row["workspace_id"],
-        ref=row["ref"],
-        status=row["status"],
-        chat_id=row["chat_id"],
-        peer=peer_from_json(row["peer"]),
-        offset_id=row["offset_id"],
-        fetched=row["fetched"],
-        max_messages=row["max_messages"],
-        until=row["until_date"],
-        resume_at=row["resume_at"],
-        reason=row["reason"],
-    )
+    return from_row(BackfillJob, row, peer=peer_from_json(row["peer"]), until=row["until_date"])
 
 
 class StateStore:
@@ -377,16 +355,7 @@ class StateStore:
         )
         if row is None:
             return None
-        return SendRecord(
-            message_id=row["message_id"],
-            session_id=row["session_id"],
-            status=row["status"],
-            provider_message_id=row["provider_message_id"],
-            attempts=row["attempts"],
-            reason=row["reason"],
-            updated_at=row["updated_at"],
-            outcome_published=row["outcome_published"],
-        )
+        return from_row(SendRecord, row)
 
     async def send_attempt(self, workspace: str, message_id: str, session_id: str) -> int:
         """Count an attempt (creating the record); returns the attempt number."""

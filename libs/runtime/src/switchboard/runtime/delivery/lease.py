@@ -40,9 +40,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
 from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.logging import get_logger
 
@@ -316,10 +317,24 @@ class Lease:
             self.lost_reason = "released"
             self.lost.set()
         try:
-            await asyncio.wait_for(self.kv.delete(self.key, last=self.revision), 5)
+            await asyncio.wait_for(self._delete(), 5)
             self.on_event("release")
         except Exception as exc:  # taken over meanwhile, or NATS away: the TTL frees it
             log.info("lease not deleted", key=self.key, error=str(exc))
+
+    async def _delete(self) -> None:
+        """Delete the key if it is still ours. A renewal cancelled in flight (by the release
+        itself) may have been stored: then the key holds our nonce one revision on."""
+        try:
+            await self.kv.delete(self.key, last=self.revision)
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            entry = await self.kv.get(self.key)
+            value = LeaseValue.decode(entry.value)
+            if value is None or value.nonce != self.nonce or entry.revision == self.revision:
+                raise
+            await self.kv.delete(self.key, last=entry.revision)
 
 
 async def key_exists(kv: KeyValue, key: str) -> bool:
