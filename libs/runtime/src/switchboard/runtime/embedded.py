@@ -13,6 +13,7 @@ import ctypes
 import importlib.util
 import os
 import pwd
+import random
 import secrets
 import shutil
 import signal
@@ -51,12 +52,38 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return arm
 
 
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (and bind(0))."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
-    with socket.socket() as s:
+    """A TCP port that is free right now on ``host``, below the kernel's ephemeral range.
+
+    The port is bound only later, by another process. One the kernel picked (``bind(0)``)
+    lies in the ephemeral range, which every outgoing connection on the machine draws its
+    local port from: under parallel test runs such a connection took the port before the
+    service bound it ("address already in use"). Ports below the range are handed out only
+    to those who ask for them by number."""
+    low, _ = ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low // 3), low)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: whatever the kernel gives
         s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
