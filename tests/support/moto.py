@@ -4,7 +4,6 @@ port (never a mock of the client library)."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -12,17 +11,13 @@ from collections.abc import Iterator
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from switchboard.runtime.embedded import free_port
 
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """The base URL of a running moto server, stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
