@@ -262,7 +262,7 @@ async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(
 
         shown = await crm.until(f"/v1/conversations/{conversation['id']}/messages", both_read)
     texts = [m["text"] for m in shown["items"] if str(m["message_id"]).startswith("ua-read-")]
-    assert texts == ["read me 1", "read me 2"]
+    assert sorted(texts) == ["read me 1", "read me 2"]  # two sends leave in either order
 
 
 async def _failed(env: Env, message_id: str) -> Any:
