@@ -11,13 +11,14 @@ from starlette.routing import BaseRoute
 from switchboard.sandbox.httpjson import ControlError, query_bool, read_json, required
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.provider import message_kwargs, session_json
-from switchboard.sandbox.mtproto.world import FakeGroup, Peer
+from switchboard.sandbox.mtproto.world import FakeGroup, Peer, UserProfile
 from switchboard.sandbox.routes import RouteTable, route_table, settings_routes
 
 if TYPE_CHECKING:
     from switchboard.sandbox.mtproto.provider import MtprotoProvider
 
-_USER_FIELDS = ("phone", "first_name", "last_name", "username", "password", "lang_code", "code")
+# A user body: what World.add_user takes (phone, first name, profile) and the code to fix.
+_USER_FIELDS = ("phone", "first_name", *UserProfile.__annotations__, "code")
 
 
 def _rpc_or_missing(exc: Exception) -> ControlError | None:
