@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from switchboard.sandbox import DEMO_TOKEN, Sandbox, SandboxConfig, create_app
 from switchboard.sandbox.testing import serve, serve_in_thread
@@ -138,6 +139,15 @@ def test_serve_in_thread_for_synchronous_callers() -> None:
     with serve_in_thread(box.provider_app("telegram")) as url:
         response = httpx.get(f"{url}/bot{DEMO_TOKEN}/getMe", trust_env=False)
     assert response.json()["result"]["id"] == 100000001
+
+
+def test_serve_in_thread_raises_a_failed_start_in_the_caller() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match="in use"), serve_in_thread(Sandbox().app(), port=port):
+            pass
 
 
 def test_cli_serves_the_demo_bot() -> None:
