@@ -188,14 +188,8 @@ class TelegramState:
             username=username or f"bot{bot_id}_bot",
             first_name=first_name or (username or f"Bot {bot_id}").removesuffix("_bot"),
             files=FileStore(bot_id, self.config.seed, self.config.max_download),
-            updates=OrderedDelivery(
-                provider="telegram",
-                account=str(bot_id),
-                recorder=self.core.recorder,
-                clock=self.core.clock,
-                http=self.core.http,
-                policy=self.config.webhook_retry,
-                describe=describe_webhook_failure,
+            updates=self.core.webhook_queue(
+                "telegram", str(bot_id), self.config.webhook_retry, describe_webhook_failure
             ),
             next_update_id=start,
         )

@@ -191,14 +191,7 @@ class ViberState:
             uri=key,
             avatar=avatar or f"https://example.invalid/viber/{key}.jpg",
             category=category,
-            callbacks=OrderedDelivery(
-                provider="viber",
-                account=key,
-                recorder=self.core.recorder,
-                clock=self.core.clock,
-                http=self.core.http,
-                policy=self.config.webhook_retry,
-            ),
+            callbacks=self.core.webhook_queue("viber", key, self.config.webhook_retry),
             rng=rng,
             next_token=rng.randrange(4 * 10**18, 5 * 10**18),
         )

@@ -174,13 +174,8 @@ class WhatsAppState:
             app_secret=app_secret,
             verify_token=verify_token,
             verified_name=verified_name or f"Business {phone_number_id[-4:]}",
-            deliveries=OrderedDelivery(
-                provider="whatsapp",
-                account=phone_number_id,
-                recorder=self.core.recorder,
-                clock=self.core.clock,
-                http=self.core.http,
-                policy=self.config.webhook_retry,
+            deliveries=self.core.webhook_queue(
+                "whatsapp", phone_number_id, self.config.webhook_retry
             ),
             rng=rng,
         )
