@@ -50,13 +50,7 @@ class Core:
     ) -> OrderedDelivery:
         """An account's ordered webhook queue, timed, sent and recorded by this core."""
         return OrderedDelivery(
-            provider=provider,
-            account=account,
-            recorder=self.recorder,
-            clock=self.clock,
-            http=self.http,
-            policy=policy,
-            describe=describe,
+            provider, account, self.recorder, self.clock, self.http, policy, describe
         )
 
 
