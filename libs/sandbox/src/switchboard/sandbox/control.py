@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount
 from switchboard.sandbox.faults import FaultSpec
 from switchboard.sandbox.httpjson import (
     ControlError,
+    listing,
     query_bool,
     query_float,
     query_int,
@@ -81,7 +82,7 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
         limit = query_int(request, "limit")
         if limit is not None:
             found = found[-limit:] if limit > 0 else []
-        return JSONResponse({"count": len(found), "requests": [r.to_json() for r in found]})
+        return listing("requests", [r.to_json() for r in found])
 
     async def clear_requests(request: Request) -> Response:
         core.recorder.clear()
@@ -89,7 +90,7 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
 
     async def deliveries(request: Request) -> Response:
         found = core.recorder.deliveries(**filters(request, _DELIVERY_FILTERS))
-        return JSONResponse({"count": len(found), "deliveries": [d.to_json() for d in found]})
+        return listing("deliveries", [d.to_json() for d in found])
 
     async def list_faults(request: Request) -> Response:
         return JSONResponse({"faults": [r.to_json() for r in core.faults.rules()]})
