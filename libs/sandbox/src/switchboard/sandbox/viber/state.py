@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard.sandbox.messaging import MessagingState
 from switchboard.sandbox.provider import Core
-from switchboard.sandbox.ratelimit import RateLimiter
 from switchboard.sandbox.viber.config import ViberConfig
 from switchboard.sandbox.webhooks import OrderedDelivery
 
@@ -141,13 +141,11 @@ class ViberMedia:
         return f"/media/{self.id}/{self.file_name}"
 
 
-class ViberState:
-    """All bots of the fake and the shared limiter."""
+class ViberState(MessagingState[ViberConfig]):
+    """All bots of the fake, and the files customers sent."""
 
     def __init__(self, core: Core, config: ViberConfig) -> None:
-        self.core = core
-        self.config = config
-        self.limiter = RateLimiter(core.clock)
+        super().__init__(core, config)
         self.bots: dict[str, ViberBot] = {}
         # Files customers sent, as Viber's media CDN serves them: by id, no token needed.
         self.media: dict[str, ViberMedia] = {}
@@ -213,7 +211,3 @@ class ViberState:
         await bot.callbacks.aclose()
         self.bots.pop(bot.uri, None)
         self.limiter.reset(f"viber:{bot.uri}:")
-
-    async def aclose(self) -> None:
-        for bot in self.bots.values():
-            await bot.callbacks.aclose()
