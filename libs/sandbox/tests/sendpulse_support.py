@@ -33,16 +33,21 @@ class SendPulseEnv:
     account: SpAccount
 
     async def request_token(
-        self, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET
+        self,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        *,
+        form: bool = False,
     ) -> httpx.Response:
-        return await self.http.post(
-            "/oauth/access_token",
-            json={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": client_secret,
-            },
-        )
+        """The OAuth client-credentials request, as JSON or form-encoded (as the SDK sends it)."""
+        body = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+        if form:
+            return await self.http.post("/oauth/access_token", data=body)
+        return await self.http.post("/oauth/access_token", json=body)
 
     async def token(self) -> str:
         response = await self.request_token()
@@ -55,6 +60,12 @@ class SendPulseEnv:
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return await self.http.request(method, path, headers=headers, **kwargs)
+
+    async def add_emails(self, token: str, emails: Any, book: int = BOOK_ID) -> httpx.Response:
+        """POST /addressbooks/{book}/emails with `emails` (a list, or the SDK's JSON string)."""
+        return await self.call(
+            "POST", f"/addressbooks/{book}/emails", token, json={"emails": emails}
+        )
 
 
 @asynccontextmanager

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from switchboard.sandbox import DEMO_TOKEN, Sandbox, SandboxConfig, create_app
 from switchboard.sandbox.testing import serve, serve_in_thread
@@ -133,11 +134,57 @@ async def test_requests_filter_by_time_and_limit(tg: TelegramEnv) -> None:
     assert tg.sandbox.recorder.requests() == []
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "error"),
+    [
+        ("/_sandbox/requests", {"status": "x"}, "status must be an integer"),
+        ("/_sandbox/requests", {"since": "x"}, "since must be a number"),
+        ("/_sandbox/requests", {"ok": "maybe"}, "ok must be true or false"),
+        ("/_sandbox/deliveries", {"after": "x"}, "after must be an integer"),
+        ("/_sandbox/deliveries", {"ok": "maybe"}, "ok must be true or false"),
+    ],
+)
+async def test_a_bad_record_filter_is_a_400_naming_it(
+    tg: TelegramEnv, path: str, query: dict[str, str], error: str
+) -> None:
+    response = await tg.http.get(path, params=query)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+async def test_deliveries_filter_by_url_and_outcome(tg: TelegramEnv) -> None:
+    recorder = tg.sandbox.recorder
+    for url, ok in (("http://a.test/", True), ("http://b.test/", False)):
+        recorder.add_delivery(
+            provider="telegram",
+            account="1",
+            url=url,
+            ref=None,
+            attempt=1,
+            status=200 if ok else 500,
+            ok=ok,
+            error=None,
+            started_mono=recorder.clock.monotonic(),
+        )
+    failed = (await tg.http.get("/_sandbox/deliveries", params={"ok": "false"})).json()
+    assert [d["url"] for d in failed["deliveries"]] == ["http://b.test/"]
+    by_url = (await tg.http.get("/_sandbox/deliveries", params={"url": "http://a.test/"})).json()
+    assert [d["ok"] for d in by_url["deliveries"]] == [True]
+
+
 def test_serve_in_thread_for_synchronous_callers() -> None:
     box = Sandbox(SandboxConfig(demo=True))
     with serve_in_thread(box.provider_app("telegram")) as url:
         response = httpx.get(f"{url}/bot{DEMO_TOKEN}/getMe", trust_env=False)
     assert response.json()["result"]["id"] == 100000001
+
+
+def test_serve_in_thread_raises_a_failed_start_in_the_caller() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match="in use"), serve_in_thread(Sandbox().app(), port=port):
+            pass
 
 
 def test_cli_serves_the_demo_bot() -> None:

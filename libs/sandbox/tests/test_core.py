@@ -3,6 +3,8 @@ guard, and the shared messaging control routes as every provider serves them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -10,15 +12,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.sandbox import Sandbox, SandboxConfig
+from switchboard.sandbox.faults import FaultSpec
 from switchboard.sandbox.httpjson import ControlError
+from switchboard.sandbox.mtproto.config import MtprotoConfig
 from switchboard.sandbox.ratelimit import Penalty, SlidingWindow, TokenBucket
 from switchboard.sandbox.routes import route_table
 from switchboard.sandbox.telegram.config import TelegramConfig, TelegramLimits
 from switchboard.sandbox.traffic import TrafficRequest, check_mix
-from switchboard.sandbox.viber.config import ViberConfig
-from switchboard.sandbox.whatsapp.config import WhatsAppConfig
+from switchboard.sandbox.viber.config import CallbackSettings, ViberConfig
+from switchboard.sandbox.whatsapp.config import StatusSettings, WhatsAppConfig
 
 from .conftest import ClockedEnv, TelegramEnv
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: FaultSpec(hang_rate=1.5), "hang_rate must be between 0 and 1"),
+        (lambda: FaultSpec(hang_seconds=-1), "hang_seconds cannot be negative"),
+        (lambda: CallbackSettings(failed_rate=-0.1), "failed_rate must be between 0 and 1"),
+        (lambda: StatusSettings(delay=-1), "delay cannot be negative"),
+        (lambda: WhatsAppConfig(duplicate_rate=2), "duplicate_rate must be between 0 and 1"),
+        (lambda: MtprotoConfig(flood_grace=-1), "flood_grace cannot be negative"),
+    ],
+)
+def test_settings_out_of_range_name_the_field(make: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make()
 
 
 def test_rule_limits_round_trip_rules_and_penalty() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchboard.sandbox.clock import ManualClock
 from switchboard.sandbox.ratelimit import (
+    Decision,
     Penalty,
     RateLimiter,
     Rule,
@@ -17,6 +20,21 @@ from switchboard.sandbox.ratelimit import (
     retry_after_seconds,
     rule_from_json,
 )
+
+
+@dataclass
+class OneKey:
+    """One key under one rule (and maybe a penalty) on a clock the test moves."""
+
+    rule: Rule
+    penalty: Penalty | None = None
+    clock: ManualClock = field(default_factory=ManualClock)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.clock)
+
+    def acquire(self) -> Decision:
+        return self.limiter.acquire([("k", self.rule)], penalty=self.penalty)
 
 
 def test_sliding_window_admits_limit_then_refuses_with_whole_seconds() -> None:
@@ -30,28 +48,24 @@ def test_sliding_window_admits_limit_then_refuses_with_whole_seconds() -> None:
 
 
 def test_refusal_sticks_until_retry_after_has_passed() -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = SlidingWindow(limit=2, window=0.5)
+    key = OneKey(SlidingWindow(limit=2, window=0.5))
     for _ in range(2):
-        assert limiter.acquire([("k", rule)]).allowed
-    refused = limiter.acquire([("k", rule)])
+        assert key.acquire().allowed
+    refused = key.acquire()
     assert (refused.allowed, refused.retry_after) == (False, 1)
-    clock.advance(0.6)  # the window alone would allow again, the announced wait not yet
-    again = limiter.acquire([("k", rule)])
+    key.clock.advance(0.6)  # the window alone would allow again, the announced wait not yet
+    again = key.acquire()
     assert (again.allowed, again.retry_after) == (False, 1)
-    clock.advance(0.4)
-    assert limiter.acquire([("k", rule)]).allowed
+    key.clock.advance(0.4)
+    assert key.acquire().allowed
 
 
 def test_token_bucket_allows_burst_then_about_rate() -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = TokenBucket(rate=1.0, burst=3)
-    assert [limiter.acquire([("chat", rule)]).allowed for _ in range(4)] == [True] * 3 + [False]
-    clock.advance(1.0)
-    assert limiter.acquire([("chat", rule)]).allowed
-    assert not limiter.acquire([("chat", rule)]).allowed
+    key = OneKey(TokenBucket(rate=1.0, burst=3))
+    assert [key.acquire().allowed for _ in range(4)] == [True] * 3 + [False]
+    key.clock.advance(1.0)
+    assert key.acquire().allowed
+    assert not key.acquire().allowed
 
 
 def test_refused_request_consumes_nothing_on_any_key() -> None:
@@ -88,13 +102,12 @@ def test_rules_from_json() -> None:
 
 def _accepted(rule: Rule, gaps: list[float]) -> list[float]:
     """When requests ``gaps`` seconds apart were admitted under ``rule``."""
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
+    key = OneKey(rule)
     accepted: list[float] = []
     for gap in gaps:
-        clock.advance(gap)
-        if limiter.acquire([("k", rule)]).allowed:
-            accepted.append(clock.monotonic())
+        key.clock.advance(gap)
+        if key.acquire().allowed:
+            accepted.append(key.clock.monotonic())
     return accepted
 
 
@@ -127,87 +140,74 @@ def test_token_bucket_never_exceeds_burst_plus_rate(gaps: list[float], burst: in
 
 
 def test_retry_after_is_the_actual_wait_not_always_one() -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = SlidingWindow(limit=2, window=10.0)
-    assert limiter.acquire([("k", rule)]).allowed
-    clock.advance(4.0)
-    assert limiter.acquire([("k", rule)]).allowed
+    key = OneKey(SlidingWindow(limit=2, window=10.0))
+    assert key.acquire().allowed
+    key.clock.advance(4.0)
+    assert key.acquire().allowed
     # the oldest stamp leaves the window 6 s from now
-    assert limiter.acquire([("k", rule)]).retry_after == 6
+    assert key.acquire().retry_after == 6
 
 
 def test_without_a_penalty_hammering_does_not_lengthen_the_wait() -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = SlidingWindow(limit=1, window=1.0)
-    assert limiter.acquire([("k", rule)]).allowed
-    waits = [limiter.acquire([("k", rule)]).retry_after for _ in range(5)]
+    key = OneKey(SlidingWindow(limit=1, window=1.0))
+    assert key.acquire().allowed
+    waits = [key.acquire().retry_after for _ in range(5)]
     assert waits == [1] * 5
-    clock.advance(1.0)
-    assert limiter.acquire([("k", rule)]).allowed
+    key.clock.advance(1.0)
+    assert key.acquire().allowed
 
 
 def test_penalty_lengthens_the_next_block_by_the_strikes_so_far() -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = SlidingWindow(limit=1, window=1.0)
-    penalty = Penalty(step=2.0, window=60.0, cap=5.0)
-    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
+    key = OneKey(SlidingWindow(limit=1, window=1.0), Penalty(step=2.0, window=60.0, cap=5.0))
+    assert key.acquire().allowed
     # hammering while blocked: each refusal is told the time left, the block stays as it is
-    waits = [limiter.acquire([("k", rule)], penalty=penalty).retry_after for _ in range(4)]
+    waits = [key.acquire().retry_after for _ in range(4)]
     assert waits == [1, 1, 1, 1]
-    clock.advance(1.0)
-    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
+    key.clock.advance(1.0)
+    assert key.acquire().allowed
     # the next block: the rule's 1 s plus 2 s per earlier strike (4), capped at 5 s
-    refused = limiter.acquire([("k", rule)], penalty=penalty)
+    refused = key.acquire()
     assert refused.retry_after == 6
-    clock.advance(5.9)
-    assert not limiter.acquire([("k", rule)], penalty=penalty).allowed
-    clock.advance(0.1)
-    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
+    key.clock.advance(5.9)
+    assert not key.acquire().allowed
+    key.clock.advance(0.1)
+    assert key.acquire().allowed
 
 
 def test_a_client_that_waits_as_told_is_admitted_and_strikes_expire() -> None:
-    clock = ManualClock()
-    limiter = RateLimiter(clock)
-    rule = SlidingWindow(limit=1, window=1.0)
-    penalty = Penalty(step=1.0, window=10.0, cap=60.0)
-    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
-    first = limiter.acquire([("k", rule)], penalty=penalty)
+    key = OneKey(SlidingWindow(limit=1, window=1.0), Penalty(step=1.0, window=10.0, cap=60.0))
+    assert key.acquire().allowed
+    first = key.acquire()
     assert (first.allowed, first.retry_after) == (False, 1)
-    clock.advance(first.retry_after)
-    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
+    key.clock.advance(first.retry_after)
+    assert key.acquire().allowed
     # a second block inside the penalty window costs one second more
-    second = limiter.acquire([("k", rule)], penalty=penalty)
+    second = key.acquire()
     assert second.retry_after == 2
-    clock.advance(second.retry_after)
-    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
+    key.clock.advance(second.retry_after)
+    assert key.acquire().allowed
     # after the penalty window the count starts over
-    clock.advance(11.0)
-    assert limiter.acquire([("k", rule)], penalty=penalty).allowed
-    assert limiter.acquire([("k", rule)], penalty=penalty).retry_after == 1
+    key.clock.advance(11.0)
+    assert key.acquire().allowed
+    assert key.acquire().retry_after == 1
 
 
 def test_flooding_gains_nothing_over_waiting_under_a_penalty() -> None:
     """Over 60 simulated seconds a client that retries every 10 ms gets no more accepted
     than one that sleeps exactly the announced retry_after."""
-    rule = SlidingWindow(limit=30, window=1.0)
-    penalty = Penalty()
 
     def run(flood: bool) -> tuple[int, int]:
-        clock = ManualClock()
-        limiter = RateLimiter(clock)
+        key = OneKey(SlidingWindow(limit=30, window=1.0), Penalty())
         accepted = refused = 0
-        end = clock.monotonic() + 60.0
-        while clock.monotonic() < end:
-            decision = limiter.acquire([("bot", rule)], penalty=penalty)
+        end = key.clock.monotonic() + 60.0
+        while key.clock.monotonic() < end:
+            decision = key.acquire()
             if decision.allowed:
                 accepted += 1
-                clock.advance(0.01)
+                key.clock.advance(0.01)
             else:
                 refused += 1
-                clock.advance(0.01 if flood else decision.retry_after)
+                key.clock.advance(0.01 if flood else decision.retry_after)
         return accepted, refused
 
     flood_ok, flood_refused = run(flood=True)

@@ -45,14 +45,7 @@ async def test_client_credentials_give_a_bearer_token(sp: SendPulseEnv) -> None:
 
 
 async def test_token_request_may_be_form_encoded_like_the_sdk(sp: SendPulseEnv) -> None:
-    response = await sp.http.post(
-        "/oauth/access_token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": CLIENT_ID,
-            "client_secret": "s3cr3t-value",
-        },
-    )
+    response = await sp.request_token(form=True)
     assert response.status_code == 200
     assert response.json()["token_type"] == "Bearer"
 
@@ -114,11 +107,11 @@ async def test_refresh_once_and_retry_pattern(sp: SendPulseEnv) -> None:
     """A client that refreshes on 401 and retries once gets through after expiry."""
     token = await sp.token()
     sp.clock.advance(3600)
-    payload = {"emails": [{"email": "late@example.com"}]}
-    first = await sp.call("POST", f"/addressbooks/{BOOK_ID}/emails", token, json=payload)
+    emails = [{"email": "late@example.com"}]
+    first = await sp.add_emails(token, emails)
     assert first.status_code == 401
     token = await sp.token()
-    retry = await sp.call("POST", f"/addressbooks/{BOOK_ID}/emails", token, json=payload)
+    retry = await sp.add_emails(token, emails)
     assert retry.json() == {"result": True}
 
 
@@ -127,11 +120,8 @@ async def test_refresh_once_and_retry_pattern(sp: SendPulseEnv) -> None:
 
 async def test_add_emails_accepts_a_json_list(sp: SendPulseEnv) -> None:
     token = await sp.token()
-    response = await sp.call(
-        "POST",
-        f"/addressbooks/{BOOK_ID}/emails",
-        token,
-        json={"emails": [{"email": "Ann@Example.com", "variables": {"name": "Ann"}}]},
+    response = await sp.add_emails(
+        token, [{"email": "Ann@Example.com", "variables": {"name": "Ann"}}]
     )
     assert response.status_code == 200
     assert response.json() == {"result": True}
@@ -148,9 +138,7 @@ async def test_add_emails_accepts_a_json_list(sp: SendPulseEnv) -> None:
 async def test_add_emails_accepts_the_sdk_json_string_forms(sp: SendPulseEnv) -> None:
     token = await sp.token()
     emails = json.dumps([{"email": "bob@example.com", "variables": {"city": "Kyiv"}}])
-    as_json = await sp.call(
-        "POST", f"/addressbooks/{BOOK_ID}/emails", token, json={"emails": emails}
-    )
+    as_json = await sp.add_emails(token, emails)
     assert as_json.json() == {"result": True}
     emails = json.dumps([{"email": "cid@example.com", "variables": {}}])
     as_form = await sp.call(
@@ -164,24 +152,14 @@ async def test_add_emails_accepts_the_sdk_json_string_forms(sp: SendPulseEnv) ->
 
 async def test_adding_again_updates_variables(sp: SendPulseEnv) -> None:
     token = await sp.token()
-    path = f"/addressbooks/{BOOK_ID}/emails"
-    await sp.call(
-        "POST", path, token, json={"emails": [{"email": "a@ex.com", "variables": {"x": 1}}]}
-    )
-    await sp.call(
-        "POST", path, token, json={"emails": [{"email": "a@ex.com", "variables": {"y": 2}}]}
-    )
+    await sp.add_emails(token, [{"email": "a@ex.com", "variables": {"x": 1}}])
+    await sp.add_emails(token, [{"email": "a@ex.com", "variables": {"y": 2}}])
     assert sp.sandbox.sendpulse.contacts(BOOK_ID)[0]["variables"] == {"x": 1, "y": 2}
 
 
 async def test_invalid_email_rejects_the_whole_request_naming_it(sp: SendPulseEnv) -> None:
     token = await sp.token()
-    response = await sp.call(
-        "POST",
-        f"/addressbooks/{BOOK_ID}/emails",
-        token,
-        json={"emails": [{"email": "ok@example.com"}, {"email": "not-an-email"}]},
-    )
+    response = await sp.add_emails(token, [{"email": "ok@example.com"}, {"email": "not-an-email"}])
     assert response.status_code == 400
     body = response.json()
     assert body["is_error"] is True
@@ -191,7 +169,7 @@ async def test_invalid_email_rejects_the_whole_request_naming_it(sp: SendPulseEn
 
 async def test_empty_email_list_is_no_data(sp: SendPulseEnv) -> None:
     token = await sp.token()
-    response = await sp.call("POST", f"/addressbooks/{BOOK_ID}/emails", token, json={"emails": []})
+    response = await sp.add_emails(token, [])
     assert response.status_code == 400
     assert response.json()["error_code"] == 8
 
@@ -200,9 +178,8 @@ async def test_unknown_or_foreign_address_book_is_book_not_found(sp: SendPulseEn
     other = sp.sandbox.sendpulse.add_account("other-id", "other-secret")
     foreign = sp.sandbox.sendpulse.add_address_book(other, "Theirs")
     token = await sp.token()
-    payload = {"emails": [{"email": "x@example.com"}]}
     for book in (999, foreign.id):
-        response = await sp.call("POST", f"/addressbooks/{book}/emails", token, json=payload)
+        response = await sp.add_emails(token, [{"email": "x@example.com"}], book)
         assert response.status_code == 400
         assert response.json() == {"is_error": True, "error_code": 213, "message": "Book not found"}
 

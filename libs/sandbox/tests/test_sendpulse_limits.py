@@ -97,9 +97,7 @@ async def test_control_routes_configure_accounts_and_show_what_was_sent() -> Non
         issued = (await http.post("/_sandbox/sendpulse/accounts/new-id/tokens")).json()
         assert issued["expires_in"] == 5
         token = issued["access_token"]
-        added = await sp.call(
-            "POST", "/addressbooks/900/emails", token, json={"emails": ["vip@example.com"]}
-        )
+        added = await sp.add_emails(token, ["vip@example.com"], 900)
         assert added.json() == {"result": True}
         await sp.call(
             "POST",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
-from switchboard.sandbox.cli import main
-from switchboard.sandbox.testing import serve, wait_until
+from switchboard.sandbox.testing import serve
 from switchboard.sandbox.viber.traffic import DEFAULT_MIX
 
 from .messaging_support import HookReceiver, viber_env
@@ -42,35 +40,3 @@ async def test_generated_callbacks_cover_every_kind() -> None:
         assert sender["name"]
         # a user who wrote is subscribed and may be answered
         assert (await env.send_text(sender["id"]))["status"] == 0
-
-
-async def test_traffic_jobs_over_the_control_api_and_the_cli() -> None:
-    receiver = HookReceiver()
-    async with viber_env() as env, serve(receiver.app) as hook:
-        await env.sandbox.viber.set_webhook(env.bot, f"{hook}/cb")
-        started = await env.http.post(
-            "/_sandbox/viber/traffic",
-            json={"bot": "testshop", "count": 10, "rate": 1000, "mix": {"text": 1}},
-        )
-        assert started.status_code == 202
-        job = started.json()["id"]
-
-        async def done() -> bool:
-            state = (await env.http.get(f"/_sandbox/viber/traffic/{job}")).json()
-            return bool(state["status"] == "done")
-
-        await wait_until(done, message="traffic job finished")
-        code = await asyncio.to_thread(
-            main,
-            [
-                *("traffic", "--url", env.url, "--provider", "viber", "--bot", "testshop"),
-                *("--rate", "2000", "--count", "12"),
-                *("--mix", "subscribed=1,conversation_started=1"),
-            ],
-        )
-        assert code == 0
-        generated = (await env.http.get("/_sandbox/viber/generated?bot=testshop")).json()
-        assert generated["count"] == 22
-        assert set(generated["by_kind"]) <= {"text", "subscribed", "conversation_started"}
-        await env.sandbox.viber.wait_delivered(env.bot)
-        assert len(receiver.hits) == 23  # the webhook check plus 22 events

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 from collections import Counter
 
-from switchboard.sandbox.cli import main
-from switchboard.sandbox.testing import serve, wait_until
+from switchboard.sandbox.testing import serve
 from switchboard.sandbox.whatsapp.traffic import DEFAULT_MIX
 
 from .messaging_support import APP_SECRET, PHONE_ID, TEMPLATE, HookReceiver, whatsapp_env
@@ -67,36 +65,3 @@ async def test_generated_traffic_covers_every_type_and_arrives_signed() -> None:
         sender = env.sandbox.whatsapp.inbound_messages(PHONE_ID)[-1]["from"]
         env.sandbox.whatsapp.config.limits.enabled = False
         assert (await env.send(sender, body="thanks for writing")).status_code == 200
-
-
-async def test_traffic_jobs_over_the_control_api_and_the_cli() -> None:
-    receiver = HookReceiver()
-    async with whatsapp_env() as env, serve(receiver.app) as hook:
-        await env.sandbox.whatsapp.set_webhook(PHONE_ID, f"{hook}/hook")
-        started = await env.http.post(
-            "/_sandbox/whatsapp/traffic",
-            json={"number": PHONE_ID, "count": 20, "rate": 1000, "mix": {"text": 1, "image": 1}},
-        )
-        assert started.status_code == 202
-        job = started.json()["id"]
-
-        async def done() -> bool:
-            state = (await env.http.get(f"/_sandbox/whatsapp/traffic/{job}")).json()
-            return bool(state["status"] == "done")
-
-        await wait_until(done, message="traffic job finished")
-        code = await asyncio.to_thread(
-            main,
-            [
-                *("traffic", "--url", env.url, "--provider", "whatsapp", "--bot", PHONE_ID),
-                *("--rate", "2000", "--count", "15", "--mix", "text=1,location=1"),
-            ],
-        )
-        assert code == 0
-        generated = (await env.http.get("/_sandbox/whatsapp/generated")).json()
-        assert generated["count"] == 35
-        assert set(generated["by_kind"]) <= {"text", "image", "location"}
-        await env.sandbox.whatsapp.wait_delivered(PHONE_ID)
-        assert len(receiver.hits) == 35
-        bad = await env.http.post("/_sandbox/whatsapp/traffic", json={"number": "1", "count": 1})
-        assert bad.status_code == 404

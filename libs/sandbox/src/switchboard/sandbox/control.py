@@ -5,7 +5,8 @@ Provider-specific routes (accounts, traffic, limits) are mounted at `/_sandbox/<
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute, Mount
 from switchboard.sandbox.faults import FaultSpec
 from switchboard.sandbox.httpjson import (
     ControlError,
+    listing,
     query_bool,
     query_float,
     query_int,
@@ -28,6 +30,26 @@ if TYPE_CHECKING:
 
 _FAULT_KEYS = set(FaultSpec.__dataclass_fields__) | {"provider", "account", "outage_seconds"}
 
+# The query filters of /requests and /deliveries (besides `account`), each with how it is
+# read: the keywords of Recorder.requests and Recorder.deliveries.
+Filters = dict[str, Callable[[Request, str], Any]]
+_REQUEST_FILTERS: Filters = {
+    "provider": query_text,
+    "method": query_text,
+    "chat": query_text,
+    "status": query_int,
+    "ok": query_bool,
+    "since": query_float,
+    "after": query_int,
+    "fault": query_text,
+}
+_DELIVERY_FILTERS: Filters = {
+    "provider": query_text,
+    "url": query_text,
+    "ok": query_bool,
+    "after": query_int,
+}
+
 
 def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
     """All `/_sandbox` routes of this sandbox (to be mounted at `/_sandbox`)."""
@@ -40,6 +62,11 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
             return sandbox.providers[provider].normalize_account(account)
         return account or None
 
+    def filters(request: Request, table: Filters) -> dict[str, Any]:
+        """The filters a listing's query gives, read as `table` says, plus the account."""
+        found = {name: read(request, name) for name, read in table.items()}
+        return found | {"account": account_filter(request)}
+
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "providers": sorted(sandbox.providers)})
 
@@ -51,35 +78,19 @@ def control_routes(sandbox: Sandbox) -> list[BaseRoute]:
         return JSONResponse({"reset": True})
 
     async def requests(request: Request) -> Response:
-        found = core.recorder.requests(
-            provider=query_text(request, "provider"),
-            account=account_filter(request),
-            method=query_text(request, "method"),
-            chat=query_text(request, "chat"),
-            status=query_int(request, "status"),
-            ok=query_bool(request, "ok"),
-            since=query_float(request, "since"),
-            after=query_int(request, "after"),
-            fault=query_text(request, "fault"),
-        )
+        found = core.recorder.requests(**filters(request, _REQUEST_FILTERS))
         limit = query_int(request, "limit")
         if limit is not None:
             found = found[-limit:] if limit > 0 else []
-        return JSONResponse({"count": len(found), "requests": [r.to_json() for r in found]})
+        return listing("requests", [r.to_json() for r in found])
 
     async def clear_requests(request: Request) -> Response:
         core.recorder.clear()
         return JSONResponse({"cleared": True})
 
     async def deliveries(request: Request) -> Response:
-        found = core.recorder.deliveries(
-            provider=query_text(request, "provider"),
-            account=account_filter(request),
-            url=query_text(request, "url"),
-            ok=query_bool(request, "ok"),
-            after=query_int(request, "after"),
-        )
-        return JSONResponse({"count": len(found), "deliveries": [d.to_json() for d in found]})
+        found = core.recorder.deliveries(**filters(request, _DELIVERY_FILTERS))
+        return listing("deliveries", [d.to_json() for d in found])
 
     async def list_faults(request: Request) -> Response:
         return JSONResponse({"faults": [r.to_json() for r in core.faults.rules()]})

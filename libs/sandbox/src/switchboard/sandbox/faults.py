@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from switchboard.sandbox.clock import Clock, SystemClock
 from switchboard.sandbox.recorder import note_of
+from switchboard.sandbox.settings import check_fractions, check_not_negative
 
 ErrorResponder = Callable[[int, str], Response]
 Classifier = Callable[[Scope], tuple[str | None, str | None]]
@@ -49,11 +50,8 @@ class FaultSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "hang_rate", "reset_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1")
-        if self.latency < 0 or self.hang_seconds < 0:
-            raise ValueError("latency and hang_seconds cannot be negative")
+        check_fractions(self, "error_rate", "hang_rate", "reset_rate")
+        check_not_negative(self, "latency", "hang_seconds")
         if not 500 <= self.error_status <= 599:
             raise ValueError("error_status must be a 5xx status")
 

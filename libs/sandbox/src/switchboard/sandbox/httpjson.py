@@ -67,6 +67,11 @@ def named(request: Request, param: str, find: Callable[[str], T | None]) -> T:
     return found
 
 
+def listing(key: str, items: list[Any]) -> JSONResponse:
+    """A control API listing: how many there are, and the (JSON-ready) items under `key`."""
+    return JSONResponse({"count": len(items), key: items})
+
+
 def error_json(exc: ControlError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 

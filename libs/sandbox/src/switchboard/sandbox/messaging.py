@@ -33,12 +33,17 @@ class Account(Protocol):
     def summary(self) -> dict[str, Any]: ...
 
 
-class MessagingState(Protocol):
-    """The provider's state: its shared limiter, and a way to stop its webhook queues."""
+C = TypeVar("C")
 
-    limiter: RateLimiter
 
-    async def aclose(self) -> None: ...
+class MessagingState(Generic[C]):
+    """Base of a messaging fake's state: the core, the provider's config `C` and the one
+    limiter all its accounts share (the provider stops its accounts' webhook queues)."""
+
+    def __init__(self, core: Core, config: C) -> None:
+        self.core = core
+        self.config = config
+        self.limiter = RateLimiter(core.clock)
 
 
 class Closable(Protocol):
@@ -76,13 +81,14 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
     queue_name: ClassVar[str]  # what the webhook queue carries, for timeout messages
 
     config: MessagingConfig
-    state: MessagingState
+    state: MessagingState[Any]
 
     def __init__(self, core: Core) -> None:
         self.core = core
         self.jobs = JobRegistry()
         self.generated: list[G] = []
-        # What holds background tasks besides the state (closed first, the state last).
+        # What holds background tasks besides the webhook queues (closed first, the
+        # queues last).
         self.workers: list[Closable] = []
 
     # -- what each provider supplies ----------------------------------------------------
@@ -174,8 +180,10 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
 
     async def aclose(self) -> None:
         await self.jobs.aclose()
-        for closable in [*self.workers, self.state]:
-            await closable.aclose()
+        for worker in self.workers:
+            await worker.aclose()
+        for account in self.accounts().values():
+            await self.queue_of(account).aclose()
 
     # -- shared control routes ----------------------------------------------------------
 

@@ -18,7 +18,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from switchboard.sandbox.clock import Clock, SystemClock
 from switchboard.sandbox.faults import FaultInjector, FaultMiddleware
 from switchboard.sandbox.recorder import Recorder, RecordingMiddleware
-from switchboard.sandbox.webhooks import HttpClientHolder
+from switchboard.sandbox.webhooks import (
+    Describe,
+    HttpClientHolder,
+    OrderedDelivery,
+    RetryPolicy,
+    describe_plainly,
+)
 
 
 @dataclass
@@ -34,6 +40,18 @@ class Core:
     def __post_init__(self) -> None:
         self.recorder = Recorder(self.clock, self.record_limit)
         self.faults = FaultInjector(self.clock)
+
+    def webhook_queue(
+        self,
+        provider: str,
+        account: str,
+        policy: RetryPolicy,
+        describe: Describe = describe_plainly,
+    ) -> OrderedDelivery:
+        """An account's ordered webhook queue, timed, sent and recorded by this core."""
+        return OrderedDelivery(
+            provider, account, self.recorder, self.clock, self.http, policy, describe
+        )
 
 
 class Provider(Protocol):

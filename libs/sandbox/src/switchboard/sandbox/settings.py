@@ -13,6 +13,22 @@ from typing import Any, ClassVar, Self
 from switchboard.sandbox.ratelimit import penalty_from_json, rule_from_json
 
 
+def check_fractions(settings: object, *names: str) -> None:
+    """ValueError naming the first of the attributes `names` of `settings` outside 0..1
+    (a rate or share of events)."""
+    for name in names:
+        if not 0.0 <= getattr(settings, name) <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1")
+
+
+def check_not_negative(settings: object, *names: str) -> None:
+    """ValueError naming the first of the attributes `names` of `settings` below 0 (a delay
+    or a count)."""
+    for name in names:
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} cannot be negative")
+
+
 class RuleLimits:
     """Base of a provider's rate limits: `enabled`, named rules (`None` disables one) and an
     optional `penalty` for repeat offenders; subclasses are dataclasses naming the rules."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import httpx
 import uvicorn
@@ -17,6 +18,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from switchboard.sandbox.app import Sandbox
 
 
@@ -134,39 +137,44 @@ async def serve_provider(box: Sandbox, name: str) -> AsyncIterator[tuple[str, ht
         await box.aclose()
 
 
+class ServeOptions(TypedDict, total=False):
+    """What `serve` takes besides the app (host, port, log level, start-up timeout)."""
+
+    host: str
+    port: int
+    log_level: str
+    startup_timeout: float
+
+
 @contextlib.contextmanager
-def serve_in_thread(
-    app: ASGIApp,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    log_level: str = "warning",
-    startup_timeout: float = 10.0,
-) -> Iterator[str]:
-    """Run `app` in a background thread with its own event loop (for synchronous tests).
+def serve_in_thread(app: ASGIApp, **options: Unpack[ServeOptions]) -> Iterator[str]:
+    """`serve` in a background thread with its own event loop (for synchronous tests).
 
     Only talk to it over HTTP: the app's objects belong to that thread's loop.
     """
-    sock, bound_port, server = _server(app, host, port, log_level)
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])),
-        name=f"uvicorn-{bound_port}",
-        daemon=True,
-    )
+    started: concurrent.futures.Future[tuple[str, asyncio.AbstractEventLoop, asyncio.Event]]
+    started = concurrent.futures.Future()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        try:
+            async with serve(app, **options) as url:
+                started.set_result((url, asyncio.get_running_loop(), stop))
+                await stop.wait()
+        except BaseException as exc:
+            if started.done():
+                raise
+            started.set_exception(exc)  # a failed start is raised in the caller's thread
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), name="serve-in-thread")
+    thread.daemon = True
     thread.start()
+    url, loop, stop = started.result()
     try:
-        deadline = startup_timeout
-        step = 0.01
-        while not server.started:
-            if not thread.is_alive() or deadline <= 0:
-                raise RuntimeError("server did not start")
-            threading.Event().wait(step)
-            deadline -= step
-        yield f"http://{host}:{bound_port}"
+        yield url
     finally:
-        server.should_exit = True
+        loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=10)
-        sock.close()
 
 
 async def wait_until(

@@ -94,9 +94,10 @@ class HttpClientHolder:
             self._client = None
 
 
-@dataclass(kw_only=True, eq=False)
+@dataclass(eq=False)
 class OrderedDelivery:
-    """Queue of one account's payloads, delivered one at a time, in order, to its target."""
+    """Queue of one account's payloads, delivered one at a time, in order, to its target
+    (made by `Core.webhook_queue`)."""
 
     provider: str
     account: str

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from switchboard.sandbox.settings import check_not_negative
+
 
 @dataclass
 class MtprotoConfig:
@@ -29,8 +31,7 @@ class MtprotoConfig:
     def validate(self) -> None:
         if min(self.code_ttl, self.code_flood_window) <= 0:
             raise ValueError("code_ttl and code_flood_window must be > 0")
-        if self.flood_grace < 0:
-            raise ValueError("flood_grace cannot be negative")
+        check_not_negative(self, "flood_grace")
         if self.code_flood_limit < 1 or self.max_code_attempts < 1:
             raise ValueError("code_flood_limit and max_code_attempts must be >= 1")
 

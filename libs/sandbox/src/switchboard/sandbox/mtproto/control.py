@@ -8,16 +8,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, query_bool, read_json, required
+from switchboard.sandbox.httpjson import ControlError, listing, query_bool, read_json, required
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.provider import message_kwargs, session_json
-from switchboard.sandbox.mtproto.world import FakeGroup, Peer
+from switchboard.sandbox.mtproto.world import FakeGroup, Peer, UserProfile
 from switchboard.sandbox.routes import RouteTable, route_table, settings_routes
 
 if TYPE_CHECKING:
     from switchboard.sandbox.mtproto.provider import MtprotoProvider
 
-_USER_FIELDS = ("phone", "first_name", "last_name", "username", "password", "lang_code", "code")
+# A user body: what World.add_user takes (phone, first name, profile) and the code to fix.
+_USER_FIELDS = ("phone", "first_name", *UserProfile.__annotations__, "code")
 
 
 def _rpc_or_missing(exc: Exception) -> ControlError | None:
@@ -176,7 +177,7 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         limit = query.get("limit")
         if limit:
             found = found[-int(limit) :]
-        return JSONResponse({"count": len(found), "messages": found})
+        return listing("messages", found)
 
     async def file_bytes(request: Request) -> Response:
         """The bytes the cloud holds for a message's `media.file_id` (what a download must

@@ -17,6 +17,7 @@ from switchboard.sandbox.clock import Clock
 from switchboard.sandbox.mtproto.config import MtprotoConfig
 from switchboard.sandbox.mtproto.errors import RpcError, flood_wait
 from switchboard.sandbox.mtproto.keys import AuthKey
+from switchboard.sandbox.settings import check_not_negative
 
 _RULE_FIELDS = {"method", "user_id", "key_id", "error", "seconds", "code", "every", "times"}
 _MAX_VIOLATIONS = 1000
@@ -52,8 +53,7 @@ class RpcFault:
             raise ValueError("every must be >= 1")
         if self.times is not None and self.times < 0:
             raise ValueError("times cannot be negative")
-        if self.latency < 0:
-            raise ValueError("latency cannot be negative")
+        check_not_negative(self, "latency")
         if self.error is None and not self.latency:
             raise ValueError("a fault rule needs an error, seconds or latency")
 

@@ -19,7 +19,15 @@ from switchboard.sandbox.mtproto.connections import Connections
 from switchboard.sandbox.mtproto.floods import FloodControl, RpcFault
 from switchboard.sandbox.mtproto.keys import AuthKey, KeyRing, KeyState
 from switchboard.sandbox.mtproto.login import CodeRecord, LoginDesk
-from switchboard.sandbox.mtproto.world import Box, FakeGroup, FakeUser, Peer, PostOptions, World
+from switchboard.sandbox.mtproto.world import (
+    Box,
+    FakeGroup,
+    FakeUser,
+    Peer,
+    PostOptions,
+    UserProfile,
+    World,
+)
 from switchboard.sandbox.provider import Core
 
 if TYPE_CHECKING:
@@ -68,18 +76,15 @@ class MtprotoProvider:
         self,
         phone: str,
         first_name: str | None = None,
-        last_name: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        lang_code: str | None = None,
+        *,
         sessions: int = 0,
         code: str | None = None,
+        **profile: Unpack[UserProfile],
     ) -> tuple[FakeUser, list[AuthKey]]:
-        """Register an account, with `sessions` pre-authorized auth keys; `code` fixes the
-        login code it gets (a random one per auth.sendCode otherwise)."""
-        user = self.world.add_user(
-            phone, first_name, last_name, username, password, lang_code, login_code=code
-        )
+        """Register an account (names, username, 2FA password, language), with `sessions`
+        pre-authorized auth keys; `code` fixes the login code it gets (a random one per
+        auth.sendCode otherwise)."""
+        user = self.world.add_user(phone, first_name, login_code=code, **profile)
         return user, [self.new_session(user) for _ in range(sessions)]
 
     def new_session(self, user: UserRef) -> AuthKey:

@@ -15,10 +15,13 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.files import FileStore, decode_data
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 CHANNEL_MARK = 1_000_000_000_000  # marked channel id = -(CHANNEL_MARK + id), as Telethon does
 ID_BASE = 7_000_000_000  # ids above 2**32, so 32-bit assumptions break in tests, not in prod
@@ -247,6 +250,16 @@ def _media(data: Any, files: FileStore) -> dict[str, Any] | None:
     return media
 
 
+class UserProfile(TypedDict, total=False):
+    """What an account is registered with besides its phone and first name
+    (``World.add_user``'s keywords)."""
+
+    last_name: str | None
+    username: str | None
+    password: str | None
+    lang_code: str | None
+
+
 class PostOptions(TypedDict, total=False):
     """What a message may carry besides its text and sender (``World.post``'s keywords)."""
 
@@ -294,12 +307,10 @@ class World:
         self,
         phone: str,
         first_name: str | None = None,
-        last_name: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        lang_code: str | None = None,
+        *,
         bot: bool = False,
         login_code: str | None = None,
+        **profile: Unpack[UserProfile],
     ) -> FakeUser:
         try:
             digits = normalize_phone(phone)
@@ -312,15 +323,15 @@ class World:
             phone=digits,
             access_hash=self._hash(),
             first_name=first_name or f"User {digits[-4:]}",
-            last_name=last_name,
-            password=password or None,
-            lang_code=lang_code,
+            last_name=profile.get("last_name"),
+            password=profile.get("password") or None,
+            lang_code=profile.get("lang_code"),
             bot=bot,
             login_code=login_code,
         )
         if login_code is not None and not re.fullmatch(r"\d{5}", login_code):
             raise ValueError("code must be 5 digits")
-        user.username = self._claim_username(username, user)
+        user.username = self._claim_username(profile.get("username"), user)
         self.users[user.id] = user
         self.by_phone[digits] = user
         return user

@@ -5,18 +5,32 @@ from __future__ import annotations
 
 import bisect
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from telethon.tl import functions, types
 
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.methods import MAX_HISTORY, parse_ref
-from switchboard.sandbox.mtproto.world import FakeGroup, FakeUser, Peer
+from switchboard.sandbox.mtproto.world import FakeGroup, FakeUser, Peer, World
 from switchboard.sandbox.mtproto_wire.convert import Entities, group_tl, peer_tl, when
 from switchboard.sandbox.mtproto_wire.peers import resolve_channel, resolve_input
 from switchboard.sandbox.mtproto_wire.rpc import WireCall, handles
 
 MAX_SEARCH = 100
+P = TypeVar("P", Peer, FakeGroup)  # any peer, or a channel (resolve_channel)
+
+
+def _readable(
+    call: WireCall, ref: Any, resolve: Callable[[World, FakeUser, Any], P]
+) -> tuple[FakeUser, World, P]:
+    """The caller, the world and the peer ``ref`` names (found by ``resolve``), once the
+    caller may read it; Telegram's error when not."""
+    viewer = call.base.viewer()
+    world: World = call.provider.world
+    peer = resolve(world, viewer, ref)
+    world.can_read(viewer, peer)
+    return viewer, world, peer
 
 
 @handles(functions.contacts.ResolveUsernameRequest)
@@ -81,10 +95,7 @@ def _history_ids(ids: list[int], offset_id: int, add_offset: int, limit: int) ->
 
 @handles(functions.messages.GetHistoryRequest)
 async def get_history(call: WireCall, request: Any) -> Any:
-    viewer = call.base.viewer()
-    world = call.provider.world
-    peer = resolve_input(world, viewer, request.peer)
-    world.can_read(viewer, peer)
+    viewer, world, peer = _readable(call, request.peer, resolve_input)
     if request.limit < 0:
         raise RpcError("LIMIT_INVALID")
     box, key = world.box_of(viewer, peer)
@@ -127,10 +138,7 @@ def _message_ids(items: list[Any]) -> list[int]:
 
 @handles(functions.channels.GetMessagesRequest)
 async def get_channel_messages(call: WireCall, request: Any) -> types.messages.ChannelMessages:
-    viewer = call.base.viewer()
-    world = call.provider.world
-    channel = resolve_channel(world, viewer, request.channel)
-    world.can_read(viewer, channel)
+    viewer, world, channel = _readable(call, request.channel, resolve_channel)
     entities = Entities(world, viewer, call.server.dc_id)
     entities.add(channel)
     messages: list[Any] = []
@@ -396,15 +404,12 @@ async def get_file(call: WireCall, request: Any) -> types.upload.File:
 @handles(functions.messages.ReadHistoryRequest, functions.channels.ReadHistoryRequest)
 async def read_history(call: WireCall, request: Any) -> Any:
     """Mark messages read; their senders get updateReadHistoryOutbox / ReadChannelOutbox."""
-    viewer = call.base.viewer()
-    world = call.provider.world
     target = (
         request.channel
         if isinstance(request, functions.channels.ReadHistoryRequest)
         else request.peer
     )
-    peer = resolve_input(world, viewer, target)
-    world.can_read(viewer, peer)
+    viewer, _, peer = _readable(call, target, resolve_input)
     call.server.mark_read(viewer, peer, request.max_id)
     if isinstance(request, functions.channels.ReadHistoryRequest):
         return True
@@ -448,10 +453,7 @@ async def get_difference(call: WireCall, request: Any) -> Any:
 
 @handles(functions.updates.GetChannelDifferenceRequest)
 async def get_channel_difference(call: WireCall, request: Any) -> Any:
-    viewer = call.base.viewer()
-    world = call.provider.world
-    channel = resolve_channel(world, viewer, request.channel)
-    world.can_read(viewer, channel)
+    viewer, _, channel = _readable(call, request.channel, resolve_channel)
     return call.server.updates.channel_difference(viewer, channel, request.pts)
 
 
@@ -469,10 +471,7 @@ def _may_change(viewer: FakeUser, peer: Peer, post: Any, *, deleting: bool = Fal
 
 @handles(functions.messages.EditMessageRequest)
 async def edit_message(call: WireCall, request: Any) -> types.Updates:
-    viewer = call.base.viewer()
-    world = call.provider.world
-    peer = resolve_input(world, viewer, request.peer)
-    world.can_read(viewer, peer)
+    viewer, world, peer = _readable(call, request.peer, resolve_input)
     box, _ = world.box_of(viewer, peer)
     entry = box.entries.get(request.id)
     if entry is None:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from switchboard.sandbox.httpjson import ControlError, named, read_json
+from switchboard.sandbox.httpjson import ControlError, listing, named, read_json
 from switchboard.sandbox.routes import RouteTable, limits_routes, route_table, settings_routes
 from switchboard.sandbox.sendpulse.state import SpAccount, SpAddressBook
 
@@ -86,12 +86,12 @@ def control_routes(provider: SendPulseProvider) -> list[BaseRoute]:
     async def emails(request: Request) -> Response:
         account = request.query_params.get("account")
         found = provider.emails(account_of(request) if account else None)
-        return JSONResponse({"count": len(found), "emails": [e.to_json() for e in found]})
+        return listing("emails", [e.to_json() for e in found])
 
     async def sms(request: Request) -> Response:
         account = request.query_params.get("account")
         found = provider.sms(account_of(request) if account else None)
-        return JSONResponse({"count": len(found), "sms": [s.to_json() for s in found]})
+        return listing("sms", [s.to_json() for s in found])
 
     async def clear_sent(request: Request) -> Response:
         state.emails.clear()

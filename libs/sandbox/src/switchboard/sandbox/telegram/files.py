@@ -11,7 +11,10 @@ import base64
 import random
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 KIND_CODES = {
     "photo": 2,
@@ -65,6 +68,18 @@ PHOTO_SIDES = (90, 320, 800, 1280)
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+class FileMeta(TypedDict, total=False):
+    """What a file may say about itself besides its kind and size (``FileStore.add``'s
+    keywords, stored as they are on the `StoredFile`)."""
+
+    width: int | None
+    height: int | None
+    duration: int | None
+    mime_type: str | None
+    file_name: str | None
+    extra: dict[str, Any]
 
 
 @dataclass
@@ -145,38 +160,24 @@ class FileStore:
         *,
         size: int,
         content: bytes | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        duration: int | None = None,
-        mime_type: str | None = None,
-        file_name: str | None = None,
-        extra: dict[str, Any] | None = None,
+        **meta: Unpack[FileMeta],
     ) -> StoredFile:
-        """Register a new file and give it fresh ids and a download path."""
+        """Register a new file and give it fresh ids and a download path (the kind's usual
+        MIME type when none is given)."""
         self._seq += 1
         raw = struct.pack(">BBBBqI", KIND_CODES[kind], 0, 2, 0, self.bot_id, self._seq)
         file_id = _b64(raw + self._rng.randbytes(9))
         tail = struct.pack(">IB", self._seq, KIND_CODES[kind]) + self._rng.randbytes(3)
         unique = "AQAD" + _b64(tail)
         extension = _EXTENSIONS[kind]
+        file_name = meta.get("file_name")
         if kind == "document" and file_name and "." in file_name:
             extension = file_name.rsplit(".", 1)[1][:8] or extension
         path = f"{_FOLDERS[kind]}/file_{self._seq}.{extension}"
         kept = content if content is not None and len(content) <= self.keep_bytes else None
-        stored = StoredFile(
-            file_id=file_id,
-            file_unique_id=unique,
-            kind=kind,
-            size=size,
-            path=path,
-            content=kept,
-            width=width,
-            height=height,
-            duration=duration,
-            mime_type=mime_type or DEFAULT_MIME.get(kind),
-            file_name=file_name,
-            extra=dict(extra or {}),
-        )
+        stored = StoredFile(file_id, unique, kind, size, path, kept, **meta)
+        stored.mime_type = stored.mime_type or DEFAULT_MIME.get(kind)
+        stored.extra = dict(stored.extra)  # the caller's dict stays the caller's
         self._by_id[file_id] = stored
         self._by_path[path] = stored
         return stored

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from switchboard.sandbox.messaging import MessagingState
 from switchboard.sandbox.provider import Core
-from switchboard.sandbox.ratelimit import RateLimiter
 from switchboard.sandbox.telegram.config import TelegramConfig
 from switchboard.sandbox.telegram.errors import CHAT_NOT_FOUND, bad_request
 from switchboard.sandbox.telegram.files import FileStore
@@ -157,13 +157,11 @@ def describe_webhook_failure(failure: DeliveryFailure) -> str:
     return "Connection reset by peer"
 
 
-class TelegramState:
-    """All bots of the fake and the shared limiter."""
+class TelegramState(MessagingState[TelegramConfig]):
+    """All bots of the fake."""
 
     def __init__(self, core: Core, config: TelegramConfig) -> None:
-        self.core = core
-        self.config = config
-        self.limiter = RateLimiter(core.clock)
+        super().__init__(core, config)
         self.bots: dict[int, TgBot] = {}
 
     def add_bot(
@@ -188,14 +186,8 @@ class TelegramState:
             username=username or f"bot{bot_id}_bot",
             first_name=first_name or (username or f"Bot {bot_id}").removesuffix("_bot"),
             files=FileStore(bot_id, self.config.seed, self.config.max_download),
-            updates=OrderedDelivery(
-                provider="telegram",
-                account=str(bot_id),
-                recorder=self.core.recorder,
-                clock=self.core.clock,
-                http=self.core.http,
-                policy=self.config.webhook_retry,
-                describe=describe_webhook_failure,
+            updates=self.core.webhook_queue(
+                "telegram", str(bot_id), self.config.webhook_retry, describe_webhook_failure
             ),
             next_update_id=start,
         )
@@ -270,10 +262,6 @@ class TelegramState:
         if self.config.strict_chats:
             raise bad_request(CHAT_NOT_FOUND)
         return self.add_chat(bot, ref)
-
-    async def aclose(self) -> None:
-        for bot in self.bots.values():
-            await bot.updates.aclose()
 
 
 def default_chat_type(chat_id: int) -> str:

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from switchboard.sandbox.ratelimit import Rule, SlidingWindow
-from switchboard.sandbox.settings import ProviderSettings, RuleLimits
+from switchboard.sandbox.settings import (
+    ProviderSettings,
+    RuleLimits,
+    check_fractions,
+    check_not_negative,
+)
 from switchboard.sandbox.webhooks import RetryPolicy
 
 RECEIVER_POLICIES = ("auto", "strict")
@@ -39,11 +44,8 @@ class CallbackSettings:
     delay: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("seen_rate", "failed_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1")
-        if self.delay < 0:
-            raise ValueError("delay cannot be negative")
+        check_fractions(self, "seen_rate", "failed_rate")
+        check_not_negative(self, "delay")
 
 
 def _viber_retry() -> RetryPolicy:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from switchboard.sandbox.httpjson import (
     ControlError,
     base64_field,
+    listing,
     object_field,
     read_json,
     required,
@@ -105,13 +106,13 @@ def control_routes(provider: ViberProvider) -> RouteTable:
         found = provider.sent_messages(
             provider.find(request.path_params["bot"]), request.query_params.get("receiver")
         )
-        return JSONResponse({"count": len(found), "messages": found})
+        return listing("messages", found)
 
     async def callbacks(request: Request) -> Response:
         found = provider.callbacks(
             provider.find(request.path_params["bot"]), request.query_params.get("event")
         )
-        return JSONResponse({"count": len(found), "callbacks": found})
+        return listing("callbacks", found)
 
     async def add_media(request: Request) -> Response:
         """Put a file on the fake media CDN (bytes as base64); the answered `url` goes in an

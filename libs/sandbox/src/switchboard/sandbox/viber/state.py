@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard.sandbox.messaging import MessagingState
 from switchboard.sandbox.provider import Core
-from switchboard.sandbox.ratelimit import RateLimiter
 from switchboard.sandbox.viber.config import ViberConfig
 from switchboard.sandbox.webhooks import OrderedDelivery
 
@@ -141,13 +141,11 @@ class ViberMedia:
         return f"/media/{self.id}/{self.file_name}"
 
 
-class ViberState:
-    """All bots of the fake and the shared limiter."""
+class ViberState(MessagingState[ViberConfig]):
+    """All bots of the fake, and the files customers sent."""
 
     def __init__(self, core: Core, config: ViberConfig) -> None:
-        self.core = core
-        self.config = config
-        self.limiter = RateLimiter(core.clock)
+        super().__init__(core, config)
         self.bots: dict[str, ViberBot] = {}
         # Files customers sent, as Viber's media CDN serves them: by id, no token needed.
         self.media: dict[str, ViberMedia] = {}
@@ -191,14 +189,7 @@ class ViberState:
             uri=key,
             avatar=avatar or f"https://example.invalid/viber/{key}.jpg",
             category=category,
-            callbacks=OrderedDelivery(
-                provider="viber",
-                account=key,
-                recorder=self.core.recorder,
-                clock=self.core.clock,
-                http=self.core.http,
-                policy=self.config.webhook_retry,
-            ),
+            callbacks=self.core.webhook_queue("viber", key, self.config.webhook_retry),
             rng=rng,
             next_token=rng.randrange(4 * 10**18, 5 * 10**18),
         )
@@ -220,7 +211,3 @@ class ViberState:
         await bot.callbacks.aclose()
         self.bots.pop(bot.uri, None)
         self.limiter.reset(f"viber:{bot.uri}:")
-
-    async def aclose(self) -> None:
-        for bot in self.bots.values():
-            await bot.callbacks.aclose()

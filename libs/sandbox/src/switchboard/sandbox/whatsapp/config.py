@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from switchboard.sandbox.ratelimit import Rule, SlidingWindow
-from switchboard.sandbox.settings import ProviderSettings, RuleLimits
+from switchboard.sandbox.settings import (
+    ProviderSettings,
+    RuleLimits,
+    check_fractions,
+    check_not_negative,
+)
 from switchboard.sandbox.webhooks import RetryPolicy
 
 WINDOW_MODES = ("sync", "webhook")
@@ -44,11 +49,8 @@ class StatusSettings:
     delay: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("read_rate", "failure_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1")
-        if self.delay < 0:
-            raise ValueError("delay cannot be negative")
+        check_fractions(self, "read_rate", "failure_rate")
+        check_not_negative(self, "delay")
 
 
 @dataclass
@@ -84,7 +86,6 @@ class WhatsAppConfig(ProviderSettings):
         """Raise ValueError for settings the fake cannot honour."""
         if self.window_errors not in WINDOW_MODES:
             raise ValueError(f"window_errors must be one of {', '.join(WINDOW_MODES)}")
-        if not 0.0 <= self.duplicate_rate <= 1.0:
-            raise ValueError("duplicate_rate must be between 0 and 1")
+        check_fractions(self, "duplicate_rate")
         if self.throttle_status not in (400, 429):
             raise ValueError("throttle_status must be 400 or 429")

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from switchboard.sandbox.httpjson import (
     ControlError,
     base64_field,
+    listing,
     object_field,
     read_json,
     required,
@@ -106,15 +107,15 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         found = provider.sent_messages(
             provider.find(request.path_params["number"]), request.query_params.get("to")
         )
-        return JSONResponse({"count": len(found), "messages": found})
+        return listing("messages", found)
 
     async def inbound(request: Request) -> Response:
         found = provider.inbound_messages(provider.find(request.path_params["number"]))
-        return JSONResponse({"count": len(found), "messages": found})
+        return listing("messages", found)
 
     async def statuses(request: Request) -> Response:
         found = provider.find(request.path_params["number"]).statuses
-        return JSONResponse({"count": len(found), "statuses": found})
+        return listing("statuses", found)
 
     return [
         ("/numbers", list_numbers, ["GET"]),

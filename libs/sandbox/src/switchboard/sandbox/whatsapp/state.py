@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard.sandbox.messaging import MessagingState
 from switchboard.sandbox.provider import Core
-from switchboard.sandbox.ratelimit import RateLimiter
 from switchboard.sandbox.webhooks import OrderedDelivery
 from switchboard.sandbox.whatsapp.config import WhatsAppConfig
 from switchboard.sandbox.whatsapp.media import MediaStore
@@ -129,13 +129,11 @@ class WaNumber:
         }
 
 
-class WhatsAppState:
-    """All business numbers of the fake and the shared limiter."""
+class WhatsAppState(MessagingState[WhatsAppConfig]):
+    """All business numbers of the fake, and their media."""
 
     def __init__(self, core: Core, config: WhatsAppConfig) -> None:
-        self.core = core
-        self.config = config
-        self.limiter = RateLimiter(core.clock)
+        super().__init__(core, config)
         self.numbers: dict[str, WaNumber] = {}
         self.media = MediaStore(config.seed)
 
@@ -174,13 +172,8 @@ class WhatsAppState:
             app_secret=app_secret,
             verify_token=verify_token,
             verified_name=verified_name or f"Business {phone_number_id[-4:]}",
-            deliveries=OrderedDelivery(
-                provider="whatsapp",
-                account=phone_number_id,
-                recorder=self.core.recorder,
-                clock=self.core.clock,
-                http=self.core.http,
-                policy=self.config.webhook_retry,
+            deliveries=self.core.webhook_queue(
+                "whatsapp", phone_number_id, self.config.webhook_retry
             ),
             rng=rng,
         )
@@ -209,7 +202,3 @@ class WhatsAppState:
         await number.deliveries.aclose()
         self.numbers.pop(number.phone_number_id, None)
         self.limiter.reset(f"wa:{number.phone_number_id}:")
-
-    async def aclose(self) -> None:
-        for number in self.numbers.values():
-            await number.deliveries.aclose()
