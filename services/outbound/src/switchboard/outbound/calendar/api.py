@@ -41,6 +41,7 @@ from switchboard.outbound.calendar.templates import (
 )
 from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.outbound.schedule import Refusal, ScheduleDesk
+from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
@@ -176,8 +177,7 @@ async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     """The send of ``post`` after the checks of its own (Problem otherwise): the account is
     the workspace's, the time is ahead and the content fits the account."""
     d, at = post.destination, post.at
-    if await ports.accounts.lookup(d.channel, d.account, ws) is None:
-        raise NotFoundError("account", f"{d.channel.value}/{d.account}")
+    await require_account(ports.accounts, ws, d.channel, d.account)
     if at <= datetime.now(UTC):
         raise ProblemError(error(422, "invalid_post", "at: is in the past", field="at"))
     cmd = command_of(post)

@@ -20,11 +20,12 @@ from switchboard.events.catalog.outbound import (
 from switchboard.outbound.campaigns.state import CampaignStore, campaign_key, start_conflict
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
+from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error, json_body
-from switchboard.runtime.ownership import NotFoundError, require
+from switchboard.runtime.ownership import require
 
 
 @dataclass
@@ -39,8 +40,7 @@ async def _accounts_owned(
 ) -> None:
     """Every account a campaign names must be the workspace's (NotFoundError otherwise)."""
     for name in sorted(set(names)):
-        if await ports.accounts.lookup(channel, name, ws) is None:
-            raise NotFoundError("account", f"{channel.value}/{name}")
+        await require_account(ports.accounts, ws, channel, name)
 
 
 def _workspace(request: Request) -> str:
