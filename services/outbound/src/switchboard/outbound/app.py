@@ -66,7 +66,7 @@ from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import ApiKeyAuth, Workspace
 from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
@@ -127,14 +127,6 @@ def _store_down(exc: Exception) -> Response:
         503, "object_store_unavailable", "uploaded files cannot be reached right now; retry",
         headers={"Retry-After": "5"},
     )  # fmt: skip
-
-
-def _workspace(request: Request) -> str:
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
 
 
 async def _multipart(request: Request) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import JSONResponse, Response
 
@@ -43,7 +43,7 @@ from switchboard.outbound.providers.mtproto import unsupported as user_unsupport
 from switchboard.outbound.schedule import Refusal, ScheduleDesk
 from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import ProblemError, error, json_body
 from switchboard.runtime.ownership import NotFoundError
@@ -60,11 +60,6 @@ class CalendarPorts:
     gap: timedelta
 
 
-def _workspace(request: Request) -> str:
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
 def _ports(request: Request) -> CalendarPorts:
     """Read in the handler, after the input is checked (bad input is answered without
     the bus, as every route's is)."""
@@ -76,7 +71,6 @@ def _settler(ports: CalendarPorts) -> Settler:
     return Settler(ports.posts, ports.attempts, ports.desk, ports.bus)
 
 
-Workspace = Annotated[str, Depends(_workspace)]
 router = APIRouter(tags=["calendar"])
 # The bodies, validated before the handler runs (422 naming every field, with these codes).
 _TEMPLATE = json_body(NewTemplate, "invalid_template")
