@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,11 +28,8 @@ TTL, BEAT, MARGIN = 1.5, 0.25, 0.3
 
 
 @pytest.fixture
-async def kv(nats_url: str) -> AsyncIterator[KeyValue]:
-    bus = await Bus.connect(nats_url, name="lease-test")
-    await bus.provision()
-    yield await bus.kv("leases")
-    await bus.close()
+async def kv(bus: Bus) -> KeyValue:
+    return await bus.kv("leases")
 
 
 def _lease(kv: Any, owner: str, key: str = session_key("s1")) -> Lease:

@@ -5,7 +5,6 @@ exactly one of the copies racing for it, and another body is a conflict."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -24,11 +23,8 @@ def record(owner: int, text: str = "hi") -> Attempt:
 
 
 @pytest.fixture
-async def attempts(nats_url: str) -> AsyncIterator[Attempts]:
-    bus = await Bus.connect(nats_url, name="t")
-    await bus.provision()
-    yield Attempts(await bus.kv("sends"))
-    await bus.close()
+async def attempts(bus: Bus) -> Attempts:
+    return Attempts(await bus.kv("sends"))
 
 
 async def waiting(_: int) -> bool:

@@ -4,7 +4,6 @@ workspace, and no campaign through another workspace's account."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,16 +50,13 @@ def start(recipients: list[Any], **changes: Any) -> StartCampaign:
 
 
 @pytest.fixture
-async def commands(nats_url: str) -> AsyncIterator[CampaignCommands]:
-    bus = await Bus.connect(nats_url, name="t")
-    await bus.provision()
+async def commands(bus: Bus) -> CampaignCommands:
     store = CampaignStore(await bus.kv("sends"))
     accounts = AccountStore(await bus.kv("accounts"), Keyring({"k": bytes(32)}, "k"))
     for name, workspace in (("a", "demo"), ("b", "demo"), ("theirs", "other")):
         await accounts.put(Account(channel=Channel.TELEGRAM, id=name, workspace_id=workspace))
     cache = AccountCache(accounts)
-    yield CampaignCommands(bus, store, CampaignView(store), cache)
-    await bus.close()
+    return CampaignCommands(bus, store, CampaignView(store), cache)
 
 
 async def test_batches_in_any_order_and_a_retried_start_keeps_what_is_stored(

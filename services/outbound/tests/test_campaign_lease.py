@@ -5,7 +5,6 @@ silent leader is replaced after a whole lease, and a released one at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,11 +19,8 @@ TIMING = CampaignTiming(lease_s=1.5)
 
 
 @pytest.fixture
-async def kv(nats_url: str) -> AsyncIterator[KeyValue]:
-    bus = await Bus.connect(nats_url, name="campaign-lease-test")
-    await bus.provision()
-    yield await bus.kv("leases")
-    await bus.close()
+async def kv(bus: Bus) -> KeyValue:
+    return await bus.kv("leases")
 
 
 class _Clock:

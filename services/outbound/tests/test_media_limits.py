@@ -8,7 +8,8 @@ import pytest
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import MediaSource, OutMedia, OutMediaGroup, SendMessage
-from switchboard.outbound.media_limits import KB, MB, decoded_size, too_large
+from switchboard.outbound.media_limits import decoded_size, too_large
+from switchboard.runtime.media_sizes import KB, MB
 
 
 def item(kind: str, size: int) -> OutMedia:

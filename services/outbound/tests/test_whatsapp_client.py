@@ -152,6 +152,14 @@ async def test_bytes_are_uploaded_once_then_sent_by_id() -> None:
     assert len(mock.requests) == 3
 
 
+async def test_bytes_that_are_not_base64_are_permanent_without_a_call() -> None:
+    bad = media("photo", data=b"x")
+    bad = bad.model_copy(update={"source": bad.source.model_copy(update={"data_base64": "%%%"})})
+    mock = Mock()
+    assert_error(await fail(mock, wa(bad)), Failure.PERMANENT, "whatsapp_bad_media")
+    assert mock.requests == []
+
+
 async def test_a_failed_upload_is_classified_and_sends_nothing() -> None:
     mock = Mock([reply(500, {"error": {"message": "x", "code": 1, "type": "OAuthException"}})])
     error = await fail(mock, wa(media("document", data=b"%PDF", file_name="a.pdf")))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Annotated
 
+from fastapi import Depends
 from starlette.requests import Request
 
 from switchboard.runtime.errors import SwitchboardRuntimeError
@@ -74,6 +76,17 @@ class ApiKeyAuth:
         if needed not in principal.scopes:
             raise ScopeError(needed)
         return principal.workspace
+
+
+def request_workspace(request: Request) -> str:
+    """A FastAPI dependency: the workspace of the request's API key, once it holds the scope
+    the request's method needs (401/403 otherwise)."""
+    auth: ApiKeyAuth = request.app.state.auth
+    return auth.workspace(request)
+
+
+Workspace = Annotated[str, Depends(request_workspace)]
+"""A route parameter: the caller's workspace (see :func:`request_workspace`)."""
 
 
 def require_scope(scope: Scope | str) -> Callable[[Request], str]:

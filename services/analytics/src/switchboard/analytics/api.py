@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
@@ -30,18 +30,10 @@ from switchboard.analytics.params import (
 )
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.runtime.app import ServiceApp
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import Workspace
 from switchboard.runtime.db import Conn
 from switchboard.runtime.deps import Wired
 
-
-def _workspace(request: Request) -> str:
-    """The workspace of the request's API key (401 otherwise)."""
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
 Text = Annotated[str | None, Field(min_length=1, max_length=200)]
 BAD: dict[int | str, dict[str, Any]] = {
     400: {"description": "a parameter that cannot be used, named in the error"}

@@ -8,7 +8,14 @@ from datetime import datetime
 
 from switchboard.analytics import metrics
 from switchboard.analytics.context import Context
-from switchboard.analytics.counting import CounterTable, Deltas, count_events, earliest, fresh
+from switchboard.analytics.counting import (
+    CounterTable,
+    Deltas,
+    count_events,
+    earliest,
+    fresh,
+    rows_for,
+)
 from switchboard.analytics.items import Item, hour_of, millis
 from switchboard.events.catalog.common import ChatType
 from switchboard.events.catalog.conv import MessageReceived, MessageSent
@@ -135,13 +142,7 @@ async def _conversations(conn: Conn, items: list[Item]) -> dict[tuple[str, str],
             keys.setdefault(key, (ev.channel.value, ev.account))
     if not keys:
         return {}
-    rows = await conn.fetch(
-        """SELECT c.* FROM conversations c
-           JOIN unnest($1::text[], $2::text[]) AS k(ws, conv)
-             ON c.workspace_id = k.ws AND c.conversation = k.conv""",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
+    rows = await rows_for(conn, "conversations", "conversation", keys)
     found = {
         (r["workspace_id"], r["conversation"]): Conversation(
             r["channel"],

@@ -1,4 +1,5 @@
-"""Set-based writes shared by the projectors: which events are new, and counter upserts.
+"""Set-based reads and writes shared by the projectors: the rows a batch touches, which
+events are new, and counter upserts.
 
 Counters are additive, so a batch's effect does not depend on where batch boundaries fall
 (the live service and a rebuild cut the streams differently and must agree byte for byte).
@@ -6,7 +7,7 @@ Counters are additive, so a batch's effect does not depend on where batch bounda
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,19 @@ from typing import Any
 from switchboard.analytics.items import Item, hour_of
 from switchboard.runtime.db import Conn
 from switchboard.runtime.identity import keyed_hash
+
+
+async def rows_for(
+    conn: Conn, table: str, column: str, keys: Collection[tuple[str, str]]
+) -> list[Any]:
+    """The rows of ``table`` whose (``workspace_id``, ``column``) is one of ``keys``, read
+    in one query however many keys a batch has."""
+    return await conn.fetch(
+        f"""SELECT t.* FROM {table} t JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
+            ON t.workspace_id = k.ws AND t.{column} = k.id""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
 
 
 async def fresh(conn: Conn, items: Sequence[Item]) -> list[Item]:

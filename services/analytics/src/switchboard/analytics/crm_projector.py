@@ -12,7 +12,7 @@ from decimal import Decimal
 from switchboard.analytics import metrics
 from switchboard.analytics.context import Context
 from switchboard.analytics.conversions import LeadFacts, Person, conversion_command
-from switchboard.analytics.counting import CounterTable, Deltas, count_events, fresh
+from switchboard.analytics.counting import CounterTable, Deltas, count_events, fresh, rows_for
 from switchboard.analytics.items import Item, hour_of
 from switchboard.events.catalog.crm import (
     ContactCreated,
@@ -188,12 +188,7 @@ async def _load(conn: Conn, items: list[Item]) -> Batch:
         if isinstance(ev, LeadCreated | LeadStageChanged):
             lead_ids.add((ws, ev.lead_id))
     if lead_ids:
-        rows = await conn.fetch(
-            """SELECT l.* FROM leads l JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
-               ON l.workspace_id = k.ws AND l.lead_id = k.id""",
-            [k[0] for k in lead_ids],
-            [k[1] for k in lead_ids],
-        )
+        rows = await rows_for(conn, "leads", "lead_id", lead_ids)
         for r in rows:
             facts = LeadFacts(
                 r["lead_id"],
@@ -209,13 +204,7 @@ async def _load(conn: Conn, items: list[Item]) -> Batch:
                 facts, r["created_at"], r["stage"], r["updated_at"]
             )
             contact_ids.add((ws, r["contact_id"]))
-        reached = await conn.fetch(
-            """SELECT s.* FROM lead_stages_reached s
-               JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
-               ON s.workspace_id = k.ws AND s.lead_id = k.id""",
-            [k[0] for k in lead_ids],
-            [k[1] for k in lead_ids],
-        )
+        reached = await rows_for(conn, "lead_stages_reached", "lead_id", lead_ids)
         for r in reached:
             state.reached[(r["workspace_id"], r["lead_id"], r["stage"])] = r["first_at"]
     # Merged contacts point at their survivor, which may need loading in turn.
@@ -223,12 +212,7 @@ async def _load(conn: Conn, items: list[Item]) -> Batch:
     for _ in range(8):
         if not wanted:
             break
-        rows = await conn.fetch(
-            """SELECT c.* FROM contacts c JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
-               ON c.workspace_id = k.ws AND c.contact_id = k.id""",
-            [k[0] for k in wanted],
-            [k[1] for k in wanted],
-        )
+        rows = await rows_for(conn, "contacts", "contact_id", wanted)
         for r in rows:
             state.people[(r["workspace_id"], r["contact_id"])] = Person(
                 r["display_name"], list(r["phones"]), list(r["emails"]), r["merged_into"],

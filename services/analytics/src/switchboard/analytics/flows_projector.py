@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from switchboard.analytics.context import Context
-from switchboard.analytics.counting import count_events, fresh
+from switchboard.analytics.counting import count_events, fresh, rows_for
 from switchboard.analytics.items import Item
 from switchboard.runtime.db import Conn
 
@@ -119,12 +119,7 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
 async def _load(conn: Conn, keys: set[tuple[str, str]]) -> dict[tuple[str, str], RunRow]:
     if not keys:
         return {}
-    rows = await conn.fetch(
-        """SELECT r.* FROM flow_runs r JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
-           ON r.workspace_id = k.ws AND r.run_id = k.id""",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
+    rows = await rows_for(conn, "flow_runs", "run_id", keys)
     return {
         (r["workspace_id"], r["run_id"]): RunRow(
             r["flow_id"],

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from switchboard.analytics import metrics
 from switchboard.analytics.context import Context
-from switchboard.analytics.counting import count_events, fresh
+from switchboard.analytics.counting import count_events, fresh, rows_for
 from switchboard.analytics.items import Item
 from switchboard.runtime.db import Conn
 
@@ -139,24 +139,13 @@ async def _load(
     jobs: dict[tuple[str, str, str], Backfill] = {}
     if not keys:
         return sessions, jobs
-    ws, ids = [k[0] for k in keys], [k[1] for k in keys]
-    for r in await conn.fetch(
-        """SELECT s.* FROM mtproto_sessions s JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
-           ON s.workspace_id = k.ws AND s.session = k.id""",
-        ws,
-        ids,
-    ):
+    for r in await rows_for(conn, "mtproto_sessions", "session", keys):
         sessions[(r["workspace_id"], r["session"])] = Session(
             r["state"], r["last_event"], r["last_at"], r["connects"], r["disconnects"],
             r["flood_waits"], r["flood_wait_seconds"], r["login_failures"],
             r["account_status"], r["account_status_at"],
         )  # fmt: skip
-    for r in await conn.fetch(
-        """SELECT b.* FROM mtproto_backfill b JOIN unnest($1::text[], $2::text[]) AS k(ws, id)
-           ON b.workspace_id = k.ws AND b.session = k.id""",
-        ws,
-        ids,
-    ):
+    for r in await rows_for(conn, "mtproto_backfill", "session", keys):
         jobs[(r["workspace_id"], r["session"], r["job_id"])] = Backfill(
             r["chat"], r["started_at"], r["last_at"], r["fetched"], r["pages"], r["status"],
             r["detail"],

@@ -13,17 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-MB = 1024 * 1024
+from switchboard.runtime.media_sizes import MB, WHATSAPP_MEDIA
+
 TELEGRAM_DOWNLOAD = 20 * MB
-WHATSAPP = {
-    "photo": 5 * MB,
-    "video": 16 * MB,
-    "audio": 16 * MB,
-    "voice": 16 * MB,
-    "animation": 16 * MB,
-    "sticker": 500 * 1024,
-    "document": 100 * MB,
-}
 VIBER_DOWNLOAD = 50 * MB
 # A Telegram user account downloads files up to 2000 MiB (4000 MiB with Premium).
 TELEGRAM_USER_DOWNLOAD = 2000 * MB
@@ -80,7 +72,7 @@ def download_limit(channel: str, kind: str) -> int | None:
     if channel == "telegram":
         return TELEGRAM_DOWNLOAD
     if channel == "whatsapp":
-        return WHATSAPP.get(kind, WHATSAPP["document"])
+        return WHATSAPP_MEDIA.get(kind, WHATSAPP_MEDIA["document"])
     if channel == "viber":
         return VIBER_DOWNLOAD
     if channel == "mtproto":

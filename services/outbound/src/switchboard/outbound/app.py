@@ -62,10 +62,11 @@ from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
+from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import ApiKeyAuth, Workspace
 from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
@@ -126,14 +127,6 @@ def _store_down(exc: Exception) -> Response:
         503, "object_store_unavailable", "uploaded files cannot be reached right now; retry",
         headers={"Retry-After": "5"},
     )  # fmt: skip
-
-
-def _workspace(request: Request) -> str:
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
 
 
 async def _multipart(request: Request) -> None:
@@ -367,9 +360,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 cmd = SendBulk.model_validate(body)
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
-        accounts = deps().accounts
-        if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
-            raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        await require_account(deps().accounts, ws, cmd.channel, cmd.account)
         if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
             return error(422, "unsupported_content", problem[1], field=problem[0])
         try:
@@ -512,9 +503,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             cmd = model.model_validate(body)
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
-        accounts = deps().accounts
-        if await accounts.lookup(cmd.channel, cmd.account, ws) is None:
-            raise NotFoundError("account", f"{cmd.channel.value}/{cmd.account}")
+        await require_account(deps().accounts, ws, cmd.channel, cmd.account)
         await deps().bus.publish(cmd, workspace_id=ws)
         return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
 

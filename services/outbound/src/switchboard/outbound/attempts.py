@@ -19,11 +19,11 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from switchboard.events.base import Message
+from switchboard.outbound.kvmodels import KvModels
 
 Status = Literal["queued", "in_flight", "retrying", "sent", "failed", "moved"]
 
@@ -123,6 +123,7 @@ class Attempts:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self._records = KvModels(kv, Attempt, exclude_none=True)
 
     async def begin(self, record: Attempt) -> tuple[Attempt, bool]:
         """Store ``record`` if the id has none yet: (record, True); else (existing, False)."""
@@ -132,9 +133,7 @@ class Attempts:
     async def begin_at(self, record: Attempt) -> tuple[Attempt, int | None]:
         """Store ``record`` if the id has none yet: (record, None); else (existing, its KV
         revision). One round trip for a new message, where a read and a write would take two."""
-        try:
-            await self.kv.update(_key(record), _dump(record), last=0)
-        except KeyWrongLastSequenceError:
+        if not await self.replace(record, 0):
             existing = await self.read(record.workspace_id, record.message_id)
             if existing is not None:
                 return existing
@@ -144,28 +143,17 @@ class Attempts:
     async def replace(self, record: Attempt, revision: int) -> bool:
         """Write ``record`` only if its key is still at ``revision`` (True): two copies of a
         command taking over an orphaned record cannot both win."""
-        try:
-            await self.kv.update(_key(record), _dump(record), last=revision)
-        except KeyWrongLastSequenceError:
-            return False
-        return True
+        return await self._records.replace(_key(record), record, revision)
 
     async def get(self, workspace: str, message_id: str) -> Attempt | None:
-        found = await self.read(workspace, message_id)
-        return None if found is None else found[0]
+        return await self._records.get(record_key(workspace, message_id))
 
     async def read(self, workspace: str, message_id: str) -> tuple[Attempt, int] | None:
         """The record with its KV revision (for :meth:`replace`)."""
-        try:
-            entry = await self.kv.get(record_key(workspace, message_id))
-        except KeyNotFoundError:
-            return None
-        if not entry.value or entry.revision is None:
-            return None
-        return Attempt.model_validate(orjson.loads(entry.value)), entry.revision
+        return await self._records.read(record_key(workspace, message_id))
 
     async def put(self, record: Attempt) -> None:
-        await self.kv.put(_key(record), _dump(record))
+        await self._records.put(_key(record), record)
 
 
 async def claim(
@@ -197,7 +185,3 @@ async def claim(
 
 def _key(record: Attempt) -> str:
     return record_key(record.workspace_id, record.message_id)
-
-
-def _dump(record: Attempt) -> bytes:
-    return record.model_dump_json(exclude_none=True).encode()

@@ -17,20 +17,10 @@ from dataclasses import dataclass
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, SendMessage
+from switchboard.runtime.media_sizes import MB, WHATSAPP_MEDIA
 
-MB = 1024 * 1024
-KB = 1024
 TELEGRAM = {"photo": 10 * MB}
 TELEGRAM_OTHER = 50 * MB
-WHATSAPP = {
-    "photo": 5 * MB,
-    "video": 16 * MB,
-    "animation": 16 * MB,
-    "audio": 16 * MB,
-    "voice": 16 * MB,
-    "document": 100 * MB,
-    "sticker": 500 * KB,
-}
 VIBER = {"photo": 1 * MB, "video": 26 * MB}
 VIBER_OTHER = 50 * MB
 
@@ -62,8 +52,8 @@ def limit_of(channel: Channel, kind: str) -> tuple[int, str] | None:
     """The upload limit of ``kind`` on ``channel`` and what it is called (None: none known)."""
     if channel is Channel.TELEGRAM:
         return TELEGRAM.get(kind, TELEGRAM_OTHER), f"Telegram {kind} uploads"
-    if channel is Channel.WHATSAPP and kind in WHATSAPP:
-        return WHATSAPP[kind], f"WhatsApp {kind} media"
+    if channel is Channel.WHATSAPP and kind in WHATSAPP_MEDIA:
+        return WHATSAPP_MEDIA[kind], f"WhatsApp {kind} media"
     if channel is Channel.VIBER:
         return VIBER.get(kind, VIBER_OTHER), f"Viber {kind} files"
     return None
@@ -81,7 +71,7 @@ def media_items(cmd: SendMessage) -> list[tuple[str, OutMedia]]:
 
 def largest_limit() -> int:
     """The largest upload any provider takes: a file over it can be sent nowhere."""
-    return max(TELEGRAM_OTHER, VIBER_OTHER, *TELEGRAM.values(), *WHATSAPP.values(),
+    return max(TELEGRAM_OTHER, VIBER_OTHER, *TELEGRAM.values(), *WHATSAPP_MEDIA.values(),
                *VIBER.values())  # fmt: skip
 
 

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import orjson
 from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel
 
@@ -40,6 +39,7 @@ from switchboard.events.base import Message
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.kvmodels import KvModels
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -104,18 +104,13 @@ class ScheduleChanges:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self._records = KvModels(kv, ScheduleChange)
 
     async def get(self, workspace: str, message_id: str) -> ScheduleChange | None:
-        try:
-            entry = await self.kv.get(change_key(workspace, message_id))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return ScheduleChange.model_validate(orjson.loads(entry.value))
+        return await self._records.get(change_key(workspace, message_id))
 
     async def put(self, workspace: str, message_id: str, change: ScheduleChange) -> None:
-        await self.kv.put(change_key(workspace, message_id), change.model_dump_json().encode())
+        await self._records.put(change_key(workspace, message_id), change)
 
 
 @dataclass

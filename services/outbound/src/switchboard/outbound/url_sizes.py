@@ -21,7 +21,8 @@ import httpx
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import SendMessage
-from switchboard.outbound.media_limits import MB, TooLarge, limit_of, media_items
+from switchboard.outbound.media_limits import TooLarge, limit_of, media_items
+from switchboard.runtime.media_sizes import MB
 
 TELEGRAM_BY_URL = {"photo": 5 * MB}
 TELEGRAM_BY_URL_OTHER = 20 * MB

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 import structlog
 
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres
 
 
@@ -158,6 +159,15 @@ async def nats_url(_nats_shared: str | None, nats_server: EmbeddedNats | None) -
             await js.delete_stream(info.config.name)
     await nc.close()
     return _nats_shared
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    """A connection to this test's JetStream, with the catalog's streams and buckets."""
+    bus = await Bus.connect(nats_url, name="test")
+    await bus.provision()
+    yield bus
+    await bus.close()
 
 
 @pytest.fixture

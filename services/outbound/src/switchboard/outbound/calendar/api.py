@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import JSONResponse, Response
 
@@ -41,8 +41,9 @@ from switchboard.outbound.calendar.templates import (
 )
 from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.outbound.schedule import Refusal, ScheduleDesk
+from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import ProblemError, error, json_body
 from switchboard.runtime.ownership import NotFoundError
@@ -59,11 +60,6 @@ class CalendarPorts:
     gap: timedelta
 
 
-def _workspace(request: Request) -> str:
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
 def _ports(request: Request) -> CalendarPorts:
     """Read in the handler, after the input is checked (bad input is answered without
     the bus, as every route's is)."""
@@ -75,7 +71,6 @@ def _settler(ports: CalendarPorts) -> Settler:
     return Settler(ports.posts, ports.attempts, ports.desk, ports.bus)
 
 
-Workspace = Annotated[str, Depends(_workspace)]
 router = APIRouter(tags=["calendar"])
 # The bodies, validated before the handler runs (422 naming every field, with these codes).
 _TEMPLATE = json_body(NewTemplate, "invalid_template")
@@ -176,8 +171,7 @@ async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     """The send of ``post`` after the checks of its own (Problem otherwise): the account is
     the workspace's, the time is ahead and the content fits the account."""
     d, at = post.destination, post.at
-    if await ports.accounts.lookup(d.channel, d.account, ws) is None:
-        raise NotFoundError("account", f"{d.channel.value}/{d.account}")
+    await require_account(ports.accounts, ws, d.channel, d.account)
     if at <= datetime.now(UTC):
         raise ProblemError(error(422, "invalid_post", "at: is in the past", field="at"))
     cmd = command_of(post)

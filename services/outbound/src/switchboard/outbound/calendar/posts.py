@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -22,6 +21,7 @@ from switchboard.events.catalog.outbound import OutContent, SendMessage
 from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.calendar.templates import NAME
+from switchboard.outbound.kvmodels import KvModels
 
 
 class Destination(BaseModel):
@@ -190,43 +190,31 @@ class Posts:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self._records = KvModels(kv, Post)
 
     async def get(self, workspace: str, post_id: str) -> Post | None:
-        found = await self.read(workspace, post_id)
-        return None if found is None else found[0]
+        return await self._records.get(key("post", workspace, post_id))
 
     async def read(self, workspace: str, post_id: str) -> tuple[Post, int] | None:
         """The post with its KV revision (for :meth:`replace`)."""
-        try:
-            entry = await self.kv.get(key("post", workspace, post_id))
-        except KeyNotFoundError:
-            return None
-        if not entry.value or entry.revision is None:
-            return None
-        return Post.model_validate(orjson.loads(entry.value)), entry.revision
+        return await self._records.read(key("post", workspace, post_id))
 
     async def replace(self, post: Post, revision: int) -> bool:
         """Write ``post`` if its key is still at ``revision`` (False: it changed meanwhile)."""
-        try:
-            await self.kv.update(
-                key("post", post.workspace_id, post.post_id),
-                post.model_dump_json().encode(),
-                last=revision,
-            )
-        except KeyWrongLastSequenceError:
-            return False
-        return True
+        return await self._records.replace(_key(post), post, revision)
 
     async def put(self, post: Post) -> None:
-        await self.kv.put(
-            key("post", post.workspace_id, post.post_id), post.model_dump_json().encode()
-        )
+        await self._records.put(_key(post), post)
 
     async def remove(self, post: Post) -> None:
-        await self.kv.delete(key("post", post.workspace_id, post.post_id))
+        await self.kv.delete(_key(post))
 
     async def all(self, workspace: str) -> list[Post]:
         found = [
             Post.model_validate(orjson.loads(v)) async for v in values(self.kv, "post", workspace)
         ]
         return sorted(found, key=lambda p: (p.at, p.post_id))
+
+
+def _key(post: Post) -> str:
+    return key("post", post.workspace_id, post.post_id)

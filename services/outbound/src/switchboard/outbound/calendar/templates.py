@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import orjson
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText
 from switchboard.outbound.calendar.kv import key, values
+from switchboard.outbound.kvmodels import KvModels
 from switchboard.runtime.markup import Format, escape, parse_mode
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -94,27 +94,19 @@ class Templates:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self._records = KvModels(kv, Template)
 
     async def read(self, workspace: str, name: str) -> tuple[Template, int] | None:
-        try:
-            entry = await self.kv.get(key("tpl", workspace, name))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return Template.model_validate(orjson.loads(entry.value)), entry.revision or 0
+        return await self._records.read(key("tpl", workspace, name))
 
     async def get(self, workspace: str, name: str) -> Template | None:
-        found = await self.read(workspace, name)
-        return None if found is None else found[0]
+        return await self._records.get(key("tpl", workspace, name))
 
     async def create(self, workspace: str, new: NewTemplate) -> Template | None:
         """Version 1 of a new template; None when the name is taken in the workspace."""
         first = TemplateVersion(body=new.body, format=new.format, version=1, created_at=_now())
         template = Template(workspace_id=workspace, name=new.name, versions=[first])
-        try:
-            await self.kv.create(key("tpl", workspace, new.name), _dump(template))
-        except KeyWrongLastSequenceError:
+        if not await self._records.create(key("tpl", workspace, new.name), template):
             return None
         return template
 
@@ -130,11 +122,9 @@ class Templates:
                 body=text.body, format=text.format, version=number, created_at=_now()
             )
             template = template.model_copy(update={"versions": [*template.versions, version]})
-            try:
-                await self.kv.update(key("tpl", workspace, name), _dump(template), last=revision)
-            except KeyWrongLastSequenceError:
-                continue  # another edit came first: this one becomes the next version
-            return template
+            if await self._records.replace(key("tpl", workspace, name), template, revision):
+                return template
+            # another edit came first: this one becomes the next version
 
     async def all(self, workspace: str) -> list[Template]:
         found = [
@@ -142,10 +132,6 @@ class Templates:
             async for v in values(self.kv, "tpl", workspace)
         ]
         return sorted(found, key=lambda t: t.name)
-
-
-def _dump(model: BaseModel) -> bytes:
-    return model.model_dump_json().encode()
 
 
 def _now() -> datetime:

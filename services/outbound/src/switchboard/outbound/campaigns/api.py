@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.events.catalog.common import Channel
@@ -20,11 +20,12 @@ from switchboard.events.catalog.outbound import (
 from switchboard.outbound.campaigns.state import CampaignStore, campaign_key, start_conflict
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
+from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error, json_body
-from switchboard.runtime.ownership import NotFoundError, require
+from switchboard.runtime.ownership import require
 
 
 @dataclass
@@ -39,16 +40,9 @@ async def _accounts_owned(
 ) -> None:
     """Every account a campaign names must be the workspace's (NotFoundError otherwise)."""
     for name in sorted(set(names)):
-        if await ports.accounts.lookup(channel, name, ws) is None:
-            raise NotFoundError("account", f"{channel.value}/{name}")
+        await require_account(ports.accounts, ws, channel, name)
 
 
-def _workspace(request: Request) -> str:
-    auth: ApiKeyAuth = request.app.state.auth
-    return auth.workspace(request)
-
-
-Workspace = Annotated[str, Depends(_workspace)]
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 # The bodies, validated before the handler runs (422 naming every field); a batch's
 # campaign_id is the path's.

@@ -126,6 +126,12 @@ class CampaignRunner:
         found = self.accounts.get(member.channel, member.account)
         return account_rate(found) if found is not None else 1.0
 
+    def _room(self, start: StartCampaign, key: str, left: dict[str, int]) -> tuple[float, float]:
+        """A member's rate, and how many more of its sends may be queued: at most
+        ``lead_s`` of its rate (at least 5), less what it has ``left``."""
+        rate = self._rate(start, key)
+        return rate, max(5.0, rate * self.timing.lead_s) - left.get(key, 0)
+
     def _member(self, start: StartCampaign, key: str) -> Member:
         found = next((m for m in members(start) if m.key(start.channel) == key), None)
         return found if found is not None else Member(start.channel, key)
@@ -156,9 +162,10 @@ class CampaignRunner:
         pool = [k for k in everyone if self._usable(state.workspace_id, start, k)]
         if not pool:
             return  # every account dropped out for now: wait for one to come back
-        rates = {a: self._rate(start, a) for a in pool}
-        target = {a: max(5.0, rates[a] * self.timing.lead_s) for a in pool}
-        room = {a: target[a] - left.get(a, 0) for a in pool}
+        rates: dict[str, float] = {}
+        room: dict[str, float] = {}
+        for a in pool:
+            rates[a], room[a] = self._room(start, a, left)
         before = self.cursor.model_copy(deep=True)
         batch: list[SendBulk] = []
         while len(batch) < 2000:
@@ -169,9 +176,7 @@ class CampaignRunner:
             if who.account is not None:
                 account = who.account
                 if account not in room:
-                    rates[account] = self._rate(start, account)
-                    target[account] = max(5.0, rates[account] * self.timing.lead_s)
-                    room[account] = target[account] - left.get(account, 0)
+                    rates[account], room[account] = self._room(start, account, left)
                 if room[account] <= 0:
                     break  # its account is full: wait, in order
             else:

@@ -224,6 +224,20 @@ def _values(value: Any) -> list[Any]:
     return [value]
 
 
+def _hash_or_report(
+    name: str, value: Any, invalid: list[InvalidUserDataError] | None
+) -> str | None:
+    """:func:`hash_value`; an invalid value raises, or with an ``invalid`` list is appended
+    to it and gives None (dropped)."""
+    try:
+        return hash_value(name, value)
+    except InvalidUserDataError as error:
+        if invalid is None:
+            raise
+        invalid.append(error)
+        return None
+
+
 def normalize_user_data(
     user_data: Mapping[str, Any],
     *,
@@ -242,27 +256,12 @@ def normalize_user_data(
         if raw is None:
             continue
         if name in HASHED_FIELDS or (name == "external_id" and hash_external_id):
-            hashed: list[str] = []
-            for item in _values(raw):
-                try:
-                    result = hash_value(name, item)
-                except InvalidUserDataError as error:
-                    if invalid is None:
-                        raise
-                    invalid.append(error)
-                    continue
-                if result is not None and result not in hashed:
-                    hashed.append(result)
+            found = (_hash_or_report(name, item, invalid) for item in _values(raw))
+            hashed = list(dict.fromkeys(h for h in found if h is not None))
             if hashed:
                 out[name] = hashed
         elif name in SINGLE_HASHED_FIELDS:
-            try:
-                single = hash_value(name, raw)
-            except InvalidUserDataError as error:
-                if invalid is None:
-                    raise
-                invalid.append(error)
-                continue
+            single = _hash_or_report(name, raw, invalid)
             if single is not None:
                 out[name] = single
         elif name == "external_id":

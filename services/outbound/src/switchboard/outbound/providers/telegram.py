@@ -24,10 +24,7 @@ Choices where Telegram's documentation is silent or the model leaves room:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import mimetypes
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +49,7 @@ from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryF
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,
+    inline_upload,
     json_object,
     required_secret,
     retry_after_header,
@@ -401,19 +399,15 @@ class TelegramClient:
             if cached:
                 return _Media(value=cached, key=key, cached=True)
             return _Media(value=source.url, key=key)
-        try:
-            data = base64.b64decode(source.data_base64 or "", validate=True)
-        except (binascii.Error, ValueError):
-            raise ProviderError(
-                Failure.PERMANENT, "telegram_bad_media", "data_base64 is not valid base64"
-            ) from None
+        upload = inline_upload(
+            PROVIDER, source, DEFAULT_NAMES[item.kind], "application/octet-stream"
+        )
+        _, data, _ = upload
         key = FileKey.for_bytes(owner, item.kind, data)
         cached = await self.file_ids.get(key)
         if cached:
             return _Media(value=cached, key=key, cached=True)
-        name = source.file_name or DEFAULT_NAMES[item.kind]
-        mime = source.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return _Media(upload=(name, data, mime), key=key)
+        return _Media(upload=upload, key=key)
 
     # -- calling and reading answers --------------------------------------------------
 

@@ -7,7 +7,10 @@ rate limits, so a client must make exactly one attempt and say what went wrong.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import mimetypes
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -15,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from switchboard.events.catalog.outbound import MediaSource
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope
 from switchboard.runtime.accounts import Account
 
@@ -184,3 +188,20 @@ def required_secret(account: Account, provider: str, name: str) -> str:
 def unsupported(provider: str, what: str) -> ProviderError:
     """Content the channel cannot carry: no provider call is made, and retrying is useless."""
     return ProviderError(Failure.PERMANENT, f"{provider}_unsupported", what)
+
+
+def inline_upload(
+    provider: str, source: MediaSource, default_name: str, default_mime: str
+) -> tuple[str, bytes, str]:
+    """Media given as bytes, as a multipart upload takes it: (file name, bytes, MIME type),
+    the name and type guessed when not given. Text that is not base64 is a PERMANENT
+    ``<provider>_bad_media`` (the same bytes never decode on a retry)."""
+    try:
+        data = base64.b64decode(source.data_base64 or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise ProviderError(
+            Failure.PERMANENT, f"{provider}_bad_media", "data_base64 is not valid base64"
+        ) from None
+    name = source.file_name or default_name
+    mime = source.mime_type or mimetypes.guess_type(name)[0] or default_mime
+    return name, data, mime

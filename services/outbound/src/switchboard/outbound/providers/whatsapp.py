@@ -23,8 +23,6 @@ Classification (Graph `error.code` decides; the HTTP status only when there is n
 
 from __future__ import annotations
 
-import base64
-import binascii
 import mimetypes
 from typing import Any
 
@@ -46,6 +44,7 @@ from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,
     bearer_call,
+    inline_upload,
     retry_after_header,
     status_failure,
     unsupported,
@@ -350,19 +349,13 @@ class WhatsAppClient:
             return {"id": source.file_id}
         if source.url:
             return {"link": source.url}
-        try:
-            data = base64.b64decode(source.data_base64 or "", validate=True)
-        except (binascii.Error, ValueError):
-            raise ProviderError(
-                Failure.PERMANENT, "whatsapp_bad_media", "data_base64 is not valid base64"
-            ) from None
+        default_name = f"{kind}{mimetypes.guess_extension(DEFAULT_MIME[kind]) or ''}"
+        name, data, mime = inline_upload(PROVIDER, source, default_name, DEFAULT_MIME[kind])
         root, number, token = self._root(account)
         key = FileKey.for_bytes(f"whatsapp:{number}", kind, data)
         cached = await self.file_ids.get(key)
         if cached:
             return {"id": cached}
-        name = source.file_name or f"{kind}{mimetypes.guess_extension(DEFAULT_MIME[kind]) or ''}"
-        mime = source.mime_type or mimetypes.guess_type(name)[0] or DEFAULT_MIME[kind]
         answer = await bearer_call(
             self.http,
             PROVIDER,

@@ -1,0 +1,61 @@
+"""Pydantic records in a JetStream KV bucket, one key each: read with the key's revision and
+written with compare-and-set. The send records, the schedule changes and the calendar's
+posts and templates are all kept this way; each store only says how it names its keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import orjson
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class KvModels(Generic[M]):
+    """Records of ``model`` in ``kv``; ``exclude_none`` drops unset fields when writing."""
+
+    kv: KeyValue
+    model: type[M]
+    exclude_none: bool = False
+
+    def dump(self, record: M) -> bytes:
+        return record.model_dump_json(exclude_none=self.exclude_none).encode()
+
+    async def read(self, key: str) -> tuple[M, int] | None:
+        """The record with its KV revision (for :meth:`replace`); None when there is none."""
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if not entry.value or entry.revision is None:
+            return None
+        return self.model.model_validate(orjson.loads(entry.value)), entry.revision
+
+    async def get(self, key: str) -> M | None:
+        found = await self.read(key)
+        return None if found is None else found[0]
+
+    async def put(self, key: str, record: M) -> None:
+        await self.kv.put(key, self.dump(record))
+
+    async def replace(self, key: str, record: M, revision: int) -> bool:
+        """Write ``record`` only if ``key`` is still at ``revision`` (0: has no value yet);
+        False when another writer came first."""
+        try:
+            await self.kv.update(key, self.dump(record), last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def create(self, key: str, record: M) -> bool:
+        """Write ``record`` only if ``key`` holds none (a deleted one counts as none)."""
+        try:
+            await self.kv.create(key, self.dump(record))
+        except KeyWrongLastSequenceError:
+            return False
+        return True
