@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, replace
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Unpack
 
@@ -279,29 +278,8 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
         tags=["conversations"],
         summary="The inbox across all accounts, most recent first",
     )
-    async def conversations(
-        ws: Workspace,
-        limit: Limit = 50,
-        cursor: str | None = None,
-        channel: str | None = None,
-        account: str | None = None,
-        updated_since: datetime | None = None,
-        text: str | None = None,
-        contact_id: str | None = None,
-    ) -> Response:
-        return await page(
-            lambda c: queries.inbox(
-                c,
-                ws,
-                limit=limit,
-                cursor=cursor,
-                channel=channel,
-                account=account,
-                updated_since=updated_since,
-                text=text,
-                contact_id=contact_id,
-            )
-        )
+    async def conversations(ws: Workspace, q: Annotated[queries.InboxQuery, Query()]) -> Response:
+        return await page(lambda c: queries.inbox(c, ws, q))
 
     @app.get(
         "/v1/conversations/{conversation_id}/messages",
@@ -336,27 +314,8 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
         )
 
     @app.get("/v1/contacts", tags=["contacts"], summary="Contacts, recently updated first")
-    async def contacts(
-        ws: Workspace,
-        limit: Limit = 50,
-        cursor: str | None = None,
-        channel: str | None = None,
-        updated_since: datetime | None = None,
-        text: str | None = None,
-        tag: str | None = None,
-    ) -> Response:
-        return await page(
-            lambda c: queries.contacts(
-                c,
-                ws,
-                limit=limit,
-                cursor=cursor,
-                channel=channel,
-                updated_since=updated_since,
-                text=text,
-                tag=tag,
-            )
-        )
+    async def contacts(ws: Workspace, q: Annotated[queries.ContactsQuery, Query()]) -> Response:
+        return await page(lambda c: queries.contacts(c, ws, q))
 
     @app.get(
         "/v1/contacts/{contact_id}",
@@ -381,29 +340,8 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
         return JSONResponse({"items": items})
 
     @app.get("/v1/leads", tags=["leads"], summary="Leads, recently updated first")
-    async def leads(
-        ws: Workspace,
-        limit: Limit = 50,
-        cursor: str | None = None,
-        stage: str | None = None,
-        assignee: str | None = None,
-        channel: str | None = None,
-        updated_since: datetime | None = None,
-        contact_id: str | None = None,
-    ) -> Response:
-        return await page(
-            lambda c: queries.leads(
-                c,
-                ws,
-                limit=limit,
-                cursor=cursor,
-                stage=stage,
-                assignee=assignee,
-                channel=channel,
-                updated_since=updated_since,
-                contact_id=contact_id,
-            )
-        )
+    async def leads(ws: Workspace, q: Annotated[queries.LeadsQuery, Query()]) -> Response:
+        return await page(lambda c: queries.leads(c, ws, q))
 
     @app.get("/v1/leads/{lead_id}", tags=["leads"], summary="A lead with its stage history")
     async def lead(lead_id: str, ws: Workspace) -> Response:

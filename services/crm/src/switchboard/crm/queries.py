@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel, Field
 
 from switchboard.runtime.db import Conn
 
@@ -134,6 +135,37 @@ async def _keyset_page(
     return _page(list(rows), limit, keys.at.split(".")[-1], keys.tie.split(".")[-1])
 
 
+class Page(BaseModel):
+    """A list request's page: its size and the cursor it resumes after. The list requests
+    below are the API's query parameters, declared once for the route and the query."""
+
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class InboxQuery(Page):
+    channel: str | None = None
+    account: str | None = None
+    updated_since: datetime | None = None
+    text: str | None = None
+    contact_id: str | None = None
+
+
+class ContactsQuery(Page):
+    channel: str | None = None
+    updated_since: datetime | None = None
+    text: str | None = None
+    tag: str | None = None
+
+
+class LeadsQuery(Page):
+    stage: str | None = None
+    assignee: str | None = None
+    channel: str | None = None
+    updated_since: datetime | None = None
+    contact_id: str | None = None
+
+
 CONVERSATION_COLUMNS = """c.id, c.channel, c.account, c.chat_id, c.chat_type, c.title,
     c.first_message_at, c.last_message_at, c.message_count, c.last_preview,
     COALESCE(ct.merged_into, i.contact_id) AS contact_id"""
@@ -143,33 +175,22 @@ CONVERSATION_JOINS = """FROM conversations c
     LEFT JOIN contacts ct ON ct.id = i.contact_id"""
 
 
-async def inbox(
-    conn: Conn,
-    workspace: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    channel: str | None = None,
-    account: str | None = None,
-    updated_since: datetime | None = None,
-    text: str | None = None,
-    contact_id: str | None = None,
-) -> dict[str, Any]:
+async def inbox(conn: Conn, workspace: str, q: InboxQuery) -> dict[str, Any]:
     """Conversations across all accounts, most recent first, with their contact."""
     f = Filters(workspace, "c.workspace_id")
     f.add_given(
         {
-            "c.channel = {}": channel,
-            "c.account = {}": account,
-            "c.last_message_at >= {}": updated_since,
-            "COALESCE(ct.merged_into, i.contact_id) = {}": contact_id,
+            "c.channel = {}": q.channel,
+            "c.account = {}": q.account,
+            "c.last_message_at >= {}": q.updated_since,
+            "COALESCE(ct.merged_into, i.contact_id) = {}": q.contact_id,
             """EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
-                 AND m.search @@ plainto_tsquery('simple', {}))""": text,
+                 AND m.search @@ plainto_tsquery('simple', {}))""": q.text,
         }
     )
     select = f"SELECT {CONVERSATION_COLUMNS} {CONVERSATION_JOINS}"
     keys = Keyset("c.last_message_at", "c.id")
-    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
+    return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
 
 
 MESSAGE_SELECT = """SELECT m.event_id AS id, m.direction, m.message_id, m.provider_message_id,
@@ -214,34 +235,24 @@ async def search_messages(
     return await _keyset_page(conn, MESSAGE_SELECT, f, keys, limit=limit, cursor=cursor)
 
 
-async def contacts(
-    conn: Conn,
-    workspace: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    channel: str | None = None,
-    updated_since: datetime | None = None,
-    text: str | None = None,
-    tag: str | None = None,
-) -> dict[str, Any]:
+async def contacts(conn: Conn, workspace: str, q: ContactsQuery) -> dict[str, Any]:
     f = Filters(workspace)
     f.where.append("merged_into IS NULL AND NOT erased")
     f.add_given(
         {
             """EXISTS (SELECT 1 FROM contact_identities i WHERE i.contact_id = contacts.id
-                 AND i.channel = {})""": channel,
-            "updated_at >= {}": updated_since,
-            "{} = ANY(tags)": tag,
+                 AND i.channel = {})""": q.channel,
+            "updated_at >= {}": q.updated_since,
+            "{} = ANY(tags)": q.tag,
         }
     )
-    if text:
-        f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{text}%", f"%{text}%")
+    if q.text:
+        f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{q.text}%", f"%{q.text}%")
     select = """SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
                        updated_at, version
                 FROM contacts"""
     keys = Keyset("updated_at", "id")
-    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
+    return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
 
 
 async def contact(conn: Conn, workspace: str, contact_id: str) -> dict[str, Any] | None:
@@ -279,31 +290,20 @@ LEAD_COLUMNS = """id, contact_id, stage, source_channel, campaign_id, value, cur
     created_at, updated_at, version, referral_source, referral_campaign, click_id"""
 
 
-async def leads(
-    conn: Conn,
-    workspace: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    stage: str | None = None,
-    assignee: str | None = None,
-    channel: str | None = None,
-    updated_since: datetime | None = None,
-    contact_id: str | None = None,
-) -> dict[str, Any]:
+async def leads(conn: Conn, workspace: str, q: LeadsQuery) -> dict[str, Any]:
     f = Filters(workspace)
     f.add_given(
         {
-            "stage = {}": stage,
-            "assignee = {}": assignee,
-            "source_channel = {}": channel,
-            "updated_at >= {}": updated_since,
-            "contact_id = {}": contact_id,
+            "stage = {}": q.stage,
+            "assignee = {}": q.assignee,
+            "source_channel = {}": q.channel,
+            "updated_at >= {}": q.updated_since,
+            "contact_id = {}": q.contact_id,
         }
     )
     select = f"SELECT {LEAD_COLUMNS} FROM leads"
     keys = Keyset("updated_at", "id")
-    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
+    return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
 
 
 async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | None:
