@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from decimal import Decimal
 from typing import Annotated, Any, Unpack
 
 import asyncpg
 from fastapi import Body, Query
+from fastapi.types import DecoratedCallable
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
@@ -57,7 +59,7 @@ from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import decode_or_reject
-from switchboard.runtime.db import load_migrations
+from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
 from switchboard.runtime.projection import Projection, Site
@@ -81,6 +83,8 @@ def build_projection(module: Any, **site: Unpack[Site]) -> Projection:
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]
+# How a command route reads the aggregate it changed: (conn, workspace, id) -> its view.
+Read = Callable[[Conn, str, str], Awaitable[dict[str, Any] | None]]
 
 
 class StageChange(BaseModel):
@@ -353,14 +357,14 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
 
 
 def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
-    async def run(ws: str, cmd: Any, read: Any) -> Response:
+    async def run(ws: str, cmd: Any, read: Read) -> Response:
         try:
             applied = await execute(deps().store, settings, cmd, ws)
         except RejectedError as exc:
             return error(exc.status, exc.code, exc.message)
         await wait_projected(deps().pool, applied.version)
         async with deps().pool.acquire() as conn:
-            body = await read(conn, applied.aggregate_id)
+            body = await read(conn, ws, applied.aggregate_id)
         return JSONResponse(body or {"id": applied.aggregate_id, "version": applied.version})
 
     conflict: dict[int | str, dict[str, Any]] = {
@@ -369,28 +373,27 @@ def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings
         422: {"description": "invalid request"},
     }
 
-    @app.post(
-        "/v1/leads/{lead_id}/stage",
-        tags=["leads"],
-        responses=conflict,
-        summary="Move a lead to another stage",
-    )
+    def command(
+        path: str, tag: str, summary: str
+    ) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """A command route: it answers the aggregate as read after the change, or the
+        command's refusal (unknown id, stale version, invalid request)."""
+        return app.post(path, tags=[tag], responses=conflict, summary=summary)
+
+    @command("/v1/leads/{lead_id}/stage", "leads", "Move a lead to another stage")
     async def stage(lead_id: str, ws: Workspace, body: Annotated[StageChange, Body()]) -> Response:
         cmd = ChangeLeadStage(lead_id=lead_id, **body.model_dump())
-        return await run(ws, cmd, lambda c, i: queries.lead(c, ws, i))
+        return await run(ws, cmd, queries.lead)
 
-    @app.post(
-        "/v1/leads/{lead_id}/assign", tags=["leads"], responses=conflict, summary="Assign a lead"
-    )
+    @command("/v1/leads/{lead_id}/assign", "leads", "Assign a lead")
     async def assign(lead_id: str, ws: Workspace, body: Annotated[Assignment, Body()]) -> Response:
         cmd = AssignLead(lead_id=lead_id, **body.model_dump())
-        return await run(ws, cmd, lambda c, i: queries.lead(c, ws, i))
+        return await run(ws, cmd, queries.lead)
 
-    @app.post(
+    @command(
         "/v1/contacts/{contact_id}",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Update a contact's fields, attributes, tags or add a note",
+        "contacts",
+        "Update a contact's fields, attributes, tags or add a note",
     )
     async def update(
         contact_id: str, ws: Workspace, body: Annotated[ContactChange, Body()]
@@ -404,23 +407,17 @@ def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings
                 "tags_removed": tuple(data["tags_removed"]),
             },
         )
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        return await run(ws, cmd, queries.contact)
 
-    @app.post(
-        "/v1/contacts/{contact_id}/merge",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Fold another contact into this one",
-    )
+    @command("/v1/contacts/{contact_id}/merge", "contacts", "Fold another contact into this one")
     async def merge(contact_id: str, ws: Workspace, body: Annotated[Merge, Body()]) -> Response:
         cmd = MergeContacts(contact_id=contact_id, **body.model_dump())
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        return await run(ws, cmd, queries.contact)
 
-    @app.post(
+    @command(
         "/v1/contacts/{contact_id}/split",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Detach one identity into a contact of its own",
+        "contacts",
+        "Detach one identity into a contact of its own",
     )
     async def split(contact_id: str, ws: Workspace, body: Annotated[Split, Body()]) -> Response:
         cmd = SplitContact(
@@ -428,17 +425,12 @@ def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings
             expected_version=body.expected_version,
             identity=Identity(channel=body.channel, external_id=body.external_id),
         )
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        return await run(ws, cmd, queries.contact)
 
-    @app.post(
-        "/v1/contacts/{contact_id}/erase",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Erase a person's personal data (GDPR)",
-    )
+    @command("/v1/contacts/{contact_id}/erase", "contacts", "Erase a person's personal data (GDPR)")
     async def erase(contact_id: str, ws: Workspace) -> Response:
         cmd = EraseContact(contact_id=contact_id)
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        return await run(ws, cmd, queries.contact)
 
 
 def _campaign_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
