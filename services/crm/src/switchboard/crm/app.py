@@ -43,7 +43,6 @@ from switchboard.events.catalog.conv import (
 )
 from switchboard.events.catalog.crm import (
     AssignLead,
-    CampaignSegment,
     ChangeLeadStage,
     CommandRejected,
     EraseContact,
@@ -213,10 +212,11 @@ async def handle_command(
         )
 
 
-def _check_stage(settings: CrmSettings, segment: CampaignSegment) -> None:
-    if segment.stage is not None and segment.stage not in settings.stages:
+def _check_stage(settings: CrmSettings, stage: str | None) -> None:
+    """A segment's stage must be one of the workspace's lead stages."""
+    if stage is not None and stage not in settings.stages:
         raise RejectedError(
-            422, "unknown_stage", f"{segment.stage!r} is not one of {', '.join(settings.stages)}"
+            422, "unknown_stage", f"{stage!r} is not one of {', '.join(settings.stages)}"
         )
 
 
@@ -224,7 +224,7 @@ async def segment_flow(
     pool: Any, bus: Any, settings: CrmSettings, cmd: StartSegmentFlow, workspace: str
 ) -> int:
     """``crm.start_flow`` from the bus: the segment's conversations handed to flows."""
-    _check_stage(settings, cmd.segment)
+    _check_stage(settings, cmd.segment.stage)
     async with pool.acquire() as conn:
         return await campaigns.start_flow(conn, bus, workspace, cmd)
 
@@ -233,16 +233,23 @@ async def segment_campaign(
     pool: Any, bus: Any, settings: CrmSettings, cmd: StartSegmentCampaign, workspace: str
 ) -> campaigns.Started:
     """``crm.start_campaign`` from the bus: what ``POST /v1/campaigns`` does."""
-    segment = cmd.segment
-    _check_stage(settings, segment)
     request = CampaignRequest(
         campaign_id=cmd.campaign_id,
         title=cmd.title,
-        segment=campaigns.Segment.model_validate(segment.model_dump()),
+        segment=campaigns.Segment.model_validate(cmd.segment.model_dump()),
         content=cmd.content,
         keyboard=cmd.keyboard,
         priority=cmd.priority,
     )
+    return await start_campaign(pool, bus, settings, request, workspace)
+
+
+async def start_campaign(
+    pool: Any, bus: Any, settings: CrmSettings, request: CampaignRequest, workspace: str
+) -> campaigns.Started:
+    """Start a campaign to a segment, or refuse it (RejectedError: an unknown stage, a
+    segment that cannot make a campaign); the HTTP route and the bus command both."""
+    _check_stage(settings, request.segment.stage)
     async with pool.acquire() as conn:
         try:
             return await campaigns.start_campaign(conn, bus, workspace, request)
@@ -442,14 +449,8 @@ def _campaign_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSetting
         summary="Send one content to everyone in a segment (through outbound)",
     )
     async def campaign(ws: Workspace, body: Annotated[CampaignRequest, Body()]) -> Response:
-        stage = body.segment.stage
-        if stage is not None and stage not in settings.stages:
-            return error(
-                422, "unknown_stage", f"{stage!r} is not one of {', '.join(settings.stages)}"
-            )
-        async with deps().pool.acquire() as conn:
-            try:
-                started = await campaigns.start_campaign(conn, deps().store.bus, ws, body)
-            except campaigns.SegmentError as exc:
-                return error(422, exc.code, exc.message)
+        try:
+            started = await start_campaign(deps().pool, deps().store.bus, settings, body, ws)
+        except RejectedError as exc:
+            return error(exc.status, exc.code, exc.message)
         return JSONResponse(asdict(started), status_code=202)
