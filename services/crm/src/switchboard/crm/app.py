@@ -405,15 +405,7 @@ def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings
     async def update(
         contact_id: str, ws: Workspace, body: Annotated[ContactChange, Body()]
     ) -> Response:
-        data = body.model_dump()
-        cmd = UpdateContact(
-            contact_id=contact_id,
-            **{
-                **data,
-                "tags_added": tuple(data["tags_added"]),
-                "tags_removed": tuple(data["tags_removed"]),
-            },
-        )
+        cmd = UpdateContact(contact_id=contact_id, **body.model_dump())  # lists -> tuples
         return await run(ws, cmd, queries.contact)
 
     @command("/v1/contacts/{contact_id}/merge", "contacts", "Fold another contact into this one")
