@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from switchboard.crm.campaigns import Segment, _where
-from switchboard.crm.queries import Filters
+from switchboard.crm.queries import Filters, InboxQuery, LeadsQuery
 from switchboard.events.catalog.common import Channel
 
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
@@ -43,3 +43,12 @@ def test_a_segment_of_a_whole_channel_has_only_its_fixed_conditions() -> None:
         " AND p.merged_into IS NULL"
     )
     assert args == ["ws", "viber"]
+
+
+def test_a_list_request_adds_the_clause_declared_with_each_filter_it_gives() -> None:
+    f = LeadsQuery(stage="won", contact_id="ct_1", limit=10).filtered("ws")
+    assert f.sql() == "workspace_id = $1 AND stage = $2 AND contact_id = $3"
+    assert f.args == ["ws", "won", "ct_1"]
+    inbox = InboxQuery(updated_since=SINCE).filtered("ws", "c.workspace_id")
+    assert inbox.sql() == "c.workspace_id = $1 AND c.last_message_at >= $2"
+    assert inbox.args == ["ws", SINCE]

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from pydantic import BaseModel, Field
@@ -135,35 +135,64 @@ async def _keyset_page(
     return _page(list(rows), limit, keys.at.split(".")[-1], keys.tie.split(".")[-1])
 
 
+@dataclass(frozen=True)
+class Where:
+    """The clause a list filter adds when given (``{}`` is its value), declared beside it."""
+
+    clause: str
+
+
 class Page(BaseModel):
     """A list request's page: its size and the cursor it resumes after. The list requests
-    below are the API's query parameters, declared once for the route and the query."""
+    below are the API's query parameters, declared once for the route and the query, each
+    filter with the clause it adds."""
 
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = None
 
+    def filtered(self, workspace: str, column: str = "workspace_id") -> Filters:
+        """The workspace's rows, narrowed by each filter given (:meth:`Filters.add_given`)."""
+        f = Filters(workspace, column)
+        f.add_given(
+            {
+                meta.clause: getattr(self, name)
+                for name, info in type(self).model_fields.items()
+                for meta in info.metadata
+                if isinstance(meta, Where)
+            }
+        )
+        return f
+
 
 class InboxQuery(Page):
-    channel: str | None = None
-    account: str | None = None
-    updated_since: datetime | None = None
-    text: str | None = None
-    contact_id: str | None = None
+    channel: Annotated[str | None, Where("c.channel = {}")] = None
+    account: Annotated[str | None, Where("c.account = {}")] = None
+    updated_since: Annotated[datetime | None, Where("c.last_message_at >= {}")] = None
+    text: Annotated[
+        str | None,
+        Where("""EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
+                 AND m.search @@ plainto_tsquery('simple', {}))"""),
+    ] = None
+    contact_id: Annotated[str | None, Where("COALESCE(ct.merged_into, i.contact_id) = {}")] = None
 
 
 class ContactsQuery(Page):
-    channel: str | None = None
-    updated_since: datetime | None = None
-    text: str | None = None
-    tag: str | None = None
+    channel: Annotated[
+        str | None,
+        Where("""EXISTS (SELECT 1 FROM contact_identities i WHERE i.contact_id = contacts.id
+                 AND i.channel = {})"""),
+    ] = None
+    updated_since: Annotated[datetime | None, Where("updated_at >= {}")] = None
+    text: str | None = None  # part of a name or phone: its clause takes it twice (contacts)
+    tag: Annotated[str | None, Where("{} = ANY(tags)")] = None
 
 
 class LeadsQuery(Page):
-    stage: str | None = None
-    assignee: str | None = None
-    channel: str | None = None
-    updated_since: datetime | None = None
-    contact_id: str | None = None
+    stage: Annotated[str | None, Where("stage = {}")] = None
+    assignee: Annotated[str | None, Where("assignee = {}")] = None
+    channel: Annotated[str | None, Where("source_channel = {}")] = None
+    updated_since: Annotated[datetime | None, Where("updated_at >= {}")] = None
+    contact_id: Annotated[str | None, Where("contact_id = {}")] = None
 
 
 CONVERSATION_COLUMNS = """c.id, c.channel, c.account, c.chat_id, c.chat_type, c.title,
@@ -177,17 +206,7 @@ CONVERSATION_JOINS = """FROM conversations c
 
 async def inbox(conn: Conn, workspace: str, q: InboxQuery) -> dict[str, Any]:
     """Conversations across all accounts, most recent first, with their contact."""
-    f = Filters(workspace, "c.workspace_id")
-    f.add_given(
-        {
-            "c.channel = {}": q.channel,
-            "c.account = {}": q.account,
-            "c.last_message_at >= {}": q.updated_since,
-            "COALESCE(ct.merged_into, i.contact_id) = {}": q.contact_id,
-            """EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
-                 AND m.search @@ plainto_tsquery('simple', {}))""": q.text,
-        }
-    )
+    f = q.filtered(workspace, "c.workspace_id")
     select = f"SELECT {CONVERSATION_COLUMNS} {CONVERSATION_JOINS}"
     keys = Keyset("c.last_message_at", "c.id")
     return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
@@ -236,16 +255,8 @@ async def search_messages(
 
 
 async def contacts(conn: Conn, workspace: str, q: ContactsQuery) -> dict[str, Any]:
-    f = Filters(workspace)
+    f = q.filtered(workspace)
     f.where.append("merged_into IS NULL AND NOT erased")
-    f.add_given(
-        {
-            """EXISTS (SELECT 1 FROM contact_identities i WHERE i.contact_id = contacts.id
-                 AND i.channel = {})""": q.channel,
-            "updated_at >= {}": q.updated_since,
-            "{} = ANY(tags)": q.tag,
-        }
-    )
     if q.text:
         f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{q.text}%", f"%{q.text}%")
     select = """SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
@@ -291,16 +302,7 @@ LEAD_COLUMNS = """id, contact_id, stage, source_channel, campaign_id, value, cur
 
 
 async def leads(conn: Conn, workspace: str, q: LeadsQuery) -> dict[str, Any]:
-    f = Filters(workspace)
-    f.add_given(
-        {
-            "stage = {}": q.stage,
-            "assignee = {}": q.assignee,
-            "source_channel = {}": q.channel,
-            "updated_at >= {}": q.updated_since,
-            "contact_id = {}": q.contact_id,
-        }
-    )
+    f = q.filtered(workspace)
     select = f"SELECT {LEAD_COLUMNS} FROM leads"
     keys = Keyset("updated_at", "id")
     return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
