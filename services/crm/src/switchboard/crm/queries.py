@@ -266,35 +266,37 @@ async def contacts(conn: Conn, workspace: str, q: ContactsQuery) -> dict[str, An
     return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
 
 
+async def _detail(
+    conn: Conn, sql: str, id: str, workspace: str, lists: dict[str, str]
+) -> dict[str, Any] | None:
+    """One row of the workspace by id (``sql`` takes the id, then the workspace), with each
+    of ``lists``: a query over that id whose rows it holds under that name."""
+    row = await conn.fetchrow(sql, id, workspace)
+    if row is None:
+        return None
+    out = _row(row)
+    for name, rows_sql in lists.items():
+        out[name] = await _rows(conn, rows_sql, id)
+    return out
+
+
 async def contact(conn: Conn, workspace: str, contact_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
+    return await _detail(
+        conn,
         """SELECT id, display_name, phone, attributes, tags, source_channel, merged_into,
                   erased, created_at, updated_at, version
            FROM contacts WHERE id = $1 AND workspace_id = $2""",
         contact_id,
         workspace,
+        {
+            "identities": """SELECT channel, external_id, account, username, phone
+                FROM contact_identities WHERE contact_id = $1 ORDER BY channel, external_id""",
+            "notes": """SELECT note, author, at
+                FROM contact_notes WHERE contact_id = $1 ORDER BY seq""",
+            "leads": """SELECT id, stage, assignee, value, updated_at
+                FROM leads WHERE contact_id = $1 ORDER BY id""",
+        },
     )
-    if row is None:
-        return None
-    out = _row(row)
-    out["identities"] = await _rows(
-        conn,
-        """SELECT channel, external_id, account, username, phone FROM contact_identities
-           WHERE contact_id = $1 ORDER BY channel, external_id""",
-        contact_id,
-    )
-    out["notes"] = await _rows(
-        conn,
-        "SELECT note, author, at FROM contact_notes WHERE contact_id = $1 ORDER BY seq",
-        contact_id,
-    )
-    out["leads"] = await _rows(
-        conn,
-        "SELECT id, stage, assignee, value, updated_at FROM leads "
-        "WHERE contact_id = $1 ORDER BY id",
-        contact_id,
-    )
-    return out
 
 
 LEAD_COLUMNS = """id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
@@ -309,21 +311,16 @@ async def leads(conn: Conn, workspace: str, q: LeadsQuery) -> dict[str, Any]:
 
 
 async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
+    return await _detail(
+        conn,
         f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = $1 AND workspace_id = $2",
         lead_id,
         workspace,
+        {
+            "history": """SELECT from_stage, to_stage, author AS by, reason, at
+                FROM lead_stage_history WHERE lead_id = $1 ORDER BY seq""",
+        },
     )
-    if row is None:
-        return None
-    out = _row(row)
-    out["history"] = await _rows(
-        conn,
-        """SELECT from_stage, to_stage, author AS by, reason, at FROM lead_stage_history
-           WHERE lead_id = $1 ORDER BY seq""",
-        lead_id,
-    )
-    return out
 
 
 async def user_accounts(
