@@ -11,10 +11,12 @@ import pytest
 from tests.support.conv import T0, publish_all, received
 from tests.support.crm import Crm
 from tests.support.stack import OTHER_KEY
+from tests.support.streams import stream_messages
 
 from switchboard.crm.campaigns import CampaignRequest, start_campaign
 from switchboard.events import Decoded, decode_message
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.crm import StartSegmentCampaign
 from switchboard.events.catalog.outbound import AddCampaignRecipients, StartCampaign
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import create_pool
@@ -214,3 +216,32 @@ async def test_a_large_segment_goes_out_in_batches_from_one_snapshot(crm: Crm) -
     )
     assert (more.model.batch, more.model.final, len(more.model.recipients)) == (1, True, 1)
     assert _recipients([start, more]) == [("bot1", "t1"), ("bot1", "t2"), ("bot2", "t4")]
+
+
+async def test_a_campaign_over_the_bus_starts_or_is_refused_as_over_http(crm: Crm) -> None:
+    """``crm.start_campaign`` runs what ``POST /v1/campaigns`` runs: the segment reaches
+    outbound, and an unknown stage or an empty segment is a ``crm.command_rejected``."""
+    await _people(crm)
+    segment = {"channel": "telegram", "tags": ["vip"]}
+    commands = [
+        StartSegmentCampaign.model_validate(
+            {"campaign_id": campaign_id, "segment": {**segment, **extra}, "content": TEXT}
+        )
+        for campaign_id, extra in (
+            ("bus-vip", {}),
+            ("bus-stage", {"stage": "nonsense"}),
+            ("bus-empty", {"tags": ["nobody"]}),
+        )
+    ]
+    await publish_all(crm.nats_url, commands)
+
+    async def rejections() -> list[Any] | None:
+        crm_events = await stream_messages(crm.nats_url, "CRM")
+        found = [d.model for d in crm_events if d.model.name == "crm.command_rejected"]
+        return found if len(found) == 2 else None
+
+    rejected = await eventually(rejections, message="two rejections")
+    assert sorted((r.status, r.command) for r in rejected) == [(422, "crm.start_campaign")] * 2
+    assert any("'nonsense' is not one of" in r.reason for r in rejected)
+    sent = [d for d in await _outbound(crm.nats_url) if d.model.campaign_id == "bus-vip"]  # type: ignore[attr-defined]
+    assert _recipients(sent) == [("bot1", "t1"), ("bot2", "t4")]

@@ -4,13 +4,13 @@ history read back; appends with a stale version conflict."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+from nats.aio.msg import Msg
 
 from switchboard.events.catalog.crm import ContactUpdated
 from switchboard.runtime.aggregates import ConflictError, append_expecting, read_filter
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull, delivery_seq, status_of, stream_seq
 
 FILTER = "crm.*.*.ct_agg"
 
@@ -31,24 +31,16 @@ async def test_a_lost_delivery_is_read_again_not_skipped(
     try:
         await bus.provision()
         await _history(bus, 5)
-        real = bus.js.pull_subscribe
+        real = BatchPull._on_msg
         lost = []
 
-        async def losing(*args: Any, **kwargs: Any) -> Any:
-            sub = await real(*args, **kwargs)
-            fetch = sub.fetch
+        async def losing_one(pull: BatchPull, msg: Msg) -> None:
+            if not lost and status_of(msg) is None and delivery_seq(msg) == 2:
+                lost.append(stream_seq(msg))
+                return  # the second delivery never arrives
+            await real(pull, msg)
 
-            async def fetch_losing_one(*a: Any, **kw: Any) -> Any:
-                msgs = await fetch(*a, **kw)
-                if not lost and len(msgs) > 2:
-                    lost.append(msgs[1].metadata.sequence.stream)
-                    return [msgs[0], *msgs[2:]]  # the second one never arrives
-                return msgs
-
-            sub.fetch = fetch_losing_one
-            return sub
-
-        monkeypatch.setattr(bus.js, "pull_subscribe", losing)
+        monkeypatch.setattr(BatchPull, "_on_msg", losing_one)
         history = await read_filter(bus, "CRM", FILTER)
         assert lost
         notes = [s.decoded.model.note for s in history]  # type: ignore[attr-defined]

@@ -7,7 +7,6 @@ take effect in running instances without a restart.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
 from switchboard.runtime.crypto import DecryptError, Keyring
-from switchboard.runtime.kvwatch import follow
+from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.ownership import visible
 
@@ -165,16 +164,15 @@ class AccountStore:
         return count
 
 
-class AccountCache:
+class AccountCache(Mirror[Account]):
     """A live, in-memory view of the registry fed by a KV watch."""
 
     def __init__(self, store: AccountStore) -> None:
+        super().__init__(lambda: store.kv, store._open, "account in registry")
         self.store = store
-        self._accounts: dict[str, Account] = {}
-        self.loaded = asyncio.Event()
 
     def get(self, channel: Channel | str, account_id: str) -> Account | None:
-        return self._accounts.get(account_key(channel, account_id))
+        return self.entries.get(account_key(channel, account_id))
 
     def owned(self, channel: Channel | str, account_id: str, workspace: str) -> Account | None:
         """The account when it belongs to ``workspace``: another workspace's is unknown."""
@@ -191,16 +189,4 @@ class AccountCache:
         return visible(found, workspace)
 
     def all(self) -> list[Account]:
-        return list(self._accounts.values())
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await follow(self.store.kv, self._apply, self.loaded, stop)
-
-    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
-        if operation in ("DEL", "PURGE") or not value:
-            self._accounts.pop(key, None)
-            return
-        try:
-            self._accounts[key] = self.store._open(key, value)
-        except Exception as exc:
-            log.error("unreadable account in registry", key=key, error=str(exc))
+        return list(self.entries.values())

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
 from switchboard.events import Decoded, Envelope, Message, decode_message
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.delivery.pull import BatchPull, ConsumerError, stream_seq
 from switchboard.runtime.errors import SwitchboardRuntimeError
 
 WRONG_LAST_SEQUENCE = 10071
@@ -107,35 +107,30 @@ READ_ATTEMPTS = 5
 async def _read_from(
     bus: Bus, stream: str, subject_filter: str, start: int, last_seq: int, out: list[Stored]
 ) -> None:
-    sub = await bus.js.pull_subscribe(
-        subject_filter,
-        durable=None,
-        stream=stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            mem_storage=True,
-            inactive_threshold=5.0,
-        ),
+    """Append to ``out`` what the filter holds from ``start`` to ``last_seq``; stops early at
+    a lost delivery (BatchPull checks the gapless numbering), for the caller to resume."""
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        filter_subject=subject_filter,
+        mem_storage=True,
+        inactive_threshold=5.0,
     )
-    expected = 1  # consumer sequences are contiguous: a gap is a lost delivery
+    pull = await BatchPull(bus, stream, config).start()  # ephemeral: deleted by close
     try:
         while True:
             try:
-                msgs = await sub.fetch(256, timeout=1.0)
-            except NatsTimeout:
-                return
+                msgs = await pull.fetch(256, timeout=1.0)
+            except (TimeoutError, ConsumerError):
+                return  # nothing more, or a delivery lost: resume after the last one read
             await pii.open_messages(msgs)  # sealed personal data (CRM contacts)
             for m in msgs:
-                if m.metadata.sequence.consumer != expected:
-                    return  # resume after the last message read
-                expected += 1
-                seq = m.metadata.sequence.stream
+                seq = stream_seq(m)
                 if seq <= last_seq:
                     decoded = decode_message(m.subject, dict(m.headers or {}), m.data)
                     out.append(Stored(seq, decoded))
-            if msgs and msgs[-1].metadata.sequence.stream >= last_seq:
+            if stream_seq(msgs[-1]) >= last_seq:
                 return
     finally:
-        await sub.unsubscribe()
+        await pull.close()

@@ -23,7 +23,7 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchboard.runtime.kvwatch import follow
+from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -226,7 +226,11 @@ class KeyStore:
             await self.kv.update(record.key_id, updated.model_dump_json().encode(), entry.revision)
 
 
-class KeyCache:
+def _parse_record(key: str, value: bytes) -> KeyRecord:
+    return KeyRecord.model_validate_json(value)
+
+
+class KeyCache(Mirror[KeyRecord]):
     """A live view of the bucket (fed by a KV watch) that authenticates keys.
 
     A key not yet in the view (created a moment ago on another instance) is looked up in
@@ -235,23 +239,22 @@ class KeyCache:
     """
 
     def __init__(self, store: KeyStore) -> None:
+        super().__init__(lambda: store.kv, _parse_record, "API key record")
         self.store = store
-        self._records: dict[str, KeyRecord] = {}
         self._touching: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.loaded = asyncio.Event()
 
     async def authenticate(self, key: str) -> Principal | None:
         """The principal of ``key``, or None (unknown, revoked or expired)."""
         key_id = key_id_of(key)
         if key_id is None:
             return None
-        record = self._records.get(key_id)
+        record = self.entries.get(key_id)
         if record is None:
             record = await self.store.get(key_id)
             if record is None:
                 return None
-            self._records.setdefault(key_id, record)
+            self.entries.setdefault(key_id, record)
         now = datetime.now(UTC)
         if not verify(record, self.store.pepper, key, now):
             return None
@@ -261,7 +264,7 @@ class KeyCache:
     def usable(self, key_id: str) -> bool:
         """Whether a key seen before is still neither revoked nor expired (for what it opened,
         e.g. a dashboard sign-in); before the view has loaded, trust the earlier check."""
-        record = self._records.get(key_id)
+        record = self.entries.get(key_id)
         if record is None:
             return not self.loaded.is_set()
         return record.usable(datetime.now(UTC))
@@ -271,7 +274,7 @@ class KeyCache:
             return
         self._touching.add(record.key_id)
         # Seen as used from now on in this view, so the next minute of requests write nothing.
-        self._records[record.key_id] = record.model_copy(update={"last_used_at": now})
+        self.entries[record.key_id] = record.model_copy(update={"last_used_at": now})
 
         async def write() -> None:
             try:
@@ -284,15 +287,3 @@ class KeyCache:
         task = asyncio.get_running_loop().create_task(write())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await follow(self.store.kv, self._apply, self.loaded, stop)
-
-    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
-        if operation in ("DEL", "PURGE") or not value:
-            self._records.pop(key, None)
-            return
-        try:
-            self._records[key] = KeyRecord.model_validate_json(value)
-        except Exception as exc:
-            log.error("unreadable API key record", key=key, error=str(exc))

@@ -1,15 +1,22 @@
 """Following a KV bucket: the one watch loop behind every in-process copy of a bucket
-(accounts, API keys), so each cache only says how to apply one entry."""
+(accounts, API keys), so each cache only says how to apply one entry; :class:`Mirror` is
+the copy that keeps every entry as parsed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from nats.js.kv import KeyValue
 
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
 Apply = Callable[[str, bytes | None, str | None], None]
+T = TypeVar("T")
 
 
 def _no_change(exc: Exception) -> bool:
@@ -48,3 +55,29 @@ async def follow(
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+class Mirror(Generic[T]):
+    """Every entry of a KV bucket, parsed, in ``entries`` by key and kept current by
+    :meth:`run`: a deleted entry leaves, one that cannot be parsed is logged (``unreadable
+    <what>``) and left out. ``bucket`` gives the bucket when the watch starts (a cache asks
+    nothing of its store before that)."""
+
+    def __init__(
+        self, bucket: Callable[[], KeyValue], parse: Callable[[str, bytes], T], what: str
+    ) -> None:
+        self.bucket, self.parse, self.what = bucket, parse, what
+        self.entries: dict[str, T] = {}
+        self.loaded = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await follow(self.bucket(), self._apply, self.loaded, stop)
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
+        if operation in ("DEL", "PURGE") or not value:
+            self.entries.pop(key, None)
+            return
+        try:
+            self.entries[key] = self.parse(key, value)
+        except Exception as exc:
+            log.error(f"unreadable {self.what}", key=key, error=str(exc))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Unpack
 
 import asyncpg
 from fastapi import Body, Query
+from fastapi.types import DecoratedCallable
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
@@ -42,7 +43,6 @@ from switchboard.events.catalog.conv import (
 )
 from switchboard.events.catalog.crm import (
     AssignLead,
-    CampaignSegment,
     ChangeLeadStage,
     CommandRejected,
     EraseContact,
@@ -58,7 +58,7 @@ from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.consumer import decode_or_reject
-from switchboard.runtime.db import load_migrations
+from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
 from switchboard.runtime.projection import Projection, Site
@@ -82,6 +82,8 @@ def build_projection(module: Any, **site: Unpack[Site]) -> Projection:
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]
+# How a command route reads the aggregate it changed: (conn, workspace, id) -> its view.
+Read = Callable[[Conn, str, str], Awaitable[dict[str, Any] | None]]
 
 
 class StageChange(BaseModel):
@@ -210,10 +212,11 @@ async def handle_command(
         )
 
 
-def _check_stage(settings: CrmSettings, segment: CampaignSegment) -> None:
-    if segment.stage is not None and segment.stage not in settings.stages:
+def _check_stage(settings: CrmSettings, stage: str | None) -> None:
+    """A segment's stage must be one of the workspace's lead stages."""
+    if stage is not None and stage not in settings.stages:
         raise RejectedError(
-            422, "unknown_stage", f"{segment.stage!r} is not one of {', '.join(settings.stages)}"
+            422, "unknown_stage", f"{stage!r} is not one of {', '.join(settings.stages)}"
         )
 
 
@@ -221,7 +224,7 @@ async def segment_flow(
     pool: Any, bus: Any, settings: CrmSettings, cmd: StartSegmentFlow, workspace: str
 ) -> int:
     """``crm.start_flow`` from the bus: the segment's conversations handed to flows."""
-    _check_stage(settings, cmd.segment)
+    _check_stage(settings, cmd.segment.stage)
     async with pool.acquire() as conn:
         return await campaigns.start_flow(conn, bus, workspace, cmd)
 
@@ -230,16 +233,23 @@ async def segment_campaign(
     pool: Any, bus: Any, settings: CrmSettings, cmd: StartSegmentCampaign, workspace: str
 ) -> campaigns.Started:
     """``crm.start_campaign`` from the bus: what ``POST /v1/campaigns`` does."""
-    segment = cmd.segment
-    _check_stage(settings, segment)
     request = CampaignRequest(
         campaign_id=cmd.campaign_id,
         title=cmd.title,
-        segment=campaigns.Segment.model_validate(segment.model_dump()),
+        segment=campaigns.Segment.model_validate(cmd.segment.model_dump()),
         content=cmd.content,
         keyboard=cmd.keyboard,
         priority=cmd.priority,
     )
+    return await start_campaign(pool, bus, settings, request, workspace)
+
+
+async def start_campaign(
+    pool: Any, bus: Any, settings: CrmSettings, request: CampaignRequest, workspace: str
+) -> campaigns.Started:
+    """Start a campaign to a segment, or refuse it (RejectedError: an unknown stage, a
+    segment that cannot make a campaign); the HTTP route and the bus command both."""
+    _check_stage(settings, request.segment.stage)
     async with pool.acquire() as conn:
         try:
             return await campaigns.start_campaign(conn, bus, workspace, request)
@@ -279,29 +289,8 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
         tags=["conversations"],
         summary="The inbox across all accounts, most recent first",
     )
-    async def conversations(
-        ws: Workspace,
-        limit: Limit = 50,
-        cursor: str | None = None,
-        channel: str | None = None,
-        account: str | None = None,
-        updated_since: datetime | None = None,
-        text: str | None = None,
-        contact_id: str | None = None,
-    ) -> Response:
-        return await page(
-            lambda c: queries.inbox(
-                c,
-                ws,
-                limit=limit,
-                cursor=cursor,
-                channel=channel,
-                account=account,
-                updated_since=updated_since,
-                text=text,
-                contact_id=contact_id,
-            )
-        )
+    async def conversations(ws: Workspace, q: Annotated[queries.InboxQuery, Query()]) -> Response:
+        return await page(lambda c: queries.inbox(c, ws, q))
 
     @app.get(
         "/v1/conversations/{conversation_id}/messages",
@@ -336,27 +325,8 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
         )
 
     @app.get("/v1/contacts", tags=["contacts"], summary="Contacts, recently updated first")
-    async def contacts(
-        ws: Workspace,
-        limit: Limit = 50,
-        cursor: str | None = None,
-        channel: str | None = None,
-        updated_since: datetime | None = None,
-        text: str | None = None,
-        tag: str | None = None,
-    ) -> Response:
-        return await page(
-            lambda c: queries.contacts(
-                c,
-                ws,
-                limit=limit,
-                cursor=cursor,
-                channel=channel,
-                updated_since=updated_since,
-                text=text,
-                tag=tag,
-            )
-        )
+    async def contacts(ws: Workspace, q: Annotated[queries.ContactsQuery, Query()]) -> Response:
+        return await page(lambda c: queries.contacts(c, ws, q))
 
     @app.get(
         "/v1/contacts/{contact_id}",
@@ -381,29 +351,8 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
         return JSONResponse({"items": items})
 
     @app.get("/v1/leads", tags=["leads"], summary="Leads, recently updated first")
-    async def leads(
-        ws: Workspace,
-        limit: Limit = 50,
-        cursor: str | None = None,
-        stage: str | None = None,
-        assignee: str | None = None,
-        channel: str | None = None,
-        updated_since: datetime | None = None,
-        contact_id: str | None = None,
-    ) -> Response:
-        return await page(
-            lambda c: queries.leads(
-                c,
-                ws,
-                limit=limit,
-                cursor=cursor,
-                stage=stage,
-                assignee=assignee,
-                channel=channel,
-                updated_since=updated_since,
-                contact_id=contact_id,
-            )
-        )
+    async def leads(ws: Workspace, q: Annotated[queries.LeadsQuery, Query()]) -> Response:
+        return await page(lambda c: queries.leads(c, ws, q))
 
     @app.get("/v1/leads/{lead_id}", tags=["leads"], summary="A lead with its stage history")
     async def lead(lead_id: str, ws: Workspace) -> Response:
@@ -415,14 +364,14 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
 
 
 def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
-    async def run(ws: str, cmd: Any, read: Any) -> Response:
+    async def run(ws: str, cmd: Any, read: Read) -> Response:
         try:
             applied = await execute(deps().store, settings, cmd, ws)
         except RejectedError as exc:
             return error(exc.status, exc.code, exc.message)
         await wait_projected(deps().pool, applied.version)
         async with deps().pool.acquire() as conn:
-            body = await read(conn, applied.aggregate_id)
+            body = await read(conn, ws, applied.aggregate_id)
         return JSONResponse(body or {"id": applied.aggregate_id, "version": applied.version})
 
     conflict: dict[int | str, dict[str, Any]] = {
@@ -431,58 +380,43 @@ def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings
         422: {"description": "invalid request"},
     }
 
-    @app.post(
-        "/v1/leads/{lead_id}/stage",
-        tags=["leads"],
-        responses=conflict,
-        summary="Move a lead to another stage",
-    )
+    def command(
+        path: str, tag: str, summary: str
+    ) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """A command route: it answers the aggregate as read after the change, or the
+        command's refusal (unknown id, stale version, invalid request)."""
+        return app.post(path, tags=[tag], responses=conflict, summary=summary)
+
+    @command("/v1/leads/{lead_id}/stage", "leads", "Move a lead to another stage")
     async def stage(lead_id: str, ws: Workspace, body: Annotated[StageChange, Body()]) -> Response:
         cmd = ChangeLeadStage(lead_id=lead_id, **body.model_dump())
-        return await run(ws, cmd, lambda c, i: queries.lead(c, ws, i))
+        return await run(ws, cmd, queries.lead)
 
-    @app.post(
-        "/v1/leads/{lead_id}/assign", tags=["leads"], responses=conflict, summary="Assign a lead"
-    )
+    @command("/v1/leads/{lead_id}/assign", "leads", "Assign a lead")
     async def assign(lead_id: str, ws: Workspace, body: Annotated[Assignment, Body()]) -> Response:
         cmd = AssignLead(lead_id=lead_id, **body.model_dump())
-        return await run(ws, cmd, lambda c, i: queries.lead(c, ws, i))
+        return await run(ws, cmd, queries.lead)
 
-    @app.post(
+    @command(
         "/v1/contacts/{contact_id}",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Update a contact's fields, attributes, tags or add a note",
+        "contacts",
+        "Update a contact's fields, attributes, tags or add a note",
     )
     async def update(
         contact_id: str, ws: Workspace, body: Annotated[ContactChange, Body()]
     ) -> Response:
-        data = body.model_dump()
-        cmd = UpdateContact(
-            contact_id=contact_id,
-            **{
-                **data,
-                "tags_added": tuple(data["tags_added"]),
-                "tags_removed": tuple(data["tags_removed"]),
-            },
-        )
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        cmd = UpdateContact(contact_id=contact_id, **body.model_dump())  # lists -> tuples
+        return await run(ws, cmd, queries.contact)
 
-    @app.post(
-        "/v1/contacts/{contact_id}/merge",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Fold another contact into this one",
-    )
+    @command("/v1/contacts/{contact_id}/merge", "contacts", "Fold another contact into this one")
     async def merge(contact_id: str, ws: Workspace, body: Annotated[Merge, Body()]) -> Response:
         cmd = MergeContacts(contact_id=contact_id, **body.model_dump())
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        return await run(ws, cmd, queries.contact)
 
-    @app.post(
+    @command(
         "/v1/contacts/{contact_id}/split",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Detach one identity into a contact of its own",
+        "contacts",
+        "Detach one identity into a contact of its own",
     )
     async def split(contact_id: str, ws: Workspace, body: Annotated[Split, Body()]) -> Response:
         cmd = SplitContact(
@@ -490,17 +424,12 @@ def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings
             expected_version=body.expected_version,
             identity=Identity(channel=body.channel, external_id=body.external_id),
         )
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        return await run(ws, cmd, queries.contact)
 
-    @app.post(
-        "/v1/contacts/{contact_id}/erase",
-        tags=["contacts"],
-        responses=conflict,
-        summary="Erase a person's personal data (GDPR)",
-    )
+    @command("/v1/contacts/{contact_id}/erase", "contacts", "Erase a person's personal data (GDPR)")
     async def erase(contact_id: str, ws: Workspace) -> Response:
         cmd = EraseContact(contact_id=contact_id)
-        return await run(ws, cmd, lambda c, i: queries.contact(c, ws, i))
+        return await run(ws, cmd, queries.contact)
 
 
 def _campaign_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
@@ -512,14 +441,8 @@ def _campaign_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSetting
         summary="Send one content to everyone in a segment (through outbound)",
     )
     async def campaign(ws: Workspace, body: Annotated[CampaignRequest, Body()]) -> Response:
-        stage = body.segment.stage
-        if stage is not None and stage not in settings.stages:
-            return error(
-                422, "unknown_stage", f"{stage!r} is not one of {', '.join(settings.stages)}"
-            )
-        async with deps().pool.acquire() as conn:
-            try:
-                started = await campaigns.start_campaign(conn, deps().store.bus, ws, body)
-            except campaigns.SegmentError as exc:
-                return error(422, exc.code, exc.message)
+        try:
+            started = await start_campaign(deps().pool, deps().store.bus, settings, body, ws)
+        except RejectedError as exc:
+            return error(exc.status, exc.code, exc.message)
         return JSONResponse(asdict(started), status_code=202)

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from switchboard.crm.queries import Filters
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import StartSegmentFlow
 from switchboard.events.catalog.flows import FlowConversation, StartRuns
@@ -101,35 +102,25 @@ class SegmentError(ValueError):
 
 def _where(ws: str, segment: Segment) -> tuple[str, list[Any]]:
     """The segment as SQL over conversations ``c`` and the person's contact ``p``."""
-    args: list[Any] = [ws, segment.channel.value]
-    where = [
-        "c.workspace_id = $1",
-        "c.channel = $2",
-        "c.chat_type = 'private'",
-        "NOT p.erased",
-        "p.merged_into IS NULL",
-    ]
-
-    def add(clause: str, value: Any) -> None:
-        args.append(value)
-        where.append(clause.format(f"${len(args)}"))
-
-    if segment.account:
-        add("c.account = {}", segment.account)
-    if segment.updated_since:
-        add("c.last_message_at >= {}", segment.updated_since)
-    if segment.tags:
-        add("p.tags @> {}::text[]", sorted(set(segment.tags)))
-    if segment.stage or segment.assignee:
-        lead = ["l.workspace_id = $1", "l.contact_id = p.id"]
-        if segment.stage:
-            args.append(segment.stage)
-            lead.append(f"l.stage = ${len(args)}")
-        if segment.assignee:
-            args.append(segment.assignee)
-            lead.append(f"l.assignee = ${len(args)}")
-        where.append(f"EXISTS (SELECT 1 FROM leads l WHERE {' AND '.join(lead)})")
-    return " AND ".join(where), args
+    f = Filters(ws, "c.workspace_id")
+    f.add("c.channel = {}", segment.channel.value)
+    f.where += ["c.chat_type = 'private'", "NOT p.erased", "p.merged_into IS NULL"]
+    f.add_given(
+        {
+            "c.account = {}": segment.account,
+            "c.last_message_at >= {}": segment.updated_since,
+            "p.tags @> {}::text[]": sorted(set(segment.tags)),
+        }
+    )
+    lead = {"l.stage = {}": segment.stage, "l.assignee = {}": segment.assignee}
+    given = {clause: value for clause, value in lead.items() if value}
+    if given:
+        f.add(
+            "EXISTS (SELECT 1 FROM leads l WHERE l.workspace_id = $1 AND l.contact_id = p.id"
+            f" AND {' AND '.join(given)})",
+            *given.values(),
+        )
+    return f.sql(), f.args
 
 
 # A conversation's person: its identity's contact, or the contact that one was merged into.

@@ -7,9 +7,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
+from pydantic import BaseModel, Field
 
 from switchboard.runtime.db import Conn
 
@@ -134,6 +135,66 @@ async def _keyset_page(
     return _page(list(rows), limit, keys.at.split(".")[-1], keys.tie.split(".")[-1])
 
 
+@dataclass(frozen=True)
+class Where:
+    """The clause a list filter adds when given (``{}`` is its value), declared beside it."""
+
+    clause: str
+
+
+class Page(BaseModel):
+    """A list request's page: its size and the cursor it resumes after. The list requests
+    below are the API's query parameters, declared once for the route and the query, each
+    filter with the clause it adds."""
+
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = None
+
+    def filtered(self, workspace: str, column: str = "workspace_id") -> Filters:
+        """The workspace's rows, narrowed by each filter given (:meth:`Filters.add_given`)."""
+        f = Filters(workspace, column)
+        f.add_given(
+            {
+                meta.clause: getattr(self, name)
+                for name, info in type(self).model_fields.items()
+                for meta in info.metadata
+                if isinstance(meta, Where)
+            }
+        )
+        return f
+
+
+class InboxQuery(Page):
+    channel: Annotated[str | None, Where("c.channel = {}")] = None
+    account: Annotated[str | None, Where("c.account = {}")] = None
+    updated_since: Annotated[datetime | None, Where("c.last_message_at >= {}")] = None
+    text: Annotated[
+        str | None,
+        Where("""EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
+                 AND m.search @@ plainto_tsquery('simple', {}))"""),
+    ] = None
+    contact_id: Annotated[str | None, Where("COALESCE(ct.merged_into, i.contact_id) = {}")] = None
+
+
+class ContactsQuery(Page):
+    channel: Annotated[
+        str | None,
+        Where("""EXISTS (SELECT 1 FROM contact_identities i WHERE i.contact_id = contacts.id
+                 AND i.channel = {})"""),
+    ] = None
+    updated_since: Annotated[datetime | None, Where("updated_at >= {}")] = None
+    text: str | None = None  # part of a name or phone: its clause takes it twice (contacts)
+    tag: Annotated[str | None, Where("{} = ANY(tags)")] = None
+
+
+class LeadsQuery(Page):
+    stage: Annotated[str | None, Where("stage = {}")] = None
+    assignee: Annotated[str | None, Where("assignee = {}")] = None
+    channel: Annotated[str | None, Where("source_channel = {}")] = None
+    updated_since: Annotated[datetime | None, Where("updated_at >= {}")] = None
+    contact_id: Annotated[str | None, Where("contact_id = {}")] = None
+
+
 CONVERSATION_COLUMNS = """c.id, c.channel, c.account, c.chat_id, c.chat_type, c.title,
     c.first_message_at, c.last_message_at, c.message_count, c.last_preview,
     COALESCE(ct.merged_into, i.contact_id) AS contact_id"""
@@ -143,33 +204,12 @@ CONVERSATION_JOINS = """FROM conversations c
     LEFT JOIN contacts ct ON ct.id = i.contact_id"""
 
 
-async def inbox(
-    conn: Conn,
-    workspace: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    channel: str | None = None,
-    account: str | None = None,
-    updated_since: datetime | None = None,
-    text: str | None = None,
-    contact_id: str | None = None,
-) -> dict[str, Any]:
+async def inbox(conn: Conn, workspace: str, q: InboxQuery) -> dict[str, Any]:
     """Conversations across all accounts, most recent first, with their contact."""
-    f = Filters(workspace, "c.workspace_id")
-    f.add_given(
-        {
-            "c.channel = {}": channel,
-            "c.account = {}": account,
-            "c.last_message_at >= {}": updated_since,
-            "COALESCE(ct.merged_into, i.contact_id) = {}": contact_id,
-            """EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
-                 AND m.search @@ plainto_tsquery('simple', {}))""": text,
-        }
-    )
+    f = q.filtered(workspace, "c.workspace_id")
     select = f"SELECT {CONVERSATION_COLUMNS} {CONVERSATION_JOINS}"
     keys = Keyset("c.last_message_at", "c.id")
-    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
+    return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
 
 
 MESSAGE_SELECT = """SELECT m.event_id AS id, m.direction, m.message_id, m.provider_message_id,
@@ -214,114 +254,73 @@ async def search_messages(
     return await _keyset_page(conn, MESSAGE_SELECT, f, keys, limit=limit, cursor=cursor)
 
 
-async def contacts(
-    conn: Conn,
-    workspace: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    channel: str | None = None,
-    updated_since: datetime | None = None,
-    text: str | None = None,
-    tag: str | None = None,
-) -> dict[str, Any]:
-    f = Filters(workspace)
+async def contacts(conn: Conn, workspace: str, q: ContactsQuery) -> dict[str, Any]:
+    f = q.filtered(workspace)
     f.where.append("merged_into IS NULL AND NOT erased")
-    f.add_given(
-        {
-            """EXISTS (SELECT 1 FROM contact_identities i WHERE i.contact_id = contacts.id
-                 AND i.channel = {})""": channel,
-            "updated_at >= {}": updated_since,
-            "{} = ANY(tags)": tag,
-        }
-    )
-    if text:
-        f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{text}%", f"%{text}%")
+    if q.text:
+        f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{q.text}%", f"%{q.text}%")
     select = """SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
                        updated_at, version
                 FROM contacts"""
     keys = Keyset("updated_at", "id")
-    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
+    return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
+
+
+async def _detail(
+    conn: Conn, sql: str, id: str, workspace: str, lists: dict[str, str]
+) -> dict[str, Any] | None:
+    """One row of the workspace by id (``sql`` takes the id, then the workspace), with each
+    of ``lists``: a query over that id whose rows it holds under that name."""
+    row = await conn.fetchrow(sql, id, workspace)
+    if row is None:
+        return None
+    out = _row(row)
+    for name, rows_sql in lists.items():
+        out[name] = await _rows(conn, rows_sql, id)
+    return out
 
 
 async def contact(conn: Conn, workspace: str, contact_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
+    return await _detail(
+        conn,
         """SELECT id, display_name, phone, attributes, tags, source_channel, merged_into,
                   erased, created_at, updated_at, version
            FROM contacts WHERE id = $1 AND workspace_id = $2""",
         contact_id,
         workspace,
+        {
+            "identities": """SELECT channel, external_id, account, username, phone
+                FROM contact_identities WHERE contact_id = $1 ORDER BY channel, external_id""",
+            "notes": """SELECT note, author, at
+                FROM contact_notes WHERE contact_id = $1 ORDER BY seq""",
+            "leads": """SELECT id, stage, assignee, value, updated_at
+                FROM leads WHERE contact_id = $1 ORDER BY id""",
+        },
     )
-    if row is None:
-        return None
-    out = _row(row)
-    out["identities"] = await _rows(
-        conn,
-        """SELECT channel, external_id, account, username, phone FROM contact_identities
-           WHERE contact_id = $1 ORDER BY channel, external_id""",
-        contact_id,
-    )
-    out["notes"] = await _rows(
-        conn,
-        "SELECT note, author, at FROM contact_notes WHERE contact_id = $1 ORDER BY seq",
-        contact_id,
-    )
-    out["leads"] = await _rows(
-        conn,
-        "SELECT id, stage, assignee, value, updated_at FROM leads "
-        "WHERE contact_id = $1 ORDER BY id",
-        contact_id,
-    )
-    return out
 
 
 LEAD_COLUMNS = """id, contact_id, stage, source_channel, campaign_id, value, currency, assignee,
     created_at, updated_at, version, referral_source, referral_campaign, click_id"""
 
 
-async def leads(
-    conn: Conn,
-    workspace: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    stage: str | None = None,
-    assignee: str | None = None,
-    channel: str | None = None,
-    updated_since: datetime | None = None,
-    contact_id: str | None = None,
-) -> dict[str, Any]:
-    f = Filters(workspace)
-    f.add_given(
-        {
-            "stage = {}": stage,
-            "assignee = {}": assignee,
-            "source_channel = {}": channel,
-            "updated_at >= {}": updated_since,
-            "contact_id = {}": contact_id,
-        }
-    )
+async def leads(conn: Conn, workspace: str, q: LeadsQuery) -> dict[str, Any]:
+    f = q.filtered(workspace)
     select = f"SELECT {LEAD_COLUMNS} FROM leads"
     keys = Keyset("updated_at", "id")
-    return await _keyset_page(conn, select, f, keys, limit=limit, cursor=cursor)
+    return await _keyset_page(conn, select, f, keys, limit=q.limit, cursor=q.cursor)
 
 
 async def lead(conn: Conn, workspace: str, lead_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
+    return await _detail(
+        conn,
         f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = $1 AND workspace_id = $2",
         lead_id,
         workspace,
+        {
+            "history": """SELECT from_stage, to_stage, author AS by, reason, at
+                FROM lead_stage_history WHERE lead_id = $1 ORDER BY seq""",
+        },
     )
-    if row is None:
-        return None
-    out = _row(row)
-    out["history"] = await _rows(
-        conn,
-        """SELECT from_stage, to_stage, author AS by, reason, at FROM lead_stage_history
-           WHERE lead_id = $1 ORDER BY seq""",
-        lead_id,
-    )
-    return out
 
 
 async def user_accounts(

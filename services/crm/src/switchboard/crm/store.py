@@ -4,9 +4,11 @@ load an aggregate by reading its subject back."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from switchboard.events import Decoded, Envelope, Message, decode_message
@@ -69,19 +71,17 @@ class EventStore:
 
     async def last(self, aggregate_id: str) -> Decoded | None:
         """The latest event of an aggregate (a claim has exactly one)."""
-        try:
-            msg = await self.bus.js.get_last_msg("CRM", aggregate_filter(aggregate_id))
-        except NotFoundError:
-            return None
-        await self._open(msg)
-        return decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
+        return await self._read(self.bus.js.get_last_msg("CRM", aggregate_filter(aggregate_id)))
 
     async def first(self, aggregate_id: str) -> Decoded | None:
         """The creating event of an aggregate."""
+        subject = aggregate_filter(aggregate_id)
+        return await self._read(self.bus.js.get_msg("CRM", seq=1, subject=subject, next=True))
+
+    async def _read(self, stored: Awaitable[RawStreamMsg]) -> Decoded | None:
+        """One stored event, opened and decoded (None: the aggregate has none)."""
         try:
-            msg = await self.bus.js.get_msg(
-                "CRM", seq=1, subject=aggregate_filter(aggregate_id), next=True
-            )
+            msg = await stored
         except NotFoundError:
             return None
         await self._open(msg)

@@ -197,30 +197,18 @@ async def remove_account(
 async def _register_webhook(
     http: httpx.AsyncClient, providers: Providers, account: Account
 ) -> None:
+    """Point a Telegram or Viber bot's webhook at ingest (other channels are set by hand)."""
+    if account.channel not in (Channel.TELEGRAM, Channel.VIBER):
+        return
+    url = _webhook_url(providers, account.channel, account.id)
+    token = account.secrets["token"]
+    body: dict[str, Any]
     if account.channel is Channel.TELEGRAM:
-        await _telegram(
-            http,
-            providers,
-            account.secrets["token"],
-            "setWebhook",
-            {
-                "url": _webhook_url(providers, account.channel, account.id),
-                "secret_token": account.secrets["webhook_secret"],
-            },
-        )
-    elif account.channel is Channel.VIBER:
-        await _viber(
-            http,
-            providers,
-            account.secrets["token"],
-            "set_webhook",
-            {
-                "url": _webhook_url(providers, account.channel, account.id),
-                "event_types": VIBER_EVENTS,
-                "send_name": True,
-                "send_photo": True,
-            },
-        )
+        body = {"url": url, "secret_token": account.secrets["webhook_secret"]}
+        await _telegram(http, providers, token, "setWebhook", body)
+    else:
+        body = {"url": url, "event_types": VIBER_EVENTS, "send_name": True, "send_photo": True}
+        await _viber(http, providers, token, "set_webhook", body)
 
 
 async def _telegram(

@@ -19,9 +19,9 @@ so :class:`BatchPull` checks each one's number and answers a gap with a
 :class:`ConsumerError`, on which the reader resubscribes from the last message it has (what
 nats.go's ordered consumer does).
 
-Two readers are built on it. :class:`BatchPull` fetches batches (projections, workers, the
-MTProto send queue): one request outstanding at a time, so at most two batches are
-buffered. :class:`ContinuousPull` keeps requests outstanding up to a capacity and hands
+Two readers are built on it. :class:`BatchPull` fetches batches (projections, workers,
+aggregate reads, the MTProto send queue): one request outstanding at a time, so at most two
+batches are buffered. :class:`ContinuousPull` keeps requests outstanding up to a capacity and hands
 each message over the moment it arrives (outbound lanes): nats-py has no continuous
 "consume" (nats.go's ``Consume``).
 
