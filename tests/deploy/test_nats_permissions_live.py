@@ -65,7 +65,6 @@ from switchboard.events.catalog.crm import (
 )
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliverySent
 from switchboard.events.catalog.mtproto import SessionConnected, StartLogin, SubmitLoginCode
-from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.events.k8s import password_env
 from switchboard.flows.app import create_app as create_flows
 from switchboard.flows.settings import FlowsSettings
@@ -86,6 +85,7 @@ from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve
 from tests.support.conv import T0, received, sent
+from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, keyring, service_env
 from tests.support.telegram import text_update
 
@@ -409,22 +409,15 @@ async def test_outbound_runs_on_its_generated_user(
             # The API refuses an unknown account; a command on the bus fails as a delivery.
             admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
             try:
-                failing = SendMessage(
-                    message_id="m-failed",
-                    channel=Channel.TELEGRAM,
-                    account="nobody",
-                    recipient="7001",
-                    content=OutText(text="hello"),
-                )
+                failing = text_send("m-failed", "7001", "hello", account="nobody")
                 await admin.publish(failing, workspace_id="demo")
                 # A copy of a pending command (another envelope id): outbound looks the
                 # owner up in the stream (a message get) and drops the copy.
-                later = SendMessage(
-                    message_id="m-later",
-                    channel=Channel.TELEGRAM,
+                later = text_send(
+                    "m-later",
+                    "7001",
+                    "later",
                     account="out",
-                    recipient="7001",
-                    content=OutText(text="later"),
                     not_before=datetime.now(UTC) + timedelta(seconds=2),
                 )
                 await admin.publish(later, workspace_id="demo")

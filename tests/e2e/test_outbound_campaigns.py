@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
 from tests.support.streams import stream_messages
 
@@ -20,7 +21,6 @@ from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
     OutText,
     SendBulk,
-    SendMessage,
     StartCampaign,
 )
 from switchboard.outbound.app import create_app
@@ -237,13 +237,7 @@ async def test_pause_resume_cancel_and_a_reply_overtakes_the_broadcast(env: Env)
             await eventually(flowing, timeout=30, message="the campaign is sending")
             sent_before = sum(env.campaign_chats("sale").values())
             await bus.publish(
-                SendMessage(
-                    message_id="reply-1",
-                    channel=Channel.TELEGRAM,
-                    account="a",
-                    recipient="777",
-                    content=OutText(text="a reply"),
-                ),
+                text_send("reply-1", "777", "a reply", account="a"),
                 workspace_id="demo",
             )
 
