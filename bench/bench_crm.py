@@ -36,6 +36,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 import traffic
 from fair_baseline import replay_against_baseline
+from processes import stop
 from switchboard.crm.app import PROJECTIONS
 from switchboard.crm.cli import tune_gc_for_replay
 from switchboard.crm.rebuild import rebuild
@@ -293,9 +294,7 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
             return [(at - due[n]) * 1000 for n, at in seen.items()]
 
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(30)
+        stop(procs)
 
 
 async def main() -> None:

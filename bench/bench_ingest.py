@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from processes import stop
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
@@ -156,9 +157,7 @@ def main() -> None:
             f"p999_ms={half['p999_ms']:.1f} rss_mb={memory:.0f}"
         )
     finally:
-        for proc in (baseline, ingest):
-            proc.terminate()
-            proc.wait(30)
+        stop([baseline, ingest])
         nats.stop()
 
 

@@ -33,9 +33,9 @@ from outbound_fleet import (
     sandbox_ready,
     start_outbound,
     start_sandbox,
-    stop,
     store_bots,
 )
+from processes import stop
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (

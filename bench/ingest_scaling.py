@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench_ingest import SECRET, normalized, setup, wait_ready
 from bench_outbound import cpu_seconds
+from processes import stop
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
 
@@ -82,10 +83,7 @@ async def one(instances: int) -> str:
             f"CPU ms per webhook: {cpu}"
         )
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+        stop(procs)
         nats.stop()
 
 

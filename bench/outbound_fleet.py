@@ -76,15 +76,6 @@ def start_outbound(
     ]
 
 
-def stop(procs: Iterable[subprocess.Popen[bytes]]) -> None:
-    """Ask every process to end, then wait for each (they shut down in parallel)."""
-    procs = list(procs)
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(30)
-
-
 class Outcomes:
     """Counts the delivery outcomes (sent or failed) on the bus until ``expected`` came.
 
