@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.outbound import text_send
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import register, sandbox_account, text_send
+from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
@@ -25,7 +25,6 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -70,18 +69,14 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
         ).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        for name, token in TOKENS.items():
-            await store.put(
-                Account(
-                    channel=Channel.TELEGRAM,
-                    id=name,
-                    workspace_id="demo",
-                    settings={"api_base_url": f"{sandbox}/telegram", "limits": {"bot": [RATE, 1]}},
-                    secrets={"token": token},
-                )
-            )
+        limits = {"bot": [RATE, 1]}
+        await register(
+            bus,
+            *(
+                sandbox_account(sandbox, Channel.TELEGRAM, name, {"token": token}, limits=limits)
+                for name, token in TOKENS.items()
+            ),
+        )
         await bus.close()
         urls = [
             await stack.enter_async_context(serve_app(create_app(load_settings(OutboundSettings))))
