@@ -42,15 +42,12 @@ def received(
     )
 
 
+# The fields by which an edit or a deletion names the received message it is about.
+_NAMING = ("channel", "account", "chat", "provider", "received_at")
+
+
 def _of(msg: MessageReceived) -> dict[str, Any]:
-    """The fields by which an edit or a deletion names the received message it is about."""
-    return {
-        "channel": msg.channel,
-        "account": msg.account,
-        "chat": msg.chat,
-        "provider": msg.provider,
-        "received_at": msg.received_at,
-    }
+    return {name: getattr(msg, name) for name in _NAMING}
 
 
 def edited(msg: MessageReceived, text: str, after: int) -> MessageEdited:
