@@ -27,14 +27,7 @@ from typing import Any
 
 import httpx
 
-from outbound_fleet import (
-    Outcomes,
-    broadcast,
-    sandbox_ready,
-    start_outbound,
-    start_sandbox,
-    store_bots,
-)
+import outbound_fleet as fleet
 from processes import stop
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
@@ -90,12 +83,12 @@ def cpu_report(pids: dict[str, int], before: dict[str, float], count: int) -> st
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-outbound-"))
     nats = EmbeddedNats(tmp / "nats").start()
-    sandbox, sandbox_url = start_sandbox(tmp)
+    sandbox, sandbox_url = fleet.start_sandbox(tmp)
     keys = f"b1:{Keyring.generate_key()}"
     procs: list[subprocess.Popen[bytes]] = []
     try:
         async with httpx.AsyncClient(timeout=60) as http:
-            await sandbox_ready(http, sandbox_url, 100)
+            await fleet.sandbox_ready(http, sandbox_url, 100)
             tokens = [f"{700000000 + b}:bench{b}" for b in range(BOTS)]
             for b, token in enumerate(tokens):
                 r = await http.post(
@@ -105,7 +98,7 @@ async def main() -> None:
                 r.raise_for_status()
             bus = await Bus.connect(nats.url, name="bench")
             await bus.provision()
-            await store_bots(
+            await fleet.store_bots(
                 bus, keys, sandbox_url, {f"bot{b}": token for b, token in enumerate(tokens)}
             )
             env = {
@@ -117,14 +110,14 @@ async def main() -> None:
                 "SWITCHBOARD_LOG_LEVEL": "warning",
             }
             ports = [free_port() for _ in range(INSTANCES)]
-            procs = start_outbound(tmp, env, ports)
+            procs = fleet.start_outbound(tmp, env, ports)
             assert nats.proc is not None
             pids = {"nats": nats.proc.pid, "sandbox": sandbox.pid}
             pids.update({f"outbound{i}": p.pid for i, p in enumerate(procs)})
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            outcomes = await Outcomes(MESSAGES).start(bus)
+            outcomes = await fleet.Outcomes(MESSAGES).start(bus)
             # the backlog: message i goes from bot i % BOTS to chat i % CHATS
-            await broadcast(
+            await fleet.broadcast(
                 bus,
                 (
                     SendMessage(

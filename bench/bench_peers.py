@@ -34,15 +34,8 @@ from typing import Any
 
 import httpx
 
+import outbound_fleet as fleet
 from bench_outbound import cpu_seconds
-from outbound_fleet import (
-    Outcomes,
-    broadcast,
-    sandbox_ready,
-    start_outbound,
-    start_sandbox,
-    store_bots,
-)
 from processes import stop
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
@@ -205,7 +198,7 @@ async def run_switchboard(
     keys = f"b1:{Keyring.generate_key()}"
     bus = await Bus.connect(nats.url, name="bench-peers")
     await bus.provision()
-    await store_bots(bus, keys, sandbox, {"peers": token})
+    await fleet.store_bots(bus, keys, sandbox, {"peers": token})
     env = {
         **os.environ,
         "SWITCHBOARD_NATS_URL": nats.url,
@@ -213,11 +206,11 @@ async def run_switchboard(
         "SWITCHBOARD_API_KEYS": "bench-key-1=bench",
         "SWITCHBOARD_LOG_LEVEL": "warning",
     }
-    procs = start_outbound(tmp, env, [free_port() for _ in range(PROCS)])
-    outcomes = await Outcomes(MESSAGES).start(bus)
+    procs = fleet.start_outbound(tmp, env, [free_port() for _ in range(PROCS)])
+    outcomes = await fleet.Outcomes(MESSAGES).start(bus)
     try:
         start = time.perf_counter()
-        await broadcast(
+        await fleet.broadcast(
             bus,
             (
                 SendMessage(
@@ -244,11 +237,11 @@ async def main() -> None:
     python = peers_venv(tmp)
     print(f"peers' own venv ({', '.join(PEER_PACKAGES)}) in {time.perf_counter() - t:.1f} s")
     nats = EmbeddedNats(tmp / "nats").start()
-    sandbox_proc, sandbox = start_sandbox(tmp)
+    sandbox_proc, sandbox = fleet.start_sandbox(tmp)
     results: list[Outcome] = []
     try:
         async with httpx.AsyncClient(timeout=120) as http:
-            await sandbox_ready(http, sandbox, 300)
+            await fleet.sandbox_ready(http, sandbox, 300)
             contenders: list[tuple[str, str, Any]] = [
                 ("switchboard", "switchboard outbound", None),
                 ("ptb", "python-telegram-bot", ("ptb_broadcast.py", [])),
