@@ -212,6 +212,17 @@ def _violations(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if "Violation" in line]
 
 
+def _as_generated_user(url: str, passwords: dict[str, str], service: str) -> dict[str, Any]:
+    """The settings of ``service`` connecting as its generated NATS user, leaving the
+    streams, buckets and durables to NACK (``_provision_as_nack``)."""
+    return {
+        "nats_url": url,
+        "nats_user": service,
+        "nats_password": passwords[service],
+        "provision": False,
+    }
+
+
 async def _provision_as_nack(url: str, passwords: dict[str, str]) -> None:
     bus = await Bus.connect(url, name="nack", user="nack", password=passwords["nack"])
     try:
@@ -488,10 +499,7 @@ async def test_mtproto_runs_on_its_generated_user(
         httpx.AsyncClient(timeout=10, headers={"Authorization": "Bearer live-demo-key"}) as http,
     ):
         settings = MtprotoSettings(
-            nats_url=url,
-            nats_user="mtproto",
-            nats_password=passwords["mtproto"],
-            provision=False,
+            **_as_generated_user(url, passwords, "mtproto"),
             database_url=postgres_url,
             encryption_keys=gateway_keys,
             admin_token=admin_token,
@@ -589,10 +597,7 @@ async def test_analytics_runs_on_its_generated_user(
     url, passwords, log = secured_nats
     await _provision_as_nack(url, passwords)
     settings = AnalyticsSettings(
-        nats_url=url,
-        nats_user="analytics",
-        nats_password=passwords["analytics"],
-        provision=False,
+        **_as_generated_user(url, passwords, "analytics"),
         database_url=postgres_url,
         api_keys={API_KEY: "demo"},
         conversion_pixel="px-live",
@@ -706,10 +711,7 @@ async def test_flows_runs_on_its_generated_user(
             workspace_id="demo",
         )
         settings = FlowsSettings(
-            nats_url=url,
-            nats_user="flows",
-            nats_password=passwords["flows"],
-            provision=False,
+            **_as_generated_user(url, passwords, "flows"),
             api_keys={API_KEY: "demo"},
             http_port=0,
             shutdown_grace_s=5.0,
