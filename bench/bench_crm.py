@@ -35,6 +35,7 @@ import httpx
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 import traffic
+from accounts import new_keys, store_telegram
 from fair_baseline import replay_against_baseline
 from processes import stop
 from switchboard.crm.app import PROJECTIONS
@@ -212,22 +213,9 @@ async def watch_checkpoint(pg_url: str, stop: asyncio.Event) -> list[tuple[float
 
 async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
     """POST at a fixed rate; the API watcher sees messages appear; latency per message in ms."""
-    from switchboard.events.catalog.common import Channel as Ch
-    from switchboard.runtime.accounts import Account, AccountStore
-    from switchboard.runtime.crypto import Keyring
-    from switchboard.runtime.settings import parse_keyring
-
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     bus = await Bus.connect(nats_url, name="bench-setup")
-    store = AccountStore(await bus.kv("accounts"), Keyring.from_mapping(parse_keyring(keys)))
-    await store.put(
-        Account(
-            channel=Ch.TELEGRAM,
-            id="bench",
-            workspace_id="bench",
-            secrets={"token": "1:b", "webhook_secret": "s"},
-        )
-    )
+    await store_telegram(bus, keys, {"bench": {"token": "1:b", "webhook_secret": "s"}})
     await bus.close()
     ingest_port, crm_port = free_port(), free_port()
     env = {

@@ -30,15 +30,13 @@ from typing import Any
 import httpx
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from accounts import new_keys, store_telegram
 from switchboard.events import encode
-from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.conv import MessageReceived
 from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.runtime import pii
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
 from switchboard.runtime.testing import ServiceProcess
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -310,23 +308,13 @@ async def main() -> None:
     nats = EmbeddedNats(tmp / "nats").start()
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "bench_flows_bot")
-    keys = f"b1:{Keyring.generate_key()}"
-    kid, _, material = keys.partition(":")
-    import base64
-
-    keyring = Keyring({kid: base64.b64decode(material)}, kid)
+    keys = new_keys()
     try:
         async with serve(box.app()) as sandbox:
             bus = await Bus.connect(nats.url, name="bench")
             await bus.provision()
-            await AccountStore(await bus.kv("accounts"), keyring).put(
-                Account(
-                    channel=Channel.TELEGRAM,
-                    id="demo",
-                    workspace_id="bench",
-                    settings={"api_base_url": f"{sandbox}/telegram"},
-                    secrets={"token": TOKEN, "webhook_secret": SECRET},
-                )
+            await store_telegram(
+                bus, keys, {"demo": {"token": TOKEN, "webhook_secret": SECRET}}, sandbox
             )
             env = {
                 "SWITCHBOARD_NATS_URL": nats.url,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from accounts import new_keys
 from processes import stop
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountStore
@@ -99,7 +100,7 @@ def rss_mb(pid: int) -> float:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     nats = EmbeddedNats(tmp / "nats").start()
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     asyncio.run(setup(nats.url, keys))
     base_port, ingest_port = free_port(), free_port()
     env = {**os.environ, "BENCH_NATS_URL": nats.url}

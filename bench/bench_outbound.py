@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 import outbound_fleet as fleet
+from accounts import new_keys, store_telegram
 from processes import stop
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
@@ -38,7 +39,6 @@ from switchboard.events.catalog.outbound import (
     StartCampaign,
 )
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
 
 BOTS = int(os.environ.get("BENCH_BOTS", "10"))
@@ -84,7 +84,7 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-outbound-"))
     nats = EmbeddedNats(tmp / "nats").start()
     sandbox, sandbox_url = fleet.start_sandbox(tmp)
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         async with httpx.AsyncClient(timeout=60) as http:
@@ -98,8 +98,11 @@ async def main() -> None:
                 r.raise_for_status()
             bus = await Bus.connect(nats.url, name="bench")
             await bus.provision()
-            await fleet.store_bots(
-                bus, keys, sandbox_url, {f"bot{b}": token for b, token in enumerate(tokens)}
+            await store_telegram(
+                bus,
+                keys,
+                {f"bot{b}": {"token": token} for b, token in enumerate(tokens)},
+                sandbox_url,
             )
             env = {
                 **os.environ,

@@ -35,12 +35,12 @@ from typing import Any
 import httpx
 
 import outbound_fleet as fleet
+from accounts import new_keys, store_telegram
 from bench_outbound import cpu_seconds
 from processes import stop
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
 
 HERE = Path(__file__).parent
@@ -195,10 +195,10 @@ async def run_switchboard(
     tmp: Path, nats: EmbeddedNats, sandbox: str, token: str, first_chat: int
 ) -> float:
     """3 outbound instances send the broadcast; the wall time to the last outcome event."""
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     bus = await Bus.connect(nats.url, name="bench-peers")
     await bus.provision()
-    await fleet.store_bots(bus, keys, sandbox, {"peers": token})
+    await store_telegram(bus, keys, {"peers": {"token": token}}, sandbox)
     env = {
         **os.environ,
         "SWITCHBOARD_NATS_URL": nats.url,

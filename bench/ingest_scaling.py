@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from accounts import new_keys
 from bench_ingest import SECRET, normalized, setup, wait_ready
 from bench_outbound import cpu_seconds
 from processes import stop
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
 
 HERE = Path(__file__).parent
@@ -33,7 +33,7 @@ async def one(instances: int) -> str:
     """The line for ``instances`` ingest processes."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-scaling-"))
     nats = EmbeddedNats(tmp / "nats").start()
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     await setup(nats.url, keys)
     ports = [free_port() for _ in range(instances)]
     procs = []

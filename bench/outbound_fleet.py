@@ -1,6 +1,6 @@
 """What the outbound benchmarks (bench_outbound, bench_peers) stand up the same way: the
-sandbox and outbound instances as processes, Telegram bots in the account store pointing at
-the sandbox, and a broadcast published and counted by its outcome events."""
+sandbox and outbound instances as processes, and a broadcast published and counted by its
+outcome events."""
 
 from __future__ import annotations
 
@@ -13,13 +13,9 @@ from typing import Any
 
 import httpx
 
-from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import SendMessage
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port
-from switchboard.runtime.settings import parse_keyring
 
 
 def start_sandbox(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -43,22 +39,6 @@ async def sandbox_ready(http: httpx.AsyncClient, sandbox: str, tries: int) -> No
                 return
         except httpx.HTTPError:
             await asyncio.sleep(0.1)
-
-
-async def store_bots(bus: Bus, keys: str, sandbox: str, bots: Mapping[str, str]) -> None:
-    """Telegram accounts (id -> token) of workspace ``bench`` whose Bot API is the sandbox's,
-    sealed with ``keys``."""
-    store = AccountStore(await bus.kv("accounts"), Keyring.from_mapping(parse_keyring(keys)))
-    for account, token in bots.items():
-        await store.put(
-            Account(
-                channel=Channel.TELEGRAM,
-                id=account,
-                workspace_id="bench",
-                secrets={"token": token},
-                settings={"api_base_url": f"{sandbox}/telegram"},
-            )
-        )
 
 
 def start_outbound(
