@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 import traffic
 from accounts import new_keys, store_telegram
 from fair_baseline import replay_against_baseline
 from processes import stop
+from streams import batches
 from switchboard.crm.app import PROJECTIONS
 from switchboard.crm.cli import tune_gc_for_replay
 from switchboard.crm.rebuild import rebuild
@@ -138,22 +138,12 @@ class ApiWatcher:
 async def _stored_at(bus: Bus, stream: str, number_of: Any) -> dict[int, tuple[float, int]]:
     """When (the stream's timestamp) and where (its sequence) each load message was stored
     in ``stream``."""
-    sub = await bus.js.pull_subscribe(
-        ">", durable=None, stream=stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-    )  # fmt: skip
     out: dict[int, tuple[float, int]] = {}
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(1024, timeout=1)
-            except Exception:
-                return out
-            for m in msgs:
-                at = m.metadata.timestamp.timestamp()
-                out.setdefault(number_of(json.loads(m.data)), (at, m.metadata.sequence.stream))
-    finally:
-        await sub.unsubscribe()
+    async for msgs in batches(bus, stream):
+        for m in msgs:
+            at = m.metadata.timestamp.timestamp()
+            out.setdefault(number_of(json.loads(m.data)), (at, m.metadata.sequence.stream))
+    return out
 
 
 async def stages(

@@ -31,6 +31,7 @@ import httpx
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from accounts import new_keys, store_telegram
+from streams import batches
 from switchboard.events import encode
 from switchboard.events.catalog.conv import MessageReceived
 from switchboard.events.catalog.flows import RunRecorded
@@ -155,26 +156,16 @@ async def reply_latency(
 
 async def _stored_at(bus: Bus, stream: str, subject: str, chat_of: Any) -> dict[int, float]:
     """When (stream timestamp) the first message of each chat was stored."""
-    sub = await bus.js.pull_subscribe(
-        subject, durable=None, stream=stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-    )  # fmt: skip
     out: dict[int, float] = {}
     keys = pii.PiiKeys(await bus.kv(pii.BUCKET))  # chat ids are sealed personal data
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(512, timeout=1)
-            except Exception:
-                return out
-            await keys.prefetch(m.data for m in msgs)
-            for m in msgs:
-                m.data = keys.open_body(m.data)
-                chat = chat_of(m)
-                if chat is not None:
-                    out.setdefault(chat, m.metadata.timestamp.timestamp())
-    finally:
-        await sub.unsubscribe()
+    async for msgs in batches(bus, stream, subject, 512):
+        await keys.prefetch(m.data for m in msgs)
+        for m in msgs:
+            m.data = keys.open_body(m.data)
+            chat = chat_of(m)
+            if chat is not None:
+                out.setdefault(chat, m.metadata.timestamp.timestamp())
+    return out
 
 
 async def stages(nats_url: str, sent: dict[int, float], seen: dict[int, float]) -> None:
@@ -277,28 +268,15 @@ async def steps_rate(tmp: Path, env: dict[str, str], bus: Bus, count: int) -> tu
         await conversations_settled(bus, 600)
     finally:
         proc.stop()
-    sub = await bus.js.pull_subscribe(
-        "flows.run_recorded.>",
-        durable=None,
-        stream="FLOWS",
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-    )
     steps, first, last = 0, None, None
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(512, timeout=1)
-            except Exception:
-                break
-            for m in msgs:
-                body = RunRecorded.model_validate_json(m.data)
-                if body.flow_id and body.input_kind.startswith("start:keyword"):
-                    steps += len(body.steps)
-                    at = m.metadata.timestamp
-                    first = at if first is None else min(first, at)
-                    last = at if last is None else max(last, at)
-    finally:
-        await sub.unsubscribe()
+    async for msgs in batches(bus, "FLOWS", "flows.run_recorded.>", 512):
+        for m in msgs:
+            body = RunRecorded.model_validate_json(m.data)
+            if body.flow_id and body.input_kind.startswith("start:keyword"):
+                steps += len(body.steps)
+                at = m.metadata.timestamp
+                first = at if first is None else min(first, at)
+                last = at if last is None else max(last, at)
     span = (last - first).total_seconds() if first and last else float("nan")
     return steps, steps / span if span > 0 else float("nan")
 
