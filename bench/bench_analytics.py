@@ -17,30 +17,15 @@ import os
 import random
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
-from fair_baseline import bus_only_rate, readers_of
+from fair_baseline import replay_against_baseline
 from switchboard.analytics.app import PROJECTORS
 from switchboard.analytics.rebuild import rebuild
 from switchboard.analytics.settings import AnalyticsSettings
-from switchboard.events import Message, encode
-from switchboard.runtime.bus import Bus
-from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres
-from traffic import realistic
+from traffic import load, realistic
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "60000"))
-
-
-async def load(bus: Bus, events: list[tuple[Message, datetime]]) -> None:
-    pending = []
-    for ev, at in events:
-        enc = encode(ev, source="bench", workspace_id="bench", time=at)
-        pending.append(bus.js.publish(enc.subject, enc.body, headers=enc.headers))
-        if len(pending) >= 1000:
-            await asyncio.gather(*pending)
-            pending = []
-    await asyncio.gather(*pending)
 
 
 def settings_for(nats_url: str, pg_url: str) -> AnalyticsSettings:
@@ -70,36 +55,16 @@ async def replay(nats_url: str, pg_url: str, total: int) -> float:
 
 
 async def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
-    nats = EmbeddedNats(tmp / "nats").start()
-    pg = EmbeddedPostgres(tmp / "pg").start()
-    try:
-        bus = await Bus.connect(nats.url, name="bench")
-        await bus.provision()
-        events = realistic(EVENTS, random.Random(42))
-        t = time.perf_counter()
-        await load(bus, events)
-        total = len(events)
-        print(f"loaded {total:,} events (CONV, DELIVERY, CRM) in {time.perf_counter() - t:.1f} s")
-        del events
-        readers = readers_of(PROJECTORS)
-        batch = rebuild_batch(settings_for(nats.url, pg.url))
-        # Before and after the replay, counted as their mean: the machine is shared.
-        read, before = await bus_only_rate(bus, readers, batch)
-        rate = await replay(nats.url, pg.url, total)
-        _, after = await bus_only_rate(bus, readers, batch)
-        await bus.close()
-        base = (before + after) / 2
-        print(
-            f"baseline: production puller, no-op apply, {len(readers)} readers at once, "
-            f"batch {batch}: {base:,.0f} events/s over {read:,} events "
-            f"(before {before:,.0f}, after {after:,.0f})"
-        )
-        print(f"replay: analytics rebuild from empty: {rate:,.0f} events/s")
-        print(f"analytics_replay_ratio={rate / base:.2f} events_per_s={rate:.0f}")
-    finally:
-        pg.stop()
-        nats.stop()
+    run = await replay_against_baseline(
+        Path(tempfile.mkdtemp(prefix="bench-analytics-")),
+        realistic(EVENTS, random.Random(42)),
+        PROJECTORS,
+        lambda nats_url, pg_url: rebuild_batch(settings_for(nats_url, pg_url)),
+        replay,
+        load,
+    )
+    print(f"replay: analytics rebuild from empty: {run.rate:,.0f} events/s")
+    print(f"analytics_replay_ratio={run.rate / run.base:.2f} events_per_s={run.rate:.0f}")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from fair_baseline import bus_only_rate, readers_of
+import traffic
+from accounts import new_keys, store_telegram
+from fair_baseline import replay_against_baseline
+from processes import stop
+from streams import batches
 from switchboard.crm.app import PROJECTIONS
 from switchboard.crm.cli import tune_gc_for_replay
 from switchboard.crm.rebuild import rebuild
@@ -44,7 +47,6 @@ from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from switchboard.runtime.identity import keyed_hash
-from traffic import realistic
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "10"))
@@ -55,18 +57,19 @@ SEALED = os.environ.get("BENCH_SEALED", "") == "1"
 
 
 async def load(bus: Bus, events: list[tuple[Message, datetime]]) -> None:
-    pending = []
-    keys = pii.PiiKeys(await bus.kv(pii.BUCKET)) if SEALED else None
-    for ev, at in events:
-        if keys is not None and ev.name.split(".")[0] in ("conv", "delivery"):
-            enc = await sealed(keys, ev, at)
-        else:
-            enc = encode(ev, source="bench", workspace_id="bench", time=at)
-        pending.append(bus.js.publish(enc.subject, enc.body, headers=enc.headers))
-        if len(pending) >= 1000:
-            await asyncio.gather(*pending)
-            pending = []
-    await asyncio.gather(*pending)
+    """``events`` loaded, CONV and DELIVERY sealed as their producers seal them with
+    ``BENCH_SEALED=1``."""
+    if not SEALED:
+        await traffic.load(bus, events)
+        return
+    keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
+
+    async def encoded(ev: Message, at: datetime) -> Encoded:
+        if ev.name.split(".")[0] in ("conv", "delivery"):
+            return await sealed(keys, ev, at)
+        return await traffic.plain(ev, at)
+
+    await traffic.load(bus, events, encoded)
 
 
 async def sealed(keys: pii.PiiKeys, ev: Message, at: datetime) -> Encoded:
@@ -135,22 +138,12 @@ class ApiWatcher:
 async def _stored_at(bus: Bus, stream: str, number_of: Any) -> dict[int, tuple[float, int]]:
     """When (the stream's timestamp) and where (its sequence) each load message was stored
     in ``stream``."""
-    sub = await bus.js.pull_subscribe(
-        ">", durable=None, stream=stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-    )  # fmt: skip
     out: dict[int, tuple[float, int]] = {}
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(1024, timeout=1)
-            except Exception:
-                return out
-            for m in msgs:
-                at = m.metadata.timestamp.timestamp()
-                out.setdefault(number_of(json.loads(m.data)), (at, m.metadata.sequence.stream))
-    finally:
-        await sub.unsubscribe()
+    async for msgs in batches(bus, stream):
+        for m in msgs:
+            at = m.metadata.timestamp.timestamp()
+            out.setdefault(number_of(json.loads(m.data)), (at, m.metadata.sequence.stream))
+    return out
 
 
 async def stages(
@@ -210,22 +203,9 @@ async def watch_checkpoint(pg_url: str, stop: asyncio.Event) -> list[tuple[float
 
 async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
     """POST at a fixed rate; the API watcher sees messages appear; latency per message in ms."""
-    from switchboard.events.catalog.common import Channel as Ch
-    from switchboard.runtime.accounts import Account, AccountStore
-    from switchboard.runtime.crypto import Keyring
-    from switchboard.runtime.settings import parse_keyring
-
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     bus = await Bus.connect(nats_url, name="bench-setup")
-    store = AccountStore(await bus.kv("accounts"), Keyring.from_mapping(parse_keyring(keys)))
-    await store.put(
-        Account(
-            channel=Ch.TELEGRAM,
-            id="bench",
-            workspace_id="bench",
-            secrets={"token": "1:b", "webhook_secret": "s"},
-        )
-    )
+    await store_telegram(bus, keys, {"bench": {"token": "1:b", "webhook_secret": "s"}})
     await bus.close()
     ingest_port, crm_port = free_port(), free_port()
     env = {
@@ -292,65 +272,39 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
             return [(at - due[n]) * 1000 for n, at in seen.items()]
 
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(30)
+        stop(procs)
 
 
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-crm-"))
-    nats = EmbeddedNats(tmp / "nats").start()
-    pg = EmbeddedPostgres(tmp / "pg").start()
+    run = await replay_against_baseline(
+        tmp,
+        traffic.realistic(EVENTS, random.Random(42), people=5000),
+        PROJECTIONS,
+        lambda nats_url, pg_url: settings_for(nats_url, pg_url).rebuild_batch,
+        replay,
+        load,
+    )
+    rate, base = run.rate, run.base
+    print(f"replay: crm rebuild (all {run.readers} projections) from empty: {rate:,.0f} events/s")
+    # a fresh stack for the latency run, so the 100k backlog does not count
+    nats2 = EmbeddedNats(tmp / "nats2").start()
+    pg2 = EmbeddedPostgres(tmp / "pg2").start()
+    b2 = await Bus.connect(nats2.url, name="bench")
+    await b2.provision()
+    await b2.close()
     try:
-        bus = await Bus.connect(nats.url, name="bench")
-        await bus.provision()
-        events = realistic(EVENTS, random.Random(42), people=5000)
-        t = time.perf_counter()
-        await load(bus, events)
-        print(
-            f"loaded {len(events):,} events (CONV, DELIVERY, CRM) "
-            f"in {time.perf_counter() - t:.1f} s"
-        )
-        del events  # models the replay process would not hold (the GC would rescan them)
-        readers = readers_of(PROJECTIONS)
-        batch = settings_for(nats.url, pg.url).rebuild_batch
-        # The baseline runs before and after the replay and counts as their mean: the
-        # machine is shared, and a load that comes or goes between the two measurements
-        # would otherwise tilt the ratio either way.
-        read, before = await bus_only_rate(bus, readers, batch)
-        rate = await replay(nats.url, pg.url, EVENTS)
-        _, after = await bus_only_rate(bus, readers, batch)
-        base = (before + after) / 2
-        print(
-            f"baseline: production puller, no-op apply, {len(readers)} readers at once, "
-            f"batch {batch}: {base:,.0f} events/s over {read:,} events "
-            f"(before {before:,.0f}, after {after:,.0f})"
-        )
-        print(
-            f"replay: crm rebuild (all {len(readers)} projections) from empty: {rate:,.0f} events/s"
-        )
-        await bus.close()
-        # a fresh stack for the latency run, so the 100k backlog does not count
-        nats2 = EmbeddedNats(tmp / "nats2").start()
-        pg2 = EmbeddedPostgres(tmp / "pg2").start()
-        b2 = await Bus.connect(nats2.url, name="bench")
-        await b2.provision()
-        await b2.close()
-        try:
-            lat = sorted(await e2e(tmp, nats2.url, pg2.url))
-        finally:
-            nats2.stop()
-            pg2.stop()
-        p50 = statistics.median(lat) if lat else float("nan")
-        p99 = lat[int(len(lat) * 0.99)] if lat else float("nan")
-        print(f"e2e at {E2E_RATE:.0f}/s: {len(lat)} visible, p50={p50:.1f} ms p99={p99:.1f} ms")
-        print(
-            f"sealed={SEALED} crm_replay_ratio={rate / base:.2f} events_per_s={rate:.0f} "
-            f"e2e_p99_ms={p99:.1f}"
-        )
+        lat = sorted(await e2e(tmp, nats2.url, pg2.url))
     finally:
-        pg.stop()
-        nats.stop()
+        nats2.stop()
+        pg2.stop()
+    p50 = statistics.median(lat) if lat else float("nan")
+    p99 = lat[int(len(lat) * 0.99)] if lat else float("nan")
+    print(f"e2e at {E2E_RATE:.0f}/s: {len(lat)} visible, p50={p50:.1f} ms p99={p99:.1f} ms")
+    print(
+        f"sealed={SEALED} crm_replay_ratio={rate / base:.2f} events_per_s={rate:.0f} "
+        f"e2e_p99_ms={p99:.1f}"
+    )
 
 
 if __name__ == "__main__":

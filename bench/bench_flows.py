@@ -30,15 +30,14 @@ from typing import Any
 import httpx
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from accounts import new_keys, store_telegram
+from streams import batches
 from switchboard.events import encode
-from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.conv import MessageReceived
 from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.runtime import pii
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
 from switchboard.runtime.testing import ServiceProcess
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -157,26 +156,16 @@ async def reply_latency(
 
 async def _stored_at(bus: Bus, stream: str, subject: str, chat_of: Any) -> dict[int, float]:
     """When (stream timestamp) the first message of each chat was stored."""
-    sub = await bus.js.pull_subscribe(
-        subject, durable=None, stream=stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-    )  # fmt: skip
     out: dict[int, float] = {}
     keys = pii.PiiKeys(await bus.kv(pii.BUCKET))  # chat ids are sealed personal data
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(512, timeout=1)
-            except Exception:
-                return out
-            await keys.prefetch(m.data for m in msgs)
-            for m in msgs:
-                m.data = keys.open_body(m.data)
-                chat = chat_of(m)
-                if chat is not None:
-                    out.setdefault(chat, m.metadata.timestamp.timestamp())
-    finally:
-        await sub.unsubscribe()
+    async for msgs in batches(bus, stream, subject, 512):
+        await keys.prefetch(m.data for m in msgs)
+        for m in msgs:
+            m.data = keys.open_body(m.data)
+            chat = chat_of(m)
+            if chat is not None:
+                out.setdefault(chat, m.metadata.timestamp.timestamp())
+    return out
 
 
 async def stages(nats_url: str, sent: dict[int, float], seen: dict[int, float]) -> None:
@@ -279,28 +268,15 @@ async def steps_rate(tmp: Path, env: dict[str, str], bus: Bus, count: int) -> tu
         await conversations_settled(bus, 600)
     finally:
         proc.stop()
-    sub = await bus.js.pull_subscribe(
-        "flows.run_recorded.>",
-        durable=None,
-        stream="FLOWS",
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-    )
     steps, first, last = 0, None, None
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(512, timeout=1)
-            except Exception:
-                break
-            for m in msgs:
-                body = RunRecorded.model_validate_json(m.data)
-                if body.flow_id and body.input_kind.startswith("start:keyword"):
-                    steps += len(body.steps)
-                    at = m.metadata.timestamp
-                    first = at if first is None else min(first, at)
-                    last = at if last is None else max(last, at)
-    finally:
-        await sub.unsubscribe()
+    async for msgs in batches(bus, "FLOWS", "flows.run_recorded.>", 512):
+        for m in msgs:
+            body = RunRecorded.model_validate_json(m.data)
+            if body.flow_id and body.input_kind.startswith("start:keyword"):
+                steps += len(body.steps)
+                at = m.metadata.timestamp
+                first = at if first is None else min(first, at)
+                last = at if last is None else max(last, at)
     span = (last - first).total_seconds() if first and last else float("nan")
     return steps, steps / span if span > 0 else float("nan")
 
@@ -310,23 +286,13 @@ async def main() -> None:
     nats = EmbeddedNats(tmp / "nats").start()
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "bench_flows_bot")
-    keys = f"b1:{Keyring.generate_key()}"
-    kid, _, material = keys.partition(":")
-    import base64
-
-    keyring = Keyring({kid: base64.b64decode(material)}, kid)
+    keys = new_keys()
     try:
         async with serve(box.app()) as sandbox:
             bus = await Bus.connect(nats.url, name="bench")
             await bus.provision()
-            await AccountStore(await bus.kv("accounts"), keyring).put(
-                Account(
-                    channel=Channel.TELEGRAM,
-                    id="demo",
-                    workspace_id="bench",
-                    settings={"api_base_url": f"{sandbox}/telegram"},
-                    secrets={"token": TOKEN, "webhook_secret": SECRET},
-                )
+            await store_telegram(
+                bus, keys, {"demo": {"token": TOKEN, "webhook_secret": SECRET}}, sandbox
             )
             env = {
                 "SWITCHBOARD_NATS_URL": nats.url,

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from accounts import new_keys
+from processes import stop
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
@@ -98,7 +100,7 @@ def rss_mb(pid: int) -> float:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     nats = EmbeddedNats(tmp / "nats").start()
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     asyncio.run(setup(nats.url, keys))
     base_port, ingest_port = free_port(), free_port()
     env = {**os.environ, "BENCH_NATS_URL": nats.url}
@@ -156,9 +158,7 @@ def main() -> None:
             f"p999_ms={half['p999_ms']:.1f} rss_mb={memory:.0f}"
         )
     finally:
-        for proc in (baseline, ingest):
-            proc.terminate()
-            proc.wait(30)
+        stop([baseline, ingest])
         nats.stop()
 
 

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -28,6 +27,9 @@ from typing import Any
 
 import httpx
 
+import outbound_fleet as fleet
+from accounts import new_keys, store_telegram
+from processes import stop
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
@@ -36,11 +38,8 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
     StartCampaign,
 )
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
-from switchboard.runtime.settings import parse_keyring
 
 BOTS = int(os.environ.get("BENCH_BOTS", "10"))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "10000"))
@@ -84,33 +83,12 @@ def cpu_report(pids: dict[str, int], before: dict[str, float], count: int) -> st
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-outbound-"))
     nats = EmbeddedNats(tmp / "nats").start()
-    sandbox_port = free_port()
-    sandbox = subprocess.Popen(
-        # no access log: the fake provider's own logging is not what is measured
-        [
-            sys.executable,
-            "-m",
-            "switchboard.sandbox.cli",
-            "serve",
-            "--port",
-            str(sandbox_port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=(tmp / "sandbox.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    keys = f"b1:{Keyring.generate_key()}"
+    sandbox, sandbox_url = fleet.start_sandbox(tmp)
+    keys = new_keys()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         async with httpx.AsyncClient(timeout=60) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get(f"{sandbox_url}/_sandbox/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
+            await fleet.sandbox_ready(http, sandbox_url, 100)
             tokens = [f"{700000000 + b}:bench{b}" for b in range(BOTS)]
             for b, token in enumerate(tokens):
                 r = await http.post(
@@ -120,19 +98,12 @@ async def main() -> None:
                 r.raise_for_status()
             bus = await Bus.connect(nats.url, name="bench")
             await bus.provision()
-            store = AccountStore(
-                await bus.kv("accounts"), Keyring.from_mapping(parse_keyring(keys))
+            await store_telegram(
+                bus,
+                keys,
+                {f"bot{b}": {"token": token} for b, token in enumerate(tokens)},
+                sandbox_url,
             )
-            for b, token in enumerate(tokens):
-                await store.put(
-                    Account(
-                        channel=Channel.TELEGRAM,
-                        id=f"bot{b}",
-                        workspace_id="bench",
-                        secrets={"token": token},
-                        settings={"api_base_url": f"{sandbox_url}/telegram"},
-                    )
-                )
             env = {
                 **os.environ,
                 "SWITCHBOARD_NATS_URL": nats.url,
@@ -142,52 +113,29 @@ async def main() -> None:
                 "SWITCHBOARD_LOG_LEVEL": "warning",
             }
             ports = [free_port() for _ in range(INSTANCES)]
-            for i in range(INSTANCES):
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "switchboard.outbound"],
-                        env={**env, "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(ports[i])},
-                        stdout=(tmp / f"outbound{i}.log").open("wb"),
-                        stderr=subprocess.STDOUT,
-                    )
-                )
+            procs = fleet.start_outbound(tmp, env, ports)
             assert nats.proc is not None
             pids = {"nats": nats.proc.pid, "sandbox": sandbox.pid}
             pids.update({f"outbound{i}": p.pid for i, p in enumerate(procs)})
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            outcomes = [0]
-            all_done = asyncio.Event()
-
-            async def count(_: Any) -> None:
-                outcomes[0] += 1
-                if outcomes[0] >= MESSAGES:
-                    all_done.set()
-
-            # Counted from the delivery events, not by asking the sandbox: listing its records
-            # while it works would stall the very process whose timestamps are measured.
-            counters = [
-                await bus.nc.subscribe("delivery.sent.>", cb=count),
-                await bus.nc.subscribe("delivery.failed.>", cb=count),
-            ]
+            outcomes = await fleet.Outcomes(MESSAGES).start(bus)
             # the backlog: message i goes from bot i % BOTS to chat i % CHATS
-            pending = []
-            for i in range(MESSAGES):
-                cmd = SendMessage(
-                    message_id=f"b-{i}",
-                    channel=Channel.TELEGRAM,
-                    account=f"bot{i % BOTS}",
-                    recipient=str(100000 + i % CHATS),
-                    content=OutText(text=f"broadcast {i}"),
-                )
-                pending.append(bus.publish(cmd, workspace_id="bench"))
-                if len(pending) >= 500:
-                    await asyncio.gather(*pending)
-                    pending = []
-            await asyncio.gather(*pending)
-            await asyncio.wait_for(all_done.wait(), 600)
+            await fleet.broadcast(
+                bus,
+                (
+                    SendMessage(
+                        message_id=f"b-{i}",
+                        channel=Channel.TELEGRAM,
+                        account=f"bot{i % BOTS}",
+                        recipient=str(100000 + i % CHATS),
+                        content=OutText(text=f"broadcast {i}"),
+                    )
+                    for i in range(MESSAGES)
+                ),
+            )
+            await asyncio.wait_for(outcomes.done.wait(), 600)
             backlog_cpu = cpu_report(pids, cpu_before, MESSAGES)
-            for sub in counters:
-                await sub.unsubscribe()
+            await outcomes.stop()
             reqs = (
                 await http.get(
                     f"{sandbox_url}/_sandbox/requests",
@@ -243,12 +191,8 @@ async def main() -> None:
             f"campaign_ratio={ratio:.3f}"
         )
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
-        sandbox.terminate()
-        sandbox.wait(30)
+        stop(procs)
+        stop([sandbox])
         nats.stop()
 
 

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -35,14 +34,14 @@ from typing import Any
 
 import httpx
 
+import outbound_fleet as fleet
+from accounts import new_keys, store_telegram
 from bench_outbound import cpu_seconds
+from processes import stop
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText, SendMessage
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import EmbeddedNats, free_port
-from switchboard.runtime.settings import parse_keyring
 
 HERE = Path(__file__).parent
 MESSAGES = int(os.environ.get("BENCH_PEERS_MESSAGES", "1800"))
@@ -196,19 +195,10 @@ async def run_switchboard(
     tmp: Path, nats: EmbeddedNats, sandbox: str, token: str, first_chat: int
 ) -> float:
     """3 outbound instances send the broadcast; the wall time to the last outcome event."""
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     bus = await Bus.connect(nats.url, name="bench-peers")
     await bus.provision()
-    store = AccountStore(await bus.kv("accounts"), Keyring.from_mapping(parse_keyring(keys)))
-    await store.put(
-        Account(
-            channel=Channel.TELEGRAM,
-            id="peers",
-            workspace_id="bench",
-            secrets={"token": token},
-            settings={"api_base_url": f"{sandbox}/telegram"},
-        )
-    )
+    await store_telegram(bus, keys, {"peers": {"token": token}}, sandbox)
     env = {
         **os.environ,
         "SWITCHBOARD_NATS_URL": nats.url,
@@ -216,53 +206,29 @@ async def run_switchboard(
         "SWITCHBOARD_API_KEYS": "bench-key-1=bench",
         "SWITCHBOARD_LOG_LEVEL": "warning",
     }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "switchboard.outbound"],
-            env={**env, "SWITCHBOARD_OUTBOUND_HTTP_PORT": str(free_port())},
-            stdout=(tmp / f"outbound{i}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(PROCS)
-    ]
-    outcomes = [0]
-    done = asyncio.Event()
-
-    async def count(_: Any) -> None:
-        outcomes[0] += 1
-        if outcomes[0] >= MESSAGES:
-            done.set()
-
-    subs = [
-        await bus.nc.subscribe("delivery.sent.>", cb=count),
-        await bus.nc.subscribe("delivery.failed.>", cb=count),
-    ]
+    procs = fleet.start_outbound(tmp, env, [free_port() for _ in range(PROCS)])
+    outcomes = await fleet.Outcomes(MESSAGES).start(bus)
     try:
         start = time.perf_counter()
-        pending = []
-        for i in range(MESSAGES):
-            cmd = SendMessage(
-                message_id=f"peers-{i}",
-                channel=Channel.TELEGRAM,
-                account="peers",
-                recipient=str(first_chat + i),
-                content=OutText(text=f"peer {i}"),
-            )
-            pending.append(bus.publish(cmd, workspace_id="bench"))
-            if len(pending) >= 500:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-        await asyncio.wait_for(done.wait(), TIMEOUT)
+        await fleet.broadcast(
+            bus,
+            (
+                SendMessage(
+                    message_id=f"peers-{i}",
+                    channel=Channel.TELEGRAM,
+                    account="peers",
+                    recipient=str(first_chat + i),
+                    content=OutText(text=f"peer {i}"),
+                )
+                for i in range(MESSAGES)
+            ),
+        )
+        await asyncio.wait_for(outcomes.done.wait(), TIMEOUT)
         return time.perf_counter() - start
     finally:
-        for sub in subs:
-            await sub.unsubscribe()
+        await outcomes.stop()
         await bus.close()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+        stop(procs)
 
 
 async def main() -> None:
@@ -271,23 +237,11 @@ async def main() -> None:
     python = peers_venv(tmp)
     print(f"peers' own venv ({', '.join(PEER_PACKAGES)}) in {time.perf_counter() - t:.1f} s")
     nats = EmbeddedNats(tmp / "nats").start()
-    port = free_port()
-    sandbox_proc = subprocess.Popen(
-        [sys.executable, "-m", "switchboard.sandbox.cli", "serve", "--port", str(port),
-         "--log-level", "warning"],
-        stdout=(tmp / "sandbox.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    sandbox = f"http://127.0.0.1:{port}"
+    sandbox_proc, sandbox = fleet.start_sandbox(tmp)
     results: list[Outcome] = []
     try:
         async with httpx.AsyncClient(timeout=120) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get(f"{sandbox}/_sandbox/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
+            await fleet.sandbox_ready(http, sandbox, 300)
             contenders: list[tuple[str, str, Any]] = [
                 ("switchboard", "switchboard outbound", None),
                 ("ptb", "python-telegram-bot", ("ptb_broadcast.py", [])),
@@ -311,8 +265,7 @@ async def main() -> None:
                 print(outcome.line(), flush=True)
                 results.append(outcome)
     finally:
-        sandbox_proc.terminate()
-        sandbox_proc.wait(30)
+        stop([sandbox_proc])
         nats.stop()
     print()
     print(f"{MESSAGES} messages to {MESSAGES} private chats, one bot (30/s), 3 processes each;")

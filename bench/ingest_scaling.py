@@ -17,9 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from accounts import new_keys
 from bench_ingest import SECRET, normalized, setup, wait_ready
 from bench_outbound import cpu_seconds
-from switchboard.runtime.crypto import Keyring
+from processes import stop
 from switchboard.runtime.embedded import EmbeddedNats, free_port
 
 HERE = Path(__file__).parent
@@ -32,7 +33,7 @@ async def one(instances: int) -> str:
     """The line for ``instances`` ingest processes."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-scaling-"))
     nats = EmbeddedNats(tmp / "nats").start()
-    keys = f"b1:{Keyring.generate_key()}"
+    keys = new_keys()
     await setup(nats.url, keys)
     ports = [free_port() for _ in range(instances)]
     procs = []
@@ -82,10 +83,7 @@ async def one(instances: int) -> str:
             f"CPU ms per webhook: {cpu}"
         )
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+        stop(procs)
         nats.stop()
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 
 # Update ids unique to this run: the ingest stores each update under its id and JetStream
 # drops a repeat within its duplicate window (2 min), so a run that restarted at 1 measured
@@ -57,51 +58,54 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
+@dataclass
+class _Tally:
+    """The answers of a run: 200s, other statuses, and each request's latency."""
+
+    ok: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, status: int, since: float) -> None:
+        """One answer with ``status``, its latency counted from ``since`` (perf_counter)."""
+        self.latencies.append(time.perf_counter() - since)
+        if status == 200:
+            self.ok += 1
+        else:
+            self.errors += 1
+
+
 async def closed_loop(host: str, port: int, path: str, seconds: float, conns: int,
                       headers: list[str]) -> dict[str, float]:  # fmt: skip
-    ok = errors = 0
-    latencies: list[float] = []
+    tally = _Tally()
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:
-        nonlocal ok, errors
         reader, writer = await asyncio.open_connection(host, port)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             writer.write(_request(path, host, headers))
-            status = await _read_response(reader)
-            latencies.append(time.perf_counter() - start)
-            if status == 200:
-                ok += 1
-            else:
-                errors += 1
+            tally.add(await _read_response(reader), start)
         writer.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(conns)))
-    return _summary(ok, errors, time.perf_counter() - started, latencies)
+    return _summary(tally, time.perf_counter() - started)
 
 
 async def open_loop(host: str, port: int, path: str, seconds: float, rate: float,
                     headers: list[str], conns: int = 64) -> dict[str, float]:  # fmt: skip
-    ok = errors = 0
-    latencies: list[float] = []
+    tally = _Tally()
     queue: asyncio.Queue[float] = asyncio.Queue()
 
     async def worker() -> None:
-        nonlocal ok, errors
         reader, writer = await asyncio.open_connection(host, port)
         while True:
             scheduled = await queue.get()
             if scheduled < 0:
                 break
             writer.write(_request(path, host, headers))
-            status = await _read_response(reader)
-            latencies.append(time.perf_counter() - scheduled)
-            if status == 200:
-                ok += 1
-            else:
-                errors += 1
+            tally.add(await _read_response(reader), scheduled)
         writer.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(conns)]
@@ -121,18 +125,18 @@ async def open_loop(host: str, port: int, path: str, seconds: float, rate: float
     for _ in workers:
         queue.put_nowait(-1)
     await asyncio.gather(*workers)
-    return _summary(ok, errors, time.perf_counter() - start, latencies)
+    return _summary(tally, time.perf_counter() - start)
 
 
-def _summary(ok: int, errors: int, elapsed: float, latencies: list[float]) -> dict[str, float]:
-    latencies.sort()
+def _summary(tally: _Tally, elapsed: float) -> dict[str, float]:
+    latencies = sorted(tally.latencies)
 
     def pct(p: float) -> float:
         return (
             latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000 if latencies else 0
         )
 
-    return {"ok": ok, "errors": errors, "seconds": elapsed, "rps": ok / elapsed,
+    return {"ok": tally.ok, "errors": tally.errors, "seconds": elapsed, "rps": tally.ok / elapsed,
             "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999)}  # fmt: skip
 
 

@@ -2,15 +2,18 @@
 
 People write on three channels; about 60 % get a reply with its queued / sent / receipt
 events; 5 % of messages are edited; every new person becomes a contact and a lead that
-moves through the funnel. The CRM and analytics benchmarks replay the same mix.
+moves through the funnel. The CRM and analytics benchmarks replay the same mix, loaded
+into the streams by ``load``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from switchboard.events import Message
+from switchboard.events import Encoded, Message, encode
 from switchboard.events.catalog.common import Channel, Chat, Sender
 from switchboard.events.catalog.conv import (
     MessageEdited,
@@ -21,6 +24,7 @@ from switchboard.events.catalog.conv import (
 )
 from switchboard.events.catalog.crm import ContactCreated, Identity, LeadCreated, LeadStageChanged
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliveryReceipt, DeliverySent
+from switchboard.runtime.bus import Bus
 
 STAGES = ("contacted", "qualified", "won")
 TEXTS = (
@@ -147,3 +151,24 @@ def realistic(n: int, rng: random.Random, people: int = 4000) -> list[tuple[Mess
                 ),
             ]
     return out[:n]
+
+
+Encoder = Callable[[Message, datetime], Awaitable[Encoded]]
+
+
+async def plain(ev: Message, at: datetime) -> Encoded:
+    """``ev`` as it is published at ``at`` by source and workspace ``bench``."""
+    return encode(ev, source="bench", workspace_id="bench", time=at)
+
+
+async def load(bus: Bus, events: list[tuple[Message, datetime]], encoded: Encoder = plain) -> None:
+    """Publish ``events`` (each as ``encoded`` gives it) into their streams, a thousand in
+    flight at a time."""
+    pending = []
+    for ev, at in events:
+        enc = await encoded(ev, at)
+        pending.append(bus.js.publish(enc.subject, enc.body, headers=enc.headers))
+        if len(pending) >= 1000:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)

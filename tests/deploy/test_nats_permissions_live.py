@@ -65,7 +65,6 @@ from switchboard.events.catalog.crm import (
 )
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliverySent
 from switchboard.events.catalog.mtproto import SessionConnected, StartLogin, SubmitLoginCode
-from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.events.k8s import password_env
 from switchboard.flows.app import create_app as create_flows
 from switchboard.flows.settings import FlowsSettings
@@ -86,6 +85,7 @@ from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve
 from tests.support.conv import T0, received, sent
+from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, keyring, service_env
 from tests.support.telegram import text_update
 
@@ -210,6 +210,17 @@ def _violations(log: Path) -> list[str]:
     if not log.exists():
         return []
     return [line for line in log.read_text().splitlines() if "Violation" in line]
+
+
+def _as_generated_user(url: str, passwords: dict[str, str], service: str) -> dict[str, Any]:
+    """The settings of ``service`` connecting as its generated NATS user, leaving the
+    streams, buckets and durables to NACK (``_provision_as_nack``)."""
+    return {
+        "nats_url": url,
+        "nats_user": service,
+        "nats_password": passwords[service],
+        "provision": False,
+    }
 
 
 async def _provision_as_nack(url: str, passwords: dict[str, str]) -> None:
@@ -409,22 +420,15 @@ async def test_outbound_runs_on_its_generated_user(
             # The API refuses an unknown account; a command on the bus fails as a delivery.
             admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
             try:
-                failing = SendMessage(
-                    message_id="m-failed",
-                    channel=Channel.TELEGRAM,
-                    account="nobody",
-                    recipient="7001",
-                    content=OutText(text="hello"),
-                )
+                failing = text_send("m-failed", "7001", "hello", account="nobody")
                 await admin.publish(failing, workspace_id="demo")
                 # A copy of a pending command (another envelope id): outbound looks the
                 # owner up in the stream (a message get) and drops the copy.
-                later = SendMessage(
-                    message_id="m-later",
-                    channel=Channel.TELEGRAM,
+                later = text_send(
+                    "m-later",
+                    "7001",
+                    "later",
                     account="out",
-                    recipient="7001",
-                    content=OutText(text="later"),
                     not_before=datetime.now(UTC) + timedelta(seconds=2),
                 )
                 await admin.publish(later, workspace_id="demo")
@@ -495,10 +499,7 @@ async def test_mtproto_runs_on_its_generated_user(
         httpx.AsyncClient(timeout=10, headers={"Authorization": "Bearer live-demo-key"}) as http,
     ):
         settings = MtprotoSettings(
-            nats_url=url,
-            nats_user="mtproto",
-            nats_password=passwords["mtproto"],
-            provision=False,
+            **_as_generated_user(url, passwords, "mtproto"),
             database_url=postgres_url,
             encryption_keys=gateway_keys,
             admin_token=admin_token,
@@ -596,10 +597,7 @@ async def test_analytics_runs_on_its_generated_user(
     url, passwords, log = secured_nats
     await _provision_as_nack(url, passwords)
     settings = AnalyticsSettings(
-        nats_url=url,
-        nats_user="analytics",
-        nats_password=passwords["analytics"],
-        provision=False,
+        **_as_generated_user(url, passwords, "analytics"),
         database_url=postgres_url,
         api_keys={API_KEY: "demo"},
         conversion_pixel="px-live",
@@ -713,10 +711,7 @@ async def test_flows_runs_on_its_generated_user(
             workspace_id="demo",
         )
         settings = FlowsSettings(
-            nats_url=url,
-            nats_user="flows",
-            nats_password=passwords["flows"],
-            provision=False,
+            **_as_generated_user(url, passwords, "flows"),
             api_keys={API_KEY: "demo"},
             http_port=0,
             shutdown_grace_s=5.0,

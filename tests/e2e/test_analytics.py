@@ -19,13 +19,14 @@ from nats.aio.msg import Msg
 from tests.support.db import assert_rebuilt_as_live, projected
 from tests.support.ingest import ADMIN_TOKEN
 from tests.support.inprocess import serve_services
+from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, register_bot, register_number
 
 from switchboard.analytics.rebuild import rebuild
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.outbound import SendMessage
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually
@@ -110,12 +111,12 @@ async def _register(env: Env) -> None:
 
 
 def _reply(channel: Channel, account: str, chat: str, i: int, campaign: str | None) -> SendMessage:
-    return SendMessage(
-        message_id=f"reply-{channel.value}-{i}",
-        channel=channel,
+    return text_send(
+        f"reply-{channel.value}-{i}",
+        chat,
+        f"Thanks for writing, #{i}",
         account=account,
-        recipient=chat,
-        content=OutText(text=f"Thanks for writing, #{i}"),
+        channel=channel,
         campaign_id=campaign,
     )
 

@@ -34,12 +34,12 @@ import asyncpg
 import httpx
 import pytest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tests.support.outbound import text_send
 from tests.support.platform import ADMIN, Platform
 from tests.support.stack import API_KEY, register_bot
 from tests.support.streams import BUSY, stream_messages
 
-from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.outbound import SendMessage
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -173,12 +173,11 @@ class Traffic:
                 message_id = f"chaos-{i}"
                 await publish_patiently(
                     bus,
-                    SendMessage(
-                        message_id=message_id,
-                        channel=Channel.TELEGRAM,
+                    text_send(
+                        message_id,
+                        str(70_000 + i % 200),
+                        message_id,
                         account=list(BOTS)[i % 2],
-                        recipient=str(70_000 + i % 200),
-                        content=OutText(text=message_id),
                     ),
                 )
                 self.sent_ids.append(message_id)

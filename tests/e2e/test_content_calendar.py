@@ -227,6 +227,16 @@ async def test_posts_placed_at_once_never_overlap(env: Env) -> None:
     assert len(r.json()["posts"]) == codes.count(201)
 
 
+async def queued_post(env: Env, text: str) -> dict[str, Any]:
+    """A text post ten minutes ahead, created and its send taken by outbound."""
+    body = {"destination": DEST, "at": ahead(600), "content": {"kind": "text", "text": text}}
+    r = await env.call("POST", "/v1/calendar/posts", json=body)
+    assert r.status_code == 201, r.text
+    post: dict[str, Any] = r.json()
+    await eventually(lambda: queued(env, post), message="the post's send is queued")
+    return post
+
+
 class CrashError(Exception):
     """The instance dies here (raised between two steps of a request)."""
 
@@ -267,11 +277,7 @@ async def repaired(env: Env, post_id: str, text: str) -> list[str] | None:
 async def test_a_content_edit_cut_by_a_crash_is_finished_by_the_next_read(
     env: Env, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    body = {"destination": DEST, "at": ahead(600), "content": {"kind": "text", "text": "old"}}
-    r = await env.call("POST", "/v1/calendar/posts", json=body)
-    assert r.status_code == 201, r.text
-    post = r.json()
-    await eventually(lambda: queued(env, post), message="the post's send is queued")
+    post = await queued_post(env, "old")
 
     crash_once(monkeypatch, where, f"post-{post['post_id']}-1")
     edit = {"at": ahead(3), "content": {"kind": "text", "text": "new"}}
@@ -322,11 +328,7 @@ async def test_a_new_post_cut_by_a_crash_before_its_send_is_queued_still_goes_ou
 async def test_a_move_cut_by_a_crash_is_finished_by_the_next_read(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body = {"destination": DEST, "at": ahead(600), "content": {"kind": "text", "text": "soon"}}
-    r = await env.call("POST", "/v1/calendar/posts", json=body)
-    assert r.status_code == 201, r.text
-    post = r.json()
-    await eventually(lambda: queued(env, post), message="the post's send is queued")
+    post = await queued_post(env, "soon")
 
     crash_once(monkeypatch, "before_move", post["message_id"])
     at = ahead(3)

@@ -20,12 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.outbound import outbound_stack, sandbox_account, telegram_shop
+from tests.support.outbound import outbound_stack, sandbox_account, telegram_shop, text_send
 from tests.support.stack import API_KEY, OTHER_KEY
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.attempts import fingerprint
 from switchboard.outbound.idempotency import Claim, IdempotencyKeys
 from switchboard.runtime.accounts import Account
@@ -90,14 +90,7 @@ def body(text: str = "hello", account: str = "shop", **extra: Any) -> dict[str, 
 
 
 def command(message_id: str, text: str = "hello", **extra: Any) -> SendMessage:
-    return SendMessage(
-        message_id=message_id,
-        channel=Channel.TELEGRAM,
-        account="shop",
-        recipient="4001",
-        content=OutText(text=text),
-        **extra,
-    )
+    return text_send(message_id, "4001", text, **extra)
 
 
 async def status(env: Env, message_id: str, auth: dict[str, str]) -> dict[str, Any]:

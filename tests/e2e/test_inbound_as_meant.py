@@ -23,13 +23,11 @@ import httpx
 import pytest
 from tests.support.ingest import ADMIN_TOKEN
 from tests.support.inprocess import serve_services
-from tests.support.outbound import capi_pixel, register
+from tests.support.outbound import capi_pixel, register, text_send
 from tests.support.stack import API_KEY, register_bot, register_number, webhook_secret
 from tests.support.streams import stream_messages
 
-from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.conv import MessageReceived
-from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -207,13 +205,7 @@ async def test_inbound_as_the_providers_mean_it(env: Env) -> None:
     bus = await Bus.connect(env.nats_url, name="producer")
     try:
         await bus.publish(
-            SendMessage(
-                message_id="reply-ada-1",
-                channel=Channel.TELEGRAM,
-                account="shop",
-                recipient="555",
-                content=OutText(text="Yes, we do."),
-            ),
+            text_send("reply-ada-1", "555", "Yes, we do."),
             workspace_id="demo",
         )
     finally:

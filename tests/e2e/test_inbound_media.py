@@ -76,6 +76,14 @@ class Env:
         assert r.status_code == 201, r.text
         return r.json()
 
+    async def telegram_photo(self) -> Any:
+        """PHOTO held by the sandbox bot as a Telegram photo: its sizes, as an update has them."""
+        held = await self.control(
+            "/telegram/bots/media_in_bot/files",
+            {"kind": "photo", "content_base64": base64.b64encode(PHOTO).decode()},
+        )
+        return held["photo"]
+
     def provider_calls(self, provider: str) -> list[Any]:
         return [r for r in self.box.recorder.requests() if r.provider == provider]
 
@@ -175,11 +183,8 @@ async def download(env: Env, mid: str, **params: Any) -> httpx.Response:
 async def test_a_telegram_photo_downloads_byte_identical_then_from_the_object_store(
     env: Env,
 ) -> None:
-    held = await env.control(
-        "/telegram/bots/media_in_bot/files",
-        {"kind": "photo", "content_base64": base64.b64encode(PHOTO).decode()},
-    )
-    content = tg_norm.content_of({"photo": held["photo"], "caption": "my bike"}, "raw-1")
+    photo = await env.telegram_photo()
+    content = tg_norm.content_of({"photo": photo, "caption": "my bike"}, "raw-1")
     await publish_all(env.nats_url, [message(Channel.TELEGRAM, "shop", 1, content)])
     mid = await message_id(env, "telegram")
 
@@ -189,11 +194,11 @@ async def test_a_telegram_photo_downloads_byte_identical_then_from_the_object_st
     assert items[0]["index"] == 0
     assert items[0]["kind"] == "photo"
     assert items[0]["file_size"] == len(PHOTO)
-    assert len(items) == len(held["photo"])  # the largest first, then the smaller sizes
+    assert len(items) == len(photo)  # the largest first, then the smaller sizes
     assert "file_id" not in items[0]
 
     # what the sandbox serves for that file id, through the Bot API itself
-    largest = max(held["photo"], key=lambda p: p["width"])
+    largest = max(photo, key=lambda p: p["width"])
     api = f"{env.sandbox}/telegram/bot{TG_TOKEN}"
     path = (await env.http.post(f"{api}/getFile", json={"file_id": largest["file_id"]})).json()
     direct = await env.http.get(
@@ -342,11 +347,8 @@ async def test_downloads_are_kept_in_an_s3_bucket_when_configured(
     with moto_server() as s3_url:
         objects = s3_env(s3_url, "crm-media")
         async with media_env(nats_url, postgres_url, monkeypatch, tmp_path, objects) as env:
-            held = await env.control(
-                "/telegram/bots/media_in_bot/files",
-                {"kind": "photo", "content_base64": base64.b64encode(PHOTO).decode()},
-            )
-            content = tg_norm.content_of({"photo": held["photo"]}, "raw-s3")
+            photo = await env.telegram_photo()
+            content = tg_norm.content_of({"photo": photo}, "raw-s3")
             await publish_all(env.nats_url, [message(Channel.TELEGRAM, "shop", 8, content)])
             mid = await message_id(env, "telegram")
             r = await download(env, mid)
@@ -435,11 +437,8 @@ async def test_a_failing_provider_opens_the_breaker_and_is_not_called(
     failing_env: Env,
 ) -> None:
     env = failing_env
-    held = await env.control(
-        "/telegram/bots/media_in_bot/files",
-        {"kind": "photo", "content_base64": base64.b64encode(PHOTO).decode()},
-    )
-    content = tg_norm.content_of({"photo": held["photo"]}, "raw-breaker")
+    photo = await env.telegram_photo()
+    content = tg_norm.content_of({"photo": photo}, "raw-breaker")
     await publish_all(env.nats_url, [message(Channel.TELEGRAM, "shop", 10, content)])
     mid = await message_id(env, "telegram")
     env.box.set_fault("telegram", TG_TOKEN, error_rate=1.0, error_status=500)

@@ -12,13 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.outbound import register, telegram_shop
+from tests.support.outbound import register, telegram_shop, text_send
 from tests.support.stack import API_KEY, service_env
 from tests.support.streams import stream_messages
 from tests.support.timing import max_in_window
 
-from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.bus import Bus
@@ -73,14 +72,7 @@ async def _send_all(nats_url: str, cmds: list[SendMessage]) -> None:
 
 
 def _text(i: int, chat: int, **kw: Any) -> SendMessage:
-    return SendMessage(
-        message_id=f"msg-{i}",
-        channel=Channel.TELEGRAM,
-        account="shop",
-        recipient=str(chat),
-        content=OutText(text=f"hello {i}"),
-        **kw,
-    )
+    return text_send(f"msg-{i}", str(chat), f"hello {i}", **kw)
 
 
 async def _outcomes(nats_url: str, n: int, timeout: float = 90) -> dict[str, list[Any]]:

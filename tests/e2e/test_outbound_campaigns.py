@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.stack import API_KEY, OTHER_KEY, keyring, service_env
+from tests.support.outbound import register, sandbox_account, text_send
+from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
@@ -20,12 +21,10 @@ from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
     OutText,
     SendBulk,
-    SendMessage,
     StartCampaign,
 )
 from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -70,18 +69,14 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
         ).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
-        await bus.provision()
-        store = AccountStore(await bus.kv("accounts"), keyring())
-        for name, token in TOKENS.items():
-            await store.put(
-                Account(
-                    channel=Channel.TELEGRAM,
-                    id=name,
-                    workspace_id="demo",
-                    settings={"api_base_url": f"{sandbox}/telegram", "limits": {"bot": [RATE, 1]}},
-                    secrets={"token": token},
-                )
-            )
+        limits = {"bot": [RATE, 1]}
+        await register(
+            bus,
+            *(
+                sandbox_account(sandbox, Channel.TELEGRAM, name, {"token": token}, limits=limits)
+                for name, token in TOKENS.items()
+            ),
+        )
         await bus.close()
         urls = [
             await stack.enter_async_context(serve_app(create_app(load_settings(OutboundSettings))))
@@ -237,13 +232,7 @@ async def test_pause_resume_cancel_and_a_reply_overtakes_the_broadcast(env: Env)
             await eventually(flowing, timeout=30, message="the campaign is sending")
             sent_before = sum(env.campaign_chats("sale").values())
             await bus.publish(
-                SendMessage(
-                    message_id="reply-1",
-                    channel=Channel.TELEGRAM,
-                    account="a",
-                    recipient="777",
-                    content=OutText(text="a reply"),
-                ),
+                text_send("reply-1", "777", "a reply", account="a"),
                 workspace_id="demo",
             )
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests.support.outbound import register, sandbox_account, start_outbound_instances
+from tests.support.outbound import register, sandbox_account, start_outbound_instances, text_send
 from tests.support.stack import service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import CampaignCompleted, DeliverySent
-from switchboard.events.catalog.outbound import OutText, SendMessage, StartCampaign
+from switchboard.events.catalog.outbound import StartCampaign
 from switchboard.events.ids import stable_hash
 from switchboard.outbound.campaigns.state import campaign_key
 from switchboard.runtime.bus import Bus
@@ -62,13 +62,7 @@ async def test_sigkill_of_the_campaign_leader_loses_nothing(nats_url: str, tmp_p
             )
             for i in range(REPLIES):
                 await bus.publish(
-                    SendMessage(
-                        message_id=f"c-{i}",
-                        channel=Channel.TELEGRAM,
-                        account="a",
-                        recipient=str(5000 + i % 60),
-                        content=OutText(text=f"m{i}"),
-                    ),
+                    text_send(f"c-{i}", str(5000 + i % 60), f"m{i}", account="a"),
                     workspace_id="demo",
                 )
 

@@ -9,11 +9,9 @@ was stored as sent, the events' publish failed, and the redelivered command was 
 from __future__ import annotations
 
 import pytest
-from tests.support.outbound import outbound_stack, telegram_shop
+from tests.support.outbound import outbound_stack, telegram_shop, text_send
 from tests.support.streams import stream_messages
 
-from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.events.streams import STREAMS
 from switchboard.runtime.dlq import list_dead_letters
 from switchboard.runtime.testing import eventually
@@ -38,13 +36,7 @@ async def test_a_send_whose_event_stream_is_down_is_announced_once_it_is_back(
         bus = stack.bus
         await bus.js.delete_stream("CONV")  # where conv.message_sent goes
         await bus.publish(
-            SendMessage(
-                message_id="outage-1",
-                channel=Channel.TELEGRAM,
-                account="shop",
-                recipient="4242",
-                content=OutText(text="across the outage"),
-            ),
+            text_send("outage-1", "4242", "across the outage"),
             workspace_id="demo",
         )
 

@@ -12,13 +12,12 @@ import asyncpg
 import httpx
 import pytest
 from tests.support.conv import publish_all, received
-from tests.support.outbound import register, telegram_shop
+from tests.support.outbound import register, telegram_shop, text_send
 from tests.support.stack import service_env
 
 from switchboard.crm.app import create_app as crm_app
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.outbound.app import create_app as outbound_app
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.bus import Bus
@@ -92,13 +91,7 @@ async def test_poison_goes_to_the_dlq_at_once_and_valid_messages_flow_on(
             headers = _headers(ce_type, f"poison-{i}") if ce_type else {"Nats-Msg-Id": f"p-{i}"}
             await bus.publish_raw(subject, body, headers)
         await bus.publish(
-            SendMessage(
-                message_id="after-poison",
-                channel=Channel.TELEGRAM,
-                account="shop",
-                recipient="4242",
-                content=OutText(text="still sending"),
-            ),
+            text_send("after-poison", "4242", "still sending"),
             workspace_id="demo",
         )
     finally:

@@ -22,14 +22,14 @@ from tests.support.outbound import (
     register,
     start_outbound_instances,
     telegram_shop,
+    text_send,
 )
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import events_where, stream_messages
 
 from switchboard.events import encode
-from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryQueued, DeliveryRescheduled
-from switchboard.events.catalog.outbound import ChangeScheduledSend, OutText, SendMessage
+from switchboard.events.catalog.outbound import ChangeScheduledSend
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
@@ -138,13 +138,7 @@ async def test_a_naive_time_is_422_naming_the_field_and_nothing_is_queued(
 
 async def test_a_naive_time_on_the_bus_is_dead_lettered_at_once_with_the_reason(env: Env) -> None:
     enc = encode(
-        SendMessage(
-            message_id="naive-bus",
-            channel=Channel.TELEGRAM,
-            account="shop",
-            recipient="4001",
-            content=OutText(text="naive"),
-        ),
+        text_send("naive-bus", "4001", "naive"),
         source="test",
         workspace_id="demo",
     )
@@ -221,12 +215,10 @@ async def test_a_schedule_change_command_cancels_and_a_late_one_is_dead_lettered
     env: Env,
 ) -> None:
     await env.bus.publish(
-        SendMessage(
-            message_id="sch-cmd",
-            channel=Channel.TELEGRAM,
-            account="shop",
-            recipient="4001",
-            content=OutText(text="by command"),
+        text_send(
+            "sch-cmd",
+            "4001",
+            "by command",
             not_before=datetime.now(UTC) + timedelta(seconds=4),
         ),
         workspace_id="demo",
@@ -272,14 +264,7 @@ async def test_a_scheduled_send_fires_on_time_after_its_instance_was_sigkilled(
                 await p.ready()
             due = datetime.now(UTC) + timedelta(seconds=3)
             await bus.publish(
-                SendMessage(
-                    message_id="sch-kill",
-                    channel=Channel.TELEGRAM,
-                    account="shop",
-                    recipient="4001",
-                    content=OutText(text="on time"),
-                    not_before=due,
-                ),
+                text_send("sch-kill", "4001", "on time", not_before=due),
                 workspace_id="demo",
             )
 

@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, KEY, OTHER_KEY, register_bot, service_env
 from tests.support.telegram import text_update
 
@@ -161,13 +162,7 @@ async def _sends(run: Run) -> None:
         run.sandbox.set_fault("telegram", TOKEN, reset_rate=0.5, error_rate=0.5, seed=4)
         for i in range(6):
             await bus.publish(
-                SendMessage(
-                    message_id=f"audit-{i}",
-                    channel=Channel.TELEGRAM,
-                    account="shop",
-                    recipient=str(5000 + i),
-                    content=OutText(text=f"reply {i}"),
-                ),
+                text_send(f"audit-{i}", str(5000 + i), f"reply {i}"),
                 workspace_id="demo",
             )
     finally:

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, register_bot, service_env
 
-from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.embedded import free_port
 from switchboard.runtime.testing import ServiceProcess, eventually
@@ -144,13 +143,7 @@ async def _replies(nats_url: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
             i += 1
             await bus.publish(
-                SendMessage(
-                    message_id=f"soak-{i}",
-                    channel=Channel.TELEGRAM,
-                    account="shop",
-                    recipient=str(10_000 + i % 300),
-                    content=OutText(text=f"reply {i}"),
-                ),
+                text_send(f"soak-{i}", str(10_000 + i % 300), f"reply {i}"),
                 workspace_id="demo",
             )
             await asyncio.sleep(0.1)

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.conv import publish_all, received
-from tests.support.outbound import register, sandbox_account
+from tests.support.outbound import register, sandbox_account, text_send
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
 
@@ -37,7 +37,6 @@ from switchboard.crm.app import create_app as crm_app
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import ChangeLeadStage
-from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.flows.app import create_app as flows_app
 from switchboard.flows.settings import FlowsSettings
 from switchboard.mtproto.app import create_app as mtproto_app
@@ -579,13 +578,7 @@ async def test_a_send_through_another_workspaces_account_is_refused_and_nothing_
     r = await env.http.post(f"{env.urls['outbound']}/v1/messages", headers=B, json=body)
     assert r.status_code == 404, r.text
     # over the bus: a foreign account is an unknown one, delivery.failed, nothing sent
-    cmd = SendMessage(
-        message_id="b-bus-1",
-        channel=Channel.TELEGRAM,
-        account=env.a.account,
-        recipient="5001",
-        content=OutText(text="through a's bot over the bus"),
-    )
+    cmd = text_send("b-bus-1", "5001", "through a's bot over the bus", account=env.a.account)
     await env.bus.publish(cmd, workspace_id="other")
     # and a CRM command from B naming A's lead is rejected with the reason
     await env.bus.publish(ChangeLeadStage(lead_id=env.a.lead, to_stage="won"), workspace_id="other")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 
@@ -13,85 +15,104 @@ from switchboard.runtime.consumer import ConsumerSpec, PullWorker
 from switchboard.runtime.testing import eventually
 
 
+@dataclass
+class _Run:
+    """One test's subject and durable consumer on RAW, the event that releases its held
+    handlers, and the bodies its handler started and finished, in order."""
+
+    bus: Bus
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    started: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+
+    @property
+    def subject(self) -> str:
+        return f"raw.pullworker.v1.{self.tag}"
+
+    @property
+    def durable(self) -> str:
+        return f"pw-{self.tag}"
+
+    def worker(
+        self, handler: Callable[[Msg], Awaitable[None]], concurrency: int
+    ) -> tuple[PullWorker, asyncio.Task[None]]:
+        """A PullWorker on this run's consumer, running."""
+        spec = ConsumerSpec(
+            stream="RAW", durable=self.durable, filter_subjects=(self.subject,), ack_wait_s=30
+        )
+        worker = PullWorker(self.bus, spec, handler, concurrency=concurrency)
+        return worker, asyncio.create_task(worker.run())
+
+    async def publish(self, body: str) -> None:
+        await self.bus.publish_raw(
+            self.subject, body.encode(), {"Nats-Msg-Id": f"{self.tag}-{body}"}
+        )
+
+
 async def test_a_slow_message_never_holds_back_the_ones_behind_it(bus: Bus) -> None:
     """Messages arriving while one is slow are handled meanwhile: with a batch barrier they
     waited for it (the normalizer's latency grew with its busiest message). The slow one
     is still acked once it finishes, and a stop waits for what runs."""
-    tag = uuid.uuid4().hex[:8]
-    subject = f"raw.pullworker.v1.{tag}"
-    release = asyncio.Event()
-    started: list[str] = []
-    done: list[str] = []
+    run = _Run(bus)
 
     async def handler(msg: Msg) -> None:
         body = msg.data.decode()
-        started.append(body)
+        run.started.append(body)
         if body == "slow":
-            await release.wait()
-        done.append(body)
+            await run.release.wait()
+        run.done.append(body)
 
-    spec = ConsumerSpec(
-        stream="RAW", durable=f"pw-{tag}", filter_subjects=(subject,), ack_wait_s=30
-    )
-    worker = PullWorker(bus, spec, handler, concurrency=4)
-    task = asyncio.create_task(worker.run())
+    worker, task = run.worker(handler, concurrency=4)
     try:
-        await bus.publish_raw(subject, b"slow", {"Nats-Msg-Id": f"{tag}-slow"})
+        await run.publish("slow")
 
         async def slow_started() -> bool:
-            return "slow" in started
+            return "slow" in run.started
 
         await eventually(slow_started, message="the slow message is being handled")
         for i in range(3):
-            await bus.publish_raw(subject, f"fast-{i}".encode(), {"Nats-Msg-Id": f"{tag}-{i}"})
+            await run.publish(f"fast-{i}")
 
         async def fast_done() -> list[str] | None:
-            fast = [b for b in done if b.startswith("fast")]
+            fast = [b for b in run.done if b.startswith("fast")]
             return fast if len(fast) == 3 else None
 
         await eventually(fast_done, timeout=20, message="the fast ones done while one is slow")
-        assert "slow" not in done
-        release.set()
+        assert "slow" not in run.done
+        run.release.set()
 
         async def all_acked() -> bool:
-            info = await bus.js.consumer_info("RAW", f"pw-{tag}")
-            return info.num_ack_pending == 0 and info.num_pending == 0 and "slow" in done
+            info = await bus.js.consumer_info("RAW", run.durable)
+            return info.num_ack_pending == 0 and info.num_pending == 0 and "slow" in run.done
 
         await eventually(all_acked, timeout=20, message="every message acked")
     finally:
-        release.set()
+        run.release.set()
         worker.stop.set()
         await asyncio.wait_for(task, 30)
 
 
 async def test_a_stop_lets_running_messages_finish(bus: Bus) -> None:
-    tag = uuid.uuid4().hex[:8]
-    subject = f"raw.pullworker.v1.{tag}"
-    release = asyncio.Event()
-    started: list[str] = []
-    done: list[str] = []
+    run = _Run(bus)
 
     async def handler(msg: Msg) -> None:
-        started.append(msg.data.decode())
-        await release.wait()
-        done.append(msg.data.decode())
+        run.started.append(msg.data.decode())
+        await run.release.wait()
+        run.done.append(msg.data.decode())
 
-    spec = ConsumerSpec(
-        stream="RAW", durable=f"pw-{tag}", filter_subjects=(subject,), ack_wait_s=30
-    )
-    worker = PullWorker(bus, spec, handler, concurrency=2)
-    task = asyncio.create_task(worker.run())
-    await bus.publish_raw(subject, b"one", {"Nats-Msg-Id": f"{tag}-one"})
+    worker, task = run.worker(handler, concurrency=2)
+    await run.publish("one")
 
     async def running() -> bool:
-        return started == ["one"]
+        return run.started == ["one"]
 
     await eventually(running, message="one message running")
     worker.stop.set()
     await asyncio.sleep(0)  # the stop is seen; the running message must still finish
     assert not task.done()
-    release.set()
+    run.release.set()
     await asyncio.wait_for(task, 30)
-    assert done == ["one"]
-    info = await bus.js.consumer_info("RAW", f"pw-{tag}")
+    assert run.done == ["one"]
+    info = await bus.js.consumer_info("RAW", run.durable)
     assert info.num_ack_pending == 0

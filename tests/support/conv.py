@@ -42,13 +42,17 @@ def received(
     )
 
 
+# The fields by which an edit or a deletion names the received message it is about.
+_NAMING = ("channel", "account", "chat", "provider", "received_at")
+
+
+def _of(msg: MessageReceived) -> dict[str, Any]:
+    return {name: getattr(msg, name) for name in _NAMING}
+
+
 def edited(msg: MessageReceived, text: str, after: int) -> MessageEdited:
     return MessageEdited(
-        channel=msg.channel,
-        account=msg.account,
-        chat=msg.chat,
-        provider=msg.provider,
-        received_at=msg.received_at,
+        **_of(msg),
         sender=msg.sender,
         content=TextContent(text=text),
         edited_at=msg.sent_at + timedelta(seconds=after),
@@ -57,11 +61,7 @@ def edited(msg: MessageReceived, text: str, after: int) -> MessageEdited:
 
 def deleted(msg: MessageReceived) -> MessageDeleted:
     return MessageDeleted(
-        channel=msg.channel,
-        account=msg.account,
-        chat=msg.chat,
-        provider=msg.provider,
-        received_at=msg.received_at,
+        **_of(msg),
         message_ids=(msg.provider.message_id,),
         deleted_at=msg.sent_at + timedelta(minutes=5),
     )

@@ -1,5 +1,6 @@
 """The outbound stack e2e tests stand up: accounts that point at the sandbox, the outbound
-service in process (with the sandbox served beside it) or as separate instances."""
+service in process (with the sandbox served beside it) or as separate instances, and the
+text send commands they publish."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import Account, AccountStore
@@ -40,6 +42,27 @@ def sandbox_account(
         workspace_id=workspace,
         settings={"api_base_url": f"{sandbox}/{channel.value}", **settings},
         secrets=dict(secrets),
+    )
+
+
+def text_send(
+    message_id: str,
+    recipient: str,
+    text: str,
+    *,
+    account: str = "shop",
+    channel: Channel = Channel.TELEGRAM,
+    **options: Any,
+) -> SendMessage:
+    """A text ``SendMessage`` through ``account`` (the Telegram bot ``shop`` unless named);
+    ``options`` are its other fields (``not_before``, ``campaign_id``...)."""
+    return SendMessage(
+        message_id=message_id,
+        channel=channel,
+        account=account,
+        recipient=recipient,
+        content=OutText(text=text),
+        **options,
     )
 
 

@@ -70,12 +70,18 @@ def test_service_exits_2_with_one_sentence_on_bad_config() -> None:
     ]
 
 
-def test_logs_redact_secret_keys_and_registered_values() -> None:
+def _json_log() -> io.StringIO:
+    """Logging configured as a service does (JSON lines), written to the returned stream."""
     stream = io.StringIO()
     configure_logging("test", "info", json=True)
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(stream)
+    return stream
+
+
+def test_logs_redact_secret_keys_and_registered_values() -> None:
+    stream = _json_log()
     register_secret("100000001:AAHsuperSecretBotToken")
     log = structlog.get_logger("t")
     log.info(
@@ -96,11 +102,7 @@ def test_logs_redact_secret_keys_and_registered_values() -> None:
 def test_secrets_recognisable_by_shape_are_redacted_unregistered() -> None:
     # Found by the security audit: a bot token logged (httpx's request line) before its
     # account was ever stored or read, so nobody had registered it.
-    stream = io.StringIO()
-    configure_logging("test", "info", json=True)
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
+    stream = _json_log()
     logging.getLogger("httpx").info(
         "HTTP Request: POST http://sandbox/telegram/bot300000077:AAHnever-registered-token/getMe"
     )
@@ -124,11 +126,7 @@ def test_an_account_with_plaintext_secrets_registers_them_at_once() -> None:
     from switchboard.runtime.accounts import Account
 
     Account(channel="viber", id="v1", secrets={"token": "viber-token-never-logged-42"})
-    stream = io.StringIO()
-    configure_logging("test", "info", json=True)
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
+    stream = _json_log()
     structlog.get_logger("t").info("got viber-token-never-logged-42 back")
     assert "never-logged" not in stream.getvalue()
 
