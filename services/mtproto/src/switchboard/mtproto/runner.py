@@ -410,10 +410,14 @@ class SessionRunner:
             except _LogoutRequestedError:
                 await self._logout(client)
         finally:
-            try:
-                await client.disconnect()
-            except Exception:
-                log.exception("disconnect failed", session=self.session_id)
+            await self._drop(client)
+
+    async def _drop(self, client: MtprotoClient) -> None:
+        """Close the connection (again, harmlessly, when it is closed already)."""
+        try:
+            await client.disconnect()
+        except Exception:
+            log.exception("disconnect failed", session=self.session_id)
 
     async def _serve(self, client: MtprotoClient, config: SessionConfig) -> None:
         """Run the connected work until a stop, a drop or an error."""
@@ -438,6 +442,11 @@ class SessionRunner:
         finally:
             for task in (*work, stop):
                 task.cancel()
+            # The connection goes before the work winds down: a task's cleanup may wait on
+            # the bus (an outage: the very case that loses a lease), and a connection that
+            # outlives its lease meets the next holder's (AUTH_KEY_DUPLICATED, seen in the
+            # chaos test 4 s after a lease was lost).
+            await self._drop(client)
             await asyncio.gather(*work, stop, return_exceptions=True)
         for task in done:
             if task is not stop and not task.cancelled() and task.exception() is not None:
