@@ -5,9 +5,10 @@ out) with its connection. Shared by the bus handler and the HTTP API."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from switchboard.events.catalog.mtproto import SubscriptionRemoved
 from switchboard.mtproto.convert import normalize_ref
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
@@ -58,6 +59,16 @@ async def unsubscribe(state: StateStore, session_id: str, ref: str) -> Result:
     if removed is None:
         return Result(404, reason=f"session {session_id!r} does not read {ref!r}")
     return Result(200, removed.public())
+
+
+def unsubscribed(session_id: str, result: Result) -> SubscriptionRemoved:
+    """The event saying a successful ``unsubscribe`` stopped reading the peer."""
+    return SubscriptionRemoved(
+        session_id=session_id,
+        at=datetime.now(UTC),
+        ref=str(result.body["ref"]),
+        chat_id=result.body.get("chat_id"),
+    )
 
 
 async def backfill(

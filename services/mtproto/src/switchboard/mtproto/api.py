@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,7 +32,6 @@ from switchboard.events.catalog.mtproto import (
     ProxyInfo,
     SearchContacts,
     SendAsUser,
-    SubscriptionRemoved,
 )
 from switchboard.mtproto import actions, dialogs, login, session_ids
 from switchboard.mtproto.leases import SESSION_PREFIX
@@ -422,12 +421,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         if result.ok:
             record = await gw.sessions.get_session(session_id)
             await gw.bus.publish(
-                SubscriptionRemoved(
-                    session_id=session_id,
-                    at=datetime.now(UTC),
-                    ref=str(result.body["ref"]),
-                    chat_id=result.body.get("chat_id"),
-                ),
+                actions.unsubscribed(session_id, result),
                 workspace_id=record.workspace_id if record else "default",
             )
         return _result(result)

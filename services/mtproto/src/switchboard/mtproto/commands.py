@@ -28,7 +28,6 @@ from switchboard.events.catalog.mtproto import (
     SubmitLoginCode,
     SubmitLoginPassword,
     Subscribe,
-    SubscriptionRemoved,
     Unsubscribe,
 )
 from switchboard.events.envelope import Envelope
@@ -111,15 +110,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
     elif isinstance(cmd, Unsubscribe):
         result = await actions.unsubscribe(deps.state, sid, cmd.peer)
         if result.ok:
-            await deps.bus.publish(
-                SubscriptionRemoved(
-                    session_id=sid,
-                    at=datetime.now(UTC),
-                    ref=str(result.body["ref"]),
-                    chat_id=result.body.get("chat_id"),
-                ),
-                cause=envelope,
-            )
+            await deps.bus.publish(actions.unsubscribed(sid, result), cause=envelope)
     elif isinstance(cmd, StartBackfill):
         result = await actions.backfill(
             deps.sessions,
@@ -194,17 +185,8 @@ async def _login_command(
     except login_secrets.RefusedError as exc:
         # Refused for good: said in a rejection event, and the command (which may hold a
         # secret in the clear) is erased at once, never dead-lettered with its body.
-        await deps.bus.publish(
-            CommandRejected(
-                session_id=cmd.session_id,
-                at=datetime.now(UTC),
-                command_id=envelope.id,
-                command=cmd.name,
-                status=400,
-                reason=exc.reason,
-            ),
-            cause=envelope,
-        )
+        refused = actions.Result(400, reason=exc.reason)
+        await _reject(deps.bus, envelope, cmd.name, cmd.session_id, refused)
         await msg.ack()
         await _erase(deps.bus, msg)
         return
