@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 from switchboard.events import Event
 from switchboard.events.catalog.common import Chat
@@ -133,8 +133,15 @@ async def _failed(
     return await _finish(ports, job, "failed", reason, event)
 
 
-def _about(job: BackfillJob, at: datetime) -> dict[str, Any]:
+class _About(TypedDict):
     """What every event of a job starts with: its session, its time and the job."""
+
+    session_id: str
+    at: datetime
+    job_id: str
+
+
+def _about(job: BackfillJob, at: datetime) -> _About:
     return {"session_id": job.session_id, "at": at, "job_id": job.job_id}
 
 
