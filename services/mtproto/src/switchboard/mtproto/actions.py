@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from switchboard.events.catalog.mtproto import SubscriptionRemoved
+from switchboard.events.catalog.mtproto import CommandRejected, SubscriptionRemoved
+from switchboard.events.envelope import Envelope
 from switchboard.mtproto.convert import normalize_ref
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
+from switchboard.runtime.bus import Bus
 
 
 @dataclass(frozen=True)
@@ -107,3 +109,20 @@ async def logout(sessions: SessionStore, session_id: str) -> Result:
         return Result(404, reason=f"no session {session_id!r}")
     status = await sessions.status(session_id)
     return Result(202 if status else 200, {"session_id": session_id, "status": status or "gone"})
+
+
+async def reject(
+    bus: Bus, envelope: Envelope, command: str, session_id: str, result: Result
+) -> None:
+    """Say on the bus that a command could not be applied (``mtproto.command_rejected``)."""
+    await bus.publish(
+        CommandRejected(
+            session_id=session_id,
+            at=datetime.now(UTC),
+            command_id=envelope.id,
+            command=command,
+            status=result.status,
+            reason=result.reason or "rejected",
+        ),
+        cause=envelope,
+    )
