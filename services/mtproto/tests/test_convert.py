@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from switchboard.events.catalog.common import MediaFile
 from switchboard.events.catalog.conv import (
     ContactContent,
     LocationContent,
@@ -67,11 +68,15 @@ def test_channel_post_and_user_message() -> None:
 
 
 def test_media_kinds() -> None:
-    photo = Media(kind="photo", file_id="photo:1:2", width=10, height=20, file_size=99)
+    photo = Media(kind="photo", file_id="photo:1:2", width=10, height=20, file_size=99,
+                  mime_type="image/jpeg", file_name="a.jpg", duration=3)  # fmt: skip
     content = received("s", _msg(text="cap", media=photo), NOW).content
     assert isinstance(content, PhotoContent)
     assert content.caption == "cap"
-    assert content.file.width == 10
+    # Every file field a Media has is carried; the others stay unset.
+    assert content.file == MediaFile(file_id="photo:1:2", mime_type="image/jpeg",
+                                     file_size=99, file_name="a.jpg", width=10, height=20,
+                                     duration=3)  # fmt: skip
     where = Media(kind="location", latitude=51.5, longitude=-0.1)
     assert received("s", _msg(media=where), NOW).content == LocationContent(
         latitude=51.5, longitude=-0.1

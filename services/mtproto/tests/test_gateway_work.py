@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from switchboard.events.catalog.mtproto import Unsubscribe
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
 
 from .mtproto_support import stream, wait_for_event, world
@@ -74,6 +76,20 @@ async def test_backfill_stops_subscriptions_and_sends(nats_url: str, postgres_ur
             r = await http.delete(f"/v1/sessions/seller/subscriptions/{chat}")
             assert r.status_code == 200
             await wait_for_event(nats_url, "mtproto.subscription_removed", chat_id=chat)
+            # The same over the bus: an Unsubscribe command answers with the same event.
+            r = await http.post("/v1/sessions/seller/subscriptions", json={"peer": "@other_chan"})
+            assert r.status_code == 201, r.text
+            bus = await Bus.connect(nats_url, name="test-unsubscribe")
+            try:
+                await bus.publish(Unsubscribe(session_id="seller", peer=chat), workspace_id="demo")
+            finally:
+                await bus.close()
+
+            async def removed_twice() -> bool:
+                events = await stream(nats_url, "MTPROTO", "mtproto.subscription_removed.>")
+                return [e.model.chat_id for e in events] == [chat, chat]  # type: ignore[attr-defined]
+
+            await eventually(removed_twice, message="removed over the bus")
 
             # Sends: a flood wait on the first is waited out; a repeated id is sent once; a
             # channel the user may not write to fails for good.

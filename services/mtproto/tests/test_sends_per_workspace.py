@@ -8,10 +8,12 @@ from typing import Any
 import nats.errors
 import pytest
 
+from switchboard.events.catalog.mtproto import SendAsUser
 from switchboard.runtime import pii
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
 
-from .mtproto_support import API_HASH, API_ID, OTHER, stream, world
+from .mtproto_support import API_HASH, API_ID, OTHER, stream, wait_for_event, world
 
 
 async def test_the_same_message_id_in_two_workspaces_is_two_messages(
@@ -48,6 +50,19 @@ async def test_the_same_message_id_in_two_workspaces_is_two_messages(
             return sorted(d.envelope.workspace_id for d in sent) if len(sent) == 2 else None
 
         assert await eventually(both_sent, timeout=30) == ["demo", "other"]
+        # A send over the bus naming another workspace's session is refused by its holder:
+        # for that workspace the session does not exist.
+        bus = await Bus.connect(nats_url, name="test-foreign-send")
+        try:
+            foreign = SendAsUser(session_id="ann", message_id="f-1", peer="@buyer_two", text="x")
+            await bus.publish(foreign, workspace_id="other")
+        finally:
+            await bus.close()
+        refused = await wait_for_event(
+            nats_url, "mtproto.command_rejected", session_id="ann", command=SendAsUser.name
+        )
+        assert refused.model.status == 404  # type: ignore[attr-defined]
+        assert refused.envelope.workspace_id == "other"  # told to the workspace that asked
         assert [m["text"] for m in w.fake.messages(buyer, user=a)] == ["from ann"]
         assert [m["text"] for m in w.fake.messages(buyer, user=b)] == ["from bob"]
 

@@ -5,12 +5,15 @@ out) with its connection. Shared by the bus handler and the HTTP API."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from switchboard.events.catalog.mtproto import CommandRejected, SubscriptionRemoved
+from switchboard.events.envelope import Envelope
 from switchboard.mtproto.convert import normalize_ref
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
+from switchboard.runtime.bus import Bus
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,16 @@ async def unsubscribe(state: StateStore, session_id: str, ref: str) -> Result:
     return Result(200, removed.public())
 
 
+def unsubscribed(session_id: str, result: Result) -> SubscriptionRemoved:
+    """The event saying a successful ``unsubscribe`` stopped reading the peer."""
+    return SubscriptionRemoved(
+        session_id=session_id,
+        at=datetime.now(UTC),
+        ref=str(result.body["ref"]),
+        chat_id=result.body.get("chat_id"),
+    )
+
+
 async def backfill(
     sessions: SessionStore,
     state: StateStore,
@@ -96,3 +109,20 @@ async def logout(sessions: SessionStore, session_id: str) -> Result:
         return Result(404, reason=f"no session {session_id!r}")
     status = await sessions.status(session_id)
     return Result(202 if status else 200, {"session_id": session_id, "status": status or "gone"})
+
+
+async def reject(
+    bus: Bus, envelope: Envelope, command: str, session_id: str, result: Result
+) -> None:
+    """Say on the bus that a command could not be applied (``mtproto.command_rejected``)."""
+    await bus.publish(
+        CommandRejected(
+            session_id=session_id,
+            at=datetime.now(UTC),
+            command_id=envelope.id,
+            command=command,
+            status=result.status,
+            reason=result.reason or "rejected",
+        ),
+        cause=envelope,
+    )

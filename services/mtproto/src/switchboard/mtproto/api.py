@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,7 +32,6 @@ from switchboard.events.catalog.mtproto import (
     ProxyInfo,
     SearchContacts,
     SendAsUser,
-    SubscriptionRemoved,
 )
 from switchboard.mtproto import actions, dialogs, login, session_ids
 from switchboard.mtproto.leases import SESSION_PREFIX
@@ -226,13 +225,6 @@ async def _active_session(gw: Gateway, session_id: str, ws: str) -> SessionRecor
     return record
 
 
-def _other_workspace(named: str | None, ws: str) -> Response | None:
-    if named is not None and named != ws:
-        return error(403, "forbidden", "a key acts only for its own workspace",
-                     field="workspace_id")  # fmt: skip
-    return None
-
-
 def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Gateway]) -> None:
     """Add the API routes to the service app."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
@@ -245,6 +237,16 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     async def owned(session_id: str, ws: str) -> bool:
         return await gateway().sessions.owner(session_id) == ws
 
+    async def unavailable(session_id: str, ws: str, named: str | None) -> Response | None:
+        """Why the key cannot log in or import as ``session_id`` (None: it can): it names
+        another workspace, or the id is another workspace's session or login."""
+        if named is not None and named != ws:
+            return error(403, "forbidden", "a key acts only for its own workspace",
+                         field="workspace_id")  # fmt: skip
+        if foreign(await gateway().sessions.owner(session_id), ws):
+            return error(409, "conflict", f"session id {session_id!r} is not available")
+        return None
+
     async def run_step(step: LoginStep, work: Awaitable[login.Outcome], sid: str) -> Response:
         try:
             return _outcome(await work)
@@ -256,10 +258,8 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
     async def start_login(
         session_id: SessionId, ws: Manager, body: Annotated[LoginBody, Body()]
     ) -> Response:
-        if (refused := _other_workspace(body.workspace_id, ws)) is not None:
+        if (refused := await unavailable(session_id, ws, body.workspace_id)) is not None:
             return refused
-        if foreign(await gateway().sessions.owner(session_id), ws):
-            return error(409, "conflict", f"session id {session_id!r} is not available")
         req = login.StartRequest(
             session_id=session_id,
             workspace_id=ws,
@@ -331,10 +331,8 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         session_id: SessionId, ws: Manager, body: Annotated[ImportBody, Body()]
     ) -> Response:
         gw = gateway()
-        if (refused := _other_workspace(body.workspace_id, ws)) is not None:
+        if (refused := await unavailable(session_id, ws, body.workspace_id)) is not None:
             return refused
-        if foreign(await gw.sessions.owner(session_id), ws):
-            return error(409, "conflict", f"session id {session_id!r} is not available")
         existing = await gw.sessions.status(session_id)
         if existing in ("active", "logging_out"):
             return error(409, "conflict", f"session {session_id!r} exists; log it out first")
@@ -423,12 +421,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         if result.ok:
             record = await gw.sessions.get_session(session_id)
             await gw.bus.publish(
-                SubscriptionRemoved(
-                    session_id=session_id,
-                    at=datetime.now(UTC),
-                    ref=str(result.body["ref"]),
-                    chat_id=result.body.get("chat_id"),
-                ),
+                actions.unsubscribed(session_id, result),
                 workspace_id=record.workspace_id if record else "default",
             )
         return _result(result)

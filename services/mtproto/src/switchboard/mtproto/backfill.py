@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypedDict
 
 from switchboard.events import Event
 from switchboard.events.catalog.common import Chat
@@ -109,14 +109,7 @@ async def run_backfill(ports: BackfillPorts, job: BackfillJob) -> str:
             return "stale"
         offset, fetched = new_offset, new_fetched
         await ports.emit(
-            BackfillProgressed(
-                session_id=sid,
-                at=now,
-                job_id=job.job_id,
-                chat=chat,
-                fetched=fetched,
-                offset_id=offset,
-            )
+            BackfillProgressed(**_about(job, now), chat=chat, fetched=fetched, offset_id=offset)
         )
         if date_stop:
             return await _completed(ports, job, chat, fetched, "date")
@@ -125,34 +118,42 @@ async def run_backfill(ports: BackfillPorts, job: BackfillJob) -> str:
 async def _completed(
     ports: BackfillPorts, job: BackfillJob, chat: Chat, fetched: int, stopped_by: StopReason
 ) -> str:
-    await ports.state.finish_backfill(job, "completed", stopped_by)
-    await ports.emit(
-        BackfillCompleted(
-            session_id=job.session_id,
-            at=datetime.now(UTC),
-            job_id=job.job_id,
-            chat=chat,
-            fetched=fetched,
-            stopped_by=stopped_by,
-        )
+    event = BackfillCompleted(
+        **_about(job, datetime.now(UTC)), chat=chat, fetched=fetched, stopped_by=stopped_by
     )
-    BACKFILL_JOBS.labels("completed").inc()
-    return "completed"
+    return await _finish(ports, job, "completed", stopped_by, event)
 
 
 async def _failed(
     ports: BackfillPorts, job: BackfillJob, reason: str, error_code: str | None, fetched: int
 ) -> str:
-    await ports.state.finish_backfill(job, "failed", reason)
-    await ports.emit(
-        BackfillFailed(
-            session_id=job.session_id,
-            at=datetime.now(UTC),
-            job_id=job.job_id,
-            reason=reason,
-            error_code=error_code,
-            fetched=fetched,
-        )
+    event = BackfillFailed(
+        **_about(job, datetime.now(UTC)), reason=reason, error_code=error_code, fetched=fetched
     )
-    BACKFILL_JOBS.labels("failed").inc()
-    return "failed"
+    return await _finish(ports, job, "failed", reason, event)
+
+
+class _About(TypedDict):
+    """What every event of a job starts with: its session, its time and the job."""
+
+    session_id: str
+    at: datetime
+    job_id: str
+
+
+def _about(job: BackfillJob, at: datetime) -> _About:
+    return {"session_id": job.session_id, "at": at, "job_id": job.job_id}
+
+
+async def _finish(
+    ports: BackfillPorts,
+    job: BackfillJob,
+    status: Literal["completed", "failed"],
+    detail: str,
+    event: Event,
+) -> str:
+    """End a job: its stored status and detail, its last event, the jobs metric."""
+    await ports.state.finish_backfill(job, status, detail)
+    await ports.emit(event)
+    BACKFILL_JOBS.labels(status).inc()
+    return status

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 
 from switchboard.events import DecodeError, Message, decode_message
 from switchboard.events.catalog.mtproto import (
-    CommandRejected,
     DeliverAsUser,
     FetchMedia,
     ListDialogs,
@@ -28,7 +26,6 @@ from switchboard.events.catalog.mtproto import (
     SubmitLoginCode,
     SubmitLoginPassword,
     Subscribe,
-    SubscriptionRemoved,
     Unsubscribe,
 )
 from switchboard.events.envelope import Envelope
@@ -96,7 +93,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         await msg.ack()
         return True
     if foreign is not None:
-        await _reject(deps.bus, envelope, cmd.name, named, foreign)
+        await actions.reject(deps.bus, envelope, cmd.name, named, foreign)
         await msg.ack()
         if isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
             await _erase(deps.bus, msg)
@@ -111,15 +108,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
     elif isinstance(cmd, Unsubscribe):
         result = await actions.unsubscribe(deps.state, sid, cmd.peer)
         if result.ok:
-            await deps.bus.publish(
-                SubscriptionRemoved(
-                    session_id=sid,
-                    at=datetime.now(UTC),
-                    ref=str(result.body["ref"]),
-                    chat_id=result.body.get("chat_id"),
-                ),
-                cause=envelope,
-            )
+            await deps.bus.publish(actions.unsubscribed(sid, result), cause=envelope)
     elif isinstance(cmd, StartBackfill):
         result = await actions.backfill(
             deps.sessions,
@@ -134,7 +123,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         raise PermanentError(f"{cmd.name} is not handled by the mtproto command consumer")
     if not result.ok:  # named as the caller named it, in the reason too
         reason = (result.reason or "").replace(sid, named) or None
-        await _reject(deps.bus, envelope, cmd.name, named, replace(result, reason=reason))
+        await actions.reject(deps.bus, envelope, cmd.name, named, replace(result, reason=reason))
     await msg.ack()
     return True
 
@@ -158,22 +147,6 @@ async def foreign_session(
     return None
 
 
-async def _reject(
-    bus: Bus, envelope: Envelope, command: str, sid: str, result: actions.Result
-) -> None:
-    await bus.publish(
-        CommandRejected(
-            session_id=sid,
-            at=datetime.now(UTC),
-            command_id=envelope.id,
-            command=command,
-            status=result.status,
-            reason=result.reason or "rejected",
-        ),
-        cause=envelope,
-    )
-
-
 def backfill_job_id(command_id: str) -> str:
     """A job id from the command's id (job ids are [A-Za-z0-9_-], at most 64)."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", command_id)[:64]
@@ -194,17 +167,8 @@ async def _login_command(
     except login_secrets.RefusedError as exc:
         # Refused for good: said in a rejection event, and the command (which may hold a
         # secret in the clear) is erased at once, never dead-lettered with its body.
-        await deps.bus.publish(
-            CommandRejected(
-                session_id=cmd.session_id,
-                at=datetime.now(UTC),
-                command_id=envelope.id,
-                command=cmd.name,
-                status=400,
-                reason=exc.reason,
-            ),
-            cause=envelope,
-        )
+        refused = actions.Result(400, reason=exc.reason)
+        await actions.reject(deps.bus, envelope, cmd.name, cmd.session_id, refused)
         await msg.ack()
         await _erase(deps.bus, msg)
         return

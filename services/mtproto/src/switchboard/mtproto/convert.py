@@ -143,16 +143,9 @@ def content_of(message: Message) -> Content:
 
 
 def _file(media: Media) -> MediaFile:
+    """The file fields of a Media are MediaFile's own, by name (the rest keep their defaults)."""
     assert media.file_id
-    return MediaFile(
-        file_id=media.file_id,
-        mime_type=media.mime_type,
-        file_size=media.file_size,
-        file_name=media.file_name,
-        width=media.width,
-        height=media.height,
-        duration=media.duration,
-    )
+    return MediaFile.model_validate(media, from_attributes=True)
 
 
 def received(session_id: str, message: Message, received_at: datetime) -> MessageReceived:

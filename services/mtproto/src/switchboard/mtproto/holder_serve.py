@@ -29,6 +29,7 @@ log = get_logger(__name__)
 STREAM = "MTPROTO"
 C = TypeVar("C", bound=Message)
 H = TypeVar("H", DeliverAsUser, FetchMedia)  # the commands with a deadline
+R = TypeVar("R", bound=BaseModel)  # their answers
 
 
 def consumer(
@@ -128,13 +129,48 @@ async def admit(
         refused = answer_as(
             status="unusable", error_code="unknown_account", reason=f"no session {sid!r}"
         )
-        await answer(holder.bus, reply, refused, sid)
-        await msg.ack()
+        await settle(holder, msg, reply, refused)
         return None
     if holder.now() > cmd.deadline:
         await msg.ack()
         return None
     return cmd, envelope.workspace_id, reply
+
+
+async def serve_command(
+    holder: Holder,
+    msg: Msg,
+    kind: type[H],
+    consumer: str,
+    answer_as: type[R],
+    work: Callable[[H, str], Awaitable[R]],
+    fatal: tuple[type[Exception], ...],
+    last_word: Callable[[Exception], R | None],
+) -> None:
+    """Serve one command: admitted (``admit``), worked (``work(command, workspace)``),
+    answered, acked. An error in ``fatal`` ends the holder's serving (the connection is gone,
+    the key is dead): the sender gets ``last_word`` and the command is acked, or, when that
+    is None, the command goes back (nak) to the next holder; then the error is raised."""
+    admitted = await admit(holder, msg, kind, consumer, answer_as)
+    if admitted is None:
+        return
+    cmd, workspace, reply = admitted
+    try:
+        result = await work(cmd, workspace)
+    except fatal as exc:
+        final = last_word(exc)
+        if final is None:
+            await msg.nak()
+        else:
+            await settle(holder, msg, reply, final)
+        raise
+    await settle(holder, msg, reply, result)
+
+
+async def settle(holder: Holder, msg: Msg, reply: str | None, result: BaseModel) -> None:
+    """Answer the command's sender, then ack the command: it is dealt with."""
+    await answer(holder.bus, reply, result, holder.session_id)
+    await msg.ack()
 
 
 def reply_inbox(msg: Msg) -> str | None:

@@ -170,16 +170,33 @@ async def _capped(
     verdict = await deps.attempts.admit(workspace_id, phone)
     if verdict.allowed:
         return None
+    wait = verdict.retry_after_s
+    message = f"too many sign-in attempts for this {verdict.scope}; try again in {wait} s"
+    return await _flood_wait(
+        deps, session_id, step, workspace_id, wait, verdict.error_code, message
+    )
+
+
+async def _flood_wait(
+    deps: LoginDeps,
+    session_id: str,
+    step: LoginStep,
+    workspace_id: str,
+    seconds: int,
+    error_code: str | None,
+    message: str,
+) -> Outcome:
+    """A step refused until ``seconds`` have passed (429 with Retry-After): Telegram's own
+    flood wait, or the local sign-in cap answering like it."""
     return await _fail(
         deps,
         session_id,
         step,
         LoginFailure.FLOOD_WAIT,
         429,
-        f"too many sign-in attempts for this {verdict.scope}; "
-        f"try again in {verdict.retry_after_s} s",
-        error_code=verdict.error_code,
-        retry_after_s=verdict.retry_after_s,
+        message,
+        error_code=error_code,
+        retry_after_s=seconds,
         workspace_id=workspace_id,
     )
 
@@ -189,16 +206,9 @@ async def _telegram_failure(
 ) -> Outcome:
     """The event for an error Telegram answered to a step."""
     if isinstance(exc, FloodWaitError):
-        return await _fail(
-            deps,
-            session_id,
-            step,
-            LoginFailure.FLOOD_WAIT,
-            429,
-            f"Telegram asks to wait {exc.seconds} s before trying again",
-            error_code=exc.reason,
-            retry_after_s=exc.seconds,
-            workspace_id=workspace_id,
+        message = f"Telegram asks to wait {exc.seconds} s before trying again"
+        return await _flood_wait(
+            deps, session_id, step, workspace_id, exc.seconds, exc.reason, message
         )
     for cls, reason, status, restart in _FAILURES:
         if isinstance(exc, cls):

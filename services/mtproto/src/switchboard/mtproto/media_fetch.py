@@ -110,6 +110,13 @@ async def store(
     return MediaFetched(status="stored", object_key=key, size=size, mime_type=download.mime_type)
 
 
+def _retry_elsewhere(exc: Exception) -> MediaFetched:
+    """The connection dropped: answered at once (the caller may retry on the next holder),
+    then the runner reconnects."""
+    code = exc.reason if isinstance(exc, MtprotoError) else None
+    return MediaFetched(status="retry", error_code=code, reason=str(exc))
+
+
 @dataclass
 class MediaServer:
     """Serves one session's downloads while its holder is connected."""
@@ -134,25 +141,19 @@ class MediaServer:
         await holder_serve.serve(self.bus, config, 4, lambda msg: self.handle(client, msg))
 
     async def handle(self, client: MtprotoClient, msg: Msg) -> None:
-        """Answer one command, then ack it (a dropped connection naks it and raises)."""
+        """Serve one download command; a dropped connection answers "retry" and raises."""
         if self.on_fetch is not None:
             self.on_fetch()
-        consumer = media_consumer(self.session_id)
-        admitted = await holder_serve.admit(self, msg, FetchMedia, consumer, MediaFetched)
-        if admitted is None:
-            return
-        cmd, _, reply = admitted
-        try:
-            result = await self._fetch(client, cmd)
-        except DisconnectedError as exc:
-            # Answered at once (the caller may retry on the next holder), then the runner
-            # reconnects.
-            gone = MediaFetched(status="retry", error_code=exc.reason, reason=str(exc))
-            await holder_serve.answer(self.bus, reply, gone, self.session_id)
-            await msg.ack()
-            raise
-        await holder_serve.answer(self.bus, reply, result, self.session_id)
-        await msg.ack()
+        await holder_serve.serve_command(
+            self,
+            msg,
+            FetchMedia,
+            media_consumer(self.session_id),
+            MediaFetched,
+            lambda cmd, _: self._fetch(client, cmd),
+            fatal=(DisconnectedError,),
+            last_word=_retry_elsewhere,
+        )
 
     async def _fetch(self, client: MtprotoClient, cmd: FetchMedia) -> MediaFetched:
         if not isinstance(client, MediaSource):

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from nats.js.kv import KeyValue
 
@@ -44,30 +45,20 @@ log = get_logger(__name__)
 MakeRunner = Callable[[str, Lease], SessionRunner]
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class Ownership:
     """The instance's sessions and the loop that keeps them balanced."""
 
-    def __init__(
-        self,
-        *,
-        kv: KeyValue,
-        view: LeaseView,
-        sessions: SessionStore,
-        settings: MtprotoSettings,
-        owner: str,
-        make_runner: MakeRunner,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.kv = kv
-        self.view = view
-        self.sessions = sessions
-        self.settings = settings
-        self.owner = owner
-        self.make_runner = make_runner
-        self.clock = clock
-        self.runners: dict[str, SessionRunner] = {}
-        self.holds: set[str] = set()
-        self.settled_at = 0.0
+    kv: KeyValue
+    view: LeaseView
+    sessions: SessionStore
+    settings: MtprotoSettings
+    owner: str
+    make_runner: MakeRunner
+    clock: Clock = time.monotonic
+    runners: dict[str, SessionRunner] = field(default_factory=dict, init=False)
+    holds: set[str] = field(default_factory=set, init=False)
+    settled_at: float = field(default=0.0, init=False)
 
     def lease(self, session_id: str) -> Lease:
         s = self.settings

@@ -117,6 +117,12 @@ def classify(exc: MtprotoError) -> DeliverResult:
     return DeliverResult(status="refused", error_code=exc.reason, reason=str(exc))
 
 
+def _last_word(exc: Exception) -> DeliverResult | None:
+    """A dead key is answered (and the runner revokes the session); a dropped connection is
+    not: the command goes back to the next holder."""
+    return classify(exc) if isinstance(exc, _UNUSABLE) else None
+
+
 @dataclass
 class Relay:
     """Serves one session's deliveries while its holder is connected."""
@@ -154,25 +160,19 @@ class Relay:
         await holder_serve.serve(self.bus, config, 8, lambda msg: self.handle(client, msg))
 
     async def handle(self, client: MtprotoClient, msg: Msg) -> None:
-        """Answer one command, then ack it (a drop of the connection naks it and raises)."""
+        """Serve one delivery command; a dropped connection naks it and raises."""
         if self.on_delivery is not None:
             self.on_delivery()
-        consumer = deliver_consumer(self.session_id)
-        admitted = await holder_serve.admit(self, msg, DeliverAsUser, consumer, DeliverResult)
-        if admitted is None:
-            return
-        cmd, workspace, reply = admitted
-        try:
-            result = await self._deliver(client, cmd, workspace)
-        except DisconnectedError:
-            await msg.nak()
-            raise
-        except _UNUSABLE as exc:
-            await holder_serve.answer(self.bus, reply, classify(exc), self.session_id)
-            await msg.ack()
-            raise  # the runner revokes the session
-        await holder_serve.answer(self.bus, reply, result, self.session_id)
-        await msg.ack()
+        await holder_serve.serve_command(
+            self,
+            msg,
+            DeliverAsUser,
+            deliver_consumer(self.session_id),
+            DeliverResult,
+            lambda cmd, workspace: self._deliver(client, cmd, workspace),
+            fatal=(DisconnectedError, *_UNUSABLE),
+            last_word=_last_word,
+        )
 
     async def _deliver(
         self, client: MtprotoClient, cmd: DeliverAsUser, workspace: str

@@ -41,7 +41,7 @@ from switchboard.events.catalog.mtproto import (
     SessionRevoked,
     SubscriptionAdded,
 )
-from switchboard.mtproto import dialogs, holder_serve
+from switchboard.mtproto import actions, dialogs, holder_serve
 from switchboard.mtproto.backfill import BackfillPorts, history_call, run_backfill
 from switchboard.mtproto.convert import (
     chat_id,
@@ -827,17 +827,8 @@ class SessionRunner:
         if envelope.workspace_id != self.workspace_id:
             # Another workspace's session does not exist for the command: refused, with the
             # message it names left as it is (nothing sent, no delivery event).
-            await self.deps.bus.publish(
-                CommandRejected(
-                    session_id=self.session_id,
-                    at=self._now(),
-                    command_id=envelope.id,
-                    command=cmd.name,
-                    status=404,
-                    reason=f"no session {self.session_id!r}",
-                ),
-                cause=envelope,
-            )
+            unknown = actions.Result(404, reason=f"no session {self.session_id!r}")
+            await actions.reject(self.deps.bus, envelope, cmd.name, self.session_id, unknown)
             await msg.ack()
             return False
         done = await self.deps.state.send_record(self.workspace_id, cmd.message_id)

@@ -170,7 +170,7 @@ class SessionStore:
     async def put_session(self, record: SessionRecord, conn: Conn | None = None) -> None:
         """Insert or replace a session (after a login, or an import). A new key may be
         another account's: the update state stored for the old one is dropped."""
-        sealed = self.seal("session", record.session_id, record.secrets)
+        stored = self._storing("session", record)  # sealed before anything is deleted
         db = conn or self.pool
         await db.execute("DELETE FROM update_states WHERE session_id = $1", record.session_id)
         await db.execute(
@@ -194,9 +194,7 @@ class SessionStore:
             record.first_name,
             record.last_name,
             record.api_id,
-            json.dumps(record.device.model_dump()),
-            json.dumps(public_proxy(record.proxy)) if record.proxy else None,
-            sealed,
+            *stored,
             record.revoked_reason,
         )
 
@@ -289,10 +287,20 @@ class SessionStore:
             "secrets": self.open(kind, row["session_id"], row["sealed"]),
         }
 
+    def _storing(
+        self, kind: str, record: SessionRecord | LoginRecord
+    ) -> tuple[str, str | None, str]:
+        """The device, proxy and sealed columns of a session's or a login's row, as
+        ``_stored`` reads them back (the proxy without its secrets: those are sealed)."""
+        return (
+            json.dumps(record.device.model_dump()),
+            json.dumps(public_proxy(record.proxy)) if record.proxy else None,
+            self.seal(kind, record.session_id, record.secrets),
+        )
+
     # ------------------------------------------------------------------ logins
 
     async def put_login(self, login: LoginRecord) -> None:
-        sealed = self.seal("login", login.session_id, login.secrets)
         await self.pool.execute(
             """INSERT INTO logins (session_id, workspace_id, phone, step, api_id, device, proxy,
                    sealed, code_type, expires_at)
@@ -308,9 +316,7 @@ class SessionStore:
             login.phone,
             login.step,
             login.api_id,
-            json.dumps(login.device.model_dump()),
-            json.dumps(public_proxy(login.proxy)) if login.proxy else None,
-            sealed,
+            *self._storing("login", login),
             login.code_type,
             login.expires_at,
         )

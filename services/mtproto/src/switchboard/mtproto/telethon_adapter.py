@@ -563,20 +563,12 @@ class _Closed:
 class TelethonClient:
     """One session on Telethon, speaking the port."""
 
-    def __init__(
-        self,
-        config: SessionConfig,
-        *,
-        timeout: float,
-        request_retries: int,
-        data_center: DataCenter | None = None,
-        locate: Locator | None = None,
-    ) -> None:
+    def __init__(self, config: SessionConfig, options: TelethonAdapter) -> None:
         self.config = config
-        self._locate = locate
-        self._timeout = timeout
+        self._locate = options.locate
+        self._timeout = options.timeout
         self._client = build_client(
-            config, request_retries=request_retries, data_center=data_center
+            config, request_retries=options.request_retries, data_center=options.data_center
         )
         self._queue: asyncio.Queue[Update | _Closed] = asyncio.Queue()
         self._closing = False
@@ -894,23 +886,17 @@ class TelethonClient:
             yield item
 
 
+@dataclass(frozen=True, kw_only=True)
 class TelethonAdapter:
-    """Makes Telethon-backed clients; ``timeout`` bounds every call; ``data_center``
-    points every client at one server (the sandbox's MTProto fake), or ``locate`` finds
-    that server before each connect (a sandbox that restarted may listen elsewhere)."""
+    """Makes Telethon-backed clients, each with these options: ``timeout`` bounds every
+    call; ``data_center`` points every client at one server (the sandbox's MTProto fake), or
+    ``locate`` finds that server before each connect (a sandbox that restarted may listen
+    elsewhere)."""
 
-    def __init__(
-        self,
-        *,
-        timeout: float = 30.0,
-        request_retries: int = 2,
-        data_center: DataCenter | None = None,
-        locate: Locator | None = None,
-    ) -> None:
-        self.timeout = timeout
-        self.request_retries = request_retries
-        self.data_center = data_center
-        self.locate = locate
+    timeout: float = 30.0
+    request_retries: int = 2
+    data_center: DataCenter | None = None
+    locate: Locator | None = None
 
     def address(self, config: SessionConfig) -> tuple[str, int]:
         """Where a session connects: the configured server, else the data center its
@@ -923,10 +909,4 @@ class TelethonAdapter:
         return "149.154.167.51", 443
 
     def client(self, config: SessionConfig) -> TelethonClient:
-        return TelethonClient(
-            config,
-            timeout=self.timeout,
-            request_retries=self.request_retries,
-            data_center=self.data_center,
-            locate=self.locate,
-        )
+        return TelethonClient(config, self)
