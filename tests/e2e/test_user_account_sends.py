@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from tests.support.crm import running_crm
 from tests.support.stack import API_KEY, OTHER_KEY, service_env, stored_account
 from tests.support.streams import events_where, stream_messages
@@ -33,6 +34,7 @@ from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 
+FLOODS = "switchboard_mtproto_flood_waits_total"
 pytestmark = pytest.mark.e2e
 ADMIN = "ua-e2e-operator"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -188,6 +190,7 @@ async def test_what_a_user_account_cannot_send_is_422_naming_the_field(env: Env)
 async def test_a_flood_wait_pauses_the_account_and_the_message_goes_once_after(
     env: Env,
 ) -> None:
+    floods = REGISTRY.get_sample_value(FLOODS, {"operation": "send_message"}) or 0.0
     env.box.mtproto.add_fault(method="messages.sendMessage", seconds=2, times=1)
     await _send_text(env, "ua-flood-1", "after the wait")
 
@@ -207,6 +210,8 @@ async def test_a_flood_wait_pauses_the_account_and_the_message_goes_once_after(
     assert "FLOOD_WAIT_2" in retries, retries
     chat = env.box.mtproto.messages(env.sender, env.friend)
     assert [m["text"] for m in chat] == ["after the wait"]
+    # The gateway (in this process) counted the flood wait like any other.
+    assert REGISTRY.get_sample_value(FLOODS, {"operation": "send_message"}) == floods + 1
 
 
 async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(

@@ -26,7 +26,7 @@ from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, Flo
 from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
 from switchboard.mtproto import holder_serve, reads
 from switchboard.mtproto.convert import chat_id, chat_of
-from switchboard.mtproto.metrics import SENDS
+from switchboard.mtproto.metrics import FLOOD_WAIT_SECONDS, FLOOD_WAITS, SENDS
 from switchboard.mtproto.ports import (
     AuthKeyDuplicatedError,
     AuthKeyUnregisteredError,
@@ -248,6 +248,10 @@ class Relay:
         now = self.now()
         until = now + timedelta(seconds=exc.seconds)
         self.paused_until = until
+        # Counted like every other flood wait (floods.FloodPolicy): the sends relayed for
+        # outbound are where most of them happen.
+        FLOOD_WAITS.labels("send_message").inc()
+        FLOOD_WAIT_SECONDS.labels("send_message").inc(exc.seconds)
         await self.sessions.pause_sends(self.session_id, until)
         await self.emit(
             FloodWaited(
