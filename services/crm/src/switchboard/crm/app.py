@@ -29,7 +29,6 @@ from switchboard.crm import (
 from switchboard.crm.bootstrap import CrmDeps, bootstrap
 from switchboard.crm.campaigns import CampaignRequest
 from switchboard.crm.commands import Applied, Context, RejectedError
-from switchboard.crm.deps import Workspace
 from switchboard.crm.media_api import media_routes
 from switchboard.crm.resolver import Resolver
 from switchboard.crm.settings import CrmSettings
@@ -56,7 +55,7 @@ from switchboard.events.catalog.crm import (
 from switchboard.events.catalog.mtproto import AccountStatus
 from switchboard.runtime import identity, pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
-from switchboard.runtime.auth import ApiKeyAuth
+from switchboard.runtime.auth import ApiKeyAuth, Workspace
 from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired

@@ -23,12 +23,12 @@ from starlette.responses import JSONResponse, Response
 
 from switchboard.crm import queries, user_files
 from switchboard.crm.attachments import Attachment, attachments_of, download_limit
-from switchboard.crm.deps import Workspace
 from switchboard.crm.media import MediaError, ProviderMedia
 from switchboard.crm.media_stream import KeptStreamResponse, MediaStreamResponse
 from switchboard.crm.settings import CrmSettings
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.app import ServiceApp
+from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error
 from switchboard.runtime.integrations import add_integrations_route
