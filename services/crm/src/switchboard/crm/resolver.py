@@ -78,10 +78,25 @@ class Resolver:
             )
 
     async def owner(self, workspace: str, key: str) -> str | None:
+        return (await self._claim_of(workspace, key))[0]
+
+    async def _claim_of(self, workspace: str, key: str) -> tuple[str | None, str | None]:
+        """Who owns ``key`` and the id of the message that claimed it (None, None: nobody)."""
         last = await self.store.last(keys.claim_key(workspace, key))
         if last is None or not isinstance(last.model, IdentityClaimed):
-            return None
-        return last.model.contact_id
+            return None, None
+        return last.model.contact_id, last.envelope.causation_id
+
+    async def _link_identity(
+        self, ws: str, ikey: str, contact_id: str, identity: Identity, cause: Envelope
+    ) -> None:
+        """Record once that the identity ``ikey`` joined ``contact_id`` by its phone."""
+        await self._append_once(
+            ContactIdentityLinked(contact_id=contact_id, identity=identity, matched_by="phone"),
+            contact_id,
+            cause,
+            f"link:{keys.claim_key(ws, ikey)}",
+        )
 
     async def opened(self, event: ContactStatusChanged, cause: Envelope) -> str | None:
         """A conversation opened from a deep link (Viber ``conversation_started`` with its
@@ -105,7 +120,12 @@ class Resolver:
             phone=phone,
         )
         own_id = keys.new_contact_id(ws, ikey)
-        owner = await self.owner(ws, ikey)
+        owner, claimed_by = await self._claim_of(ws, ikey)
+        if owner is not None and owner != own_id and claimed_by == cause.id:
+            # This very message matched the phone and claimed the identity, and did not get
+            # to link it (a crash, or the contact was not created yet): link it now.
+            await self._link_identity(ws, ikey, owner, identity, cause)
+            return owner
         if owner is not None and phone and event.sender.id != phone:
             # A BSUID already known, now with a phone beside it: the phone leads here too.
             await self._link(ws, keys.phone_key(phone), owner, identity, "bsuid", cause)
@@ -118,14 +138,7 @@ class Resolver:
             if by_phone != own_id:
                 owner = await self.claim(ws, ikey, by_phone, cause)
                 if owner == by_phone:
-                    await self._append_once(
-                        ContactIdentityLinked(
-                            contact_id=by_phone, identity=identity, matched_by="phone"
-                        ),
-                        by_phone,
-                        cause,
-                        f"link:{keys.claim_key(ws, ikey)}",
-                    )
+                    await self._link_identity(ws, ikey, by_phone, identity, cause)
                 return owner
             owner = await self.claim(ws, ikey, own_id, cause)
             if owner != own_id and phone_seq is not None:
@@ -254,7 +267,7 @@ class Resolver:
         self, model: ContactIdentityLinked, agg: str, cause: Envelope, event_id: str
     ) -> None:
         # Deterministic id: a redelivery publishes the same id, which JetStream drops.
-        await self.store.bus.publish(model, cause=cause, id=event_id)
+        await self.store.append_to_existing(model, agg, cause=cause, id=event_id)
 
     def _remember(self, contact_id: str) -> None:
         self._known[contact_id] = None

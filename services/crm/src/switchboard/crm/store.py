@@ -16,10 +16,17 @@ from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError as ConflictError
 from switchboard.runtime.aggregates import append_expecting, read_filter
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.failures import InfrastructureError
 
 
 def aggregate_filter(aggregate_id: str) -> str:
     return f"crm.*.*.{aggregate_id}"
+
+
+class NotCreatedYetError(InfrastructureError):
+    """An append to an aggregate that was claimed and not yet created: its founder is
+    between its claim and its creating event (or crashed there, and its redelivery will
+    finish). Retryable like any concurrent writer, never counted against the message."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,20 @@ class EventStore:
             workspace_id=workspace_id,
             id=id,
         )
+
+    async def append_to_existing(
+        self, model: Message, aggregate_id: str, *, cause: Envelope, id: str
+    ) -> None:
+        """Append to an aggregate at whatever version it is, once it exists, sealed like
+        every other append. ``id`` is deterministic, so a redelivery's copy is dropped.
+
+        Raises NotCreatedYetError while the aggregate has no events: appended first, this
+        event would take sequence 0 and the founder's creation (expected at 0) would
+        conflict, leaving an aggregate that is never created."""
+        if await self.first(aggregate_id) is None:
+            raise NotCreatedYetError(f"{aggregate_id} is claimed and not created yet")
+        sealed = await pii.seal_model(self.keys or pii.installed(), cause.workspace_id, model)
+        await self.bus.publish(sealed, cause=cause, id=id)
 
     async def load(self, aggregate_id: str) -> Aggregate:
         """Read every event of one aggregate (few per aggregate: a short ordered read)."""
