@@ -191,3 +191,26 @@ async def test_a_redelivery_links_an_identity_its_first_delivery_claimed_before_
     link = await resolver.store.bus.js.get_last_msg("CRM", aggregate_filter(contact))
     assert phone not in (link.data or b"").decode()
     assert "g-2" not in (link.data or b"").decode()
+
+
+async def test_the_next_message_of_a_resolved_sender_reads_nothing(
+    resolver: Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolving a sender again changes nothing, so this process does not look their claims
+    up again (the lookup was most of the resolver's work); a new phone beside the same id is
+    resolved again, and links the phone."""
+    phone = "4917633333333"
+    first = await resolver.resolve(message(1, None), cause(1, "known"))
+    reads: list[str] = []
+    real_last = resolver.store.last
+
+    async def counted(aggregate_id: str) -> Any:
+        reads.append(aggregate_id)
+        return await real_last(aggregate_id)
+
+    monkeypatch.setattr(resolver.store, "last", counted)
+    assert await resolver.resolve(message(2, None), cause(2, "known")) == first
+    assert reads == []
+    assert await resolver.resolve(message(3, phone), cause(3, "known")) == first
+    assert reads != []
+    assert await resolver.owner("known", keys.phone_key(phone)) == first
