@@ -23,6 +23,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,32 @@ def start_update(update_id: int, chat: int) -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def running(
+    tmp: Path, env: dict[str, str], phase: str, *services: str
+) -> AsyncIterator[list[ServiceProcess]]:
+    """``services`` as processes on free ports with ``env`` (logs ``<service>-<phase>.log``),
+    ready; stopped on leaving. Each phase of this benchmark stands up its services so."""
+    procs: list[ServiceProcess] = []
+    try:
+        for s in services:
+            port = free_port()
+            procs.append(
+                ServiceProcess(
+                    f"switchboard.{s}",
+                    {**env, f"SWITCHBOARD_{s.upper()}_HTTP_PORT": str(port)},
+                    tmp / f"{s}-{phase}.log",
+                    port=port,
+                ).start()
+            )
+        for p in procs:
+            await p.ready(120)
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
+
+
 async def publish_flow(http: httpx.AsyncClient, flows: str, doc: dict[str, Any]) -> None:
     r = await http.post(f"{flows}/v1/flows", json=doc, headers=AUTH)
     r.raise_for_status()
@@ -108,19 +136,7 @@ async def reply_latency(
 ) -> tuple[list[float], int]:
     """Milliseconds from each /start POST (its scheduled time) to the greeting accepted."""
     seen = accepted_times()
-    ports = {s: free_port() for s in ("ingest", "outbound", "flows")}
-    procs = [
-        ServiceProcess(
-            f"switchboard.{s}",
-            {**env, f"SWITCHBOARD_{s.upper()}_HTTP_PORT": str(port)},
-            tmp / f"{s}.log",
-            port=port,
-        ).start()
-        for s, port in ports.items()
-    ]
-    try:
-        for p in procs:
-            await p.ready(120)
+    async with running(tmp, env, "reply", "ingest", "outbound", "flows") as procs:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
             await publish_flow(http, procs[2].url, DEMO_FLOW)
@@ -149,9 +165,6 @@ async def reply_latency(
         lat = sorted((seen[c] - t) * 1000 for c, t in sent.items() if c in seen)
         await stages(procs[0].env["SWITCHBOARD_NATS_URL"], sent, seen)
         return lat, total - len(lat)
-    finally:
-        for p in procs:
-            p.stop()
 
 
 async def _stored_at(bus: Bus, stream: str, subject: str, chat_of: Any) -> dict[int, float]:
@@ -258,16 +271,8 @@ async def conversations_settled(bus: Bus, within_s: float) -> None:
 
 async def steps_rate(tmp: Path, env: dict[str, str], bus: Bus, count: int) -> tuple[int, float]:
     """Steps recorded per second while one flows instance works through the backlog."""
-    port = free_port()
-    proc = ServiceProcess(
-        "switchboard.flows", {**env, "SWITCHBOARD_FLOWS_HTTP_PORT": str(port)},
-        tmp / "flows-steps.log", port=port,
-    ).start()  # fmt: skip
-    try:
-        await proc.ready(120)
+    async with running(tmp, env, "steps", "flows"):
         await conversations_settled(bus, 600)
-    finally:
-        proc.stop()
     steps, first, last = 0, None, None
     async for msgs in batches(bus, "FLOWS", "flows.run_recorded.>", 512):
         for m in msgs:
@@ -311,18 +316,10 @@ async def main() -> None:
                 flush=True,
             )
             # Steps: publish the 3-step flow, let flows catch up idle, then the backlog.
-            port = free_port()
-            proc = ServiceProcess(
-                "switchboard.flows", {**env, "SWITCHBOARD_FLOWS_HTTP_PORT": str(port)},
-                tmp / "flows-publish.log", port=port,
-            ).start()  # fmt: skip
-            try:
-                await proc.ready(120)
+            async with running(tmp, env, "publish", "flows") as (flows,):
                 async with httpx.AsyncClient(timeout=30) as http:
-                    await publish_flow(http, proc.url, STEPS_FLOW)
+                    await publish_flow(http, flows.url, STEPS_FLOW)
                 await conversations_settled(bus, 60)  # the reply phase's inputs
-            finally:
-                proc.stop()
             await store_backlog(bus, BACKLOG)
             base = await baseline_rate(bus)
             steps, rate = await steps_rate(tmp, env, bus, BACKLOG)

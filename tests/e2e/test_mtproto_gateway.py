@@ -11,8 +11,8 @@ any auth key connected twice at once).
 * Chaos: the instance owning the most of 30 sessions is SIGKILLed while their channels
   post: takeover within the TTL + 5 s, no key connected twice, every post in CONV exactly
   once per reading session.
-* A dump of every KV bucket and of the gateway's tables, taken while it runs, holds no
-  session string.
+* A dump of every stream (KV buckets included) and of every table, taken while it runs,
+  holds no session string.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from tests.support.dumps import postgres_dump, stream_dump
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
@@ -163,41 +163,6 @@ async def _import(gw: Gateways, base: str, session_id: str, session: str) -> Non
     assert r.status_code == 201, r.text
 
 
-async def _kv_dump(nats_url: str) -> str:
-    bus = await Bus.connect(nats_url, name="e2e-dump")
-    parts: list[str] = []
-    try:
-        for info in await bus.js.streams_info():
-            name = info.config.name or ""
-            if name.startswith("KV_"):
-                kv = await bus.kv(name[3:])
-                try:
-                    keys = await kv.keys()
-                except Exception:  # an empty bucket
-                    continue
-                for key in keys:
-                    entry = await kv.get(key)
-                    parts.append(f"{name}/{key}={(entry.value or b'').decode(errors='replace')}")
-    finally:
-        await bus.close()
-    return "\n".join(parts)
-
-
-async def _db_dump(database_url: str) -> str:
-    conn = await asyncpg.connect(database_url)
-    try:
-        parts = []
-        for schema, table in await conn.fetch(
-            """SELECT table_schema, table_name FROM information_schema.tables
-               WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"""
-        ):
-            rows = await conn.fetch(f'SELECT * FROM "{schema}"."{table}"')
-            parts += [json.dumps(dict(r), default=str) for r in rows]
-        return "\n".join(parts)
-    finally:
-        await conn.close()
-
-
 async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
     gateways: Any, nats_url: str, postgres_url: str
 ) -> None:
@@ -235,7 +200,7 @@ async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
     assert all(e["healthy"] and e["p95_latency_ms"] is not None for e in health.values())
 
     # A dump taken while the gateways run holds no session string, no app hash.
-    dumps = await _kv_dump(nats_url) + await _db_dump(postgres_url)
+    dumps = await stream_dump(nats_url) + await postgres_dump(postgres_url)
     assert "mtproto.session.s0" in dumps  # the dump really covers the leases
     for s in sessions.values():
         assert s["session"] not in dumps

@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from tests.support.dumps import postgres_dump, stream_dump
 from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, KEY, OTHER_KEY, register_bot, service_env
 from tests.support.telegram import text_update
@@ -362,45 +362,6 @@ async def _stored_key(run: Run) -> str:
         return key
 
 
-async def _kv_and_stream_dump(nats_url: str) -> bytes:
-    bus = await Bus.connect(nats_url, name="dump")
-    out = bytearray()
-    try:
-        streams = await bus.js.streams_info()
-        for info in streams:
-            name = info.config.name
-            assert name is not None
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                try:
-                    msg = await bus.js.get_msg(name, seq)
-                except Exception:
-                    continue
-                out += (msg.subject or "").encode() + b"\n"
-                out += repr(dict(msg.headers or {})).encode() + b"\n"
-                out += (msg.data or b"") + b"\n"
-    finally:
-        await bus.close()
-    return bytes(out)
-
-
-async def _postgres_dump(postgres_url: str) -> str:
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        tables = await conn.fetch(
-            "SELECT schemaname, tablename FROM pg_tables"
-            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
-        )
-        parts = []
-        for t in tables:
-            rows = await conn.fetch(
-                f'SELECT t::text AS row FROM "{t["schemaname"]}"."{t["tablename"]}" t'
-            )
-            parts += [r["row"] for r in rows]
-        return "\n".join(parts)
-    finally:
-        await conn.close()
-
-
 def _found(haystack: str, secrets: dict[str, str]) -> list[str]:
     found = [name for name, value in secrets.items() if value and value in haystack]
     for name, code in _codes.items():
@@ -490,10 +451,10 @@ async def test_no_secret_leaks_anywhere_and_every_door_is_locked(run: Run) -> No
     assert "setWebhook" in logs, "the logs were captured (httpx request lines included)"
     assert not _found(logs, secrets), "secrets in the logs"
 
-    dump = (await _kv_and_stream_dump(run.nats_url)).decode(errors="replace")
+    dump = await stream_dump(run.nats_url)
     assert "$KV.accounts.telegram" in dump, "the dump holds the accounts bucket"
     assert not _found(dump, secrets), "secrets in KV or streams"
 
-    rows = await _postgres_dump(run.postgres_url)
+    rows = await postgres_dump(run.postgres_url)
     assert rows, "the database dump is not empty"
     assert not _found(rows, secrets), "secrets in Postgres"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.support.normalized import only, subset
+from tests.support.normalized import Normalizer, subset
 
 from switchboard.events.catalog.conv import (
     CallbackReceived,
@@ -16,7 +16,6 @@ from switchboard.events.catalog.conv import (
     MessageReceived,
     UpdateUnsupported,
 )
-from switchboard.ingest.normalize.base import NormalizeError
 from switchboard.ingest.normalize.telegram import normalize_update
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -35,8 +34,8 @@ def msg(**content: Any) -> dict[str, Any]:
     return {"message_id": 42, "from": USER, "chat": CHAT, "date": 1763640000, **content}
 
 
-def one(update: dict[str, Any]) -> Any:
-    return only(normalize_update(update, account="demo", raw_id="tg:demo:1", received_at=NOW))
+run = Normalizer(normalize_update, "tg:demo:1", NOW)
+one = run.one
 
 
 PHOTO = [
@@ -228,5 +227,4 @@ def test_unknown_update_kind_is_kept_not_dropped() -> None:
     ],
 )
 def test_unreadable_updates_raise_with_a_reason(update: Any, reason: str) -> None:
-    with pytest.raises(NormalizeError, match=reason):
-        normalize_update(update, account="demo", raw_id="r", received_at=NOW)
+    run.refuses(update, reason)

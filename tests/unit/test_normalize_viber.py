@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.support.normalized import assert_pure_and_codec_safe, only, subset
+from tests.support.normalized import Normalizer, subset
 
 from switchboard.events.catalog.conv import (
     ContactStatus,
@@ -18,7 +17,6 @@ from switchboard.events.catalog.conv import (
 )
 from switchboard.events.catalog.delivery import DeliveryReceipt
 from switchboard.events.subjects import token
-from switchboard.ingest.normalize.base import NormalizeError
 from switchboard.ingest.normalize.viber import normalize_payload
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -52,12 +50,8 @@ def message(**msg: Any) -> dict[str, Any]:
     return callback("message", sender=USER, message=msg, silent=False)
 
 
-def run(payload: Any, raw_id: str = RAW) -> list[Any]:
-    return normalize_payload(payload, account="demo", raw_id=raw_id, received_at=NOW)
-
-
-def one(payload: Any) -> Any:
-    return only(run(payload))
+run = Normalizer(normalize_payload, RAW, NOW)
+one = run.one
 
 
 CONTENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -326,8 +320,7 @@ ERROR_CASES: list[tuple[Any, str]] = [
 
 @pytest.mark.parametrize(("payload", "reason"), ERROR_CASES)
 def test_unreadable_callbacks_raise_with_a_precise_reason(payload: Any, reason: str) -> None:
-    with pytest.raises(NormalizeError, match=re.escape(reason)):
-        run(payload)
+    run.refuses(payload, reason)
 
 
 ALL_CALLBACKS: list[dict[str, Any]] = [
@@ -340,4 +333,4 @@ ALL_CALLBACKS: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("payload", ALL_CALLBACKS)
 def test_normalizing_is_pure_and_every_event_round_trips(payload: dict[str, Any]) -> None:
-    assert_pure_and_codec_safe(lambda: run(payload), NOW)
+    run.is_pure_and_codec_safe(payload)

@@ -3,18 +3,15 @@ payloads (the shapes of Meta's webhook reference and of the sandbox fake)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.support.normalized import assert_pure_and_codec_safe, only, subset
+from tests.support.normalized import Normalizer, subset
 
-from switchboard.events import Event
 from switchboard.events.catalog.conv import CallbackReceived, MessageReceived, UpdateUnsupported
 from switchboard.events.catalog.delivery import DeliveryReceipt
 from switchboard.events.subjects import token
-from switchboard.ingest.normalize.base import NormalizeError
 from switchboard.ingest.normalize.whatsapp import normalize_payload
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -73,12 +70,8 @@ def statuses(*items: dict[str, Any]) -> dict[str, Any]:
     return body(change(value(statuses=list(items))))
 
 
-def run(payload: Any, raw_id: str = RAW) -> list[Event]:
-    return normalize_payload(payload, account="demo", raw_id=raw_id, received_at=NOW)
-
-
-def one(payload: Any) -> Any:
-    return only(run(payload))
+run = Normalizer(normalize_payload, RAW, NOW)
+one = run.one
 
 
 MEDIA = {"mime_type": "image/jpeg", "sha256": SHA, "id": "1103975374325487"}
@@ -629,8 +622,7 @@ ERROR_CASES: list[tuple[Any, str]] = [
 
 @pytest.mark.parametrize(("payload", "reason"), ERROR_CASES)
 def test_unreadable_bodies_raise_with_a_precise_reason(payload: Any, reason: str) -> None:
-    with pytest.raises(NormalizeError, match=re.escape(reason)):
-        run(payload)
+    run.refuses(payload, reason)
 
 
 ALL_BODIES: list[dict[str, Any]] = [
@@ -643,4 +635,4 @@ ALL_BODIES: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("payload", ALL_BODIES)
 def test_normalizing_is_pure_and_every_event_round_trips(payload: dict[str, Any]) -> None:
-    assert_pure_and_codec_safe(lambda: run(payload), NOW)
+    run.is_pure_and_codec_safe(payload)
