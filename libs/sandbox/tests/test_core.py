@@ -3,6 +3,7 @@ guard, and the shared messaging control routes as every provider serves them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -20,6 +21,7 @@ from switchboard.sandbox.routes import route_table
 from switchboard.sandbox.telegram.config import TelegramConfig, TelegramLimits
 from switchboard.sandbox.traffic import TrafficRequest, check_mix
 from switchboard.sandbox.viber.config import CallbackSettings, ViberConfig
+from switchboard.sandbox.webhooks import Wakeup
 from switchboard.sandbox.whatsapp.config import StatusSettings, WhatsAppConfig
 
 from .conftest import ClockedEnv, TelegramEnv
@@ -98,6 +100,33 @@ def test_check_mix_drops_zero_weights_and_names_unknown_kinds() -> None:
         check_mix({"c": 1}, {"a": 1}, ("a", "b"), "test kinds")
     with pytest.raises(ValueError, match="positive sum"):
         check_mix({"a": 0}, {"a": 1}, ("a", "b"), "test kinds")
+
+
+async def test_wakeup_wakes_a_waiter_and_a_wait_without_set_ends_at_its_timeout() -> None:
+    wakeup = Wakeup()
+    wakeup.set()  # nobody waits: nothing is remembered
+    await wakeup.wait(0)
+    waiter = asyncio.create_task(wakeup.wait())
+    await asyncio.sleep(0)  # let the waiter start waiting
+    assert not waiter.done()
+    wakeup.set()
+    await waiter
+
+
+def test_a_forgotten_wakeup_works_in_the_next_event_loop() -> None:
+    wakeup = Wakeup()
+
+    async def wake_one() -> None:
+        waiter = asyncio.create_task(wakeup.wait())
+        await asyncio.sleep(0)
+        wakeup.set()
+        await waiter
+
+    asyncio.run(wake_one())
+    with pytest.raises(RuntimeError, match="different event loop"):
+        asyncio.run(wake_one())
+    wakeup.forget()
+    asyncio.run(wake_one())
 
 
 class _TeapotError(Exception):
