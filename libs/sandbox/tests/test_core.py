@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.faults import FaultSpec
 from switchboard.sandbox.httpjson import ControlError
+from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.mtproto.config import MtprotoConfig
 from switchboard.sandbox.ratelimit import Penalty, SlidingWindow, TokenBucket
 from switchboard.sandbox.routes import route_table
@@ -187,6 +189,35 @@ async def test_limits_changed_through_settings_start_every_key_afresh(
     )
     assert changed.json()["limits"]["bot"]["limit"] == 2
     assert (await clocked.call("sendMessage", chat_id=3, text="c")).status_code == 200
+
+
+_DEMO_ACCOUNTS: dict[str, Callable[[Sandbox], object]] = {
+    "telegram": lambda box: box.telegram.add_demo_bot(),
+    "whatsapp": lambda box: box.whatsapp.add_demo_number(),
+    "viber": lambda box: box.viber.add_demo_bot(),
+}
+
+
+@pytest.mark.parametrize("name", list(_DEMO_ACCOUNTS))
+async def test_every_messaging_fake_lists_and_removes_its_accounts_in_the_shared_routes(
+    name: str,
+) -> None:
+    box = Sandbox()
+    provider: MessagingProvider[Any, Any] = getattr(box, name)
+    account = _DEMO_ACCOUNTS[name](box)
+    key = provider.account_key(account)
+    accounts = f"/_sandbox/{name}/{provider.accounts_key}"
+    transport = httpx.ASGITransport(app=box.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
+        listed = (await http.get(accounts)).json()
+        assert listed == {provider.accounts_key: [provider.find(key).summary()]}
+        deleted = await http.delete(f"{accounts}/{key}")
+        assert (deleted.status_code, deleted.json()) == (200, {"deleted": True})
+        assert (await http.get(accounts)).json() == {provider.accounts_key: []}
+        again = await http.delete(f"{accounts}/{key}")
+        assert again.status_code == 404
+        assert key in again.json()["error"]
+    await box.aclose()
 
 
 async def test_unknown_account_in_shared_routes_is_a_404(tg: TelegramEnv) -> None:

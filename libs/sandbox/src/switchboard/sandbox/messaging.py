@@ -45,6 +45,10 @@ class MessagingState(Generic[C]):
         self.config = config
         self.limiter = RateLimiter(core.clock)
 
+    async def remove(self, account: Any) -> None:
+        """Forget an account: stop its webhook queue, drop it, start its limits afresh."""
+        raise NotImplementedError
+
 
 class Closable(Protocol):
     """Something holding background tasks (an emitter of follow-up webhooks)."""
@@ -193,7 +197,18 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
             self.queue_of(account).policy = self.config.webhook_retry
 
     def shared_routes(self) -> RouteTable:
-        """`/limits`, `/settings`, `/generated` and `/traffic` (start, list, read, stop)."""
+        """The accounts' list and removal (`/bots`, `/numbers`, ...), `/limits`, `/settings`,
+        `/generated` and `/traffic` (start, list, read, stop)."""
+        accounts = f"/{self.accounts_key}"
+
+        async def list_accounts(request: Request) -> Response:
+            return JSONResponse(
+                {self.accounts_key: [a.summary() for a in self.accounts().values()]}
+            )
+
+        async def delete_account(request: Request) -> Response:
+            await self.state.remove(self.find(request.path_params[self.account_param]))
+            return JSONResponse({"deleted": True})
 
         async def generated(request: Request) -> Response:
             ref = request.query_params.get(self.account_param)
@@ -227,6 +242,8 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
             return JSONResponse(job.to_json(), status_code=202)
 
         return [
+            (accounts, list_accounts, ["GET"]),
+            (f"{accounts}/{{{self.account_param}}}", delete_account, ["DELETE"]),
             *limits_routes(lambda: self.config.limits, self.state.limiter),
             *settings_routes(self.config, self.state.limiter, self.apply_retry_policy),
             ("/generated", generated, ["GET"]),
