@@ -220,6 +220,22 @@ async def test_every_messaging_fake_lists_and_removes_its_accounts_in_the_shared
     await box.aclose()
 
 
+@pytest.mark.parametrize(
+    ("name", "ref", "key"),
+    [
+        ("telegram", "@switchboard_demo_bot", "100000001"),
+        ("telegram", "555:not-registered", "555"),
+        ("whatsapp", "+1 555 010 0001", "100000000000101"),
+        ("whatsapp", "demo-whatsapp-token", "100000000000101"),
+        ("viber", "4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51f", "switchboard_demo"),
+        ("viber", "nobody", "nobody"),
+    ],
+)
+def test_fault_rules_key_accounts_as_records_do(name: str, ref: str, key: str) -> None:
+    box = Sandbox(SandboxConfig(demo=True))
+    assert box.providers[name].normalize_account(ref) == key
+
+
 async def test_unknown_account_in_shared_routes_is_a_404(tg: TelegramEnv) -> None:
     generated = await tg.http.get("/_sandbox/telegram/generated", params={"bot": "nobody"})
     assert generated.status_code == 404

@@ -153,6 +153,13 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
     def control_routes(self) -> list[BaseRoute]:
         return route_table(self.own_control_routes() + self.shared_routes(), self.control_error)
 
+    def normalize_account(self, account: str) -> str:
+        """The key of the account `account` names, or `account` itself if none is known."""
+        try:
+            return self.account_key(self.find(account))
+        except KeyError:
+            return account
+
     def control_error(self, exc: Exception) -> ControlError | Response | None:
         """The answer to an exception of a control endpoint: an account lookup's KeyError
         is a 404 naming what is missing; None leaves it to the route guard."""
