@@ -21,10 +21,15 @@ from switchboard.sandbox.mtproto.config import MtprotoConfig
 from switchboard.sandbox.ratelimit import Penalty, SlidingWindow, TokenBucket
 from switchboard.sandbox.routes import route_table
 from switchboard.sandbox.telegram.config import TelegramConfig, TelegramLimits
+from switchboard.sandbox.telegram.provider import DEMO_TOKEN as TG_DEMO_TOKEN
+from switchboard.sandbox.telegram.provider import DEMO_USERNAME as TG_DEMO_USERNAME
 from switchboard.sandbox.traffic import TrafficRequest, check_mix
 from switchboard.sandbox.viber.config import CallbackSettings, ViberConfig
+from switchboard.sandbox.viber.provider import DEMO_VIBER_TOKEN, DEMO_VIBER_URI
 from switchboard.sandbox.webhooks import Wakeup
 from switchboard.sandbox.whatsapp.config import StatusSettings, WhatsAppConfig
+from switchboard.sandbox.whatsapp.provider import DEMO_PHONE_NUMBER_ID as WA_DEMO_ID
+from switchboard.sandbox.whatsapp.provider import DEMO_WA_TOKEN as WA_DEMO_TOKEN
 
 from .conftest import ClockedEnv, TelegramEnv
 
@@ -223,11 +228,11 @@ async def test_every_messaging_fake_lists_and_removes_its_accounts_in_the_shared
 @pytest.mark.parametrize(
     ("name", "ref", "key"),
     [
-        ("telegram", "@switchboard_demo_bot", "100000001"),
+        ("telegram", f"@{TG_DEMO_USERNAME}", TG_DEMO_TOKEN.split(":")[0]),
         ("telegram", "555:not-registered", "555"),
-        ("whatsapp", "+1 555 010 0001", "100000000000101"),
-        ("whatsapp", "demo-whatsapp-token", "100000000000101"),
-        ("viber", "4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51f", "switchboard_demo"),
+        ("whatsapp", "+1 555 010 0001", WA_DEMO_ID),
+        ("whatsapp", WA_DEMO_TOKEN, WA_DEMO_ID),
+        ("viber", DEMO_VIBER_TOKEN, DEMO_VIBER_URI),
         ("viber", "nobody", "nobody"),
     ],
 )
