@@ -16,6 +16,7 @@ from telethon.sessions import StringSession
 
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.mtproto.world import FakeUser
+from switchboard.sandbox.testing import wire_sandbox
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
 WAIT = 15.0  # generous: the machine is shared; conditions, not sleeps, decide
@@ -79,15 +80,9 @@ class Chat(NamedTuple):
 
 @pytest.fixture
 async def wire() -> AsyncIterator[WireEnv]:
-    sandbox = Sandbox()
-    await sandbox.mtproto_wire.start()
-    env = WireEnv(sandbox)
-    try:
-        yield env
-    finally:
-        for client in env.clients:
-            await client.disconnect()
-        await sandbox.aclose()
+    clients: list[TelegramClient] = []
+    async with wire_sandbox(clients) as sandbox:
+        yield WireEnv(sandbox, clients)
 
 
 @asynccontextmanager

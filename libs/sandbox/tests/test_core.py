@@ -3,7 +3,9 @@ guard, and the shared messaging control routes as every provider serves them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -14,13 +16,20 @@ from starlette.responses import JSONResponse, Response
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.faults import FaultSpec
 from switchboard.sandbox.httpjson import ControlError
+from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.mtproto.config import MtprotoConfig
 from switchboard.sandbox.ratelimit import Penalty, SlidingWindow, TokenBucket
 from switchboard.sandbox.routes import route_table
 from switchboard.sandbox.telegram.config import TelegramConfig, TelegramLimits
+from switchboard.sandbox.telegram.provider import DEMO_TOKEN as TG_DEMO_TOKEN
+from switchboard.sandbox.telegram.provider import DEMO_USERNAME as TG_DEMO_USERNAME
 from switchboard.sandbox.traffic import TrafficRequest, check_mix
 from switchboard.sandbox.viber.config import CallbackSettings, ViberConfig
+from switchboard.sandbox.viber.provider import DEMO_VIBER_TOKEN, DEMO_VIBER_URI
+from switchboard.sandbox.webhooks import Wakeup
 from switchboard.sandbox.whatsapp.config import StatusSettings, WhatsAppConfig
+from switchboard.sandbox.whatsapp.provider import DEMO_PHONE_NUMBER_ID as WA_DEMO_ID
+from switchboard.sandbox.whatsapp.provider import DEMO_WA_TOKEN as WA_DEMO_TOKEN
 
 from .conftest import ClockedEnv, TelegramEnv
 
@@ -100,6 +109,33 @@ def test_check_mix_drops_zero_weights_and_names_unknown_kinds() -> None:
         check_mix({"a": 0}, {"a": 1}, ("a", "b"), "test kinds")
 
 
+async def test_wakeup_wakes_a_waiter_and_a_wait_without_set_ends_at_its_timeout() -> None:
+    wakeup = Wakeup()
+    wakeup.set()  # nobody waits: nothing is remembered
+    await wakeup.wait(0)
+    waiter = asyncio.create_task(wakeup.wait())
+    await asyncio.sleep(0)  # let the waiter start waiting
+    assert not waiter.done()
+    wakeup.set()
+    await waiter
+
+
+def test_a_forgotten_wakeup_works_in_the_next_event_loop() -> None:
+    wakeup = Wakeup()
+
+    async def wake_one() -> None:
+        waiter = asyncio.create_task(wakeup.wait())
+        await asyncio.sleep(0)
+        wakeup.set()
+        await waiter
+
+    asyncio.run(wake_one())
+    with pytest.raises(RuntimeError, match="different event loop"):
+        asyncio.run(wake_one())
+    wakeup.forget()
+    asyncio.run(wake_one())
+
+
 class _TeapotError(Exception):
     pass
 
@@ -158,6 +194,51 @@ async def test_limits_changed_through_settings_start_every_key_afresh(
     )
     assert changed.json()["limits"]["bot"]["limit"] == 2
     assert (await clocked.call("sendMessage", chat_id=3, text="c")).status_code == 200
+
+
+_DEMO_ACCOUNTS: dict[str, Callable[[Sandbox], object]] = {
+    "telegram": lambda box: box.telegram.add_demo_bot(),
+    "whatsapp": lambda box: box.whatsapp.add_demo_number(),
+    "viber": lambda box: box.viber.add_demo_bot(),
+}
+
+
+@pytest.mark.parametrize("name", list(_DEMO_ACCOUNTS))
+async def test_every_messaging_fake_lists_and_removes_its_accounts_in_the_shared_routes(
+    name: str,
+) -> None:
+    box = Sandbox()
+    provider: MessagingProvider[Any, Any] = getattr(box, name)
+    account = _DEMO_ACCOUNTS[name](box)
+    key = provider.account_key(account)
+    accounts = f"/_sandbox/{name}/{provider.accounts_key}"
+    transport = httpx.ASGITransport(app=box.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
+        listed = (await http.get(accounts)).json()
+        assert listed == {provider.accounts_key: [provider.find(key).summary()]}
+        deleted = await http.delete(f"{accounts}/{key}")
+        assert (deleted.status_code, deleted.json()) == (200, {"deleted": True})
+        assert (await http.get(accounts)).json() == {provider.accounts_key: []}
+        again = await http.delete(f"{accounts}/{key}")
+        assert again.status_code == 404
+        assert key in again.json()["error"]
+    await box.aclose()
+
+
+@pytest.mark.parametrize(
+    ("name", "ref", "key"),
+    [
+        ("telegram", f"@{TG_DEMO_USERNAME}", TG_DEMO_TOKEN.split(":")[0]),
+        ("telegram", "555:not-registered", "555"),
+        ("whatsapp", "+1 555 010 0001", WA_DEMO_ID),
+        ("whatsapp", WA_DEMO_TOKEN, WA_DEMO_ID),
+        ("viber", DEMO_VIBER_TOKEN, DEMO_VIBER_URI),
+        ("viber", "nobody", "nobody"),
+    ],
+)
+def test_fault_rules_key_accounts_as_records_do(name: str, ref: str, key: str) -> None:
+    box = Sandbox(SandboxConfig(demo=True))
+    assert box.providers[name].normalize_account(ref) == key
 
 
 async def test_unknown_account_in_shared_routes_is_a_404(tg: TelegramEnv) -> None:

@@ -12,7 +12,7 @@ import pytest
 from telethon import errors, events
 
 from switchboard.sandbox import Sandbox
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox.testing import serve, wire_sandbox
 
 from .mtproto_wire_support import WAIT, client_for, collecting
 
@@ -94,24 +94,24 @@ async def test_the_descriptor_is_503_until_the_wire_server_runs() -> None:
 
 
 async def test_wire_control_routes_set_faults_and_issue_sessions() -> None:
-    sandbox = Sandbox()
-    await sandbox.mtproto_wire.start()
-    user, _ = sandbox.mtproto.add_user("15550001111")
-    transport = httpx.ASGITransport(app=sandbox.app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
-        base = "/_sandbox/mtproto/wire"
-        assert (await http.get(f"{base}/server")).json()["port"] == sandbox.mtproto_wire.port
-        set_faults = await http.post(f"{base}/faults", json={"drop_updates": 2, "stall": True})
-        assert set_faults.json() == {"drop_updates": 2, "stall": True}
-        assert sandbox.mtproto_wire.faults.drop_updates == 2
-        assert (await http.post(f"{base}/faults", json={"drop_updates": -1})).status_code == 400
-        assert (await http.post(f"{base}/faults", json={"stall": "yes"})).status_code == 400
-        assert (await http.post(f"{base}/faults", json={"lose": 1})).status_code == 400
-        cleared = await http.post(f"{base}/faults", json={"drop_updates": 0, "stall": False})
-        assert cleared.json() == {"drop_updates": 0, "stall": False}
-        issued = await http.post(f"{base}/sessions", json={"user": "15550001111"})
-        assert issued.status_code == 201
-        assert sandbox.mtproto.session(issued.json()["key_id"]).user_id == user.id
-        assert (await http.post(f"{base}/sessions", json={"user": "@nobody"})).status_code == 404
-        assert (await http.post(f"{base}/drop")).json() == {"dropped": 0}
-    await sandbox.aclose()
+    async with wire_sandbox() as sandbox:
+        user, _ = sandbox.mtproto.add_user("15550001111")
+        transport = httpx.ASGITransport(app=sandbox.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
+            base = "/_sandbox/mtproto/wire"
+            assert (await http.get(f"{base}/server")).json()["port"] == sandbox.mtproto_wire.port
+            set_faults = await http.post(f"{base}/faults", json={"drop_updates": 2, "stall": True})
+            assert set_faults.json() == {"drop_updates": 2, "stall": True}
+            assert sandbox.mtproto_wire.faults.drop_updates == 2
+            assert (await http.post(f"{base}/faults", json={"drop_updates": -1})).status_code == 400
+            assert (await http.post(f"{base}/faults", json={"stall": "yes"})).status_code == 400
+            assert (await http.post(f"{base}/faults", json={"lose": 1})).status_code == 400
+            cleared = await http.post(f"{base}/faults", json={"drop_updates": 0, "stall": False})
+            assert cleared.json() == {"drop_updates": 0, "stall": False}
+            issued = await http.post(f"{base}/sessions", json={"user": "15550001111"})
+            assert issued.status_code == 201
+            assert sandbox.mtproto.session(issued.json()["key_id"]).user_id == user.id
+            assert (
+                await http.post(f"{base}/sessions", json={"user": "@nobody"})
+            ).status_code == 404
+            assert (await http.post(f"{base}/drop")).json() == {"dropped": 0}

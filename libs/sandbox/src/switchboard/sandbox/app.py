@@ -37,18 +37,21 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.core = Core(clock=clock or SystemClock(), record_limit=self.config.record_limit)
         self.telegram = TelegramProvider(self.core, self.config.telegram)
-        self.providers: dict[str, Provider] = {}
-        self.add_provider(self.telegram)
         self.sendpulse = SendPulseProvider(self.core, self.config.sendpulse)
-        self.add_provider(self.sendpulse)
         self.metacapi = MetaCapiProvider(self.core, self.config.metacapi)
-        self.add_provider(self.metacapi)
         self.whatsapp = WhatsAppProvider(self.core, self.config.whatsapp)
-        self.add_provider(self.whatsapp)
         self.viber = ViberProvider(self.core, self.config.viber)
-        self.add_provider(self.viber)
         self.mtproto = MtprotoProvider(self.core, self.config.mtproto)
-        self.add_provider(self.mtproto)
+        self.providers: dict[str, Provider] = {}
+        for provider in (
+            self.telegram,
+            self.sendpulse,
+            self.metacapi,
+            self.whatsapp,
+            self.viber,
+            self.mtproto,
+        ):
+            self.add_provider(provider)
         self.mtproto_wire = WireServer(self.mtproto, self.config.mtproto_wire)
         if self.config.demo:
             self.install_demo()

@@ -23,7 +23,6 @@ from switchboard.sandbox.recorder import note_of
 from switchboard.sandbox.settings import check_fractions, check_not_negative
 
 ErrorResponder = Callable[[int, str], Response]
-Classifier = Callable[[Scope], tuple[str | None, str | None]]
 
 
 @dataclass(frozen=True)
@@ -185,29 +184,25 @@ def reason(status: int) -> str:
 
 
 class FaultMiddleware:
-    """ASGI wrapper applying the injector's decision before the provider sees the request."""
+    """ASGI wrapper applying the injector's decision before the provider sees the request.
+
+    It runs inside `RecordingMiddleware`, which has put the request's provider, account and
+    method in its note: a request is classified once, and the rules match what is recorded.
+    """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        injector: FaultInjector,
-        provider: str,
-        classify: Classifier,
-        error_response: ErrorResponder,
+        self, app: ASGIApp, injector: FaultInjector, error_response: ErrorResponder
     ) -> None:
         self.app = app
         self.injector = injector
-        self.provider = provider
-        self.classify = classify
         self.error_response = error_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        account, method = self.classify(scope)
-        action = self.injector.decide(self.provider, account, method)
-        note = note_of(scope, self.provider)
+        note = note_of(scope)
+        action = self.injector.decide(note.provider, note.account, note.method)
         if action.latency:
             note.fault = "latency"
             await asyncio.sleep(action.latency)

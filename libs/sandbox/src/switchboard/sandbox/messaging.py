@@ -45,6 +45,10 @@ class MessagingState(Generic[C]):
         self.config = config
         self.limiter = RateLimiter(core.clock)
 
+    async def remove(self, account: Any) -> None:
+        """Forget an account: stop its webhook queue, drop it, start its limits afresh."""
+        raise NotImplementedError
+
 
 class Closable(Protocol):
     """Something holding background tasks (an emitter of follow-up webhooks)."""
@@ -149,6 +153,13 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
     def control_routes(self) -> list[BaseRoute]:
         return route_table(self.own_control_routes() + self.shared_routes(), self.control_error)
 
+    def normalize_account(self, account: str) -> str:
+        """The key of the account `account` names, or `account` itself if none is known."""
+        try:
+            return self.account_key(self.find(account))
+        except KeyError:
+            return account
+
     def control_error(self, exc: Exception) -> ControlError | Response | None:
         """The answer to an exception of a control endpoint: an account lookup's KeyError
         is a 404 naming what is missing; None leaves it to the route guard."""
@@ -193,7 +204,18 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
             self.queue_of(account).policy = self.config.webhook_retry
 
     def shared_routes(self) -> RouteTable:
-        """`/limits`, `/settings`, `/generated` and `/traffic` (start, list, read, stop)."""
+        """The accounts' list and removal (`/bots`, `/numbers`, ...), `/limits`, `/settings`,
+        `/generated` and `/traffic` (start, list, read, stop)."""
+        accounts = f"/{self.accounts_key}"
+
+        async def list_accounts(request: Request) -> Response:
+            return JSONResponse(
+                {self.accounts_key: [a.summary() for a in self.accounts().values()]}
+            )
+
+        async def delete_account(request: Request) -> Response:
+            await self.state.remove(self.find(request.path_params[self.account_param]))
+            return JSONResponse({"deleted": True})
 
         async def generated(request: Request) -> Response:
             ref = request.query_params.get(self.account_param)
@@ -227,6 +249,8 @@ class MessagingProvider(ProviderBase, Generic[A, G]):
             return JSONResponse(job.to_json(), status_code=202)
 
         return [
+            (accounts, list_accounts, ["GET"]),
+            (f"{accounts}/{{{self.account_param}}}", delete_account, ["DELETE"]),
             *limits_routes(lambda: self.config.limits, self.state.limiter),
             *settings_routes(self.config, self.state.limiter, self.apply_retry_policy),
             ("/generated", generated, ["GET"]),

@@ -143,13 +143,12 @@ def route_path(scope: Scope) -> str:
 
 
 def provider_asgi(provider: Provider, core: Core) -> ASGIApp:
-    """The provider's routes behind fault injection and recording."""
+    """The provider's routes behind fault injection, behind recording (which classifies the
+    request for both)."""
 
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
         await provider.error_response(404, "Not Found")(scope, receive, send)
 
     router = Router(routes=provider.routes(), default=not_found)
-    faulty = FaultMiddleware(
-        router, core.faults, provider.name, provider.classify, provider.error_response
-    )
+    faulty = FaultMiddleware(router, core.faults, provider.error_response)
     return RecordingMiddleware(faulty, core.recorder, provider.name, provider.classify)

@@ -8,8 +8,8 @@ import contextlib
 import inspect
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import TYPE_CHECKING, TypedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 import httpx
 import uvicorn
@@ -135,6 +135,28 @@ async def serve_provider(box: Sandbox, name: str) -> AsyncIterator[tuple[str, ht
             yield url, http
     finally:
         await box.aclose()
+
+
+class Disconnectable(Protocol):
+    """A client a test opened (Telethon's, or the gateway's adapter client)."""
+
+    def disconnect(self) -> Awaitable[object]: ...
+
+
+@contextlib.asynccontextmanager
+async def wire_sandbox(clients: Sequence[Disconnectable] = ()) -> AsyncIterator[Sandbox]:
+    """A sandbox whose MTProto wire server listens. On exit the `clients` (a list the test
+    fills as it opens them) are disconnected first, then the sandbox is closed."""
+    from switchboard.sandbox.app import Sandbox  # here: `serve` alone loads no provider
+
+    sandbox = Sandbox()
+    await sandbox.mtproto_wire.start()
+    try:
+        yield sandbox
+    finally:
+        for client in clients:
+            await client.disconnect()
+        await sandbox.aclose()
 
 
 class ServeOptions(TypedDict, total=False):

@@ -70,6 +70,34 @@ class QueuedPayload:
 Describe = Callable[[DeliveryFailure], str]
 
 
+class Wakeup:
+    """Wakes the tasks waiting on it; each waits until the next `set` or its timeout.
+
+    The asyncio.Event behind it is made by the first waiter and dropped by `forget`, so a
+    queue closed in one event loop works again in the next one (tests run a loop each).
+    """
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+
+    def set(self) -> None:
+        """Wake whoever waits now (with nobody waiting there is nothing to do)."""
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Sleep until the next `set`, or at most `timeout` seconds (None: no limit)."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        self._event.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+    def forget(self) -> None:
+        """Drop the event (bound to the loop that waited on it)."""
+        self._event = None
+
+
 def describe_plainly(failure: DeliveryFailure) -> str:
     """Default wording of a failed attempt."""
     if failure.status is not None:
@@ -113,9 +141,10 @@ class OrderedDelivery:
     delivered: int = field(default=0, init=False)
     dropped: int = field(default=0, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
-    _wake: asyncio.Event | None = field(default=None, init=False, repr=False)
-    _retarget: asyncio.Event | None = field(default=None, init=False, repr=False)
-    _changed: asyncio.Event | None = field(default=None, init=False, repr=False)
+    # Work arrived (the worker), the target changed (a back-off), the queue changed (long polls).
+    _wake: Wakeup = field(default_factory=Wakeup, init=False, repr=False)
+    _retarget: Wakeup = field(default_factory=Wakeup, init=False, repr=False)
+    _changed: Wakeup = field(default_factory=Wakeup, init=False, repr=False)
 
     @property
     def pending(self) -> int:
@@ -141,8 +170,7 @@ class OrderedDelivery:
             self.last_error_date = None
             self.last_error_message = None
         self.target = target
-        if self._retarget is not None:
-            self._retarget.set()
+        self._retarget.set()
         self._signal()
 
     def resume(self) -> None:
@@ -164,11 +192,7 @@ class OrderedDelivery:
 
     async def wait_changed(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for the queue to change (long polling)."""
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        self._changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        await self._changed.wait(timeout)
 
     async def aclose(self) -> None:
         """Stop the delivery worker; queued payloads stay queued."""
@@ -177,19 +201,17 @@ class OrderedDelivery:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._wake = self._retarget = self._changed = None
+        for wakeup in (self._wake, self._retarget, self._changed):
+            wakeup.forget()
 
     def _signal(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
+        self._changed.set()
         if self.target is None or not self.items:
             return
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        if self._wake is None:
-            self._wake = asyncio.Event()
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(
@@ -197,10 +219,8 @@ class OrderedDelivery:
             )
 
     async def _run(self) -> None:
-        assert self._wake is not None
         while True:
             if self.target is None or not self.items:
-                self._wake.clear()
                 await self._wake.wait()
                 continue
             await self._attempt(self.items[0], self.target)
@@ -261,11 +281,7 @@ class OrderedDelivery:
 
     async def _pause(self, seconds: float) -> None:
         """Back off, but wake early when the target changes (e.g. deleteWebhook)."""
-        if self._retarget is None:
-            self._retarget = asyncio.Event()
-        self._retarget.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._retarget.wait(), seconds)
+        await self._retarget.wait(seconds)
 
 
 class SpacedSteps:

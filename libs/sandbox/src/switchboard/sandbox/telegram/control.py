@@ -25,14 +25,12 @@ if TYPE_CHECKING:
 
 def control_routes(provider: TelegramProvider) -> RouteTable:
     """Routes to configure bots and chats, inject updates, read messages and generated ones
-    (limits, settings and traffic are the shared messaging routes)."""
+    (listing and removing bots, limits, settings and traffic are the shared messaging
+    routes)."""
     state = provider.state
 
     def bot_of(request: Request) -> TgBot:
         return named(request, "bot", state.find_bot)
-
-    async def list_bots(request: Request) -> Response:
-        return JSONResponse({"bots": [b.summary() for b in state.bots.values()]})
 
     async def add_bot(request: Request) -> Response:
         data = await read_json(request)
@@ -45,10 +43,6 @@ def control_routes(provider: TelegramProvider) -> RouteTable:
         return JSONResponse(
             {**bot.summary(), "me": bot.me(), "chats": [c.summary() for c in bot.chats.values()]}
         )
-
-    async def delete_bot(request: Request) -> Response:
-        await state.remove_bot(bot_of(request))
-        return JSONResponse({"deleted": True})
 
     async def list_chats(request: Request) -> Response:
         return JSONResponse({"chats": [c.summary() for c in bot_of(request).chats.values()]})
@@ -129,10 +123,8 @@ def control_routes(provider: TelegramProvider) -> RouteTable:
         return JSONResponse({"messages": found})
 
     return [
-        ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
         ("/bots/{bot}", get_bot, ["GET"]),
-        ("/bots/{bot}", delete_bot, ["DELETE"]),
         ("/bots/{bot}/chats", list_chats, ["GET"]),
         ("/bots/{bot}/chats", add_chat, ["POST"]),
         ("/bots/{bot}/chats/{chat_id}/block", block_chat, ["POST"]),

@@ -184,8 +184,5 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
         return error_response(TelegramError(status, description))
 
     def normalize_account(self, account: str) -> str:
-        match = TOKEN_PATTERN.match(account)
-        if match:
-            return match.group(1)
-        found = self.state.find_bot(account)
-        return str(found.id) if found else account
+        match = TOKEN_PATTERN.match(account)  # a token names its bot's id, registered or not
+        return match.group(1) if match else super().normalize_account(account)

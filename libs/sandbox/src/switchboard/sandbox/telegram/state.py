@@ -211,7 +211,7 @@ class TelegramState(MessagingState[TelegramConfig]):
         name = text.lstrip("@").lower()
         return next((b for b in self.bots.values() if b.username.lower() == name), None)
 
-    async def remove_bot(self, bot: TgBot) -> None:
+    async def remove(self, bot: TgBot) -> None:
         await bot.updates.aclose()
         self.bots.pop(bot.id, None)
         self.limiter.reset(f"bot:{bot.id}")

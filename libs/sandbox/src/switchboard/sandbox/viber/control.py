@@ -25,11 +25,8 @@ _PROFILE = ("avatar", "country", "language", "api_version")
 
 def control_routes(provider: ViberProvider) -> RouteTable:
     """Routes to configure bots and users, inject user events, read what was sent and
-    called back, serve media (limits, settings and traffic are the shared routes)."""
-    state = provider.state
-
-    async def list_bots(request: Request) -> Response:
-        return JSONResponse({"bots": [b.summary() for b in state.bots.values()]})
+    called back, serve media (listing and removing bots, limits, settings and traffic are the
+    shared routes)."""
 
     async def add_bot(request: Request) -> Response:
         data = await read_json(request)
@@ -58,10 +55,6 @@ def control_routes(provider: ViberProvider) -> RouteTable:
         bot = provider.find(request.path_params["bot"])
         users = [u.summary() for u in bot.users.values()]
         return JSONResponse({**bot.summary(), "account": bot.account_info(), "users_detail": users})
-
-    async def delete_bot(request: Request) -> Response:
-        await state.remove(provider.find(request.path_params["bot"]))
-        return JSONResponse({"deleted": True})
 
     async def list_users(request: Request) -> Response:
         return JSONResponse(
@@ -129,10 +122,8 @@ def control_routes(provider: ViberProvider) -> RouteTable:
 
     return [
         ("/media", add_media, ["POST"]),
-        ("/bots", list_bots, ["GET"]),
         ("/bots", add_bot, ["POST"]),
         ("/bots/{bot}", get_bot, ["GET"]),
-        ("/bots/{bot}", delete_bot, ["DELETE"]),
         ("/bots/{bot}/users", list_users, ["GET"]),
         ("/bots/{bot}/users", add_user, ["POST"]),
         ("/bots/{bot}/events", inject, ["POST"]),

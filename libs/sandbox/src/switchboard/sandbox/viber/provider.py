@@ -174,7 +174,3 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
 
     def error_response(self, status: int, description: str) -> Response:
         return http_error_response(status, description)
-
-    def normalize_account(self, account: str) -> str:
-        found = self.state.find(account)
-        return found.uri if found else account

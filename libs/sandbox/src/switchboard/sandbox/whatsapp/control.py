@@ -25,11 +25,8 @@ _NUMBER_FIELDS = ("display_phone_number", "waba_id", "app_secret", "verify_token
 
 def control_routes(provider: WhatsAppProvider) -> RouteTable:
     """Routes to configure numbers, webhooks and users, inject messages and media, read what
-    was sent (limits, settings and traffic are the shared messaging routes)."""
-    state = provider.state
-
-    async def list_numbers(request: Request) -> Response:
-        return JSONResponse({"numbers": [n.summary() for n in state.numbers.values()]})
+    was sent (listing and removing numbers, limits, settings and traffic are the shared
+    messaging routes)."""
 
     async def add_number(request: Request) -> Response:
         data = await read_json(request)
@@ -45,10 +42,6 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         number = provider.find(request.path_params["number"])
         users = [u.summary() for u in number.users.values()]
         return JSONResponse({**number.summary(), "users_detail": users})
-
-    async def delete_number(request: Request) -> Response:
-        await state.remove(provider.find(request.path_params["number"]))
-        return JSONResponse({"deleted": True})
 
     async def set_webhook(request: Request) -> Response:
         number = provider.find(request.path_params["number"])
@@ -118,10 +111,8 @@ def control_routes(provider: WhatsAppProvider) -> RouteTable:
         return listing("statuses", found)
 
     return [
-        ("/numbers", list_numbers, ["GET"]),
         ("/numbers", add_number, ["POST"]),
         ("/numbers/{number}", get_number, ["GET"]),
-        ("/numbers/{number}", delete_number, ["DELETE"]),
         ("/numbers/{number}/webhook", set_webhook, ["PUT", "POST"]),
         ("/numbers/{number}/users", add_user, ["POST"]),
         ("/numbers/{number}/inbound", inject, ["POST"]),

@@ -167,7 +167,3 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
 
     def error_response(self, status: int, description: str) -> Response:
         return error_response(server_error(status, description))
-
-    def normalize_account(self, account: str) -> str:
-        found = self.state.find(account)
-        return found.phone_number_id if found else account
