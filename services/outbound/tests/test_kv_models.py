@@ -1,7 +1,5 @@
 """KvModels on a real KV bucket: a record reads back with its revision, a write at a stale
-revision loses, and create refuses a key that holds a record but not one that was deleted;
-live_entry, which KvModels and the other KV reads go through, sees no record in a key
-never written, deleted, purged or written empty."""
+revision loses, and create refuses a key that holds a record but not one that was deleted."""
 
 from __future__ import annotations
 
@@ -9,7 +7,6 @@ from pydantic import BaseModel
 
 from switchboard.outbound.kvmodels import KvModels
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.kvread import LiveEntry, live_entry
 
 
 class Note(BaseModel):
@@ -46,17 +43,3 @@ async def test_none_fields_are_left_out_when_asked(bus: Bus) -> None:
     await KvModels(kv, Note).put("n.4", Note(text="a"))
     assert (await kv.get("n.3")).value == b'{"text":"a"}'
     assert (await kv.get("n.4")).value == b'{"text":"a","tag":null}'
-
-
-async def test_live_entry_is_none_for_every_way_a_key_holds_no_record(bus: Bus) -> None:
-    kv = await bus.kv("sends")
-    assert await live_entry(kv, "e.never") is None
-    revision = await kv.put("e.1", b"x")
-    assert await live_entry(kv, "e.1") == LiveEntry(b"x", revision)
-    await kv.put("e.empty", b"")
-    assert await live_entry(kv, "e.empty") is None
-    await kv.delete("e.1")
-    assert await live_entry(kv, "e.1") is None
-    await kv.put("e.2", b"y")
-    await kv.purge("e.2")
-    assert await live_entry(kv, "e.2") is None

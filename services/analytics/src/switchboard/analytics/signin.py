@@ -18,7 +18,7 @@ from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
-from switchboard.runtime.kvread import live_entry
+from switchboard.runtime.kv import current
 
 REFRESH_EVERY = timedelta(minutes=1)  # a session's last activity is written at most this often
 
@@ -96,7 +96,7 @@ class SignInStore:
         if not session_id or len(session_id) > 128:
             return None
         key = session_key(session_id)
-        entry = await live_entry(self.kv, key)
+        entry = await current(self.kv, key)
         if entry is None:
             return None
         record = SignIn.model_validate_json(entry.value)

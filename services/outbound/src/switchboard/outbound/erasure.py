@@ -16,7 +16,7 @@ from nats.js.kv import KeyValue
 
 from switchboard.outbound.attempts import Attempt, Step
 from switchboard.runtime.identity import keyed_hash
-from switchboard.runtime.kvread import live_entry
+from switchboard.runtime.kv import current
 
 RECORDS = "send.>"  # the attempt records (the bucket also holds campaigns and keys)
 
@@ -73,7 +73,7 @@ async def _scrub_one(
             await kv.update(key, fixed.model_dump_json(exclude_none=True).encode(), last=revision)
             return True
         except KeyWrongLastSequenceError:
-            entry = await live_entry(kv, key)  # changed meanwhile: scrub what it holds now
+            entry = await current(kv, key)  # changed meanwhile: scrub what it holds now
             if entry is None:  # deleted meanwhile
                 return False
             value, revision = entry.value, entry.revision

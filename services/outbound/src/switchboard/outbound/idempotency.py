@@ -24,7 +24,7 @@ from nats.js.errors import APIError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from switchboard.runtime.kvread import live_entry
+from switchboard.runtime.kv import current
 
 
 class KeyRecord(BaseModel):
@@ -112,7 +112,7 @@ class IdempotencyKeys:
                 return Claim(kv_key, fp, revision)
             except KeyWrongLastSequenceError:
                 pass
-            entry = await live_entry(self.kv, kv_key)
+            entry = await current(self.kv, kv_key)
             if entry is None:
                 continue  # deleted meanwhile: claim it again
             found = KeyRecord.model_validate(orjson.loads(entry.value))

@@ -12,7 +12,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from switchboard.runtime.kvread import live_entry
+from switchboard.runtime.kv import current
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,7 +30,7 @@ class KvModels(Generic[M]):
 
     async def read(self, key: str) -> tuple[M, int] | None:
         """The record with its KV revision (for :meth:`replace`); None when there is none."""
-        entry = await live_entry(self.kv, key)
+        entry = await current(self.kv, key)
         if entry is None:
             return None
         return self.model.model_validate(orjson.loads(entry.value)), entry.revision

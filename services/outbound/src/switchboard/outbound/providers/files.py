@@ -22,7 +22,7 @@ import orjson
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from switchboard.runtime.kvread import live_entry
+from switchboard.runtime.kv import current
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -123,7 +123,7 @@ class KvFileIdCache:
 
     async def get(self, key: FileKey) -> str | None:
         try:
-            entry = await live_entry(self.kv, self.kv_key(key))
+            entry = await current(self.kv, self.kv_key(key))
         except Exception as exc:  # the bus is down: a miss, the file goes by upload
             log.warning("file id cache read failed", error=str(exc))
             return None
