@@ -123,6 +123,11 @@ async def test_a_templated_post_is_checked_edited_and_published(env: Env) -> Non
     r = await env.call("POST", f"/v1/calendar/posts/{forced['post_id']}/cancel")
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
+    # A cancelled post stays as it is: neither cancelled again nor changed.
+    r = await env.call("POST", f"/v1/calendar/posts/{forced['post_id']}/cancel")
+    assert (r.status_code, r.json()["code"]) == (409, "not_changeable"), r.text
+    r = await env.call("PATCH", f"/v1/calendar/posts/{forced['post_id']}", json={"at": ahead(1200)})
+    assert (r.status_code, r.json()["code"]) == (409, "not_changeable"), r.text
     await eventually(lambda: queued(env, other_chat), message="the other chat's send is queued")
     r = await env.call("POST", f"/v1/calendar/posts/{other_chat['post_id']}/cancel")
     assert r.status_code == 200, r.text

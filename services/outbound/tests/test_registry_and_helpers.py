@@ -17,9 +17,14 @@ from switchboard.outbound.providers import (
 )
 from switchboard.outbound.providers.base import Failure, ProviderError
 from switchboard.outbound.providers.files import FileKey, InMemoryFileIdCache
-from switchboard.outbound.providers.transport import redact, retry_after_header
+from switchboard.outbound.providers.transport import (
+    missing_config,
+    redact,
+    required_secret,
+    retry_after_header,
+)
 
-from .support import TG_TOKEN, account, command, text
+from .support import TG_TOKEN, VIBER_TOKEN, account, command, text
 
 
 async def test_registry_has_one_client_per_chat_channel_sharing_the_cache() -> None:
@@ -78,6 +83,19 @@ def test_retry_after_header_forms() -> None:
 
 def test_redact() -> None:
     assert redact("GET /bot123:abc/sendMessage", ["123:abc", ""]) == "GET /bot***/sendMessage"
+
+
+def test_missing_config_is_permanent_and_names_what_the_account_needs() -> None:
+    error = missing_config("webhook", "settings['url']", "secrets['signing_secret']")
+    assert (error.failure, error.code) == (Failure.PERMANENT, "webhook_config")
+    assert error.reason == "the account needs settings['url'] and secrets['signing_secret']"
+    with pytest.raises(ProviderError) as caught:
+        required_secret(account("viber", secrets={"token": ""}), "viber", "token")
+    assert (caught.value.code, caught.value.reason) == (
+        "viber_config",
+        "the account needs secrets['token']",
+    )
+    assert required_secret(account("viber"), "viber", "token") == VIBER_TOKEN
 
 
 @pytest.mark.parametrize("base", ["ftp://sandbox.test/telegram", "http://\x00/telegram"])

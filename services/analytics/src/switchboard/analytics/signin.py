@@ -18,6 +18,8 @@ from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
+from switchboard.runtime.kv import current
+
 REFRESH_EVERY = timedelta(minutes=1)  # a session's last activity is written at most this often
 
 
@@ -94,11 +96,8 @@ class SignInStore:
         if not session_id or len(session_id) > 128:
             return None
         key = session_key(session_id)
-        try:
-            entry = await self.kv.get(key)
-        except NotFoundError:
-            return None
-        if not entry.value:
+        entry = await current(self.kv, key)
+        if entry is None:
             return None
         record = SignIn.model_validate_json(entry.value)
         now = datetime.now(UTC)

@@ -11,11 +11,12 @@ record at the same moment is never overwritten: the scan retries that record.
 from __future__ import annotations
 
 import orjson
-from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.outbound.attempts import Attempt, Step
 from switchboard.runtime.identity import keyed_hash
+from switchboard.runtime.kv import current
 
 RECORDS = "send.>"  # the attempt records (the bucket also holds campaigns and keys)
 
@@ -72,10 +73,7 @@ async def _scrub_one(
             await kv.update(key, fixed.model_dump_json(exclude_none=True).encode(), last=revision)
             return True
         except KeyWrongLastSequenceError:
-            try:
-                entry = await kv.get(key)  # changed meanwhile: scrub what it holds now
-            except NotFoundError:  # deleted meanwhile
-                return False
-            if not entry.value:
+            entry = await current(kv, key)  # changed meanwhile: scrub what it holds now
+            if entry is None:  # deleted meanwhile
                 return False
             value, revision = entry.value, entry.revision

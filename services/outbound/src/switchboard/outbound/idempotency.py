@@ -20,9 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
+
+from switchboard.runtime.kv import current
 
 
 class KeyRecord(BaseModel):
@@ -110,12 +112,9 @@ class IdempotencyKeys:
                 return Claim(kv_key, fp, revision)
             except KeyWrongLastSequenceError:
                 pass
-            try:
-                entry = await self.kv.get(kv_key)
-            except KeyNotFoundError:
+            entry = await current(self.kv, kv_key)
+            if entry is None:
                 continue  # deleted meanwhile: claim it again
-            if not entry.value or entry.revision is None:
-                continue
             found = KeyRecord.model_validate(orjson.loads(entry.value))
             decided = decide(found, fp, datetime.now(UTC), self.retention, self.lease)
             if decided != "take":

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import orjson
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
+
+from switchboard.runtime.kv import current
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,11 +30,8 @@ class KvModels(Generic[M]):
 
     async def read(self, key: str) -> tuple[M, int] | None:
         """The record with its KV revision (for :meth:`replace`); None when there is none."""
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return None
-        if not entry.value or entry.revision is None:
+        entry = await current(self.kv, key)
+        if entry is None:
             return None
         return self.model.model_validate(orjson.loads(entry.value)), entry.revision
 

@@ -260,6 +260,15 @@ async def _owned(ports: CalendarPorts, ws: str, post_id: str) -> Post:
     return await _settler(ports).settle_if_due(post)
 
 
+async def _changeable(ports: CalendarPorts, ws: str, post_id: str) -> Post:
+    """The workspace's post (404 otherwise) while it may be changed or cancelled: a cancelled
+    post stays as it is (409)."""
+    post = await _owned(ports, ws, post_id)
+    if post.cancelled:
+        raise ProblemError(error(409, "not_changeable", f"post {post_id} is cancelled"))
+    return post
+
+
 @router.get(
     "/v1/calendar/posts/{post_id}",
     summary="A post with its status",
@@ -283,9 +292,7 @@ async def change_post(
     post_id: str, ws: Workspace, request: Request, change: Annotated[PostChange, _CHANGE]
 ) -> Response:
     ports = _ports(request)
-    post = await _owned(ports, ws, post_id)
-    if post.cancelled:
-        return error(409, "not_changeable", f"post {post_id} is cancelled")
+    post = await _changeable(ports, ws, post_id)
     at = change.at or post.at
     new_content = change.content is not None or change.template is not None
     if not new_content and at == post.at:
@@ -329,9 +336,7 @@ async def change_post(
 )
 async def cancel_post(post_id: str, ws: Workspace, request: Request) -> Response:
     ports = _ports(request)
-    post = await _owned(ports, ws, post_id)
-    if post.cancelled:
-        return error(409, "not_changeable", f"post {post_id} is cancelled")
+    post = await _changeable(ports, ws, post_id)
     answer = await ports.desk.change(ws, post.message_id, None, None)
     if isinstance(answer, Refusal):
         return _refused(answer, post)

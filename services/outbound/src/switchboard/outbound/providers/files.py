@@ -22,6 +22,7 @@ import orjson
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from switchboard.runtime.kv import current
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -122,13 +123,11 @@ class KvFileIdCache:
 
     async def get(self, key: FileKey) -> str | None:
         try:
-            entry = await self.kv.get(self.kv_key(key))
-        except KeyNotFoundError:
-            return None
+            entry = await current(self.kv, self.kv_key(key))
         except Exception as exc:  # the bus is down: a miss, the file goes by upload
             log.warning("file id cache read failed", error=str(exc))
             return None
-        if not entry.value:
+        if entry is None:
             return None
         data = orjson.loads(entry.value)
         expires_at = data.get("expires_at")

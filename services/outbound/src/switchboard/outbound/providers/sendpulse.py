@@ -31,6 +31,7 @@ from switchboard.outbound.providers.base import Failure, ProviderError
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     json_object,
+    missing_config,
     send_request,
     status_failure,
 )
@@ -57,11 +58,7 @@ class SendPulseAccount:
         client_id = account.secrets.get("client_id") or account.settings.get("client_id")
         secret = account.secrets.get("client_secret")
         if not client_id or not secret:
-            raise ProviderError(
-                Failure.PERMANENT,
-                "sendpulse_config",
-                "the account needs secrets['client_id'] and secrets['client_secret']",
-            )
+            raise missing_config(PROVIDER, "secrets['client_id']", "secrets['client_secret']")
         base = account.settings.get("api_base_url")
         return cls(str(client_id), secret, str(base) if base else None)
 

@@ -174,14 +174,20 @@ def status_failure(
     return ProviderError(Failure.PERMANENT, name, text, raw=raw or {})
 
 
+def missing_config(provider: str, *needed: str) -> ProviderError:
+    """An account without the settings or secrets (``needed``, e.g. ``"secrets['token']"``)
+    that every call needs: a PERMANENT ``<provider>_config`` failure (retrying cannot help)."""
+    return ProviderError(
+        Failure.PERMANENT, f"{provider}_config", "the account needs " + " and ".join(needed)
+    )
+
+
 def required_secret(account: Account, provider: str, name: str) -> str:
-    """The account's secret ``name``, without which no call can be made: a missing one is
-    a PERMANENT ``<provider>_config`` failure (retrying cannot help)."""
+    """The account's secret ``name``, without which no call can be made (see
+    `missing_config`)."""
     secret = account.secrets.get(name)
     if not secret:
-        raise ProviderError(
-            Failure.PERMANENT, f"{provider}_config", f"the account has no secrets['{name}']"
-        )
+        raise missing_config(provider, f"secrets['{name}']")
     return secret
 
 

@@ -34,6 +34,7 @@ from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.providers.base import Failure, ProviderError, Sent
 from switchboard.outbound.providers.transport import (
     json_object,
+    missing_config,
     retry_after_header,
     send_request,
     status_failure,
@@ -169,11 +170,7 @@ class GenericWebhookClient:
         url = account.settings.get("url")
         secret = account.secrets.get("signing_secret")
         if not url or not secret:
-            raise ProviderError(
-                Failure.PERMANENT,
-                "webhook_config",
-                "the account needs settings['url'] and secrets['signing_secret']",
-            )
+            raise missing_config(PROVIDER, "settings['url']", "secrets['signing_secret']")
         when = datetime.now(UTC)
         delivered = await self.webhooks.deliver(
             str(url), secret, command.message_id, message_payload(command, when), timestamp=when

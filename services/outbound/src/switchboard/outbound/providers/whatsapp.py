@@ -45,6 +45,7 @@ from switchboard.outbound.providers.transport import (
     UPLOAD_TIMEOUT,
     bearer_call,
     inline_upload,
+    missing_config,
     retry_after_header,
     status_failure,
     unsupported,
@@ -248,11 +249,7 @@ class WhatsAppClient:
         number = str(account.settings.get("phone_number_id") or "")
         token = account.secrets.get("access_token")
         if not number or not token:
-            raise ProviderError(
-                Failure.PERMANENT,
-                "whatsapp_config",
-                "the account needs settings['phone_number_id'] and secrets['access_token']",
-            )
+            raise missing_config(PROVIDER, "settings['phone_number_id']", "secrets['access_token']")
         base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
         version = str(account.settings.get("graph_version") or self.graph_version)
         return f"{base}/{version}/{number}", number, token
