@@ -1,14 +1,16 @@
 """The shared file id cache: two Telegram clients (two instances) on one KV bucket of a real
-NATS server upload a photo once; the second sends it by the first one's file id. Expiry and
-forgetting work as in the in-process cache."""
+NATS server upload a photo once; the second sends it by the first one's file id. Entries
+expire by the bucket's TTL and can be forgotten."""
 
 from __future__ import annotations
 
 import pytest
+from nats.js.api import KeyValueConfig
 
 from switchboard.outbound.providers.files import FileKey, KvFileIdCache
 from switchboard.outbound.providers.telegram import TelegramClient
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.testing import eventually
 
 from .support import PNG, TG_TOKEN, Env, account, command, media
 
@@ -40,26 +42,36 @@ async def test_a_file_uploaded_by_one_instance_is_sent_by_id_by_another(
     assert [str(r.params["photo"]).startswith("<upload") for r in photos] == [True, False]
 
 
-async def test_entries_expire_and_can_be_forgotten(nats_url: str) -> None:
-    now = [1000.0]
+async def test_entries_expire_by_the_buckets_ttl_and_can_be_forgotten(nats_url: str) -> None:
+    """Expiry is the server's (the bucket's TTL): no instance compares a time another one
+    wrote with its own clock. An id that lives shorter than the bucket keeps entries is not
+    cached at all (sending an expired id would fail the send; uploading again never does)."""
     bus = await Bus.connect(nats_url, name="cache")
     try:
-        await bus.provision()
-        cache = KvFileIdCache(await bus.kv("sends"), clock=lambda: now[0])
+        short = await bus.js.create_key_value(KeyValueConfig(bucket="file_ids_short", ttl=1.0))
+        cache = KvFileIdCache(short, lifetime_s=1.0)
         key = FileKey.for_bytes("whatsapp:1", "image", b"bytes")
         forever = FileKey.for_url("telegram:1", "photo", "https://cdn.test/a.jpg")
         assert await cache.get(key) is None
-        await cache.put(key, "media-1", ttl=60)
-        await cache.put(forever, "file-1")
-        assert await cache.get(key) == "media-1"
-        now[0] += 61
+        await cache.put(key, "media-1", ttl=0.5)  # expires before the bucket forgets it
         assert await cache.get(key) is None
-        assert await cache.get(forever) == "file-1"
-        await cache.delete(forever)
-        await cache.delete(forever)  # forgetting twice is fine
-        assert await cache.get(forever) is None
+        await cache.put(key, "media-1", ttl=60)
+        assert await cache.get(key) == "media-1"
+        await eventually(lambda: _missing(cache, key), timeout=30, message="bucket TTL")
+
+        await bus.provision()
+        sends = KvFileIdCache(await bus.kv("sends"))
+        await sends.put(forever, "file-1")
+        assert await sends.get(forever) == "file-1"
+        await sends.delete(forever)
+        await sends.delete(forever)  # forgetting twice is fine
+        assert await sends.get(forever) is None
     finally:
         await bus.close()
+
+
+async def _missing(cache: KvFileIdCache, key: FileKey) -> bool:
+    return await cache.get(key) is None
 
 
 @pytest.mark.parametrize("owner", ["telegram:1", "telegram:2"])

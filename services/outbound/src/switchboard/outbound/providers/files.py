@@ -22,6 +22,7 @@ import orjson
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from switchboard.events.streams import SENDS
 from switchboard.runtime.kv import current
 from switchboard.runtime.logging import get_logger
 
@@ -107,14 +108,18 @@ class InMemoryFileIdCache:
 
 class KvFileIdCache:
     """File ids in a JetStream KV bucket, shared by every instance: a file one instance
-    uploaded is sent by id from all of them. An entry's expiry is kept in its value (wall
-    time); the bucket's own TTL bounds every entry too (``sends``: 8 days), after which the
-    file is simply uploaded again. A failing read counts as a miss: uploading again is
-    correct, only slower, and a send never fails because the cache does."""
+    uploaded is sent by id from all of them. A failing read counts as a miss: uploading
+    again is correct, only slower, and a send never fails because the cache does.
 
-    def __init__(self, kv: KeyValue, clock: Callable[[], float] = time.time) -> None:
+    Entries expire by the bucket's own TTL (``sends``: 8 days), kept by the server, so no
+    instance compares a time another instance wrote with its own clock. An id that lives
+    shorter than the bucket keeps its entries (a ``ttl`` below ``lifetime_s``; None: the
+    bucket keeps them for ever) is not remembered at all: uploading again is always right,
+    sending an expired id is not."""
+
+    def __init__(self, kv: KeyValue, lifetime_s: float | None = SENDS.ttl_s or None) -> None:
         self.kv = kv
-        self._clock = clock
+        self.lifetime_s = lifetime_s
 
     @staticmethod
     def kv_key(key: FileKey) -> str:
@@ -129,16 +134,18 @@ class KvFileIdCache:
             return None
         if entry is None:
             return None
-        data = orjson.loads(entry.value)
-        expires_at = data.get("expires_at")
-        if expires_at is not None and self._clock() >= expires_at:
-            return None
-        file_id = data.get("file_id")
+        file_id = orjson.loads(entry.value).get("file_id")
         return str(file_id) if file_id else None
 
     async def put(self, key: FileKey, file_id: str, ttl: float | None = None) -> None:
-        expires_at = None if ttl is None else self._clock() + ttl
-        value = orjson.dumps({"file_id": file_id, "expires_at": expires_at, "key": key.as_str()})
+        if ttl is not None and (self.lifetime_s is None or ttl < self.lifetime_s):
+            log.error(
+                "file id not cached: it expires before the bucket forgets it",
+                ttl_s=ttl,
+                bucket_ttl_s=self.lifetime_s,
+            )
+            return
+        value = orjson.dumps({"file_id": file_id, "key": key.as_str()})
         try:
             await self.kv.put(self.kv_key(key), value)
         except Exception as exc:  # not remembered: the next send uploads again
