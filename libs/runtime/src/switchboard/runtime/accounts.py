@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
 from switchboard.runtime.crypto import DecryptError, Keyring
+from switchboard.runtime.kv import current
 from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.ownership import visible
@@ -106,24 +107,15 @@ class AccountStore:
         if not VALID_ID.fullmatch(account_id):
             return None  # no stored account can have it (and it is no valid KV key)
         key = account_key(channel, account_id)
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return None
-        if entry.value is None:
-            return None
-        return self._open(key, entry.value)
+        found = await current(self.kv, key)
+        return None if found is None else self._open(key, found.value)
 
     async def delete(self, channel: Channel | str, account_id: str) -> bool:
         """Remove an account; works even when its secrets use a key this instance lacks."""
         if not VALID_ID.fullmatch(account_id):
             return False
         key = account_key(channel, account_id)
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return False
-        if not entry.value:
+        if await current(self.kv, key) is None:
             return False
         await self.kv.purge(key)
         return True

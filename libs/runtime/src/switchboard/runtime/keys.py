@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from switchboard.runtime.kv import current
 from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger
 
@@ -165,13 +165,8 @@ class KeyStore:
     async def get(self, key_id: str) -> KeyRecord | None:
         if not KEY_ID.fullmatch(key_id):
             return None
-        try:
-            entry = await self.kv.get(key_id)
-        except NotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return KeyRecord.model_validate_json(entry.value)
+        found = await current(self.kv, key_id)
+        return None if found is None else KeyRecord.model_validate_json(found.value)
 
     async def list(self, workspace: str | None = None) -> list[KeyRecord]:
         try:
@@ -214,16 +209,13 @@ class KeyStore:
 
     async def touch(self, record: KeyRecord, now: datetime) -> None:
         """Record a use; a lost race with a revocation must not undo it, hence the CAS."""
-        try:
-            entry = await self.kv.get(record.key_id)
-        except NotFoundError:
+        found = await current(self.kv, record.key_id)
+        if found is None:
             return
-        if not entry.value or entry.revision is None:
-            return
-        current = KeyRecord.model_validate_json(entry.value)
-        updated = current.model_copy(update={"last_used_at": now})
+        stored = KeyRecord.model_validate_json(found.value)
+        updated = stored.model_copy(update={"last_used_at": now})
         with contextlib.suppress(Exception):  # another writer won: its record stands
-            await self.kv.update(record.key_id, updated.model_dump_json().encode(), entry.revision)
+            await self.kv.update(record.key_id, updated.model_dump_json().encode(), found.revision)
 
 
 def _parse_record(key: str, value: bytes) -> KeyRecord:

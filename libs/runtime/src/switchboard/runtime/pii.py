@@ -39,13 +39,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
-from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from switchboard.events import Envelope, Message
 from switchboard.events.envelope import DEFAULT_WORKSPACE, H_SUBJECT
 from switchboard.runtime.identity import keyed_hash
+from switchboard.runtime.kv import current
 
 if TYPE_CHECKING:
     from switchboard.runtime.bus import Bus
@@ -147,9 +148,9 @@ class PiiKeys:
         if found is not None:
             return found
         while True:
-            current = await self._fetch(subject)
-            if current is not None:
-                return current
+            existing = await self._fetch(subject)
+            if existing is not None:
+                return existing
             fresh = AESGCM.generate_key(bit_length=256)
             try:
                 # a purged subject gets a new key: data sealed after the erasure is new data
@@ -220,15 +221,8 @@ class PiiKeys:
         self._keys[subject] = None
 
     async def _fetch(self, subject: str) -> Key | None:
-        try:
-            entry = await self.kv.get(subject)
-        except NotFoundError:  # never created, or deleted / purged
-            self._keys[subject] = None
-            return None
-        if not entry.value or entry.revision is None:
-            self._keys[subject] = None
-            return None
-        key = self._keys[subject] = (entry.revision, entry.value)
+        found = await current(self.kv, subject)  # None: never created, or shredded
+        key = self._keys[subject] = None if found is None else (found.revision, found.value)
         return key
 
     async def follow(self, stop: asyncio.Event) -> None:

@@ -25,6 +25,7 @@ import httpx
 
 from switchboard.events.catalog.common import Channel
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.errors import SwitchboardRuntimeError
 
 TELEGRAM_TOKEN = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{1,100}")
 META_APP_SECRET = re.compile(r"[0-9a-fA-F]{32}")
@@ -86,12 +87,15 @@ async def check_account(
     if checker is None:
         report.problem("settings.provider", f"unknown provider {provider!r}")
         return report
-    await checker(http, endpoints, account, report)
-    if webhook_url and report.ok:
-        if provider == "telegram":
-            await _telegram_webhook(http, endpoints, account, webhook_url, report)
-        elif provider == "viber":
-            _same_webhook(report, "Viber", report.facts.get("webhook"), webhook_url)
+    try:
+        await checker(http, endpoints, account, report)
+        if webhook_url and report.ok:
+            if provider == "telegram":
+                await _telegram_webhook(http, endpoints, account, webhook_url, report)
+            elif provider == "viber":
+                _same_webhook(report, "Viber", report.facts.get("webhook"), webhook_url)
+    except _CheckEndedError:
+        pass  # the report names why; nothing further can be checked
     return report
 
 
@@ -110,10 +114,8 @@ async def _telegram_webhook(
     """getWebhookInfo: the URL Telegram delivers to, what waits, and its last error."""
     token = account.secrets["token"]
     url = f"{_base(account, endpoints.telegram)}/bot{token}/getWebhookInfo"
-    answer = await _ask(http, report, "Telegram getWebhookInfo", "POST", url, json={})
-    if answer is None:
-        return
-    info = answer[1].get("result") or {}
+    _, data = await _ask(http, report, "Telegram getWebhookInfo", "POST", url, json={})
+    info = data.get("result") or {}
     report.facts.update(
         webhook_url=info.get("url"), pending_update_count=info.get("pending_update_count")
     )
@@ -144,19 +146,34 @@ def _required(account: Account, report: CheckReport, *names: str) -> dict[str, s
     return found
 
 
+class _CheckEndedError(SwitchboardRuntimeError):
+    """A problem the report already names leaves nothing further to check (a credential
+    missing, the provider not answering): the check of this account ends there
+    (``check_account`` catches it)."""
+
+
+def _needed(account: Account, report: CheckReport, *names: str) -> tuple[str, ...]:
+    """The named secrets/settings, in order; when one is missing (each is reported, as by
+    ``_required``) the check ends."""
+    found = _required(account, report, *names)
+    if len(found) < len(names):
+        raise _CheckEndedError
+    return tuple(found[name] for name in names)
+
+
 async def _ask(
     http: httpx.AsyncClient, report: CheckReport, who: str, method: str, url: str, **kw: Any
-) -> tuple[httpx.Response, dict[str, Any]] | None:
+) -> tuple[httpx.Response, dict[str, Any]]:
     """One call and its JSON object. A provider unreachable or failing on its side (5xx) is a
-    problem of the check itself (path ``provider``), not of a field, and the answer is None."""
+    problem of the check itself (path ``provider``), not of a field, and the check ends."""
     try:
         r = await http.request(method, url, timeout=TIMEOUT_S, **kw)
     except httpx.HTTPError as exc:
         report.problem("provider", f"{who} unreachable: {type(exc).__name__}")
-        return None
+        raise _CheckEndedError from exc
     if r.status_code >= 500:
         report.problem("provider", f"{who} answered {r.status_code}")
-        return None
+        raise _CheckEndedError
     return r, response_object(r)
 
 
@@ -172,17 +189,12 @@ def response_object(response: httpx.Response) -> dict[str, Any]:
 async def _telegram(
     http: httpx.AsyncClient, endpoints: Endpoints, account: Account, report: CheckReport
 ) -> None:
-    token = _required(account, report, "secrets.token").get("secrets.token")
-    if token is None:
-        return
+    (token,) = _needed(account, report, "secrets.token")
     if not TELEGRAM_TOKEN.fullmatch(token):
         report.problem("secrets.token", "not a bot token (<bot id>:<secret> from @BotFather)")
         return
     url = f"{_base(account, endpoints.telegram)}/bot{token}/getMe"
-    answer = await _ask(http, report, "Telegram getMe", "POST", url, json={})
-    if answer is None:
-        return
-    r, data = answer
+    r, data = await _ask(http, report, "Telegram getMe", "POST", url, json={})
     if not data.get("ok"):
         why = data.get("description") or f"HTTP {r.status_code}"
         report.problem("secrets.token", f"Telegram refused the token (getMe: {why})")
@@ -204,16 +216,11 @@ async def _whatsapp(
     if not token:
         report.notes.append("no secrets.access_token: webhooks only, nothing to check at Meta")
         return
-    number = _required(account, report, "settings.phone_number_id").get("settings.phone_number_id")
-    if number is None:
-        return
+    (number,) = _needed(account, report, "settings.phone_number_id")
     version = str(account.settings.get("graph_version") or GRAPH_VERSION)
     url = f"{_base(account, endpoints.graph)}/{version}/{number}"
     auth = {"Authorization": f"Bearer {token}"}
-    answer = await _ask(http, report, "WhatsApp Cloud API", "GET", url, headers=auth)
-    if answer is None:
-        return
-    r, data = answer
+    r, data = await _ask(http, report, "WhatsApp Cloud API", "GET", url, headers=auth)
     if r.status_code == 200:
         report.facts.update(
             display_phone_number=data.get("display_phone_number"),
@@ -236,15 +243,10 @@ async def _whatsapp(
 async def _viber(
     http: httpx.AsyncClient, endpoints: Endpoints, account: Account, report: CheckReport
 ) -> None:
-    token = _required(account, report, "secrets.token").get("secrets.token")
-    if token is None:
-        return
+    (token,) = _needed(account, report, "secrets.token")
     url = f"{_base(account, endpoints.viber)}/pa/get_account_info"
     headers = {"X-Viber-Auth-Token": token}
-    answer = await _ask(http, report, "Viber", "POST", url, json={}, headers=headers)
-    if answer is None:
-        return
-    r, data = answer
+    r, data = await _ask(http, report, "Viber", "POST", url, json={}, headers=headers)
     if data.get("status") != 0:
         why = data.get("status_message") or f"HTTP {r.status_code}"
         report.problem("secrets.token", f"Viber refused the token (get_account_info: {why})")
@@ -256,19 +258,16 @@ async def _viber(
 async def _sendpulse(
     http: httpx.AsyncClient, endpoints: Endpoints, account: Account, report: CheckReport
 ) -> None:
-    found = _required(account, report, "secrets.client_id", "secrets.client_secret")
-    if len(found) < 2:
-        return
+    client_id, client_secret = _needed(
+        account, report, "secrets.client_id", "secrets.client_secret"
+    )
     url = f"{_base(account, endpoints.sendpulse)}/oauth/access_token"
     body = {
         "grant_type": "client_credentials",
-        "client_id": found["secrets.client_id"],
-        "client_secret": found["secrets.client_secret"],
+        "client_id": client_id,
+        "client_secret": client_secret,
     }
-    answer = await _ask(http, report, "SendPulse", "POST", url, json=body)
-    if answer is None:
-        return
-    r, data = answer
+    r, data = await _ask(http, report, "SendPulse", "POST", url, json=body)
     if r.status_code != 200 or not data.get("access_token"):
         why = data.get("message") or data.get("error_description") or data.get("error")
         report.problem(
@@ -304,10 +303,7 @@ async def _metacapi(
         "user_data": {"external_id": [hashlib.sha256(b"switchboard-check").hexdigest()]},
     }
     body = {"data": [event], "test_event_code": str(test_code), "access_token": token}
-    answer = await _ask(http, report, "Meta Conversions API", "POST", url, json=body)
-    if answer is None:
-        return
-    r, data = answer
+    r, data = await _ask(http, report, "Meta Conversions API", "POST", url, json=body)
     if r.status_code == 200:
         report.facts["events_received"] = data.get("events_received")
         return

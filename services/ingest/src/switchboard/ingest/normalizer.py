@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import Counter
 
@@ -21,6 +20,7 @@ from switchboard.ingest.raw import H_RECEIVED_AT
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
+from switchboard.runtime.kv import current
 from switchboard.runtime.subscribers import Subscription, durable
 
 NORMALIZERS: dict[str, Normalizer] = {
@@ -75,11 +75,7 @@ def dedup_key(event_id: str) -> str:
 
 
 async def already_published(dedup: KeyValue, key: str) -> bool:
-    try:
-        entry = await dedup.get(key)
-    except KeyNotFoundError:
-        return False
-    return entry is not None
+    return await current(dedup, key) is not None
 
 
 async def handle_raw(bus: Bus, dedup: KeyValue, msg: Msg, keys: pii.PiiKeys) -> None:

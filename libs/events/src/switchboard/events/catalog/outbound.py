@@ -505,17 +505,29 @@ class EmailAddress(Value):
     name: str | None = Field(None, max_length=200)
 
 
-@register("outbound.email", 1)
-class SendEmail(Command):
-    """Send one transactional email through a SendPulse account (its SMTP API). Give ``html``
-    and/or ``text``, or a SendPulse ``template_id`` with its variables. ``message_id`` is the
-    idempotency key, as for chat sends; the outcome is ``delivery.dispatched`` /
-    ``delivery.dispatch_failed``."""
+class _SendPulseMessage(Command):
+    """A message sent through a SendPulse account, idempotent by ``message_id`` (per
+    workspace), routed by the account and about that message."""
 
     caller_keyed: ClassVar[bool] = True  # ids are per workspace
 
     message_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, description="the SendPulse account")
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return ("sendpulse", self.account)
+
+    def ce_subject(self) -> str:
+        return self.message_id
+
+
+@register("outbound.email", 1)
+class SendEmail(_SendPulseMessage):
+    """Send one transactional email through a SendPulse account (its SMTP API). Give ``html``
+    and/or ``text``, or a SendPulse ``template_id`` with its variables. ``message_id`` is the
+    idempotency key, as for chat sends; the outcome is ``delivery.dispatched`` /
+    ``delivery.dispatch_failed``."""
+
     sender: EmailAddress
     to: tuple[EmailAddress, ...] = Field(min_length=1, max_length=100)
     subject_line: str | None = Field(None, max_length=998, description="the email's subject")
@@ -532,35 +544,19 @@ class SendEmail(Command):
             raise ValueError("an email without a template needs a subject")
         return self
 
-    def routing_tokens(self) -> tuple[str, ...]:
-        return ("sendpulse", self.account)
-
-    def ce_subject(self) -> str:
-        return self.message_id
-
     def deterministic_id(self) -> str:
         return f"email:{self.message_id}"
 
 
 @register("outbound.sms", 1)
-class SendSms(Command):
+class SendSms(_SendPulseMessage):
     """Send one SMS text to one or more phones through a SendPulse account. Idempotent by
     ``message_id``; the outcome is ``delivery.dispatched`` / ``delivery.dispatch_failed``."""
 
-    caller_keyed: ClassVar[bool] = True  # ids are per workspace
-
-    message_id: str = Field(min_length=1, max_length=200)
-    account: str = Field(min_length=1, description="the SendPulse account")
     sender: str = Field(min_length=1, max_length=64, description="registered sender name")
     phones: tuple[str, ...] = Field(min_length=1, max_length=1000)
     body: str = Field(min_length=1)
     transliterate: bool = False
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return ("sendpulse", self.account)
-
-    def ce_subject(self) -> str:
-        return self.message_id
 
     def deterministic_id(self) -> str:
         return f"sms:{self.message_id}"

@@ -45,6 +45,7 @@ from nats.js.kv import KeyValue
 
 from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
 from switchboard.runtime.failures import InfrastructureError
+from switchboard.runtime.kv import current
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -338,11 +339,7 @@ class Lease:
 
 
 async def key_exists(kv: KeyValue, key: str) -> bool:
-    try:
-        entry = await kv.get(key)
-    except KeyNotFoundError:
-        return False
-    return entry.value is not None
+    return await current(kv, key) is not None
 
 
 class LeaseLostError(InfrastructureError):
