@@ -29,12 +29,12 @@ import httpx
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from tests.support.dumps import postgres_dump, stream_dump
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port
 from switchboard.runtime.testing import ServiceProcess, eventually
+from switchboard.runtime.testing.dumps import postgres_dump, stream_dump
 from switchboard.sandbox import Sandbox
 from switchboard.sandbox.testing import serve_in_thread
 

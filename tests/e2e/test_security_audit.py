@@ -29,7 +29,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from tests.support.dumps import postgres_dump, stream_dump
 from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, KEY, OTHER_KEY, register_bot, service_env
 from tests.support.telegram import text_update
@@ -43,6 +42,7 @@ from switchboard.runtime.embedded import free_port
 from switchboard.runtime.sealing import seal
 from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.testing import ServiceProcess, eventually
+from switchboard.runtime.testing.dumps import postgres_dump, stream_dump
 from switchboard.sandbox import Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 

@@ -4,13 +4,11 @@ apps on real NATS and Postgres, and readers of what the gateway published and st
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import httpx
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -190,44 +188,3 @@ async def wait_for_event(
         return None
 
     return await eventually(found, timeout=timeout, interval=0.2, message=f"{name} {match}")
-
-
-async def kv_dump(nats_url: str) -> str:
-    """Every key and value of every KV bucket, as one text."""
-    bus = await Bus.connect(nats_url, name="test-dump")
-    parts: list[str] = []
-    try:
-        for info in await bus.js.streams_info():
-            stream_name = info.config.name or ""
-            if not stream_name.startswith("KV_"):
-                continue
-            kv = await bus.kv(stream_name[3:])
-            try:
-                keys = await kv.keys()
-            except Exception:
-                continue
-            for key in keys:
-                try:
-                    entry = await kv.get(key)
-                except Exception:
-                    continue
-                parts.append(f"{stream_name}/{key}={(entry.value or b'').decode(errors='replace')}")
-    finally:
-        await bus.close()
-    return "\n".join(parts)
-
-
-async def db_dump(database_url: str) -> str:
-    """Every row of every table of the mtproto schema, as one text."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        tables = await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'mtproto'"
-        )
-        parts = []
-        for t in tables:
-            rows = await conn.fetch(f'SELECT * FROM mtproto."{t["table_name"]}"')
-            parts += [json.dumps(dict(r), default=str) for r in rows]
-        return "\n".join(parts)
-    finally:
-        await conn.close()

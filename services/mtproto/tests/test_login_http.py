@@ -10,12 +10,11 @@ import time
 import httpx
 
 from switchboard.runtime.testing import eventually
+from switchboard.runtime.testing.dumps import postgres_dump, stream_dump
 
 from .mtproto_support import (
     ADMIN,
     API_HASH,
-    db_dump,
-    kv_dump,
     stream,
     wait_for_event,
     world,
@@ -164,7 +163,10 @@ async def test_login_with_password_and_every_error_over_http(
         secrets = [w.fake.session(k["key_id"]).session for k in
                    w.fake.connection_log(user=user)["keys"]]  # fmt: skip
         assert secrets
-        dumps = await kv_dump(nats_url) + await db_dump(postgres_url)
+        dumps = await stream_dump(nats_url) + await postgres_dump(postgres_url)
+        # The dump really covers both stores: the session's lease (KV) and its row (Postgres).
+        assert "$KV.leases.mtproto.session.grace\n" in dumps
+        assert "(grace,demo,active," in dumps
         for secret in [*secrets, API_HASH, "correct horse", ADMIN]:
             assert secret not in dumps
 
