@@ -4,11 +4,9 @@ unreachable receivers and unknown secrets become failed results the run branches
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,60 +15,36 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from switchboard.flows.webhooks import call
+from switchboard.runtime.testing.receivers import webhook_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
 class Receiver:
+    """What the receiver answers by path: ``/broken`` fails, ``/slow`` answers only once
+    ``release`` is set, anything else quotes a price and echoes the payload's fields."""
+
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
-        self.release = threading.Event()  # a /slow request answers only once this is set
+        self.release = asyncio.Event()
+
+    async def answer(self, path: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        if path == "/slow":
+            await self.release.wait()
+        if path == "/broken":
+            return 500, {"error": "down"}
+        return 200, {"quote": {"price": 42}, "echo": payload["data"]["fields"]}
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, Receiver]]:
+async def receiver() -> AsyncIterator[tuple[str, Receiver]]:
     state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            try:
-                payload = Webhook(SECRET).verify(body, headers)
-            except Exception as exc:  # the library refuses the signature
-                self._answer(401, {"error": str(exc)})
-                return
-            state.seen.append({"headers": headers, "payload": payload})
-            if self.path == "/slow":
-                state.release.wait(10)
-            if self.path == "/broken":
-                self._answer(500, {"error": "down"})
-                return
-            self._answer(200, {"quote": {"price": 42}, "echo": payload["data"]["fields"]})
-
-        def _answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except ConnectionError:  # the caller gave up (the timeout test)
-                return
-
-        def log_message(self, *_: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
+    async with webhook_receiver(Webhook(SECRET).verify, state.answer) as (url, seen):
+        state.seen = seen
+        try:
+            yield url, state
+        finally:
+            state.release.set()  # a late answer still pending must not hold the shutdown
 
 
 def _data(url: str, **over: Any) -> dict[str, Any]:
