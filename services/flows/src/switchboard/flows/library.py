@@ -4,7 +4,6 @@ and a live view of all of them that every instance follows from the stream."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from switchboard.flows.triggers import Published
 from switchboard.runtime.aggregates import ConflictError, append_expecting, read_filter
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 
 log = get_logger(__name__)
 
@@ -261,8 +261,7 @@ class FlowLibrary:
                     reacted = seen
                 except Exception as exc:  # the bus is down: try again on the next read
                     log.warning("reacting to flow changes failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
+            await pause(stop, poll_s)
 
     @property
     def seen(self) -> int:

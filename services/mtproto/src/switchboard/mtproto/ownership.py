@@ -40,6 +40,7 @@ from switchboard.mtproto.runner import SessionRunner
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import every, pause
 
 log = get_logger(__name__)
 MakeRunner = Callable[[str, Lease], SessionRunner]
@@ -162,8 +163,7 @@ class Ownership:
             except Exception as exc:
                 log.warning("presence not renewed", error=str(exc))
             beat += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.heartbeat)
+            await pause(stop, self.settings.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: keep the share; then disconnect everything and give it back."""
@@ -173,13 +173,7 @@ class Ownership:
         # already spread instead of one instance taking everything.
         self.settled_at = self.clock() + self.settings.heartbeat + self.settings.tick_s
         try:
-            while not stop.is_set():
-                try:
-                    await self.tick()
-                except Exception:
-                    log.exception("ownership tick failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.tick_s)
+            await every(self.settings.tick_s, stop, self.tick, "ownership tick failed")
         finally:
             await self.shutdown()
             presence.cancel()
