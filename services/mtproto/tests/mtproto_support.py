@@ -15,14 +15,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.events import Decoded, decode_message
 from switchboard.mtproto.app import create_app
+from switchboard.mtproto.ports import SessionConfig
 from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter, TelethonClient
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.sealing import seal
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox.testing import serve, wire_sandbox
 
 KEY = "m1:" + Keyring.generate_key()
 ADMIN = "mtproto-admin-token"
@@ -111,6 +113,49 @@ class World:
         await self.import_session(base, session_id, issued["session"])
         await eventually(lambda: self.connected(issued["key_id"]), message="the session connected")
         return issued
+
+
+@dataclass
+class Wire:
+    """The production Telethon adapter pointed at the sandbox's started wire-level fake, and
+    the clients a test opened through it."""
+
+    sandbox: Sandbox
+    adapter: TelethonAdapter
+    clients: list[TelethonClient]
+
+    def client(self, session: str = "", session_id: str = "s1") -> TelethonClient:
+        client = self.adapter.client(SessionConfig(session_id, API_ID, API_HASH, session))
+        self.clients.append(client)
+        return client
+
+    def session_of(self, user: Any) -> str:
+        return self.sandbox.mtproto_wire.issue_session(user)["session"]
+
+    async def signed_in(self, user: Any) -> TelethonClient:
+        """A client of ``user`` (a session issued by the fake, no login), connected."""
+        client = self.client(self.session_of(user))
+        await client.connect()
+        return client
+
+    async def reader_of(
+        self, title: str, username: str, phone: str = "15550003333"
+    ) -> tuple[Any, TelethonClient]:
+        """A channel with one reader (``phone``), and the reader's client, connected."""
+        mtproto = self.sandbox.mtproto
+        reader, _ = mtproto.add_user(phone)
+        channel = mtproto.add_channel(title, username, members=[reader])
+        return channel, await self.signed_in(reader)
+
+
+@asynccontextmanager
+async def on_the_wire(timeout: float = 15.0) -> AsyncIterator[Wire]:
+    """The adapter against a sandbox whose wire server listens; the clients opened through
+    it are disconnected at the end."""
+    clients: list[TelethonClient] = []
+    async with wire_sandbox(clients) as sandbox:
+        center = DataCenter.from_descriptor(sandbox.mtproto_wire.descriptor())
+        yield Wire(sandbox, TelethonAdapter(timeout=timeout, data_center=center), clients)
 
 
 @asynccontextmanager

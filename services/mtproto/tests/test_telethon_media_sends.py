@@ -4,34 +4,22 @@ locations arrive in the recipient's chat as the kind that was sent."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from switchboard.mtproto.ports import OutgoingMedia, SessionConfig
-from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter, TelethonClient
+from switchboard.mtproto.ports import OutgoingMedia
+from switchboard.mtproto.telethon_adapter import TelethonClient
 from switchboard.sandbox import Sandbox
 
-from .mtproto_support import API_HASH, API_ID
+from .mtproto_support import Wire
 
 
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[Sandbox, TelethonClient, Any, Any]]:
-    sandbox = Sandbox()
-    await sandbox.mtproto_wire.start()
-    center = DataCenter.from_descriptor(sandbox.mtproto_wire.descriptor())
-    adapter = TelethonAdapter(timeout=15.0, data_center=center)
-    sender, _ = sandbox.mtproto.add_user("15550002222", first_name="Sender")
-    friend, _ = sandbox.mtproto.add_user("15550004444", username="friend_media")
-    session = sandbox.mtproto_wire.issue_session(sender)["session"]
-    client = adapter.client(SessionConfig("s1", API_ID, API_HASH, session))
-    await client.connect()
-    try:
-        yield sandbox, client, sender, friend
-    finally:
-        await client.disconnect()
-        await sandbox.aclose()
+async def setup(wire: Wire) -> tuple[Sandbox, TelethonClient, Any, Any]:
+    sender, _ = wire.sandbox.mtproto.add_user("15550002222", first_name="Sender")
+    friend, _ = wire.sandbox.mtproto.add_user("15550004444", username="friend_media")
+    return wire.sandbox, await wire.signed_in(sender), sender, friend
 
 
 @pytest.mark.parametrize("kind", ["photo", "video", "audio", "voice", "document", "animation"])

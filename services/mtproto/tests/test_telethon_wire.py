@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -31,55 +29,14 @@ from switchboard.mtproto.ports import (
     Update,
     UpdateState,
 )
-from switchboard.mtproto.telethon_adapter import DataCenter, TelethonAdapter, TelethonClient
+from switchboard.mtproto.telethon_adapter import DataCenter
 from switchboard.runtime.testing import eventually
-from switchboard.sandbox import Sandbox
 
-from .mtproto_support import API_HASH, API_ID
+from .mtproto_support import API_HASH, API_ID, Wire
 
 PHONE = "15550001234"
 PASSWORD = "two step secret"
 WAIT = 15.0
-
-
-@dataclass
-class Wire:
-    sandbox: Sandbox
-    adapter: TelethonAdapter
-    clients: list[TelethonClient]
-
-    def client(self, session: str = "", session_id: str = "s1") -> TelethonClient:
-        client = self.adapter.client(SessionConfig(session_id, API_ID, API_HASH, session))
-        self.clients.append(client)
-        return client
-
-    def session_of(self, user: Any) -> str:
-        return self.sandbox.mtproto_wire.issue_session(user)["session"]
-
-    async def reader_of(
-        self, title: str, username: str, phone: str = "15550003333"
-    ) -> tuple[Any, TelethonClient]:
-        """A channel with one reader (``phone``), and the reader's client, connected."""
-        mtproto = self.sandbox.mtproto
-        reader, _ = mtproto.add_user(phone)
-        channel = mtproto.add_channel(title, username, members=[reader])
-        client = self.client(self.session_of(reader))
-        await client.connect()
-        return channel, client
-
-
-@pytest.fixture
-async def wire() -> AsyncIterator[Wire]:
-    sandbox = Sandbox()
-    await sandbox.mtproto_wire.start()
-    center = DataCenter.from_descriptor(sandbox.mtproto_wire.descriptor())
-    env = Wire(sandbox, TelethonAdapter(timeout=WAIT, data_center=center), [])
-    try:
-        yield env
-    finally:
-        for client in env.clients:
-            await client.disconnect()
-        await sandbox.aclose()
 
 
 async def next_update(updates: AsyncIterator[Update]) -> Update:
@@ -144,8 +101,7 @@ async def test_resolve_read_send_and_receive_updates(wire: Wire) -> None:
     channel = mtproto.add_channel("News", "news_wire", creator=owner, members=[reader])
     group = mtproto.add_channel("Team", "team_wire", megagroup=True, members=[reader])
     mtproto.post_many(channel, 5, text="old {n}")
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    client = await wire.signed_in(reader)
 
     peer = await client.resolve_peer("@news_wire")
     assert (peer.id, peer.type, peer.username) == (channel.id, PeerType.CHANNEL, "news_wire")
@@ -223,8 +179,7 @@ async def test_a_second_connection_of_one_session_is_auth_key_duplicated(wire: W
 
 async def test_a_dropped_connection_ends_updates_with_disconnected(wire: Wire) -> None:
     reader, _ = wire.sandbox.mtproto.add_user("15550003333")
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    client = await wire.signed_in(reader)
     updates = client.updates()
     assert wire.sandbox.mtproto_wire.drop_all() == 1
     with pytest.raises(DisconnectedError):
@@ -247,8 +202,7 @@ async def test_one_client_connects_again_after_a_disconnect(wire: Wire) -> None:
     mtproto = wire.sandbox.mtproto
     reader, _ = mtproto.add_user("15550003333")
     channel = mtproto.add_channel("News", "news_wire", members=[reader])
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    client = await wire.signed_in(reader)
     await client.connect()  # already connected: nothing happens
     await client.disconnect()
     await client.connect()  # the same client object, as the gateway reuses it
@@ -297,8 +251,7 @@ async def test_media_of_every_kind_maps_from_the_wire(wire: Wire) -> None:
     ]
     for media in seeded:
         mtproto.post(channel, "", media=media)
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    client = await wire.signed_in(reader)
     peer = await client.resolve_peer("news_wire")
     history = list(reversed(await client.get_history(peer)))
     mapped = [m.media for m in history]
@@ -339,8 +292,7 @@ async def test_private_messages_name_their_sender_and_replies(wire: Wire) -> Non
     mtproto = wire.sandbox.mtproto
     reader, _ = mtproto.add_user("15550003333")
     friend, _ = mtproto.add_user("15550004444", first_name="Fred", username="friend_wire")
-    client = wire.client(wire.session_of(reader))
-    await client.connect()
+    client = await wire.signed_in(reader)
     buddy = await client.resolve_peer("friend_wire")
     updates = client.updates()
     mtproto.post(reader, "hello from fred", sender=friend)

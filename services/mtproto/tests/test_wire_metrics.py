@@ -15,7 +15,7 @@ from switchboard.mtproto.ports import FloodWaitError, PeerNotFoundError
 from switchboard.mtproto.rpc_metrics import method_name
 from switchboard.runtime.testing import eventually
 
-from .test_telethon_wire import Wire, wire  # noqa: F401  (the fixture)
+from .mtproto_support import Wire
 
 
 def sample(name: str, **labels: str) -> float:
@@ -32,7 +32,7 @@ def test_method_names_are_telegrams() -> None:
     assert method_name([functions.help.GetConfigRequest()]) == "help.getConfig"
 
 
-async def test_latency_by_method_and_errors_by_rpc_name(wire: Wire) -> None:  # noqa: F811
+async def test_latency_by_method_and_errors_by_rpc_name(wire: Wire) -> None:
     _, client = await wire.reader_of("Metrics", "metrics_wire", "15550007777")
 
     calls = sample("switchboard_mtproto_rpc_seconds_count", method="users.getUsers")
@@ -73,7 +73,7 @@ async def test_latency_by_method_and_errors_by_rpc_name(wire: Wire) -> None:  # 
 
 
 async def test_the_update_queue_depth_counts_updates_not_yet_read(
-    wire: Wire,  # noqa: F811
+    wire: Wire,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The gauge sums every live client's queue: clients of earlier tests in the process that
