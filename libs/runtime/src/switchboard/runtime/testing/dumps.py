@@ -5,6 +5,7 @@ every Postgres table."""
 from __future__ import annotations
 
 import asyncpg
+from nats.js.errors import NotFoundError
 
 from switchboard.runtime.bus import Bus
 
@@ -17,10 +18,12 @@ async def stream_dump(nats_url: str) -> str:
         for info in await bus.js.streams_info():
             name = info.config.name
             assert name is not None
+            if not info.state.messages:  # an empty stream has no sequence 0 to read
+                continue
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 try:
                     msg = await bus.js.get_msg(name, seq)
-                except Exception:  # deleted or purged since the stream was listed
+                except NotFoundError:  # deleted or purged since the stream was listed
                     continue
                 out += (msg.subject or "").encode() + b"\n"
                 out += repr(dict(msg.headers or {})).encode() + b"\n"
