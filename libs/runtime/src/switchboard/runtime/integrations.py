@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import every
 from switchboard.runtime.provider_checks import Endpoints, check_account, provider_of
 
 log = get_logger(__name__)
@@ -181,13 +182,7 @@ class Prober:
 
     async def run(self, stop: asyncio.Event, tick_s: float = 5.0) -> None:
         """Probe what is due every ``tick_s`` seconds until ``stop``."""
-        while not stop.is_set():
-            try:
-                await self.probe_due_accounts()
-            except Exception:
-                log.exception("prober round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), tick_s)
+        await every(tick_s, stop, self.probe_due_accounts, "prober round failed")
 
     def report(self) -> dict[str, dict[str, Any]]:
         return {key: record.body() for key, record in sorted(self.records.items())}

@@ -10,7 +10,6 @@ same durables, so the alert rules aggregate with ``max``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from prometheus_client import Gauge
 
@@ -18,6 +17,7 @@ from switchboard.events.topology import SERVICES, Durable
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import Health
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 
 log = get_logger(__name__)
 
@@ -65,5 +65,4 @@ async def sample_vitals(
     durables = durables_of(service)
     while not stop.is_set():
         await sample_once(health, bus, durables)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        await pause(stop, every)
