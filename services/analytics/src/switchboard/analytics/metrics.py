@@ -8,12 +8,12 @@ Postgres periodically, so every instance reports the same current picture.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 
 log = get_logger(__name__)
 
@@ -86,5 +86,4 @@ async def refresh_gauges(pool: asyncpg.Pool, stop: asyncio.Event, every: float) 
                 LEADS.labels(r["workspace_id"], r["stage"]).set(r["n"])
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("gauge refresh failed", error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        await pause(stop, every)

@@ -46,6 +46,7 @@ from switchboard.runtime.delivery.lease import (
     while_held,
 )
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 
 log = get_logger(__name__)
 
@@ -106,8 +107,7 @@ class CampaignRunner:
                 if await self._finished(state, numbers):
                     return
                 await self._progress(state, start, numbers)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.timing.tick_s)
+            await pause(stop, self.timing.tick_s)
 
     def _tick(self, state: CampaignState) -> int:
         began = (state.started_at or state.created_at).timestamp()
