@@ -116,8 +116,10 @@ class PullWorker:
         # No batch barrier: a message is fetched as soon as a place is free, so one slow
         # message never holds back the ones that arrive behind it (with the barrier, each
         # waited for the whole batch before its own was fetched: a queue at a steady rate).
-        # Only as many as there are free places are asked for; a stop lets those running
-        # finish and hands back what was buffered.
+        # Only as many as there are free places are taken, from requests of a whole batch:
+        # asking the server for just the free places made a request per message or two
+        # (bench_subscribers: 29.2k -> 18.8k msgs/s). A stop lets those running finish and
+        # hands back what was buffered.
         running: set[asyncio.Task[None]] = set()
         pull: BatchPull | None = None
         try:
@@ -131,7 +133,7 @@ class PullWorker:
                         pull = await BatchPull(
                             self.bus, self.spec.stream, self.spec.config()
                         ).start()
-                    msgs = await pull.fetch(min(self.spec.batch, free), timeout=1.0)
+                    msgs = await pull.fetch(self.spec.batch, timeout=1.0, at_most=free)
                 except TimeoutError:  # nothing came (or the bus did not answer): idle
                     self.idle_polls += 1
                     continue

@@ -214,10 +214,12 @@ class BatchPull:
             return False
         return True
 
-    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+    async def fetch(self, batch: int, timeout: float, at_most: int | None = None) -> list[Msg]:
         """Up to ``batch`` messages: a full batch when there is a backlog, whatever arrived
         first otherwise; TimeoutError when nothing came within ``timeout``, ConsumerError
-        when the server refused the request."""
+        when the server refused the request. With ``at_most``, the server is still asked for
+        ``batch`` and only that many are returned; the rest stay buffered for the next call
+        (one request per batch, however few places a caller has free)."""
         deadline = time.monotonic() + timeout
         if not self.buffer and not self._outstanding:
             await self._request(batch)  # no_wait: what is there now, ended by a 404
@@ -246,7 +248,7 @@ class BatchPull:
             if self._silent >= 3:
                 raise ConsumerError(f"pull from {self.stream}: no answer from the server")
             raise TimeoutError
-        return self.take(batch)
+        return self.take(batch if at_most is None else min(batch, at_most))
 
     def take(self, n: int) -> list[Msg]:
         """Up to ``n`` messages that already arrived (never waits)."""
