@@ -92,6 +92,9 @@ def test_records_from_before_fingerprints_are_not_conflicts() -> None:
     assert verdict(legacy, fingerprint(send("x")), 9, NOW, DAY) is Verdict.PROCEED
 
 
+SEEN = timedelta(seconds=5)  # how long this instance has watched the claim unchanged
+
+
 def key(state: str, fp: str = "f1", age: timedelta = timedelta(seconds=5)) -> KeyRecord:
     return KeyRecord(
         fingerprint=fp,
@@ -103,25 +106,34 @@ def key(state: str, fp: str = "f1", age: timedelta = timedelta(seconds=5)) -> Ke
 
 
 def test_a_completed_request_is_answered_again() -> None:
-    assert decide(key("done"), "f1", NOW, DAY, LEASE) == Replay(
+    assert decide(key("done"), "f1", NOW, DAY, LEASE, SEEN) == Replay(
         202, {"message_id": "m1", "status": "accepted"}
     )
 
 
 def test_another_body_is_a_conflict() -> None:
-    assert decide(key("done"), "f2", NOW, DAY, LEASE) == Conflict()
-    assert decide(key("in_flight"), "f2", NOW, DAY, LEASE) == Conflict()
+    assert decide(key("done"), "f2", NOW, DAY, LEASE, SEEN) == Conflict()
+    assert decide(key("in_flight"), "f2", NOW, DAY, LEASE, SEEN) == Conflict()
 
 
 def test_a_request_in_flight_says_when_to_come_back() -> None:
-    assert decide(key("in_flight"), "f1", NOW, DAY, LEASE) == InFlight(25)
-    late = key("in_flight", age=timedelta(seconds=29, milliseconds=900))
-    assert decide(late, "f1", NOW, DAY, LEASE) == InFlight(1)
+    assert decide(key("in_flight"), "f1", NOW, DAY, LEASE, SEEN) == InFlight(25)
+    late = timedelta(seconds=29, milliseconds=900)
+    assert decide(key("in_flight"), "f1", NOW, DAY, LEASE, late) == InFlight(1)
 
 
 def test_a_dead_claim_and_a_forgotten_key_are_taken() -> None:
-    assert decide(key("in_flight", age=LEASE * 2), "f2", NOW, DAY, LEASE) == "take"
-    assert decide(key("done", age=DAY * 2), "f2", NOW, DAY, LEASE) == "take"
+    assert decide(key("in_flight"), "f2", NOW, DAY, LEASE, LEASE) == "take"
+    assert decide(key("done", age=DAY * 2), "f2", NOW, DAY, LEASE, SEEN) == "take"
+
+
+def test_a_claim_written_by_a_clock_behind_ours_is_not_dead() -> None:
+    """The claim's time is the claimant's clock: one an hour behind ours used to make a live
+    claim look dead, and the repeat was handled a second time while the first was still in
+    flight. Only how long this instance has watched the claim counts."""
+    behind = key("in_flight", age=timedelta(hours=1))
+    assert decide(behind, "f1", NOW, DAY, LEASE, timedelta(0)) == InFlight(30)
+    assert decide(behind, "f1", NOW, DAY, LEASE, LEASE) == "take"
 
 
 def test_caller_keyed_ids_are_scoped_by_workspace_on_the_wire() -> None:

@@ -5,7 +5,11 @@ first used it and, once answered, that answer, for ``retention`` seconds (24 h b
 far beyond JetStream's duplicate window). A repeat with the same body gets the original
 answer again; with another body it is refused (422 naming the conflict); while the first
 request is still being handled it is told to come back (409 with ``Retry-After``). A claim
-whose request died before answering is taken over after ``lease`` seconds.
+whose request died before answering is taken over after ``lease`` seconds, judged as leases
+are (:mod:`switchboard.runtime.delivery.lease`): by how long this instance has seen the claim
+unchanged on its own monotonic clock, never by the claim's time, which another instance's
+clock wrote (one running a minute behind made every claim look dead, and a repeat was sent
+twice while the first was still in flight).
 
 Records live in the ``sends`` bucket (``idem.`` keys), whose TTL caps the retention.
 """
@@ -15,6 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -71,18 +78,25 @@ Take = Literal["take"]
 
 
 def decide(
-    found: KeyRecord, fp: str, now: datetime, retention: timedelta, lease: timedelta
+    found: KeyRecord,
+    fp: str,
+    now: datetime,
+    retention: timedelta,
+    lease: timedelta,
+    watched: timedelta,
 ) -> Replay | InFlight | Conflict | Take:
-    """What a request with body fingerprint ``fp`` gets when its key holds ``found``."""
-    age = now - found.at
-    if found.state == "done" and age > retention:
-        return "take"  # forgotten: the key is free again
-    if found.state == "in_flight" and age > lease:
+    """What a request with body fingerprint ``fp`` gets when its key holds ``found``, which
+    this instance has ``watched`` unchanged for that long (its own monotonic clock)."""
+    if found.state == "done" and now - found.at > retention:
+        # A day by default: an offset between two clocks moves the end of it by as much,
+        # and nothing is owned by it (the key is only free again for a new request).
+        return "take"
+    if found.state == "in_flight" and watched >= lease:
         return "take"  # the first request died before it answered
     if found.fingerprint != fp:
         return Conflict()
     if found.state == "in_flight":
-        return InFlight(max(1, math.ceil((lease - age).total_seconds())))
+        return InFlight(max(1, math.ceil((lease - watched).total_seconds())))
     return Replay(found.status or 200, found.body or {})
 
 
@@ -95,12 +109,29 @@ class IdempotencyKeys:
     """The keys of one API (``scope``) in a KV bucket."""
 
     def __init__(
-        self, kv: KeyValue, scope: str, retention_s: float = 86400.0, lease_s: float = 30.0
+        self,
+        kv: KeyValue,
+        scope: str,
+        retention_s: float = 86400.0,
+        lease_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kv = kv
         self.scope = scope
         self.retention = timedelta(seconds=retention_s)
         self.lease = timedelta(seconds=lease_s)
+        self.clock = clock
+        # (key, revision) -> when this instance first saw that claim: its lease clock.
+        self._sightings: OrderedDict[tuple[str, int], float] = OrderedDict()
+
+    def _watched(self, kv_key: str, revision: int) -> timedelta:
+        """How long this instance has seen ``kv_key`` at ``revision`` (0 the first time)."""
+        now = self.clock()
+        first = self._sightings.setdefault((kv_key, revision), now)
+        self._sightings.move_to_end((kv_key, revision))
+        while len(self._sightings) > _SIGHTINGS:
+            self._sightings.popitem(last=False)
+        return timedelta(seconds=now - first)
 
     async def begin(self, workspace: str, key: str, fp: str) -> Decision:
         """Claim ``key`` for a request with body fingerprint ``fp``, or say why not."""
@@ -116,7 +147,8 @@ class IdempotencyKeys:
             if entry is None:
                 continue  # deleted meanwhile: claim it again
             found = KeyRecord.model_validate(orjson.loads(entry.value))
-            decided = decide(found, fp, datetime.now(UTC), self.retention, self.lease)
+            watched = self._watched(kv_key, entry.revision)
+            decided = decide(found, fp, datetime.now(UTC), self.retention, self.lease, watched)
             if decided != "take":
                 return decided
             try:
@@ -141,6 +173,10 @@ class IdempotencyKeys:
         # Taken over meanwhile (wrong last sequence): it is not ours to delete.
         with contextlib.suppress(APIError):
             await self.kv.delete(claim.key, last=claim.revision)
+
+
+# Claims in flight this instance remembers seeing: far more than are ever in flight at once.
+_SIGHTINGS = 10_000
 
 
 def _dump(record: KeyRecord) -> bytes:
