@@ -3,7 +3,6 @@ RAW id, so a redelivered or replayed payload republishes the same ids (JetStream
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -20,7 +19,7 @@ from switchboard.ingest.raw import H_RECEIVED_AT
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
-from switchboard.runtime.kv import current
+from switchboard.runtime.published import already_published, mark_published
 from switchboard.runtime.subscribers import Subscription, durable
 
 NORMALIZERS: dict[str, Normalizer] = {
@@ -69,15 +68,6 @@ def normalize_raw(
     return envelope, events
 
 
-def dedup_key(event_id: str) -> str:
-    """KV keys allow only [-/_=.a-zA-Z0-9]; event ids carry ':' and escapes, so hash them."""
-    return hashlib.sha256(event_id.encode()).hexdigest()
-
-
-async def already_published(dedup: KeyValue, key: str) -> bool:
-    return await current(dedup, key) is not None
-
-
 async def handle_raw(bus: Bus, dedup: KeyValue, msg: Msg, keys: pii.PiiKeys) -> None:
     """Normalize one RAW message and publish its events (each awaited) before the ack.
 
@@ -93,10 +83,9 @@ async def handle_raw(bus: Bus, dedup: KeyValue, msg: Msg, keys: pii.PiiKeys) -> 
     for event in events:
         natural = event.deterministic_id()
         event_id = pii.event_id(envelope.workspace_id, natural) if natural else None
-        key = dedup_key(event_id) if event_id else None
-        if key is not None and await already_published(dedup, key):
+        if event_id is not None and await already_published(dedup, event_id):
             DUPLICATES.labels(event.name).inc()
             continue
         await pii.publish_sealed(bus, event, cause=envelope, keys=keys)
-        if key is not None:
-            await dedup.put(key, b"1")
+        if event_id is not None:
+            await mark_published(dedup, event_id)

@@ -36,11 +36,12 @@ from nats.js.kv import KeyValue
 
 from switchboard.events import Event, decode_message
 from switchboard.events.envelope import H_CAUSATION
-from switchboard.ingest.normalizer import SPEC, dedup_key, normalize_raw
+from switchboard.ingest.normalizer import SPEC, normalize_raw
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError
 from switchboard.runtime.delivery.pull import BatchPull
+from switchboard.runtime.published import mark_published
 
 RENORMALIZED = "#renormalized"
 NORMALIZER = SPEC.durable
@@ -170,7 +171,7 @@ async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
                 headers={"Nats-Msg-Id": f"{event_id}{RENORMALIZED}"},
             )
             if event_id:
-                await dedup.put(dedup_key(event_id), b"1")
+                await mark_published(dedup, event_id)
             report.published_events += 1
         report.replaced += 1
         report.changes.append(envelope.id)

@@ -9,10 +9,8 @@ publish is acknowledged, so a crash in between republishes and the window absorb
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from switchboard.events import Event, encode
@@ -20,12 +18,7 @@ from switchboard.events.envelope import H_SUBJECT
 from switchboard.mtproto.metrics import DUPLICATES, MESSAGES
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
-
-
-def dedup_key(event_id: str) -> str:
-    """KV keys allow only [-/_=.a-zA-Z0-9]; event ids carry ':' and escapes, so hash them
-    (the same keys as ingest's, so the bucket is one namespace)."""
-    return hashlib.sha256(event_id.encode()).hexdigest()
+from switchboard.runtime.published import already_published, mark_published
 
 
 class ConvPublisher:
@@ -35,13 +28,6 @@ class ConvPublisher:
         self.bus = bus
         self.dedup = dedup
         self.keys = keys  # None: the service's (pii.start)
-
-    async def _seen(self, key: str) -> bool:
-        try:
-            entry = await self.dedup.get(key)
-        except KeyNotFoundError:
-            return False
-        return entry is not None
 
     async def publish(self, events: Sequence[Event], *, workspace_id: str, source: str) -> int:
         """Publish a page of events concurrently (each awaited to its ack); returns how many
@@ -54,9 +40,8 @@ class ConvPublisher:
             pii.event_id(workspace_id, i) if i else ""
             for i in (e.deterministic_id() for e in events)
         ]
-        keys = [dedup_key(i) for i in ids]
-        seen = await asyncio.gather(*(self._seen(k) for k in keys))
-        fresh = [(e, i, k) for e, i, k, s in zip(events, ids, keys, seen, strict=True) if not s]
+        seen = await asyncio.gather(*(already_published(self.dedup, i) for i in ids))
+        fresh = [(e, i) for e, i, s in zip(events, ids, seen, strict=True) if not s]
         DUPLICATES.inc(len(events) - len(fresh))
         if not fresh:
             return 0
@@ -70,12 +55,12 @@ class ConvPublisher:
                 id=i or None,
                 workspace_id=workspace_id,
             )
-            for e, i, _ in fresh
+            for e, i in fresh
         ]
-        for enc, (e, _, _) in zip(encoded, fresh, strict=True):
+        for enc, (e, _) in zip(encoded, fresh, strict=True):
             if subject := e.ce_subject():
                 enc.headers[H_SUBJECT] = pii.sealed_subject(workspace_id, subject)
         await asyncio.gather(*(self.bus.publish_raw(m.subject, m.body, m.headers) for m in encoded))
-        await asyncio.gather(*(self.dedup.put(k, b"1") for _, _, k in fresh))
+        await asyncio.gather(*(mark_published(self.dedup, i) for _, i in fresh))
         MESSAGES.labels(source).inc(len(fresh))
         return len(fresh)
