@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from switchboard.analytics.errors import AnalyticsServiceError
+
 Bucket = Literal["hour", "day"]
 BUCKETS: tuple[Bucket, ...] = ("hour", "day")
 FILTERS = ("channel", "account", "provider", "source", "campaign")
@@ -20,7 +22,7 @@ MAX_FILTER_LENGTH = 200
 _LOST_PLUS = re.compile(r" (\d{2}:?\d{2})$")
 
 
-class BadParameterError(ValueError):
+class BadParameterError(AnalyticsServiceError, ValueError):
     """A query parameter that cannot be used; answered 400 naming ``parameter``."""
 
     def __init__(self, parameter: str, message: str) -> None:

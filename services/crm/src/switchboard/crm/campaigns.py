@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from switchboard.crm.errors import CrmServiceError
 from switchboard.crm.queries import Filters
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import StartSegmentFlow
@@ -91,7 +92,7 @@ class Started:
     accounts: list[str]
 
 
-class SegmentError(ValueError):
+class SegmentError(CrmServiceError, ValueError):
     """The segment cannot make a campaign (nobody in it, too many accounts)."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from switchboard.crm import keys
+from switchboard.crm.errors import CrmServiceError
 from switchboard.crm.state import ContactState, LeadState
 from switchboard.events import Event
 from switchboard.events.catalog.crm import (
@@ -31,7 +32,7 @@ from switchboard.events.catalog.crm import (
 )
 
 
-class RejectedError(Exception):
+class RejectedError(CrmServiceError):
     """The command cannot be applied: ``status`` is the HTTP answer (404, 409, 410, 422)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

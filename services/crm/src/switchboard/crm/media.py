@@ -28,6 +28,7 @@ from tenacity import (
 )
 
 from switchboard.crm.attachments import Attachment
+from switchboard.crm.errors import CrmServiceError
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.breaker import Breaker, Breakers
 
@@ -36,7 +37,7 @@ GRAPH_API = "https://graph.facebook.com"
 GRAPH_VERSION = "v26.0"
 
 
-class MediaError(Exception):
+class MediaError(CrmServiceError):
     """A download that cannot be served: the HTTP status to answer, a code and why."""
 
     def __init__(

@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, Mapping
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from switchboard.crm.errors import CrmServiceError
 from switchboard.crm.media import Download, MediaError
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStream, ObjectWriter
@@ -24,7 +25,7 @@ from switchboard.runtime.objectstore import ObjectStream, ObjectWriter
 log = get_logger(__name__)
 
 
-class DownloadAbortedError(Exception):
+class DownloadAbortedError(CrmServiceError):
     """The file could not be passed on whole after its answer began: the response is cut."""
 
 

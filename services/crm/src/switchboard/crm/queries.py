@@ -12,10 +12,11 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, Field
 
+from switchboard.crm.errors import CrmServiceError
 from switchboard.runtime.db import Conn
 
 
-class BadCursorError(ValueError):
+class BadCursorError(CrmServiceError, ValueError):
     """The cursor was not produced by this API."""
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
+from switchboard.crm.errors import CrmServiceError
 from switchboard.events import Decoded, Envelope, Message, decode_message
 from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError as ConflictError
@@ -23,7 +24,7 @@ def aggregate_filter(aggregate_id: str) -> str:
     return f"crm.*.*.{aggregate_id}"
 
 
-class NotCreatedYetError(InfrastructureError):
+class NotCreatedYetError(CrmServiceError, InfrastructureError):
     """An append to an aggregate that was claimed and not yet created: its founder is
     between its claim and its creating event (or crashed there, and its redelivery will
     finish). Retryable like any concurrent writer, never counted against the message."""

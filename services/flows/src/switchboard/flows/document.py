@@ -16,6 +16,7 @@ import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from switchboard.events.catalog.common import Channel
+from switchboard.flows.errors import FlowsServiceError
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -400,7 +401,7 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-class InvalidFlowError(ValueError):
+class InvalidFlowError(FlowsServiceError, ValueError):
     """A flow document with problems; ``problems`` holds the path and reason of each."""
 
     def __init__(self, problems: list[dict[str, str]]) -> None:

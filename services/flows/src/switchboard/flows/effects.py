@@ -50,11 +50,12 @@ from switchboard.events.catalog.outbound import (
 from switchboard.events.subjects import token
 from switchboard.flows import webhooks
 from switchboard.flows.engine import ContactFacts, Input
+from switchboard.flows.errors import FlowsServiceError
 from switchboard.runtime.aggregates import last_stored, read_filter
 from switchboard.runtime.bus import Bus
 
 
-class ContactUnknownError(Exception):
+class ContactUnknownError(FlowsServiceError):
     """The CRM has not resolved the customer yet (it will: retried)."""
 
 

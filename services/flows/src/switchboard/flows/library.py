@@ -17,6 +17,7 @@ from switchboard.events.catalog.flows import FlowArchived, FlowPublished, FlowSa
 from switchboard.events.ids import new_id
 from switchboard.events.subjects import token
 from switchboard.flows.document import FlowDocument, validate
+from switchboard.flows.errors import FlowsServiceError
 from switchboard.flows.triggers import Published
 from switchboard.runtime.aggregates import ConflictError, append_expecting, read_filter
 from switchboard.runtime.bus import Bus
@@ -31,7 +32,7 @@ DEFINITIONS = "flows.*.v1.*"
 RETRIES = 5
 
 
-class FlowError(Exception):
+class FlowError(FlowsServiceError):
     """A request about a flow that cannot be done: ``status`` is the HTTP answer."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

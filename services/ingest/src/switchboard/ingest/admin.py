@@ -24,6 +24,7 @@ from tenacity import (
 )
 
 from switchboard.events.catalog.common import Channel
+from switchboard.ingest.errors import IngestServiceError
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.provider_checks import (
     CheckReport,
@@ -36,7 +37,7 @@ VIBER_EVENTS = ["delivered", "seen", "failed", "subscribed", "unsubscribed", "co
 SECRET_GRACE = timedelta(minutes=10)
 
 
-class AdminError(Exception):
+class AdminError(IngestServiceError):
     """An operator request that cannot be done, with the HTTP status to answer."""
 
     def __init__(

@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import (
 
 from switchboard.events import ids
 from switchboard.events.catalog.common import Channel
+from switchboard.ingest.errors import IngestServiceError
 from switchboard.ingest.raw import raw_envelope
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import PayloadTooLargeError
@@ -45,12 +46,12 @@ def body_limit(configured: int, max_payload: int) -> int:
     return max(min(configured, max_payload - RAW_HEADER_ROOM), 0)
 
 
-class BusUnavailableError(Exception):
+class BusUnavailableError(IngestServiceError):
     """RAW did not acknowledge in time: answer 503 so the provider retries."""
 
 
 @dataclass(frozen=True)
-class RejectedError(Exception):
+class RejectedError(IngestServiceError):
     """A precise 4xx: nothing was published."""
 
     status: int

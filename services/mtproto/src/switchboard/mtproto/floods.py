@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from switchboard.events.catalog.mtproto import FloodWaited
+from switchboard.mtproto.errors import MtprotoServiceError
 from switchboard.mtproto.metrics import FLOOD_WAIT_SECONDS, FLOOD_WAITS
 from switchboard.mtproto.ports import FloodWaitError
 
@@ -18,7 +19,7 @@ T = TypeVar("T")
 SLACK_S = 0.05
 
 
-class DeferredError(Exception):
+class DeferredError(MtprotoServiceError):
     """A flood wait longer than may be held: stop, and resume the work at ``resume_at``."""
 
     def __init__(self, operation: str, seconds: int, resume_at: datetime) -> None:

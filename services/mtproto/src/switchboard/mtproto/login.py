@@ -27,6 +27,7 @@ from switchboard.events.catalog.mtproto import (
     ProxyInfo,
 )
 from switchboard.events.envelope import DEFAULT_WORKSPACE
+from switchboard.mtproto.errors import MtprotoServiceError
 from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
 from switchboard.mtproto.metrics import LOGINS
 from switchboard.mtproto.ports import (
@@ -309,7 +310,7 @@ async def _on_telegram(
     return result
 
 
-class SessionBusyError(Exception):
+class SessionBusyError(MtprotoServiceError):
     """Another instance (or step) holds the session's lease right now."""
 
 

@@ -14,6 +14,7 @@ from switchboard.events.catalog.mtproto import (
     SubmitLoginCode,
     SubmitLoginPassword,
 )
+from switchboard.mtproto.errors import MtprotoServiceError
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.sealing import DecryptError, open_sealed
 
@@ -24,7 +25,7 @@ PLAINTEXT = (
 )
 
 
-class RefusedError(Exception):
+class RefusedError(MtprotoServiceError):
     """A login command whose secret is in the clear or does not open."""
 
     def __init__(self, reason: str) -> None:

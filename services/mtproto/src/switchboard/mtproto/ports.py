@@ -16,6 +16,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+from switchboard.mtproto.errors import MtprotoServiceError
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -239,7 +241,7 @@ class SentCode:
 # --------------------------------------------------------------------------- errors
 
 
-class MtprotoError(Exception):
+class MtprotoError(MtprotoServiceError):
     """A failure Telegram reported; ``reason`` is the RPC error name (``FLOOD_WAIT_X``...)."""
 
     reason: str = "MTPROTO_ERROR"

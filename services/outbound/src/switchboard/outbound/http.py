@@ -22,6 +22,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from switchboard.outbound.errors import OutboundServiceError
+
 
 @dataclass
 class SendWindow:
@@ -39,7 +41,7 @@ class SendWindow:
 SEND_WINDOW: ContextVar[SendWindow | None] = ContextVar("send_window", default=None)
 
 
-class SlotMissedError(Exception):
+class SlotMissedError(OutboundServiceError):
     """The request would have left after its slot's deadline: it was not sent."""
 
 

@@ -50,6 +50,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.events.ids import stable_hash
+from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.window import Pace, WindowLog, pick_slots
 from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
@@ -57,7 +58,7 @@ from switchboard.runtime.logging import get_logger
 log = get_logger(__name__)
 
 
-class LimiterContentionError(RuntimeError):
+class LimiterContentionError(OutboundServiceError, RuntimeError):
     """Too many instances raced for one key at once; the caller retries later."""
 
 

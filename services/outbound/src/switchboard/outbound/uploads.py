@@ -21,12 +21,13 @@ from switchboard.events.catalog.outbound import (
     OutMediaGroup,
     SendMessage,
 )
+from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.media_limits import media_items
 from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
 
 
-class UploadMissingError(LookupError):
+class UploadMissingError(OutboundServiceError, LookupError):
     """A send names an upload its workspace does not have."""
 
     def __init__(self, upload_id: str) -> None:

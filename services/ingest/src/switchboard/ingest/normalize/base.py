@@ -11,9 +11,10 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from switchboard.events import Event
+from switchboard.ingest.errors import IngestServiceError
 
 
-class NormalizeError(ValueError):
+class NormalizeError(IngestServiceError, ValueError):
     """The payload is not one this provider's normalizer can read (it goes to the DLQ)."""
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText
 from switchboard.outbound.calendar.kv import key, values
+from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.kvmodels import KvModels
 from switchboard.runtime.markup import Format, escape, parse_mode
 
@@ -62,7 +63,7 @@ class Template(BaseModel):
         }
 
 
-class MissingVariablesError(ValueError):
+class MissingVariablesError(OutboundServiceError, ValueError):
     """The template names variables the post does not give."""
 
     def __init__(self, names: list[str]) -> None:

@@ -25,6 +25,7 @@ from switchboard.outbound.campaigns.state import (
     start_conflict,
 )
 from switchboard.outbound.campaigns.view import CampaignView
+from switchboard.outbound.errors import OutboundServiceError
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -33,7 +34,7 @@ from switchboard.runtime.logging import get_logger
 log = get_logger(__name__)
 
 
-class CampaignConflictError(PermanentError):
+class CampaignConflictError(OutboundServiceError, PermanentError):
     """The command contradicts the campaign: another message under its id, or a record of
     another workspace (keys are per workspace: never, unless written under the wrong key)."""
 
@@ -59,7 +60,7 @@ async def foreign_accounts(
     return [n for n in sorted(set(names)) if await accounts.lookup(channel, n, workspace) is None]
 
 
-class ForeignAccountError(PermanentError):
+class ForeignAccountError(OutboundServiceError, PermanentError):
     """A campaign command names accounts its workspace does not have."""
 
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from switchboard.events.catalog.outbound import SendMessage
+from switchboard.outbound.errors import OutboundServiceError
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.delivery.provider_failures import ProviderFailure, ProviderFault
 
@@ -23,7 +24,7 @@ class Scope(StrEnum):
 
 
 @dataclass
-class ProviderError(Exception):
+class ProviderError(OutboundServiceError):
     """A failed provider call, classified."""
 
     failure: Failure

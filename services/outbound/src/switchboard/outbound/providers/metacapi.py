@@ -56,6 +56,7 @@ from typing import Any
 
 import httpx
 
+from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.providers.base import ProviderError
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
@@ -120,7 +121,7 @@ ISO_COUNTRIES = frozenset(_ISO_ALPHA_2.split())
 _GENDERS = {"f": "f", "m": "m", "female": "f", "male": "m"}
 
 
-class InvalidUserDataError(ValueError):
+class InvalidUserDataError(OutboundServiceError, ValueError):
     """A user_data value Meta's SDK would refuse (bad email, phone, country, ...)."""
 
     def __init__(self, field: str, message: str) -> None:
