@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, KeyValueConfig
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.api import ConsumerConfig, ConsumerInfo, KeyValueConfig
+from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 from tests.support.consumers import READERS, Served
 
 from switchboard.events.streams import STREAMS
@@ -78,9 +78,18 @@ async def _letters(bus: Bus, n: int) -> list[DeadLetter] | None:
     return letters if len(letters) >= n else None
 
 
+async def _info(bus: Bus, name: str) -> ConsumerInfo | None:
+    """The durable's state, or None before the reader under test has created it (it does so
+    in its own task: a probe right after ``serve`` may come first on a loaded machine)."""
+    try:
+        return await bus.js.consumer_info("RAW", name)
+    except NotFoundError:
+        return None
+
+
 async def _settled(bus: Bus, name: str) -> bool | None:
-    info = await bus.js.consumer_info("RAW", name)
-    return True if info.num_ack_pending == 0 and info.num_pending == 0 else None
+    info = await _info(bus, name)
+    return True if info and info.num_ack_pending == 0 and info.num_pending == 0 else None
 
 
 async def _has(got: list[str], body: str) -> bool | None:
@@ -134,8 +143,8 @@ async def test_the_declaration_reaches_the_server(bus: Bus, serve: Serve) -> Non
         return None
 
     async def declared() -> ConsumerConfig | None:
-        config = (await bus.js.consumer_info("RAW", RAW.name)).config
-        return config if config.ack_wait == RAW.ack_wait_s else None
+        info = await _info(bus, RAW.name)
+        return info.config if info and info.config.ack_wait == RAW.ack_wait_s else None
 
     served = serve(Subscription(RAW), handler)
     config = await eventually(declared, message="the declaration on the server")
@@ -313,9 +322,11 @@ async def test_a_failed_dead_letter_publish_leaves_the_message_redeliverable(
     async def redelivered_while_down() -> bool:
         # every delivery takes a consumer sequence: the budget's handler runs (the last of
         # them spends it), then two or more deliveries that only tried to dead-letter it
-        info = await bus.js.consumer_info("RAW", RAW.name)
+        info = await _info(bus, RAW.name)
         spent = len(calls) >= OUTAGE.max_failures
-        return spent and info.delivered.consumer_seq >= OUTAGE.max_failures + 2
+        return (
+            spent and info is not None and info.delivered.consumer_seq >= (OUTAGE.max_failures + 2)
+        )
 
     await eventually(redelivered_while_down, timeout=30, message="budget spent, DLQ down")
     await bus.ensure_stream(dlq)
