@@ -21,6 +21,7 @@ import nats.js.errors
 
 from switchboard.events import DecodeError
 from switchboard.runtime.errors import SwitchboardRuntimeError
+from switchboard.runtime.lru import remember
 
 
 class Failure(Enum):
@@ -192,10 +193,7 @@ class PoisonBudget:
 
     def record(self, seq: int, attempts: int, reason: str) -> None:
         """The message at ``seq`` has now failed ``attempts`` times because of its content."""
-        self._failed[seq] = (attempts, reason)
-        self._failed.move_to_end(seq)
-        while len(self._failed) > self._capacity:
-            self._failed.popitem(last=False)
+        remember(self._failed, seq, (attempts, reason), self._capacity)
 
     def forget(self, seq: int) -> None:
         self._failed.pop(seq, None)

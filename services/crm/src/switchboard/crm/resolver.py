@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from typing import TypeVar
 
 from switchboard.crm import keys
 from switchboard.crm.settings import CrmSettings
@@ -35,9 +34,11 @@ from switchboard.events.catalog.crm import (
     IdentityClaimed,
     LeadCreated,
 )
+from switchboard.runtime.lru import remember
 
-K = TypeVar("K")
-V = TypeVar("V")
+# Entries of each of the resolver's caches (contacts known, phone claims settled, senders
+# resolved): far more than one instance sees in a burst.
+_CAPACITY = 100_000
 
 
 class Resolver:
@@ -125,7 +126,7 @@ class Resolver:
         contact = self._settled.get(settled)
         if contact is None:
             contact = await self._resolve(event, cause, ws, ikey, phone)
-        _remember(self._settled, settled, contact)
+        remember(self._settled, settled, contact, _CAPACITY)
         return contact
 
     async def _resolve(
@@ -204,7 +205,7 @@ class Resolver:
                 lead_id,
                 cause,
             )
-        _remember(self._known, own_id, None)
+        remember(self._known, own_id, None, _CAPACITY)
         return own_id
 
     async def number_changed(self, event: ContactNumberChanged, cause: Envelope) -> str | None:
@@ -273,7 +274,7 @@ class Resolver:
                 cause,
                 f"link:{claim}",
             )
-        _remember(self._phones, claim, None)
+        remember(self._phones, claim, None, _CAPACITY)
 
     async def _create(self, model: ContactCreated | LeadCreated, agg: str, cause: Envelope) -> bool:
         """Append the creating event. True when this message created it, now or on an
@@ -290,11 +291,3 @@ class Resolver:
     ) -> None:
         # Deterministic id: a redelivery publishes the same id, which JetStream drops.
         await self.store.append_to_existing(model, agg, cause=cause, id=event_id)
-
-
-def _remember(cache: OrderedDict[K, V], key: K, value: V, capacity: int = 100_000) -> None:
-    """Keep ``key`` as the most recently used entry of a bounded cache."""
-    cache[key] = value
-    cache.move_to_end(key)
-    if len(cache) > capacity:
-        cache.popitem(last=False)

@@ -32,6 +32,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from switchboard.runtime.kv import current
+from switchboard.runtime.lru import remember
 
 
 class KeyRecord(BaseModel):
@@ -127,10 +128,8 @@ class IdempotencyKeys:
     def _watched(self, kv_key: str, revision: int) -> timedelta:
         """How long this instance has seen ``kv_key`` at ``revision`` (0 the first time)."""
         now = self.clock()
-        first = self._sightings.setdefault((kv_key, revision), now)
-        self._sightings.move_to_end((kv_key, revision))
-        while len(self._sightings) > _SIGHTINGS:
-            self._sightings.popitem(last=False)
+        first = self._sightings.get((kv_key, revision), now)
+        remember(self._sightings, (kv_key, revision), first, _SIGHTINGS)
         return timedelta(seconds=now - first)
 
     async def begin(self, workspace: str, key: str, fp: str) -> Decision:

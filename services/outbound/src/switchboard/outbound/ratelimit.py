@@ -54,6 +54,7 @@ from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.window import Pace, WindowLog, pick_slots
 from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.lru import remember
 
 log = get_logger(__name__)
 
@@ -209,10 +210,7 @@ class SharedLimiter:
         return state, entry.revision or 0
 
     def _remember(self, key: str, state: _State, revision: int) -> None:
-        self._seen[key] = _Seen(state, revision)
-        self._seen.move_to_end(key)
-        if len(self._seen) > 50_000:
-            self._seen.popitem(last=False)
+        remember(self._seen, key, _Seen(state, revision), 50_000)
 
     def _guess(self, key: str) -> tuple[_State, int] | None:
         seen = self._seen.get(key)

@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 from switchboard.events.streams import SENDS
 from switchboard.runtime.kv import current
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.lru import remember
 
 log = get_logger(__name__)
 
@@ -97,10 +98,7 @@ class InMemoryFileIdCache:
 
     async def put(self, key: FileKey, file_id: str, ttl: float | None = None) -> None:
         expires_at = None if ttl is None else self._clock() + ttl
-        self._entries[key] = (file_id, expires_at)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        remember(self._entries, key, (file_id, expires_at), self.max_entries)
 
     async def delete(self, key: FileKey) -> None:
         self._entries.pop(key, None)
