@@ -77,6 +77,7 @@ from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
+from switchboard.runtime.servertime import ServerClock
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.subscribers import Reader, Subscription, durable
@@ -173,10 +174,16 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         sends_kv = await rt.bus.kv("sends")
         attempts = Attempts(sends_kv)
         ratelimit = await rt.bus.kv("ratelimit")
-        pauses = PauseView(ratelimit)
+        # Slots and pause ends are times one instance writes and the others read: all of
+        # them on the server's clock, so instances never need to agree on their own.
+        clock = ServerClock(rt.bus.js, "ratelimit")
+        await clock.sync()
+        rt.spawn("server-clock", lambda: clock.run(rt.stop))
+        pauses = PauseView(ratelimit, clock=clock.now)
         rt.spawn("pauses", lambda: pauses.run(rt.stop))
         limiter = SharedLimiter(
             ratelimit,
+            clock=clock.now,
             safety=settings.limit_safety_ms / 1000,
             margin=settings.limit_margin,
             pauses=pauses,
@@ -218,7 +225,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )
         # Which accounts of a campaign's pool take its sends: one paused longer than this
         # (a long FLOOD_WAIT), revoked or restricted drops out and its sends move.
-        health = PoolHealth(cache, pauses, settings.campaign_patience_s)
+        health = PoolHealth(cache, pauses, settings.campaign_patience_s, clock=clock.now)
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -232,6 +239,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             schedule=schedule,
             uploads=uploads,
             pool=health,
+            clock=clock.now,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
