@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 
@@ -90,6 +91,10 @@ class ServerClock:
         self.key = f"clock.{uuid.uuid4().hex}"
         self.estimate: Estimate | None = None
         self._last = 0.0
+
+    def utcnow(self) -> datetime:
+        """:meth:`now` as an aware datetime, for records that keep datetimes."""
+        return datetime.fromtimestamp(self.now(), UTC)
 
     def now(self) -> float:
         if self.estimate is None:

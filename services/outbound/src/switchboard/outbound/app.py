@@ -171,14 +171,15 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         await asyncio.wait_for(cache.loaded.wait(), 10)
         http = provider_http(settings.call_timeout_s)
         rt.on_close(http.aclose)
-        sends_kv = await rt.bus.kv("sends")
-        attempts = Attempts(sends_kv)
-        ratelimit = await rt.bus.kv("ratelimit")
-        # Slots and pause ends are times one instance writes and the others read: all of
-        # them on the server's clock, so instances never need to agree on their own.
+        # Slots, pause ends and the dates of send records and idempotency keys are times
+        # one instance writes and the others read: all of them on the server's clock, so
+        # instances never need to agree on their own.
         clock = ServerClock(rt.bus.js, "ratelimit")
         await clock.sync()
         rt.spawn("server-clock", lambda: clock.run(rt.stop))
+        sends_kv = await rt.bus.kv("sends")
+        attempts = Attempts(sends_kv, now=clock.utcnow)
+        ratelimit = await rt.bus.kv("ratelimit")
         pauses = PauseView(ratelimit, clock=clock.now)
         rt.spawn("pauses", lambda: pauses.run(rt.stop))
         limiter = SharedLimiter(
@@ -250,7 +251,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             rt.bus, cache, attempts, limiter, breakers, SendPulseClient(http), policy
         )
         keys = IdempotencyKeys(
-            sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
+            sends_kv,
+            "messages",
+            settings.idempotency_retention_s,
+            settings.idempotency_lease_s,
+            wall=clock.utcnow,
         )
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         calendar_kv = await rt.bus.kv("calendar")
