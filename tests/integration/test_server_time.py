@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from tests.support.timing import max_in_window
 
+from switchboard.events.streams import CLOCK
 from switchboard.outbound.ratelimit import Limit, LimitKey, SharedLimiter
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.servertime import Estimate, ServerClock, ServerTimeError, best_of
@@ -43,12 +44,12 @@ def test_the_shortest_round_trip_decides_and_bounds_the_error() -> None:
 
 async def test_now_is_refused_before_the_first_sync(buses: list[Bus]) -> None:
     with pytest.raises(ServerTimeError):
-        ServerClock(buses[0].js, "ratelimit").now()
+        ServerClock(buses[0].js, CLOCK.name).now()
 
 
 async def test_instances_an_hour_apart_read_the_same_server_time(buses: list[Bus]) -> None:
-    behind = ServerClock(buses[0].js, "ratelimit", local=skewed(-HOUR))
-    ahead = ServerClock(buses[1].js, "ratelimit", local=skewed(+HOUR))
+    behind = ServerClock(buses[0].js, CLOCK.name, local=skewed(-HOUR))
+    ahead = ServerClock(buses[1].js, CLOCK.name, local=skewed(+HOUR))
     a, b = await behind.sync(), await ahead.sync()
     # the server runs on this machine: its time is this machine's wall time
     assert abs(behind.now() - time.time()) < 1.0
@@ -58,7 +59,7 @@ async def test_instances_an_hour_apart_read_the_same_server_time(buses: list[Bus
 
 
 async def test_now_never_goes_back_across_syncs(buses: list[Bus]) -> None:
-    clock = ServerClock(buses[0].js, "ratelimit")
+    clock = ServerClock(buses[0].js, CLOCK.name)
     await clock.sync()
     seen = [clock.now()]
     for _ in range(5):
@@ -68,7 +69,7 @@ async def test_now_never_goes_back_across_syncs(buses: list[Bus]) -> None:
 
 
 async def test_a_moved_server_clock_is_followed(buses: list[Bus]) -> None:
-    clock = ServerClock(buses[0].js, "ratelimit")
+    clock = ServerClock(buses[0].js, CLOCK.name)
     real = await clock.sync()
     # as if the estimate in use came from a leader whose clock was a minute behind
     clock.estimate = Estimate(real.at - 60.0, real.local, real.error)
@@ -81,8 +82,8 @@ async def test_limiters_on_clocks_an_hour_apart_keep_one_limit(buses: list[Bus])
     the slots another one holds nor waits an hour for them. Each send is placed when this
     machine's wall clock would see it, which is what the provider counts."""
     clocks = [
-        ServerClock(buses[0].js, "ratelimit", local=skewed(-HOUR)),
-        ServerClock(buses[1].js, "ratelimit", local=skewed(+HOUR)),
+        ServerClock(buses[0].js, CLOCK.name, local=skewed(-HOUR)),
+        ServerClock(buses[1].js, CLOCK.name, local=skewed(+HOUR)),
     ]
     for c in clocks:
         await c.sync()

@@ -72,7 +72,8 @@ def best_of(samples: list[tuple[float, float, float]]) -> Estimate:
 
 class ServerClock:
     """``now()``: the server's wall time (seconds since the epoch), read without a round trip
-    once :meth:`sync` has run."""
+    once :meth:`sync` has run. Every service's runtime holds one (``Runtime.clock``), probing
+    the ``clock`` bucket."""
 
     def __init__(
         self,
@@ -86,8 +87,8 @@ class ServerClock:
         self.bucket = bucket
         self.local = local
         self.probes = probes
-        # one key per process: probes of instances never contend, and the bucket's TTL (or
-        # history of 1) keeps them from piling up
+        # one key per process: probes of instances never contend, and the bucket's TTL
+        # drops the keys of processes that are gone
         self.key = f"clock.{uuid.uuid4().hex}"
         self.estimate: Estimate | None = None
         self._last = 0.0

@@ -11,7 +11,6 @@ import asyncpg
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.analytics.signin import Lifetimes, SignInStore
 from switchboard.events.streams import DASHBOARD_SESSIONS
-from switchboard.runtime.servertime import ServerClock
 from switchboard.runtime.service import Runtime
 
 
@@ -30,8 +29,6 @@ async def bootstrap(rt: Runtime, settings: AnalyticsSettings) -> AnalyticsDeps:
         idle=timedelta(seconds=settings.dashboard_idle_s),
         absolute=timedelta(seconds=settings.dashboard_session_max_s),
     )
-    clock = ServerClock(rt.bus.js, DASHBOARD_SESSIONS.name)
-    await clock.sync()
-    rt.spawn("server-clock", lambda: clock.run(rt.stop))
-    signins = SignInStore(await rt.bus.kv(DASHBOARD_SESSIONS.name), lifetimes, clock.utcnow)
+    kv = await rt.bus.kv(DASHBOARD_SESSIONS.name)
+    signins = SignInStore(kv, lifetimes, rt.clock.utcnow)
     return AnalyticsDeps(pool=rt.pool, signins=signins)

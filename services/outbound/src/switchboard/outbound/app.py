@@ -77,7 +77,6 @@ from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
-from switchboard.runtime.servertime import ServerClock
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.subscribers import Reader, Subscription, durable
@@ -172,11 +171,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         http = provider_http(settings.call_timeout_s)
         rt.on_close(http.aclose)
         # Slots, pause ends and the dates of send records and idempotency keys are times
-        # one instance writes and the others read: all of them on the server's clock, so
-        # instances never need to agree on their own.
-        clock = ServerClock(rt.bus.js, "ratelimit")
-        await clock.sync()
-        rt.spawn("server-clock", lambda: clock.run(rt.stop))
+        # one instance writes and the others read: all of them on the server's clock.
+        clock = rt.clock
         sends_kv = await rt.bus.kv("sends")
         attempts = Attempts(sends_kv, now=clock.utcnow)
         ratelimit = await rt.bus.kv("ratelimit")
