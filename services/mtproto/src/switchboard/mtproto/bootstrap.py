@@ -60,6 +60,7 @@ async def bootstrap(
         owner=owner,
         accounts=AccountStore(await rt.bus.kv("accounts"), keyring),
         objects=await open_store(settings.objects),
+        now=rt.clock.utcnow,
     )
     assert deps.objects is not None
     rt.on_close(deps.objects.close)

@@ -214,7 +214,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
         # User accounts send through the MTProto gateway, over the bus.
-        clients["mtproto"] = GatewayClient(rt.bus, settings.call_timeout_s)
+        clients["mtproto"] = GatewayClient(rt.bus, settings.call_timeout_s, clock.utcnow)
         telegram = clients["telegram"]
         assert isinstance(telegram, TelegramClient)
         interactions = Interactions(
