@@ -178,7 +178,9 @@ class SessionRunner:
         self.publishing = False  # an update is being published
         self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
-        self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
+        self.flood = FloodPolicy(
+            session_id, settings.flood_hold_max_s, self._emit, self._sleep, deps.now
+        )
         self.status = StatusTracker(deps.sessions.pool, session_id, self._publish)
         self.idle = IdleTimer()  # session TTL (ttl.py)
         self.parking = Parking(deps.sessions.pool)
