@@ -31,6 +31,12 @@ from switchboard.runtime.db import Conn
 PROJECTION = "deliveries"
 STREAM = "DELIVERY"
 SUBJECTS = ("delivery.>",)
+STATUS: dict[type, str] = {
+    DeliveryQueued: "queued",
+    DeliveryRetrying: "retrying",
+    DeliverySent: "sent",
+    DeliveryFailed: "failed",
+}
 RANK = {"queued": 0, "retrying": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
 # One row per key (``fold_receipts``): a later receipt replaces the stored one only when it
@@ -80,8 +86,10 @@ async def prepare(msgs: Sequence[Msg]) -> Prepared:
     deliveries: list[Row] = []
     for msg in msgs:
         d = decode_event(msg)
-        ev, ws = d.model, d.workspace_id
-        if isinstance(ev, DeliveryReceipt):
+        ev: Any = d.model  # dispatched on its exact type below
+        ws = d.workspace_id
+        kind = type(ev)  # exact types: pydantic's ABCMeta isinstance check costs (py-spy)
+        if kind is DeliveryReceipt:
             receipts.append(
                 (
                     ws,
@@ -96,18 +104,11 @@ async def prepare(msgs: Sequence[Msg]) -> Prepared:
                 )
             )
             continue
-        if not isinstance(ev, DeliveryQueued | DeliveryRetrying | DeliverySent | DeliveryFailed):
+        status = STATUS.get(kind)
+        if status is None:
             continue
-        status, reason, provider_id = None, None, None
-        if isinstance(ev, DeliveryQueued):
-            status = "queued"
-        elif isinstance(ev, DeliveryRetrying):
-            status, reason = "retrying", ev.reason
-        elif isinstance(ev, DeliverySent):
-            status, provider_id = "sent", ev.provider_message_id
-        elif isinstance(ev, DeliveryFailed):
-            status, reason = "failed", ev.reason
-        assert status is not None
+        reason = ev.reason if kind is DeliveryRetrying or kind is DeliveryFailed else None
+        provider_id = ev.provider_message_id if kind is DeliverySent else None
         deliveries.append(
             (
                 ws,
