@@ -1,8 +1,8 @@
 """A rebuild's batched replay leaves every CRM table exactly as live projection, event by
 event, left it: a realistic mix over CONV, DELIVERY and CRM (messages, edits, deletions,
 replies with receipts out of order, contacts, identities, notes and tags, leads through
-their stages, merges, splits and erasures), applied one event per transaction, and again in large and odd batches per projection.
-Real Postgres.
+their stages, merges, splits and erasures), applied one event per transaction, and again
+in large and odd batches per projection. Real Postgres.
 
 Known and not covered here: the order *between* streams still matters for messages edited or
 deleted around their sender's erasure (an edit before the erasure keeps its ``edited_at``,
