@@ -6,6 +6,7 @@ phone, resolves to it (never to a second contact), and flows finds it under both
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from tests.support.conv import received, received_envelope
@@ -169,3 +170,29 @@ async def test_a_founding_interrupted_before_keying_is_completed_under_its_legac
     assert (await store.first(contact)) is not None
     assert (await store.first(keys.first_lead_id(contact))) is not None
     assert await store.first(keys.new_contact_id(ws, ikey)) is None
+
+
+async def test_a_deployment_born_with_keyed_claims_reads_no_legacy_key(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every legacy claim precedes every keyed one: once the first claim is keyed, looking up
+    legacy keys (two more reads for each new sender) can find nothing, and is not done."""
+    ws = "born-keyed"
+    await Resolver(store, SETTINGS).resolve(
+        received(Channel.WHATSAPP, "wa1", PHONE, "first", 1, phone=PHONE), cause(1, ws)
+    )
+    reads: list[str] = []
+    real_last = store.last
+
+    async def counted(aggregate_id: str) -> Any:
+        reads.append(aggregate_id)
+        return await real_last(aggregate_id)
+
+    monkeypatch.setattr(store, "last", counted)
+    phone = "4917655500022"
+    new = received(Channel.WHATSAPP, "wa1", phone, "hi", 2, phone=phone)
+    contact = await Resolver(store, SETTINGS).resolve(new, cause(2, ws))
+    assert contact == keys.new_contact_id(ws, keys.identity_key("whatsapp", phone))
+    assert reads  # it looked its claims up, under keyed keys only
+    legacy = {keys.legacy_claim_key(ws, k) for k in (f"whatsapp:{phone}", f"phone:{phone}")}
+    assert not legacy & set(reads)

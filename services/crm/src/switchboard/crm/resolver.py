@@ -16,7 +16,8 @@ Claim keys and the ids of new contacts are keyed with the deployment's identity 
 keyed stays claimed under its legacy key by its contact (ids are opaque: it keeps its id):
 every lookup tries the keyed key and the legacy one, and a key claimed under its legacy key is
 never claimed again under the keyed one (that would make the person two contacts). No new
-claim is ever legacy, so what a legacy key holds never changes and is cached.
+claim is ever legacy, so what a legacy key holds never changes and is cached, and a deployment
+whose first claim is keyed has no legacy claims at all: it reads no legacy key.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from switchboard.events.catalog.crm import (
     IdentityClaimed,
     LeadCreated,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.lru import remember
 
 # Entries of each of the resolver's caches (contacts known, phone claims settled, senders
@@ -68,6 +70,7 @@ class Resolver:
         # What each legacy claim key read holds (None: never claimed): nothing is claimed
         # under one any more, so an entry stays true.
         self._legacy: OrderedDict[str, Decoded | None] = OrderedDict()
+        self._any_legacy: bool | None = None  # None: not looked at yet
 
     async def claim(self, workspace: str, key: str, contact_id: str, cause: Envelope) -> str:
         """Claim ``key`` for ``contact_id``; returns whoever owns it now."""
@@ -116,11 +119,22 @@ class Resolver:
 
     async def _last_legacy(self, legacy_claim: str) -> Decoded | None:
         """The claim under a legacy claim key (None: never claimed), read once."""
+        if not await self._legacy_claims():
+            return None
         if legacy_claim in self._legacy:
             return self._legacy[legacy_claim]
         found = await self.store.last(legacy_claim)
         remember(self._legacy, legacy_claim, found, _CAPACITY)
         return found
+
+    async def _legacy_claims(self) -> bool:
+        """Whether any claim may be under a legacy key. Every legacy claim precedes every
+        keyed one, so there is none when the first claim in the stream is keyed, or when
+        there is no claim yet (decided once: a new claim is never legacy)."""
+        if self._any_legacy is None:
+            first = await self.store.first_claim()
+            self._any_legacy = first is not None and not _keyed(first)
+        return self._any_legacy
 
     async def _link_identity(
         self, claim: str, contact_id: str, identity: Identity, cause: Envelope
@@ -332,3 +346,14 @@ def _claimed(last: Decoded | None) -> tuple[str | None, str | None]:
     if last is None or not isinstance(last.model, IdentityClaimed):
         return None, None
     return last.model.contact_id, last.envelope.causation_id
+
+
+def _keyed(claim: Decoded) -> bool:
+    """Whether a claim is under its keyed claim key (a claim whose key was erased cannot
+    tell, and counts as legacy)."""
+    model = claim.model
+    return (
+        isinstance(model, IdentityClaimed)
+        and not pii.is_erased(model.key)
+        and model.claim_key == keys.claim_key(claim.envelope.workspace_id, model.key)
+    )
