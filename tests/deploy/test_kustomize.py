@@ -210,6 +210,8 @@ def test_settings_come_from_configmap_and_secret_references(
     assert config["SWITCHBOARD_NATS_USER"] == service, "each service has its own NATS user"
     assert config["SWITCHBOARD_NATS_URL"] == NATS_URL
     assert "SWITCHBOARD_NATS_PASSWORD" in secrets
+    # without it the service keys personal identifiers with the public development pepper
+    assert "SWITCHBOARD_IDENTITY_PEPPER" in secrets
     assert ("SWITCHBOARD_DATABASE_URL" in secrets) == uses_postgres(cls)
 
     for name in list(os.environ):
@@ -222,6 +224,7 @@ def test_settings_come_from_configmap_and_secret_references(
         "encryption_keys": "k1:" + "A" * 43 + "=",
         "api_keys": "test-key-0001=demo",
         "api_key_pepper": "dummy-pepper-0123456789",
+        "identity_pepper": "dummy-identity-pepper-0123456789",
         "database_url": "postgresql://switchboard:x@switchboard-pg-rw.postgres:5432/switchboard",
     }
     for name in secrets:

@@ -59,7 +59,6 @@ from switchboard.events.catalog.crm import (
     LeadCreated,
     LeadStageChanged,
     UpdateContact,
-    claim_key,
     first_lead_id,
     identity_key,
 )
@@ -77,6 +76,7 @@ from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.claims import claim_key
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port, wait_for_port
 from switchboard.runtime.sealing import seal

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.support.conv import received_envelope
 
 from switchboard.crm import keys
 from switchboard.crm.resolver import Resolver
@@ -41,13 +42,7 @@ def message(n: int, phone: str | None) -> MessageReceived:
 
 
 def cause(n: int, workspace: str) -> Envelope:
-    return Envelope(
-        id=f"conv-{workspace}-{n}",
-        type="switchboard.conv.message_received.v1",
-        source="test",
-        time=NOW,
-        workspace_id=workspace,
-    )
+    return received_envelope(n, workspace, NOW)
 
 
 @pytest.fixture

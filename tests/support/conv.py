@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from switchboard.events import Envelope
 from switchboard.events.catalog.common import Channel, Chat, Sender
 from switchboard.events.catalog.conv import (
     MessageDeleted,
@@ -39,6 +40,18 @@ def received(
         provider=ProviderIds(message_id=str(n)),
         sent_at=T0 + timedelta(seconds=n),
         received_at=T0 + timedelta(seconds=n),
+    )
+
+
+def received_envelope(n: int, workspace: str, time: datetime = T0) -> Envelope:
+    """The envelope of the ``n``th received message of ``workspace`` (what caused a
+    resolution: its id is the causation id of what the CRM appends)."""
+    return Envelope(
+        id=f"conv-{workspace}-{n}",
+        type="switchboard.conv.message_received.v1",
+        source="test",
+        time=time,
+        workspace_id=workspace,
     )
 
 

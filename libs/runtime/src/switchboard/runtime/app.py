@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from switchboard.events.streams import API_KEYS
-from switchboard.runtime import openapi_security
+from switchboard.runtime import identity, openapi_security
 from switchboard.runtime.auth import PRINCIPAL, AuthError, ScopeError
 from switchboard.runtime.deps import NotStartedError
 from switchboard.runtime.errors import SwitchboardRuntimeError
@@ -225,6 +225,9 @@ def service_app(
     schema: str | None = None,
 ) -> ServiceApp:
     """Build a service's app; ``start`` runs inside the lifespan once bus and db are up."""
+    # Every service keys what it derives from personal identifiers alike (the data subjects
+    # ingest seals under are the ones the CRM's erasure shreds; claim keys flows looks up).
+    identity.configure(settings.identity_pepper.get_secret_value())
     health = Health()
 
     @asynccontextmanager

@@ -5,7 +5,8 @@ Keyed (HMAC-SHA256) because phone numbers and numeric user ids are few enough to
 an unkeyed SHA-256 of one is as good as the number to anyone holding the table. Every
 projection that keeps a stand-in for an identifier uses this one function, configured once
 at start-up from its settings; changing the pepper changes every stand-in, so it needs a
-rebuild of those projections.
+rebuild of those projections. Contact ids and identity claim keys (``runtime.claims``) are
+keyed too, and claims are found by them: the pepper must never change once contacts exist.
 """
 
 from __future__ import annotations

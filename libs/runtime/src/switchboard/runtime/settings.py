@@ -110,7 +110,9 @@ class ServiceSettings(BaseSettings):
         SecretStr(DEV_PEPPER),
         min_length=16,
         description="secret key of the hashes services keep of personal identifiers "
-        "(HMAC-SHA256); set one per deployment and keep it: a new pepper needs a rebuild",
+        "(HMAC-SHA256: contact ids, identity claim keys, erasure hashes); set one per "
+        "deployment, the same in every service, and never change it once contacts exist "
+        "(claims are found by it: known people would become second contacts)",
     )
 
     @field_validator("nats_url")

@@ -27,7 +27,7 @@ from switchboard.analytics.metrics import refresh_gauges
 from switchboard.analytics.params import BadParameterError
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.analytics.signin import SignInStore
-from switchboard.runtime import identity, pii
+from switchboard.runtime import pii
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth
 from switchboard.runtime.db import Conn, load_migrations
@@ -59,7 +59,6 @@ def build_projection(module: ModuleType, ctx: Context, **site: Unpack[Site]) -> 
 
 def create_app(settings: AnalyticsSettings) -> ServiceApp:
     """Build the analytics app; connections are made by its lifespan, never at import."""
-    identity.configure(settings.identity_pepper.get_secret_value())
     deps: Wired[AnalyticsDeps] = Wired("analytics")
     rules = ConversionRules.from_settings(settings)
     ctx = Context(rules=rules)

@@ -53,7 +53,7 @@ from switchboard.events.catalog.crm import (
     UpdateContact,
 )
 from switchboard.events.catalog.mtproto import AccountStatus
-from switchboard.runtime import identity, pii, subscribers
+from switchboard.runtime import pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, Workspace
 from switchboard.runtime.consumer import decode_or_reject
@@ -126,7 +126,6 @@ class Split(BaseModel):
 
 def create_app(settings: CrmSettings) -> ServiceApp:
     """Build the CRM app; connections are made by its lifespan, never at import."""
-    identity.configure(settings.identity_pepper.get_secret_value())
     deps: Wired[CrmDeps] = Wired("crm")
     # The media routes (media_api.py) still look what they use up by name: filled from the
     # typed dependencies, in the same place.

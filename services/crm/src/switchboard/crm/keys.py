@@ -3,11 +3,14 @@ aggregate, so a redelivered message can never create a second contact or lead.""
 
 from __future__ import annotations
 
-# The names other services look up live in the catalog (one place); re-exported here.
-from switchboard.events.catalog.crm import claim_key as claim_key
+# The names other services look up live in the catalog and the runtime (one place, flows
+# looks claims up too); re-exported here.
 from switchboard.events.catalog.crm import first_lead_id as first_lead_id
 from switchboard.events.catalog.crm import identity_key as identity_key
+from switchboard.events.catalog.crm import legacy_claim_key as legacy_claim_key
 from switchboard.events.ids import stable_hash
+from switchboard.runtime.claims import claim_key as claim_key
+from switchboard.runtime.claims import last_claim as last_claim
 from switchboard.runtime.db import Conn
 from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.pii import identity_hash
@@ -18,11 +21,15 @@ def phone_key(phone: str) -> str:
 
 
 def new_contact_id(workspace_id: str, key: str) -> str:
+    """The contact an identity founds: keyed, because contact ids are in every API answer,
+    URL and CRM event, and the identity is often a phone number."""
+    return "ct_" + keyed_hash("contact", workspace_id, key)[:24]
+
+
+def legacy_contact_id(workspace_id: str, key: str) -> str:
+    """The contact an identity founded before contact ids were keyed (ids are opaque: those
+    contacts keep theirs); never for a new contact."""
     return "ct_" + stable_hash("contact", workspace_id, key)[:24]
-
-
-def conversation_lead_id(contact_id: str, conversation: str) -> str:
-    return "ld_" + stable_hash("lead", contact_id, conversation)[:24]
 
 
 def erased_identity_hash(workspace_id: str, channel: str, external_id: str) -> str:

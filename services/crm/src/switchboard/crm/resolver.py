@@ -10,17 +10,26 @@ it when the user has not withheld it: a message with both links the phone to the
 the BSUID already belongs to, so a BSUID-only message, a later phone+BSUID one and an old
 phone-only one are one contact. A reported number change (``conv.contact_number_changed``)
 links the new phone and BSUID to the contact of the old ones.
+
+Claim keys and the ids of new contacts are keyed with the deployment's identity pepper
+(``runtime.claims``, ``keys.new_contact_id``). An identity or phone claimed before they were
+keyed stays claimed under its legacy key by its contact (ids are opaque: it keeps its id):
+every lookup tries the keyed key and the legacy one, and a key claimed under its legacy key is
+never claimed again under the keyed one (that would make the person two contacts). No new
+claim is ever legacy, so what a legacy key holds never changes and is cached, and a deployment
+whose first claim is keyed has no legacy claims at all: it reads no legacy key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import OrderedDict
 
 from switchboard.crm import keys
 from switchboard.crm.settings import CrmSettings
 from switchboard.crm.store import ConflictError, EventStore
-from switchboard.events import Envelope
+from switchboard.events import Decoded, Envelope
 from switchboard.events.catalog.conv import (
     ContactNumberChanged,
     ContactStatus,
@@ -34,6 +43,7 @@ from switchboard.events.catalog.crm import (
     IdentityClaimed,
     LeadCreated,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.lru import remember
 
 # Entries of each of the resolver's caches (contacts known, phone claims settled, senders
@@ -57,6 +67,10 @@ class Resolver:
         # resolver's work on a busy workspace (14 % of the CRM's CPU at 500 messages/s,
         # py-spy on bench_crm's e2e run).
         self._settled: OrderedDict[tuple[str, str, str | None], str] = OrderedDict()
+        # What each legacy claim key read holds (None: never claimed): nothing is claimed
+        # under one any more, so an entry stays true.
+        self._legacy: OrderedDict[str, Decoded | None] = OrderedDict()
+        self._any_legacy: bool | None = None  # None: not looked at yet
 
     async def claim(self, workspace: str, key: str, contact_id: str, cause: Envelope) -> str:
         """Claim ``key`` for ``contact_id``; returns whoever owns it now."""
@@ -65,7 +79,11 @@ class Resolver:
     async def _claim_seq(
         self, workspace: str, key: str, contact_id: str, cause: Envelope
     ) -> tuple[str, int | None]:
-        """Like :meth:`claim`, with the sequence of the claim when this call made it."""
+        """Like :meth:`claim`, with the sequence of the claim when this call made it. A key
+        claimed under its legacy key keeps that owner (no claim is made under the keyed key)."""
+        legacy_owner, _ = _claimed(await self._last_legacy(keys.legacy_claim_key(workspace, key)))
+        if legacy_owner is not None:
+            return legacy_owner, None
         ck = keys.claim_key(workspace, key)
         try:
             seq = await self.store.append(
@@ -93,20 +111,41 @@ class Resolver:
 
     async def _claim_of(self, workspace: str, key: str) -> tuple[str | None, str | None]:
         """Who owns ``key`` and the id of the message that claimed it (None, None: nobody)."""
-        last = await self.store.last(keys.claim_key(workspace, key))
-        if last is None or not isinstance(last.model, IdentityClaimed):
-            return None, None
-        return last.model.contact_id, last.envelope.causation_id
+        return _claimed((await self._last_claim(workspace, key))[1])
+
+    async def _last_claim(self, workspace: str, key: str) -> tuple[str, Decoded | None]:
+        """The claim key ``key`` is claimed under and its claim (keyed key, None: nobody's)."""
+        return await keys.last_claim(workspace, key, self.store.last, self._last_legacy)
+
+    async def _last_legacy(self, legacy_claim: str) -> Decoded | None:
+        """The claim under a legacy claim key (None: never claimed), read once."""
+        if not await self._legacy_claims():
+            return None
+        if legacy_claim in self._legacy:
+            return self._legacy[legacy_claim]
+        found = await self.store.last(legacy_claim)
+        remember(self._legacy, legacy_claim, found, _CAPACITY)
+        return found
+
+    async def _legacy_claims(self) -> bool:
+        """Whether any claim may be under a legacy key. Every legacy claim precedes every
+        keyed one, so there is none when the first claim in the stream is keyed, or when
+        there is no claim yet (decided once: a new claim is never legacy)."""
+        if self._any_legacy is None:
+            first = await self.store.first_claim()
+            self._any_legacy = first is not None and not _keyed(first)
+        return self._any_legacy
 
     async def _link_identity(
-        self, ws: str, ikey: str, contact_id: str, identity: Identity, cause: Envelope
+        self, claim: str, contact_id: str, identity: Identity, cause: Envelope
     ) -> None:
-        """Record once that the identity ``ikey`` joined ``contact_id`` by its phone."""
+        """Record once that the identity claimed under ``claim`` joined ``contact_id`` by
+        its phone."""
         await self._append_once(
             ContactIdentityLinked(contact_id=contact_id, identity=identity, matched_by="phone"),
             contact_id,
             cause,
-            f"link:{keys.claim_key(ws, ikey)}",
+            f"link:{claim}",
         )
 
     async def opened(self, event: ContactStatusChanged, cause: Envelope) -> str | None:
@@ -145,11 +184,20 @@ class Resolver:
             phone=phone,
         )
         own_id = keys.new_contact_id(ws, ikey)
-        owner, claimed_by = await self._claim_of(ws, ikey)
+        if phone:  # the phone's legacy claim is read with the identity's (one round trip)
+            (claim, last), _ = await asyncio.gather(
+                self._last_claim(ws, ikey),
+                self._last_legacy(keys.legacy_claim_key(ws, keys.phone_key(phone))),
+            )
+        else:
+            claim, last = await self._last_claim(ws, ikey)
+        owner, claimed_by = _claimed(last)
+        if owner is not None and owner == keys.legacy_contact_id(ws, ikey):
+            own_id = owner  # the identity founded its contact before contact ids were keyed
         if owner is not None and owner != own_id and claimed_by == cause.id:
             # This very message matched the phone and claimed the identity, and did not get
             # to link it (a crash, or the contact was not created yet): link it now.
-            await self._link_identity(ws, ikey, owner, identity, cause)
+            await self._link_identity(claim, owner, identity, cause)
             return owner
         if owner is not None and phone and event.sender.id != phone:
             # A BSUID already known, now with a phone beside it: the phone leads here too.
@@ -163,7 +211,7 @@ class Resolver:
             if by_phone != own_id:
                 owner = await self.claim(ws, ikey, by_phone, cause)
                 if owner == by_phone:
-                    await self._link_identity(ws, ikey, by_phone, identity, cause)
+                    await self._link_identity(claim, by_phone, identity, cause)
                 return owner
             owner = await self.claim(ws, ikey, own_id, cause)
             if owner != own_id and phone_seq is not None:
@@ -254,10 +302,10 @@ class Resolver:
         """Claim ``key`` for ``owner`` unless someone has it, and record the link once. A
         claim this very message made (now, or on a delivery that crashed before the link)
         gets its link; a key someone already held gets none."""
-        claim = keys.claim_key(ws, key)  # per workspace: one phone may be two people's
-        if claim in self._phones:
+        settled = keys.claim_key(ws, key)  # per workspace: one phone may be two people's
+        if settled in self._phones:
             return
-        last = await self.store.last(claim)
+        claim, last = await self._last_claim(ws, key)
         if last is None:
             mine = await self.claim(ws, key, owner, cause) == owner
         else:
@@ -274,7 +322,7 @@ class Resolver:
                 cause,
                 f"link:{claim}",
             )
-        remember(self._phones, claim, None, _CAPACITY)
+        remember(self._phones, settled, None, _CAPACITY)
 
     async def _create(self, model: ContactCreated | LeadCreated, agg: str, cause: Envelope) -> bool:
         """Append the creating event. True when this message created it, now or on an
@@ -291,3 +339,21 @@ class Resolver:
     ) -> None:
         # Deterministic id: a redelivery publishes the same id, which JetStream drops.
         await self.store.append_to_existing(model, agg, cause=cause, id=event_id)
+
+
+def _claimed(last: Decoded | None) -> tuple[str | None, str | None]:
+    """Who owns a claim key and the id of the message that claimed it (None, None: nobody)."""
+    if last is None or not isinstance(last.model, IdentityClaimed):
+        return None, None
+    return last.model.contact_id, last.envelope.causation_id
+
+
+def _keyed(claim: Decoded) -> bool:
+    """Whether a claim is under its keyed claim key (a claim whose key was erased cannot
+    tell, and counts as legacy)."""
+    model = claim.model
+    return (
+        isinstance(model, IdentityClaimed)
+        and not pii.is_erased(model.key)
+        and model.claim_key == keys.claim_key(claim.envelope.workspace_id, model.key)
+    )

@@ -17,6 +17,7 @@ from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError as ConflictError
 from switchboard.runtime.aggregates import append_expecting, read_filter
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.claims import claim_subject
 from switchboard.runtime.failures import InfrastructureError
 
 
@@ -98,6 +99,11 @@ class EventStore:
     async def first(self, aggregate_id: str) -> Decoded | None:
         """The creating event of an aggregate."""
         subject = aggregate_filter(aggregate_id)
+        return await self._read(self.bus.js.get_msg("CRM", seq=1, subject=subject, next=True))
+
+    async def first_claim(self) -> Decoded | None:
+        """The first identity claim in the stream (None: nothing is claimed yet)."""
+        subject = claim_subject("*")
         return await self._read(self.bus.js.get_msg("CRM", seq=1, subject=subject, next=True))
 
     async def _read(self, stored: Awaitable[RawStreamMsg]) -> Decoded | None:

@@ -34,7 +34,6 @@ from switchboard.events.catalog.crm import (
     LeadStageChanged,
     StartSegmentCampaign,
     UpdateContact,
-    claim_key,
     first_lead_id,
     identity_key,
 )
@@ -51,7 +50,8 @@ from switchboard.events.subjects import token
 from switchboard.flows import webhooks
 from switchboard.flows.engine import ContactFacts, Input
 from switchboard.flows.errors import FlowsServiceError
-from switchboard.runtime.aggregates import last_stored, read_filter
+from switchboard.runtime import claims
+from switchboard.runtime.aggregates import Stored, last_stored, read_filter
 from switchboard.runtime.bus import Bus
 
 
@@ -247,11 +247,14 @@ class Effects:
 
     async def contact_of(self, rec: RunRecorded | FlowConversation, workspace: str) -> str:
         conv = rec.conversation if isinstance(rec, RunRecorded) else rec
-        key = claim_key(workspace, identity_key(conv.channel.value, conv.sender_id))
-        stored = await last_stored(self.bus, "CRM", f"crm.identity_claimed.v1.{key}")
+        key = identity_key(conv.channel.value, conv.sender_id)
+        _, stored = await claims.last_claim(workspace, key, self._last_claim)
         if stored is None or not isinstance(stored.decoded.model, IdentityClaimed):
             raise ContactUnknownError(f"the CRM has no contact for {conv.channel}:{conv.sender_id}")
         return stored.decoded.model.contact_id
+
+    async def _last_claim(self, claim: str) -> Stored | None:
+        return await last_stored(self.bus, "CRM", claims.claim_subject(claim))
 
     async def facts_of(self, conv: FlowConversation, workspace: str) -> ContactFacts:
         """The contact's attributes and tags and its lead's stage, folded from ``CRM``."""

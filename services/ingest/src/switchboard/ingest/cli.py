@@ -26,6 +26,7 @@ import httpx
 
 from switchboard.ingest.renormalize import renormalize
 from switchboard.ingest.settings import IngestSettings
+from switchboard.runtime import identity
 from switchboard.runtime.service import connect_bus
 from switchboard.runtime.settings import ConfigError, load_settings
 
@@ -111,6 +112,7 @@ async def _renormalize(since: datetime) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    identity.configure(settings.identity_pepper.get_secret_value())  # seals as the service
     bus = await connect_bus(settings, "ingest-renormalize")
     try:
         report = await renormalize(bus, await bus.kv("dedup"), since)

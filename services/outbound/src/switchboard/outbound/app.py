@@ -63,7 +63,7 @@ from switchboard.outbound.settings import OutboundSettings
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
 from switchboard.outbound.workspace_accounts import require_account
-from switchboard.runtime import identity, pii, subscribers
+from switchboard.runtime import pii, subscribers
 from switchboard.runtime.accounts import AccountCache, AccountStore
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, Workspace
@@ -143,7 +143,6 @@ async def _multipart(request: Request) -> None:
 
 def create_app(settings: OutboundSettings) -> ServiceApp:
     """Build the outbound app; connections are made by its lifespan, never at import."""
-    identity.configure(settings.identity_pepper.get_secret_value())
     keys = settings.encryption_keys.get_secret_value()
     register_secret(keys)
     keyring = Keyring.from_mapping(parse_keyring(keys))

@@ -19,12 +19,15 @@ from switchboard.events.registry import register
 
 # Deterministic names in the CRM stream that other services look up (a contract, like the
 # subjects): who owns an identity is the last ``crm.identity_claimed.v1.<claim key>``, and a
-# contact's first lead has a fixed id.
+# contact's first lead has a fixed id. Claim keys are keyed with the deployment's identity
+# pepper (``switchboard.runtime.claims.claim_key``: this catalog holds no secret).
 def identity_key(channel: str, external_id: str) -> str:
     return f"{channel}:{external_id}"
 
 
-def claim_key(workspace_id: str, key: str) -> str:
+def legacy_claim_key(workspace_id: str, key: str) -> str:
+    """The unkeyed claim key of claims made before claim keys were keyed (an identity claimed
+    then is still found under it). Never for a new claim: anyone can compute it from a phone."""
     return stable_hash("claim", workspace_id, key)
 
 
