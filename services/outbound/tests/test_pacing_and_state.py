@@ -5,15 +5,17 @@ conversion command as a Meta CAPI event."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from nats.js.kv import KeyValue
 
 from switchboard.events.catalog.outbound import SendConversion
 from switchboard.outbound.campaigns.state import CampaignState
 from switchboard.outbound.conversions import capi_event
-from switchboard.outbound.pacing import RoundTrips, lateness, push
-from switchboard.outbound.ratelimit import Limit, LimitKey, _State
+from switchboard.outbound.limits import SendLimits
+from switchboard.outbound.pacing import Holds, RoundTrips, lateness, push
+from switchboard.outbound.ratelimit import Limit, LimitKey, SharedLimiter, _State, kv_key
 
 
 def test_key_state_round_trips_and_drops_ended_holds() -> None:
@@ -54,6 +56,23 @@ def test_push_is_the_excess_over_half_the_margin_and_at_most_a_window() -> None:
     assert push(bot, 5.0, margin=0.03) == 1.0  # a window clears whatever happened
     group = LimitKey("group", Limit(20, 60))
     assert push(group, 0.5, margin=0.03) == 0.0  # 0.9 s of room in a 60 s window
+
+
+def test_every_answer_rides_on_the_next_lease_and_only_a_late_one_is_written_at_once() -> None:
+    """An answer on time is noted for the instance's next lease of the account (answered,
+    so the window counts the send from its lateness) and written by nothing else; lateness
+    seen before the call, with no answer yet, is not an answer."""
+    limiter = SharedLimiter(cast(KeyValue, None), clock=lambda: 100.0, margin=0.03)
+    holds = Holds(limiter)
+    bot = LimitKey("bot", Limit(30))
+    limits = SendLimits(bot, None, "bot", "bot.to.1")
+    covered = holds.note(limits, 100.0, 0.004)  # woke up 4 ms late: within half the margin
+    assert covered == 0.004
+    assert limiter._late == {}
+    assert holds.note(limits, 100.0, 0.003, covered, answered=True) == 0.004
+    assert limiter._late == {kv_key("bot"): [(100.0, 0.004, True)]}
+    assert holds.pending == {}  # nothing written on its own
+    assert holds.writing == {}
 
 
 def test_a_campaign_total_is_known_once_every_batch_to_the_final_one_arrived() -> None:

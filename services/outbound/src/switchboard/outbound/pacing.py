@@ -6,10 +6,11 @@ round trip (the fastest of the account's recent ones) delays every send alike an
 none closer to another; what goes beyond it, plus any delay in leaving after
 the slot, may have brought this send closer to the sends of the next window than the slots
 were. The limiter's margin leaves room for it: half of it absorbs such delays unnoticed; a
-send later than that is written down for every instance. On the account's key the window
-log takes it (``SharedLimiter.counted_late``): the slot a window after this send's moves,
-and only that one. On a recipient's key the next window's slots start that much later
-(``SharedLimiter.shift``).
+send later than that is written down for every instance at once, and every answer rides on
+the instance's next lease (an answered send is counted from its own lateness). On the
+account's key the window log takes it (``SharedLimiter.counted_late``): the slot a window
+after this send's moves, and only that one. On a recipient's key the next window's slots
+start that much later (``SharedLimiter.shift``).
 """
 
 from __future__ import annotations
@@ -70,19 +71,35 @@ class Holds:
     )
     writing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
-    def note(self, limits: SendLimits, at: float, late: float, covered: float = 0.0) -> float:
+    def note(
+        self,
+        limits: SendLimits,
+        at: float,
+        late: float,
+        covered: float = 0.0,
+        *,
+        answered: bool = False,
+    ) -> float:
         """A send of ``at`` may have been counted ``late`` after it (unless ``covered`` was
-        already noted); returns the lateness now covered."""
-        if late <= covered:
-            return covered
+        already noted; ``answered``: its answer is back, so it was counted no later).
+        Returns the lateness now covered. Every answer rides on this instance's next lease
+        of the account (an on-time one lets the window a window on open earlier); a late
+        one is also written at once."""
         account = limits.account
-        if noteworthy(late, self.limiter.allowance(account.limit)):
-            self.limiter.note_late(account, at, late)
+        grew = late > covered
+        late_enough = grew and noteworthy(late, self.limiter.allowance(account.limit))
+        if answered or late_enough:
+            self.limiter.note_late(account, at, max(late, covered), answered)
+        if late_enough:
             self._queue(account, True, (at, late))
         recipient = limits.recipient
-        if recipient is not None and (by := push(recipient, late, self.limiter.margin)) > 0:
+        if (
+            grew
+            and recipient is not None
+            and (by := push(recipient, late, self.limiter.margin)) > 0
+        ):
             self._queue(recipient, False, (at, by))
-        return late
+        return max(late, covered)
 
     def _queue(self, key: LimitKey, windowed: bool, item: tuple[float, float]) -> None:
         HELD.inc()
