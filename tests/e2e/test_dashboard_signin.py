@@ -162,3 +162,31 @@ async def test_an_idle_sign_in_ends_and_leaves_nothing_behind(nats_url: str) -> 
         assert session_key(session_id) not in left
     finally:
         await bus.close()
+
+
+async def test_lifetimes_are_judged_on_the_clock_the_service_gives(nats_url: str) -> None:
+    """A session one instance wrote is judged by another on one shared clock (the server's,
+    in the service), never on each instance's own."""
+    from datetime import UTC, datetime, timedelta
+
+    from switchboard.analytics.signin import Lifetimes, SignInStore
+
+    bus = await Bus.connect(nats_url, name="test-lifetimes")
+    try:
+        await bus.provision()
+        kv = await bus.kv(DASHBOARD_SESSIONS.name)
+        shared = [datetime(2026, 1, 1, tzinfo=UTC)]
+        lifetimes = Lifetimes(idle=timedelta(minutes=30), absolute=timedelta(hours=1))
+        a, b = (SignInStore(kv, lifetimes, lambda: shared[0]) for _ in range(2))
+        session_id, made = await a.create("demo", None)
+        assert made.created_at == shared[0]
+        shared[0] += timedelta(minutes=29)
+        seen = await b.get(session_id)  # and refreshed: it was last seen a minute ago
+        assert seen is not None
+        assert seen.last_seen_at == shared[0]
+        shared[0] += timedelta(minutes=29)
+        assert await a.get(session_id) is not None
+        shared[0] += timedelta(minutes=3)  # 61 minutes old: past its lifetime
+        assert await b.get(session_id) is None
+    finally:
+        await bus.close()

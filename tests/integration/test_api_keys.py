@@ -155,6 +155,30 @@ async def test_the_bucket_never_holds_a_key_and_expired_keys_are_refused(nats_ur
         await bus.close()
 
 
+async def test_a_rotated_keys_grace_ends_on_the_clock_every_instance_shares(
+    nats_url: str,
+) -> None:
+    """The grace is written by one process and judged by every other on one clock (the
+    server's, in the services and the CLI), never on each one's own."""
+    bus = await Bus.connect(nats_url, name="test-keys-clock")
+    try:
+        await bus.provision()
+        kv = await bus.kv(API_KEYS.name)
+        shared = [datetime(2026, 1, 1, tzinfo=UTC)]
+        store = KeyStore(kv, PEPPER.encode(), lambda: shared[0])
+        old, key = await store.create("acme", [Scope.READ])
+        rotated = await store.rotate(old.key_id, grace=timedelta(hours=1))
+        assert rotated is not None
+        cache = KeyCache(KeyStore(kv, PEPPER.encode(), lambda: shared[0]))
+        shared[0] += timedelta(minutes=59)
+        assert await cache.authenticate(key) is not None
+        shared[0] += timedelta(minutes=2)
+        assert await cache.authenticate(key) is None
+        assert await cache.authenticate(rotated[1]) is not None
+    finally:
+        await bus.close()
+
+
 async def test_switchboard_keys_create_prints_the_key_once(
     nats_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

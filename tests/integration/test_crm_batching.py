@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from nats.aio.msg import Msg
 from tests.support.conv import deleted, edited
+from tests.support.streams import delivered
 
 from switchboard.crm import keys, projector
 from switchboard.crm.ids import conversation_id
@@ -96,8 +97,7 @@ def _msgs(events: list[object], workspaces: list[str] | None = None) -> list[Msg
     for seq, ev in enumerate(events, start=1):
         ws = workspaces[seq - 1] if workspaces else "ws"
         enc = encode(ev, source="test", workspace_id=ws)  # type: ignore[arg-type]
-        reply = f"$JS.ACK.CONV.c.1.{seq}.{seq}.0.0"
-        msgs.append(Msg(None, subject=enc.subject, reply=reply, data=enc.body, headers=enc.headers))  # type: ignore[arg-type]
+        msgs.append(delivered(enc, "CONV", seq))
     return msgs
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
-from switchboard.events import Decoded, decode_message
+from switchboard.events import Decoded, Encoded, decode_message
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 
@@ -88,3 +89,10 @@ async def stream_count(nats_url: str, stream: str) -> int:
         return int((await bus.js.stream_info(stream)).state.messages)
     finally:
         await bus.close()
+
+
+def delivered(enc: Encoded, stream: str, seq: int) -> Msg:
+    """``enc`` as a JetStream consumer receives it: stored in ``stream`` at ``seq`` (what
+    projections read of a message's metadata: its stream sequence, from the reply subject)."""
+    reply = f"$JS.ACK.{stream}.c.1.{seq}.{seq}.0.0"
+    return Msg(None, subject=enc.subject, reply=reply, data=enc.body, headers=enc.headers)  # type: ignore[arg-type]

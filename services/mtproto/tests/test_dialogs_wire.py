@@ -5,6 +5,7 @@ the bus) and straight over the bus (command in, answer event out)."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 from switchboard.events.catalog.mtproto import ListDialogs, SearchContacts
 from switchboard.runtime.bus import Bus
@@ -92,6 +93,12 @@ async def test_dialogs_and_contact_search_over_the_bus(nats_url: str, postgres_u
             await bus.publish(  # another workspace names the session: refused, nothing run
                 ListDialogs(session_id="busreader"), id="ask-foreign-1", workspace_id="other"
             )
+            await bus.publish(  # from an instance whose clock is 10 minutes behind: a query
+                ListDialogs(session_id="busreader"),  # is as old as the stream says it is
+                id="ask-skewed-1",
+                workspace_id="demo",
+                time=datetime.now(UTC) - timedelta(minutes=10),
+            )
         finally:
             await bus.close()
         listed = await wait_for_event(
@@ -104,3 +111,5 @@ async def test_dialogs_and_contact_search_over_the_bus(nats_url: str, postgres_u
             nats_url, "mtproto.command_rejected", command_id="ask-foreign-1"
         )
         assert refused.model.status == 404  # type: ignore[attr-defined]
+        skewed = await wait_for_event(nats_url, "mtproto.dialogs_listed", command_id="ask-skewed-1")
+        assert [d.chat.username for d in skewed.model.dialogs] == ["bus_channel_dir"]  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ exactly one of the copies racing for it, and another body is a conflict."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -64,3 +64,24 @@ async def test_another_body_is_a_conflict_and_changes_nothing(attempts: Attempts
     stored = await attempts.get("demo", "m1")
     assert stored is not None
     assert stored.owner == 5
+
+
+async def test_an_id_is_remembered_for_the_retention_on_the_clock_the_service_gives(
+    bus: Bus,
+) -> None:
+    """A record is dated by the clock the service gives (the server's), whatever time the
+    command that built it carries, and compared with the same clock."""
+    shared = [datetime(2026, 1, 1, tzinfo=UTC)]
+    attempts = Attempts(await bus.kv("sends"), now=lambda: shared[0])
+    first = record(owner=5)
+    first = first.model_copy(update={"created_at": datetime(2030, 1, 1, tzinfo=UTC)})
+    decided, stored, _ = await claim(attempts, first, DAY, waiting)
+    assert (decided, stored.created_at) == (Verdict.NEW, shared[0])
+    await attempts.put(stored.step("sent"))
+    shared[0] += timedelta(hours=23)
+    assert (await claim(attempts, record(owner=9), DAY, waiting))[0] is Verdict.DONE
+    shared[0] += timedelta(hours=2)
+    decided, taken, created = await claim(attempts, record(owner=9), DAY, waiting)
+    assert (decided, taken.owner, created, taken.created_at) == (
+        Verdict.NEW, 9, True, shared[0]
+    )  # fmt: skip

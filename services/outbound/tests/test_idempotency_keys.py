@@ -49,3 +49,26 @@ async def test_a_live_claim_from_a_clock_an_hour_behind_is_not_taken_over(nats_u
         assert taken.revision > dead.revision
     finally:
         await bus.close()
+
+
+async def test_an_answer_is_kept_for_the_retention_on_the_clock_the_service_gives(
+    nats_url: str,
+) -> None:
+    """The answer's time and the reader's now come from one clock (the server's, in the
+    service): not from each instance's own, which may be a day apart."""
+    bus = await Bus.connect(nats_url, name="idempotency")
+    try:
+        await bus.provision()
+        kv = await bus.kv("sends")
+        shared = [datetime(2026, 1, 1, tzinfo=UTC)]
+        a = IdempotencyKeys(kv, "retain", retention_s=86400, wall=lambda: shared[0])
+        b = IdempotencyKeys(kv, "retain", retention_s=86400, wall=lambda: shared[0])
+        claim = await a.begin("demo", "k1", "f1")
+        assert isinstance(claim, Claim)
+        await a.complete(claim, 202, {"ok": 1})
+        shared[0] += timedelta(hours=23)
+        assert await b.begin("demo", "k1", "f1") == Replay(202, {"ok": 1})
+        shared[0] += timedelta(hours=2)
+        assert isinstance(await b.begin("demo", "k1", "f2"), Claim)  # forgotten: a new use
+    finally:
+        await bus.close()

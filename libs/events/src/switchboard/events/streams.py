@@ -147,6 +147,14 @@ DASHBOARD_SESSIONS = BucketSpec(
     ttl_s=12 * 3600,
 )
 
+# One key per running instance, written once a minute (runtime.servertime); the TTL drops
+# the keys of instances that are gone.
+CLOCK = BucketSpec(
+    "clock",
+    "probes of the server's clock: each instance reads the time JetStream stamps on its key",
+    ttl_s=600,
+)
+
 PII_KEYS = BucketSpec(
     "pii_keys",
     "per-data-subject keys of personal fields in events; erasure purges them "
@@ -169,6 +177,7 @@ BUCKETS: tuple[BucketSpec, ...] = (
     SENDS,
     API_KEYS,
     DASHBOARD_SESSIONS,
+    CLOCK,
     PII_KEYS,
     CALENDAR,
 )

@@ -319,7 +319,8 @@ async def _start_key_cache(app: ServiceApp, runtime: Runtime) -> None:
     if pepper is None:
         log.info("stored API keys off: set SWITCHBOARD_API_KEY_PEPPER to use them")
         return
-    store = KeyStore(await runtime.bus.kv(API_KEYS.name), pepper.get_secret_value().encode())
+    kv = await runtime.bus.kv(API_KEYS.name)
+    store = KeyStore(kv, pepper.get_secret_value().encode(), runtime.clock.utcnow)
     cache = KeyCache(store)
     runtime.spawn("api-keys", lambda: cache.run(runtime.stop))
     app.key_cache = cache

@@ -14,7 +14,7 @@ import contextlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -134,11 +134,16 @@ def needs_touch(record: KeyRecord, now: datetime) -> bool:
 class KeyStore:
     """Create, list, rotate and revoke keys in the ``api_keys`` bucket."""
 
-    def __init__(self, kv: KeyValue, pepper: bytes) -> None:
+    def __init__(
+        self, kv: KeyValue, pepper: bytes, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         if len(pepper) < 16:
             raise ValueError("the API key pepper must be at least 16 bytes")
         self.kv = kv
         self.pepper = pepper
+        # Expiries, revocations and last uses are written by one process (a service, the
+        # CLI) and judged by every other: all on the server's clock (``Runtime.clock``).
+        self.now = now
 
     async def create(
         self,
@@ -155,7 +160,7 @@ class KeyStore:
             workspace_id=workspace,
             scopes=tuple(sorted(set(scopes))),
             hash=hash_key(self.pepper, key),
-            created_at=datetime.now(UTC),
+            created_at=self.now(),
             expires_at=expires_at,
             name=name,
         )
@@ -182,7 +187,7 @@ class KeyStore:
         if record is None:
             return None
         if record.revoked_at is None:
-            record = record.model_copy(update={"revoked_at": datetime.now(UTC)})
+            record = record.model_copy(update={"revoked_at": self.now()})
             await self.kv.put(key_id, record.model_dump_json().encode())
         return record
 
@@ -197,7 +202,7 @@ class KeyStore:
         record, key = await self.create(
             old.workspace_id, old.scopes, expires_at=old.expires_at, name=old.name
         )
-        now = datetime.now(UTC)
+        now = self.now()
         update: dict[str, object] = {"rotated_to": record.key_id}
         if grace <= timedelta(0):
             update["revoked_at"] = now
@@ -247,7 +252,7 @@ class KeyCache(Mirror[KeyRecord]):
             if record is None:
                 return None
             self.entries.setdefault(key_id, record)
-        now = datetime.now(UTC)
+        now = self.store.now()
         if not verify(record, self.store.pepper, key, now):
             return None
         self._maybe_touch(record, now)
@@ -259,7 +264,7 @@ class KeyCache(Mirror[KeyRecord]):
         record = self.entries.get(key_id)
         if record is None:
             return not self.loaded.is_set()
-        return record.usable(datetime.now(UTC))
+        return record.usable(self.store.now())
 
     def _maybe_touch(self, record: KeyRecord, now: datetime) -> None:
         if not needs_touch(record, now) or record.key_id in self._touching:

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from switchboard.events.streams import API_KEYS
+from switchboard.events.streams import API_KEYS, CLOCK
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.keys import KeyStore, parse_scopes
+from switchboard.runtime.servertime import ServerClock
 
 
 def add_keys_parser(sub: Any) -> None:
@@ -57,7 +58,10 @@ async def run_keys(args: argparse.Namespace) -> int:
         creds=os.environ.get("SWITCHBOARD_NATS_CREDS_FILE"),
     )
     try:
-        store = KeyStore(await bus.ensure_bucket(API_KEYS), pepper)
+        await bus.ensure_bucket(CLOCK)
+        clock = ServerClock(bus.js, CLOCK.name)  # rotations' grace ends as services read it
+        await clock.sync()
+        store = KeyStore(await bus.ensure_bucket(API_KEYS), pepper, clock.utcnow)
         return await _act(store, args)
     finally:
         await bus.close()

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import uvicorn
 
+from switchboard.events.streams import CLOCK
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import create_pool, migrate
 from switchboard.runtime.http import Health
 from switchboard.runtime.logging import configure_logging, get_logger, register_secret
+from switchboard.runtime.servertime import ServerClock
 from switchboard.runtime.settings import ConfigError, DatabaseSettings, ServiceSettings
 from switchboard.runtime.tracing import configure_tracing
 from switchboard.runtime.vitals import sample_vitals
@@ -49,6 +51,12 @@ class Runtime:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # The one time for what instances write for each other (slots, pause ends, dates kept
+    # for a retention or a lifetime): the NATS server's, synced before ``start`` runs.
+    clock: ServerClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clock = ServerClock(self.bus.js, CLOCK.name)
 
     def on_close(self, close: Callable[[], Awaitable[Any]]) -> None:
         """Run ``close`` at shutdown, after the workers stopped (e.g. an HTTP client)."""
@@ -151,6 +159,8 @@ async def service_lifespan(
     runtime.health.add("nats", bus.ready)
     runtime.health.add_liveness("nats", lambda: not bus.lost)
     bus.on_lost.append(_bus_lost)
+    await runtime.clock.sync()
+    runtime.spawn("server-clock", lambda: runtime.clock.run(runtime.stop))
     if isinstance(settings, DatabaseSettings):
         register_secret(_password_of(settings.database_url))
         runtime.pool = await create_pool(settings.database_url, settings.database_pool_size, schema)

@@ -29,5 +29,6 @@ async def bootstrap(rt: Runtime, settings: AnalyticsSettings) -> AnalyticsDeps:
         idle=timedelta(seconds=settings.dashboard_idle_s),
         absolute=timedelta(seconds=settings.dashboard_session_max_s),
     )
-    signins = SignInStore(await rt.bus.kv(DASHBOARD_SESSIONS.name), lifetimes)
+    kv = await rt.bus.kv(DASHBOARD_SESSIONS.name)
+    signins = SignInStore(kv, lifetimes, rt.clock.utcnow)
     return AnalyticsDeps(pool=rt.pool, signins=signins)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -72,14 +73,23 @@ def retry_after(now: datetime, window: timedelta) -> int:
 class SignInStore:
     """Sign-ins and login attempt counters in the ``dashboard_sessions`` bucket."""
 
-    def __init__(self, kv: KeyValue, lifetimes: Lifetimes) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        lifetimes: Lifetimes,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.kv = kv
         self.lifetimes = lifetimes
+        # A session's times are written by one instance and judged by another, and attempt
+        # windows are counted by all: the service gives the server's clock
+        # (``runtime.servertime``), one time for every instance.
+        self.now = now
 
     async def create(self, workspace: str, key_id: str | None) -> tuple[str, SignIn]:
         """A new session; its id (for the cookie) is returned and never stored."""
         session_id = secrets.token_urlsafe(32)
-        now = datetime.now(UTC)
+        now = self.now()
         record = SignIn(
             workspace_id=workspace,
             key_id=key_id,
@@ -100,7 +110,7 @@ class SignInStore:
         if entry is None:
             return None
         record = SignIn.model_validate_json(entry.value)
-        now = datetime.now(UTC)
+        now = self.now()
         if not alive(record, now, self.lifetimes):
             await self.end(session_id)
             return None
@@ -117,7 +127,7 @@ class SignInStore:
 
     async def count_attempt(self, kind: str, value: str, window: timedelta) -> int:
         """Count one attempt; the number of attempts in this window, this one included."""
-        key = attempt_key(kind, value, datetime.now(UTC), window)
+        key = attempt_key(kind, value, self.now(), window)
         for _ in range(20):  # compare-and-set against concurrent instances
             try:
                 entry = await self.kv.get(key)

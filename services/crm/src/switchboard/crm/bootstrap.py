@@ -3,7 +3,9 @@ before the service answers, and handed to the consumers and the routes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -33,6 +35,9 @@ class CrmDeps:
     accounts: AccountCache | None
     media: ProviderMedia
     objects: ObjectStore
+    # The time a download's deadline is set on: the gateway, another process, judges it on
+    # the same one (the server's clock, ``Runtime.clock``).
+    now: Callable[[], datetime]
 
     def media_ports(self) -> dict[str, Any]:
         """What the media routes look up by name (``media_api.media_routes``)."""
@@ -42,6 +47,7 @@ class CrmDeps:
             "media": self.media,
             "objects": self.objects,
             "bus": self.bus,
+            "now": self.now,
         }
         if self.accounts is not None:
             ports["accounts"] = self.accounts
@@ -70,4 +76,5 @@ async def bootstrap(rt: Runtime, settings: CrmSettings) -> CrmDeps:
         accounts=accounts,
         media=ProviderMedia(http, breakers),
         objects=objects,
+        now=rt.clock.utcnow,
     )

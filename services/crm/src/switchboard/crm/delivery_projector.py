@@ -1,9 +1,18 @@
 """The delivery projection (stream ``DELIVERY``): the state of every sent message, by rank,
-so receipts that arrive out of order still end at the right status."""
+so receipts that arrive out of order still end at the right status.
+
+Built for replay speed: ``prepare`` (run while the previous batch is in Postgres) decodes
+and computes each row's erasure hash; ``apply_prepared`` folds each key's rows into the one
+row that applying them one by one would leave (:func:`fold_receipts`, :func:`fold_deliveries`)
+and writes each table with one set-based upsert (pipelined one-row upserts took 0.8-1.0 s of
+a 4.8 s rebuild of 100k events).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -22,18 +31,31 @@ from switchboard.runtime.db import Conn
 PROJECTION = "deliveries"
 STREAM = "DELIVERY"
 SUBJECTS = ("delivery.>",)
+STATUS: dict[type, str] = {
+    DeliveryQueued: "queued",
+    DeliveryRetrying: "retrying",
+    DeliverySent: "sent",
+    DeliveryFailed: "failed",
+}
 RANK = {"queued": 0, "retrying": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
-
+# One row per key (``fold_receipts``): a later receipt replaces the stored one only when it
+# ranks higher, or as high and later.
 RECEIPT_SQL = """
-INSERT INTO receipts VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO receipts
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::int[], $8::text[], $9::timestamptz[])
 ON CONFLICT (workspace_id, channel, account, provider_message_id, recipient)
 DO UPDATE SET status = EXCLUDED.status, rank = EXCLUDED.rank,
     reason = EXCLUDED.reason, at = EXCLUDED.at
 WHERE (EXCLUDED.rank, EXCLUDED.at) > (receipts.rank, receipts.at)"""
 
+# One row per key (``fold_deliveries``): the status of the highest rank (the later on a
+# tie), and the first provider message id known.
 DELIVERY_SQL = """
-INSERT INTO deliveries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO deliveries
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::int[], $8::text[], $9::text[], $10::timestamptz[])
 ON CONFLICT (workspace_id, message_id) DO UPDATE SET
     status = CASE WHEN EXCLUDED.rank >= deliveries.rank
                   THEN EXCLUDED.status ELSE deliveries.status END,
@@ -45,19 +67,29 @@ ON CONFLICT (workspace_id, message_id) DO UPDATE SET
     provider_message_id = COALESCE(deliveries.provider_message_id,
                                    EXCLUDED.provider_message_id)"""
 
+Row = tuple[Any, ...]  # a table row, in its column order
 
-async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
-    """Each table's upserts in stream order, pipelined (one round trip per table): the two
-    tables never read each other, so only the order within each matters. Recipients who
-    were erased are written as their marker, as ``crm_projector`` rewrites those already
-    here."""
+
+@dataclass(slots=True)
+class Prepared:
+    """A batch's rows in stream order, with the erasure hash of each row's recipient."""
+
+    receipts: list[Row]
+    deliveries: list[Row]
+    hashes: dict[Row, str]
+
+
+async def prepare(msgs: Sequence[Msg]) -> Prepared:
+    """Open and decode a batch into its rows (CPU work, overlapped with Postgres)."""
     await pii.open_messages(msgs)
-    receipts: list[tuple[object, ...]] = []
-    deliveries: list[tuple[object, ...]] = []
+    receipts: list[Row] = []
+    deliveries: list[Row] = []
     for msg in msgs:
         d = decode_event(msg)
-        ev, ws = d.model, d.workspace_id
-        if isinstance(ev, DeliveryReceipt):
+        ev: Any = d.model  # dispatched on its exact type below
+        ws = d.workspace_id
+        kind = type(ev)  # exact types: pydantic's ABCMeta isinstance check costs (py-spy)
+        if kind is DeliveryReceipt:
             receipts.append(
                 (
                     ws,
@@ -72,18 +104,11 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
                 )
             )
             continue
-        if not isinstance(ev, DeliveryQueued | DeliveryRetrying | DeliverySent | DeliveryFailed):
+        status = STATUS.get(kind)
+        if status is None:
             continue
-        status, reason, provider_id = None, None, None
-        if isinstance(ev, DeliveryQueued):
-            status = "queued"
-        elif isinstance(ev, DeliveryRetrying):
-            status, reason = "retrying", ev.reason
-        elif isinstance(ev, DeliverySent):
-            status, provider_id = "sent", ev.provider_message_id
-        elif isinstance(ev, DeliveryFailed):
-            status, reason = "failed", ev.reason
-        assert status is not None
+        reason = ev.reason if kind is DeliveryRetrying or kind is DeliveryFailed else None
+        provider_id = ev.provider_message_id if kind is DeliverySent else None
         deliveries.append(
             (
                 ws,
@@ -98,27 +123,73 @@ async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
                 ev.at,
             )
         )
-    receipts, deliveries = await _blank_erased(conn, receipts, deliveries)
-    if receipts:
-        await conn.executemany(RECEIPT_SQL, receipts)
-    if deliveries:
-        await conn.executemany(DELIVERY_SQL, deliveries)
-
-
-Row = tuple[object, ...]
-
-
-async def _blank_erased(
-    conn: Conn, receipts: list[Row], deliveries: list[Row]
-) -> tuple[list[Row], list[Row]]:
-    """The rows with each erased recipient replaced by its marker (one query per batch).
-    ``(workspace, channel, recipient)`` sit at (0, 1, 4) of a receipt and (0, 2, 4) of a
-    delivery."""
+    # ``(workspace, channel, recipient)`` sit at (0, 1, 4) of a receipt, (0, 2, 4) of a delivery
     hashes = {
         row: keys.erased_identity_hash(str(row[0]), str(row[ch]), str(row[4]))
         for rows, ch in ((receipts, 1), (deliveries, 2))
         for row in rows
     }
+    return Prepared(receipts, deliveries, hashes)
+
+
+async def apply_batch(conn: Conn, msgs: Sequence[Msg]) -> None:
+    """Decode and apply a batch (for callers without a separate prepare step)."""
+    await apply_prepared(conn, await prepare(msgs))
+
+
+async def apply_prepared(conn: Conn, batch: Prepared) -> None:
+    """Each table's rows folded per key and upserted at once: the two tables never read each
+    other, and the fold is what applying the rows one by one in stream order leaves.
+    Recipients who were erased are written as their marker, as ``crm_projector`` rewrites
+    those already here."""
+    receipts, deliveries = await _blank_erased(conn, batch)
+    if receipts:
+        await conn.execute(RECEIPT_SQL, *_columns(fold_receipts(receipts), 9))
+    if deliveries:
+        await conn.execute(DELIVERY_SQL, *_columns(fold_deliveries(deliveries), 10))
+
+
+def _columns(rows: list[Row], width: int) -> list[list[object]]:
+    return [[r[i] for r in rows] for i in range(width)]
+
+
+def fold_receipts(rows: Sequence[Row]) -> list[Row]:
+    """One row per receipt key, as ``RECEIPT_SQL`` applied row by row leaves it: the first
+    of the highest ``(rank, at)``."""
+    best: dict[Row, Row] = {}
+    for row in rows:
+        key = row[:5]
+        kept = best.get(key)
+        if kept is None or (row[6], row[8]) > (kept[6], kept[8]):
+            best[key] = row
+    return list(best.values())
+
+
+def fold_deliveries(rows: Sequence[Row]) -> list[Row]:
+    """One row per message, as ``DELIVERY_SQL`` applied row by row leaves it: status,
+    reason and time of the highest rank (the later on a tie), the first provider id."""
+    out: dict[Row, Row] = {}
+    for row in rows:
+        key = row[:2]
+        cur = out.get(key)
+        if cur is None:
+            out[key] = row
+            continue
+        take = row[6] >= cur[6]
+        out[key] = (
+            *cur[:5],
+            row[5] if take else cur[5],
+            max(row[6], cur[6]),
+            row[7] if take else cur[7],
+            cur[8] if cur[8] is not None else row[8],
+            row[9] if take else cur[9],
+        )
+    return list(out.values())
+
+
+async def _blank_erased(conn: Conn, batch: Prepared) -> tuple[list[Row], list[Row]]:
+    """The rows with each erased recipient replaced by its marker (one query per batch)."""
+    receipts, deliveries, hashes = batch.receipts, batch.deliveries, batch.hashes
     if not hashes:
         return receipts, deliveries
     await keys.note_shredded(conn, {h for row, h in hashes.items() if pii.is_erased(str(row[4]))})

@@ -132,7 +132,8 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
         if channel == "mtproto":  # a user session is no registry account: ask its holder
             bus: Bus = ports["bus"]
             timeout = settings.media_timeout_s
-            refused = await user_files.fetch(bus, ws, found, attachment, key, limit, timeout)
+            now = ports["now"]()
+            refused = await user_files.fetch(bus, ws, found, attachment, key, limit, timeout, now)
             if refused is not None:
                 return refused
             stored = await objects.open(key)

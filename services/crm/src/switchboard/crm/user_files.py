@@ -67,9 +67,11 @@ async def fetch(
     key: str,
     limit: int,
     timeout: float,
+    now: datetime | None = None,
 ) -> Response | None:
     """Ask the session's holder to store the file under ``key``: None once it is there,
-    else the error to answer (413 over ``limit``, 502 refused, 503 no answer)."""
+    else the error to answer (413 over ``limit``, 502 refused, 503 no answer). ``now`` is
+    on the clock the holder judges the deadline by (the server's)."""
     session = str(found["account"])
     if attachment.file_size is not None and attachment.file_size > limit:
         return error(
@@ -79,7 +81,7 @@ async def fetch(
         )
     if not str(found.get("provider_message_id") or "").isdigit():
         return error(502, "file_gone", "the message has no Telegram message id to read it by")
-    cmd = fetch_command(found, key, limit, timeout)
+    cmd = fetch_command(found, key, limit, timeout, now)
     try:
         raw = await ask_holder(bus, cmd, workspace, timeout)
     except TimeoutError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,9 +128,13 @@ class Runner:
         library: FlowLibrary,
         effects: Effects,
         schedules: ScheduleKeeper | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.bus, self.library, self.effects = bus, library, effects
         self.schedules = schedules
+        # Timers are due on the server's clock (it fires them): lateness and the time of a
+        # release are read on it too (``Runtime.clock`` in the service).
+        self.now = now
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
@@ -217,7 +221,7 @@ class Runner:
         if not isinstance(timer, FireTimer):
             return
         await self.library.caught_up.wait()
-        late = (datetime.now(UTC) - timer.due_at).total_seconds()
+        late = (self.now() - timer.due_at).total_seconds()
         metrics.TIMER_LATENESS.observe(max(late, 0.0))
         inp = Input(
             kind="timer", id=f"timer:{timer.timer_id}", at=timer.due_at, timer_id=timer.timer_id
@@ -299,7 +303,7 @@ class Runner:
         assert isinstance(rec, RunRecorded)
         if rec.status is not RunStatus.HANDED_OFF:
             return False
-        inp = Input(kind="release", id=f"release:{run_id}:{rec.decision}", at=datetime.now(UTC))
+        inp = Input(kind="release", id=f"release:{run_id}:{rec.decision}", at=self.now())
         async with self._serialized(rec.session):
             return await self.handle(rec.session, last.decoded.envelope, inp, None)
 

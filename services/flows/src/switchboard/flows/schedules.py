@@ -9,6 +9,7 @@ instances publishing the same one store it once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from switchboard.events import encode
@@ -76,14 +77,17 @@ def segment_request(fire: FireSchedule, flows: list[Published]) -> StartSegmentF
 class ScheduleKeeper:
     """Keeps the next fire of each published schedule trigger pending on ``FLOW_TIMERS``."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.bus = bus
         self.pending: set[str] = set()
+        # The next fire is found after the server's now: the server fires it on its clock
+        # (``Runtime.clock`` in the service).
+        self.now = now
 
     async def keep(self, workspace: str, flows: list[Published]) -> int:
         """Publish the schedules not published yet by this instance; how many."""
         sent = 0
-        for fire in due_fires(flows, datetime.now(UTC)):
+        for fire in due_fires(flows, self.now()):
             key = fire.deterministic_id()
             if key in self.pending:
                 continue

@@ -60,6 +60,7 @@ async def bootstrap(
         owner=owner,
         accounts=AccountStore(await rt.bus.kv("accounts"), keyring),
         objects=await open_store(settings.objects),
+        now=rt.clock.utcnow,
     )
     assert deps.objects is not None
     rt.on_close(deps.objects.close)
@@ -83,6 +84,7 @@ async def bootstrap(
         api_id=settings.api_id,
         api_hash=settings.api_hash.get_secret_value() if settings.api_hash else None,
         code_ttl_s=settings.login_code_ttl_s,
+        now=rt.clock.utcnow,
         attempts=SignInAttempts(
             rt.pool,
             SignInCaps(

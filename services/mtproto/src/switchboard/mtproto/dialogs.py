@@ -163,6 +163,9 @@ class QueryServer:
     workspace_id: str
     client: object
     on_query: Callable[[], None] | None = None  # the session was used (ttl.py)
+    # Judges a query's age against the time the server stored it: the server's clock in
+    # the service, never the asking instance's (``Runtime.clock``).
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def _rejected(self, command_id: str, command: str, status: int, reason: str) -> Event:
         return CommandRejected(
@@ -174,15 +177,15 @@ class QueryServer:
             reason=reason,
         )
 
-    async def answer(self, decoded: Decoded) -> Event:
-        """The event answering one decoded query."""
+    async def answer(self, decoded: Decoded, stored_at: datetime) -> Event:
+        """The event answering one decoded query, which the stream stored at ``stored_at``."""
         cmd, envelope = decoded.model, decoded.envelope
         if self.on_query is not None:
             self.on_query()
         if envelope.workspace_id != self.workspace_id:
             # Another workspace's session does not exist for it.
             return self._rejected(envelope.id, cmd.name, 404, f"no session {self.session_id!r}")
-        if datetime.now(UTC) - envelope.time > MAX_AGE:
+        if self.now() - stored_at > MAX_AGE:
             return self._rejected(envelope.id, cmd.name, 408, "the query expired unanswered")
         client = self.client
         if not isinstance(client, Directory):
@@ -215,7 +218,7 @@ class QueryServer:
             await msg.term()
             return
         try:
-            event = await self.answer(decoded)
+            event = await self.answer(decoded, msg.metadata.timestamp)
         except MtprotoError:
             await msg.nak()
             raise

@@ -37,6 +37,9 @@ class FloodPolicy:
     hold_max_s: float
     emit: Callable[[FloodWaited], Awaitable[None]]
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # ``resume_at`` is judged by whichever instance holds the session next: the server's
+    # clock in the service (``Runtime.clock``).
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
         while True:
@@ -49,7 +52,7 @@ class FloodPolicy:
         """Record a flood wait; sleep through it when short, else raise DeferredError."""
         FLOOD_WAITS.labels(operation).inc()
         FLOOD_WAIT_SECONDS.labels(operation).inc(seconds)
-        now = datetime.now(UTC)
+        now = self.now()
         resume_at = now + timedelta(seconds=seconds + SLACK_S)
         hold = seconds <= self.hold_max_s
         await self.emit(

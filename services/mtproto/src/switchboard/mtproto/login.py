@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -69,6 +69,9 @@ class LoginDeps:
     api_hash: str | None = None
     code_ttl_s: float = 600.0
     attempts: SignInAttempts | None = None  # the local cap on sign-in attempts (None: none)
+    # A login's expiry and its sign-in attempts are written by the instance that took one
+    # step and judged by the one taking the next: the server's clock (``Runtime.clock``).
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ async def _fail(
         await deps.store.delete_login(session_id)
     event = LoginFailed(
         session_id=session_id,
-        at=datetime.now(UTC),
+        at=deps.now(),
         step=step,
         reason=reason,
         message=message,
@@ -168,7 +171,7 @@ async def _capped(
     attempt is counted). Answered like Telegram's own flood wait, with the cap's name."""
     if deps.attempts is None:
         return None
-    verdict = await deps.attempts.admit(workspace_id, phone)
+    verdict = await deps.attempts.admit(workspace_id, phone, deps.now())
     if verdict.allowed:
         return None
     wait = verdict.retry_after_s
@@ -405,7 +408,7 @@ async def start(deps: LoginDeps, req: StartRequest) -> Outcome:
         proxy=req.proxy,
         secrets=secrets,
         code_type=None,
-        expires_at=datetime.now(UTC),
+        expires_at=deps.now(),
     )
 
     async def send(client: MtprotoClient) -> tuple[str, str]:
@@ -431,7 +434,7 @@ async def start(deps: LoginDeps, req: StartRequest) -> Outcome:
     if isinstance(done, Outcome):
         return done
     (code_hash, code_type), temp = done
-    now = datetime.now(UTC)
+    now = deps.now()
     expires = now + timedelta(seconds=deps.code_ttl_s)
     await deps.store.put_login(
         replace(
@@ -495,7 +498,7 @@ async def _pending(deps: LoginDeps, sid: str, step: LoginStep) -> LoginRecord | 
             f"the login of {sid!r} waits for its {login.step}, not a {step.value}",
             workspace_id=login.workspace_id,
         )
-    if login.expires_at <= datetime.now(UTC):
+    if login.expires_at <= deps.now():
         return await _fail(
             deps,
             sid,
@@ -533,7 +536,7 @@ async def submit_code(deps: LoginDeps, session_id: str, code: str) -> Outcome:
     await deps.store.put_login(
         replace(login, step="password", secrets=replace(login.secrets, session=session))
     )
-    event = LoginPasswordNeeded(session_id=session_id, at=datetime.now(UTC))
+    event = LoginPasswordNeeded(session_id=session_id, at=deps.now())
     await deps.emit(event, login.workspace_id)
     LOGINS.labels(step.value, "password_needed").inc()
     return Outcome("password_needed", 200, event)
@@ -577,7 +580,7 @@ async def _authorized(deps: LoginDeps, login: LoginRecord, user: User, session: 
     await deps.store.finish_login(record)
     event = LoginSucceeded(
         session_id=login.session_id,
-        at=datetime.now(UTC),
+        at=deps.now(),
         user_id=str(user.id),
         username=user.username,
         first_name=user.first_name,

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -138,6 +139,9 @@ class Deps:
     accounts: AccountStore | None = None
     # Where downloads for the CRM are written (media_fetch.py); None: no downloads served.
     objects: ObjectStore | None = None
+    # The time of what other processes wrote and will read (command deadlines, pauses, the
+    # queue time of queries): the server's clock in the service (``Runtime.clock``).
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 class _LogoutRequestedError(Exception):
@@ -174,7 +178,9 @@ class SessionRunner:
         self.publishing = False  # an update is being published
         self.health = SessionHealth()  # for /health/integrations
         settings = deps.settings
-        self.flood = FloodPolicy(session_id, settings.flood_hold_max_s, self._emit, self._sleep)
+        self.flood = FloodPolicy(
+            session_id, settings.flood_hold_max_s, self._emit, self._sleep, deps.now
+        )
         self.status = StatusTracker(deps.sessions.pool, session_id, self._publish)
         self.idle = IdleTimer()  # session TTL (ttl.py)
         self.parking = Parking(deps.sessions.pool)
@@ -195,6 +201,7 @@ class SessionRunner:
             self._emit,
             self._sleep,
             settings.send_interval_s,
+            now=deps.now,
             on_restricted=self._restricted,
             on_delivery=self.idle.touch,
         )
@@ -240,7 +247,7 @@ class SessionRunner:
         await self.deps.bus.publish(event, workspace_id=self.workspace_id)
 
     def _now(self) -> datetime:
-        return datetime.now(UTC)
+        return self.deps.now()
 
     def _set_connected(self, value: bool) -> None:
         self.health.connected(value)
@@ -766,7 +773,9 @@ class SessionRunner:
     async def _queries(self, client: MtprotoClient) -> None:
         """Dialogs and contact search for whoever asks (dialogs.py)."""
         answers = Answers(self.deps.sessions.pool)
-        server = QueryServer(self.deps.bus, answers, self.session_id, self.workspace_id, client)
+        server = QueryServer(
+            self.deps.bus, answers, self.session_id, self.workspace_id, client, now=self.deps.now
+        )
         server.on_query = self.idle.touch
         await server.run()
 
@@ -780,6 +789,7 @@ class SessionRunner:
             self.session_id,
             lambda: self.workspace_id,
             self._resolve_ref,
+            now=self.deps.now,
             on_fetch=self.idle.touch,
         )
         await server.run(client)

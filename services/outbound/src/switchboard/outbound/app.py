@@ -170,13 +170,17 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         await asyncio.wait_for(cache.loaded.wait(), 10)
         http = provider_http(settings.call_timeout_s)
         rt.on_close(http.aclose)
+        # Slots, pause ends and the dates of send records and idempotency keys are times
+        # one instance writes and the others read: all of them on the server's clock.
+        clock = rt.clock
         sends_kv = await rt.bus.kv("sends")
-        attempts = Attempts(sends_kv)
+        attempts = Attempts(sends_kv, now=clock.utcnow)
         ratelimit = await rt.bus.kv("ratelimit")
-        pauses = PauseView(ratelimit)
+        pauses = PauseView(ratelimit, clock=clock.now)
         rt.spawn("pauses", lambda: pauses.run(rt.stop))
         limiter = SharedLimiter(
             ratelimit,
+            clock=clock.now,
             safety=settings.limit_safety_ms / 1000,
             margin=settings.limit_margin,
             pauses=pauses,
@@ -210,7 +214,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
         # User accounts send through the MTProto gateway, over the bus.
-        clients["mtproto"] = GatewayClient(rt.bus, settings.call_timeout_s)
+        clients["mtproto"] = GatewayClient(rt.bus, settings.call_timeout_s, clock.utcnow)
         telegram = clients["telegram"]
         assert isinstance(telegram, TelegramClient)
         interactions = Interactions(
@@ -218,7 +222,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )
         # Which accounts of a campaign's pool take its sends: one paused longer than this
         # (a long FLOOD_WAIT), revoked or restricted drops out and its sends move.
-        health = PoolHealth(cache, pauses, settings.campaign_patience_s)
+        health = PoolHealth(cache, pauses, settings.campaign_patience_s, clock=clock.now)
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -232,6 +236,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             schedule=schedule,
             uploads=uploads,
             pool=health,
+            clock=clock.now,
         )
         commands = CampaignCommands(rt.bus, store, view, cache)
         conversions = ConversionSender(
@@ -242,7 +247,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             rt.bus, cache, attempts, limiter, breakers, SendPulseClient(http), policy
         )
         keys = IdempotencyKeys(
-            sends_kv, "messages", settings.idempotency_retention_s, settings.idempotency_lease_s
+            sends_kv,
+            "messages",
+            settings.idempotency_retention_s,
+            settings.idempotency_lease_s,
+            wall=clock.utcnow,
         )
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         calendar_kv = await rt.bus.kv("calendar")

@@ -121,9 +121,18 @@ def verdict(record: Attempt, fp: str, seq: int, now: datetime, retention: timede
 class Attempts:
     """The records, one KV key per message_id (hashed: ids may hold any character)."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(
+        self, kv: KeyValue, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.kv = kv
+        # When a record's use of its id began, and now, for the retention: the service
+        # gives the server's clock (``runtime.servertime``), one time for every instance.
+        self.now = now
         self._records = KvModels(kv, Attempt, exclude_none=True)
+
+    def fresh(self, record: Attempt) -> Attempt:
+        """``record`` as the start of a new use of its id, dated on the shared clock."""
+        return record.model_copy(update={"created_at": self.now()})
 
     async def begin(self, record: Attempt) -> tuple[Attempt, bool]:
         """Store ``record`` if the id has none yet: (record, True); else (existing, False)."""
@@ -133,6 +142,7 @@ class Attempts:
     async def begin_at(self, record: Attempt) -> tuple[Attempt, int | None]:
         """Store ``record`` if the id has none yet: (record, None); else (existing, its KV
         revision). One round trip for a new message, where a read and a write would take two."""
+        record = self.fresh(record)
         if not await self.replace(record, 0):
             existing = await self.read(record.workspace_id, record.message_id)
             if existing is not None:
@@ -171,13 +181,13 @@ async def claim(
     record, revision = await attempts.begin_at(first)
     fp, seq = first.fingerprint or "", first.owner or 0
     while revision is not None:
-        decided = verdict(record, fp, seq, datetime.now(UTC), retention)
+        decided = verdict(record, fp, seq, attempts.now(), retention)
         if decided in (Verdict.PROCEED, Verdict.DONE, Verdict.CONFLICT):
             return decided, record, False
         if decided is Verdict.OTHER_OWNER and record.owner and await waiting(record.owner):
             return decided, record, False
-        if await attempts.replace(first, revision):
-            return Verdict.NEW, first, True
+        if await attempts.replace(taken := attempts.fresh(first), revision):
+            return Verdict.NEW, taken, True
         found = await attempts.read(first.workspace_id, first.message_id)
         record, revision = found if found is not None else await attempts.begin_at(first)
     return Verdict.NEW, record, True

@@ -12,7 +12,7 @@ lateness; and past the window's deadline, the connection goes back to the pool u
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,11 +27,13 @@ from switchboard.outbound.errors import OutboundServiceError
 
 @dataclass
 class SendWindow:
-    """When a send may leave: its slot, and the deadline after which it must not."""
+    """When a send may leave: its slot, and the deadline after which it must not, on the
+    clock the slot was leased on (the server's, in the service)."""
 
     slot: float
     deadline: float
     left_at: float | None = None
+    clock: Callable[[], float] = time.time
 
     @property
     def lateness(self) -> float:
@@ -52,7 +54,7 @@ class DeadlineConnector(aiohttp.TCPConnector):
         conn = await super().connect(req, traces, timeout)
         window = SEND_WINDOW.get()
         if window is not None:
-            now = time.time()
+            now = window.clock()
             if now > window.deadline:
                 conn.release()
                 late = (now - window.slot) * 1000

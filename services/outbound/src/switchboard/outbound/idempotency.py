@@ -89,8 +89,6 @@ def decide(
     """What a request with body fingerprint ``fp`` gets when its key holds ``found``, which
     this instance has ``watched`` unchanged for that long (its own monotonic clock)."""
     if found.state == "done" and now - found.at > retention:
-        # A day by default: an offset between two clocks moves the end of it by as much,
-        # and nothing is owned by it (the key is only free again for a new request).
         return "take"
     if found.state == "in_flight" and watched >= lease:
         return "take"  # the first request died before it answered
@@ -116,12 +114,16 @@ class IdempotencyKeys:
         retention_s: float = 86400.0,
         lease_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kv = kv
         self.scope = scope
         self.retention = timedelta(seconds=retention_s)
         self.lease = timedelta(seconds=lease_s)
         self.clock = clock
+        # When a key was answered, and now, for the retention: the service gives the
+        # server's clock (``runtime.servertime``), one time for every instance.
+        self.wall = wall
         # (key, revision) -> when this instance first saw that claim: its lease clock.
         self._sightings: OrderedDict[tuple[str, int], float] = OrderedDict()
 
@@ -135,7 +137,7 @@ class IdempotencyKeys:
     async def begin(self, workspace: str, key: str, fp: str) -> Decision:
         """Claim ``key`` for a request with body fingerprint ``fp``, or say why not."""
         kv_key = key_of(self.scope, workspace, key)
-        claim = _dump(KeyRecord(fingerprint=fp, state="in_flight", at=datetime.now(UTC)))
+        claim = _dump(KeyRecord(fingerprint=fp, state="in_flight", at=self.wall()))
         while True:
             try:
                 revision = await self.kv.create(kv_key, claim)
@@ -147,7 +149,7 @@ class IdempotencyKeys:
                 continue  # deleted meanwhile: claim it again
             found = KeyRecord.model_validate(orjson.loads(entry.value))
             watched = self._watched(kv_key, entry.revision)
-            decided = decide(found, fp, datetime.now(UTC), self.retention, self.lease, watched)
+            decided = decide(found, fp, self.wall(), self.retention, self.lease, watched)
             if decided != "take":
                 return decided
             try:
@@ -161,7 +163,7 @@ class IdempotencyKeys:
         record = KeyRecord(
             fingerprint=claim.fingerprint,
             state="done",
-            at=datetime.now(UTC),
+            at=self.wall(),
             status=status,
             body=body,
         )

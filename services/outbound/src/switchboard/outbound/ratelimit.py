@@ -34,7 +34,8 @@ TAT past the pause, so no lease hands out a slot inside it.
 
 Written here rather than taken from a library because the libraries at hand (aiolimiter,
 limits) keep state in process memory or Redis, and the platform's state lives in JetStream.
-Instances must share a clock (NTP), as slots are absolute times.
+Slots are absolute times on the NATS server's clock (``runtime.servertime``, the ``clock`` the
+service gives): instances never compare times on their own clocks.
 """
 
 from __future__ import annotations

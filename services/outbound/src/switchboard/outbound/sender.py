@@ -417,7 +417,7 @@ class Sender:
     ) -> Sent:
         """The provider call, leaving within the slot's window; a send the provider may have
         counted late pushes the later slots of its account and recipient (``pacing``)."""
-        window = SendWindow(at, at + self.policy.max_lateness)
+        window = SendWindow(at, at + self.policy.max_lateness, clock=self.clock)
         # Already late waking up (a busy process): hold the next window back before the
         # call, while there is the most time for it; the answer may add to it below.
         early = self.holds.note(limits, at, max(0.0, self.clock() - at))
