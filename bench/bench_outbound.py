@@ -9,7 +9,8 @@ Also printed: duplicates, CPU milliseconds per message of each process, slots th
 gave up (a send that could not leave in time) and holds (a send the provider may have
 counted late held the next window back). `BENCH_MESSAGES`, `BENCH_CHATS`, `BENCH_BOTS`,
 `BENCH_RECIPIENTS` (0: no campaign), `BENCH_INSTANCES` (3) change the sizes;
-`BENCH_DUMP=<file>` writes the sandbox's request records there; `SWITCHBOARD_OUTBOUND_*`
+`BENCH_DUMP=<file>` writes the sandbox's request records there (the campaign's to
+`<file>.campaign`); `SWITCHBOARD_OUTBOUND_*`
 settings reach the instances.
 """
 
@@ -151,6 +152,8 @@ async def main() -> None:
         records = reqs["requests"]
         if dump := os.environ.get("BENCH_DUMP"):
             Path(dump).write_text(json.dumps(records))
+            if campaign is not None:
+                Path(f"{dump}.campaign").write_text(json.dumps(campaign["records"]))
         ok = sorted(r["at"] for r in records if r["ok"])
         texts = Counter((r["chat"], r["params"].get("text")) for r in records if r["ok"])
         dups = {t: n for t, n in texts.items() if n > 1}
@@ -262,6 +265,7 @@ async def run_campaign(
         "duplicates": sum(n - 1 for n in chats.values()),
         "limited": sum(1 for r in records if r["status"] == 429),
         "progress": len(progress),
+        "records": records,
     }
 
 

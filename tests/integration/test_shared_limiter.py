@@ -214,3 +214,36 @@ async def test_a_late_send_moves_only_the_slots_a_window_on(nats_url: str) -> No
     for i, t in enumerate(held):
         assert sum(1 for x in latest[:i] if x > t - 1.0) < 30  # the window admits every slot
     await bus.close()
+
+
+async def test_answers_ride_on_the_next_lease_and_open_the_next_window_earlier(
+    nats_url: str,
+) -> None:
+    """Answers noted by an instance reach the shared window with its next lease: the send
+    answered 1 ms late frees its place a window on 1 ms plus half the margin after its slot,
+    for every instance; a send whose answer is not known keeps the whole margin."""
+    clock = [3_000_000.0]
+    bus = await Bus.connect(nats_url, name="t")
+    await bus.provision()
+    kv = await bus.kv("ratelimit")
+    a, b = (SharedLimiter(kv, clock=lambda: clock[0], margin=0.02) for _ in range(2))
+
+    async def next_two(name: str, heard: bool) -> tuple[list[float], list[float]]:
+        clock[0] = 3_000_000.0
+        bot = LimitKey(name, Limit(30, burst=3))
+        first = list((await a.lease(bot, 30)).slots)
+        assert len(first) == 30
+        if heard:
+            for slot in first[:2]:
+                a.note_late(bot, slot, 0.001, answered=True)
+        clock[0] = first[-1]
+        mine = (await a.lease(bot, 1)).slots  # a's own write carries its answers
+        theirs = (await b.lease(bot, 1)).slots  # b reads them from the KV
+        return first[:2], [*mine, *theirs]
+
+    first, heard = await next_two("tg.bot.heard", heard=True)
+    assert heard[0] == pytest.approx(first[0] + 1.0 + 0.001 + 0.01, abs=1e-5)
+    assert heard[1] == pytest.approx(first[1] + 1.0 + 0.001 + 0.01, abs=1e-5)
+    first, unheard = await next_two("tg.bot.unheard", heard=False)
+    assert unheard[0] == pytest.approx(first[0] + 1.02, abs=1e-5)
+    await bus.close()

@@ -2,20 +2,20 @@
 
 A provider counts a request when it handles it: somewhere between the moment the request
 left (``SendWindow.left_at``) and the moment the answer came back. The usual part of that
-round trip (the fastest of the account's recent ones) delays every send alike and brings
+round trip (the fastest of the account's round trips) delays every send alike and brings
 none closer to another; what goes beyond it, plus any delay in leaving after
 the slot, may have brought this send closer to the sends of the next window than the slots
 were. The limiter's margin leaves room for it: half of it absorbs such delays unnoticed; a
-send later than that is written down for every instance. On the account's key the window
-log takes it (``SharedLimiter.counted_late``): the slot a window after this send's moves,
-and only that one. On a recipient's key the next window's slots start that much later
-(``SharedLimiter.shift``).
+send later than that is written down for every instance at once, and every answer rides on
+the instance's next lease (an answered send is counted from its own lateness). On the
+account's key the window log takes it (``SharedLimiter.counted_late``): the slot a window
+after this send's moves, and only that one. On a recipient's key the next window's slots
+start that much later (``SharedLimiter.shift``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
@@ -34,16 +34,21 @@ HELD = Counter(
 
 @dataclass
 class RoundTrips:
-    """The recent round trips of each account's calls (a hint of this process only)."""
+    """The fastest round trip of each account's calls seen by this process.
 
-    size: int = 64
-    recent: dict[str, deque[float]] = field(default_factory=dict)
+    The fastest ever, not of the recent ones: under load every round trip of a few seconds
+    was slow (the loop late to read answers), the baseline rose with them, and a send the
+    provider counted late but answered quickly looked on time (bench_outbound at load 4:
+    5 429s once answered sends were counted from their lateness). A baseline too low only
+    overstates lateness."""
+
+    fastest: dict[str, float] = field(default_factory=dict)
 
     def baseline(self, account: str, rtt: float) -> float:
-        """Note ``rtt`` and return the fastest of the recent round trips."""
-        seen = self.recent.setdefault(account, deque(maxlen=self.size))
-        seen.append(rtt)
-        return min(seen)
+        """Note ``rtt`` and return the fastest round trip of ``account`` so far."""
+        best = min(self.fastest.get(account, rtt), rtt)
+        self.fastest[account] = best
+        return best
 
 
 def lateness(slot: float, left_at: float, answered_at: float, baseline: float) -> float:
@@ -70,19 +75,35 @@ class Holds:
     )
     writing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
-    def note(self, limits: SendLimits, at: float, late: float, covered: float = 0.0) -> float:
+    def note(
+        self,
+        limits: SendLimits,
+        at: float,
+        late: float,
+        covered: float = 0.0,
+        *,
+        answered: bool = False,
+    ) -> float:
         """A send of ``at`` may have been counted ``late`` after it (unless ``covered`` was
-        already noted); returns the lateness now covered."""
-        if late <= covered:
-            return covered
+        already noted; ``answered``: its answer is back, so it was counted no later).
+        Returns the lateness now covered. Every answer rides on this instance's next lease
+        of the account (an on-time one lets the window a window on open earlier); a late
+        one is also written at once."""
         account = limits.account
-        if noteworthy(late, self.limiter.allowance(account.limit)):
-            self.limiter.note_late(account, at, late)
+        grew = late > covered
+        late_enough = grew and noteworthy(late, self.limiter.allowance(account.limit))
+        if answered or late_enough:
+            self.limiter.note_late(account, at, max(late, covered), answered)
+        if late_enough:
             self._queue(account, True, (at, late))
         recipient = limits.recipient
-        if recipient is not None and (by := push(recipient, late, self.limiter.margin)) > 0:
+        if (
+            grew
+            and recipient is not None
+            and (by := push(recipient, late, self.limiter.margin)) > 0
+        ):
             self._queue(recipient, False, (at, by))
-        return late
+        return max(late, covered)
 
     def _queue(self, key: LimitKey, windowed: bool, item: tuple[float, float]) -> None:
         HELD.inc()

@@ -9,8 +9,10 @@ An account's key (leased, below) also keeps the provider's sliding window itself
 (``window.WindowLog``: when each recent send may have been counted), and a slot must also
 be one the window admits. GCRA there only keeps the pace smooth (at the exact rate, with
 ``Limit.burst`` slots of catching up); the window decides, and the margin lives in it: a
-send is taken as counted up to ``margin`` of a window after its slot, or later when its
-answer shows it may have been (``counted_late``), and that moves only the slot a window on.
+send is taken as counted up to ``margin`` of a window after its slot until its answer is
+known, then up to the lateness the answer showed plus half the margin (later or earlier than
+the whole margin; a late one is written at once, ``counted_late``), and that moves only the
+slot a window on.
 
 Two operations serve the send path:
 - ``lease`` takes a block of consecutive slots of an account's key (a bot, a number) in one
@@ -175,9 +177,9 @@ class SharedLimiter:
     # The last state and revision this instance saw per key: a write with it usually
     # succeeds without a read first. Only a hint: compare-and-swap decides.
     _seen: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
-    # Late sends of leased keys noted here and not yet written (``note_late``): the next
-    # lease of the key carries them in its own write, or ``counted_late`` writes them.
-    _late: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Late and answered sends of leased keys noted here and not yet written (``note_late``):
+    # the next lease of the key carries them in its own write, or ``counted_late`` does.
+    _late: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)
 
     def spacing(self, limit: Limit) -> float:
         """A claimed (recipient) key's interval: the rate's, plus the margin."""
@@ -248,8 +250,8 @@ class SharedLimiter:
             last = now + horizon + 1e-9 if horizon is not None else math.inf
             late = list(self._late.get(name, ()))
             window = state.window
-            for slot, seconds in late:
-                window = window.late(slot, seconds)
+            for slot, seconds, answered in late:
+                window = window.late(slot, seconds, answered)
             window = window.trim(pace.count, pace.per, pace.allowance, now)
             earliest = max(now, not_before)
             slots, tat, window, first = pick_slots(pace, state.tat, window, want, earliest, last)
@@ -261,18 +263,20 @@ class SharedLimiter:
             await self._read(name)  # another instance moved it: look again
         raise LimiterContentionError(f"could not lease slots of {key.name}")
 
-    def note_late(self, key: LimitKey, slot: float, seconds: float) -> None:
-        """The send of ``key``'s leased ``slot`` may have been counted ``seconds`` after it.
-        The window must know before anyone leases a window on from it: the next lease of
-        the key here carries it in its own write (no write of its own to race the leases),
-        else ``counted_late``."""
+    def note_late(self, key: LimitKey, slot: float, seconds: float, answered: bool = False) -> None:
+        """The send of ``key``'s leased ``slot`` may have been counted ``seconds`` after it
+        (``answered``: its answer says so, and no later). The next lease of the key here
+        carries it in its own write (no write of its own to race the leases); a late one
+        must reach the window before anyone leases a window on from it, so the caller also
+        asks ``counted_late`` for it. An answer that comes too late for that only leaves the
+        send counted at its whole allowance."""
         pending = self._late.setdefault(kv_key(key.name), [])
         # What could not be written within two windows no longer matters (the bus is down)
         stale = self.clock() - 2 * key.limit.per
         pending[:] = [item for item in pending if item[0] > stale]
-        pending.append((slot, seconds))
+        pending.append((slot, seconds, answered))
 
-    def _written(self, name: str, done: Sequence[tuple[float, float]]) -> None:
+    def _written(self, name: str, done: Sequence[tuple[float, float, bool]]) -> None:
         """These noted late sends of ``name`` are in the KV value now (a lease and a write
         may carry the same ones: each leaves once)."""
         pending = self._late.get(name)
@@ -299,8 +303,8 @@ class SharedLimiter:
             cached = self._guess(name) if attempt == 0 else None
             state, revision = cached if cached is not None else await self._read(name)
             window = state.window
-            for slot, seconds in late:
-                window = window.late(slot, seconds)
+            for slot, seconds, answered in late:
+                window = window.late(slot, seconds, answered)
             window = window.trim(pace.count, pace.per, pace.allowance, self.clock())
             if window == state.window and cached is None:
                 self._written(name, late)

@@ -421,15 +421,22 @@ class Sender:
         # Already late waking up (a busy process): hold the next window back before the
         # call, while there is the most time for it; the answer may add to it below.
         early = self.holds.note(limits, at, max(0.0, self.clock() - at))
+        heard = False  # an answer came back: the provider counted the send before it
         try:
             async with asyncio.timeout(self.policy.call_timeout + 1):
                 with send_window(window):
-                    return await client.send(account, cmd)
+                    sent = await client.send(account, cmd)
+            heard = True
+            return sent
+        except ProviderError as exc:
+            heard = "maybe_sent" not in exc.raw  # a refusal is an answer; a lost call is not
+            raise
         finally:
             if window.left_at is not None:
                 answered = self.clock()
                 base = self.round_trips.baseline(limits.account.name, answered - window.left_at)
-                self.holds.note(limits, at, lateness(at, window.left_at, answered, base), early)
+                late = lateness(at, window.left_at, answered, base)
+                self.holds.note(limits, at, late, early, answered=heard)
 
     async def _campaign_allows(self, job: Outcome, record: Attempt) -> bool:
         """Cancelled: fail it (not sent). Paused: hold it until resumed, for a while."""

@@ -3,11 +3,12 @@ a key may have been counted.
 
 Telegram (and the sandbox, PROTOCOLS.md) refuses a send when ``count`` sends were counted in
 the ``per`` seconds before it. A send is counted no earlier than its slot (it never leaves
-before it) and no later than its slot plus what its answer showed of lateness (``pacing``)
-plus the margin, the room left for what no answer shows. So a new slot ``t`` is safe when
-at most ``count - 1`` of the known latest-count times are later than ``t - per``: the
-``count``-th latest of them plus ``per`` is the earliest slot the window admits
-(``WindowLog.earliest``). A late send moves only the slot that follows it by a window; the
+before it) and no later than its slot plus the allowance (the margin) while its answer is
+not known here, or, once it is, its slot plus the lateness the answer showed (``pacing``)
+plus half the allowance (what no answer shows: clocks, the estimate's error). So a new slot
+``t`` is safe when at most ``count - 1`` of the known latest-count times are later than
+``t - per``: the ``count``-th latest of them plus ``per`` is the earliest slot the window
+admits (``WindowLog.earliest``). A late send moves only the slot that follows it by a window; the
 sends around it keep their pace (holds that shifted every later slot cost each window its
 latest send's lateness again).
 
@@ -21,22 +22,40 @@ number of instances, since the log is one KV value written by compare-and-swap.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-# Slots of one key are told apart by time; encoding rounds them to microseconds.
+# Slots of one key are told apart by time, on a grid of whole microseconds (``on_grid``).
 _SAME_SLOT = 2e-6
+
+
+def on_grid(t: float) -> float:
+    """``t`` rounded up to a whole microsecond, the grid every slot of a log is on. The
+    encoding carries slots as whole microseconds, so a slot read back is the very float
+    that was leased, however often the log is written again: an encoding that rounded up at
+    each write let a logged slot drift a microsecond per write, until a report of its send
+    no longer found it and logged a second send that never was, which held the window back
+    as if it had been made."""
+    up = math.ceil(t * 1e6)
+    return up / 1e6 if up / 1e6 >= t else (up + 1) / 1e6  # never earlier, even by a float
 
 
 @dataclass(frozen=True)
 class Counted:
-    """One send: its slot, and how late (seconds) its answer showed it may have counted."""
+    """One send: its slot, how late (seconds) it may have been counted, and whether that
+    lateness is its answer's (``answered``) or only a lower bound seen before it (the send
+    woke up late, its answer is not back)."""
 
     slot: float
     late: float = 0.0
+    answered: bool = False
 
     def latest(self, allowance: float) -> float:
-        """The latest time the provider may have counted it: its slot plus the allowance, or
-        plus its lateness and half the allowance (what no answer shows) when it was late."""
+        """The latest time the provider may have counted it: its slot plus its lateness and
+        half the allowance once its answer is known; before, at least the whole allowance.
+        An answered send on time thus frees the window a window on that much earlier: the
+        whole allowance on every send capped a bot at 1 / (1 + margin) of its rate."""
+        if self.answered:
+            return self.slot + self.late + allowance / 2
         return self.slot + max(allowance, self.late + allowance / 2)
 
 
@@ -61,19 +80,24 @@ class WindowLog:
     def add(self, slot: float) -> WindowLog:
         return WindowLog((*self.sends, Counted(slot)))
 
-    def late(self, slot: float, late: float) -> WindowLog:
-        """The send of ``slot`` may have been counted ``late`` after it. With several sends
-        at one slot (a burst), the least late of them takes it; a send no longer logged (it
-        could not matter then) comes back if it matters now."""
+    def late(self, slot: float, late: float, answered: bool = False) -> WindowLog:
+        """The send of ``slot`` may have been counted ``late`` after it (``answered``: its
+        answer says so). With several sends at one slot, the least late of those not yet
+        answered takes it (lateness only grows: a report never lowers what an earlier one of
+        the same send said); a send no longer logged (it could not matter then) comes back
+        if it matters now."""
         same = [i for i, c in enumerate(self.sends) if abs(c.slot - slot) <= _SAME_SLOT]
         if not same:
-            sends = sorted((*self.sends, Counted(slot, late)), key=lambda c: c.slot)
+            sends = sorted((*self.sends, Counted(slot, late, answered)), key=lambda c: c.slot)
             return WindowLog(tuple(sends))
-        i = min(same, key=lambda j: self.sends[j].late)
-        if self.sends[i].late >= late:
+        open_ = [i for i in same if not self.sends[i].answered] or same
+        i = min(open_, key=lambda j: self.sends[j].late)
+        old = self.sends[i]
+        new = Counted(old.slot, max(old.late, late), old.answered or answered)
+        if new == old:
             return self
         sends = list(self.sends)
-        sends[i] = replace(sends[i], late=late)
+        sends[i] = new
         return WindowLog(tuple(sends))
 
     def trim(self, count: int, per: float, allowance: float, now: float) -> WindowLog:
@@ -88,15 +112,22 @@ class WindowLog:
         return self if len(live) == len(self.sends) else WindowLog(tuple(live))
 
     def encode(self) -> str:
-        """``base,offset[:late],...`` with offsets and lateness in whole microseconds,
-        rounded up so a decoded latest time is never earlier than the true one."""
+        """``base,offset[:late|=late],...`` with slots on the microsecond grid (``on_grid``)
+        and lateness in whole microseconds rounded up (once: a decoded lateness encodes to
+        itself), so a decoded latest time is never earlier than the true one; ``=`` marks an
+        answered send (an instance of a version before it cannot read the key and leases
+        nothing until it is replaced: it never oversends)."""
         if not self.sends:
             return ""
-        base = self.sends[0].slot
-        parts = [repr(base)]
+        base = _micros(self.sends[0].slot)
+        parts = [repr(base / 1e6)]
         for c in self.sends:
-            off = math.ceil((c.slot - base) * 1e6 - 1e-3)
-            parts.append(f"{off}:{math.ceil(c.late * 1e6)}" if c.late > 0 else str(off))
+            off = _micros(c.slot) - base
+            late = math.ceil(c.late * 1e6 - 1e-3)
+            if c.answered:
+                parts.append(f"{off}={late}")
+            else:
+                parts.append(f"{off}:{late}" if c.late > 0 else str(off))
         return ",".join(parts)
 
     @classmethod
@@ -104,12 +135,19 @@ class WindowLog:
         if not text:
             return cls()
         head, *rest = text.split(",")
-        base = float(head)
+        base = _micros(float(head))
         sends = []
         for part in rest:
-            off, _, late = part.partition(":")
-            sends.append(Counted(base + int(off) / 1e6, int(late) / 1e6 if late else 0.0))
+            answered = "=" in part
+            off, _, late = part.partition("=" if answered else ":")
+            seconds = int(late) / 1e6 if late else 0.0
+            sends.append(Counted((base + int(off)) / 1e6, seconds, answered))
         return cls(tuple(sends))
+
+
+def _micros(t: float) -> int:
+    """A time on the grid in whole microseconds (exact: float error is below half of one)."""
+    return round(t * 1e6)
 
 
 @dataclass(frozen=True)
@@ -136,7 +174,7 @@ def pick_slots(
     latest = max((c.slot for c in window.sends), default=-math.inf)
     while len(slots) < want:
         opens = window.earliest(pace.count, pace.per, pace.allowance)
-        t = max(earliest, tat - pace.tolerance, opens, latest + pace.gap)
+        t = on_grid(max(earliest, tat - pace.tolerance, opens, latest + pace.gap))
         if t > last:
             return slots, tat, window, t
         slots.append(t)
