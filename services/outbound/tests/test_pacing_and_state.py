@@ -128,3 +128,25 @@ def test_a_click_to_whatsapp_conversion_names_its_channel_and_keeps_the_click_pl
         "whatsapp",
     )
     assert event["user_data"]["ctwa_clid"] == "ARAkLkA8r"
+
+
+def test_rate_limit_keys_of_a_chat_are_keyed_with_the_identity_pepper() -> None:
+    """A chat id is a phone number on WhatsApp: its key in the ``ratelimit`` bucket must not
+    be a hash anyone can recompute from the number."""
+    import hashlib
+
+    from switchboard.events.ids import stable_hash
+    from switchboard.outbound.ratelimit import pause_key
+    from switchboard.runtime import identity
+
+    name = "whatsapp.15551230000.to.15557654321"
+    try:
+        identity.configure("pepper-one-0123456789")
+        first, paused = kv_key(name), pause_key(name)
+        identity.configure("pepper-two-0123456789")
+        assert (kv_key(name), pause_key(name)) != (first, paused)
+    finally:
+        identity.configure(identity.DEV_PEPPER)
+    for digest in (stable_hash(name), hashlib.sha256(name.encode()).hexdigest()):
+        assert digest[:20] not in first
+        assert digest[:20] not in paused

@@ -237,7 +237,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             pool=health,
             clock=clock.now,
         )
-        commands = CampaignCommands(rt.bus, store, view, cache)
+        commands = CampaignCommands(rt.bus, store, view, cache, clock.utcnow)
         conversions = ConversionSender(
             rt.bus, cache, attempts, limiter, breakers, http, policy,
             linger=settings.conversion_linger_ms / 1000,
@@ -310,6 +310,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             ),
             settings.instance_id,
             health=health,
+            clock=clock.now,
         )
         rt.spawn("campaigns", lambda: supervisor.run(rt.stop))
         probes = httpx.AsyncClient(timeout=settings.call_timeout_s)

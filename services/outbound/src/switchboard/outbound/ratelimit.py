@@ -47,14 +47,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from switchboard.events.ids import stable_hash
 from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.window import Pace, WindowLog, pick_slots
+from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.lru import remember
@@ -104,15 +103,18 @@ class Lease:
     retry_at: float
 
 
-@lru_cache(maxsize=65536)
+# KV keys allow only [-/_=.a-zA-Z0-9]; names carry chat ids (a WhatsApp chat id is a phone
+# number) and '@usernames': keyed with the deployment's identity pepper, since an unkeyed hash
+# of a phone number is as good as the number to anyone reading the bucket. The state lives an
+# hour at most (the bucket's TTL), so keys that changed with this only restart their pace.
+
+
 def kv_key(name: str) -> str:
-    # KV keys allow only [-/_=.a-zA-Z0-9]; names carry chat ids and '@usernames'.
-    return "rl." + stable_hash(name)[:40]
+    return "rl." + keyed_hash("ratelimit", name)
 
 
-@lru_cache(maxsize=65536)
 def pause_key(name: str) -> str:
-    return "pause." + stable_hash(name)[:40]
+    return "pause." + keyed_hash("pause", name)
 
 
 @dataclass(frozen=True)

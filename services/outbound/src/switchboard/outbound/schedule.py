@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from nats.aio.msg import Msg
@@ -140,7 +140,7 @@ class ScheduleDesk:
             return Refusal(409, "not_changeable", "a campaign's send follows its campaign")
         change = await self.changes.get(workspace, message_id)
         due = effective_time(cmd.not_before, change)
-        now = datetime.now(UTC)
+        now = self.attempts.now()  # the clock the sender judges the time by
         refused = refuse_change(
             due=due, expires_at=cmd.expires_at, done=record.done, now=now, new_time=new_time
         )

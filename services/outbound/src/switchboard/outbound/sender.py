@@ -263,7 +263,7 @@ class Sender:
                     **job.base(), priority=cmd.priority.value, campaign_id=cmd.campaign_id
                 )
             )
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.clock(), UTC)  # the times other processes set
         if cmd.expires_at is not None and now >= cmd.expires_at:
             await job.fail(record, "expired before it could be sent", "expired", permanent=True)
             return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -172,7 +172,7 @@ async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     the workspace's, the time is ahead and the content fits the account."""
     d, at = post.destination, post.at
     await require_account(ports.accounts, ws, d.channel, d.account)
-    if at <= datetime.now(UTC):
+    if at <= ports.attempts.now():  # the clock the sender judges the time by
         raise ProblemError(error(422, "invalid_post", "at: is in the past", field="at"))
     cmd = command_of(post)
     if cmd.channel.value == "mtproto" and (problem := user_unsupported(cmd)) is not None:
@@ -303,7 +303,7 @@ async def change_post(
     if await ports.attempts.get(ws, post.message_id) is None:
         return _refused(Refusal(404, "not_found", "being queued"), post)
     intent = {"at": at, "unsettled": True, "replaces": post.version(),
-              "changed_at": datetime.now(UTC)}  # fmt: skip
+              "changed_at": ports.attempts.now()}  # fmt: skip
     if new_content:
         # New content is a new send: the old one is cancelled first (it cannot leave after).
         content, ref = await _content(ports, ws, post.destination, change.content, change.template)

@@ -16,7 +16,7 @@ it on an overlap).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from switchboard.outbound.attempts import Attempt, Attempts
@@ -91,7 +91,7 @@ class Settler:
                 continue
             if step == "reschedule":
                 # Finished late (its time passed before a read came): as soon as it can.
-                when = max(post.at, datetime.now(UTC) + LATE_LEAD)
+                when = max(post.at, self.attempts.now() + LATE_LEAD)
                 answer = await self.desk.change(ws, old_id, when, None)
                 if not isinstance(answer, Refusal):
                     final = post.settled().model_copy(update={"at": when})
@@ -129,7 +129,7 @@ class Settler:
 
     async def settle_if_due(self, post: Post) -> Post:
         """For reads: finish a change its request should have finished by now."""
-        if not due_for_repair(post, datetime.now(UTC)):
+        if not due_for_repair(post, self.attempts.now()):
             return post
         return await self.settle(post)
 

@@ -4,8 +4,8 @@ idempotent: a redelivered command leaves the state as it was."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
@@ -39,15 +39,15 @@ class CampaignConflictError(OutboundServiceError, PermanentError):
     another workspace (keys are per workspace: never, unless written under the wrong key)."""
 
 
-def _fresh(campaign_id: str, workspace: str) -> CampaignState:
-    return CampaignState(
-        campaign_id=campaign_id, workspace_id=workspace, created_at=datetime.now(UTC)
-    )
+def _fresh(campaign_id: str, workspace: str, now: datetime) -> CampaignState:
+    return CampaignState(campaign_id=campaign_id, workspace_id=workspace, created_at=now)
 
 
-def _own(state: CampaignState | None, campaign_id: str, workspace: str) -> CampaignState:
+def _own(
+    state: CampaignState | None, campaign_id: str, workspace: str, now: datetime
+) -> CampaignState:
     if state is None:
-        return _fresh(campaign_id, workspace)
+        return _fresh(campaign_id, workspace, now)
     if state.workspace_id != workspace:
         raise CampaignConflictError(f"campaign {campaign_id!r} belongs to another workspace")
     return state
@@ -70,6 +70,9 @@ class CampaignCommands:
     store: CampaignStore
     view: CampaignView
     accounts: AccountCache
+    # A campaign's dates are read by whichever instance leads it: the server's clock in the
+    # service (``Runtime.clock``).
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     async def _check_accounts(
         self, workspace: str, channel: Channel | str, names: Iterable[str], cid: str
@@ -98,7 +101,7 @@ class CampaignCommands:
         ws, cid = env.workspace_id, cmd.campaign_id
         key = campaign_key(ws, cid)
         current = await self.store.state(key)
-        _own(current, cid, ws)
+        _own(current, cid, ws, self.now())
         if (conflict := start_conflict(current, cmd)) is not None:
             raise CampaignConflictError(f"idempotency_conflict: {conflict}")
         pinned = (r.account for r in cmd.recipients if r.account)
@@ -108,7 +111,7 @@ class CampaignCommands:
         stored = await self.store.put_batch(key, 0, cmd.recipients)
 
         def change(state: CampaignState | None) -> CampaignState | None:
-            state = _own(state, cid, ws)
+            state = _own(state, cid, ws, self.now())
             if state.definition is not None and 0 in state.batches:
                 return None  # a redelivery or a retry: the first start stands
             state.definition = cmd.model_dump(mode="json", exclude={"recipients"})
@@ -117,7 +120,7 @@ class CampaignCommands:
                 state.final_batch = 0
             if state.status == "pending":
                 state.status = "running"
-                state.started_at = datetime.now(UTC)
+                state.started_at = self.now()
             return state
 
         before, after = await self.store.update(key, change)
@@ -126,7 +129,7 @@ class CampaignCommands:
     async def add(self, cmd: AddCampaignRecipients, env: Envelope) -> None:
         ws, cid = env.workspace_id, cmd.campaign_id
         key = campaign_key(ws, cid)
-        current = _own(await self.store.state(key), cid, ws)
+        current = _own(await self.store.state(key), cid, ws, self.now())
         channel = (current.definition or {}).get("channel")
         if channel is not None:
             pinned = (r.account for r in cmd.recipients if r.account)
@@ -134,7 +137,7 @@ class CampaignCommands:
         stored = await self.store.put_batch(key, cmd.batch, cmd.recipients)
 
         def change(state: CampaignState | None) -> CampaignState | None:
-            state = _own(state, cid, ws)
+            state = _own(state, cid, ws, self.now())
             if state.batches.get(cmd.batch) == stored and (
                 not cmd.final or state.final_batch == cmd.batch
             ):
@@ -155,7 +158,7 @@ class CampaignCommands:
         ws, cid = env.workspace_id, cmd.campaign_id
 
         def change(state: CampaignState | None) -> CampaignState | None:
-            state = _own(state, cid, ws)
+            state = _own(state, cid, ws, self.now())
             if state.status in ("cancelled", "completed") or seq <= state.status_seq:
                 return None  # final already, or an older command than the last one applied
             if cmd.action == "pause":
@@ -191,7 +194,7 @@ class CampaignCommands:
         await self.bus.publish(
             CampaignStatusChanged(
                 campaign_id=after.campaign_id,
-                at=datetime.now(UTC),
+                at=self.now(),
                 status=after.status,
                 previous=previous,
                 reason=reason,

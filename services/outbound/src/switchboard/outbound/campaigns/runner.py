@@ -109,6 +109,9 @@ class CampaignRunner:
                 await self._progress(state, start, numbers)
             await pause(stop, self.timing.tick_s)
 
+    def _utcnow(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
     def _tick(self, state: CampaignState) -> int:
         began = (state.started_at or state.created_at).timestamp()
         return int(max(0.0, self.clock() - began) // self.timing.progress_s)
@@ -117,7 +120,7 @@ class CampaignRunner:
         return self._tick(state) > self._last_tick
 
     def _due(self, start: StartCampaign) -> bool:
-        return start.not_before is None or datetime.now(UTC) >= start.not_before
+        return start.not_before is None or self._utcnow() >= start.not_before
 
     # -- fan-out -------------------------------------------------------------------------
 
@@ -237,7 +240,7 @@ class CampaignRunner:
         await self.bus.publish(
             CampaignProgress(
                 campaign_id=self.campaign_id,
-                at=datetime.now(UTC),
+                at=self._utcnow(),
                 status=state.status,
                 total=t.total,
                 received=t.received,
@@ -247,7 +250,7 @@ class CampaignRunner:
                 remaining=t.remaining,
                 rate_per_s=round(rate, 2),
                 eta_s=None if eta_s is None else round(eta_s, 1),
-                eta=None if eta_s is None else datetime.now(UTC) + timedelta(seconds=eta_s),
+                eta=None if eta_s is None else self._utcnow() + timedelta(seconds=eta_s),
                 tick=tick,
             ),
             workspace_id=state.workspace_id,
@@ -271,7 +274,7 @@ class CampaignRunner:
         outcome = "cancelled" if state.status == "cancelled" else "completed"
         total = t.total if t.total is not None else t.received
         began = state.started_at or state.created_at
-        now = datetime.now(UTC)
+        now = self._utcnow()
         summary = {
             "outcome": outcome,
             "total": total,
@@ -319,6 +322,9 @@ class CampaignSupervisor:
     instance: str
     owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     health: PoolHealth | None = None
+    # Campaign dates (started, not before) are written by other instances: the server's
+    # clock in the service (``Runtime.clock``), handed to each runner.
+    clock: Callable[[], float] = time.time
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     held: dict[str, Lease] = field(default_factory=dict)
     _next_try: dict[str, float] = field(default_factory=dict)  # on time.monotonic
@@ -349,7 +355,7 @@ class CampaignSupervisor:
                         continue
                     runner = CampaignRunner(
                         self.bus, self.store, self.view, self.accounts, lease, cid, self.timing,
-                        state.campaign_id, health=self.health,
+                        state.campaign_id, health=self.health, clock=self.clock,
                     )  # fmt: skip
                     self.held[cid] = lease
                     self.running[cid] = asyncio.create_task(self._lead(runner, stop), name=cid)
