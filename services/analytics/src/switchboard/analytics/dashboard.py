@@ -104,7 +104,7 @@ async def login(request: Request, gate: Gate) -> Response:
     key = (form.get("key") or [""])[0].strip()
     for kind, value, limit in (("ip", client, gate.per_ip), ("key", key, gate.per_key)):
         if await store.count_attempt(kind, value, gate.window) > limit:
-            wait = str(retry_after(datetime.now(UTC), gate.window))
+            wait = str(retry_after(store.now(), gate.window))  # the counters' clock
             return login_page(request, "Too many sign-in attempts; try again later.", 429,
                               **{"Retry-After": wait})  # fmt: skip
     principal = await _principal(key, gate)
