@@ -26,7 +26,7 @@ from tests.support.streams import delivered
 from switchboard.crm.app import PROJECTIONS
 from switchboard.events import encode
 from switchboard.events.catalog import crm
-from switchboard.events.catalog.common import Channel, Chat
+from switchboard.events.catalog.common import Channel, Chat, ChatType
 from switchboard.events.catalog.conv import MessageReceived, MessageSent
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliveryReceipt, DeliverySent
 from switchboard.runtime.db import create_pool, load_migrations, migrate
@@ -368,5 +368,44 @@ async def test_rebuild_equals_live_around_an_erasure(
         rows = "\n".join(live["messages"])
         assert rows.count('"erased"') == 9, rows  # Ada's eight and our reply, deleted or not
         assert "bob edited" in rows
+    finally:
+        await pool.close()
+
+
+def _in_groups() -> list[Any]:
+    """Ada writing last in a group with Bob, and alone in another group, then erased."""
+    ch = Channel.TELEGRAM
+
+    def said(who: str, group: str, n: int) -> MessageReceived:
+        chat = Chat(id=group, type=ChatType.GROUP, title=f"team {group}")
+        return received(ch, "acct", who, f"{who} ada-text {n}", n).model_copy(update={"chat": chat})
+
+    identity = crm.Identity(channel=ch, external_id=ADA)
+    return [
+        said("tg-bob", "g1", 1),
+        crm.ContactCreated(contact_id="ct_ada", identities=(identity,), source_channel=ch),
+        said(ADA, "g1", 2),
+        said(ADA, "g2", 3),
+        crm.ContactErased(contact_id="ct_ada"),
+        said(ADA, "g2", 4),
+    ]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [("CRM", "CONV", "DELIVERY"), ("CONV", "DELIVERY", "CRM")],
+    ids=["erasure-first", "erasure-last"],
+)
+async def test_rebuild_equals_live_for_groups_around_an_erasure(
+    postgres_url: str, order: tuple[str, ...]
+) -> None:
+    """A group's title and preview after a member's erasure: the same live and rebuilt, and
+    the preview never the erased member's text."""
+    events = _deliveries(_in_groups())
+    pool = await create_pool(postgres_url, 2)
+    try:
+        live = await _live(pool, "live", events)
+        assert await _replay(pool, "rebuilt", events, [1], order) == live
+        assert "tg-ada ada-text" not in "".join(map(str, live.values()))
     finally:
         await pool.close()

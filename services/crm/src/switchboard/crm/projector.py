@@ -501,7 +501,8 @@ async def _conversations(
     """One upsert per conversation, with what one-by-one application would have done: the
     row exists from its first event; counts, first/last times and the preview (latest by
     sent_at, later events winning ties) change only for messages that were new; the last
-    non-null title wins. An erased sender's message brings no title or preview."""
+    non-null title wins. An erased sender's message brings no preview, and no title in
+    their one-to-one chat (a group's title is the group's, and the erasure keeps it)."""
     if not rows:
         return
     new = set(new)
@@ -509,7 +510,8 @@ async def _conversations(
     for r in rows:
         conv = r.key[0]
         blank = r.erase_hash in erased
-        title, short = (None, None) if blank else (r.title, r.short)
+        title = None if blank and r.private else r.title
+        short = None if blank else r.short
         c = convs.get(conv)
         if c is None:
             c = convs[conv] = [r, 0, r.sent_at, r.sent_at, short, None, r.seq, r.chat_id]
