@@ -12,7 +12,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 from nats.js.api import RawStreamMsg
-from tests.support.conv import T0, publish_sealed, received, sent
+from tests.support.conv import T0, deleted, edited, publish_sealed, received, sent
 from tests.support.crm import AUTH, Crm, running_crm
 from tests.support.db import assert_rebuilt_as_live, projected, schema_tables
 
@@ -63,12 +63,17 @@ async def crm(
 
 
 def _exchange(channel: Channel, who: str, n: int) -> list[object]:
-    """A message from the person, our reply, its delivery and its receipt."""
+    """A message from the person, our reply, its delivery and its receipt; the person's
+    message edited, and (``n`` > 1) the first one deleted."""
     account = f"acct-{channel.value}"
     out_id, provider_id = f"m-{channel.value}-{n}", f"p-{channel.value}-{n}"
     phone = who if channel is Channel.WHATSAPP else None
+    message = received(channel, account, who, f"secret-in {n}", n, phone=phone, name="Zoe Quux")
+    first = received(channel, account, who, "secret-in 1", 1, phone=phone, name="Zoe Quux")
     return [
-        received(channel, account, who, f"secret-in {n}", n, phone=phone, name="Zoe Quux"),
+        message,
+        edited(message, f"secret-in {n} edited", 1),
+        *([deleted(first)] if n > 1 else []),
         sent(channel, account, who, out_id, provider_id, f"secret-out {n}", n + 1),
         DeliverySent(
             message_id=out_id,
@@ -240,6 +245,10 @@ async def test_erasure_leaves_nothing_of_the_person_on_any_channel(
         for m in msgs:
             assert (m["text"], m["sender_id"], m["sender_name"]) == (None, None, None), m
             assert m["content"] == {"kind": "erased"}
+        # edits and a deletion, before the erasure and after it, stay as metadata
+        mine = [m for m in msgs if m["direction"] == "in"]
+        assert all(m["edited_at"] for m in mine), mine
+        assert sorted(bool(m["deleted_at"]) for m in mine) == [False, True], mine
         # receipts still find our replies: recipient and chat id are the same marker
         assert [m["status"] for m in msgs if m["direction"] == "out"] == ["delivered"] * 2
 

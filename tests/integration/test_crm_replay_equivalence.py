@@ -1,18 +1,17 @@
 """A rebuild's batched replay leaves every CRM table exactly as live projection, event by
 event, left it: a realistic mix over CONV, DELIVERY and CRM (messages, edits, deletions,
 replies with receipts out of order, contacts, identities, notes and tags, leads through
-their stages, merges, splits and erasures), applied one event per transaction, and again
-in large and odd batches per projection. Real Postgres.
-
-Known and not covered here: the order *between* streams still matters for messages edited or
-deleted around their sender's erasure (an edit before the erasure keeps its ``edited_at``,
-one after it is dropped; a deletion after it turns "erased" into "deleted"), so live
-projection and a rebuild can differ in those rows."""
+their stages, merges, splits and erasures), applied one event per transaction in the order
+it happened, and again stream after stream, in either order (erasures replayed before the
+messages they blank, or after them), in one-event, large and odd batches per projection;
+and messages edited and deleted around their sender's erasure, the same way. Real
+Postgres."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +26,7 @@ from tests.support.streams import delivered
 from switchboard.crm.app import PROJECTIONS
 from switchboard.events import encode
 from switchboard.events.catalog import crm
-from switchboard.events.catalog.common import Channel, Chat
+from switchboard.events.catalog.common import Channel, Chat, ChatType
 from switchboard.events.catalog.conv import MessageReceived, MessageSent
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliveryReceipt, DeliverySent
 from switchboard.runtime.db import create_pool, load_migrations, migrate
@@ -35,6 +34,12 @@ from switchboard.runtime.db import create_pool, load_migrations, migrate
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 STREAM_OF = {"conv": "CONV", "delivery": "DELIVERY", "crm": "CRM"}
 MODULE_OF = {m.STREAM: m for m in PROJECTIONS}
+# A rebuild replays the streams one after another in any order (concurrently, in fact).
+ORDERS = pytest.mark.parametrize(
+    "order",
+    [("CRM", "CONV", "DELIVERY"), ("CONV", "DELIVERY", "CRM"), ("DELIVERY", "CRM", "CONV")],
+    ids=["erasures-first", "erasures-last", "deliveries-first"],
+)
 
 
 @dataclass
@@ -208,9 +213,7 @@ async def _replay(
 ) -> dict[str, list[str]]:
     """The tables after applying ``events`` in batches of ``sizes`` per stream: the streams
     one after another in ``order``, or (``order`` None) taking turns batch by batch."""
-    await migrate(pool, schema, load_migrations("switchboard.crm"))
-    async with pool.acquire() as conn:
-        await conn.execute(f'SET search_path TO "{schema}"')
+    async with _fresh(pool, schema) as conn:
         queues = {
             s: _batches([m for st, m in events if st == s], sizes)
             for s in order or ("CRM", "CONV", "DELIVERY")
@@ -226,32 +229,51 @@ async def _replay(
                     del queues[stream]
                 else:
                     await _apply(conn, stream, batch)
-        tables = [
-            r[0]
-            for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", schema
-            )
-        ]
-        return {
-            t: [
-                r[0] for r in await conn.fetch(f'SELECT t::text FROM "{schema}"."{t}" t ORDER BY 1')
-            ]
-            for t in tables
-            if t != "schema_migrations"
-        }
+        return await _tables(conn, schema)
 
 
-@pytest.mark.parametrize(
-    "order",
-    [("CRM", "CONV", "DELIVERY"), ("CONV", "DELIVERY", "CRM")],
-    ids=["erasures-first", "erasures-last"],
-)
+async def _live(
+    pool: asyncpg.Pool, schema: str, events: list[tuple[str, Msg]]
+) -> dict[str, list[str]]:
+    """The tables after applying ``events`` as they arrived, one per transaction: what live
+    projection leaves."""
+    async with _fresh(pool, schema) as conn:
+        for stream, msg in events:
+            await _apply(conn, stream, [msg])
+        return await _tables(conn, schema)
+
+
+@asynccontextmanager
+async def _fresh(pool: asyncpg.Pool, schema: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection on a freshly migrated ``schema``."""
+    await migrate(pool, schema, load_migrations("switchboard.crm"))
+    async with pool.acquire() as conn:
+        await conn.execute(f'SET search_path TO "{schema}"')
+        yield conn
+
+
+async def _tables(conn: asyncpg.Connection, schema: str) -> dict[str, list[str]]:
+    """Every row of every table of ``schema`` as text, sorted."""
+    tables = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", schema
+        )
+    ]
+    return {
+        t: [r[0] for r in await conn.fetch(f'SELECT t::text FROM "{schema}"."{t}" t ORDER BY 1')]
+        for t in tables
+        if t != "schema_migrations"
+    }
+
+
+@ORDERS
 async def test_batched_replay_equals_event_by_event(
     postgres_url: str, order: tuple[str, ...]
 ) -> None:
-    """Each projection in batches of any size, against the same projection one event per
-    transaction: the streams replayed in the same order both ways (erasures before the
-    messages they blank, and after them)."""
+    """Each projection in batches of any size, the streams one after another in ``order``,
+    against live projection: one event per transaction, the streams interleaved as the
+    events happened."""
     events = _deliveries(_mix(random.Random(7), 1500))
     pool = await create_pool(postgres_url, 2)
     try:
@@ -263,7 +285,7 @@ async def test_batched_replay_equals_event_by_event(
 async def _compare(
     pool: asyncpg.Pool, events: list[tuple[str, Msg]], order: tuple[str, ...]
 ) -> None:
-    one = await _replay(pool, "one", events, [1], order)
+    one = await _live(pool, "live", events)
     # the mix exercised what it is meant to
     assert any("vip" in row for row in one["contacts"]), "tags"
     assert any(row.count("ct_") >= 2 for row in one["contacts"]), "a merge (merged_into)"
@@ -273,5 +295,112 @@ async def _compare(
     assert any('"erased"' in row for row in one["messages"])
     assert any('"deleted"' in row for row in one["messages"])
     assert any("read" in row for row in one["receipts"])
-    for name, sizes in (("whole", [10_000]), ("odd", [7, 300, 1, 64, 2000]), ("small", [3])):
+    batches = (("one", [1]), ("whole", [10_000]), ("odd", [7, 300, 1, 64, 2000]), ("small", [3]))
+    for name, sizes in batches:
         assert await _replay(pool, name, events, sizes, order) == one, name
+
+
+ADA = "tg-ada"  # the person erased
+SECRETS = (ADA, "Ada Secret", "ada-text")
+
+
+def _around_erasure() -> list[Any]:
+    """Ada's messages edited and deleted before her erasure and after it (one edited on both
+    sides, one edited before it arrived), our reply to her, and Bob who stays; in the order
+    they happened."""
+    ch = Channel.TELEGRAM
+    m = {n: received(ch, "acct", ADA, f"ada-text {n}", n, name="Ada Secret") for n in range(1, 9)}
+    bob = received(ch, "acct", "tg-bob", "bob text", 20, name="Bob")
+    identity = crm.Identity(channel=ch, external_id=ADA)
+    reply = MessageSent(
+        channel=ch,
+        account="acct",
+        chat=Chat(id=ADA),
+        message_id="m-reply",
+        provider_message_id="p-reply",
+        text="ada-text reply",
+        content_kind="text",
+        sent_at=T0 + timedelta(seconds=9),
+    )
+    return [
+        m[1],
+        crm.ContactCreated(
+            contact_id="ct_ada", display_name="Ada Secret", identities=(identity,),
+            source_channel=ch,
+        ),
+        *(m[n] for n in range(2, 7)),
+        reply,
+        bob,
+        edited(m[8], "ada-text 8 early edit", 1),  # before its message arrived
+        edited(m[1], "ada-text 1 edited before", 10),
+        deleted(m[2]),
+        edited(m[5], "ada-text 5 edited before", 5),
+        edited(m[6], "ada-text 6 edited before", 5),
+        crm.ContactErased(contact_id="ct_ada"),
+        edited(m[3], "ada-text 3 edited after", 20),
+        deleted(m[4]),
+        edited(m[5], "ada-text 5 edited after", 30),
+        deleted(m[6]),
+        m[7],
+        edited(m[7], "ada-text 7 edited after", 3),
+        deleted(m[1]),
+        m[8],
+        edited(bob, "bob edited", 2),
+    ]  # fmt: skip
+
+
+@ORDERS
+async def test_rebuild_equals_live_around_an_erasure(
+    postgres_url: str, order: tuple[str, ...]
+) -> None:
+    """Messages edited and deleted before and after their sender's erasure: a rebuild with
+    the streams in any order leaves the tables live projection left, edits and deletions
+    kept as metadata (when, what kind), and none of the person's texts."""
+    events = _deliveries(_around_erasure())
+    pool = await create_pool(postgres_url, 2)
+    try:
+        live = await _live(pool, "live", events)
+        assert await _replay(pool, "rebuilt", events, [1], order) == live
+        assert await _replay(pool, "whole", events, [10_000], order) == live
+        assert not [s for s in SECRETS if s in "".join(map(str, live.values()))], "erased"
+        rows = "\n".join(live["messages"])
+        assert rows.count('"erased"') == 9, rows  # Ada's eight and our reply, deleted or not
+        assert "bob edited" in rows
+    finally:
+        await pool.close()
+
+
+def _in_groups() -> list[Any]:
+    """Ada writing last in a group with Bob, and alone in another group, then erased."""
+    ch = Channel.TELEGRAM
+
+    def said(who: str, group: str, n: int) -> MessageReceived:
+        chat = Chat(id=group, type=ChatType.GROUP, title=f"team {group}")
+        return received(ch, "acct", who, f"{who} ada-text {n}", n).model_copy(update={"chat": chat})
+
+    identity = crm.Identity(channel=ch, external_id=ADA)
+    return [
+        said("tg-bob", "g1", 1),
+        crm.ContactCreated(contact_id="ct_ada", identities=(identity,), source_channel=ch),
+        said(ADA, "g1", 2),
+        said(ADA, "g2", 3),
+        crm.ContactErased(contact_id="ct_ada"),
+        said(ADA, "g2", 4),
+    ]
+
+
+@ORDERS
+async def test_rebuild_equals_live_for_groups_around_an_erasure(
+    postgres_url: str, order: tuple[str, ...]
+) -> None:
+    """A group's title and preview after a member's erasure: the same live and rebuilt, and
+    the preview never the erased member's text."""
+    events = _deliveries(_in_groups())
+    pool = await create_pool(postgres_url, 2)
+    try:
+        live = await _live(pool, "live", events)
+        assert await _replay(pool, "rebuilt", events, [1], order) == live
+        assert "tg-ada ada-text" not in "".join(map(str, live.values()))
+        assert any('"team g2"' in row for row in live["conversations"]), "title kept"
+    finally:
+        await pool.close()

@@ -331,7 +331,7 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
         for external_id in found:
             # Their messages, and ours in their one-to-one chats; event ids name the chat.
             rows = await conn.fetch(
-                """SELECT m.event_id FROM messages m JOIN conversations c
+                """SELECT m.event_id, m.conversation_id FROM messages m JOIN conversations c
                        ON c.id = m.conversation_id AND c.workspace_id = $1 AND c.channel = $2
                    WHERE m.workspace_id = $1
                      AND ((m.direction = 'in' AND m.sender_id = $3)
@@ -349,6 +349,16 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
                     (r["event_id"], keys.erased_event_id(r["event_id"]), ERASED_CONTENT)
                     for r in rows
                 ],
+            )
+            # A group's preview that was their message (its latest) goes, as a rebuild
+            # inserting that message blanked never shows it.
+            await conn.execute(
+                """UPDATE conversations c SET last_preview = NULL
+                   WHERE c.id = ANY($1::text[]) AND c.last_preview IS NOT NULL
+                     AND (SELECT m.content FROM messages m WHERE m.conversation_id = c.id
+                          ORDER BY m.sent_at DESC, m.stream_seq DESC LIMIT 1) = $2::jsonb""",
+                list({r["conversation_id"] for r in rows}),
+                ERASED_CONTENT,
             )
             await conn.execute(
                 """UPDATE conversations SET title = NULL, last_preview = NULL,

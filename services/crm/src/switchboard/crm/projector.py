@@ -186,7 +186,7 @@ def _op(event_id: str, ws: str, seq: int, ev: Any) -> Op | None:
     if kind is MessageDeleted:
         conv = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
         ids = list(ev.message_ids)
-        return Delete(tuple((conv, i) for i in ids), (conv, ids, ev.deleted_at))
+        return Delete(tuple((conv, i) for i in ids), (conv, ids, ev.deleted_at, ERASED_CONTENT))
     if kind is ChatMigrated:
         old = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
         new = _conversation_id(ws, ev.channel.value, ev.account, ev.to_chat_id)
@@ -341,7 +341,8 @@ UNION ALL
 SELECT NULL, key_hash FROM erased"""
 
 # Edits that arrived before their message, for the inbound messages just inserted: the
-# latest one is applied, and all are forgotten.
+# latest one is applied (to an erased person's message as metadata only, as ``EDIT_SQL``),
+# and all are forgotten.
 _PENDING_EDITS = """
 latest AS (
     SELECT DISTINCT ON (p.conversation_id, p.provider_message_id)
@@ -355,12 +356,14 @@ latest AS (
     WHERE p.conversation_id = l.conversation_id
       AND p.provider_message_id = l.provider_message_id
 ), edited AS (
-    UPDATE messages m SET text = l.text, content = l.content, kind = l.kind,
-        edited_at = l.edited_at
+    UPDATE messages m SET
+        text = CASE WHEN m.content = ${erased}::jsonb THEN NULL ELSE l.text END,
+        content = CASE WHEN m.content = ${erased}::jsonb THEN m.content ELSE l.content END,
+        kind = l.kind, edited_at = l.edited_at
     FROM latest l
     WHERE m.conversation_id = l.conversation_id
       AND m.provider_message_id = l.provider_message_id
-      AND m.direction = 'in' AND m.content <> ${erased}::jsonb
+      AND m.direction = 'in'
 )"""
 PENDING_EDITS_SQL = (
     "WITH"
@@ -392,16 +395,21 @@ ON CONFLICT (id) DO UPDATE SET
         ELSE c.last_message_at END"""
 ).replace("${erased}", "$15")
 
-# An edit applies to the inbound message unless it was deleted, erased or already edited
-# later; when that message is not there yet, it waits in pending_edits. (The EXISTS sees
-# the table as it was before the UPDATE, which changes no row's existence.) Customers edit
-# their own messages only: a reply of ours that shares the provider id is never touched.
+# An edit applies to the inbound message unless it was deleted or already edited later;
+# when that message is not there yet, it waits in pending_edits. To an erased person's
+# message (blanked on insert or by the erasure) it applies as metadata only, its kind and
+# time, never its text: the row ends the same whether the erasure came before the edit or
+# after it (live, or a rebuild replaying CRM first or last), and no text comes back. (The
+# EXISTS sees the table as it was before the UPDATE, which changes no row's existence.)
+# Customers edit their own messages only: a reply of ours that shares the provider id is
+# never touched.
 EDIT_SQL = """
 WITH updated AS (
-    UPDATE messages SET text = $3, content = $4::jsonb, kind = $5, edited_at = $6
+    UPDATE messages SET text = CASE WHEN content = $7::jsonb THEN NULL ELSE $3 END,
+        content = CASE WHEN content = $7::jsonb THEN content ELSE $4::jsonb END,
+        kind = $5, edited_at = $6
     WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in'
       AND deleted_at IS NULL AND (edited_at IS NULL OR edited_at < $6)
-      AND content <> $7::jsonb
 )
 INSERT INTO pending_edits (conversation_id, provider_message_id, edited_at, kind, text,
     content)
@@ -439,8 +447,11 @@ ON CONFLICT (id) DO UPDATE SET
     last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at),
     updated_seq = EXCLUDED.updated_seq"""
 
+# A deletion keeps an erased person's message reading "erased" (the erasure turns a deleted
+# one into that too): only its deleted_at is recorded, whichever came first.
 DELETE_SQL = """
-UPDATE messages SET text = NULL, content = '{"kind": "deleted"}'::jsonb, deleted_at = $3
+UPDATE messages SET text = NULL, deleted_at = $3,
+    content = CASE WHEN content = $4::jsonb THEN content ELSE '{"kind": "deleted"}'::jsonb END
 WHERE conversation_id = $1 AND provider_message_id = ANY($2::text[]) AND deleted_at IS NULL"""
 
 
@@ -490,7 +501,8 @@ async def _conversations(
     """One upsert per conversation, with what one-by-one application would have done: the
     row exists from its first event; counts, first/last times and the preview (latest by
     sent_at, later events winning ties) change only for messages that were new; the last
-    non-null title wins. An erased sender's message brings no title or preview."""
+    non-null title wins. An erased sender's message brings no preview, and no title in
+    their one-to-one chat (a group's title is the group's, and the erasure keeps it)."""
     if not rows:
         return
     new = set(new)
@@ -498,7 +510,8 @@ async def _conversations(
     for r in rows:
         conv = r.key[0]
         blank = r.erase_hash in erased
-        title, short = (None, None) if blank else (r.title, r.short)
+        title = None if blank and r.private else r.title
+        short = None if blank else r.short
         c = convs.get(conv)
         if c is None:
             c = convs[conv] = [r, 0, r.sent_at, r.sent_at, short, None, r.seq, r.chat_id]
