@@ -48,6 +48,7 @@ DEFERRED_INDEXES = (
     "messages_search",
     "messages_by_conversation",
     "messages_outbound",
+    "messages_newest",
     "conversations_inbox",
 )
 
