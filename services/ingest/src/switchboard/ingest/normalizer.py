@@ -4,9 +4,9 @@ RAW id, so a redelivered or replayed payload republishes the same ids (JetStream
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
+import orjson
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 from prometheus_client import Counter
@@ -59,8 +59,9 @@ def normalize_raw(
     received = envelope.extra.get(H_RECEIVED_AT)
     received_at = parse_time(received) if received else envelope.time
     try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # orjson: what the webhook parsed the body with before storing it (and ~4x faster)
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise PermanentError(f"RAW body is not JSON: {exc}") from None
     try:
         events = normalize(payload, account=account, raw_id=envelope.id, received_at=received_at)
