@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES
 from nats.aio.client import Client as NatsClient
-from nats.errors import NoRespondersError
+from nats.errors import BadHeaderError, BadSubjectError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -22,6 +23,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
+from nats.protocol.command import hpub_cmd
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -73,6 +75,60 @@ class PayloadTooLargeError(SwitchboardRuntimeError, ValueError):
     def __init__(self, subject: str, size: int, limit: int) -> None:
         super().__init__(f"message on {subject} is {size} bytes, over the server's {limit}")
         self.subject, self.size, self.limit = subject, size, limit
+
+
+_HEADER_KEYS: dict[str, bytes] = {}  # a key as given -> its encoded "Name: " (validated)
+
+
+def encode_headers(headers: dict[str, str]) -> bytes:
+    """The NATS header block of ``headers``, byte for byte as nats-py writes it, faster: a
+    key is validated once (nats-py matched a regex per key per message) and a value is
+    translated only when it holds CR or LF (``str.translate`` with a table costs ~1 us a
+    value). nats-py's took 13.5 us for the RAW envelope's 13 headers, 18 of the ingest's
+    114 us of CPU per webhook (py-spy, bench_ingest with the normalizer off)."""
+    parts = [b"NATS/1.0\r\n"]
+    for k, v in headers.items():
+        key = _HEADER_KEYS.get(k)
+        if key is None:
+            name = k.strip()
+            if not name:
+                continue  # nats-py skips an empty key
+            if not _HEADER_KEY_RE.fullmatch(name):
+                raise BadHeaderError(name)
+            key = name.encode() + b": "
+            if len(_HEADER_KEYS) < 4096:
+                _HEADER_KEYS[k] = key
+        value = v.strip()
+        if "\r" in value or "\n" in value:
+            value = value.translate(_HEADER_VALUE_NEWLINES)
+        parts.append(key + value.encode() + b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class _Client(NatsClient):
+    """nats-py's client, publishing headers through :func:`encode_headers`; the rest of
+    ``_send_publish`` is nats-py's (2.16) as it is."""
+
+    async def _send_publish(
+        self,
+        subject: str,
+        reply: str,
+        payload: bytes,
+        payload_size: int,
+        headers: dict[str, Any] | None,
+    ) -> None:
+        if headers is None:
+            await super()._send_publish(subject, reply, payload, payload_size, headers)
+            return
+        if subject == "":
+            raise BadSubjectError
+        pub_cmd = hpub_cmd(subject, reply, encode_headers(headers), payload)
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += payload_size
+        await self._send_command(pub_cmd)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
 
 
 def wire_size(body: bytes, headers: dict[str, str] | None) -> int:
@@ -182,7 +238,7 @@ class Bus:
                     for hook in bus.on_lost:
                         hook()
 
-        nc = NatsClient()
+        nc = _Client()
         await nc.connect(
             servers=[u.strip() for u in url.split(",")],
             name=name,

@@ -77,7 +77,20 @@ def context_from_headers(headers: Mapping[str, str] | None) -> otel_context.Cont
 
 @contextmanager
 def consume_span(name: str, headers: Mapping[str, str] | None, **attrs: Any) -> Iterator[Span]:
-    """A consumer span whose parent is the producer's span found in the message headers."""
+    """A consumer span whose parent is the producer's span found in the message headers.
+
+    When spans are not recorded (no exporter), no span is made: the producer's context is
+    current as it came, so what the handler publishes carries its trace on (as
+    ``server_span`` passes a caller's through), without a span's bookkeeping per message.
+    """
+    if not _recording:
+        parent = context_from_headers(headers)
+        token = otel_context.attach(parent)
+        try:
+            yield trace.get_current_span(parent)
+        finally:
+            otel_context.detach(token)
+        return
     with tracer().start_as_current_span(
         name, context=context_from_headers(headers), kind=SpanKind.CONSUMER, attributes=attrs
     ) as span:
@@ -117,5 +130,10 @@ def batch_span(name: str, headers: list[Mapping[str, str] | None], **attrs: Any)
 
 @contextmanager
 def produce_span(name: str, **attrs: Any) -> Iterator[Span]:
+    """A producer span, child of the current one; none when spans are not recorded (the
+    current context, e.g. a consumed message's, is what ``inject_headers`` passes on)."""
+    if not _recording:
+        yield trace.get_current_span()
+        return
     with tracer().start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attrs) as span:
         yield span
