@@ -108,3 +108,28 @@ async def test_limiters_on_clocks_an_hour_apart_keep_one_limit(buses: list[Bus])
     # nobody waits for the other's hour (60 slots take 2.6 s; slow round trips stretch that,
     # an hour's wait would not fit 600 s)
     assert max(sends) - min(sends) < 600
+
+
+async def test_start_up_waits_out_a_stream_that_cannot_answer_yet() -> None:
+    """A node of the cluster down, the bucket's stream electing a leader: probes fail for a
+    while; start-up asks again instead of failing the service (the chaos test found it)."""
+    from nats.js.errors import NoStreamResponseError
+
+    class Flaky(ServerClock):
+        def __init__(self) -> None:
+            super().__init__(None, CLOCK.name, probes=3)  # type: ignore[arg-type]
+            self.failures = 7  # two whole syncs and one probe of the third
+
+        async def _probe(self) -> tuple[float, float, float]:
+            if self.failures:
+                self.failures -= 1
+                raise NoStreamResponseError
+            return (10.0, 1000.0, 10.002)
+
+    clock = Flaky()
+    est = await clock.first_sync(within_s=30)
+    assert (est.at, est.error) == (1000.0, pytest.approx(0.001))
+    clock.failures = 3
+    with pytest.raises(ServerTimeError):
+        await clock.sync()  # no probe answered: the sync fails, the estimate stays
+    assert clock.estimate == est

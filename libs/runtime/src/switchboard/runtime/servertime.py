@@ -27,7 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.logging import get_logger
@@ -105,8 +107,18 @@ class ServerClock:
         return t
 
     async def sync(self) -> Estimate:
-        """Probe the server's clock and take the estimate when the one in use cannot be right."""
-        fresh = best_of([await self._probe() for _ in range(self.probes)])
+        """Probe the server's clock and take the estimate when the one in use cannot be right.
+        A probe that fails (the bucket's stream electing a leader) is skipped; with none
+        answered, ``ServerTimeError``."""
+        samples, failure = [], None
+        for _ in range(self.probes):
+            try:
+                samples.append(await self._probe())
+            except (NatsError, TimeoutError) as exc:
+                failure = exc
+        if not samples:
+            raise ServerTimeError(f"the server's time could not be read: {failure!r}")
+        fresh = best_of(samples)
         if self.estimate is None or not self.estimate.agrees(fresh):
             if self.estimate is not None:
                 log.warning(
@@ -118,6 +130,20 @@ class ServerClock:
         elif fresh.error < self.estimate.error:
             self.estimate = fresh  # both right: the tighter one (``now`` still never goes back)
         return self.estimate
+
+    async def first_sync(self, within_s: float = 30.0) -> Estimate:
+        """:meth:`sync` at start-up, asked again for ``within_s`` while the server cannot
+        answer (a node of the cluster down, a stream electing its leader), as the bus
+        connection is; then the last error."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(ServerTimeError),
+            stop=stop_after_delay(within_s),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                return await self.sync()
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def run(self, stop: asyncio.Event, seconds: float = RESYNC_S) -> None:
         """Renew the estimate every ``seconds`` until ``stop`` (the first round at once)."""

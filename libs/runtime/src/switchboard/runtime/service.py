@@ -159,7 +159,7 @@ async def service_lifespan(
     runtime.health.add("nats", bus.ready)
     runtime.health.add_liveness("nats", lambda: not bus.lost)
     bus.on_lost.append(_bus_lost)
-    await runtime.clock.sync()
+    await runtime.clock.first_sync()
     runtime.spawn("server-clock", lambda: runtime.clock.run(runtime.stop))
     if isinstance(settings, DatabaseSettings):
         register_secret(_password_of(settings.database_url))
