@@ -33,7 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.periodic import every
+from switchboard.runtime.periodic import every, pause
 
 log = get_logger(__name__)
 
@@ -146,8 +146,10 @@ class ServerClock:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def run(self, stop: asyncio.Event, seconds: float = RESYNC_S) -> None:
-        """Renew the estimate every ``seconds`` until ``stop`` (the first round at once)."""
-        await every(seconds, stop, self.sync, "server clock sync failed")
+        """Renew the estimate every ``seconds`` until ``stop``; the first renewal comes a
+        period after :meth:`first_sync`, which start-up has just run."""
+        if not await pause(stop, seconds):
+            await every(seconds, stop, self.sync, "server clock sync failed")
 
     async def _probe(self) -> tuple[float, float, float]:
         subject = f"$KV.{self.bucket}.{self.key}"
