@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -19,10 +19,15 @@ from tests.support.stack import add_telegram_account, keyring, service_env
 from tests.support.streams import by_type, stream_count, stream_messages
 from tests.support.telegram import text_update
 
+from switchboard.events import ids
 from switchboard.events.catalog.common import Channel
+from switchboard.events.envelope import H_ID
+from switchboard.events.subjects import raw_subject
 from switchboard.ingest.app import create_app
+from switchboard.ingest.raw import H_RECEIVED_AT
 from switchboard.ingest.settings import IngestSettings
 from switchboard.runtime.accounts import Account, AccountStore
+from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -38,6 +43,7 @@ class Ingest:
     url: str
     http: httpx.AsyncClient
     nats_url: str
+    app: ServiceApp
 
 
 async def _put(nats_url: str, account: Account) -> None:
@@ -83,11 +89,9 @@ async def ingest(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             secrets={"signing_secret": SIGNING},
         ),
     )
-    async with (
-        serve_app(create_app(load_settings(IngestSettings))) as url,
-        httpx.AsyncClient(timeout=10) as http,
-    ):
-        yield Ingest(url, http, nats_url)
+    app = create_app(load_settings(IngestSettings))
+    async with serve_app(app) as url, httpx.AsyncClient(timeout=10) as http:
+        yield Ingest(url, http, nats_url, app)
 
 
 def _wa_body(wamid: str = "wamid.A1") -> bytes:
@@ -284,6 +288,51 @@ async def test_rotated_secret_keeps_the_old_one_for_a_grace_period(ingest: Inges
     listing = await ingest.http.get(f"{ingest.url}/admin/accounts", headers=ADMIN)
     assert SIGNING not in listing.text
     assert "signing_secret_previous" in listing.text  # names only, never values
+
+
+class _StoppedClock:
+    """A server clock standing where the test puts it, years from this machine's."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def utcnow(self) -> datetime:
+        return self.at
+
+    def now(self) -> float:
+        return self.at.timestamp()
+
+
+async def test_the_rotation_grace_and_received_at_are_on_the_server_clock(ingest: Ingest) -> None:
+    """The grace's end is written by the instance that rotated and judged by every other,
+    and flows times its delays from ``received-at``: both on the clock the instances share
+    (the server's), never on this machine's, which here is years behind it."""
+    clock = _StoppedClock(datetime(2030, 1, 1, tzinfo=UTC))
+    ingest.app.runtime.clock = clock  # type: ignore[assignment]
+    rotated = await ingest.http.post(
+        f"{ingest.url}/admin/accounts/generic/erp/rotate", headers=ADMIN
+    )
+    assert rotated.status_code == 200, rotated.text
+    body = b'{"type": "ping"}'
+
+    async def post_with_the_old_secret(msg_id: str) -> int:
+        r = await ingest.http.post(
+            f"{ingest.url}/webhooks/generic/erp", content=body, headers=_signed(body, msg_id)
+        )
+        return r.status_code
+
+    clock.at += timedelta(minutes=9)
+    assert await post_with_the_old_secret("within-grace") == 200
+    clock.at += timedelta(minutes=2)  # past the 10 minutes of grace on the server clock
+    assert await post_with_the_old_secret("after-grace") == 401
+    bus = await Bus.connect(ingest.nats_url, name="test-reader")
+    try:
+        stored = await bus.js.get_last_msg("RAW", raw_subject("generic", "erp"))
+    finally:
+        await bus.close()
+    assert stored.headers is not None
+    assert stored.headers[H_ID] == ids.generic_webhook("erp", "within-grace")
+    assert stored.headers[H_RECEIVED_AT].startswith("2030-01-01T00:09:00")
 
 
 async def test_a_retry_after_the_duplicate_window_is_still_one_event(ingest: Ingest) -> None:

@@ -41,13 +41,15 @@ def headers(body: bytes, signature: str | None = None, msg_id: str = "msg_1") ->
     ],
 )
 def test_signature_lists_the_spec_allows_are_accepted(signature: str) -> None:
-    assert verify_generic(ACCOUNT, headers(BODY, signature), BODY) == "wh:erp:msg_1"
+    assert (
+        verify_generic(ACCOUNT, headers(BODY, signature), BODY, datetime.now(UTC)) == "wh:erp:msg_1"
+    )
 
 
 def test_a_body_that_is_not_utf8_is_a_400_about_the_body() -> None:
     body = b'{"text":"\xff\xfe"}'
     with pytest.raises(RejectedError) as caught:
-        verify_generic(ACCOUNT, headers(body), body)
+        verify_generic(ACCOUNT, headers(body), body, datetime.now(UTC))
     assert (caught.value.status, caught.value.code) == (400, "malformed_body")
     assert "UTF-8" in caught.value.message
 
@@ -61,7 +63,7 @@ def test_a_body_that_is_not_utf8_is_a_400_about_the_body() -> None:
 )
 def test_wrong_signatures_are_401_naming_why(signature: str, reason: str) -> None:
     with pytest.raises(RejectedError) as caught:
-        verify_generic(ACCOUNT, headers(BODY, signature), BODY)
+        verify_generic(ACCOUNT, headers(BODY, signature), BODY, datetime.now(UTC))
     assert caught.value.status == 401
     assert caught.value.message == f"Standard Webhooks: {reason}"
 
@@ -70,7 +72,7 @@ def test_an_unsigned_non_utf8_body_is_still_401() -> None:
     body = b"\xff"
     bad = headers(body, "v1,bm90LXRoZS1zaWc=")
     with pytest.raises(RejectedError) as caught:
-        verify_generic(ACCOUNT, bad, body)
+        verify_generic(ACCOUNT, bad, body, datetime.now(UTC))
     assert caught.value.status == 401
 
 
@@ -78,5 +80,5 @@ def test_an_unsigned_non_utf8_body_is_still_401() -> None:
 def test_an_unusable_secret_is_a_configuration_error_not_a_bad_signature(secret: str) -> None:
     account = Account(channel=Channel.GENERIC, id="erp", secrets={"signing_secret": secret})
     with pytest.raises(RejectedError) as caught:
-        verify_generic(account, headers(BODY), BODY)
+        verify_generic(account, headers(BODY), BODY, datetime.now(UTC))
     assert (caught.value.status, caught.value.code) == (401, "not_configured")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -157,9 +157,11 @@ async def rotate_webhook_secret(
     providers: Providers,
     channel: Channel,
     account_id: str,
+    now: datetime,
 ) -> Account:
     """New webhook secret; the previous one stays valid for a grace period so deliveries in
-    flight during the switch are not refused."""
+    flight during the switch are not refused. ``now`` is the server clock's: every ingest
+    instance judges the grace's end on it."""
     account = await _existing(store, channel, account_id)
     secrets_ = dict(account.secrets)
     if channel is Channel.TELEGRAM:
@@ -172,7 +174,7 @@ async def rotate_webhook_secret(
         raise AdminError(400, "not_rotatable", "Viber signs with the bot token: rotate it at Viber")
     secrets_[f"{name}_previous"] = secrets_.get(name, "")
     secrets_[name] = fresh
-    settings = {**account.settings, "previous_secret_until": _iso(datetime.now(UTC) + SECRET_GRACE)}
+    settings = {**account.settings, "previous_secret_until": _iso(now + SECRET_GRACE)}
     account = await store.put(
         account.model_copy(update={"secrets": secrets_, "settings": settings})
     )

@@ -154,7 +154,8 @@ def create_app(settings: IngestSettings) -> ServiceApp:
             try:
                 body = await read(webhook_limit())
                 account = account_of(channel, account_id)
-                raw_id = VERIFIERS[channel](account, headers, body)
+                now = app.runtime.clock.utcnow()
+                raw_id = VERIFIERS[channel](account, headers, body, now)
                 wait = limiter.take(f"{channel.value}/{account_id}")
                 if wait > 0:
                     seconds = math.ceil(wait)
@@ -171,6 +172,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                     body=body,
                     publish=publish,
                     source=app.runtime.bus.source,
+                    received_at=now,
                     trace_headers=trace_headers,
                 )
                 outcome = WebhookResult(200, result)
@@ -213,7 +215,8 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     ) -> Response:
         try:
             found = account_of(Channel.WHATSAPP, account)
-            return PlainTextResponse(whatsapp_handshake(found, mode, token, challenge))
+            now = app.runtime.clock.utcnow()
+            return PlainTextResponse(whatsapp_handshake(found, mode, token, challenge, now))
         except RejectedError as rej:
             return error(rej.status, rej.code, rej.message)
 
@@ -304,7 +307,7 @@ def _admin_routes(
     @problems
     async def rotate(channel: Channel, account_id: str) -> Response:
         account = await admin.rotate_webhook_secret(
-            deps().store, deps().http, providers, channel, account_id
+            deps().store, deps().http, providers, channel, account_id, app.runtime.clock.utcnow()
         )
         return JSONResponse(account.public())
 

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -68,12 +68,14 @@ def _secret(account: Account, name: str) -> str:
     return value
 
 
-def _secrets(account: Account, name: str, now: datetime | None = None) -> list[str]:
-    """The current secret, plus the previous one while a rotation's grace period lasts."""
+def _secrets(account: Account, name: str, now: datetime) -> list[str]:
+    """The current secret, plus the previous one while a rotation's grace period lasts.
+    ``now`` is the server clock's: the grace's end was written by whichever instance
+    rotated, and every instance judges it on the one clock they share."""
     found = [_secret(account, name)]
     previous = account.secrets.get(f"{name}_previous")
     until = account.settings.get("previous_secret_until")
-    if previous and until and (now or datetime.now(UTC)) < datetime.fromisoformat(str(until)):
+    if previous and until and now < datetime.fromisoformat(str(until)):
         found.append(previous)
     return found
 
@@ -98,10 +100,12 @@ def json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
     return data
 
 
-def verify_telegram(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+def verify_telegram(
+    account: Account, headers: Mapping[str, str], body: bytes, now: datetime
+) -> str:
     """Secret header (constant time), then ``update_id`` -> ``tg:<bot>:<update_id>``."""
     given = headers.get(TELEGRAM_SECRET_HEADER, "")
-    if not _any_matches(given, _secrets(account, "webhook_secret")):
+    if not _any_matches(given, _secrets(account, "webhook_secret", now)):
         raise RejectedError(401, "bad_secret", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
     update = json_object(body, headers.get("content-type"))
     update_id = update.get("update_id")
@@ -114,7 +118,9 @@ def _hmac_hex(key: str, body: bytes) -> str:
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify_whatsapp(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+def verify_whatsapp(
+    account: Account, headers: Mapping[str, str], body: bytes, now: datetime
+) -> str:
     """``X-Hub-Signature-256: sha256=<hex>`` over the raw body with the app secret."""
     given = headers.get(WHATSAPP_SIGNATURE_HEADER, "")
     expected = "sha256=" + _hmac_hex(_secret(account, "app_secret"), body)
@@ -150,16 +156,18 @@ def whatsapp_raw_id(data: dict[str, Any], body: bytes) -> str:
     return "wa:body:" + hashlib.sha256(body).hexdigest()[:32]
 
 
-def whatsapp_handshake(account: Account, mode: str, token: str, challenge: str) -> str:
+def whatsapp_handshake(
+    account: Account, mode: str, token: str, challenge: str, now: datetime
+) -> str:
     """Meta's GET verification: echo the challenge only for the right mode and token."""
-    if mode != "subscribe" or not _any_matches(token, _secrets(account, "verify_token")):
+    if mode != "subscribe" or not _any_matches(token, _secrets(account, "verify_token", now)):
         raise RejectedError(403, "bad_verify_token", "hub.mode or hub.verify_token is wrong")
     if not challenge:
         raise RejectedError(400, "missing_challenge", "hub.challenge is required")
     return challenge
 
 
-def verify_viber(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+def verify_viber(account: Account, headers: Mapping[str, str], body: bytes, now: datetime) -> str:
     """``X-Viber-Content-Signature`` = hex HMAC-SHA256(auth token, raw body), no prefix."""
     given = headers.get(VIBER_SIGNATURE_HEADER, "").strip().lower()
     expected = _hmac_hex(_secret(account, "token"), body)
@@ -178,7 +186,7 @@ def verify_viber(account: Account, headers: Mapping[str, str], body: bytes) -> s
     return ids.viber_event(account.id, event, token, user)
 
 
-def verify_generic(account: Account, headers: Mapping[str, str], body: bytes) -> str:
+def verify_generic(account: Account, headers: Mapping[str, str], body: bytes, now: datetime) -> str:
     """Standard Webhooks: ``webhook-id``/``-timestamp``/``-signature``, 5 min tolerance.
 
     ``standardwebhooks`` >= 1.3 verifies the body byte for byte and compares whole
@@ -186,7 +194,7 @@ def verify_generic(account: Account, headers: Mapping[str, str], body: bytes) ->
     400 about the body, and entries of other schemes beside ``v1`` are simply skipped.
     """
     reason = "no signature"
-    for secret in _secrets(account, "signing_secret"):
+    for secret in _secrets(account, "signing_secret", now):
         try:
             webhook = Webhook(secret)
         except (ValueError, RuntimeError, EmptyWebhookSecretError):  # binascii.Error: ValueError
@@ -204,7 +212,10 @@ def verify_generic(account: Account, headers: Mapping[str, str], body: bytes) ->
     return ids.generic_webhook(account.id, headers["webhook-id"])
 
 
-VERIFIERS: dict[Channel, Callable[[Account, Mapping[str, str], bytes], str]] = {
+# A verifier gets the server clock's ``now`` (for a rotated secret's grace) and returns the
+# RAW id, or raises RejectedError.
+Verifier = Callable[[Account, Mapping[str, str], bytes, datetime], str]
+VERIFIERS: dict[Channel, Verifier] = {
     Channel.TELEGRAM: verify_telegram,
     Channel.WHATSAPP: verify_whatsapp,
     Channel.VIBER: verify_viber,
@@ -220,9 +231,12 @@ async def store_raw(
     body: bytes,
     publish: Publish,
     source: str,
+    received_at: datetime,
     trace_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Publish the verified body to RAW and return only once JetStream has stored it."""
+    """Publish the verified body to RAW and return only once JetStream has stored it.
+    ``received_at`` is on the server clock: flows times its delays from it in another
+    process."""
     trace = trace_headers or {}
     subject, hdrs = raw_envelope(
         provider=channel.value,
@@ -230,7 +244,7 @@ async def store_raw(
         raw_id=raw_id,
         source=source,
         workspace_id=account.workspace_id,
-        received_at=datetime.now(UTC),
+        received_at=received_at,
         traceparent=trace.get("traceparent"),
         tracestate=trace.get("tracestate"),
     )
