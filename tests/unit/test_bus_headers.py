@@ -4,11 +4,15 @@ the keys nats-py refuses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.errors import BadHeaderError
 
-from switchboard.runtime.bus import _Client
+from switchboard.ingest.raw import raw_envelope
+from switchboard.runtime.bus import EncodedHeaders, _Client, encode_headers
 
 CASES: list[dict[str, str]] = [
     {},
@@ -49,3 +53,50 @@ async def test_a_key_nats_py_refuses_is_refused(key: str) -> None:
         await _written(NatsClient(), {key: "v"})
     with pytest.raises(BadHeaderError):
         await _written(_Client(), {key: "v"})
+
+
+async def test_encoded_headers_send_their_block_and_never_a_stale_one() -> None:
+    headers = EncodedHeaders({"ce-id": "a", "Nats-Msg-Id": "a"})
+    assert headers.block == encode_headers(dict(headers))
+    assert await _written(_Client(), headers) == await _written(NatsClient(), dict(headers))
+    changes: list[Callable[[EncodedHeaders], object]] = [
+        lambda h: h.__setitem__("Nats-Msg-Id", "b"),
+        lambda h: h.__setitem__("Nats-Expected-Stream", "RAW"),  # as js.publish(stream=) does
+        lambda h: h.__delitem__("ce-id"),
+        lambda h: h.update({"x": "y"}),
+        lambda h: h.__ior__({"x": "z"}),
+        lambda h: h.setdefault("fresh", "v"),
+        lambda h: h.pop("ce-id"),
+        lambda h: h.popitem(),
+        lambda h: h.clear(),
+    ]
+    for change in changes:
+        changed = EncodedHeaders({"ce-id": "a", "Nats-Msg-Id": "a"})
+        assert changed.block  # encoded before the change
+        change(changed)
+        assert await _written(_Client(), changed) == await _written(NatsClient(), dict(changed))
+
+
+TRACE = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "k=v",
+}
+
+
+@pytest.mark.parametrize("trace", [{}, TRACE])
+async def test_the_raw_envelopes_block_is_its_headers_block(trace: dict[str, str]) -> None:
+    """The RAW envelope encodes its constant headers once per account: what it sends is
+    still exactly what nats-py writes for its headers."""
+    for raw_id in ("tg:demo:1", "wh:erp: spaced id "):
+        _, headers = raw_envelope(
+            provider="telegram",
+            account="demo",
+            raw_id=raw_id,
+            source="switchboard://ingest",
+            workspace_id="ws",
+            received_at=datetime(2026, 12, 5, 20, 0, tzinfo=UTC),
+            traceparent=trace.get("traceparent"),
+            tracestate=trace.get("tracestate"),
+        )
+        assert headers.block == encode_headers(dict(headers))
+        assert await _written(_Client(), headers) == await _written(NatsClient(), dict(headers))

@@ -49,7 +49,7 @@ class ServiceApp(FastAPI):
 
     ``fast_path``, when set, sees every HTTP request before the FastAPI stack and may
     answer it (returning True): for a hot endpoint whose handler does its own error
-    handling, the framework layers cost more than the work.
+    handling, authentication and body limit, the framework layers cost more than the work.
     """
 
     _runtime: Runtime | None = None
@@ -70,6 +70,11 @@ class ServiceApp(FastAPI):
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        # The fast path's endpoints authenticate themselves (provider secrets, never API
+        # keys) and limit their own bodies, so it goes before both: resolving a key and
+        # wrapping ``receive`` cost a webhook ~4 us of its ~74 (in-process, timeit).
+        if self.fast_path is not None and await self.fast_path(scope, receive, send):
+            return
         receive = _limited(receive, self.max_body_bytes)
         try:
             await self._resolve_key(scope)
@@ -80,13 +85,6 @@ class ServiceApp(FastAPI):
                                 headers={"Retry-After": "1"})  # fmt: skip
             await unavailable(scope, receive, send)
             return
-        if self.fast_path is not None:
-            try:
-                if await self.fast_path(scope, receive, send):
-                    return
-            except BodyTooLargeError as exc:
-                await _too_large(exc.limit)(scope, receive, send)
-                return
         await super().__call__(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> Response | None:
