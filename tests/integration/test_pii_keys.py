@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from nats.js.errors import NotFoundError
 
-from switchboard.events import decode
+from switchboard.events import decode, decode_message
 from switchboard.events.catalog.common import Channel, Chat, Sender
 from switchboard.events.catalog.conv import MessageReceived, ProviderIds, TextContent
 from switchboard.runtime import pii
@@ -122,5 +123,39 @@ async def test_an_event_sealed_for_the_bus_opens_and_decodes_as_erased_after_a_s
         assert pii.identity_hash("w", "whatsapp", model.chat.id) == who
         assert model.content == TextContent(text=pii.ERASED)
         assert (model.sender.display_name, model.sender.phone) == (pii.ERASED, pii.ERASED)
+    finally:
+        await bus.close()
+
+
+GOLDEN = Path(__file__).parents[1] / "contract" / "golden"
+
+
+async def test_every_sealed_event_is_its_model_sealed_on_its_subject(nats_url: str) -> None:
+    """``publish_sealed`` writes the sealed JSON as the body and routes by the model as it
+    came: for every golden payload, what is stored decodes without opening (consumers that
+    need no personal data read it so) to a model whose subject is the one it was stored
+    on, and opened it is the event as published."""
+    bus = await Bus.connect(nats_url, name="pii-golden")
+    try:
+        await bus.provision()
+        async with pii.using(bus) as keys:
+            for n, path in enumerate(sorted(GOLDEN.glob("*/*.json"))):
+                name, _, version = path.parent.name.rpartition(".v")
+                headers = {"ce-id": "golden-1", "ce-type": f"switchboard.{name}.v{version}",
+                           "ce-source": "tests", "ce-specversion": "1.0"}  # fmt: skip
+                event = decode_message("x", headers, path.read_bytes()).model
+                # a workspace each: payloads with one natural id would be one event
+                ack = await pii.publish_sealed(bus, event, workspace=f"w{n}", keys=keys)
+                stored = await bus.js.get_msg(ack.stream, ack.seq)
+                assert stored.subject == event.subject(), path
+                sealed = decode(stored.subject, stored.headers, stored.data or b"")
+                assert sealed.subject() == stored.subject, path
+
+                class Stored:  # what a consumer's message looks like to open_messages
+                    data = stored.data or b""
+
+                msg = Stored()
+                await pii.open_messages([msg])  # type: ignore[list-item]
+                assert decode(stored.subject, stored.headers, msg.data) == event, path
     finally:
         await bus.close()

@@ -74,11 +74,13 @@ def encode(
     traceparent: str | None = None,
     tracestate: str | None = None,
     cause: Envelope | None = None,
+    body: bytes | None = None,
 ) -> Encoded:
     """Encode a model: subject from the model, CloudEvents headers, JSON body.
 
     The id defaults to the model's deterministic id, then to a random one. With ``cause`` the
     new message inherits correlation, workspace and trace context and names it as causation.
+    ``body``, when given, is the model's JSON as the caller made it (a sealed copy of it).
     """
     workspace = cause.workspace_id if cause is not None else workspace_id
     event_id = id or _deterministic(model, workspace) or new_id()
@@ -99,7 +101,8 @@ def encode(
             traceparent=traceparent,
             tracestate=tracestate,
         )
-    body = model.model_dump_json(exclude_none=True).encode()
+    if body is None:
+        body = model.model_dump_json(exclude_none=True).encode()
     return Encoded(subject=model.subject(), headers=envelope.to_headers(), body=body)
 
 
