@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import BadHeaderError
 
 from switchboard.ingest.raw import raw_envelope
-from switchboard.runtime.bus import EncodedHeaders, _Client, encode_headers
+from switchboard.runtime.bus import EncodedHeaders, _Client, encode_headers, parse_header_lines
 
 CASES: list[dict[str, str]] = [
     {},
@@ -100,3 +100,22 @@ async def test_the_raw_envelopes_block_is_its_headers_block(trace: dict[str, str
         )
         assert headers.block == encode_headers(dict(headers))
         assert await _written(_Client(), headers) == await _written(NatsClient(), dict(headers))
+
+
+HEADER_BLOCKS = [
+    b"ce-id: tg:demo:1\r\nNats-Msg-Id: tg:demo:1\r\nce-type: switchboard.raw.telegram.v1\r\n\r\n",
+    b"a:b\r\nc:\tspaced \r\n\r\n",  # no space after the colon, a tab, trailing space
+    b"no colon here\r\n\r\nx: 1\r\n",  # a line without a colon, an empty line
+    b"bad name: v\r\n\t: tab only\r\n: empty name\r\n",  # whitespace inside, an empty name
+    "\u00fcml: non-ascii name\r\nok: v\r\n".encode(),
+    b"v: \xff\xfe not utf-8\r\nw: \xd0\x90\xd0\xb4\xd0\xb0\r\n",
+    b"dup: first\r\ndup: second\r\n",
+    b"k: a: b: c\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", HEADER_BLOCKS)
+def test_header_lines_are_read_as_nats_py_reads_them(raw: bytes) -> None:
+    for _ in range(2):  # the second time from the cache of names
+        assert parse_header_lines(raw) == NatsClient._parse_header_lines(raw)
+    assert _Client._parse_header_lines is parse_header_lines
