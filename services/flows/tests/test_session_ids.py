@@ -15,7 +15,7 @@ from switchboard.events import decode_message, encode
 from switchboard.events.catalog.flows import RunRecorded, RunStatus
 from switchboard.events.ids import stable_hash
 from switchboard.flows.engine import Input
-from switchboard.flows.runner import last_per_conversation, session_ids
+from switchboard.flows.runner import last_per_conversation, scheduled_input, session_ids
 from switchboard.flows.sessions import legacy_session_id, plan, resolve, session_id
 from switchboard.flows.triggers import Published
 from switchboard.runtime import identity
@@ -137,3 +137,36 @@ def test_the_latest_run_of_a_conversation_is_found_across_its_two_ids() -> None:
     ]
     last = last_per_conversation(views)
     assert [(v["session"], v["version"]) for v in last] == [(keyed, 9), ("cs_other", 6)]
+
+
+def test_a_scheduled_start_made_under_the_legacy_id_is_not_made_again_after_the_move() -> None:
+    """A schedule fire the earlier version was working through when it was stopped comes
+    again to this version: a conversation it had started (and ended) is not started again."""
+    keyed, legacy = session_ids("demo", CONV)
+    news = flow(
+        {"a": {"type": "end", "text": "News!"}},
+        triggers=[{"type": "schedule", "at": "2026-01-01T00:00:00+00:00"}],
+    )
+    published = [Published("f2", 1, news)]
+
+    def planned(session: str, current: RunRecorded | None, inp: Input) -> list[RunRecorded]:
+        return plan(
+            session=session,
+            current=current,
+            active_doc=None,
+            published=published,
+            inp=inp,
+            conversation=CONV,
+        )
+
+    # as the earlier version recorded it (its input id named the legacy session)
+    earlier = Input("event", f"req1:{legacy}", T0, event="schedule", data="f2")
+    (before,) = planned(legacy, None, earlier)
+    assert before.status is RunStatus.ENDED
+    r = resolve(keyed, legacy, None, _stored(before, 4))
+    again = scheduled_input(keyed, legacy, "req1", "f2", T0)
+    assert again.id == f"req1:{keyed}"
+    assert planned(r.session, before, again) == []
+    # a later fire starts it in the conversation, now under its keyed id
+    (later,) = planned(r.session, before, scheduled_input(keyed, legacy, "req2", "f2", T0))
+    assert later.session == keyed

@@ -43,6 +43,7 @@ from switchboard.flows.schedules import ScheduleKeeper, segment_request, still_d
 from switchboard.flows.session_lookup import SessionLookup
 from switchboard.flows.sessions import (
     STREAM,
+    consumed,
     legacy_session_id,
     plan,
     run_filter,
@@ -121,6 +122,22 @@ def session_ids(workspace: str, conv: FlowConversation) -> tuple[str, str]:
     """A conversation's keyed session id and the legacy one it may be recorded under."""
     key = (workspace, conv.channel, conv.account, conv.chat_id)
     return session_id(*key), legacy_session_id(*key)
+
+
+def scheduled_input(
+    session: str, legacy: str, request_id: str, flow_id: str, at: datetime
+) -> Input:
+    """The input that starts ``flow_id`` by schedule in a conversation: its id is the
+    request's and the conversation's, so a redelivered request starts nothing twice (nor
+    what an earlier version started under the conversation's legacy session id)."""
+    return Input(
+        kind="event",
+        id=f"{request_id}:{session}",
+        at=at,
+        event="schedule",
+        data=flow_id,
+        known_as=(f"{request_id}:{legacy}",),
+    )
 
 
 def last_per_conversation(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -304,12 +321,9 @@ class Runner:
         flow_id: str,
         at: datetime,
     ) -> None:
-        """Start a flow by schedule in one conversation (unless it runs one): the input id is
-        the request's and the conversation's, so a redelivered request starts nothing twice."""
+        """Start a flow by schedule in one conversation (unless it runs one)."""
         session, legacy = session_ids(env.workspace_id, conv)
-        inp = Input(
-            kind="event", id=f"{request_id}:{session}", at=at, event="schedule", data=flow_id
-        )
+        inp = scheduled_input(session, legacy, request_id, flow_id, at)
         async with self._serialized(session):
             await self.handle(session, env, inp, conv, legacy)
 
@@ -343,7 +357,7 @@ class Runner:
             current, where = found.current, found.session
             rec = current.decoded.model if current else None
             assert rec is None or isinstance(rec, RunRecorded)
-            if rec is not None and inp.id in (rec.input_id, *rec.recent_inputs):
+            if rec is not None and consumed(inp, (rec.input_id, *rec.recent_inputs)):
                 # Consumed, its effects maybe not carried out (nor those of the webhook results
                 # that followed it, which have no delivery of their own): carry out the last
                 # decision's again, under the same ids.

@@ -14,6 +14,7 @@ whose first run was recorded keyed has none and never reads a legacy id (``Sessi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -91,6 +92,11 @@ def new_run_id(session: str, input_id: str) -> str:
     return "rn_" + stable_hash("run", session, input_id)[:24]
 
 
+def consumed(inp: Input, ids: Iterable[str]) -> bool:
+    """Whether ``inp`` is among the inputs consumed (``ids``), under its id or an earlier one."""
+    return not {inp.id, *inp.known_as}.isdisjoint(ids)
+
+
 def state_of(rec: RunRecorded) -> RunState:
     """The state of the run a record ends in (its variables copied: the engine changes them)."""
     return RunState(**{**_state_fields(rec), "variables": dict(rec.variables)})
@@ -117,7 +123,7 @@ def plan(
     when that run is still active (on the revision it started with).
     """
     recent = current.recent_inputs if current else ()
-    if inp.id in recent:
+    if consumed(inp, recent):
         return []
     active = current if current is not None and current.status is not RunStatus.ENDED else None
     candidates = [
