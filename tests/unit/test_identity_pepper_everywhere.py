@@ -1,6 +1,7 @@
 """Every service keys with the deployment's identity pepper, not the development one: ingest
 and the MTProto gateway seal under data subjects the CRM's erasure must find (it shreds
-the keys of the subjects it computes with its pepper), and flows looks up claim keys."""
+the keys of the subjects it computes with its pepper), and flows looks up claim keys and
+keys its session ids."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.crm.app import create_app as create_crm
 from switchboard.crm.settings import CrmSettings
 from switchboard.flows.app import create_app as create_flows
+from switchboard.flows.sessions import session_id
 from switchboard.flows.settings import FlowsSettings
 from switchboard.ingest.app import create_app as create_ingest
 from switchboard.ingest.settings import IngestSettings
@@ -61,3 +63,12 @@ def test_the_service_keys_with_the_deployments_pepper(service: str) -> None:
     expected = hmac.new(PEPPER.encode(), "\x1f".join(parts).encode(), hashlib.sha256)
     # the data subject ingest seals a WhatsApp sender's fields under, and the CRM shreds
     assert pii.subject_id("w", "whatsapp", "4917612345678") == "s" + expected.hexdigest()[:32]
+
+
+def test_flows_keys_its_session_ids_with_the_deployments_pepper() -> None:
+    """A session id is a FLOWS subject token: keyed, not computable from the chat id."""
+    identity.configure(identity.DEV_PEPPER)
+    create_flows(load_settings(FlowsSettings))
+    parts = ("session", "w", "whatsapp", "pn1", "4917612345678")
+    expected = hmac.new(PEPPER.encode(), "\x1f".join(parts).encode(), hashlib.sha256)
+    assert session_id(*parts[1:]) == "cs_" + expected.hexdigest()[:24]

@@ -84,6 +84,9 @@ class Input:
     result: WebhookResult | None = None
     event: str | None = None  # kind "event": conversation_started, lead_stage, tag_added
     referral: tuple[str, str | None] | None = None  # a text's (source, campaign)
+    # Ids the same input had in a conversation before (a scheduled start's id under the
+    # conversation's legacy session id): consumed under any of them, it is consumed.
+    known_as: tuple[str, ...] = ()
 
 
 LEAD_VAR = "lead_id"

@@ -40,7 +40,16 @@ from switchboard.flows.effects import HANDLING, Effects, keep_alive
 from switchboard.flows.engine import Input, uses_contact
 from switchboard.flows.library import FlowLibrary
 from switchboard.flows.schedules import ScheduleKeeper, segment_request, still_due
-from switchboard.flows.sessions import STREAM, plan, run_filter, session_filter, session_id
+from switchboard.flows.session_lookup import SessionLookup
+from switchboard.flows.sessions import (
+    STREAM,
+    consumed,
+    legacy_session_id,
+    plan,
+    run_filter,
+    session_filter,
+    session_id,
+)
 from switchboard.flows.triggers import event_start
 from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError, append_expecting, last_stored
@@ -109,6 +118,41 @@ def _conversation(
     )
 
 
+def session_ids(workspace: str, conv: FlowConversation) -> tuple[str, str]:
+    """A conversation's keyed session id and the legacy one it may be recorded under."""
+    key = (workspace, conv.channel, conv.account, conv.chat_id)
+    return session_id(*key), legacy_session_id(*key)
+
+
+def scheduled_input(
+    session: str, legacy: str, request_id: str, flow_id: str, at: datetime
+) -> Input:
+    """The input that starts ``flow_id`` by schedule in a conversation: its id is the
+    request's and the conversation's, so a redelivered request starts nothing twice (nor
+    what an earlier version started under the conversation's legacy session id)."""
+    return Input(
+        kind="event",
+        id=f"{request_id}:{session}",
+        at=at,
+        event="schedule",
+        data=flow_id,
+        known_as=(f"{request_id}:{legacy}",),
+    )
+
+
+def last_per_conversation(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest run of each conversation (by stream sequence), in a stable order: one
+    conversation's runs can be under two session ids (its legacy one, then its keyed one)."""
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for view in views:
+        conv = view["conversation"]
+        key = (conv["channel"], conv["account"], conv["chat_id"])
+        known = last.get(key)
+        if known is None or known["version"] < view["version"]:
+            last[key] = view
+    return [last[key] for key in sorted(last)]
+
+
 def crm_trigger(ev: object) -> tuple[str, list[tuple[str, str]]] | None:
     """The contact and the trigger events (``lead_stage``/``tag_added`` with their value)
     a CRM event carries (None: none)."""
@@ -131,6 +175,7 @@ class Runner:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.bus, self.library, self.effects = bus, library, effects
+        self.sessions = SessionLookup(bus)
         self.schedules = schedules
         # Timers are due on the server's clock (it fires them): lateness and the time of a
         # release are read on it too (``Runtime.clock`` in the service).
@@ -162,10 +207,10 @@ class Runner:
             return False  # not an input, or an old one of a person erased since
         env, conv, inp = found
         await self.library.caught_up.wait()
-        session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+        session, legacy = session_ids(env.workspace_id, conv)
         HANDLING.set(msg)
         async with self._serialized(session):
-            taken = await self.handle(session, env, inp, conv)
+            taken = await self.handle(session, env, inp, conv, legacy)
         if not taken and inp.kind == "button" and msg.metadata.num_delivered < BUTTON_DELIVERIES:
             await msg.nak(delay=BUTTON_RETRY_S)
             return True  # settled here
@@ -193,7 +238,7 @@ class Runner:
             return  # no flow of the workspace starts on it: nothing to read
         HANDLING.set(msg)
         for conv in await self.effects.conversations_of(contact_id):
-            session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
+            session, legacy = session_ids(env.workspace_id, conv)
             for event, data in wanted:
                 inp = Input(
                     kind="event",
@@ -203,7 +248,7 @@ class Runner:
                     data=data,
                 )
                 async with self._serialized(session):
-                    await self.handle(session, env, inp, conv)
+                    await self.handle(session, env, inp, conv, legacy)
 
     async def on_timer(self, msg: Msg) -> None:
         decoded = decode_or_reject(msg)
@@ -251,18 +296,13 @@ class Runner:
 
     async def _start_in_known(self, fire: FireSchedule, env: Envelope) -> None:
         """Start a fired flow in each conversation flows has talked with that runs none."""
-        ws = env.workspace_id
-        last: dict[str, dict[str, Any]] = {}
-        for view in await runs.latest_runs(self.bus, ws, None, limit=1_000_000):
-            known = last.get(view["session"])
-            if known is None or known["version"] < view["version"]:
-                last[view["session"]] = view
-        for session, view in sorted(last.items()):
+        views = await runs.latest_runs(self.bus, env.workspace_id, None, limit=1_000_000)
+        for view in last_per_conversation(views):
             if view["status"] != RunStatus.ENDED.value:
                 continue
             conv = FlowConversation.model_validate(view["conversation"])
             await self._start_scheduled(
-                session, env, conv, fire.deterministic_id(), fire.flow_id, fire.due_at
+                env, conv, fire.deterministic_id(), fire.flow_id, fire.due_at
             )
 
     async def on_start_runs(self, batch: StartRuns, env: Envelope) -> None:
@@ -271,27 +311,21 @@ class Runner:
         id is the request's and the conversation's)."""
         await self.library.caught_up.wait()
         for conv in batch.conversations:
-            session = session_id(env.workspace_id, conv.channel, conv.account, conv.chat_id)
-            await self._start_scheduled(
-                session, env, conv, batch.request_id, batch.flow_id, env.time
-            )
+            await self._start_scheduled(env, conv, batch.request_id, batch.flow_id, env.time)
 
     async def _start_scheduled(
         self,
-        session: str,
         env: Envelope,
         conv: FlowConversation,
         request_id: str,
         flow_id: str,
         at: datetime,
     ) -> None:
-        """Start a flow by schedule in one conversation (unless it runs one): the input id is
-        the request's and the conversation's, so a redelivered request starts nothing twice."""
-        inp = Input(
-            kind="event", id=f"{request_id}:{session}", at=at, event="schedule", data=flow_id
-        )
+        """Start a flow by schedule in one conversation (unless it runs one)."""
+        session, legacy = session_ids(env.workspace_id, conv)
+        inp = scheduled_input(session, legacy, request_id, flow_id, at)
         async with self._serialized(session):
-            await self.handle(session, env, inp, conv)
+            await self.handle(session, env, inp, conv, legacy)
 
     async def release(self, run_id: str, workspace: str) -> bool | None:
         """A person hands a handed-off run back: it continues after its hand-off step.
@@ -308,19 +342,26 @@ class Runner:
             return await self.handle(rec.session, last.decoded.envelope, inp, None)
 
     async def handle(
-        self, session: str, cause: Envelope, inp: Input, conv: FlowConversation | None
+        self,
+        session: str,
+        cause: Envelope,
+        inp: Input,
+        conv: FlowConversation | None,
+        legacy: str | None = None,
     ) -> bool:
-        """Apply one input; False when nothing took it."""
+        """Apply one input to the conversation keyed ``session`` (or recorded under its
+        ``legacy`` id: ``sessions.resolve``); False when nothing took it."""
         workspace = cause.workspace_id
         for _ in range(RETRIES):
-            current = await last_stored(self.bus, STREAM, session_filter(session))
+            found = await self.sessions.find(session, legacy)
+            current, where = found.current, found.session
             rec = current.decoded.model if current else None
             assert rec is None or isinstance(rec, RunRecorded)
-            if rec is not None and inp.id in (rec.input_id, *rec.recent_inputs):
+            if rec is not None and consumed(inp, (rec.input_id, *rec.recent_inputs)):
                 # Consumed, its effects maybe not carried out (nor those of the webhook results
                 # that followed it, which have no delivery of their own): carry out the last
                 # decision's again, under the same ids.
-                await self._carry_out(session, rec, cause)
+                await self._carry_out(session, legacy, rec, cause)
                 return True
             conversation = conv or (rec.conversation if rec else None)
             if conversation is None:
@@ -337,7 +378,7 @@ class Runner:
                 if any(uses_contact(d) for d in [*docs, *(p.doc for p in published)]):
                     facts = await self.effects.facts_of(conversation, workspace)
                 records = plan(
-                    session=session,
+                    session=where,
                     current=rec,
                     active_doc=active_doc,
                     published=published,
@@ -353,15 +394,15 @@ class Runner:
                     break
             if not records:
                 return False
-            expected = current.seq if current else 0
+            expected = found.expected
             try:
                 for record in records:
                     expected = await append_expecting(
                         self.bus,
                         record,
-                        session_filter(session),
+                        session_filter(where),
                         expected,
-                        aggregate=session,
+                        aggregate=where,
                         cause=cause,
                         workspace_id=workspace,
                     )
@@ -370,12 +411,14 @@ class Runner:
                 continue  # another instance moved this conversation: decide again on its state
             final = records[-1]
             metrics.observe(final)
-            await self._carry_out(session, final, cause)
+            await self._carry_out(session, legacy, final, cause)
             return True
         raise RuntimeError(f"conversation {session} kept changing; will retry")
 
-    async def _carry_out(self, session: str, rec: RunRecorded, cause: Envelope) -> None:
+    async def _carry_out(
+        self, session: str, legacy: str | None, rec: RunRecorded, cause: Envelope
+    ) -> None:
         """Publish a recorded decision's effects, then decide on the results they produced
-        (a webhook step's answer) as inputs of their own."""
+        (a webhook step's answer) as inputs of their own, in the same conversation."""
         for follow in await self.effects.apply(rec, cause):
-            await self.handle(session, cause, follow, None)
+            await self.handle(session, cause, follow, None, legacy)

@@ -1,9 +1,21 @@
 """What a conversation's input does to its runs (pure): which run takes it, which flow it
-starts, and the ``flows.run_recorded`` events that say so."""
+starts, and the ``flows.run_recorded`` events that say so; and under which session id.
+
+Session ids are in every ``FLOWS`` subject, and a chat id is a phone number on WhatsApp, so a
+session id is keyed with the deployment's identity pepper (``runtime.identity``): nobody
+reading subjects can compute a person's session from their number. Sessions recorded before
+they were keyed have the legacy, unkeyed id; ``resolve`` keeps a run in progress under it
+until that run ends, then moves the conversation to its keyed id (with its memory: inputs
+consumed, not a new conversation). So the legacy lookup is needed while any conversation of
+the deployment has records only under its legacy id (a waiting or handed-off run can wait
+indefinitely, and an ended one still tells that the conversation is not new); a deployment
+whose first run was recorded keyed has none and never reads a legacy id (``SessionLookup``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from switchboard.events.catalog.common import Channel
@@ -19,14 +31,51 @@ from switchboard.flows.triggers import (
     in_scope,
     other_start,
 )
+from switchboard.runtime.aggregates import Stored
+from switchboard.runtime.identity import keyed_hash
 
 RECENT_INPUTS = 32
 STREAM = "FLOWS"
 
 
 def session_id(workspace: str, channel: Channel | str, account: str, chat_id: str) -> str:
-    """The key of one conversation's runs in ``FLOWS``."""
+    """The key of one conversation's runs in ``FLOWS``: keyed (HMAC with the identity
+    pepper), as it is a subject token and the chat id may be a phone number."""
+    return "cs_" + keyed_hash("session", workspace, str(channel), account, chat_id)[:24]
+
+
+def legacy_session_id(workspace: str, channel: Channel | str, account: str, chat_id: str) -> str:
+    """The unkeyed key conversations had before session ids were keyed (anyone can compute
+    it from a phone number): only ever looked up, to continue what was recorded under it."""
     return "cs_" + stable_hash("session", workspace, str(channel), account, chat_id)[:24]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a conversation's next record goes and what it continues from."""
+
+    session: str  # the session id the next record is appended under
+    current: Stored | None  # the conversation's last record (under either id), None: none
+    expected: int  # the last sequence on ``session``'s subjects (0: nothing there yet)
+
+
+def resolve(
+    keyed: str, legacy: str | None, on_keyed: Stored | None, on_legacy: Stored | None
+) -> Resolved:
+    """Under which id a conversation goes on, from the last record under each of its ids.
+
+    Keyed once anything is recorded under the keyed id. A run still in progress under the
+    legacy id continues there (its timers and hand-back name that id); once it ended, the
+    next record goes under the keyed id, planned on the legacy record (its consumed inputs,
+    and the conversation is not new), appended as the keyed id's first.
+    """
+    if on_keyed is not None or on_legacy is None or legacy is None:
+        return Resolved(keyed, on_keyed, on_keyed.seq if on_keyed else 0)
+    rec = on_legacy.decoded.model
+    assert isinstance(rec, RunRecorded)
+    if rec.status is not RunStatus.ENDED:
+        return Resolved(legacy, on_legacy, on_legacy.seq)
+    return Resolved(keyed, on_legacy, 0)
 
 
 def session_filter(session: str) -> str:
@@ -41,6 +90,11 @@ def run_filter(run_id: str) -> str:
 
 def new_run_id(session: str, input_id: str) -> str:
     return "rn_" + stable_hash("run", session, input_id)[:24]
+
+
+def consumed(inp: Input, ids: Iterable[str]) -> bool:
+    """Whether ``inp`` is among the inputs consumed (``ids``), under its id or an earlier one."""
+    return not {inp.id, *inp.known_as}.isdisjoint(ids)
 
 
 def state_of(rec: RunRecorded) -> RunState:
@@ -69,7 +123,7 @@ def plan(
     when that run is still active (on the revision it started with).
     """
     recent = current.recent_inputs if current else ()
-    if inp.id in recent:
+    if consumed(inp, recent):
         return []
     active = current if current is not None and current.status is not RunStatus.ENDED else None
     candidates = [
