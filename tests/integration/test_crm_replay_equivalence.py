@@ -404,3 +404,63 @@ async def test_rebuild_equals_live_for_groups_around_an_erasure(
         assert any('"team g2"' in row for row in live["conversations"]), "title kept"
     finally:
         await pool.close()
+
+
+def _early_edits() -> list[Any]:
+    """Ada edits two messages before they arrive (CONV order across redeliveries), is
+    erased, then one of them arrives and the other never does; Bob's early edit stays."""
+    ch = Channel.TELEGRAM
+    first = received(ch, "acct", ADA, "ada-text 1", 1, name="Ada Secret")
+    late = received(ch, "acct", ADA, "ada-text 2", 2, name="Ada Secret")
+    never = received(ch, "acct", ADA, "ada-text 3", 3, name="Ada Secret")
+    bob = received(ch, "acct", "tg-bob", "bob text", 4, name="Bob")
+    identity = crm.Identity(channel=ch, external_id=ADA)
+    return [
+        first,
+        crm.ContactCreated(
+            contact_id="ct_ada", display_name="Ada Secret", identities=(identity,),
+            source_channel=ch,
+        ),
+        edited(late, "ada-text 2 early edit", 5),
+        edited(never, "ada-text 3 early edit", 5),
+        edited(bob, "bob early edit", 5),
+        crm.ContactErased(contact_id="ct_ada"),
+        edited(never, "ada-text 3 edit after", 9),  # her edit arriving after the erasure
+        late,
+    ]  # fmt: skip
+
+
+@ORDERS
+async def test_an_erased_persons_early_edits_keep_no_text(
+    postgres_url: str, order: tuple[str, ...]
+) -> None:
+    """Edits that arrived before their message are blanked by their author's erasure (and
+    blanked on arrival after it): none of her text stays readable, whether the message
+    lands later or never, live and after a rebuild in any stream order; the edits stay as
+    metadata and apply as that; Bob's waits intact."""
+    events = _deliveries(_early_edits())
+    erasure = next(i for i, (s, _) in enumerate(events) if s == "CRM" and i > 1)
+    pool = await create_pool(postgres_url, 2)
+    try:
+        # right after the erasure, before her message arrives
+        just_erased = await _live(pool, "erased", events[: erasure + 1])
+        assert not [s for s in SECRETS if s in "".join(map(str, just_erased.values()))]
+        assert len(just_erased["pending_edits"]) == 3
+        live = await _live(pool, "live", events)
+        assert not [s for s in SECRETS if s in "".join(map(str, live.values()))], "erased"
+        waiting = "\n".join(live["pending_edits"])
+        assert waiting.count('"erased"') == 2, waiting  # the message that never came
+        assert "bob early edit" in waiting
+        rows = "\n".join(live["messages"])
+        assert rows.count('"erased"') == 2, rows  # both of hers that arrived
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT text, content, edited_at FROM live.messages WHERE provider_message_id = '2'"
+            )
+        # the early edit applied to the message that landed after the erasure: its time only
+        assert (row["text"], row["content"]) == (None, '{"kind": "erased"}')
+        assert row["edited_at"] == T0 + timedelta(seconds=7)
+        assert await _replay(pool, "rebuilt", events, [1], order) == live
+        assert await _replay(pool, "whole", events, [10_000], order) == live
+    finally:
+        await pool.close()

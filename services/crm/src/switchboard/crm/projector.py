@@ -101,10 +101,12 @@ class Row:
 
 @dataclass(slots=True)
 class Edit:
-    """An edit of an inbound message, as the parameters of ``EDIT_SQL``."""
+    """An edit of an inbound message, as the parameters of ``EDIT_SQL``, and whether its
+    author arrived decoded as erased (a replay after their key was shredded)."""
 
     key: Key
     params: tuple[Any, ...]
+    shredded: bool = False
 
 
 @dataclass(slots=True)
@@ -177,13 +179,19 @@ def _op(event_id: str, ws: str, seq: int, ev: Any) -> Op | None:
             ev.message_id, f"[button: {ev.data or ''}]"[:200], ev.provider.message_id,
         )  # fmt: skip
     if kind is MessageEdited:
-        conv = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
+        channel = ev.channel.value
+        conv = _conversation_id(ws, channel, ev.account, ev.chat.id)
         text, _ = preview(ev.content)
+        # The author: the sender, or in a one-to-one chat the person the chat is with.
+        author = ev.sender.id if ev.sender is not None else None
+        if author is None and ev.chat.type is ChatType.PRIVATE:
+            author = ev.chat.id
+        erase = _erased_hash(ws, channel, author) if author is not None else None
         params = (
             conv, ev.provider.message_id, text, _json(ev.content), ev.content.kind,
-            ev.edited_at, ERASED_CONTENT,
+            ev.edited_at, ERASED_CONTENT, erase,
         )  # fmt: skip
-        return Edit((conv, ev.provider.message_id), params)
+        return Edit((conv, ev.provider.message_id), params, pii.is_erased(author))
     if kind is MessageDeleted:
         conv = _conversation_id(ws, ev.channel.value, ev.account, ev.chat.id)
         ids = list(ev.message_ids)
@@ -254,6 +262,11 @@ async def apply_changes(conn: Conn, batch: list[Change]) -> None:
     of the batch in stream order.
     """
     rounds = schedule(batch)
+    # authors of edits that arrived decoded as erased: recorded as the erasure records them,
+    # so their edits waiting for a message are blanked as live ones were by the erasure
+    await keys.note_shredded(
+        conn, {op.params[7] for op in batch if isinstance(op, Edit) and op.shredded}
+    )
     new: set[str] = set()
     erased: set[str] = set()
     waiting: list[Key] = []  # new inbound messages whose early edits are not applied yet
@@ -397,13 +410,14 @@ ON CONFLICT (id) DO UPDATE SET
 ).replace("${erased}", "$15")
 
 # An edit applies to the inbound message unless it was deleted or already edited later;
-# when that message is not there yet, it waits in pending_edits. To an erased person's
-# message (blanked on insert or by the erasure) it applies as metadata only, its kind and
-# time, never its text: the row ends the same whether the erasure came before the edit or
-# after it (live, or a rebuild replaying CRM first or last), and no text comes back. (The
-# EXISTS sees the table as it was before the UPDATE, which changes no row's existence.)
-# Customers edit their own messages only: a reply of ours that shares the provider id is
-# never touched.
+# when that message is not there yet, it waits in pending_edits with its author's erasure
+# hash. To an erased person's message (blanked on insert or by the erasure) it applies as
+# metadata only, its kind and time, never its text: the row ends the same whether the
+# erasure came before the edit or after it (live, or a rebuild replaying CRM first or last),
+# and no text comes back. An erased person's edit waits blanked, as the erasure blanks
+# those already waiting. (The EXISTS sees the table as it was before the UPDATE, which
+# changes no row's existence.) Customers edit their own messages only: a reply of ours that
+# shares the provider id is never touched.
 EDIT_SQL = """
 WITH updated AS (
     UPDATE messages SET text = CASE WHEN content = $7::jsonb THEN NULL ELSE $3 END,
@@ -413,8 +427,11 @@ WITH updated AS (
       AND deleted_at IS NULL AND (edited_at IS NULL OR edited_at < $6)
 )
 INSERT INTO pending_edits (conversation_id, provider_message_id, edited_at, kind, text,
-    content)
-SELECT $1, $2, $6, $5, $3, $4::jsonb
+    content, erase_hash)
+SELECT $1, $2, $6, $5, CASE WHEN e.key_hash IS NULL THEN $3 END,
+    CASE WHEN e.key_hash IS NULL THEN $4::jsonb ELSE $7::jsonb END, $8
+FROM (SELECT $8::text AS erase_hash) AS a
+LEFT JOIN erased_identities e ON e.key_hash = a.erase_hash
 WHERE NOT EXISTS (SELECT 1 FROM messages
                   WHERE conversation_id = $1 AND provider_message_id = $2 AND direction = 'in')
 ON CONFLICT DO NOTHING"""
