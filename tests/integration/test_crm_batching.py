@@ -197,3 +197,49 @@ async def test_one_event_id_in_two_workspaces_is_inserted_once_the_first_wins(
     assert await _dump(pool, "all") == await _dump(pool, "one")
     async with pool.acquire() as conn:
         assert await conn.fetchval('SELECT workspace_id FROM "all".messages') == "a"
+
+
+async def test_a_preview_falls_back_from_deleted_messages_and_follows_edits(
+    pool: asyncpg.Pool,
+) -> None:
+    """The preview is the newest message neither deleted nor erased, as it reads now (edits
+    included), batched or one by one: a deletion in the batch that wrote the message, an
+    edit of the message shown, an early edit of a message that becomes the newest."""
+    a = received(Channel.VIBER, "acct", "v1", "first", 1)
+    b = received(Channel.VIBER, "acct", "v1", "second", 2)
+    c = received(Channel.VIBER, "acct", "v1", "third", 3)
+    d = received(Channel.VIBER, "acct", "v2", "only", 1)
+    gone = received(Channel.TELEGRAM, "acct", "te7", "erased", 1)  # an erased sender
+    events: list[object] = [
+        a, b, edited(b, "second, edited", 5), deleted(b),  # back to a
+        edited(c, "third, edited early", 5), c,  # newest, with its early edit
+        d, deleted(d), gone,
+    ]  # fmt: skip
+    msgs = _msgs(events)
+    await _project(pool, "one", msgs, [1])
+    await _project(pool, "all", msgs, [len(events)])
+    assert await _dump(pool, "all") == await _dump(pool, "one")
+    async with pool.acquire() as conn:
+        previews = {
+            r["chat_id"]: r["last_preview"]
+            for r in await conn.fetch('SELECT chat_id, last_preview FROM "all".conversations')
+        }
+    marker = keys.erased_marker(keys.erased_identity_hash("ws", "telegram", "te7"))
+    assert previews == {"v1": "third, edited early", "v2": None, marker: None}
+
+
+async def test_the_migration_sets_old_previews_by_the_same_rule(pool: asyncpg.Pool) -> None:
+    """Conversations projected before previews were kept by their message (stale previews,
+    no source) get, from migration 009, what the projection itself leaves."""
+    msgs = _msgs(_stream(random.Random(11), 600))
+    await _project(pool, "one", msgs, [50])
+    reference = await _dump(pool, "one")
+    assert any("null" not in row.lower() for row in reference["conversations"])
+    [(_, sql)] = [m for m in load_migrations("switchboard.crm") if m[0].startswith("009_")]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute('SET LOCAL search_path TO "one"')
+        await conn.execute(
+            "UPDATE conversations SET last_preview = 'stale', preview_at = NULL, preview_seq = NULL"
+        )
+        await conn.execute(sql)
+    assert await _dump(pool, "one") == reference

@@ -464,3 +464,57 @@ async def test_an_erased_persons_early_edits_keep_no_text(
         assert await _replay(pool, "whole", events, [10_000], order) == live
     finally:
         await pool.close()
+
+
+def _deleted_latest() -> list[Any]:
+    """Latest messages deleted: in a group (Bob's, the message before it Ada's, who is then
+    erased), in Cy's chat (then an older message arrives late), in Dee's (her only one)."""
+    ch = Channel.TELEGRAM
+
+    def said(who: str, text: str, n: int) -> MessageReceived:
+        chat = Chat(id="g1", type=ChatType.GROUP, title="team")
+        return received(ch, "acct", who, text, n).model_copy(update={"chat": chat})
+
+    bob_gone = said("tg-bob", "bob gone-text", 3)
+    cy_gone = received(ch, "acct", "tg-cy", "cy gone-text", 10)
+    dee = received(ch, "acct", "tg-dee", "dee gone-text", 11)
+    identity = crm.Identity(channel=ch, external_id=ADA)
+    return [
+        said("tg-bob", "bob first", 1),
+        said(ADA, "ada-text 2", 2),
+        bob_gone,
+        crm.ContactCreated(contact_id="ct_ada", identities=(identity,), source_channel=ch),
+        deleted(bob_gone),  # the group's preview falls back to Ada's message...
+        crm.ContactErased(contact_id="ct_ada"),  # ...and from it, erased, to Bob's first
+        received(ch, "acct", "tg-cy", "cy first", 7),
+        cy_gone,
+        deleted(cy_gone),
+        received(ch, "acct", "tg-cy", "cy late", 8),  # sent before the deleted one
+        dee,
+        deleted(dee),
+    ]
+
+
+@ORDERS
+async def test_a_deleted_latest_message_leaves_the_preview(
+    postgres_url: str, order: tuple[str, ...]
+) -> None:
+    """The preview of a conversation whose latest message was deleted falls back to the
+    newest message neither deleted nor erased, or none: live, and the same after a rebuild
+    in any stream order; no deleted text stays in the conversations."""
+    events = _deliveries(_deleted_latest())
+    pool = await create_pool(postgres_url, 2)
+    try:
+        live = await _live(pool, "live", events)
+        async with pool.acquire() as conn:
+            previews = {
+                r["chat_id"]: r["last_preview"]
+                for r in await conn.fetch("SELECT chat_id, last_preview FROM live.conversations")
+            }
+        assert previews == {"g1": "bob first", "tg-cy": "cy late", "tg-dee": None}
+        assert "gone-text" not in "".join(live["conversations"])
+        assert "ada-text" not in "".join(map(str, live.values()))
+        assert await _replay(pool, "rebuilt", events, [1], order) == live
+        assert await _replay(pool, "whole", events, [10_000], order) == live
+    finally:
+        await pool.close()

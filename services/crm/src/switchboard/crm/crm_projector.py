@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 
 from switchboard.crm import keys
 from switchboard.crm.decoding import decode_event
-from switchboard.crm.projector import ERASED_CONTENT
+from switchboard.crm.projector import ERASED_CONTENT, PREVIEW_SQL
 from switchboard.events.catalog.crm import (
     ContactCreated,
     ContactErased,
@@ -371,18 +371,13 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
                 external_id,
                 ERASED_CONTENT,
             )
-            # A group's preview that was their message (its latest) goes, as a rebuild
-            # inserting that message blanked never shows it.
+            # Previews that were their messages fall back to the newest message left (in a
+            # one-to-one chat with them, none), as a rebuild inserting them blanked shows.
             await conn.execute(
-                """UPDATE conversations c SET last_preview = NULL
-                   WHERE c.id = ANY($1::text[]) AND c.last_preview IS NOT NULL
-                     AND (SELECT m.content FROM messages m WHERE m.conversation_id = c.id
-                          ORDER BY m.sent_at DESC, m.stream_seq DESC LIMIT 1) = $2::jsonb""",
-                list({r["conversation_id"] for r in rows}),
-                ERASED_CONTENT,
+                PREVIEW_SQL, sorted({r["conversation_id"] for r in rows}), ERASED_CONTENT
             )
             await conn.execute(
-                """UPDATE conversations SET title = NULL, last_preview = NULL,
+                """UPDATE conversations SET title = NULL,
                        chat_id = CASE WHEN chat_type = 'private' THEN $4 ELSE chat_id END
                    WHERE workspace_id = $1 AND channel = $2 AND chat_id = $3""",
                 ws,

@@ -244,6 +244,7 @@ async def apply_prepared(conn: Conn, batch: Prepared) -> None:
         if isinstance(op, Migrate):
             await apply_changes(conn, run)
             await conn.execute(MIGRATE_SQL, *op.params)
+            await conn.execute(PREVIEW_SQL, [op.params[1]], ERASED_CONTENT)
             run = []
         else:
             run.append(op)
@@ -259,7 +260,8 @@ async def apply_changes(conn: Conn, batch: list[Change]) -> None:
     (``schedule``): each round inserts its new messages with one statement and pipelines
     its edits and deletions, and an event lands in a later round than any earlier event of
     its message of the other kind. The conversations are updated once, from every insert
-    of the batch in stream order.
+    of the batch in stream order; then the previews of those where a message was edited or
+    deleted are set from their messages (``PREVIEW_SQL``).
     """
     rounds = schedule(batch)
     # authors of edits that arrived decoded as erased: recorded as the erasure records them,
@@ -270,6 +272,9 @@ async def apply_changes(conn: Conn, batch: list[Change]) -> None:
     new: set[str] = set()
     erased: set[str] = set()
     waiting: list[Key] = []  # new inbound messages whose early edits are not applied yet
+    # conversations where a message changed: their preview may follow an edit or fall back
+    changed = {op.key[0] if isinstance(op, Edit) else op.params[0] for op in batch
+               if not isinstance(op, Row)}  # fmt: skip
     for i, (inserts, changes) in enumerate(rounds):
         inserted, blanked = await insert_messages(conn, inserts)
         new |= inserted
@@ -277,11 +282,15 @@ async def apply_changes(conn: Conn, batch: list[Change]) -> None:
         waiting += [r.key for r in inserts if r.cols[3] == "in" and r.event_id in inserted]
         if waiting and any(later for _, later in rounds[i + 1 :]):
             # a later round may change these messages: their early edits come first
-            await conn.execute(PENDING_EDITS_SQL, *_keys(waiting), ERASED_CONTENT)
+            for rec in await conn.fetch(PENDING_EDITS_SQL, *_keys(waiting), ERASED_CONTENT):
+                changed.add(rec["conversation_id"])
             waiting = []
         await _change(conn, changes)
     # otherwise they go with the conversations' update (one round trip less per batch)
-    await _conversations(conn, [op for op in batch if isinstance(op, Row)], new, erased, waiting)
+    rows = [op for op in batch if isinstance(op, Row)]
+    changed |= await _conversations(conn, rows, new, erased, waiting)
+    if changed:
+        await conn.execute(PREVIEW_SQL, sorted(changed), ERASED_CONTENT)
 
 
 def _keys(keys: list[Key]) -> tuple[list[str], list[str]]:
@@ -382,18 +391,24 @@ latest AS (
 PENDING_EDITS_SQL = (
     "WITH"
     + _PENDING_EDITS.replace("${keys}", "$1").replace("${ids}", "$2").replace("${erased}", "$3")
-    + " SELECT count(*) FROM latest"
+    + " SELECT DISTINCT conversation_id FROM latest"
 )
 
-# The conversations' summaries, and (same statement) the last round's early edits.
+# The conversations' summaries, and (same statement) the last round's early edits; it
+# answers the conversations whose messages those edits changed. The preview is the batch's
+# newest new message that is not an erased person's when it is newer than the one shown
+# (by sent_at, then stream order; none shown: any is newer).
 CONVERSATIONS_SQL = (
-    "WITH"
-    + _PENDING_EDITS.replace("${keys}", "$13").replace("${ids}", "$14")
-    + """
+    (
+        "WITH"
+        + _PENDING_EDITS.replace("${keys}", "$15").replace("${ids}", "$16")
+        + """, summaries AS (
 INSERT INTO conversations AS c (id, workspace_id, channel, account, chat_id, chat_type, title,
-    first_message_at, last_message_at, message_count, last_preview, updated_seq)
+    first_message_at, last_message_at, message_count, last_preview, updated_seq, preview_at,
+    preview_seq)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bigint[])
+    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bigint[],
+    $13::timestamptz[], $14::bigint[])
 ON CONFLICT (id) DO UPDATE SET
     title = COALESCE(EXCLUDED.title, c.title),
     updated_seq = EXCLUDED.updated_seq,
@@ -401,13 +416,44 @@ ON CONFLICT (id) DO UPDATE SET
     first_message_at = CASE WHEN EXCLUDED.message_count > 0
         THEN LEAST(c.first_message_at, EXCLUDED.first_message_at)
         ELSE c.first_message_at END,
-    last_preview = CASE WHEN EXCLUDED.message_count > 0
-                         AND EXCLUDED.last_message_at >= c.last_message_at
-        THEN EXCLUDED.last_preview ELSE c.last_preview END,
+    last_preview = CASE WHEN ${newer} THEN EXCLUDED.last_preview ELSE c.last_preview END,
+    preview_at = CASE WHEN ${newer} THEN EXCLUDED.preview_at ELSE c.preview_at END,
+    preview_seq = CASE WHEN ${newer} THEN EXCLUDED.preview_seq ELSE c.preview_seq END,
     last_message_at = CASE WHEN EXCLUDED.message_count > 0
         THEN GREATEST(c.last_message_at, EXCLUDED.last_message_at)
-        ELSE c.last_message_at END"""
-).replace("${erased}", "$15")
+        ELSE c.last_message_at END
+) SELECT DISTINCT conversation_id FROM latest"""
+    )
+    .replace("${erased}", "$17")
+    .replace(
+        "${newer}",
+        "COALESCE((EXCLUDED.preview_at, EXCLUDED.preview_seq) > (c.preview_at, c.preview_seq),"
+        " EXCLUDED.preview_seq IS NOT NULL)",
+    )
+)
+
+# A conversation's preview, from its messages: that of the newest (by sent_at, then stream
+# order) neither deleted nor an erased person's, or none. What an insert shows (``Row.short``)
+# reads the same from the row it writes. Set where a message was edited, deleted or
+# erased, or a chat moved: the rule depends on the messages only, so the previews are the
+# same whatever the batches and whenever an erasure (another stream) was applied. Only
+# for conversations where something changed: without the deferred messages_by_conversation
+# index (a rebuild), the newest is found among the conversation's rows through its unique
+# index.
+PREVIEW_SQL = """
+UPDATE conversations c SET last_preview = n.preview, preview_at = n.sent_at,
+    preview_seq = n.stream_seq
+FROM unnest($1::text[]) AS t (id) LEFT JOIN LATERAL (
+    SELECT left(CASE WHEN m.kind = 'callback' AND m.direction = 'in'
+                     THEN '[button: ' || coalesce(m.text, '') || ']'
+                     ELSE coalesce(nullif(m.text, ''), '[' || m.kind || ']') END, 200) AS preview,
+           m.sent_at, m.stream_seq
+    FROM messages m
+    WHERE m.conversation_id = t.id AND m.deleted_at IS NULL AND m.content <> $2::jsonb
+    ORDER BY m.sent_at DESC, m.stream_seq DESC LIMIT 1
+) n ON true
+WHERE c.id = t.id AND (c.last_preview, c.preview_at, c.preview_seq)
+    IS DISTINCT FROM (n.preview, n.sent_at, n.stream_seq)"""
 
 # An edit applies to the inbound message unless it was deleted or already edited later;
 # when that message is not there yet, it waits in pending_edits with its author's erasure
@@ -437,7 +483,8 @@ WHERE NOT EXISTS (SELECT 1 FROM messages
 ON CONFLICT DO NOTHING"""
 
 # A migration moves the conversation row (merged into the new chat's row if messages there
-# were projected first) and its messages and early edits; replayed, the old row is gone and
+# were projected first; ``PREVIEW_SQL`` then sets its preview) and its messages and early
+# edits; replayed, the old row is gone and
 # nothing happens. A message whose provider id the new conversation already holds stays
 # behind rather than break the unique key (Telegram numbers a supergroup's messages anew).
 MIGRATE_SQL = """
@@ -452,9 +499,10 @@ WITH old AS (
     UPDATE pending_edits SET conversation_id = $2 WHERE conversation_id = $1
 )
 INSERT INTO conversations AS c (id, workspace_id, channel, account, chat_id, chat_type, title,
-    first_message_at, last_message_at, message_count, last_preview, updated_seq)
+    first_message_at, last_message_at, message_count, last_preview, updated_seq, preview_at,
+    preview_seq)
 SELECT $2, workspace_id, channel, account, $3, $4, title, first_message_at, last_message_at,
-    message_count, last_preview, $5::bigint
+    message_count, last_preview, $5::bigint, preview_at, preview_seq
 FROM old
 ON CONFLICT (id) DO UPDATE SET
     title = COALESCE(c.title, EXCLUDED.title),
@@ -513,60 +561,78 @@ async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[st
     return new, erased
 
 
+@dataclass(slots=True)
+class _Summary:
+    """What a batch's inserts do to one conversation (see ``_conversations``)."""
+
+    first: Row
+    count: int = 0
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    title: str | None = None
+    seq: int = 0
+    chat_id: str = ""
+    preview: str | None = None  # of the newest new message that is not an erased person's
+    preview_at: datetime | None = None
+    preview_seq: int | None = None
+
+
 async def _conversations(
     conn: Conn, rows: list[Row], new: set[str], erased: set[str], waiting: list[Key]
-) -> None:
+) -> set[str]:
     """One upsert per conversation, with what one-by-one application would have done: the
-    row exists from its first event; counts, first/last times and the preview (latest by
-    sent_at, later events winning ties) change only for messages that were new; the last
-    non-null title wins. An erased sender's message brings no preview, and no title in
-    their one-to-one chat (a group's title is the group's, and the erasure keeps it)."""
+    row exists from its first event; counts and first/last times change only for messages
+    that were new; the preview is the newest new message's (by sent_at, later events
+    winning ties) unless an older one is shown; the last non-null title wins. An erased
+    sender's message is no preview, and brings no title in their one-to-one chat (a
+    group's title is the group's, and the erasure keeps it). Answers the conversations
+    whose messages the last round's early edits changed."""
     if not rows:
-        return
+        return set()
     new = set(new)
-    convs: dict[str, list[Any]] = {}
+    convs: dict[str, _Summary] = {}
     for r in rows:
         conv = r.key[0]
         blank = r.erase_hash in erased
         title = None if blank and r.private else r.title
-        short = None if blank else r.short
         c = convs.get(conv)
         if c is None:
-            c = convs[conv] = [r, 0, r.sent_at, r.sent_at, short, None, r.seq, r.chat_id]
+            c = convs[conv] = _Summary(r, chat_id=r.chat_id)
         if blank and r.private and r.erase_hash is not None:
-            c[7] = keys.erased_marker(r.erase_hash)  # the chat id is the person's identity
-        c[6] = r.seq
+            c.chat_id = keys.erased_marker(r.erase_hash)  # the chat id is the person's identity
+        c.seq = r.seq
         if title is not None:
-            c[5] = title
+            c.title = title
         if r.event_id not in new:
             continue
         new.discard(r.event_id)  # a duplicate inside the batch counts once
         sent_at = r.sent_at
-        if c[1] == 0:
-            c[2], c[3], c[4] = sent_at, sent_at, short
-        else:
-            c[2] = min(c[2], sent_at)
-            if sent_at >= c[3]:
-                c[3], c[4] = sent_at, short
-        c[1] += 1
+        c.first_at = sent_at if c.first_at is None else min(c.first_at, sent_at)
+        c.last_at = sent_at if c.last_at is None else max(c.last_at, sent_at)
+        c.count += 1
+        if not blank and (c.preview_at is None or sent_at >= c.preview_at):
+            c.preview, c.preview_at, c.preview_seq = r.short, sent_at, r.seq
     values = list(convs.values())
-    await conn.execute(
+    recs = await conn.fetch(
         CONVERSATIONS_SQL,
         list(convs),
-        [v[0].cols[2] for v in values],
-        [v[0].channel for v in values],
-        [v[0].account for v in values],
-        [v[7] for v in values],
-        [v[0].chat_type for v in values],
-        [v[5] for v in values],
-        [v[2] for v in values],
-        [v[3] for v in values],
-        [v[1] for v in values],
-        [v[4] for v in values],
-        [v[6] for v in values],
+        [v.first.cols[2] for v in values],
+        [v.first.channel for v in values],
+        [v.first.account for v in values],
+        [v.chat_id for v in values],
+        [v.first.chat_type for v in values],
+        [v.title for v in values],
+        [v.first_at or v.first.sent_at for v in values],
+        [v.last_at or v.first.sent_at for v in values],
+        [v.count for v in values],
+        [v.preview for v in values],
+        [v.seq for v in values],
+        [v.preview_at for v in values],
+        [v.preview_seq for v in values],
         *_keys(waiting),
         ERASED_CONTENT,
     )
+    return {rec["conversation_id"] for rec in recs}
 
 
 async def _change(conn: Conn, changes: list[Edit | Delete]) -> None:
