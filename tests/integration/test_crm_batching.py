@@ -25,6 +25,7 @@ from switchboard.events.catalog.conv import (
     ProviderIds,
     TextContent,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.db import create_pool, load_migrations, migrate
 
 TABLES = ("messages", "conversations", "pending_edits")
@@ -243,3 +244,21 @@ async def test_the_migration_sets_old_previews_by_the_same_rule(pool: asyncpg.Po
         )
         await conn.execute(sql)
     assert await _dump(pool, "one") == reference
+
+
+async def test_an_edit_replayed_after_its_authors_key_was_shredded_waits_blanked(
+    pool: asyncpg.Pool,
+) -> None:
+    """An early edit whose author decodes as erased (a replay after the erasure shredded
+    their key) waits as the erasure leaves a live one: kind and time only, its author
+    recorded as erased, so the message landing later is blanked too."""
+    h = keys.erased_identity_hash("ws", "viber", "v9")
+    late = received(Channel.VIBER, "acct", pii.ERASED_ID + h, pii.ERASED, 1)
+    await _project(pool, "one", _msgs([edited(late, pii.ERASED, 5)]), [1])
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow('SELECT text, content, erase_hash FROM "one".pending_edits')
+        erased = await conn.fetchval(
+            'SELECT count(*) FROM "one".erased_identities WHERE key_hash = $1', h
+        )
+    assert (row["text"], row["content"], row["erase_hash"]) == (None, '{"kind": "erased"}', h)
+    assert erased == 1
