@@ -205,13 +205,16 @@ async def test_a_preview_falls_back_from_deleted_messages_and_follows_edits(
 ) -> None:
     """The preview is the newest message neither deleted nor erased, as it reads now (edits
     included), batched or one by one: a deletion in the batch that wrote the message, an
-    edit of the message shown, an early edit of a message that becomes the newest."""
+    edit of the message shown, an early edit of a message that becomes the newest, edits
+    in the batch that wrote the message (an older one last)."""
     a = received(Channel.VIBER, "acct", "v1", "first", 1)
     b = received(Channel.VIBER, "acct", "v1", "second", 2)
     c = received(Channel.VIBER, "acct", "v1", "third", 3)
     d = received(Channel.VIBER, "acct", "v2", "only", 1)
     gone = received(Channel.TELEGRAM, "acct", "te7", "erased", 1)  # an erased sender
+    x = received(Channel.VIBER, "acct", "v3", "x", 1)
     events: list[object] = [
+        x, edited(x, "x, edited", 5), edited(x, "x, older edit", 2),  # the later edit stays
         a, b, edited(b, "second, edited", 5), deleted(b),  # back to a
         edited(c, "third, edited early", 5), c,  # newest, with its early edit
         d, deleted(d), gone,
@@ -226,7 +229,7 @@ async def test_a_preview_falls_back_from_deleted_messages_and_follows_edits(
             for r in await conn.fetch('SELECT chat_id, last_preview FROM "all".conversations')
         }
     marker = keys.erased_marker(keys.erased_identity_hash("ws", "telegram", "te7"))
-    assert previews == {"v1": "third, edited early", "v2": None, marker: None}
+    assert previews == {"v1": "third, edited early", "v2": None, marker: None, "v3": "x, edited"}
 
 
 async def test_the_migration_sets_old_previews_by_the_same_rule(pool: asyncpg.Pool) -> None:
