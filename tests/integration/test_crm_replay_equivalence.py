@@ -518,3 +518,26 @@ async def test_a_deleted_latest_message_leaves_the_preview(
         assert await _replay(pool, "whole", events, [10_000], order) == live
     finally:
         await pool.close()
+
+
+async def test_the_erasure_blanks_early_edits_written_before_they_named_their_author(
+    postgres_url: str,
+) -> None:
+    """A pending edit from before migration 008 (no author hash) in the erased person's
+    one-to-one chat is blanked by the erasure too."""
+    events = _deliveries(_early_edits())
+    erasure = next(i for i, (s, _) in enumerate(events) if s == "CRM" and i > 1)
+    pool = await create_pool(postgres_url, 2)
+    try:
+        async with _fresh(pool, "legacy") as conn:
+            for stream, msg in events[:erasure]:
+                await _apply(conn, stream, [msg])
+            await conn.execute("UPDATE pending_edits SET erase_hash = NULL")
+            stream, msg = events[erasure]
+            await _apply(conn, stream, [msg])
+            waiting = await conn.fetch(
+                "SELECT provider_message_id, text FROM pending_edits ORDER BY 1"
+            )
+        assert [tuple(r) for r in waiting] == [("2", None), ("3", None), ("4", "bob early edit")]
+    finally:
+        await pool.close()

@@ -513,9 +513,9 @@ ON CONFLICT DO NOTHING"""
 
 # A migration moves the conversation row (merged into the new chat's row if messages there
 # were projected first; ``PREVIEW_SQL`` then sets its preview) and its messages and early
-# edits; replayed, the old row is gone and
-# nothing happens. A message whose provider id the new conversation already holds stays
-# behind rather than break the unique key (Telegram numbers a supergroup's messages anew).
+# edits; replayed, the old row is gone and nothing happens. A message whose provider id the
+# new conversation already holds stays behind rather than break the unique key (Telegram
+# numbers a supergroup's messages anew).
 MIGRATE_SQL = """
 WITH old AS (
     DELETE FROM conversations WHERE id = $1 RETURNING *
@@ -616,10 +616,9 @@ async def _conversations(
     row exists from its first event; counts and first/last times change only for messages
     that were new; the preview is the newest new message's (by sent_at, later events
     winning ties), as its last edit in the batch left it, unless an older one is shown; the
-    last non-null title wins. An erased
-    sender's message is no preview, and brings no title in their one-to-one chat (a
-    group's title is the group's, and the erasure keeps it). Answers the conversations
-    whose messages the last round's early edits changed."""
+    last non-null title wins. An erased sender's message is no preview, and brings no title
+    in their one-to-one chat (a group's title is the group's, and the erasure keeps it).
+    Answers the conversations whose messages the last round's early edits changed."""
     if not rows:
         return set()
     new = set(new)
@@ -670,6 +669,7 @@ async def _conversations(
 
 
 def _preview(source: Row | None, edits: dict[Key, Edit]) -> str | None:
+    """What the message shown reads as: its own preview, or its last edit's in the batch."""
     if source is None:
         return None
     edit = edits.get(source.key) if source.cols[3] == "in" else None
