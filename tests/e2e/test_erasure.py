@@ -64,16 +64,18 @@ async def crm(
 
 def _exchange(channel: Channel, who: str, n: int) -> list[object]:
     """A message from the person, our reply, its delivery and its receipt; the person's
-    message edited, and (``n`` > 1) the first one deleted."""
+    message edited, and (``n`` > 1) the first one deleted, (``n`` = 1) an edit of a message
+    that never arrives (it waits in pending_edits)."""
     account = f"acct-{channel.value}"
     out_id, provider_id = f"m-{channel.value}-{n}", f"p-{channel.value}-{n}"
     phone = who if channel is Channel.WHATSAPP else None
     message = received(channel, account, who, f"secret-in {n}", n, phone=phone, name="Zoe Quux")
     first = received(channel, account, who, "secret-in 1", 1, phone=phone, name="Zoe Quux")
+    never = received(channel, account, who, "secret-in 5", 5, phone=phone, name="Zoe Quux")
     return [
         message,
         edited(message, f"secret-in {n} edited", 1),
-        *([deleted(first)] if n > 1 else []),
+        *([deleted(first)] if n > 1 else [edited(never, "secret-in 5 early edit", 1)]),
         sent(channel, account, who, out_id, provider_id, f"secret-out {n}", n + 1),
         DeliverySent(
             message_id=out_id,

@@ -25,6 +25,7 @@ from switchboard.events.catalog.conv import (
     ProviderIds,
     TextContent,
 )
+from switchboard.runtime import pii
 from switchboard.runtime.db import create_pool, load_migrations, migrate
 
 TABLES = ("messages", "conversations", "pending_edits")
@@ -197,3 +198,70 @@ async def test_one_event_id_in_two_workspaces_is_inserted_once_the_first_wins(
     assert await _dump(pool, "all") == await _dump(pool, "one")
     async with pool.acquire() as conn:
         assert await conn.fetchval('SELECT workspace_id FROM "all".messages') == "a"
+
+
+async def test_a_preview_falls_back_from_deleted_messages_and_follows_edits(
+    pool: asyncpg.Pool,
+) -> None:
+    """The preview is the newest message neither deleted nor erased, as it reads now (edits
+    included), batched or one by one: a deletion in the batch that wrote the message, an
+    edit of the message shown, an early edit of a message that becomes the newest, edits
+    in the batch that wrote the message (an older one last)."""
+    a = received(Channel.VIBER, "acct", "v1", "first", 1)
+    b = received(Channel.VIBER, "acct", "v1", "second", 2)
+    c = received(Channel.VIBER, "acct", "v1", "third", 3)
+    d = received(Channel.VIBER, "acct", "v2", "only", 1)
+    gone = received(Channel.TELEGRAM, "acct", "te7", "erased", 1)  # an erased sender
+    x = received(Channel.VIBER, "acct", "v3", "x", 1)
+    events: list[object] = [
+        x, edited(x, "x, edited", 5), edited(x, "x, older edit", 2),  # the later edit stays
+        a, b, edited(b, "second, edited", 5), deleted(b),  # back to a
+        edited(c, "third, edited early", 5), c,  # newest, with its early edit
+        d, deleted(d), gone,
+    ]  # fmt: skip
+    msgs = _msgs(events)
+    await _project(pool, "one", msgs, [1])
+    await _project(pool, "all", msgs, [len(events)])
+    assert await _dump(pool, "all") == await _dump(pool, "one")
+    async with pool.acquire() as conn:
+        previews = {
+            r["chat_id"]: r["last_preview"]
+            for r in await conn.fetch('SELECT chat_id, last_preview FROM "all".conversations')
+        }
+    marker = keys.erased_marker(keys.erased_identity_hash("ws", "telegram", "te7"))
+    assert previews == {"v1": "third, edited early", "v2": None, marker: None, "v3": "x, edited"}
+
+
+async def test_the_migration_sets_old_previews_by_the_same_rule(pool: asyncpg.Pool) -> None:
+    """Conversations projected before previews were kept by their message (stale previews,
+    no source) get, from migration 009, what the projection itself leaves."""
+    msgs = _msgs(_stream(random.Random(11), 600))
+    await _project(pool, "one", msgs, [50])
+    reference = await _dump(pool, "one")
+    assert any("null" not in row.lower() for row in reference["conversations"])
+    [(_, sql)] = [m for m in load_migrations("switchboard.crm") if m[0].startswith("009_")]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute('SET LOCAL search_path TO "one"')
+        await conn.execute(
+            "UPDATE conversations SET last_preview = 'stale', preview_at = NULL, preview_seq = NULL"
+        )
+        await conn.execute(sql)
+    assert await _dump(pool, "one") == reference
+
+
+async def test_an_edit_replayed_after_its_authors_key_was_shredded_waits_blanked(
+    pool: asyncpg.Pool,
+) -> None:
+    """An early edit whose author decodes as erased (a replay after the erasure shredded
+    their key) waits as the erasure leaves a live one: kind and time only, its author
+    recorded as erased, so the message landing later is blanked too."""
+    h = keys.erased_identity_hash("ws", "viber", "v9")
+    late = received(Channel.VIBER, "acct", pii.ERASED_ID + h, pii.ERASED, 1)
+    await _project(pool, "one", _msgs([edited(late, pii.ERASED, 5)]), [1])
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow('SELECT text, content, erase_hash FROM "one".pending_edits')
+        erased = await conn.fetchval(
+            'SELECT count(*) FROM "one".erased_identities WHERE key_hash = $1', h
+        )
+    assert (row["text"], row["content"], row["erase_hash"]) == (None, '{"kind": "erased"}', h)
+    assert erased == 1

@@ -404,3 +404,140 @@ async def test_rebuild_equals_live_for_groups_around_an_erasure(
         assert any('"team g2"' in row for row in live["conversations"]), "title kept"
     finally:
         await pool.close()
+
+
+def _early_edits() -> list[Any]:
+    """Ada edits two messages before they arrive (CONV order across redeliveries), is
+    erased, then one of them arrives and the other never does; Bob's early edit stays."""
+    ch = Channel.TELEGRAM
+    first = received(ch, "acct", ADA, "ada-text 1", 1, name="Ada Secret")
+    late = received(ch, "acct", ADA, "ada-text 2", 2, name="Ada Secret")
+    never = received(ch, "acct", ADA, "ada-text 3", 3, name="Ada Secret")
+    bob = received(ch, "acct", "tg-bob", "bob text", 4, name="Bob")
+    identity = crm.Identity(channel=ch, external_id=ADA)
+    return [
+        first,
+        crm.ContactCreated(
+            contact_id="ct_ada", display_name="Ada Secret", identities=(identity,),
+            source_channel=ch,
+        ),
+        edited(late, "ada-text 2 early edit", 5),
+        edited(never, "ada-text 3 early edit", 5),
+        edited(bob, "bob early edit", 5),
+        crm.ContactErased(contact_id="ct_ada"),
+        edited(never, "ada-text 3 edit after", 9),  # her edit arriving after the erasure
+        late,
+    ]  # fmt: skip
+
+
+@ORDERS
+async def test_an_erased_persons_early_edits_keep_no_text(
+    postgres_url: str, order: tuple[str, ...]
+) -> None:
+    """Edits that arrived before their message are blanked by their author's erasure (and
+    blanked on arrival after it): none of her text stays readable, whether the message
+    lands later or never, live and after a rebuild in any stream order; the edits stay as
+    metadata and apply as that; Bob's waits intact."""
+    events = _deliveries(_early_edits())
+    erasure = next(i for i, (s, _) in enumerate(events) if s == "CRM" and i > 1)
+    pool = await create_pool(postgres_url, 2)
+    try:
+        # right after the erasure, before her message arrives
+        just_erased = await _live(pool, "erased", events[: erasure + 1])
+        assert not [s for s in SECRETS if s in "".join(map(str, just_erased.values()))]
+        assert len(just_erased["pending_edits"]) == 3
+        live = await _live(pool, "live", events)
+        assert not [s for s in SECRETS if s in "".join(map(str, live.values()))], "erased"
+        waiting = "\n".join(live["pending_edits"])
+        assert waiting.count('"erased"') == 2, waiting  # the message that never came
+        assert "bob early edit" in waiting
+        rows = "\n".join(live["messages"])
+        assert rows.count('"erased"') == 2, rows  # both of hers that arrived
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT text, content, edited_at FROM live.messages WHERE provider_message_id = '2'"
+            )
+        # the early edit applied to the message that landed after the erasure: its time only
+        assert (row["text"], row["content"]) == (None, '{"kind": "erased"}')
+        assert row["edited_at"] == T0 + timedelta(seconds=7)
+        assert await _replay(pool, "rebuilt", events, [1], order) == live
+        assert await _replay(pool, "whole", events, [10_000], order) == live
+    finally:
+        await pool.close()
+
+
+def _deleted_latest() -> list[Any]:
+    """Latest messages deleted: in a group (Bob's, the message before it Ada's, who is then
+    erased), in Cy's chat (then an older message arrives late), in Dee's (her only one)."""
+    ch = Channel.TELEGRAM
+
+    def said(who: str, text: str, n: int) -> MessageReceived:
+        chat = Chat(id="g1", type=ChatType.GROUP, title="team")
+        return received(ch, "acct", who, text, n).model_copy(update={"chat": chat})
+
+    bob_gone = said("tg-bob", "bob gone-text", 3)
+    cy_gone = received(ch, "acct", "tg-cy", "cy gone-text", 10)
+    dee = received(ch, "acct", "tg-dee", "dee gone-text", 11)
+    identity = crm.Identity(channel=ch, external_id=ADA)
+    return [
+        said("tg-bob", "bob first", 1),
+        said(ADA, "ada-text 2", 2),
+        bob_gone,
+        crm.ContactCreated(contact_id="ct_ada", identities=(identity,), source_channel=ch),
+        deleted(bob_gone),  # the group's preview falls back to Ada's message...
+        crm.ContactErased(contact_id="ct_ada"),  # ...and from it, erased, to Bob's first
+        received(ch, "acct", "tg-cy", "cy first", 7),
+        cy_gone,
+        deleted(cy_gone),
+        received(ch, "acct", "tg-cy", "cy late", 8),  # sent before the deleted one
+        dee,
+        deleted(dee),
+    ]
+
+
+@ORDERS
+async def test_a_deleted_latest_message_leaves_the_preview(
+    postgres_url: str, order: tuple[str, ...]
+) -> None:
+    """The preview of a conversation whose latest message was deleted falls back to the
+    newest message neither deleted nor erased, or none: live, and the same after a rebuild
+    in any stream order; no deleted text stays in the conversations."""
+    events = _deliveries(_deleted_latest())
+    pool = await create_pool(postgres_url, 2)
+    try:
+        live = await _live(pool, "live", events)
+        async with pool.acquire() as conn:
+            previews = {
+                r["chat_id"]: r["last_preview"]
+                for r in await conn.fetch("SELECT chat_id, last_preview FROM live.conversations")
+            }
+        assert previews == {"g1": "bob first", "tg-cy": "cy late", "tg-dee": None}
+        assert "gone-text" not in "".join(live["conversations"])
+        assert "ada-text" not in "".join(map(str, live.values()))
+        assert await _replay(pool, "rebuilt", events, [1], order) == live
+        assert await _replay(pool, "whole", events, [10_000], order) == live
+    finally:
+        await pool.close()
+
+
+async def test_the_erasure_blanks_early_edits_written_before_they_named_their_author(
+    postgres_url: str,
+) -> None:
+    """A pending edit from before migration 008 (no author hash) in the erased person's
+    one-to-one chat is blanked by the erasure too."""
+    events = _deliveries(_early_edits())
+    erasure = next(i for i, (s, _) in enumerate(events) if s == "CRM" and i > 1)
+    pool = await create_pool(postgres_url, 2)
+    try:
+        async with _fresh(pool, "legacy") as conn:
+            for stream, msg in events[:erasure]:
+                await _apply(conn, stream, [msg])
+            await conn.execute("UPDATE pending_edits SET erase_hash = NULL")
+            stream, msg = events[erasure]
+            await _apply(conn, stream, [msg])
+            waiting = await conn.fetch(
+                "SELECT provider_message_id, text FROM pending_edits ORDER BY 1"
+            )
+        assert [tuple(r) for r in waiting] == [("2", None), ("3", None), ("4", "bob early edit")]
+    finally:
+        await pool.close()

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 
 from switchboard.crm import keys
 from switchboard.crm.decoding import decode_event
-from switchboard.crm.projector import ERASED_CONTENT
+from switchboard.crm.projector import ERASED_CONTENT, PREVIEW_SQL
 from switchboard.events.catalog.crm import (
     ContactCreated,
     ContactErased,
@@ -308,11 +308,12 @@ async def _by_hash(conn: Conn, ws: str, channel: str, key_hash: str) -> list[str
 
 async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) -> None:
     """Forget the person: contact fields, notes, identities (kept only as keyed hashes, so
-    the other projections can blank what arrives or replays later), their messages and our
-    replies in their one-to-one chats, and their id wherever it stands (chat ids, sender
-    ids, recipients) replaced by a marker. The conversation and delivery projections blank
-    rows of erased people on insert to exactly the same values, so a rebuild equals the
-    live tables whichever projection replays first."""
+    the other projections can blank what arrives or replays later), their messages, their
+    edits still waiting for a message, our replies in their one-to-one chats, and their id
+    wherever it stands (chat ids, sender ids, recipients) replaced by a marker. The
+    conversation and delivery projections blank rows of erased people on insert to exactly
+    the same values, so a rebuild equals the live tables whichever projection replays
+    first."""
     ids = await conn.fetch(
         "SELECT channel, external_id FROM contact_identities WHERE contact_id = $1", contact_id
     )
@@ -322,6 +323,13 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
         marker = keys.erased_marker(key_hash)
         await conn.execute(
             "INSERT INTO erased_identities VALUES ($1) ON CONFLICT DO NOTHING", key_hash
+        )
+        # Their edits still waiting for a message keep only what kind and when (as the
+        # conversation projection writes those arriving from now on).
+        await conn.execute(
+            "UPDATE pending_edits SET text = NULL, content = $2::jsonb WHERE erase_hash = $1",
+            key_hash,
+            ERASED_CONTENT,
         )
         # An identity replayed after its key was shredded is only its hash: the rows still
         # holding it in the clear (from producers that did not seal) are found by hash.
@@ -350,18 +358,26 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
                     for r in rows
                 ],
             )
-            # A group's preview that was their message (its latest) goes, as a rebuild
-            # inserting that message blanked never shows it.
+            # Edits waiting in their one-to-one chats written before edits named their
+            # author (pending_edits.erase_hash) are theirs too.
             await conn.execute(
-                """UPDATE conversations c SET last_preview = NULL
-                   WHERE c.id = ANY($1::text[]) AND c.last_preview IS NOT NULL
-                     AND (SELECT m.content FROM messages m WHERE m.conversation_id = c.id
-                          ORDER BY m.sent_at DESC, m.stream_seq DESC LIMIT 1) = $2::jsonb""",
-                list({r["conversation_id"] for r in rows}),
+                """UPDATE pending_edits p SET text = NULL, content = $4::jsonb
+                   FROM conversations c
+                   WHERE c.id = p.conversation_id AND p.erase_hash IS NULL
+                     AND c.workspace_id = $1 AND c.channel = $2 AND c.chat_id = $3
+                     AND c.chat_type = 'private'""",
+                ws,
+                channel,
+                external_id,
                 ERASED_CONTENT,
             )
+            # Previews that were their messages fall back to the newest message left (in a
+            # one-to-one chat with them, none), as a rebuild inserting them blanked shows.
             await conn.execute(
-                """UPDATE conversations SET title = NULL, last_preview = NULL,
+                PREVIEW_SQL, sorted({r["conversation_id"] for r in rows}), ERASED_CONTENT
+            )
+            await conn.execute(
+                """UPDATE conversations SET title = NULL,
                        chat_id = CASE WHEN chat_type = 'private' THEN $4 ELSE chat_id END
                    WHERE workspace_id = $1 AND channel = $2 AND chat_id = $3""",
                 ws,
