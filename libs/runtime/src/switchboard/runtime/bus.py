@@ -420,7 +420,7 @@ class Bus:
     ) -> PubAck:
         """Encode ``model`` and publish it, returning once JetStream has stored it."""
         enc = encode(model, source=self.source, cause=cause, **envelope)
-        hdrs = dict(enc.headers)
+        hdrs = EncodedHeaders(enc.headers)  # encoded once, in _store, after what is added here
         if headers:
             hdrs.update(headers)
         with produce_span(f"publish {model.name}", **{"messaging.destination": enc.subject}):

@@ -348,12 +348,10 @@ class _Sealer:
                 await self.fields(f, owner, _FILE)
 
 
-async def seal_body(
-    keys: PiiKeys, workspace: str, body: dict[str, Any], *, copy: bool = True
-) -> dict[str, Any]:
-    """A conversation or delivery event's JSON with its personal fields sealed (a copy;
-    with ``copy=False`` sealed in place, for a caller whose ``body`` is its own)."""
-    d: dict[str, Any] = json.loads(json.dumps(body)) if copy else body
+async def seal_body(keys: PiiKeys, workspace: str, model: BaseModel) -> dict[str, Any]:
+    """A conversation or delivery event's JSON (``model`` dumped) with its personal fields
+    sealed."""
+    d: dict[str, Any] = model.model_dump(mode="json", exclude_none=True)
     channel = d.get("channel")
     if not isinstance(channel, str):
         if isinstance(d.get("contact_id"), str):
@@ -414,8 +412,7 @@ async def _seal_contact(keys: PiiKeys, workspace: str, d: dict[str, Any]) -> Non
 
 async def seal_model(keys: PiiKeys, workspace: str, model: M) -> M:
     """``model`` with its personal fields sealed (same class: sealed values are strings)."""
-    body = model.model_dump(mode="json", exclude_none=True)
-    return type(model).model_validate(await seal_body(keys, workspace, body, copy=False))
+    return type(model).model_validate(await seal_body(keys, workspace, model))
 
 
 def sealed_subject(workspace: str, ce_subject: str) -> str:
@@ -456,8 +453,7 @@ async def publish_sealed(
     # the normalizer ~10 % of its CPU per event (py-spy). The NATS subject and type come
     # from ``model``: routing tokens are never sealed (channel, account, our own ids), and
     # the CloudEvents subject, which names the chat, is replaced by the sealed one below.
-    body = model.model_dump(mode="json", exclude_none=True)
-    sealed = _json(await seal_body(keys or installed(), ws, body, copy=False))
+    sealed = _json(await seal_body(keys or installed(), ws, model))
     envelope: dict[str, Any] = {} if cause is not None else {"workspace_id": ws}
     if natural is not None and not model.caller_keyed:
         envelope["id"] = event_id(ws, natural)

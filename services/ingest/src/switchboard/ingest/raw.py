@@ -64,12 +64,9 @@ def raw_envelope(
         varying[H_TRACEPARENT] = traceparent
     if tracestate:
         varying[H_TRACESTATE] = tracestate
-    rid, at = encode_header_value(raw_id), encode_header_value(received)
-    parts = [block, _K_ID, rid, _K_MSG_ID, rid, _K_CORRELATION, rid, _K_TIME, at, _K_RECEIVED, at]
-    if traceparent:
-        parts += (_K_TRACEPARENT, encode_header_value(traceparent))
-    if tracestate:
-        parts += (_K_TRACESTATE, encode_header_value(tracestate))
+    parts = [block]
+    for key, value in varying.items():
+        parts += (_VARYING_KEYS[key], encode_header_value(value))
     parts.append(b"\r\n")
     return _subject(provider, account), EncodedHeaders(constant | varying, b"".join(parts))
 
@@ -81,9 +78,11 @@ def _key(name: str) -> bytes:
     return key
 
 
-_K_ID, _K_MSG_ID, _K_CORRELATION, _K_TIME, _K_RECEIVED, _K_TRACEPARENT, _K_TRACESTATE = map(
-    _key, (H_ID, H_MSG_ID, H_CORRELATION, H_TIME, H_RECEIVED_AT, H_TRACEPARENT, H_TRACESTATE)
-)
+# the varying headers' names, encoded once
+_VARYING_KEYS = {
+    name: _key(name)
+    for name in (H_ID, H_MSG_ID, H_CORRELATION, H_TIME, H_RECEIVED_AT, H_TRACEPARENT, H_TRACESTATE)
+}
 
 
 @lru_cache(maxsize=4096)
