@@ -127,7 +127,7 @@ async def test_login_with_password_and_every_error_over_http(
             code = w.fake.code("+15551230003").code
             w.fake.config.code_ttl = 0.01
             r = await http.post(late, json={"phone": "+15551230003"})
-            assert r.status_code == 200
+            assert r.status_code == 200, r.text
             code = w.fake.code("+15551230003").code
 
             async def expired() -> bool:

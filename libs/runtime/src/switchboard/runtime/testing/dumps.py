@@ -20,14 +20,21 @@ async def stream_dump(nats_url: str) -> str:
             assert name is not None
             if not info.state.messages:  # an empty stream has no sequence 0 to read
                 continue
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            seq, last = info.state.first_seq, info.state.last_seq
+            while seq <= last:
                 try:
                     msg = await bus.js.get_msg(name, seq)
                 except NotFoundError:  # deleted or purged since the stream was listed
-                    continue
-                out += (msg.subject or "").encode() + b"\n"
-                out += repr(dict(msg.headers or {})).encode() + b"\n"
-                out += (msg.data or b"") + b"\n"
+                    msg = None
+                if msg is not None:
+                    out += (msg.subject or "").encode() + b"\n"
+                    out += repr(dict(msg.headers or {})).encode() + b"\n"
+                    out += (msg.data or b"") + b"\n"
+                if seq == last:
+                    # A key rewritten while we read (a lease's heartbeat) replaced the
+                    # revision we listed with one past ``last``: read on to the stream's end.
+                    last = (await bus.js.stream_info(name)).state.last_seq
+                seq += 1
     finally:
         await bus.close()
     return out.decode(errors="replace")
