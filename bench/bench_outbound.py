@@ -148,6 +148,7 @@ async def main() -> None:
             campaign_cpu = cpu_report(pids, cpu_before, RECIPIENTS)
             late = await metric_total(http, ports, "switchboard_outbound_late_slots_total")
             pushed = await metric_total(http, ports, "switchboard_outbound_late_sends_total")
+            reports = await metric_total(http, ports, "switchboard_outbound_answer_reports_total")
             await bus.close()
         records = reqs["requests"]
         if dump := os.environ.get("BENCH_DUMP"):
@@ -187,7 +188,8 @@ async def main() -> None:
             print(f"campaign {campaign_cpu}")
         print(
             f"slots given up because a send would have left late: {late:.0f}; "
-            f"next windows held back after a send that may have been counted late: {pushed:.0f}"
+            f"next windows held back after a send that may have been counted late: {pushed:.0f}; "
+            f"answers written by a report, not a lease: {reports:.0f}"
         )
         print(
             f"outbound_utilization={rate / permitted:.3f} outbound_429={limited} "

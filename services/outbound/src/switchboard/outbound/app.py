@@ -183,7 +183,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             safety=settings.limit_safety_ms / 1000,
             margin=settings.limit_margin,
             pauses=pauses,
+            # a call gives up after its timeout (and the second the sender adds to it),
+            # having left at most max_lateness after its slot
+            unresolved=settings.call_timeout_s + 1 + settings.max_lateness_ms / 1000,
         )
+        rt.on_close(limiter.close)
         schedulers = Schedulers(
             limiter,
             Horizons(

@@ -194,7 +194,8 @@ class ConversionSender:
     ) -> None:
         pixel, secrets, settings = account.id, account.secrets, account.settings
         breaker = self.breakers.get(PROVIDER, pixel)
-        await self.limiter.wait(account_key(account, PROVIDER), (), (f"{PROVIDER}.{pixel}",))
+        key = account_key(account, PROVIDER)
+        slot = await self.limiter.wait(key, (), (f"{PROVIDER}.{pixel}",))
         client = self._client(str(settings.get("api_base_url") or GRAPH_API))
         for item in items:
             item.record = item.record.step(
@@ -210,8 +211,10 @@ class ConversionSender:
                 graph_version=settings.get("graph_version"),
             )
         except ProviderError as err:
+            self.limiter.ended(key, slot, heard=err.heard)
             await self._on_error(err, account, test_code, items, payloads)
             return
+        self.limiter.ended(key, slot)
         breaker.success()
         trace = str(answer.get("fbtrace_id")) if answer.get("fbtrace_id") else None
         await asyncio.gather(*(self._sent(item, trace, len(items)) for item in items))

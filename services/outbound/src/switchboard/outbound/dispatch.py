@@ -121,7 +121,7 @@ class ProviderCommands:
             return
         pause = f"{PROVIDER}.{cmd.account}"
         key = account_key(account, PROVIDER)
-        await self.limiter.wait(key, (), (pause,))
+        slot = await self.limiter.wait(key, (), (pause,))
         phase.calling = True
         record = record.step("in_flight", attempts=record.attempts + 1)
         try:
@@ -129,8 +129,10 @@ class ProviderCommands:
                 provider_id, detail = await call(self.client, account, cmd)
         except (TimeoutError, ProviderError) as exc:
             err = exc if isinstance(exc, ProviderError) else timed_out()
+            self.limiter.ended(key, slot, heard=err.heard)
             await self._on_error(cmd, env, msg, record, err, pause, key)
             return
+        self.limiter.ended(key, slot)
         breaker.success()
         record = record.step("sent", provider_message_id=provider_id)
         sent = Dispatched(

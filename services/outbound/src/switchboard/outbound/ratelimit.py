@@ -8,18 +8,20 @@ racing for the same bot or chat each get distinct slots.
 An account's key (leased, below) also keeps the provider's sliding window itself
 (``window.WindowLog``: when each recent send may have been counted), and a slot must also
 be one the window admits. GCRA there only keeps the pace smooth (at the exact rate, with
-``Limit.burst`` slots of catching up); the window decides, and the margin lives in it: a
-send is taken as counted up to ``margin`` of a window after its slot until its answer is
-known, then up to the lateness the answer showed plus half the margin (later or earlier than
-the whole margin; a late one is written at once, ``counted_late``), and that moves only the
-slot a window on.
+``Limit.burst`` slots of catching up); the window decides, and the margin lives in it: once
+its answer is logged a send is taken as counted up to the lateness the answer showed plus
+half the margin (a late one is written at once, ``counted_late``, and moves only the slot a
+window on); until then it holds its place in the window (``window.Counted.latest``). Every
+answer, and every leased slot nothing left at (``note_unused``), reaches the log with the
+instance's next lease of the key or a report ``report_within`` later.
 
 Two operations serve the send path:
 - ``lease`` takes a block of consecutive slots of an account's key (a bot, a number) in one
   compare-and-swap: an instance with many sends for a bot pays one KV round trip per block
   rather than per send, and the block is never more than ``horizon`` seconds ahead, so the
   budget stays shared (another instance finds the TAT moved and leases after it). A slot an
-  instance does not use is simply lost; it is never handed out twice.
+  instance does not use is reported unused, never handed out twice; leases reach less than a
+  window ahead.
 - ``claim`` takes one slot of a recipient's key (a chat, a pair) at a given time, or says
   when that recipient is ready; a busy chat never blocks the account's other chats. These
   keys are GCRA only, spaced with the margin, and a late send holds their next window back
@@ -50,6 +52,7 @@ from dataclasses import dataclass, field, replace
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from prometheus_client import Counter
 
 from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.window import Pace, WindowLog, pick_slots
@@ -59,6 +62,10 @@ from switchboard.runtime.logging import get_logger
 from switchboard.runtime.lru import remember
 
 log = get_logger(__name__)
+REPORTS = Counter(
+    "switchboard_outbound_answer_reports_total",
+    "Writes of answered sends that no lease of their key carried in time (report_within)",
+)
 
 
 class LimiterContentionError(OutboundServiceError, RuntimeError):
@@ -176,12 +183,20 @@ class SharedLimiter:
     safety: float = 0.0
     margin: float = 0.0
     pauses: PauseView | None = None
+    # How long a send may stay unanswered (the call's timeout and its lateness): until its
+    # answer is logged, a send may have been counted up to this long after its slot.
+    unresolved: float = 30.0
+    # How soon a noted answer is written when no lease of its key carries it first: well
+    # within the window less the lease horizon, so the slot a window on from the send is
+    # leased knowing its answer (an unanswered send holds a place in the window).
+    report_within: float = 0.25
     # The last state and revision this instance saw per key: a write with it usually
     # succeeds without a read first. Only a hint: compare-and-swap decides.
     _seen: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
     # Late and answered sends of leased keys noted here and not yet written (``note_late``):
     # the next lease of the key carries them in its own write, or ``counted_late`` does.
     _late: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)
+    _reports: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def spacing(self, limit: Limit) -> float:
         """A claimed (recipient) key's interval: the rate's, plus the margin."""
@@ -201,6 +216,7 @@ class SharedLimiter:
             limit.interval,
             limit.tolerance,
             gap=limit.interval / limit.burst,
+            unresolved=self.unresolved,
         )
 
     # -- KV plumbing ---------------------------------------------------------------------
@@ -246,37 +262,86 @@ class SharedLimiter:
         limit's burst) and admitted by the provider's window as logged (``window``)."""
         pace = self.pace(key.limit)
         name = kv_key(key.name)
-        for _ in range(40):
+        # Less than a window ahead: a send unanswered now is taken as counted as late as now,
+        # which covers every slot up to a window on (``window``'s proof).
+        reach = min(math.inf if horizon is None else horizon, pace.per * 0.99)
+        for attempt in range(40):
             now = self.clock()
-            state, revision = await self._current(name)
-            last = now + horizon + 1e-9 if horizon is not None else math.inf
+            cached = self._guess(name) if attempt == 0 else None
+            state, revision = cached if cached is not None else await self._read(name)
+            last = now + reach + 1e-9
             late = list(self._late.get(name, ()))
             window = state.window
             for slot, seconds, answered in late:
                 window = window.late(slot, seconds, answered)
-            window = window.trim(pace.count, pace.per, pace.allowance, now)
+            window = window.trim(pace.count, pace.per, pace.allowance, now, pace.unresolved)
             earliest = max(now, not_before)
-            slots, tat, window, first = pick_slots(pace, state.tat, window, want, earliest, last)
+            slots, tat, window, first = pick_slots(
+                pace, state.tat, window, want, earliest, last, now
+            )
             if not slots:
-                return Lease((), first - (horizon or 0.0))
+                if cached is not None:
+                    continue  # the cache may be old (answers written since): read first
+                return Lease((), first - reach)
             if await self._write(name, replace(state, tat=tat, window=window), revision):
                 self._written(name, late)
                 return Lease(tuple(slots), tat)
-            await self._read(name)  # another instance moved it: look again
+            # another instance moved it: the next attempt reads it again
         raise LimiterContentionError(f"could not lease slots of {key.name}")
 
     def note_late(self, key: LimitKey, slot: float, seconds: float, answered: bool = False) -> None:
         """The send of ``key``'s leased ``slot`` may have been counted ``seconds`` after it
         (``answered``: its answer says so, and no later). The next lease of the key here
-        carries it in its own write (no write of its own to race the leases); a late one
-        must reach the window before anyone leases a window on from it, so the caller also
-        asks ``counted_late`` for it. An answer that comes too late for that only leaves the
-        send counted at its whole allowance."""
-        pending = self._late.setdefault(kv_key(key.name), [])
-        # What could not be written within two windows no longer matters (the bus is down)
-        stale = self.clock() - 2 * key.limit.per
+        carries it in its own write, or a report writes it ``report_within`` later (until
+        then the window holds the send's place); a late one must reach the window before
+        anyone leases a window on from it, so the caller also asks ``counted_late`` for it."""
+        name = kv_key(key.name)
+        self._late.setdefault(name, []).append((slot, seconds, answered))
+        self._report_soon(key)
+
+    def _report_soon(self, key: LimitKey) -> None:
+        """Make sure the answers noted for ``key`` are written soon (``_report``)."""
+        name = kv_key(key.name)
+        pending = self._late.get(name, [])
+        # An answer matters until its send's call would have timed out and two windows more
+        # (the log holds an unanswered send's place until then); older ones are dropped.
+        stale = self.clock() - self.unresolved - 2 * key.limit.per
         pending[:] = [item for item in pending if item[0] > stale]
-        pending.append((slot, seconds, answered))
+        if not pending:
+            self._late.pop(name, None)
+        elif name not in self._reports:
+            task = asyncio.get_running_loop().create_task(self._report(key))
+            self._reports[name] = task
+
+    def note_unused(self, key: LimitKey, slots: Sequence[float]) -> None:
+        """These leased slots of ``key`` were never used: nothing left at them, which the
+        log takes as answered on time (else each would hold a place in its window until
+        the call timeout, ``window.Counted.latest``)."""
+        for slot in slots:
+            self.note_late(key, slot, 0.0, answered=True)
+
+    async def _report(self, key: LimitKey) -> None:
+        """Write ``key``'s noted answers ``report_within`` after the first of them, unless a
+        lease carried them meanwhile (``counted_late`` then has nothing to do)."""
+        try:
+            await asyncio.sleep(self.report_within)
+            if self._late.get(kv_key(key.name)):  # else a lease carried them
+                REPORTS.inc()
+                await self.counted_late(key)
+        except Exception as exc:  # the bus is down: the next lease or report carries them
+            log.warning("writing answered sends failed", key=key.name, error=str(exc))
+        finally:
+            self._reports.pop(kv_key(key.name), None)
+        self._report_soon(key)  # the ones noted while writing, or left by a failure
+
+    async def close(self) -> None:
+        """Stop the pending reports (what they would write only saves the next leases
+        time: an unanswered send is taken as counted until its call's timeout)."""
+        tasks = list(self._reports.values())
+        self._reports.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _written(self, name: str, done: Sequence[tuple[float, float, bool]]) -> None:
         """These noted late sends of ``name`` are in the KV value now (a lease and a write
@@ -307,7 +372,9 @@ class SharedLimiter:
             window = state.window
             for slot, seconds, answered in late:
                 window = window.late(slot, seconds, answered)
-            window = window.trim(pace.count, pace.per, pace.allowance, self.clock())
+            window = window.trim(
+                pace.count, pace.per, pace.allowance, self.clock(), pace.unresolved
+            )
             if window == state.window and cached is None:
                 self._written(name, late)
                 return
@@ -403,18 +470,21 @@ class SharedLimiter:
         if ready > now:
             return None, ready
         lease = await self.lease(primary, 1)
+        if not lease.slots:  # none within a window from now
+            return None, lease.retry_at
         at = lease.slots[0]
         for k in secondary:
             busy = await self.claim(k, at)
             if busy is not None:
-                return None, busy  # the chat was taken meanwhile: the bot slot is lost (safe)
+                self.note_unused(primary, [at])  # the chat was taken meanwhile: unused
+                return None, busy
         return at, at
 
     async def wait(
         self, primary: LimitKey, secondary: Sequence[LimitKey] = (), pauses: Sequence[str] = ()
     ) -> float:
-        """Reserve, waiting for recipients and pauses as needed; sleep until the slot."""
-        started = self.clock()
+        """Reserve, waiting for recipients and pauses as needed; sleep until the slot, and
+        return it. The caller says when its call ended (``ended``)."""
         while True:
             at, retry = await self.reserve(primary, secondary, pauses)
             if at is not None:
@@ -423,7 +493,13 @@ class SharedLimiter:
         delay = at - self.clock()
         if delay > 0:
             await asyncio.sleep(delay)
-        return self.clock() - started
+        return at
+
+    def ended(self, key: LimitKey, slot: float, heard: bool = True) -> None:
+        """The call made at ``slot`` of ``key`` (``wait``) ended now: the provider counted
+        it no later than now when ``heard`` (an answer came back), else it may until the
+        call's timeout. No round trip is measured here, so all of its time counts as late."""
+        self.note_late(key, slot, max(0.0, self.clock() - slot), heard)
 
 
 @dataclass

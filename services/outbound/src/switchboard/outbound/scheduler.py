@@ -11,7 +11,9 @@ recipient can take it at that time (a compare-and-swap on the recipient's key). 
   future for bulk traffic: a conversational send arriving anywhere finds a slot that soon.
 
 Slots are absolute times shared by every instance; the scheduler holds no state that
-matters (a crash loses at most the slots it leased, which are then simply unused).
+matters (a crash loses at most the slots it leased: the window holds their places until
+a call's timeout, as for any send whose answer never came). Slots no ticket took are
+reported unused.
 """
 
 from __future__ import annotations
@@ -145,17 +147,20 @@ class AccountScheduler:
             # The account's future is taken that far: ask when it has room again, or at
             # once if a more urgent ticket arrives (it may lease further ahead).
             return max(0.001, lease.retry_at + horizon / 2 - self.clock())
-        await self._assign(list(lease.slots), due)
+        given = await self._assign(list(lease.slots), due)
+        # The slots no send took leave nothing: logged as such, they free their windows.
+        self.limiter.note_unused(self.key, [t for t in lease.slots if t not in given])
         return (
             0.0
             if len(lease.slots) < len(due)
             else max(0.0, lease.slots[-1] - horizon / 2 - self.clock())
         )
 
-    async def _assign(self, slots: list[float], due: list[Ticket]) -> None:
+    async def _assign(self, slots: list[float], due: list[Ticket]) -> set[float]:
         """Give the slots to the tickets in order; a recipient busy at its slot moves aside
-        and the slot goes to the next ticket, while there is time."""
+        and the slot goes to the next ticket, while there is time. Returns the slots given."""
         waiting = list(due)
+        given: set[float] = set()
         for _ in range(3):
             pairs: list[tuple[float, Ticket]] = []
             unused: list[float] = []
@@ -167,7 +172,7 @@ class AccountScheduler:
                     waiting.remove(pick)
                     pairs.append((at, pick))
             if not pairs:
-                return
+                return given
             results = await asyncio.gather(
                 *(self._claim(t, at) for at, t in pairs), return_exceptions=True
             )
@@ -178,13 +183,17 @@ class AccountScheduler:
                 elif busy is None:
                     if not ticket.future.done():
                         ticket.future.set_result(at)
+                        given.add(at)
+                    else:  # withdrawn after its recipient's slot was taken
+                        unused.append(at)
                 else:
                     ticket.ready_at = busy
                     unused.append(at)
             soon = self.clock() + 0.005
             slots = sorted(s for s in unused if s > soon)
             if not slots or not waiting:
-                return
+                return given
+        return given
 
     async def _claim(self, ticket: Ticket, at: float) -> float | None:
         if ticket.future.done():

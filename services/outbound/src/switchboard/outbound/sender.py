@@ -429,10 +429,12 @@ class Sender:
             heard = True
             return sent
         except ProviderError as exc:
-            heard = "maybe_sent" not in exc.raw  # a refusal is an answer; a lost call is not
+            heard = exc.heard
             raise
         finally:
-            if window.left_at is not None:
+            if window.left_at is None:  # nothing left (SlotMissedError, or a failure before)
+                self.limiter.note_unused(limits.account, [at])
+            else:
                 answered = self.clock()
                 base = self.round_trips.baseline(limits.account.name, answered - window.left_at)
                 late = lateness(at, window.left_at, answered, base)
@@ -477,7 +479,11 @@ class Sender:
             at = got
             delay = at - self.clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except BaseException:
+                    self.limiter.note_unused(limits.account, [at])
+                    raise
             now = self.clock()
             paused = 0.0
             if pauses is not None:
@@ -492,11 +498,14 @@ class Sender:
                     and self.pool is not None
                     and self.pool.paused_long(cmd.channel, cmd.account)
                 ):
+                    self.limiter.note_unused(limits.account, [at])
                     return None
+                self.limiter.note_unused(limits.account, [at])
                 ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause, paused)
                 continue
             if now - at > self.policy.max_lateness:
                 LATE_SLOTS.inc()
+                self.limiter.note_unused(limits.account, [at])
                 # The recipient's slot at `at` is taken: it is ready one interval later.
                 step = self.limiter.spacing(limits.recipient.limit) if limits.recipient else 0
                 ticket = Ticket(

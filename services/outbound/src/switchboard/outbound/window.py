@@ -3,19 +3,29 @@ a key may have been counted.
 
 Telegram (and the sandbox, PROTOCOLS.md) refuses a send when ``count`` sends were counted in
 the ``per`` seconds before it. A send is counted no earlier than its slot (it never leaves
-before it) and no later than its slot plus the allowance (the margin) while its answer is
-not known here, or, once it is, its slot plus the lateness the answer showed (``pacing``)
-plus half the allowance (what no answer shows: clocks, the estimate's error). So a new slot
-``t`` is safe when at most ``count - 1`` of the known latest-count times are later than
-``t - per``: the ``count``-th latest of them plus ``per`` is the earliest slot the window
-admits (``WindowLog.earliest``). A late send moves only the slot that follows it by a window; the
-sends around it keep their pace (holds that shifted every later slot cost each window its
-latest send's lateness again).
+before it). Once its answer is logged, no later than its slot plus the lateness the answer
+showed (``pacing``) plus half the allowance (what no answer shows: clocks, the estimate's
+error). Until then nothing bounds it but the call's timeout: a send still unanswered in the
+log when a slot is leased is taken as counted as late as that moment (``Counted.latest``'s
+``now``), at least its allowance after its slot. So a new slot ``t`` is safe when at most
+``count - 1`` of the latest-count times are later than ``t - per``: the ``count``-th latest
+of them plus ``per`` is the earliest slot the window admits (``WindowLog.earliest``). A late
+send moves only the slot that follows it by a window; the sends around it keep their pace
+(holds that shifted every later slot cost each window its latest send's lateness again).
+Every answer, and every leased slot that never left, reaches the log within a fraction of a
+window (``SharedLimiter.note_late``), so in the usual course a send is answered in the log
+long before the slot a window on from it is leased and the rule costs nothing; it holds a
+window's place only for a send whose answer is slow to come or to be written (a starved or
+killed instance), which before was taken as counted within its allowance and drew 429s
+(bench_outbound under load: reports written a median 0.3 s, up to 2.3 s, after the answer).
 
 Proof sketch that no ``count + 1`` sends can be counted inside one window: of any such
-group, the send whose slot was taken last saw the other ``count`` already logged, each with
-a latest-counted time inside the window, so its slot was at least a window after the
-``count``-th latest of them: outside the window. It holds for any order of slots and any
+group, the send whose slot ``t`` was taken last (at ``T >= t - horizon``, and leases reach
+less than a window ahead: ``horizon < per``) saw the other ``count`` already logged. Each
+was counted after ``t - per`` (inside the window with the last one, which was counted no
+earlier than ``t``), and each has a latest-counted time after ``t - per``: an answered one
+its measured one, an unanswered one ``T > t - per``. So ``t`` was at least a window after
+the ``count``-th latest of them: outside the window. It holds for any order of slots and any
 number of instances, since the log is one KV value written by compare-and-swap.
 """
 
@@ -49,14 +59,19 @@ class Counted:
     late: float = 0.0
     answered: bool = False
 
-    def latest(self, allowance: float) -> float:
+    def latest(
+        self, allowance: float, now: float = -math.inf, unresolved: float = math.inf
+    ) -> float:
         """The latest time the provider may have counted it: its slot plus its lateness and
-        half the allowance once its answer is known; before, at least the whole allowance.
-        An answered send on time thus frees the window a window on that much earlier: the
-        whole allowance on every send capped a bot at 1 / (1 + margin) of its rate."""
+        half the allowance once its answer is known. Before, at least the whole allowance,
+        and up to ``now`` (the provider may count it any time until it answers), but no
+        more than ``unresolved`` after its slot (a call that long is given up). An answered
+        send on time thus frees the window a window on that much earlier: the whole
+        allowance on every send capped a bot at 1 / (1 + margin) of its rate."""
         if self.answered:
             return self.slot + self.late + allowance / 2
-        return self.slot + max(allowance, self.late + allowance / 2)
+        waited = min(now - self.slot, unresolved)
+        return self.slot + max(allowance, self.late + allowance / 2, waited)
 
 
 def noteworthy(late: float, allowance: float) -> bool:
@@ -70,11 +85,19 @@ class WindowLog:
 
     sends: tuple[Counted, ...] = ()
 
-    def earliest(self, count: int, per: float, allowance: float) -> float:
-        """The earliest slot the provider's window admits (``-inf``: any)."""
+    def earliest(
+        self,
+        count: int,
+        per: float,
+        allowance: float,
+        now: float = -math.inf,
+        unresolved: float = math.inf,
+    ) -> float:
+        """The earliest slot the provider's window admits (``-inf``: any), leased at ``now``
+        (``Counted.latest``)."""
         if len(self.sends) < count:
             return -math.inf
-        latest = sorted(c.latest(allowance) for c in self.sends)
+        latest = sorted(c.latest(allowance, now, unresolved) for c in self.sends)
         return latest[-count] + per
 
     def add(self, slot: float) -> WindowLog:
@@ -100,14 +123,20 @@ class WindowLog:
         sends[i] = new
         return WindowLog(tuple(sends))
 
-    def trim(self, count: int, per: float, allowance: float, now: float) -> WindowLog:
+    def trim(
+        self, count: int, per: float, allowance: float, now: float, unresolved: float = math.inf
+    ) -> WindowLog:
         """Only what can still count: only the ``count`` latest decide ``earliest``, and a
         send counted two windows before ``now`` is out of every window to come (one would
         do, but an instance that read the clock before a slow read of the key may still pick
         a slot a little before this ``now``)."""
-        live = [c for c in self.sends if c.latest(allowance) > now - 2 * per]
+
+        def latest(c: Counted) -> float:
+            return c.latest(allowance, now, unresolved)
+
+        live = [c for c in self.sends if latest(c) > now - 2 * per]
         if len(live) > count:
-            keep = sorted(live, key=lambda c: c.latest(allowance))[-count:]
+            keep = sorted(live, key=latest)[-count:]
             live = sorted(keep, key=lambda c: c.slot)
         return self if len(live) == len(self.sends) else WindowLog(tuple(live))
 
@@ -163,17 +192,27 @@ class Pace:
     interval: float
     tolerance: float
     gap: float = 0.0
+    # How long a send may stay unanswered (its call's timeout): until its answer is logged
+    # it may have been counted up to that long after its slot (``Counted.latest``).
+    unresolved: float = math.inf
 
 
 def pick_slots(
-    pace: Pace, tat: float, window: WindowLog, want: int, earliest: float, last: float
+    pace: Pace,
+    tat: float,
+    window: WindowLog,
+    want: int,
+    earliest: float,
+    last: float,
+    now: float,
 ) -> tuple[list[float], float, WindowLog, float]:
-    """Up to ``want`` slots from ``earliest`` to ``last``, each admitted by the window and
-    the pace: (slots, the TAT and window after them, the first slot that did not fit)."""
+    """Up to ``want`` slots from ``earliest`` to ``last``, each admitted by the window (as
+    it stands ``now``) and the pace: (slots, the TAT and window after them, the first slot
+    that did not fit). ``last`` must be less than a window after ``now`` (the proof above)."""
     slots: list[float] = []
     latest = max((c.slot for c in window.sends), default=-math.inf)
     while len(slots) < want:
-        opens = window.earliest(pace.count, pace.per, pace.allowance)
+        opens = window.earliest(pace.count, pace.per, pace.allowance, now, pace.unresolved)
         t = on_grid(max(earliest, tat - pace.tolerance, opens, latest + pace.gap))
         if t > last:
             return slots, tat, window, t

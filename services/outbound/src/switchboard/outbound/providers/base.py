@@ -37,6 +37,12 @@ class ProviderError(OutboundServiceError):
     def __str__(self) -> str:
         return f"{self.code}: {self.reason}"
 
+    @property
+    def heard(self) -> bool:
+        """Whether the provider answered the call: a refusal is an answer; a call lost on
+        the way that may have reached it (``raw["maybe_sent"]``, the transport's) is not."""
+        return not self.raw.get("maybe_sent", False)
+
     def as_failure(self) -> ProviderFailure:
         """What the provider-failure policy decides on."""
         return ProviderFailure(self.failure, self.code, self.reason, self.retry_after)
@@ -44,7 +50,9 @@ class ProviderError(OutboundServiceError):
 
 def timed_out() -> ProviderError:
     """A provider call that did not answer in time: retryable."""
-    return ProviderError(Failure.RETRYABLE, "timeout", "provider call timed out")
+    return ProviderError(
+        Failure.RETRYABLE, "timeout", "provider call timed out", raw={"maybe_sent": True}
+    )
 
 
 @dataclass(frozen=True)
