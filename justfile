@@ -26,9 +26,11 @@ down:
 # group (pytest, mypy, ruff, checkov, hadolint, kubectl, schemathesis, ...) on first use.
 # Two workers (pytest-xdist): most tests wait on servers and processes rather than compute,
 # so two files at a time fit the CI's 2 cores; whole files go to one worker (module fixtures
-# start once). SWITCHBOARD_TEST_WORKERS=0 runs them one after another.
+# start once). SWITCHBOARD_TEST_WORKERS=0 runs them one after another. Chromium and promtool
+# come from Debian when missing (.ci/system-packages).
 [group('test')]
 test *args:
+    bash .ci/system-packages
     uv run --group dev pytest -n ${SWITCHBOARD_TEST_WORKERS:-2} --dist loadfile {{args}}
 
 # Run only the fast tests (no end-to-end processes)

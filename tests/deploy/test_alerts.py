@@ -47,7 +47,7 @@ def _alerts(groups: dict[str, Any]) -> list[dict[str, Any]]:
 def _promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is missing: apt-get install prometheus (.ci/run installs it)")
+        pytest.fail("promtool is missing: apt-get install prometheus (just test installs it)")
     return path
 
 
