@@ -24,7 +24,10 @@ async def limiters(nats_url: str) -> AsyncIterator[list[SharedLimiter]]:
     buses = [await Bus.connect(nats_url, name=f"instance-{i}") for i in range(3)]
     await buses[0].provision()
     # the service default margin: exact 1/30 s spacing would let float error fit 31 in 1 s
-    yield [SharedLimiter(await b.kv("ratelimit"), safety=0.002) for b in buses]
+    limiters = [SharedLimiter(await b.kv("ratelimit"), safety=0.002) for b in buses]
+    yield limiters
+    for lim in limiters:
+        await lim.close()
     for b in buses:
         await b.close()
 
