@@ -27,7 +27,6 @@ from switchboard.runtime.delivery.lease import LeaseValue as LeaseValue
 from switchboard.runtime.delivery.lease import Observed as Observed
 from switchboard.runtime.delivery.lease import claim_action as claim_action
 from switchboard.runtime.delivery.lease import expired
-from switchboard.runtime.delivery.lease import key_exists as key_exists
 from switchboard.runtime.delivery.lease import while_held as while_held
 
 Clock = Callable[[], float]

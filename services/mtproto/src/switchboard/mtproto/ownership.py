@@ -23,7 +23,6 @@ from nats.js.kv import KeyValue
 
 from switchboard.events.catalog.mtproto import DisconnectReason
 from switchboard.mtproto.leases import (
-    ClaimAction,
     Clock,
     Lease,
     LeaseValue,
@@ -32,7 +31,6 @@ from switchboard.mtproto.leases import (
     fair_share,
     hrw_score,
     instance_key,
-    key_exists,
     session_key,
 )
 from switchboard.mtproto.metrics import LEASE_EVENTS
@@ -92,8 +90,10 @@ class Ownership:
         lease = self.lease(session_id)
         if await lease.claim(action, observed):
             return lease
-        if action != ClaimAction.CREATE and not await key_exists(self.kv, key):
-            self.view.forget(key)  # removed by the bucket's max age: create it next time
+        # The view may be behind what is stored (a watch that missed an update across a NATS
+        # node's restart, or a key the bucket's max age removed): read the key, so the next
+        # tick decides on it, rather than comparing against a stale revision every tick.
+        await self.view.observe(key)
         return None
 
     @asynccontextmanager

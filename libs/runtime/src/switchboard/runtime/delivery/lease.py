@@ -45,7 +45,6 @@ from nats.js.kv import KeyValue
 
 from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
 from switchboard.runtime.failures import InfrastructureError
-from switchboard.runtime.kv import current
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -336,10 +335,6 @@ class Lease:
             if value is None or value.nonce != self.nonce or entry.revision == self.revision:
                 raise
             await self.kv.delete(self.key, last=entry.revision)
-
-
-async def key_exists(kv: KeyValue, key: str) -> bool:
-    return await current(kv, key) is not None
 
 
 class LeaseLostError(InfrastructureError):
