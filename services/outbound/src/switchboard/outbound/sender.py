@@ -492,15 +492,14 @@ class Sender:
                     pauses.until(pause_key(limits.recipient_pause)),
                 )
             if paused > now:
+                self.limiter.note_unused(limits.account, [at])
                 if (
                     may_move
                     and cmd.campaign_id
                     and self.pool is not None
                     and self.pool.paused_long(cmd.channel, cmd.account)
                 ):
-                    self.limiter.note_unused(limits.account, [at])
                     return None
-                self.limiter.note_unused(limits.account, [at])
                 ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause, paused)
                 continue
             if now - at > self.policy.max_lateness:

@@ -25,8 +25,8 @@ async def stream_dump(nats_url: str) -> str:
                 try:
                     msg = await bus.js.get_msg(name, seq)
                 except NotFoundError:  # deleted or purged since the stream was listed
-                    msg = None
-                if msg is not None:
+                    pass
+                else:
                     out += (msg.subject or "").encode() + b"\n"
                     out += repr(dict(msg.headers or {})).encode() + b"\n"
                     out += (msg.data or b"") + b"\n"
