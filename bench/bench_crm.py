@@ -113,16 +113,19 @@ class ApiWatcher:
         self.seen: dict[int, float] = {}
         self.top = 0  # the highest stream_seq seen so far
         self.polls = 0
+        self.durations: list[float] = []  # each request's round trip, ms
 
     async def poll(self) -> None:
         params: dict[str, str | int] = {"text": "load", "limit": 100}
         newest = self.top
         while True:
             self.polls += 1
+            sent = time.perf_counter()
             r = await self.http.get(
                 f"{self.base}/v1/messages/search", params=params, headers=self.headers
             )
             r.raise_for_status()
+            self.durations.append((time.perf_counter() - sent) * 1000)
             page = r.json()
             now = time.time()
             for item in page["items"]:
@@ -167,11 +170,21 @@ async def stages(
         "CONV->projected": [done_at[n] - conv[n][0] for n in ids],  # type: ignore[operator]
         "projected->API": [seen[n] - done_at[n] for n in ids],  # type: ignore[operator]
     }
+    start_at = min(due.values())
     for name, values in parts.items():
         ms = sorted(v * 1000 for v in values)
         if ms:
             p50, p99 = statistics.median(ms), ms[int(len(ms) * 0.99)]
-            print(f"  {name}: p50={p50:.1f} ms p99={p99:.1f} ms")
+            seconds: dict[int, list[float]] = {}
+            for n, v in zip(ids, values, strict=True):
+                seconds.setdefault(int(due[n] - start_at), []).append(v * 1000)
+            tails = " ".join(f"{_p99(seconds[s]):.0f}" for s in sorted(seconds))
+            print(f"  {name}: p50={p50:.1f} ms p99={p99:.1f} ms (p99 by second: {tails})")
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[int(len(ordered) * 0.99)]
 
 
 def by_second(due: dict[int, float], seen: dict[int, float], start_at: float) -> None:
@@ -181,11 +194,8 @@ def by_second(due: dict[int, float], seen: dict[int, float], start_at: float) ->
     seconds: dict[int, list[float]] = {}
     for n, at in seen.items():
         seconds.setdefault(int(due[n] - start_at), []).append((at - due[n]) * 1000)
-    p99s = []
-    for second in sorted(seconds):
-        ms = sorted(seconds[second])
-        p99s.append(f"{ms[int(len(ms) * 0.99)]:.0f}")
-    print(f"  p99 ms by second of the run: {' '.join(p99s)}")
+    p99s = " ".join(f"{_p99(seconds[s]):.0f}" for s in sorted(seconds))
+    print(f"  p99 ms by second of the run: {p99s}")
 
 
 def _first_past(projected: list[tuple[float, int]], seq: int) -> float | None:
@@ -280,6 +290,11 @@ async def e2e(tmp: Path, nats_url: str, pg_url: str) -> list[float]:
             projected = await checkpoints
             out, _ = await load.communicate()
             print(f"load generator: {out.decode().strip()}; API polls: {api.polls}")
+            took = sorted(api.durations)
+            print(
+                f"  API poll round trip: p50={statistics.median(took):.1f} ms "
+                f"p99={_p99(took):.1f} ms max={took[-1]:.1f} ms"
+            )
             seen = api.seen
             due = {n: start_at + (n - 1) / E2E_RATE for n in seen}
             await stages(nats_url, due, seen, projected)
