@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache, wraps
@@ -103,12 +102,6 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                 concurrency=settings.normalizer_concurrency,
             )
             rt.spawn("normalizer", worker.run)
-        # Everything built so far (imports, settings, the account cache: ~109k objects) lives
-        # as long as the process: frozen, the collector's full passes stop rescanning it. A
-        # full pass over them stalled the event loop 35-64 ms (gc.callbacks, 600 webhooks/s
-        # open loop, normalizer on), every webhook in flight waiting behind it; after the
-        # freeze a full pass took 0.8 ms.
-        gc.freeze()
 
     app = service_app(
         service="ingest",

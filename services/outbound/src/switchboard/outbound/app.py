@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -329,9 +328,6 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             )
         )  # fmt: skip
         rt.spawn("probes", lambda: prober.run(rt.stop))
-        # What start-up allocated lives as long as the process: out of the collector's way,
-        # a full collection no longer walks it (a 100+ ms pause there delays every send).
-        gc.freeze()
 
     app = service_app(
         service="outbound",
