@@ -9,6 +9,7 @@ Postgres."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from switchboard.events.catalog.common import Channel, Chat, ChatType
 from switchboard.events.catalog.conv import MessageReceived, MessageSent
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliveryReceipt, DeliverySent
 from switchboard.runtime.db import create_pool, load_migrations, migrate
+from switchboard.runtime.testing import eventually
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 STREAM_OF = {"conv": "CONV", "delivery": "DELIVERY", "crm": "CRM"}
@@ -539,5 +541,56 @@ async def test_the_erasure_blanks_early_edits_written_before_they_named_their_au
                 "SELECT provider_message_id, text FROM pending_edits ORDER BY 1"
             )
         assert [tuple(r) for r in waiting] == [("2", None), ("3", None), ("4", "bob early edit")]
+    finally:
+        await pool.close()
+
+
+async def _waiting_or_done(conn: asyncpg.Connection, pid: int, task: asyncio.Task[None]) -> bool:
+    """``task`` (a transaction on the backend ``pid``) finished its statements, or waits for
+    a lock another transaction holds."""
+    if task.done():
+        return True
+    waits = await conn.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid)
+    return bool(waits == "Lock")
+
+
+@pytest.mark.parametrize("first", ["CRM", "CONV"], ids=["erasure-first", "messages-first"])
+async def test_an_erasure_and_its_messages_projected_at_the_same_time(
+    postgres_url: str, first: str
+) -> None:
+    """A rebuild replays the streams concurrently, and live projections run side by side:
+    the CRM projection erasing Ada while the conversation projection inserts her messages,
+    each in its own open transaction, leaves the tables one-by-one application leaves. The
+    erasure updated only rows committed before it, and the inserts blanked only for
+    erasures committed before them: with both in flight, neither saw the other's."""
+    events = _deliveries(_around_erasure())
+    pool = await create_pool(postgres_url, 4)
+    try:
+        live = await _live(pool, "live", events)
+        await migrate(pool, "racing", load_migrations("switchboard.crm"))
+        second = "CONV" if first == "CRM" else "CRM"
+        async with pool.acquire() as one, pool.acquire() as two, pool.acquire() as watch:
+            for conn in (one, two):
+                await conn.execute('SET search_path TO "racing"')
+            applied, commit = asyncio.Event(), asyncio.Event()
+
+            async def in_flight() -> None:
+                async with one.transaction():
+                    module = MODULE_OF[first]
+                    await module.apply_prepared(
+                        one, await module.prepare([m for s, m in events if s == first])
+                    )
+                    applied.set()
+                    await commit.wait()
+
+            held = asyncio.create_task(in_flight())
+            await asyncio.wait_for(applied.wait(), 10)
+            other = asyncio.create_task(_apply(two, second, [m for s, m in events if s == second]))
+            pid = two.get_server_pid()
+            await eventually(lambda: _waiting_or_done(watch, pid, other), message="second")
+            commit.set()
+            await asyncio.wait_for(asyncio.gather(held, other), 10)
+            await _apply(one, "DELIVERY", [m for s, m in events if s == "DELIVERY"])
+            assert await _tables(one, "racing") == live
     finally:
         await pool.close()

@@ -314,6 +314,7 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
     conversation and delivery projections blank rows of erased people on insert to exactly
     the same values, so a rebuild equals the live tables whichever projection replays
     first."""
+    await keys.erasure_barrier(conn, erasing=True)
     ids = await conn.fetch(
         "SELECT channel, external_id FROM contact_identities WHERE contact_id = $1", contact_id
     )

@@ -142,6 +142,7 @@ async def apply_prepared(conn: Conn, batch: Prepared) -> None:
     other, and the fold is what applying the rows one by one in stream order leaves.
     Recipients who were erased are written as their marker, as ``crm_projector`` rewrites
     those already here."""
+    await keys.erasure_barrier(conn)
     receipts, deliveries = await _blank_erased(conn, batch)
     if receipts:
         await conn.execute(RECEIPT_SQL, *_columns(fold_receipts(receipts), 9))

@@ -38,6 +38,21 @@ def erased_identity_hash(workspace_id: str, channel: str, external_id: str) -> s
     return identity_hash(workspace_id, channel, external_id)
 
 
+# Erasing a person and inserting their rows meet here. The erasure blanks the rows already
+# committed and records the person in erased_identities; the inserts blank a person found
+# there. Each statement sees what committed before it began (READ COMMITTED), so with both
+# transactions in flight neither saw the other's rows: a rebuild (which replays the streams
+# concurrently) left an erased person's conversation in the clear. The erasure takes this
+# lock exclusively before its first read; the projections that blank on insert take it
+# shared before theirs, so one of the two commits before the other looks.
+_ERASURE_LOCK = "SELECT pg_advisory_xact_lock{}(hashtext(current_schema() || '.erasure'))"
+
+
+async def erasure_barrier(conn: Conn, *, erasing: bool = False) -> None:
+    """Wait for an erasure in flight to commit (``erasing``: for the inserts in flight)."""
+    await conn.execute(_ERASURE_LOCK.format("" if erasing else "_shared"))
+
+
 async def note_shredded(conn: Conn, identity_hashes: set[str]) -> None:
     """Record as erased the identities that arrived decoded as erased (a replay after their
     keys were shredded): exactly what the erasure records, whichever projection replays

@@ -245,6 +245,7 @@ async def apply_prepared(conn: Conn, batch: Prepared) -> None:
     """Apply a batch with the exact effect of applying its events one by one: the changes
     between two migrations go together (``apply_changes``), each migration on its own, in
     stream order (migrations are rare; what follows one must see the moved conversation)."""
+    await keys.erasure_barrier(conn)
     run: list[Change] = []
     for op in batch:
         if isinstance(op, Migrate):
