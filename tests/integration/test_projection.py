@@ -64,6 +64,32 @@ async def _count(pool: asyncpg.Pool) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM seen"))
 
 
+async def test_the_leaders_session_applies_every_batch(
+    bus: Bus, pool: asyncpg.Pool, postgres_url: str
+) -> None:
+    # One connection in all: the one holding the leader's lock checkpoints, applies the
+    # batches, retries the poison one by one and moves past it. A connection taken from
+    # the pool per batch waited for ever here (and elsewhere cost a reset per batch).
+    for i, body in enumerate(["a", "b", "poison", "c", "d", "e", "f"]):
+        await bus.publish_raw("conv.test.v1.x", body.encode(), {"Nats-Msg-Id": f"s{i}"})
+    single = await create_pool(postgres_url, 1, schema="p")
+    try:
+        proj = _projection(bus, single, batch=3)
+        task = asyncio.create_task(proj.run())
+        try:
+            await asyncio.wait_for(proj.caught_up.wait(), 20)
+        finally:
+            proj.stop.set()
+            await task
+        assert proj.position == 7
+    finally:
+        await single.close()
+    async with pool.acquire() as conn:
+        assert [r["body"] for r in await conn.fetch("SELECT body FROM seen ORDER BY seq")] == [
+            *"abcdef"
+        ]
+
+
 async def test_poison_goes_to_dlq_and_the_rest_applies_exactly_once(
     bus: Bus, pool: asyncpg.Pool
 ) -> None:

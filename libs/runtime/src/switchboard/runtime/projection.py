@@ -155,7 +155,7 @@ class Projection:
                         continue
                     log.info("projection leader", projection=self.name)
                     try:
-                        await self._project()
+                        await self._project(lock_conn)
                     finally:  # not leading any more: the next leader reports how far behind
                         with contextlib.suppress(KeyError):
                             PROJECTION_BEHIND.remove(self.name)
@@ -202,9 +202,12 @@ class Projection:
         )
         return int(seq or 0)
 
-    async def _project(self) -> None:
-        async with self.pool.acquire() as conn:
-            self.position = await self.checkpoint(conn)
+    async def _project(self, conn: Conn) -> None:
+        """Apply batches as they come, on ``conn``: the session holding the leader's lock is
+        the only writer, and a warm one. A connection taken from the pool for each batch
+        cost its reset (a round trip) on the way back, and in the first busy second a
+        backend with cold caches on each first use (bench_crm's e2e, docs/benchmark-notes)."""
+        self.position = await self.checkpoint(conn)
         # Batches are fetched and prepared ahead while earlier ones are applied, so this
         # process's CPU work overlaps the round trips and Postgres' work.
         ready: asyncio.Queue[Any] = asyncio.Queue()
@@ -220,7 +223,7 @@ class Projection:
                 elif isinstance(item, BaseException):
                     raise item
                 else:
-                    await self._apply_batch(*item)
+                    await self._apply_batch(conn, *item)
         finally:
             while not producer.done():  # a cancellation can be lost in a race: insist
                 producer.cancel()
@@ -297,7 +300,7 @@ class Projection:
         )
         return await BatchPull(self.bus, self.stream, config).start()
 
-    async def _apply_batch(self, msgs: Sequence[Msg], prepared: Any = None) -> None:
+    async def _apply_batch(self, conn: Conn, msgs: Sequence[Msg], prepared: Any = None) -> None:
         started = time.perf_counter()
         last = stream_seq(msgs[-1])
         try:
@@ -305,7 +308,7 @@ class Projection:
                 raise ValueError("batch could not be prepared")
             links: list[Mapping[str, str] | None] = [m.headers for m in msgs[-_MAX_LINKS:]]
             with batch_span(f"project {self.name}", links, count=len(msgs)):
-                async with self.pool.acquire() as conn, conn.transaction():
+                async with conn.transaction():
                     await self.apply(conn, msgs if self.prepare is None else prepared)
                     await self._save(conn, self.position, last)
         except Exception as exc:
@@ -313,7 +316,7 @@ class Projection:
                 raise  # the database went away: the run loop retries from the checkpoint
             log.warning("batch failed; applying one by one", projection=self.name, error=str(exc))
             for msg in msgs:
-                await self._apply_one(msg)
+                await self._apply_one(conn, msg)
                 self.position = stream_seq(msg)
         self.position = last
         PROJECTION_BEHIND.labels(self.name).set(pending_after(msgs[-1]))
@@ -324,7 +327,7 @@ class Projection:
         PROJECTED.labels(self.name).inc(len(msgs))
         PROJECTION_LAG.labels(self.name).observe(time.perf_counter() - started)
 
-    async def _apply_one(self, msg: Msg) -> None:
+    async def _apply_one(self, conn: Conn, msg: Msg) -> None:
         """Apply one event alone; a content failure is retried ``max_attempts`` times and
         then parked in the DLQ. An infrastructure failure (the DLQ publish's included)
         propagates: the checkpoint stays put and the run loop resumes from it."""
@@ -332,7 +335,7 @@ class Projection:
         failures = 0
         while True:
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
+                async with conn.transaction():
                     one = await _prepared(self.prepare, [msg]) if self.prepare else [msg]
                     await self.apply(conn, one)
                     await self._save(conn, self.position, seq)
@@ -356,7 +359,7 @@ class Projection:
             consumer=self.name,
             deliveries=outcome.attempts,
         )
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with conn.transaction():
             await self._save(conn, self.position, seq)
         DEAD_LETTERED.labels(self.name).inc()
         log.error("projection dead-lettered", projection=self.name, seq=seq, reason=outcome.reason)
