@@ -27,6 +27,7 @@ from switchboard.flows.settings import FlowsSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing.dumps import stream_dump
 
 pytestmark = pytest.mark.e2e
 TOKEN = "400000001:flows-e2e"
@@ -136,6 +137,47 @@ async def test_start_greets_and_a_quote_reaches_qualified(env: Env) -> None:
         "text",
     ]
     assert len(env.sent(chat)) == 5  # every step's message exactly once
+
+    # What FLOWS keeps of the run names no one and holds nothing they said: sealed under
+    # the customer's key, so their erasure reaches it (the API above read it opened).
+    records = await stream_dump(env.nats_url, ("FLOWS",))
+    assert "flows.run_recorded" in records
+    # (quoted or spaced: a sealed value's base64 or a hash could hold "8101" by chance)
+    for personal in ("Lovelace", "call me maybe", "+442079460958", '"Ada"', f'"{chat}"'):
+        assert personal not in records, personal
+
+
+async def test_an_erased_customers_run_is_gone_and_they_start_afresh(env: Env) -> None:
+    """Erasing the customer shreds the key their run is sealed with: the run waiting for
+    their name reads as erased, takes their next message for no one, and a new /start
+    begins a new run."""
+    await env.flow(DEMO_FLOW)
+    chat = 8109
+    await env.say(chat, "/start")
+    await env.until_sent(chat, 1)
+    await env.press(chat, "quote")
+    assert (await env.until(chat, 2))[1] == "Happy to help. What is your name?"
+    assert env.crm is not None
+
+    async def contact() -> str | None:
+        items = (await env.http.get(f"{env.crm}/v1/contacts", headers=AUTH)).json()["items"]
+        return str(items[0]["id"]) if items else None
+
+    erase = f"{env.crm}/v1/contacts/{await eventually(contact, timeout=30)}/erase"
+    assert (await env.http.post(erase, headers=AUTH)).status_code == 200
+
+    async def erased_run() -> dict[str, Any] | None:
+        runs = (await env.http.get(f"{env.flows}/v1/runs", headers=AUTH)).json()["items"]
+        return runs[0] if runs and runs[0]["conversation"]["first_name"] == "[erased]" else None
+
+    run = await eventually(erased_run, timeout=30, message="the run reads as erased")
+    assert run["status"] == "waiting"
+    await env.say(chat, "Ada Lovelace")  # the answer the erased run waited for
+    await env.say(chat, "/start")
+    texts = await env.until(chat, 3)
+    assert texts[2] == "Hi Ada! How can we help you today?"  # a new run, not "Thanks, Ada"
+    runs = (await env.http.get(f"{env.flows}/v1/runs", headers=AUTH)).json()["items"]
+    assert len(runs) == 2
 
 
 async def test_talk_to_a_person_hands_off_and_pauses(env: Env) -> None:

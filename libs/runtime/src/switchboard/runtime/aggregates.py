@@ -73,7 +73,8 @@ async def last_stored(bus: Bus, stream: str, subject_filter: str) -> Stored | No
         msg = await bus.js.get_last_msg(stream, subject_filter)
     except NotFoundError:
         return None
-    decoded = decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
+    data = await pii.open_data(msg.data)  # sealed personal data (CRM contacts, flow runs)
+    decoded = decode_message(msg.subject or "", dict(msg.headers or {}), data)
     return Stored(int(msg.seq or 0), decoded)
 
 
@@ -124,7 +125,7 @@ async def _read_from(
                 msgs = await pull.fetch(256, timeout=1.0)
             except (TimeoutError, ConsumerError):
                 return  # nothing more, or a delivery lost: resume after the last one read
-            await pii.open_messages(msgs)  # sealed personal data (CRM contacts)
+            await pii.open_messages(msgs)  # sealed personal data (CRM contacts, flow runs)
             for m in msgs:
                 seq = stream_seq(m)
                 if seq <= last_seq:

@@ -304,6 +304,16 @@ async def open_messages(msgs: Sequence[Msg]) -> None:
         m.data = keys.open_body(m.data)
 
 
+async def open_data(data: bytes | None) -> bytes:
+    """One stored body (a direct read from a stream) with its sealed values opened."""
+    body = data or b""
+    if _PREFIX_B not in body:
+        return body
+    keys = installed()
+    await keys.prefetch([body])
+    return keys.open_body(body)
+
+
 # -- sealing ---------------------------------------------------------------------------------
 
 # Personal fields, by the object that holds them. A person (sender, author, member) seals
@@ -352,6 +362,10 @@ async def seal_body(keys: PiiKeys, workspace: str, model: BaseModel) -> dict[str
     """A conversation or delivery event's JSON (``model`` dumped) with its personal fields
     sealed."""
     d: dict[str, Any] = model.model_dump(mode="json", exclude_none=True)
+    conversation = d.get("conversation")
+    if isinstance(conversation, dict) and isinstance(conversation.get("sender_id"), str):
+        await _seal_run(keys, workspace, d, conversation)
+        return d
     channel = d.get("channel")
     if not isinstance(channel, str):
         if isinstance(d.get("contact_id"), str):
@@ -380,6 +394,34 @@ async def seal_body(keys: PiiKeys, workspace: str, model: BaseModel) -> dict[str
             await s.content(d["content"], owner)
         await s.fields(d, owner, _TEXTS)
     return d
+
+
+async def _seal_run(
+    keys: PiiKeys, workspace: str, d: dict[str, Any], conversation: dict[str, Any]
+) -> None:
+    """A flow run's record (``flows.run_recorded``), under the customer's subject: their
+    ids and names, and every string of what the run holds of what they said or were sent
+    (variables, the steps' details, the effects' data). A group's id stays readable."""
+    s = _Sealer(keys, workspace, str(conversation["channel"]))
+    who = conversation["sender_id"]
+    await s.fields(conversation, who, ("first_name", "username"))
+    if conversation.get("chat_id") == who:  # a one-to-one chat is named by the person
+        conversation["chat_id"] = await s.value(who, who)
+    conversation["sender_id"] = await s.value(who, who)
+    d["variables"] = await _seal_strings(s, who, d.get("variables", {}))
+    for step in d.get("steps", ()):
+        step["detail"] = await _seal_strings(s, who, step.get("detail", {}))
+    for effect in d.get("effects", ()):
+        effect["data"] = await _seal_strings(s, who, effect.get("data", {}))
+
+
+async def _seal_strings(s: _Sealer, owner: str, value: Any) -> Any:
+    """``value`` with every string in it sealed (dict keys stay: a flow names them)."""
+    if isinstance(value, dict):
+        return {k: await _seal_strings(s, owner, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [await _seal_strings(s, owner, v) for v in value]
+    return await s.value(owner, value)
 
 
 # A CRM contact's own fields (and an identity claim's key, which may be a phone number).

@@ -357,6 +357,11 @@ class Runner:
             current, where = found.current, found.session
             rec = current.decoded.model if current else None
             assert rec is None or isinstance(rec, RunRecorded)
+            if rec is not None and pii.is_erased(rec.conversation.sender_id):
+                # The customer was erased (their key shredded): nothing of that run is left
+                # to decide on, nor anyone to send to. Its timers find nothing; a message
+                # they write after it starts afresh, as from someone new.
+                rec = None
             if rec is not None and consumed(inp, (rec.input_id, *rec.recent_inputs)):
                 # Consumed, its effects maybe not carried out (nor those of the webhook results
                 # that followed it, which have no delivery of their own): carry out the last
@@ -399,7 +404,7 @@ class Runner:
                 for record in records:
                     expected = await append_expecting(
                         self.bus,
-                        record,
+                        await pii.seal_model(pii.installed(), workspace, record),
                         session_filter(where),
                         expected,
                         aggregate=where,

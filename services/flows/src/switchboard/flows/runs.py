@@ -9,6 +9,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from switchboard.events import decode_message
 from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.sessions import STREAM, run_filter
+from switchboard.runtime import pii
 from switchboard.runtime.aggregates import read_filter
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull, ConsumerError, pending_after, stream_seq
@@ -69,6 +70,7 @@ async def _scan(
                 break
             except ConsumerError:  # a delivery lost on the way (or the consumer gone)
                 return None
+            await pii.open_messages(msgs)  # a run's record is sealed (the customer's data)
             for m in msgs:
                 decoded = decode_message(m.subject, dict(m.headers or {}), m.data)
                 rec = decoded.model

@@ -11,6 +11,7 @@ from nats.js.errors import NotFoundError
 from switchboard.events import decode_message
 from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.sessions import STREAM, Resolved, resolve, session_filter, session_id
+from switchboard.runtime import pii
 from switchboard.runtime.aggregates import Stored, last_stored
 from switchboard.runtime.bus import Bus
 
@@ -44,7 +45,8 @@ class SessionLookup:
             except NotFoundError:
                 self._any_legacy = False
                 return False
-            first = decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
+            data = await pii.open_data(msg.data)  # sealed: its chat id names a person
+            first = decode_message(msg.subject or "", dict(msg.headers or {}), data)
             rec = first.model
             assert isinstance(rec, RunRecorded)
             conv = rec.conversation

@@ -10,14 +10,16 @@ from nats.js.errors import NotFoundError
 from switchboard.runtime.bus import Bus
 
 
-async def stream_dump(nats_url: str) -> str:
-    """Subject, headers and body of every message still in any stream."""
+async def stream_dump(nats_url: str, streams: tuple[str, ...] | None = None) -> str:
+    """Subject, headers and body of every message still in any stream (or in ``streams``)."""
     bus = await Bus.connect(nats_url, name="dump")
     out = bytearray()
     try:
         for info in await bus.js.streams_info():
             name = info.config.name
             assert name is not None
+            if streams is not None and name not in streams:
+                continue
             if not info.state.messages:  # an empty stream has no sequence 0 to read
                 continue
             seq, last = info.state.first_seq, info.state.last_seq
