@@ -39,3 +39,10 @@ def test_a_port_in_use_is_never_handed_out() -> None:
     finally:
         for s in listeners:
             s.close()
+
+
+def test_ports_asked_for_before_any_is_bound_all_differ() -> None:
+    # A NATS node's client and cluster ports, asked for one after the other and bound
+    # later by the server, once came back equal ("address already in use").
+    ports = [free_port() for _ in range(400)]
+    assert len(set(ports)) == len(ports)

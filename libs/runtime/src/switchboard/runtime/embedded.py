@@ -8,6 +8,7 @@ this drives the bundled ``initdb``/``postgres`` binaries directly.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import importlib.util
@@ -61,6 +62,11 @@ def ephemeral_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
+# The ports free_port handed out last: a port is bound only later, so two asked for before
+# either was bound came back equal once (a NATS node's client and cluster ports).
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=512)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now on ``host``, below the kernel's ephemeral range.
 
@@ -73,12 +79,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randrange(max(1024, low // 3), low)
+        if port in _HANDED_OUT:
+            continue  # free, but promised to a server that has not bound it yet
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
             try:
                 s.bind((host, port))
             except OSError:
                 continue
+            _HANDED_OUT.append(port)
             return port
     with socket.socket() as s:  # a crowded range: whatever the kernel gives
         s.bind((host, 0))
