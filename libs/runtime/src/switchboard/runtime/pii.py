@@ -401,12 +401,12 @@ async def _seal_run(
 ) -> None:
     """A flow run's record (``flows.run_recorded``), under the customer's subject: their
     ids and names, and every string of what the run holds of what they said or were sent
-    (variables, the steps' details, the effects' data). A group's id stays readable."""
+    (variables, the steps' details, the effects' data). The chat's id too, whatever the
+    chat: a WhatsApp chat is the person's phone number even when their id is a BSUID, and a
+    record does not say which chats are groups (a group's run is its customer's)."""
     s = _Sealer(keys, workspace, str(conversation["channel"]))
     who = conversation["sender_id"]
-    await s.fields(conversation, who, ("first_name", "username"))
-    if conversation.get("chat_id") == who:  # a one-to-one chat is named by the person
-        conversation["chat_id"] = await s.value(who, who)
+    await s.fields(conversation, who, ("first_name", "username", "chat_id"))
     conversation["sender_id"] = await s.value(who, who)
     d["variables"] = await _seal_strings(s, who, d.get("variables", {}))
     for step in d.get("steps", ()):
