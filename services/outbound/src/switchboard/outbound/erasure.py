@@ -16,7 +16,7 @@ from nats.js.kv import KeyValue
 
 from switchboard.outbound.attempts import Attempt, Step
 from switchboard.runtime.identity import keyed_hash
-from switchboard.runtime.kv import current
+from switchboard.runtime.kv import current, entries
 
 RECORDS = "send.>"  # the attempt records (the bucket also holds campaigns and keys)
 
@@ -48,16 +48,9 @@ async def forget(kv: KeyValue, workspace: str, hashes: frozenset[str]) -> int:
     if not hashes:
         return 0
     done = 0
-    watcher = await kv.watch(RECORDS, ignore_deletes=True)
-    try:
-        async for entry in watcher:
-            if entry is None:  # the current values are all seen
-                break
-            if entry.value and await _scrub_one(kv, entry.key, entry.value, entry.revision,
-                                                workspace, hashes):  # fmt: skip
-                done += 1
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for entry in await entries(kv, RECORDS):  # every record (a watch could end early)
+        if await _scrub_one(kv, entry.key, entry.value, entry.revision, workspace, hashes):
+            done += 1
     return done
 
 

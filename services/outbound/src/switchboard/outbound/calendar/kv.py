@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 
 from nats.js.kv import KeyValue
+
+from switchboard.runtime.kv import entries
 
 
 def scoped(*parts: str) -> str:
@@ -18,14 +19,6 @@ def key(kind: str, workspace: str, ident: str) -> str:
     return f"{kind}.{scoped(workspace)}.{scoped(workspace, ident)}"
 
 
-async def values(kv: KeyValue, kind: str, workspace: str) -> AsyncIterator[bytes]:
+async def values(kv: KeyValue, kind: str, workspace: str) -> list[bytes]:
     """The current value of every object of ``kind`` in ``workspace``."""
-    watcher = await kv.watch(f"{kind}.{scoped(workspace)}.*", ignore_deletes=True)
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of what the bucket holds now
-                return
-            if entry.value:
-                yield entry.value
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    return [e.value for e in await entries(kv, f"{kind}.{scoped(workspace)}.*")]

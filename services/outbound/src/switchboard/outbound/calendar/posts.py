@@ -211,7 +211,7 @@ class Posts:
 
     async def all(self, workspace: str) -> list[Post]:
         found = [
-            Post.model_validate(orjson.loads(v)) async for v in values(self.kv, "post", workspace)
+            Post.model_validate(orjson.loads(v)) for v in await values(self.kv, "post", workspace)
         ]
         return sorted(found, key=lambda p: (p.at, p.post_id))
 

@@ -130,7 +130,7 @@ class Templates:
     async def all(self, workspace: str) -> list[Template]:
         found = [
             Template.model_validate(orjson.loads(v))
-            async for v in values(self.kv, "tpl", workspace)
+            for v in await values(self.kv, "tpl", workspace)
         ]
         return sorted(found, key=lambda t: t.name)
 
