@@ -10,7 +10,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from switchboard.runtime.errors import SwitchboardRuntimeError
+from switchboard.runtime.failures import InfrastructureError
 
 
 class Current(NamedTuple):
@@ -39,7 +39,7 @@ class Entry(NamedTuple):
     revision: int
 
 
-class ListingLostError(SwitchboardRuntimeError):
+class ListingLostError(InfrastructureError):
     """A delivery of a listing was lost on the way: the listing is incomplete (ask again)."""
 
 
