@@ -79,6 +79,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.claims import claim_key
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port, wait_for_port
+from switchboard.runtime.kv import entries
 from switchboard.runtime.sealing import seal
 from switchboard.runtime.settings import load_settings, parse_keyring
 from switchboard.runtime.testing import eventually, serve_app
@@ -472,6 +473,25 @@ async def _count(bus: Bus, stream: str, subjects: str) -> int:
     """Messages of ``stream`` on subjects matching ``subjects`` (erased ones are gone)."""
     info = await bus.js.stream_info(stream, subjects_filter=subjects)
     return sum((info.state.subjects or {}).values())
+
+
+async def test_outbound_lists_its_buckets_on_its_generated_user(
+    secured_nats: tuple[str, dict[str, str], Path],
+) -> None:
+    """The calendar's overlap check and the erasure list their buckets with a pull consumer
+    (``runtime.kv.entries``): create, info and next-message requests on the KV streams."""
+    url, passwords, _ = secured_nats
+    await _provision_as_nack(url, passwords)
+    bus = await Bus.connect(url, name="outbound", user="outbound", password=passwords["outbound"])
+    try:
+        calendar, sends = await bus.kv("calendar"), await bus.kv("sends")
+        await calendar.put("post.ws.one", b"{}")
+        await sends.put("send.ws.one", b"{}")
+        async with asyncio.timeout(20):
+            assert [e.key for e in await entries(calendar, "post.ws.*")] == ["post.ws.one"]
+            assert [e.key for e in await entries(sends, "send.>")] == ["send.ws.one"]
+    finally:
+        await bus.close()
 
 
 async def test_mtproto_runs_on_its_generated_user(

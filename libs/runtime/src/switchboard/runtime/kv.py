@@ -62,12 +62,16 @@ async def entries(kv: KeyValue, keys: str = ">") -> list[Entry]:
     config = ConsumerConfig(
         ack_policy=AckPolicy.NONE,
         deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        filter_subject=prefix + keys,
         mem_storage=True,
         inactive_threshold=5.0,
     )
-    sub = await js.pull_subscribe(prefix + keys, stream=stream, config=config)
+    # Server-named (no name in the request: the bare create subject, which the services'
+    # NATS users may use), then bound; what it holds now is in the answer to its creation.
+    info = await js.add_consumer(stream, config)
+    sub = await js.pull_subscribe_bind(durable=None, stream=stream, name=info.name)
     try:
-        pending = (await sub.consumer_info()).num_pending or 0
+        pending = info.num_pending or 0
         found: list[Entry] = []
         delivered = 0
         while pending > 0:
