@@ -8,9 +8,10 @@ filter back in order.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 from nats.js.errors import APIError, NotFoundError
 
 from switchboard.events import Decoded, Envelope, Message, decode_message
@@ -69,11 +70,20 @@ async def append_expecting(
 
 async def last_stored(bus: Bus, stream: str, subject_filter: str) -> Stored | None:
     """The last message on ``subject_filter`` (one direct read), or None."""
+    return await read_stored(bus.js.get_last_msg(stream, subject_filter))
+
+
+async def read_stored(
+    read: Awaitable[RawStreamMsg], keys: pii.PiiKeys | None = None
+) -> Stored | None:
+    """A message ``read`` directly from its stream (``get_msg``, ``get_last_msg``), its sealed
+    personal data (CRM contacts, flow runs) opened with ``keys`` and decoded; None when the
+    stream has no such message."""
     try:
-        msg = await bus.js.get_last_msg(stream, subject_filter)
+        msg = await read
     except NotFoundError:
         return None
-    data = await pii.open_data(msg.data)  # sealed personal data (CRM contacts, flow runs)
+    data = await pii.open_data(msg.data, keys)
     decoded = decode_message(msg.subject or "", dict(msg.headers or {}), data)
     return Stored(int(msg.seq or 0), decoded)
 

@@ -43,8 +43,8 @@ class ListingLostError(InfrastructureError):
     """A delivery of a listing was lost on the way: the listing is incomplete (ask again)."""
 
 
-# The deletions and purges of a key (KV-Operation), and the server's markers that end one
-# (nats-server 2.11: Nats-Marker-Reason).
+# A key's deletion or purge (KV-Operation); the server's own markers that end a key
+# (nats-server 2.11: a Nats-Marker-Reason header) are left out as well, in entries().
 _GONE = ("DEL", "PURGE")
 
 

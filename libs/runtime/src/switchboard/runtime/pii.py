@@ -304,12 +304,13 @@ async def open_messages(msgs: Sequence[Msg]) -> None:
         m.data = keys.open_body(m.data)
 
 
-async def open_data(data: bytes | None) -> bytes:
-    """One stored body (a direct read from a stream) with its sealed values opened."""
+async def open_data(data: bytes | None, keys: PiiKeys | None = None) -> bytes:
+    """One stored body (a direct read from a stream) with its sealed values opened, with
+    ``keys`` (default: the process's key store)."""
     body = data or b""
     if _PREFIX_B not in body:
         return body
-    keys = installed()
+    keys = keys or installed()
     await keys.prefetch([body])
     return keys.open_body(body)
 

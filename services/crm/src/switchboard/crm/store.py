@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 from nats.js.api import RawStreamMsg
-from nats.js.errors import NotFoundError
 
 from switchboard.crm.errors import CrmServiceError
-from switchboard.events import Decoded, Envelope, Message, decode_message
+from switchboard.events import Decoded, Envelope, Message
 from switchboard.runtime import pii
 from switchboard.runtime.aggregates import ConflictError as ConflictError
-from switchboard.runtime.aggregates import append_expecting, read_filter
+from switchboard.runtime.aggregates import append_expecting, read_filter, read_stored
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.claims import claim_subject
 from switchboard.runtime.failures import InfrastructureError
@@ -108,16 +106,5 @@ class EventStore:
 
     async def _read(self, stored: Awaitable[RawStreamMsg]) -> Decoded | None:
         """One stored event, opened and decoded (None: the aggregate has none)."""
-        try:
-            msg = await stored
-        except NotFoundError:
-            return None
-        await self._open(msg)
-        return decode_message(msg.subject or "", dict(msg.headers or {}), msg.data or b"")
-
-    async def _open(self, msg: Any) -> None:
-        if self.keys is None:
-            await pii.open_messages([msg])
-        else:
-            await self.keys.prefetch([msg.data or b""])
-            msg.data = self.keys.open_body(msg.data or b"")
+        found = await read_stored(stored, self.keys)
+        return found.decoded if found else None

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from nats.js.errors import NotFoundError
-
-from switchboard.events import decode_message
 from switchboard.events.catalog.flows import RunRecorded
 from switchboard.flows.sessions import STREAM, Resolved, resolve, session_filter, session_id
-from switchboard.runtime import pii
-from switchboard.runtime.aggregates import Stored, last_stored
+from switchboard.runtime.aggregates import Stored, last_stored, read_stored
 from switchboard.runtime.bus import Bus
 
 ALL_RECORDS = "flows.run_recorded.v1.>"
@@ -40,13 +36,13 @@ class SessionLookup:
         yet: decided once, as no instance of this version starts a legacy session (upgrade
         the flows instances together)."""
         if self._any_legacy is None:
-            try:
-                msg = await self.bus.js.get_msg(STREAM, seq=1, subject=ALL_RECORDS, next=True)
-            except NotFoundError:
+            stored = await read_stored(
+                self.bus.js.get_msg(STREAM, seq=1, subject=ALL_RECORDS, next=True)
+            )
+            if stored is None:
                 self._any_legacy = False
                 return False
-            data = await pii.open_data(msg.data)  # sealed: its chat id names a person
-            first = decode_message(msg.subject or "", dict(msg.headers or {}), data)
+            first = stored.decoded  # opened: its chat id is sealed
             rec = first.model
             assert isinstance(rec, RunRecorded)
             conv = rec.conversation
