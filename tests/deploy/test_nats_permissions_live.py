@@ -488,8 +488,8 @@ async def test_outbound_lists_its_buckets_on_its_generated_user(
         await calendar.put("post.ws.one", b"{}")
         await sends.put("send.ws.one", b"{}")
         async with asyncio.timeout(20):
-            assert [e.key for e in await entries(calendar, "post.ws.*")] == ["post.ws.one"]
-            assert [e.key for e in await entries(sends, "send.>")] == ["send.ws.one"]
+            assert [e.key for e in await entries(bus, "calendar", "post.ws.*")] == ["post.ws.one"]
+            assert [e.key for e in await entries(bus, "sends", "send.>")] == ["send.ws.one"]
     finally:
         await bus.close()
 

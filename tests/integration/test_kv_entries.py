@@ -12,7 +12,7 @@ from switchboard.runtime.kv import entries
 
 async def test_the_current_value_of_each_key_under_the_filter(bus: Bus) -> None:
     kv = await bus.kv("calendar")
-    assert await entries(kv, "listing.*") == []
+    assert await entries(bus, "calendar", "listing.*") == []
     await kv.put("listing.a", b"1")
     revision = await kv.put("listing.a", b"2")
     kept = await kv.put("listing.b", b"3")
@@ -21,7 +21,7 @@ async def test_the_current_value_of_each_key_under_the_filter(bus: Bus) -> None:
     await kv.put("listing.d", b"5")
     await kv.purge("listing.d")
     await kv.put("other.a", b"6")
-    found = await entries(kv, "listing.*")
+    found = await entries(bus, "calendar", "listing.*")
     assert sorted(found) == [("listing.a", b"2", revision), ("listing.b", b"3", kept)]
 
 
@@ -29,5 +29,13 @@ async def test_more_keys_than_one_fetch(bus: Bus) -> None:
     kv = await bus.kv("calendar")
     for i in range(700):
         await kv.put(f"many.k{i}", str(i).encode())
-    found = await entries(kv, "many.*")
+    found = await entries(bus, "calendar", "many.*")
     assert sorted(int(e.value) for e in found) == list(range(700))
+
+
+async def test_a_listing_leaves_no_consumer_behind(bus: Bus) -> None:
+    kv = await bus.kv("calendar")
+    await kv.put("left.a", b"1")
+    before = {c.name for c in await bus.js.consumers_info("KV_calendar")}
+    assert [e.key for e in await entries(bus, "calendar", "left.*")] == ["left.a"]
+    assert {c.name for c in await bus.js.consumers_info("KV_calendar")} <= before

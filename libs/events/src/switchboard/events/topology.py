@@ -300,6 +300,7 @@ def permissions(
             allow(f"{API}.CONSUMER.INFO.{stream}.*", why + ", watch")
             # runtime.kv.entries lists the current values with a pull consumer
             allow(f"{API}.CONSUMER.MSG.NEXT.{stream}.*", why + ", listing")
+            allow(f"{API}.CONSUMER.DELETE.{stream}.*", why + ", listing done")
             allow(f"$JS.FC.{stream}.>", why + ", watch flow control")
         if b.access is Access.READ_WRITE:
             allow(f"$KV.{b.bucket}.>", why)

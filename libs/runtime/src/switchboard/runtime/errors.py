@@ -11,7 +11,6 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     │   │                                      gone, leadership change): resubscribe
     │   ├── LeaseLostError     delivery.lease  single ownership lapsed or was taken (also a
     │   │                                      projection whose checkpoint moved): stand by
-    │   ├── ListingLostError   kv           a KV listing's delivery was lost: list again
     │   ├── PlacementPendingError  bus      a cluster cannot place a stream's replicas yet
     │   └── ServerTimeError    servertime   the server's time could not be read yet
     ├── PermanentError         failures     a message that can never be processed: DLQ at once

@@ -144,11 +144,13 @@ class BatchPull:
         # Without acks nothing lost in transit comes again: deliveries are checked for gaps.
         self._gapless = config.ack_policy is AckPolicy.NONE
         self._delivered = 0  # the consumer's number of the last delivery that arrived
+        self.pending = 0  # what the consumer held for us when start() found it
 
     async def start(self) -> BatchPull:
         info = await self.bus.js.add_consumer(self.stream, self.config)
         self.name = info.name
         self._delivered = (info.delivered.consumer_seq or 0) if info.delivered else 0
+        self.pending = info.num_pending or 0
         self._next_subject = next_subject(self.stream, self.name)
         self._sub = await self.bus.nc.subscribe(self.bus.nc.new_inbox(), cb=self._on_msg)
         return self

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from nats.js.kv import KeyValue
-
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.kv import entries
+
+BUCKET = "calendar"
 
 
 def scoped(*parts: str) -> str:
@@ -19,6 +20,6 @@ def key(kind: str, workspace: str, ident: str) -> str:
     return f"{kind}.{scoped(workspace)}.{scoped(workspace, ident)}"
 
 
-async def values(kv: KeyValue, kind: str, workspace: str) -> list[bytes]:
+async def values(bus: Bus, kind: str, workspace: str) -> list[bytes]:
     """The current value of every object of ``kind`` in ``workspace``."""
-    return [e.value for e in await entries(kv, f"{kind}.{scoped(workspace)}.*")]
+    return [e.value for e in await entries(bus, BUCKET, f"{kind}.{scoped(workspace)}.*")]

@@ -22,6 +22,7 @@ from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.calendar.templates import NAME
 from switchboard.outbound.kvmodels import KvModels
+from switchboard.runtime.bus import Bus
 
 
 class Destination(BaseModel):
@@ -188,8 +189,8 @@ def in_window(post: Post, start: datetime | None, end: datetime | None) -> bool:
 class Posts:
     """Posts in the ``calendar`` bucket, one key per post."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+    def __init__(self, bus: Bus, kv: KeyValue) -> None:
+        self.bus, self.kv = bus, kv
         self._records = KvModels(kv, Post)
 
     async def get(self, workspace: str, post_id: str) -> Post | None:
@@ -211,7 +212,7 @@ class Posts:
 
     async def all(self, workspace: str) -> list[Post]:
         found = [
-            Post.model_validate(orjson.loads(v)) for v in await values(self.kv, "post", workspace)
+            Post.model_validate(orjson.loads(v)) for v in await values(self.bus, "post", workspace)
         ]
         return sorted(found, key=lambda p: (p.at, p.post_id))
 
