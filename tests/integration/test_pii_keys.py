@@ -5,6 +5,7 @@ the key's history are gone from the bucket), and other subjects are untouched.""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -157,5 +158,43 @@ async def test_every_sealed_event_is_its_model_sealed_on_its_subject(nats_url: s
                 msg = Stored()
                 await pii.open_messages([msg])  # type: ignore[list-item]
                 assert decode(stored.subject, stored.headers, msg.data) == event, path
+    finally:
+        await bus.close()
+
+
+async def test_stores_that_never_met_a_subject_agree_on_its_key(nats_url: str) -> None:
+    """A store creates a subject's key before looking it up (it has seen every key that
+    existed when it started): one that lost the creation race, or comes after a shred,
+    still ends with the one key the bucket holds."""
+    bus = await Bus.connect(nats_url, name="pii-race")
+    try:
+        await bus.provision()
+        kv = await bus.kv(pii.BUCKET)
+        first, second = pii.PiiKeys(kv), pii.PiiKeys(kv)
+        a = await first.seal("w", "telegram", "race-1", "from the first")
+        b = await second.seal("w", "telegram", "race-1", "from the second")
+        assert pii.parse(a) == pii.parse(b)  # one subject, one generation: one key
+        assert await first.open(b) == "from the second"
+        assert await second.open(a) == "from the first"
+        together = await asyncio.gather(
+            *(pii.PiiKeys(kv).seal("w", "telegram", "race-2", str(i)) for i in range(8))
+        )
+        assert len({pii.parse(v) for v in together}) == 1
+
+        await first.shred(pii.subject_id("w", "telegram", "race-1"))
+        later = await pii.PiiKeys(kv).seal("w", "telegram", "race-1", "after the erasure")
+        reader = pii.PiiKeys(kv)
+        assert pii.parse(later) != pii.parse(a)
+        assert await reader.open(later) == "after the erasure"
+        assert await reader.open(a) == pii.ERASED
+
+        # a body naming subjects a store never met opens after one prefetch
+        body = json.dumps({"x": together[0], "y": b, "z": later}).encode()
+        unfetched = {"x": pii.ERASED, "y": pii.ERASED, "z": "after the erasure"}
+        assert json.loads(reader.open_body(body)) == unfetched  # race-2's key not loaded yet
+        await reader.prefetch([body])
+        assert json.loads(reader.open_body(body)) == {
+            "x": "0", "y": pii.ERASED, "z": "after the erasure",
+        }  # fmt: skip
     finally:
         await bus.close()

@@ -148,10 +148,16 @@ class PiiKeys:
         found = self._keys.get(subject)
         if found is not None:
             return found
+        # A subject this process has not seen is almost always new (``follow`` loads every
+        # key at start and each one created since), so creating comes before looking: one
+        # round trip for a new sender instead of two, in ingest's and the resolver's path.
+        look = subject in self._keys  # known shredded: a new key is made after a look
         while True:
-            existing = await self._fetch(subject)
-            if existing is not None:
-                return existing
+            if look:
+                existing = await self._fetch(subject)
+                if existing is not None:
+                    return existing
+            look = True
             fresh = AESGCM.generate_key(bit_length=256)
             try:
                 # a purged subject gets a new key: data sealed after the erasure is new data
@@ -175,10 +181,15 @@ class PiiKeys:
             if _PREFIX_B in body:
                 for m in _SEALED.finditer(body):
                     wanted[m.group(3).decode()] = int(m.group(4))
-        for subject, generation in wanted.items():
-            key = self._keys.get(subject)
-            if key is None or key[0] != generation:
-                await self._fetch(subject)
+        missing = [
+            subject
+            for subject, generation in wanted.items()
+            if (key := self._keys.get(subject)) is None or key[0] != generation
+        ]
+        # At once, not one after another: a batch's new senders whose keys the watch has
+        # not brought yet each cost a round trip, and a projection's batch waits for all.
+        for at in range(0, len(missing), 256):  # a cold replay's batch: in slices
+            await asyncio.gather(*(self._fetch(subject) for subject in missing[at : at + 256]))
 
     def open_body(self, body: bytes) -> bytes:
         """``body`` with every sealed value replaced by its plaintext, or by ``ERASED``
