@@ -15,7 +15,7 @@ from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
 
-Apply = Callable[[str, bytes | None, str | None], None]
+Apply = Callable[[KeyValue.Entry], None]
 T = TypeVar("T")
 
 
@@ -33,10 +33,17 @@ async def follow(
     keys: str = ">",
     idle: Callable[[], None] | None = None,
 ) -> None:
-    """Hand every current and later entry of ``kv`` under ``keys`` to ``apply`` (key, value,
-    operation) until ``stop``; ``loaded`` is set once the initial values have all been
-    applied. ``idle`` runs whenever a second passes with no change (housekeeping between
-    changes)."""
+    """Hand every current and later entry of ``kv`` under ``keys`` to ``apply`` until
+    ``stop``; ``loaded`` is set once the values current at the start have all been applied.
+    ``idle`` runs whenever a second passes with no change (housekeeping between changes).
+
+    nats-py's end-of-values marker (``None``) is not trusted on its own: it is sent when the
+    consumer's info says nothing is pending and this client has received nothing, but the
+    server's answer can overtake the deliveries it counted, and the marker then came before
+    every value (a cache said loaded while empty: ingest served, and outbound sent past a
+    pause, before the values arrived). Each delivery says exactly how many are left, so the
+    values are loaded at the first entry with none left; the marker alone means loaded only
+    when the server says it delivered nothing (an empty bucket)."""
     watcher = await kv.watch(keys)
     try:
         while not stop.is_set():
@@ -48,13 +55,25 @@ async def follow(
                 if idle is not None:
                     idle()
                 continue
-            if entry is None:  # end of the initial values
-                loaded.set()
+            if entry is None:
+                if not loaded.is_set() and await _delivered_nothing(watcher):
+                    loaded.set()
                 continue
-            apply(entry.key, entry.value, entry.operation)
+            apply(entry)
+            if entry.delta == 0:
+                loaded.set()
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+async def _delivered_nothing(watcher: KeyValue.KeyWatcher) -> bool:
+    """Whether the watch's consumer has delivered nothing (nats-py keeps it private)."""
+    sub = watcher._sub
+    if sub is None:
+        return False
+    info = await sub.consumer_info()
+    return not info.num_pending and not (info.delivered and info.delivered.consumer_seq)
 
 
 class Mirror(Generic[T]):
@@ -73,8 +92,9 @@ class Mirror(Generic[T]):
     async def run(self, stop: asyncio.Event) -> None:
         await follow(self.bucket(), self._apply, self.loaded, stop)
 
-    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
-        if operation in ("DEL", "PURGE") or not value:
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        key, value = entry.key, entry.value
+        if entry.operation in ("DEL", "PURGE") or not value:
             self.entries.pop(key, None)
             return
         try:

@@ -46,6 +46,7 @@ from pydantic import BaseModel
 
 from switchboard.events import Envelope, Message
 from switchboard.events.envelope import DEFAULT_WORKSPACE, H_SUBJECT
+from switchboard.runtime import kvwatch
 from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kv import current
 
@@ -141,6 +142,7 @@ class PiiKeys:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
         self._keys: dict[str, Key | None] = {}  # None: shredded
+        self.loaded = asyncio.Event()  # every key that existed at the start is known
 
     async def key(self, subject: str) -> Key:
         """The subject's key for sealing, created on first use (two producers racing to
@@ -238,22 +240,15 @@ class PiiKeys:
         return key
 
     async def follow(self, stop: asyncio.Event) -> None:
-        """Forget keys as they are purged anywhere (run for the life of the process)."""
-        watcher = await self.kv.watchall(include_history=False)
-        try:
-            while not stop.is_set():
-                try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                except TimeoutError:
-                    continue
-                if entry is None:  # the initial values are all seen
-                    continue
-                if entry.operation in ("DEL", "PURGE"):
-                    self._keys[entry.key] = None
-                elif entry.value and entry.revision is not None:
-                    self._keys[entry.key] = (entry.revision, entry.value)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        """Learn keys as they are created and forget them as they are purged anywhere (run
+        for the life of the process)."""
+        await kvwatch.follow(self.kv, self._learn, self.loaded, stop)
+
+    def _learn(self, entry: KeyValue.Entry) -> None:
+        if entry.operation in ("DEL", "PURGE"):
+            self._keys[entry.key] = None
+        elif entry.value and entry.revision is not None:
+            self._keys[entry.key] = (entry.revision, entry.value)
 
 
 # A sealed value in a JSON body (pydantic writes no spaces), with the field name when it is an

@@ -534,10 +534,10 @@ class PauseView:
         finally:
             self._loaded.clear()
 
-    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
-        if value and operation not in ("DEL", "PURGE"):
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        if entry.value and entry.operation not in ("DEL", "PURGE"):
             with contextlib.suppress(ValueError):
-                self.note(key, float(value.decode()))
+                self.note(entry.key, float(entry.value.decode()))
 
     def _forget_expired(self) -> None:
         now = self.clock()

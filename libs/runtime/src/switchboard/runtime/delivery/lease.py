@@ -45,6 +45,7 @@ from nats.js.kv import KeyValue
 
 from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
 from switchboard.runtime.failures import InfrastructureError
+from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -160,20 +161,10 @@ class LeaseView:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the keys of ``pattern`` until ``stop``."""
-        watcher = await self.kv.watch(self.pattern)
-        try:
-            while not stop.is_set():
-                try:
-                    entry = await watcher.updates(timeout=0.5)  # type: ignore[no-untyped-call]
-                except (TimeoutError, NatsTimeoutError):
-                    continue
-                if entry is None:
-                    self.loaded.set()
-                    continue
-                self.apply(entry.key, int(entry.revision or 0), entry.value, entry.operation)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        await follow(self.kv, self._applied, self.loaded, stop, keys=self.pattern)
+
+    def _applied(self, entry: KeyValue.Entry) -> None:
+        self.apply(entry.key, int(entry.revision or 0), entry.value, entry.operation)
 
 
 @dataclass

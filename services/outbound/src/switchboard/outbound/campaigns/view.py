@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from nats.js.kv import KeyValue
 from prometheus_client import Gauge
 
 from switchboard.events.catalog.outbound import StartCampaign
@@ -40,13 +41,13 @@ class CampaignView:
     async def run(self, stop: asyncio.Event) -> None:
         await follow(self.store.kv, self._apply, self.ready, stop, keys=STATE_KEYS)
 
-    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
-        if not value or operation in ("DEL", "PURGE"):
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        if not entry.value or entry.operation in ("DEL", "PURGE"):
             return
         try:
-            state = CampaignState.model_validate_json(value)
+            state = CampaignState.model_validate_json(entry.value)
         except ValueError as exc:
-            log.error("unreadable campaign state", key=key, error=str(exc))
+            log.error("unreadable campaign state", key=entry.key, error=str(exc))
             return
         self.note(state)
 
