@@ -100,3 +100,9 @@ async def test_an_empty_bucket_is_loaded_at_the_marker() -> None:
 async def test_a_later_change_after_an_empty_start() -> None:
     watcher = _Watcher([None, _entry("a", 5, 0)], delivered=0)
     assert await _follow(watcher) == [("a", True), ("loaded", True)]
+
+
+async def test_values_nats_py_skips_end_the_start_once_nothing_else_comes() -> None:
+    """The last values were markers nats-py drops (a reason it does not know): after the
+    marker, a second with nothing pending and nothing delivered is loaded, not a hang."""
+    assert await _follow(_Watcher([None], delivered=2)) == [("loaded", True)]

@@ -45,6 +45,7 @@ async def follow(
     values are loaded at the first entry with none left; the marker alone means loaded only
     when the server says it delivered nothing (an empty bucket)."""
     watcher = await kv.watch(keys)
+    marked = False
     try:
         while not stop.is_set():
             try:
@@ -52,11 +53,16 @@ async def follow(
             except Exception as exc:
                 if not _no_change(exc):
                     raise
+                if marked and not loaded.is_set() and await _pending(watcher) == 0:
+                    # a second without a delivery after the marker, nothing pending: the
+                    # last value was one nats-py skips (a marker reason it does not know)
+                    loaded.set()
                 if idle is not None:
                     idle()
                 continue
             if entry is None:
-                if not loaded.is_set() and await _delivered_nothing(watcher):
+                marked = True
+                if not loaded.is_set() and await _pending(watcher, delivered=True) == 0:
                     loaded.set()
                 continue
             apply(entry)
@@ -67,13 +73,15 @@ async def follow(
             await watcher.stop()  # type: ignore[no-untyped-call]
 
 
-async def _delivered_nothing(watcher: KeyValue.KeyWatcher) -> bool:
-    """Whether the watch's consumer has delivered nothing (nats-py keeps it private)."""
+async def _pending(watcher: KeyValue.KeyWatcher, *, delivered: bool = False) -> int:
+    """What the watch's consumer still holds (nats-py keeps it private), with what it has
+    delivered when ``delivered``; -1 when it cannot tell."""
     sub = watcher._sub
     if sub is None:
-        return False
+        return -1
     info = await sub.consumer_info()
-    return not info.num_pending and not (info.delivered and info.delivered.consumer_seq)
+    sent = (info.delivered.consumer_seq or 0) if (delivered and info.delivered) else 0
+    return (info.num_pending or 0) + sent
 
 
 class Mirror(Generic[T]):
