@@ -8,10 +8,12 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
 from tests.support.outbound import register, telegram_shop, text_send
 from tests.support.stack import API_KEY, service_env
 from tests.support.streams import stream_messages
@@ -20,7 +22,9 @@ from tests.support.timing import max_in_window
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.app import create_app
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.dlq import list_dead_letters
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -250,3 +254,40 @@ async def test_outage_opens_the_circuit_and_everything_is_delivered_after(env: E
     outcomes = await _outcomes(env.nats_url, 20)
     assert len(outcomes["delivery.sent"]) == 20
     assert "delivery.failed" not in outcomes
+
+
+async def test_a_failure_whose_event_was_lost_is_announced_when_redelivered(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure's record and its event are written side by side. When the event's publish
+    fails (an outage) after the record was stored, the redelivery finds the record failed:
+    it must still announce the failure and dead-letter the command, as a stored send is
+    announced again. (It acked in silence: the failure was never heard of.)"""
+    real, lost = pii.publish_sealed, []
+
+    async def outage_once(bus: Bus, event: Any, **kw: Any) -> Any:
+        if event.name == "delivery.failed" and not lost:
+            lost.append(event.message_id)
+            raise NatsTimeoutError
+        return await real(bus, event, **kw)
+
+    monkeypatch.setattr(pii, "publish_sealed", outage_once)
+    gone = datetime.now(UTC) - timedelta(seconds=1)
+    await _send_all(env.nats_url, [_text(1, 1001, expires_at=gone)])
+    outcomes = await _outcomes(env.nats_url, 1)
+    assert lost == ["msg-1"]
+    assert [(e.message_id, e.error_code, e.permanent, e.reason, e.attempts)
+            for e in outcomes["delivery.failed"]] == [
+        ("msg-1", "expired", True, "expired before it could be sent", 0)
+    ]  # fmt: skip
+
+    async def dead_lettered() -> list[Any] | None:
+        bus = await Bus.connect(env.nats_url, name="dlq-reader")
+        try:
+            letters = [d for d in await list_dead_letters(bus) if d.stream == "OUTBOUND"]
+        finally:
+            await bus.close()
+        return letters or None
+
+    letters = await eventually(dead_lettered, timeout=30, message="the command in the DLQ")
+    assert [d.reason for d in letters] == ["expired: expired before it could be sent"]

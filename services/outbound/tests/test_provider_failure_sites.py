@@ -64,9 +64,7 @@ class Job:
         self.seen.records.append(record)
         self.seen.redeliver_after.append(delay)
 
-    async def fail(
-        self, record: Attempt, reason: str, code: str, *, permanent: bool, dlq: bool = True
-    ) -> None:
+    async def fail(self, record: Attempt, reason: str, code: str, *, permanent: bool) -> None:
         self.seen.failed.append((reason, permanent))
 
 

@@ -49,6 +49,7 @@ class Attempt(BaseModel):
     reason: str | None = None
     campaign_id: str | None = None
     error_code: str | None = None
+    permanent: bool | None = None  # a failure: permanent, or retries ran out (None: before kept)
     # The fingerprint of the command's body and the stream sequence of the command that
     # sends it (None in records written before either was kept).
     fingerprint: str | None = None

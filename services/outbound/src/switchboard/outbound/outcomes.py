@@ -147,30 +147,44 @@ class Outcome:
         )
         await self.msg.nak(delay=delay)
 
-    async def fail(
-        self, record: Attempt, reason: str, code: str, *, permanent: bool, dlq: bool = True
-    ) -> None:
-        record = record.step("failed", reason=f"{code}: {reason}", error_code=code)
-        await asyncio.gather(
-            self.attempts.put(record),
-            self.announce(
-                DeliveryFailed(
-                    **self.base(),
-                    reason=reason,
-                    error_code=code,
-                    permanent=permanent,
-                    attempts=record.attempts,
-                    campaign_id=self.cmd.campaign_id,
-                )
-            ),
+    async def fail(self, record: Attempt, reason: str, code: str, *, permanent: bool) -> None:
+        """Record the message as failed and say so: its event, the campaign's count, the DLQ
+        (not for a cancelled campaign's sends), then the ack."""
+        record = record.step(
+            "failed", reason=f"{code}: {reason}", error_code=code, permanent=permanent
         )
+        await asyncio.gather(self.attempts.put(record), self.announce_failed(record))
+        await self.settle_failed(record)
+
+    async def announce_failed(self, record: Attempt) -> None:
+        """DeliveryFailed of a failed message. Its id is fixed by the message id, so
+        announcing again (a redelivery after the first announcement failed in an outage while
+        the record was stored) stores nothing twice and loses nothing."""
+        code = record.error_code or "failed"
+        at = next((s.at for s in reversed(record.history) if s.status == "failed"), None)
+        await self.announce(
+            DeliveryFailed(
+                **{**self.base(), "at": at or datetime.now(UTC)},
+                reason=(record.reason or code).removeprefix(f"{code}: "),
+                error_code=code,
+                permanent=record.permanent is not False,  # None: recorded before it was kept
+                attempts=record.attempts,
+                campaign_id=self.cmd.campaign_id,
+            )
+        )
+
+    async def settle_failed(self, record: Attempt, *, dead_letter: bool = True) -> None:
+        """What follows a failure's record and event: the campaign's count and the DLQ entry
+        (both idempotent, so a redelivery does them again in case they were lost), the ack.
+        ``dead_letter``: this message is the one that failed (not a repeat of its id)."""
+        code = record.error_code or "failed"
         if self.cmd.campaign_id and self.campaigns is not None:
             await self.campaigns.record_failure(
                 self.env.workspace_id, self.cmd.campaign_id, self.cmd.message_id, code
             )
-        if dlq:
+        if dead_letter and code != CANCELLED:  # a cancelled campaign's sends are no poison
             await dead_letter_msg(
-                self.bus, self.msg, reason=f"{code}: {reason}", consumer=self.consumer
+                self.bus, self.msg, reason=record.reason or code, consumer=self.consumer
             )
         await self.msg.ack()
 

@@ -250,11 +250,13 @@ class Sender:
             if record.status == "moved" and record.moved_to and record.moved_via:
                 # Moved before; its new command or the count may have been lost: again.
                 await self._publish_move(job, record)
-            if record.status == "failed" and cmd.campaign_id and self.campaigns is not None:
-                # Counted before its ack the first time; again in case that ack was lost.
-                await self.campaigns.record_failure(
-                    env.workspace_id, cmd.campaign_id, cmd.message_id, record.error_code or "failed"
-                )
+            if record.status == "failed":
+                # Stored as failed, but its event, count or DLQ entry may have been lost to an
+                # outage (the record is written beside the event): again, then the ack.
+                await job.announce_failed(record)
+                mine = record.owner in (None, msg.metadata.sequence.stream)  # not a repeat
+                await job.settle_failed(record, dead_letter=mine)
+                return None
             await msg.ack()  # completed before (a redelivery, or the same id sent twice)
             return None
         if created:
@@ -448,9 +450,7 @@ class Sender:
         for _ in range(6):
             status = hooks.status(job.env.workspace_id, cid)
             if status in ("cancelled", "completed"):
-                await job.fail(
-                    record, "the campaign was cancelled", CANCELLED, permanent=True, dlq=False
-                )
+                await job.fail(record, "the campaign was cancelled", CANCELLED, permanent=True)
                 return False
             if status != "paused":
                 return True
