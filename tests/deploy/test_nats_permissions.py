@@ -214,6 +214,8 @@ def test_nothing_broader_than_needed(service: str) -> None:
     # (NACK's durables on those streams are denied by name, below).
     deletes_consumers = {rd.stream for rd in topo.runtime_durables if rd.delete}
     deletes_consumers |= {r.stream for r in topo.reads if r.ephemeral_consumers}
+    # and the listings of the buckets it follows (``runtime.kv.entries`` deletes its own)
+    deletes_consumers |= {kv_stream(b.bucket) for b in topo.buckets if b.watch}
     for stream in [s.name for s in STREAMS] + [kv_stream(b.name) for b in BUCKETS]:
         for verb in admin:
             assert not perms.may_publish(f"$JS.API.STREAM.{verb}.{stream}"), (verb, stream)
