@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
 from tests.support.outbound import capi_pixel, register
 from tests.support.stack import service_env
 from tests.support.streams import stream_messages
@@ -54,6 +55,14 @@ class Env:
     async def events(self, *names: str) -> list[Any]:
         found = [d.model for d in await stream_messages(self.nats_url, "DELIVERY")]
         return [e for e in found if e.name in names]
+
+    async def dead_letters(self) -> list[str]:
+        """The reasons of the DLQ's entries."""
+        bus = await Bus.connect(self.nats_url, name="dlq-reader")
+        try:
+            return [d.reason for d in await list_dead_letters(bus, 100)]
+        finally:
+            await bus.close()
 
 
 @pytest.fixture
@@ -217,12 +226,7 @@ async def test_sendpulse_email_sms_and_address_book_are_commands(env: Env) -> No
     await env.publish(changed, id="otp-1-changed")
 
     async def refused() -> list[str] | None:
-        bus = await Bus.connect(env.nats_url, name="dlq-reader")
-        try:
-            reasons = [d.reason for d in await list_dead_letters(bus, 10)]
-        finally:
-            await bus.close()
-        found = [r for r in reasons if r.startswith("idempotency_conflict")]
+        found = [r for r in await env.dead_letters() if r.startswith("idempotency_conflict")]
         return found or None
 
     assert "outbound.sms 'otp-1'" in (await eventually(refused, timeout=30))[0]
@@ -257,3 +261,49 @@ async def test_another_workspaces_provider_accounts_are_unknown_and_nothing_is_s
     assert {e.error_code for e in outcomes} == {"unknown_account"}
     assert env.box.sendpulse.state.sms == []
     assert env.box.recorder.requests(provider="metacapi") == []
+
+
+async def test_outcomes_lost_to_an_outage_are_announced_when_redelivered(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command's record and its outcome event are written side by side. When the event's
+    publish fails (an outage) after the record was stored, the redelivery finds the record
+    done: it announces the outcome again (and dead-letters a failure), sending nothing
+    twice. (It acked in silence: the email went out and nobody heard of it.)"""
+    real, lost = Bus.publish, []
+
+    async def outage_once(self: Bus, model: Any, **kw: Any) -> Any:
+        if model.name in ("delivery.dispatched", "delivery.conversion_failed") and (
+            model.name not in lost
+        ):
+            lost.append(model.name)
+            raise NatsTimeoutError
+        return await real(self, model, **kw)
+
+    monkeypatch.setattr(Bus, "publish", outage_once)
+    email = SendEmail.model_validate(
+        {"message_id": "order-lost", "account": "sp-main",
+         "sender": {"email": "shop@example.com", "name": "Shop"},
+         "to": [{"email": "jo@example.com", "name": "Jo"}], "subject_line": "Lost?",
+         "html": "<p>Hi</p>"}
+    )  # fmt: skip
+    stale = conversion(50, event_time=datetime.now(UTC) - timedelta(days=8))
+    await env.publish(email, stale)
+
+    async def both() -> list[Any] | None:
+        found = await env.events("delivery.dispatched", "delivery.conversion_failed")
+        return found if len(found) == 2 else None
+
+    outcomes = await eventually(both, timeout=30, message="both outcomes announced")
+    assert sorted(lost) == ["delivery.conversion_failed", "delivery.dispatched"]
+    assert {(e.name, getattr(e, "id", None) or e.conversion_id) for e in outcomes} == {
+        ("delivery.dispatched", "order-lost"),
+        ("delivery.conversion_failed", "lead:50/won"),
+    }
+    assert [e.subject for e in env.box.sendpulse.state.emails] == ["Lost?"]  # sent once
+
+    async def dead_lettered() -> list[str] | None:
+        found = [r for r in await env.dead_letters() if r.startswith("metacapi_stale")]
+        return found or None
+
+    assert len(await eventually(dead_lettered, timeout=30, message="the stale one")) == 1

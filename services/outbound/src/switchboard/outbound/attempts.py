@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from switchboard.events.base import Message
+from switchboard.events.registry import model_for
 from switchboard.outbound.kvmodels import KvModels
 
 Status = Literal["queued", "in_flight", "retrying", "sent", "failed", "moved"]
@@ -33,6 +34,24 @@ class Step(BaseModel):
     at: datetime
     attempt: int = 0
     reason: str | None = None
+
+
+class Announcement(BaseModel):
+    """An outcome event as published, kept in its record. The record and the event are
+    written side by side, so the event may be lost to an outage after the record is stored:
+    a redelivery that finds the record done publishes it again (its id is fixed, so it is
+    stored once). For the provider commands, whose events carry no one's personal data."""
+
+    name: str
+    version: int
+    body: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Message) -> Announcement:
+        return cls(name=event.name, version=event.version, body=event.model_dump(mode="json"))
+
+    def event(self) -> Message:
+        return model_for(self.name, self.version).model_validate(self.body)
 
 
 class Attempt(BaseModel):
@@ -50,6 +69,7 @@ class Attempt(BaseModel):
     campaign_id: str | None = None
     error_code: str | None = None
     permanent: bool | None = None  # a failure: permanent, or retries ran out (None: before kept)
+    announced: Announcement | None = None  # a provider command's outcome event
     # The fingerprint of the command's body and the stream sequence of the command that
     # sends it (None in records written before either was kept).
     fingerprint: str | None = None

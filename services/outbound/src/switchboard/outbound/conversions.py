@@ -36,7 +36,7 @@ from switchboard.outbound.providers.metacapi import (
     CapiResult,
 )
 from switchboard.outbound.ratelimit import SharedLimiter
-from switchboard.outbound.sender import Phase, SendPolicy, open_record
+from switchboard.outbound.sender import Phase, SendPolicy, open_record, record_outcome
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
@@ -47,7 +47,6 @@ from switchboard.runtime.delivery.provider_failures import (
     breaker_signal,
     decide,
 )
-from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -261,11 +260,13 @@ class ConversionSender:
             attempt=max(1, item.record.attempts),
             dropped_fields=item.dropped,
         )
-        await asyncio.gather(self.attempts.put(item.record), self.bus.publish(sent, cause=item.env))
+        item.record = await record_outcome(self, item.record, sent, item.env, item.msg)
         await self._settle(item, item.msg.ack())
 
     async def _fail(self, item: _Item, reason: str, code: str, permanent: bool) -> None:
-        item.record = item.record.step("failed", reason=f"{code}: {reason}", error_code=code)
+        item.record = item.record.step(
+            "failed", reason=f"{code}: {reason}", error_code=code, permanent=permanent
+        )
         failed = ConversionFailed(
             **_about(item.cmd),
             reason=reason,
@@ -273,12 +274,7 @@ class ConversionSender:
             permanent=permanent,
             attempts=item.record.attempts,
         )
-        await asyncio.gather(
-            self.attempts.put(item.record), self.bus.publish(failed, cause=item.env)
-        )
-        await dead_letter_msg(
-            self.bus, item.msg, reason=f"{code}: {reason}", consumer=self.consumer
-        )
+        item.record = await record_outcome(self, item.record, failed, item.env, item.msg)
         await self._settle(item, item.msg.ack())
 
     @staticmethod

@@ -29,7 +29,7 @@ from switchboard.outbound.providers.sendpulse import (
     Sms,
 )
 from switchboard.outbound.ratelimit import LimitKey, SharedLimiter
-from switchboard.outbound.sender import Phase, SendPolicy, open_record
+from switchboard.outbound.sender import Phase, SendPolicy, open_record, record_outcome
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.bus import Bus
@@ -40,7 +40,6 @@ from switchboard.runtime.delivery.provider_failures import (
     breaker_signal,
     decide,
 )
-from switchboard.runtime.dlq import dead_letter_msg
 
 PROVIDER = "sendpulse"
 Command = SendEmail | SendSms | SyncAddressBook
@@ -138,7 +137,7 @@ class ProviderCommands:
         sent = Dispatched(
             **_about(cmd), provider_id=provider_id, attempt=record.attempts, detail=detail
         )
-        await asyncio.gather(self.attempts.put(record), self.bus.publish(sent, cause=env))
+        await record_outcome(self, record, sent, env, msg)
         await msg.ack()
 
     async def _on_error(
@@ -175,7 +174,9 @@ class ProviderCommands:
         *,
         permanent: bool,
     ) -> None:
-        record = record.step("failed", reason=f"{code}: {reason}", error_code=code)
+        record = record.step(
+            "failed", reason=f"{code}: {reason}", error_code=code, permanent=permanent
+        )
         failed = DispatchFailed(
             **_about(cmd),
             reason=reason,
@@ -183,6 +184,5 @@ class ProviderCommands:
             permanent=permanent,
             attempts=record.attempts,
         )
-        await asyncio.gather(self.attempts.put(record), self.bus.publish(failed, cause=env))
-        await dead_letter_msg(self.bus, msg, reason=f"{code}: {reason}", consumer=self.consumer)
+        await record_outcome(self, record, failed, env, msg)
         await msg.ack()

@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from switchboard.events import Envelope
+from switchboard.events.base import Message
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
@@ -38,7 +39,14 @@ from switchboard.events.catalog.outbound import (
     SendSms,
     SyncAddressBook,
 )
-from switchboard.outbound.attempts import Attempt, Attempts, Verdict, claim, fingerprint
+from switchboard.outbound.attempts import (
+    Announcement,
+    Attempt,
+    Attempts,
+    Verdict,
+    claim,
+    fingerprint,
+)
 from switchboard.outbound.campaigns.pool import (
     MOVED,
     PoolHealth,
@@ -122,8 +130,9 @@ async def open_record(
 ) -> Attempt | None:
     """For the provider commands that are not chat sends, named by (kind, id): the attempt
     record (``<kind>:<id>``) to go on with, or None when the command was settled here by the
-    rules of ``attempts.claim`` (done before, or a copy another stream message owns: acked;
-    another body under the id: dead-lettered and acked)."""
+    rules of ``attempts.claim`` (done before: its outcome announced again, and acked; a copy
+    another stream message owns: acked; another body under the id: dead-lettered and acked).
+    The outcome is written with :func:`record_outcome`."""
     kind, ident = name
     first = Attempt(
         message_id=f"{kind}:{ident}",
@@ -140,6 +149,13 @@ async def open_record(
     )
     if decided in (Verdict.PROCEED, Verdict.NEW):
         return record
+    if decided is Verdict.DONE and record.announced is not None:
+        # Done before, but its event (and a failure's DLQ entry) may have been lost to an
+        # outage: the record is written beside them. Again; each is stored once.
+        await site.bus.publish(record.announced.event(), cause=env)
+        if record.status == "failed" and record.owner in (None, msg.metadata.sequence.stream):
+            reason = record.reason or "failed"
+            await dead_letter_msg(site.bus, msg, reason=reason, consumer=site.consumer)
     if decided is not Verdict.DONE:
         REPEATS.labels(decided.value).inc()
     if decided is Verdict.CONFLICT:
@@ -148,6 +164,19 @@ async def open_record(
         await dead_letter_msg(site.bus, msg, reason=reason, consumer=site.consumer)
     await msg.ack()
     return None
+
+
+async def record_outcome(
+    site: CommandSite, record: Attempt, event: Message, env: Envelope, msg: Msg
+) -> Attempt:
+    """Store a provider command's final record with its outcome event, and publish the
+    event; a failure is dead-lettered too. The caller acks."""
+    record = record.model_copy(update={"announced": Announcement.of(event)})
+    await asyncio.gather(site.attempts.put(record), site.bus.publish(event, cause=env))
+    if record.status == "failed":
+        reason = record.reason or "failed"
+        await dead_letter_msg(site.bus, msg, reason=reason, consumer=site.consumer)
+    return record
 
 
 @dataclass
