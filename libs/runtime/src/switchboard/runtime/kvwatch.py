@@ -79,7 +79,11 @@ async def _pending(watcher: KeyValue.KeyWatcher, *, delivered: bool = False) -> 
     sub = watcher._sub
     if sub is None:
         return -1
-    info = await sub.consumer_info()
+    try:
+        info = await sub.consumer_info()
+    except Exception as exc:  # a busy or reconnecting server: the next entry or second tells
+        log.info("watch consumer info failed", error=str(exc))
+        return -1
     sent = (info.delivered.consumer_seq or 0) if (delivered and info.delivered) else 0
     return (info.num_pending or 0) + sent
 

@@ -40,7 +40,7 @@ class Announcement(BaseModel):
     """An outcome event as published, kept in its record. The record and the event are
     written side by side, so the event may be lost to an outage after the record is stored:
     a redelivery that finds the record done publishes it again (its id is fixed, so it is
-    stored once). For the provider commands, whose events carry no one's personal data."""
+    stored once). For the provider commands, whose events are not sealed (as in DELIVERY)."""
 
     name: str
     version: int
