@@ -397,6 +397,7 @@ class Sender:
         ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause)
         may_move = True
         while True:
+            leased = True
             try:
                 at = await self._wait_for_slot(cmd, limits, ticket, may_move=may_move)
             except BaseException:
@@ -409,13 +410,14 @@ class Sender:
                 may_move = False
                 if unsent or cmd.channel is not Channel.MTPROTO:
                     continue  # no other account can take it: it waits
-                # The gateway answers at once, without calling Telegram during the pause.
-                at = self.clock()
+                # The gateway answers at once, without calling Telegram during the pause: no
+                # slot is leased, so none is reported (the window would log a phantom send).
+                at, leased = self.clock(), False
             phase.calling = True
             started_at = datetime.now(UTC)
             started = time.perf_counter()
             try:
-                sent = await self._call(client, account, cmd, limits, at)
+                sent = await self._call(client, account, cmd, limits, at, leased=leased)
             except SlotMissedError:
                 # Nothing went out: a new slot (the recipient's, claimed at `at`, is taken).
                 LATE_SLOTS.inc()
@@ -445,13 +447,17 @@ class Sender:
         cmd: SendMessage,
         limits: SendLimits,
         at: float,
+        *,
+        leased: bool = True,
     ) -> Sent:
         """The provider call, leaving within the slot's window; a send the provider may have
-        counted late pushes the later slots of its account and recipient (``pacing``)."""
+        counted late pushes the later slots of its account and recipient (``pacing``).
+        Without ``leased`` (a user account's send asked of the gateway during a pause, which
+        answers without calling Telegram) nothing is reported to the window."""
         window = SendWindow(at, at + self.policy.max_lateness, clock=self.clock)
         # Already late waking up (a busy process): hold the next window back before the
         # call, while there is the most time for it; the answer may add to it below.
-        early = self.holds.note(limits, at, max(0.0, self.clock() - at))
+        early = self.holds.note(limits, at, max(0.0, self.clock() - at)) if leased else 0.0
         heard = False  # an answer came back: the provider counted the send before it
         try:
             async with asyncio.timeout(self.policy.call_timeout + 1):
@@ -463,7 +469,9 @@ class Sender:
             heard = exc.heard
             raise
         finally:
-            if window.left_at is None:  # nothing left (SlotMissedError, or a failure before)
+            if not leased:
+                pass  # no slot was leased: the window has no place to free or hold
+            elif window.left_at is None:  # nothing left (SlotMissedError, or a failure before)
                 self.limiter.note_unused(limits.account, [at])
             else:
                 answered = self.clock()
