@@ -291,3 +291,10 @@ async def test_a_failure_whose_event_was_lost_is_announced_when_redelivered(
 
     letters = await eventually(dead_lettered, timeout=30, message="the command in the DLQ")
     assert [d.reason for d in letters] == ["expired: expired before it could be sent"]
+    async with httpx.AsyncClient() as http:
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        status = (await http.get(f"{env.urls[0]}/v1/messages/msg-1", headers=auth)).json()
+    assert (status["status"], status["error_code"], status["permanent"]) == (
+        "failed", "expired", True,
+    )  # fmt: skip
+    assert not {"fingerprint", "owner", "announced"} & set(status)

@@ -462,7 +462,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     async def status(message_id: str, ws: Workspace) -> Response:
         found = await deps().attempts.get(ws, message_id)
         record = require(found, ws, "message", message_id)
-        return JSONResponse(record.model_dump(mode="json", exclude={"fingerprint", "owner"}))
+        return JSONResponse(
+            record.model_dump(mode="json", exclude={"fingerprint", "owner", "announced"})
+        )
 
     async def change(ws: str, message_id: str, new_time: datetime | None) -> Response:
         answer = await deps().desk.change(ws, message_id, new_time, None)
