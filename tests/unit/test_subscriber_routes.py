@@ -133,7 +133,6 @@ def test_every_faststream_subscription_is_covered() -> None:
         "flows-conversations",
         "flows-crm-events",
         "flows-timers",
-        "crm-resolver",
         "crm-commands",
         "outbound-erasure",
         "mtproto-commands",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Annotated, Any, Unpack
 
@@ -56,7 +56,7 @@ from switchboard.events.catalog.mtproto import AccountStatus
 from switchboard.runtime import pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, Workspace
-from switchboard.runtime.consumer import decode_or_reject
+from switchboard.runtime.consumer import PullWorker, decode_or_reject
 from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
@@ -67,7 +67,11 @@ from switchboard.runtime.subscribers import Subscription, durable
 SCHEMA = "crm"
 PROJECTIONS = (projector, crm_projector, delivery_projector, account_status_projector)
 # Its durables, where they read as switchboard.events.topology (CRM) declares them.
-RESOLVER = Subscription(durable("crm", "crm-resolver"), batch=128)
+# The resolver takes every inbound message: on the runtime's batch reader
+# (consumer.PullWorker), as the ingest normalizer does. bench_subscribers: FastStream's pull
+# subscriber at 0.29 of its rate; bench_crm's e2e run at 500 msg/s: the CRM process's CPU
+# 61 -> 58 % and 63 -> 57 % of a core (docs/benchmark-notes.md).
+RESOLVER = Subscription(durable("crm", "crm-resolver"), reader="batch_pull", batch=128)
 COMMANDS = Subscription(durable("crm", "crm-commands"), batch=32)
 SUBSCRIPTIONS = (RESOLVER, COMMANDS)
 
@@ -155,11 +159,11 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         async def command(msg: Msg) -> None:
             await handle_command(store, settings, msg, rt.pool)
 
-        consumers = {
-            replace(RESOLVER, concurrency=settings.resolver_concurrency): resolve,
-            COMMANDS: command,
-        }
-        subscribers.spawn(rt, "consumers", consumers)
+        resolving = PullWorker(
+            rt.bus, RESOLVER.spec, resolve, stop=rt.stop, concurrency=settings.resolver_concurrency
+        )
+        rt.spawn("resolver", resolving.run)
+        subscribers.spawn(rt, "consumers", {COMMANDS: command})
         cache = built.accounts
         if cache is not None:
             # Not awaited: the CRM's projections never wait on the accounts; the media
