@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
 from switchboard.runtime.crypto import DecryptError, Keyring
-from switchboard.runtime.kv import current
+from switchboard.runtime.kv import current, entries_of
 from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.ownership import visible
@@ -123,20 +122,13 @@ class AccountStore:
     async def scan(self) -> tuple[list[Account], list[tuple[str, str]]]:
         """Every account, split into the readable ones and ``(key, why)`` for records whose
         secrets the configured keys cannot open (a key retired before re-encryption)."""
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:  # nats-py's answer for an empty bucket
-            return [], []
-        # (Anything else propagates: swallowing it made a timed-out listing look empty, and a
-        # key rotation's re-encryption "succeed" with nothing rewritten.)
+        # A failing listing propagates: swallowing it made a timed-out listing look empty,
+        # and a key rotation's re-encryption "succeed" with nothing rewritten.
         accounts: list[Account] = []
         unreadable: list[tuple[str, str]] = []
-        for key in sorted(keys):
-            entry = await self.kv.get(key)
-            if not entry.value:
-                continue
+        for key, value, _ in sorted(await entries_of(self.kv)):
             try:
-                accounts.append(self._open(key, entry.value))
+                accounts.append(self._open(key, value))
             except DecryptError as exc:
                 log.error("unreadable account in registry", key=key, error=str(exc))
                 unreadable.append((key, str(exc)))

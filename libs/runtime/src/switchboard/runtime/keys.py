@@ -22,7 +22,7 @@ from enum import StrEnum
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchboard.runtime.kv import current
+from switchboard.runtime.kv import current, entries_of
 from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger
 
@@ -174,11 +174,10 @@ class KeyStore:
         return None if found is None else KeyRecord.model_validate_json(found.value)
 
     async def list(self, workspace: str | None = None) -> list[KeyRecord]:
-        try:
-            ids = await self.kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            return []
-        records = [r for r in [await self.get(i) for i in sorted(ids)] if r is not None]
+        found = sorted(await entries_of(self.kv))  # not kv.keys(): it can end early
+        records = [
+            KeyRecord.model_validate_json(value) for key, value, _ in found if KEY_ID.fullmatch(key)
+        ]
         return [r for r in records if workspace is None or r.workspace_id == workspace]
 
     async def revoke(self, key_id: str) -> KeyRecord | None:

@@ -78,3 +78,13 @@ async def entries(bus: Bus, bucket: str, keys: str = ">") -> list[Entry]:
         return found
     finally:
         await pull.close()
+
+
+async def entries_of(kv: KeyValue, keys: str = ">") -> list[Entry]:
+    """:func:`entries` for a store that holds only its bucket's handle. nats-py's
+    ``kv.keys()`` ends its listing on the watch's end marker, which can come before the keys
+    (an account listing came back empty while the bucket held five). The bus is rebuilt
+    from the handle's own JetStream context (nats-py keeps it private)."""
+    js = kv._js
+    bus = Bus(nc=js._nc, js=js, source="kv-listing")
+    return await entries(bus, kv._name, keys)
