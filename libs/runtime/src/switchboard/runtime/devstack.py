@@ -40,7 +40,10 @@ PORTS = {
 OPS_PORTS = {name: port + 1000 for name, port in PORTS.items()}
 SANDBOX_PORT = 8090
 NATS_PORT = 4222
-POSTGRES_PORT = 55432
+# Below the kernel's ephemeral range (32768+ on Linux), which every outgoing connection draws
+# its local port from, and below embedded.free_port's range: at 55432 a busy machine's
+# connection held the port once and `switchboard up` refused to start (a full test run).
+POSTGRES_PORT = 7432
 DEMO_ACCOUNT = "demo"
 DEMO_BOT_TOKEN = "100000001:demo"
 DEMO_SECRET = "demo-secret"
