@@ -68,7 +68,9 @@ class DeliveryRetrying(_Delivery):
     campaign_id: str | None = None
 
     def deterministic_id(self) -> str:
-        return f"dr:{self.message_id}:{self.attempt}"
+        # With the error: a rate-limited retry is not counted as an attempt, so a flood wait
+        # after a timed-out attempt had the timeout's id, and JetStream dropped it as a copy.
+        return f"dr:{self.message_id}:{self.attempt}:{self.error_code or ''}"
 
 
 @register("delivery.failed", 1)
