@@ -258,8 +258,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         calendar_kv = await rt.bus.kv("calendar")
         app.state.calendar = CalendarPorts(
-            rt.bus, cache, attempts, desk,
-            Templates(rt.bus, calendar_kv), Posts(rt.bus, calendar_kv),
+            rt.bus, cache, attempts, desk, Templates(calendar_kv), Posts(calendar_kv),
             timedelta(seconds=settings.calendar_gap_s),
         )  # fmt: skip
         grace = settings.shutdown_grace_s * 0.75
@@ -297,8 +296,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         async def erased(msg: Any) -> None:
             d = decode_or_reject(msg)
             if isinstance(d.model, ContactErased):
-                hashes = frozenset(d.model.identity_hashes)
-                await forget(rt.bus, sends_kv, d.envelope.workspace_id, hashes)
+                await forget(sends_kv, d.envelope.workspace_id, frozenset(d.model.identity_hashes))
 
         subscribers.spawn(rt, ERASURE.durable.name, {ERASURE: erased})
         supervisor = CampaignSupervisor(

@@ -15,11 +15,9 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.outbound.attempts import Attempt, Step
-from switchboard.runtime.bus import Bus
 from switchboard.runtime.identity import keyed_hash
-from switchboard.runtime.kv import current, entries
+from switchboard.runtime.kv import current, entries_of
 
-BUCKET = "sends"
 RECORDS = "send.>"  # the attempt records (the bucket also holds campaigns and keys)
 
 
@@ -45,12 +43,12 @@ def scrub(record: Attempt, workspace: str, hashes: frozenset[str]) -> Attempt | 
     return record.model_copy(update={"recipient": marker(h), "reason": None, "history": history})
 
 
-async def forget(bus: Bus, kv: KeyValue, workspace: str, hashes: frozenset[str]) -> int:
+async def forget(kv: KeyValue, workspace: str, hashes: frozenset[str]) -> int:
     """Scrub every record of ``workspace`` sent to one of ``hashes``; returns how many."""
     if not hashes:
         return 0
     done = 0
-    for entry in await entries(bus, BUCKET, RECORDS):  # every record (a watch could end early)
+    for entry in await entries_of(kv, RECORDS):  # every record (a watch could end early)
         if await _scrub_one(kv, entry.key, entry.value, entry.revision, workspace, hashes):
             done += 1
     return done

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from switchboard.runtime.bus import Bus
-from switchboard.runtime.kv import entries
+from nats.js.kv import KeyValue
 
-BUCKET = "calendar"
+from switchboard.runtime.kv import entries_of
 
 
 def scoped(*parts: str) -> str:
@@ -20,6 +19,6 @@ def key(kind: str, workspace: str, ident: str) -> str:
     return f"{kind}.{scoped(workspace)}.{scoped(workspace, ident)}"
 
 
-async def values(bus: Bus, kind: str, workspace: str) -> list[bytes]:
+async def values(kv: KeyValue, kind: str, workspace: str) -> list[bytes]:
     """The current value of every object of ``kind`` in ``workspace``."""
-    return [e.value for e in await entries(bus, BUCKET, f"{kind}.{scoped(workspace)}.*")]
+    return [e.value for e in await entries_of(kv, f"{kind}.{scoped(workspace)}.*")]

@@ -22,7 +22,6 @@ from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.calendar.templates import NAME
 from switchboard.outbound.kvmodels import KvModels
-from switchboard.runtime.bus import Bus
 
 
 class Destination(BaseModel):
@@ -189,8 +188,8 @@ def in_window(post: Post, start: datetime | None, end: datetime | None) -> bool:
 class Posts:
     """Posts in the ``calendar`` bucket, one key per post."""
 
-    def __init__(self, bus: Bus, kv: KeyValue) -> None:
-        self.bus, self.kv = bus, kv
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
         self._records = KvModels(kv, Post)
 
     async def get(self, workspace: str, post_id: str) -> Post | None:
@@ -212,7 +211,7 @@ class Posts:
 
     async def all(self, workspace: str) -> list[Post]:
         found = [
-            Post.model_validate(orjson.loads(v)) for v in await values(self.bus, "post", workspace)
+            Post.model_validate(orjson.loads(v)) for v in await values(self.kv, "post", workspace)
         ]
         return sorted(found, key=lambda p: (p.at, p.post_id))
 

@@ -16,7 +16,6 @@ from switchboard.events.catalog.outbound import OutText
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.kvmodels import KvModels
-from switchboard.runtime.bus import Bus
 from switchboard.runtime.markup import Format, escape, parse_mode
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -94,8 +93,8 @@ class Templates:
     """Templates in the ``calendar`` bucket: one key per template holding every version,
     written with compare-and-set so two concurrent edits make two versions, never one."""
 
-    def __init__(self, bus: Bus, kv: KeyValue) -> None:
-        self.bus = bus
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
         self._records = KvModels(kv, Template)
 
     async def read(self, workspace: str, name: str) -> tuple[Template, int] | None:
@@ -131,7 +130,7 @@ class Templates:
     async def all(self, workspace: str) -> list[Template]:
         found = [
             Template.model_validate(orjson.loads(v))
-            for v in await values(self.bus, "tpl", workspace)
+            for v in await values(self.kv, "tpl", workspace)
         ]
         return sorted(found, key=lambda t: t.name)
 
