@@ -68,9 +68,12 @@ class DeliveryRetrying(_Delivery):
     campaign_id: str | None = None
 
     def deterministic_id(self) -> str:
-        # With the error: a rate-limited retry is not counted as an attempt, so a flood wait
-        # after a timed-out attempt had the timeout's id, and JetStream dropped it as a copy.
-        return f"dr:{self.message_id}:{self.attempt}:{self.error_code or ''}"
+        # A rate-limited retry is not counted as an attempt, so two retries can share the
+        # attempt (a flood wait after a timeout, or two 429s in a row) and even the error:
+        # the time it retries at tells them apart, and the same retry published again keeps
+        # its id (JetStream stores it once).
+        at = round(self.retry_at.timestamp() * 1000)
+        return f"dr:{self.message_id}:{self.attempt}:{self.error_code or ''}:{at}"
 
 
 @register("delivery.failed", 1)
