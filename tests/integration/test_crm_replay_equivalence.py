@@ -30,6 +30,7 @@ from switchboard.events.catalog import crm
 from switchboard.events.catalog.common import Channel, Chat, ChatType
 from switchboard.events.catalog.conv import MessageReceived, MessageSent
 from switchboard.events.catalog.delivery import DeliveryQueued, DeliveryReceipt, DeliverySent
+from switchboard.runtime import db
 from switchboard.runtime.db import create_pool, load_migrations, migrate
 from switchboard.runtime.testing import eventually
 
@@ -271,17 +272,28 @@ async def _tables(conn: asyncpg.Connection, schema: str) -> dict[str, list[str]]
 
 @ORDERS
 async def test_batched_replay_equals_event_by_event(
-    postgres_url: str, order: tuple[str, ...]
+    postgres_url: str, order: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each projection in batches of any size, the streams one after another in ``order``,
     against live projection: one event per transaction, the streams interleaved as the
-    events happened."""
+    events happened. Large batches' rows go by COPY, small ones' as arrays: both are here."""
+    monkeypatch.setattr(db, "COPY_FROM_ROWS", 64)
+    ways: set[str] = set()
+    source = db.RowSet.source
+
+    async def spied(self: db.RowSet, *args: Any, **kwargs: Any) -> tuple[str, list[Any]]:
+        sql, params = await source(self, *args, **kwargs)
+        ways.add("copy" if sql == self.staged() else "arrays")
+        return sql, params
+
+    monkeypatch.setattr(db.RowSet, "source", spied)
     events = _deliveries(_mix(random.Random(7), 1500))
     pool = await create_pool(postgres_url, 2)
     try:
         await _compare(pool, events, order)
     finally:
         await pool.close()
+    assert ways == {"copy", "arrays"}
 
 
 async def _compare(

@@ -26,7 +26,7 @@ from switchboard.events.catalog.delivery import (
     DeliverySent,
 )
 from switchboard.runtime import pii
-from switchboard.runtime.db import Conn
+from switchboard.runtime.db import Conn, RowSet
 
 PROJECTION = "deliveries"
 STREAM = "DELIVERY"
@@ -41,10 +41,17 @@ RANK = {"queued": 0, "retrying": 1, "sent": 2, "delivered": 3, "read": 4, "faile
 
 # One row per key (``fold_receipts``): a later receipt replaces the stored one only when it
 # ranks higher, or as high and later.
+RECEIPT_ROWS = RowSet(
+    "staged_receipts",
+    (
+        ("workspace_id", "text"), ("channel", "text"), ("account", "text"),
+        ("provider_message_id", "text"), ("recipient", "text"), ("status", "text"),
+        ("rank", "int"), ("reason", "text"), ("at", "timestamptz"),
+    ),
+)  # fmt: skip
 RECEIPT_SQL = """
-INSERT INTO receipts
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::int[], $8::text[], $9::timestamptz[])
+WITH u AS ({rows})
+INSERT INTO receipts SELECT * FROM u
 ON CONFLICT (workspace_id, channel, account, provider_message_id, recipient)
 DO UPDATE SET status = EXCLUDED.status, rank = EXCLUDED.rank,
     reason = EXCLUDED.reason, at = EXCLUDED.at
@@ -52,10 +59,17 @@ WHERE (EXCLUDED.rank, EXCLUDED.at) > (receipts.rank, receipts.at)"""
 
 # One row per key (``fold_deliveries``): the status of the highest rank (the later on a
 # tie), and the first provider message id known.
+DELIVERY_ROWS = RowSet(
+    "staged_deliveries",
+    (
+        ("workspace_id", "text"), ("message_id", "text"), ("channel", "text"),
+        ("account", "text"), ("recipient", "text"), ("status", "text"), ("rank", "int"),
+        ("reason", "text"), ("provider_message_id", "text"), ("at", "timestamptz"),
+    ),
+)  # fmt: skip
 DELIVERY_SQL = """
-INSERT INTO deliveries
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::int[], $8::text[], $9::text[], $10::timestamptz[])
+WITH u AS ({rows})
+INSERT INTO deliveries SELECT * FROM u
 ON CONFLICT (workspace_id, message_id) DO UPDATE SET
     status = CASE WHEN EXCLUDED.rank >= deliveries.rank
                   THEN EXCLUDED.status ELSE deliveries.status END,
@@ -144,14 +158,13 @@ async def apply_prepared(conn: Conn, batch: Prepared) -> None:
     those already here."""
     await keys.erasure_barrier(conn)
     receipts, deliveries = await _blank_erased(conn, batch)
-    if receipts:
-        await conn.execute(RECEIPT_SQL, *_columns(fold_receipts(receipts), 9))
-    if deliveries:
-        await conn.execute(DELIVERY_SQL, *_columns(fold_deliveries(deliveries), 10))
-
-
-def _columns(rows: list[Row], width: int) -> list[list[object]]:
-    return [[r[i] for r in rows] for i in range(width)]
+    for rows, sql, rowset in (
+        (fold_receipts(receipts), RECEIPT_SQL, RECEIPT_ROWS),
+        (fold_deliveries(deliveries), DELIVERY_SQL, DELIVERY_ROWS),
+    ):
+        if rows:
+            source, params = await rowset.source(conn, rows)
+            await conn.execute(sql.replace("{rows}", source), *params)
 
 
 def fold_receipts(rows: Sequence[Row]) -> list[Row]:

@@ -34,7 +34,7 @@ from switchboard.events.catalog.conv import (
     MessageSent,
 )
 from switchboard.runtime import pii
-from switchboard.runtime.db import Conn
+from switchboard.runtime.db import Conn, RowSet
 from switchboard.runtime.projection import stream_seq
 
 PROJECTION = "conversations"
@@ -364,9 +364,20 @@ def schedule(batch: list[Change]) -> list[Round]:
 # lose their personal data before they are written, exactly as ``crm_projector`` blanks
 # those already written (so a rebuild equals the live tables whichever runs first); the
 # statement also says which of the people it saw were erased.
+MESSAGE_ROWS = RowSet(
+    "staged_messages",
+    (
+        ("event_id", "text"), ("conversation_id", "text"), ("workspace_id", "text"),
+        ("direction", "text"), ("provider_message_id", "text"), ("sender_id", "text"),
+        ("sender_name", "text"), ("kind", "text"), ("text", "text"), ("content", "jsonb"),
+        ("reply_to", "text"), ("sent_at", "timestamptz"), ("received_at", "timestamptz"),
+        ("stream_seq", "bigint"), ("message_id", "text"), ("erase_hash", "text"),
+        ("erased_id", "text"),
+    ),
+)  # fmt: skip
 INSERT_SQL = """
-WITH erased AS (
-    SELECT key_hash FROM erased_identities WHERE key_hash = ANY($16::text[])
+WITH u AS ({rows}), erased AS (
+    SELECT key_hash FROM erased_identities WHERE key_hash IN (SELECT erase_hash FROM u)
 ), inserted AS (
     INSERT INTO messages (event_id, conversation_id, workspace_id, direction,
         provider_message_id, sender_id, sender_name, kind, text, content, reply_to, sent_at,
@@ -376,15 +387,9 @@ WITH erased AS (
         CASE WHEN e.key_hash IS NULL THEN u.sender_id END,
         CASE WHEN e.key_hash IS NULL THEN u.sender_name END, u.kind,
         CASE WHEN e.key_hash IS NULL THEN u.text END,
-        CASE WHEN e.key_hash IS NULL THEN u.content ELSE $17::jsonb END,
+        CASE WHEN e.key_hash IS NULL THEN u.content ELSE $1::jsonb END,
         u.reply_to, u.sent_at, u.received_at, u.stream_seq, u.message_id
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::timestamptz[],
-        $13::timestamptz[], $14::bigint[], $15::text[], $16::text[], $18::text[])
-        AS u (event_id, conversation_id, workspace_id, direction, provider_message_id,
-              sender_id, sender_name, kind, text, content, reply_to, sent_at, received_at,
-              stream_seq, message_id, erase_hash, erased_id)
-    LEFT JOIN erased e ON e.key_hash = u.erase_hash
+    FROM u LEFT JOIN erased e ON e.key_hash = u.erase_hash
     ORDER BY u.stream_seq
     ON CONFLICT DO NOTHING
     RETURNING event_id
@@ -428,17 +433,25 @@ PENDING_EDITS_SQL = (
 # answers the conversations whose messages those edits changed. The preview is the batch's
 # newest new message that is not an erased person's when it is newer than the one shown
 # (by sent_at, then stream order; none shown: any is newer).
+CONVERSATION_ROWS = RowSet(
+    "staged_conversations",
+    (
+        ("id", "text"), ("workspace_id", "text"), ("channel", "text"), ("account", "text"),
+        ("chat_id", "text"), ("chat_type", "text"), ("title", "text"),
+        ("first_message_at", "timestamptz"), ("last_message_at", "timestamptz"),
+        ("message_count", "int"), ("last_preview", "text"), ("updated_seq", "bigint"),
+        ("preview_at", "timestamptz"), ("preview_seq", "bigint"),
+    ),
+)  # fmt: skip
 CONVERSATIONS_SQL = (
     (
-        "WITH"
-        + _PENDING_EDITS.replace("${keys}", "$15").replace("${ids}", "$16")
+        "WITH u AS ({rows}),"
+        + _PENDING_EDITS.replace("${keys}", "$1").replace("${ids}", "$2")
         + """, summaries AS (
 INSERT INTO conversations AS c (id, workspace_id, channel, account, chat_id, chat_type, title,
     first_message_at, last_message_at, message_count, last_preview, updated_seq, preview_at,
     preview_seq)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bigint[],
-    $13::timestamptz[], $14::bigint[])
+SELECT * FROM u
 ON CONFLICT (id) DO UPDATE SET
     title = COALESCE(EXCLUDED.title, c.title),
     updated_seq = EXCLUDED.updated_seq,
@@ -454,7 +467,7 @@ ON CONFLICT (id) DO UPDATE SET
         ELSE c.last_message_at END
 ) SELECT DISTINCT conversation_id FROM latest"""
     )
-    .replace("${erased}", "$17")
+    .replace("${erased}", "$3")
     .replace(
         "${newer}",
         "COALESCE((EXCLUDED.preview_at, EXCLUDED.preview_seq) > (c.preview_at, c.preview_seq),"
@@ -563,8 +576,6 @@ async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[st
             if r.erase_hash is not None and (pii.is_erased(r.cols[5]) or pii.is_erased(r.chat_id))
         },
     )
-    columns = [list(c) for c in zip(*(r.cols for r in rows), strict=True)]
-    columns.append([r.erase_hash for r in rows])
     # The keyed ids erased messages take, computed only for people erased already (the
     # statement names them only after it ran): one indexed lookup instead of an HMAC per
     # replayed message.
@@ -581,9 +592,13 @@ async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[st
         else set()
     )
     renamed = {keys.erased_event_id(r.event_id): r.event_id for r in rows if r.erase_hash in maybe}
-    erased_ids = [keys.erased_event_id(r.event_id) if r.erase_hash in maybe else None for r in rows]
+    records = [
+        (*r.cols, r.erase_hash, keys.erased_event_id(r.event_id) if r.erase_hash in maybe else None)
+        for r in rows
+    ]
+    source, params = await MESSAGE_ROWS.source(conn, records, first=2)
     new, erased = set(), set()
-    for rec in await conn.fetch(INSERT_SQL, *columns, ERASED_CONTENT, erased_ids):
+    for rec in await conn.fetch(INSERT_SQL.replace("{rows}", source), ERASED_CONTENT, *params):
         if rec["event_id"] is not None:
             new.add(renamed.get(rec["event_id"], rec["event_id"]))
         else:
@@ -645,26 +660,28 @@ async def _conversations(
         c.count += 1
         if not blank and (c.source is None or sent_at >= c.source.sent_at):
             c.source = r
-    values = list(convs.values())
-    previews = [_preview(v.source, edits) for v in values]
+    records = [
+        (
+            conv,
+            v.first.cols[2],
+            v.first.channel,
+            v.first.account,
+            v.chat_id,
+            v.first.chat_type,
+            v.title,
+            v.first_at or v.first.sent_at,
+            v.last_at or v.first.sent_at,
+            v.count,
+            _preview(v.source, edits),
+            v.seq,
+            v.source.sent_at if v.source else None,
+            v.source.seq if v.source else None,
+        )
+        for conv, v in convs.items()
+    ]
+    source, params = await CONVERSATION_ROWS.source(conn, records, first=4)
     recs = await conn.fetch(
-        CONVERSATIONS_SQL,
-        list(convs),
-        [v.first.cols[2] for v in values],
-        [v.first.channel for v in values],
-        [v.first.account for v in values],
-        [v.chat_id for v in values],
-        [v.first.chat_type for v in values],
-        [v.title for v in values],
-        [v.first_at or v.first.sent_at for v in values],
-        [v.last_at or v.first.sent_at for v in values],
-        [v.count for v in values],
-        previews,
-        [v.seq for v in values],
-        [v.source.sent_at if v.source else None for v in values],
-        [v.source.seq if v.source else None for v in values],
-        *_keys(waiting),
-        ERASED_CONTENT,
+        CONVERSATIONS_SQL.replace("{rows}", source), *_keys(waiting), ERASED_CONTENT, *params
     )
     return {rec["conversation_id"] for rec in recs}
 
