@@ -141,6 +141,21 @@ class RowSet:
         await conn.copy_records_to_table(self.table, records=records, schema_name="pg_temp")
         return self.staged(), []
 
+    async def fetch(
+        self, conn: Conn, sql: str, records: Sequence[Sequence[Any]], *args: Any
+    ) -> list[asyncpg.Record]:
+        """Run ``sql``, whose ``WITH u AS ({rows})`` reads ``records``, with ``args`` as its
+        parameters $1 to $n; answers its rows."""
+        source, params = await self.source(conn, records, first=len(args) + 1)
+        return await conn.fetch(sql.replace("{rows}", source), *args, *params)
+
+    async def execute(
+        self, conn: Conn, sql: str, records: Sequence[Sequence[Any]], *args: Any
+    ) -> None:
+        """:meth:`fetch` for a statement that answers nothing."""
+        source, params = await self.source(conn, records, first=len(args) + 1)
+        await conn.execute(sql.replace("{rows}", source), *args, *params)
+
     @property
     def _names(self) -> str:
         return ", ".join(n for n, _ in self.columns)

@@ -163,8 +163,7 @@ async def apply_prepared(conn: Conn, batch: Prepared) -> None:
         (fold_deliveries(deliveries), DELIVERY_SQL, DELIVERY_ROWS),
     ):
         if rows:
-            source, params = await rowset.source(conn, rows)
-            await conn.execute(sql.replace("{rows}", source), *params)
+            await rowset.execute(conn, sql, rows)
 
 
 def fold_receipts(rows: Sequence[Row]) -> list[Row]:

@@ -596,9 +596,8 @@ async def insert_messages(conn: Conn, rows: list[Row]) -> tuple[set[str], set[st
         (*r.cols, r.erase_hash, keys.erased_event_id(r.event_id) if r.erase_hash in maybe else None)
         for r in rows
     ]
-    source, params = await MESSAGE_ROWS.source(conn, records, first=2)
     new, erased = set(), set()
-    for rec in await conn.fetch(INSERT_SQL.replace("{rows}", source), ERASED_CONTENT, *params):
+    for rec in await MESSAGE_ROWS.fetch(conn, INSERT_SQL, records, ERASED_CONTENT):
         if rec["event_id"] is not None:
             new.add(renamed.get(rec["event_id"], rec["event_id"]))
         else:
@@ -679,9 +678,8 @@ async def _conversations(
         )
         for conv, v in convs.items()
     ]
-    source, params = await CONVERSATION_ROWS.source(conn, records, first=4)
-    recs = await conn.fetch(
-        CONVERSATIONS_SQL.replace("{rows}", source), *_keys(waiting), ERASED_CONTENT, *params
+    recs = await CONVERSATION_ROWS.fetch(
+        conn, CONVERSATIONS_SQL, records, *_keys(waiting), ERASED_CONTENT
     )
     return {rec["conversation_id"] for rec in recs}
 
