@@ -11,10 +11,12 @@ from switchboard.analytics.context import Context
 from switchboard.analytics.counting import (
     CounterTable,
     Deltas,
+    Sample,
     count_events,
     earliest,
     fresh,
     rows_for,
+    save_samples,
 )
 from switchboard.analytics.items import Item, hour_of, millis
 from switchboard.events.catalog.common import ChatType
@@ -76,7 +78,7 @@ def _conversation(workspace: str, channel: str, account: str, chat_id: str) -> s
 async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
     new = await fresh(conn, items)
     volume = Deltas(VOLUME)
-    samples: list[tuple[str, str, datetime, str, str, float]] = []
+    samples: list[Sample] = []
     convs = await _conversations(conn, new)
     observed: list[tuple[str, str, str, float]] = []
     for item in new:
@@ -108,14 +110,7 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
             observed.append(("out", ws, channel, 0.0))
     await volume.write(conn)
     await count_events(STREAM, new).write(conn)
-    if samples:
-        await conn.execute(
-            """INSERT INTO latency_samples (kind, workspace_id, key, hour, channel, account, ms)
-               SELECT 'e2e', * FROM unnest($1::text[], $2::text[], $3::timestamptz[],
-                                           $4::text[], $5::text[], $6::float8[])
-               ON CONFLICT DO NOTHING""",
-            *[list(col) for col in zip(*samples, strict=True)],
-        )
+    await save_samples(conn, "e2e", samples)
     await _save_conversations(conn, convs)
     if ctx.observe:
         for what, ws, channel, ms in observed:

@@ -105,6 +105,23 @@ class Deltas:
             )
 
 
+# (workspace, key, hour, channel, account, ms) of one latency sample
+Sample = tuple[str, str, datetime, str, str, float]
+
+
+async def save_samples(conn: Conn, kind: str, samples: Sequence[Sample]) -> None:
+    """Latency samples of ``kind``, each (kind, workspace, key) once."""
+    if samples:
+        await conn.execute(
+            """INSERT INTO latency_samples (kind, workspace_id, key, hour, channel, account, ms)
+               SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[],
+                                        $5::text[], $6::text[], $7::float8[])
+               ON CONFLICT DO NOTHING""",
+            kind,
+            *[list(col) for col in zip(*samples, strict=True)],
+        )
+
+
 EVENT_COUNTS = CounterTable(
     "event_counts",
     (

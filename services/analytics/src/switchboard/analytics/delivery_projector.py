@@ -9,7 +9,14 @@ from datetime import datetime
 
 from switchboard.analytics import metrics
 from switchboard.analytics.context import Context
-from switchboard.analytics.counting import CounterTable, Deltas, count_events, fresh
+from switchboard.analytics.counting import (
+    CounterTable,
+    Deltas,
+    Sample,
+    count_events,
+    fresh,
+    save_samples,
+)
 from switchboard.analytics.items import Item, hour_of, millis
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
@@ -91,7 +98,7 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
     new = await fresh(conn, items)
     state = await _load(conn, new)
     outcomes = Deltas(OUTCOMES)
-    samples: list[tuple[str, str, datetime, str, str, float]] = []
+    samples: list[Sample] = []
     observed: list[tuple[str, str, str, str, float]] = []
 
     def outcome(
@@ -255,9 +262,7 @@ async def _load(conn: Conn, items: list[Item]) -> Batch:
     return state
 
 
-async def _save(
-    conn: Conn, state: Batch, samples: list[tuple[str, str, datetime, str, str, float]]
-) -> None:
+async def _save(conn: Conn, state: Batch, samples: list[Sample]) -> None:
     rows = [
         (ws, mid, d.channel, d.account, d.campaign_id, d.queued_at, d.sent_at,
          d.provider_message_id)
@@ -301,11 +306,4 @@ async def _save(
                  AND o.provider_message_id = k.pid""",
             *[[k[i] for k in a] for i in range(4)],
         )
-    if samples:
-        await conn.execute(
-            """INSERT INTO latency_samples (kind, workspace_id, key, hour, channel, account, ms)
-               SELECT 'send', * FROM unnest($1::text[], $2::text[], $3::timestamptz[],
-                                            $4::text[], $5::text[], $6::float8[])
-               ON CONFLICT DO NOTHING""",
-            *[list(col) for col in zip(*samples, strict=True)],
-        )
+    await save_samples(conn, "send", samples)
