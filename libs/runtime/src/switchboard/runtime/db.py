@@ -111,7 +111,7 @@ COPY_FROM_ROWS = 256
 class RowSet:
     """The rows one set-based statement reads, by column name and SQL type: unnest() arrays
     for a few, a COPY into a session's temporary table for many. Either way the statement
-    reads them from a CTE (``WITH rows AS ({rows}) ...``), once."""
+    reads them from a CTE (``WITH u AS ({rows}) ...``), once."""
 
     table: str  # the temporary table a COPY fills (emptied by the statement that reads it)
     columns: tuple[tuple[str, str], ...]
