@@ -103,6 +103,24 @@ def test_telethon_made_session_decodes_in_the_fake() -> None:
     assert again.dc_id == 4
 
 
+def test_a_key_telethon_made_without_its_leading_zero_exports_as_the_whole_key() -> None:
+    # Telethon's key exchange keeps the shared secret without leading zero bytes (1 key in
+    # 256 has one), and StringSession pads a short key at the end: the exported session held
+    # another key, and the server refused it when the session was restored (-404).
+    whole = b"\0" + os.urandom(255)
+    client = ta.TelethonAdapter().client(config())
+    session = client._client.session
+    session.set_dc(2, "149.154.167.51", 443)
+    session.auth_key = AuthKey(whole[1:])  # what telethon.network.authenticator makes of it
+    restored = StringSession(client.export_session())
+    assert restored.auth_key is not None
+    assert restored.auth_key.key == whole
+    assert restored.auth_key.key_id == AuthKey(whole).key_id  # the id the server knows it by
+    assert (restored.dc_id, restored.server_address, restored.port) == (2, "149.154.167.51", 443)
+    # Telethon's own save would have exported another key
+    assert StringSession(StringSession.save(session)).auth_key.key != whole
+
+
 def test_new_client_without_session_exports_empty() -> None:
     assert ta.TelethonAdapter().client(config()).export_session() == ""
 

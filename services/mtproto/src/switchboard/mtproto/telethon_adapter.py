@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from telethon import TelegramClient, errors, events, functions, types, utils
-from telethon.crypto import rsa
+from telethon.crypto import AuthKey, rsa
 from telethon.network.connection.tcpmtproxy import (
     ConnectionTcpMTProxyRandomizedIntermediate,
     TcpMTProxy,
@@ -64,6 +64,7 @@ _NAME_OF: dict[type[BaseException], str] = {
     cls: name for name, cls in errors.rpc_errors_dict.items()
 }
 _NAME_OF.update({cls: pattern.replace("(\\d+)", "X") for pattern, cls in errors.rpc_errors_re})
+_AUTH_KEY_SIZE = 256  # bytes of an MTProto auth key (a 2048-bit number, big-endian)
 _UNAUTHORIZED = ("AUTH_KEY_UNREGISTERED", "SESSION_REVOKED", "SESSION_EXPIRED", "USER_DEACTIVATED")
 
 
@@ -458,6 +459,21 @@ class DataCenter:
 Locator = Callable[[], Awaitable[DataCenter]]
 
 
+def save_session(session: Any) -> str:
+    """``session`` as a StringSession string ("" without a key), its auth key in the 256-byte
+    form MTProto defines. Telethon keeps a key made by its own key exchange without leading
+    zero bytes (1 key in 256 has one), and StringSession pads a short key at the end: saved as
+    it is, that is another key, and the restored session is refused (-404, AuthKeyNotFound).
+    A session with no such key is saved exactly as Telethon saves it."""
+    key = session.auth_key
+    if key is None or key.key is None or len(key.key) >= _AUTH_KEY_SIZE:
+        return str(StringSession.save(session) or "")
+    whole = StringSession()
+    whole.set_dc(session.dc_id, session.server_address, session.port)
+    whole.auth_key = AuthKey(key.key.rjust(_AUTH_KEY_SIZE, b"\0"))
+    return str(whole.save())
+
+
 def load_session(text: str) -> StringSession:
     """The StringSession in ``text`` ("" = a new one); a string Telethon cannot read is a
     key that can never be authorized (AUTH_KEY_INVALID), not a fault to retry."""
@@ -661,8 +677,7 @@ class TelethonClient:
         return bool(self._client.is_connected())
 
     def export_session(self) -> str:
-        saved = StringSession.save(self._client.session)
-        return str(saved) if saved else self.config.session
+        return save_session(self._client.session) or self.config.session
 
     def update_state(self) -> UpdateState | None:
         if not self._queue.empty():  # the state is ahead of updates not yet read
