@@ -42,7 +42,7 @@ from switchboard.events.schemas import subject_pattern
 from switchboard.events.streams import subject_matches
 from switchboard.events.topology import SERVICES, Durable, ServiceTopology
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.consumer import ConsumerSpec, Handler, handle_delivery
+from switchboard.runtime.consumer import ConsumerSpec, Handler, PullWorker, handle_delivery
 from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.failures import PoisonBudget
 from switchboard.runtime.logging import get_logger
@@ -294,14 +294,28 @@ async def _keep_durables(
 
 
 def spawn(rt: Runtime, name: str, subscriptions: Mapping[Subscription, Handler]) -> None:
-    """Serve ``subscriptions`` as one of the runtime's workers, stopped with it: in-flight
-    batches get three quarters of its shutdown grace (the bus is drained after)."""
+    """Serve ``subscriptions`` as the runtime's workers, each on the reader it declares, all
+    stopped with it. FastStream's (worker ``name``) give in-flight batches three quarters of
+    the shutdown grace (the bus is drained after); a ``batch_pull`` one runs
+    ``consumer.PullWorker`` with the subscription's concurrency (worker: its durable's name),
+    which lets the messages it is handling finish. ``continuous_pull`` lanes are the
+    outbound's own."""
     grace = rt.settings.shutdown_grace_s * 0.75
+    faststream = {s: h for s, h in subscriptions.items() if s.reader == "faststream"}
+    for sub, handler in subscriptions.items():
+        if sub.reader == "batch_pull":
+            worker = PullWorker(
+                rt.bus, sub.spec, handler, stop=rt.stop, concurrency=sub.concurrency
+            )
+            rt.spawn(sub.durable.name, worker.run)
+        elif sub.reader != "faststream":
+            raise ValueError(f"{sub.durable.name}: the {sub.reader} reader is not spawned here")
 
     async def run() -> None:
-        await serve(rt.bus, subscriptions, rt.stop, grace_s=grace)
+        await serve(rt.bus, faststream, rt.stop, grace_s=grace)
 
-    rt.spawn(name, run)
+    if faststream:
+        rt.spawn(name, run)
 
 
 async def _undelivered(_: Msg) -> None:  # documents a subscriber; never called

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from decimal import Decimal
 from typing import Annotated, Any, Unpack
 
@@ -56,7 +56,7 @@ from switchboard.events.catalog.mtproto import AccountStatus
 from switchboard.runtime import pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, Workspace
-from switchboard.runtime.consumer import PullWorker, decode_or_reject
+from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
@@ -159,11 +159,11 @@ def create_app(settings: CrmSettings) -> ServiceApp:
         async def command(msg: Msg) -> None:
             await handle_command(store, settings, msg, rt.pool)
 
-        resolving = PullWorker(
-            rt.bus, RESOLVER.spec, resolve, stop=rt.stop, concurrency=settings.resolver_concurrency
-        )
-        rt.spawn("resolver", resolving.run)
-        subscribers.spawn(rt, "consumers", {COMMANDS: command})
+        consumers = {
+            replace(RESOLVER, concurrency=settings.resolver_concurrency): resolve,
+            COMMANDS: command,
+        }
+        subscribers.spawn(rt, "consumers", consumers)
         cache = built.accounts
         if cache is not None:
             # Not awaited: the CRM's projections never wait on the accounts; the media

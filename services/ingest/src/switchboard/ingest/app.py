@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from functools import lru_cache, wraps
 from typing import Annotated, Any, ParamSpec
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Body as JsonBody
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from nats.aio.msg import Msg
 
 from switchboard.events.catalog.common import Channel
 from switchboard.ingest import admin, normalizer
@@ -31,11 +33,10 @@ from switchboard.ingest.webhooks import (
     store_raw,
     whatsapp_handshake,
 )
-from switchboard.runtime import pii
+from switchboard.runtime import pii, subscribers
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import check_admin
-from switchboard.runtime.consumer import PullWorker
 from switchboard.runtime.crypto import DecryptError, Keyring
 from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.http import error, problem_body
@@ -94,14 +95,12 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         if settings.normalizer:
             dedup = await rt.bus.kv("dedup")
             keys = await pii.start(rt)
-            worker = PullWorker(
-                rt.bus,
-                normalizer.SPEC,
-                lambda m: normalizer.handle_raw(rt.bus, dedup, m, keys),
-                stop=rt.stop,
-                concurrency=settings.normalizer_concurrency,
-            )
-            rt.spawn("normalizer", worker.run)
+            sub = replace(normalizer.SUBSCRIPTION, concurrency=settings.normalizer_concurrency)
+
+            async def normalize(msg: Msg) -> None:
+                await normalizer.handle_raw(rt.bus, dedup, msg, keys)
+
+            subscribers.spawn(rt, "normalizer", {sub: normalize})
 
     app = service_app(
         service="ingest",
