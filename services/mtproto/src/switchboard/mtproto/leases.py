@@ -26,6 +26,7 @@ from switchboard.runtime.delivery.lease import LeaseLostError as LeaseLostError
 from switchboard.runtime.delivery.lease import LeaseValue as LeaseValue
 from switchboard.runtime.delivery.lease import Observed as Observed
 from switchboard.runtime.delivery.lease import claim_action as claim_action
+from switchboard.runtime.delivery.lease import closed_when_lost as closed_when_lost
 from switchboard.runtime.delivery.lease import expired
 from switchboard.runtime.delivery.lease import while_held as while_held
 

@@ -28,7 +28,7 @@ from switchboard.events.catalog.mtproto import (
 )
 from switchboard.events.envelope import DEFAULT_WORKSPACE
 from switchboard.mtproto.errors import MtprotoServiceError
-from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
+from switchboard.mtproto.leases import Lease, LeaseLostError, closed_when_lost, while_held
 from switchboard.mtproto.metrics import LOGINS
 from switchboard.mtproto.ports import (
     DisconnectedError,
@@ -293,15 +293,20 @@ async def _on_telegram(
     if capped is not None:
         return capped
 
-    async def connected() -> tuple[T, str]:
-        async with _connected(deps.adapter, login.config()) as client:
+    async def connected(lease: Lease) -> tuple[T, str]:
+        async with (
+            _connected(deps.adapter, login.config()) as client,
+            closed_when_lost(lease, client.disconnect),
+        ):
+            if not lease.valid():  # lost as the connect completed: its cancel may be gone
+                raise LeaseLostError(lease.lost_reason or "lease lost while connecting")
             return await call(client), client.export_session()
 
     async with deps.hold(sid) as lease:
         if lease is None:
             raise SessionBusyError(sid)
         try:
-            result = await while_held(lease, connected())
+            result = await while_held(lease, connected(lease))
         except MtprotoError as exc:
             if refused is not None:
                 return await refused(exc)

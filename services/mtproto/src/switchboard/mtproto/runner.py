@@ -55,7 +55,7 @@ from switchboard.mtproto.convert import (
 from switchboard.mtproto.dialogs import Answers, QueryServer, query_consumer
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
 from switchboard.mtproto.health import SessionHealth
-from switchboard.mtproto.leases import Lease, LeaseLostError, while_held
+from switchboard.mtproto.leases import Lease, LeaseLostError, closed_when_lost, while_held
 from switchboard.mtproto.media_fetch import MediaServer, media_consumer
 from switchboard.mtproto.metrics import (
     BACKFILLS_ACTIVE,
@@ -389,35 +389,44 @@ class SessionRunner:
         self.health.proxy = label(config.proxy) if config.proxy else None
         client = self.deps.adapter.client(config)
         try:
-            await self._connect(client, config.proxy)
-            self.proxies.connected()
-            if record.status == "logging_out":
-                await self._logout(client)
-                return
-            if not await client.is_authorized():
-                raise await unauthorized_reason(client)
-            exported = client.export_session()
-            if exported and exported != record.secrets.session:
-                await self.deps.sessions.update_secret(self.session_id, exported)
-            self._set_connected(True)
-            self.idle.touch()
-            await self.parking.wake(self.session_id)  # claimed because it is needed again
-            if self.deps.accounts is not None:
-                await register(self.deps.accounts, self.session_id, self.workspace_id, "active")
-            await self._emit(
-                SessionConnected(
-                    session_id=self.session_id,
-                    at=self._now(),
-                    instance=self.deps.owner,
-                    reconnect=reconnect,
-                )
-            )
-            try:
-                await self._serve(client, config)
-            except _LogoutRequestedError:
-                await self._logout(client)
+            async with closed_when_lost(self.lease, lambda: self._drop(client)):
+                await self._run_connected(client, config, record, reconnect)
         finally:
             await self._drop(client)
+
+    async def _run_connected(
+        self, client: MtprotoClient, config: SessionConfig, record: SessionRecord, reconnect: bool
+    ) -> None:
+        """Connect, check the account, announce it, serve: closed by the caller."""
+        await self._connect(client, config.proxy)
+        if not self.lease.valid():  # lost as the connect completed: its cancel may be gone
+            raise LeaseLostError(self.lease.lost_reason or "lease lost while connecting")
+        self.proxies.connected()
+        if record.status == "logging_out":
+            await self._logout(client)
+            return
+        if not await client.is_authorized():
+            raise await unauthorized_reason(client)
+        exported = client.export_session()
+        if exported and exported != record.secrets.session:
+            await self.deps.sessions.update_secret(self.session_id, exported)
+        self._set_connected(True)
+        self.idle.touch()
+        await self.parking.wake(self.session_id)  # claimed because it is needed again
+        if self.deps.accounts is not None:
+            await register(self.deps.accounts, self.session_id, self.workspace_id, "active")
+        await self._emit(
+            SessionConnected(
+                session_id=self.session_id,
+                at=self._now(),
+                instance=self.deps.owner,
+                reconnect=reconnect,
+            )
+        )
+        try:
+            await self._serve(client, config)
+        except _LogoutRequestedError:
+            await self._logout(client)
 
     async def _drop(self, client: MtprotoClient) -> None:
         """Close the connection (again, harmlessly, when it is closed already)."""

@@ -34,7 +34,8 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -353,3 +354,26 @@ async def while_held(lease: Lease, work: Awaitable[T]) -> T:
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
     raise LeaseLostError(lease.lost_reason or "lease lost")
+
+
+@asynccontextmanager
+async def closed_when_lost(
+    lease: Lease, close: Callable[[], Awaitable[None]]
+) -> AsyncIterator[None]:
+    """Within the block, ``close`` runs the moment ``lease`` is lost, whatever the cancelled
+    work is doing: Python 3.11's ``wait_for`` drops a cancel that arrives as the call it
+    waits on completes (python/cpython#86296), so a connection closed only by the work's
+    ``finally`` can outlive its lease (the chaos test saw a session serve on until the next
+    holder's connection made Telegram answer AUTH_KEY_DUPLICATED)."""
+
+    async def guard() -> None:
+        await lease.lost.wait()
+        await close()
+
+    task = asyncio.create_task(guard(), name=f"closed when {lease.key} is lost")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
