@@ -163,6 +163,18 @@ async def test_one_body_shape_sends_text_and_a_photo_as_the_user(env: Env) -> No
     assert again.status_code in (200, 202), again.text
     assert len(env.box.mtproto.messages(env.sender, env.friend)) == 2
 
+    async def erased() -> bool:
+        # MTPROTO keeps what it stores for 90 days: each answered send leaves it, with the
+        # peer, the text and the photo it carried.
+        bus = await Bus.connect(env.nats_url, name="ua-scan")
+        try:
+            info = await bus.js.stream_info("MTPROTO", subjects_filter="cmd.mtproto.deliver.>")
+        finally:
+            await bus.close()
+        return not info.state.subjects
+
+    await eventually(erased, message="the handled sends erased from MTPROTO")
+
 
 async def test_another_workspace_naming_the_session_gets_404(env: Env) -> None:
     r = await env.outbound.post(

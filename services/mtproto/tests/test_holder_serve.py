@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from switchboard.events.catalog.mtproto import FetchMedia, MediaFetched
 from switchboard.mtproto import holder_serve
@@ -113,6 +114,9 @@ async def test_one_command_is_answered_and_acked_or_handed_back(
         await serving
     if answered is not None:
         assert MediaFetched.model_validate_json(await asked).status == answered
+    # Answered, the command is gone from the stream (what it names of a person stays no
+    # longer than its handling); handed back, it is still there for the next holder.
+    assert await stored(served.holder.bus, msg) is handed_back
     if handed_back:
         (again,) = await served.pull.fetch(1, timeout=WAIT)
         assert again.metadata.num_delivered == 2
@@ -126,3 +130,28 @@ async def test_one_command_is_answered_and_acked_or_handed_back(
             return bool(info.num_ack_pending == 0 and info.num_redelivered == 0)
 
         await eventually(acked, message="the command acked")
+
+
+async def stored(bus: Bus, msg: Msg) -> bool:
+    """Whether the stream still holds ``msg``."""
+    try:
+        await bus.js.get_msg(holder_serve.STREAM, msg.metadata.sequence.stream)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def test_a_command_read_after_its_deadline_or_undecodable_is_erased(
+    served: Served,
+) -> None:
+    asked, msg = await served.next()
+    late = Holder(served.holder.bus, now=lambda: datetime.now(UTC) + timedelta(hours=1))
+    assert await holder_serve.admit(late, msg, FetchMedia, "c", MediaFetched) is None
+    assert not await stored(served.holder.bus, msg)
+    asked.cancel()
+    await served.holder.bus.nc.publish(
+        media_subject(SESSION), b"not json", headers={"ce-type": "x"}
+    )
+    (bad,) = await served.pull.fetch(1, timeout=WAIT)
+    assert await holder_serve.decode_command(served.holder.bus, bad, FetchMedia, "c") is None
+    assert not await stored(served.holder.bus, bad)

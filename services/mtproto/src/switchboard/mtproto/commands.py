@@ -29,8 +29,7 @@ from switchboard.events.catalog.mtproto import (
     Unsubscribe,
 )
 from switchboard.events.envelope import Envelope
-from switchboard.mtproto import actions, login, login_secrets, session_ids
-from switchboard.mtproto.runner import STREAM
+from switchboard.mtproto import actions, holder_serve, login, login_secrets, session_ids
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
 from switchboard.mtproto.ttl import Parking
@@ -96,7 +95,7 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         await actions.reject(deps.bus, envelope, cmd.name, named, foreign)
         await msg.ack()
         if isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
-            await _erase(deps.bus, msg)
+            await holder_serve.erase(deps.bus, msg)
         return True
     if isinstance(cmd, StartLogin | SubmitLoginCode | SubmitLoginPassword):
         await _login_command(deps, msg, cmd, envelope)
@@ -170,7 +169,7 @@ async def _login_command(
         refused = actions.Result(400, reason=exc.reason)
         await actions.reject(deps.bus, envelope, cmd.name, cmd.session_id, refused)
         await msg.ack()
-        await _erase(deps.bus, msg)
+        await holder_serve.erase(deps.bus, msg)
         return
     try:
         outcome = await _login_step(
@@ -188,7 +187,7 @@ async def _login_command(
             await msg.nak(delay=1.0)
             return
     await msg.ack()
-    await _erase(deps.bus, msg)
+    await holder_serve.erase(deps.bus, msg)
 
 
 async def _opened(
@@ -255,13 +254,4 @@ async def _reject_secret(bus: Bus, msg: Msg, reason: str) -> None:
         body=b"",
     )
     await msg.term()
-    await _erase(bus, msg)
-
-
-async def _erase(bus: Bus, msg: Msg) -> None:
-    """Remove a login command (code, password, app hash) from the stream once handled; the
-    server overwrites the stored message."""
-    try:
-        await bus.js.delete_msg(STREAM, msg.metadata.sequence.stream)
-    except Exception as exc:
-        log.warning("login command not erased", error=str(exc))
+    await holder_serve.erase(bus, msg)

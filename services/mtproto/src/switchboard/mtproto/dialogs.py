@@ -216,6 +216,7 @@ class QueryServer:
                 self.bus, msg, reason=exc.reason, consumer=query_consumer(self.session_id)
             )
             await msg.term()
+            await holder_serve.erase(self.bus, msg)
             return
         try:
             event = await self.answer(decoded, msg.metadata.timestamp)
@@ -224,7 +225,7 @@ class QueryServer:
             raise
         await self.bus.publish(event, cause=decoded.envelope)
         await self.answers.put(self.session_id, decoded.envelope.id, event)
-        await msg.ack()
+        await holder_serve.done(self.bus, msg)
 
     async def run(self) -> None:
         """Pull and answer queries until cancelled (the connection's work ends)."""

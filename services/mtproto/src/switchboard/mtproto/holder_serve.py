@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
 from switchboard.events import DecodeError, Envelope, decode_message
@@ -81,11 +82,32 @@ async def serve(
         await pull.close(nak_buffered=True)
 
 
+async def done(bus: Bus, msg: Msg) -> None:
+    """Ack a command that is dealt with, and erase it from the stream. ``MTPROTO`` keeps what
+    it stores for 90 days, and a session's commands say what a person is sent and who they
+    are (a send's peer and text, a download's chat, a contact search's words): none of it
+    outlives its handling there (the erasure of a contact could not reach it)."""
+    await msg.ack()
+    await erase(bus, msg)
+
+
+async def erase(bus: Bus, msg: Msg) -> None:
+    """Remove a handled command from the stream (the server overwrites the stored message);
+    one a redelivery already erased is fine, any other failure is logged: the stream's
+    retention removes it in the end."""
+    try:
+        await bus.js.delete_msg(STREAM, msg.metadata.sequence.stream)
+    except NotFoundError:
+        pass
+    except Exception as exc:
+        log.warning("command not erased from the stream", error=str(exc))
+
+
 async def decode_command(
     bus: Bus, msg: Msg, kind: type[C], consumer: str
 ) -> tuple[C, Envelope] | None:
     """The command in ``msg`` with its envelope; None when it is not a ``kind`` (then it is
-    dead-lettered with the reason and terminated: no redelivery can fix it)."""
+    dead-lettered with the reason, terminated, and erased: no redelivery can fix it)."""
     try:
         decoded = decode_message(msg.subject, dict(msg.headers or {}), msg.data)
         cmd = decoded.model
@@ -94,6 +116,7 @@ async def decode_command(
     except DecodeError as exc:
         await dead_letter_msg(bus, msg, reason=exc.reason, consumer=consumer)
         await msg.term()
+        await erase(bus, msg)
         return None
     return cmd, decoded.envelope
 
@@ -132,7 +155,7 @@ async def admit(
         await settle(holder, msg, reply, refused)
         return None
     if holder.now() > cmd.deadline:
-        await msg.ack()
+        await done(holder.bus, msg)
         return None
     return cmd, envelope.workspace_id, reply
 
@@ -170,7 +193,7 @@ async def serve_command(
 async def settle(holder: Holder, msg: Msg, reply: str | None, result: BaseModel) -> None:
     """Answer the command's sender, then ack the command: it is dealt with."""
     await answer(holder.bus, reply, result, holder.session_id)
-    await msg.ack()
+    await done(holder.bus, msg)
 
 
 def reply_inbox(msg: Msg) -> str | None:

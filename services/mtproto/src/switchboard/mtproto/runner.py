@@ -848,13 +848,13 @@ class SessionRunner:
             # message it names left as it is (nothing sent, no delivery event).
             unknown = actions.Result(404, reason=f"no session {self.session_id!r}")
             await actions.reject(self.deps.bus, envelope, cmd.name, self.session_id, unknown)
-            await msg.ack()
+            await holder_serve.done(self.deps.bus, msg)
             return False
         done = await self.deps.state.send_record(self.workspace_id, cmd.message_id)
         if done is not None and done.status in ("sent", "failed"):
             if not done.outcome_published:
                 await self._publish_recorded(client, cmd, done)
-            await msg.ack()
+            await holder_serve.done(self.deps.bus, msg)
             return False
         started = time.monotonic()
         while True:
@@ -870,17 +870,17 @@ class SessionRunner:
                 continue
             except (PeerNotFoundError, ChatWriteForbiddenError) as exc:
                 await self._send_failed(cmd, exc.reason, attempt)
-                await msg.ack()
+                await holder_serve.done(self.deps.bus, msg)
                 return True
             except (DisconnectedError, *_REVOKING):
                 await msg.nak()
                 raise
             except MtprotoError as exc:
                 await self._send_failed(cmd, exc.reason, attempt)
-                await msg.ack()
+                await holder_serve.done(self.deps.bus, msg)
                 return True
             await self._send_ok(cmd, peer, sent, attempt, started)
-            await msg.ack()
+            await holder_serve.done(self.deps.bus, msg)
             return True
 
     async def _send_flood(
