@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -98,12 +98,15 @@ from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.failures import Failure, RetryPolicy, classify, describe
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
 
 log = get_logger(__name__)
 STREAM = "MTPROTO"
 _REVOKING = (AuthKeyDuplicatedError, AuthKeyUnregisteredError, UserDeactivatedError)
+_INFRA = RetryPolicy()  # the runtime's backoff for our own failures: 0.5 s doubling to 15 s
+_SETTLED_S = 60.0  # a piece of work that ran this long before failing starts the backoff over
 
 
 def send_consumer(session_id: str) -> str:
@@ -441,15 +444,18 @@ class SessionRunner:
         # stored update state arrives first, and must find the chats it is published for.
         self.chats, self.caught_up, self.catching_up = {}, set(), {}
         await self._load_chats()
-        work = {
-            asyncio.create_task(self._updates(client), name="updates"),
-            asyncio.create_task(self._upkeep(client), name="upkeep"),
-            asyncio.create_task(self._backfills(client), name="backfills"),
-            asyncio.create_task(self._sends(client), name="sends"),
-            asyncio.create_task(self._queries(client), name="queries"),
-            asyncio.create_task(self.relay.run(client), name="deliveries"),
-            asyncio.create_task(self._media(client), name="media"),
+        # The updates end the connection whatever stops them: an update taken from the queue
+        # and not published is caught up on the next connection, from the stored state.
+        work = {asyncio.create_task(self._updates(client), name="updates")}
+        kept: dict[str, Callable[[], Awaitable[None]]] = {
+            "upkeep": lambda: self._upkeep(client),
+            "backfills": lambda: self._backfills(client),
+            "sends": lambda: self._sends(client),
+            "queries": lambda: self._queries(client),
+            "deliveries": lambda: self.relay.run(client),
+            "media": lambda: self._media(client),
         }
+        work |= {asyncio.create_task(self._kept(n, w), name=n) for n, w in kept.items()}
         if config.proxy is not None:
             work.add(asyncio.create_task(self._watch_proxy(config), name="proxy"))
         stop = asyncio.create_task(self.stopping.wait())
@@ -471,6 +477,36 @@ class SessionRunner:
             await self._disconnected(self.stop_reason, None)
             return
         raise DisconnectedError("the update stream ended")
+
+    async def _kept(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run one piece of the connection's work, starting it again after a failure of our
+        own infrastructure (the database, the bus) with the runtime's backoff: a Postgres
+        restart or a bus timeout dropped every session's Telegram connection at once (the
+        chaos test's logs), and reconnecting them all is what Telegram frowns on. Telegram's
+        own errors and anything else still end the connection."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await work()
+                return
+            except MtprotoError:
+                raise
+            except Exception as exc:
+                if classify(exc) is not Failure.INFRASTRUCTURE:
+                    raise
+                failures = 1 if time.monotonic() - started > _SETTLED_S else failures + 1
+                delay = _INFRA.infra_delay(failures)
+                log.warning(
+                    "session work failed on our side; starting it again",
+                    session=self.session_id,
+                    work=name,
+                    error=describe(exc),
+                    retry_in_s=delay,
+                )
+                await self._sleep(delay)
+                if self.stopping.is_set() or self.lease.lost.is_set():
+                    return  # the connection ends anyway: nothing to start again
 
     async def _watch_proxy(self, config: SessionConfig) -> None:
         """Check the proxy in use every ``proxy_check_interval_s``; one that fails ends the

@@ -1,0 +1,51 @@
+"""A failure of our own infrastructure under a connected session (Postgres restarting, a bus
+timeout) is retried where it happened: the session's Telegram connection stays up. Before,
+any such failure in the connection's side work (the backfill poll, the status read, a
+consumer's start) ended the connection, and a Postgres restart reconnected every session at
+once (the chaos test's logs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from switchboard.mtproto.state import StateStore
+from switchboard.runtime.testing import eventually
+
+from .mtproto_support import wait_for_event, world
+
+
+async def test_the_database_away_a_moment_keeps_the_connection_and_the_work_goes_on(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poll = StateStore.next_backfill
+    failures = {"left": 3}
+
+    async def restarting(self: StateStore, session_id: str, now: datetime) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise asyncpg.CannotConnectNowError("the database system is shutting down")
+        return await poll(self, session_id, now)
+
+    async with world(nats_url, postgres_url) as w:
+        seller, keys = w.fake.add_user("+15556660011", first_name="Seller", sessions=1)
+        w.fake.add_channel("Deals", "deals_blip", creator=seller)
+        w.fake.post_many("@deals_blip", 20, start_date=1_767_225_600, interval=60)
+        key = keys[0].key_id
+        base = await w.gateway(instance_id="g1")
+        await w.import_session(base, "seller", keys[0].session)
+        await eventually(lambda: w.connected(key), message="connected")
+        monkeypatch.setattr(StateStore, "next_backfill", restarting)
+        async with w.http(base) as http:
+            r = await http.post(
+                "/v1/sessions/seller/backfills", json={"peer": "@deals_blip", "job_id": "blip"}
+            )
+            assert r.status_code == 202, r.text
+        done = await wait_for_event(nats_url, "mtproto.backfill_completed", job_id="blip")
+        assert done.model.fetched == 20  # type: ignore[attr-defined]
+        assert failures["left"] == 0  # the poll did fail, three times
+        (log,) = w.fake.connection_log(key_id=key)["keys"]
+        assert log["connects"] == 1, log  # never reconnected
