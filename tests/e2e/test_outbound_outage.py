@@ -8,11 +8,13 @@ was stored as sent, the events' publish failed, and the redelivered command was 
 
 from __future__ import annotations
 
+import nats.errors
 import pytest
 from tests.support.outbound import outbound_stack, telegram_shop, text_send
 from tests.support.streams import stream_messages
 
 from switchboard.events.streams import STREAMS
+from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.runtime.dlq import list_dead_letters
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -57,3 +59,46 @@ async def test_a_send_whose_event_stream_is_down_is_announced_once_it_is_back(
         assert [d.envelope.id for d in found] == ["demo/sent:outage-1"]  # type: ignore[attr-defined]
         assert len(box.recorder.requests(provider="telegram", method="sendMessage")) == 1
         assert await list_dead_letters(bus) == []
+
+
+async def test_a_sent_message_whose_record_cannot_be_stored_a_while_is_sent_once(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider has the message and the ``sends`` bucket is away (its stream without a
+    leader in a quorum loss): the record is stored once the bucket is back, not left to the
+    redelivery, which found no record of the send and called the provider again (the
+    platform chaos test's duplicates)."""
+    box = Sandbox(SandboxConfig())
+    box.telegram.add_bot(TOKEN, "out_bot")
+    put = Attempts.put
+    refused: list[str] = []
+
+    async def bucket_away(self: Attempts, record: Attempt) -> None:
+        if record.status == "sent" and len(refused) < 4:
+            refused.append(record.message_id)
+            raise nats.errors.TimeoutError
+        await put(self, record)
+
+    monkeypatch.setattr(Attempts, "put", bucket_away)
+    async with outbound_stack(
+        box, nats_url, monkeypatch, lambda sandbox: [telegram_shop(sandbox, TOKEN)]
+    ) as stack:
+        await stack.bus.publish(text_send("away-1", "4242", "once only"), workspace_id="demo")
+
+        async def announced() -> list[object] | None:
+            found = await stream_messages(nats_url, "CONV", "conv.message_sent.>")
+            return found or None
+
+        await eventually(announced, timeout=60, message="conv.message_sent")
+
+        async def settled() -> bool:
+            info = await stack.bus.js.consumer_info("OUTBOUND", "outbound-sends")
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await eventually(settled, timeout=60, message="the command acked")
+        assert refused == ["away-1"] * 4  # the bucket was away for four tries
+        assert len(box.recorder.requests(provider="telegram", method="sendMessage")) == 1
+        record = await Attempts(await stack.bus.kv("sends")).get("demo", "away-1")
+        assert record is not None
+        assert record.status == "sent"
+        assert await list_dead_letters(stack.bus) == []

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from nats.aio.msg import Msg
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from switchboard.events import Envelope
 from switchboard.events.base import Message
@@ -34,6 +35,7 @@ from switchboard.outbound.providers.base import Sent
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
+from switchboard.runtime.failures import Failure, classify
 
 CANCELLED = "campaign_cancelled"
 
@@ -92,8 +94,31 @@ class Outcome:
 
     async def sent(self, record: Attempt, sent: Sent, latency_ms: float) -> None:
         record = record.step("sent", provider_message_id=sent.provider_message_id)
-        await asyncio.gather(self.attempts.put(record), self.announce_sent(record, latency_ms))
+        # Both at once, and the record's outcome awaited whatever the announcement's: a
+        # failed announcement goes again with the redelivery, which must find the record.
+        outcomes = await asyncio.gather(
+            self._store_sent(record), self.announce_sent(record, latency_ms), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         await self.msg.ack()
+
+    async def _store_sent(self, record: Attempt) -> None:
+        """Store the record of a message the provider has: the one write a redelivery must
+        find, or it calls the provider again (a bot API has no idempotency key). A failure
+        of ours (the bucket's stream without a leader, NATS away) is tried again here, for
+        as long as this process lives, rather than by the redelivery: the chaos test's
+        quorum loss had the records of sends in flight fail, and each was sent twice. The
+        lane keeps the command held meanwhile (``in_progress``), and the waits stay short
+        (at most 1 s), so the record lands first when the bus is back."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(lambda exc: classify(exc) is Failure.INFRASTRUCTURE),
+            wait=wait_exponential(multiplier=0.1, max=1.0),
+            reraise=True,
+        ):
+            with attempt:
+                await self.attempts.put(record)
 
     async def announce_sent(self, record: Attempt, latency_ms: float | None = None) -> None:
         """DeliverySent and MessageSent of a sent message. Their ids are fixed by the message
