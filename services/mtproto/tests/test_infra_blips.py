@@ -49,3 +49,35 @@ async def test_the_database_away_a_moment_keeps_the_connection_and_the_work_goes
         assert failures["left"] == 0  # the poll did fail, three times
         (log,) = w.fake.connection_log(key_id=key)["keys"]
         assert log["connects"] == 1, log  # never reconnected
+
+
+async def test_a_sent_message_whose_outcome_cannot_be_recorded_a_while_is_sent_once(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram has the message and the database is away: the outcome is recorded once it
+    is back, not left to the redelivery, which found the send unrecorded and sent it again."""
+    execute = asyncpg.pool.Pool.execute
+    refused: list[str] = []
+
+    async def away(self: asyncpg.pool.Pool, query: str, *args: Any, **kw: Any) -> str:
+        if query.lstrip().startswith("UPDATE sends SET status") and len(refused) < 3:
+            refused.append(str(args[1]))
+            raise asyncpg.CannotConnectNowError("the database system is shutting down")
+        return await execute(self, query, *args, **kw)
+
+    async with world(nats_url, postgres_url) as w:
+        ann, keys = w.fake.add_user("+15556660021", first_name="Ann", sessions=1)
+        buyer, _ = w.fake.add_user("+15556660022", first_name="Buyer", username="buyer_blip")
+        base = await w.gateway(instance_id="g1")
+        await w.import_session(base, "ann", keys[0].session)
+        await eventually(lambda: w.connected(keys[0].key_id), message="connected")
+        monkeypatch.setattr(asyncpg.pool.Pool, "execute", away)
+        async with w.http(base) as http:
+            body = {"message_id": "blip-1", "peer": "@buyer_blip", "text": "only once"}
+            r = await http.post("/v1/sessions/ann/messages", json=body)
+            assert r.status_code == 202, r.text
+        await wait_for_event(
+            nats_url, "delivery.sent", stream_name="DELIVERY", message_id="blip-1", timeout=30
+        )
+        assert refused == ["blip-1"] * 3  # the outcome's write failed three times
+        assert [m["text"] for m in w.fake.messages(buyer, user=ann)] == ["only once"]

@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 import asyncpg
 import nats.errors
 import nats.js.errors
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from switchboard.events import DecodeError
 from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.lru import remember
+
+T = TypeVar("T")
 
 
 class Failure(Enum):
@@ -201,3 +206,19 @@ class PoisonBudget:
     def spent(self, seq: int, policy: RetryPolicy) -> bool:
         """True when the message only waits to be dead-lettered (its DLQ publish failed)."""
         return self.failures(seq) >= policy.max_attempts
+
+
+async def stored_for_sure(write: Callable[[], Awaitable[T]], *, max_wait_s: float = 1.0) -> T:
+    """Do ``write`` until it succeeds, again after each failure of our infrastructure (waits
+    doubling from 0.1 s to ``max_wait_s``); any other failure is raised. For the one write
+    that follows a side effect nobody can take back (a provider that has the message): left
+    to the redelivery, it would find no record and do the side effect again. Short waits, so
+    the write lands first when the bus or the database is back."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(lambda exc: classify(exc) is Failure.INFRASTRUCTURE),
+        wait=wait_exponential(multiplier=0.1, max=max_wait_s),
+        reraise=True,
+    ):
+        with attempt:
+            return await write()
+    raise AssertionError("unreachable: tenacity retries until the write succeeds or raises")

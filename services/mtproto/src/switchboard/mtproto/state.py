@@ -15,6 +15,7 @@ import asyncpg
 from switchboard.mtproto.convert import peer_from_json, peer_json
 from switchboard.mtproto.ports import Peer, UpdateState
 from switchboard.runtime.db import from_row
+from switchboard.runtime.failures import stored_for_sure
 
 
 @dataclass(frozen=True)
@@ -382,17 +383,21 @@ class StateStore:
         published: bool = True,
     ) -> None:
         """Record a send's outcome; ``published=False`` when its events are still to go out
-        (:meth:`outcome_published` follows once they are on the bus)."""
-        await self.pool.execute(
-            """UPDATE sends SET status = $3, provider_message_id = $4, reason = $5,
+        (:meth:`outcome_published` follows once they are on the bus). Telegram has the
+        message by now: the database away a moment is waited out here, or the redelivery
+        would find the send unrecorded and send it again."""
+        await stored_for_sure(
+            lambda: self.pool.execute(
+                """UPDATE sends SET status = $3, provider_message_id = $4, reason = $5,
                    outcome_published = $6, updated_at = now()
                WHERE workspace_id = $1 AND message_id = $2""",
-            workspace,
-            message_id,
-            status,
-            provider_message_id,
-            reason,
-            published,
+                workspace,
+                message_id,
+                status,
+                provider_message_id,
+                reason,
+                published,
+            )
         )
 
     async def outcome_published(self, workspace: str, message_id: str) -> None:

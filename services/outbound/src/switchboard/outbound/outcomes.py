@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from nats.aio.msg import Msg
-from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from switchboard.events import Envelope
 from switchboard.events.base import Message
@@ -35,7 +34,7 @@ from switchboard.outbound.providers.base import Sent
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
-from switchboard.runtime.failures import Failure, classify
+from switchboard.runtime.failures import stored_for_sure
 
 CANCELLED = "campaign_cancelled"
 
@@ -106,19 +105,11 @@ class Outcome:
 
     async def _store_sent(self, record: Attempt) -> None:
         """Store the record of a message the provider has: the one write a redelivery must
-        find, or it calls the provider again (a bot API has no idempotency key). A failure
-        of ours (the bucket's stream without a leader, NATS away) is tried again here, for
-        as long as this process lives, rather than by the redelivery: the chaos test's
-        quorum loss had the records of sends in flight fail, and each was sent twice. The
-        lane keeps the command held meanwhile (``in_progress``), and the waits stay short
-        (at most 1 s), so the record lands first when the bus is back."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda exc: classify(exc) is Failure.INFRASTRUCTURE),
-            wait=wait_exponential(multiplier=0.1, max=1.0),
-            reraise=True,
-        ):
-            with attempt:
-                await self.attempts.put(record)
+        find, or it calls the provider again (a bot API has no idempotency key). The chaos
+        test's quorum loss had these records fail, and each such send went twice; now a
+        failure of ours is tried again here, while the lane keeps the command held
+        (``in_progress``)."""
+        await stored_for_sure(lambda: self.attempts.put(record))
 
     async def announce_sent(self, record: Attempt, latency_ms: float | None = None) -> None:
         """DeliverySent and MessageSent of a sent message. Their ids are fixed by the message
