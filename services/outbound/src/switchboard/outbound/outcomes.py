@@ -6,6 +6,7 @@ what it leads to is stored)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -37,6 +38,24 @@ from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.failures import stored_for_sure
 
 CANCELLED = "campaign_cancelled"
+
+
+async def stored_and_announced(
+    attempts: Attempts, record: Attempt, announcement: Awaitable[object]
+) -> None:
+    """Store the record of a provider's act (a message it has, an email it sent) beside its
+    announcement. The record is the one write a redelivery must find, or it calls the
+    provider again (no idempotency key at a bot API or SendPulse): a failure of ours is
+    tried again for as long as it lasts (``stored_for_sure``; the chaos test's quorum loss
+    had such records fail, and each send went twice), while the lane keeps the command
+    held. A failed announcement is raised once the record is stored: the redelivery
+    announces again from it."""
+    outcomes = await asyncio.gather(
+        stored_for_sure(lambda: attempts.put(record)), announcement, return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 class CampaignHooks(Protocol):
@@ -93,23 +112,8 @@ class Outcome:
 
     async def sent(self, record: Attempt, sent: Sent, latency_ms: float) -> None:
         record = record.step("sent", provider_message_id=sent.provider_message_id)
-        # Both at once, and the record's outcome awaited whatever the announcement's: a
-        # failed announcement goes again with the redelivery, which must find the record.
-        outcomes = await asyncio.gather(
-            self._store_sent(record), self.announce_sent(record, latency_ms), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await stored_and_announced(self.attempts, record, self.announce_sent(record, latency_ms))
         await self.msg.ack()
-
-    async def _store_sent(self, record: Attempt) -> None:
-        """Store the record of a message the provider has: the one write a redelivery must
-        find, or it calls the provider again (a bot API has no idempotency key). The chaos
-        test's quorum loss had these records fail, and each such send went twice; now a
-        failure of ours is tried again here, while the lane keeps the command held
-        (``in_progress``)."""
-        await stored_for_sure(lambda: self.attempts.put(record))
 
     async def announce_sent(self, record: Attempt, latency_ms: float | None = None) -> None:
         """DeliverySent and MessageSent of a sent message. Their ids are fixed by the message

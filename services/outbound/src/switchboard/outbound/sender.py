@@ -59,7 +59,12 @@ from switchboard.outbound.campaigns.pool import (
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
 from switchboard.outbound.limits import SendLimits, send_limits
 from switchboard.outbound.media_limits import too_large
-from switchboard.outbound.outcomes import CANCELLED, CampaignHooks, Outcome
+from switchboard.outbound.outcomes import (
+    CANCELLED,
+    CampaignHooks,
+    Outcome,
+    stored_and_announced,
+)
 from switchboard.outbound.pacing import Holds, RoundTrips, lateness
 from switchboard.outbound.providers.base import (
     MessagingClient,
@@ -170,9 +175,9 @@ async def record_outcome(
     site: CommandSite, record: Attempt, event: Message, env: Envelope, msg: Msg
 ) -> Attempt:
     """Store a provider command's final record with its outcome event, and publish the
-    event; a failure is dead-lettered too. The caller acks."""
+    event (``stored_and_announced``); a failure is dead-lettered too. The caller acks."""
     record = record.model_copy(update={"announced": Announcement.of(event)})
-    await asyncio.gather(site.attempts.put(record), site.bus.publish(event, cause=env))
+    await stored_and_announced(site.attempts, record, site.bus.publish(event, cause=env))
     if record.status == "failed":
         reason = record.reason or "failed"
         await dead_letter_msg(site.bus, msg, reason=reason, consumer=site.consumer)
