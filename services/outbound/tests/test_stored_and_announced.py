@@ -4,6 +4,8 @@ must not find it missing, or it calls the provider again)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import nats.errors
 import pytest
 
@@ -58,3 +60,21 @@ async def test_a_record_refused_for_its_content_is_not_tried_again() -> None:
     with pytest.raises(ValueError, match="does not encode"):
         await stored_and_announced(records, RECORD, announced())  # type: ignore[arg-type]
     assert (records.tries, records.stored) == (1, [])
+
+
+async def test_a_cancel_during_the_store_is_not_tried_again() -> None:
+    """A cancel raised while a timeout was being handled has that timeout as its context;
+    it still ends the store at once (a stop must not wait on a retry loop)."""
+
+    class CancelledInATimeout(FlakyRecords):
+        async def put(self, record: Attempt) -> None:
+            self.tries += 1
+            try:
+                raise TimeoutError
+            except TimeoutError:
+                raise asyncio.CancelledError from None
+
+    records = CancelledInATimeout(0, RuntimeError())
+    with pytest.raises(asyncio.CancelledError):
+        await stored_and_announced(records, RECORD, announced())  # type: ignore[arg-type]
+    assert records.tries == 1

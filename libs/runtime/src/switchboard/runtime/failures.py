@@ -215,7 +215,11 @@ async def stored_for_sure(write: Callable[[], Awaitable[T]], *, max_wait_s: floa
     to the redelivery, it would find no record and do the side effect again. Short waits, so
     the write lands first when the bus or the database is back."""
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception(lambda exc: classify(exc) is Failure.INFRASTRUCTURE),
+        # A cancel is never a failure to try again, whatever it interrupted (its context
+        # may be a timeout, which ``classify`` would call ours).
+        retry=retry_if_exception(
+            lambda exc: isinstance(exc, Exception) and classify(exc) is Failure.INFRASTRUCTURE
+        ),
         wait=wait_exponential(multiplier=0.1, max=max_wait_s),
         reraise=True,
     ):
