@@ -31,6 +31,7 @@ from switchboard.events.topology import (
 )
 from switchboard.mtproto import commands as mtproto_commands
 from switchboard.mtproto import dialogs as mtproto_dialogs
+from switchboard.mtproto import holder_serve
 from switchboard.mtproto import media_fetch as mtproto_media
 from switchboard.mtproto import relay as mtproto_relay
 from switchboard.mtproto import runner as mtproto_runner
@@ -228,14 +229,24 @@ def test_runtime_durables_mirror_the_gateway_s_send_queues() -> None:
         assert not [d for s in SERVICES for d in s.durables if d.name.startswith(prefix)]
 
 
-def test_erased_subjects_are_the_gateway_s_login_commands() -> None:
-    """What the topology says the gateway erases is what its command handler erases: the
-    login commands among its durable's filters, and nothing else."""
+def test_erased_subjects_are_the_gateway_s_login_and_session_commands() -> None:
+    """What the topology says the gateway erases is what it erases: the login commands
+    among its durable's filters (``commands``), and the commands a session's holder serves
+    (``holder_serve.done``: sends, deliveries, downloads, queries), and nothing else."""
     mtproto = next(s for s in SERVICES if s.name == "mtproto")
     (erase,) = mtproto.erases
-    assert erase.stream == mtproto_commands.STREAM
+    assert erase.stream == holder_serve.STREAM == mtproto_runner.STREAM
     logins = {f for f in mtproto_commands.SPEC.filter_subjects if "login_" in f}
-    assert set(erase.subjects) == logins
+    served = [
+        mtproto_runner.send_subject("sales-1"),
+        mtproto_relay.deliver_subject("sales-1"),
+        mtproto_media.media_subject("sales-1"),
+        *mtproto_dialogs.query_subjects("sales-1"),
+    ]
+    held = {s for s in erase.subjects if s not in logins}
+    assert logins <= set(erase.subjects)
+    assert all(any(subject_matches(e, s) for e in held) for s in served)
+    assert len(held) == len(served), "one erased subject per kind of served command"
 
 
 def test_crm_projection_streams_are_read_by_crm() -> None:
