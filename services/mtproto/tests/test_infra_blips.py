@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
 from switchboard.runtime.testing import eventually
 
@@ -81,3 +82,41 @@ async def test_a_sent_message_whose_outcome_cannot_be_recorded_a_while_is_sent_o
         )
         assert refused == ["blip-1"] * 3  # the outcome's write failed three times
         assert [m["text"] for m in w.fake.messages(buyer, user=ann)] == ["only once"]
+
+
+async def test_a_login_whose_records_meet_the_database_away_completes(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram sent the code, or authorized the key, and the database is away a moment
+    when that is stored: the step waits it out. Before, the step failed and the code hash
+    (or the only copy of the authorized session) was gone: a new code, or a new login."""
+    put_login, put_session = SessionStore._put_login, SessionStore.put_session
+    refused: list[str] = []
+
+    def away_twice(kind: str, write: Any) -> Any:
+        async def flaky(self: SessionStore, *args: Any, **kw: Any) -> None:
+            if refused.count(kind) < 2:
+                refused.append(kind)
+                raise asyncpg.CannotConnectNowError("the database system is shutting down")
+            await write(self, *args, **kw)
+
+        return flaky
+
+    async with world(nats_url, postgres_url) as w:
+        user, _ = w.fake.add_user("+15556660031", first_name="Ida")
+        base = await w.gateway(instance_id="g1")
+        monkeypatch.setattr(SessionStore, "_put_login", away_twice("login", put_login))
+        monkeypatch.setattr(SessionStore, "put_session", away_twice("session", put_session))
+        async with w.http(base) as http:
+            login = "/v1/sessions/ida/login"
+            r = await http.post(login, json={"phone": "+15556660031", "workspace_id": "demo"})
+            assert r.status_code == 200, r.text
+            assert r.json()["state"] == "code_sent"
+            code = w.fake.code("+15556660031").code
+            r = await http.post(f"{login}/code", json={"code": code})
+            assert r.status_code == 200, r.text
+            assert r.json()["state"] == "authorized"
+            assert r.json()["user_id"] == str(user.id)
+        assert refused == ["login", "login", "session", "session"]
+        sent = [c for c in w.fake.login.sent if c.phone.lstrip("+") == "15556660031"]
+        assert len(sent) == 1  # one code: nobody had to ask again

@@ -22,6 +22,7 @@ from switchboard.mtproto.ports import Device, Proxy, SessionConfig
 from switchboard.mtproto.ttl import DEMAND
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.db import Conn, from_row
+from switchboard.runtime.failures import stored_for_sure
 from switchboard.runtime.logging import register_secret
 
 
@@ -301,6 +302,12 @@ class SessionStore:
     # ------------------------------------------------------------------ logins
 
     async def put_login(self, login: LoginRecord) -> None:
+        """Store a login in progress: written after Telegram sent the code (or took it), so
+        the database away a moment is waited out here (``stored_for_sure``); lost, the code
+        hash and the temporary session would be gone and the person asked for a new code."""
+        await stored_for_sure(lambda: self._put_login(login))
+
+    async def _put_login(self, login: LoginRecord) -> None:
         await self.pool.execute(
             """INSERT INTO logins (session_id, workspace_id, phone, step, api_id, device, proxy,
                    sealed, code_type, expires_at)
@@ -339,10 +346,16 @@ class SessionStore:
         await self.pool.execute("DELETE FROM logins WHERE session_id = $1", session_id)
 
     async def finish_login(self, record: SessionRecord) -> None:
-        """Store the authorized session and drop the login, in one transaction."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM logins WHERE session_id = $1", record.session_id)
-            await self.put_session(record, conn)
+        """Store the authorized session and drop the login, in one transaction. Telegram
+        has just authorized the key, and this is its only copy: the database away a moment
+        is waited out here (``stored_for_sure``), or the account would need a new login."""
+
+        async def finish() -> None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("DELETE FROM logins WHERE session_id = $1", record.session_id)
+                await self.put_session(record, conn)
+
+        await stored_for_sure(finish)
 
     # ------------------------------------------------------------------ rotation
 
