@@ -168,8 +168,7 @@ async def _login_command(
         # secret in the clear) is erased at once, never dead-lettered with its body.
         refused = actions.Result(400, reason=exc.reason)
         await actions.reject(deps.bus, envelope, cmd.name, cmd.session_id, refused)
-        await msg.ack()
-        await holder_serve.erase(deps.bus, msg)
+        await holder_serve.done(deps.bus, msg)
         return
     try:
         outcome = await _login_step(
@@ -186,8 +185,7 @@ async def _login_command(
         if outcome is None:  # busy: another delivery tries shortly
             await msg.nak(delay=1.0)
             return
-    await msg.ack()
-    await holder_serve.erase(deps.bus, msg)
+    await holder_serve.done(deps.bus, msg)
 
 
 async def _opened(

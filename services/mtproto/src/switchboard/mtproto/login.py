@@ -298,8 +298,7 @@ async def _on_telegram(
             _connected(deps.adapter, login.config()) as client,
             closed_when_lost(lease, client.disconnect),
         ):
-            if not lease.valid():  # lost as the connect completed: its cancel may be gone
-                raise LeaseLostError(lease.lost_reason or "lease lost while connecting")
+            lease.require("connecting")  # lost as the connect completed: its cancel may be gone
             return await call(client), client.export_session()
 
     async with deps.hold(sid) as lease:

@@ -402,8 +402,7 @@ class SessionRunner:
     ) -> None:
         """Connect, check the account, announce it, serve: closed by the caller."""
         await self._connect(client, config.proxy)
-        if not self.lease.valid():  # lost as the connect completed: its cancel may be gone
-            raise LeaseLostError(self.lease.lost_reason or "lease lost while connecting")
+        self.lease.require("connecting")  # lost as the connect completed: its cancel may be gone
         self.proxies.connected()
         if record.status == "logging_out":
             await self._logout(client)

@@ -193,6 +193,13 @@ class Lease:
     def valid(self) -> bool:
         return not self.lost.is_set() and self.clock() < self.valid_until
 
+    def require(self, doing: str) -> None:
+        """Raise LeaseLostError unless the lease is valid now: for the step right after work
+        that a lost cancel may have let finish (``closed_when_lost``), before anything is
+        done under the lease."""
+        if not self.valid():
+            raise LeaseLostError(self.lost_reason or f"lease lost while {doing}")
+
     def remaining(self) -> float:
         return max(0.0, self.valid_until - self.clock()) if not self.lost.is_set() else 0.0
 
