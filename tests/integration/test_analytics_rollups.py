@@ -21,9 +21,11 @@ from tests.support.stack import API_KEY, OTHER_KEY, service_env
 
 from switchboard.analytics.app import create_app
 from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.events import decode_message
 from switchboard.events.catalog.common import Channel, Chat
 from switchboard.events.catalog.crm import (
     ContactCreated,
+    ContactIdentityLinked,
     ContactUpdated,
     Identity,
     LeadCreated,
@@ -312,7 +314,6 @@ async def test_funnel_conversions_once_and_workspace_isolation(env: Env) -> None
         return len(env.commands) >= 2
 
     await eventually(two_commands, message="qualified=Lead and won=Purchase published")
-    from switchboard.events import decode_message
 
     sent_cmds = {
         (c := decode_message(m.subject, dict(m.headers), m.data).model).event_name: c
@@ -497,6 +498,12 @@ async def test_rebuild_is_byte_identical_and_decides_no_conversion_again(env: En
             source_channel=Channel.TELEGRAM,
             phone="4917611111111",
         ),
+        ContactIdentityLinked(  # the nameless contact takes its name from a linked identity
+            contact_id="ct_1",
+            identity=Identity(channel=Channel.WHATSAPP, external_id="4917611111111"),
+            matched_by="phone",
+            display_name="Grace Hopper",
+        ),
         LeadCreated(
             lead_id="ld_1", contact_id="ct_1", stage="new", source_channel=Channel.TELEGRAM
         ),
@@ -504,6 +511,9 @@ async def test_rebuild_is_byte_identical_and_decides_no_conversion_again(env: En
         at=T0,
     )
     await eventually(lambda: _count(env.commands, 1), message="the Purchase")
+    (first,) = env.commands
+    purchase = decode_message(first.subject, dict(first.headers), first.data).model
+    assert (purchase.user_data.fn, purchase.user_data.ln) == ("Grace", "Hopper")
     await eventually(lambda: projected(env.bus, env.db, CHECKPOINTS), message="live caught up")
 
     report = await rebuild(load_settings(AnalyticsSettings), keep_old=True, log=lambda _: None)

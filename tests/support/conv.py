@@ -29,7 +29,7 @@ def received(
     n: int,
     *,
     phone: str | None = None,
-    name: str = "Ada",
+    name: str | None = "Ada",
 ) -> MessageReceived:
     return MessageReceived(
         channel=channel,

@@ -122,3 +122,18 @@ def test_crm_events_that_trigger_and_the_contacts_conversations() -> None:
         (Channel.TELEGRAM, "bot", "42", "Ada"),
         (Channel.WHATSAPP, "wa", "4915", "Ada"),
     ]
+    # A contact founded without a name takes the first linked identity's, as the CRM does.
+    nameless = events[0].model_copy(update={"display_name": None})
+    named = ContactIdentityLinked(
+        contact_id="c",
+        identity=Identity(channel=Channel.WHATSAPP, external_id="4915", account="wa"),
+        matched_by="phone",
+        display_name="Max",
+    )
+    renamed = ContactIdentityLinked(
+        contact_id="c",
+        identity=Identity(channel=Channel.VIBER, external_id="v9", account="vb"),
+        matched_by="phone",
+        display_name="Someone else",
+    )
+    assert {c.first_name for c in conversations([nameless, named, renamed])} == {"Max"}

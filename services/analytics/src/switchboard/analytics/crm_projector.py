@@ -105,7 +105,10 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
                 person.add_phone(identity.phone)
             person.add_emails(ev.attributes)
         elif isinstance(ev, ContactIdentityLinked):
-            _get(state, ws, ev.contact_id).add_phone(ev.identity.phone)
+            person = _get(state, ws, ev.contact_id)
+            person.add_phone(ev.identity.phone)
+            if ev.display_name and person.display_name is None and not person.erased:
+                person.display_name, person.changed = ev.display_name, True  # as the CRM does
         elif isinstance(ev, ContactUpdated):
             person = _get(state, ws, ev.contact_id)
             if ev.display_name and not person.erased:

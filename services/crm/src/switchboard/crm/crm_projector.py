@@ -137,6 +137,12 @@ IDENTITY_SQL = """INSERT INTO contact_identities (workspace_id, channel, externa
        username = COALESCE(EXCLUDED.username, contact_identities.username),
        phone = COALESCE(EXCLUDED.phone, contact_identities.phone)"""
 TOUCH_SQL = "UPDATE contacts SET updated_at = $2, version = $3 WHERE id = $1"
+# A linked identity's name names a contact that has none (founded by a nameless webhook, say),
+# never one that has a name, and never an erased one.
+LINKED_SQL = """UPDATE contacts SET
+       display_name = CASE WHEN erased THEN display_name ELSE COALESCE(display_name, $4) END,
+       updated_at = $2, version = $3
+   WHERE id = $1"""
 UPDATED_SQL = """UPDATE contacts SET
        display_name = COALESCE($2, display_name),
        phone = COALESCE($3, phone),
@@ -174,7 +180,10 @@ def _ops(ws: str, seq: int, at: datetime, ev: Any) -> list[Op]:
         )  # fmt: skip
         return [contact, *(_identity(ws, ev.contact_id, i) for i in ev.identities)]
     if kind is ContactIdentityLinked:
-        return [_identity(ws, ev.contact_id, ev.identity), _touch(ev.contact_id, at, seq)]
+        linked = Write(
+            LINKED_SQL, (ev.contact_id, at, seq, ev.display_name), (("contacts", ev.contact_id),)
+        )
+        return [_identity(ws, ev.contact_id, ev.identity), linked]
     if kind is ContactUpdated:
         return _updated(ev, at, seq)
     if kind is ContactMerged:

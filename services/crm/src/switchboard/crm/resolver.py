@@ -137,12 +137,14 @@ class Resolver:
         return self._any_legacy
 
     async def _link_identity(
-        self, claim: str, contact_id: str, identity: Identity, cause: Envelope
+        self, claim: str, contact_id: str, identity: Identity, name: str | None, cause: Envelope
     ) -> None:
         """Record once that the identity claimed under ``claim`` joined ``contact_id`` by
         its phone."""
         await self._append_once(
-            ContactIdentityLinked(contact_id=contact_id, identity=identity, matched_by="phone"),
+            ContactIdentityLinked(
+                contact_id=contact_id, identity=identity, matched_by="phone", display_name=name
+            ),
             contact_id,
             cause,
             f"link:{claim}",
@@ -183,6 +185,7 @@ class Resolver:
             username=event.sender.username,
             phone=phone,
         )
+        name = event.sender.display_name
         own_id = keys.new_contact_id(ws, ikey)
         if phone:  # the phone's legacy claim is read with the identity's (one round trip)
             (claim, last), _ = await asyncio.gather(
@@ -197,11 +200,11 @@ class Resolver:
         if owner is not None and owner != own_id and claimed_by == cause.id:
             # This very message matched the phone and claimed the identity, and did not get
             # to link it (a crash, or the contact was not created yet): link it now.
-            await self._link_identity(claim, owner, identity, cause)
+            await self._link_identity(claim, owner, identity, name, cause)
             return owner
         if owner is not None and phone and event.sender.id != phone:
             # A BSUID already known, now with a phone beside it: the phone leads here too.
-            await self._link(ws, keys.phone_key(phone), owner, identity, "bsuid", cause)
+            await self._link(ws, keys.phone_key(phone), owner, identity, name, "bsuid", cause)
         if owner is None and phone:
             # The phone is claimed before the identity: two new identities with one phone
             # resolved at the same time (the resolver runs messages concurrently, across
@@ -211,7 +214,7 @@ class Resolver:
             if by_phone != own_id:
                 owner = await self.claim(ws, ikey, by_phone, cause)
                 if owner == by_phone:
-                    await self._link_identity(claim, by_phone, identity, cause)
+                    await self._link_identity(claim, by_phone, identity, name, cause)
                 return owner
             owner = await self.claim(ws, ikey, own_id, cause)
             if owner != own_id and phone_seq is not None:
@@ -268,6 +271,7 @@ class Resolver:
         if owner is None:
             return None
         phone = keys.normalize_phone(event.new_id)
+        name = event.sender.display_name
         for external_id in (event.new_user_id, event.new_id):
             if not external_id:
                 continue
@@ -279,7 +283,7 @@ class Resolver:
                 phone=phone,
             )
             ikey = keys.identity_key(channel, external_id)
-            await self._link(ws, ikey, owner, identity, "number_change", cause)
+            await self._link(ws, ikey, owner, identity, name, "number_change", cause)
         if phone:
             identity = Identity(
                 channel=event.channel,
@@ -287,7 +291,9 @@ class Resolver:
                 account=event.account,
                 phone=phone,
             )
-            await self._link(ws, keys.phone_key(phone), owner, identity, "number_change", cause)
+            await self._link(
+                ws, keys.phone_key(phone), owner, identity, name, "number_change", cause
+            )
         return owner
 
     async def _link(
@@ -296,6 +302,7 @@ class Resolver:
         key: str,
         owner: str,
         identity: Identity,
+        name: str | None,
         matched_by: str,
         cause: Envelope,
     ) -> None:
@@ -317,7 +324,9 @@ class Resolver:
             )
         if mine:
             await self._append_once(
-                ContactIdentityLinked(contact_id=owner, identity=identity, matched_by=matched_by),
+                ContactIdentityLinked(
+                    contact_id=owner, identity=identity, matched_by=matched_by, display_name=name
+                ),
                 owner,
                 cause,
                 f"link:{claim}",

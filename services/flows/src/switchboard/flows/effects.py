@@ -155,6 +155,7 @@ def conversations(events: list[object]) -> list[FlowConversation]:
             name = ev.display_name
         elif isinstance(ev, ContactIdentityLinked):
             identities.append(ev.identity)
+            name = name or ev.display_name  # names a contact that had none, as the CRM does
         elif isinstance(ev, ContactUpdated) and ev.display_name:
             name = ev.display_name
     out: dict[tuple[str, str, str], FlowConversation] = {}

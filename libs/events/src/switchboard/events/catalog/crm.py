@@ -85,6 +85,9 @@ class ContactIdentityLinked(_ContactEvent):
 
     identity: Identity
     matched_by: str = Field(description="phone, username, manual, ...")
+    display_name: str | None = Field(
+        None, description="the name the identity shows; names a contact that has none"
+    )
 
 
 @register("crm.contact_updated", 1)
