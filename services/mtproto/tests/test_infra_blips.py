@@ -6,12 +6,14 @@ once (the chaos test's logs)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
+from switchboard.mtproto.leases import Lease
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
 from switchboard.runtime.testing import eventually
@@ -50,6 +52,42 @@ async def test_the_database_away_a_moment_keeps_the_connection_and_the_work_goes
         assert failures["left"] == 0  # the poll did fail, three times
         (log,) = w.fake.connection_log(key_id=key)["keys"]
         assert log["connects"] == 1, log  # never reconnected
+
+
+async def test_the_database_away_when_a_session_starts_keeps_its_lease(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner's first read (the session's record) meets the database away: it is
+    waited out under the lease. Before, the runner ended and released the lease each time,
+    and the session bounced between instances until the database was back."""
+    get_session = SessionStore.get_session
+    refused: list[str] = []
+    released: list[str] = []
+    release = Lease.release
+
+    async def away(self: SessionStore, session_id: str) -> Any:
+        runner = asyncio.current_task().get_name() == "session kim"  # type: ignore[union-attr]
+        if runner and len(refused) < 3:  # the runner's reads, not the import's
+            refused.append(session_id)
+            raise asyncpg.CannotConnectNowError("the database system is shutting down")
+        return await get_session(self, session_id)
+
+    async def counted(self: Lease) -> None:
+        released.append(self.key)
+        await release(self)
+
+    async with world(nats_url, postgres_url) as w:
+        _, keys = w.fake.add_user("+15556660041", first_name="Kim", sessions=1)
+        key = keys[0].key_id
+        monkeypatch.setattr(SessionStore, "get_session", away)
+        monkeypatch.setattr(Lease, "release", counted)
+        base = await w.gateway(instance_id="g1")
+        await w.import_session(base, "kim", keys[0].session)
+        await eventually(lambda: w.connected(key), message="connected")
+        assert refused == ["kim"] * 3  # the read did fail, three times
+        assert released == []  # and the lease was held throughout
+        (log,) = w.fake.connection_log(key_id=key)["keys"]
+        assert log["connects"] == 1, log
 
 
 async def test_a_sent_message_whose_outcome_cannot_be_recorded_a_while_is_sent_once(

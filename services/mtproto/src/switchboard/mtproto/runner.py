@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -103,6 +103,7 @@ from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
 
 log = get_logger(__name__)
+_T = TypeVar("_T")
 STREAM = "MTPROTO"
 _REVOKING = (AuthKeyDuplicatedError, AuthKeyUnregisteredError, UserDeactivatedError)
 _INFRA = RetryPolicy()  # the runtime's backoff for our own failures: 0.5 s doubling to 15 s
@@ -277,9 +278,13 @@ class SessionRunner:
         reconnect, failures = False, 0
         settings = self.deps.settings
         while self._may_connect():
-            record = await self.deps.sessions.get_session(self.session_id)
+            # Read where a database restart is waited out: raised, it ended the runner and
+            # gave the lease up, and the sessions bounced between instances until it was back.
+            record = await self._kept(
+                "session record", lambda: self.deps.sessions.get_session(self.session_id)
+            )
             if record is None or record.status == "revoked":
-                return
+                return  # deleted, revoked, or stopped while the database was away
             self.workspace_id = record.workspace_id
             try:
                 await while_held(self.lease, self._session(record, reconnect))
@@ -477,18 +482,18 @@ class SessionRunner:
             return
         raise DisconnectedError("the update stream ended")
 
-    async def _kept(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
-        """Run one piece of the connection's work, starting it again after a failure of our
+    async def _kept(self, name: str, work: Callable[[], Awaitable[_T]]) -> _T | None:
+        """Run one piece of the session's work, starting it again after a failure of our
         own infrastructure (the database, the bus) with the runtime's backoff: a Postgres
         restart or a bus timeout dropped every session's Telegram connection at once (the
         chaos test's logs), and reconnecting them all is what Telegram frowns on. Telegram's
-        own errors and anything else still end the connection."""
+        own errors and anything else still end the connection. Its result; None when the
+        runner stops or loses its lease before the work could be done."""
         failures = 0
         while True:
             started = time.monotonic()
             try:
-                await work()
-                return
+                return await work()
             except MtprotoError:
                 raise
             except Exception as exc:
@@ -505,7 +510,7 @@ class SessionRunner:
                 )
                 await self._sleep(delay)
                 if self.stopping.is_set() or self.lease.lost.is_set():
-                    return  # the connection ends anyway: nothing to start again
+                    return None  # the connection ends anyway: nothing to start again
 
     async def _watch_proxy(self, config: SessionConfig) -> None:
         """Check the proxy in use every ``proxy_check_interval_s``; one that fails ends the
