@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from nats.js.errors import NotFoundError
 from tests.support.outbound import (
     OutboundStack,
     outbound_stack,
@@ -27,9 +28,11 @@ from tests.support.outbound import (
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import events_where, stream_messages
 
-from switchboard.events import encode
+from switchboard.events import decode, encode
+from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryQueued, DeliveryRescheduled
-from switchboard.events.catalog.outbound import ChangeScheduledSend
+from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
+from switchboard.outbound.erasure import identity_hash
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
@@ -115,6 +118,21 @@ async def deliveries(env: Env, message_id: str) -> list[Any]:
     return [d.model for d in await events_where(env.nats_url, "DELIVERY", message_id=message_id)]
 
 
+async def waiting(env: Env) -> list[SendMessage]:
+    """The send commands waiting in the OUTBOUND stream (a work queue: read by sequence)."""
+    state = (await env.bus.js.stream_info("OUTBOUND")).state
+    found = []
+    for seq in range(state.first_seq, state.last_seq + 1):
+        try:
+            raw = await env.bus.js.get_msg("OUTBOUND", seq)
+        except NotFoundError:
+            continue  # acked or deleted
+        model = decode(raw.subject or "", raw.headers or {}, raw.data or b"")
+        if isinstance(model, SendMessage):
+            found.append(model)
+    return found
+
+
 async def settled_in_stream(env: Env) -> bool:
     """Every command of the OUTBOUND stream was settled (acked and removed)."""
     return (await env.bus.js.stream_info("OUTBOUND")).state.messages == 0
@@ -174,6 +192,41 @@ async def test_a_cancelled_send_never_leaves(env: Env) -> None:
     assert env.sent("cancel me") == []
     failed = [e for e in await deliveries(env, "sch-cancel") if isinstance(e, DeliveryFailed)]
     assert [e.error_code for e in failed] == ["cancelled"]
+
+
+async def test_a_send_scheduled_for_a_person_erased_meanwhile_never_leaves(env: Env) -> None:
+    """The CRM erases the contact while a send to them waits for its time: the send fails
+    as erased, its command (recipient and text in the clear) leaves the stream now, and
+    nothing is sent. Before, it stayed there, and went out at its time."""
+    await env.schedule("for zoe", "sch-erased", ahead(3600))  # to 4001
+    r = await env.http.post(
+        f"{env.url}/v1/messages",
+        json=body("for ann", message_id="sch-kept", not_before=ahead(3600), recipient="4002"),
+        headers=A,
+    )
+    assert r.status_code == 202, r.text
+    await eventually(lambda: status(env, "sch-kept"), timeout=30)
+    # what the CRM publishes when it erases a contact whose identity is telegram/4001
+    erased = ContactErased(
+        contact_id="ct_zoe", identity_hashes=[identity_hash("demo", "telegram", "4001")]
+    )
+    await env.bus.publish(erased, workspace_id="demo")
+
+    async def stopped() -> dict[str, Any]:
+        found = await status(env, "sch-erased")
+        assert found["status"] == "failed", found
+        return found
+
+    found = await eventually(stopped, timeout=30)
+    assert found["error_code"] == "erased"
+    assert found["recipient"].startswith("erased:")
+    failed = [e for e in await deliveries(env, "sch-erased") if isinstance(e, DeliveryFailed)]
+    assert [(e.error_code, e.recipient) for e in failed] == [("erased", found["recipient"])]
+    # its command left the stream; the send to someone else waits on
+    assert [m.message_id for m in await waiting(env)] == ["sch-kept"]
+    assert (await status(env, "sch-kept"))["status"] == "queued"
+    assert await list_dead_letters(env.bus) == []
+    assert env.sent("for zoe") == []
 
 
 async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -> None:

@@ -50,3 +50,25 @@ def test_scrub_takes_the_recipient_and_reasons_of_the_erased_only() -> None:
     assert erasure.scrub(scrubbed, "w", h) is None  # already done
     assert erasure.scrub(_record("w", "4917600000000"), "w", h) is None  # someone else
     assert erasure.scrub(_record("x", "4917612345678"), "w", h) is None  # other workspace
+
+
+def test_a_send_that_has_not_left_fails_as_erased_and_one_that_has_keeps_its_status() -> None:
+    h = frozenset({erasure.identity_hash("w", "whatsapp", "4917612345678")})
+    queued = Attempt(
+        message_id="m2", workspace_id="w", channel="whatsapp", account="a",
+        recipient="4917612345678", owner=7,
+    )  # fmt: skip
+    for pending in (queued, queued.step("retrying", reason="busy", attempts=1)):
+        stopped = erasure.scrub(pending, "w", h)
+        assert stopped is not None
+        assert (stopped.status, stopped.error_code, stopped.permanent) == (
+            "failed", "erased", True,
+        )  # fmt: skip
+        assert stopped.recipient.startswith("erased:")
+        assert "4917612345678" not in stopped.model_dump_json()
+        assert erasure.withdrawn(stopped, "w", h)  # its command is withdrawn, again if need be
+        assert not erasure.withdrawn(stopped, "x", h)
+    sent = erasure.scrub(queued.step("sent", provider_message_id="p1"), "w", h)
+    assert sent is not None
+    assert (sent.status, sent.error_code) == ("sent", None)
+    assert not erasure.withdrawn(sent, "w", h)

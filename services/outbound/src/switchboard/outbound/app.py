@@ -296,7 +296,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         async def erased(msg: Any) -> None:
             d = decode_or_reject(msg)
             if isinstance(d.model, ContactErased):
-                await forget(sends_kv, d.envelope.workspace_id, frozenset(d.model.identity_hashes))
+                hashes = frozenset(d.model.identity_hashes)
+                await forget(sends_kv, d.envelope.workspace_id, hashes, rt.bus, d.envelope)
 
         subscribers.spawn(rt, ERASURE.durable.name, {ERASURE: erased})
         supervisor = CampaignSupervisor(

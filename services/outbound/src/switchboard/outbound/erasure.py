@@ -3,6 +3,13 @@ the keyed hashes of its identities), every record in the ``sends`` bucket sent t
 them loses the recipient (replaced by the same marker the CRM shows) and the provider's
 reasons, which can quote the recipient. Counts, statuses and times stay.
 
+A send that has not left (scheduled for later, queued, retrying) never will: its record
+fails with ``error_code`` ``erased``, its command is deleted from the OUTBOUND stream (where
+it held the recipient and the text in the clear until its time) and ``delivery.failed`` says
+so, naming the marker. Before, a send scheduled for a person erased meanwhile still went
+out at its time. A campaign's command stays for the campaign to count, and is acked unsent
+when it comes (``Sender``).
+
 Records live 8 days (the bucket's TTL), so a scan of the bucket per erasure is bounded; an
 erasure is rare. Each record is rewritten with compare-and-set, so a send updating its
 record at the same moment is never overwritten: the scan retries that record.
@@ -10,11 +17,19 @@ record at the same moment is never overwritten: the scan retries that record.
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
+
 import orjson
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from switchboard.events import Envelope
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.delivery import DeliveryFailed
 from switchboard.outbound.attempts import Attempt, Step
+from switchboard.outbound.outcomes import ERASED
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kv import current, entries_of
 
@@ -33,40 +48,90 @@ def marker(hash_: str) -> str:
 
 def scrub(record: Attempt, workspace: str, hashes: frozenset[str]) -> Attempt | None:
     """The record without the person when its recipient is one of ``hashes`` (in
-    ``workspace``); None when it is someone else's or already scrubbed."""
+    ``workspace``), failed as erased if it had not left; None when it is someone else's or
+    already scrubbed. Pure: tested without NATS."""
     if record.workspace_id != workspace or record.recipient.startswith("erased:"):
         return None
     h = identity_hash(workspace, record.channel, record.recipient)
     if h not in hashes:
         return None
     history = [Step(status=s.status, at=s.at, attempt=s.attempt) for s in record.history]
-    return record.model_copy(update={"recipient": marker(h), "reason": None, "history": history})
+    fixed = record.model_copy(update={"recipient": marker(h), "reason": None, "history": history})
+    if record.done:
+        return fixed
+    return fixed.step(
+        "failed",
+        reason=f"{ERASED}: the recipient was erased before it was sent",
+        error_code=ERASED,
+        permanent=True,
+    )
 
 
-async def forget(kv: KeyValue, workspace: str, hashes: frozenset[str]) -> int:
-    """Scrub every record of ``workspace`` sent to one of ``hashes``; returns how many."""
+def withdrawn(record: Attempt, workspace: str, hashes: frozenset[str]) -> bool:
+    """Whether ``record`` is a send this erasure stopped (scrubbed now, or on a delivery of
+    the erasure that ended before its command was withdrawn)."""
+    return (
+        record.workspace_id == workspace
+        and record.error_code == ERASED
+        and record.recipient in {marker(h) for h in hashes}
+    )
+
+
+async def forget(
+    kv: KeyValue, workspace: str, hashes: frozenset[str], bus: Bus, cause: Envelope | None = None
+) -> int:
+    """Scrub every record of ``workspace`` sent to one of ``hashes`` and withdraw the sends
+    among them that had not left; returns how many records were scrubbed."""
     if not hashes:
         return 0
     done = 0
     for entry in await entries_of(kv, RECORDS):  # every record (a watch could end early)
-        if await _scrub_one(kv, entry.key, entry.value, entry.revision, workspace, hashes):
+        record = await _scrub_one(kv, entry.key, entry.value, entry.revision, workspace, hashes)
+        if record is None:
+            record = Attempt.model_validate(orjson.loads(entry.value))
+        else:
             done += 1
+        if withdrawn(record, workspace, hashes):
+            await _withdraw(bus, record, cause)
     return done
+
+
+async def _withdraw(bus: Bus, record: Attempt, cause: Envelope | None) -> None:
+    """Delete a stopped send's command from the stream and announce its failure (the
+    event's id is fixed by the message id: a second announcement is dropped)."""
+    if record.owner is not None and record.campaign_id is None:
+        with contextlib.suppress(NotFoundError):  # handled, or deleted before
+            await bus.js.delete_msg("OUTBOUND", record.owner)
+    at = next((s.at for s in reversed(record.history) if s.status == "failed"), None)
+    event = DeliveryFailed(
+        message_id=record.message_id,
+        channel=Channel(record.channel),
+        account=record.account,
+        recipient=record.recipient,  # the marker: no one to seal
+        at=at or datetime.now(UTC),
+        reason=(record.reason or ERASED).removeprefix(f"{ERASED}: "),
+        error_code=ERASED,
+        permanent=True,
+        attempts=record.attempts,
+        campaign_id=record.campaign_id,
+    )
+    await bus.publish(event, cause=cause, workspace_id=record.workspace_id)
 
 
 async def _scrub_one(
     kv: KeyValue, key: str, value: bytes, revision: int | None, workspace: str,
     hashes: frozenset[str],
-) -> bool:  # fmt: skip
+) -> Attempt | None:  # fmt: skip
+    """The record as scrubbed now; None when there was nothing to scrub."""
     while True:
         fixed = scrub(Attempt.model_validate(orjson.loads(value)), workspace, hashes)
         if fixed is None or revision is None:
-            return False
+            return None
         try:
             await kv.update(key, fixed.model_dump_json(exclude_none=True).encode(), last=revision)
-            return True
+            return fixed
         except KeyWrongLastSequenceError:
             entry = await current(kv, key)  # changed meanwhile: scrub what it holds now
             if entry is None:  # deleted meanwhile
-                return False
+                return None
             value, revision = entry.value, entry.revision

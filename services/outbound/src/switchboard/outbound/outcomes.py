@@ -38,6 +38,9 @@ from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.failures import stored_for_sure
 
 CANCELLED = "campaign_cancelled"
+# A send whose recipient was erased before it left (``erasure``): its failure was announced
+# naming the marker, and its command, which names the person, goes nowhere else.
+ERASED = "erased"
 
 
 async def stored_and_announced(
@@ -202,7 +205,7 @@ class Outcome:
             await self.campaigns.record_failure(
                 self.env.workspace_id, self.cmd.campaign_id, self.cmd.message_id, code
             )
-        if dead_letter and code != CANCELLED:  # a cancelled campaign's sends are no poison
+        if dead_letter and code not in (CANCELLED, ERASED):  # no poison, and no copy of them
             await dead_letter_msg(
                 self.bus, self.msg, reason=record.reason or code, consumer=self.consumer
             )

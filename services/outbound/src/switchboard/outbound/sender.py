@@ -61,6 +61,7 @@ from switchboard.outbound.limits import SendLimits, send_limits
 from switchboard.outbound.media_limits import too_large
 from switchboard.outbound.outcomes import (
     CANCELLED,
+    ERASED,
     CampaignHooks,
     Outcome,
     stored_and_announced,
@@ -286,8 +287,11 @@ class Sender:
                 await self._publish_move(job, record)
             if record.status == "failed":
                 # Stored as failed, but its event, count or DLQ entry may have been lost to an
-                # outage (the record is written beside the event): again, then the ack.
-                await job.announce_failed(record)
+                # outage (the record is written beside the event): again, then the ack. An
+                # erased recipient's failure was announced by the erasure, naming no one (the
+                # command still names them).
+                if record.error_code != ERASED:
+                    await job.announce_failed(record)
                 mine = record.owner in (None, msg.metadata.sequence.stream)  # not a repeat
                 await job.settle_failed(record, dead_letter=mine)
                 return None
