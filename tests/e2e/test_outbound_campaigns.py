@@ -17,6 +17,7 @@ from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
     OutText,
@@ -24,6 +25,8 @@ from switchboard.events.catalog.outbound import (
     StartCampaign,
 )
 from switchboard.outbound.app import create_app
+from switchboard.outbound.campaigns.state import CampaignStore, campaign_key
+from switchboard.outbound.erasure import identity_hash, marker
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
@@ -166,6 +169,58 @@ async def test_a_campaign_completes_with_exact_totals(env: Env) -> None:
         1,
         0,
     )
+
+
+async def test_a_recipient_erased_before_the_campaign_reaches_them_gets_nothing(
+    env: Env,
+) -> None:
+    """A batch waits for its campaign's start; the CRM erases one of its recipients: the
+    stored batch names them by the marker from then on, the campaign sends to everyone
+    else and counts their position as failed (erased) without a call. Before, the
+    erasure never reached campaigns: the erased person got the broadcast."""
+    bus = await Bus.connect(env.nats_url, name="producer")
+    store = CampaignStore(await bus.kv("sends"))
+    key = campaign_key("demo", "forget")
+    try:
+        later = AddCampaignRecipients.model_validate(
+            {"campaign_id": "forget", "batch": 1, "recipients": ["30001", "30002"], "final": True}
+        )
+        await bus.publish(later, workspace_id="demo")
+
+        async def stored() -> list[Any]:
+            return await store.batch(key, 1)
+
+        await eventually(stored, timeout=30, message="the batch stored before the start")
+        hashes = [identity_hash("demo", "telegram", "30002")]
+        await bus.publish(
+            ContactErased(contact_id="ct_x", identity_hashes=hashes), workspace_id="demo"
+        )
+
+        async def scrubbed() -> bool:
+            return [r.recipient for r in await store.batch(key, 1)] == ["30001", marker(hashes[0])]
+
+        await eventually(scrubbed, timeout=30, message="the batch scrubbed")
+        start = StartCampaign.model_validate(
+            {
+                "campaign_id": "forget",
+                "channel": "telegram",
+                "accounts": ["a"],
+                "content": {"kind": "text", "text": "forget"},
+                "recipients": ["30000"],
+                "final": False,
+            }
+        )
+        await bus.publish(start, workspace_id="demo")
+    finally:
+        await bus.close()
+    done = await eventually(
+        _completed(env.nats_url, "forget"), timeout=60, interval=0.5, message="completion"
+    )
+    assert (done.total, done.sent, done.failed) == (3, 2, 1)
+    assert done.failures == {"erased": 1}
+    assert set(env.campaign_chats("forget")) == {"30000", "30001"}
+    dumped = "".join(str(e) for e in await _events(env.nats_url, "delivery.failed"))
+    assert "30002" not in dumped
 
 
 async def test_pause_resume_cancel_and_a_reply_overtakes_the_broadcast(env: Env) -> None:

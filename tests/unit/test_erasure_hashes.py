@@ -72,3 +72,13 @@ def test_a_send_that_has_not_left_fails_as_erased_and_one_that_has_keeps_its_sta
     assert sent is not None
     assert (sent.status, sent.error_code) == ("sent", None)
     assert not erasure.withdrawn(sent, "w", h)
+
+
+def test_a_campaign_batch_names_the_erased_by_their_marker_and_keeps_its_positions() -> None:
+    h = erasure.identity_hash("w", "mtproto", "777")
+    rows = [["111", None], ["777", "acct"], ["222", "bot"]]
+    scrubbed = erasure.scrub_rows(rows, "w", ("telegram", "mtproto"), frozenset({h}))
+    assert scrubbed == [["111", None], [erasure.marker(h), "acct"], ["222", "bot"]]
+    assert erasure.scrub_rows(scrubbed, "w", ("telegram", "mtproto"), frozenset({h})) is None
+    assert erasure.scrub_rows(rows, "w", ("telegram",), frozenset({h})) is None  # other channel
+    assert erasure.scrub_rows(rows, "x", ("mtproto",), frozenset({h})) is None  # other workspace

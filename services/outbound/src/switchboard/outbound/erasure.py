@@ -8,7 +8,9 @@ fails with ``error_code`` ``erased``, its command is deleted from the OUTBOUND s
 it held the recipient and the text in the clear until its time) and ``delivery.failed`` says
 so, naming the marker. Before, a send scheduled for a person erased meanwhile still went
 out at its time. A campaign's command stays for the campaign to count, and is acked unsent
-when it comes (``Sender``).
+when it comes (``Sender``). The campaigns' stored recipient batches of the workspace name
+the person by the marker from then on: the fan-out sends to the marker, which the sender
+fails as erased without calling the provider, so the campaign still counts every position.
 
 Records live 8 days (the bucket's TTL), so a scan of the bucket per erasure is bounded; an
 erasure is rare. Each record is rewritten with compare-and-set, so a send updating its
@@ -18,7 +20,10 @@ record at the same moment is never overwritten: the scan retries that record.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
 import orjson
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
@@ -28,6 +33,8 @@ from switchboard.events import Envelope
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryFailed
 from switchboard.outbound.attempts import Attempt, Step
+from switchboard.outbound.campaigns.pool import members
+from switchboard.outbound.campaigns.state import STATE_KEYS, CampaignState, CampaignStore
 from switchboard.outbound.outcomes import ERASED
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.identity import keyed_hash
@@ -41,16 +48,38 @@ def identity_hash(workspace: str, channel: str, recipient: str) -> str:
     return keyed_hash("erased", workspace, channel, recipient)
 
 
+MARK = "erased:"
+
+
 def marker(hash_: str) -> str:
     """What an erased recipient reads as (as in the CRM's tables)."""
-    return "erased:" + hash_[:20]
+    return MARK + hash_[:20]
+
+
+def scrub_rows(
+    rows: list[list[Any]], workspace: str, channels: Sequence[str], hashes: frozenset[str]
+) -> list[list[Any]] | None:
+    """A campaign batch's rows (``[recipient, account]``) with each erased recipient (an
+    identity of ``hashes`` on one of the campaign's ``channels``) replaced by its marker;
+    None when there is none. Pure: tested without NATS."""
+    changed = False
+    out: list[list[Any]] = []
+    for recipient, account in rows:
+        if not recipient.startswith(MARK):
+            for channel in channels:
+                h = identity_hash(workspace, channel, recipient)
+                if h in hashes:
+                    recipient, changed = marker(h), True
+                    break
+        out.append([recipient, account])
+    return out if changed else None
 
 
 def scrub(record: Attempt, workspace: str, hashes: frozenset[str]) -> Attempt | None:
     """The record without the person when its recipient is one of ``hashes`` (in
     ``workspace``), failed as erased if it had not left; None when it is someone else's or
     already scrubbed. Pure: tested without NATS."""
-    if record.workspace_id != workspace or record.recipient.startswith("erased:"):
+    if record.workspace_id != workspace or record.recipient.startswith(MARK):
         return None
     h = identity_hash(workspace, record.channel, record.recipient)
     if h not in hashes:
@@ -93,7 +122,28 @@ async def forget(
             done += 1
         if withdrawn(record, workspace, hashes):
             await _withdraw(bus, record, cause)
+    await _scrub_campaigns(kv, workspace, hashes)
     return done
+
+
+async def _scrub_campaigns(kv: KeyValue, workspace: str, hashes: frozenset[str]) -> None:
+    """Name the person by the marker in every stored recipient batch of the workspace's
+    campaigns (running, waiting for their start or done: the batches are kept as long)."""
+    store = CampaignStore(kv)
+    every_channel = tuple(c.value for c in Channel)
+    for entry in await entries_of(kv, STATE_KEYS):
+        state = CampaignState.model_validate_json(entry.value)
+        if state.workspace_id != workspace:
+            continue
+        start = state.start()  # None while the batches wait for their start
+        channels = (
+            every_channel
+            if start is None
+            else tuple(dict.fromkeys(m.channel.value for m in members(start)))
+        )
+        scrubbed = partial(scrub_rows, workspace=workspace, channels=channels, hashes=hashes)
+        for batch in state.batches:
+            await store.rewrite_batch(state.key, batch, scrubbed)
 
 
 async def _withdraw(bus: Bus, record: Attempt, cause: Envelope | None) -> None:

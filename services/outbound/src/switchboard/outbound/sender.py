@@ -39,6 +39,7 @@ from switchboard.events.catalog.outbound import (
     SendSms,
     SyncAddressBook,
 )
+from switchboard.outbound import erasure
 from switchboard.outbound.attempts import (
     Announcement,
     Attempt,
@@ -306,6 +307,12 @@ class Sender:
         now = datetime.fromtimestamp(self.clock(), UTC)  # the times other processes set
         if cmd.expires_at is not None and now >= cmd.expires_at:
             await job.fail(record, "expired before it could be sent", "expired", permanent=True)
+            return None
+        if cmd.recipient.startswith(erasure.MARK):
+            # A campaign's recipient erased before the fan-out reached them (``erasure``):
+            # failed unsent, so the campaign still counts the position.
+            reason = "the recipient was erased before it was sent"
+            await job.fail(record, reason, ERASED, permanent=True)
             return None
         if cmd.not_before is not None:
             # A scheduled send may have been moved meanwhile (``schedule``).

@@ -170,6 +170,8 @@ class CampaignRunner:
         for a in pool:
             rates[a], room[a] = self._room(start, a, left)
         before = self.cursor.model_copy(deep=True)
+        # The batch is read again each round: an erasure may have rewritten it (``erasure``).
+        self._batch = None
         batch: list[SendBulk] = []
         while len(batch) < 2000:
             found = await self._recipient(state)

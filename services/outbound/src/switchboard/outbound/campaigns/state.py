@@ -158,6 +158,26 @@ class CampaignStore:
             return len(rows)
         return len(await self.batch(campaign_id, batch))
 
+    async def rewrite_batch(
+        self,
+        campaign_id: str,
+        batch: int,
+        change: Callable[[list[list[Any]]], list[list[Any]] | None],
+    ) -> bool:
+        """Apply ``change`` to a stored batch's rows (None: leave as is) with compare-and-set,
+        keeping its length (positions may have been sent to); whether it was rewritten."""
+        key = f"{_base(campaign_id)}.b.{batch}"
+        for _ in range(50):
+            raw, revision = await self._get(key)
+            rows = orjson.loads(raw) if raw else []
+            changed = change(rows)
+            if changed is None:
+                return False
+            assert len(changed) == len(rows), "a batch keeps its positions"
+            if await self._cas(key, orjson.dumps(changed), revision) is not None:
+                return True
+        raise RuntimeError(f"campaign {campaign_id}: too much contention on batch {batch}")
+
     async def batch(self, campaign_id: str, batch: int) -> list[CampaignRecipient]:
         raw, _ = await self._get(f"{_base(campaign_id)}.b.{batch}")
         rows = orjson.loads(raw) if raw else []
