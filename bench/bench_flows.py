@@ -172,9 +172,9 @@ async def _stored_at(bus: Bus, stream: str, subject: str, chat_of: Any) -> dict[
     out: dict[int, float] = {}
     keys = pii.PiiKeys(await bus.kv(pii.BUCKET))  # chat ids are sealed personal data
     async for msgs in batches(bus, stream, subject, 512):
-        await keys.prefetch(m.data for m in msgs)
+        found = await keys.prefetch(m.data for m in msgs)
         for m in msgs:
-            m.data = keys.open_body(m.data)
+            m.data = keys.open_body(m.data, found)
             chat = chat_of(m)
             if chat is not None:
                 out.setdefault(chat, m.metadata.timestamp.timestamp())

@@ -175,8 +175,8 @@ async def stream(nats_url: str, name: str, subject: str | None = None) -> list[D
     bus = await Bus.connect(nats_url, name="test-opener")
     try:
         async with pii.using(bus) as keys:
-            await keys.prefetch(data for _, _, data in stored)
-            return [decode_message(s, h, keys.open_body(data)) for s, h, data in stored]
+            found = await keys.prefetch(data for _, _, data in stored)
+            return [decode_message(s, h, keys.open_body(data, found)) for s, h, data in stored]
     finally:
         await bus.close()
 

@@ -9,6 +9,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
 
 from switchboard.runtime.logging import get_logger
@@ -71,6 +73,59 @@ async def follow(
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+async def follow_changes(
+    kv: KeyValue, apply: Apply, ready: asyncio.Event, stop: asyncio.Event, *, keys: str = ">"
+) -> None:
+    """Hand every change made to ``kv`` under ``keys`` from now on to ``apply`` until
+    ``stop``, not the values already there; ``ready`` is set once the watch is in place.
+    For a cache that fetches what it needs and only has to hear of changes: following a
+    bucket whole costs every process the whole bucket (the PII keys: ~500 bytes and ~20 us
+    of start-up per key, measured with 300k keys).
+
+    nats.go calls this an UpdatesOnly watch; nats-py's ``KeyValue.watch`` has no such option
+    (its object store's has), so this is the consumer its watch makes (ordered, on the
+    bucket's stream) with deliver policy NEW."""
+    queue: asyncio.Queue[Msg] = asyncio.Queue()
+    prefix = f"$KV.{kv._name}."
+    sub = await kv._js.subscribe(
+        prefix + keys,
+        stream=kv._stream,
+        cb=queue.put,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.NEW,
+    )
+    ready.set()
+    try:
+        while not stop.is_set():
+            try:
+                msg = await asyncio.wait_for(queue.get(), 1.0)
+            except TimeoutError:
+                continue
+            apply(_entry(kv, msg, prefix))
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+def _entry(kv: KeyValue, msg: Msg, prefix: str) -> KeyValue.Entry:
+    """The entry a message of the bucket's stream stands for (as nats-py's watch reads it:
+    a server's age or purge marker is a purge, a removal a delete)."""
+    headers = msg.headers or {}
+    operation = headers.get("KV-Operation")
+    if operation is None and (reason := headers.get("Nats-Marker-Reason")) is not None:
+        operation = "DEL" if reason == "Remove" else "PURGE"
+    meta = msg.metadata
+    return KeyValue.Entry(
+        bucket=kv._name,
+        key=msg.subject[len(prefix) :],
+        value=msg.data,
+        revision=meta.sequence.stream,
+        delta=meta.num_pending,
+        created=None,  # nobody reads it (nats-py types it int and passes a datetime)
+        operation=operation,
+    )
 
 
 async def _pending(watcher: KeyValue.KeyWatcher, *, delivered: bool = False) -> int:

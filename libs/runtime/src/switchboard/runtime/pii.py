@@ -12,7 +12,8 @@ A sealed value is ``pii1:<subject>:<generation>:<base64(nonce | ciphertext)>``; 
 generation is the KV revision that created the key (data sealed after an erasure gets a
 new key, and must not make the old values look corrupt), and subject and generation are
 the associated data (a value moved to another subject does not open). Keys are cached per
-process; ``follow`` watches the bucket so a purge reaches every cache at once.
+process, at most ``KEYS_KEPT`` of them (the most recently stored: a key is fetched again
+when needed); ``follow`` watches the bucket's changes so a purge reaches every cache at once.
 
 Events: a producer publishes a conversation or delivery event through ``publish_sealed``,
 which seals its personal fields (the person's ids, names, texts, media references,
@@ -32,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,6 +51,7 @@ from switchboard.events.envelope import DEFAULT_WORKSPACE, H_SUBJECT
 from switchboard.runtime import kvwatch
 from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kv import current
+from switchboard.runtime.lru import remember
 
 if TYPE_CHECKING:
     from switchboard.runtime.bus import Bus
@@ -136,13 +139,23 @@ def unseal(key: Key, value: str) -> str:
         raise ValueError(f"sealed value of {subject} does not open with its key") from None
 
 
+# Keys a process keeps: ~50 MB at the ~500 bytes a cached key costs. Before, every process
+# loaded the whole bucket at start and kept it: memory and start-up grew with the people the
+# deployment had ever met (142 MB and 6 s for 300k keys, in every service).
+KEYS_KEPT = 100_000
+
+
 class PiiKeys:
     """The key store: creates a subject's key on first use, opens values, shreds keys."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, capacity: int = KEYS_KEPT) -> None:
         self.kv = kv
-        self._keys: dict[str, Key | None] = {}  # None: shredded
-        self.loaded = asyncio.Event()  # every key that existed at the start is known
+        self.capacity = capacity
+        self._keys: OrderedDict[str, Key | None] = OrderedDict()  # None: shredded
+        self.loaded = asyncio.Event()  # the watch of the bucket's changes is in place
+
+    def _keep(self, subject: str, key: Key | None) -> None:
+        remember(self._keys, subject, key, self.capacity)
 
     async def key(self, subject: str) -> Key:
         """The subject's key for sealing, created on first use (two producers racing to
@@ -150,9 +163,10 @@ class PiiKeys:
         found = self._keys.get(subject)
         if found is not None:
             return found
-        # A subject this process has not seen is almost always new (``follow`` loads every
-        # key at start and each one created since), so creating comes before looking: one
-        # round trip for a new sender instead of two, in ingest's and the resolver's path.
+        # A subject this process has not seen is mostly new (``follow`` brings each key
+        # created since the start), so creating comes before looking: one round trip for a
+        # new sender instead of two, in ingest's and the resolver's path; one the cache has
+        # forgotten costs the refused create once.
         look = subject in self._keys  # known shredded: a new key is made after a look
         while True:
             if look:
@@ -166,7 +180,8 @@ class PiiKeys:
                 revision = await self.kv.create(subject, fresh)
             except KeyWrongLastSequenceError:
                 continue  # created meanwhile: use that one
-            key = self._keys[subject] = (revision, fresh)
+            key = (revision, fresh)
+            self._keep(subject, key)
             return key
 
     async def seal(self, workspace: str, channel: str, identity: str, plaintext: str) -> str:
@@ -176,34 +191,41 @@ class PiiKeys:
     async def seal_for(self, subject: str, plaintext: str) -> str:
         return seal(await self.key(subject), subject, plaintext)
 
-    async def prefetch(self, bodies: Iterable[bytes]) -> None:
-        """Load the keys the sealed values in ``bodies`` need (``open_body`` is then pure)."""
+    async def prefetch(self, bodies: Iterable[bytes]) -> dict[str, Key | None]:
+        """The keys the sealed values in ``bodies`` need, fetched where the cache has not
+        the right one (``open_body`` with them is then pure). Returned, not only cached: a
+        batch with more subjects than the cache keeps must still find them all."""
         wanted: dict[str, int] = {}
         for body in bodies:
             if _PREFIX_B in body:
                 for m in _SEALED.finditer(body):
                     wanted[m.group(3).decode()] = int(m.group(4))
+        found = {subject: self._keys.get(subject) for subject in wanted}
         missing = [
             subject
             for subject, generation in wanted.items()
-            if (key := self._keys.get(subject)) is None or key[0] != generation
+            if (key := found[subject]) is None or key[0] != generation
         ]
         # At once, not one after another: a batch's new senders whose keys the watch has
         # not brought yet each cost a round trip, and a projection's batch waits for all.
         for at in range(0, len(missing), 256):  # a cold replay's batch: in slices
-            await asyncio.gather(*(self._fetch(subject) for subject in missing[at : at + 256]))
+            some = missing[at : at + 256]
+            fetched = await asyncio.gather(*(self._fetch(subject) for subject in some))
+            found.update(zip(some, fetched, strict=True))
+        return found
 
-    def open_body(self, body: bytes) -> bytes:
+    def open_body(self, body: bytes, keys: dict[str, Key | None]) -> bytes:
         """``body`` with every sealed value replaced by its plaintext, or by ``ERASED``
-        (``erased_identity`` for an ``id`` or ``recipient``) when its key is gone. The keys
-        must be prefetched; a value that does not open with its key raises ValueError."""
+        (``erased_identity`` for an ``id`` or ``recipient``) when its key is gone. ``keys``:
+        what ``prefetch`` gave for it; a value that does not open with its key raises
+        ValueError."""
         if _PREFIX_B not in body:
             return body
 
         def opened(m: re.Match[bytes]) -> bytes:
             field, value = m.group(1) or b"", m.group(2).decode()
             subject, generation = m.group(3).decode(), int(m.group(4))
-            key = self._keys.get(subject)
+            key = keys.get(subject)
             if key is not None and key[0] == generation:
                 plain = unseal(key, value)
             elif field:
@@ -232,23 +254,25 @@ class PiiKeys:
     async def shred(self, subject: str) -> None:
         """Purge the subject's key and its history: nothing sealed with it opens again."""
         await self.kv.purge(subject)
-        self._keys[subject] = None
+        self._keep(subject, None)
 
     async def _fetch(self, subject: str) -> Key | None:
         found = await current(self.kv, subject)  # None: never created, or shredded
-        key = self._keys[subject] = None if found is None else (found.revision, found.value)
+        key = None if found is None else (found.revision, found.value)
+        self._keep(subject, key)
         return key
 
     async def follow(self, stop: asyncio.Event) -> None:
-        """Learn keys as they are created and forget them as they are purged anywhere (run
-        for the life of the process)."""
-        await kvwatch.follow(self.kv, self._learn, self.loaded, stop)
+        """Learn keys as they are created and forget them as they are purged anywhere, from
+        the start of the process on (run for its life); the keys that were there before are
+        fetched when needed."""
+        await kvwatch.follow_changes(self.kv, self._learn, self.loaded, stop)
 
     def _learn(self, entry: KeyValue.Entry) -> None:
         if entry.operation in ("DEL", "PURGE"):
-            self._keys[entry.key] = None
+            self._keep(entry.key, None)
         elif entry.value and entry.revision is not None:
-            self._keys[entry.key] = (entry.revision, entry.value)
+            self._keep(entry.key, (entry.revision, entry.value))
 
 
 # A sealed value in a JSON body (pydantic writes no spaces), with the field name when it is an
@@ -305,9 +329,9 @@ async def open_messages(msgs: Sequence[Msg]) -> None:
     if not sealed:
         return
     keys = installed()
-    await keys.prefetch(m.data for m in sealed)
+    found = await keys.prefetch(m.data for m in sealed)
     for m in sealed:
-        m.data = keys.open_body(m.data)
+        m.data = keys.open_body(m.data, found)
 
 
 async def open_data(data: bytes | None, keys: PiiKeys | None = None) -> bytes:
@@ -317,8 +341,7 @@ async def open_data(data: bytes | None, keys: PiiKeys | None = None) -> bytes:
     if _PREFIX_B not in body:
         return body
     keys = keys or installed()
-    await keys.prefetch([body])
-    return keys.open_body(body)
+    return keys.open_body(body, await keys.prefetch([body]))
 
 
 # -- sealing ---------------------------------------------------------------------------------

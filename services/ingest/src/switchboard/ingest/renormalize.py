@@ -96,8 +96,7 @@ async def read_stream(
 async def _event_at(bus: Bus, seq: int, keys: pii.PiiKeys) -> tuple[Event, bool]:
     """The event at ``seq``, opened, and whether any of its fields was erased."""
     stored = await bus.js.get_msg("CONV", seq)
-    await keys.prefetch([stored.data or b""])
-    data = keys.open_body(stored.data or b"")
+    data = await pii.open_data(stored.data, keys)
     model = decode_message(stored.subject or "", dict(stored.headers or {}), data).model
     if not isinstance(model, Event):  # CONV holds events only
         raise TypeError(f"CONV message {seq} is a {model.name}, not an event")
