@@ -66,12 +66,13 @@ def test_a_send_that_has_not_left_fails_as_erased_and_one_that_has_keeps_its_sta
         )  # fmt: skip
         assert stopped.recipient.startswith("erased:")
         assert "4917612345678" not in stopped.model_dump_json()
-        assert erasure.withdrawn(stopped, "w", h)  # its command is withdrawn, again if need be
-        assert not erasure.withdrawn(stopped, "x", h)
+        markers = frozenset(erasure.marker(x) for x in h)
+        assert erasure.withdrawn(stopped, "w", markers)  # its command goes, again if need be
+        assert not erasure.withdrawn(stopped, "x", markers)
     sent = erasure.scrub(queued.step("sent", provider_message_id="p1"), "w", h)
     assert sent is not None
     assert (sent.status, sent.error_code) == ("sent", None)
-    assert not erasure.withdrawn(sent, "w", h)
+    assert not erasure.withdrawn(sent, "w", frozenset(erasure.marker(x) for x in h))
 
 
 def test_a_campaign_batch_names_the_erased_by_their_marker_and_keeps_its_positions() -> None:

@@ -49,6 +49,7 @@ def identity_hash(workspace: str, channel: str, recipient: str) -> str:
 
 
 MARK = "erased:"
+_MARK_B = MARK.encode()
 
 
 def marker(hash_: str) -> str:
@@ -96,13 +97,13 @@ def scrub(record: Attempt, workspace: str, hashes: frozenset[str]) -> Attempt | 
     )
 
 
-def withdrawn(record: Attempt, workspace: str, hashes: frozenset[str]) -> bool:
-    """Whether ``record`` is a send this erasure stopped (scrubbed now, or on a delivery of
-    the erasure that ended before its command was withdrawn)."""
+def withdrawn(record: Attempt, workspace: str, markers: frozenset[str]) -> bool:
+    """Whether ``record`` is a send this erasure (its hashes' ``markers``) stopped: scrubbed
+    now, or on a delivery of the erasure that ended before its command was withdrawn."""
     return (
         record.workspace_id == workspace
         and record.error_code == ERASED
-        and record.recipient in {marker(h) for h in hashes}
+        and record.recipient in markers
     )
 
 
@@ -114,13 +115,14 @@ async def forget(
     if not hashes:
         return 0
     done = 0
+    markers = frozenset(marker(h) for h in hashes)
     for entry in await entries_of(kv, RECORDS):  # every record (a watch could end early)
         record = await _scrub_one(kv, entry.key, entry.value, entry.revision, workspace, hashes)
-        if record is None:
-            record = Attempt.model_validate(orjson.loads(entry.value))
-        else:
+        if record is not None:
             done += 1
-        if withdrawn(record, workspace, hashes):
+        elif _MARK_B in entry.value:  # scrubbed before: maybe by this erasure, interrupted
+            record = Attempt.model_validate(orjson.loads(entry.value))
+        if record is not None and withdrawn(record, workspace, markers):
             await _withdraw(bus, record, cause)
     await _scrub_campaigns(kv, workspace, hashes)
     return done
