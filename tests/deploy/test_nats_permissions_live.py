@@ -54,6 +54,7 @@ from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import (
     ContactCreated,
+    ContactErased,
     Identity,
     IdentityClaimed,
     LeadCreated,
@@ -73,6 +74,7 @@ from switchboard.mtproto.app import create_app as create_mtproto
 from switchboard.mtproto.runner import send_consumer
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.outbound.app import create_app as create_outbound
+from switchboard.outbound.erasure import identity_hash as erased_identity_hash
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.bus import Bus
@@ -449,6 +451,45 @@ async def test_outbound_runs_on_its_generated_user(
             assert await eventually(status_of("m-later"), timeout=30) == "sent"
             failed = await eventually(status_of("m-failed"), timeout=30, message="failed")
             assert (sent, failed) == ("sent", "failed")
+            # Two scheduled sends whose commands leave the stream before their time: one
+            # moved earlier (its command replaced), one whose recipient is erased.
+            hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            for message_id, recipient in (("m-moved", "7001"), ("m-erased", "7002")):
+                queued = await http.post(
+                    f"{out_url}/v1/messages",
+                    headers=auth,
+                    json={
+                        "message_id": message_id,
+                        "channel": "telegram",
+                        "account": "out",
+                        "recipient": recipient,
+                        "content": {"kind": "text", "text": "scheduled"},
+                        "not_before": hour,
+                    },
+                )
+                assert queued.status_code == 202, queued.text
+
+                async def recorded(message_id: str = message_id) -> bool:
+                    r = await http.get(f"{out_url}/v1/messages/{message_id}", headers=auth)
+                    return r.status_code == 200
+
+                await eventually(recorded, timeout=30, message=f"{message_id} on record")
+            soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+            moved = await http.post(
+                f"{out_url}/v1/messages/m-moved/reschedule",
+                headers=auth,
+                json={"not_before": soon},
+            )
+            assert moved.status_code == 200, moved.text
+            admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
+            try:
+                hashes = [erased_identity_hash("demo", "telegram", "7002")]
+                erased = ContactErased(contact_id="ct_gone", identity_hashes=hashes)
+                await admin.publish(erased, workspace_id="demo")
+            finally:
+                await admin.close()
+            assert await eventually(status_of("m-moved"), timeout=30) == "sent"
+            assert await eventually(status_of("m-erased"), timeout=30) == "failed"
             assert (await http.get(f"{out_url}/readyz")).status_code == 200
 
     assert _violations(log) == [], "\n".join(_violations(log))
@@ -457,8 +498,9 @@ async def test_outbound_runs_on_its_generated_user(
         delivery = await check.js.stream_info("DELIVERY")
         assert delivery.state.messages >= 4  # queued, sent; queued, failed
         assert (await check.js.stream_info("DLQ")).state.messages == 1
-        assert (await check.js.stream_info("CONV")).state.messages == 2  # message_sent x2
-        assert (await check.js.stream_info("OUTBOUND")).state.messages == 0  # copy dropped
+        assert (await check.js.stream_info("CONV")).state.messages == 3  # message_sent x3
+        # the copy dropped, the moved send's first command and the erased one's deleted
+        assert (await check.js.stream_info("OUTBOUND")).state.messages == 0
         spec = next(
             d["spec"] for d in _nack_consumers() if d["spec"]["durableName"] == "outbound-sends"
         )
