@@ -1,6 +1,7 @@
 """Following a KV bucket: the one watch loop behind every in-process copy of a bucket
 (accounts, API keys), so each cache only says how to apply one entry; :class:`Mirror` is
-the copy that keeps every entry as parsed."""
+the copy that keeps every entry as parsed. ``follow_changes`` is the watch for a bounded
+cache (the PII keys) that only has to hear of changes."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ async def follow_changes(
     (its object store's has), so this is the consumer its watch makes (ordered, on the
     bucket's stream) with deliver policy NEW."""
     queue: asyncio.Queue[Msg] = asyncio.Queue()
-    prefix = f"$KV.{kv._name}."
+    prefix = kv._pre  # "$KV.<bucket>.", as nats-py's own watch subscribes
     sub = await kv._js.subscribe(
         prefix + keys,
         stream=kv._stream,
