@@ -87,7 +87,10 @@ async def follow_changes(
 
     nats.go calls this an UpdatesOnly watch; nats-py's ``KeyValue.watch`` has no such option
     (its object store's has), so this is the consumer its watch makes (ordered, on the
-    bucket's stream) with deliver policy NEW."""
+    bucket's stream) with deliver policy NEW. nats-py resets an ordered consumer (a
+    reconnect, missed heartbeats) from the last sequence it delivered: before any change
+    that is the bucket's start, so a reset then replays the bucket once (what every start
+    cost before; ``apply`` keeps its own bound)."""
     queue: asyncio.Queue[Msg] = asyncio.Queue()
     prefix = kv._pre  # "$KV.<bucket>.", as nats-py's own watch subscribes
     sub = await kv._js.subscribe(
