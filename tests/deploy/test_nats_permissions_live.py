@@ -407,18 +407,21 @@ async def test_outbound_runs_on_its_generated_user(
         outbound = create_outbound(load_settings(OutboundSettings))
         async with serve_app(outbound) as out_url:
             auth = {"Authorization": f"Bearer {API_KEY}"}
+
+            async def send(message_id: str, account: str, **extra: Any) -> httpx.Response:
+                body = {
+                    "message_id": message_id,
+                    "channel": "telegram",
+                    "account": account,
+                    "recipient": "7001",
+                    "content": {"kind": "text", "text": "hello"},
+                }
+                return await http.post(
+                    f"{out_url}/v1/messages", headers=auth, json={**body, **extra}
+                )  # fmt: skip
+
             for message_id, account, status in (("m-sent", "out", 202), ("m-x", "nobody", 404)):
-                queued = await http.post(
-                    f"{out_url}/v1/messages",
-                    headers=auth,
-                    json={
-                        "message_id": message_id,
-                        "channel": "telegram",
-                        "account": account,
-                        "recipient": "7001",
-                        "content": {"kind": "text", "text": "hello"},
-                    },
-                )
+                queued = await send(message_id, account)
                 assert queued.status_code == status, queued.text
             # The API refuses an unknown account; a command on the bus fails as a delivery.
             admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
@@ -455,18 +458,7 @@ async def test_outbound_runs_on_its_generated_user(
             # moved earlier (its command replaced), one whose recipient is erased.
             hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
             for message_id, recipient in (("m-moved", "7001"), ("m-erased", "7002")):
-                queued = await http.post(
-                    f"{out_url}/v1/messages",
-                    headers=auth,
-                    json={
-                        "message_id": message_id,
-                        "channel": "telegram",
-                        "account": "out",
-                        "recipient": recipient,
-                        "content": {"kind": "text", "text": "scheduled"},
-                        "not_before": hour,
-                    },
-                )
+                queued = await send(message_id, "out", recipient=recipient, not_before=hour)
                 assert queued.status_code == 202, queued.text
 
                 async def recorded(message_id: str = message_id) -> bool:
