@@ -32,7 +32,8 @@ from switchboard.events import decode, encode
 from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryQueued, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
-from switchboard.outbound.erasure import identity_hash
+from switchboard.outbound.attempts import Attempt, Attempts
+from switchboard.outbound.erasure import identity_hash, marker
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
@@ -227,6 +228,31 @@ async def test_a_send_scheduled_for_a_person_erased_meanwhile_never_leaves(env: 
     assert (await status(env, "sch-kept"))["status"] == "queued"
     assert await list_dead_letters(env.bus) == []
     assert env.sent("for zoe") == []
+
+
+async def test_a_command_that_finds_its_send_stopped_by_an_erasure_is_acked_unsent(
+    env: Env,
+) -> None:
+    """The erasure stopped the send (its record failed as erased, naming the marker) and its
+    command still comes: a campaign's, which stays for the count, or one whose delete was
+    lost. It is acked without a call, without a second delivery.failed (the command names
+    the person the erasure announced by the marker) and without a DLQ copy of it."""
+    h = identity_hash("demo", "telegram", "4001")
+    stopped = Attempt(
+        message_id="sch-stopped", workspace_id="demo", channel="telegram", account="shop",
+        recipient=marker(h),
+    ).step("failed", reason="erased: the recipient was erased before it was sent",
+           error_code="erased", permanent=True)  # fmt: skip
+    await Attempts(await env.bus.kv("sends")).put(stopped)
+    await env.bus.publish(text_send("sch-stopped", "4001", "for zoe"), workspace_id="demo")
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert env.sent("for zoe") == []
+    assert await deliveries(env, "sch-stopped") == []
+    assert await list_dead_letters(env.bus) == []
+    found = await status(env, "sch-stopped")
+    assert (found["status"], found["error_code"], found["recipient"]) == (
+        "failed", "erased", marker(h),
+    )  # fmt: skip
 
 
 async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -> None:
