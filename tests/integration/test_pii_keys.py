@@ -208,6 +208,7 @@ async def test_a_store_keeps_a_bounded_cache_and_still_opens_and_forgets_everyth
     batch naming more subjects than that, and hears of keys made and shredded elsewhere."""
     bus = await Bus.connect(nats_url, name="pii-bounded")
     stop = asyncio.Event()
+    following: asyncio.Task[None] | None = None
     try:
         await bus.provision()
         kv = await bus.kv(pii.BUCKET)
@@ -245,5 +246,6 @@ async def test_a_store_keeps_a_bounded_cache_and_still_opens_and_forgets_everyth
         assert await reader.open(sealed[29]) == "text 29"
     finally:
         stop.set()
-        await following
+        if following is not None:
+            await following
         await bus.close()
