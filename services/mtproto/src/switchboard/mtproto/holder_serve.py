@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError
 from pydantic import BaseModel
 
 from switchboard.events import DecodeError, Envelope, decode_message
@@ -66,7 +66,7 @@ async def serve(
 ) -> None:
     """Pull the session's durable consumer and hand each command to ``handle`` until
     cancelled (or ``handle`` raises); ``before_fetch`` may hold the next pull back."""
-    pull = await BatchPull(bus, STREAM, config).start()
+    pull = await _started(bus, config)
     try:
         while True:
             if before_fetch is not None:
@@ -80,6 +80,27 @@ async def serve(
     finally:
         # What arrived but was not answered goes back now, not after the ack wait.
         await pull.close(nak_buffered=True)
+
+
+# The server's answer to a change of a consumer's deliver policy, which it cannot update.
+_POLICY_NOT_UPDATABLE = 10012
+
+
+async def _started(bus: Bus, config: ConsumerConfig) -> BatchPull:
+    """The holder's pull of its session's consumer. One an older version made with another
+    deliver policy (the deliveries' started at new messages) is made again: it is this
+    holder's own, and what it had not acked is read again from the policy's start (a send
+    past its deadline is dropped and erased; one already sent is answered from its record)."""
+    try:
+        return await BatchPull(bus, STREAM, config).start()
+    except ServerError as exc:
+        if exc.err_code != _POLICY_NOT_UPDATABLE or not config.durable_name:
+            raise
+    log.info(
+        "session consumer made again with its new deliver policy", consumer=config.durable_name
+    )
+    await bus.js.delete_consumer(STREAM, config.durable_name)
+    return await BatchPull(bus, STREAM, config).start()
 
 
 async def done(bus: Bus, msg: Msg) -> None:

@@ -147,10 +147,13 @@ class Relay:
     on_delivery: Callable[[], None] | None = None
 
     async def run(self, client: MtprotoClient) -> None:
+        # From the start of the stream, as the session's other consumers: a send asked for
+        # before the holder's first connect is served (or, past its deadline, dropped and
+        # erased). From new messages only, it was never read, and stayed in MTPROTO.
         config = holder_serve.consumer(
             deliver_consumer(self.session_id),
             60.0,
-            DeliverPolicy.NEW,
+            DeliverPolicy.ALL,
             subject=deliver_subject(self.session_id),
         )
         record = await self.sessions.get_session(self.session_id)
