@@ -43,11 +43,11 @@ async def test_a_send_asked_for_before_the_holder_connects_is_served_and_erased(
             )
             asked = asyncio.create_task(ask_holder(bus, command, "demo", timeout=45))
 
-            async def published() -> bool:
+            async def stored() -> bool:
                 info = await bus.js.stream_info("MTPROTO", subjects_filter=deliver_subject("early"))
                 return bool(info.state.subjects)
 
-            await eventually(published, message="the command stored before any holder")
+            await eventually(stored, message="the command stored before any holder")
             if older_consumer:
                 # the consumer as an older version made it (new messages only), which the
                 # server cannot change to another deliver policy: it is made again
@@ -67,8 +67,7 @@ async def test_a_send_asked_for_before_the_holder_connects_is_served_and_erased(
             ]
 
             async def erased() -> bool:
-                info = await bus.js.stream_info("MTPROTO", subjects_filter=deliver_subject("early"))
-                return not info.state.subjects
+                return not await stored()
 
             await eventually(erased, message="the served command erased from MTPROTO")
         finally:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -35,7 +34,7 @@ from switchboard.events.catalog.delivery import DeliveryFailed
 from switchboard.outbound.attempts import Attempt, Step
 from switchboard.outbound.campaigns.pool import members
 from switchboard.outbound.campaigns.state import STATE_KEYS, CampaignState, CampaignStore
-from switchboard.outbound.outcomes import ERASED
+from switchboard.outbound.outcomes import ERASED, ERASED_REASON, failure_of
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kv import current, entries_of
@@ -90,10 +89,7 @@ def scrub(record: Attempt, workspace: str, hashes: frozenset[str]) -> Attempt | 
     if record.done:
         return fixed
     return fixed.step(
-        "failed",
-        reason=f"{ERASED}: the recipient was erased before it was sent",
-        error_code=ERASED,
-        permanent=True,
+        "failed", reason=f"{ERASED}: {ERASED_REASON}", error_code=ERASED, permanent=True
     )
 
 
@@ -154,18 +150,15 @@ async def _withdraw(bus: Bus, record: Attempt, cause: Envelope | None) -> None:
     if record.owner is not None and record.campaign_id is None:
         with contextlib.suppress(NotFoundError):  # handled, or deleted before
             await bus.js.delete_msg("OUTBOUND", record.owner)
-    at = next((s.at for s in reversed(record.history) if s.status == "failed"), None)
-    event = DeliveryFailed(
-        message_id=record.message_id,
-        channel=Channel(record.channel),
-        account=record.account,
-        recipient=record.recipient,  # the marker: no one to seal
-        at=at or datetime.now(UTC),
-        reason=(record.reason or ERASED).removeprefix(f"{ERASED}: "),
-        error_code=ERASED,
-        permanent=True,
-        attempts=record.attempts,
-        campaign_id=record.campaign_id,
+    event = DeliveryFailed.model_validate(
+        {
+            "message_id": record.message_id,
+            "channel": record.channel,
+            "account": record.account,
+            "recipient": record.recipient,  # the marker: no one to seal
+            "campaign_id": record.campaign_id,
+            **failure_of(record),
+        }
     )
     await bus.publish(event, cause=cause, workspace_id=record.workspace_id)
 

@@ -41,6 +41,21 @@ CANCELLED = "campaign_cancelled"
 # A send whose recipient was erased before it left (``erasure``): its failure was announced
 # naming the marker, and its command, which names the person, goes nowhere else.
 ERASED = "erased"
+ERASED_REASON = "the recipient was erased before it was sent"
+
+
+def failure_of(record: Attempt) -> dict[str, object]:
+    """The fields of a failed record's ``delivery.failed`` besides the message, its account,
+    recipient and campaign: when, why (the code's prefix off), the code, whether for good."""
+    code = record.error_code or "failed"
+    at = next((s.at for s in reversed(record.history) if s.status == "failed"), None)
+    return {
+        "at": at or datetime.now(UTC),
+        "reason": (record.reason or code).removeprefix(f"{code}: "),
+        "error_code": code,
+        "permanent": record.permanent is not False,  # None: recorded before it was kept
+        "attempts": record.attempts,
+    }
 
 
 async def stored_and_announced(
@@ -183,18 +198,8 @@ class Outcome:
         """DeliveryFailed of a failed message. Its id is fixed by the message id, so
         announcing again (a redelivery after the first announcement failed in an outage while
         the record was stored) stores nothing twice and loses nothing."""
-        code = record.error_code or "failed"
-        at = next((s.at for s in reversed(record.history) if s.status == "failed"), None)
-        await self.announce(
-            DeliveryFailed(
-                **{**self.base(), "at": at or datetime.now(UTC)},
-                reason=(record.reason or code).removeprefix(f"{code}: "),
-                error_code=code,
-                permanent=record.permanent is not False,  # None: recorded before it was kept
-                attempts=record.attempts,
-                campaign_id=self.cmd.campaign_id,
-            )
-        )
+        fields = {**self.base(), **failure_of(record), "campaign_id": self.cmd.campaign_id}
+        await self.announce(DeliveryFailed.model_validate(fields))
 
     async def settle_failed(self, record: Attempt, *, dead_letter: bool = True) -> None:
         """What follows a failure's record and event: the campaign's count and the DLQ entry

@@ -63,6 +63,7 @@ from switchboard.outbound.media_limits import too_large
 from switchboard.outbound.outcomes import (
     CANCELLED,
     ERASED,
+    ERASED_REASON,
     CampaignHooks,
     Outcome,
     stored_and_announced,
@@ -311,8 +312,7 @@ class Sender:
         if cmd.recipient.startswith(erasure.MARK):
             # A campaign's recipient erased before the fan-out reached them (``erasure``):
             # failed unsent, so the campaign still counts the position.
-            reason = "the recipient was erased before it was sent"
-            await job.fail(record, reason, ERASED, permanent=True)
+            await job.fail(record, ERASED_REASON, ERASED, permanent=True)
             return None
         if cmd.not_before is not None:
             # A scheduled send may have been moved meanwhile (``schedule``).
