@@ -25,6 +25,7 @@ from switchboard.events.topology import (
     SERVICES,
     Durable,
     MessageErase,
+    MessageSchedules,
     RuntimeDurables,
     ServiceTopology,
     check_topology,
@@ -187,7 +188,8 @@ def test_topology_mirrors_the_services_consumers(service: str) -> None:
 
 
 def test_topology_check_bites_on_runtime_grants() -> None:
-    """Runtime durables and erasures are checked like the rest of the declarations."""
+    """Runtime durables, erasures and message schedules are checked like the rest of the
+    declarations."""
     bad = ServiceTopology(
         name="bad",
         publishes=(),
@@ -201,10 +203,12 @@ def test_topology_check_bites_on_runtime_grants() -> None:
             MessageErase("NOPE", ("x.>",), "unknown stream"),
             MessageErase("MTPROTO", ("crm.>",), "never in MTPROTO"),
         ),
+        schedules=(MessageSchedules("x.held.>", ("x.fired.>",), "published by no one"),),
     )
     problems = check_topology((bad,))
     for needle in ("unknown stream NOPE", "filters crm.* outside", "<placeholder>",
-                   "look like runtime", "erases from unknown", "never holds"):  # fmt: skip
+                   "look like runtime", "erases from unknown", "never holds",
+                   "schedules on x.held.> without", "schedules on x.fired.> without"):  # fmt: skip
         assert any(needle in p for p in problems), needle
 
 

@@ -6,6 +6,7 @@ SIGKILLed (the server holds it, any live instance sends it)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from tests.support.outbound import (
     OutboundStack,
@@ -139,6 +141,18 @@ async def settled_in_stream(env: Env) -> bool:
     return (await env.bus.js.stream_info("OUTBOUND")).state.messages == 0
 
 
+async def held(env: Env) -> list[RawStreamMsg]:
+    """The sends waiting for their time as message schedules in the OUTBOUND stream."""
+    state = (await env.bus.js.stream_info("OUTBOUND")).state
+    found = []
+    for seq in range(state.first_seq, state.last_seq + 1):
+        with contextlib.suppress(NotFoundError):  # acked, fired or deleted
+            raw = await env.bus.js.get_msg("OUTBOUND", seq)
+            if (raw.subject or "").startswith("cmd.outbound.held."):
+                found.append(raw)
+    return found
+
+
 @pytest.mark.parametrize("field", ["not_before", "expires_at"])
 async def test_a_naive_time_is_422_naming_the_field_and_nothing_is_queued(
     env: Env, field: str
@@ -253,6 +267,56 @@ async def test_a_command_that_finds_its_send_stopped_by_an_erasure_is_acked_unse
     assert (found["status"], found["error_code"], found["recipient"]) == (
         "failed", "erased", marker(h),
     )  # fmt: skip
+
+
+async def test_a_send_waiting_for_its_time_takes_no_place_in_its_lane(env: Env) -> None:
+    """A command nak'ed until its time kept one of its lane's ack-pending slots (20,000) all
+    that time: that many sends scheduled ahead stopped every workspace's replies. The server
+    holds the send as a message schedule instead, and a cancel deletes it."""
+    await env.schedule("later", "sch-slot", ahead(300))
+
+    async def lane_free() -> list[RawStreamMsg]:
+        info = await env.bus.js.consumer_info("OUTBOUND", "outbound-sends")
+        return [] if info.num_ack_pending else await held(env)
+
+    (schedule,) = await eventually(lane_free, timeout=30)
+    assert (schedule.headers or {})["Nats-Schedule-Target"].startswith("cmd.outbound.send.")
+    assert (await status(env, "sch-slot"))["status"] == "queued"
+    r = await env.http.post(f"{env.url}/v1/messages/sch-slot/cancel", headers=A)
+    assert r.status_code == 200, r.text
+    # the recipient and the text leave the stream with the cancel, not at the send's time
+    assert await settled_in_stream(env)
+    assert env.sent("later") == []
+
+
+async def test_a_send_due_after_the_stream_would_drop_its_command_leaves_once_on_time(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OUTBOUND drops a message 7 days after it was stored, so a send scheduled further ahead
+    was lost without a word. Here the stream keeps a message 3 s and the hop is 1 s: a send
+    due in 8 s is held again and again, each time as a new message, and leaves once."""
+    box = Sandbox(SandboxConfig())
+    box.telegram.add_bot(TOKEN, "sched_bot")
+
+    def accounts(sandbox: str) -> list[Account]:
+        return [telegram_shop(sandbox, TOKEN)]
+
+    async with outbound_stack(
+        box, nats_url, monkeypatch, accounts, timeout=30, SWITCHBOARD_HOLD_HOP_S="1"
+    ) as stack:
+        env = Env(**vars(stack), nats_url=nats_url)
+        config = (await env.bus.js.stream_info("OUTBOUND")).config
+        config.max_age, config.duplicate_window = 3.0, 1.0
+        await env.bus.js.update_stream(config)
+        due = datetime.now(UTC) + timedelta(seconds=8)
+        await env.schedule("far ahead", "sch-far", due.isoformat())
+        at = await env.sent_eventually("far ahead", timeout=60)
+        assert at[0] >= due.timestamp()
+        await eventually(lambda: settled_in_stream(env), timeout=30)
+        assert len(env.sent("far ahead")) == 1
+        assert (await status(env, "sch-far"))["status"] == "sent"
+        events = await deliveries(env, "sch-far")
+    assert len([e for e in events if isinstance(e, DeliveryQueued)]) == 1  # one send, held on
 
 
 async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -> None:

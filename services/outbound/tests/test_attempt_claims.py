@@ -85,3 +85,23 @@ async def test_an_id_is_remembered_for_the_retention_on_the_clock_the_service_gi
     assert (decided, taken.owner, created, taken.created_at) == (
         Verdict.NEW, 9, True, shared[0]
     )  # fmt: skip
+
+
+async def test_the_heir_of_a_held_send_goes_on_with_its_record(attempts: Attempts) -> None:
+    """The copy a send's schedule fired (its owner, the schedule, gone once it fired) goes on
+    with the record as it is: the same send, not a new use of the id (which would announce
+    it queued again and forget its history)."""
+    _, first, _ = await claim(attempts, record(owner=5), DAY, waiting)
+    stepped = first.step("queued", reason="held")
+    found = await attempts.read("demo", "m1")
+    assert found is not None
+    assert await attempts.replace(stepped, found[1])
+    decided, heir, created = await claim(attempts, record(owner=9), DAY, first_gone, heir=True)
+    assert (decided, heir.owner, created) == (Verdict.PROCEED, 9, False)
+    assert heir.history == stepped.history  # kept, not started over
+    assert heir.created_at == first.created_at
+    # not an heir: the same orphan is a new use of the id
+    decided, other, created = await claim(
+        attempts, record(owner=11), DAY, lambda seq: first_gone(5 if seq == 9 else seq)
+    )
+    assert (decided, other.owner, created) == (Verdict.NEW, 11, True)

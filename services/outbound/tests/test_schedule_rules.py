@@ -1,5 +1,6 @@
 """Scheduled sends as pure decisions: times need a timezone (over HTTP and on the bus), and
-when a cancel or a reschedule may still be made (``schedule.refuse_change``)."""
+when a cancel or a reschedule may still be made (``schedule.refuse_change``), and when a
+held send comes back to its lane (``schedule.hold_until``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from pydantic import ValidationError
 
 from switchboard.events import encode
 from switchboard.events.catalog.outbound import SendMessage, StartCampaign
+from switchboard.events.streams import OUTBOUND, SENDS
 from switchboard.outbound.schedule import (
     GUARD,
+    HOLD_HOP,
     ScheduleChange,
     effective_time,
+    held_subject,
+    hold_until,
     refuse_change,
 )
 from switchboard.runtime.http import invalid
@@ -128,3 +133,32 @@ def test_a_reschedule_into_the_past_or_past_expiry_is_refused_naming_the_field()
     )  # fmt: skip
     assert expired is not None
     assert expired.status == 422
+
+
+@pytest.mark.parametrize(
+    ("due_in", "back_in"),
+    [
+        (timedelta(seconds=5), timedelta(seconds=5)),  # due within a hop: back at its time
+        (HOLD_HOP, HOLD_HOP),
+        (HOLD_HOP + timedelta(seconds=1), HOLD_HOP),  # further: back after a hop, held again
+        (timedelta(days=400), HOLD_HOP),
+    ],
+)
+def test_a_held_send_comes_back_at_its_time_or_after_a_hop(
+    due_in: timedelta, back_in: timedelta
+) -> None:
+    assert hold_until(NOW + due_in, NOW) == NOW + back_in
+
+
+def test_a_hop_ends_before_the_stream_drops_the_message_or_the_bucket_the_record() -> None:
+    """Each hop is a new message and a rewritten record; both must outlive it, with room
+    for an outage of the service as long again."""
+    assert timedelta(seconds=OUTBOUND.max_age_s) > 2 * HOLD_HOP
+    assert timedelta(seconds=SENDS.ttl_s) > 2 * HOLD_HOP
+    assert OUTBOUND.allow_msg_schedules  # a held send is a message schedule of OUTBOUND
+
+
+def test_a_send_has_one_held_subject_per_workspace() -> None:
+    assert held_subject("demo", "m1") == held_subject("demo", "m1")
+    assert held_subject("demo", "m1") != held_subject("other", "m1")
+    assert held_subject("demo", "m.1 >").count(".") == 3  # any id makes one subject token

@@ -74,7 +74,8 @@ OUTBOUND = StreamSpec(
     ("cmd.outbound.>",),
     Retention.WORK_QUEUE,
     7 * DAY,
-    "send and campaign commands",
+    "send and campaign commands; sends scheduled ahead wait as message schedules",
+    allow_msg_schedules=True,
 )
 CRM_COMMANDS = StreamSpec(
     "CRM_COMMANDS", ("cmd.crm.>",), Retention.WORK_QUEUE, 7 * DAY,

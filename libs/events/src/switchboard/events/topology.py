@@ -120,6 +120,16 @@ class MessageErase:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageSchedules:
+    """Message schedules a service stores on ``subject`` (nats-server >= 2.12): each fires a
+    copy of its body, a catalog message, on one of ``targets`` at its time."""
+
+    subject: str
+    targets: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceTopology:
     """What one service does on the bus."""
 
@@ -129,6 +139,7 @@ class ServiceTopology:
     runtime_durables: tuple[RuntimeDurables, ...] = ()
     reads: tuple[StreamRead, ...] = ()
     erases: tuple[MessageErase, ...] = ()
+    schedules: tuple[MessageSchedules, ...] = ()
     buckets: tuple[BucketUse, ...] = ()
     description: str = ""
     # Core NATS subjects it answers requests on (no stream stores them): inbox prefixes.
@@ -391,6 +402,12 @@ def check_topology(services: tuple[ServiceTopology, ...] = SERVICES) -> list[str
                 problems.append(f"{svc.name} erases from unknown stream {e.stream}")
             problems += [
                 f"{svc.name} erases {x}, which {e.stream} never holds" for x in outside or ()
+            ]
+        for h in svc.schedules:
+            problems += [
+                f"{svc.name} schedules on {x} without publishing it"
+                for x in (h.subject, *h.targets)
+                if x not in svc.publishes
             ]
         for b in svc.buckets:
             if b.bucket not in buckets:

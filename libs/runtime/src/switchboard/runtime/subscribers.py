@@ -379,7 +379,9 @@ def asyncapi(service: str, subscriptions: Sequence[Subscription]) -> dict[str, A
     for message in components.get("messages", {}).values():
         address = _address_of(doc, message)
         if address is not None:
-            refs = _payloads(address)
+            # A message schedule's body is the message it fires on one of its targets.
+            fired = [t for h in svc.schedules if h.subject == address for t in h.targets]
+            refs = [r for subject in fired or [address] for r in _payloads(subject)]
             # Nothing of the catalog (RAW): the provider's payload as it was received.
             message["payload"] = {"oneOf": refs} if refs else OPAQUE
         # The envelope's header (CloudEvents extensions, as the catalog's document says).

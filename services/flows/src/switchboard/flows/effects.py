@@ -53,6 +53,7 @@ from switchboard.flows.errors import FlowsServiceError
 from switchboard.runtime import claims
 from switchboard.runtime.aggregates import Stored, last_stored, read_filter
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.schedules import schedule_headers
 
 
 class ContactUnknownError(FlowsServiceError):
@@ -93,11 +94,6 @@ def timer_command(rec: RunRecorded, effect: RunEffect) -> FireTimer:
         timer_id=effect.id,
         due_at=datetime.fromisoformat(effect.data["due_at"]),
     )
-
-
-def schedule_header(due_at: datetime) -> str:
-    """``@at <RFC 3339 UTC>`` as nats-server (>= 2.12) reads it."""
-    return "@at " + due_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 HANDLING: ContextVar[Msg | None] = ContextVar("flows_handling", default=None)
@@ -241,8 +237,7 @@ class Effects:
         headers = {
             **enc.headers,
             "Nats-Msg-Id": timer.deterministic_id(),
-            "Nats-Schedule": schedule_header(timer.due_at),
-            "Nats-Schedule-Target": enc.subject,
+            **schedule_headers(timer.due_at, enc.subject),
         }
         await self.bus.publish_raw(schedule_subject(timer.timer_id), enc.body, headers)
 

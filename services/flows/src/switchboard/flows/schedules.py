@@ -16,9 +16,10 @@ from switchboard.events import encode
 from switchboard.events.catalog.crm import CampaignSegment, StartSegmentFlow
 from switchboard.events.catalog.flows import FireSchedule
 from switchboard.flows.document import ScheduleTrigger
-from switchboard.flows.effects import schedule_header, schedule_subject
+from switchboard.flows.effects import schedule_subject
 from switchboard.flows.triggers import Published
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.schedules import schedule_headers
 
 
 def next_fire(trigger: ScheduleTrigger, now: datetime) -> datetime | None:
@@ -95,8 +96,7 @@ class ScheduleKeeper:
             headers = {
                 **enc.headers,
                 "Nats-Msg-Id": key,
-                "Nats-Schedule": schedule_header(fire.due_at),
-                "Nats-Schedule-Target": enc.subject,
+                **schedule_headers(fire.due_at, enc.subject),
             }
             await self.bus.publish_raw(schedule_subject(key), enc.body, headers)
             self.pending.add(key)

@@ -159,6 +159,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         settings.call_timeout_s,
         settings.max_lateness_ms / 1000,
         settings.idempotency_retention_s,
+        hold_hop=settings.hold_hop_s,
     )
 
     async def start(rt: Runtime) -> None:

@@ -192,13 +192,15 @@ async def claim(
     first: Attempt,
     retention: timedelta,
     waiting: Callable[[int], Awaitable[bool]],
+    heir: bool = False,
 ) -> tuple[Verdict, Attempt, bool]:
     """What a command (its record ``first``, with fingerprint and owner) does: (verdict,
     the record it goes on with, whether that record is new). The verdicts left to the
     caller: PROCEED and DONE as the record says, CONFLICT (refuse it, touch nothing) and
     OTHER_OWNER (a copy of a command still ``waiting`` in the stream: ack it, the owner
     sends). A record whose use expired, or whose owner left the stream unfinished, is
-    taken over (compare-and-set: two copies cannot both win)."""
+    taken over (compare-and-set: two copies cannot both win): as the same send by the
+    ``heir`` (fired by the schedule that held it), as a new use of the id by any other."""
     record, revision = await attempts.begin_at(first)
     fp, seq = first.fingerprint or "", first.owner or 0
     while revision is not None:
@@ -207,7 +209,10 @@ async def claim(
             return decided, record, False
         if decided is Verdict.OTHER_OWNER and record.owner and await waiting(record.owner):
             return decided, record, False
-        if await attempts.replace(taken := attempts.fresh(first), revision):
+        if heir and decided is Verdict.OTHER_OWNER:
+            if await attempts.replace(taken := record.model_copy(update={"owner": seq}), revision):
+                return Verdict.PROCEED, taken, False
+        elif await attempts.replace(taken := attempts.fresh(first), revision):
             return Verdict.NEW, taken, True
         found = await attempts.read(first.workspace_id, first.message_id)
         record, revision = found if found is not None else await attempts.begin_at(first)

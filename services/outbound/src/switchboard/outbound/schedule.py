@@ -18,6 +18,13 @@ is released from its owner (compare-and-set), a copy of the command is published
 new bus id, the original is deleted from the stream, and the copy becomes the owner. A crash
 in between loses nothing: the original still owns the send (it leaves at its old time at the
 latest), or the copy does, or both find the record done and the second is acked.
+
+Until its time a send is held by the server as a message schedule (``hold``), not as a
+command nak'ed with a delay: such a command keeps one of its lane's ack-pending slots all
+that time, so 20,000 sends scheduled ahead stopped every workspace's replies, and the stream
+drops any message 7 days after it was stored. A send due further ahead than ``HOLD_HOP`` is
+held for that long and held again when it comes back, each time as a new message and with
+its record and change written again (the ``sends`` bucket forgets a key after 8 days).
 """
 
 from __future__ import annotations
@@ -43,8 +50,12 @@ from switchboard.outbound.kvmodels import KvModels
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.schedules import SCHEDULER, TARGET, schedule_headers, unscheduled
 
 GUARD = timedelta(seconds=1)
+# Below OUTBOUND's 7 days (max_age) and the sends bucket's 8 (ttl), with room for an outage:
+# a held send is a new message with a rewritten record at least this often.
+HOLD_HOP = timedelta(days=3)
 
 
 class ScheduleChange(BaseModel):
@@ -62,6 +73,10 @@ class Refusal:
     status: int
     code: str
     reason: str
+
+
+CHANGED_MEANWHILE = Refusal(409, "not_changeable", "the send changed meanwhile; ask again")
+CHANGE_TRIES = 5
 
 
 def effective_time(original: datetime | None, change: ScheduleChange | None) -> datetime | None:
@@ -91,6 +106,60 @@ def refuse_change(
     if expires_at is not None and new_time >= expires_at:
         return Refusal(422, "not_before", "not_before: is at or after the send's expires_at")
     return None
+
+
+def hold_until(due: datetime, now: datetime, hop: timedelta = HOLD_HOP) -> datetime:
+    """When a send due at ``due`` comes back to its lane: at its time, or after ``hop`` to be
+    held again. Pure: tested without NATS."""
+    return min(due, now + hop)
+
+
+def held_subject(workspace: str, message_id: str) -> str:
+    """Where a send waits for its time as a message schedule: one per send (publishing it
+    again replaces it)."""
+    scoped = f"{workspace}\x00{message_id}".encode()
+    return "cmd.outbound.held." + hashlib.sha256(scoped).hexdigest()[:40]
+
+
+def fired_for(msg: Msg, workspace: str, message_id: str) -> bool:
+    """Whether ``msg`` is the send's own schedule firing (the heir of the held send)."""
+    return (msg.headers or {}).get(SCHEDULER) == held_subject(workspace, message_id)
+
+
+async def hold(
+    bus: Bus,
+    attempts: Attempts,
+    msg: Msg,
+    send: tuple[str, str],
+    due: datetime,
+    now: datetime,
+    hop: timedelta = HOLD_HOP,
+) -> int | None:
+    """Hand the command of a send (``(workspace, message_id)``) that is not due to the
+    server's scheduler, make the schedule the send's owner, and ack the command; the
+    schedule's stream sequence (None: the send was stopped meanwhile, nothing waits).
+
+    The server fires a copy into the same lane at ``hold_until``. A crash before the ack
+    loses nothing: the command comes again and finds the schedule owning the send."""
+    workspace, message_id = send
+    headers = unscheduled(dict(msg.headers or {}))
+    headers.pop("Nats-Msg-Id", None)  # every hold is a new message; the record decides repeats
+    headers |= schedule_headers(hold_until(due, now, hop), msg.subject)
+    ack = await bus.publish_raw(held_subject(workspace, message_id), msg.data, headers)
+    mine, held = msg.metadata.sequence.stream, ack.seq
+    while (found := await attempts.read(workspace, message_id)) is not None:
+        record, revision = found
+        if record.done:  # cancelled or erased meanwhile: nothing to fire
+            with contextlib.suppress(NotFoundError):
+                await bus.js.delete_msg(msg.metadata.stream, held)
+            await msg.ack()
+            return None
+        if record.owner not in (None, mine, held):
+            break  # another copy took the send over: the claim settles ours when it fires
+        if await attempts.replace(record.model_copy(update={"owner": held}), revision):
+            break
+    await msg.ack()
+    return held
 
 
 def change_key(workspace: str, message_id: str) -> str:
@@ -127,7 +196,19 @@ class ScheduleDesk:
         self, workspace: str, message_id: str, new_time: datetime | None, cause: Envelope | None
     ) -> Refusal | Message:
         """Cancel (``new_time`` None) or reschedule; the event announced, or the refusal.
-        Another workspace's message does not exist here (404)."""
+        Another workspace's message does not exist here (404).
+
+        The send's record changes under a change now and then (the sender handing a new
+        send to the scheduler, a hop): the change is made again on what it finds then."""
+        for _ in range(CHANGE_TRIES - 1):
+            answer = await self._change(workspace, message_id, new_time, cause)
+            if answer != CHANGED_MEANWHILE:
+                return answer
+        return await self._change(workspace, message_id, new_time, cause)
+
+    async def _change(
+        self, workspace: str, message_id: str, new_time: datetime | None, cause: Envelope | None
+    ) -> Refusal | Message:
         found = await self.attempts.read(workspace, message_id)
         if found is None:
             return Refusal(404, "not_found", f"no message {message_id!r}")
@@ -159,21 +240,21 @@ class ScheduleDesk:
             reason = "cancelled before it was sent"
             failed = record.step("failed", reason=f"cancelled: {reason}", error_code="cancelled")
             if not await self.attempts.replace(failed, revision):
-                return Refusal(409, "not_changeable", "the send changed meanwhile; ask again")
+                return CHANGED_MEANWHILE
+            with contextlib.suppress(NotFoundError):  # the recipient and text leave the stream
+                await self.bus.js.delete_msg(self.stream, record.owner or 0)
             event: Message = DeliveryFailed(
                 **base, reason=reason, error_code="cancelled", permanent=True,
                 attempts=record.attempts,
             )  # fmt: skip
         else:
-            await self.changes.put(
-                workspace,
-                message_id,
-                ScheduleChange(action="reschedule", not_before=new_time, at=now),
-            )
+            made = ScheduleChange(action="reschedule", not_before=new_time, at=now)
             if due is not None and new_time < due:
-                refused = await self._replace_command(record, revision, raw, new_time)
+                refused = await self._replace_command(record, revision, raw, made)
                 if refused is not None:
                     return refused
+            else:
+                await self.changes.put(workspace, message_id, made)
             event = DeliveryRescheduled(**base, not_before=new_time, previous=due)
         await pii.publish_sealed(self.bus, event, cause=cause, workspace=workspace)
         return event
@@ -195,16 +276,21 @@ class ScheduleDesk:
         return (model, raw) if isinstance(model, SendMessage) else None
 
     async def _replace_command(
-        self, record: Attempt, revision: int, raw: RawStreamMsg, new_time: datetime
+        self, record: Attempt, revision: int, raw: RawStreamMsg, change: ScheduleChange
     ) -> Refusal | None:
         """Replace the waiting command by a copy the server hands out now (the module's
-        docstring says why and in which order)."""
+        docstring says why and in which order), ``change`` written once the send is free
+        (so a change that has to be made again finds the send's time as it was)."""
         released = record.model_copy(update={"owner": None})
         if not await self.attempts.replace(released, revision):
-            return Refusal(409, "not_changeable", "the send changed meanwhile; ask again")
-        headers = dict(raw.headers or {})
+            return CHANGED_MEANWHILE
+        await self.changes.put(record.workspace_id, record.message_id, change)
+        new_time = change.not_before or change.at
+        # A held send's schedule names its lane: the copy goes there, as a plain command.
+        subject = (raw.headers or {}).get(TARGET) or raw.subject or ""
+        headers = unscheduled(dict(raw.headers or {}))
         headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', '')}:at:{new_time.isoformat()}"
-        ack = await self.bus.publish_raw(raw.subject or "", raw.data or b"", headers)
+        ack = await self.bus.publish_raw(subject, raw.data or b"", headers)
         with contextlib.suppress(NotFoundError):
             await self.bus.js.delete_msg(self.stream, record.owner or 0)
         # The copy owns the send from now on (unless it has already written the record).

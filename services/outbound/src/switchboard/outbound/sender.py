@@ -78,7 +78,14 @@ from switchboard.outbound.providers.base import (
 )
 from switchboard.outbound.providers.mtproto import UNUSABLE
 from switchboard.outbound.ratelimit import SharedLimiter, pause_key
-from switchboard.outbound.schedule import ScheduleChanges, effective_time
+from switchboard.outbound.schedule import (
+    HOLD_HOP,
+    ScheduleChanges,
+    effective_time,
+    fired_for,
+    hold,
+    hold_until,
+)
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
 from switchboard.runtime.accounts import Account, AccountCache
@@ -203,6 +210,8 @@ class SendPolicy:
 
     # The pause after a provider's rate limit that names no wait.
     rate_limit_wait: float = 1.0
+    # A send scheduled ahead is held by the server at most this long at a time (``schedule``).
+    hold_hop: float = HOLD_HOP.total_seconds()
 
     @property
     def failures(self) -> ProviderPolicy:
@@ -324,7 +333,16 @@ class Sender:
             due = effective_time(cmd.not_before, change)
             if due is not None and now < due:
                 # The server holds it until then, for whichever instance is alive.
-                await msg.nak(delay=(due - now).total_seconds())
+                hop = timedelta(seconds=self.policy.hold_hop)
+                if (
+                    change is not None
+                    and self.schedule is not None
+                    and hold_until(due, now, hop) < due
+                ):
+                    # held again at the next hop: the change must outlive the bucket's ttl too
+                    await self.schedule.put(env.workspace_id, cmd.message_id, change)
+                send = (env.workspace_id, cmd.message_id)
+                await hold(self.bus, self.attempts, msg, send, due, now, hop)
                 return None
         # Another workspace's account is an unknown one: nothing is sent through it.
         account = self.accounts.owned(cmd.channel, cmd.account, env.workspace_id)
@@ -353,7 +371,11 @@ class Sender:
         duplicate window cannot send twice; another body under the id is refused."""
         retention = timedelta(seconds=self.policy.retention)
         decided, record, created = await claim(
-            self.attempts, first, retention, lambda seq: in_stream(self.bus, job.msg, seq)
+            self.attempts,
+            first,
+            retention,
+            lambda seq: in_stream(self.bus, job.msg, seq),
+            heir=fired_for(job.msg, first.workspace_id, first.message_id),
         )
         if decided in (Verdict.PROCEED, Verdict.DONE, Verdict.NEW):
             return record, created
