@@ -232,6 +232,15 @@ async def _provision_as_nack(url: str, passwords: dict[str, str]) -> None:
         # As NACK would, from the generated resources (one replica on a single server).
         for doc in _nack("streams.yaml"):
             await bus.js.add_stream(_stream_config(doc["spec"]))
+        # Then the operator's one step NACK cannot do yet (docs/deploy.md): allow schedules.
+        admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
+        try:
+            for stream in ("FLOW_TIMERS", "OUTBOUND"):
+                config = (await admin.js.stream_info(stream)).config
+                config.allow_msg_schedules = True
+                await admin.js.update_stream(config)
+        finally:
+            await admin.close()
         for doc in _nack("keyvalues.yaml"):
             await bus.js.create_key_value(_kv_config(doc["spec"]))
         for doc in _nack_consumers():
@@ -755,10 +764,6 @@ async def test_flows_runs_on_its_generated_user(
     await _provision_as_nack(url, passwords)
     admin = await Bus.connect(url, name="admin", user="admin", password=passwords["admin"])
     try:
-        # The operator's one step NACK cannot do yet (docs/deploy.md): allow schedules.
-        timers = (await admin.js.stream_info("FLOW_TIMERS")).config
-        timers.allow_msg_schedules = True
-        await admin.js.update_stream(timers)
         ck = claim_key("demo", identity_key("telegram", "555"))
         await admin.publish(
             IdentityClaimed(claim_key=ck, key="telegram:555", contact_id="ct_1"),

@@ -593,6 +593,51 @@ async def test_a_schedule_starts_its_flow_in_the_conversations_flows_knows(env: 
     assert len(env.sent(waiting)) == 1
 
 
+async def test_a_schedule_due_after_its_stream_would_drop_it_still_fires_once(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FLOW_TIMERS drops a message 90 days after it was stored, a schedule too: a trigger
+    whose first fire was further ahead never fired. Here the stream keeps a message 3 s and
+    the hop is 1 s: the trigger's schedule is held again and again and fires once."""
+    async with (
+        flows_stack(
+            nats_url, monkeypatch, token=TOKEN, secret=SECRET, postgres_url=postgres_url,
+            SWITCHBOARD_FIRE_HOP_S="1",
+        ) as base,
+        serve_app(flows_app(load_settings(FlowsSettings))) as flows,
+    ):  # fmt: skip
+        env = Env(**vars(base), flows=flows)
+        await env.flow(
+            {
+                "name": "Hello",
+                "triggers": [{"type": "keyword", "keywords": ["hello"]}],
+                "start": "hi",
+                "steps": {"hi": {"type": "end", "text": "Hello!"}},
+            }
+        )
+        chat = 8135
+        await env.say(chat, "hello")
+        assert await env.until(chat, 1) == ["Hello!"]
+        bus = await Bus.connect(nats_url, name="test")
+        config = (await bus.js.stream_info("FLOW_TIMERS")).config
+        config.max_age, config.duplicate_window = 3.0, 1.0
+        await bus.js.update_stream(config)
+        await bus.close()
+        at = datetime.now(UTC) + timedelta(seconds=7)
+        await env.flow(
+            {
+                "name": "Later news",
+                "triggers": [{"type": "schedule", "at": at.isoformat()}],
+                "start": "news",
+                "steps": {"news": {"type": "end", "text": "Held news."}},
+            }
+        )
+        news = (await env.until_sent(chat, 2, timeout=60))[1]
+        assert news["text"] == "Held news."
+        assert news["date"] >= int(at.timestamp())  # not early: at its time, after the hops
+        assert env.texts(chat).count("Held news.") == 1
+
+
 async def test_a_lead_step_creates_a_new_lead_once_and_moves_that_one(env: Env) -> None:
     """``create`` opens a second lead for the contact through ``crm.create_lead`` (its id
     derived from the run's effect) and the run's later ``move_stage`` moves that lead, not

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from switchboard.events.streams import FLOW_TIMERS
 from switchboard.flows.document import InvalidFlowError, ScheduleTrigger, validate
-from switchboard.flows.schedules import due_fires, next_fire, segment_request, still_due
+from switchboard.flows.schedules import FIRE_HOP, due_fires, next_fire, segment_request, still_due
 from switchboard.flows.triggers import Published, event_start
 
 T0 = datetime(2026, 12, 24, 9, 0, tzinfo=UTC)
@@ -92,3 +93,9 @@ def test_a_schedule_segment_is_validated_with_its_path() -> None:
              "steps": {"a": {"type": "end", "text": "hi"}}}
         )  # fmt: skip
     assert any("segment" in p["path"] for p in err.value.problems)
+
+
+def test_a_fire_is_held_for_less_than_its_stream_keeps_a_message() -> None:
+    """Each hop is a new schedule message; it must outlive the hop with room for an outage
+    of the service as long again."""
+    assert timedelta(seconds=FLOW_TIMERS.max_age_s) > 2 * FIRE_HOP

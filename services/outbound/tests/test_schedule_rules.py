@@ -1,6 +1,6 @@
 """Scheduled sends as pure decisions: times need a timezone (over HTTP and on the bus), and
 when a cancel or a reschedule may still be made (``schedule.refuse_change``), and when a
-held send comes back to its lane (``schedule.hold_until``)."""
+held send comes back to its lane (``runtime.schedules.hold_until``)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from switchboard.outbound.schedule import (
     ScheduleChange,
     effective_time,
     held_subject,
-    hold_until,
     refuse_change,
 )
 from switchboard.runtime.http import invalid
+from switchboard.runtime.schedules import HOP, held_headers, hold_until
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
@@ -147,7 +147,9 @@ def test_a_reschedule_into_the_past_or_past_expiry_is_refused_naming_the_field()
 def test_a_held_send_comes_back_at_its_time_or_after_a_hop(
     due_in: timedelta, back_in: timedelta
 ) -> None:
-    assert hold_until(NOW + due_in, NOW) == NOW + back_in
+    assert hold_until(NOW + due_in, NOW, HOLD_HOP) == NOW + back_in
+    hop = HOP in held_headers(NOW + due_in, NOW, HOLD_HOP, "cmd.outbound.send.x")
+    assert hop == (back_in < due_in)  # the fired copy says it is a hop, no clock needed
 
 
 def test_a_hop_ends_before_the_stream_drops_the_message_or_the_bucket_the_record() -> None:

@@ -11,7 +11,14 @@ the schedule's subject.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nats.js.api import StreamConfig
+from pydantic import Field
+
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.settings import ConfigError
 
 SCHEDULE = "Nats-Schedule"
 TARGET = "Nats-Schedule-Target"
@@ -29,6 +36,47 @@ def schedule_headers(due_at: datetime, target: str) -> dict[str, str]:
     return {SCHEDULE: at_header(due_at), TARGET: target}
 
 
+# On a schedule set short of its message's time (``hold_until``): the fired copy is to be
+# held again, not acted on. A header, so that no one compares clocks to tell.
+HOP = "Switchboard-Schedule-Hop"
+
+
+def hold_until(due: datetime, now: datetime, hop: timedelta) -> datetime:
+    """When a schedule for ``due`` fires: at ``due``, or after ``hop`` to be held again (a
+    stream drops a message after its ``max_age``, a schedule too). Pure."""
+    return min(due, now + hop)
+
+
+def held_headers(due: datetime, now: datetime, hop: timedelta, target: str) -> dict[str, str]:
+    """The schedule headers for ``due`` held at most ``hop`` at a time (``HOP`` marks a hop)."""
+    at = hold_until(due, now, hop)
+    return schedule_headers(at, target) | ({HOP: "1"} if at < due else {})
+
+
+def hop_setting(hop: timedelta, what: str, limits: str) -> Any:
+    """A service setting for ``hop`` in seconds: at most ``hop``, which fits the ``limits``
+    of what a hop renews (a shorter one is for tests)."""
+    seconds = hop.total_seconds()
+    return Field(
+        seconds,
+        gt=0,
+        le=seconds,
+        description=f"{what} further ahead is held this long at a time, then again ({limits})",
+    )
+
+
 def unscheduled(headers: dict[str, str]) -> dict[str, str]:
     """``headers`` without those of a schedule or of its firing (a plain message again)."""
-    return {k: v for k, v in headers.items() if k not in (SCHEDULE, TARGET, SCHEDULER, NEXT)}
+    return {k: v for k, v in headers.items() if k not in (SCHEDULE, TARGET, SCHEDULER, NEXT, HOP)}
+
+
+async def require_schedules(bus: Bus, stream: str, service: str, what: str) -> None:
+    """Refuse to start (one sentence) when ``stream`` does not allow message schedules:
+    a stream provisioned by an older version, or by hand, would refuse every one of them."""
+    info = await bus.js.stream_info(stream)
+    config: StreamConfig = info.config
+    if not config.allow_msg_schedules:
+        raise ConfigError(
+            f"{service}: stream {stream} must allow message schedules "
+            f"(allow_msg_schedules, nats-server >= 2.12) for {what}."
+        )

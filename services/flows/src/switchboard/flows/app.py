@@ -7,7 +7,6 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, Query, Request
-from nats.js.api import StreamConfig
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
@@ -24,8 +23,8 @@ from switchboard.runtime.auth import ApiKeyAuth, require_scope
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
 from switchboard.runtime.keys import Scope
+from switchboard.runtime.schedules import require_schedules
 from switchboard.runtime.service import Runtime
-from switchboard.runtime.settings import ConfigError
 
 # What each route needs, declared so the OpenAPI document says it (docs/security.md
 # "Credentials"): reading flows and runs needs ``read``; anything that stores, publishes,
@@ -60,24 +59,13 @@ class PublishRequest(BaseModel):
     revision: int | None = Field(None, ge=1, description="default: the latest revision")
 
 
-async def check_schedules(rt: Runtime) -> None:
-    """Timers are JetStream message schedules: refuse to start without them (one sentence)."""
-    info = await rt.bus.js.stream_info(FLOW_TIMERS.name)
-    config: StreamConfig = info.config
-    if not config.allow_msg_schedules:
-        raise ConfigError(
-            f"flows: stream {FLOW_TIMERS.name} must allow message schedules "
-            "(allow_msg_schedules, nats-server >= 2.12) for delays and timeouts."
-        )
-
-
 def create_app(settings: FlowsSettings) -> ServiceApp:
     """Build the flows app; connections are made by its lifespan, never at import."""
     deps: Wired[FlowsDeps] = Wired("flows")
 
     async def start(rt: Runtime) -> None:
         await pii.start(rt)  # conversation events carry sealed personal data
-        await check_schedules(rt)
+        await require_schedules(rt.bus, FLOW_TIMERS.name, "flows", "delays and timeouts")
         built = bootstrap(rt, settings)
         deps.set(built)
         library, schedules, runner = built.library, built.schedules, built.runner

@@ -4,6 +4,7 @@ up, before the service answers, and handed to the consumers and the routes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 
@@ -31,7 +32,7 @@ def bootstrap(rt: Runtime, settings: FlowsSettings) -> FlowsDeps:
     library = FlowLibrary(rt.bus)
     http = httpx.AsyncClient(follow_redirects=False)
     rt.on_close(http.aclose)
-    schedules = ScheduleKeeper(rt.bus, rt.clock.utcnow)
+    schedules = ScheduleKeeper(rt.bus, rt.clock.utcnow, timedelta(seconds=settings.fire_hop_s))
     effects = Effects(rt.bus, http, settings.webhook_secrets)
     runner = Runner(rt.bus, library, effects, schedules, rt.clock.utcnow)
     return FlowsDeps(bus=rt.bus, library=library, schedules=schedules, runner=runner)

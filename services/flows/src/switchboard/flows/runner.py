@@ -56,6 +56,7 @@ from switchboard.runtime.aggregates import ConflictError, append_expecting, last
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.schedules import HOP
 from switchboard.runtime.subscribers import Subscription, durable
 
 log = get_logger(__name__)
@@ -254,6 +255,9 @@ class Runner:
         decoded = decode_or_reject(msg)
         timer, env = decoded.model, decoded.envelope
         if isinstance(timer, FireSchedule):
+            if HOP in (msg.headers or {}):  # held short of its time (``ScheduleKeeper``)
+                await self._hold_again(timer, env)
+                return
             HANDLING.set(msg)
             async with keep_alive():
                 await self.on_schedule(timer, env)
@@ -293,6 +297,13 @@ class Runner:
             await self._start_in_known(fire, env)
         if self.schedules is not None:
             await self.schedules.keep(ws, published)
+
+    async def _hold_again(self, fire: FireSchedule, env: Envelope) -> None:
+        """A trigger's schedule fired at a hop: hold it on while its revision is published."""
+        await self.library.caught_up.wait()
+        await self.library.sync()
+        if self.schedules is not None and still_due(fire, self.library.published(env.workspace_id)):
+            await self.schedules.hold(fire, env.workspace_id)
 
     async def _start_in_known(self, fire: FireSchedule, env: Envelope) -> None:
         """Start a fired flow in each conversation flows has talked with that runs none."""

@@ -19,7 +19,7 @@ from switchboard.flows.document import ScheduleTrigger
 from switchboard.flows.effects import schedule_subject
 from switchboard.flows.triggers import Published
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.schedules import schedule_headers
+from switchboard.runtime.schedules import held_headers, hold_until
 
 
 def next_fire(trigger: ScheduleTrigger, now: datetime) -> datetime | None:
@@ -75,15 +75,26 @@ def segment_request(fire: FireSchedule, flows: list[Published]) -> StartSegmentF
     return None
 
 
+# FLOW_TIMERS drops a message 90 days after it was stored, a schedule too: a trigger's first
+# fire further ahead is held this long at a time, then again (``hold``).
+FIRE_HOP = timedelta(days=30)
+
+
 class ScheduleKeeper:
     """Keeps the next fire of each published schedule trigger pending on ``FLOW_TIMERS``."""
 
-    def __init__(self, bus: Bus, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        hop: timedelta = FIRE_HOP,
+    ) -> None:
         self.bus = bus
         self.pending: set[str] = set()
         # The next fire is found after the server's now: the server fires it on its clock
         # (``Runtime.clock`` in the service).
         self.now = now
+        self.hop = hop
 
     async def keep(self, workspace: str, flows: list[Published]) -> int:
         """Publish the schedules not published yet by this instance; how many."""
@@ -92,13 +103,20 @@ class ScheduleKeeper:
             key = fire.deterministic_id()
             if key in self.pending:
                 continue
-            enc = encode(fire, source=self.bus.source, workspace_id=workspace)
-            headers = {
-                **enc.headers,
-                "Nats-Msg-Id": key,
-                **schedule_headers(fire.due_at, enc.subject),
-            }
-            await self.bus.publish_raw(schedule_subject(key), enc.body, headers)
+            await self.hold(fire, workspace)
             self.pending.add(key)
             sent += 1
         return sent
+
+    async def hold(self, fire: FireSchedule, workspace: str) -> None:
+        """Store ``fire``'s schedule (again, after a hop: it replaces the one that fired)."""
+        enc = encode(fire, source=self.bus.source, workspace_id=workspace)
+        now = self.now()
+        at = hold_until(fire.due_at, now, self.hop).isoformat()
+        headers = {
+            **enc.headers,
+            # each hop is a new message; the same one published twice in the window is one
+            "Nats-Msg-Id": f"{fire.deterministic_id()}:{at}",
+            **held_headers(fire.due_at, now, self.hop, enc.subject),
+        }
+        await self.bus.publish_raw(schedule_subject(fire.deterministic_id()), enc.body, headers)

@@ -8,6 +8,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 from standardwebhooks import Webhook
 
+from switchboard.flows.schedules import FIRE_HOP
+from switchboard.runtime.schedules import hop_setting
 from switchboard.runtime.settings import ApiKeysSetting, ServiceSettings, comma_items
 
 
@@ -20,6 +22,9 @@ class FlowsSettings(ServiceSettings):
         "(optional with SWITCHBOARD_API_KEY_PEPPER: stored keys)",
     )
     concurrency: int = Field(32, ge=1, le=1024, description="inputs handled at once")
+    fire_hop_s: float = hop_setting(
+        FIRE_HOP, "a schedule trigger's first fire", "FLOW_TIMERS keeps a message 90 days"
+    )
     webhook_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description="name=whsec_...[,name=whsec_...]: the Standard Webhooks signing secrets "

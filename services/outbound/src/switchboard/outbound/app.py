@@ -28,6 +28,7 @@ from switchboard.events.catalog.outbound import (
     SendBulk,
     SendMessage,
 )
+from switchboard.events.streams import OUTBOUND
 from switchboard.outbound.attempts import Attempts, fingerprint
 from switchboard.outbound.bootstrap import OutboundDeps
 from switchboard.outbound.calendar.api import CalendarPorts
@@ -76,6 +77,7 @@ from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
 from switchboard.runtime.provider_checks import Endpoints
+from switchboard.runtime.schedules import require_schedules
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.settings import parse_keyring
 from switchboard.runtime.subscribers import Reader, Subscription, durable
@@ -164,6 +166,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
 
     async def start(rt: Runtime) -> None:
         await pii.start(rt)  # delivery events go out sealed
+        await require_schedules(rt.bus, OUTBOUND.name, "outbound", "sends scheduled ahead")
         cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         await asyncio.wait_for(cache.loaded.wait(), 10)

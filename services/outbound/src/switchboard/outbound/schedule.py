@@ -50,7 +50,7 @@ from switchboard.outbound.kvmodels import KvModels
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
-from switchboard.runtime.schedules import SCHEDULER, TARGET, schedule_headers, unscheduled
+from switchboard.runtime.schedules import SCHEDULER, TARGET, held_headers, unscheduled
 
 GUARD = timedelta(seconds=1)
 # Below OUTBOUND's 7 days (max_age) and the sends bucket's 8 (ttl), with room for an outage:
@@ -108,12 +108,6 @@ def refuse_change(
     return None
 
 
-def hold_until(due: datetime, now: datetime, hop: timedelta = HOLD_HOP) -> datetime:
-    """When a send due at ``due`` comes back to its lane: at its time, or after ``hop`` to be
-    held again. Pure: tested without NATS."""
-    return min(due, now + hop)
-
-
 def held_subject(workspace: str, message_id: str) -> str:
     """Where a send waits for its time as a message schedule: one per send (publishing it
     again replaces it)."""
@@ -139,12 +133,12 @@ async def hold(
     server's scheduler, make the schedule the send's owner, and ack the command; the
     schedule's stream sequence (None: the send was stopped meanwhile, nothing waits).
 
-    The server fires a copy into the same lane at ``hold_until``. A crash before the ack
+    The server fires a copy into the same lane at its time, or after ``hop``. A crash before the ack
     loses nothing: the command comes again and finds the schedule owning the send."""
     workspace, message_id = send
     headers = unscheduled(dict(msg.headers or {}))
     headers.pop("Nats-Msg-Id", None)  # every hold is a new message; the record decides repeats
-    headers |= schedule_headers(hold_until(due, now, hop), msg.subject)
+    headers |= held_headers(due, now, hop, msg.subject)
     ack = await bus.publish_raw(held_subject(workspace, message_id), msg.data, headers)
     mine, held = msg.metadata.sequence.stream, ack.seq
     while (found := await attempts.read(workspace, message_id)) is not None:

@@ -84,7 +84,6 @@ from switchboard.outbound.schedule import (
     effective_time,
     fired_for,
     hold,
-    hold_until,
 )
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
@@ -101,6 +100,7 @@ from switchboard.runtime.delivery.provider_failures import (
 )
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.schedules import hold_until
 
 log = get_logger(__name__)
 # The provider commands that are not chat sends (SendPulse, Meta CAPI).

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from switchboard.outbound.schedule import HOLD_HOP
 from switchboard.runtime.objectstore import ObjectStoreSettings
+from switchboard.runtime.schedules import hop_setting
 from switchboard.runtime.settings import ApiKeysSetting, KeyringSetting, ServiceSettings
 
 
@@ -75,12 +76,8 @@ class OutboundSettings(ServiceSettings):
         description="how long a message_id / Idempotency-Key stays taken after its use "
         "(at most the sends bucket's 8 days)",
     )
-    hold_hop_s: float = Field(
-        HOLD_HOP.total_seconds(),
-        gt=0,
-        le=HOLD_HOP.total_seconds(),
-        description="a send scheduled further ahead is held by the server this long at a time, "
-        "then again (OUTBOUND keeps a message 7 days, the sends bucket a record 8)",
+    hold_hop_s: float = hop_setting(
+        HOLD_HOP, "a send scheduled", "OUTBOUND keeps a message 7 days, the sends bucket 8"
     )
     idempotency_lease_s: float = Field(
         30.0, gt=0, description="a repeat within this of an unanswered first request gets 409"
