@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -69,6 +70,7 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
             nats_url,
             SWITCHBOARD_OUTBOUND_CAMPAIGN_PROGRESS_S=0.5,
             SWITCHBOARD_OUTBOUND_LIMIT_MARGIN=0.1,
+            SWITCHBOARD_OUTBOUND_CAMPAIGN_RENEW_S=1,  # the leader renews its records each second
         ).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")
@@ -169,6 +171,48 @@ async def test_a_campaign_completes_with_exact_totals(env: Env) -> None:
         1,
         0,
     )
+
+
+async def test_a_campaign_starting_after_its_records_would_be_forgotten_still_runs(
+    env: Env,
+) -> None:
+    """The ``sends`` bucket forgets a key 8 days after its last write, and a campaign's
+    records were written once, when it was made: a campaign starting later than that
+    vanished (nothing sent, its state gone). Here the bucket keeps a key 3 s and the leader
+    renews the records every second: a campaign starting in 8 s runs, once to each."""
+    recipients = [str(30_000 + i) for i in range(5)]
+    at = datetime.now(UTC) + timedelta(seconds=8)
+    bus = await Bus.connect(env.nats_url, name="producer")
+    try:
+        config = (await bus.js.stream_info("KV_sends")).config
+        config.max_age, config.duplicate_window = 3.0, 1.0
+        await bus.js.update_stream(config)
+        start = StartCampaign.model_validate(
+            {
+                "campaign_id": "later",
+                "channel": "telegram",
+                "accounts": ["a"],
+                "content": {"kind": "text", "text": "later"},
+                "recipients": recipients,
+                "not_before": at.isoformat(),
+            }
+        )
+        await bus.publish(start, workspace_id="demo")
+    finally:
+        await bus.close()
+    done = await eventually(
+        _completed(env.nats_url, "later"), timeout=60, interval=0.5, message="completion"
+    )
+    assert (done.outcome, done.total, done.sent) == ("completed", 5, 5)
+    chats = env.campaign_chats("later")
+    assert set(chats) == set(recipients)
+    assert max(chats.values()) == 1
+    sent_at = [
+        r.at
+        for r in env.box.recorder.requests(provider="telegram", method="sendMessage", ok=True)
+        if r.params.get("text") == "later"
+    ]
+    assert min(sent_at) >= at.timestamp()  # not before its start
 
 
 async def test_a_recipient_erased_before_the_campaign_reaches_them_gets_nothing(

@@ -315,6 +315,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 settings.campaign_lead_s,
                 settings.campaign_progress_s,
                 settings.campaign_lease_s,
+                settings.campaign_renew_s,
             ),
             settings.instance_id,
             health=health,

@@ -63,6 +63,13 @@ class OutboundSettings(ServiceSettings):
     )
     campaign_progress_s: float = Field(5.0, gt=0, description="progress event cadence")
     campaign_lease_s: float = Field(6.0, gt=1, description="leader lease; takeover after it")
+    campaign_renew_s: float = Field(
+        86400.0,
+        gt=0,
+        le=3 * 86400,
+        description="the leader writes a campaign's records again this often: the sends "
+        "bucket forgets a key after 8 days, and a campaign may wait for its start, or run, longer",
+    )
     campaign_patience_s: float = Field(
         30.0,
         ge=0,

@@ -57,6 +57,8 @@ class CampaignTiming:
     lead_s: float = 3.0
     progress_s: float = 5.0
     lease_s: float = 6.0  # a leader silent this long (on the contender's clock) is replaced
+    # The leader writes the campaign's records again this often (``CampaignStore.renew``).
+    renew_s: float = 86400.0
 
     @property
     def heartbeat_s(self) -> float:
@@ -87,6 +89,7 @@ class CampaignRunner:
     _batch: tuple[int, list[CampaignRecipient]] | None = None
     _samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=2))
     _last_tick: int = -1
+    _renewed_at: float = float("-inf")  # by this leader: a new one renews at once
 
     async def run(self, stop: asyncio.Event) -> None:
         self.cursor, self.cursor_revision = await self.store.cursor(self.key)
@@ -96,6 +99,10 @@ class CampaignRunner:
                 return
             self.campaign_id = state.campaign_id
             self.view.note(state)
+            if self.clock() - self._renewed_at >= self.timing.renew_s:
+                await self.store.renew(self.key)
+                await self._save_cursor()
+                self._renewed_at = self.clock()
             start = state.start()
             left = await left_by_account(self.bus, state, self.accounts)
             if state.status == "running" and start is not None and self._due(start):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from switchboard.events.catalog.outbound import CampaignRecipient, StartCampaign
 from switchboard.events.codec import scoped_id
 from switchboard.events.ids import stable_hash
+from switchboard.runtime.kv import entries_of
 
 Status = Literal["pending", "running", "paused", "cancelled", "completed"]
 
@@ -182,6 +183,18 @@ class CampaignStore:
         raw, _ = await self._get(f"{_base(campaign_id)}.b.{batch}")
         rows = orjson.loads(raw) if raw else []
         return [CampaignRecipient(recipient=r, account=a) for r, a in rows]
+
+    async def renew(self, campaign_id: str) -> int:
+        """Write the campaign's records again as they are, but its cursor (the leader's to
+        write): the ``sends`` bucket forgets a key 8 days after its last write, and a
+        campaign may wait for its start, or run, longer. Compare-and-set: a record written
+        meanwhile is new anyway. How many were written."""
+        written = 0
+        cursor = f"{_base(campaign_id)}.cursor"
+        for entry in await entries_of(self.kv, _base(campaign_id) + ".>"):
+            if entry.key != cursor and await self._cas(entry.key, entry.value, entry.revision):
+                written += 1
+        return written
 
     async def cursor(self, campaign_id: str) -> tuple[Cursor, int]:
         raw, revision = await self._get(f"{_base(campaign_id)}.cursor")
