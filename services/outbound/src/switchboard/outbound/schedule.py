@@ -133,8 +133,9 @@ async def hold(
     server's scheduler, make the schedule the send's owner, and ack the command; the
     schedule's stream sequence (None: the send was stopped meanwhile, nothing waits).
 
-    The server fires a copy into the same lane at its time, or after ``hop``. A crash before the ack
-    loses nothing: the command comes again and finds the schedule owning the send."""
+    The server fires a copy into the same lane at its time, or after ``hop``. A crash
+    before the ack loses nothing: the command comes again and finds the schedule owning the
+    send (or owns it still, and holds it again: the new schedule replaces the first)."""
     workspace, message_id = send
     headers = unscheduled(dict(msg.headers or {}))
     headers.pop("Nats-Msg-Id", None)  # every hold is a new message; the record decides repeats
