@@ -162,6 +162,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         settings.max_lateness_ms / 1000,
         settings.idempotency_retention_s,
         hold_hop=settings.hold_hop_s,
+        account_hold_s=settings.account_hold_s,
+        lane_places=settings.concurrency,
     )
 
     async def start(rt: Runtime) -> None:

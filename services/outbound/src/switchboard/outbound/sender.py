@@ -86,6 +86,7 @@ from switchboard.outbound.schedule import (
     hold,
 )
 from switchboard.outbound.scheduler import Schedulers, Ticket
+from switchboard.outbound.share import AccountShare
 from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.breaker import Breakers
@@ -109,6 +110,10 @@ LATE_SLOTS = Counter(
     "switchboard_outbound_late_slots_total", "Slots given up because the send woke too late"
 )
 SENT = Counter("switchboard_outbound_sent_total", "Messages the providers accepted", ["lane"])
+SENT_BACK = Counter(
+    "switchboard_outbound_sent_back_total",
+    "Conversational commands sent back to the stream: their account held its share here",
+)
 REPEATS = Counter(
     "switchboard_outbound_repeated_commands_total",
     "Send commands settled by an earlier command with their message_id",
@@ -212,6 +217,10 @@ class SendPolicy:
     rate_limit_wait: float = 1.0
     # A send scheduled ahead is held by the server at most this long at a time (``schedule``).
     hold_hop: float = HOLD_HOP.total_seconds()
+    # Seconds of an account's rate one instance holds in the conversational lane, and that
+    # lane's places here (``share``).
+    account_hold_s: float = 2.0
+    lane_places: int = 512
 
     @property
     def failures(self) -> ProviderPolicy:
@@ -250,9 +259,11 @@ class Sender:
     # late.
     _admitting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     holds: Holds = field(init=False)
+    share: AccountShare = field(init=False)
 
     def __post_init__(self) -> None:
         self.holds = Holds(self.limiter)
+        self.share = AccountShare(self.policy.account_hold_s, self.policy.lane_places)
 
     async def handle(self, msg: Msg, consumer: str, phase: Phase | None = None) -> None:
         """Process one command; it is always settled here (ack, or nak with a delay)."""
@@ -391,6 +402,42 @@ class Sender:
         return None
 
     async def _send(
+        self,
+        job: Outcome,
+        record: Attempt,
+        account: Account,
+        client: MessagingClient,
+        phase: Phase,
+    ) -> None:
+        """Send it, held here while it waits for its slot; a conversational command whose
+        account holds its share of this instance already is held by the server until the
+        account has room (``share``). A campaign's fan-out is paced by its runner."""
+        if job.cmd.campaign_id:
+            await self._send_held(job, record, account, client, phase)
+            return
+        key = send_limits(account, job.cmd.recipient).account
+        back = self.share.take(key.name, key.limit, self.clock())
+        if back is not None:
+            # Held by the server, as a send scheduled ahead is: a nak'ed command would still
+            # keep one of the durable's 20,000 places.
+            SENT_BACK.inc()
+            now = self.clock()
+            await hold(
+                self.bus,
+                self.attempts,
+                job.msg,
+                (job.env.workspace_id, job.cmd.message_id),
+                datetime.fromtimestamp(now + back, UTC),
+                datetime.fromtimestamp(now, UTC),
+                timedelta(seconds=self.policy.hold_hop),
+            )
+            return
+        try:
+            await self._send_held(job, record, account, client, phase)
+        finally:
+            self.share.release(key.name)
+
+    async def _send_held(
         self,
         job: Outcome,
         record: Attempt,

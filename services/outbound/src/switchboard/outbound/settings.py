@@ -24,6 +24,13 @@ class OutboundSettings(ServiceSettings):
         512, ge=1, le=20_000, description="conversational sends held per instance"
     )
     bulk_concurrency: int = Field(1024, ge=1, le=20_000, description="bulk sends held per instance")
+    account_hold_s: float = Field(
+        2.0,
+        gt=0,
+        description="an account holds a quarter of the conversational places of an "
+        "instance, or this many seconds of its rate where that is more (at most half); the "
+        "rest waits in the stream, so one account's burst leaves room for the others",
+    )
     max_attempts: int = Field(6, ge=1, le=50)
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
