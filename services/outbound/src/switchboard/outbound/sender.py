@@ -15,8 +15,9 @@ slot lease, the recipient's claim, and the delivery events (published concurrent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
@@ -279,7 +280,9 @@ class Sender:
         async with self._admitting:
             admitted = await self._admit(cmd, env, msg, consumer)
         if admitted is not None:
-            await self._send(*admitted, phase)
+            async with self._place(admitted[0], admitted[2]) as placed:
+                if placed:
+                    await self._send(*admitted, phase)
 
     async def _admit(
         self, cmd: SendMessage, env: Envelope, msg: Msg, consumer: str
@@ -401,19 +404,14 @@ class Sender:
             await job.msg.ack()  # the first command still waits in the stream: it sends
         return None
 
-    async def _send(
-        self,
-        job: Outcome,
-        record: Attempt,
-        account: Account,
-        client: MessagingClient,
-        phase: Phase,
-    ) -> None:
-        """Send it, held here while it waits for its slot; a conversational command whose
-        account holds its share of this instance already is held by the server until the
-        account has room (``share``). A campaign's fan-out is paced by its runner."""
+    @contextlib.asynccontextmanager
+    async def _place(self, job: Outcome, account: Account) -> AsyncIterator[bool]:
+        """A place in this instance for the send (True, freed after), or False: its account
+        holds its share of the conversational places here already, and the server holds the
+        command until the account has room (``share``). A campaign's fan-out is paced by its
+        runner: it always has a place."""
         if job.cmd.campaign_id:
-            await self._send_held(job, record, account, client, phase)
+            yield True
             return
         key = send_limits(account, job.cmd.recipient).account
         back = self.share.take(key.name, key.limit, self.clock())
@@ -431,13 +429,14 @@ class Sender:
                 datetime.fromtimestamp(now, UTC),
                 timedelta(seconds=self.policy.hold_hop),
             )
+            yield False
             return
         try:
-            await self._send_held(job, record, account, client, phase)
+            yield True
         finally:
             self.share.release(key.name)
 
-    async def _send_held(
+    async def _send(
         self,
         job: Outcome,
         record: Attempt,
