@@ -6,12 +6,13 @@ one account's burst filled every place and every other account's replies waited 
 in the stream: measured, another workspace's reply waited 30.7 s behind 1,500 sends of one
 bot at 30/s (one instance, the default 512 places). An account now holds at most a quarter
 of the places here, or ``ahead_s`` of its rate where that is more (to keep it at its full
-rate: a slot is leased 0.5 s ahead), and never more than half. A smaller share cost the
-outbound benchmark's ten bots on three instances 20 % more CPU per message in commands
-sent back and forth. Each command beyond that is held by the server as a message schedule
-(``schedule.hold``, which takes no place in the lane, where a nak'ed command would) and
-comes again when the account has room: one interval after the previous one sent back, so
-that they come back in their order and about once each.
+rate: a slot is leased 0.5 s ahead), and never more than half. Each command beyond its
+share is held by the server as a message schedule (``schedule.hold``, which takes no place
+in the lane, where a nak'ed command would) and comes again when the account has room: one
+interval after the previous one sent back, so that they come back in their order and about
+once each. A share of only ``ahead_s`` of the rate cost the outbound benchmark's ten bots
+on three instances 20 % more CPU per message in commands sent back and forth
+(docs/benchmark-notes.md).
 """
 
 from __future__ import annotations
