@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from switchboard.events.base import Message
 from switchboard.events.registry import model_for
-from switchboard.outbound.kvmodels import KvModels
+from switchboard.outbound.kvmodels import KvModels, scoped
 
 Status = Literal["queued", "in_flight", "retrying", "sent", "failed", "moved"]
 
@@ -102,8 +102,7 @@ class Attempt(BaseModel):
 
 def record_key(workspace: str, message_id: str) -> str:
     """The KV key of a message's record: ids are unique per workspace only."""
-    scoped = f"{workspace}\x00{message_id}".encode()
-    return "send." + hashlib.sha256(scoped).hexdigest()[:40]
+    return "send." + scoped(workspace, message_id)
 
 
 def fingerprint(cmd: Message) -> str:

@@ -17,7 +17,6 @@ Records live in the ``sends`` bucket (``idem.`` keys), whose TTL caps the retent
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import time
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from nats.js.errors import APIError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+from switchboard.outbound.kvmodels import scoped
 from switchboard.runtime.kv import current
 from switchboard.runtime.lru import remember
 
@@ -100,8 +100,7 @@ def decide(
 
 
 def key_of(scope: str, workspace: str, key: str) -> str:
-    digest = hashlib.sha256(f"{workspace}\x00{key}".encode()).hexdigest()[:40]
-    return f"idem.{scope}.{digest}"
+    return f"idem.{scope}.{scoped(workspace, key)}"
 
 
 class IdempotencyKeys:

@@ -4,6 +4,7 @@ posts and templates are all kept this way; each store only says how it names its
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -15,6 +16,12 @@ from pydantic import BaseModel
 from switchboard.runtime.kv import current
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def scoped(*parts: str) -> str:
+    """A KV- and subject-safe token of ``parts`` (a workspace and an id of the caller's: any
+    characters), the same for the same parts; every store names its keys with it."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)

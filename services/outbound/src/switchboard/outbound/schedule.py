@@ -30,7 +30,6 @@ its record and change written again (the ``sends`` bucket forgets a key after 8 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -46,7 +45,7 @@ from switchboard.events.base import Message
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
-from switchboard.outbound.kvmodels import KvModels
+from switchboard.outbound.kvmodels import KvModels, scoped
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -111,8 +110,7 @@ def refuse_change(
 def held_subject(workspace: str, message_id: str) -> str:
     """Where a send waits for its time as a message schedule: one per send (publishing it
     again replaces it)."""
-    scoped = f"{workspace}\x00{message_id}".encode()
-    return "cmd.outbound.held." + hashlib.sha256(scoped).hexdigest()[:40]
+    return "cmd.outbound.held." + scoped(workspace, message_id)
 
 
 def fired_for(msg: Msg, workspace: str, message_id: str) -> bool:
@@ -159,8 +157,7 @@ async def hold(
 
 def change_key(workspace: str, message_id: str) -> str:
     """The KV key of a send's schedule change (ids are unique per workspace only)."""
-    scoped = f"{workspace}\x00{message_id}".encode()
-    return "schedule." + hashlib.sha256(scoped).hexdigest()[:40]
+    return "schedule." + scoped(workspace, message_id)
 
 
 class ScheduleChanges:

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from nats.js.kv import KeyValue
 
+from switchboard.outbound.kvmodels import scoped
 from switchboard.runtime.kv import entries_of
-
-
-def scoped(*parts: str) -> str:
-    """A KV-safe token of ``parts`` (ids and names are the caller's: any characters)."""
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:40]
 
 
 def key(kind: str, workspace: str, ident: str) -> str:
