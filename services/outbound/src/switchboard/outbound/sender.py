@@ -59,7 +59,7 @@ from switchboard.outbound.campaigns.pool import (
     tried,
 )
 from switchboard.outbound.http import SendWindow, SlotMissedError, send_window
-from switchboard.outbound.limits import SendLimits, send_limits
+from switchboard.outbound.limits import SendLimits, account_key, send_limits
 from switchboard.outbound.media_limits import too_large
 from switchboard.outbound.outcomes import (
     CANCELLED,
@@ -102,7 +102,6 @@ from switchboard.runtime.delivery.provider_failures import (
 )
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.schedules import hold_until
 
 log = get_logger(__name__)
 # The provider commands that are not chat sends (SendPulse, Meta CAPI).
@@ -347,15 +346,12 @@ class Sender:
             due = effective_time(cmd.not_before, change)
             if due is not None and now < due:
                 # The server holds it until then, for whichever instance is alive.
-                hop = timedelta(seconds=self.policy.hold_hop)
-                if (
-                    change is not None
-                    and self.schedule is not None
-                    and hold_until(due, now, hop) < due
-                ):
-                    # held again at the next hop: the change must outlive the bucket's ttl too
+                if change is not None and self.schedule is not None:
+                    # written again with each hold, as the record is: past a hop (days) it
+                    # must outlive the sends bucket's ttl too
                     await self.schedule.put(env.workspace_id, cmd.message_id, change)
                 send = (env.workspace_id, cmd.message_id)
+                hop = timedelta(seconds=self.policy.hold_hop)
                 await hold(self.bus, self.attempts, msg, send, due, now, hop)
                 return None
         # Another workspace's account is an unknown one: nothing is sent through it.
@@ -413,7 +409,7 @@ class Sender:
         if job.cmd.campaign_id:
             yield True
             return
-        key = send_limits(account, job.cmd.recipient).account
+        key = account_key(account)  # the account's own limit (its recipient's is no matter)
         back = self.share.take(key.name, key.limit, self.clock())
         if back is not None:
             # Held by the server, as a send scheduled ahead is: a nak'ed command would still
