@@ -563,17 +563,29 @@ async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their
     assert (runs[opened], runs[from_ad]) == ("viber", "whatsapp")
 
 
+# A keyword flow: a chat that says "hello" has talked with flows (a schedule's scope).
+HELLO_FLOW = {
+    "name": "Hello",
+    "triggers": [{"type": "keyword", "keywords": ["hello"]}],
+    "start": "hi",
+    "steps": {"hi": {"type": "end", "text": "Hello!"}},
+}
+
+
+def news_flow(name: str, at: datetime, text: str) -> dict[str, Any]:
+    """A flow its schedule trigger starts at ``at``: it says ``text`` and ends."""
+    return {
+        "name": name,
+        "triggers": [{"type": "schedule", "at": at.isoformat()}],
+        "start": "news",
+        "steps": {"news": {"type": "end", "text": text}},
+    }
+
+
 async def test_a_schedule_starts_its_flow_in_the_conversations_flows_knows(env: Env) -> None:
     """A JetStream message schedule fires the trigger at its time: the flow starts in each
     conversation that had a run and runs none now (not in one that still waits)."""
-    await env.flow(
-        {
-            "name": "Hello",
-            "triggers": [{"type": "keyword", "keywords": ["hello"]}],
-            "start": "hi",
-            "steps": {"hi": {"type": "end", "text": "Hello!"}},
-        }
-    )
+    await env.flow(HELLO_FLOW)
     await env.flow(DEMO_FLOW)
     done, waiting = 8130, 8131
     await env.say(done, "hello")
@@ -581,14 +593,7 @@ async def test_a_schedule_starts_its_flow_in_the_conversations_flows_knows(env: 
     await env.say(waiting, "/start")  # waits for a button: not interrupted
     await env.until(waiting, 1)
     at = datetime.now(UTC) + timedelta(seconds=3)
-    await env.flow(
-        {
-            "name": "Morning news",
-            "triggers": [{"type": "schedule", "at": at.isoformat()}],
-            "start": "news",
-            "steps": {"news": {"type": "end", "text": "Scheduled news."}},
-        }
-    )
+    await env.flow(news_flow("Morning news", at, "Scheduled news."))
     assert (await env.until(done, 2))[1] == "Scheduled news."
     assert len(env.sent(waiting)) == 1
 
@@ -607,14 +612,7 @@ async def test_a_schedule_due_after_its_stream_would_drop_it_still_fires_once(
         serve_app(flows_app(load_settings(FlowsSettings))) as flows,
     ):  # fmt: skip
         env = Env(**vars(base), flows=flows)
-        await env.flow(
-            {
-                "name": "Hello",
-                "triggers": [{"type": "keyword", "keywords": ["hello"]}],
-                "start": "hi",
-                "steps": {"hi": {"type": "end", "text": "Hello!"}},
-            }
-        )
+        await env.flow(HELLO_FLOW)
         chat = 8135
         await env.say(chat, "hello")
         assert await env.until(chat, 1) == ["Hello!"]
@@ -624,14 +622,7 @@ async def test_a_schedule_due_after_its_stream_would_drop_it_still_fires_once(
         await bus.js.update_stream(config)
         await bus.close()
         at = datetime.now(UTC) + timedelta(seconds=7)
-        await env.flow(
-            {
-                "name": "Later news",
-                "triggers": [{"type": "schedule", "at": at.isoformat()}],
-                "start": "news",
-                "steps": {"news": {"type": "end", "text": "Held news."}},
-            }
-        )
+        await env.flow(news_flow("Later news", at, "Held news."))
         news = (await env.until_sent(chat, 2, timeout=60))[1]
         assert news["text"] == "Held news."
         assert news["date"] >= int(at.timestamp())  # not early: at its time, after the hops
