@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from tests.support.flows import AUTH, FlowsEnv, flows_stack
 from tests.support.stack import API_KEY, OTHER_KEY
+from tests.support.streams import keep_only
 from tests.support.webhooks import receiver
 
 from switchboard.analytics.app import create_app as analytics_app
@@ -617,9 +618,7 @@ async def test_a_schedule_due_after_its_stream_would_drop_it_still_fires_once(
         await env.say(chat, "hello")
         assert await env.until(chat, 1) == ["Hello!"]
         bus = await Bus.connect(nats_url, name="test")
-        config = (await bus.js.stream_info("FLOW_TIMERS")).config
-        config.max_age, config.duplicate_window = 3.0, 1.0
-        await bus.js.update_stream(config)
+        await keep_only(bus, "FLOW_TIMERS", 3.0)
         await bus.close()
         at = datetime.now(UTC) + timedelta(seconds=7)
         await env.flow(news_flow("Later news", at, "Held news."))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from tests.support.outbound import register, sandbox_account, text_send
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
-from tests.support.streams import stream_messages
+from tests.support.streams import keep_only, stream_messages
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import ContactErased
@@ -184,9 +184,7 @@ async def test_a_campaign_starting_after_its_records_would_be_forgotten_still_ru
     at = datetime.now(UTC) + timedelta(seconds=8)
     bus = await Bus.connect(env.nats_url, name="producer")
     try:
-        config = (await bus.js.stream_info("KV_sends")).config
-        config.max_age, config.duplicate_window = 3.0, 1.0
-        await bus.js.update_stream(config)
+        await keep_only(bus, "KV_sends", 3.0)
         start = StartCampaign.model_validate(
             {
                 "campaign_id": "later",

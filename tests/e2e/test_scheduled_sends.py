@@ -28,7 +28,7 @@ from tests.support.outbound import (
     text_send,
 )
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
-from tests.support.streams import events_where, stream_messages
+from tests.support.streams import events_where, keep_only, stream_messages
 
 from switchboard.events import decode, encode
 from switchboard.events.catalog.crm import ContactErased
@@ -121,19 +121,20 @@ async def deliveries(env: Env, message_id: str) -> list[Any]:
     return [d.model for d in await events_where(env.nats_url, "DELIVERY", message_id=message_id)]
 
 
-async def waiting(env: Env) -> list[SendMessage]:
-    """The send commands waiting in the OUTBOUND stream (a work queue: read by sequence)."""
+async def stored(env: Env) -> list[RawStreamMsg]:
+    """What the OUTBOUND stream holds now (a work queue: read by sequence)."""
     state = (await env.bus.js.stream_info("OUTBOUND")).state
     found = []
     for seq in range(state.first_seq, state.last_seq + 1):
-        try:
-            raw = await env.bus.js.get_msg("OUTBOUND", seq)
-        except NotFoundError:
-            continue  # acked or deleted
-        model = decode(raw.subject or "", raw.headers or {}, raw.data or b"")
-        if isinstance(model, SendMessage):
-            found.append(model)
+        with contextlib.suppress(NotFoundError):  # acked, fired or deleted
+            found.append(await env.bus.js.get_msg("OUTBOUND", seq))
     return found
+
+
+async def waiting(env: Env) -> list[SendMessage]:
+    """The send commands waiting in the OUTBOUND stream."""
+    models = [decode(r.subject or "", r.headers or {}, r.data or b"") for r in await stored(env)]
+    return [m for m in models if isinstance(m, SendMessage)]
 
 
 async def settled_in_stream(env: Env) -> bool:
@@ -143,14 +144,7 @@ async def settled_in_stream(env: Env) -> bool:
 
 async def held(env: Env) -> list[RawStreamMsg]:
     """The sends waiting for their time as message schedules in the OUTBOUND stream."""
-    state = (await env.bus.js.stream_info("OUTBOUND")).state
-    found = []
-    for seq in range(state.first_seq, state.last_seq + 1):
-        with contextlib.suppress(NotFoundError):  # acked, fired or deleted
-            raw = await env.bus.js.get_msg("OUTBOUND", seq)
-            if (raw.subject or "").startswith("cmd.outbound.held."):
-                found.append(raw)
-    return found
+    return [r for r in await stored(env) if (r.subject or "").startswith("cmd.outbound.held.")]
 
 
 @pytest.mark.parametrize("field", ["not_before", "expires_at"])
@@ -305,9 +299,7 @@ async def test_a_send_due_after_the_stream_would_drop_its_command_leaves_once_on
         box, nats_url, monkeypatch, accounts, timeout=30, SWITCHBOARD_HOLD_HOP_S="1"
     ) as stack:
         env = Env(**vars(stack), nats_url=nats_url)
-        config = (await env.bus.js.stream_info("OUTBOUND")).config
-        config.max_age, config.duplicate_window = 3.0, 1.0
-        await env.bus.js.update_stream(config)
+        await keep_only(env.bus, "OUTBOUND", 3.0)
         due = datetime.now(UTC) + timedelta(seconds=8)
         await env.schedule("far ahead", "sch-far", due.isoformat())
         at = await env.sent_eventually("far ahead", timeout=60)

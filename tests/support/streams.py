@@ -96,3 +96,12 @@ def delivered(enc: Encoded, stream: str, seq: int) -> Msg:
     projections read of a message's metadata: its stream sequence, from the reply subject)."""
     reply = f"$JS.ACK.{stream}.c.1.{seq}.{seq}.0.0"
     return Msg(None, subject=enc.subject, reply=reply, data=enc.body, headers=enc.headers)  # type: ignore[arg-type]
+
+
+async def keep_only(bus: Bus, stream: str, seconds: float) -> None:
+    """Make ``stream`` (or a bucket's ``KV_<name>``) drop a message ``seconds`` after it was
+    stored, as its days-long ``max_age`` does in a deployment; its duplicate window, which
+    may not be longer, shrinks to a second."""
+    config = (await bus.js.stream_info(stream)).config
+    config.max_age, config.duplicate_window = seconds, 1.0
+    await bus.js.update_stream(config)
