@@ -238,6 +238,45 @@ async def test_a_send_scheduled_for_a_person_erased_meanwhile_never_leaves(env: 
     assert env.sent("for zoe") == []
 
 
+async def test_a_send_still_in_the_lane_when_its_person_is_erased_never_leaves(env: Env) -> None:
+    """The CRM erases a contact while a send to them waits in the lane's backlog, not yet
+    taken by any sender (so no record of it exists to stop): it fails as erased, naming the
+    marker, and is never sent. A send to someone else in the same backlog goes, and so does
+    a send to the erased person published after the erasure (they may write again). Before,
+    the backlog's send went out after the erasure."""
+    js = env.bus.js
+    await js.pause_consumer("OUTBOUND", "outbound-sends", "2099-01-01T00:00:00Z")
+    await env.bus.publish(text_send("lane-zoe", "4001", "lane for zoe"), workspace_id="demo")
+    await env.bus.publish(text_send("lane-ann", "4002", "lane for ann"), workspace_id="demo")
+    assert sorted(m.message_id for m in await waiting(env)) == ["lane-ann", "lane-zoe"]
+    erased = ContactErased(
+        contact_id="ct_zoe", identity_hashes=[identity_hash("demo", "telegram", "4001")]
+    )
+    ack = await env.bus.publish(erased, workspace_id="demo")
+
+    async def erasure_done() -> bool:
+        info = await js.consumer_info("CRM", "outbound-erasure")
+        return info.ack_floor.stream_seq >= ack.seq
+
+    await eventually(erasure_done, timeout=30)
+    await js.resume_consumer("OUTBOUND", "outbound-sends")
+    await env.sent_eventually("lane for ann", timeout=30)
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    found = await status(env, "lane-zoe")
+    h = identity_hash("demo", "telegram", "4001")
+    assert (found["status"], found["error_code"], found["recipient"]) == (
+        "failed", "erased", marker(h),
+    )  # fmt: skip
+    failed = [e for e in await deliveries(env, "lane-zoe") if isinstance(e, DeliveryFailed)]
+    assert [(e.error_code, e.recipient) for e in failed] == [("erased", marker(h))]
+    assert await list_dead_letters(env.bus) == []
+    # after the erasure, a send to the same chat is someone writing again: it goes
+    await env.bus.publish(text_send("lane-zoe-2", "4001", "zoe again"), workspace_id="demo")
+    await env.sent_eventually("zoe again", timeout=30)
+    assert env.sent("lane for zoe") == []
+    assert len(env.sent("lane for ann")) == 1
+
+
 async def test_a_command_that_finds_its_send_stopped_by_an_erasure_is_acked_unsent(
     env: Env,
 ) -> None:

@@ -83,3 +83,29 @@ def test_a_campaign_batch_names_the_erased_by_their_marker_and_keeps_its_positio
     assert erasure.scrub_rows(scrubbed, "w", ("telegram", "mtproto"), frozenset({h})) is None
     assert erasure.scrub_rows(rows, "w", ("telegram",), frozenset({h})) is None  # other channel
     assert erasure.scrub_rows(rows, "x", ("mtproto",), frozenset({h})) is None  # other workspace
+
+
+def test_an_erasure_s_line_stops_the_person_s_commands_behind_it_only() -> None:
+    h = erasure.identity_hash("w", "telegram", "4001")
+    stones = {erasure.tombstone_key("w", h): erasure.Tombstone(before=10, cause="e1")}
+    cases = [  # (workspace, channel, recipient, stream sequence) -> marker or None
+        (("w", "telegram", "4001", 3), erasure.marker(h)),
+        (("w", "telegram", "4001", 10), erasure.marker(h)),  # the line itself
+        (("w", "telegram", "4001", 11), None),  # published after: someone writing again
+        (("w", "telegram", "4002", 3), None),  # someone else
+        (("w", "viber", "4001", 3), None),  # the same id on another channel is another one
+        (("other", "telegram", "4001", 3), None),  # another workspace's chat 4001
+        (("w", "telegram", erasure.marker(h), 3), None),  # already named by the marker
+    ]
+    for args, expected in cases:
+        assert erasure.erased_as(stones, *args) == expected, args
+    assert erasure.erased_as({}, "w", "telegram", "4001", 3) is None
+
+
+def test_tombstones_are_forgotten_once_every_command_behind_them_has_left() -> None:
+    mirror = erasure.ErasedSends(None)  # type: ignore[arg-type]  # no bucket before run()
+    mirror.entries = {"a": erasure.Tombstone(before=5), "b": erasure.Tombstone(before=9)}
+    mirror.prune(first_seq=6)  # sequences up to 5 are gone from the stream
+    assert list(mirror.entries) == ["b"]
+    mirror.prune(first_seq=9)  # 9 may still be there
+    assert list(mirror.entries) == ["b"]

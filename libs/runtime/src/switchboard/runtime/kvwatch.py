@@ -148,20 +148,25 @@ async def _pending(watcher: KeyValue.KeyWatcher, *, delivered: bool = False) -> 
 
 
 class Mirror(Generic[T]):
-    """Every entry of a KV bucket, parsed, in ``entries`` by key and kept current by
-    :meth:`run`: a deleted entry leaves, one that cannot be parsed is logged (``unreadable
-    <what>``) and left out. ``bucket`` gives the bucket when the watch starts (a cache asks
-    nothing of its store before that)."""
+    """Every entry of a KV bucket (under ``keys``), parsed, in ``entries`` by key and kept
+    current by :meth:`run`: a deleted entry leaves, one that cannot be parsed is logged
+    (``unreadable <what>``) and left out. ``bucket`` gives the bucket when the watch starts
+    (a cache asks nothing of its store before that)."""
 
     def __init__(
-        self, bucket: Callable[[], KeyValue], parse: Callable[[str, bytes], T], what: str
+        self,
+        bucket: Callable[[], KeyValue],
+        parse: Callable[[str, bytes], T],
+        what: str,
+        *,
+        keys: str = ">",
     ) -> None:
-        self.bucket, self.parse, self.what = bucket, parse, what
+        self.bucket, self.parse, self.what, self.keys = bucket, parse, what, keys
         self.entries: dict[str, T] = {}
         self.loaded = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await follow(self.bucket(), self._apply, self.loaded, stop)
+        await follow(self.bucket(), self._apply, self.loaded, stop, keys=self.keys)
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         key, value = entry.key, entry.value

@@ -44,7 +44,7 @@ from switchboard.outbound.campaigns.state import CampaignStore
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
-from switchboard.outbound.erasure import forget
+from switchboard.outbound.erasure import ErasedSends, forget
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
 from switchboard.outbound.interactions import Interactions
@@ -76,6 +76,7 @@ from switchboard.runtime.integrations import Prober, add_integrations_route
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.objectstore import open_store
 from switchboard.runtime.ownership import NotFoundError, require
+from switchboard.runtime.periodic import every
 from switchboard.runtime.provider_checks import Endpoints
 from switchboard.runtime.schedules import require_schedules
 from switchboard.runtime.service import Runtime
@@ -231,6 +232,17 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         # Which accounts of a campaign's pool take its sends: one paused longer than this
         # (a long FLOOD_WAIT), revoked or restricted drops out and its sends move.
         health = PoolHealth(cache, pauses, settings.campaign_patience_s, clock=clock.now)
+        erased = ErasedSends(sends_kv)
+        rt.spawn("erasure-tombstones", lambda: erased.run(rt.stop))
+        await asyncio.wait_for(erased.loaded.wait(), 10)
+
+        async def prune_tombstones() -> None:
+            erased.prune((await rt.bus.js.stream_info(OUTBOUND.name)).state.first_seq)
+
+        rt.spawn(
+            "erasure-tombstones-prune",
+            lambda: every(3600, rt.stop, prune_tombstones, "pruning erasure tombstones failed"),
+        )
         sender = Sender(
             bus=rt.bus,
             accounts=cache,
@@ -244,6 +256,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             schedule=schedule,
             uploads=uploads,
             pool=health,
+            erased=erased,
             clock=clock.now,
         )
         commands = CampaignCommands(rt.bus, store, view, cache, clock.utcnow)
@@ -299,13 +312,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         for item in lanes:
             rt.spawn(item.spec.durable, item.run)
 
-        async def erased(msg: Any) -> None:
+        async def erase(msg: Any) -> None:
             d = decode_or_reject(msg)
             if isinstance(d.model, ContactErased):
                 hashes = frozenset(d.model.identity_hashes)
                 await forget(sends_kv, d.envelope.workspace_id, hashes, rt.bus, d.envelope)
 
-        subscribers.spawn(rt, ERASURE.durable.name, {ERASURE: erased})
+        subscribers.spawn(rt, ERASURE.durable.name, {ERASURE: erase})
         supervisor = CampaignSupervisor(
             rt.bus,
             store,

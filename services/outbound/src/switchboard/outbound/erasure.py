@@ -12,6 +12,15 @@ when it comes (``Sender``). The campaigns' stored recipient batches of the works
 the person by the marker from then on: the fan-out sends to the marker, which the sender
 fails as erased without calling the provider, so the campaign still counts every position.
 
+A send still in the lanes, its command not yet taken by any sender, has no record to scrub.
+The erasure leaves a tombstone per identity (``erased.<token>`` in the same bucket): every
+command of ``OUTBOUND`` up to the stream's last sequence at that moment, to that identity,
+is the erased person's. Each sender follows the tombstones (:class:`ErasedSends`) and
+fails such a command as erased, naming the marker, before anything names the person.
+Stream sequences, not times, draw the line: a send to the same chat published after the
+erasure is someone writing again, and goes. Before, a backlog's send to the person went
+out after the erasure.
+
 Records live 8 days (the bucket's TTL), so a scan of the bucket per erasure is bounded; an
 erasure is rare. Each record is rewritten with compare-and-set, so a send updating its
 record at the same moment is never overwritten: the scan retries that record.
@@ -20,26 +29,31 @@ record at the same moment is never overwritten: the scan retries that record.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import orjson
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
+from pydantic import BaseModel
 
 from switchboard.events import Envelope
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliveryFailed
+from switchboard.events.streams import OUTBOUND
 from switchboard.outbound.attempts import Attempt, Step
 from switchboard.outbound.campaigns.pool import members
 from switchboard.outbound.campaigns.state import STATE_KEYS, CampaignState, CampaignStore
+from switchboard.outbound.kvmodels import scoped
 from switchboard.outbound.outcomes import ERASED, ERASED_REASON, failure_of
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kv import current, entries_of
+from switchboard.runtime.kvwatch import Mirror
 
 RECORDS = "send.>"  # the attempt records (the bucket also holds campaigns and keys)
+TOMBSTONES = "erased.>"
 
 
 def identity_hash(workspace: str, channel: str, recipient: str) -> str:
@@ -84,13 +98,64 @@ def scrub(record: Attempt, workspace: str, hashes: frozenset[str]) -> Attempt | 
     h = identity_hash(workspace, record.channel, record.recipient)
     if h not in hashes:
         return None
-    history = [Step(status=s.status, at=s.at, attempt=s.attempt) for s in record.history]
-    fixed = record.model_copy(update={"recipient": marker(h), "reason": None, "history": history})
+    fixed = blanked(record, marker(h))
     if record.done:
         return fixed
     return fixed.step(
         "failed", reason=f"{ERASED}: {ERASED_REASON}", error_code=ERASED, permanent=True
     )
+
+
+def blanked(record: Attempt, mark: str) -> Attempt:
+    """``record`` naming the person by ``mark``, without the provider's reasons (they can
+    quote the recipient)."""
+    history = [Step(status=s.status, at=s.at, attempt=s.attempt) for s in record.history]
+    return record.model_copy(update={"recipient": mark, "reason": None, "history": history})
+
+
+class Tombstone(BaseModel):
+    """An erasure's line through the lanes: the commands of ``OUTBOUND`` up to sequence
+    ``before`` to the identity are the erased person's. ``cause`` is the erasure event's id,
+    so a redelivery of it does not move the line over sends made since."""
+
+    before: int
+    cause: str = ""
+
+
+def tombstone_key(workspace: str, hash_: str) -> str:
+    return "erased." + scoped(workspace, hash_)
+
+
+def erased_as(
+    tombstones: Mapping[str, Tombstone], workspace: str, channel: str, recipient: str, seq: int
+) -> str | None:
+    """The marker a command (stream sequence ``seq``) to ``recipient`` names its erased
+    person by; None when no erasure drew its line past it. Pure: tested without NATS."""
+    if not tombstones or recipient.startswith(MARK):  # no keyed hash while none exist
+        return None
+    h = identity_hash(workspace, channel, recipient)
+    found = tombstones.get(tombstone_key(workspace, h))
+    return marker(h) if found is not None and seq <= found.before else None
+
+
+class ErasedSends(Mirror[Tombstone]):
+    """Every sender's copy of the tombstones, so a command is checked without a round trip."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        super().__init__(lambda: kv, _tombstone, "erasure tombstone", keys=TOMBSTONES)
+
+    def marker_for(self, workspace: str, channel: str, recipient: str, seq: int) -> str | None:
+        return erased_as(self.entries, workspace, channel, recipient, seq)
+
+    def prune(self, first_seq: int) -> None:
+        """Forget the lines every command behind them has left the stream by (the bucket's
+        TTL drops the tombstones without a word to the watch)."""
+        for key in [k for k, t in self.entries.items() if t.before < first_seq]:
+            del self.entries[key]
+
+
+def _tombstone(_key: str, value: bytes) -> Tombstone:
+    return Tombstone.model_validate_json(value)
 
 
 def withdrawn(record: Attempt, workspace: str, markers: frozenset[str]) -> bool:
@@ -110,6 +175,7 @@ async def forget(
     among them that had not left; returns how many records were scrubbed."""
     if not hashes:
         return 0
+    await _bury(kv, bus, workspace, hashes, cause)
     done = 0
     markers = frozenset(marker(h) for h in hashes)
     for entry in await entries_of(kv, RECORDS):  # every record (a watch could end early)
@@ -122,6 +188,22 @@ async def forget(
             await _withdraw(bus, record, cause)
     await _scrub_campaigns(kv, workspace, hashes)
     return done
+
+
+async def _bury(
+    kv: KeyValue, bus: Bus, workspace: str, hashes: frozenset[str], cause: Envelope | None
+) -> None:
+    """A tombstone per identity, before the records are scanned: every command now in
+    ``OUTBOUND`` is behind its line (a sender that takes one meanwhile makes a record the
+    scan may miss, and checks the line first)."""
+    before = (await bus.js.stream_info(OUTBOUND.name)).state.last_seq
+    cause_id = "" if cause is None else cause.id
+    for h in hashes:
+        key = tombstone_key(workspace, h)
+        entry = await current(kv, key)
+        if entry is not None and cause_id and _tombstone(key, entry.value).cause == cause_id:
+            continue  # this erasure delivered again: its line stays where it was drawn
+        await kv.put(key, Tombstone(before=before, cause=cause_id).model_dump_json().encode())
 
 
 async def _scrub_campaigns(kv: KeyValue, workspace: str, hashes: frozenset[str]) -> None:

@@ -252,6 +252,8 @@ class Sender:
     uploads: Uploads | None = None  # files named by upload_id are read back from here
     # Which accounts of a campaign's pool can take its sends (None: no moving).
     pool: PoolHealth | None = None
+    # The erasures' lines through the lanes (None: no erasure stops a command in them).
+    erased: erasure.ErasedSends | None = None
     clock: Callable[[], float] = time.time
     round_trips: RoundTrips = field(default_factory=RoundTrips)
     # Commands arriving together are admitted a few at a time: hundreds of records and
@@ -287,16 +289,26 @@ class Sender:
         self, cmd: SendMessage, env: Envelope, msg: Msg, consumer: str
     ) -> tuple[Outcome, Attempt, Account, MessagingClient] | None:
         """Record and announce a command, and check it may go (None: it was settled)."""
+        seq = msg.metadata.sequence.stream
+        mark = (
+            None
+            if self.erased is None
+            else self.erased.marker_for(env.workspace_id, cmd.channel.value, cmd.recipient, seq)
+        )
         first = Attempt(
             message_id=cmd.message_id,
             workspace_id=env.workspace_id,
             channel=cmd.channel.value,
             account=cmd.account,
-            recipient=cmd.recipient,
+            recipient=mark or cmd.recipient,
             campaign_id=cmd.campaign_id,
-            fingerprint=fingerprint(cmd),
-            owner=msg.metadata.sequence.stream,
+            fingerprint=fingerprint(cmd),  # of the command as sent: a redelivery matches
+            owner=seq,
         ).step("queued")
+        if mark is not None:
+            # In the lanes when its person was erased (``erasure``): from here on it names
+            # them by the marker, and fails below as a campaign's erased recipient does.
+            cmd = cmd.model_copy(update={"recipient": mark})
         job = Outcome(self.bus, self.attempts, self.campaigns, cmd, env, msg, consumer)
         claimed = await self._claim(first, job)
         if claimed is None:
@@ -332,8 +344,10 @@ class Sender:
             await job.fail(record, "expired before it could be sent", "expired", permanent=True)
             return None
         if cmd.recipient.startswith(erasure.MARK):
-            # A campaign's recipient erased before the fan-out reached them (``erasure``):
-            # failed unsent, so the campaign still counts the position.
+            # A campaign's recipient erased before the fan-out reached them, or a command
+            # in the lanes at the erasure (``erasure``): failed unsent, so a campaign still
+            # counts the position. A record its sender made meanwhile forgets the person too.
+            record = erasure.blanked(record, cmd.recipient)
             await job.fail(record, ERASED_REASON, ERASED, permanent=True)
             return None
         if cmd.not_before is not None:
