@@ -330,6 +330,51 @@ async def test_a_new_post_cut_by_a_crash_before_its_send_is_queued_still_goes_ou
     assert post["message_id"] == created[0]
 
 
+async def test_a_post_retried_under_its_idempotency_key_is_made_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client whose POST died half-way (500), or whose answer was lost, retries with the
+    same ``Idempotency-Key``: one post, published once, and its answer; a repeat after that
+    gets the same answer again (``Idempotent-Replayed``); another body under the key is 422
+    naming the conflict; another workspace's same key is its own. Before, the key was
+    ignored: the retry was refused by the gap check as if its own post were someone else's,
+    or (forced) made a second post, published twice."""
+    keyed = {**A, "Idempotency-Key": "launch-post"}
+    body = {"destination": DEST, "at": ahead(3), "content": {"kind": "text", "text": "launch"}}
+    publish = Bus.publish
+
+    async def crashing_publish(self: Bus, message: Any, *args: Any, **kw: Any) -> Any:
+        if isinstance(message, SendMessage) and message.message_id.startswith("post-"):
+            monkeypatch.setattr(Bus, "publish", publish)
+            raise CrashError("before_queue")
+        return await publish(self, message, *args, **kw)
+
+    monkeypatch.setattr(Bus, "publish", crashing_publish)
+    r = await env.call("POST", "/v1/calendar/posts", auth=keyed, json=body)
+    assert r.status_code == 500  # the request died half-way
+    r = await env.call("POST", "/v1/calendar/posts", auth=keyed, json=body)
+    assert r.status_code == 201, r.text
+    post = r.json()
+    again = await env.call("POST", "/v1/calendar/posts", auth=keyed, json=body)
+    assert (again.status_code, again.json()) == (201, post)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = {**body, "content": {"kind": "text", "text": "another"}}
+    r = await env.call("POST", "/v1/calendar/posts", auth=keyed, json=other)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "idempotency_conflict"
+    r = await env.call("POST", "/v1/calendar/posts", auth={**B, "Idempotency-Key": "launch-post"},
+                       json=body)  # fmt: skip
+    assert r.status_code == 404, r.text  # B's own request: B has no account "shop"
+
+    async def sent() -> list[str] | None:
+        texts = [m["text"] for m in env.channel_posts()]
+        return texts if texts else None
+
+    assert await eventually(sent, timeout=60, message="the post went out") == ["launch"]
+    (listed,) = (await env.call("GET", "/v1/calendar")).json()["posts"]
+    assert listed["post_id"] == post["post_id"]
+
+
 async def test_a_move_cut_by_a_crash_is_finished_by_the_next_read(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,10 +26,10 @@ from tests.support.streams import stream_messages
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import SendMessage
-from switchboard.outbound.attempts import fingerprint
 from switchboard.outbound.idempotency import Claim, IdempotencyKeys
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.fingerprint import fingerprint
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 

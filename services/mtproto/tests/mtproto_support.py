@@ -102,6 +102,19 @@ class World:
             )  # fmt: skip
             assert r.status_code == 201, r.text
 
+    async def seller_and_buyer(
+        self, phones: tuple[str, str], buyer: str, session_id: str
+    ) -> tuple[Any, Any, str]:
+        """A seller (the first phone) whose session is imported as ``session_id`` on a new
+        gateway and connected, and a buyer with the username ``buyer``: (seller, buyer,
+        the gateway's URL)."""
+        seller, keys = self.fake.add_user(phones[0], first_name="Sal", sessions=1)
+        customer, _ = self.fake.add_user(phones[1], first_name="Buyer", username=buyer)
+        base = await self.gateway(instance_id="g1")
+        await self.import_session(base, session_id, keys[0].session)
+        await eventually(lambda: self.connected(keys[0].key_id), message="connected")
+        return seller, customer, base
+
     async def connected(self, key_id: str) -> bool:
         log = self.fake.connection_log(key_id=key_id)
         return bool(log["active"])

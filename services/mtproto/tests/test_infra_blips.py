@@ -105,11 +105,9 @@ async def test_a_sent_message_whose_outcome_cannot_be_recorded_a_while_is_sent_o
         return await execute(self, query, *args, **kw)
 
     async with world(nats_url, postgres_url) as w:
-        ann, keys = w.fake.add_user("+15556660021", first_name="Ann", sessions=1)
-        buyer, _ = w.fake.add_user("+15556660022", first_name="Buyer", username="buyer_blip")
-        base = await w.gateway(instance_id="g1")
-        await w.import_session(base, "ann", keys[0].session)
-        await eventually(lambda: w.connected(keys[0].key_id), message="connected")
+        ann, buyer, base = await w.seller_and_buyer(
+            ("+15556660021", "+15556660022"), "buyer_blip", "ann"
+        )
         monkeypatch.setattr(asyncpg.pool.Pool, "execute", away)
         async with w.http(base) as http:
             body = {"message_id": "blip-1", "peer": "@buyer_blip", "text": "only once"}

@@ -124,3 +124,52 @@ async def test_a_send_whose_events_failed_to_publish_publishes_them_once_not_twi
         assert failed == ["once-1"]
         assert [d.model.message_id for d in delivered] == ["once-1"]
         assert [m["text"] for m in w.fake.messages(buyer, user=seller)] == ["just once"]
+
+
+async def test_a_message_id_taken_by_one_text_is_refused_to_another(
+    nats_url: str, postgres_url: str
+) -> None:
+    """The same message_id with another text, once the first is on record: the API answers
+    422 naming the conflict, and a command over the bus with it is refused by the session's
+    holder (``mtproto.command_rejected``, 409); a repeat of the same body answers 202 with
+    its status. The buyer gets the first text only. Before, the API answered 202 ``sent``
+    for a text that was never sent, and a bus producer was never told."""
+    async with world(nats_url, postgres_url) as w:
+        seller, buyer, base = await w.seller_and_buyer(
+            ("+15557770021", "+15557770022"), "buyer_dup", "sal"
+        )
+        async with w.http(base) as http:
+            first = {"message_id": "dup-1", "peer": "@buyer_dup", "text": "first"}
+            r = await http.post("/v1/sessions/sal/messages", json=first)
+            assert r.status_code == 202, r.text
+            await wait_for_event(
+                nats_url, "delivery.sent", stream_name="DELIVERY", message_id="dup-1"
+            )
+            other = {**first, "text": "second"}
+            r = await http.post("/v1/sessions/sal/messages", json=other)
+            assert r.status_code == 422, r.text
+            assert r.json()["code"] == "idempotency_conflict"
+            assert "dup-1" in r.json()["detail"]
+            r = await http.post("/v1/sessions/sal/messages", json=first)
+            assert (r.status_code, r.json()["status"]) == (202, "sent"), r.text
+        bus = await Bus.connect(nats_url, name="test-dup-send")
+        try:
+            # over the bus, after JetStream's duplicate window (shrunk here to a second): the
+            # same id is no duplicate for the stream any more
+            config = (await bus.js.stream_info("MTPROTO")).config
+            config.duplicate_window = 1.0
+            await bus.js.update_stream(config)
+            again = SendAsUser(session_id="sal", message_id="dup-1", peer="@buyer_dup", text="3")
+
+            async def stored() -> bool:
+                return not (await bus.publish(again, workspace_id="demo")).duplicate
+
+            await eventually(stored, timeout=30)
+        finally:
+            await bus.close()
+        refused = await wait_for_event(
+            nats_url, "mtproto.command_rejected", session_id="sal", command=SendAsUser.name
+        )
+        assert refused.model.status == 409  # type: ignore[attr-defined]
+        assert "dup-1" in refused.model.reason  # type: ignore[attr-defined]
+        assert [m["text"] for m in w.fake.messages(buyer, user=seller)] == ["first"]

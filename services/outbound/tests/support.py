@@ -22,9 +22,10 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
-from switchboard.outbound.attempts import Attempt, fingerprint
+from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.fingerprint import fingerprint
 from switchboard.sandbox import ManualClock, RetryPolicy, Sandbox, SandboxConfig
 from switchboard.sandbox.testing import serve
 

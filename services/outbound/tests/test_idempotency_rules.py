@@ -10,7 +10,7 @@ from switchboard.events import decode_message, encode
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import DeliverySent
 from switchboard.events.catalog.outbound import OutText, SendBulk, SendMessage
-from switchboard.outbound.attempts import Attempt, Verdict, fingerprint, record_key, verdict
+from switchboard.outbound.attempts import Attempt, Verdict, record_key, verdict
 from switchboard.outbound.idempotency import (
     Conflict,
     InFlight,
@@ -19,6 +19,7 @@ from switchboard.outbound.idempotency import (
     decide,
     key_of,
 )
+from switchboard.runtime.fingerprint import fingerprint
 
 from .support import record_of
 

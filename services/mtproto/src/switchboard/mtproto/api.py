@@ -41,6 +41,7 @@ from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.auth import ApiKeyAuth, require_operator, require_scope
 from switchboard.runtime.deps import NotStartedError
+from switchboard.runtime.fingerprint import fingerprint, taken_reason
 from switchboard.runtime.http import error
 from switchboard.runtime.keys import Scope
 
@@ -469,6 +470,8 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
             # Only ever a session of the same workspace: send ids are per workspace.
             return error(409, "id_taken", "that message_id is in use by another session")
         cmd = SendAsUser(session_id=session_id, **body.model_dump())
+        if done is not None and done.taken_by_another(fingerprint(cmd)):
+            return error(422, "idempotency_conflict", taken_reason(body.message_id))
         await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects
         await gw.bus.publish(cmd, workspace_id=record.workspace_id)
         status = done.status if done else "accepted"

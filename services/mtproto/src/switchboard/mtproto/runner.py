@@ -99,6 +99,7 @@ from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.failures import Failure, RetryPolicy, classify, describe
+from switchboard.runtime.fingerprint import fingerprint, taken_reason
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
 
@@ -891,6 +892,14 @@ class SessionRunner:
             await holder_serve.done(self.deps.bus, msg)
             return False
         done = await self.deps.state.send_record(self.workspace_id, cmd.message_id)
+        body = fingerprint(cmd)
+        if done is not None and done.taken_by_another(body):
+            # Not a repeat: another body under a taken id is refused, the send it names
+            # left as it is (the API refuses it too, once the first is on record).
+            taken = actions.Result(409, reason=taken_reason(cmd.message_id))
+            await actions.reject(self.deps.bus, envelope, cmd.name, self.session_id, taken)
+            await holder_serve.done(self.deps.bus, msg)
+            return False
         if done is not None and done.status in ("sent", "failed"):
             if not done.outcome_published:
                 await self._publish_recorded(client, cmd, done)
@@ -899,7 +908,7 @@ class SessionRunner:
         started = time.monotonic()
         while True:
             attempt = await self.deps.state.send_attempt(
-                self.workspace_id, cmd.message_id, self.session_id
+                self.workspace_id, cmd.message_id, self.session_id, body
             )
             try:
                 peer = await self._resolve_ref(client, cmd.peer)

@@ -83,6 +83,11 @@ class SendRecord:
     reason: str | None
     updated_at: datetime | None = None
     outcome_published: bool = True
+    fingerprint: str | None = None  # of the body the id was first used with (None: before 007)
+
+    def taken_by_another(self, fingerprint: str) -> bool:
+        """Whether the id is another body's: a command with ``fingerprint`` is not a repeat."""
+        return self.fingerprint is not None and self.fingerprint != fingerprint
 
 
 def _subscription(row: asyncpg.Record) -> Subscription:
@@ -358,17 +363,23 @@ class StateStore:
             return None
         return from_row(SendRecord, row)
 
-    async def send_attempt(self, workspace: str, message_id: str, session_id: str) -> int:
-        """Count an attempt (creating the record); returns the attempt number."""
+    async def send_attempt(
+        self, workspace: str, message_id: str, session_id: str, fingerprint: str | None = None
+    ) -> int:
+        """Count an attempt (creating the record, with the ``fingerprint`` of the body the id
+        is first used with); returns the attempt number."""
         value = await self.pool.fetchval(
-            """INSERT INTO sends (workspace_id, message_id, session_id, status, attempts)
-               VALUES ($1, $2, $3, 'sending', 1)
+            """INSERT INTO sends (workspace_id, message_id, session_id, status, attempts,
+                                  fingerprint)
+               VALUES ($1, $2, $3, 'sending', 1, $4)
                ON CONFLICT (workspace_id, message_id) DO UPDATE
-                   SET attempts = sends.attempts + 1, updated_at = now()
+                   SET attempts = sends.attempts + 1, updated_at = now(),
+                       fingerprint = COALESCE(sends.fingerprint, EXCLUDED.fingerprint)
                RETURNING attempts""",
             workspace,
             message_id,
             session_id,
+            fingerprint,
         )
         return int(value)
 

@@ -29,7 +29,7 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
 )
 from switchboard.events.streams import OUTBOUND
-from switchboard.outbound.attempts import Attempts, fingerprint
+from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.bootstrap import OutboundDeps
 from switchboard.outbound.calendar.api import CalendarPorts
 from switchboard.outbound.calendar.api import router as calendar_router
@@ -46,7 +46,7 @@ from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
 from switchboard.outbound.erasure import ErasedSends, forget
 from switchboard.outbound.http import provider_http
-from switchboard.outbound.idempotency import Conflict, IdempotencyKeys, InFlight, Replay
+from switchboard.outbound.idempotency import IdempotencyKeys
 from switchboard.outbound.interactions import Interactions
 from switchboard.outbound.lanes import Lane
 from switchboard.outbound.media_limits import TooLarge, largest_limit, limit_of, too_large
@@ -71,6 +71,7 @@ from switchboard.runtime.breaker import Breakers
 from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.deps import NotStartedError, Wired
+from switchboard.runtime.fingerprint import fingerprint
 from switchboard.runtime.http import error, invalid
 from switchboard.runtime.integrations import Prober, add_integrations_route
 from switchboard.runtime.logging import get_logger, register_secret
@@ -276,9 +277,16 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )
         app.state.campaigns = CampaignPorts(rt.bus, store, cache)
         calendar_kv = await rt.bus.kv("calendar")
+        post_keys = IdempotencyKeys(
+            sends_kv,
+            "posts",
+            settings.idempotency_retention_s,
+            settings.idempotency_lease_s,
+            wall=clock.utcnow,
+        )
         app.state.calendar = CalendarPorts(
             rt.bus, cache, attempts, desk, Templates(calendar_kv), Posts(calendar_kv),
-            timedelta(seconds=settings.calendar_gap_s),
+            timedelta(seconds=settings.calendar_gap_s), post_keys,
         )  # fmt: skip
         grace = settings.shutdown_grace_s * 0.75
 
@@ -404,32 +412,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             oversize = await deps().url_sizes.too_large(cmd)
         if oversize is not None:
             return error(413, "too_large", oversize.reason, field=oversize.field)
-        keys = deps().keys
-        decision = await keys.begin(ws, cmd.message_id, fingerprint(cmd))
-        if isinstance(decision, Conflict):
-            return error(
-                422,
-                "idempotency_conflict",
-                f"message_id {cmd.message_id!r} was used with another request body; "
-                "send new content under a new message_id / Idempotency-Key",
-            )
-        if isinstance(decision, InFlight):
-            return error(
-                409,
-                "request_in_flight",
-                "a request with this message_id is still being handled; retry shortly",
-                headers={"Retry-After": str(decision.retry_after)},
-            )
-        if isinstance(decision, Replay):
-            return JSONResponse(decision.body, decision.status, {"Idempotent-Replayed": "true"})
-        try:
+
+        async def accepted() -> tuple[int, dict[str, Any]]:
             await deps().bus.publish(cmd, workspace_id=ws)
-        except BaseException:
-            await keys.release(decision)
-            raise
-        answer = {"message_id": cmd.message_id, "status": "accepted"}
-        await keys.complete(decision, 202, answer)
-        return JSONResponse(answer, 202)
+            return 202, {"message_id": cmd.message_id, "status": "accepted"}
+
+        what = "message_id / Idempotency-Key"
+        return await deps().keys.answered(ws, cmd.message_id, fingerprint(cmd), accepted, what)
 
     @app.post(
         "/v1/uploads",

@@ -12,13 +12,11 @@ instance, so a duplicate is possible only for sends in flight at the moment of a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-import orjson
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
@@ -103,15 +101,6 @@ class Attempt(BaseModel):
 def record_key(workspace: str, message_id: str) -> str:
     """The KV key of a message's record: ids are unique per workspace only."""
     return "send." + scoped(workspace, message_id)
-
-
-def fingerprint(cmd: Message) -> str:
-    """The hash of a command's canonical body (its type and fields, keys sorted)."""
-    body = orjson.dumps(
-        [cmd.type_name(), cmd.model_dump(mode="json", exclude_none=True)],
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.sha256(body).hexdigest()
 
 
 class Verdict(StrEnum):

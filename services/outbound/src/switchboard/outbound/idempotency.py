@@ -20,7 +20,7 @@ import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -29,8 +29,10 @@ import orjson
 from nats.js.errors import APIError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
+from starlette.responses import JSONResponse, Response
 
 from switchboard.outbound.kvmodels import scoped
+from switchboard.runtime.http import error
 from switchboard.runtime.kv import current
 from switchboard.runtime.lru import remember
 
@@ -156,6 +158,44 @@ class IdempotencyKeys:
                 return Claim(kv_key, fp, revision)
             except KeyWrongLastSequenceError:
                 continue  # another request took it first: look again
+
+    async def answered(
+        self,
+        workspace: str,
+        key: str,
+        fp: str,
+        make: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+        what: str = "Idempotency-Key",
+    ) -> Response:
+        """The answer to a request under ``key`` (``what`` names it to the caller): ``make``'s,
+        made once and remembered; the remembered one again for a repeat (marked
+        ``Idempotent-Replayed``); 422 for another body, 409 with ``Retry-After`` while the
+        first is in flight. A request that raises (a refusal, a crash) forgets its claim, so
+        that a retry is handled afresh."""
+        decision = await self.begin(workspace, key, fp)
+        if isinstance(decision, Conflict):
+            return error(
+                422,
+                "idempotency_conflict",
+                f"{what} {key!r} was used with another request body; "
+                f"send new content under a new {what}",
+            )
+        if isinstance(decision, InFlight):
+            return error(
+                409,
+                "request_in_flight",
+                f"a request with this {what} is still being handled; retry shortly",
+                headers={"Retry-After": str(decision.retry_after)},
+            )
+        if isinstance(decision, Replay):
+            return JSONResponse(decision.body, decision.status, {"Idempotent-Replayed": "true"})
+        try:
+            status, body = await make()
+        except BaseException:
+            await self.release(decision)
+            raise
+        await self.complete(decision, status, body)
+        return JSONResponse(body, status)
 
     async def complete(self, claim: Claim, status: int, body: dict[str, Any]) -> None:
         """Remember the answer given to the claiming request."""

@@ -47,7 +47,6 @@ from switchboard.outbound.attempts import (
     Attempts,
     Verdict,
     claim,
-    fingerprint,
 )
 from switchboard.outbound.campaigns.pool import (
     MOVED,
@@ -101,6 +100,7 @@ from switchboard.runtime.delivery.provider_failures import (
     decide,
 )
 from switchboard.runtime.dlq import dead_letter_msg
+from switchboard.runtime.fingerprint import fingerprint, taken_reason
 from switchboard.runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -405,11 +405,7 @@ class Sender:
             return record, created
         REPEATS.labels(decided.value).inc()
         if decided is Verdict.CONFLICT:
-            await job.reject(
-                f"message_id {first.message_id!r} is taken by a command with another body; "
-                "send new content under a new message_id",
-                "idempotency_conflict",
-            )
+            await job.reject(taken_reason(first.message_id), "idempotency_conflict")
         else:
             await job.msg.ack()  # the first command still waits in the stream: it sends
         return None

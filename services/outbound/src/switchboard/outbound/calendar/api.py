@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import JSONResponse, Response
 
@@ -39,12 +39,15 @@ from switchboard.outbound.calendar.templates import (
     TemplateText,
     render,
 )
+from switchboard.outbound.idempotency import IdempotencyKeys
+from switchboard.outbound.kvmodels import scoped
 from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.outbound.schedule import Refusal, ScheduleDesk
 from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.fingerprint import body_fingerprint
 from switchboard.runtime.http import ProblemError, error, json_body
 from switchboard.runtime.ownership import NotFoundError
 
@@ -58,6 +61,7 @@ class CalendarPorts:
     templates: Templates
     posts: Posts
     gap: timedelta
+    keys: IdempotencyKeys  # of POST /v1/calendar/posts
 
 
 def _ports(request: Request) -> CalendarPorts:
@@ -207,7 +211,7 @@ async def _placed(ports: CalendarPorts, post: Post, force: bool, previous: Post 
 
 
 # How a change is carried out is the calendar's own business (the view shows its result).
-_INTERNAL = {"workspace_id", "unsettled", "replaces", "changed_at"}
+_INTERNAL = {"workspace_id", "unsettled", "replaces", "changed_at", "request"}
 
 
 async def _view(ports: CalendarPorts, post: Post) -> dict[str, Any]:
@@ -238,18 +242,47 @@ def _refused(answer: Refusal, post: Post) -> Response:
         422: {"description": "invalid post: naive or past time, missing variable, ..."},
     },
 )
-async def create_post(ws: Workspace, request: Request, new: Annotated[NewPost, _POST]) -> Response:
+async def create_post(
+    ws: Workspace,
+    request: Request,
+    new: Annotated[NewPost, _POST],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
     ports = _ports(request)
+    if idempotency_key is None:
+        status, body = await _create(ports, ws, new, uuid.uuid4().hex, None)
+        return JSONResponse(body, status)
+    fp = body_fingerprint("calendar.post", new)
+    # The key names the post, so a retry after a crash finds the post its first try wrote.
+    post_id = scoped(ws, "post", idempotency_key)[:32]
+    return await ports.keys.answered(
+        ws, idempotency_key, fp, lambda: _create(ports, ws, new, post_id, fp)
+    )
+
+
+async def _create(
+    ports: CalendarPorts, ws: str, new: NewPost, post_id: str, fp: str | None
+) -> tuple[int, dict[str, Any]]:
+    """Make the post ``post_id`` (or finish the one a keyed request with the same body,
+    ``fp``, began before it crashed) and its answer."""
+    found = None if fp is None else await ports.posts.get(ws, post_id)
+    if found is not None:
+        if found.request != fp:
+            taken = "the Idempotency-Key was used with another request body; send new content "
+            raise ProblemError(error(422, "idempotency_conflict", taken + "under a new one"))
+        # the key's claim is this request's: whatever its first try left undone is ours now
+        post = await _settler(ports).settle(found)
+        return 201, await _view(ports, post)
     content, ref = await _content(ports, ws, new.destination, new.content, new.template)
-    post_id = uuid.uuid4().hex
     post = Post(
         post_id=post_id, workspace_id=ws, destination=new.destination, at=new.at,
         content=content, template=ref, message_id=f"post-{post_id}-0", unsettled=True,
+        request=fp,
     )  # fmt: skip
     await _checked(ports, ws, post)
     await _placed(ports, post, new.force, None)
     post = await _settler(ports).settle(post)
-    return JSONResponse(await _view(ports, post), 201)
+    return 201, await _view(ports, post)
 
 
 async def _owned(ports: CalendarPorts, ws: str, post_id: str) -> Post:

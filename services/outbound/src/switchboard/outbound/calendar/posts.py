@@ -104,6 +104,8 @@ class Post(BaseModel):
     unsettled: bool = False
     replaces: PostVersion | None = None
     changed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # The fingerprint of the keyed request (``Idempotency-Key``) that made it, if one did.
+    request: str | None = None
 
     def version(self) -> PostVersion:
         return PostVersion(
