@@ -371,3 +371,83 @@ async def _consumer_done(nats_url: str) -> bool:
         return info.num_pending == 0 and info.num_ack_pending == 0
     finally:
         await bus.close()
+
+
+def _wa_change(number: str, wamid: str, text: str) -> dict[str, object]:
+    body = json.loads(_wa_body(wamid))
+    change: dict[str, object] = body["entry"][0]["changes"][0]
+    value = change["value"]
+    assert isinstance(value, dict)
+    value["metadata"] = {"display_phone_number": "15550001111", "phone_number_id": number}
+    value["messages"][0]["text"] = {"body": text}
+    return change
+
+
+async def test_one_app_s_webhook_goes_to_each_number_s_own_workspace(ingest: Ingest) -> None:
+    """One Meta app posts every number's changes to its one callback URL: a body posted to
+    workspace demo's account holds changes for demo's number, for workspace other's number
+    of the same app, for a number of another app and for an unknown one. Each of the first
+    two is stored and normalized under its own account and workspace; the last two nowhere.
+    Before, every change was demo's: other's customers' messages in demo's CRM, and demo's
+    replies to them sent through demo's number. A retry stores nothing twice."""
+    for account_id, number, secret, workspace in (
+        ("wa-a", "111", "shared-app", "demo"),
+        ("wa-b", "222", "shared-app", "other"),
+        ("wa-x", "333", "another-app", "third"),
+    ):
+        await _put(
+            ingest.nats_url,
+            Account(
+                channel=Channel.WHATSAPP, id=account_id, workspace_id=workspace,
+                settings={"phone_number_id": number}, secrets={"app_secret": secret},
+            ),
+        )  # fmt: skip
+
+    body = json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {"id": "WABA", "changes": [_wa_change("111", "wamid.own", "for demo"),
+                                           _wa_change("222", "wamid.b", "for other")]},
+                {"id": "WABA", "changes": [_wa_change("333", "wamid.x", "another app"),
+                                           _wa_change("444", "wamid.u", "unknown")]},
+            ],
+        }
+    ).encode()  # fmt: skip
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": f"sha256={_sig('shared-app', body)}",
+    }
+
+    async def accepted() -> dict[str, object]:
+        r = await ingest.http.post(f"{ingest.url}/webhooks/whatsapp/wa-a", content=body,
+                                   headers=headers)  # fmt: skip
+        assert r.status_code == 200, r.text  # 404 until ingest's copy has the accounts
+        found: dict[str, object] = r.json()
+        return found
+
+    answer = await eventually(accepted, timeout=30)
+    assert answer == {"ok": True, "ids": ["wa:wamid.own", "wa:wamid.b"]}
+
+    async def normalized() -> list[tuple[str, str, str]] | None:
+        received = [d for d in await stream_messages(ingest.nats_url, "CONV")
+                    if d.model.name == "conv.message_received"]  # fmt: skip
+        found = sorted(
+            (d.envelope.workspace_id, d.model.account, d.model.provider.message_id)  # type: ignore[attr-defined]
+            for d in received
+        )
+        return found if len(found) >= 2 else None
+
+    assert await eventually(normalized, timeout=30) == [
+        ("demo", "wa-a", "wamid.own"), ("other", "wa-b", "wamid.b"),
+    ]  # fmt: skip
+    bus = await Bus.connect(ingest.nats_url, name="probe")
+    try:
+        info = await bus.js.stream_info("RAW", subjects_filter=">")
+    finally:
+        await bus.close()
+    assert info.state.subjects == {"raw.whatsapp.v1.wa-a": 1, "raw.whatsapp.v1.wa-b": 1}
+    r = await ingest.http.post(f"{ingest.url}/webhooks/whatsapp/wa-a", content=body,
+                               headers=headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert await stream_count(ingest.nats_url, "RAW") == 2  # the retry: JetStream's duplicates

@@ -32,6 +32,7 @@ from switchboard.ingest.webhooks import (
     body_limit,
     store_raw,
     whatsapp_handshake,
+    whatsapp_targets,
 )
 from switchboard.runtime import pii, subscribers
 from switchboard.runtime.accounts import Account
@@ -111,6 +112,19 @@ def create_app(settings: IngestSettings) -> ServiceApp:
         "Every rejection is a 4xx with a JSON body naming the problem, and publishes nothing.",
     )
 
+    def whatsapp_number(number: str) -> Account | None:
+        """The WhatsApp account of ``number``: a scan, asked only for a body that holds
+        changes of a number other than its account's own."""
+        return next(
+            (
+                a
+                for a in deps().cache.all()
+                if a.channel is Channel.WHATSAPP
+                and str(a.settings.get("phone_number_id")) == number
+            ),
+            None,
+        )
+
     def account_of(channel: Channel, account_id: str) -> Account:
         found = deps().cache.get(channel, account_id)
         if found is None:
@@ -157,16 +171,22 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                         "inbound limit for this account exceeded",
                         headers={"Retry-After": str(seconds)},
                     )
-                result = await store_raw(
-                    channel=channel,
-                    account=account,
-                    raw_id=raw_id,
-                    body=body,
-                    publish=publish,
-                    source=app.runtime.bus.source,
-                    received_at=now,
-                    trace_headers=trace_headers,
-                )
+                targets = [(account, raw_id, body)]
+                if channel is Channel.WHATSAPP:  # one app's callback gets all its numbers
+                    targets = whatsapp_targets(account, body, raw_id, whatsapp_number)
+                for target, target_id, part in targets:
+                    result = await store_raw(
+                        channel=channel,
+                        account=target,
+                        raw_id=target_id,
+                        body=part,
+                        publish=publish,
+                        source=app.runtime.bus.source,
+                        received_at=now,
+                        trace_headers=trace_headers,
+                    )
+                if len(targets) != 1:
+                    result = {"ok": True, "ids": [target_id for _, target_id, _ in targets]}
                 outcome = WebhookResult(200, result)
             except RejectedError as rej:
                 problem = problem_body(rej.status, rej.code, rej.message, instance=path)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 from standardwebhooks.webhooks import (
     EmptyWebhookSecretError,
     Webhook,
@@ -27,6 +28,13 @@ from switchboard.ingest.errors import IngestServiceError
 from switchboard.ingest.raw import raw_envelope
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import PayloadTooLargeError
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+FOREIGN_NUMBERS = Counter(
+    "switchboard_ingest_foreign_number_changes_total",
+    "WhatsApp changes for a number no account of the signing app has (not stored)",
+)
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[Any]]
 TELEGRAM_SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 (a header name)
@@ -154,6 +162,84 @@ def whatsapp_raw_id(data: dict[str, Any], body: bytes) -> str:
     if keys:
         return "wa:batch:" + ids.stable_hash(*sorted(keys))
     return "wa:body:" + hashlib.sha256(body).hexdigest()[:32]
+
+
+def _number_of(change: Any) -> str | None:
+    """The number a WhatsApp change is for (``value.metadata.phone_number_id``), if it names one."""
+    value = change.get("value") if isinstance(change, dict) else None
+    metadata = value.get("metadata") if isinstance(value, dict) else None
+    number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    return None if number is None else str(number)
+
+
+def whatsapp_numbers(data: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """A webhook body's changes grouped by the number each is for (None: a change naming
+    none, such as an account update, or a part too malformed to tell), each group a body of
+    its own: the same ``object``, each entry with its other fields and only the group's
+    changes, in order. Pure: tested against pywa's routing."""
+    groups: dict[str | None, dict[str, Any]] = {}
+
+    def add(number: str | None, entry: Any) -> None:
+        groups.setdefault(number, {"object": data.get("object"), "entry": []})["entry"].append(
+            entry
+        )
+
+    for entry in data.get("entry") or []:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            add(None, entry)  # the normalizer names what is wrong with it
+            continue
+        per: dict[str | None, list[Any]] = {}
+        for change in changes:
+            per.setdefault(_number_of(change), []).append(change)
+        rest = {k: v for k, v in entry.items() if k != "changes"}
+        for number, theirs in per.items():
+            add(number, {**rest, "changes": theirs})
+    return groups
+
+
+def whatsapp_targets(
+    account: Account, body: bytes, raw_id: str, owner_of: Callable[[str], Account | None]
+) -> list[tuple[Account, str, bytes]]:
+    """Where a verified WhatsApp body goes: (account, RAW id, body) for each account whose
+    number it has changes for. One Meta app sends every number's changes to its one callback
+    URL, so a body posted to ``account`` can hold another number's, maybe another
+    workspace's: those go to the account that number is (``owner_of``) if it is an account
+    of the same app (its app secret is the one that signed the body), and nowhere otherwise.
+    A body all of ``account``'s own number (or of an account without one set) is stored as
+    it came."""
+    own = account.settings.get("phone_number_id")
+    if own is None or b'"phone_number_id"' not in body:
+        return [(account, raw_id, body)]
+    groups = whatsapp_numbers(orjson.loads(body))
+    if set(groups) <= {None, str(own)}:
+        return [(account, raw_id, body)]
+    secret = account.secrets.get("app_secret")
+    parts: dict[str, tuple[Account, dict[str, Any]]] = {}
+    for number, part in groups.items():
+        target = account if number in (None, str(own)) else owner_of(number)
+        if (
+            target is None
+            or target.channel is not Channel.WHATSAPP
+            or (target.secrets.get("app_secret") != secret)
+        ):
+            FOREIGN_NUMBERS.inc()
+            log.warning(
+                "whatsapp changes for a number no account of this app has: not stored",
+                account=account.id,
+                phone_number_id=number,
+            )
+            continue
+        found = parts.get(target.key)
+        if found is None:
+            parts[target.key] = (target, part)
+        else:
+            found[1]["entry"].extend(part["entry"])
+    targets = []
+    for target, part in parts.values():
+        stored = orjson.dumps(part)
+        targets.append((target, whatsapp_raw_id(part, stored), stored))
+    return targets
 
 
 def whatsapp_handshake(
