@@ -212,6 +212,14 @@ async def test_check_and_add_over_the_admin_api(ingest: tuple[str, str], nats_ur
         r = await http.post("/admin/accounts", json=good)
         assert r.status_code == 201, r.text
         assert await stored_account(nats_url, Channel.TELEGRAM, "shop") is not None
+        # The same bot again, for another workspace: its webhook would move to the new
+        # account, and every update of the bot with it, into the other workspace.
+        again = {**good, "id": "shop2", "workspace_id": "other"}
+        r = await http.post("/admin/accounts", json=again)
+        assert r.status_code == 409, r.text
+        assert (r.json()["code"], r.json()["field"]) == ("taken", "secrets.token")
+        assert "demo/shop" in r.json()["detail"]
+        assert await stored_account(nats_url, Channel.TELEGRAM, "shop2") is None
 
         async def probed() -> dict[str, Any] | None:
             report = (await http.get("/health/integrations")).json()

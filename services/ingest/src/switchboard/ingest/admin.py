@@ -10,6 +10,7 @@ the admin HTTP API; the CLI is a client of that API.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,11 +42,16 @@ class AdminError(IngestServiceError):
     """An operator request that cannot be done, with the HTTP status to answer."""
 
     def __init__(
-        self, status: int, code: str, message: str, errors: list[dict[str, str]] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        errors: list[dict[str, str]] | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.errors = errors
+        self.errors, self.field = errors, field
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ async def add_account(
     (shown once, e.g. a Standard Webhooks signing secret the sender must be given)."""
     if await store.get(account.channel, account.id) is not None:
         raise AdminError(409, "exists", f"{account.channel.value} account {account.id} exists")
+    await _not_taken(store, account)
     report = await check(http, providers, account)
     if not report.ok:
         raise refused(report)
@@ -149,6 +156,36 @@ async def add_account(
         await store.delete(account.channel, account.id)
         raise
     return account, generated
+
+
+def provider_identity(account: Account) -> tuple[str, str] | None:
+    """What the provider knows the account as, and the field that names it: one bot, one
+    number, one Viber bot can be one account only (a second would take its webhook, and
+    every update with it, into its own workspace, and send as it)."""
+    if account.channel is Channel.TELEGRAM and (token := account.secrets.get("token")):
+        return "bot " + token.split(":", 1)[0], "secrets.token"
+    if account.channel is Channel.VIBER and (token := account.secrets.get("token")):
+        return "bot " + hashlib.sha256(token.encode()).hexdigest(), "secrets.token"
+    if account.channel is Channel.WHATSAPP and (number := account.settings.get("phone_number_id")):
+        return f"number {number}", "settings.phone_number_id"
+    return None
+
+
+async def _not_taken(store: AccountStore, account: Account) -> None:
+    """409 naming the account that already is what ``account`` would be at its provider."""
+    mine = provider_identity(account)
+    if mine is None:
+        return
+    accounts, _ = await store.scan()
+    for other in accounts:
+        if other.channel is account.channel and provider_identity(other) == mine:
+            what = f"{account.channel.value} {mine[0].split(' ')[0]}"
+            raise AdminError(
+                409,
+                "taken",
+                f"this {what} is account {other.workspace_id}/{other.id} already",
+                field=mine[1],
+            )
 
 
 async def rotate_webhook_secret(

@@ -269,7 +269,8 @@ def _admin_routes(
             try:
                 return await handler(*args, **kwargs)
             except admin.AdminError as exc:
-                return error(exc.status, exc.code, exc.message, errors=exc.errors)
+                extra: dict[str, Any] = {} if exc.field is None else {"field": exc.field}
+                return error(exc.status, exc.code, exc.message, errors=exc.errors, **extra)
             except DecryptError as exc:
                 return error(409, "unreadable_account", f"the account exists but {exc}")
 
