@@ -7,17 +7,23 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 from tests.support.conv import T0, deleted, edited, publish_all, received, sent
-from tests.support.crm import AUTH, Crm
+from tests.support.crm import AUTH, Crm, running_crm
 from tests.support.db import assert_rebuilt_as_live, projected
 from tests.support.stack import OTHER_KEY
+from tests.support.streams import events_where
 
 from switchboard.crm.queries import encode_cursor
 from switchboard.crm.settings import CrmSettings
+from switchboard.events import encode
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.crm import UpdateContact
 from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
 from switchboard.events.catalog.mtproto import AccountStatus, AccountStatusChanged
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.embedded import EmbeddedNats
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually
 
@@ -481,3 +487,50 @@ async def test_lists_page_by_cursor_and_a_forged_cursor_is_a_400(crm: Crm) -> No
     r = await crm.http.get(f"{crm.url}/v1/conversations", headers=AUTH, params={"cursor": forged})
     assert r.status_code == 400
     assert r.json()["code"] == "bad_cursor"
+
+
+async def test_a_contact_change_too_large_for_the_bus_is_422_naming_the_field(
+    nats_default_server: EmbeddedNats, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server with NATS's default 1 MB ``max_payload`` (what a deployment has), a note
+    or attributes that fit the API's 1 MiB body limit but not the bus once sealed (base64:
+    a third more) were a 500 ``internal_error``, and the same over the bus a command
+    retried for ever. Now every field of a contact change has a documented limit: 422 over
+    HTTP naming the field, ``crm.command_rejected`` 422 naming it over the bus; the contact
+    is as it was, and a change within the limits still goes through."""
+    async with running_crm(nats_default_server.url, postgres_url, monkeypatch) as crm:
+        await publish_all(crm.nats_url, [received(Channel.TELEGRAM, "demo", "555", "hi", 1)])
+        contact = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 1))["items"][0]
+        url = f"/v1/contacts/{contact['id']}"
+        for body, field in (
+            ({"note": "x" * 900_000}, "note"),
+            ({"attributes": {"a": "x" * 900_000}}, "attributes"),
+            ({"display_name": "x" * 5000}, "display_name"),
+            ({"tags_added": ["t" * 300]}, "tags_added"),
+        ):
+            r = await crm.post(url, body)
+            assert r.status_code == 422, r.text
+            assert [e["path"].split(".")[1] for e in r.json()["errors"]] == [field], r.text
+        assert (await crm.get(url))["version"] == contact["version"]
+        ok = await crm.post(url, {"note": "n" * 60_000, "attributes": {"plan": "gold"}})
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["attributes"] == {"plan": "gold"}
+        bus = await Bus.connect(crm.nats_url, name="test-big-command")
+        try:
+            big = UpdateContact(contact_id=contact["id"], note="x" * 100)
+            data = orjson.loads(big.model_dump_json())
+            data["note"] = "x" * 900_000  # a producer that skipped the model's checks
+            enc = encode(big, source="test", workspace_id="demo")
+            await bus.publish_raw(enc.subject, orjson.dumps(data), dict(enc.headers))
+
+            async def refused() -> list[Any]:
+                found = await events_where(crm.nats_url, "CRM", command="crm.update_contact")
+                assert found
+                return found
+
+            (refusal,) = await eventually(refused, timeout=30)
+            assert refusal.model.status == 422
+            assert refusal.model.reason.startswith("note:")
+        finally:
+            await bus.close()
+        assert (await crm.get(url))["version"] == ok.json()["version"]

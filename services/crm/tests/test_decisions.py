@@ -213,6 +213,27 @@ SPLIT_TG = SplitContact(contact_id="ct_1", identity=TG)
         (UpdateContact(contact_id="ct_1"), (None,), 404, "not_found"),
         (UpdateContact(contact_id="ct_1"), (contact(erased=True),), 410, "erased"),
         (UpdateContact(contact_id="ct_1", expected_version=6), (contact(),), 409, "conflict"),
+        (UpdateContact(contact_id="ct_1", note="n" * 65_537), (contact(),), 422, "too_large"),
+        (
+            UpdateContact(contact_id="ct_1", display_name="n" * 1_001),
+            (contact(),),
+            422,
+            "too_large",
+        ),
+        (UpdateContact(contact_id="ct_1", phone="1" * 65), (contact(),), 422, "too_large"),
+        (
+            UpdateContact(contact_id="ct_1", attributes={"a": "é" * 32_767}),
+            (contact(),),
+            422,
+            "too_large",
+        ),
+        (UpdateContact(contact_id="ct_1", tags_added=("t",) * 101), (contact(),), 422, "too_large"),
+        (
+            UpdateContact(contact_id="ct_1", tags_removed=("t" * 101,)),
+            (contact(),),
+            422,
+            "too_large",
+        ),
         (
             MERGE.model_copy(update={"merged_contact_id": "ct_1"}),
             (contact(), contact()),
@@ -240,3 +261,13 @@ def test_refusals_name_their_reason(
     with pytest.raises(RejectedError) as err:
         _decide(cmd, *states)
     assert (err.value.status, err.value.code) == (status, code)
+
+
+def test_an_update_at_every_limit_is_recorded() -> None:
+    at_limits = UpdateContact(
+        contact_id="ct_1", display_name="n" * 1_000, phone="1" * 64, note="n" * 65_536,
+        attributes={"a": "x" * 65_000}, tags_added=("t" * 100,) * 100,
+    )  # fmt: skip
+    (event,) = _decide(at_limits, contact()).events
+    assert isinstance(event, ContactUpdated)
+    assert event.note == at_limits.note

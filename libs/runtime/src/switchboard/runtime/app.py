@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from switchboard.events.streams import API_KEYS
 from switchboard.runtime import identity, openapi_security
 from switchboard.runtime.auth import PRINCIPAL, AuthError, ScopeError
+from switchboard.runtime.bus import PayloadTooLargeError
 from switchboard.runtime.deps import NotStartedError
 from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.http import Health, ProblemError, document_problems, error, invalid
@@ -286,6 +287,19 @@ def service_app(
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         # FastAPI's locations already start with where: body, query, path, header.
         return invalid(exc.errors(), prefix="")
+
+    @app.exception_handler(PayloadTooLargeError)
+    async def _too_large_for_the_bus(request: Request, exc: PayloadTooLargeError) -> Response:
+        # Input within the body limit that makes a message over the server's max_payload
+        # (sealing adds a third): refused before anything was sent. Fields with limits of
+        # their own say which one (422); this is the net under the rest.
+        log.warning("request too large for the bus", path=request.url.path, error=str(exc))
+        return error(
+            413,
+            "too_large",
+            f"the request makes a message of {exc.size} bytes, over the bus's limit of "
+            f"{exc.limit}; send less",
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -29,6 +29,7 @@ from switchboard.crm import (
 from switchboard.crm.bootstrap import CrmDeps, bootstrap
 from switchboard.crm.campaigns import CampaignRequest
 from switchboard.crm.commands import Applied, Context, RejectedError
+from switchboard.crm.limits import ContactRequest
 from switchboard.crm.media_api import media_routes
 from switchboard.crm.resolver import Resolver
 from switchboard.crm.settings import CrmSettings
@@ -104,14 +105,8 @@ class Assignment(BaseModel):
     expected_version: int | None = Field(None, ge=0)
 
 
-class ContactChange(BaseModel):
+class ContactChange(ContactRequest):
     model_config = ConfigDict(extra="forbid")
-    display_name: str | None = None
-    phone: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    tags_added: list[str] = Field(default_factory=list)
-    tags_removed: list[str] = Field(default_factory=list)
-    note: str | None = None
     expected_version: int | None = Field(None, ge=0)
 
 

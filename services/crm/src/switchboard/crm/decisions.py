@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from switchboard.crm import keys
 from switchboard.crm.errors import CrmServiceError
+from switchboard.crm.limits import over_limits
 from switchboard.crm.state import ContactState, LeadState
 from switchboard.events import Event
 from switchboard.events.catalog.crm import (
@@ -141,6 +142,8 @@ def update_contact(cmd: UpdateContact, contact: ContactState | None, ctx: Contex
     """``crm.contact_updated`` with the phone normalized (every update is recorded)."""
     found = _contact(contact, cmd.contact_id, ctx)
     _check_version(cmd.expected_version, found.version, f"contact {cmd.contact_id}")
+    if (over := over_limits(cmd.model_dump())) is not None:  # a bus command's: too large
+        raise RejectedError(422, "too_large", over)
     event = ContactUpdated(
         contact_id=found.id,
         display_name=cmd.display_name,
