@@ -55,7 +55,7 @@ async def env(
             token=TOKEN,
             secret=SECRET,
             postgres_url=postgres_url,
-            SWITCHBOARD_FLOWS_WEBHOOK_SECRETS=f"quotes={SIGNING}",
+            SWITCHBOARD_FLOWS_WEBHOOK_SECRETS=f"demo/quotes={SIGNING}",
         ) as base,
         serve_app(flows_app(load_settings(FlowsSettings))) as flows,
     ):
@@ -319,6 +319,35 @@ async def test_a_webhook_step_calls_a_real_receiver_and_uses_its_answer(env: Env
     # The receiver is gone now: the next run takes the failure branch.
     await env.say(8106, "price please")
     assert await env.until(8106, 1) == ["No price right now."]
+
+
+def _price_check(url: str) -> dict[str, Any]:
+    return {
+        "name": "Price check",
+        "triggers": [{"type": "keyword", "keywords": ["price"]}],
+        "start": "ask",
+        "steps": {
+            "ask": {"type": "webhook", "url": url, "secret": "quotes", "next": "tell"},
+            "tell": {"type": "end", "text": "{{ vars.price }}"},
+        },
+    }
+
+
+async def test_a_webhook_step_signs_only_with_its_own_workspace_s_secrets(env: Env) -> None:
+    """Signing secrets belong to a workspace (``demo/quotes=whsec_...``). A flow of another
+    workspace naming ``quotes`` is refused when saved or validated (422 naming the step's
+    secret), so it can never have demo's secret sign a payload and a URL of its choosing,
+    which demo's receiver would take as demo's. Before, any workspace's flow signed with
+    any secret of the deployment."""
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    doc = _price_check("https://receiver.example/quote")
+    for path in ("/v1/flows", "/v1/flows/validate"):
+        r = await env.http.post(f"{env.flows}{path}", json=doc, headers=other)
+        assert r.status_code == 422, r.text
+        assert [e["path"] for e in r.json()["errors"]] == ["body.steps.ask.secret"]
+        assert "quotes" in r.json()["errors"][0]["message"]
+    r = await env.http.post(f"{env.flows}/v1/flows", json=doc, headers=AUTH)
+    assert r.status_code == 201, r.text  # demo's own secret
 
 
 async def test_crm_facts_in_conditions_attributes_and_a_lead_stage_trigger(env: Env) -> None:

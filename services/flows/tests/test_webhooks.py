@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from standardwebhooks import Webhook
 
+from switchboard.flows.document import InvalidFlowError, validate
+from switchboard.flows.settings import FlowsSettings
 from switchboard.flows.webhooks import call
 from switchboard.runtime.testing.receivers import webhook_receiver
 
@@ -57,7 +59,7 @@ def _data(url: str, **over: Any) -> dict[str, Any]:
     }
 
 
-SECRETS = {"crm": SecretStr(SECRET)}
+KEY = SecretStr(SECRET)
 
 
 async def test_a_signed_call_verifies_at_the_receiver_and_returns_its_answer(
@@ -65,7 +67,7 @@ async def test_a_signed_call_verifies_at_the_receiver_and_returns_its_answer(
 ) -> None:
     base, state = receiver
     async with httpx.AsyncClient() as http:
-        result = await call(http, SECRETS, "r:1", _data(f"{base}/quote"))
+        result = await call(http, KEY, "crm", "r:1", _data(f"{base}/quote"))
     assert result.ok
     assert result.status == 200
     assert result.body == {"quote": {"price": 42}, "echo": {"who": "Ada"}}
@@ -76,9 +78,9 @@ async def test_a_signed_call_verifies_at_the_receiver_and_returns_its_answer(
 
 async def test_a_wrong_secret_is_refused_by_the_receiver(receiver: tuple[str, Receiver]) -> None:
     base, state = receiver
-    other = {"crm": SecretStr("whsec_" + base64.b64encode(b"x" * 32).decode())}
+    other = SecretStr("whsec_" + base64.b64encode(b"x" * 32).decode())
     async with httpx.AsyncClient() as http:
-        result = await call(http, other, "r:1", _data(f"{base}/quote"))
+        result = await call(http, other, "crm", "r:1", _data(f"{base}/quote"))
     assert result.status == 401
     assert not result.ok
     assert state.seen == []
@@ -87,15 +89,44 @@ async def test_a_wrong_secret_is_refused_by_the_receiver(receiver: tuple[str, Re
 async def test_failures_become_results(receiver: tuple[str, Receiver]) -> None:
     base, state = receiver
     async with httpx.AsyncClient() as http:
-        broken = await call(http, SECRETS, "r:2", _data(f"{base}/broken"))
-        slow = await call(http, SECRETS, "r:3", _data(f"{base}/slow", timeout_s=0.3))
+        broken = await call(http, KEY, "crm", "r:2", _data(f"{base}/broken"))
+        slow = await call(http, KEY, "crm", "r:3", _data(f"{base}/slow", timeout_s=0.3))
         state.release.set()
-        unknown = await call(http, {}, "r:4", _data(f"{base}/quote"))
-        refused = await call(http, SECRETS, "r:5", _data("http://127.0.0.1:1/none"))
+        unknown = await call(http, None, "crm", "r:4", _data(f"{base}/quote"))
+        refused = await call(http, KEY, "crm", "r:5", _data("http://127.0.0.1:1/none"))
     assert (broken.status, broken.ok) == (500, False)
     assert slow.status is None
     assert slow.error == "no answer within 0.3 s"
-    assert unknown.error == "no signing secret named 'crm'"
+    assert unknown.error == "no signing secret named 'crm' in the workspace"
     assert refused.status is None
     assert refused.error is not None
     assert refused.error.startswith("ConnectError")
+
+
+def test_signing_secrets_belong_to_a_workspace() -> None:
+    """``<workspace>/<name>=whsec_...``: a flow signs only with its own workspace's secrets;
+    a secret naming no workspace (every workspace's flows could sign with it) stops the
+    service at start with one sentence saying how to write it."""
+    settings = FlowsSettings(api_keys={"k": "demo"}, webhook_secrets=f"demo/crm={SECRET}")  # type: ignore[arg-type]
+    found = settings.webhook_secret("demo", "crm")
+    assert found is not None
+    assert found.get_secret_value() == SECRET
+    assert settings.webhook_secret("other", "crm") is None
+    for bare in (f"crm={SECRET}", f"/crm={SECRET}", f"demo/={SECRET}", f"demo/a.b={SECRET}"):
+        with pytest.raises(ValidationError, match="names no workspace"):
+            FlowsSettings(api_keys={"k": "demo"}, webhook_secrets=bare)  # type: ignore[arg-type]
+
+
+def test_a_document_naming_a_secret_its_workspace_has_not_is_refused() -> None:
+    doc = {
+        "name": "Price check",
+        "triggers": [{"type": "keyword", "keywords": ["price"]}],
+        "start": "ask",
+        "steps": {
+            "ask": {"type": "webhook", "url": "https://r.example/q", "secret": "crm"},
+        },
+    }
+    validate(doc, lambda name: name == "crm")
+    with pytest.raises(InvalidFlowError) as err:
+        validate(doc, lambda name: False)
+    assert [p["path"] for p in err.value.problems] == ["$.steps.ask.secret"]

@@ -3,6 +3,7 @@ consumers, and the HTTP API (flow documents, dry runs, runs)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -46,11 +47,12 @@ DOCUMENT_BODY: dict[str, Any] = {
 }
 
 
-async def read_document(request: Request) -> Any:
+async def read_document(request: Request, known_secrets: Callable[[str], bool]) -> Any:
     """The request's flow document, parsed as its Content-Type says and validated (422 with
-    every problem's path), before anything touches the bus."""
+    every problem's path, a signing secret the workspace has not among them), before
+    anything touches the bus."""
     data = document.parse(await request.body(), request.headers.get("content-type"))
-    document.validate(data)
+    document.validate(data, known_secrets)
     return data
 
 
@@ -99,7 +101,7 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
         "conversations exactly once, with durable delays and timeouts; dry runs.",
     )
     app.state.auth = ApiKeyAuth(settings.api_keys)
-    _routes(app, deps)
+    _routes(app, deps, settings)
     return app
 
 
@@ -121,9 +123,14 @@ def _invalid(exc: document.InvalidFlowError) -> Response:
     return error(422, "invalid_flow", f"{first['path']}: {first['message']}{more}", errors=errors)
 
 
-def _routes(app: ServiceApp, deps: Wired[FlowsDeps]) -> None:
+def _routes(app: ServiceApp, deps: Wired[FlowsDeps], settings: FlowsSettings) -> None:
     def library() -> FlowLibrary:
         return deps().library
+
+    async def read(request: Request, ws: str) -> Any:
+        return await read_document(
+            request, lambda name: settings.webhook_secret(ws, name) is not None
+        )
 
     @app.exception_handler(FlowError)
     async def _flow_error(_: Request, exc: FlowError) -> Response:
@@ -143,8 +150,8 @@ def _routes(app: ServiceApp, deps: Wired[FlowsDeps]) -> None:
         summary="Validate a document, store nothing",
         openapi_extra=DOCUMENT_BODY,
     )
-    async def check(_: Sender, request: Request) -> Response:
-        await read_document(request)
+    async def check(ws: Sender, request: Request) -> Response:
+        await read(request, ws)
         return JSONResponse({"valid": True})
 
     @app.post(
@@ -155,7 +162,7 @@ def _routes(app: ServiceApp, deps: Wired[FlowsDeps]) -> None:
         openapi_extra=DOCUMENT_BODY,
     )
     async def create(ws: Sender, request: Request) -> Response:
-        data = await read_document(request)
+        data = await read(request, ws)
         state = await library().save(ws, data)
         return JSONResponse(_summary(state), 201)
 
@@ -175,7 +182,7 @@ def _routes(app: ServiceApp, deps: Wired[FlowsDeps]) -> None:
         openapi_extra=DOCUMENT_BODY,
     )
     async def revise(flow_id: str, ws: Sender, request: Request) -> Response:
-        data = await read_document(request)
+        data = await read(request, ws)
         state = await library().save(ws, data, flow_id=flow_id)
         return JSONResponse(_summary(state))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -562,13 +563,29 @@ def parse(text: str | bytes, media_type: str | None = None) -> Any:
         raise InvalidFlowError([{"path": "$", "reason": f"not YAML: {exc}"}]) from None
 
 
-def validate(data: Any) -> FlowDocument:
+def unknown_secrets(doc: FlowDocument, known: Callable[[str], bool]) -> list[dict[str, str]]:
+    """A problem for every webhook step naming a signing secret its workspace has not
+    (``known`` says which it has). Pure."""
+    return [
+        {
+            "path": f"$.steps.{step_id}.secret",
+            "reason": f"no signing secret named {step.secret!r} in this workspace "
+            f"(SWITCHBOARD_FLOWS_WEBHOOK_SECRETS=<workspace>/{step.secret}=whsec_...)",
+        }
+        for step_id, step in doc.steps.items()
+        if isinstance(step, WebhookStep) and not known(step.secret)
+    ]
+
+
+def validate(data: Any, known_secrets: Callable[[str], bool] | None = None) -> FlowDocument:
     """The flow document, or :class:`InvalidFlowError` listing every problem."""
     if not isinstance(data, dict):
         raise InvalidFlowError([{"path": "$", "reason": "a flow document is a JSON object"}])
     doc, problems = _structural(data)
     if doc is not None:
         problems = _semantic(doc)
+        if known_secrets is not None:
+            problems += unknown_secrets(doc, known_secrets)
     if problems:
         raise InvalidFlowError(problems)
     assert doc is not None

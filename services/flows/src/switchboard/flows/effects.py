@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,8 @@ from switchboard.runtime import claims
 from switchboard.runtime.aggregates import Stored, last_stored, read_filter
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.schedules import schedule_headers
+
+SecretOf = Callable[[str, str], SecretStr | None]
 
 
 class ContactUnknownError(FlowsServiceError):
@@ -197,11 +199,12 @@ class Effects:
         self,
         bus: Bus,
         http: httpx.AsyncClient | None = None,
-        secrets: Mapping[str, SecretStr] | None = None,
+        secret_of: SecretOf | None = None,
     ) -> None:
         self.bus = bus
         self.http = http or httpx.AsyncClient(follow_redirects=False)
-        self.secrets = dict(secrets or {})
+        # (workspace, name) -> the signing secret: a run signs with its workspace's only
+        self.secret_of: SecretOf = secret_of or (lambda _ws, _name: None)
 
     async def apply(self, rec: RunRecorded, cause: Envelope) -> list[Input]:
         """Carry out ``rec``'s effects; the inputs they produce (webhook results) are for
@@ -218,7 +221,9 @@ class Effects:
                 await self._schedule(timer_command(rec, effect), cause)
             elif effect.kind == "webhook":
                 async with keep_alive():
-                    result = await webhooks.call(self.http, self.secrets, effect.id, effect.data)
+                    name = str(effect.data.get("secret"))
+                    secret = self.secret_of(cause.workspace_id, name)
+                    result = await webhooks.call(self.http, secret, name, effect.id, effect.data)
                 follow.append(
                     Input(
                         kind="webhook",

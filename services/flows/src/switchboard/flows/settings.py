@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 from standardwebhooks import Webhook
 
+from switchboard.flows.document import VAR_NAME
 from switchboard.flows.schedules import FIRE_HOP
 from switchboard.runtime.schedules import hop_setting
 from switchboard.runtime.settings import ApiKeysSetting, ServiceSettings, comma_items
@@ -27,8 +29,8 @@ class FlowsSettings(ServiceSettings):
     )
     webhook_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
-        description="name=whsec_...[,name=whsec_...]: the Standard Webhooks signing secrets "
-        "that webhook steps name in their ``secret``",
+        description="workspace/name=whsec_...[,...]: the Standard Webhooks signing secrets "
+        "that webhook steps of that workspace's flows name in their ``secret``",
     )
 
     @field_validator("webhook_secrets", mode="before")
@@ -38,12 +40,24 @@ class FlowsSettings(ServiceSettings):
             return value
         out: dict[str, Any] = {}
         for item in comma_items(value):
-            name, sep, secret = item.partition("=")
-            if not sep or not name or not secret.startswith("whsec_"):
-                raise ValueError("must be name=whsec_<base64>[,name=whsec_<base64>...]")
+            key, sep, secret = item.partition("=")
+            workspace, slash, name = key.partition("/")
+            if not sep or not secret.startswith("whsec_"):
+                raise ValueError("must be workspace/name=whsec_<base64>[,...]")
+            if not slash or not workspace or not re.fullmatch(VAR_NAME, name):
+                # A secret every workspace could sign with would let one workspace's flow
+                # make another's receiver take its payloads as that workspace's.
+                raise ValueError(
+                    f"{key!r} names no workspace: write <workspace>/<name>=whsec_... "
+                    "(a flow signs only with its own workspace's secrets)"
+                )
             try:
                 Webhook(secret)
             except Exception:  # the library's own check of the secret's shape
-                raise ValueError(f"the secret of {name!r} is not whsec_<base64>") from None
-            out[name] = secret
+                raise ValueError(f"the secret of {key!r} is not whsec_<base64>") from None
+            out[key] = secret
         return out
+
+    def webhook_secret(self, workspace: str, name: str) -> SecretStr | None:
+        """The signing secret a flow of ``workspace`` names ``name``."""
+        return self.webhook_secrets.get(f"{workspace}/{name}")

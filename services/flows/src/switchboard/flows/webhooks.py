@@ -36,14 +36,15 @@ def signed_request(
 
 async def call(
     http: httpx.AsyncClient,
-    secrets: Mapping[str, SecretStr],
+    secret: SecretStr | None,
+    name: str,
     call_id: str,
     data: Mapping[str, Any],
 ) -> WebhookResult:
-    """Make the call a ``webhook`` effect describes and say how it went."""
-    secret = secrets.get(str(data.get("secret")))
+    """Make the call a ``webhook`` effect describes, signed with ``secret`` (the run's
+    workspace's secret called ``name``), and say how it went."""
     if secret is None:
-        return WebhookResult(None, error=f"no signing secret named {data.get('secret')!r}")
+        return WebhookResult(None, error=f"no signing secret named {name!r} in the workspace")
     body, headers = signed_request(
         secret.get_secret_value(), call_id, dict(data["payload"]), datetime.now(UTC)
     )
