@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import nats.errors
 import pytest
 from prometheus_client import REGISTRY
 from tests.support.crm import running_crm
@@ -29,6 +30,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.mtproto.app import create_app as create_gateway
 from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -339,3 +341,44 @@ async def test_a_campaign_with_user_accounts_refuses_content_they_cannot_send(en
     r = await env.outbound.post("/v1/campaigns", json=body)
     assert r.status_code == 422, r.text
     assert (r.json()["code"], r.json()["field"]) == ("unsupported_content", "content.kind")
+
+
+async def test_a_bus_timeout_while_announcing_a_read_loses_neither_it_nor_the_connection(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read arrives while the bus times out on its receipt (a loaded NATS, as in a full
+    run): the receipt is announced once the bus answers, once, and the session's Telegram
+    connection stays up. Before, the timeout ended the connection, and the read it carried
+    was lost for good: Telegram does not send an update twice."""
+    await _send_text(env, "ua-blip-1", "blip read")
+
+    async def sent() -> bool:
+        return any(
+            d.model.name == "delivery.sent" for d in await _events(env.nats_url, "ua-blip-1")
+        )
+
+    await eventually(sent, timeout=60, message="sent")
+    real = pii.publish_sealed
+    failed: list[str] = []
+
+    async def flaky(bus: Any, model: Any, **kwargs: Any) -> Any:
+        if model.name == "delivery.receipt" and not failed:
+            failed.append(model.message_id)
+            raise nats.errors.TimeoutError
+        return await real(bus, model, **kwargs)
+
+    monkeypatch.setattr(pii, "publish_sealed", flaky)
+    reconnects = REGISTRY.get_sample_value("switchboard_mtproto_reconnects_total") or 0.0
+    latest = env.box.mtproto.messages(env.sender, env.friend)[-1]["id"]
+    env.box.mtproto_wire.mark_read(env.friend, env.sender, latest)
+
+    async def read() -> list[Any]:
+        events = await _events(env.nats_url, "ua-blip-1")
+        found = [d.model for d in events if d.model.name == "delivery.receipt"]
+        assert found
+        return found
+
+    (receipt,) = await eventually(read, timeout=30, message="the read receipt")
+    assert receipt.status == "read"
+    assert failed == ["ua-blip-1"]  # the bus did time out on it
+    assert (REGISTRY.get_sample_value("switchboard_mtproto_reconnects_total") or 0.0) == reconnects

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -98,7 +99,13 @@ from switchboard.mtproto.ttl import IdleTimer, Parking, queued, should_park
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountStore
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.failures import Failure, RetryPolicy, classify, describe
+from switchboard.runtime.failures import (
+    Failure,
+    RetryPolicy,
+    classify,
+    describe,
+    stored_for_sure,
+)
 from switchboard.runtime.fingerprint import fingerprint, taken_reason
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
@@ -556,7 +563,10 @@ class SessionRunner:
         async for update in client.updates():
             self.publishing = True
             try:
-                await self.on_update(update)
+                # Telegram sends an update once: a failure of our bus or database while it
+                # is announced is waited out here (each step of it is idempotent). Left to
+                # end the connection, it lost the update for good (a read receipt).
+                await stored_for_sure(functools.partial(self.on_update, update))
             finally:
                 self.publishing = False
 
