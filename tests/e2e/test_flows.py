@@ -56,6 +56,7 @@ async def env(
             secret=SECRET,
             postgres_url=postgres_url,
             SWITCHBOARD_FLOWS_WEBHOOK_SECRETS=f"demo/quotes={SIGNING}",
+            SWITCHBOARD_FLOWS_WEBHOOK_PRIVATE="true",  # the test's receivers are local
         ) as base,
         serve_app(flows_app(load_settings(FlowsSettings))) as flows,
     ):

@@ -229,6 +229,7 @@ async def test_a_webhook_decided_before_a_crash_is_called_once_and_answered(
     send; a further redelivery neither calls again nor sends twice."""
     signing = "whsec_" + base64.b64encode(b"flows-crash-signing-secret-32byt").decode()
     monkeypatch.setenv("SWITCHBOARD_FLOWS_WEBHOOK_SECRETS", f"demo/quotes={signing}")
+    monkeypatch.setenv("SWITCHBOARD_FLOWS_WEBHOOK_PRIVATE", "true")  # a local receiver
     async with receiver(signing, {"quote": {"price": 7}}) as (url, seen):
         doc = {**PRICE_FLOW, "steps": {**PRICE_FLOW["steps"], "ask": {
             **PRICE_FLOW["steps"]["ask"], "url": url + "/price"}}}  # fmt: skip

@@ -67,7 +67,7 @@ async def test_a_signed_call_verifies_at_the_receiver_and_returns_its_answer(
 ) -> None:
     base, state = receiver
     async with httpx.AsyncClient() as http:
-        result = await call(http, KEY, "crm", "r:1", _data(f"{base}/quote"))
+        result = await call(http, KEY, "crm", "r:1", _data(f"{base}/quote"), private=True)
     assert result.ok
     assert result.status == 200
     assert result.body == {"quote": {"price": 42}, "echo": {"who": "Ada"}}
@@ -80,7 +80,7 @@ async def test_a_wrong_secret_is_refused_by_the_receiver(receiver: tuple[str, Re
     base, state = receiver
     other = SecretStr("whsec_" + base64.b64encode(b"x" * 32).decode())
     async with httpx.AsyncClient() as http:
-        result = await call(http, other, "crm", "r:1", _data(f"{base}/quote"))
+        result = await call(http, other, "crm", "r:1", _data(f"{base}/quote"), private=True)
     assert result.status == 401
     assert not result.ok
     assert state.seen == []
@@ -89,11 +89,15 @@ async def test_a_wrong_secret_is_refused_by_the_receiver(receiver: tuple[str, Re
 async def test_failures_become_results(receiver: tuple[str, Receiver]) -> None:
     base, state = receiver
     async with httpx.AsyncClient() as http:
-        broken = await call(http, KEY, "crm", "r:2", _data(f"{base}/broken"))
-        slow = await call(http, KEY, "crm", "r:3", _data(f"{base}/slow", timeout_s=0.3))
+        broken = await call(http, KEY, "crm", "r:2", _data(f"{base}/broken"), private=True)
+        slow = await call(
+            http, KEY, "crm", "r:3", _data(f"{base}/slow", timeout_s=0.3), private=True
+        )
         state.release.set()
-        unknown = await call(http, None, "crm", "r:4", _data(f"{base}/quote"))
-        refused = await call(http, KEY, "crm", "r:5", _data("http://127.0.0.1:1/none"))
+        unknown = await call(http, None, "crm", "r:4", _data(f"{base}/quote"), private=True)
+        refused = await call(
+            http, KEY, "crm", "r:5", _data("http://127.0.0.1:1/none"), private=True
+        )
     assert (broken.status, broken.ok) == (500, False)
     assert slow.status is None
     assert slow.error == "no answer within 0.3 s"
@@ -130,3 +134,29 @@ def test_a_document_naming_a_secret_its_workspace_has_not_is_refused() -> None:
     with pytest.raises(InvalidFlowError) as err:
         validate(doc, lambda name: False)
     assert [p["path"] for p in err.value.problems] == ["$.steps.ask.secret"]
+
+
+async def test_a_receiver_that_is_not_public_is_never_called(
+    receiver: tuple[str, Receiver],
+) -> None:
+    """A flow's URL is its author's: a call to a loopback, private, link-local or metadata
+    address (or a name resolving to one) fails as the run's failure branch, without a
+    connection, unless the deployment allows private receivers. Before, any workspace could
+    have the flows service POST into the cluster's network and read the answer back."""
+    base, state = receiver
+    port = base.rsplit(":", 1)[1]
+    async with httpx.AsyncClient() as http:
+        for url in (f"{base}/quote", f"http://localhost:{port}/quote",
+                    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x",
+                    "http://[::1]:1/x"):  # fmt: skip
+            result = await call(http, KEY, "crm", "r:7", _data(url))
+            assert (result.status, result.ok) == (None, False), url
+            assert result.error is not None
+            assert "not a public address" in result.error, result.error
+        assert state.seen == []
+        # allowed: the name is kept for the receiver (Host) while the checked address is used
+        named = await call(http, KEY, "crm", "r:8", _data(f"http://localhost:{port}/quote"),
+                           private=True)  # fmt: skip
+    assert named.ok
+    (seen,) = state.seen
+    assert seen["headers"]["host"] == f"localhost:{port}"

@@ -33,6 +33,6 @@ def bootstrap(rt: Runtime, settings: FlowsSettings) -> FlowsDeps:
     http = httpx.AsyncClient(follow_redirects=False)
     rt.on_close(http.aclose)
     schedules = ScheduleKeeper(rt.bus, rt.clock.utcnow, timedelta(seconds=settings.fire_hop_s))
-    effects = Effects(rt.bus, http, settings.webhook_secret)
+    effects = Effects(rt.bus, http, settings.webhook_secret, settings.webhook_private)
     runner = Runner(rt.bus, library, effects, schedules, rt.clock.utcnow)
     return FlowsDeps(bus=rt.bus, library=library, schedules=schedules, runner=runner)

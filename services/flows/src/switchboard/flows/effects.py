@@ -200,11 +200,13 @@ class Effects:
         bus: Bus,
         http: httpx.AsyncClient | None = None,
         secret_of: SecretOf | None = None,
+        private: bool = False,
     ) -> None:
         self.bus = bus
         self.http = http or httpx.AsyncClient(follow_redirects=False)
         # (workspace, name) -> the signing secret: a run signs with its workspace's only
         self.secret_of: SecretOf = secret_of or (lambda _ws, _name: None)
+        self.private = private  # webhook steps may call private addresses (tests, in-cluster)
 
     async def apply(self, rec: RunRecorded, cause: Envelope) -> list[Input]:
         """Carry out ``rec``'s effects; the inputs they produce (webhook results) are for
@@ -223,7 +225,9 @@ class Effects:
                 async with keep_alive():
                     name = str(effect.data.get("secret"))
                     secret = self.secret_of(cause.workspace_id, name)
-                    result = await webhooks.call(self.http, secret, name, effect.id, effect.data)
+                    result = await webhooks.call(
+                        self.http, secret, name, effect.id, effect.data, private=self.private
+                    )
                 follow.append(
                     Input(
                         kind="webhook",

@@ -33,6 +33,13 @@ class FlowsSettings(ServiceSettings):
         "that webhook steps of that workspace's flows name in their ``secret``",
     )
 
+    webhook_private: bool = Field(
+        False,
+        description="let webhook steps call addresses that are not public (loopback, "
+        "private, link-local): a flow's URL is its author's, so off unless receivers run "
+        "inside the network",
+    )
+
     @field_validator("webhook_secrets", mode="before")
     @classmethod
     def _secrets(cls, value: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from switchboard.flows.engine import WebhookResult
+from switchboard.runtime.addresses import NotPublicError, pinned
 
 MAX_ANSWER_BYTES = 256 * 1024
 
@@ -40,19 +41,28 @@ async def call(
     name: str,
     call_id: str,
     data: Mapping[str, Any],
+    *,
+    private: bool = False,
 ) -> WebhookResult:
     """Make the call a ``webhook`` effect describes, signed with ``secret`` (the run's
-    workspace's secret called ``name``), and say how it went."""
+    workspace's secret called ``name``), and say how it went. The URL is the flow author's:
+    only a public address is called (``private`` allows others: tests, a receiver in the
+    cluster), the one that was checked."""
     if secret is None:
         return WebhookResult(None, error=f"no signing secret named {name!r} in the workspace")
+    try:
+        url, host, extensions = await pinned(str(data["url"]), private=private)
+    except NotPublicError as exc:
+        return WebhookResult(None, error=f"{exc}: not called")
     body, headers = signed_request(
         secret.get_secret_value(), call_id, dict(data["payload"]), datetime.now(UTC)
     )
     try:
         response = await http.post(
-            str(data["url"]),
+            url,
             content=body,
-            headers=headers,
+            headers={**headers, **host},
+            extensions=extensions,
             timeout=httpx.Timeout(float(data.get("timeout_s", 5.0))),
         )
     except httpx.TimeoutException:

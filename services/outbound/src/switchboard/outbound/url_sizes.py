@@ -13,8 +13,6 @@ the service to learn what listens inside the network.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +20,7 @@ import httpx
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.media_limits import TooLarge, limit_of, media_items
+from switchboard.runtime.addresses import public
 from switchboard.runtime.media_sizes import MB
 
 TELEGRAM_BY_URL = {"photo": 5 * MB}
@@ -42,16 +41,6 @@ def _total_of(content_range: str | None) -> int | None:
         return None
     total = content_range.rsplit("/", 1)[1].strip()
     return int(total) if total.isdigit() else None
-
-
-async def _public(host: str) -> bool:
-    """Whether every address ``host`` resolves to is a public one."""
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-    return bool(addresses) and all(a.is_global for a in addresses)
 
 
 class UrlSizes:
@@ -76,7 +65,7 @@ class UrlSizes:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return None
-        if not self.probe_private and not await _public(parts.hostname):
+        if not self.probe_private and not await public(parts.hostname):
             return None
         try:
             head = await self.http.head(url, follow_redirects=True)
