@@ -245,3 +245,42 @@ async def test_a_campaign_over_the_bus_starts_or_is_refused_as_over_http(crm: Cr
     assert any("'nonsense' is not one of" in r.reason for r in rejected)
     sent = [d for d in await _outbound(crm.nats_url) if d.model.campaign_id == "bus-vip"]  # type: ignore[attr-defined]
     assert _recipients(sent) == [("bot1", "t1"), ("bot2", "t4")]
+
+
+async def test_a_campaign_id_started_with_one_content_is_refused_to_another(crm: Crm) -> None:
+    """A caller retrying ``POST /v1/campaigns`` with its ``campaign_id`` gets the campaign
+    again (202, nothing new for outbound), and another content or segment under the id is a
+    422 naming the conflict, over HTTP and over the bus. Before, the CRM answered 202
+    "started" to the other content, whose start JetStream then dropped as a duplicate (or
+    outbound refused to the DLQ): the caller was told a campaign went out that never did."""
+    await _people(crm)
+    body = {"campaign_id": "spring", "segment": {"channel": "telegram", "tags": ["vip"]},
+            "content": TEXT}  # fmt: skip
+    first = await crm.post("/v1/campaigns", body)
+    assert first.status_code == 202, first.text
+    again = await crm.post("/v1/campaigns", body)
+    assert (again.status_code, again.json()) == (202, first.json())
+    for other in (
+        {**body, "content": {"kind": "text", "text": "Autumn sale"}},
+        {**body, "segment": {"channel": "telegram", "tags": ["nobody-else"]}},
+    ):
+        r = await crm.post("/v1/campaigns", other)
+        assert r.status_code == 422, r.text
+        assert r.json()["code"] == "idempotency_conflict"
+        assert "spring" in r.json()["detail"]
+    # over the bus, the same
+    changed = StartSegmentCampaign.model_validate(
+        {**body, "content": {"kind": "text", "text": "Autumn sale"}}
+    )
+    await publish_all(crm.nats_url, [changed])
+
+    async def rejected() -> list[Any]:
+        found = [d.model for d in await stream_messages(crm.nats_url, "CRM")
+                 if d.model.name == "crm.command_rejected"]  # fmt: skip
+        assert found
+        return found
+
+    (refusal,) = await eventually(rejected, message="the bus command refused")
+    assert (refusal.status, refusal.command) == (422, "crm.start_campaign")
+    starts = [d for d in await _outbound(crm.nats_url) if isinstance(d.model, StartCampaign)]
+    assert [s.model.content.text for s in starts] == ["Spring sale: 20% off"]  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import Conn
+from switchboard.runtime.fingerprint import body_fingerprint
 
 MAX_ACCOUNTS = 100  # what one campaign's account pool may hold (outbound's limit)
 
@@ -167,6 +168,52 @@ async def start_campaign(
     """Expand the segment and publish the campaign's start and recipient batches (each
     stored by JetStream before the next is sent)."""
     campaign_id = request.campaign_id or f"cmp_{uuid.uuid4().hex}"
+    fp = body_fingerprint("crm.campaign", request)
+    claimed = request.campaign_id is not None and await _claim(conn, ws, campaign_id, fp)
+    published = False
+    try:
+        started = await _publish(conn, bus, ws, request, campaign_id, chunk)
+        published = True
+    except BaseException:
+        # refused (an empty segment) or cut short before anything went out: the id is free
+        # again for a corrected request; once a command is out, it is the first request's
+        if claimed and not published:
+            await conn.execute(
+                "DELETE FROM campaign_requests WHERE workspace_id = $1 AND campaign_id = $2 "
+                "AND fingerprint = $3",
+                ws, campaign_id, fp,
+            )  # fmt: skip
+        raise
+    return started
+
+
+async def _claim(conn: Conn, ws: str, campaign_id: str, fp: str) -> bool:
+    """Take ``campaign_id`` for the request ``fp`` (True: taken now); a SegmentError
+    (idempotency_conflict) when another request has it."""
+    taken = await conn.fetchval(
+        "INSERT INTO campaign_requests (workspace_id, campaign_id, fingerprint) "
+        "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
+        ws, campaign_id, fp,
+    )  # fmt: skip
+    if taken:
+        return True
+    first = await conn.fetchval(
+        "SELECT fingerprint FROM campaign_requests WHERE workspace_id = $1 AND campaign_id = $2",
+        ws, campaign_id,
+    )  # fmt: skip
+    if first is not None and first != fp:
+        raise SegmentError(
+            "idempotency_conflict",
+            f"campaign {campaign_id!r} was started with another request; "
+            "start other content or another segment under a new campaign_id",
+        )
+    return False
+
+
+async def _publish(
+    conn: Conn, bus: Bus, ws: str, request: CampaignRequest, campaign_id: str, chunk: int
+) -> Started:
+    """Expand the segment and publish the start and recipient batches."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         total, accounts, chunks = await expand(conn, ws, request.segment, chunk)
         if total == 0:
