@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import nats.errors
 import pytest
 from prometheus_client import REGISTRY
 from tests.support.crm import running_crm
@@ -30,10 +29,10 @@ from switchboard.events.catalog.common import Channel
 from switchboard.mtproto.app import create_app as create_gateway
 from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
+from switchboard.runtime.testing.faults import sealed_publish_times_out_once
 from switchboard.sandbox import Sandbox
 
 FLOODS = "switchboard_mtproto_flood_waits_total"
@@ -358,16 +357,7 @@ async def test_a_bus_timeout_while_announcing_a_read_loses_neither_it_nor_the_co
         )
 
     await eventually(sent, timeout=60, message="sent")
-    real = pii.publish_sealed
-    failed: list[str] = []
-
-    async def flaky(bus: Any, model: Any, **kwargs: Any) -> Any:
-        if model.name == "delivery.receipt" and not failed:
-            failed.append(model.message_id)
-            raise nats.errors.TimeoutError
-        return await real(bus, model, **kwargs)
-
-    monkeypatch.setattr(pii, "publish_sealed", flaky)
+    failed = sealed_publish_times_out_once(monkeypatch, "delivery.receipt")
     reconnects = REGISTRY.get_sample_value("switchboard_mtproto_reconnects_total") or 0.0
     latest = env.box.mtproto.messages(env.sender, env.friend)[-1]["id"]
     env.box.mtproto_wire.mark_read(env.friend, env.sender, latest)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import nats.errors
 import pytest
 
 from switchboard.events.catalog.mtproto import SendAsUser
-from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
+from switchboard.runtime.testing.faults import sealed_publish_times_out_once
 
 from .mtproto_support import (
     API_HASH,
@@ -90,16 +89,7 @@ async def test_a_send_whose_events_failed_to_publish_publishes_them_once_not_twi
     events go out, and the buyer still has one message. The redelivery used to find the send
     recorded and ack it silently: no ``delivery.sent`` ever, and the command waited out its
     60 s ack wait first."""
-    real = pii.publish_sealed
-    failed: list[str] = []
-
-    async def flaky(bus: Any, model: Any, **kwargs: Any) -> Any:
-        if model.name == "delivery.sent" and not failed:
-            failed.append(model.message_id)
-            raise nats.errors.TimeoutError
-        return await real(bus, model, **kwargs)
-
-    monkeypatch.setattr(pii, "publish_sealed", flaky)
+    failed = sealed_publish_times_out_once(monkeypatch, "delivery.sent")
     async with world(nats_url, postgres_url) as w:
         seller, keys = w.fake.add_user("+15557770011", first_name="Sal", sessions=1)
         buyer, _ = w.fake.add_user("+15557770012", first_name="Buyer", username="buyer_once")
