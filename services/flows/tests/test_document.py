@@ -75,6 +75,12 @@ def test_structural_problems_name_each_path() -> None:
             "$.steps.b.cases[0].when.pattern",
             "missing )",
         ),
+        (  # a backreference: RE2, which matches in linear time, has none
+            {"b": {"type": "branch", "cases": [
+                {"when": {"type": "regex", "pattern": r"(a)\1"}, "next": "thanks"}]}},
+            "$.steps.b.cases[0].when.pattern",
+            "RE2",
+        ),
         ({"qualify": {"type": "lead", "action": "move_stage"}}, "$.steps.qualify.stage", "needs"),
         ({"d": {"type": "delay", "days": 31}}, "$.steps.d", "in total"),
         ({"d": {"type": "delay"}}, "$.steps.d", "in total"),

@@ -73,6 +73,11 @@ def test_answers_are_validated_and_normalized(
         ({"type": "keyword", "keywords": ["price"]}, {}, (), "priceless", False),
         ({"type": "regex", "pattern": r"^\d{5}$"}, {}, (), "10115", True),
         ({"type": "regex", "pattern": r"^\d{5}$"}, {}, (), None, False),
+        # A tenant's pattern on a customer's text: with a backtracking engine this one takes
+        # 2^64 steps on this text (the whole flows service stopped, for every workspace); a
+        # linear-time engine (RE2) answers at once.
+        ({"type": "regex", "pattern": r"^(a+)+$"}, {}, (), "a" * 64 + "!", False),
+        ({"type": "regex", "pattern": r"^(a|aa)+$"}, {}, (), "a" * 64, True),
     ],
 )  # fmt: skip
 def test_branch_conditions(

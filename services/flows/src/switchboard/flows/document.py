@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+import re2
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -508,13 +509,9 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
         elif isinstance(step, BranchStep):
             for i, case in enumerate(step.cases):
                 ref(f"{base}.cases[{i}].next", case.next)
-                if isinstance(case.when, RegexCondition):
-                    try:
-                        re.compile(case.when.pattern)
-                    except re.error as exc:
-                        problems.append(
-                            {"path": f"{base}.cases[{i}].when.pattern", "reason": str(exc)}
-                        )
+                when = case.when
+                if isinstance(when, RegexCondition) and (why := regex_problem(when.pattern)):
+                    problems.append({"path": f"{base}.cases[{i}].when.pattern", "reason": why})
         elif isinstance(step, LeadStep):
             if step.action in ("create", "move_stage") and not step.stage:
                 problems.append({"path": f"{base}.stage", "reason": f"{step.action} needs a stage"})
@@ -561,6 +558,20 @@ def parse(text: str | bytes, media_type: str | None = None) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidFlowError([{"path": "$", "reason": f"not YAML: {exc}"}]) from None
+
+
+def regex_problem(source: str) -> str | None:
+    """Why ``source`` is not a pattern a flow can match with (None: it is). Flows match with
+    RE2 (linear time, ``engine.pattern``), which has no backreferences or lookaround."""
+    try:
+        re.compile(source)
+    except re.error as exc:
+        return str(exc)
+    try:
+        re2.compile(source)
+    except re2.error as exc:
+        return f"not a pattern RE2 takes (no backreferences or lookaround): {exc}"
+    return None
 
 
 def unknown_secrets(doc: FlowDocument, known: Callable[[str], bool]) -> list[dict[str, str]]:
