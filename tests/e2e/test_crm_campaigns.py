@@ -256,6 +256,11 @@ async def test_a_campaign_id_started_with_one_content_is_refused_to_another(crm:
     await _people(crm)
     body = {"campaign_id": "spring", "segment": {"channel": "telegram", "tags": ["vip"]},
             "content": TEXT}  # fmt: skip
+    # an id whose first request was refused is free for a corrected one
+    empty = {**body, "campaign_id": "fixed", "segment": {"channel": "telegram", "tags": ["x"]}}
+    r = await crm.post("/v1/campaigns", empty)
+    assert (r.status_code, r.json()["code"]) == (422, "empty_segment"), r.text
+    assert (await crm.post("/v1/campaigns", {**body, "campaign_id": "fixed"})).status_code == 202
     first = await crm.post("/v1/campaigns", body)
     assert first.status_code == 202, first.text
     again = await crm.post("/v1/campaigns", body)
@@ -282,5 +287,7 @@ async def test_a_campaign_id_started_with_one_content_is_refused_to_another(crm:
 
     (refusal,) = await eventually(rejected, message="the bus command refused")
     assert (refusal.status, refusal.command) == (422, "crm.start_campaign")
-    starts = [d for d in await _outbound(crm.nats_url) if isinstance(d.model, StartCampaign)]
-    assert [s.model.content.text for s in starts] == ["Spring sale: 20% off"]  # type: ignore[attr-defined]
+    starts = [d.model for d in await _outbound(crm.nats_url) if isinstance(d.model, StartCampaign)]
+    assert [(s.campaign_id, s.content.text) for s in starts] == [  # type: ignore[union-attr]
+        ("fixed", "Spring sale: 20% off"), ("spring", "Spring sale: 20% off"),
+    ]  # fmt: skip

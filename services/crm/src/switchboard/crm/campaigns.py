@@ -12,6 +12,7 @@ stored are kept as they were).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -170,19 +171,21 @@ async def start_campaign(
     campaign_id = request.campaign_id or f"cmp_{uuid.uuid4().hex}"
     fp = body_fingerprint("crm.campaign", request)
     claimed = request.campaign_id is not None and await _claim(conn, ws, campaign_id, fp)
-    published = False
+    published: list[int] = []  # the batches out, as _publish goes
     try:
-        started = await _publish(conn, bus, ws, request, campaign_id, chunk)
-        published = True
+        started = await _publish(conn, bus, ws, request, campaign_id, chunk, published)
     except BaseException:
         # refused (an empty segment) or cut short before anything went out: the id is free
         # again for a corrected request; once a command is out, it is the first request's
         if claimed and not published:
-            await conn.execute(
-                "DELETE FROM campaign_requests WHERE workspace_id = $1 AND campaign_id = $2 "
-                "AND fingerprint = $3",
-                ws, campaign_id, fp,
-            )  # fmt: skip
+            # best effort: the original failure is what the caller must hear (a database
+            # gone away fails this too, and then the id stays this request's)
+            with contextlib.suppress(Exception):
+                await conn.execute(
+                    "DELETE FROM campaign_requests WHERE workspace_id = $1 "
+                    "AND campaign_id = $2 AND fingerprint = $3",
+                    ws, campaign_id, fp,
+                )  # fmt: skip
         raise
     return started
 
@@ -211,9 +214,16 @@ async def _claim(conn: Conn, ws: str, campaign_id: str, fp: str) -> bool:
 
 
 async def _publish(
-    conn: Conn, bus: Bus, ws: str, request: CampaignRequest, campaign_id: str, chunk: int
+    conn: Conn,
+    bus: Bus,
+    ws: str,
+    request: CampaignRequest,
+    campaign_id: str,
+    chunk: int,
+    published: list[int],
 ) -> Started:
-    """Expand the segment and publish the start and recipient batches."""
+    """Expand the segment and publish the start and recipient batches (noting each one
+    out in ``published``)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         total, accounts, chunks = await expand(conn, ws, request.segment, chunk)
         if total == 0:
@@ -252,6 +262,7 @@ async def _publish(
                     final=final,
                 )
             await bus.publish(command, workspace_id=ws)
+            published.append(number)
             number += 1
     return Started(campaign_id, total, batches, accounts)
 
