@@ -10,6 +10,8 @@ import ipaddress
 import socket
 from urllib.parse import SplitResult, urlsplit
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -28,7 +30,7 @@ async def public(host: str) -> bool:
     return bool(addresses) and all(a.is_global for a in addresses)
 
 
-class NotPublicError(ValueError):
+class NotPublicError(SwitchboardRuntimeError, ValueError):
     """The URL's host does not resolve, or resolves to an address that is not public."""
 
 

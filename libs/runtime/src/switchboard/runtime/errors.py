@@ -25,6 +25,8 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     ├── DecryptError           crypto       unknown key or tampered ciphertext (ValueError)
     ├── MigrationError         db           an applied migration changed (RuntimeError)
     ├── BadKeyError            objectstore  an unsafe object key segment (ValueError)
+    ├── NotPublicError         addresses    a tenant's URL is not on the public internet
+    │                                       (ValueError)
     ├── BodyTooLargeError      app          a request body over the limit (HTTP 413)
     └── ProblemError           http         an error answer raised from a route's helper
 
