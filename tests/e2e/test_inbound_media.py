@@ -30,6 +30,7 @@ from tests.support.moto import moto_server, s3_env
 from tests.support.stack import OTHER_KEY, keyring, service_env
 
 from switchboard.crm.app import create_app
+from switchboard.crm.attachments import object_key
 from switchboard.crm.settings import CrmSettings
 from switchboard.events.catalog.common import Channel, Chat, MediaFile, Sender
 from switchboard.events.catalog.conv import Content, MessageReceived, PhotoContent, ProviderIds
@@ -224,6 +225,57 @@ async def test_a_telegram_photo_downloads_byte_identical_then_from_the_object_st
     assert r.status_code == 404
     r = await download(env, mid, index=9)
     assert r.status_code == 404
+
+
+async def test_an_erasure_deletes_the_person_s_kept_files(env: Env) -> None:
+    """Downloads are kept in the object store (``persist_downloads``, on by default). The
+    CRM erases a person: every kept file of their messages leaves the store (and their
+    messages name no file any more); another person's stays. Before, an erased person's
+    photos, voice notes and documents stayed in the store for ever."""
+    photo = await env.telegram_photo()
+    content = tg_norm.content_of({"photo": photo}, "raw-1")
+    await publish_all(
+        env.nats_url,
+        [message(Channel.TELEGRAM, "shop", n, content) for n in (1, 2)],
+    )
+    mids: dict[str, str] = {}
+    contacts: dict[str, str] = {}
+
+    async def both() -> dict[str, str] | None:
+        r = await env.http.get(f"{env.crm}/v1/conversations", headers=AUTH)
+        for conv in r.json()["items"]:
+            contacts[conv["chat_id"]] = conv["contact_id"]
+            got = await env.http.get(
+                f"{env.crm}/v1/conversations/{conv['id']}/messages", headers=AUTH
+            )
+            for m in got.json()["items"]:
+                mids[conv["chat_id"]] = str(m["id"])
+        return mids if len(mids) == 2 else None
+
+    await eventually(both, timeout=30, message="both messages projected")
+    store = await open_store(ObjectStoreSettings(local_dir=str(env.objects)))
+    indices = range(len(photo))
+    for mid in mids.values():
+        for index in indices:
+            r = await download(env, mid, index=index)
+            assert r.status_code == 200, r.text
+
+    async def kept() -> bool:  # written as the download streamed, committed at its end
+        keys = [object_key("demo", mid, i) for mid in mids.values() for i in indices]
+        return None not in [await store.size(key) for key in keys]
+
+    await eventually(kept, timeout=30, message="the downloads kept")
+    r = await env.http.post(f"{env.crm}/v1/contacts/{contacts['u1']}/erase", headers=AUTH)
+    assert r.status_code == 200, r.text
+
+    async def gone() -> bool:
+        sizes = [await store.size(object_key("demo", mids["u1"], i)) for i in indices]
+        return sizes == [None] * len(indices)
+
+    await eventually(gone, timeout=30, message="the erased person's files left the store")
+    for index in indices:  # the other person's stay
+        assert await store.size(object_key("demo", mids["u2"], index)) is not None
+    await store.close()
 
 
 async def test_a_whatsapp_image_downloads_byte_identical(env: Env) -> None:

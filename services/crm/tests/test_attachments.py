@@ -3,8 +3,10 @@ decisions over the content the CRM keeps."""
 
 from __future__ import annotations
 
-from switchboard.crm.attachments import MB, attachments_of, download_limit
-from switchboard.crm.media_api import object_key
+import json
+
+from switchboard.crm.attachments import MB, attachments_of, download_limit, object_key
+from switchboard.crm.erased_files import files_of
 
 
 def test_a_photo_lists_its_file_first_then_its_smaller_sizes() -> None:
@@ -41,3 +43,17 @@ def test_object_keys_are_per_workspace_and_safe_for_any_message_id() -> None:
     assert one != object_key("ws2", "telegram:shop:u1/1/message_received", 0)
     assert ".." not in one
     assert one.count("/") == 3
+
+
+def test_an_erasure_notes_every_file_under_every_id_it_is_kept_under() -> None:
+    photo = {
+        "kind": "photo",
+        "file": {"file_id": "big", "width": 1280, "height": 960},
+        "sizes": [{"file_id": "small", "width": 90, "height": 68}],
+    }
+    assert files_of(["ev-1", None], photo) == [("ev-1", 0), ("ev-1", 1)]
+    assert files_of(["ev-2", "m-2"], json.dumps(photo)) == [
+        ("ev-2", 0), ("ev-2", 1), ("m-2", 0), ("m-2", 1),
+    ]  # fmt: skip
+    assert files_of(["ev-3"], '{"kind": "text", "text": "hi"}') == []
+    assert files_of(["ev-4"], '{"kind": "erased"}') == []

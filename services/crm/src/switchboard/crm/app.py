@@ -23,6 +23,7 @@ from switchboard.crm import (
     commands,
     crm_projector,
     delivery_projector,
+    erased_files,
     projector,
     queries,
 )
@@ -61,6 +62,7 @@ from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.db import Conn, load_migrations
 from switchboard.runtime.deps import Wired
 from switchboard.runtime.http import error
+from switchboard.runtime.periodic import every
 from switchboard.runtime.projection import Projection, Site
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.subscribers import Subscription, durable
@@ -166,6 +168,16 @@ def create_app(settings: CrmSettings) -> ServiceApp:
             rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
         media_ports.update(built.media_ports())
         deps.set(built)
+        objects = built.objects
+
+        async def sweep_erased_files() -> None:
+            while await erased_files.sweep(rt.pool, objects) == erased_files.BATCH:
+                pass  # a backlog goes in one round
+
+        rt.spawn(
+            "erased-files",
+            lambda: every(5, rt.stop, sweep_erased_files, "deleting erased files failed"),
+        )
 
     app = service_app(
         service="crm",

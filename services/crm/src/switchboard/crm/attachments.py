@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from switchboard.runtime.media_sizes import MB, WHATSAPP_MEDIA
+from switchboard.runtime.objectstore import digest_segment, safe_key
 
 TELEGRAM_DOWNLOAD = 20 * MB
 VIBER_DOWNLOAD = 50 * MB
@@ -78,3 +79,8 @@ def download_limit(channel: str, kind: str) -> int | None:
     if channel == "mtproto":
         return TELEGRAM_USER_DOWNLOAD
     return None
+
+
+def object_key(workspace: str, message_id: str, index: int) -> str:
+    """Where a downloaded file is kept: per workspace, per message, per index."""
+    return safe_key("inbound", digest_segment(workspace), digest_segment(message_id), str(index))

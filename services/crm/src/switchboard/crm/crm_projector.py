@@ -20,7 +20,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from switchboard.crm import keys
+from switchboard.crm import erased_files, keys
 from switchboard.crm.decoding import decode_event
 from switchboard.crm.projector import ERASED_CONTENT, PREVIEW_SQL
 from switchboard.events.catalog.crm import (
@@ -349,7 +349,8 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
         for external_id in found:
             # Their messages, and ours in their one-to-one chats; event ids name the chat.
             rows = await conn.fetch(
-                """SELECT m.event_id, m.conversation_id FROM messages m JOIN conversations c
+                """SELECT m.event_id, m.message_id, m.content, m.conversation_id
+                   FROM messages m JOIN conversations c
                        ON c.id = m.conversation_id AND c.workspace_id = $1 AND c.channel = $2
                    WHERE m.workspace_id = $1
                      AND ((m.direction = 'in' AND m.sender_id = $3)
@@ -358,6 +359,18 @@ async def _erased(conn: Conn, ws: str, contact_id: str, at: datetime, seq: int) 
                 ws,
                 channel,
                 external_id,
+            )
+            # Their files kept in the object store go too (erased_files.sweep).
+            await erased_files.note(
+                conn,
+                ws,
+                [
+                    kept
+                    for r in rows
+                    for kept in erased_files.files_of(
+                        [r["event_id"], r["message_id"]], r["content"]
+                    )
+                ],
             )
             await conn.executemany(
                 """UPDATE messages SET event_id = $2, text = NULL, sender_name = NULL,

@@ -9,6 +9,7 @@ from switchboard.events.catalog.crm import first_lead_id as first_lead_id
 from switchboard.events.catalog.crm import identity_key as identity_key
 from switchboard.events.catalog.crm import legacy_claim_key as legacy_claim_key
 from switchboard.events.ids import stable_hash
+from switchboard.runtime import pii
 from switchboard.runtime.claims import claim_key as claim_key
 from switchboard.runtime.claims import last_claim as last_claim
 from switchboard.runtime.db import Conn
@@ -71,9 +72,8 @@ def erased_event_id(event_id: str) -> str:
 
 
 def erased_marker(identity_hash: str) -> str:
-    """What an erased person's chat id or recipient reads as: unique per identity (tables
-    key on it), and saying nothing about the person."""
-    return "erased:" + identity_hash[:20]
+    """What an erased person's chat id or recipient reads as (``pii.erased_marker``)."""
+    return pii.erased_marker(identity_hash)
 
 
 def normalize_phone(phone: str | None) -> str | None:

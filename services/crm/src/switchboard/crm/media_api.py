@@ -22,7 +22,7 @@ from fastapi import Query
 from starlette.responses import JSONResponse, Response
 
 from switchboard.crm import queries, user_files
-from switchboard.crm.attachments import Attachment, attachments_of, download_limit
+from switchboard.crm.attachments import Attachment, attachments_of, download_limit, object_key
 from switchboard.crm.media import MediaError, ProviderMedia
 from switchboard.crm.media_stream import KeptStreamResponse, MediaStreamResponse
 from switchboard.crm.settings import CrmSettings
@@ -33,16 +33,11 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.http import error
 from switchboard.runtime.integrations import add_integrations_route
 from switchboard.runtime.logging import get_logger
-from switchboard.runtime.objectstore import ObjectStore, ObjectWriter, digest_segment, safe_key
+from switchboard.runtime.objectstore import ObjectStore, ObjectWriter
 from switchboard.runtime.ownership import NotFoundError
 
 ACCOUNTS_WAIT_S = 5.0
 log = get_logger(__name__)
-
-
-def object_key(workspace: str, message_id: str, index: int) -> str:
-    """Where a downloaded file is kept: per workspace, per message, per index."""
-    return safe_key("inbound", digest_segment(workspace), digest_segment(message_id), str(index))
 
 
 def _disposition(attachment: Attachment, message_id: str) -> str:

@@ -46,7 +46,8 @@ def plan(settings: CrmSettings) -> RebuildPlan:
         # and the rebuild stops being byte-identical (tests/e2e/test_crm.py, test_erasure.py)
         pool_size=len(PROJECTIONS) + 1,
         deferred_indexes=deferred_index_names(),
-        kept=frozenset({"campaign_requests"}),  # a ledger of decisions, not a projection
+        # ledgers, not projections: requests decided, files still to delete
+        kept=frozenset({"campaign_requests", "erased_files"}),
     )
 
 
