@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -26,9 +27,11 @@ from tests.support.telethon_wire import (
 )
 
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.crm import ContactErased
 from switchboard.mtproto.app import create_app as create_gateway
 from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
@@ -372,3 +375,41 @@ async def test_a_bus_timeout_while_announcing_a_read_loses_neither_it_nor_the_co
     assert receipt.status == "read"
     assert failed == ["ua-blip-1"]  # the bus did time out on it
     assert (REGISTRY.get_sample_value("switchboard_mtproto_reconnects_total") or 0.0) == reconnects
+
+
+async def test_an_erased_person_leaves_the_gateway_s_records_of_sends_to_them(
+    env: Env, postgres_url: str
+) -> None:
+    """For each send through a user account the gateway keeps the chat and the recipient
+    outbound named (the read receipt names them). When the CRM erases the person
+    (``crm.contact_erased`` with the keyed hash of their identity), both become the erased
+    marker, as in the CRM's tables. Before, they stayed in the gateway's tables for ever."""
+    await _send_text(env, "ua-er-1", "soon forgotten")
+
+    async def sent() -> bool:
+        events = await _events(env.nats_url, "ua-er-1")
+        return any(d.model.name == "delivery.sent" for d in events)
+
+    await eventually(sent, timeout=60, message="sent")
+    hashed = pii.identity_hash("demo", "mtproto", str(env.friend.id))
+    bus = await Bus.connect(env.nats_url, name="test-erasure")
+    try:
+        erased = ContactErased(contact_id="ct_friend", identity_hashes=[hashed])
+        await bus.publish(erased, workspace_id="demo")
+    finally:
+        await bus.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+
+        async def scrubbed() -> tuple[str, str]:
+            row = await conn.fetchrow(
+                "SELECT chat_id, recipient FROM mtproto.sends WHERE message_id = 'ua-er-1'"
+            )
+            assert row is not None
+            assert row["chat_id"].startswith("erased:"), dict(row)
+            return row["chat_id"], row["recipient"]
+
+        found = await eventually(scrubbed, timeout=30, message="the record scrubbed")
+    finally:
+        await conn.close()
+    assert found == (pii.erased_marker(hashed), pii.erased_marker(hashed))

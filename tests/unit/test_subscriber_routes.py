@@ -136,4 +136,5 @@ def test_every_faststream_subscription_is_covered() -> None:
         "crm-commands",
         "outbound-erasure",
         "mtproto-commands",
+        "mtproto-erasure",
     }

@@ -96,6 +96,12 @@ def identity_hash(workspace: str, channel: str, identity: str) -> str:
     return keyed_hash("erased", workspace, channel, identity)
 
 
+def erased_marker(identity_hash: str) -> str:
+    """What an erased person's chat id or recipient reads as wherever it stood: unique per
+    identity (tables key on it), and saying nothing about the person."""
+    return "erased:" + identity_hash[:20]
+
+
 def is_erased(value: str | None) -> bool:
     """Whether ``value`` is what a shredded field decodes as."""
     return value is not None and (value == ERASED or value.startswith(ERASED_ID))

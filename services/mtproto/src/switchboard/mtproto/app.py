@@ -7,7 +7,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from switchboard.mtproto import api, commands, health
+from switchboard.mtproto import api, commands, erasure, health
 from switchboard.mtproto.bootstrap import Gateway, bootstrap
 from switchboard.mtproto.leases import new_owner_id
 from switchboard.mtproto.settings import MtprotoSettings
@@ -54,7 +54,10 @@ def create_app(settings: MtprotoSettings) -> ServiceApp:
         async def command(msg: Msg) -> bool | None:
             return await commands.handle(handler_deps, msg)
 
-        consumers = {commands.SUBSCRIPTION: command}
+        async def erase(msg: Msg) -> None:
+            await erasure.handle(rt.pool, msg)
+
+        consumers = {commands.SUBSCRIPTION: command, erasure.SUBSCRIPTION: erase}
         subscribers.spawn(rt, "commands", consumers)
 
     app = service_app(

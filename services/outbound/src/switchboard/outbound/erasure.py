@@ -47,8 +47,8 @@ from switchboard.outbound.campaigns.pool import members
 from switchboard.outbound.campaigns.state import STATE_KEYS, CampaignState, CampaignStore
 from switchboard.outbound.kvmodels import scoped
 from switchboard.outbound.outcomes import ERASED, ERASED_REASON, failure_of
+from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kv import current, entries_of
 from switchboard.runtime.kvwatch import Mirror
 
@@ -58,7 +58,7 @@ TOMBSTONES = "erased.>"
 
 def identity_hash(workspace: str, channel: str, recipient: str) -> str:
     """The keyed hash the CRM puts in ``ContactErased.identity_hashes`` for an identity."""
-    return keyed_hash("erased", workspace, channel, recipient)
+    return pii.identity_hash(workspace, channel, recipient)
 
 
 MARK = "erased:"
@@ -66,8 +66,8 @@ _MARK_B = MARK.encode()
 
 
 def marker(hash_: str) -> str:
-    """What an erased recipient reads as (as in the CRM's tables)."""
-    return MARK + hash_[:20]
+    """What an erased recipient reads as (as in the CRM's tables: ``pii.erased_marker``)."""
+    return pii.erased_marker(hash_)
 
 
 def scrub_rows(
