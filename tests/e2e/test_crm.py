@@ -534,3 +534,26 @@ async def test_a_contact_change_too_large_for_the_bus_is_422_naming_the_field(
         finally:
             await bus.close()
         assert (await crm.get(url))["version"] == ok.json()["version"]
+
+
+async def test_a_contact_search_takes_percent_and_underscore_as_themselves(crm: Crm) -> None:
+    """``GET /v1/contacts?text=`` finds the words as typed: ``_`` and ``%`` are characters,
+    not LIKE's wildcards. Before, ``100%`` found every name starting with 100, and ``a_b``
+    found ``axb``."""
+    await publish_all(
+        crm.nats_url,
+        [
+            received(Channel.TELEGRAM, "demo", "c1", "hi", 1, name="Deal 100% off"),
+            received(Channel.TELEGRAM, "demo", "c2", "hi", 2, name="Deal 1000 off"),
+            received(Channel.TELEGRAM, "demo", "c3", "hi", 3, name="ann_b"),
+            received(Channel.TELEGRAM, "demo", "c4", "hi", 4, name="annxb"),
+        ],
+    )
+    await crm.until("/v1/contacts", lambda b: len(b["items"]) == 4)
+    for text, names in (
+        ("100%", ["Deal 100% off"]),
+        ("ann_b", ["ann_b"]),
+        ("ANN", ["ann_b", "annxb"]),
+    ):
+        found = await crm.get("/v1/contacts", text=text)
+        assert sorted(c["display_name"] for c in found["items"]) == names, text

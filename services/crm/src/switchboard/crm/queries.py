@@ -325,11 +325,18 @@ def search_statement(
     return sql, f.args
 
 
+def like_literal(text: str) -> str:
+    """``text`` for a LIKE pattern, matching itself: ``%`` and ``_`` are characters a person
+    types ("100%", "ann_b"), not wildcards (backslash is LIKE's default escape)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 async def contacts(conn: Conn, workspace: str, q: ContactsQuery) -> dict[str, Any]:
     f = q.filtered(workspace)
     f.where.append("merged_into IS NULL AND NOT erased")
     if q.text:
-        f.add("(display_name ILIKE {} OR phone LIKE {})", f"%{q.text}%", f"%{q.text}%")
+        typed = f"%{like_literal(q.text)}%"
+        f.add("(display_name ILIKE {} OR phone LIKE {})", typed, typed)
     select = """SELECT id, display_name, phone, attributes, tags, source_channel, created_at,
                        updated_at, version
                 FROM contacts"""
