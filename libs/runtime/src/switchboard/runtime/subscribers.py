@@ -114,10 +114,15 @@ class Subscription:
 
     ``max_failures`` is a message's budget of content failures before the DLQ (the server
     redelivers without limit: an outage must not use up a message); an infrastructure
-    failure waits from ``infra_backoff_s`` doubling up to ``infra_backoff_cap_s``."""
+    failure waits from ``infra_backoff_s`` doubling up to ``infra_backoff_cap_s``.
+    ``pipelined``: take new messages while others are in hand, instead of after a whole
+    fetched batch is done; for handlers that keep their own per-key order (flows' runs, one
+    conversation at a time), not for those that rely on a batch's order across messages
+    (CRM commands on one aggregate)."""
 
     durable: Durable
     reader: Reader = "faststream"
+    pipelined: bool = False
     batch: int = 64
     concurrency: int = 16
     max_failures: int = 5
@@ -198,6 +203,11 @@ def register(router: NatsRouter, sub: Subscription, handler: Handler, bus: Bus |
         durable=spec.durable,
         stream=JStream(spec.stream, declare=False),
         pull_sub=PullSub(spec.batch, timeout=FETCH_TIMEOUT_S),
+        # FastStream's plain pull subscriber handles a fetched batch as one task group and
+        # fetches again only once every message of it is done: one slow handler (a flow's
+        # webhook call, up to 8 s) held the whole durable, every workspace's messages with
+        # it. With workers it queues what it fetched to ``concurrency`` handlers and goes on.
+        max_workers=sub.concurrency if sub.pipelined else None,
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw,
         title=spec.durable,

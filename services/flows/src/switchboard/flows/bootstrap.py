@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import httpx
 
-from switchboard.flows.effects import Effects
+from switchboard.flows.effects import Effects, WebhookShare
 from switchboard.flows.library import FlowLibrary
 from switchboard.flows.runner import Runner
 from switchboard.flows.schedules import ScheduleKeeper
@@ -33,6 +33,8 @@ def bootstrap(rt: Runtime, settings: FlowsSettings) -> FlowsDeps:
     http = httpx.AsyncClient(follow_redirects=False)
     rt.on_close(http.aclose)
     schedules = ScheduleKeeper(rt.bus, rt.clock.utcnow, timedelta(seconds=settings.fire_hop_s))
-    effects = Effects(rt.bus, http, settings.webhook_secret, settings.webhook_private)
+    # a workspace's webhook calls hold at most a quarter of the instance's handlers
+    share = WebhookShare(settings.concurrency // 4)
+    effects = Effects(rt.bus, http, settings.webhook_secret, settings.webhook_private, share)
     runner = Runner(rt.bus, library, effects, schedules, rt.clock.utcnow)
     return FlowsDeps(bus=rt.bus, library=library, schedules=schedules, runner=runner)

@@ -53,6 +53,7 @@ from switchboard.flows.errors import FlowsServiceError
 from switchboard.runtime import claims
 from switchboard.runtime.aggregates import Stored, last_stored, read_filter
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.schedules import schedule_headers
 
 SecretOf = Callable[[str, str], SecretStr | None]
@@ -60,6 +61,40 @@ SecretOf = Callable[[str, str], SecretStr | None]
 
 class ContactUnknownError(FlowsServiceError):
     """The CRM has not resolved the customer yet (it will: retried)."""
+
+
+class WorkspaceBusyError(FlowsServiceError, InfrastructureError):
+    """The workspace's webhook calls hold their share of this instance's handlers: the
+    input comes again shortly (never counted against it), and another workspace's runs go
+    on meanwhile."""
+
+
+class WebhookShare:
+    """How many webhook calls each workspace may have waiting at once in one instance.
+
+    A call holds one of the instance's handlers (``FLOWS_CONCURRENCY``) for as long as its
+    receiver takes, up to 8 s, and a tenant chooses the receiver: one workspace's slow
+    receiver held every handler, and every other workspace's runs waited behind it. A
+    workspace now holds at most ``limit`` of them; its next call is handed back to the
+    stream (``WorkspaceBusyError``), which comes again once one ends."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.calls: dict[str, int] = {}
+
+    def take(self, workspace: str) -> bool:
+        held = self.calls.get(workspace, 0)
+        if held >= self.limit:
+            return False
+        self.calls[workspace] = held + 1
+        return True
+
+    def give_back(self, workspace: str) -> None:
+        held = self.calls.get(workspace, 0) - 1
+        if held > 0:
+            self.calls[workspace] = held
+        else:
+            self.calls.pop(workspace, None)
 
 
 def schedule_subject(timer_id: str) -> str:
@@ -201,12 +236,14 @@ class Effects:
         http: httpx.AsyncClient | None = None,
         secret_of: SecretOf | None = None,
         private: bool = False,
+        share: WebhookShare | None = None,
     ) -> None:
         self.bus = bus
         self.http = http or httpx.AsyncClient(follow_redirects=False)
         # (workspace, name) -> the signing secret: a run signs with its workspace's only
         self.secret_of: SecretOf = secret_of or (lambda _ws, _name: None)
         self.private = private  # webhook steps may call private addresses (tests, in-cluster)
+        self.share = share or WebhookShare(8)
 
     async def apply(self, rec: RunRecorded, cause: Envelope) -> list[Input]:
         """Carry out ``rec``'s effects; the inputs they produce (webhook results) are for
@@ -222,12 +259,19 @@ class Effects:
             elif effect.kind == "timer":
                 await self._schedule(timer_command(rec, effect), cause)
             elif effect.kind == "webhook":
-                async with keep_alive():
-                    name = str(effect.data.get("secret"))
-                    secret = self.secret_of(cause.workspace_id, name)
-                    result = await webhooks.call(
-                        self.http, secret, name, effect.id, effect.data, private=self.private
-                    )
+                ws = cause.workspace_id
+                if not self.share.take(ws):
+                    # the decision is recorded: the input, redelivered, makes this call
+                    raise WorkspaceBusyError(f"workspace {ws!r} holds its share of webhook calls")
+                try:
+                    async with keep_alive():
+                        name = str(effect.data.get("secret"))
+                        secret = self.secret_of(ws, name)
+                        result = await webhooks.call(
+                            self.http, secret, name, effect.id, effect.data, private=self.private
+                        )
+                finally:
+                    self.share.give_back(ws)
                 follow.append(
                     Input(
                         kind="webhook",

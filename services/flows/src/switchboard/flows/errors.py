@@ -8,7 +8,10 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     │                                   HTTP status
     ├── InvalidFlowError     document   a flow document with problems, each with its path
     │                                   (ValueError)
-    └── ContactUnknownError  effects    the CRM has not resolved the customer yet (retried)
+    ├── ContactUnknownError  effects    the CRM has not resolved the customer yet (retried)
+    └── WorkspaceBusyError   effects    the workspace's webhook calls hold their share of the
+                                        handlers: the input comes again (runtime's
+                                        InfrastructureError: never counted)
 """
 
 from __future__ import annotations

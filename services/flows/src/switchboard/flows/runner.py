@@ -65,10 +65,12 @@ log = get_logger(__name__)
 # waits there, as a decision takes milliseconds and what a killed instance had fetched comes
 # back to the others after ack_wait (a redelivery of a decided input only republishes its
 # effects under the same ids, so an early one costs nothing).
-CONVERSATIONS = Subscription(durable("flows", "flows-conversations"))
+# Pipelined: a run's webhook call holds its handler up to 8 s, and must not hold the durable
+# (each conversation is handled one input at a time: ``_serialized``).
+CONVERSATIONS = Subscription(durable("flows", "flows-conversations"), pipelined=True)
 # CRM events that start flows (lead stage changed, tag added) in the contact's conversations.
-CRM_EVENTS = Subscription(durable("flows", "flows-crm-events"))
-TIMERS = Subscription(durable("flows", "flows-timers"))
+CRM_EVENTS = Subscription(durable("flows", "flows-crm-events"), pipelined=True)
+TIMERS = Subscription(durable("flows", "flows-timers"), pipelined=True)
 SUBSCRIPTIONS = (CONVERSATIONS, CRM_EVENTS, TIMERS)
 RETRIES = 10
 # A button press is always an answer to the bot. One that no run takes may have overtaken the
