@@ -388,12 +388,14 @@ async def test_a_send_moved_earlier_leaves_at_its_new_time_once(env: Env) -> Non
 async def test_a_schedule_change_command_cancels_and_a_late_one_is_dead_lettered(
     env: Env,
 ) -> None:
+    # An hour ahead: the cancel must come first however slow the machine (4 s ahead, a full
+    # run once sent it before the cancel was handled; the "late" cancel is the second one).
     await env.bus.publish(
         text_send(
             "sch-cmd",
             "4001",
             "by command",
-            not_before=datetime.now(UTC) + timedelta(seconds=4),
+            not_before=datetime.now(UTC) + timedelta(hours=1),
         ),
         workspace_id="demo",
     )
