@@ -61,6 +61,7 @@ BUCKET = "pii_keys"
 PREFIX = "pii1:"
 ERASED = "[erased]"  # what a field sealed with a purged key decodes as
 ERASED_ID = "erased-id:"  # what an identity sealed with a purged key decodes as (+ its hash)
+ERASED_MARK = "erased:"  # what an erased person's chat id or recipient reads as (+ hash)
 
 Key = tuple[int, bytes]  # (generation, AES-256 key)
 
@@ -99,7 +100,7 @@ def identity_hash(workspace: str, channel: str, identity: str) -> str:
 def erased_marker(identity_hash: str) -> str:
     """What an erased person's chat id or recipient reads as wherever it stood: unique per
     identity (tables key on it), and saying nothing about the person."""
-    return "erased:" + identity_hash[:20]
+    return ERASED_MARK + identity_hash[:20]
 
 
 def is_erased(value: str | None) -> bool:

@@ -68,7 +68,7 @@ async def note_shredded(conn: Conn, identity_hashes: set[str]) -> None:
 def erased_event_id(event_id: str) -> str:
     """The id an erased person's message row takes: event ids of messages name the chat
     (``whatsapp:<account>:<phone>/...``). Keyed, so a replay of the event finds its row."""
-    return "erased:" + keyed_hash("event", event_id)
+    return pii.ERASED_MARK + keyed_hash("event", event_id)
 
 
 def erased_marker(identity_hash: str) -> str:

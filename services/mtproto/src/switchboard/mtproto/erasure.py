@@ -26,7 +26,7 @@ def erased_chats(chats: list[str], workspace: str, hashes: frozenset[str]) -> di
     """The chats among ``chats`` that are erased identities, each with its marker. Pure."""
     found: dict[str, str] = {}
     for chat in chats:
-        if chat.startswith("erased:"):
+        if chat.startswith(pii.ERASED_MARK):  # named by the marker already
             continue
         hashed = pii.identity_hash(workspace, Channel.MTPROTO.value, chat)
         if hashed in hashes:

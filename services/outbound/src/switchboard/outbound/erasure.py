@@ -61,7 +61,7 @@ def identity_hash(workspace: str, channel: str, recipient: str) -> str:
     return pii.identity_hash(workspace, channel, recipient)
 
 
-MARK = "erased:"
+MARK = pii.ERASED_MARK
 _MARK_B = MARK.encode()
 
 
