@@ -273,6 +273,10 @@ async def test_a_campaign_id_started_with_one_content_is_refused_to_another(crm:
         assert r.status_code == 422, r.text
         assert r.json()["code"] == "idempotency_conflict"
         assert "spring" in r.json()["detail"]
+    # ids are per workspace: another workspace's "spring" is a campaign of its own
+    theirs = {**body, "segment": {"channel": "telegram"}, "content": {"kind": "text", "text": "x"}}
+    r = await crm.post("/v1/campaigns", theirs, auth={"Authorization": f"Bearer {OTHER_KEY}"})
+    assert (r.status_code, r.json()["recipients"]) == (202, 1), r.text
     # over the bus, the same
     changed = StartSegmentCampaign.model_validate(
         {**body, "content": {"kind": "text", "text": "Autumn sale"}}
@@ -289,5 +293,5 @@ async def test_a_campaign_id_started_with_one_content_is_refused_to_another(crm:
     assert (refusal.status, refusal.command) == (422, "crm.start_campaign")
     starts = [d.model for d in await _outbound(crm.nats_url) if isinstance(d.model, StartCampaign)]
     assert [(s.campaign_id, s.content.text) for s in starts] == [  # type: ignore[union-attr]
-        ("fixed", "Spring sale: 20% off"), ("spring", "Spring sale: 20% off"),
+        ("fixed", "Spring sale: 20% off"), ("spring", "Spring sale: 20% off"), ("spring", "x"),
     ]  # fmt: skip
