@@ -34,6 +34,7 @@ from switchboard.events import decode, encode
 from switchboard.events.catalog.crm import ContactErased
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryQueued, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
+from switchboard.outbound import sender
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.erasure import identity_hash, marker
 from switchboard.runtime.accounts import Account
@@ -422,6 +423,47 @@ async def test_a_schedule_change_command_cancels_and_a_late_one_is_dead_lettered
     assert "not_changeable" in entries[0].reason
     await eventually(lambda: settled_in_stream(env), timeout=30)
     assert env.sent("by command") == []
+
+
+async def test_a_cancel_that_read_the_send_before_the_server_took_it_over_is_made(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send not yet due is handed to the server's scheduler: its record's owner becomes
+    the schedule, and its first command is acked (``schedule.hold``). A cancel that read the
+    record just before that hand-over looked for the first command, found it gone, and was
+    refused as "it has left" while the send still waited (a full run dead-lettered the bus
+    command so, 2 runs in 7). Here the cancel reads the record as it was before the hold."""
+    attempts = Attempts(await env.bus.kv("sends"))
+    before: list[tuple[Attempt, int]] = []  # the record as it was just before the hold
+    hold = sender.hold
+
+    async def noting_hold(*args: Any) -> int | None:
+        found = await attempts.read("demo", "sch-handover")
+        if found is not None:
+            before.append(found)
+        return await hold(*args)
+
+    monkeypatch.setattr(sender, "hold", noting_hold)
+    await env.schedule("handed over", "sch-handover", ahead(3600))
+
+    async def handed_over() -> bool:
+        found, schedules = await attempts.get("demo", "sch-handover"), await held(env)
+        return found is not None and bool(schedules) and found.owner == schedules[0].seq
+
+    await eventually(handed_over, timeout=30)
+    (stale,) = before
+    read = Attempts.read
+
+    async def read_before_the_hold(self: Attempts, *args: Any) -> tuple[Attempt, int] | None:
+        monkeypatch.setattr(Attempts, "read", read)  # once: the next read sees the hold
+        return stale
+
+    monkeypatch.setattr(Attempts, "read", read_before_the_hold)
+    r = await env.http.post(f"{env.url}/v1/messages/sch-handover/cancel", headers=A)
+    assert r.status_code == 200, r.text
+    assert (await status(env, "sch-handover"))["status"] == "failed"
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert env.sent("handed over") == []
 
 
 @pytest.mark.slow

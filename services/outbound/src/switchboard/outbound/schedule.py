@@ -207,6 +207,12 @@ class ScheduleDesk:
         record, revision = found
         waiting = await self._waiting_command(record)
         if waiting is None:
+            # Gone from the stream, or handed over since the record was read: the sender
+            # holding a send (``hold``) makes the schedule its owner, then acks the command
+            # this record still names. Only a record unchanged meanwhile means it has left.
+            again = await self.attempts.read(workspace, message_id)
+            if again is not None and again[1] != revision:
+                return CHANGED_MEANWHILE
             return Refusal(409, "not_changeable", "the send cannot be changed: it has left")
         cmd, raw = waiting
         if cmd.campaign_id:
