@@ -389,8 +389,9 @@ async def test_a_send_moved_earlier_leaves_at_its_new_time_once(env: Env) -> Non
 async def test_a_schedule_change_command_cancels_and_a_late_one_is_dead_lettered(
     env: Env,
 ) -> None:
-    # An hour ahead: the cancel must come first however slow the machine (4 s ahead, a full
-    # run once sent it before the cancel was handled; the "late" cancel is the second one).
+    # An hour ahead: the cancel comes first however slow the machine (the "late" cancel is
+    # the second one). It once failed here as "it has left": a cancel racing the sender's
+    # hold (see the test above), not the clock.
     await env.bus.publish(
         text_send(
             "sch-cmd",
