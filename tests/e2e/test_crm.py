@@ -554,3 +554,42 @@ async def test_a_contact_search_takes_percent_and_underscore_as_themselves(crm: 
     ):
         found = await crm.get("/v1/contacts", text=text)
         assert sorted(c["display_name"] for c in found["items"]) == names, text
+
+
+async def test_commands_on_one_lead_apply_in_the_order_they_were_published(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRM's commands durable hands out a fetched batch to concurrent handlers, so a
+    lead's creation and its moves published together ran at once: a move found no lead (a
+    404 rejection) or a later move landed before an earlier one. The commands are published
+    while the CRM is stopped, so its next start fetches them as one batch."""
+    from tests.support.streams import stream_messages
+
+    from switchboard.events.catalog.crm import ChangeLeadStage, CreateLead
+
+    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
+        await publish_all(nats_url, [received(Channel.TELEGRAM, "demo", "556", "hello", 1)])
+        contact = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 1))["items"][0]
+    stages = ["contacted", "qualified", "won"]
+    await publish_all(
+        nats_url,
+        [CreateLead(lead_id="ld_order", contact_id=contact["id"], stage="new")]
+        + [ChangeLeadStage(lead_id="ld_order", to_stage=s) for s in stages],
+    )
+    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
+
+        def moved(body: dict[str, Any]) -> bool:
+            return [lead.get("stage") for lead in body["items"] if lead["id"] == "ld_order"] == [
+                "won"
+            ]
+
+        await crm.until("/v1/leads", moved)
+        lead = await crm.get("/v1/leads/ld_order")
+    assert [(h["from_stage"], h["to_stage"]) for h in lead["history"]] == [
+        (None, "new"), ("new", "contacted"), ("contacted", "qualified"), ("qualified", "won"),
+    ]  # fmt: skip
+    rejected = [
+        d.model for d in await stream_messages(nats_url, "CRM")
+        if d.model.name == "crm.command_rejected"
+    ]  # fmt: skip
+    assert rejected == []

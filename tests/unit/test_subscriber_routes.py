@@ -138,3 +138,20 @@ def test_every_faststream_subscription_is_covered() -> None:
         "mtproto-commands",
         "mtproto-erasure",
     }
+
+
+def test_about_names_the_thing_a_command_is_about_within_its_workspace() -> None:
+    """An ``ordered`` subscription handles messages with one ``about`` one after another:
+    a lead's creation and its moves share it; another workspace's lead of that id does not."""
+    from switchboard.events import encode
+    from switchboard.events.catalog.crm import ChangeLeadStage, CreateLead, UpdateContact
+
+    def of(model: object, workspace: str = "acme") -> tuple[str, ...]:
+        enc = encode(model, source="t", workspace_id=workspace)  # type: ignore[arg-type]
+        return subscribers.about(Msg(Client(), enc.subject, headers=dict(enc.headers)))
+
+    create = CreateLead(lead_id="ld_1", contact_id="ct_1", stage="new")
+    move = ChangeLeadStage(lead_id="ld_1", to_stage="won")
+    assert of(create) == of(move) == ("acme", "ld_1")
+    assert of(move, "other") == ("other", "ld_1")
+    assert of(UpdateContact(contact_id="ct_1")) == ("acme", "ct_1")

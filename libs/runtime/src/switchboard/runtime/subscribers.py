@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -37,6 +38,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from switchboard.events.envelope import H_WORKSPACE
 from switchboard.events.registry import all_models
 from switchboard.events.schemas import subject_pattern
 from switchboard.events.streams import subject_matches
@@ -66,6 +68,7 @@ __all__ = [
 # How long a fetch waits for a batch to fill before handing over what came (and how long a
 # stop waits for the fetch in progress): short, as PullWorker's was.
 FETCH_TIMEOUT_S = 1.0
+_VERSION = re.compile(r"v[0-9]+")
 # How often a running service checks that its durables still exist.
 DURABLE_CHECK_S = 2.0
 
@@ -117,12 +120,14 @@ class Subscription:
     failure waits from ``infra_backoff_s`` doubling up to ``infra_backoff_cap_s``.
     ``pipelined``: take new messages while others are in hand, instead of after a whole
     fetched batch is done; for handlers that keep their own per-key order (flows' runs, one
-    conversation at a time), not for those that rely on a batch's order across messages
-    (CRM commands on one aggregate)."""
+    conversation at a time). ``ordered``: messages about one thing (``about``: a lead, a
+    contact) are handled one after another in the stream's order, the others at once (CRM
+    commands: a lead's creation and its moves published together)."""
 
     durable: Durable
     reader: Reader = "faststream"
     pipelined: bool = False
+    ordered: bool = False
     batch: int = 64
     concurrency: int = 16
     max_failures: int = 5
@@ -167,6 +172,21 @@ class _Settle:
         async with self.sem:
             await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
 
+    async def in_order(self, msgs: Sequence[Msg]) -> None:
+        """A fetched batch: each thing's messages one after another, in the batch's order
+        (the stream's), the things concurrently."""
+        chains: dict[tuple[str, ...], list[Msg]] = {}
+        for msg in msgs:
+            chains.setdefault(about(msg), []).append(msg)
+
+        async def run(chain: list[Msg]) -> None:
+            for msg in chain:
+                await self(msg)
+
+        async with asyncio.TaskGroup() as tasks:
+            for chain in chains.values():
+                tasks.create_task(run(chain))
+
     async def _traced(self, msg: Msg) -> bool | None:
         with consume_span(
             f"consume {self.spec.durable}", msg.headers, **{"messaging.destination": msg.subject}
@@ -174,9 +194,18 @@ class _Settle:
             return await self.handler(msg)
 
 
-async def _raw(message: NatsMessage) -> Msg:
+def about(msg: Msg) -> tuple[str, ...]:
+    """What a message is about: its workspace and its subject's tokens after the version
+    (``cmd.crm.change_lead_stage.v1.<lead_id>``: the lead), as the codec routes them."""
+    tokens = msg.subject.split(".")
+    at = next((i for i, t in enumerate(tokens) if _VERSION.fullmatch(t)), len(tokens))
+    return ((msg.headers or {}).get(H_WORKSPACE, ""), *tokens[at + 1 :])
+
+
+async def _raw(message: NatsMessage) -> Msg | list[Msg]:
     """The body FastStream hands a handler: the delivered message itself (its headers,
-    reply subject and JetStream metadata are what the failure policy needs)."""
+    reply subject and JetStream metadata are what the failure policy needs), or a batch's
+    messages for an ``ordered`` subscription."""
     return message.raw_message
 
 
@@ -192,8 +221,11 @@ def register(router: NatsRouter, sub: Subscription, handler: Handler, bus: Bus |
     # The handler takes the delivered nats-py message as its one, unannotated argument
     # (``_raw``): nothing for FastDepends to inject or validate, which cost ~0.3 ms a
     # message (a context lookup run in a worker thread; bench/bench_subscribers.py).
+    # An ``ordered`` one takes FastStream's batch subscriber, which hands over a fetched
+    # batch whole, so the order is the stream's by construction (the plain one starts a
+    # task per message: the order would rest on how the event loop happens to run them).
     async def consume(msg):  # type: ignore[no-untyped-def]
-        await settle(msg)
+        await (settle.in_order(msg) if sub.ordered else settle(msg))
 
     # The operation's name in the AsyncAPI document, stable across runs.
     consume.__name__ = consume.__qualname__ = spec.durable.replace("-", "_")
@@ -202,7 +234,7 @@ def register(router: NatsRouter, sub: Subscription, handler: Handler, bus: Bus |
         config=spec.config(),
         durable=spec.durable,
         stream=JStream(spec.stream, declare=False),
-        pull_sub=PullSub(spec.batch, timeout=FETCH_TIMEOUT_S),
+        pull_sub=PullSub(spec.batch, timeout=FETCH_TIMEOUT_S, batch=sub.ordered),
         # FastStream's plain pull subscriber handles a fetched batch as one task group and
         # fetches again only once every message of it is done: one slow handler (a flow's
         # webhook call, up to 8 s) held the whole durable, every workspace's messages with

@@ -75,7 +75,8 @@ PROJECTIONS = (projector, crm_projector, delivery_projector, account_status_proj
 # subscriber at 0.29 of its rate; bench_crm's e2e run at 500 msg/s: the CRM process's CPU
 # 61 -> 58 % and 63 -> 57 % of a core (docs/benchmark-notes.md).
 RESOLVER = Subscription(durable("crm", "crm-resolver"), reader="batch_pull", batch=128)
-COMMANDS = Subscription(durable("crm", "crm-commands"), batch=32)
+# A lead's creation and its moves, published together, apply in their order (``ordered``).
+COMMANDS = Subscription(durable("crm", "crm-commands"), batch=32, ordered=True)
 SUBSCRIPTIONS = (RESOLVER, COMMANDS)
 
 
