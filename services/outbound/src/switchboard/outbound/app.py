@@ -60,6 +60,7 @@ from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.outbound.turns import Turns
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
 from switchboard.outbound.workspace_accounts import require_account
@@ -290,8 +291,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         )  # fmt: skip
         grace = settings.shutdown_grace_s * 0.75
 
-        def lane(sub: Subscription, handler: Any, capacity: int) -> Lane:
-            return Lane(rt.bus, sub.spec, handler, capacity, rt.stop, grace)
+        def lane(sub: Subscription, handler: Any, cap: int, turns: Turns | None = None) -> Lane:
+            return Lane(rt.bus, sub.spec, handler, cap, rt.stop, grace, turns=turns)
 
         async def send(msg: Any, phase: Phase) -> None:
             await sender.handle(msg, SENDS.durable.name, phase)
@@ -309,8 +310,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             await interactions.handle(msg)
 
         lanes = [
-            lane(SENDS, send, settings.concurrency),
-            lane(BULK, bulk, settings.bulk_concurrency),
+            lane(SENDS, send, settings.concurrency, sender.turns),
+            lane(BULK, bulk, settings.bulk_concurrency, sender.turns),
             lane(CAMPAIGNS, campaign, 16),
             lane(CONVERSIONS, conversions.handle, 4000),
             lane(DISPATCH, dispatch.handle, 64),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from nats.aio.msg import Msg
 
 from switchboard.outbound.sender import Phase
+from switchboard.outbound.turns import Turns
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, handle_delivery
 from switchboard.runtime.delivery.pull import ContinuousPull
@@ -47,6 +48,8 @@ class Lane:
     grace: float = 15.0
     held: dict[asyncio.Task[None], _Held] = field(default_factory=dict)
     budget: PoisonBudget = field(default_factory=PoisonBudget)
+    # Sends to one chat keep the order the lane receives them in (``turns``).
+    turns: Turns | None = None
     _puller: ContinuousPull | None = None
 
     async def run(self) -> None:
@@ -85,6 +88,8 @@ class Lane:
             await asyncio.wait(list(self.held), timeout=self.grace)
 
     def _start(self, msg: Msg) -> None:
+        if self.turns is not None:
+            self.turns.arrive(msg)
         held = _Held(msg, time.monotonic())
         task = asyncio.get_running_loop().create_task(self._one(held))
         self.held[task] = held
@@ -103,6 +108,8 @@ class Lane:
                 with contextlib.suppress(Exception):
                     await msg.nak()
         finally:
+            if self.turns is not None:
+                self.turns.leave(msg)
             task = asyncio.current_task()
             if task is not None:
                 self.held.pop(task, None)

@@ -87,6 +87,7 @@ from switchboard.outbound.schedule import (
 )
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.outbound.share import AccountShare
+from switchboard.outbound.turns import Turns
 from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
 from switchboard.runtime.accounts import Account, AccountCache
 from switchboard.runtime.breaker import Breakers
@@ -260,6 +261,8 @@ class Sender:
     # events at once would hold the event loop long enough to make the sends due meanwhile
     # late.
     _admitting: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    # Sends to one chat wait for the ones their lane received before them (``turns``).
+    turns: Turns = field(default_factory=Turns)
     holds: Holds = field(init=False)
     share: AccountShare = field(init=False)
 
@@ -483,6 +486,11 @@ class Sender:
         if not allowed:
             await msg.nak(delay=wait)  # the provider is down for this account: hold on
             return
+        try:
+            await self.turns.wait(msg)  # the chat's earlier sends first
+        except BaseException:
+            breaker.release()
+            raise
         limits = send_limits(account, cmd.recipient)
         ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause)
         may_move = True

@@ -1,0 +1,74 @@
+"""``turns.Turns`` without NATS: a chat's sends wait for the ones their lane received
+before them, other chats and other lanes do not, and a command that leaves (sent, failed,
+held, put back) lets the next one go."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+from switchboard.outbound.turns import Turns, chat_of
+
+
+def command(seq: int, recipient: str, *, lane: str = "outbound-sends", ws: str = "acme") -> Any:
+    body = {"channel": "telegram", "account": "shop", "recipient": recipient, "content": {}}
+    meta = SimpleNamespace(consumer=lane, sequence=SimpleNamespace(stream=seq))
+    return SimpleNamespace(data=orjson.dumps(body), headers={"workspace-id": ws}, metadata=meta)
+
+
+async def test_a_chat_s_sends_go_in_the_order_they_arrived() -> None:
+    turns = Turns()
+    first, second, third = command(1, "7"), command(2, "7"), command(3, "7")
+    other_chat, other_lane = command(4, "8"), command(5, "7", lane="outbound-bulk")
+    for msg in (first, second, third, other_chat, other_lane):
+        turns.arrive(msg)
+    went: list[int] = []
+
+    async def send(msg: Any) -> None:
+        await turns.wait(msg)
+        went.append(msg.metadata.sequence.stream)
+
+    tasks = [asyncio.create_task(send(m)) for m in (third, second, other_chat, other_lane)]
+    await asyncio.wait_for(asyncio.gather(tasks[2], tasks[3]), 1)  # nothing before them
+    assert went == [4, 5]
+    await send(first)
+    turns.leave(first)
+    await asyncio.wait_for(tasks[1], 1)
+    assert not tasks[0].done()  # the third waits for the second to leave
+    turns.leave(second)
+    await asyncio.wait_for(tasks[0], 1)
+    assert went == [4, 5, 1, 2, 3]
+    for msg in (third, other_chat, other_lane, third):  # leaving twice is harmless
+        turns.leave(msg)
+    assert len(turns) == 0
+
+
+async def test_a_send_that_leaves_before_its_turn_lets_the_next_one_go() -> None:
+    turns = Turns()
+    held, later = command(1, "7"), command(2, "7")
+    turns.arrive(held)
+    turns.arrive(later)
+    waiting = asyncio.create_task(turns.wait(later))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    turns.leave(held)  # held for its time, failed, or put back: it never took its turn
+    await asyncio.wait_for(waiting, 1)
+
+
+def test_only_a_readable_send_takes_a_turn() -> None:
+    broken = command(1, "7")
+    broken.data = b"not json"
+    assert chat_of(broken) is None
+    assert chat_of(command(2, "7", ws="other")) == (
+        "outbound-sends",
+        "other",
+        "telegram",
+        "shop",
+        "7",
+    )
+    turns = Turns()
+    turns.arrive(broken)
+    assert len(turns) == 0
