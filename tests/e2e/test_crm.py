@@ -593,3 +593,51 @@ async def test_commands_on_one_lead_apply_in_the_order_they_were_published(
         if d.model.name == "crm.command_rejected"
     ]  # fmt: skip
     assert rejected == []
+
+
+async def test_a_lead_s_moves_wait_for_its_creation_retried_after_an_outage(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ordered is not enough when the first command of a lead meets an outage: its creation
+    went back to the stream for a retry while its moves, next in the batch, were applied to
+    no lead and rejected for good (404), an infrastructure failure turned into a permanent
+    one. The moves now go back behind it and apply after it."""
+    from nats.errors import TimeoutError as NatsTimeoutError
+    from tests.support.streams import stream_messages
+
+    from switchboard.crm.store import EventStore
+    from switchboard.events.catalog.crm import ChangeLeadStage, CreateLead, LeadCreated
+
+    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
+        await publish_all(nats_url, [received(Channel.TELEGRAM, "demo", "557", "hello", 1)])
+        contact = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 1))["items"][0]
+    await publish_all(
+        nats_url,
+        [CreateLead(lead_id="ld_outage", contact_id=contact["id"], stage="new")]
+        + [ChangeLeadStage(lead_id="ld_outage", to_stage=s) for s in ("contacted", "won")],
+    )
+    append, failed = EventStore.append, []
+
+    async def append_after_an_outage(self: EventStore, event: Any, *args: Any, **kw: Any) -> Any:
+        if isinstance(event, LeadCreated) and not failed:
+            failed.append(event)
+            raise NatsTimeoutError  # the bus did not answer: ours, retried
+        return await append(self, event, *args, **kw)
+
+    monkeypatch.setattr(EventStore, "append", append_after_an_outage)
+    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
+
+        def won(body: dict[str, Any]) -> bool:
+            return [x["stage"] for x in body["items"] if x["id"] == "ld_outage"] == ["won"]
+
+        await crm.until("/v1/leads", won)
+        lead = await crm.get("/v1/leads/ld_outage")
+    assert failed
+    assert [(h["from_stage"], h["to_stage"]) for h in lead["history"]] == [
+        (None, "new"), ("new", "contacted"), ("contacted", "won"),
+    ]  # fmt: skip
+    rejected = [
+        d.model for d in await stream_messages(nats_url, "CRM")
+        if d.model.name == "crm.command_rejected"
+    ]  # fmt: skip
+    assert rejected == []

@@ -24,6 +24,7 @@ from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.failures import (
     DeadLetter,
+    Outcome,
     PermanentError,
     PoisonBudget,
     Retry,
@@ -181,17 +182,18 @@ class PullWorker:
 
 async def handle_delivery(
     bus: Bus, msg: Msg, spec: ConsumerSpec, budget: PoisonBudget, handler: Handler
-) -> None:
+) -> Outcome | None:
     """Run ``handler`` on one delivered message under the failure policy: ack it when the
     handler returns (unless it settled the message itself and said so), else carry out
-    ``decide``'s outcome. Every durable consumer (workers and lanes) settles through here."""
+    ``decide``'s outcome, and return it (None: handled). Every durable consumer (workers
+    and lanes) settles through here."""
     seq = msg.metadata.sequence.stream
     policy = spec.policy
     if budget.spent(seq, policy):
         # Its budget was spent but the DLQ publish failed: only dead-letter it now.
         spent = DeadLetter(budget.last_reason(seq), budget.failures(seq))
         await settle_failure(bus, msg, spent, spec, budget)
-        return
+        return spent
     try:
         settled = await handler(msg)
     except Exception as exc:
@@ -199,11 +201,12 @@ async def handle_delivery(
             exc, failures=budget.failures(seq), deliveries=msg.metadata.num_delivered, policy=policy
         )
         await settle_failure(bus, msg, outcome, spec, budget)
-        return
+        return outcome
     budget.forget(seq)
     if not settled:
         await msg.ack()
     CONSUMED.labels(spec.durable).inc()
+    return None
 
 
 async def settle_failure(

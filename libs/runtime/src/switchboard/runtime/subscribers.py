@@ -46,7 +46,7 @@ from switchboard.events.topology import SERVICES, Durable, ServiceTopology
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import ConsumerSpec, Handler, PullWorker, handle_delivery
 from switchboard.runtime.errors import SwitchboardRuntimeError
-from switchboard.runtime.failures import PoisonBudget
+from switchboard.runtime.failures import Outcome, PoisonBudget, Retry
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.tracing import consume_span
@@ -69,6 +69,9 @@ __all__ = [
 # stop waits for the fetch in progress): short, as PullWorker's was.
 FETCH_TIMEOUT_S = 1.0
 _VERSION = re.compile(r"v[0-9]+")
+# How much later than the one before it each message of a thing is due again when the one
+# before goes back for a retry (``_Settle.in_order``): their order in the redeliveries.
+REQUEUE_STEP_S = 0.05
 # How often a running service checks that its durables still exist.
 DURABLE_CHECK_S = 2.0
 
@@ -166,22 +169,30 @@ class _Settle:
     sem: asyncio.Semaphore
     budget: PoisonBudget = field(default_factory=PoisonBudget)
 
-    async def __call__(self, msg: Msg) -> None:
+    async def __call__(self, msg: Msg) -> Outcome | None:
         if self.bus is None:  # a router built only to be documented
             raise RuntimeError(f"{self.spec.durable}: registered without a bus")
         async with self.sem:
-            await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
+            return await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
 
     async def in_order(self, msgs: Sequence[Msg]) -> None:
         """A fetched batch: each thing's messages one after another, in the batch's order
-        (the stream's), the things concurrently."""
+        (the stream's), the things concurrently. A message put back for a retry takes the
+        rest of its thing's messages back with it, each due a step later, so they still
+        come after it (applied now, a lead's moves found no lead while its creation waited
+        out an outage, and were rejected for good)."""
         chains: dict[tuple[str, ...], list[Msg]] = {}
         for msg in msgs:
             chains.setdefault(about(msg), []).append(msg)
 
         async def run(chain: list[Msg]) -> None:
-            for msg in chain:
-                await self(msg)
+            for at, msg in enumerate(chain):
+                outcome = await self(msg)
+                if isinstance(outcome, Retry):
+                    for step, later in enumerate(chain[at + 1 :], 1):
+                        with contextlib.suppress(Exception):  # unsettled, it comes back too
+                            await later.nak(delay=outcome.delay_s + step * REQUEUE_STEP_S)
+                    return
 
         async with asyncio.TaskGroup() as tasks:
             for chain in chains.values():
