@@ -4,7 +4,9 @@ optimistic concurrency, workspace isolation, erasure."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -556,43 +558,57 @@ async def test_a_contact_search_takes_percent_and_underscore_as_themselves(crm: 
         assert sorted(c["display_name"] for c in found["items"]) == names, text
 
 
-async def test_commands_on_one_lead_apply_in_the_order_they_were_published(
-    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+async def _moved_while_stopped(
+    nats_url: str,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    lead_id: str,
+    stages: list[str],
+    before_start: Callable[[], None] = lambda: None,
 ) -> None:
-    """The CRM's commands durable hands out a fetched batch to concurrent handlers, so a
-    lead's creation and its moves published together ran at once: a move found no lead (a
-    404 rejection) or a later move landed before an earlier one. The commands are published
-    while the CRM is stopped, so its next start fetches them as one batch."""
+    """A lead's creation and its moves to ``stages``, published while the CRM is stopped
+    (its next start fetches them as one batch): every move applied, in order, none
+    rejected."""
     from tests.support.streams import stream_messages
 
     from switchboard.events.catalog.crm import ChangeLeadStage, CreateLead
 
     async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
-        await publish_all(nats_url, [received(Channel.TELEGRAM, "demo", "556", "hello", 1)])
+        await publish_all(nats_url, [received(Channel.TELEGRAM, "demo", lead_id, "hello", 1)])
         contact = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 1))["items"][0]
-    stages = ["contacted", "qualified", "won"]
     await publish_all(
         nats_url,
-        [CreateLead(lead_id="ld_order", contact_id=contact["id"], stage="new")]
-        + [ChangeLeadStage(lead_id="ld_order", to_stage=s) for s in stages],
+        [CreateLead(lead_id=lead_id, contact_id=contact["id"], stage="new")]
+        + [ChangeLeadStage(lead_id=lead_id, to_stage=s) for s in stages],
     )
+    before_start()
     async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
 
         def moved(body: dict[str, Any]) -> bool:
-            return [lead.get("stage") for lead in body["items"] if lead["id"] == "ld_order"] == [
-                "won"
-            ]
+            return [x["stage"] for x in body["items"] if x["id"] == lead_id] == stages[-1:]
 
         await crm.until("/v1/leads", moved)
-        lead = await crm.get("/v1/leads/ld_order")
+        lead = await crm.get(f"/v1/leads/{lead_id}")
+    path = ["new", *stages]
     assert [(h["from_stage"], h["to_stage"]) for h in lead["history"]] == [
-        (None, "new"), ("new", "contacted"), ("contacted", "qualified"), ("qualified", "won"),
-    ]  # fmt: skip
+        (None, "new"),
+        *pairwise(path),
+    ]
     rejected = [
         d.model for d in await stream_messages(nats_url, "CRM")
         if d.model.name == "crm.command_rejected"
     ]  # fmt: skip
     assert rejected == []
+
+
+async def test_commands_on_one_lead_apply_in_the_order_they_were_published(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRM's commands durable hands out a fetched batch to concurrent handlers, so a
+    lead's creation and its moves published together ran at once: a move found no lead (a
+    404 rejection) or a later move landed before an earlier one."""
+    stages = ["contacted", "qualified", "won"]
+    await _moved_while_stopped(nats_url, postgres_url, monkeypatch, "ld_order", stages)
 
 
 async def test_a_lead_s_moves_wait_for_its_creation_retried_after_an_outage(
@@ -603,41 +619,23 @@ async def test_a_lead_s_moves_wait_for_its_creation_retried_after_an_outage(
     no lead and rejected for good (404), an infrastructure failure turned into a permanent
     one. The moves now go back behind it and apply after it."""
     from nats.errors import TimeoutError as NatsTimeoutError
-    from tests.support.streams import stream_messages
 
     from switchboard.crm.store import EventStore
-    from switchboard.events.catalog.crm import ChangeLeadStage, CreateLead, LeadCreated
+    from switchboard.events.catalog.crm import LeadCreated
 
-    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
-        await publish_all(nats_url, [received(Channel.TELEGRAM, "demo", "557", "hello", 1)])
-        contact = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 1))["items"][0]
-    await publish_all(
-        nats_url,
-        [CreateLead(lead_id="ld_outage", contact_id=contact["id"], stage="new")]
-        + [ChangeLeadStage(lead_id="ld_outage", to_stage=s) for s in ("contacted", "won")],
-    )
     append, failed = EventStore.append, []
 
     async def append_after_an_outage(self: EventStore, event: Any, *args: Any, **kw: Any) -> Any:
-        if isinstance(event, LeadCreated) and not failed:
+        if isinstance(event, LeadCreated) and event.lead_id == "ld_outage" and not failed:
             failed.append(event)
             raise NatsTimeoutError  # the bus did not answer: ours, retried
         return await append(self, event, *args, **kw)
 
-    monkeypatch.setattr(EventStore, "append", append_after_an_outage)
-    async with running_crm(nats_url, postgres_url, monkeypatch) as crm:
+    def an_outage_first() -> None:
+        monkeypatch.setattr(EventStore, "append", append_after_an_outage)
 
-        def won(body: dict[str, Any]) -> bool:
-            return [x["stage"] for x in body["items"] if x["id"] == "ld_outage"] == ["won"]
-
-        await crm.until("/v1/leads", won)
-        lead = await crm.get("/v1/leads/ld_outage")
+    stages = ["contacted", "won"]
+    await _moved_while_stopped(
+        nats_url, postgres_url, monkeypatch, "ld_outage", stages, an_outage_first
+    )
     assert failed
-    assert [(h["from_stage"], h["to_stage"]) for h in lead["history"]] == [
-        (None, "new"), ("new", "contacted"), ("contacted", "won"),
-    ]  # fmt: skip
-    rejected = [
-        d.model for d in await stream_messages(nats_url, "CRM")
-        if d.model.name == "crm.command_rejected"
-    ]  # fmt: skip
-    assert rejected == []
