@@ -25,7 +25,7 @@ from switchboard.events import (
 )
 from switchboard.events.catalog.common import Channel, Chat, Sender
 from switchboard.events.catalog.conv import MessageReceived, ProviderIds, TextContent
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.outbound import OutText, SendMessage, chat_bucket
 from switchboard.events.streams import stream_for_subject, subject_matches
 from switchboard.events.subjects import parse_subject, token, untoken
 
@@ -70,7 +70,9 @@ def test_subjects_follow_the_contract() -> None:
         recipient="49176",
         content=OutText(text="hello"),
     )
-    assert cmd.subject() == "cmd.outbound.send.v1.whatsapp.15550001111"
+    # the last token is the recipient's bucket (outbound's order of a chat's sends)
+    assert cmd.subject() == f"cmd.outbound.send.v1.whatsapp.15550001111.{chat_bucket('49176')}"
+    assert len(chat_bucket("49176")) == 4
     assert stream_for_subject(cmd.subject()).name == "OUTBOUND"
     assert stream_for_subject(ev.subject()).name == "CONV"
     with pytest.raises(ValueError, match="version"):

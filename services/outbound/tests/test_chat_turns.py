@@ -16,7 +16,9 @@ from switchboard.outbound.turns import Turns, chat_of
 def command(seq: int, recipient: str, *, lane: str = "outbound-sends", ws: str = "acme") -> Any:
     body = {"channel": "telegram", "account": "shop", "recipient": recipient, "content": {}}
     meta = SimpleNamespace(consumer=lane, sequence=SimpleNamespace(stream=seq))
-    return SimpleNamespace(data=orjson.dumps(body), headers={"workspace-id": ws}, metadata=meta)
+    subject = "cmd.outbound.send.v1.telegram.shop"
+    headers = {"workspace-id": ws}
+    return SimpleNamespace(subject=subject, data=orjson.dumps(body), headers=headers, metadata=meta)
 
 
 async def test_a_chat_s_sends_go_in_the_order_they_arrived() -> None:
@@ -72,3 +74,23 @@ def test_only_a_readable_send_takes_a_turn() -> None:
     turns = Turns()
     turns.arrive(broken)
     assert len(turns) == 0
+
+
+def test_a_chat_s_sends_go_behind_its_sends_sent_back_in_their_first_order() -> None:
+    """Sent back for the account's share: the chat's later sends go behind it, one sent
+    back again keeps its place, and one out past the patience is forgotten."""
+    turns = Turns(patience_s=10)
+    first, second, fresh, other = command(1, "7"), command(2, "7"), command(3, "7"), command(4, "8")
+    for msg in (first, second, fresh, other):
+        turns.arrive(msg)
+    turns.sent_back(first, "m1", 100.0)
+    turns.sent_back(second, "m2", 101.0)
+    assert turns.behind(fresh, "m3", 50.0) == 101.0  # behind both
+    assert turns.behind(other, "m4", 50.0) is None  # another chat
+    assert turns.behind(first, "m1", 100.0) is None  # the first out goes on
+    assert turns.behind(second, "m2", 101.0) == 100.0  # the first is still out
+    turns.sent_back(first, "m1", 105.0)  # sent back again: still first
+    assert turns.behind(second, "m2", 101.0) == 105.0
+    turns.gone_on(first, "m1")
+    assert turns.behind(second, "m2", 106.0) is None
+    assert turns.behind(fresh, "m3", 120.0) is None  # m2 out 19 s past its time: forgotten

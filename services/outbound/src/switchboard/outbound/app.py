@@ -260,6 +260,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             pool=health,
             erased=erased,
             clock=clock.now,
+            turns=Turns(rt.bus.js, settings.order_patience_s),
         )
         commands = CampaignCommands(rt.bus, store, view, cache, clock.utcnow)
         conversions = ConversionSender(

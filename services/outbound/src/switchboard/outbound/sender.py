@@ -423,23 +423,31 @@ class Sender:
             yield True
             return
         key = account_key(account)  # the account's own limit (its recipient's is no matter)
-        back = self.share.take(key.name, key.limit, self.clock())
+        now = self.clock()
+        ws, message_id = job.env.workspace_id, job.cmd.message_id
+        # An earlier send to the chat was sent back from here and has not gone on: behind it.
+        behind = self.turns.behind(job.msg, message_id, now)
+        if behind is not None:
+            back: float | None = max(behind - now, 0.0) + key.limit.interval
+        else:
+            back = self.share.take(key.name, key.limit, now)
         if back is not None:
             # Held by the server, as a send scheduled ahead is: a nak'ed command would still
             # keep one of the durable's 20,000 places.
             SENT_BACK.inc()
-            now = self.clock()
+            self.turns.sent_back(job.msg, message_id, now + back)
             await hold(
                 self.bus,
                 self.attempts,
                 job.msg,
-                (job.env.workspace_id, job.cmd.message_id),
+                (ws, message_id),
                 datetime.fromtimestamp(now + back, UTC),
                 datetime.fromtimestamp(now, UTC),
                 timedelta(seconds=self.policy.hold_hop),
             )
             yield False
             return
+        self.turns.gone_on(job.msg, message_id)
         try:
             yield True
         finally:

@@ -83,6 +83,12 @@ class OutboundSettings(ServiceSettings):
         description="a campaign account paused longer than this (a long FLOOD_WAIT or 429) "
         "drops out of the pool until the pause ends; its sends move to other accounts",
     )
+    order_patience_s: float = Field(
+        30.0,
+        ge=0,
+        description="a send waits at most this long for an earlier send to its chat still in "
+        "the stream (another instance's, one put back for a retry), then goes anyway",
+    )
     idempotency_retention_s: float = Field(
         86400.0,
         gt=0,

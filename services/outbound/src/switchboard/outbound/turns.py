@@ -1,25 +1,53 @@
-"""Sends to one chat go in the order their commands came from the stream (in one instance).
+"""Sends to one chat go in the order their commands came from the stream.
 
 A lane starts each command in its own task as it arrives, and the steps before the call
 (the record, the announcement, the slot) take different times, so a bot's three-part reply
-reached the chat as 1, 3, 2. Each command takes a turn when its lane receives it (fetch
-order is the stream's) and waits, before its slot, until every earlier command to its chat
-in this lane has been answered or has left the lane (failed, held, put back).
+reached the chat as 1, 3, 2; with two instances each taking some of the parts, no order at
+all. Before its slot, a send waits:
 
-Not ordered: sends to one chat taken by two instances, and a send put back to the stream
-for a retry (the next one goes meanwhile).
+- in its instance, until every earlier command to its chat that its lane received has been
+  answered or has left the lane (failed, held, put back): each takes a turn when the lane
+  receives it (fetch order is the stream's), and the one before wakes the next;
+- across instances, until no earlier command is left in the stream on its own subject,
+  whose last token is its recipient's bucket (``chat_bucket``): a command leaves the work
+  queue when it is settled (acked, or terminated into the DLQ). JetStream says nothing when
+  a message leaves, so this asks again, from 20 ms doubling to 0.5 s (a chat takes one send
+  a second at Telegram), and goes anyway after ``patience_s`` (an earlier one may wait in a
+  full lane of later ones, or for its time).
+
+A send put back for a retry keeps its place in the stream, so the chat's later sends wait
+for it (or for the patience). A send its instance sent back because its account's share of
+the lane was full (``share``) leaves the stream for a moment: the chat's later sends that
+reach that instance before it has gone on go back behind it (``behind``), and so does one
+of them sent back again; one that reaches another instance meanwhile may go first. Sends
+published on a subject without the bucket (before it existed) wait in their instance only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import orjson
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter
 
 from switchboard.events.envelope import H_WORKSPACE
+from switchboard.runtime.logging import get_logger
+
+log = get_logger(__name__)
+IMPATIENT = Counter(
+    "switchboard_outbound_order_waits_given_up_total",
+    "Sends that went before an earlier send to their chat still in the stream (patience)",
+)
+# Only the conversational lane's sends carry their chat's bucket (cmd.outbound.send.v1.
+# <channel>.<account>.<bucket>); a bulk send's last token is its campaign.
+_SEND = "cmd.outbound.send."
+_SEND_TOKENS = 7
 
 Key = tuple[str, str, str, str, str]
 
@@ -37,12 +65,22 @@ def chat_of(msg: Msg) -> Key | None:
     return (msg.metadata.consumer or "", (msg.headers or {}).get(H_WORKSPACE, ""), *chat)
 
 
+def _bucketed(subject: str) -> bool:
+    return subject.startswith(_SEND) and subject.count(".") + 1 == _SEND_TOKENS
+
+
 @dataclass
 class Turns:
-    """The commands of each chat in this instance, in the order their lane received them."""
+    """The commands of each chat in this instance, in the order their lane received them,
+    and (with ``js``) the earlier ones still in the stream."""
 
+    js: JetStreamContext | None = None
+    patience_s: float = 30.0
     _chats: dict[Key, OrderedDict[int, asyncio.Event]] = field(default_factory=dict)
     _keys: dict[int, Key] = field(default_factory=dict)
+    # chat -> its sends sent back from here and not gone on since (message_id -> when it
+    # comes again), in the order they were first sent back
+    _out: dict[Key, OrderedDict[str, float]] = field(default_factory=dict)
 
     def arrive(self, msg: Msg) -> None:
         """Queue ``msg`` behind the commands to its chat already here (call in the order
@@ -55,14 +93,70 @@ class Turns:
         self._chats.setdefault(key, OrderedDict())[seq] = asyncio.Event()
 
     async def wait(self, msg: Msg) -> None:
-        """Until every command to the chat that arrived before ``msg`` has left."""
+        """Until every command to the chat that arrived before ``msg`` has left, here and
+        (with ``js``) in the stream."""
         seq = msg.metadata.sequence.stream
         key = self._keys.get(seq)
-        if key is None:
-            return
-        queue = self._chats[key]
-        while seq in queue and (head := next(iter(queue))) != seq:
-            await queue[head].wait()
+        if key is not None:
+            queue = self._chats[key]
+            while seq in queue and (head := next(iter(queue))) != seq:
+                await queue[head].wait()
+        if self.js is not None and _bucketed(msg.subject):
+            await self._first_in_stream(self.js, msg)
+
+    async def _first_in_stream(self, js: JetStreamContext, msg: Msg) -> None:
+        seq, stream = msg.metadata.sequence.stream, msg.metadata.stream
+        deadline = time.monotonic() + self.patience_s
+        pause = 0.02
+        while True:
+            try:
+                first = await js.get_msg(stream, seq=1, subject=msg.subject, next=True)
+            except NotFoundError:
+                return  # nothing on the subject: this one was settled meanwhile
+            if first.seq is None or first.seq >= seq:
+                return
+            if time.monotonic() >= deadline:
+                IMPATIENT.inc()
+                log.warning("sending before an earlier send to the chat", earlier=first.seq)
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def behind(self, msg: Msg, message_id: str, now: float) -> float | None:
+        """When the last of the chat's sends that were sent back from here before
+        ``message_id`` comes again, while one is still out (then this one goes back too,
+        to come after them); None: it may go on. One out longer than the patience past its
+        time is forgotten (another instance took it, or it was stopped)."""
+        key = self._keys.get(msg.metadata.sequence.stream)
+        out = None if key is None else self._out.get(key)
+        if key is None or out is None:
+            return None
+        for gone in [m for m, until in out.items() if until + self.patience_s < now]:
+            del out[gone]
+        earlier = []
+        for m, until in out.items():
+            if m == message_id:
+                break
+            earlier.append(until)
+        if not out:
+            del self._out[key]
+        return max(earlier) if earlier else None
+
+    def sent_back(self, msg: Msg, message_id: str, until: float) -> None:
+        """``message_id`` went back to the stream until ``until`` (its account's share here
+        was full, or it is ``behind``); it keeps its place among the chat's sends out."""
+        key = self._keys.get(msg.metadata.sequence.stream)
+        if key is not None:
+            self._out.setdefault(key, OrderedDict())[message_id] = until
+
+    def gone_on(self, msg: Msg, message_id: str) -> None:
+        """``message_id`` has its place in the lane: no longer out."""
+        key = self._keys.get(msg.metadata.sequence.stream)
+        out = None if key is None else self._out.get(key)
+        if key is not None and out is not None:
+            out.pop(message_id, None)
+            if not out:
+                del self._out[key]
 
     def leave(self, msg: Msg) -> None:
         """``msg`` no longer holds its chat (answered, settled or put back); idempotent."""
