@@ -5,7 +5,6 @@ and goes anyway after its patience (counted), so a stuck earlier send never stop
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,14 +15,6 @@ from switchboard.events.catalog.outbound import OutText, SendMessage
 from switchboard.outbound.turns import IMPATIENT, Turns
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
-
-
-@pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(nats_url, name="chat-order-test")
-    await bus.provision()
-    yield bus
-    await bus.close()
 
 
 async def stored(bus: Bus, n: int, recipient: str = "4201") -> Any:
