@@ -53,9 +53,9 @@ async def sent_to(stack: OutboundStack, *chats: str, count: int) -> list[list[st
         reqs = stack.box.recorder.requests(provider="telegram", method="sendMessage", ok=True)
         return [str(r.params.get("text")) for r in reqs if str(r.params.get("chat_id")) == chat]
 
-    async def all_sent() -> list[list[str]] | None:
+    async def all_sent() -> list[list[str]]:
         found = [texts(chat) for chat in chats]
-        return found if all(len(f) == count for f in found) else None
+        return found if all(len(f) == count for f in found) else []
 
     return await eventually(all_sent, timeout=60)
 
