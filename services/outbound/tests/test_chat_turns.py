@@ -94,3 +94,25 @@ def test_a_chat_s_sends_go_behind_its_sends_sent_back_in_their_first_order() -> 
     turns.gone_on(first, "m1")
     assert turns.behind(second, "m2", 106.0) is None
     assert turns.behind(fresh, "m3", 120.0) is None  # m2 out 19 s past its time: forgotten
+
+
+def test_sends_sent_back_keep_the_order_they_first_came_in_when_they_come_again() -> None:
+    """A send sent back comes again as a new message (a later sequence); it keeps the
+    place its first sequence gave it, also once it has gone on (asked again before its
+    slot), and a later send sent back first does not put an earlier one behind it."""
+    turns = Turns(patience_s=10)
+    first, second = command(1, "7"), command(2, "7")
+    for msg in (first, second):
+        turns.arrive(msg)
+    turns.sent_back(second, "m2", 100.0)  # the later one reached the full share first
+    assert turns.behind(first, "m1", 50.0) is None  # the earlier one is not behind it
+    turns.sent_back(first, "m1", 101.0)  # sent back too (the share is full)
+    again_2, again_1 = command(8, "7"), command(9, "7")  # they come again, m2 first
+    turns.arrive(again_2)
+    turns.arrive(again_1)
+    assert turns.behind(again_2, "m2", 100.0) == 101.0  # behind m1, which came first
+    assert turns.behind(again_1, "m1", 101.0) is None
+    turns.gone_on(again_1, "m1")
+    assert turns.behind(again_1, "m1", 101.0) is None  # asked again before its slot
+    turns.leave(again_1)
+    assert turns.behind(again_2, "m2", 102.0) is None

@@ -424,7 +424,7 @@ class Sender:
             return
         key = account_key(account)  # the account's own limit (its recipient's is no matter)
         now = self.clock()
-        ws, message_id = job.env.workspace_id, job.cmd.message_id
+        message_id = job.cmd.message_id
         # An earlier send to the chat was sent back from here and has not gone on: behind it.
         behind = self.turns.behind(job.msg, message_id, now)
         if behind is not None:
@@ -432,19 +432,7 @@ class Sender:
         else:
             back = self.share.take(key.name, key.limit, now)
         if back is not None:
-            # Held by the server, as a send scheduled ahead is: a nak'ed command would still
-            # keep one of the durable's 20,000 places.
-            SENT_BACK.inc()
-            self.turns.sent_back(job.msg, message_id, now + back)
-            await hold(
-                self.bus,
-                self.attempts,
-                job.msg,
-                (ws, message_id),
-                datetime.fromtimestamp(now + back, UTC),
-                datetime.fromtimestamp(now, UTC),
-                timedelta(seconds=self.policy.hold_hop),
-            )
+            await self._send_back(job, now, back)
             yield False
             return
         self.turns.gone_on(job.msg, message_id)
@@ -452,6 +440,22 @@ class Sender:
             yield True
         finally:
             self.share.release(key.name)
+
+    async def _send_back(self, job: Outcome, now: float, back: float) -> None:
+        """Held by the server for ``back`` seconds, as a send scheduled ahead is (a nak'ed
+        command would still keep one of the durable's 20,000 places), keeping its place
+        among its chat's sends (``turns``)."""
+        SENT_BACK.inc()
+        self.turns.sent_back(job.msg, job.cmd.message_id, now + back)
+        await hold(
+            self.bus,
+            self.attempts,
+            job.msg,
+            (job.env.workspace_id, job.cmd.message_id),
+            datetime.fromtimestamp(now + back, UTC),
+            datetime.fromtimestamp(now, UTC),
+            timedelta(seconds=self.policy.hold_hop),
+        )
 
     async def _send(
         self,
@@ -499,6 +503,13 @@ class Sender:
         except BaseException:
             breaker.release()
             raise
+        now = self.clock()
+        behind = self.turns.behind(msg, cmd.message_id, now)
+        if behind is not None:  # an earlier send to the chat was sent back meanwhile
+            breaker.release()
+            interval = account_key(account).limit.interval
+            await self._send_back(job, now, max(behind - now, 0.0) + interval)
+            return
         limits = send_limits(account, cmd.recipient)
         ticket = Ticket(cmd.priority, limits.recipient, limits.recipient_pause)
         may_move = True

@@ -78,9 +78,11 @@ class Turns:
     patience_s: float = 30.0
     _chats: dict[Key, OrderedDict[int, asyncio.Event]] = field(default_factory=dict)
     _keys: dict[int, Key] = field(default_factory=dict)
-    # chat -> its sends sent back from here and not gone on since (message_id -> when it
-    # comes again), in the order they were first sent back
-    _out: dict[Key, OrderedDict[str, float]] = field(default_factory=dict)
+    # chat -> its sends sent back from here and not gone on since: message_id -> (the
+    # stream sequence it first came with, when it comes again)
+    _out: dict[Key, dict[str, tuple[int, float]]] = field(default_factory=dict)
+    # the first sequence of a command in the lane that came again after being sent back
+    _went: dict[int, int] = field(default_factory=dict)
 
     def arrive(self, msg: Msg) -> None:
         """Queue ``msg`` behind the commands to its chat already here (call in the order
@@ -123,44 +125,52 @@ class Turns:
             pause = min(pause * 2, 0.5)
 
     def behind(self, msg: Msg, message_id: str, now: float) -> float | None:
-        """When the last of the chat's sends that were sent back from here before
-        ``message_id`` comes again, while one is still out (then this one goes back too,
-        to come after them); None: it may go on. One out longer than the patience past its
-        time is forgotten (another instance took it, or it was stopped)."""
+        """When the last of the chat's sends sent back from here that came before
+        ``message_id`` in the stream comes again, while one is still out (then this one
+        goes back too, to come after them); None: it may go on. One out longer than the
+        patience past its time is forgotten (another instance took it, or it was stopped).
+        The order is the sequences the commands first came with (a command sent back
+        comes again as a new message)."""
         key = self._keys.get(msg.metadata.sequence.stream)
         out = None if key is None else self._out.get(key)
         if key is None or out is None:
             return None
-        for gone in [m for m, until in out.items() if until + self.patience_s < now]:
+        first = self._first_seq(msg, message_id, out)
+        for gone in [m for m, (_, until) in out.items() if until + self.patience_s < now]:
             del out[gone]
-        earlier = []
-        for m, until in out.items():
-            if m == message_id:
-                break
-            earlier.append(until)
+        earlier = [until for m, (o, until) in out.items() if o < first and m != message_id]
         if not out:
             del self._out[key]
         return max(earlier) if earlier else None
 
     def sent_back(self, msg: Msg, message_id: str, until: float) -> None:
         """``message_id`` went back to the stream until ``until`` (its account's share here
-        was full, or it is ``behind``); it keeps its place among the chat's sends out."""
+        was full, or it is ``behind``); it keeps its place among the chat's sends."""
         key = self._keys.get(msg.metadata.sequence.stream)
         if key is not None:
-            self._out.setdefault(key, OrderedDict())[message_id] = until
+            out = self._out.setdefault(key, {})
+            out[message_id] = (self._first_seq(msg, message_id, out), until)
 
     def gone_on(self, msg: Msg, message_id: str) -> None:
-        """``message_id`` has its place in the lane: no longer out."""
-        key = self._keys.get(msg.metadata.sequence.stream)
+        """``message_id`` has its place in the lane: no longer out (its first sequence is
+        kept until it leaves, for ``behind`` asked again before its slot)."""
+        seq = msg.metadata.sequence.stream
+        key = self._keys.get(seq)
         out = None if key is None else self._out.get(key)
-        if key is not None and out is not None:
-            out.pop(message_id, None)
+        if key is not None and out is not None and message_id in out:
+            self._went[seq] = out.pop(message_id)[0]
             if not out:
                 del self._out[key]
+
+    def _first_seq(self, msg: Msg, message_id: str, out: dict[str, tuple[int, float]]) -> int:
+        seq = msg.metadata.sequence.stream
+        found = out.get(message_id)
+        return found[0] if found is not None else self._went.get(seq, seq)
 
     def leave(self, msg: Msg) -> None:
         """``msg`` no longer holds its chat (answered, settled or put back); idempotent."""
         seq = msg.metadata.sequence.stream
+        self._went.pop(seq, None)
         key = self._keys.pop(seq, None)
         if key is None:
             return
