@@ -46,8 +46,14 @@ WAKING = ("send", "list_dialogs", "search_contacts", "deliver", "fetch_media")
 
 # Where it reads is the topology's (switchboard.events.topology, MTPROTO): the session
 # commands, and the WAKING ones, seen only to wake a parked session (ttl.py).
+# A session's commands apply in the order they were published (``ordered``): a subscribe
+# and an unsubscribe of one peer in one batch ran at once, and the peer stayed read.
 SUBSCRIPTION = Subscription(
-    durable("mtproto", "mtproto-commands"), max_failures=10, backoff_s=(1.0, 2.0, 5.0), batch=16
+    durable("mtproto", "mtproto-commands"),
+    max_failures=10,
+    backoff_s=(1.0, 2.0, 5.0),
+    batch=16,
+    ordered=True,
 )
 SUBSCRIPTIONS = (SUBSCRIPTION,)
 SPEC = SUBSCRIPTION.spec
