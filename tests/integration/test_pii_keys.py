@@ -15,6 +15,7 @@ from nats.js.errors import NotFoundError
 from switchboard.events import decode, decode_message
 from switchboard.events.catalog.common import Channel, Chat, Sender
 from switchboard.events.catalog.conv import MessageReceived, ProviderIds, TextContent
+from switchboard.events.catalog.outbound import SendMessage, chat_bucket
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
@@ -153,7 +154,13 @@ async def test_every_sealed_event_is_its_model_sealed_on_its_subject(nats_url: s
                 if display_name:  # a contact's name travels sealed, whichever event names it
                     assert display_name.encode() not in (stored.data or b""), path
                 sealed = decode(stored.subject, stored.headers, stored.data or b"")
-                assert sealed.subject() == stored.subject, path
+                if type(event) is SendMessage:  # not SendBulk: its last token is its campaign
+                    # A send's subject ends with its recipient's bucket (outbound's order of
+                    # a chat's sends), which a sealed recipient cannot give: it is routed by
+                    # the recipient as published, and the lanes read it from the message.
+                    assert stored.subject.endswith("." + chat_bucket(event.recipient)), path
+                else:
+                    assert sealed.subject() == stored.subject, path
 
                 class Stored:  # what a consumer's message looks like to open_messages
                     data = stored.data or b""
