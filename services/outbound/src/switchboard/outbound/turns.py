@@ -26,7 +26,6 @@ published on a subject without the bucket (before it existed) wait in their inst
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
 from switchboard.events.envelope import H_WORKSPACE
 from switchboard.runtime.logging import get_logger
@@ -108,21 +108,25 @@ class Turns:
 
     async def _first_in_stream(self, js: JetStreamContext, msg: Msg) -> None:
         seq, stream = msg.metadata.sequence.stream, msg.metadata.stream
-        deadline = time.monotonic() + self.patience_s
-        pause = 0.02
-        while True:
+
+        async def earlier() -> int | None:
+            """The sequence of an earlier command on the subject, None when there is none."""
             try:
                 first = await js.get_msg(stream, seq=1, subject=msg.subject, next=True)
             except NotFoundError:
-                return  # nothing on the subject: this one was settled meanwhile
-            if first.seq is None or first.seq >= seq:
-                return
-            if time.monotonic() >= deadline:
-                IMPATIENT.inc()
-                log.warning("sending before an earlier send to the chat", earlier=first.seq)
-                return
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
+                return None  # nothing on the subject: this one was settled meanwhile
+            return first.seq if first.seq is not None and first.seq < seq else None
+
+        asking = AsyncRetrying(
+            retry=retry_if_result(lambda found: found is not None),
+            wait=wait_exponential(multiplier=0.02, max=0.5),
+            stop=stop_after_delay(self.patience_s),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        found: int | None = await asking(earlier)
+        if found is not None:
+            IMPATIENT.inc()
+            log.warning("sending before an earlier send to the chat", earlier=found)
 
     def behind(self, msg: Msg, message_id: str, now: float) -> float | None:
         """When the last of the chat's sends sent back from here that came before
