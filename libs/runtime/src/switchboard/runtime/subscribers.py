@@ -70,7 +70,7 @@ __all__ = [
 FETCH_TIMEOUT_S = 1.0
 _VERSION = re.compile(r"v[0-9]+")
 # How much later than the one before it each message of a thing is due again when the one
-# before goes back for a retry (``_Settle.in_order``): their order in the redeliveries.
+# before goes back for a retry (``_Settle._in_order``): their order in the redeliveries.
 REQUEUE_STEP_S = 0.05
 # How often a running service checks that its durables still exist.
 DURABLE_CHECK_S = 2.0
@@ -159,44 +159,67 @@ class Subscription:
 
 
 @dataclass
+class _Thing:
+    """The messages about one thing in hand here: one at a time, in the order they came
+    (``asyncio.Lock`` wakes its waiters first come, first served); after one went back for
+    a retry, those waiting behind it follow it back."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+    retry_s: float | None = None
+    followed: int = 0
+
+
+@dataclass
 class _Settle:
     """A subscriber's FastStream handler: the delivered message through the service's
-    handler under the failure policy, at most ``concurrency`` at a time."""
+    handler under the failure policy, at most ``concurrency`` at a time; with ``ordered``,
+    one at a time per thing (``about``)."""
 
     bus: Bus | None
     spec: ConsumerSpec
     handler: Handler
     sem: asyncio.Semaphore
+    ordered: bool = False
     budget: PoisonBudget = field(default_factory=PoisonBudget)
+    things: dict[tuple[str, ...], _Thing] = field(default_factory=dict)
 
     async def __call__(self, msg: Msg) -> Outcome | None:
         if self.bus is None:  # a router built only to be documented
             raise RuntimeError(f"{self.spec.durable}: registered without a bus")
+        if self.ordered:
+            return await self._in_order(msg)
         async with self.sem:
             return await handle_delivery(self.bus, msg, self.spec, self.budget, self._traced)
 
-    async def in_order(self, msgs: Sequence[Msg]) -> None:
-        """A fetched batch: each thing's messages one after another, in the batch's order
-        (the stream's), the things concurrently. A message put back for a retry takes the
-        rest of its thing's messages back with it, each due a step later, so they still
-        come after it (applied now, a lead's moves found no lead while its creation waited
-        out an outage, and were rejected for good)."""
-        chains: dict[tuple[str, ...], list[Msg]] = {}
-        for msg in msgs:
-            chains.setdefault(about(msg), []).append(msg)
-
-        async def run(chain: list[Msg]) -> None:
-            for at, msg in enumerate(chain):
-                outcome = await self(msg)
+    async def _in_order(self, msg: Msg) -> Outcome | None:
+        """One thing's messages one after another, in the order their tasks started (the
+        fetched batch's, the stream's: nothing is awaited before the lock is asked for). A
+        message put back for a retry takes the ones waiting behind it back too, each due a
+        step later, so they still come after it (applied meanwhile, a lead's moves found no
+        lead while its creation waited out an outage, and were rejected for good)."""
+        key = about(msg)
+        thing = self.things.setdefault(key, _Thing())
+        thing.waiting += 1
+        try:
+            async with thing.lock:
+                if thing.retry_s is not None:
+                    thing.followed += 1
+                    with contextlib.suppress(Exception):  # unsettled, it comes back anyway
+                        await msg.nak(delay=thing.retry_s + thing.followed * REQUEUE_STEP_S)
+                    return None
+                async with self.sem:
+                    assert self.bus is not None
+                    outcome = await handle_delivery(
+                        self.bus, msg, self.spec, self.budget, self._traced
+                    )
                 if isinstance(outcome, Retry):
-                    for step, later in enumerate(chain[at + 1 :], 1):
-                        with contextlib.suppress(Exception):  # unsettled, it comes back too
-                            await later.nak(delay=outcome.delay_s + step * REQUEUE_STEP_S)
-                    return
-
-        async with asyncio.TaskGroup() as tasks:
-            for chain in chains.values():
-                tasks.create_task(run(chain))
+                    thing.retry_s = outcome.delay_s
+                return outcome
+        finally:
+            thing.waiting -= 1
+            if thing.waiting == 0:
+                del self.things[key]
 
     async def _traced(self, msg: Msg) -> bool | None:
         with consume_span(
@@ -213,10 +236,9 @@ def about(msg: Msg) -> tuple[str, ...]:
     return ((msg.headers or {}).get(H_WORKSPACE, ""), *tokens[at + 1 :])
 
 
-async def _raw(message: NatsMessage) -> Msg | list[Msg]:
+async def _raw(message: NatsMessage) -> Msg:
     """The body FastStream hands a handler: the delivered message itself (its headers,
-    reply subject and JetStream metadata are what the failure policy needs), or a batch's
-    messages for an ``ordered`` subscription."""
+    reply subject and JetStream metadata are what the failure policy needs)."""
     return message.raw_message
 
 
@@ -227,16 +249,13 @@ def register(router: NatsRouter, sub: Subscription, handler: Handler, bus: Bus |
     stream is never declared (streams are provisioned from the catalog, or by NACK).
     """
     spec = sub.spec
-    settle = _Settle(bus, spec, handler, asyncio.Semaphore(sub.concurrency))
+    settle = _Settle(bus, spec, handler, asyncio.Semaphore(sub.concurrency), sub.ordered)
 
     # The handler takes the delivered nats-py message as its one, unannotated argument
     # (``_raw``): nothing for FastDepends to inject or validate, which cost ~0.3 ms a
     # message (a context lookup run in a worker thread; bench/bench_subscribers.py).
-    # An ``ordered`` one takes FastStream's batch subscriber, which hands over a fetched
-    # batch whole, so the order is the stream's by construction (the plain one starts a
-    # task per message: the order would rest on how the event loop happens to run them).
     async def consume(msg):  # type: ignore[no-untyped-def]
-        await (settle.in_order(msg) if sub.ordered else settle(msg))
+        await settle(msg)
 
     # The operation's name in the AsyncAPI document, stable across runs.
     consume.__name__ = consume.__qualname__ = spec.durable.replace("-", "_")
@@ -245,7 +264,7 @@ def register(router: NatsRouter, sub: Subscription, handler: Handler, bus: Bus |
         config=spec.config(),
         durable=spec.durable,
         stream=JStream(spec.stream, declare=False),
-        pull_sub=PullSub(spec.batch, timeout=FETCH_TIMEOUT_S, batch=sub.ordered),
+        pull_sub=PullSub(spec.batch, timeout=FETCH_TIMEOUT_S),
         # FastStream's plain pull subscriber handles a fetched batch as one task group and
         # fetches again only once every message of it is done: one slow handler (a flow's
         # webhook call, up to 8 s) held the whole durable, every workspace's messages with
