@@ -83,13 +83,13 @@ def test_a_chat_s_sends_go_behind_its_sends_sent_back_in_their_first_order() -> 
     first, second, fresh, other = command(1, "7"), command(2, "7"), command(3, "7"), command(4, "8")
     for msg in (first, second, fresh, other):
         turns.arrive(msg)
-    turns.sent_back(first, "m1", 100.0)
-    turns.sent_back(second, "m2", 101.0)
+    turns.sent_back(first, "m1", 100.0, 0.0)
+    turns.sent_back(second, "m2", 101.0, 0.0)
     assert turns.behind(fresh, "m3", 50.0) == 101.0  # behind both
     assert turns.behind(other, "m4", 50.0) is None  # another chat
     assert turns.behind(first, "m1", 100.0) is None  # the first out goes on
     assert turns.behind(second, "m2", 101.0) == 100.0  # the first is still out
-    turns.sent_back(first, "m1", 105.0)  # sent back again: still first
+    turns.sent_back(first, "m1", 105.0, 0.0)  # sent back again: still first
     assert turns.behind(second, "m2", 101.0) == 105.0
     turns.gone_on(first, "m1")
     assert turns.behind(second, "m2", 106.0) is None
@@ -104,9 +104,9 @@ def test_sends_sent_back_keep_the_order_they_first_came_in_when_they_come_again(
     first, second = command(1, "7"), command(2, "7")
     for msg in (first, second):
         turns.arrive(msg)
-    turns.sent_back(second, "m2", 100.0)  # the later one reached the full share first
+    turns.sent_back(second, "m2", 100.0, 0.0)  # the later one reached the full share first
     assert turns.behind(first, "m1", 50.0) is None  # the earlier one is not behind it
-    turns.sent_back(first, "m1", 101.0)  # sent back too (the share is full)
+    turns.sent_back(first, "m1", 101.0, 0.0)  # sent back too (the share is full)
     again_2, again_1 = command(8, "7"), command(9, "7")  # they come again, m2 first
     turns.arrive(again_2)
     turns.arrive(again_1)
@@ -116,3 +116,20 @@ def test_sends_sent_back_keep_the_order_they_first_came_in_when_they_come_again(
     assert turns.behind(again_1, "m1", 101.0) is None  # asked again before its slot
     turns.leave(again_1)
     assert turns.behind(again_2, "m2", 102.0) is None
+
+
+def test_sends_out_too_long_are_forgotten_for_every_chat() -> None:
+    """A send sent back that came again to another instance never goes on here: past
+    ``OUT_CHATS`` chats with sends out, those out longer than the patience are forgotten."""
+    from switchboard.outbound import turns as module
+
+    turns = Turns(patience_s=10)
+    for n in range(module.OUT_CHATS + 1):
+        msg = command(n + 1, f"chat-{n}")
+        turns.arrive(msg)
+        turns.sent_back(msg, f"m{n}", 100.0, 50.0)
+    assert len(turns._out) == module.OUT_CHATS + 1  # none is out too long yet
+    late = command(5000, "late")
+    turns.arrive(late)
+    turns.sent_back(late, "late", 200.0, 150.0)
+    assert list(turns._out) == [module.chat_of(late)]

@@ -446,7 +446,7 @@ class Sender:
         command would still keep one of the durable's 20,000 places), keeping its place
         among its chat's sends (``turns``)."""
         SENT_BACK.inc()
-        self.turns.sent_back(job.msg, job.cmd.message_id, now + back)
+        self.turns.sent_back(job.msg, job.cmd.message_id, now + back, now)
         await hold(
             self.bus,
             self.attempts,

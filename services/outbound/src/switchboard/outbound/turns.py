@@ -48,6 +48,8 @@ IMPATIENT = Counter(
 # <channel>.<account>.<bucket>); a bulk send's last token is its campaign.
 _SEND = "cmd.outbound.send."
 _SEND_TOKENS = 7
+# Past this many chats with sends out, a send sent back forgets those out too long.
+OUT_CHATS = 1000
 
 Key = tuple[str, str, str, str, str]
 
@@ -147,13 +149,24 @@ class Turns:
             del self._out[key]
         return max(earlier) if earlier else None
 
-    def sent_back(self, msg: Msg, message_id: str, until: float) -> None:
+    def sent_back(self, msg: Msg, message_id: str, until: float, now: float) -> None:
         """``message_id`` went back to the stream until ``until`` (its account's share here
         was full, or it is ``behind``); it keeps its place among the chat's sends."""
         key = self._keys.get(msg.metadata.sequence.stream)
         if key is not None:
             out = self._out.setdefault(key, {})
             out[message_id] = (self._first_seq(msg, message_id, out), until)
+        if len(self._out) > OUT_CHATS:
+            self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Every send out longer than the patience past its time, of every chat: one that
+        came again to another instance, or was stopped, never goes on here."""
+        for key, out in list(self._out.items()):
+            for gone in [m for m, (_, until) in out.items() if until + self.patience_s < now]:
+                del out[gone]
+            if not out:
+                del self._out[key]
 
     def gone_on(self, msg: Msg, message_id: str) -> None:
         """``message_id`` has its place in the lane: no longer out (its first sequence is
