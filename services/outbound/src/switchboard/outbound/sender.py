@@ -504,7 +504,8 @@ class Sender:
             breaker.release()
             raise
         now = self.clock()
-        behind = self.turns.behind(msg, cmd.message_id, now)
+        # (a campaign's send is paced by its runner and never sent back: it has no place)
+        behind = None if cmd.campaign_id else self.turns.behind(msg, cmd.message_id, now)
         if behind is not None:  # an earlier send to the chat was sent back meanwhile
             breaker.release()
             interval = account_key(account).limit.interval
