@@ -142,8 +142,7 @@ class Turns:
         if key is None or out is None:
             return None
         first = self._first_seq(msg, message_id, out)
-        for gone in [m for m, (_, until) in out.items() if until + self.patience_s < now]:
-            del out[gone]
+        self._prune(out, now)
         earlier = [until for m, (o, until) in out.items() if o < first and m != message_id]
         if not out:
             del self._out[key]
@@ -163,10 +162,14 @@ class Turns:
         """Every send out longer than the patience past its time, of every chat: one that
         came again to another instance, or was stopped, never goes on here."""
         for key, out in list(self._out.items()):
-            for gone in [m for m, (_, until) in out.items() if until + self.patience_s < now]:
-                del out[gone]
+            self._prune(out, now)
             if not out:
                 del self._out[key]
+
+    def _prune(self, out: dict[str, tuple[int, float]], now: float) -> None:
+        """Drop the sends of one chat out longer than the patience past their time."""
+        for gone in [m for m, (_, until) in out.items() if until + self.patience_s < now]:
+            del out[gone]
 
     def gone_on(self, msg: Msg, message_id: str) -> None:
         """``message_id`` has its place in the lane: no longer out (its first sequence is
