@@ -297,6 +297,11 @@ def permissions(
             allow(f"{API}.DIRECT.GET.{r.stream}.>", why)
     for e in service.erases:
         allow(f"{API}.STREAM.MSG.DELETE.{e.stream}", f"erases messages of {e.stream}: {e.why}")
+        # JetStream answers the delete of a message already gone with a generic "delete
+        # failed"; the bus reads the message to tell "gone" from a failure (Bus.delete_msg).
+        allow(
+            f"{API}.STREAM.MSG.GET.{e.stream}", f"confirms an erased message of {e.stream} is gone"
+        )
     for b in service.buckets:
         stream = kv_stream(b.bucket)
         why = f"KV bucket {b.bucket} ({b.access.value})"

@@ -42,6 +42,10 @@ from switchboard.runtime.tracing import inject_headers, produce_span
 log = get_logger(__name__)
 
 
+# JSStreamMsgDeleteFailedF: the answer to deleting a message, also when it is not there.
+_DELETE_FAILED = 10057
+
+
 # Answers a JetStream cluster gives while it is busy electing or placing replicas.
 class PlacementPendingError(InfrastructureError):
     """A clustered JetStream cannot place the stream's replicas yet (its peers are still
@@ -461,6 +465,30 @@ class Bus:
             with attempt:
                 return await self.js.publish(subject, body, timeout=timeout, headers=headers)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def delete_msg(self, stream: str, seq: int) -> bool:
+        """Delete message ``seq`` from ``stream`` (the server overwrites it); ``False`` when it
+        was already gone: acked from a work queue, deleted by another hand, or never there.
+
+        The one place every delete goes through. JetStream does not answer a missing message
+        with a 404: it answers 500, ``err_code`` 10057 ("no message found", "stream store
+        EOF"), which nats-py raises as ``ServerError``. Suppressing ``NotFoundError`` (as
+        every caller did) therefore never worked, and a delete that lost a race to an ack
+        failed its request. 10057 is the generic "delete failed", so absence is confirmed by
+        reading the message; any other failure is raised."""
+        if seq <= 0:
+            return False
+        try:
+            await self.js.delete_msg(stream, seq)
+        except APIError as exc:
+            if exc.err_code != _DELETE_FAILED:
+                raise
+            try:
+                await self.js.get_msg(stream, seq)
+            except NotFoundError:
+                return False
+            raise
+        return True
 
     async def ready(self, timeout: float = 2.0) -> bool:
         """True when connected and JetStream answers (used by ``/readyz``)."""

@@ -157,8 +157,8 @@ async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
             report.unchanged += 1
             continue
         for seq in seqs:
-            await bus.js.delete_msg("CONV", seq)
-            report.deleted_events += 1
+            if await bus.delete_msg("CONV", seq):
+                report.deleted_events += 1
         for event in new:
             natural = event.deterministic_id()
             event_id = pii.event_id(envelope.workspace_id, natural) if natural else ""

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError, ServerError
+from nats.js.errors import ServerError
 from pydantic import BaseModel
 
 from switchboard.events import DecodeError, Envelope, decode_message
@@ -117,9 +117,7 @@ async def erase(bus: Bus, msg: Msg) -> None:
     one a redelivery already erased is fine, any other failure is logged: the stream's
     retention removes it in the end."""
     try:
-        await bus.js.delete_msg(STREAM, msg.metadata.sequence.stream)
-    except NotFoundError:
-        pass
+        await bus.delete_msg(STREAM, msg.metadata.sequence.stream)
     except Exception as exc:
         log.warning("command not erased from the stream", error=str(exc))
 

@@ -28,13 +28,12 @@ record at the same moment is never overwritten: the scan retries that record.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import orjson
-from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -230,8 +229,7 @@ async def _withdraw(bus: Bus, record: Attempt, cause: Envelope | None) -> None:
     """Delete a stopped send's command from the stream and announce its failure (the
     event's id is fixed by the message id: a second announcement is dropped)."""
     if record.owner is not None and record.campaign_id is None:
-        with contextlib.suppress(NotFoundError):  # handled, or deleted before
-            await bus.js.delete_msg("OUTBOUND", record.owner)
+        await bus.delete_msg("OUTBOUND", record.owner)  # unless handled or deleted before
     event = DeliveryFailed.model_validate(
         {
             "message_id": record.message_id,
