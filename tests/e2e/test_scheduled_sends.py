@@ -6,6 +6,7 @@ SIGKILLed (the server holds it, any live instance sends it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -37,6 +38,7 @@ from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
 from switchboard.outbound import sender
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.erasure import identity_hash, marker
+from switchboard.outbound.schedule import ScheduleChanges
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
@@ -465,6 +467,47 @@ async def test_a_cancel_that_read_the_send_before_the_server_took_it_over_is_mad
     assert (await status(env, "sch-handover"))["status"] == "failed"
     await eventually(lambda: settled_in_stream(env), timeout=30)
     assert env.sent("handed over") == []
+
+
+async def test_a_send_moved_earlier_while_the_server_took_it_over_leaves_at_its_new_time(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moving a send earlier releases its record, writes the change, publishes a copy and
+    deletes the original command. The sender handing the original to the scheduler
+    (``schedule.hold``) can take the released record and ack the original in between. A
+    full run answered that reschedule 500 (the delete found nothing, and JetStream says so
+    with a 500, not a 404), and the send left at its old time. Here the hold runs exactly
+    in that gap: after the release, before the copy is published."""
+    released, handed = asyncio.Event(), asyncio.Event()
+    hold, put = sender.hold, ScheduleChanges.put
+
+    async def hold_in_the_gap(*args: Any) -> int | None:
+        if args[3] == ("demo", "sch-gap"):
+            await released.wait()
+        try:
+            return await hold(*args)
+        finally:
+            handed.set()
+
+    async def releasing(self: ScheduleChanges, workspace: str, message_id: str, c: Any) -> None:
+        await put(self, workspace, message_id, c)
+        if message_id == "sch-gap" and not released.is_set():
+            released.set()
+            await handed.wait()
+
+    monkeypatch.setattr(sender, "hold", hold_in_the_gap)
+    monkeypatch.setattr(ScheduleChanges, "put", releasing)
+    first_time = datetime.now(UTC) + timedelta(seconds=3600)
+    await env.schedule("in the gap", "sch-gap", first_time.isoformat())
+    new_time = datetime.now(UTC) + timedelta(seconds=3)
+    r = await env.reschedule("sch-gap", new_time.isoformat())
+    assert r.status_code == 200, r.text
+    assert handed.is_set()  # the premise: the hold ran inside the change
+    at = await env.sent_eventually("in the gap", timeout=60)
+    assert new_time.timestamp() <= at[0] < first_time.timestamp()
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent("in the gap")) == 1
+    assert (await status(env, "sch-gap"))["status"] == "sent"
 
 
 @pytest.mark.slow

@@ -29,7 +29,6 @@ its record and change written again (the ``sends`` bucket forgets a key after 8 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -133,7 +132,13 @@ async def hold(
 
     The server fires a copy into the same lane at its time, or after ``hop``. A crash
     before the ack loses nothing: the command comes again and finds the schedule owning the
-    send (or owns it still, and holds it again: the new schedule replaces the first)."""
+    send (or owns it still, and holds it again: the new schedule replaces the first).
+
+    A record with no owner was released by a change moving the send earlier
+    (``ScheduleDesk._replace_command``), whose copy is about to own it: the schedule does not
+    take it (it would leave at the old time, and the copy would find it taken), and stays as
+    the safety net of a change that died before its copy. The copy's own hold replaces it
+    (one schedule per subject); if the copy sends first, it fires later and finds it done."""
     workspace, message_id = send
     headers = unscheduled(dict(msg.headers or {}))
     headers.pop("Nats-Msg-Id", None)  # every hold is a new message; the record decides repeats
@@ -143,12 +148,11 @@ async def hold(
     while (found := await attempts.read(workspace, message_id)) is not None:
         record, revision = found
         if record.done:  # cancelled or erased meanwhile: nothing to fire
-            with contextlib.suppress(NotFoundError):
-                await bus.js.delete_msg(msg.metadata.stream, held)
+            await bus.delete_msg(msg.metadata.stream, held)
             await msg.ack()
             return None
-        if record.owner not in (None, mine, held):
-            break  # another copy took the send over: the claim settles ours when it fires
+        if record.owner not in (mine, held):
+            break  # released, or another copy took it over: the claim settles ours when it fires
         if await attempts.replace(record.model_copy(update={"owner": held}), revision):
             break
     await msg.ack()
@@ -239,8 +243,8 @@ class ScheduleDesk:
             failed = record.step("failed", reason=f"cancelled: {reason}", error_code="cancelled")
             if not await self.attempts.replace(failed, revision):
                 return CHANGED_MEANWHILE
-            with contextlib.suppress(NotFoundError):  # the recipient and text leave the stream
-                await self.bus.js.delete_msg(self.stream, record.owner or 0)
+            # the recipient and text leave the stream (unless the command has left already)
+            await self.bus.delete_msg(self.stream, record.owner or 0)
             event: Message = DeliveryFailed(
                 **base, reason=reason, error_code="cancelled", permanent=True,
                 attempts=record.attempts,
@@ -289,8 +293,7 @@ class ScheduleDesk:
         headers = unscheduled(dict(raw.headers or {}))
         headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', '')}:at:{new_time.isoformat()}"
         ack = await self.bus.publish_raw(subject, raw.data or b"", headers)
-        with contextlib.suppress(NotFoundError):
-            await self.bus.js.delete_msg(self.stream, record.owner or 0)
+        await self.bus.delete_msg(self.stream, record.owner or 0)
         # The copy owns the send from now on (unless it has already written the record).
         found = await self.attempts.read(record.workspace_id, record.message_id)
         if found is not None and found[0].owner is None and not found[0].done:
