@@ -510,6 +510,31 @@ async def test_a_send_moved_earlier_while_the_server_took_it_over_leaves_at_its_
     assert (await status(env, "sch-gap"))["status"] == "sent"
 
 
+async def test_a_send_released_by_a_change_that_died_before_its_copy_still_leaves(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hold that finds its record released leaves it to the change's copy, and its
+    schedule stays as the safety net: a change that died between the release and the copy
+    loses nothing (the send leaves at its old time, once)."""
+    attempts = Attempts(await env.bus.kv("sends"))
+    hold = sender.hold
+
+    async def released_first(*args: Any) -> int | None:
+        if args[3] == ("demo", "sch-died"):  # a change released the record, then died
+            record, revision = await eventually(lambda: attempts.read("demo", "sch-died"))
+            assert await attempts.replace(record.model_copy(update={"owner": None}), revision)
+        return await hold(*args)
+
+    monkeypatch.setattr(sender, "hold", released_first)
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    await env.schedule("safety net", "sch-died", due.isoformat())
+    at = await env.sent_eventually("safety net", timeout=60)
+    assert at[0] >= due.timestamp()
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent("safety net")) == 1
+    assert (await status(env, "sch-died"))["status"] == "sent"
+
+
 @pytest.mark.slow
 async def test_a_scheduled_send_fires_on_time_after_its_instance_was_sigkilled(
     nats_url: str, tmp_path: Path
