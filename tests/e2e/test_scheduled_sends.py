@@ -510,6 +510,45 @@ async def test_a_send_moved_earlier_while_the_server_took_it_over_leaves_at_its_
     assert (await status(env, "sch-gap"))["status"] == "sent"
 
 
+async def test_a_change_made_while_another_replaces_the_send_waits_for_it_and_is_made(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten reschedules of one send at once answered 409 "it has left" to some (on `just
+    up`), while the send still waited: one had read the record released by another moving
+    the send earlier, before that one's copy owned it. Here the second change reads the
+    record exactly then; it is made once the first is done."""
+    first_read, put = asyncio.Event(), ScheduleChanges.put
+    read, second = Attempts.read, None
+
+    async def noting_read(self: Attempts, workspace: str, message_id: str) -> Any:
+        found = await read(self, workspace, message_id)
+        if second is not None and found is not None and found[0].owner is None:
+            first_read.set()  # the second change saw the released record
+        return found
+
+    async def releasing(self: ScheduleChanges, workspace: str, message_id: str, c: Any) -> None:
+        nonlocal second
+        await put(self, workspace, message_id, c)
+        if message_id == "sch-two" and second is None:
+            later = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+            second = asyncio.create_task(env.reschedule("sch-two", later))
+            await asyncio.wait_for(first_read.wait(), 30)
+
+    monkeypatch.setattr(Attempts, "read", noting_read)
+    monkeypatch.setattr(ScheduleChanges, "put", releasing)
+    first_time = datetime.now(UTC) + timedelta(seconds=3600)
+    await env.schedule("two changes", "sch-two", first_time.isoformat())
+    r = await env.reschedule("sch-two", ahead(3))
+    assert r.status_code == 200, r.text
+    assert second is not None
+    r2 = await second
+    assert r2.status_code == 200, r2.text
+    at = await env.sent_eventually("two changes", timeout=60)
+    assert at[0] < first_time.timestamp()
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent("two changes")) == 1
+
+
 async def test_a_send_released_by_a_change_that_died_before_its_copy_still_leaves(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

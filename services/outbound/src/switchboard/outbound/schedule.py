@@ -38,6 +38,7 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
 from switchboard.events import Envelope, decode_message
 from switchboard.events.base import Message
@@ -74,7 +75,9 @@ class Refusal:
 
 
 CHANGED_MEANWHILE = Refusal(409, "not_changeable", "the send changed meanwhile; ask again")
-CHANGE_TRIES = 5
+# How long a change waits for the send's record to settle (another change replacing its
+# command takes a few round trips); then it answers "changed meanwhile; ask again".
+CHANGE_PATIENCE_S = 3.0
 
 
 def effective_time(original: datetime | None, change: ScheduleChange | None) -> datetime | None:
@@ -195,12 +198,18 @@ class ScheduleDesk:
         Another workspace's message does not exist here (404).
 
         The send's record changes under a change now and then (the sender handing a new
-        send to the scheduler, a hop): the change is made again on what it finds then."""
-        for _ in range(CHANGE_TRIES - 1):
-            answer = await self._change(workspace, message_id, new_time, cause)
-            if answer != CHANGED_MEANWHILE:
-                return answer
-        return await self._change(workspace, message_id, new_time, cause)
+        send to the scheduler, a hop, another change replacing its command): the change is
+        made again on what it finds then, a moment later, for up to ``CHANGE_PATIENCE_S``."""
+        trying = AsyncRetrying(
+            retry=retry_if_result(lambda answer: answer == CHANGED_MEANWHILE),
+            wait=wait_exponential(multiplier=0.01, max=0.25),
+            stop=stop_after_delay(CHANGE_PATIENCE_S),
+            retry_error_callback=lambda state: CHANGED_MEANWHILE,
+        )
+        answer: Refusal | Message = await trying(
+            self._change, workspace, message_id, new_time, cause
+        )
+        return answer
 
     async def _change(
         self, workspace: str, message_id: str, new_time: datetime | None, cause: Envelope | None
@@ -209,6 +218,8 @@ class ScheduleDesk:
         if found is None:
             return Refusal(404, "not_found", f"no message {message_id!r}")
         record, revision = found
+        if record.owner is None and not record.done:
+            return CHANGED_MEANWHILE  # released by a change moving it earlier: its copy is next
         waiting = await self._waiting_command(record)
         if waiting is None:
             # Gone from the stream, or handed over since the record was read: the sender
@@ -244,7 +255,7 @@ class ScheduleDesk:
             if not await self.attempts.replace(failed, revision):
                 return CHANGED_MEANWHILE
             # the recipient and text leave the stream (unless the command has left already)
-            await self.bus.delete_msg(self.stream, record.owner or 0)
+            await self.bus.delete_msg(self.stream, raw.seq or 0)
             event: Message = DeliveryFailed(
                 **base, reason=reason, error_code="cancelled", permanent=True,
                 attempts=record.attempts,
@@ -263,12 +274,13 @@ class ScheduleDesk:
 
     async def _waiting_command(self, record: Attempt) -> tuple[SendMessage, RawStreamMsg] | None:
         """The command that owns the send (and its stored message), while it still waits in
-        the stream."""
-        if record.owner is None:
-            return None
-        try:
-            raw = await self.bus.js.get_msg(self.stream, record.owner)
-        except NotFoundError:
+        the stream; or else its schedule (a hold that found the record released leaves it
+        to the change's copy, and the copy may have been held and acked before the change
+        named it the owner: then the schedule is what waits)."""
+        raw = await self._stored(seq=record.owner) if record.owner is not None else None
+        if raw is None:
+            raw = await self._stored(subject=held_subject(record.workspace_id, record.message_id))
+        if raw is None:
             return None
         try:
             decoded = decode_message(raw.subject or "", dict(raw.headers or {}), raw.data or b"")
@@ -276,6 +288,15 @@ class ScheduleDesk:
             return None
         model = decoded.model
         return (model, raw) if isinstance(model, SendMessage) else None
+
+    async def _stored(
+        self, seq: int | None = None, subject: str | None = None
+    ) -> RawStreamMsg | None:
+        """The stored message at ``seq``, or the last on ``subject``; None when there is none."""
+        try:
+            return await self.bus.js.get_msg(self.stream, seq=seq, subject=subject)
+        except NotFoundError:
+            return None
 
     async def _replace_command(
         self, record: Attempt, revision: int, raw: RawStreamMsg, change: ScheduleChange
@@ -293,7 +314,7 @@ class ScheduleDesk:
         headers = unscheduled(dict(raw.headers or {}))
         headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', '')}:at:{new_time.isoformat()}"
         ack = await self.bus.publish_raw(subject, raw.data or b"", headers)
-        await self.bus.delete_msg(self.stream, record.owner or 0)
+        await self.bus.delete_msg(self.stream, raw.seq or 0)
         # The copy owns the send from now on (unless it has already written the record).
         found = await self.attempts.read(record.workspace_id, record.message_id)
         if found is not None and found[0].owner is None and not found[0].done:
