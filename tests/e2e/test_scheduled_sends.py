@@ -549,6 +549,41 @@ async def test_a_change_made_while_another_replaces_the_send_waits_for_it_and_is
     assert len(env.sent("two changes")) == 1
 
 
+async def test_a_late_hold_of_a_replaced_command_does_not_undo_its_copy_s_schedule(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schedule is one per send (a new one replaces the one stored). A command moved
+    earlier while its handler was on its way to ``hold`` was replaced by a copy, which was
+    held at the new time; the original's hold then stored its old time over the copy's,
+    and the send left at the old time. Here the original's hold waits exactly that long."""
+    calls, copy_held = 0, asyncio.Event()
+    hold = sender.hold
+
+    async def late_first_hold(*args: Any) -> int | None:
+        nonlocal calls
+        if args[3] != ("demo", "sch-late"):
+            return await hold(*args)
+        calls += 1
+        if calls == 1:  # the original command: after its copy was held
+            await asyncio.wait_for(copy_held.wait(), 30)
+            return await hold(*args)
+        try:
+            return await hold(*args)
+        finally:
+            copy_held.set()
+
+    monkeypatch.setattr(sender, "hold", late_first_hold)
+    first_time = datetime.now(UTC) + timedelta(seconds=3600)
+    await env.schedule("late hold", "sch-late", first_time.isoformat())
+    r = await env.reschedule("sch-late", ahead(3))
+    assert r.status_code == 200, r.text
+    await asyncio.wait_for(copy_held.wait(), 30)
+    at = await env.sent_eventually("late hold", timeout=60)
+    assert at[0] < first_time.timestamp()
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent("late hold")) == 1
+
+
 async def test_a_send_released_by_a_change_that_died_before_its_copy_still_leaves(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

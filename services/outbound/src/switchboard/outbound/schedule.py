@@ -35,7 +35,7 @@ from typing import Literal
 
 from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
@@ -47,11 +47,13 @@ from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.kvmodels import KvModels, scoped
 from switchboard.runtime import pii
+from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
 from switchboard.runtime.schedules import SCHEDULER, TARGET, held_headers, unscheduled
 
 GUARD = timedelta(seconds=1)
+EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 # Below OUTBOUND's 7 days (max_age) and the sends bucket's 8 (ttl), with room for an outage:
 # a held send is a new message with a rewritten record at least this often.
 HOLD_HOP = timedelta(days=3)
@@ -137,21 +139,49 @@ async def hold(
     before the ack loses nothing: the command comes again and finds the schedule owning the
     send (or owns it still, and holds it again: the new schedule replaces the first).
 
-    A record with no owner was released by a change moving the send earlier
-    (``ScheduleDesk._replace_command``), whose copy is about to own it: the schedule does not
-    take it (it would leave at the old time, and the copy would find it taken), and stays as
-    the safety net of a change that died before its copy. The copy's own hold replaces it
-    (one schedule per subject); if the copy sends first, it fires later and finds it done."""
+    A send has one schedule (one per subject: a new one replaces the one stored), so a
+    command stores its time only while no other command or schedule waits for the send: a
+    change moving the send earlier (``ScheduleDesk._replace_command``) may have replaced this
+    command by a copy, held already at the new time. The store is made conditional on the
+    schedule read (``Nats-Expected-Last-Subject-Sequence``), so one stored meanwhile wins.
+
+    A record with no owner was released by such a change, whose copy is about to own it:
+    the schedule does not take it (it would leave at the old time, and the copy would find
+    it taken), and stays as the safety net of a change that died before its copy. The
+    copy's own hold replaces it; if the copy sends first, it fires later and finds it done."""
     workspace, message_id = send
+    subject, stream = held_subject(workspace, message_id), msg.metadata.stream
     headers = unscheduled(dict(msg.headers or {}))
     headers.pop("Nats-Msg-Id", None)  # every hold is a new message; the record decides repeats
     headers |= held_headers(due, now, hop, msg.subject)
-    ack = await bus.publish_raw(held_subject(workspace, message_id), msg.data, headers)
-    mine, held = msg.metadata.sequence.stream, ack.seq
+    mine = msg.metadata.sequence.stream
+    while True:
+        found = await attempts.read(workspace, message_id)
+        record = None if found is None else found[0]
+        if record is not None and record.done:  # cancelled or erased meanwhile
+            await msg.ack()
+            return None
+        last = await stored(bus, stream, subject=subject)
+        stored_seq = 0 if last is None else last.seq or 0
+        if record is not None and (
+            record.owner not in (mine, None) or (record.owner is None and stored_seq)
+        ):
+            # Another command or schedule waits for the send (a change replaced this
+            # command): storing this one's time would replace that schedule's.
+            await msg.ack()
+            return None
+        try:  # only over the schedule read above: one stored meanwhile is another's
+            expect = {EXPECTED_LAST_SUBJECT_SEQUENCE: str(stored_seq)}
+            ack = await bus.publish_raw(subject, msg.data, headers | expect)
+            break
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+    held = ack.seq
     while (found := await attempts.read(workspace, message_id)) is not None:
         record, revision = found
         if record.done:  # cancelled or erased meanwhile: nothing to fire
-            await bus.delete_msg(msg.metadata.stream, held)
+            await bus.delete_msg(stream, held)
             await msg.ack()
             return None
         if record.owner not in (mine, held):
@@ -160,6 +190,16 @@ async def hold(
             break
     await msg.ack()
     return held
+
+
+async def stored(
+    bus: Bus, stream: str, seq: int | None = None, subject: str | None = None
+) -> RawStreamMsg | None:
+    """The stored message at ``seq``, or the last on ``subject``; None when there is none."""
+    try:
+        return await bus.js.get_msg(stream, seq=seq, subject=subject)
+    except NotFoundError:
+        return None
 
 
 def change_key(workspace: str, message_id: str) -> str:
@@ -277,9 +317,15 @@ class ScheduleDesk:
         the stream; or else its schedule (a hold that found the record released leaves it
         to the change's copy, and the copy may have been held and acked before the change
         named it the owner: then the schedule is what waits)."""
-        raw = await self._stored(seq=record.owner) if record.owner is not None else None
+        raw = (
+            await stored(self.bus, self.stream, seq=record.owner)
+            if record.owner is not None
+            else None
+        )
         if raw is None:
-            raw = await self._stored(subject=held_subject(record.workspace_id, record.message_id))
+            raw = await stored(
+                self.bus, self.stream, subject=held_subject(record.workspace_id, record.message_id)
+            )
         if raw is None:
             return None
         try:
@@ -288,15 +334,6 @@ class ScheduleDesk:
             return None
         model = decoded.model
         return (model, raw) if isinstance(model, SendMessage) else None
-
-    async def _stored(
-        self, seq: int | None = None, subject: str | None = None
-    ) -> RawStreamMsg | None:
-        """The stored message at ``seq``, or the last on ``subject``; None when there is none."""
-        try:
-            return await self.bus.js.get_msg(self.stream, seq=seq, subject=subject)
-        except NotFoundError:
-            return None
 
     async def _replace_command(
         self, record: Attempt, revision: int, raw: RawStreamMsg, change: ScheduleChange
