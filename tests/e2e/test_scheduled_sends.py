@@ -510,6 +510,60 @@ async def test_a_send_moved_earlier_while_the_server_took_it_over_leaves_at_its_
     assert (await status(env, "sch-gap"))["status"] == "sent"
 
 
+async def test_a_copy_held_before_its_change_named_it_replaces_the_original_s_schedule(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, the original's hold runs after the release and stores the old time (the
+    safety net of a change that would die now). Then the copy is handled and held before
+    the change names it the owner: it finds the record released and the old schedule
+    stored, and must replace it (a release means a move earlier: the earlier time wins)."""
+    released, handed, copy_held = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    hold, put, delete = sender.hold, ScheduleChanges.put, Bus.delete_msg
+    holds = 0
+
+    async def counted_hold(*args: Any) -> int | None:
+        nonlocal holds
+        if args[3] != ("demo", "sch-copy"):
+            return await hold(*args)
+        holds += 1
+        if holds == 1:  # the original: in the gap
+            await released.wait()
+            try:
+                return await hold(*args)
+            finally:
+                handed.set()
+        try:
+            return await hold(*args)
+        finally:
+            copy_held.set()
+
+    async def releasing(self: ScheduleChanges, workspace: str, message_id: str, c: Any) -> None:
+        await put(self, workspace, message_id, c)
+        if message_id == "sch-copy" and not released.is_set():
+            released.set()
+            await handed.wait()
+
+    async def deleting(self: Bus, stream: str, seq: int) -> bool:
+        deleted = await delete(self, stream, seq)
+        if handed.is_set() and not copy_held.is_set():  # the change, before naming its copy
+            await asyncio.wait_for(copy_held.wait(), 30)
+        return deleted
+
+    monkeypatch.setattr(sender, "hold", counted_hold)
+    monkeypatch.setattr(ScheduleChanges, "put", releasing)
+    monkeypatch.setattr(Bus, "delete_msg", deleting)
+    first_time = datetime.now(UTC) + timedelta(seconds=3600)
+    await env.schedule("copy held", "sch-copy", first_time.isoformat())
+    new_time = datetime.now(UTC) + timedelta(seconds=3)
+    r = await env.reschedule("sch-copy", new_time.isoformat())
+    assert r.status_code == 200, r.text
+    assert copy_held.is_set()  # the premise: the copy was held before it was named
+    at = await env.sent_eventually("copy held", timeout=60)
+    assert new_time.timestamp() <= at[0] < first_time.timestamp()
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent("copy held")) == 1
+
+
 async def test_a_change_made_while_another_replaces_the_send_waits_for_it_and_is_made(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

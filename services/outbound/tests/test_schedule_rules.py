@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from nats.js.api import RawStreamMsg
 from pydantic import ValidationError
 
 from switchboard.events import encode
@@ -20,10 +21,11 @@ from switchboard.outbound.schedule import (
     ScheduleChange,
     effective_time,
     held_subject,
+    may_store,
     refuse_change,
 )
 from switchboard.runtime.http import invalid
-from switchboard.runtime.schedules import HOP, held_headers, hold_until
+from switchboard.runtime.schedules import HOP, held_headers, hold_until, scheduled_at
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
@@ -164,3 +166,40 @@ def test_a_send_has_one_held_subject_per_workspace() -> None:
     assert held_subject("demo", "m1") == held_subject("demo", "m1")
     assert held_subject("demo", "m1") != held_subject("other", "m1")
     assert held_subject("demo", "m.1 >").count(".") == 3  # any id makes one subject token
+
+
+def _schedule_at(at: datetime) -> RawStreamMsg:
+    return RawStreamMsg(
+        subject="cmd.outbound.held.x", seq=9, headers=held_headers(at, NOW, HOLD_HOP, "t")
+    )
+
+
+def test_a_stored_schedule_s_time_reads_back_and_anything_else_has_none() -> None:
+    at = NOW + timedelta(minutes=5)
+    assert scheduled_at(held_headers(at, NOW, HOLD_HOP, "t")) == at
+    assert scheduled_at({}) is None
+    assert scheduled_at(None) is None
+    assert scheduled_at({"Nats-Schedule": "@every 1m"}) is None
+    assert scheduled_at({"Nats-Schedule": "@at yesterday"}) is None
+
+
+EARLY, LATE = NOW + timedelta(minutes=1), NOW + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("owner", "last", "fires", "may"),
+    [
+        (7, None, LATE, True),  # its own record: stores
+        (7, _schedule_at(EARLY), LATE, True),  # its own record: replaces its stale schedule
+        (8, None, EARLY, False),  # another command owns the send (a change replaced this one)
+        (8, _schedule_at(LATE), EARLY, False),
+        (None, None, LATE, True),  # released, nothing stored: the safety net
+        (None, _schedule_at(LATE), EARLY, True),  # released: the copy replaces the original's
+        (None, _schedule_at(EARLY), LATE, False),  # released: the original never replaces
+        (None, _schedule_at(EARLY), EARLY, False),  # a tie keeps what is stored
+    ],
+)
+def test_a_command_stores_its_schedule_only_where_no_earlier_one_waits(
+    owner: int | None, last: RawStreamMsg | None, fires: datetime, may: bool
+) -> None:
+    assert may_store(owner, 7, last, fires) is may

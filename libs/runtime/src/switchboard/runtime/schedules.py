@@ -11,6 +11,7 @@ the schedule's subject.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,17 @@ NEXT = "Nats-Schedule-Next"  # on a fired message
 def at_header(due_at: datetime) -> str:
     """``@at <RFC 3339 UTC>`` as nats-server reads it."""
     return "@at " + due_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def scheduled_at(headers: Mapping[str, str] | None) -> datetime | None:
+    """When a stored one-off schedule fires (its ``@at`` header), None for anything else."""
+    spec = (headers or {}).get(SCHEDULE, "")
+    if not spec.startswith("@at "):
+        return None
+    try:
+        return datetime.fromisoformat(spec.removeprefix("@at ").replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def schedule_headers(due_at: datetime, target: str) -> dict[str, str]:

@@ -50,7 +50,14 @@ from switchboard.runtime import pii
 from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
-from switchboard.runtime.schedules import SCHEDULER, TARGET, held_headers, unscheduled
+from switchboard.runtime.schedules import (
+    SCHEDULER,
+    TARGET,
+    held_headers,
+    hold_until,
+    scheduled_at,
+    unscheduled,
+)
 
 GUARD = timedelta(seconds=1)
 EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
@@ -154,7 +161,7 @@ async def hold(
     headers = unscheduled(dict(msg.headers or {}))
     headers.pop("Nats-Msg-Id", None)  # every hold is a new message; the record decides repeats
     headers |= held_headers(due, now, hop, msg.subject)
-    mine = msg.metadata.sequence.stream
+    mine, fires = msg.metadata.sequence.stream, hold_until(due, now, hop)
     while True:
         found = await attempts.read(workspace, message_id)
         record = None if found is None else found[0]
@@ -163,11 +170,7 @@ async def hold(
             return None
         last = await stored(bus, stream, subject=subject)
         stored_seq = 0 if last is None else last.seq or 0
-        if record is not None and (
-            record.owner not in (mine, None) or (record.owner is None and stored_seq)
-        ):
-            # Another command or schedule waits for the send (a change replaced this
-            # command): storing this one's time would replace that schedule's.
+        if record is not None and not may_store(record.owner, mine, last, fires):
             await msg.ack()
             return None
         try:  # only over the schedule read above: one stored meanwhile is another's
@@ -190,6 +193,21 @@ async def hold(
             break
     await msg.ack()
     return held
+
+
+def may_store(owner: int | None, mine: int, last: RawStreamMsg | None, fires: datetime) -> bool:
+    """Whether a command (stream sequence ``mine``) may store its schedule, firing at
+    ``fires``, over ``last`` (the send's stored schedule, if any). Its own record: yes.
+    Another command or schedule owns the send: no (a change replaced this command, and its
+    copy's schedule would be replaced). Released (no owner: a change is moving the send
+    earlier): unless a schedule firing no later is stored (the copy's, held first); an
+    original's later one is only the safety net, which the copy replaces."""
+    if owner == mine:
+        return True
+    if owner is not None:
+        return False
+    stored_at = None if last is None else scheduled_at(last.headers)
+    return last is None or stored_at is None or fires < stored_at
 
 
 async def stored(
