@@ -353,6 +353,29 @@ async def test_a_send_due_after_the_stream_would_drop_its_command_leaves_once_on
     assert len([e for e in events if isinstance(e, DeliveryQueued)]) == 1  # one send, held on
 
 
+async def test_a_scheduled_send_that_fails_for_good_is_dead_lettered_once(env: Env) -> None:
+    """A send the server fired at its time carries the schedule's headers. Dead-lettered
+    with them, the DLQ (a stream without message schedules) refused it with a 400 ("message
+    schedules is disabled"), so the handler failed and retried it forever (found on `just
+    up`: a calendar post to a chat the bot cannot reach)."""
+    r = await env.http.post(
+        f"{env.url}/v1/messages",
+        json=body("nowhere", message_id="sch-nowhere", not_before=ahead(2))
+        | {"recipient": "@nowhere"},
+        headers=A,
+    )
+    assert r.status_code == 202, r.text
+
+    async def dead() -> list[DeadLetter]:
+        return await list_dead_letters(env.bus)
+
+    (letter,) = await eventually(dead, timeout=60)
+    assert "chat not found" in letter.reason
+    assert not any(k.startswith("Nats-Sched") for k in letter.headers)
+    assert (await status(env, "sch-nowhere"))["status"] == "failed"
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+
+
 async def test_a_send_moved_later_leaves_at_its_new_time_not_earlier(env: Env) -> None:
     await env.schedule("move me", "sch-move", ahead(3))
     naive = await env.reschedule("sch-move", "2030-01-01T12:00:00")

@@ -13,6 +13,7 @@ from nats.js.api import PubAck
 from switchboard.events.envelope import H_MSG_ID
 from switchboard.events.streams import dlq_subject
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.schedules import unscheduled
 
 H_REASON = "dlq-reason"
 H_STREAM = "dlq-stream"
@@ -52,8 +53,12 @@ async def dead_letter(
     consumer: str,
     deliveries: int,
 ) -> PubAck:
-    """Publish a poison message to the DLQ; idempotent per (stream, sequence, consumer)."""
-    hdrs = {k: v for k, v in (headers or {}).items() if k != H_MSG_ID}
+    """Publish a poison message to the DLQ; idempotent per (stream, sequence, consumer).
+
+    A message a schedule fired keeps the schedule's headers; the DLQ (no message schedules)
+    refuses any message with them (400 "message schedules is disabled"), so they are left
+    out: dead-lettered, and redriven, it is a plain message."""
+    hdrs = {k: v for k, v in unscheduled(headers or {}).items() if k != H_MSG_ID}
     hdrs.update(
         {
             H_MSG_ID: f"dlq:{stream}:{sequence}:{consumer}",
