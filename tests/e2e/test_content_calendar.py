@@ -20,6 +20,7 @@ from tests.support.outbound import outbound_stack, telegram_shop
 from tests.support.stack import API_KEY, OTHER_KEY
 
 from switchboard.events.catalog.outbound import SendMessage
+from switchboard.outbound.calendar.settle import Settler
 from switchboard.outbound.schedule import ScheduleDesk
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
@@ -397,3 +398,49 @@ async def test_a_move_cut_by_a_crash_is_finished_by_the_next_read(
     assert r.json()["message_id"] == post["message_id"]  # the same send, moved
     shown_at = datetime.fromisoformat(r.json()["at"].replace("Z", "+00:00"))
     assert datetime.fromisoformat(at) <= shown_at <= datetime.fromtimestamp(sent[0].at, UTC)
+
+
+async def test_two_moves_of_a_post_at_once_never_leave_it_showing_another_time(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight moves of one post at once on `just up` answered seven 409 "the send cannot be
+    changed: it has left" while it still waited, and a move's intent was written over
+    another's: the calendar could show one time while the send left at the other. Here a
+    second move comes while the first is being carried out: it is told to try again
+    (Retry-After), and the post shows the time its send leaves at."""
+    r = await env.call(
+        "POST", "/v1/calendar/posts",
+        json={"destination": DEST, "at": ahead(3600), "content": {"kind": "text", "text": "m"}},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    post = r.json()
+    await eventually(lambda: queued(env, post), message="the post's send is queued")
+    first_at, second_at = ahead(3), ahead(8)
+    carrying_out, second_answered = asyncio.Event(), asyncio.Event()
+    settle = Settler.settle
+
+    async def slow_first(self: Settler, p: Any) -> Any:
+        if p.unsettled and p.at == datetime.fromisoformat(first_at):
+            carrying_out.set()
+            await asyncio.wait_for(second_answered.wait(), 30)
+        return await settle(self, p)
+
+    monkeypatch.setattr(Settler, "settle", slow_first)
+    path = f"/v1/calendar/posts/{post['post_id']}"
+    first = asyncio.create_task(env.call("PATCH", path, json={"at": first_at}))
+    await asyncio.wait_for(carrying_out.wait(), 30)
+    second = await env.call("PATCH", path, json={"at": second_at})
+    second_answered.set()
+    r1 = await first
+    assert r1.status_code == 200, r1.text
+    assert second.status_code == 409, second.text
+    assert "has left" not in second.text
+    assert second.headers.get("Retry-After") == "1"
+    view = (await env.call("GET", path)).json()
+    assert view["at"] == r1.json()["at"]
+
+    async def published() -> list[dict[str, Any]]:
+        return env.channel_posts()
+
+    (sent,) = await eventually(published, timeout=60)
+    assert sent["date"] >= int(datetime.fromisoformat(view["at"]).timestamp())

@@ -48,7 +48,7 @@ from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.fingerprint import body_fingerprint
-from switchboard.runtime.http import ProblemError, error, json_body
+from switchboard.runtime.http import ProblemError, ProblemResponse, error, json_body
 from switchboard.runtime.ownership import NotFoundError
 
 
@@ -184,12 +184,18 @@ async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     return cmd
 
 
-async def _placed(ports: CalendarPorts, post: Post, force: bool, previous: Post | None) -> None:
-    """Write ``post``, then look for another post to its destination within the gap
-    (unless forced): on one, ``previous`` is written back (or the post removed) and the
-    answer is a 409 naming the other. Written before it looks, so of two posts placed at
-    once each sees the other: at worst both are refused, never both let through."""
-    await ports.posts.put(post)
+async def _placed(
+    ports: CalendarPorts, post: Post, force: bool, previous: Post | None, revision: int = 0
+) -> None:
+    """Write ``post`` (a change only over the ``revision`` it was read at: two changes at
+    once, one is told to try again), then look for another post to its destination within
+    the gap (unless forced): on one, ``previous`` is written back (or the post removed) and
+    the answer is a 409 naming the other. Written before it looks, so of two posts placed
+    at once each sees the other: at worst both are refused, never both let through."""
+    if previous is None:
+        await ports.posts.put(post)
+    elif not await ports.posts.replace(post, revision):
+        raise ProblemError(_being_changed(post.post_id))
     if force:
         return
     others = await ports.posts.all(post.workspace_id)
@@ -293,13 +299,27 @@ async def _owned(ports: CalendarPorts, ws: str, post_id: str) -> Post:
     return await _settler(ports).settle_if_due(post)
 
 
-async def _changeable(ports: CalendarPorts, ws: str, post_id: str) -> Post:
-    """The workspace's post (404 otherwise) while it may be changed or cancelled: a cancelled
-    post stays as it is (409)."""
-    post = await _owned(ports, ws, post_id)
+async def _changeable(ports: CalendarPorts, ws: str, post_id: str) -> tuple[Post, int]:
+    """The workspace's post (404 otherwise) with its revision, while it may be changed or
+    cancelled: a cancelled post stays as it is (409); one with a change still being made
+    by another request is a 409 to try again (changes of a post are made one at a time)."""
+    await _owned(ports, ws, post_id)  # a change a crash left unfinished is finished first
+    found = await ports.posts.read(ws, post_id)
+    if found is None:
+        raise NotFoundError("post", post_id)
+    post, revision = found
     if post.cancelled:
         raise ProblemError(error(409, "not_changeable", f"post {post_id} is cancelled"))
-    return post
+    if post.unsettled:
+        raise ProblemError(_being_changed(post_id))
+    return post, revision
+
+
+def _being_changed(post_id: str) -> ProblemResponse:
+    return error(
+        409, "not_changeable", f"post {post_id}: another change of it is being made; try again",
+        headers={"Retry-After": "1"},
+    )  # fmt: skip
 
 
 @router.get(
@@ -317,7 +337,10 @@ async def get_post(post_id: str, ws: Workspace, request: Request) -> Response:
     summary="Move a post or change its content until it is published (overlap re-checked)",
     responses={
         404: {"description": "no such post (or account, template) in the key's workspace"},
-        409: {"description": "overlap with another post, or the post has left / is cancelled"},
+        409: {
+            "description": "overlap with another post, the post has left / is cancelled, or "
+            "another change of it is being made (Retry-After: try again)"
+        },
         422: {"description": "invalid change"},
     },
 )
@@ -325,7 +348,7 @@ async def change_post(
     post_id: str, ws: Workspace, request: Request, change: Annotated[PostChange, _CHANGE]
 ) -> Response:
     ports = _ports(request)
-    post = await _changeable(ports, ws, post_id)
+    post, revision = await _changeable(ports, ws, post_id)
     at = change.at or post.at
     new_content = change.content is not None or change.template is not None
     if not new_content and at == post.at:
@@ -345,7 +368,7 @@ async def change_post(
                    "message_id": f"post-{post.post_id}-{edits}"}  # fmt: skip
     edited = post.model_copy(update=intent)
     await _checked(ports, ws, edited)
-    await _placed(ports, edited, change.force, post)
+    await _placed(ports, edited, change.force, post, revision)
     done = await _settler(ports).settle(edited)
     if done.at != edited.at or done.edits != edited.edits:  # rolled back: the send left
         return error(
@@ -364,18 +387,31 @@ async def change_post(
     summary="Cancel a post until it is published",
     responses={
         404: {"description": "no such post in the key's workspace"},
-        409: {"description": "the post has left, is leaving, or is cancelled"},
+        409: {
+            "description": "the post has left, is leaving, or is cancelled, or another change "
+            "of it is being made (Retry-After: try again)"
+        },
     },
 )
 async def cancel_post(post_id: str, ws: Workspace, request: Request) -> Response:
     ports = _ports(request)
-    post = await _changeable(ports, ws, post_id)
-    answer = await ports.desk.change(ws, post.message_id, None, None)
-    if isinstance(answer, Refusal):
-        return _refused(answer, post)
-    cancelled = post.model_copy(update={"cancelled": True})
-    await ports.posts.put(cancelled)
-    return JSONResponse(await _view(ports, cancelled))
+    stopped: set[str] = set()  # the sends this request cancelled
+    for _ in range(_CANCEL_ROUNDS):
+        post, revision = await _changeable(ports, ws, post_id)
+        if post.message_id not in stopped:
+            answer = await ports.desk.change(ws, post.message_id, None, None)
+            if isinstance(answer, Refusal):
+                return _refused(answer, post)
+            stopped.add(post.message_id)
+        cancelled = post.model_copy(update={"cancelled": True})
+        # A change written meanwhile (its request read the post before this cancel wrote
+        # it): the post is read again, and a send it put in place is cancelled too.
+        if await ports.posts.replace(cancelled, revision):
+            return JSONResponse(await _view(ports, cancelled))
+    return _being_changed(post_id)
+
+
+_CANCEL_ROUNDS = 4
 
 
 @router.get(
