@@ -411,6 +411,29 @@ async def test_a_send_moved_earlier_leaves_at_its_new_time_once(env: Env) -> Non
     assert len(queued) == 1
 
 
+async def test_two_sends_moved_earlier_to_the_same_time_both_leave(env: Env) -> None:
+    """A send moved earlier is replaced by a copy under a new bus id. The id was built from
+    the new time alone once the send was held (a held send's schedule has no id), so a
+    second send moved to the same time within the duplicate window was dropped as a
+    duplicate after its schedule was deleted: lost. Round times (9:00 sharp) are common."""
+    first_time = ahead(3600)
+    await env.schedule("first of two", "sch-same-1", first_time)
+    await env.schedule("second of two", "sch-same-2", first_time)
+
+    async def both_held() -> bool:
+        return len(await held(env)) == 2
+
+    await eventually(both_held, timeout=30)
+    new_time = ahead(3)
+    for message_id in ("sch-same-1", "sch-same-2"):
+        r = await env.reschedule(message_id, new_time)
+        assert r.status_code == 200, r.text
+    await env.sent_eventually("first of two", timeout=60)
+    await env.sent_eventually("second of two", timeout=60)
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent("first of two")) == len(env.sent("second of two")) == 1
+
+
 async def test_a_schedule_change_command_cancels_and_a_late_one_is_dead_lettered(
     env: Env,
 ) -> None:

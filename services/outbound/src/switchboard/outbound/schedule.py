@@ -363,11 +363,14 @@ class ScheduleDesk:
         if not await self.attempts.replace(released, revision):
             return CHANGED_MEANWHILE
         await self.changes.put(record.workspace_id, record.message_id, change)
-        new_time = change.not_before or change.at
         # A held send's schedule names its lane: the copy goes there, as a plain command.
         subject = (raw.headers or {}).get(TARGET) or raw.subject or ""
         headers = unscheduled(dict(raw.headers or {}))
-        headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', '')}:at:{new_time.isoformat()}"
+        # A new bus id for each replacement: the send's and the record's revision at the
+        # release. (From the new time alone, as it was for a held send, whose schedule has no
+        # id, a second send moved to the same time was dropped as a duplicate: lost.)
+        key = scoped(record.workspace_id, record.message_id)
+        headers["Nats-Msg-Id"] = f"moved:{key}:{revision}"
         ack = await self.bus.publish_raw(subject, raw.data or b"", headers)
         await self.bus.delete_msg(self.stream, raw.seq or 0)
         # The copy owns the send from now on (unless it has already written the record).
