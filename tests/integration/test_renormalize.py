@@ -332,3 +332,49 @@ async def test_renormalize_waits_for_the_live_normalizer(nats_url: str) -> None:
         await renormalizer.normalizer_caught_up(bus, last, timeout=30)
     finally:
         await bus.close()
+
+
+async def test_a_second_renormalize_with_another_change_inside_the_duplicate_window_keeps_it(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run deletes the events it replaces, then publishes the new ones under
+    ``<event id>#renormalized``. A second run inside the stream's duplicate window (a fix
+    of the fix, minutes later) had its new events dropped as duplicates of the first
+    run's, which it had just deleted: the messages were gone from CONV."""
+    bus = await Bus.connect(nats_url, name="renormalize-twice")
+    try:
+        await publish_raw(bus)
+        await normalize_all(bus, old=True)
+    finally:
+        await bus.close()
+    for key, value in service_env(nats_url).items():
+        monkeypatch.setenv(key, value)
+    since = (NOW - timedelta(minutes=5)).isoformat()
+    assert await asyncio.to_thread(cli.main, ["renormalize", "--since", since]) == 0
+    before = await stream_messages(nats_url, "CONV")
+
+    def shouting(*args: Any) -> Any:
+        envelope, events = normalize_raw(*args)
+        return envelope, [_shouted(e) for e in events]
+
+    monkeypatch.setattr(renormalizer, "normalize_raw", shouting)
+    assert await asyncio.to_thread(cli.main, ["renormalize", "--since", since]) == 0
+    after = await stream_messages(nats_url, "CONV")
+    assert len(after) == len(before)
+    texts = [text for d in after if (text := _text(d.model))]
+    assert texts
+    assert all(t == t.upper() for t in texts)
+
+
+def _text(event: Any) -> str | None:
+    return getattr(getattr(event, "content", None), "text", None)
+
+
+def _shouted(event: Any) -> Any:
+    """``event`` with its text in capitals (a normalizer changed once more)."""
+    text = _text(event)
+    if not text:
+        return event
+    return event.model_copy(
+        update={"content": event.content.model_copy(update={"text": text.upper()})}
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -132,6 +133,10 @@ async def normalizer_caught_up(bus: Bus, raw_seq: int, timeout: float = 60.0) ->
 async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
     """Normalize again every RAW message from ``since`` (see the module docstring)."""
     report = Report()
+    # The bus ids of this run's events are its own: a second run inside the stream's
+    # duplicate window (a fix of the fix) deletes the first run's events, and its new ones,
+    # under the same ids, were dropped as duplicates of them.
+    run = uuid.uuid4().hex[:12]
     keys = pii.PiiKeys(await bus.kv(pii.BUCKET))
     raw_last = (await bus.js.stream_info("RAW")).state.last_seq
     await normalizer_caught_up(bus, raw_last)
@@ -167,7 +172,7 @@ async def renormalize(bus: Bus, dedup: KeyValue, since: datetime) -> Report:
                 event,
                 cause=envelope,
                 keys=keys,
-                headers={"Nats-Msg-Id": f"{event_id}{RENORMALIZED}"},
+                headers={"Nats-Msg-Id": f"{event_id}{RENORMALIZED}:{run}"},
             )
             if event_id:
                 await mark_published(dedup, event_id)
