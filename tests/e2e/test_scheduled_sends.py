@@ -344,10 +344,7 @@ async def test_a_send_due_after_the_stream_would_drop_its_command_leaves_once_on
         await keep_only(env.bus, "OUTBOUND", 3.0)
         due = datetime.now(UTC) + timedelta(seconds=8)
         await env.schedule("far ahead", "sch-far", due.isoformat())
-        at = await env.sent_eventually("far ahead", timeout=60)
-        assert at[0] >= due.timestamp()
-        await eventually(lambda: settled_in_stream(env), timeout=30)
-        assert len(env.sent("far ahead")) == 1
+        await left_once_between(env, "far ahead", due.timestamp())
         assert (await status(env, "sch-far"))["status"] == "sent"
         events = await deliveries(env, "sch-far")
     assert len([e for e in events if isinstance(e, DeliveryQueued)]) == 1  # one send, held on
@@ -515,6 +512,52 @@ async def test_a_cancel_that_read_the_send_before_the_server_took_it_over_is_mad
     assert env.sent("handed over") == []
 
 
+async def left_once_between(
+    env: Env, text: str, earliest: float, before: datetime | None = None
+) -> None:
+    """The send of ``text`` left once, no earlier than ``earliest`` (and before ``before``,
+    its first time, when it was moved), and nothing of it waits in the stream."""
+    at = await env.sent_eventually(text, timeout=60)
+    assert earliest <= at[0] < (before.timestamp() if before else float("inf"))
+    await eventually(lambda: settled_in_stream(env), timeout=30)
+    assert len(env.sent(text)) == 1
+
+
+def hold_in_the_gap(
+    monkeypatch: pytest.MonkeyPatch, message_id: str
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Run the first hold of ``message_id`` (its original command) exactly in the gap of a
+    change moving it earlier: after the change released the record and wrote the change,
+    before it publishes its copy. Set once that hold is done, and once a later hold (the
+    copy's) is done."""
+    released, handed, later_held = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    hold, put = sender.hold, ScheduleChanges.put
+    holds = 0
+
+    async def in_the_gap(*args: Any) -> int | None:
+        nonlocal holds
+        if args[3] != ("demo", message_id):
+            return await hold(*args)
+        holds += 1
+        first = holds == 1
+        if first:
+            await released.wait()
+        try:
+            return await hold(*args)
+        finally:
+            (handed if first else later_held).set()
+
+    async def releasing(self: ScheduleChanges, workspace: str, mid: str, c: Any) -> None:
+        await put(self, workspace, mid, c)
+        if mid == message_id and not released.is_set():
+            released.set()
+            await handed.wait()
+
+    monkeypatch.setattr(sender, "hold", in_the_gap)
+    monkeypatch.setattr(ScheduleChanges, "put", releasing)
+    return handed, later_held
+
+
 async def test_a_send_moved_earlier_while_the_server_took_it_over_leaves_at_its_new_time(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -524,35 +567,14 @@ async def test_a_send_moved_earlier_while_the_server_took_it_over_leaves_at_its_
     full run answered that reschedule 500 (the delete found nothing, and JetStream says so
     with a 500, not a 404), and the send left at its old time. Here the hold runs exactly
     in that gap: after the release, before the copy is published."""
-    released, handed = asyncio.Event(), asyncio.Event()
-    hold, put = sender.hold, ScheduleChanges.put
-
-    async def hold_in_the_gap(*args: Any) -> int | None:
-        if args[3] == ("demo", "sch-gap"):
-            await released.wait()
-        try:
-            return await hold(*args)
-        finally:
-            handed.set()
-
-    async def releasing(self: ScheduleChanges, workspace: str, message_id: str, c: Any) -> None:
-        await put(self, workspace, message_id, c)
-        if message_id == "sch-gap" and not released.is_set():
-            released.set()
-            await handed.wait()
-
-    monkeypatch.setattr(sender, "hold", hold_in_the_gap)
-    monkeypatch.setattr(ScheduleChanges, "put", releasing)
+    handed, _ = hold_in_the_gap(monkeypatch, "sch-gap")
     first_time = datetime.now(UTC) + timedelta(seconds=3600)
     await env.schedule("in the gap", "sch-gap", first_time.isoformat())
     new_time = datetime.now(UTC) + timedelta(seconds=3)
     r = await env.reschedule("sch-gap", new_time.isoformat())
     assert r.status_code == 200, r.text
     assert handed.is_set()  # the premise: the hold ran inside the change
-    at = await env.sent_eventually("in the gap", timeout=60)
-    assert new_time.timestamp() <= at[0] < first_time.timestamp()
-    await eventually(lambda: settled_in_stream(env), timeout=30)
-    assert len(env.sent("in the gap")) == 1
+    await left_once_between(env, "in the gap", new_time.timestamp(), first_time)
     assert (await status(env, "sch-gap"))["status"] == "sent"
 
 
@@ -563,31 +585,8 @@ async def test_a_copy_held_before_its_change_named_it_replaces_the_original_s_sc
     safety net of a change that would die now). Then the copy is handled and held before
     the change names it the owner: it finds the record released and the old schedule
     stored, and must replace it (a release means a move earlier: the earlier time wins)."""
-    released, handed, copy_held = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    hold, put, delete = sender.hold, ScheduleChanges.put, Bus.delete_msg
-    holds = 0
-
-    async def counted_hold(*args: Any) -> int | None:
-        nonlocal holds
-        if args[3] != ("demo", "sch-copy"):
-            return await hold(*args)
-        holds += 1
-        if holds == 1:  # the original: in the gap
-            await released.wait()
-            try:
-                return await hold(*args)
-            finally:
-                handed.set()
-        try:
-            return await hold(*args)
-        finally:
-            copy_held.set()
-
-    async def releasing(self: ScheduleChanges, workspace: str, message_id: str, c: Any) -> None:
-        await put(self, workspace, message_id, c)
-        if message_id == "sch-copy" and not released.is_set():
-            released.set()
-            await handed.wait()
+    handed, copy_held = hold_in_the_gap(monkeypatch, "sch-copy")
+    delete = Bus.delete_msg
 
     async def deleting(self: Bus, stream: str, seq: int) -> bool:
         deleted = await delete(self, stream, seq)
@@ -595,8 +594,6 @@ async def test_a_copy_held_before_its_change_named_it_replaces_the_original_s_sc
             await asyncio.wait_for(copy_held.wait(), 30)
         return deleted
 
-    monkeypatch.setattr(sender, "hold", counted_hold)
-    monkeypatch.setattr(ScheduleChanges, "put", releasing)
     monkeypatch.setattr(Bus, "delete_msg", deleting)
     first_time = datetime.now(UTC) + timedelta(seconds=3600)
     await env.schedule("copy held", "sch-copy", first_time.isoformat())
@@ -604,10 +601,7 @@ async def test_a_copy_held_before_its_change_named_it_replaces_the_original_s_sc
     r = await env.reschedule("sch-copy", new_time.isoformat())
     assert r.status_code == 200, r.text
     assert copy_held.is_set()  # the premise: the copy was held before it was named
-    at = await env.sent_eventually("copy held", timeout=60)
-    assert new_time.timestamp() <= at[0] < first_time.timestamp()
-    await eventually(lambda: settled_in_stream(env), timeout=30)
-    assert len(env.sent("copy held")) == 1
+    await left_once_between(env, "copy held", new_time.timestamp(), first_time)
 
 
 async def test_a_change_made_while_another_replaces_the_send_waits_for_it_and_is_made(
@@ -643,10 +637,7 @@ async def test_a_change_made_while_another_replaces_the_send_waits_for_it_and_is
     assert second is not None
     r2 = await second
     assert r2.status_code == 200, r2.text
-    at = await env.sent_eventually("two changes", timeout=60)
-    assert at[0] < first_time.timestamp()
-    await eventually(lambda: settled_in_stream(env), timeout=30)
-    assert len(env.sent("two changes")) == 1
+    await left_once_between(env, "two changes", 0, first_time)
 
 
 async def test_a_late_hold_of_a_replaced_command_does_not_undo_its_copy_s_schedule(
@@ -678,10 +669,7 @@ async def test_a_late_hold_of_a_replaced_command_does_not_undo_its_copy_s_schedu
     r = await env.reschedule("sch-late", ahead(3))
     assert r.status_code == 200, r.text
     await asyncio.wait_for(copy_held.wait(), 30)
-    at = await env.sent_eventually("late hold", timeout=60)
-    assert at[0] < first_time.timestamp()
-    await eventually(lambda: settled_in_stream(env), timeout=30)
-    assert len(env.sent("late hold")) == 1
+    await left_once_between(env, "late hold", 0, first_time)
 
 
 async def test_a_send_released_by_a_change_that_died_before_its_copy_still_leaves(
@@ -702,10 +690,7 @@ async def test_a_send_released_by_a_change_that_died_before_its_copy_still_leave
     monkeypatch.setattr(sender, "hold", released_first)
     due = datetime.now(UTC) + timedelta(seconds=4)
     await env.schedule("safety net", "sch-died", due.isoformat())
-    at = await env.sent_eventually("safety net", timeout=60)
-    assert at[0] >= due.timestamp()
-    await eventually(lambda: settled_in_stream(env), timeout=30)
-    assert len(env.sent("safety net")) == 1
+    await left_once_between(env, "safety net", due.timestamp())
     assert (await status(env, "sch-died"))["status"] == "sent"
 
 
