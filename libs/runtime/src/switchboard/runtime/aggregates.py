@@ -21,6 +21,8 @@ from switchboard.runtime.delivery.pull import BatchPull, ConsumerError, stream_s
 from switchboard.runtime.errors import SwitchboardRuntimeError
 
 WRONG_LAST_SEQUENCE = 10071
+# A publish stored only if the last message on a subject is still the one read.
+EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 
 
 class ConflictError(SwitchboardRuntimeError):
@@ -54,7 +56,7 @@ async def append_expecting(
     """Publish ``model`` if the last message on ``subject_filter`` is still ``expected``
     (0: nothing there yet); returns the new sequence."""
     headers = {
-        "Nats-Expected-Last-Subject-Sequence": str(expected),
+        EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected),
         "Nats-Expected-Last-Subject-Sequence-Subject": subject_filter,
     }
     try:

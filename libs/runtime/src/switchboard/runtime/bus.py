@@ -17,6 +17,7 @@ from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
     PubAck,
+    RawStreamMsg,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -481,14 +482,20 @@ class Bus:
         try:
             await self.js.delete_msg(stream, seq)
         except APIError as exc:
-            if exc.err_code != _DELETE_FAILED:
+            if exc.err_code != _DELETE_FAILED or await self.stored(stream, seq) is not None:
                 raise
-            try:
-                await self.js.get_msg(stream, seq)
-            except NotFoundError:
-                return False
-            raise
+            return False
         return True
+
+    async def stored(
+        self, stream: str, seq: int | None = None, subject: str | None = None
+    ) -> RawStreamMsg | None:
+        """The stored message at ``seq``, or the last on ``subject``; None when there is none
+        (acked from a work queue, deleted, or never there)."""
+        try:
+            return await self.js.get_msg(stream, seq=seq, subject=subject)
+        except NotFoundError:
+            return None
 
     async def ready(self, timeout: float = 2.0) -> bool:
         """True when connected and JetStream answers (used by ``/readyz``)."""

@@ -35,7 +35,7 @@ from typing import Literal
 
 from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
@@ -47,7 +47,7 @@ from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
 from switchboard.outbound.kvmodels import KvModels, scoped
 from switchboard.runtime import pii
-from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
+from switchboard.runtime.aggregates import EXPECTED_LAST_SUBJECT_SEQUENCE, WRONG_LAST_SEQUENCE
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
 from switchboard.runtime.schedules import (
@@ -60,7 +60,6 @@ from switchboard.runtime.schedules import (
 )
 
 GUARD = timedelta(seconds=1)
-EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 # Below OUTBOUND's 7 days (max_age) and the sends bucket's 8 (ttl), with room for an outage:
 # a held send is a new message with a rewritten record at least this often.
 HOLD_HOP = timedelta(days=3)
@@ -168,7 +167,7 @@ async def hold(
         if record is not None and record.done:  # cancelled or erased meanwhile
             await msg.ack()
             return None
-        last = await stored(bus, stream, subject=subject)
+        last = await bus.stored(stream, subject=subject)
         stored_seq = 0 if last is None else last.seq or 0
         if record is not None and not may_store(record.owner, mine, last, fires):
             await msg.ack()
@@ -208,16 +207,6 @@ def may_store(owner: int | None, mine: int, last: RawStreamMsg | None, fires: da
         return False
     stored_at = None if last is None else scheduled_at(last.headers)
     return last is None or stored_at is None or fires < stored_at
-
-
-async def stored(
-    bus: Bus, stream: str, seq: int | None = None, subject: str | None = None
-) -> RawStreamMsg | None:
-    """The stored message at ``seq``, or the last on ``subject``; None when there is none."""
-    try:
-        return await bus.js.get_msg(stream, seq=seq, subject=subject)
-    except NotFoundError:
-        return None
 
 
 def change_key(workspace: str, message_id: str) -> str:
@@ -335,15 +324,10 @@ class ScheduleDesk:
         the stream; or else its schedule (a hold that found the record released leaves it
         to the change's copy, and the copy may have been held and acked before the change
         named it the owner: then the schedule is what waits)."""
-        raw = (
-            await stored(self.bus, self.stream, seq=record.owner)
-            if record.owner is not None
-            else None
-        )
+        raw = None if record.owner is None else await self.bus.stored(self.stream, record.owner)
         if raw is None:
-            raw = await stored(
-                self.bus, self.stream, subject=held_subject(record.workspace_id, record.message_id)
-            )
+            held = held_subject(record.workspace_id, record.message_id)
+            raw = await self.bus.stored(self.stream, subject=held)
         if raw is None:
             return None
         try:

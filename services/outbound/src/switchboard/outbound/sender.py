@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from switchboard.events import Envelope
@@ -124,11 +123,7 @@ REPEATS = Counter(
 
 async def in_stream(bus: Bus, msg: Msg, seq: int) -> bool:
     """Whether the command at ``seq`` of ``msg``'s stream is still there (not settled)."""
-    try:
-        await bus.js.get_msg(msg.metadata.stream, seq)
-    except NotFoundError:
-        return False
-    return True
+    return await bus.stored(msg.metadata.stream, seq) is not None
 
 
 class CommandSite(Protocol):
