@@ -138,7 +138,26 @@ async def _mtproto_log(http: httpx.AsyncClient, plat: Platform) -> dict[str, obj
 
 
 async def _mtproto_active(http: httpx.AsyncClient, plat: Platform, n: int) -> bool:
-    return int((await _mtproto_log(http, plat))["active"]) == n  # type: ignore[call-overload]
+    """True when ``n`` sessions are connected; else an assertion naming the keys that are
+    not and what each gateway holds, so a failure says where a session got stuck."""
+    log = await _mtproto_log(http, plat)
+    if int(log["active"]) == n:  # type: ignore[call-overload]
+        return True
+    idle = [k["key_id"] for k in log["keys"] if not k["active"]]  # type: ignore[attr-defined]
+    gateways = []
+    for i in range(COUNTS["mtproto"]):
+        try:
+            r = await http.get(
+                f"{plat.url('mtproto', i)}/v1/ownership",
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            )
+            gateways.append(r.json())
+        except httpx.HTTPError as exc:
+            gateways.append({"instance": i, "error": repr(exc)})
+    raise AssertionError(
+        f"active={log['active']} inactive keys={idle} duplicates={log['duplicates']} "
+        f"gateways={gateways}"
+    )
 
 
 async def publish_patiently(bus: Bus, command: SendMessage) -> None:

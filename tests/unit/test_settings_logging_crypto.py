@@ -99,6 +99,17 @@ def test_logs_redact_secret_keys_and_registered_values() -> None:
     assert lines[0]["service"] == "test"
 
 
+def test_a_session_is_redacted_but_its_id_is_not() -> None:
+    """A Telethon StringSession is a secret; the id naming a session is what an operator
+    needs to find which session failed (every runner log was "[redacted]" before)."""
+    stream = _json_log()
+    log = structlog.get_logger("t")
+    log.info("session claimed", session="1BVtsOKABu0...", session_id="agent-3", session_ids=["a"])
+    line = json.loads(stream.getvalue().splitlines()[0])
+    assert line["session"] == REDACTED
+    assert (line["session_id"], line["session_ids"]) == ("agent-3", ["a"])
+
+
 def test_secrets_recognisable_by_shape_are_redacted_unregistered() -> None:
     # Found by the security audit: a bot token logged (httpx's request line) before its
     # account was ever stored or read, so nobody had registered it.

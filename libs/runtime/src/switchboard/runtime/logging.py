@@ -11,8 +11,11 @@ from typing import Any
 
 import structlog
 
+# A session (a Telethon StringSession) is a secret; the id that names one is not, and an
+# operator needs it to tell which session failed.
 _SECRET_KEYS = re.compile(
-    r"(pass(word)?|secret|token|api[_-]?key|authorization|session|credential|private)", re.I
+    r"(pass(word)?|secret|token|api[_-]?key|authorization|session(?!_?ids?$)|credential|private)",
+    re.I,
 )
 _secret_values: set[str] = set()
 REDACTED = "[redacted]"

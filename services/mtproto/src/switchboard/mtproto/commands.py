@@ -183,7 +183,7 @@ async def _login_command(
     except Exception as exc:
         if deliveries < SPEC.max_deliver:
             raise
-        log.exception("login step failed for good", session=cmd.session_id)
+        log.exception("login step failed for good", session_id=cmd.session_id)
         await login.internal_failure(
             deps.login, cmd.session_id, login.step_of(cmd), exc, envelope.workspace_id
         )

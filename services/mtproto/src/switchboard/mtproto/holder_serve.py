@@ -223,6 +223,6 @@ def reply_inbox(msg: Msg) -> str | None:
 async def answer(bus: Bus, reply: str | None, result: BaseModel, session_id: str) -> None:
     """Publish ``result`` on the sender's inbox (a command without one is logged)."""
     if reply is None:
-        log.warning("command without a reply inbox", session=session_id)
+        log.warning("command without a reply inbox", session_id=session_id)
         return
     await bus.nc.publish(reply, result.model_dump_json(exclude_none=True).encode())

@@ -188,5 +188,5 @@ class MediaServer:
                 reason=str(exc),
             )
         except OSError as exc:  # the object store
-            log.warning("storing a download failed", session=self.session_id, error=str(exc))
+            log.warning("storing a download failed", session_id=self.session_id, error=str(exc))
             return MediaFetched(status="retry", error_code="store_failed", reason=str(exc))

@@ -135,7 +135,7 @@ class Ownership:
         if len(mine) > target:
             excess = sorted(mine, key=lambda s: hrw_score(s, self.owner))[: len(mine) - target]
             for sid in excess:
-                log.info("handing a session back", session=sid, target=target)
+                log.info("handing a session back", session_id=sid, target=target)
                 LEASE_EVENTS.labels("hand_back").inc()
                 self.runners[sid].stop(DisconnectReason.HANDED_BACK)
             return
@@ -151,7 +151,7 @@ class Ownership:
             runner.start()
             self.runners[sid] = runner
             mine.append(sid)
-            log.info("session claimed", session=sid, instance=self.owner)
+            log.info("session claimed", session_id=sid, instance=self.owner)
 
     async def _presence(self, stop: asyncio.Event) -> None:
         beat = 0

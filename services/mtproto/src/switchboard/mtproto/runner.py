@@ -274,7 +274,7 @@ class SessionRunner:
         try:
             await self._run()
         except Exception:
-            log.exception("session runner failed", session=self.session_id)
+            log.exception("session runner failed", session_id=self.session_id)
         finally:
             self._set_connected(False)
             # Every path above has disconnected by now: only then may the lease go.
@@ -315,7 +315,7 @@ class SessionRunner:
                 # A drop (DisconnectedError), or a fault of ours (database, bus): reconnect
                 # with backoff, keeping the lease, rather than bouncing between instances.
                 if not isinstance(exc, DisconnectedError):
-                    log.exception("session failed; reconnecting", session=self.session_id)
+                    log.exception("session failed; reconnecting", session_id=self.session_id)
                 await self._disconnected(DisconnectReason.NETWORK, str(exc) or type(exc).__name__)
                 RECONNECTS.inc()
                 reconnect, failures = True, failures + 1
@@ -349,7 +349,7 @@ class SessionRunner:
             await self._finish_logout()
             return
         reason = revoke_reason(exc)
-        log.error("session revoked", session=self.session_id, reason=reason.value)
+        log.error("session revoked", session_id=self.session_id, reason=reason.value)
         await self.deps.sessions.revoke(self.session_id, reason.value)
         if self.deps.accounts is not None:
             await register(self.deps.accounts, self.session_id, self.workspace_id, "revoked")
@@ -448,7 +448,7 @@ class SessionRunner:
         try:
             await client.disconnect()
         except Exception:
-            log.exception("disconnect failed", session=self.session_id)
+            log.exception("disconnect failed", session_id=self.session_id)
 
     async def _serve(self, client: MtprotoClient, config: SessionConfig) -> None:
         """Run the connected work until a stop, a drop or an error."""
@@ -511,7 +511,7 @@ class SessionRunner:
                 delay = _INFRA.infra_delay(failures)
                 log.warning(
                     "session work failed on our side; starting it again",
-                    session=self.session_id,
+                    session_id=self.session_id,
                     work=name,
                     error=describe(exc),
                     retry_in_s=delay,
@@ -783,7 +783,7 @@ class SessionRunner:
             if limit and total >= limit:
                 log.warning(
                     "catch-up limit reached; older missed messages need a backfill",
-                    session=self.session_id,
+                    session_id=self.session_id,
                     chat=chat,
                     fetched=total,
                 )
@@ -824,7 +824,7 @@ class SessionRunner:
                 outcome = await run_backfill(ports, job)
             finally:
                 BACKFILLS_ACTIVE.dec()
-            log.info("backfill ran", session=self.session_id, job=job.job_id, outcome=outcome)
+            log.info("backfill ran", session_id=self.session_id, job=job.job_id, outcome=outcome)
             if outcome in ("deferred", "stale"):
                 await self._sleep(self.deps.settings.tick_s)
 
