@@ -502,7 +502,8 @@ class Bus:
         if not self.nc.is_connected:
             return False
         try:
-            await asyncio.wait_for(self.js.account_info(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.js.account_info()
         except Exception:
             return False
         return True
@@ -513,6 +514,7 @@ class Bus:
         if self.nc.is_closed:
             return
         try:
-            await asyncio.wait_for(self.nc.drain(), 10)
+            async with asyncio.timeout(10):
+                await self.nc.drain()
         except Exception:
             await self.nc.close()

@@ -148,7 +148,8 @@ class PullWorker:
                         await pull.close(nak_buffered=True)
                         pull = None
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stop.wait(), 0.5)
+                        async with asyncio.timeout(0.5):
+                            await self.stop.wait()
                     continue
                 for msg in msgs:
                     task = asyncio.create_task(self._one(msg))

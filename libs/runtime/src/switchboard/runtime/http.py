@@ -241,7 +241,8 @@ class Health:
     async def results(self) -> dict[str, bool]:
         async def run(check: ReadinessCheck) -> bool:
             try:
-                return await asyncio.wait_for(check(), 3.0)
+                async with asyncio.timeout(3.0):
+                    return await check()
             except Exception:
                 return False
 

@@ -104,7 +104,8 @@ async def follow_changes(
     try:
         while not stop.is_set():
             try:
-                msg = await asyncio.wait_for(queue.get(), 1.0)
+                async with asyncio.timeout(1.0):
+                    msg = await queue.get()
             except TimeoutError:
                 continue
             apply(_entry(kv, msg, prefix))

@@ -42,6 +42,7 @@ from switchboard.runtime.metrics import (
     PROJECTION_BEHIND,
     PROJECTION_LAG,
 )
+from switchboard.runtime.tasks import cancel_and_wait
 from switchboard.runtime.tracing import batch_span
 
 log = get_logger(__name__)
@@ -193,7 +194,8 @@ class Projection:
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.stop.wait()
 
     async def checkpoint(self, conn: Conn) -> int:
         await ensure_checkpoints(conn, self.schema)
@@ -225,11 +227,7 @@ class Projection:
                 else:
                     await self._apply_batch(conn, *item)
         finally:
-            while not producer.done():  # a cancellation can be lost in a race: insist
-                producer.cancel()
-                await asyncio.wait([producer], timeout=1.0)
-            with contextlib.suppress(BaseException):
-                producer.result()
+            await cancel_and_wait([producer])  # a cancellation can be lost in a race
 
     async def _produce(self, ready: asyncio.Queue[Any], taken: asyncio.Event) -> None:
         """Fetch and prepare batches in stream order into ``ready``; ``_IDLE`` when nothing

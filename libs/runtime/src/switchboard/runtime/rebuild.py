@@ -156,7 +156,8 @@ async def rebuild_and_swap(
         tasks = [asyncio.create_task(p.run()) for p in projections]
         try:
             for p in projections:
-                await asyncio.wait_for(p.caught_up.wait(), plan.catch_up_timeout_s)
+                async with asyncio.timeout(plan.catch_up_timeout_s):
+                    await p.caught_up.wait()
                 log(f"replayed {p.name} up to {p.position}")
             if deferred:
                 indexing = time.monotonic()

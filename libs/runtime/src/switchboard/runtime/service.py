@@ -24,6 +24,7 @@ from switchboard.runtime.http import Health
 from switchboard.runtime.logging import configure_logging, get_logger, register_secret
 from switchboard.runtime.servertime import ServerClock
 from switchboard.runtime.settings import ConfigError, DatabaseSettings, ServiceSettings
+from switchboard.runtime.tasks import cancel_and_wait
 from switchboard.runtime.tracing import configure_tracing
 from switchboard.runtime.vitals import sample_vitals
 
@@ -77,7 +78,8 @@ class Runtime:
                 except Exception:
                     log.exception("worker crashed; restarting", worker=name, delay=delay)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stop.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await self.stop.wait()
                     delay = min(delay * 2, 10.0)
 
         self.tasks.append(asyncio.create_task(supervise(), name=name))
@@ -106,8 +108,7 @@ class Runtime:
             _, pending = await asyncio.wait(self.tasks, timeout=grace)
             for task in pending:
                 log.warning("worker did not stop in time; cancelling", worker=task.get_name())
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await cancel_and_wait(pending)
         for close in self.closers:
             try:
                 await close()

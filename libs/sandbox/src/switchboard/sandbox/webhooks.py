@@ -91,7 +91,8 @@ class Wakeup:
             self._event = asyncio.Event()
         self._event.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
 
     def forget(self) -> None:
         """Drop the event (bound to the loop that waited on it)."""

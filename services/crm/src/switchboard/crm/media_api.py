@@ -143,7 +143,8 @@ def media_routes(app: ServiceApp, ports: dict[str, Any], settings: CrmSettings) 
                 "this CRM cannot use account tokens: set SWITCHBOARD_ENCRYPTION_KEYS",
             )
         try:
-            await asyncio.wait_for(accounts.loaded.wait(), ACCOUNTS_WAIT_S)
+            async with asyncio.timeout(ACCOUNTS_WAIT_S):
+                await accounts.loaded.wait()
         except TimeoutError:
             return error(
                 503, "media_unavailable", "the accounts are not loaded yet; retry shortly",

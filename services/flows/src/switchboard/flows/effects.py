@@ -55,6 +55,7 @@ from switchboard.runtime.aggregates import Stored, last_stored, read_filter
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.schedules import schedule_headers
+from switchboard.runtime.tasks import cancel_and_wait
 
 SecretOf = Callable[[str, str], SecretStr | None]
 
@@ -153,9 +154,7 @@ async def keep_alive(every_s: float = 1.0) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
 
 
 def fold_facts(events: list[object]) -> ContactFacts:

@@ -89,7 +89,8 @@ def create_app(settings: IngestSettings) -> ServiceApp:
     async def start(rt: Runtime) -> None:
         built = await bootstrap(rt, keyring, providers, settings)
         rt.spawn("accounts-watch", lambda: built.cache.run(rt.stop))
-        await asyncio.wait_for(built.cache.loaded.wait(), 10)
+        async with asyncio.timeout(10):
+            await built.cache.loaded.wait()
         deps.set(built)
         prober = built.prober
         rt.spawn("probes", lambda: prober.run(rt.stop))

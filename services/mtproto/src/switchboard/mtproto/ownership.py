@@ -39,6 +39,7 @@ from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.periodic import every, pause
+from switchboard.runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 MakeRunner = Callable[[str, Lease], SessionRunner]
@@ -167,7 +168,8 @@ class Ownership:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: keep the share; then disconnect everything and give it back."""
-        await asyncio.wait_for(self.view.loaded.wait(), 30)
+        async with asyncio.timeout(30):
+            await self.view.loaded.wait()
         presence = asyncio.create_task(self._presence(stop), name="presence")
         # Give the other instances' presence a heartbeat to show, so the first claims
         # already spread instead of one instance taking everything.
@@ -176,9 +178,7 @@ class Ownership:
             await every(self.settings.tick_s, stop, self.tick, "ownership tick failed")
         finally:
             await self.shutdown()
-            presence.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await presence
+            await cancel_and_wait([presence])
             with contextlib.suppress(Exception):
                 await self.kv.delete(instance_key(self.owner))
 

@@ -87,9 +87,8 @@ def health_check(address: Address | None, timeout: float) -> Check:
                 sock = await socks.connect(host, port, timeout=timeout)
                 sock.close()
             else:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(proxy.host, proxy.port), timeout
-                )
+                async with asyncio.timeout(timeout):
+                    _, writer = await asyncio.open_connection(proxy.host, proxy.port)
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()

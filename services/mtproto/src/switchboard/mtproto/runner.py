@@ -109,6 +109,7 @@ from switchboard.runtime.failures import (
 from switchboard.runtime.fingerprint import fingerprint, taken_reason
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.objectstore import ObjectStore
+from switchboard.runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -481,7 +482,9 @@ class SessionRunner:
             # outlives its lease meets the next holder's (AUTH_KEY_DUPLICATED, seen in the
             # chaos test 4 s after a lease was lost).
             await self._drop(client)
-            await asyncio.gather(*work, stop, return_exceptions=True)
+            # Cancelled again while one runs on: a task whose cancel was lost kept the
+            # session down for ever, its lease renewed (runtime.tasks says how).
+            await cancel_and_wait([*work, stop])
         for task in done:
             if task is not stop and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]

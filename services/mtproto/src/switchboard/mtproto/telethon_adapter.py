@@ -596,9 +596,19 @@ class TelethonClient:
     async def _run(self, call: Awaitable[T]) -> T:
         """Await a Telethon call with the timeout, raising the port's errors."""
         try:
-            return await asyncio.wait_for(call, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                return await call
         except TimeoutError as exc:
             raise DisconnectedError(f"no answer within {self._timeout}s") from exc
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this task was cancelled
+            # Telethon cancelled the request itself: its connection went down under the call
+            # (its update loop disconnects when the difference says the account is banned or
+            # the key unauthorized). That is an answer, not a cancel of the session's work:
+            # raised as one, it ended the session's runner silently, over and over.
+            raise self._updates_error() or DisconnectedError("the connection closed") from exc
         except Exception as exc:
             mapped = map_error(exc)
             if mapped is exc:
@@ -670,7 +680,8 @@ class TelethonClient:
     async def disconnect(self) -> None:
         self._closing = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._client.disconnect(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._client.disconnect()
         self._queue.put_nowait(_Closed(None))
 
     def is_connected(self) -> bool:

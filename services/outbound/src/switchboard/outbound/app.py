@@ -174,7 +174,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         await require_schedules(rt.bus, OUTBOUND.name, "outbound", "sends scheduled ahead")
         cache = AccountCache(AccountStore(await rt.bus.kv("accounts"), keyring))
         rt.spawn("accounts-watch", lambda: cache.run(rt.stop))
-        await asyncio.wait_for(cache.loaded.wait(), 10)
+        async with asyncio.timeout(10):
+            await cache.loaded.wait()
         http = provider_http(settings.call_timeout_s)
         rt.on_close(http.aclose)
         # Slots, pause ends and the dates of send records and idempotency keys are times
@@ -209,7 +210,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         view = CampaignView(store)
         rt.spawn("campaign-view", lambda: view.run(rt.stop))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(view.ready.wait(), 10)
+            async with asyncio.timeout(10):
+                await view.ready.wait()
         schedule = ScheduleChanges(sends_kv)
         desk = ScheduleDesk(rt.bus, attempts, schedule)
         objects = await open_store(settings.objects)
@@ -236,7 +238,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         health = PoolHealth(cache, pauses, settings.campaign_patience_s, clock=clock.now)
         erased = ErasedSends(sends_kv)
         rt.spawn("erasure-tombstones", lambda: erased.run(rt.stop))
-        await asyncio.wait_for(erased.loaded.wait(), 10)
+        async with asyncio.timeout(10):
+            await erased.loaded.wait()
 
         async def prune_tombstones() -> None:
             erased.prune((await rt.bus.js.stream_info(OUTBOUND.name)).state.first_seq)

@@ -62,7 +62,8 @@ class Lane:
         try:
             while not self.stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), beat)
+                    async with asyncio.timeout(beat):
+                        await self.stop.wait()
                 if pulling.done():
                     pulling.result()  # a crash of the pull loop restarts the lane
                 await self._keep_alive(beat)

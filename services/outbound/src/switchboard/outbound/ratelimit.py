@@ -60,6 +60,7 @@ from switchboard.runtime.identity import keyed_hash
 from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.lru import remember
+from switchboard.runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 REPORTS = Counter(
@@ -339,9 +340,7 @@ class SharedLimiter:
         time: an unanswered send is taken as counted until its call's timeout)."""
         tasks = list(self._reports.values())
         self._reports.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
     def _written(self, name: str, done: Sequence[tuple[float, float, bool]]) -> None:
         """These noted late sends of ``name`` are in the KV value now (a lease and a write

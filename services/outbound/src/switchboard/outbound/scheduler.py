@@ -35,6 +35,7 @@ from switchboard.outbound.ratelimit import (
     pause_key,
 )
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -101,9 +102,7 @@ class AccountScheduler:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait([self._task])
 
     def _paused(self, name: str) -> float:
         view: PauseView | None = self.limiter.pauses

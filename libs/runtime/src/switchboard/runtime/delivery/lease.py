@@ -30,7 +30,6 @@ cannot cover; the margin is configurable for that reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -48,6 +47,7 @@ from switchboard.runtime.aggregates import WRONG_LAST_SEQUENCE
 from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 Clock = Callable[[], float]
@@ -218,12 +218,14 @@ class Lease:
         start = self.clock()
         try:
             if action == ClaimAction.CREATE:
-                revision = await asyncio.wait_for(self.kv.create(self.key, self._value(0)), 5)
+                async with asyncio.timeout(5):
+                    revision = await self.kv.create(self.key, self._value(0))
             else:
                 assert observed is not None
-                revision = await asyncio.wait_for(
-                    self.kv.update(self.key, self._value(0), last=observed.revision), 5
-                )
+                async with asyncio.timeout(5):
+                    revision = await self.kv.update(
+                        self.key, self._value(0), last=observed.revision
+                    )
         except KeyWrongLastSequenceError:
             return False
         except (TimeoutError, NatsTimeoutError) as exc:
@@ -254,10 +256,8 @@ class Lease:
             start = self.clock()
             beat = self.beat + 1
             try:
-                revision = await asyncio.wait_for(
-                    self.kv.update(self.key, self._value(beat), last=self.revision),
-                    max(0.05, self.valid_until - start),
-                )
+                async with asyncio.timeout(max(0.05, self.valid_until - start)):
+                    revision = await self.kv.update(self.key, self._value(beat), last=self.revision)
             except KeyWrongLastSequenceError:
                 if pending is not None and await self._adopt(pending):
                     pending = None
@@ -303,10 +303,8 @@ class Lease:
 
     async def stop_renewing(self) -> None:
         self._released = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        if self._task is not None:
+            await cancel_and_wait([self._task])
 
     async def release(self) -> None:
         """Give the lease back at once (call only after disconnecting): delete the key if it
@@ -316,7 +314,8 @@ class Lease:
             self.lost_reason = "released"
             self.lost.set()
         try:
-            await asyncio.wait_for(self._delete(), 5)
+            async with asyncio.timeout(5):
+                await self._delete()
             self.on_event("release")
         except Exception as exc:  # taken over meanwhile, or NATS away: the TTL frees it
             log.info("lease not deleted", key=self.key, error=str(exc))
@@ -349,17 +348,13 @@ async def while_held(lease: Lease, work: Awaitable[T]) -> T:
     try:
         await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_and_wait([task])
         raise
     finally:
         lost.cancel()
     if task.done():
         return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+    await cancel_and_wait([task])  # again and again: a lost cancel must not keep it running
     raise LeaseLostError(lease.lost_reason or "lease lost")
 
 
@@ -381,6 +376,4 @@ async def closed_when_lost(
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_and_wait([task])

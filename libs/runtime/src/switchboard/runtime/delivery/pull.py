@@ -320,7 +320,8 @@ class ContinuousPull:
                         log.warning("pull request failed", consumer=self.durable, error=str(exc))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -73,7 +73,8 @@ async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIt
         yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        async with asyncio.timeout(30):
+            await task
 
 
 @dataclass

@@ -95,7 +95,8 @@ class WireServer:
         self._server.close()
         self.drop_all()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 5)
+            async with asyncio.timeout(5):
+                await self._server.wait_closed()
         self._server = None
 
     def forget(self, wire: WireConnection) -> None:

@@ -369,7 +369,8 @@ class CampaignSupervisor:
                     self.held[cid] = lease
                     self.running[cid] = asyncio.create_task(self._lead(runner, stop), name=cid)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.view.any_change.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self.view.any_change.wait()
         finally:
             tasks = [t for t in self.running.values() if not t.done()]
             if tasks:

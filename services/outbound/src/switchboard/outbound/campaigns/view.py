@@ -76,7 +76,8 @@ class CampaignView:
     async def changed(self, workspace: str, campaign_id: str, timeout: float) -> None:
         event = self._changes.setdefault(campaign_key(workspace, campaign_id), asyncio.Event())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
 
     def definition(self, workspace: str, campaign_id: str) -> StartCampaign | None:
         state = self.states.get(campaign_key(workspace, campaign_id))
