@@ -108,10 +108,15 @@ async def test_three_instances_share_one_bot_within_every_telegram_limit(env: En
     assert max_in_window(times, 1.0) <= 30
     for chat in range(1000, 1025):
         per_chat = sorted(r.at for r in accepted if r.ok and r.chat == str(chat))
-        # slots are >= 1 s apart; arrival adds HTTP jitter (the fake's own rule: 1/s, burst 3)
-        assert all(b - a >= 0.9 for a, b in itertools.pairwise(per_chat)), chat
-    # sends to 25 chats at 1/s each take ~6 s; the bot limit is not the bottleneck here
-    assert max(times) - min(times) < 12
+        # Slots are >= 1 s apart; arrival adds the jitter of a loaded machine (the fake's
+        # own rule, 1/s with a burst of 3, is judged by the absence of 429s above). Two
+        # sends given one slot would arrive together.
+        assert all(b - a >= 0.5 for a, b in itertools.pairwise(per_chat)), chat
+    # The chats' limits, not one queue, pace the sends: the first 25 go to (nearly) every
+    # chat, rather than one chat's six first. Said by order, not by the wall clock, which a
+    # loaded machine stretches (the test failed so under a parallel run).
+    first = [r.chat for r in sorted((r for r in accepted if r.ok), key=lambda r: r.at)][:25]
+    assert len(set(first)) >= 20, first
     # the CRM sees the business side of the conversation
     sent = [d.model for d in await stream_messages(env.nats_url, "CONV")]
     assert {m.message_id for m in sent} == {c.message_id for c in cmds}
