@@ -9,8 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from switchboard.mtproto.ports import DisconnectedError, UserDeactivatedError
+from switchboard.mtproto.runner import SessionRunner
 from switchboard.mtproto.telethon_adapter import TelethonClient
 from switchboard.runtime.tasks import cancel_and_wait
 
@@ -118,3 +120,28 @@ async def test_ended_tasks_errors_are_retrieved_and_the_caller_s_cancel_kept(
     del failed  # collected: an error never retrieved would be logged now
     gc.collect()
     assert "never retrieved" not in caplog.text
+
+
+async def test_a_session_runner_ended_by_a_stray_cancel_says_so() -> None:
+    """A CancelledError nobody asked for (a library cancelled a future the runner awaited)
+    ended the runner without a word, and its session flapped with no trace in the logs."""
+    runner: Any = object.__new__(SessionRunner)
+    released = asyncio.Event()
+
+    async def stray() -> None:
+        raise asyncio.CancelledError  # as a cancelled request's future raises it
+
+    async def release() -> None:
+        released.set()
+
+    runner.session_id = "s1"
+    runner._run = stray
+    runner._set_connected = lambda value: None
+    runner.lease = SimpleNamespace(release=release)
+    runner.health = SimpleNamespace(forget=lambda name: None)
+    with capture_logs() as logs, pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(SessionRunner._main(runner))
+    assert released.is_set()
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "session runner ended by a cancel of its own"
+    ]

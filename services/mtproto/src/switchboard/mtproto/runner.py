@@ -274,6 +274,15 @@ class SessionRunner:
         SESSIONS_OWNED.inc()
         try:
             await self._run()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling():
+                # Nobody cancelled the runner: a library cancelled something it awaited. It
+                # ended silently before (a banned account's session flapped with no trace).
+                log.exception(
+                    "session runner ended by a cancel of its own", session_id=self.session_id
+                )
+            raise
         except Exception:
             log.exception("session runner failed", session_id=self.session_id)
         finally:
