@@ -13,7 +13,7 @@ from nats.js.api import PubAck
 from switchboard.events.envelope import H_MSG_ID
 from switchboard.events.streams import dlq_subject
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.schedules import unscheduled
+from switchboard.runtime.schedules import republishable
 
 H_REASON = "dlq-reason"
 H_STREAM = "dlq-stream"
@@ -56,9 +56,11 @@ async def dead_letter(
     """Publish a poison message to the DLQ; idempotent per (stream, sequence, consumer).
 
     A message a schedule fired keeps the schedule's headers; the DLQ (no message schedules)
-    refuses any message with them (400 "message schedules is disabled"), so they are left
-    out: dead-lettered, and redriven, it is a plain message."""
-    hdrs = {k: v for k, v in unscheduled(headers or {}).items() if k != H_MSG_ID}
+    refuses any message with them (400 "message schedules is disabled"). A message published
+    on a condition (an aggregate's event, a held send) keeps it; on the DLQ's subject it
+    fails ("wrong last sequence"). Both are left out: dead-lettered, and redriven, it is a
+    plain message."""
+    hdrs = {k: v for k, v in republishable(headers or {}).items() if k != H_MSG_ID}
     hdrs.update(
         {
             H_MSG_ID: f"dlq:{stream}:{sequence}:{consumer}",

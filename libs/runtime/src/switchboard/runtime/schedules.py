@@ -77,9 +77,23 @@ def hop_setting(hop: timedelta, what: str, limits: str) -> Any:
     )
 
 
-def unscheduled(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` without those of a schedule or of its firing (a plain message again)."""
-    return {k: v for k, v in headers.items() if k not in (SCHEDULE, TARGET, SCHEDULER, NEXT, HOP)}
+# What a publish was conditioned on (``Nats-Expected-Last-Subject-Sequence``, ...): stored
+# with the message, and about the subject it was first published to.
+PRECONDITION_PREFIX = "Nats-Expected-"
+
+
+def republishable(headers: dict[str, str]) -> dict[str, str]:
+    """The headers of a stored message, to publish it again as a plain message: without
+    those of a schedule or of its firing, and without the preconditions of its first
+    publish. Kept, a copy of a held send (whose schedule was stored on the condition of the
+    one before it) was refused on its lane, "wrong last sequence" (500 on a reschedule),
+    and the DLQ refused a message published on a condition, for ever."""
+    return {
+        k: v
+        for k, v in headers.items()
+        if k not in (SCHEDULE, TARGET, SCHEDULER, NEXT, HOP)
+        and not k.startswith(PRECONDITION_PREFIX)
+    }
 
 
 async def require_schedules(bus: Bus, stream: str, service: str, what: str) -> None:

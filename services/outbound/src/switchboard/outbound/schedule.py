@@ -55,8 +55,8 @@ from switchboard.runtime.schedules import (
     TARGET,
     held_headers,
     hold_until,
+    republishable,
     scheduled_at,
-    unscheduled,
 )
 
 GUARD = timedelta(seconds=1)
@@ -157,7 +157,7 @@ async def hold(
     copy's own hold replaces it; if the copy sends first, it fires later and finds it done."""
     workspace, message_id = send
     subject, stream = held_subject(workspace, message_id), msg.metadata.stream
-    headers = unscheduled(dict(msg.headers or {}))
+    headers = republishable(dict(msg.headers or {}))
     headers.pop("Nats-Msg-Id", None)  # every hold is a new message; the record decides repeats
     headers |= held_headers(due, now, hop, msg.subject)
     mine, fires = msg.metadata.sequence.stream, hold_until(due, now, hop)
@@ -349,7 +349,7 @@ class ScheduleDesk:
         await self.changes.put(record.workspace_id, record.message_id, change)
         # A held send's schedule names its lane: the copy goes there, as a plain command.
         subject = (raw.headers or {}).get(TARGET) or raw.subject or ""
-        headers = unscheduled(dict(raw.headers or {}))
+        headers = republishable(dict(raw.headers or {}))
         # A new bus id for each replacement: the send's and the record's revision at the
         # release. (From the new time alone, as it was for a held send, whose schedule has no
         # id, a second send moved to the same time was dropped as a duplicate: lost.)
