@@ -8,7 +8,7 @@ import pytest
 
 from switchboard.runtime.aggregates import EXPECTED_LAST_SUBJECT_SEQUENCE
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.dlq import dead_letter, dlq_subject
+from switchboard.runtime.dlq import DeadLetter, dead_letter, dlq_subject, redrive
 from switchboard.runtime.schedules import SCHEDULE, TARGET, republishable
 
 
@@ -52,3 +52,25 @@ async def test_a_message_published_on_a_condition_is_dead_lettered(bus: Bus, bef
     assert kept.subject == dlq_subject(subject)
     assert kept.data == b"poison"
     assert not [k for k in kept.headers or {} if k.startswith("Nats-Expected-")]
+
+
+async def test_a_dead_letter_kept_with_its_condition_is_redriven(bus: Bus) -> None:
+    """An entry dead-lettered by an older version kept the condition of its first publish;
+    redriven on its subject as it was, JetStream refused it."""
+    subject = "dlq.t.redriven"
+    first = await bus.publish_raw(subject, b"earlier", {"Nats-Msg-Id": "r-0"})
+    letter = DeadLetter(
+        sequence=first.seq,
+        subject=subject,
+        reason="poison",
+        stream=first.stream,
+        stream_sequence=first.seq,
+        consumer="t",
+        deliveries=1,
+        time="",
+        headers={EXPECTED_LAST_SUBJECT_SEQUENCE: "999", "Sb-Workspace": "demo"},
+        body=b"again",
+    )
+    ack = await redrive(bus, letter)
+    again = await bus.js.get_msg(ack.stream, ack.seq)
+    assert (again.data, (again.headers or {}).get("Sb-Workspace")) == (b"again", "demo")

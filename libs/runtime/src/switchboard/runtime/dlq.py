@@ -132,7 +132,7 @@ async def redrive(bus: Bus, letter: DeadLetter) -> PubAck:
     It gets a fresh ``Nats-Msg-Id`` (the original may still be inside the duplicate window);
     consumers are idempotent, so reprocessing cannot double an effect.
     """
-    headers = dict(letter.headers)
+    headers = republishable(dict(letter.headers))  # an entry an older version wrote kept them
     headers[H_MSG_ID] = f"redrive:{letter.stream}:{letter.stream_sequence}:{letter.sequence}"
     ack = await bus.publish_raw(letter.subject, letter.body, headers)
     await bus.delete_msg("DLQ", letter.sequence)  # a redrive racing this one took it: fine
