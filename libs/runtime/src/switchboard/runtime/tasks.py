@@ -1,8 +1,8 @@
 """Ending tasks for certain: cancel, and cancel again until they have ended.
 
 A single cancel can be lost in Python 3.11: ``asyncio.wait_for`` returns the result of a
-call that completes as the cancel arrives (python/cpython#86296), and libraries use it
-(nats-py wraps every request in it, Telethon its calls). A task looping around such a call
+call that completes as the cancel arrives (python/cpython#86296), nats-py wraps every
+request in it, and Telethon's own helper swallows a cancel. A task looping around such a call
 then runs on, and whoever awaited its end after one cancel waited for ever: an MTProto
 session's wind-down after a drop hung so, and the session stayed down under a lease it
 kept renewing. Our own code uses ``asyncio.timeout`` instead (ruff bans ``wait_for`` in
