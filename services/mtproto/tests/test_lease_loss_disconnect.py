@@ -17,7 +17,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.testing import eventually
 
-from .mtproto_support import world
+from .mtproto_support import World, world
 
 
 async def test_a_lost_lease_closes_the_connection_before_slow_cleanup(
@@ -31,11 +31,7 @@ async def test_a_lost_lease_closes_the_connection_before_slow_cleanup(
         await close(self, nak_buffered=nak_buffered)
 
     async with world(nats_url, postgres_url) as w:
-        _, keys = w.fake.add_user("+15550000031", first_name="Held", sessions=1)
-        key = keys[0].key_id
-        base = await w.gateway(instance_id="g1")
-        await w.import_session(base, "held", keys[0].session)
-        await eventually(lambda: w.connected(key), message="session connected")
+        key = await held_session(w, "+15550000031")
         monkeypatch.setattr(BatchPull, "close", close_when_the_bus_is_back)
         try:
             await take_the_lease(nats_url, "held")
@@ -73,13 +69,9 @@ async def test_a_lease_lost_while_connecting_closes_the_connection_though_the_ca
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.Event().wait(), 30)
 
+    monkeypatch.setattr(TelethonClient, "connect", connect_and_lose_the_cancel)
     async with world(nats_url, postgres_url) as w:
-        _, keys = w.fake.add_user("+15550000032", first_name="Held", sessions=1)
-        key = keys[0].key_id
-        monkeypatch.setattr(TelethonClient, "connect", connect_and_lose_the_cancel)
-        base = await w.gateway(instance_id="g1")
-        await w.import_session(base, "held", keys[0].session)
-        await eventually(lambda: w.connected(key), message="session connected")
+        key = await held_session(w, "+15550000032")
 
         async def closed() -> bool:
             return not armed and not await w.connected(key)
@@ -118,13 +110,9 @@ async def test_a_work_task_that_loses_its_cancel_at_a_drop_does_not_keep_the_ses
             raise TimeoutError
         return await fetch(self, batch, timeout, at_most)
 
+    monkeypatch.setattr(BatchPull, "fetch", fetch_losing_one_cancel)
     async with world(nats_url, postgres_url) as w:
-        _, keys = w.fake.add_user("+15550000033", first_name="Held", sessions=1)
-        key = keys[0].key_id
-        monkeypatch.setattr(BatchPull, "fetch", fetch_losing_one_cancel)
-        base = await w.gateway(instance_id="g1")
-        await w.import_session(base, "held", keys[0].session)
-        await eventually(lambda: w.connected(key), message="session connected")
+        key = await held_session(w, "+15550000033")
         connects = w.fake.connection_log(key_id=key)["keys"][0]["connects"]
         dropping.set()
         await asyncio.wait_for(waiting.wait(), 15)  # a work task is inside its pull
@@ -136,6 +124,15 @@ async def test_a_work_task_that_loses_its_cancel_at_a_drop_does_not_keep_the_ses
 
         await eventually(back, timeout=30, message="connected again after the drop")
         assert lost, "the work task lost a cancel"
+
+
+async def held_session(w: World, phone: str) -> str:
+    """A user's session imported as "held" on a new gateway and connected: its key id."""
+    _, keys = w.fake.add_user(phone, first_name="Held", sessions=1)
+    base = await w.gateway(instance_id="g1")
+    await w.import_session(base, "held", keys[0].session)
+    await eventually(lambda: w.connected(keys[0].key_id), message="session connected")
+    return str(keys[0].key_id)
 
 
 async def take_the_lease(nats_url: str, session_id: str) -> None:
