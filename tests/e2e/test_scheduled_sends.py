@@ -199,6 +199,10 @@ async def test_a_cancelled_send_never_leaves(env: Env) -> None:
     assert (found["status"], found["error_code"]) == ("failed", "cancelled")
     again = await env.http.post(f"{env.url}/v1/messages/sch-cancel/cancel", headers=A)
     assert again.status_code == 409, again.text
+    later = await env.reschedule("sch-cancel", ahead(60))
+    # It never left: the refusal says what happened (it answered "it has left").
+    assert later.status_code == 409, later.text
+    assert later.json()["detail"] == "the send cannot be changed: it was cancelled"
     # The command comes due, finds its record done and is acked: it has left the stream.
     await eventually(lambda: settled_in_stream(env), timeout=30)
     assert env.sent("cancel me") == []

@@ -15,11 +15,13 @@ from pydantic import ValidationError
 from switchboard.events import encode
 from switchboard.events.catalog.outbound import SendMessage, StartCampaign
 from switchboard.events.streams import OUTBOUND, SENDS
+from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.schedule import (
     GUARD,
     HOLD_HOP,
     ScheduleChange,
     effective_time,
+    ended,
     held_subject,
     may_store,
     refuse_change,
@@ -203,3 +205,28 @@ def test_a_command_stores_its_schedule_only_where_no_earlier_one_waits(
     owner: int | None, last: RawStreamMsg | None, fires: datetime, may: bool
 ) -> None:
     assert may_store(owner, 7, last, fires) is may
+
+
+@pytest.mark.parametrize(
+    ("status", "error_code", "said"),
+    [
+        ("sent", None, "it was sent"),
+        ("failed", "cancelled", "it was cancelled"),
+        ("failed", "chat_not_found", "it failed (chat_not_found)"),
+        ("moved", None, "it was moved on as 'm1~b'"),
+    ],
+)
+def test_a_done_send_s_refusal_says_how_it_ended(
+    status: str, error_code: str | None, said: str
+) -> None:
+    record = Attempt(
+        message_id="m1",
+        workspace_id="demo",
+        channel="telegram",
+        account="shop",
+        recipient="1",
+        status=status,  # type: ignore[arg-type]
+        error_code=error_code,
+        moved_to="m1~b" if status == "moved" else None,
+    )
+    assert ended(record) == said

@@ -493,7 +493,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         summary="Cancel a scheduled send until it leaves (delivery.failed, code cancelled)",
         responses={
             404: {"description": "no such message in the key's workspace"},
-            409: {"description": "the send has left, is due within a second, or is not scheduled"},
+            409: {
+                "description": "the send is done (sent, cancelled, failed), is due within a "
+                "second, or is not scheduled"
+            },
         },
     )
     async def cancel(message_id: str, ws: Workspace) -> Response:
@@ -505,7 +508,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         summary="Move a scheduled send earlier or later until it leaves (delivery.rescheduled)",
         responses={
             404: {"description": "no such message in the key's workspace"},
-            409: {"description": "the send has left, is due within a second, or is not scheduled"},
+            409: {
+                "description": "the send is done (sent, cancelled, failed), is due within a "
+                "second, or is not scheduled"
+            },
             422: {"description": "not_before missing, naive, in the past, or past expires_at"},
         },
     )

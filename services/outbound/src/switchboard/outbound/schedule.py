@@ -117,6 +117,18 @@ def refuse_change(
     return None
 
 
+def ended(record: Attempt) -> str:
+    """How a send that is done ended, for the refusal of a change: a cancel raced by a
+    reschedule was answered "it has left", of a send that never left."""
+    if record.status == "sent":
+        return "it was sent"
+    if record.status == "moved":
+        return f"it was moved on as {record.moved_to!r}"
+    if record.error_code == "cancelled":
+        return "it was cancelled"
+    return f"it failed ({record.error_code or 'no code'})"
+
+
 def held_subject(workspace: str, message_id: str) -> str:
     """Where a send waits for its time as a message schedule: one per send (publishing it
     again replaces it)."""
@@ -265,7 +277,9 @@ class ScheduleDesk:
         if found is None:
             return Refusal(404, "not_found", f"no message {message_id!r}")
         record, revision = found
-        if record.owner is None and not record.done:
+        if record.done:
+            return Refusal(409, "not_changeable", f"the send cannot be changed: {ended(record)}")
+        if record.owner is None:
             return CHANGED_MEANWHILE  # released by a change moving it earlier: its copy is next
         waiting = await self._waiting_command(record)
         if waiting is None:
