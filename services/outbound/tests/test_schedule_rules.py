@@ -21,10 +21,10 @@ from switchboard.outbound.schedule import (
     HOLD_HOP,
     ScheduleChange,
     effective_time,
-    ended,
     held_subject,
     may_store,
     refuse_change,
+    refuse_done,
 )
 from switchboard.runtime.http import invalid
 from switchboard.runtime.schedules import HOP, held_headers, hold_until, scheduled_at
@@ -103,36 +103,32 @@ def test_the_last_reschedule_decides_the_time() -> None:
 
 def test_a_pending_send_may_be_cancelled_or_moved_later() -> None:
     due = NOW + timedelta(minutes=5)
-    ok = {"due": due, "expires_at": None, "done": False, "now": NOW}
+    ok = {"due": due, "expires_at": None, "now": NOW}
     assert refuse_change(**ok, new_time=None) is None
     assert refuse_change(**ok, new_time=due + timedelta(minutes=1)) is None
 
 
 def test_a_send_that_left_or_is_leaving_cannot_be_changed() -> None:
     due = NOW + timedelta(minutes=5)
-    for now, done in ((due - GUARD / 2, False), (due + GUARD, False), (NOW, True)):
-        refused = refuse_change(due=due, expires_at=None, done=done, now=now, new_time=None)
+    for now in (due - GUARD / 2, due + GUARD):
+        refused = refuse_change(due=due, expires_at=None, now=now, new_time=None)
         assert refused is not None
         assert refused.status == 409
-    unscheduled = refuse_change(due=None, expires_at=None, done=False, now=NOW, new_time=None)
+    unscheduled = refuse_change(due=None, expires_at=None, now=NOW, new_time=None)
     assert unscheduled is not None
     assert unscheduled.status == 409
 
 
 def test_a_reschedule_into_the_past_or_past_expiry_is_refused_naming_the_field() -> None:
     due = NOW + timedelta(minutes=5)
-    earlier = refuse_change(
-        due=due, expires_at=None, done=False, now=NOW, new_time=due - timedelta(minutes=1)
-    )
+    earlier = refuse_change(due=due, expires_at=None, now=NOW, new_time=due - timedelta(minutes=1))
     assert earlier is None  # earlier is allowed: the command is replaced
-    past = refuse_change(
-        due=due, expires_at=None, done=False, now=NOW, new_time=NOW - timedelta(seconds=1)
-    )
+    past = refuse_change(due=due, expires_at=None, now=NOW, new_time=NOW - timedelta(seconds=1))
     assert past is not None
     assert past.status == 422
     assert past.reason.startswith("not_before")
     expired = refuse_change(
-        due=due, expires_at=due + timedelta(minutes=1), done=False, now=NOW,
+        due=due, expires_at=due + timedelta(minutes=1), now=NOW,
         new_time=due + timedelta(minutes=2),
     )  # fmt: skip
     assert expired is not None
@@ -216,7 +212,7 @@ def test_a_command_stores_its_schedule_only_where_no_earlier_one_waits(
         ("moved", None, "it was moved on as 'm1~b'"),
     ],
 )
-def test_a_done_send_s_refusal_says_how_it_ended(
+def test_a_done_send_is_refused_saying_how_it_ended(
     status: str, error_code: str | None, said: str
 ) -> None:
     record = Attempt(
@@ -229,4 +225,7 @@ def test_a_done_send_s_refusal_says_how_it_ended(
         error_code=error_code,
         moved_to="m1~b" if status == "moved" else None,
     )
-    assert ended(record) == said
+    refused = refuse_done(record)
+    assert refused is not None
+    assert (refused.status, refused.reason) == (409, f"the send cannot be changed: {said}")
+    assert refuse_done(record.model_copy(update={"status": "queued"})) is None

@@ -99,13 +99,13 @@ def refuse_change(
     *,
     due: datetime | None,
     expires_at: datetime | None,
-    done: bool,
     now: datetime,
     new_time: datetime | None,
 ) -> Refusal | None:
-    """The refusal of a cancel (``new_time`` None) or reschedule of a send due at ``due``,
-    or None when it may be made. Pure: tested without NATS."""
-    if done or due is None or now >= due - GUARD:
+    """The refusal of a cancel (``new_time`` None) or reschedule of a waiting send due at
+    ``due``, or None when it may be made (one that is done: :func:`refuse_done`). Pure:
+    tested without NATS."""
+    if due is None or now >= due - GUARD:
         what = "it is not scheduled" if due is None else "it has left or is leaving"
         return Refusal(409, "not_changeable", f"the send cannot be changed: {what}")
     if new_time is None:
@@ -117,16 +117,21 @@ def refuse_change(
     return None
 
 
-def ended(record: Attempt) -> str:
-    """How a send that is done ended, for the refusal of a change: a cancel raced by a
-    reschedule was answered "it has left", of a send that never left."""
+def refuse_done(record: Attempt) -> Refusal | None:
+    """The refusal of any change of a send that is done, saying how it ended (a reschedule
+    that raced a cancel was answered "it has left", of a send that never left); None while
+    it is not done. Pure: tested without NATS."""
+    if not record.done:
+        return None
     if record.status == "sent":
-        return "it was sent"
-    if record.status == "moved":
-        return f"it was moved on as {record.moved_to!r}"
-    if record.error_code == "cancelled":
-        return "it was cancelled"
-    return f"it failed ({record.error_code or 'no code'})"
+        how = "it was sent"
+    elif record.status == "moved":
+        how = f"it was moved on as {record.moved_to!r}"
+    elif record.error_code == "cancelled":
+        how = "it was cancelled"
+    else:
+        how = f"it failed ({record.error_code or 'no code'})"
+    return Refusal(409, "not_changeable", f"the send cannot be changed: {how}")
 
 
 def held_subject(workspace: str, message_id: str) -> str:
@@ -277,8 +282,8 @@ class ScheduleDesk:
         if found is None:
             return Refusal(404, "not_found", f"no message {message_id!r}")
         record, revision = found
-        if record.done:
-            return Refusal(409, "not_changeable", f"the send cannot be changed: {ended(record)}")
+        if (done := refuse_done(record)) is not None:
+            return done
         if record.owner is None:
             return CHANGED_MEANWHILE  # released by a change moving it earlier: its copy is next
         waiting = await self._waiting_command(record)
@@ -296,9 +301,7 @@ class ScheduleDesk:
         change = await self.changes.get(workspace, message_id)
         due = effective_time(cmd.not_before, change)
         now = self.attempts.now()  # the clock the sender judges the time by
-        refused = refuse_change(
-            due=due, expires_at=cmd.expires_at, done=record.done, now=now, new_time=new_time
-        )
+        refused = refuse_change(due=due, expires_at=cmd.expires_at, now=now, new_time=new_time)
         if refused is not None:
             return refused
         base = {
