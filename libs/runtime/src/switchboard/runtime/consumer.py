@@ -33,6 +33,7 @@ from switchboard.runtime.failures import (
 )
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.metrics import CONSUMED, DEAD_LETTERED
+from switchboard.runtime.periodic import pause
 from switchboard.runtime.tracing import consume_span
 
 log = get_logger(__name__)
@@ -147,9 +148,7 @@ class PullWorker:
                     if pull is not None:
                         await pull.close(nak_buffered=True)
                         pull = None
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):
-                            await self.stop.wait()
+                    await pause(self.stop, 0.5)
                     continue
                 for msg in msgs:
                     task = asyncio.create_task(self._one(msg))

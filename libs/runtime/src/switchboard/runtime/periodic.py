@@ -12,13 +12,15 @@ from switchboard.runtime.logging import get_logger
 log = get_logger(__name__)
 
 
-async def pause(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait ``seconds``, or less when ``stop`` is set meanwhile; True once stopped."""
+async def pause(event: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``, or less when ``event`` (a stop, a wake-up) is set meanwhile; True
+    once it is set. The one bounded wait on an event: every loop that sleeps until its next
+    round or an earlier signal calls it."""
     # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation.
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
-            await stop.wait()
-    return stop.is_set()
+            await event.wait()
+    return event.is_set()
 
 
 async def every(

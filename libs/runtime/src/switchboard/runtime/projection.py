@@ -42,6 +42,7 @@ from switchboard.runtime.metrics import (
     PROJECTION_BEHIND,
     PROJECTION_LAG,
 )
+from switchboard.runtime.periodic import pause
 from switchboard.runtime.tasks import cancel_and_wait
 from switchboard.runtime.tracing import batch_span
 
@@ -193,9 +194,7 @@ class Projection:
         return got
 
     async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self.stop.wait()
+        await pause(self.stop, seconds)
 
     async def checkpoint(self, conn: Conn) -> int:
         await ensure_checkpoints(conn, self.schema)

@@ -22,6 +22,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.db import create_pool, migrate
 from switchboard.runtime.http import Health
 from switchboard.runtime.logging import configure_logging, get_logger, register_secret
+from switchboard.runtime.periodic import pause
 from switchboard.runtime.servertime import ServerClock
 from switchboard.runtime.settings import ConfigError, DatabaseSettings, ServiceSettings
 from switchboard.runtime.tasks import cancel_and_wait
@@ -77,9 +78,7 @@ class Runtime:
                     raise
                 except Exception:
                     log.exception("worker crashed; restarting", worker=name, delay=delay)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(delay):
-                            await self.stop.wait()
+                    await pause(self.stop, delay)
                     delay = min(delay * 2, 10.0)
 
         self.tasks.append(asyncio.create_task(supervise(), name=name))

@@ -48,6 +48,7 @@ from switchboard.runtime.consumer import ConsumerSpec, Handler, PullWorker, hand
 from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.failures import Outcome, PoisonBudget, Retry
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.tracing import consume_span
 
@@ -348,10 +349,7 @@ async def _keep_durables(
     NACK re-sync). FastStream's fetch loop keeps asking for it by name, and reads on once it
     exists; it never creates it itself."""
     while not stop.is_set():
-        # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DURABLE_CHECK_S):
-                await stop.wait()
+        await pause(stop, DURABLE_CHECK_S)
         if stop.is_set():
             return
         for sub in subscriptions:

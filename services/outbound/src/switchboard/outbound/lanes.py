@@ -25,6 +25,7 @@ from switchboard.runtime.consumer import ConsumerSpec, handle_delivery
 from switchboard.runtime.delivery.pull import ContinuousPull
 from switchboard.runtime.failures import PoisonBudget
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 
 log = get_logger(__name__)
 
@@ -61,9 +62,7 @@ class Lane:
         beat = self.spec.ack_wait_s / 3
         try:
             while not self.stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(beat):
-                        await self.stop.wait()
+                await pause(self.stop, beat)
                 if pulling.done():
                     pulling.result()  # a crash of the pull loop restarts the lane
                 await self._keep_alive(beat)

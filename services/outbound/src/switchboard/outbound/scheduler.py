@@ -19,7 +19,6 @@ reported unused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from switchboard.outbound.ratelimit import (
     pause_key,
 )
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 from switchboard.runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -123,9 +123,7 @@ class AccountScheduler:
                 log.warning("slot lease failed", key=self.key.name, error=str(exc))
                 delay = 0.5
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
+                await pause(self._wake, delay)
 
     async def _serve(self) -> float:
         """Lease and hand out one block; returns how long to wait before the next."""

@@ -48,6 +48,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.failures import InfrastructureError
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 
 log = get_logger(__name__)
 
@@ -319,9 +320,7 @@ class ContinuousPull:
                     except Exception as exc:
                         log.warning("pull request failed", consumer=self.durable, error=str(exc))
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await self._wake.wait()
+                await pause(self._wake, 1.0)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -13,7 +13,6 @@ attempt records after it) drops what was already published.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import deque
@@ -368,9 +367,7 @@ class CampaignSupervisor:
                     )  # fmt: skip
                     self.held[cid] = lease
                     self.running[cid] = asyncio.create_task(self._lead(runner, stop), name=cid)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await self.view.any_change.wait()
+                await pause(self.view.any_change, 1.0)
         finally:
             tasks = [t for t in self.running.values() if not t.done()]
             if tasks:

@@ -5,7 +5,6 @@ Campaigns are known by their key (``state.campaign_key``: ids are per workspace)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 from nats.js.kv import KeyValue
@@ -21,6 +20,7 @@ from switchboard.outbound.campaigns.state import (
 )
 from switchboard.runtime.kvwatch import follow
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.periodic import pause
 
 log = get_logger(__name__)
 RUNNING = Gauge(
@@ -75,9 +75,7 @@ class CampaignView:
 
     async def changed(self, workspace: str, campaign_id: str, timeout: float) -> None:
         event = self._changes.setdefault(campaign_key(workspace, campaign_id), asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await event.wait()
+        await pause(event, timeout)
 
     def definition(self, workspace: str, campaign_id: str) -> StartCampaign | None:
         state = self.states.get(campaign_key(workspace, campaign_id))
