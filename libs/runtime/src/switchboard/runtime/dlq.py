@@ -60,7 +60,7 @@ async def dead_letter(
     on a condition (an aggregate's event, a held send) keeps it; on the DLQ's subject it
     fails ("wrong last sequence"). Both are left out: dead-lettered, and redriven, it is a
     plain message."""
-    hdrs = {k: v for k, v in republishable(headers or {}).items() if k != H_MSG_ID}
+    hdrs = republishable(headers or {})
     hdrs.update(
         {
             H_MSG_ID: f"dlq:{stream}:{sequence}:{consumer}",
