@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from switchboard.events.base import Event
 from switchboard.events.catalog.common import Channel, Chat, MediaFile, Sender, Value
+from switchboard.events.catalog.routing import ChannelRouted
 from switchboard.events.ids import derived
 from switchboard.events.registry import register
 from switchboard.events.subjects import token
@@ -127,8 +128,18 @@ class ProviderIds(Value):
     raw_id: str | None = Field(None, description="ce-id of the RAW message")
 
 
+class _InConversation(ChannelRouted):
+    """Mixin for a message in one conversation: its subject is the conversation's key."""
+
+    if TYPE_CHECKING:
+        chat: Chat
+
+    def ce_subject(self) -> str:
+        return conversation_key(self.channel, self.account, self.chat.id)
+
+
 @register("conv.message_received", 1)
-class MessageReceived(Event):
+class MessageReceived(_InConversation, Event):
     """A customer's message arrived on a channel account. Emitted by the ingest normalizer
     once per provider message (deterministic id from the provider's identity)."""
 
@@ -146,12 +157,6 @@ class MessageReceived(Event):
         None, description="the channel post this message is Telegram's automatic forward of"
     )
 
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account)
-
-    def ce_subject(self) -> str:
-        return conversation_key(self.channel, self.account, self.chat.id)
-
     def deterministic_id(self) -> str:
         # From the provider's identity of the message, not of the delivery that carried it: a
         # retried or regrouped webhook (WhatsApp batches) still yields the same event id.
@@ -160,11 +165,12 @@ class MessageReceived(Event):
 
 def message_event_id(event: MessageReceived | _ConvEvent, what: str) -> str:
     """``<channel>:<account>:<chat>/<provider message id>/<what>``, tokens escaped."""
-    return derived(
-        ":".join(token(p) for p in (event.channel.value, event.account, event.chat.id)),
-        token(event.provider.message_id),
-        what,
-    )
+    return derived(_chat_ref(event), token(event.provider.message_id), what)
+
+
+def _chat_ref(event: MessageReceived | _ConvEvent) -> str:
+    """``<channel>:<account>:<chat>``, tokens escaped: the root of derived conv ids."""
+    return ":".join(token(p) for p in (event.channel.value, event.account, event.chat.id))
 
 
 def conversation_key(channel: Channel | str, account: str, chat_id: str) -> str:
@@ -172,18 +178,12 @@ def conversation_key(channel: Channel | str, account: str, chat_id: str) -> str:
     return f"{Channel(channel).value}/{account}/{chat_id}"
 
 
-class _ConvEvent(Event):
+class _ConvEvent(_InConversation, Event):
     channel: Channel
     account: str = Field(min_length=1)
     chat: Chat
     provider: ProviderIds
     received_at: datetime = Field(description="when ingest accepted the webhook")
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account)
-
-    def ce_subject(self) -> str:
-        return conversation_key(self.channel, self.account, self.chat.id)
 
     def deterministic_id(self) -> str:
         return message_event_id(self, self.name.split(".")[1])
@@ -268,11 +268,7 @@ class ChatMigrated(_ConvEvent):
 
     def deterministic_id(self) -> str:
         # Telegram reports a migration twice (in the old and in the new chat): one event.
-        return derived(
-            ":".join(token(p) for p in (self.channel.value, self.account, self.chat.id)),
-            "migrated",
-            token(self.to_chat_id),
-        )
+        return derived(_chat_ref(self), "migrated", token(self.to_chat_id))
 
 
 class BotMembership(StrEnum):
@@ -324,7 +320,7 @@ class ContactNumberChanged(_ConvEvent):
 
 
 @register("conv.update_unsupported", 1)
-class UpdateUnsupported(Event):
+class UpdateUnsupported(ChannelRouted, Event):
     """A valid provider update of a kind not modelled yet: recorded, never silently dropped;
     ``raw_id`` points at the payload in ``RAW`` so it can be re-normalized later."""
 
@@ -334,15 +330,12 @@ class UpdateUnsupported(Event):
     raw_id: str = Field(min_length=1)
     received_at: datetime
 
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account)
-
     def deterministic_id(self) -> str:
         return derived(self.raw_id, "update_unsupported")
 
 
 @register("conv.message_sent", 1)
-class MessageSent(Event):
+class MessageSent(_InConversation, Event):
     """A message the business sent reached the provider (emitted by outbound with the
     provider's id), so conversations show both sides."""
 
@@ -357,12 +350,6 @@ class MessageSent(Event):
     content_kind: str = Field(min_length=1, description="text, photo, template, ...")
     sent_at: datetime
     campaign_id: str | None = None
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account)
-
-    def ce_subject(self) -> str:
-        return conversation_key(self.channel, self.account, self.chat.id)
 
     def deterministic_id(self) -> str:
         return f"sent:{self.message_id}"
