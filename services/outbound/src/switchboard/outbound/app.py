@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
 from fastapi import Body, Depends, Form, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.types import DecoratedCallable
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
@@ -111,6 +113,14 @@ SUBSCRIPTIONS = (SENDS, BULK, CAMPAIGNS, CONVERSIONS, DISPATCH, SCHEDULE, INTERA
 MEDIA_KIND = "^(photo|video|audio|voice|document|animation|sticker)$"
 # The providers outbound calls, as /health/integrations names them (like the breakers).
 PROBED = ("telegram", "whatsapp", "viber", "sendpulse", "metacapi")
+# What cancelling or rescheduling a send may answer besides 200.
+_CHANGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such message in the key's workspace"},
+    409: {
+        "description": "the send is done (sent, cancelled, failed), is due within a second, "
+        "or is not scheduled"
+    },
+}
 
 
 def over_bus_limit(cmd: SendMessage, max_payload: int) -> TooLarge | None:
@@ -491,13 +501,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         "/v1/messages/{message_id}/cancel",
         tags=["messages"],
         summary="Cancel a scheduled send until it leaves (delivery.failed, code cancelled)",
-        responses={
-            404: {"description": "no such message in the key's workspace"},
-            409: {
-                "description": "the send is done (sent, cancelled, failed), is due within a "
-                "second, or is not scheduled"
-            },
-        },
+        responses=_CHANGE_ANSWERS,
     )
     async def cancel(message_id: str, ws: Workspace) -> Response:
         return await change(ws, message_id, None)
@@ -507,11 +511,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         tags=["messages"],
         summary="Move a scheduled send earlier or later until it leaves (delivery.rescheduled)",
         responses={
-            404: {"description": "no such message in the key's workspace"},
-            409: {
-                "description": "the send is done (sent, cancelled, failed), is due within a "
-                "second, or is not scheduled"
-            },
+            **_CHANGE_ANSWERS,
             422: {"description": "not_before missing, naive, in the past, or past expires_at"},
         },
     )
@@ -552,35 +552,34 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             "account": record.account,
         }
 
-    @app.post(
+    def interaction_route(
+        path: str, summary: str
+    ) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """A POST route of an interaction: accepted (202) for the interactions lane."""
+        return app.post(
+            path,
+            status_code=202,
+            tags=["interactions"],
+            summary=summary,
+            responses={404: {"description": "no such account in the key's workspace"}},
+        )
+
+    @interaction_route(
         "/v1/callbacks/answer",
-        status_code=202,
-        tags=["interactions"],
-        summary="Answer a pressed inline button (text, or an alert); idempotent on request_id",
-        responses={404: {"description": "no such account in the key's workspace"}},
+        "Answer a pressed inline button (text, or an alert); idempotent on request_id",
     )
     async def answer_callback(ws: Workspace, body: Annotated[dict[str, Any], Body()]) -> Response:
         return await interact(ws, AnswerCallback, body)
 
-    @app.post(
-        "/v1/messages/{message_id}/edit",
-        status_code=202,
-        tags=["interactions"],
-        summary="Edit a sent message's text, caption or inline keyboard",
-        responses={404: {"description": "no such account in the key's workspace"}},
+    @interaction_route(
+        "/v1/messages/{message_id}/edit", "Edit a sent message's text, caption or inline keyboard"
     )
     async def edit(
         message_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
     ) -> Response:
         return await interact(ws, EditMessage, await of_message(ws, message_id, body))
 
-    @app.post(
-        "/v1/messages/{message_id}/delete",
-        status_code=202,
-        tags=["interactions"],
-        summary="Delete a sent message at the provider",
-        responses={404: {"description": "no such account in the key's workspace"}},
-    )
+    @interaction_route("/v1/messages/{message_id}/delete", "Delete a sent message at the provider")
     async def delete(
         message_id: str, ws: Workspace, body: Annotated[dict[str, Any] | None, Body()] = None
     ) -> Response:
