@@ -13,6 +13,15 @@ from pywa import WhatsApp
 from pywa.types.base_update import RawUpdate
 from pywa.types.chat import ChatType as PywaChatType
 from tests.support.normalized import only
+from tests.support.whatsapp_bodies import (
+    PHONE_ID,
+    TS,
+    UNKNOWN_TYPE,
+    body,
+    change,
+    interactive,
+    value,
+)
 
 from switchboard.events import Event
 from switchboard.events.catalog.common import ChatType
@@ -28,12 +37,10 @@ from switchboard.events.catalog.delivery import DeliveryReceipt
 from switchboard.ingest.normalize.whatsapp import normalize_payload
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-PHONE_ID = "106540352242922"
 BSUID = "US.13491208655302741918"
 PARENT = "CC.ENT.88112233"
 PHONE = "16505551234"
 GROUP = "120363041234567890@g.us"
-TS = "1763640000"
 
 WA = WhatsApp(phone_id=PHONE_ID, token="test-token", server=None, verify_token=None)
 
@@ -50,16 +57,9 @@ def person(
     return contact
 
 
-def webhook(value: dict[str, Any]) -> dict[str, Any]:
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
-        **value,
-    }
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102233445566770", "changes": [{"field": "messages", "value": value}]}],
-    }
+def webhook(**parts: Any) -> dict[str, Any]:
+    """A body of one ``messages`` change whose value holds ``parts``."""
+    return body(change(value(**parts)))
 
 
 def message(
@@ -80,7 +80,7 @@ def message(
     if group:
         msg["group_id"] = group
     contact = who or person(wa_id=sender_phone, user_id=sender_bsuid or BSUID)
-    return webhook({"contacts": [contact], "messages": [msg]})
+    return webhook(contacts=[contact], messages=[msg])
 
 
 def edit(n: int, new: dict[str, Any], **who: Any) -> dict[str, Any]:
@@ -97,9 +97,7 @@ def status(
         st["recipient_id"] = recipient_id
     if user_id:
         st["recipient_user_id"] = user_id
-    return webhook(
-        {"contacts": [person(wa_id=recipient_id, user_id=user_id or BSUID)], "statuses": [st]}
-    )
+    return webhook(contacts=[person(wa_id=recipient_id, user_id=user_id or BSUID)], statuses=[st])
 
 
 MEDIA = {"id": "1122334455", "mime_type": "image/jpeg", "sha256": "abc"}
@@ -206,13 +204,7 @@ CASES: list[tuple[str, dict[str, Any], type[Event]]] = [
         "unsupported",
         message(
             "unsupported",
-            errors=[
-                {
-                    "code": 131051,
-                    "title": "Message type unknown",
-                    "message": "Message type unknown",
-                }
-            ],
+            errors=[UNKNOWN_TYPE],
             unsupported={"type": "poll"},
         ),
         MessageReceived,
@@ -236,7 +228,7 @@ CASES: list[tuple[str, dict[str, Any], type[Event]]] = [
         "button_reply",
         message(
             "interactive",
-            interactive={"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}},
+            interactive=interactive("button_reply", id="yes", title="Yes"),
             context={"from": "15550001111", "id": "wamid.OUT1"},
         ),
         CallbackReceived,
@@ -245,10 +237,7 @@ CASES: list[tuple[str, dict[str, Any], type[Event]]] = [
         "list_reply",
         message(
             "interactive",
-            interactive={
-                "type": "list_reply",
-                "list_reply": {"id": "row-2", "title": "Tuesday", "description": "10:00"},
-            },
+            interactive=interactive("list_reply", id="row-2", title="Tuesday", description="10:00"),
             context={"from": "15550001111", "id": "wamid.OUT1"},
         ),
         CallbackReceived,
@@ -258,7 +247,7 @@ CASES: list[tuple[str, dict[str, Any], type[Event]]] = [
         message(
             "interactive",
             sender_phone=None,
-            interactive={"type": "button_reply", "button_reply": {"id": "no", "title": "No"}},
+            interactive=interactive("button_reply", id="no", title="No"),
             context={"from": "15550001111", "id": "wamid.OUT1"},
         ),
         CallbackReceived,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from tests.support.normalized import Normalizer, subset
+from tests.support.whatsapp_bodies import TS, UNKNOWN_TYPE, body, change, interactive, value
 
 from switchboard.events.catalog.conv import CallbackReceived, MessageReceived, UpdateUnsupported
 from switchboard.events.catalog.delivery import DeliveryReceipt
@@ -18,7 +19,6 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 RAW = "wa:raw-1"
 WA_ID = "4917612345678"
 OTHER = "5511987654321"
-TS = "1763640000"
 SHA = "1c2b3a9f0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b"
 BUSINESS_WAMID = "wamid.HBgNNDkxNzYxMjM0NTY3OBUCABEYEjQ0QjE2QTg5N0E1RjQzQTJEQQA="
 
@@ -36,30 +36,10 @@ def status(value: str, n: int = 1, ts: str = TS, **extra: Any) -> dict[str, Any]
     return {"id": wamid(n), "status": value, "timestamp": ts, "recipient_id": WA_ID, **extra}
 
 
-def value(**parts: Any) -> dict[str, Any]:
-    return {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
-        **parts,
-    }
-
-
 CONTACTS = [
     {"profile": {"name": "Ada Lovelace"}, "wa_id": WA_ID},
     {"profile": {"name": "João Silva"}, "wa_id": OTHER},
 ]
-
-
-def body(*changes: dict[str, Any], entries: int = 1) -> dict[str, Any]:
-    """A webhook body: `changes` in one entry (or repeated over several entries)."""
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": f"10223344556677{e}", "changes": list(changes)} for e in range(entries)],
-    }
-
-
-def change(val: dict[str, Any], field: str = "messages") -> dict[str, Any]:
-    return {"value": val, "field": field}
 
 
 def messages(*items: dict[str, Any]) -> dict[str, Any]:
@@ -196,10 +176,9 @@ CONTENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         "flow answer (interactive nfm_reply)",
         message(
             "interactive",
-            interactive={
-                "type": "nfm_reply",
-                "nfm_reply": {"name": "flow", "body": "Sent", "response_json": '{"a": 1}'},
-            },
+            interactive=interactive(
+                "nfm_reply", name="flow", body="Sent", response_json='{"a": 1}'
+            ),
         ),
         {"kind": "unsupported", "provider_kind": "interactive:nfm_reply", "raw_ref": RAW},
     ),
@@ -209,9 +188,7 @@ CONTENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
             "unsupported",
             errors=[
                 {
-                    "code": 131051,
-                    "title": "Message type unknown",
-                    "message": "Message type unknown",
+                    **UNKNOWN_TYPE,
                     "error_data": {"details": "Message type is currently not supported."},
                 }
             ],
@@ -272,7 +249,7 @@ CALLBACK_CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "button_reply",
         message(
             "interactive",
-            interactive={"type": "button_reply", "button_reply": {"id": "btn_2", "title": "No"}},
+            interactive=interactive("button_reply", id="btn_2", title="No"),
             **CONTEXT,
         ),
         "btn_2",
@@ -281,10 +258,9 @@ CALLBACK_CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "list_reply",
         message(
             "interactive",
-            interactive={
-                "type": "list_reply",
-                "list_reply": {"id": "row_7", "title": "Standard", "description": "3-5 days"},
-            },
+            interactive=interactive(
+                "list_reply", id="row_7", title="Standard", description="3-5 days"
+            ),
             **CONTEXT,
         ),
         "row_7",
