@@ -13,11 +13,12 @@ from pydantic import Field
 
 from switchboard.events.base import Event
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.routing import ChannelRouted
 from switchboard.events.registry import register
 from switchboard.events.subjects import token
 
 
-class _Delivery(Event):
+class _Delivery(ChannelRouted, Event):
     caller_keyed: ClassVar[bool] = True  # ids follow the send's message_id (receipts aside)
 
     message_id: str = Field(min_length=1, description="the send command's message_id")
@@ -25,9 +26,6 @@ class _Delivery(Event):
     account: str = Field(min_length=1)
     recipient: str = Field(min_length=1)
     at: datetime
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account)
 
     def ce_subject(self) -> str:
         return self.message_id
@@ -119,7 +117,7 @@ class DeliveryRescheduled(_Delivery):
         return f"dm:{self.message_id}:{self.not_before.isoformat()}"
 
 
-class _InteractionOutcome(Event):
+class _InteractionOutcome(ChannelRouted, Event):
     caller_keyed: ClassVar[bool] = True  # ids follow the request's request_id
 
     request_id: str = Field(min_length=1)
@@ -131,9 +129,6 @@ class _InteractionOutcome(Event):
     provider_message_id: str | None = None
     callback_query_id: str | None = None
     at: datetime
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account)
 
     def ce_subject(self) -> str:
         return self.request_id

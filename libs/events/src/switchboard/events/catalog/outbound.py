@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from switchboard.events.base import Command
 from switchboard.events.catalog.common import Channel, Value
+from switchboard.events.catalog.routing import ChannelRouted
 from switchboard.events.registry import register
 
 
@@ -404,15 +405,12 @@ RequestId = Annotated[
 ]
 
 
-class _Interaction(Command):
+class _Interaction(ChannelRouted, Command):
     caller_keyed: ClassVar[bool] = True  # request ids are per workspace
 
     request_id: RequestId
     channel: Channel
     account: str = Field(min_length=1)
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account)
 
     def ce_subject(self) -> str:
         return self.request_id
