@@ -280,100 +280,50 @@ def graph_error(
 
 
 @pytest.mark.parametrize(
-    ("answer", "failure", "code", "retry_after", "scope"),
+    ("answer", "retry_after", "scope"),
     [
-        (
-            graph_error(429, 130429, "(#130429) Rate limit hit"),
-            Failure.RATE_LIMITED,
-            "whatsapp_130429",
-            1.0,
-            Scope.ACCOUNT,
-        ),
-        (
-            graph_error(400, 130429, headers={"Retry-After": "7"}),
-            Failure.RATE_LIMITED,
-            "whatsapp_130429",
-            7.0,
-            Scope.ACCOUNT,
-        ),
-        (
-            graph_error(400, 131056, "(#131056) pair rate limit hit"),
-            Failure.RATE_LIMITED,
-            "whatsapp_131056",
-            6.0,
-            Scope.RECIPIENT,
-        ),
-        (graph_error(400, 80007), Failure.RATE_LIMITED, "whatsapp_80007", 60.0, Scope.ACCOUNT),
-        (
-            graph_error(429, 4, "(#4) Application request limit reached"),
-            Failure.RATE_LIMITED,
-            "whatsapp_4",
-            60.0,
-            Scope.ACCOUNT,
-        ),
-        (graph_error(400, 131048), Failure.RATE_LIMITED, "whatsapp_131048", 300.0, Scope.ACCOUNT),
+        (graph_error(429, 130429, "(#130429) Rate limit hit"), 1.0, Scope.ACCOUNT),
+        (graph_error(400, 130429, headers={"Retry-After": "7"}), 7.0, Scope.ACCOUNT),
+        (graph_error(400, 131056, "(#131056) pair rate limit hit"), 6.0, Scope.RECIPIENT),
+        (graph_error(400, 80007), 60.0, Scope.ACCOUNT),
+        (graph_error(429, 4, "(#4) Application request limit reached"), 60.0, Scope.ACCOUNT),
+        (graph_error(400, 131048), 300.0, Scope.ACCOUNT),
+    ],
+)
+async def test_rate_limits_wait_and_pause_the_number_or_the_recipient(
+    answer: httpx.Response, retry_after: float, scope: Scope
+) -> None:
+    """Named after the Graph error code, whatever the HTTP status."""
+    code = f"whatsapp_{answer.json()['error']['code']}"
+    error = await fail(Mock([answer]), wa(text()))
+    assert_error(error, Failure.RATE_LIMITED, code, retry_after=retry_after, scope=scope)
+
+
+@pytest.mark.parametrize(
+    ("answer", "failure", "code"),
+    [
         (
             graph_error(500, 1, "An unknown error has occurred.", is_transient=True),
             Failure.RETRYABLE,
             "whatsapp_1",
-            None,
-            None,
         ),
-        (
-            graph_error(503, 2, "Service temporarily unavailable"),
-            Failure.RETRYABLE,
-            "whatsapp_2",
-            None,
-            None,
-        ),
-        (
-            graph_error(400, 131000, "Something went wrong"),
-            Failure.RETRYABLE,
-            "whatsapp_131000",
-            None,
-            None,
-        ),
-        (
-            httpx.Response(502, text="<html>bad gateway</html>"),
-            Failure.RETRYABLE,
-            "whatsapp_502",
-            None,
-            None,
-        ),
+        (graph_error(503, 2, "Service temporarily unavailable"), Failure.RETRYABLE, "whatsapp_2"),
+        (graph_error(400, 131000, "Something went wrong"), Failure.RETRYABLE, "whatsapp_131000"),
+        (httpx.Response(502, text="<html>bad gateway</html>"), Failure.RETRYABLE, "whatsapp_502"),
         (
             graph_error(400, 100, "(#100) The parameter text['body'] is required."),
             Failure.PERMANENT,
             "whatsapp_100",
-            None,
-            None,
         ),
-        (
-            graph_error(401, 190, "Invalid OAuth access token."),
-            Failure.PERMANENT,
-            "whatsapp_190",
-            None,
-            None,
-        ),
-        (
-            graph_error(400, 131026, "Message undeliverable"),
-            Failure.PERMANENT,
-            "whatsapp_131026",
-            None,
-            None,
-        ),
-        (httpx.Response(404, text="nope"), Failure.PERMANENT, "whatsapp_404", None, None),
+        (graph_error(401, 190, "Invalid OAuth access token."), Failure.PERMANENT, "whatsapp_190"),
+        (graph_error(400, 131026, "Message undeliverable"), Failure.PERMANENT, "whatsapp_131026"),
+        (httpx.Response(404, text="nope"), Failure.PERMANENT, "whatsapp_404"),
     ],
 )
-async def test_error_classification(
-    answer: httpx.Response,
-    failure: Failure,
-    code: str,
-    retry_after: float | None,
-    scope: Scope | None,
+async def test_other_failures_are_retryable_or_permanent(
+    answer: httpx.Response, failure: Failure, code: str
 ) -> None:
-    assert_error(
-        await fail(Mock([answer]), wa(text())), failure, code, retry_after=retry_after, scope=scope
-    )
+    assert_error(await fail(Mock([answer]), wa(text())), failure, code)
 
 
 async def test_the_24h_window_is_a_clear_permanent_failure() -> None:
