@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from tests.support.normalized import Normalizer, subset
+from tests.support.own_chat import assert_own_chat
 
 from switchboard.events.catalog.conv import (
     ContactStatus,
@@ -149,16 +150,8 @@ def test_message_types(case: str, payload: dict[str, Any], content: dict[str, An
     assert isinstance(event, MessageReceived)
     subset(content, event.content.model_dump(mode="json"))
     assert (event.channel.value, event.account) == ("viber", "demo")
-    assert (event.chat.id, event.chat.type.value, event.chat.title) == (
-        USER_ID,
-        "private",
-        "John McClane",
-    )
-    assert (event.sender.id, event.sender.display_name, event.sender.language_code) == (
-        USER_ID,
-        "John McClane",
-        "en",
-    )
+    assert_own_chat(event, USER_ID, "John McClane")
+    assert event.sender.language_code == "en"
     assert (event.provider.message_id, event.provider.raw_id) == (str(TOKEN), RAW)
     assert event.deterministic_id() == f"viber:demo:{token(USER_ID)}/{TOKEN}/message_received"
     assert event.sent_at == AT  # milliseconds kept exactly
@@ -233,7 +226,7 @@ def test_subscription_callbacks_are_status_changes(
     event = one(payload)
     assert isinstance(event, ContactStatusChanged)
     assert event.status is status
-    assert (event.chat.id, event.sender.id, event.sender.display_name) == (USER_ID, USER_ID, name)
+    assert_own_chat(event, USER_ID, name)
     assert event.provider.message_id == f"{payload['event']}:{TOKEN}"
     assert event.at == AT
     assert event.deterministic_id() == (

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from tests.support.normalized import Normalizer, subset
+from tests.support.own_chat import assert_own_chat
 from tests.support.whatsapp_bodies import TS, UNKNOWN_TYPE, body, change, interactive, value
 
 from switchboard.events.catalog.conv import CallbackReceived, MessageReceived, UpdateUnsupported
@@ -210,16 +211,8 @@ def test_message_types(case: str, msg: dict[str, Any], content: dict[str, Any]) 
     event = one(messages(msg))
     assert isinstance(event, MessageReceived)
     subset(content, event.content.model_dump(mode="json"))
-    assert (event.chat.id, event.chat.type.value, event.chat.title) == (
-        WA_ID,
-        "private",
-        "Ada Lovelace",
-    )
-    assert (event.sender.id, event.sender.display_name, event.sender.phone) == (
-        WA_ID,
-        "Ada Lovelace",
-        WA_ID,
-    )
+    assert_own_chat(event, WA_ID, "Ada Lovelace")
+    assert event.sender.phone == WA_ID
     assert (event.provider.message_id, event.provider.raw_id) == (wamid(1), RAW)
     assert event.deterministic_id() == f"whatsapp:demo:{WA_ID}/{token(wamid(1))}/message_received"
     assert event.sent_at == datetime.fromtimestamp(int(TS), UTC)
@@ -285,7 +278,7 @@ def test_button_answers_are_callbacks(case: str, msg: dict[str, Any], data: str 
     event = one(messages(msg))
     assert isinstance(event, CallbackReceived)
     assert (event.callback_id, event.data, event.message_id) == (wamid(1), data, BUSINESS_WAMID)
-    assert (event.chat.id, event.sender.display_name) == (WA_ID, "Ada Lovelace")
+    assert_own_chat(event, WA_ID, "Ada Lovelace")
     assert event.provider.message_id == wamid(1)
     assert event.deterministic_id() == f"whatsapp:demo:{WA_ID}/{token(wamid(1))}/callback_received"
 
@@ -440,8 +433,8 @@ def test_a_message_repeated_within_one_body_is_one_event() -> None:
 def test_a_sender_without_profile_still_has_an_identity() -> None:
     payload = body(change(value(messages=[message("text", text={"body": "hi"})])))
     event = one(payload)
-    assert (event.sender.id, event.sender.display_name, event.sender.phone) == (WA_ID, None, WA_ID)
-    assert event.chat.title is None
+    assert_own_chat(event, WA_ID, None)
+    assert event.sender.phone == WA_ID
 
 
 UNSUPPORTED_CASES: list[tuple[str, dict[str, Any], str]] = [
