@@ -13,7 +13,7 @@ from pydantic import Field
 
 from switchboard.events.base import Event
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.routing import ChannelRouted
+from switchboard.events.catalog.routing import ChannelRouted, ProviderRouted
 from switchboard.events.registry import register
 from switchboard.events.subjects import token
 
@@ -251,16 +251,15 @@ class CampaignCompleted(_CampaignEvent):
 # -- conversions (Meta CAPI) ----------------------------------------------------------------
 
 
-class _ConversionEvent(Event):
+class _ConversionEvent(ProviderRouted, Event):
+    provider_name: ClassVar[str] = "metacapi"
+
     conversion_id: str = Field(min_length=1, description="the command's conversion_id")
     account: str = Field(min_length=1, description="pixel / dataset id")
     event_name: str
     event_id: str
     lead_id: str | None = None
     at: datetime
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return ("metacapi", self.account)
 
     def ce_subject(self) -> str:
         return self.conversion_id

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from switchboard.events.base import Command
 from switchboard.events.catalog.common import Channel, Value
-from switchboard.events.catalog.routing import ChannelRouted
+from switchboard.events.catalog.routing import ChannelRouted, ProviderRouted
 from switchboard.events.registry import register
 
 
@@ -185,11 +185,13 @@ ActionSource = Literal[
 
 
 @register("outbound.conversion", 1)
-class SendConversion(Command):
+class SendConversion(ProviderRouted, Command):
     """Report one conversion (``Lead``, ``Purchase``, ...) to Meta's Conversions API through a
     pixel / dataset account. ``conversion_id`` is the idempotency key (sent at most once, as
     ``message_id`` for sends); ``event_id`` is Meta's dedup key between pixel and server, so a
     producer derives it from its own source event and a replay reports the same event."""
+
+    provider_name: ClassVar[str] = "metacapi"
 
     conversion_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, description="pixel / dataset id (metacapi account)")
@@ -213,9 +215,6 @@ class SendConversion(Command):
         if self.value is not None and self.currency is None:
             raise ValueError("a conversion value needs a currency")
         return self
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return ("metacapi", self.account)
 
     def ce_subject(self) -> str:
         return self.conversion_id
@@ -512,17 +511,15 @@ class EmailAddress(Value):
     name: str | None = Field(None, max_length=200)
 
 
-class _SendPulseMessage(Command):
+class _SendPulseMessage(ProviderRouted, Command):
     """A message sent through a SendPulse account, idempotent by ``message_id`` (per
     workspace), routed by the account and about that message."""
 
     caller_keyed: ClassVar[bool] = True  # ids are per workspace
+    provider_name: ClassVar[str] = "sendpulse"
 
     message_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, description="the SendPulse account")
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return ("sendpulse", self.account)
 
     def ce_subject(self) -> str:
         return self.message_id
@@ -575,20 +572,18 @@ class BookContact(Value):
 
 
 @register("outbound.address_book_sync", 1)
-class SyncAddressBook(Command):
+class SyncAddressBook(ProviderRouted, Command):
     """Add contacts to (or update their variables in) a SendPulse address book. ``sync_id``
     is the idempotency key; the outcome is ``delivery.dispatched`` /
     ``delivery.dispatch_failed``."""
 
     caller_keyed: ClassVar[bool] = True  # ids are per workspace
+    provider_name: ClassVar[str] = "sendpulse"
 
     sync_id: str = Field(min_length=1, max_length=200)
     account: str = Field(min_length=1, description="the SendPulse account")
     address_book_id: str = Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")
     contacts: tuple[BookContact, ...] = Field(min_length=1, max_length=1000)
-
-    def routing_tokens(self) -> tuple[str, ...]:
-        return ("sendpulse", self.account)
 
     def ce_subject(self) -> str:
         return self.sync_id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from switchboard.events.catalog.common import Channel
@@ -19,3 +19,16 @@ class ChannelRouted:
 
     def routing_tokens(self) -> tuple[str, ...]:
         return (self.channel.value, self.account)
+
+
+class ProviderRouted:
+    """Mixin (before ``Event``/``Command``) for a message of one provider's account that is
+    no channel (``metacapi``, ``sendpulse``): the subject tokens are ``<provider>.<account>``."""
+
+    provider_name: ClassVar[str]
+
+    if TYPE_CHECKING:
+        account: str
+
+    def routing_tokens(self) -> tuple[str, ...]:
+        return (self.provider_name, self.account)
