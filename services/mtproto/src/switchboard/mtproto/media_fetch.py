@@ -15,11 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
-
 from switchboard.events.catalog.mtproto import FetchMedia, MediaFetched
-from switchboard.mtproto import holder_serve
+from switchboard.mtproto.command_feed import CommandFeed
 from switchboard.mtproto.ports import (
     DisconnectedError,
     FloodWaitError,
@@ -117,6 +114,18 @@ def _retry_elsewhere(exc: Exception) -> MediaFetched:
     return MediaFetched(status="retry", error_code=code, reason=str(exc))
 
 
+_DOWNLOADS = CommandFeed(
+    FetchMedia,
+    MediaFetched,
+    media_consumer,
+    media_subject,
+    ack_wait_s=120.0,
+    batch=4,
+    fatal=(DisconnectedError,),
+    last_word=_retry_elsewhere,
+)
+
+
 @dataclass
 class MediaServer:
     """Serves one session's downloads while its holder is connected."""
@@ -130,30 +139,8 @@ class MediaServer:
     on_fetch: Callable[[], None] | None = None  # a session that downloads is in use
 
     async def run(self, client: MtprotoClient) -> None:
-        # From the start of the stream: a download asked just before the holder first
-        # pulled is still served (older ones are past their deadline and dropped).
-        config = holder_serve.consumer(
-            media_consumer(self.session_id),
-            120.0,
-            DeliverPolicy.ALL,
-            subject=media_subject(self.session_id),
-        )
-        await holder_serve.serve(self.bus, config, 4, lambda msg: self.handle(client, msg))
-
-    async def handle(self, client: MtprotoClient, msg: Msg) -> None:
-        """Serve one download command; a dropped connection answers "retry" and raises."""
-        if self.on_fetch is not None:
-            self.on_fetch()
-        await holder_serve.serve_command(
-            self,
-            msg,
-            FetchMedia,
-            media_consumer(self.session_id),
-            MediaFetched,
-            lambda cmd, _: self._fetch(client, cmd),
-            fatal=(DisconnectedError,),
-            last_word=_retry_elsewhere,
-        )
+        """Serve the session's downloads; a dropped connection answers "retry" and raises."""
+        await _DOWNLOADS.serve(self, lambda cmd, _: self._fetch(client, cmd), self.on_fetch)
 
     async def _fetch(self, client: MtprotoClient, cmd: FetchMedia) -> MediaFetched:
         if not isinstance(client, MediaSource):

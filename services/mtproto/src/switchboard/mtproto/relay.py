@@ -19,12 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
-
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, FloodWaited
 from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
-from switchboard.mtproto import holder_serve, reads
+from switchboard.mtproto import reads
+from switchboard.mtproto.command_feed import CommandFeed
 from switchboard.mtproto.convert import chat_id, chat_of
 from switchboard.mtproto.metrics import FLOOD_WAIT_SECONDS, FLOOD_WAITS, SENDS
 from switchboard.mtproto.ports import (
@@ -123,6 +121,18 @@ def _last_word(exc: Exception) -> DeliverResult | None:
     return classify(exc) if isinstance(exc, _UNUSABLE) else None
 
 
+_DELIVERIES = CommandFeed(
+    DeliverAsUser,
+    DeliverResult,
+    deliver_consumer,
+    deliver_subject,
+    ack_wait_s=60.0,
+    batch=8,
+    fatal=(DisconnectedError, *_UNUSABLE),
+    last_word=_last_word,
+)
+
+
 @dataclass
 class Relay:
     """Serves one session's deliveries while its holder is connected."""
@@ -147,34 +157,13 @@ class Relay:
     on_delivery: Callable[[], None] | None = None
 
     async def run(self, client: MtprotoClient) -> None:
-        # From the start of the stream, as the session's other consumers: a send asked for
-        # before the holder's first connect is served (or, past its deadline, dropped and
-        # erased). From new messages only, it was never read, and stayed in MTPROTO.
-        config = holder_serve.consumer(
-            deliver_consumer(self.session_id),
-            60.0,
-            DeliverPolicy.ALL,
-            subject=deliver_subject(self.session_id),
-        )
+        """Serve the session's deliveries; a dropped connection naks its command and raises."""
         record = await self.sessions.get_session(self.session_id)
         if record is not None and record.send_paused_until is not None:
             self.paused_until = max(self.paused_until or record.send_paused_until,
                                     record.send_paused_until)  # fmt: skip
-        await holder_serve.serve(self.bus, config, 8, lambda msg: self.handle(client, msg))
-
-    async def handle(self, client: MtprotoClient, msg: Msg) -> None:
-        """Serve one delivery command; a dropped connection naks it and raises."""
-        if self.on_delivery is not None:
-            self.on_delivery()
-        await holder_serve.serve_command(
-            self,
-            msg,
-            DeliverAsUser,
-            deliver_consumer(self.session_id),
-            DeliverResult,
-            lambda cmd, workspace: self._deliver(client, cmd, workspace),
-            fatal=(DisconnectedError, *_UNUSABLE),
-            last_word=_last_word,
+        await _DELIVERIES.serve(
+            self, lambda cmd, workspace: self._deliver(client, cmd, workspace), self.on_delivery
         )
 
     async def _deliver(
