@@ -15,6 +15,7 @@ from starlette.types import Scope
 from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.provider import Core, registered
 from switchboard.sandbox.routes import RouteTable
+from switchboard.sandbox.simulation import producer
 from switchboard.sandbox.telegram.api import TelegramApi, classify
 from switchboard.sandbox.telegram.config import TelegramConfig
 from switchboard.sandbox.telegram.errors import TelegramError, error_response
@@ -27,7 +28,7 @@ from switchboard.sandbox.telegram.state import (
     TgChat,
     WebhookSettings,
 )
-from switchboard.sandbox.telegram.traffic import GeneratedUpdate, generate, validate_mix
+from switchboard.sandbox.telegram.traffic import GeneratedUpdate, TelegramTraffic
 from switchboard.sandbox.telegram.updates import push_update
 from switchboard.sandbox.webhooks import OrderedDelivery
 
@@ -49,8 +50,8 @@ class TelegramProvider(MessagingProvider[TgBot, GeneratedUpdate]):
         super().__init__(core)
         self.config: TelegramConfig = config or TelegramConfig()
         self.state: TelegramState = TelegramState(core, self.config)
-        self.check_mix = validate_mix
-        self.produce = functools.partial(generate, self.state)
+        self.check_mix = TelegramTraffic.mix.check
+        self.produce = producer(functools.partial(TelegramTraffic, self.state))
         self.api: TelegramApi = TelegramApi(self.state)
         # Registering a bot is the state's own: the Python API hands it straight through.
         self.add_bot = self.state.add_bot

@@ -8,14 +8,13 @@ stored, files become reusable, a user who blocks the bot blocks the chat).
 from __future__ import annotations
 
 import copy
-import random
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard.sandbox.simulation import Mix, Simulation
 from switchboard.sandbox.telegram.state import TelegramState, TgBot, TgChat
 from switchboard.sandbox.telegram.updates import push_update
-from switchboard.sandbox.traffic import TrafficRequest, check_mix, drive
+from switchboard.sandbox.traffic import TrafficRequest
 
 DEFAULT_MIX: dict[str, float] = {
     "text": 45,
@@ -109,24 +108,25 @@ class SimUser:
     language_code: str
 
 
-def validate_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
-    """A usable mix: known kinds, non-negative weights, at least one positive."""
-    return check_mix(mix, DEFAULT_MIX, KINDS, "update kinds")
+class TelegramTraffic(Simulation[GeneratedUpdate]):
+    """Builds Updates from a pool of simulated users of one bot and queues them."""
 
+    mix = Mix(DEFAULT_MIX, KINDS, "update kinds")
 
-class UpdateFactory:
-    """Builds Updates from a pool of simulated users of one bot."""
-
-    def __init__(
-        self, state: TelegramState, bot: TgBot, rng: random.Random, users: int = 50
-    ) -> None:
+    def __init__(self, state: TelegramState, bot: TgBot, request: TrafficRequest) -> None:
+        super().__init__(request, str(bot.id))
         self.state = state
         self.bot = bot
-        self.rng = rng
-        self.pool_size = max(1, users)
         self.users: list[SimUser] = []
 
-    def make(self, kind: str) -> tuple[str, dict[str, Any]]:
+    def make(self, kind: str) -> GeneratedUpdate:
+        """One Update of `kind` (or its fallback) in the bot's queue; not queued when the
+        bot's allowed_updates excludes it."""
+        actual, update = self.update(kind)
+        numbered = push_update(self.bot, update)
+        return GeneratedUpdate(self.bot.id, actual, numbered or update, numbered is not None)
+
+    def update(self, kind: str) -> tuple[str, dict[str, Any]]:
         """(actual kind, Update without update_id); an edit or callback with nothing to
         act on yet falls back to a text message."""
         user, chat = self._pick_user()
@@ -316,21 +316,3 @@ class UpdateFactory:
         if buttons:
             query["data"] = self.rng.choice(buttons)["callback_data"]
         return query
-
-
-async def generate(
-    state: TelegramState,
-    bot: TgBot,
-    request: TrafficRequest,
-    on_update: Callable[[GeneratedUpdate], None] | None = None,
-) -> list[GeneratedUpdate]:
-    """Produce updates for `bot` at the request's rate until its count or duration."""
-    rng = random.Random(f"{request.seed}:{bot.id}")
-    factory = UpdateFactory(state, bot, rng, request.users)
-
-    def make(kind: str) -> GeneratedUpdate:
-        actual, update = factory.make(kind)
-        numbered = push_update(bot, update)
-        return GeneratedUpdate(bot.id, actual, numbered or update, numbered is not None)
-
-    return await drive(request, validate_mix(request.mix), rng, make, on_update)

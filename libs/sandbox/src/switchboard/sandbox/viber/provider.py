@@ -13,6 +13,7 @@ from starlette.types import Scope
 from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.provider import Core, registered
 from switchboard.sandbox.routes import RouteTable
+from switchboard.sandbox.simulation import producer
 from switchboard.sandbox.viber.api import ViberApi
 from switchboard.sandbox.viber.callbacks import CallbackEmitter, check_webhook, target
 from switchboard.sandbox.viber.config import ViberConfig
@@ -25,7 +26,7 @@ from switchboard.sandbox.viber.state import (
     ViberUser,
     ViberWebhook,
 )
-from switchboard.sandbox.viber.traffic import GeneratedCallback, generate, validate_mix
+from switchboard.sandbox.viber.traffic import GeneratedCallback, ViberTraffic
 from switchboard.sandbox.webhooks import OrderedDelivery
 
 # The dev-stack demo bot (public sandbox values, not secrets).
@@ -49,8 +50,8 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
         self.state: ViberState = ViberState(core, self.config)
         self.emitter = CallbackEmitter(self.state)
         self.workers.append(self.emitter)
-        self.check_mix = validate_mix
-        self.produce = functools.partial(generate, self.state)
+        self.check_mix = ViberTraffic.mix.check
+        self.produce = producer(functools.partial(ViberTraffic, self.state))
         self.api: ViberApi = ViberApi(self.state, self.emitter)
         # Registering a bot is the state's own: the Python API hands it straight through.
         self.add_bot = self.state.add_bot

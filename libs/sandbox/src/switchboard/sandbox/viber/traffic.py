@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import random
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.sandbox.traffic import TrafficRequest, check_mix, drive
+from switchboard.sandbox.simulation import Mix, Simulation
+from switchboard.sandbox.traffic import TrafficRequest
 from switchboard.sandbox.viber.events import MESSAGE_KINDS, content, user_event
 from switchboard.sandbox.viber.state import ViberBot, ViberState, ViberUser
 
@@ -54,11 +54,6 @@ class GeneratedCallback:
         return self.body
 
 
-def validate_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
-    """A usable mix: known kinds, non-negative weights, at least one positive."""
-    return check_mix(mix, DEFAULT_MIX, KINDS, "viber kinds")
-
-
 def new_user(bot: ViberBot, rng: random.Random, subscribed: bool) -> ViberUser:
     """A simulated user with a Viber-like id (base64 of 16 bytes)."""
     user_id = base64.b64encode(rng.randbytes(16)).decode()
@@ -71,14 +66,15 @@ def new_user(bot: ViberBot, rng: random.Random, subscribed: bool) -> ViberUser:
     return user
 
 
-class ViberTraffic:
+class ViberTraffic(Simulation[GeneratedCallback]):
     """Builds events for one bot from a pool of simulated users."""
 
-    def __init__(self, state: ViberState, bot: ViberBot, rng: random.Random, users: int) -> None:
+    mix = Mix(DEFAULT_MIX, KINDS, "viber kinds")
+
+    def __init__(self, state: ViberState, bot: ViberBot, request: TrafficRequest) -> None:
+        super().__init__(request, f"viber:{bot.uri}")
         self.state = state
         self.bot = bot
-        self.rng = rng
-        self.pool_size = max(1, users)
         self.users: list[ViberUser] = []
 
     def make(self, kind: str) -> GeneratedCallback:
@@ -117,15 +113,3 @@ class ViberTraffic:
     ) -> GeneratedCallback:
         body = user_event(self.state, self.bot, user, name, message=message, context=context)
         return GeneratedCallback(self.bot.uri, kind, body, self.bot.webhook.wants(name))
-
-
-async def generate(
-    state: ViberState,
-    bot: ViberBot,
-    request: TrafficRequest,
-    on_event: Callable[[GeneratedCallback], None] | None = None,
-) -> list[GeneratedCallback]:
-    """Produce callbacks for `bot` at the request's rate until its count or duration."""
-    rng = random.Random(f"{request.seed}:viber:{bot.uri}")
-    factory = ViberTraffic(state, bot, rng, request.users)
-    return await drive(request, validate_mix(request.mix), rng, factory.make, on_event)

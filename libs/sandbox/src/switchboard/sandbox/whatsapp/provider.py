@@ -14,6 +14,7 @@ from switchboard.sandbox.httpjson import ControlError
 from switchboard.sandbox.messaging import MessagingProvider
 from switchboard.sandbox.provider import Core, registered
 from switchboard.sandbox.routes import RouteTable
+from switchboard.sandbox.simulation import producer
 from switchboard.sandbox.webhooks import OrderedDelivery
 from switchboard.sandbox.whatsapp.api import WhatsAppApi, classify
 from switchboard.sandbox.whatsapp.config import WhatsAppConfig
@@ -27,7 +28,7 @@ from switchboard.sandbox.whatsapp.state import (
     digits,
 )
 from switchboard.sandbox.whatsapp.statuses import StatusEmitter
-from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, generate, validate_mix
+from switchboard.sandbox.whatsapp.traffic import GeneratedEvent, WhatsAppTraffic
 from switchboard.sandbox.whatsapp.validate import BSUID
 from switchboard.sandbox.whatsapp.webhook import subscribe, verification_failed
 
@@ -54,8 +55,8 @@ class WhatsAppProvider(MessagingProvider[WaNumber, GeneratedEvent]):
         self.state: WhatsAppState = WhatsAppState(core, self.config)
         self.emitter = StatusEmitter(self.state)
         self.workers.append(self.emitter)
-        self.check_mix = validate_mix
-        self.produce = functools.partial(generate, self.state, self.emitter)
+        self.check_mix = WhatsAppTraffic.mix.check
+        self.produce = producer(functools.partial(WhatsAppTraffic, self.state, self.emitter))
         self.api: WhatsAppApi = WhatsAppApi(self.state, self.emitter)
         # Registering a number is the state's own: the Python API hands it straight through.
         self.add_number = self.state.add_number

@@ -6,12 +6,11 @@ messages and statuses Meta delivers, so ingest code is exercised as in productio
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard.sandbox.traffic import TrafficRequest, check_mix, drive
+from switchboard.sandbox.simulation import Mix, Simulation
+from switchboard.sandbox.traffic import TrafficRequest
 from switchboard.sandbox.whatsapp.inbound import KINDS as MESSAGE_KINDS
 from switchboard.sandbox.whatsapp.inbound import content, deliver_inbound
 from switchboard.sandbox.whatsapp.state import WaNumber, WhatsAppState
@@ -55,27 +54,22 @@ class GeneratedEvent:
         return self.value
 
 
-def validate_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
-    """A usable mix: known kinds, non-negative weights, at least one positive."""
-    return check_mix(mix, DEFAULT_MIX, KINDS, "whatsapp kinds")
-
-
-class WhatsAppTraffic:
+class WhatsAppTraffic(Simulation[GeneratedEvent]):
     """Builds events for one number from a pool of simulated users."""
+
+    mix = Mix(DEFAULT_MIX, KINDS, "whatsapp kinds")
 
     def __init__(
         self,
         state: WhatsAppState,
         emitter: StatusEmitter,
         number: WaNumber,
-        rng: random.Random,
-        users: int,
+        request: TrafficRequest,
     ) -> None:
+        super().__init__(request, f"wa:{number.phone_number_id}")
         self.state = state
         self.emitter = emitter
         self.number = number
-        self.rng = rng
-        self.pool_size = max(1, users)
         self.users: list[str] = []
 
     def make(self, kind: str) -> GeneratedEvent:
@@ -109,16 +103,3 @@ class WhatsAppTraffic:
         self.emitter.emit(self.number, sent, status)
         item = self.number.statuses[-1]
         return GeneratedEvent(self.number.phone_number_id, "status", {"statuses": [item]})
-
-
-async def generate(
-    state: WhatsAppState,
-    emitter: StatusEmitter,
-    number: WaNumber,
-    request: TrafficRequest,
-    on_event: Callable[[GeneratedEvent], None] | None = None,
-) -> list[GeneratedEvent]:
-    """Produce events for `number` at the request's rate until its count or duration."""
-    rng = random.Random(f"{request.seed}:wa:{number.phone_number_id}")
-    factory = WhatsAppTraffic(state, emitter, number, rng, request.users)
-    return await drive(request, validate_mix(request.mix), rng, factory.make, on_event)
