@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.flow_docs import keyword_flow
 from tests.support.flows import AUTH, FlowsEnv, flows_stack
 from tests.support.stack import API_KEY, OTHER_KEY
 from tests.support.streams import keep_only
@@ -211,15 +212,12 @@ async def test_talk_to_a_person_hands_off_and_pauses(env: Env) -> None:
 
 async def test_a_delay_fires_from_a_message_schedule(env: Env) -> None:
     await env.flow(
-        {
-            "name": "Delayed",
-            "triggers": [{"type": "keyword", "keywords": ["later"]}],
-            "start": "wait",
-            "steps": {
-                "wait": {"type": "delay", "seconds": 2, "next": "hello"},
-                "hello": {"type": "end", "text": "Two seconds later."},
-            },
-        }
+        keyword_flow(
+            "Delayed",
+            "later",
+            wait={"type": "delay", "seconds": 2, "next": "hello"},
+            hello={"type": "end", "text": "Two seconds later."},
+        )
     )
     chat = 8103
     await env.say(chat, "tell me later")
@@ -293,24 +291,21 @@ async def test_a_webhook_step_calls_a_real_receiver_and_uses_its_answer(env: Env
     answer lands in variables; a receiver that fails sends the run to its failure branch."""
     async with receiver(SIGNING, {"quote": {"price": 42}}) as (url, seen):
         await env.flow(
-            {
-                "name": "Price check",
-                "triggers": [{"type": "keyword", "keywords": ["price"]}],
-                "start": "ask",
-                "steps": {
-                    "ask": {
-                        "type": "webhook",
-                        "url": url + "/quote",
-                        "secret": "quotes",
-                        "fields": {"said": "{{ message.text }}"},
-                        "save": {"price": "quote.price"},
-                        "next": "tell",
-                        "on_failure": "sorry",
-                    },
-                    "tell": {"type": "end", "text": "The price is {{ vars.price }}."},
-                    "sorry": {"type": "end", "text": "No price right now."},
+            keyword_flow(
+                "Price check",
+                "price",
+                ask={
+                    "type": "webhook",
+                    "url": url + "/quote",
+                    "secret": "quotes",
+                    "fields": {"said": "{{ message.text }}"},
+                    "save": {"price": "quote.price"},
+                    "next": "tell",
+                    "on_failure": "sorry",
                 },
-            }
+                tell={"type": "end", "text": "The price is {{ vars.price }}."},
+                sorry={"type": "end", "text": "No price right now."},
+            )
         )
         await env.say(8105, "what is the price?")
         assert await env.until(8105, 1) == ["The price is 42."]
@@ -323,15 +318,12 @@ async def test_a_webhook_step_calls_a_real_receiver_and_uses_its_answer(env: Env
 
 
 def _price_check(url: str) -> dict[str, Any]:
-    return {
-        "name": "Price check",
-        "triggers": [{"type": "keyword", "keywords": ["price"]}],
-        "start": "ask",
-        "steps": {
-            "ask": {"type": "webhook", "url": url, "secret": "quotes", "next": "tell"},
-            "tell": {"type": "end", "text": "{{ vars.price }}"},
-        },
-    }
+    return keyword_flow(
+        "Price check",
+        "price",
+        ask={"type": "webhook", "url": url, "secret": "quotes", "next": "tell"},
+        tell={"type": "end", "text": "{{ vars.price }}"},
+    )
 
 
 async def test_a_webhook_step_signs_only_with_its_own_workspace_s_secrets(env: Env) -> None:
@@ -356,22 +348,19 @@ async def test_crm_facts_in_conditions_attributes_and_a_lead_stage_trigger(env: 
     and moving the lead in the CRM starts the flow that waits for that stage."""
     assert env.crm is not None
     await env.flow(
-        {
-            "name": "Status",
-            "triggers": [{"type": "keyword", "keywords": ["status"]}],
-            "start": "check",
-            "steps": {
-                "check": {
-                    "type": "branch",
-                    "cases": [{"when": {"type": "lead_stage", "stages": ["won"]}, "next": "yes"}],
-                    "default": "no",
-                },
-                "yes": {"type": "end", "text": "You are a customer."},
-                "no": {"type": "set_attribute", "attributes": {"asked": "{{ message.text }}"},
-                       "next": "not_yet"},
-                "not_yet": {"type": "end", "text": "Not yet."},
+        keyword_flow(
+            "Status",
+            "status",
+            check={
+                "type": "branch",
+                "cases": [{"when": {"type": "lead_stage", "stages": ["won"]}, "next": "yes"}],
+                "default": "no",
             },
-        }
+            yes={"type": "end", "text": "You are a customer."},
+            no={"type": "set_attribute", "attributes": {"asked": "{{ message.text }}"},
+                "next": "not_yet"},
+            not_yet={"type": "end", "text": "Not yet."},
+        )
     )  # fmt: skip
     await env.flow(
         {
@@ -428,14 +417,13 @@ async def test_a_campaign_step_sends_to_a_crm_segment(env: Env) -> None:
         }
     )
     await env.flow(
-        {
-            "name": "Join",
-            "triggers": [{"type": "keyword", "keywords": ["join"]}],
-            "start": "tag",
-            "steps": {"tag": {"type": "tag", "add": ["vip"], "next": "ok"},
-                      "ok": {"type": "end", "text": "You are in."}},
-        }
-    )  # fmt: skip
+        keyword_flow(
+            "Join",
+            "join",
+            tag={"type": "tag", "add": ["vip"], "next": "ok"},
+            ok={"type": "end", "text": "You are in."},
+        )
+    )
     vips, other, manager = (8110, 8111), 8112, 8113
     for chat in vips:
         await env.say(chat, "join")
@@ -595,12 +583,7 @@ async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their
 
 
 # A keyword flow: a chat that says "hello" has talked with flows (a schedule's scope).
-HELLO_FLOW = {
-    "name": "Hello",
-    "triggers": [{"type": "keyword", "keywords": ["hello"]}],
-    "start": "hi",
-    "steps": {"hi": {"type": "end", "text": "Hello!"}},
-}
+HELLO_FLOW = keyword_flow("Hello", "hello", hi={"type": "end", "text": "Hello!"})
 
 
 def news_flow(name: str, at: datetime, text: str) -> dict[str, Any]:
@@ -664,16 +647,13 @@ async def test_a_lead_step_creates_a_new_lead_once_and_moves_that_one(env: Env) 
     the contact's first one."""
     assert env.crm is not None
     await env.flow(
-        {
-            "name": "Deal",
-            "triggers": [{"type": "keyword", "keywords": ["deal"]}],
-            "start": "open",
-            "steps": {
-                "open": {"type": "lead", "action": "create", "stage": "new", "next": "win"},
-                "win": {"type": "lead", "action": "move_stage", "stage": "won", "next": "bye"},
-                "bye": {"type": "end", "text": "{{ vars.lead_id }}"},
-            },
-        }
+        keyword_flow(
+            "Deal",
+            "deal",
+            open={"type": "lead", "action": "create", "stage": "new", "next": "win"},
+            win={"type": "lead", "action": "move_stage", "stage": "won", "next": "bye"},
+            bye={"type": "end", "text": "{{ vars.lead_id }}"},
+        )
     )
     chat = 8140
     await env.say(chat, "deal")
