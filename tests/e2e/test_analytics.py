@@ -21,6 +21,7 @@ from tests.support.ingest import ADMIN_TOKEN
 from tests.support.inprocess import serve_services
 from tests.support.outbound import text_send
 from tests.support.stack import API_KEY, register_bot, register_number
+from tests.support.telegram_sandbox import serve_telegram_sandbox
 
 from switchboard.analytics.rebuild import rebuild
 from switchboard.analytics.settings import AnalyticsSettings
@@ -30,8 +31,7 @@ from switchboard.events.catalog.outbound import SendMessage
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually
-from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -72,12 +72,14 @@ class Env:
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
-    box = Sandbox(SandboxConfig())
-    box.telegram.add_bot(TG_TOKEN, "analytics_bot")
-    box.whatsapp.add_number(
-        WA_NUMBER, "wa-token", app_secret=WA_APP_SECRET, verify_token="wa-verify"
-    )
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack, AsyncExitStack() as out:
+    async with (
+        serve_telegram_sandbox((TG_TOKEN, "analytics_bot")) as (box, sandbox),
+        AsyncExitStack() as stack,
+        AsyncExitStack() as out,
+    ):
+        box.whatsapp.add_number(
+            WA_NUMBER, "wa-token", app_secret=WA_APP_SECRET, verify_token="wa-verify"
+        )
         at = await serve_services(
             stack,
             monkeypatch,

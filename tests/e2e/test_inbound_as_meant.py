@@ -26,12 +26,12 @@ from tests.support.inprocess import serve_services
 from tests.support.outbound import capi_pixel, register, text_send
 from tests.support.stack import API_KEY, register_bot, register_number, webhook_secret
 from tests.support.streams import stream_messages
+from tests.support.telegram_sandbox import serve_telegram_sandbox
 
 from switchboard.events.catalog.conv import MessageReceived
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.testing import eventually
-from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -107,11 +107,12 @@ class Env:
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
-    box = Sandbox(SandboxConfig())
-    box.telegram.add_bot(TG_TOKEN, "inbound_bot")
-    box.whatsapp.add_number(WA_NUMBER, "wa-token", app_secret=WA_SECRET, verify_token="wa-v")
-    box.metacapi.add_pixel(PIXEL, CAPI_TOKEN)
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
+    async with (
+        serve_telegram_sandbox((TG_TOKEN, "inbound_bot")) as (box, sandbox),
+        AsyncExitStack() as stack,
+    ):
+        box.whatsapp.add_number(WA_NUMBER, "wa-token", app_secret=WA_SECRET, verify_token="wa-v")
+        box.metacapi.add_pixel(PIXEL, CAPI_TOKEN)
         bus = await Bus.connect(nats_url, name="setup")
         await register(bus, capi_pixel(sandbox, PIXEL, CAPI_TOKEN))
         await bus.close()

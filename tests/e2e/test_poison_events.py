@@ -14,6 +14,7 @@ import pytest
 from tests.support.conv import publish_all, received
 from tests.support.outbound import register, telegram_shop, text_send
 from tests.support.stack import service_env
+from tests.support.telegram_sandbox import serve_telegram_sandbox
 
 from switchboard.crm.app import create_app as crm_app
 from switchboard.crm.settings import CrmSettings
@@ -24,8 +25,6 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import DeadLetter, list_dead_letters
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
-from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
 
 pytestmark = pytest.mark.e2e
 TOKEN = "300000009:poison"
@@ -61,9 +60,10 @@ POISON: list[tuple[str, str | None, bytes]] = [
 async def services(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[str]:
-    box = Sandbox(SandboxConfig())
-    box.telegram.add_bot(TOKEN, "poison_bot")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
+    async with (
+        serve_telegram_sandbox((TOKEN, "poison_bot")) as (_, sandbox),
+        AsyncExitStack() as stack,
+    ):
         for key, value in service_env(nats_url, postgres_url).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")

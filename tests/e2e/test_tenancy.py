@@ -27,9 +27,11 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.conv import publish_all, received
+from tests.support.flow_docs import keyword_flow
 from tests.support.outbound import register, sandbox_account, text_send
 from tests.support.stack import API_KEY, OTHER_KEY, service_env
 from tests.support.streams import stream_messages
+from tests.support.telegram_sandbox import serve_telegram_sandbox
 
 from switchboard.analytics.app import create_app as analytics_app
 from switchboard.analytics.settings import AnalyticsSettings
@@ -46,8 +48,7 @@ from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
-from switchboard.sandbox import Sandbox, SandboxConfig
-from switchboard.sandbox.testing import serve
+from switchboard.sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
 ADMIN = "tenancy-admin-token-3f1"
@@ -72,15 +73,12 @@ OWN = {
 }
 # A flow of A's (a long delay keeps its run waiting): B may neither read, revise, publish,
 # archive, dry-run it, nor see or release its runs.
-FLOW = {
-    "name": "Tenancy A",
-    "triggers": [{"type": "keyword", "keywords": ["tenancy-start"]}],
-    "start": "wait",
-    "steps": {
-        "wait": {"type": "delay", "seconds": 86400, "next": "bye"},
-        "bye": {"type": "end", "text": "a day later"},
-    },
-}
+FLOW = keyword_flow(
+    "Tenancy A",
+    "tenancy-start",
+    wait={"type": "delay", "seconds": 86400, "next": "bye"},
+    bye={"type": "end", "text": "a day later"},
+)
 # MTProto session ids are per workspace: a route that creates a session under the id the
 # caller chooses gives B its own session under A's id, exactly as under a free id (answers
 # compared by status: each is B's new session). Walked last: B's own session under an id
@@ -308,10 +306,10 @@ GHOST = Ids(
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
-    box = Sandbox(SandboxConfig())
-    box.telegram.add_bot(TOKEN_A, "a_bot")
-    box.telegram.add_bot(TOKEN_B, "b_bot")
-    async with serve(box.app()) as sandbox, AsyncExitStack() as stack:
+    async with (
+        serve_telegram_sandbox((TOKEN_A, "a_bot"), (TOKEN_B, "b_bot")) as (box, sandbox),
+        AsyncExitStack() as stack,
+    ):
         for key, value in service_env(
             nats_url,
             postgres_url,
