@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from switchboard.events.base import Event
 from switchboard.events.catalog.common import Channel
@@ -29,6 +29,17 @@ class _Delivery(ChannelRouted, Event):
 
     def ce_subject(self) -> str:
         return self.message_id
+
+
+class _FailedForGood(BaseModel):
+    """How a send failed for good (a permanent error, or the last of its ``attempts``): what
+    ``delivery.failed``, ``conversion_failed`` and ``dispatch_failed`` record. Named before
+    the base class, so these fields follow the base's in the schema."""
+
+    reason: str
+    error_code: str | None = None
+    permanent: bool
+    attempts: int = Field(ge=0)
 
 
 @register("delivery.queued", 1)
@@ -75,13 +86,9 @@ class DeliveryRetrying(_Delivery):
 
 
 @register("delivery.failed", 1)
-class DeliveryFailed(_Delivery):
+class DeliveryFailed(_FailedForGood, _Delivery):
     """The message will not be delivered: a permanent error or the last attempt failed."""
 
-    reason: str
-    error_code: str | None = None
-    permanent: bool
-    attempts: int = Field(ge=0)
     campaign_id: str | None = None
 
     def deterministic_id(self) -> str:
@@ -282,14 +289,9 @@ class ConversionSent(_ConversionEvent):
 
 
 @register("delivery.conversion_failed", 1)
-class ConversionFailed(_ConversionEvent):
+class ConversionFailed(_FailedForGood, _ConversionEvent):
     """A conversion will not reach Meta: a permanent error (bad event, stale, no account) or
     the last retry failed."""
-
-    reason: str
-    error_code: str | None = None
-    permanent: bool
-    attempts: int = Field(ge=0)
 
     def deterministic_id(self) -> str:
         return f"xf:{self.conversion_id}"
@@ -328,13 +330,8 @@ class Dispatched(_DispatchEvent):
 
 
 @register("delivery.dispatch_failed", 1)
-class DispatchFailed(_DispatchEvent):
+class DispatchFailed(_FailedForGood, _DispatchEvent):
     """A provider command that is not a chat message failed for good."""
-
-    reason: str
-    error_code: str | None = None
-    permanent: bool
-    attempts: int = Field(ge=0)
 
     def deterministic_id(self) -> str:
         return f"pf:{self.command}:{self.id}"
