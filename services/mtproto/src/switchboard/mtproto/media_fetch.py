@@ -140,9 +140,10 @@ class MediaServer:
 
     async def run(self, client: MtprotoClient) -> None:
         """Serve the session's downloads; a dropped connection answers "retry" and raises."""
-        await _DOWNLOADS.serve(self, lambda cmd, _: self._fetch(client, cmd), self.on_fetch)
+        await _DOWNLOADS.serve(self, lambda cmd, _: self.fetch(client, cmd), self.on_fetch)
 
-    async def _fetch(self, client: MtprotoClient, cmd: FetchMedia) -> MediaFetched:
+    async def fetch(self, client: MtprotoClient, cmd: FetchMedia) -> MediaFetched:
+        """Download one received file into the object store and say where it is."""
         if not isinstance(client, MediaSource):
             return MediaFetched(status="refused", error_code="unsupported",
                                 reason="this client cannot download files")  # fmt: skip

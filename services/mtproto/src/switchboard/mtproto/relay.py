@@ -163,12 +163,14 @@ class Relay:
             self.paused_until = max(self.paused_until or record.send_paused_until,
                                     record.send_paused_until)  # fmt: skip
         await _DELIVERIES.serve(
-            self, lambda cmd, workspace: self._deliver(client, cmd, workspace), self.on_delivery
+            self, lambda cmd, workspace: self.deliver(client, cmd, workspace), self.on_delivery
         )
 
-    async def _deliver(
+    async def deliver(
         self, client: MtprotoClient, cmd: DeliverAsUser, workspace: str
     ) -> DeliverResult:
+        """Send one delivery command through the session, once: a send already done answers
+        as it ended."""
         done = await self.state.send_record(workspace, cmd.message_id)
         if done is not None and done.status == "sent":
             return DeliverResult(status="sent", provider_message_id=done.provider_message_id)
