@@ -73,8 +73,7 @@ async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
     async with (
-        serve_telegram_sandbox((TG_TOKEN, "analytics_bot")) as (box, sandbox),
-        AsyncExitStack() as stack,
+        serve_telegram_sandbox((TG_TOKEN, "analytics_bot")) as (box, sandbox, stack),
         AsyncExitStack() as out,
     ):
         box.whatsapp.add_number(

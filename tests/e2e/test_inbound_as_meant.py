@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,10 +106,7 @@ class Env:
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
-    async with (
-        serve_telegram_sandbox((TG_TOKEN, "inbound_bot")) as (box, sandbox),
-        AsyncExitStack() as stack,
-    ):
+    async with serve_telegram_sandbox((TG_TOKEN, "inbound_bot")) as (box, sandbox, stack):
         box.whatsapp.add_number(WA_NUMBER, "wa-token", app_secret=WA_SECRET, verify_token="wa-v")
         box.metacapi.add_pixel(PIXEL, CAPI_TOKEN)
         bus = await Bus.connect(nats_url, name="setup")

@@ -5,7 +5,6 @@ and the valid messages behind it are processed as if nothing happened."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
@@ -60,10 +59,7 @@ POISON: list[tuple[str, str | None, bytes]] = [
 async def services(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[str]:
-    async with (
-        serve_telegram_sandbox((TOKEN, "poison_bot")) as (_, sandbox),
-        AsyncExitStack() as stack,
-    ):
+    async with serve_telegram_sandbox((TOKEN, "poison_bot")) as (_, sandbox, stack):
         for key, value in service_env(nats_url, postgres_url).items():
             monkeypatch.setenv(key, value)
         bus = await Bus.connect(nats_url, name="setup")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -306,10 +305,8 @@ GHOST = Ids(
 async def env(
     nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
-    async with (
-        serve_telegram_sandbox((TOKEN_A, "a_bot"), (TOKEN_B, "b_bot")) as (box, sandbox),
-        AsyncExitStack() as stack,
-    ):
+    bots = (TOKEN_A, "a_bot"), (TOKEN_B, "b_bot")
+    async with serve_telegram_sandbox(*bots) as (box, sandbox, stack):
         for key, value in service_env(
             nats_url,
             postgres_url,
