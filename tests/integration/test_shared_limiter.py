@@ -7,11 +7,13 @@ its place in the window until its call's timeout)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from tests.support.timing import max_in_window
+from tests.support.timing import VirtualTime, max_in_window
 
 from switchboard.events.catalog.outbound import Priority
 from switchboard.outbound.ratelimit import Limit, LimitKey, SharedLimiter
@@ -19,34 +21,49 @@ from switchboard.outbound.scheduler import Horizons, Schedulers, Ticket
 from switchboard.runtime.bus import Bus
 
 
-@pytest.fixture
-async def limiters(nats_url: str) -> AsyncIterator[list[SharedLimiter]]:
+@contextlib.asynccontextmanager
+async def instances(nats_url: str, **kw: Any) -> AsyncIterator[list[SharedLimiter]]:
+    """Three instances' limiters on one bucket, each with its own connection."""
     buses = [await Bus.connect(nats_url, name=f"instance-{i}") for i in range(3)]
     await buses[0].provision()
     # the service default margin: exact 1/30 s spacing would let float error fit 31 in 1 s
-    limiters = [SharedLimiter(await b.kv("ratelimit"), safety=0.002) for b in buses]
-    yield limiters
-    for lim in limiters:
-        await lim.close()
-    for b in buses:
-        await b.close()
+    limiters = [SharedLimiter(await b.kv("ratelimit"), safety=0.002, **kw) for b in buses]
+    try:
+        yield limiters
+    finally:
+        for lim in limiters:
+            await lim.close()
+        for b in buses:
+            await b.close()
 
 
-async def test_three_instances_share_the_bot_limit_at_full_rate(
-    limiters: list[SharedLimiter],
-) -> None:
+@pytest.fixture
+async def limiters(nats_url: str) -> AsyncIterator[list[SharedLimiter]]:
+    async with instances(nats_url) as limiters:
+        yield limiters
+
+
+async def test_three_instances_share_the_bot_limit_at_full_rate(nats_url: str) -> None:
+    """On virtual time (it moves when all three sleep): the slots are what the limiter
+    decides on the bucket they race for, whatever else keeps the machine busy."""
+    time = VirtualTime(1_800_000_000.0, actors=3)
     bot = LimitKey("tg.bot.1", Limit(30))
 
-    async def instance(k: int, n: int) -> list[float]:
+    async def instance(limiter: SharedLimiter, k: int, n: int) -> list[float]:
         out = []
-        for i in range(n):
-            chat = LimitKey(f"tg.bot.1.to.{k}-{i}", Limit(1))  # distinct chats: the bot limits
-            at = await limiters[k].wait(bot, [chat])
-            limiters[k].ended(bot, at)
-            out.append(at)
+        try:
+            for i in range(n):
+                chat = LimitKey(f"tg.bot.1.to.{k}-{i}", Limit(1))  # distinct: the bot limits
+                at = await limiter.wait(bot, [chat])
+                limiter.ended(bot, at)
+                out.append(at)
+        finally:
+            time.leave()
         return out
 
-    times = [t for r in await asyncio.gather(*(instance(k, 40) for k in range(3))) for t in r]
+    async with instances(nats_url, clock=time.clock, sleep=time.sleep) as limiters:
+        runs = await asyncio.gather(*(instance(lim, k, 40) for k, lim in enumerate(limiters)))
+    times = [t for r in runs for t in r]
     assert len(set(times)) == 120  # every send got its own slot
     assert max_in_window(times, 1.0) <= 30
     gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
@@ -113,25 +130,32 @@ async def test_bursts_are_allowed_up_to_the_burst_and_the_window_decides(
 
 
 async def test_leases_from_three_instances_never_overlap_and_keep_the_rate(
-    limiters: list[SharedLimiter],
+    nats_url: str,
 ) -> None:
-    """Blocks of slots leased by racing instances: distinct, spaced, never past the horizon."""
+    """Blocks of slots leased by racing instances: distinct, spaced, never past the horizon
+    (on virtual time, as above)."""
+    time = VirtualTime(1_800_000_000.0, actors=3)
     bot = LimitKey("tg.bot.lease", Limit(30))
     horizon = 0.3
     times: list[float] = []
 
-    async def instance(k: int) -> None:
-        while len(times) < 60:
-            lease = await limiters[k].lease(bot, 8, horizon=horizon)
-            now = limiters[k].clock()
-            assert all(t <= now + horizon + 1e-6 for t in lease.slots)
-            times.extend(lease.slots)
-            limiters[k].note_unused(bot, lease.slots)  # answered as they come, on time
-            await asyncio.sleep(
-                max(0.0, (lease.slots[-1] if lease.slots else lease.retry_at) - now - horizon / 2)
-            )
+    async def instance(limiter: SharedLimiter) -> None:
+        try:
+            while len(times) < 60:
+                lease = await limiter.lease(bot, 8, horizon=horizon)
+                now = limiter.clock()
+                assert all(t <= now + horizon + 1e-6 for t in lease.slots)
+                times.extend(lease.slots)
+                limiter.note_unused(bot, lease.slots)  # answered as they come, on time
+                # until half a horizon before the last slot; at least a poll's millisecond,
+                # or an instance that asks again at once would hold virtual time still
+                until = lease.slots[-1] if lease.slots else lease.retry_at
+                await time.sleep(max(0.001, until - now - horizon / 2))
+        finally:
+            time.leave()
 
-    await asyncio.gather(*(instance(k) for k in range(3)))
+    async with instances(nats_url, clock=time.clock, sleep=time.sleep) as limiters:
+        await asyncio.gather(*(instance(lim) for lim in limiters))
     ordered = sorted(times)
     assert len(set(ordered)) == len(ordered)
     assert min(b - a for a, b in itertools.pairwise(ordered)) >= 1 / 30 - 1e-6

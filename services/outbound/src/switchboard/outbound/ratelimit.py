@@ -47,7 +47,7 @@ import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -177,6 +177,8 @@ class SharedLimiter:
 
     kv: KeyValue
     clock: Callable[[], float] = time.time
+    # How ``wait`` waits for a slot or a retry, on ``clock``'s time (a test's virtual time).
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # The room left for what no answer shows of when the provider counted a send (clock
     # differences, a late count that came back early): `margin` as a fraction of a window,
     # `safety` in seconds. On an account's key it is the window log's allowance (``window``);
@@ -488,10 +490,10 @@ class SharedLimiter:
             at, retry = await self.reserve(primary, secondary, pauses)
             if at is not None:
                 break
-            await asyncio.sleep(max(0.0, retry - self.clock()))
+            await self.sleep(max(0.0, retry - self.clock()))
         delay = at - self.clock()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
         return at
 
     def ended(self, key: LimitKey, slot: float, heard: bool = True) -> None:
