@@ -2,14 +2,15 @@
 Telethon adapter against the sandbox's wire-level MTProto fake (which refuses, and records,
 any auth key connected twice at once).
 
-* Three instances share 30 sessions; one is SIGKILLed: its sessions are connected by the
-  others within the lease TTL + 5 s, and no session is ever connected twice. Another is
-  stopped gracefully: it hands its sessions back at once (before any lease could expire).
+* Three instances share 30 sessions; one is SIGKILLed: its sessions are taken over by the
+  others when their leases expire (not left to the bucket's TTL), and no session is ever
+  connected twice. Another is stopped gracefully: it hands its sessions back at once
+  (before any lease could expire).
 * A 20k-message backfill with injected flood waits (short ones held, a long one deferred)
   completes with every message in CONV exactly once, across a SIGKILL of the instance
   running it.
 * Chaos: the instance owning the most of 30 sessions is SIGKILLed while their channels
-  post: takeover within the TTL + 5 s, no key connected twice, every post in CONV exactly
+  post: taken over by the lease's TTL, no key connected twice, every post in CONV exactly
   once per reading session.
 * A dump of every stream (KV buckets included) and of every table, taken while it runs,
   holds no session string.
@@ -29,6 +30,7 @@ import httpx
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.crypto import Keyring
@@ -67,19 +69,42 @@ class Gateways:
         data: dict[str, Any] = r.json()
         return data
 
-    async def taken_over(self, victims: set[str], killed_at: float) -> float:
+    async def take_overs(self, procs: list[ServiceProcess]) -> float:
+        """How many leases these instances took over because they had expired (their
+        ``switchboard_mtproto_lease_events_total{event="take_over"}``)."""
+        total = 0.0
+        for proc in procs:
+            r = await self.http.get(f"{proc.url}/metrics", headers=OPERATOR)
+            r.raise_for_status()
+            for family in text_string_to_metric_families(r.text):
+                if family.name == "switchboard_mtproto_lease_events":
+                    total += sum(
+                        s.value
+                        for s in family.samples
+                        if s.name.endswith("_total") and s.labels.get("event") == "take_over"
+                    )
+        return total
+
+    async def taken_over(
+        self, victims: set[str], killed_at: float, survivors: list[ServiceProcess], before: float
+    ) -> float:
         """Waits until the sessions of ``victims`` (key ids), whose instance was killed at
-        ``killed_at``, are connected again and all 30 are: within the lease's TTL. Returns
-        how long the take-over took."""
+        ``killed_at``, are connected again and all 30 are; returns how long that took (a
+        number to print). What is asserted is how they moved: the ``survivors`` (whose
+        take-overs were ``before``) took each over by the lease's TTL (``take_over``, an
+        expired lease they watched), not after the bucket's 30 s TTL removed the key (a
+        plain ``claim``), and not by anything else; a clock would say the same only on a
+        quiet machine."""
 
         async def connected() -> bool:
             log = await self.connections()
             active = {k["key_id"] for k in log["keys"] if k["active"]}
             return victims <= active and int(log["active"]) == 30
 
-        await eventually(connected, timeout=TTL + 30, interval=0.1, message="sessions taken over")
+        await eventually(connected, timeout=TTL + 60, interval=0.1, message="sessions taken over")
         took = time.monotonic() - killed_at
-        assert took <= TTL + 5, f"take-over took {took:.1f} s (TTL {TTL} s)"
+        moved = await self.take_overs(survivors) - before
+        assert moved >= len(victims), f"{moved:.0f} of {len(victims)} leases taken over"
         return took
 
     async def thirty_users(self, phone_prefix: str, name_prefix: str) -> list[Any]:
@@ -163,7 +188,7 @@ async def _import(gw: Gateways, base: str, session_id: str, session: str) -> Non
     assert r.status_code == 201, r.text
 
 
-async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
+async def test_sigkill_moves_sessions_by_their_leases_and_never_connects_one_twice(
     gateways: Any, nats_url: str, postgres_url: str
 ) -> None:
     gw: Gateways = await gateways(3)
@@ -207,10 +232,11 @@ async def test_sigkill_moves_sessions_within_ttl_and_never_connects_one_twice(
     assert API_HASH not in dumps
 
     victims = {sessions[sid]["key_id"] for sid in owned[0]}
+    before = await gw.take_overs(gw.procs[1:])
     gw.procs[0].kill()
     killed_at = time.monotonic()
 
-    await gw.taken_over(victims, killed_at)
+    await gw.taken_over(victims, killed_at, gw.procs[1:], before)
 
     log = await gw.connections()
     assert log["duplicates"] in ([], 0), log["duplicates"]
@@ -356,7 +382,7 @@ async def test_sigkill_while_channels_post_publishes_every_post_once(
 ) -> None:
     """The production Telethon adapter on the wire-level fake: three instances read 30
     sessions' channels; the one owning the most is SIGKILLed while the channels post. Its
-    sessions are taken over within the lease TTL + 5 s with no auth key ever connected
+    sessions are taken over by the lease's TTL with no auth key ever connected
     twice, and every post reaches CONV exactly once per reading session (live, from the
     difference since the stored update state, or from history)."""
     gw: Gateways = await gateways(3)
@@ -400,12 +426,14 @@ async def test_sigkill_while_channels_post_publishes_every_post_once(
     victim = max(range(3), key=lambda i: len(ownership[i]))
     victims = {sessions[sid]["key_id"] for sid in ownership[victim]}
     assert victims
+    survivors = [p for i, p in enumerate(gw.procs) if i != victim]
+    before = await gw.take_overs(survivors)
     gw.procs[victim].kill()
     killed_at = time.monotonic()
     for n in range(POSTS // 3, POSTS):  # the channels go on posting meanwhile
         await post_round(n)
 
-    took = await gw.taken_over(victims, killed_at)
+    took = await gw.taken_over(victims, killed_at, survivors, before)
 
     async def everything_published() -> dict[str, list[str]] | None:
         found = {sid: await _conv_ids(nats_url, sid) for sid in sessions}
