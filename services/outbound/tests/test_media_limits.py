@@ -101,3 +101,87 @@ async def test_internal_addresses_are_not_probed_unless_allowed() -> None:
         assert await UrlSizes(http, probe_private=True).size("http://127.0.0.1:9/x.jpg") == 123
     assert _total_of("bytes 0-0/6291456") == 6291456
     assert _total_of("bytes */*") is None
+
+
+# Public addresses that resolve to themselves without DNS (TEST-NET ranges are not global).
+PUBLIC, OTHER_PUBLIC = "93.184.216.34", "93.184.216.35"
+
+
+async def test_a_redirect_to_an_internal_address_is_not_followed() -> None:
+    """A public URL answering ``Location: http://127.0.0.1/...`` (or the cloud's metadata
+    address) must not make the probe ask there: httpx following redirects did."""
+    import httpx
+
+    from switchboard.outbound.url_sizes import UrlSizes
+
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(f"{request.method} {request.url}")
+        if request.url.host == PUBLIC:
+            return httpx.Response(302, headers={"location": "http://127.0.0.1:9/secret"})
+        if request.url.host == OTHER_PUBLIC:
+            return httpx.Response(302, headers={"location": "http://169.254.169.254/latest"})
+        return httpx.Response(200, headers={"content-length": "999999999"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        assert await UrlSizes(http).size(f"http://{PUBLIC}/x.jpg") is None
+        assert await UrlSizes(http).size(f"http://{OTHER_PUBLIC}/x.jpg") is None
+    assert all(PUBLIC in a or OTHER_PUBLIC in a for a in asked), asked
+
+
+async def test_redirects_between_public_addresses_are_followed_and_bounded() -> None:
+    import httpx
+
+    from switchboard.outbound.url_sizes import MAX_REDIRECTS, UrlSizes
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/cdn":
+            return httpx.Response(301, headers={"location": f"http://{OTHER_PUBLIC}/file.jpg"})
+        if request.url.path == "/loop":
+            return httpx.Response(302, headers={"location": "/loop"})
+        return httpx.Response(200, headers={"content-length": "6291456"})
+
+    asked: list[str] = []
+
+    def counted(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return answer(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(counted)) as http:
+        assert await UrlSizes(http).size(f"http://{PUBLIC}/cdn") == 6291456
+        asked.clear()
+        assert await UrlSizes(http).size(f"http://{PUBLIC}/loop") is None
+    assert len(asked) == 2 * (MAX_REDIRECTS + 1)  # HEAD, then the ranged GET, each bounded
+
+
+async def test_a_probe_connects_to_the_address_its_check_resolved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name answering a public address to the check and a private one to a second lookup
+    (DNS rebinding): the probe connects to the checked address, naming the host in
+    ``Host`` and in TLS's server name."""
+    import ipaddress
+
+    import httpx
+
+    from switchboard.outbound.url_sizes import UrlSizes
+    from switchboard.runtime import addresses
+
+    answers = iter([PUBLIC, "127.0.0.1", "127.0.0.1", "127.0.0.1"])
+
+    async def rebinding(host: str) -> list[addresses.IPAddress]:
+        return [ipaddress.ip_address(next(answers))] if host == "cdn.example" else []
+
+    monkeypatch.setattr(addresses, "resolved", rebinding)
+    seen: list[tuple[str, str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(
+            (str(request.url), request.headers["host"], request.extensions.get("sni_hostname"))
+        )
+        return httpx.Response(200, headers={"content-length": "42"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        assert await UrlSizes(http).size("https://cdn.example/x.jpg") == 42
+    assert seen == [(f"https://{PUBLIC}/x.jpg", "cdn.example", "cdn.example")]
