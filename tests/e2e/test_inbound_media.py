@@ -106,6 +106,8 @@ async def media_env(
             monkeypatch.setenv(key, value)
         for key, value in objects.items():
             monkeypatch.setenv(key, value)
+        # Viber's media URLs name the local sandbox: not public (a deployment refuses them)
+        monkeypatch.setenv("SWITCHBOARD_CRM_MEDIA_PRIVATE_URLS", "true")
         bus = await Bus.connect(nats_url, name="test")
         stack.push_async_callback(bus.close)
         await bus.provision()

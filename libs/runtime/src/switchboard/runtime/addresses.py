@@ -1,18 +1,25 @@
 """Whether a host a caller named is on the public internet: the one check for every place a
-tenant's URL makes this system open a connection (URL size probes, flows' webhook steps),
-so that no caller can use it to reach or map what listens inside the network (loopback,
-private, link-local and cloud metadata addresses)."""
+tenant's URL makes this system open a connection (URL size probes, flows' webhook steps,
+the files a Viber message links to), so that no caller can use it to reach or map what
+listens inside the network (loopback, private, link-local and cloud metadata addresses).
+``send_public`` is the one way to call such a URL when its redirects are to be followed."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import SplitResult, urlsplit
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+import httpx
 
 from switchboard.runtime.errors import SwitchboardRuntimeError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
+# As httpx and browsers allow (a CDN link usually takes one or two).
+MAX_REDIRECTS = 5
 
 
 async def resolved(host: str) -> list[IPAddress]:
@@ -56,3 +63,36 @@ async def pinned(url: str, *, private: bool = False) -> tuple[str, dict[str, str
     target = SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
     header = host if parts.port is None else f"{host}:{parts.port}"
     return target, {"host": header}, {"sni_hostname": host}
+
+
+async def send_public(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    private: bool = False,
+    send: Send | None = None,
+) -> httpx.Response:
+    """The answer to ``method`` on a tenant's ``url``, its body unread (the caller reads and
+    closes it), redirects followed here: every hop must be an http(s) URL of a public host
+    (``NotPublicError``; any host with ``private``) and is connected to at the address its
+    check resolved (``pinned``); more than ``MAX_REDIRECTS`` is ``httpx.TooManyRedirects``.
+    httpx following redirects itself would connect wherever a public URL sends it
+    (``Location: http://169.254.169.254/``), after a second lookup of each name. ``send``
+    sends one hop (default: streamed, redirects not followed), e.g. through a breaker."""
+    sent = send or (lambda request: http.send(request, stream=True, follow_redirects=False))
+    for _ in range(MAX_REDIRECTS + 1):
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise NotPublicError(f"{url!r} is not an http(s) URL")
+        target, host, extensions = await pinned(url, private=private)
+        request = http.build_request(
+            method, target, headers={**(headers or {}), **host}, extensions=extensions
+        )
+        response = await sent(request)
+        location = response.headers.get("location")
+        if not (response.is_redirect and location):
+            return response
+        await response.aclose()
+        url = urljoin(url, location)
+    raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects", request=request)

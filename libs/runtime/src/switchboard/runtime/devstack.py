@@ -107,6 +107,8 @@ class Stack:
             # The dev stack is offline: the gateway's Telethon talks to the sandbox's
             # wire-level MTProto fake (its address from SANDBOX_URL/mtproto/server).
             "SWITCHBOARD_MTPROTO_ADAPTER": "sandbox",
+            # The sandbox's files (Viber's media URLs) are on this machine, not public.
+            "SWITCHBOARD_CRM_MEDIA_PRIVATE_URLS": "true",
         }
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:

@@ -74,7 +74,7 @@ async def bootstrap(rt: Runtime, settings: CrmSettings) -> CrmDeps:
         bus=rt.bus,
         store=EventStore(rt.bus),
         accounts=accounts,
-        media=ProviderMedia(http, breakers),
+        media=ProviderMedia(http, breakers, private_urls=settings.media_private_urls),
         objects=objects,
         now=rt.clock.utcnow,
     )

@@ -30,6 +30,7 @@ from tenacity import (
 from switchboard.crm.attachments import Attachment
 from switchboard.crm.errors import CrmServiceError
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.addresses import MAX_REDIRECTS, NotPublicError, send_public
 from switchboard.runtime.breaker import Breaker, Breakers
 
 TELEGRAM_API = "https://api.telegram.org"
@@ -119,10 +120,18 @@ class ProviderMedia:
     """Downloads received files through the provider APIs (bounded, retried, behind a
     circuit breaker per provider account)."""
 
-    def __init__(self, http: httpx.AsyncClient, breakers: Breakers, attempts: int = 3) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        breakers: Breakers,
+        attempts: int = 3,
+        *,
+        private_urls: bool = False,
+    ) -> None:
         self.http = http
         self.breakers = breakers
         self.attempts = attempts
+        self.private_urls = private_urls  # a message's own URLs may name non-public hosts
 
     async def open(
         self, channel: str, account: Account, attachment: Attachment, limit: int
@@ -160,7 +169,7 @@ class ProviderMedia:
         if channel == "viber":
             if not attachment.url:
                 raise MediaError(502, "no_media_url", "the Viber message carries no media URL")
-            return await self._stream("viber", attachment.url, {}, limit, attachment, breaker)
+            return await self._linked("viber", attachment.url, limit, attachment, breaker)
         raise MediaError(
             501, "unsupported_channel", f"files of {channel} messages cannot be downloaded"
         )
@@ -191,7 +200,7 @@ class ProviderMedia:
         path = result.get("file_path")
         if not path:
             raise MediaError(502, "provider_refused", "Telegram: getFile gave no file_path")
-        return await self._stream(
+        return await self._fetch(
             "telegram", f"{base}/file/bot{token}/{path}", {}, limit, attachment, breaker
         )
 
@@ -211,13 +220,20 @@ class ProviderMedia:
         size = body.get("file_size")
         if isinstance(size, int) and size > limit:
             raise too_large(size, limit, f"WhatsApp {attachment.kind} media")
-        return await self._stream("whatsapp", str(body["url"]), auth, limit, attachment, breaker)
+        return await self._fetch("whatsapp", str(body["url"]), auth, limit, attachment, breaker)
 
     async def _send(
-        self, provider: str, breaker: Breaker, request: httpx.Request, *, stream: bool
+        self,
+        provider: str,
+        breaker: Breaker,
+        request: httpx.Request,
+        *,
+        stream: bool,
+        redirects: bool = True,
     ) -> httpx.Response:
         """One provider call through the breaker: held (503 with the wait) while it is open;
-        a network error or a 5xx counts as a failure and is worth another try."""
+        a network error or a 5xx counts as a failure and is worth another try. Without
+        ``redirects`` a redirect is the answer (the caller checks where it leads)."""
         allowed, wait = breaker.allow()
         if not allowed:
             raise MediaError(
@@ -228,7 +244,7 @@ class ProviderMedia:
             )
         started = time.monotonic()
         try:
-            response = await self.http.send(request, stream=stream)
+            response = await self.http.send(request, stream=stream, follow_redirects=redirects)
         except httpx.HTTPError as exc:
             breaker.failure(type(exc).__name__)
             raise _TransientError(f"{provider}: {type(exc).__name__}") from None
@@ -270,7 +286,30 @@ class ProviderMedia:
             )
         return body
 
-    async def _stream(
+    async def _linked(
+        self, provider: str, url: str, limit: int, attachment: Attachment, breaker: Breaker
+    ) -> Download:
+        """A file at a URL the message itself names (Viber's ``media``): whoever holds the
+        account's token can sign a webhook naming any URL, so it is a tenant's URL, called
+        as every such URL is (``send_public``: public hosts only, each redirect checked)."""
+        try:
+            response = await send_public(
+                self.http,
+                "GET",
+                url,
+                private=self.private_urls,
+                send=lambda request: self._send(
+                    provider, breaker, request, stream=True, redirects=False
+                ),
+            )
+        except NotPublicError as exc:
+            raise MediaError(502, "not_public_url", f"{provider}: the file's {exc}") from None
+        except httpx.TooManyRedirects:
+            raise MediaError(502, "too_many_redirects", f"{provider}: the file's URL "
+                             f"redirects more than {MAX_REDIRECTS} times") from None  # fmt: skip
+        return await self._stream(provider, response, limit, attachment, breaker)
+
+    async def _fetch(
         self,
         provider: str,
         url: str,
@@ -279,9 +318,20 @@ class ProviderMedia:
         attachment: Attachment,
         breaker: Breaker,
     ) -> Download:
-        """The file's answer, open: refused at once when it declares more than ``limit``."""
+        """A file at the provider's own API (its redirects followed by the client)."""
         request = self.http.build_request("GET", url, headers=headers)
         response = await self._send(provider, breaker, request, stream=True)
+        return await self._stream(provider, response, limit, attachment, breaker)
+
+    async def _stream(
+        self,
+        provider: str,
+        response: httpx.Response,
+        limit: int,
+        attachment: Attachment,
+        breaker: Breaker,
+    ) -> Download:
+        """The file's answer, open: refused at once when it declares more than ``limit``."""
         try:
             if response.status_code != 200:
                 raise MediaError(

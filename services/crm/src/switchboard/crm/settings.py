@@ -50,6 +50,13 @@ class CrmSettings(DatabaseSettings):
     media_breaker_cooldown_s: float = Field(
         10.0, gt=0, description="how long an open download breaker holds calls before a probe"
     )
+    media_private_urls: bool = Field(
+        False,
+        description="download files a message links to (Viber's media URLs) from addresses "
+        "that are not public too (loopback, private, link-local: a local sandbox); off, "
+        "whoever can sign a Viber account's webhooks could have the CRM fetch from inside "
+        "the network",
+    )
 
     @field_validator("lead_stages", mode="before")
     @classmethod

@@ -16,19 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.media_limits import TooLarge, limit_of, media_items
-from switchboard.runtime.addresses import NotPublicError, pinned
+from switchboard.runtime.addresses import NotPublicError, send_public
 from switchboard.runtime.media_sizes import MB
 
 TELEGRAM_BY_URL = {"photo": 5 * MB}
-# As browsers and httpx allow (a CDN link usually takes one or two).
-MAX_REDIRECTS = 5
 TELEGRAM_BY_URL_OTHER = 20 * MB
 
 
@@ -69,8 +66,10 @@ class UrlSizes:
     async def _size(self, url: str) -> int | None:
         try:
             async with self._open("HEAD", url, {}) as head:
-                length = None if head is None else head.headers.get("content-length")
-                if head is not None and head.status_code == 200 and length and length.isdigit():
+                if head is None:
+                    return None
+                length = head.headers.get("content-length")
+                if head.status_code == 200 and length and length.isdigit():
                     return int(length)
             # A server that ignores the range would send the whole file: headers only.
             async with self._open("GET", url, {"Range": "bytes=0-0"}) as ranged:
@@ -89,33 +88,20 @@ class UrlSizes:
     async def _open(
         self, method: str, url: str, headers: dict[str, str]
     ) -> AsyncIterator[httpx.Response | None]:
-        """The answer's headers (body unread) to ``method`` on ``url``, redirects followed
-        here, at most ``MAX_REDIRECTS``; None where a hop is not an http(s) URL of a
-        public host (unless ``probe_private``). Each hop connects to the address its check
-        resolved (``pinned``): httpx following redirects itself would connect wherever a
-        public URL sends it (``Location: http://169.254.169.254/``), and a second lookup of
-        the name could answer another address than the check's (DNS rebinding)."""
-        for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                break
-            try:
-                target, host, extensions = await pinned(url, private=self.probe_private)
-            except NotPublicError:
-                break
-            request = self.http.build_request(
-                method, target, headers={**headers, **host}, extensions=extensions
+        """The answer's headers (body unread) to ``method`` on ``url``, each redirect's hop
+        checked and pinned (``send_public``); None where one is not public (unless
+        ``probe_private``) or not an http(s) URL."""
+        try:
+            response = await send_public(
+                self.http, method, url, headers=headers, private=self.probe_private
             )
-            response = await self.http.send(request, stream=True)
-            try:
-                location = response.headers.get("location")
-                if not (response.is_redirect and location):
-                    yield response
-                    return
-                url = urljoin(url, location)
-            finally:
-                await response.aclose()
-        yield None
+        except NotPublicError:
+            yield None
+            return
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def too_large(self, cmd: SendMessage) -> TooLarge | None:
         """The first media item given by URL over its provider's by-URL limit, or None."""
