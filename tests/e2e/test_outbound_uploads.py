@@ -16,7 +16,7 @@ from tests.support.outbound import OutboundStack, outbound_stack, sandbox_accoun
 from tests.support.stack import API_KEY, OTHER_KEY
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import MediaSource, OutMedia, SendMessage
+from switchboard.events.catalog.outbound import MediaSource, OutMedia, OutText, SendMessage
 from switchboard.outbound.media_limits import MB, largest_limit
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.testing import eventually
@@ -243,3 +243,33 @@ async def test_on_the_bus_an_unknown_or_oversize_upload_fails_without_a_provider
     oversize = await env.status("bus-big", "failed")
     assert oversize["error_code"] == "too_large"
     assert not [c for c in env.provider_calls() if c.provider == "telegram"]
+
+
+async def test_a_text_over_telegrams_4096_characters_is_422_before_any_call(env: Env) -> None:
+    """Telegram counts a text after entities parsing: 5000 characters of HTML that show
+    4000 are sent; 4097 shown are refused naming the field, over HTTP and on the bus."""
+    shown = "x" * 4000
+    tagged = "".join(f"<b>{c}</b>" for c in shown[:143]) + shown[143:]  # 5001 raw, 4000 shown
+    for message_id, content, status in (
+        ("long-plain", {"kind": "text", "text": "x" * 4097}, 422),
+        ("long-html", {"kind": "text", "text": tagged, "parse_mode": "HTML"}, 202),
+        ("long-caption", {"kind": "photo", "source": {"file_id": "AgAD"}, "caption": "c" * 1025},
+         422),
+    ):  # fmt: skip
+        body = {"message_id": message_id, "channel": "telegram", "account": "shop",
+                "recipient": str(CHAT), "content": content}  # fmt: skip
+        r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
+        assert r.status_code == status, r.text
+        if status == 422:
+            assert r.json()["code"] == "too_long"
+            assert r.json()["field"] in ("content.text", "content.caption")
+    await env.status("long-html", "sent")
+    await env.bus.publish(
+        SendMessage(message_id="bus-long", channel=Channel.TELEGRAM, account="shop",
+                    recipient=str(CHAT), content=OutText(text="y" * 4097)),
+        workspace_id="demo",
+    )  # fmt: skip
+    refused = await env.status("bus-long", "failed")
+    assert refused["error_code"] == "too_long"
+    sends = [c.method for c in env.provider_calls() if c.provider == "telegram"]
+    assert sends == ["sendMessage"]  # the HTML one only

@@ -85,6 +85,7 @@ async def test_message_shape(tg: TelegramEnv) -> None:
         ({"chat_id": 1}, "message text is empty"),
         ({"text": "hi"}, "chat_id is empty"),
         ({"chat_id": 1, "text": "x" * 4097}, "message is too long"),
+        ({"chat_id": 1, "text": "<b>x</b>" * 4097, "parse_mode": "HTML"}, "message is too long"),
         ({"chat_id": "not-a-chat", "text": "hi"}, "chat not found"),
         ({"chat_id": "@nobody_here", "text": "hi"}, "chat not found"),
         ({"chat_id": 1, "text": "hi", "parse_mode": "BBCode"}, "unsupported parse_mode"),
@@ -104,6 +105,13 @@ async def test_send_message_validation_texts(
 
 async def test_exactly_4096_chars_is_accepted(tg: TelegramEnv) -> None:
     response = await tg.call("sendMessage", chat_id=1, text="я" * 4096)
+    assert response.json()["ok"] is True
+
+
+async def test_the_limit_counts_html_after_entities_parsing(tg: TelegramEnv) -> None:
+    """As Telegram: 4096 characters shown, however much markup writes them."""
+    text = "<b>x</b>" * 4096
+    response = await tg.call("sendMessage", chat_id=1, text=text, parse_mode="HTML")
     assert response.json()["ok"] is True
 
 

@@ -62,6 +62,7 @@ from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.outbound.text_limits import too_long
 from switchboard.outbound.turns import Turns
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
@@ -395,7 +396,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             404: {"description": "no such account in the key's workspace"},
             409: {"description": "the first request with this id is in flight (Retry-After)"},
             413: {"description": "media bytes over the provider's or the bus's size limit"},
-            422: {"description": "invalid message, or the id was used with another body"},
+            422: {
+                "description": "invalid message, a text over its provider's limit, or the id "
+                "was used with another body"
+            },
         },
     )
     async def send(
@@ -416,6 +420,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
         if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
             return error(422, "unsupported_content", problem[1], field=problem[0])
+        if (long := too_long(cmd)) is not None:
+            return error(422, "too_long", long.reason, field=long.field)
         try:
             sizes = await deps().uploads.sizes(ws, cmd)
         except UploadMissingError as exc:

@@ -86,6 +86,7 @@ from switchboard.outbound.schedule import (
 )
 from switchboard.outbound.scheduler import Schedulers, Ticket
 from switchboard.outbound.share import AccountShare
+from switchboard.outbound.text_limits import too_long
 from switchboard.outbound.turns import Turns
 from switchboard.outbound.uploads import UploadMissingError, Uploads, upload_ids
 from switchboard.runtime.accounts import Account, AccountCache
@@ -381,6 +382,9 @@ class Sender:
         oversize = too_large(cmd)
         if oversize is not None:  # the provider would refuse it: no call, no retries
             await job.fail(record, oversize.reason, "too_large", permanent=True)
+            return None
+        if (long := too_long(cmd)) is not None:  # the same, for a command from the bus
+            await job.fail(record, long.reason, "too_long", permanent=True)
             return None
         return job, record, account, client
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from telethon.extensions import html
+
 from switchboard.sandbox.telegram.errors import TEXT_EMPTY, bad_request
 from switchboard.sandbox.telegram.params import Params
 from switchboard.sandbox.telegram.state import TgBot, TgChat
@@ -21,6 +23,14 @@ def message_text(params: Params) -> tuple[str, dict[str, Any] | None]:
         raise bad_request(TEXT_EMPTY)
     check_parse_mode(params)
     return text, reply_markup(params)
+
+
+def counted(text: str, parse_mode: str | None) -> int:
+    """The characters Telegram counts against its limits: "after entities parsing", so of
+    HTML only what shows (Telethon's parser, as a client sees it); other modes as written."""
+    if parse_mode and parse_mode.lower() == "html":
+        return len(html.parse(text)[0])
+    return len(text)
 
 
 def check_parse_mode(params: Params, name: str = "parse_mode") -> None:

@@ -13,6 +13,7 @@ from switchboard.sandbox.telegram.errors import (
 from switchboard.sandbox.telegram.limits import take_send_slot
 from switchboard.sandbox.telegram.messages import (
     check_parse_mode,
+    counted,
     message_text,
     new_message,
     reply_markup,
@@ -34,7 +35,7 @@ async def send_message(call: Call) -> Any:
     text, markup = message_text(params)
     chat = call.chat()
     ensure_reachable(chat)
-    if len(text) > call.state.config.max_text:
+    if counted(text, params.text("parse_mode")) > call.state.config.max_text:
         raise bad_request(TEXT_TOO_LONG)
     reply_to = reply_target(params, chat)
     take_send_slot(call.state, call.bot, chat, call.now, params.boolean("allow_paid_broadcast"))

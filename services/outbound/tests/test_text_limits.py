@@ -1,0 +1,86 @@
+"""A text over its provider's limit is refused before it is queued (PROTOCOLS.md: Telegram
+4096 for a text and 1024 for a caption after entities parsing, WhatsApp 4096 for a body);
+what Telegram counts of HTML is judged by Telethon's own HTML parser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from telethon.extensions import html
+
+from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import (
+    MediaSource,
+    OutMedia,
+    OutMediaGroup,
+    OutText,
+    SendMessage,
+)
+from switchboard.outbound.text_limits import shown_length, too_long
+
+
+def send(channel: Channel, content: Any) -> SendMessage:
+    return SendMessage(message_id="m", channel=channel, account="a", recipient="1",
+                       content=content)  # fmt: skip
+
+
+def photo(caption: str | None) -> OutMedia:
+    return OutMedia(kind="photo", source=MediaSource(file_id="AgAD"), caption=caption)
+
+
+def shown(n: int) -> str:
+    """HTML showing ``n`` characters, longer than ``n`` written out."""
+    return "".join(f"<b>{c}</b>" for c in "z" * min(n, 50)) + "z" * max(0, n - 50)
+
+
+@pytest.mark.parametrize(
+    ("channel", "content", "field", "limit"),
+    [
+        (Channel.TELEGRAM, OutText(text="x" * 4096), None, None),
+        (Channel.TELEGRAM, OutText(text="x" * 4097), "content.text", 4096),
+        (Channel.TELEGRAM, OutText(text=shown(4096), parse_mode="HTML"), None, None),
+        (Channel.TELEGRAM, OutText(text=shown(4097), parse_mode="HTML"), "content.text", 4096),
+        (Channel.TELEGRAM, OutText(text="&amp;" * 4096, parse_mode="HTML"), None, None),
+        # Markdown's markup needs Telegram's parser to tell: Telegram decides
+        (Channel.TELEGRAM, OutText(text="*x*" * 3000, parse_mode="MarkdownV2"), None, None),
+        (Channel.TELEGRAM, photo("c" * 1024), None, None),
+        (Channel.TELEGRAM, photo("c" * 1025), "content.caption", 1024),
+        (Channel.TELEGRAM, OutMediaGroup(items=(photo("a"), photo(None), photo("c" * 1025))),
+         "content.items.2.caption", 1024),
+        (Channel.MTPROTO, OutText(text="x" * 4097), "content.text", 4096),
+        (Channel.MTPROTO, photo("c" * 2000), None, None),  # Premium accounts take 2048
+        (Channel.WHATSAPP, OutText(text="x" * 4097), "content.text", 4096),
+        (Channel.WHATSAPP, OutText(text="x" * 4096), None, None),
+        (Channel.VIBER, OutText(text="x" * 6000), None, None),
+    ],
+)  # fmt: skip
+def test_texts_over_their_provider_s_limit(
+    channel: Channel, content: Any, field: str | None, limit: int | None
+) -> None:
+    found = too_long(send(channel, content))
+    if field is None:
+        assert found is None
+        return
+    assert found is not None
+    assert (found.field, found.limit) == (field, limit)
+    assert found.length == limit + 1  # type: ignore[operator]
+    assert field in found.reason
+    assert str(limit) in found.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<b>bold</b> &amp; <i>it</i>",
+        '<a href="https://example.com/a/very/long/path?q=1">link</a> &lt;3 &#128512;',
+        '<pre><code class="language-python">print("x")</code></pre>',
+        "<blockquote>quote</blockquote><tg-spoiler>s</tg-spoiler> <u>u</u><s>s</s>",
+        "plain, with no markup at all",
+    ],
+)
+def test_html_is_counted_as_telegram_s_parser_shows_it(text: str) -> None:
+    visible, _ = html.parse(text)
+    assert shown_length(text, "HTML") == len(visible)
+    assert shown_length(text, None) == len(text)
+    assert shown_length(text, "MarkdownV2") is None
