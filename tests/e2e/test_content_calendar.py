@@ -91,6 +91,10 @@ async def test_a_templated_post_is_checked_edited_and_published(env: Env) -> Non
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["path"] == "body.at"
     assert r.json()["code"] == "invalid_post"
+    long = {"destination": DEST, "at": ahead(60), "content": {"kind": "text", "text": "x" * 4097}}
+    r = await env.call("POST", "/v1/calendar/posts", json=long)
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["field"]) == ("too_long", "content.text")
     missing = {"destination": DEST, "at": ahead(60), "template": {"name": "daily"}}
     r = await env.call("POST", "/v1/calendar/posts", json=missing)
     assert r.status_code == 422, r.text

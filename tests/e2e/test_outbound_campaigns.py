@@ -308,6 +308,14 @@ async def test_pause_resume_cancel_and_a_reply_overtakes_the_broadcast(env: Env)
         assert taken.status_code == 404, taken.text
         bad = await http.post(f"{env.urls[0]}/v1/campaigns", headers=AUTH, json={"accounts": []})
         assert bad.status_code == 422
+        long = await http.post(
+            f"{env.urls[0]}/v1/campaigns",
+            headers=AUTH,
+            json={"campaign_id": "long", "channel": "telegram", "accounts": ["a"],
+                  "content": {"kind": "text", "text": "x" * 4097}},
+        )  # fmt: skip
+        assert long.status_code == 422, long.text  # every send would fail: none is made
+        assert (long.json()["code"], long.json()["field"]) == ("too_long", "content.text")
 
         bus = await Bus.connect(env.nats_url, name="producer")
         try:

@@ -47,6 +47,7 @@ from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
 from switchboard.outbound.erasure import ErasedSends, forget
+from switchboard.outbound.fits import unfit
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import IdempotencyKeys
 from switchboard.outbound.interactions import Interactions
@@ -55,14 +56,12 @@ from switchboard.outbound.media_limits import TooLarge, largest_limit, limit_of,
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.mtproto import GatewayClient
-from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.outbound.providers.sendpulse import SendPulseClient
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.outbound.text_limits import too_long
 from switchboard.outbound.turns import Turns
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
@@ -418,10 +417,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
-        if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
-            return error(422, "unsupported_content", problem[1], field=problem[0])
-        if (long := too_long(cmd)) is not None:
-            return error(422, "too_long", long.reason, field=long.field)
+        if (problem := unfit(cmd)) is not None:
+            return problem
         try:
             sizes = await deps().uploads.sizes(ws, cmd)
         except UploadMissingError as exc:

@@ -39,9 +39,9 @@ from switchboard.outbound.calendar.templates import (
     TemplateText,
     render,
 )
+from switchboard.outbound.fits import unfit
 from switchboard.outbound.idempotency import IdempotencyKeys
 from switchboard.outbound.kvmodels import scoped
-from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
 from switchboard.outbound.schedule import Refusal, ScheduleDesk
 from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
@@ -179,8 +179,8 @@ async def _checked(ports: CalendarPorts, ws: str, post: Post) -> SendMessage:
     if at <= ports.attempts.now():  # the clock the sender judges the time by
         raise ProblemError(error(422, "invalid_post", "at: is in the past", field="at"))
     cmd = command_of(post)
-    if cmd.channel.value == "mtproto" and (problem := user_unsupported(cmd)) is not None:
-        raise ProblemError(error(422, "unsupported_content", problem[1], field=problem[0]))
+    if (problem := unfit(cmd)) is not None:
+        raise ProblemError(problem)
     return cmd
 
 

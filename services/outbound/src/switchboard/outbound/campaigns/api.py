@@ -19,7 +19,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.campaigns.state import CampaignStore, campaign_key, start_conflict
 from switchboard.outbound.campaigns.tally import tally
-from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
+from switchboard.outbound.fits import unfit
 from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import Workspace
@@ -70,17 +70,17 @@ async def start(request: Request, ws: Workspace, cmd: Annotated[StartCampaign, _
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
     for member in cmd.pool:
         await _accounts_owned(ports, ws, member.channel, (member.account,))
-    if Channel.MTPROTO in (cmd.channel, *(m.channel for m in cmd.pool)):
+    for channel in dict.fromkeys((cmd.channel, *(m.channel for m in cmd.pool))):
         sample = SendMessage(
             message_id="campaign",
-            channel=Channel.MTPROTO,
+            channel=channel,
             account="pool",
             recipient="pool",
             content=cmd.content,
             keyboard=cmd.keyboard,
         )
-        if (problem := user_unsupported(sample)) is not None:  # user accounts in the pool
-            return error(422, "unsupported_content", problem[1], field=problem[0])
+        if (problem := unfit(sample)) is not None:  # on any channel of the pool
+            return problem
     state = await ports.store.state(campaign_key(ws, cmd.campaign_id))
     if (conflict := start_conflict(state, cmd)) is not None:
         return error(422, "idempotency_conflict", conflict)
