@@ -216,6 +216,12 @@ def test_unknown_update_kind_is_kept_not_dropped() -> None:
         ({"update_id": 1, "message": "text"}, "not an object"),
         ({"update_id": 1, "message": {"message_id": 1, "date": 1, "text": "x"}}, "chat.id"),
         ({"update_id": 1, "message": msg(photo=[{"width": 1}])}, "file_id"),
+        # an integer past 64 bits reaches here as a float (orjson): 1e+40 would key a chat
+        ({"update_id": 1, "message": msg(text="x", chat={**CHAT, "id": 1e40})}, "chat.id"),
+        ({"update_id": 1, "message": msg(text="x", chat={**CHAT, "id": 2**64})}, "chat.id"),
+        ({"update_id": 1, "message": msg(text="x", chat={**CHAT, "id": "555"})}, "chat.id"),
+        ({"update_id": 1, "message": msg(text="x", chat={**CHAT, "id": True})}, "chat.id"),
+        ({"update_id": 1, "message": {**msg(text="x"), "from": {**USER, "id": 5.5}}}, "from.id"),
         ({"update_id": 1, "message": {**msg(text="x"), "date": "yesterday"}}, "unix timestamp"),
         (
             {

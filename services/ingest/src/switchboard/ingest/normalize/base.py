@@ -75,6 +75,19 @@ def as_opt_str(value: Any, where: str) -> str | None:
     return value or None
 
 
+# Telegram's ids have at most 52 significant bits (the Bot API's words); 64 bits is the
+# most any provider's integer id takes.
+_ID_BITS = 63
+
+
+def as_int_id(value: Any, where: str) -> str:
+    """An integer id as its decimal text. JSON's parser turns an integer past 64 bits into
+    a float (orjson), and ``str`` of one is ``1e+40``: two such ids would be one person."""
+    if isinstance(value, bool) or not isinstance(value, int) or value.bit_length() > _ID_BITS:
+        raise NormalizeError(f"{where} is missing or not an integer id (64 bits at most)")
+    return str(value)
+
+
 def as_number(value: Any, where: str) -> float:
     """A JSON number (never a boolean)."""
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.events.catalog.common import Chat, ChatType, Sender
-from switchboard.ingest.normalize.base import NormalizeError
+from switchboard.ingest.normalize.base import NormalizeError, as_int_id
 
 GROUP_ANONYMOUS_BOT = 1087968824
 SERVICE_ACCOUNT = 777000
@@ -32,7 +32,7 @@ def chat_of(data: Any) -> Chat:
         p for p in (data.get("first_name"), data.get("last_name")) if p
     )
     return Chat(
-        id=str(data["id"]),
+        id=as_int_id(data["id"], "chat.id"),
         type=ChatType(ctype) if ctype in _CHAT_TYPES else ChatType.UNKNOWN,
         title=title or None,
         username=data.get("username"),
@@ -43,7 +43,7 @@ def user_sender(user: dict[str, Any]) -> Sender:
     """A Telegram User object as a sender."""
     names = [user.get("first_name"), user.get("last_name")]
     return Sender(
-        id=str(user["id"]),
+        id=as_int_id(user.get("id"), "from.id"),
         username=user.get("username"),
         first_name=user.get("first_name"),
         last_name=user.get("last_name"),
