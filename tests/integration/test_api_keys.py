@@ -5,10 +5,11 @@ revocation on every instance; the bucket never holds a key; one body limit; ops 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -21,7 +22,14 @@ from switchboard.runtime.auth import ApiKeyAuth, require_scope
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.cli import main as cli
 from switchboard.runtime.embedded import free_port
-from switchboard.runtime.keys import KeyCache, KeyStore, Scope, new_key
+from switchboard.runtime.keys import (
+    AlreadyRotatedError,
+    KeyCache,
+    KeyRecord,
+    KeyStore,
+    Scope,
+    new_key,
+)
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.runtime.testing.dumps import stream_dump
@@ -112,6 +120,9 @@ async def test_operator_creates_lists_rotates_and_revokes_keys(nats_url: str) ->
         rotated = await http.post(f"{a}/admin/api-keys/{key_id}/rotate", headers=admin)
         assert rotated.status_code == 201
         new = rotated.json()["key"]
+        again = await http.post(f"{a}/admin/api-keys/{key_id}/rotate", headers=admin)
+        assert again.status_code == 409, again.text  # one successor per key
+        assert again.json()["successor"] == rotated.json()["key_id"]
         assert (await http.get(f"{b}/v1/things", headers=_bearer(new))).status_code == 200
 
         async def old_refused() -> bool:
@@ -183,6 +194,58 @@ async def test_a_rotated_keys_grace_ends_on_the_clock_every_instance_shares(
         assert await cache.authenticate(rotated[1]) is not None
     finally:
         await bus.close()
+
+
+@contextlib.asynccontextmanager
+async def _store(nats_url: str, name: str) -> AsyncIterator[KeyStore]:
+    bus = await Bus.connect(nats_url, name=name)
+    try:
+        await bus.provision()
+        yield KeyStore(await bus.kv(API_KEYS.name), PEPPER.encode())
+    finally:
+        await bus.close()
+
+
+async def test_rotations_at_once_make_one_new_key(nats_url: str) -> None:
+    async with _store(nats_url, "test-keys-rotations") as store:
+        old, _ = await store.create("acme", [Scope.SEND])
+        before = {k.key_id for k in await store.list("acme")}
+        results = await asyncio.gather(
+            *(store.rotate(old.key_id, grace=timedelta(minutes=5)) for _ in range(10)),
+            return_exceptions=True,
+        )
+        made = [r for r in results if isinstance(r, tuple)]
+        assert len(made) == 1, results
+        assert all(isinstance(r, AlreadyRotatedError) for r in results if r not in made)
+        after = {k.key_id for k in await store.list("acme")}
+        assert after - before == {made[0][0].key_id}  # the losers' keys were purged
+        assert (await store.get(old.key_id)).rotated_to == made[0][0].key_id  # type: ignore[union-attr]
+
+
+async def test_a_revocation_during_a_rotation_stands(nats_url: str) -> None:
+    """The rotation read the key, the operator revoked it, then the rotation wrote: the
+    key must stay revoked (a plain put wrote it back usable until its grace ended) and no
+    successor may live on for a revoked key."""
+    async with (
+        _store(nats_url, "test-keys-rotate") as store,
+        _store(nats_url, "test-keys-revoke") as operator,
+    ):
+        old, key = await store.create("acme", [Scope.SEND])
+        create = store.create
+
+        async def revoked_meanwhile(*args: Any, **kwargs: Any) -> tuple[KeyRecord, str]:
+            made = await create(*args, **kwargs)
+            await operator.revoke(old.key_id)  # between the rotation's read and its write
+            return made
+
+        store.create = revoked_meanwhile  # type: ignore[method-assign]
+        assert await store.rotate(old.key_id, grace=timedelta(hours=1)) is None
+        record = await operator.get(old.key_id)
+        assert record is not None
+        assert record.revoked_at is not None
+        assert record.rotated_to is None
+        assert [k.key_id for k in await operator.list("acme")] == [old.key_id]
+        assert await KeyCache(operator).authenticate(key) is None
 
 
 async def test_switchboard_keys_create_prints_the_key_once(

@@ -19,6 +19,7 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     ├── UnknownDurableError    subscribers  a durable the topology does not declare (LookupError)
     ├── NotStartedError        deps         a route ran before its service's dependencies
     │                                       were built (HTTP 503; RuntimeError)
+    ├── AlreadyRotatedError    keys         an API key rotated before: one successor (409)
     ├── AuthError              auth         missing or wrong credentials (401)
     ├── ScopeError             auth         a key without the route's scope (403)
     ├── PayloadTooLargeError   bus          over the server's max_payload (ValueError)

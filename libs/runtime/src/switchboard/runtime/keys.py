@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from switchboard.runtime.errors import SwitchboardRuntimeError
 from switchboard.runtime.kv import current, entries_of
 from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger
@@ -131,6 +133,16 @@ def needs_touch(record: KeyRecord, now: datetime) -> bool:
     return record.last_used_at is None or now - record.last_used_at >= LAST_USED_EVERY
 
 
+class AlreadyRotatedError(SwitchboardRuntimeError):
+    """A key that was rotated before: it has its successor (409), and stays until its
+    grace ends or it is revoked."""
+
+    def __init__(self, key_id: str, successor: str) -> None:
+        super().__init__(f"API key {key_id!r} was already rotated to {successor!r}")
+        self.key_id = key_id
+        self.successor = successor
+
+
 class KeyStore:
     """Create, list, rotate and revoke keys in the ``api_keys`` bucket."""
 
@@ -168,10 +180,17 @@ class KeyStore:
         return record, key
 
     async def get(self, key_id: str) -> KeyRecord | None:
+        found = await self._read(key_id)
+        return None if found is None else found[0]
+
+    async def _read(self, key_id: str) -> tuple[KeyRecord, int] | None:
+        """The record and the revision it was read at (what a change is conditioned on)."""
         if not KEY_ID.fullmatch(key_id):
             return None
         found = await current(self.kv, key_id)
-        return None if found is None else KeyRecord.model_validate_json(found.value)
+        if found is None:
+            return None
+        return KeyRecord.model_validate_json(found.value), found.revision
 
     async def list(self, workspace: str | None = None) -> list[KeyRecord]:
         found = sorted(await entries_of(self.kv))  # not kv.keys(): it can end early
@@ -181,35 +200,56 @@ class KeyStore:
         return [r for r in records if workspace is None or r.workspace_id == workspace]
 
     async def revoke(self, key_id: str) -> KeyRecord | None:
-        """Mark a key revoked (kept for the record; it authenticates nothing any more)."""
-        record = await self.get(key_id)
-        if record is None:
-            return None
-        if record.revoked_at is None:
-            record = record.model_copy(update={"revoked_at": self.now()})
-            await self.kv.put(key_id, record.model_dump_json().encode())
-        return record
+        """Mark a key revoked (kept for the record; it authenticates nothing any more). On
+        the revision read: a rotation or a use written meanwhile is read again, not lost."""
+        while (found := await self._read(key_id)) is not None:
+            record, revision = found
+            if record.revoked_at is not None:
+                return record
+            revoked = record.model_copy(update={"revoked_at": self.now()})
+            try:
+                await self.kv.update(key_id, revoked.model_dump_json().encode(), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            return revoked
+        return None
 
     async def rotate(
         self, key_id: str, grace: timedelta = timedelta(0)
     ) -> tuple[KeyRecord, str] | None:
         """A new key with the same workspace, scopes and expiry; the old one stops working
-        after ``grace`` (0: at once), so clients can switch without an outage."""
-        old = await self.get(key_id)
-        if old is None or old.revoked_at is not None:
-            return None
-        record, key = await self.create(
-            old.workspace_id, old.scopes, expires_at=old.expires_at, name=old.name
-        )
-        now = self.now()
-        update: dict[str, object] = {"rotated_to": record.key_id}
-        if grace <= timedelta(0):
-            update["revoked_at"] = now
-        else:
-            until = now + grace
-            update["expires_at"] = min(until, old.expires_at) if old.expires_at else until
-        await self.kv.put(key_id, old.model_copy(update=update).model_dump_json().encode())
-        return record, key
+        after ``grace`` (0: at once), so clients can switch without an outage. None when the
+        key is missing, revoked or expired; :class:`AlreadyRotatedError` when it was
+        rotated before (it names its successor).
+
+        The old record is changed only on the revision it was read at, so a revocation
+        meanwhile stands (a plain put had written the old record back without it), and of
+        rotations at once one makes a key, not each. The new key is written first: a
+        rotation that then loses the race purges it (no one was told its secret)."""
+        while (found := await self._read(key_id)) is not None:
+            old, revision = found
+            if old.rotated_to is not None:
+                raise AlreadyRotatedError(key_id, old.rotated_to)
+            if not old.usable(self.now()):
+                return None
+            record, key = await self.create(
+                old.workspace_id, old.scopes, expires_at=old.expires_at, name=old.name
+            )
+            now = self.now()
+            update: dict[str, object] = {"rotated_to": record.key_id}
+            if grace <= timedelta(0):
+                update["revoked_at"] = now
+            else:
+                until = now + grace
+                update["expires_at"] = min(until, old.expires_at) if old.expires_at else until
+            ended = old.model_copy(update=update).model_dump_json().encode()
+            try:
+                await self.kv.update(key_id, ended, last=revision)
+            except KeyWrongLastSequenceError:
+                await self.kv.purge(record.key_id)
+                continue
+            return record, key
+        return None
 
     async def touch(self, record: KeyRecord, now: datetime) -> None:
         """Record a use; a lost race with a revocation must not undo it, hence the CAS."""

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from switchboard.runtime.auth import check_admin
 from switchboard.runtime.http import error
-from switchboard.runtime.keys import KEY_ID, KeyStore, Scope, parse_scopes
+from switchboard.runtime.keys import KEY_ID, AlreadyRotatedError, KeyStore, Scope, parse_scopes
 
 if TYPE_CHECKING:
     from switchboard.runtime.app import ServiceApp
@@ -80,14 +80,19 @@ def key_admin_routes(app: ServiceApp) -> None:
         return JSONResponse({"items": [r.public() for r in records]})
 
     @app.post("/admin/api-keys/{key_id}/rotate", tags=["admin"],
-              summary="Replace a key: a new key now, the old one ends after grace_s")  # fmt: skip
+              summary="Replace a key: a new key now, the old one ends after grace_s",
+              responses={404: {"description": "no such key, or revoked or expired"},
+                         409: {"description": "already rotated: names its successor"}})  # fmt: skip
     async def rotate(
         store: Store, key_id: KeyId, body: Annotated[Rotation | None, Body()] = None
     ) -> Response:
         if store is None:
             return off()
         grace = timedelta(seconds=body.grace_s if body else 0)
-        rotated = await store.rotate(key_id, grace)
+        try:
+            rotated = await store.rotate(key_id, grace)
+        except AlreadyRotatedError as exc:
+            return error(409, "already_rotated", str(exc), successor=exc.successor)
         if rotated is None:
             return error(404, "not_found", f"no usable API key {key_id!r}")
         record, key = rotated

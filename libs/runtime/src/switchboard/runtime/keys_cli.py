@@ -13,7 +13,7 @@ from typing import Any
 
 from switchboard.events.streams import API_KEYS, CLOCK
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.keys import KeyStore, parse_scopes
+from switchboard.runtime.keys import AlreadyRotatedError, KeyStore, parse_scopes
 from switchboard.runtime.servertime import ServerClock
 
 
@@ -81,7 +81,11 @@ async def _act(store: KeyStore, args: argparse.Namespace) -> int:
             print(json.dumps(record.public()))
         return 0
     if args.action == "rotate":
-        rotated = await store.rotate(args.key_id, args.grace)
+        try:
+            rotated = await store.rotate(args.key_id, args.grace)
+        except AlreadyRotatedError as exc:
+            _say(f"keys: {exc}.")
+            return 1
         if rotated is None:
             _say(f"keys: no usable key {args.key_id!r}.")
             return 1
