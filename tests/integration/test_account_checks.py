@@ -4,6 +4,7 @@ API, `check` saves nothing and `add` refuses a wrong account with a 422 and save
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -229,6 +230,34 @@ async def test_check_and_add_over_the_admin_api(ingest: tuple[str, str], nats_ur
         entry = await eventually(probed, timeout=30, message="ingest probed the new bot")
         assert entry["probe"]["ok"] is True
         assert entry["probe"]["facts"]["username"] == "shop_bot"
+
+
+async def test_adds_at_once_keep_one_account_whose_secret_the_provider_has(
+    ingest: tuple[str, str], nats_url: str, box: Sandbox
+) -> None:
+    """Five adds of one account at once (an operator's retries): one is stored, the others
+    are told it exists, and the webhook secret stored is the one Telegram sends. Before,
+    each overwrote the last and registered its own secret: updates could be refused as
+    forged. Then the same bot as two accounts of two workspaces at once: never both."""
+    url, _ = ingest
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    good = {"channel": "telegram", "id": "shop", "workspace_id": "demo",
+            "secrets": {"token": "123456:good-token"}}  # fmt: skip
+    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
+        answers = await asyncio.gather(*(http.post("/admin/accounts", json=good) for _ in range(5)))
+        assert sorted(r.status_code for r in answers) == [201, 409, 409, 409, 409], answers
+        stored = await stored_account(nats_url, Channel.TELEGRAM, "shop")
+        assert stored is not None
+        bot = box.telegram.state.find_bot("shop_bot")
+        assert bot is not None
+        assert bot.webhook.secret_token == stored.secrets["webhook_secret"]
+        await http.delete("/admin/accounts/telegram/shop")
+
+        two = [{**good, "id": f"shop{i}", "workspace_id": f"w{i}"} for i in range(2)]
+        answers = await asyncio.gather(*(http.post("/admin/accounts", json=b) for b in two))
+        kept = [i for i in range(2) if await stored_account(nats_url, Channel.TELEGRAM, f"shop{i}")]
+        assert len(kept) <= 1, answers
+        assert [r.status_code for r in answers].count(201) == len(kept)
 
 
 async def test_cli_check_prints_what_is_wrong(

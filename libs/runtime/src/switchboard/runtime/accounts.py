@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -100,6 +101,17 @@ class AccountStore:
     async def put(self, account: Account) -> Account:
         account = account.model_copy(update={"updated_at": datetime.now(UTC)})
         await self.kv.put(account.key, self._seal(account))
+        return account
+
+    async def create(self, account: Account) -> Account | None:
+        """``account`` stored unless its key holds one already (None then): of two adds of
+        one account at once, one is stored and the other told, never one overwriting the
+        other's secrets."""
+        account = account.model_copy(update={"updated_at": datetime.now(UTC)})
+        try:
+            await self.kv.create(account.key, self._seal(account))
+        except KeyWrongLastSequenceError:
+            return None
         return account
 
     async def get(self, channel: Channel | str, account_id: str) -> Account | None:

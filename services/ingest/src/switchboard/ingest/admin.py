@@ -149,13 +149,19 @@ async def add_account(
             secrets_["verify_token"] = generated["verify_token"] = secrets.token_urlsafe(24)
     elif account.channel is Channel.GENERIC and not secrets_.get("signing_secret"):
         secrets_["signing_secret"] = generated["signing_secret"] = new_signing_secret()
-    account = await store.put(account.model_copy(update={"secrets": secrets_}))
+    stored = await store.create(account.model_copy(update={"secrets": secrets_}))
+    if stored is None:  # added meanwhile by another request
+        raise AdminError(409, "exists", f"{account.channel.value} account {account.id} exists")
     try:
-        await _register_webhook(http, providers, account)
+        # Again, now that it is stored: two adds of one bot at once (as two accounts) each
+        # passed the first look; now at least one sees the other and is taken back before
+        # it registers a webhook (both, at worst: try again), never both kept.
+        await _not_taken(store, stored)
+        await _register_webhook(http, providers, stored)
     except BaseException:
-        await store.delete(account.channel, account.id)
+        await store.delete(stored.channel, stored.id)
         raise
-    return account, generated
+    return stored, generated
 
 
 def provider_identity(account: Account) -> tuple[str, str] | None:
@@ -178,6 +184,8 @@ async def _not_taken(store: AccountStore, account: Account) -> None:
         return
     accounts, _ = await store.scan()
     for other in accounts:
+        if other.key == account.key:
+            continue
         if other.channel is account.channel and provider_identity(other) == mine:
             what = f"{account.channel.value} {mine[0].split(' ')[0]}"
             raise AdminError(
