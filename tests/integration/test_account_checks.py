@@ -251,6 +251,16 @@ async def test_adds_at_once_keep_one_account_whose_secret_the_provider_has(
         bot = box.telegram.state.find_bot("shop_bot")
         assert bot is not None
         assert bot.webhook.secret_token == stored.secrets["webhook_secret"]
+
+        # Rotations at once: each rotates what the one before stored, and Telegram ends
+        # with the secret that is stored, whatever order the registrations landed in.
+        rotations = await asyncio.gather(
+            *(http.post("/admin/accounts/telegram/shop/rotate") for _ in range(5))
+        )
+        assert [r.status_code for r in rotations] == [200] * 5, rotations
+        stored = await stored_account(nats_url, Channel.TELEGRAM, "shop")
+        assert stored is not None
+        assert bot.webhook.secret_token == stored.secrets["webhook_secret"]
         await http.delete("/admin/accounts/telegram/shop")
 
         two = [{**good, "id": f"shop{i}", "workspace_id": f"w{i}"} for i in range(2)]

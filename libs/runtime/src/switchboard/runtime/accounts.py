@@ -115,11 +115,26 @@ class AccountStore:
         return account
 
     async def get(self, channel: Channel | str, account_id: str) -> Account | None:
+        found = await self.read(channel, account_id)
+        return None if found is None else found[0]
+
+    async def read(self, channel: Channel | str, account_id: str) -> tuple[Account, int] | None:
+        """The account and the revision it was read at (what ``update`` is conditioned on)."""
         if not VALID_ID.fullmatch(account_id):
             return None  # no stored account can have it (and it is no valid KV key)
         key = account_key(channel, account_id)
         found = await current(self.kv, key)
-        return None if found is None else self._open(key, found.value)
+        return None if found is None else (self._open(key, found.value), found.revision)
+
+    async def update(self, account: Account, revision: int) -> Account | None:
+        """``account`` stored if its record is still at ``revision``; None when another
+        change came first (read it again)."""
+        account = account.model_copy(update={"updated_at": datetime.now(UTC)})
+        try:
+            await self.kv.update(account.key, self._seal(account), last=revision)
+        except KeyWrongLastSequenceError:
+            return None
+        return account
 
     async def delete(self, channel: Channel | str, account_id: str) -> bool:
         """Remove an account; works even when its secrets use a key this instance lacks."""

@@ -207,23 +207,43 @@ async def rotate_webhook_secret(
     """New webhook secret; the previous one stays valid for a grace period so deliveries in
     flight during the switch are not refused. ``now`` is the server clock's: every ingest
     instance judges the grace's end on it."""
-    account = await _existing(store, channel, account_id)
-    secrets_ = dict(account.secrets)
     if channel is Channel.TELEGRAM:
-        name, fresh = "webhook_secret", new_telegram_secret()
+        name, make = "webhook_secret", new_telegram_secret
     elif channel is Channel.GENERIC:
-        name, fresh = "signing_secret", new_signing_secret()
+        name, make = "signing_secret", new_signing_secret
     elif channel is Channel.WHATSAPP:
-        name, fresh = "verify_token", secrets.token_urlsafe(24)
+        name, make = "verify_token", lambda: secrets.token_urlsafe(24)
     else:
         raise AdminError(400, "not_rotatable", "Viber signs with the bot token: rotate it at Viber")
-    secrets_[f"{name}_previous"] = secrets_.get(name, "")
-    secrets_[name] = fresh
-    settings = {**account.settings, "previous_secret_until": _iso(now + SECRET_GRACE)}
-    account = await store.put(
-        account.model_copy(update={"secrets": secrets_, "settings": settings})
-    )
-    await _register_webhook(http, providers, account)
+    # On the revision read: of two rotations at once the second rotates what the first
+    # stored, so the previous secret kept is the one the provider may still send.
+    while True:
+        found = await store.read(channel, account_id)
+        if found is None:
+            raise AdminError(404, "unknown_account", f"no {channel.value} account {account_id!r}")
+        account, revision = found
+        secrets_ = {**account.secrets, f"{name}_previous": account.secrets.get(name, ""),
+                    name: make()}  # fmt: skip
+        settings = {**account.settings, "previous_secret_until": _iso(now + SECRET_GRACE)}
+        stored = await store.update(
+            account.model_copy(update={"secrets": secrets_, "settings": settings}), revision
+        )
+        if stored is not None:
+            return await _register_stored(store, http, providers, stored, name)
+
+
+async def _register_stored(
+    store: AccountStore, http: httpx.AsyncClient, providers: Providers, account: Account, name: str
+) -> Account:
+    """Register ``account``'s webhook, then again while the stored secret is another one (a
+    rotation stored meanwhile may have registered before this one did): whatever order
+    the registrations land in, the provider ends with the secret that is stored."""
+    for _ in range(5):
+        await _register_webhook(http, providers, account)
+        now = await store.get(account.channel, account.id)
+        if now is None or now.secrets.get(name) == account.secrets.get(name):
+            return account
+        account = now
     return account
 
 
