@@ -1,9 +1,12 @@
-"""A text over its provider's limit is refused before it is queued (PROTOCOLS.md: Telegram
-4096 for a text and 1024 for a caption after entities parsing, WhatsApp 4096 for a body);
-what Telegram counts of HTML is judged by Telethon's own HTML parser."""
+"""What a send route refuses before queueing, beside schema validation (``fits.unfit``): a
+text over its provider's limit (PROTOCOLS.md: Telegram 4096 for a text and 1024 for a
+caption after entities parsing, WhatsApp 4096 for a body; what Telegram counts of HTML is
+judged by Telethon's own HTML parser), a file by a URL no provider fetches, a user
+account's unsupported content."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
+from switchboard.outbound.fits import unfit
 from switchboard.outbound.text_limits import shown_length, too_long
 
 
@@ -84,3 +88,35 @@ def test_html_is_counted_as_telegram_s_parser_shows_it(text: str) -> None:
     assert shown_length(text, "HTML") == len(visible)
     assert shown_length(text, None) == len(text)
     assert shown_length(text, "MarkdownV2") is None
+
+
+def by_url(url: str) -> OutMedia:
+    return OutMedia(kind="photo", source=MediaSource(url=url))
+
+
+@pytest.mark.parametrize(
+    ("cmd", "answer"),
+    [
+        (send(Channel.TELEGRAM, by_url("https://cdn.example/a.jpg")), None),
+        (send(Channel.WHATSAPP, by_url("HTTP://cdn.example/a.jpg")), None),
+        (send(Channel.TELEGRAM, by_url("ftp://cdn.example/a.jpg")),
+         ("invalid_url", "content.source.url")),
+        (send(Channel.VIBER, by_url("file:///etc/passwd")), ("invalid_url", "content.source.url")),
+        (send(Channel.TELEGRAM, OutMediaGroup(items=(by_url("https://a/1"), by_url("data:x")))),
+         ("invalid_url", "content.items.1.source.url")),
+        (send(Channel.TELEGRAM, OutText(text="x" * 4097)), ("too_long", "content.text")),
+        (send(Channel.MTPROTO, OutMedia(kind="sticker", source=MediaSource(file_id="C"))),
+         ("unsupported_content", "content.kind")),
+    ],
+)  # fmt: skip
+def test_what_does_not_fit_is_a_422_naming_the_field(
+    cmd: SendMessage, answer: tuple[str, str] | None
+) -> None:
+    problem = unfit(cmd)
+    if answer is None:
+        assert problem is None
+        return
+    assert problem is not None
+    assert problem.status_code == 422
+    body = json.loads(problem.body)
+    assert (body["code"], body["field"]) == answer
