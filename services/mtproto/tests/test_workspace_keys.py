@@ -74,6 +74,34 @@ async def test_a_key_acts_only_on_its_own_workspace_sessions(
             assert (await http.get("/v1/ownership", headers=OTHER)).status_code == 401
 
 
+async def test_two_workspaces_importing_one_free_id_at_once_keep_their_own(
+    nats_url: str, postgres_url: str
+) -> None:
+    """Both find the id free; the store then decides: one is stored, the other refused
+    (409, and under the id it is given when it asks again), never one replacing the other
+    while both are told 201."""
+    async with world(nats_url, postgres_url) as w:
+        base = await w.gateway(
+            instance_id="k2", api_keys="mtproto-demo-key=demo,mtproto-other-key=other"
+        )
+        demo = {"Authorization": f"Bearer {DEMO_KEY}"}
+        body = {"session": "x" * 32, "api_id": 1, "api_hash": "x" * 16}
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            answers = await asyncio.gather(
+                *(http.put("/v1/sessions/twin", headers=h, json=body) for h in (demo, OTHER))
+            )
+            assert [r.status_code for r in answers].count(201) >= 1, answers
+            for headers, answer, workspace in zip(
+                (demo, OTHER), answers, ("demo", "other"), strict=True
+            ):
+                if answer.status_code == 409:  # asked again: its own session under the id
+                    answer = await http.put("/v1/sessions/twin", headers=headers, json=body)
+                assert answer.status_code == 201, answer.text
+                shown = await http.get("/v1/sessions/twin", headers=headers)
+                assert shown.status_code == 200, shown.text
+                assert shown.json()["workspace_id"] == workspace
+
+
 async def test_the_operator_command_uses_the_workspace_key(
     nats_url: str, postgres_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

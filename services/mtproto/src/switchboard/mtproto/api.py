@@ -338,7 +338,7 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         if existing in ("active", "logging_out"):
             return error(409, "conflict", f"session {session_id!r} exists; log it out first")
         proxy = body.proxy
-        await gw.sessions.put_session(
+        stored = await gw.sessions.import_session(
             SessionRecord(
                 session_id=session_id,
                 workspace_id=ws,
@@ -355,6 +355,9 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
                 phone=body.phone,
             )
         )
+        if not stored:  # imported meanwhile (by this workspace or another): ask again
+            named = session_ids.external(ws, session_id)
+            return error(409, "conflict", f"session id {named!r} was taken meanwhile; try again")
         record = await gw.sessions.get_session(session_id)
         assert record is not None
         return JSONResponse(record.public(), 201)

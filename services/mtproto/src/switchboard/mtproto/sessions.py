@@ -148,6 +148,21 @@ def _aad(kind: str, session_id: str) -> bytes:
     return f"mtproto/{kind}/{session_id}".encode()
 
 
+# A session's row, written whole: after a login as it comes; by an import only on conditions
+# (``import_session``).
+_UPSERT_SESSION = """INSERT INTO sessions (session_id, workspace_id, status, phone, user_id,
+        username, first_name, last_name, api_id, device, proxy, sealed, revoked_reason)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (session_id) DO UPDATE SET
+        workspace_id = EXCLUDED.workspace_id, status = EXCLUDED.status,
+        phone = EXCLUDED.phone, user_id = EXCLUDED.user_id,
+        username = EXCLUDED.username, first_name = EXCLUDED.first_name,
+        last_name = EXCLUDED.last_name, api_id = EXCLUDED.api_id,
+        device = EXCLUDED.device, proxy = EXCLUDED.proxy, sealed = EXCLUDED.sealed,
+        revoked_reason = EXCLUDED.revoked_reason, send_paused_until = NULL,
+        parked_at = NULL, updated_at = now()"""
+
+
 class SessionStore:
     """Sessions and logins in Postgres, secrets sealed with the keyring."""
 
@@ -169,23 +184,34 @@ class SessionStore:
     # ------------------------------------------------------------------ sessions
 
     async def put_session(self, record: SessionRecord, conn: Conn | None = None) -> None:
-        """Insert or replace a session (after a login, or an import). A new key may be
-        another account's: the update state stored for the old one is dropped."""
-        stored = self._storing("session", record)  # sealed before anything is deleted
+        """Insert or replace a session (after a login). A new key may be another account's:
+        the update state stored for the old one is dropped."""
         db = conn or self.pool
         await db.execute("DELETE FROM update_states WHERE session_id = $1", record.session_id)
-        await db.execute(
-            """INSERT INTO sessions (session_id, workspace_id, status, phone, user_id, username,
-                   first_name, last_name, api_id, device, proxy, sealed, revoked_reason)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-               ON CONFLICT (session_id) DO UPDATE SET
-                   workspace_id = EXCLUDED.workspace_id, status = EXCLUDED.status,
-                   phone = EXCLUDED.phone, user_id = EXCLUDED.user_id,
-                   username = EXCLUDED.username, first_name = EXCLUDED.first_name,
-                   last_name = EXCLUDED.last_name, api_id = EXCLUDED.api_id,
-                   device = EXCLUDED.device, proxy = EXCLUDED.proxy, sealed = EXCLUDED.sealed,
-                   revoked_reason = EXCLUDED.revoked_reason, send_paused_until = NULL,
-                   parked_at = NULL, updated_at = now()""",
+        await db.execute(_UPSERT_SESSION, *self._session_row(record))
+
+    async def import_session(self, record: SessionRecord) -> bool:
+        """Store an imported session unless its id holds an active (or logging out) session
+        or another workspace's: decided by the one statement that writes, so of two imports
+        at once one is stored and the other refused. A check before a plain upsert let the
+        second replace the first, another workspace's session too, and answer the first
+        201 with the second's record."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            won = await conn.fetchval(
+                _UPSERT_SESSION
+                + """ WHERE sessions.workspace_id = EXCLUDED.workspace_id
+                        AND sessions.status NOT IN ('active', 'logging_out')
+                      RETURNING session_id""",
+                *self._session_row(record),
+            )
+            if won is None:
+                return False
+            await conn.execute("DELETE FROM update_states WHERE session_id = $1", record.session_id)
+        return True
+
+    def _session_row(self, record: SessionRecord) -> tuple[object, ...]:
+        """The parameters of ``_UPSERT_SESSION`` (secrets sealed)."""
+        return (
             record.session_id,
             record.workspace_id,
             record.status,
@@ -195,7 +221,7 @@ class SessionStore:
             record.first_name,
             record.last_name,
             record.api_id,
-            *stored,
+            *self._storing("session", record),
             record.revoked_reason,
         )
 
