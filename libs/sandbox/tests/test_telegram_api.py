@@ -108,6 +108,17 @@ async def test_exactly_4096_chars_is_accepted(tg: TelegramEnv) -> None:
     assert response.json()["ok"] is True
 
 
+async def test_a_button_s_data_is_1_to_64_bytes(tg: TelegramEnv) -> None:
+    def markup(data: str) -> str:
+        return json.dumps({"inline_keyboard": [[{"text": "b", "callback_data": data}]]})
+
+    ok = await tg.call("sendMessage", chat_id=1, text="hi", reply_markup=markup("x" * 64))
+    assert ok.json()["ok"] is True
+    for data in ("я" * 40, ""):  # 80 bytes; none
+        r = await tg.call("sendMessage", chat_id=1, text="hi", reply_markup=markup(data))
+        assert r.json() == bad("BUTTON_DATA_INVALID")
+
+
 async def test_the_limit_counts_html_after_entities_parsing(tg: TelegramEnv) -> None:
     """As Telegram: 4096 characters shown, however much markup writes them."""
     text = "<b>x</b>" * 4096

@@ -120,3 +120,20 @@ def test_what_does_not_fit_is_a_422_naming_the_field(
     assert problem.status_code == 422
     body = json.loads(problem.body)
     assert (body["code"], body["field"]) == answer
+
+
+def test_a_telegram_button_s_data_is_counted_in_bytes() -> None:
+    """64 bytes, as the Bot API says (aiogram quotes it): 40 Cyrillic letters are 80."""
+    from switchboard.events.catalog.outbound import Button, Keyboard
+
+    def with_data(data: str, channel: Channel = Channel.TELEGRAM) -> SendMessage:
+        rows = ((Button(text="ok", callback_data="a"), Button(text="b", callback_data=data)),)
+        return SendMessage(message_id="m", channel=channel, account="a", recipient="1",
+                           content=OutText(text="hi"), keyboard=Keyboard(rows=rows))  # fmt: skip
+
+    assert too_long(with_data("x" * 64)) is None
+    found = too_long(with_data("я" * 40))
+    assert found is not None
+    assert (found.field, found.length, found.limit) == ("keyboard.rows.0.1.callback_data", 80, 64)
+    assert "80 bytes" in found.reason
+    assert too_long(with_data("я" * 40, Channel.VIBER)) is None

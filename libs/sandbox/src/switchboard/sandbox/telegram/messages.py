@@ -12,6 +12,7 @@ from switchboard.sandbox.telegram.params import Params
 from switchboard.sandbox.telegram.state import TgBot, TgChat
 
 PARSE_MODES = frozenset({"markdown", "markdownv2", "html"})
+CALLBACK_DATA_BYTES = 64  # "1-64 bytes" (the Bot API's InlineKeyboardButton)
 _MARKUP_KINDS = ("inline_keyboard", "keyboard", "remove_keyboard", "force_reply")
 
 
@@ -53,6 +54,10 @@ def reply_markup(params: Params) -> dict[str, Any] | None:
     rows = markup.get("inline_keyboard", markup.get("keyboard", []))
     if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
         raise bad_request('field "inline_keyboard" must be an Array')
+    for button in (b for row in rows for b in row if isinstance(b, dict)):
+        data = button.get("callback_data")
+        if isinstance(data, str) and not 1 <= len(data.encode()) <= CALLBACK_DATA_BYTES:
+            raise bad_request("BUTTON_DATA_INVALID")
     return markup
 
 
