@@ -232,6 +232,14 @@ async def test_merge_split_and_erasure(crm: Crm) -> None:
     assert r.status_code == 200, r.text
     assert len(r.json()["identities"]) == 2
     assert [c["id"] for c in (await crm.get("/v1/contacts"))["items"]] == [tg["id"]]
+    # Merging back (or the merged one again) is refused: the projection folded the
+    # survivor into itself and both contacts vanished from the lists.
+    for survivor, merged in ((vb["id"], tg["id"]), (tg["id"], vb["id"])):
+        r = await crm.http.post(f"{crm.url}/v1/contacts/{survivor}/merge", headers=AUTH,
+                                json={"merged_contact_id": merged})  # fmt: skip
+        assert r.status_code == (409 if survivor == vb["id"] else 200), r.text
+    assert r.json()["id"] == tg["id"]  # the repeat is the merge already made
+    assert [c["id"] for c in (await crm.get("/v1/contacts"))["items"]] == [tg["id"]]
     r = await crm.http.post(
         f"{crm.url}/v1/contacts/{tg['id']}",
         headers=AUTH,

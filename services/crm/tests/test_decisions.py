@@ -142,6 +142,33 @@ def test_merging_folds_the_other_contact_in_once() -> None:
     assert decided == Decision("ct_1", 7, (event,))
     again = decisions.merge_contacts(MERGE, contact(merged=("ct_2",)), contact("ct_2"), CTX)
     assert again == Decision("ct_1", 7)
+    # repeated after the read model shows ct_2 gone: still nothing to do, not a refusal
+    gone = Context("ws", CTX.stages, {"ct_2": "ct_1"})
+    again = decisions.merge_contacts(MERGE, contact(merged=("ct_2",)), contact("ct_2"), gone)
+    assert again == Decision("ct_1", 7)
+
+
+@pytest.mark.parametrize(
+    ("survivor", "merged", "merged_into", "gone"),
+    [
+        # ct_2 absorbed ct_1 before: ct_1 absorbing ct_2 now is a cycle (its own state says)
+        (contact(), contact("ct_2", merged=("ct_1",)), {}, "ct_1"),
+        # ct_1 was merged into ct_9 (the read model says): it cannot absorb anything
+        (contact(), contact("ct_2"), {"ct_1": "ct_9"}, "ct_1"),
+        # ct_2 was merged into ct_9 already: merging it again would move ct_9's
+        (contact(), contact("ct_2"), {"ct_2": "ct_9"}, "ct_2"),
+    ],
+)
+def test_a_contact_merged_away_neither_absorbs_nor_is_absorbed(
+    survivor: ContactState, merged: ContactState, merged_into: dict[str, str], gone: str
+) -> None:
+    """Before, the projection folded the survivor into itself and every contact of the
+    cycle vanished from the lists."""
+    ctx = Context("ws", CTX.stages, merged_into)
+    with pytest.raises(RejectedError) as refused:
+        decisions.merge_contacts(MERGE, survivor, merged, ctx)
+    assert (refused.value.status, refused.value.code) == (409, "merged_away")
+    assert gone in refused.value.message
 
 
 # -- crm.split_contact -----------------------------------------------------------------

@@ -212,7 +212,7 @@ async def handle_command(
         if isinstance(cmd, StartSegmentFlow):
             await segment_flow(pool, store.bus, settings, cmd, env.workspace_id)
             return
-        await execute(store, settings, cmd, env.workspace_id, env)
+        await execute(store, settings, cmd, env.workspace_id, env, pool)
     except RejectedError as exc:
         await store.bus.publish(
             CommandRejected(
@@ -268,9 +268,21 @@ async def start_campaign(
 
 
 async def execute(
-    store: EventStore, settings: CrmSettings, cmd: Any, workspace: str, cause: Any = None
+    store: EventStore,
+    settings: CrmSettings,
+    cmd: Any,
+    workspace: str,
+    cause: Any = None,
+    pool: Any = None,
 ) -> Applied:
-    return await commands.execute(store, cmd, Context(workspace, settings.stages), cause)
+    merged_into: dict[str, str] = {}
+    if isinstance(cmd, MergeContacts) and pool is not None:
+        async with pool.acquire() as conn:
+            merged_into = await queries.merged_into(
+                conn, workspace, (cmd.contact_id, cmd.merged_contact_id)
+            )
+    ctx = Context(workspace, settings.stages, merged_into)
+    return await commands.execute(store, cmd, ctx, cause)
 
 
 async def wait_projected(pool: Any, seq: int, timeout: float = 5.0) -> None:
@@ -376,7 +388,7 @@ def _read_routes(app: ServiceApp, deps: Wired[CrmDeps]) -> None:
 def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings) -> None:
     async def run(ws: str, cmd: Any, read: Read) -> Response:
         try:
-            applied = await execute(deps().store, settings, cmd, ws)
+            applied = await execute(deps().store, settings, cmd, ws, pool=deps().pool)
         except RejectedError as exc:
             return error(exc.status, exc.code, exc.message)
         await wait_projected(deps().pool, applied.version)
@@ -386,7 +398,7 @@ def _command_routes(app: ServiceApp, deps: Wired[CrmDeps], settings: CrmSettings
 
     conflict: dict[int | str, dict[str, Any]] = {
         404: {"description": "unknown id"},
-        409: {"description": "stale version"},
+        409: {"description": "stale version, or (a merge) a contact merged away already"},
         422: {"description": "invalid request"},
     }
 

@@ -8,7 +8,8 @@ Loading, appending and retrying are ``commands.execute``'s, the same for every c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from switchboard.crm import keys
 from switchboard.crm.errors import CrmServiceError
@@ -43,10 +44,14 @@ class RejectedError(CrmServiceError):
 
 @dataclass(frozen=True)
 class Context:
-    """What decisions need besides the state: the caller's workspace, the lead stages."""
+    """What decisions need besides the state: the caller's workspace, the lead stages, and
+    for a merge which of its contacts the read model shows merged into another (a merge
+    is recorded on the survivor's stream only, so the merged contact's own state does not
+    say it is gone)."""
 
     workspace: str
     stages: tuple[str, ...] = ()
+    merged_into: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -166,10 +171,21 @@ def merge_contacts(
     if cmd.merged_contact_id == cmd.contact_id:
         raise RejectedError(422, "same_contact", "a contact cannot be merged into itself")
     found = _contact(survivor, cmd.contact_id, ctx)
-    _contact(merged, cmd.merged_contact_id, ctx)
+    other = _contact(merged, cmd.merged_contact_id, ctx)
     _check_version(cmd.expected_version, found.version, f"contact {cmd.contact_id}")
     if cmd.merged_contact_id in found.merged:
         return Decision(found.id, found.version)
+    # A merged contact is gone: merging it again, or into it, would fold the survivor
+    # into itself (the projection moves every contact merged into the merged one) and
+    # both would vanish from every list.
+    into = dict(ctx.merged_into)
+    if found.id in other.merged:
+        into[found.id] = other.id
+    for gone in (found.id, other.id):
+        if gone in into:
+            raise RejectedError(
+                409, "merged_away", f"contact {gone} was merged into {into[gone]}; use that one"
+            )
     event = ContactMerged(contact_id=found.id, merged_contact_id=cmd.merged_contact_id)
     return Decision(found.id, found.version, (event,))
 

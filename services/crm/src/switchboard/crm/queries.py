@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -356,6 +357,17 @@ async def _detail(
     for name, rows_sql in lists.items():
         out[name] = await _rows(conn, rows_sql, id)
     return out
+
+
+async def merged_into(conn: Conn, workspace: str, ids: Sequence[str]) -> dict[str, str]:
+    """Which of ``ids`` the read model shows merged into another contact, and into which."""
+    rows = await conn.fetch(
+        """SELECT id, merged_into FROM contacts
+           WHERE workspace_id = $1 AND id = ANY($2::text[]) AND merged_into IS NOT NULL""",
+        workspace,
+        list(ids),
+    )
+    return {str(r["id"]): str(r["merged_into"]) for r in rows}
 
 
 async def contact(conn: Conn, workspace: str, contact_id: str) -> dict[str, Any] | None:
