@@ -606,3 +606,34 @@ async def test_an_erasure_and_its_messages_projected_at_the_same_time(
             assert await _tables(one, "racing") == live
     finally:
         await pool.close()
+
+
+async def test_merges_racing_in_opposite_directions_leave_the_last_survivor_live(
+    postgres_url: str,
+) -> None:
+    """Ada absorbs Bob while Bob absorbs Ada (each decision saw the other contact live):
+    the later merge's survivor holds both and is listed; before, it was folded into itself
+    and both vanished."""
+    ch = Channel.TELEGRAM
+    ada, bob = crm.Identity(channel=ch, external_id=ADA), crm.Identity(channel=ch, external_id="b")
+    events = _deliveries(
+        [
+            crm.ContactCreated(contact_id="ct_a", identities=(ada,), source_channel=ch),
+            crm.ContactCreated(contact_id="ct_b", identities=(bob,), source_channel=ch),
+            crm.ContactMerged(contact_id="ct_a", merged_contact_id="ct_b"),
+            crm.ContactMerged(contact_id="ct_b", merged_contact_id="ct_a"),
+        ]
+    )
+    pool = await create_pool(postgres_url, 2)
+    try:
+        live = await _live(pool, "live_race", events)
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT id, merged_into FROM live_race.contacts ORDER BY id")
+            owners = await conn.fetch(
+                "SELECT DISTINCT contact_id FROM live_race.contact_identities"
+            )
+        assert [(r["id"], r["merged_into"]) for r in rows] == [("ct_a", "ct_b"), ("ct_b", None)]
+        assert [r["contact_id"] for r in owners] == ["ct_b"]
+        assert await _replay(pool, "rebuilt_race", events, [10_000], None) == live
+    finally:
+        await pool.close()

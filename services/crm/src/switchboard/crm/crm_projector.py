@@ -275,10 +275,17 @@ def _history(
 
 
 async def _merged(ev: ContactMerged, at: datetime, seq: int, conn: Conn) -> None:
-    """A merge moves every row of the merged contact (found by contact, not by key)."""
+    """A merge moves every row of the merged contact (found by contact, not by key). The
+    survivor is live, whatever came before: two merges in opposite directions at once
+    (the decision refuses one made after the other, not one racing it) folded the
+    survivor into itself, and every contact of the cycle vanished from the lists."""
+    await conn.execute(
+        "UPDATE contacts SET merged_into = NULL WHERE id = $1 AND merged_into IS NOT NULL",
+        ev.contact_id,
+    )
     await conn.execute(
         """UPDATE contacts SET merged_into = $1, updated_at = $2
-           WHERE id = $3 OR merged_into = $3""",
+           WHERE (id = $3 OR merged_into = $3) AND id <> $1""",
         ev.contact_id,
         at,
         ev.merged_contact_id,
