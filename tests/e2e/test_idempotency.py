@@ -13,6 +13,7 @@ Each case and its expected answer:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -259,3 +260,31 @@ async def test_a_campaign_id_started_with_another_message_is_422(env: Env) -> No
     assert (await eventually(completed, timeout=60))["sent"] == 1
     await eventually(lambda: outbound_empty(env), timeout=30)
     assert env.sent(TOKEN_A) == ["spring offer"]
+
+
+async def test_two_starts_of_one_campaign_with_other_messages_at_once_are_not_both_accepted(
+    env: Env,
+) -> None:
+    """Both starts find no campaign yet; before, both were answered 202 and JetStream's
+    duplicate window dropped the second command, whose caller believed its message was on
+    its way. Now the second waits for the first (409) or is refused (422); one is sent."""
+    url = f"{env.url}/v1/campaigns"
+    base = {"campaign_id": "twins", "channel": "telegram", "accounts": ["shop"],
+            "recipients": ["7101"]}  # fmt: skip
+    bodies = [{**base, "content": {"kind": "text", "text": t}} for t in ("left", "right")]
+    answers = await asyncio.gather(*(env.http.post(url, json=b, headers=A) for b in bodies))
+    codes = sorted(r.status_code for r in answers)
+    assert codes in ([202, 409], [202, 422]), [r.text for r in answers]
+    accepted = next(b for b, r in zip(bodies, answers, strict=True) if r.status_code == 202)
+    refused = next(b for b, r in zip(bodies, answers, strict=True) if r.status_code != 202)
+    again = await env.http.post(url, json=refused, headers=A)
+    assert again.status_code in (409, 422), again.text  # never accepted later either
+
+    async def completed() -> bool:
+        r = await env.http.get(f"{url}/twins", headers=A)
+        return r.status_code == 200 and r.json()["status"] == "completed"
+
+    await eventually(completed, timeout=60)
+    await eventually(lambda: outbound_empty(env), timeout=30)
+    assert accepted["content"]["text"] in env.sent(TOKEN_A)
+    assert refused["content"]["text"] not in env.sent(TOKEN_A)

@@ -283,22 +283,17 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         dispatch = ProviderCommands(
             rt.bus, cache, attempts, limiter, breakers, SendPulseClient(http), policy
         )
-        keys = IdempotencyKeys(
-            sends_kv,
-            "messages",
-            settings.idempotency_retention_s,
-            settings.idempotency_lease_s,
-            wall=clock.utcnow,
-        )
-        app.state.campaigns = CampaignPorts(rt.bus, store, cache)
+
+        def idempotency(scope: str) -> IdempotencyKeys:
+            """One API's keys (sends, posts, campaign starts) in the sends bucket."""
+            return IdempotencyKeys(sends_kv, scope, settings.idempotency_retention_s,
+                                   settings.idempotency_lease_s, wall=clock.utcnow)  # fmt: skip
+
+        keys = idempotency("messages")
+        campaign_keys = idempotency("campaigns")
+        app.state.campaigns = CampaignPorts(rt.bus, store, cache, campaign_keys)
         calendar_kv = await rt.bus.kv("calendar")
-        post_keys = IdempotencyKeys(
-            sends_kv,
-            "posts",
-            settings.idempotency_retention_s,
-            settings.idempotency_lease_s,
-            wall=clock.utcnow,
-        )
+        post_keys = idempotency("posts")
         app.state.calendar = CalendarPorts(
             rt.bus, cache, attempts, desk, Templates(calendar_kv), Posts(calendar_kv),
             timedelta(seconds=settings.calendar_gap_s), post_keys,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
@@ -17,9 +17,15 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
     StartCampaign,
 )
-from switchboard.outbound.campaigns.state import CampaignStore, campaign_key, start_conflict
+from switchboard.outbound.campaigns.state import (
+    CampaignStore,
+    campaign_key,
+    definition_fingerprint,
+    start_conflict,
+)
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.outbound.fits import unfit
+from switchboard.outbound.idempotency import IdempotencyKeys
 from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import Workspace
@@ -33,6 +39,7 @@ class CampaignPorts:
     bus: Bus
     store: CampaignStore
     accounts: AccountCache
+    keys: IdempotencyKeys  # the starts' (campaign ids): of two first starts, one goes
 
 
 async def _accounts_owned(
@@ -61,6 +68,7 @@ def _ports(request: Request) -> CampaignPorts:
     summary="Start a campaign (first recipients inline); idempotent on campaign_id",
     responses={
         404: {"description": "an account is not in the key's workspace"},
+        409: {"description": "a start with this campaign_id is being handled (Retry-After)"},
         422: {"description": "invalid, or the campaign_id started another message"},
     },
 )
@@ -84,11 +92,16 @@ async def start(request: Request, ws: Workspace, cmd: Annotated[StartCampaign, _
     state = await ports.store.state(campaign_key(ws, cmd.campaign_id))
     if (conflict := start_conflict(state, cmd)) is not None:
         return error(422, "idempotency_conflict", conflict)
-    await ports.bus.publish(cmd, workspace_id=ws)
-    return JSONResponse(
-        {"campaign_id": cmd.campaign_id, "recipients": len(cmd.recipients), "final": cmd.final},
-        202,
-    )
+
+    async def accepted() -> tuple[int, dict[str, Any]]:
+        await ports.bus.publish(cmd, workspace_id=ws)
+        return 202, {"campaign_id": cmd.campaign_id, "recipients": len(cmd.recipients),
+                     "final": cmd.final}  # fmt: skip
+
+    # Two first starts both find no campaign: before, both were answered 202 and the
+    # bus's duplicate window dropped the second, whose caller believed it was sent.
+    fp = definition_fingerprint(cmd)
+    return await ports.keys.answered(ws, cmd.campaign_id, fp, accepted, "campaign_id")
 
 
 @router.post(

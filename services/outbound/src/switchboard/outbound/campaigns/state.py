@@ -7,6 +7,7 @@ counts all work on ``<workspace>/<campaign_id>`` (the bare id in the default wor
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -73,6 +74,13 @@ class CampaignState(BaseModel):
 # What a campaign says to its recipients. A start under a taken campaign id must say the
 # same: a retry may bring a fresher recipient list or account pool, never another message.
 MESSAGE_FIELDS = ("channel", "content", "keyboard", "priority", "not_before", "expires_at")
+
+
+def definition_fingerprint(start: StartCampaign) -> str:
+    """What two starts of one campaign must share (``MESSAGE_FIELDS``), as one hash: the
+    idempotency key of a start is its campaign id with this as its body."""
+    fields = start.model_dump(mode="json", include=set(MESSAGE_FIELDS))
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def start_conflict(state: CampaignState | None, start: StartCampaign) -> str | None:
