@@ -288,3 +288,32 @@ async def test_two_starts_of_one_campaign_with_other_messages_at_once_are_not_bo
     await eventually(lambda: outbound_empty(env), timeout=30)
     assert accepted["content"]["text"] in env.sent(TOKEN_A)
     assert refused["content"]["text"] not in env.sent(TOKEN_A)
+
+
+async def test_a_batch_number_sent_again_with_other_recipients_is_422(env: Env) -> None:
+    """A batch is stored once by its number: another list under a number already taken was
+    answered 202 and silently dropped; now the caller is told, and the same list again is
+    the first answer."""
+    url = f"{env.url}/v1/campaigns"
+    start = {"campaign_id": "batches", "channel": "telegram", "accounts": ["shop"],
+             "recipients": ["7201"], "final": False,
+             "content": {"kind": "text", "text": "in batches"}}  # fmt: skip
+    assert (await env.http.post(url, json=start, headers=A)).status_code == 202
+    first = {"batch": 1, "recipients": [{"recipient": "7202"}]}
+    r = await env.http.post(f"{url}/batches/recipients", json=first, headers=A)
+    assert r.status_code == 202, r.text
+    again = await env.http.post(f"{url}/batches/recipients", json=first, headers=A)
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (202, "true")
+    other = {"batch": 1, "recipients": [{"recipient": "7203"}]}
+    r = await env.http.post(f"{url}/batches/recipients", json=other, headers=A)
+    assert r.status_code == 422, r.text
+    last = {"batch": 2, "recipients": [{"recipient": "7204"}], "final": True}
+    assert (
+        await env.http.post(f"{url}/batches/recipients", json=last, headers=A)
+    ).status_code == 202
+
+    async def completed() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await env.http.get(f"{url}/batches", headers=A)).json()
+        return body if body["status"] == "completed" else None
+
+    assert (await eventually(completed, timeout=60))["sent"] == 3

@@ -30,6 +30,7 @@ from switchboard.outbound.workspace_accounts import require_account
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.fingerprint import fingerprint
 from switchboard.runtime.http import error, json_body
 from switchboard.runtime.ownership import require
 
@@ -107,8 +108,11 @@ async def start(request: Request, ws: Workspace, cmd: Annotated[StartCampaign, _
 @router.post(
     "/{campaign_id}/recipients",
     status_code=202,
-    summary="Add a batch of recipients (1, 2, ...)",
-    responses={404: {"description": "a pinned account is not in the key's workspace"}},
+    summary="Add a batch of recipients (1, 2, ...); idempotent on the batch number",
+    responses={
+        404: {"description": "a pinned account is not in the key's workspace"},
+        422: {"description": "invalid, or the batch number was sent with other recipients"},
+    },
 )
 async def add(
     request: Request, campaign_id: str, ws: Workspace, cmd: Annotated[AddCampaignRecipients, _ADD]
@@ -119,8 +123,15 @@ async def add(
     if channel is not None:
         pinned = (r.account for r in cmd.recipients if r.account)
         await _accounts_owned(ports, ws, Channel(channel), pinned)
-    await ports.bus.publish(cmd, workspace_id=ws)
-    return JSONResponse({"campaign_id": campaign_id, "batch": cmd.batch}, 202)
+
+    async def accepted() -> tuple[int, dict[str, Any]]:
+        await ports.bus.publish(cmd, workspace_id=ws)
+        return 202, {"campaign_id": campaign_id, "batch": cmd.batch}
+
+    # A batch is stored once by its number: another list under a number already sent was
+    # answered 202 and dropped (by the bus's duplicate window, or by the campaign).
+    key = f"{campaign_id}/batch/{cmd.batch}"
+    return await ports.keys.answered(ws, key, fingerprint(cmd), accepted, "batch")
 
 
 async def _control(request: Request, campaign_id: str, ws: str, action: str) -> Response:
