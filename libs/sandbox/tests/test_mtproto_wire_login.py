@@ -8,6 +8,7 @@ import struct
 
 import pytest
 from telethon import errors
+from telethon.crypto import AuthKey
 from telethon.tl import functions
 
 from .mtproto_wire_support import WAIT, WireEnv, wire
@@ -97,6 +98,10 @@ async def test_a_saved_string_session_signs_in_a_new_client(wire: WireEnv) -> No
     await asyncio.wait_for(first.connect(), WAIT)
     sent = await first.send_code_request(PHONE)
     await first.sign_in(PHONE, "13579", phone_code_hash=sent.phone_code_hash)
+    # Telethon keeps a key with a leading zero byte (1 in 256) without it, and StringSession
+    # pads a short key at the end: saved so, it is another key, which the server refuses
+    # (-404; services/mtproto's save_session, tested there). Saved as MTProto defines the key.
+    first.session.auth_key = AuthKey(first.session.auth_key.key.rjust(256, b"\0"))
     saved = first.session.save()
     await first.disconnect()
 
