@@ -40,7 +40,7 @@ class CampaignPorts:
     bus: Bus
     store: CampaignStore
     accounts: AccountCache
-    keys: IdempotencyKeys  # the starts' (campaign ids): of two first starts, one goes
+    keys: IdempotencyKeys  # of starts (campaign id) and batches (number): of two at once, one goes
 
 
 async def _accounts_owned(
@@ -111,6 +111,7 @@ async def start(request: Request, ws: Workspace, cmd: Annotated[StartCampaign, _
     summary="Add a batch of recipients (1, 2, ...); idempotent on the batch number",
     responses={
         404: {"description": "a pinned account is not in the key's workspace"},
+        409: {"description": "a batch with this number is being handled (Retry-After)"},
         422: {"description": "invalid, or the batch number was sent with other recipients"},
     },
 )
