@@ -1,12 +1,13 @@
-"""KvModels on a real KV bucket: a record reads back with its revision, a write at a stale
-revision loses, and create refuses a key that holds a record but not one that was deleted."""
+"""runtime.kv.KvModels on a real KV bucket: a record reads back with its revision, a write at
+a stale revision loses, and create refuses a key that holds a record but not one that was
+deleted."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from switchboard.outbound.kvmodels import KvModels
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.kv import KvModels
 
 
 class Note(BaseModel):

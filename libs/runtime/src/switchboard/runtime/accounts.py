@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.subjects import token
 from switchboard.runtime.crypto import DecryptError, Keyring
-from switchboard.runtime.kv import current, entries_of
+from switchboard.runtime.kv import create, current, entries_of, replace
 from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.ownership import visible
@@ -108,11 +107,7 @@ class AccountStore:
         one account at once, one is stored and the other told, never one overwriting the
         other's secrets."""
         account = account.model_copy(update={"updated_at": datetime.now(UTC)})
-        try:
-            await self.kv.create(account.key, self._seal(account))
-        except KeyWrongLastSequenceError:
-            return None
-        return account
+        return account if await create(self.kv, account.key, self._seal(account)) else None
 
     async def get(self, channel: Channel | str, account_id: str) -> Account | None:
         found = await self.read(channel, account_id)
@@ -130,11 +125,8 @@ class AccountStore:
         """``account`` stored if its record is still at ``revision``; None when another
         change came first (read it again)."""
         account = account.model_copy(update={"updated_at": datetime.now(UTC)})
-        try:
-            await self.kv.update(account.key, self._seal(account), last=revision)
-        except KeyWrongLastSequenceError:
-            return None
-        return account
+        stored = await replace(self.kv, account.key, self._seal(account), revision)
+        return account if stored else None
 
     async def delete(self, channel: Channel | str, account_id: str) -> bool:
         """Remove an account; works even when its secrets use a key this instance lacks."""

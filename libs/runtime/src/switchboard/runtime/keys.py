@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.runtime.errors import SwitchboardRuntimeError
-from switchboard.runtime.kv import current, entries_of
+from switchboard.runtime.kv import KvModels, current, entries_of
 from switchboard.runtime.kvwatch import Mirror
 from switchboard.runtime.logging import get_logger
 
@@ -152,6 +151,7 @@ class KeyStore:
         if len(pepper) < 16:
             raise ValueError("the API key pepper must be at least 16 bytes")
         self.kv = kv
+        self.records = KvModels(kv, KeyRecord)
         self.pepper = pepper
         # Expiries, revocations and last uses are written by one process (a service, the
         # CLI) and judged by every other: all on the server's clock (``Runtime.clock``).
@@ -185,12 +185,7 @@ class KeyStore:
 
     async def _read(self, key_id: str) -> tuple[KeyRecord, int] | None:
         """The record and the revision it was read at (what a change is conditioned on)."""
-        if not KEY_ID.fullmatch(key_id):
-            return None
-        found = await current(self.kv, key_id)
-        if found is None:
-            return None
-        return KeyRecord.model_validate_json(found.value), found.revision
+        return await self.records.read(key_id) if KEY_ID.fullmatch(key_id) else None
 
     async def list(self, workspace: str | None = None) -> list[KeyRecord]:
         found = sorted(await entries_of(self.kv))  # not kv.keys(): it can end early
@@ -207,11 +202,8 @@ class KeyStore:
             if record.revoked_at is not None:
                 return record
             revoked = record.model_copy(update={"revoked_at": self.now()})
-            try:
-                await self.kv.update(key_id, revoked.model_dump_json().encode(), last=revision)
-            except KeyWrongLastSequenceError:
-                continue
-            return revoked
+            if await self.records.replace(key_id, revoked, revision):
+                return revoked
         return None
 
     async def rotate(
@@ -242,13 +234,9 @@ class KeyStore:
             else:
                 until = now + grace
                 update["expires_at"] = min(until, old.expires_at) if old.expires_at else until
-            ended = old.model_copy(update=update).model_dump_json().encode()
-            try:
-                await self.kv.update(key_id, ended, last=revision)
-            except KeyWrongLastSequenceError:
-                await self.kv.purge(record.key_id)
-                continue
-            return record, key
+            if await self.records.replace(key_id, old.model_copy(update=update), revision):
+                return record, key
+            await self.kv.purge(record.key_id)
         return None
 
     async def touch(self, record: KeyRecord, now: datetime) -> None:

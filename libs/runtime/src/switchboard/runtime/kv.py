@@ -1,14 +1,19 @@
 """Reading one KV entry as the runtime means it: a key never written, deleted, purged or
 holding nothing is simply absent (nats-py raises for the first three, and hands back the
-last as an entry), so every store asks one way."""
+last as an entry), so every store asks one way; and the one compare-and-set write
+(``replace`` on a revision, ``create`` where there is none), with ``KvModels`` for pydantic
+records read and written so."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
 
+import orjson
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from pydantic import BaseModel
 
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull, pending_after, stream_seq
@@ -30,6 +35,64 @@ async def current(kv: KeyValue, key: str) -> Current | None:
     if not entry.value or entry.revision is None:
         return None
     return Current(entry.value, entry.revision)
+
+
+async def replace(kv: KeyValue, key: str, value: bytes, revision: int) -> bool:
+    """Write ``value`` only if ``key`` is still at ``revision`` (0: has no value yet);
+    False when another writer came first (read it again)."""
+    try:
+        await kv.update(key, value, last=revision)
+    except KeyWrongLastSequenceError:
+        return False
+    return True
+
+
+async def create(kv: KeyValue, key: str, value: bytes) -> bool:
+    """Write ``value`` only if ``key`` holds none (a deleted one counts as none)."""
+    try:
+        await kv.create(key, value)
+    except KeyWrongLastSequenceError:
+        return False
+    return True
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class KvModels(Generic[M]):
+    """Records of ``model`` in ``kv``, one key each, read with the key's revision and
+    written with compare-and-set; ``exclude_none`` drops unset fields when writing."""
+
+    kv: KeyValue
+    model: type[M]
+    exclude_none: bool = False
+
+    def dump(self, record: M) -> bytes:
+        return record.model_dump_json(exclude_none=self.exclude_none).encode()
+
+    async def read(self, key: str) -> tuple[M, int] | None:
+        """The record with its KV revision (for :meth:`replace`); None when there is none."""
+        entry = await current(self.kv, key)
+        if entry is None:
+            return None
+        return self.model.model_validate(orjson.loads(entry.value)), entry.revision
+
+    async def get(self, key: str) -> M | None:
+        found = await self.read(key)
+        return None if found is None else found[0]
+
+    async def put(self, key: str, record: M) -> None:
+        await self.kv.put(key, self.dump(record))
+
+    async def replace(self, key: str, record: M, revision: int) -> bool:
+        """Write ``record`` only if ``key`` is still at ``revision`` (0: has no value yet);
+        False when another writer came first."""
+        return await replace(self.kv, key, self.dump(record), revision)
+
+    async def create(self, key: str, record: M) -> bool:
+        """Write ``record`` only if ``key`` holds none (a deleted one counts as none)."""
+        return await create(self.kv, key, self.dump(record))
 
 
 class Entry(NamedTuple):

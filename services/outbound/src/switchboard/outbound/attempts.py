@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 
 from switchboard.events.base import Message
 from switchboard.events.registry import model_for
-from switchboard.outbound.kvmodels import KvModels, scoped
+from switchboard.outbound.kvmodels import scoped
+from switchboard.runtime.kv import KvModels
 
 Status = Literal["queued", "in_flight", "retrying", "sent", "failed", "moved"]
 

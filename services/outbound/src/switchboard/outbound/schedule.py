@@ -45,11 +45,12 @@ from switchboard.events.base import Message
 from switchboard.events.catalog.delivery import DeliveryFailed, DeliveryRescheduled
 from switchboard.events.catalog.outbound import ChangeScheduledSend, SendMessage
 from switchboard.outbound.attempts import Attempt, Attempts
-from switchboard.outbound.kvmodels import KvModels, scoped
+from switchboard.outbound.kvmodels import scoped
 from switchboard.runtime import pii
 from switchboard.runtime.aggregates import EXPECTED_LAST_SUBJECT_SEQUENCE, WRONG_LAST_SEQUENCE
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
+from switchboard.runtime.kv import KvModels
 from switchboard.runtime.schedules import (
     SCHEDULER,
     TARGET,

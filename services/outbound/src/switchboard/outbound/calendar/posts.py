@@ -21,7 +21,7 @@ from switchboard.events.catalog.outbound import OutContent, SendMessage
 from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.calendar.templates import NAME
-from switchboard.outbound.kvmodels import KvModels
+from switchboard.runtime.kv import KvModels
 
 
 class Destination(BaseModel):

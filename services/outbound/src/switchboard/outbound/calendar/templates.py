@@ -15,7 +15,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutText
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.errors import OutboundServiceError
-from switchboard.outbound.kvmodels import KvModels
+from switchboard.runtime.kv import KvModels
 from switchboard.runtime.markup import Format, escape, parse_mode
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
