@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -160,3 +161,79 @@ async def test_a_receiver_that_is_not_public_is_never_called(
     assert named.ok
     (seen,) = state.seen
     assert seen["headers"]["host"] == f"localhost:{port}"
+
+
+@contextlib.asynccontextmanager
+async def _streaming_receiver(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """A receiver that answers 200 at once and then writes its body as ``chunks`` come (a
+    chunked answer): what a slow or hostile receiver does after the headers."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n")  # fmt: skip
+        try:
+            async for chunk in chunks:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/drip"
+    finally:
+        server.close()
+
+
+async def test_the_timeout_bounds_the_whole_call_not_each_read() -> None:
+    """``timeout_s`` is documented as the whole call's. A receiver that answers its headers
+    and then drips its body a byte at a time, each byte sooner than the timeout, held the
+    step (and a slot of the flows worker) for as long as it liked: httpx's timeout bounds
+    each read, not the call. The drip here would last a minute; the call gives up at 0.3 s."""
+    done = asyncio.Event()
+
+    async def drip() -> AsyncIterator[bytes]:
+        yield b"{"
+        for _ in range(600):
+            try:
+                await asyncio.wait_for(done.wait(), 0.1)
+                return
+            except TimeoutError:
+                yield b" "
+        yield b"}"
+
+    async with _streaming_receiver(drip()) as url, httpx.AsyncClient() as http:
+        try:
+            result = await call(http, KEY, "crm", "r:9", _data(url, timeout_s=0.3), private=True)
+        finally:
+            done.set()
+    assert (result.status, result.error) == (None, "no answer within 0.3 s")
+
+
+async def test_an_endless_answer_is_read_no_further_than_its_limit() -> None:
+    """An answer is read up to 256 KiB and no further: the flows service is shared by every
+    workspace, and a receiver streaming without end made it read (and hold in memory) all
+    it was sent until the call's time ran out. The status stands (the receiver got the call),
+    the answer is none, so a step that saves from it takes its failure branch."""
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        chunk = b"[" + b"0," * 32_767
+        while sent < 64 << 20:
+            sent += len(chunk)
+            yield chunk
+
+    async with _streaming_receiver(endless()) as url, httpx.AsyncClient() as http:
+        result = await call(http, KEY, "crm", "r:10", _data(url, timeout_s=8.0), private=True)
+    assert result.status == 200
+    assert result.body is None
+    # Written into the sockets, not read: loopback buffers take a few MiB past the limit
+    # before the receiver blocks; the old call read all 64 MiB.
+    assert sent < 16 << 20

@@ -6,6 +6,7 @@ a failure is the flow author's to handle (``on_failure``), never a swallowed log
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -57,22 +58,40 @@ async def call(
     body, headers = signed_request(
         secret.get_secret_value(), call_id, dict(data["payload"]), datetime.now(UTC)
     )
+    timeout = float(data.get("timeout_s", 5.0))
     try:
-        response = await http.post(
-            url,
-            content=body,
-            headers={**headers, **host},
-            extensions=extensions,
-            timeout=httpx.Timeout(float(data.get("timeout_s", 5.0))),
-        )
-    except httpx.TimeoutException:
+        # The step's timeout is the whole call's: httpx's bounds each read, and a receiver
+        # dripping its answer slower than that held the step (and a worker slot) at will.
+        async with asyncio.timeout(timeout):
+            status, content = await _post(http, url, body, {**headers, **host}, extensions)
+    except TimeoutError:
         return WebhookResult(None, error=f"no answer within {data.get('timeout_s')} s")
     except httpx.HTTPError as exc:
         return WebhookResult(None, error=f"{type(exc).__name__}: {exc}"[:300])
     answer: Any = None
-    if response.content and len(response.content) <= MAX_ANSWER_BYTES:
+    if content:
         try:
-            answer = response.json()
+            answer = json.loads(content)
         except ValueError:
             answer = None
-    return WebhookResult(response.status_code, body=answer)
+    return WebhookResult(status, body=answer)
+
+
+async def _post(
+    http: httpx.AsyncClient,
+    url: str,
+    body: str,
+    headers: dict[str, str],
+    extensions: dict[str, Any],
+) -> tuple[int, bytes | None]:
+    """The status and the answer's bytes, read no further than ``MAX_ANSWER_BYTES`` (None
+    past it): the flows service is every workspace's, and an endless answer was read whole."""
+    async with http.stream(
+        "POST", url, content=body, headers=headers, extensions=extensions, timeout=None
+    ) as response:
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            if len(content) > MAX_ANSWER_BYTES:
+                return response.status_code, None
+        return response.status_code, bytes(content)
