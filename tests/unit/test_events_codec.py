@@ -177,6 +177,18 @@ def test_caused_messages_inherit_correlation_trace_and_workspace() -> None:
             b"{}",
             "specversion",
         ),
+        (
+            # an old version is read by json.loads before its upcaster: nested past Python's
+            # stack it raised RecursionError, dead-lettered as an unexplained handler error
+            {
+                "ce-id": "1",
+                "ce-type": "switchboard.mtproto.login_start.v1",
+                "ce-source": "s",
+                "ce-specversion": "1.0",
+            },
+            b"[" * 100_000 + b"]" * 100_000,
+            "not JSON",
+        ),
     ],
 )
 def test_decode_errors_say_precisely_why(headers: dict[str, str], body: bytes, reason: str) -> None:

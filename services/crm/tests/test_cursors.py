@@ -3,6 +3,7 @@ not make for that list is refused as a bad cursor (a 400), never a server error.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
@@ -27,7 +28,10 @@ def test_a_cursor_resumes_at_the_time_and_tie_it_names() -> None:
         (encode_cursor("yesterday", "cv_1"), BY_TIME_AND_ID),  # not a time
         (encode_cursor(None, "cv_1"), BY_TIME_AND_ID),
         (encode_cursor(AT, "seven"), BY_TIME_AND_SEQ),  # a sequence that is no number
+        # nested past Python's stack: the JSON parser's RecursionError was a 500
+        (base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode(), BY_TIME_AND_ID),
     ],
+    ids=["not-base64", "one-value", "not-a-time", "null-time", "not-a-number", "nested"],
 )
 def test_a_cursor_this_api_did_not_make_is_a_bad_cursor(cursor: str, keys: Keyset) -> None:
     with pytest.raises(BadCursorError):

@@ -223,6 +223,29 @@ steps:
 
 
 @pytest.mark.parametrize(
+    ("text", "media_type", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "application/json", "not JSON"),
+        ("[" * 100_000 + "]" * 100_000, None, "not JSON"),
+        ("x: " + "[" * 5_000 + "]" * 5_000, "application/yaml", "not YAML"),
+    ],
+    ids=["json", "unlabelled", "yaml"],
+)
+def test_a_document_nested_past_any_flow_is_refused_at_its_root(
+    text: str, media_type: str | None, reason: str
+) -> None:
+    """Found on ``just up``: a body of nested brackets made the parsers recurse until Python
+    stopped them (RecursionError), and the API answered 500. It is a document no flow is, so
+    it is refused as one that cannot be read."""
+    with pytest.raises(InvalidFlowError) as bad:
+        parse(text, media_type)
+    (problem,) = bad.value.problems
+    assert problem["path"] == "$"
+    assert problem["reason"].startswith(reason)
+    assert "nested" in problem["reason"]
+
+
+@pytest.mark.parametrize(
     ("step", "path", "reason"),
     [
         ({"type": "webhook", "url": "ftp://x", "secret": "s"}, "$.steps.a.url", "pattern"),

@@ -157,7 +157,7 @@ def decode_message(subject: str, headers: dict[str, str] | None, body: bytes) ->
         return Decoded(envelope=envelope, model=model, wire_version=version)
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise DecodeError(f"body of {subject} is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DecodeError(f"body of {subject} is not a JSON object")

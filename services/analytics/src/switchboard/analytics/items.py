@@ -108,7 +108,7 @@ def decode(msg: Msg) -> Item:
 def _json_object(data: bytes, subject: str) -> dict[str, Any]:
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise DecodeError(f"body of {subject} is not JSON") from None
     if not isinstance(body, dict):
         raise DecodeError(f"body of {subject} is not a JSON object")

@@ -30,7 +30,7 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # anything a caller can send
         raise BadCursorError("cursor is not valid") from None
     if not isinstance(values, list) or len(values) != size:
         raise BadCursorError("cursor is not valid")

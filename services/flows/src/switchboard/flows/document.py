@@ -551,13 +551,22 @@ def parse(text: str | bytes, media_type: str | None = None) -> Any:
     if kind not in yaml_types:
         try:
             return json.loads(text)
+        except RecursionError:
+            # Both parsers recurse per level: brackets nested deeper than Python's stack
+            # are no flow, and were a 500.
+            raise InvalidFlowError([{"path": "$", "reason": NESTED.format("JSON")}]) from None
         except ValueError as exc:
             if kind in ("application/json", "text/json") or kind.endswith("+json"):
                 raise InvalidFlowError([{"path": "$", "reason": f"not JSON: {exc}"}]) from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise InvalidFlowError([{"path": "$", "reason": NESTED.format("YAML")}]) from None
     except yaml.YAMLError as exc:
         raise InvalidFlowError([{"path": "$", "reason": f"not YAML: {exc}"}]) from None
+
+
+NESTED = "not {}: nested deeper than any flow document"
 
 
 def regex_problem(source: str) -> str | None:
