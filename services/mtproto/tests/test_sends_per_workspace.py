@@ -3,6 +3,7 @@ are two messages, both sent; neither is told the id is taken."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -163,3 +164,38 @@ async def test_a_message_id_taken_by_one_text_is_refused_to_another(
         assert refused.model.status == 409  # type: ignore[attr-defined]
         assert "dup-1" in refused.model.reason  # type: ignore[attr-defined]
         assert [m["text"] for m in w.fake.messages(buyer, user=seller)] == ["first"]
+
+
+async def test_two_texts_under_one_new_message_id_at_once_are_one_send_and_one_refusal(
+    nats_url: str, postgres_url: str
+) -> None:
+    """The API judged an id by the gateway's record of it, written only once the session's
+    holder takes the command: two texts posted at once under one new id were both answered
+    202, and JetStream's duplicate window dropped the second, whose caller was told it was
+    accepted. The id is now claimed, with the body's fingerprint, before the command is
+    published: one text is accepted and sent, the other refused (422), whichever came first;
+    a repeat of the accepted body is still a 202."""
+    async with world(nats_url, postgres_url) as w:
+        seller, buyer, base = await w.seller_and_buyer(
+            ("+15557770031", "+15557770032"), "buyer_race", "ray"
+        )
+        async with w.http(base) as http:
+            bodies = [
+                {"message_id": "race-1", "peer": "@buyer_race", "text": text}
+                for text in ("one", "two", "three", "four")
+            ]
+            answers = await asyncio.gather(
+                *(http.post("/v1/sessions/ray/messages", json=b) for b in bodies)
+            )
+            codes = [r.status_code for r in answers]
+            assert sorted(codes) == [202, 422, 422, 422], [r.text for r in answers]
+            accepted = bodies[codes.index(202)]
+            for r in answers:
+                if r.status_code == 422:
+                    assert r.json()["code"] == "idempotency_conflict", r.text
+            await wait_for_event(
+                nats_url, "delivery.sent", stream_name="DELIVERY", message_id="race-1"
+            )
+            again = await http.post("/v1/sessions/ray/messages", json=accepted)
+            assert (again.status_code, again.json()["status"]) == (202, "sent"), again.text
+        assert [m["text"] for m in w.fake.messages(buyer, user=seller)] == [accepted["text"]]

@@ -468,16 +468,20 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         record = await _active_session(gw, session_id, ws)
         if isinstance(record, Response):
             return record
-        done = await gw.state.send_record(record.workspace_id, body.message_id)
+        cmd = SendAsUser(session_id=session_id, **body.model_dump())
+        done = await gw.state.claim_send(
+            record.workspace_id, body.message_id, session_id, fingerprint(cmd)
+        )
         if done is not None and done.session_id != session_id:
             # Only ever a session of the same workspace: send ids are per workspace.
             return error(409, "id_taken", "that message_id is in use by another session")
-        cmd = SendAsUser(session_id=session_id, **body.model_dump())
         if done is not None and done.taken_by_another(fingerprint(cmd)):
             return error(422, "idempotency_conflict", taken_reason(body.message_id))
         await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects
+        # A repeat publishes again: its first publish may have failed after the claim (the
+        # bus drops the copy inside its duplicate window; the holder's record past it).
         await gw.bus.publish(cmd, workspace_id=record.workspace_id)
-        status = done.status if done else "accepted"
+        status = "accepted" if done is None or done.attempts == 0 else done.status
         return JSONResponse({"message_id": body.message_id, "status": status}, 202)
 
     async def query(

@@ -363,6 +363,26 @@ class StateStore:
             return None
         return from_row(SendRecord, row)
 
+    async def claim_send(
+        self, workspace: str, message_id: str, session_id: str, fingerprint: str
+    ) -> SendRecord | None:
+        """Take ``message_id`` for a body (its ``fingerprint``) before its command is
+        published: None when this call took it, else the record that holds it. Judging by
+        the record alone, written once the session's holder takes the command, let two
+        bodies posted at once both be accepted, and the bus's duplicate window drop one."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO sends (workspace_id, message_id, session_id, status, attempts,
+                                  fingerprint)
+               VALUES ($1, $2, $3, 'sending', 0, $4)
+               ON CONFLICT (workspace_id, message_id) DO NOTHING
+               RETURNING message_id""",
+            workspace,
+            message_id,
+            session_id,
+            fingerprint,
+        )
+        return None if row is not None else await self.send_record(workspace, message_id)
+
     async def send_attempt(
         self, workspace: str, message_id: str, session_id: str, fingerprint: str | None = None
     ) -> int:
