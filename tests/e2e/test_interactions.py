@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.outbound import outbound_stack, telegram_shop
+from tests.support.outbound import outbound_stack, sandbox_account, telegram_shop
 from tests.support.stack import API_KEY, OTHER_KEY
 from tests.support.streams import events_where
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import InteractionApplied, InteractionFailed
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
@@ -48,7 +49,14 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[E
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "inter_bot")
     async with outbound_stack(
-        box, nats_url, monkeypatch, lambda sandbox: [telegram_shop(sandbox, TOKEN)], timeout=30
+        box,
+        nats_url,
+        monkeypatch,
+        lambda sandbox: [
+            telegram_shop(sandbox, TOKEN),
+            sandbox_account(sandbox, Channel.VIBER, "vshop", {"token": "viber-inter"}),
+        ],
+        timeout=30,
     ) as stack:
         yield Env(box, stack.url, stack.http, nats_url)
 
@@ -180,3 +188,47 @@ async def test_a_sent_message_is_edited_and_deleted(env: Env) -> None:
     assert isinstance(deleted[0], InteractionApplied)
     assert env.message(provider_id) is None
     assert len(env.calls("deleteMessage")) == 1
+
+
+async def test_a_message_not_sent_is_no_edit_or_deletion_to_accept(env: Env) -> None:
+    """An edit or deletion names a sent message. Of a send still waiting for its time, or one
+    cancelled, the API answered 202 and the lane failed it later (``unknown_message``), so a
+    caller polled for an outcome the API could have given at once: now a 409 ``not_sent``
+    naming the send's status, and nothing is published."""
+    later = "2099-01-01T00:00:00Z"
+    r = await env.http.post(
+        f"{env.url}/v1/messages",
+        json={"message_id": "later-1", "channel": "telegram", "account": "shop",
+              "recipient": str(CHAT), "content": {"kind": "text", "text": "Soon"},
+              "not_before": later},
+        headers=A,
+    )  # fmt: skip
+    assert r.status_code == 202, r.text
+    for action, body in (("edit", {"text": "Sooner", "request_id": "e-later"}),
+                         ("delete", {"request_id": "d-later"})):  # fmt: skip
+        r = await env.http.post(f"{env.url}/v1/messages/later-1/{action}", json=body, headers=A)
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "not_sent", r.text
+        assert "queued" in r.json()["detail"], r.text
+    r = await env.http.post(f"{env.url}/v1/messages/later-1/cancel", headers=A)
+    assert r.status_code == 200, r.text
+    r = await env.http.post(
+        f"{env.url}/v1/messages/later-1/edit", json={"text": "x", "request_id": "e-gone"},
+        headers=A,
+    )  # fmt: skip
+    assert (r.status_code, r.json()["code"]) == (409, "not_sent"), r.text
+    assert "failed" in r.json()["detail"], r.text
+    for request_id in ("e-later", "d-later", "e-gone"):
+        assert await outcomes(env, request_id) == []
+
+
+async def test_an_interaction_a_channel_has_not_is_refused_at_once(env: Env) -> None:
+    """Viber and WhatsApp have no callback answers, edits or deletions for business
+    messages: the API answered 202 and the lane failed it later (``unsupported``); now a 422
+    naming the channel, and nothing is published."""
+    answer = {"request_id": "v-answer", "channel": "viber", "account": "vshop",
+              "callback_query_id": "q1", "text": "Done"}  # fmt: skip
+    r = await env.http.post(f"{env.url}/v1/callbacks/answer", json=answer, headers=A)
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["field"]) == ("unsupported", "channel"), r.text
+    assert await outcomes(env, "v-answer") == []

@@ -75,7 +75,7 @@ from switchboard.runtime.consumer import decode_or_reject
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.deps import NotStartedError, Wired
 from switchboard.runtime.fingerprint import fingerprint
-from switchboard.runtime.http import error, invalid
+from switchboard.runtime.http import ProblemError, error, invalid
 from switchboard.runtime.integrations import Prober, add_integrations_route
 from switchboard.runtime.logging import get_logger, register_secret
 from switchboard.runtime.objectstore import open_store
@@ -534,6 +534,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         except ValidationError as exc:
             return invalid(exc, "invalid_message")
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
+        if cmd.channel is not Channel.TELEGRAM:  # the lane would fail it, later
+            return error(422, "unsupported", f"{cmd.channel.value} has no {cmd.name} for "
+                         "business messages: Telegram only", field="channel")  # fmt: skip
         await deps().bus.publish(cmd, workspace_id=ws)
         return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
 
@@ -542,6 +545,12 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         its record (another workspace's message does not exist: 404); without a
         ``request_id`` each request is a new one."""
         record = require(await deps().attempts.get(ws, message_id), ws, "message", message_id)
+        if record.provider_message_id is None:
+            # Queued, sending or failed: the lane can only fail it, later (unknown_message).
+            raise ProblemError(
+                error(409, "not_sent", f"message {message_id!r} is {record.status}, not sent: "
+                      "only a sent message is edited or deleted")
+            )  # fmt: skip
         return {
             "request_id": f"{message_id}:{uuid.uuid4().hex}",
             **body,
@@ -551,20 +560,23 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         }
 
     def interaction_route(
-        path: str, summary: str
+        path: str, summary: str, *, of_a_send: bool = True
     ) -> Callable[[DecoratedCallable], DecoratedCallable]:
         """A POST route of an interaction: accepted (202) for the interactions lane."""
+        responses: dict[int | str, dict[str, Any]] = {
+            404: {"description": "no such account (or message) in the key's workspace"},
+            422: {"description": "invalid, or `unsupported`: a channel other than Telegram"},
+        }
+        if of_a_send:
+            responses[409] = {"description": "`not_sent`: the message is queued or failed"}
         return app.post(
-            path,
-            status_code=202,
-            tags=["interactions"],
-            summary=summary,
-            responses={404: {"description": "no such account in the key's workspace"}},
+            path, status_code=202, tags=["interactions"], summary=summary, responses=responses
         )
 
     @interaction_route(
         "/v1/callbacks/answer",
         "Answer a pressed inline button (text, or an alert); idempotent on request_id",
+        of_a_send=False,
     )
     async def answer_callback(ws: Workspace, body: Annotated[dict[str, Any], Body()]) -> Response:
         return await interact(ws, AnswerCallback, body)
