@@ -273,3 +273,31 @@ async def test_a_text_over_telegrams_4096_characters_is_422_before_any_call(env:
     assert refused["error_code"] == "too_long"
     sends = [c.method for c in env.provider_calls() if c.provider == "telegram"]
     assert sends == ["sendMessage"]  # the HTML one only
+
+
+async def test_content_the_channel_has_no_form_for_is_422_before_anything_is_queued(
+    env: Env,
+) -> None:
+    """A template to a Telegram bot, an album with a keyboard, a reply to no message id:
+    the client refuses each without a call, and the API asked it only after answering 202
+    (the caller learnt it from a delivery.failed). Now a 422 naming the field; nothing is
+    recorded under the id."""
+    photo = {"kind": "photo", "source": {"file_id": "AgAD"}}
+    for message_id, extra, field in (
+        ("tpl-1", {"content": {"kind": "template", "name": "welcome", "language": "en"}},
+         "content.kind"),
+        ("album-kb", {"content": {"kind": "media_group", "items": [photo, photo]},
+                      "keyboard": {"type": "inline", "rows": [[{"text": "ok",
+                                                                "callback_data": "ok"}]]}},
+         "keyboard"),
+        ("reply-abc", {"content": {"kind": "text", "text": "hi"}, "reply_to": "abc"},
+         "reply_to"),
+    ):  # fmt: skip
+        body = {"message_id": message_id, "channel": "telegram", "account": "shop",
+                "recipient": str(CHAT), **extra}  # fmt: skip
+        r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
+        assert r.status_code == 422, r.text
+        assert (r.json()["code"], r.json()["field"]) == ("unsupported_content", field), r.text
+        known = await env.http.get(f"{env.url}/v1/messages/{message_id}", headers=A)
+        assert known.status_code == 404, known.text
+    assert not [c for c in env.provider_calls() if c.provider == "telegram"]

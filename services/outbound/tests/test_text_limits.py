@@ -1,8 +1,8 @@
 """What a send route refuses before queueing, beside schema validation (``fits.unfit``): a
 text over its provider's limit (PROTOCOLS.md: Telegram 4096 for a text and 1024 for a
 caption after entities parsing, WhatsApp 4096 for a body; what Telegram counts of HTML is
-judged by Telethon's own HTML parser), a file by a URL no provider fetches, a user
-account's unsupported content."""
+judged by Telethon's own HTML parser), a file by a URL no provider fetches, content a
+channel has no form for (each client's own ``unsendable`` check)."""
 
 from __future__ import annotations
 
@@ -137,3 +137,88 @@ def test_a_telegram_button_s_data_is_counted_in_bytes() -> None:
     assert (found.field, found.length, found.limit) == ("keyboard.rows.0.1.callback_data", 80, 64)
     assert "80 bytes" in found.reason
     assert too_long(with_data("я" * 40, Channel.VIBER)) is None
+
+
+def _buttons(n: int, url: str | None = None) -> Any:
+    from switchboard.events.catalog.outbound import Button, Keyboard
+
+    row = tuple(Button(text=f"b{i}", callback_data=f"b{i}") for i in range(n))
+    if url:
+        row += (Button(text="site", url=url),)
+    return Keyboard(type="inline", rows=(row,))
+
+
+def _template() -> Any:
+    from switchboard.events.catalog.outbound import OutTemplate
+
+    return OutTemplate(name="welcome", language="en")
+
+
+def _album() -> OutMediaGroup:
+    return OutMediaGroup(items=(photo(None), photo(None)))
+
+
+@pytest.mark.parametrize(
+    ("cmd", "field"),
+    [
+        (send(Channel.TELEGRAM, _template()), "content.kind"),
+        (send(Channel.TELEGRAM, _album()).model_copy(update={"keyboard": _buttons(1)}),
+         "keyboard"),
+        (send(Channel.TELEGRAM, OutMediaGroup(items=(
+            photo(None), OutMedia(kind="voice", source=MediaSource(file_id="V")))),
+         ), "content.items[1].kind"),
+        (send(Channel.TELEGRAM, OutText(text="hi")).model_copy(update={"reply_to": "abc"}),
+         "reply_to"),
+        (send(Channel.WHATSAPP, OutText(text="x")).model_copy(update={"keyboard": _buttons(11)}),
+         "keyboard"),
+        (send(Channel.WHATSAPP, OutText(text="x")).model_copy(
+            update={"keyboard": _buttons(1, url="https://b.test")}), "keyboard"),
+        (send(Channel.WHATSAPP, photo(None)).model_copy(update={"keyboard": _buttons(2)}),
+         "keyboard"),
+        (send(Channel.WHATSAPP, photo("cap")).model_copy(update={"keyboard": _buttons(5)}),
+         "keyboard"),
+        (send(Channel.WHATSAPP, _album()), "content.kind"),
+        (send(Channel.WHATSAPP, _template()).model_copy(update={"keyboard": _buttons(1)}),
+         "keyboard"),
+        (send(Channel.VIBER, _template()), "content.kind"),
+        (send(Channel.VIBER, _album()), "content.kind"),
+        (send(Channel.VIBER, OutMedia(kind="document", source=MediaSource(file_id="D"))),
+         "content.kind"),
+    ],
+    ids=["tg-template", "tg-album-keyboard", "tg-album-voice", "tg-reply-to", "wa-11-buttons",
+         "wa-url-and-reply", "wa-media-buttons-no-caption", "wa-list-with-media", "wa-album",
+         "wa-template-keyboard", "viber-template", "viber-album", "viber-document-by-id"],
+)  # fmt: skip
+def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(
+    cmd: SendMessage, field: str
+) -> None:
+    """Each of these was a 202, then a ``delivery.failed`` (``<provider>_unsupported``) from
+    the client, which refuses it without a call: the API asks the client's own check first.
+    The client tests (test_telegram_client, test_whatsapp_client, test_viber_client) show the
+    same shapes refused on the bus."""
+    problem = unfit(cmd)
+    assert problem is not None
+    body = json.loads(problem.body)
+    assert (problem.status_code, body["code"], body["field"]) == (
+        422,
+        "unsupported_content",
+        field,
+    )
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        send(Channel.TELEGRAM, _album()),
+        send(Channel.TELEGRAM, OutText(text="x")).model_copy(update={"keyboard": _buttons(20)}),
+        send(Channel.WHATSAPP, OutText(text="x")).model_copy(update={"keyboard": _buttons(10)}),
+        send(Channel.WHATSAPP, photo("cap")).model_copy(update={"keyboard": _buttons(3)}),
+        send(Channel.WHATSAPP, _template()),
+        send(Channel.VIBER, OutMedia(kind="sticker", source=MediaSource(file_id="40100"))),
+        send(Channel.TELEGRAM, OutText(text="hi")).model_copy(update={"reply_to": "-42"}),
+    ],
+    ids=["tg-album", "tg-20-buttons", "wa-list", "wa-media-buttons", "wa-template",
+         "viber-sticker", "tg-reply-to"],
+)  # fmt: skip
+def test_what_a_channel_carries_fits(cmd: SendMessage) -> None:
+    assert unfit(cmd) is None

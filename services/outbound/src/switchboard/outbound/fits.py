@@ -3,21 +3,32 @@ the send route, the calendar and campaigns (a problem naming the field, or None)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.media_limits import media_items
-from switchboard.outbound.providers.mtproto import unsupported as user_unsupported
+from switchboard.outbound.providers import mtproto, telegram, viber, whatsapp
 from switchboard.outbound.text_limits import too_long
 from switchboard.runtime.http import ProblemResponse, error
 
+# What each channel's client refuses without a call (the same function refuses a command
+# from the bus): asked here first, a send it cannot carry was a 202 and a delivery.failed.
+UNSENDABLE: dict[Channel, Callable[[SendMessage], tuple[str, str] | None]] = {
+    Channel.TELEGRAM: telegram.unsendable,
+    Channel.WHATSAPP: whatsapp.unsendable,
+    Channel.VIBER: viber.unsendable,
+    Channel.MTPROTO: mtproto.unsupported,
+}
+
 
 def unfit(cmd: SendMessage) -> ProblemResponse | None:
-    """A 422 for content the channel cannot send (a user account's unsupported kinds, a
-    file by a URL that is not http(s)) or a text over its provider's limit; None when it
-    fits."""
-    if cmd.channel is Channel.MTPROTO and (problem := user_unsupported(cmd)) is not None:
+    """A 422 for content the channel cannot send (a kind, keyboard or reply it has no form
+    for, a file by a URL that is not http(s)) or a text over its provider's limit; None when
+    it fits."""
+    check = UNSENDABLE.get(cmd.channel)
+    if check is not None and (problem := check(cmd)) is not None:
         return error(422, "unsupported_content", problem[1], field=problem[0])
     for where, item in media_items(cmd):
         url = item.source.url

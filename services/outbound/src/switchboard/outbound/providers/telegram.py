@@ -275,6 +275,34 @@ def _form_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def unsendable(command: SendMessage) -> tuple[str, str] | None:
+    """(field, reason) when a bot cannot send ``command`` as it is, else None: the API
+    answers 422 naming the field before anything is queued, and the client refuses a
+    command from the bus the same way, without a call."""
+    content = command.content
+    if command.reply_to and not _is_int(command.reply_to):
+        return "reply_to", f"reply_to must be a Telegram message id, got {command.reply_to!r}"
+    if isinstance(content, OutTemplate):
+        return "content.kind", "templates are a WhatsApp feature; Telegram has none"
+    if isinstance(content, OutMediaGroup):
+        if command.keyboard is not None and reply_markup(command.keyboard) is not None:
+            return "keyboard", "a media group cannot carry a keyboard"
+        for index, item in enumerate(content.items):
+            if item.kind not in GROUPABLE:
+                return f"content.items[{index}].kind", (
+                    f"a media group holds photos, videos, audio or documents, not {item.kind}"
+                )
+    return None
+
+
 class TelegramClient:
     """Sends through one bot per account: `account.secrets["token"]`, optional
     `account.settings["api_base_url"]` (a local Bot API server, the sandbox)."""
@@ -313,18 +341,15 @@ class TelegramClient:
 
     async def _build(self, account: Account, command: SendMessage) -> _Request:
         """The Bot API method and parameters for `command` (cache lookups, no sending)."""
+        if (problem := unsendable(command)) is not None:
+            field, reason = problem
+            if field == "reply_to":
+                raise ProviderError(Failure.PERMANENT, "telegram_bad_reply_to", reason)
+            raise unsupported(PROVIDER, reason)
         params: dict[str, Any] = {"chat_id": chat_id(command.recipient)}
         if command.reply_to:
-            try:
-                reply_id = int(command.reply_to)
-            except ValueError:
-                raise ProviderError(
-                    Failure.PERMANENT,
-                    "telegram_bad_reply_to",
-                    f"reply_to must be a Telegram message id, got {command.reply_to!r}",
-                ) from None
             params["reply_parameters"] = {
-                "message_id": reply_id,
+                "message_id": int(command.reply_to),
                 "allow_sending_without_reply": True,
             }
         content = command.content
@@ -346,15 +371,11 @@ class TelegramClient:
                 params["caption"] = content.caption
             return request
         if isinstance(content, OutMediaGroup):
-            if markup is not None:
-                raise unsupported(PROVIDER, "a media group cannot carry a keyboard")
             return await self._media_group(owner, content, params)
         if isinstance(content, OutLocation):
             params["latitude"] = content.latitude
             params["longitude"] = content.longitude
             return _Request("sendLocation", params)
-        if isinstance(content, OutTemplate):
-            raise unsupported(PROVIDER, "templates are a WhatsApp feature; Telegram has none")
         raise unsupported(PROVIDER, f"unknown content {type(content).__name__}")
 
     async def _media_group(
@@ -363,12 +384,7 @@ class TelegramClient:
         """sendMediaGroup: InputMedia items, uploads attached as `attach://file<i>`."""
         request = _Request("sendMediaGroup", params)
         items: list[dict[str, Any]] = []
-        for index, item in enumerate(group.items):
-            if item.kind not in GROUPABLE:
-                raise unsupported(
-                    PROVIDER,
-                    f"a media group holds photos, videos, audio or documents, not {item.kind}",
-                )
+        for index, item in enumerate(group.items):  # kinds checked (``unsendable``)
             media = await self._media(owner, item)
             entry: dict[str, Any] = {"type": item.kind}
             self._attach(request, item.kind, f"file{index}", media)

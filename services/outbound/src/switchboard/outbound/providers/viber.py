@@ -100,6 +100,28 @@ def classify_status(status: int, message: str, body: dict[str, Any]) -> Provider
     return ProviderError(Failure.RETRYABLE, name, message or f"status {status}", raw=raw)
 
 
+def unsendable(command: SendMessage) -> tuple[str, str] | None:
+    """(field, reason) when Viber cannot carry ``command`` as it is, else None: the API
+    answers 422 naming the field before anything is queued, and the client refuses a
+    command from the bus the same way, without a call."""
+    content = command.content
+    if isinstance(content, OutMedia):
+        source = content.source
+        if content.kind == "photo" and source.url:
+            return None
+        if content.kind == "sticker" and source.file_id and source.file_id.isdigit():
+            return None
+        return "content.kind", (
+            "Viber sends photos by URL and stickers by numeric id; other media need "
+            "a public URL and the file size"
+        )
+    if isinstance(content, OutTemplate):
+        return "content.kind", "templates are a WhatsApp feature; Viber has none"
+    if isinstance(content, OutMediaGroup):
+        return "content.kind", "Viber has no albums: send the items one by one"
+    return None
+
+
 class ViberClient:
     """Sends through one Viber bot (public account) per account."""
 
@@ -153,6 +175,8 @@ class ViberClient:
 
     def build(self, account: Account, command: SendMessage) -> dict[str, Any]:
         """The send_message body (no network)."""
+        if (problem := unsendable(command)) is not None:
+            raise unsupported(PROVIDER, problem[1])
         name = str(account.settings.get("sender_name") or account.id)[:MAX_SENDER_NAME]
         sender: dict[str, Any] = {"name": name}
         if account.settings.get("sender_avatar"):
@@ -171,23 +195,13 @@ class ViberClient:
                 body.update(type="picture", media=source.url)
                 if content.caption:
                     body["text"] = content.caption
-            elif content.kind == "sticker" and source.file_id and source.file_id.isdigit():
-                body.update(type="sticker", sticker_id=int(source.file_id))
-            else:
-                raise unsupported(
-                    PROVIDER,
-                    "Viber sends photos by URL and stickers by numeric id; other media need "
-                    "a public URL and the file size",
-                )
+            else:  # a sticker by numeric id (``unsendable``)
+                body.update(type="sticker", sticker_id=int(source.file_id or ""))
         elif isinstance(content, OutLocation):
             body.update(
                 type="location", location={"lat": content.latitude, "lon": content.longitude}
             )
-        elif isinstance(content, OutTemplate):
-            raise unsupported(PROVIDER, "templates are a WhatsApp feature; Viber has none")
-        elif isinstance(content, OutMediaGroup):
-            raise unsupported(PROVIDER, "Viber has no albums: send the items one by one")
-        else:
+        else:  # a template, an album (``unsendable``) or content this client does not know
             raise unsupported(PROVIDER, f"unknown content {type(content).__name__}")
         if command.keyboard is not None:
             keyboard = keyboard_json(command.keyboard)

@@ -108,6 +108,51 @@ def _button_id(button: Button) -> str:
     return button.callback_data or button.text
 
 
+def keyboard_problem(keyboard: Keyboard, *, media: bool) -> str | None:
+    """Why WhatsApp cannot show ``keyboard`` (under a media header when ``media``), or None:
+    more than 10 buttons, a URL button beside others, a list (4-10) with media."""
+    if keyboard.type == "remove":
+        return None
+    buttons = [b for row in keyboard.rows for b in row]
+    if not buttons:
+        return None
+    if any(b.url for b in buttons):
+        if len(buttons) != 1:
+            return "WhatsApp allows one URL button per message, without reply buttons"
+        return None
+    if len(buttons) > MAX_LIST_ROWS:
+        return f"WhatsApp shows at most 10 choices, got {len(buttons)}"
+    if len(buttons) > MAX_REPLY_BUTTONS and media:
+        return "list messages (4-10 buttons) cannot carry media"
+    return None
+
+
+def unsendable(command: SendMessage) -> tuple[str, str] | None:
+    """(field, reason) when WhatsApp cannot carry ``command`` as it is, else None: the API
+    answers 422 naming the field before anything is queued, and the client refuses a
+    command from the bus the same way, without a call."""
+    content, keyboard = command.content, command.keyboard
+    if isinstance(content, OutMediaGroup):
+        return "content.kind", "WhatsApp has no albums: send the items one by one"
+    if keyboard is None:
+        return None
+    if isinstance(content, OutTemplate):
+        if keyboard.rows:
+            return "keyboard", "template buttons are defined by the template itself"
+        return None
+    if isinstance(content, OutMedia):
+        if keyboard.type == "remove" or not keyboard.rows:
+            return None
+        if MEDIA_KINDS[content.kind] not in HEADER_KINDS or not content.caption:
+            return "keyboard", "buttons with media need an image, video or document and a caption"
+        problem = keyboard_problem(keyboard, media=True)
+    elif isinstance(content, OutText):
+        problem = keyboard_problem(keyboard, media=False)
+    else:
+        return None
+    return None if problem is None else ("keyboard", problem)
+
+
 def interactive(
     keyboard: Keyboard,
     body: str,
@@ -122,6 +167,8 @@ def interactive(
     one URL button -> `cta_url`. More than 10 buttons, or URL buttons mixed with others,
     cannot be expressed: PERMANENT `whatsapp_unsupported`.
     """
+    if (problem := keyboard_problem(keyboard, media=header is not None)) is not None:
+        raise unsupported(PROVIDER, problem)
     if keyboard.type == "remove":
         return None
     buttons = [b for row in keyboard.rows for b in row]
@@ -129,10 +176,6 @@ def interactive(
         return None
     links = [b for b in buttons if b.url]
     if links:
-        if len(buttons) != 1:
-            raise unsupported(
-                PROVIDER, "WhatsApp allows one URL button per message, without reply buttons"
-            )
         result: dict[str, Any] = {
             "type": "cta_url",
             "body": {"text": body},
@@ -158,9 +201,7 @@ def interactive(
                 ]
             },
         }
-    elif len(buttons) <= MAX_LIST_ROWS:
-        if header is not None:
-            raise unsupported(PROVIDER, "list messages (4-10 buttons) cannot carry media")
+    else:  # 4-10 (``keyboard_problem``)
         rows = []
         for b in buttons:
             row: dict[str, Any] = {"id": _button_id(b), "title": _fit(b.text, ROW_TITLE)}
@@ -172,8 +213,6 @@ def interactive(
             "body": {"text": body},
             "action": {"button": list_button, "sections": [{"rows": rows}]},
         }
-    else:
-        raise unsupported(PROVIDER, f"WhatsApp shows at most 10 choices, got {len(buttons)}")
     if header is not None:
         result["header"] = header
     return result
@@ -281,6 +320,8 @@ class WhatsAppClient:
 
     async def build(self, account: Account, command: SendMessage) -> dict[str, Any]:
         """The JSON body of the send (uploads bytes first, so it may call the API)."""
+        if (problem := unsendable(command)) is not None:
+            raise unsupported(PROVIDER, problem[1])
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -300,8 +341,6 @@ class WhatsAppClient:
                     type="text", text={"body": content.text, "preview_url": content.preview_url}
                 )
         elif isinstance(content, OutTemplate):
-            if keyboard is not None and keyboard.rows:
-                raise unsupported(PROVIDER, "template buttons are defined by the template itself")
             template: dict[str, Any] = {
                 "name": content.name,
                 "language": {"code": content.language},
@@ -313,12 +352,7 @@ class WhatsAppClient:
             kind = MEDIA_KINDS[content.kind]
             media = await self._media(account, content, kind)
             buttons = keyboard is not None and keyboard.type != "remove" and keyboard.rows
-            if buttons and keyboard is not None:
-                if kind not in HEADER_KINDS or not content.caption:
-                    raise unsupported(
-                        PROVIDER,
-                        "buttons with media need an image, video or document and a caption",
-                    )
+            if buttons and keyboard is not None and content.caption:  # (``unsendable``)
                 header = {"type": kind, kind: media}
                 action = interactive(keyboard, content.caption, header, list_button)
                 body.update(type="interactive", interactive=action)
@@ -333,9 +367,7 @@ class WhatsAppClient:
                 type="location",
                 location={"latitude": content.latitude, "longitude": content.longitude},
             )
-        elif isinstance(content, OutMediaGroup):
-            raise unsupported(PROVIDER, "WhatsApp has no albums: send the items one by one")
-        else:
+        else:  # an album (``unsendable``) or content this client does not know
             raise unsupported(PROVIDER, f"unknown content {type(content).__name__}")
         return body
 
