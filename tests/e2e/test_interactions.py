@@ -19,6 +19,7 @@ from tests.support.streams import events_where
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.delivery import InteractionApplied, InteractionFailed
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 
@@ -44,20 +45,19 @@ class Env:
         return next((m for m in found if str(m["message_id"]) == provider_id), None)
 
 
+def accounts(sandbox: str) -> list[Account]:
+    """The bot ``shop`` and a Viber bot (which has no interactions) of workspace demo."""
+    return [
+        telegram_shop(sandbox, TOKEN),
+        sandbox_account(sandbox, Channel.VIBER, "vshop", {"token": "viber-inter"}),
+    ]
+
+
 @pytest.fixture
 async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     box = Sandbox(SandboxConfig())
     box.telegram.add_bot(TOKEN, "inter_bot")
-    async with outbound_stack(
-        box,
-        nats_url,
-        monkeypatch,
-        lambda sandbox: [
-            telegram_shop(sandbox, TOKEN),
-            sandbox_account(sandbox, Channel.VIBER, "vshop", {"token": "viber-inter"}),
-        ],
-        timeout=30,
-    ) as stack:
+    async with outbound_stack(box, nats_url, monkeypatch, accounts, timeout=30) as stack:
         yield Env(box, stack.url, stack.http, nats_url)
 
 
