@@ -5,7 +5,7 @@ key bucket, one request body limit, and JSON errors for auth, scopes and validat
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -213,6 +213,23 @@ def _has_nul(scope: Scope) -> bool:
     return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
 
 
+def not_json(request: Request, errors: Sequence[Mapping[str, Any]]) -> Response | None:
+    """A 415 naming the media type when a JSON body came as something else: FastAPI reads
+    only a JSON type (or none) as JSON, so ``curl -d`` (a form type) got "body: Input should
+    be a valid dictionary", which names no cause."""
+    given = request.headers.get("content-type", "")
+    kind = given.split(";")[0].strip().lower()
+    if not kind or kind == "application/json" or kind.endswith("+json"):
+        return None
+    if not any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return None
+    return error(
+        415,
+        "unsupported_media_type",
+        f"the body is read as JSON: send it with Content-Type: application/json, not {kind}",
+    )
+
+
 def service_app(
     *,
     service: str,
@@ -284,7 +301,9 @@ def service_app(
         return exc.response
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if (refused := not_json(request, exc.errors())) is not None:
+            return refused
         # FastAPI's locations already start with where: body, query, path, header.
         return invalid(exc.errors(), prefix="")
 

@@ -206,6 +206,8 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = op["responses"]
             responses.setdefault("422", {"description": "Invalid request"})
+            if "application/json" in op.get("requestBody", {}).get("content", {}):
+                responses.setdefault("415", {"description": "the body was not sent as JSON"})
             responses.setdefault("500", {"description": "Internal error (a bug; see the logs)"})
             for status, answer in responses.items():
                 if status[:1] in ("4", "5"):
