@@ -165,6 +165,12 @@ async def test_a_campaign_completes_with_exact_totals(env: Env) -> None:
     assert {e.message_id.rsplit(":", 2)[0] for e in sent} == {"exact"}
     async with httpx.AsyncClient() as http:
         state = (await http.get(f"{env.urls[1]}/v1/campaigns/exact", headers=AUTH)).json()
+        # A completed campaign has nothing to pause, resume or cancel: each was answered 202
+        # and silently ignored by the campaign; now a 409 naming its status.
+        for action in ("pause", "resume", "cancel"):
+            r = await http.post(f"{env.urls[0]}/v1/campaigns/exact/{action}", headers=AUTH)
+            assert (r.status_code, r.json()["code"]) == (409, "campaign_final"), r.text
+            assert "completed" in r.json()["detail"], r.text
     assert (state["status"], state["sent"], state["failed"], state["remaining"]) == (
         "completed",
         299,

@@ -137,24 +137,37 @@ async def add(
 
 async def _control(request: Request, campaign_id: str, ws: str, action: str) -> Response:
     ports = _ports(request)
-    require(await ports.store.state(campaign_key(ws, campaign_id)), ws, "campaign", campaign_id)
+    state = require(
+        await ports.store.state(campaign_key(ws, campaign_id)), ws, "campaign", campaign_id
+    )
+    if state.status in ("cancelled", "completed"):  # the campaign would ignore it
+        return error(409, "campaign_final", f"campaign {campaign_id!r} is {state.status}: "
+                     f"there is nothing to {action}", campaign_status=state.status)  # fmt: skip
     reason = request.query_params.get("reason")
     cmd = ControlCampaign(campaign_id=campaign_id, action=action, reason=reason)
     await ports.bus.publish(cmd, workspace_id=ws)
     return JSONResponse({"campaign_id": campaign_id, "action": action}, 202)
 
 
-@router.post("/{campaign_id}/pause", status_code=202, summary="Pause (sends not made wait)")
+FINAL: dict[int | str, dict[str, Any]] = {
+    409: {"description": "`campaign_final`: the campaign is completed or cancelled"}
+}
+
+
+@router.post("/{campaign_id}/pause", status_code=202, summary="Pause (sends not made wait)",
+             responses=FINAL)  # fmt: skip
 async def pause(request: Request, campaign_id: str, ws: Workspace) -> Response:
     return await _control(request, campaign_id, ws, "pause")
 
 
-@router.post("/{campaign_id}/resume", status_code=202, summary="Resume a paused campaign")
+@router.post("/{campaign_id}/resume", status_code=202, summary="Resume a paused campaign",
+             responses=FINAL)  # fmt: skip
 async def resume(request: Request, campaign_id: str, ws: Workspace) -> Response:
     return await _control(request, campaign_id, ws, "resume")
 
 
-@router.post("/{campaign_id}/cancel", status_code=202, summary="Cancel (final)")
+@router.post("/{campaign_id}/cancel", status_code=202, summary="Cancel (final)",
+             responses=FINAL)  # fmt: skip
 async def cancel(request: Request, campaign_id: str, ws: Workspace) -> Response:
     return await _control(request, campaign_id, ws, "cancel")
 
