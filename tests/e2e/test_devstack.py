@@ -88,6 +88,20 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
                     )
 
                 await eventually(probed, timeout=30, message=f"{service} probed {key}")
+
+            # The README's login, as written: a user the fake Telegram knows (its "SMS" code
+            # fixed), the phone alone (the app is the gateway's default), then the code.
+            # Before, the first step answered 400 "api_id and api_hash are needed".
+            mt = f"http://127.0.0.1:{PORTS['mtproto']}/v1/sessions/sales-1"
+            key = {"Authorization": "Bearer demo-key"}
+            r = await http.post(f"http://127.0.0.1:{SANDBOX_PORT}/_sandbox/mtproto/users",
+                                json={"phone": "+447700900123", "first_name": "Sales",
+                                      "code": "12345"})  # fmt: skip
+            assert r.status_code in (200, 201), r.text
+            r = await http.post(f"{mt}/login", json={"phone": "+447700900123"}, headers=key)
+            assert (r.status_code, r.json().get("state")) == (200, "code_sent"), r.text
+            r = await http.post(f"{mt}/login/code", json={"code": "12345"}, headers=key)
+            assert (r.status_code, r.json().get("state")) == (200, "authorized"), r.text
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, (tmp_path / "up.log").read_text()

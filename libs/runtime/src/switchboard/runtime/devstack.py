@@ -52,6 +52,7 @@ DEMO_WORKSPACE = "demo"
 ADMIN_TOKEN = "demo-admin"
 DEMO_SESSION = "demo"  # an MTProto user session on the sandbox's fake Telegram
 DEMO_PHONE = "+15550100001"
+SANDBOX_API_ID, SANDBOX_API_HASH = 1, "0" * 32  # the fake Telegram's app: any is taken
 HOST = "127.0.0.1"
 
 
@@ -107,6 +108,10 @@ class Stack:
             # The dev stack is offline: the gateway's Telethon talks to the sandbox's
             # wire-level MTProto fake (its address from SANDBOX_URL/mtproto/server).
             "SWITCHBOARD_MTPROTO_ADAPTER": "sandbox",
+            # The app a login uses when the request names none (the README's login example):
+            # the fake takes any, as the demo session's import does.
+            "SWITCHBOARD_MTPROTO_API_ID": str(SANDBOX_API_ID),
+            "SWITCHBOARD_MTPROTO_API_HASH": SANDBOX_API_HASH,
             # The sandbox's files (Viber's media URLs) are on this machine, not public.
             "SWITCHBOARD_CRM_MEDIA_PRIVATE_URLS": "true",
         }
@@ -196,7 +201,8 @@ async def _register_demo_session(client: httpx.AsyncClient) -> None:
     )
     r.raise_for_status()
     session = r.json()["sessions"][0]["session"]
-    body = {"session": session, "api_id": 1, "api_hash": "0" * 32, "workspace_id": DEMO_WORKSPACE}
+    body = {"session": session, "api_id": SANDBOX_API_ID, "api_hash": SANDBOX_API_HASH,
+            "workspace_id": DEMO_WORKSPACE}  # fmt: skip
     url = f"http://{HOST}:{PORTS['mtproto']}/v1/sessions/{DEMO_SESSION}"
     # The gateway acts for a workspace only with that workspace's key (the operator token
     # opens operator routes only).
