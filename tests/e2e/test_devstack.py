@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -102,7 +103,23 @@ async def test_up_serves_the_readme_scenario_and_stops_cleanly(tmp_path: Path) -
             assert (r.status_code, r.json().get("state")) == (200, "code_sent"), r.text
             r = await http.post(f"{mt}/login/code", json={"code": "12345"}, headers=key)
             assert (r.status_code, r.json().get("state")) == (200, "authorized"), r.text
+
+            # The CLI beside the stack, with the settings `up` wrote (the README's rebuild):
+            # without them every command stopped at "setting ... is invalid".
+            settings = data / "env"
+            assert settings.stat().st_mode & 0o777 == 0o600  # it holds the dev keys
+            cli_env = {**env, **dict(
+                (k, shlex.split(v)[0]) for k, _, v in
+                (line.partition("=") for line in settings.read_text().splitlines())
+            )}  # fmt: skip
+            for args in (["crm", "rebuild"], ["keys", "list"]):
+                done = subprocess.run(
+                    [sys.executable, "-m", "switchboard.runtime.cli", *args],
+                    env=cli_env, capture_output=True, text=True, timeout=120,
+                )  # fmt: skip
+                assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, (tmp_path / "up.log").read_text()
     assert not (data / "stack.json").exists()
+    assert not (data / "env").exists()

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -52,6 +53,7 @@ DEMO_WORKSPACE = "demo"
 ADMIN_TOKEN = "demo-admin"
 DEMO_SESSION = "demo"  # an MTProto user session on the sandbox's fake Telegram
 DEMO_PHONE = "+15550100001"
+ENV_FILE = "env"  # in the data directory: the services' settings, for the CLI beside them
 SANDBOX_API_ID, SANDBOX_API_HASH = 1, "0" * 32  # the fake Telegram's app: any is taken
 HOST = "127.0.0.1"
 
@@ -139,6 +141,22 @@ class Stack:
         if self.nats:
             self.nats.stop()
         (self.data / "stack.json").unlink(missing_ok=True)
+        (self.data / ENV_FILE).unlink(missing_ok=True)
+
+    def write_env(self, env: dict[str, str]) -> Path:
+        """The settings the services run with, as shell exports (``set -a; . .data/env``):
+        the CLI beside the stack (``crm rebuild``, ``ingest renormalize``, ``accounts``)
+        needs the same NATS, database and keys. Owner-only: it holds the dev keys."""
+        extra = {
+            "SWITCHBOARD_INGEST_URL": f"http://{HOST}:{PORTS['ingest']}",
+            "SWITCHBOARD_API_KEY": DEMO_API_KEY,
+        }
+        chosen = {k: v for k, v in env.items() if k.startswith("SWITCHBOARD_")} | extra
+        path = self.data / ENV_FILE
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in sorted(chosen.items())))
+        return path
 
 
 async def _wait_ready(url: str, proc: subprocess.Popen[bytes], name: str, log: Path) -> None:
@@ -255,6 +273,7 @@ def up(data: Path) -> int:
         stack.postgres = EmbeddedPostgres(data / "postgres", port=_port(POSTGRES_PORT)).start()
         keys = dev_keys(data)
         env = stack.env(keys, dev_pepper(data))
+        stack.write_env(env)
         has_sandbox = importlib.util.find_spec("switchboard.sandbox.cli") is not None
         if has_sandbox:
             progress(started, "starting the sandbox providers")
@@ -390,7 +409,10 @@ def _print_banner(stack: Stack) -> None:
         f"  MTProto user session '{DEMO_SESSION}' on the sandbox's fake Telegram (Telethon "
         "reaches it at GET /mtproto/server of the sandbox; examples/mtproto_telethon_script.py)",
         "  /metrics and /health/* of each service on its port + 1000 (e.g. 9080)",
-        "  more API keys: uv run switchboard keys create --workspace W --scopes read,send",
+        f"  the CLI beside it takes the stack's settings: set -a; . {stack.data / ENV_FILE}; "
+        "set +a",
+        "  then e.g. more API keys: uv run switchboard keys create --workspace W --scopes "
+        "read,send",
         f"  logs in {stack.data}/logs; Ctrl-C or `just down` stops everything",
         "",
     ]
