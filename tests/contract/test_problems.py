@@ -239,3 +239,35 @@ def test_document_problems_leaves_success_answers_alone() -> None:
     assert out["200"]["content"] == {"application/json": {}}
     assert list(out["404"]["content"]) == [PROBLEM_JSON]
     assert set(out) == {"200", "404", "422", "500"}
+
+
+async def test_a_field_inside_a_tagged_union_is_named_by_its_path_in_the_body() -> None:
+    """Pydantic puts the chosen member of a discriminated union in an error's location: an
+    empty text was ``body.content.text.text`` and a photo's bad source
+    ``body.content.photo.source``, paths that are in no request. Each is now the field's own
+    path in the body, on a route that validates itself and on one with a body dependency."""
+    app = _app("outbound")
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    send = {"message_id": "m", "channel": "telegram", "account": "shop", "recipient": "1"}
+    post = {"destination": {"channel": "telegram", "account": "shop", "chat": "@x"},
+            "at": "2099-01-01T00:00:00Z"}  # fmt: skip
+    cases = [
+        ("/v1/messages", {**send, "content": {"kind": "text", "text": ""}}, "body.content.text"),
+        ("/v1/messages", {**send, "content": {"kind": "photo", "source": {}}},
+         "body.content.source"),
+        ("/v1/messages",
+         {**send, "content": {"kind": "media_group", "items": [
+             {"kind": "photo", "source": {"url": "https://a.test/1"}},
+             {"kind": "video", "source": {}}]}},
+         "body.content.items.1.source"),
+        ("/v1/calendar/posts", {**post, "content": {"kind": "text", "text": ""}},
+         "body.content.text"),
+    ]  # fmt: skip
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
+        for url, body, path in cases:
+            r = await http.post(url, json=body, headers=headers)
+            problem = assert_problem(r, 422)
+            assert problem["errors"][0]["path"] == path, problem
+            assert problem["detail"].startswith(f"{path}: "), problem
+            assert all(".text.text" not in e["path"] for e in problem["errors"]), problem

@@ -305,7 +305,7 @@ def service_app(
         if (refused := not_json(request, exc.errors())) is not None:
             return refused
         # FastAPI's locations already start with where: body, query, path, header.
-        return invalid(exc.errors(), prefix="")
+        return invalid(exc.errors(), prefix="", data={"body": exc.body})
 
     @app.exception_handler(PayloadTooLargeError)
     async def _too_large_for_the_bus(request: Request, exc: PayloadTooLargeError) -> Response:

@@ -136,12 +136,49 @@ def error(
     return ProblemResponse(body, status, headers)
 
 
-def field_errors(details: Iterable[Mapping[str, Any]], prefix: str = "") -> list[dict[str, str]]:
+# The fields our discriminated unions are told apart by (content ``kind``, keyboard and step
+# ``type``): pydantic names the chosen member in an error's location.
+UNION_TAGS = ("kind", "type")
+
+
+def without_tags(data: Any, loc: Sequence[int | str]) -> tuple[int | str, ...]:
+    """``loc`` without the members of discriminated unions pydantic puts in it: they are not
+    in the input (``body.content.text.text`` is the field ``body.content.text``), so walk
+    ``data``, the validated input, and drop a part that names its node's tag."""
+    out: list[int | str] = []
+    node = data
+    skipped = False
+    for part in loc:
+        if (
+            isinstance(node, Mapping)
+            and not skipped
+            and any(node.get(tag) == part for tag in UNION_TAGS)
+        ):
+            skipped = True
+            continue
+        skipped = False
+        out.append(part)
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list | tuple) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def field_errors(
+    details: Iterable[Mapping[str, Any]], prefix: str = "", data: Any = None
+) -> list[dict[str, str]]:
     """``errors`` members from pydantic's error details (``loc`` and ``msg`` only: never the
-    library's documentation links or the input, which may hold secrets)."""
+    library's documentation links or the input, which may hold secrets); with ``data``, the
+    input the locations are in, without the union tags pydantic adds (``without_tags``)."""
     found: list[dict[str, str]] = []
     for e in details:
-        loc = [str(p) for p in e.get("loc", ())]
+        where = e.get("loc", ())
+        if data is not None:
+            where = without_tags(data, where)
+        loc = [str(p) for p in where]
         path = ".".join([prefix, *loc] if prefix else loc) or prefix or "request"
         found.append({"path": path, "message": str(e.get("msg", "invalid"))})
     return found
@@ -153,11 +190,13 @@ def invalid(
     prefix: str = "body",
     status: int = 422,
     limit: int = 20,
+    data: Any = None,
 ) -> ProblemResponse:
     """A 422 problem naming every invalid field of a pydantic validation (``prefix``: where
-    the validated value came from, e.g. ``body``)."""
+    the validated value came from, e.g. ``body``; ``data``: that value, so the paths are
+    the input's own)."""
     details = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc
-    problems = field_errors(list(details)[:limit], prefix)
+    problems = field_errors(list(details)[:limit], prefix, data)
     if not problems:
         problems = [{"path": prefix or "request", "message": "invalid"}]
     first = problems[0]
@@ -185,7 +224,7 @@ def json_body(model: type[M], code: str, *, path_fields: Sequence[str] = ()) -> 
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise ProblemError(invalid(exc, code)) from None
+            raise ProblemError(invalid(exc, code, data=data)) from None
 
     return Depends(parse)
 

@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from switchboard.events.catalog.common import Channel
 from switchboard.flows.errors import FlowsServiceError
+from switchboard.runtime.http import without_tags
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -443,31 +444,10 @@ def _structural(data: Any) -> tuple[FlowDocument | None, list[dict[str, str]]]:
             )
         ]
         problems = [
-            {"path": json_path(_without_tags(data, err["loc"])), "reason": err["msg"]}
+            {"path": json_path(without_tags(data, err["loc"])), "reason": err["msg"]}
             for err in errors
         ]
         return None, problems
-
-
-def _without_tags(data: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """Pydantic puts the chosen member of a discriminated union (the ``type``) in an error's
-    location; it is not part of the document, so walk the input and drop it."""
-    out: list[int | str] = []
-    node = data
-    skipped = False
-    for part in loc:
-        if isinstance(node, dict) and not skipped and node.get("type") == part:
-            skipped = True
-            continue
-        skipped = False
-        out.append(part)
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list | tuple) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return tuple(out)
 
 
 def _semantic(doc: FlowDocument) -> list[dict[str, str]]:

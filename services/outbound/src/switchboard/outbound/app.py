@@ -410,7 +410,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             if cmd.priority is Priority.BULK:
                 cmd = SendBulk.model_validate(body)
         except ValidationError as exc:
-            return invalid(exc, "invalid_message")
+            return invalid(exc, "invalid_message", data=body)
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
         if (problem := unfit(cmd)) is not None:
             return problem
@@ -516,12 +516,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     async def reschedule(
         message_id: str, ws: Workspace, body: Annotated[dict[str, Any], Body()]
     ) -> Response:
+        data = {**body, "message_id": message_id, "action": "reschedule"}
         try:
-            cmd = ChangeScheduledSend.model_validate(
-                {**body, "message_id": message_id, "action": "reschedule"}
-            )
+            cmd = ChangeScheduledSend.model_validate(data)
         except ValidationError as exc:
-            return invalid(exc, "invalid_message")
+            return invalid(exc, "invalid_message", data=data)
         return await change(ws, message_id, cmd.not_before)
 
     async def interact(
@@ -532,7 +531,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         try:
             cmd = model.model_validate(body)
         except ValidationError as exc:
-            return invalid(exc, "invalid_message")
+            return invalid(exc, "invalid_message", data=body)
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
         if cmd.channel is not Channel.TELEGRAM:  # the lane would fail it, later
             return error(422, "unsupported", f"{cmd.channel.value} has no {cmd.name} for "
