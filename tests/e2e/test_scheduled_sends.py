@@ -166,6 +166,31 @@ async def test_a_naive_time_is_422_naming_the_field_and_nothing_is_queued(
     assert (await env.bus.js.stream_info("OUTBOUND")).state.messages == 0
 
 
+@pytest.mark.parametrize(
+    ("times", "says"),
+    [
+        ({"expires_at": ahead(-60)}, "expires_at: is in the past"),
+        ({"not_before": ahead(3600), "expires_at": ahead(600)}, "expires_at: not after"),
+    ],
+    ids=["expired", "expires-before-due"],
+)
+async def test_a_send_that_could_never_leave_is_422_naming_expires_at(
+    env: Env, times: dict[str, str], says: str
+) -> None:
+    """An ``expires_at`` already past, or not after the ``not_before`` the send waits for:
+    the send can never leave. It was answered 202 and failed ``expired`` later; now a 422
+    naming the field, and nothing is queued."""
+    message_id = f"never-{len(says)}"
+    r = await env.http.post(
+        f"{env.url}/v1/messages", json=body("never", message_id=message_id, **times), headers=A
+    )
+    assert r.status_code == 422, r.text
+    assert (r.json()["field"], r.json()["detail"][: len(says)]) == ("expires_at", says), r.text
+    missing = await env.http.get(f"{env.url}/v1/messages/{message_id}", headers=A)
+    assert missing.status_code == 404
+    assert (await env.bus.js.stream_info("OUTBOUND")).state.messages == 0
+
+
 async def test_a_naive_time_on_the_bus_is_dead_lettered_at_once_with_the_reason(env: Env) -> None:
     enc = encode(
         text_send("naive-bus", "4001", "naive"),

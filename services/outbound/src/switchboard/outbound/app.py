@@ -47,7 +47,7 @@ from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.conversions import ConversionSender
 from switchboard.outbound.dispatch import ProviderCommands
 from switchboard.outbound.erasure import ErasedSends, forget
-from switchboard.outbound.fits import unfit
+from switchboard.outbound.fits import never_leaves, unfit
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import IdempotencyKeys
 from switchboard.outbound.interactions import Interactions
@@ -412,7 +412,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         except ValidationError as exc:
             return invalid(exc, "invalid_message", data=body)
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
-        if (problem := unfit(cmd)) is not None:
+        if (problem := unfit(cmd) or never_leaves(cmd, deps().attempts.now())) is not None:
             return problem
         try:
             sizes = await deps().uploads.sizes(ws, cmd)

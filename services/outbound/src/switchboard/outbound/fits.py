@@ -4,6 +4,7 @@ the send route, the calendar and campaigns (a problem naming the field, or None)
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from switchboard.events.catalog.common import Channel
@@ -37,4 +38,17 @@ def unfit(cmd: SendMessage) -> ProblemResponse | None:
                          "http(s) URLs only", field=f"{where}.url")  # fmt: skip
     if (long := too_long(cmd)) is not None:
         return error(422, "too_long", long.reason, field=long.field)
+    return None
+
+
+def never_leaves(cmd: SendMessage, now: datetime) -> ProblemResponse | None:
+    """A 422 naming ``expires_at`` when the send could never leave (it expires before it is
+    due, or has already expired: it would only fail ``expired`` later); None otherwise."""
+    if cmd.expires_at is None:
+        return None
+    if cmd.expires_at <= now:
+        return error(422, "invalid_message", "expires_at: is in the past", field="expires_at")
+    if cmd.not_before is not None and cmd.expires_at <= cmd.not_before:
+        return error(422, "invalid_message", "expires_at: not after not_before: the send "
+                     "would expire before it is due", field="expires_at")  # fmt: skip
     return None
