@@ -162,6 +162,11 @@ async def test_a_json_body_sent_as_a_form_is_a_415_naming_the_type(service: str)
             problem = assert_problem(r, 415)
             assert problem["code"] == "unsupported_media_type", (service, method, url, problem)
             assert "application/x-www-form-urlencoded" in problem["detail"], problem
+        if service == "outbound":  # an upload is multipart: its own answer, never "send JSON"
+            r = await http.post("/v1/uploads", headers={**headers, "Content-Type": "text/plain"},
+                                content=b"hello")  # fmt: skip
+            problem = assert_problem(r, 422)
+            assert "multipart/form-data" in problem["detail"], problem
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

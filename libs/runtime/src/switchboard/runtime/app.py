@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
@@ -217,6 +217,9 @@ def not_json(request: Request, errors: Sequence[Mapping[str, Any]]) -> Response 
     """A 415 naming the media type when a JSON body came as something else: FastAPI reads
     only a JSON type (or none) as JSON, so ``curl -d`` (a form type) got "body: Input should
     be a valid dictionary", which names no cause."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    if body is None or isinstance(body.field_info, params.Form):  # a form or file route
+        return None
     given = request.headers.get("content-type", "")
     kind = given.split(";")[0].strip().lower()
     if not kind or kind == "application/json" or kind.endswith("+json"):
