@@ -223,6 +223,22 @@ async def test_an_upload_that_is_not_multipart_is_422_naming_the_body(env: Env) 
     assert [e["path"] for e in r.json()["errors"]] == ["body"]
 
 
+async def test_an_empty_file_or_two_files_in_one_upload_are_422_naming_the_file(env: Env) -> None:
+    """An empty file (which no provider sends) was stored and its send failed at the
+    provider; of two `file` parts the last was kept without a word. Each is now a 422."""
+    empty = await env.upload(b"")
+    assert (empty.status_code, empty.json()["field"]) == (422, "file"), empty.text
+    assert "empty" in empty.json()["detail"]
+    two = await env.http.post(
+        f"{env.url}/v1/uploads",
+        files=[("file", ("a.png", b"a" * 10, "image/png")), ("file", ("b.png", b"b" * 10,
+                                                                     "image/png"))],
+        headers=A,
+    )  # fmt: skip
+    assert (two.status_code, two.json()["field"]) == (422, "file"), two.text
+    assert "one file" in two.json()["detail"]
+
+
 async def test_on_the_bus_an_unknown_or_oversize_upload_fails_without_a_provider_call(
     env: Env,
 ) -> None:

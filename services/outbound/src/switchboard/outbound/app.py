@@ -442,16 +442,22 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         "upload limit is checked here",
         responses={
             413: {"description": "over the provider's upload limit (or over every limit)"},
-            422: {"description": "not multipart, no file, or an unknown channel or kind"},
+            422: {
+                "description": "not multipart, no file, an empty file or more than one, or "
+                "an unknown channel or kind"
+            },
         },
     )
     async def upload(
+        request: Request,
         ws: Workspace,
         _: Annotated[None, Depends(_multipart)],
         file: UploadFile,
         channel: Annotated[Channel | None, Form()] = None,
         kind: Annotated[str | None, Form(pattern=MEDIA_KIND)] = None,
     ) -> Response:
+        if len((await request.form()).getlist("file")) > 1:  # the last one was kept, silently
+            return error(422, "invalid_request", "file: one file per upload", field="file")
         size = file.size if file.size is not None else 0
         limit = limit_of(channel, kind) if channel and kind else None
         cap, what = limit or (largest_limit(), "any provider's uploads")
@@ -463,6 +469,9 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                 field="file",
             )
         data = await file.read()
+        if not data:
+            return error(422, "invalid_request", "file: is empty; no provider sends an empty "
+                         "file", field="file")  # fmt: skip
         mime = file.content_type or "application/octet-stream"
         try:
             saved = await deps().uploads.save(ws, data, mime, file.filename)
