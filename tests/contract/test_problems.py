@@ -276,3 +276,20 @@ async def test_a_field_inside_a_tagged_union_is_named_by_its_path_in_the_body() 
             assert problem["errors"][0]["path"] == path, problem
             assert problem["detail"].startswith(f"{path}: "), problem
             assert all(".text.text" not in e["path"] for e in problem["errors"]), problem
+
+
+async def test_a_session_string_telethon_cannot_read_is_a_422_naming_it() -> None:
+    """An import of a string that is no Telethon StringSession was answered 201 ``active``
+    and revoked at its first connect (``auth_key_unregistered``), found importing one on
+    ``just up``. It is refused at the door; the answer never quotes the string."""
+    app = _app("mtproto")
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    garbage = "1BVtsOKABu1234567890garbagegarbagegarbage=="
+    body = {"session": garbage, "api_id": 1, "api_hash": "0" * 32}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
+        r = await http.put("/v1/sessions/imported", json=body, headers=headers)
+    problem = assert_problem(r, 422)
+    assert [e["path"] for e in problem["errors"]] == ["body.session"], problem
+    assert "not a Telethon session string" in problem["detail"], problem
+    assert garbage not in r.text

@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
+from telethon.crypto import AuthKey
+from telethon.sessions import StringSession
 from tests.support.conv import publish_all, received
 from tests.support.flow_docs import keyword_flow
 from tests.support.outbound import register, sandbox_account, text_send
@@ -49,6 +51,16 @@ from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox
 
+
+def _session_string() -> str:
+    """A StringSession Telethon reads (its key known to no server): an import body."""
+    made = StringSession()
+    made.set_dc(2, "127.0.0.1", 443)
+    made.auth_key = AuthKey(b"k" * 256)
+    return str(made.save())
+
+
+SESSION = _session_string()
 pytestmark = pytest.mark.e2e
 ADMIN = "tenancy-admin-token-3f1"
 TOKEN_A = "300000021:tenancy-a"
@@ -191,7 +203,7 @@ BODIES: dict[tuple[str, str, str], Callable[[Ids], dict[str, Any]]] = {
     ("mtproto", "POST", "/v1/sessions/{session_id}/login/code"): lambda i: {"code": "12345"},
     ("mtproto", "POST", "/v1/sessions/{session_id}/login/password"): lambda i: {"password": "pw"},
     ("mtproto", "PUT", "/v1/sessions/{session_id}"): lambda i: {
-        "session": "x" * 32, "api_id": 1, "api_hash": "a" * 32,
+        "session": SESSION, "api_id": 1, "api_hash": "a" * 32,
     },
     ("mtproto", "POST", "/v1/sessions/{session_id}/subscriptions"): lambda i: {"peer": "@channel"},
     ("mtproto", "POST", "/v1/sessions/{session_id}/backfills"): lambda i: {"peer": "@channel"},

@@ -37,6 +37,18 @@ API_ID = 12345
 API_HASH = "0123456789abcdef0123456789abcdef"
 
 
+def session_string(dc_id: int = 2) -> str:
+    """A StringSession Telethon reads (a key no server knows): imports that never connect
+    with it, where only what the API does with an import is tested."""
+    from telethon.crypto import AuthKey
+    from telethon.sessions import StringSession
+
+    made = StringSession()
+    made.set_dc(dc_id, "127.0.0.1", 443)
+    made.auth_key = AuthKey(b"k" * 256)
+    return str(made.save())
+
+
 def keyring() -> Keyring:
     kid, _, material = KEY.partition(":")
     return Keyring({kid: base64.b64decode(material)}, kid)

@@ -11,7 +11,7 @@ import pytest
 
 from switchboard.mtproto.cli import main as cli
 
-from .mtproto_support import ADMIN, DEMO_KEY, OPERATOR, OTHER, OTHER_KEY, world
+from .mtproto_support import ADMIN, DEMO_KEY, OPERATOR, OTHER, OTHER_KEY, session_string, world
 
 PHONE = "+15551239001"
 READ_ONLY = {"Authorization": "Bearer mtproto-read-key"}
@@ -49,7 +49,7 @@ async def test_a_key_acts_only_on_its_own_workspace_sessions(
                 assert r.status_code == 404, (method, path, r.text)
             # ... ids are per workspace: under the same id it gets a session of its own, as
             # under a free id, nor can it act in the name of another workspace.
-            imported = {"session": "x" * 32, "api_id": 1, "api_hash": "x" * 16}
+            imported = {"session": session_string(), "api_id": 1, "api_hash": "x" * 16}
             r = await http.put("/v1/sessions/ada", headers=OTHER, json=imported)
             assert r.status_code == 201, r.text
             assert (r.json()["session_id"], r.json()["workspace_id"]) == ("ada", "other")
@@ -85,7 +85,7 @@ async def test_two_workspaces_importing_one_free_id_at_once_keep_their_own(
             instance_id="k2", api_keys="mtproto-demo-key=demo,mtproto-other-key=other"
         )
         demo = {"Authorization": f"Bearer {DEMO_KEY}"}
-        body = {"session": "x" * 32, "api_id": 1, "api_hash": "x" * 16}
+        body = {"session": session_string(), "api_id": 1, "api_hash": "x" * 16}
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             answers = await asyncio.gather(
                 *(http.put("/v1/sessions/twin", headers=h, json=body) for h in (demo, OTHER))

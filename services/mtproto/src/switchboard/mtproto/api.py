@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
@@ -35,8 +35,10 @@ from switchboard.events.catalog.mtproto import (
 )
 from switchboard.mtproto import actions, dialogs, login, session_ids
 from switchboard.mtproto.leases import SESSION_PREFIX
+from switchboard.mtproto.ports import AuthKeyUnregisteredError
 from switchboard.mtproto.sessions import Secrets, SessionRecord
 from switchboard.mtproto.settings import MtprotoSettings
+from switchboard.mtproto.telethon_adapter import load_session
 from switchboard.mtproto.ttl import Parking
 from switchboard.runtime.app import ServiceApp
 from switchboard.runtime.auth import ApiKeyAuth, require_operator, require_scope
@@ -150,6 +152,18 @@ class ImportBody(_Body):
     phone: str | None = None
     device: DeviceInfo | None = None
     proxy: ProxyInfo | None = None
+
+    @field_validator("session")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        """A string Telethon cannot read was imported (201, active) and revoked at its
+        first connect; it is refused here, as the gateway would read it (the message names
+        the format, never the value)."""
+        try:
+            load_session(value)
+        except AuthKeyUnregisteredError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class SubscribeBody(_Body):
