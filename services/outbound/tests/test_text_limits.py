@@ -166,7 +166,7 @@ def _album() -> OutMediaGroup:
          "keyboard"),
         (send(Channel.TELEGRAM, OutMediaGroup(items=(
             photo(None), OutMedia(kind="voice", source=MediaSource(file_id="V")))),
-         ), "content.items[1].kind"),
+         ), "content.items.1.kind"),
         (send(Channel.TELEGRAM, OutText(text="hi")).model_copy(update={"reply_to": "abc"}),
          "reply_to"),
         (send(Channel.WHATSAPP, OutText(text="x")).model_copy(update={"keyboard": _buttons(11)}),

@@ -297,7 +297,7 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
             return "keyboard", "a media group cannot carry a keyboard"
         for index, item in enumerate(content.items):
             if item.kind not in GROUPABLE:
-                return f"content.items[{index}].kind", (
+                return f"content.items.{index}.kind", (
                     f"a media group holds photos, videos, audio or documents, not {item.kind}"
                 )
     return None
