@@ -720,3 +720,24 @@ async def test_a_schedule_with_a_segment_starts_its_flow_in_the_crm_segment(env:
     )
     assert await env.until(vip, 1) == ["News for our VIPs."]
     assert env.texts(other) == []
+
+
+async def test_a_publish_says_which_published_flow_already_holds_its_trigger(env: Env) -> None:
+    """Two flows on one keyword were both published with a plain 200, and one of them never
+    started; the second publish now lists the trigger and the flow that holds it."""
+    ids = []
+    try:
+        for name in ("First on the keyword", "Second on the keyword"):
+            doc = {"name": name, "triggers": [{"type": "keyword", "keywords": ["Overlapcheck"]}],
+                   "start": "a", "steps": {"a": {"type": "end", "text": name}}}  # fmt: skip
+            r = await env.http.post(f"{env.flows}/v1/flows", json=doc, headers=AUTH)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+            r = await env.http.post(f"{env.flows}/v1/flows/{ids[-1]}/publish", headers=AUTH)
+            assert r.status_code == 200, r.text
+            if len(ids) == 1:
+                assert "overlaps" not in r.json(), r.text
+        assert r.json()["overlaps"] == [{"trigger": "keyword:overlapcheck", "flow_id": ids[0]}]
+    finally:
+        for flow_id in ids:  # the module's other tests see only the demo flow's triggers
+            await env.http.post(f"{env.flows}/v1/flows/{flow_id}/archive", headers=AUTH)

@@ -21,7 +21,13 @@ from switchboard.flows.effects import conversations
 from switchboard.flows.engine import Input
 from switchboard.flows.runner import crm_trigger
 from switchboard.flows.sessions import plan
-from switchboard.flows.triggers import Published, event_start, other_start, referral_start
+from switchboard.flows.triggers import (
+    Published,
+    event_start,
+    other_start,
+    overlaps,
+    referral_start,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONV = FlowConversation(channel=Channel.VIBER, account="v", chat_id="u1", sender_id="u1")
@@ -137,3 +143,26 @@ def test_crm_events_that_trigger_and_the_contacts_conversations() -> None:
         display_name="Someone else",
     )
     assert {c.first_name for c in conversations([nameless, named, renamed])} == {"Max"}
+
+
+def test_a_publish_names_the_exact_triggers_other_published_flows_hold() -> None:
+    """Two published flows with one keyword (any case), one command or one button's data:
+    an input both match starts the first by id only, and nothing said so (found publishing
+    two keyword flows on ``just up``, both answered 200). The publish answer now lists each
+    shared trigger with the flow holding it; triggers that differ are no overlap."""
+    mine = published("fl_b", [{"type": "keyword", "keywords": ["Price", "menu"]},
+                              {"type": "start"}, {"type": "button", "data": "quote"}])  # fmt: skip
+    others = [
+        mine,  # itself, as the live view lists it after the publish
+        published("fl_a", [{"type": "keyword", "keywords": ["price"]}, {"type": "start"}]),
+        published(
+            "fl_c", [{"type": "start", "payload": "ad7"}, {"type": "button", "data": "quote"}]
+        ),
+        published("fl_d", [{"type": "command", "command": "help"}]),
+    ]
+    assert overlaps("fl_b", mine.doc, others) == [
+        {"trigger": "keyword:price", "flow_id": "fl_a"},
+        {"trigger": "start:*", "flow_id": "fl_a"},
+        {"trigger": "button:quote", "flow_id": "fl_c"},
+    ]
+    assert overlaps("fl_d", others[3].doc, others) == []

@@ -18,6 +18,7 @@ from switchboard.flows.library import FlowError, FlowLibrary, FlowState
 from switchboard.flows.menus import MenuKeeper
 from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS
 from switchboard.flows.settings import FlowsSettings
+from switchboard.flows.triggers import overlaps
 from switchboard.runtime import pii, subscribers
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
@@ -198,7 +199,13 @@ def _routes(app: ServiceApp, deps: Wired[FlowsDeps], settings: FlowsSettings) ->
         flow_id: str, ws: Sender, body: Annotated[PublishRequest | None, Body()] = None
     ) -> Response:
         rev = body.revision if body else None
-        return JSONResponse(_summary(await library().publish(ws, flow_id, rev)))
+        state = await library().publish(ws, flow_id, rev)
+        answer = _summary(state)
+        doc = library().document_of(state, state.published) if state.published else None
+        shared = overlaps(flow_id, doc, library().published(ws)) if doc else []
+        if shared:  # published all the same: saying so is the point, not refusing
+            answer["overlaps"] = shared
+        return JSONResponse(answer)
 
     @app.post("/v1/flows/{flow_id}/archive", tags=["flows"], summary="Stop starting new runs")
     async def archive(flow_id: str, ws: Sender) -> Response:

@@ -133,6 +133,40 @@ def referral_start(
     return _best(flows, match)
 
 
+def trigger_keys(doc: FlowDocument) -> set[str]:
+    """The exact triggers of ``doc`` another flow can hold too (a command, a keyword, a
+    button's data, a referral, the first message, a Viber context)."""
+    keys: set[str] = set()
+    for t in doc.triggers:
+        if isinstance(t, StartTrigger):
+            keys.add(f"start:{t.payload or '*'}")
+        elif isinstance(t, CommandTrigger):
+            keys.add(f"command:{t.command}")
+        elif isinstance(t, KeywordTrigger):
+            keys |= {f"keyword:{k.casefold()}" for k in t.keywords}
+        elif isinstance(t, ButtonTrigger):
+            keys.add(f"button:{t.data}")
+        elif isinstance(t, FirstMessageTrigger):
+            keys.add("first_message")
+        elif isinstance(t, ReferralTrigger):
+            keys.add(f"referral:{t.source or '*'}:{t.campaign or '*'}")
+        elif isinstance(t, ConversationStartedTrigger):
+            keys.add(f"conversation_started:{t.context or '*'}")
+    return keys
+
+
+def overlaps(flow_id: str, doc: FlowDocument, others: Iterable[Published]) -> list[dict[str, str]]:
+    """The triggers ``doc`` shares with other published flows: an input both match starts
+    one of them only (the first flow by id), so a publish says which (pure)."""
+    mine = trigger_keys(doc)
+    return [
+        {"trigger": key, "flow_id": other.flow_id}
+        for other in others
+        if other.flow_id != flow_id
+        for key in sorted(mine & trigger_keys(other.doc))
+    ]
+
+
 def _best(
     flows: Iterable[Published], match: Callable[[Published, Trigger], Match | None]
 ) -> Start | None:
