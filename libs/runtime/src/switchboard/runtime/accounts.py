@@ -107,7 +107,8 @@ class AccountStore:
         one account at once, one is stored and the other told, never one overwriting the
         other's secrets."""
         account = account.model_copy(update={"updated_at": datetime.now(UTC)})
-        return account if await create(self.kv, account.key, self._seal(account)) else None
+        stored = await create(self.kv, account.key, self._seal(account))
+        return account if stored is not None else None
 
     async def get(self, channel: Channel | str, account_id: str) -> Account | None:
         found = await self.read(channel, account_id)
@@ -126,7 +127,7 @@ class AccountStore:
         change came first (read it again)."""
         account = account.model_copy(update={"updated_at": datetime.now(UTC)})
         stored = await replace(self.kv, account.key, self._seal(account), revision)
-        return account if stored else None
+        return account if stored is not None else None
 
     async def delete(self, channel: Channel | str, account_id: str) -> bool:
         """Remove an account; works even when its secrets use a key this instance lacks."""

@@ -37,23 +37,22 @@ async def current(kv: KeyValue, key: str) -> Current | None:
     return Current(entry.value, entry.revision)
 
 
-async def replace(kv: KeyValue, key: str, value: bytes, revision: int) -> bool:
-    """Write ``value`` only if ``key`` is still at ``revision`` (0: has no value yet);
-    False when another writer came first (read it again)."""
+async def replace(kv: KeyValue, key: str, value: bytes, revision: int) -> int | None:
+    """Write ``value`` only if ``key`` is still at ``revision`` (0: has no value yet): the
+    new revision, or None when another writer came first (read it again)."""
     try:
-        await kv.update(key, value, last=revision)
+        return await kv.update(key, value, last=revision)
     except KeyWrongLastSequenceError:
-        return False
-    return True
+        return None
 
 
-async def create(kv: KeyValue, key: str, value: bytes) -> bool:
-    """Write ``value`` only if ``key`` holds none (a deleted one counts as none)."""
+async def create(kv: KeyValue, key: str, value: bytes) -> int | None:
+    """Write ``value`` only if ``key`` holds none (a deleted one counts as none): its
+    revision, or None when the key holds one."""
     try:
-        await kv.create(key, value)
+        return await kv.create(key, value)
     except KeyWrongLastSequenceError:
-        return False
-    return True
+        return None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -88,11 +87,11 @@ class KvModels(Generic[M]):
     async def replace(self, key: str, record: M, revision: int) -> bool:
         """Write ``record`` only if ``key`` is still at ``revision`` (0: has no value yet);
         False when another writer came first."""
-        return await replace(self.kv, key, self.dump(record), revision)
+        return await replace(self.kv, key, self.dump(record), revision) is not None
 
     async def create(self, key: str, record: M) -> bool:
         """Write ``record`` only if ``key`` holds none (a deleted one counts as none)."""
-        return await create(self.kv, key, self.dump(record))
+        return await create(self.kv, key, self.dump(record)) is not None
 
 
 class Entry(NamedTuple):

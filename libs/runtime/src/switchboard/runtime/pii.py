@@ -42,7 +42,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
-from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -50,7 +49,7 @@ from switchboard.events import Envelope, Message
 from switchboard.events.envelope import DEFAULT_WORKSPACE, H_SUBJECT
 from switchboard.runtime import kvwatch
 from switchboard.runtime.identity import keyed_hash
-from switchboard.runtime.kv import current
+from switchboard.runtime.kv import create, current
 from switchboard.runtime.lru import remember
 
 if TYPE_CHECKING:
@@ -182,10 +181,9 @@ class PiiKeys:
                     return existing
             look = True
             fresh = AESGCM.generate_key(bit_length=256)
-            try:
-                # a purged subject gets a new key: data sealed after the erasure is new data
-                revision = await self.kv.create(subject, fresh)
-            except KeyWrongLastSequenceError:
+            # a purged subject gets a new key: data sealed after the erasure is new data
+            revision = await create(self.kv, subject, fresh)
+            if revision is None:
                 continue  # created meanwhile: use that one
             key = (revision, fresh)
             self._keep(subject, key)

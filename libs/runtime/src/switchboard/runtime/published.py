@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import hashlib
 
-from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from switchboard.runtime.kv import current
+from switchboard.runtime.kv import create, current
 
 PUBLISHED = b"1"  # the value of a mark written after the publish (``mark_published``)
 
@@ -48,14 +47,12 @@ async def claim(dedup: KeyValue, event_id: str, owner: str) -> bool:
     or only ``owner`` can publish the event."""
     key, value = dedup_key(event_id), owner.encode()
     while True:
-        try:
-            await dedup.create(key, value)
+        if await create(dedup, key, value) is not None:
             return True
-        except KeyWrongLastSequenceError:
-            found = await current(dedup, key)
-            if found is not None:
-                return found.value == value
-            # released (or expired) since the create was refused: claim it again
+        found = await current(dedup, key)
+        if found is not None:
+            return found.value == value
+        # released (or expired) since the create was refused: claim it again
 
 
 async def release(dedup: KeyValue, event_id: str) -> None:

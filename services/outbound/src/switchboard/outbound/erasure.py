@@ -33,7 +33,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -48,7 +47,7 @@ from switchboard.outbound.kvmodels import scoped
 from switchboard.outbound.outcomes import ERASED, ERASED_REASON, failure_of
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
-from switchboard.runtime.kv import current, entries_of
+from switchboard.runtime.kv import current, entries_of, replace
 from switchboard.runtime.kvwatch import Mirror
 
 RECORDS = "send.>"  # the attempt records (the bucket also holds campaigns and keys)
@@ -252,11 +251,10 @@ async def _scrub_one(
         fixed = scrub(Attempt.model_validate(orjson.loads(value)), workspace, hashes)
         if fixed is None or revision is None:
             return None
-        try:
-            await kv.update(key, fixed.model_dump_json(exclude_none=True).encode(), last=revision)
+        fixed_value = fixed.model_dump_json(exclude_none=True).encode()
+        if await replace(kv, key, fixed_value, revision) is not None:
             return fixed
-        except KeyWrongLastSequenceError:
-            entry = await current(kv, key)  # changed meanwhile: scrub what it holds now
-            if entry is None:  # deleted meanwhile
-                return None
-            value, revision = entry.value, entry.revision
+        entry = await current(kv, key)  # changed meanwhile: scrub what it holds now
+        if entry is None:  # deleted meanwhile
+            return None
+        value, revision = entry.value, entry.revision

@@ -14,14 +14,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from switchboard.events.catalog.outbound import CampaignRecipient, StartCampaign
 from switchboard.events.codec import scoped_id
 from switchboard.events.ids import stable_hash
-from switchboard.runtime.kv import entries_of
+from switchboard.runtime.kv import entries_of, replace
 
 Status = Literal["pending", "running", "paused", "cancelled", "completed"]
 
@@ -130,10 +130,7 @@ class CampaignStore:
         return entry.value or None, entry.revision or 0
 
     async def _cas(self, key: str, value: bytes, revision: int) -> int | None:
-        try:
-            return await self.kv.update(key, value, last=revision)
-        except KeyWrongLastSequenceError:
-            return None
+        return await replace(self.kv, key, value, revision)
 
     async def state(self, campaign_id: str) -> CampaignState | None:
         raw, _ = await self._get(state_key(campaign_id))
