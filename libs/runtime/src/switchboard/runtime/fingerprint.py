@@ -4,6 +4,7 @@ send's ``message_id``) tells a repeat of the same command from another body unde
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import orjson
 from pydantic import BaseModel
@@ -18,10 +19,13 @@ def fingerprint(cmd: Message) -> str:
 
 def body_fingerprint(kind: str, body: BaseModel) -> str:
     """The hash of a request body of ``kind`` (its fields, keys sorted, unset ones left out)."""
-    canonical = orjson.dumps(
-        [kind, body.model_dump(mode="json", exclude_none=True)], option=orjson.OPT_SORT_KEYS
-    )
-    return hashlib.sha256(canonical).hexdigest()
+    return canonical_hash([kind, body.model_dump(mode="json", exclude_none=True)])
+
+
+def canonical_hash(value: Any) -> str:
+    """SHA-256 of ``value`` as JSON with sorted keys: equal for equal data, whatever order
+    its dicts were built in."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def taken_reason(message_id: str) -> str:

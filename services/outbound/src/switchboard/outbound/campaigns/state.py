@@ -7,7 +7,6 @@ counts all work on ``<workspace>/<campaign_id>`` (the bare id in the default wor
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field
 from switchboard.events.catalog.outbound import CampaignRecipient, StartCampaign
 from switchboard.events.codec import scoped_id
 from switchboard.events.ids import stable_hash
+from switchboard.runtime.fingerprint import canonical_hash
 from switchboard.runtime.kv import entries_of, replace
 
 Status = Literal["pending", "running", "paused", "cancelled", "completed"]
@@ -79,8 +79,7 @@ MESSAGE_FIELDS = ("channel", "content", "keyboard", "priority", "not_before", "e
 def definition_fingerprint(start: StartCampaign) -> str:
     """What two starts of one campaign must share (``MESSAGE_FIELDS``), as one hash: the
     idempotency key of a start is its campaign id with this as its body."""
-    fields = start.model_dump(mode="json", include=set(MESSAGE_FIELDS))
-    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return canonical_hash(start.model_dump(mode="json", include=set(MESSAGE_FIELDS)))
 
 
 def start_conflict(state: CampaignState | None, start: StartCampaign) -> str | None:
