@@ -483,13 +483,14 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         if isinstance(record, Response):
             return record
         cmd = SendAsUser(session_id=session_id, **body.model_dump())
+        body_print = fingerprint(cmd)
         done = await gw.state.claim_send(
-            record.workspace_id, body.message_id, session_id, fingerprint(cmd)
+            record.workspace_id, body.message_id, session_id, body_print
         )
         if done is not None and done.session_id != session_id:
             # Only ever a session of the same workspace: send ids are per workspace.
             return error(409, "id_taken", "that message_id is in use by another session")
-        if done is not None and done.taken_by_another(fingerprint(cmd)):
+        if done is not None and done.taken_by_another(body_print):
             return error(422, "idempotency_conflict", taken_reason(body.message_id))
         await Parking(gw.sessions.pool).wake(session_id)  # an idle session reconnects
         # A repeat publishes again: its first publish may have failed after the claim (the
