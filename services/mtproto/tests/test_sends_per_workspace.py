@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import nats.errors
 import pytest
 
 from switchboard.events.catalog.mtproto import SendAsUser
@@ -199,3 +200,36 @@ async def test_two_texts_under_one_new_message_id_at_once_are_one_send_and_one_r
             again = await http.post("/v1/sessions/ray/messages", json=accepted)
             assert (again.status_code, again.json()["status"]) == (202, "sent"), again.text
         assert [m["text"] for m in w.fake.messages(buyer, user=seller)] == [accepted["text"]]
+
+
+async def test_a_send_whose_publish_failed_after_its_claim_goes_out_on_the_retry(
+    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id is claimed before the command is published: the bus timing out on that publish
+    leaves a claim with no command. The caller's retry of the same body is no conflict, and
+    publishes it: the buyer gets the text once."""
+    real = Bus.publish
+    failed: list[str] = []
+
+    async def flaky(self: Bus, model: Any, **kwargs: Any) -> Any:
+        if isinstance(model, SendAsUser) and not failed:
+            failed.append(model.message_id)
+            raise nats.errors.TimeoutError
+        return await real(self, model, **kwargs)
+
+    monkeypatch.setattr(Bus, "publish", flaky)
+    async with world(nats_url, postgres_url) as w:
+        seller, buyer, base = await w.seller_and_buyer(
+            ("+15557770041", "+15557770042"), "buyer_retry", "rey"
+        )
+        body = {"message_id": "retry-1", "peer": "@buyer_retry", "text": "once, after a retry"}
+        async with w.http(base) as http:
+            first = await http.post("/v1/sessions/rey/messages", json=body)
+            assert first.status_code >= 500, first.text  # ours to retry, nothing accepted
+            assert failed == ["retry-1"]
+            again = await http.post("/v1/sessions/rey/messages", json=body)
+            assert again.status_code == 202, again.text
+            await wait_for_event(
+                nats_url, "delivery.sent", stream_name="DELIVERY", message_id="retry-1"
+            )
+        assert [m["text"] for m in w.fake.messages(buyer, user=seller)] == [body["text"]]
