@@ -23,6 +23,7 @@ from switchboard.runtime.db import create_pool, migrate
 from switchboard.runtime.http import Health
 from switchboard.runtime.logging import configure_logging, get_logger, register_secret
 from switchboard.runtime.periodic import pause
+from switchboard.runtime.read_deadline import read_deadline_protocol
 from switchboard.runtime.servertime import ServerClock
 from switchboard.runtime.settings import ConfigError, DatabaseSettings, ServiceSettings
 from switchboard.runtime.tasks import cancel_and_wait
@@ -215,6 +216,7 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         timeout_keep_alive=settings.http_keep_alive_s,
+        http=read_deadline_protocol(settings.http_read_timeout_s, settings.http_body_min_rate),
         access_log=False,
     )
     global _request_exit

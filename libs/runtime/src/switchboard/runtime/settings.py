@@ -80,6 +80,22 @@ class ServiceSettings(BaseSettings):
         "of the load balancer or client in front (60 s on the common ones), so the server never "
         "closes a connection just as a request is sent on it",
     )
+    http_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="how long a request may take to arrive, headers and body, counted from "
+        "its first byte (a new connection: from its opening), plus 1 s per "
+        "http_body_min_rate bytes of body received; later it is answered 408 and closed, so "
+        "peers that drip or stall cannot hold the server's connections",
+    )
+    http_body_min_rate: float = Field(
+        500.0,
+        gt=0,
+        description="bytes of request body that earn one more second past "
+        "http_read_timeout_s (Apache mod_reqtimeout's MinRate): a large upload at any rate "
+        "above it finishes",
+    )
     admin_token: SecretStr | None = Field(
         None, description="operator bearer token: API key administration, operator routes"
     )

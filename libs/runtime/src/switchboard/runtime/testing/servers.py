@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 
 from switchboard.runtime.embedded import die_with_parent, free_port
+from switchboard.runtime.read_deadline import read_deadline_protocol
 from switchboard.runtime.service import bind_socket
 
 T = TypeVar("T")
@@ -48,15 +49,24 @@ async def eventually(
 
 
 @asynccontextmanager
-async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def serve_app(
+    app: Any, host: str = "127.0.0.1", port: int = 0, read_timeout_s: float = 30.0
+) -> AsyncIterator[str]:
     """Serve an ASGI app (lifespan included) on ``port`` (a free one by default), and on its
-    ``ops_port`` too when it has one (as :func:`switchboard.runtime.service.serve` does)."""
+    ``ops_port`` too when it has one, with the HTTP protocol and read deadline of
+    :func:`switchboard.runtime.service.serve`."""
     port = port or free_port(host)
     # Keep-alive longer than any wait in a test: with uvicorn's 5 s, a client that polled
     # something else for 5 s raced the server closing its idle connection (httpx.ReadError
     # on the next request, seen in full runs).
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, lifespan="on", timeout_keep_alive=300
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        timeout_keep_alive=300,
+        http=read_deadline_protocol(read_timeout_s),
     )
     server = uvicorn.Server(config)
     ops_port = getattr(app, "ops_port", None)
