@@ -56,7 +56,10 @@ def shown(n: int) -> str:
         (Channel.MTPROTO, photo("c" * 2000), None, None),  # Premium accounts take 2048
         (Channel.WHATSAPP, OutText(text="x" * 4097), "content.text", 4096),
         (Channel.WHATSAPP, OutText(text="x" * 4096), None, None),
-        (Channel.VIBER, OutText(text="x" * 6000), None, None),
+        (Channel.VIBER, OutText(text="x" * 7000), None, None),
+        (Channel.VIBER, OutText(text="x" * 7001), "content.text", 7000),
+        (Channel.VIBER, photo("c" * 512), None, None),
+        (Channel.VIBER, photo("c" * 513), "content.caption", 512),
     ],
 )  # fmt: skip
 def test_texts_over_their_provider_s_limit(
@@ -184,10 +187,17 @@ def _album() -> OutMediaGroup:
         (send(Channel.VIBER, _album()), "content.kind"),
         (send(Channel.VIBER, OutMedia(kind="document", source=MediaSource(file_id="D"))),
          "content.kind"),
+        (send(Channel.VIBER, OutText(text="x")).model_copy(update={"keyboard": _buttons(25)}),
+         "keyboard"),
+        (send(Channel.VIBER, OutText(text="x")).model_copy(update={"keyboard": _buttons(
+            1, url="https://b.test/" + "u" * 31_000)}), "keyboard"),
+        (send(Channel.VIBER, OutText(text="😀" * 7000)).model_copy(update={"keyboard": _buttons(
+            1, url="https://b.test/" + "u" * 3000)}), "keyboard"),
     ],
     ids=["tg-template", "tg-album-keyboard", "tg-album-voice", "tg-reply-to", "wa-11-buttons",
          "wa-url-and-reply", "wa-media-buttons-no-caption", "wa-list-with-media", "wa-album",
-         "wa-template-keyboard", "viber-template", "viber-album", "viber-document-by-id"],
+         "wa-template-keyboard", "viber-template", "viber-album", "viber-document-by-id",
+         "viber-25-buttons", "viber-over-30-kb", "viber-emoji-and-keyboard-over-30-kb"],
 )  # fmt: skip
 def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(
     cmd: SendMessage, field: str
@@ -216,9 +226,11 @@ def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(
         send(Channel.WHATSAPP, _template()),
         send(Channel.VIBER, OutMedia(kind="sticker", source=MediaSource(file_id="40100"))),
         send(Channel.TELEGRAM, OutText(text="hi")).model_copy(update={"reply_to": "-42"}),
+        send(Channel.VIBER, OutText(text="😀" * 7000)).model_copy(
+            update={"keyboard": _buttons(24)}),
     ],
     ids=["tg-album", "tg-20-buttons", "wa-list", "wa-media-buttons", "wa-template",
-         "viber-sticker", "tg-reply-to"],
+         "viber-sticker", "tg-reply-to", "viber-7000-emoji-24-buttons"],
 )  # fmt: skip
 def test_what_a_channel_carries_fits(cmd: SendMessage) -> None:
     assert unfit(cmd) is None

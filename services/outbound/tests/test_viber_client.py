@@ -10,7 +10,7 @@ import pytest
 
 from switchboard.events.catalog.outbound import OutLocation, OutMediaGroup, OutTemplate
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope
-from switchboard.outbound.providers.viber import ViberClient
+from switchboard.outbound.providers.viber import MAX_REQUEST_BYTES, ViberClient, unsendable
 from switchboard.sandbox import SlidingWindow
 
 from .support import (
@@ -19,6 +19,7 @@ from .support import (
     Mock,
     account,
     assert_error,
+    buttons,
     command,
     keyboard,
     media,
@@ -226,3 +227,61 @@ async def test_sandbox_unreplied_limit_and_permanent_statuses(env: Env) -> None:
     with pytest.raises(ProviderError) as caught:
         await client.send(shop, command(text(), channel="viber", recipient="other="))
     assert_error(caught.value, Failure.RETRYABLE, "viber_503")
+
+
+def _sized(size: int) -> Any:
+    """A Viber text with one button whose request is exactly ``size`` bytes (from a
+    28-character sender name, the widest an account has by name)."""
+    shop = account("viber", settings={"sender_name": "n" * 28})
+    one = vb(text("pick"), keyboard=keyboard([("t", "d", None)]))
+    base = len(ViberClient(httpx.AsyncClient()).build(shop, one))
+    return vb(text("pick"), keyboard=keyboard([("t" * (size - base + 1), "d", None)]))
+
+
+@pytest.mark.usefixtures("bot")
+async def test_a_request_over_30_kb_is_refused_before_the_call(env: Env) -> None:
+    """PROTOCOLS.md: Viber takes request JSON of at most 30 KB. A request over it went out
+    and came back ``viber_3`` bad data after the call (a 202 that could only fail); now it
+    is refused naming the field, without a call, and one of exactly the limit goes through
+    the fake (the size measured is the size sent)."""
+    client = sandbox_client(env)
+    shop = account("viber", settings={"sender_name": "n" * 28})
+    at_limit = _sized(MAX_REQUEST_BYTES)
+    assert unsendable(at_limit) is None
+    await client.send(shop, at_limit)
+    over = _sized(MAX_REQUEST_BYTES + 1)
+    problem = unsendable(over)
+    assert problem is not None
+    assert problem[0] == "keyboard"  # the text alone fits
+    assert str(MAX_REQUEST_BYTES + 1) in problem[1]
+    with pytest.raises(ProviderError) as caught:
+        await client.send(shop, over)
+    assert_error(caught.value, Failure.PERMANENT, "viber_unsupported")
+    assert len(env.box.viber.sent_messages("shop", USER)) == 1
+
+    # 16,000 Ukrainian letters are 32 KB by themselves: the text is named
+    long = unsendable(vb(text("ї" * 16_000)))
+    assert long is not None
+    assert long[0] == "content.text"
+    # an avatar's long URL beside content that fits by name is caught at build
+    avatar = account(
+        "viber",
+        settings={"sender_name": "n" * 28, "sender_avatar": "https://a.test/" + "a" * 600},
+    )
+    with pytest.raises(ProviderError) as caught:
+        await client.send(avatar, _sized(MAX_REQUEST_BYTES - 100))
+    assert_error(caught.value, Failure.PERMANENT, "viber_unsupported")
+    assert len(env.box.viber.sent_messages("shop", USER)) == 1
+
+
+@pytest.mark.usefixtures("bot")
+async def test_a_keyboard_of_more_than_24_buttons_is_refused_before_the_call(env: Env) -> None:
+    client = sandbox_client(env)
+    shop = account("viber")
+    await client.send(shop, vb(text("pick"), keyboard=buttons(24)))
+    too_many = vb(text("pick"), keyboard=buttons(25))
+    assert unsendable(too_many) == ("keyboard", "a Viber keyboard has at most 24 buttons, not 25")
+    with pytest.raises(ProviderError) as caught:
+        await client.send(shop, too_many)
+    assert_error(caught.value, Failure.PERMANENT, "viber_unsupported")
+    assert len(env.box.viber.sent_messages("shop", USER)) == 1

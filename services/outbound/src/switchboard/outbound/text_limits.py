@@ -10,7 +10,10 @@ markup cannot be told from the text without Telegram's own parser (a link's URL 
 shown, an escaped ``\\.`` is one character), and refusing a text Telegram would take is
 worse than a refusal from Telegram. A user account's caption is not measured either
 (Premium accounts take 2048). WhatsApp takes a text body of at most 4096 characters
-(PROTOCOLS.md; pywa). Characters are code points, never more than Telegram's UTF-16 count.
+(PROTOCOLS.md; pywa). Viber takes a text of at most 7000 characters and a picture's text of
+at most 512 (Viber's REST Bot API reference, as the sandbox's fake enforces them: status 3
+``badData`` after the call). Characters are code points, never more than Telegram's UTF-16
+count.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, OutText, SendMessage
 
 TELEGRAM_TEXT, TELEGRAM_CAPTION, WHATSAPP_TEXT = 4096, 1024, 4096
+VIBER_TEXT, VIBER_CAPTION = 7000, 512
 TELEGRAM_CALLBACK_BYTES = 64  # a button's callback_data: "1-64 bytes" (the Bot API, aiogram)
 
 
@@ -85,6 +89,10 @@ def _limit(channel: Channel, caption: bool) -> tuple[int, str] | None:
         return TELEGRAM_TEXT, "a Telegram text"
     if channel is Channel.WHATSAPP and not caption:
         return WHATSAPP_TEXT, "a WhatsApp text body"
+    if channel is Channel.VIBER:
+        if caption:
+            return VIBER_CAPTION, "a Viber picture's text"
+        return VIBER_TEXT, "a Viber text"
     return None
 
 

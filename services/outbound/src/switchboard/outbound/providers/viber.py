@@ -12,6 +12,9 @@ location; a keyboard becomes Viber's keyboard JSON (6 columns per row shared equ
 quote a message, so `reply_to` is ignored. `tracking_data` carries our message id, which
 Viber echoes on the user's next message.
 
+A request's JSON is at most 30 KB and a keyboard has at most 24 buttons: more is refused
+before the call (``unsendable``; the API's 422), the size measured on the bytes sent.
+
 Viber answers every API-level failure with HTTP 200 and a non-zero `status`:
 - 12 tooManyRequests: RATE_LIMITED for the recipient; at most 100 messages per user per
   hour without a reply, and Viber gives no time, so `retry_after` is the rest of the
@@ -28,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from switchboard.events.catalog.outbound import (
     Keyboard,
@@ -54,10 +58,12 @@ VIBER_API = "https://chatapi.viber.com"
 TOKEN_HEADER = "X-Viber-Auth-Token"  # noqa: S105  (a header name)
 MAX_SENDER_NAME = 28
 MAX_TRACKING_DATA = 4000
+MAX_REQUEST_BYTES = 30 * 1024  # PROTOCOLS.md: "request JSON <= 30 KB" (the sandbox's too)
 TOO_MANY_REQUESTS = 12
 UNREPLIED_WINDOW = 3600.0
 PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS}
 KEYBOARD_COLUMNS = 6
+MAX_BUTTONS = 24  # Viber's keyboard: 1-24 Buttons (the sandbox's fake refuses more, status 3)
 
 
 def keyboard_json(keyboard: Keyboard) -> dict[str, Any] | None:
@@ -119,7 +125,61 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
         return "content.kind", "templates are a WhatsApp feature; Viber has none"
     if isinstance(content, OutMediaGroup):
         return "content.kind", "Viber has no albums: send the items one by one"
-    return None
+    if command.keyboard is not None:
+        count = sum(len(row) for row in command.keyboard.rows)
+        if count > MAX_BUTTONS:
+            return "keyboard", f"a Viber keyboard has at most {MAX_BUTTONS} buttons, not {count}"
+    # The widest sender an account can have by name; an avatar's URL is checked by build.
+    body = request_body(command, {"name": "n" * MAX_SENDER_NAME})
+    if (size := len(encode(body))) <= MAX_REQUEST_BYTES:
+        return None
+    field = "content.text" if isinstance(content, OutText) else "content.caption"
+    bare = {k: v for k, v in body.items() if k != "keyboard"}
+    if "keyboard" in body and len(encode(bare)) <= MAX_REQUEST_BYTES:
+        field = "keyboard"
+    return field, _over(size)
+
+
+def _over(size: int) -> str:
+    return (
+        f"the Viber request would be {size} bytes, over the {MAX_REQUEST_BYTES} Viber takes "
+        "(request JSON <= 30 KB): shorten the text or the keyboard"
+    )
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """The request's bytes as sent, so the size checked is the size Viber sees (compact
+    JSON, UTF-8 unescaped: a Cyrillic letter is 2 bytes, not the 6 of ``\\uXXXX``)."""
+    return orjson.dumps(body)
+
+
+def request_body(command: SendMessage, sender: dict[str, Any]) -> dict[str, Any]:
+    """The send_message body of ``command`` from ``sender`` (no network, no account)."""
+    body: dict[str, Any] = {
+        "receiver": command.recipient,
+        "sender": sender,
+        "tracking_data": command.message_id[:MAX_TRACKING_DATA],
+    }
+    content = command.content
+    if isinstance(content, OutText):
+        body.update(type="text", text=content.text)
+    elif isinstance(content, OutMedia):
+        source = content.source
+        if content.kind == "photo" and source.url:
+            body.update(type="picture", media=source.url)
+            if content.caption:
+                body["text"] = content.caption
+        else:  # a sticker by numeric id (``unsendable``)
+            body.update(type="sticker", sticker_id=int(source.file_id or ""))
+    elif isinstance(content, OutLocation):
+        body.update(type="location", location={"lat": content.latitude, "lon": content.longitude})
+    else:  # a template, an album (``unsendable``) or content this client does not know
+        raise unsupported(PROVIDER, f"unknown content {type(content).__name__}")
+    if command.keyboard is not None:
+        keyboard = keyboard_json(command.keyboard)
+        if keyboard is not None:
+            body["keyboard"] = keyboard
+    return body
 
 
 class ViberClient:
@@ -150,8 +210,8 @@ class ViberClient:
             f"{base}/pa/send_message",
             timeout=self.timeout,
             secrets=[token],
-            json=body,
-            headers={TOKEN_HEADER: token},
+            content=body,
+            headers={TOKEN_HEADER: token, "Content-Type": "application/json"},
         )
         data = json_object(response)
         if not response.is_success:
@@ -173,38 +233,17 @@ class ViberClient:
             raw={"chat_hostname": data.get("chat_hostname")},
         )
 
-    def build(self, account: Account, command: SendMessage) -> dict[str, Any]:
-        """The send_message body (no network)."""
+    def build(self, account: Account, command: SendMessage) -> bytes:
+        """The send_message body's bytes (no network); a body over Viber's size (an
+        account's long avatar URL beside content that ``unsendable`` let through) is
+        refused here, without a call."""
         if (problem := unsendable(command)) is not None:
             raise unsupported(PROVIDER, problem[1])
         name = str(account.settings.get("sender_name") or account.id)[:MAX_SENDER_NAME]
         sender: dict[str, Any] = {"name": name}
         if account.settings.get("sender_avatar"):
             sender["avatar"] = str(account.settings["sender_avatar"])
-        body: dict[str, Any] = {
-            "receiver": command.recipient,
-            "sender": sender,
-            "tracking_data": command.message_id[:MAX_TRACKING_DATA],
-        }
-        content = command.content
-        if isinstance(content, OutText):
-            body.update(type="text", text=content.text)
-        elif isinstance(content, OutMedia):
-            source = content.source
-            if content.kind == "photo" and source.url:
-                body.update(type="picture", media=source.url)
-                if content.caption:
-                    body["text"] = content.caption
-            else:  # a sticker by numeric id (``unsendable``)
-                body.update(type="sticker", sticker_id=int(source.file_id or ""))
-        elif isinstance(content, OutLocation):
-            body.update(
-                type="location", location={"lat": content.latitude, "lon": content.longitude}
-            )
-        else:  # a template, an album (``unsendable``) or content this client does not know
-            raise unsupported(PROVIDER, f"unknown content {type(content).__name__}")
-        if command.keyboard is not None:
-            keyboard = keyboard_json(command.keyboard)
-            if keyboard is not None:
-                body["keyboard"] = keyboard
+        body = encode(request_body(command, sender))
+        if len(body) > MAX_REQUEST_BYTES:
+            raise unsupported(PROVIDER, _over(len(body)))
         return body
