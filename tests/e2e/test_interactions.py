@@ -145,6 +145,12 @@ async def test_a_sent_message_is_edited_and_deleted(env: Env) -> None:
     assert other.status_code == 404, other.text
     empty = await env.http.post(f"{env.url}/v1/messages/ask-2/edit", json={}, headers=A)
     assert empty.status_code == 422, empty.text
+    # a text Telegram would refuse ("message is too long"): named at once, no call
+    long = await env.http.post(
+        f"{env.url}/v1/messages/ask-2/edit", json={"text": "x" * 4097}, headers=A
+    )
+    assert (long.status_code, long.json()["code"], long.json()["field"]) == (
+        422, "too_long", "text"), long.text  # fmt: skip
     r = await env.http.post(
         f"{env.url}/v1/messages/ask-2/edit",
         json={
@@ -188,6 +194,7 @@ async def test_a_sent_message_is_edited_and_deleted(env: Env) -> None:
     assert isinstance(deleted[0], InteractionApplied)
     assert env.message(provider_id) is None
     assert len(env.calls("deleteMessage")) == 1
+    assert len(env.calls("editMessageText")) == 1  # the 4097 characters never went out
 
 
 async def test_a_message_not_sent_is_no_edit_or_deletion_to_accept(env: Env) -> None:

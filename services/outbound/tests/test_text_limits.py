@@ -14,6 +14,8 @@ from telethon.extensions import html
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
+    EditMessage,
+    Keyboard,
     MediaSource,
     OutMedia,
     OutMediaGroup,
@@ -21,7 +23,7 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
 )
 from switchboard.outbound.fits import unfit
-from switchboard.outbound.text_limits import shown_length, too_long
+from switchboard.outbound.text_limits import edit_too_long, shown_length, too_long
 
 
 def send(channel: Channel, content: Any) -> SendMessage:
@@ -56,6 +58,8 @@ def shown(n: int) -> str:
         (Channel.MTPROTO, photo("c" * 2000), None, None),  # Premium accounts take 2048
         (Channel.WHATSAPP, OutText(text="x" * 4097), "content.text", 4096),
         (Channel.WHATSAPP, OutText(text="x" * 4096), None, None),
+        (Channel.WHATSAPP, photo("c" * 1024), None, None),
+        (Channel.WHATSAPP, photo("c" * 1025), "content.caption", 1024),
         (Channel.VIBER, OutText(text="x" * 7000), None, None),
         (Channel.VIBER, OutText(text="x" * 7001), "content.text", 7000),
         (Channel.VIBER, photo("c" * 512), None, None),
@@ -234,3 +238,57 @@ def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(
 )  # fmt: skip
 def test_what_a_channel_carries_fits(cmd: SendMessage) -> None:
     assert unfit(cmd) is None
+
+
+def test_a_whatsapp_text_with_buttons_is_an_interactive_body_of_at_most_1024() -> None:
+    """With buttons the text goes as ``interactive.body.text``, which takes 1024 characters
+    (the fake answers error 100 over it): a 2,000-character text was a 202 and a failure."""
+    plain = send(Channel.WHATSAPP, OutText(text="x" * 2000))
+    assert too_long(plain) is None
+    with_buttons = plain.model_copy(update={"keyboard": _buttons(2)})
+    found = too_long(with_buttons)
+    assert found is not None
+    assert (found.field, found.length, found.limit) == ("content.text", 2000, 1024)
+    removed = plain.model_copy(update={"keyboard": Keyboard(type="remove")})
+    assert too_long(removed) is None
+    fits = send(Channel.WHATSAPP, OutText(text="x" * 1024)).model_copy(
+        update={"keyboard": _buttons(2)}
+    )
+    assert too_long(fits) is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "limit"),
+    [
+        ({"text": "x" * 4097}, "text", 4096),
+        ({"text": shown(4097), "parse_mode": "HTML"}, "text", 4096),
+        ({"caption": "c" * 1025}, "caption", 1024),
+        ({"keyboard": {"type": "inline", "rows": [[{"text": "b", "callback_data": "я" * 40}]]}},
+         "keyboard.rows.0.0.callback_data", 64),
+    ],
+    ids=["text", "html-text", "caption", "button-data"],
+)  # fmt: skip
+def test_an_edit_over_telegram_s_limits_is_named(
+    edit: dict[str, Any], field: str, limit: int
+) -> None:
+    """An edit's text, caption and buttons have a send's limits; each was a 202 and an
+    ``interaction_failed`` ("message is too long") from Telegram."""
+    cmd = EditMessage.model_validate(
+        {"request_id": "r", "channel": "telegram", "account": "a", "message_id": "m", **edit}
+    )
+    found = edit_too_long(cmd)
+    assert found is not None
+    assert (found.field, found.limit) == (field, limit)
+    shorter = {k: v[:limit] if isinstance(v, str) and k != "parse_mode" else v
+               for k, v in edit.items() if k != "keyboard"}  # fmt: skip
+    if shorter:
+        ok = EditMessage.model_validate(
+            {
+                "request_id": "r",
+                "channel": "telegram",
+                "account": "a",
+                "message_id": "m",
+                **shorter,
+            }  # fmt: skip
+        )
+        assert edit_too_long(ok) is None

@@ -62,6 +62,7 @@ from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
+from switchboard.outbound.text_limits import edit_too_long
 from switchboard.outbound.turns import Turns
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
@@ -545,6 +546,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         if cmd.channel is not Channel.TELEGRAM:  # the lane would fail it, later
             return error(422, "unsupported", f"{cmd.channel.value} has no {cmd.name} for "
                          "business messages: Telegram only", field="channel")  # fmt: skip
+        if isinstance(cmd, EditMessage) and (long := edit_too_long(cmd)) is not None:
+            return error(422, "too_long", long.reason, field=long.field)
         await deps().bus.publish(cmd, workspace_id=ws)
         return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
 

@@ -10,7 +10,9 @@ markup cannot be told from the text without Telegram's own parser (a link's URL 
 shown, an escaped ``\\.`` is one character), and refusing a text Telegram would take is
 worse than a refusal from Telegram. A user account's caption is not measured either
 (Premium accounts take 2048). WhatsApp takes a text body of at most 4096 characters
-(PROTOCOLS.md; pywa). Viber takes a text of at most 7000 characters and a picture's text of
+(PROTOCOLS.md; pywa), and a caption, or the body of an interactive message (a text or
+caption with buttons), of at most 1024 (the Cloud API reference, as the sandbox's fake
+enforces them: error 100 after the call). Viber takes a text of at most 7000 characters and a picture's text of
 at most 512 (Viber's REST Bot API reference, as the sandbox's fake enforces them: status 3
 ``badData`` after the call). Characters are code points, never more than Telegram's UTF-16
 count.
@@ -22,9 +24,16 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutMedia, OutMediaGroup, OutText, SendMessage
+from switchboard.events.catalog.outbound import (
+    EditMessage,
+    Keyboard,
+    OutMedia,
+    OutMediaGroup,
+    OutText,
+    SendMessage,
+)
 
-TELEGRAM_TEXT, TELEGRAM_CAPTION, WHATSAPP_TEXT = 4096, 1024, 4096
+TELEGRAM_TEXT, TELEGRAM_CAPTION, WHATSAPP_TEXT, WHATSAPP_CAPTION = 4096, 1024, 4096, 1024
 VIBER_TEXT, VIBER_CAPTION = 7000, 512
 TELEGRAM_CALLBACK_BYTES = 64  # a button's callback_data: "1-64 bytes" (the Bot API, aiogram)
 
@@ -80,14 +89,18 @@ def _texts(cmd: SendMessage) -> list[tuple[str, str, str | None, bool]]:
             if item.caption is not None]  # fmt: skip
 
 
-def _limit(channel: Channel, caption: bool) -> tuple[int, str] | None:
+def _limit(channel: Channel, caption: bool, interactive: bool) -> tuple[int, str] | None:
     if channel is Channel.TELEGRAM:
         if caption:
             return TELEGRAM_CAPTION, "a Telegram caption"
         return TELEGRAM_TEXT, "a Telegram text"
     if channel is Channel.MTPROTO and not caption:
         return TELEGRAM_TEXT, "a Telegram text"
-    if channel is Channel.WHATSAPP and not caption:
+    if channel is Channel.WHATSAPP:
+        if caption:
+            return WHATSAPP_CAPTION, "a WhatsApp caption"
+        if interactive:
+            return WHATSAPP_CAPTION, "the body of a WhatsApp message with buttons"
         return WHATSAPP_TEXT, "a WhatsApp text body"
     if channel is Channel.VIBER:
         if caption:
@@ -100,19 +113,46 @@ def too_long(cmd: SendMessage) -> TooLong | None:
     """The first text of ``cmd`` over its provider's limit, or None. A Telegram button's
     data is counted in bytes (the catalog's 64 is characters: 40 Cyrillic letters pass it
     and Telegram refuses them)."""
-    if cmd.channel is Channel.TELEGRAM and cmd.keyboard is not None:
-        for i, row in enumerate(cmd.keyboard.rows):
-            for j, button in enumerate(row):
-                size = len((button.callback_data or "").encode())
-                if size > TELEGRAM_CALLBACK_BYTES:
-                    return TooLong(f"keyboard.rows.{i}.{j}.callback_data", size,
-                                   TELEGRAM_CALLBACK_BYTES, "a Telegram button's data",
-                                   "bytes")  # fmt: skip
+    if cmd.channel is Channel.TELEGRAM and (over := _callback_data(cmd.keyboard)) is not None:
+        return over
+    keyboard = cmd.keyboard
+    interactive = keyboard is not None and keyboard.type != "remove" and any(keyboard.rows)
     for field, text, mode, caption in _texts(cmd):
-        limit = _limit(cmd.channel, caption)
-        if limit is None or len(text) <= limit[0]:
-            continue  # markup only shortens what is counted
-        length = shown_length(text, mode)
-        if length is not None and length > limit[0]:
-            return TooLong(field, length, limit[0], limit[1])
+        limit = _limit(cmd.channel, caption, interactive)
+        if limit is not None and (over := _over(field, text, mode, *limit)) is not None:
+            return over
+    return None
+
+
+def edit_too_long(cmd: EditMessage) -> TooLong | None:
+    """An edit's new text, caption or button data over Telegram's limits (the same as a
+    send's), or None: ``editMessageText`` answers "message is too long" after the call."""
+    if (over := _callback_data(cmd.keyboard)) is not None:
+        return over
+    if cmd.text is not None:
+        return _over("text", cmd.text, cmd.parse_mode, TELEGRAM_TEXT, "a Telegram text")
+    if cmd.caption is not None:
+        return _over("caption", cmd.caption, cmd.parse_mode, TELEGRAM_CAPTION,
+                     "a Telegram caption")  # fmt: skip
+    return None
+
+
+def _callback_data(keyboard: Keyboard | None) -> TooLong | None:
+    """The first Telegram button whose data is over 64 bytes, or None."""
+    for i, row in enumerate(keyboard.rows if keyboard is not None else ()):
+        for j, button in enumerate(row):
+            size = len((button.callback_data or "").encode())
+            if size > TELEGRAM_CALLBACK_BYTES:
+                return TooLong(f"keyboard.rows.{i}.{j}.callback_data", size,
+                               TELEGRAM_CALLBACK_BYTES, "a Telegram button's data",
+                               "bytes")  # fmt: skip
+    return None
+
+
+def _over(field: str, text: str, mode: str | None, limit: int, what: str) -> TooLong | None:
+    if len(text) <= limit:
+        return None  # markup only shortens what is counted
+    length = shown_length(text, mode)
+    if length is not None and length > limit:
+        return TooLong(field, length, limit, what)
     return None
