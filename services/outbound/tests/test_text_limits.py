@@ -289,6 +289,6 @@ def test_an_edit_over_telegram_s_limits_is_named(
                 "account": "a",
                 "message_id": "m",
                 **shorter,
-            }  # fmt: skip
+            }
         )
         assert edit_too_long(ok) is None

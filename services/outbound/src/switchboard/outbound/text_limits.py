@@ -12,10 +12,10 @@ worse than a refusal from Telegram. A user account's caption is not measured eit
 (Premium accounts take 2048). WhatsApp takes a text body of at most 4096 characters
 (PROTOCOLS.md; pywa), and a caption, or the body of an interactive message (a text or
 caption with buttons), of at most 1024 (the Cloud API reference, as the sandbox's fake
-enforces them: error 100 after the call). Viber takes a text of at most 7000 characters and a picture's text of
-at most 512 (Viber's REST Bot API reference, as the sandbox's fake enforces them: status 3
-``badData`` after the call). Characters are code points, never more than Telegram's UTF-16
-count.
+enforces them: error 100 after the call). Viber takes a text of at most 7000 characters
+and a picture's text of at most 512 (Viber's REST Bot API reference, as the sandbox's fake
+enforces them: status 3 ``badData`` after the call). Characters are code points, never more
+than Telegram's UTF-16 count.
 """
 
 from __future__ import annotations
