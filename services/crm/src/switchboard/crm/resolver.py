@@ -28,8 +28,10 @@ from collections import OrderedDict
 
 from switchboard.crm import keys
 from switchboard.crm.settings import CrmSettings
+from switchboard.crm.state import fold_contact
 from switchboard.crm.store import ConflictError, EventStore
 from switchboard.events import Decoded, Envelope
+from switchboard.events.catalog.common import ChatType
 from switchboard.events.catalog.conv import (
     ContactNumberChanged,
     ContactStatus,
@@ -45,6 +47,10 @@ from switchboard.events.catalog.crm import (
 )
 from switchboard.runtime import pii
 from switchboard.runtime.lru import remember
+
+# Chats where a first message opens a lead under ``first_private_message`` (a chat whose
+# type the provider does not say is taken as one-to-one, as the normalizers mean it).
+_ONE_TO_ONE = (ChatType.PRIVATE, ChatType.UNKNOWN)
 
 # Entries of each of the resolver's caches (contacts known, phone claims settled, senders
 # resolved): far more than one instance sees in a burst.
@@ -71,6 +77,8 @@ class Resolver:
         # under one any more, so an entry stays true.
         self._legacy: OrderedDict[str, Decoded | None] = OrderedDict()
         self._any_legacy: bool | None = None  # None: not looked at yet
+        # Contacts whose first lead is known to exist (or never to be made: merged ones).
+        self._leads: OrderedDict[str, None] = OrderedDict()
 
     async def claim(self, workspace: str, key: str, contact_id: str, cause: Envelope) -> str:
         """Claim ``key`` for ``contact_id``; returns whoever owns it now."""
@@ -168,7 +176,47 @@ class Resolver:
         if contact is None:
             contact = await self._resolve(event, cause, ws, ikey, phone)
         remember(self._settled, settled, contact, _CAPACITY)
+        if contact not in self._leads and self._opens_lead(event):
+            await self._late_lead(contact, event, cause)
         return contact
+
+    def _opens_lead(self, event: MessageReceived | ContactStatusChanged) -> bool:
+        """Whether a message from a contact without a lead opens one under the lead rule:
+        ``first_private_message`` counts only one-to-one chats (a Viber conversation opened
+        from a deep link is one), so reading a channel or a group makes no leads of its
+        authors and members; ``first_message_from_new_contact`` counts any chat."""
+        rule = self.settings.lead_rule
+        if rule == "first_message_from_new_contact":
+            return True
+        if rule != "first_private_message":
+            return False
+        chat = getattr(event, "chat", None)
+        return chat is None or chat.type in _ONE_TO_ONE
+
+    async def _late_lead(
+        self, contact: str, event: MessageReceived | ContactStatusChanged, cause: Envelope
+    ) -> None:
+        """The first lead of a contact first met where no lead opens (a group, a channel),
+        now writing one-to-one; nothing when it has that lead, or when it absorbed other
+        contacts by a merge (their leads are its leads: a new one would be a second)."""
+        if self.settings.lead_rule == "first_private_message":
+            lead_id = keys.first_lead_id(contact)
+            if await self.store.last(lead_id) is None:
+                state = fold_contact(await self.store.load(contact))
+                if state is not None and not state.merged and not state.erased:
+                    await self._create(self._first_lead(lead_id, contact, event), lead_id, cause)
+        remember(self._leads, contact, None, _CAPACITY)
+
+    def _first_lead(
+        self, lead_id: str, contact: str, event: MessageReceived | ContactStatusChanged
+    ) -> LeadCreated:
+        return LeadCreated(
+            lead_id=lead_id,
+            contact_id=contact,
+            stage=self.settings.stages[0],
+            source_channel=event.channel,
+            referral=event.referral,
+        )
 
     async def _resolve(
         self,
@@ -243,19 +291,10 @@ class Resolver:
             own_id,
             cause,
         )
-        if created and self.settings.lead_rule == "first_message_from_new_contact":
+        if created and self._opens_lead(event):
             lead_id = keys.first_lead_id(own_id)
-            await self._create(
-                LeadCreated(
-                    lead_id=lead_id,
-                    contact_id=own_id,
-                    stage=self.settings.stages[0],
-                    source_channel=event.channel,
-                    referral=event.referral,
-                ),
-                lead_id,
-                cause,
-            )
+            await self._create(self._first_lead(lead_id, own_id, event), lead_id, cause)
+            remember(self._leads, own_id, None, _CAPACITY)
         remember(self._known, own_id, None, _CAPACITY)
         return own_id
 

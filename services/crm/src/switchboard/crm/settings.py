@@ -29,9 +29,12 @@ class CrmSettings(DatabaseSettings):
         description="comma-separated; the first is where new leads start",
     )
     lead_rule: str = Field(
-        "first_message_from_new_contact",
-        pattern="^(first_message_from_new_contact|none)$",
-        description="when the resolver opens a lead",
+        "first_private_message",
+        pattern="^(first_private_message|first_message_from_new_contact|none)$",
+        description="when the resolver opens a contact's first lead: at its first message "
+        "in a one-to-one chat (first_private_message; a channel read or a group makes no "
+        "leads of its authors and members), at its first message anywhere "
+        "(first_message_from_new_contact), or never (none)",
     )
     resolver_concurrency: int = Field(16, ge=1, le=256)
     encryption_keys: KeyringSetting | None = Field(
