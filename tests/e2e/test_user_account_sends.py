@@ -261,29 +261,34 @@ async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(
         return found if len(found) == 2 else None
 
     receipts = await eventually(read, timeout=30, message="read receipts")
+    chat_id = str(env.friend.id)  # the chat Telegram numbers by the friend's id
     assert sorted(
         (r.message_id, r.status, r.provider_message_id, r.recipient, r.account) for r in receipts
     ) == [
-        ("ua-read-1", "read", provider_ids[0], "@friend_ua", SESSION),
-        ("ua-read-2", "read", provider_ids[1], "@friend_ua", SESSION),
+        ("ua-read-1", "read", provider_ids[0], chat_id, SESSION),
+        ("ua-read-2", "read", provider_ids[1], chat_id, SESSION),
     ]
-    # The CRM shows both in the conversation with the recipient, read.
+    # The CRM shows both, read, in the conversation with the recipient: addressed as
+    # "@friend_ua", they are filed under the chat the gateway resolved, where the friend's
+    # own messages are (they made a conversation "@friend_ua" of their own before).
     async with running_crm(env.nats_url, postgres_url, monkeypatch) as crm:
         inbox = await crm.until(
             "/v1/conversations",
-            lambda body: any(c["chat_id"] == "@friend_ua" for c in body["items"]),
+            lambda body: any(c["chat_id"] == chat_id for c in body["items"]),
             channel="mtproto",
             account=SESSION,
         )
-        conversation = next(c for c in inbox["items"] if c["chat_id"] == "@friend_ua")
+        conversation = next(c for c in inbox["items"] if c["chat_id"] == chat_id)
 
         def both_read(body: Any) -> bool:
             mine = [m for m in body["items"] if str(m["message_id"]).startswith("ua-read-")]
             return len(mine) == 2 and all(m["status"] == "read" for m in mine)
 
         shown = await crm.until(f"/v1/conversations/{conversation['id']}/messages", both_read)
+        everything = await crm.get("/v1/conversations", channel="mtproto", account=SESSION)
     texts = [m["text"] for m in shown["items"] if str(m["message_id"]).startswith("ua-read-")]
     assert sorted(texts) == ["read me 1", "read me 2"]  # two sends leave in either order
+    assert [c["chat_id"] for c in everything["items"]] == [chat_id]
 
 
 async def _failed(env: Env, message_id: str) -> Any:

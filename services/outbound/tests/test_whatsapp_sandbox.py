@@ -178,3 +178,16 @@ async def test_a_user_known_only_by_bsuid_is_sent_to_by_bsuid(env: Env) -> None:
     [stored] = env.box.whatsapp.sent_messages(WA_PHONE_ID, to=bsuid)
     assert stored["id"] == sent.provider_message_id
     assert sent.raw.get("wa_id") is None  # Meta names no phone for such a recipient
+    assert sent.chat_id is None  # the conversation is the BSUID, as addressed
+
+
+@pytest.mark.usefixtures("number")
+async def test_a_phone_written_with_a_plus_is_filed_under_the_chat_whatsapp_names(
+    env: Env,
+) -> None:
+    """Meta answers the ``wa_id`` of the number however it was written: the sent message's
+    conversation is that chat (where the customer's messages and the read receipts are),
+    not "+1 555 123 4567" (a conversation of its own that never showed a reply or a read)."""
+    env.box.whatsapp.add_user(WA_PHONE_ID, USER, "Olena", last_inbound_at=env.clock.time())
+    sent = await client(env).send(account("whatsapp"), wa(text("hi"), to="+1 555 123 4567"))
+    assert sent.chat_id == USER

@@ -1,7 +1,8 @@
 """Read receipts of the messages a session sent for outbound: Telegram tells the sender
 "read up to ``max_id``" per chat; each of our sends in that chat up to it gets one
-``delivery.receipt`` (status ``read``), named by the recipient its sender used, so the CRM
-marks the message it shows as read."""
+``delivery.receipt`` (status ``read``), named by the chat's id (outbound files a sent
+message under the chat the gateway resolved, not a ``@username`` it was addressed by), so
+the CRM marks the message it shows as read."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class Unread:
     workspace_id: str
     message_id: str
     provider_message_id: str
-    recipient: str
+    chat_id: str
 
 
 async def note_sent(
@@ -38,7 +39,7 @@ async def note_sent(
 async def unread(pool: asyncpg.Pool, session_id: str, chat_id: str, max_id: int) -> list[Unread]:
     """The session's sends in ``chat_id`` up to ``max_id`` without a read receipt yet."""
     rows = await pool.fetch(
-        """SELECT workspace_id, message_id, provider_message_id, recipient FROM sends
+        """SELECT workspace_id, message_id, provider_message_id, chat_id FROM sends
            WHERE session_id = $1 AND chat_id = $2 AND status = 'sent' AND read_at IS NULL
              AND provider_message_id::bigint <= $3""",
         session_id,
@@ -46,7 +47,7 @@ async def unread(pool: asyncpg.Pool, session_id: str, chat_id: str, max_id: int)
         max_id,
     )
     return [
-        Unread(r["workspace_id"], r["message_id"], r["provider_message_id"], r["recipient"])
+        Unread(r["workspace_id"], r["message_id"], r["provider_message_id"], r["chat_id"])
         for r in rows
     ]
 
@@ -65,7 +66,7 @@ def receipt(session_id: str, item: Unread, at: datetime) -> DeliveryReceipt:
         message_id=item.message_id,
         channel=Channel.MTPROTO,
         account=session_id,
-        recipient=item.recipient,
+        recipient=item.chat_id,
         at=at,
         status="read",
         provider_message_id=item.provider_message_id,

@@ -173,7 +173,9 @@ class Relay:
         as it ended."""
         done = await self.state.send_record(workspace, cmd.message_id)
         if done is not None and done.status == "sent":
-            return DeliverResult(status="sent", provider_message_id=done.provider_message_id)
+            return DeliverResult(
+                status="sent", provider_message_id=done.provider_message_id, chat_id=done.chat_id
+            )
         if done is not None and done.status == "failed":
             reason = done.reason or "refused"
             return DeliverResult(status="refused", error_code=reason, reason=reason)

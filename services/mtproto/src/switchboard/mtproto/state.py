@@ -84,6 +84,7 @@ class SendRecord:
     updated_at: datetime | None = None
     outcome_published: bool = True
     fingerprint: str | None = None  # of the body the id was first used with (None: before 007)
+    chat_id: str | None = None  # the chat it went to, once sent (reads.note_sent)
 
     def taken_by_another(self, fingerprint: str) -> bool:
         """Whether the id is another body's: a command with ``fingerprint`` is not a repeat."""

@@ -64,6 +64,9 @@ class Attempt(BaseModel):
     status: Status = "queued"
     attempts: int = 0
     provider_message_id: str | None = None
+    # The chat the provider says it went to, when its answer names one (a ``@username``
+    # recipient's numeric id): the conversation of the sent message, as inbound names it.
+    chat_id: str | None = None
     reason: str | None = None
     campaign_id: str | None = None
     error_code: str | None = None

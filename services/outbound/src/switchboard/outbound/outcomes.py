@@ -129,7 +129,9 @@ class Outcome:
         await pii.publish_sealed(self.bus, event, cause=self.env)
 
     async def sent(self, record: Attempt, sent: Sent, latency_ms: float) -> None:
-        record = record.step("sent", provider_message_id=sent.provider_message_id)
+        record = record.step(
+            "sent", provider_message_id=sent.provider_message_id, chat_id=sent.chat_id
+        )
         await stored_and_announced(self.attempts, record, self.announce_sent(record, latency_ms))
         await self.msg.ack()
 
@@ -155,7 +157,8 @@ class Outcome:
                 MessageSent(
                     channel=cmd.channel,
                     account=cmd.account,
-                    chat=Chat(id=cmd.recipient),
+                    # the chat the provider named (inbound's id of it), else as addressed
+                    chat=Chat(id=record.chat_id or cmd.recipient),
                     message_id=cmd.message_id,
                     provider_message_id=record.provider_message_id,
                     text=_text(cmd),

@@ -62,6 +62,14 @@ class Sent:
     provider_message_id: str
     raw: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def chat_id(self) -> str | None:
+        """The chat the provider says the message went to (``raw["chat_id"]``: Telegram's
+        numeric id of a ``@username`` recipient, a user account's resolved peer); None when
+        its answer names none."""
+        value = self.raw.get("chat_id")
+        return None if value is None or value == "" else str(value)
+
 
 class MessagingClient(Protocol):
     """Sends one ``SendMessage`` through one account (a bot, a number)."""

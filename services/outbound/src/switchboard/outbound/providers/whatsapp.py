@@ -313,7 +313,12 @@ class WhatsAppClient:
         raw: dict[str, Any] = {"phone_number_id": number}
         contacts = (data or {}).get("contacts")
         if isinstance(contacts, list) and contacts and isinstance(contacts[0], dict):
-            raw["wa_id"] = contacts[0].get("wa_id")
+            wa_id = contacts[0].get("wa_id")
+            raw["wa_id"] = wa_id
+            if isinstance(wa_id, str) and wa_id.isascii() and wa_id.isdigit():
+                # The chat as inbound messages and receipts name it: a recipient given as
+                # "+1 650-555-1234" is 16505551234 (a BSUID recipient comes back as itself).
+                raw["chat_id"] = wa_id
         if messages[0].get("message_status"):
             raw["message_status"] = messages[0]["message_status"]
         return Sent(provider_message_id=wamid, raw=raw)
