@@ -268,9 +268,13 @@ async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(
         ("ua-read-1", "read", provider_ids[0], chat_id, SESSION),
         ("ua-read-2", "read", provider_ids[1], chat_id, SESSION),
     ]
-    # The CRM shows both, read, in the conversation with the recipient: addressed as
-    # "@friend_ua", they are filed under the chat the gateway resolved, where the friend's
-    # own messages are (they made a conversation "@friend_ua" of their own before).
+    # The friend answers at once: the chat written to is read from the first send on
+    # (caught up at the next tick, live after), though nobody subscribed to it; before,
+    # only subscribed chats were read and the answer never reached the CRM.
+    env.box.mtproto.post(env.sender, "thanks, got both", sender=env.friend)
+    # The CRM shows both, read, in the conversation with the recipient, beside the answer:
+    # addressed as "@friend_ua", they are filed under the chat the gateway resolved (they
+    # made a conversation "@friend_ua" of their own before, which the answer never joined).
     async with running_crm(env.nats_url, postgres_url, monkeypatch) as crm:
         inbox = await crm.until(
             "/v1/conversations",
@@ -280,11 +284,18 @@ async def test_a_read_by_the_recipient_becomes_a_read_receipt_in_the_crm(
         )
         conversation = next(c for c in inbox["items"] if c["chat_id"] == chat_id)
 
-        def both_read(body: Any) -> bool:
+        def both_read_and_answered(body: Any) -> bool:
             mine = [m for m in body["items"] if str(m["message_id"]).startswith("ua-read-")]
-            return len(mine) == 2 and all(m["status"] == "read" for m in mine)
+            answered = [m for m in body["items"] if m["direction"] == "in"]
+            return (
+                len(mine) == 2
+                and all(m["status"] == "read" for m in mine)
+                and [m["text"] for m in answered] == ["thanks, got both"]
+            )
 
-        shown = await crm.until(f"/v1/conversations/{conversation['id']}/messages", both_read)
+        shown = await crm.until(
+            f"/v1/conversations/{conversation['id']}/messages", both_read_and_answered
+        )
         everything = await crm.get("/v1/conversations", channel="mtproto", account=SESSION)
     texts = [m["text"] for m in shown["items"] if str(m["message_id"]).startswith("ua-read-")]
     assert sorted(texts) == ["read me 1", "read me 2"]  # two sends leave in either order

@@ -68,6 +68,11 @@ async def test_an_idle_session_is_parked_and_reconnects_on_demand(
             nats_url, "delivery.sent", stream_name="DELIVERY", message_id="ttl-1", timeout=30
         )
         assert sent.model.account == "seller"  # type: ignore[attr-defined]
+        # the chat written to is followed, and that does not keep the session awake
+        await wait_for_event(nats_url, "mtproto.subscription_added", session_id="seller")
+        async with w.http(base) as http:
+            subs = (await http.get("/v1/sessions/seller")).json()["subscriptions"]
+        assert [s["followed"] for s in subs] == [True]
         await eventually(lambda: parked(2), timeout=30, message="parked again when idle")
 
         bus = await Bus.connect(nats_url, name="test-ttl")

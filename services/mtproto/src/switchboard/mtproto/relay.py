@@ -155,6 +155,9 @@ class Relay:
     on_restricted: Callable[[datetime], Awaitable[None]] | None = None
     # Called for each command: a session that delivers is in use (session TTL, ttl.py).
     on_delivery: Callable[[], None] | None = None
+    # Called with the peer and the message once a send went out (the holder follows the
+    # private chats it writes to: runner.follow).
+    on_sent: Callable[[Peer, int], Awaitable[None]] | None = None
 
     async def run(self, client: MtprotoClient) -> None:
         """Serve the session's deliveries; a dropped connection naks its command and raises."""
@@ -212,6 +215,8 @@ class Relay:
         chat = chat_of(peer).id
         await reads.note_sent(self.state.pool, workspace, cmd.message_id, chat, cmd.peer)
         SENDS.labels("sent").inc()
+        if self.on_sent is not None:
+            await self.on_sent(peer, sent.id)
         return DeliverResult(status="sent", provider_message_id=str(sent.id), chat_id=chat)
 
     async def read(self, update: OutboxRead) -> None:

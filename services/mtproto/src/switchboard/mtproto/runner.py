@@ -217,6 +217,7 @@ class SessionRunner:
             now=deps.now,
             on_restricted=self._restricted,
             on_delivery=self.idle.touch,
+            on_sent=self.follow,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -650,7 +651,9 @@ class SessionRunner:
                 raise _SessionGoneError
             subs = await self._load_chats()
             active = self.chats
-            await self._park_if_idle(bool(active))
+            # A chat followed because the session wrote to it does not keep it awake: parked,
+            # it reads the chat again when next woken (a catch-up from its last seen id).
+            await self._park_if_idle(any(not s.followed for s in active.values()))
             if time.monotonic() >= deferred_until:
                 try:
                     for sub in subs:
@@ -991,6 +994,32 @@ class SessionRunner:
         self.health.succeeded(time.monotonic() - started)
         latency_ms = (time.monotonic() - started) * 1000
         await self._sent_events(cmd, peer, str(sent.id), attempt, sent.date, latency_ms)
+        await self.follow(peer, sent.id)
+
+    async def follow(self, peer: Peer, sent_id: int) -> None:
+        """A private chat the session wrote to is read from that message on, so the
+        person's answer reaches the CRM (``follow_private_sends``): subscribed under the
+        chat's id, it is caught up from ``sent_id`` at the next tick (an answer faster than
+        that is not missed) and read live after. Only a failure to record it is logged: the
+        send is done, and the next send to the chat tries again."""
+        chat = chat_of(peer)
+        if (
+            not self.deps.settings.follow_private_sends
+            or chat.type is not ChatType.PRIVATE
+            or chat.id in self.chats
+        ):
+            return
+        try:
+            made = await self.deps.state.follow(self.session_id, peer, chat.id, sent_id)
+            if made:
+                info = PeerInfo(chat=chat, ref=chat.id)
+                added = SubscriptionAdded(
+                    session_id=self.session_id, at=self._now(), peer=info, last_message_id=sent_id
+                )
+                await self._emit(added)
+        except Exception as exc:
+            log.warning("could not follow a private chat written to", session=self.session_id,
+                        error=str(exc))  # fmt: skip
 
     async def _sent_events(
         self,

@@ -88,6 +88,12 @@ class MtprotoSettings(DatabaseSettings):
         "query) and release its lease until demand for it arrives; unset: never",
     )
     send_interval_s: float = Field(1.0, ge=0, description="pacing between sends per session")
+    follow_private_sends: bool = Field(
+        True,
+        description="read a private chat a session sends to from that message on (an "
+        "active subscription under the chat's id), so the person's answers reach the CRM; "
+        "off: only chats subscribed to are read",
+    )
     login_code_ttl_s: float = Field(600.0, gt=0, description="how long a sent code is kept")
     signin_max_per_phone: int = Field(
         10,

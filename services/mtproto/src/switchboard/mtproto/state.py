@@ -29,6 +29,12 @@ class Subscription:
     reason: str | None = None
     command_id: str | None = None
 
+    @property
+    def followed(self) -> bool:
+        """Made by :meth:`StateStore.follow` (a private chat written to), not asked for by a
+        subscribe command (which always names itself)."""
+        return self.command_id is None
+
     def public(self) -> dict[str, Any]:
         return {
             "ref": self.ref,
@@ -38,6 +44,7 @@ class Subscription:
             "username": self.peer.username if self.peer else None,
             "last_seen_id": self.last_seen_id,
             "reason": self.reason,
+            "followed": self.followed,
         }
 
 
@@ -145,6 +152,20 @@ class StateStore:
             status,
         )
         return [_subscription(r) for r in rows]
+
+    async def follow(self, session_id: str, peer: Peer, chat_id: str, last: int) -> bool:
+        """Read a private chat the session wrote to, from message ``last`` on: an active
+        subscription under the chat's id, unless one reads the chat already. True when this
+        call made it."""
+        status = await self.pool.execute(
+            """INSERT INTO subscriptions (session_id, ref, status, chat_id, peer, last_seen_id)
+               VALUES ($1, $2, 'active', $2, $3, $4) ON CONFLICT DO NOTHING""",
+            session_id,
+            chat_id,
+            peer_json(peer),
+            last,
+        )
+        return str(status).endswith(" 1")
 
     async def activate(self, session_id: str, ref: str, peer: Peer, chat_id: str, last: int) -> str:
         """Record the resolved peer: ``active``, or ``duplicate`` when another reference

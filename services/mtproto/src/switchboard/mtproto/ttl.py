@@ -23,8 +23,10 @@ from switchboard.runtime.bus import Bus
 
 # What makes a parked session claimable anyway: something it must do that is a row, not a
 # message (the command consumer un-parks it for messages).
+# A private chat followed because the session wrote to it (no command asked: command_id is
+# NULL, ``Subscription.followed``) is no demand: parked, the session reads it when woken.
 DEMAND = """EXISTS (SELECT 1 FROM subscriptions d WHERE d.session_id = sessions.session_id
-                    AND d.status IN ('pending', 'active'))
+                    AND d.status IN ('pending', 'active') AND d.command_id IS NOT NULL)
             OR EXISTS (SELECT 1 FROM backfills d WHERE d.session_id = sessions.session_id
                     AND d.status IN ('pending', 'running'))"""
 
