@@ -239,3 +239,25 @@ async def test_an_interaction_a_channel_has_not_is_refused_at_once(env: Env) -> 
     assert r.status_code == 422, r.text
     assert (r.json()["code"], r.json()["field"]) == ("unsupported", "channel"), r.text
     assert await outcomes(env, "v-answer") == []
+
+
+async def test_an_edit_over_telegram_s_limit_on_the_bus_fails_without_a_call(env: Env) -> None:
+    """The bus path has the API's check: ``too_long`` at once, not Telegram's refusal after
+    a call (and a breaker signal for what is the sender's fault)."""
+    from switchboard.events.catalog.outbound import EditMessage
+    from switchboard.runtime.bus import Bus
+
+    provider_id = await send_with_buttons(env, "ask-long")
+    edit = EditMessage(request_id="edit-long", channel=Channel.TELEGRAM, account="shop",
+                       recipient=str(CHAT), provider_message_id=provider_id,
+                       text="x" * 4097)  # fmt: skip
+    bus = await Bus.connect(env.nats_url, name="edit-long")
+    try:
+        await bus.publish(edit, workspace_id="demo")
+    finally:
+        await bus.close()
+    [failed] = await eventually(lambda: outcomes(env, "edit-long"), timeout=30)
+    assert isinstance(failed, InteractionFailed)
+    assert failed.error_code == "too_long"
+    assert "4097 characters" in failed.reason
+    assert env.calls("editMessageText") == []

@@ -34,6 +34,7 @@ from switchboard.events.catalog.outbound import (
 from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.providers.base import ProviderError, timed_out
 from switchboard.outbound.providers.telegram import Interaction, Target, TelegramClient
+from switchboard.outbound.text_limits import edit_too_long
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.breaker import Breakers
@@ -93,6 +94,10 @@ class Interactions:
             return
         if cmd.channel is not Channel.TELEGRAM:
             await outcome.failed(f"{cmd.channel.value} has no such call here", "unsupported")
+            await msg.ack()
+            return
+        if isinstance(cmd, EditMessage) and (long := edit_too_long(cmd)) is not None:
+            await outcome.failed(long.reason, "too_long")  # Telegram would refuse it
             await msg.ack()
             return
         target: Target | None = None
