@@ -33,7 +33,7 @@ async def test_the_answer_to_a_private_send_reaches_conv(nats_url: str, postgres
             chat = str(buyer.id)
             assert added.model.peer.chat.id == chat
             assert added.model.peer.ref == chat
-            # the answer, at once (caught up from the sent message, live after)
+            # the answer, at once: read live from the send on
             w.fake.post(seller, "how much for ten?", sender=buyer)
 
             async def answered() -> list[Any] | None:

@@ -998,10 +998,11 @@ class SessionRunner:
 
     async def follow(self, peer: Peer, sent_id: int) -> None:
         """A private chat the session wrote to is read from that message on, so the
-        person's answer reaches the CRM (``follow_private_sends``): subscribed under the
-        chat's id, it is caught up from ``sent_id`` at the next tick (an answer faster than
-        that is not missed) and read live after. Only a failure to record it is logged: the
-        send is done, and the next send to the chat tries again."""
+        person's answer reaches the CRM (``follow_private_sends``): read live from this
+        moment (nothing to catch up: the connection is live, and no answer precedes the
+        message it answers), and subscribed under the chat's id, so a later connection
+        catches it up from its last seen message. Only a failure to record it is logged:
+        the send is done, and the next send to the chat tries again."""
         chat = chat_of(peer)
         if (
             not self.deps.settings.follow_private_sends
@@ -1009,17 +1010,21 @@ class SessionRunner:
             or chat.id in self.chats
         ):
             return
+        self.chats[chat.id] = Subscription(self.session_id, chat.id, "active", chat.id, peer,
+                                           sent_id)  # fmt: skip
+        self.caught_up.add(chat.id)
         try:
             made = await self.deps.state.follow(self.session_id, peer, chat.id, sent_id)
-            if made:
-                info = PeerInfo(chat=chat, ref=chat.id)
-                added = SubscriptionAdded(
-                    session_id=self.session_id, at=self._now(), peer=info, last_message_id=sent_id
-                )
-                await self._emit(added)
-        except Exception as exc:
+        except Exception as exc:  # the send went out: only reading its answers is lost
+            self.chats.pop(chat.id, None)
+            self.caught_up.discard(chat.id)
             log.warning("could not follow a private chat written to", session=self.session_id,
                         error=str(exc))  # fmt: skip
+            return
+        if made:
+            info = PeerInfo(chat=chat, ref=chat.id)
+            await self._emit(SubscriptionAdded(session_id=self.session_id, at=self._now(),
+                                               peer=info, last_message_id=sent_id))  # fmt: skip
 
     async def _sent_events(
         self,
