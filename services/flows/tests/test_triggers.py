@@ -166,3 +166,25 @@ def test_a_publish_names_the_exact_triggers_other_published_flows_hold() -> None
         {"trigger": "button:quote", "flow_id": "fl_c"},
     ]
     assert overlaps("fl_d", others[3].doc, others) == []
+
+
+def test_a_user_account_runs_only_flows_that_name_it() -> None:
+    """A Telegram user account is a person: it reads the private chats it writes to, and a
+    keyword flow without ``channels`` (every bot and number) started answering its
+    customers as the person. It runs a flow only when the flow's ``channels`` name it."""
+    keyword = [{"type": "keyword", "keywords": ["price"]}]
+    anywhere = published("anywhere", keyword)
+    user = FlowConversation(channel=Channel.MTPROTO, account="sales-1", chat_id="7", sender_id="7")
+    bot = FlowConversation(channel=Channel.TELEGRAM, account="shop", chat_id="7", sender_id="7")
+    asked = Input("text", "t1", T0, text="price?")
+    assert plan(session="s", current=None, active_doc=None, published=[anywhere], inp=asked,
+                conversation=user) == []  # fmt: skip
+    (on_bot,) = plan(session="s", current=None, active_doc=None, published=[anywhere],
+                     inp=asked, conversation=bot)  # fmt: skip
+    assert on_bot.flow_id == "anywhere"
+    named = validate({**anywhere.doc.model_dump(mode="json", exclude_none=True),
+                      "channels": [{"channel": "mtproto", "account": "sales-1"}]})  # fmt: skip
+    (on_user,) = plan(session="s", current=None, active_doc=None,
+                      published=[Published("named", 1, named)], inp=asked,
+                      conversation=user)  # fmt: skip
+    assert on_user.flow_id == "named"

@@ -385,7 +385,9 @@ class FlowDocument(_Strict):
 
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(None, max_length=2000)
-    channels: tuple[ChannelScope, ...] = Field(default=(), description="where (all if empty)")
+    channels: tuple[ChannelScope, ...] = Field(
+        default=(), description="where (if empty: every bot and number, no user account)"
+    )
     triggers: tuple[Trigger, ...] = Field(min_length=1)
     start: StepId
     format: Literal["html", "markdown_v2"] = Field(

@@ -67,8 +67,12 @@ def parse_command(text: str | None) -> tuple[str, str | None] | None:
 
 
 def in_scope(doc: FlowDocument, channel: Channel, account: str) -> bool:
+    """Whether ``doc`` runs on the account: one its ``channels`` name, or without them any
+    bot or number. A Telegram user account (``mtproto``) is a person: a flow answers as it
+    only when its ``channels`` name it (it reads the private chats it writes to, and an
+    unscoped keyword flow would have started answering its customers as the person)."""
     if not doc.channels:
-        return True
+        return channel is not Channel.MTPROTO
     return any(
         s.channel == channel and (s.account is None or s.account == account) for s in doc.channels
     )
