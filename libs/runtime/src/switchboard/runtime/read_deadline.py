@@ -8,7 +8,9 @@ out. The rule is Apache's ``mod_reqtimeout``: a request has ``timeout_s`` from i
 ``1 / min_rate`` s, so a large upload at a sane rate always finishes while a peer dripping a
 byte a second gains nothing; headers get no extension (their size has no other bound).
 uvicorn has no such setting, hence the subclass of its protocol (the one ``http="auto"``
-picks with ``uvicorn[standard]``).
+picks with ``uvicorn[standard]``). Its cost is one timer per request: ``call_at`` and
+``cancel`` take 1.8 us (asyncio; 2.3 us on uvloop; a loop of 200,000), about 1.5 % of the
+~120 us of CPU a webhook takes in the ingest.
 """
 
 from __future__ import annotations
