@@ -188,7 +188,7 @@ BODIES: dict[tuple[str, str, str], Callable[[Ids], dict[str, Any]]] = {
         "content": _content("from b"),
     },
     ("outbound", "POST", "/v1/campaigns/{campaign_id}/recipients"): lambda i: {
-        "batch": 1, "recipients": [{"recipient": "5002", "account": i.account}], "final": True,
+        "batch": 1, "recipients": [{"recipient": "5002", "account": "acct-b"}], "final": True,
     },
     ("crm", "POST", "/v1/contacts/{contact_id}"): lambda i: {
         "display_name": "Mallory", "note": "b",
@@ -608,6 +608,22 @@ async def test_a_send_through_another_workspaces_account_is_refused_and_nothing_
     assert env.sent() == sent_before
     lead = await env.http.get(f"{env.urls['crm']}/v1/leads/{env.a.lead}", headers=A)
     assert lead.json()["stage"] == "new"
+
+
+async def test_a_batch_before_its_start_cannot_pin_another_workspace_s_account(
+    env: Env,
+) -> None:
+    """A campaign's batch may come before its start, when the channel is not known yet:
+    its pinned accounts were not checked at all, and a batch naming A's bot was a 202 (the
+    sender refused each recipient later). Now an account no channel of B's has is a 404."""
+    url = f"{env.urls['outbound']}/v1/campaigns/b-early/recipients"
+    theirs = {"batch": 1, "recipients": [{"recipient": "5003", "account": env.a.account}]}
+    r = await env.http.post(url, json=theirs, headers=B)
+    assert r.status_code == 404, r.text
+    assert env.a.account in r.json()["detail"]
+    own = {"batch": 1, "recipients": [{"recipient": "5003", "account": "acct-b"}]}
+    r = await env.http.post(url, json=own, headers=B)
+    assert r.status_code == 202, r.text
 
 
 async def test_a_campaign_id_of_another_workspace_is_a_new_campaign(env: Env) -> None:

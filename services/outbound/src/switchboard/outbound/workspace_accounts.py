@@ -16,3 +16,12 @@ async def require_account(
     if found is None:
         raise NotFoundError("account", f"{channel.value}/{name}")
     return found
+
+
+async def require_named(accounts: AccountCache, workspace: str, name: str) -> None:
+    """An account ``name`` of the workspace on some channel (a campaign's batch may come
+    before its start says which); :class:`NotFoundError` otherwise."""
+    for channel in Channel:
+        if await accounts.lookup(channel, name, workspace) is not None:
+            return
+    raise NotFoundError("account", name)

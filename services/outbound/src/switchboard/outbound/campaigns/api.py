@@ -26,7 +26,7 @@ from switchboard.outbound.campaigns.state import (
 from switchboard.outbound.campaigns.tally import tally
 from switchboard.outbound.fits import unfit
 from switchboard.outbound.idempotency import IdempotencyKeys
-from switchboard.outbound.workspace_accounts import require_account
+from switchboard.outbound.workspace_accounts import require_account, require_named
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.auth import Workspace
 from switchboard.runtime.bus import Bus
@@ -121,9 +121,12 @@ async def add(
     ports = _ports(request)
     state = await ports.store.state(campaign_key(ws, campaign_id))
     channel = (state.definition or {}).get("channel") if state is not None else None
+    pinned = {r.account for r in cmd.recipients if r.account}
     if channel is not None:
-        pinned = (r.account for r in cmd.recipients if r.account)
         await _accounts_owned(ports, ws, Channel(channel), pinned)
+    else:  # a batch before its start: the account must still be the workspace's
+        for name in sorted(pinned):
+            await require_named(ports.accounts, ws, name)
 
     async def accepted() -> tuple[int, dict[str, Any]]:
         await ports.bus.publish(cmd, workspace_id=ws)
