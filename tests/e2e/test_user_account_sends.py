@@ -407,6 +407,14 @@ async def test_an_erased_person_leaves_the_gateway_s_records_of_sends_to_them(
         return any(d.model.name == "delivery.sent" for d in events)
 
     await eventually(sent, timeout=60, message="sent")
+    conn = await asyncpg.connect(postgres_url)
+    try:  # the session follows the chat it wrote to
+        follows = await conn.fetchval(
+            "SELECT count(*) FROM mtproto.subscriptions WHERE chat_id = $1", str(env.friend.id)
+        )
+    finally:
+        await conn.close()
+    assert follows == 1
     hashed = pii.identity_hash("demo", "mtproto", str(env.friend.id))
     bus = await Bus.connect(env.nats_url, name="test-erasure")
     try:
@@ -426,6 +434,17 @@ async def test_an_erased_person_leaves_the_gateway_s_records_of_sends_to_them(
             return row["chat_id"], row["recipient"]
 
         found = await eventually(scrubbed, timeout=30, message="the record scrubbed")
+
+        # the chat was followed when the session wrote to it; the follow, with the
+        # friend's name and username, goes too
+        async def unfollowed() -> bool:
+            left = await conn.fetchval(
+                "SELECT count(*) FROM mtproto.subscriptions WHERE chat_id = $1",
+                str(env.friend.id),
+            )
+            return left == 0
+
+        await eventually(unfollowed, timeout=30, message="the follow forgotten")
     finally:
         await conn.close()
     assert found == (pii.erased_marker(hashed), pii.erased_marker(hashed))

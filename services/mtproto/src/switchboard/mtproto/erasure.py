@@ -2,8 +2,9 @@
 and the recipient its caller named (``reads.note_sent``: the read receipt names them).
 When the CRM erases a person (``crm.contact_erased``, the keyed hashes of their
 identities), every record of the workspace whose chat is one of those identities names
-them by the erased marker instead, as the CRM's tables do. Before, they stayed there for
-ever."""
+them by the erased marker instead, as the CRM's tables do, and the sessions stop reading
+their private chats (the subscriptions, with the name and username they keep, are deleted).
+Before, they stayed there for ever."""
 
 from __future__ import annotations
 
@@ -45,6 +46,20 @@ async def forget(pool: Any, workspace: str, hashes: frozenset[str]) -> int:
     await pool.executemany(
         "UPDATE sends SET chat_id = $3, recipient = $3 WHERE workspace_id = $1 AND chat_id = $2",
         [(workspace, chat, marker) for chat, marker in found.items()],
+    )
+    # The subscriptions of the workspace's sessions to their private chats (followed because
+    # a session wrote to them, or asked for): they hold the person's name and username, and
+    # would go on reading the chat. The holders drop them from what they read at their tick.
+    subs = await pool.fetch(
+        """SELECT s.session_id, s.chat_id FROM subscriptions s
+           JOIN sessions x ON x.session_id = s.session_id
+           WHERE x.workspace_id = $1 AND s.chat_id IS NOT NULL""",
+        workspace,
+    )
+    theirs = erased_chats([r["chat_id"] for r in subs], workspace, hashes)
+    await pool.executemany(
+        "DELETE FROM subscriptions WHERE session_id = $1 AND chat_id = $2",
+        [(r["session_id"], r["chat_id"]) for r in subs if r["chat_id"] in theirs],
     )
     return len(found)
 
