@@ -33,12 +33,15 @@ async def test_the_answer_to_a_private_send_reaches_conv(nats_url: str, postgres
             chat = str(buyer.id)
             assert added.model.peer.chat.id == chat
             assert added.model.peer.ref == chat
-            # the answer, at once: read live from the send on
+            # the seller types in the chat on their phone (the account's own message: no
+            # customer's; it was published as received from the seller, who became a
+            # contact with a lead), then the answer, at once: read live from the send on
+            w.fake.post(buyer, "typed on my phone", sender=seller)
             w.fake.post(seller, "how much for ten?", sender=buyer)
 
             async def answered() -> list[Any] | None:
                 found = await _received(nats_url, chat)
-                return found or None
+                return found if any(m.content.text == "how much for ten?" for m in found) else None
 
             [message] = await eventually(answered, timeout=30, message="the answer in CONV")
             assert message.content.text == "how much for ten?"
@@ -70,3 +73,22 @@ async def test_with_following_off_only_subscribed_chats_are_read(
                                  message_id="o-1")  # fmt: skip
             session = (await http.get("/v1/sessions/sal")).json()
             assert session["subscriptions"] == []
+
+
+def test_only_others_messages_are_received() -> None:
+    """The account's own messages (``out``) are no customer's, but a broadcast channel's
+    posts are the channel's whichever admin wrote them."""
+    from datetime import UTC, datetime
+
+    from switchboard.mtproto.convert import from_others
+    from switchboard.mtproto.ports import Message, Peer, PeerType
+
+    def message(kind: PeerType, out: bool) -> Message:
+        return Message(peer=Peer(id=7, type=kind, access_hash=1), id=1,
+                       date=datetime(2026, 12, 7, tzinfo=UTC), out=out)  # fmt: skip
+
+    assert from_others(message(PeerType.USER, out=False))
+    assert not from_others(message(PeerType.USER, out=True))
+    assert not from_others(message(PeerType.CHAT, out=True))
+    assert not from_others(message(PeerType.MEGAGROUP, out=True))
+    assert from_others(message(PeerType.CHANNEL, out=True))

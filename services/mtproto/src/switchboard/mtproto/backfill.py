@@ -22,7 +22,7 @@ from switchboard.events.catalog.mtproto import (
     BackfillFailed,
     BackfillProgressed,
 )
-from switchboard.mtproto.convert import chat_id, chat_of, is_channel, received
+from switchboard.mtproto.convert import chat_id, chat_of, from_others, is_channel, received
 from switchboard.mtproto.floods import DeferredError, FloodPolicy
 from switchboard.mtproto.metrics import BACKFILL_JOBS, BACKFILL_MESSAGES
 from switchboard.mtproto.ports import Message, MtprotoClient, Peer, PeerNotFoundError
@@ -95,7 +95,9 @@ async def run_backfill(ports: BackfillPorts, job: BackfillJob) -> str:
         kept, date_stop = select(page, job.until, limit)
         now = datetime.now(UTC)
         await ports.conv.publish(
-            [received(sid, m, now) for m in kept], workspace_id=job.workspace_id, source="backfill"
+            [received(sid, m, now) for m in kept if from_others(m)],
+            workspace_id=job.workspace_id,
+            source="backfill",
         )
         if not is_channel(peer):
             await ports.state.remember_chats(

@@ -148,6 +148,14 @@ def _file(media: Media) -> MediaFile:
     return MediaFile.model_validate(media, from_attributes=True)
 
 
+def from_others(message: Message) -> bool:
+    """Whether a message read in a chat is someone else's, to publish as received: the
+    account's own (``out``: typed on another of its devices, or sent through us, whose send
+    is recorded as ``conv.message_sent`` already) is no customer's message, in a private chat
+    or a group; a broadcast channel's posts are the channel's, whichever admin wrote them."""
+    return not message.out or message.peer.type is PeerType.CHANNEL
+
+
 def received(session_id: str, message: Message, received_at: datetime) -> MessageReceived:
     return MessageReceived(
         **_message(session_id, message),

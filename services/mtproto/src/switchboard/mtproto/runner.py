@@ -50,6 +50,7 @@ from switchboard.mtproto.convert import (
     chat_of,
     deleted,
     edited,
+    from_others,
     is_channel,
     received,
 )
@@ -591,6 +592,10 @@ class SessionRunner:
             chat = chat_id(message.peer)
             if chat not in self.chats:
                 return
+            if not from_others(message):  # the account's own: no customer's message
+                if isinstance(update, NewMessage):
+                    await self._seen(chat, message.id)
+                return
             if isinstance(update, NewMessage):
                 event: Event = received(self.session_id, message, now)
             else:
@@ -787,7 +792,7 @@ class SessionRunner:
                 break
             now = self._now()
             await self.deps.conv.publish(
-                [received(self.session_id, m, now) for m in page],
+                [received(self.session_id, m, now) for m in page if from_others(m)],
                 workspace_id=self.workspace_id,
                 source="catch_up",
             )
