@@ -1,10 +1,10 @@
 """Erasure in the gateway's records. For each send as a user the gateway keeps the chat
-and the recipient its caller named (``reads.note_sent``: the read receipt names them).
-When the CRM erases a person (``crm.contact_erased``, the keyed hashes of their
-identities), every record of the workspace whose chat is one of those identities names
-them by the erased marker instead, as the CRM's tables do, and the sessions stop reading
-their private chats (the subscriptions, with the name and username they keep, are deleted).
-Before, they stayed there for ever."""
+(``reads.note_sent``: the read receipt names it); rows written before it stopped keep the
+recipient its caller named too. When the CRM erases a person (``crm.contact_erased``, the
+keyed hashes of their identities), every record of the workspace whose chat is one of those
+identities names them by the erased marker instead, as the CRM's tables do, and the
+sessions stop reading their private chats (the subscriptions, with the name and username
+they keep, are deleted). Before, they stayed there for ever."""
 
 from __future__ import annotations
 

@@ -23,16 +23,15 @@ class Unread:
     chat_id: str
 
 
-async def note_sent(
-    pool: asyncpg.Pool, workspace: str, message_id: str, chat_id: str, recipient: str
-) -> None:
-    """Remember a sent message's chat and recipient (for its read receipt later)."""
+async def note_sent(pool: asyncpg.Pool, workspace: str, message_id: str, chat_id: str) -> None:
+    """Remember a sent message's chat (its read receipt names it later, and outbound files
+    the message under it). The recipient as addressed (``@username``) is no longer kept:
+    nothing reads it, and it is personal data at rest."""
     await pool.execute(
-        "UPDATE sends SET chat_id = $3, recipient = $4 WHERE workspace_id = $1 AND message_id = $2",
+        "UPDATE sends SET chat_id = $3 WHERE workspace_id = $1 AND message_id = $2",
         workspace,
         message_id,
         chat_id,
-        recipient,
     )
 
 

@@ -213,7 +213,7 @@ class Relay:
             return result
         await self.state.send_done(workspace, cmd.message_id, "sent", str(sent.id), None)
         chat = chat_of(peer).id
-        await reads.note_sent(self.state.pool, workspace, cmd.message_id, chat, cmd.peer)
+        await reads.note_sent(self.state.pool, workspace, cmd.message_id, chat)
         SENDS.labels("sent").inc()
         if self.on_sent is not None:
             await self.on_sent(peer, sent.id)
