@@ -285,3 +285,31 @@ async def test_a_keyboard_of_more_than_24_buttons_is_refused_before_the_call(env
         await client.send(shop, too_many)
     assert_error(caught.value, Failure.PERMANENT, "viber_unsupported")
     assert len(env.box.viber.sent_messages("shop", USER)) == 1
+
+
+def test_the_bytes_sent_are_what_viberbot_reads() -> None:
+    """The client now sends the bytes it measured (orjson) instead of httpx's ``json=``:
+    judged by Viber's own library, the body is a message it reads back as ours (the same
+    text in another script, keyboard and tracking data; the picture's media and text)."""
+    import json
+
+    from viberbot.api.messages import PictureMessage, TextMessage, get_message
+
+    shop = account("viber", settings={"sender_name": "Магазин"})
+    client = ViberClient(httpx.AsyncClient())
+    kb = keyboard([("Так", "yes", None)], [("Сайт", None, "https://s.test")])
+    body = json.loads(client.build(shop, vb(text("Підтвердити? ✅"), keyboard=kb)))
+    read = get_message(body)
+    assert isinstance(read, TextMessage)
+    assert read.validate()
+    assert (read.text, read.tracking_data) == ("Підтвердити? ✅", "m-1")
+    assert read.keyboard == body["keyboard"]
+    assert read.to_dict() == {k: body[k] for k in ("type", "text", "tracking_data", "keyboard")}
+    assert body["sender"] == {"name": "Магазин"}
+    photo = json.loads(
+        client.build(shop, vb(media("photo", url="https://cdn.test/p.jpg", caption="фото")))
+    )
+    picture = get_message(photo)
+    assert isinstance(picture, PictureMessage)
+    assert picture.validate()
+    assert (picture.media, picture.text) == ("https://cdn.test/p.jpg", "фото")
