@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.ingest import IngestEnv, ingest_behind_sandbox
 from tests.support.stack import service_env, stored_account
 
 from switchboard.events.catalog.common import Channel
@@ -268,6 +269,62 @@ async def test_adds_at_once_keep_one_account_whose_secret_the_provider_has(
         kept = [i for i in range(2) if await stored_account(nats_url, Channel.TELEGRAM, f"shop{i}")]
         assert len(kept) <= 1, answers
         assert [r.status_code for r in answers].count(201) == len(kept)
+
+
+async def test_webhooks_are_registered_where_the_account_says_its_api_is(
+    nats_url: str, box: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check asked the account's ``api_base_url``, and so do setWebhook, a rotation and
+    a removal. Before, they went to the default API: on the sandbox (or a local Bot API
+    server) an add passed its check and then failed 502 at setWebhook, and nothing was
+    added."""
+    # Ingest's default Telegram and Viber APIs answer nothing: only the accounts' own
+    # ``settings.api_base_url`` reaches a provider.
+    nowhere = "http://127.0.0.1:9"
+    env = {
+        "SWITCHBOARD_INGEST_TELEGRAM_API_URL": nowhere,
+        "SWITCHBOARD_INGEST_VIBER_API_URL": nowhere,
+    }
+    async with ingest_behind_sandbox(box, nats_url, monkeypatch, "telegram", **env) as ingest:
+        await _register_where_the_account_says(ingest, nats_url, box)
+
+
+async def _register_where_the_account_says(ingest: IngestEnv, nats_url: str, box: Sandbox) -> None:
+    url, sandbox, hooks = ingest.ingest, ingest.sandbox, ingest.ingest
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    telegram = {"channel": "telegram", "id": "shop", "workspace_id": "demo",
+                "secrets": {"token": "123456:good-token"},
+                "settings": {"api_base_url": f"{sandbox}/telegram"}}  # fmt: skip
+    viber = {"channel": "viber", "id": "vb", "workspace_id": "demo",
+             "secrets": {"token": "viber-good-token"},
+             "settings": {"api_base_url": f"{sandbox}/viber"}}  # fmt: skip
+    bot = box.telegram.state.find_bot("shop_bot")
+    viber_bot = box.viber.bot("viber-good-token")
+    assert bot is not None
+    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
+        r = await http.post("/admin/accounts", json=telegram)
+        assert r.status_code == 201, r.text
+        stored = await stored_account(nats_url, Channel.TELEGRAM, "shop")
+        assert stored is not None
+        assert bot.webhook.url == f"{hooks}/webhooks/telegram/shop"
+        assert bot.webhook.secret_token == stored.secrets["webhook_secret"]
+
+        r = await http.post("/admin/accounts/telegram/shop/rotate")
+        assert r.status_code == 200, r.text
+        stored = await stored_account(nats_url, Channel.TELEGRAM, "shop")
+        assert stored is not None
+        assert bot.webhook.secret_token == stored.secrets["webhook_secret"]
+
+        r = await http.delete("/admin/accounts/telegram/shop")
+        assert r.status_code == 204, r.text
+        assert bot.webhook.url == ""
+
+        r = await http.post("/admin/accounts", json=viber)
+        assert r.status_code == 201, r.text
+        assert viber_bot.webhook.url == f"{hooks}/webhooks/viber/vb"
+        r = await http.delete("/admin/accounts/viber/vb")
+        assert r.status_code == 204, r.text
+        assert viber_bot.webhook.url == ""
 
 
 async def test_cli_check_prints_what_is_wrong(

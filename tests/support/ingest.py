@@ -38,15 +38,17 @@ async def ingest_behind_sandbox(
 ) -> AsyncIterator[IngestEnv]:
     """Serve ``box`` and an ingest (admin token :data:`ADMIN_TOKEN`) whose public URL is its
     own address and whose ``api`` provider API (``telegram``, ``viber``) is the sandbox's;
-    ``env`` sets more of its settings."""
+    ``env`` sets more of its settings (and wins over these)."""
     port = free_port()
     async with serve(box.app()) as sandbox:
         for key, value in service_env(
             nats_url,
-            SWITCHBOARD_ADMIN_TOKEN=ADMIN_TOKEN,
-            SWITCHBOARD_INGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            **{f"SWITCHBOARD_INGEST_{api.upper()}_API_URL": f"{sandbox}/{api}"},
-            **env,
+            **{
+                "SWITCHBOARD_ADMIN_TOKEN": ADMIN_TOKEN,
+                "SWITCHBOARD_INGEST_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                f"SWITCHBOARD_INGEST_{api.upper()}_API_URL": f"{sandbox}/{api}",
+                **env,
+            },
         ).items():
             monkeypatch.setenv(key, value)
         app = create_app(load_settings(IngestSettings))

@@ -113,7 +113,7 @@ async def _telegram_webhook(
 ) -> None:
     """getWebhookInfo: the URL Telegram delivers to, what waits, and its last error."""
     token = account.secrets["token"]
-    url = f"{_base(account, endpoints.telegram)}/bot{token}/getWebhookInfo"
+    url = f"{api_base(account, endpoints.telegram)}/bot{token}/getWebhookInfo"
     _, data = await _ask(http, report, "Telegram getWebhookInfo", "POST", url, json={})
     info = data.get("result") or {}
     report.facts.update(
@@ -127,7 +127,9 @@ async def _telegram_webhook(
         )
 
 
-def _base(account: Account, default: str) -> str:
+def api_base(account: Account, default: str) -> str:
+    """Where ``account``'s provider API is: its ``settings.api_base_url`` (a local Bot API
+    server, the sandbox) or ``default``."""
     return str(account.settings.get("api_base_url") or default).rstrip("/")
 
 
@@ -193,7 +195,7 @@ async def _telegram(
     if not TELEGRAM_TOKEN.fullmatch(token):
         report.problem("secrets.token", "not a bot token (<bot id>:<secret> from @BotFather)")
         return
-    url = f"{_base(account, endpoints.telegram)}/bot{token}/getMe"
+    url = f"{api_base(account, endpoints.telegram)}/bot{token}/getMe"
     r, data = await _ask(http, report, "Telegram getMe", "POST", url, json={})
     if not data.get("ok"):
         why = data.get("description") or f"HTTP {r.status_code}"
@@ -218,7 +220,7 @@ async def _whatsapp(
         return
     (number,) = _needed(account, report, "settings.phone_number_id")
     version = str(account.settings.get("graph_version") or GRAPH_VERSION)
-    url = f"{_base(account, endpoints.graph)}/{version}/{number}"
+    url = f"{api_base(account, endpoints.graph)}/{version}/{number}"
     auth = {"Authorization": f"Bearer {token}"}
     r, data = await _ask(http, report, "WhatsApp Cloud API", "GET", url, headers=auth)
     if r.status_code == 200:
@@ -244,7 +246,7 @@ async def _viber(
     http: httpx.AsyncClient, endpoints: Endpoints, account: Account, report: CheckReport
 ) -> None:
     (token,) = _needed(account, report, "secrets.token")
-    url = f"{_base(account, endpoints.viber)}/pa/get_account_info"
+    url = f"{api_base(account, endpoints.viber)}/pa/get_account_info"
     headers = {"X-Viber-Auth-Token": token}
     r, data = await _ask(http, report, "Viber", "POST", url, json={}, headers=headers)
     if data.get("status") != 0:
@@ -261,7 +263,7 @@ async def _sendpulse(
     client_id, client_secret = _needed(
         account, report, "secrets.client_id", "secrets.client_secret"
     )
-    url = f"{_base(account, endpoints.sendpulse)}/oauth/access_token"
+    url = f"{api_base(account, endpoints.sendpulse)}/oauth/access_token"
     body = {
         "grant_type": "client_credentials",
         "client_id": client_id,
@@ -295,7 +297,7 @@ async def _metacapi(
         )
         return
     version = str(account.settings.get("graph_version") or GRAPH_VERSION)
-    url = f"{_base(account, endpoints.graph)}/{version}/{account.id}/events"
+    url = f"{api_base(account, endpoints.graph)}/{version}/{account.id}/events"
     event = {
         "event_name": "SwitchboardCheck",
         "event_time": int(time.time()),

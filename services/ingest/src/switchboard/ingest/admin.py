@@ -30,6 +30,7 @@ from switchboard.runtime.accounts import Account, AccountStore
 from switchboard.runtime.provider_checks import (
     CheckReport,
     Endpoints,
+    api_base,
     check_account,
     response_object,
 )
@@ -256,9 +257,9 @@ async def remove_account(
 ) -> None:
     account = await _existing(store, channel, account_id)
     if channel is Channel.TELEGRAM:
-        await _telegram(http, providers, account.secrets["token"], "deleteWebhook", {})
+        await _telegram(http, providers, account, "deleteWebhook", {})
     elif channel is Channel.VIBER:
-        await _viber(http, providers, account.secrets["token"], "set_webhook", {"url": ""})
+        await _viber(http, providers, account, "set_webhook", {"url": ""})
     await store.delete(channel, account_id)
 
 
@@ -269,24 +270,26 @@ async def _register_webhook(
     if account.channel not in (Channel.TELEGRAM, Channel.VIBER):
         return
     url = _webhook_url(providers, account.channel, account.id)
-    token = account.secrets["token"]
     body: dict[str, Any]
     if account.channel is Channel.TELEGRAM:
         body = {"url": url, "secret_token": account.secrets["webhook_secret"]}
-        await _telegram(http, providers, token, "setWebhook", body)
+        await _telegram(http, providers, account, "setWebhook", body)
     else:
         body = {"url": url, "event_types": VIBER_EVENTS, "send_name": True, "send_photo": True}
-        await _viber(http, providers, token, "set_webhook", body)
+        await _viber(http, providers, account, "set_webhook", body)
 
 
 async def _telegram(
     http: httpx.AsyncClient,
     providers: Providers,
-    token: str,
+    account: Account,
     method: str,
     body: dict[str, Any] | None,
 ) -> Any:
-    url = f"{providers.telegram.rstrip('/')}/bot{token}/{method}"
+    # Where the check asked (the account's api_base_url first): a bot on a local Bot API
+    # server gets its webhook there, not at api.telegram.org.
+    token = account.secrets["token"]
+    url = f"{api_base(account, providers.telegram)}/bot{token}/{method}"
     try:
         r = await _call(http, "POST", url, json=body or {})
     except (httpx.HTTPError, _TransientError) as exc:
@@ -300,11 +303,16 @@ async def _telegram(
 
 
 async def _viber(
-    http: httpx.AsyncClient, providers: Providers, token: str, method: str, body: dict[str, Any]
+    http: httpx.AsyncClient,
+    providers: Providers,
+    account: Account,
+    method: str,
+    body: dict[str, Any],
 ) -> Any:
-    url = f"{providers.viber.rstrip('/')}/pa/{method}"
+    url = f"{api_base(account, providers.viber)}/pa/{method}"
+    headers = {"X-Viber-Auth-Token": account.secrets["token"]}
     try:
-        r = await _call(http, "POST", url, json=body, headers={"X-Viber-Auth-Token": token})
+        r = await _call(http, "POST", url, json=body, headers=headers)
     except (httpx.HTTPError, _TransientError) as exc:
         raise AdminError(502, "provider_unreachable", f"Viber {method} failed: {exc}") from None
     data = response_object(r)
