@@ -322,6 +322,10 @@ async def _register_where_the_account_says(ingest: IngestEnv, nats_url: str, box
         r = await http.post("/admin/accounts", json=viber)
         assert r.status_code == 201, r.text
         assert viber_bot.webhook.url == f"{hooks}/webhooks/viber/vb"
+        # Viber shows `sender.name` to the user: the bot's name, not the account's id.
+        stored = await stored_account(nats_url, Channel.VIBER, "vb")
+        assert stored is not None
+        assert stored.settings["sender_name"] == "Shop"
         r = await http.delete("/admin/accounts/viber/vb")
         assert r.status_code == 204, r.text
         assert viber_bot.webhook.url == ""

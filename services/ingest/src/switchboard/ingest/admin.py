@@ -139,7 +139,12 @@ async def add_account(
     if not report.ok:
         raise refused(report)
     generated: dict[str, str] = {}
-    secrets_ = dict(account.secrets)
+    secrets_, settings_ = dict(account.secrets), dict(account.settings)
+    # Viber shows a message's `sender.name` as who wrote it: the bot's own name (what
+    # get_account_info told), never our id for the account, unless the operator chose.
+    name = report.facts.get("name")
+    if account.channel is Channel.VIBER and name and not settings_.get("sender_name"):
+        settings_["sender_name"] = str(name)
     if account.channel is Channel.TELEGRAM:
         secrets_["webhook_secret"] = new_telegram_secret()
     elif account.channel is Channel.VIBER:
@@ -150,7 +155,9 @@ async def add_account(
             secrets_["verify_token"] = generated["verify_token"] = secrets.token_urlsafe(24)
     elif account.channel is Channel.GENERIC and not secrets_.get("signing_secret"):
         secrets_["signing_secret"] = generated["signing_secret"] = new_signing_secret()
-    stored = await store.create(account.model_copy(update={"secrets": secrets_}))
+    stored = await store.create(
+        account.model_copy(update={"secrets": secrets_, "settings": settings_})
+    )
     if stored is None:  # added meanwhile by another request
         raise AdminError(409, "exists", f"{account.channel.value} account {account.id} exists")
     try:

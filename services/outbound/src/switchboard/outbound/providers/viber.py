@@ -1,7 +1,7 @@
 """Viber REST bot API client: `POST {base}/pa/send_message` with `X-Viber-Auth-Token`.
 
-Account: token in `secrets["token"]`, sender name in `settings["sender_name"]` (default:
-the account id; cut to Viber's 28 characters), optional `settings["sender_avatar"]` and
+Account: token in `secrets["token"]`, sender name in `settings["sender_name"]` (set to the
+bot's name when the admin API adds it; else the account id; cut to Viber's 28 characters), optional `settings["sender_avatar"]` and
 `settings["api_base_url"]` (the sandbox).
 
 Content: text; a photo by URL becomes a `picture` (Viber fetches media itself, so bytes
