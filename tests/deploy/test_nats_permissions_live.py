@@ -81,6 +81,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.claims import claim_key
 from switchboard.runtime.crypto import Keyring
 from switchboard.runtime.embedded import free_port, wait_for_port
+from switchboard.runtime.keys import KeyStore
 from switchboard.runtime.kv import entries
 from switchboard.runtime.sealing import seal
 from switchboard.runtime.settings import load_settings, parse_keyring
@@ -769,12 +770,19 @@ async def test_flows_runs_on_its_generated_user(
             IdentityClaimed(claim_key=ck, key="telegram:555", contact_id="ct_1"),
             workspace_id="demo",
         )
+        # As deployed: the k8s base gives every service the API key pepper, so flows follows
+        # the stored keys (it could not read their bucket before, and answered 401 to them).
         settings = FlowsSettings(
             **_as_generated_user(url, passwords, "flows"),
             api_keys={API_KEY: "demo"},
+            api_key_pepper="pepper-for-permission-tests",
             http_port=0,
             shutdown_grace_s=5.0,
         )
+        keys = KeyStore(
+            await admin.kv("api_keys"), b"pepper-for-permission-tests", lambda: datetime.now(UTC)
+        )
+        _, stored_key = await keys.create("demo", ["read"])
         flow = {
             "name": "live",
             "triggers": [{"type": "start"}],
@@ -793,6 +801,12 @@ async def test_flows_runs_on_its_generated_user(
             serve_app(create_flows(settings)) as api,
             httpx.AsyncClient(timeout=10, headers=auth) as http,
         ):
+            stored = {"Authorization": f"Bearer {stored_key}"}
+
+            async def stored_key_works() -> bool:
+                return (await http.get(f"{api}/v1/flows", headers=stored)).status_code == 200
+
+            await eventually(stored_key_works, timeout=30, message="flows took a stored key")
             r = await http.post(f"{api}/v1/flows", json=flow)
             assert r.status_code == 201, r.text
             flow_id = r.json()["id"]
