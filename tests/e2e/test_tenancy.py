@@ -626,6 +626,31 @@ async def test_a_batch_before_its_start_cannot_pin_another_workspace_s_account(
     assert r.status_code == 202, r.text
 
 
+async def test_a_flow_cannot_be_scoped_to_another_workspace_s_account(env: Env) -> None:
+    """A flow's ``channels`` naming A's bot was saved and published for B, silently never
+    running: now it is a 422 naming the field, the same as for an account that does not
+    exist, on save, revision and validate; B's own account is taken."""
+    flows = env.urls["flows"]
+
+    def scoped(account: str) -> dict[str, Any]:
+        return {**FLOW, "name": "scoped", "channels": [{"channel": "telegram", "account": account}]}
+
+    answers = []
+    for account in (env.a.account, GHOST.account):
+        for path in ("/v1/flows", "/v1/flows/validate"):
+            r = await env.http.post(f"{flows}{path}", json=scoped(account), headers=B)
+            assert r.status_code == 422, r.text
+            assert [e["path"] for e in r.json()["errors"]] == ["body.channels[0].account"]
+            answers.append(r.json()["detail"].replace(account, "<account>"))
+    assert len(set(answers)) == 1, answers  # A's account answers as a missing one
+    r = await env.http.post(f"{flows}/v1/flows", json=scoped("acct-b"), headers=B)
+    assert r.status_code == 201, r.text
+    r = await env.http.put(
+        f"{flows}/v1/flows/{r.json()['id']}", json=scoped(env.a.account), headers=B
+    )
+    assert r.status_code == 422, r.text
+
+
 async def test_a_campaign_id_of_another_workspace_is_a_new_campaign(env: Env) -> None:
     # B starts a campaign under A's campaign id, through its own account: a campaign of its
     # own (no 409 telling the id exists), and A's campaign is untouched.

@@ -69,6 +69,16 @@ def account_key(channel: Channel | str, account_id: str) -> str:
     return f"{Channel(channel).value}.{token(account_id)}"
 
 
+async def account_workspace(kv: KeyValue, channel: Channel | str, account_id: str) -> str | None:
+    """The workspace an account belongs to (None: no such account), read from its record
+    without opening its secrets: a service that only checks what a request names needs no
+    encryption keys for it."""
+    if not VALID_ID.fullmatch(account_id):
+        return None
+    found = await current(kv, account_key(channel, account_id))
+    return None if found is None else str(json.loads(found.value).get("workspace_id", "default"))
+
+
 class AccountStore:
     """Reads and writes accounts in KV, encrypting secrets with the keyring."""
 

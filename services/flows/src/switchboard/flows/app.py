@@ -3,7 +3,7 @@ consumers, and the HTTP API (flow documents, dry runs, runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -11,6 +11,7 @@ from fastapi import Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.streams import FLOW_TIMERS
 from switchboard.flows import document, dryrun, runs
 from switchboard.flows.bootstrap import FlowsDeps, bootstrap
@@ -20,6 +21,7 @@ from switchboard.flows.runner import CONVERSATIONS, CRM_EVENTS, TIMERS
 from switchboard.flows.settings import FlowsSettings
 from switchboard.flows.triggers import overlaps
 from switchboard.runtime import pii, subscribers
+from switchboard.runtime.accounts import account_workspace
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import ApiKeyAuth, require_scope
 from switchboard.runtime.deps import Wired
@@ -48,12 +50,25 @@ DOCUMENT_BODY: dict[str, Any] = {
 }
 
 
-async def read_document(request: Request, known_secrets: Callable[[str], bool]) -> Any:
+async def read_document(
+    request: Request,
+    known_secrets: Callable[[str], bool],
+    owner: Callable[[Channel, str], Awaitable[str | None]],
+    workspace: str,
+) -> Any:
     """The request's flow document, parsed as its Content-Type says and validated (422 with
-    every problem's path, a signing secret the workspace has not among them), before
-    anything touches the bus."""
+    every problem's path, a signing secret the workspace has not and an account of its
+    ``channels`` that is not the workspace's among them), before anything touches the bus."""
     data = document.parse(await request.body(), request.headers.get("content-type"))
-    document.validate(data, known_secrets)
+    doc = document.validate(data, known_secrets)
+    owners = {
+        (scope.channel, scope.account): await owner(scope.channel, scope.account)
+        for scope in doc.channels
+        if scope.account
+    }
+    problems = document.foreign_accounts(doc, {k for k, ws in owners.items() if ws == workspace})
+    if problems:
+        raise document.InvalidFlowError(problems)
     return data
 
 
@@ -69,7 +84,7 @@ def create_app(settings: FlowsSettings) -> ServiceApp:
     async def start(rt: Runtime) -> None:
         await pii.start(rt)  # conversation events carry sealed personal data
         await require_schedules(rt.bus, FLOW_TIMERS.name, "flows", "delays and timeouts")
-        built = bootstrap(rt, settings)
+        built = await bootstrap(rt, settings)
         deps.set(built)
         library, schedules, runner = built.library, built.schedules, built.runner
         keeper = MenuKeeper(rt.bus)
@@ -129,9 +144,13 @@ def _routes(app: ServiceApp, deps: Wired[FlowsDeps], settings: FlowsSettings) ->
         return deps().library
 
     async def read(request: Request, ws: str) -> Any:
-        return await read_document(
-            request, lambda name: settings.webhook_secret(ws, name) is not None
-        )
+        def known(name: str) -> bool:
+            return settings.webhook_secret(ws, name) is not None
+
+        async def owner(channel: Channel, account: str) -> str | None:
+            return await account_workspace(deps().accounts, channel, account)
+
+        return await read_document(request, known, owner, ws)
 
     @app.exception_handler(FlowError)
     async def _flow_error(_: Request, exc: FlowError) -> Response:

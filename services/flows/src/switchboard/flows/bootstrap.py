@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
+from nats.js.kv import KeyValue
 
 from switchboard.flows.effects import Effects, WebhookShare
 from switchboard.flows.library import FlowLibrary
@@ -22,12 +23,14 @@ class FlowsDeps:
     """Everything the flows consumers and routes use."""
 
     bus: Bus
+    # the accounts registry, read to check that a flow's channels are its workspace's
+    accounts: KeyValue
     library: FlowLibrary
     schedules: ScheduleKeeper
     runner: Runner
 
 
-def bootstrap(rt: Runtime, settings: FlowsSettings) -> FlowsDeps:
+async def bootstrap(rt: Runtime, settings: FlowsSettings) -> FlowsDeps:
     """The service's dependencies; the webhook client closes with the runtime."""
     library = FlowLibrary(rt.bus)
     http = httpx.AsyncClient(follow_redirects=False)
@@ -37,4 +40,7 @@ def bootstrap(rt: Runtime, settings: FlowsSettings) -> FlowsDeps:
     share = WebhookShare(settings.concurrency // 4)
     effects = Effects(rt.bus, http, settings.webhook_secret, settings.webhook_private, share)
     runner = Runner(rt.bus, library, effects, schedules, rt.clock.utcnow)
-    return FlowsDeps(bus=rt.bus, library=library, schedules=schedules, runner=runner)
+    accounts = await rt.bus.kv("accounts")
+    return FlowsDeps(
+        bus=rt.bus, accounts=accounts, library=library, schedules=schedules, runner=runner
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Annotated, Any, Literal
 
 import re2
@@ -576,6 +576,22 @@ def unknown_secrets(doc: FlowDocument, known: Callable[[str], bool]) -> list[dic
         }
         for step_id, step in doc.steps.items()
         if isinstance(step, WebhookStep) and not known(step.secret)
+    ]
+
+
+def foreign_accounts(
+    doc: FlowDocument, owned: Collection[tuple[Channel, str]]
+) -> list[dict[str, str]]:
+    """A problem for every account the flow's ``channels`` name that is not one of ``owned``
+    (the workspace's): another workspace's bot, or none at all, would leave the flow saved
+    and published but never running. Pure."""
+    return [
+        {
+            "path": f"$.channels[{i}].account",
+            "reason": f"no {scope.channel.value} account {scope.account!r} in this workspace",
+        }
+        for i, scope in enumerate(doc.channels)
+        if scope.account and (scope.channel, scope.account) not in owned
     ]
 
 
