@@ -124,6 +124,7 @@ def media(
     caption: str | None = None,
     file_name: str | None = None,
     mime_type: str | None = None,
+    size: int | None = None,
 ) -> OutMedia:
     source = MediaSource(
         url=url,
@@ -131,6 +132,7 @@ def media(
         data_base64=base64.b64encode(data).decode() if data is not None else None,
         file_name=file_name,
         mime_type=mime_type,
+        size=size,
     )
     return OutMedia(kind=kind, source=source, caption=caption)
 

@@ -124,13 +124,19 @@ async def test_sender_name_avatar_and_other_kinds() -> None:
         media("photo", file_id="abc"),
         media("video", url="https://cdn.test/v.mp4"),
         media("document", url="https://cdn.test/d.pdf"),
+        media("document", url="https://cdn.test/d.pdf", size=10, caption="read me"),
+        media("document", url="https://cdn.test/", size=10),
+        media("audio", url="https://cdn.test/a.mp3", size=10),
         OutTemplate(name="t", language="en"),
         OutMediaGroup(
             items=(media("photo", url="https://a.test/1"), media("photo", url="https://a.test/2"))
         ),
     ],
-    ids=["bytes", "file-id", "video", "document", "template", "album"],
-)
+    ids=[
+        "bytes", "file-id", "video-without-size", "document-without-size",
+        "document-with-caption", "document-without-name", "audio", "template", "album",
+    ],
+)  # fmt: skip
 async def test_unsupported_content_fails_without_a_call(content: Any) -> None:
     mock = Mock()
     assert_error(await fail(mock, vb(content)), Failure.PERMANENT, "viber_unsupported")
@@ -313,3 +319,30 @@ def test_the_bytes_sent_are_what_viberbot_reads() -> None:
     assert isinstance(picture, PictureMessage)
     assert picture.validate()
     assert (picture.media, picture.text) == ("https://cdn.test/p.jpg", "фото")
+
+
+def test_a_video_and_a_file_by_url_are_what_viberbot_reads() -> None:
+    """A video or a document by URL with its size: Viber's `video` (the caption its text)
+    and `file` (named as given, else by the URL's last path segment), judged valid by
+    Viber's own library."""
+    import json
+
+    from viberbot.api.messages import FileMessage, VideoMessage, get_message
+
+    client = ViberClient(httpx.AsyncClient())
+    shop = account("viber")
+    url = "https://cdn.test/clip.mp4"
+    clip = media("video", url=url, size=40_000, caption="як це працює")
+    video = get_message(json.loads(client.build(shop, vb(clip))))
+    assert isinstance(video, VideoMessage)
+    assert video.validate()
+    assert (video.media, video.size, video.text) == (url, 40_000, "як це працює")
+    for source, name in (
+        ({"url": "https://cdn.test/docs/price%20list.pdf"}, "price list.pdf"),
+        ({"url": "https://cdn.test/d?id=7", "file_name": "offer.pdf"}, "offer.pdf"),
+    ):
+        doc = media("document", size=10_000, **source)
+        file = get_message(json.loads(client.build(shop, vb(doc))))
+        assert isinstance(file, FileMessage)
+        assert file.validate()
+        assert (file.media, file.size, file.file_name) == (source["url"], 10_000, name)

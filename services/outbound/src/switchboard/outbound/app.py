@@ -413,6 +413,11 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         except ValidationError as exc:
             return invalid(exc, "invalid_message", data=body)
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
+        # The request as given is what its idempotency key stands for; the command may carry
+        # more (a Viber file's size, asked of its URL).
+        given = cmd
+        if settings.url_size_check:
+            cmd = await deps().url_sizes.sized(cmd)
         if (problem := unfit(cmd) or never_leaves(cmd, deps().attempts.now())) is not None:
             return problem
         try:
@@ -432,7 +437,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
             return 202, {"message_id": cmd.message_id, "status": "accepted"}
 
         what = "message_id / Idempotency-Key"
-        return await deps().keys.answered(ws, cmd.message_id, fingerprint(cmd), accepted, what)
+        return await deps().keys.answered(ws, cmd.message_id, fingerprint(given), accepted, what)
 
     @app.post(
         "/v1/uploads",

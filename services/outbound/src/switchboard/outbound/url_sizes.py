@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import SendMessage
+from switchboard.events.catalog.outbound import OutMedia, SendMessage
 from switchboard.outbound.media_limits import TooLarge, limit_of, media_items
 from switchboard.runtime.addresses import NotPublicError, send_public
 from switchboard.runtime.media_sizes import MB
@@ -103,6 +103,25 @@ class UrlSizes:
         finally:
             await response.aclose()
 
+    async def sized(self, cmd: SendMessage) -> SendMessage:
+        """``cmd`` with the size a provider needs in the message (a Viber video or file) asked
+        of its URL when not given; as it was when the size cannot be known (the send is then
+        refused naming ``content.source.size``)."""
+        content = cmd.content
+        if (
+            cmd.channel is not Channel.VIBER
+            or not isinstance(content, OutMedia)
+            or content.kind not in ("video", "document")
+            or content.source.url is None
+            or content.source.size is not None
+        ):
+            return cmd
+        size = await self.size(content.source.url)
+        if size is None:
+            return cmd
+        source = content.source.model_copy(update={"size": size})
+        return cmd.model_copy(update={"content": content.model_copy(update={"source": source})})
+
     async def too_large(self, cmd: SendMessage) -> TooLarge | None:
         """The first media item given by URL over its provider's by-URL limit, or None."""
         for where, item in media_items(cmd):
@@ -110,7 +129,7 @@ class UrlSizes:
             limit = url_limit_of(cmd.channel, item.kind)
             if url is None or limit is None:
                 continue
-            size = await self.size(url)
+            size = item.source.size or await self.size(url)
             if size is not None and size > limit[0]:
                 return TooLarge(f"{where}.url", size, limit[0], limit[1])
         return None

@@ -38,6 +38,12 @@ class MediaSource(Value):
     )
     file_name: str | None = None
     mime_type: str | None = None
+    size: int | None = Field(
+        None,
+        ge=1,
+        description="the file's size in bytes, where a provider needs it in the message "
+        "(Viber's video and file messages); POST /v1/messages asks a URL for it when absent",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

@@ -1,12 +1,15 @@
 """Viber REST bot API client: `POST {base}/pa/send_message` with `X-Viber-Auth-Token`.
 
 Account: token in `secrets["token"]`, sender name in `settings["sender_name"]` (set to the
-bot's name when the admin API adds it; else the account id; cut to Viber's 28 characters), optional `settings["sender_avatar"]` and
-`settings["api_base_url"]` (the sandbox).
+bot's name when the admin API adds it; else the account id; cut to Viber's 28 characters),
+optional `settings["sender_avatar"]` and `settings["api_base_url"]` (the sandbox).
 
 Content: text; a photo by URL becomes a `picture` (Viber fetches media itself, so bytes
-and file ids cannot be sent; video and file messages need the size in bytes, which a URL
-does not tell: both are PERMANENT `viber_unsupported`); a sticker by numeric id; a
+and file ids cannot be sent); a video by URL a `video` (the caption its text) and a
+document by URL a `file`, both with the size in bytes Viber requires (`source.size`,
+which `POST /v1/messages` asks the URL for; a command without it is PERMANENT
+`viber_unsupported`), a file also with its name (`source.file_name`, else the URL's last
+path segment; Viber's file message has no caption); a sticker by numeric id; a
 location; a keyboard becomes Viber's keyboard JSON (6 columns per row shared equally,
 `reply` buttons send their callback data back, URL buttons `open-url`). Viber bots cannot
 quote a message, so `reply_to` is ignored. `tracking_data` carries our message id, which
@@ -29,6 +32,7 @@ Viber answers every API-level failure with HTTP 200 and a non-zero `status`:
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import orjson
@@ -63,6 +67,7 @@ TOO_MANY_REQUESTS = 12
 UNREPLIED_WINDOW = 3600.0
 PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS}
 KEYBOARD_COLUMNS = 6
+MAX_FILE_NAME = 256  # a file message's file_name, extension included
 MAX_BUTTONS = 24  # Viber's keyboard: 1-24 Buttons (the sandbox's fake refuses more, status 3)
 
 
@@ -113,14 +118,16 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
     content = command.content
     if isinstance(content, OutMedia):
         source = content.source
-        if content.kind == "photo" and source.url:
-            return None
-        if content.kind == "sticker" and source.file_id and source.file_id.isdigit():
-            return None
-        return "content.kind", (
-            "Viber sends photos by URL and stickers by numeric id; other media need "
-            "a public URL and the file size"
-        )
+        if content.kind in ("video", "document") and source.url:
+            if problem := _file_problem(content):
+                return problem
+        elif content.kind == "photo" and source.url:
+            pass
+        elif not (content.kind == "sticker" and source.file_id and source.file_id.isdigit()):
+            return "content.kind", (
+                "Viber sends photos, videos and documents by URL and stickers by numeric "
+                "id; no other media, and no bytes or file ids"
+            )
     if isinstance(content, OutTemplate):
         return "content.kind", "templates are a WhatsApp feature; Viber has none"
     if isinstance(content, OutMediaGroup):
@@ -138,6 +145,34 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
     if "keyboard" in body and len(encode(bare)) <= MAX_REQUEST_BYTES:
         field = "keyboard"
     return field, _over(size)
+
+
+def _file_problem(content: OutMedia) -> tuple[str, str] | None:
+    """What keeps a video or document by URL from being a Viber message: its size (Viber
+    requires it), and a document's name and caption (a file message has a name, no text)."""
+    if content.source.size is None:
+        return "content.source.size", (
+            f"Viber needs the {content.kind}'s size in bytes: give content.source.size, or a "
+            "URL that answers its Content-Length"
+        )
+    if content.kind == "document":
+        if content.caption:
+            return "content.caption", "a Viber file message has no caption: send it as a text"
+        name = file_name(content)
+        if not name or len(name) > MAX_FILE_NAME:
+            return "content.source.file_name", (
+                f"a Viber file needs a name of 1-{MAX_FILE_NAME} characters: give "
+                "content.source.file_name"
+            )
+    return None
+
+
+def file_name(content: OutMedia) -> str:
+    """A document's name: as given, else the last segment of its URL's path."""
+    if content.source.file_name:
+        return content.source.file_name
+    path = urlsplit(content.source.url or "").path
+    return unquote(path.rsplit("/", 1)[-1])
 
 
 def _over(size: int) -> str:
@@ -169,6 +204,13 @@ def request_body(command: SendMessage, sender: dict[str, Any]) -> dict[str, Any]
             body.update(type="picture", media=source.url)
             if content.caption:
                 body["text"] = content.caption
+        elif content.kind == "video" and source.url:
+            body.update(type="video", media=source.url, size=source.size)
+            if content.caption:
+                body["text"] = content.caption
+        elif content.kind == "document" and source.url:
+            body.update(type="file", media=source.url, size=source.size)
+            body["file_name"] = file_name(content)
         else:  # a sticker by numeric id (``unsendable``)
             body.update(type="sticker", sticker_id=int(source.file_id or ""))
     elif isinstance(content, OutLocation):
