@@ -20,7 +20,7 @@ from tests.support.streams import events_where
 from switchboard.crm.queries import encode_cursor
 from switchboard.crm.settings import CrmSettings
 from switchboard.events import encode
-from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.common import Channel, Chat
 from switchboard.events.catalog.crm import UpdateContact
 from switchboard.events.catalog.delivery import DeliveryReceipt, DeliverySent
 from switchboard.events.catalog.mtproto import AccountStatus, AccountStatusChanged
@@ -69,6 +69,35 @@ async def test_same_phone_on_two_channels_is_one_contact(crm: Crm) -> None:
         [received(Channel.GENERIC, "shop", "u-77", "order?", 2, phone="+49 176 12345678")],
     )
     assert len((await crm.get("/v1/leads"))["items"]) == 2
+
+
+async def test_a_generic_chat_named_apart_from_its_sender_is_the_sender_s(crm: Crm) -> None:
+    """A generic source names its chat (``data.chat_id``) apart from who writes in it
+    (``data.sender.id``), as a website chat does. The inbox found a conversation's contact by
+    the chat id only, so such a conversation had none: not in the contact's filter, and
+    not in a segment (a campaign to the source's customers was an empty segment)."""
+    first = received(Channel.GENERIC, "site", "u-42", "call me back", 1, name="Greta")
+    later = received(Channel.GENERIC, "site", "u-42", "today please", 2, name="Greta")
+    chat = Chat(id="site-chat-42")
+    await publish_all(
+        crm.nats_url,
+        [first.model_copy(update={"chat": chat}), later.model_copy(update={"chat": chat})],
+    )
+    (contact,) = (await crm.until("/v1/contacts", lambda b: len(b["items"]) == 1))["items"]
+    inbox = await crm.until(
+        "/v1/conversations", lambda b: [c["message_count"] for c in b["items"]] == [2]
+    )
+    (conversation,) = inbox["items"]
+    assert (conversation["chat_id"], conversation["contact_id"]) == ("site-chat-42", contact["id"])
+    mine = await crm.get("/v1/conversations", contact_id=contact["id"])
+    assert [c["id"] for c in mine["items"]] == [conversation["id"]]
+    r = await crm.post(
+        "/v1/campaigns",
+        {"campaign_id": "site-news", "segment": {"channel": "generic"},
+         "content": {"kind": "text", "text": "news"}},
+    )  # fmt: skip
+    assert r.status_code == 202, r.text
+    assert (r.json()["recipients"], r.json()["accounts"]) == (1, ["site"])
 
 
 async def test_a_linked_identity_names_a_contact_that_has_no_name(crm: Crm) -> None:

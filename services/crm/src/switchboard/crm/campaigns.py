@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from switchboard.crm.errors import CrmServiceError
-from switchboard.crm.queries import Filters
+from switchboard.crm.queries import CHAT_PERSON, Filters
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.crm import StartSegmentFlow
 from switchboard.events.catalog.flows import FlowConversation, StartRuns
@@ -127,9 +127,10 @@ def _where(ws: str, segment: Segment) -> tuple[str, list[Any]]:
 
 
 # A conversation's person: its identity's contact, or the contact that one was merged into.
-_FROM = """FROM conversations c
+_FROM = f"""FROM conversations c
+{CHAT_PERSON}
 JOIN contact_identities i ON i.workspace_id = c.workspace_id AND i.channel = c.channel
-    AND i.external_id = c.chat_id
+    AND i.external_id = person.chat_person
 JOIN contacts ic ON ic.id = i.contact_id
 JOIN contacts p ON p.id = COALESCE(ic.merged_into, ic.id)"""
 

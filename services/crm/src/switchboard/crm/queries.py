@@ -200,9 +200,19 @@ class LeadsQuery(Page):
 CONVERSATION_COLUMNS = """c.id, c.channel, c.account, c.chat_id, c.chat_type, c.title,
     c.first_message_at, c.last_message_at, c.message_count, c.last_preview,
     COALESCE(ct.merged_into, i.contact_id) AS contact_id"""
-CONVERSATION_JOINS = """FROM conversations c
+# Whose a private chat ``c`` is: on most channels its id is the person's; a generic source
+# names its chats apart from their senders (``data.chat_id`` beside ``data.sender.id``), so
+# there it is the sender of the chat's first inbound message (one index probe; the lateral
+# is skipped on other channels). ``chat_person`` is the identity's external id.
+CHAT_PERSON = """LEFT JOIN LATERAL (
+        SELECT m.sender_id FROM messages m
+        WHERE c.channel = 'generic' AND m.conversation_id = c.id AND m.direction = 'in'
+        ORDER BY m.sent_at, m.stream_seq LIMIT 1) first_in ON true
+    CROSS JOIN LATERAL (SELECT COALESCE(first_in.sender_id, c.chat_id) AS chat_person) person"""
+CONVERSATION_JOINS = f"""FROM conversations c
+    {CHAT_PERSON}
     LEFT JOIN contact_identities i ON i.workspace_id = c.workspace_id
-        AND i.channel = c.channel AND i.external_id = c.chat_id
+        AND i.channel = c.channel AND i.external_id = person.chat_person
     LEFT JOIN contacts ct ON ct.id = i.contact_id"""
 
 
