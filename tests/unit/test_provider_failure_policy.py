@@ -28,6 +28,7 @@ PERMANENT = ProviderFailure(ProviderFault.PERMANENT, "400", "chat not found")
 LIMITED = ProviderFailure(ProviderFault.RATE_LIMITED, "429", "too many")
 LIMITED_5 = ProviderFailure(ProviderFault.RATE_LIMITED, "429", "too many", retry_after=5.0)
 LIMITED_0 = ProviderFailure(ProviderFault.RATE_LIMITED, "429", "too many", retry_after=0.0)
+REFUSED = ProviderFailure(ProviderFault.UNAUTHORIZED, "telegram_401", "Unauthorized")
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,11 @@ LIMITED_0 = ProviderFailure(ProviderFault.RATE_LIMITED, "429", "too many", retry
         (LIMITED_0, 2, PauseUntil(2.5, 1, "429: too many")),
         (LIMITED, 3, PauseUntil(2.5, 2, "429: too many")),
         (LIMITED, 50, PauseUntil(2.5, 49, "429: too many")),
+        # refused credentials: the account pauses at the policy's wait, the message waits
+        # unspent for the operator (it failed permanently before: every queued send did)
+        (REFUSED, 1, PauseUntil(60.0, 0, "telegram_401: Unauthorized")),
+        (REFUSED, 3, PauseUntil(60.0, 2, "telegram_401: Unauthorized")),
+        (REFUSED, 50, PauseUntil(60.0, 49, "telegram_401: Unauthorized")),
     ],
 )
 def test_decide(failure: ProviderFailure, attempt: int, outcome: ProviderOutcome) -> None:
@@ -69,6 +75,7 @@ def test_jittered_backoff_stays_under_its_cap() -> None:
         (ProviderFault.RETRYABLE, BreakerSignal.FAILURE),
         (ProviderFault.RATE_LIMITED, BreakerSignal.RATE_LIMITED),
         (ProviderFault.PERMANENT, BreakerSignal.REJECTED),
+        (ProviderFault.UNAUTHORIZED, BreakerSignal.FAILURE),
     ],
 )
 def test_breaker_signal(fault: ProviderFault, signal: BreakerSignal) -> None:

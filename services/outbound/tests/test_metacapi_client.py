@@ -143,7 +143,7 @@ def graph_error(status: int, code: int, subcode: int | None = None, **extra: Any
             Failure.PERMANENT,
             "metacapi_100_2804003",
         ),
-        (graph_error(400, 190, 463), Failure.PERMANENT, "metacapi_190_463"),
+        (graph_error(400, 190, 463), Failure.UNAUTHORIZED, "metacapi_190_463"),
         (graph_error(500, 2, is_transient=True), Failure.RETRYABLE, "metacapi_2"),
         (graph_error(400, 1, is_transient=True), Failure.RETRYABLE, "metacapi_1"),
         (httpx.Response(503, text="down"), Failure.RETRYABLE, "metacapi_503"),
@@ -256,4 +256,4 @@ async def test_sandbox_rejects_plain_pii_and_classifies_failures(env: Env) -> No
     env.box.metacapi.expire_token(TOKEN)
     with pytest.raises(ProviderError) as caught:
         await capi.send_events(PIXEL, TOKEN, [plain])
-    assert_error(caught.value, Failure.PERMANENT, "metacapi_190_463")
+    assert_error(caught.value, Failure.UNAUTHORIZED, "metacapi_190_463")

@@ -120,12 +120,12 @@ async def test_a_401_refreshes_once_and_repeats_the_call_once() -> None:
     ]
 
 
-async def test_a_second_401_is_permanent_and_not_repeated() -> None:
+async def test_a_second_401_waits_for_the_credentials_and_is_not_repeated() -> None:
     mock = Mock([token("t1"), expired(), token("t2"), expired()])
     async with mock.client() as http:
         with pytest.raises(ProviderError) as caught:
             await SendPulseClient(http).add_to_address_book(CREDENTIALS, 1, [Contact("a@x.test")])
-    assert_error(caught.value, Failure.PERMANENT, "sendpulse_401")
+    assert_error(caught.value, Failure.UNAUTHORIZED, "sendpulse_401")
     assert "after a refresh" in caught.value.reason
     assert len(mock.requests) == 4
 
@@ -218,7 +218,7 @@ async def test_call_classification(
         assert caught.value.scope is Scope.ACCOUNT
 
 
-async def test_bad_credentials_are_permanent() -> None:
+async def test_bad_credentials_wait_for_the_operator() -> None:
     answer = reply(
         401,
         {
@@ -231,7 +231,7 @@ async def test_bad_credentials_are_permanent() -> None:
     async with mock.client() as http:
         with pytest.raises(ProviderError) as caught:
             await SendPulseClient(http).send_sms(CREDENTIALS, Sms("Shop", ["380501234567"], "x"))
-    assert_error(caught.value, Failure.PERMANENT, "sendpulse_invalid_client")
+    assert_error(caught.value, Failure.UNAUTHORIZED, "sendpulse_invalid_client")
     assert "client-secret" not in str(caught.value)
 
 
@@ -303,7 +303,7 @@ async def test_sandbox_errors(env: Env) -> None:
         await client.send_sms(
             SendPulseAccount("sp-id", "wrong", base), Sms("Shop", ["380501234567"], "x")
         )
-    assert_error(caught.value, Failure.PERMANENT, "sendpulse_invalid_client")
+    assert_error(caught.value, Failure.UNAUTHORIZED, "sendpulse_invalid_client")
     creds = SendPulseAccount("sp-id", "sp-secret", base)
     with pytest.raises(ProviderError) as caught:
         await client.add_to_address_book(creds, 9999, [Contact("a@x.test")])

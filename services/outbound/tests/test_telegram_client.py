@@ -327,7 +327,7 @@ def tg_error(status: int, description: str, **parameters: Any) -> httpx.Response
             "telegram_403",
             None,
         ),
-        (tg_error(401, "Unauthorized"), Failure.PERMANENT, "telegram_401", None),
+        (tg_error(401, "Unauthorized"), Failure.UNAUTHORIZED, "telegram_401", None),
         (tg_error(500, "Internal Server Error"), Failure.RETRYABLE, "telegram_500", None),
         (
             httpx.Response(502, text="<html>Bad Gateway</html>"),

@@ -150,7 +150,7 @@ def status(code: int, message: str) -> httpx.Response:
 @pytest.mark.parametrize(
     ("answer", "failure", "code"),
     [
-        (status(2, "invalidAuthToken"), Failure.PERMANENT, "viber_2"),
+        (status(2, "invalidAuthToken"), Failure.UNAUTHORIZED, "viber_2"),
         (status(3, "badData"), Failure.PERMANENT, "viber_3"),
         (status(4, "missingData"), Failure.PERMANENT, "viber_4"),
         (status(5, "receiverNotRegistered"), Failure.PERMANENT, "viber_5"),
@@ -227,7 +227,7 @@ async def test_sandbox_unreplied_limit_and_permanent_statuses(env: Env) -> None:
 
     with pytest.raises(ProviderError) as caught:
         await client.send(account("viber", secrets={"token": "bad"}), vb(text()))
-    assert_error(caught.value, Failure.PERMANENT, "viber_2")
+    assert_error(caught.value, Failure.UNAUTHORIZED, "viber_2")
 
     env.box.set_fault("viber", "shop", error_rate=1.0, error_status=503)
     with pytest.raises(ProviderError) as caught:

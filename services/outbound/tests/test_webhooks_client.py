@@ -79,7 +79,7 @@ def status(code: int, headers: dict[str, str] | None = None) -> httpx.Response:
         (status(500), Failure.RETRYABLE, "webhook_500", None),
         (status(408), Failure.RETRYABLE, "webhook_408", None),
         (status(400), Failure.PERMANENT, "webhook_400", None),
-        (status(401), Failure.PERMANENT, "webhook_401", None),
+        (status(401), Failure.UNAUTHORIZED, "webhook_401", None),
         (
             status(301, {"Location": "https://elsewhere.test"}),
             Failure.PERMANENT,

@@ -315,7 +315,11 @@ async def test_rate_limits_wait_and_pause_the_number_or_the_recipient(
             Failure.PERMANENT,
             "whatsapp_100",
         ),
-        (graph_error(401, 190, "Invalid OAuth access token."), Failure.PERMANENT, "whatsapp_190"),
+        (
+            graph_error(401, 190, "Invalid OAuth access token."),
+            Failure.UNAUTHORIZED,
+            "whatsapp_190",
+        ),
         (graph_error(400, 131026, "Message undeliverable"), Failure.PERMANENT, "whatsapp_131026"),
         (httpx.Response(404, text="nope"), Failure.PERMANENT, "whatsapp_404"),
     ],

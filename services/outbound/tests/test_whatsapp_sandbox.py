@@ -145,7 +145,7 @@ async def test_faults_and_bad_tokens(env: Env) -> None:
     env.box.clear_faults()
     with pytest.raises(ProviderError) as caught:
         await wa_client.send(account("whatsapp", secrets={"access_token": "wrong"}), wa(text()))
-    assert_error(caught.value, Failure.PERMANENT, "whatsapp_190")
+    assert_error(caught.value, Failure.UNAUTHORIZED, "whatsapp_190")
 
 
 @pytest.mark.usefixtures("number")

@@ -178,6 +178,7 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         hold_hop=settings.hold_hop_s,
         account_hold_s=settings.account_hold_s,
         lane_places=settings.concurrency,
+        unauthorized_wait=settings.unauthorized_wait_s,
     )
 
     async def start(rt: Runtime) -> None:

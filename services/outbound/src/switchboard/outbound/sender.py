@@ -212,6 +212,8 @@ class SendPolicy:
 
     # The pause after a provider's rate limit that names no wait.
     rate_limit_wait: float = 1.0
+    # The pause of an account whose credentials the provider refused, at a time.
+    unauthorized_wait: float = 60.0
     # A send scheduled ahead is held by the server at most this long at a time (``schedule``).
     hold_hop: float = HOLD_HOP.total_seconds()
     # Seconds of an account's rate one instance holds in the conversational lane, and that
@@ -223,7 +225,11 @@ class SendPolicy:
     def failures(self) -> ProviderPolicy:
         """The provider-failure policy every outbound call site decides with."""
         return ProviderPolicy(
-            self.max_attempts, self.backoff_base, self.backoff_max, self.rate_limit_wait
+            self.max_attempts,
+            self.backoff_base,
+            self.backoff_max,
+            self.rate_limit_wait,
+            unauthorized_wait_s=self.unauthorized_wait,
         )
 
 
@@ -705,7 +711,10 @@ class Sender:
                 name, key = limits.account_pause, limits.account
             await self.limiter.pause(name, wait, key)
             log.warning(
-                "rate limited by provider; paused for every instance", pause=name, seconds=wait
+                "paused for every instance at the provider's word",
+                pause=name,
+                seconds=wait,
+                reason=outcome.reason,
             )
             patience = self.pool.patience_s if self.pool is not None else None
             if (

@@ -35,6 +35,13 @@ class OutboundSettings(ServiceSettings):
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
     call_timeout_s: float = Field(15.0, gt=0)
+    unauthorized_wait_s: float = Field(
+        60.0,
+        gt=0,
+        description="an account whose credentials the provider refused (a revoked or "
+        "expired token) is paused this long at a time; its messages wait, unspent, until "
+        "the account is fixed (a rotated secret applies live)",
+    )
     breaker_threshold: int = Field(5, ge=1)
     breaker_cooldown_s: float = Field(10.0, gt=0)
     probe_interval_s: float = Field(

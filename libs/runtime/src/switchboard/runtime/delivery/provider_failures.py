@@ -1,12 +1,17 @@
 """The provider-failure policy: what a failed call to an outside provider (a chat API,
 SendPulse, Meta's Conversions API) means for the message, decided in one pure function.
 
-A provider call fails one of three ways. *Permanent*: the provider refused the request
+A provider call fails one of four ways. *Permanent*: the provider refused the request
 itself, so the message is dead-lettered at once. *Rate-limited*: the provider asked us to
 slow down, so the limit key is paused for every instance for ``retry_after`` (or the
 policy's wait when none was given) and the message goes again then, without using up an
-attempt. *Retryable* (5xx, resets, timeouts): backoff with full jitter until the attempts
-are spent, then the DLQ. What the circuit breaker hears follows from the fault alone.
+attempt. *Unauthorized*: the provider refused the account's credentials (a revoked bot
+token, an expired access token): nothing is wrong with the message, so the account is
+paused as for a rate limit (``unauthorized_wait_s`` at a time) and its messages wait,
+unspent, until the operator fixes the account (a rotated secret applies live), instead of
+failing every queued send and campaign. *Retryable* (5xx, resets, timeouts): backoff with
+full jitter until the attempts are spent, then the DLQ. What the circuit breaker hears
+follows from the fault alone.
 
 Failures of our own infrastructure are :mod:`switchboard.runtime.failures`' business.
 """
@@ -25,6 +30,7 @@ class ProviderFault(StrEnum):
     RETRYABLE = "retryable"  # 5xx, timeouts, resets: try again with backoff
     RATE_LIMITED = "rate_limited"  # 429-like: wait retry_after, for every instance
     PERMANENT = "permanent"  # bad request, blocked, unknown chat, 24 h window: give up
+    UNAUTHORIZED = "unauthorized"  # the account's credentials refused: wait for the operator
 
 
 class BreakerSignal(StrEnum):
@@ -39,6 +45,8 @@ _BREAKER = {
     ProviderFault.RETRYABLE: BreakerSignal.FAILURE,
     ProviderFault.RATE_LIMITED: BreakerSignal.RATE_LIMITED,
     ProviderFault.PERMANENT: BreakerSignal.REJECTED,
+    # The account cannot send until it is fixed: its breaker opens, and /health shows why.
+    ProviderFault.UNAUTHORIZED: BreakerSignal.FAILURE,
 }
 
 
@@ -66,12 +74,14 @@ class ProviderFailure:
 class ProviderPolicy:
     """``max_attempts`` counted calls before the DLQ; retryable failures wait up to
     ``backoff_base_s * 2**(attempt-1)`` (capped at ``backoff_max_s``, jittered); a rate
-    limit that names no wait pauses ``rate_limit_wait_s``."""
+    limit that names no wait pauses ``rate_limit_wait_s``, refused credentials
+    ``unauthorized_wait_s`` at a time."""
 
     max_attempts: int = 6
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     rate_limit_wait_s: float = 1.0
+    unauthorized_wait_s: float = 60.0
     jitter: Callable[[float], float] = field(default=full_jitter, compare=False)
 
     def backoff(self, attempt: int) -> float:
@@ -116,6 +126,9 @@ def decide(failure: ProviderFailure, attempt: int, policy: ProviderPolicy) -> Pr
     reason = f"{failure.code}: {failure.reason}"
     if failure.fault is ProviderFault.PERMANENT:
         return DeadLetter(failure.reason, attempt, permanent=True)
+    if failure.fault is ProviderFault.UNAUTHORIZED:
+        # Not a failed attempt either: the message was never the problem.
+        return PauseUntil(policy.unauthorized_wait_s, max(attempt - 1, 0), reason)
     if failure.fault is ProviderFault.RATE_LIMITED:
         # A missing or zero retry_after gets the policy's wait: an immediate retry would
         # only hit the same limit again.

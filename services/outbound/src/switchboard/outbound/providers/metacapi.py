@@ -37,8 +37,9 @@ token as a Bearer header (kept out of URLs and logs), batches of at most 1000 ev
 `event_id` passed through for deduplication with the browser pixel. Events older than 7
 days are skipped locally (Meta rejects the whole request for one of them) and reported.
 Classification: 5xx, timeouts, `is_transient` RETRYABLE; Graph throttling codes (4, 17,
-32, 613, 80004) and HTTP 429 RATE_LIMITED (Retry-After, else 60 s); any other 4xx
-PERMANENT. When a later batch fails, `raw["events_accepted"]` counts the events of the
+32, 613, 80004) and HTTP 429 RATE_LIMITED (Retry-After, else 60 s); 190 (the token
+expired or was revoked) and HTTP 401 UNAUTHORIZED (the pixel waits for a valid token);
+any other 4xx PERMANENT. When a later batch fails, `raw["events_accepted"]` counts the events of the
 earlier batches that Meta already took (resending them is safe with `event_id`: Meta
 deduplicates within 48 h).
 """
@@ -57,7 +58,7 @@ from typing import Any
 import httpx
 
 from switchboard.outbound.errors import OutboundServiceError
-from switchboard.outbound.providers.base import ProviderError
+from switchboard.outbound.providers.base import Failure, ProviderError
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     bearer_call,
@@ -72,6 +73,7 @@ MAX_EVENT_AGE = 7 * 24 * 3600.0
 _AGE_MARGIN = 60.0
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80004})
 THROTTLE_WAIT = 60.0
+INVALID_TOKEN = 190  # OAuthException: the access token expired or was revoked
 
 HASHED_FIELDS = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "db", "ge")
 """user_data fields Meta wants as SHA-256 (lists allowed)."""
@@ -345,6 +347,8 @@ def classify_error(response: httpx.Response, body: dict[str, Any] | None) -> Pro
     raw: dict[str, Any] = {"http_status": status}
     if error:
         raw["error"] = error
+    if code == INVALID_TOKEN:
+        return ProviderError(Failure.UNAUTHORIZED, name, message, raw=raw)
     return status_failure(
         PROVIDER,
         response,

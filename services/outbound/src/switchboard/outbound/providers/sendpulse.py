@@ -9,7 +9,8 @@ cached per (base URL, client id) until shortly before `expires_in` runs out. A 4
 call means the token expired early (revoked, server restart): the client refreshes it once
 and repeats the call once; this is the only repetition inside any provider client, because
 it is part of the authentication protocol rather than a retry of a failed send. A second
-401 is PERMANENT. Concurrent callers share one refresh (a lock per account).
+401 is UNAUTHORIZED (the account waits for its credentials to be fixed). Concurrent
+callers share one refresh (a lock per account).
 
 Classification: 429 RATE_LIMITED for the account (`Retry-After`, else 1 s: the limit is
 10 calls/s); 5xx and timeouts RETRYABLE; other 4xx PERMANENT with SendPulse's message

@@ -265,6 +265,8 @@ def classify_error(
         return ProviderError(Failure.PERMANENT, "telegram_migrated", description, raw=raw)
     if code >= 500 or status >= 500:
         return ProviderError(Failure.RETRYABLE, f"telegram_{code}", description, raw=raw)
+    if code == 401:  # "Unauthorized": the bot's token was revoked or is wrong
+        return ProviderError(Failure.UNAUTHORIZED, "telegram_401", description, raw=raw)
     return ProviderError(Failure.PERMANENT, f"telegram_{code}", description, raw=raw)
 
 

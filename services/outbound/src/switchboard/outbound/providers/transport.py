@@ -152,8 +152,9 @@ def status_failure(
     throttled: bool = False,
     transient: bool = False,
 ) -> ProviderError:
-    """The generic reading of an HTTP error status: 429 rate limited (Retry-After), 408 and
-    5xx retryable, any other 4xx permanent. Providers apply their own codes first, or say
+    """The generic reading of an HTTP error status: 429 rate limited (Retry-After), 401 the
+    account's credentials refused (unauthorized), 408 and 5xx retryable, any other 4xx
+    permanent. Providers apply their own codes first, or say
     that their answer means a throttle (``throttled``) or a passing fault (``transient``)
     whatever its status."""
     status = response.status_code
@@ -171,6 +172,8 @@ def status_failure(
         )
     if status >= 500 or status == 408 or transient:
         return ProviderError(Failure.RETRYABLE, name, text, raw=raw or {})
+    if status == 401:
+        return ProviderError(Failure.UNAUTHORIZED, name, text, raw=raw or {})
     return ProviderError(Failure.PERMANENT, name, text, raw=raw or {})
 
 

@@ -64,8 +64,9 @@ MAX_SENDER_NAME = 28
 MAX_TRACKING_DATA = 4000
 MAX_REQUEST_BYTES = 30 * 1024  # PROTOCOLS.md: "request JSON <= 30 KB" (the sandbox's too)
 TOO_MANY_REQUESTS = 12
+INVALID_AUTH_TOKEN = 2  # the bot's token: the account waits for the operator to fix it
 UNREPLIED_WINDOW = 3600.0
-PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS}
+PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS, INVALID_AUTH_TOKEN}
 KEYBOARD_COLUMNS = 6
 MAX_FILE_NAME = 256  # a file message's file_name, extension included
 MAX_BUTTONS = 24  # Viber's keyboard: 1-24 Buttons (the sandbox's fake refuses more, status 3)
@@ -106,6 +107,8 @@ def classify_status(status: int, message: str, body: dict[str, Any]) -> Provider
             scope=Scope.RECIPIENT,
             raw=raw,
         )
+    if status == INVALID_AUTH_TOKEN:
+        return ProviderError(Failure.UNAUTHORIZED, name, message or "invalidAuthToken", raw=raw)
     if status in PERMANENT_STATUSES:
         return ProviderError(Failure.PERMANENT, name, message or f"status {status}", raw=raw)
     return ProviderError(Failure.RETRYABLE, name, message or f"status {status}", raw=raw)

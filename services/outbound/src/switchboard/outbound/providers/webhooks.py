@@ -11,8 +11,10 @@ Classification of the receiver's answer (Standard Webhooks' sender rules):
 - 429: RATE_LIMITED for the endpoint (`Retry-After`, else 60 s).
 - 502, 503, 504: RATE_LIMITED with the `Retry-After` when the receiver gives one (it is
   asking for a pause), otherwise RETRYABLE; other 5xx, 408, timeouts, resets: RETRYABLE.
-- Any other status (3xx: redirects are not followed; 4xx such as 400, 401, 404):
-  PERMANENT. The receiver refuses this delivery as it is; retrying it will not help.
+- 401: UNAUTHORIZED: the receiver refuses our signature (the account's signing secret is
+  not the one it has); the account waits, its messages unspent, until it is fixed.
+- Any other status (3xx: redirects are not followed; 4xx such as 400, 404): PERMANENT.
+  The receiver refuses this delivery as it is; retrying it will not help.
 
 `GenericWebhookClient` makes this a `MessagingClient` for the "generic" channel: the
 account's `settings["url"]` receives `{"type": "message.send", "timestamp", "data":

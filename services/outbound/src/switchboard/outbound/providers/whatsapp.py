@@ -18,6 +18,8 @@ Classification (Graph `error.code` decides; the HTTP status only when there is n
   when present, otherwise `RETRY_AFTER_DEFAULTS` (Meta publishes no wait times: the values
   follow the limits' windows; see there).
 - 1, 2, 131000, 131016, 133004, `is_transient: true`, HTTP 5xx, timeouts: RETRYABLE.
+- 190 (the access token expired or was revoked) or HTTP 401: UNAUTHORIZED: the number
+  waits, its messages unspent, until the operator gives the account a valid token.
 - Anything else (4xx): PERMANENT, with Meta's message and details as the reason.
 """
 
@@ -59,6 +61,7 @@ MEDIA_TTL = 29 * 24 * 3600.0
 """Uploaded media ids are kept 30 days by Meta; forget them a day earlier."""
 
 WINDOW_CLOSED = 131047
+INVALID_TOKEN = 190  # OAuthException: the access token expired or was revoked
 WINDOW_REASON = "more than 24 h since the customer last wrote: only templates are allowed"
 
 RETRY_AFTER_DEFAULTS: dict[int, float] = {
@@ -242,6 +245,8 @@ def classify_error(response: httpx.Response, body: dict[str, Any] | None) -> Pro
     name = f"whatsapp_{code}"
     if code == WINDOW_CLOSED:
         return ProviderError(Failure.PERMANENT, name, WINDOW_REASON, raw=raw)
+    if code == INVALID_TOKEN or response.status_code == 401:
+        return ProviderError(Failure.UNAUTHORIZED, name, reason, raw=raw)
     if code in RETRY_AFTER_DEFAULTS:
         after = retry_after_header(response.headers)
         return ProviderError(

@@ -1,0 +1,81 @@
+"""An account whose credentials the provider refuses (a revoked bot token, an expired access
+token) is the operator's to fix, not the messages' fault: its sends wait, unspent, and
+leave once the account's secret is fixed in the registry. Before, each one failed
+permanently at once (a DLQ entry apiece), and a campaign through the account failed every
+recipient within seconds of the token's revocation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from tests.support.outbound import OutboundStack, outbound_stack, telegram_shop
+from tests.support.stack import API_KEY
+
+from switchboard.runtime.testing import eventually
+from switchboard.sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.e2e
+TOKEN = "300000093:refused-a"
+REVOKED = "300000093:revoked-token"
+CHATS = (4401, 4402, 4403)
+A = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OutboundStack]:
+    box = Sandbox(SandboxConfig())
+    box.telegram.add_bot(TOKEN, "refused_bot")
+    for chat in CHATS:
+        box.telegram.add_chat(TOKEN, chat, "private")
+
+    def accounts(sandbox: str) -> list[Any]:
+        return [telegram_shop(sandbox, REVOKED)]  # the token Telegram no longer takes
+
+    settings = {"SWITCHBOARD_OUTBOUND_UNAUTHORIZED_WAIT_S": "0.5"}
+    async with outbound_stack(box, nats_url, monkeypatch, accounts, **settings) as stack:
+        yield stack
+
+
+async def _statuses(env: OutboundStack) -> dict[str, dict[str, Any]]:
+    found = {}
+    for chat in CHATS:
+        r = await env.http.get(f"{env.url}/v1/messages/refused-{chat}", headers=A)
+        assert r.status_code == 200, r.text
+        found[str(chat)] = r.json()
+    return found
+
+
+async def test_sends_wait_for_refused_credentials_and_leave_once_they_are_fixed(
+    env: OutboundStack,
+) -> None:
+    for chat in CHATS:
+        text = {"kind": "text", "text": "your order"}
+        body = {"message_id": f"refused-{chat}", "channel": "telegram", "account": "shop",
+                "recipient": str(chat), "content": text}  # fmt: skip
+        r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
+        assert r.status_code == 202, r.text
+
+    async def refused_twice() -> dict[str, dict[str, Any]] | None:
+        found = await _statuses(env)
+        retried = [h for m in found.values() for h in m["history"] if h["status"] == "retrying"]
+        return found if len(retried) >= 2 else None
+
+    found = await eventually(refused_twice, timeout=30, message="the refused sends retried")
+    assert {m["status"] for m in found.values()} <= {"queued", "retrying", "in_flight"}, found
+    reasons = {h["reason"] for m in found.values() for h in m["history"] if h["reason"]}
+    assert any("Unauthorized" in r for r in reasons), reasons
+    assert all(m["attempts"] <= 1 for m in found.values()), found  # none spent on the token
+    assert env.box.telegram.messages(TOKEN) == []
+
+    # The operator gives the account its new token: the waiting sends leave, each once.
+    await env.accounts.put(telegram_shop(env.sandbox, TOKEN))
+
+    async def all_sent() -> dict[str, dict[str, Any]] | None:
+        found = await _statuses(env)
+        return found if {m["status"] for m in found.values()} == {"sent"} else None
+
+    await eventually(all_sent, timeout=30, message="the sends left with the fixed token")
+    sent = env.box.telegram.messages(TOKEN)
+    assert sorted(int(m["chat"]["id"]) for m in sent) == sorted(CHATS)
