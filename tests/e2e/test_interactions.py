@@ -151,6 +151,14 @@ async def test_a_sent_message_is_edited_and_deleted(env: Env) -> None:
     )
     assert (long.status_code, long.json()["code"], long.json()["field"]) == (
         422, "too_long", "text"), long.text  # fmt: skip
+    # HTML Telegram cannot parse ("can't parse entities" after the call, before)
+    bad = await env.http.post(
+        f"{env.url}/v1/messages/ask-2/edit",
+        json={"text": "<b>Monday", "parse_mode": "HTML"},
+        headers=A,
+    )
+    assert (bad.status_code, bad.json()["code"], bad.json()["field"]) == (
+        422, "unsupported_content", "text"), bad.text  # fmt: skip
     r = await env.http.post(
         f"{env.url}/v1/messages/ask-2/edit",
         json={
@@ -260,4 +268,17 @@ async def test_an_edit_over_telegram_s_limit_on_the_bus_fails_without_a_call(env
     assert isinstance(failed, InteractionFailed)
     assert failed.error_code == "too_long"
     assert "4097 characters" in failed.reason
+    assert env.calls("editMessageText") == []
+    # and HTML Telegram cannot parse
+    unparsable = edit.model_copy(
+        update={"request_id": "edit-html", "text": "<i>x", "parse_mode": "HTML"}
+    )
+    bus = await Bus.connect(env.nats_url, name="edit-html")
+    try:
+        await bus.publish(unparsable, workspace_id="demo")
+    finally:
+        await bus.close()
+    [failed] = await eventually(lambda: outcomes(env, "edit-html"), timeout=30)
+    assert isinstance(failed, InteractionFailed)
+    assert (failed.error_code, failed.reason.split(":")[0]) == ("telegram_unsupported", "text")
     assert env.calls("editMessageText") == []

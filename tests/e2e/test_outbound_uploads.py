@@ -315,6 +315,11 @@ async def test_content_the_channel_has_no_form_for_is_422_before_anything_is_que
          "keyboard"),
         ("reply-abc", {"content": {"kind": "text", "text": "hi"}, "reply_to": "abc"},
          "reply_to"),
+        # HTML Telegram cannot parse: "can't parse entities" after the 202, before
+        ("html-open", {"content": {"kind": "text", "text": "<b>Sale", "parse_mode": "HTML"}},
+         "content.text"),
+        ("html-br", {"content": {"kind": "text", "text": "a<br>b", "parse_mode": "HTML"}},
+         "content.text"),
     ):  # fmt: skip
         body = {"message_id": message_id, "channel": "telegram", "account": "shop",
                 "recipient": str(CHAT), **extra}  # fmt: skip

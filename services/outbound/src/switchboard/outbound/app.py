@@ -57,6 +57,7 @@ from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.mtproto import GatewayClient
 from switchboard.outbound.providers.sendpulse import SendPulseClient
+from switchboard.outbound.providers.telegram import unparsable_edit
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
@@ -554,6 +555,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
                          "business messages: Telegram only", field="channel")  # fmt: skip
         if isinstance(cmd, EditMessage) and (long := edit_too_long(cmd)) is not None:
             return error(422, "too_long", long.reason, field=long.field)
+        if isinstance(cmd, EditMessage) and (bad := unparsable_edit(cmd)) is not None:
+            return error(422, "unsupported_content", bad[1], field=bad[0])
         await deps().bus.publish(cmd, workspace_id=ws)
         return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
 

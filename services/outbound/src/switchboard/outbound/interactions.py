@@ -33,7 +33,12 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.providers.base import ProviderError, timed_out
-from switchboard.outbound.providers.telegram import Interaction, Target, TelegramClient
+from switchboard.outbound.providers.telegram import (
+    Interaction,
+    Target,
+    TelegramClient,
+    unparsable_edit,
+)
 from switchboard.outbound.text_limits import edit_too_long
 from switchboard.runtime import pii
 from switchboard.runtime.accounts import AccountCache
@@ -98,6 +103,10 @@ class Interactions:
             return
         if isinstance(cmd, EditMessage) and (long := edit_too_long(cmd)) is not None:
             await outcome.failed(long.reason, "too_long")  # Telegram would refuse it
+            await msg.ack()
+            return
+        if isinstance(cmd, EditMessage) and (bad := unparsable_edit(cmd)) is not None:
+            await outcome.failed(f"{bad[0]}: {bad[1]}", "telegram_unsupported")
             await msg.ack()
             return
         target: Target | None = None

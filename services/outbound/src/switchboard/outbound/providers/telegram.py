@@ -46,6 +46,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
 from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryFileIdCache
+from switchboard.outbound.providers.telegram_html import html_problem
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,
@@ -294,6 +295,9 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
         return "reply_to", f"reply_to must be a Telegram message id, got {command.reply_to!r}"
     if isinstance(content, OutTemplate):
         return "content.kind", "templates are a WhatsApp feature; Telegram has none"
+    html = content.text if isinstance(content, OutText) and content.parse_mode == "HTML" else ""
+    if html and (problem := html_problem(html)) is not None:
+        return "content.text", f"Telegram cannot parse this HTML: {problem}"
     if isinstance(content, OutMediaGroup):
         if command.keyboard is not None and reply_markup(command.keyboard) is not None:
             return "keyboard", "a media group cannot carry a keyboard"
@@ -302,6 +306,16 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
                 return f"content.items.{index}.kind", (
                     f"a media group holds photos, videos, audio or documents, not {item.kind}"
                 )
+    return None
+
+
+def unparsable_edit(command: EditMessage) -> tuple[str, str] | None:
+    """(field, reason) when an edit's new text or caption is HTML Telegram cannot parse."""
+    if command.parse_mode != "HTML":
+        return None
+    for name, text in (("text", command.text), ("caption", command.caption)):
+        if text is not None and (problem := html_problem(text)) is not None:
+            return name, f"Telegram cannot parse this HTML: {problem}"
     return None
 
 
