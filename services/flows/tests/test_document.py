@@ -96,6 +96,21 @@ def test_semantic_problems_name_each_path(steps: dict[str, Any], path: str, reas
     assert any(p == path and reason in r for p, r in found), found
 
 
+def test_html_telegram_cannot_parse_is_named_where_a_bot_would_send_it() -> None:
+    """A flow's texts go to Telegram bots as HTML (values escaped, the markup the author's):
+    HTML Telegram cannot parse failed every send of the step, after the flow was live."""
+    broken = demo(greet={"type": "send", "text": "Hi {{ contact.first_name }}<br>welcome"},
+                  thanks={"type": "end", "text": "<b>Thanks"})  # fmt: skip
+    found = problems(broken)
+    assert [path for path, _ in found] == ["$.steps.greet.text", "$.steps.thanks.text"]
+    assert 'unsupported start tag "br"' in found[0][1]
+    # Where no bot reads it as HTML, the same text is plain: nothing to parse.
+    validate({**broken, "channels": [{"channel": "whatsapp"}]})
+    validate({**broken, "format": "markdown_v2"})
+    # Values are escaped for the markup: a placeholder inside tags is fine.
+    validate(demo(thanks={"type": "end", "text": "<b>Thanks, {{ contact.first_name }}</b>"}))
+
+
 def test_start_must_name_a_step_and_a_document_is_an_object() -> None:
     doc = copy.deepcopy(DEMO_FLOW)
     doc["start"] = "missing"

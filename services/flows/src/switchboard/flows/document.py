@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from switchboard.events.catalog.common import Channel
 from switchboard.flows.errors import FlowsServiceError
 from switchboard.runtime.http import without_tags
+from switchboard.runtime.telegram_html import html_problem
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -462,6 +463,11 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
             problems.append({"path": path, "reason": f"no step {target!r} in steps"})
 
     ref("$.start", doc.start)
+    # A bot on Telegram takes the texts as HTML (values are escaped; the markup is the
+    # author's): HTML it cannot parse would fail every send of the step.
+    html_to_telegram = doc.format == "html" and (
+        not doc.channels or any(s.channel is Channel.TELEGRAM for s in doc.channels)
+    )
     for sid, step in doc.steps.items():
         base = f"$.steps.{sid}"
         for field in ("next", "on_invalid", "on_timeout", "default", "on_failure"):
@@ -470,6 +476,8 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
             value = getattr(step, field, None)
             if isinstance(value, str):
                 problems.extend(_template_problems(f"{base}.{field}", value))
+                if html_to_telegram:
+                    problems.extend(_markup_problems(f"{base}.{field}", value))
         if isinstance(step, SendStep):
             seen: set[str] = set()
             for r, row in enumerate(step.buttons):
@@ -511,6 +519,14 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
                 if isinstance(value, str):
                     problems.extend(_template_problems(f"{base}.{key}.{name}", value))
     return problems
+
+
+def _markup_problems(path: str, template: str) -> list[dict[str, str]]:
+    """The template's own HTML as Telegram would parse it (each value escaped: a letter)."""
+    problem = html_problem(_PLACEHOLDER.sub("x", template))
+    if problem is None:
+        return []
+    return [{"path": path, "reason": f"Telegram cannot parse this HTML: {problem}"}]
 
 
 def _template_problems(path: str, template: str) -> list[dict[str, str]]:

@@ -46,7 +46,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
 from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryFileIdCache
-from switchboard.outbound.providers.telegram_html import html_problem
+from switchboard.runtime.telegram_html import html_problem
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,

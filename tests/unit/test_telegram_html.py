@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.outbound.providers.telegram_html import html_problem
+from switchboard.runtime.telegram_html import html_problem
 
 
 @pytest.mark.parametrize(
