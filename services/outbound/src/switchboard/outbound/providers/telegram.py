@@ -46,7 +46,6 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
 from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryFileIdCache
-from switchboard.runtime.telegram_html import html_problem
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     UPLOAD_TIMEOUT,
@@ -58,6 +57,7 @@ from switchboard.outbound.providers.transport import (
     unsupported,
 )
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.telegram_html import html_problem
 
 PROVIDER = "telegram"
 TELEGRAM_API = "https://api.telegram.org"
