@@ -13,8 +13,15 @@ import orjson
 from switchboard.outbound.turns import Turns, chat_of
 
 
-def command(seq: int, recipient: str, *, lane: str = "outbound-sends", ws: str = "acme") -> Any:
-    body = {"channel": "telegram", "account": "shop", "recipient": recipient, "content": {}}
+def command(
+    seq: int,
+    recipient: str,
+    *,
+    lane: str = "outbound-sends",
+    ws: str = "acme",
+    channel: str = "telegram",
+) -> Any:
+    body = {"channel": channel, "account": "shop", "recipient": recipient, "content": {}}
     meta = SimpleNamespace(consumer=lane, sequence=SimpleNamespace(stream=seq))
     subject = "cmd.outbound.send.v1.telegram.shop"
     headers = {"workspace-id": ws}
@@ -133,3 +140,25 @@ def test_sends_out_too_long_are_forgotten_for_every_chat() -> None:
     turns.arrive(late)
     turns.sent_back(late, "late", 200.0, 150.0)
     assert list(turns._out) == [module.chat_of(late)]
+
+
+def test_a_whatsapp_phone_written_two_ways_is_one_chat() -> None:
+    """ "+1 555 123 4567" and 15551234567 are one WhatsApp chat: one turn in the instance and
+    one bucket of the subject across instances. Before, the two spellings were two chats, so
+    a send written one way could overtake an earlier one written the other way."""
+    from switchboard.events.catalog.common import Channel
+    from switchboard.events.catalog.outbound import OutText, SendMessage
+
+    spelled, digits = (
+        command(1, "+1 555 123 4567", channel="whatsapp"),
+        command(2, "15551234567", channel="whatsapp"),
+    )
+    assert chat_of(spelled) == chat_of(digits)
+    assert chat_of(command(3, "+1 555 123 4567")) != chat_of(command(4, "15551234567"))
+
+    def send(recipient: str) -> SendMessage:
+        return SendMessage(message_id="m", channel=Channel.WHATSAPP, account="wa",
+                           recipient=recipient, content=OutText(text="hi"))  # fmt: skip
+
+    assert send("+1 (555) 123-4567").subject() == send("15551234567").subject()
+    assert send("US.13491208655302741918").subject() != send("13491208655302741918").subject()

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.outbound.limits import person_of, send_limits
+from switchboard.events.catalog.outbound import recipient_key
+from switchboard.outbound.limits import send_limits
 from switchboard.runtime.accounts import Account
 
 WA = Account(channel="whatsapp", id="wa1")
@@ -29,4 +30,4 @@ def test_a_whatsapp_phone_is_one_person_however_written(written: str) -> None:
      ("telegram", "@shop_news"), ("viber", "01234567890A="), ("mtproto", "+15551234567")],
 )  # fmt: skip
 def test_other_recipients_are_kept_as_they_are(channel: str, recipient: str) -> None:
-    assert person_of(channel, recipient) == recipient
+    assert recipient_key(channel, recipient) == recipient

@@ -8,10 +8,10 @@ that the window held back, instead of losing them."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard.events.catalog.outbound import recipient_key
 from switchboard.outbound.ratelimit import Limit, LimitKey
 from switchboard.runtime.accounts import Account
 
@@ -85,27 +85,12 @@ def account_rate(account: Account, kind: str | None = None) -> float:
     return 1.0 / account_key(account, kind).limit.interval
 
 
-# A phone number as a caller may write it: "+1 (555) 123-4567", "15551234567".
-_PHONE = re.compile(r"\+?[\d\s().-]+")
-
-
-def person_of(channel: str, recipient: str) -> str:
-    """Who ``recipient`` is, for the limits kept per person: a WhatsApp phone however it is
-    written is its digits (Meta's ``wa_id``), so "+1 555 123 4567" and 15551234567 share
-    the one-message-per-6-s pair limit instead of each getting its own (and 131056 from
-    Meta); anything else (a BSUID, a chat id) as it is."""
-    if channel == "whatsapp" and _PHONE.fullmatch(recipient):
-        digits = "".join(c for c in recipient if c.isdigit())
-        return digits or recipient
-    return recipient
-
-
 def send_limits(account: Account, recipient: str) -> SendLimits:
     """The limit keys a send to ``recipient`` through ``account`` must take."""
     channel = account.channel.value
     limits = _limits(channel, account)
     base = f"{channel}.{account.id}"
-    who = f"{base}.to.{person_of(channel, recipient)}"
+    who = f"{base}.to.{recipient_key(channel, recipient)}"
     per_recipient: Limit | None = None
     if channel in ("telegram", "mtproto"):
         per_recipient = limits["group"] if is_group(recipient) else limits["chat"]

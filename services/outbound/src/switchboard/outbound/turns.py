@@ -36,6 +36,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
+from switchboard.events.catalog.outbound import recipient_key
 from switchboard.events.envelope import H_WORKSPACE
 from switchboard.runtime.logging import get_logger
 
@@ -64,6 +65,10 @@ def chat_of(msg: Msg) -> Key | None:
         return None
     if not all(isinstance(part, str) for part in chat):
         return None
+    try:  # one chat however its recipient is written (a WhatsApp phone: its digits)
+        chat = (chat[0], chat[1], recipient_key(chat[0], chat[2]))
+    except ValueError:
+        return None  # no channel this knows
     return (msg.metadata.consumer or "", (msg.headers or {}).get(H_WORKSPACE, ""), *chat)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -107,6 +108,19 @@ OutContent = Annotated[
 ]
 
 
+# A phone number as a caller may write it: "+1 (555) 123-4567", "15551234567".
+_PHONE = re.compile(r"\+?[\d\s().-]+")
+
+
+def recipient_key(channel: Channel | str, recipient: str) -> str:
+    """Who a send's ``recipient`` is, however it is written: a WhatsApp phone is its digits
+    (Meta's ``wa_id``: "+1 555 123 4567" and 15551234567 are one person, one chat, one
+    ordering lane and one pair limit); anything else (a BSUID, a chat id) as it is."""
+    if Channel(channel) is Channel.WHATSAPP and _PHONE.fullmatch(recipient):
+        return "".join(c for c in recipient if c.isdigit()) or recipient
+    return recipient
+
+
 def chat_bucket(recipient: str) -> str:
     """The last token of a send's subject: one of 65,536 buckets of its recipient. Outbound
     keeps a chat's sends in the order of the stream across instances by looking for an
@@ -139,7 +153,11 @@ class SendMessage(Command):
     conversation_id: str | None = None
 
     def routing_tokens(self) -> tuple[str, ...]:
-        return (self.channel.value, self.account, chat_bucket(self.recipient))
+        return (
+            self.channel.value,
+            self.account,
+            chat_bucket(recipient_key(self.channel, self.recipient)),
+        )
 
     def ce_subject(self) -> str:
         return self.message_id
