@@ -165,6 +165,9 @@ async def test_an_unknown_upload_is_404_and_a_bad_kind_is_422(env: Env) -> None:
     assert r.status_code == 404, r.text
     r = await env.upload(PHOTO, channel="telegram", kind="hologram")
     assert r.status_code == 422, r.text
+    # Viber fetches media from a URL only: an upload for it could only fail at every send
+    r = await env.upload(PHOTO, channel="viber", kind="photo")
+    assert (r.status_code, r.json()["field"]) == (422, "channel"), r.text
     r = await env.send("bad-id", "not-an-upload")
     assert r.status_code == 422, r.text
 

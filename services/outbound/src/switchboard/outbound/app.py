@@ -451,8 +451,8 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         responses={
             413: {"description": "over the provider's upload limit (or over every limit)"},
             422: {
-                "description": "not multipart, no file, an empty file or more than one, or "
-                "an unknown channel or kind"
+                "description": "not multipart, no file, an empty file or more than one, an "
+                "unknown channel or kind, or Viber (which takes media by URL only)"
             },
         },
     )
@@ -466,6 +466,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
     ) -> Response:
         if len((await request.form()).getlist("file")) > 1:  # the last one was kept, silently
             return error(422, "invalid_request", "file: one file per upload", field="file")
+        if channel is Channel.VIBER:  # stored, it could only be refused at every send
+            return error(422, "unsupported_content", "Viber takes no uploaded files: it "
+                         "fetches media from a public URL (content.source.url)",
+                         field="channel")  # fmt: skip
         size = file.size if file.size is not None else 0
         limit = limit_of(channel, kind) if channel and kind else None
         cap, what = limit or (largest_limit(), "any provider's uploads")
