@@ -12,7 +12,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.flows import RunRecorded, RunStatus
 from switchboard.flows.demo import DEMO_FLOW
 from switchboard.flows.document import AskStep, Case, FlowDocument, validate
-from switchboard.flows.engine import Decision, Input, RunState, decide, holds
+from switchboard.flows.engine import Decision, Input, RunState, decide, holds, new_run
 from switchboard.flows.engine import validate_answer as check
 from switchboard.flows.sessions import plan
 from switchboard.flows.templates import render
@@ -134,6 +134,29 @@ def test_person_button_hands_off_and_a_release_continues() -> None:
     released = then(handed.state, doc, "release")
     assert released is not None
     assert released.state.status is RunStatus.ENDED
+
+
+def test_on_viber_a_reply_button_comes_back_as_text_and_is_the_press() -> None:
+    """A Viber keyboard's reply button sends its data back as the user's message: there is
+    no callback. A run waiting for a press took that text for no input and waited forever.
+    On Viber the text that is a waiting button's data is that press; elsewhere (where a
+    press is a callback) a typed text is still no press."""
+    menu = {"a": {"type": "send", "text": "Pick one", "buttons": [[
+        {"text": "Prices", "data": "prices", "next": "p"},
+        {"text": "Hours", "data": "hours", "next": "h"}]]},
+        "p": {"type": "end", "text": "From 10 EUR"},
+        "h": {"type": "end", "text": "9-18"}}  # fmt: skip
+    doc = flow(menu)
+    viber = CONV.model_copy(update={"channel": Channel.VIBER})
+    waiting = decide(new_run("r1", "f1", 1, doc, viber), doc, Input("start", "i0", T0))
+    assert waiting is not None
+    pressed = then(waiting.state, doc, "text", text="prices")
+    assert pressed is not None
+    assert texts(pressed) == ["From 10 EUR"]
+    assert not [e for e in pressed.effects if e.kind == "answer"]  # no callback to answer
+    assert then(waiting.state, doc, "text", text="something else") is None
+    on_telegram = start(doc)
+    assert then(on_telegram.state, doc, "text", text="prices") is None
 
 
 def test_ask_gives_up_after_max_attempts_and_times_out() -> None:

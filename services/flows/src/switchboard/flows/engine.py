@@ -17,6 +17,7 @@ import phonenumbers
 import re2
 from email_validator import EmailNotValidError, validate_email
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.flows import (
     FlowConversation,
     RunEffect,
@@ -178,10 +179,11 @@ def decide(
     step = flow.steps.get(waiting.step)
     if waiting.kind == "reply" and isinstance(step, AskStep):
         return _answer(ctx, step, waiting, inp)
-    if waiting.kind == "button" and inp.kind == "button" and inp.data in waiting.buttons:
-        ctx.record(waiting.step, "send", "pressed", data=inp.data)
+    pressed = _pressed(run, inp)
+    if waiting.kind == "button" and pressed is not None and pressed in waiting.buttons:
+        ctx.record(waiting.step, "send", "pressed", data=pressed)
         ctx.answer_press()
-        ctx.cursor = waiting.buttons[inp.data or ""]
+        ctx.cursor = waiting.buttons[pressed]
         return ctx.advance()
     if waiting.kind == "delay" and inp.kind == "timer" and inp.timer_id == waiting.timer_id:
         ctx.record(waiting.step, "delay", "elapsed")
@@ -194,6 +196,17 @@ def decide(
         ctx.status = RunStatus.RUNNING
         ctx.cursor = getattr(step, "next", None)
         return ctx.advance()
+    return None
+
+
+def _pressed(run: RunState, inp: Input) -> str | None:
+    """The data of the button ``inp`` pressed, if it is a press: a callback's data, or on
+    Viber, where a keyboard's reply button sends its data back as the user's message (there
+    is no callback), that message's text."""
+    if inp.kind == "button":
+        return inp.data
+    if inp.kind == "text" and run.conversation.channel is Channel.VIBER:
+        return inp.text
     return None
 
 
