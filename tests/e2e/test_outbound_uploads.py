@@ -29,7 +29,7 @@ WA_TOKEN = "wa-uploads-token"
 WA_USER = "15550007777"
 VB_TOKEN = "4453b6ac1234abcd-uploads-viber"
 VB_USER = "vb-uploads-user=="
-VB_USER2 = "vb-uploads-user-2=="  # Viber's 100 an hour per user space one user's sends 36 s
+VB_USER2 = "vb-uploads-user-2=="
 CHAT = 4301
 A = {"Authorization": f"Bearer {API_KEY}"}
 OTHER = {"Authorization": f"Bearer {OTHER_KEY}"}

@@ -177,6 +177,28 @@ async def test_a_claim_takes_a_chat_once_and_says_when_it_is_free(
     assert await limiters[0].claim(chat, at + 3.0) is None
 
 
+async def test_a_viber_user_gets_a_conversation_at_once_and_never_a_101st_in_an_hour(
+    limiters: list[SharedLimiter],
+) -> None:
+    """Viber refuses the 101st message to a user in an hour without a reply. Spread evenly,
+    a flow's answer and its next question to a user who had just written were 36 s apart;
+    now a conversation's first 10 go at once, and claimed as fast as the key allows, from
+    three instances over a simulated 2 hours, no hour holds more than 100."""
+    from switchboard.outbound.limits import DEFAULTS
+
+    user = LimitKey("viber.bot.to.user", DEFAULTS["viber"]["user"])
+    start = limiters[0].clock()
+    assert [await limiters[i % 3].claim(user, start) for i in range(10)] == [None] * 10
+    sent, at = [start] * 10, start
+    while at < start + 7200:
+        ready = await limiters[len(sent) % 3].claim(user, at)
+        if ready is None:
+            sent.append(at)
+        at = ready if ready is not None else at
+    assert max(sum(1 for t in sent if s <= t < s + 3600) for s in sent) <= 100
+    assert len(sent) >= 190  # 10 at once, then one per 40 s (and its margin)
+
+
 async def test_a_pause_moves_the_account_past_it(limiters: list[SharedLimiter]) -> None:
     bot = LimitKey("tg.bot.paused", Limit(30))
     until = await limiters[0].pause("tg.bot.paused", 0.5, bot)

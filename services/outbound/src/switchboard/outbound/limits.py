@@ -25,8 +25,12 @@ CATCH_UP = 3
 DEFAULTS: dict[str, dict[str, Limit]] = {
     "telegram": {"bot": Limit(30, burst=CATCH_UP), "chat": Limit(1), "group": Limit(20, 60)},
     "whatsapp": {"number": Limit(80, burst=CATCH_UP), "pair": Limit(1, 6)},
-    # 100 messages per user per hour without a reply: spread evenly, never a burst.
-    "viber": {"bot": Limit(50, burst=CATCH_UP), "user": Limit(100, 3600)},
+    # 100 messages per user per hour without a reply: a conversation's 10 messages at once
+    # (a flow's answer and its next question), then one per 40 s. GCRA lets through at most
+    # 1 + (3600 + 10 * 40) / 40 = 100 in any hour (the limit margin's longer steps fewer),
+    # never a 101st; spread evenly (1 per 36 s), a two-message answer took 36 s to finish,
+    # after the user had just written.
+    "viber": {"bot": Limit(50, burst=CATCH_UP), "user": Limit(90, 3600, burst=11)},
     "generic": {"endpoint": Limit(50, burst=CATCH_UP)},
     # A user account: Telegram answers bursts with FLOOD_WAIT (and restricts spammy
     # accounts); about one message a second, and one per second to the same chat.
