@@ -710,11 +710,12 @@ class Sender:
             else:
                 name, key = limits.account_pause, limits.account
             await self.limiter.pause(name, wait, key)
+            # The code, not the provider's reason: a reason can quote the recipient.
             log.warning(
                 "paused for every instance at the provider's word",
                 pause=name,
                 seconds=wait,
-                reason=outcome.reason,
+                code=err.code,
             )
             patience = self.pool.patience_s if self.pool is not None else None
             if (
