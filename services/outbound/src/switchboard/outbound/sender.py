@@ -710,10 +710,12 @@ class Sender:
             else:
                 name, key = limits.account_pause, limits.account
             await self.limiter.pause(name, wait, key)
-            # The code, not the provider's reason: a reason can quote the recipient.
+            # The account and the code, never the recipient's key or the provider's reason
+            # (either can name the person: a WhatsApp pause key holds the phone number).
             log.warning(
                 "paused for every instance at the provider's word",
-                pause=name,
+                account=limits.account_pause,
+                recipient_only=name != limits.account_pause,
                 seconds=wait,
                 code=err.code,
             )
