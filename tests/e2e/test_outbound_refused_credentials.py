@@ -10,9 +10,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.support.outbound import OutboundStack, outbound_stack, telegram_shop
+from tests.support.outbound import (
+    OutboundStack,
+    outbound_stack,
+    sandbox_account,
+    telegram_shop,
+)
 from tests.support.stack import API_KEY
 
+from switchboard.events.catalog.common import Channel
 from switchboard.runtime.testing import eventually
 from switchboard.sandbox import Sandbox, SandboxConfig
 
@@ -79,3 +85,39 @@ async def test_sends_wait_for_refused_credentials_and_leave_once_they_are_fixed(
     await eventually(all_sent, timeout=30, message="the sends left with the fixed token")
     sent = env.box.telegram.messages(TOKEN)
     assert sorted(int(m["chat"]["id"]) for m in sent) == sorted(CHATS)
+
+
+WA_NUMBER, WA_TOKEN, WA_USER = "100200393", "wa-pair-token", "15550007799"
+
+
+async def test_a_recipient_pause_is_logged_without_naming_the_recipient(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A provider's pause of one recipient (WhatsApp's pair limit, 131056) was logged with
+    its pause key, which holds the person's phone number: logs are no place for it. The
+    account's limits here are set faster than Meta allows, so the second send meets it."""
+    box = Sandbox(SandboxConfig())
+    box.whatsapp.add_number(WA_NUMBER, WA_TOKEN)
+    box.whatsapp.add_user(WA_NUMBER, WA_USER, "Olena", last_inbound_at=box.clock.time())
+
+    def accounts(sandbox: str) -> list[Any]:
+        return [sandbox_account(sandbox, Channel.WHATSAPP, "wa", {"access_token": WA_TOKEN},
+                                phone_number_id=WA_NUMBER, limits={"pair": [10, 1]})]  # fmt: skip
+
+    async with outbound_stack(box, nats_url, monkeypatch, accounts) as env:
+        for n in (1, 2):
+            text = {"kind": "text", "text": f"hi {n}"}
+            body = {"message_id": f"pair-{n}", "channel": "whatsapp", "account": "wa",
+                    "recipient": WA_USER, "content": text}  # fmt: skip
+            r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
+            assert r.status_code == 202, r.text
+
+        async def paused() -> bool:
+            r = await env.http.get(f"{env.url}/v1/messages/pair-2", headers=A)
+            return any("131056" in (h["reason"] or "") for h in r.json()["history"])
+
+        await eventually(paused, timeout=30, message="the second send met the pair limit")
+    out, err = capfd.readouterr()
+    logs = out + err
+    assert "paused for every instance" in logs
+    assert WA_USER not in logs
