@@ -32,6 +32,7 @@ from switchboard.crm.errors import CrmServiceError
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.addresses import MAX_REDIRECTS, NotPublicError, send_public
 from switchboard.runtime.breaker import Breaker, Breakers
+from switchboard.runtime.provider_checks import api_base
 
 TELEGRAM_API = "https://api.telegram.org"
 GRAPH_API = "https://graph.facebook.com"
@@ -113,7 +114,7 @@ def _endpoint(account: Account, who: str, secret: str, default_base: str) -> tup
     token = account.secrets.get(secret)
     if not token:
         raise MediaError(502, "account_config", f"the {who} account has no {secret}")
-    return token, str(account.settings.get("api_base_url") or default_base).rstrip("/")
+    return token, api_base(account, default_base)
 
 
 class ProviderMedia:

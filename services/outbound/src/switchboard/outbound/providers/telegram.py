@@ -57,6 +57,7 @@ from switchboard.outbound.providers.transport import (
     unsupported,
 )
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.provider_checks import api_base
 from switchboard.runtime.telegram_html import html_problem
 
 PROVIDER = "telegram"
@@ -446,7 +447,7 @@ class TelegramClient:
     async def _call(self, account: Account, token: str, request: _Request) -> Any:
         """POST the request (JSON, or multipart when it uploads) and return `result`;
         a refused cached file id is evicted so that the next attempt uploads again."""
-        base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
+        base = api_base(account, self.base_url)
         url = f"{base}/bot{token}/{request.method}"
         payload: dict[str, Any] = {"json": request.params}
         if request.files:

@@ -56,6 +56,7 @@ from switchboard.outbound.providers.transport import (
     unsupported,
 )
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.provider_checks import api_base
 
 PROVIDER = "viber"
 VIBER_API = "https://chatapi.viber.com"
@@ -247,7 +248,7 @@ class ViberClient:
         """One send_message call; raises ProviderError when it did not go out."""
         token = required_secret(account, PROVIDER, "token")
         body = self.build(account, command)
-        base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
+        base = api_base(account, self.base_url)
         response = await send_request(
             self.http,
             PROVIDER,

@@ -53,6 +53,7 @@ from switchboard.outbound.providers.transport import (
     unsupported,
 )
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.provider_checks import api_base
 
 PROVIDER = "whatsapp"
 GRAPH_API = "https://graph.facebook.com"
@@ -294,7 +295,7 @@ class WhatsAppClient:
         token = account.secrets.get("access_token")
         if not number or not token:
             raise missing_config(PROVIDER, "settings['phone_number_id']", "secrets['access_token']")
-        base = str(account.settings.get("api_base_url") or self.base_url).rstrip("/")
+        base = api_base(account, self.base_url)
         version = str(account.settings.get("graph_version") or self.graph_version)
         return f"{base}/{version}/{number}", number, token
 
