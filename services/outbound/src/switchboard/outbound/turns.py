@@ -65,10 +65,8 @@ def chat_of(msg: Msg) -> Key | None:
         return None
     if not all(isinstance(part, str) for part in chat):
         return None
-    try:  # one chat however its recipient is written (a WhatsApp phone: its digits)
-        chat = (chat[0], chat[1], recipient_key(chat[0], chat[2]))
-    except ValueError:
-        return None  # no channel this knows
+    # one chat however its recipient is written (a WhatsApp phone: its digits)
+    chat = (chat[0], chat[1], recipient_key(chat[0], chat[2]))
     return (msg.metadata.consumer or "", (msg.headers or {}).get(H_WORKSPACE, ""), *chat)
 
 

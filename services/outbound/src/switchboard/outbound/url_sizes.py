@@ -22,6 +22,7 @@ import httpx
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import OutMedia, SendMessage
 from switchboard.outbound.media_limits import TooLarge, limit_of, media_items
+from switchboard.outbound.providers import viber
 from switchboard.runtime.addresses import NotPublicError, send_public
 from switchboard.runtime.media_sizes import MB
 
@@ -111,7 +112,7 @@ class UrlSizes:
         if (
             cmd.channel is not Channel.VIBER
             or not isinstance(content, OutMedia)
-            or content.kind not in ("video", "document")
+            or content.kind not in viber.SIZED_KINDS
             or content.source.url is None
             or content.source.size is not None
         ):

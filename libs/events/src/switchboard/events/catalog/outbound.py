@@ -116,7 +116,7 @@ def recipient_key(channel: Channel | str, recipient: str) -> str:
     """Who a send's ``recipient`` is, however it is written: a WhatsApp phone is its digits
     (Meta's ``wa_id``: "+1 555 123 4567" and 15551234567 are one person, one chat, one
     ordering lane and one pair limit); anything else (a BSUID, a chat id) as it is."""
-    if Channel(channel) is Channel.WHATSAPP and _PHONE.fullmatch(recipient):
+    if channel == Channel.WHATSAPP and _PHONE.fullmatch(recipient):
         return "".join(c for c in recipient if c.isdigit()) or recipient
     return recipient
 

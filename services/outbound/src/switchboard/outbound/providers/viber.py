@@ -69,6 +69,9 @@ INVALID_AUTH_TOKEN = 2  # the bot's token: the account waits for the operator to
 UNREPLIED_WINDOW = 3600.0
 PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS, INVALID_AUTH_TOKEN}
 KEYBOARD_COLUMNS = 6
+# Video and file messages carry the file's size, which Viber requires (``url_sizes`` asks
+# a URL for it).
+SIZED_KINDS = frozenset({"video", "document"})
 MAX_FILE_NAME = 256  # a file message's file_name, extension included
 MAX_BUTTONS = 24  # Viber's keyboard: 1-24 Buttons (the sandbox's fake refuses more, status 3)
 
@@ -122,16 +125,15 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
     content = command.content
     if isinstance(content, OutMedia):
         source = content.source
-        if content.kind in ("video", "document") and source.url:
-            if problem := _file_problem(content):
-                return problem
-        elif content.kind == "photo" and source.url:
-            pass
-        elif not (content.kind == "sticker" and source.file_id and source.file_id.isdigit()):
+        by_url = source.url is not None and content.kind in ("photo", *SIZED_KINDS)
+        sticker = content.kind == "sticker" and (source.file_id or "").isdigit()
+        if not (by_url or sticker):
             return "content.kind", (
                 "Viber sends photos, videos and documents by URL and stickers by numeric "
                 "id; no other media, and no bytes or file ids"
             )
+        if content.kind in SIZED_KINDS and (problem := _file_problem(content)):
+            return problem
     if isinstance(content, OutTemplate):
         return "content.kind", "templates are a WhatsApp feature; Viber has none"
     if isinstance(content, OutMediaGroup):
