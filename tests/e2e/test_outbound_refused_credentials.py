@@ -42,7 +42,11 @@ async def env(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[O
     def accounts(sandbox: str) -> list[Any]:
         return [telegram_shop(sandbox, REVOKED)]  # the token Telegram no longer takes
 
-    settings = {"SWITCHBOARD_OUTBOUND_UNAUTHORIZED_WAIT_S": "0.5"}
+    # A retry budget of 2 attempts: the refusals below outlast it.
+    settings = {
+        "SWITCHBOARD_OUTBOUND_UNAUTHORIZED_WAIT_S": "0.5",
+        "SWITCHBOARD_OUTBOUND_MAX_ATTEMPTS": "2",
+    }
     async with outbound_stack(box, nats_url, monkeypatch, accounts, **settings) as stack:
         yield stack
 
@@ -66,12 +70,14 @@ async def test_sends_wait_for_refused_credentials_and_leave_once_they_are_fixed(
         r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
         assert r.status_code == 202, r.text
 
-    async def refused_twice() -> dict[str, dict[str, Any]] | None:
+    async def refused_past_the_budget() -> dict[str, dict[str, Any]] | None:
         found = await _statuses(env)
         retried = [h for m in found.values() for h in m["history"] if h["status"] == "retrying"]
-        return found if len(retried) >= 2 else None
+        return found if len(retried) >= 4 else None  # twice the 2 attempts a send may spend
 
-    found = await eventually(refused_twice, timeout=30, message="the refused sends retried")
+    found = await eventually(
+        refused_past_the_budget, timeout=30, message="refused longer than the retry budget"
+    )
     assert {m["status"] for m in found.values()} <= {"queued", "retrying", "in_flight"}, found
     reasons = {h["reason"] for m in found.values() for h in m["history"] if h["reason"]}
     assert any("Unauthorized" in r for r in reasons), reasons
