@@ -115,6 +115,8 @@ def test_encryption_key_recipe_makes_a_valid_keyring() -> None:
         "pg_dump -d switchboard -t analytics.conversion_ledger",
         "grafana.sidecar.dashboards.searchNamespace=ALL",  # the dashboard ConfigMap is found
         "SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL",
+        "conversion_events",  # a workspace's own pixel
+        "SWITCHBOARD_ANALYTICS_CONVERSIONS=false",  # a ledger restore decides nothing
     ],
 )
 def test_guide_covers(needle: str) -> None:

@@ -273,11 +273,13 @@ def test_analytics_reads_what_its_projections_project() -> None:
                        streams[stream].subjects), (stream, subject)  # fmt: skip
     assert all(r.ephemeral_consumers and not r.message_get for r in analytics.reads)
     assert (analytics.durables, analytics.runtime_durables) == ((), ())
-    # Buckets only for API keys, dashboard sign-ins, sealed fields' keys and the server's
-    # clock, never for the data it counts.
+    # Buckets only for API keys, dashboard sign-ins, sealed fields' keys, the server's clock
+    # and (read only: it holds no key to their secrets) the accounts that say which pixel
+    # is a workspace's; never for the data it counts.
     assert {b.bucket for b in analytics.buckets} == {
-        "api_keys", "clock", "dashboard_sessions", "pii_keys"
+        "accounts", "api_keys", "clock", "dashboard_sessions", "pii_keys"
     }  # fmt: skip
+    assert next(b for b in analytics.buckets if b.bucket == "accounts").access == "read"
     assert analytics.erases == ()
 
 

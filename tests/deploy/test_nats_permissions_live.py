@@ -891,8 +891,7 @@ def texts_sent(fake: Any, to: Any, sender: Any) -> list[str]:
         ("analytics", "$JS.API.STREAM.MSG.DELETE.CRM"),
         ("analytics", "$JS.API.STREAM.PURGE.CONV"),
         ("analytics", "$JS.API.DIRECT.GET.CRM"),  # no message gets
-        ("analytics", "$KV.accounts.k"),
-        ("analytics", "$JS.API.DIRECT.GET.KV_accounts.$KV.accounts.k"),
+        ("analytics", "$KV.accounts.k"),  # reads the pixels' records, writes no account
         # flows: its own streams, sends and three CRM commands
         ("flows", "crm.lead_stage_changed.v1.x"),
         ("flows", "cmd.crm.erase_contact.v1.x"),

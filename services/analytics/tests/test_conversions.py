@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
-from switchboard.analytics.context import ConversionRules
+import pytest
+
+from switchboard.analytics.context import ConversionRules, ConversionTargets, read_pixel
 from switchboard.analytics.conversions import LeadFacts, Person, conversion_command
+from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.runtime import conversion_settings
 
 RULES = ConversionRules(pixel="px", events={"won": "Purchase", "qualified": "Lead"})
 AT = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -60,3 +66,81 @@ def test_a_lead_from_a_click_to_whatsapp_ad_is_a_business_messaging_conversion()
     assert plain is not None
     assert (plain.action_source, plain.messaging_channel) == ("system_generated", None)
     assert plain.user_data.ctwa_clid is None
+
+
+def _record(pixel: str, workspace: str, **settings: str) -> bytes:
+    """An account record as the registry keeps it (secrets sealed, never read here)."""
+    body = {
+        "channel": "generic",
+        "id": pixel,
+        "workspace_id": workspace,
+        "settings": {"provider": "metacapi", **settings},
+        "secrets": {"access_token": "sealed"},
+    }
+    return json.dumps(body).encode()
+
+
+def _targets(pixel: str | None, *records: bytes) -> ConversionTargets:
+    pixels = {}
+    for raw in records:
+        key = f"generic.{json.loads(raw)['id']}"
+        pixels[key] = read_pixel(key, raw)
+    env = {"conversion_pixel": pixel, "conversion_currency": "USD"}
+    targets = ConversionTargets.of(AnalyticsSettings(api_keys="k-0000000001=a", **env), pixels)
+    assert targets is not None
+    return targets
+
+
+@pytest.mark.parametrize(
+    ("pixel", "records", "workspace", "expected"),
+    [
+        # no deployment pixel, no account asking: nothing is decided
+        (None, [], "a", None),
+        (None, [_record("pa", "a")], "a", None),
+        # the workspace's own pixel that asks, with its own events and currency
+        (None, [_record("pa", "a", conversion_events="qualified=Lead", conversion_currency="EUR")],
+         "a", ("pa", {"qualified": "Lead"}, "EUR")),
+        # another workspace's asking pixel is not this one's
+        (None, [_record("pa", "a", conversion_events="won=Purchase")], "b", None),
+        # the deployment's pixel: for its owner, never for another workspace
+        ("pa", [_record("pa", "a")], "a", ("pa", {"won": "Purchase"}, "USD")),
+        ("pa", [_record("pa", "a")], "b", None),
+        # ... unless that workspace has its own
+        ("pa", [_record("pa", "a"), _record("pb", "b", conversion_events="won=Purchase")],
+         "b", ("pb", {"won": "Purchase"}, "USD")),
+        # a deployment pixel the registry does not know: outbound will say it is missing
+        ("px", [], "b", ("px", {"won": "Purchase"}, "USD")),
+        # two asking pixels in one workspace: the smallest id, every time
+        (None, [_record("pz", "a", conversion_events="won=Z"),
+                _record("pm", "a", conversion_events="won=M")], "a", ("pm", {"won": "M"}, "USD")),
+    ],
+)  # fmt: skip
+def test_each_workspace_reports_to_its_own_pixel(
+    pixel: str | None, records: list[bytes], workspace: str, expected: Any
+) -> None:
+    rules = _targets(pixel, *records).rules_for(workspace)
+    got = None if rules is None else (rules.pixel, rules.events, rules.currency)
+    assert got == expected
+
+
+def test_another_provider_s_generic_account_is_no_pixel() -> None:
+    raw = json.dumps({"channel": "generic", "id": "crm", "settings": {}}).encode()
+    assert read_pixel("generic.crm", raw) is None
+    with pytest.raises(ValueError, match="stage=EventName"):
+        read_pixel("generic.px", _record("px", "a", conversion_events="won"))
+
+
+def test_conversion_settings_are_checked_where_the_account_is_saved() -> None:
+    assert conversion_settings.problems({"conversion_events": "won=Purchase"}) == []
+    assert [p for p, _ in conversion_settings.problems(
+        {"conversion_events": "won", "conversion_currency": "euro",
+         "conversion_action_source": "fax"}
+    )] == ["settings.conversion_events", "settings.conversion_currency",
+           "settings.conversion_action_source"]  # fmt: skip
+
+
+def test_conversions_off_decides_none_even_for_a_workspace_s_own_pixel() -> None:
+    """While a ledger is restored (docs/deploy.md), the replay must decide nothing."""
+    raw = _record("pa", "a", conversion_events="won=Purchase")
+    settings = AnalyticsSettings(api_keys="k-0000000001=a", conversions=False)
+    assert ConversionTargets.of(settings, {"generic.pa": read_pixel("generic.pa", raw)}) is None

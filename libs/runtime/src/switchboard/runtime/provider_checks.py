@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from switchboard.events.catalog.common import Channel
+from switchboard.runtime import conversion_settings
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.errors import SwitchboardRuntimeError
 
@@ -287,6 +288,8 @@ async def _metacapi(
     secret = account.secrets.get("app_secret")
     if secret and not META_APP_SECRET.fullmatch(secret):
         report.problem("secrets.app_secret", "not a Meta app secret (32 hexadecimal characters)")
+    for path, why in conversion_settings.problems(account.settings):
+        report.problem(path, why)
     test_code = account.settings.get("test_event_code")
     if token is None:
         return

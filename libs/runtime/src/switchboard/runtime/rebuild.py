@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -49,6 +49,8 @@ class RebuildPlan:
     pool_size: int  # connections of the fresh schema's pool
     deferred_indexes: tuple[str, ...] = ()
     kept: frozenset[str] = frozenset()
+    # what the projections read from the bus before they replay (analytics: its pixels)
+    before: Callable[[Bus], Awaitable[None]] | None = None
     catch_up_timeout_s: float = 3600.0
     swap_timeout_s: float = 60.0  # to reach the live positions while they are locked
 
@@ -152,6 +154,8 @@ async def rebuild_and_swap(
         async with admin.acquire() as conn:
             await ensure_checkpoints(conn, live_schema)  # the table the swap locks
             deferred = await defer_indexes(conn, fresh, plan.deferred_indexes)
+        if plan.before is not None:
+            await plan.before(bus)
         projections = list(plan.build(fresh, bus, pool))
         tasks = [asyncio.create_task(p.run()) for p in projections]
         try:

@@ -3,6 +3,7 @@ conversion publisher, the gauges, the query API and the dashboard."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from types import ModuleType
 from typing import Unpack
@@ -20,7 +21,7 @@ from switchboard.analytics import (
 )
 from switchboard.analytics.api import add_routes
 from switchboard.analytics.bootstrap import AnalyticsDeps, bootstrap
-from switchboard.analytics.context import Context, ConversionRules
+from switchboard.analytics.context import Context, ConversionTargets, pixel_mirror
 from switchboard.analytics.items import Item, prepare
 from switchboard.analytics.ledger import run_publisher
 from switchboard.analytics.metrics import refresh_gauges
@@ -60,20 +61,26 @@ def build_projection(module: ModuleType, ctx: Context, **site: Unpack[Site]) -> 
 def create_app(settings: AnalyticsSettings) -> ServiceApp:
     """Build the analytics app; connections are made by its lifespan, never at import."""
     deps: Wired[AnalyticsDeps] = Wired("analytics")
-    rules = ConversionRules.from_settings(settings)
-    ctx = Context(rules=rules)
 
     async def start(rt: Runtime) -> None:
         assert rt.pool is not None
         await pii.start(rt)  # the projections open sealed personal data
         deps.set(await bootstrap(rt, settings))
+        pixels = pixel_mirror(await rt.bus.kv("accounts"))
+        rt.spawn("pixels-watch", lambda: pixels.run(rt.stop))
+        async with asyncio.timeout(10):
+            await pixels.loaded.wait()  # a workspace's pixel is known before its leads
+        ctx = Context(targets=ConversionTargets.of(settings, pixels.entries))
         site = rt.site(SCHEMA, settings.projection_batch)
         rt.run_projections(build_projection(m, ctx, **site) for m in PROJECTORS)
         pool, bus = rt.pool, rt.bus
         rt.spawn("conversions", lambda: run_publisher(pool, bus, rt.stop))
         rt.spawn("gauges", lambda: refresh_gauges(pool, rt.stop, settings.metrics_refresh_s))
-        if rules is None:
-            log.info("conversion signals off: set SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL")
+        if settings.conversion_pixel is None:
+            log.info(
+                "no deployment-wide pixel: conversions go to the pixel accounts of the "
+                "workspaces that set settings.conversion_events"
+            )
 
     app = service_app(
         service="analytics",

@@ -1,12 +1,22 @@
-"""What the projectors need beyond the connection: where the conversion ledger lives, the
-conversion rules, and whether to move the live Prometheus metrics."""
+"""What the projectors need beyond the connection: where the conversion ledger lives, each
+workspace's conversion rules, and whether to move the live Prometheus metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Self
+
+from nats.js.kv import KeyValue
 
 from switchboard.analytics.settings import AnalyticsSettings
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import ActionSource
+from switchboard.runtime.accounts import account_key
+from switchboard.runtime.conversion_settings import PixelConversions
+from switchboard.runtime.kvwatch import Mirror
 
 LEDGER_SCHEMA = "analytics"
 
@@ -35,7 +45,105 @@ class ConversionRules:
 
 
 @dataclass(frozen=True)
+class Pixel:
+    """A ``metacapi`` account as analytics sees it: whose it is and its conversion settings
+    (never its secrets, which analytics has no key for)."""
+
+    id: str
+    workspace: str
+    conversions: PixelConversions
+
+
+def read_pixel(_key: str, raw: bytes) -> Pixel | None:
+    """The pixel a ``generic`` account record stands for (None: another provider's)."""
+    data: dict[str, Any] = json.loads(raw)
+    settings = data.get("settings") or {}
+    if settings.get("provider") != "metacapi":
+        return None
+    return Pixel(
+        id=str(data["id"]),
+        workspace=str(data.get("workspace_id", "default")),
+        conversions=PixelConversions.of(settings),
+    )
+
+
+def pixel_mirror(accounts: KeyValue) -> Mirror[Pixel | None]:
+    """The registry's ``generic`` accounts as pixels, kept live by its ``run``."""
+    return Mirror(lambda: accounts, read_pixel, "metacapi account", keys=PIXEL_KEYS)
+
+
+async def pixel_snapshot(accounts: KeyValue) -> dict[str, Pixel | None]:
+    """The pixels as the registry has them now (a rebuild's replay reads them once)."""
+    mirror, stop = pixel_mirror(accounts), asyncio.Event()
+    task = asyncio.create_task(mirror.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            await mirror.loaded.wait()
+    finally:
+        stop.set()
+        await task
+    return mirror.entries
+
+
+PIXEL_KEYS = f"{Channel.GENERIC.value}.>"  # where read_pixel finds metacapi accounts
+
+
+@dataclass(frozen=True)
+class ConversionTargets:
+    """Which pixel a workspace's conversions go to, and how they are reported.
+
+    A workspace's own ``metacapi`` account with ``settings.conversion_events`` is its target
+    (the smallest id when it has several), its other ``conversion_*`` settings over the
+    deployment's. Otherwise the deployment's ``CONVERSION_PIXEL``, for the workspace that
+    owns that account, or for every workspace while the registry does not know it (outbound
+    then says which account is missing). Another workspace's pixel is never a target: its
+    leads would be refused at outbound, one dead letter per conversion."""
+
+    defaults: ConversionRules | None
+    currency: str
+    action_source: ActionSource
+    test_event_code: str | None
+    pixels: Mapping[str, Pixel | None]  # the registry's generic accounts by key, kept live
+
+    @classmethod
+    def of(cls, settings: AnalyticsSettings, pixels: Mapping[str, Pixel | None]) -> Self | None:
+        """The targets, or None when the deployment decides no conversion at all."""
+        if not settings.conversions:
+            return None
+        return cls(
+            defaults=ConversionRules.from_settings(settings),
+            currency=settings.conversion_currency,
+            action_source=settings.conversion_action_source,
+            test_event_code=settings.conversion_test_event_code,
+            pixels=pixels,
+        )
+
+    def rules_for(self, workspace: str) -> ConversionRules | None:
+        own = [
+            p
+            for p in self.pixels.values()
+            if p is not None and p.workspace == workspace and p.conversions.conversion_events
+        ]
+        if own:
+            pixel = min(own, key=lambda p: p.id)
+            c = pixel.conversions
+            return ConversionRules(
+                pixel=pixel.id,
+                events=dict(c.conversion_events or {}),
+                currency=c.conversion_currency or self.currency,
+                action_source=c.conversion_action_source or self.action_source,
+                test_event_code=c.conversion_test_event_code or self.test_event_code,
+            )
+        if self.defaults is None:
+            return None
+        owner = self.pixels.get(account_key(Channel.GENERIC, self.defaults.pixel))
+        if owner is not None and owner.workspace != workspace:
+            return None
+        return self.defaults
+
+
+@dataclass(frozen=True)
 class Context:
-    rules: ConversionRules | None = None
+    targets: ConversionTargets | None = None
     ledger_schema: str = LEDGER_SCHEMA
     observe: bool = True

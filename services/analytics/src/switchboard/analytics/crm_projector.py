@@ -87,9 +87,10 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
         entries.add((ws, hour_of(at), lead.facts.source, lead.facts.campaign_id, stage))
         entered.append((ws, stage, lead.facts.source))
         state.reached.setdefault((ws, lead.facts.lead_id, stage), at)
-        if ctx.rules is not None:
+        rules = ctx.targets.rules_for(ws) if ctx.targets is not None else None
+        if rules is not None:
             person = _person(state, ws, lead.facts.contact_id)
-            cmd = conversion_command(ctx.rules, lead=lead.facts, stage=stage, at=at, person=person)
+            cmd = conversion_command(rules, lead=lead.facts, stage=stage, at=at, person=person)
             if cmd is not None:
                 state.decided.append(
                     Decision(ws, item.envelope.id, stage, lead.facts.contact_id, cmd)

@@ -477,7 +477,7 @@ async def mtproto(conn: Conn, ws: str, window: Window, f: Filters) -> dict[str, 
 async def conversions(conn: Conn, ws: str, window: Window, limit: int) -> dict[str, Any]:
     rows = await conn.fetch(
         f"""SELECT conversion_id, lead_id, stage, event_name, value, currency, event_time,
-                   published_at IS NOT NULL AS published
+                   command->>'account' AS pixel, published_at IS NOT NULL AS published
             FROM conversion_ledger
             WHERE workspace_id = $1 AND event_time >= $2 AND event_time < $3
             ORDER BY event_time DESC, conversion_id LIMIT {int(limit)}""",
@@ -493,6 +493,7 @@ async def conversions(conn: Conn, ws: str, window: Window, limit: int) -> dict[s
                 "lead_id": r["lead_id"],
                 "stage": r["stage"],
                 "event_name": r["event_name"],
+                "pixel": r["pixel"],
                 "value": str(r["value"]) if r["value"] is not None else None,
                 "currency": r["currency"],
                 "event_time": iso(r["event_time"]),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import asyncpg
 
 from switchboard.analytics.app import PROJECTORS, SCHEMA, build_projection
-from switchboard.analytics.context import Context, ConversionRules
+from switchboard.analytics.context import Context, ConversionTargets, Pixel, pixel_snapshot
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.projection import Projection
@@ -26,7 +26,12 @@ KEPT = frozenset({"conversion_ledger"})
 
 def plan(settings: AnalyticsSettings) -> RebuildPlan:
     """The rollups' projections, replayed in batches of at least 1000, without observing."""
-    ctx = Context(rules=ConversionRules.from_settings(settings), observe=False)
+    pixels: dict[str, Pixel | None] = {}
+    ctx = Context(targets=ConversionTargets.of(settings, pixels), observe=False)
+
+    async def read_pixels(bus: Bus) -> None:
+        pixels.update(await pixel_snapshot(await bus.kv("accounts")))
+
     batch = max(settings.projection_batch, 1000)
 
     def build(schema: str, bus: Bus, pool: asyncpg.Pool) -> list[Projection]:
@@ -42,6 +47,7 @@ def plan(settings: AnalyticsSettings) -> RebuildPlan:
         # Each projection holds one connection for its leader lock and uses another to apply.
         pool_size=2 * len(PROJECTORS) + 1,
         kept=KEPT,
+        before=read_pixels,
     )
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from switchboard.events.catalog.outbound import ActionSource
-from switchboard.runtime.settings import ApiKeysSetting, DatabaseSettings, comma_items
-
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+from switchboard.runtime.conversion_settings import NAME as _NAME
+from switchboard.runtime.conversion_settings import parse_events
+from switchboard.runtime.settings import ApiKeysSetting, DatabaseSettings
 
 
 class AnalyticsSettings(DatabaseSettings):
@@ -28,6 +27,9 @@ class AnalyticsSettings(DatabaseSettings):
     lead_stages: Annotated[tuple[str, ...], NoDecode] = Field(
         ("new", "contacted", "qualified", "won", "lost"),
         description="comma-separated, in funnel order (the CRM's stages)",
+    )
+    conversions: bool = Field(
+        True, description="false: no conversion is decided (while a ledger is restored)"
     )
     conversion_pixel: str | None = Field(
         None, description="Meta pixel / dataset id (metacapi account); unset: no conversions"
@@ -70,19 +72,7 @@ class AnalyticsSettings(DatabaseSettings):
     @field_validator("conversion_events", mode="before")
     @classmethod
     def _events(cls, value: Any) -> dict[str, str]:
-        if isinstance(value, dict):
-            pairs = [(str(k), str(v)) for k, v in value.items()]
-        else:
-            pairs = []
-            for item in comma_items(value):
-                stage, sep, event = item.partition("=")
-                if not sep:
-                    raise ValueError("must be stage=EventName[,stage=EventName...]")
-                pairs.append((stage.strip(), event.strip()))
-        for stage, event in pairs:
-            if not _NAME.match(stage) or not _NAME.match(event):
-                raise ValueError(f"{stage}={event} is not stage=EventName (letters, digits, _)")
-        return dict(pairs)
+        return parse_events(value)
 
     @field_validator("conversion_events", mode="after")
     @classmethod
@@ -97,4 +87,6 @@ class AnalyticsSettings(DatabaseSettings):
 
     @property
     def conversions_enabled(self) -> bool:
-        return bool(self.conversion_pixel) and bool(self.conversion_events)
+        """Whether the deployment's pixel reports (workspaces' own pixels need only
+        ``conversions``)."""
+        return self.conversions and bool(self.conversion_pixel) and bool(self.conversion_events)
