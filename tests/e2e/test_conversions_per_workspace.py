@@ -118,7 +118,17 @@ async def test_each_workspace_s_leads_go_to_its_own_pixel(env: Env) -> None:
 
     # demo owns the deployment's pixel; other has its own, reporting qualified leads in EUR;
     # third has none.
-    assert (await env.add_pixel(DEPLOYMENT_PIXEL, "demo")).status_code == 201
+    demo_pixel = await env.add_pixel(DEPLOYMENT_PIXEL, "demo")
+    assert demo_pixel.status_code == 201, demo_pixel.text
+    # A pixel is a provider we call, not a source that signs webhooks to us: no signing
+    # secret is made for it (one would open /webhooks/generic/<pixel>), none rotated.
+    assert demo_pixel.json().get("generated_secrets", {}) == {}
+    assert demo_pixel.json()["secrets"] == ["access_token"]
+    rotated = await env.http.post(
+        f"{env.ingest}/admin/accounts/generic/{DEPLOYMENT_PIXEL}/rotate",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert (rotated.status_code, rotated.json()["code"]) == (400, "not_rotatable"), rotated.text
     added = await env.add_pixel(
         OTHER_PIXEL, "other", conversion_events="qualified=Lead", conversion_currency="EUR"
     )

@@ -32,6 +32,7 @@ from switchboard.runtime.provider_checks import (
     Endpoints,
     api_base,
     check_account,
+    provider_of,
     response_object,
 )
 
@@ -153,7 +154,11 @@ async def add_account(
         _need(secrets_, "app_secret")
         if not secrets_.get("verify_token"):
             secrets_["verify_token"] = generated["verify_token"] = secrets.token_urlsafe(24)
-    elif account.channel is Channel.GENERIC and not secrets_.get("signing_secret"):
+    elif (
+        # only a source that signs what it sends us; a provider we call (a Meta pixel,
+        # SendPulse) has no webhook here, so no secret that would open one
+        provider_of(account) == "webhook" and not secrets_.get("signing_secret")
+    ):
         secrets_["signing_secret"] = generated["signing_secret"] = new_signing_secret()
     stored = await store.create(
         account.model_copy(update={"secrets": secrets_, "settings": settings_})
@@ -230,6 +235,8 @@ async def rotate_webhook_secret(
         if found is None:
             raise AdminError(404, "unknown_account", f"no {channel.value} account {account_id!r}")
         account, revision = found
+        if (provider := provider_of(account)) not in ("webhook", account.channel.value):
+            raise AdminError(400, "not_rotatable", f"a {provider} account receives no webhooks")
         secrets_ = {**account.secrets, f"{name}_previous": account.secrets.get(name, ""),
                     name: make()}  # fmt: skip
         settings = {**account.settings, "previous_secret_until": _iso(now + SECRET_GRACE)}
