@@ -383,3 +383,23 @@ async def test_a_pts_gap_while_connected_is_filled_once(wire: Wire) -> None:
     got = await _updates_until(updates, 2)
     texts = [u.message.text for u in got if isinstance(u, NewMessage)]
     assert sorted(texts) == ["lost on the wire", "seen live"]
+
+
+async def test_a_user_is_found_by_phone_among_the_account_s_contacts_only(wire: Wire) -> None:
+    """Telethon finds a phone number in contacts.getContacts, as Telegram lets an account
+    message a number only once it is a contact: a contact's number is a peer to send to, a
+    stranger's is an unknown peer (the fake answered METHOD_NOT_SUPPORTED_BY_FAKE before)."""
+    mtproto = wire.sandbox.mtproto
+    me, _ = mtproto.add_user("15550005555")
+    known, _ = mtproto.add_user("15550006666", first_name="Known")
+    mtproto.add_user("15550007777", first_name="Stranger")
+    mtproto.world.add_contact(me.id, "+15550006666")
+    client = await wire.signed_in(me)
+
+    peer = await client.resolve_peer("+15550006666")
+    assert (peer.id, peer.type) == (known.id, PeerType.USER)
+    sent = await client.send_message(peer, "hi by phone")
+    assert mtproto.messages(me, known)[-1]["text"] == sent.text == "hi by phone"
+    with pytest.raises(PeerNotFoundError):
+        await client.resolve_peer("+15550007777")
+    await client.disconnect()

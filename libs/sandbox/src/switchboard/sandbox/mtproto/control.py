@@ -71,6 +71,13 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         keys = [provider.session_summary(k) for k in provider.keys.of_user(user.id)]
         return JSONResponse({**user.summary(), "sessions": keys})
 
+    async def add_contact(request: Request) -> Response:
+        data = await read_json(request)
+        contact = provider.world.add_contact(
+            provider.user(request.path_params["user"]).id, required(data, "contact")
+        )
+        return JSONResponse(contact.summary(), status_code=201)
+
     async def add_session(request: Request) -> Response:
         key = provider.new_session(request.path_params["user"])
         return JSONResponse(session_json(key), status_code=201)
@@ -239,6 +246,7 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         ("/users/bulk", add_users, ["POST"]),
         ("/users/{user}", get_user, ["GET"]),
         ("/users/{user}/sessions", add_session, ["POST"]),
+        ("/users/{user}/contacts", add_contact, ["POST"]),
         ("/users/{user}/ban", ban, ["POST"]),
         ("/sessions/{key}", get_session, ["GET"]),
         ("/sessions/{key}", revoke, ["DELETE"]),

@@ -150,6 +150,9 @@ class FakeUser:
     login_code: str | None = None  # fixed "SMS" code for scripted logins (random when None)
     # An account's sequence starts at 1, as Telegram's: clients take pts 0 for "no state".
     box: Box = field(default_factory=lambda: Box(pts=1), repr=False)
+    # The account's contact list (user ids): contacts.getContacts, which is how a client
+    # finds a user by phone number, and whose phones the account sees.
+    contacts: set[int] = field(default_factory=set, repr=False)
 
     def to_wire(self, viewer: int | None = None) -> dict[str, Any]:
         """The user as `viewer` sees it (the phone only to the account itself)."""
@@ -382,6 +385,14 @@ class World:
             if isinstance(found, FakeUser):
                 return found
         raise KeyError(f"no user {ref!r}")
+
+    def add_contact(self, owner: str | int, contact: str | int) -> FakeUser:
+        """Put ``contact`` in ``owner``'s contact list (both by id, phone or @username)."""
+        user, other = self.user(owner), self.user(contact)
+        if other.id == user.id:
+            raise ValueError("an account is not its own contact")
+        user.contacts.add(other.id)
+        return other
 
     def peer(self, ref: str | int) -> Peer:
         """Any peer by @username, marked id or bare id (KeyError when none)."""

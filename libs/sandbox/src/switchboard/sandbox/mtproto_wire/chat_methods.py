@@ -13,7 +13,7 @@ from telethon.tl import functions, types
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.methods import MAX_HISTORY, parse_ref
 from switchboard.sandbox.mtproto.world import FakeGroup, FakeUser, Peer, World
-from switchboard.sandbox.mtproto_wire.convert import Entities, group_tl, peer_tl, when
+from switchboard.sandbox.mtproto_wire.convert import Entities, group_tl, peer_tl, user_tl, when
 from switchboard.sandbox.mtproto_wire.peers import resolve_channel, resolve_input
 from switchboard.sandbox.mtproto_wire.rpc import WireCall, handles
 
@@ -48,6 +48,19 @@ async def resolve_username(call: WireCall, request: Any) -> types.contacts.Resol
     entities.add(peer)
     return types.contacts.ResolvedPeer(
         peer=peer_tl(peer), chats=entities.chats, users=entities.users
+    )
+
+
+@handles(functions.contacts.GetContactsRequest)
+async def get_contacts(call: WireCall, request: Any) -> types.contacts.Contacts:
+    """The account's contact list with their phones: how Telethon finds a user by phone."""
+    viewer = call.base.viewer()
+    world = call.provider.world
+    users = [world.users[i] for i in sorted(viewer.contacts) if i in world.users]
+    return types.contacts.Contacts(
+        contacts=[types.Contact(user_id=u.id, mutual=viewer.id in u.contacts) for u in users],
+        saved_count=0,
+        users=[user_tl(u, viewer) for u in users],
     )
 
 

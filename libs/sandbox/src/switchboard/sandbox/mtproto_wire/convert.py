@@ -23,8 +23,10 @@ def when(ts: float | int | None) -> datetime | None:
 
 
 def user_tl(user: FakeUser, viewer: FakeUser | None) -> types.User:
-    """The user as `viewer` sees it: the phone only to itself."""
+    """The user as `viewer` sees it: the phone only to itself and to accounts that have it
+    as a contact."""
     me = viewer is not None and viewer.id == user.id
+    contact = viewer is not None and user.id in viewer.contacts
     return types.User(
         id=user.id,
         is_self=me,
@@ -34,7 +36,9 @@ def user_tl(user: FakeUser, viewer: FakeUser | None) -> types.User:
         first_name=user.first_name,
         last_name=user.last_name,
         username=user.username,
-        phone=user.phone if me else None,
+        phone=user.phone if me or contact else None,
+        contact=contact,
+        mutual_contact=contact and viewer is not None and viewer.id in user.contacts,
         lang_code=user.lang_code,
         status=types.UserStatusRecently(),
     )
