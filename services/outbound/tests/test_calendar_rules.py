@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.outbound import OutText
 from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.calendar.posts import (
     Destination,
@@ -29,6 +30,7 @@ from switchboard.outbound.calendar.templates import (
     render,
     variables_of,
 )
+from switchboard.runtime.markup import Format
 
 T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 CHANNEL = Destination(channel=Channel.TELEGRAM, account="shop", chat="@news")
@@ -96,6 +98,39 @@ def test_plain_text_channels_take_values_as_they_are(channel: Channel) -> None:
     text = render(TemplateText(body="Hi {{ name }}"), {"name": "<Ann> & *co*"}, channel)
     assert text.text == "Hi <Ann> & *co*"
     assert text.parse_mode is None
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "whatsapp", "viber"),
+    [
+        # the author's HTML as WhatsApp's markers, the words alone elsewhere; links keep
+        # their address; values stay literal (a value's "<b>" is no tag)
+        ("html", '<b>{{ title }}</b> &amp; <a href="https://x.test/?a=1&amp;b=2">shop</a>',
+         "*<b>Sale</b> & more* & shop (https://x.test/?a=1&b=2)",
+         "<b>Sale</b> & more & shop (https://x.test/?a=1&b=2)"),
+        ("html", '<i>it</i> <s>was</s> <u>u</u> <span class="tg-spoiler">sp</span> '
+                 '<code>x</code>\n<pre><code class="language-py">print(1)</code></pre>',
+         "_it_ ~was~ u sp `x`\n```print(1)```", "it was u sp x\nprint(1)"),
+        ("html", "<blockquote>one\ntwo</blockquote>\n<a href=\"https://a.b\">https://a.b</a>",
+         "> one\n> two\nhttps://a.b", "one\ntwo\nhttps://a.b"),
+        ("html", "unclosed <b>bold, x<y", "unclosed *bold, x<y*", "unclosed bold, x<y"),
+        ("markdown_v2",
+         "*{{ title }}* _it_ __u__ ~st~ ||sp|| `a\\`b` [go](https://x.test/\\)) 1\\.5",
+         "*<b>Sale</b> & more* _it_ u ~st~ sp `a`b` go (https://x.test/)) 1.5",
+         "<b>Sale</b> & more it u st sp a`b go (https://x.test/)) 1.5"),
+        ("markdown_v2", "```python\nprint(1)\n```\n>quote\n[https://a\\.b](https://a.b)\\!",
+         "```print(1)```\n> quote\nhttps://a.b!", "print(1)\nquote\nhttps://a.b!"),
+    ],
+)  # fmt: skip
+def test_a_plain_text_destination_gets_the_markup_as_it_shows_never_raw_tags(
+    fmt: Format, body: str, whatsapp: str, viber: str
+) -> None:
+    """A post rendered for WhatsApp sent the template's raw tags before (`<b>Xmas</b>`)."""
+    version = TemplateText(body=body, format=fmt)
+    values = {"title": "<b>Sale</b> & more"}
+    assert render(version, values, Channel.WHATSAPP) == OutText(text=whatsapp)
+    assert render(version, values, Channel.VIBER) == OutText(text=viber)
+    assert render(version, values, Channel.MTPROTO).text == viber
 
 
 def test_missing_variables_are_named() -> None:

@@ -1,5 +1,6 @@
 """Server-side post templates: versioned texts with ``{{ variable }}`` placeholders, filled
-with each value escaped for the destination's markup (runtime.markup, as flows do)."""
+with each value escaped for the template's markup (runtime.markup, as flows do), then, for a
+destination without markup, turned into the text it shows."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from switchboard.events.catalog.outbound import OutText
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.errors import OutboundServiceError
 from switchboard.runtime.kv import KvModels
-from switchboard.runtime.markup import Format, escape, parse_mode
+from switchboard.runtime.markup import Format, escape_for, parse_mode, to_plain
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -83,10 +84,14 @@ def render(version: TemplateText, variables: Mapping[str, str], channel: Channel
     missing = [n for n in variables_of(version.body) if n not in variables]
     if missing:
         raise MissingVariablesError(missing)
-    text = _PLACEHOLDER.sub(
-        lambda m: escape(str(variables[m.group(1)]), channel, version.format), version.body
-    )
-    return OutText(text=text, parse_mode=parse_mode(channel, version.format))
+    fmt = version.format
+    text = _PLACEHOLDER.sub(lambda m: escape_for(str(variables[m.group(1)]), fmt), version.body)
+    mode = parse_mode(channel, fmt)
+    if mode is None:
+        # WhatsApp, Viber and user accounts show no markup: the author's becomes what they
+        # show (WhatsApp's own markers, words, links with their address), never raw tags
+        text = to_plain(text, fmt, channel)
+    return OutText(text=text, parse_mode=mode)
 
 
 class Templates:
