@@ -226,6 +226,31 @@ def test_delay_waits_for_its_own_timer() -> None:
 
 
 @pytest.mark.parametrize(
+    ("channels", "channel", "expected"),
+    [
+        # a flow reaching a Telegram bot writes HTML: on WhatsApp it shows as WhatsApp's
+        # markers and the link's address, never raw tags (it did before)
+        ([], Channel.WHATSAPP, "*Hi* <i> shop (https://x.test)"),
+        (["telegram", "whatsapp"], Channel.WHATSAPP, "*Hi* <i> shop (https://x.test)"),
+        (["telegram", "viber"], Channel.VIBER, "Hi <i> shop (https://x.test)"),
+        (["telegram"], Channel.TELEGRAM, '<b>Hi</b> &lt;i&gt; <a href="https://x.test">shop</a>'),
+        # a flow for WhatsApp alone writes the text it shows, tags and all
+        (["whatsapp"], Channel.WHATSAPP, '<b>Hi</b> <i> <a href="https://x.test">shop</a>'),
+    ],
+)
+def test_a_flow_s_markup_shows_on_each_channel_as_that_channel_can(
+    channels: list[str], channel: Channel, expected: str
+) -> None:
+    text = '<b>Hi</b> {{ vars.x }} <a href="https://x.test">shop</a>'
+    doc = flow({"a": {"type": "end", "text": text}}, variables={"x": "<i>"},
+               channels=[{"channel": c} for c in channels])  # fmt: skip
+    conv = CONV.model_copy(update={"channel": channel})
+    decision = decide(new_run("r1", "f1", 1, doc, conv), doc, Input("start", "i0", T0))
+    assert decision is not None
+    assert texts(decision) == [expected]
+
+
+@pytest.mark.parametrize(
     ("channel", "expected"),
     [(Channel.TELEGRAM, ("a &lt;i&gt; b", "HTML")), (Channel.WHATSAPP, ("a <i> b", None))],
 )

@@ -399,6 +399,13 @@ class FlowDocument(_Strict):
     )
     steps: dict[StepId, Step] = Field(min_length=1)
 
+    @property
+    def texts_are_markup(self) -> bool:
+        """Whether the texts are ``format`` markup: a flow that reaches a Telegram bot
+        writes for its parse mode (and is checked for it); one that does not writes the
+        text its channels show."""
+        return not self.channels or any(s.channel is Channel.TELEGRAM for s in self.channels)
+
 
 def json_schema() -> dict[str, Any]:
     """The published JSON Schema (draft 2020-12) of a flow document."""
@@ -465,9 +472,7 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
     ref("$.start", doc.start)
     # A bot on Telegram takes the texts as HTML (values are escaped; the markup is the
     # author's): HTML it cannot parse would fail every send of the step.
-    html_to_telegram = doc.format == "html" and (
-        not doc.channels or any(s.channel is Channel.TELEGRAM for s in doc.channels)
-    )
+    html_to_telegram = doc.format == "html" and doc.texts_are_markup
     for sid, step in doc.steps.items():
         base = f"$.steps.{sid}"
         for field in ("next", "on_invalid", "on_timeout", "default", "on_failure"):

@@ -434,7 +434,9 @@ class _Context:
 
     def send(self, template: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> str:
         channel = self.run.conversation.channel
-        text, parse_mode = render(template, self.scope(), channel, self.flow.format)
+        text, parse_mode = render(
+            template, self.scope(), channel, self.flow.format, markup=self.flow.texts_are_markup
+        )
         rows = [[{"text": b.text, "data": b.data} for b in row] for row in buttons]
         return self.effect("send", text=text, parse_mode=parse_mode, buttons=rows)
 
@@ -529,7 +531,11 @@ class _Context:
                 return self.wait(Waiting(step=sid, kind="webhook", timer_id=call))
             elif isinstance(step, CampaignStep):
                 text, parse_mode = render(
-                    step.text, self.scope(), step.segment.channel, self.flow.format
+                    step.text,
+                    self.scope(),
+                    step.segment.channel,
+                    self.flow.format,
+                    markup=self.flow.texts_are_markup,
                 )
                 campaign = self.effect(
                     "campaign",

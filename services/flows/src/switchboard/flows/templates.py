@@ -3,7 +3,8 @@ filled in with escaping per provider, so a customer's own words can never become
 
 Telegram messages are sent with a parse mode the flow chooses (``format``): ``html`` (the
 default) or ``markdown_v2``. The template's own text is the author's markup; every value put
-into it is escaped for that markup. Other channels take plain text as it is.
+into it is escaped for that markup. Where no parse mode reads it (WhatsApp, Viber), a flow
+that writes markup has it turned into what those show; a flow for them alone writes text.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from switchboard.events.catalog.common import Channel
-from switchboard.runtime.markup import Format, escape, parse_mode
+from switchboard.runtime.markup import Format, escape, escape_for, parse_mode, to_plain
 
 __all__ = ["Format", "escape", "lookup", "parse_mode", "render", "render_plain"]
 
@@ -36,10 +37,19 @@ def render(
     scope: Mapping[str, Mapping[str, Any]],
     channel: Channel,
     fmt: Format = "html",
+    *,
+    markup: bool = True,
 ) -> tuple[str, str | None]:
-    """The text to send and its parse mode."""
+    """The text to send and its parse mode. A ``markup`` template (the flow's texts are
+    ``fmt``) sent where no parse mode reads it becomes what that channel shows (WhatsApp's
+    markers, words, links with their address), never raw tags; otherwise the template is
+    the text as written and values go in as they are."""
+    mode = parse_mode(channel, fmt)
+    if mode is None and markup:
+        text = _PLACEHOLDER.sub(lambda m: escape_for(lookup(m.group(1), scope), fmt), template)
+        return to_plain(text, fmt, channel), None
     text = _PLACEHOLDER.sub(lambda m: escape(lookup(m.group(1), scope), channel, fmt), template)
-    return text, parse_mode(channel, fmt)
+    return text, mode
 
 
 def render_plain(template: str, scope: Mapping[str, Mapping[str, Any]]) -> str:
