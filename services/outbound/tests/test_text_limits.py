@@ -197,11 +197,19 @@ def _album() -> OutMediaGroup:
             1, url="https://b.test/" + "u" * 31_000)}), "keyboard"),
         (send(Channel.VIBER, OutText(text="😀" * 7000)).model_copy(update={"keyboard": _buttons(
             1, url="https://b.test/" + "u" * 3000)}), "keyboard"),
+        # a parse mode where none is read: the tags reached the customer raw before
+        (send(Channel.WHATSAPP, OutText(text="<b>hi</b>", parse_mode="HTML")),
+         "content.parse_mode"),
+        (send(Channel.VIBER, OutText(text="*hi*", parse_mode="MarkdownV2")),
+         "content.parse_mode"),
+        (send(Channel.MTPROTO, OutText(text="<b>hi</b>", parse_mode="HTML")),
+         "content.parse_mode"),
     ],
     ids=["tg-template", "tg-album-keyboard", "tg-album-voice", "tg-reply-to", "wa-11-buttons",
          "wa-url-and-reply", "wa-media-buttons-no-caption", "wa-list-with-media", "wa-album",
          "wa-template-keyboard", "viber-template", "viber-album", "viber-document-by-id",
-         "viber-25-buttons", "viber-over-30-kb", "viber-emoji-and-keyboard-over-30-kb"],
+         "viber-25-buttons", "viber-over-30-kb", "viber-emoji-and-keyboard-over-30-kb",
+         "wa-parse-mode", "viber-parse-mode", "mtproto-parse-mode"],
 )  # fmt: skip
 def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(
     cmd: SendMessage, field: str

@@ -21,7 +21,7 @@ from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
 from switchboard.events.catalog.outbound import OutMedia, SendMessage
 from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
 from switchboard.outbound.limits import account_key
-from switchboard.outbound.providers.base import Failure, ProviderError, Sent
+from switchboard.outbound.providers.base import Failure, ProviderError, Sent, unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.holder_call import ask_holder
@@ -61,6 +61,8 @@ def unsupported(command: SendMessage) -> tuple[str, str] | None:
         return "content.source.file_id", "file ids are a bot's; send user media by url or data"
     if command.keyboard is not None:
         return "keyboard", "Telegram user accounts cannot attach keyboards (bots only)"
+    if (markup := unread_markup(command, "A user account's send")) is not None:
+        return markup
     if command.reply_to is not None and not command.reply_to.isdigit():
         return "reply_to", "a Telegram message id (digits)"
     return None

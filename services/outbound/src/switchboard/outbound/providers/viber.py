@@ -46,7 +46,13 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
-from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
+from switchboard.outbound.providers.base import (
+    Failure,
+    ProviderError,
+    Scope,
+    Sent,
+    unread_markup,
+)
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     json_object,
@@ -123,6 +129,8 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
     answers 422 naming the field before anything is queued, and the client refuses a
     command from the bus the same way, without a call."""
     content = command.content
+    if (markup := unread_markup(command, "Viber")) is not None:
+        return markup
     if isinstance(content, OutMedia):
         source = content.source
         by_url = source.url is not None and content.kind in ("photo", *SIZED_KINDS)

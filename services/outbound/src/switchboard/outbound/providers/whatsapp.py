@@ -40,7 +40,13 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
-from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
+from switchboard.outbound.providers.base import (
+    Failure,
+    ProviderError,
+    Scope,
+    Sent,
+    unread_markup,
+)
 from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryFileIdCache
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
@@ -138,6 +144,8 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
     content, keyboard = command.content, command.keyboard
     if isinstance(content, OutMediaGroup):
         return "content.kind", "WhatsApp has no albums: send the items one by one"
+    if (markup := unread_markup(command, "WhatsApp")) is not None:
+        return markup
     if keyboard is None:
         return None
     if isinstance(content, OutTemplate):
