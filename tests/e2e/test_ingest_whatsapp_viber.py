@@ -129,3 +129,43 @@ async def test_operator_cli_manages_accounts_through_the_admin_api(env: Env) -> 
     assert env.box.viber.bot("e2eshop").webhook.url in ("", None)
     code, _, err = await cli("accounts", "remove", "viber", "vb9")
     assert (code, "404 unknown_account" in err) == (1, True)
+
+
+async def test_a_viber_bot_welcomes_a_user_who_only_opened_the_chat(env: Env) -> None:
+    """Viber lets a bot send one message to a user who has not subscribed: the answer to
+    the conversation_started callback. Before, nothing could reach such a user (every
+    later send fails receiverNotSubscribed). The sandbox shows the answer as Viber does,
+    and viberbot reads it as the keyboard message it is."""
+    from viberbot.api.messages import get_message
+
+    r = await env.http.post(f"{env.ingest}/admin/accounts", headers=ADMIN, json={
+        "channel": "viber", "id": "vb3", "secrets": {"token": VIBER_TOKEN},
+        "settings": {"welcome_buttons": "Start"}})  # fmt: skip
+    assert (r.status_code, [e["path"] for e in r.json()["errors"]]) == (
+        422,
+        ["settings.welcome_buttons"],  # buttons without a text
+    )
+    await _add(env, {"channel": "viber", "id": "vb3", "workspace_id": "acme",
+                     "secrets": {"token": VIBER_TOKEN},
+                     "settings": {"welcome_text": "Hi! Press Start to get our prices.",
+                                  "welcome_buttons": "Start,Prices"}})  # fmt: skip
+    viber = env.box.viber
+    await viber.inject_event("e2eshop", "v-new", "conversation_started", context="promo")
+    await viber.wait_delivered("e2eshop", timeout=30)
+
+    [welcome] = viber.sent_messages("e2eshop", "v-new")
+    assert (welcome["welcome"], welcome["type"]) == (True, "text")
+    body = welcome["message"]
+    assert body["sender"]["name"] == "E2E Shop"  # the bot's name, stored when it was added
+    assert body["text"] == "Hi! Press Start to get our prices."
+    parsed = get_message({**body, "receiver": "v-new"})
+    parsed.validate()
+    assert [b["ActionBody"] for b in parsed.keyboard["Buttons"]] == ["Start", "Prices"]
+    assert viber.bot("e2eshop").welcome_refused == []
+
+    # Other callbacks are answered as before: no second message to anyone.
+    await viber.inject_event(
+        "e2eshop", "v-new", "message", message={"type": "text", "text": "Start"}
+    )
+    await viber.wait_delivered("e2eshop", timeout=30)
+    assert len(viber.sent_messages("e2eshop", "v-new")) == 1

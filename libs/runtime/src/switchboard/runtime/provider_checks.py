@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from switchboard.events.catalog.common import Channel
-from switchboard.runtime import conversion_settings
+from switchboard.runtime import conversion_settings, viber_welcome
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.errors import SwitchboardRuntimeError
 
@@ -247,6 +247,8 @@ async def _viber(
     http: httpx.AsyncClient, endpoints: Endpoints, account: Account, report: CheckReport
 ) -> None:
     (token,) = _needed(account, report, "secrets.token")
+    for path, why in viber_welcome.problems(account.settings):
+        report.problem(path, why)
     url = f"{api_base(account, endpoints.viber)}/pa/get_account_info"
     headers = {"X-Viber-Auth-Token": token}
     r, data = await _ask(http, report, "Viber", "POST", url, json={}, headers=headers)

@@ -55,6 +55,9 @@ class WebhookTarget:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     sign: Callable[[bytes], Mapping[str, str]] | None = None
+    # What the provider does with the answer to a delivered payload (Viber: the welcome
+    # message a bot gives as its answer to conversation_started).
+    answered: Callable[[dict[str, Any], httpx.Response], None] | None = None
 
 
 @dataclass
@@ -260,6 +263,8 @@ class OrderedDelivery:
             started_mono=started,
         )
         if failure is None:
+            if target.answered is not None:
+                target.answered(item.payload, response)
             if self.items and self.items[0] is item:
                 self.items.popleft()
                 self.delivered += 1

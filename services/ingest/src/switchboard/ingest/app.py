@@ -34,7 +34,7 @@ from switchboard.ingest.webhooks import (
     whatsapp_handshake,
     whatsapp_targets,
 )
-from switchboard.runtime import pii, subscribers
+from switchboard.runtime import pii, subscribers, viber_welcome
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.app import ServiceApp, service_app
 from switchboard.runtime.auth import check_admin
@@ -188,6 +188,14 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                     )
                 if len(targets) != 1:
                     result = {"ok": True, "ids": [target_id for _, target_id, _ in targets]}
+                if channel is Channel.VIBER and (
+                    welcome := viber_welcome.welcome_message(
+                        str(account.settings.get("sender_name") or account.id),
+                        account.settings,
+                        body,
+                    )
+                ):
+                    result = welcome  # stored first: Viber shows this answer to the user
                 outcome = WebhookResult(200, result)
             except RejectedError as rej:
                 problem = problem_body(rej.status, rej.code, rej.message, instance=path)

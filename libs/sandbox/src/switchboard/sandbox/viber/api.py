@@ -158,7 +158,7 @@ class ViberApi:
         if not await check_webhook(self.state, bot, url):
             raise ViberError(INVALID_URL, "the webhook did not answer the webhook event with 200")
         bot.webhook = webhook
-        bot.callbacks.set_target(target(bot))
+        bot.callbacks.set_target(target(self.state, bot))
         return ok_response(chat_hostname=CHAT_HOSTNAME, event_types=list(webhook.event_types))
 
     async def send_message(

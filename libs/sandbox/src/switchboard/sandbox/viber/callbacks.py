@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from switchboard.sandbox.handshakes import handshake
+from switchboard.sandbox.viber.errors import ViberError
 from switchboard.sandbox.viber.state import CHAT_HOSTNAME, ViberBot, ViberState
+from switchboard.sandbox.viber.validate import check_send
 from switchboard.sandbox.webhooks import SpacedSteps, WebhookTarget
 
 SIGNATURE_HEADER = "X-Viber-Content-Signature"
@@ -28,13 +30,49 @@ def signature(token: str, body: bytes) -> str:
     return hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
 
 
-def target(bot: ViberBot) -> WebhookTarget:
-    """Where the bot's callbacks go, signed with its current token."""
+def target(state: ViberState, bot: ViberBot) -> WebhookTarget:
+    """Where the bot's callbacks go, signed with its current token; an answer to
+    `conversation_started` may be the bot's welcome message."""
 
     def sign(body: bytes) -> Mapping[str, str]:
         return {SIGNATURE_HEADER: signature(bot.token, body)}
 
-    return WebhookTarget(url=bot.webhook.url, sign=sign)
+    def answered(payload: dict[str, Any], response: httpx.Response) -> None:
+        if payload.get("event") == "conversation_started":
+            welcome(state, bot, payload, response.content)
+
+    return WebhookTarget(url=bot.webhook.url, sign=sign, answered=answered)
+
+
+def welcome(state: ViberState, bot: ViberBot, started: dict[str, Any], answer: bytes) -> None:
+    """Viber shows the answer to a `conversation_started` callback, when it is a message
+    (a send_message body without `receiver`), to that user, subscribed or not: the one
+    message a bot may send before the user writes. Anything else in the answer is ignored,
+    as Viber ignores it; a message Viber would refuse is kept in `welcome_refused`."""
+    try:
+        body = json.loads(answer) if answer.strip() else None
+    except ValueError:
+        return
+    if not isinstance(body, dict) or "type" not in body:
+        return
+    receiver = str((started.get("user") or {}).get("id") or "")
+    try:
+        kind = check_send({**body, "receiver": receiver}, state.config)[1]
+    except ViberError as exc:
+        bot.welcome_refused.append(
+            {"receiver": receiver, "reason": exc.detail or exc.status_message}
+        )
+        return
+    sent = {
+        "message_token": bot.take_token(),
+        "receiver": receiver,
+        "type": kind,
+        "message": body,
+        "at": state.core.clock.time(),
+        "status": "sent",
+        "welcome": True,
+    }
+    bot.sent.append(sent)
 
 
 def event(state: ViberState, bot: ViberBot, name: str, **fields: Any) -> dict[str, Any]:

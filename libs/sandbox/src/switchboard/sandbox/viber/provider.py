@@ -86,7 +86,7 @@ class ViberProvider(MessagingProvider[ViberBot, GeneratedCallback]):
             return False
         events = list(EVENT_TYPES) if event_types is None else list(event_types)
         found.webhook = ViberWebhook(url, events, send_name, send_photo)
-        found.callbacks.set_target(target(found))
+        found.callbacks.set_target(target(self.state, found))
         return True
 
     def add_user(

@@ -76,6 +76,8 @@ class ViberBot:
     users: dict[str, ViberUser] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # welcome messages (answers to conversation_started) Viber would refuse, and why
+    welcome_refused: list[dict[str, str]] = field(default_factory=list, repr=False)
 
     def take_token(self) -> int:
         """A new message_token: 64-bit, increasing, as Viber's look."""
@@ -124,6 +126,7 @@ class ViberBot:
             "sent": len(self.sent),
             "pending_callbacks": self.callbacks.pending,
             "delivered_callbacks": self.callbacks.delivered,
+            "welcome_refused": list(self.welcome_refused),
         }
 
 

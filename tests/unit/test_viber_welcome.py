@@ -1,0 +1,43 @@
+"""Viber's welcome message: the answer to conversation_started, and the settings it is
+made of, refused when the account is saved if Viber would refuse them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from switchboard.runtime.viber_welcome import problems, welcome_message
+
+STARTED = json.dumps({"event": "conversation_started", "user": {"id": "u1"}}).encode()
+
+
+def test_only_conversation_started_is_answered_with_the_welcome() -> None:
+    settings = {"welcome_text": "Hi", "welcome_buttons": "Start, Prices"}
+    message = welcome_message("A shop with a rather long name here", settings, STARTED)
+    assert message is not None
+    assert message["sender"] == {"name": "A shop with a rather long na"}  # 28: Viber's limit
+    assert [(b["Text"], b["ActionBody"], b["Columns"]) for b in message["keyboard"]["Buttons"]] == [
+        ("Start", "Start", 3), ("Prices", "Prices", 3)
+    ]  # fmt: skip
+    said = json.dumps({"event": "message", "message": {"text": "conversation_started"}})
+    assert welcome_message("shop", settings, said.encode()) is None
+    assert welcome_message("shop", {}, STARTED) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "paths"),
+    [
+        ({"welcome_text": "Hi", "welcome_buttons": "Start"}, []),
+        ({"welcome_text": "x" * 7001}, ["settings.welcome_text"]),
+        ({"welcome_buttons": "Start"}, ["settings.welcome_buttons"]),
+        ({"welcome_text": "Hi", "welcome_buttons": ",".join("abcdefg")},
+         ["settings.welcome_buttons"]),
+        ({"welcome_text": "Hi", "welcome_buttons": ["ok", " ", "y" * 251]},
+         ["settings.welcome_buttons[1]", "settings.welcome_buttons[2]"]),
+    ],
+)  # fmt: skip
+def test_settings_viber_would_refuse_are_named(
+    settings: dict[str, object], paths: list[str]
+) -> None:
+    assert [p for p, _ in problems(settings)] == paths
