@@ -96,16 +96,12 @@ async def env(
     async with serve_telegram_sandbox() as (box, sandbox, stack):
         box.metacapi.add_pixel(DEPLOYMENT_PIXEL, f"token-{DEPLOYMENT_PIXEL}")
         box.metacapi.add_pixel(OTHER_PIXEL, f"token-{OTHER_PIXEL}")
-        at = await serve_services(
-            stack,
-            monkeypatch,
-            nats_url,
-            postgres_url,
-            sandbox,
-            SWITCHBOARD_API_KEYS=",".join(f"{k}={ws}" for ws, k in KEYS.items()),
-            SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL=DEPLOYMENT_PIXEL,
-            SWITCHBOARD_ANALYTICS_CONVERSION_EVENTS="won=Purchase",
-        )
+        env = {
+            "SWITCHBOARD_API_KEYS": ",".join(f"{k}={ws}" for ws, k in KEYS.items()),
+            "SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL": DEPLOYMENT_PIXEL,
+            "SWITCHBOARD_ANALYTICS_CONVERSION_EVENTS": "won=Purchase",
+        }
+        at = await serve_services(stack, monkeypatch, nats_url, postgres_url, sandbox, **env)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
         yield Env(box, nats_url, at.crm, at.analytics, at.ingest, sandbox, http)
 

@@ -156,3 +156,16 @@ def _over(field: str, text: str, mode: str | None, limit: int, what: str) -> Too
     if length is not None and length > limit:
         return TooLong(field, length, limit, what)
     return None
+
+
+def unread_markup(command: SendMessage, who: str) -> tuple[str, str] | None:
+    """(field, reason) for a text with a parse mode sent where none is read: its tags or
+    markers would reach the customer as they are (a calendar post or a flow turns its
+    markup into what the channel shows; a send says what it means)."""
+    content = command.content
+    if isinstance(content, OutText) and content.parse_mode is not None:
+        return "content.parse_mode", (
+            f"{who} reads no parse mode ({content.parse_mode} is Telegram's): "
+            "send the text as it should show"
+        )
+    return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from switchboard.events.catalog.outbound import OutText, SendMessage
+from switchboard.events.catalog.outbound import SendMessage
 from switchboard.outbound.errors import OutboundServiceError
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.delivery.provider_failures import ProviderFailure, ProviderFault
@@ -77,16 +77,3 @@ class MessagingClient(Protocol):
     channel: str
 
     async def send(self, account: Account, command: SendMessage) -> Sent: ...
-
-
-def unread_markup(command: SendMessage, who: str) -> tuple[str, str] | None:
-    """(field, reason) for a text with a parse mode sent where none is read: its tags or
-    markers would reach the customer as they are (a calendar post or a flow turns its
-    markup into what the channel shows; a send says what it means)."""
-    content = command.content
-    if isinstance(content, OutText) and content.parse_mode is not None:
-        return "content.parse_mode", (
-            f"{who} reads no parse mode ({content.parse_mode} is Telegram's): "
-            "send the text as it should show"
-        )
-    return None

@@ -21,7 +21,8 @@ from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
 from switchboard.events.catalog.outbound import OutMedia, SendMessage
 from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
 from switchboard.outbound.limits import account_key
-from switchboard.outbound.providers.base import Failure, ProviderError, Sent, unread_markup
+from switchboard.outbound.providers.base import Failure, ProviderError, Sent
+from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.holder_call import ask_holder

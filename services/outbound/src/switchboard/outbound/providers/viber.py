@@ -46,13 +46,7 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
-from switchboard.outbound.providers.base import (
-    Failure,
-    ProviderError,
-    Scope,
-    Sent,
-    unread_markup,
-)
+from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
     json_object,
@@ -61,6 +55,7 @@ from switchboard.outbound.providers.transport import (
     status_failure,
     unsupported,
 )
+from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.provider_checks import api_base
 

@@ -40,13 +40,7 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
-from switchboard.outbound.providers.base import (
-    Failure,
-    ProviderError,
-    Scope,
-    Sent,
-    unread_markup,
-)
+from switchboard.outbound.providers.base import Failure, ProviderError, Scope, Sent
 from switchboard.outbound.providers.files import FileIdCache, FileKey, InMemoryFileIdCache
 from switchboard.outbound.providers.transport import (
     DEFAULT_TIMEOUT,
@@ -58,6 +52,7 @@ from switchboard.outbound.providers.transport import (
     status_failure,
     unsupported,
 )
+from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.provider_checks import api_base
 
