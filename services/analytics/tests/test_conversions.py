@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from switchboard.analytics.context import ConversionRules, ConversionTargets, read_pixel
+from switchboard.analytics.context import ConversionRules, ConversionTargets, Pixels, read_pixel
 from switchboard.analytics.conversions import LeadFacts, Person, conversion_command
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.runtime import conversion_settings
@@ -80,11 +81,15 @@ def _record(pixel: str, workspace: str, **settings: str) -> bytes:
     return json.dumps(body).encode()
 
 
+def _entry(raw: bytes, operation: str | None = None) -> Any:
+    """A KV entry as the watch hands it to the mirror (key, value, operation)."""
+    return SimpleNamespace(key=f"generic.{json.loads(raw)['id']}", value=raw, operation=operation)
+
+
 def _targets(pixel: str | None, *records: bytes) -> ConversionTargets:
-    pixels = {}
+    pixels = Pixels()
     for raw in records:
-        key = f"generic.{json.loads(raw)['id']}"
-        pixels[key] = read_pixel(key, raw)
+        pixels._apply(_entry(raw))
     env = {"conversion_pixel": pixel, "conversion_currency": "USD"}
     targets = ConversionTargets.of(AnalyticsSettings(api_keys="k-0000000001=a", **env), pixels)
     assert targets is not None
@@ -141,6 +146,17 @@ def test_conversion_settings_are_checked_where_the_account_is_saved() -> None:
 
 def test_conversions_off_decides_none_even_for_a_workspace_s_own_pixel() -> None:
     """While a ledger is restored (docs/deploy.md), the replay must decide nothing."""
-    raw = _record("pa", "a", conversion_events="won=Purchase")
+    pixels = Pixels()
+    pixels._apply(_entry(_record("pa", "a", conversion_events="won=Purchase")))
     settings = AnalyticsSettings(api_keys="k-0000000001=a", conversions=False)
-    assert ConversionTargets.of(settings, {"generic.pa": read_pixel("generic.pa", raw)}) is None
+    assert ConversionTargets.of(settings, pixels) is None
+
+
+def test_a_pixel_moved_or_removed_leaves_its_old_workspace() -> None:
+    """The workspace index follows the registry: a lead looks up its workspace only."""
+    targets = _targets(None, _record("pa", "a", conversion_events="won=Purchase"))
+    targets.pixels._apply(_entry(_record("pa", "b", conversion_events="won=Purchase")))
+    assert targets.rules_for("a") is None
+    assert getattr(targets.rules_for("b"), "pixel", None) == "pa"
+    targets.pixels._apply(_entry(_record("pa", "b"), operation="DEL"))
+    assert (targets.rules_for("b"), targets.pixels.by_workspace) == (None, {"a": {}, "b": {}})

@@ -21,7 +21,7 @@ from switchboard.analytics import (
 )
 from switchboard.analytics.api import add_routes
 from switchboard.analytics.bootstrap import AnalyticsDeps, bootstrap
-from switchboard.analytics.context import Context, ConversionTargets, pixel_mirror
+from switchboard.analytics.context import Context, ConversionTargets, Pixels
 from switchboard.analytics.items import Item, prepare
 from switchboard.analytics.ledger import run_publisher
 from switchboard.analytics.metrics import refresh_gauges
@@ -66,11 +66,11 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
         assert rt.pool is not None
         await pii.start(rt)  # the projections open sealed personal data
         deps.set(await bootstrap(rt, settings))
-        pixels = pixel_mirror(await rt.bus.kv("accounts"))
+        pixels = Pixels(await rt.bus.kv("accounts"))
         rt.spawn("pixels-watch", lambda: pixels.run(rt.stop))
         async with asyncio.timeout(10):
             await pixels.loaded.wait()  # a workspace's pixel is known before its leads
-        ctx = Context(targets=ConversionTargets.of(settings, pixels.entries))
+        ctx = Context(targets=ConversionTargets.of(settings, pixels))
         site = rt.site(SCHEMA, settings.projection_batch)
         rt.run_projections(build_projection(m, ctx, **site) for m in PROJECTORS)
         pool, bus = rt.pool, rt.bus

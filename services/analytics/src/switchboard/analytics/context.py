@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -67,22 +66,41 @@ def read_pixel(_key: str, raw: bytes) -> Pixel | None:
     )
 
 
-def pixel_mirror(accounts: KeyValue) -> Mirror[Pixel | None]:
-    """The registry's ``generic`` accounts as pixels, kept live by its ``run``."""
-    return Mirror(lambda: accounts, read_pixel, "metacapi account", keys=PIXEL_KEYS)
+class Pixels(Mirror[Pixel | None]):
+    """The registry's ``generic`` accounts as pixels, kept live by ``run`` and indexed by
+    workspace: a lead's stage looks up its workspace's pixels, never scans them all."""
+
+    def __init__(self, accounts: KeyValue | None = None) -> None:
+        super().__init__(lambda: _bucket(accounts), read_pixel, "metacapi account", keys=PIXEL_KEYS)
+        self.by_workspace: dict[str, dict[str, Pixel]] = {}
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        before = self.entries.get(entry.key)
+        super()._apply(entry)
+        after = self.entries.get(entry.key)
+        if before is not None:
+            self.by_workspace.get(before.workspace, {}).pop(entry.key, None)
+        if after is not None:
+            self.by_workspace.setdefault(after.workspace, {})[entry.key] = after
+
+    @classmethod
+    async def snapshot(cls, accounts: KeyValue) -> Pixels:
+        """The pixels as the registry has them now (a rebuild's replay reads them once)."""
+        pixels, stop = cls(accounts), asyncio.Event()
+        task = asyncio.create_task(pixels.run(stop))
+        try:
+            async with asyncio.timeout(30):
+                await pixels.loaded.wait()
+        finally:
+            stop.set()
+            await task
+        return pixels
 
 
-async def pixel_snapshot(accounts: KeyValue) -> dict[str, Pixel | None]:
-    """The pixels as the registry has them now (a rebuild's replay reads them once)."""
-    mirror, stop = pixel_mirror(accounts), asyncio.Event()
-    task = asyncio.create_task(mirror.run(stop))
-    try:
-        async with asyncio.timeout(30):
-            await mirror.loaded.wait()
-    finally:
-        stop.set()
-        await task
-    return mirror.entries
+def _bucket(accounts: KeyValue | None) -> KeyValue:
+    if accounts is None:
+        raise RuntimeError("these pixels follow no bucket")
+    return accounts
 
 
 PIXEL_KEYS = f"{Channel.GENERIC.value}.>"  # where read_pixel finds metacapi accounts
@@ -103,10 +121,10 @@ class ConversionTargets:
     currency: str
     action_source: ActionSource
     test_event_code: str | None
-    pixels: Mapping[str, Pixel | None]  # the registry's generic accounts by key, kept live
+    pixels: Pixels
 
     @classmethod
-    def of(cls, settings: AnalyticsSettings, pixels: Mapping[str, Pixel | None]) -> Self | None:
+    def of(cls, settings: AnalyticsSettings, pixels: Pixels) -> Self | None:
         """The targets, or None when the deployment decides no conversion at all."""
         if not settings.conversions:
             return None
@@ -119,11 +137,8 @@ class ConversionTargets:
         )
 
     def rules_for(self, workspace: str) -> ConversionRules | None:
-        own = [
-            p
-            for p in self.pixels.values()
-            if p is not None and p.workspace == workspace and p.conversions.conversion_events
-        ]
+        mine = self.pixels.by_workspace.get(workspace, {}).values()
+        own = [p for p in mine if p.conversions.conversion_events]
         if own:
             pixel = min(own, key=lambda p: p.id)
             c = pixel.conversions
@@ -136,7 +151,7 @@ class ConversionTargets:
             )
         if self.defaults is None:
             return None
-        owner = self.pixels.get(account_key(Channel.GENERIC, self.defaults.pixel))
+        owner = self.pixels.entries.get(account_key(Channel.GENERIC, self.defaults.pixel))
         if owner is not None and owner.workspace != workspace:
             return None
         return self.defaults

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import asyncpg
 
 from switchboard.analytics.app import PROJECTORS, SCHEMA, build_projection
-from switchboard.analytics.context import Context, ConversionTargets, Pixel, pixel_snapshot
+from switchboard.analytics.context import Context, ConversionTargets, Pixels
 from switchboard.analytics.settings import AnalyticsSettings
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.projection import Projection
@@ -26,11 +26,12 @@ KEPT = frozenset({"conversion_ledger"})
 
 def plan(settings: AnalyticsSettings) -> RebuildPlan:
     """The rollups' projections, replayed in batches of at least 1000, without observing."""
-    pixels: dict[str, Pixel | None] = {}
+    pixels = Pixels()
     ctx = Context(targets=ConversionTargets.of(settings, pixels), observe=False)
 
     async def read_pixels(bus: Bus) -> None:
-        pixels.update(await pixel_snapshot(await bus.kv("accounts")))
+        now = await Pixels.snapshot(await bus.kv("accounts"))
+        pixels.entries, pixels.by_workspace = now.entries, now.by_workspace
 
     batch = max(settings.projection_batch, 1000)
 
