@@ -436,3 +436,45 @@ class Steady:
         now = self.count()
         seen, self.last = self.last, now
         return now if seen == now else None
+
+
+async def test_a_campaign_from_the_bus_whose_content_does_not_fit_is_cancelled_at_once(
+    env: Env,
+) -> None:
+    """The HTTP route answers 422 for content the channel cannot carry; a start from the
+    bus (the CRM's segment campaigns, a flow's campaign step) was fanned out and failed once
+    per recipient. Now it is cancelled at once, saying why, and sends nothing."""
+    recipients = [str(20_000 + i) for i in range(50)]
+    bus = await Bus.connect(env.nats_url, name="producer")
+    try:
+        start = StartCampaign.model_validate(
+            {
+                "campaign_id": "unfit",
+                "channel": "telegram",
+                "accounts": ["a"],
+                "content": {"kind": "text", "text": "<b>unclosed", "parse_mode": "HTML"},
+                "recipients": recipients,
+                "final": True,
+            }
+        )
+        await bus.publish(start, workspace_id="demo")
+    finally:
+        await bus.close()
+    done = await eventually(
+        _completed(env.nats_url, "unfit"), timeout=60, interval=0.5, message="completion"
+    )
+    assert (done.outcome, done.total, done.sent, done.failed, done.cancelled) == (
+        "cancelled", 50, 0, 0, 50
+    )  # fmt: skip
+    [status] = [e for e in await _events(env.nats_url, "delivery.campaign_status")
+                if e.campaign_id == "unfit"]  # fmt: skip
+    assert (status.status, status.reason) == (
+        "cancelled",
+        "unsupported_content: Telegram cannot parse this HTML: can't find end tag "
+        'corresponding to start tag "b"',
+    ), status.reason
+    assert not await _events(env.nats_url, "delivery.failed")
+    assert not env.box.recorder.requests(provider="telegram", method="sendMessage")
+    async with httpx.AsyncClient() as http:
+        state = (await http.get(f"{env.urls[0]}/v1/campaigns/unfit", headers=AUTH)).json()
+    assert (state["outcome"]["outcome"], state["reason"]) == ("cancelled", status.reason)

@@ -4,11 +4,12 @@ the send route, the calendar and campaigns (a problem naming the field, or None)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import SendMessage
+from switchboard.events.catalog.outbound import SendMessage, StartCampaign
 from switchboard.outbound.media_limits import media_items
 from switchboard.outbound.providers import mtproto, telegram, viber, whatsapp
 from switchboard.outbound.text_limits import too_long
@@ -24,20 +25,55 @@ UNSENDABLE: dict[Channel, Callable[[SendMessage], tuple[str, str] | None]] = {
 }
 
 
-def unfit(cmd: SendMessage) -> ProblemResponse | None:
-    """A 422 for content the channel cannot send (a kind, keyboard or reply it has no form
-    for, a file by a URL that is not http(s)) or a text over its provider's limit; None when
-    it fits."""
+@dataclass(frozen=True)
+class Unfit:
+    """Why a send's content does not fit its channel: a code, a sentence, the field."""
+
+    code: str
+    detail: str
+    field: str
+
+    def response(self) -> ProblemResponse:
+        return error(422, self.code, self.detail, field=self.field)
+
+
+def unfit_because(cmd: SendMessage) -> Unfit | None:
+    """Content the channel cannot send (a kind, keyboard or reply it has no form for, a
+    file by a URL that is not http(s)) or a text over its provider's limit; None when it
+    fits."""
     check = UNSENDABLE.get(cmd.channel)
     if check is not None and (problem := check(cmd)) is not None:
-        return error(422, "unsupported_content", problem[1], field=problem[0])
+        return Unfit("unsupported_content", problem[1], problem[0])
     for where, item in media_items(cmd):
         url = item.source.url
         if url is not None and urlsplit(url).scheme.lower() not in ("http", "https"):
-            return error(422, "invalid_url", f"{where}.url: a provider fetches files by "
-                         "http(s) URLs only", field=f"{where}.url")  # fmt: skip
+            return Unfit("invalid_url", f"{where}.url: a provider fetches files by http(s) "
+                         "URLs only", f"{where}.url")  # fmt: skip
     if (long := too_long(cmd)) is not None:
-        return error(422, "too_long", long.reason, field=long.field)
+        return Unfit("too_long", long.reason, long.field)
+    return None
+
+
+def unfit(cmd: SendMessage) -> ProblemResponse | None:
+    """:func:`unfit_because` as the route's 422."""
+    found = unfit_because(cmd)
+    return None if found is None else found.response()
+
+
+def campaign_unfit(cmd: StartCampaign) -> Unfit | None:
+    """Why a campaign's content does not fit one of the channels it sends on (its own and
+    its pool's), or None: asked by the route (a 422) and for a start from the bus."""
+    for channel in dict.fromkeys((cmd.channel, *(m.channel for m in cmd.pool))):
+        sample = SendMessage(
+            message_id="campaign",
+            channel=channel,
+            account="pool",
+            recipient="pool",
+            content=cmd.content,
+            keyboard=cmd.keyboard,
+        )
+        if (found := unfit_because(sample)) is not None:
+            return found
     return None
 
 

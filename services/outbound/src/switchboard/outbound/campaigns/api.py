@@ -14,7 +14,6 @@ from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
     AddCampaignRecipients,
     ControlCampaign,
-    SendMessage,
     StartCampaign,
 )
 from switchboard.outbound.campaigns.state import (
@@ -24,7 +23,7 @@ from switchboard.outbound.campaigns.state import (
     start_conflict,
 )
 from switchboard.outbound.campaigns.tally import tally
-from switchboard.outbound.fits import unfit
+from switchboard.outbound.fits import campaign_unfit
 from switchboard.outbound.idempotency import IdempotencyKeys
 from switchboard.outbound.workspace_accounts import require_account, require_named
 from switchboard.runtime.accounts import AccountCache
@@ -79,17 +78,8 @@ async def start(request: Request, ws: Workspace, cmd: Annotated[StartCampaign, _
     await _accounts_owned(ports, ws, cmd.channel, (*cmd.accounts, *pinned))
     for member in cmd.pool:
         await _accounts_owned(ports, ws, member.channel, (member.account,))
-    for channel in dict.fromkeys((cmd.channel, *(m.channel for m in cmd.pool))):
-        sample = SendMessage(
-            message_id="campaign",
-            channel=channel,
-            account="pool",
-            recipient="pool",
-            content=cmd.content,
-            keyboard=cmd.keyboard,
-        )
-        if (problem := unfit(sample)) is not None:  # on any channel of the pool
-            return problem
+    if (problem := campaign_unfit(cmd)) is not None:  # on any channel of the pool
+        return problem.response()
     state = await ports.store.state(campaign_key(ws, cmd.campaign_id))
     if (conflict := start_conflict(state, cmd)) is not None:
         return error(422, "idempotency_conflict", conflict)
@@ -198,6 +188,7 @@ async def status(request: Request, campaign_id: str, ws: Workspace) -> Response:
         {
             "campaign_id": campaign_id,
             "status": state.status,
+            "reason": state.reason,  # of the last pause or cancel (or why it was refused)
             "title": definition.get("title"),
             "channel": definition.get("channel"),
             "accounts": definition.get("accounts"),

@@ -26,6 +26,7 @@ from switchboard.outbound.campaigns.state import (
 )
 from switchboard.outbound.campaigns.view import CampaignView
 from switchboard.outbound.errors import OutboundServiceError
+from switchboard.outbound.fits import campaign_unfit
 from switchboard.runtime.accounts import AccountCache
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.consumer import PermanentError, decode_or_reject
@@ -109,6 +110,11 @@ class CampaignCommands:
         for member in cmd.pool:
             await self._check_accounts(ws, member.channel, (member.account,), cid)
         stored = await self.store.put_batch(key, 0, cmd.recipients)
+        # Content its channel cannot carry (the HTTP route answers 422; a start from the bus,
+        # e.g. the CRM's segment campaigns, was fanned out and failed once per recipient):
+        # the campaign is cancelled at once, saying why, and sends nothing.
+        unfit = campaign_unfit(cmd)
+        refused = None if unfit is None else f"{unfit.code}: {unfit.detail}"
 
         def change(state: CampaignState | None) -> CampaignState | None:
             state = _own(state, cid, ws, self.now())
@@ -119,12 +125,13 @@ class CampaignCommands:
             if cmd.final and state.final_batch is None:
                 state.final_batch = 0
             if state.status == "pending":
-                state.status = "running"
+                state.status = "running" if refused is None else "cancelled"
+                state.reason = refused
                 state.started_at = self.now()
             return state
 
         before, after = await self.store.update(key, change)
-        await self._announce(before, after, env, seq, None)
+        await self._announce(before, after, env, seq, refused)
 
     async def add(self, cmd: AddCampaignRecipients, env: Envelope) -> None:
         ws, cid = env.workspace_id, cmd.campaign_id
