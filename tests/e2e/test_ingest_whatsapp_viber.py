@@ -121,6 +121,21 @@ async def test_operator_cli_manages_accounts_through_the_admin_api(env: Env) -> 
         1,
         "set SWITCHBOARD_VIBER_TOKEN (secrets are not taken as arguments)",
     )
+    # Changed in place, checked first: a welcome added, then one Viber would refuse (422,
+    # nothing changed), a setting removed; a token of a bot Viber does not know is refused.
+    code, out, err = await cli("accounts", "update", "viber", "vb9",
+                               "--setting", "welcome_text=Hi there")  # fmt: skip
+    assert (code, json.loads(out)["settings"]["welcome_text"]) == (0, "Hi there"), err
+    code, _, err = await cli("accounts", "update", "viber", "vb9",
+                             "--setting", "welcome_buttons=" + ",".join("abcdefg"))  # fmt: skip
+    assert (code, "422 check_failed: settings.welcome_buttons" in err) == (1, True), err
+    code, out, err = await cli("accounts", "update", "viber", "vb9", "--unset", "welcome_text")
+    assert (code, "welcome_text" in json.loads(out)["settings"]) == (0, False), err
+    code, _, err = await cli("accounts", "update", "viber", "vb9", "--secret", "token",
+                             SWITCHBOARD_VIBER_TOKEN="not-a-viber-token")  # fmt: skip
+    assert (code, "Viber refused the token" in err) == (1, True), err
+    code, _, err = await cli("accounts", "update", "viber", "vb404", "--setting", "a=b")
+    assert (code, "404 unknown_account" in err) == (1, True), err
     code, _, err = await cli("accounts", "rotate", "viber", "vb9")
     assert code == 1
     assert "400 not_rotatable" in err

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
+from tests.support.ingest import ADMIN, ADMIN_TOKEN
 from tests.support.outbound import (
     OutboundStack,
     outbound_stack,
@@ -21,8 +22,12 @@ from tests.support.outbound import (
 from tests.support.stack import API_KEY
 
 from switchboard.events.catalog.common import Channel
+from switchboard.ingest.app import create_app as ingest_app
+from switchboard.ingest.settings import IngestSettings
+from switchboard.runtime.embedded import free_port
 from switchboard.runtime.logging import configure_logging
-from switchboard.runtime.testing import eventually
+from switchboard.runtime.settings import load_settings
+from switchboard.runtime.testing import eventually, serve_app
 from switchboard.sandbox import Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.e2e
@@ -152,3 +157,45 @@ async def test_a_recipient_pause_is_logged_without_naming_the_recipient(
     logs = "\n".join(lines.lines)
     assert "paused for every instance" in logs
     assert WA_USER not in logs
+
+
+async def test_the_operator_fixes_the_token_in_place_and_the_waiting_sends_leave(
+    env: OutboundStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fix as an operator makes it: ``PATCH /admin/accounts/telegram/shop`` with the
+    bot's new token (checked with getMe first, the webhook set again). Before, the admin API
+    could only remove the account and add it again, and the removal failed every waiting
+    send as an unknown account."""
+    text = {"kind": "text", "text": "your order"}
+    body = {"message_id": "fixed-1", "channel": "telegram", "account": "shop",
+            "recipient": str(CHATS[0]), "content": text}  # fmt: skip
+    r = await env.http.post(f"{env.url}/v1/messages", json=body, headers=A)
+    assert r.status_code == 202, r.text
+
+    async def refused() -> bool:
+        r = await env.http.get(f"{env.url}/v1/messages/fixed-1", headers=A)
+        return any(h["status"] == "retrying" for h in r.json()["history"])
+
+    await eventually(refused, timeout=30, message="the revoked token refused")
+    port = free_port()
+    monkeypatch.setenv("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("SWITCHBOARD_INGEST_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    async with serve_app(ingest_app(load_settings(IngestSettings)), port=port) as ingest:
+        url = f"{ingest}/admin/accounts/telegram/shop"
+        change = {"secrets": {"token": TOKEN}}
+        for who in ({}, A):  # no token, a workspace's API key: the operator's route only
+            assert (await env.http.patch(url, headers=who, json=change)).status_code == 401
+        other = await env.http.patch(url, headers=ADMIN, json={"secrets": {"token": "1:x"}})
+        assert (other.status_code, other.json()["code"]) == (409, "another_identity"), other.text
+        fixed = await env.http.patch(url, headers=ADMIN, json={"secrets": {"token": TOKEN}})
+        assert fixed.status_code == 200, fixed.text
+        assert TOKEN not in fixed.text
+
+    async def sent() -> bool:
+        r = await env.http.get(f"{env.url}/v1/messages/fixed-1", headers=A)
+        return bool(r.json()["status"] == "sent")
+
+    await eventually(sent, timeout=30, message="the waiting send left with the new token")
+    assert [int(m["chat"]["id"]) for m in env.box.telegram.messages(TOKEN)] == [CHATS[0]]
+    webhook = env.box.telegram.bot(TOKEN).webhook
+    assert webhook.url == f"http://127.0.0.1:{port}/webhooks/telegram/shop"

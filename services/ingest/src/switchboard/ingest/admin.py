@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -175,6 +176,73 @@ async def add_account(
         await store.delete(stored.channel, stored.id)
         raise
     return stored, generated
+
+
+class AccountChange(BaseModel):
+    """``PATCH /admin/accounts/{channel}/{id}``: settings to set (``null`` removes one) and
+    secrets to replace; what is not named stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    settings: dict[str, Any | None] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_something(self) -> AccountChange:
+        if not self.settings and not self.secrets:
+            raise ValueError("name settings or secrets to change")
+        return self
+
+
+# What the provider must hear again after a change: where its webhook points, with what.
+_WEBHOOK_SETTINGS = ("api_base_url",)
+
+
+async def update_account(
+    store: AccountStore,
+    http: httpx.AsyncClient,
+    providers: Providers,
+    channel: Channel,
+    account_id: str,
+    change: AccountChange,
+    now: datetime,
+) -> Account:
+    """Change an account in place: a token renewed after it was revoked or expired (queued
+    sends waiting on it then leave, no one failed as an unknown account as a removal and a
+    new add would fail them), a welcome or conversion setting. Checked with the provider
+    first as an add is (a wrong value is a 422 and nothing changes); the bot or number must
+    stay the same one; a Telegram or Viber webhook is registered again when its token or
+    API changed. Written on the revision read, so a rotation meanwhile is not undone."""
+    found = await store.read(channel, account_id)
+    if found is None:
+        raise AdminError(404, "unknown_account", f"no {channel.value} account {account_id!r}")
+    account, revision = found
+    settings = {k: v for k, v in {**account.settings, **change.settings}.items() if v is not None}
+    secrets_ = {**account.secrets, **change.secrets}
+    if channel is Channel.TELEGRAM and not secrets_.get("webhook_secret"):
+        secrets_["webhook_secret"] = new_telegram_secret()  # one put in the registry by hand
+    updated = account.model_copy(
+        update={"settings": settings, "secrets": secrets_, "updated_at": now}
+    )
+    # A Telegram token names its bot (its prefix), a WhatsApp number its id: another one is
+    # another account. A Viber token is the only name of its bot, so it is not compared,
+    # but no other account may have it.
+    before, after = provider_identity(account), provider_identity(updated)
+    if channel is not Channel.VIBER and before != after:
+        field = (after or before or ("", "settings"))[1]
+        raise AdminError(
+            409, "another_identity", "that is another bot or number: add it as its own account",
+            field=field,
+        )  # fmt: skip
+    await _not_taken(store, updated)
+    report = await check(http, providers, updated)
+    if not report.ok:
+        raise refused(report)
+    stored = await store.update(updated, revision)
+    if stored is None:
+        raise AdminError(409, "changed", "the account changed meanwhile: read it and try again")
+    if change.secrets or any(name in change.settings for name in _WEBHOOK_SETTINGS):
+        await _register_webhook(http, providers, stored)
+    return stored
 
 
 def provider_identity(account: Account) -> tuple[str, str] | None:

@@ -333,6 +333,24 @@ def _admin_routes(
         )
         return JSONResponse(account.public())
 
+    @router.patch(
+        "/accounts/{channel}/{account_id}",
+        summary="Change an account's settings or secrets in place",
+        description="`settings` to set (`null` removes one) and `secrets` to replace, e.g. a "
+        "token renewed after it expired: checked with the provider first (a wrong value is a "
+        "422 naming it and nothing changes); another bot or number is a 409. Sends waiting on "
+        "refused credentials leave once the new secret is stored.",
+    )
+    @problems
+    async def update(
+        channel: Channel, account_id: str, body: Annotated[admin.AccountChange, JsonBody()]
+    ) -> Response:
+        account = await admin.update_account(
+            deps().store, deps().http, providers, channel, account_id, body,
+            app.runtime.clock.utcnow(),
+        )  # fmt: skip
+        return JSONResponse(account.public())
+
     @router.delete(
         "/accounts/{channel}/{account_id}",
         status_code=204,

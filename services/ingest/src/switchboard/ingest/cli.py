@@ -69,6 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         add.add_argument("id")
         add.add_argument("--workspace", default="default")
         add.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE")
+    update = accounts.add_parser(
+        "update", help="change an account's settings or secrets in place (checked first)"
+    )
+    update.add_argument("channel", choices=sorted(SECRET_NAMES))
+    update.add_argument("id")
+    update.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE")
+    update.add_argument("--unset", action="append", default=[], metavar="KEY")
+    update.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="replace this secret (read from SWITCHBOARD_<CHANNEL>_<NAME>, or asked)",
+    )
     rotate = accounts.add_parser("rotate", help="rotate an account's webhook secret")
     rotate.add_argument("channel", choices=sorted(SECRET_NAMES))
     rotate.add_argument("id")
@@ -140,6 +154,12 @@ def _run(http: httpx.Client, args: argparse.Namespace) -> httpx.Response:
         }
         path = "/admin/accounts" if args.action == "add" else "/admin/accounts/check"
         return http.post(path, json=body)
+    if args.action == "update":
+        change: dict[str, Any] = dict(s.split("=", 1) for s in args.setting)
+        change.update(dict.fromkeys(args.unset))
+        secrets_ = {name: _secret(name, args.channel) for name in args.secret}
+        path = f"/admin/accounts/{args.channel}/{args.id}"
+        return http.patch(path, json={"settings": change, "secrets": secrets_})
     if args.action == "rotate":
         return http.post(f"/admin/accounts/{args.channel}/{args.id}/rotate")
     if args.action == "remove":
