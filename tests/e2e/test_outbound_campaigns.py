@@ -444,22 +444,13 @@ async def test_a_campaign_from_the_bus_whose_content_does_not_fit_is_cancelled_a
     """The HTTP route answers 422 for content the channel cannot carry; a start from the
     bus (the CRM's segment campaigns, a flow's campaign step) was fanned out and failed once
     per recipient. Now it is cancelled at once, saying why, and sends nothing."""
-    recipients = [str(20_000 + i) for i in range(50)]
+    unparsable = OutText(text="<b>unclosed", parse_mode="HTML")
+    start = StartCampaign(campaign_id="unfit", channel=Channel.TELEGRAM, accounts=("a",),
+                          content=unparsable, recipients=[str(20_000 + i) for i in range(50)],
+                          final=True)  # fmt: skip
     bus = await Bus.connect(env.nats_url, name="producer")
-    try:
-        start = StartCampaign.model_validate(
-            {
-                "campaign_id": "unfit",
-                "channel": "telegram",
-                "accounts": ["a"],
-                "content": {"kind": "text", "text": "<b>unclosed", "parse_mode": "HTML"},
-                "recipients": recipients,
-                "final": True,
-            }
-        )
-        await bus.publish(start, workspace_id="demo")
-    finally:
-        await bus.close()
+    await bus.publish(start, workspace_id="demo")
+    await bus.close()
     done = await eventually(
         _completed(env.nats_url, "unfit"), timeout=60, interval=0.5, message="completion"
     )
