@@ -34,6 +34,7 @@ def settings_for(nats_url: str, pg_url: str) -> AnalyticsSettings:
         database_url=pg_url,
         api_keys={"bench-key-1": "bench"},
         conversion_pixel="1234567890",
+        conversion_max_age_s=0,  # the traffic is dated 2026-11-01: its conversions decided
     )
 
 

@@ -100,6 +100,8 @@ def rebuild(service: str, nats_url: str, pg_url: str, log: Path) -> tuple[float,
         "SWITCHBOARD_DATABASE_URL": pg_url,
         "SWITCHBOARD_API_KEYS": "bench-key-1=bench",
         "SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL": "1234567890",
+        # the traffic is dated 2026-11-01: decide its conversions as when it was measured
+        "SWITCHBOARD_ANALYTICS_CONVERSION_MAX_AGE_S": "0",
         "SWITCHBOARD_LOG_LEVEL": "warning",
     }
     start = time.perf_counter()

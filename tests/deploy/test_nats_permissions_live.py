@@ -665,6 +665,7 @@ async def test_analytics_runs_on_its_generated_user(
         database_url=postgres_url,
         api_keys={API_KEY: "demo"},
         conversion_pixel="px-live",
+        conversion_max_age_s=0,  # the events are dated 2026-11-20, past Meta's 7 days by now
         http_port=0,
         metrics_refresh_s=0.5,
         shutdown_grace_s=5.0,

@@ -91,6 +91,8 @@ async def env(
         SWITCHBOARD_ANALYTICS_CONVERSION_PIXEL="px-1",
         SWITCHBOARD_ANALYTICS_CONVERSION_EVENTS="qualified=Lead,won=Purchase",
         SWITCHBOARD_ANALYTICS_CONVERSION_CURRENCY="EUR",
+        # the events are dated 2026-11-20, past Meta's 7 days by now: no age limit here
+        SWITCHBOARD_ANALYTICS_CONVERSION_MAX_AGE_S="0",
     ).items():
         monkeypatch.setenv(key, value)
     bus = await Bus.connect(nats_url, name="test-publisher")

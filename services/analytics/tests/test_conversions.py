@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -160,3 +160,20 @@ def test_a_pixel_moved_or_removed_leaves_its_old_workspace() -> None:
     assert getattr(targets.rules_for("b"), "pixel", None) == "pa"
     targets.pixels._apply(_entry(_record("pa", "b"), operation="DEL"))
     assert (targets.rules_for("b"), targets.pixels.by_workspace) == (None, {"a": {}, "b": {}})
+
+
+def test_a_stage_change_past_meta_s_seven_days_decides_nothing() -> None:
+    """A rebuild after a workspace added its pixel, or a catch-up after a long outage, met
+    old won leads: each became a conversion Meta refuses (over 7 days old) and a dead
+    letter. The window leaves an hour for the send; 0 turns it off."""
+    pixels = Pixels()
+    pixels._apply(_entry(_record("pa", "a", conversion_events="won=Purchase")))
+    now = AT + timedelta(days=7)
+    settings = AnalyticsSettings(api_keys="k-0000000001=a")
+    targets = ConversionTargets.of(settings, pixels, lambda: now)
+    assert targets is not None
+    assert targets.too_old(AT)
+    assert targets.too_old(now - timedelta(days=7) + timedelta(minutes=59))
+    assert not targets.too_old(now - timedelta(days=7) + timedelta(minutes=61))
+    unlimited = AnalyticsSettings(api_keys="k-0000000001=a", conversion_max_age_s=0)
+    assert not ConversionTargets.of(unlimited, pixels, lambda: now).too_old(AT)

@@ -70,7 +70,7 @@ def create_app(settings: AnalyticsSettings) -> ServiceApp:
         rt.spawn("pixels-watch", lambda: pixels.run(rt.stop))
         async with asyncio.timeout(10):
             await pixels.loaded.wait()  # a workspace's pixel is known before its leads
-        ctx = Context(targets=ConversionTargets.of(settings, pixels))
+        ctx = Context(targets=ConversionTargets.of(settings, pixels, rt.clock.utcnow))
         site = rt.site(SCHEMA, settings.projection_batch)
         rt.run_projections(build_projection(m, ctx, **site) for m in PROJECTORS)
         pool, bus = rt.pool, rt.bus

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from nats.js.kv import KeyValue
@@ -122,19 +124,36 @@ class ConversionTargets:
     action_source: ActionSource
     test_event_code: str | None
     pixels: Pixels
+    max_age: timedelta | None  # older stage changes decide nothing: Meta would refuse them
+    now: Callable[[], datetime]
 
     @classmethod
-    def of(cls, settings: AnalyticsSettings, pixels: Pixels) -> Self | None:
-        """The targets, or None when the deployment decides no conversion at all."""
+    def of(
+        cls,
+        settings: AnalyticsSettings,
+        pixels: Pixels,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> Self | None:
+        """The targets, or None when the deployment decides no conversion at all; ``now`` is
+        the server's clock in the service."""
         if not settings.conversions:
             return None
+        age = settings.conversion_max_age_s
         return cls(
             defaults=ConversionRules.from_settings(settings),
             currency=settings.conversion_currency,
             action_source=settings.conversion_action_source,
             test_event_code=settings.conversion_test_event_code,
             pixels=pixels,
+            max_age=timedelta(seconds=age) if age else None,
+            now=now,
         )
+
+    def too_old(self, at: datetime) -> bool:
+        """Whether a stage change at ``at`` is past what Meta takes (a rebuild after a
+        workspace added its pixel, a catch-up after a long outage): deciding it would only
+        make a refused conversion and a dead letter."""
+        return self.max_age is not None and self.now() - at > self.max_age
 
     def rules_for(self, workspace: str) -> ConversionRules | None:
         mine = self.pixels.by_workspace.get(workspace, {}).values()

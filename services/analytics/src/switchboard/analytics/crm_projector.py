@@ -25,10 +25,12 @@ from switchboard.events.catalog.crm import (
 )
 from switchboard.events.catalog.outbound import SendConversion
 from switchboard.runtime.db import Conn
+from switchboard.runtime.logging import get_logger
 
 PROJECTION = "analytics_crm"
 STREAM = "CRM"
 SUBJECTS = ("crm.>",)
+log = get_logger(__name__)
 CONVERSIONS_CHANNEL = "analytics_conversions"  # NOTIFY'd on commit when some were decided
 
 ENTRIES = CounterTable(
@@ -59,6 +61,7 @@ class Batch:
     leads: dict[tuple[str, str], Lead] = field(default_factory=dict)
     reached: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     decided: list[Decision] = field(default_factory=list)
+    too_old: int = 0  # stage changes past Meta's window: no conversion decided
     erased: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -88,6 +91,9 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
         entered.append((ws, stage, lead.facts.source))
         state.reached.setdefault((ws, lead.facts.lead_id, stage), at)
         rules = ctx.targets.rules_for(ws) if ctx.targets is not None else None
+        if rules is not None and ctx.targets is not None and ctx.targets.too_old(at):
+            state.too_old += 1
+            rules = None
         if rules is not None:
             person = _person(state, ws, lead.facts.contact_id)
             cmd = conversion_command(rules, lead=lead.facts, stage=stage, at=at, person=person)
@@ -152,6 +158,8 @@ async def apply(conn: Conn, items: list[Item], ctx: Context) -> None:
     await count_events(STREAM, new).write(conn)
     await _save(conn, state)
     await _record(conn, ctx, state.decided)
+    if state.too_old:
+        log.info("stage changes past Meta's 7 days decided no conversion", count=state.too_old)
     for ws, contact_id in state.erased:
         await _scrub_ledger(conn, ctx, ws, contact_id)
     if ctx.observe:

@@ -43,6 +43,12 @@ class AnalyticsSettings(DatabaseSettings):
     )
     conversion_action_source: ActionSource = "system_generated"
     conversion_test_event_code: str | None = None
+    conversion_max_age_s: int = Field(
+        7 * 86400 - 3600,
+        ge=0,
+        description="a stage change older than this decides no conversion (Meta refuses "
+        "events over 7 days old; an hour is left for the send); 0: no limit",
+    )
     metrics_refresh_s: float = Field(15.0, gt=0, description="how often gauges read Postgres")
     dashboard_idle_s: int = Field(
         1800, ge=60, description="a dashboard sign-in idle this long ends"
