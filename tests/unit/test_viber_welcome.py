@@ -7,22 +7,30 @@ import json
 
 import pytest
 
+from switchboard.events.catalog.common import Channel
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.viber_welcome import problems, welcome_message
+
+
+def _bot(**settings: str) -> Account:
+    return Account(channel=Channel.VIBER, id="shop", settings=settings)
+
 
 STARTED = json.dumps({"event": "conversation_started", "user": {"id": "u1"}}).encode()
 
 
 def test_only_conversation_started_is_answered_with_the_welcome() -> None:
-    settings = {"welcome_text": "Hi", "welcome_buttons": "Start, Prices"}
-    message = welcome_message("A shop with a rather long name here", settings, STARTED)
+    settings = {"welcome_text": "Hi", "welcome_buttons": "Start, Prices",
+                "sender_name": "A shop with a rather long name here"}  # fmt: skip
+    message = welcome_message(_bot(**settings), STARTED)
     assert message is not None
     assert message["sender"] == {"name": "A shop with a rather long na"}  # 28: Viber's limit
     assert [(b["Text"], b["ActionBody"], b["Columns"]) for b in message["keyboard"]["Buttons"]] == [
         ("Start", "Start", 3), ("Prices", "Prices", 3)
     ]  # fmt: skip
     said = json.dumps({"event": "message", "message": {"text": "conversation_started"}})
-    assert welcome_message("shop", settings, said.encode()) is None
-    assert welcome_message("shop", {}, STARTED) is None
+    assert welcome_message(_bot(**settings), said.encode()) is None
+    assert welcome_message(_bot(), STARTED) is None
 
 
 @pytest.mark.parametrize(
@@ -41,3 +49,12 @@ def test_settings_viber_would_refuse_are_named(
     settings: dict[str, object], paths: list[str]
 ) -> None:
     assert [p for p, _ in problems(settings)] == paths
+
+
+def test_the_welcome_is_from_the_bot_as_its_sends_are() -> None:
+    """One sender for sends and the welcome (viber_bodies): the welcome wrote its own and
+    left out the account's avatar that every send carries."""
+    bot = _bot(welcome_text="Hi", sender_name="Shop", sender_avatar="https://a.test/a.png")
+    message = welcome_message(bot, STARTED)
+    assert message is not None
+    assert message["sender"] == {"name": "Shop", "avatar": "https://a.test/a.png"}

@@ -16,13 +16,14 @@ from typing import Any
 
 import orjson
 
+from switchboard.events.catalog.outbound import Button, Keyboard
+from switchboard.runtime.accounts import Account
 from switchboard.runtime.settings import comma_items
+from switchboard.runtime.viber_bodies import keyboard_json, sender
 
 TEXT_MAX = 7000  # Viber's text message limit (characters)
 BUTTONS_MAX = 6  # one keyboard row: six columns
 BUTTON_TEXT_MAX = 250
-SENDER_NAME_MAX = 28
-COLUMNS = 6
 
 
 def _text(settings: Mapping[str, Any]) -> str | None:
@@ -53,31 +54,16 @@ def problems(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def welcome_message(
-    sender_name: str, settings: Mapping[str, Any], callback: bytes
-) -> dict[str, Any] | None:
+def welcome_message(account: Account, callback: bytes) -> dict[str, Any] | None:
     """The answer to ``callback`` when it is a ``conversation_started`` and the account has
     a welcome (a send_message body without ``receiver``, as Viber takes it), else None."""
-    text = _text(settings)
+    text = _text(account.settings)
     if text is None or b"conversation_started" not in callback:
         return None  # the cheap look first: every other callback passes here
     if orjson.loads(callback).get("event") != "conversation_started":
         return None
-    message: dict[str, Any] = {
-        "sender": {"name": sender_name[:SENDER_NAME_MAX]},
-        "type": "text",
-        "text": text,
-    }
-    buttons = _buttons(settings)
-    if buttons:
-        columns = max(1, COLUMNS // len(buttons))
-        message["keyboard"] = {
-            "Type": "keyboard",
-            "DefaultHeight": False,
-            "Buttons": [
-                {"Columns": columns, "Rows": 1, "Text": b, "ActionType": "reply",
-                 "ActionBody": b}
-                for b in buttons
-            ],
-        }  # fmt: skip
+    message: dict[str, Any] = {"sender": sender(account), "type": "text", "text": text}
+    row = tuple(Button(text=b) for b in _buttons(account.settings))
+    if (keyboard := keyboard_json(Keyboard(type="reply", rows=(row,)))) is not None:
+        message["keyboard"] = keyboard
     return message

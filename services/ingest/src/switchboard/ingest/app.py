@@ -189,11 +189,7 @@ def create_app(settings: IngestSettings) -> ServiceApp:
                 if len(targets) != 1:
                     result = {"ok": True, "ids": [target_id for _, target_id, _ in targets]}
                 if channel is Channel.VIBER and (
-                    welcome := viber_welcome.welcome_message(
-                        str(account.settings.get("sender_name") or account.id),
-                        account.settings,
-                        body,
-                    )
+                    welcome := viber_welcome.welcome_message(account, body)
                 ):
                     result = welcome  # stored first: Viber shows this answer to the user
                 outcome = WebhookResult(200, result)

@@ -38,7 +38,6 @@ import httpx
 import orjson
 
 from switchboard.events.catalog.outbound import (
-    Keyboard,
     OutLocation,
     OutMedia,
     OutMediaGroup,
@@ -58,45 +57,22 @@ from switchboard.outbound.providers.transport import (
 from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.provider_checks import api_base
+from switchboard.runtime.viber_bodies import SENDER_NAME_MAX, keyboard_json, sender
 
 PROVIDER = "viber"
 VIBER_API = "https://chatapi.viber.com"
 TOKEN_HEADER = "X-Viber-Auth-Token"  # noqa: S105  (a header name)
-MAX_SENDER_NAME = 28
 MAX_TRACKING_DATA = 4000
 MAX_REQUEST_BYTES = 30 * 1024  # PROTOCOLS.md: "request JSON <= 30 KB" (the sandbox's too)
 TOO_MANY_REQUESTS = 12
 INVALID_AUTH_TOKEN = 2  # the bot's token: the account waits for the operator to fix it
 UNREPLIED_WINDOW = 3600.0
 PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS, INVALID_AUTH_TOKEN}
-KEYBOARD_COLUMNS = 6
 # Video and file messages carry the file's size, which Viber requires (``url_sizes`` asks
 # a URL for it).
 SIZED_KINDS = frozenset({"video", "document"})
 MAX_FILE_NAME = 256  # a file message's file_name, extension included
 MAX_BUTTONS = 24  # Viber's keyboard: 1-24 Buttons (the sandbox's fake refuses more, status 3)
-
-
-def keyboard_json(keyboard: Keyboard) -> dict[str, Any] | None:
-    """Viber's keyboard for our Keyboard; None for "remove" (a message without a keyboard
-    hides the previous one) or when there are no buttons. `one_time` has no Viber form."""
-    if keyboard.type == "remove":
-        return None
-    buttons: list[dict[str, Any]] = []
-    for row in keyboard.rows:
-        if not row:
-            continue
-        columns = max(1, KEYBOARD_COLUMNS // len(row))
-        for button in row:
-            item: dict[str, Any] = {"Columns": columns, "Rows": 1, "Text": button.text}
-            if button.url:
-                item.update(ActionType="open-url", ActionBody=button.url)
-            else:
-                item.update(ActionType="reply", ActionBody=button.callback_data or button.text)
-            buttons.append(item)
-    if not buttons:
-        return None
-    return {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons}
 
 
 def classify_status(status: int, message: str, body: dict[str, Any]) -> ProviderError:
@@ -146,7 +122,7 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
         if count > MAX_BUTTONS:
             return "keyboard", f"a Viber keyboard has at most {MAX_BUTTONS} buttons, not {count}"
     # The widest sender an account can have by name; an avatar's URL is checked by build.
-    body = request_body(command, {"name": "n" * MAX_SENDER_NAME})
+    body = request_body(command, {"name": "n" * SENDER_NAME_MAX})
     if (size := len(encode(body))) <= MAX_REQUEST_BYTES:
         return None
     field = "content.text" if isinstance(content, OutText) else "content.caption"
@@ -290,11 +266,7 @@ class ViberClient:
         refused here, without a call."""
         if (problem := unsendable(command)) is not None:
             raise unsupported(PROVIDER, problem[1])
-        name = str(account.settings.get("sender_name") or account.id)[:MAX_SENDER_NAME]
-        sender: dict[str, Any] = {"name": name}
-        if account.settings.get("sender_avatar"):
-            sender["avatar"] = str(account.settings["sender_avatar"])
-        body = encode(request_body(command, sender))
+        body = encode(request_body(command, sender(account)))
         if len(body) > MAX_REQUEST_BYTES:
             raise unsupported(PROVIDER, _over(len(body)))
         return body
