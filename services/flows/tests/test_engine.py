@@ -333,3 +333,17 @@ def test_plan_starts_continues_ignores_redeliveries_and_replaces() -> None:
     # a text nothing waits for and no trigger takes: nothing to record
     finished = restarted.model_copy(update={"status": RunStatus.ENDED})
     assert _plan(finished, Input("text", "m4", T0, text="thanks"), doc) == []
+
+
+def test_a_telegram_send_of_a_flow_without_telegram_channels_still_escapes_its_values() -> None:
+    """A WhatsApp-only flow's texts are plain, but its campaign step may go to a Telegram
+    segment: sent with the parse mode there, its values escaped for it."""
+    scope = {"vars": {"x": "<i>"}}
+    assert render("a {{ vars.x }}", scope, Channel.TELEGRAM, markup=False) == (
+        "a &lt;i&gt;",
+        "HTML",
+    )
+    assert render("<b>a</b> {{ vars.x }}", scope, Channel.WHATSAPP, markup=False) == (
+        "<b>a</b> <i>",
+        None,
+    )

@@ -183,6 +183,13 @@ def _markdown_v2_to_plain(text: str, channel: Channel) -> str:
     return plain.result()
 
 
+def as_shown(text: str, fmt: Format, channel: Channel) -> tuple[str, str | None]:
+    """A text in ``fmt`` markup (values in it escaped for it) as ``channel`` is sent it:
+    with its parse mode on Telegram, as :func:`to_plain` where none is read."""
+    mode = parse_mode(channel, fmt)
+    return (text, mode) if mode is not None else (to_plain(text, fmt, channel), None)
+
+
 def to_plain(text: str, fmt: Format, channel: Channel) -> str:
     """The author's ``fmt`` markup (values in it already escaped for it) as the text a
     channel without a parse mode shows: WhatsApp's own markers for bold, italic,

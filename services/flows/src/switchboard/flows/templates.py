@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from switchboard.events.catalog.common import Channel
-from switchboard.runtime.markup import Format, escape, escape_for, parse_mode, to_plain
+from switchboard.runtime.markup import Format, as_shown, escape, escape_for, parse_mode
 
 __all__ = ["Format", "escape", "lookup", "parse_mode", "render", "render_plain"]
 
@@ -44,12 +44,10 @@ def render(
     ``fmt``) sent where no parse mode reads it becomes what that channel shows (WhatsApp's
     markers, words, links with their address), never raw tags; otherwise the template is
     the text as written and values go in as they are."""
-    mode = parse_mode(channel, fmt)
-    if mode is None and markup:
-        text = _PLACEHOLDER.sub(lambda m: escape_for(lookup(m.group(1), scope), fmt), template)
-        return to_plain(text, fmt, channel), None
-    text = _PLACEHOLDER.sub(lambda m: escape(lookup(m.group(1), scope), channel, fmt), template)
-    return text, mode
+    if not markup and parse_mode(channel, fmt) is None:
+        return render_plain(template, scope), None
+    text = _PLACEHOLDER.sub(lambda m: escape_for(lookup(m.group(1), scope), fmt), template)
+    return as_shown(text, fmt, channel)
 
 
 def render_plain(template: str, scope: Mapping[str, Mapping[str, Any]]) -> str:

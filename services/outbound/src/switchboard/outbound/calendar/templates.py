@@ -17,7 +17,7 @@ from switchboard.events.catalog.outbound import OutText
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.errors import OutboundServiceError
 from switchboard.runtime.kv import KvModels
-from switchboard.runtime.markup import Format, escape_for, parse_mode, to_plain
+from switchboard.runtime.markup import Format, as_shown, escape_for
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -86,12 +86,10 @@ def render(version: TemplateText, variables: Mapping[str, str], channel: Channel
         raise MissingVariablesError(missing)
     fmt = version.format
     text = _PLACEHOLDER.sub(lambda m: escape_for(str(variables[m.group(1)]), fmt), version.body)
-    mode = parse_mode(channel, fmt)
-    if mode is None:
-        # WhatsApp, Viber and user accounts show no markup: the author's becomes what they
-        # show (WhatsApp's own markers, words, links with their address), never raw tags
-        text = to_plain(text, fmt, channel)
-    return OutText(text=text, parse_mode=mode)
+    # WhatsApp, Viber and user accounts show no markup: the author's becomes what they show
+    # (WhatsApp's own markers, words, links with their address), never raw tags
+    shown, mode = as_shown(text, fmt, channel)
+    return OutText(text=shown, parse_mode=mode)
 
 
 class Templates:
