@@ -16,11 +16,13 @@ from switchboard.mtproto.ports import (
     ChatWriteForbiddenError,
     DisconnectedError,
     FloodWaitError,
+    JoinRefusedError,
     MessageEdited,
     MessagesDeleted,
     NewMessage,
     PasswordInvalidError,
     PasswordNeededError,
+    Peer,
     PeerNotFoundError,
     PeerType,
     PhoneCodeExpiredError,
@@ -403,3 +405,33 @@ async def test_a_user_is_found_by_phone_among_the_account_s_contacts_only(wire: 
     with pytest.raises(PeerNotFoundError):
         await client.resolve_peer("+15550007777")
     await client.disconnect()
+
+
+async def test_join_channel_joins_once_and_names_telegrams_refusals(wire: Wire) -> None:
+    """Telegram sends a channel's posts to its members only: the adapter joins a public
+    channel it has not joined (once), and the refusals are the port's errors."""
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    owner, _ = mtproto.add_user("15550004444")
+    channel = mtproto.add_channel("News", "news_wire", creator=owner)
+    hidden = mtproto.add_channel("Hidden", None, creator=owner)
+    client = await wire.signed_in(reader)
+    peer = await client.resolve_peer("news_wire")
+    assert await client.join_channel(peer) is True
+    assert reader.id in channel.members
+    assert await client.join_channel(peer) is False
+    updates = client.updates()
+    mtproto.post(channel, "for members")
+    update = await next_update(updates)
+    assert isinstance(update, NewMessage)
+    assert update.message.text == "for members"
+
+    stranger = Peer(id=hidden.id, type=PeerType.CHANNEL, access_hash=hidden.access_hash)
+    with pytest.raises(PeerNotFoundError):
+        await client.join_channel(stranger)
+    other = mtproto.add_channel("Other", "other_wire", creator=owner)
+    mtproto.add_fault(method="channels.joinChannel", error="INVITE_REQUEST_SENT", times=1)
+    with pytest.raises(JoinRefusedError) as refused:
+        await client.join_channel(await client.resolve_peer("other_wire"))
+    assert refused.value.reason == "INVITE_REQUEST_SENT"
+    assert reader.id not in other.members

@@ -417,8 +417,9 @@ def install(app: ServiceApp, settings: MtprotoSettings, gateway: Callable[[], Ga
         if sub is None or sub.status == "pending":
             return JSONResponse(result.body, 202)
         if sub.status == "failed":
-            code = 409 if "already" in (sub.reason or "") else 404
-            return error(code, "not_found" if code == 404 else "conflict", sub.reason or "failed")
+            code = actions.failure_status(sub.reason)
+            kind = {403: "forbidden", 404: "not_found"}.get(code, "conflict")
+            return error(code, kind, sub.reason or "failed")
         return JSONResponse(sub.public(), 201)
 
     @app.get("/v1/sessions/{session_id}/subscriptions",

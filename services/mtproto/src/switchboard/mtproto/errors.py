@@ -20,6 +20,7 @@ The tree (``tests/unit/test_exception_roots.py`` checks it against the code)::
     │   ├── PasswordInvalidError       ports          login: a wrong 2FA password
     │   ├── PeerNotFoundError          ports          a chat this account cannot resolve
     │   ├── ChatWriteForbiddenError    ports          the account may not write there
+    │   ├── JoinRefusedError           ports          a channel would not take the account
     │   └── DisconnectedError          ports          the connection is gone
     ├── DeferredError                  floods         a flood wait too long to hold: resume
     │                                                 at ``resume_at``

@@ -323,6 +323,14 @@ class ChatWriteForbiddenError(MtprotoError):
     reason = "CHAT_WRITE_FORBIDDEN"
 
 
+class JoinRefusedError(MtprotoError):
+    """Telegram would not add the account to a channel: at its limit of channels
+    (CHANNELS_TOO_MUCH), or the channel takes members on an admin's approval
+    (INVITE_REQUEST_SENT: the request waits there)."""
+
+    reason = "CHANNELS_TOO_MUCH"
+
+
 class DisconnectedError(MtprotoError):
     """The connection dropped (network, server restart); reconnect with backoff."""
 
@@ -359,6 +367,10 @@ _ERRORS: dict[str, type[MtprotoError]] = {
     "CHAT_ADMIN_REQUIRED": ChatWriteForbiddenError,
     "USER_BANNED_IN_CHANNEL": ChatWriteForbiddenError,
     "CHAT_RESTRICTED": ChatWriteForbiddenError,
+    "CHANNELS_TOO_MUCH": JoinRefusedError,
+    "USER_CHANNELS_TOO_MUCH": JoinRefusedError,
+    "INVITE_REQUEST_SENT": JoinRefusedError,
+    "USERS_TOO_MUCH": JoinRefusedError,
     "CONNECTION_CLOSED": DisconnectedError,
 }
 
@@ -413,6 +425,12 @@ class MtprotoClient(Protocol):
 
     async def resolve_peer(self, ref: str) -> Peer:
         """``@username``, ``t.me/...`` link or numeric id (marked or bare) -> Peer."""
+
+    async def join_channel(self, peer: Peer) -> bool:
+        """Make the account a member of a broadcast channel or supergroup it has not joined,
+        as Telegram sends a channel's updates to its members only. True if it joined, False
+        if it was a member already (raises JoinRefusedError, PeerNotFoundError,
+        ChatWriteForbiddenError when banned there)."""
 
     async def get_history(
         self, peer: Peer, *, offset_id: int = 0, limit: int = 100, min_id: int = 0

@@ -72,6 +72,7 @@ from switchboard.mtproto.ports import (
     ChatWriteForbiddenError,
     DisconnectedError,
     FloodWaitError,
+    JoinRefusedError,
     Message,
     MessageEdited,
     MessagesDeleted,
@@ -82,6 +83,7 @@ from switchboard.mtproto.ports import (
     OutboxRead,
     Peer,
     PeerNotFoundError,
+    PeerType,
     Proxy,
     SessionConfig,
     Update,
@@ -728,6 +730,17 @@ class SessionRunner:
             await self.deps.state.fail_subscription(self.session_id, sub.ref, exc.reason)
             await self._reject(sub.command_id, "mtproto.subscribe", 404, f"{sub.ref}: {exc.reason}")
             return
+        joined = False
+        if peer.type in (PeerType.CHANNEL, PeerType.MEGAGROUP):
+            try:
+                joined = await self.flood.call("join_channel", lambda: client.join_channel(peer))
+            except (PeerNotFoundError, ChatWriteForbiddenError, JoinRefusedError) as exc:
+                reason = f"{exc.reason}: Telegram would not add the account to {sub.ref}"
+                await self.deps.state.fail_subscription(self.session_id, sub.ref, reason)
+                await self._reject(
+                    sub.command_id, "mtproto.subscribe", actions.failure_status(reason), reason
+                )
+                return
         chat = chat_of(peer)
         # Read live messages of the chat from this moment; the newest id is fetched after,
         # so nothing falls between "newest at subscription" and "live".
@@ -758,6 +771,7 @@ class SessionRunner:
                 at=self._now(),
                 peer=PeerInfo(chat=chat, ref=sub.ref),
                 last_message_id=last,
+                joined=joined,
             )
         )
 

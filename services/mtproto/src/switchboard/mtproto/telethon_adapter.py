@@ -747,6 +747,16 @@ class TelethonClient:
             raise PeerNotFoundError(str(exc)) from exc
         return self._remember(map_entity(entity))
 
+    async def join_channel(self, peer: Peer) -> bool:
+        # The channel is read again, not taken from the entity cache: whether the account
+        # has left is the point, and Telethon's cache keeps what it was when first seen.
+        channel = types.InputChannel(peer.id, peer.access_hash or 0)
+        found = await self._run(self._client(functions.channels.GetChannelsRequest([channel])))
+        if any(isinstance(c, types.Channel) and not c.left for c in found.chats):
+            return False
+        await self._run(self._client(functions.channels.JoinChannelRequest(channel)))
+        return True
+
     async def get_history(
         self, peer: Peer, *, offset_id: int = 0, limit: int = 100, min_id: int = 0
     ) -> list[Message]:

@@ -459,10 +459,13 @@ class PeerInfo(Value):
 
 @register("mtproto.subscription_added", 1)
 class SubscriptionAdded(_SessionEvent):
-    """The session reads this peer from now on (messages after ``last_message_id``)."""
+    """The session reads this peer from now on (messages after ``last_message_id``).
+    ``joined``: the account joined the channel or supergroup to read it (Telegram sends a
+    channel's posts to its members only)."""
 
     peer: PeerInfo
     last_message_id: int = Field(ge=0)
+    joined: bool = False
 
 
 @register("mtproto.subscription_removed", 1)

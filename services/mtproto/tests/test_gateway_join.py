@@ -1,0 +1,60 @@
+"""Subscribing to a public channel or supergroup the account has not joined: Telegram sends
+a channel's updates to its members only, so the gateway joins it first; without that the
+subscription said `active` and no post arrived until a reconnect's catch-up. Telegram's
+refusals to add the account are the subscription's refusal, naming the error."""
+
+from __future__ import annotations
+
+from switchboard.events.catalog.conv import MessageReceived
+from switchboard.runtime.testing import eventually
+
+from .mtproto_support import stream, wait_for_event, world
+
+
+async def test_subscribing_joins_a_public_channel_and_reads_it_live(
+    nats_url: str, postgres_url: str
+) -> None:
+    async with world(nats_url, postgres_url) as w:
+        reader, keys = w.fake.add_user("+15550400001", first_name="Reader", sessions=1)
+        owner, _ = w.fake.add_user("+15550400002", first_name="Owner")
+        news = w.fake.add_channel("Deals", "deals_join", creator=owner)
+        w.fake.add_channel("Talk", "talk_join", megagroup=True, creator=owner)
+        w.fake.add_channel("Mine", "mine_join", creator=owner, members=[reader])
+        full = w.fake.add_channel("Full", "full_join", creator=owner)
+        w.fake.add_fault(method="channels.joinChannel", error="CHANNELS_TOO_MUCH", times=1)
+        base = await w.gateway(instance_id="g1")
+        await w.import_session(base, "reader", keys[0].session)
+        await eventually(lambda: w.connected(keys[0].key_id), message="session connected")
+
+        async with w.http(base) as http:
+            # The first join is refused: the account is at Telegram's channel limit.
+            r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": "@full_join"})
+            assert r.status_code == 409, r.text
+            assert "CHANNELS_TOO_MUCH" in r.text
+            assert reader.id not in full.members
+            for ref in ("@deals_join", "@talk_join", "@mine_join"):
+                r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": ref})
+                assert r.status_code == 201, r.text
+        assert reader.id in news.members
+        joined = await wait_for_event(
+            nats_url, "mtproto.subscription_added", session_id="reader", joined=True
+        )
+        assert joined.model.peer.ref in ("@deals_join", "@talk_join")  # type: ignore[attr-defined]
+        already = await wait_for_event(
+            nats_url, "mtproto.subscription_added", session_id="reader", joined=False
+        )
+        assert already.model.peer.ref == "@mine_join"  # type: ignore[attr-defined]
+
+        w.fake.post("@deals_join", "30% off today")
+        w.fake.post("@talk_join", "who has the price list?", sender=owner)
+
+        async def received() -> set[str]:
+            texts = {
+                d.model.content.text  # type: ignore[attr-defined]
+                for d in await stream(nats_url, "CONV")
+                if isinstance(d.model, MessageReceived)
+            }
+            return texts if len(texts) >= 2 else set()
+
+        texts = await eventually(received, message="posts of the joined channels, live")
+        assert texts == {"30% off today", "who has the price list?"}
