@@ -130,3 +130,27 @@ def test_an_invalid_only_item_is_one_problem_not_two() -> None:
     doc = copy.deepcopy(DEMO_FLOW)
     doc["triggers"] = [{"type": "start", "payload": 5}]
     assert problems(doc) == [("$.triggers[0].payload", "Input should be a valid string")]
+
+
+def test_buttons_a_channel_of_the_flow_cannot_show_are_named_when_saved() -> None:
+    """A flow naming a Telegram user account with a menu, or one with more choices than
+    WhatsApp or Viber show, was saved and published, and every run then failed at that send
+    (`unsupported_content`) while the run's history said `sent`."""
+    menu = {"type": "send", "text": "Pick one",
+            "buttons": [[{"text": f"Item {n}", "data": f"i{n}"}] for n in range(11)]}  # fmt: skip
+    sizes = {"type": "ask", "text": "Size?", "var": "size", "validate": "choice",
+             "choices": ["S", "M"]}  # fmt: skip
+    steps = {"greet": menu, "ask_size": sizes}
+    user = {"channels": [{"channel": "mtproto", "account": "sales-1"}]}
+    found = problems({**demo(**steps), **user})
+    assert [p for p, _ in found] == ["$.steps.greet.buttons", "$.steps.ask_size.choices"]
+    assert all(r.startswith("on mtproto: Telegram user accounts cannot") for _, r in found)
+    # Every bot and number: eleven buttons are more than WhatsApp shows, not Viber.
+    found = problems({**demo(**steps), "channels": []})
+    assert found == [("$.steps.greet.buttons", found[0][1])]
+    assert found[0][1].startswith("on whatsapp: WhatsApp shows at most 10 buttons, not 11")
+    validate({**demo(**steps), "channels": [{"channel": "telegram"}, {"channel": "viber"}]})
+    # A user account asking for a text, with no buttons, is a flow it can run.
+    validate({**user, "name": "ask", "triggers": [{"type": "keyword", "keywords": ["size"]}],
+              "start": "ask_size", "steps": {"ask_size": {**sizes, "validate": "text",
+                                                          "choices": []}}})  # fmt: skip

@@ -182,8 +182,10 @@ def test_a_user_account_runs_only_flows_that_name_it() -> None:
     (on_bot,) = plan(session="s", current=None, active_doc=None, published=[anywhere],
                      inp=asked, conversation=bot)  # fmt: skip
     assert on_bot.flow_id == "anywhere"
+    # (no buttons: a user account sends none)
     named = validate({**anywhere.doc.model_dump(mode="json", exclude_none=True),
-                      "channels": [{"channel": "mtproto", "account": "sales-1"}]})  # fmt: skip
+                      "channels": [{"channel": "mtproto", "account": "sales-1"}],
+                      "steps": {"a": {"type": "send", "text": "price list"}}})  # fmt: skip
     (on_user,) = plan(session="s", current=None, active_doc=None,
                       published=[Published("named", 1, named)], inp=asked,
                       conversation=user)  # fmt: skip

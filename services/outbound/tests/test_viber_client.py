@@ -286,7 +286,7 @@ async def test_a_keyboard_of_more_than_24_buttons_is_refused_before_the_call(env
     shop = account("viber")
     await client.send(shop, vb(text("pick"), keyboard=buttons(24)))
     too_many = vb(text("pick"), keyboard=buttons(25))
-    assert unsendable(too_many) == ("keyboard", "a Viber keyboard has at most 24 buttons, not 25")
+    assert unsendable(too_many) == ("keyboard", "a Viber keyboard shows at most 24 buttons, not 25")
     with pytest.raises(ProviderError) as caught:
         await client.send(shop, too_many)
     assert_error(caught.value, Failure.PERMANENT, "viber_unsupported")

@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from switchboard.events.catalog.common import Channel
 from switchboard.flows.errors import FlowsServiceError
+from switchboard.runtime.button_limits import buttons_problem
 from switchboard.runtime.http import without_tags
 from switchboard.runtime.telegram_html import html_problem
 
@@ -400,11 +401,18 @@ class FlowDocument(_Strict):
     steps: dict[StepId, Step] = Field(min_length=1)
 
     @property
+    def reach(self) -> frozenset[Channel]:
+        """The channels the flow answers on: its ``channels``', or every bot and number."""
+        if not self.channels:
+            return frozenset({Channel.TELEGRAM, Channel.WHATSAPP, Channel.VIBER})
+        return frozenset(s.channel for s in self.channels)
+
+    @property
     def texts_are_markup(self) -> bool:
         """Whether the texts are ``format`` markup: a flow that reaches a Telegram bot
         writes for its parse mode (and is checked for it); one that does not writes the
         text its channels show."""
-        return not self.channels or any(s.channel is Channel.TELEGRAM for s in self.channels)
+        return Channel.TELEGRAM in self.reach
 
 
 def json_schema() -> dict[str, Any]:
@@ -483,6 +491,7 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
                 problems.extend(_template_problems(f"{base}.{field}", value))
                 if html_to_telegram:
                     problems.extend(_markup_problems(f"{base}.{field}", value))
+        problems.extend(_button_problems(doc, base, step))
         if isinstance(step, SendStep):
             seen: set[str] = set()
             for r, row in enumerate(step.buttons):
@@ -524,6 +533,23 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
                 if isinstance(value, str):
                     problems.extend(_template_problems(f"{base}.{key}.{name}", value))
     return problems
+
+
+def _button_problems(doc: FlowDocument, base: str, step: Step) -> list[dict[str, str]]:
+    """A step's buttons (a choice ask's choices go out as buttons) that a channel the flow
+    answers on cannot show: every run would fail at that send."""
+    if isinstance(step, SendStep):
+        path, count = f"{base}.buttons", sum(len(row) for row in step.buttons)
+    elif isinstance(step, AskStep) and step.validate_as == "choice":
+        path, count = f"{base}.choices", len(step.choices)
+    else:
+        return []
+    hint = "; name the channels it can show in channels, or ask for a text and branch on it"
+    return [
+        {"path": path, "reason": f"on {channel.value}: {problem}{hint}"}
+        for channel in sorted(doc.reach)
+        if (problem := buttons_problem(channel, count)) is not None
+    ]
 
 
 def _markup_problems(path: str, template: str) -> list[dict[str, str]]:

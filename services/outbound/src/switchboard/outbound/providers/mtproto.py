@@ -25,6 +25,7 @@ from switchboard.outbound.providers.base import Failure, ProviderError, Sent
 from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.button_limits import NO_KEYBOARDS
 from switchboard.runtime.holder_call import ask_holder
 
 # The account cannot send at all for now (revoked, banned, restricted for spam).
@@ -61,7 +62,7 @@ def unsupported(command: SendMessage) -> tuple[str, str] | None:
     if isinstance(content, OutMedia) and content.source.file_id:
         return "content.source.file_id", "file ids are a bot's; send user media by url or data"
     if command.keyboard is not None:
-        return "keyboard", "Telegram user accounts cannot attach keyboards (bots only)"
+        return "keyboard", NO_KEYBOARDS
     if (markup := unread_markup(command, "A user account's send")) is not None:
         return markup
     if command.reply_to is not None and not command.reply_to.isdigit():

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
     OutLocation,
     OutMedia,
@@ -56,6 +57,7 @@ from switchboard.outbound.providers.transport import (
 )
 from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.button_limits import buttons_problem
 from switchboard.runtime.provider_checks import api_base
 from switchboard.runtime.viber_bodies import SENDER_NAME_MAX, keyboard_json, sender
 
@@ -72,7 +74,6 @@ PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS, INVALID_AUTH_
 # a URL for it).
 SIZED_KINDS = frozenset({"video", "document"})
 MAX_FILE_NAME = 256  # a file message's file_name, extension included
-MAX_BUTTONS = 24  # Viber's keyboard: 1-24 Buttons (the sandbox's fake refuses more, status 3)
 
 
 def classify_status(status: int, message: str, body: dict[str, Any]) -> ProviderError:
@@ -119,8 +120,8 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
         return "content.kind", "Viber has no albums: send the items one by one"
     if command.keyboard is not None:
         count = sum(len(row) for row in command.keyboard.rows)
-        if count > MAX_BUTTONS:
-            return "keyboard", f"a Viber keyboard has at most {MAX_BUTTONS} buttons, not {count}"
+        if (too_many := buttons_problem(Channel.VIBER, count)) is not None:
+            return "keyboard", too_many
     # The widest sender an account can have by name; an avatar's URL is checked by build.
     body = request_body(command, {"name": "n" * SENDER_NAME_MAX})
     if (size := len(encode(body))) <= MAX_REQUEST_BYTES:

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.outbound import (
     Button,
     Keyboard,
@@ -54,6 +55,7 @@ from switchboard.outbound.providers.transport import (
 )
 from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
+from switchboard.runtime.button_limits import buttons_problem
 from switchboard.runtime.provider_checks import api_base
 
 PROVIDER = "whatsapp"
@@ -96,7 +98,6 @@ DEFAULT_MIME = {
     "sticker": "image/webp",
 }
 MAX_REPLY_BUTTONS = 3
-MAX_LIST_ROWS = 10
 BUTTON_TITLE = 20
 ROW_TITLE = 24
 ROW_DESCRIPTION = 72
@@ -125,8 +126,8 @@ def keyboard_problem(keyboard: Keyboard, *, media: bool) -> str | None:
         if len(buttons) != 1:
             return "WhatsApp allows one URL button per message, without reply buttons"
         return None
-    if len(buttons) > MAX_LIST_ROWS:
-        return f"WhatsApp shows at most 10 choices, got {len(buttons)}"
+    if (problem := buttons_problem(Channel.WHATSAPP, len(buttons))) is not None:
+        return problem
     if len(buttons) > MAX_REPLY_BUTTONS and media:
         return "list messages (4-10 buttons) cannot carry media"
     return None
