@@ -455,6 +455,38 @@ async def test_a_campaign_step_sends_to_a_crm_segment(env: Env) -> None:
     assert env.texts(manager) == ["Campaign started."]  # not in the segment
 
 
+async def test_a_send_step_sends_a_file_with_its_caption_and_buttons(env: Env) -> None:
+    """A flow's send step carries any file kind by URL (issue #17: "send (any content kind
+    with keyboards)"); it could send only a text. Its HTML caption reaches the bot as the
+    words it shows (a caption goes without a parse mode)."""
+    await env.flow(
+        keyword_flow(
+            "Catalog",
+            "catalog",
+            pdf={
+                "type": "send",
+                "media": {"kind": "document", "url": "https://cdn.example.com/catalog.pdf",
+                          "file_name": "catalog.pdf"},
+                "text": "<b>Our catalog</b>, {{ contact.first_name }}",
+                "buttons": [[{"text": "Order", "data": "order"}]],
+                "next": "photo",
+            },
+            photo={"type": "send", "media": {"kind": "photo",
+                                             "url": "https://cdn.example.com/sofa.jpg"}},
+        )
+        # Telegram only: a Viber file message has no caption and states its size.
+        | {"channels": [{"channel": "telegram"}]}
+    )  # fmt: skip
+    chat = 8120
+    await env.say(chat, "catalog")
+    document, photo = await env.until_sent(chat, 2)
+    assert document["document"]["file_name"] == "catalog.pdf"
+    assert document["caption"] == "Our catalog, Ada"
+    assert _buttons(document) == [("Order", "order")]
+    assert "photo" in photo
+    assert "caption" not in photo
+
+
 async def test_the_bots_menu_follows_its_published_flows(env: Env) -> None:
     """Publishing the demo flow sets the demo bot's command menu (setMyCommands through
     outbound, recorded by the sandbox); archiving it clears the menu."""

@@ -154,3 +154,53 @@ def test_buttons_a_channel_of_the_flow_cannot_show_are_named_when_saved() -> Non
     validate({**user, "name": "ask", "triggers": [{"type": "keyword", "keywords": ["size"]}],
               "start": "ask_size", "steps": {"ask_size": {**sizes, "validate": "text",
                                                           "choices": []}}})  # fmt: skip
+
+
+def _with_file(media: dict[str, Any], channels: list[str], **send: Any) -> dict[str, Any]:
+    step = {"type": "send", "media": media, **send}
+    return {"name": "f", "triggers": [{"type": "keyword", "keywords": ["go"]}], "start": "a",
+            "steps": {"a": step}, "channels": [{"channel": c} for c in channels]}  # fmt: skip
+
+
+PDF = {"kind": "document", "url": "https://cdn.example.com/c.pdf", "file_name": "c.pdf"}
+
+
+@pytest.mark.parametrize(
+    ("media", "channels", "send", "expected"),
+    [
+        (PDF, ["telegram", "whatsapp", "mtproto"], {"text": "Catalog"}, []),
+        (PDF, ["viber"], {"text": "Catalog"}, [
+            ("$.steps.a.media.size", "on viber: viber needs a document's size in bytes"),
+            ("$.steps.a.text", "on viber: a viber document has no text beside it")]),
+        ({**PDF, "size": 2048}, ["viber"], {}, []),
+        ({"kind": "voice", "url": "https://cdn.example.com/v.ogg"}, ["viber"], {},
+         [("$.steps.a.media.kind", "on viber: viber sends no voice by URL")]),
+        ({"kind": "audio", "url": "https://cdn.example.com/a.mp3"}, ["whatsapp"],
+         {"text": "Listen", "buttons": [[{"text": "Ok", "data": "ok"}]]},
+         [("$.steps.a.buttons", "on whatsapp: whatsapp puts at most 3 buttons under a "
+           "captioned document, photo, video")]),
+        ({"kind": "photo", "url": "https://cdn.example.com/p.jpg"}, ["viber"], {"text": "x" * 513},
+         [("$.steps.a.text", "on viber: a viber caption is at most 512 characters")]),
+        ({"kind": "photo", "url": "https://cdn.example.com/p.jpg"}, ["telegram"],
+         {"text": "x" * 1025},
+         [("$.steps.a.text", "on telegram: a telegram caption is at most 1024 characters")]),
+    ],
+)  # fmt: skip
+def test_a_file_is_checked_against_every_channel_of_the_flow(
+    media: dict[str, Any], channels: list[str], send: dict[str, Any], expected: list[Any]
+) -> None:
+    """A send step's file goes by URL; what a channel of the flow cannot take as it is
+    (a kind, a size it must state, a caption, buttons under it) is named when saved."""
+    doc = _with_file(media, channels, **send)
+    if not expected:
+        validate(doc)
+    else:
+        assert problems(doc) == expected
+
+
+def test_a_send_needs_a_text_or_a_file_and_a_file_an_http_url() -> None:
+    assert problems(demo(greet={"type": "send"})) == [
+        ("$.steps.greet", "a send needs a text or media")
+    ]
+    bad = problems(_with_file({"kind": "photo", "url": "file:///etc/passwd"}, ["telegram"]))
+    assert [p for p, _ in bad] == ["$.steps.a.media.url"]

@@ -21,6 +21,7 @@ from switchboard.events.catalog.common import Channel
 from switchboard.flows.errors import FlowsServiceError
 from switchboard.runtime.button_limits import buttons_problem
 from switchboard.runtime.http import without_tags
+from switchboard.runtime.media_kinds import file_problems
 from switchboard.runtime.telegram_html import html_problem
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -153,12 +154,23 @@ class Button(_Strict):
     next: StepId | None = Field(None, description="where a press goes (waits for a press)")
 
 
+class Media(_Strict):
+    """A file sent by its http(s) URL (the provider fetches it)."""
+
+    kind: Literal["photo", "video", "audio", "voice", "document", "animation"]
+    url: str = Field(pattern=r"^https?://\S+$", max_length=2048)
+    file_name: str | None = Field(None, min_length=1, max_length=256)
+    size: int | None = Field(None, ge=1, description="bytes (Viber's videos and files need it)")
+
+
 class SendStep(_Strict):
-    """Send a text (a template) with optional inline buttons. When a button has ``next`` the
-    run waits for a press; otherwise it goes on to ``next``."""
+    """Send a text (a template), or a file with the text as its caption, with optional
+    inline buttons. When a button has ``next`` the run waits for a press; otherwise it goes
+    on to ``next``."""
 
     type: Literal["send"]
-    text: str = Field(min_length=1, max_length=4096)
+    text: str | None = Field(None, min_length=1, max_length=4096)
+    media: Media | None = None
     buttons: tuple[tuple[Button, ...], ...] = ()
     next: StepId | None = None
 
@@ -493,6 +505,7 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
                     problems.extend(_markup_problems(f"{base}.{field}", value))
         problems.extend(_button_problems(doc, base, step))
         if isinstance(step, SendStep):
+            problems.extend(_media_problems(doc, base, step))
             seen: set[str] = set()
             for r, row in enumerate(step.buttons):
                 for c, button in enumerate(row):
@@ -550,6 +563,24 @@ def _button_problems(doc: FlowDocument, base: str, step: Step) -> list[dict[str,
         for channel in sorted(doc.reach)
         if (problem := buttons_problem(channel, count)) is not None
     ]
+
+
+def _media_problems(doc: FlowDocument, base: str, step: SendStep) -> list[dict[str, str]]:
+    """A send with neither text nor file; a file, its caption or its buttons that a channel
+    the flow answers on cannot take as they are (every run would fail there)."""
+    if step.media is None:
+        return [] if step.text else [{"path": base, "reason": "a send needs a text or media"}]
+    problems: list[dict[str, str]] = []
+    buttons = sum(len(row) for row in step.buttons)
+    # The caption as written (a placeholder's value may lengthen it: outbound measures the
+    # text sent).
+    caption = len(step.text or "")
+    for channel in sorted(doc.reach):
+        for field, why in file_problems(channel, step.media.kind, sized=step.media.size is not None,
+                                        caption=caption, buttons=buttons):  # fmt: skip
+            path = f"{base}.{field}" if field in ("text", "buttons") else f"{base}.media.{field}"
+            problems.append({"path": path, "reason": f"on {channel.value}: {why}"})
+    return problems
 
 
 def _markup_problems(path: str, template: str) -> list[dict[str, str]]:

@@ -42,6 +42,8 @@ from switchboard.events.catalog.outbound import (
     AnswerCallback,
     Button,
     Keyboard,
+    MediaSource,
+    OutMedia,
     OutText,
     Priority,
     SendMessage,
@@ -114,12 +116,21 @@ def send_command(rec: RunRecorded, effect: RunEffect) -> SendMessage:
                 tuple(Button(text=b["text"], callback_data=b["data"]) for b in row) for row in rows
             ),
         )
+    text, file = effect.data.get("text"), effect.data.get("media")
+    content: OutText | OutMedia
+    if file is None:
+        content = OutText(text=text, parse_mode=effect.data.get("parse_mode"))
+    else:
+        source = MediaSource(
+            url=file["url"], file_name=file.get("file_name"), size=file.get("size")
+        )
+        content = OutMedia(kind=file["kind"], source=source, caption=text)
     return SendMessage(
         message_id=f"flow:{effect.id}",
         channel=conv.channel,
         account=conv.account,
         recipient=conv.chat_id,
-        content=OutText(text=effect.data["text"], parse_mode=effect.data.get("parse_mode")),
+        content=content,
         keyboard=keyboard,
         priority=Priority.HIGH,
     )

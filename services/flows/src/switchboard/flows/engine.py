@@ -41,6 +41,7 @@ from switchboard.flows.document import (
     HandoffStep,
     KeywordCondition,
     LeadStep,
+    Media,
     RegexCondition,
     SendStep,
     SetStep,
@@ -51,6 +52,7 @@ from switchboard.flows.document import (
     WebhookStep,
 )
 from switchboard.flows.templates import render, render_plain
+from switchboard.runtime.markup import to_plain
 
 MAX_STEPS_PER_DECISION = 100
 DEFAULT_RETRY = "Sorry, that does not look right. {question}"
@@ -432,13 +434,27 @@ class _Context:
         if self.inp.callback_id:
             self.effect("answer", callback_id=self.inp.callback_id)
 
-    def send(self, template: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> str:
+    def send(
+        self,
+        template: str | None,
+        buttons: tuple[tuple[Button, ...], ...] = (),
+        media: Media | None = None,
+    ) -> str:
         channel = self.run.conversation.channel
-        text, parse_mode = render(
-            template, self.scope(), channel, self.flow.format, markup=self.flow.texts_are_markup
-        )
+        fmt = self.flow.format
+        text, parse_mode = (None, None)
+        if template:
+            text, parse_mode = render(
+                template, self.scope(), channel, fmt, markup=self.flow.texts_are_markup
+            )
         rows = [[{"text": b.text, "data": b.data} for b in row] for row in buttons]
-        return self.effect("send", text=text, parse_mode=parse_mode, buttons=rows)
+        if media is None:
+            return self.effect("send", text=text, parse_mode=parse_mode, buttons=rows)
+        if text is not None and parse_mode is not None:
+            # A caption is sent without a parse mode: the markup becomes what it shows.
+            text, parse_mode = to_plain(text, fmt, channel), None
+        file = media.model_dump(mode="json", exclude_none=True)
+        return self.effect("send", text=text, parse_mode=None, buttons=rows, media=file)
 
     def timer(self, seconds: int) -> tuple[str, datetime]:
         due = self.inp.at + timedelta(seconds=seconds)
@@ -456,7 +472,7 @@ class _Context:
             sid = self.cursor
             step = self.flow.steps[sid]
             if isinstance(step, SendStep):
-                msg = self.send(step.text, step.buttons)
+                msg = self.send(step.text, step.buttons, step.media)
                 targets = {b.data: b.next for row in step.buttons for b in row if b.next}
                 self.record(sid, "send", "sent", message=msg)
                 if targets:

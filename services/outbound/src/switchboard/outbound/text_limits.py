@@ -32,9 +32,12 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
+from switchboard.runtime.media_kinds import CAPTION_MAX
 
-TELEGRAM_TEXT, TELEGRAM_CAPTION, WHATSAPP_TEXT, WHATSAPP_CAPTION = 4096, 1024, 4096, 1024
-VIBER_TEXT, VIBER_CAPTION = 7000, 512
+TELEGRAM_TEXT, WHATSAPP_TEXT, VIBER_TEXT = 4096, 4096, 7000
+TELEGRAM_CAPTION = CAPTION_MAX[Channel.TELEGRAM]
+WHATSAPP_CAPTION = CAPTION_MAX[Channel.WHATSAPP]
+VIBER_CAPTION = CAPTION_MAX[Channel.VIBER]
 TELEGRAM_CALLBACK_BYTES = 64  # a button's callback_data: "1-64 bytes" (the Bot API, aiogram)
 
 

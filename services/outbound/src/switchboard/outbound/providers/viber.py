@@ -58,6 +58,7 @@ from switchboard.outbound.providers.transport import (
 from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.button_limits import buttons_problem
+from switchboard.runtime.media_kinds import BY_URL, SIZED
 from switchboard.runtime.provider_checks import api_base
 from switchboard.runtime.viber_bodies import SENDER_NAME_MAX, keyboard_json, sender
 
@@ -72,7 +73,7 @@ UNREPLIED_WINDOW = 3600.0
 PERMANENT_STATUSES = frozenset(range(1, 25)) - {TOO_MANY_REQUESTS, INVALID_AUTH_TOKEN}
 # Video and file messages carry the file's size, which Viber requires (``url_sizes`` asks
 # a URL for it).
-SIZED_KINDS = frozenset({"video", "document"})
+SIZED_KINDS = SIZED[Channel.VIBER]
 MAX_FILE_NAME = 256  # a file message's file_name, extension included
 
 
@@ -105,7 +106,7 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
         return markup
     if isinstance(content, OutMedia):
         source = content.source
-        by_url = source.url is not None and content.kind in ("photo", *SIZED_KINDS)
+        by_url = source.url is not None and content.kind in BY_URL[Channel.VIBER]
         sticker = content.kind == "sticker" and (source.file_id or "").isdigit()
         if not (by_url or sticker):
             return "content.kind", (
