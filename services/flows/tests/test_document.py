@@ -204,3 +204,20 @@ def test_a_send_needs_a_text_or_a_file_and_a_file_an_http_url() -> None:
     ]
     bad = problems(_with_file({"kind": "photo", "url": "file:///etc/passwd"}, ["telegram"]))
     assert [p for p, _ in bad] == ["$.steps.a.media.url"]
+
+
+def test_a_long_text_above_buttons_is_named_where_whatsapp_would_refuse_it() -> None:
+    """WhatsApp takes 1024 characters above buttons (an interactive message's body), not a
+    text's 4096: such a menu failed every run at its send."""
+    menu = {"type": "send", "text": "x" * 1025, "buttons": [[{"text": "Ok", "data": "ok"}]]}
+    found = problems({**demo(greet=menu), "channels": [{"channel": "whatsapp"}]})
+    assert [p for p, _ in found] == ["$.steps.greet.buttons"]
+    assert "at most 1024 characters, not 1025" in found[0][1]
+    validate({**demo(greet=menu), "channels": [{"channel": "telegram"}]})
+    validate({**demo(greet={**menu, "buttons": []}), "channels": [{"channel": "whatsapp"}]})
+    # A user account takes no buttons, under a file either.
+    photo = {"kind": "photo", "url": "https://cdn.example.com/p.jpg"}
+    found = problems(
+        _with_file(photo, ["mtproto"], text="Hi", buttons=[[{"text": "A", "data": "a"}]])
+    )
+    assert [p for p, _ in found] == ["$.steps.a.buttons"]

@@ -13,12 +13,19 @@ MAX_BUTTONS: dict[Channel, int] = {
     Channel.MTPROTO: 0,  # a Telegram user account: keyboards are a bot's
 }
 
+# The text above buttons, where it is shorter than a text alone (WhatsApp: an interactive
+# message's body, 1024 characters against a text's 4096).
+BODY_MAX: dict[Channel, int] = {Channel.WHATSAPP: 1024}
+
 NO_KEYBOARDS = "Telegram user accounts cannot attach keyboards (bots only)"
 _NAMES = {Channel.WHATSAPP: "WhatsApp", Channel.VIBER: "a Viber keyboard"}
 
 
-def buttons_problem(channel: Channel, count: int) -> str | None:
-    """Why ``count`` buttons cannot go in one message on ``channel``, or None."""
+def buttons_problem(channel: Channel, count: int, text: int = 0) -> str | None:
+    """Why ``count`` buttons (under a text of ``text`` characters) cannot go in one message
+    on ``channel``, or None."""
+    if count and text > (body := BODY_MAX.get(channel, text)):
+        return f"a {channel.value} text with buttons is at most {body} characters, not {text}"
     limit = MAX_BUTTONS.get(channel)
     if limit is None or count <= limit:
         return None

@@ -557,11 +557,13 @@ def _button_problems(doc: FlowDocument, base: str, step: Step) -> list[dict[str,
         path, count = f"{base}.choices", len(step.choices)
     else:
         return []
+    # A file's caption is measured by the file's check (media_kinds).
+    text = 0 if isinstance(step, SendStep) and step.media else len(step.text or "")
     hint = "; name the channels it can show in channels, or ask for a text and branch on it"
     return [
         {"path": path, "reason": f"on {channel.value}: {problem}{hint}"}
         for channel in sorted(doc.reach)
-        if (problem := buttons_problem(channel, count)) is not None
+        if (problem := buttons_problem(channel, count, text)) is not None
     ]
 
 

@@ -32,6 +32,7 @@ from switchboard.events.catalog.outbound import (
     OutText,
     SendMessage,
 )
+from switchboard.runtime.button_limits import BODY_MAX
 from switchboard.runtime.media_kinds import CAPTION_MAX
 
 TELEGRAM_TEXT, WHATSAPP_TEXT, VIBER_TEXT = 4096, 4096, 7000
@@ -103,7 +104,7 @@ def _limit(channel: Channel, caption: bool, interactive: bool) -> tuple[int, str
         if caption:
             return WHATSAPP_CAPTION, "a WhatsApp caption"
         if interactive:
-            return WHATSAPP_CAPTION, "the body of a WhatsApp message with buttons"
+            return BODY_MAX[Channel.WHATSAPP], "the body of a WhatsApp message with buttons"
         return WHATSAPP_TEXT, "a WhatsApp text body"
     if channel is Channel.VIBER:
         if caption:
