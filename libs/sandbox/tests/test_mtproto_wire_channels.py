@@ -325,3 +325,33 @@ async def test_a_channel_admin_edits_and_deletes_posts(wire: WireEnv) -> None:
     assert [(m.id, m.text) for m in edits] == [(post.id, "final")]
     assert gone[0].deleted_ids == [post.id]
     assert mtproto.messages(channel) == []
+
+
+async def test_an_invite_link_previews_then_joins_a_private_channel(wire: WireEnv) -> None:
+    """Telethon's own invite calls: a preview for an outsider, the chat for a member,
+    Telegram's errors for a joined, unknown or approval-only link."""
+    mtproto = wire.sandbox.mtproto
+    owner, _ = mtproto.add_user("15550002222", first_name="Owner")
+    guest, _ = mtproto.add_user("15550006666", first_name="Guest")
+    vip = mtproto.add_channel("VIP", None, creator=owner)
+    invite = mtproto.world.add_invite(vip)
+    client = await wire.signed_in(guest)
+    preview = await client(functions.messages.CheckChatInviteRequest(invite))
+    assert isinstance(preview, types.ChatInvite)
+    assert (preview.title, preview.broadcast, bool(preview.request_needed)) == ("VIP", True, False)
+    joined = await client(functions.messages.ImportChatInviteRequest(invite))
+    assert [c.id for c in joined.chats] == [vip.id]
+    assert guest.id in vip.members
+    already = await client(functions.messages.CheckChatInviteRequest(invite))
+    assert isinstance(already, types.ChatInviteAlready)
+    assert already.chat.id == vip.id
+    with pytest.raises(errors.UserAlreadyParticipantError):
+        await client(functions.messages.ImportChatInviteRequest(invite))
+    with pytest.raises(errors.InviteHashInvalidError):
+        await client(functions.messages.CheckChatInviteRequest("NoSuchLink123"))
+    club = mtproto.add_channel("Club", None, creator=owner)
+    asked = mtproto.world.add_invite(club, request_needed=True)
+    assert (await client(functions.messages.CheckChatInviteRequest(asked))).request_needed
+    with pytest.raises(errors.InviteRequestSentError):
+        await client(functions.messages.ImportChatInviteRequest(asked))
+    assert guest.id not in club.members

@@ -58,3 +58,53 @@ async def test_subscribing_joins_a_public_channel_and_reads_it_live(
 
         texts = await eventually(received, message="posts of the joined channels, live")
         assert texts == {"30% off today", "who has the price list?"}
+
+
+async def test_an_invite_link_joins_a_private_channel_and_reads_it(
+    nats_url: str, postgres_url: str
+) -> None:
+    """A private channel or group is open to whoever holds its invite link: subscribing
+    with `t.me/+<hash>` joins through it (it was a 400, not a peer reference); a link that
+    asks an admin's approval, or that no chat has, refuses the subscription naming why."""
+    async with world(nats_url, postgres_url) as w:
+        reader, keys = w.fake.add_user("+15550400011", first_name="Reader", sessions=1)
+        owner, _ = w.fake.add_user("+15550400012", first_name="Owner")
+        vip = w.fake.add_channel("VIP deals", None, creator=owner)
+        club = w.fake.add_channel("Club", None, creator=owner)
+        link = f"https://t.me/+{w.fake.world.add_invite(vip)}"
+        approval = f"t.me/joinchat/{w.fake.world.add_invite(club, request_needed=True)}"
+        base = await w.gateway(instance_id="g1")
+        await w.import_session(base, "reader", keys[0].session)
+        await eventually(lambda: w.connected(keys[0].key_id), message="session connected")
+
+        async with w.http(base) as http:
+            r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": link})
+            assert r.status_code == 201, r.text
+            assert r.json()["chat_id"] == str(vip.marked_id)
+            r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": approval})
+            assert r.status_code == 409, r.text
+            assert "INVITE_REQUEST_SENT" in r.text
+            r = await http.post(
+                "/v1/sessions/reader/subscriptions", json={"peer": "https://t.me/+NoSuchLink123"}
+            )
+            assert r.status_code == 404, r.text
+            assert "INVITE_HASH_INVALID" in r.text
+        assert reader.id in vip.members
+        assert reader.id not in club.members
+        joined = await wait_for_event(
+            nats_url, "mtproto.subscription_added", session_id="reader", joined=True
+        )
+        assert joined.model.peer.ref == link  # type: ignore[attr-defined]
+
+        w.fake.post(vip, "members only: 50% off")
+
+        async def received() -> list[str]:
+            return [
+                d.model.content.text  # type: ignore[attr-defined]
+                for d in await stream(nats_url, "CONV")
+                if isinstance(d.model, MessageReceived)
+            ]
+
+        assert await eventually(received, message="the private channel's post") == [
+            "members only: 50% off"
+        ]

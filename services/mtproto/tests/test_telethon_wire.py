@@ -435,3 +435,22 @@ async def test_join_channel_joins_once_and_names_telegrams_refusals(wire: Wire) 
         await client.join_channel(await client.resolve_peer("other_wire"))
     assert refused.value.reason == "INVITE_REQUEST_SENT"
     assert reader.id not in other.members
+
+
+async def test_join_invite_joins_through_a_link_once(wire: Wire) -> None:
+    """The adapter's invite path on the wire: a private channel is resolved from its link
+    only once joined, joined once, and an unknown link is an unknown peer."""
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    owner, _ = mtproto.add_user("15550004444")
+    vip = mtproto.add_channel("VIP", None, creator=owner)
+    link = f"https://t.me/+{mtproto.world.add_invite(vip)}"
+    client = await wire.signed_in(reader)
+    with pytest.raises(PeerNotFoundError):
+        await client.resolve_peer(link)
+    peer, joined = await client.join_invite(link.removeprefix("https://t.me/+"))
+    assert (peer.id, peer.type, joined) == (vip.id, PeerType.CHANNEL, True)
+    assert (await client.resolve_peer(link)).id == vip.id
+    assert (await client.join_invite(link.removeprefix("https://t.me/+")))[1] is False
+    with pytest.raises(PeerNotFoundError):
+        await client.join_invite("NoSuchLink123")

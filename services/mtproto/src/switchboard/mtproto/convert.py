@@ -51,6 +51,17 @@ _FILE_KINDS: dict[str, type[Any]] = {
 }
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,31}")
 _LINK = re.compile(r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/(?:s/)?([A-Za-z0-9_]+)/?$")
+# An invite link (``t.me/+<hash>``, formerly ``t.me/joinchat/<hash>``): the hash is
+# case-sensitive, and its one spelling keeps the link form so it is never read as a phone.
+_INVITE = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/(?:\+|joinchat/)([A-Za-z0-9_-]{8,64})/?$"
+)
+INVITE_PREFIX = "https://t.me/+"
+
+
+def invite_hash(ref: str) -> str | None:
+    """The hash of an invite link reference (as :func:`normalize_ref` writes it), else None."""
+    return ref.removeprefix(INVITE_PREFIX) if ref.startswith(INVITE_PREFIX) else None
 
 
 def chat_id(peer: Peer) -> str:
@@ -76,8 +87,10 @@ def chat_of(peer: Peer) -> Chat:
 
 def normalize_ref(ref: str) -> str:
     """One spelling per peer reference: ``@name`` (lower case) for usernames and links,
-    digits (with their sign) for ids."""
+    digits (with their sign) for ids, ``https://t.me/+<hash>`` for invite links."""
     text = ref.strip()
+    if invite := _INVITE.match(text):
+        return INVITE_PREFIX + invite.group(1)
     link = _LINK.match(text)
     if link:
         text = link.group(1)
@@ -86,7 +99,7 @@ def normalize_ref(ref: str) -> str:
     name = text.removeprefix("@")
     if _USERNAME.fullmatch(name):
         return "@" + name.lower()
-    raise ValueError(f"{ref!r} is not a @username, t.me link or numeric id")
+    raise ValueError(f"{ref!r} is not a @username, t.me link, invite link or numeric id")
 
 
 def peer_json(peer: Peer) -> str:

@@ -367,6 +367,9 @@ _ERRORS: dict[str, type[MtprotoError]] = {
     "CHAT_ADMIN_REQUIRED": ChatWriteForbiddenError,
     "USER_BANNED_IN_CHANNEL": ChatWriteForbiddenError,
     "CHAT_RESTRICTED": ChatWriteForbiddenError,
+    "INVITE_HASH_INVALID": PeerNotFoundError,
+    "INVITE_HASH_EXPIRED": PeerNotFoundError,
+    "INVITE_HASH_EMPTY": PeerNotFoundError,
     "CHANNELS_TOO_MUCH": JoinRefusedError,
     "USER_CHANNELS_TOO_MUCH": JoinRefusedError,
     "INVITE_REQUEST_SENT": JoinRefusedError,
@@ -431,6 +434,11 @@ class MtprotoClient(Protocol):
         as Telegram sends a channel's updates to its members only. True if it joined, False
         if it was a member already (raises JoinRefusedError, PeerNotFoundError,
         ChatWriteForbiddenError when banned there)."""
+
+    async def join_invite(self, invite_hash: str) -> tuple[Peer, bool]:
+        """The group or channel an invite link opens, the account made a member of it: the
+        peer, and True if it joined (False: a member already). Raises PeerNotFoundError for
+        a link that is unknown or expired, JoinRefusedError as join_channel."""
 
     async def get_history(
         self, peer: Peer, *, offset_id: int = 0, limit: int = 100, min_id: int = 0

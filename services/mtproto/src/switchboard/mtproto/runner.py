@@ -51,6 +51,7 @@ from switchboard.mtproto.convert import (
     deleted,
     edited,
     from_others,
+    invite_hash,
     is_channel,
     received,
 )
@@ -723,24 +724,20 @@ class SessionRunner:
         return subs
 
     async def _resolve(self, client: MtprotoClient, sub: Subscription) -> None:
-        """Resolve a new subscription; it reads messages from now on."""
+        """Resolve a new subscription; it reads messages from now on. Telegram sends a
+        channel's posts to its members only: a channel or supergroup is joined first, and an
+        invite link is joined through."""
         try:
-            peer = await self.flood.call("resolve_peer", lambda: client.resolve_peer(sub.ref))
-        except PeerNotFoundError as exc:
-            await self.deps.state.fail_subscription(self.session_id, sub.ref, exc.reason)
-            await self._reject(sub.command_id, "mtproto.subscribe", 404, f"{sub.ref}: {exc.reason}")
+            peer, joined = await self._member_of(client, sub.ref)
+        except (PeerNotFoundError, ChatWriteForbiddenError, JoinRefusedError) as exc:
+            if isinstance(exc, PeerNotFoundError) and invite_hash(sub.ref) is None:
+                reason, said = exc.reason, f"{sub.ref}: {exc.reason}"
+            else:
+                reason = said = f"{exc.reason}: Telegram would not add the account to {sub.ref}"
+            await self.deps.state.fail_subscription(self.session_id, sub.ref, reason)
+            status = actions.failure_status(reason)
+            await self._reject(sub.command_id, "mtproto.subscribe", status, said)
             return
-        joined = False
-        if peer.type in (PeerType.CHANNEL, PeerType.MEGAGROUP):
-            try:
-                joined = await self.flood.call("join_channel", lambda: client.join_channel(peer))
-            except (PeerNotFoundError, ChatWriteForbiddenError, JoinRefusedError) as exc:
-                reason = f"{exc.reason}: Telegram would not add the account to {sub.ref}"
-                await self.deps.state.fail_subscription(self.session_id, sub.ref, reason)
-                await self._reject(
-                    sub.command_id, "mtproto.subscribe", actions.failure_status(reason), reason
-                )
-                return
         chat = chat_of(peer)
         # Read live messages of the chat from this moment; the newest id is fetched after,
         # so nothing falls between "newest at subscription" and "live".
@@ -774,6 +771,17 @@ class SessionRunner:
                 joined=joined,
             )
         )
+
+    async def _member_of(self, client: MtprotoClient, ref: str) -> tuple[Peer, bool]:
+        """The peer ``ref`` names with the account a member where it must be to read it,
+        and whether it joined now."""
+        invite = invite_hash(ref)
+        if invite is not None:
+            return await self.flood.call("join_invite", lambda: client.join_invite(invite))
+        peer = await self.flood.call("resolve_peer", lambda: client.resolve_peer(ref))
+        if peer.type not in (PeerType.CHANNEL, PeerType.MEGAGROUP):
+            return peer, False
+        return peer, await self.flood.call("join_channel", lambda: client.join_channel(peer))
 
     async def _reject(self, command_id: str | None, command: str, status: int, reason: str) -> None:
         if command_id is None:

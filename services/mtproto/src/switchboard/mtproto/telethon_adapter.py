@@ -29,6 +29,7 @@ from telethon.network.connection.tcpmtproxy import (
 )
 from telethon.sessions import StringSession
 
+from switchboard.mtproto.convert import INVITE_PREFIX, invite_hash
 from switchboard.mtproto.dialogs import Dialog, Found
 from switchboard.mtproto.media_fetch import MediaDownload
 from switchboard.mtproto.ports import (
@@ -738,6 +739,11 @@ class TelethonClient:
         return peer
 
     async def resolve_peer(self, ref: str) -> Peer:
+        if (invite := invite_hash(ref.strip())) is not None:
+            found = await self._invite(invite)
+            if found is None:
+                raise PeerNotFoundError(f"{ref}: not a member yet (subscribe with it to join)")
+            return found
         text = ref.strip()
         target: str | int = int(text) if re.fullmatch(r"-?\d+", text) else text
         try:
@@ -756,6 +762,36 @@ class TelethonClient:
             return False
         await self._run(self._client(functions.channels.JoinChannelRequest(channel)))
         return True
+
+    async def _invite(self, invite: str) -> Peer | None:
+        """The chat an invite link opens, if the account may read it (a member, or a
+        channel's preview); None when it must join first."""
+        found = await self._run(self._client(functions.messages.CheckChatInviteRequest(invite)))
+        if isinstance(found, types.ChatInviteAlready | types.ChatInvitePeek):
+            return self._remember(map_entity(found.chat))
+        return None
+
+    async def join_invite(self, invite_hash: str) -> tuple[Peer, bool]:
+        checked = await self._run(
+            self._client(functions.messages.CheckChatInviteRequest(invite_hash))
+        )
+        if isinstance(checked, types.ChatInviteAlready):
+            return self._remember(map_entity(checked.chat)), False
+        try:
+            result = await self._run(
+                self._client(functions.messages.ImportChatInviteRequest(invite_hash))
+            )
+        except MtprotoError as exc:
+            # Joined meanwhile (on another of the account's devices): the chat, as a member.
+            if exc.reason == "USER_ALREADY_PARTICIPANT" and (
+                found := await self._invite(invite_hash)
+            ):
+                return found, False
+            raise
+        chat = next(iter(getattr(result, "chats", [])), None)
+        if chat is None:
+            raise PeerNotFoundError(f"joining {INVITE_PREFIX}{invite_hash} named no chat")
+        return self._remember(map_entity(chat)), True
 
     async def get_history(
         self, peer: Peer, *, offset_id: int = 0, limit: int = 100, min_id: int = 0

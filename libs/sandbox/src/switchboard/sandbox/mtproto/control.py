@@ -125,6 +125,17 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         )
         return JSONResponse(group.summary())
 
+    async def invite(request: Request) -> Response:
+        """A new invite link into a group or channel (``request_needed``: an admin approves
+        each join, and a join answers INVITE_REQUEST_SENT)."""
+        data = await read_json(request)
+        group = provider.peer(request.path_params["peer"])
+        if not isinstance(group, FakeGroup):
+            raise ControlError("invite links open groups and channels")
+        invite = provider.world.add_invite(group, request_needed=bool(data.get("request_needed")))
+        body = {"hash": invite, "link": f"https://t.me/+{invite}", "peer": group.summary()}
+        return JSONResponse(body, status_code=201)
+
     def peer_of(data: dict[str, Any]) -> Peer:
         if data.get("peer") is None:
             raise ControlError("peer is required")
@@ -254,6 +265,7 @@ def control_routes(provider: MtprotoProvider) -> list[BaseRoute]:
         ("/chats", add_chat, ["POST"]),
         ("/peers/{peer}", get_peer, ["GET"]),
         ("/peers/{peer}/members", members, ["POST"]),
+        ("/peers/{peer}/invites", invite, ["POST"]),
         ("/messages", post, ["POST"]),
         ("/messages", list_messages, ["GET"]),
         ("/messages/bulk", post_bulk, ["POST"]),

@@ -275,6 +275,9 @@ class PostOptions(TypedDict, total=False):
     notify: bool
 
 
+_INVITE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
 class World:
     """All users, groups and messages of one fake cloud."""
 
@@ -289,6 +292,8 @@ class World:
         self._posts = itertools.count(1)
         self.notify: Notify = lambda user_id, update, skip: None
         self.files = FileStore()
+        # An invite link's hash -> (the group's id, whether an admin approves each join).
+        self.invites: dict[str, tuple[int, bool]] = {}
 
     # -- creation ---------------------------------------------------------------------
 
@@ -363,6 +368,18 @@ class World:
         group.members.update(user.id for user in members)
         self.groups[group.id] = group
         return group
+
+    def add_invite(self, group: FakeGroup, *, request_needed: bool = False) -> str:
+        """A new invite link's hash (``t.me/+<hash>``) into ``group``; with
+        ``request_needed`` a join waits for an admin (INVITE_REQUEST_SENT)."""
+        invite = "".join(self.rng.choice(_INVITE_ALPHABET) for _ in range(16))
+        self.invites[invite] = (group.id, request_needed)
+        return invite
+
+    def invite(self, invite: str) -> tuple[FakeGroup, bool]:
+        """The group an invite hash opens and whether joins need approval (KeyError)."""
+        group_id, request_needed = self.invites[invite]
+        return self.groups[group_id], request_needed
 
     # -- lookup -----------------------------------------------------------------------
 

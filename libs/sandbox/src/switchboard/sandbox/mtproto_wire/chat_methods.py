@@ -442,6 +442,47 @@ async def join_channel(call: WireCall, request: Any) -> types.Updates:
     )
 
 
+def _invited(call: WireCall, invite: str) -> tuple[FakeUser, FakeGroup, bool]:
+    try:
+        group, request_needed = call.provider.world.invite(invite)
+    except KeyError:
+        raise RpcError("INVITE_HASH_INVALID") from None
+    return call.base.viewer(), group, request_needed
+
+
+@handles(functions.messages.CheckChatInviteRequest)
+async def check_chat_invite(call: WireCall, request: Any) -> Any:
+    """What an invite link opens: the chat itself for a member, else its preview."""
+    viewer, group, request_needed = _invited(call, request.hash)
+    if viewer.id in group.members:
+        return types.ChatInviteAlready(chat=group_tl(group, viewer))
+    return types.ChatInvite(
+        title=group.title,
+        photo=types.PhotoEmpty(id=0),
+        participants_count=len(group.members),
+        color=0,
+        channel=group.is_channel,
+        broadcast=group.type == "channel",
+        megagroup=group.type == "megagroup",
+        public=bool(group.username),
+        request_needed=request_needed,
+    )
+
+
+@handles(functions.messages.ImportChatInviteRequest)
+async def import_chat_invite(call: WireCall, request: Any) -> types.Updates:
+    """Join by an invite link (an admin's approval first where the link asks for it)."""
+    viewer, group, request_needed = _invited(call, request.hash)
+    if viewer.id in group.members:
+        raise RpcError("USER_ALREADY_PARTICIPANT")
+    if request_needed:
+        raise RpcError("INVITE_REQUEST_SENT")
+    group.members.add(viewer.id)
+    return types.Updates(
+        updates=[], users=[], chats=[group_tl(group, viewer)], date=when(time.time()), seq=0
+    )
+
+
 @handles(functions.channels.GetChannelsRequest, functions.messages.GetChatsRequest)
 async def get_chats(call: WireCall, request: Any) -> types.messages.Chats:
     viewer = call.base.viewer()
