@@ -79,3 +79,22 @@ async def test_a_reader_reads_its_chat_through_the_control_api() -> None:
         bad = {"reader": "@buyer_rd", "peer": "@seller_rd", "max_id": -1}
         r = await http.post(f"{base}/wire/read", json=bad)
         assert r.status_code == 400
+
+
+async def test_an_invite_link_is_made_for_a_group_through_the_control_api() -> None:
+    sandbox = Sandbox()
+    transport = httpx.ASGITransport(app=sandbox.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
+        base = "/_sandbox/mtproto"
+        r = await http.post(f"{base}/users", json={"phone": "15550200011", "username": "own_iv"})
+        assert r.status_code == 201, r.text
+        r = await http.post(f"{base}/channels", json={"title": "VIP", "creator": "@own_iv"})
+        channel = r.json()
+        r = await http.post(f"{base}/peers/{channel['marked_id']}/invites",
+                            json={"request_needed": True})  # fmt: skip
+        assert r.status_code == 201, r.text
+        made = r.json()
+        assert made["link"] == f"https://t.me/+{made['hash']}"
+        assert sandbox.mtproto.world.invite(made["hash"])[1] is True
+        r = await http.post(f"{base}/peers/@own_iv/invites", json={})
+        assert r.status_code == 400, r.text
