@@ -178,7 +178,7 @@ PDF = {"kind": "document", "url": "https://cdn.example.com/c.pdf", "file_name": 
         ({"kind": "audio", "url": "https://cdn.example.com/a.mp3"}, ["whatsapp"],
          {"text": "Listen", "buttons": [[{"text": "Ok", "data": "ok"}]]},
          [("$.steps.a.buttons", "on whatsapp: whatsapp puts at most 3 buttons under a "
-           "captioned document, photo, video")]),
+           "captioned animation, document, photo, video")]),
         ({"kind": "photo", "url": "https://cdn.example.com/p.jpg"}, ["viber"], {"text": "x" * 513},
          [("$.steps.a.text", "on viber: a viber caption is at most 512 characters")]),
         ({"kind": "photo", "url": "https://cdn.example.com/p.jpg"}, ["telegram"],

@@ -28,7 +28,8 @@ UNCAPTIONED: dict[Channel, frozenset[str]] = {Channel.VIBER: frozenset({"documen
 # Kinds that can carry buttons, and at most how many (WhatsApp: a media header on reply
 # buttons; a list of 4-10 has none).
 WITH_BUTTONS: dict[Channel, tuple[frozenset[str], int]] = {
-    Channel.WHATSAPP: (frozenset({"photo", "video", "document"}), 3),
+    # an animation goes as a video
+    Channel.WHATSAPP: (frozenset({"photo", "video", "animation", "document"}), 3),
 }
 
 

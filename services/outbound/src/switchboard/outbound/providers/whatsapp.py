@@ -56,6 +56,7 @@ from switchboard.outbound.providers.transport import (
 from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.button_limits import buttons_problem
+from switchboard.runtime.media_kinds import WITH_BUTTONS
 from switchboard.runtime.provider_checks import api_base
 
 PROVIDER = "whatsapp"
@@ -89,7 +90,6 @@ MEDIA_KINDS = {
     "sticker": "sticker",
 }
 CAPTIONED = frozenset({"image", "video", "document"})
-HEADER_KINDS = frozenset({"image", "video", "document"})
 DEFAULT_MIME = {
     "image": "image/jpeg",
     "video": "video/mp4",
@@ -97,7 +97,8 @@ DEFAULT_MIME = {
     "document": "application/pdf",
     "sticker": "image/webp",
 }
-MAX_REPLY_BUTTONS = 3
+# Media under buttons, and how many: reply buttons under a media header (a list has none).
+HEADER_KINDS, MAX_REPLY_BUTTONS = WITH_BUTTONS[Channel.WHATSAPP]
 BUTTON_TITLE = 20
 ROW_TITLE = 24
 ROW_DESCRIPTION = 72
@@ -151,7 +152,7 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
     if isinstance(content, OutMedia):
         if keyboard.type == "remove" or not keyboard.rows:
             return None
-        if MEDIA_KINDS[content.kind] not in HEADER_KINDS or not content.caption:
+        if content.kind not in HEADER_KINDS or not content.caption:
             return "keyboard", "buttons with media need an image, video or document and a caption"
         problem = keyboard_problem(keyboard, media=True)
     elif isinstance(content, OutText):
