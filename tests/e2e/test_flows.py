@@ -577,7 +577,12 @@ async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their
             "name": "From the ad",
             "triggers": [{"type": "referral", "source": "ad", "campaign": "ad-7"}],
             "start": "hi",
-            "steps": {"hi": {"type": "end", "text": "Thanks for clicking our ad."}},
+            "steps": {
+                "hi": {
+                    "type": "end",
+                    "text": "Thanks for clicking our ad, {{ contact.first_name }}.",
+                }
+            },
         }
     )
     now = datetime.now(UTC).isoformat()
@@ -592,7 +597,8 @@ async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their
     whatsapp = MessageReceived.model_validate(
         {
             "channel": "whatsapp", "account": "wa", "chat": {"id": "4915112345678"},
-            "sender": {"id": "4915112345678", "first_name": "Ada"},
+            # as ingest normalizes WhatsApp: the profile's one name, no first name
+            "sender": {"id": "4915112345678", "display_name": "Ada Lovelace"},
             "content": {"kind": "text", "text": "Hi, is this available?"},
             "provider": {"message_id": "wamid.1"}, "sent_at": now, "received_at": now,
             "referral": {"source": "ad", "campaign": "ad-7", "click_id": "clid"},
@@ -605,13 +611,20 @@ async def test_viber_conversation_started_and_a_whatsapp_ad_referral_start_their
     finally:
         await bus.close()
 
-    async def started() -> dict[str, str] | None:
+    async def started() -> dict[str, dict[str, Any]] | None:
         r = await env.http.get(f"{env.flows}/v1/runs", headers=AUTH)
-        runs = {run["flow_id"]: run["conversation"]["channel"] for run in r.json()["items"]}
+        runs = {run["flow_id"]: run for run in r.json()["items"]}
         return runs if {opened, from_ad} <= set(runs) else None
 
     runs = await eventually(started, timeout=30, message="both flows started")
-    assert (runs[opened], runs[from_ad]) == ("viber", "whatsapp")
+    viber_run, ad_run = runs[opened], runs[from_ad]
+    assert (viber_run["conversation"]["channel"], ad_run["conversation"]["channel"]) == (
+        "viber", "whatsapp")  # fmt: skip
+    # {{ contact.first_name }} on WhatsApp is the profile's name (it was empty: "Hi !").
+    assert ad_run["conversation"]["first_name"] == "Ada Lovelace"
+    r = await env.http.get(f"{env.flows}/v1/runs/{ad_run['id']}", headers=AUTH)
+    (sent,) = [e for h in r.json()["history"] for e in h["effects"] if e["kind"] == "send"]
+    assert sent["data"]["text"] == "Thanks for clicking our ad, Ada Lovelace."
 
 
 # A keyword flow: a chat that says "hello" has talked with flows (a schedule's scope).

@@ -87,19 +87,19 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
         if ev.sender.is_bot:
             return None
         text = ev.content.text if isinstance(ev.content, TextContent) else None
-        conv = _conversation(ev, ev.sender.first_name)
+        conv = _conversation(ev)
         referral = (ev.referral.source, ev.referral.campaign) if ev.referral else None
         inp = Input(kind="text", id=env.id, at=ev.received_at, text=text, referral=referral)
         return env, conv, inp
     if isinstance(ev, ContactStatusChanged):
         if ev.status is not ContactStatus.CONVERSATION_STARTED:
             return None
-        conv = _conversation(ev, ev.sender.first_name or ev.sender.display_name)
+        conv = _conversation(ev)
         context = ev.referral.campaign if ev.referral else None
         inp = Input(kind="event", id=env.id, at=ev.at, event="conversation_started", data=context)
         return env, conv, inp
     if isinstance(ev, CallbackReceived):
-        conv = _conversation(ev, ev.sender.first_name)
+        conv = _conversation(ev)
         inp = Input(
             kind="button", id=env.id, at=ev.received_at, data=ev.data, callback_id=ev.callback_id
         )
@@ -108,15 +108,17 @@ def conversation_input(msg: Msg) -> tuple[Envelope, FlowConversation, Input] | N
 
 
 def _conversation(
-    ev: MessageReceived | ContactStatusChanged | CallbackReceived, first_name: str | None
+    ev: MessageReceived | ContactStatusChanged | CallbackReceived,
 ) -> FlowConversation:
-    """The conversation an event happened in, with its sender known by ``first_name``."""
+    """The conversation an event happened in. Its sender's ``first_name`` is what
+    ``{{ contact.first_name }}`` says: WhatsApp and Viber give one display name, which
+    stands in for it (a greeting said "Hi !" there)."""
     return FlowConversation(
         channel=ev.channel,
         account=ev.account,
         chat_id=ev.chat.id,
         sender_id=ev.sender.id,
-        first_name=first_name,
+        first_name=ev.sender.first_name or ev.sender.display_name,
         username=ev.sender.username,
     )
 
