@@ -221,3 +221,18 @@ def test_a_long_text_above_buttons_is_named_where_whatsapp_would_refuse_it() -> 
         _with_file(photo, ["mtproto"], text="Hi", buttons=[[{"text": "A", "data": "a"}]])
     )
     assert [p for p, _ in found] == ["$.steps.a.buttons"]
+
+
+def test_a_campaign_step_carries_a_file_checked_against_its_segments_channel() -> None:
+    promo = {"kind": "video", "url": "https://cdn.example.com/promo.mp4"}
+    step = {"type": "campaign", "segment": {"channel": "viber", "tags": ["vip"]},
+            "text": "New in", "media": promo}  # fmt: skip
+    doc = {**demo(greet=step), "channels": []}
+    assert problems(doc) == [
+        ("$.steps.greet.media.size", "on viber: viber needs a video's size in bytes")
+    ]
+    validate({**doc, "steps": {**doc["steps"], "greet": {**step, "media": {**promo, "size": 9}}}})
+    bare = {**step, "text": None, "media": None}
+    assert problems({**doc, "steps": {**doc["steps"], "greet": bare}}) == [
+        ("$.steps.greet", "a campaign needs a text or media")
+    ]

@@ -347,3 +347,23 @@ def test_a_telegram_send_of_a_flow_without_telegram_channels_still_escapes_its_v
         "<b>a</b> <i>",
         None,
     )
+
+
+def test_a_file_goes_with_its_caption_as_the_words_it_shows() -> None:
+    """A send or campaign with media: the file, and the HTML text as a plain caption (a
+    caption has no parse mode), for a send and for a campaign alike."""
+    from switchboard.events.catalog.outbound import OutMedia
+    from switchboard.flows.effects import content_of
+
+    photo = {"kind": "photo", "url": "https://cdn.example.com/p.jpg"}
+    doc = flow({"a": {"type": "send", "text": "<b>Sofa</b> for {{ contact.first_name }}",
+                      "media": photo, "next": "b"},
+                "b": {"type": "campaign", "segment": {"channel": "telegram", "tags": ["vip"]},
+                      "text": "<i>Sale</i>", "media": photo}})  # fmt: skip
+    decision = start(doc)
+    send, campaign = [e for e in decision.effects if e.kind in ("send", "campaign")]
+    for effect, caption in ((send, "Sofa for Ada"), (campaign, "Sale")):
+        content = content_of(effect)
+        assert isinstance(content, OutMedia)
+        assert (content.kind, content.source.url, content.caption) == ("photo", photo["url"],
+                                                                       caption)  # fmt: skip

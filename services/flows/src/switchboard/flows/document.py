@@ -327,13 +327,14 @@ class WebhookStep(_Strict):
 
 
 class CampaignStep(_Strict):
-    """Start a campaign: ``text`` (a template, filled in this run) to everyone in
-    ``segment``, expanded by the CRM and sent by outbound at the accounts' rate. Once per
-    run and step: the campaign id comes from the run."""
+    """Start a campaign: ``text`` (a template, filled in this run), or a file with it as
+    its caption, to everyone in ``segment``, expanded by the CRM and sent by outbound at
+    the accounts' rate. Once per run and step: the campaign id comes from the run."""
 
     type: Literal["campaign"]
     segment: SegmentScope
-    text: str = Field(min_length=1, max_length=4096)
+    text: str | None = Field(None, min_length=1, max_length=4096)
+    media: Media | None = Field(None, description="a file, the text its caption")
     title: str | None = Field(None, max_length=200)
     next: StepId | None = None
 
@@ -518,6 +519,8 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
                         problems.append(
                             {"path": f"{path}.data", "reason": "more than 64 bytes in UTF-8"}
                         )
+        elif isinstance(step, CampaignStep):
+            problems.extend(_media_problems(doc, base, step))
         elif isinstance(step, AskStep):
             if step.validate_as == "choice" and not step.choices:
                 problems.append({"path": f"{base}.choices", "reason": "choice needs choices"})
@@ -567,17 +570,22 @@ def _button_problems(doc: FlowDocument, base: str, step: Step) -> list[dict[str,
     ]
 
 
-def _media_problems(doc: FlowDocument, base: str, step: SendStep) -> list[dict[str, str]]:
-    """A send with neither text nor file; a file, its caption or its buttons that a channel
-    the flow answers on cannot take as they are (every run would fail there)."""
+def _media_problems(
+    doc: FlowDocument, base: str, step: SendStep | CampaignStep
+) -> list[dict[str, str]]:
+    """A send or campaign with neither text nor file; a file, its caption or its buttons
+    that a channel it goes to (the flow's, a campaign's segment's) cannot take as they are
+    (every run would fail there)."""
     if step.media is None:
-        return [] if step.text else [{"path": base, "reason": "a send needs a text or media"}]
+        return [] if step.text else [{"path": base, "reason": f"a {step.type} needs a text "
+                                      "or media"}]  # fmt: skip
     problems: list[dict[str, str]] = []
-    buttons = sum(len(row) for row in step.buttons)
+    buttons = sum(len(row) for row in step.buttons) if isinstance(step, SendStep) else 0
+    channels = doc.reach if isinstance(step, SendStep) else {step.segment.channel}
     # The caption as written (a placeholder's value may lengthen it: outbound measures the
     # text sent).
     caption = len(step.text or "")
-    for channel in sorted(doc.reach):
+    for channel in sorted(channels):
         for field, why in file_problems(channel, step.media.kind, sized=step.media.size is not None,
                                         caption=caption, buttons=buttons):  # fmt: skip
             path = f"{base}.{field}" if field in ("text", "buttons") else f"{base}.media.{field}"

@@ -105,6 +105,16 @@ def schedule_subject(timer_id: str) -> str:
     return f"cmd.flows.schedule.v1.{token(timer_id)}"
 
 
+def content_of(effect: RunEffect) -> OutText | OutMedia:
+    """What a send or campaign effect sends: its text, or its file with the text as the
+    caption."""
+    text, file = effect.data.get("text"), effect.data.get("media")
+    if file is None:
+        return OutText(text=text, parse_mode=effect.data.get("parse_mode"))
+    source = MediaSource(url=file["url"], file_name=file.get("file_name"), size=file.get("size"))
+    return OutMedia(kind=file["kind"], source=source, caption=text)
+
+
 def send_command(rec: RunRecorded, effect: RunEffect) -> SendMessage:
     conv = rec.conversation
     rows = effect.data.get("buttons") or []
@@ -116,21 +126,12 @@ def send_command(rec: RunRecorded, effect: RunEffect) -> SendMessage:
                 tuple(Button(text=b["text"], callback_data=b["data"]) for b in row) for row in rows
             ),
         )
-    text, file = effect.data.get("text"), effect.data.get("media")
-    content: OutText | OutMedia
-    if file is None:
-        content = OutText(text=text, parse_mode=effect.data.get("parse_mode"))
-    else:
-        source = MediaSource(
-            url=file["url"], file_name=file.get("file_name"), size=file.get("size")
-        )
-        content = OutMedia(kind=file["kind"], source=source, caption=text)
     return SendMessage(
         message_id=f"flow:{effect.id}",
         channel=conv.channel,
         account=conv.account,
         recipient=conv.chat_id,
-        content=content,
+        content=content_of(effect),
         keyboard=keyboard,
         priority=Priority.HIGH,
     )
@@ -222,7 +223,7 @@ def campaign_command(rec: RunRecorded, effect: RunEffect) -> StartSegmentCampaig
         campaign_id=f"flow:{effect.id}",
         title=effect.data.get("title"),
         segment=CampaignSegment.model_validate(effect.data["segment"]),
-        content=OutText(text=effect.data["text"], parse_mode=effect.data.get("parse_mode")),
+        content=content_of(effect),
         by=f"flow:{rec.flow_id}",
     )
 

@@ -434,27 +434,34 @@ class _Context:
         if self.inp.callback_id:
             self.effect("answer", callback_id=self.inp.callback_id)
 
-    def send(
-        self,
-        template: str | None,
-        buttons: tuple[tuple[Button, ...], ...] = (),
-        media: Media | None = None,
-    ) -> str:
-        channel = self.run.conversation.channel
+    def content(
+        self, template: str | None, channel: Channel, media: Media | None = None
+    ) -> dict[str, Any]:
+        """A message's ``text`` and ``parse_mode`` for ``channel`` from a template, with
+        its ``media`` when it is a file's caption."""
         fmt = self.flow.format
         text, parse_mode = (None, None)
         if template:
             text, parse_mode = render(
                 template, self.scope(), channel, fmt, markup=self.flow.texts_are_markup
             )
-        rows = [[{"text": b.text, "data": b.data} for b in row] for row in buttons]
         if media is None:
-            return self.effect("send", text=text, parse_mode=parse_mode, buttons=rows)
+            return {"text": text, "parse_mode": parse_mode}
         if text is not None and parse_mode is not None:
             # A caption is sent without a parse mode: the markup becomes what it shows.
-            text, parse_mode = to_plain(text, fmt, channel), None
+            text = to_plain(text, fmt, channel)
         file = media.model_dump(mode="json", exclude_none=True)
-        return self.effect("send", text=text, parse_mode=None, buttons=rows, media=file)
+        return {"text": text, "parse_mode": None, "media": file}
+
+    def send(
+        self,
+        template: str | None,
+        buttons: tuple[tuple[Button, ...], ...] = (),
+        media: Media | None = None,
+    ) -> str:
+        rows = [[{"text": b.text, "data": b.data} for b in row] for row in buttons]
+        content = self.content(template, self.run.conversation.channel, media)
+        return self.effect("send", **content, buttons=rows)
 
     def timer(self, seconds: int) -> tuple[str, datetime]:
         due = self.inp.at + timedelta(seconds=seconds)
@@ -546,18 +553,10 @@ class _Context:
                 self.record(sid, "webhook", "called", call=call)
                 return self.wait(Waiting(step=sid, kind="webhook", timer_id=call))
             elif isinstance(step, CampaignStep):
-                text, parse_mode = render(
-                    step.text,
-                    self.scope(),
-                    step.segment.channel,
-                    self.flow.format,
-                    markup=self.flow.texts_are_markup,
-                )
                 campaign = self.effect(
                     "campaign",
                     segment=step.segment.model_dump(mode="json", exclude_none=True),
-                    text=text,
-                    parse_mode=parse_mode,
+                    **self.content(step.text, step.segment.channel, step.media),
                     title=step.title,
                 )
                 self.record(sid, "campaign", "started", campaign=f"flow:{campaign}")
