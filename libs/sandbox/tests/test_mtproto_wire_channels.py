@@ -355,3 +355,17 @@ async def test_an_invite_link_previews_then_joins_a_private_channel(wire: WireEn
     with pytest.raises(errors.InviteRequestSentError):
         await client(functions.messages.ImportChatInviteRequest(asked))
     assert guest.id not in club.members
+
+
+async def test_leave_a_channel_and_a_basic_group(wire: WireEnv) -> None:
+    channel, reader = _channel(wire)
+    team = wire.sandbox.mtproto.add_chat("Team", [reader])
+    client = await wire.signed_in(reader)
+    entity = await client.get_entity("newsroom")
+    await client(functions.channels.LeaveChannelRequest(entity))
+    assert reader.id not in channel.members
+    assert (await client.get_entity("newsroom")).left is True
+    with pytest.raises(errors.UserNotParticipantError):
+        await client(functions.channels.LeaveChannelRequest(entity))
+    await client(functions.messages.DeleteChatUserRequest(team.id, types.InputUserSelf()))
+    assert reader.id not in team.members

@@ -59,6 +59,20 @@ async def test_subscribing_joins_a_public_channel_and_reads_it_live(
         texts = await eventually(received, message="posts of the joined channels, live")
         assert texts == {"30% off today", "who has the price list?"}
 
+        # Unsubscribing leaves what subscribing joined (an account does not gather channels
+        # up to Telegram's limit), and only that: a channel it was in stays.
+        mine = next(g for g in w.fake.world.groups.values() if g.username == "mine_join")
+        async with w.http(base) as http:
+            for ref in ("@deals_join", "@mine_join"):
+                r = await http.delete(f"/v1/sessions/reader/subscriptions/{ref}")
+                assert r.status_code == 200, r.text
+
+        async def left() -> bool:
+            return reader.id not in news.members
+
+        await eventually(left, message="left the channel it had joined")
+        assert reader.id in mine.members
+
 
 async def test_an_invite_link_joins_a_private_channel_and_reads_it(
     nats_url: str, postgres_url: str

@@ -454,3 +454,18 @@ async def test_join_invite_joins_through_a_link_once(wire: Wire) -> None:
     assert (await client.join_invite(link.removeprefix("https://t.me/+")))[1] is False
     with pytest.raises(PeerNotFoundError):
         await client.join_invite("NoSuchLink123")
+
+
+async def test_leave_a_channel_and_a_basic_group_once(wire: Wire) -> None:
+    mtproto = wire.sandbox.mtproto
+    reader, _ = mtproto.add_user("15550003333")
+    owner, _ = mtproto.add_user("15550004444")
+    channel = mtproto.add_channel("News", "news_leave", creator=owner, members=[reader])
+    chat = mtproto.add_chat("Team", [owner, reader])
+    client = await wire.signed_in(reader)
+    news = await client.resolve_peer("news_leave")
+    await client.leave(news)
+    assert reader.id not in channel.members
+    await client.leave(news)  # out already: what leaving wanted
+    await client.leave(Peer(id=chat.id, type=PeerType.CHAT))
+    assert reader.id not in chat.members

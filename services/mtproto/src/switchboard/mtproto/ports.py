@@ -435,6 +435,9 @@ class MtprotoClient(Protocol):
         if it was a member already (raises JoinRefusedError, PeerNotFoundError,
         ChatWriteForbiddenError when banned there)."""
 
+    async def leave(self, peer: Peer) -> None:
+        """Leave a channel, supergroup or basic group (already out: nothing happens)."""
+
     async def join_invite(self, invite_hash: str) -> tuple[Peer, bool]:
         """The group or channel an invite link opens, the account made a member of it: the
         peer, and True if it joined (False: a member already). Raises PeerNotFoundError for

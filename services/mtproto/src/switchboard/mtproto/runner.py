@@ -667,6 +667,7 @@ class SessionRunner:
                     for sub in subs:
                         if sub.status == "pending":
                             await self._resolve(client, sub)
+                    await self._leave_unsubscribed(client)
                     for chat, sub in active.items():
                         if chat not in self.caught_up:
                             await self._catch_up(client, sub)
@@ -747,7 +748,9 @@ class SessionRunner:
         try:
             newest = await self.flood.call("get_history", lambda: client.get_history(peer, limit=1))
             last = max([m.id for m in newest] + [0])
-            result = await self.deps.state.activate(self.session_id, sub.ref, peer, chat.id, last)
+            result = await self.deps.state.activate(
+                self.session_id, sub.ref, peer, chat.id, last, joined
+            )
             if result != "active":
                 if not known:
                     self.chats.pop(chat.id, None)
@@ -771,6 +774,16 @@ class SessionRunner:
                 joined=joined,
             )
         )
+
+    async def _leave_unsubscribed(self, client: MtprotoClient) -> None:
+        """Leave the chats that subscriptions joined and unsubscribing gave up (one read
+        again under another subscription meanwhile is kept)."""
+        for chat, peer in await self.deps.state.leaves(self.session_id):
+            if chat not in self.chats:
+                await self.flood.call("leave", functools.partial(client.leave, peer))
+                log.info("left a chat its subscription had joined", session_id=self.session_id,
+                         chat_id=chat)  # fmt: skip
+            await self.deps.state.left(self.session_id, chat)
 
     async def _member_of(self, client: MtprotoClient, ref: str) -> tuple[Peer, bool]:
         """The peer ``ref`` names with the account a member where it must be to read it,

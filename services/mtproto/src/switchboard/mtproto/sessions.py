@@ -294,7 +294,9 @@ class SessionStore:
         """Delete a session and everything kept for it."""
         async with self.pool.acquire() as conn, conn.transaction():
             done = await conn.execute("DELETE FROM sessions WHERE session_id = $1", session_id)
-            for table in ("logins", "subscriptions", "backfills", "message_chats", "update_states"):
+            for table in (
+                "logins", "subscriptions", "leaves", "backfills", "message_chats", "update_states"
+            ):  # fmt: skip
                 await conn.execute(f"DELETE FROM {table} WHERE session_id = $1", session_id)
         return done.endswith(" 1")
 

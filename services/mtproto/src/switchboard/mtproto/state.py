@@ -28,6 +28,7 @@ class Subscription:
     last_seen_id: int
     reason: str | None = None
     command_id: str | None = None
+    joined: bool = False  # subscribing made the account a member: unsubscribing leaves
 
     @property
     def followed(self) -> bool:
@@ -167,9 +168,13 @@ class StateStore:
         )
         return str(status).endswith(" 1")
 
-    async def activate(self, session_id: str, ref: str, peer: Peer, chat_id: str, last: int) -> str:
+    async def activate(
+        self, session_id: str, ref: str, peer: Peer, chat_id: str, last: int, joined: bool = False
+    ) -> str:
         """Record the resolved peer: ``active``, or ``duplicate`` when another reference
-        already reads the same chat (this one is marked failed)."""
+        already reads the same chat (this one is marked failed). ``joined``: the account
+        joined the chat to read it; a leave still waiting for the chat is called off (that
+        subscription had joined it: this one has)."""
         async with self.pool.acquire() as conn, conn.transaction():
             other = await conn.fetchval(
                 """SELECT ref FROM subscriptions WHERE session_id = $1 AND chat_id = $2
@@ -187,16 +192,20 @@ class StateStore:
                     f"already subscribed to chat {chat_id} as {other}",
                 )
                 return "duplicate"
+            waiting = await conn.execute(
+                "DELETE FROM leaves WHERE session_id = $1 AND chat_id = $2", session_id, chat_id
+            )
             await conn.execute(
                 """UPDATE subscriptions SET status = 'active', chat_id = $3, peer = $4,
                        last_seen_id = GREATEST(last_seen_id, $5), reason = NULL,
-                       updated_at = now()
+                       joined = $6, updated_at = now()
                    WHERE session_id = $1 AND ref = $2""",
                 session_id,
                 ref,
                 chat_id,
                 peer_json(peer),
                 last,
+                joined or waiting.endswith(" 1"),
             )
         return "active"
 
@@ -212,14 +221,34 @@ class StateStore:
     async def unsubscribe(self, session_id: str, ref: str) -> Subscription | None:
         """Remove a subscription by reference or chat id (with failed attempts at the same
         reference); returns the one that was read, if any."""
-        rows = await self.pool.fetch(
-            """DELETE FROM subscriptions WHERE session_id = $1 AND (ref = $2 OR chat_id = $2)
-               RETURNING *""",
-            session_id,
-            ref,
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """DELETE FROM subscriptions
+                   WHERE session_id = $1 AND (ref = $2 OR chat_id = $2) RETURNING *""",
+                session_id,
+                ref,
+            )
+            # What subscribing joined is left again (by the session's holder, at its tick).
+            await conn.executemany(
+                """INSERT INTO leaves (session_id, chat_id, peer) VALUES ($1, $2, $3)
+                   ON CONFLICT DO NOTHING""",
+                [(session_id, r["chat_id"], r["peer"]) for r in rows if r["joined"] and r["peer"]],
+            )
         subs = sorted((_subscription(r) for r in rows), key=lambda s: s.status != "active")
         return subs[0] if subs else None
+
+    async def leaves(self, session_id: str) -> list[tuple[str, Peer]]:
+        """The chats the session is to leave: (chat id, peer)."""
+        rows = await self.pool.fetch(
+            "SELECT chat_id, peer FROM leaves WHERE session_id = $1 ORDER BY requested_at",
+            session_id,
+        )
+        return [(r["chat_id"], peer) for r in rows if (peer := peer_from_json(r["peer"]))]
+
+    async def left(self, session_id: str, chat_id: str) -> None:
+        await self.pool.execute(
+            "DELETE FROM leaves WHERE session_id = $1 AND chat_id = $2", session_id, chat_id
+        )
 
     async def advance(self, session_id: str, chat_id: str, message_id: int) -> None:
         """The newest message published in a chat (never moves back)."""

@@ -771,6 +771,24 @@ class TelethonClient:
             return self._remember(map_entity(found.chat))
         return None
 
+    async def leave(self, peer: Peer) -> None:
+        if peer.type is PeerType.CHAT:
+            request: Any = functions.messages.DeleteChatUserRequest(
+                peer.id, types.InputUserSelf(), revoke_history=False
+            )
+        elif peer.type in (PeerType.CHANNEL, PeerType.MEGAGROUP):
+            request = functions.channels.LeaveChannelRequest(
+                types.InputChannel(peer.id, peer.access_hash or 0)
+            )
+        else:
+            return
+        try:
+            await self._run(self._client(request))
+        except MtprotoError as exc:
+            # Out already (left by hand, removed, the chat gone): what leaving wanted.
+            if exc.reason not in ("USER_NOT_PARTICIPANT", "CHANNEL_PRIVATE", "CHAT_ID_INVALID"):
+                raise
+
     async def join_invite(self, invite_hash: str) -> tuple[Peer, bool]:
         checked = await self._run(
             self._client(functions.messages.CheckChatInviteRequest(invite_hash))

@@ -483,6 +483,36 @@ async def import_chat_invite(call: WireCall, request: Any) -> types.Updates:
     )
 
 
+@handles(functions.channels.LeaveChannelRequest)
+async def leave_channel(call: WireCall, request: Any) -> types.Updates:
+    viewer = call.base.viewer()
+    channel = resolve_channel(call.provider.world, viewer, request.channel)
+    if viewer.id not in channel.members:
+        raise RpcError("USER_NOT_PARTICIPANT")
+    channel.members.discard(viewer.id)
+    channel.admins.discard(viewer.id)
+    return types.Updates(
+        updates=[], users=[], chats=[group_tl(channel, viewer)], date=when(time.time()), seq=0
+    )
+
+
+@handles(functions.messages.DeleteChatUserRequest)
+async def leave_chat(call: WireCall, request: Any) -> types.Updates:
+    """A basic group's member leaves it (the only removal the fake serves: one's own)."""
+    viewer = call.base.viewer()
+    chat = call.provider.world.groups.get(int(request.chat_id))
+    if chat is None or chat.is_channel:
+        raise RpcError("CHAT_ID_INVALID")
+    if not isinstance(request.user_id, types.InputUserSelf):
+        raise RpcError("CHAT_ADMIN_REQUIRED")
+    if viewer.id not in chat.members:
+        raise RpcError("USER_NOT_PARTICIPANT")
+    chat.members.discard(viewer.id)
+    return types.Updates(
+        updates=[], users=[], chats=[group_tl(chat, viewer)], date=when(time.time()), seq=0
+    )
+
+
 @handles(functions.channels.GetChannelsRequest, functions.messages.GetChatsRequest)
 async def get_chats(call: WireCall, request: Any) -> types.messages.Chats:
     viewer = call.base.viewer()
