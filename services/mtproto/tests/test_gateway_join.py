@@ -32,6 +32,14 @@ async def test_subscribing_joins_a_public_channel_and_reads_it_live(
             assert r.status_code == 409, r.text
             assert "CHANNELS_TOO_MUCH" in r.text
             assert reader.id not in full.members
+            # An error the gateway has no name for fails the subscription, not the session
+            # (raised, it dropped the connection at every try, for good).
+            w.fake.add_fault(method="channels.joinChannel", error="CHANNEL_NEW_LIMIT", times=1)
+            r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": "@full_join"})
+            assert r.status_code == 409, r.text
+            assert "CHANNEL_NEW_LIMIT" in r.text
+            assert await w.connected(keys[0].key_id)
+            assert w.fake.connection_log(key_id=keys[0].key_id)["keys"][0]["connects"] == 1
             for ref in ("@deals_join", "@talk_join", "@mine_join"):
                 r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": ref})
                 assert r.status_code == 201, r.text

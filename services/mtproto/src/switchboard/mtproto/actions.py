@@ -11,7 +11,7 @@ from typing import Any
 from switchboard.events.catalog.mtproto import CommandRejected, SubscriptionRemoved
 from switchboard.events.envelope import Envelope
 from switchboard.mtproto.convert import normalize_ref
-from switchboard.mtproto.ports import ChatWriteForbiddenError, JoinRefusedError, error_from_rpc
+from switchboard.mtproto.ports import ChatWriteForbiddenError, PeerNotFoundError, error_from_rpc
 from switchboard.mtproto.sessions import SessionStore
 from switchboard.mtproto.state import StateStore
 from switchboard.runtime.bus import Bus
@@ -55,15 +55,13 @@ async def subscribe(
 
 def failure_status(reason: str | None) -> int:
     """The HTTP status of a subscription that failed, from its reason (Telegram's error name
-    first): banned there 403; not joinable, or the chat already read under another
-    reference 409; a peer unknown or hidden from the account 404."""
+    first): a peer unknown or hidden from the account 404; banned there 403; not joinable,
+    read already under another reference, or refused otherwise 409."""
     name = (reason or "").split(":", 1)[0]
-    if name.startswith("already"):
-        return 409
     error = error_from_rpc(name)
-    if isinstance(error, ChatWriteForbiddenError):
-        return 403
-    return 409 if isinstance(error, JoinRefusedError) else 404
+    if isinstance(error, PeerNotFoundError):
+        return 404
+    return 403 if isinstance(error, ChatWriteForbiddenError) else 409
 
 
 async def unsubscribe(state: StateStore, session_id: str, ref: str) -> Result:

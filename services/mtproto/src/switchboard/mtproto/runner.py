@@ -73,7 +73,6 @@ from switchboard.mtproto.ports import (
     ChatWriteForbiddenError,
     DisconnectedError,
     FloodWaitError,
-    JoinRefusedError,
     Message,
     MessageEdited,
     MessagesDeleted,
@@ -730,11 +729,15 @@ class SessionRunner:
         invite link is joined through."""
         try:
             peer, joined = await self._member_of(client, sub.ref)
-        except (PeerNotFoundError, ChatWriteForbiddenError, JoinRefusedError) as exc:
+        except (DisconnectedError, *_REVOKING):
+            raise  # the session's, not the subscription's: reconnect (or stop) and try again
+        except MtprotoError as exc:
+            # Telegram refused this peer (any reason, named): the subscription fails, never
+            # the session (retried at every reconnect, it would drop the connection for good).
             if isinstance(exc, PeerNotFoundError) and invite_hash(sub.ref) is None:
                 reason, said = exc.reason, f"{sub.ref}: {exc.reason}"
             else:
-                reason = said = f"{exc.reason}: Telegram would not add the account to {sub.ref}"
+                reason = said = f"{exc.reason}: Telegram would not let the account read {sub.ref}"
             await self.deps.state.fail_subscription(self.session_id, sub.ref, reason)
             status = actions.failure_status(reason)
             await self._reject(sub.command_id, "mtproto.subscribe", status, said)
@@ -780,9 +783,19 @@ class SessionRunner:
         again under another subscription meanwhile is kept)."""
         for chat, peer in await self.deps.state.leaves(self.session_id):
             if chat not in self.chats:
-                await self.flood.call("leave", functools.partial(client.leave, peer))
-                log.info("left a chat its subscription had joined", session_id=self.session_id,
-                         chat_id=chat)  # fmt: skip
+                try:
+                    await self.flood.call("leave", functools.partial(client.leave, peer))
+                    log.info("left a chat its subscription had joined",
+                             session_id=self.session_id, chat_id=chat)  # fmt: skip
+                except (DisconnectedError, *_REVOKING):
+                    raise
+                except MtprotoError as exc:  # refused for good: not tried at every tick
+                    log.warning(
+                        "could not leave a chat its subscription had joined",
+                        session_id=self.session_id,
+                        chat_id=chat,
+                        error=exc.reason,
+                    )
             await self.deps.state.left(self.session_id, chat)
 
     async def _member_of(self, client: MtprotoClient, ref: str) -> tuple[Peer, bool]:
