@@ -43,6 +43,10 @@ async def test_subscribing_joins_a_public_channel_and_reads_it_live(
             for ref in ("@deals_join", "@talk_join", "@mine_join"):
                 r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": ref})
                 assert r.status_code == 201, r.text
+            listed = (await http.get("/v1/sessions/reader/subscriptions")).json()["items"]
+            joined_by_ref = {item["ref"]: item["joined"] for item in listed}
+            assert joined_by_ref["@deals_join"] is True
+            assert joined_by_ref["@mine_join"] is False
         assert reader.id in news.members
         joined = await wait_for_event(
             nats_url, "mtproto.subscription_added", session_id="reader", joined=True

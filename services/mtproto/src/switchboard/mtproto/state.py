@@ -46,6 +46,7 @@ class Subscription:
             "last_seen_id": self.last_seen_id,
             "reason": self.reason,
             "followed": self.followed,
+            "joined": self.joined,
         }
 
 
