@@ -415,7 +415,8 @@ class FlowDocument(_Strict):
 
     @property
     def reach(self) -> frozenset[Channel]:
-        """The channels the flow answers on: its ``channels``', or every bot and number."""
+        """The channels the flow answers on: those its ``channels`` name, or without them
+        every bot and number."""
         if not self.channels:
             return frozenset({Channel.TELEGRAM, Channel.WHATSAPP, Channel.VIBER})
         return frozenset(s.channel for s in self.channels)
