@@ -429,6 +429,13 @@ async def read_history(call: WireCall, request: Any) -> Any:
     return types.messages.AffectedMessages(pts=viewer.box.pts, pts_count=0)
 
 
+def _membership(group: FakeGroup, viewer: FakeUser) -> types.Updates:
+    """The answer to a join or a leave: the chat as the viewer now sees it."""
+    return types.Updates(
+        updates=[], users=[], chats=[group_tl(group, viewer)], date=when(time.time()), seq=0
+    )
+
+
 @handles(functions.channels.JoinChannelRequest)
 async def join_channel(call: WireCall, request: Any) -> types.Updates:
     viewer = call.base.viewer()
@@ -437,9 +444,7 @@ async def join_channel(call: WireCall, request: Any) -> types.Updates:
     if viewer.id not in channel.members and not channel.username:
         raise RpcError("CHANNEL_PRIVATE")
     channel.members.add(viewer.id)
-    return types.Updates(
-        updates=[], users=[], chats=[group_tl(channel, viewer)], date=when(time.time()), seq=0
-    )
+    return _membership(channel, viewer)
 
 
 def _invited(call: WireCall, invite: str) -> tuple[FakeUser, FakeGroup, bool]:
@@ -478,9 +483,7 @@ async def import_chat_invite(call: WireCall, request: Any) -> types.Updates:
     if request_needed:
         raise RpcError("INVITE_REQUEST_SENT")
     group.members.add(viewer.id)
-    return types.Updates(
-        updates=[], users=[], chats=[group_tl(group, viewer)], date=when(time.time()), seq=0
-    )
+    return _membership(group, viewer)
 
 
 @handles(functions.channels.LeaveChannelRequest)
@@ -491,9 +494,7 @@ async def leave_channel(call: WireCall, request: Any) -> types.Updates:
         raise RpcError("USER_NOT_PARTICIPANT")
     channel.members.discard(viewer.id)
     channel.admins.discard(viewer.id)
-    return types.Updates(
-        updates=[], users=[], chats=[group_tl(channel, viewer)], date=when(time.time()), seq=0
-    )
+    return _membership(channel, viewer)
 
 
 @handles(functions.messages.DeleteChatUserRequest)
@@ -508,9 +509,7 @@ async def leave_chat(call: WireCall, request: Any) -> types.Updates:
     if viewer.id not in chat.members:
         raise RpcError("USER_NOT_PARTICIPANT")
     chat.members.discard(viewer.id)
-    return types.Updates(
-        updates=[], users=[], chats=[group_tl(chat, viewer)], date=when(time.time()), seq=0
-    )
+    return _membership(chat, viewer)
 
 
 @handles(functions.channels.GetChannelsRequest, functions.messages.GetChatsRequest)
