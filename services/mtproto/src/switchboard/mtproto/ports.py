@@ -438,10 +438,11 @@ class MtprotoClient(Protocol):
     async def leave(self, peer: Peer) -> None:
         """Leave a channel, supergroup or basic group (already out: nothing happens)."""
 
-    async def join_invite(self, invite_hash: str) -> tuple[Peer, bool]:
-        """The group or channel an invite link opens, the account made a member of it: the
-        peer, and True if it joined (False: a member already). Raises PeerNotFoundError for
-        a link that is unknown or expired, JoinRefusedError as join_channel."""
+    async def join_invite(self, invite: str) -> tuple[Peer, bool]:
+        """The group or channel an invite link's hash opens, the account made a member of
+        it: the peer, and True if it joined (False: a member already). Raises
+        PeerNotFoundError for a link that is unknown or expired, JoinRefusedError as
+        join_channel."""
 
     async def get_history(
         self, peer: Peer, *, offset_id: int = 0, limit: int = 100, min_id: int = 0

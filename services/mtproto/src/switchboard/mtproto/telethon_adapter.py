@@ -763,10 +763,15 @@ class TelethonClient:
         await self._run(self._client(functions.channels.JoinChannelRequest(channel)))
         return True
 
+    async def _check_invite(self, invite: str) -> Any:
+        """What an invite link opens (``messages.checkChatInvite``): the chat for a member
+        (ChatInviteAlready), a channel's preview (ChatInvitePeek), else a ChatInvite."""
+        return await self._run(self._client(functions.messages.CheckChatInviteRequest(invite)))
+
     async def _invite(self, invite: str) -> Peer | None:
         """The chat an invite link opens, if the account may read it (a member, or a
         channel's preview); None when it must join first."""
-        found = await self._run(self._client(functions.messages.CheckChatInviteRequest(invite)))
+        found = await self._check_invite(invite)
         if isinstance(found, types.ChatInviteAlready | types.ChatInvitePeek):
             return self._remember(map_entity(found.chat))
         return None
@@ -789,26 +794,22 @@ class TelethonClient:
             if exc.reason not in ("USER_NOT_PARTICIPANT", "CHANNEL_PRIVATE", "CHAT_ID_INVALID"):
                 raise
 
-    async def join_invite(self, invite_hash: str) -> tuple[Peer, bool]:
-        checked = await self._run(
-            self._client(functions.messages.CheckChatInviteRequest(invite_hash))
-        )
+    async def join_invite(self, invite: str) -> tuple[Peer, bool]:
+        checked = await self._check_invite(invite)
         if isinstance(checked, types.ChatInviteAlready):
             return self._remember(map_entity(checked.chat)), False
         try:
             result = await self._run(
-                self._client(functions.messages.ImportChatInviteRequest(invite_hash))
+                self._client(functions.messages.ImportChatInviteRequest(invite))
             )
         except MtprotoError as exc:
             # Joined meanwhile (on another of the account's devices): the chat, as a member.
-            if exc.reason == "USER_ALREADY_PARTICIPANT" and (
-                found := await self._invite(invite_hash)
-            ):
+            if exc.reason == "USER_ALREADY_PARTICIPANT" and (found := await self._invite(invite)):
                 return found, False
             raise
         chat = next(iter(getattr(result, "chats", [])), None)
         if chat is None:
-            raise PeerNotFoundError(f"joining {INVITE_PREFIX}{invite_hash} named no chat")
+            raise PeerNotFoundError(f"joining {INVITE_PREFIX}{invite} named no chat")
         return self._remember(map_entity(chat)), True
 
     async def get_history(
