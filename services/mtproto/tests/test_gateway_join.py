@@ -134,3 +134,32 @@ async def test_an_invite_link_joins_a_private_channel_and_reads_it(
         assert await eventually(received, message="the private channel's post") == [
             "members only: 50% off"
         ]
+
+
+async def test_a_leave_outlives_the_connection_dropping_under_it(
+    nats_url: str, postgres_url: str
+) -> None:
+    """The leave an unsubscribe queues is kept in Postgres, not in the holder: when the
+    connection drops under it (twice), the session reconnects and leaves then."""
+    async with world(nats_url, postgres_url) as w:
+        reader, keys = w.fake.add_user("+15550400021", first_name="Reader", sessions=1)
+        owner, _ = w.fake.add_user("+15550400022", first_name="Owner")
+        news = w.fake.add_channel("Deals", "deals_drop", creator=owner)
+        base = await w.gateway(instance_id="g1")
+        await w.import_session(base, "reader", keys[0].session)
+        await eventually(lambda: w.connected(keys[0].key_id), message="session connected")
+        async with w.http(base) as http:
+            r = await http.post("/v1/sessions/reader/subscriptions", json={"peer": "@deals_drop"})
+            assert r.status_code == 201, r.text
+            assert reader.id in news.members
+            w.fake.add_fault(method="channels.leaveChannel", error="CONNECTION_CLOSED", times=2)
+            r = await http.delete("/v1/sessions/reader/subscriptions/@deals_drop")
+            assert r.status_code == 200, r.text
+
+        async def left() -> bool:
+            return reader.id not in news.members
+
+        await eventually(left, timeout=30, message="left after the connection came back")
+        log = w.fake.connection_log(key_id=keys[0].key_id)
+        assert log["keys"][0]["connects"] >= 2  # it did drop, and the leave waited it out
+        assert log["duplicates"] == 0
