@@ -11,6 +11,7 @@ import base64
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -448,3 +449,41 @@ async def test_an_erased_person_leaves_the_gateway_s_records_of_sends_to_them(
     finally:
         await conn.close()
     assert found == (pii.erased_marker(hashed), pii.erased_marker(hashed))
+
+
+async def test_formatted_texts_and_template_posts_read_as_a_bot_s_would(env: Env) -> None:
+    """A user account's HTML was a 422 ("reads no parse mode") and a calendar post's
+    template reached it as its words alone (`<b>Xmas</b>` became `Xmas`, not bold): both
+    now go as Telegram's message entities, as a bot's parse mode shows them."""
+    html = {"kind": "text", "text": '<b>Sale</b> at <a href="https://shop.test">shop</a>',
+            "parse_mode": "HTML"}  # fmt: skip
+    r = await env.outbound.post("/v1/messages", json=_body("ua-html-1", html))
+    assert r.status_code == 202, r.text
+    r = await env.outbound.post(
+        "/v1/templates", json={"name": "daily", "body": "<b>{{ title }}</b> <i>{{ deal }}</i>"}
+    )
+    assert r.status_code == 201, r.text
+    at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    post = {
+        "destination": {"channel": "mtproto", "account": SESSION, "chat": "@friend_ua"},
+        "at": at,
+        "template": {"name": "daily", "variables": {"title": "Xmas <3", "deal": "-30%"}},
+    }
+    r = await env.outbound.post("/v1/calendar/posts", json=post)
+    assert r.status_code == 201, r.text
+
+    async def both() -> list[dict[str, Any]] | None:
+        found = env.box.mtproto.messages(env.sender, env.friend)
+        return found if len(found) == 2 else None
+
+    chat = sorted(await eventually(both, timeout=60, message="both sent"), key=lambda m: m["text"])
+    assert [(m["text"], m["entities"]) for m in chat] == [
+        ("Sale at shop", [
+            {"type": "bold", "offset": 0, "length": 4},
+            {"type": "text_link", "offset": 8, "length": 4, "url": "https://shop.test"},
+        ]),
+        ("Xmas <3 -30%", [
+            {"type": "bold", "offset": 0, "length": 7},
+            {"type": "italic", "offset": 8, "length": 4},
+        ]),
+    ]  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from telethon import errors, events, functions, types
+from telethon.extensions import html
 
 from switchboard.sandbox.testing import wait_until
 
@@ -157,6 +158,27 @@ async def test_send_messages_and_media_reach_the_other_side(wire: WireEnv) -> No
     assert inbox[1].media.geo.lat == pytest.approx(52.52)
     stored = mtproto.messages(alice, user=bob)
     assert [m["text"] for m in stored] == ["hello bob", "here"]
+
+
+async def test_formatting_reaches_the_other_side_as_message_entities(wire: WireEnv) -> None:
+    """Telethon's own HTML parse mode sends entities (UTF-16 offsets); the reader gets them
+    back as Telethon renders them, and formatting outside the text is refused."""
+    mtproto = wire.sandbox.mtproto
+    alice, bob, a, b = await wire.chat()
+    text = '<strong>Sale</strong> 😀 <a href="https://shop.test/x">shop</a> <em>now</em>'
+    async with collecting(b, events.NewMessage(incoming=True)) as (inbox, arrived):
+        await a.send_message("bob_wire", text, parse_mode="html")
+        await arrived(1)
+    assert inbox[0].raw_text == "Sale 😀 shop now"
+    assert html.unparse(inbox[0].raw_text, inbox[0].entities) == text
+    assert mtproto.messages(alice, user=bob)[-1]["entities"] == [
+        {"type": "bold", "offset": 0, "length": 4},
+        {"type": "text_link", "offset": 8, "length": 4, "url": "https://shop.test/x"},
+        {"type": "italic", "offset": 13, "length": 3},
+    ]
+    outside = [types.MessageEntityBold(offset=2, length=5)]
+    with pytest.raises(errors.EntityBoundsInvalidError):
+        await a.send_message("bob_wire", "hey", formatting_entities=outside)
 
 
 async def test_read_history_sends_a_read_receipt_to_the_sender(wire: WireEnv) -> None:

@@ -236,6 +236,9 @@ def test_delay_waits_for_its_own_timer() -> None:
         (["telegram"], Channel.TELEGRAM, '<b>Hi</b> &lt;i&gt; <a href="https://x.test">shop</a>'),
         # a flow for WhatsApp alone writes the text it shows, tags and all
         (["whatsapp"], Channel.WHATSAPP, '<b>Hi</b> <i> <a href="https://x.test">shop</a>'),
+        # a user account sends what the parse mode means (entities): it writes HTML too
+        (["mtproto"], Channel.MTPROTO, '<b>Hi</b> &lt;i&gt; <a href="https://x.test">shop</a>'),
+        (["mtproto", "whatsapp"], Channel.WHATSAPP, "*Hi* <i> shop (https://x.test)"),
     ],
 )
 def test_a_flow_s_markup_shows_on_each_channel_as_that_channel_can(
@@ -252,7 +255,11 @@ def test_a_flow_s_markup_shows_on_each_channel_as_that_channel_can(
 
 @pytest.mark.parametrize(
     ("channel", "expected"),
-    [(Channel.TELEGRAM, ("a &lt;i&gt; b", "HTML")), (Channel.WHATSAPP, ("a <i> b", None))],
+    [
+        (Channel.TELEGRAM, ("a &lt;i&gt; b", "HTML")),
+        (Channel.WHATSAPP, ("a <i> b", None)),
+        (Channel.MTPROTO, ("a &lt;i&gt; b", "HTML")),
+    ],
 )
 def test_values_are_escaped_per_provider(channel: Channel, expected: tuple[str, str]) -> None:
     assert render("a {{ vars.x }} b", {"vars": {"x": "<i>"}}, channel) == expected

@@ -15,6 +15,7 @@ from switchboard.mtproto.ports import (
     PeerNotFoundError,
 )
 from switchboard.mtproto.relay import Outgoing, classify, deliver_subject, outgoing
+from switchboard.runtime.markup import Span
 
 DEADLINE = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -43,11 +44,21 @@ def test_text_media_and_locations_become_what_the_port_sends() -> None:
     assert (where.media.latitude, where.media.longitude) == (1.5, 2.5)
 
 
+def test_a_text_with_a_parse_mode_is_sent_as_its_words_and_spans() -> None:
+    """It went out with its tags as words: a user account has no parse mode, its client
+    sends the entities the parse mode means."""
+    html = outgoing(_cmd({"kind": "text", "text": "<b>Hi</b> you", "parse_mode": "HTML"}))
+    assert html == Outgoing(text="Hi you", spans=(Span("bold", 0, 2),))
+    md = outgoing(_cmd({"kind": "text", "text": "*Hi* you", "parse_mode": "MarkdownV2"}))
+    assert md == html
+
+
 def test_what_a_user_account_cannot_send_is_refused_with_the_reason() -> None:
     for content in (
         {"kind": "sticker", "source": {"file_id": "CAAD"}},
         {"kind": "photo", "source": {"file_id": "AgAC-bot-file"}},
         {"kind": "template", "name": "t", "language": "en"},
+        {"kind": "text", "text": "*legacy*", "parse_mode": "Markdown"},
     ):
         answer = outgoing(_cmd(content))
         assert isinstance(answer, DeliverResult)

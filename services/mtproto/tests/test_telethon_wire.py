@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from telethon.extensions import html as telethon_html
 
 from switchboard.mtproto.ports import (
     AuthKeyDuplicatedError,
@@ -32,7 +34,9 @@ from switchboard.mtproto.ports import (
     UpdateState,
 )
 from switchboard.mtproto.telethon_adapter import DataCenter
+from switchboard.runtime.markup import spans
 from switchboard.runtime.testing import eventually
+from switchboard.sandbox.mtproto_wire.convert import message_tl
 
 from .mtproto_support import API_HASH, API_ID, Wire
 
@@ -469,3 +473,65 @@ async def test_leave_a_channel_and_a_basic_group_once(wire: Wire) -> None:
     await client.leave(news)  # out already: what leaving wanted
     await client.leave(Peer(id=chat.id, type=PeerType.CHAT))
     assert reader.id not in chat.members
+
+
+# Bot API HTML whose tags Telethon's own HTML parser knows: the judge of what the adapter's
+# entities must be (the markup module reads the Bot API's whole HTML; these are the shared
+# part). Leading and trailing blanks are trimmed, as Telegram trims a message.
+FORMATTED = [
+    '<b>Sale</b> 😀 <a href="https://shop.test/?a=1&amp;b=2">shop</a> <i>now</i>',
+    "  <u>under</u> <s>gone</s> <code>x = 1</code>\n"
+    '<pre><code class="language-python">print("𝄞")</code></pre>  ',
+    "<blockquote>quoted\nlines</blockquote> &lt;b&gt; is text",
+    "<b>bold <i>and italic</i></b>",
+]
+
+
+def _judged(entities: list[Any] | None) -> list[tuple[str, int, int, Any]]:
+    """Entities as comparable tuples: kind, offset, length, url or language."""
+    return [
+        (type(e).__name__, e.offset, e.length, getattr(e, "url", getattr(e, "language", None)))
+        for e in entities or []
+    ]
+
+
+@pytest.mark.parametrize("text", FORMATTED)
+async def test_a_formatted_text_is_sent_as_the_entities_telethon_parses(
+    wire: Wire, text: str
+) -> None:
+    """A user account's HTML went out with its tags as words (`<b>Sale</b>`): the adapter
+    now sends what the parse mode means, the entities a stock Telethon client parses from
+    the same HTML, and the fake gives them to readers (test_mtproto_wire_channels)."""
+    mtproto = wire.sandbox.mtproto
+    me, _ = mtproto.add_user("15550005555")
+    friend, _ = mtproto.add_user("15550006666", username="friend_fmt")
+    client = await wire.signed_in(me)
+    peer = await client.resolve_peer("friend_fmt")
+
+    words, found = spans(text, "html")
+    sent = await client.send_message(peer, words, spans=found)
+    judge_text, judge_entities = telethon_html.parse(text)
+    stored = mtproto.messages(me, friend)[-1]
+    assert sent.text == stored["text"] == judge_text
+    assert _judged(message_tl(stored, 2).entities) == _judged(judge_entities)
+    await client.disconnect()
+
+
+async def test_markdown_v2_and_html_saying_the_same_send_the_same(wire: Wire) -> None:
+    mtproto = wire.sandbox.mtproto
+    me, _ = mtproto.add_user("15550005555")
+    friend, _ = mtproto.add_user("15550006666", username="friend_fmt")
+    client = await wire.signed_in(me)
+    peer = await client.resolve_peer("friend_fmt")
+    md = r"*Sale* 😀 [shop](https://shop.test/?a\=1&b\=2) _now_ \!"
+    words, found = spans(md, "markdown_v2")
+    await client.send_message(peer, words, spans=found)
+    words, found = spans(FORMATTED[0] + " !", "html")
+    await client.send_message(peer, words, spans=found)
+    first, second = mtproto.messages(me, friend)[-2:]
+    assert first["text"] == second["text"] == "Sale 😀 shop now !"
+    assert first["entities"] == second["entities"]
+    assert first["entities"][1] == {
+        "type": "text_link", "offset": 8, "length": 4, "url": "https://shop.test/?a=1&b=2"
+    }  # fmt: skip
+    await client.disconnect()

@@ -202,14 +202,16 @@ def _album() -> OutMediaGroup:
          "content.parse_mode"),
         (send(Channel.VIBER, OutText(text="*hi*", parse_mode="MarkdownV2")),
          "content.parse_mode"),
-        (send(Channel.MTPROTO, OutText(text="<b>hi</b>", parse_mode="HTML")),
+        (send(Channel.MTPROTO, OutText(text="*hi*", parse_mode="Markdown")),
          "content.parse_mode"),
+        (send(Channel.MTPROTO, OutText(text="<b> </b>", parse_mode="HTML")), "content.text"),
     ],
     ids=["tg-template", "tg-album-keyboard", "tg-album-voice", "tg-reply-to", "wa-11-buttons",
          "wa-url-and-reply", "wa-media-buttons-no-caption", "wa-list-with-media", "wa-album",
          "wa-template-keyboard", "viber-template", "viber-album", "viber-document-by-id",
          "viber-25-buttons", "viber-over-30-kb", "viber-emoji-and-keyboard-over-30-kb",
-         "wa-parse-mode", "viber-parse-mode", "mtproto-parse-mode"],
+         "wa-parse-mode", "viber-parse-mode", "mtproto-legacy-markdown",
+         "mtproto-nothing-shown"],
 )  # fmt: skip
 def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(
     cmd: SendMessage, field: str
@@ -240,9 +242,12 @@ def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(
         send(Channel.TELEGRAM, OutText(text="hi")).model_copy(update={"reply_to": "-42"}),
         send(Channel.VIBER, OutText(text="😀" * 7000)).model_copy(
             update={"keyboard": _buttons(24)}),
+        send(Channel.MTPROTO, OutText(text="<b>hi</b>", parse_mode="HTML")),
+        send(Channel.MTPROTO, OutText(text="*hi* \\.", parse_mode="MarkdownV2")),
     ],
     ids=["tg-album", "tg-20-buttons", "wa-list", "wa-media-buttons", "wa-template",
-         "viber-sticker", "tg-reply-to", "viber-7000-emoji-24-buttons"],
+         "viber-sticker", "tg-reply-to", "viber-7000-emoji-24-buttons", "mtproto-html",
+         "mtproto-markdown-v2"],
 )  # fmt: skip
 def test_what_a_channel_carries_fits(cmd: SendMessage) -> None:
     assert unfit(cmd) is None

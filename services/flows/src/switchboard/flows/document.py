@@ -423,10 +423,10 @@ class FlowDocument(_Strict):
 
     @property
     def texts_are_markup(self) -> bool:
-        """Whether the texts are ``format`` markup: a flow that reaches a Telegram bot
-        writes for its parse mode (and is checked for it); one that does not writes the
-        text its channels show."""
-        return Channel.TELEGRAM in self.reach
+        """Whether the texts are ``format`` markup: a flow that reaches Telegram (a bot, or
+        a user account, which sends the parse mode's entities) writes for its parse mode
+        (and is checked for it); one that does not writes the text its channels show."""
+        return bool(self.reach & {Channel.TELEGRAM, Channel.MTPROTO})
 
 
 def json_schema() -> dict[str, Any]:
@@ -492,8 +492,8 @@ def _semantic(doc: FlowDocument) -> list[dict[str, str]]:
             problems.append({"path": path, "reason": f"no step {target!r} in steps"})
 
     ref("$.start", doc.start)
-    # A bot on Telegram takes the texts as HTML (values are escaped; the markup is the
-    # author's): HTML it cannot parse would fail every send of the step.
+    # Telegram takes the texts as HTML (values are escaped; the markup is the author's):
+    # HTML it cannot parse would fail every send of the step.
     html_to_telegram = doc.format == "html" and doc.texts_are_markup
     for sid, step in doc.steps.items():
         base = f"$.steps.{sid}"

@@ -1,10 +1,11 @@
 """Message templates: ``{{ vars.name }}``, ``{{ contact.first_name }}``, ``{{ message.text }}``
 filled in with escaping per provider, so a customer's own words can never become markup.
 
-Telegram messages are sent with a parse mode the flow chooses (``format``): ``html`` (the
-default) or ``markdown_v2``. The template's own text is the author's markup; every value put
-into it is escaped for that markup. Where no parse mode reads it (WhatsApp, Viber), a flow
-that writes markup has it turned into what those show; a flow for them alone writes text.
+Telegram messages (a bot's, and a user account's as message entities) are sent with a
+parse mode the flow chooses (``format``): ``html`` (the default) or ``markdown_v2``. The
+template's own text is the author's markup; every value put into it is escaped for it.
+Where no parse mode reads it (WhatsApp, Viber), a flow that writes markup has it turned
+into what those show; a flow for them alone writes text.
 """
 
 from __future__ import annotations

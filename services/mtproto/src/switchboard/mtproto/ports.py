@@ -10,13 +10,14 @@ dataclasses: no Telethon object ever crosses the port.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from switchboard.mtproto.errors import MtprotoServiceError
+from switchboard.runtime.markup import Span
 
 # --------------------------------------------------------------------------- settings
 
@@ -454,8 +455,10 @@ class MtprotoClient(Protocol):
         """Messages by id (None where deleted or missing), in the order asked."""
 
     async def send_message(
-        self, peer: Peer, text: str, *, reply_to: int | None = None
-    ) -> Message: ...
+        self, peer: Peer, text: str, *, reply_to: int | None = None, spans: Sequence[Span] = ()
+    ) -> Message:
+        """Send a text; ``spans`` format it (bold, links, ...: what a Bot API parse mode
+        means, ``switchboard.runtime.markup.spans``), sent as Telegram's message entities."""
 
     async def send_media(
         self,

@@ -43,6 +43,7 @@ from switchboard.mtproto.state import StateStore
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.logging import get_logger
+from switchboard.runtime.markup import FORMAT_OF, Span, spans
 
 log = get_logger(__name__)
 # Telegram's answer when the account is restricted for spam: it cannot write to strangers.
@@ -70,6 +71,7 @@ class Outgoing:
     text: str | None = None
     media: OutgoingMedia | None = None
     caption: str | None = None
+    spans: tuple[Span, ...] = ()
 
 
 def outgoing(cmd: DeliverAsUser) -> Outgoing | DeliverResult:
@@ -77,7 +79,15 @@ def outgoing(cmd: DeliverAsUser) -> Outgoing | DeliverResult:
     send (sticker, media group and template sends, bot file ids)."""
     content = cmd.content
     if isinstance(content, OutText):
-        return Outgoing(text=content.text)
+        mode = content.parse_mode
+        if mode is None:
+            return Outgoing(text=content.text)
+        if mode not in FORMAT_OF:
+            return _unsupported(f"a user account reads HTML or MarkdownV2, not {mode}")
+        # A user account has no parse mode: its client sends entities (what a bot's
+        # parse mode would make of the text), so a post reads the same from either.
+        text, found = spans(content.text, FORMAT_OF[mode])
+        return Outgoing(text=text, spans=found)
     if isinstance(content, OutLocation):
         where = OutgoingMedia("location", latitude=content.latitude, longitude=content.longitude)
         return Outgoing(media=where)
@@ -241,7 +251,7 @@ class Relay:
                 peer, plan.media, caption=plan.caption, reply_to=reply_to
             )
         assert plan.text is not None
-        return await client.send_message(peer, plan.text, reply_to=reply_to)
+        return await client.send_message(peer, plan.text, reply_to=reply_to, spans=plan.spans)
 
     async def _flood(self, exc: FloodWaitError) -> DeliverResult:
         """Nothing was sent: the session's sends pause (here and, through the answer, in

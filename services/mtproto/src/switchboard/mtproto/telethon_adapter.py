@@ -16,12 +16,12 @@ import io
 import re
 import struct
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from telethon import TelegramClient, errors, events, functions, types, utils
+from telethon import TelegramClient, errors, events, functions, helpers, types, utils
 from telethon.crypto import AuthKey, rsa
 from telethon.network.connection.tcpmtproxy import (
     ConnectionTcpMTProxyRandomizedIntermediate,
@@ -57,6 +57,7 @@ from switchboard.mtproto.ports import (
 )
 from switchboard.mtproto.rpc_metrics import instrument, watch_queue
 from switchboard.mtproto.update_state import load_update_state, read_update_state
+from switchboard.runtime.markup import Span
 
 T = TypeVar("T")
 
@@ -572,6 +573,38 @@ def media_attributes(media: OutgoingMedia) -> list[Any] | None:
     return None
 
 
+_ENTITIES: dict[str, Callable[[int, int], Any]] = {
+    "bold": types.MessageEntityBold,
+    "italic": types.MessageEntityItalic,
+    "underline": types.MessageEntityUnderline,
+    "strike": types.MessageEntityStrike,
+    "code": types.MessageEntityCode,
+    "spoiler": types.MessageEntitySpoiler,
+    "quote": types.MessageEntityBlockquote,
+}
+
+
+def formatting(text: str, spans: Sequence[Span]) -> tuple[str, list[Any]]:
+    """``text`` and its spans as MTProto's message entities, trimmed as Telegram trims a
+    message (Telethon's own ``strip_text``, which its parse modes use). A span Telegram has
+    no entity for (a custom emoji without its id) is dropped: its words stay."""
+    entities: list[Any] = []
+    for span in spans:
+        if span.kind == "pre":
+            entities.append(types.MessageEntityPre(span.offset, span.length, span.value or ""))
+        elif span.kind == "link" and span.value:
+            entities.append(types.MessageEntityTextUrl(span.offset, span.length, span.value))
+        elif span.kind == "emoji" and (span.value or "").isdigit():
+            entities.append(
+                types.MessageEntityCustomEmoji(span.offset, span.length, int(span.value or 0))
+            )
+        elif span.kind in _ENTITIES:
+            entities.append(_ENTITIES[span.kind](span.offset, span.length))
+    if entities:  # offsets count UTF-16 units: strip_text works on surrogate pairs
+        text = helpers.del_surrogate(helpers.strip_text(helpers.add_surrogate(text), entities))
+    return text, entities
+
+
 class _Closed:
     def __init__(self, error: MtprotoError | None) -> None:
         self.error = error
@@ -935,10 +968,18 @@ class TelethonClient:
         mine = [Found(peer_of_tl(p, known), mine=True) for p in result.my_results]
         return mine + [Found(peer_of_tl(p, known)) for p in result.results]
 
-    async def send_message(self, peer: Peer, text: str, *, reply_to: int | None = None) -> Message:
+    async def send_message(
+        self, peer: Peer, text: str, *, reply_to: int | None = None, spans: Sequence[Span] = ()
+    ) -> Message:
+        text, entities = formatting(text, spans)
         sent = await self._run(
             self._client.send_message(
-                input_peer(peer), text, reply_to=reply_to, parse_mode=None, link_preview=False
+                input_peer(peer),
+                text,
+                reply_to=reply_to,
+                parse_mode=None,
+                formatting_entities=entities,
+                link_preview=False,
             )
         )
         return map_message(sent, peer=peer)

@@ -61,6 +61,8 @@ class Post:
     post_author: str | None = None
     edit_date: int | None = None
     owners: list[int] = field(default_factory=list)  # accounts whose box holds it (non-channel)
+    # Its formatting as the Bot API's MessageEntity JSON (type, offset, length, url, ...).
+    entities: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -273,9 +275,20 @@ class PostOptions(TypedDict, total=False):
     views: int | None
     post_author: str | None
     notify: bool
+    entities: list[dict[str, Any]] | None
 
 
 _INVITE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+def _check_entities(text: str, entities: list[dict[str, Any]]) -> None:
+    """Telegram refuses formatting that reaches outside the text (offsets count UTF-16 code
+    units, as a client computes them): ENTITY_BOUNDS_INVALID."""
+    size = len(text.encode("utf-16-le")) // 2
+    for entity in entities:
+        offset, length = int(entity["offset"]), int(entity["length"])
+        if offset < 0 or length <= 0 or offset + length > size:
+            raise RpcError("ENTITY_BOUNDS_INVALID")
 
 
 class World:
@@ -505,6 +518,7 @@ class World:
             "grouped_id": post.grouped_id,
             "views": post.views,
             "post_author": post.post_author,
+            "entities": post.entities,
         }
 
     def history(
@@ -551,6 +565,7 @@ class World:
         post_author: str | None = None,
         notify: bool = True,
         skip_connection: str | None = None,
+        entities: list[dict[str, Any]] | None = None,
     ) -> dict[int, int]:
         """Store one message; returns {account id: local id} (channels: {0: id}).
 
@@ -561,6 +576,7 @@ class World:
             raise RpcError("MESSAGE_TOO_LONG")
         if not text and media is None:
             raise RpcError("MESSAGE_EMPTY")
+        _check_entities(text, entities or [])
         if isinstance(peer, FakeGroup) and peer.type == "megagroup" and sender is None:
             raise ValueError("a megagroup message needs a sender")
         post = Post(
@@ -572,6 +588,7 @@ class World:
             grouped_id=grouped_id,
             views=views,
             post_author=post_author,
+            entities=list(entities or []),
         )
         if isinstance(peer, FakeGroup) and peer.is_channel:
             if reply_to is not None:
@@ -648,6 +665,7 @@ class World:
             if len(text) > MAX_TEXT:
                 raise RpcError("MESSAGE_TOO_LONG")
             post.text = text
+            post.entities = []  # an edit's text comes with its own formatting, none here
         if media is not None:
             post.media = _media(media, self.files)
         post.edit_date = int(self.now())

@@ -13,7 +13,14 @@ from telethon.tl import functions, types
 from switchboard.sandbox.mtproto.errors import RpcError
 from switchboard.sandbox.mtproto.methods import MAX_HISTORY, parse_ref
 from switchboard.sandbox.mtproto.world import FakeGroup, FakeUser, Peer, World
-from switchboard.sandbox.mtproto_wire.convert import Entities, group_tl, peer_tl, user_tl, when
+from switchboard.sandbox.mtproto_wire.convert import (
+    Entities,
+    entities_of_tl,
+    group_tl,
+    peer_tl,
+    user_tl,
+    when,
+)
 from switchboard.sandbox.mtproto_wire.peers import resolve_channel, resolve_input
 from switchboard.sandbox.mtproto_wire.rpc import WireCall, handles
 
@@ -371,6 +378,7 @@ def _post(call: WireCall, request: Any, text: str, media: Any = None) -> types.U
         reply_to=_reply_id(request.reply_to),
         media=None if media is None else _stored_media(call, viewer, media),
         skip_connection=call.base.conn.id,
+        entities=entities_of_tl(request.entities),
     )
     return _sent(call, viewer, peer, ids, request.random_id)
 

@@ -169,6 +169,53 @@ def _media_tl(media: dict[str, Any] | None, date: datetime | None, dc_id: int) -
     )
 
 
+# MTProto's message entities by the Bot API's names for them (how the world stores them).
+_ENTITY_TYPES: dict[type[Any], str] = {
+    types.MessageEntityBold: "bold",
+    types.MessageEntityItalic: "italic",
+    types.MessageEntityUnderline: "underline",
+    types.MessageEntityStrike: "strikethrough",
+    types.MessageEntityCode: "code",
+    types.MessageEntityPre: "pre",
+    types.MessageEntityTextUrl: "text_link",
+    types.MessageEntitySpoiler: "spoiler",
+    types.MessageEntityBlockquote: "blockquote",
+    types.MessageEntityCustomEmoji: "custom_emoji",
+    types.MessageEntityUrl: "url",
+    types.MessageEntityMention: "mention",
+    types.MessageEntityHashtag: "hashtag",
+}
+_ENTITY_CLASSES = {name: cls for cls, name in _ENTITY_TYPES.items()}
+_ENTITY_FIELDS = {"url": "url", "language": "language", "document_id": "custom_emoji_id"}
+
+
+def entities_of_tl(entities: Iterable[Any] | None) -> list[dict[str, Any]]:
+    """A request's message entities as the world stores them (kinds the fake has no name
+    for, such as a mention by user id, are not kept: their words are)."""
+    found: list[dict[str, Any]] = []
+    for entity in entities or ():
+        name = _ENTITY_TYPES.get(type(entity))
+        if name is None:
+            continue
+        item: dict[str, Any] = {"type": name, "offset": entity.offset, "length": entity.length}
+        for attr, key in _ENTITY_FIELDS.items():
+            if getattr(entity, attr, None) is not None:
+                item[key] = getattr(entity, attr)
+        found.append(item)
+    return found
+
+
+def _entities_tl(entities: Iterable[dict[str, Any]] | None) -> list[Any] | None:
+    made = []
+    for item in entities or ():
+        cls = _ENTITY_CLASSES[item["type"]]
+        extra = {a: item[k] for a, k in _ENTITY_FIELDS.items() if k in item}
+        if cls is types.MessageEntityPre:
+            extra.setdefault("language", "")
+        made.append(cls(offset=int(item["offset"]), length=int(item["length"]), **extra))
+    return made or None
+
+
 def _from_id(peer: dict[str, Any], sender: dict[str, Any] | None, out: bool) -> TLPeer | None:
     """The author, as Telegram names it: never on broadcast posts, and not on incoming
     private messages since layer 119 (the chat is the sender there)."""
@@ -199,6 +246,7 @@ def message_tl(message: dict[str, Any], dc_id: int) -> types.Message:
         edit_date=when(message.get("edit_date")),
         post_author=message.get("post_author"),
         grouped_id=message.get("grouped_id"),
+        entities=_entities_tl(message.get("entities")),
     )
 
 

@@ -86,7 +86,7 @@ def render(version: TemplateText, variables: Mapping[str, str], channel: Channel
         raise MissingVariablesError(missing)
     fmt = version.format
     text = _PLACEHOLDER.sub(lambda m: escape_for(str(variables[m.group(1)]), fmt), version.body)
-    # WhatsApp, Viber and user accounts show no markup: the author's becomes what they show
+    # WhatsApp and Viber show no markup: the author's becomes what they show
     # (WhatsApp's own markers, words, links with their address), never raw tags
     shown, mode = as_shown(text, fmt, channel)
     return OutText(text=shown, parse_mode=mode)

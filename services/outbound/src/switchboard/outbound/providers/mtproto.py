@@ -18,15 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
-from switchboard.events.catalog.outbound import OutMedia, SendMessage
+from switchboard.events.catalog.outbound import OutMedia, OutText, SendMessage
 from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.providers.base import Failure, ProviderError, Sent
-from switchboard.outbound.text_limits import unread_markup
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.button_limits import NO_KEYBOARDS
 from switchboard.runtime.holder_call import ask_holder
+from switchboard.runtime.markup import FORMAT_OF, spans
 
 # The account cannot send at all for now (revoked, banned, restricted for spam).
 UNUSABLE = "account_unusable"
@@ -63,8 +63,15 @@ def unsupported(command: SendMessage) -> tuple[str, str] | None:
         return "content.source.file_id", "file ids are a bot's; send user media by url or data"
     if command.keyboard is not None:
         return "keyboard", NO_KEYBOARDS
-    if (markup := unread_markup(command, "A user account's send")) is not None:
-        return markup
+    if isinstance(content, OutText) and content.parse_mode is not None:
+        # The gateway sends the parse mode's entities; legacy Markdown is a bot's alone.
+        if content.parse_mode not in FORMAT_OF:
+            return "content.parse_mode", (
+                "a user account's send reads HTML or MarkdownV2 "
+                f"(sent as Telegram's entities), not {content.parse_mode}"
+            )
+        if not spans(content.text, FORMAT_OF[content.parse_mode])[0].strip():
+            return "content.text", f"shows no text once read as {content.parse_mode}"
     if command.reply_to is not None and not command.reply_to.isdigit():
         return "reply_to", "a Telegram message id (digits)"
     return None
