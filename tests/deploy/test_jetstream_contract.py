@@ -216,11 +216,12 @@ def test_runtime_durables_mirror_the_gateway_s_send_queues() -> None:
     """The per-session send durables the topology declares are the ones the gateway makes:
     same stream, same name shape, a filter the declared one covers."""
     mtproto = next(s for s in SERVICES if s.name == "mtproto")
-    queues, queries, deliveries, media = mtproto.runtime_durables
+    queues, queries, deliveries, changes, media = mtproto.runtime_durables
     made = (
         (queues, mtproto_runner.send_consumer, [mtproto_runner.send_subject("sales-1")]),
         (queries, mtproto_dialogs.query_consumer, mtproto_dialogs.query_subjects("sales-1")),
         (deliveries, mtproto_relay.deliver_consumer, [mtproto_relay.deliver_subject("sales-1")]),
+        (changes, mtproto_relay.change_consumer, [mtproto_relay.change_subject("sales-1")]),
         (media, mtproto_media.media_consumer, [mtproto_media.media_subject("sales-1")]),
     )
     for declared, consumer, subjects in made:
@@ -244,6 +245,7 @@ def test_erased_subjects_are_the_gateway_s_login_and_session_commands() -> None:
     served = [
         mtproto_runner.send_subject("sales-1"),
         mtproto_relay.deliver_subject("sales-1"),
+        mtproto_relay.change_subject("sales-1"),
         mtproto_media.media_subject("sales-1"),
         *mtproto_dialogs.query_subjects("sales-1"),
     ]

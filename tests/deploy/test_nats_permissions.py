@@ -295,6 +295,7 @@ _MTPROTO_QUEUES = [
     "mtproto's mtproto-send-<session> on MTPROTO",
     "mtproto's mtproto-query-<session> on MTPROTO",
     "mtproto's mtproto-deliver-<session> on MTPROTO",
+    "mtproto's mtproto-change-<session> on MTPROTO",
     "mtproto's mtproto-media-<session> on MTPROTO",
 ]
 RUNTIME_DURABLES_IN_REACH = {

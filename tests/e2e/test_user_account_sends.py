@@ -487,3 +487,49 @@ async def test_formatted_texts_and_template_posts_read_as_a_bot_s_would(env: Env
             {"type": "italic", "offset": 8, "length": 4},
         ]),
     ]  # fmt: skip
+
+
+async def test_a_user_account_edits_and_deletes_what_it_sent(env: Env) -> None:
+    """`/v1/messages/{id}/edit` and `/delete` of a user account's send were a 422 ("Telegram
+    only") though Telegram lets an account change its own messages: they now go to the
+    gateway holding the session and end in `delivery.interaction_applied`; what a user
+    account has no form for (buttons, a bot's callback answer) is still a 422 naming it."""
+    await _send_text(env, "ua-change-1", "price is 10")
+
+    async def sent() -> bool:
+        events = await _events(env.nats_url, "ua-change-1")
+        return any(d.model.name == "delivery.sent" for d in events)
+
+    await eventually(sent, timeout=60, message="sent")
+    r = await env.outbound.post("/v1/messages/ua-change-1/edit", headers=OTHER, json={"text": "x"})
+    assert r.status_code == 404, r.text
+    buttons = {"text": "x", "keyboard": {"rows": [[{"text": "A", "callback_data": "a"}]]}}
+    r = await env.outbound.post("/v1/messages/ua-change-1/edit", json=buttons)
+    assert (r.status_code, r.json().get("field")) == (422, "keyboard"), r.text
+    callback = {"channel": "mtproto", "account": SESSION, "callback_query_id": "1",
+                "request_id": "cb-1"}  # fmt: skip
+    r = await env.outbound.post("/v1/callbacks/answer", json=callback)
+    assert (r.status_code, r.json().get("field")) == (422, "channel"), r.text
+
+    edit = {"text": "price is <b>12</b>", "parse_mode": "HTML"}
+    r = await env.outbound.post("/v1/messages/ua-change-1/edit", json=edit)
+    assert r.status_code == 202, r.text
+    edit_request = r.json()["request_id"]
+
+    async def edited() -> dict[str, Any] | None:
+        found = env.box.mtproto.messages(env.friend, env.sender)
+        return found[0] if found and found[0]["text"] == "price is 12" else None
+
+    shown = await eventually(edited, timeout=60, message="edited")
+    assert shown["entities"] == [{"type": "bold", "offset": 9, "length": 2}]
+    r = await env.outbound.post("/v1/messages/ua-change-1/delete", json={})
+    assert r.status_code == 202, r.text
+    delete_request = r.json()["request_id"]
+
+    async def applied() -> bool:
+        found = await events_where(env.nats_url, "DELIVERY", message_id="ua-change-1")
+        done = {d.model.request_id for d in found if d.model.name == "delivery.interaction_applied"}
+        return {edit_request, delete_request} <= done
+
+    await eventually(applied, timeout=60, message="both applied")
+    assert env.box.mtproto.messages(env.friend, env.sender) == []

@@ -21,6 +21,7 @@ from switchboard.mtproto.ports import (
     JoinRefusedError,
     MessageEdited,
     MessagesDeleted,
+    MtprotoError,
     NewMessage,
     PasswordInvalidError,
     PasswordNeededError,
@@ -534,4 +535,31 @@ async def test_markdown_v2_and_html_saying_the_same_send_the_same(wire: Wire) ->
     assert first["entities"][1] == {
         "type": "text_link", "offset": 8, "length": 4, "url": "https://shop.test/?a=1&b=2"
     }  # fmt: skip
+    await client.disconnect()
+
+
+async def test_edit_and_delete_a_sent_message_on_the_wire(wire: Wire) -> None:
+    """The adapter edits a message it sent (new words, new entities; the same words and
+    entities again is Telegram's MESSAGE_NOT_MODIFIED) and deletes it for everyone."""
+    mtproto = wire.sandbox.mtproto
+    me, _ = mtproto.add_user("15550005555")
+    friend, _ = mtproto.add_user("15550006666", username="friend_fmt")
+    client = await wire.signed_in(me)
+    peer = await client.resolve_peer("friend_fmt")
+    sent = await client.send_message(peer, "price 10")
+
+    words, found = spans("price <b>12</b>", "html")
+    edited = await client.edit_message(peer, sent.id, words, spans=found)
+    assert edited.text == "price 12"
+    theirs = mtproto.messages(friend, me)[-1]
+    assert (theirs["text"], theirs["entities"]) == (
+        "price 12",
+        [{"type": "bold", "offset": 6, "length": 2}],
+    )
+    with pytest.raises(MtprotoError) as same:
+        await client.edit_message(peer, sent.id, words, spans=found)
+    assert same.value.reason == "MESSAGE_NOT_MODIFIED"
+    assert await client.delete_messages(peer, [sent.id]) == 1
+    assert mtproto.messages(friend, me) == mtproto.messages(me, friend) == []
+    assert await client.delete_messages(peer, [sent.id]) == 0
     await client.disconnect()

@@ -9,15 +9,27 @@ import pytest
 
 from switchboard.events.catalog.common import Channel
 from switchboard.events.catalog.mtproto import DeliverResult
-from switchboard.events.catalog.outbound import Button, Keyboard, OutText, SendMessage
+from switchboard.events.catalog.outbound import (
+    AnswerCallback,
+    Button,
+    DeleteMessage,
+    EditMessage,
+    Keyboard,
+    OutText,
+    SendMessage,
+)
+from switchboard.outbound.interactions import refusal
 from switchboard.outbound.limits import send_limits
 from switchboard.outbound.providers.base import Failure, ProviderError
 from switchboard.outbound.providers.mtproto import (
     UNUSABLE,
+    change_command,
     deliver_command,
     outcome,
+    unchangeable,
     unsupported,
 )
+from switchboard.outbound.providers.telegram import Interaction, Target
 from switchboard.runtime.accounts import Account
 
 DEADLINE = datetime(2026, 1, 5, 10, 0, 15, tzinfo=UTC)
@@ -101,3 +113,49 @@ def test_the_api_names_the_field_a_user_account_cannot_send() -> None:
     assert unsupported(_cmd(keyboard=kb))[0] == "keyboard"  # type: ignore[index]
     assert unsupported(_cmd(reply_to="x"))[0] == "reply_to"  # type: ignore[index]
     assert unsupported(_cmd(content=url_photo, reply_to="12")) is None
+
+
+def _change(model: type[EditMessage | DeleteMessage], **kw: object) -> EditMessage | DeleteMessage:
+    base = {"request_id": "r1", "channel": "mtproto", "account": "sales-1", "message_id": "m1"}
+    return model.model_validate({**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("cmd", "field"),
+    [
+        (_change(EditMessage, text="x", keyboard={"rows": [[{"text": "A", "url": "https://a"}]]}),
+         "keyboard"),
+        (_change(EditMessage, text="*x*", parse_mode="Markdown"), "parse_mode"),
+        (_change(DeleteMessage, message_id=None, recipient="@a", provider_message_id="x1"),
+         "provider_message_id"),
+        (AnswerCallback(request_id="r1", channel=Channel.MTPROTO, account="sales-1",
+                        callback_query_id="1"), "channel"),
+    ],
+    ids=["keyboard", "legacy-markdown", "not-a-telegram-id", "callback-answer"],
+)  # fmt: skip
+def test_what_a_user_account_cannot_change_is_named(cmd: Interaction, field: str) -> None:
+    problem = unchangeable(cmd)
+    assert problem is not None
+    assert problem[0] == field
+    refused = refusal(cmd)
+    assert refused is not None
+    assert refused[0] == field
+
+
+def test_an_edit_or_deletion_names_the_message_the_send_made() -> None:
+    edit = _change(EditMessage, caption="new <b>caption</b>", parse_mode="HTML")
+    assert unchangeable(edit) is None
+    made = change_command(edit, Target("@ann", "17"), "sales-1", DEADLINE)
+    assert (made.action, made.peer, made.provider_message_id) == ("edit", "@ann", 17)
+    assert (made.text, made.caption, made.parse_mode) == (None, "new <b>caption</b>", "HTML")
+    gone = change_command(_change(DeleteMessage), Target("555", "18"), "sales-1", DEADLINE)
+    assert (gone.action, gone.peer, gone.provider_message_id, gone.text) == (
+        "delete",
+        "555",
+        18,
+        None,
+    )
+    # a user account's edit is measured as a bot's: over 4096 shown characters is too long
+    long = refusal(_change(EditMessage, text="x" * 4097))
+    assert long is not None
+    assert long[0::2] == ("text", "too_long")

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 
 from switchboard.events import DecodeError, Message, decode_message
 from switchboard.events.catalog.mtproto import (
+    ChangeAsUser,
     DeliverAsUser,
     FetchMedia,
     ListDialogs,
@@ -42,7 +43,7 @@ from switchboard.runtime.subscribers import Subscription, durable
 
 log = get_logger(__name__)
 
-WAKING = ("send", "list_dialogs", "search_contacts", "deliver", "fetch_media")
+WAKING = ("send", "list_dialogs", "search_contacts", "deliver", "change", "fetch_media")
 
 # Where it reads is the topology's (switchboard.events.topology, MTPROTO): the session
 # commands, and the WAKING ones, seen only to wake a parked session (ttl.py).
@@ -90,7 +91,9 @@ async def handle(deps: CommandDeps, msg: Msg) -> bool:
         sid = await session_ids.resolve(deps.sessions, envelope.workspace_id, sid)
         cmd = cmd.model_copy(update={"session_id": sid})
     foreign = await foreign_session(deps.sessions, cmd, envelope.workspace_id)
-    if isinstance(cmd, SendAsUser | ListDialogs | SearchContacts | DeliverAsUser | FetchMedia):
+    if isinstance(
+        cmd, SendAsUser | ListDialogs | SearchContacts | DeliverAsUser | ChangeAsUser | FetchMedia
+    ):
         # The session's holder answers these from its own queues; here they only wake a
         # parked session (never another workspace's: it will refuse them when it connects).
         if foreign is None and deps.parking is not None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from switchboard.events import DecodeError, Envelope, decode_message
 from switchboard.events.base import Message
-from switchboard.events.catalog.mtproto import DeliverAsUser, FetchMedia
+from switchboard.events.catalog.mtproto import ChangeAsUser, DeliverAsUser, FetchMedia
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.delivery.pull import BatchPull
 from switchboard.runtime.dlq import dead_letter_msg
@@ -29,7 +29,7 @@ from switchboard.runtime.logging import get_logger
 log = get_logger(__name__)
 STREAM = "MTPROTO"
 C = TypeVar("C", bound=Message)
-H = TypeVar("H", DeliverAsUser, FetchMedia)  # the commands with a deadline
+H = TypeVar("H", DeliverAsUser, ChangeAsUser, FetchMedia)  # the commands with a deadline
 R = TypeVar("R", bound=BaseModel)  # their answers
 
 

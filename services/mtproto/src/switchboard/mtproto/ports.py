@@ -460,6 +460,14 @@ class MtprotoClient(Protocol):
         """Send a text; ``spans`` format it (bold, links, ...: what a Bot API parse mode
         means, ``switchboard.runtime.markup.spans``), sent as Telegram's message entities."""
 
+    async def edit_message(
+        self, peer: Peer, message_id: int, text: str, *, spans: Sequence[Span] = ()
+    ) -> Message:
+        """Change the text (or a media message's caption) of a message the account sent."""
+
+    async def delete_messages(self, peer: Peer, ids: Sequence[int]) -> int:
+        """Delete messages for everyone; how many Telegram deleted (0: none were there)."""
+
     async def send_media(
         self,
         peer: Peer,

@@ -19,11 +19,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult, FloodWaited
+from switchboard.events.catalog.mtproto import (
+    ChangeAsUser,
+    DeliverAsUser,
+    DeliverResult,
+    FloodWaited,
+)
 from switchboard.events.catalog.outbound import OutLocation, OutMedia, OutText
 from switchboard.mtproto import reads
 from switchboard.mtproto.command_feed import CommandFeed
 from switchboard.mtproto.convert import chat_id, chat_of
+from switchboard.mtproto.holder_serve import H
 from switchboard.mtproto.metrics import FLOOD_WAIT_SECONDS, FLOOD_WAITS, SENDS
 from switchboard.mtproto.ports import (
     AuthKeyDuplicatedError,
@@ -64,6 +70,15 @@ def deliver_subject(session_id: str) -> str:
     return f"cmd.{DeliverAsUser.name}.v{DeliverAsUser.version}.{session_id}"
 
 
+def change_consumer(session_id: str) -> str:
+    """The durable consumer of one session's edits and deletions (its holder's only)."""
+    return f"mtproto-change-{session_id}"
+
+
+def change_subject(session_id: str) -> str:
+    return f"cmd.{ChangeAsUser.name}.v{ChangeAsUser.version}.{session_id}"
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """What one send puts in the chat: a text, or media with an optional caption."""
@@ -79,15 +94,7 @@ def outgoing(cmd: DeliverAsUser) -> Outgoing | DeliverResult:
     send (sticker, media group and template sends, bot file ids)."""
     content = cmd.content
     if isinstance(content, OutText):
-        mode = content.parse_mode
-        if mode is None:
-            return Outgoing(text=content.text)
-        if mode not in FORMAT_OF:
-            return _unsupported(f"a user account reads HTML or MarkdownV2, not {mode}")
-        # A user account has no parse mode: its client sends entities (what a bot's
-        # parse mode would make of the text), so a post reads the same from either.
-        text, found = spans(content.text, FORMAT_OF[mode])
-        return Outgoing(text=text, spans=found)
+        return formatted(content.text, content.parse_mode)
     if isinstance(content, OutLocation):
         where = OutgoingMedia("location", latitude=content.latitude, longitude=content.longitude)
         return Outgoing(media=where)
@@ -112,6 +119,18 @@ def outgoing(cmd: DeliverAsUser) -> Outgoing | DeliverResult:
     return _unsupported(f"a user account cannot send {content.kind} content")
 
 
+def formatted(text: str, mode: str | None) -> Outgoing | DeliverResult:
+    """A text with a Bot API parse mode as the port sends it. A user account has no parse
+    mode: its client sends entities (what a bot's parse mode makes of the text), so a post
+    reads the same from either."""
+    if mode is None:
+        return Outgoing(text=text)
+    if mode not in FORMAT_OF:
+        return _unsupported(f"a user account reads HTML or MarkdownV2, not {mode}")
+    words, found = spans(text, FORMAT_OF[mode])
+    return Outgoing(text=words, spans=found)
+
+
 def _unsupported(reason: str) -> DeliverResult:
     return DeliverResult(status="refused", error_code="unsupported_content", reason=reason)
 
@@ -131,16 +150,27 @@ def _last_word(exc: Exception) -> DeliverResult | None:
     return classify(exc) if isinstance(exc, _UNUSABLE) else None
 
 
-_DELIVERIES = CommandFeed(
-    DeliverAsUser,
-    DeliverResult,
-    deliver_consumer,
-    deliver_subject,
-    ack_wait_s=60.0,
-    batch=8,
-    fatal=(DisconnectedError, *_UNUSABLE),
-    last_word=_last_word,
-)
+def _feed(
+    kind: type[H], consumer: Callable[[str], str], subject: Callable[[str], str]
+) -> CommandFeed[H, DeliverResult]:
+    """Outbound's commands to a session (sends, changes), answered with a DeliverResult."""
+    return CommandFeed(
+        kind,
+        DeliverResult,
+        consumer,
+        subject,
+        ack_wait_s=60.0,
+        batch=8,
+        fatal=(DisconnectedError, *_UNUSABLE),
+        last_word=_last_word,
+    )
+
+
+_DELIVERIES = _feed(DeliverAsUser, deliver_consumer, deliver_subject)
+_CHANGES = _feed(ChangeAsUser, change_consumer, change_subject)
+# What Telegram answers an edit or deletion already made: a repeat (a redelivery after the
+# first call went through) is applied, not refused.
+_ALREADY = ("MESSAGE_NOT_MODIFIED",)
 
 
 @dataclass
@@ -178,6 +208,48 @@ class Relay:
         await _DELIVERIES.serve(
             self, lambda cmd, workspace: self.deliver(client, cmd, workspace), self.on_delivery
         )
+
+    async def changes(self, client: MtprotoClient) -> None:
+        """Serve the session's edits and deletions of its messages while connected."""
+        await _CHANGES.serve(
+            self, lambda cmd, workspace: self.change(client, cmd), self.on_delivery
+        )
+
+    async def change(self, client: MtprotoClient, cmd: ChangeAsUser) -> DeliverResult:
+        """Edit or delete one message the session sent. A flood wait answers at once, as a
+        send's does (nothing changed); a repeat of a change made is applied."""
+        paused = self.paused_until
+        if paused is not None and paused > self.now():
+            wait = (paused - self.now()).total_seconds()
+            return DeliverResult(status="flood_wait", error_code="FLOOD_WAIT", retry_after=wait,
+                                 reason=f"the account waits {wait:.1f} s more")  # fmt: skip
+        plan = formatted(cmd.text or cmd.caption or "", cmd.parse_mode)
+        if isinstance(plan, DeliverResult):
+            return plan
+        try:
+            peer = await self.resolve(client, cmd.peer)
+            if cmd.action == "delete":
+                if not await client.delete_messages(peer, [cmd.provider_message_id]):
+                    # worded as the Bot API's: a redelivery after the first call went
+                    # through counts it applied (outbound.interactions.already_done)
+                    return DeliverResult(status="refused", error_code="MESSAGE_ID_INVALID",
+                                         reason="message to delete not found")  # fmt: skip
+            else:
+                assert plan.text is not None
+                await client.edit_message(
+                    peer, cmd.provider_message_id, plan.text, spans=plan.spans
+                )
+        except FloodWaitError as exc:
+            return await self._flood(exc)
+        except (DisconnectedError, *_UNUSABLE):
+            raise
+        except MtprotoError as exc:
+            if exc.reason in _ALREADY:
+                return DeliverResult(
+                    status="sent", provider_message_id=str(cmd.provider_message_id)
+                )
+            return classify(exc)
+        return DeliverResult(status="sent", provider_message_id=str(cmd.provider_message_id))
 
     async def deliver(
         self, client: MtprotoClient, cmd: DeliverAsUser, workspace: str

@@ -93,7 +93,7 @@ from switchboard.mtproto.ports import (
 from switchboard.mtproto.proxies import SessionProxies, health_check, label
 from switchboard.mtproto.publisher import ConvPublisher
 from switchboard.mtproto.registry import forget, register, restrict
-from switchboard.mtproto.relay import Relay, deliver_consumer
+from switchboard.mtproto.relay import Relay, change_consumer, deliver_consumer
 from switchboard.mtproto.sessions import SessionRecord, SessionStore
 from switchboard.mtproto.settings import MtprotoSettings
 from switchboard.mtproto.state import SendRecord, StateStore, Subscription
@@ -479,6 +479,7 @@ class SessionRunner:
             "sends": lambda: self._sends(client),
             "queries": lambda: self._queries(client),
             "deliveries": lambda: self.relay.run(client),
+            "changes": lambda: self.relay.changes(client),
             "media": lambda: self._media(client),
         }
         work |= {asyncio.create_task(self._kept(n, w), name=n) for n, w in kept.items()}
@@ -563,6 +564,8 @@ class SessionRunner:
         await dialogs.forget(self.deps.bus, self.session_id)
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, deliver_consumer(self.session_id))
+        with contextlib.suppress(Exception):
+            await self.deps.bus.js.delete_consumer(STREAM, change_consumer(self.session_id))
         with contextlib.suppress(Exception):
             await self.deps.bus.js.delete_consumer(STREAM, media_consumer(self.session_id))
         await self.deps.sessions.delete_session(self.session_id)
@@ -690,7 +693,13 @@ class SessionRunner:
         if await queued(
             self.deps.bus,
             STREAM,
-            [send_consumer(sid), query_consumer(sid), deliver_consumer(sid), media_consumer(sid)],
+            [
+                send_consumer(sid),
+                query_consumer(sid),
+                deliver_consumer(sid),
+                change_consumer(sid),
+                media_consumer(sid),
+            ],
         ):
             await self.parking.wake(sid)
             self.idle.touch()

@@ -984,6 +984,28 @@ class TelethonClient:
         )
         return map_message(sent, peer=peer)
 
+    async def edit_message(
+        self, peer: Peer, message_id: int, text: str, *, spans: Sequence[Span] = ()
+    ) -> Message:
+        text, entities = formatting(text, spans)
+        edited = await self._run(
+            self._client.edit_message(
+                input_peer(peer),
+                message_id,
+                text,
+                parse_mode=None,
+                formatting_entities=entities,
+                link_preview=False,
+            )
+        )
+        return map_message(edited, peer=peer)
+
+    async def delete_messages(self, peer: Peer, ids: Sequence[int]) -> int:
+        affected = await self._run(
+            self._client.delete_messages(input_peer(peer), list(ids), revoke=True)
+        )
+        return sum(int(a.pts_count) for a in affected)
+
     async def send_media(
         self,
         peer: Peer,

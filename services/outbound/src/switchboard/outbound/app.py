@@ -50,20 +50,18 @@ from switchboard.outbound.erasure import ErasedSends, forget
 from switchboard.outbound.fits import never_leaves, unfit
 from switchboard.outbound.http import provider_http
 from switchboard.outbound.idempotency import IdempotencyKeys
-from switchboard.outbound.interactions import Interactions
+from switchboard.outbound.interactions import Interactions, refusal
 from switchboard.outbound.lanes import Lane
 from switchboard.outbound.media_limits import TooLarge, largest_limit, limit_of, too_large
 from switchboard.outbound.providers import TelegramClient, messaging_clients
 from switchboard.outbound.providers.files import KvFileIdCache
 from switchboard.outbound.providers.mtproto import GatewayClient
 from switchboard.outbound.providers.sendpulse import SendPulseClient
-from switchboard.outbound.providers.telegram import unparsable_edit
 from switchboard.outbound.ratelimit import PauseView, SharedLimiter
 from switchboard.outbound.schedule import Refusal, ScheduleChanges, ScheduleDesk
 from switchboard.outbound.scheduler import Horizons, Schedulers
 from switchboard.outbound.sender import Phase, Sender, SendPolicy
 from switchboard.outbound.settings import OutboundSettings
-from switchboard.outbound.text_limits import edit_too_long
 from switchboard.outbound.turns import Turns
 from switchboard.outbound.uploads import UploadMissingError, Uploads
 from switchboard.outbound.url_sizes import UrlSizes
@@ -240,11 +238,18 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         # One file id cache for every instance: a file uploaded once is sent by id after.
         clients = messaging_clients(http, file_ids=KvFileIdCache(sends_kv))
         # User accounts send through the MTProto gateway, over the bus.
-        clients["mtproto"] = GatewayClient(rt.bus, settings.call_timeout_s, clock.utcnow)
+        gateway = GatewayClient(rt.bus, settings.call_timeout_s, clock.utcnow)
+        clients["mtproto"] = gateway
         telegram = clients["telegram"]
         assert isinstance(telegram, TelegramClient)
         interactions = Interactions(
-            rt.bus, cache, attempts, breakers, telegram, call_timeout=settings.call_timeout_s
+            rt.bus,
+            cache,
+            attempts,
+            breakers,
+            telegram,
+            call_timeout=settings.call_timeout_s,
+            gateway=gateway,
         )
         # Which accounts of a campaign's pool take its sends: one paused longer than this
         # (a long FLOOD_WAIT), revoked or restricted drops out and its sends move.
@@ -554,13 +559,13 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         except ValidationError as exc:
             return invalid(exc, "invalid_message", data=body)
         await require_account(deps().accounts, ws, cmd.channel, cmd.account)
-        if cmd.channel is not Channel.TELEGRAM:  # the lane would fail it, later
+        if cmd.channel not in (Channel.TELEGRAM, Channel.MTPROTO):  # the lane would fail it
             return error(422, "unsupported", f"{cmd.channel.value} has no {cmd.name} for "
                          "business messages: Telegram only", field="channel")  # fmt: skip
-        if isinstance(cmd, EditMessage) and (long := edit_too_long(cmd)) is not None:
-            return error(422, "too_long", long.reason, field=long.field)
-        if isinstance(cmd, EditMessage) and (bad := unparsable_edit(cmd)) is not None:
-            return error(422, "unsupported_content", bad[1], field=bad[0])
+        if (refused := refusal(cmd)) is not None:
+            field, reason, code = refused
+            code = "too_long" if code == "too_long" else "unsupported_content"
+            return error(422, code, reason, field=field)
         await deps().bus.publish(cmd, workspace_id=ws)
         return JSONResponse({"request_id": cmd.request_id, "status": "accepted"}, 202)
 
@@ -589,7 +594,10 @@ def create_app(settings: OutboundSettings) -> ServiceApp:
         """A POST route of an interaction: accepted (202) for the interactions lane."""
         responses: dict[int | str, dict[str, Any]] = {
             404: {"description": "no such account (or message) in the key's workspace"},
-            422: {"description": "invalid, or `unsupported`: a channel other than Telegram"},
+            422: {
+                "description": "invalid, or `unsupported`: a channel other than Telegram "
+                "(a user account edits and deletes; buttons and callbacks are a bot's)"
+            },
         }
         if of_a_send:
             responses[409] = {"description": "`not_sent`: the message is queued or failed"}

@@ -9,7 +9,9 @@ command whose first call did go through is answered by Telegram with "not modifi
 found" or "query too old": on a redelivery those count as applied, so a crash between the
 call and the ack does not turn a done interaction into a failure.
 
-Telegram only for now: WhatsApp and Viber commands fail with ``unsupported``.
+Telegram bots make every interaction; a Telegram user account (channel ``mtproto``) edits
+and deletes its own messages through the gateway holding its session (``mtproto.change``).
+WhatsApp and Viber commands fail with ``unsupported``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from switchboard.events.catalog.outbound import (
 )
 from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.providers.base import ProviderError, timed_out
+from switchboard.outbound.providers.mtproto import GatewayClient, unchangeable
 from switchboard.outbound.providers.telegram import (
     Interaction,
     Target,
@@ -67,6 +70,20 @@ def already_done(error: ProviderError, redelivered: bool) -> bool:
     return redelivered and any(p in error.reason.lower() for p in _ALREADY_DONE)
 
 
+def refusal(cmd: Interaction) -> tuple[str, str, str] | None:
+    """(field, reason, code) of an interaction its provider is bound to refuse, else None:
+    what a user account cannot make, an edit over Telegram's limits, HTML a bot cannot
+    parse. The API answers them 422 at once; the lane fails them without a call."""
+    if cmd.channel is Channel.MTPROTO and (problem := unchangeable(cmd)) is not None:
+        return *problem, "unsupported_content"
+    if not isinstance(cmd, EditMessage):
+        return None
+    if (long := edit_too_long(cmd)) is not None:
+        return long.field, long.reason, "too_long"
+    bad = unparsable_edit(cmd) if cmd.channel is Channel.TELEGRAM else None
+    return None if bad is None else (*bad, "telegram_unsupported")
+
+
 @dataclass
 class Interactions:
     bus: Bus
@@ -75,6 +92,8 @@ class Interactions:
     breakers: Breakers
     telegram: TelegramClient
     call_timeout: float = 15.0
+    # User accounts' edits and deletions (None: refused as unsupported).
+    gateway: GatewayClient | None = None
     # Deliveries count as attempts here (no attempt record), so a rate-limited one counts.
     policy: ProviderPolicy = field(
         default_factory=lambda: ProviderPolicy(
@@ -97,16 +116,14 @@ class Interactions:
             )
             await msg.ack()
             return
-        if cmd.channel is not Channel.TELEGRAM:
+        client = self._client(cmd.channel)
+        if client is None:
             await outcome.failed(f"{cmd.channel.value} has no such call here", "unsupported")
             await msg.ack()
             return
-        if isinstance(cmd, EditMessage) and (long := edit_too_long(cmd)) is not None:
-            await outcome.failed(long.reason, "too_long")  # Telegram would refuse it
-            await msg.ack()
-            return
-        if isinstance(cmd, EditMessage) and (bad := unparsable_edit(cmd)) is not None:
-            await outcome.failed(f"{bad[0]}: {bad[1]}", "telegram_unsupported")
+        if (refused := refusal(cmd)) is not None:  # the provider would refuse it
+            field, reason, code = refused
+            await outcome.failed(reason if code == "too_long" else f"{field}: {reason}", code)
             await msg.ack()
             return
         target: Target | None = None
@@ -129,7 +146,7 @@ class Interactions:
         deliveries = msg.metadata.num_delivered
         try:
             async with asyncio.timeout(self.call_timeout):
-                await self.telegram.interact(account, cmd, target)
+                await client.interact(account, cmd, target)
         except (TimeoutError, ProviderError) as exc:
             err = exc if isinstance(exc, ProviderError) else timed_out()
             if already_done(err, deliveries > 1):
@@ -143,6 +160,11 @@ class Interactions:
         breaker.success()
         await outcome.applied((time.perf_counter() - started) * 1000)
         await msg.ack()
+
+    def _client(self, channel: Channel) -> TelegramClient | GatewayClient | None:
+        if channel is Channel.TELEGRAM:
+            return self.telegram
+        return self.gateway if channel is Channel.MTPROTO else None
 
     async def _target(self, cmd: EditMessage | DeleteMessage, workspace: str) -> Target | None:
         if cmd.message_id is None:

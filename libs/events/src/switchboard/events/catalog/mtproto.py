@@ -280,6 +280,35 @@ class DeliverResult(Value):
     retry_after: float | None = Field(None, ge=0)
 
 
+@register("mtproto.change", 1)
+class ChangeAsUser(_SessionCommand):
+    """Outbound's edit or deletion (``outbound.edit`` / ``outbound.delete`` with channel
+    ``mtproto``) of a message this session sent: ``provider_message_id`` in the chat
+    ``peer``. An edit gives the new ``text`` (with ``parse_mode``, sent as message entities)
+    or a media message's new ``caption``; a deletion removes it for everyone. Only the
+    session's holder consumes it and answers on the NATS inbox in the ``reply-to`` header
+    with a :class:`DeliverResult` (``sent``: applied). Dropped unanswered after
+    ``deadline``."""
+
+    request_id: str = Field(min_length=1, max_length=300)
+    peer: str = Field(min_length=1, description="the chat, as the send named it")
+    provider_message_id: int = Field(ge=1, description="Telegram's id of the message")
+    action: Literal["edit", "delete"]
+    text: str | None = Field(None, min_length=1)
+    caption: str | None = None
+    parse_mode: Literal["MarkdownV2", "HTML"] | None = None
+    deadline: datetime = Field(description="not applied when read after this (with a timezone)")
+
+    @model_validator(mode="after")
+    def _edit_has_content(self) -> ChangeAsUser:
+        if self.action == "edit" and (self.text is None) == (self.caption is None):
+            raise ValueError("text: an edit gives a text or a caption")
+        return self
+
+    def ce_subject(self) -> str:
+        return self.request_id
+
+
 @register("mtproto.fetch_media", 1)
 class FetchMedia(_SessionCommand):
     """The CRM's download of a received message's file through this session. Only the

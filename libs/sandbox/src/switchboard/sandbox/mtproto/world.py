@@ -660,12 +660,14 @@ class World:
         text: str | None = None,
         media: dict[str, Any] | None = None,
         notify: bool = True,
+        entities: list[dict[str, Any]] | None = None,
     ) -> None:
         if text is not None:
             if len(text) > MAX_TEXT:
                 raise RpcError("MESSAGE_TOO_LONG")
+            _check_entities(text, entities or [])
             post.text = text
-            post.entities = []  # an edit's text comes with its own formatting, none here
+            post.entities = list(entities or [])  # a new text comes with its own formatting
         if media is not None:
             post.media = _media(media, self.files)
         post.edit_date = int(self.now())

@@ -571,19 +571,21 @@ async def edit_message(call: WireCall, request: Any) -> types.Updates:
     _may_change(viewer, peer, post)
     if request.message is None and request.media is None:
         raise RpcError("MESSAGE_EMPTY")
-    if request.message is not None and request.message == post.text and request.media is None:
+    entities = entities_of_tl(request.entities)
+    same = request.message == post.text and entities == post.entities
+    if request.message is not None and same and request.media is None:
         raise RpcError("MESSAGE_NOT_MODIFIED")
     media = None if request.media is None else _stored_media(call, viewer, request.media)
-    world.edit(peer, post, request.message, media)
+    world.edit(peer, post, request.message, media, entities=entities)
     rendered = world.render(viewer, box, request.id)
     assert rendered is not None
-    entities = Entities(world, viewer, call.server.dc_id)
-    message = entities.messages([rendered])[0]
+    known = Entities(world, viewer, call.server.dc_id)
+    message = known.messages([rendered])[0]
     channel = isinstance(peer, FakeGroup) and peer.is_channel
     edited = (types.UpdateEditChannelMessage if channel else types.UpdateEditMessage)(
         message, box.pts, 1
     )
-    return entities.updates([edited])
+    return known.updates([edited])
 
 
 @handles(functions.messages.DeleteMessagesRequest, functions.channels.DeleteMessagesRequest)

@@ -14,14 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
-from switchboard.events.catalog.mtproto import DeliverAsUser, DeliverResult
-from switchboard.events.catalog.outbound import OutMedia, OutText, SendMessage
+from switchboard.events.catalog.mtproto import ChangeAsUser, DeliverAsUser, DeliverResult
+from switchboard.events.catalog.outbound import (
+    DeleteMessage,
+    EditMessage,
+    OutMedia,
+    OutText,
+    SendMessage,
+)
 from switchboard.outbound.http import SEND_WINDOW, SlotMissedError
 from switchboard.outbound.limits import account_key
 from switchboard.outbound.providers.base import Failure, ProviderError, Sent
+from switchboard.outbound.providers.telegram import Interaction, Target
 from switchboard.runtime.accounts import Account
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.button_limits import NO_KEYBOARDS
@@ -97,6 +105,42 @@ def deliver_command(
     )
 
 
+def unchangeable(command: Interaction) -> tuple[str, str] | None:
+    """(field, reason) when a user account cannot make ``command`` as it is, else None:
+    it edits and deletes its own messages, and has no buttons or bot calls."""
+    if not isinstance(command, EditMessage | DeleteMessage):
+        return "channel", f"{command.name} is a bot's call: a user account has none"
+    if command.provider_message_id is not None and not command.provider_message_id.isdigit():
+        return "provider_message_id", "a Telegram message id (digits)"
+    if isinstance(command, EditMessage):
+        if command.keyboard is not None:
+            return "keyboard", NO_KEYBOARDS
+        if command.parse_mode is not None and command.parse_mode not in FORMAT_OF:
+            return (
+                "parse_mode",
+                f"a user account reads HTML or MarkdownV2, not {command.parse_mode}",
+            )
+    return None
+
+
+def change_command(
+    command: EditMessage | DeleteMessage, target: Target, session_id: str, deadline: datetime
+) -> ChangeAsUser:
+    """The gateway command of an edit or deletion of the message ``target``."""
+    edit = command if isinstance(command, EditMessage) else None
+    return ChangeAsUser(
+        session_id=session_id,
+        request_id=command.request_id,
+        peer=target.recipient,
+        provider_message_id=int(target.provider_message_id),
+        action="delete" if edit is None else "edit",
+        text=None if edit is None else edit.text,
+        caption=None if edit is None else edit.caption,
+        parse_mode=None if edit is None else edit.parse_mode,
+        deadline=deadline,
+    )
+
+
 def outcome(result: DeliverResult) -> Sent:
     """The gateway's answer as the core's result: ``Sent``, or a classified error."""
     code = result.error_code or result.status
@@ -145,6 +189,22 @@ class GatewayClient:
             if now > window.deadline:
                 raise SlotMissedError(f"{(now - window.slot) * 1000:.0f} ms after its slot")
             window.left_at = now
+        return await self._ask(account, cmd)
+
+    async def interact(self, account: Account, command: Interaction, target: Target | None) -> Any:
+        """Edit or delete a message the session sent (``target``), through its holder."""
+        status = session_status(account)
+        if status != "active":
+            raise ProviderError(Failure.PERMANENT, UNUSABLE, f"session {account.id} is {status}")
+        if (problem := unchangeable(command)) is not None:
+            raise ProviderError(Failure.PERMANENT, "unsupported_content", ": ".join(problem))
+        assert isinstance(command, EditMessage | DeleteMessage)
+        assert target is not None
+        deadline = self.now() + timedelta(seconds=self.timeout)
+        return await self._ask(account, change_command(command, target, account.id, deadline))
+
+    async def _ask(self, account: Account, cmd: DeliverAsUser | ChangeAsUser) -> Sent:
+        """The holder's answer to ``cmd`` as the core's result (or a classified error)."""
         try:
             answer = await ask_holder(self.bus, cmd, account.workspace_id, self.timeout)
         except TimeoutError as exc:
