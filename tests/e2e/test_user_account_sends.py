@@ -27,7 +27,7 @@ from tests.support.telethon_wire import (
     telethon_gateway,
 )
 
-from switchboard.events.catalog.common import Channel
+from switchboard.events.catalog.common import Channel, ChatType
 from switchboard.events.catalog.crm import ContactErased
 from switchboard.mtproto.app import create_app as create_gateway
 from switchboard.outbound.app import create_app as create_outbound
@@ -533,3 +533,32 @@ async def test_a_user_account_edits_and_deletes_what_it_sent(env: Env) -> None:
 
     await eventually(applied, timeout=60, message="both applied")
     assert env.box.mtproto.messages(env.friend, env.sender) == []
+
+
+async def test_a_post_to_a_channel_opens_a_channel_s_conversation_with_its_words(
+    env: Env,
+) -> None:
+    """A send to a channel opened a *private* conversation without a title (the CRM keeps
+    a conversation's first kind: the channel's own posts read later could not fix it), and
+    its HTML reached the timeline as tags. The gateway's answer names the chat's kind and
+    title, and `conv.message_sent` carries the words the readers see."""
+    channel = env.box.mtproto.add_channel("Ann's News", "news_ua", creator=env.sender)
+    body = _body("ua-post-1", {"kind": "text", "text": "<b>New</b> stock", "parse_mode": "HTML"})
+    r = await env.outbound.post("/v1/messages", json={**body, "recipient": "@news_ua"})
+    assert r.status_code == 202, r.text
+
+    async def announced() -> Any:
+        found = [
+            d.model
+            for d in await stream_messages(env.nats_url, "CONV")
+            if d.model.name == "conv.message_sent" and d.model.message_id == "ua-post-1"
+        ]
+        return found[0] if found else None
+
+    sent = await eventually(announced, timeout=60, message="announced")
+    assert (sent.chat.id, sent.chat.type, sent.chat.title) == (
+        f"-100{channel.id}",
+        ChatType.CHANNEL,
+        "Ann's News",
+    )
+    assert sent.text == "New stock"

@@ -183,3 +183,19 @@ async def test_server_errors_and_resets_are_retryable(env: Env) -> None:
     assert_error(caught.value, Failure.RETRYABLE, "telegram_network")
     env.box.clear_faults()
     await tg.send(account(), command(text()))
+
+
+@pytest.mark.usefixtures("bot")
+async def test_the_answer_names_the_chat_s_kind_and_title(env: Env) -> None:
+    """A post to a channel was recorded as a private chat without a title (the CRM opened
+    a private conversation for it): the Bot API's answer says what the chat is."""
+    env.box.telegram.add_chat(TG_TOKEN, -1001234567890, "channel", title="Shop news")
+    tg = client(env)
+    post = await tg.send(account(), command(text("new stock"), recipient="-1001234567890"))
+    assert (post.chat_id, post.chat_type, post.chat_title) == (
+        "-1001234567890",
+        "channel",
+        "Shop news",
+    )
+    private = await tg.send(account(), command(text("hi"), message_id="m-2"))
+    assert (private.chat_type, private.chat_title) == ("private", None)

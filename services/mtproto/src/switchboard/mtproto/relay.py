@@ -294,12 +294,18 @@ class Relay:
                 SENDS.labels("failed").inc()
             return result
         await self.state.send_done(workspace, cmd.message_id, "sent", str(sent.id), None)
-        chat = chat_of(peer).id
-        await reads.note_sent(self.state.pool, workspace, cmd.message_id, chat)
+        chat = chat_of(peer)
+        await reads.note_sent(self.state.pool, workspace, cmd.message_id, chat.id)
         SENDS.labels("sent").inc()
         if self.on_sent is not None:
             await self.on_sent(peer, sent.id)
-        return DeliverResult(status="sent", provider_message_id=str(sent.id), chat_id=chat)
+        return DeliverResult(
+            status="sent",
+            provider_message_id=str(sent.id),
+            chat_id=chat.id,
+            chat_type=chat.type.value,
+            chat_title=chat.title,
+        )
 
     async def read(self, update: OutboxRead) -> None:
         """Our messages in a chat were read up to ``max_id``: a read receipt for each."""

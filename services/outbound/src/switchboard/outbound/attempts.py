@@ -67,6 +67,9 @@ class Attempt(BaseModel):
     # The chat the provider says it went to, when its answer names one (a ``@username``
     # recipient's numeric id): the conversation of the sent message, as inbound names it.
     chat_id: str | None = None
+    # Its kind and title, when the answer names them (a channel's or a group's).
+    chat_type: str | None = None
+    chat_title: str | None = None
     reason: str | None = None
     campaign_id: str | None = None
     error_code: str | None = None

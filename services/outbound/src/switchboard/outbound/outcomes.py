@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 
 from switchboard.events import Envelope
 from switchboard.events.base import Message
-from switchboard.events.catalog.common import Chat
+from switchboard.events.catalog.common import Chat, ChatType
 from switchboard.events.catalog.conv import MessageSent
 from switchboard.events.catalog.delivery import (
     DeliveryFailed,
@@ -36,6 +36,7 @@ from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.failures import stored_for_sure
+from switchboard.runtime.markup import FORMAT_OF, spans
 
 CANCELLED = "campaign_cancelled"
 # A send whose recipient was erased before it left (``erasure``): its failure was announced
@@ -130,7 +131,11 @@ class Outcome:
 
     async def sent(self, record: Attempt, sent: Sent, latency_ms: float) -> None:
         record = record.step(
-            "sent", provider_message_id=sent.provider_message_id, chat_id=sent.chat_id
+            "sent",
+            provider_message_id=sent.provider_message_id,
+            chat_id=sent.chat_id,
+            chat_type=sent.chat_type,
+            chat_title=sent.chat_title,
         )
         await stored_and_announced(self.attempts, record, self.announce_sent(record, latency_ms))
         await self.msg.ack()
@@ -158,7 +163,7 @@ class Outcome:
                     channel=cmd.channel,
                     account=cmd.account,
                     # the chat the provider named (inbound's id of it), else as addressed
-                    chat=Chat(id=record.chat_id or cmd.recipient),
+                    chat=sent_chat(record),
                     message_id=cmd.message_id,
                     provider_message_id=record.provider_message_id,
                     text=_text(cmd),
@@ -237,10 +242,24 @@ class Outcome:
         await self.msg.ack()
 
 
+def sent_chat(record: Attempt) -> Chat:
+    """The chat a sent message is in, as inbound names it: the id, kind and title the
+    provider's answer gave, else the recipient as addressed (a private chat)."""
+    kind = record.chat_type if record.chat_type in set(ChatType) else None
+    return Chat(
+        id=record.chat_id or record.recipient,
+        type=ChatType(kind) if kind else ChatType.PRIVATE,
+        title=record.chat_title,
+    )
+
+
 def _text(cmd: SendMessage) -> str | None:
+    """The words the recipient reads: a text's markup (a Bot API parse mode) shows as its
+    words in the CRM's timeline, as the customer's own texts do."""
     content = cmd.content
     if isinstance(content, OutText):
-        return content.text
+        fmt = FORMAT_OF.get(content.parse_mode or "")
+        return content.text if fmt is None else spans(content.text, fmt)[0]
     if isinstance(content, OutMedia):
         return content.caption
     if isinstance(content, OutMediaGroup):

@@ -275,6 +275,8 @@ class DeliverResult(Value):
     status: Literal["sent", "flood_wait", "refused", "unusable", "retry"]
     provider_message_id: str | None = None
     chat_id: str | None = None
+    chat_type: str | None = Field(None, description="private, group, supergroup or channel")
+    chat_title: str | None = None
     error_code: str | None = None
     reason: str | None = None
     retry_after: float | None = Field(None, ge=0)

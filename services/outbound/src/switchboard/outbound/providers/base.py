@@ -70,6 +70,18 @@ class Sent:
         value = self.raw.get("chat_id")
         return None if value is None or value == "" else str(value)
 
+    @property
+    def chat_type(self) -> str | None:
+        """What kind of chat that is (``private``, ``group``, ``supergroup``, ``channel``),
+        when the answer says: a post to a channel opens a channel's conversation."""
+        value = self.raw.get("chat_type")
+        return str(value) if value else None
+
+    @property
+    def chat_title(self) -> str | None:
+        value = self.raw.get("chat_title")
+        return str(value) if value else None
+
 
 class MessagingClient(Protocol):
     """Sends one ``SendMessage`` through one account (a bot, a number)."""

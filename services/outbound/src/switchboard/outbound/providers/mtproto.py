@@ -148,7 +148,8 @@ def outcome(result: DeliverResult) -> Sent:
     if result.status == "sent":
         if not result.provider_message_id:
             raise ProviderError(Failure.RETRYABLE, "bad_answer", "sent without a message id")
-        raw = {"chat_id": result.chat_id} if result.chat_id else {}
+        raw = {"chat_id": result.chat_id, "chat_type": result.chat_type,
+               "chat_title": result.chat_title} if result.chat_id else {}  # fmt: skip
         return Sent(result.provider_message_id, raw)
     if result.status == "flood_wait":
         raise ProviderError(Failure.RATE_LIMITED, code, reason, retry_after=result.retry_after)

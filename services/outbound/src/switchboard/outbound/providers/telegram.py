@@ -488,9 +488,12 @@ class TelegramClient:
             if file_id:
                 await self.file_ids.put(media.key, file_id)
         ids = [int(m["message_id"]) for m in messages]
+        chat = messages[0].get("chat") or {}
         raw: dict[str, Any] = {
             "method": request.method,
-            "chat_id": messages[0].get("chat", {}).get("id"),
+            "chat_id": chat.get("id"),
+            "chat_type": chat.get("type"),
+            "chat_title": chat.get("title"),
         }
         if len(ids) > 1 or request.method == "sendMediaGroup":
             raw["message_ids"] = ids
