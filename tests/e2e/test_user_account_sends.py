@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,6 +35,7 @@ from switchboard.outbound.app import create_app as create_outbound
 from switchboard.outbound.settings import OutboundSettings
 from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.embedded import EmbeddedNats
 from switchboard.runtime.settings import load_settings
 from switchboard.runtime.testing import eventually, serve_app
 from switchboard.runtime.testing.faults import sealed_publish_times_out_once
@@ -59,12 +61,23 @@ class Env:
 
 @pytest.fixture
 async def env(
-    nats_url: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    nats_url: str, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Env]:
+    async with _platform(nats_url, postgres_url, tmp_path, monkeypatch) as platform:
+        yield platform
+
+
+@asynccontextmanager
+async def _platform(
+    nats_url: str, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Env]:
+    """Outbound and a gateway holding workspace demo's session Ann (on the wire-level
+    fake), sharing one object store as a deployment's do."""
     box = Sandbox()
     await gateway_on_the_wire_fake(box, monkeypatch)
     for key, value in service_env(nats_url, SWITCHBOARD_ADMIN_TOKEN=ADMIN).items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SWITCHBOARD_OBJECTS__LOCAL_DIR", str(tmp_path / "objects"))
     sender, _ = box.mtproto.add_user("15550002222", first_name="Ann")
     friend, _ = box.mtproto.add_user("15550004444", username="friend_ua")
     gateway_settings = telethon_gateway(
@@ -562,3 +575,37 @@ async def test_a_post_to_a_channel_opens_a_channel_s_conversation_with_its_words
         "Ann's News",
     )
     assert sent.text == "New stock"
+
+
+async def test_an_uploaded_file_goes_by_its_id_on_a_default_nats_server(
+    nats_default_server: EmbeddedNats,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On NATS's default 1 MB ``max_payload`` an uploaded 800 kB file sent by a user account
+    never left: outbound put its bytes into the gateway's command (over the payload once in
+    base64). The command now names the upload and the gateway reads it from the store it
+    shares with outbound; another workspace's upload id is refused without a call."""
+    data = b"%PDF-1.4 " + bytes(range(256)) * 3200  # about 800 kB
+    async with _platform(nats_default_server.url, postgres_url, tmp_path, monkeypatch) as env:
+        r = await env.outbound.post(
+            "/v1/uploads", files={"file": ("price-list.pdf", data, "application/pdf")}
+        )
+        assert r.status_code == 201, r.text
+        upload = r.json()["upload_id"]
+        document = {"kind": "document", "source": {"upload_id": upload}, "caption": "prices"}
+        r = await env.outbound.post("/v1/messages", json=_body("ua-upload-1", document))
+        assert r.status_code == 202, r.text
+
+        async def delivered() -> dict[str, Any] | None:
+            found = env.box.mtproto.messages(env.friend, env.sender)
+            return found[0] if found else None
+
+        shown = await eventually(delivered, timeout=60, message="the document arrived")
+        assert (shown["text"], shown["media"]["kind"]) == ("prices", "document")
+        assert shown["media"]["file_size"] == len(data)
+        r = await env.outbound.post(
+            "/v1/messages", json=_body("ua-upload-2", document), headers=OTHER
+        )
+        assert r.status_code == 404, r.text

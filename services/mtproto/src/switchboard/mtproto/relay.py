@@ -50,6 +50,8 @@ from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.logging import get_logger
 from switchboard.runtime.markup import FORMAT_OF, Span, spans
+from switchboard.runtime.objectstore import ObjectStore
+from switchboard.runtime.uploads import inline_upload
 
 log = get_logger(__name__)
 # Telegram's answer when the account is restricted for spam: it cannot write to strangers.
@@ -198,6 +200,9 @@ class Relay:
     # Called with the peer and the message once a send went out (the holder follows the
     # private chats it writes to: runner.follow).
     on_sent: Callable[[Peer, int], Awaitable[None]] | None = None
+    # Where outbound keeps uploaded files (the store it shares): a send naming an upload
+    # is read from there, as outbound's sender reads it for a bot.
+    objects: ObjectStore | None = None
 
     async def run(self, client: MtprotoClient) -> None:
         """Serve the session's deliveries; a dropped connection naks its command and raises."""
@@ -269,6 +274,16 @@ class Relay:
             wait = (paused - self.now()).total_seconds()
             return DeliverResult(status="flood_wait", error_code="FLOOD_WAIT", retry_after=wait,
                                  reason=f"the account waits {wait:.1f} s more")  # fmt: skip
+        content = cmd.content
+        if isinstance(content, OutMedia) and content.source.upload_id:
+            source = None
+            if self.objects is not None:
+                source = await inline_upload(self.objects, workspace, content.source)
+            if source is None:
+                return DeliverResult(status="refused", error_code="unknown_upload",
+                                     reason=f"no upload {content.source.upload_id!r} "
+                                     "in this workspace's object store")  # fmt: skip
+            cmd = cmd.model_copy(update={"content": content.model_copy(update={"source": source})})
         plan = outgoing(cmd)
         if isinstance(plan, DeliverResult):
             return plan

@@ -221,6 +221,7 @@ class SessionRunner:
             on_restricted=self._restricted,
             on_delivery=self.idle.touch,
             on_sent=self.follow,
+            objects=deps.objects,
         )
 
     # ------------------------------------------------------------------ lifecycle

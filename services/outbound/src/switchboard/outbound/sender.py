@@ -489,8 +489,14 @@ class Sender:
             return  # its account waits longer than a campaign does: another one sends it
         if self.uploads is not None and upload_ids(cmd):
             # Uploaded files travel as ids; their bytes join the command for the call only.
+            # A user account's send goes to the gateway over the bus, still by id: the
+            # gateway reads the bytes from the same store (bytes on the bus would pass
+            # NATS's max_payload from 750 kB).
             try:
-                cmd = await self.uploads.inline(job.env.workspace_id, cmd)
+                if cmd.channel is Channel.MTPROTO:
+                    await self.uploads.sizes(job.env.workspace_id, cmd)
+                else:
+                    cmd = await self.uploads.inline(job.env.workspace_id, cmd)
             except UploadMissingError as exc:
                 await job.fail(record, str(exc), "unknown_upload", permanent=True)
                 return

@@ -11,20 +11,18 @@ a file uploaded once to a provider is sent by its file id afterwards.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 
 from switchboard.events.catalog.outbound import (
-    MediaSource,
     OutMedia,
     OutMediaGroup,
     SendMessage,
 )
 from switchboard.outbound.errors import OutboundServiceError
 from switchboard.outbound.media_limits import media_items
-from switchboard.runtime.failures import InfrastructureError
-from switchboard.runtime.objectstore import ObjectStore, digest_segment, safe_key
+from switchboard.runtime.objectstore import ObjectStore
+from switchboard.runtime.uploads import inline_upload, upload_key
 
 
 class UploadMissingError(OutboundServiceError, LookupError):
@@ -48,11 +46,6 @@ class Upload:
 
 def upload_id_of(data: bytes) -> str:
     return "up_" + hashlib.sha256(data).hexdigest()[:40]
-
-
-def upload_key(workspace: str, upload_id: str) -> str:
-    """Per workspace: another workspace's upload of the same bytes is another object."""
-    return safe_key("uploads", digest_segment(workspace), upload_id)
 
 
 def upload_ids(cmd: SendMessage) -> list[str]:
@@ -97,17 +90,9 @@ class Uploads:
             source = item.source
             if not source.upload_id:
                 return item
-            try:
-                found = await self.store.get(upload_key(workspace, source.upload_id))
-            except Exception as exc:  # the store, not the command: retried without limit
-                raise InfrastructureError(f"object store: {exc}") from exc
-            if found is None:
+            inline = await inline_upload(self.store, workspace, source)
+            if inline is None:
                 raise UploadMissingError(source.upload_id)
-            inline = MediaSource(
-                data_base64=base64.b64encode(found.data).decode(),
-                file_name=source.file_name or found.metadata.get("file_name"),
-                mime_type=source.mime_type or found.content_type,
-            )
             return item.model_copy(update={"source": inline})
 
         content = cmd.content
