@@ -481,7 +481,9 @@ async def test_a_send_step_sends_a_file_with_its_caption_and_buttons(env: Env) -
     await env.say(chat, "catalog")
     document, photo = await env.until_sent(chat, 2)
     assert document["document"]["file_name"] == "catalog.pdf"
-    assert document["caption"] == "Our catalog, Ada"
+    assert document["caption"] == "<b>Our catalog</b>, Ada"  # the fake keeps what was sent
+    (sent,) = env.box.recorder.requests(provider="telegram", method="sendDocument", ok=True)
+    assert sent.params["parse_mode"] == "HTML"
     assert _buttons(document) == [("Order", "order")]
     assert "photo" in photo
     assert "caption" not in photo

@@ -356,9 +356,10 @@ def test_a_telegram_send_of_a_flow_without_telegram_channels_still_escapes_its_v
     )
 
 
-def test_a_file_goes_with_its_caption_as_the_words_it_shows() -> None:
-    """A send or campaign with media: the file, and the HTML text as a plain caption (a
-    caption has no parse mode), for a send and for a campaign alike."""
+def test_a_file_goes_with_its_caption_in_the_flow_s_markup() -> None:
+    """A send or campaign with media: the file, and the HTML text as its caption with the
+    parse mode (it went as the words alone: a channel post's bold was lost), for a send
+    and for a campaign alike; on WhatsApp the markup becomes what WhatsApp shows."""
     from switchboard.events.catalog.outbound import OutMedia
     from switchboard.flows.effects import content_of
 
@@ -369,8 +370,15 @@ def test_a_file_goes_with_its_caption_as_the_words_it_shows() -> None:
                       "text": "<i>Sale</i>", "media": photo}})  # fmt: skip
     decision = start(doc)
     send, campaign = [e for e in decision.effects if e.kind in ("send", "campaign")]
-    for effect, caption in ((send, "Sofa for Ada"), (campaign, "Sale")):
+    for effect, caption in ((send, "<b>Sofa</b> for Ada"), (campaign, "<i>Sale</i>")):
         content = content_of(effect)
         assert isinstance(content, OutMedia)
         assert (content.kind, content.source.url, content.caption) == ("photo", photo["url"],
                                                                        caption)  # fmt: skip
+        assert content.parse_mode == "HTML"
+    conv = CONV.model_copy(update={"channel": Channel.WHATSAPP})
+    on_whatsapp = decide(new_run("r2", "f1", 1, doc, conv), doc, Input("start", "i0", T0))
+    assert on_whatsapp is not None
+    sent = content_of(next(e for e in on_whatsapp.effects if e.kind == "send"))
+    assert isinstance(sent, OutMedia)
+    assert (sent.caption, sent.parse_mode) == ("*Sofa* for Ada", None)

@@ -51,6 +51,11 @@ def test_a_text_with_a_parse_mode_is_sent_as_its_words_and_spans() -> None:
     assert html == Outgoing(text="Hi you", spans=(Span("bold", 0, 2),))
     md = outgoing(_cmd({"kind": "text", "text": "*Hi* you", "parse_mode": "MarkdownV2"}))
     assert md == html
+    photo = {"kind": "photo", "source": {"url": "https://x/p.jpg"}, "caption": "<i>Hi</i>",
+             "parse_mode": "HTML"}  # fmt: skip
+    captioned = outgoing(_cmd(photo))
+    assert isinstance(captioned, Outgoing)
+    assert (captioned.caption, captioned.spans) == ("Hi", (Span("italic", 0, 2),))
 
 
 def test_what_a_user_account_cannot_send_is_refused_with_the_reason() -> None:

@@ -23,6 +23,7 @@ from switchboard.mtproto.ports import (
     MessagesDeleted,
     MtprotoError,
     NewMessage,
+    OutgoingMedia,
     PasswordInvalidError,
     PasswordNeededError,
     Peer,
@@ -562,4 +563,24 @@ async def test_edit_and_delete_a_sent_message_on_the_wire(wire: Wire) -> None:
     assert await client.delete_messages(peer, [sent.id]) == 1
     assert mtproto.messages(friend, me) == mtproto.messages(me, friend) == []
     assert await client.delete_messages(peer, [sent.id]) == 0
+    await client.disconnect()
+
+
+async def test_a_caption_is_sent_with_its_entities(wire: Wire) -> None:
+    """A user account's photo caption went as plain words: it carries entities as a text
+    does (a channel post's bold caption)."""
+    mtproto = wire.sandbox.mtproto
+    me, _ = mtproto.add_user("15550005555")
+    friend, _ = mtproto.add_user("15550006666", username="friend_fmt")
+    client = await wire.signed_in(me)
+    peer = await client.resolve_peer("friend_fmt")
+    words, found = spans("<b>New</b> sofa 😀 <i>today</i>", "html")
+    photo = OutgoingMedia("photo", data=b"\x89PNG\r\n\x1a\n" + b"x" * 500, file_name="s.png")
+    await client.send_media(peer, photo, caption=words, spans=found)
+    stored = mtproto.messages(friend, me)[-1]
+    assert (stored["text"], stored["media"]["kind"]) == ("New sofa 😀 today", "photo")
+    assert stored["entities"] == [
+        {"type": "bold", "offset": 0, "length": 3},
+        {"type": "italic", "offset": 12, "length": 5},
+    ]
     await client.disconnect()

@@ -199,3 +199,18 @@ async def test_the_answer_names_the_chat_s_kind_and_title(env: Env) -> None:
     )
     private = await tg.send(account(), command(text("hi"), message_id="m-2"))
     assert (private.chat_type, private.chat_title) == ("private", None)
+
+
+@pytest.mark.usefixtures("bot")
+async def test_a_caption_goes_with_its_parse_mode_and_is_measured_by_what_shows(env: Env) -> None:
+    """A caption had no parse mode: a channel post's photo lost its bold, and HTML over
+    1024 characters written out was refused though Telegram counts only what shows."""
+    tg = client(env)
+    caption = "".join(f"<b>{c}</b>" for c in "z" * 100) + "z" * 900  # 1000 shown, 1700 written
+    photo = media("photo", data=PNG, caption=caption).model_copy(update={"parse_mode": "HTML"})
+    await tg.send(account(), command(photo))
+    single = env.box.recorder.requests(provider="telegram", ok=True)[-1]
+    assert (single.method, single.params["parse_mode"]) == ("sendPhoto", "HTML")
+    group = OutMediaGroup(items=(photo, media("photo", url="https://cdn.test/2.jpg")))
+    album = await tg.send(account(), command(group, message_id="m-2"))
+    assert len(album.raw["message_ids"]) == 2  # its caption measured as what shows, too

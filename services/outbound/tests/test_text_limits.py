@@ -52,6 +52,11 @@ def shown(n: int) -> str:
         (Channel.TELEGRAM, OutText(text="*x*" * 3000, parse_mode="MarkdownV2"), None, None),
         (Channel.TELEGRAM, photo("c" * 1024), None, None),
         (Channel.TELEGRAM, photo("c" * 1025), "content.caption", 1024),
+        # a caption with a parse mode is measured by what shows, as a text is
+        (Channel.TELEGRAM, photo(shown(1024)).model_copy(update={"parse_mode": "HTML"}),
+         None, None),
+        (Channel.TELEGRAM, photo(shown(1025)).model_copy(update={"parse_mode": "HTML"}),
+         "content.caption", 1024),
         (Channel.TELEGRAM, OutMediaGroup(items=(photo("a"), photo(None), photo("c" * 1025))),
          "content.items.2.caption", 1024),
         (Channel.MTPROTO, OutText(text="x" * 4097), "content.text", 4096),
@@ -202,6 +207,11 @@ def _album() -> OutMediaGroup:
          "content.parse_mode"),
         (send(Channel.VIBER, OutText(text="*hi*", parse_mode="MarkdownV2")),
          "content.parse_mode"),
+        (send(Channel.WHATSAPP, photo("<b>hi</b>").model_copy(update={"parse_mode": "HTML"})),
+         "content.parse_mode"),
+        (send(Channel.MTPROTO, OutMedia(kind="photo", source=MediaSource(url="https://a/p.jpg"),
+                                        caption="*hi*", parse_mode="Markdown")),
+         "content.parse_mode"),
         (send(Channel.MTPROTO, OutText(text="*hi*", parse_mode="Markdown")),
          "content.parse_mode"),
         (send(Channel.MTPROTO, OutText(text="<b> </b>", parse_mode="HTML")), "content.text"),
@@ -210,7 +220,8 @@ def _album() -> OutMediaGroup:
          "wa-url-and-reply", "wa-media-buttons-no-caption", "wa-list-with-media", "wa-album",
          "wa-template-keyboard", "viber-template", "viber-album", "viber-document-by-id",
          "viber-25-buttons", "viber-over-30-kb", "viber-emoji-and-keyboard-over-30-kb",
-         "wa-parse-mode", "viber-parse-mode", "mtproto-legacy-markdown",
+         "wa-parse-mode", "viber-parse-mode", "wa-caption-parse-mode",
+         "mtproto-caption-legacy-markdown", "mtproto-legacy-markdown",
          "mtproto-nothing-shown"],
 )  # fmt: skip
 def test_what_a_channel_has_no_form_for_is_a_422_naming_the_field(

@@ -112,7 +112,8 @@ def content_of(effect: RunEffect) -> OutText | OutMedia:
     if file is None:
         return OutText(text=text, parse_mode=effect.data.get("parse_mode"))
     source = MediaSource(url=file["url"], file_name=file.get("file_name"), size=file.get("size"))
-    return OutMedia(kind=file["kind"], source=source, caption=text)
+    mode = effect.data.get("parse_mode") if text is not None else None
+    return OutMedia(kind=file["kind"], source=source, caption=text, parse_mode=mode)
 
 
 def send_command(rec: RunRecorded, effect: RunEffect) -> SendMessage:

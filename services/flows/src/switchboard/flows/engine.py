@@ -52,7 +52,6 @@ from switchboard.flows.document import (
     WebhookStep,
 )
 from switchboard.flows.templates import render, render_plain
-from switchboard.runtime.markup import to_plain
 
 MAX_STEPS_PER_DECISION = 100
 DEFAULT_RETRY = "Sorry, that does not look right. {question}"
@@ -447,11 +446,9 @@ class _Context:
             )
         if media is None:
             return {"text": text, "parse_mode": parse_mode}
-        if text is not None and parse_mode is not None:
-            # A caption is sent without a parse mode: the markup becomes what it shows.
-            text = to_plain(text, fmt, channel)
+        # A caption reads as a text does: with its parse mode where Telegram reads one.
         file = media.model_dump(mode="json", exclude_none=True)
-        return {"text": text, "parse_mode": None, "media": file}
+        return {"text": text, "parse_mode": parse_mode, "media": file}
 
     def send(
         self,

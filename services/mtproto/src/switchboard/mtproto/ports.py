@@ -475,6 +475,7 @@ class MtprotoClient(Protocol):
         *,
         caption: str | None = None,
         reply_to: int | None = None,
+        spans: Sequence[Span] = (),
     ) -> Message:
         """Send a photo, video, audio, voice note, document or location (``send_file``)."""
 

@@ -83,7 +83,8 @@ def change_subject(session_id: str) -> str:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """What one send puts in the chat: a text, or media with an optional caption."""
+    """What one send puts in the chat: a text, or media with an optional caption, and the
+    spans that format the text or caption."""
 
     text: str | None = None
     media: OutgoingMedia | None = None
@@ -117,7 +118,12 @@ def outgoing(cmd: DeliverAsUser) -> Outgoing | DeliverResult:
             file_name=source.file_name,
             mime_type=source.mime_type,
         )
-        return Outgoing(media=media, caption=content.caption)
+        if content.caption is None:
+            return Outgoing(media=media)
+        caption = formatted(content.caption, content.parse_mode)
+        if isinstance(caption, DeliverResult):
+            return caption
+        return Outgoing(media=media, caption=caption.text, spans=caption.spans)
     return _unsupported(f"a user account cannot send {content.kind} content")
 
 
@@ -341,7 +347,7 @@ class Relay:
     ) -> Message:
         if plan.media is not None:
             return await client.send_media(
-                peer, plan.media, caption=plan.caption, reply_to=reply_to
+                peer, plan.media, caption=plan.caption, reply_to=reply_to, spans=plan.spans
             )
         assert plan.text is not None
         return await client.send_message(peer, plan.text, reply_to=reply_to, spans=plan.spans)

@@ -1013,12 +1013,15 @@ class TelethonClient:
         *,
         caption: str | None = None,
         reply_to: int | None = None,
+        spans: Sequence[Span] = (),
     ) -> Message:
+        caption, entities = formatting(caption or "", spans)
         sent = await self._run(
             self._client.send_file(
                 input_peer(peer),
                 telethon_file(media),
-                caption=caption or "",
+                caption=caption,
+                formatting_entities=entities,
                 reply_to=reply_to,
                 parse_mode=None,
                 force_document=media.kind == "document",

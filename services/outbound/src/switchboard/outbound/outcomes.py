@@ -261,7 +261,10 @@ def _text(cmd: SendMessage) -> str | None:
         fmt = FORMAT_OF.get(content.parse_mode or "")
         return content.text if fmt is None else spans(content.text, fmt)[0]
     if isinstance(content, OutMedia):
-        return content.caption
+        fmt = FORMAT_OF.get(content.parse_mode or "")
+        if content.caption is None or fmt is None:
+            return content.caption
+        return spans(content.caption, fmt)[0]
     if isinstance(content, OutMediaGroup):
         return next((i.caption for i in content.items if i.caption), None)
     return None

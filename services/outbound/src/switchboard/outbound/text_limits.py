@@ -88,8 +88,8 @@ def _texts(cmd: SendMessage) -> list[tuple[str, str, str | None, bool]]:
     items = [("content", content)] if isinstance(content, OutMedia) else []
     if isinstance(content, OutMediaGroup):
         items = [(f"content.items.{i}", item) for i, item in enumerate(content.items)]
-    # captions go without a parse mode (providers/telegram.py): every character counts
-    return [(f"{where}.caption", item.caption, None, True) for where, item in items
+    # a caption is measured as a text is: by what shows under its own parse mode
+    return [(f"{where}.caption", item.caption, item.parse_mode, True) for where, item in items
             if item.caption is not None]  # fmt: skip
 
 
@@ -163,13 +163,22 @@ def _over(field: str, text: str, mode: str | None, limit: int, what: str) -> Too
 
 
 def unread_markup(command: SendMessage, who: str) -> tuple[str, str] | None:
-    """(field, reason) for a text with a parse mode sent where none is read: its tags or
-    markers would reach the customer as they are (a calendar post or a flow turns its
-    markup into what the channel shows; a send says what it means)."""
-    content = command.content
-    if isinstance(content, OutText) and content.parse_mode is not None:
-        return "content.parse_mode", (
-            f"{who} reads no parse mode ({content.parse_mode} is Telegram's): "
-            "send the text as it should show"
+    """(field, reason) for a text or caption with a parse mode sent where none is read: its
+    tags or markers would reach the customer as they are (a calendar post or a flow turns
+    its markup into what the channel shows; a send says what it means)."""
+    for where, mode in parse_modes(command):
+        return f"{where}.parse_mode", (
+            f"{who} reads no parse mode ({mode} is Telegram's): send the text as it should show"
         )
     return None
+
+
+def parse_modes(command: SendMessage) -> list[tuple[str, str]]:
+    """(where, parse mode) of every text and caption of ``command`` that names one."""
+    content = command.content
+    if isinstance(content, OutText | OutMedia):
+        return [("content", content.parse_mode)] if content.parse_mode else []
+    if isinstance(content, OutMediaGroup):
+        return [(f"content.items.{i}", item.parse_mode)
+                for i, item in enumerate(content.items) if item.parse_mode]  # fmt: skip
+    return []

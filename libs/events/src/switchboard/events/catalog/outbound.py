@@ -81,6 +81,11 @@ class OutMedia(Value):
     kind: Literal["photo", "video", "audio", "voice", "document", "animation", "sticker"]
     source: MediaSource
     caption: str | None = None
+    parse_mode: Literal["MarkdownV2", "HTML", "Markdown"] | None = Field(
+        None,
+        description="the caption's markup, as a text's: a Telegram bot's parse mode, a user "
+        "account's message entities; WhatsApp and Viber read none",
+    )
 
 
 class OutMediaGroup(Value):

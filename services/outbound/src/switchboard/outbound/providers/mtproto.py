@@ -71,14 +71,15 @@ def unsupported(command: SendMessage) -> tuple[str, str] | None:
         return "content.source.file_id", "file ids are a bot's; send user media by url or data"
     if command.keyboard is not None:
         return "keyboard", NO_KEYBOARDS
-    if isinstance(content, OutText) and content.parse_mode is not None:
+    if isinstance(content, OutMedia | OutText) and content.parse_mode is not None:
         # The gateway sends the parse mode's entities; legacy Markdown is a bot's alone.
         if content.parse_mode not in FORMAT_OF:
             return "content.parse_mode", (
                 "a user account's send reads HTML or MarkdownV2 "
                 f"(sent as Telegram's entities), not {content.parse_mode}"
             )
-        if not spans(content.text, FORMAT_OF[content.parse_mode])[0].strip():
+        text = content.text if isinstance(content, OutText) else content.caption or "x"
+        if not spans(text, FORMAT_OF[content.parse_mode])[0].strip():
             return "content.text", f"shows no text once read as {content.parse_mode}"
     if command.reply_to is not None and not command.reply_to.isdigit():
         return "reply_to", "a Telegram message id (digits)"

@@ -36,6 +36,7 @@ from switchboard.events.catalog.outbound import (
     DeleteMessage,
     EditMessage,
     Keyboard,
+    OutContent,
     OutLocation,
     OutMedia,
     OutMediaGroup,
@@ -296,9 +297,9 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
         return "reply_to", f"reply_to must be a Telegram message id, got {command.reply_to!r}"
     if isinstance(content, OutTemplate):
         return "content.kind", "templates are a WhatsApp feature; Telegram has none"
-    html = content.text if isinstance(content, OutText) and content.parse_mode == "HTML" else ""
-    if html and (problem := html_problem(html)) is not None:
-        return "content.text", f"Telegram cannot parse this HTML: {problem}"
+    for where, html in _html_texts(content):
+        if (problem := html_problem(html)) is not None:
+            return where, f"Telegram cannot parse this HTML: {problem}"
     if isinstance(content, OutMediaGroup):
         if command.keyboard is not None and reply_markup(command.keyboard) is not None:
             return "keyboard", "a media group cannot carry a keyboard"
@@ -308,6 +309,17 @@ def unsendable(command: SendMessage) -> tuple[str, str] | None:
                     f"a media group holds photos, videos, audio or documents, not {item.kind}"
                 )
     return None
+
+
+def _html_texts(content: OutContent) -> list[tuple[str, str]]:
+    """(field, text) of every text and caption of ``content`` written in HTML."""
+    if isinstance(content, OutText):
+        return [("content.text", content.text)] if content.parse_mode == "HTML" else []
+    items = [("content", content)] if isinstance(content, OutMedia) else []
+    if isinstance(content, OutMediaGroup):
+        items = [(f"content.items.{i}", item) for i, item in enumerate(content.items)]
+    return [(f"{where}.caption", item.caption) for where, item in items
+            if item.caption and item.parse_mode == "HTML"]  # fmt: skip
 
 
 def unparsable_edit(command: EditMessage) -> tuple[str, str] | None:
@@ -386,6 +398,8 @@ class TelegramClient:
             self._attach(request, content.kind, content.kind, media)
             if content.caption and content.kind != "sticker":
                 params["caption"] = content.caption
+                if content.parse_mode:
+                    params["parse_mode"] = content.parse_mode
             return request
         if isinstance(content, OutMediaGroup):
             return await self._media_group(owner, content, params)
@@ -408,6 +422,8 @@ class TelegramClient:
             entry["media"] = media.value if media.value is not None else f"attach://file{index}"
             if item.caption:
                 entry["caption"] = item.caption
+                if item.parse_mode:
+                    entry["parse_mode"] = item.parse_mode
             items.append(entry)
         params["media"] = items
         return request

@@ -47,10 +47,11 @@ async def send_message(call: Call) -> Any:
     )
 
 
-def _caption(call: Call, value: str | None) -> dict[str, Any]:
+def _caption(call: Call, value: str | None, parse_mode: str | None = None) -> dict[str, Any]:
+    """A caption as stored, refused over the limit counted after entities parsing."""
     if value is None or value == "":
         return {}
-    if len(value) > call.state.config.max_caption:
+    if counted(value, parse_mode) > call.state.config.max_caption:
         raise bad_request(CAPTION_TOO_LONG)
     return {"caption": value}
 
@@ -66,7 +67,10 @@ def _media_sender(kind: str) -> None:
         markup = reply_markup(params)
         chat = call.chat()
         ensure_reachable(chat)
-        caption = {} if kind == "sticker" else _caption(call, params.text("caption"))
+        caption = (
+            {} if kind == "sticker"
+            else _caption(call, params.text("caption"), params.text("parse_mode"))
+        )  # fmt: skip
         extra: dict[str, Any] = {}
         if kind == "audio":
             extra = {k: v for k in ("title", "performer") if (v := params.text(k))}
@@ -114,7 +118,8 @@ async def send_media_group(call: Call) -> Any:
     for item, kind in zip(items, kinds, strict=True):
         caption = item.get("caption")
         body = {kind: media_object(call, kind, params.resolve_media(_text(item.get("media"))))}
-        body.update(_caption(call, None if caption is None else str(caption)))
+        mode = item.get("parse_mode")
+        body.update(_caption(call, None if caption is None else str(caption), mode and str(mode)))
         bodies.append(body)
     reply_to = reply_target(params, chat)
     take_send_slot(call.state, call.bot, chat, call.now, params.boolean("allow_paid_broadcast"))
