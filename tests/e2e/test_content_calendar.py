@@ -448,3 +448,37 @@ async def test_two_moves_of_a_post_at_once_never_leave_it_showing_another_time(
 
     (sent,) = await eventually(published, timeout=60)
     assert sent["date"] >= int(datetime.fromisoformat(view["at"]).timestamp())
+
+
+async def test_a_templated_photo_post_goes_with_its_caption_in_the_template_s_markup(
+    env: Env,
+) -> None:
+    """A template made text posts only: a photo post to a channel could not take one, and
+    a raw media post's caption had no markup. The template's text is the photo's caption
+    with its parse mode; a caption over Telegram's 1024 shown characters is a 422."""
+    body = {"name": "photo_day", "body": "<b>{{ title }}</b> {{ deal }}"}
+    r = await env.call("POST", "/v1/templates", json=body)
+    assert r.status_code == 201, r.text
+    media = {"kind": "photo", "source": {"url": "https://cdn.example.com/sofa.jpg"}}
+    use = {"name": "photo_day", "variables": VALUES, "media": media}
+    post = {"destination": DEST, "at": ahead(3), "template": use}
+    too_long = {**post, "template": {**use, "variables": {**VALUES, "deal": "d" * 1100}}}
+    r = await env.call("POST", "/v1/calendar/posts", json=too_long)
+    assert (r.status_code, r.json().get("field")) == (422, "content.caption"), r.text
+    r = await env.call("POST", "/v1/calendar/posts", json=post)
+    assert r.status_code == 201, r.text
+    assert r.json()["content"] == {
+        "kind": "photo",
+        "source": {"url": "https://cdn.example.com/sofa.jpg"},
+        "caption": "<b>&lt;Sale&gt;</b> 5 &amp; 6",
+        "parse_mode": "HTML",
+    }
+
+    async def published() -> list[dict[str, Any]]:
+        return env.channel_posts()
+
+    (arrived,) = await eventually(published, timeout=30, message="the photo in the channel")
+    assert "photo" in arrived
+    assert arrived["caption"] == "<b>&lt;Sale&gt;</b> 5 &amp; 6"  # the fake keeps what was sent
+    (sent,) = env.box.recorder.requests(provider="telegram", method="sendPhoto", ok=True)
+    assert sent.params["parse_mode"] == "HTML"

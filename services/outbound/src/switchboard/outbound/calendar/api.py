@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import JSONResponse, Response
 
-from switchboard.events.catalog.outbound import OutContent, OutText, SendMessage
+from switchboard.events.catalog.outbound import OutContent, OutMedia, OutText, SendMessage
 from switchboard.outbound.attempts import Attempts
 from switchboard.outbound.calendar.posts import (
     Destination,
@@ -168,6 +168,10 @@ async def _content(
             )
         ) from None  # fmt: skip
     ref = {"name": use.name, "version": version.version}
+    if use.media is not None:  # the text is the file's caption, in the template's markup
+        captioned = OutMedia(kind=use.media.kind, source=use.media.source, caption=text.text,
+                             parse_mode=text.parse_mode)  # fmt: skip
+        return captioned.model_dump(mode="json", exclude_none=True), ref
     return text.model_dump(mode="json", exclude_none=True), ref
 
 

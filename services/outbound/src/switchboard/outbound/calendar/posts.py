@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from switchboard.events.catalog.common import Channel
-from switchboard.events.catalog.outbound import OutContent, SendMessage
+from switchboard.events.catalog.outbound import MediaSource, OutContent, SendMessage
 from switchboard.outbound.attempts import Attempt
 from switchboard.outbound.calendar.kv import key, values
 from switchboard.outbound.calendar.templates import NAME
@@ -34,13 +34,23 @@ class Destination(BaseModel):
     chat: str = Field(min_length=1, description="provider chat id, @channel, phone or user id")
 
 
+class TemplateMedia(BaseModel):
+    """A file a post made from a template carries, the rendered text as its caption."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["photo", "video", "audio", "voice", "document", "animation"]
+    source: MediaSource
+
+
 class TemplateUse(BaseModel):
-    """A post made from a template: its name, a version (None: the latest) and the values."""
+    """A post made from a template: its name, a version (None: the latest), the values,
+    and the file the text is the caption of (None: a text post)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME)
     version: int | None = Field(None, ge=1)
     variables: dict[str, str] = Field(default_factory=dict)
+    media: TemplateMedia | None = None
 
 
 class _Content(BaseModel):
