@@ -78,8 +78,9 @@ def unsupported(command: SendMessage) -> tuple[str, str] | None:
                 "a user account's send reads HTML or MarkdownV2 "
                 f"(sent as Telegram's entities), not {content.parse_mode}"
             )
-        text = content.text if isinstance(content, OutText) else content.caption or "x"
-        if not spans(text, FORMAT_OF[content.parse_mode])[0].strip():
+        # a text of markup alone is an empty message (a caption may be empty)
+        mode = FORMAT_OF[content.parse_mode]
+        if isinstance(content, OutText) and not spans(content.text, mode)[0].strip():
             return "content.text", f"shows no text once read as {content.parse_mode}"
     if command.reply_to is not None and not command.reply_to.isdigit():
         return "reply_to", "a Telegram message id (digits)"
