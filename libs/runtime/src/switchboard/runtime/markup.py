@@ -299,6 +299,13 @@ def spans(text: str, fmt: Format) -> tuple[str, tuple[Span, ...]]:
     return writer.result()
 
 
+def words(text: str, parse_mode: str | None) -> str:
+    """What a reader sees of ``text`` sent with a Bot API ``parse_mode`` (legacy Markdown,
+    which no one here reads, and no parse mode: the text as it is)."""
+    fmt = FORMAT_OF.get(parse_mode or "")
+    return text if fmt is None else spans(text, fmt)[0]
+
+
 def as_shown(text: str, fmt: Format, channel: Channel) -> tuple[str, str | None]:
     """A text in ``fmt`` markup (values in it escaped for it) as ``channel`` is sent it:
     with its parse mode on Telegram, as :func:`to_plain` where none is read."""

@@ -36,7 +36,7 @@ from switchboard.runtime import pii
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.dlq import dead_letter_msg
 from switchboard.runtime.failures import stored_for_sure
-from switchboard.runtime.markup import FORMAT_OF, spans
+from switchboard.runtime.markup import words
 
 CANCELLED = "campaign_cancelled"
 # A send whose recipient was erased before it left (``erasure``): its failure was announced
@@ -258,13 +258,9 @@ def _text(cmd: SendMessage) -> str | None:
     words in the CRM's timeline, as the customer's own texts do."""
     content = cmd.content
     if isinstance(content, OutText):
-        fmt = FORMAT_OF.get(content.parse_mode or "")
-        return content.text if fmt is None else spans(content.text, fmt)[0]
+        return words(content.text, content.parse_mode)
     if isinstance(content, OutMedia):
-        fmt = FORMAT_OF.get(content.parse_mode or "")
-        if content.caption is None or fmt is None:
-            return content.caption
-        return spans(content.caption, fmt)[0]
+        return None if content.caption is None else words(content.caption, content.parse_mode)
     if isinstance(content, OutMediaGroup):
         return next((i.caption for i in content.items if i.caption), None)
     return None

@@ -166,11 +166,13 @@ def unread_markup(command: SendMessage, who: str) -> tuple[str, str] | None:
     """(field, reason) for a text or caption with a parse mode sent where none is read: its
     tags or markers would reach the customer as they are (a calendar post or a flow turns
     its markup into what the channel shows; a send says what it means)."""
-    for where, mode in parse_modes(command):
-        return f"{where}.parse_mode", (
-            f"{who} reads no parse mode ({mode} is Telegram's): send the text as it should show"
-        )
-    return None
+    found = parse_modes(command)
+    if not found:
+        return None
+    where, mode = found[0]
+    return f"{where}.parse_mode", (
+        f"{who} reads no parse mode ({mode} is Telegram's): send the text as it should show"
+    )
 
 
 def parse_modes(command: SendMessage) -> list[tuple[str, str]]:
