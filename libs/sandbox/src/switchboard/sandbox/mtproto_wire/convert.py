@@ -208,7 +208,9 @@ def entities_of_tl(entities: Iterable[Any] | None) -> list[dict[str, Any]]:
 def _entities_tl(entities: Iterable[dict[str, Any]] | None) -> list[Any] | None:
     made = []
     for item in entities or ():
-        cls = _ENTITY_CLASSES[item["type"]]
+        cls = _ENTITY_CLASSES.get(str(item.get("type")))
+        if cls is None:  # a kind the control API was given that MTProto has no class for
+            continue
         extra = {a: item[k] for a, k in _ENTITY_FIELDS.items() if k in item}
         if cls is types.MessageEntityPre:
             extra.setdefault("language", "")
