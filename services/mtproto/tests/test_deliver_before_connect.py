@@ -72,3 +72,35 @@ async def test_a_send_asked_for_before_the_holder_connects_is_served_and_erased(
             await eventually(erased, message="the served command erased from MTPROTO")
         finally:
             await bus.close()
+
+
+async def test_a_repeated_send_is_answered_with_its_chat_s_kind_as_the_first(
+    nats_url: str, postgres_url: str
+) -> None:
+    """A send asked for again (its sender timed out while the holder sent it) is answered
+    from its record: it named the chat's id only, and outbound took a channel's post for a
+    private chat. Both answers now say the channel and its title; one message went out."""
+    async with world(nats_url, postgres_url) as w:
+        ann, keys = w.fake.add_user("+15556660061", first_name="Ann", sessions=1)
+        channel = w.fake.add_channel("Ann's News", "ann_news_repeat", creator=ann)
+        base = await w.gateway(instance_id="g1")
+        await w.import_session(base, "repeat", keys[0].session)
+        bus = await Bus.connect(nats_url, name="repeat-sender")
+        try:
+            command = DeliverAsUser(
+                session_id="repeat",
+                message_id="repeat-1",
+                peer="@ann_news_repeat",
+                content=OutText(text="one post"),
+                deadline=datetime.now(UTC) + timedelta(seconds=60),
+            )
+            answers = [
+                DeliverResult.model_validate_json(await ask_holder(bus, command, "demo", 45))
+                for _ in range(2)
+            ]
+        finally:
+            await bus.close()
+        assert [(a.status, a.chat_type, a.chat_title) for a in answers] == [
+            ("sent", "channel", "Ann's News"),
+        ] * 2
+        assert [m["text"] for m in w.fake.messages(channel)] == ["one post"]

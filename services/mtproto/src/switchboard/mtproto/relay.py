@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from switchboard.events.catalog.common import Chat
 from switchboard.events.catalog.mtproto import (
     ChangeAsUser,
     DeliverAsUser,
@@ -269,8 +270,13 @@ class Relay:
         as it ended."""
         done = await self.state.send_record(workspace, cmd.message_id)
         if done is not None and done.status == "sent":
+            chat = await self._chat(client, cmd.peer)
             return DeliverResult(
-                status="sent", provider_message_id=done.provider_message_id, chat_id=done.chat_id
+                status="sent",
+                provider_message_id=done.provider_message_id,
+                chat_id=done.chat_id,
+                chat_type=None if chat is None else chat.type.value,
+                chat_title=None if chat is None else chat.title,
             )
         if done is not None and done.status == "failed":
             reason = done.reason or "refused"
@@ -327,6 +333,17 @@ class Relay:
             chat_type=chat.type.value,
             chat_title=chat.title,
         )
+
+    async def _chat(self, client: MtprotoClient, ref: str) -> Chat | None:
+        """The chat a repeated send went to, named again for its answer (what kind, which
+        title: a channel's post opens a channel's conversation), or None when Telegram
+        does not say now; the send itself is done either way."""
+        try:
+            return chat_of(await self.resolve(client, ref))
+        except (DisconnectedError, *_UNUSABLE):
+            raise
+        except MtprotoError:
+            return None
 
     async def read(self, update: OutboxRead) -> None:
         """Our messages in a chat were read up to ``max_id``: a read receipt for each."""
