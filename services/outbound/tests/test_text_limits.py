@@ -60,6 +60,10 @@ def shown(n: int) -> str:
         (Channel.TELEGRAM, OutMediaGroup(items=(photo("a"), photo(None), photo("c" * 1025))),
          "content.items.2.caption", 1024),
         (Channel.MTPROTO, OutText(text="x" * 4097), "content.text", 4096),
+        # a user account's markup is read by our parser: MarkdownV2 is measured as it shows
+        (Channel.MTPROTO, OutText(text="*x*" * 4096, parse_mode="MarkdownV2"), None, None),
+        (Channel.MTPROTO, OutText(text="*x*" * 4097, parse_mode="MarkdownV2"),
+         "content.text", 4096),
         (Channel.MTPROTO, photo("c" * 2000), None, None),  # Premium accounts take 2048
         (Channel.WHATSAPP, OutText(text="x" * 4097), "content.text", 4096),
         (Channel.WHATSAPP, OutText(text="x" * 4096), None, None),

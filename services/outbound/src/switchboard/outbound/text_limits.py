@@ -8,7 +8,9 @@ aiogram): with ``parse_mode`` HTML the tags do not count and an entity is one ch
 so what is measured is the text a reader sees. Markdown modes are not measured: their
 markup cannot be told from the text without Telegram's own parser (a link's URL is not
 shown, an escaped ``\\.`` is one character), and refusing a text Telegram would take is
-worse than a refusal from Telegram. A user account's caption is not measured either
+worse than a refusal from Telegram (a user account's markup is read by our own parser, which
+makes the entities it sends, so there MarkdownV2 is measured too). A user account's
+caption is not measured either
 (Premium accounts take 2048). WhatsApp takes a text body of at most 4096 characters
 (PROTOCOLS.md; pywa), and a caption, or the body of an interactive message (a text or
 caption with buttons), of at most 1024 (the Cloud API reference, as the sandbox's fake
@@ -33,6 +35,7 @@ from switchboard.events.catalog.outbound import (
     SendMessage,
 )
 from switchboard.runtime.button_limits import BODY_MAX
+from switchboard.runtime.markup import words
 from switchboard.runtime.media_kinds import CAPTION_MAX
 
 TELEGRAM_TEXT, WHATSAPP_TEXT, VIBER_TEXT = 4096, 4096, 7000
@@ -123,6 +126,10 @@ def too_long(cmd: SendMessage) -> TooLong | None:
     interactive = keyboard is not None and keyboard.type != "remove" and any(keyboard.rows)
     for field, text, mode, caption in _texts(cmd):
         limit = _limit(cmd.channel, caption, interactive)
+        if cmd.channel is Channel.MTPROTO and mode is not None:
+            # a user account sends the words our own parser reads (the gateway's entities),
+            # so a MarkdownV2 text is measured too
+            text, mode = words(text, mode), None
         if limit is not None and (over := _over(field, text, mode, *limit)) is not None:
             return over
     return None
